@@ -1,0 +1,29 @@
+// Hashes, HMAC, randomness and constant-time comparison (OpenSSL underneath).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace funcky::crypto {
+
+// Lower-case hex of the SHA-1 / SHA-256 digest of `data`.
+std::string Sha1Hex(std::string_view data);
+std::string Sha256Hex(std::string_view data);
+// Raw 32-byte SHA-256 digest.
+std::string Sha256(std::string_view data);
+// Lower-case hex of HMAC-SHA256(key, message).
+std::string HmacSha256Hex(std::string_view key, std::string_view message);
+
+std::string HexEncode(std::string_view bytes);
+// Decodes lower- or upper-case hex; nullopt on odd length or a non-hex character.
+std::optional<std::string> HexDecode(std::string_view hex);
+
+// `n` bytes from the OS's cryptographic random source.
+std::string RandomBytes(size_t n);
+
+// Compares in time that depends only on the lengths, never on where the inputs differ.
+bool ConstantTimeEqual(std::string_view a, std::string_view b);
+
+}  // namespace funcky::crypto

@@ -1,0 +1,167 @@
+#include "common/http_server.h"
+
+#include <atomic>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+namespace funcky {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+
+struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
+  Impl(asio::io_context& io, asio::thread_pool& pool, HttpServerOptions o, ServerHandler h)
+      : io(io), pool(pool), options(std::move(o)), handler(std::move(h)), acceptor(io) {}
+
+  asio::io_context& io;
+  asio::thread_pool& pool;
+  HttpServerOptions options;
+  ServerHandler handler;
+  tcp::acceptor acceptor;
+  std::atomic<bool> stopping{false};
+  uint16_t bound_port = 0;
+
+  static bhttp::response<bhttp::string_body> LimitError(int status, std::string_view code,
+                                                         std::string_view message) {
+    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(status), 11};
+    res.set(bhttp::field::content_type, "application/json");
+    res.body() = nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
+    res.keep_alive(false);
+    res.prepare_payload();
+    return res;
+  }
+
+  asio::awaitable<void> Session(tcp::socket socket) {
+    auto self = shared_from_this();
+    beast::tcp_stream stream(std::move(socket));
+    beast::flat_buffer buffer;
+    bool first = true;
+    while (!stopping) {
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.header_limit(options.max_header_bytes);
+      parser.body_limit(options.max_body_bytes);
+      // Wait for the first byte of a request up to the idle timeout, then the whole request
+      // must arrive within the request timeout.
+      stream.expires_after(first ? options.request_timeout : options.idle_timeout);
+      first = false;
+      auto [hec, hn] =
+          co_await bhttp::async_read_header(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      beast::error_code ec = hec;
+      if (!ec && !parser.is_done()) {
+        stream.expires_after(options.request_timeout);
+        auto [bec, bn] =
+            co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+        ec = bec;
+      }
+      if (ec) {
+        std::optional<bhttp::response<bhttp::string_body>> err;
+        if (ec == bhttp::error::body_limit) {
+          err = LimitError(413, "payload_too_large",
+                           "request body exceeds " + std::to_string(options.max_body_bytes) +
+                               " bytes");
+        } else if (ec == bhttp::error::header_limit) {
+          err = LimitError(431, "headers_too_large", "request headers are too large");
+        } else if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
+                   ec != asio::error::eof && ec != asio::error::connection_reset &&
+                   ec != asio::error::operation_aborted) {
+          err = LimitError(400, "bad_request", "malformed HTTP request: " + ec.message());
+        }
+        if (err) {
+          stream.expires_after(options.request_timeout);
+          co_await bhttp::async_write(stream, *err, asio::as_tuple(asio::use_awaitable));
+        }
+        break;
+      }
+      auto req = parser.release();
+      ServerRequest request;
+      request.method = std::string(req.method_string());
+      request.target = std::string(req.target());
+      for (const auto& field : req) {
+        request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+      }
+      request.body = std::move(req.body());
+      const bool keep_alive = req.keep_alive();
+
+      // Run the handler on the blocking pool and come back to this connection's executor.
+      std::optional<ServerResponse> out = co_await asio::co_spawn(
+          pool,
+          [this, &request]() -> asio::awaitable<std::optional<ServerResponse>> {
+            co_return handler(std::move(request));
+          },
+          asio::use_awaitable);
+
+      bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(out->status), 11};
+      res.set(bhttp::field::server, options.server_name);
+      for (const auto& [k, v] : out->headers) res.set(k, v);
+      res.body() = std::move(out->body);
+      res.keep_alive(keep_alive && !stopping);
+      res.prepare_payload();
+      stream.expires_after(options.request_timeout);
+      auto [wec, wn] = co_await bhttp::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+      if (wec || !res.keep_alive()) break;
+    }
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  asio::awaitable<void> Accept() {
+    auto self = shared_from_this();
+    while (!stopping) {
+      auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+      if (ec) {
+        if (stopping || ec == asio::error::operation_aborted) break;
+        continue;  // e.g. EMFILE: keep serving the connections we have
+      }
+      socket.set_option(tcp::no_delay(true));
+      asio::co_spawn(io, Session(std::move(socket)), asio::detached);
+    }
+  }
+};
+
+HttpServer::HttpServer(asio::io_context& io, asio::thread_pool& handler_pool,
+                       HttpServerOptions options, ServerHandler handler)
+    : impl_(std::make_shared<Impl>(io, handler_pool, std::move(options), std::move(handler))) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Status HttpServer::Start() {
+  beast::error_code ec;
+  auto address = asio::ip::make_address(impl_->options.address, ec);
+  if (ec) return InvalidArgument("bad listen address \"" + impl_->options.address + "\"");
+  tcp::endpoint endpoint(address, impl_->options.port);
+  auto& acc = impl_->acceptor;
+  acc.open(endpoint.protocol(), ec);
+  if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc.bind(endpoint, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Unavailable("cannot listen on " + impl_->options.address + ":" +
+                       std::to_string(impl_->options.port) + ": " + ec.message());
+  }
+  impl_->bound_port = acc.local_endpoint().port();
+  asio::co_spawn(impl_->io, impl_->Accept(), asio::detached);
+  return Status::Ok();
+}
+
+uint16_t HttpServer::port() const { return impl_->bound_port; }
+
+void HttpServer::Stop() {
+  if (impl_->stopping.exchange(true)) return;
+  asio::post(impl_->io, [impl = impl_] {
+    beast::error_code ignored;
+    impl->acceptor.close(ignored);
+  });
+}
+
+}  // namespace funcky

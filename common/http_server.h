@@ -1,0 +1,69 @@
+// An HTTP/1.1 server on Boost.Beast: one coroutine per connection, a deadline on every read
+// and write, limits on header and body size, and handlers run off the I/O threads.
+//
+// Handlers may block (database, user code): they run on `handler_pool`, never on the
+// io_context. The server answers limit violations itself with a JSON error:
+// 413 (body too large), 431 (headers too large), 400 (malformed request).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/http_client.h"
+#include "common/status.h"
+
+namespace boost::asio {
+class io_context;
+class thread_pool;
+}  // namespace boost::asio
+
+namespace funcky {
+
+struct ServerRequest {
+  std::string method;
+  std::string target;
+  Headers headers;
+  std::string body;
+};
+
+struct ServerResponse {
+  int status = 200;
+  Headers headers;
+  std::string body;
+};
+
+using ServerHandler = std::function<ServerResponse(ServerRequest)>;
+
+struct HttpServerOptions {
+  std::string address = "127.0.0.1";
+  uint16_t port = 0;  // 0: any free port (see HttpServer::port)
+  size_t max_body_bytes = 3 << 20;
+  uint32_t max_header_bytes = 16 << 10;
+  // A client must deliver a whole request within this time, and read a response.
+  std::chrono::milliseconds request_timeout{30'000};
+  std::chrono::milliseconds idle_timeout{75'000};  // between requests on a keep-alive connection
+  std::string server_name = "funcky";
+};
+
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& io, boost::asio::thread_pool& handler_pool,
+             HttpServerOptions options, ServerHandler handler);
+  ~HttpServer();
+
+  // Binds and starts accepting. kUnavailable when the address cannot be bound.
+  Status Start();
+  // The bound port (after Start).
+  uint16_t port() const;
+  // Stops accepting; connections close after the response in progress. Thread-safe.
+  void Stop();
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace funcky

@@ -1,0 +1,173 @@
+#include "common/jcs.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace funcky {
+
+namespace {
+
+// UTF-16 code units of a UTF-8 string, for ordering object keys as RFC 8785 §3.2.3 asks.
+std::u16string Utf16(std::string_view s) {
+  std::u16string out;
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = s[i];
+    uint32_t cp;
+    int len;
+    if (c < 0x80) {
+      cp = c, len = 1;
+    } else if ((c >> 5) == 0x6) {
+      cp = c & 0x1f, len = 2;
+    } else if ((c >> 4) == 0xe) {
+      cp = c & 0x0f, len = 3;
+    } else {
+      cp = c & 0x07, len = 4;
+    }
+    for (int k = 1; k < len && i + k < s.size(); ++k) cp = cp << 6 | (s[i + k] & 0x3f);
+    i += len;
+    if (cp >= 0x10000) {
+      cp -= 0x10000;
+      out.push_back(static_cast<char16_t>(0xd800 + (cp >> 10)));
+      out.push_back(static_cast<char16_t>(0xdc00 + (cp & 0x3ff)));
+    } else {
+      out.push_back(static_cast<char16_t>(cp));
+    }
+  }
+  return out;
+}
+
+void AppendString(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out.push_back(kHex[c >> 4]);
+          out.push_back(kHex[c & 0xf]);
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+// ECMAScript Number::toString for a finite double (ECMA-262 §6.1.6.1.20), built on the
+// shortest round-trip digits that std::to_chars gives.
+void AppendDouble(std::string& out, double v) {
+  if (v == 0) {  // both +0 and -0 print as 0
+    out.push_back('0');
+    return;
+  }
+  if (v < 0) {
+    out.push_back('-');
+    v = -v;
+  }
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+  std::string_view sci(buf, res.ptr - buf);  // d.ddde±XX
+  size_t e_pos = sci.find('e');
+  std::string digits;
+  for (char c : sci.substr(0, e_pos)) {
+    if (c != '.') digits.push_back(c);
+  }
+  while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+  int exp10 = 0;
+  std::from_chars(sci.data() + e_pos + 1 + (sci[e_pos + 1] == '+'), sci.data() + sci.size(),
+                  exp10);
+  const int k = static_cast<int>(digits.size());
+  const int n = exp10 + 1;  // position of the decimal point relative to the digits
+  if (k <= n && n <= 21) {
+    out += digits;
+    out.append(n - k, '0');
+  } else if (0 < n && n <= 21) {
+    out += digits.substr(0, n);
+    out.push_back('.');
+    out += digits.substr(n);
+  } else if (-6 < n && n <= 0) {
+    out += "0.";
+    out.append(-n, '0');
+    out += digits;
+  } else {
+    out.push_back(digits[0]);
+    if (k > 1) {
+      out.push_back('.');
+      out += digits.substr(1);
+    }
+    out.push_back('e');
+    out.push_back(n - 1 >= 0 ? '+' : '-');
+    out += std::to_string(std::abs(n - 1));
+  }
+}
+
+Status Append(std::string& out, const nlohmann::json& v) {
+  using T = nlohmann::json::value_t;
+  switch (v.type()) {
+    case T::null: out += "null"; break;
+    case T::boolean: out += v.get<bool>() ? "true" : "false"; break;
+    case T::number_integer: out += std::to_string(v.get<int64_t>()); break;
+    case T::number_unsigned: out += std::to_string(v.get<uint64_t>()); break;
+    case T::number_float: {
+      double d = v.get<double>();
+      if (!std::isfinite(d)) return InvalidArgument("JSON cannot carry a non-finite number");
+      AppendDouble(out, d);
+      break;
+    }
+    case T::string: AppendString(out, v.get_ref<const std::string&>()); break;
+    case T::array: {
+      out.push_back('[');
+      bool first = true;
+      for (const auto& e : v) {
+        if (!first) out.push_back(',');
+        first = false;
+        RETURN_IF_ERROR(Append(out, e));
+      }
+      out.push_back(']');
+      break;
+    }
+    case T::object: {
+      std::vector<std::pair<std::u16string, const std::string*>> keys;
+      keys.reserve(v.size());
+      for (auto it = v.begin(); it != v.end(); ++it) keys.emplace_back(Utf16(it.key()), &it.key());
+      std::sort(keys.begin(), keys.end());
+      out.push_back('{');
+      bool first = true;
+      for (const auto& [utf16, key] : keys) {
+        if (!first) out.push_back(',');
+        first = false;
+        AppendString(out, *key);
+        out.push_back(':');
+        RETURN_IF_ERROR(Append(out, v.at(*key)));
+      }
+      out.push_back('}');
+      break;
+    }
+    case T::binary:
+    case T::discarded: return InvalidArgument("value is not JSON");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::string> CanonicalJson(const nlohmann::json& value) {
+  std::string out;
+  RETURN_IF_ERROR(Append(out, value));
+  return out;
+}
+
+}  // namespace funcky

@@ -1,0 +1,21 @@
+// JSON Canonicalization Scheme (RFC 8785).
+//
+// Request signatures are computed over the JCS form of a body (PROTOCOL.md §7): the
+// receiver parses the JSON and re-serialises it canonically before the HMAC, so both sides
+// must produce byte-identical text for the same value.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/status.h"
+
+namespace funcky {
+
+// Canonical text of `value`: object members sorted by their UTF-16 code units, no white
+// space, numbers as ECMAScript's Number.prototype.toString, strings with the minimal escapes.
+// Fails with kInvalidArgument on a non-finite number (JSON cannot carry it).
+Result<std::string> CanonicalJson(const nlohmann::json& value);
+
+}  // namespace funcky

@@ -1,0 +1,102 @@
+#include "common/ops.h"
+
+#include <array>
+#include <utility>
+
+namespace funcky {
+
+namespace {
+
+constexpr std::array<std::pair<OpCode, std::string_view>, 17> kNames = {{
+    {OpCode::kStep, "Step"},
+    {OpCode::kStepRun, "StepRun"},
+    {OpCode::kStepError, "StepError"},
+    {OpCode::kStepPlanned, "StepPlanned"},
+    {OpCode::kSleep, "Sleep"},
+    {OpCode::kWaitForEvent, "WaitForEvent"},
+    {OpCode::kInvokeFunction, "InvokeFunction"},
+    {OpCode::kAIGateway, "AIGateway"},
+    {OpCode::kGateway, "Gateway"},
+    {OpCode::kWaitForSignal, "WaitForSignal"},
+    {OpCode::kRunComplete, "RunComplete"},
+    {OpCode::kStepFailed, "StepFailed"},
+    {OpCode::kSyncRunComplete, "SyncRunComplete"},
+    {OpCode::kDiscoveryRequest, "DiscoveryRequest"},
+    {OpCode::kDeferAdd, "DeferAdd"},
+    {OpCode::kDeferAbort, "DeferAbort"},
+    {OpCode::kStepNotFound, "StepNotFound"},
+}};
+
+}  // namespace
+
+std::string_view OpCodeName(OpCode code) {
+  for (const auto& [c, name] : kNames) {
+    if (c == code) return name;
+  }
+  return "Unknown";
+}
+
+std::optional<OpCode> ParseOpCode(std::string_view name) {
+  for (const auto& [c, n] : kNames) {
+    if (n == name) return c;
+  }
+  return std::nullopt;
+}
+
+std::string Op::DisplayName() const {
+  if (!display_name.empty()) return display_name;
+  if (!name.empty()) return name;
+  if (userland.is_object() && userland.contains("id") && userland["id"].is_string()) {
+    return userland["id"].get<std::string>();
+  }
+  return id;
+}
+
+Result<std::vector<Op>> ParseOps(std::string_view body) {
+  nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return InvalidArgument("op list is not valid JSON");
+  if (!doc.is_array()) return InvalidArgument("op list is not a JSON array");
+  std::vector<Op> ops;
+  ops.reserve(doc.size());
+  for (size_t i = 0; i < doc.size(); ++i) {
+    const auto& j = doc[i];
+    std::string where = "op " + std::to_string(i);
+    if (!j.is_object()) return InvalidArgument(where + " is not an object");
+    auto id = j.find("id");
+    auto op = j.find("op");
+    if (id == j.end() || !id->is_string() || id->get_ref<const std::string&>().empty()) {
+      return InvalidArgument(where + " has no string \"id\"");
+    }
+    if (op == j.end() || !op->is_string()) return InvalidArgument(where + " has no string \"op\"");
+    auto code = ParseOpCode(op->get_ref<const std::string&>());
+    if (!code) return InvalidArgument(where + " has unknown op \"" + op->get<std::string>() + "\"");
+    Op out;
+    out.id = id->get<std::string>();
+    out.code = *code;
+    auto str = [&](const char* key) -> std::string {
+      auto it = j.find(key);
+      return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    out.name = str("name");
+    out.display_name = str("displayName");
+    if (auto it = j.find("opts"); it != j.end()) out.opts = *it;
+    if (auto it = j.find("data"); it != j.end()) out.data = *it;
+    if (auto it = j.find("error"); it != j.end()) out.error = *it;
+    if (auto it = j.find("userland"); it != j.end()) out.userland = *it;
+    ops.push_back(std::move(out));
+  }
+  return ops;
+}
+
+nlohmann::json OpToJson(const Op& op) {
+  nlohmann::json j = {{"id", op.id}, {"op", std::string(OpCodeName(op.code))}};
+  if (!op.name.empty()) j["name"] = op.name;
+  if (!op.display_name.empty()) j["displayName"] = op.display_name;
+  j["opts"] = op.opts.is_null() ? nlohmann::json::object() : op.opts;
+  j["data"] = op.data;
+  if (!op.error.is_null()) j["error"] = op.error;
+  if (!op.userland.is_null()) j["userland"] = op.userland;
+  return j;
+}
+
+}  // namespace funcky

@@ -1,0 +1,60 @@
+// The op list a host answers with in a 206 (PROTOCOL.md §5.2).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace funcky {
+
+enum class OpCode {
+  kStep,           // legacy v0: data may be wrapped already
+  kStepRun,        // a step ran in this request; data is its (unwrapped) return value
+  kStepError,      // a step threw and may be retried
+  kStepPlanned,    // a step was found but not run
+  kSleep,          // step.sleep: duration in `name` (or opts.duration)
+  kWaitForEvent,   // step.wait_for_event
+  kInvokeFunction, // step.invoke
+  kAIGateway,
+  kGateway,
+  kWaitForSignal,
+  kRunComplete,    // the function finished; data is its return value
+  kStepFailed,     // a step threw on its last attempt or with a non-retriable error
+  kSyncRunComplete,
+  kDiscoveryRequest,
+  kDeferAdd,
+  kDeferAbort,
+  kStepNotFound,
+};
+
+std::string_view OpCodeName(OpCode code);
+// nullopt for a name that is not an opcode of the protocol.
+std::optional<OpCode> ParseOpCode(std::string_view name);
+
+struct Op {
+  std::string id;  // hashed step id
+  OpCode code = OpCode::kStepRun;
+  std::string name;
+  std::string display_name;
+  nlohmann::json opts;      // object or null
+  nlohmann::json data;      // null when absent
+  nlohmann::json error;     // null when absent
+  nlohmann::json userland;  // {"id": raw id, "index": n} or null
+
+  // `displayName`, else `name`, else `userland.id`, else the hashed id.
+  std::string DisplayName() const;
+};
+
+// Parses a 206 body. kInvalidArgument when it is not a JSON array of objects each with a
+// string `id` and a known string `op` (unknown keys are ignored).
+Result<std::vector<Op>> ParseOps(std::string_view body);
+
+// The JSON form of an op, as a host sends it.
+nlohmann::json OpToJson(const Op& op);
+
+}  // namespace funcky

@@ -1,0 +1,76 @@
+#include "common/ulid.h"
+
+#include <charconv>
+
+#include "common/crypto.h"
+
+namespace funcky {
+
+namespace {
+
+constexpr char kCrockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+std::optional<std::string> Base64Decode(std::string_view in) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+  };
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    if (c == '=') break;
+    int v = value(c);
+    if (v < 0) return std::nullopt;
+    acc = acc << 6 | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string MakeUlid(uint64_t unix_ms, std::string_view entropy10) {
+  unsigned char bytes[16];
+  for (int i = 0; i < 6; ++i) bytes[i] = static_cast<unsigned char>(unix_ms >> (8 * (5 - i)));
+  for (int i = 0; i < 10; ++i) bytes[6 + i] = static_cast<unsigned char>(entropy10[i]);
+  // 128 bits as 26 base32 characters; the first character carries only 3 bits.
+  std::string out(26, '0');
+  unsigned __int128 v = 0;
+  for (unsigned char b : bytes) v = v << 8 | b;
+  for (int i = 25; i >= 0; --i) {
+    out[i] = kCrockford[static_cast<int>(v & 31)];
+    v >>= 5;
+  }
+  return out;
+}
+
+std::string NewUlid(uint64_t unix_ms) { return MakeUlid(unix_ms, crypto::RandomBytes(10)); }
+
+std::optional<std::string> UlidFromSeed(std::string_view seed_header, uint32_t index) {
+  size_t comma = seed_header.find(',');
+  if (comma == std::string_view::npos) return std::nullopt;
+  uint64_t ms = 0;
+  auto [end, ec] = std::from_chars(seed_header.data(), seed_header.data() + comma, ms);
+  if (ec != std::errc() || end != seed_header.data() + comma) return std::nullopt;
+  auto entropy = Base64Decode(seed_header.substr(comma + 1));
+  if (!entropy || entropy->size() != 10) return std::nullopt;
+  uint32_t tail = 0;
+  for (int i = 6; i < 10; ++i) tail = tail << 8 | static_cast<unsigned char>((*entropy)[i]);
+  tail += index;  // wraps like the Go server's uint32 addition
+  for (int i = 9; i >= 6; --i) {
+    (*entropy)[i] = static_cast<char>(tail & 0xff);
+    tail >>= 8;
+  }
+  return MakeUlid(ms, *entropy);
+}
+
+}  // namespace funcky

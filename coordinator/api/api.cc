@@ -1,0 +1,109 @@
+#include "coordinator/api/api.h"
+
+#include "common/crypto.h"
+
+namespace funcky::api {
+
+using http::ErrorResponse;
+using http::JsonResponse;
+using http::Request;
+using http::Response;
+
+Api::Api(ApiOptions options, store::Store& store, const Clock& clock,
+         std::function<void()> on_new_work, std::function<std::string()> extra_metrics)
+    : options_(std::move(options)),
+      store_(store),
+      clock_(clock),
+      on_new_work_(std::move(on_new_work)),
+      extra_metrics_(std::move(extra_metrics)) {}
+
+void Api::Register(http::Router& router) {
+  router.Add("POST", "/fn/register", [this](const Request& r) { return HandleRegister(r); });
+  router.Add("POST", "/e/{key}", [this](const Request& r) { return HandleEvents(r, r.param("key")); });
+  router.Add("POST", "/v1/events", [this](const Request& r) {
+    std::string_view auth = r.header("Authorization");
+    constexpr std::string_view kBearer = "Bearer ";
+    std::string_view key = auth.substr(0, kBearer.size()) == kBearer ? auth.substr(kBearer.size())
+                                                                     : std::string_view();
+    return HandleEvents(r, key);
+  });
+  router.Add("GET", "/v1/events", [this](const Request& r) { return HandleListEvents(r); });
+  router.Add("GET", "/v1/events/{id}", [this](const Request& r) { return HandleGetEvent(r); });
+  router.Add("GET", "/v1/runs", [this](const Request& r) { return HandleListRuns(r); });
+  router.Add("GET", "/v1/runs/{id}", [this](const Request& r) { return HandleGetRun(r); });
+  router.Add("GET", "/v1/functions", [this](const Request& r) { return HandleListFunctions(r); });
+  router.Add("GET", "/healthz", [this](const Request& r) { return HandleHealth(r); });
+  router.Add("GET", "/readyz", [this](const Request& r) { return HandleReady(r); });
+  router.Add("GET", "/metrics", [this](const Request& r) { return HandleMetrics(r); });
+  router.Add("GET", "/", [this](const Request& r) { return HandleIndex(r); });
+}
+
+bool Api::EventKeyAccepted(std::string_view key) const {
+  if (options_.event_keys.empty()) return true;
+  bool ok = false;
+  for (const auto& k : options_.event_keys) ok |= crypto::ConstantTimeEqual(key, k);
+  return ok;
+}
+
+std::optional<Response> Api::CheckApiToken(const Request& req) const {
+  if (options_.api_token.empty()) return std::nullopt;
+  std::string_view auth = req.header("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (auth.substr(0, kBearer.size()) == kBearer &&
+      crypto::ConstantTimeEqual(auth.substr(kBearer.size()), options_.api_token)) {
+    return std::nullopt;
+  }
+  return ErrorResponse(401, "unauthenticated", "a valid API token is required (Authorization: Bearer …)");
+}
+
+Result<std::vector<store::FunctionRecord>> Api::Functions(bool refresh) {
+  std::lock_guard lock(cache_mu_);
+  TimePoint now = clock_.Now();
+  if (refresh || !functions_loaded_ || now - functions_loaded_at_ >= options_.function_cache_ttl) {
+    ASSIGN_OR_RETURN(functions_, store_.ListFunctions());
+    functions_loaded_ = true;
+    functions_loaded_at_ = now;
+  }
+  return functions_;
+}
+
+Response Api::HandleHealth(const Request&) { return JsonResponse(200, {{"status", "ok"}}); }
+
+Response Api::HandleReady(const Request&) {
+  Status s = store_.Ping();
+  if (!s.ok()) return ErrorResponse(Unavailable("database not reachable: " + s.message()));
+  return JsonResponse(200, {{"status", "ready"}});
+}
+
+Response Api::HandleMetrics(const Request&) {
+  std::string out;
+  auto counter = [&](const char* name, const char* help, int64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
+           " " + std::to_string(v) + "\n";
+  };
+  counter("funcky_events_accepted_total", "Events stored.", counters_.events_accepted);
+  counter("funcky_events_duplicate_total", "Events ignored as duplicates of a stored id.",
+          counters_.events_duplicate);
+  counter("funcky_runs_started_total", "Runs started by events.", counters_.runs_started);
+  if (auto depth = store_.QueueDepth(); depth.ok()) {
+    out += "# HELP funcky_queue_depth Queue items (due, leased or scheduled).\n"
+           "# TYPE funcky_queue_depth gauge\nfuncky_queue_depth " +
+           std::to_string(*depth) + "\n";
+  }
+  if (extra_metrics_) out += extra_metrics_();
+  Response r;
+  r.status = 200;
+  r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
+  r.body = std::move(out);
+  return r;
+}
+
+Response Api::HandleIndex(const Request&) {
+  return JsonResponse(200, {{"name", "funcky"},
+                            {"dev_mode", options_.dev_mode},
+                            {"api", {"/v1/runs", "/v1/events", "/v1/functions"}},
+                            {"health", "/healthz"},
+                            {"metrics", "/metrics"}});
+}
+
+}  // namespace funcky::api

@@ -1,0 +1,83 @@
+// The coordinator's HTTP API (DESIGN.md "Interfaces the user sees"): SDK sync, event
+// intake, the runs API, health and metrics. Handlers are plain functions of a Request
+// (coordinator/http/router.h); they block on the store and run on the blocking pool.
+#pragma once
+
+#include <functional>
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "coordinator/http/router.h"
+#include "coordinator/store/store.h"
+
+namespace funcky::api {
+
+struct ApiOptions {
+  bool dev_mode = false;
+  // Accepted event keys; empty: any key is accepted (dev mode, or an open coordinator).
+  std::vector<std::string> event_keys;
+  // Signing key (and fallback) that SDKs prove with their bearer token on /fn/register.
+  // Empty: registration is not authenticated.
+  std::string signing_key;
+  std::string signing_key_fallback;
+  // Bearer token required on /v1/runs…; empty: the runs API is open.
+  std::string api_token;
+  size_t max_events_per_request = 5000;
+  size_t max_event_bytes = 512 << 10;
+  // How long the list of functions used for fan-out may be stale; a sync on this
+  // coordinator refreshes it at once.
+  std::chrono::milliseconds function_cache_ttl{1000};
+};
+
+// Counters shown on /metrics.
+struct ApiCounters {
+  std::atomic<int64_t> events_accepted{0};
+  std::atomic<int64_t> events_duplicate{0};
+  std::atomic<int64_t> runs_started{0};
+};
+
+class Api {
+ public:
+  // `on_new_work` is called after events that started runs are stored (wakes executors).
+  // `extra_metrics` appends Prometheus lines of other components.
+  Api(ApiOptions options, store::Store& store, const Clock& clock,
+      std::function<void()> on_new_work, std::function<std::string()> extra_metrics = {});
+
+  void Register(http::Router& router);
+
+  http::Response HandleRegister(const http::Request& req);
+  http::Response HandleEvents(const http::Request& req, std::string_view key);
+  http::Response HandleListRuns(const http::Request& req);
+  http::Response HandleGetRun(const http::Request& req);
+  http::Response HandleListEvents(const http::Request& req);
+  http::Response HandleGetEvent(const http::Request& req);
+  http::Response HandleListFunctions(const http::Request& req);
+  http::Response HandleHealth(const http::Request& req);
+  http::Response HandleReady(const http::Request& req);
+  http::Response HandleMetrics(const http::Request& req);
+  http::Response HandleIndex(const http::Request& req);
+
+ private:
+  bool EventKeyAccepted(std::string_view key) const;
+  // nullopt when the request may use /v1/*, else the 401 to send.
+  std::optional<http::Response> CheckApiToken(const http::Request& req) const;
+  Result<std::vector<store::FunctionRecord>> Functions(bool refresh);
+
+  ApiOptions options_;
+  store::Store& store_;
+  const Clock& clock_;
+  std::function<void()> on_new_work_;
+  std::function<std::string()> extra_metrics_;
+  ApiCounters counters_;
+
+  std::mutex cache_mu_;
+  std::vector<store::FunctionRecord> functions_;  // GUARDED_BY(cache_mu_)
+  TimePoint functions_loaded_at_{};               // GUARDED_BY(cache_mu_)
+  bool functions_loaded_ = false;                 // GUARDED_BY(cache_mu_)
+};
+
+}  // namespace funcky::api

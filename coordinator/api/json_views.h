@@ -1,0 +1,22 @@
+// JSON shapes of the /v1 API, shared by its handlers.
+#pragma once
+
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "coordinator/store/store.h"
+
+namespace funcky::api {
+
+// RFC 3339 UTC with milliseconds.
+std::string FormatTime(int64_t unix_ms);
+// A page size: default 50, 1..500. kInvalidArgument otherwise.
+Result<int> ParseLimit(std::string_view text);
+
+nlohmann::json RunJson(const store::RunRecord& run);
+nlohmann::json EventJson(const store::EventRecord& event);
+nlohmann::json FunctionJson(const store::FunctionRecord& fn);
+
+}  // namespace funcky::api

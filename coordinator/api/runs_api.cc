@@ -1,0 +1,127 @@
+// GET /v1/runs, /v1/runs/{id}, /v1/functions.
+#include <map>
+#include <set>
+
+#include "coordinator/api/api.h"
+#include "coordinator/api/json_views.h"
+
+namespace funcky::api {
+
+using http::ErrorResponse;
+using http::JsonResponse;
+using http::Request;
+using http::Response;
+using store::Json;
+
+Response Api::HandleListRuns(const Request& req) {
+  if (auto denied = CheckApiToken(req)) return *denied;
+  store::RunFilter filter;
+  filter.function_id = req.query("function");
+  filter.status = req.query("status");
+  filter.cursor = req.query("cursor");
+  if (!filter.status.empty()) {
+    static const std::set<std::string> kStatuses = {
+        store::kQueued,    store::kRunning, store::kSleeping, store::kWaiting,
+        store::kCompleted, store::kFailed,  store::kCancelled};
+    if (!kStatuses.count(filter.status)) {
+      return ErrorResponse(InvalidArgument(
+          "status must be one of queued, running, sleeping, waiting, completed, failed, "
+          "cancelled"));
+    }
+  }
+  auto limit = ParseLimit(req.query("limit"));
+  if (!limit.ok()) return ErrorResponse(limit.status());
+  filter.limit = *limit;
+  auto runs = store_.ListRuns(filter);
+  if (!runs.ok()) return ErrorResponse(runs.status());
+  Json data = Json::array();
+  for (const auto& r : *runs) data.push_back(RunJson(r));
+  Json cursor = nullptr;
+  if (static_cast<int>(runs->size()) == filter.limit) cursor = runs->back().id;
+  return JsonResponse(200, {{"data", data}, {"cursor", cursor}});
+}
+
+Response Api::HandleGetRun(const Request& req) {
+  if (auto denied = CheckApiToken(req)) return *denied;
+  const std::string& id = req.param("id");
+  auto run = store_.GetRun(id);
+  if (!run.ok()) return ErrorResponse(run.status());
+  auto steps = store_.GetSteps(id);
+  if (!steps.ok()) return ErrorResponse(steps.status());
+  auto attempts = store_.GetAttempts(id);
+  if (!attempts.ok()) return ErrorResponse(attempts.status());
+  auto event = store_.GetEvent(run->event_id);
+  if (!event.ok()) return ErrorResponse(event.status());
+
+  // One entry per step: memoized steps in stack order, then steps still being retried.
+  std::map<std::string, std::vector<const store::AttemptRecord*>> by_step;
+  for (const auto& a : *attempts) by_step[a.step_id].push_back(&a);
+  auto attempts_json = [&](const std::string& step_id) {
+    Json out = Json::array();
+    for (const auto* a : by_step[step_id]) {
+      out.push_back({{"attempt", a->attempt},
+                     {"outcome", a->outcome},
+                     {"error", a->error},
+                     {"started_at", FormatTime(a->started_at_ms)},
+                     {"ended_at", FormatTime(a->ended_at_ms)},
+                     {"duration_ms", a->ended_at_ms - a->started_at_ms}});
+    }
+    return out;
+  };
+  Json steps_json = Json::array();
+  std::set<std::string> memoized;
+  for (const auto& s : *steps) {
+    memoized.insert(s.step_id);
+    Json a = attempts_json(s.step_id);
+    Json j = {{"id", s.step_id},
+              {"name", s.name},
+              {"status", s.status},
+              {"attempts", a.size()},
+              {"attempt_log", a},
+              {"output", s.memo.is_object() && s.memo.contains("data") ? s.memo["data"] : Json(nullptr)},
+              {"error", s.memo.is_object() && s.memo.contains("error") ? s.memo["error"] : Json(nullptr)},
+              {"ended_at", FormatTime(s.created_at_ms)}};
+    if (!a.empty()) j["started_at"] = a.front()["started_at"];
+    steps_json.push_back(std::move(j));
+  }
+  for (const auto& [step_id, list] : by_step) {
+    if (memoized.count(step_id)) continue;
+    Json a = attempts_json(step_id);
+    steps_json.push_back({{"id", step_id},
+                          {"name", list.front()->name},
+                          {"status", store::IsTerminalStatus(run->status) ? "failed" : "retrying"},
+                          {"attempts", a.size()},
+                          {"attempt_log", a},
+                          {"output", nullptr},
+                          {"error", list.back()->error},
+                          {"started_at", a.front()["started_at"]}});
+  }
+  Json j = RunJson(*run);
+  j["event"] = EventJson(*event);
+  j["steps"] = std::move(steps_json);
+  return JsonResponse(200, {{"data", j}});
+}
+
+Response Api::HandleListFunctions(const Request& req) {
+  if (auto denied = CheckApiToken(req)) return *denied;
+  auto functions = store_.ListFunctions();
+  if (!functions.ok()) return ErrorResponse(functions.status());
+  auto apps = store_.ListApps();
+  if (!apps.ok()) return ErrorResponse(apps.status());
+  std::map<std::string, const store::AppRecord*> app_by_id;
+  for (const auto& a : *apps) app_by_id[a.id] = &a;
+  Json data = Json::array();
+  for (const auto& f : *functions) {
+    Json j = FunctionJson(f);
+    if (auto it = app_by_id.find(f.app_id); it != app_by_id.end()) {
+      j["app"] = {{"id", it->second->id},
+                  {"url", it->second->url},
+                  {"sdk", it->second->sdk},
+                  {"synced_at", FormatTime(it->second->synced_at_ms)}};
+    }
+    data.push_back(std::move(j));
+  }
+  return JsonResponse(200, {{"data", data}});
+}
+
+}  // namespace funcky::api

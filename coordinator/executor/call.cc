@@ -1,0 +1,95 @@
+#include "coordinator/executor/call.h"
+
+#include <algorithm>
+
+#include "common/jcs.h"
+#include "common/signing.h"
+#include "common/step_id.h"
+#include "common/url.h"
+#include "coordinator/scheduler/backoff.h"
+
+namespace funcky::executor {
+
+using store::Json;
+
+Result<std::string> FunctionUrl(const Json& config) {
+  const Json* url = nullptr;
+  if (auto steps = config.find("steps"); steps != config.end() && steps->is_object()) {
+    for (const auto& step : *steps) {
+      auto runtime = step.find("runtime");
+      if (runtime != step.end() && runtime->is_object()) {
+        auto u = runtime->find("url");
+        if (u != runtime->end() && u->is_string()) url = &*u;
+      }
+      break;  // one step entry ("step") per function in the protocol
+    }
+  }
+  if (!url) return InvalidArgument("function config has no steps.step.runtime.url");
+  return url->get<std::string>();
+}
+
+int FunctionRetries(const Json& config) {
+  int retries = scheduler::kDefaultRetries;
+  if (auto steps = config.find("steps"); steps != config.end() && steps->is_object()) {
+    for (const auto& step : *steps) {
+      auto r = step.find("retries");
+      if (r != step.end() && r->is_object()) {
+        auto a = r->find("attempts");
+        if (a != r->end() && a->is_number_integer()) retries = a->get<int>();
+      }
+      break;
+    }
+  }
+  return std::clamp(retries, 0, scheduler::kMaxRetries);
+}
+
+Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueItem& item,
+                              const CallOptions& options, TimePoint now) {
+  ASSIGN_OR_RETURN(std::string base_url, FunctionUrl(state.function.config));
+  Json steps = Json::object();
+  Json stack = Json::array();
+  for (const auto& step : state.steps) {
+    steps[step.step_id] = step.memo;
+    stack.push_back(step.step_id);
+  }
+  Json events = Json::array();
+  for (const auto& e : state.events) events.push_back(e);
+  if (events.empty()) return FailedPrecondition("run " + state.run.id + " has no event");
+  const int max_attempts = FunctionRetries(state.function.config) + 1;
+  Json body = {
+      {"event", events[0]},
+      {"events", events},
+      {"steps", steps},
+      {"ctx",
+       {{"run_id", state.run.id},
+        {"attempt", item.attempt},
+        {"max_attempts", max_attempts},
+        {"disable_immediate_execution", false},
+        {"use_api", false},
+        {"stack", {{"stack", stack}, {"current", stack.size()}}},
+        {"step_id", item.step_id},
+        {"env", ""}}},
+      {"version", state.run.req_version},
+      {"use_api", false},
+  };
+  ASSIGN_OR_RETURN(std::string canonical, CanonicalJson(body));
+
+  HttpRequest req;
+  req.method = "POST";
+  req.url = SetQueryParam(base_url, "stepId", item.step_id);
+  req.headers = {{"Content-Type", "application/json"},
+                 {"X-Run-ID", state.run.id},
+                 {"X-Inngest-Step-ID", item.step_id}};
+  if (state.run.req_version >= 0) {
+    req.headers.emplace_back("x-inngest-req-version", std::to_string(state.run.req_version));
+  }
+  if (!options.signing_key.empty()) {
+    req.headers.emplace_back("X-Inngest-Signature",
+                             signing::SignatureHeader(canonical, options.signing_key,
+                                                      UnixSeconds(now)));
+  }
+  req.body = std::move(canonical);
+  return req;
+}
+
+}  // namespace funcky::executor

@@ -1,0 +1,194 @@
+#include "coordinator/executor/executor.h"
+
+#include <random>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include "coordinator/executor/transition.h"
+
+namespace funcky::executor {
+
+namespace asio = boost::asio;
+
+namespace {
+
+class HttpTransport final : public HostTransport {
+ public:
+  explicit HttpTransport(HttpClient& client) : client_(client) {}
+  asio::awaitable<Result<HttpResponse>> Call(HttpRequest request) override {
+    co_return co_await client_.Call(std::move(request));
+  }
+
+ private:
+  HttpClient& client_;
+};
+
+}  // namespace
+
+std::unique_ptr<HostTransport> MakeHttpTransport(HttpClient& client) {
+  return std::make_unique<HttpTransport>(client);
+}
+
+struct Executor::Impl : std::enable_shared_from_this<Impl> {
+  Impl(asio::io_context& io, asio::thread_pool& blocking, store::QueueStore& queue,
+       const Clock& clock, HostTransport& transport, ExecutorOptions options)
+      : io(io),
+        blocking(blocking),
+        queue(queue),
+        clock(clock),
+        transport(transport),
+        options(std::move(options)),
+        timer(io) {}
+
+  asio::io_context& io;
+  asio::thread_pool& blocking;
+  store::QueueStore& queue;
+  const Clock& clock;
+  HostTransport& transport;
+  ExecutorOptions options;
+  asio::steady_timer timer;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> wake_pending{false};
+  std::atomic<int> in_flight{0};
+  ExecutorStats stats;
+
+  // Runs `fn` on the blocking pool and resumes on the io_context.
+  template <typename Fn>
+  asio::awaitable<std::invoke_result_t<Fn>> Offload(Fn fn) {
+    co_return co_await asio::co_spawn(
+        blocking, [fn = std::move(fn)]() mutable -> asio::awaitable<std::invoke_result_t<Fn>> {
+          co_return fn();
+        },
+        asio::use_awaitable);
+  }
+
+  void Wake() {
+    wake_pending = true;
+    asio::post(io, [self = shared_from_this()] { self->timer.cancel(); });
+  }
+
+  asio::awaitable<void> Dispatch() {
+    auto self = shared_from_this();
+    bool backoff_on_error = false;
+    while (!stopping) {
+      wake_pending = false;
+      int free = options.max_in_flight - in_flight.load();
+      bool full_batch = false;
+      if (free > 0) {
+        int want = std::min(free, options.claim_batch);
+        auto claimed = co_await Offload(
+            [this, want] { return queue.Claim(want, clock.Now(), options.lease); });
+        if (!claimed.ok()) {
+          spdlog::warn("claiming work failed: {}", claimed.status().ToString());
+          backoff_on_error = true;
+        } else {
+          backoff_on_error = false;
+          full_batch = static_cast<int>(claimed->size()) == want;
+          for (auto& item : *claimed) {
+            ++in_flight;
+            asio::co_spawn(io, Process(std::move(item)), asio::detached);
+          }
+        }
+      }
+      if (full_batch && !stopping && in_flight < options.max_in_flight) continue;
+      if (wake_pending && !backoff_on_error) continue;
+      timer.expires_after(backoff_on_error ? std::chrono::milliseconds(1000)
+                                           : options.poll_interval);
+      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+
+  asio::awaitable<void> Process(store::QueueItem item) {
+    auto self = shared_from_this();
+    co_await Handle(item);
+    --in_flight;
+    Wake();  // capacity freed, and the item's successor may be due now
+  }
+
+  asio::awaitable<void> Handle(const store::QueueItem& item) {
+    auto state = co_await Offload([&] { return queue.LoadRunState(item.run_id); });
+    if (!state.ok()) {
+      spdlog::warn("run {}: cannot load state: {}", item.run_id, state.status().ToString());
+      co_return;  // the lease expires and the item is claimed again
+    }
+    store::Transition t;
+    if (!store::IsTerminalStatus(state->run.status)) {
+      auto request = BuildCall(*state, item, options.call, clock.Now());
+      if (!request.ok()) {
+        t.end_status = store::kFailed;
+        t.error = {{"name", "ConfigError"}, {"message", request.status().message()}};
+      } else {
+        request->timeout = options.call_timeout;
+        CallOutcome outcome;
+        outcome.started = clock.Now();
+        ++stats.calls;
+        outcome.reply = co_await transport.Call(std::move(*request));
+        outcome.ended = clock.Now();
+        if (!outcome.reply.ok() || outcome.reply->status >= 300) ++stats.call_errors;
+        t = DecideTransition(*state, item, outcome, options.retry, rng);
+      }
+    }
+    for (int tries = 0;; ++tries) {
+      Status applied = co_await Offload([&] { return queue.Apply(item, t, clock.Now()); });
+      if (applied.ok()) break;
+      if (applied.code() == StatusCode::kAborted && applied.message().find("lease") != std::string::npos) {
+        ++stats.leases_lost;
+        spdlog::warn("run {}: {}; the new holder redoes the call", item.run_id, applied.message());
+        co_return;
+      }
+      if (tries >= 5 || stopping) {
+        spdlog::error("run {}: cannot record the outcome of a call: {}; it will be redone "
+                      "when the lease expires",
+                      item.run_id, applied.ToString());
+        co_return;
+      }
+      asio::steady_timer wait(io, std::chrono::milliseconds(100 << tries));
+      co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    if (t.end_status == store::kCompleted) {
+      ++stats.runs_completed;
+      spdlog::info("run {} of {} completed", item.run_id, state->function.id);
+    } else if (t.end_status == store::kFailed) {
+      ++stats.runs_failed;
+      spdlog::info("run {} of {} failed: {}", item.run_id, state->function.id, t.error.dump());
+    } else if (t.retry_at) {
+      spdlog::info("run {} of {}: call {} attempt {} failed, retrying in {} ms", item.run_id,
+                   state->function.id, item.step_id, item.attempt,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(*t.retry_at -
+                                                                         clock.Now())
+                       .count());
+    }
+  }
+
+  std::mt19937_64 rng;  // only touched on the io_context; see Executor::Executor
+};
+
+Executor::Executor(asio::io_context& io, asio::thread_pool& blocking, store::QueueStore& queue,
+                   const Clock& clock, HostTransport& transport, ExecutorOptions options)
+    : impl_(std::make_shared<Impl>(io, blocking, queue, clock, transport, std::move(options))) {
+  impl_->rng.seed(impl_->options.seed ? impl_->options.seed : std::random_device{}());
+}
+
+Executor::~Executor() { Stop(); }
+
+void Executor::Start() { asio::co_spawn(impl_->io, impl_->Dispatch(), asio::detached); }
+
+void Executor::Wake() { impl_->Wake(); }
+
+void Executor::Stop() {
+  impl_->stopping = true;
+  impl_->Wake();
+}
+
+int Executor::in_flight() const { return impl_->in_flight.load(); }
+
+const ExecutorStats& Executor::stats() const { return impl_->stats; }
+
+}  // namespace funcky::executor

@@ -1,0 +1,81 @@
+// The executor: claims due queue items under a lease, calls the host, applies the reply.
+//
+// Runs on the coordinator's io_context; store calls are offloaded to the blocking pool so
+// an I/O thread never waits on the database. Several coordinators may run executors on
+// one database: claims use the store's leases, and a transition is applied only while its
+// lease is held.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "common/clock.h"
+#include "common/http_client.h"
+#include "coordinator/executor/call.h"
+#include "coordinator/scheduler/backoff.h"
+#include "coordinator/store/store.h"
+
+namespace boost::asio {
+class io_context;
+class thread_pool;
+}  // namespace boost::asio
+
+namespace funcky::executor {
+
+// How calls reach hosts; a fake in tests.
+class HostTransport {
+ public:
+  virtual ~HostTransport() = default;
+  virtual boost::asio::awaitable<Result<HttpResponse>> Call(HttpRequest request) = 0;
+};
+
+// Pushes over HttpClient's keep-alive pool.
+std::unique_ptr<HostTransport> MakeHttpTransport(HttpClient& client);
+
+struct ExecutorOptions {
+  int max_in_flight = 64;          // concurrent host calls per coordinator
+  int claim_batch = 32;            // items claimed per round trip
+  std::chrono::milliseconds poll_interval{25};  // how often to look for due work when idle
+  std::chrono::milliseconds call_timeout{60'000};
+  // Lease on a claimed item: longer than a call can take, so a live coordinator never
+  // loses an item it is still working on.
+  std::chrono::milliseconds lease{90'000};
+  scheduler::RetryPolicy retry;
+  CallOptions call;
+  uint64_t seed = 0;  // jitter source; 0: from the OS
+};
+
+struct ExecutorStats {
+  std::atomic<int64_t> calls{0};
+  std::atomic<int64_t> call_errors{0};
+  std::atomic<int64_t> runs_completed{0};
+  std::atomic<int64_t> runs_failed{0};
+  std::atomic<int64_t> leases_lost{0};
+};
+
+class Executor {
+ public:
+  Executor(boost::asio::io_context& io, boost::asio::thread_pool& blocking,
+           store::QueueStore& queue, const Clock& clock, HostTransport& transport,
+           ExecutorOptions options);
+  ~Executor();
+
+  void Start();
+  // Work may be due now (an event was accepted): look at once instead of at the next poll.
+  // Thread-safe.
+  void Wake();
+  // Stops claiming; calls in flight finish (or are reclaimed after their lease).
+  void Stop();
+  // Number of calls in flight.
+  int in_flight() const;
+  const ExecutorStats& stats() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace funcky::executor

@@ -1,0 +1,190 @@
+#include "coordinator/executor/transition.h"
+
+#include <set>
+
+#include "common/ops.h"
+#include "common/step_id.h"
+#include "coordinator/executor/call.h"
+
+namespace funcky::executor {
+
+using store::Json;
+
+namespace {
+
+Json ErrorJson(std::string_view name, std::string_view message) {
+  return {{"name", name}, {"message", message}};
+}
+
+// The error a non-2xx reply carries: the SDK's serialized error when the body is one.
+Json ReplyError(const HttpResponse& reply) {
+  Json body = Json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_object() && (body.contains("message") || body.contains("name"))) return body;
+  std::string text = reply.body.substr(0, 2000);
+  return ErrorJson("HostError", "host answered HTTP " + std::to_string(reply.status) +
+                                    (text.empty() ? "" : ": " + text));
+}
+
+struct Ctx {
+  const store::RunState& state;
+  const store::QueueItem& item;
+  const CallOutcome& outcome;
+  const scheduler::RetryPolicy& policy;
+  std::mt19937_64& rng;
+  int max_attempts;
+  store::Transition t;
+
+  int64_t started_ms() const { return UnixMillis(outcome.started); }
+  int64_t ended_ms() const { return UnixMillis(outcome.ended); }
+  bool last_attempt() const { return item.attempt + 1 >= max_attempts; }
+
+  void Attempt(const std::string& step_id, const std::string& name, std::string outcome_name,
+               Json error = nullptr) {
+    t.attempts.push_back({step_id, name, item.attempt, std::move(outcome_name), std::move(error),
+                          started_ms(), ended_ms()});
+  }
+
+  void Fail(Json error) {
+    t.end_status = store::kFailed;
+    t.error = std::move(error);
+  }
+
+  // A failed attempt of the whole call: retry it after backoff, or fail the run.
+  void RetryOrFail(const std::string& step_id, const std::string& name, Json error,
+                   std::optional<std::chrono::milliseconds> retry_after) {
+    if (last_attempt()) {
+      Attempt(step_id, name, "failed", error);
+      Fail(std::move(error));
+      return;
+    }
+    Attempt(step_id, name, "error", std::move(error));
+    auto delay = retry_after ? *retry_after : scheduler::BackoffDelay(policy, item.attempt, rng);
+    t.retry_at = outcome.ended + delay;
+  }
+
+  void Discover() {
+    t.next.push_back({std::string(kDiscoveryStepId), outcome.ended});
+    // With parallel steps in flight, discovery waits until the last of them is done.
+    t.next_only_if_idle = true;
+  }
+};
+
+std::optional<std::chrono::milliseconds> RetryAfter(const HttpResponse& reply, TimePoint now) {
+  return scheduler::ParseRetryAfter(reply.header("Retry-After"), now);
+}
+
+}  // namespace
+
+store::Transition DecideTransition(const store::RunState& state, const store::QueueItem& item,
+                                   const CallOutcome& outcome,
+                                   const scheduler::RetryPolicy& policy, std::mt19937_64& rng) {
+  Ctx c{state, item, outcome, policy, rng, FunctionRetries(state.function.config) + 1, {}};
+  const std::string call_step = item.step_id;
+
+  if (!outcome.reply.ok()) {
+    const Status& s = outcome.reply.status();
+    c.RetryOrFail(call_step, call_step,
+                  ErrorJson(s.code() == StatusCode::kDeadlineExceeded ? "TimeoutError"
+                                                                      : "ConnectionError",
+                            s.message()),
+                  std::nullopt);
+    return std::move(c.t);
+  }
+  const HttpResponse& reply = *outcome.reply;
+  if (auto v = reply.header("X-Inngest-Req-Version"); !v.empty()) {
+    try {
+      c.t.req_version = std::stoi(std::string(v));
+    } catch (...) {
+    }
+  }
+  const bool from_sdk = !reply.header("X-Inngest-SDK").empty();
+  const bool no_retry = reply.header("X-Inngest-No-Retry") == "true";
+
+  if (reply.status == 200 && from_sdk) {
+    Json output = reply.body.empty() ? Json(nullptr)
+                                     : Json::parse(reply.body, nullptr, false);
+    if (output.is_discarded()) {
+      c.RetryOrFail(call_step, call_step,
+                    ErrorJson("ProtocolError", "host answered 200 with a body that is not JSON"),
+                    std::nullopt);
+      return std::move(c.t);
+    }
+    if (call_step != kDiscoveryStepId) c.Attempt(call_step, call_step, "completed");
+    c.t.end_status = store::kCompleted;
+    c.t.output = std::move(output);
+    return std::move(c.t);
+  }
+
+  if (reply.status == 206 && from_sdk) {
+    auto ops = ParseOps(reply.body);
+    if (!ops.ok()) {
+      c.RetryOrFail(call_step, call_step, ErrorJson("ProtocolError", ops.status().message()),
+                    std::nullopt);
+      return std::move(c.t);
+    }
+    if (ops->empty()) return std::move(c.t);  // this thread of execution is done
+    std::set<std::string> planned;
+    for (const Op& op : *ops) {
+      const std::string name = op.DisplayName();
+      switch (op.code) {
+        case OpCode::kStepRun:
+        case OpCode::kStep: {
+          Json memo = op.data;
+          bool wrapped = op.code == OpCode::kStep && memo.is_object() &&
+                         (memo.contains("data") || memo.contains("error"));
+          if (!wrapped) memo = Json{{"data", op.data}};
+          c.t.steps.push_back({op.id, 0, name, "completed", std::move(memo), 0});
+          c.Attempt(op.id, name, "completed");
+          c.Discover();
+          break;
+        }
+        case OpCode::kStepError:
+          if (!c.last_attempt()) {
+            c.RetryOrFail(op.id, name, op.error, RetryAfter(reply, outcome.ended));
+            return std::move(c.t);  // the whole call is retried; nothing else is applied
+          }
+          [[fallthrough]];
+        case OpCode::kStepFailed: {
+          Json error = op.error.is_null() ? ErrorJson("Error", "step failed") : op.error;
+          c.t.steps.push_back({op.id, 0, name, "failed", Json{{"error", error}}, 0});
+          c.Attempt(op.id, name, "failed", error);
+          c.Discover();
+          break;
+        }
+        case OpCode::kStepPlanned:
+          if (planned.insert(op.id).second) c.t.next.push_back({op.id, outcome.ended});
+          break;
+        case OpCode::kRunComplete:
+          c.t.end_status = store::kCompleted;
+          c.t.output = op.data;
+          return std::move(c.t);
+        case OpCode::kDiscoveryRequest:
+          c.Discover();
+          break;
+        default:
+          c.Fail(ErrorJson("UnsupportedOp", "this coordinator does not implement the " +
+                                                std::string(OpCodeName(op.code)) + " op"));
+          return std::move(c.t);
+      }
+    }
+    // Planned steps run as their own calls; discovery follows once all are memoized.
+    if (!planned.empty()) c.t.next_only_if_idle = c.t.next.size() > planned.size();
+    return std::move(c.t);
+  }
+
+  Json error = from_sdk || reply.status >= 300
+                   ? ReplyError(reply)
+                   : ErrorJson("ProtocolError", "host answered HTTP " +
+                                                    std::to_string(reply.status) +
+                                                    " without X-Inngest-SDK: is the URL an SDK "
+                                                    "serve endpoint?");
+  if (no_retry) {
+    c.Attempt(call_step, call_step, "failed", error);
+    c.Fail(std::move(error));
+    return std::move(c.t);
+  }
+  c.RetryOrFail(call_step, call_step, std::move(error), RetryAfter(reply, outcome.ended));
+  return std::move(c.t);
+}
+
+}  // namespace funcky::executor

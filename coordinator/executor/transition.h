@@ -1,0 +1,35 @@
+// What a host's reply means for the run (PROTOCOL.md §5, §8.1): the pure core of the
+// executor, tested without a network or a database.
+#pragma once
+
+#include <random>
+
+#include "common/clock.h"
+#include "common/http_client.h"
+#include "common/status.h"
+#include "coordinator/scheduler/backoff.h"
+#include "coordinator/store/store.h"
+
+namespace funcky::executor {
+
+struct CallOutcome {
+  // The host's reply, or why there is none (refused, timed out, reset).
+  Result<HttpResponse> reply;
+  TimePoint started;
+  TimePoint ended;
+};
+
+// Decides the Transition for queue item `item` of the run in `state` after `outcome`:
+// - 200 from an SDK: the run completes with the body as output;
+// - 206: each op is applied (StepRun memoizes {"data":…} and asks for discovery; StepError
+//   retries the same call with backoff while attempts remain, else counts as StepFailed;
+//   StepFailed memoizes {"error":…}; StepPlanned enqueues the planned step; RunComplete
+//   completes the run); an op this coordinator does not implement fails the run, saying so;
+// - anything else (no reply, 5xx, a 2xx that is not from an SDK, a malformed body) is a
+//   failed attempt: retried with backoff (or `Retry-After`) while attempts remain, then the
+//   run fails; `X-Inngest-No-Retry: true` fails the run at once.
+store::Transition DecideTransition(const store::RunState& state, const store::QueueItem& item,
+                                   const CallOutcome& outcome,
+                                   const scheduler::RetryPolicy& policy, std::mt19937_64& rng);
+
+}  // namespace funcky::executor

@@ -1,0 +1,67 @@
+#include "coordinator/http/router.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/url.h"
+
+namespace funcky::http {
+
+namespace {
+
+std::vector<std::string> Split(std::string_view path) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < path.size()) {
+    if (path[pos] == '/') {
+      ++pos;
+      continue;
+    }
+    size_t end = path.find('/', pos);
+    if (end == std::string_view::npos) end = path.size();
+    out.push_back(PercentDecode(path.substr(pos, end - pos)));
+    pos = end;
+  }
+  return out;
+}
+
+}  // namespace
+
+void Router::Add(std::string method, std::string pattern, Handler handler) {
+  routes_.push_back({std::move(method), Split(pattern), std::move(handler)});
+}
+
+Response Router::Handle(Request request) const {
+  const std::vector<std::string> segments = Split(request.path());
+  bool path_matched = false;
+  for (const Route& route : routes_) {
+    if (route.segments.size() != segments.size()) continue;
+    std::map<std::string, std::string> params;
+    bool match = true;
+    for (size_t i = 0; i < segments.size() && match; ++i) {
+      const std::string& want = route.segments[i];
+      if (want.size() > 2 && want.front() == '{' && want.back() == '}') {
+        params[want.substr(1, want.size() - 2)] = segments[i];
+      } else {
+        match = want == segments[i];
+      }
+    }
+    if (!match) continue;
+    path_matched = true;
+    if (route.method != request.method) continue;
+    request.params = std::move(params);
+    try {
+      return route.handler(request);
+    } catch (const std::exception& e) {
+      spdlog::error("handler for {} {} threw: {}", request.method, request.path(), e.what());
+      return ErrorResponse(Internal(e.what()));
+    }
+  }
+  if (path_matched) {
+    return ErrorResponse(405, "method_not_allowed",
+                         "method " + request.method + " is not allowed on " +
+                             std::string(request.path()));
+  }
+  return ErrorResponse(404, "not_found", "no route for " + std::string(request.path()));
+}
+
+}  // namespace funcky::http

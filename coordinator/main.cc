@@ -1,0 +1,240 @@
+// funcky: the coordinator. The one composition root (STYLE.md §11): parses flags, opens
+// the store, and wires the executor, API, router and HTTP server together.
+#include <cstdlib>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/duration.h"
+#include "common/http_server.h"
+#include "coordinator/api/api.h"
+#include "coordinator/executor/executor.h"
+#include "coordinator/http/router.h"
+#include "coordinator/store/store.h"
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace funcky;
+
+struct ServeFlags {
+  std::string db;
+  std::string host = "127.0.0.1";
+  uint16_t port = 8288;
+  std::string signing_key;
+  std::string signing_key_fallback;
+  std::vector<std::string> event_keys;
+  std::string api_token;
+  std::string retry_schedule = "15s,30s,1m,2m,5m,10m,20m,40m,1h,2h";
+  std::string retry_jitter = "30s";
+  std::string call_timeout = "60s";
+  std::string poll_interval = "25ms";
+  int max_in_flight = 64;
+  int db_pool = 16;
+  size_t max_body_bytes = 3 << 20;
+  std::string log_level = "info";
+};
+
+std::string EnvOr(const char* name, std::string fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+Result<std::chrono::milliseconds> DurationFlag(const std::string& flag, const std::string& v) {
+  auto d = ParseDuration(v);
+  if (!d.ok()) return InvalidArgument("--" + flag + ": " + d.status().message());
+  return *d;
+}
+
+int Migrate(const std::string& db) {
+  auto store = store::OpenPostgresStore({db, 1});
+  if (!store.ok()) {
+    spdlog::error("{}", store.status().ToString());
+    return 1;
+  }
+  if (Status s = (*store)->Migrate(); !s.ok()) {
+    spdlog::error("migration failed: {}", s.ToString());
+    return 1;
+  }
+  spdlog::info("database is up to date");
+  return 0;
+}
+
+int Serve(const ServeFlags& f) {
+  if (f.db.empty()) {
+    spdlog::error(
+        "no database: pass --db postgres://user@host:port/dbname (or set FUNCKY_DB)");
+    return 2;
+  }
+  executor::ExecutorOptions exec;
+  {
+    auto schedule = scheduler::ParseSchedule(f.retry_schedule);
+    auto jitter = DurationFlag("retry-jitter", f.retry_jitter);
+    auto timeout = DurationFlag("call-timeout", f.call_timeout);
+    auto poll = DurationFlag("poll-interval", f.poll_interval);
+    for (const Status* s : {&schedule.status(), &jitter.status(), &timeout.status(), &poll.status()}) {
+      if (!s->ok()) {
+        spdlog::error("{}", s->message());
+        return 2;
+      }
+    }
+    if (!schedule.ok()) return 2;
+    exec.retry.schedule = *schedule;
+    exec.retry.max_jitter = *jitter;
+    exec.call_timeout = *timeout;
+    exec.lease = *timeout + std::chrono::seconds(30);
+    exec.poll_interval = *poll;
+    exec.max_in_flight = f.max_in_flight;
+    exec.call.signing_key = f.signing_key;
+  }
+
+  auto opened = store::OpenPostgresStore({f.db, f.db_pool});
+  if (!opened.ok()) {
+    spdlog::error("{}", opened.status().ToString());
+    return 1;
+  }
+  std::unique_ptr<store::Store> store = std::move(opened).value();
+  if (Status s = store->Migrate(); !s.ok()) {
+    spdlog::error("migration failed: {}", s.ToString());
+    return 1;
+  }
+
+  SystemClock clock;
+  asio::io_context io(1);
+  asio::thread_pool blocking(static_cast<size_t>(f.db_pool));
+  HttpClient client(io.get_executor());
+  auto transport = executor::MakeHttpTransport(client);
+  executor::Executor executor(io, blocking, *store, clock, *transport, exec);
+
+  api::ApiOptions api_options;
+  api_options.dev_mode = f.signing_key.empty();
+  api_options.event_keys = f.event_keys;
+  api_options.signing_key = f.signing_key;
+  api_options.signing_key_fallback = f.signing_key_fallback;
+  api_options.api_token = f.api_token;
+  api::Api api(api_options, *store, clock, [&executor] { executor.Wake(); }, [&executor] {
+    const auto& s = executor.stats();
+    std::string out;
+    auto line = [&](const char* name, const char* type, int64_t v) {
+      out += std::string("# TYPE ") + name + " " + type + "\n" + name + " " + std::to_string(v) + "\n";
+    };
+    line("funcky_calls_total", "counter", s.calls);
+    line("funcky_call_errors_total", "counter", s.call_errors);
+    line("funcky_runs_completed_total", "counter", s.runs_completed);
+    line("funcky_runs_failed_total", "counter", s.runs_failed);
+    line("funcky_leases_lost_total", "counter", s.leases_lost);
+    line("funcky_calls_in_flight", "gauge", executor.in_flight());
+    return out;
+  });
+  http::Router router;
+  api.Register(router);
+
+  HttpServerOptions server_options;
+  server_options.address = f.host;
+  server_options.port = f.port;
+  server_options.max_body_bytes = f.max_body_bytes;
+  HttpServer server(io, blocking, server_options, [&router](ServerRequest r) {
+    http::Request req{std::move(r.method), std::move(r.target), std::move(r.headers),
+                      std::move(r.body), {}};
+    http::Response res = router.Handle(std::move(req));
+    return ServerResponse{res.status, std::move(res.headers), std::move(res.body)};
+  });
+  if (Status s = server.Start(); !s.ok()) {
+    spdlog::error("{}", s.message());
+    return 1;
+  }
+  executor.Start();
+  spdlog::info("funcky listening on http://{}:{} ({}; calls {})", f.host, server.port(),
+               api_options.dev_mode ? "dev mode: registration not authenticated" : "signing on",
+               f.signing_key.empty() ? "unsigned" : "signed");
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::steady_timer drain(io);
+  std::function<void()> wait_drained;
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: stopping; waiting for {} call(s) in flight", sig, executor.in_flight());
+    server.Stop();
+    executor.Stop();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    wait_drained = [&, deadline] {
+      if (executor.in_flight() == 0 || std::chrono::steady_clock::now() > deadline) {
+        io.stop();
+        return;
+      }
+      drain.expires_after(std::chrono::milliseconds(20));
+      drain.async_wait([&](const boost::system::error_code&) { wait_drained(); });
+    };
+    wait_drained();
+  });
+  io.run();
+  blocking.join();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"funcky: a durable function coordinator that speaks the Inngest SDK protocol"};
+  app.require_subcommand(1);
+  ServeFlags f;
+  f.db = EnvOr("FUNCKY_DB", "");
+  f.signing_key = EnvOr("FUNCKY_SIGNING_KEY", "");
+  f.api_token = EnvOr("FUNCKY_API_TOKEN", "");
+  if (auto k = EnvOr("FUNCKY_EVENT_KEY", ""); !k.empty()) f.event_keys.push_back(k);
+
+  auto* serve = app.add_subcommand("serve", "Run the coordinator on PostgreSQL");
+  serve->add_option("--db", f.db, "PostgreSQL URL, postgres://user@host:port/db (env FUNCKY_DB)");
+  serve->add_option("--host", f.host, "Address to listen on")->capture_default_str();
+  serve->add_option("--port", f.port, "Port to listen on")->capture_default_str();
+  serve->add_option("--signing-key", f.signing_key,
+                    "Signing key (signkey-<env>-<hex>): signs calls to hosts and authenticates "
+                    "SDK registration (env FUNCKY_SIGNING_KEY); unset = dev mode");
+  serve->add_option("--signing-key-fallback", f.signing_key_fallback,
+                    "Previous signing key, accepted during a rotation");
+  serve->add_option("--event-key", f.event_keys,
+                    "Event key accepted on /e/{key} (repeatable; env FUNCKY_EVENT_KEY); unset = "
+                    "any key");
+  serve->add_option("--api-token", f.api_token,
+                    "Bearer token required on /v1/runs, /v1/events (GET), /v1/functions "
+                    "(env FUNCKY_API_TOKEN)");
+  serve->add_option("--retry-schedule", f.retry_schedule,
+                    "Delays after failed attempts 1, 2, …; the last repeats")
+      ->capture_default_str();
+  serve->add_option("--retry-jitter", f.retry_jitter, "Random extra delay, up to this")
+      ->capture_default_str();
+  serve->add_option("--call-timeout", f.call_timeout, "Deadline of one call to a host")
+      ->capture_default_str();
+  serve->add_option("--poll-interval", f.poll_interval,
+                    "How often an idle coordinator looks for due work")
+      ->capture_default_str();
+  serve->add_option("--max-in-flight", f.max_in_flight, "Concurrent calls to hosts")
+      ->capture_default_str();
+  serve->add_option("--db-pool", f.db_pool, "Database connections")->capture_default_str();
+  serve->add_option("--max-body-bytes", f.max_body_bytes, "Largest request body accepted")
+      ->capture_default_str();
+  serve->add_option("--log-level", f.log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+
+  std::string migrate_db = f.db;
+  auto* migrate = app.add_subcommand("migrate", "Apply database migrations and exit");
+  migrate->add_option("--db", migrate_db, "PostgreSQL URL (env FUNCKY_DB)");
+
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::from_str(f.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  if (*migrate) {
+    if (migrate_db.empty()) {
+      spdlog::error("no database: pass --db postgres://… (or set FUNCKY_DB)");
+      return 2;
+    }
+    return Migrate(migrate_db);
+  }
+  return Serve(f);
+}

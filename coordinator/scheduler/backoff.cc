@@ -1,0 +1,62 @@
+#include "coordinator/scheduler/backoff.h"
+
+#include <algorithm>
+#include <charconv>
+#include <ctime>
+#include <string>
+
+#include "common/duration.h"
+
+namespace funcky::scheduler {
+
+Result<std::vector<std::chrono::milliseconds>> ParseSchedule(std::string_view text) {
+  std::vector<std::chrono::milliseconds> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string_view part = text.substr(pos, comma == std::string_view::npos ? comma : comma - pos);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+    auto d = ParseDuration(part);
+    if (!d.ok()) return InvalidArgument("bad retry schedule entry \"" + std::string(part) + "\"");
+    out.push_back(*d);
+    if (comma == std::string_view::npos) break;
+    pos = comma + 1;
+  }
+  if (out.empty()) return InvalidArgument("empty retry schedule");
+  return out;
+}
+
+std::chrono::milliseconds BackoffDelay(const RetryPolicy& policy, int attempt,
+                                       std::mt19937_64& rng) {
+  std::chrono::milliseconds base{0};
+  if (!policy.schedule.empty()) {
+    size_t i = std::min<size_t>(attempt < 0 ? 0 : attempt, policy.schedule.size() - 1);
+    base = policy.schedule[i];
+  }
+  if (policy.max_jitter.count() <= 0) return base;
+  std::uniform_int_distribution<int64_t> jitter(0, policy.max_jitter.count());
+  return base + std::chrono::milliseconds(jitter(rng));
+}
+
+std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view value, TimePoint now) {
+  using std::chrono::milliseconds;
+  if (value.empty()) return std::nullopt;
+  const milliseconds lo = std::chrono::seconds(1), hi = std::chrono::hours(24);
+  auto clamp = [&](milliseconds d) { return std::clamp(d, lo, hi); };
+  int64_t seconds = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+  if (ec == std::errc() && end == value.data() + value.size()) {
+    return clamp(std::chrono::seconds(seconds));
+  }
+  // HTTP-date (IMF-fixdate), e.g. "Wed, 21 Oct 2015 07:28:00 GMT"; or RFC 3339.
+  std::string text(value);
+  std::tm tm{};
+  const char* parsed = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (!parsed) parsed = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!parsed) return std::nullopt;
+  TimePoint at = std::chrono::system_clock::from_time_t(timegm(&tm));
+  return clamp(std::chrono::duration_cast<milliseconds>(at - now));
+}
+
+}  // namespace funcky::scheduler

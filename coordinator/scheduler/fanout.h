@@ -1,0 +1,20 @@
+// Which functions an event starts (PROTOCOL.md §3).
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "coordinator/store/store.h"
+
+namespace funcky::scheduler {
+
+// True when trigger event pattern `pattern` matches event name `name`: equal, or a pattern
+// ending in "*" right after "/" or "." that matches any name with that prefix
+// ("app/*" matches "app/user.created").
+bool EventNameMatches(std::string_view pattern, std::string_view name);
+
+// The functions among `functions` with a trigger matching `event`, each once, in order.
+std::vector<const store::FunctionRecord*> MatchFunctions(
+    const std::vector<store::FunctionRecord>& functions, const store::EventRecord& event);
+
+}  // namespace funcky::scheduler

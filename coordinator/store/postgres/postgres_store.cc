@@ -1,0 +1,563 @@
+#include "coordinator/store/postgres/postgres_store.h"
+
+#include <algorithm>
+#include <set>
+#include <type_traits>
+
+#include "common/crypto.h"
+#include "coordinator/store/migration.h"
+
+namespace funcky::store {
+
+namespace {
+
+// Keeps concurrent `funcky migrate` / start-ups from applying the same migration twice.
+constexpr int64_t kMigrationLockId = 0x66756e636b79;  // "funcky"
+
+template <typename T>
+struct IsResult : std::false_type {};
+template <typename T>
+struct IsResult<Result<T>> : std::true_type {};
+
+std::string ToText(const Json& j) { return j.dump(); }
+
+// A JSON parameter: SQL NULL for a null value.
+const char* JsonParam(const Json& j, std::string& storage) {
+  if (j.is_null()) return nullptr;
+  storage = ToText(j);
+  return storage.c_str();
+}
+
+// An int parameter: SQL NULL when absent.
+const char* IntParam(const std::optional<int>& v, std::string& storage) {
+  if (!v) return nullptr;
+  storage = std::to_string(*v);
+  return storage.c_str();
+}
+
+Json JsonField(const pqxx::field& f) {
+  if (f.is_null()) return nullptr;
+  return Json::parse(f.c_str(), nullptr, /*allow_exceptions=*/false);
+}
+
+std::optional<int64_t> OptionalInt(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return f.as<int64_t>();
+}
+
+// A text[] literal; elements are quoted and escaped.
+std::string ArrayLiteral(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+constexpr const char* kRunColumns =
+    "r.id, r.function_id, r.event_id, r.status, r.lane_key, r.output, r.error, r.req_version, "
+    "r.created_at_ms, r.started_at_ms, r.ended_at_ms";
+
+RunRecord ReadRun(const pqxx::row& row) {
+  RunRecord r;
+  r.id = row[0].as<std::string>();
+  r.function_id = row[1].as<std::string>();
+  r.event_id = row[2].as<std::string>();
+  r.status = row[3].as<std::string>();
+  if (!row[4].is_null()) r.lane_key = row[4].as<std::string>();
+  r.output = JsonField(row[5]);
+  r.error = JsonField(row[6]);
+  r.req_version = row[7].as<int>();
+  r.created_at_ms = row[8].as<int64_t>();
+  r.started_at_ms = OptionalInt(row[9]);
+  r.ended_at_ms = OptionalInt(row[10]);
+  return r;
+}
+
+constexpr const char* kFunctionColumns = "f.id, f.app_id, f.name, f.config, f.archived, f.updated_at_ms";
+
+FunctionRecord ReadFunction(const pqxx::row& row, int offset = 0) {
+  FunctionRecord f;
+  f.id = row[offset + 0].as<std::string>();
+  f.app_id = row[offset + 1].as<std::string>();
+  f.name = row[offset + 2].as<std::string>();
+  f.config = JsonField(row[offset + 3]);
+  f.archived = row[offset + 4].as<bool>();
+  f.updated_at_ms = row[offset + 5].as<int64_t>();
+  return f;
+}
+
+EventRecord ReadEvent(const pqxx::row& row) {
+  EventRecord e;
+  e.internal_id = row[0].as<std::string>();
+  e.id = row[1].as<std::string>();
+  e.name = row[2].as<std::string>();
+  e.payload = JsonField(row[3]);
+  e.received_at_ms = row[4].as<int64_t>();
+  return e;
+}
+
+}  // namespace
+
+PostgresStore::PostgresStore(PostgresOptions options) : options_(std::move(options)) {}
+
+PostgresStore::~PostgresStore() = default;
+
+Result<std::unique_ptr<pqxx::connection>> PostgresStore::TakeConnection() {
+  {
+    std::unique_lock lock(mu_);
+    available_.wait(lock, [&] { return !idle_.empty() || open_ < options_.pool_size; });
+    if (!idle_.empty()) {
+      auto conn = std::move(idle_.back());
+      idle_.pop_back();
+      return conn;
+    }
+    ++open_;  // reserve a slot, connect outside the lock
+  }
+  try {
+    return std::make_unique<pqxx::connection>(options_.url);
+  } catch (const std::exception& e) {
+    std::lock_guard lock(mu_);
+    --open_;
+    available_.notify_one();
+    return Unavailable(std::string("cannot connect to PostgreSQL: ") + e.what());
+  }
+}
+
+void PostgresStore::ReturnConnection(std::unique_ptr<pqxx::connection> conn) {
+  std::lock_guard lock(mu_);
+  if (conn && conn->is_open()) {
+    idle_.push_back(std::move(conn));
+  } else {
+    --open_;
+  }
+  available_.notify_one();
+}
+
+template <typename Fn>
+auto PostgresStore::InTransaction(Fn&& fn) -> decltype(fn(std::declval<pqxx::work&>())) {
+  using R = decltype(fn(std::declval<pqxx::work&>()));
+  auto conn = TakeConnection();
+  if (!conn.ok()) return conn.status();
+  std::unique_ptr<pqxx::connection> c = std::move(conn).value();
+  auto fail = [&](Status s) -> R {
+    ReturnConnection(std::move(c));
+    return s;
+  };
+  try {
+    pqxx::work w(*c);
+    R result = fn(w);
+    bool ok;
+    if constexpr (IsResult<R>::value) {
+      ok = result.ok();
+    } else {
+      ok = result.ok();
+    }
+    if (ok) w.commit();
+    else w.abort();
+    ReturnConnection(std::move(c));
+    return result;
+  } catch (const pqxx::broken_connection& e) {
+    c.reset();
+    return fail(Unavailable(std::string("lost the PostgreSQL connection: ") + e.what()));
+  } catch (const pqxx::in_doubt_error& e) {
+    c.reset();
+    return fail(Unavailable(std::string("commit outcome unknown: ") + e.what()));
+  } catch (const pqxx::sql_error& e) {
+    std::string state = e.sqlstate();
+    if (state == "40001" || state == "40P01") {
+      return fail(Aborted("transaction conflict (" + state + "), retry"));
+    }
+    if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P03") {
+      c.reset();
+      return fail(Unavailable("PostgreSQL unavailable (" + state + ")"));
+    }
+    return fail(Internal("database error " + state + ": " + e.what()));
+  } catch (const std::exception& e) {
+    return fail(Internal(std::string("database error: ") + e.what()));
+  }
+}
+
+Status PostgresStore::Migrate() {
+  return InTransaction([&](pqxx::work& w) -> Status {
+    w.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockId);
+    w.exec(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL "
+        "DEFAULT now())");
+    std::set<int> applied;
+    for (const auto& row : w.exec("SELECT version FROM schema_migrations")) {
+      applied.insert(row[0].as<int>());
+    }
+    for (const Migration& m : PostgresMigrations()) {
+      if (applied.count(m.version)) continue;
+      w.exec(m.sql);
+      w.exec_params("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                    m.name);
+    }
+    return Status::Ok();
+  });
+}
+
+Status PostgresStore::Ping() {
+  return InTransaction([&](pqxx::work& w) -> Status {
+    w.exec("SELECT 1");
+    return Status::Ok();
+  });
+}
+
+Result<SyncResult> PostgresStore::SyncApp(const AppSync& sync) {
+  return InTransaction([&](pqxx::work& w) -> Result<SyncResult> {
+    const AppRecord& app = sync.app;
+    w.exec_params("SELECT pg_advisory_xact_lock(hashtext($1))", "app:" + app.id);
+    std::vector<std::string> ids;
+    for (const auto& f : sync.functions) ids.push_back(f.id);
+    auto foreign = w.exec_params(
+        "SELECT id, app_id FROM functions WHERE id = ANY($1::text[]) AND app_id <> $2 LIMIT 1",
+        ArrayLiteral(ids), app.id);
+    if (!foreign.empty()) {
+      return FailedPrecondition("function \"" + foreign[0][0].as<std::string>() +
+                                "\" belongs to app \"" + foreign[0][1].as<std::string>() + "\"");
+    }
+    auto existing = w.exec_params("SELECT checksum FROM apps WHERE id = $1", app.id);
+    bool modified = existing.empty() || existing[0][0].as<std::string>() != app.checksum;
+    w.exec_params(
+        "INSERT INTO apps (id, url, sdk, framework, checksum, created_at_ms, synced_at_ms) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, "
+        "sdk = EXCLUDED.sdk, framework = EXCLUDED.framework, checksum = EXCLUDED.checksum, "
+        "synced_at_ms = EXCLUDED.synced_at_ms",
+        app.id, app.url, app.sdk, app.framework, app.checksum, app.synced_at_ms);
+    if (modified) {
+      for (const auto& f : sync.functions) {
+        w.exec_params(
+            "INSERT INTO functions (id, app_id, name, config, archived, updated_at_ms) "
+            "VALUES ($1, $2, $3, $4::jsonb, false, $5) ON CONFLICT (id) DO UPDATE SET "
+            "name = EXCLUDED.name, config = EXCLUDED.config, archived = false, "
+            "updated_at_ms = EXCLUDED.updated_at_ms",
+            f.id, app.id, f.name, ToText(f.config), app.synced_at_ms);
+      }
+      w.exec_params(
+          "UPDATE functions SET archived = true, updated_at_ms = $3 "
+          "WHERE app_id = $1 AND NOT archived AND NOT (id = ANY($2::text[]))",
+          app.id, ArrayLiteral(ids), app.synced_at_ms);
+    }
+    return SyncResult{modified};
+  });
+}
+
+Result<std::vector<AppRecord>> PostgresStore::ListApps() {
+  return InTransaction([&](pqxx::work& w) -> Result<std::vector<AppRecord>> {
+    std::vector<AppRecord> out;
+    for (const auto& row : w.exec(
+             "SELECT id, url, sdk, framework, checksum, created_at_ms, synced_at_ms FROM apps "
+             "ORDER BY id")) {
+      AppRecord a;
+      a.id = row[0].as<std::string>();
+      a.url = row[1].as<std::string>();
+      a.sdk = row[2].as<std::string>();
+      a.framework = row[3].as<std::string>();
+      a.checksum = row[4].as<std::string>();
+      a.created_at_ms = row[5].as<int64_t>();
+      a.synced_at_ms = row[6].as<int64_t>();
+      out.push_back(std::move(a));
+    }
+    return out;
+  });
+}
+
+Result<std::vector<FunctionRecord>> PostgresStore::ListFunctions() {
+  return InTransaction([&](pqxx::work& w) -> Result<std::vector<FunctionRecord>> {
+    std::vector<FunctionRecord> out;
+    for (const auto& row : w.exec(std::string("SELECT ") + kFunctionColumns +
+                                  " FROM functions f WHERE NOT f.archived ORDER BY f.id")) {
+      out.push_back(ReadFunction(row));
+    }
+    return out;
+  });
+}
+
+Result<FunctionRecord> PostgresStore::GetFunction(const std::string& id) {
+  return InTransaction([&](pqxx::work& w) -> Result<FunctionRecord> {
+    auto r = w.exec_params(
+        std::string("SELECT ") + kFunctionColumns + " FROM functions f WHERE f.id = $1", id);
+    if (r.empty()) return NotFound("no function \"" + id + "\"");
+    return ReadFunction(r[0]);
+  });
+}
+
+Result<std::vector<IngestedEvent>> PostgresStore::IngestEvents(const std::vector<NewEvent>& events,
+                                                               TimePoint now) {
+  const int64_t now_ms = UnixMillis(now);
+  return InTransaction([&](pqxx::work& w) -> Result<std::vector<IngestedEvent>> {
+    std::vector<IngestedEvent> out;
+    out.reserve(events.size());
+    for (const NewEvent& ne : events) {
+      const EventRecord& e = ne.event;
+      auto inserted = w.exec_params(
+          "INSERT INTO events (internal_id, id, name, payload, received_at_ms) "
+          "VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT DO NOTHING RETURNING internal_id",
+          e.internal_id, e.id, e.name, ToText(e.payload), now_ms);
+      if (inserted.empty()) {
+        auto existing = w.exec_params(
+            "SELECT internal_id FROM events WHERE id = $1 OR internal_id = $2 "
+            "ORDER BY (id = $1) DESC LIMIT 1",
+            e.id, e.internal_id);
+        if (existing.empty()) return Internal("event conflict without a stored event");
+        out.push_back({existing[0][0].as<std::string>(), true});
+        continue;
+      }
+      for (const NewRun& run : ne.runs) {
+        auto created = w.exec_params(
+            "INSERT INTO runs (id, function_id, event_id, status, lane_key, created_at_ms) "
+            "VALUES ($1, $2, $3, 'queued', $4, $5) ON CONFLICT DO NOTHING RETURNING id",
+            run.run_id, run.function_id, e.internal_id,
+            run.lane_key ? run.lane_key->c_str() : static_cast<const char*>(nullptr), now_ms);
+        if (created.empty()) continue;
+        w.exec_params(
+            "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms) "
+            "VALUES ($1, 'step', 0, $2, $2)",
+            run.run_id, now_ms);
+      }
+      out.push_back({e.internal_id, false});
+    }
+    return out;
+  });
+}
+
+Result<std::vector<EventRecord>> PostgresStore::ListEvents(const EventFilter& filter) {
+  return InTransaction([&](pqxx::work& w) -> Result<std::vector<EventRecord>> {
+    std::vector<EventRecord> out;
+    for (const auto& row : w.exec_params(
+             "SELECT internal_id, id, name, payload, received_at_ms FROM events "
+             "WHERE ($1 = '' OR name = $1) AND ($2 = '' OR internal_id < $2) "
+             "ORDER BY internal_id DESC LIMIT $3",
+             filter.name, filter.cursor, filter.limit)) {
+      out.push_back(ReadEvent(row));
+    }
+    return out;
+  });
+}
+
+Result<EventRecord> PostgresStore::GetEvent(const std::string& internal_id) {
+  return InTransaction([&](pqxx::work& w) -> Result<EventRecord> {
+    auto r = w.exec_params(
+        "SELECT internal_id, id, name, payload, received_at_ms FROM events "
+        "WHERE internal_id = $1",
+        internal_id);
+    if (r.empty()) return NotFound("no event \"" + internal_id + "\"");
+    return ReadEvent(r[0]);
+  });
+}
+
+Result<RunRecord> PostgresStore::GetRun(const std::string& run_id) {
+  return InTransaction([&](pqxx::work& w) -> Result<RunRecord> {
+    auto r = w.exec_params(std::string("SELECT ") + kRunColumns + " FROM runs r WHERE r.id = $1",
+                           run_id);
+    if (r.empty()) return NotFound("no run \"" + run_id + "\"");
+    return ReadRun(r[0]);
+  });
+}
+
+Result<std::vector<RunRecord>> PostgresStore::ListRuns(const RunFilter& filter) {
+  return InTransaction([&](pqxx::work& w) -> Result<std::vector<RunRecord>> {
+    std::vector<RunRecord> out;
+    for (const auto& row : w.exec_params(
+             std::string("SELECT ") + kRunColumns +
+                 " FROM runs r WHERE ($1 = '' OR r.function_id = $1) AND ($2 = '' OR r.status = "
+                 "$2) AND ($3 = '' OR r.event_id = $3) AND ($4 = '' OR r.id < $4) "
+                 "ORDER BY r.id DESC LIMIT $5",
+             filter.function_id, filter.status, filter.event_id, filter.cursor, filter.limit)) {
+      out.push_back(ReadRun(row));
+    }
+    return out;
+  });
+}
+
+namespace {
+
+std::vector<StepRecord> ReadSteps(pqxx::work& w, const std::string& run_id) {
+  std::vector<StepRecord> out;
+  for (const auto& row : w.exec_params(
+           "SELECT step_id, seq, name, status, memo, created_at_ms FROM steps "
+           "WHERE run_id = $1 ORDER BY seq",
+           run_id)) {
+    StepRecord s;
+    s.step_id = row[0].as<std::string>();
+    s.seq = row[1].as<int>();
+    s.name = row[2].as<std::string>();
+    s.status = row[3].as<std::string>();
+    s.memo = JsonField(row[4]);
+    s.created_at_ms = row[5].as<int64_t>();
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<StepRecord>> PostgresStore::GetSteps(const std::string& run_id) {
+  return InTransaction(
+      [&](pqxx::work& w) -> Result<std::vector<StepRecord>> { return ReadSteps(w, run_id); });
+}
+
+Result<std::vector<AttemptRecord>> PostgresStore::GetAttempts(const std::string& run_id) {
+  return InTransaction([&](pqxx::work& w) -> Result<std::vector<AttemptRecord>> {
+    std::vector<AttemptRecord> out;
+    for (const auto& row : w.exec_params(
+             "SELECT step_id, name, attempt, outcome, error, started_at_ms, ended_at_ms "
+             "FROM attempts WHERE run_id = $1 ORDER BY id",
+             run_id)) {
+      AttemptRecord a;
+      a.step_id = row[0].as<std::string>();
+      a.name = row[1].as<std::string>();
+      a.attempt = row[2].as<int>();
+      a.outcome = row[3].as<std::string>();
+      a.error = JsonField(row[4]);
+      a.started_at_ms = row[5].as<int64_t>();
+      a.ended_at_ms = row[6].as<int64_t>();
+      out.push_back(std::move(a));
+    }
+    return out;
+  });
+}
+
+Result<std::vector<QueueItem>> PostgresStore::Claim(int max, TimePoint now,
+                                                    std::chrono::milliseconds lease) {
+  const int64_t now_ms = UnixMillis(now);
+  const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
+  return InTransaction([&](pqxx::work& w) -> Result<std::vector<QueueItem>> {
+    std::vector<QueueItem> out;
+    std::vector<std::string> run_ids;
+    for (const auto& row : w.exec_params(
+             "WITH c AS (SELECT id FROM queue WHERE visible_at_ms <= $1 "
+             "ORDER BY visible_at_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED) "
+             "UPDATE queue q SET visible_at_ms = $3, lease_token = $4, claims = q.claims + 1 "
+             "FROM c WHERE q.id = c.id RETURNING q.id, q.run_id, q.step_id, q.attempt",
+             now_ms, max, now_ms + lease.count(), token)) {
+      QueueItem item;
+      item.id = row[0].as<int64_t>();
+      item.run_id = row[1].as<std::string>();
+      item.step_id = row[2].as<std::string>();
+      item.attempt = row[3].as<int>();
+      item.lease_token = token;
+      run_ids.push_back(item.run_id);
+      out.push_back(std::move(item));
+    }
+    if (!run_ids.empty()) {
+      w.exec_params(
+          "UPDATE runs SET status = 'running', started_at_ms = COALESCE(started_at_ms, $2) "
+          "WHERE id = ANY($1::text[]) AND status = 'queued'",
+          ArrayLiteral(run_ids), now_ms);
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    return out;
+  });
+}
+
+Result<RunState> PostgresStore::LoadRunState(const std::string& run_id) {
+  return InTransaction([&](pqxx::work& w) -> Result<RunState> {
+    auto r = w.exec_params(std::string("SELECT ") + kRunColumns + ", " + kFunctionColumns +
+                               " FROM runs r JOIN functions f ON f.id = r.function_id "
+                               "WHERE r.id = $1",
+                           run_id);
+    if (r.empty()) return NotFound("no run \"" + run_id + "\"");
+    RunState state;
+    state.run = ReadRun(r[0]);
+    state.function = ReadFunction(r[0], 11);
+    auto ev = w.exec_params("SELECT payload FROM events WHERE internal_id = $1", state.run.event_id);
+    for (const auto& row : ev) state.events.push_back(JsonField(row[0]));
+    state.steps = ReadSteps(w, run_id);
+    return state;
+  });
+}
+
+Status PostgresStore::Apply(const QueueItem& item, const Transition& t, TimePoint now) {
+  const int64_t now_ms = UnixMillis(now);
+  return InTransaction([&](pqxx::work& w) -> Status {
+    pqxx::result owned;
+    if (t.retry_at && !t.end_status) {
+      owned = w.exec_params(
+          "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, lease_token = NULL "
+          "WHERE id = $1 AND lease_token = $2 RETURNING id",
+          item.id, item.lease_token, UnixMillis(*t.retry_at));
+    } else {
+      owned = w.exec_params("DELETE FROM queue WHERE id = $1 AND lease_token = $2 RETURNING id",
+                            item.id, item.lease_token);
+    }
+    if (owned.empty()) return Aborted("lease on queue item " + std::to_string(item.id) + " lost");
+
+    auto run = w.exec_params("SELECT status FROM runs WHERE id = $1 FOR UPDATE", item.run_id);
+    if (run.empty()) return NotFound("no run \"" + item.run_id + "\"");
+    if (IsTerminalStatus(run[0][0].as<std::string>())) {
+      // Cancelled (or ended by another path) while the call was in flight: drop the work.
+      w.exec_params("DELETE FROM queue WHERE run_id = $1", item.run_id);
+      return Status::Ok();
+    }
+    std::string a, b, c;
+    for (const StepRecord& step : t.steps) {
+      w.exec_params(
+          "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
+          "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
+          "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING",
+          item.run_id, step.step_id, step.name, step.status, JsonParam(step.memo, a),
+          now_ms);
+    }
+    for (const AttemptRecord& at : t.attempts) {
+      w.exec_params(
+          "INSERT INTO attempts (run_id, step_id, name, attempt, outcome, error, started_at_ms, "
+          "ended_at_ms) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
+          item.run_id, at.step_id, at.name, at.attempt, at.outcome, JsonParam(at.error, a),
+          at.started_at_ms, at.ended_at_ms);
+    }
+    if (t.end_status) {
+      w.exec_params(
+          "UPDATE runs SET status = $2, output = $3::jsonb, error = $4::jsonb, ended_at_ms = $5, "
+          "req_version = COALESCE($6, req_version) WHERE id = $1",
+          item.run_id, *t.end_status, JsonParam(t.output, a), JsonParam(t.error, b), now_ms,
+          IntParam(t.req_version, c));
+      w.exec_params("DELETE FROM queue WHERE run_id = $1", item.run_id);
+      return Status::Ok();
+    }
+    bool enqueue = !t.next.empty();
+    if (enqueue && t.next_only_if_idle) {
+      enqueue = w.exec_params("SELECT 1 FROM queue WHERE run_id = $1 LIMIT 1", item.run_id).empty();
+    }
+    if (enqueue) {
+      for (const NextCall& n : t.next) {
+        w.exec_params(
+            "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms) "
+            "VALUES ($1, $2, 0, $3, $4)",
+            item.run_id, n.step_id, UnixMillis(n.due), now_ms);
+      }
+    }
+    if (t.run_status || t.req_version) {
+      w.exec_params(
+          "UPDATE runs SET status = COALESCE($2, status), req_version = COALESCE($3, req_version) "
+          "WHERE id = $1",
+          item.run_id, t.run_status ? t.run_status->c_str() : static_cast<const char*>(nullptr),
+          IntParam(t.req_version, c));
+    }
+    return Status::Ok();
+  });
+}
+
+Result<int64_t> PostgresStore::QueueDepth() {
+  return InTransaction([&](pqxx::work& w) -> Result<int64_t> {
+    return w.exec("SELECT count(*) FROM queue")[0][0].as<int64_t>();
+  });
+}
+
+Result<std::unique_ptr<Store>> OpenPostgresStore(const PostgresOptions& options) {
+  auto store = std::make_unique<PostgresStore>(options);
+  RETURN_IF_ERROR(store->Ping());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace funcky::store

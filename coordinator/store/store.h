@@ -1,0 +1,248 @@
+// Storage of apps, functions, events, runs, steps and the work queue.
+//
+// The Store is a set of role interfaces (STYLE.md §3); each caller takes the narrowest one
+// it needs. Two backends implement them and pass one conformance suite
+// (tests/store/store_conformance_test.cc).
+//
+// Time is always passed in by the caller (read from an injected Clock) and stored as Unix
+// milliseconds, so tests can move it by hand and every backend agrees on it.
+//
+// Thread-safety: every method may be called from many threads at once. Every method blocks
+// on I/O: never call one on an io_context thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
+#include "common/status.h"
+
+namespace funcky::store {
+
+using Json = nlohmann::json;
+
+// Run statuses, as stored and as shown in the API.
+inline constexpr const char* kQueued = "queued";
+inline constexpr const char* kRunning = "running";
+inline constexpr const char* kSleeping = "sleeping";
+inline constexpr const char* kWaiting = "waiting";
+inline constexpr const char* kCompleted = "completed";
+inline constexpr const char* kFailed = "failed";
+inline constexpr const char* kCancelled = "cancelled";
+bool IsTerminalStatus(std::string_view status);
+
+struct FunctionRecord {
+  std::string id;  // composite: <app>-<fn>
+  std::string app_id;
+  std::string name;
+  Json config;  // the FunctionConfig as synced (PROTOCOL.md §2.2)
+  bool archived = false;
+  int64_t updated_at_ms = 0;
+};
+
+struct AppRecord {
+  std::string id;
+  std::string url;
+  std::string sdk;
+  std::string framework;
+  std::string checksum;
+  int64_t created_at_ms = 0;
+  int64_t synced_at_ms = 0;
+};
+
+struct AppSync {
+  AppRecord app;  // created_at_ms is kept from the first sync
+  std::vector<FunctionRecord> functions;
+};
+
+struct SyncResult {
+  bool modified = false;  // false when the app and its functions are exactly as before
+};
+
+// Apps and their functions.
+class AppRegistry {
+ public:
+  virtual ~AppRegistry() = default;
+  // Upserts the app and replaces its functions atomically: functions absent from
+  // `sync.functions` are archived (kept for run history, never triggered again).
+  // kFailedPrecondition if a function id belongs to another app.
+  virtual Result<SyncResult> SyncApp(const AppSync& sync) = 0;
+  virtual Result<std::vector<AppRecord>> ListApps() = 0;
+  // Active (non-archived) functions, ordered by id.
+  virtual Result<std::vector<FunctionRecord>> ListFunctions() = 0;
+  // kNotFound when no function has this id (archived ones are found).
+  virtual Result<FunctionRecord> GetFunction(const std::string& id) = 0;
+};
+
+struct EventRecord {
+  std::string internal_id;  // ULID given by the coordinator
+  std::string id;           // the idempotency id (the user's `id`, else the internal id)
+  std::string name;
+  Json payload;  // {name, data, user, id, ts, v?}
+  int64_t received_at_ms = 0;
+};
+
+struct NewRun {
+  std::string run_id;  // ULID
+  std::string function_id;
+  std::optional<std::string> lane_key;
+};
+
+struct NewEvent {
+  EventRecord event;
+  std::vector<NewRun> runs;  // started only if the event is new
+};
+
+struct IngestedEvent {
+  std::string internal_id;  // of the stored event: the existing one for a duplicate
+  bool duplicate = false;
+};
+
+struct EventFilter {
+  std::string name;    // exact; empty = any
+  std::string cursor;  // internal id: only events older than it
+  int limit = 50;
+};
+
+class EventStore {
+ public:
+  virtual ~EventStore() = default;
+  // Stores all events and starts their runs (each with a first queue item due at `now`)
+  // in one transaction: all or nothing. An event whose `id` is stored already is not stored
+  // again and starts nothing; the result names the stored event.
+  virtual Result<std::vector<IngestedEvent>> IngestEvents(const std::vector<NewEvent>& events,
+                                                          TimePoint now) = 0;
+  // Newest first. kNotFound from GetEvent when neither id matches.
+  virtual Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) = 0;
+  virtual Result<EventRecord> GetEvent(const std::string& internal_id) = 0;
+};
+
+struct RunRecord {
+  std::string id;
+  std::string function_id;
+  std::string event_id;  // internal id of the triggering event
+  std::string status;
+  std::optional<std::string> lane_key;
+  Json output;  // null until completed
+  Json error;   // null unless failed or cancelled
+  int req_version = -1;
+  int64_t created_at_ms = 0;
+  std::optional<int64_t> started_at_ms;
+  std::optional<int64_t> ended_at_ms;
+};
+
+struct StepRecord {
+  std::string step_id;  // hashed
+  int seq = 0;          // position in the run's stack
+  std::string name;
+  std::string status;  // completed | failed
+  Json memo;           // what the host gets back: {"data":…} or {"error":…}
+  int64_t created_at_ms = 0;
+};
+
+struct AttemptRecord {
+  std::string step_id;  // hashed step id, or "step" for a call that failed before any step
+  std::string name;
+  int attempt = 0;
+  std::string outcome;  // completed | error | failed
+  Json error;
+  int64_t started_at_ms = 0;
+  int64_t ended_at_ms = 0;
+};
+
+struct RunFilter {
+  std::string function_id;
+  std::string status;
+  std::string event_id;
+  std::string cursor;  // run id: only runs older than it
+  int limit = 50;
+};
+
+class RunReader {
+ public:
+  virtual ~RunReader() = default;
+  virtual Result<RunRecord> GetRun(const std::string& run_id) = 0;
+  // Newest first.
+  virtual Result<std::vector<RunRecord>> ListRuns(const RunFilter& filter) = 0;
+  // In stack order.
+  virtual Result<std::vector<StepRecord>> GetSteps(const std::string& run_id) = 0;
+  // In the order they ended.
+  virtual Result<std::vector<AttemptRecord>> GetAttempts(const std::string& run_id) = 0;
+};
+
+// A unit of work: "call run R with step S now".
+struct QueueItem {
+  int64_t id = 0;
+  std::string run_id;
+  std::string step_id;  // "step" for discovery, else a hashed step id
+  int attempt = 0;      // 0-based attempt of this item
+  std::string lease_token;
+};
+
+// Everything needed to build the call request for a run.
+struct RunState {
+  RunRecord run;
+  FunctionRecord function;
+  std::vector<Json> events;         // payloads, first = the trigger
+  std::vector<StepRecord> steps;    // stack order
+};
+
+struct NextCall {
+  std::string step_id;
+  TimePoint due;
+};
+
+// What one host call changed, applied atomically with Apply.
+struct Transition {
+  std::vector<StepRecord> steps;         // memoize, in order (each step id at most once)
+  std::vector<AttemptRecord> attempts;   // the attempts this call made
+  std::optional<TimePoint> retry_at;     // keep the item: attempt + 1, visible at retry_at
+  std::vector<NextCall> next;            // enqueue after removing the item
+  // Enqueue `next` only when the run has no other queue item (fan-in of parallel steps).
+  bool next_only_if_idle = false;
+  std::optional<std::string> end_status;  // completed | failed | cancelled: the run ends
+  Json output;
+  Json error;
+  std::optional<int> req_version;
+  std::optional<std::string> run_status;  // e.g. sleeping, while the run is not ended
+};
+
+class QueueStore {
+ public:
+  virtual ~QueueStore() = default;
+  // Leases up to `max` items visible at `now` (due, or whose lease expired), oldest first,
+  // each until now + lease under a fresh lease token; skips items another claimer holds.
+  // Runs of claimed items that were queued become running.
+  virtual Result<std::vector<QueueItem>> Claim(int max, TimePoint now,
+                                               std::chrono::milliseconds lease) = 0;
+  virtual Result<RunState> LoadRunState(const std::string& run_id) = 0;
+  // Applies `t` if `item` is still leased under its token; kAborted (and nothing written)
+  // when the lease was lost to another claimer.
+  virtual Status Apply(const QueueItem& item, const Transition& t, TimePoint now) = 0;
+  // How many items are queued (any state); for metrics and tests.
+  virtual Result<int64_t> QueueDepth() = 0;
+};
+
+class Store : public AppRegistry, public EventStore, public RunReader, public QueueStore {
+ public:
+  // Applies pending migrations (idempotent; safe with several coordinators at once).
+  virtual Status Migrate() = 0;
+  // Cheap round trip to the database, for /readyz.
+  virtual Status Ping() = 0;
+};
+
+struct PostgresOptions {
+  std::string url;  // postgres://user@host:port/db
+  int pool_size = 16;
+};
+
+// Opens a pool of connections. kUnavailable when the database cannot be reached.
+Result<std::unique_ptr<Store>> OpenPostgresStore(const PostgresOptions& options);
+
+}  // namespace funcky::store
