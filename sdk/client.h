@@ -1,0 +1,35 @@
+// The Funcky C++ SDK client: who the app is, where the coordinator is, and sending events.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace funcky::sdk {
+
+struct ClientOptions {
+  std::string app_id;                                // e.g. "billing"
+  std::string coordinator_url = "http://127.0.0.1:8288";
+  // Signing key shared with the coordinator. Empty = dev mode: calls are not verified.
+  std::string signing_key;
+  std::string signing_key_fallback;
+  std::string event_key = "dev";  // the key in POST /e/{key}
+};
+
+class Client {
+ public:
+  explicit Client(ClientOptions options) : options_(std::move(options)) {}
+  const ClientOptions& options() const { return options_; }
+
+  // Sends one event (an object) or several (an array). Returns the stored events' ids.
+  // kInvalidArgument when the coordinator refused them, kUnavailable when it is unreachable.
+  Result<std::vector<std::string>> send(const nlohmann::json& events) const;
+
+ private:
+  ClientOptions options_;
+};
+
+}  // namespace funcky::sdk

@@ -1,0 +1,43 @@
+// One call's replay state, shared by the step tools and the serve handler. Internal.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/ops.h"
+
+namespace funcky::sdk {
+
+// Thrown through the handler to end a call with ops (a 206). Not a std::exception, so
+// user code catching std::exception does not swallow it.
+struct Interrupt {
+  std::vector<Op> ops;
+  bool no_retry = false;
+  std::optional<std::chrono::seconds> retry_after;
+};
+
+// Thrown when the requested step is not reached by the replay.
+struct StepNotFound {
+  std::string step_id;
+};
+
+class Execution {
+ public:
+  nlohmann::json memo;  // hashed step id -> memoized value
+  std::string target_step;
+  bool disable_immediate_execution = false;
+  int attempt = 0;
+  int max_attempts = 0;  // 0: unknown (the coordinator decides finality)
+  std::map<std::string, int> counts;
+
+  bool last_attempt() const { return max_attempts > 0 && attempt + 1 >= max_attempts; }
+};
+
+nlohmann::json SerializeError(const std::string& name, const std::string& message);
+
+}  // namespace funcky::sdk

@@ -1,0 +1,213 @@
+#include "sdk/serve.h"
+
+#include <chrono>
+
+#include "common/jcs.h"
+#include "common/signing.h"
+#include "common/step_id.h"
+#include "common/url.h"
+#include "sdk/execution.h"
+
+namespace funcky::sdk {
+
+namespace {
+
+constexpr const char* kSdkVersion = "0.1.0";
+
+ServeResponse JsonReply(int status, const Json& body) {
+  return {status, {{"Content-Type", "application/json"}}, body.dump()};
+}
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+Json SerializeError(const std::string& name, const std::string& message) {
+  return {{"name", name}, {"message", message}, {"stack", ""}, {"__serialized", true}};
+}
+
+ServeHandler::ServeHandler(const Client& client, std::string serve_url,
+                           std::vector<Function> functions)
+    : client_(client), serve_url_(std::move(serve_url)), functions_(std::move(functions)) {
+  for (const auto& f : functions_) by_id_[client_.options().app_id + "-" + f.options().id] = &f;
+}
+
+Json ServeHandler::register_body() const {
+  Json functions = Json::array();
+  for (const auto& f : functions_) functions.push_back(f.config(client_.options().app_id, serve_url_));
+  return {{"url", serve_url_},
+          {"deployType", "ping"},
+          {"framework", "funcky"},
+          {"appName", client_.options().app_id},
+          {"functions", functions},
+          {"sdk", std::string("cpp:v") + kSdkVersion},
+          {"v", "0.1"}};
+}
+
+Status ServeHandler::register_functions() const {
+  HttpRequest req;
+  req.method = "POST";
+  req.url = client_.options().coordinator_url + "/fn/register";
+  req.headers = {{"Content-Type", "application/json"},
+                 {"X-Inngest-SDK", std::string("funcky-cpp:v") + kSdkVersion},
+                 {"X-Inngest-Sync-Kind", "out_of_band"}};
+  if (!client_.options().signing_key.empty()) {
+    req.headers.emplace_back("Authorization",
+                             "Bearer " + signing::HashedSigningKey(client_.options().signing_key));
+  }
+  req.body = register_body().dump();
+  req.timeout = std::chrono::seconds(30);
+  ASSIGN_OR_RETURN(HttpResponse res, HttpCall(req));
+  Json body = Json::parse(res.body, nullptr, false);
+  int status = body.is_object() ? body.value("status", 200) : res.status;
+  if (res.status != 200 || status != 200) {
+    std::string message = body.is_object() && body.contains("error") && body["error"].is_string()
+                              ? body["error"].get<std::string>()
+                              : res.body;
+    if (res.status == 401) return Unauthenticated("registration refused: " + message);
+    return InvalidArgument("registration refused (HTTP " + std::to_string(res.status) +
+                           "): " + message);
+  }
+  return Status::Ok();
+}
+
+ServeResponse ServeHandler::Finish(ServeResponse r) const {
+  r.headers.emplace_back("X-Inngest-SDK", std::string("funcky-cpp:v") + kSdkVersion);
+  r.headers.emplace_back("X-Inngest-SDK-Handled", "true");
+  r.headers.emplace_back("X-Inngest-Framework", "funcky");
+  r.headers.emplace_back("X-Inngest-Req-Version", "2");
+  if (!client_.options().signing_key.empty()) {
+    r.headers.emplace_back("X-Inngest-Signature",
+                           signing::SignatureHeader(r.body, client_.options().signing_key,
+                                                    NowSeconds()));
+  }
+  return r;
+}
+
+ServeResponse ServeHandler::handle(const ServeRequest& request) const {
+  if (request.method == "POST") return Call(request);
+  if (request.method == "PUT") return Sync(request);
+  if (request.method == "GET") return Introspect(request);
+  return Finish(JsonReply(405, {{"message", "method not allowed"}}));
+}
+
+ServeResponse ServeHandler::Introspect(const ServeRequest&) const {
+  return Finish(JsonReply(200, {{"function_count", functions_.size()},
+                                {"has_event_key", !client_.options().event_key.empty()},
+                                {"has_signing_key", !client_.options().signing_key.empty()},
+                                {"mode", client_.options().signing_key.empty() ? "dev" : "cloud"},
+                                {"schema_version", "2024-05-24"}}));
+}
+
+ServeResponse ServeHandler::Sync(const ServeRequest& request) const {
+  if (FindHeader(request.headers, "X-Inngest-Sync-Kind") == "in_band") {
+    if (!client_.options().signing_key.empty()) {
+      std::vector<std::string> keys = {client_.options().signing_key,
+                                       client_.options().signing_key_fallback};
+      Status s = signing::VerifySignature(FindHeader(request.headers, "X-Inngest-Signature"),
+                                          request.body, keys, NowSeconds());
+      if (!s.ok()) return Finish(JsonReply(401, {{"message", "Unauthorized"}}));
+    }
+    Json reg = register_body();
+    ServeResponse r = JsonReply(200, {{"app_id", client_.options().app_id},
+                                      {"framework", "funcky"},
+                                      {"functions", reg["functions"]},
+                                      {"sdk", reg["sdk"]},
+                                      {"sdk_author", "funcky"},
+                                      {"sdk_language", "cpp"},
+                                      {"sdk_version", kSdkVersion},
+                                      {"url", serve_url_}});
+    r.headers.emplace_back("X-Inngest-Sync-Kind", "in_band");
+    return Finish(std::move(r));
+  }
+  Status s = register_functions();
+  ServeResponse r = JsonReply(s.ok() ? 200 : 500,
+                              {{"message", s.ok() ? "Successfully registered" : s.message()},
+                               {"modified", s.ok()}});
+  r.headers.emplace_back("X-Inngest-Sync-Kind", "out_of_band");
+  return Finish(std::move(r));
+}
+
+ServeResponse ServeHandler::Call(const ServeRequest& request) const {
+  if (request.body.empty()) return Finish(JsonReply(401, {{"message", "Unauthorized"}}));
+  Json body = Json::parse(request.body, nullptr, false);
+  if (!client_.options().signing_key.empty()) {
+    // Verify over the canonical form, as the protocol signs it (PROTOCOL.md §7).
+    auto canonical = body.is_discarded() ? Result<std::string>(InvalidArgument("bad JSON"))
+                                         : CanonicalJson(body);
+    std::vector<std::string> keys = {client_.options().signing_key,
+                                     client_.options().signing_key_fallback};
+    Status s = canonical.ok()
+                   ? signing::VerifySignature(FindHeader(request.headers, "X-Inngest-Signature"),
+                                              *canonical, keys, NowSeconds())
+                   : canonical.status();
+    if (!s.ok()) {
+      // Per the protocol, no x-inngest-* headers but SDK-Handled on a rejected request.
+      return {401,
+              {{"Content-Type", "application/json"}, {"X-Inngest-SDK-Handled", "true"}},
+              Json{{"message", "Unauthorized"}}.dump()};
+    }
+  }
+  auto internal_error = [&](const std::string& message) {
+    return Finish(JsonReply(500, {{"type", "internal"}, {"name", "Error"}, {"message", message}}));
+  };
+  if (body.is_discarded() || !body.is_object()) return internal_error("request body is not JSON");
+  const std::string fn_id = QueryParam(request.target, "fnId");
+  auto it = by_id_.find(fn_id);
+  if (it == by_id_.end()) return internal_error("no function \"" + fn_id + "\" in this app");
+
+  Execution x;
+  x.memo = body.value("steps", Json::object());
+  if (!x.memo.is_object()) x.memo = Json::object();
+  x.target_step = QueryParam(request.target, "stepId");
+  if (x.target_step.empty()) x.target_step = std::string(kDiscoveryStepId);
+  Json ctx_json = body.value("ctx", Json::object());
+  if (!ctx_json.is_object()) ctx_json = Json::object();
+  x.attempt = ctx_json.value("attempt", 0);
+  x.max_attempts = ctx_json.value("max_attempts", 0);
+  x.disable_immediate_execution = ctx_json.value("disable_immediate_execution", false);
+  const Json event = body.value("event", Json::object());
+  const Json events = body.value("events", Json::array({event}));
+
+  Step step(x);
+  Context ctx{event, events, ctx_json.value("run_id", std::string()), x.attempt, step};
+  auto error_reply = [&](const std::string& name, const std::string& message, bool no_retry,
+                         std::optional<std::chrono::seconds> retry_after) {
+    bool final = no_retry || x.last_attempt();
+    ServeResponse r = JsonReply(final ? 400 : 500, SerializeError(name, message));
+    r.headers.emplace_back("X-Inngest-No-Retry", final ? "true" : "false");
+    if (retry_after && !final) r.headers.emplace_back("Retry-After", std::to_string(retry_after->count()));
+    return Finish(std::move(r));
+  };
+  try {
+    Json result = it->second->handler()(ctx);
+    return Finish(JsonReply(200, result));
+  } catch (const Interrupt& in) {
+    Json ops = Json::array();
+    for (const auto& op : in.ops) ops.push_back(OpToJson(op));
+    ServeResponse r = JsonReply(206, ops);
+    r.headers.emplace_back("X-Inngest-No-Retry", in.no_retry ? "true" : "false");
+    if (in.retry_after) r.headers.emplace_back("Retry-After", std::to_string(in.retry_after->count()));
+    return Finish(std::move(r));
+  } catch (const StepNotFound& nf) {
+    return Finish(JsonReply(500, {{"error", "Could not find step \"" + nf.step_id + "\""},
+                                  {"requestedStep", nf.step_id}}));
+  } catch (const NonRetriableError& e) {
+    return error_reply("NonRetriableError", e.what(), true, std::nullopt);
+  } catch (const StepError& e) {
+    // A step failed for good and the function did not handle it: the run fails.
+    return error_reply("StepError", e.what(), true, std::nullopt);
+  } catch (const RetryAfterError& e) {
+    return error_reply("RetryAfterError", e.what(), false, e.after());
+  } catch (const std::exception& e) {
+    return error_reply("Error", e.what(), false, std::nullopt);
+  } catch (...) {
+    return error_reply("Error", "unknown exception", false, std::nullopt);
+  }
+}
+
+}  // namespace funcky::sdk

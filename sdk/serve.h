@@ -1,0 +1,59 @@
+// The serve handler: what a host mounts at its /serve endpoint (PROTOCOL.md §4–§9).
+//
+// It is framework-free: give it the method, target, headers and body of a request and send
+// back what it returns. funcky::sdk::Server (sdk/server.h) runs it on its own HTTP server.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/http_client.h"
+#include "common/status.h"
+#include "sdk/client.h"
+#include "sdk/function.h"
+
+namespace funcky::sdk {
+
+struct ServeRequest {
+  std::string method;
+  std::string target;  // path and query, e.g. "/api/funcky?fnId=app-fn&stepId=step"
+  Headers headers;
+  std::string body;
+};
+
+struct ServeResponse {
+  int status = 200;
+  Headers headers;
+  std::string body;
+};
+
+class ServeHandler {
+ public:
+  // `serve_url` is the absolute URL the coordinator calls, e.g. http://host:3000/api/funcky.
+  ServeHandler(const Client& client, std::string serve_url, std::vector<Function> functions);
+
+  // POST: run a function (verifying the signature when a signing key is set);
+  // PUT: sync with the coordinator (in-band when asked, else by POST /fn/register);
+  // GET: introspection. Thread-safe.
+  ServeResponse handle(const ServeRequest& request) const;
+
+  // Registers the functions with the coordinator (POST /fn/register). Call at start-up.
+  Status register_functions() const;
+
+  // The register body (PROTOCOL.md §2.2).
+  nlohmann::json register_body() const;
+
+ private:
+  ServeResponse Call(const ServeRequest& request) const;
+  ServeResponse Sync(const ServeRequest& request) const;
+  ServeResponse Introspect(const ServeRequest& request) const;
+  ServeResponse Finish(ServeResponse response) const;
+
+  const Client& client_;
+  std::string serve_url_;
+  std::vector<Function> functions_;
+  std::map<std::string, const Function*> by_id_;  // composite id -> function
+};
+
+}  // namespace funcky::sdk

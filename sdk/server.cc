@@ -1,0 +1,83 @@
+#include "sdk/server.h"
+
+#include <csignal>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "common/http_server.h"
+#include "common/url.h"
+
+namespace funcky::sdk {
+
+namespace asio = boost::asio;
+
+struct Server::Impl {
+  Impl(Server::Handler h, ServerOptions o)
+      : options(std::move(o)), pool(static_cast<size_t>(options.threads)),
+        work(asio::make_work_guard(io)), handler(std::move(h)) {
+    HttpServerOptions so;
+    so.address = options.address;
+    so.port = options.port;
+    so.server_name = "funcky-sdk";
+    so.max_body_bytes = 32 << 20;  // memoized state grows with the run
+    so.request_timeout = std::chrono::minutes(15);
+    server = std::make_unique<HttpServer>(io, pool, so, [this](ServerRequest r) {
+      if (TargetPath(r.target) != options.path) {
+        return ServerResponse{404, {{"Content-Type", "application/json"}},
+                              R"({"message":"not found"})"};
+      }
+      ServeResponse res = handler({std::move(r.method), std::move(r.target),
+                                          std::move(r.headers), std::move(r.body)});
+      return ServerResponse{res.status, std::move(res.headers), std::move(res.body)};
+    });
+  }
+  ServerOptions options;
+  asio::io_context io;
+  asio::thread_pool pool;
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+  Server::Handler handler;
+  std::unique_ptr<HttpServer> server;
+  std::thread io_thread;
+};
+
+Server::Server(const ServeHandler& handler, ServerOptions options)
+    : Server([&handler](const ServeRequest& r) { return handler.handle(r); }, std::move(options)) {}
+
+Server::Server(Handler handler, ServerOptions options)
+    : impl_(std::make_unique<Impl>(std::move(handler), std::move(options))) {}
+
+Server::~Server() { stop(); }
+
+Status Server::start() {
+  RETURN_IF_ERROR(impl_->server->Start());
+  impl_->io_thread = std::thread([this] { impl_->io.run(); });
+  return Status::Ok();
+}
+
+uint16_t Server::port() const { return impl_->server->port(); }
+
+void Server::stop() {
+  if (!impl_->io_thread.joinable()) return;
+  impl_->server->Stop();
+  impl_->work.reset();
+  impl_->io.stop();
+  impl_->io_thread.join();
+  impl_->pool.join();
+}
+
+void Server::wait_for_signal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  int sig = 0;
+  sigwait(&set, &sig);
+  stop();
+}
+
+}  // namespace funcky::sdk

@@ -1,0 +1,41 @@
+// A small HTTP server for a ServeHandler, for hosts that have no web framework of their own.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "sdk/serve.h"
+
+namespace funcky::sdk {
+
+struct ServerOptions {
+  std::string address = "127.0.0.1";
+  uint16_t port = 3000;  // 0: any free port
+  std::string path = "/api/funcky";
+  int threads = 8;  // handler threads: calls served at once
+};
+
+class Server {
+ public:
+  using Handler = std::function<ServeResponse(const ServeRequest&)>;
+  // Serves `handler` at options.path; other paths get 404.
+  Server(const ServeHandler& handler, ServerOptions options);
+  // Serves any handler at options.path (e.g. one that wraps a ServeHandler).
+  Server(Handler handler, ServerOptions options);
+  ~Server();
+  // Binds and serves on background threads. kUnavailable when the port cannot be bound.
+  Status start();
+  uint16_t port() const;
+  void stop();
+  // Blocks until SIGINT or SIGTERM, then stops.
+  void wait_for_signal();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace funcky::sdk
