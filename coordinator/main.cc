@@ -34,6 +34,7 @@ struct ServeFlags {
   std::string retry_jitter = "30s";
   std::string call_timeout = "60s";
   std::string poll_interval = "25ms";
+  std::string lease;  // empty: call timeout + 30s
   int max_in_flight = 64;
   int db_pool = 16;
   size_t max_body_bytes = 3 << 20;
@@ -88,6 +89,18 @@ int Serve(const ServeFlags& f) {
     exec.retry.max_jitter = *jitter;
     exec.call_timeout = *timeout;
     exec.lease = *timeout + std::chrono::seconds(30);
+    if (!f.lease.empty()) {
+      auto lease = DurationFlag("lease", f.lease);
+      if (!lease.ok()) {
+        spdlog::error("{}", lease.status().message());
+        return 2;
+      }
+      if (*lease <= *timeout) {
+        spdlog::error("--lease must be longer than --call-timeout");
+        return 2;
+      }
+      exec.lease = *lease;
+    }
     exec.poll_interval = *poll;
     exec.max_in_flight = f.max_in_flight;
     exec.call.signing_key = f.signing_key;
@@ -214,6 +227,9 @@ int main(int argc, char** argv) {
   serve->add_option("--poll-interval", f.poll_interval,
                     "How often an idle coordinator looks for due work")
       ->capture_default_str();
+  serve->add_option("--lease", f.lease,
+                    "How long a claimed call is held before another coordinator may take it "
+                    "over (default: call timeout + 30s)");
   serve->add_option("--max-in-flight", f.max_in_flight, "Concurrent calls to hosts")
       ->capture_default_str();
   serve->add_option("--db-pool", f.db_pool, "Database connections")->capture_default_str();

@@ -1,0 +1,273 @@
+// End-to-end tests of the spine (issue 2): real coordinator and host processes on a real,
+// private PostgreSQL cluster, driven over HTTP.
+#include <chrono>
+#include <ctime>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "common/jcs.h"
+#include "common/signing.h"
+#include "tests/support/e2e.h"
+#include "tests/support/pg_cluster.h"
+
+namespace funcky::testing {
+namespace {
+
+int64_t ParseIsoMillis(const std::string& iso) {
+  std::tm tm{};
+  const char* rest = strptime(iso.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  int ms = rest && *rest == '.' ? std::atoi(rest + 1) : 0;
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + ms;
+}
+
+class SpineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = TempDir(std::string("funcky-e2e-") + info->name() + "-");
+    db_ = SharedPgCluster().CreateDatabase(std::string("spine_") + info->name());
+  }
+
+  std::unique_ptr<Coordinator> StartCoordinator(std::vector<std::string> args = {}) {
+    auto c = std::make_unique<Coordinator>(db_, std::move(args), dir_);
+    c->Start();
+    return c;
+  }
+
+  // Sends one event and returns the internal id.
+  std::string Send(const Coordinator& c, const Json& event) {
+    auto r = Http("POST", c.url() + "/e/test", event.dump());
+    EXPECT_EQ(r.status, 200) << r.raw;
+    EXPECT_EQ(r.body["status"], 200) << r.raw;
+    return r.body["ids"][0];
+  }
+
+  int CountRows(const Coordinator& c, const std::string& path) {
+    auto r = Http("GET", c.url() + path);
+    EXPECT_EQ(r.status, 200) << r.raw;
+    return static_cast<int>(r.body["data"].size());
+  }
+
+  std::string dir_;
+  std::string db_;
+};
+
+TEST_F(SpineTest, TwoStepRunCompletesWithThreeCalls) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  std::string event = Send(*c, {{"name", "test/two-steps"}, {"data", {{"n", 1}}}});
+  auto runs = RunsOfEvent(c->url(), event);
+  ASSERT_EQ(runs.size(), 1u);
+  Json run = WaitForRunEnd(c->url(), runs[0]);
+  ASSERT_EQ(run["status"], "completed") << run.dump(2);
+  EXPECT_EQ(run["output"], Json({{"b", "AB"}}));
+  ASSERT_EQ(run["steps"].size(), 2u);
+  EXPECT_EQ(run["steps"][0]["name"], "first");
+  EXPECT_EQ(run["steps"][0]["output"], "A");
+  EXPECT_EQ(run["steps"][1]["name"], "second");
+  EXPECT_EQ(run["steps"][1]["output"], "AB");
+  EXPECT_EQ(host.Count("call", runs[0]), 3);
+  EXPECT_EQ(host.Count("step", runs[0]), 2);
+}
+
+TEST_F(SpineTest, StepFailingTwiceIsRetriedAndEarlierStepRunsOnce) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  std::string event = Send(*c, {{"name", "test/flaky"}, {"data", {{"fail_times", 2}}}});
+  auto runs = RunsOfEvent(c->url(), event);
+  ASSERT_EQ(runs.size(), 1u);
+  Json run = WaitForRunEnd(c->url(), runs[0]);
+  ASSERT_EQ(run["status"], "completed") << run.dump(2);
+  EXPECT_EQ(run["output"], Json({{"succeeded_on", 3}}));
+  ASSERT_EQ(run["steps"].size(), 2u);
+  EXPECT_EQ(run["steps"][1]["name"], "flaky");
+  EXPECT_EQ(run["steps"][1]["attempts"], 3);
+  EXPECT_EQ(run["steps"][1]["attempt_log"][0]["outcome"], "error");
+  EXPECT_EQ(run["steps"][1]["attempt_log"][2]["outcome"], "completed");
+  EXPECT_EQ(run["steps"][0]["attempts"], 1);
+  int before = 0;
+  for (const auto& r : host.Records()) {
+    if (r["kind"] == "step" && r["run_id"] == runs[0] && r["step"] == "before") ++before;
+  }
+  EXPECT_EQ(before, 1);
+}
+
+TEST_F(SpineTest, StepFailingAllAttemptsFailsTheRun) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  // Default retries: 4, so 5 attempts; failing 10 times exhausts them.
+  std::string event = Send(*c, {{"name", "test/flaky"}, {"data", {{"fail_times", 10}}}});
+  auto runs = RunsOfEvent(c->url(), event);
+  ASSERT_EQ(runs.size(), 1u);
+  Json run = WaitForRunEnd(c->url(), runs[0]);
+  ASSERT_EQ(run["status"], "failed") << run.dump(2);
+  EXPECT_EQ(run["steps"][1]["status"], "failed");
+  EXPECT_EQ(run["steps"][1]["attempts"], 5);
+  EXPECT_EQ(run["error"]["name"], "StepError");
+}
+
+TEST_F(SpineTest, KillNineMidRunLosesNothingAndRepeatsNoRecordedStep) {
+  std::vector<std::string> args = {"--call-timeout", "2s", "--lease", "3s"};
+  auto c = StartCoordinator(args);
+  TestHost host(c->url(), dir_);
+  constexpr int kEvents = 20;
+  std::vector<std::string> events;
+  for (int i = 0; i < kEvents; ++i) {
+    events.push_back(Send(*c, {{"name", "test/slow"},
+                               {"data", {{"i", i}, {"steps", 3}, {"delay_ms", 150}}}}));
+  }
+  // Let some steps be recorded, then crash the coordinator mid-flight.
+  ASSERT_TRUE(WaitFor([&] { return host.Count("step") >= 10; }));
+  c->Kill9();
+  c->Start();
+  std::vector<std::string> run_ids;
+  for (const auto& e : events) {
+    auto runs = RunsOfEvent(c->url(), e);
+    ASSERT_EQ(runs.size(), 1u);
+    run_ids.push_back(runs[0]);
+  }
+  int completed = 0;
+  for (const auto& id : run_ids) {
+    Json run = WaitForRunEnd(c->url(), id, std::chrono::seconds(60));
+    EXPECT_EQ(run["status"], "completed") << run.dump(2);
+    EXPECT_EQ(run["output"], Json({{"sum", 3}}));
+    if (run["status"] == "completed") ++completed;
+    // No step runs again after its result was recorded: no execution of a step began
+    // after the moment the coordinator stored its result.
+    for (const auto& step : run["steps"]) {
+      const int64_t recorded = ParseIsoMillis(step["ended_at"]);
+      for (const auto& r : host.Records()) {
+        if (r["kind"] != "step" || r["run_id"] != id || r["step"] != step["name"]) continue;
+        EXPECT_LE(r["t_ms"].get<int64_t>(), recorded)
+            << "step " << step["name"] << " of run " << id << " ran after it was recorded";
+      }
+    }
+  }
+  std::printf("kill -9 test: %d/%d runs completed after restart\n", completed, kEvents);
+  EXPECT_EQ(completed, kEvents);
+}
+
+TEST_F(SpineTest, SameEventIdSentTwiceIsStoredOnceAndStartsOneRun) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  Json event = {{"name", "test/two-steps"}, {"id", "order-42"}, {"data", {{"n", 1}}}};
+  std::string first = Send(*c, event);
+  std::string second = Send(*c, event);
+  EXPECT_EQ(first, second);
+  auto runs = RunsOfEvent(c->url(), first);
+  ASSERT_EQ(runs.size(), 1u);
+  WaitForRunEnd(c->url(), runs[0]);
+  EXPECT_EQ(CountRows(*c, "/v1/events?name=test/two-steps"), 1);
+  EXPECT_EQ(CountRows(*c, "/v1/runs?function=test-two-steps"), 1);
+  EXPECT_EQ(host.Count("call", runs[0]), 3);
+}
+
+TEST_F(SpineTest, SignedCallsPassAndBadSignaturesAreRejected) {
+  const std::string key = "signkey-test-12345678abcdef00";
+  auto c = StartCoordinator({"--signing-key", key});
+  TestHost host(c->url(), dir_, {"--signing-key", key});
+  std::string event = Send(*c, {{"name", "test/two-steps"}});
+  auto runs = RunsOfEvent(c->url(), event);
+  ASSERT_EQ(runs.size(), 1u);
+  Json run = WaitForRunEnd(c->url(), runs[0]);
+  ASSERT_EQ(run["status"], "completed") << run.dump(2);
+
+  // Now call the host directly the way the coordinator would, but badly signed.
+  auto fns = Http("GET", c->url() + "/v1/functions");
+  std::string url;
+  for (const auto& f : fns.body["data"]) {
+    if (f["id"] == "test-two-steps") url = f["config"]["steps"]["step"]["runtime"]["url"];
+  }
+  ASSERT_FALSE(url.empty());
+  Json body = {{"event", {{"name", "test/two-steps"}, {"data", Json::object()}}},
+               {"events", Json::array()},
+               {"steps", Json::object()},
+               {"ctx", {{"run_id", "forged-run"}, {"attempt", 0}, {"stack", nullptr}}},
+               {"version", -1}};
+  std::string canonical = *CanonicalJson(body);
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  struct Case {
+    const char* what;
+    Headers headers;
+  };
+  std::vector<Case> cases = {
+      {"unsigned", {}},
+      {"wrong key",
+       {{"X-Inngest-Signature", signing::SignatureHeader(canonical, "signkey-test-00ff", now)}}},
+      {"six minutes old",
+       {{"X-Inngest-Signature", signing::SignatureHeader(canonical, key, now - 360)}}},
+      {"garbage", {{"X-Inngest-Signature", "t=abc&s=zz"}}},
+  };
+  for (const auto& tc : cases) {
+    auto r = Http("POST", url, canonical, tc.headers);
+    EXPECT_EQ(r.status, 401) << tc.what << ": " << r.raw;
+  }
+  EXPECT_EQ(host.Count("step", "forged-run"), 0) << "a rejected call must not run any step";
+  // And a correctly signed one is accepted.
+  auto ok = Http("POST", url, canonical,
+                 {{"X-Inngest-Signature", signing::SignatureHeader(canonical, key, now)}});
+  EXPECT_EQ(ok.status, 206) << ok.raw;
+}
+
+TEST_F(SpineTest, BadInputGetsJsonErrorsAndStoresNothing) {
+  auto c = StartCoordinator({"--max-body-bytes", "1048576"});
+  TestHost host(c->url(), dir_);
+  struct Case {
+    std::string method, path, body;
+    int status;
+  };
+  std::string many = "[";
+  for (int i = 0; i < 10000; ++i) many += std::string(i ? "," : "") + R"({"name":"test/two-steps"})";
+  many += "]";
+  std::string deep(100, '[');
+  deep += std::string(100, ']');
+  std::vector<Case> cases = {
+      {"POST", "/e/k", "{not json", 400},
+      {"POST", "/e/k", "", 400},
+      {"POST", "/e/k", R"({"data":{}})", 400},
+      {"POST", "/e/k", R"({"name":""})", 400},
+      {"POST", "/e/k", R"({"name":42})", 400},
+      {"POST", "/e/k", R"({"name":"x","data":[1]})", 400},
+      {"POST", "/e/k", R"({"name":"x","ts":"yesterday"})", 400},
+      {"POST", "/e/k", R"({"name":"x","id":7})", 400},
+      {"POST", "/e/k", R"({"name":"inngest/function.failed"})", 400},
+      {"POST", "/e/k", R"([{"name":"test/two-steps"},{"nope":1}])", 400},
+      {"POST", "/e/k", "[]", 400},
+      {"POST", "/e/k", deep, 400},
+      {"POST", "/e/k", std::string(2 << 20, ' '), 413},
+      {"POST", "/e/k", many, 413},
+      {"POST", "/v1/events", "{", 400},
+      {"POST", "/fn/register", "{", 400},
+      {"POST", "/fn/register", R"({"url":"http://x","appName":"a","functions":"no"})", 400},
+      {"POST", "/fn/register", R"({"appName":"a","functions":[]})", 400},
+      {"POST", "/fn/register",
+       R"({"url":"http://127.0.0.1:1/x","appName":"a","functions":[{"id":"f","triggers":[{"event":"e"}],"steps":{}}]})",
+       400},
+      {"GET", "/v1/runs?limit=0", "", 400},
+      {"GET", "/v1/runs?status=bogus", "", 400},
+      {"GET", "/v1/runs/nope", "", 404},
+      {"GET", "/v1/events/nope", "", 404},
+      {"GET", "/no/such/route", "", 404},
+      {"DELETE", "/v1/runs", "", 405},
+  };
+  for (const auto& tc : cases) {
+    auto r = Http(tc.method, c->url() + tc.path, tc.body);
+    EXPECT_EQ(r.status, tc.status) << tc.method << " " << tc.path << " " << tc.body.substr(0, 80)
+                                   << " -> " << r.raw.substr(0, 300);
+    ASSERT_TRUE(r.body.is_object()) << tc.path << ": not JSON: " << r.raw.substr(0, 200);
+    EXPECT_TRUE(r.body.contains("error")) << r.raw.substr(0, 300);
+  }
+  EXPECT_EQ(CountRows(*c, "/v1/events"), 0);
+  EXPECT_EQ(CountRows(*c, "/v1/runs"), 0);
+  // The app the host registered is untouched by the refused registrations.
+  auto fns = Http("GET", c->url() + "/v1/functions");
+  EXPECT_EQ(fns.body["data"].size(), 3u);
+}
+
+}  // namespace
+}  // namespace funcky::testing

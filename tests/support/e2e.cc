@@ -1,0 +1,107 @@
+#include "tests/support/e2e.h"
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+namespace funcky::testing {
+
+JsonReply Http(const std::string& method, const std::string& url, const std::string& body,
+               Headers headers) {
+  HttpRequest req;
+  req.method = method;
+  req.url = url;
+  req.body = body;
+  req.headers = std::move(headers);
+  if (!body.empty()) req.headers.emplace_back("Content-Type", "application/json");
+  req.timeout = std::chrono::seconds(30);
+  auto res = HttpCall(req);
+  JsonReply out;
+  if (!res.ok()) {
+    out.status = -1;
+    out.raw = res.status().ToString();
+    return out;
+  }
+  out.status = res->status;
+  out.raw = res->body;
+  out.headers = res->headers;
+  out.body = Json::parse(res->body, nullptr, false);
+  return out;
+}
+
+std::vector<Json> ReadJsonLines(const std::string& path) {
+  std::vector<Json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    Json j = Json::parse(line, nullptr, false);
+    if (!j.is_discarded()) out.push_back(std::move(j));
+  }
+  return out;
+}
+
+Coordinator::Coordinator(std::string db, std::vector<std::string> extra_args, std::string dir)
+    : db_(std::move(db)), args_(std::move(extra_args)), dir_(std::move(dir)), port_(FreePort()) {
+  url_ = "http://127.0.0.1:" + std::to_string(port_);
+}
+
+void Coordinator::Start() {
+  std::vector<std::string> argv = {FUNCKY_BIN,    "serve",         "--db",
+                                   db_,           "--port",        std::to_string(port_),
+                                   "--retry-schedule", "50ms",     "--retry-jitter",
+                                   "0s"};
+  argv.insert(argv.end(), args_.begin(), args_.end());
+  process_ = Process(argv, dir_ + "/coordinator-" + std::to_string(++starts_) + ".log");
+  bool up = WaitFor([&] { return Http("GET", url_ + "/healthz").status == 200; });
+  ASSERT_TRUE(up) << "coordinator did not start:\n" << process_.Log();
+}
+
+TestHost::TestHost(const std::string& coordinator_url, const std::string& dir,
+                   std::vector<std::string> extra_args) {
+  log_ = dir + "/host-records.jsonl";
+  std::vector<std::string> argv = {TEST_HOST_BIN, "--coordinator", coordinator_url, "--port",
+                                   std::to_string(FreePort()), "--log", log_};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  process_ = Process(argv, dir + "/host.log");
+  bool ready = WaitFor([&] { return process_.Log().find("ready ") != std::string::npos; });
+  EXPECT_TRUE(ready) << "test host did not register:\n" << process_.Log();
+}
+
+int TestHost::Count(const std::string& kind, const std::string& run_id) const {
+  int n = 0;
+  for (const auto& r : Records()) {
+    if (r["kind"] == kind && (run_id.empty() || r["run_id"] == run_id)) ++n;
+  }
+  return n;
+}
+
+Json WaitForRunEnd(const std::string& url, const std::string& run_id,
+                   std::chrono::milliseconds timeout) {
+  Json last;
+  WaitFor(
+      [&] {
+        auto r = Http("GET", url + "/v1/runs/" + run_id);
+        if (r.status != 200) return false;
+        last = r.body["data"];
+        const std::string s = last["status"];
+        return s == "completed" || s == "failed" || s == "cancelled";
+      },
+      timeout);
+  return last;
+}
+
+std::vector<std::string> RunsOfEvent(const std::string& url, const std::string& internal_id,
+                                     size_t n) {
+  std::vector<std::string> ids;
+  WaitFor([&] {
+    ids.clear();
+    auto r = Http("GET", url + "/v1/events/" + internal_id);
+    if (r.status != 200) return false;
+    for (const auto& run : r.body["data"]["runs"]) ids.push_back(run["id"]);
+    return ids.size() >= n;
+  });
+  return ids;
+}
+
+}  // namespace funcky::testing

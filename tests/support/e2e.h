@@ -1,0 +1,76 @@
+// Helpers for end-to-end tests: a coordinator and a test host as real processes on a
+// private PostgreSQL database, and JSON over HTTP.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/http_client.h"
+#include "tests/support/process.h"
+
+namespace funcky::testing {
+
+using Json = nlohmann::json;
+
+struct JsonReply {
+  int status = 0;
+  Json body;
+  std::string raw;
+  Headers headers;
+};
+
+JsonReply Http(const std::string& method, const std::string& url, const std::string& body = "",
+               Headers headers = {});
+
+// Reads the JSON lines a test host wrote.
+std::vector<Json> ReadJsonLines(const std::string& path);
+
+struct CoordinatorOptions {
+  std::string db;
+  std::vector<std::string> extra_args;
+};
+
+class Coordinator {
+ public:
+  Coordinator(std::string db, std::vector<std::string> extra_args, std::string dir);
+  void Start();  // waits for /healthz
+  void Kill9() { process_.Kill9(); }
+  void Stop() { process_.Stop(); }
+  const std::string& url() const { return url_; }
+  std::string Log() const { return process_.Log(); }
+
+ private:
+  std::string db_;
+  std::vector<std::string> args_;
+  std::string dir_;
+  int port_;
+  std::string url_;
+  Process process_;
+  int starts_ = 0;
+};
+
+class TestHost {
+ public:
+  // Starts funcky_test_host registered with `coordinator_url`; waits until it is ready.
+  TestHost(const std::string& coordinator_url, const std::string& dir,
+           std::vector<std::string> extra_args = {});
+  std::vector<Json> Records() const { return ReadJsonLines(log_); }
+  int Count(const std::string& kind, const std::string& run_id = "") const;
+  std::string Output() const { return process_.Log(); }
+  void Stop() { process_.Stop(); }
+
+ private:
+  std::string log_;
+  Process process_;
+};
+
+// Polls GET /v1/runs/{id} until the run has ended; returns it (or the last view).
+Json WaitForRunEnd(const std::string& coordinator_url, const std::string& run_id,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(30));
+// The ids of runs started by event `internal_id`, waiting until there are `n`.
+std::vector<std::string> RunsOfEvent(const std::string& coordinator_url,
+                                     const std::string& internal_id, size_t n = 1);
+
+}  // namespace funcky::testing

@@ -1,0 +1,132 @@
+// funcky_test_host: a host built with the C++ SDK for end-to-end tests. It records every
+// call and every step execution as a JSON line in --log, so tests can count them.
+//
+// Functions (app "test"):
+//   two-steps  on test/two-steps: step "first" -> "A", step "second" -> "AB"
+//   flaky      on test/flaky:     step "before", then step "flaky" that throws until it has
+//                                 run data.fail_times times in this run
+//   slow       on test/slow:      data.steps steps that each sleep data.delay_ms
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "sdk/client.h"
+#include "sdk/function.h"
+#include "sdk/serve.h"
+#include "sdk/server.h"
+
+using funcky::sdk::Context;
+using funcky::sdk::Json;
+
+namespace {
+
+std::mutex g_mu;
+std::ofstream g_log;
+std::map<std::string, int> g_runs_of_step;  // "run/step" -> executions
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int Record(const std::string& kind, const std::string& run_id, const std::string& step) {
+  std::lock_guard lock(g_mu);
+  int n = ++g_runs_of_step[kind + "/" + run_id + "/" + step];
+  g_log << Json{{"kind", kind}, {"run_id", run_id}, {"step", step}, {"t_ms", NowMs()}}.dump()
+        << std::endl;
+  return n;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"funcky_test_host"};
+  funcky::sdk::ClientOptions client_options{.app_id = "test"};
+  funcky::sdk::ServerOptions server_options;
+  std::string log_path = "/dev/null";
+  app.add_option("--coordinator", client_options.coordinator_url);
+  app.add_option("--signing-key", client_options.signing_key);
+  app.add_option("--port", server_options.port);
+  app.add_option("--log", log_path);
+  CLI11_PARSE(app, argc, argv);
+  g_log.open(log_path, std::ios::app);
+
+  std::vector<funcky::sdk::Function> functions;
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "two-steps", .triggers = {{.event = "test/two-steps"}}}, [](Context& ctx) {
+        Json a = ctx.step.run("first", [&] {
+          Record("step", ctx.run_id, "first");
+          return Json("A");
+        });
+        Json b = ctx.step.run("second", [&] {
+          Record("step", ctx.run_id, "second");
+          return Json(a.get<std::string>() + "B");
+        });
+        return Json{{"b", b}};
+      }));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "flaky", .triggers = {{.event = "test/flaky"}}}, [](Context& ctx) {
+        ctx.step.run("before", [&] {
+          Record("step", ctx.run_id, "before");
+          return Json("before-done");
+        });
+        const int fail_times = ctx.event["data"].value("fail_times", 0);
+        Json out = ctx.step.run("flaky", [&] {
+          int n = Record("step", ctx.run_id, "flaky");
+          if (n <= fail_times) throw std::runtime_error("flaky failure " + std::to_string(n));
+          return Json{{"succeeded_on", n}};
+        });
+        return out;
+      }));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "slow", .triggers = {{.event = "test/slow"}}}, [](Context& ctx) {
+        const int steps = ctx.event["data"].value("steps", 3);
+        const int delay = ctx.event["data"].value("delay_ms", 100);
+        int64_t sum = 0;
+        for (int i = 0; i < steps; ++i) {
+          std::string id = "s" + std::to_string(i);
+          sum += ctx.step.run(id, [&] {
+                   Record("step", ctx.run_id, id);
+                   std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+                   return Json(i);
+                 }).get<int64_t>();
+        }
+        return Json{{"sum", sum}};
+      }));
+
+  funcky::sdk::Client client(client_options);
+  std::unique_ptr<funcky::sdk::ServeHandler> handler;
+  funcky::sdk::Server server(
+      [&](const funcky::sdk::ServeRequest& r) {
+        if (r.method == "POST") {
+          Record("call", std::string(funcky::FindHeader(r.headers, "X-Run-ID")), r.target);
+        }
+        return handler->handle(r);
+      },
+      server_options);
+  if (auto s = server.start(); !s.ok()) {
+    std::cerr << s.message() << std::endl;
+    return 1;
+  }
+  const std::string url =
+      "http://127.0.0.1:" + std::to_string(server.port()) + server_options.path;
+  handler = std::make_unique<funcky::sdk::ServeHandler>(client, url, std::move(functions));
+  funcky::Status registered;
+  for (int i = 0; i < 100; ++i) {
+    registered = handler->register_functions();
+    if (registered.ok() || registered.code() != funcky::StatusCode::kUnavailable) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (!registered.ok()) {
+    std::cerr << "register: " << registered.ToString() << std::endl;
+    return 1;
+  }
+  std::cout << "ready " << url << std::endl;
+  server.wait_for_signal();
+  return 0;
+}

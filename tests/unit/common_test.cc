@@ -1,0 +1,163 @@
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "common/crypto.h"
+#include "common/duration.h"
+#include "common/jcs.h"
+#include "common/ops.h"
+#include "common/signing.h"
+#include "common/step_id.h"
+#include "common/ulid.h"
+#include "common/url.h"
+
+namespace funcky {
+namespace {
+
+using nlohmann::json;
+
+// PROTOCOL.md §7 vector.
+TEST(Signing, HashedSigningKeyMatchesProtocolVector) {
+  EXPECT_EQ(signing::HashedSigningKey("signkey-test-12345678abcdef00"),
+            "signkey-test-1425c614b3c1496f790eda4bea6c2256db84457b632ab328d8544fe290a611f2");
+}
+
+TEST(Signing, SignatureIsHmacOfBodyAndTimestampKeyedWithHexText) {
+  // HMAC-SHA256(key = "12345678abcdef00" as ASCII, message = body || "1700000000").
+  const std::string body = R"({"a":1})";
+  const std::string header = signing::SignatureHeader(body, "signkey-test-12345678abcdef00",
+                                                      1700000000);
+  EXPECT_EQ(header,
+            "t=1700000000&s=" + crypto::HmacSha256Hex("12345678abcdef00", body + "1700000000"));
+  // Known HMAC-SHA256 vector (RFC 4231 case 2) to pin the primitive itself.
+  EXPECT_EQ(crypto::HmacSha256Hex("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST(Signing, VerifyAcceptsFreshRejectsStaleWrongAndMalformed) {
+  const std::string key = "signkey-prod-abcdef0123";
+  const std::string body = "{}";
+  const int64_t now = 1'800'000'000;
+  std::vector<std::string> keys = {key};
+  EXPECT_TRUE(signing::VerifySignature(signing::SignatureHeader(body, key, now), body, keys, now).ok());
+  EXPECT_TRUE(signing::VerifySignature(signing::SignatureHeader(body, key, now - 299), body, keys, now).ok());
+  EXPECT_EQ(signing::VerifySignature(signing::SignatureHeader(body, key, now - 360), body, keys, now).code(),
+            StatusCode::kUnauthenticated);
+  EXPECT_EQ(signing::VerifySignature(signing::SignatureHeader(body, key, now + 360), body, keys, now).code(),
+            StatusCode::kUnauthenticated);
+  EXPECT_EQ(signing::VerifySignature(signing::SignatureHeader(body, "signkey-prod-ff", now), body, keys, now).code(),
+            StatusCode::kUnauthenticated);
+  EXPECT_EQ(signing::VerifySignature(signing::SignatureHeader("{ }", key, now), body, keys, now).code(),
+            StatusCode::kUnauthenticated);
+  EXPECT_EQ(signing::VerifySignature("", body, keys, now).code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(signing::VerifySignature("t=x&s=y", body, keys, now).code(), StatusCode::kUnauthenticated);
+  // The fallback key is tried after the main key.
+  std::vector<std::string> rotated = {"signkey-prod-0000", key};
+  EXPECT_TRUE(signing::VerifySignature(signing::SignatureHeader(body, key, now), body, rotated, now).ok());
+}
+
+TEST(Signing, BearerAcceptsHashedOrPlainKeyOnly) {
+  const std::string key = "signkey-test-12345678abcdef00";
+  EXPECT_TRUE(signing::BearerMatchesSigningKey(signing::HashedSigningKey(key), key));
+  EXPECT_TRUE(signing::BearerMatchesSigningKey(key, key));
+  EXPECT_FALSE(signing::BearerMatchesSigningKey("signkey-test-00", key));
+  EXPECT_FALSE(signing::BearerMatchesSigningKey("", key));
+}
+
+TEST(Crypto, ConstantTimeEqual) {
+  EXPECT_TRUE(crypto::ConstantTimeEqual("abc", "abc"));
+  EXPECT_FALSE(crypto::ConstantTimeEqual("abc", "abd"));
+  EXPECT_FALSE(crypto::ConstantTimeEqual("abc", "abcd"));
+}
+
+// PROTOCOL.md §6 and §11 vectors.
+TEST(StepId, HashesMatchProtocolVectors) {
+  EXPECT_EQ(HashStepId("my-step-id"), "e7d8a2f140845095749d60246ff1110c9d01d76a");
+  EXPECT_EQ(HashStepId("first"), "e0996a37c13d44c3b06074939d43fa3759bd32c1");
+  EXPECT_EQ(HashStepId("second"), "352f7829a2384b001cc12b0c2613c756454a1f6a");
+  EXPECT_EQ(HashStepId("complete"), "0737c22d3bfae812339732d14d8c7dbd6dc4e09c");
+  EXPECT_EQ(HashStepId("dup").substr(0, 8), "7116abcd");
+  EXPECT_EQ(HashStepId("dup", 1).substr(0, 8), "6a50dff2");
+  EXPECT_EQ(HashStepId("dup", 1), crypto::Sha1Hex("dup:1"));
+}
+
+TEST(Jcs, SortsKeysDropsWhitespaceAndFormatsNumbersLikeEcmaScript) {
+  json j = json::parse(R"({"b": [1, 2.5, true, null], "a": {"z": "x", "y": 1e21}, "c": 100.0})");
+  EXPECT_EQ(*CanonicalJson(j), R"({"a":{"y":1e+21,"z":"x"},"b":[1,2.5,true,null],"c":100})");
+  EXPECT_EQ(*CanonicalJson(json(0.000001)), "0.000001");
+  EXPECT_EQ(*CanonicalJson(json(1e-7)), "1e-7");
+  EXPECT_EQ(*CanonicalJson(json(-0.0)), "0");
+  EXPECT_EQ(*CanonicalJson(json(123456789012345680000.0)), "123456789012345680000");
+  EXPECT_EQ(*CanonicalJson(json(4.5)), "4.5");
+  EXPECT_EQ(*CanonicalJson(json(0.1 + 0.2)), "0.30000000000000004");
+}
+
+TEST(Jcs, EscapesOnlyWhatItMust) {
+  EXPECT_EQ(*CanonicalJson(json("a\"b\\c\n\x01\x7f\xc3\xa9")), "\"a\\\"b\\\\c\\n\\u0001\x7f\xc3\xa9\"");
+  // Keys sort by UTF-16 code units: U+E000 sorts after U+1F600 (a surrogate pair, 0xD83D).
+  json j = {{"\xee\x80\x80", 1}, {"\xf0\x9f\x98\x80", 2}, {"a", 3}};
+  EXPECT_EQ(*CanonicalJson(j), "{\"a\":3,\"\xf0\x9f\x98\x80\":2,\"\xee\x80\x80\":1}");
+}
+
+TEST(Ulid, EncodesTimeAndEntropyAndDerivesFromSeed) {
+  // Time part of the ULID spec's example: 1469918176385 -> "01ARYZ6S41".
+  EXPECT_EQ(MakeUlid(1469918176385, std::string(10, '\0')).substr(0, 10), "01ARYZ6S41");
+  EXPECT_EQ(MakeUlid(0, std::string(10, '\xff')), "0000000000ZZZZZZZZZZZZZZZZ");
+  // Same seed and index -> same id; the index changes the id.
+  auto a = UlidFromSeed("1700000000000,AAAAAAAAAAAAAA==", 1);
+  auto b = UlidFromSeed("1700000000000,AAAAAAAAAAAAAA==", 1);
+  auto c = UlidFromSeed("1700000000000,AAAAAAAAAAAAAA==", 2);
+  ASSERT_TRUE(a && b && c);
+  EXPECT_EQ(*a, *b);
+  EXPECT_NE(*a, *c);
+  EXPECT_EQ(*a, MakeUlid(1700000000000, std::string("\0\0\0\0\0\0\0\0\0\x01", 10)));
+  EXPECT_FALSE(UlidFromSeed("garbage", 1));
+  EXPECT_FALSE(UlidFromSeed("1,AAAA", 1));
+}
+
+TEST(Duration, ParsesProtocolTimeStrings) {
+  EXPECT_EQ(ParseDuration("300ms")->count(), 300);
+  EXPECT_EQ(ParseDuration("2h45m")->count(), (2 * 3600 + 45 * 60) * 1000);
+  EXPECT_EQ(ParseDuration("1d")->count(), 86400000);
+  EXPECT_EQ(ParseDuration("1w")->count(), 7 * 86400000LL);
+  EXPECT_EQ(ParseDuration("1.5s")->count(), 1500);
+  EXPECT_EQ(ParseDuration("").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseDuration("5").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseDuration("5y").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseDuration("s").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(Ops, ParsesOpListAndRejectsMalformed) {
+  auto ops = ParseOps(R"([{"id":"e0996a37","op":"StepRun","name":"first","data":"A","extra":1},
+                          {"id":"h2","op":"StepError","error":{"name":"Error","message":"x"}},
+                          {"id":"h3","op":"Sleep","name":"2s","displayName":"nap"}])");
+  ASSERT_TRUE(ops.ok()) << ops.status().ToString();
+  ASSERT_EQ(ops->size(), 3u);
+  EXPECT_EQ((*ops)[0].code, OpCode::kStepRun);
+  EXPECT_EQ((*ops)[0].data, "A");
+  EXPECT_EQ((*ops)[1].code, OpCode::kStepError);
+  EXPECT_EQ((*ops)[1].error["message"], "x");
+  EXPECT_EQ((*ops)[2].DisplayName(), "nap");
+  EXPECT_TRUE(ParseOps("[]")->empty());
+  EXPECT_EQ(ParseOps("{}").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseOps("[1]").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseOps(R"([{"op":"StepRun"}])").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseOps(R"([{"id":"x","op":"Bogus"}])").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseOps("not json").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(Url, ParsesAndEditsQuery) {
+  auto u = ParseUrl("http://127.0.0.1:3000/api/funcky?fnId=a-b&stepId=step");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->host, "127.0.0.1");
+  EXPECT_EQ(u->port, 3000);
+  EXPECT_EQ(u->target, "/api/funcky?fnId=a-b&stepId=step");
+  EXPECT_EQ(SetQueryParam("http://h/x?fnId=f&stepId=step", "stepId", "abc"),
+            "http://h/x?fnId=f&stepId=abc");
+  EXPECT_EQ(QueryParam("/x?fnId=a%2Db&stepId=s", "fnId"), "a-b");
+  EXPECT_FALSE(ParseUrl("https://h/").ok());
+  EXPECT_FALSE(ParseUrl("http://:80/").ok());
+  EXPECT_FALSE(ParseUrl("http://h:99999/").ok());
+}
+
+}  // namespace
+}  // namespace funcky

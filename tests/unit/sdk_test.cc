@@ -1,0 +1,153 @@
+// The SDK's serve handler without a network: replay, memoization and error mapping.
+#include <gtest/gtest.h>
+
+#include "common/jcs.h"
+#include "common/signing.h"
+#include "common/step_id.h"
+#include "sdk/serve.h"
+
+namespace funcky::sdk {
+namespace {
+
+class ServeTest : public ::testing::Test {
+ protected:
+  ServeTest() : client_({.app_id = "app"}) {}
+
+  ServeResponse Call(const ServeHandler& h, Json steps, int attempt = 0,
+                     std::string step_id = "step", int max_attempts = 3) {
+    Json body = {{"event", {{"name", "e"}, {"data", {{"x", 2}}}}},
+                 {"events", Json::array()},
+                 {"steps", steps},
+                 {"ctx", {{"run_id", "R"}, {"attempt", attempt}, {"max_attempts", max_attempts}}}};
+    return h.handle({"POST", "/api?fnId=app-fn&stepId=" + step_id, {}, body.dump()});
+  }
+  static std::string Header(const ServeResponse& r, std::string_view name) {
+    return std::string(FindHeader(r.headers, name));
+  }
+
+  Client client_;
+  int runs_of_a_ = 0;
+};
+
+TEST_F(ServeTest, RunsFirstNewStepThenReplaysMemoThenReturns) {
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
+                   Json a = ctx.step.run("a", [&] { ++runs_of_a_; return Json(ctx.event["data"]["x"].get<int>() * 10); });
+                   Json b = ctx.step.run("a", [&] { return Json(a.get<int>() + 1); });
+                   return Json{{"sum", a.get<int>() + b.get<int>()}};
+                 })});
+  auto r1 = Call(h, Json::object());
+  ASSERT_EQ(r1.status, 206);
+  Json ops = Json::parse(r1.body);
+  EXPECT_EQ(ops[0]["op"], "StepRun");
+  EXPECT_EQ(ops[0]["id"], HashStepId("a"));
+  EXPECT_EQ(ops[0]["data"], 20);
+  EXPECT_EQ(Header(r1, "X-Inngest-Req-Version"), "2");
+  EXPECT_FALSE(Header(r1, "X-Inngest-SDK").empty());
+
+  auto r2 = Call(h, {{HashStepId("a"), {{"data", 20}}}});
+  ASSERT_EQ(r2.status, 206);
+  Json ops2 = Json::parse(r2.body);
+  EXPECT_EQ(ops2[0]["id"], HashStepId("a", 1));  // the repeated id is a new step
+  EXPECT_EQ(ops2[0]["userland"]["index"], 1);
+  EXPECT_EQ(ops2[0]["data"], 21);
+
+  auto r3 = Call(h, {{HashStepId("a"), {{"data", 20}}}, {HashStepId("a", 1), {{"data", 21}}}});
+  EXPECT_EQ(r3.status, 200);
+  EXPECT_EQ(Json::parse(r3.body), Json({{"sum", 41}}));
+  EXPECT_EQ(runs_of_a_, 1);  // memoized steps never run again
+}
+
+TEST_F(ServeTest, StepThrowIsStepErrorThenStepFailedOnLastAttempt) {
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [](Context& ctx) {
+                   ctx.step.run("boom", []() -> Json { throw std::runtime_error("kaboom"); });
+                   return Json(nullptr);
+                 })});
+  auto r = Call(h, Json::object(), 0);
+  ASSERT_EQ(r.status, 206);
+  EXPECT_EQ(Json::parse(r.body)[0]["op"], "StepError");
+  EXPECT_EQ(Json::parse(r.body)[0]["error"]["message"], "kaboom");
+  EXPECT_EQ(Header(r, "X-Inngest-No-Retry"), "false");
+  auto last = Call(h, Json::object(), 2);
+  EXPECT_EQ(Json::parse(last.body)[0]["op"], "StepFailed");
+  EXPECT_EQ(Header(last, "X-Inngest-No-Retry"), "true");
+}
+
+TEST_F(ServeTest, NonRetriableAndUncaughtMemoizedErrorFailAtOnce) {
+  ServeHandler h(client_, "http://h/api",
+                 {create_function({.id = "fn"}, [](Context& ctx) {
+                    ctx.step.run("s", [] { return Json(1); });
+                    throw NonRetriableError("stop");
+                    return Json(nullptr);
+                  }),
+                  create_function({.id = "fn2"}, [](Context& ctx) {
+                    ctx.step.run("s", [] { return Json(1); });
+                    return Json(nullptr);
+                  })});
+  auto r = Call(h, {{HashStepId("s"), {{"data", 1}}}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(Header(r, "X-Inngest-No-Retry"), "true");
+  Json failed_memo = {{HashStepId("s"), {{"error", {{"name", "Error"}, {"message", "m"}}}}}};
+  auto r2 = h.handle({"POST", "/api?fnId=app-fn2&stepId=step", {},
+                      Json{{"event", Json::object()}, {"steps", failed_memo}, {"ctx", {{"attempt", 0}}}}.dump()});
+  EXPECT_EQ(r2.status, 400);
+  EXPECT_EQ(Header(r2, "X-Inngest-No-Retry"), "true");
+}
+
+TEST_F(ServeTest, PlainExceptionIsRetriableUntilLastAttempt) {
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [](Context&) -> Json {
+                   throw std::runtime_error("oops");
+                 })});
+  auto r = Call(h, Json::object(), 0);
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(Header(r, "X-Inngest-No-Retry"), "false");
+  EXPECT_EQ(Call(h, Json::object(), 2).status, 400);
+}
+
+TEST_F(ServeTest, UnknownFunctionOrBadBodyIs500Internal) {
+  ServeHandler h(client_, "http://h/api", {});
+  EXPECT_EQ(h.handle({"POST", "/api?fnId=nope&stepId=step", {}, "{}"}).status, 500);
+  EXPECT_EQ(h.handle({"POST", "/api?fnId=nope&stepId=step", {}, "{oops"}).status, 500);
+  EXPECT_EQ(h.handle({"POST", "/api?fnId=nope&stepId=step", {}, ""}).status, 401);
+  EXPECT_EQ(h.handle({"DELETE", "/api", {}, ""}).status, 405);
+}
+
+TEST_F(ServeTest, WithSigningKeyOnlyFreshCorrectSignaturesRun) {
+  Client signed_client({.app_id = "app", .signing_key = "signkey-test-beef"});
+  int runs = 0;
+  ServeHandler h(signed_client, "http://h/api", {create_function({.id = "fn"}, [&](Context&) {
+                   ++runs;
+                   return Json("done");
+                 })});
+  Json body = {{"event", Json::object()}, {"steps", Json::object()}, {"ctx", {{"attempt", 0}}}};
+  std::string canonical = *CanonicalJson(body);
+  int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                    std::chrono::system_clock::now().time_since_epoch()).count();
+  auto call = [&](Headers headers) {
+    return h.handle({"POST", "/api?fnId=app-fn&stepId=step", std::move(headers), canonical});
+  };
+  EXPECT_EQ(call({}).status, 401);
+  EXPECT_EQ(call({{"X-Inngest-Signature", signing::SignatureHeader(canonical, "signkey-test-dead", now)}}).status, 401);
+  EXPECT_EQ(call({{"X-Inngest-Signature", signing::SignatureHeader(canonical, "signkey-test-beef", now - 360)}}).status, 401);
+  EXPECT_EQ(runs, 0);
+  auto ok = call({{"X-Inngest-Signature", signing::SignatureHeader(canonical, "signkey-test-beef", now)}});
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(runs, 1);
+  // The response is signed with the same key.
+  EXPECT_TRUE(signing::VerifySignature(Header(ok, "X-Inngest-Signature"), ok.body,
+                                       {"signkey-test-beef"}, now).ok());
+}
+
+TEST_F(ServeTest, RegisterBodyCarriesCompositeIdsAndStepUrl) {
+  ServeHandler h(client_, "http://h:1/api",
+                 {create_function({.id = "fn", .triggers = {{.event = "a/*"}}, .retries = 7},
+                                  [](Context&) { return Json(nullptr); })});
+  Json b = h.register_body();
+  EXPECT_EQ(b["appName"], "app");
+  EXPECT_EQ(b["functions"][0]["id"], "app-fn");
+  EXPECT_EQ(b["functions"][0]["triggers"][0]["event"], "a/*");
+  EXPECT_EQ(b["functions"][0]["steps"]["step"]["runtime"]["url"], "http://h:1/api?fnId=app-fn&stepId=step");
+  EXPECT_EQ(b["functions"][0]["steps"]["step"]["retries"]["attempts"], 7);
+}
+
+}  // namespace
+}  // namespace funcky::sdk
