@@ -1,0 +1,18 @@
+# Builds the coordinator and the hello example host on Debian 12 packages.
+FROM debian:bookworm AS build
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      g++ cmake ninja-build pkg-config libboost1.81-dev libssl-dev nlohmann-json3-dev \
+      libpqxx-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev libcli11-dev nodejs \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo && \
+    cmake --build build --target funcky hello
+
+FROM debian:bookworm-slim
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libpqxx-6.4 libssl3 libspdlog1.10 libfmt9 && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/build/coordinator/funcky /usr/local/bin/funcky
+COPY --from=build /src/build/examples/hello /usr/local/bin/hello
+EXPOSE 8288
+ENTRYPOINT ["funcky"]
