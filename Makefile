@@ -10,7 +10,7 @@ STATE := .funcky
 
 DEB_PACKAGES := g++ cmake ninja-build ccache pkg-config libboost1.81-dev libssl-dev \
   nlohmann-json3-dev libpqxx-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev \
-  libcli11-dev postgresql postgresql-client nodejs npm docker-compose
+  libcli11-dev postgresql docker-compose
 
 .PHONY: all deps build test run stop clean format compat-deps
 
@@ -19,6 +19,7 @@ all: build
 # Installs the Debian packages that are missing (needs root, as on CI and dev machines here).
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \

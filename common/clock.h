@@ -40,8 +40,6 @@ inline int64_t UnixMillis(TimePoint t) {
 inline int64_t UnixSeconds(TimePoint t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
-inline TimePoint FromUnixMillis(int64_t ms) {
-  return TimePoint(std::chrono::milliseconds(ms));
-}
+inline TimePoint FromUnixMillis(int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
 
 }  // namespace funcky

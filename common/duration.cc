@@ -12,7 +12,8 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   size_t i = 0;
   while (i < text.size()) {
     size_t start = i;
-    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) {
+    while (i < text.size() &&
+           (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) {
       ++i;
     }
     if (i == start) return InvalidArgument("bad duration \"" + std::string(text) + "\"");
@@ -26,15 +27,24 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
     while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
     std::string_view unit = text.substr(unit_start, i - unit_start);
     double scale;
-    if (unit == "ns") scale = 1e-6;
-    else if (unit == "us" || unit == "µs") scale = 1e-3;
-    else if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1e3;
-    else if (unit == "m") scale = 60e3;
-    else if (unit == "h") scale = 3600e3;
-    else if (unit == "d") scale = 86400e3;
-    else if (unit == "w") scale = 7 * 86400e3;
-    else return InvalidArgument("bad duration unit in \"" + std::string(text) + "\"");
+    if (unit == "ns")
+      scale = 1e-6;
+    else if (unit == "us" || unit == "µs")
+      scale = 1e-3;
+    else if (unit == "ms")
+      scale = 1;
+    else if (unit == "s")
+      scale = 1e3;
+    else if (unit == "m")
+      scale = 60e3;
+    else if (unit == "h")
+      scale = 3600e3;
+    else if (unit == "d")
+      scale = 86400e3;
+    else if (unit == "w")
+      scale = 7 * 86400e3;
+    else
+      return InvalidArgument("bad duration unit in \"" + std::string(text) + "\"");
     total_ms += value * scale;
   }
   if (total_ms > 1e15) return InvalidArgument("duration too long: \"" + std::string(text) + "\"");

@@ -3,14 +3,14 @@
 #include <map>
 #include <mutex>
 
+#include <strings.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <strings.h>
 
 #include "common/url.h"
 
@@ -84,8 +84,8 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
       stream = std::make_unique<beast::tcp_stream>(executor_);
       tcp::resolver resolver(executor_);
       stream->expires_after(request.timeout);
-      auto [rec, endpoints] = co_await resolver.async_resolve(
-          url->host, std::to_string(url->port), asio::as_tuple(asio::use_awaitable));
+      auto [rec, endpoints] = co_await resolver.async_resolve(url->host, std::to_string(url->port),
+                                                              asio::as_tuple(asio::use_awaitable));
       if (rec) co_return NetworkError(rec, "resolving", *url);
       auto [cec, ep] =
           co_await stream->async_connect(endpoints, asio::as_tuple(asio::use_awaitable));
@@ -107,8 +107,8 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
     if (ec) {
       // A pooled connection the server closed while idle fails at once with EOF or a reset;
       // try a fresh connection once. A timeout is never retried here.
-      bool stale = reused && attempt == 0 && ec != beast::error::timeout &&
-                   buffer.size() == 0 && !parser.got_some();
+      bool stale = reused && attempt == 0 && ec != beast::error::timeout && buffer.size() == 0 &&
+                   !parser.got_some();
       if (stale) {
         stream.reset();
         reused = false;
@@ -134,14 +134,13 @@ Result<HttpResponse> HttpCall(const HttpRequest& request) {
   asio::io_context ioc;
   HttpClient client(ioc.get_executor());
   std::optional<Result<HttpResponse>> result;
-  asio::co_spawn(ioc, client.Call(request),
-                 [&](std::exception_ptr e, Result<HttpResponse> r) {
-                   if (e) {
-                     result.emplace(Internal("HTTP call failed unexpectedly"));
-                   } else {
-                     result.emplace(std::move(r));
-                   }
-                 });
+  asio::co_spawn(ioc, client.Call(request), [&](std::exception_ptr e, Result<HttpResponse> r) {
+    if (e) {
+      result.emplace(Internal("HTTP call failed unexpectedly"));
+    } else {
+      result.emplace(std::move(r));
+    }
+  });
   ioc.run();
   if (!result) return Internal("HTTP call did not complete");
   return std::move(*result);

@@ -33,7 +33,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   uint16_t bound_port = 0;
 
   static bhttp::response<bhttp::string_body> LimitError(int status, std::string_view code,
-                                                         std::string_view message) {
+                                                        std::string_view message) {
     bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(status), 11};
     res.set(bhttp::field::content_type, "application/json");
     res.body() = nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
@@ -55,8 +55,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       // must arrive within the request timeout.
       stream.expires_after(first ? options.request_timeout : options.idle_timeout);
       first = false;
-      auto [hec, hn] =
-          co_await bhttp::async_read_header(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser,
+                                                         asio::as_tuple(asio::use_awaitable));
       beast::error_code ec = hec;
       if (!ec && !parser.is_done()) {
         stream.expires_after(options.request_timeout);
@@ -67,9 +67,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       if (ec) {
         std::optional<bhttp::response<bhttp::string_body>> err;
         if (ec == bhttp::error::body_limit) {
-          err = LimitError(413, "payload_too_large",
-                           "request body exceeds " + std::to_string(options.max_body_bytes) +
-                               " bytes");
+          err = LimitError(
+              413, "payload_too_large",
+              "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
         } else if (ec == bhttp::error::header_limit) {
           err = LimitError(431, "headers_too_large", "request headers are too large");
         } else if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
@@ -108,7 +108,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       res.keep_alive(keep_alive && !stopping);
       res.prepare_payload();
       stream.expires_after(options.request_timeout);
-      auto [wec, wn] = co_await bhttp::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+      auto [wec, wn] =
+          co_await bhttp::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
       if (wec || !res.keep_alive()) break;
     }
     beast::error_code ignored;

@@ -46,13 +46,27 @@ void AppendString(std::string& out, std::string_view s) {
   out.push_back('"');
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           out += "\\u00";
@@ -87,8 +101,7 @@ void AppendDouble(std::string& out, double v) {
   }
   while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
   int exp10 = 0;
-  std::from_chars(sci.data() + e_pos + 1 + (sci[e_pos + 1] == '+'), sci.data() + sci.size(),
-                  exp10);
+  std::from_chars(sci.data() + e_pos + 1 + (sci[e_pos + 1] == '+'), sci.data() + sci.size(), exp10);
   const int k = static_cast<int>(digits.size());
   const int n = exp10 + 1;  // position of the decimal point relative to the digits
   if (k <= n && n <= 21) {
@@ -117,17 +130,27 @@ void AppendDouble(std::string& out, double v) {
 Status Append(std::string& out, const nlohmann::json& v) {
   using T = nlohmann::json::value_t;
   switch (v.type()) {
-    case T::null: out += "null"; break;
-    case T::boolean: out += v.get<bool>() ? "true" : "false"; break;
-    case T::number_integer: out += std::to_string(v.get<int64_t>()); break;
-    case T::number_unsigned: out += std::to_string(v.get<uint64_t>()); break;
+    case T::null:
+      out += "null";
+      break;
+    case T::boolean:
+      out += v.get<bool>() ? "true" : "false";
+      break;
+    case T::number_integer:
+      out += std::to_string(v.get<int64_t>());
+      break;
+    case T::number_unsigned:
+      out += std::to_string(v.get<uint64_t>());
+      break;
     case T::number_float: {
       double d = v.get<double>();
       if (!std::isfinite(d)) return InvalidArgument("JSON cannot carry a non-finite number");
       AppendDouble(out, d);
       break;
     }
-    case T::string: AppendString(out, v.get_ref<const std::string&>()); break;
+    case T::string:
+      AppendString(out, v.get_ref<const std::string&>());
+      break;
     case T::array: {
       out.push_back('[');
       bool first = true;
@@ -157,7 +180,8 @@ Status Append(std::string& out, const nlohmann::json& v) {
       break;
     }
     case T::binary:
-    case T::discarded: return InvalidArgument("value is not JSON");
+    case T::discarded:
+      return InvalidArgument("value is not JSON");
   }
   return Status::Ok();
 }

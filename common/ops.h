@@ -13,18 +13,18 @@
 namespace funcky {
 
 enum class OpCode {
-  kStep,           // legacy v0: data may be wrapped already
-  kStepRun,        // a step ran in this request; data is its (unwrapped) return value
-  kStepError,      // a step threw and may be retried
-  kStepPlanned,    // a step was found but not run
-  kSleep,          // step.sleep: duration in `name` (or opts.duration)
-  kWaitForEvent,   // step.wait_for_event
-  kInvokeFunction, // step.invoke
+  kStep,            // legacy v0: data may be wrapped already
+  kStepRun,         // a step ran in this request; data is its (unwrapped) return value
+  kStepError,       // a step threw and may be retried
+  kStepPlanned,     // a step was found but not run
+  kSleep,           // step.sleep: duration in `name` (or opts.duration)
+  kWaitForEvent,    // step.wait_for_event
+  kInvokeFunction,  // step.invoke
   kAIGateway,
   kGateway,
   kWaitForSignal,
-  kRunComplete,    // the function finished; data is its return value
-  kStepFailed,     // a step threw on its last attempt or with a non-retriable error
+  kRunComplete,  // the function finished; data is its return value
+  kStepFailed,   // a step threw on its last attempt or with a non-retriable error
   kSyncRunComplete,
   kDiscoveryRequest,
   kDeferAdd,

@@ -48,9 +48,13 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
-inline Status Unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
+inline Status Unauthenticated(std::string m) {
+  return {StatusCode::kUnauthenticated, std::move(m)};
+}
 inline Status FailedPrecondition(std::string m) {
   return {StatusCode::kFailedPrecondition, std::move(m)};
 }
@@ -70,7 +74,7 @@ class [[nodiscard]] Result {
  public:
   // A Result that was never given a value (needed by Asio's co_spawn); holds kInternal.
   Result() : status_(StatusCode::kInternal, "result not set") {}
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT: implicit by design
     assert(!status_.ok());
   }
@@ -95,10 +99,10 @@ class [[nodiscard]] Result {
 #define FUNCKY_CONCAT_INNER(a, b) a##b
 #define FUNCKY_CONCAT(a, b) FUNCKY_CONCAT_INNER(a, b)
 
-#define RETURN_IF_ERROR(expr)                  \
-  do {                                         \
-    ::funcky::Status _funcky_st = (expr);      \
-    if (!_funcky_st.ok()) return _funcky_st;   \
+#define RETURN_IF_ERROR(expr)                \
+  do {                                       \
+    ::funcky::Status _funcky_st = (expr);    \
+    if (!_funcky_st.ok()) return _funcky_st; \
   } while (0)
 
 #define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

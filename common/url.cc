@@ -16,7 +16,8 @@ Result<Url> ParseUrl(std::string_view url) {
   size_t slash = rest.find_first_of("/?#");
   std::string_view authority = rest.substr(0, slash);
   std::string_view target = slash == std::string_view::npos ? "" : rest.substr(slash);
-  if (size_t hash = target.find('#'); hash != std::string_view::npos) target = target.substr(0, hash);
+  if (size_t hash = target.find('#'); hash != std::string_view::npos)
+    target = target.substr(0, hash);
   if (authority.find('@') != std::string_view::npos) {
     return InvalidArgument("URL must not carry credentials");
   }
@@ -84,9 +85,7 @@ std::string PercentDecode(std::string_view s) {
   return out;
 }
 
-std::string_view TargetPath(std::string_view target) {
-  return target.substr(0, target.find('?'));
-}
+std::string_view TargetPath(std::string_view target) { return target.substr(0, target.find('?')); }
 
 std::string QueryParam(std::string_view target, std::string_view key) {
   size_t q = target.find('?');

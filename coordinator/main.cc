@@ -3,12 +3,12 @@
 #include <cstdlib>
 #include <thread>
 
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <spdlog/spdlog.h>
 
 #include "common/duration.h"
 #include "common/http_server.h"
@@ -68,8 +68,7 @@ int Migrate(const std::string& db) {
 
 int Serve(const ServeFlags& f) {
   if (f.db.empty()) {
-    spdlog::error(
-        "no database: pass --db postgres://user@host:port/dbname (or set FUNCKY_DB)");
+    spdlog::error("no database: pass --db postgres://user@host:port/dbname (or set FUNCKY_DB)");
     return 2;
   }
   executor::ExecutorOptions exec;
@@ -78,7 +77,8 @@ int Serve(const ServeFlags& f) {
     auto jitter = DurationFlag("retry-jitter", f.retry_jitter);
     auto timeout = DurationFlag("call-timeout", f.call_timeout);
     auto poll = DurationFlag("poll-interval", f.poll_interval);
-    for (const Status* s : {&schedule.status(), &jitter.status(), &timeout.status(), &poll.status()}) {
+    for (const Status* s :
+         {&schedule.status(), &jitter.status(), &timeout.status(), &poll.status()}) {
       if (!s->ok()) {
         spdlog::error("{}", s->message());
         return 2;
@@ -130,20 +130,23 @@ int Serve(const ServeFlags& f) {
   api_options.signing_key = f.signing_key;
   api_options.signing_key_fallback = f.signing_key_fallback;
   api_options.api_token = f.api_token;
-  api::Api api(api_options, *store, clock, [&executor] { executor.Wake(); }, [&executor] {
-    const auto& s = executor.stats();
-    std::string out;
-    auto line = [&](const char* name, const char* type, int64_t v) {
-      out += std::string("# TYPE ") + name + " " + type + "\n" + name + " " + std::to_string(v) + "\n";
-    };
-    line("funcky_calls_total", "counter", s.calls);
-    line("funcky_call_errors_total", "counter", s.call_errors);
-    line("funcky_runs_completed_total", "counter", s.runs_completed);
-    line("funcky_runs_failed_total", "counter", s.runs_failed);
-    line("funcky_leases_lost_total", "counter", s.leases_lost);
-    line("funcky_calls_in_flight", "gauge", executor.in_flight());
-    return out;
-  });
+  api::Api api(
+      api_options, *store, clock, [&executor] { executor.Wake(); },
+      [&executor] {
+        const auto& s = executor.stats();
+        std::string out;
+        auto line = [&](const char* name, const char* type, int64_t v) {
+          out += std::string("# TYPE ") + name + " " + type + "\n" + name + " " +
+                 std::to_string(v) + "\n";
+        };
+        line("funcky_calls_total", "counter", s.calls);
+        line("funcky_call_errors_total", "counter", s.call_errors);
+        line("funcky_runs_completed_total", "counter", s.runs_completed);
+        line("funcky_runs_failed_total", "counter", s.runs_failed);
+        line("funcky_leases_lost_total", "counter", s.leases_lost);
+        line("funcky_calls_in_flight", "gauge", executor.in_flight());
+        return out;
+      });
   http::Router router;
   api.Register(router);
 
@@ -152,8 +155,8 @@ int Serve(const ServeFlags& f) {
   server_options.port = f.port;
   server_options.max_body_bytes = f.max_body_bytes;
   HttpServer server(io, blocking, server_options, [&router](ServerRequest r) {
-    http::Request req{std::move(r.method), std::move(r.target), std::move(r.headers),
-                      std::move(r.body), {}};
+    http::Request req{
+        std::move(r.method), std::move(r.target), std::move(r.headers), std::move(r.body), {}};
     http::Response res = router.Handle(std::move(req));
     return ServerResponse{res.status, std::move(res.headers), std::move(res.body)};
   });
@@ -171,7 +174,8 @@ int Serve(const ServeFlags& f) {
   std::function<void()> wait_drained;
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
-    spdlog::info("signal {}: stopping; waiting for {} call(s) in flight", sig, executor.in_flight());
+    spdlog::info("signal {}: stopping; waiting for {} call(s) in flight", sig,
+                 executor.in_flight());
     server.Stop();
     executor.Stop();
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -217,15 +221,17 @@ int main(int argc, char** argv) {
   serve->add_option("--api-token", f.api_token,
                     "Bearer token required on /v1/runs, /v1/events (GET), /v1/functions "
                     "(env FUNCKY_API_TOKEN)");
-  serve->add_option("--retry-schedule", f.retry_schedule,
-                    "Delays after failed attempts 1, 2, …; the last repeats")
+  serve
+      ->add_option("--retry-schedule", f.retry_schedule,
+                   "Delays after failed attempts 1, 2, …; the last repeats")
       ->capture_default_str();
   serve->add_option("--retry-jitter", f.retry_jitter, "Random extra delay, up to this")
       ->capture_default_str();
   serve->add_option("--call-timeout", f.call_timeout, "Deadline of one call to a host")
       ->capture_default_str();
-  serve->add_option("--poll-interval", f.poll_interval,
-                    "How often an idle coordinator looks for due work")
+  serve
+      ->add_option("--poll-interval", f.poll_interval,
+                   "How often an idle coordinator looks for due work")
       ->capture_default_str();
   serve->add_option("--lease", f.lease,
                     "How long a claimed call is held before another coordinator may take it "

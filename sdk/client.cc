@@ -22,7 +22,8 @@ Result<std::vector<std::string>> Client::send(const nlohmann::json& events) cons
     return InvalidArgument("coordinator refused the events: " + message);
   }
   std::vector<std::string> ids;
-  for (const auto& id : body.value("ids", nlohmann::json::array())) ids.push_back(id.get<std::string>());
+  for (const auto& id : body.value("ids", nlohmann::json::array()))
+    ids.push_back(id.get<std::string>());
   return ids;
 }
 

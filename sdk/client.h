@@ -11,7 +11,7 @@
 namespace funcky::sdk {
 
 struct ClientOptions {
-  std::string app_id;                                // e.g. "billing"
+  std::string app_id;  // e.g. "billing"
   std::string coordinator_url = "http://127.0.0.1:8288";
   // Signing key shared with the coordinator. Empty = dev mode: calls are not verified.
   std::string signing_key;

@@ -71,7 +71,9 @@ Json Step::run(const std::string& id, const std::function<Json()>& fn) {
     op.code = x.last_attempt() ? OpCode::kStepFailed : OpCode::kStepError;
   }
   if (op.code == OpCode::kStepFailed) {
-    op.data = {{"__serialized", true}, {"name", op.error["name"]}, {"message", op.error["message"]},
+    op.data = {{"__serialized", true},
+               {"name", op.error["name"]},
+               {"message", op.error["message"]},
                {"stack", ""}};
   }
   throw Interrupt{{op}, op.code == OpCode::kStepFailed};

@@ -4,8 +4,8 @@
 //       {.id = "two-steps", .triggers = {{.event = "demo/go"}}},
 //       [](funcky::sdk::Context& ctx) {
 //         auto a = ctx.step.run("first", [] { return nlohmann::json("A"); });
-//         auto b = ctx.step.run("second", [&] { return nlohmann::json(a.get<std::string>() + "B"); });
-//         return nlohmann::json{{"b", b}};
+//         auto b = ctx.step.run("second", [&] { return nlohmann::json(a.get<std::string>() + "B");
+//         }); return nlohmann::json{{"b", b}};
 //       });
 //
 // A handler is replayed from the top on every call: code outside step.run runs every

@@ -38,7 +38,8 @@ ServeHandler::ServeHandler(const Client& client, std::string serve_url,
 
 Json ServeHandler::register_body() const {
   Json functions = Json::array();
-  for (const auto& f : functions_) functions.push_back(f.config(client_.options().app_id, serve_url_));
+  for (const auto& f : functions_)
+    functions.push_back(f.config(client_.options().app_id, serve_url_));
   return {{"url", serve_url_},
           {"deployType", "ping"},
           {"framework", "funcky"},
@@ -81,9 +82,9 @@ ServeResponse ServeHandler::Finish(ServeResponse r) const {
   r.headers.emplace_back("X-Inngest-Framework", "funcky");
   r.headers.emplace_back("X-Inngest-Req-Version", "2");
   if (!client_.options().signing_key.empty()) {
-    r.headers.emplace_back("X-Inngest-Signature",
-                           signing::SignatureHeader(r.body, client_.options().signing_key,
-                                                    NowSeconds()));
+    r.headers.emplace_back(
+        "X-Inngest-Signature",
+        signing::SignatureHeader(r.body, client_.options().signing_key, NowSeconds()));
   }
   return r;
 }
@@ -125,9 +126,9 @@ ServeResponse ServeHandler::Sync(const ServeRequest& request) const {
     return Finish(std::move(r));
   }
   Status s = register_functions();
-  ServeResponse r = JsonReply(s.ok() ? 200 : 500,
-                              {{"message", s.ok() ? "Successfully registered" : s.message()},
-                               {"modified", s.ok()}});
+  ServeResponse r = JsonReply(
+      s.ok() ? 200 : 500,
+      {{"message", s.ok() ? "Successfully registered" : s.message()}, {"modified", s.ok()}});
   r.headers.emplace_back("X-Inngest-Sync-Kind", "out_of_band");
   return Finish(std::move(r));
 }
@@ -180,7 +181,8 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
     bool final = no_retry || x.last_attempt();
     ServeResponse r = JsonReply(final ? 400 : 500, SerializeError(name, message));
     r.headers.emplace_back("X-Inngest-No-Retry", final ? "true" : "false");
-    if (retry_after && !final) r.headers.emplace_back("Retry-After", std::to_string(retry_after->count()));
+    if (retry_after && !final)
+      r.headers.emplace_back("Retry-After", std::to_string(retry_after->count()));
     return Finish(std::move(r));
   };
   try {
@@ -191,7 +193,8 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
     for (const auto& op : in.ops) ops.push_back(OpToJson(op));
     ServeResponse r = JsonReply(206, ops);
     r.headers.emplace_back("X-Inngest-No-Retry", in.no_retry ? "true" : "false");
-    if (in.retry_after) r.headers.emplace_back("Retry-After", std::to_string(in.retry_after->count()));
+    if (in.retry_after)
+      r.headers.emplace_back("Retry-After", std::to_string(in.retry_after->count()));
     return Finish(std::move(r));
   } catch (const StepNotFound& nf) {
     return Finish(JsonReply(500, {{"error", "Could not find step \"" + nf.step_id + "\""},

@@ -17,8 +17,10 @@ namespace asio = boost::asio;
 
 struct Server::Impl {
   Impl(Server::Handler h, ServerOptions o)
-      : options(std::move(o)), pool(static_cast<size_t>(options.threads)),
-        work(asio::make_work_guard(io)), handler(std::move(h)) {
+      : options(std::move(o)),
+        pool(static_cast<size_t>(options.threads)),
+        work(asio::make_work_guard(io)),
+        handler(std::move(h)) {
     HttpServerOptions so;
     so.address = options.address;
     so.port = options.port;
@@ -27,11 +29,11 @@ struct Server::Impl {
     so.request_timeout = std::chrono::minutes(15);
     server = std::make_unique<HttpServer>(io, pool, so, [this](ServerRequest r) {
       if (TargetPath(r.target) != options.path) {
-        return ServerResponse{404, {{"Content-Type", "application/json"}},
-                              R"({"message":"not found"})"};
+        return ServerResponse{
+            404, {{"Content-Type", "application/json"}}, R"({"message":"not found"})"};
       }
-      ServeResponse res = handler({std::move(r.method), std::move(r.target),
-                                          std::move(r.headers), std::move(r.body)});
+      ServeResponse res = handler(
+          {std::move(r.method), std::move(r.target), std::move(r.headers), std::move(r.body)});
       return ServerResponse{res.status, std::move(res.headers), std::move(res.body)};
     });
   }

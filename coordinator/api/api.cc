@@ -19,7 +19,8 @@ Api::Api(ApiOptions options, store::Store& store, const Clock& clock,
 
 void Api::Register(http::Router& router) {
   router.Add("POST", "/fn/register", [this](const Request& r) { return HandleRegister(r); });
-  router.Add("POST", "/e/{key}", [this](const Request& r) { return HandleEvents(r, r.param("key")); });
+  router.Add("POST", "/e/{key}",
+             [this](const Request& r) { return HandleEvents(r, r.param("key")); });
   router.Add("POST", "/v1/events", [this](const Request& r) {
     std::string_view auth = r.header("Authorization");
     constexpr std::string_view kBearer = "Bearer ";
@@ -53,7 +54,8 @@ std::optional<Response> Api::CheckApiToken(const Request& req) const {
       crypto::ConstantTimeEqual(auth.substr(kBearer.size()), options_.api_token)) {
     return std::nullopt;
   }
-  return ErrorResponse(401, "unauthenticated", "a valid API token is required (Authorization: Bearer …)");
+  return ErrorResponse(401, "unauthenticated",
+                       "a valid API token is required (Authorization: Bearer …)");
 }
 
 Result<std::vector<store::FunctionRecord>> Api::Functions(bool refresh) {
@@ -86,9 +88,10 @@ Response Api::HandleMetrics(const Request&) {
           counters_.events_duplicate);
   counter("funcky_runs_started_total", "Runs started by events.", counters_.runs_started);
   if (auto depth = store_.QueueDepth(); depth.ok()) {
-    out += "# HELP funcky_queue_depth Queue items (due, leased or scheduled).\n"
-           "# TYPE funcky_queue_depth gauge\nfuncky_queue_depth " +
-           std::to_string(*depth) + "\n";
+    out +=
+        "# HELP funcky_queue_depth Queue items (due, leased or scheduled).\n"
+        "# TYPE funcky_queue_depth gauge\nfuncky_queue_depth " +
+        std::to_string(*depth) + "\n";
   }
   if (extra_metrics_) out += extra_metrics_();
   Response r;

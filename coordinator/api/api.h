@@ -3,8 +3,8 @@
 // (coordinator/http/router.h); they block on the store and run on the blocking pool.
 #pragma once
 
-#include <functional>
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>

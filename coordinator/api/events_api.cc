@@ -17,10 +17,8 @@ namespace {
 
 // The SDK checks `status` inside the body; `ids` is always present.
 Response EventsError(int status, std::string_view code, const std::string& message) {
-  return JsonResponse(status, {{"ids", Json::array()},
-                               {"status", status},
-                               {"error", message},
-                               {"code", code}});
+  return JsonResponse(
+      status, {{"ids", Json::array()}, {"status", status}, {"error", message}, {"code", code}});
 }
 
 constexpr int64_t kMinTs = 315532800000;   // 1980-01-01

@@ -57,12 +57,9 @@ Json EventJson(const store::EventRecord& e) {
 }
 
 Json FunctionJson(const store::FunctionRecord& f) {
-  return {{"id", f.id},
-          {"app_id", f.app_id},
-          {"name", f.name},
-          {"config", f.config},
-          {"archived", f.archived},
-          {"updated_at", FormatTime(f.updated_at_ms)}};
+  return {
+      {"id", f.id},         {"app_id", f.app_id},     {"name", f.name},
+      {"config", f.config}, {"archived", f.archived}, {"updated_at", FormatTime(f.updated_at_ms)}};
 }
 
 }  // namespace funcky::api

@@ -73,14 +73,15 @@ Response Api::HandleGetRun(const Request& req) {
   for (const auto& s : *steps) {
     memoized.insert(s.step_id);
     Json a = attempts_json(s.step_id);
-    Json j = {{"id", s.step_id},
-              {"name", s.name},
-              {"status", s.status},
-              {"attempts", a.size()},
-              {"attempt_log", a},
-              {"output", s.memo.is_object() && s.memo.contains("data") ? s.memo["data"] : Json(nullptr)},
-              {"error", s.memo.is_object() && s.memo.contains("error") ? s.memo["error"] : Json(nullptr)},
-              {"ended_at", FormatTime(s.created_at_ms)}};
+    Json j = {
+        {"id", s.step_id},
+        {"name", s.name},
+        {"status", s.status},
+        {"attempts", a.size()},
+        {"attempt_log", a},
+        {"output", s.memo.is_object() && s.memo.contains("data") ? s.memo["data"] : Json(nullptr)},
+        {"error", s.memo.is_object() && s.memo.contains("error") ? s.memo["error"] : Json(nullptr)},
+        {"ended_at", FormatTime(s.created_at_ms)}};
     if (!a.empty()) j["started_at"] = a.front()["started_at"];
     steps_json.push_back(std::move(j));
   }

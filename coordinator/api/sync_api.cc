@@ -20,9 +20,7 @@ namespace {
 
 // The SDK reads `status` and `error` from the body, not the HTTP status: always send both.
 Response RegisterError(int status, std::string_view code, const std::string& message) {
-  return JsonResponse(status, {{"status", status},
-                               {"error", message},
-                               {"code", code}});
+  return JsonResponse(status, {{"status", status}, {"error", message}, {"code", code}});
 }
 
 Status ValidateFunction(const Json& fn, size_t index) {
@@ -53,8 +51,9 @@ Status ValidateFunction(const Json& fn, size_t index) {
     }
     if (t.contains("expression")) {
       // Refuse rather than ignore: ignoring a filter would start runs it excludes.
-      return InvalidArgument(where + ": trigger expressions are not supported by this "
-                                     "coordinator yet");
+      return InvalidArgument(where +
+                             ": trigger expressions are not supported by this "
+                             "coordinator yet");
     }
   }
   auto steps = fn.find("steps");
@@ -157,8 +156,8 @@ Response Api::HandleRegister(const Request& req) {
   (void)Functions(/*refresh=*/true);
   spdlog::info("app {} synced from {}: {} function(s){}", *app_name, *url, sync.functions.size(),
                result->modified ? "" : " (unchanged)");
-  return JsonResponse(200, {{"ok", true}, {"modified", result->modified}, {"status", 200},
-                            {"app_id", *app_name}});
+  return JsonResponse(
+      200, {{"ok", true}, {"modified", result->modified}, {"status", 200}, {"app_id", *app_name}});
 }
 
 }  // namespace funcky::api

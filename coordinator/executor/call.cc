@@ -84,9 +84,9 @@ Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueIt
     req.headers.emplace_back("x-inngest-req-version", std::to_string(state.run.req_version));
   }
   if (!options.signing_key.empty()) {
-    req.headers.emplace_back("X-Inngest-Signature",
-                             signing::SignatureHeader(canonical, options.signing_key,
-                                                      UnixSeconds(now)));
+    req.headers.emplace_back(
+        "X-Inngest-Signature",
+        signing::SignatureHeader(canonical, options.signing_key, UnixSeconds(now)));
   }
   req.body = std::move(canonical);
   return req;

@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -9,7 +10,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 #include "coordinator/executor/transition.h"
 
@@ -63,7 +63,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   template <typename Fn>
   asio::awaitable<std::invoke_result_t<Fn>> Offload(Fn fn) {
     co_return co_await asio::co_spawn(
-        blocking, [fn = std::move(fn)]() mutable -> asio::awaitable<std::invoke_result_t<Fn>> {
+        blocking,
+        [fn = std::move(fn)]() mutable -> asio::awaitable<std::invoke_result_t<Fn>> {
           co_return fn();
         },
         asio::use_awaitable);
@@ -138,15 +139,17 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     for (int tries = 0;; ++tries) {
       Status applied = co_await Offload([&] { return queue.Apply(item, t, clock.Now()); });
       if (applied.ok()) break;
-      if (applied.code() == StatusCode::kAborted && applied.message().find("lease") != std::string::npos) {
+      if (applied.code() == StatusCode::kAborted &&
+          applied.message().find("lease") != std::string::npos) {
         ++stats.leases_lost;
         spdlog::warn("run {}: {}; the new holder redoes the call", item.run_id, applied.message());
         co_return;
       }
       if (tries >= 5 || stopping) {
-        spdlog::error("run {}: cannot record the outcome of a call: {}; it will be redone "
-                      "when the lease expires",
-                      item.run_id, applied.ToString());
+        spdlog::error(
+            "run {}: cannot record the outcome of a call: {}; it will be redone "
+            "when the lease expires",
+            item.run_id, applied.ToString());
         co_return;
       }
       asio::steady_timer wait(io, std::chrono::milliseconds(100 << tries));
@@ -159,11 +162,10 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       ++stats.runs_failed;
       spdlog::info("run {} of {} failed: {}", item.run_id, state->function.id, t.error.dump());
     } else if (t.retry_at) {
-      spdlog::info("run {} of {}: call {} attempt {} failed, retrying in {} ms", item.run_id,
-                   state->function.id, item.step_id, item.attempt,
-                   std::chrono::duration_cast<std::chrono::milliseconds>(*t.retry_at -
-                                                                         clock.Now())
-                       .count());
+      spdlog::info(
+          "run {} of {}: call {} attempt {} failed, retrying in {} ms", item.run_id,
+          state->function.id, item.step_id, item.attempt,
+          std::chrono::duration_cast<std::chrono::milliseconds>(*t.retry_at - clock.Now()).count());
     }
   }
 

@@ -36,8 +36,8 @@ class HostTransport {
 std::unique_ptr<HostTransport> MakeHttpTransport(HttpClient& client);
 
 struct ExecutorOptions {
-  int max_in_flight = 64;          // concurrent host calls per coordinator
-  int claim_batch = 32;            // items claimed per round trip
+  int max_in_flight = 64;                       // concurrent host calls per coordinator
+  int claim_batch = 32;                         // items claimed per round trip
   std::chrono::milliseconds poll_interval{25};  // how often to look for due work when idle
   std::chrono::milliseconds call_timeout{60'000};
   // Lease on a claimed item: longer than a call can take, so a live coordinator never

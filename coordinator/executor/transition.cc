@@ -76,18 +76,18 @@ std::optional<std::chrono::milliseconds> RetryAfter(const HttpResponse& reply, T
 }  // namespace
 
 store::Transition DecideTransition(const store::RunState& state, const store::QueueItem& item,
-                                   const CallOutcome& outcome,
-                                   const scheduler::RetryPolicy& policy, std::mt19937_64& rng) {
+                                   const CallOutcome& outcome, const scheduler::RetryPolicy& policy,
+                                   std::mt19937_64& rng) {
   Ctx c{state, item, outcome, policy, rng, FunctionRetries(state.function.config) + 1, {}};
   const std::string call_step = item.step_id;
 
   if (!outcome.reply.ok()) {
     const Status& s = outcome.reply.status();
-    c.RetryOrFail(call_step, call_step,
-                  ErrorJson(s.code() == StatusCode::kDeadlineExceeded ? "TimeoutError"
-                                                                      : "ConnectionError",
-                            s.message()),
-                  std::nullopt);
+    c.RetryOrFail(
+        call_step, call_step,
+        ErrorJson(s.code() == StatusCode::kDeadlineExceeded ? "TimeoutError" : "ConnectionError",
+                  s.message()),
+        std::nullopt);
     return std::move(c.t);
   }
   const HttpResponse& reply = *outcome.reply;
@@ -101,8 +101,7 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
   const bool no_retry = reply.header("X-Inngest-No-Retry") == "true";
 
   if (reply.status == 200 && from_sdk) {
-    Json output = reply.body.empty() ? Json(nullptr)
-                                     : Json::parse(reply.body, nullptr, false);
+    Json output = reply.body.empty() ? Json(nullptr) : Json::parse(reply.body, nullptr, false);
     if (output.is_discarded()) {
       c.RetryOrFail(call_step, call_step,
                     ErrorJson("ProtocolError", "host answered 200 with a body that is not JSON"),
@@ -172,12 +171,12 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
     return std::move(c.t);
   }
 
-  Json error = from_sdk || reply.status >= 300
-                   ? ReplyError(reply)
-                   : ErrorJson("ProtocolError", "host answered HTTP " +
-                                                    std::to_string(reply.status) +
-                                                    " without X-Inngest-SDK: is the URL an SDK "
-                                                    "serve endpoint?");
+  Json error =
+      from_sdk || reply.status >= 300
+          ? ReplyError(reply)
+          : ErrorJson("ProtocolError", "host answered HTTP " + std::to_string(reply.status) +
+                                           " without X-Inngest-SDK: is the URL an SDK "
+                                           "serve endpoint?");
   if (no_retry) {
     c.Attempt(call_step, call_step, "failed", error);
     c.Fail(std::move(error));

@@ -29,7 +29,7 @@ struct CallOutcome {
 //   failed attempt: retried with backoff (or `Retry-After`) while attempts remain, then the
 //   run fails; `X-Inngest-No-Retry: true` fails the run at once.
 store::Transition DecideTransition(const store::RunState& state, const store::QueueItem& item,
-                                   const CallOutcome& outcome,
-                                   const scheduler::RetryPolicy& policy, std::mt19937_64& rng);
+                                   const CallOutcome& outcome, const scheduler::RetryPolicy& policy,
+                                   std::mt19937_64& rng);
 
 }  // namespace funcky::executor

@@ -57,9 +57,9 @@ Response Router::Handle(Request request) const {
     }
   }
   if (path_matched) {
-    return ErrorResponse(405, "method_not_allowed",
-                         "method " + request.method + " is not allowed on " +
-                             std::string(request.path()));
+    return ErrorResponse(
+        405, "method_not_allowed",
+        "method " + request.method + " is not allowed on " + std::string(request.path()));
   }
   return ErrorResponse(404, "not_found", "no route for " + std::string(request.path()));
 }

@@ -16,9 +16,9 @@ namespace funcky::scheduler {
 struct RetryPolicy {
   // Delay after the n-th failed attempt (0-based); the last entry repeats.
   std::vector<std::chrono::milliseconds> schedule = {
-      std::chrono::seconds(15),  std::chrono::seconds(30),  std::chrono::minutes(1),
-      std::chrono::minutes(2),   std::chrono::minutes(5),   std::chrono::minutes(10),
-      std::chrono::minutes(20),  std::chrono::minutes(40),  std::chrono::hours(1),
+      std::chrono::seconds(15), std::chrono::seconds(30), std::chrono::minutes(1),
+      std::chrono::minutes(2),  std::chrono::minutes(5),  std::chrono::minutes(10),
+      std::chrono::minutes(20), std::chrono::minutes(40), std::chrono::hours(1),
       std::chrono::hours(2)};
   // A uniformly random extra delay in [0, max_jitter].
   std::chrono::milliseconds max_jitter = std::chrono::seconds(30);
@@ -29,7 +29,8 @@ Result<std::vector<std::chrono::milliseconds>> ParseSchedule(std::string_view te
 
 // The delay before retrying after failed attempt `attempt` (0-based), jitter included.
 // Thread-safe when each thread passes its own `rng`.
-std::chrono::milliseconds BackoffDelay(const RetryPolicy& policy, int attempt, std::mt19937_64& rng);
+std::chrono::milliseconds BackoffDelay(const RetryPolicy& policy, int attempt,
+                                       std::mt19937_64& rng);
 
 // A `Retry-After` value: integer seconds or an HTTP date, clamped to [1 s, 24 h].
 // nullopt when absent or unparsable.

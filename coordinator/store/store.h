@@ -189,8 +189,8 @@ struct QueueItem {
 struct RunState {
   RunRecord run;
   FunctionRecord function;
-  std::vector<Json> events;         // payloads, first = the trigger
-  std::vector<StepRecord> steps;    // stack order
+  std::vector<Json> events;       // payloads, first = the trigger
+  std::vector<StepRecord> steps;  // stack order
 };
 
 struct NextCall {
@@ -200,10 +200,10 @@ struct NextCall {
 
 // What one host call changed, applied atomically with Apply.
 struct Transition {
-  std::vector<StepRecord> steps;         // memoize, in order (each step id at most once)
-  std::vector<AttemptRecord> attempts;   // the attempts this call made
-  std::optional<TimePoint> retry_at;     // keep the item: attempt + 1, visible at retry_at
-  std::vector<NextCall> next;            // enqueue after removing the item
+  std::vector<StepRecord> steps;        // memoize, in order (each step id at most once)
+  std::vector<AttemptRecord> attempts;  // the attempts this call made
+  std::optional<TimePoint> retry_at;    // keep the item: attempt + 1, visible at retry_at
+  std::vector<NextCall> next;           // enqueue after removing the item
   // Enqueue `next` only when the run has no other queue item (fan-in of parallel steps).
   bool next_only_if_idle = false;
   std::optional<std::string> end_status;  // completed | failed | cancelled: the run ends

@@ -33,8 +33,7 @@ int main(int argc, char** argv) {
 
   funcky::sdk::Client client(client_options);
   auto greet = funcky::sdk::create_function(
-      {.id = "greet", .name = "Greet", .triggers = {{.event = "demo/hello"}}},
-      [](Context& ctx) {
+      {.id = "greet", .name = "Greet", .triggers = {{.event = "demo/hello"}}}, [](Context& ctx) {
         std::string name = ctx.event["data"].value("name", std::string("world"));
         Json greeting = ctx.step.run("compose", [&] { return Json("Hello, " + name); });
         Json shout = ctx.step.run("shout", [&] {
@@ -56,8 +55,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   serve_url = "http://" + public_host + ":" + std::to_string(server.port()) + server_options.path;
-  handler = std::make_unique<funcky::sdk::ServeHandler>(client, serve_url,
-                                                        std::vector{std::move(greet)});
+  handler =
+      std::make_unique<funcky::sdk::ServeHandler>(client, serve_url, std::vector{std::move(greet)});
   handler_ptr = handler.get();
   // The coordinator may start after us: keep trying to register for a while.
   funcky::Status registered;

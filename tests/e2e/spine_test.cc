@@ -116,8 +116,8 @@ TEST_F(SpineTest, KillNineMidRunLosesNothingAndRepeatsNoRecordedStep) {
   constexpr int kEvents = 20;
   std::vector<std::string> events;
   for (int i = 0; i < kEvents; ++i) {
-    events.push_back(Send(*c, {{"name", "test/slow"},
-                               {"data", {{"i", i}, {"steps", 3}, {"delay_ms", 150}}}}));
+    events.push_back(
+        Send(*c, {{"name", "test/slow"}, {"data", {{"i", i}, {"steps", 3}, {"delay_ms", 150}}}}));
   }
   // Let some steps be recorded, then crash the coordinator mid-flight.
   ASSERT_TRUE(WaitFor([&] { return host.Count("step") >= 10; }));
@@ -222,7 +222,8 @@ TEST_F(SpineTest, BadInputGetsJsonErrorsAndStoresNothing) {
     int status;
   };
   std::string many = "[";
-  for (int i = 0; i < 10000; ++i) many += std::string(i ? "," : "") + R"({"name":"test/two-steps"})";
+  for (int i = 0; i < 10000; ++i)
+    many += std::string(i ? "," : "") + R"({"name":"test/two-steps"})";
   many += "]";
   std::string deep(100, '[');
   deep += std::string(100, ']');

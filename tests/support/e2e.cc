@@ -47,10 +47,9 @@ Coordinator::Coordinator(std::string db, std::vector<std::string> extra_args, st
 }
 
 void Coordinator::Start() {
-  std::vector<std::string> argv = {FUNCKY_BIN,    "serve",         "--db",
-                                   db_,           "--port",        std::to_string(port_),
-                                   "--retry-schedule", "50ms",     "--retry-jitter",
-                                   "0s"};
+  std::vector<std::string> argv = {
+      FUNCKY_BIN,         "serve", "--db",           db_, "--port", std::to_string(port_),
+      "--retry-schedule", "50ms",  "--retry-jitter", "0s"};
   argv.insert(argv.end(), args_.begin(), args_.end());
   process_ = Process(argv, dir_ + "/coordinator-" + std::to_string(++starts_) + ".log");
   bool up = WaitFor([&] { return Http("GET", url_ + "/healthz").status == 200; });
@@ -60,8 +59,13 @@ void Coordinator::Start() {
 TestHost::TestHost(const std::string& coordinator_url, const std::string& dir,
                    std::vector<std::string> extra_args) {
   log_ = dir + "/host-records.jsonl";
-  std::vector<std::string> argv = {TEST_HOST_BIN, "--coordinator", coordinator_url, "--port",
-                                   std::to_string(FreePort()), "--log", log_};
+  std::vector<std::string> argv = {TEST_HOST_BIN,
+                                   "--coordinator",
+                                   coordinator_url,
+                                   "--port",
+                                   std::to_string(FreePort()),
+                                   "--log",
+                                   log_};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   process_ = Process(argv, dir + "/host.log");
   bool ready = WaitFor([&] { return process_.Log().find("ready ") != std::string::npos; });

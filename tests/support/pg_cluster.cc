@@ -21,8 +21,8 @@ namespace {
 int RunCommand(const std::string& cmd) { return std::system(cmd.c_str()); }
 
 std::string FindBinDir() {
-  for (const char* candidate : {"/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin",
-                                "/usr/lib/postgresql/15/bin"}) {
+  for (const char* candidate :
+       {"/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin"}) {
     if (std::filesystem::exists(std::string(candidate) + "/initdb")) return candidate;
   }
   return "";
@@ -42,8 +42,8 @@ PgCluster::PgCluster() {
   const std::string as_pg = root ? "runuser -u postgres -- " : "";
   if (root) RunCommand("chown postgres:postgres " + dir_);
   const std::string data = dir_ + "/data";
-  if (RunCommand(as_pg + bindir_ + "/initdb -D " + data +
-                 " -A trust -U postgres -E UTF8 > " + dir_ + "/initdb.log 2>&1") != 0) {
+  if (RunCommand(as_pg + bindir_ + "/initdb -D " + data + " -A trust -U postgres -E UTF8 > " +
+                 dir_ + "/initdb.log 2>&1") != 0) {
     std::cerr << "initdb failed; see " << dir_ << "/initdb.log\n";
     std::abort();
   }

@@ -40,7 +40,8 @@ Process::~Process() {
   if (pid_ > 0) Kill9();
 }
 
-Process::Process(Process&& other) noexcept : pid_(other.pid_), log_path_(std::move(other.log_path_)) {
+Process::Process(Process&& other) noexcept
+    : pid_(other.pid_), log_path_(std::move(other.log_path_)) {
   other.pid_ = 0;
 }
 

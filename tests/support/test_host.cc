@@ -90,11 +90,14 @@ int main(int argc, char** argv) {
         int64_t sum = 0;
         for (int i = 0; i < steps; ++i) {
           std::string id = "s" + std::to_string(i);
-          sum += ctx.step.run(id, [&] {
-                   Record("step", ctx.run_id, id);
-                   std::this_thread::sleep_for(std::chrono::milliseconds(delay));
-                   return Json(i);
-                 }).get<int64_t>();
+          sum += ctx.step
+                     .run(id,
+                          [&] {
+                            Record("step", ctx.run_id, id);
+                            std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+                            return Json(i);
+                          })
+                     .get<int64_t>();
         }
         return Json{{"sum", sum}};
       }));
@@ -113,8 +116,7 @@ int main(int argc, char** argv) {
     std::cerr << s.message() << std::endl;
     return 1;
   }
-  const std::string url =
-      "http://127.0.0.1:" + std::to_string(server.port()) + server_options.path;
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + server_options.path;
   handler = std::make_unique<funcky::sdk::ServeHandler>(client, url, std::move(functions));
   funcky::Status registered;
   for (int i = 0; i < 100; ++i) {

@@ -24,8 +24,8 @@ TEST(Signing, HashedSigningKeyMatchesProtocolVector) {
 TEST(Signing, SignatureIsHmacOfBodyAndTimestampKeyedWithHexText) {
   // HMAC-SHA256(key = "12345678abcdef00" as ASCII, message = body || "1700000000").
   const std::string body = R"({"a":1})";
-  const std::string header = signing::SignatureHeader(body, "signkey-test-12345678abcdef00",
-                                                      1700000000);
+  const std::string header =
+      signing::SignatureHeader(body, "signkey-test-12345678abcdef00", 1700000000);
   EXPECT_EQ(header,
             "t=1700000000&s=" + crypto::HmacSha256Hex("12345678abcdef00", body + "1700000000"));
   // Known HMAC-SHA256 vector (RFC 4231 case 2) to pin the primitive itself.
@@ -38,21 +38,33 @@ TEST(Signing, VerifyAcceptsFreshRejectsStaleWrongAndMalformed) {
   const std::string body = "{}";
   const int64_t now = 1'800'000'000;
   std::vector<std::string> keys = {key};
-  EXPECT_TRUE(signing::VerifySignature(signing::SignatureHeader(body, key, now), body, keys, now).ok());
-  EXPECT_TRUE(signing::VerifySignature(signing::SignatureHeader(body, key, now - 299), body, keys, now).ok());
-  EXPECT_EQ(signing::VerifySignature(signing::SignatureHeader(body, key, now - 360), body, keys, now).code(),
+  EXPECT_TRUE(
+      signing::VerifySignature(signing::SignatureHeader(body, key, now), body, keys, now).ok());
+  EXPECT_TRUE(
+      signing::VerifySignature(signing::SignatureHeader(body, key, now - 299), body, keys, now)
+          .ok());
+  EXPECT_EQ(
+      signing::VerifySignature(signing::SignatureHeader(body, key, now - 360), body, keys, now)
+          .code(),
+      StatusCode::kUnauthenticated);
+  EXPECT_EQ(
+      signing::VerifySignature(signing::SignatureHeader(body, key, now + 360), body, keys, now)
+          .code(),
+      StatusCode::kUnauthenticated);
+  EXPECT_EQ(signing::VerifySignature(signing::SignatureHeader(body, "signkey-prod-ff", now), body,
+                                     keys, now)
+                .code(),
             StatusCode::kUnauthenticated);
-  EXPECT_EQ(signing::VerifySignature(signing::SignatureHeader(body, key, now + 360), body, keys, now).code(),
-            StatusCode::kUnauthenticated);
-  EXPECT_EQ(signing::VerifySignature(signing::SignatureHeader(body, "signkey-prod-ff", now), body, keys, now).code(),
-            StatusCode::kUnauthenticated);
-  EXPECT_EQ(signing::VerifySignature(signing::SignatureHeader("{ }", key, now), body, keys, now).code(),
-            StatusCode::kUnauthenticated);
+  EXPECT_EQ(
+      signing::VerifySignature(signing::SignatureHeader("{ }", key, now), body, keys, now).code(),
+      StatusCode::kUnauthenticated);
   EXPECT_EQ(signing::VerifySignature("", body, keys, now).code(), StatusCode::kUnauthenticated);
-  EXPECT_EQ(signing::VerifySignature("t=x&s=y", body, keys, now).code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(signing::VerifySignature("t=x&s=y", body, keys, now).code(),
+            StatusCode::kUnauthenticated);
   // The fallback key is tried after the main key.
   std::vector<std::string> rotated = {"signkey-prod-0000", key};
-  EXPECT_TRUE(signing::VerifySignature(signing::SignatureHeader(body, key, now), body, rotated, now).ok());
+  EXPECT_TRUE(
+      signing::VerifySignature(signing::SignatureHeader(body, key, now), body, rotated, now).ok());
 }
 
 TEST(Signing, BearerAcceptsHashedOrPlainKeyOnly) {
@@ -92,7 +104,8 @@ TEST(Jcs, SortsKeysDropsWhitespaceAndFormatsNumbersLikeEcmaScript) {
 }
 
 TEST(Jcs, EscapesOnlyWhatItMust) {
-  EXPECT_EQ(*CanonicalJson(json("a\"b\\c\n\x01\x7f\xc3\xa9")), "\"a\\\"b\\\\c\\n\\u0001\x7f\xc3\xa9\"");
+  EXPECT_EQ(*CanonicalJson(json("a\"b\\c\n\x01\x7f\xc3\xa9")),
+            "\"a\\\"b\\\\c\\n\\u0001\x7f\xc3\xa9\"");
   // Keys sort by UTF-16 code units: U+E000 sorts after U+1F600 (a surrogate pair, 0xD83D).
   json j = {{"\xee\x80\x80", 1}, {"\xf0\x9f\x98\x80", 2}, {"a", 3}};
   EXPECT_EQ(*CanonicalJson(j), "{\"a\":3,\"\xf0\x9f\x98\x80\":2,\"\xee\x80\x80\":1}");

@@ -16,11 +16,12 @@ store::RunState MakeState(int retries = 2) {
   s.run.id = "01RUN";
   s.run.status = store::kRunning;
   s.function.id = "app-fn";
-  s.function.config = {{"id", "app-fn"},
-                       {"steps",
-                        {{"step",
-                          {{"runtime", {{"url", "http://127.0.0.1:3000/api?fnId=app-fn&stepId=step"}}},
-                           {"retries", {{"attempts", retries}}}}}}}};
+  s.function.config = {
+      {"id", "app-fn"},
+      {"steps",
+       {{"step",
+         {{"runtime", {{"url", "http://127.0.0.1:3000/api?fnId=app-fn&stepId=step"}}},
+          {"retries", {{"attempts", retries}}}}}}}};
   s.events = {Json{{"name", "demo/go"}, {"data", {{"x", 1}}}}};
   s.steps = {{"h1", 0, "first", "completed", Json{{"data", "A"}}, 0}};
   return s;
@@ -51,7 +52,8 @@ class TransitionTest : public ::testing::Test {
 TEST(BuildCall, ProducesSignedCanonicalRequestWithoutFnId) {
   auto state = MakeState();
   store::QueueItem item{7, "01RUN", "step", 1, "tok"};
-  auto req = BuildCall(state, item, {"signkey-test-abcd"}, TimePoint(std::chrono::seconds(1700000000)));
+  auto req =
+      BuildCall(state, item, {"signkey-test-abcd"}, TimePoint(std::chrono::seconds(1700000000)));
   ASSERT_TRUE(req.ok()) << req.status().ToString();
   EXPECT_EQ(req->url, "http://127.0.0.1:3000/api?fnId=app-fn&stepId=step");
   Json body = Json::parse(req->body);
@@ -70,7 +72,8 @@ TEST(BuildCall, ProducesSignedCanonicalRequestWithoutFnId) {
   item.step_id = "h2";
   EXPECT_EQ(BuildCall(state, item, {}, TimePoint())->url,
             "http://127.0.0.1:3000/api?fnId=app-fn&stepId=h2");
-  EXPECT_TRUE(FindHeader(BuildCall(state, item, {}, TimePoint())->headers, "X-Inngest-Signature").empty());
+  EXPECT_TRUE(
+      FindHeader(BuildCall(state, item, {}, TimePoint())->headers, "X-Inngest-Signature").empty());
 }
 
 TEST_F(TransitionTest, OkFromSdkCompletesRun) {
@@ -92,7 +95,8 @@ TEST_F(TransitionTest, StepRunIsMemoizedWrappedAndDiscoveryFollows) {
 }
 
 TEST_F(TransitionTest, StepErrorRetriesSameCallWithBackoffAndRecordsNothingElse) {
-  auto t = Decide(Reply(206, R"([{"id":"h2","op":"StepError","error":{"name":"Error","message":"x"}}])"));
+  auto t = Decide(
+      Reply(206, R"([{"id":"h2","op":"StepError","error":{"name":"Error","message":"x"}}])"));
   ASSERT_TRUE(t.retry_at);
   EXPECT_EQ(*t.retry_at, TimePoint(std::chrono::seconds(1011)));  // ended + 10 s
   EXPECT_TRUE(t.steps.empty());
@@ -143,7 +147,9 @@ TEST_F(TransitionTest, TwoHundredWithoutSdkHeaderIsAnError) {
 }
 
 TEST_F(TransitionTest, PlannedStepsAreEnqueuedOnce) {
-  auto t = Decide(Reply(206, R"([{"id":"a","op":"StepPlanned"},{"id":"b","op":"StepPlanned"},{"id":"a","op":"StepPlanned"}])"));
+  auto t = Decide(Reply(
+      206,
+      R"([{"id":"a","op":"StepPlanned"},{"id":"b","op":"StepPlanned"},{"id":"a","op":"StepPlanned"}])"));
   ASSERT_EQ(t.next.size(), 2u);
   EXPECT_EQ(t.next[0].step_id, "a");
   EXPECT_EQ(t.next[1].step_id, "b");
@@ -162,7 +168,8 @@ TEST_F(TransitionTest, MalformedOpListIsRetried) {
 }
 
 TEST(Backoff, FollowsScheduleRepeatsLastAndAddsBoundedJitter) {
-  scheduler::RetryPolicy p{{std::chrono::seconds(1), std::chrono::seconds(5)}, std::chrono::seconds(2)};
+  scheduler::RetryPolicy p{{std::chrono::seconds(1), std::chrono::seconds(5)},
+                           std::chrono::seconds(2)};
   std::mt19937_64 rng(42);
   for (int i = 0; i < 100; ++i) {
     auto d0 = scheduler::BackoffDelay(p, 0, rng);
@@ -184,7 +191,8 @@ TEST(Backoff, RetryAfterIsSecondsOrDateClampedToOneSecondToOneDay) {
   EXPECT_EQ(*scheduler::ParseRetryAfter("30", now), std::chrono::seconds(30));
   EXPECT_EQ(*scheduler::ParseRetryAfter("0", now), std::chrono::seconds(1));
   EXPECT_EQ(*scheduler::ParseRetryAfter("999999", now), std::chrono::hours(24));
-  EXPECT_EQ(*scheduler::ParseRetryAfter("Wed, 21 Oct 2015 07:29:00 GMT", now), std::chrono::seconds(60));
+  EXPECT_EQ(*scheduler::ParseRetryAfter("Wed, 21 Oct 2015 07:29:00 GMT", now),
+            std::chrono::seconds(60));
   EXPECT_FALSE(scheduler::ParseRetryAfter("soon", now));
   EXPECT_FALSE(scheduler::ParseRetryAfter("", now));
 }

@@ -31,7 +31,10 @@ class ServeTest : public ::testing::Test {
 
 TEST_F(ServeTest, RunsFirstNewStepThenReplaysMemoThenReturns) {
   ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
-                   Json a = ctx.step.run("a", [&] { ++runs_of_a_; return Json(ctx.event["data"]["x"].get<int>() * 10); });
+                   Json a = ctx.step.run("a", [&] {
+                     ++runs_of_a_;
+                     return Json(ctx.event["data"]["x"].get<int>() * 10);
+                   });
                    Json b = ctx.step.run("a", [&] { return Json(a.get<int>() + 1); });
                    return Json{{"sum", a.get<int>() + b.get<int>()}};
                  })});
@@ -74,11 +77,12 @@ TEST_F(ServeTest, StepThrowIsStepErrorThenStepFailedOnLastAttempt) {
 
 TEST_F(ServeTest, NonRetriableAndUncaughtMemoizedErrorFailAtOnce) {
   ServeHandler h(client_, "http://h/api",
-                 {create_function({.id = "fn"}, [](Context& ctx) {
-                    ctx.step.run("s", [] { return Json(1); });
-                    throw NonRetriableError("stop");
-                    return Json(nullptr);
-                  }),
+                 {create_function({.id = "fn"},
+                                  [](Context& ctx) {
+                                    ctx.step.run("s", [] { return Json(1); });
+                                    throw NonRetriableError("stop");
+                                    return Json(nullptr);
+                                  }),
                   create_function({.id = "fn2"}, [](Context& ctx) {
                     ctx.step.run("s", [] { return Json(1); });
                     return Json(nullptr);
@@ -87,16 +91,19 @@ TEST_F(ServeTest, NonRetriableAndUncaughtMemoizedErrorFailAtOnce) {
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(Header(r, "X-Inngest-No-Retry"), "true");
   Json failed_memo = {{HashStepId("s"), {{"error", {{"name", "Error"}, {"message", "m"}}}}}};
-  auto r2 = h.handle({"POST", "/api?fnId=app-fn2&stepId=step", {},
-                      Json{{"event", Json::object()}, {"steps", failed_memo}, {"ctx", {{"attempt", 0}}}}.dump()});
+  auto r2 = h.handle(
+      {"POST",
+       "/api?fnId=app-fn2&stepId=step",
+       {},
+       Json{{"event", Json::object()}, {"steps", failed_memo}, {"ctx", {{"attempt", 0}}}}.dump()});
   EXPECT_EQ(r2.status, 400);
   EXPECT_EQ(Header(r2, "X-Inngest-No-Retry"), "true");
 }
 
 TEST_F(ServeTest, PlainExceptionIsRetriableUntilLastAttempt) {
-  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [](Context&) -> Json {
-                   throw std::runtime_error("oops");
-                 })});
+  ServeHandler h(
+      client_, "http://h/api",
+      {create_function({.id = "fn"}, [](Context&) -> Json { throw std::runtime_error("oops"); })});
   auto r = Call(h, Json::object(), 0);
   EXPECT_EQ(r.status, 500);
   EXPECT_EQ(Header(r, "X-Inngest-No-Retry"), "false");
@@ -121,20 +128,29 @@ TEST_F(ServeTest, WithSigningKeyOnlyFreshCorrectSignaturesRun) {
   Json body = {{"event", Json::object()}, {"steps", Json::object()}, {"ctx", {{"attempt", 0}}}};
   std::string canonical = *CanonicalJson(body);
   int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                    std::chrono::system_clock::now().time_since_epoch()).count();
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
   auto call = [&](Headers headers) {
     return h.handle({"POST", "/api?fnId=app-fn&stepId=step", std::move(headers), canonical});
   };
   EXPECT_EQ(call({}).status, 401);
-  EXPECT_EQ(call({{"X-Inngest-Signature", signing::SignatureHeader(canonical, "signkey-test-dead", now)}}).status, 401);
-  EXPECT_EQ(call({{"X-Inngest-Signature", signing::SignatureHeader(canonical, "signkey-test-beef", now - 360)}}).status, 401);
+  EXPECT_EQ(
+      call({{"X-Inngest-Signature", signing::SignatureHeader(canonical, "signkey-test-dead", now)}})
+          .status,
+      401);
+  EXPECT_EQ(call({{"X-Inngest-Signature",
+                   signing::SignatureHeader(canonical, "signkey-test-beef", now - 360)}})
+                .status,
+            401);
   EXPECT_EQ(runs, 0);
-  auto ok = call({{"X-Inngest-Signature", signing::SignatureHeader(canonical, "signkey-test-beef", now)}});
+  auto ok = call(
+      {{"X-Inngest-Signature", signing::SignatureHeader(canonical, "signkey-test-beef", now)}});
   EXPECT_EQ(ok.status, 200);
   EXPECT_EQ(runs, 1);
   // The response is signed with the same key.
   EXPECT_TRUE(signing::VerifySignature(Header(ok, "X-Inngest-Signature"), ok.body,
-                                       {"signkey-test-beef"}, now).ok());
+                                       {"signkey-test-beef"}, now)
+                  .ok());
 }
 
 TEST_F(ServeTest, RegisterBodyCarriesCompositeIdsAndStepUrl) {
@@ -145,7 +161,8 @@ TEST_F(ServeTest, RegisterBodyCarriesCompositeIdsAndStepUrl) {
   EXPECT_EQ(b["appName"], "app");
   EXPECT_EQ(b["functions"][0]["id"], "app-fn");
   EXPECT_EQ(b["functions"][0]["triggers"][0]["event"], "a/*");
-  EXPECT_EQ(b["functions"][0]["steps"]["step"]["runtime"]["url"], "http://h:1/api?fnId=app-fn&stepId=step");
+  EXPECT_EQ(b["functions"][0]["steps"]["step"]["runtime"]["url"],
+            "http://h:1/api?fnId=app-fn&stepId=step");
   EXPECT_EQ(b["functions"][0]["steps"]["step"]["retries"]["attempts"], 7);
 }
 

@@ -81,7 +81,8 @@ RunRecord ReadRun(const pqxx::row& row) {
   return r;
 }
 
-constexpr const char* kFunctionColumns = "f.id, f.app_id, f.name, f.config, f.archived, f.updated_at_ms";
+constexpr const char* kFunctionColumns =
+    "f.id, f.app_id, f.name, f.config, f.archived, f.updated_at_ms";
 
 FunctionRecord ReadFunction(const pqxx::row& row, int offset = 0) {
   FunctionRecord f;
@@ -160,8 +161,10 @@ auto PostgresStore::InTransaction(Fn&& fn) -> decltype(fn(std::declval<pqxx::wor
     } else {
       ok = result.ok();
     }
-    if (ok) w.commit();
-    else w.abort();
+    if (ok)
+      w.commit();
+    else
+      w.abort();
     ReturnConnection(std::move(c));
     return result;
   } catch (const pqxx::broken_connection& e) {
@@ -255,9 +258,9 @@ Result<SyncResult> PostgresStore::SyncApp(const AppSync& sync) {
 Result<std::vector<AppRecord>> PostgresStore::ListApps() {
   return InTransaction([&](pqxx::work& w) -> Result<std::vector<AppRecord>> {
     std::vector<AppRecord> out;
-    for (const auto& row : w.exec(
-             "SELECT id, url, sdk, framework, checksum, created_at_ms, synced_at_ms FROM apps "
-             "ORDER BY id")) {
+    for (const auto& row :
+         w.exec("SELECT id, url, sdk, framework, checksum, created_at_ms, synced_at_ms FROM apps "
+                "ORDER BY id")) {
       AppRecord a;
       a.id = row[0].as<std::string>();
       a.url = row[1].as<std::string>();
@@ -334,11 +337,11 @@ Result<std::vector<IngestedEvent>> PostgresStore::IngestEvents(const std::vector
 Result<std::vector<EventRecord>> PostgresStore::ListEvents(const EventFilter& filter) {
   return InTransaction([&](pqxx::work& w) -> Result<std::vector<EventRecord>> {
     std::vector<EventRecord> out;
-    for (const auto& row : w.exec_params(
-             "SELECT internal_id, id, name, payload, received_at_ms FROM events "
-             "WHERE ($1 = '' OR name = $1) AND ($2 = '' OR internal_id < $2) "
-             "ORDER BY internal_id DESC LIMIT $3",
-             filter.name, filter.cursor, filter.limit)) {
+    for (const auto& row :
+         w.exec_params("SELECT internal_id, id, name, payload, received_at_ms FROM events "
+                       "WHERE ($1 = '' OR name = $1) AND ($2 = '' OR internal_id < $2) "
+                       "ORDER BY internal_id DESC LIMIT $3",
+                       filter.name, filter.cursor, filter.limit)) {
       out.push_back(ReadEvent(row));
     }
     return out;
@@ -384,10 +387,10 @@ namespace {
 
 std::vector<StepRecord> ReadSteps(pqxx::work& w, const std::string& run_id) {
   std::vector<StepRecord> out;
-  for (const auto& row : w.exec_params(
-           "SELECT step_id, seq, name, status, memo, created_at_ms FROM steps "
-           "WHERE run_id = $1 ORDER BY seq",
-           run_id)) {
+  for (const auto& row :
+       w.exec_params("SELECT step_id, seq, name, status, memo, created_at_ms FROM steps "
+                     "WHERE run_id = $1 ORDER BY seq",
+                     run_id)) {
     StepRecord s;
     s.step_id = row[0].as<std::string>();
     s.seq = row[1].as<int>();
@@ -410,10 +413,10 @@ Result<std::vector<StepRecord>> PostgresStore::GetSteps(const std::string& run_i
 Result<std::vector<AttemptRecord>> PostgresStore::GetAttempts(const std::string& run_id) {
   return InTransaction([&](pqxx::work& w) -> Result<std::vector<AttemptRecord>> {
     std::vector<AttemptRecord> out;
-    for (const auto& row : w.exec_params(
-             "SELECT step_id, name, attempt, outcome, error, started_at_ms, ended_at_ms "
-             "FROM attempts WHERE run_id = $1 ORDER BY id",
-             run_id)) {
+    for (const auto& row :
+         w.exec_params("SELECT step_id, name, attempt, outcome, error, started_at_ms, ended_at_ms "
+                       "FROM attempts WHERE run_id = $1 ORDER BY id",
+                       run_id)) {
       AttemptRecord a;
       a.step_id = row[0].as<std::string>();
       a.name = row[1].as<std::string>();
@@ -471,7 +474,8 @@ Result<RunState> PostgresStore::LoadRunState(const std::string& run_id) {
     RunState state;
     state.run = ReadRun(r[0]);
     state.function = ReadFunction(r[0], 11);
-    auto ev = w.exec_params("SELECT payload FROM events WHERE internal_id = $1", state.run.event_id);
+    auto ev =
+        w.exec_params("SELECT payload FROM events WHERE internal_id = $1", state.run.event_id);
     for (const auto& row : ev) state.events.push_back(JsonField(row[0]));
     state.steps = ReadSteps(w, run_id);
     return state;
@@ -506,8 +510,7 @@ Status PostgresStore::Apply(const QueueItem& item, const Transition& t, TimePoin
           "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
           "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
           "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING",
-          item.run_id, step.step_id, step.name, step.status, JsonParam(step.memo, a),
-          now_ms);
+          item.run_id, step.step_id, step.name, step.status, JsonParam(step.memo, a), now_ms);
     }
     for (const AttemptRecord& at : t.attempts) {
       w.exec_params(
