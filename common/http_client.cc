@@ -98,12 +98,14 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
     http::response_parser<http::string_body> parser;
     parser.body_limit(options_.max_response_bytes);
     beast::error_code rec;
-    if (!wec) {
+    // A server may answer before reading the whole body (e.g. 413) and close; the write then
+    // fails, but the answer is waiting to be read.
+    if (!wec || wec != beast::error::timeout) {
       auto [ec, rn] =
           co_await http::async_read(*stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
       rec = ec;
     }
-    beast::error_code ec = wec ? wec : rec;
+    beast::error_code ec = rec ? rec : (parser.is_done() ? beast::error_code() : wec);
     if (ec) {
       // A pooled connection the server closed while idle fails at once with EOF or a reset;
       // try a fresh connection once. A timeout is never retried here.
