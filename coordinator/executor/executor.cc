@@ -139,8 +139,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     for (int tries = 0;; ++tries) {
       Status applied = co_await Offload([&] { return queue.Apply(item, t, clock.Now()); });
       if (applied.ok()) break;
-      if (applied.code() == StatusCode::kAborted &&
-          applied.message().find("lease") != std::string::npos) {
+      if (applied.code() == StatusCode::kAborted) {
         ++stats.leases_lost;
         spdlog::warn("run {}: {}; the new holder redoes the call", item.run_id, applied.message());
         co_return;

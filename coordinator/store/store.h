@@ -223,7 +223,8 @@ class QueueStore {
                                                std::chrono::milliseconds lease) = 0;
   virtual Result<RunState> LoadRunState(const std::string& run_id) = 0;
   // Applies `t` if `item` is still leased under its token; kAborted (and nothing written)
-  // when the lease was lost to another claimer.
+  // only when the lease was lost to another claimer; kUnavailable for transient failures
+  // (connection lost, deadlock), after which the same call may be retried.
   virtual Status Apply(const QueueItem& item, const Transition& t, TimePoint now) = 0;
   // How many items are queued (any state); for metrics and tests.
   virtual Result<int64_t> QueueDepth() = 0;

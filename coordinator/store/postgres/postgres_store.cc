@@ -176,7 +176,7 @@ auto PostgresStore::InTransaction(Fn&& fn) -> decltype(fn(std::declval<pqxx::wor
   } catch (const pqxx::sql_error& e) {
     std::string state = e.sqlstate();
     if (state == "40001" || state == "40P01") {
-      return fail(Aborted("transaction conflict (" + state + "), retry"));
+      return fail(Unavailable("transaction conflict (" + state + "), retry"));
     }
     if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P03") {
       c.reset();

@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <pqxx/pqxx>
@@ -45,7 +46,8 @@ class PostgresStore final : public Store {
  private:
   // Runs `fn(pqxx::work&)` in a transaction on a pooled connection and commits when it
   // returns OK. Database exceptions become a Status: a lost connection is kUnavailable (and
-  // the connection is dropped), a deadlock or serialization failure kAborted.
+  // the connection is dropped), as is a deadlock or serialization failure: both are worth
+  // retrying. kAborted is kept for a lost lease (see Apply).
   template <typename Fn>
   auto InTransaction(Fn&& fn) -> decltype(fn(std::declval<pqxx::work&>()));
 
