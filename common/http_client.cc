@@ -100,7 +100,7 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
     beast::error_code rec;
     // A server may answer before reading the whole body (e.g. 413) and close; the write then
     // fails, but the answer is waiting to be read.
-    if (!wec || wec != beast::error::timeout) {
+    if (wec != beast::error::timeout) {
       auto [ec, rn] =
           co_await http::async_read(*stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
       rec = ec;

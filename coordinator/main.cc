@@ -84,7 +84,6 @@ int Serve(const ServeFlags& f) {
         return 2;
       }
     }
-    if (!schedule.ok()) return 2;
     exec.retry.schedule = *schedule;
     exec.retry.max_jitter = *jitter;
     exec.call_timeout = *timeout;

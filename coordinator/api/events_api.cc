@@ -104,7 +104,6 @@ Response Api::HandleEvents(const Request& req, std::string_view key) {
   const std::string seed(req.header("x-inngest-event-id-seed"));
   std::vector<store::NewEvent> batch;
   batch.reserve(list.size());
-  size_t runs = 0;
   for (size_t i = 0; i < list.size(); ++i) {
     Json& e = list[i];
     store::NewEvent ne;
@@ -121,7 +120,6 @@ Response Api::HandleEvents(const Request& req, std::string_view key) {
     for (const store::FunctionRecord* fn : scheduler::MatchFunctions(*functions, ne.event)) {
       ne.runs.push_back({NewUlid(now_ms), fn->id, std::nullopt});
     }
-    runs += ne.runs.size();
     batch.push_back(std::move(ne));
   }
   auto stored = store_.IngestEvents(batch, now);
@@ -143,7 +141,6 @@ Response Api::HandleEvents(const Request& req, std::string_view key) {
   }
   counters_.runs_started += static_cast<int64_t>(started);
   if (started > 0 && on_new_work_) on_new_work_();
-  (void)runs;
   return JsonResponse(200, {{"ids", ids}, {"status", 200}});
 }
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <set>
-#include <type_traits>
 
 #include "common/crypto.h"
 #include "coordinator/store/migration.h"
@@ -13,11 +12,6 @@ namespace {
 
 // Keeps concurrent `funcky migrate` / start-ups from applying the same migration twice.
 constexpr int64_t kMigrationLockId = 0x66756e636b79;  // "funcky"
-
-template <typename T>
-struct IsResult : std::false_type {};
-template <typename T>
-struct IsResult<Result<T>> : std::true_type {};
 
 std::string ToText(const Json& j) { return j.dump(); }
 
@@ -154,17 +148,12 @@ auto PostgresStore::InTransaction(Fn&& fn) -> decltype(fn(std::declval<pqxx::wor
   };
   try {
     pqxx::work w(*c);
-    R result = fn(w);
-    bool ok;
-    if constexpr (IsResult<R>::value) {
-      ok = result.ok();
-    } else {
-      ok = result.ok();
-    }
-    if (ok)
+    R result = fn(w);  // a Status or a Result<T>: both have ok()
+    if (result.ok()) {
       w.commit();
-    else
+    } else {
       w.abort();
+    }
     ReturnConnection(std::move(c));
     return result;
   } catch (const pqxx::broken_connection& e) {
