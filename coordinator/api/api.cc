@@ -21,13 +21,8 @@ void Api::Register(http::Router& router) {
   router.Add("POST", "/fn/register", [this](const Request& r) { return HandleRegister(r); });
   router.Add("POST", "/e/{key}",
              [this](const Request& r) { return HandleEvents(r, r.param("key")); });
-  router.Add("POST", "/v1/events", [this](const Request& r) {
-    std::string_view auth = r.header("Authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    std::string_view key = auth.substr(0, kBearer.size()) == kBearer ? auth.substr(kBearer.size())
-                                                                     : std::string_view();
-    return HandleEvents(r, key);
-  });
+  router.Add("POST", "/v1/events",
+             [this](const Request& r) { return HandleEvents(r, r.bearer_token()); });
   router.Add("GET", "/v1/events", [this](const Request& r) { return HandleListEvents(r); });
   router.Add("GET", "/v1/events/{id}", [this](const Request& r) { return HandleGetEvent(r); });
   router.Add("GET", "/v1/runs", [this](const Request& r) { return HandleListRuns(r); });
@@ -48,12 +43,7 @@ bool Api::EventKeyAccepted(std::string_view key) const {
 
 std::optional<Response> Api::CheckApiToken(const Request& req) const {
   if (options_.api_token.empty()) return std::nullopt;
-  std::string_view auth = req.header("Authorization");
-  constexpr std::string_view kBearer = "Bearer ";
-  if (auth.substr(0, kBearer.size()) == kBearer &&
-      crypto::ConstantTimeEqual(auth.substr(kBearer.size()), options_.api_token)) {
-    return std::nullopt;
-  }
+  if (crypto::ConstantTimeEqual(req.bearer_token(), options_.api_token)) return std::nullopt;
   return ErrorResponse(401, "unauthenticated",
                        "a valid API token is required (Authorization: Bearer …)");
 }

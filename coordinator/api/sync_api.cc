@@ -81,10 +81,7 @@ Status ValidateFunction(const Json& fn, size_t index) {
 
 Response Api::HandleRegister(const Request& req) {
   if (!options_.signing_key.empty()) {
-    std::string_view auth = req.header("Authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    std::string_view token =
-        auth.substr(0, kBearer.size()) == kBearer ? auth.substr(kBearer.size()) : "";
+    std::string_view token = req.bearer_token();
     bool ok = signing::BearerMatchesSigningKey(token, options_.signing_key);
     if (!options_.signing_key_fallback.empty()) {
       ok |= signing::BearerMatchesSigningKey(token, options_.signing_key_fallback);

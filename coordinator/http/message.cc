@@ -6,6 +6,13 @@ namespace funcky::http {
 
 std::string_view Request::path() const { return TargetPath(target); }
 
+std::string_view Request::bearer_token() const {
+  constexpr std::string_view kBearer = "Bearer ";
+  std::string_view auth = header("Authorization");
+  return auth.substr(0, kBearer.size()) == kBearer ? auth.substr(kBearer.size())
+                                                   : std::string_view();
+}
+
 std::string Request::query(std::string_view key) const { return QueryParam(target, key); }
 
 const std::string& Request::param(const std::string& name) const {

@@ -21,6 +21,8 @@ struct Request {
   std::map<std::string, std::string> params;  // path parameters, filled by the router
 
   std::string_view header(std::string_view name) const { return FindHeader(headers, name); }
+  // The token of `Authorization: Bearer <token>`; empty when there is none.
+  std::string_view bearer_token() const;
   std::string_view path() const;
   std::string query(std::string_view key) const;
   const std::string& param(const std::string& name) const;
