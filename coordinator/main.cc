@@ -134,16 +134,18 @@ int Serve(const ServeFlags& f) {
       [&executor] {
         const auto& s = executor.stats();
         std::string out;
-        auto line = [&](const char* name, const char* type, int64_t v) {
-          out += std::string("# TYPE ") + name + " " + type + "\n" + name + " " +
-                 std::to_string(v) + "\n";
-        };
-        line("funcky_calls_total", "counter", s.calls);
-        line("funcky_call_errors_total", "counter", s.call_errors);
-        line("funcky_runs_completed_total", "counter", s.runs_completed);
-        line("funcky_runs_failed_total", "counter", s.runs_failed);
-        line("funcky_leases_lost_total", "counter", s.leases_lost);
-        line("funcky_calls_in_flight", "gauge", executor.in_flight());
+        api::AppendMetric(out, "funcky_calls_total", "counter", "Calls pushed to hosts.", s.calls);
+        api::AppendMetric(out, "funcky_call_errors_total", "counter",
+                          "Calls that failed or got a non-2xx answer.", s.call_errors);
+        api::AppendMetric(out, "funcky_runs_completed_total", "counter",
+                          "Runs completed by this coordinator.", s.runs_completed);
+        api::AppendMetric(out, "funcky_runs_failed_total", "counter",
+                          "Runs failed by this coordinator.", s.runs_failed);
+        api::AppendMetric(out, "funcky_leases_lost_total", "counter",
+                          "Call outcomes dropped because another coordinator took the lease.",
+                          s.leases_lost);
+        api::AppendMetric(out, "funcky_calls_in_flight", "gauge", "Calls in flight now.",
+                          executor.in_flight());
         return out;
       });
   http::Router router;

@@ -67,21 +67,24 @@ Response Api::HandleReady(const Request&) {
   return JsonResponse(200, {{"status", "ready"}});
 }
 
+void AppendMetric(std::string& out, std::string_view name, std::string_view type,
+                  std::string_view help, int64_t value) {
+  std::string n(name);
+  out += "# HELP " + n + " " + std::string(help) + "\n# TYPE " + n + " " + std::string(type) +
+         "\n" + n + " " + std::to_string(value) + "\n";
+}
+
 Response Api::HandleMetrics(const Request&) {
   std::string out;
-  auto counter = [&](const char* name, const char* help, int64_t v) {
-    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
-           " " + std::to_string(v) + "\n";
-  };
-  counter("funcky_events_accepted_total", "Events stored.", counters_.events_accepted);
-  counter("funcky_events_duplicate_total", "Events ignored as duplicates of a stored id.",
-          counters_.events_duplicate);
-  counter("funcky_runs_started_total", "Runs started by events.", counters_.runs_started);
+  AppendMetric(out, "funcky_events_accepted_total", "counter", "Events stored.",
+               counters_.events_accepted);
+  AppendMetric(out, "funcky_events_duplicate_total", "counter",
+               "Events ignored as duplicates of a stored id.", counters_.events_duplicate);
+  AppendMetric(out, "funcky_runs_started_total", "counter", "Runs started by events.",
+               counters_.runs_started);
   if (auto depth = store_.QueueDepth(); depth.ok()) {
-    out +=
-        "# HELP funcky_queue_depth Queue items (due, leased or scheduled).\n"
-        "# TYPE funcky_queue_depth gauge\nfuncky_queue_depth " +
-        std::to_string(*depth) + "\n";
+    AppendMetric(out, "funcky_queue_depth", "gauge", "Queue items (due, leased or scheduled).",
+                 *depth);
   }
   if (extra_metrics_) out += extra_metrics_();
   Response r;

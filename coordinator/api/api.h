@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
@@ -39,6 +40,10 @@ struct ApiCounters {
   std::atomic<int64_t> events_duplicate{0};
   std::atomic<int64_t> runs_started{0};
 };
+
+// Appends one metric in Prometheus text format; `type` is "counter" or "gauge".
+void AppendMetric(std::string& out, std::string_view name, std::string_view type,
+                  std::string_view help, int64_t value);
 
 class Api {
  public:
