@@ -2,28 +2,40 @@
 
 #include "common/http_client.h"
 #include "common/url.h"
+#include "sdk/coordinator_api.h"
 
 namespace funcky::sdk {
 
-Result<std::vector<std::string>> Client::send(const nlohmann::json& events) const {
+Result<nlohmann::json> PostToCoordinator(const ClientOptions& options, std::string_view path,
+                                         Headers headers, std::string body, int status_if_absent) {
   HttpRequest req;
   req.method = "POST";
-  req.url = options_.coordinator_url + "/e/" + PercentEncode(options_.event_key);
-  req.headers = {{"Content-Type", "application/json"}};
-  req.body = events.dump();
+  req.url = options.coordinator_url + std::string(path);
+  req.headers = std::move(headers);
+  req.headers.emplace_back("Content-Type", "application/json");
+  req.body = std::move(body);
   req.timeout = std::chrono::seconds(30);
   ASSIGN_OR_RETURN(HttpResponse res, HttpCall(req));
-  auto body = nlohmann::json::parse(res.body, nullptr, false);
-  if (res.status != 200 || !body.is_object() || body.value("status", 0) != 200) {
-    std::string message = body.is_object() && body.contains("error") && body["error"].is_string()
-                              ? body["error"].get<std::string>()
-                              : res.body;
-    if (res.status >= 500) return Unavailable("coordinator: " + message);
-    return InvalidArgument("coordinator refused the events: " + message);
-  }
+  auto reply = nlohmann::json::parse(res.body, nullptr, false);
+  int status = reply.is_object() ? reply.value("status", status_if_absent) : 0;
+  if (res.status == 200 && status == 200) return reply;
+  std::string message = reply.is_object() && reply.contains("error") && reply["error"].is_string()
+                            ? reply["error"].get<std::string>()
+                            : res.body;
+  message = std::string(path) + " (HTTP " + std::to_string(res.status) + "): " + message;
+  if (res.status == 401) return Unauthenticated(message);
+  if (res.status >= 500) return Unavailable(message);
+  return InvalidArgument(message);
+}
+
+Result<std::vector<std::string>> Client::send(const nlohmann::json& events) const {
+  ASSIGN_OR_RETURN(nlohmann::json reply,
+                   PostToCoordinator(options_, "/e/" + PercentEncode(options_.event_key), {},
+                                     events.dump(), /*status_if_absent=*/0));
   std::vector<std::string> ids;
-  for (const auto& id : body.value("ids", nlohmann::json::array()))
+  for (const auto& id : reply.value("ids", nlohmann::json::array())) {
     ids.push_back(id.get<std::string>());
+  }
   return ids;
 }
 

@@ -1,11 +1,13 @@
 #include "sdk/serve.h"
 
 #include <chrono>
+#include <thread>
 
 #include "common/jcs.h"
 #include "common/signing.h"
 #include "common/step_id.h"
 #include "common/url.h"
+#include "sdk/coordinator_api.h"
 #include "sdk/execution.h"
 
 namespace funcky::sdk {
@@ -50,30 +52,31 @@ Json ServeHandler::register_body() const {
 }
 
 Status ServeHandler::register_functions() const {
-  HttpRequest req;
-  req.method = "POST";
-  req.url = client_.options().coordinator_url + "/fn/register";
-  req.headers = {{"Content-Type", "application/json"},
-                 {"X-Inngest-SDK", std::string("funcky-cpp:v") + kSdkVersion},
-                 {"X-Inngest-Sync-Kind", "out_of_band"}};
+  Headers headers = {{"X-Inngest-SDK", std::string("funcky-cpp:v") + kSdkVersion},
+                     {"X-Inngest-Sync-Kind", "out_of_band"}};
   if (!client_.options().signing_key.empty()) {
-    req.headers.emplace_back("Authorization",
-                             "Bearer " + signing::HashedSigningKey(client_.options().signing_key));
+    headers.emplace_back("Authorization",
+                         "Bearer " + signing::HashedSigningKey(client_.options().signing_key));
   }
-  req.body = register_body().dump();
-  req.timeout = std::chrono::seconds(30);
-  ASSIGN_OR_RETURN(HttpResponse res, HttpCall(req));
-  Json body = Json::parse(res.body, nullptr, false);
-  int status = body.is_object() ? body.value("status", 200) : res.status;
-  if (res.status != 200 || status != 200) {
-    std::string message = body.is_object() && body.contains("error") && body["error"].is_string()
-                              ? body["error"].get<std::string>()
-                              : res.body;
-    if (res.status == 401) return Unauthenticated("registration refused: " + message);
-    return InvalidArgument("registration refused (HTTP " + std::to_string(res.status) +
-                           "): " + message);
+  // The register reply's `status` defaults to 200 (PROTOCOL.md §2.3).
+  auto reply = PostToCoordinator(client_.options(), "/fn/register", std::move(headers),
+                                 register_body().dump(), /*status_if_absent=*/200);
+  if (!reply.ok()) {
+    return Status(reply.status().code(), "registration refused: " + reply.status().message());
   }
   return Status::Ok();
+}
+
+Status ServeHandler::register_functions(std::chrono::milliseconds wait) const {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    Status s = register_functions();
+    if (s.ok() || s.code() != StatusCode::kUnavailable ||
+        std::chrono::steady_clock::now() >= deadline) {
+      return s;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 }
 
 ServeResponse ServeHandler::Finish(ServeResponse r) const {

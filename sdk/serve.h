@@ -4,6 +4,7 @@
 // back what it returns. funcky::sdk::Server (sdk/server.h) runs it on its own HTTP server.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <vector>
@@ -39,7 +40,12 @@ class ServeHandler {
   ServeResponse handle(const ServeRequest& request) const;
 
   // Registers the functions with the coordinator (POST /fn/register). Call at start-up.
+  // kUnavailable when the coordinator cannot be reached or fails (5xx), kUnauthenticated
+  // when it refuses the signing key, kInvalidArgument when it refuses the functions.
   Status register_functions() const;
+  // The same, trying again every 100 ms while the coordinator is unavailable, for up to
+  // `wait` (a host may start before its coordinator).
+  Status register_functions(std::chrono::milliseconds wait) const;
 
   // The register body (PROTOCOL.md §2.2).
   nlohmann::json register_body() const;

@@ -3,7 +3,6 @@
 //   hello --coordinator http://127.0.0.1:8288 --port 3000
 //   curl -XPOST http://127.0.0.1:8288/e/dev -d '{"name":"demo/hello","data":{"name":"Ada"}}'
 #include <iostream>
-#include <thread>
 
 #include <CLI/CLI.hpp>
 
@@ -59,12 +58,7 @@ int main(int argc, char** argv) {
       std::make_unique<funcky::sdk::ServeHandler>(client, serve_url, std::vector{std::move(greet)});
   handler_ptr = handler.get();
   // The coordinator may start after us: keep trying to register for a while.
-  funcky::Status registered;
-  for (int i = 0; i < 100; ++i) {
-    registered = handler->register_functions();
-    if (registered.ok() || registered.code() != funcky::StatusCode::kUnavailable) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  funcky::Status registered = handler->register_functions(std::chrono::seconds(20));
   if (!registered.ok()) {
     std::cerr << "hello: cannot register with " << client_options.coordinator_url << ": "
               << registered.message() << "\n";

@@ -118,12 +118,7 @@ int main(int argc, char** argv) {
   }
   const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + server_options.path;
   handler = std::make_unique<funcky::sdk::ServeHandler>(client, url, std::move(functions));
-  funcky::Status registered;
-  for (int i = 0; i < 100; ++i) {
-    registered = handler->register_functions();
-    if (registered.ok() || registered.code() != funcky::StatusCode::kUnavailable) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  funcky::Status registered = handler->register_functions(std::chrono::seconds(10));
   if (!registered.ok()) {
     std::cerr << "register: " << registered.ToString() << std::endl;
     return 1;
