@@ -45,6 +45,15 @@ class SpineTest : public ::testing::Test {
     return r.body["ids"][0];
   }
 
+  // Sends `event`, expects it to start exactly one run, and returns that run once it ended
+  // (its "id" is empty when no run started).
+  Json RunToEnd(const Coordinator& c, const Json& event) {
+    auto runs = RunsOfEvent(c.url(), Send(c, event));
+    EXPECT_EQ(runs.size(), 1u) << "runs started by " << event.dump();
+    if (runs.empty()) return {{"id", ""}, {"status", "none"}};
+    return WaitForRunEnd(c.url(), runs[0]);
+  }
+
   int CountRows(const Coordinator& c, const std::string& path) {
     auto r = Http("GET", c.url() + path);
     EXPECT_EQ(r.status, 200) << r.raw;
@@ -58,10 +67,8 @@ class SpineTest : public ::testing::Test {
 TEST_F(SpineTest, TwoStepRunCompletesWithThreeCalls) {
   auto c = StartCoordinator();
   TestHost host(c->url(), dir_);
-  std::string event = Send(*c, {{"name", "test/two-steps"}, {"data", {{"n", 1}}}});
-  auto runs = RunsOfEvent(c->url(), event);
-  ASSERT_EQ(runs.size(), 1u);
-  Json run = WaitForRunEnd(c->url(), runs[0]);
+  Json run = RunToEnd(*c, {{"name", "test/two-steps"}, {"data", {{"n", 1}}}});
+  const std::string run_id = run["id"];
   ASSERT_EQ(run["status"], "completed") << run.dump(2);
   EXPECT_EQ(run["output"], Json({{"b", "AB"}}));
   ASSERT_EQ(run["steps"].size(), 2u);
@@ -69,17 +76,15 @@ TEST_F(SpineTest, TwoStepRunCompletesWithThreeCalls) {
   EXPECT_EQ(run["steps"][0]["output"], "A");
   EXPECT_EQ(run["steps"][1]["name"], "second");
   EXPECT_EQ(run["steps"][1]["output"], "AB");
-  EXPECT_EQ(host.Count("call", runs[0]), 3);
-  EXPECT_EQ(host.Count("step", runs[0]), 2);
+  EXPECT_EQ(host.Count("call", run_id), 3);
+  EXPECT_EQ(host.Count("step", run_id), 2);
 }
 
 TEST_F(SpineTest, StepFailingTwiceIsRetriedAndEarlierStepRunsOnce) {
   auto c = StartCoordinator();
   TestHost host(c->url(), dir_);
-  std::string event = Send(*c, {{"name", "test/flaky"}, {"data", {{"fail_times", 2}}}});
-  auto runs = RunsOfEvent(c->url(), event);
-  ASSERT_EQ(runs.size(), 1u);
-  Json run = WaitForRunEnd(c->url(), runs[0]);
+  Json run = RunToEnd(*c, {{"name", "test/flaky"}, {"data", {{"fail_times", 2}}}});
+  const std::string run_id = run["id"];
   ASSERT_EQ(run["status"], "completed") << run.dump(2);
   EXPECT_EQ(run["output"], Json({{"succeeded_on", 3}}));
   ASSERT_EQ(run["steps"].size(), 2u);
@@ -88,21 +93,14 @@ TEST_F(SpineTest, StepFailingTwiceIsRetriedAndEarlierStepRunsOnce) {
   EXPECT_EQ(run["steps"][1]["attempt_log"][0]["outcome"], "error");
   EXPECT_EQ(run["steps"][1]["attempt_log"][2]["outcome"], "completed");
   EXPECT_EQ(run["steps"][0]["attempts"], 1);
-  int before = 0;
-  for (const auto& r : host.Records()) {
-    if (r["kind"] == "step" && r["run_id"] == runs[0] && r["step"] == "before") ++before;
-  }
-  EXPECT_EQ(before, 1);
+  EXPECT_EQ(host.Count("step", run_id, "before"), 1);
 }
 
 TEST_F(SpineTest, StepFailingAllAttemptsFailsTheRun) {
   auto c = StartCoordinator();
   TestHost host(c->url(), dir_);
   // Default retries: 4, so 5 attempts; failing 10 times exhausts them.
-  std::string event = Send(*c, {{"name", "test/flaky"}, {"data", {{"fail_times", 10}}}});
-  auto runs = RunsOfEvent(c->url(), event);
-  ASSERT_EQ(runs.size(), 1u);
-  Json run = WaitForRunEnd(c->url(), runs[0]);
+  Json run = RunToEnd(*c, {{"name", "test/flaky"}, {"data", {{"fail_times", 10}}}});
   ASSERT_EQ(run["status"], "failed") << run.dump(2);
   EXPECT_EQ(run["steps"][1]["status"], "failed");
   EXPECT_EQ(run["steps"][1]["attempts"], 5);
@@ -169,10 +167,7 @@ TEST_F(SpineTest, SignedCallsPassAndBadSignaturesAreRejected) {
   const std::string key = "signkey-test-12345678abcdef00";
   auto c = StartCoordinator({"--signing-key", key});
   TestHost host(c->url(), dir_, {"--signing-key", key});
-  std::string event = Send(*c, {{"name", "test/two-steps"}});
-  auto runs = RunsOfEvent(c->url(), event);
-  ASSERT_EQ(runs.size(), 1u);
-  Json run = WaitForRunEnd(c->url(), runs[0]);
+  Json run = RunToEnd(*c, {{"name", "test/two-steps"}});
   ASSERT_EQ(run["status"], "completed") << run.dump(2);
 
   // Now call the host directly the way the coordinator would, but badly signed.

@@ -72,10 +72,14 @@ TestHost::TestHost(const std::string& coordinator_url, const std::string& dir,
   EXPECT_TRUE(ready) << "test host did not register:\n" << process_.Log();
 }
 
-int TestHost::Count(const std::string& kind, const std::string& run_id) const {
+int TestHost::Count(const std::string& kind, const std::string& run_id,
+                    const std::string& step) const {
   int n = 0;
   for (const auto& r : Records()) {
-    if (r["kind"] == kind && (run_id.empty() || r["run_id"] == run_id)) ++n;
+    if (r["kind"] == kind && (run_id.empty() || r["run_id"] == run_id) &&
+        (step.empty() || r["step"] == step)) {
+      ++n;
+    }
   }
   return n;
 }

@@ -57,7 +57,9 @@ class TestHost {
   TestHost(const std::string& coordinator_url, const std::string& dir,
            std::vector<std::string> extra_args = {});
   std::vector<Json> Records() const { return ReadJsonLines(log_); }
-  int Count(const std::string& kind, const std::string& run_id = "") const;
+  // Records of `kind` ("call" or "step"), optionally only of one run and one step name.
+  int Count(const std::string& kind, const std::string& run_id = "",
+            const std::string& step = "") const;
   std::string Output() const { return process_.Log(); }
   void Stop() { process_.Stop(); }
 
