@@ -49,10 +49,14 @@ int main(int argc, char** argv) {
   funcky::sdk::ClientOptions client_options{.app_id = "test"};
   funcky::sdk::ServerOptions server_options;
   std::string log_path = "/dev/null";
+  std::string serve_url;  // what to register; default: this host's own address
+  std::string send_on_start;
   app.add_option("--coordinator", client_options.coordinator_url);
   app.add_option("--signing-key", client_options.signing_key);
   app.add_option("--port", server_options.port);
   app.add_option("--log", log_path);
+  app.add_option("--serve-url", serve_url, "URL to register (e.g. a recording proxy)");
+  app.add_option("--send-on-start", send_on_start, "JSON event(s) to send once registered");
   CLI11_PARSE(app, argc, argv);
   g_log.open(log_path, std::ios::app);
 
@@ -116,12 +120,21 @@ int main(int argc, char** argv) {
     std::cerr << s.message() << std::endl;
     return 1;
   }
-  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + server_options.path;
+  const std::string url =
+      serve_url.empty() ? "http://127.0.0.1:" + std::to_string(server.port()) + server_options.path
+                        : serve_url;
   handler = std::make_unique<funcky::sdk::ServeHandler>(client, url, std::move(functions));
   funcky::Status registered = handler->register_functions(std::chrono::seconds(10));
   if (!registered.ok()) {
     std::cerr << "register: " << registered.ToString() << std::endl;
     return 1;
+  }
+  if (!send_on_start.empty()) {
+    auto ids = client.send(Json::parse(send_on_start));
+    if (!ids.ok()) {
+      std::cerr << "send: " << ids.status().ToString() << std::endl;
+      return 1;
+    }
   }
   std::cout << "ready " << url << std::endl;
   server.wait_for_signal();

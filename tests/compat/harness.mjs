@@ -1,0 +1,109 @@
+// Shared pieces of the node tests: free ports, polling, a Funcky coordinator on a private
+// PostgreSQL cluster, and a recording proxy. Every process started here is stopped by PID
+// in `stopAll()`.
+import { spawn, execFileSync } from 'node:child_process';
+import { createServer as createNetServer } from 'node:net';
+import { createServer, request as httpRequest } from 'node:http';
+import { chmodSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const funckyBin = process.env.FUNCKY_BIN || join(repo, 'build', 'coordinator', 'funcky');
+export const testHostBin =
+  process.env.FUNCKY_TEST_HOST_BIN || join(repo, 'build', 'tests', 'funcky_test_host');
+
+const children = [];
+const servers = [];
+const pgDirs = [];
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export const freePort = () => new Promise((resolve) => {
+  const s = createNetServer();
+  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+
+// Polls `fn` until it returns something truthy.
+export async function waitFor(fn, timeoutMs = 20000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try { const v = await fn(); if (v) return v; } catch { /* not yet */ }
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await sleep(50);
+  }
+}
+
+export const getJson = async (url) => {
+  const r = await fetch(url);
+  return { status: r.status, body: await r.json() };
+};
+
+export function workDir() {
+  const work = mkdtempSync(join(tmpdir(), 'funcky-compat-'));
+  chmodSync(work, 0o755); // the postgres user must reach the cluster folder
+  return work;
+}
+
+export function spawnLogged(bin, args, logPath) {
+  const log = openSync(logPath, 'a');
+  const child = spawn(bin, args, { stdio: ['ignore', log, log] });
+  children.push(child);
+  return child;
+}
+
+// Starts a private PostgreSQL cluster and `funcky serve` on it; resolves once /healthz answers.
+export async function startCoordinator(work, extraArgs = []) {
+  const pgDir = join(work, 'pg');
+  const db = execFileSync(join(repo, 'scripts', 'pg.sh'), ['start', pgDir, String(await freePort())])
+    .toString().trim();
+  pgDirs.push(pgDir);
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const logPath = join(work, 'funcky.log');
+  spawnLogged(funckyBin, ['serve', '--db', db, '--port', String(port), ...extraArgs], logPath);
+  await waitFor(async () => (await fetch(`${base}/healthz`)).ok);
+  return { base, db, log: () => readFileSync(logPath, 'utf8') };
+}
+
+export function listen(handler) {
+  return new Promise((resolve) => {
+    const server = createServer(handler);
+    servers.push(server);
+    server.listen(0, '127.0.0.1', () => resolve({ server, port: server.address().port }));
+  });
+}
+
+// A reverse proxy to `target` (http://host:port) that records every exchange:
+// {method, url, reqBody, status, resBody}.
+export async function recordingProxy(target) {
+  const exchanges = [];
+  const { port } = await listen((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const reqBody = Buffer.concat(chunks);
+      const up = httpRequest(target + req.url, { method: req.method, headers: req.headers }, (r) => {
+        const out = [];
+        r.on('data', (c) => out.push(c));
+        r.on('end', () => {
+          const resBody = Buffer.concat(out);
+          exchanges.push({ method: req.method, url: req.url, reqBody: reqBody.toString(),
+            status: r.statusCode, resBody: resBody.toString() });
+          res.writeHead(r.statusCode, r.headers);
+          res.end(resBody);
+        });
+      });
+      up.on('error', () => { res.writeHead(502); res.end(); });
+      up.end(reqBody);
+    });
+  });
+  return { url: `http://127.0.0.1:${port}`, exchanges };
+}
+
+export function stopAll() {
+  for (const s of servers) { s.closeAllConnections(); s.close(); }
+  for (const c of children) { try { process.kill(c.pid, 'SIGTERM'); } catch { /* gone */ } }
+  for (const d of pgDirs) execFileSync(join(repo, 'scripts', 'pg.sh'), ['stop', d]);
+}
