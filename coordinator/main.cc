@@ -144,6 +144,10 @@ int Serve(const ServeFlags& f) {
         api::AppendMetric(out, "funcky_leases_lost_total", "counter",
                           "Call outcomes dropped because another coordinator took the lease.",
                           s.leases_lost);
+        api::AppendMetric(out, "funcky_lane_heads_blocked_total", "counter",
+                          "Lane heads that failed and now block their lane.", s.heads_blocked);
+        api::AppendMetric(out, "funcky_lane_heads_timed_out_total", "counter",
+                          "Lane heads failed by head_timeout.", s.heads_timed_out);
         api::AppendMetric(out, "funcky_calls_in_flight", "gauge", "Calls in flight now.",
                           executor.in_flight());
         return out;

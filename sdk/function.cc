@@ -16,10 +16,26 @@ Json Function::config(const std::string& app_id, const std::string& serve_url) c
                 {{"type", "http"},
                  {"url", SetQueryParam(SetQueryParam(serve_url, "fnId", id), "stepId", "step")}}}};
   if (options_.retries) step["retries"] = {{"attempts", *options_.retries}};
-  return {{"id", id},
-          {"name", options_.name.empty() ? options_.id : options_.name},
-          {"triggers", triggers},
-          {"steps", {{"step", step}}}};
+  Json config = {{"id", id},
+                 {"name", options_.name.empty() ? options_.id : options_.name},
+                 {"triggers", triggers},
+                 {"steps", {{"step", step}}}};
+  if (options_.ordering) {
+    config["ordering"] = {{"key", options_.ordering->key}};
+    if (!options_.ordering->head_timeout.empty()) {
+      config["ordering"]["head_timeout"] = options_.ordering->head_timeout;
+    }
+  }
+  if (!options_.concurrency.empty()) {
+    Json limits = Json::array();
+    for (const Concurrency& c : options_.concurrency) {
+      Json one = {{"limit", c.limit}};
+      if (!c.key.empty()) one["key"] = c.key;
+      limits.push_back(std::move(one));
+    }
+    config["concurrency"] = std::move(limits);
+  }
+  return config;
 }
 
 Function create_function(FunctionOptions options, Handler handler) {

@@ -32,11 +32,26 @@ struct Trigger {
   std::string event;  // event name; "app/*" matches every event under app/
 };
 
+// Strict FIFO per key (Funcky's extension of the function config): runs of one key start in
+// the order their events were accepted, each after the one before it has finished.
+struct Ordering {
+  std::string key;           // an expression over the event, e.g. "event.data.tenant_id"
+  std::string head_timeout;  // e.g. "10m": fail a head that holds its lane longer; "" = never
+};
+
+// A limit on calls in flight: for the whole function, or per value of `key`.
+struct Concurrency {
+  int limit = 0;
+  std::string key;  // "" = function-wide
+};
+
 struct FunctionOptions {
   std::string id;    // unique within the app; the coordinator sees "<app>-<id>"
   std::string name;  // display name; defaults to id
   std::vector<Trigger> triggers;
   std::optional<int> retries;  // retries per step (not attempts); coordinator default 4
+  std::optional<Ordering> ordering;
+  std::vector<Concurrency> concurrency;  // at most 2
 };
 
 // Thrown by a step or a handler: fail now, do not retry.

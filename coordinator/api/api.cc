@@ -1,5 +1,7 @@
 #include "coordinator/api/api.h"
 
+#include <spdlog/spdlog.h>
+
 #include "common/crypto.h"
 
 namespace funcky::api {
@@ -28,6 +30,9 @@ void Api::Register(http::Router& router) {
   router.Add("GET", "/v1/runs", [this](const Request& r) { return HandleListRuns(r); });
   router.Add("GET", "/v1/runs/{id}", [this](const Request& r) { return HandleGetRun(r); });
   router.Add("GET", "/v1/functions", [this](const Request& r) { return HandleListFunctions(r); });
+  router.Add("GET", "/v1/lanes", [this](const Request& r) { return HandleListLanes(r); });
+  router.Add("POST", "/v1/lanes/{function}/{key}/skip-head",
+             [this](const Request& r) { return HandleSkipLaneHead(r); });
   router.Add("GET", "/healthz", [this](const Request& r) { return HandleHealth(r); });
   router.Add("GET", "/readyz", [this](const Request& r) { return HandleReady(r); });
   router.Add("GET", "/metrics", [this](const Request& r) { return HandleMetrics(r); });
@@ -48,11 +53,23 @@ std::optional<Response> Api::CheckApiToken(const Request& req) const {
                        "a valid API token is required (Authorization: Bearer …)");
 }
 
-Result<std::vector<store::FunctionRecord>> Api::Functions(bool refresh) {
+Result<std::shared_ptr<const FunctionSet>> Api::Functions(bool refresh) {
   std::lock_guard lock(cache_mu_);
   TimePoint now = clock_.Now();
   if (refresh || !functions_loaded_ || now - functions_loaded_at_ >= options_.function_cache_ttl) {
-    ASSIGN_OR_RETURN(functions_, store_.ListFunctions());
+    auto set = std::make_shared<FunctionSet>();
+    ASSIGN_OR_RETURN(set->functions, store_.ListFunctions());
+    for (const auto& fn : set->functions) {
+      // Configs were checked at sync; one that no longer parses gets no flow control, loudly.
+      auto flow = scheduler::ParseFlowControl(fn.config);
+      if (!flow.ok()) {
+        spdlog::error("function {}: {}; runs start without its flow control", fn.id,
+                      flow.status().message());
+        continue;
+      }
+      set->flows.emplace(fn.id, std::move(*flow));
+    }
+    functions_ = std::move(set);
     functions_loaded_ = true;
     functions_loaded_at_ = now;
   }

@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -13,6 +15,7 @@
 
 #include "common/clock.h"
 #include "coordinator/http/router.h"
+#include "coordinator/scheduler/flow.h"
 #include "coordinator/store/store.h"
 
 namespace funcky::api {
@@ -45,6 +48,12 @@ struct ApiCounters {
 void AppendMetric(std::string& out, std::string_view name, std::string_view type,
                   std::string_view help, int64_t value);
 
+// The active functions, with their flow control compiled once per load.
+struct FunctionSet {
+  std::vector<store::FunctionRecord> functions;
+  std::map<std::string, scheduler::FlowControl> flows;  // by function id
+};
+
 class Api {
  public:
   // `on_new_work` is called after events that started runs are stored (wakes executors).
@@ -61,6 +70,8 @@ class Api {
   http::Response HandleListEvents(const http::Request& req);
   http::Response HandleGetEvent(const http::Request& req);
   http::Response HandleListFunctions(const http::Request& req);
+  http::Response HandleListLanes(const http::Request& req);
+  http::Response HandleSkipLaneHead(const http::Request& req);
   http::Response HandleHealth(const http::Request& req);
   http::Response HandleReady(const http::Request& req);
   http::Response HandleMetrics(const http::Request& req);
@@ -70,7 +81,7 @@ class Api {
   bool EventKeyAccepted(std::string_view key) const;
   // nullopt when the request may use /v1/*, else the 401 to send.
   std::optional<http::Response> CheckApiToken(const http::Request& req) const;
-  Result<std::vector<store::FunctionRecord>> Functions(bool refresh);
+  Result<std::shared_ptr<const FunctionSet>> Functions(bool refresh);
 
   ApiOptions options_;
   store::Store& store_;
@@ -80,7 +91,7 @@ class Api {
   ApiCounters counters_;
 
   std::mutex cache_mu_;
-  std::vector<store::FunctionRecord> functions_;  // GUARDED_BY(cache_mu_)
+  std::shared_ptr<const FunctionSet> functions_;  // GUARDED_BY(cache_mu_)
   TimePoint functions_loaded_at_{};               // GUARDED_BY(cache_mu_)
   bool functions_loaded_ = false;                 // GUARDED_BY(cache_mu_)
 };

@@ -5,6 +5,7 @@
 #include "coordinator/api/api.h"
 #include "coordinator/api/json_views.h"
 #include "coordinator/scheduler/fanout.h"
+#include "coordinator/scheduler/flow.h"
 
 namespace funcky::api {
 
@@ -117,8 +118,16 @@ Response Api::HandleEvents(const Request& req, std::string_view key) {
     ne.event.name = e["name"].get<std::string>();
     ne.event.payload = e;
     ne.event.received_at_ms = now_ms;
-    for (const store::FunctionRecord* fn : scheduler::MatchFunctions(*functions, ne.event)) {
-      ne.runs.push_back({NewUlid(now_ms), fn->id, std::nullopt});
+    for (const store::FunctionRecord* fn :
+         scheduler::MatchFunctions((*functions)->functions, ne.event)) {
+      store::NewRun run{NewUlid(now_ms), fn->id};
+      if (auto flow = (*functions)->flows.find(fn->id); flow != (*functions)->flows.end()) {
+        scheduler::RunKeys keys = scheduler::EvaluateKeys(flow->second, e);
+        run.lane_key = std::move(keys.lane_key);
+        run.head_timeout = flow->second.head_timeout;
+        run.concurrency_key = std::move(keys.concurrency_key);
+      }
+      ne.runs.push_back(std::move(run));
     }
     batch.push_back(std::move(ne));
   }

@@ -21,12 +21,12 @@ Response Api::HandleListRuns(const Request& req) {
   filter.cursor = req.query("cursor");
   if (!filter.status.empty()) {
     static const std::set<std::string> kStatuses = {
-        store::kQueued,    store::kRunning, store::kSleeping, store::kWaiting,
-        store::kCompleted, store::kFailed,  store::kCancelled};
+        store::kQueued,  store::kRunning,   store::kSleeping, store::kWaiting,
+        store::kBlocked, store::kCompleted, store::kFailed,   store::kCancelled};
     if (!kStatuses.count(filter.status)) {
       return ErrorResponse(InvalidArgument(
-          "status must be one of queued, running, sleeping, waiting, completed, failed, "
-          "cancelled"));
+          "status must be one of queued, running, sleeping, waiting, blocked, completed, "
+          "failed, cancelled"));
     }
   }
   auto limit = ParseLimit(req.query("limit"));

@@ -121,8 +121,15 @@ Response Api::HandleRegister(const Request& req) {
     if (!seen.insert(id).second) {
       return RegisterError(400, "invalid_argument", "function \"" + id + "\" is listed twice");
     }
+    auto flow = scheduler::ParseFlowControl(fn);
+    if (!flow.ok()) {
+      return RegisterError(400, "invalid_argument",
+                           "function \"" + id + "\": " + flow.status().message());
+    }
     store::FunctionRecord record;
     record.id = id;
+    record.concurrency_limit = flow->function_limit;
+    record.key_concurrency_limit = flow->key_limit;
     record.app_id = *app_name;
     record.name = fn.contains("name") ? fn["name"].get<std::string>() : id;
     record.config = fn;

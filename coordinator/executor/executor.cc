@@ -80,6 +80,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     bool backoff_on_error = false;
     while (!stopping) {
       wake_pending = false;
+      co_await ExpireLaneHeads();
       int free = options.max_in_flight - in_flight.load();
       bool full_batch = false;
       if (free > 0) {
@@ -135,6 +136,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         if (!outcome.reply.ok() || outcome.reply->status >= 300) ++stats.call_errors;
         t = DecideTransition(*state, item, outcome, options.retry, rng);
       }
+      ParkFailedLaneHead(state->run, t);
     }
     for (int tries = 0;; ++tries) {
       Status applied = co_await Offload([&] { return queue.Apply(item, t, clock.Now()); });
@@ -160,6 +162,11 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     } else if (t.end_status == store::kFailed) {
       ++stats.runs_failed;
       spdlog::info("run {} of {} failed: {}", item.run_id, state->function.id, t.error.dump());
+    } else if (t.run_status == store::kBlocked) {
+      ++stats.heads_blocked;
+      spdlog::warn("run {} of {} failed and blocks lane \"{}\" until skip-head or head_timeout: {}",
+                   item.run_id, state->function.id, state->run.lane_key.value_or(""),
+                   t.error.dump());
     } else if (t.retry_at) {
       spdlog::info(
           "run {} of {}: call {} attempt {} failed, retrying in {} ms", item.run_id,
@@ -167,6 +174,31 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
           std::chrono::duration_cast<std::chrono::milliseconds>(*t.retry_at - clock.Now()).count());
     }
   }
+
+  // A failed run of an ordered function does not end: it stays its lane's head, blocked,
+  // so no later run of the key overtakes a change that was never applied (DESIGN.md
+  // "Ordering"). skip-head or head_timeout fails it and moves the lane on.
+  static void ParkFailedLaneHead(const store::RunRecord& run, store::Transition& t) {
+    if (!run.lane_key || t.end_status != store::kFailed) return;
+    t.end_status.reset();
+    t.run_status = store::kBlocked;
+  }
+
+  // Fails lane heads past their head_timeout; any coordinator may do it, once a second.
+  asio::awaitable<void> ExpireLaneHeads() {
+    const TimePoint now = clock.Now();
+    if (now - last_expiry < std::chrono::seconds(1)) co_return;
+    last_expiry = now;
+    auto expired = co_await Offload([this, now] { return queue.ExpireLaneHeads(now); });
+    if (!expired.ok()) {
+      spdlog::warn("expiring lane heads failed: {}", expired.status().ToString());
+    } else if (*expired > 0) {
+      stats.heads_timed_out += *expired;
+      spdlog::warn("{} lane head(s) passed their head_timeout and were failed", *expired);
+      Wake();
+    }
+  }
+  TimePoint last_expiry{};
 
   std::mt19937_64 rng;  // only touched on the io_context; see Executor::Executor
 };

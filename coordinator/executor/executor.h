@@ -54,6 +54,8 @@ struct ExecutorStats {
   std::atomic<int64_t> runs_completed{0};
   std::atomic<int64_t> runs_failed{0};
   std::atomic<int64_t> leases_lost{0};
+  std::atomic<int64_t> heads_blocked{0};    // lane heads parked after failing
+  std::atomic<int64_t> heads_timed_out{0};  // lane heads failed by head_timeout
 };
 
 class Executor {

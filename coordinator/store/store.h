@@ -32,6 +32,9 @@ inline constexpr const char* kQueued = "queued";
 inline constexpr const char* kRunning = "running";
 inline constexpr const char* kSleeping = "sleeping";
 inline constexpr const char* kWaiting = "waiting";
+// The head of a lane whose run failed: it keeps its lane (later runs of the key wait) until
+// an operator skips it or its head_timeout passes; then it is failed and the lane moves on.
+inline constexpr const char* kBlocked = "blocked";
 inline constexpr const char* kCompleted = "completed";
 inline constexpr const char* kFailed = "failed";
 inline constexpr const char* kCancelled = "cancelled";
@@ -42,6 +45,9 @@ struct FunctionRecord {
   std::string app_id;
   std::string name;
   Json config;  // the FunctionConfig as synced (PROTOCOL.md §2.2)
+  // Limits on calls in flight, enforced by Claim across coordinators; 0 = unlimited.
+  int concurrency_limit = 0;      // for the whole function
+  int key_concurrency_limit = 0;  // per concurrency key of a run
   bool archived = false;
   int64_t updated_at_ms = 0;
 };
@@ -91,7 +97,11 @@ struct EventRecord {
 struct NewRun {
   std::string run_id;  // ULID
   std::string function_id;
+  // Set for an ordered function: runs of one key start one after another, in the order
+  // IngestEvents stored them.
   std::optional<std::string> lane_key;
+  std::optional<std::chrono::milliseconds> head_timeout;  // of the lane, if any
+  std::optional<std::string> concurrency_key;             // for key_concurrency_limit
 };
 
 struct NewEvent {
@@ -129,6 +139,7 @@ struct RunRecord {
   std::string event_id;  // internal id of the triggering event
   std::string status;
   std::optional<std::string> lane_key;
+  std::optional<std::string> concurrency_key;
   Json output;  // null until completed
   Json error;   // null unless failed or cancelled
   int req_version = -1;
@@ -210,7 +221,9 @@ struct Transition {
   Json output;
   Json error;
   std::optional<int> req_version;
-  std::optional<std::string> run_status;  // e.g. sleeping, while the run is not ended
+  // e.g. sleeping, while the run is not ended; kBlocked parks a lane head (with `error`)
+  // and removes its queue items.
+  std::optional<std::string> run_status;
 };
 
 class QueueStore {
@@ -228,9 +241,46 @@ class QueueStore {
   virtual Status Apply(const QueueItem& item, const Transition& t, TimePoint now) = 0;
   // How many items are queued (any state); for metrics and tests.
   virtual Result<int64_t> QueueDepth() = 0;
+  // Fails every lane head whose head_timeout has passed at `now` (recorded in the run as a
+  // HeadTimeout error) and moves each lane on. Returns how many heads were failed.
+  virtual Result<int> ExpireLaneHeads(TimePoint now) = 0;
 };
 
-class Store : public AppRegistry, public EventStore, public RunReader, public QueueStore {
+struct LaneRecord {
+  std::string function_id;
+  std::string key;
+  int depth = 0;  // runs not finished, head included
+  std::string head_run_id;
+  std::string head_status;
+  int64_t head_since_ms = 0;  // when the head took the lane
+  std::optional<int64_t> head_deadline_ms;
+};
+
+struct LaneFilter {
+  std::string function_id;  // empty: every function
+  bool blocked_only = false;
+  std::string cursor;  // "<function_id>\x1f<key>" of the last lane of the previous page
+  int limit = 100;
+};
+
+// Per-key FIFO lanes of ordered functions (DESIGN.md "Ordering").
+class LaneStore {
+ public:
+  virtual ~LaneStore() = default;
+  // Lanes with runs that are not finished, ordered by function and key.
+  virtual Result<std::vector<LaneRecord>> ListLanes(const LaneFilter& filter) = 0;
+  // Fails the lane's head run as skipped (its error says so and keeps the previous error as
+  // `cause`) and starts the next run of the key. Returns the skipped run's id; kNotFound
+  // when the lane has no head.
+  virtual Result<std::string> SkipLaneHead(const std::string& function_id, const std::string& key,
+                                           TimePoint now) = 0;
+};
+
+class Store : public AppRegistry,
+              public EventStore,
+              public RunReader,
+              public QueueStore,
+              public LaneStore {
  public:
   // Applies pending migrations (idempotent; safe with several coordinators at once).
   virtual Status Migrate() = 0;

@@ -23,46 +23,7 @@ int64_t ParseIsoMillis(const std::string& iso) {
   return static_cast<int64_t>(timegm(&tm)) * 1000 + ms;
 }
 
-class SpineTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = TempDir(std::string("funcky-e2e-") + info->name() + "-");
-    db_ = SharedPgCluster().CreateDatabase(std::string("spine_") + info->name());
-  }
-
-  std::unique_ptr<Coordinator> StartCoordinator(std::vector<std::string> args = {}) {
-    auto c = std::make_unique<Coordinator>(db_, std::move(args), dir_);
-    c->Start();
-    return c;
-  }
-
-  // Sends one event and returns the internal id.
-  std::string Send(const Coordinator& c, const Json& event) {
-    auto r = Http("POST", c.url() + "/e/test", event.dump());
-    EXPECT_EQ(r.status, 200) << r.raw;
-    EXPECT_EQ(r.body["status"], 200) << r.raw;
-    return r.body["ids"][0];
-  }
-
-  // Sends `event`, expects it to start exactly one run, and returns that run once it ended
-  // (its "id" is empty when no run started).
-  Json RunToEnd(const Coordinator& c, const Json& event) {
-    auto runs = RunsOfEvent(c.url(), Send(c, event));
-    EXPECT_EQ(runs.size(), 1u) << "runs started by " << event.dump();
-    if (runs.empty()) return {{"id", ""}, {"status", "none"}};
-    return WaitForRunEnd(c.url(), runs[0]);
-  }
-
-  int CountRows(const Coordinator& c, const std::string& path) {
-    auto r = Http("GET", c.url() + path);
-    EXPECT_EQ(r.status, 200) << r.raw;
-    return static_cast<int>(r.body["data"].size());
-  }
-
-  std::string dir_;
-  std::string db_;
-};
+class SpineTest : public E2eTest {};
 
 TEST_F(SpineTest, TwoStepRunCompletesWithThreeCalls) {
   auto c = StartCoordinator();

@@ -1,5 +1,7 @@
 #include "tests/support/e2e.h"
 
+#include "tests/support/pg_cluster.h"
+
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -84,19 +86,23 @@ int TestHost::Count(const std::string& kind, const std::string& run_id,
   return n;
 }
 
-Json WaitForRunEnd(const std::string& url, const std::string& run_id,
-                   std::chrono::milliseconds timeout) {
+Json WaitForRunStatus(const std::string& url, const std::string& run_id,
+                      const std::set<std::string>& statuses, std::chrono::milliseconds timeout) {
   Json last;
   WaitFor(
       [&] {
         auto r = Http("GET", url + "/v1/runs/" + run_id);
         if (r.status != 200) return false;
         last = r.body["data"];
-        const std::string s = last["status"];
-        return s == "completed" || s == "failed" || s == "cancelled";
+        return statuses.count(last["status"].get<std::string>()) > 0;
       },
       timeout);
   return last;
+}
+
+Json WaitForRunEnd(const std::string& url, const std::string& run_id,
+                   std::chrono::milliseconds timeout) {
+  return WaitForRunStatus(url, run_id, {"completed", "failed", "cancelled"}, timeout);
 }
 
 std::vector<std::string> RunsOfEvent(const std::string& url, const std::string& internal_id,
@@ -110,6 +116,38 @@ std::vector<std::string> RunsOfEvent(const std::string& url, const std::string& 
     return ids.size() >= n;
   });
   return ids;
+}
+
+void E2eTest::SetUp() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  dir_ = TempDir(std::string("funcky-e2e-") + info->name() + "-");
+  db_ = SharedPgCluster().CreateDatabase(std::string("e2e_") + info->name());
+}
+
+std::unique_ptr<Coordinator> E2eTest::StartCoordinator(std::vector<std::string> args) {
+  auto c = std::make_unique<Coordinator>(db_, std::move(args), dir_);
+  c->Start();
+  return c;
+}
+
+std::string E2eTest::Send(const Coordinator& c, const Json& event) {
+  auto r = Http("POST", c.url() + "/e/test", event.dump());
+  EXPECT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body["status"], 200) << r.raw;
+  return r.body["ids"][0];
+}
+
+Json E2eTest::RunToEnd(const Coordinator& c, const Json& event) {
+  auto runs = RunsOfEvent(c.url(), Send(c, event));
+  EXPECT_EQ(runs.size(), 1u) << "runs started by " << event.dump();
+  if (runs.empty()) return {{"id", ""}, {"status", "none"}};
+  return WaitForRunEnd(c.url(), runs[0]);
+}
+
+int E2eTest::CountRows(const Coordinator& c, const std::string& path) {
+  auto r = Http("GET", c.url() + path);
+  EXPECT_EQ(r.status, 200) << r.raw;
+  return static_cast<int>(r.body["data"].size());
 }
 
 }  // namespace funcky::testing

@@ -2,9 +2,12 @@
 // private PostgreSQL database, and JSON over HTTP.
 #pragma once
 
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "common/http_client.h"
@@ -68,11 +71,35 @@ class TestHost {
   Process process_;
 };
 
+// Polls GET /v1/runs/{id} until the run's status is one of `statuses`; returns it (or the
+// last view).
+Json WaitForRunStatus(const std::string& coordinator_url, const std::string& run_id,
+                      const std::set<std::string>& statuses,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(30));
 // Polls GET /v1/runs/{id} until the run has ended; returns it (or the last view).
 Json WaitForRunEnd(const std::string& coordinator_url, const std::string& run_id,
                    std::chrono::milliseconds timeout = std::chrono::seconds(30));
 // The ids of runs started by event `internal_id`, waiting until there are `n`.
 std::vector<std::string> RunsOfEvent(const std::string& coordinator_url,
                                      const std::string& internal_id, size_t n = 1);
+
+// A fixture with a temporary folder and an empty database on the shared cluster, both
+// named after the test.
+class E2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+
+  std::unique_ptr<Coordinator> StartCoordinator(std::vector<std::string> args = {});
+  // Sends one event and returns its internal id.
+  std::string Send(const Coordinator& c, const Json& event);
+  // Sends `event`, expects it to start exactly one run, and returns that run once it ended
+  // (its "id" is empty when no run started).
+  Json RunToEnd(const Coordinator& c, const Json& event);
+  // The number of rows GET `path` lists under "data".
+  int CountRows(const Coordinator& c, const std::string& path);
+
+  std::string dir_;
+  std::string db_;
+};
 
 }  // namespace funcky::testing

@@ -6,6 +6,12 @@
 //   flaky      on test/flaky:     step "before", then step "flaky" that throws until it has
 //                                 run data.fail_times times in this run
 //   slow       on test/slow:      data.steps steps that each sleep data.delay_ms
+//   ordered    on test/ordered:   ordered by data.key, 1 retry; step "apply" records
+//                                 "<key>:<seq>" and fails while data.fail is true
+//   ordered-timeout on test/ordered-timeout: the same with head_timeout 2s
+//   limited    on test/limited:   concurrency 3; step "work" sleeps data.delay_ms and
+//                                 records the number of its calls in flight at the host
+#include <atomic>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -27,6 +33,7 @@ namespace {
 std::mutex g_mu;
 std::ofstream g_log;
 std::map<std::string, int> g_runs_of_step;  // "run/step" -> executions
+std::atomic<int> g_in_flight{0};            // "limited" steps running now
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -104,6 +111,40 @@ int main(int argc, char** argv) {
                      .get<int64_t>();
         }
         return Json{{"sum", sum}};
+      }));
+
+  auto ordered = [](Context& ctx) {
+    const Json& data = ctx.event["data"];
+    const std::string mark =
+        data.value("key", std::string()) + ":" + std::to_string(data.value("seq", 0));
+    return ctx.step.run("apply", [&] {
+      Record("apply", ctx.run_id, mark);
+      if (data.value("fail", false)) throw std::runtime_error("cannot apply " + mark);
+      return Json(mark);
+    });
+  };
+  functions.push_back(
+      funcky::sdk::create_function({.id = "ordered",
+                                    .triggers = {{.event = "test/ordered"}},
+                                    .retries = 1,
+                                    .ordering = funcky::sdk::Ordering{.key = "event.data.key"}},
+                                   ordered));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "ordered-timeout",
+       .triggers = {{.event = "test/ordered-timeout"}},
+       .retries = 1,
+       .ordering = funcky::sdk::Ordering{.key = "event.data.key", .head_timeout = "2s"}},
+      ordered));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "limited", .triggers = {{.event = "test/limited"}}, .concurrency = {{.limit = 3}}},
+      [](Context& ctx) {
+        const int delay = ctx.event["data"].value("delay_ms", 100);
+        return ctx.step.run("work", [&] {
+          Record("in_flight", ctx.run_id, std::to_string(++g_in_flight));
+          std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+          --g_in_flight;
+          return Json("worked");
+        });
       }));
 
   funcky::sdk::Client client(client_options);

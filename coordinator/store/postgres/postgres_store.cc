@@ -1,6 +1,7 @@
 #include "coordinator/store/postgres/postgres_store.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "common/crypto.h"
@@ -57,7 +58,7 @@ std::string ArrayLiteral(const std::vector<std::string>& items) {
 
 constexpr const char* kRunColumns =
     "r.id, r.function_id, r.event_id, r.status, r.lane_key, r.output, r.error, r.req_version, "
-    "r.created_at_ms, r.started_at_ms, r.ended_at_ms";
+    "r.created_at_ms, r.started_at_ms, r.ended_at_ms, r.concurrency_key";
 
 RunRecord ReadRun(const pqxx::row& row) {
   RunRecord r;
@@ -72,11 +73,13 @@ RunRecord ReadRun(const pqxx::row& row) {
   r.created_at_ms = row[8].as<int64_t>();
   r.started_at_ms = OptionalInt(row[9]);
   r.ended_at_ms = OptionalInt(row[10]);
+  if (!row[11].is_null()) r.concurrency_key = row[11].as<std::string>();
   return r;
 }
 
 constexpr const char* kFunctionColumns =
-    "f.id, f.app_id, f.name, f.config, f.archived, f.updated_at_ms";
+    "f.id, f.app_id, f.name, f.config, f.archived, f.updated_at_ms, f.concurrency_limit, "
+    "f.key_concurrency_limit";
 
 FunctionRecord ReadFunction(const pqxx::row& row, int offset = 0) {
   FunctionRecord f;
@@ -86,7 +89,50 @@ FunctionRecord ReadFunction(const pqxx::row& row, int offset = 0) {
   f.config = JsonField(row[offset + 3]);
   f.archived = row[offset + 4].as<bool>();
   f.updated_at_ms = row[offset + 5].as<int64_t>();
+  f.concurrency_limit = row[offset + 6].as<int>();
+  f.key_concurrency_limit = row[offset + 7].as<int>();
   return f;
+}
+
+const char* OptionalText(const std::optional<std::string>& v) { return v ? v->c_str() : nullptr; }
+
+// Queues a call of `run_id` due at `due_ms`; the function and concurrency key are copied
+// from the run so a claim can count calls in flight without a join.
+void EnqueueCall(pqxx::work& w, const std::string& run_id, const std::string& step_id,
+                 int64_t due_ms, int64_t now_ms) {
+  w.exec_params(
+      "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, function_id, "
+      "concurrency_key) SELECT $1, $2, 0, $3, $4, function_id, concurrency_key FROM runs "
+      "WHERE id = $1",
+      run_id, step_id, due_ms, now_ms);
+}
+
+// The head run `run_id` of lane (function_id, key) has finished: the next run of the key
+// (in acceptance order) becomes the head and gets its first call, or the lane is removed
+// when it is empty. The caller holds the run's row lock; this takes the lane's.
+void AdvanceLane(pqxx::work& w, const std::string& function_id, const std::string& key,
+                 const std::string& run_id, int64_t head_seq, int64_t now_ms) {
+  auto lane = w.exec_params(
+      "UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
+      "head_deadline_ms = NULL WHERE function_id = $1 AND key = $2 AND head_run_id = $3 "
+      "RETURNING depth, head_timeout_ms",
+      function_id, key, run_id);
+  if (lane.empty()) return;  // not the head (skipped or timed out already)
+  auto next = w.exec_params(
+      "SELECT id FROM runs WHERE function_id = $1 AND lane_key = $2 AND lane_seq > $3 "
+      "AND status = 'queued' ORDER BY lane_seq LIMIT 1",
+      function_id, key, head_seq);
+  if (next.empty()) {
+    w.exec_params("DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth <= 0",
+                  function_id, key);
+    return;
+  }
+  const std::string next_id = next[0][0].as<std::string>();
+  w.exec_params(
+      "UPDATE lanes SET head_run_id = $3, head_since_ms = $4, "
+      "head_deadline_ms = $4 + head_timeout_ms WHERE function_id = $1 AND key = $2",
+      function_id, key, next_id, now_ms);
+  EnqueueCall(w, next_id, "step", now_ms, now_ms);
 }
 
 EventRecord ReadEvent(const pqxx::row& row) {
@@ -229,11 +275,15 @@ Result<SyncResult> PostgresStore::SyncApp(const AppSync& sync) {
     if (modified) {
       for (const auto& f : sync.functions) {
         w.exec_params(
-            "INSERT INTO functions (id, app_id, name, config, archived, updated_at_ms) "
-            "VALUES ($1, $2, $3, $4::jsonb, false, $5) ON CONFLICT (id) DO UPDATE SET "
+            "INSERT INTO functions (id, app_id, name, config, archived, updated_at_ms, "
+            "concurrency_limit, key_concurrency_limit) "
+            "VALUES ($1, $2, $3, $4::jsonb, false, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET "
             "name = EXCLUDED.name, config = EXCLUDED.config, archived = false, "
-            "updated_at_ms = EXCLUDED.updated_at_ms",
-            f.id, app.id, f.name, ToText(f.config), app.synced_at_ms);
+            "updated_at_ms = EXCLUDED.updated_at_ms, "
+            "concurrency_limit = EXCLUDED.concurrency_limit, "
+            "key_concurrency_limit = EXCLUDED.key_concurrency_limit",
+            f.id, app.id, f.name, ToText(f.config), app.synced_at_ms, f.concurrency_limit,
+            f.key_concurrency_limit);
       }
       w.exec_params(
           "UPDATE functions SET archived = true, updated_at_ms = $3 "
@@ -287,7 +337,24 @@ Result<FunctionRecord> PostgresStore::GetFunction(const std::string& id) {
 Result<std::vector<IngestedEvent>> PostgresStore::IngestEvents(const std::vector<NewEvent>& events,
                                                                TimePoint now) {
   const int64_t now_ms = UnixMillis(now);
+  // The lanes this batch may add to, locked in one order so two batches cannot deadlock.
+  std::map<std::pair<std::string, std::string>, std::optional<int64_t>> lanes;
+  for (const NewEvent& ne : events) {
+    for (const NewRun& run : ne.runs) {
+      if (!run.lane_key) continue;
+      std::optional<int64_t> timeout;
+      if (run.head_timeout) timeout = run.head_timeout->count();
+      lanes[{run.function_id, *run.lane_key}] = timeout;
+    }
+  }
   return InTransaction([&](pqxx::work& w) -> Result<std::vector<IngestedEvent>> {
+    std::string t;
+    for (const auto& [lane, timeout] : lanes) {
+      w.exec_params(
+          "INSERT INTO lanes (function_id, key, head_timeout_ms) VALUES ($1, $2, $3) "
+          "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms",
+          lane.first, lane.second, timeout ? (t = std::to_string(*timeout)).c_str() : nullptr);
+    }
     std::vector<IngestedEvent> out;
     out.reserve(events.size());
     for (const NewEvent& ne : events) {
@@ -307,17 +374,34 @@ Result<std::vector<IngestedEvent>> PostgresStore::IngestEvents(const std::vector
       }
       for (const NewRun& run : ne.runs) {
         auto created = w.exec_params(
-            "INSERT INTO runs (id, function_id, event_id, status, lane_key, created_at_ms) "
-            "VALUES ($1, $2, $3, 'queued', $4, $5) ON CONFLICT DO NOTHING RETURNING id",
-            run.run_id, run.function_id, e.internal_id,
-            run.lane_key ? run.lane_key->c_str() : static_cast<const char*>(nullptr), now_ms);
+            "INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
+            "created_at_ms) VALUES ($1, $2, $3, 'queued', $4, $5, $6) "
+            "ON CONFLICT DO NOTHING RETURNING id",
+            run.run_id, run.function_id, e.internal_id, OptionalText(run.lane_key),
+            OptionalText(run.concurrency_key), now_ms);
         if (created.empty()) continue;
-        w.exec_params(
-            "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms) "
-            "VALUES ($1, 'step', 0, $2, $2)",
-            run.run_id, now_ms);
+        if (run.lane_key) {
+          // Take the next place in the lane; the run starts now only if the lane was free.
+          auto lane = w.exec_params(
+              "UPDATE lanes SET next_seq = next_seq + 1, depth = depth + 1, "
+              "head_run_id = COALESCE(head_run_id, $3), "
+              "head_since_ms = CASE WHEN head_run_id IS NULL THEN $4 ELSE head_since_ms END, "
+              "head_deadline_ms = CASE WHEN head_run_id IS NULL THEN $4 + head_timeout_ms "
+              "ELSE head_deadline_ms END "
+              "WHERE function_id = $1 AND key = $2 RETURNING next_seq, head_run_id",
+              run.function_id, *run.lane_key, run.run_id, now_ms);
+          w.exec_params("UPDATE runs SET lane_seq = $2 WHERE id = $1", run.run_id,
+                        lane[0][0].as<int64_t>());
+          if (lane[0][1].as<std::string>() != run.run_id) continue;
+        }
+        EnqueueCall(w, run.run_id, "step", now_ms, now_ms);
       }
       out.push_back({e.internal_id, false});
+    }
+    // Lanes locked for events that turned out to be duplicates.
+    for (const auto& [lane, timeout] : lanes) {
+      w.exec_params("DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth = 0",
+                    lane.first, lane.second);
     }
     return out;
   });
@@ -420,33 +504,105 @@ Result<std::vector<AttemptRecord>> PostgresStore::GetAttempts(const std::string&
   });
 }
 
+namespace {
+
+// How long a claim hides an item that a concurrency limit held back, so the items behind it
+// in the index are reached; it is offered again after this.
+constexpr int64_t kHeldBackMs = 50;
+
+// Calls in flight: items under a lease that has not expired.
+int64_t InFlight(pqxx::work& w, const std::string& function_id, const char* key, int64_t now_ms) {
+  return w
+      .exec_params(
+          "SELECT count(*) FROM queue WHERE function_id = $1 AND lease_token IS NOT NULL "
+          "AND visible_at_ms > $3 AND ($2::text IS NULL OR concurrency_key = $2)",
+          function_id, key, now_ms)[0][0]
+      .as<int64_t>();
+}
+
+}  // namespace
+
 Result<std::vector<QueueItem>> PostgresStore::Claim(int max, TimePoint now,
                                                     std::chrono::milliseconds lease) {
   const int64_t now_ms = UnixMillis(now);
   const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
   return InTransaction([&](pqxx::work& w) -> Result<std::vector<QueueItem>> {
-    std::vector<QueueItem> out;
-    std::vector<std::string> run_ids;
-    for (const auto& row : w.exec_params(
-             "WITH c AS (SELECT id FROM queue WHERE visible_at_ms <= $1 "
-             "ORDER BY visible_at_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED) "
-             "UPDATE queue q SET visible_at_ms = $3, lease_token = $4, claims = q.claims + 1 "
-             "FROM c WHERE q.id = c.id RETURNING q.id, q.run_id, q.step_id, q.attempt",
-             now_ms, max, now_ms + lease.count(), token)) {
+    struct Candidate {
       QueueItem item;
-      item.id = row[0].as<int64_t>();
-      item.run_id = row[1].as<std::string>();
-      item.step_id = row[2].as<std::string>();
-      item.attempt = row[3].as<int>();
-      item.lease_token = token;
-      run_ids.push_back(item.run_id);
-      out.push_back(std::move(item));
+      std::string function_id;
+      std::optional<std::string> key;
+      int function_limit, key_limit;
+    };
+    std::vector<Candidate> candidates;
+    for (const auto& row : w.exec_params(
+             "SELECT q.id, q.run_id, q.step_id, q.attempt, q.function_id, q.concurrency_key, "
+             "COALESCE(f.concurrency_limit, 0), COALESCE(f.key_concurrency_limit, 0) "
+             "FROM queue q LEFT JOIN functions f ON f.id = q.function_id "
+             "WHERE q.visible_at_ms <= $1 ORDER BY q.visible_at_ms, q.id LIMIT $2 "
+             "FOR UPDATE OF q SKIP LOCKED",
+             now_ms, max)) {
+      Candidate c;
+      c.item.id = row[0].as<int64_t>();
+      c.item.run_id = row[1].as<std::string>();
+      c.item.step_id = row[2].as<std::string>();
+      c.item.attempt = row[3].as<int>();
+      c.item.lease_token = token;
+      c.function_id = row[4].is_null() ? "" : row[4].as<std::string>();
+      if (!row[5].is_null()) c.key = row[5].as<std::string>();
+      c.function_limit = row[6].as<int>();
+      c.key_limit = c.key ? row[7].as<int>() : 0;
+      candidates.push_back(std::move(c));
     }
-    if (!run_ids.empty()) {
+
+    // Limits hold across coordinators: each limited function (and key) is counted under an
+    // advisory lock, taken in one order, so two claims never admit past a limit together.
+    struct Limit {
+      std::string function_id;
+      std::optional<std::string> key;  // nullopt: the function-wide limit
+      int64_t room;                    // calls that may still start
+    };
+    std::map<std::string, Limit> limits;  // by lock name
+    auto function_lock = [](const Candidate& c) { return "f\x1f" + c.function_id; };
+    auto key_lock = [](const Candidate& c) { return "k\x1f" + c.function_id + "\x1f" + *c.key; };
+    for (const Candidate& c : candidates) {
+      if (c.function_limit > 0) {
+        limits.emplace(function_lock(c), Limit{c.function_id, std::nullopt, c.function_limit});
+      }
+      if (c.key_limit > 0) limits.emplace(key_lock(c), Limit{c.function_id, c.key, c.key_limit});
+    }
+    for (auto& [name, limit] : limits) {
+      w.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name);
+      limit.room -= InFlight(w, limit.function_id, OptionalText(limit.key), now_ms);
+    }
+
+    std::vector<QueueItem> out;
+    std::vector<std::string> claimed_ids, held_ids, run_ids;
+    for (Candidate& c : candidates) {
+      int64_t* fn_room = c.function_limit > 0 ? &limits[function_lock(c)].room : nullptr;
+      int64_t* key_room = c.key_limit > 0 ? &limits[key_lock(c)].room : nullptr;
+      if ((fn_room && *fn_room <= 0) || (key_room && *key_room <= 0)) {
+        held_ids.push_back(std::to_string(c.item.id));
+        continue;
+      }
+      if (fn_room) --*fn_room;
+      if (key_room) --*key_room;
+      claimed_ids.push_back(std::to_string(c.item.id));
+      run_ids.push_back(c.item.run_id);
+      out.push_back(std::move(c.item));
+    }
+    if (!claimed_ids.empty()) {
+      w.exec_params(
+          "UPDATE queue SET visible_at_ms = $2, lease_token = $3, claims = claims + 1 "
+          "WHERE id = ANY($1::bigint[])",
+          ArrayLiteral(claimed_ids), now_ms + lease.count(), token);
       w.exec_params(
           "UPDATE runs SET status = 'running', started_at_ms = COALESCE(started_at_ms, $2) "
           "WHERE id = ANY($1::text[]) AND status = 'queued'",
           ArrayLiteral(run_ids), now_ms);
+    }
+    if (!held_ids.empty()) {
+      w.exec_params("UPDATE queue SET visible_at_ms = $2 WHERE id = ANY($1::bigint[])",
+                    ArrayLiteral(held_ids), now_ms + kHeldBackMs);
     }
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
     return out;
@@ -462,7 +618,7 @@ Result<RunState> PostgresStore::LoadRunState(const std::string& run_id) {
     if (r.empty()) return NotFound("no run \"" + run_id + "\"");
     RunState state;
     state.run = ReadRun(r[0]);
-    state.function = ReadFunction(r[0], 11);
+    state.function = ReadFunction(r[0], 12);
     auto ev =
         w.exec_params("SELECT payload FROM events WHERE internal_id = $1", state.run.event_id);
     for (const auto& row : ev) state.events.push_back(JsonField(row[0]));
@@ -486,9 +642,12 @@ Status PostgresStore::Apply(const QueueItem& item, const Transition& t, TimePoin
     }
     if (owned.empty()) return Aborted("lease on queue item " + std::to_string(item.id) + " lost");
 
-    auto run = w.exec_params("SELECT status FROM runs WHERE id = $1 FOR UPDATE", item.run_id);
+    auto run = w.exec_params(
+        "SELECT status, function_id, lane_key, lane_seq FROM runs WHERE id = $1 FOR UPDATE",
+        item.run_id);
     if (run.empty()) return NotFound("no run \"" + item.run_id + "\"");
-    if (IsTerminalStatus(run[0][0].as<std::string>())) {
+    const std::string status = run[0][0].as<std::string>();
+    if (IsTerminalStatus(status) || status == kBlocked) {
       // Cancelled (or ended by another path) while the call was in flight: drop the work.
       w.exec_params("DELETE FROM queue WHERE run_id = $1", item.run_id);
       return Status::Ok();
@@ -515,6 +674,18 @@ Status PostgresStore::Apply(const QueueItem& item, const Transition& t, TimePoin
           item.run_id, *t.end_status, JsonParam(t.output, a), JsonParam(t.error, b), now_ms,
           IntParam(t.req_version, c));
       w.exec_params("DELETE FROM queue WHERE run_id = $1", item.run_id);
+      if (!run[0][2].is_null()) {
+        AdvanceLane(w, run[0][1].as<std::string>(), run[0][2].as<std::string>(), item.run_id,
+                    run[0][3].as<int64_t>(), now_ms);
+      }
+      return Status::Ok();
+    }
+    if (t.run_status == kBlocked) {
+      w.exec_params(
+          "UPDATE runs SET status = $2, error = $3::jsonb, req_version = COALESCE($4, "
+          "req_version) WHERE id = $1",
+          item.run_id, kBlocked, JsonParam(t.error, b), IntParam(t.req_version, c));
+      w.exec_params("DELETE FROM queue WHERE run_id = $1", item.run_id);
       return Status::Ok();
     }
     bool enqueue = !t.next.empty();
@@ -523,10 +694,7 @@ Status PostgresStore::Apply(const QueueItem& item, const Transition& t, TimePoin
     }
     if (enqueue) {
       for (const NextCall& n : t.next) {
-        w.exec_params(
-            "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms) "
-            "VALUES ($1, $2, 0, $3, $4)",
-            item.run_id, n.step_id, UnixMillis(n.due), now_ms);
+        EnqueueCall(w, item.run_id, n.step_id, UnixMillis(n.due), now_ms);
       }
     }
     if (t.run_status || t.req_version) {
@@ -543,6 +711,113 @@ Status PostgresStore::Apply(const QueueItem& item, const Transition& t, TimePoin
 Result<int64_t> PostgresStore::QueueDepth() {
   return InTransaction([&](pqxx::work& w) -> Result<int64_t> {
     return w.exec("SELECT count(*) FROM queue")[0][0].as<int64_t>();
+  });
+}
+
+namespace {
+
+// Fails the head of lane (function_id, key) with `error` and moves the lane on. Locks in the
+// order every other writer uses: the head's queue items, its run, then the lane. With
+// `only_if_due_at`, does nothing unless the head's deadline has passed at that time.
+Result<std::string> FailLaneHead(pqxx::work& w, const std::string& function_id,
+                                 const std::string& key, Json error, int64_t now_ms,
+                                 std::optional<int64_t> only_if_due_at) {
+  auto head = w.exec_params(
+      "SELECT head_run_id, head_deadline_ms FROM lanes WHERE function_id = $1 AND key = $2",
+      function_id, key);
+  if (head.empty() || head[0][0].is_null()) {
+    return NotFound("lane \"" + key + "\" of function \"" + function_id + "\" has no head");
+  }
+  const std::string run_id = head[0][0].as<std::string>();
+  w.exec_params("SELECT id FROM queue WHERE run_id = $1 FOR UPDATE", run_id);
+  auto run =
+      w.exec_params("SELECT status, error, lane_seq FROM runs WHERE id = $1 FOR UPDATE", run_id);
+  auto lane = w.exec_params(
+      "SELECT head_deadline_ms FROM lanes WHERE function_id = $1 AND key = $2 "
+      "AND head_run_id = $3 FOR UPDATE",
+      function_id, key, run_id);
+  if (run.empty() || lane.empty() || IsTerminalStatus(run[0][0].as<std::string>())) {
+    return Aborted("the head of lane \"" + key + "\" changed meanwhile; look again");
+  }
+  if (only_if_due_at && (lane[0][0].is_null() || lane[0][0].as<int64_t>() > *only_if_due_at)) {
+    return Aborted("the head of lane \"" + key + "\" is not due");
+  }
+  Json cause = JsonField(run[0][1]);
+  if (!cause.is_null()) error["cause"] = std::move(cause);
+  std::string e;
+  w.exec_params(
+      "UPDATE runs SET status = 'failed', error = $2::jsonb, ended_at_ms = $3, "
+      "started_at_ms = COALESCE(started_at_ms, $3) WHERE id = $1",
+      run_id, JsonParam(error, e), now_ms);
+  w.exec_params("DELETE FROM queue WHERE run_id = $1", run_id);
+  AdvanceLane(w, function_id, key, run_id, run[0][2].as<int64_t>(), now_ms);
+  return run_id;
+}
+
+}  // namespace
+
+Result<std::string> PostgresStore::SkipLaneHead(const std::string& function_id,
+                                                const std::string& key, TimePoint now) {
+  return InTransaction([&](pqxx::work& w) -> Result<std::string> {
+    return FailLaneHead(w, function_id, key,
+                        {{"name", "Skipped"}, {"message", "skipped by an operator (skip-head)"}},
+                        UnixMillis(now), std::nullopt);
+  });
+}
+
+Result<int> PostgresStore::ExpireLaneHeads(TimePoint now) {
+  const int64_t now_ms = UnixMillis(now);
+  ASSIGN_OR_RETURN(auto due, InTransaction([&](pqxx::work& w) -> Result<pqxx::result> {
+                     return w.exec_params(
+                         "SELECT function_id, key, head_timeout_ms FROM lanes "
+                         "WHERE head_deadline_ms <= $1 ORDER BY head_deadline_ms LIMIT 100",
+                         now_ms);
+                   }));
+  int failed = 0;
+  for (const auto& row : due) {
+    const std::string function_id = row[0].as<std::string>(), key = row[1].as<std::string>();
+    Json error = {{"name", "HeadTimeout"},
+                  {"message", "the run held its lane longer than head_timeout (" +
+                                  std::to_string(row[2].as<int64_t>()) + " ms)"}};
+    auto r = InTransaction([&](pqxx::work& w) -> Result<std::string> {
+      return FailLaneHead(w, function_id, key, error, now_ms, now_ms);
+    });
+    if (r.ok()) {
+      ++failed;
+    } else if (r.status().code() != StatusCode::kAborted &&
+               r.status().code() != StatusCode::kNotFound) {
+      return r.status();
+    }
+  }
+  return failed;
+}
+
+Result<std::vector<LaneRecord>> PostgresStore::ListLanes(const LaneFilter& filter) {
+  std::string after_fn, after_key;
+  if (auto sep = filter.cursor.find('\x1f'); sep != std::string::npos) {
+    after_fn = filter.cursor.substr(0, sep);
+    after_key = filter.cursor.substr(sep + 1);
+  }
+  return InTransaction([&](pqxx::work& w) -> Result<std::vector<LaneRecord>> {
+    std::vector<LaneRecord> out;
+    for (const auto& row : w.exec_params(
+             "SELECT l.function_id, l.key, l.depth, l.head_run_id, r.status, l.head_since_ms, "
+             "l.head_deadline_ms FROM lanes l JOIN runs r ON r.id = l.head_run_id "
+             "WHERE ($1 = '' OR l.function_id = $1) AND (NOT $2 OR r.status = 'blocked') "
+             "AND ($3 = '' OR (l.function_id, l.key) > ($3, $4)) "
+             "ORDER BY l.function_id, l.key LIMIT $5",
+             filter.function_id, filter.blocked_only, after_fn, after_key, filter.limit)) {
+      LaneRecord l;
+      l.function_id = row[0].as<std::string>();
+      l.key = row[1].as<std::string>();
+      l.depth = row[2].as<int>();
+      l.head_run_id = row[3].as<std::string>();
+      l.head_status = row[4].as<std::string>();
+      l.head_since_ms = row[5].as<int64_t>();
+      l.head_deadline_ms = OptionalInt(row[6]);
+      out.push_back(std::move(l));
+    }
+    return out;
   });
 }
 

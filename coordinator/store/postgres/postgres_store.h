@@ -42,6 +42,11 @@ class PostgresStore final : public Store {
   Result<RunState> LoadRunState(const std::string& run_id) override;
   Status Apply(const QueueItem& item, const Transition& t, TimePoint now) override;
   Result<int64_t> QueueDepth() override;
+  Result<int> ExpireLaneHeads(TimePoint now) override;
+
+  Result<std::vector<LaneRecord>> ListLanes(const LaneFilter& filter) override;
+  Result<std::string> SkipLaneHead(const std::string& function_id, const std::string& key,
+                                   TimePoint now) override;
 
  private:
   // Runs `fn(pqxx::work&)` in a transaction on a pooled connection and commits when it

@@ -1,0 +1,89 @@
+#include "coordinator/scheduler/flow.h"
+
+#include "common/duration.h"
+
+namespace funcky::scheduler {
+
+using Json = nlohmann::json;
+
+namespace {
+
+Result<std::shared_ptr<const expr::Expression>> KeyExpression(const Json& key,
+                                                              const std::string& where) {
+  if (!key.is_string() || key.get_ref<const std::string&>().empty()) {
+    return InvalidArgument(where + " must be a non-empty expression string");
+  }
+  auto compiled = expr::Compile(key.get<std::string>());
+  if (!compiled.ok()) return InvalidArgument(where + ": " + compiled.status().message());
+  return std::shared_ptr<const expr::Expression>(std::move(*compiled));
+}
+
+Status AddConcurrency(const Json& c, FlowControl& flow) {
+  if (c.is_number_integer()) {
+    if (c.get<int64_t>() < 0) return InvalidArgument("concurrency must not be negative");
+    flow.function_limit = static_cast<int>(c.get<int64_t>());
+    return Status::Ok();
+  }
+  if (!c.is_object() || !c.contains("limit") || !c["limit"].is_number_integer() ||
+      c["limit"].get<int64_t>() < 0) {
+    return InvalidArgument("concurrency needs an integer \"limit\" of 0 or more");
+  }
+  const int limit = static_cast<int>(c["limit"].get<int64_t>());
+  if (auto scope = c.find("scope"); scope != c.end()) {
+    if (!scope->is_string() || (*scope != "fn" && *scope != "env" && *scope != "account")) {
+      return InvalidArgument("concurrency.scope must be \"fn\", \"env\" or \"account\"");
+    }
+  }
+  if (!c.contains("key")) {
+    flow.function_limit = limit;
+    return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(auto key, KeyExpression(c["key"], "concurrency.key"));
+  if (limit == 1) {
+    if (flow.lane_key) return InvalidArgument("only one lane key per function");
+    flow.lane_key = std::move(key);
+  } else {
+    flow.key_limit = limit;
+    flow.limit_key = std::move(key);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<FlowControl> ParseFlowControl(const Json& config) {
+  FlowControl flow;
+  if (auto o = config.find("ordering"); o != config.end() && !o->is_null()) {
+    if (!o->is_object() || !o->contains("key")) {
+      return InvalidArgument("ordering must be an object with a \"key\"");
+    }
+    ASSIGN_OR_RETURN(flow.lane_key, KeyExpression((*o)["key"], "ordering.key"));
+    if (auto t = o->find("head_timeout"); t != o->end() && !t->is_null()) {
+      if (!t->is_string())
+        return InvalidArgument("ordering.head_timeout must be a duration string");
+      auto d = ParseDuration(t->get<std::string>());
+      if (!d.ok()) return InvalidArgument("ordering.head_timeout: " + d.status().message());
+      flow.head_timeout = *d;
+    }
+  }
+  if (auto c = config.find("concurrency"); c != config.end() && !c->is_null()) {
+    if (c->is_array()) {
+      if (c->size() > 2) return InvalidArgument("concurrency allows at most 2 entries");
+      for (const Json& one : *c) RETURN_IF_ERROR(AddConcurrency(one, flow));
+    } else {
+      RETURN_IF_ERROR(AddConcurrency(*c, flow));
+    }
+  }
+  return flow;
+}
+
+RunKeys EvaluateKeys(const FlowControl& flow, const Json& event) {
+  RunKeys keys;
+  if (!flow.lane_key && !flow.limit_key) return keys;
+  const Json vars = {{"event", event}};
+  if (flow.lane_key) keys.lane_key = expr::KeyText(flow.lane_key->Evaluate(vars));
+  if (flow.limit_key) keys.concurrency_key = expr::KeyText(flow.limit_key->Evaluate(vars));
+  return keys;
+}
+
+}  // namespace funcky::scheduler

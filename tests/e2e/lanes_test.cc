@@ -1,0 +1,132 @@
+// End-to-end tests of lanes and concurrency limits (issue 3): real coordinators and a C++
+// test host on a private PostgreSQL cluster.
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/e2e.h"
+
+namespace funcky::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class LanesTest : public E2eTest {
+ protected:
+  // The "apply" marks ("<key>:<seq>") the host recorded, in the order it ran them.
+  static std::vector<std::string> Applied(const TestHost& host) {
+    std::vector<std::string> out;
+    for (const Json& r : host.Records()) {
+      if (r["kind"] == "apply") out.push_back(r["step"]);
+    }
+    return out;
+  }
+
+  std::string StartRun(const Coordinator& c, const Json& event) {
+    auto runs = RunsOfEvent(c.url(), Send(c, event));
+    EXPECT_EQ(runs.size(), 1u);
+    return runs.empty() ? "" : runs[0];
+  }
+};
+
+Json Ordered(const std::string& key, int seq, bool fail = false,
+             const std::string& name = "test/ordered") {
+  return {{"name", name}, {"data", {{"key", key}, {"seq", seq}, {"fail", fail}}}};
+}
+
+TEST_F(LanesTest, HeadThatFailsAllRetriesBlocksItsKeyUntilSkipHead) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  const std::string a1 = StartRun(*c, Ordered("a", 1, /*fail=*/true));
+  const std::string a2 = StartRun(*c, Ordered("a", 2));
+  const std::string b1 = StartRun(*c, Ordered("b", 1));
+  const std::string b2 = StartRun(*c, Ordered("b", 2));
+
+  // Key b flows while a is blocked.
+  EXPECT_EQ(WaitForRunEnd(c->url(), b1)["status"], "completed");
+  EXPECT_EQ(WaitForRunEnd(c->url(), b2)["status"], "completed");
+  Json head = WaitForRunStatus(c->url(), a1, {"blocked", "completed", "failed"});
+  ASSERT_EQ(head["status"], "blocked") << head.dump(2);
+  EXPECT_EQ(head["error"]["message"], "cannot apply a:1");
+
+  // Later runs of a stay queued, however long the head is blocked.
+  std::this_thread::sleep_for(500ms);
+  auto run = Http("GET", c->url() + "/v1/runs/" + a2);
+  EXPECT_EQ(run.body["data"]["status"], "queued");
+  auto applied = Applied(host);
+  EXPECT_EQ(std::count(applied.begin(), applied.end(), "a:1"), 2);  // 2 attempts (1 retry)
+  EXPECT_EQ(std::count(applied.begin(), applied.end(), "a:2"), 0);
+
+  auto lanes = Http("GET", c->url() + "/v1/lanes?function=test-ordered");
+  ASSERT_EQ(lanes.status, 200) << lanes.raw;
+  ASSERT_EQ(lanes.body["data"].size(), 1u) << lanes.raw;  // b is done: only a has runs
+  const Json& lane = lanes.body["data"][0];
+  EXPECT_EQ(lane["key"], "a");
+  EXPECT_EQ(lane["depth"], 2);
+  EXPECT_EQ(lane["head"]["run_id"], a1);
+  EXPECT_EQ(lane["head"]["status"], "blocked");
+  EXPECT_GE(lane["blocked_ms"].get<int64_t>(), 500);
+  EXPECT_EQ(Http("GET", c->url() + "/v1/lanes?blocked=true").body["data"].size(), 1u);
+  EXPECT_EQ(Http("GET", c->url() + "/v1/lanes?blocked=maybe").status, 400);
+
+  auto skip = Http("POST", c->url() + "/v1/lanes/test-ordered/a/skip-head");
+  ASSERT_EQ(skip.status, 200) << skip.raw;
+  EXPECT_EQ(skip.body["data"]["skipped_run_id"], a1);
+  EXPECT_EQ(WaitForRunEnd(c->url(), a2)["status"], "completed");
+  Json skipped = WaitForRunEnd(c->url(), a1);
+  EXPECT_EQ(skipped["status"], "failed");
+  EXPECT_EQ(skipped["error"]["name"], "Skipped");
+  EXPECT_EQ(skipped["error"]["cause"]["message"], "cannot apply a:1");
+
+  // Per key, the host applied mutations in the order they were sent.
+  applied = Applied(host);
+  std::vector<std::string> a_order, b_order;
+  for (const auto& m : applied) (m[0] == 'a' ? a_order : b_order).push_back(m);
+  EXPECT_EQ(a_order, (std::vector<std::string>{"a:1", "a:1", "a:2"}));
+  EXPECT_EQ(b_order, (std::vector<std::string>{"b:1", "b:2"}));
+
+  // Nothing left to skip: 404, and the lane is gone from the list.
+  EXPECT_EQ(Http("POST", c->url() + "/v1/lanes/test-ordered/a/skip-head").status, 404);
+  EXPECT_EQ(CountRows(*c, "/v1/lanes"), 0);
+}
+
+TEST_F(LanesTest, HeadTimeoutFailsABlockedHeadAndTheLaneMovesOn) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  const std::string a1 = StartRun(*c, Ordered("a", 1, true, "test/ordered-timeout"));
+  const std::string a2 = StartRun(*c, Ordered("a", 2, false, "test/ordered-timeout"));
+  ASSERT_EQ(WaitForRunStatus(c->url(), a1, {"blocked"})["status"], "blocked");
+  Json next = WaitForRunEnd(c->url(), a2, 10s);
+  EXPECT_EQ(next["status"], "completed");
+  Json timed_out = WaitForRunEnd(c->url(), a1);
+  EXPECT_EQ(timed_out["status"], "failed");
+  EXPECT_EQ(timed_out["error"]["name"], "HeadTimeout");
+  // head_timeout is 2 s from when a1 took the lane; a2 cannot have started before.
+  EXPECT_GE(timed_out["duration_ms"].get<int64_t>(), 2000);
+}
+
+TEST_F(LanesTest, ConcurrencyLimitHoldsAcrossTwoCoordinators) {
+  auto c1 = StartCoordinator();
+  auto c2 = StartCoordinator();
+  TestHost host(c1->url(), dir_);
+  std::vector<std::string> runs;
+  for (int i = 0; i < 24; ++i) {
+    const Coordinator& c = i % 2 ? *c1 : *c2;
+    runs.push_back(
+        StartRun(c, {{"name", "test/limited"}, {"data", {{"i", i}, {"delay_ms", 150}}}}));
+  }
+  for (const auto& id : runs) EXPECT_EQ(WaitForRunEnd(c1->url(), id)["status"], "completed");
+  int max_in_flight = 0, works = 0;
+  for (const Json& r : host.Records()) {
+    if (r["kind"] != "in_flight") continue;
+    ++works;
+    max_in_flight = std::max(max_in_flight, std::stoi(r["step"].get<std::string>()));
+  }
+  EXPECT_EQ(works, 24);
+  EXPECT_EQ(max_in_flight, 3) << "the limit is 3; it must be reached and never passed";
+}
+
+}  // namespace
+}  // namespace funcky::testing

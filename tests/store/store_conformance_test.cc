@@ -1,0 +1,298 @@
+// The contracts every Store backend keeps (coordinator/store/store.h), run against each
+// backend through one parameterized suite (STYLE.md §4). Backends are real: PostgreSQL is a
+// private cluster started by the test binary.
+//
+// Contracts covered here: claim order is acceptance order; an expired lease is reclaimed and
+// the old holder's Apply is refused; a lane head blocks later runs of its key (through
+// retries and while blocked) and other keys are not blocked; skip-head and head_timeout
+// move a lane on; concurrency limits hold back calls in flight, per function and per key.
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "common/clock.h"
+#include "common/ulid.h"
+#include "coordinator/store/store.h"
+#include "tests/support/pg_cluster.h"
+
+namespace funcky::store {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Backend {
+  std::string name;
+  // Opens a fresh, empty store for test `test_name`.
+  std::function<std::unique_ptr<Store>(const std::string& test_name)> open;
+};
+
+void PrintTo(const Backend& backend, std::ostream* os) { *os << backend.name; }
+
+class StoreConformance : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = info->name();
+    for (char& c : name) {
+      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+    }
+    store_ = GetParam().open(name);
+    ASSERT_TRUE(store_);
+    ASSERT_TRUE(store_->Migrate().ok());
+    AppSync sync;
+    sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", "sum", 0, 0};
+    sync.functions = {Fn("app-plain"), Fn("app-ordered"), Fn("app-limited", 2),
+                      Fn("app-keyed", 0, 2)};
+    ASSERT_TRUE(store_->SyncApp(sync).ok());
+  }
+
+  static FunctionRecord Fn(std::string id, int limit = 0, int key_limit = 0) {
+    FunctionRecord f;
+    f.id = std::move(id);
+    f.app_id = "app";
+    f.name = f.id;
+    f.config = {{"id", f.id}};
+    f.concurrency_limit = limit;
+    f.key_concurrency_limit = key_limit;
+    return f;
+  }
+
+  // Ingests one event that starts one run of `function_id`; returns the run id.
+  std::string Start(const std::string& function_id, std::optional<std::string> lane_key = {},
+                    std::optional<std::chrono::milliseconds> head_timeout = {},
+                    std::optional<std::string> concurrency_key = {}) {
+    NewEvent ne;
+    ne.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
+    ne.event.id = ne.event.internal_id;
+    ne.event.name = "test/e";
+    ne.event.payload = {{"name", "test/e"}, {"data", Json::object()}};
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), function_id, lane_key, head_timeout,
+               concurrency_key};
+    ne.runs.push_back(run);
+    auto r = store_->IngestEvents({ne}, clock_.Now());
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return run.run_id;
+  }
+
+  std::vector<QueueItem> Claim(int max = 100) {
+    auto r = store_->Claim(max, clock_.Now(), 30s);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : std::vector<QueueItem>{};
+  }
+
+  std::vector<std::string> ClaimedRuns(int max = 100) {
+    std::vector<std::string> runs;
+    for (const auto& item : Claim(max)) runs.push_back(item.run_id);
+    return runs;
+  }
+
+  Status End(const QueueItem& item, const char* status = kCompleted) {
+    Transition t;
+    t.end_status = status;
+    t.output = "done";
+    return store_->Apply(item, t, clock_.Now());
+  }
+
+  Status Retry(const QueueItem& item, std::chrono::milliseconds after) {
+    Transition t;
+    t.retry_at = clock_.Now() + after;
+    return store_->Apply(item, t, clock_.Now());
+  }
+
+  Status Block(const QueueItem& item) {
+    Transition t;
+    t.run_status = kBlocked;
+    t.error = {{"name", "Error"}, {"message", "third party said no"}};
+    return store_->Apply(item, t, clock_.Now());
+  }
+
+  std::string RunStatus(const std::string& run_id) {
+    auto r = store_->GetRun(run_id);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? r->status : "";
+  }
+
+  ManualClock clock_;
+  std::unique_ptr<Store> store_;
+};
+
+using Runs = std::vector<std::string>;
+
+TEST_P(StoreConformance, ClaimOrderIsAcceptanceOrder) {
+  Runs started;
+  for (int i = 0; i < 5; ++i) started.push_back(Start("app-plain"));
+  EXPECT_EQ(ClaimedRuns(), started);
+
+  // In a lane, each run starts when the one before it ends, in the order they were accepted.
+  Runs lane;
+  for (int i = 0; i < 4; ++i) lane.push_back(Start("app-ordered", "tenant-1"));
+  for (const std::string& expected : lane) {
+    auto items = Claim();
+    ASSERT_EQ(items.size(), 1u);
+    EXPECT_EQ(items[0].run_id, expected);
+    ASSERT_TRUE(End(items[0]).ok());
+  }
+  EXPECT_TRUE(Claim().empty());
+}
+
+TEST_P(StoreConformance, ExpiredLeaseIsReclaimed) {
+  const std::string run = Start("app-plain");
+  auto first = store_->Claim(10, clock_.Now(), 1000ms);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->size(), 1u);
+  clock_.Advance(999ms);
+  EXPECT_TRUE(Claim().empty()) << "claimed while the lease still held";
+  clock_.Advance(2ms);
+  auto again = Claim();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].id, (*first)[0].id);
+  EXPECT_NE(again[0].lease_token, (*first)[0].lease_token);
+  // The first holder comes back too late: nothing it says is applied.
+  EXPECT_EQ(End((*first)[0]).code(), StatusCode::kAborted);
+  EXPECT_EQ(RunStatus(run), kRunning);
+  EXPECT_TRUE(End(again[0]).ok());
+  EXPECT_EQ(RunStatus(run), kCompleted);
+}
+
+TEST_P(StoreConformance, LaneHeadBlocksLaterRunOfSameKey) {
+  const std::string head = Start("app-ordered", "tenant-1");
+  const std::string later = Start("app-ordered", "tenant-1");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].run_id, head);
+
+  // Retrying and in backoff: the head keeps its lane.
+  ASSERT_TRUE(Retry(items[0], 100ms).ok());
+  EXPECT_TRUE(Claim().empty());
+  clock_.Advance(100ms);
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].run_id, head);
+
+  // Failed for good: blocked, and still the head.
+  ASSERT_TRUE(Block(items[0]).ok());
+  clock_.Advance(1h);
+  EXPECT_TRUE(Claim().empty());
+  EXPECT_EQ(RunStatus(head), kBlocked);
+  EXPECT_EQ(RunStatus(later), kQueued);
+  auto lanes = store_->ListLanes({.function_id = "app-ordered"});
+  ASSERT_TRUE(lanes.ok());
+  ASSERT_EQ(lanes->size(), 1u);
+  EXPECT_EQ((*lanes)[0].key, "tenant-1");
+  EXPECT_EQ((*lanes)[0].depth, 2);
+  EXPECT_EQ((*lanes)[0].head_run_id, head);
+  EXPECT_EQ((*lanes)[0].head_status, kBlocked);
+
+  // skip-head fails it as skipped, keeping why it failed, and the next run starts.
+  auto skipped = store_->SkipLaneHead("app-ordered", "tenant-1", clock_.Now());
+  ASSERT_TRUE(skipped.ok()) << skipped.status().ToString();
+  EXPECT_EQ(*skipped, head);
+  auto run = store_->GetRun(head);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->status, kFailed);
+  EXPECT_EQ(run->error["name"], "Skipped");
+  EXPECT_EQ(run->error["cause"]["message"], "third party said no");
+  EXPECT_EQ(ClaimedRuns(), Runs{later});
+}
+
+TEST_P(StoreConformance, OtherKeysNotBlocked) {
+  const std::string a1 = Start("app-ordered", "a");
+  Start("app-ordered", "a");
+  const std::string b1 = Start("app-ordered", "b");
+  const std::string plain = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ((Runs{items[0].run_id, items[1].run_id, items[2].run_id}), (Runs{a1, b1, plain}));
+  ASSERT_TRUE(Block(items[0]).ok());
+  // Lane a is blocked; a later run of b starts at once.
+  const std::string b2 = Start("app-ordered", "b");
+  ASSERT_TRUE(End(items[1]).ok());
+  EXPECT_EQ(ClaimedRuns(), Runs{b2});
+}
+
+TEST_P(StoreConformance, HeadTimeoutFailsTheHeadAndMovesTheLaneOn) {
+  const std::string head = Start("app-ordered", "t", 10s);
+  const std::string next = Start("app-ordered", "t", 10s);
+  ASSERT_EQ(ClaimedRuns(), Runs{head});
+  clock_.Advance(9s);
+  auto expired = store_->ExpireLaneHeads(clock_.Now());
+  ASSERT_TRUE(expired.ok());
+  EXPECT_EQ(*expired, 0);
+  clock_.Advance(2s);
+  expired = store_->ExpireLaneHeads(clock_.Now());
+  ASSERT_TRUE(expired.ok()) << expired.status().ToString();
+  EXPECT_EQ(*expired, 1);
+  auto run = store_->GetRun(head);
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->status, kFailed);
+  EXPECT_EQ(run->error["name"], "HeadTimeout");
+  EXPECT_EQ(ClaimedRuns(), Runs{next});
+}
+
+TEST_P(StoreConformance, SkipHeadOfAnEmptyLaneIsNotFound) {
+  auto r = store_->SkipLaneHead("app-ordered", "nobody", clock_.Now());
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformance, FunctionConcurrencyLimitHoldsBackCallsInFlight) {
+  for (int i = 0; i < 5; ++i) Start("app-limited");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 2u);  // concurrency_limit 2
+  clock_.Advance(1s);           // held-back items are offered again, still over the limit
+  EXPECT_TRUE(Claim().empty());
+  ASSERT_TRUE(End(items[0]).ok());
+  clock_.Advance(100ms);  // held-back items are hidden for a moment, so others are reached
+  EXPECT_EQ(Claim().size(), 1u);
+  // A retry in backoff is not in flight.
+  ASSERT_TRUE(Retry(items[1], 10s).ok());
+  clock_.Advance(1s);
+  EXPECT_EQ(Claim().size(), 1u);
+}
+
+TEST_P(StoreConformance, KeyConcurrencyLimitIsPerKey) {
+  for (int i = 0; i < 3; ++i) {
+    Start("app-keyed", std::nullopt, std::nullopt, "a");
+    Start("app-keyed", std::nullopt, std::nullopt, "b");
+  }
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 4u);  // 2 of a, 2 of b
+  clock_.Advance(1s);
+  EXPECT_TRUE(Claim().empty());
+}
+
+TEST_P(StoreConformance, DuplicateEventStartsNothingAndLeavesNoLane) {
+  NewEvent ne;
+  ne.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
+  ne.event.id = "same-id";
+  ne.event.name = "test/e";
+  ne.event.payload = {{"name", "test/e"}};
+  ne.runs.push_back({NewUlid(UnixMillis(clock_.Now())), "app-ordered", "k"});
+  ASSERT_TRUE(store_->IngestEvents({ne}, clock_.Now()).ok());
+  ne.event.internal_id = NewUlid(UnixMillis(clock_.Now()) + 1);
+  ne.runs[0].run_id = NewUlid(UnixMillis(clock_.Now()) + 1);
+  auto again = store_->IngestEvents({ne}, clock_.Now());
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE((*again)[0].duplicate);
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_TRUE(End(items[0]).ok());
+  auto lanes = store_->ListLanes({});
+  ASSERT_TRUE(lanes.ok());
+  EXPECT_TRUE(lanes->empty());
+}
+
+std::unique_ptr<Store> OpenPostgres(const std::string& test_name) {
+  std::string url = testing::SharedPgCluster().CreateDatabase("store_" + test_name);
+  auto store = OpenPostgresStore({.url = url, .pool_size = 4});
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  return store.ok() ? std::move(*store) : nullptr;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance,
+                         ::testing::Values(Backend{"postgres", OpenPostgres}),
+                         [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace funcky::store
