@@ -12,7 +12,7 @@ DEB_PACKAGES := g++ cmake ninja-build ccache pkg-config libboost1.81-dev libssl-
   nlohmann-json3-dev libpqxx-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev \
   libcli11-dev postgresql docker-compose
 
-.PHONY: all deps build test run stop clean format compat-deps
+.PHONY: all deps build test run stop clean format compat-deps bench
 
 all: build
 
@@ -35,6 +35,10 @@ compat-deps:
 test: build compat-deps
 	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure --timeout 300
 	docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"
+
+# Benchmarks print figures; they are not part of `make test` (see bench/README.md).
+bench: build
+	bench/claim_backlog.sh $(BUILD)
 
 # A private PostgreSQL cluster under .funcky/, the coordinator and the hello host.
 run: build

@@ -38,7 +38,7 @@ const parse = (s) => JSON.parse(s);
 
 test('payloads of the coordinator, the C++ SDK and the inngest npm SDK match proto-schema', async () => {
   const work = workDir();
-  const coordinator = await startCoordinator(work, ['--retry-schedule', '10ms']);
+  const coordinator = await startCoordinator(work, ['--retry-schedule', '10ms', '--retry-jitter', '0s']);
   const toCoordinator = await recordingProxy(coordinator.base);
 
   // The npm host, behind its own recording proxy (it registers the URL it was reached at).
