@@ -7,6 +7,8 @@ FUNCKY_PORT ?= 8288
 HELLO_PORT ?= 3000
 PG_PORT ?= 55432
 STATE := .funcky
+# Lets ccache hit across clones and checkouts in other folders.
+export CCACHE_BASEDIR := $(CURDIR)
 
 DEB_PACKAGES := g++ cmake ninja-build ccache pkg-config libboost1.81-dev libssl-dev \
   nlohmann-json3-dev libpqxx-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev \
