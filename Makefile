@@ -5,16 +5,15 @@ BUILD ?= build
 JOBS ?= 2
 FUNCKY_PORT ?= 8288
 HELLO_PORT ?= 3000
-PG_PORT ?= 55432
-STATE := .funcky
+STATE ?= .funcky
 # Lets ccache hit across clones and checkouts in other folders.
 export CCACHE_BASEDIR := $(CURDIR)
 
 DEB_PACKAGES := g++ cmake ninja-build ccache pkg-config libboost1.81-dev libssl-dev \
   nlohmann-json3-dev libpqxx-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev \
-  libcli11-dev postgresql docker-compose
+  libcli11-dev postgresql docker-compose curl python3
 
-.PHONY: all deps build test run stop clean format compat-deps bench
+.PHONY: all deps build test run start stop clean format compat-deps bench
 
 all: build
 
@@ -40,31 +39,34 @@ test: build compat-deps
 
 # Benchmarks print figures; they are not part of `make test` (see bench/README.md).
 bench: build
+	bench/e2e_runs.py --build $(BUILD)
 	bench/claim_backlog.sh $(BUILD)
 
-# A private PostgreSQL cluster under .funcky/, the coordinator and the hello host.
+# `funcky dev` (SQLite under .funcky/, no database server) and the hello host.
 run: build
+	@$(MAKE) --no-print-directory start
+
+# What `make run` does after building; tests/make_run_test.sh runs it with its own ports.
+start:
 	@mkdir -p $(STATE)
-	@db=$$(scripts/pg.sh start $(STATE)/pg $(PG_PORT)) && \
-	$(BUILD)/coordinator/funcky serve --db "$$db" --port $(FUNCKY_PORT) > $(STATE)/funcky.log 2>&1 & echo $$! > $(STATE)/funcky.pid; \
-	sleep 1; \
-	$(BUILD)/examples/hello --coordinator http://127.0.0.1:$(FUNCKY_PORT) --port $(HELLO_PORT) > $(STATE)/hello.log 2>&1 & echo $$! > $(STATE)/hello.pid; \
-	sleep 1; \
-	echo; \
-	echo "Funcky is running (logs in $(STATE)/):"; \
-	echo "  coordinator + API:  http://127.0.0.1:$(FUNCKY_PORT)/   (runs: /v1/runs, events: /v1/events)"; \
-	echo "  example host:       http://127.0.0.1:$(HELLO_PORT)/api/funcky"; \
-	echo; \
-	echo "Send an event:"; \
-	echo "  curl -X POST http://127.0.0.1:$(FUNCKY_PORT)/e/dev -d '{\"name\":\"demo/hello\",\"data\":{\"name\":\"Ada\"}}'"; \
-	echo "See the run:"; \
-	echo "  curl http://127.0.0.1:$(FUNCKY_PORT)/v1/runs"; \
-	echo; \
-	echo "Stop everything with: make stop"
+	@$(BUILD)/coordinator/funcky dev --db $(STATE)/dev.db --port $(FUNCKY_PORT) > $(STATE)/funcky.log 2>&1 & echo $$! > $(STATE)/funcky.pid
+	@for i in $$(seq 1 100); do curl -sf http://127.0.0.1:$(FUNCKY_PORT)/healthz >/dev/null && break; sleep 0.1; done
+	@$(BUILD)/examples/hello --coordinator http://127.0.0.1:$(FUNCKY_PORT) --port $(HELLO_PORT) > $(STATE)/hello.log 2>&1 & echo $$! > $(STATE)/hello.pid
+	@for i in $$(seq 1 100); do grep -q "serving" $(STATE)/hello.log 2>/dev/null && break; sleep 0.1; done
+	@echo
+	@echo "Funcky is running (funcky dev: SQLite in $(STATE)/dev.db; logs in $(STATE)/):"
+	@echo "  dashboard + API:    http://127.0.0.1:$(FUNCKY_PORT)/   (runs: /v1/runs, lanes: /v1/lanes)"
+	@echo "  example host:       http://127.0.0.1:$(HELLO_PORT)/api/funcky"
+	@echo
+	@echo "Send an event:"
+	@echo "  curl -X POST http://127.0.0.1:$(FUNCKY_PORT)/e/dev -d '{\"name\":\"demo/hello\",\"data\":{\"name\":\"Ada\"}}'"
+	@echo "See the run:"
+	@echo "  curl http://127.0.0.1:$(FUNCKY_PORT)/v1/runs"
+	@echo
+	@echo "Stop everything with: make stop"
 
 stop:
 	@for f in hello funcky; do [ -f $(STATE)/$$f.pid ] && kill $$(cat $(STATE)/$$f.pid) 2>/dev/null; rm -f $(STATE)/$$f.pid; done; true
-	@scripts/pg.sh stop $(STATE)/pg
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

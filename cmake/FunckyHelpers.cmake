@@ -18,3 +18,18 @@ function(funcky_cc_test)
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
   gtest_discover_tests(${ARG_NAME} DISCOVERY_TIMEOUT 30 PROPERTIES LABELS "${ARG_LABELS}")
 endfunction()
+
+# funcky_embed_migrations(<out var> <backend> <C++ function>): generates a .cc file that
+# returns migrations/<backend>/*.sql from <C++ function>() and puts its path in <out var>.
+function(funcky_embed_migrations out_var backend function_name)
+  set(out ${CMAKE_CURRENT_BINARY_DIR}/${backend}_migrations.cc)
+  file(GLOB files CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/migrations/${backend}/*.sql)
+  add_custom_command(
+    OUTPUT ${out}
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DFUNCTION=${function_name}
+            -DDIR=${PROJECT_SOURCE_DIR}/migrations/${backend}
+            -P ${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake
+    DEPENDS ${files} ${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake
+    COMMENT "Embedding ${backend} migrations")
+  set(${out_var} ${out} PARENT_SCOPE)
+endfunction()

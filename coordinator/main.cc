@@ -1,6 +1,7 @@
 // funcky: the coordinator. The one composition root (STYLE.md §11): parses flags, opens
 // the store, and wires the executor, API, router and HTTP server together.
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -52,8 +53,22 @@ Result<std::chrono::milliseconds> DurationFlag(const std::string& flag, const st
   return *d;
 }
 
+bool IsPostgresUrl(const std::string& db) {
+  return db.rfind("postgres://", 0) == 0 || db.rfind("postgresql://", 0) == 0;
+}
+
+// A postgres:// URL opens PostgreSQL; anything else is a SQLite file (its folder is made).
+Result<std::unique_ptr<store::Store>> OpenStore(const std::string& db, int pool) {
+  if (IsPostgresUrl(db)) return store::OpenPostgresStore({db, pool});
+  std::error_code ec;
+  auto parent = std::filesystem::path(db).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  if (ec) return Unavailable("cannot create " + parent.string() + ": " + ec.message());
+  return store::OpenSqliteStore({.path = db});
+}
+
 int Migrate(const std::string& db) {
-  auto store = store::OpenPostgresStore({db, 1});
+  auto store = OpenStore(db, 1);
   if (!store.ok()) {
     spdlog::error("{}", store.status().ToString());
     return 1;
@@ -66,9 +81,16 @@ int Migrate(const std::string& db) {
   return 0;
 }
 
-int Serve(const ServeFlags& f) {
-  if (f.db.empty()) {
-    spdlog::error("no database: pass --db postgres://user@host:port/dbname (or set FUNCKY_DB)");
+int Serve(const ServeFlags& f, bool dev) {
+  if (!dev && !IsPostgresUrl(f.db)) {
+    spdlog::error(
+        f.db.empty()
+            ? "no database: `funcky serve` runs on PostgreSQL; pass --db "
+              "postgres://user@host:port/dbname (or set FUNCKY_DB), or try `funcky dev` for a "
+              "zero-set-up coordinator on SQLite"
+            : "--db must be a postgres:// URL for `funcky serve`; for a SQLite file use "
+              "`funcky dev --db " +
+                  f.db + "`");
     return 2;
   }
   executor::ExecutorOptions exec;
@@ -105,7 +127,7 @@ int Serve(const ServeFlags& f) {
     exec.call.signing_key = f.signing_key;
   }
 
-  auto opened = store::OpenPostgresStore({f.db, f.db_pool});
+  auto opened = OpenStore(f.db, f.db_pool);
   if (!opened.ok()) {
     spdlog::error("{}", opened.status().ToString());
     return 1;
@@ -170,9 +192,11 @@ int Serve(const ServeFlags& f) {
     return 1;
   }
   executor.Start();
-  spdlog::info("funcky listening on http://{}:{} ({}; calls {})", f.host, server.port(),
+  spdlog::info("funcky{} listening on http://{}:{} ({}; calls {}; store: {})", dev ? " dev" : "",
+               f.host, server.port(),
                api_options.dev_mode ? "dev mode: registration not authenticated" : "signing on",
-               f.signing_key.empty() ? "unsigned" : "signed");
+               f.signing_key.empty() ? "unsigned" : "signed",
+               IsPostgresUrl(f.db) ? "PostgreSQL" : "SQLite " + f.db);
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer drain(io);
@@ -200,6 +224,42 @@ int Serve(const ServeFlags& f) {
   return 0;
 }
 
+void AddServeFlags(CLI::App& app, ServeFlags& f) {
+  app.add_option("--host", f.host, "Address to listen on")->capture_default_str();
+  app.add_option("--port", f.port, "Port to listen on")->capture_default_str();
+  app.add_option("--signing-key", f.signing_key,
+                 "Signing key (signkey-<env>-<hex>): signs calls to hosts and authenticates "
+                 "SDK registration (env FUNCKY_SIGNING_KEY); unset = dev mode");
+  app.add_option("--signing-key-fallback", f.signing_key_fallback,
+                 "Previous signing key, accepted during a rotation");
+  app.add_option("--event-key", f.event_keys,
+                 "Event key accepted on /e/{key} (repeatable; env FUNCKY_EVENT_KEY); unset = "
+                 "any key");
+  app.add_option("--api-token", f.api_token,
+                 "Bearer token required on /v1/runs, /v1/events (GET), /v1/functions "
+                 "(env FUNCKY_API_TOKEN)");
+  app.add_option("--retry-schedule", f.retry_schedule,
+                 "Delays after failed attempts 1, 2, …; the last repeats")
+      ->capture_default_str();
+  app.add_option("--retry-jitter", f.retry_jitter, "Random extra delay, up to this")
+      ->capture_default_str();
+  app.add_option("--call-timeout", f.call_timeout, "Deadline of one call to a host")
+      ->capture_default_str();
+  app.add_option("--poll-interval", f.poll_interval,
+                 "How often an idle coordinator looks for due work")
+      ->capture_default_str();
+  app.add_option("--lease", f.lease,
+                 "How long a claimed call is held before another coordinator may take it "
+                 "over (default: call timeout + 30s)");
+  app.add_option("--max-in-flight", f.max_in_flight, "Concurrent calls to hosts")
+      ->capture_default_str();
+  app.add_option("--db-pool", f.db_pool, "Database connections")->capture_default_str();
+  app.add_option("--max-body-bytes", f.max_body_bytes, "Largest request body accepted")
+      ->capture_default_str();
+  app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -211,49 +271,24 @@ int main(int argc, char** argv) {
   f.api_token = EnvOr("FUNCKY_API_TOKEN", "");
   if (auto k = EnvOr("FUNCKY_EVENT_KEY", ""); !k.empty()) f.event_keys.push_back(k);
 
-  auto* serve = app.add_subcommand("serve", "Run the coordinator on PostgreSQL");
+  ServeFlags dev_flags = f;
+  dev_flags.db = EnvOr("FUNCKY_DB", ".funcky/dev.db");
+  auto* serve = app.add_subcommand("serve", "Run the coordinator on PostgreSQL (production)");
   serve->add_option("--db", f.db, "PostgreSQL URL, postgres://user@host:port/db (env FUNCKY_DB)");
-  serve->add_option("--host", f.host, "Address to listen on")->capture_default_str();
-  serve->add_option("--port", f.port, "Port to listen on")->capture_default_str();
-  serve->add_option("--signing-key", f.signing_key,
-                    "Signing key (signkey-<env>-<hex>): signs calls to hosts and authenticates "
-                    "SDK registration (env FUNCKY_SIGNING_KEY); unset = dev mode");
-  serve->add_option("--signing-key-fallback", f.signing_key_fallback,
-                    "Previous signing key, accepted during a rotation");
-  serve->add_option("--event-key", f.event_keys,
-                    "Event key accepted on /e/{key} (repeatable; env FUNCKY_EVENT_KEY); unset = "
-                    "any key");
-  serve->add_option("--api-token", f.api_token,
-                    "Bearer token required on /v1/runs, /v1/events (GET), /v1/functions "
-                    "(env FUNCKY_API_TOKEN)");
-  serve
-      ->add_option("--retry-schedule", f.retry_schedule,
-                   "Delays after failed attempts 1, 2, …; the last repeats")
+  AddServeFlags(*serve, f);
+  auto* dev = app.add_subcommand(
+      "dev", "Run the coordinator with zero set-up: a SQLite file, dev mode, on 127.0.0.1");
+  dev->add_option("--db", dev_flags.db,
+                  "SQLite file (created if missing), or a postgres:// URL (env FUNCKY_DB)")
       ->capture_default_str();
-  serve->add_option("--retry-jitter", f.retry_jitter, "Random extra delay, up to this")
-      ->capture_default_str();
-  serve->add_option("--call-timeout", f.call_timeout, "Deadline of one call to a host")
-      ->capture_default_str();
-  serve
-      ->add_option("--poll-interval", f.poll_interval,
-                   "How often an idle coordinator looks for due work")
-      ->capture_default_str();
-  serve->add_option("--lease", f.lease,
-                    "How long a claimed call is held before another coordinator may take it "
-                    "over (default: call timeout + 30s)");
-  serve->add_option("--max-in-flight", f.max_in_flight, "Concurrent calls to hosts")
-      ->capture_default_str();
-  serve->add_option("--db-pool", f.db_pool, "Database connections")->capture_default_str();
-  serve->add_option("--max-body-bytes", f.max_body_bytes, "Largest request body accepted")
-      ->capture_default_str();
-  serve->add_option("--log-level", f.log_level, "trace, debug, info, warn, error")
-      ->capture_default_str();
+  AddServeFlags(*dev, dev_flags);
 
   std::string migrate_db = f.db;
   auto* migrate = app.add_subcommand("migrate", "Apply database migrations and exit");
-  migrate->add_option("--db", migrate_db, "PostgreSQL URL (env FUNCKY_DB)");
+  migrate->add_option("--db", migrate_db, "PostgreSQL URL or SQLite file (env FUNCKY_DB)");
 
   CLI11_PARSE(app, argc, argv);
+  if (*dev) f = dev_flags;
   spdlog::set_level(spdlog::level::from_str(f.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   if (*migrate) {
@@ -263,5 +298,5 @@ int main(int argc, char** argv) {
     }
     return Migrate(migrate_db);
   }
-  return Serve(f);
+  return Serve(f, /*dev=*/static_cast<bool>(*dev));
 }

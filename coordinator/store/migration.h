@@ -14,5 +14,6 @@ struct Migration {
 
 // In version order.
 const std::vector<Migration>& PostgresMigrations();
+const std::vector<Migration>& SqliteMigrations();
 
 }  // namespace funcky::store

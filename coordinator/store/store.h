@@ -296,4 +296,13 @@ struct PostgresOptions {
 // Opens a pool of connections. kUnavailable when the database cannot be reached.
 Result<std::unique_ptr<Store>> OpenPostgresStore(const PostgresOptions& options);
 
+struct SqliteOptions {
+  std::string path;  // a file, created if missing
+  int busy_timeout_ms = 5000;
+};
+
+// Opens (or creates) a SQLite database in WAL mode. For one coordinator (`funcky dev`);
+// kUnavailable when the file cannot be opened.
+Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options);
+
 }  // namespace funcky::store

@@ -25,7 +25,14 @@ int64_t ParseIsoMillis(const std::string& iso) {
 
 class SpineTest : public E2eTest {};
 
-TEST_F(SpineTest, TwoStepRunCompletesWithThreeCalls) {
+// Tests 1–4 of the spine run on both stores: PostgreSQL (`funcky serve`) and SQLite
+// (`funcky dev`).
+class SpineOnEachStoreTest : public E2eTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string backend() const override { return GetParam(); }
+};
+
+TEST_P(SpineOnEachStoreTest, TwoStepRunCompletesWithThreeCalls) {
   auto c = StartCoordinator();
   TestHost host(c->url(), dir_);
   Json run = RunToEnd(*c, {{"name", "test/two-steps"}, {"data", {{"n", 1}}}});
@@ -41,7 +48,7 @@ TEST_F(SpineTest, TwoStepRunCompletesWithThreeCalls) {
   EXPECT_EQ(host.Count("step", run_id), 2);
 }
 
-TEST_F(SpineTest, StepFailingTwiceIsRetriedAndEarlierStepRunsOnce) {
+TEST_P(SpineOnEachStoreTest, StepFailingTwiceIsRetriedAndEarlierStepRunsOnce) {
   auto c = StartCoordinator();
   TestHost host(c->url(), dir_);
   Json run = RunToEnd(*c, {{"name", "test/flaky"}, {"data", {{"fail_times", 2}}}});
@@ -57,7 +64,7 @@ TEST_F(SpineTest, StepFailingTwiceIsRetriedAndEarlierStepRunsOnce) {
   EXPECT_EQ(host.Count("step", run_id, "before"), 1);
 }
 
-TEST_F(SpineTest, StepFailingAllAttemptsFailsTheRun) {
+TEST_P(SpineOnEachStoreTest, StepFailingAllAttemptsFailsTheRun) {
   auto c = StartCoordinator();
   TestHost host(c->url(), dir_);
   // Default retries: 4, so 5 attempts; failing 10 times exhausts them.
@@ -68,7 +75,7 @@ TEST_F(SpineTest, StepFailingAllAttemptsFailsTheRun) {
   EXPECT_EQ(run["error"]["name"], "StepError");
 }
 
-TEST_F(SpineTest, KillNineMidRunLosesNothingAndRepeatsNoRecordedStep) {
+TEST_P(SpineOnEachStoreTest, KillNineMidRunLosesNothingAndRepeatsNoRecordedStep) {
   std::vector<std::string> args = {"--call-timeout", "2s", "--lease", "3s"};
   auto c = StartCoordinator(args);
   TestHost host(c->url(), dir_);
@@ -121,7 +128,7 @@ TEST_F(SpineTest, KillNineMidRunLosesNothingAndRepeatsNoRecordedStep) {
   EXPECT_GT(after_kill, 0) << "every run had finished before the kill: the test proved nothing";
 }
 
-TEST_F(SpineTest, SameEventIdSentTwiceIsStoredOnceAndStartsOneRun) {
+TEST_P(SpineOnEachStoreTest, SameEventIdSentTwiceIsStoredOnceAndStartsOneRun) {
   auto c = StartCoordinator();
   TestHost host(c->url(), dir_);
   Json event = {{"name", "test/two-steps"}, {"id", "order-42"}, {"data", {{"n", 1}}}};
@@ -238,6 +245,9 @@ TEST_F(SpineTest, BadInputGetsJsonErrorsAndStoresNothing) {
   // The app the host registered is untouched by the refused registrations.
   EXPECT_EQ(Http("GET", c->url() + "/v1/functions").body["data"], functions_before);
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, SpineOnEachStoreTest, ::testing::Values("postgres", "sqlite"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace funcky::testing

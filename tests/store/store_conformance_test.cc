@@ -1,6 +1,6 @@
 // The contracts every Store backend keeps (coordinator/store/store.h), run against each
 // backend through one parameterized suite (STYLE.md §4). Backends are real: PostgreSQL is a
-// private cluster started by the test binary.
+// private cluster started by the test binary, SQLite a file in a temporary folder.
 //
 // Contracts covered here: claim order is acceptance order; an expired lease is reclaimed and
 // the old holder's Apply is refused; a lane head blocks later runs of its key (through
@@ -16,6 +16,7 @@
 #include "common/ulid.h"
 #include "coordinator/store/store.h"
 #include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
 
 namespace funcky::store {
 namespace {
@@ -290,8 +291,16 @@ std::unique_ptr<Store> OpenPostgres(const std::string& test_name) {
   return store.ok() ? std::move(*store) : nullptr;
 }
 
+std::unique_ptr<Store> OpenSqlite(const std::string& test_name) {
+  static const std::string dir = testing::TempDir("funcky-store-sqlite-");
+  auto store = OpenSqliteStore({.path = dir + "/" + test_name + ".db"});
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  return store.ok() ? std::move(*store) : nullptr;
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance,
-                         ::testing::Values(Backend{"postgres", OpenPostgres}),
+                         ::testing::Values(Backend{"postgres", OpenPostgres},
+                                           Backend{"sqlite", OpenSqlite}),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace

@@ -49,9 +49,18 @@ Coordinator::Coordinator(std::string db, std::vector<std::string> extra_args, st
 }
 
 void Coordinator::Start() {
-  std::vector<std::string> argv = {
-      FUNCKY_BIN,         "serve", "--db",           db_, "--port", std::to_string(port_),
-      "--retry-schedule", "50ms",  "--retry-jitter", "0s"};
+  // A postgres:// URL runs `funcky serve`; a file path runs `funcky dev` on SQLite.
+  const bool postgres = db_.rfind("postgres://", 0) == 0;
+  std::vector<std::string> argv = {FUNCKY_BIN,
+                                   postgres ? "serve" : "dev",
+                                   "--db",
+                                   db_,
+                                   "--port",
+                                   std::to_string(port_),
+                                   "--retry-schedule",
+                                   "50ms",
+                                   "--retry-jitter",
+                                   "0s"};
   argv.insert(argv.end(), args_.begin(), args_.end());
   process_ = Process(argv, dir_ + "/coordinator-" + std::to_string(++starts_) + ".log");
   bool up = WaitFor([&] { return Http("GET", url_ + "/healthz").status == 200; });
@@ -120,8 +129,12 @@ std::vector<std::string> RunsOfEvent(const std::string& url, const std::string& 
 
 void E2eTest::SetUp() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  dir_ = TempDir(std::string("funcky-e2e-") + info->name() + "-");
-  db_ = SharedPgCluster().CreateDatabase(std::string("e2e_") + info->name());
+  std::string name = info->name();
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  dir_ = TempDir("funcky-e2e-" + name + "-");
+  db_ = backend() == "sqlite" ? dir_ + "/dev.db" : SharedPgCluster().CreateDatabase("e2e_" + name);
 }
 
 std::unique_ptr<Coordinator> E2eTest::StartCoordinator(std::vector<std::string> args) {

@@ -83,11 +83,13 @@ Json WaitForRunEnd(const std::string& coordinator_url, const std::string& run_id
 std::vector<std::string> RunsOfEvent(const std::string& coordinator_url,
                                      const std::string& internal_id, size_t n = 1);
 
-// A fixture with a temporary folder and an empty database on the shared cluster, both
-// named after the test.
+// A fixture with a temporary folder and an empty database, both named after the test.
 class E2eTest : public ::testing::Test {
  protected:
   void SetUp() override;
+  // "postgres": a database on the shared cluster and `funcky serve`; "sqlite": a file in the
+  // test's folder and `funcky dev`.
+  virtual std::string backend() const { return "postgres"; }
 
   std::unique_ptr<Coordinator> StartCoordinator(std::vector<std::string> args = {});
   // Sends one event and returns its internal id.

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/crypto.h"
+#include "coordinator/store/claim_rules.h"
 #include "coordinator/store/migration.h"
 
 namespace funcky::store {
@@ -337,16 +338,7 @@ Result<FunctionRecord> PostgresStore::GetFunction(const std::string& id) {
 Result<std::vector<IngestedEvent>> PostgresStore::IngestEvents(const std::vector<NewEvent>& events,
                                                                TimePoint now) {
   const int64_t now_ms = UnixMillis(now);
-  // The lanes this batch may add to, locked in one order so two batches cannot deadlock.
-  std::map<std::pair<std::string, std::string>, std::optional<int64_t>> lanes;
-  for (const NewEvent& ne : events) {
-    for (const NewRun& run : ne.runs) {
-      if (!run.lane_key) continue;
-      std::optional<int64_t> timeout;
-      if (run.head_timeout) timeout = run.head_timeout->count();
-      lanes[{run.function_id, *run.lane_key}] = timeout;
-    }
-  }
+  const LaneLocks lanes = LanesOf(events);
   return InTransaction([&](pqxx::work& w) -> Result<std::vector<IngestedEvent>> {
     std::string t;
     for (const auto& [lane, timeout] : lanes) {
@@ -504,36 +496,12 @@ Result<std::vector<AttemptRecord>> PostgresStore::GetAttempts(const std::string&
   });
 }
 
-namespace {
-
-// How long a claim hides an item that a concurrency limit held back, so the items behind it
-// in the index are reached; it is offered again after this.
-constexpr int64_t kHeldBackMs = 50;
-
-// Calls in flight: items under a lease that has not expired.
-int64_t InFlight(pqxx::work& w, const std::string& function_id, const char* key, int64_t now_ms) {
-  return w
-      .exec_params(
-          "SELECT count(*) FROM queue WHERE function_id = $1 AND lease_token IS NOT NULL "
-          "AND visible_at_ms > $3 AND ($2::text IS NULL OR concurrency_key = $2)",
-          function_id, key, now_ms)[0][0]
-      .as<int64_t>();
-}
-
-}  // namespace
-
 Result<std::vector<QueueItem>> PostgresStore::Claim(int max, TimePoint now,
                                                     std::chrono::milliseconds lease) {
   const int64_t now_ms = UnixMillis(now);
   const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
   return InTransaction([&](pqxx::work& w) -> Result<std::vector<QueueItem>> {
-    struct Candidate {
-      QueueItem item;
-      std::string function_id;
-      std::optional<std::string> key;
-      int function_limit, key_limit;
-    };
-    std::vector<Candidate> candidates;
+    std::vector<ClaimCandidate> candidates;
     for (const auto& row : w.exec_params(
              "SELECT q.id, q.run_id, q.step_id, q.attempt, q.function_id, q.concurrency_key, "
              "COALESCE(f.concurrency_limit, 0), COALESCE(f.key_concurrency_limit, 0) "
@@ -541,55 +509,35 @@ Result<std::vector<QueueItem>> PostgresStore::Claim(int max, TimePoint now,
              "WHERE q.visible_at_ms <= $1 ORDER BY q.visible_at_ms, q.id LIMIT $2 "
              "FOR UPDATE OF q SKIP LOCKED",
              now_ms, max)) {
-      Candidate c;
-      c.item.id = row[0].as<int64_t>();
-      c.item.run_id = row[1].as<std::string>();
-      c.item.step_id = row[2].as<std::string>();
-      c.item.attempt = row[3].as<int>();
-      c.item.lease_token = token;
+      ClaimCandidate c;
+      c.item = {row[0].as<int64_t>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                row[3].as<int>(), token};
       c.function_id = row[4].is_null() ? "" : row[4].as<std::string>();
-      if (!row[5].is_null()) c.key = row[5].as<std::string>();
+      if (!row[5].is_null()) c.concurrency_key = row[5].as<std::string>();
       c.function_limit = row[6].as<int>();
-      c.key_limit = c.key ? row[7].as<int>() : 0;
+      c.key_limit = row[7].as<int>();
       candidates.push_back(std::move(c));
     }
-
-    // Limits hold across coordinators: each limited function (and key) is counted under an
-    // advisory lock, taken in one order, so two claims never admit past a limit together.
-    struct Limit {
-      std::string function_id;
-      std::optional<std::string> key;  // nullopt: the function-wide limit
-      int64_t room;                    // calls that may still start
-    };
-    std::map<std::string, Limit> limits;  // by lock name
-    auto function_lock = [](const Candidate& c) { return "f\x1f" + c.function_id; };
-    auto key_lock = [](const Candidate& c) { return "k\x1f" + c.function_id + "\x1f" + *c.key; };
-    for (const Candidate& c : candidates) {
-      if (c.function_limit > 0) {
-        limits.emplace(function_lock(c), Limit{c.function_id, std::nullopt, c.function_limit});
-      }
-      if (c.key_limit > 0) limits.emplace(key_lock(c), Limit{c.function_id, c.key, c.key_limit});
-    }
-    for (auto& [name, limit] : limits) {
-      w.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name);
-      limit.room -= InFlight(w, limit.function_id, OptionalText(limit.key), now_ms);
-    }
-
-    std::vector<QueueItem> out;
+    // Limits hold across coordinators: each limit is counted under an advisory lock (taken
+    // in one order), so two claims never admit past it together.
+    Admission admitted = AdmitWithinLimits(
+        std::move(candidates),
+        [&](const std::string& function_id, const std::optional<std::string>& key) {
+          const std::string lock = function_id + (key ? "\x1f" + *key : std::string("\x1e"));
+          w.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lock);
+          return w
+              .exec_params(
+                  "SELECT count(*) FROM queue WHERE function_id = $1 AND lease_token IS NOT "
+                  "NULL AND visible_at_ms > $3 AND ($2::text IS NULL OR concurrency_key = $2)",
+                  function_id, OptionalText(key), now_ms)[0][0]
+              .as<int64_t>();
+        });
     std::vector<std::string> claimed_ids, held_ids, run_ids;
-    for (Candidate& c : candidates) {
-      int64_t* fn_room = c.function_limit > 0 ? &limits[function_lock(c)].room : nullptr;
-      int64_t* key_room = c.key_limit > 0 ? &limits[key_lock(c)].room : nullptr;
-      if ((fn_room && *fn_room <= 0) || (key_room && *key_room <= 0)) {
-        held_ids.push_back(std::to_string(c.item.id));
-        continue;
-      }
-      if (fn_room) --*fn_room;
-      if (key_room) --*key_room;
-      claimed_ids.push_back(std::to_string(c.item.id));
-      run_ids.push_back(c.item.run_id);
-      out.push_back(std::move(c.item));
+    for (const QueueItem& item : admitted.claimed) {
+      claimed_ids.push_back(std::to_string(item.id));
+      run_ids.push_back(item.run_id);
     }
+    for (int64_t id : admitted.held) held_ids.push_back(std::to_string(id));
     if (!claimed_ids.empty()) {
       w.exec_params(
           "UPDATE queue SET visible_at_ms = $2, lease_token = $3, claims = claims + 1 "
@@ -604,8 +552,7 @@ Result<std::vector<QueueItem>> PostgresStore::Claim(int max, TimePoint now,
       w.exec_params("UPDATE queue SET visible_at_ms = $2 WHERE id = ANY($1::bigint[])",
                     ArrayLiteral(held_ids), now_ms + kHeldBackMs);
     }
-    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
-    return out;
+    return std::move(admitted.claimed);
   });
 }
 

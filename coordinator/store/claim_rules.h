@@ -1,0 +1,50 @@
+// Rules both store backends apply the same way, kept out of their SQL: which lanes an
+// ingest must lock, and which claim candidates the concurrency limits admit.
+// Internal to coordinator/store.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "coordinator/store/store.h"
+
+namespace funcky::store {
+
+// How long a claim hides an item that a concurrency limit held back, so the items behind it
+// in the claim order are reached; it is offered again after this.
+inline constexpr int64_t kHeldBackMs = 50;
+
+// The lanes (function id, key) the runs of `events` join, each with its head timeout in ms.
+// Sorted, so every ingest locks lanes in one order and two ingests never deadlock.
+using LaneLocks = std::map<std::pair<std::string, std::string>, std::optional<int64_t>>;
+LaneLocks LanesOf(const std::vector<NewEvent>& events);
+
+// A due queue item with what its function's limits need.
+struct ClaimCandidate {
+  QueueItem item;
+  std::string function_id;
+  std::optional<std::string> concurrency_key;
+  int function_limit = 0;  // 0: none
+  int key_limit = 0;       // 0: none (or no key)
+};
+
+struct Admission {
+  std::vector<QueueItem> claimed;  // by queue id
+  std::vector<int64_t> held;       // queue ids a limit held back
+};
+
+// Admits candidates in order while every limit they fall under has room. `in_flight` is
+// called once per distinct limit, in sorted order (function-wide limits have no key), and
+// returns the calls in flight under it; a backend that needs a lock to count takes it there.
+Admission AdmitWithinLimits(
+    std::vector<ClaimCandidate> candidates,
+    const std::function<int64_t(const std::string& function_id,
+                                const std::optional<std::string>& key)>& in_flight);
+
+}  // namespace funcky::store
