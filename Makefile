@@ -13,7 +13,7 @@ DEB_PACKAGES := g++ cmake ninja-build ccache pkg-config libboost1.81-dev libssl-
   nlohmann-json3-dev libpqxx-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev \
   libcli11-dev postgresql docker-compose curl python3
 
-.PHONY: all deps build test run start stop clean format compat-deps bench
+.PHONY: all deps build test run start stop clean format compat-deps bench fuzz
 
 all: build
 
@@ -41,6 +41,17 @@ test: build compat-deps
 bench: build
 	bench/e2e_runs.py --build $(BUILD)
 	bench/claim_backlog.sh $(BUILD)
+
+# Fuzzes the expression parser and evaluator for 60 s with libFuzzer (clang), ASan and UBSan.
+# Not part of `make test`. Crashes are written to $(BUILD)/fuzz/.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@command -v clang++ >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang; }
+	@mkdir -p $(BUILD)/fuzz/corpus
+	clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -I. fuzz/expr_fuzz.cc coordinator/expr/expr.cc common/status.cc -o $(BUILD)/fuzz/expr_fuzz
+	cd $(BUILD)/fuzz && ./expr_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4200 -print_final_stats=1 \
+	  corpus $(CURDIR)/fuzz/corpus/expr
 
 # `funcky dev` (SQLite under .funcky/, no database server) and the hello host.
 run: build

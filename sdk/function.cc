@@ -9,7 +9,11 @@ namespace funcky::sdk {
 Json Function::config(const std::string& app_id, const std::string& serve_url) const {
   const std::string id = app_id + "-" + options_.id;
   Json triggers = Json::array();
-  for (const auto& t : options_.triggers) triggers.push_back({{"event", t.event}});
+  for (const auto& t : options_.triggers) {
+    Json trigger = {{"event", t.event}};
+    if (!t.expression.empty()) trigger["expression"] = t.expression;
+    triggers.push_back(std::move(trigger));
+  }
   Json step = {{"id", "step"},
                {"name", "step"},
                {"runtime",

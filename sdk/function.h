@@ -29,7 +29,8 @@ namespace funcky::sdk {
 using Json = nlohmann::json;
 
 struct Trigger {
-  std::string event;  // event name; "app/*" matches every event under app/
+  std::string event;       // event name; "app/*" matches every event under app/
+  std::string expression;  // optional filter over `event`, e.g. "event.data.amount > 100"
 };
 
 // Strict FIFO per key (Funcky's extension of the function config): runs of one key start in

@@ -60,10 +60,11 @@ Result<std::shared_ptr<const FunctionSet>> Api::Functions(bool refresh) {
     auto set = std::make_shared<FunctionSet>();
     ASSIGN_OR_RETURN(set->functions, store_.ListFunctions());
     for (const auto& fn : set->functions) {
-      // Configs were checked at sync; one that no longer parses gets no flow control, loudly.
+      // Configs were checked at sync; one that no longer parses (synced by an older
+      // coordinator) starts no runs, loudly, rather than runs its filters would exclude.
       auto flow = scheduler::ParseFlowControl(fn.config);
       if (!flow.ok()) {
-        spdlog::error("function {}: {}; runs start without its flow control", fn.id,
+        spdlog::error("function {}: {}; it starts no runs until it is synced again", fn.id,
                       flow.status().message());
         continue;
       }

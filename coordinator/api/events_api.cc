@@ -119,7 +119,7 @@ Response Api::HandleEvents(const Request& req, std::string_view key) {
     ne.event.payload = e;
     ne.event.received_at_ms = now_ms;
     for (const store::FunctionRecord* fn :
-         scheduler::MatchFunctions((*functions)->functions, ne.event)) {
+         scheduler::MatchFunctions((*functions)->functions, (*functions)->flows, ne.event)) {
       store::NewRun run{NewUlid(now_ms), fn->id};
       if (auto flow = (*functions)->flows.find(fn->id); flow != (*functions)->flows.end()) {
         scheduler::RunKeys keys = scheduler::EvaluateKeys(flow->second, e);

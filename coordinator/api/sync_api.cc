@@ -49,12 +49,6 @@ Status ValidateFunction(const Json& fn, size_t index) {
     if (has_cron) {
       return InvalidArgument(where + ": cron triggers are not supported by this coordinator yet");
     }
-    if (t.contains("expression")) {
-      // Refuse rather than ignore: ignoring a filter would start runs it excludes.
-      return InvalidArgument(where +
-                             ": trigger expressions are not supported by this "
-                             "coordinator yet");
-    }
   }
   auto steps = fn.find("steps");
   if (steps == fn.end() || !steps->is_object() || steps->empty()) {

@@ -1,6 +1,7 @@
 #include "coordinator/expr/expr.h"
 
 #include <cctype>
+#include <cstdint>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -11,22 +12,67 @@ using Json = nlohmann::json;
 
 namespace {
 
-// The syntax tree: a node is a literal, a variable, a member access or a sum.
-struct Node {
-  enum Kind { kLiteral, kVariable, kMember, kAdd } kind;
-  Json literal;      // kLiteral
-  std::string name;  // kVariable, kMember (the field)
-  std::unique_ptr<Node> lhs, rhs;
+// Deeper nesting than this is refused at compile time, so evaluation never runs out of stack.
+constexpr int kMaxDepth = 64;
+
+enum class Op {
+  kLiteral,
+  kVariable,
+  kMember,  // lhs.name
+  kIndex,   // lhs[rhs]
+  kList,    // [args…]
+  kCall,    // name(args…)
+  kNot,
+  kNeg,
+  kAnd,
+  kOr,
+  kEq,
+  kNe,
+  kLt,
+  kLe,
+  kGt,
+  kGe,
+  kIn,
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kMod,
 };
+
+struct Node {
+  Op op;
+  Json literal;                             // kLiteral
+  std::string name;                         // kVariable, kMember (field), kCall (function)
+  std::vector<std::unique_ptr<Node>> args;  // operands, list items, call arguments
+};
+
+std::unique_ptr<Node> Make(Op op, std::vector<std::unique_ptr<Node>> args = {},
+                           std::string name = "", Json literal = nullptr) {
+  return std::make_unique<Node>(Node{op, std::move(literal), std::move(name), std::move(args)});
+}
+
+std::unique_ptr<Node> Binary(Op op, std::unique_ptr<Node> a, std::unique_ptr<Node> b) {
+  std::vector<std::unique_ptr<Node>> args;
+  args.push_back(std::move(a));
+  args.push_back(std::move(b));
+  return Make(op, std::move(args));
+}
+
+// The functions an expression may call, with how many arguments each takes.
+int Arity(const std::string& name) {
+  if (name == "size" || name == "has" || name == "lowercase" || name == "uppercase") return 1;
+  return -1;
+}
 
 class Parser {
  public:
   explicit Parser(std::string_view src) : src_(src) {}
 
   Result<std::unique_ptr<Node>> Parse() {
-    ASSIGN_OR_RETURN(auto node, Sum());
+    ASSIGN_OR_RETURN(auto node, Or());
     SkipSpace();
-    if (pos_ != src_.size()) return Error("unexpected '" + std::string(1, src_[pos_]) + "'");
+    if (pos_ != src_.size()) return Unexpected();
     return node;
   }
 
@@ -34,56 +80,164 @@ class Parser {
   Status Error(const std::string& what) const {
     return InvalidArgument("at " + std::to_string(pos_ + 1) + ": " + what);
   }
+  Status Unexpected() const {
+    if (pos_ >= src_.size()) return Error("unexpected end of expression");
+    return Error("unexpected '" + std::string(1, src_[pos_]) + "'");
+  }
   void SkipSpace() {
     while (pos_ < src_.size() && std::isspace(static_cast<unsigned char>(src_[pos_]))) ++pos_;
   }
-  bool Eat(char c) {
+  // Consumes `token` if it comes next (an operator not followed by a longer one).
+  bool Eat(std::string_view token) {
     SkipSpace();
-    if (pos_ < src_.size() && src_[pos_] == c) {
-      ++pos_;
-      return true;
+    if (src_.substr(pos_, token.size()) != token) return false;
+    if (token == "<" || token == ">" || token == "!" || token == "=") {
+      if (pos_ + 1 < src_.size() && src_[pos_ + 1] == '=') return false;
     }
-    return false;
+    if (token == "in") {
+      size_t end = pos_ + 2;
+      if (end < src_.size() && IdentChar(src_[end])) return false;
+    }
+    pos_ += token.size();
+    return true;
   }
   static bool IdentStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
   static bool IdentChar(char c) {
     return IdentStart(c) || std::isdigit(static_cast<unsigned char>(c));
   }
 
-  Result<std::unique_ptr<Node>> Sum() {
-    ASSIGN_OR_RETURN(auto lhs, Postfix());
-    while (Eat('+')) {
-      ASSIGN_OR_RETURN(auto rhs, Postfix());
-      auto add =
-          std::make_unique<Node>(Node{Node::kAdd, nullptr, "", std::move(lhs), std::move(rhs)});
-      lhs = std::move(add);
+  // Guards recursion: every nested rule entry counts.
+  struct Depth {
+    explicit Depth(int& d) : d(d) { ++d; }
+    ~Depth() { --d; }
+    int& d;
+  };
+  Status CheckDepth() const {
+    return depth_ > kMaxDepth ? Error("expression nested too deeply") : Status::Ok();
+  }
+
+  Result<std::unique_ptr<Node>> Or() {
+    Depth guard(depth_);
+    RETURN_IF_ERROR(CheckDepth());
+    ASSIGN_OR_RETURN(auto lhs, And());
+    while (Eat("||")) {
+      ASSIGN_OR_RETURN(auto rhs, And());
+      lhs = Binary(Op::kOr, std::move(lhs), std::move(rhs));
     }
     return lhs;
+  }
+
+  Result<std::unique_ptr<Node>> And() {
+    ASSIGN_OR_RETURN(auto lhs, Relation());
+    while (Eat("&&")) {
+      ASSIGN_OR_RETURN(auto rhs, Relation());
+      lhs = Binary(Op::kAnd, std::move(lhs), std::move(rhs));
+    }
+    return lhs;
+  }
+
+  Result<std::unique_ptr<Node>> Relation() {
+    ASSIGN_OR_RETURN(auto lhs, Sum());
+    static const std::pair<std::string_view, Op> kOps[] = {
+        {"==", Op::kEq}, {"!=", Op::kNe}, {"<=", Op::kLe}, {">=", Op::kGe},
+        {"<", Op::kLt},  {">", Op::kGt},  {"in", Op::kIn}};
+    for (;;) {
+      bool matched = false;
+      for (const auto& [token, op] : kOps) {
+        if (Eat(token)) {
+          ASSIGN_OR_RETURN(auto rhs, Sum());
+          lhs = Binary(op, std::move(lhs), std::move(rhs));
+          matched = true;
+          break;
+        }
+      }
+      if (!matched) return lhs;
+    }
+  }
+
+  Result<std::unique_ptr<Node>> Sum() {
+    ASSIGN_OR_RETURN(auto lhs, Product());
+    for (;;) {
+      Op op;
+      if (Eat("+")) {
+        op = Op::kAdd;
+      } else if (Eat("-")) {
+        op = Op::kSub;
+      } else {
+        return lhs;
+      }
+      ASSIGN_OR_RETURN(auto rhs, Product());
+      lhs = Binary(op, std::move(lhs), std::move(rhs));
+    }
+  }
+
+  Result<std::unique_ptr<Node>> Product() {
+    ASSIGN_OR_RETURN(auto lhs, Unary());
+    for (;;) {
+      Op op;
+      if (Eat("*")) {
+        op = Op::kMul;
+      } else if (Eat("/")) {
+        op = Op::kDiv;
+      } else if (Eat("%")) {
+        op = Op::kMod;
+      } else {
+        return lhs;
+      }
+      ASSIGN_OR_RETURN(auto rhs, Unary());
+      lhs = Binary(op, std::move(lhs), std::move(rhs));
+    }
+  }
+
+  Result<std::unique_ptr<Node>> Unary() {
+    Depth guard(depth_);
+    RETURN_IF_ERROR(CheckDepth());
+    if (Eat("!")) {
+      ASSIGN_OR_RETURN(auto operand, Unary());
+      std::vector<std::unique_ptr<Node>> args;
+      args.push_back(std::move(operand));
+      return Make(Op::kNot, std::move(args));
+    }
+    SkipSpace();
+    if (pos_ < src_.size() && src_[pos_] == '-' &&
+        !(pos_ + 1 < src_.size() && std::isdigit(static_cast<unsigned char>(src_[pos_ + 1])))) {
+      ++pos_;
+      ASSIGN_OR_RETURN(auto operand, Unary());
+      std::vector<std::unique_ptr<Node>> args;
+      args.push_back(std::move(operand));
+      return Make(Op::kNeg, std::move(args));
+    }
+    return Postfix();
   }
 
   Result<std::unique_ptr<Node>> Postfix() {
     ASSIGN_OR_RETURN(auto node, Primary());
     for (;;) {
-      if (Eat('.')) {
+      if (Eat(".")) {
         SkipSpace();
         if (pos_ >= src_.size() || !IdentStart(src_[pos_])) {
           return Error("expected a field name after '.'");
         }
-        node = Member(std::move(node), Identifier());
-      } else if (Eat('[')) {
-        SkipSpace();
-        ASSIGN_OR_RETURN(Json key, StringLiteral());
-        if (!Eat(']')) return Error("expected ']'");
-        node = Member(std::move(node), key.get<std::string>());
+        std::string field = Identifier();
+        if (Eat("(")) {  // receiver-style call: x.size()
+          if (Arity(field) != 1) return Error("unknown function '" + field + "'");
+          if (!Eat(")")) return Error("expected ')'");
+          std::vector<std::unique_ptr<Node>> args;
+          args.push_back(std::move(node));
+          node = Make(Op::kCall, std::move(args), field);
+          continue;
+        }
+        std::vector<std::unique_ptr<Node>> args;
+        args.push_back(std::move(node));
+        node = Make(Op::kMember, std::move(args), std::move(field));
+      } else if (Eat("[")) {
+        ASSIGN_OR_RETURN(auto index, Or());
+        if (!Eat("]")) return Error("expected ']'");
+        node = Binary(Op::kIndex, std::move(node), std::move(index));
       } else {
         return node;
       }
     }
-  }
-
-  static std::unique_ptr<Node> Member(std::unique_ptr<Node> of, std::string field) {
-    return std::make_unique<Node>(
-        Node{Node::kMember, nullptr, std::move(field), std::move(of), {}});
   }
 
   std::string Identifier() {
@@ -93,9 +247,6 @@ class Parser {
   }
 
   Result<Json> StringLiteral() {
-    if (pos_ >= src_.size() || (src_[pos_] != '"' && src_[pos_] != '\'')) {
-      return Error("expected a string");
-    }
     const char quote = src_[pos_++];
     std::string out;
     while (pos_ < src_.size() && src_[pos_] != quote) {
@@ -103,10 +254,11 @@ class Parser {
       if (c == '\\') {
         if (pos_ >= src_.size()) break;
         c = src_[pos_++];
-        if (c == 'n')
+        if (c == 'n') {
           c = '\n';
-        else if (c == 't')
+        } else if (c == 't') {
           c = '\t';
+        }
       }
       out += c;
     }
@@ -115,22 +267,38 @@ class Parser {
     return Json(out);
   }
 
+  Result<std::vector<std::unique_ptr<Node>>> Arguments(std::string_view close) {
+    std::vector<std::unique_ptr<Node>> args;
+    if (Eat(close)) return args;
+    for (;;) {
+      ASSIGN_OR_RETURN(auto arg, Or());
+      args.push_back(std::move(arg));
+      if (Eat(close)) return args;
+      if (!Eat(",")) return Error("expected ',' or '" + std::string(close) + "'");
+    }
+  }
+
   Result<std::unique_ptr<Node>> Primary() {
     SkipSpace();
-    if (pos_ >= src_.size()) return Error("unexpected end of expression");
+    if (pos_ >= src_.size()) return Unexpected();
     const char c = src_[pos_];
     if (c == '(') {
       ++pos_;
-      ASSIGN_OR_RETURN(auto inner, Sum());
-      if (!Eat(')')) return Error("expected ')'");
+      ASSIGN_OR_RETURN(auto inner, Or());
+      if (!Eat(")")) return Error("expected ')'");
       return inner;
+    }
+    if (c == '[') {
+      ++pos_;
+      ASSIGN_OR_RETURN(auto items, Arguments("]"));
+      return Make(Op::kList, std::move(items));
     }
     if (c == '"' || c == '\'') {
       ASSIGN_OR_RETURN(Json s, StringLiteral());
-      return Literal(std::move(s));
+      return Make(Op::kLiteral, {}, "", std::move(s));
     }
     if (std::isdigit(static_cast<unsigned char>(c)) || c == '-') {
-      size_t start = pos_++;
+      const size_t start = pos_++;
       while (pos_ < src_.size() &&
              (std::isdigit(static_cast<unsigned char>(src_[pos_])) || src_[pos_] == '.')) {
         ++pos_;
@@ -140,49 +308,222 @@ class Parser {
         pos_ = start;
         return Error("malformed number");
       }
-      return Literal(std::move(n));
+      return Make(Op::kLiteral, {}, "", std::move(n));
     }
     if (IdentStart(c)) {
+      const size_t start = pos_;
       std::string id = Identifier();
-      if (id == "true") return Literal(true);
-      if (id == "false") return Literal(false);
-      if (id == "null") return Literal(nullptr);
-      return std::make_unique<Node>(Node{Node::kVariable, nullptr, std::move(id), {}, {}});
+      if (id == "true") return Make(Op::kLiteral, {}, "", true);
+      if (id == "false") return Make(Op::kLiteral, {}, "", false);
+      if (id == "null") return Make(Op::kLiteral, {}, "", nullptr);
+      if (Eat("(")) {
+        const int arity = Arity(id);
+        if (arity < 0) {
+          pos_ = start;
+          return Error("unknown function '" + id + "'");
+        }
+        ASSIGN_OR_RETURN(auto args, Arguments(")"));
+        if (static_cast<int>(args.size()) != arity) {
+          pos_ = start;
+          return Error(id + "() takes " + std::to_string(arity) + " argument");
+        }
+        if (id == "has" && args[0]->op != Op::kMember) {
+          pos_ = start;
+          return Error("has() needs a field, e.g. has(event.data.x)");
+        }
+        return Make(Op::kCall, std::move(args), std::move(id));
+      }
+      return Make(Op::kVariable, {}, std::move(id));
     }
-    return Error("unexpected '" + std::string(1, c) + "'");
-  }
-
-  static std::unique_ptr<Node> Literal(Json value) {
-    return std::make_unique<Node>(Node{Node::kLiteral, std::move(value), "", {}, {}});
+    return Unexpected();
   }
 
   std::string_view src_;
   size_t pos_ = 0;
+  int depth_ = 0;
 };
 
+bool IsTrue(const Json& v) { return v.is_boolean() && v.get<bool>(); }
+
+// Equality with numbers compared by value (1 == 1.0); values of different types are unequal.
+bool Equal(const Json& a, const Json& b) {
+  if (a.is_number() && b.is_number()) return a.get<double>() == b.get<double>();
+  return a == b;
+}
+
+// Ordering of two values of one comparable type; nullopt for mixed types or null.
+std::optional<int> Compare(const Json& a, const Json& b) {
+  if (a.is_number() && b.is_number()) {
+    double x = a.get<double>(), y = b.get<double>();
+    return x < y ? -1 : (x > y ? 1 : 0);
+  }
+  if (a.is_string() && b.is_string()) {
+    int c = a.get_ref<const std::string&>().compare(b.get_ref<const std::string&>());
+    return c < 0 ? -1 : (c > 0 ? 1 : 0);
+  }
+  if (a.is_boolean() && b.is_boolean()) return int(a.get<bool>()) - int(b.get<bool>());
+  return std::nullopt;
+}
+
+size_t Utf8Length(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+Json Arithmetic(Op op, const Json& a, const Json& b) {
+  if (op == Op::kAdd) {
+    if (a.is_string() || b.is_string()) return KeyText(a) + KeyText(b);
+    if (a.is_array() && b.is_array()) {
+      Json out = a;
+      out.insert(out.end(), b.begin(), b.end());
+      return out;
+    }
+  }
+  if (!a.is_number() || !b.is_number()) return nullptr;
+  if (a.is_number_integer() && b.is_number_integer()) {
+    // Integer results that overflow are null, like every other result that has no value.
+    const int64_t x = a.get<int64_t>(), y = b.get<int64_t>();
+    int64_t r = 0;
+    bool overflow = false;
+    switch (op) {
+      case Op::kAdd:
+        overflow = __builtin_add_overflow(x, y, &r);
+        break;
+      case Op::kSub:
+        overflow = __builtin_sub_overflow(x, y, &r);
+        break;
+      case Op::kMul:
+        overflow = __builtin_mul_overflow(x, y, &r);
+        break;
+      case Op::kDiv:
+      case Op::kMod:
+        if (y == 0 || (x == INT64_MIN && y == -1)) return nullptr;
+        r = op == Op::kDiv ? x / y : x % y;
+        break;
+      default:
+        return nullptr;
+    }
+    return overflow ? Json(nullptr) : Json(r);
+  }
+  const double x = a.get<double>(), y = b.get<double>();
+  switch (op) {
+    case Op::kAdd:
+      return x + y;
+    case Op::kSub:
+      return x - y;
+    case Op::kMul:
+      return x * y;
+    case Op::kDiv:
+      return y == 0 ? Json(nullptr) : Json(x / y);
+    default:
+      return nullptr;
+  }
+}
+
+Json Eval(const Node& n, const Json& vars);
+
+Json Call(const Node& n, const Json& vars) {
+  if (n.name == "has") {
+    const Node& member = *n.args[0];
+    Json of = Eval(*member.args[0], vars);
+    return of.is_object() && of.contains(member.name);
+  }
+  Json v = Eval(*n.args[0], vars);
+  if (n.name == "size") {
+    if (v.is_string()) return Utf8Length(v.get_ref<const std::string&>());
+    if (v.is_array() || v.is_object()) return v.size();
+    return nullptr;
+  }
+  if (!v.is_string()) return nullptr;  // lowercase / uppercase
+  std::string s = v.get<std::string>();
+  for (char& c : s) {
+    c = static_cast<char>(n.name == "lowercase" ? std::tolower(static_cast<unsigned char>(c))
+                                                : std::toupper(static_cast<unsigned char>(c)));
+  }
+  return s;
+}
+
 Json Eval(const Node& n, const Json& vars) {
-  switch (n.kind) {
-    case Node::kLiteral:
+  switch (n.op) {
+    case Op::kLiteral:
       return n.literal;
-    case Node::kVariable: {
+    case Op::kVariable: {
       auto it = vars.find(n.name);
       return it == vars.end() ? Json(nullptr) : *it;
     }
-    case Node::kMember: {
-      Json of = Eval(*n.lhs, vars);
+    case Op::kMember: {
+      Json of = Eval(*n.args[0], vars);
       if (!of.is_object()) return nullptr;
       auto it = of.find(n.name);
       return it == of.end() ? Json(nullptr) : *it;
     }
-    case Node::kAdd: {
-      Json a = Eval(*n.lhs, vars), b = Eval(*n.rhs, vars);
-      if (a.is_string() || b.is_string()) return KeyText(a) + KeyText(b);
-      if (a.is_number_integer() && b.is_number_integer()) {
-        return a.get<int64_t>() + b.get<int64_t>();
+    case Op::kIndex: {
+      Json of = Eval(*n.args[0], vars), at = Eval(*n.args[1], vars);
+      if (of.is_object() && at.is_string()) {
+        auto it = of.find(at.get<std::string>());
+        return it == of.end() ? Json(nullptr) : *it;
       }
-      if (a.is_number() && b.is_number()) return a.get<double>() + b.get<double>();
+      if (of.is_array() && at.is_number_integer()) {
+        int64_t i = at.get<int64_t>();
+        return i >= 0 && i < static_cast<int64_t>(of.size()) ? of[i] : Json(nullptr);
+      }
       return nullptr;
     }
+    case Op::kList: {
+      Json out = Json::array();
+      for (const auto& item : n.args) out.push_back(Eval(*item, vars));
+      return out;
+    }
+    case Op::kCall:
+      return Call(n, vars);
+    case Op::kNot:
+      return !IsTrue(Eval(*n.args[0], vars));
+    case Op::kNeg: {
+      Json v = Eval(*n.args[0], vars);
+      if (v.is_number_integer()) {
+        const int64_t i = v.get<int64_t>();
+        return i == INT64_MIN ? Json(nullptr) : Json(-i);
+      }
+      if (v.is_number()) return -v.get<double>();
+      return nullptr;
+    }
+    case Op::kAnd:
+      return IsTrue(Eval(*n.args[0], vars)) && IsTrue(Eval(*n.args[1], vars));
+    case Op::kOr:
+      return IsTrue(Eval(*n.args[0], vars)) || IsTrue(Eval(*n.args[1], vars));
+    case Op::kEq:
+      return Equal(Eval(*n.args[0], vars), Eval(*n.args[1], vars));
+    case Op::kNe:
+      return !Equal(Eval(*n.args[0], vars), Eval(*n.args[1], vars));
+    case Op::kLt:
+    case Op::kLe:
+    case Op::kGt:
+    case Op::kGe: {
+      auto c = Compare(Eval(*n.args[0], vars), Eval(*n.args[1], vars));
+      if (!c) return false;
+      if (n.op == Op::kLt) return *c < 0;
+      if (n.op == Op::kLe) return *c <= 0;
+      if (n.op == Op::kGt) return *c > 0;
+      return *c >= 0;
+    }
+    case Op::kIn: {
+      Json needle = Eval(*n.args[0], vars), hay = Eval(*n.args[1], vars);
+      if (hay.is_array()) {
+        for (const auto& item : hay) {
+          if (Equal(needle, item)) return true;
+        }
+        return false;
+      }
+      if (hay.is_object() && needle.is_string()) return hay.contains(needle.get<std::string>());
+      return false;
+    }
+    case Op::kAdd:
+    case Op::kSub:
+    case Op::kMul:
+    case Op::kDiv:
+    case Op::kMod:
+      return Arithmetic(n.op, Eval(*n.args[0], vars), Eval(*n.args[1], vars));
   }
   return nullptr;
 }
@@ -199,7 +540,13 @@ class TreeExpression final : public Expression {
 
 }  // namespace
 
+bool Expression::Matches(const nlohmann::json& vars) const { return IsTrue(Evaluate(vars)); }
+
 Result<std::unique_ptr<Expression>> Compile(std::string_view source) {
+  if (source.size() > kMaxExpressionLength) {
+    return InvalidArgument("expression longer than " + std::to_string(kMaxExpressionLength) +
+                           " characters");
+  }
   Parser parser(source);
   ASSIGN_OR_RETURN(auto root, parser.Parse());
   return std::unique_ptr<Expression>(
@@ -209,7 +556,8 @@ Result<std::unique_ptr<Expression>> Compile(std::string_view source) {
 std::string KeyText(const Json& value) {
   if (value.is_null()) return "";
   if (value.is_string()) return value.get<std::string>();
-  return value.dump();
+  // Strings inside lists or objects may hold bytes that are not UTF-8; never throw on them.
+  return value.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 }  // namespace funcky::expr

@@ -1,11 +1,17 @@
-// Expressions over events (PROTOCOL.md §8.5): lane keys, concurrency keys, and later
-// trigger filters and `if` conditions. Callers compile once (at sync, so a bad expression is
-// reported to the host) and evaluate per event.
+// Expressions over events (PROTOCOL.md §8.5): trigger filters, lane and concurrency keys,
+// and later `if` conditions. Callers compile once (at sync, so a bad expression is reported
+// to the host with its position) and evaluate per event.
 //
-// The language so far: field access on variables (`event.data.tenant_id`, `event["data"]`),
-// string, number, boolean and null literals, `+` (concatenation when either side is a
-// string, else numeric addition) and parentheses. A missing field evaluates to null, never
-// an error. The full CEL subset of the protocol grows behind this interface.
+// The CEL subset: variables (`event`, `async`, …) with field access (`event.data.a`,
+// `event["data"]`, `list[0]`); string, number, boolean, null and list literals;
+// `== != < <= > >=`, `in`, `&& || !`, `+ - * / %` (with `+` concatenating when either side
+// is a string, and lists); `size(x)`/`x.size()`, `has(a.b)`, `lowercase(s)`, `uppercase(s)`;
+// parentheses. Precedence is CEL's: `||` < `&&` < comparisons and `in` < `+ -` < `* / %` <
+// unary < member access.
+//
+// Nothing a value can be makes evaluation fail: a missing field is null, comparisons of
+// mixed types or null are false (`!=` true), arithmetic on the wrong types or a division by
+// zero gives null, and `&&`, `||`, `!` treat anything but `true` as false.
 #pragma once
 
 #include <memory>
@@ -23,6 +29,8 @@ class Expression {
   virtual ~Expression() = default;
   // `vars` is an object of the variables, e.g. {"event": {...}}.
   virtual nlohmann::json Evaluate(const nlohmann::json& vars) const = 0;
+  // True only when the expression evaluates to the boolean true.
+  bool Matches(const nlohmann::json& vars) const;
   const std::string& source() const { return source_; }
 
  protected:
@@ -33,7 +41,9 @@ class Expression {
 };
 
 // kInvalidArgument with the 1-based position of the problem, e.g.
-// "at 11: expected a field name after '.'".
+// "at 11: expected a field name after '.'". Sources longer than kMaxExpressionLength or
+// nested deeper than 64 levels are refused.
+inline constexpr size_t kMaxExpressionLength = 4096;
 Result<std::unique_ptr<Expression>> Compile(std::string_view source);
 
 // The text of a key value: strings as they are, numbers and booleans as JSON, null (a

@@ -14,18 +14,21 @@ bool EventNameMatches(std::string_view pattern, std::string_view name) {
 }
 
 std::vector<const store::FunctionRecord*> MatchFunctions(
-    const std::vector<store::FunctionRecord>& functions, const store::EventRecord& event) {
+    const std::vector<store::FunctionRecord>& functions,
+    const std::map<std::string, FlowControl>& flows, const store::EventRecord& event) {
   std::vector<const store::FunctionRecord*> out;
+  std::optional<nlohmann::json> vars;  // built once, for the first expression
   for (const auto& fn : functions) {
-    auto triggers = fn.config.find("triggers");
-    if (triggers == fn.config.end() || !triggers->is_array()) continue;
-    for (const auto& t : *triggers) {
-      auto ev = t.find("event");
-      if (ev == t.end() || !ev->is_string()) continue;
-      if (EventNameMatches(ev->get_ref<const std::string&>(), event.name)) {
-        out.push_back(&fn);
-        break;  // one run per function per event, however many triggers match
+    auto flow = flows.find(fn.id);
+    if (flow == flows.end()) continue;
+    for (const TriggerFilter& t : flow->second.triggers) {
+      if (!EventNameMatches(t.event, event.name)) continue;
+      if (t.expression) {
+        if (!vars) vars = nlohmann::json{{"event", event.payload}};
+        if (!t.expression->Matches(*vars)) continue;
       }
+      out.push_back(&fn);
+      break;  // one run per function per event, however many triggers match
     }
   }
   return out;

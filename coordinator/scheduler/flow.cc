@@ -53,6 +53,18 @@ Status AddConcurrency(const Json& c, FlowControl& flow) {
 
 Result<FlowControl> ParseFlowControl(const Json& config) {
   FlowControl flow;
+  if (auto triggers = config.find("triggers"); triggers != config.end() && triggers->is_array()) {
+    for (size_t i = 0; i < triggers->size(); ++i) {
+      const Json& t = (*triggers)[i];
+      if (!t.is_object() || !t.contains("event") || !t["event"].is_string()) continue;  // cron
+      TriggerFilter filter{t["event"].get<std::string>(), nullptr};
+      if (auto e = t.find("expression"); e != t.end() && !e->is_null()) {
+        const std::string where = "triggers[" + std::to_string(i) + "].expression";
+        ASSIGN_OR_RETURN(filter.expression, KeyExpression(*e, where));
+      }
+      flow.triggers.push_back(std::move(filter));
+    }
+  }
   if (auto o = config.find("ordering"); o != config.end() && !o->is_null()) {
     if (!o->is_object() || !o->contains("key")) {
       return InvalidArgument("ordering must be an object with a \"key\"");

@@ -1,4 +1,5 @@
-// Flow control of a function (DESIGN.md "Ordering", PROTOCOL.md §8.2), read from its config:
+// What a function's config says about starting and pacing its runs, compiled once:
+// - its event triggers, each with its optional `expression` filter (PROTOCOL.md §3);
 // - a lane key: `ordering: {key, head_timeout?}` (Funcky's extension), or an Inngest
 //   `concurrency: {limit: 1, key}` with scope fn — each key is a strict FIFO lane;
 // - a function-wide limit on calls in flight: `concurrency: N` or `{limit: N}`;
@@ -9,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,7 +19,13 @@
 
 namespace funcky::scheduler {
 
+struct TriggerFilter {
+  std::string event;                                   // name or wildcard pattern
+  std::shared_ptr<const expr::Expression> expression;  // null: every event of the name
+};
+
 struct FlowControl {
+  std::vector<TriggerFilter> triggers;
   std::shared_ptr<const expr::Expression> lane_key;  // null: no lanes
   std::optional<std::chrono::milliseconds> head_timeout;
   int function_limit = 0;  // 0: unlimited
@@ -25,7 +33,8 @@ struct FlowControl {
   std::shared_ptr<const expr::Expression> limit_key;
 };
 
-// kInvalidArgument naming the option and, for a bad expression, the position in it.
+// kInvalidArgument naming the option and, for a bad expression, the position in it
+// ("triggers[1].expression: at 7: …").
 Result<FlowControl> ParseFlowControl(const nlohmann::json& config);
 
 // The keys of one run, evaluated on its triggering event.

@@ -246,6 +246,39 @@ TEST_F(SpineTest, BadInputGetsJsonErrorsAndStoresNothing) {
   EXPECT_EQ(Http("GET", c->url() + "/v1/functions").body["data"], functions_before);
 }
 
+TEST_F(SpineTest, TriggerExpressionsFilterEventsAndBadOnesAreRefusedAtSync) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  const std::string skipped = Send(*c, {{"name", "test/filtered"}, {"data", {{"n", 1}}}});
+  Json run = RunToEnd(*c, {{"name", "test/filtered"}, {"data", {{"n", 2}}}});
+  EXPECT_EQ(run["status"], "completed");
+  EXPECT_EQ(run["output"], 2);
+  auto event = Http("GET", c->url() + "/v1/events/" + skipped);
+  ASSERT_EQ(event.status, 200);
+  EXPECT_TRUE(event.body["data"]["runs"].empty()) << "n = 1 does not pass event.data.n > 1";
+
+  Json config = {{"id", "bad-filter"},
+                 {"name", "bad"},
+                 {"triggers", {{{"event", "test/x"}, {"expression", "event.data.n >"}}}},
+                 {"steps",
+                  {{"step",
+                    {{"id", "step"},
+                     {"name", "step"},
+                     {"runtime", {{"type", "http"}, {"url", "http://127.0.0.1:1/api"}}}}}}}};
+  auto r = Http("POST", c->url() + "/fn/register",
+                Json{{"url", "http://127.0.0.1:1/api"},
+                     {"appName", "bad"},
+                     {"sdk", "cpp:v0"},
+                     {"functions", {config}}}
+                    .dump());
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.body["status"], 400);
+  EXPECT_EQ(r.body["error"],
+            "function \"bad-filter\": triggers[0].expression: at 15: unexpected end of "
+            "expression")
+      << r.raw;
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, SpineOnEachStoreTest, ::testing::Values("postgres", "sqlite"),
                          [](const auto& info) { return info.param; });
 

@@ -9,6 +9,7 @@
 //   ordered    on test/ordered:   ordered by data.key, 1 retry; step "apply" records
 //                                 "<key>:<seq>" and fails while data.fail is true
 //   ordered-timeout on test/ordered-timeout: the same with head_timeout 2s
+//   filtered   on test/filtered if event.data.n > 1: returns data.n
 //   limited    on test/limited:   concurrency 3; step "work" sleeps data.delay_ms and
 //                                 records the number of its calls in flight at the host
 #include <atomic>
@@ -135,6 +136,10 @@ int main(int argc, char** argv) {
        .retries = 1,
        .ordering = funcky::sdk::Ordering{.key = "event.data.key", .head_timeout = "2s"}},
       ordered));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "filtered",
+       .triggers = {{.event = "test/filtered", .expression = "event.data.n > 1"}}},
+      [](Context& ctx) { return ctx.event["data"]["n"]; }));
   functions.push_back(funcky::sdk::create_function(
       {.id = "limited", .triggers = {{.event = "test/limited"}}, .concurrency = {{.limit = 3}}},
       [](Context& ctx) {

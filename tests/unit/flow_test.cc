@@ -31,6 +31,7 @@ TEST(Expr, EvaluatesKeyExpressions) {
       {"event.data.missing", ""},
       {"event.data.missing.deeper", ""},
       {"event.name.length", ""},  // a field of a string is missing, not an error
+      {"event.data.n + '/' + event.data.ok", "7/true"},
       {"nothing.at.all", ""},
       {"'lit'", "lit"},
       {"  event . data . tenant_id  ", "t-1"},
@@ -45,6 +46,142 @@ TEST(Expr, EvaluatesKeyExpressions) {
   }
 }
 
+struct ValueCase {
+  std::string expression;
+  Json want;
+};
+
+// The CEL subset of PROTOCOL.md §8.5, value by value: comparisons, logic, precedence,
+// functions, and what type mismatches and missing fields give (never an error).
+TEST(Expr, EvaluatesTheCelSubset) {
+  const Json vars = {
+      {"event",
+       {{"name", "app/user.created"},
+        {"data",
+         {{"n", 5},
+          {"x", 2.5},
+          {"s", "Hello"},
+          {"ok", true},
+          {"nil", nullptr},
+          {"tags", {"a", "b"}},
+          {"obj", {{"k", 1}}},
+          {"user", "u1"}}}}},
+      {"async", {{"name", "app/user.paid"}, {"data", {{"user", "u1"}, {"ok", false}}}}}};
+  const std::vector<ValueCase> cases = {
+      // literals
+      {"1", 1},
+      {"-3", -3},
+      {"2.5", 2.5},
+      {"'a'", "a"},
+      {"\"b\"", "b"},
+      {"true", true},
+      {"false", false},
+      {"null", nullptr},
+      {"[1, 'x']", Json::array({1, "x"})},
+      {"[]", Json::array()},
+      // field access
+      {"event.data.n", 5},
+      {"event['data']['s']", "Hello"},
+      {"event.data.tags[1]", "b"},
+      {"event.data.tags[5]", nullptr},
+      {"event.data.missing", nullptr},
+      {"event.data.s.deeper", nullptr},
+      {"nothing.at.all", nullptr},
+      {"event.data.obj.k", 1},
+      // comparisons
+      {"event.data.n > 1", true},
+      {"event.data.n >= 5", true},
+      {"event.data.n < 5", false},
+      {"event.data.n <= 4", false},
+      {"event.data.n == 5", true},
+      {"event.data.n == 5.0", true},
+      {"event.data.n != 5", false},
+      {"event.data.x < event.data.n", true},
+      {"event.data.s == 'Hello'", true},
+      {"'a' < 'b'", true},
+      {"false < true", true},
+      // mixed types and null: false, never an error
+      {"event.data.s > 1", false},
+      {"event.data.s == 5", false},
+      {"event.data.s != 5", true},
+      {"event.data.missing > 1", false},
+      {"event.data.missing < 1", false},
+      {"event.data.missing == null", true},
+      {"event.data.nil == null", true},
+      {"event.data.tags > 1", false},
+      {"'5' == 5", false},
+      // logic
+      {"true && false", false},
+      {"true || false", true},
+      {"!true", false},
+      {"!event.data.ok", false},
+      {"!event.data.missing", true},
+      {"event.data.n && true", false},
+      {"event.data.s || true", true},
+      {"async.data.user == event.data.user && async.data.ok == false", true},
+      // precedence
+      {"1 + 2 * 3", 7},
+      {"(1 + 2) * 3", 9},
+      {"true || false && false", true},
+      {"(true || false) && false", false},
+      {"1 + 2 == 3", true},
+      {"!false && false", false},
+      {"10 - 4 - 3", 3},
+      {"7 % 4 + 1", 4},
+      {"8 / 2 / 2", 2},
+      {"-event.data.n + 1", -4},
+      // arithmetic and strings
+      {"event.data.x * 2", 5.0},
+      {"event.data.s + ' ' + event.data.user", "Hello u1"},
+      {"event.data.s + event.data.n", "Hello5"},
+      {"1 / 0", nullptr},
+      {"5 % 0", nullptr},
+      {"event.data.s - 1", nullptr},
+      {"event.data.missing + 1", nullptr},
+      {"[1] + [2]", Json::array({1, 2})},
+      // in
+      {"'a' in event.data.tags", true},
+      {"'z' in event.data.tags", false},
+      {"'k' in event.data.obj", true},
+      {"1 in event.data.s", false},
+      {"2 in [1, 2.0]", true},
+      // functions
+      {"size(event.data.s)", 5},
+      {"event.data.tags.size()", 2},
+      {"size('héllo')", 5},
+      {"size(event.data.obj)", 1},
+      {"size(event.data.n)", nullptr},
+      {"has(event.data.nil)", true},
+      {"has(event.data.missing)", false},
+      {"has(event.data.s.x)", false},
+      {"lowercase(event.data.s)", "hello"},
+      {"uppercase('a-b')", "A-B"},
+      {"lowercase(event.data.n)", nullptr},
+      {"size(event.data.tags) == 2 && has(event.data.obj)", true},
+  };
+  ASSERT_GE(cases.size(), 60u);
+  for (const auto& c : cases) {
+    auto e = expr::Compile(c.expression);
+    ASSERT_TRUE(e.ok()) << c.expression << ": " << e.status().ToString();
+    EXPECT_EQ((*e)->Evaluate(vars), c.want) << c.expression;
+  }
+  auto filter = expr::Compile("event.data.n > 1 && 'a' in event.data.tags");
+  ASSERT_TRUE(filter.ok());
+  EXPECT_TRUE((*filter)->Matches(vars));
+  EXPECT_FALSE((*filter)->Matches({{"event", {{"data", {{"n", "7"}}}}}}));
+  auto not_bool = expr::Compile("event.data.n");
+  ASSERT_TRUE(not_bool.ok());
+  EXPECT_FALSE((*not_bool)->Matches(vars)) << "only the boolean true matches";
+}
+
+TEST(Expr, KeyTextNeverThrowsOnBytesThatAreNotUtf8) {
+  // Found by the fuzzer: a list holding a string with invalid UTF-8 made KeyText throw.
+  const std::string source = std::string("[1, \"x\x01", 8) + std::string("\0\0\xca\"]", 5);
+  auto e = expr::Compile(source);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(expr::KeyText((*e)->Evaluate(Json::object())).substr(0, 5), "[1,\"x");
+}
+
 TEST(Expr, MalformedExpressionsSayWhere) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"", "at 1: unexpected end of expression"},
@@ -53,16 +190,28 @@ TEST(Expr, MalformedExpressionsSayWhere) {
       {"event.data.a b", "at 14: unexpected 'b'"},
       {"(event.data", "at 12: expected ')'"},
       {"event['a'", "at 10: expected ']'"},
-      {"event[1]", "at 7: expected a string"},
       {"'open", "at 6: unterminated string"},
-      {"event.data.a == 1", "at 14: unexpected '='"},
+      {"event.data.a = 1", "at 14: unexpected '='"},
       {"#", "at 1: unexpected '#'"},
+      {"a &", "at 3: unexpected '&'"},
+      {"a ==", "at 5: unexpected end of expression"},
+      {"[1, 2", "at 6: expected ',' or ']'"},
+      {"nosuch(1)", "at 1: unknown function 'nosuch'"},
+      {"size(1, 2)", "at 1: size() takes 1 argument"},
+      {"has(event)", "at 1: has() needs a field, e.g. has(event.data.x)"},
+      {"event.data.x.frob()", "at 19: unknown function 'frob'"},
+      {"1.2.3", "at 1: malformed number"},
+      {"a inside b", "at 3: unexpected 'i'"},
+      {std::string(100, '(') + "1" + std::string(100, ')'), "expression nested too deeply"},
+      {std::string(100, '!') + "true", "expression nested too deeply"},
+      {std::string(5000, 'a'), "expression longer than 4096 characters"},
   };
   for (const auto& [source, message] : cases) {
     auto e = expr::Compile(source);
     ASSERT_FALSE(e.ok()) << source;
     EXPECT_EQ(e.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(e.status().message(), message) << source;
+    EXPECT_NE(e.status().message().find(message), std::string::npos)
+        << source.substr(0, 40) << " gave: " << e.status().message();
   }
 }
 
