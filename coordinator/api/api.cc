@@ -33,6 +33,8 @@ void Api::Register(http::Router& router) {
   router.Add("GET", "/v1/lanes", [this](const Request& r) { return HandleListLanes(r); });
   router.Add("POST", "/v1/lanes/{function}/{key}/skip-head",
              [this](const Request& r) { return HandleSkipLaneHead(r); });
+  router.Add("POST", "/v1/lanes/{function}/{key}/retry-head",
+             [this](const Request& r) { return HandleRetryLaneHead(r); });
   router.Add("GET", "/healthz", [this](const Request& r) { return HandleHealth(r); });
   router.Add("GET", "/readyz", [this](const Request& r) { return HandleReady(r); });
   router.Add("GET", "/metrics", [this](const Request& r) { return HandleMetrics(r); });

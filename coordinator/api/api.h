@@ -72,6 +72,7 @@ class Api {
   http::Response HandleListFunctions(const http::Request& req);
   http::Response HandleListLanes(const http::Request& req);
   http::Response HandleSkipLaneHead(const http::Request& req);
+  http::Response HandleRetryLaneHead(const http::Request& req);
   http::Response HandleHealth(const http::Request& req);
   http::Response HandleReady(const http::Request& req);
   http::Response HandleMetrics(const http::Request& req);

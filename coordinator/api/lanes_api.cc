@@ -1,4 +1,4 @@
-// GET /v1/lanes, POST /v1/lanes/{function}/{key}/skip-head.
+// GET /v1/lanes, POST /v1/lanes/{function}/{key}/skip-head and …/retry-head.
 #include <spdlog/spdlog.h>
 
 #include "coordinator/api/api.h"
@@ -69,6 +69,23 @@ Response Api::HandleSkipLaneHead(const Request& req) {
   spdlog::warn("lane \"{}\" of {}: head run {} skipped by an operator", key, function_id, *skipped);
   if (on_new_work_) on_new_work_();
   return JsonResponse(200, {{"data", {{"skipped_run_id", *skipped}}}});
+}
+
+Response Api::HandleRetryLaneHead(const Request& req) {
+  if (auto denied = CheckApiToken(req)) return *denied;
+  const std::string& function_id = req.param("function");
+  const std::string& key = req.param("key");
+  auto retried = store_.RetryLaneHead(function_id, key, clock_.Now());
+  if (!retried.ok()) {
+    if (retried.status().code() == StatusCode::kFailedPrecondition) {
+      return ErrorResponse(409, "conflict", retried.status().message());
+    }
+    return ErrorResponse(retried.status());
+  }
+  spdlog::warn("lane \"{}\" of {}: blocked head run {} retried by an operator", key, function_id,
+               *retried);
+  if (on_new_work_) on_new_work_();
+  return JsonResponse(200, {{"data", {{"retried_run_id", *retried}}}});
 }
 
 }  // namespace funcky::api

@@ -274,6 +274,12 @@ class LaneStore {
   // when the lane has no head.
   virtual Result<std::string> SkipLaneHead(const std::string& function_id, const std::string& key,
                                            TimePoint now) = 0;
+  // Gives a blocked head another go (e.g. once the third party is fixed): its failed steps
+  // are forgotten, it runs again from its last completed step with fresh attempts, and its
+  // head_timeout starts over. Returns its run id; kNotFound when the lane has no head,
+  // kFailedPrecondition when the head is not blocked.
+  virtual Result<std::string> RetryLaneHead(const std::string& function_id, const std::string& key,
+                                            TimePoint now) = 0;
 };
 
 class Store : public AppRegistry,

@@ -92,6 +92,29 @@ TEST_F(LanesTest, HeadThatFailsAllRetriesBlocksItsKeyUntilSkipHead) {
   EXPECT_EQ(CountRows(*c, "/v1/lanes"), 0);
 }
 
+TEST_F(LanesTest, BlockedHeadRetriedByAnOperatorCompletesAndTheLaneMovesOn) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  // Fails 3 times: both attempts (1 retry), then once more after retry-head.
+  Json first = Ordered("a", 1);
+  first["data"]["fail_times"] = 3;
+  const std::string a1 = StartRun(*c, first);
+  const std::string a2 = StartRun(*c, Ordered("a", 2));
+  ASSERT_EQ(WaitForRunStatus(c->url(), a1, {"blocked"})["status"], "blocked");
+  EXPECT_EQ(Http("POST", c->url() + "/v1/lanes/test-ordered/nobody/retry-head").status, 404);
+
+  auto retry = Http("POST", c->url() + "/v1/lanes/test-ordered/a/retry-head");
+  ASSERT_EQ(retry.status, 200) << retry.raw;
+  EXPECT_EQ(retry.body["data"]["retried_run_id"], a1);
+  Json done = WaitForRunEnd(c->url(), a1);
+  EXPECT_EQ(done["status"], "completed") << done.dump(2);
+  EXPECT_EQ(done["output"], "a:1");
+  EXPECT_EQ(WaitForRunEnd(c->url(), a2)["status"], "completed");
+  EXPECT_EQ(Applied(host), (std::vector<std::string>{"a:1", "a:1", "a:1", "a:1", "a:2"}));
+  // Not blocked any more: nothing to retry.
+  EXPECT_EQ(Http("POST", c->url() + "/v1/lanes/test-ordered/a/retry-head").status, 404);
+}
+
 TEST_F(LanesTest, HeadTimeoutFailsABlockedHeadAndTheLaneMovesOn) {
   auto c = StartCoordinator();
   TestHost host(c->url(), dir_);

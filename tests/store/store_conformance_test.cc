@@ -5,7 +5,8 @@
 // Contracts covered here: claim order is acceptance order; an expired lease is reclaimed and
 // the old holder's Apply is refused; a lane head blocks later runs of its key (through
 // retries and while blocked) and other keys are not blocked; skip-head and head_timeout
-// move a lane on; concurrency limits hold back calls in flight, per function and per key.
+// move a lane on, retry-head runs a blocked head again; concurrency limits hold back calls in
+// flight, per function and per key.
 #include <functional>
 #include <memory>
 #include <string>
@@ -195,6 +196,38 @@ TEST_P(StoreConformance, LaneHeadBlocksLaterRunOfSameKey) {
   EXPECT_EQ(run->status, kFailed);
   EXPECT_EQ(run->error["name"], "Skipped");
   EXPECT_EQ(run->error["cause"]["message"], "third party said no");
+  EXPECT_EQ(ClaimedRuns(), Runs{later});
+}
+
+TEST_P(StoreConformance, RetryHeadRunsTheBlockedHeadAgainWithoutItsFailedSteps) {
+  const std::string head = Start("app-ordered", "t");
+  const std::string later = Start("app-ordered", "t");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  // The call memoized a failed step, then the run failed: blocked.
+  Transition failed;
+  failed.steps.push_back({"s1", 0, "push", "failed", {{"error", {{"message", "no"}}}}, 0});
+  failed.run_status = kBlocked;
+  failed.error = {{"message", "no"}};
+  ASSERT_TRUE(store_->Apply(items[0], failed, clock_.Now()).ok());
+  EXPECT_EQ(store_->RetryLaneHead("app-ordered", "nobody", clock_.Now()).status().code(),
+            StatusCode::kNotFound);
+
+  auto retried = store_->RetryLaneHead("app-ordered", "t", clock_.Now());
+  ASSERT_TRUE(retried.ok()) << retried.status().ToString();
+  EXPECT_EQ(*retried, head);
+  EXPECT_EQ(RunStatus(head), kRunning);
+  auto steps = store_->GetSteps(head);
+  ASSERT_TRUE(steps.ok());
+  EXPECT_TRUE(steps->empty()) << "the failed step is forgotten, so it runs again";
+  // Running again, not blocked: a second retry is refused, and the lane still waits for it.
+  EXPECT_EQ(store_->RetryLaneHead("app-ordered", "t", clock_.Now()).status().code(),
+            StatusCode::kFailedPrecondition);
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].run_id, head);
+  EXPECT_EQ(items[0].step_id, "step");
+  ASSERT_TRUE(End(items[0]).ok());
   EXPECT_EQ(ClaimedRuns(), Runs{later});
 }
 

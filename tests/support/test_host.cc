@@ -7,7 +7,8 @@
 //                                 run data.fail_times times in this run
 //   slow       on test/slow:      data.steps steps that each sleep data.delay_ms
 //   ordered    on test/ordered:   ordered by data.key, 1 retry; step "apply" records
-//                                 "<key>:<seq>" and fails while data.fail is true
+//                                 "<key>:<seq>" and fails if data.fail is true, or while
+//                                 it has run no more than data.fail_times times
 //   ordered-timeout on test/ordered-timeout: the same with head_timeout 2s
 //   filtered   on test/filtered if event.data.n > 1: returns data.n
 //   limited    on test/limited:   concurrency 3; step "work" sleeps data.delay_ms and
@@ -119,8 +120,10 @@ int main(int argc, char** argv) {
     const std::string mark =
         data.value("key", std::string()) + ":" + std::to_string(data.value("seq", 0));
     return ctx.step.run("apply", [&] {
-      Record("apply", ctx.run_id, mark);
-      if (data.value("fail", false)) throw std::runtime_error("cannot apply " + mark);
+      const int n = Record("apply", ctx.run_id, mark);
+      if (data.value("fail", false) || n <= data.value("fail_times", 0)) {
+        throw std::runtime_error("cannot apply " + mark);
+      }
       return Json(mark);
     });
   };

@@ -712,6 +712,35 @@ Result<std::string> PostgresStore::SkipLaneHead(const std::string& function_id,
   });
 }
 
+Result<std::string> PostgresStore::RetryLaneHead(const std::string& function_id,
+                                                 const std::string& key, TimePoint now) {
+  const int64_t now_ms = UnixMillis(now);
+  return InTransaction([&](pqxx::work& w) -> Result<std::string> {
+    auto head = w.exec_params(
+        "SELECT head_run_id FROM lanes WHERE function_id = $1 AND key = $2 FOR UPDATE", function_id,
+        key);
+    if (head.empty() || head[0][0].is_null()) {
+      return NotFound("lane \"" + key + "\" of function \"" + function_id + "\" has no head");
+    }
+    const std::string run_id = head[0][0].as<std::string>();
+    // A blocked run has no queue items and no call in flight, so nothing else writes it.
+    auto run = w.exec_params("SELECT status FROM runs WHERE id = $1", run_id);
+    if (run.empty() || run[0][0].as<std::string>() != kBlocked) {
+      return FailedPrecondition("the head of lane \"" + key + "\" is " +
+                                (run.empty() ? "gone" : run[0][0].as<std::string>()) +
+                                ", not blocked; only a blocked head can be retried");
+    }
+    w.exec_params("DELETE FROM steps WHERE run_id = $1 AND status = 'failed'", run_id);
+    w.exec_params("UPDATE runs SET status = 'running', error = NULL WHERE id = $1", run_id);
+    w.exec_params(
+        "UPDATE lanes SET head_since_ms = $3, head_deadline_ms = $3 + head_timeout_ms "
+        "WHERE function_id = $1 AND key = $2",
+        function_id, key, now_ms);
+    EnqueueCall(w, run_id, "step", now_ms, now_ms);
+    return run_id;
+  });
+}
+
 Result<int> PostgresStore::ExpireLaneHeads(TimePoint now) {
   const int64_t now_ms = UnixMillis(now);
   ASSIGN_OR_RETURN(auto due, InTransaction([&](pqxx::work& w) -> Result<pqxx::result> {

@@ -47,6 +47,8 @@ class PostgresStore final : public Store {
   Result<std::vector<LaneRecord>> ListLanes(const LaneFilter& filter) override;
   Result<std::string> SkipLaneHead(const std::string& function_id, const std::string& key,
                                    TimePoint now) override;
+  Result<std::string> RetryLaneHead(const std::string& function_id, const std::string& key,
+                                    TimePoint now) override;
 
  private:
   // Runs `fn(pqxx::work&)` in a transaction on a pooled connection and commits when it

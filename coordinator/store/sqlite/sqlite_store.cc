@@ -742,6 +742,37 @@ class SqliteStore final : public Store {
     });
   }
 
+  Result<std::string> RetryLaneHead(const std::string& function_id, const std::string& key,
+                                    TimePoint now) override {
+    const int64_t now_ms = UnixMillis(now);
+    return InTransaction([&](Tx& tx) -> Result<std::string> {
+      std::string run_id, status;
+      {
+        auto s = tx.Query(
+            "SELECT l.head_run_id, r.status FROM lanes l JOIN runs r ON r.id = l.head_run_id "
+            "WHERE l.function_id = ?1 AND l.key = ?2",
+            function_id, key);
+        if (!s->Next()) {
+          return NotFound("lane \"" + key + "\" of function \"" + function_id + "\" has no head");
+        }
+        run_id = s->Text(0);
+        status = s->Text(1);
+      }
+      if (status != kBlocked) {
+        return FailedPrecondition("the head of lane \"" + key + "\" is " + status +
+                                  ", not blocked; only a blocked head can be retried");
+      }
+      tx.Exec("DELETE FROM steps WHERE run_id = ?1 AND status = 'failed'", run_id);
+      tx.Exec("UPDATE runs SET status = 'running', error = NULL WHERE id = ?1", run_id);
+      tx.Exec(
+          "UPDATE lanes SET head_since_ms = ?3, head_deadline_ms = ?3 + head_timeout_ms "
+          "WHERE function_id = ?1 AND key = ?2",
+          function_id, key, now_ms);
+      EnqueueCall(tx, run_id, "step", now_ms, now_ms);
+      return run_id;
+    });
+  }
+
   Result<std::string> SkipLaneHead(const std::string& function_id, const std::string& key,
                                    TimePoint now) override {
     return InTransaction([&](Tx& tx) -> Result<std::string> {
