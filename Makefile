@@ -66,7 +66,7 @@ start:
 	@for i in $$(seq 1 100); do grep -q "serving" $(STATE)/hello.log 2>/dev/null && break; sleep 0.1; done
 	@echo
 	@echo "Funcky is running (funcky dev: SQLite in $(STATE)/dev.db; logs in $(STATE)/):"
-	@echo "  dashboard + API:    http://127.0.0.1:$(FUNCKY_PORT)/   (runs: /v1/runs, lanes: /v1/lanes)"
+	@echo "  coordinator API:    http://127.0.0.1:$(FUNCKY_PORT)/   (runs: /v1/runs, lanes: /v1/lanes; no dashboard yet)"
 	@echo "  example host:       http://127.0.0.1:$(HELLO_PORT)/api/funcky"
 	@echo
 	@echo "Send an event:"
