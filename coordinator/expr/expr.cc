@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -116,77 +117,54 @@ class Parser {
     return depth_ > kMaxDepth ? Error("expression nested too deeply") : Status::Ok();
   }
 
-  Result<std::unique_ptr<Node>> Or() {
-    Depth guard(depth_);
-    RETURN_IF_ERROR(CheckDepth());
-    ASSIGN_OR_RETURN(auto lhs, And());
-    while (Eat("||")) {
-      ASSIGN_OR_RETURN(auto rhs, And());
-      lhs = Binary(Op::kOr, std::move(lhs), std::move(rhs));
-    }
-    return lhs;
-  }
-
-  Result<std::unique_ptr<Node>> And() {
-    ASSIGN_OR_RETURN(auto lhs, Relation());
-    while (Eat("&&")) {
-      ASSIGN_OR_RETURN(auto rhs, Relation());
-      lhs = Binary(Op::kAnd, std::move(lhs), std::move(rhs));
-    }
-    return lhs;
-  }
-
-  Result<std::unique_ptr<Node>> Relation() {
-    ASSIGN_OR_RETURN(auto lhs, Sum());
-    static const std::pair<std::string_view, Op> kOps[] = {
-        {"==", Op::kEq}, {"!=", Op::kNe}, {"<=", Op::kLe}, {">=", Op::kGe},
-        {"<", Op::kLt},  {">", Op::kGt},  {"in", Op::kIn}};
+  // One precedence level of left-associative binary operators over `operand`, the next
+  // tighter level: operand (op operand)*.
+  using Rule = Result<std::unique_ptr<Node>> (Parser::*)();
+  struct BinaryOp {
+    std::string_view token;
+    Op op;
+  };
+  Result<std::unique_ptr<Node>> LeftAssociative(std::initializer_list<BinaryOp> ops, Rule operand) {
+    ASSIGN_OR_RETURN(auto lhs, (this->*operand)());
     for (;;) {
-      bool matched = false;
-      for (const auto& [token, op] : kOps) {
-        if (Eat(token)) {
-          ASSIGN_OR_RETURN(auto rhs, Sum());
-          lhs = Binary(op, std::move(lhs), std::move(rhs));
-          matched = true;
+      const BinaryOp* matched = nullptr;
+      for (const BinaryOp& o : ops) {
+        if (Eat(o.token)) {
+          matched = &o;
           break;
         }
       }
       if (!matched) return lhs;
+      ASSIGN_OR_RETURN(auto rhs, (this->*operand)());
+      lhs = Binary(matched->op, std::move(lhs), std::move(rhs));
     }
   }
 
+  // Precedence, loosest first: || < && < comparisons and `in` < + - < * / % < unary.
+  Result<std::unique_ptr<Node>> Or() {
+    Depth guard(depth_);
+    RETURN_IF_ERROR(CheckDepth());
+    return LeftAssociative({{"||", Op::kOr}}, &Parser::And);
+  }
+  Result<std::unique_ptr<Node>> And() {
+    return LeftAssociative({{"&&", Op::kAnd}}, &Parser::Relation);
+  }
+  Result<std::unique_ptr<Node>> Relation() {
+    // "<=" before "<": Eat never takes "<" out of "<=" anyway, but the order reads plainly.
+    return LeftAssociative({{"==", Op::kEq},
+                            {"!=", Op::kNe},
+                            {"<=", Op::kLe},
+                            {">=", Op::kGe},
+                            {"<", Op::kLt},
+                            {">", Op::kGt},
+                            {"in", Op::kIn}},
+                           &Parser::Sum);
+  }
   Result<std::unique_ptr<Node>> Sum() {
-    ASSIGN_OR_RETURN(auto lhs, Product());
-    for (;;) {
-      Op op;
-      if (Eat("+")) {
-        op = Op::kAdd;
-      } else if (Eat("-")) {
-        op = Op::kSub;
-      } else {
-        return lhs;
-      }
-      ASSIGN_OR_RETURN(auto rhs, Product());
-      lhs = Binary(op, std::move(lhs), std::move(rhs));
-    }
+    return LeftAssociative({{"+", Op::kAdd}, {"-", Op::kSub}}, &Parser::Product);
   }
-
   Result<std::unique_ptr<Node>> Product() {
-    ASSIGN_OR_RETURN(auto lhs, Unary());
-    for (;;) {
-      Op op;
-      if (Eat("*")) {
-        op = Op::kMul;
-      } else if (Eat("/")) {
-        op = Op::kDiv;
-      } else if (Eat("%")) {
-        op = Op::kMod;
-      } else {
-        return lhs;
-      }
-      ASSIGN_OR_RETURN(auto rhs, Unary());
-      lhs = Binary(op, std::move(lhs), std::move(rhs));
-    }
+    return LeftAssociative({{"*", Op::kMul}, {"/", Op::kDiv}, {"%", Op::kMod}}, &Parser::Unary);
   }
 
   Result<std::unique_ptr<Node>> Unary() {
@@ -421,9 +399,9 @@ Json Arithmetic(Op op, const Json& a, const Json& b) {
   }
 }
 
-Json Eval(const Node& n, const Json& vars);
+Json Eval(const Node& n, const Variables& vars);
 
-Json Call(const Node& n, const Json& vars) {
+Json Call(const Node& n, const Variables& vars) {
   if (n.name == "has") {
     const Node& member = *n.args[0];
     Json of = Eval(*member.args[0], vars);
@@ -444,13 +422,13 @@ Json Call(const Node& n, const Json& vars) {
   return s;
 }
 
-Json Eval(const Node& n, const Json& vars) {
+Json Eval(const Node& n, const Variables& vars) {
   switch (n.op) {
     case Op::kLiteral:
       return n.literal;
     case Op::kVariable: {
-      auto it = vars.find(n.name);
-      return it == vars.end() ? Json(nullptr) : *it;
+      const Json* value = vars.Find(n.name);
+      return value ? *value : Json(nullptr);
     }
     case Op::kMember: {
       Json of = Eval(*n.args[0], vars);
@@ -532,7 +510,7 @@ class TreeExpression final : public Expression {
  public:
   TreeExpression(std::string source, std::unique_ptr<Node> root)
       : Expression(std::move(source)), root_(std::move(root)) {}
-  Json Evaluate(const Json& vars) const override { return Eval(*root_, vars); }
+  Json EvaluateIn(const Variables& vars) const override { return Eval(*root_, vars); }
 
  private:
   std::unique_ptr<Node> root_;
@@ -540,7 +518,33 @@ class TreeExpression final : public Expression {
 
 }  // namespace
 
-bool Expression::Matches(const nlohmann::json& vars) const { return IsTrue(Evaluate(vars)); }
+Variables Variables::Of(const Json& object) {
+  Variables vars;
+  if (object.is_object()) {
+    // Object iterators' keys refer to the object's own keys, so the views stay valid.
+    for (auto it = object.begin(); it != object.end(); ++it) {
+      vars.vars_.emplace_back(it.key(), &it.value());
+    }
+  }
+  return vars;
+}
+
+const Json* Variables::Find(std::string_view name) const {
+  for (const auto& [n, value] : vars_) {
+    if (n == name) return value;
+  }
+  return nullptr;
+}
+
+Json Expression::Evaluate(const Variables& vars) const { return EvaluateIn(vars); }
+
+Json Expression::Evaluate(const Json& object) const { return EvaluateIn(Variables::Of(object)); }
+
+bool Expression::Matches(const Variables& vars) const { return IsTrue(EvaluateIn(vars)); }
+
+bool Expression::Matches(const Json& object) const {
+  return IsTrue(EvaluateIn(Variables::Of(object)));
+}
 
 Result<std::unique_ptr<Expression>> Compile(std::string_view source) {
   if (source.size() > kMaxExpressionLength) {

@@ -14,9 +14,12 @@
 // zero gives null, and `&&`, `||`, `!` treat anything but `true` as false.
 #pragma once
 
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -24,17 +27,36 @@
 
 namespace funcky::expr {
 
+// The variables an expression sees, by name. Holds pointers, not copies: evaluating over an
+// event costs no copy of its payload. The values must outlive the Variables.
+class Variables {
+ public:
+  Variables(std::initializer_list<std::pair<std::string_view, const nlohmann::json*>> vars)
+      : vars_(vars) {}
+  // Each member of a JSON object, e.g. {"event": {...}, "async": {...}}.
+  static Variables Of(const nlohmann::json& object);
+  // nullptr when there is no variable `name`.
+  const nlohmann::json* Find(std::string_view name) const;
+
+ private:
+  Variables() = default;
+  std::vector<std::pair<std::string_view, const nlohmann::json*>> vars_;
+};
+
 class Expression {
  public:
   virtual ~Expression() = default;
-  // `vars` is an object of the variables, e.g. {"event": {...}}.
-  virtual nlohmann::json Evaluate(const nlohmann::json& vars) const = 0;
+  nlohmann::json Evaluate(const Variables& vars) const;
+  // `object` holds the variables, e.g. {"event": {...}}.
+  nlohmann::json Evaluate(const nlohmann::json& object) const;
   // True only when the expression evaluates to the boolean true.
-  bool Matches(const nlohmann::json& vars) const;
+  bool Matches(const Variables& vars) const;
+  bool Matches(const nlohmann::json& object) const;
   const std::string& source() const { return source_; }
 
  protected:
   explicit Expression(std::string source) : source_(std::move(source)) {}
+  virtual nlohmann::json EvaluateIn(const Variables& vars) const = 0;
 
  private:
   std::string source_;

@@ -17,16 +17,13 @@ std::vector<const store::FunctionRecord*> MatchFunctions(
     const std::vector<store::FunctionRecord>& functions,
     const std::map<std::string, FlowControl>& flows, const store::EventRecord& event) {
   std::vector<const store::FunctionRecord*> out;
-  std::optional<nlohmann::json> vars;  // built once, for the first expression
+  const expr::Variables vars{{"event", &event.payload}};
   for (const auto& fn : functions) {
     auto flow = flows.find(fn.id);
     if (flow == flows.end()) continue;
     for (const TriggerFilter& t : flow->second.triggers) {
       if (!EventNameMatches(t.event, event.name)) continue;
-      if (t.expression) {
-        if (!vars) vars = nlohmann::json{{"event", event.payload}};
-        if (!t.expression->Matches(*vars)) continue;
-      }
+      if (t.expression && !t.expression->Matches(vars)) continue;
       out.push_back(&fn);
       break;  // one run per function per event, however many triggers match
     }

@@ -91,8 +91,7 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
 
 RunKeys EvaluateKeys(const FlowControl& flow, const Json& event) {
   RunKeys keys;
-  if (!flow.lane_key && !flow.limit_key) return keys;
-  const Json vars = {{"event", event}};
+  const expr::Variables vars{{"event", &event}};
   if (flow.lane_key) keys.lane_key = expr::KeyText(flow.lane_key->Evaluate(vars));
   if (flow.limit_key) keys.concurrency_key = expr::KeyText(flow.limit_key->Evaluate(vars));
   return keys;
