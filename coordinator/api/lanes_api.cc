@@ -22,14 +22,18 @@ Response Api::HandleListLanes(const Request& req) {
   if (auto denied = CheckApiToken(req)) return *denied;
   store::LaneFilter filter;
   filter.function_id = req.query("function");
-  filter.cursor = req.query("cursor");
+  const std::string cursor = req.query("cursor");
   const std::string blocked = req.query("blocked");
   if (blocked != "" && blocked != "true" && blocked != "false") {
     return ErrorResponse(InvalidArgument("blocked must be true or false"));
   }
   filter.blocked_only = blocked == "true";
-  if (!filter.cursor.empty() && filter.cursor.find(kCursorSeparator) == std::string::npos) {
-    return ErrorResponse(InvalidArgument("cursor is not one this API returned"));
+  if (!cursor.empty()) {
+    const size_t sep = cursor.find(kCursorSeparator);
+    if (sep == std::string::npos) {
+      return ErrorResponse(InvalidArgument("cursor is not one this API returned"));
+    }
+    filter.after.emplace(cursor.substr(0, sep), cursor.substr(sep + 1));
   }
   auto limit = ParseLimit(req.query("limit"));
   if (!limit.ok()) return ErrorResponse(limit.status());
@@ -48,11 +52,11 @@ Response Api::HandleListLanes(const Request& req) {
                     {"head_deadline",
                      l.head_deadline_ms ? Json(FormatTime(*l.head_deadline_ms)) : Json(nullptr)}});
   }
-  Json cursor = nullptr;
+  Json next = nullptr;
   if (static_cast<int>(lanes->size()) == filter.limit) {
-    cursor = lanes->back().function_id + kCursorSeparator + lanes->back().key;
+    next = lanes->back().function_id + kCursorSeparator + lanes->back().key;
   }
-  return JsonResponse(200, {{"data", data}, {"cursor", cursor}});
+  return JsonResponse(200, {{"data", data}, {"cursor", next}});
 }
 
 Response Api::HandleSkipLaneHead(const Request& req) {

@@ -52,4 +52,13 @@ Admission AdmitWithinLimits(
   return out;
 }
 
+Status LaneHasNoHead(const std::string& function_id, const std::string& key) {
+  return NotFound("lane \"" + key + "\" of function \"" + function_id + "\" has no head");
+}
+
+Status HeadNotBlocked(const std::string& key, const std::string& status) {
+  return FailedPrecondition("the head of lane \"" + key + "\" is " + status +
+                            ", not blocked; only a blocked head can be retried");
+}
+
 }  // namespace funcky::store

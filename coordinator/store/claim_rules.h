@@ -1,6 +1,6 @@
 // Rules both store backends apply the same way, kept out of their SQL: which lanes an
-// ingest must lock, and which claim candidates the concurrency limits admit.
-// Internal to coordinator/store.
+// ingest must lock, which claim candidates the concurrency limits admit, and the errors of
+// the lane operations. Internal to coordinator/store.
 #pragma once
 
 #include <chrono>
@@ -46,5 +46,10 @@ Admission AdmitWithinLimits(
     std::vector<ClaimCandidate> candidates,
     const std::function<int64_t(const std::string& function_id,
                                 const std::optional<std::string>& key)>& in_flight);
+
+// kNotFound: lane (function_id, key) has no head (no unfinished run).
+Status LaneHasNoHead(const std::string& function_id, const std::string& key);
+// kFailedPrecondition: retry-head on a head whose status is `status`, not blocked.
+Status HeadNotBlocked(const std::string& key, const std::string& status);
 
 }  // namespace funcky::store

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -259,7 +260,8 @@ struct LaneRecord {
 struct LaneFilter {
   std::string function_id;  // empty: every function
   bool blocked_only = false;
-  std::string cursor;  // "<function_id>\x1f<key>" of the last lane of the previous page
+  // Only lanes after this (function id, key): the last lane of the previous page.
+  std::optional<std::pair<std::string, std::string>> after;
   int limit = 100;
 };
 

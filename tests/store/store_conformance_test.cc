@@ -265,6 +265,21 @@ TEST_P(StoreConformance, HeadTimeoutFailsTheHeadAndMovesTheLaneOn) {
   EXPECT_EQ(ClaimedRuns(), Runs{next});
 }
 
+TEST_P(StoreConformance, ListLanesPagesInFunctionAndKeyOrder) {
+  for (const char* key : {"c", "a", "b"}) Start("app-ordered", key);
+  auto first = store_->ListLanes({.limit = 2});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(first->size(), 2u);
+  EXPECT_EQ((*first)[0].key, "a");
+  EXPECT_EQ((*first)[1].key, "b");
+  auto rest = store_->ListLanes(
+      {.after = std::make_pair(std::string("app-ordered"), std::string("b")), .limit = 2});
+  ASSERT_TRUE(rest.ok());
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].key, "c");
+  EXPECT_EQ((*rest)[0].depth, 1);
+}
+
 TEST_P(StoreConformance, SkipHeadOfAnEmptyLaneIsNotFound) {
   auto r = store_->SkipLaneHead("app-ordered", "nobody", clock_.Now());
   EXPECT_EQ(r.status().code(), StatusCode::kNotFound);

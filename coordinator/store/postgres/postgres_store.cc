@@ -673,7 +673,7 @@ Result<std::string> FailLaneHead(pqxx::work& w, const std::string& function_id,
       "SELECT head_run_id, head_deadline_ms FROM lanes WHERE function_id = $1 AND key = $2",
       function_id, key);
   if (head.empty() || head[0][0].is_null()) {
-    return NotFound("lane \"" + key + "\" of function \"" + function_id + "\" has no head");
+    return LaneHasNoHead(function_id, key);
   }
   const std::string run_id = head[0][0].as<std::string>();
   w.exec_params("SELECT id FROM queue WHERE run_id = $1 FOR UPDATE", run_id);
@@ -720,15 +720,13 @@ Result<std::string> PostgresStore::RetryLaneHead(const std::string& function_id,
         "SELECT head_run_id FROM lanes WHERE function_id = $1 AND key = $2 FOR UPDATE", function_id,
         key);
     if (head.empty() || head[0][0].is_null()) {
-      return NotFound("lane \"" + key + "\" of function \"" + function_id + "\" has no head");
+      return LaneHasNoHead(function_id, key);
     }
     const std::string run_id = head[0][0].as<std::string>();
     // A blocked run has no queue items and no call in flight, so nothing else writes it.
     auto run = w.exec_params("SELECT status FROM runs WHERE id = $1", run_id);
     if (run.empty() || run[0][0].as<std::string>() != kBlocked) {
-      return FailedPrecondition("the head of lane \"" + key + "\" is " +
-                                (run.empty() ? "gone" : run[0][0].as<std::string>()) +
-                                ", not blocked; only a blocked head can be retried");
+      return HeadNotBlocked(key, run.empty() ? "gone" : run[0][0].as<std::string>());
     }
     w.exec_params("DELETE FROM steps WHERE run_id = $1 AND status = 'failed'", run_id);
     w.exec_params("UPDATE runs SET status = 'running', error = NULL WHERE id = $1", run_id);
@@ -769,11 +767,8 @@ Result<int> PostgresStore::ExpireLaneHeads(TimePoint now) {
 }
 
 Result<std::vector<LaneRecord>> PostgresStore::ListLanes(const LaneFilter& filter) {
-  std::string after_fn, after_key;
-  if (auto sep = filter.cursor.find('\x1f'); sep != std::string::npos) {
-    after_fn = filter.cursor.substr(0, sep);
-    after_key = filter.cursor.substr(sep + 1);
-  }
+  const std::string after_fn = filter.after ? filter.after->first : "";
+  const std::string after_key = filter.after ? filter.after->second : "";
   return InTransaction([&](pqxx::work& w) -> Result<std::vector<LaneRecord>> {
     std::vector<LaneRecord> out;
     for (const auto& row : w.exec_params(

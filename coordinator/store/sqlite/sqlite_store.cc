@@ -247,7 +247,7 @@ Result<std::string> FailLaneHead(Tx& tx, const std::string& function_id, const s
         "SELECT head_run_id, head_deadline_ms FROM lanes WHERE function_id = ?1 AND key = ?2",
         function_id, key);
     if (!s->Next() || s->Null(0)) {
-      return NotFound("lane \"" + key + "\" of function \"" + function_id + "\" has no head");
+      return LaneHasNoHead(function_id, key);
     }
     run_id = s->Text(0);
     deadline = s->OptInt(1);
@@ -720,11 +720,8 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<LaneRecord>> ListLanes(const LaneFilter& filter) override {
-    std::string after_fn, after_key;
-    if (auto sep = filter.cursor.find('\x1f'); sep != std::string::npos) {
-      after_fn = filter.cursor.substr(0, sep);
-      after_key = filter.cursor.substr(sep + 1);
-    }
+    const std::string after_fn = filter.after ? filter.after->first : "";
+    const std::string after_key = filter.after ? filter.after->second : "";
     return InTransaction([&](Tx& tx) -> Result<std::vector<LaneRecord>> {
       std::vector<LaneRecord> out;
       auto s = tx.Query(
@@ -753,14 +750,13 @@ class SqliteStore final : public Store {
             "WHERE l.function_id = ?1 AND l.key = ?2",
             function_id, key);
         if (!s->Next()) {
-          return NotFound("lane \"" + key + "\" of function \"" + function_id + "\" has no head");
+          return LaneHasNoHead(function_id, key);
         }
         run_id = s->Text(0);
         status = s->Text(1);
       }
       if (status != kBlocked) {
-        return FailedPrecondition("the head of lane \"" + key + "\" is " + status +
-                                  ", not blocked; only a blocked head can be retried");
+        return HeadNotBlocked(key, status);
       }
       tx.Exec("DELETE FROM steps WHERE run_id = ?1 AND status = 'failed'", run_id);
       tx.Exec("UPDATE runs SET status = 'running', error = NULL WHERE id = ?1", run_id);
