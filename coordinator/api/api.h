@@ -83,6 +83,11 @@ class Api {
   // nullopt when the request may use /v1/*, else the 401 to send.
   std::optional<http::Response> CheckApiToken(const http::Request& req) const;
   Result<std::shared_ptr<const FunctionSet>> Functions(bool refresh);
+  // skip-head and retry-head: runs `op` on the lane named by the path and answers alike.
+  using LaneHeadOp = Result<std::string> (store::LaneStore::*)(const std::string&,
+                                                               const std::string&, TimePoint);
+  http::Response LaneHeadAction(const http::Request& req, LaneHeadOp op, std::string_view done,
+                                std::string_view result_field);
 
   ApiOptions options_;
   store::Store& store_;

@@ -59,37 +59,31 @@ Response Api::HandleListLanes(const Request& req) {
   return JsonResponse(200, {{"data", data}, {"cursor", next}});
 }
 
-Response Api::HandleSkipLaneHead(const Request& req) {
+Response Api::LaneHeadAction(const Request& req, LaneHeadOp op, std::string_view done,
+                             std::string_view result_field) {
   if (auto denied = CheckApiToken(req)) return *denied;
   const std::string& function_id = req.param("function");
   const std::string& key = req.param("key");
-  auto skipped = store_.SkipLaneHead(function_id, key, clock_.Now());
-  if (!skipped.ok()) {
-    if (skipped.status().code() == StatusCode::kAborted) {
-      return ErrorResponse(409, "conflict", skipped.status().message());
+  auto run_id = (store_.*op)(function_id, key, clock_.Now());
+  if (!run_id.ok()) {
+    // The head changed meanwhile (skip) or is not blocked (retry): the caller should look again.
+    const StatusCode code = run_id.status().code();
+    if (code == StatusCode::kAborted || code == StatusCode::kFailedPrecondition) {
+      return ErrorResponse(409, "conflict", run_id.status().message());
     }
-    return ErrorResponse(skipped.status());
+    return ErrorResponse(run_id.status());
   }
-  spdlog::warn("lane \"{}\" of {}: head run {} skipped by an operator", key, function_id, *skipped);
+  spdlog::warn("lane \"{}\" of {}: head run {} {} by an operator", key, function_id, *run_id, done);
   if (on_new_work_) on_new_work_();
-  return JsonResponse(200, {{"data", {{"skipped_run_id", *skipped}}}});
+  return JsonResponse(200, {{"data", {{std::string(result_field), *run_id}}}});
+}
+
+Response Api::HandleSkipLaneHead(const Request& req) {
+  return LaneHeadAction(req, &store::LaneStore::SkipLaneHead, "skipped", "skipped_run_id");
 }
 
 Response Api::HandleRetryLaneHead(const Request& req) {
-  if (auto denied = CheckApiToken(req)) return *denied;
-  const std::string& function_id = req.param("function");
-  const std::string& key = req.param("key");
-  auto retried = store_.RetryLaneHead(function_id, key, clock_.Now());
-  if (!retried.ok()) {
-    if (retried.status().code() == StatusCode::kFailedPrecondition) {
-      return ErrorResponse(409, "conflict", retried.status().message());
-    }
-    return ErrorResponse(retried.status());
-  }
-  spdlog::warn("lane \"{}\" of {}: blocked head run {} retried by an operator", key, function_id,
-               *retried);
-  if (on_new_work_) on_new_work_();
-  return JsonResponse(200, {{"data", {{"retried_run_id", *retried}}}});
+  return LaneHeadAction(req, &store::LaneStore::RetryLaneHead, "retried", "retried_run_id");
 }
 
 }  // namespace funcky::api
