@@ -35,12 +35,7 @@ void PrintTo(const Backend& backend, std::ostream* os) { *os << backend.name; }
 class StoreConformance : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = info->name();
-    for (char& c : name) {
-      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-    }
-    store_ = GetParam().open(name);
+    store_ = GetParam().open(testing::CurrentTestSlug());
     ASSERT_TRUE(store_);
     ASSERT_TRUE(store_->Migrate().ok());
     AppSync sync;

@@ -128,11 +128,7 @@ std::vector<std::string> RunsOfEvent(const std::string& url, const std::string& 
 }
 
 void E2eTest::SetUp() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string name = info->name();
-  for (char& c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-  }
+  const std::string name = CurrentTestSlug();
   dir_ = TempDir("funcky-e2e-" + name + "-");
   db_ = backend() == "sqlite" ? dir_ + "/dev.db" : SharedPgCluster().CreateDatabase("e2e_" + name);
 }

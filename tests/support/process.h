@@ -31,6 +31,9 @@ class Process {
 };
 
 int FreePort();
+// The running gtest test's name with every character but letters and digits made '_', for
+// names of folders and databases.
+std::string CurrentTestSlug();
 std::string TempDir(const std::string& prefix);
 
 // Polls `ready` every 20 ms until it is true or `timeout` passes.
