@@ -115,10 +115,9 @@ void AdvanceLane(pqxx::work& w, const std::string& function_id, const std::strin
                  const std::string& run_id, int64_t head_seq, int64_t now_ms) {
   auto lane = w.exec_params(
       "UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
-      "head_deadline_ms = NULL WHERE function_id = $1 AND key = $2 AND head_run_id = $3 "
-      "RETURNING depth, head_timeout_ms",
+      "head_deadline_ms = NULL WHERE function_id = $1 AND key = $2 AND head_run_id = $3",
       function_id, key, run_id);
-  if (lane.empty()) return;  // not the head (skipped or timed out already)
+  if (lane.affected_rows() == 0) return;  // not the head (skipped or timed out already)
   auto next = w.exec_params(
       "SELECT id FROM runs WHERE function_id = $1 AND lane_key = $2 AND lane_seq > $3 "
       "AND status = 'queued' ORDER BY lane_seq LIMIT 1",

@@ -208,15 +208,11 @@ void EnqueueCall(Tx& tx, const std::string& run_id, const std::string& step_id, 
 // As in the PostgreSQL store: the head `run_id` finished; the next run of the key starts.
 void AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
                  const std::string& run_id, int64_t head_seq, int64_t now_ms) {
-  {
-    auto lane = tx.Query(
-        "UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
-        "head_deadline_ms = NULL WHERE function_id = ?1 AND key = ?2 AND head_run_id = ?3 "
-        "RETURNING depth",
-        function_id, key, run_id);
-    if (!lane->Next()) return;
-    lane->Run();
-  }
+  tx.Exec(
+      "UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
+      "head_deadline_ms = NULL WHERE function_id = ?1 AND key = ?2 AND head_run_id = ?3",
+      function_id, key, run_id);
+  if (tx.Changes() == 0) return;  // not the head (skipped or timed out already)
   std::optional<std::string> next;
   {
     auto s = tx.Query(
