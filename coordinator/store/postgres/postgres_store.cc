@@ -25,7 +25,8 @@ const char* JsonParam(const Json& j, std::string& storage) {
 }
 
 // An int parameter: SQL NULL when absent.
-const char* IntParam(const std::optional<int>& v, std::string& storage) {
+template <typename Int>
+const char* IntParam(const std::optional<Int>& v, std::string& storage) {
   if (!v) return nullptr;
   storage = std::to_string(*v);
   return storage.c_str();
@@ -344,7 +345,7 @@ Result<std::vector<IngestedEvent>> PostgresStore::IngestEvents(const std::vector
       w.exec_params(
           "INSERT INTO lanes (function_id, key, head_timeout_ms) VALUES ($1, $2, $3) "
           "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms",
-          lane.first, lane.second, timeout ? (t = std::to_string(*timeout)).c_str() : nullptr);
+          lane.first, lane.second, IntParam(timeout, t));
     }
     std::vector<IngestedEvent> out;
     out.reserve(events.size());
