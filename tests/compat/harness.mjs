@@ -59,12 +59,29 @@ export async function startCoordinator(work, extraArgs = []) {
   const db = execFileSync(join(repo, 'scripts', 'pg.sh'), ['start', pgDir, String(await freePort())])
     .toString().trim();
   pgDirs.push(pgDir);
+  return serveOn(db, work, extraArgs);
+}
+
+// Starts another `funcky serve` on database `db`. The result can be killed with SIGKILL and
+// restarted on the same port.
+export async function serveOn(db, work, extraArgs = [], name = 'funcky') {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const logPath = join(work, 'funcky.log');
-  spawnLogged(funckyBin, ['serve', '--db', db, '--port', String(port), ...extraArgs], logPath);
-  await waitFor(async () => (await fetch(`${base}/healthz`)).ok);
-  return { base, db, log: () => readFileSync(logPath, 'utf8') };
+  const logPath = join(work, `${name}.log`);
+  let child = null;
+  const start = async () => {
+    child = spawnLogged(funckyBin, ['serve', '--db', db, '--port', String(port), ...extraArgs],
+      logPath);
+    await waitFor(async () => (await fetch(`${base}/healthz`)).ok);
+  };
+  await start();
+  return {
+    base,
+    db,
+    log: () => readFileSync(logPath, 'utf8'),
+    kill9: () => process.kill(child.pid, 'SIGKILL'),
+    restart: start,
+  };
 }
 
 export function listen(handler) {
