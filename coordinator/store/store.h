@@ -195,6 +195,9 @@ struct QueueItem {
   std::string step_id;  // "step" for discovery, else a hashed step id
   int attempt = 0;      // 0-based attempt of this item
   std::string lease_token;
+  // Set on a resume item (a timer, a wait's timeout or match): no host call; the executor
+  // memoizes resume["memo"] under step_id (named resume["name"]) and runs discovery.
+  std::optional<Json> resume;
 };
 
 // Everything needed to build the call request for a run.
@@ -208,7 +211,26 @@ struct RunState {
 struct NextCall {
   std::string step_id;
   TimePoint due;
+  std::optional<Json> resume;  // a resume item (see QueueItem::resume)
 };
+
+// A run waiting for an event (step.wait_for_event) or for an invoked run to finish.
+struct NewWait {
+  std::string step_id;
+  std::string name;        // the step's display name
+  std::string event_name;  // e.g. "app/approved", or inngest/function.finished for invoke
+  std::string expression;  // the `if` over `event` (the run's first event) and `async`; ""
+  std::string kind;        // kWaitEvent or kWaitInvoke
+  TimePoint expires_at;
+  Json timeout_memo;  // memoized when nothing matched by expires_at
+  // Not stored; for the executor: events received this long before the wait count too
+  // (wait look-back), and for kWaitInvoke what to start: {"function_id", "data",
+  // "correlation_id"}.
+  std::chrono::milliseconds lookback{0};
+  Json invoke;
+};
+inline constexpr const char* kWaitEvent = "event";    // memo: the matching event
+inline constexpr const char* kWaitInvoke = "invoke";  // memo: {"data"} or {"error"} of the run
 
 // What one host call changed, applied atomically with Apply.
 struct Transition {
@@ -216,8 +238,11 @@ struct Transition {
   std::vector<AttemptRecord> attempts;  // the attempts this call made
   std::optional<TimePoint> retry_at;    // keep the item: attempt + 1, visible at retry_at
   std::vector<NextCall> next;           // enqueue after removing the item
-  // Enqueue `next` only when the run has no other queue item (fan-in of parallel steps).
+  // Enqueue a discovery call in `next` only when the run has no other queue item (fan-in
+  // of parallel steps); other items of `next` are enqueued regardless.
   bool next_only_if_idle = false;
+  // Waits to register; each also enqueues its timeout as a resume item at expires_at.
+  std::vector<NewWait> waits;
   std::optional<std::string> end_status;  // completed | failed | cancelled: the run ends
   Json output;
   Json error;
@@ -226,6 +251,8 @@ struct Transition {
   // and removes its queue items.
   std::optional<std::string> run_status;
 };
+// Applying the transition of a resume item also removes the item's wait, if any, so the
+// wait can no longer be matched.
 
 class QueueStore {
  public:
@@ -284,11 +311,63 @@ class LaneStore {
                                             TimePoint now) = 0;
 };
 
+struct WaitRecord {
+  std::string run_id;
+  std::string step_id;
+  std::string function_id;
+  std::string event_name;
+  std::string expression;
+  std::string kind;
+  Json trigger;  // the run's first event, `event` in the expression
+  int64_t created_at_ms = 0;
+  int64_t expires_at_ms = 0;
+};
+
+// Runs waiting for events (step.wait_for_event, step.invoke).
+class WaitStore {
+ public:
+  virtual ~WaitStore() = default;
+  // Open waits for events named `event_name`, oldest first.
+  virtual Result<std::vector<WaitRecord>> WaitsFor(const std::string& event_name) = 0;
+  // Resumes the waiting step with `memo` at `now`, unless the wait was resumed already
+  // (matched, timed out, or the run ended): then false and nothing changes. Whoever holds
+  // the wait's timeout item under a lease loses the lease.
+  virtual Result<bool> ResolveWait(const std::string& run_id, const std::string& step_id,
+                                   const Json& memo, TimePoint now) = 0;
+  // Events named `name` received at or after `since_ms`, oldest first (wait look-back).
+  virtual Result<std::vector<EventRecord>> EventsSince(const std::string& name, int64_t since_ms,
+                                                       int limit) = 0;
+};
+
+struct ActiveRun {
+  std::string run_id;
+  Json event;  // the run's first event
+  int64_t created_at_ms = 0;
+};
+
+// Operator and cancel_on actions on runs.
+class RunControl {
+ public:
+  virtual ~RunControl() = default;
+  // Ends the run as cancelled with `error`: its queued calls and waits are dropped, a call in
+  // flight loses its lease, and its lane (if any) moves on. false when the run had ended
+  // already; kNotFound when there is no such run.
+  virtual Result<bool> CancelRun(const std::string& run_id, const Json& error, TimePoint now) = 0;
+  // Starts `run` for the stored event `event_internal_id` (a replay), as IngestEvents
+  // would: queued now, or behind its lane. kNotFound when there is no such event.
+  virtual Status StartRun(const std::string& event_internal_id, const NewRun& run,
+                          TimePoint now) = 0;
+  // Runs of `function_id` that have not ended, oldest first.
+  virtual Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int limit) = 0;
+};
+
 class Store : public AppRegistry,
               public EventStore,
               public RunReader,
               public QueueStore,
-              public LaneStore {
+              public LaneStore,
+              public WaitStore,
+              public RunControl {
  public:
   // Applies pending migrations (idempotent; safe with several coordinators at once).
   virtual Status Migrate() = 0;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/crypto.h"
+#include "common/step_id.h"
 #include "coordinator/store/claim_rules.h"
 #include "coordinator/store/migration.h"
 
@@ -101,24 +102,25 @@ const char* OptionalText(const std::optional<std::string>& v) { return v ? v->c_
 // Queues a call of `run_id` due at `due_ms`; the function and concurrency key are copied
 // from the run so a claim can count calls in flight without a join.
 void EnqueueCall(pqxx::work& w, const std::string& run_id, const std::string& step_id,
-                 int64_t due_ms, int64_t now_ms) {
+                 int64_t due_ms, int64_t now_ms, const std::optional<Json>& resume = std::nullopt) {
   w.exec_params(
       "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, function_id, "
-      "concurrency_key) SELECT $1, $2, 0, $3, $4, function_id, concurrency_key FROM runs "
-      "WHERE id = $1",
-      run_id, step_id, due_ms, now_ms);
+      "concurrency_key, resume) SELECT $1, $2, 0, $3, $4, function_id, concurrency_key, "
+      "$5::jsonb FROM runs WHERE id = $1",
+      run_id, step_id, due_ms, now_ms, resume ? resume->dump().c_str() : nullptr);
 }
 
 // The head run `run_id` of lane (function_id, key) has finished: the next run of the key
 // (in acceptance order) becomes the head and gets its first call, or the lane is removed
 // when it is empty. The caller holds the run's row lock; this takes the lane's.
-void AdvanceLane(pqxx::work& w, const std::string& function_id, const std::string& key,
+// Returns false (and changes nothing) when `run_id` is not the head.
+bool AdvanceLane(pqxx::work& w, const std::string& function_id, const std::string& key,
                  const std::string& run_id, int64_t head_seq, int64_t now_ms) {
   auto lane = w.exec_params(
       "UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
       "head_deadline_ms = NULL WHERE function_id = $1 AND key = $2 AND head_run_id = $3",
       function_id, key, run_id);
-  if (lane.affected_rows() == 0) return;  // not the head (skipped or timed out already)
+  if (lane.affected_rows() == 0) return false;  // skipped or timed out already
   auto next = w.exec_params(
       "SELECT id FROM runs WHERE function_id = $1 AND lane_key = $2 AND lane_seq > $3 "
       "AND status = 'queued' ORDER BY lane_seq LIMIT 1",
@@ -126,7 +128,7 @@ void AdvanceLane(pqxx::work& w, const std::string& function_id, const std::strin
   if (next.empty()) {
     w.exec_params("DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth <= 0",
                   function_id, key);
-    return;
+    return true;
   }
   const std::string next_id = next[0][0].as<std::string>();
   w.exec_params(
@@ -134,6 +136,53 @@ void AdvanceLane(pqxx::work& w, const std::string& function_id, const std::strin
       "head_deadline_ms = $4 + head_timeout_ms WHERE function_id = $1 AND key = $2",
       function_id, key, next_id, now_ms);
   EnqueueCall(w, next_id, "step", now_ms, now_ms);
+  return true;
+}
+
+// Takes (creating it if new) the lane row of each lane in `lanes`: the lock every writer of
+// a lane takes first, so lanes are always locked in one order.
+void LockLanes(pqxx::work& w, const LaneLocks& lanes) {
+  std::string t;
+  for (const auto& [lane, timeout] : lanes) {
+    w.exec_params(
+        "INSERT INTO lanes (function_id, key, head_timeout_ms) VALUES ($1, $2, $3) "
+        "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms",
+        lane.first, lane.second, IntParam(timeout, t));
+  }
+}
+
+// Removes lanes that LockLanes created but no run joined.
+void DropEmptyLanes(pqxx::work& w, const LaneLocks& lanes) {
+  for (const auto& [lane, timeout] : lanes) {
+    w.exec_params("DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth = 0", lane.first,
+                  lane.second);
+  }
+}
+
+// Creates `run` for the stored event `event_id`, queued now or behind its lane (locked).
+void CreateRun(pqxx::work& w, const std::string& event_id, const NewRun& run, int64_t now_ms) {
+  auto created = w.exec_params(
+      "INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
+      "created_at_ms) VALUES ($1, $2, $3, 'queued', $4, $5, $6) "
+      "ON CONFLICT DO NOTHING RETURNING id",
+      run.run_id, run.function_id, event_id, OptionalText(run.lane_key),
+      OptionalText(run.concurrency_key), now_ms);
+  if (created.empty()) return;
+  if (run.lane_key) {
+    // Take the next place in the lane; the run starts now only if the lane was free.
+    auto lane = w.exec_params(
+        "UPDATE lanes SET next_seq = next_seq + 1, depth = depth + 1, "
+        "head_run_id = COALESCE(head_run_id, $3), "
+        "head_since_ms = CASE WHEN head_run_id IS NULL THEN $4 ELSE head_since_ms END, "
+        "head_deadline_ms = CASE WHEN head_run_id IS NULL THEN $4 + head_timeout_ms "
+        "ELSE head_deadline_ms END "
+        "WHERE function_id = $1 AND key = $2 RETURNING next_seq, head_run_id",
+        run.function_id, *run.lane_key, run.run_id, now_ms);
+    w.exec_params("UPDATE runs SET lane_seq = $2 WHERE id = $1", run.run_id,
+                  lane[0][0].as<int64_t>());
+    if (lane[0][1].as<std::string>() != run.run_id) return;
+  }
+  EnqueueCall(w, run.run_id, "step", now_ms, now_ms);
 }
 
 EventRecord ReadEvent(const pqxx::row& row) {
@@ -340,13 +389,7 @@ Result<std::vector<IngestedEvent>> PostgresStore::IngestEvents(const std::vector
   const int64_t now_ms = UnixMillis(now);
   const LaneLocks lanes = LanesOf(events);
   return InTransaction([&](pqxx::work& w) -> Result<std::vector<IngestedEvent>> {
-    std::string t;
-    for (const auto& [lane, timeout] : lanes) {
-      w.exec_params(
-          "INSERT INTO lanes (function_id, key, head_timeout_ms) VALUES ($1, $2, $3) "
-          "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms",
-          lane.first, lane.second, IntParam(timeout, t));
-    }
+    LockLanes(w, lanes);
     std::vector<IngestedEvent> out;
     out.reserve(events.size());
     for (const NewEvent& ne : events) {
@@ -364,37 +407,10 @@ Result<std::vector<IngestedEvent>> PostgresStore::IngestEvents(const std::vector
         out.push_back({existing[0][0].as<std::string>(), true});
         continue;
       }
-      for (const NewRun& run : ne.runs) {
-        auto created = w.exec_params(
-            "INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
-            "created_at_ms) VALUES ($1, $2, $3, 'queued', $4, $5, $6) "
-            "ON CONFLICT DO NOTHING RETURNING id",
-            run.run_id, run.function_id, e.internal_id, OptionalText(run.lane_key),
-            OptionalText(run.concurrency_key), now_ms);
-        if (created.empty()) continue;
-        if (run.lane_key) {
-          // Take the next place in the lane; the run starts now only if the lane was free.
-          auto lane = w.exec_params(
-              "UPDATE lanes SET next_seq = next_seq + 1, depth = depth + 1, "
-              "head_run_id = COALESCE(head_run_id, $3), "
-              "head_since_ms = CASE WHEN head_run_id IS NULL THEN $4 ELSE head_since_ms END, "
-              "head_deadline_ms = CASE WHEN head_run_id IS NULL THEN $4 + head_timeout_ms "
-              "ELSE head_deadline_ms END "
-              "WHERE function_id = $1 AND key = $2 RETURNING next_seq, head_run_id",
-              run.function_id, *run.lane_key, run.run_id, now_ms);
-          w.exec_params("UPDATE runs SET lane_seq = $2 WHERE id = $1", run.run_id,
-                        lane[0][0].as<int64_t>());
-          if (lane[0][1].as<std::string>() != run.run_id) continue;
-        }
-        EnqueueCall(w, run.run_id, "step", now_ms, now_ms);
-      }
+      for (const NewRun& run : ne.runs) CreateRun(w, e.internal_id, run, now_ms);
       out.push_back({e.internal_id, false});
     }
-    // Lanes locked for events that turned out to be duplicates.
-    for (const auto& [lane, timeout] : lanes) {
-      w.exec_params("DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth = 0",
-                    lane.first, lane.second);
-    }
+    DropEmptyLanes(w, lanes);  // locked for events that turned out to be duplicates
     return out;
   });
 }
@@ -504,7 +520,7 @@ Result<std::vector<QueueItem>> PostgresStore::Claim(int max, TimePoint now,
     std::vector<ClaimCandidate> candidates;
     for (const auto& row : w.exec_params(
              "SELECT q.id, q.run_id, q.step_id, q.attempt, q.function_id, q.concurrency_key, "
-             "COALESCE(f.concurrency_limit, 0), COALESCE(f.key_concurrency_limit, 0) "
+             "COALESCE(f.concurrency_limit, 0), COALESCE(f.key_concurrency_limit, 0), q.resume "
              "FROM queue q LEFT JOIN functions f ON f.id = q.function_id "
              "WHERE q.visible_at_ms <= $1 ORDER BY q.visible_at_ms, q.id LIMIT $2 "
              "FOR UPDATE OF q SKIP LOCKED",
@@ -516,6 +532,7 @@ Result<std::vector<QueueItem>> PostgresStore::Claim(int max, TimePoint now,
       if (!row[5].is_null()) c.concurrency_key = row[5].as<std::string>();
       c.function_limit = row[6].as<int>();
       c.key_limit = row[7].as<int>();
+      if (!row[8].is_null()) c.item.resume = JsonField(row[8]);
       candidates.push_back(std::move(c));
     }
     // Limits hold across coordinators: each limit is counted under an advisory lock (taken
@@ -600,6 +617,10 @@ Status PostgresStore::Apply(const QueueItem& item, const Transition& t, TimePoin
       return Status::Ok();
     }
     std::string a, b, c;
+    if (item.resume) {
+      w.exec_params("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", item.run_id,
+                    item.step_id);
+    }
     for (const StepRecord& step : t.steps) {
       w.exec_params(
           "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
@@ -621,6 +642,7 @@ Status PostgresStore::Apply(const QueueItem& item, const Transition& t, TimePoin
           item.run_id, *t.end_status, JsonParam(t.output, a), JsonParam(t.error, b), now_ms,
           IntParam(t.req_version, c));
       w.exec_params("DELETE FROM queue WHERE run_id = $1", item.run_id);
+      w.exec_params("DELETE FROM waits WHERE run_id = $1", item.run_id);
       if (!run[0][2].is_null()) {
         AdvanceLane(w, run[0][1].as<std::string>(), run[0][2].as<std::string>(), item.run_id,
                     run[0][3].as<int64_t>(), now_ms);
@@ -635,14 +657,23 @@ Status PostgresStore::Apply(const QueueItem& item, const Transition& t, TimePoin
       w.exec_params("DELETE FROM queue WHERE run_id = $1", item.run_id);
       return Status::Ok();
     }
-    bool enqueue = !t.next.empty();
-    if (enqueue && t.next_only_if_idle) {
-      enqueue = w.exec_params("SELECT 1 FROM queue WHERE run_id = $1 LIMIT 1", item.run_id).empty();
+    const bool idle =
+        !t.next_only_if_idle ||
+        w.exec_params("SELECT 1 FROM queue WHERE run_id = $1 LIMIT 1", item.run_id).empty();
+    for (const NextCall& n : t.next) {
+      if (!idle && !n.resume && n.step_id == kDiscoveryStepId) continue;
+      EnqueueCall(w, item.run_id, n.step_id, UnixMillis(n.due), now_ms, n.resume);
     }
-    if (enqueue) {
-      for (const NextCall& n : t.next) {
-        EnqueueCall(w, item.run_id, n.step_id, UnixMillis(n.due), now_ms);
-      }
+    for (const NewWait& wait : t.waits) {
+      auto added = w.exec_params(
+          "INSERT INTO waits (run_id, step_id, function_id, event_name, expression, kind, "
+          "created_at_ms, expires_at_ms) SELECT id, $2, function_id, $3, $4, $5, $6, $7 "
+          "FROM runs WHERE id = $1 ON CONFLICT DO NOTHING",
+          item.run_id, wait.step_id, wait.event_name, wait.expression, wait.kind, now_ms,
+          UnixMillis(wait.expires_at));
+      if (added.affected_rows() == 0) continue;
+      EnqueueCall(w, item.run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms,
+                  Json{{"memo", wait.timeout_memo}, {"name", wait.name}});
     }
     if (t.run_status || t.req_version) {
       w.exec_params(
@@ -697,6 +728,7 @@ Result<std::string> FailLaneHead(pqxx::work& w, const std::string& function_id,
       "started_at_ms = COALESCE(started_at_ms, $3) WHERE id = $1",
       run_id, JsonParam(error, e), now_ms);
   w.exec_params("DELETE FROM queue WHERE run_id = $1", run_id);
+  w.exec_params("DELETE FROM waits WHERE run_id = $1", run_id);
   AdvanceLane(w, function_id, key, run_id, run[0][2].as<int64_t>(), now_ms);
   return run_id;
 }
@@ -787,6 +819,112 @@ Result<std::vector<LaneRecord>> PostgresStore::ListLanes(const LaneFilter& filte
       l.head_since_ms = row[5].as<int64_t>();
       l.head_deadline_ms = OptionalInt(row[6]);
       out.push_back(std::move(l));
+    }
+    return out;
+  });
+}
+
+Result<std::vector<WaitRecord>> PostgresStore::WaitsFor(const std::string& event_name) {
+  return InTransaction([&](pqxx::work& w) -> Result<std::vector<WaitRecord>> {
+    std::vector<WaitRecord> out;
+    for (const auto& row : w.exec_params(
+             "SELECT w.run_id, w.step_id, w.function_id, w.event_name, w.expression, w.kind, "
+             "e.payload, w.created_at_ms, w.expires_at_ms FROM waits w "
+             "JOIN runs r ON r.id = w.run_id JOIN events e ON e.internal_id = r.event_id "
+             "WHERE w.event_name = $1 ORDER BY w.created_at_ms LIMIT 10000",
+             event_name)) {
+      out.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                     row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<std::string>(),
+                     JsonField(row[6]), row[7].as<int64_t>(), row[8].as<int64_t>()});
+    }
+    return out;
+  });
+}
+
+Result<bool> PostgresStore::ResolveWait(const std::string& run_id, const std::string& step_id,
+                                        const Json& memo, TimePoint now) {
+  return InTransaction([&](pqxx::work& w) -> Result<bool> {
+    // Queue row first: the order Apply locks in.
+    auto item = w.exec_params(
+        "SELECT id FROM queue WHERE run_id = $1 AND step_id = $2 AND resume IS NOT NULL "
+        "FOR UPDATE",
+        run_id, step_id);
+    auto wait =
+        w.exec_params("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", run_id, step_id);
+    if (wait.affected_rows() == 0 || item.empty()) return false;
+    w.exec_params(
+        "UPDATE queue SET resume = jsonb_set(resume, '{memo}', $2::jsonb), visible_at_ms = $3, "
+        "lease_token = NULL WHERE id = $1",
+        item[0][0].as<int64_t>(), memo.dump(), UnixMillis(now));
+    return true;
+  });
+}
+
+Result<std::vector<EventRecord>> PostgresStore::EventsSince(const std::string& name,
+                                                            int64_t since_ms, int limit) {
+  return InTransaction([&](pqxx::work& w) -> Result<std::vector<EventRecord>> {
+    std::vector<EventRecord> out;
+    for (const auto& row :
+         w.exec_params("SELECT internal_id, id, name, payload, received_at_ms FROM events "
+                       "WHERE name = $1 AND received_at_ms >= $2 "
+                       "ORDER BY received_at_ms, internal_id LIMIT $3",
+                       name, since_ms, limit)) {
+      out.push_back(ReadEvent(row));
+    }
+    return out;
+  });
+}
+
+Result<bool> PostgresStore::CancelRun(const std::string& run_id, const Json& error, TimePoint now) {
+  const int64_t now_ms = UnixMillis(now);
+  return InTransaction([&](pqxx::work& w) -> Result<bool> {
+    w.exec_params("SELECT id FROM queue WHERE run_id = $1 FOR UPDATE", run_id);
+    auto run = w.exec_params(
+        "SELECT status, function_id, lane_key, lane_seq FROM runs WHERE id = $1 FOR UPDATE",
+        run_id);
+    if (run.empty()) return NotFound("no run \"" + run_id + "\"");
+    if (IsTerminalStatus(run[0][0].as<std::string>())) return false;
+    std::string e;
+    w.exec_params(
+        "UPDATE runs SET status = 'cancelled', error = $2::jsonb, ended_at_ms = $3 WHERE id = $1",
+        run_id, JsonParam(error, e), now_ms);
+    w.exec_params("DELETE FROM queue WHERE run_id = $1", run_id);
+    w.exec_params("DELETE FROM waits WHERE run_id = $1", run_id);
+    if (!run[0][2].is_null()) {
+      const std::string fn = run[0][1].as<std::string>(), key = run[0][2].as<std::string>();
+      if (!AdvanceLane(w, fn, key, run_id, run[0][3].as<int64_t>(), now_ms)) {
+        // Not the head: it leaves the line behind the head.
+        w.exec_params("UPDATE lanes SET depth = depth - 1 WHERE function_id = $1 AND key = $2", fn,
+                      key);
+      }
+    }
+    return true;
+  });
+}
+
+Status PostgresStore::StartRun(const std::string& event_internal_id, const NewRun& run,
+                               TimePoint now) {
+  const LaneLocks lanes = LanesOf({NewEvent{{}, {run}}});
+  return InTransaction([&](pqxx::work& w) -> Status {
+    if (w.exec_params("SELECT 1 FROM events WHERE internal_id = $1", event_internal_id).empty()) {
+      return NotFound("no event \"" + event_internal_id + "\"");
+    }
+    LockLanes(w, lanes);
+    CreateRun(w, event_internal_id, run, UnixMillis(now));
+    return Status::Ok();
+  });
+}
+
+Result<std::vector<ActiveRun>> PostgresStore::ActiveRuns(const std::string& function_id,
+                                                         int limit) {
+  return InTransaction([&](pqxx::work& w) -> Result<std::vector<ActiveRun>> {
+    std::vector<ActiveRun> out;
+    for (const auto& row : w.exec_params(
+             "SELECT r.id, e.payload, r.created_at_ms FROM runs r "
+             "JOIN events e ON e.internal_id = r.event_id WHERE r.function_id = $1 "
+             "AND r.status NOT IN ('completed', 'failed', 'cancelled') ORDER BY r.id LIMIT $2",
+             function_id, limit)) {
+      out.push_back({row[0].as<std::string>(), JsonField(row[1]), row[2].as<int64_t>()});
     }
     return out;
   });

@@ -50,6 +50,16 @@ class PostgresStore final : public Store {
   Result<std::string> RetryLaneHead(const std::string& function_id, const std::string& key,
                                     TimePoint now) override;
 
+  Result<std::vector<WaitRecord>> WaitsFor(const std::string& event_name) override;
+  Result<bool> ResolveWait(const std::string& run_id, const std::string& step_id, const Json& memo,
+                           TimePoint now) override;
+  Result<std::vector<EventRecord>> EventsSince(const std::string& name, int64_t since_ms,
+                                               int limit) override;
+
+  Result<bool> CancelRun(const std::string& run_id, const Json& error, TimePoint now) override;
+  Status StartRun(const std::string& event_internal_id, const NewRun& run, TimePoint now) override;
+  Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int limit) override;
+
  private:
   // Runs `fn(pqxx::work&)` in a transaction on a pooled connection and commits when it
   // returns OK. Database exceptions become a Status: a lost connection is kUnavailable (and

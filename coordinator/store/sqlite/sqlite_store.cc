@@ -16,6 +16,7 @@
 #include <tuple>
 
 #include "common/crypto.h"
+#include "common/step_id.h"
 #include "coordinator/store/claim_rules.h"
 #include "coordinator/store/migration.h"
 #include "coordinator/store/store.h"
@@ -197,22 +198,25 @@ std::vector<StepRecord> ReadSteps(Tx& tx, const std::string& run_id) {
 }
 
 void EnqueueCall(Tx& tx, const std::string& run_id, const std::string& step_id, int64_t due_ms,
-                 int64_t now_ms) {
+                 int64_t now_ms, const std::optional<Json>& resume = std::nullopt) {
+  std::optional<std::string> resume_text;
+  if (resume) resume_text = resume->dump();
   tx.Exec(
       "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, function_id, "
-      "concurrency_key) SELECT ?1, ?2, 0, ?3, ?4, function_id, concurrency_key FROM runs "
-      "WHERE id = ?1",
-      run_id, step_id, due_ms, now_ms);
+      "concurrency_key, resume) SELECT ?1, ?2, 0, ?3, ?4, function_id, concurrency_key, ?5 "
+      "FROM runs WHERE id = ?1",
+      run_id, step_id, due_ms, now_ms, resume_text);
 }
 
 // As in the PostgreSQL store: the head `run_id` finished; the next run of the key starts.
-void AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
+// Returns false (and changes nothing) when `run_id` is not the head.
+bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
                  const std::string& run_id, int64_t head_seq, int64_t now_ms) {
   tx.Exec(
       "UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
       "head_deadline_ms = NULL WHERE function_id = ?1 AND key = ?2 AND head_run_id = ?3",
       function_id, key, run_id);
-  if (tx.Changes() == 0) return;  // not the head (skipped or timed out already)
+  if (tx.Changes() == 0) return false;  // skipped or timed out already
   std::optional<std::string> next;
   {
     auto s = tx.Query(
@@ -224,13 +228,61 @@ void AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
   if (!next) {
     tx.Exec("DELETE FROM lanes WHERE function_id = ?1 AND key = ?2 AND depth <= 0", function_id,
             key);
-    return;
+    return true;
   }
   tx.Exec(
       "UPDATE lanes SET head_run_id = ?3, head_since_ms = ?4, "
       "head_deadline_ms = ?4 + head_timeout_ms WHERE function_id = ?1 AND key = ?2",
       function_id, key, *next, now_ms);
   EnqueueCall(tx, *next, "step", now_ms, now_ms);
+  return true;
+}
+
+// As in the PostgreSQL store: lane rows are created before runs join them.
+void LockLanes(Tx& tx, const LaneLocks& lanes) {
+  for (const auto& [lane, timeout] : lanes) {
+    tx.Exec(
+        "INSERT INTO lanes (function_id, key, head_timeout_ms) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = excluded.head_timeout_ms",
+        lane.first, lane.second, timeout);
+  }
+}
+
+void DropEmptyLanes(Tx& tx, const LaneLocks& lanes) {
+  for (const auto& [lane, timeout] : lanes) {
+    tx.Exec("DELETE FROM lanes WHERE function_id = ?1 AND key = ?2 AND depth = 0", lane.first,
+            lane.second);
+  }
+}
+
+// Creates `run` for the stored event `event_id`, queued now or behind its lane.
+void CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms) {
+  tx.Exec(
+      "INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
+      "created_at_ms) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+      run.run_id, run.function_id, event_id, run.lane_key, run.concurrency_key, now_ms);
+  if (tx.Changes() == 0) return;
+  if (run.lane_key) {
+    int64_t seq = 0;
+    std::string head;
+    {
+      auto lane = tx.Query(
+          "UPDATE lanes SET next_seq = next_seq + 1, depth = depth + 1, "
+          "head_run_id = COALESCE(head_run_id, ?3), "
+          "head_since_ms = CASE WHEN head_run_id IS NULL THEN ?4 ELSE head_since_ms END, "
+          "head_deadline_ms = CASE WHEN head_run_id IS NULL THEN ?4 + head_timeout_ms "
+          "ELSE head_deadline_ms END "
+          "WHERE function_id = ?1 AND key = ?2 RETURNING next_seq, head_run_id",
+          run.function_id, *run.lane_key, run.run_id, now_ms);
+      if (!lane->Next()) throw std::runtime_error("lane row missing");
+      seq = lane->Int(0);
+      head = lane->Text(1);
+      lane->Run();
+    }
+    tx.Exec("UPDATE runs SET lane_seq = ?2 WHERE id = ?1", run.run_id, seq);
+    if (head != run.run_id) return;
+  }
+  EnqueueCall(tx, run.run_id, "step", now_ms, now_ms);
 }
 
 Result<std::string> FailLaneHead(Tx& tx, const std::string& function_id, const std::string& key,
@@ -270,6 +322,7 @@ Result<std::string> FailLaneHead(Tx& tx, const std::string& function_id, const s
       "started_at_ms = COALESCE(started_at_ms, ?3) WHERE id = ?1",
       run_id, error, now_ms);
   tx.Exec("DELETE FROM queue WHERE run_id = ?1", run_id);
+  tx.Exec("DELETE FROM waits WHERE run_id = ?1", run_id);
   AdvanceLane(tx, function_id, key, run_id, seq, now_ms);
   return run_id;
 }
@@ -285,6 +338,15 @@ class SqliteStore final : public Store {
   }
 
   Status Migrate() override {
+    // Some migrations rebuild a table, which SQLite allows only with foreign keys off (a
+    // DROP TABLE would cascade); they are checked before the migration commits.
+    sqlite3_exec(db_, "PRAGMA foreign_keys = OFF", nullptr, nullptr, nullptr);
+    Status s = ApplyMigrations();
+    sqlite3_exec(db_, "PRAGMA foreign_keys = ON", nullptr, nullptr, nullptr);
+    return s;
+  }
+
+  Status ApplyMigrations() {
     return InTransaction([&](Tx& tx) -> Status {
       tx.Exec(
           "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
@@ -304,6 +366,10 @@ class SqliteStore final : public Store {
         }
         tx.Exec("INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
                 m.version, m.name, UnixMillis(SystemClock().Now()));
+      }
+      if (auto broken = tx.Query("PRAGMA foreign_key_check"); broken->Next()) {
+        return Internal("migrations left a row of table " + broken->Text(0) +
+                        " pointing at a missing row of " + broken->Text(2));
       }
       return Status::Ok();
     });
@@ -401,13 +467,7 @@ class SqliteStore final : public Store {
     const int64_t now_ms = UnixMillis(now);
     const LaneLocks lanes = LanesOf(events);
     return InTransaction([&](Tx& tx) -> Result<std::vector<IngestedEvent>> {
-      for (const auto& [lane, timeout] : lanes) {
-        tx.Exec(
-            "INSERT INTO lanes (function_id, key, head_timeout_ms) VALUES (?1, ?2, ?3) "
-            "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = "
-            "excluded.head_timeout_ms",
-            lane.first, lane.second, timeout);
-      }
+      LockLanes(tx, lanes);
       std::vector<IngestedEvent> out;
       out.reserve(events.size());
       for (const NewEvent& ne : events) {
@@ -425,41 +485,10 @@ class SqliteStore final : public Store {
           out.push_back({existing->Text(0), true});
           continue;
         }
-        for (const NewRun& run : ne.runs) {
-          tx.Exec(
-              "INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
-              "created_at_ms) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-              run.run_id, run.function_id, e.internal_id, run.lane_key, run.concurrency_key,
-              now_ms);
-          if (tx.Changes() == 0) continue;
-          if (run.lane_key) {
-            int64_t seq = 0;
-            std::string head;
-            {
-              auto lane = tx.Query(
-                  "UPDATE lanes SET next_seq = next_seq + 1, depth = depth + 1, "
-                  "head_run_id = COALESCE(head_run_id, ?3), "
-                  "head_since_ms = CASE WHEN head_run_id IS NULL THEN ?4 ELSE head_since_ms END, "
-                  "head_deadline_ms = CASE WHEN head_run_id IS NULL THEN ?4 + head_timeout_ms "
-                  "ELSE head_deadline_ms END "
-                  "WHERE function_id = ?1 AND key = ?2 RETURNING next_seq, head_run_id",
-                  run.function_id, *run.lane_key, run.run_id, now_ms);
-              if (!lane->Next()) return Internal("lane row missing");
-              seq = lane->Int(0);
-              head = lane->Text(1);
-              lane->Run();
-            }
-            tx.Exec("UPDATE runs SET lane_seq = ?2 WHERE id = ?1", run.run_id, seq);
-            if (head != run.run_id) continue;
-          }
-          EnqueueCall(tx, run.run_id, "step", now_ms, now_ms);
-        }
+        for (const NewRun& run : ne.runs) CreateRun(tx, e.internal_id, run, now_ms);
         out.push_back({e.internal_id, false});
       }
-      for (const auto& [lane, timeout] : lanes) {
-        tx.Exec("DELETE FROM lanes WHERE function_id = ?1 AND key = ?2 AND depth = 0", lane.first,
-                lane.second);
-      }
+      DropEmptyLanes(tx, lanes);  // locked for events that turned out to be duplicates
       return out;
     });
   }
@@ -540,7 +569,7 @@ class SqliteStore final : public Store {
       {
         auto s = tx.Query(
             "SELECT q.id, q.run_id, q.step_id, q.attempt, q.function_id, q.concurrency_key, "
-            "COALESCE(f.concurrency_limit, 0), COALESCE(f.key_concurrency_limit, 0) "
+            "COALESCE(f.concurrency_limit, 0), COALESCE(f.key_concurrency_limit, 0), q.resume "
             "FROM queue q LEFT JOIN functions f ON f.id = q.function_id "
             "WHERE q.visible_at_ms <= ?1 ORDER BY q.visible_at_ms, q.id LIMIT ?2",
             now_ms, max);
@@ -551,6 +580,7 @@ class SqliteStore final : public Store {
           c.concurrency_key = s->OptText(5);
           c.function_limit = static_cast<int>(s->Int(6));
           c.key_limit = static_cast<int>(s->Int(7));
+          if (!s->Null(8)) c.item.resume = s->JsonCol(8);
           candidates.push_back(std::move(c));
         }
       }
@@ -638,6 +668,9 @@ class SqliteStore final : public Store {
         tx.Exec("DELETE FROM queue WHERE run_id = ?1", item.run_id);
         return Status::Ok();
       }
+      if (item.resume) {
+        tx.Exec("DELETE FROM waits WHERE run_id = ?1 AND step_id = ?2", item.run_id, item.step_id);
+      }
       for (const StepRecord& step : t.steps) {
         tx.Exec(
             "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
@@ -658,6 +691,7 @@ class SqliteStore final : public Store {
             "req_version = COALESCE(?6, req_version) WHERE id = ?1",
             item.run_id, *t.end_status, t.output, t.error, now_ms, t.req_version);
         tx.Exec("DELETE FROM queue WHERE run_id = ?1", item.run_id);
+        tx.Exec("DELETE FROM waits WHERE run_id = ?1", item.run_id);
         if (lane_key) AdvanceLane(tx, function_id, *lane_key, item.run_id, lane_seq, now_ms);
         return Status::Ok();
       }
@@ -669,14 +703,22 @@ class SqliteStore final : public Store {
         tx.Exec("DELETE FROM queue WHERE run_id = ?1", item.run_id);
         return Status::Ok();
       }
-      bool enqueue = !t.next.empty();
-      if (enqueue && t.next_only_if_idle) {
-        enqueue = tx.Count("SELECT count(*) FROM queue WHERE run_id = ?1", item.run_id) == 0;
+      const bool idle = !t.next_only_if_idle ||
+                        tx.Count("SELECT count(*) FROM queue WHERE run_id = ?1", item.run_id) == 0;
+      for (const NextCall& n : t.next) {
+        if (!idle && !n.resume && n.step_id == kDiscoveryStepId) continue;
+        EnqueueCall(tx, item.run_id, n.step_id, UnixMillis(n.due), now_ms, n.resume);
       }
-      if (enqueue) {
-        for (const NextCall& n : t.next) {
-          EnqueueCall(tx, item.run_id, n.step_id, UnixMillis(n.due), now_ms);
-        }
+      for (const NewWait& wait : t.waits) {
+        tx.Exec(
+            "INSERT INTO waits (run_id, step_id, function_id, event_name, expression, kind, "
+            "created_at_ms, expires_at_ms) SELECT id, ?2, function_id, ?3, ?4, ?5, ?6, ?7 "
+            "FROM runs WHERE id = ?1 ON CONFLICT DO NOTHING",
+            item.run_id, wait.step_id, wait.event_name, wait.expression, wait.kind, now_ms,
+            UnixMillis(wait.expires_at));
+        if (tx.Changes() == 0) continue;
+        EnqueueCall(tx, item.run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms,
+                    Json{{"memo", wait.timeout_memo}, {"name", wait.name}});
       }
       if (t.run_status || t.req_version) {
         tx.Exec(
@@ -771,6 +813,103 @@ class SqliteStore final : public Store {
       return FailLaneHead(tx, function_id, key,
                           {{"name", "Skipped"}, {"message", "skipped by an operator (skip-head)"}},
                           UnixMillis(now), std::nullopt);
+    });
+  }
+
+  Result<std::vector<WaitRecord>> WaitsFor(const std::string& event_name) override {
+    return InTransaction([&](Tx& tx) -> Result<std::vector<WaitRecord>> {
+      std::vector<WaitRecord> out;
+      auto s = tx.Query(
+          "SELECT w.run_id, w.step_id, w.function_id, w.event_name, w.expression, w.kind, "
+          "e.payload, w.created_at_ms, w.expires_at_ms FROM waits w "
+          "JOIN runs r ON r.id = w.run_id JOIN events e ON e.internal_id = r.event_id "
+          "WHERE w.event_name = ?1 ORDER BY w.created_at_ms LIMIT 10000",
+          event_name);
+      while (s->Next()) {
+        out.push_back({s->Text(0), s->Text(1), s->Text(2), s->Text(3), s->Text(4), s->Text(5),
+                       s->JsonCol(6), s->Int(7), s->Int(8)});
+      }
+      return out;
+    });
+  }
+
+  Result<bool> ResolveWait(const std::string& run_id, const std::string& step_id, const Json& memo,
+                           TimePoint now) override {
+    return InTransaction([&](Tx& tx) -> Result<bool> {
+      tx.Exec("DELETE FROM waits WHERE run_id = ?1 AND step_id = ?2", run_id, step_id);
+      if (tx.Changes() == 0) return false;
+      tx.Exec(
+          "UPDATE queue SET resume = json_set(resume, '$.memo', json(?3)), visible_at_ms = ?4, "
+          "lease_token = NULL WHERE run_id = ?1 AND step_id = ?2 AND resume IS NOT NULL",
+          run_id, step_id, memo.dump(), UnixMillis(now));
+      return tx.Changes() > 0;
+    });
+  }
+
+  Result<std::vector<EventRecord>> EventsSince(const std::string& name, int64_t since_ms,
+                                               int limit) override {
+    return InTransaction([&](Tx& tx) -> Result<std::vector<EventRecord>> {
+      std::vector<EventRecord> out;
+      auto s = tx.Query(
+          "SELECT internal_id, id, name, payload, received_at_ms FROM events "
+          "WHERE name = ?1 AND received_at_ms >= ?2 ORDER BY received_at_ms, internal_id "
+          "LIMIT ?3",
+          name, since_ms, limit);
+      while (s->Next()) out.push_back(ReadEvent(*s));
+      return out;
+    });
+  }
+
+  Result<bool> CancelRun(const std::string& run_id, const Json& error, TimePoint now) override {
+    const int64_t now_ms = UnixMillis(now);
+    return InTransaction([&](Tx& tx) -> Result<bool> {
+      std::string status, function_id;
+      std::optional<std::string> lane_key;
+      int64_t lane_seq = 0;
+      {
+        auto s = tx.Query("SELECT status, function_id, lane_key, lane_seq FROM runs WHERE id = ?1",
+                          run_id);
+        if (!s->Next()) return NotFound("no run \"" + run_id + "\"");
+        status = s->Text(0);
+        function_id = s->Text(1);
+        lane_key = s->OptText(2);
+        lane_seq = s->Int(3);
+      }
+      if (IsTerminalStatus(status)) return false;
+      tx.Exec("UPDATE runs SET status = 'cancelled', error = ?2, ended_at_ms = ?3 WHERE id = ?1",
+              run_id, error, now_ms);
+      tx.Exec("DELETE FROM queue WHERE run_id = ?1", run_id);
+      tx.Exec("DELETE FROM waits WHERE run_id = ?1", run_id);
+      if (lane_key && !AdvanceLane(tx, function_id, *lane_key, run_id, lane_seq, now_ms)) {
+        tx.Exec("UPDATE lanes SET depth = depth - 1 WHERE function_id = ?1 AND key = ?2",
+                function_id, *lane_key);
+      }
+      return true;
+    });
+  }
+
+  Status StartRun(const std::string& event_internal_id, const NewRun& run, TimePoint now) override {
+    const LaneLocks lanes = LanesOf({NewEvent{{}, {run}}});
+    return InTransaction([&](Tx& tx) -> Status {
+      if (tx.Count("SELECT count(*) FROM events WHERE internal_id = ?1", event_internal_id) == 0) {
+        return NotFound("no event \"" + event_internal_id + "\"");
+      }
+      LockLanes(tx, lanes);
+      CreateRun(tx, event_internal_id, run, UnixMillis(now));
+      return Status::Ok();
+    });
+  }
+
+  Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int limit) override {
+    return InTransaction([&](Tx& tx) -> Result<std::vector<ActiveRun>> {
+      std::vector<ActiveRun> out;
+      auto s = tx.Query(
+          "SELECT r.id, e.payload, r.created_at_ms FROM runs r "
+          "JOIN events e ON e.internal_id = r.event_id WHERE r.function_id = ?1 "
+          "AND r.status NOT IN ('completed', 'failed', 'cancelled') ORDER BY r.id LIMIT ?2",
+          function_id, limit);
+      while (s->Next()) out.push_back({s->Text(0), s->JsonCol(1), s->Int(2)});
+      return out;
     });
   }
 
