@@ -16,6 +16,8 @@
 #include "coordinator/api/api.h"
 #include "coordinator/executor/executor.h"
 #include "coordinator/http/router.h"
+#include "coordinator/intake/cron_ticker.h"
+#include "coordinator/intake/intake.h"
 #include "coordinator/store/store.h"
 
 namespace {
@@ -143,7 +145,14 @@ int Serve(const ServeFlags& f, bool dev) {
   asio::thread_pool blocking(static_cast<size_t>(f.db_pool));
   HttpClient client(io.get_executor());
   auto transport = executor::MakeHttpTransport(client);
+  executor::Executor* wake_target = nullptr;  // set once the executor exists
+  intake::Intake intake(*store, clock, std::chrono::seconds(1), [&wake_target] {
+    if (wake_target) wake_target->Wake();
+  });
+  exec.events = &intake;
   executor::Executor executor(io, blocking, *store, clock, *transport, exec);
+  wake_target = &executor;
+  intake::CronTicker cron(intake, clock);
 
   api::ApiOptions api_options;
   api_options.dev_mode = f.signing_key.empty();
@@ -151,29 +160,27 @@ int Serve(const ServeFlags& f, bool dev) {
   api_options.signing_key = f.signing_key;
   api_options.signing_key_fallback = f.signing_key_fallback;
   api_options.api_token = f.api_token;
-  api::Api api(
-      api_options, *store, clock, [&executor] { executor.Wake(); },
-      [&executor] {
-        const auto& s = executor.stats();
-        std::string out;
-        api::AppendMetric(out, "funcky_calls_total", "counter", "Calls pushed to hosts.", s.calls);
-        api::AppendMetric(out, "funcky_call_errors_total", "counter",
-                          "Calls that failed or got a non-2xx answer.", s.call_errors);
-        api::AppendMetric(out, "funcky_runs_completed_total", "counter",
-                          "Runs completed by this coordinator.", s.runs_completed);
-        api::AppendMetric(out, "funcky_runs_failed_total", "counter",
-                          "Runs failed by this coordinator.", s.runs_failed);
-        api::AppendMetric(out, "funcky_leases_lost_total", "counter",
-                          "Call outcomes dropped because another coordinator took the lease.",
-                          s.leases_lost);
-        api::AppendMetric(out, "funcky_lane_heads_blocked_total", "counter",
-                          "Lane heads that failed and now block their lane.", s.heads_blocked);
-        api::AppendMetric(out, "funcky_lane_heads_timed_out_total", "counter",
-                          "Lane heads failed by head_timeout.", s.heads_timed_out);
-        api::AppendMetric(out, "funcky_calls_in_flight", "gauge", "Calls in flight now.",
-                          executor.in_flight());
-        return out;
-      });
+  api::Api api(api_options, *store, clock, intake, [&executor] {
+    const auto& s = executor.stats();
+    std::string out;
+    api::AppendMetric(out, "funcky_calls_total", "counter", "Calls pushed to hosts.", s.calls);
+    api::AppendMetric(out, "funcky_call_errors_total", "counter",
+                      "Calls that failed or got a non-2xx answer.", s.call_errors);
+    api::AppendMetric(out, "funcky_runs_completed_total", "counter",
+                      "Runs completed by this coordinator.", s.runs_completed);
+    api::AppendMetric(out, "funcky_runs_failed_total", "counter",
+                      "Runs failed by this coordinator.", s.runs_failed);
+    api::AppendMetric(out, "funcky_leases_lost_total", "counter",
+                      "Call outcomes dropped because another coordinator took the lease.",
+                      s.leases_lost);
+    api::AppendMetric(out, "funcky_lane_heads_blocked_total", "counter",
+                      "Lane heads that failed and now block their lane.", s.heads_blocked);
+    api::AppendMetric(out, "funcky_lane_heads_timed_out_total", "counter",
+                      "Lane heads failed by head_timeout.", s.heads_timed_out);
+    api::AppendMetric(out, "funcky_calls_in_flight", "gauge", "Calls in flight now.",
+                      executor.in_flight());
+    return out;
+  });
   http::Router router;
   api.Register(router);
 
@@ -192,6 +199,7 @@ int Serve(const ServeFlags& f, bool dev) {
     return 1;
   }
   executor.Start();
+  cron.Start();
   spdlog::info("funcky{} listening on http://{}:{} ({}; calls {}; store: {})", dev ? " dev" : "",
                f.host, server.port(),
                api_options.dev_mode ? "dev mode: registration not authenticated" : "signing on",
@@ -206,6 +214,7 @@ int Serve(const ServeFlags& f, bool dev) {
     spdlog::info("signal {}: stopping; waiting for {} call(s) in flight", sig,
                  executor.in_flight());
     server.Stop();
+    cron.Stop();
     executor.Stop();
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     wait_drained = [&, deadline] {

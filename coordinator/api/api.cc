@@ -11,12 +11,12 @@ using http::JsonResponse;
 using http::Request;
 using http::Response;
 
-Api::Api(ApiOptions options, store::Store& store, const Clock& clock,
-         std::function<void()> on_new_work, std::function<std::string()> extra_metrics)
+Api::Api(ApiOptions options, store::Store& store, const Clock& clock, intake::Intake& intake,
+         std::function<std::string()> extra_metrics)
     : options_(std::move(options)),
       store_(store),
       clock_(clock),
-      on_new_work_(std::move(on_new_work)),
+      intake_(intake),
       extra_metrics_(std::move(extra_metrics)) {}
 
 void Api::Register(http::Router& router) {
@@ -29,6 +29,10 @@ void Api::Register(http::Router& router) {
   router.Add("GET", "/v1/events/{id}", [this](const Request& r) { return HandleGetEvent(r); });
   router.Add("GET", "/v1/runs", [this](const Request& r) { return HandleListRuns(r); });
   router.Add("GET", "/v1/runs/{id}", [this](const Request& r) { return HandleGetRun(r); });
+  router.Add("POST", "/v1/runs/{id}/cancel",
+             [this](const Request& r) { return HandleCancelRun(r); });
+  router.Add("POST", "/v1/runs/{id}/replay",
+             [this](const Request& r) { return HandleReplayRun(r); });
   router.Add("GET", "/v1/functions", [this](const Request& r) { return HandleListFunctions(r); });
   router.Add("GET", "/v1/lanes", [this](const Request& r) { return HandleListLanes(r); });
   router.Add("POST", "/v1/lanes/{function}/{key}/skip-head",
@@ -53,30 +57,6 @@ std::optional<Response> Api::CheckApiToken(const Request& req) const {
   if (crypto::ConstantTimeEqual(req.bearer_token(), options_.api_token)) return std::nullopt;
   return ErrorResponse(401, "unauthenticated",
                        "a valid API token is required (Authorization: Bearer …)");
-}
-
-Result<std::shared_ptr<const FunctionSet>> Api::Functions(bool refresh) {
-  std::lock_guard lock(cache_mu_);
-  TimePoint now = clock_.Now();
-  if (refresh || !functions_loaded_ || now - functions_loaded_at_ >= options_.function_cache_ttl) {
-    auto set = std::make_shared<FunctionSet>();
-    ASSIGN_OR_RETURN(set->functions, store_.ListFunctions());
-    for (const auto& fn : set->functions) {
-      // Configs were checked at sync; one that no longer parses (synced by an older
-      // coordinator) starts no runs, loudly, rather than runs its filters would exclude.
-      auto flow = scheduler::ParseFlowControl(fn.config);
-      if (!flow.ok()) {
-        spdlog::error("function {}: {}; it starts no runs until it is synced again", fn.id,
-                      flow.status().message());
-        continue;
-      }
-      set->flows.emplace(fn.id, std::move(*flow));
-    }
-    functions_ = std::move(set);
-    functions_loaded_ = true;
-    functions_loaded_at_ = now;
-  }
-  return functions_;
 }
 
 Response Api::HandleHealth(const Request&) { return JsonResponse(200, {{"status", "ok"}}); }

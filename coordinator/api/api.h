@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "coordinator/http/router.h"
+#include "coordinator/intake/intake.h"
 #include "coordinator/scheduler/flow.h"
 #include "coordinator/store/store.h"
 
@@ -32,9 +33,6 @@ struct ApiOptions {
   std::string api_token;
   size_t max_events_per_request = 5000;
   size_t max_event_bytes = 512 << 10;
-  // How long the list of functions used for fan-out may be stale; a sync on this
-  // coordinator refreshes it at once.
-  std::chrono::milliseconds function_cache_ttl{1000};
 };
 
 // Counters shown on /metrics.
@@ -48,18 +46,12 @@ struct ApiCounters {
 void AppendMetric(std::string& out, std::string_view name, std::string_view type,
                   std::string_view help, int64_t value);
 
-// The active functions, with their flow control compiled once per load.
-struct FunctionSet {
-  std::vector<store::FunctionRecord> functions;
-  std::map<std::string, scheduler::FlowControl> flows;  // by function id
-};
-
 class Api {
  public:
-  // `on_new_work` is called after events that started runs are stored (wakes executors).
-  // `extra_metrics` appends Prometheus lines of other components.
-  Api(ApiOptions options, store::Store& store, const Clock& clock,
-      std::function<void()> on_new_work, std::function<std::string()> extra_metrics = {});
+  // Events enter through `intake`, which also wakes executors. `extra_metrics` appends
+  // Prometheus lines of other components.
+  Api(ApiOptions options, store::Store& store, const Clock& clock, intake::Intake& intake,
+      std::function<std::string()> extra_metrics = {});
 
   void Register(http::Router& router);
 
@@ -67,6 +59,8 @@ class Api {
   http::Response HandleEvents(const http::Request& req, std::string_view key);
   http::Response HandleListRuns(const http::Request& req);
   http::Response HandleGetRun(const http::Request& req);
+  http::Response HandleCancelRun(const http::Request& req);
+  http::Response HandleReplayRun(const http::Request& req);
   http::Response HandleListEvents(const http::Request& req);
   http::Response HandleGetEvent(const http::Request& req);
   http::Response HandleListFunctions(const http::Request& req);
@@ -82,7 +76,6 @@ class Api {
   bool EventKeyAccepted(std::string_view key) const;
   // nullopt when the request may use /v1/*, else the 401 to send.
   std::optional<http::Response> CheckApiToken(const http::Request& req) const;
-  Result<std::shared_ptr<const FunctionSet>> Functions(bool refresh);
   // skip-head and retry-head: runs `op` on the lane named by the path and answers alike.
   using LaneHeadOp = Result<std::string> (store::LaneStore::*)(const std::string&,
                                                                const std::string&, TimePoint);
@@ -92,14 +85,9 @@ class Api {
   ApiOptions options_;
   store::Store& store_;
   const Clock& clock_;
-  std::function<void()> on_new_work_;
+  intake::Intake& intake_;
   std::function<std::string()> extra_metrics_;
   ApiCounters counters_;
-
-  std::mutex cache_mu_;
-  std::shared_ptr<const FunctionSet> functions_;  // GUARDED_BY(cache_mu_)
-  TimePoint functions_loaded_at_{};               // GUARDED_BY(cache_mu_)
-  bool functions_loaded_ = false;                 // GUARDED_BY(cache_mu_)
 };
 
 }  // namespace funcky::api

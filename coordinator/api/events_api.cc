@@ -4,8 +4,6 @@
 #include "common/ulid.h"
 #include "coordinator/api/api.h"
 #include "coordinator/api/json_views.h"
-#include "coordinator/scheduler/fanout.h"
-#include "coordinator/scheduler/flow.h"
 
 namespace funcky::api {
 
@@ -97,59 +95,33 @@ Response Api::HandleEvents(const Request& req, std::string_view key) {
       return EventsError(status, StatusCodeName(s.code()), s.message());
     }
   }
-  auto functions = Functions(/*refresh=*/false);
-  if (!functions.ok()) {
-    spdlog::error("loading functions for fan-out failed: {}", functions.status().ToString());
-    return EventsError(503, "unavailable", "storage unavailable; retry");
-  }
   const std::string seed(req.header("x-inngest-event-id-seed"));
-  std::vector<store::NewEvent> batch;
+  std::vector<intake::IncomingEvent> batch;
   batch.reserve(list.size());
   for (size_t i = 0; i < list.size(); ++i) {
     Json& e = list[i];
-    store::NewEvent ne;
+    intake::IncomingEvent in;
     std::optional<std::string> seeded;
     if (!seed.empty()) seeded = UlidFromSeed(seed, static_cast<uint32_t>(i + 1));
-    ne.event.internal_id = seeded ? *seeded : NewUlid(now_ms);
+    in.internal_id = seeded ? *seeded : NewUlid(now_ms);
     if (!e.contains("id") || e["id"].is_null() || e["id"].get_ref<const std::string&>().empty()) {
-      e["id"] = ne.event.internal_id;
+      e["id"] = in.internal_id;
     }
-    ne.event.id = e["id"].get<std::string>();
-    ne.event.name = e["name"].get<std::string>();
-    ne.event.payload = e;
-    ne.event.received_at_ms = now_ms;
-    for (const store::FunctionRecord* fn :
-         scheduler::MatchFunctions((*functions)->functions, (*functions)->flows, ne.event)) {
-      store::NewRun run{NewUlid(now_ms), fn->id};
-      if (auto flow = (*functions)->flows.find(fn->id); flow != (*functions)->flows.end()) {
-        scheduler::RunKeys keys = scheduler::EvaluateKeys(flow->second, e);
-        run.lane_key = std::move(keys.lane_key);
-        run.head_timeout = flow->second.head_timeout;
-        run.concurrency_key = std::move(keys.concurrency_key);
-      }
-      ne.runs.push_back(std::move(run));
-    }
-    batch.push_back(std::move(ne));
+    in.payload = std::move(e);
+    batch.push_back(std::move(in));
   }
-  auto stored = store_.IngestEvents(batch, now);
+  const size_t count = batch.size();
+  auto stored = intake_.Ingest(std::move(batch));
   if (!stored.ok()) {
-    spdlog::error("storing {} event(s) failed: {}", batch.size(), stored.status().ToString());
+    spdlog::error("storing {} event(s) failed: {}", count, stored.status().ToString());
     return EventsError(503, "unavailable", "storage unavailable; nothing was stored, retry");
   }
   Json ids = Json::array();
-  size_t started = 0;
-  for (size_t i = 0; i < stored->size(); ++i) {
-    const auto& s = (*stored)[i];
+  for (const store::IngestedEvent& s : stored->stored) {
     ids.push_back(s.internal_id);
-    if (s.duplicate) {
-      ++counters_.events_duplicate;
-    } else {
-      ++counters_.events_accepted;
-      started += batch[i].runs.size();
-    }
+    ++(s.duplicate ? counters_.events_duplicate : counters_.events_accepted);
   }
-  counters_.runs_started += static_cast<int64_t>(started);
-  if (started > 0 && on_new_work_) on_new_work_();
+  counters_.runs_started += stored->runs_started;
   return JsonResponse(200, {{"ids", ids}, {"status", 200}});
 }
 

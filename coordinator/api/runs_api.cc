@@ -1,4 +1,4 @@
-// GET /v1/runs, /v1/runs/{id}, /v1/functions.
+// GET /v1/runs, /v1/runs/{id}, POST /v1/runs/{id}/cancel and /replay, GET /v1/functions.
 #include <map>
 #include <set>
 
@@ -12,6 +12,20 @@ using http::JsonResponse;
 using http::Request;
 using http::Response;
 using store::Json;
+
+namespace {
+
+// What a memoized step returned (PROTOCOL.md §5.7): {"data": x} is x, {"error": …} is none,
+// anything else (a sleep's null, a matched event) is itself.
+Json StepOutput(const Json& memo) {
+  if (memo.is_object() && memo.size() == 1) {
+    if (memo.contains("data")) return memo["data"];
+    if (memo.contains("error")) return nullptr;
+  }
+  return memo;
+}
+
+}  // namespace
 
 Response Api::HandleListRuns(const Request& req) {
   if (auto denied = CheckApiToken(req)) return *denied;
@@ -79,7 +93,7 @@ Response Api::HandleGetRun(const Request& req) {
         {"status", s.status},
         {"attempts", a.size()},
         {"attempt_log", a},
-        {"output", s.memo.is_object() && s.memo.contains("data") ? s.memo["data"] : Json(nullptr)},
+        {"output", StepOutput(s.memo)},
         {"error", s.memo.is_object() && s.memo.contains("error") ? s.memo["error"] : Json(nullptr)},
         {"ended_at", FormatTime(s.created_at_ms)}};
     if (!a.empty()) j["started_at"] = a.front()["started_at"];
@@ -101,6 +115,31 @@ Response Api::HandleGetRun(const Request& req) {
   j["event"] = EventJson(*event);
   j["steps"] = std::move(steps_json);
   return JsonResponse(200, {{"data", j}});
+}
+
+Response Api::HandleCancelRun(const Request& req) {
+  if (auto denied = CheckApiToken(req)) return *denied;
+  const std::string& id = req.param("id");
+  auto cancelled =
+      intake_.Cancel(id, {{"name", "Cancelled"}, {"message", "cancelled through the API"}});
+  if (!cancelled.ok()) return ErrorResponse(cancelled.status());
+  auto run = store_.GetRun(id);
+  if (!run.ok()) return ErrorResponse(run.status());
+  if (!*cancelled) {
+    return ErrorResponse(409, "conflict", "run " + id + " has ended already (" + run->status + ")");
+  }
+  return JsonResponse(200, {{"data", RunJson(*run)}});
+}
+
+Response Api::HandleReplayRun(const Request& req) {
+  if (auto denied = CheckApiToken(req)) return *denied;
+  auto replay = intake_.Replay(req.param("id"));
+  if (!replay.ok()) return ErrorResponse(replay.status());
+  auto run = store_.GetRun(*replay);
+  if (!run.ok()) return ErrorResponse(run.status());
+  Json j = RunJson(*run);
+  j["replay_of"] = req.param("id");
+  return JsonResponse(201, {{"data", j}});
 }
 
 Response Api::HandleListFunctions(const Request& req) {

@@ -46,9 +46,6 @@ Status ValidateFunction(const Json& fn, size_t index) {
     if (!has_event && !has_cron) {
       return InvalidArgument(where + ": a trigger needs a non-empty \"event\" or \"cron\"");
     }
-    if (has_cron) {
-      return InvalidArgument(where + ": cron triggers are not supported by this coordinator yet");
-    }
   }
   auto steps = fn.find("steps");
   if (steps == fn.end() || !steps->is_object() || steps->empty()) {
@@ -151,7 +148,7 @@ Response Api::HandleRegister(const Request& req) {
     return RegisterError(code, StatusCodeName(s.code()),
                          s.code() == StatusCode::kInternal ? "internal error" : s.message());
   }
-  (void)Functions(/*refresh=*/true);
+  (void)intake_.Functions(/*refresh=*/true);
   spdlog::info("app {} synced from {}: {} function(s){}", *app_name, *url, sync.functions.size(),
                result->modified ? "" : " (unchanged)");
   return JsonResponse(

@@ -16,6 +16,7 @@
 namespace funcky::executor {
 
 namespace asio = boost::asio;
+using store::Json;
 
 namespace {
 
@@ -121,7 +122,9 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       co_return;  // the lease expires and the item is claimed again
     }
     store::Transition t;
-    if (!store::IsTerminalStatus(state->run.status)) {
+    if (item.resume) {
+      t = ResumeTransition(item, clock.Now());
+    } else if (!store::IsTerminalStatus(state->run.status)) {
       auto request = BuildCall(*state, item, options.call, clock.Now());
       if (!request.ok()) {
         t.end_status = store::kFailed;
@@ -137,7 +140,10 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         t = DecideTransition(*state, item, outcome, options.retry, rng);
       }
       ParkFailedLaneHead(state->run, t);
+      co_await StartInvocations(*state, t);
     }
+    // An event received from here on either sees the stored wait or is found by look-back.
+    const TimePoint registering = clock.Now();
     for (int tries = 0;; ++tries) {
       Status applied = co_await Offload([&] { return queue.Apply(item, t, clock.Now()); });
       if (applied.ok()) break;
@@ -156,6 +162,16 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       asio::steady_timer wait(io, std::chrono::milliseconds(100 << tries));
       co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
     }
+    if (options.events) {
+      co_await Offload([&] {
+        for (const store::NewWait& wait : t.waits) {
+          options.events->WaitRegistered(item.run_id, wait,
+                                         UnixMillis(registering - wait.lookback));
+        }
+        if (t.end_status) options.events->RunEnded(*state, *t.end_status, t.output, t.error);
+        return 0;
+      });
+    }
     if (t.end_status == store::kCompleted) {
       ++stats.runs_completed;
       spdlog::info("run {} of {} completed", item.run_id, state->function.id);
@@ -172,6 +188,30 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
           "run {} of {}: call {} attempt {} failed, retrying in {} ms", item.run_id,
           state->function.id, item.step_id, item.attempt,
           std::chrono::duration_cast<std::chrono::milliseconds>(*t.retry_at - clock.Now()).count());
+    }
+  }
+
+  // Starts the runs that invoke waits of `t` wait for; a wait whose function does not
+  // exist resumes at once with the error instead.
+  asio::awaitable<void> StartInvocations(const store::RunState& state, store::Transition& t) {
+    if (!options.events) co_return;
+    for (auto it = t.waits.begin(); it != t.waits.end();) {
+      if (it->kind != store::kWaitInvoke) {
+        ++it;
+        continue;
+      }
+      const store::NewWait& wait = *it;
+      Status started =
+          co_await Offload([&] { return options.events->StartInvocation(state, wait); });
+      if (started.ok()) {
+        ++it;
+        continue;
+      }
+      spdlog::warn("run {}: invoke step {}: {}", state.run.id, wait.name, started.ToString());
+      Json error = {{"name", "InvokeError"}, {"message", started.message()}};
+      t.next.push_back({wait.step_id, clock.Now(),
+                        Json{{"memo", {{"error", std::move(error)}}}, {"name", wait.name}}});
+      it = t.waits.erase(it);
     }
   }
 

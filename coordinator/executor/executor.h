@@ -32,6 +32,25 @@ class HostTransport {
   virtual boost::asio::awaitable<Result<HttpResponse>> Call(HttpRequest request) = 0;
 };
 
+// What the executor asks of event intake when runs wait, invoke and end (implemented by
+// intake::Intake; absent in tests of the executor alone). Every method blocks on the store.
+class RunEvents {
+ public:
+  virtual ~RunEvents() = default;
+  // Starts the run that `wait` (kind invoke) of the caller's run waits for. Called before
+  // the wait is stored and again if the call is redone: it must start the run once.
+  // kNotFound when there is no such function.
+  virtual Status StartInvocation(const store::RunState& caller, const store::NewWait& wait) = 0;
+  // `wait` of `run_id` is stored: resume it with an event already received at or after
+  // `since_ms` (its look-back), if one matches.
+  virtual void WaitRegistered(const std::string& run_id, const store::NewWait& wait,
+                              int64_t since_ms) = 0;
+  // The run ended (its transition is stored): emit inngest/function.finished and, for a
+  // failure, inngest/function.failed.
+  virtual void RunEnded(const store::RunState& state, const std::string& status,
+                        const store::Json& output, const store::Json& error) = 0;
+};
+
 // Pushes over HttpClient's keep-alive pool.
 std::unique_ptr<HostTransport> MakeHttpTransport(HttpClient& client);
 
@@ -45,7 +64,8 @@ struct ExecutorOptions {
   std::chrono::milliseconds lease{90'000};
   scheduler::RetryPolicy retry;
   CallOptions call;
-  uint64_t seed = 0;  // jitter source; 0: from the OS
+  uint64_t seed = 0;            // jitter source; 0: from the OS
+  RunEvents* events = nullptr;  // not owned; null: waits get no look-back, no events emitted
 };
 
 struct ExecutorStats {

@@ -2,9 +2,11 @@
 
 #include <set>
 
+#include "common/duration.h"
 #include "common/ops.h"
 #include "common/step_id.h"
 #include "coordinator/executor/call.h"
+#include "coordinator/expr/expr.h"
 
 namespace funcky::executor {
 
@@ -68,6 +70,94 @@ struct Ctx {
     t.next_only_if_idle = true;
   }
 };
+
+// A step's time option: a string of opts[key], else the op's name (PROTOCOL.md §12.6).
+std::string OpText(const Op& op, const char* key) {
+  if (op.opts.is_object()) {
+    if (auto v = op.opts.find(key); v != op.opts.end() && v->is_string())
+      return v->get<std::string>();
+  }
+  return op.name;
+}
+
+// When a Sleep op wakes: its duration after `now`, or an absolute date (≥ 10 characters
+// that parse as RFC 3339). At most 366 days ahead.
+Result<TimePoint> WakeTime(const Op& op, TimePoint now) {
+  const std::string text = OpText(op, "duration");
+  TimePoint wake;
+  if (auto at = ParseRfc3339(text); text.size() >= 10 && at.ok()) {
+    wake = TimePoint(std::chrono::milliseconds(*at));
+  } else {
+    auto d = ParseDuration(text);
+    if (!d.ok()) return InvalidArgument("sleep \"" + text + "\": " + d.status().message());
+    wake = now + *d;
+  }
+  if (wake - now > std::chrono::hours(24 * 366)) {
+    return InvalidArgument("sleep \"" + text + "\" is longer than 366 days");
+  }
+  return wake;
+}
+
+// An optional duration option; `fallback` when absent.
+Result<std::chrono::milliseconds> DurationOpt(const Op& op, const char* key,
+                                              std::chrono::milliseconds fallback) {
+  if (!op.opts.is_object() || !op.opts.contains(key) || op.opts[key].is_null()) return fallback;
+  if (!op.opts[key].is_string())
+    return InvalidArgument(std::string(key) + " must be a time string");
+  auto d = ParseDuration(op.opts[key].get<std::string>());
+  if (!d.ok()) return InvalidArgument(std::string(key) + ": " + d.status().message());
+  return *d;
+}
+
+constexpr std::chrono::milliseconds kDefaultWaitTimeout = std::chrono::hours(24 * 366);
+
+// The wait of a WaitForEvent op.
+Result<store::NewWait> EventWait(const Op& op, TimePoint now) {
+  store::NewWait w;
+  w.step_id = op.id;
+  w.name = op.DisplayName();
+  w.event_name = OpText(op, "event");
+  if (w.event_name.empty()) return InvalidArgument("waitForEvent needs an event name");
+  ASSIGN_OR_RETURN(auto timeout, DurationOpt(op, "timeout", kDefaultWaitTimeout));
+  ASSIGN_OR_RETURN(w.lookback, DurationOpt(op, "lookback", std::chrono::milliseconds(0)));
+  if (op.opts.is_object() && op.opts.contains("if") && op.opts["if"].is_string()) {
+    w.expression = op.opts["if"].get<std::string>();
+    if (auto compiled = expr::Compile(w.expression); !compiled.ok()) {
+      return InvalidArgument("waitForEvent if: " + compiled.status().message());
+    }
+  }
+  w.kind = store::kWaitEvent;
+  w.expires_at = now + timeout;
+  return w;
+}
+
+// The wait of an InvokeFunction op: for the inngest/function.finished of the invoked run.
+Result<store::NewWait> InvokeWait(const Op& op, const std::string& run_id, TimePoint now) {
+  if (!op.opts.is_object() || !op.opts.contains("function_id") ||
+      !op.opts["function_id"].is_string()) {
+    return InvalidArgument("invoke needs opts.function_id");
+  }
+  store::NewWait w;
+  w.step_id = op.id;
+  w.name = op.DisplayName();
+  w.event_name = kFunctionFinished;
+  const std::string correlation = CorrelationId(run_id, op.id);
+  w.expression = "async.data.correlation_id == \"" + correlation + "\"";
+  w.kind = store::kWaitInvoke;
+  ASSIGN_OR_RETURN(auto timeout, DurationOpt(op, "timeout", kDefaultWaitTimeout));
+  w.expires_at = now + timeout;
+  w.timeout_memo = {{"error",
+                     {{"name", "InngestInvokeTimeoutError"},
+                      {"message", "Timed out waiting for invoked function to complete"}}}};
+  Json data = Json::object();
+  if (auto p = op.opts.find("payload"); p != op.opts.end() && p->is_object()) {
+    if (auto d = p->find("data"); d != p->end() && d->is_object()) data = *d;
+  }
+  w.invoke = {{"function_id", op.opts["function_id"]},
+              {"data", std::move(data)},
+              {"correlation_id", correlation}};
+  return w;
+}
 
 std::optional<std::chrono::milliseconds> RetryAfter(const HttpResponse& reply, TimePoint now) {
   return scheduler::ParseRetryAfter(reply.header("Retry-After"), now);
@@ -160,6 +250,29 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
         case OpCode::kDiscoveryRequest:
           c.Discover();
           break;
+        case OpCode::kSleep: {
+          auto wake = WakeTime(op, outcome.ended);
+          if (!wake.ok()) {
+            c.Fail(ErrorJson("InvalidSleep", wake.status().message()));
+            return std::move(c.t);
+          }
+          c.t.next.push_back({op.id, *wake, Json{{"memo", nullptr}, {"name", name}}});
+          c.t.run_status = store::kSleeping;
+          break;
+        }
+        case OpCode::kWaitForEvent:
+        case OpCode::kInvokeFunction: {
+          auto wait = op.code == OpCode::kWaitForEvent
+                          ? EventWait(op, outcome.ended)
+                          : InvokeWait(op, state.run.id, outcome.ended);
+          if (!wait.ok()) {
+            c.Fail(ErrorJson("InvalidStep", wait.status().message()));
+            return std::move(c.t);
+          }
+          c.t.waits.push_back(std::move(*wait));
+          c.t.run_status = store::kWaiting;
+          break;
+        }
         default:
           c.Fail(ErrorJson("UnsupportedOp", "this coordinator does not implement the " +
                                                 std::string(OpCodeName(op.code)) + " op"));
@@ -184,6 +297,24 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
   }
   c.RetryOrFail(call_step, call_step, std::move(error), RetryAfter(reply, outcome.ended));
   return std::move(c.t);
+}
+
+store::Transition ResumeTransition(const store::QueueItem& item, TimePoint now) {
+  store::Transition t;
+  const Json& resume = *item.resume;
+  Json memo = resume.is_object() ? resume.value("memo", Json(nullptr)) : Json(nullptr);
+  std::string name = resume.is_object() ? resume.value("name", item.step_id) : item.step_id;
+  const bool failed = memo.is_object() && memo.size() == 1 && memo.contains("error");
+  t.steps.push_back(
+      {item.step_id, 0, std::move(name), failed ? "failed" : "completed", std::move(memo), 0});
+  t.next.push_back({std::string(kDiscoveryStepId), now});
+  t.next_only_if_idle = true;
+  t.run_status = store::kRunning;
+  return t;
+}
+
+std::string CorrelationId(const std::string& run_id, const std::string& step_id) {
+  return run_id + "." + step_id;
 }
 
 }  // namespace funcky::executor

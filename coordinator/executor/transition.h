@@ -28,8 +28,23 @@ struct CallOutcome {
 // - anything else (no reply, 5xx, a 2xx that is not from an SDK, a malformed body) is a
 //   failed attempt: retried with backoff (or `Retry-After`) while attempts remain, then the
 //   run fails; `X-Inngest-No-Retry: true` fails the run at once.
+//   Sleep enqueues a resume item at the wake time; WaitForEvent and InvokeFunction register
+//   a wait whose timeout is a resume item (an invocation's target is started by the
+//   executor, see NewWait::invoke);
 store::Transition DecideTransition(const store::RunState& state, const store::QueueItem& item,
                                    const CallOutcome& outcome, const scheduler::RetryPolicy& policy,
                                    std::mt19937_64& rng);
+
+// The transition of a resume item (a timer, or a wait matched or timed out): memoize its
+// memo under its step and run discovery.
+store::Transition ResumeTransition(const store::QueueItem& item, TimePoint now);
+
+// The correlation id of an invocation made by `run_id`'s step `step_id` (PROTOCOL.md §8.7).
+std::string CorrelationId(const std::string& run_id, const std::string& step_id);
+
+inline constexpr const char* kFunctionFinished = "inngest/function.finished";
+inline constexpr const char* kFunctionFailed = "inngest/function.failed";
+inline constexpr const char* kFunctionCancelled = "inngest/function.cancelled";
+inline constexpr const char* kFunctionInvoked = "inngest/function.invoked";
 
 }  // namespace funcky::executor

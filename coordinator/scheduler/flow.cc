@@ -56,13 +56,46 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
   if (auto triggers = config.find("triggers"); triggers != config.end() && triggers->is_array()) {
     for (size_t i = 0; i < triggers->size(); ++i) {
       const Json& t = (*triggers)[i];
-      if (!t.is_object() || !t.contains("event") || !t["event"].is_string()) continue;  // cron
+      if (!t.is_object()) continue;
+      if (auto cron = t.find("cron"); cron != t.end() && cron->is_string()) {
+        auto schedule = CronSchedule::Parse(cron->get<std::string>());
+        if (!schedule.ok()) {
+          return InvalidArgument("triggers[" + std::to_string(i) +
+                                 "].cron: " + schedule.status().message());
+        }
+        flow.crons.push_back(std::move(*schedule));
+        continue;
+      }
+      if (!t.contains("event") || !t["event"].is_string()) continue;
       TriggerFilter filter{t["event"].get<std::string>(), nullptr};
       if (auto e = t.find("expression"); e != t.end() && !e->is_null()) {
         const std::string where = "triggers[" + std::to_string(i) + "].expression";
         ASSIGN_OR_RETURN(filter.expression, KeyExpression(*e, where));
       }
       flow.triggers.push_back(std::move(filter));
+    }
+  }
+  if (auto cancel = config.find("cancel"); cancel != config.end() && !cancel->is_null()) {
+    if (!cancel->is_array()) return InvalidArgument("cancel must be an array");
+    for (size_t i = 0; i < cancel->size(); ++i) {
+      const Json& c = (*cancel)[i];
+      const std::string where = "cancel[" + std::to_string(i) + "]";
+      if (!c.is_object() || !c.contains("event") || !c["event"].is_string()) {
+        return InvalidArgument(where + " needs an \"event\" name");
+      }
+      CancelOn on{c["event"].get<std::string>(), nullptr, std::chrono::hours(24 * 366)};
+      if (auto e = c.find("if"); e != c.end() && !e->is_null()) {
+        ASSIGN_OR_RETURN(on.condition, KeyExpression(*e, where + ".if"));
+      }
+      if (auto t = c.find("timeout"); t != c.end() && !t->is_null()) {
+        auto d =
+            t->is_string()
+                ? ParseDuration(t->get<std::string>())
+                : Result<std::chrono::milliseconds>(InvalidArgument("must be a duration string"));
+        if (!d.ok()) return InvalidArgument(where + ".timeout: " + d.status().message());
+        on.timeout = *d;
+      }
+      flow.cancel.push_back(std::move(on));
     }
   }
   if (auto o = config.find("ordering"); o != config.end() && !o->is_null()) {

@@ -3,7 +3,8 @@
 // - a lane key: `ordering: {key, head_timeout?}` (Funcky's extension), or an Inngest
 //   `concurrency: {limit: 1, key}` with scope fn — each key is a strict FIFO lane;
 // - a function-wide limit on calls in flight: `concurrency: N` or `{limit: N}`;
-// - a per-key limit on calls in flight: `{limit: N, key}` with N > 1 (no order promise).
+// - a per-key limit on calls in flight: `{limit: N, key}` with N > 1 (no order promise);
+// - cron triggers and `cancel` (cancel_on) conditions.
 #pragma once
 
 #include <chrono>
@@ -16,6 +17,7 @@
 
 #include "common/status.h"
 #include "coordinator/expr/expr.h"
+#include "coordinator/scheduler/cron.h"
 
 namespace funcky::scheduler {
 
@@ -24,8 +26,17 @@ struct TriggerFilter {
   std::shared_ptr<const expr::Expression> expression;  // null: every event of the name
 };
 
+// `cancel: [{event, if?, timeout?}]`: an event that cancels a run of the function.
+struct CancelOn {
+  std::string event;                                  // name or wildcard pattern
+  std::shared_ptr<const expr::Expression> condition;  // over `event` (the run's) and `async`
+  std::chrono::milliseconds timeout;                  // after the run started; default 1 year
+};
+
 struct FlowControl {
   std::vector<TriggerFilter> triggers;
+  std::vector<CronSchedule> crons;
+  std::vector<CancelOn> cancel;
   std::shared_ptr<const expr::Expression> lane_key;  // null: no lanes
   std::optional<std::chrono::milliseconds> head_timeout;
   int function_limit = 0;  // 0: unlimited

@@ -6,8 +6,8 @@
 //
 //   ordered-replication-host --coordinator http://127.0.0.1:8288 --third-party
 //   http://127.0.0.1:4000
-//   curl -XPOST http://127.0.0.1:8288/e/dev \
-//     -d '{"name":"crm/mutation","data":{"tenant_id":"acme","seq":1,"fields":{"name":"Ada"}}}'
+//   curl -XPOST http://127.0.0.1:8288/e/dev -d
+//     '{"name":"crm/mutation","data":{"tenant_id":"acme","seq":1,"fields":{"name":"Ada"}}}'
 //
 // For chaos tests it can also fail a share of the calls it gets (--fail-rate: HTTP 500) and
 // stall a share past the coordinator's call timeout (--stall-rate, --stall-ms).

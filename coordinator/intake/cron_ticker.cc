@@ -1,0 +1,76 @@
+#include "coordinator/intake/cron_ticker.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/duration.h"
+#include "common/ulid.h"
+
+namespace funcky::intake {
+
+namespace {
+
+constexpr const char* kScheduledTimer = "inngest/scheduled.timer";
+// A coordinator that stalled longer than this makes up for no more of the gap.
+constexpr int64_t kMaxCatchUpSeconds = 60;
+
+}  // namespace
+
+void CronTicker::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void CronTicker::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void CronTicker::Loop() {
+  int64_t last_s = UnixMillis(clock_.Now()) / 1000;
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    wake_.wait_for(lock, std::chrono::milliseconds(200));
+    if (stopping_) break;
+    const int64_t now_s = UnixMillis(clock_.Now()) / 1000;
+    if (now_s <= last_s) continue;
+    lock.unlock();
+    FireTicks(std::max(last_s, now_s - kMaxCatchUpSeconds), now_s);
+    lock.lock();
+    last_s = now_s;
+  }
+}
+
+int CronTicker::FireTicks(int64_t after_s, int64_t up_to_s) {
+  auto set = intake_.Functions(/*refresh=*/false);
+  if (!set.ok()) {
+    spdlog::warn("cron: cannot load functions: {}", set.status().ToString());
+    return 0;
+  }
+  std::vector<IncomingEvent> ticks;
+  for (const auto& [fn_id, flow] : (*set)->flows) {
+    for (const scheduler::CronSchedule& cron : flow.crons) {
+      for (int64_t s = after_s + 1; s <= up_to_s; ++s) {
+        if (!cron.FiresAt(s)) continue;
+        const std::string at = FormatRfc3339(s * 1000);
+        IncomingEvent e = intake_.InternalEvent(
+            kScheduledTimer, {{"cron", cron.spec()}, {"scheduledAt", at}, {"fireAt", at}},
+            "cron:" + fn_id + ":" + at);
+        e.target_function = fn_id;
+        ticks.push_back(std::move(e));
+      }
+    }
+  }
+  if (ticks.empty()) return 0;
+  auto r = intake_.Ingest(std::move(ticks));
+  if (!r.ok()) {
+    spdlog::error("cron: storing ticks failed: {}", r.status().ToString());
+    return 0;
+  }
+  if (r->runs_started > 0) spdlog::info("cron: {} run(s) started", r->runs_started);
+  return static_cast<int>(r->runs_started);
+}
+
+}  // namespace funcky::intake

@@ -1,0 +1,315 @@
+#include "coordinator/intake/intake.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/ulid.h"
+#include "coordinator/executor/transition.h"
+#include "coordinator/scheduler/fanout.h"
+
+namespace funcky::intake {
+
+namespace {
+
+constexpr int kMaxActiveRunsScanned = 10000;
+constexpr int kLookbackEvents = 1000;
+
+// A new run of function `fn` for `event`, with its lane and concurrency keys.
+store::NewRun NewRunFor(const std::string& fn, const FunctionSet& set, const Json& event,
+                        int64_t now_ms) {
+  store::NewRun run{NewUlid(now_ms), fn};
+  if (auto flow = set.flows.find(fn); flow != set.flows.end()) {
+    scheduler::RunKeys keys = scheduler::EvaluateKeys(flow->second, event);
+    run.lane_key = std::move(keys.lane_key);
+    run.head_timeout = flow->second.head_timeout;
+    run.concurrency_key = std::move(keys.concurrency_key);
+  }
+  return run;
+}
+
+bool IsRunEndEvent(const std::string& name) {
+  return name == executor::kFunctionFinished || name == executor::kFunctionFailed ||
+         name == executor::kFunctionCancelled;
+}
+
+}  // namespace
+
+Intake::Intake(store::Store& store, const Clock& clock,
+               std::chrono::milliseconds function_cache_ttl, std::function<void()> on_new_work)
+    : store_(store),
+      clock_(clock),
+      cache_ttl_(function_cache_ttl),
+      on_new_work_(std::move(on_new_work)) {}
+
+Result<std::shared_ptr<const FunctionSet>> Intake::Functions(bool refresh) {
+  std::lock_guard lock(mu_);
+  TimePoint now = clock_.Now();
+  if (refresh || !functions_loaded_ || now - functions_loaded_at_ >= cache_ttl_) {
+    auto set = std::make_shared<FunctionSet>();
+    ASSIGN_OR_RETURN(set->functions, store_.ListFunctions());
+    for (const auto& fn : set->functions) {
+      // Configs were checked at sync; one that no longer parses (synced by an older
+      // coordinator) starts no runs, loudly, rather than runs its filters would exclude.
+      auto flow = scheduler::ParseFlowControl(fn.config);
+      if (!flow.ok()) {
+        spdlog::error("function {}: {}; it starts no runs until it is synced again", fn.id,
+                      flow.status().message());
+        continue;
+      }
+      set->flows.emplace(fn.id, std::move(*flow));
+    }
+    functions_ = std::move(set);
+    functions_loaded_ = true;
+    functions_loaded_at_ = now;
+  }
+  return functions_;
+}
+
+Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
+  ASSIGN_OR_RETURN(auto set, Functions(/*refresh=*/false));
+  const TimePoint now = clock_.Now();
+  const int64_t now_ms = UnixMillis(now);
+  std::vector<store::NewEvent> batch;
+  batch.reserve(events.size());
+  for (IncomingEvent& in : events) {
+    store::NewEvent ne;
+    ne.event.internal_id = std::move(in.internal_id);
+    ne.event.id = in.payload["id"].get<std::string>();
+    ne.event.name = in.payload["name"].get<std::string>();
+    ne.event.payload = std::move(in.payload);
+    ne.event.received_at_ms = now_ms;
+    std::vector<const store::FunctionRecord*> targets;
+    if (in.target_function) {
+      for (const auto& fn : set->functions) {
+        if (fn.id == *in.target_function) targets.push_back(&fn);
+      }
+    } else {
+      targets = scheduler::MatchFunctions(set->functions, set->flows, ne.event);
+    }
+    // A function is not started by the end of its own run (it would start itself forever).
+    std::string ended_fn;
+    if (IsRunEndEvent(ne.event.name)) {
+      ended_fn = ne.event.payload["data"].value("function_id", std::string());
+    }
+    for (const store::FunctionRecord* fn : targets) {
+      if (fn->id == ended_fn) continue;
+      ne.runs.push_back(NewRunFor(fn->id, *set, ne.event.payload, now_ms));
+    }
+    batch.push_back(std::move(ne));
+  }
+  ASSIGN_OR_RETURN(auto stored, store_.IngestEvents(batch, now));
+  IngestResult result;
+  int resumed = 0;
+  for (size_t i = 0; i < stored.size(); ++i) {
+    if (stored[i].duplicate) continue;
+    result.runs_started += static_cast<int64_t>(batch[i].runs.size());
+    resumed += ResolveWaits(batch[i].event, *set);
+    CancelMatchingRuns(batch[i].event, *set);
+  }
+  result.stored = std::move(stored);
+  if ((result.runs_started > 0 || resumed > 0) && on_new_work_) on_new_work_();
+  return result;
+}
+
+bool Intake::WaitMatches(const std::string& expression, const Json& trigger, const Json& event) {
+  if (expression.empty()) return true;
+  std::shared_ptr<const expr::Expression> compiled;
+  {
+    std::lock_guard lock(mu_);
+    auto& slot = wait_exprs_[expression];
+    if (!slot) {
+      auto c = expr::Compile(expression);
+      if (!c.ok()) return false;  // checked when the wait was registered
+      if (wait_exprs_.size() > 10000) wait_exprs_.clear();
+      slot = std::move(*c);
+    }
+    compiled = slot;
+  }
+  return compiled->Matches(expr::Variables{{"event", &trigger}, {"async", &event}});
+}
+
+Json Intake::WaitMemo(const store::WaitRecord& wait, const Json& event) {
+  if (wait.kind != store::kWaitInvoke) return event;
+  const Json& data = event["data"];
+  if (data.contains("error") && !data["error"].is_null()) return {{"error", data["error"]}};
+  return {{"data", data.value("result", Json(nullptr))}};
+}
+
+int Intake::ResolveWaits(const store::EventRecord& event, const FunctionSet&) {
+  auto waits = store_.WaitsFor(event.name);
+  if (!waits.ok()) {
+    spdlog::error("event {}: looking up waits failed: {}", event.internal_id,
+                  waits.status().ToString());
+    return 0;
+  }
+  int resumed = 0;
+  for (const store::WaitRecord& wait : *waits) {
+    if (!WaitMatches(wait.expression, wait.trigger, event.payload)) continue;
+    auto r =
+        store_.ResolveWait(wait.run_id, wait.step_id, WaitMemo(wait, event.payload), clock_.Now());
+    if (!r.ok()) {
+      spdlog::error("run {}: resuming wait {} failed: {}", wait.run_id, wait.step_id,
+                    r.status().ToString());
+    } else if (*r) {
+      ++resumed;
+      spdlog::info("run {}: {} wait resumed by event {} ({})", wait.run_id, wait.kind, event.name,
+                   event.internal_id);
+    }
+  }
+  return resumed;
+}
+
+void Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionSet& set) {
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  for (const auto& [fn_id, flow] : set.flows) {
+    for (const scheduler::CancelOn& on : flow.cancel) {
+      if (!scheduler::EventNameMatches(on.event, event.name)) continue;
+      auto runs = store_.ActiveRuns(fn_id, kMaxActiveRunsScanned);
+      if (!runs.ok()) {
+        spdlog::error("cancel_on of {}: listing runs failed: {}", fn_id, runs.status().ToString());
+        continue;
+      }
+      for (const store::ActiveRun& run : *runs) {
+        if (run.event.value("id", std::string()) == event.id) continue;  // its own trigger
+        if (now_ms - run.created_at_ms > on.timeout.count()) continue;
+        if (on.condition && !on.condition->Matches(expr::Variables{{"event", &run.event},
+                                                                   {"async", &event.payload}})) {
+          continue;
+        }
+        auto cancelled =
+            Cancel(run.run_id,
+                   {{"name", "Cancelled"},
+                    {"message", "cancelled by event \"" + event.name + "\" (" + event.id + ")"}});
+        if (!cancelled.ok()) {
+          spdlog::error("run {}: cancelling failed: {}", run.run_id, cancelled.status().ToString());
+        }
+      }
+    }
+  }
+}
+
+Result<bool> Intake::Cancel(const std::string& run_id, const Json& reason) {
+  ASSIGN_OR_RETURN(bool cancelled, store_.CancelRun(run_id, reason, clock_.Now()));
+  if (!cancelled) return false;
+  spdlog::info("run {} cancelled: {}", run_id, reason.value("message", std::string()));
+  auto state = store_.LoadRunState(run_id);
+  if (state.ok()) {
+    RunEnded(*state, store::kCancelled, nullptr, reason);
+  } else {
+    spdlog::error("run {}: cannot load it to emit its end: {}", run_id, state.status().ToString());
+  }
+  if (on_new_work_) on_new_work_();  // its lane may have moved on
+  return true;
+}
+
+Result<std::string> Intake::Replay(const std::string& run_id) {
+  ASSIGN_OR_RETURN(store::RunRecord run, store_.GetRun(run_id));
+  ASSIGN_OR_RETURN(store::EventRecord event, store_.GetEvent(run.event_id));
+  ASSIGN_OR_RETURN(auto set, Functions(/*refresh=*/false));
+  const TimePoint now = clock_.Now();
+  store::NewRun replay = NewRunFor(run.function_id, *set, event.payload, UnixMillis(now));
+  RETURN_IF_ERROR(store_.StartRun(event.internal_id, replay, now));
+  spdlog::info("run {} replays run {} of {}", replay.run_id, run_id, run.function_id);
+  if (on_new_work_) on_new_work_();
+  return replay.run_id;
+}
+
+IncomingEvent Intake::InternalEvent(const std::string& name, Json data, const std::string& id) {
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  return {Json{{"name", name},
+               {"data", std::move(data)},
+               {"user", Json::object()},
+               {"id", id},
+               {"ts", now_ms}},
+          NewUlid(now_ms), std::nullopt};
+}
+
+Status Intake::StartInvocation(const store::RunState& caller, const store::NewWait& wait) {
+  const std::string fn_id = wait.invoke.value("function_id", std::string());
+  ASSIGN_OR_RETURN(auto set, Functions(/*refresh=*/false));
+  auto known = [&](const FunctionSet& s) {
+    for (const auto& fn : s.functions) {
+      if (fn.id == fn_id) return true;
+    }
+    return false;
+  };
+  if (!known(*set)) {
+    ASSIGN_OR_RETURN(set, Functions(/*refresh=*/true));
+    if (!known(*set)) {
+      return NotFound("no function \"" + fn_id + "\" to invoke; is its app synced?");
+    }
+  }
+  const std::string correlation = wait.invoke.value("correlation_id", std::string());
+  Json data = wait.invoke.value("data", Json::object());
+  data["_inngest"] = {{"fn_id", fn_id},
+                      {"correlation_id", correlation},
+                      {"expire", UnixMillis(wait.expires_at)},
+                      {"name", wait.name},
+                      {"source_app_id", caller.function.app_id},
+                      {"source_fn_id", caller.function.id},
+                      {"source_fn_v", 0}};
+  // The correlation id is the event id: a redone call starts nothing twice.
+  IncomingEvent e = InternalEvent(executor::kFunctionInvoked, std::move(data), correlation);
+  e.target_function = fn_id;
+  std::vector<IncomingEvent> one;
+  one.push_back(std::move(e));
+  return Ingest(std::move(one)).status();
+}
+
+void Intake::WaitRegistered(const std::string& run_id, const store::NewWait& wait,
+                            int64_t since_ms) {
+  auto events = store_.EventsSince(wait.event_name, since_ms, kLookbackEvents);
+  if (!events.ok()) {
+    spdlog::error("run {}: wait look-back failed: {}", run_id, events.status().ToString());
+    return;
+  }
+  if (events->empty()) return;
+  auto state = store_.LoadRunState(run_id);
+  if (!state.ok() || state->events.empty()) return;
+  store::WaitRecord record;
+  record.kind = wait.kind;
+  for (const store::EventRecord& e : *events) {
+    if (!WaitMatches(wait.expression, state->events[0], e.payload)) continue;
+    auto r = store_.ResolveWait(run_id, wait.step_id, WaitMemo(record, e.payload), clock_.Now());
+    if (r.ok() && *r) {
+      spdlog::info("run {}: {} wait resumed by event {} ({}) received before it", run_id, wait.kind,
+                   e.name, e.internal_id);
+      if (on_new_work_) on_new_work_();
+    }
+    return;  // the first match decides, whoever resumed the wait
+  }
+}
+
+void Intake::RunEnded(const store::RunState& state, const std::string& status, const Json& output,
+                      const Json& error) {
+  const Json first = state.events.empty() ? Json::object() : state.events[0];
+  Json data = {{"function_id", state.function.id},
+               {"run_id", state.run.id},
+               {"event", first},
+               {"events", state.events},
+               {"_inngest", {{"status", status}}}};
+  if (status == store::kCompleted) {
+    data["result"] = output;
+  } else {
+    data["error"] = error.is_null() ? Json{{"name", "Error"}, {"message", status}} : error;
+  }
+  if (first.contains("data") && first["data"].is_object()) {
+    const Json& meta = first["data"].value("_inngest", Json::object());
+    if (meta.is_object() && meta.contains("correlation_id")) {
+      data["correlation_id"] = meta["correlation_id"];
+    }
+  }
+  std::vector<IncomingEvent> events;
+  events.push_back(InternalEvent(executor::kFunctionFinished, data, state.run.id + "-finished"));
+  if (status == store::kFailed) {
+    events.push_back(InternalEvent(executor::kFunctionFailed, data, state.run.id));
+  } else if (status == store::kCancelled) {
+    events.push_back(
+        InternalEvent(executor::kFunctionCancelled, data, state.run.id + "-cancelled"));
+  }
+  if (auto r = Ingest(std::move(events)); !r.ok()) {
+    spdlog::error("run {}: emitting its end events failed: {}", state.run.id,
+                  r.status().ToString());
+  }
+}
+
+}  // namespace funcky::intake

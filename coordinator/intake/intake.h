@@ -1,0 +1,101 @@
+// Event intake: where every event enters, from a sender (POST /e/…), a cron tick, an
+// invocation or the end of a run (inngest/function.*). It stores events and starts the runs
+// they trigger in one transaction, then resumes the waits they match and cancels the runs
+// whose cancel_on they match (PROTOCOL.md §3, §8.3, §8.7).
+//
+// Thread-safety: every method may be called from many threads; all block on the store.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "coordinator/executor/executor.h"
+#include "coordinator/scheduler/flow.h"
+#include "coordinator/store/store.h"
+
+namespace funcky::intake {
+
+using store::Json;
+
+// The active functions, with their flow control compiled once per load.
+struct FunctionSet {
+  std::vector<store::FunctionRecord> functions;
+  std::map<std::string, scheduler::FlowControl> flows;  // by function id
+};
+
+struct IncomingEvent {
+  Json payload;             // checked and complete: name, data, user, id, ts
+  std::string internal_id;  // a ULID
+  // Start only this function, whatever its triggers (an invocation, a cron tick).
+  std::optional<std::string> target_function;
+};
+
+struct IngestResult {
+  std::vector<store::IngestedEvent> stored;  // one per event, in order
+  int64_t runs_started = 0;
+};
+
+class Intake final : public executor::RunEvents {
+ public:
+  // `on_new_work` is called when runs were started or resumed (wakes executors).
+  Intake(store::Store& store, const Clock& clock, std::chrono::milliseconds function_cache_ttl,
+         std::function<void()> on_new_work);
+
+  // The active functions; reloaded when older than the cache TTL, or at once on `refresh`.
+  Result<std::shared_ptr<const FunctionSet>> Functions(bool refresh);
+
+  // Stores the events and starts their runs (all or nothing), then resumes matching waits
+  // and cancels matching runs. kUnavailable when nothing could be stored.
+  Result<IngestResult> Ingest(std::vector<IncomingEvent> events);
+
+  // Tells executors that work may be due now.
+  void Wake() {
+    if (on_new_work_) on_new_work_();
+  }
+
+  // Cancels a run (POST /v1/runs/{id}/cancel, cancel_on): false when it had ended.
+  Result<bool> Cancel(const std::string& run_id, const Json& reason);
+  // Starts a new run of the run's function for the same event; returns its id.
+  Result<std::string> Replay(const std::string& run_id);
+
+  // executor::RunEvents
+  Status StartInvocation(const store::RunState& caller, const store::NewWait& wait) override;
+  void WaitRegistered(const std::string& run_id, const store::NewWait& wait,
+                      int64_t since_ms) override;
+  void RunEnded(const store::RunState& state, const std::string& status, const Json& output,
+                const Json& error) override;
+
+  // An internal event (inngest/…) ready for Ingest.
+  IncomingEvent InternalEvent(const std::string& name, Json data, const std::string& id);
+
+ private:
+  // Resumes the waits `event` matches; returns how many.
+  int ResolveWaits(const store::EventRecord& event, const FunctionSet& set);
+  // Cancels the runs whose cancel_on `event` matches.
+  void CancelMatchingRuns(const store::EventRecord& event, const FunctionSet& set);
+  // The memo a matched wait resumes with.
+  static Json WaitMemo(const store::WaitRecord& wait, const Json& event);
+  bool WaitMatches(const std::string& expression, const Json& trigger, const Json& event);
+
+  store::Store& store_;
+  const Clock& clock_;
+  const std::chrono::milliseconds cache_ttl_;
+  std::function<void()> on_new_work_;
+
+  std::mutex mu_;
+  std::shared_ptr<const FunctionSet> functions_;  // GUARDED_BY(mu_)
+  TimePoint functions_loaded_at_{};               // GUARDED_BY(mu_)
+  bool functions_loaded_ = false;                 // GUARDED_BY(mu_)
+  // Compiled wait `if` expressions by source (waits are registered per run; expressions
+  // repeat).
+  std::map<std::string, std::shared_ptr<const expr::Expression>> wait_exprs_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace funcky::intake
