@@ -26,9 +26,12 @@ struct StepNotFound {
   std::string step_id;
 };
 
+class Client;
+
 class Execution {
  public:
-  nlohmann::json memo;  // hashed step id -> memoized value
+  const Client* client = nullptr;  // for step.send_event and step.invoke
+  nlohmann::json memo;             // hashed step id -> memoized value
   std::string target_step;
   bool disable_immediate_execution = false;
   int attempt = 0;

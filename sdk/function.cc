@@ -1,29 +1,44 @@
 #include "sdk/function.h"
 
+#include "common/duration.h"
 #include "common/step_id.h"
 #include "common/url.h"
+#include "sdk/client.h"
 #include "sdk/execution.h"
 
 namespace funcky::sdk {
 
-Json Function::config(const std::string& app_id, const std::string& serve_url) const {
-  const std::string id = app_id + "-" + options_.id;
-  Json triggers = Json::array();
-  for (const auto& t : options_.triggers) {
-    Json trigger = {{"event", t.event}};
-    if (!t.expression.empty()) trigger["expression"] = t.expression;
-    triggers.push_back(std::move(trigger));
-  }
+namespace {
+
+Json StepConfig(const std::string& id, const std::string& serve_url, std::optional<int> retries) {
   Json step = {{"id", "step"},
                {"name", "step"},
                {"runtime",
                 {{"type", "http"},
                  {"url", SetQueryParam(SetQueryParam(serve_url, "fnId", id), "stepId", "step")}}}};
-  if (options_.retries) step["retries"] = {{"attempts", *options_.retries}};
+  if (retries) step["retries"] = {{"attempts", *retries}};
+  return {{"step", step}};
+}
+
+}  // namespace
+
+std::vector<Json> Function::configs(const std::string& app_id, const std::string& serve_url) const {
+  const std::string id = app_id + "-" + options_.id;
+  const std::string name = options_.name.empty() ? options_.id : options_.name;
+  Json triggers = Json::array();
+  for (const auto& t : options_.triggers) {
+    if (!t.cron.empty()) {
+      triggers.push_back({{"cron", t.cron}});
+      continue;
+    }
+    Json trigger = {{"event", t.event}};
+    if (!t.expression.empty()) trigger["expression"] = t.expression;
+    triggers.push_back(std::move(trigger));
+  }
   Json config = {{"id", id},
-                 {"name", options_.name.empty() ? options_.id : options_.name},
+                 {"name", name},
                  {"triggers", triggers},
-                 {"steps", {{"step", step}}}};
+                 {"steps", StepConfig(id, serve_url, options_.retries)}};
   if (options_.ordering) {
     config["ordering"] = {{"key", options_.ordering->key}};
     if (!options_.ordering->head_timeout.empty()) {
@@ -39,42 +54,77 @@ Json Function::config(const std::string& app_id, const std::string& serve_url) c
     }
     config["concurrency"] = std::move(limits);
   }
-  return config;
+  if (!options_.cancel_on.empty()) {
+    Json cancel = Json::array();
+    for (const CancelOn& c : options_.cancel_on) {
+      Json one = {{"event", c.event}};
+      if (!c.if_expression.empty()) one["if"] = c.if_expression;
+      if (!c.timeout.empty()) one["timeout"] = c.timeout;
+      cancel.push_back(std::move(one));
+    }
+    config["cancel"] = std::move(cancel);
+  }
+  std::vector<Json> out = {std::move(config)};
+  if (options_.on_failure) {
+    const std::string failure_id = id + "-failure";
+    out.push_back({{"id", failure_id},
+                   {"name", name + " (failure)"},
+                   {"triggers",
+                    {{{"event", "inngest/function.failed"},
+                      {"expression", "event.data.function_id == '" + id + "'"}}}},
+                   {"steps", StepConfig(failure_id, serve_url, 1)}});
+  }
+  return out;
 }
 
 Function create_function(FunctionOptions options, Handler handler) {
   return Function(std::move(options), std::move(handler));
 }
 
-Json Step::run(const std::string& id, const std::function<Json()>& fn) {
-  Execution& x = execution_;
-  const int index = x.counts[id]++;
-  const std::string hash = HashStepId(id, index);
-  Json userland = {{"id", id}};
-  if (index > 0) userland["index"] = index;
+namespace {
 
-  if (auto it = x.memo.find(hash); it != x.memo.end()) {
-    const Json& v = it.value();
-    if (v.is_object() && v.size() == 1 && v.contains("data")) return v["data"];
-    if (v.is_object() && v.size() == 1 && v.contains("error")) throw StepError(v["error"]);
-    return v;
-  }
+// The op of the next step named `id` (the n-th use of the id gets "id:n").
+Op NextOp(Execution& x, const std::string& id, OpCode code) {
+  const int index = x.counts[id]++;
   Op op;
-  op.id = hash;
+  op.id = HashStepId(id, index);
+  op.code = code;
   op.name = id;
   op.display_name = id;
   op.opts = Json::object();
-  op.userland = userland;
-  const bool discovering = x.target_step == kDiscoveryStepId;
-  if (!discovering && x.target_step != hash) {
-    // Replaying towards another step, which must come later: this one was never run, so
-    // the coordinator's state does not match this function's code.
+  op.userland = {{"id", id}};
+  if (index > 0) op.userland["index"] = index;
+  return op;
+}
+
+const Json* Memo(const Execution& x, const std::string& hash) {
+  auto it = x.memo.find(hash);
+  return it == x.memo.end() ? nullptr : &it.value();
+}
+
+// A memoized value as the step returns it (PROTOCOL.md §5.7).
+Json Unwrap(const Json& v) {
+  if (v.is_object() && v.size() == 1 && v.contains("data")) return v["data"];
+  if (v.is_object() && v.size() == 1 && v.contains("error")) throw StepError(v["error"]);
+  return v;
+}
+
+// Replaying towards a planned step that must come later: a step not memoized before it
+// means the coordinator's state does not match this function's code.
+void CheckReachable(const Execution& x, const std::string& hash) {
+  if (x.target_step != kDiscoveryStepId && x.target_step != hash) {
     throw StepNotFound{x.target_step};
   }
-  if (discovering && x.disable_immediate_execution) {
-    op.code = OpCode::kStepPlanned;
-    throw Interrupt{{op}, false};
-  }
+}
+
+// Reports an async step (sleep, wait, invoke) to the coordinator: the call ends here.
+[[noreturn]] void Report(const Execution& x, Op op) {
+  CheckReachable(x, op.id);
+  throw Interrupt{{std::move(op)}, false};
+}
+
+// Runs `fn` as step `op` in this call and ends the call with its outcome.
+[[noreturn]] void RunNow(const Execution& x, Op op, const std::function<Json()>& fn) {
   try {
     op.data = fn();
     op.code = OpCode::kStepRun;
@@ -97,6 +147,107 @@ Json Step::run(const std::string& id, const std::function<Json()>& fn) {
                {"stack", ""}};
   }
   throw Interrupt{{op}, op.code == OpCode::kStepFailed};
+}
+
+std::string TimeOption(std::string text, const char* what) {
+  if (text.empty()) return text;
+  if (!ParseDuration(text).ok()) {
+    throw std::invalid_argument(std::string(what) + " \"" + text + "\" is not a duration");
+  }
+  return text;
+}
+
+}  // namespace
+
+Json Step::run(const std::string& id, const std::function<Json()>& fn) {
+  Execution& x = execution_;
+  Op op = NextOp(x, id, OpCode::kStepPlanned);
+  if (const Json* memo = Memo(x, op.id)) return Unwrap(*memo);
+  CheckReachable(x, op.id);
+  if (x.target_step == kDiscoveryStepId && x.disable_immediate_execution) {
+    throw Interrupt{{op}, false};  // planned; the coordinator calls back for it
+  }
+  RunNow(x, std::move(op), fn);
+}
+
+std::vector<Json> Step::parallel(
+    const std::vector<std::pair<std::string, std::function<Json()>>>& steps) {
+  Execution& x = execution_;
+  std::vector<Op> pending;
+  std::vector<const std::function<Json()>*> pending_fns;
+  std::vector<std::string> hashes;
+  for (const auto& [id, fn] : steps) {
+    Op op = NextOp(x, id, OpCode::kStepPlanned);
+    hashes.push_back(op.id);
+    if (Memo(x, op.id)) continue;
+    if (x.target_step == op.id) RunNow(x, std::move(op), fn);
+    pending.push_back(std::move(op));
+    pending_fns.push_back(&fn);
+  }
+  if (!pending.empty()) {
+    if (x.target_step != kDiscoveryStepId) throw StepNotFound{x.target_step};
+    if (pending.size() == 1 && !x.disable_immediate_execution) {
+      RunNow(x, std::move(pending[0]), *pending_fns[0]);
+    }
+    throw Interrupt{std::move(pending), false};  // each runs as its own call
+  }
+  std::vector<Json> results;
+  for (const std::string& hash : hashes) results.push_back(Unwrap(*Memo(x, hash)));
+  return results;
+}
+
+void Step::sleep(const std::string& id, std::chrono::milliseconds duration) {
+  Execution& x = execution_;
+  Op op = NextOp(x, id, OpCode::kSleep);
+  if (Memo(x, op.id)) return;
+  op.name = FormatDuration(std::max(duration, std::chrono::milliseconds(1000)));
+  Report(x, std::move(op));
+}
+
+void Step::sleep_until(const std::string& id, std::chrono::system_clock::time_point until) {
+  Execution& x = execution_;
+  Op op = NextOp(x, id, OpCode::kSleep);
+  if (Memo(x, op.id)) return;
+  op.name = FormatRfc3339(
+      std::chrono::duration_cast<std::chrono::milliseconds>(until.time_since_epoch()).count());
+  Report(x, std::move(op));
+}
+
+std::optional<Json> Step::wait_for_event(const std::string& id, const WaitForEvent& wait) {
+  Execution& x = execution_;
+  Op op = NextOp(x, id, OpCode::kWaitForEvent);
+  if (const Json* memo = Memo(x, op.id)) {
+    if (memo->is_null()) return std::nullopt;
+    return *memo;
+  }
+  op.name = wait.event;
+  op.opts = {{"event", wait.event}, {"timeout", TimeOption(wait.timeout, "timeout")}};
+  if (wait.timeout.empty()) throw std::invalid_argument("wait_for_event needs a timeout");
+  if (!wait.if_expression.empty()) op.opts["if"] = wait.if_expression;
+  if (!wait.lookback.empty()) op.opts["lookback"] = TimeOption(wait.lookback, "lookback");
+  Report(x, std::move(op));
+}
+
+std::vector<std::string> Step::send_event(const std::string& id, const Json& events) {
+  const Client* client = execution_.client;
+  Json result = run(id, [&]() -> Json {
+    if (!client) throw std::logic_error("send_event needs a client");
+    auto ids = client->send(events);
+    if (!ids.ok()) throw std::runtime_error("sending events failed: " + ids.status().message());
+    return {{"ids", *ids}};
+  });
+  return result.value("ids", std::vector<std::string>{});
+}
+
+Json Step::invoke(const std::string& id, const Invoke& invoke) {
+  Execution& x = execution_;
+  Op op = NextOp(x, id, OpCode::kInvokeFunction);
+  if (const Json* memo = Memo(x, op.id)) return Unwrap(*memo);
+  const std::string app =
+      invoke.app_id.empty() && x.client ? x.client->options().app_id : invoke.app_id;
+  op.opts = {{"function_id", app + "-" + invoke.function_id}, {"payload", {{"data", invoke.data}}}};
+  if (!invoke.timeout.empty()) op.opts["timeout"] = TimeOption(invoke.timeout, "timeout");
+  Report(x, std::move(op));
 }
 
 }  // namespace funcky::sdk

@@ -31,7 +31,19 @@ using Json = nlohmann::json;
 struct Trigger {
   std::string event;       // event name; "app/*" matches every event under app/
   std::string expression;  // optional filter over `event`, e.g. "event.data.amount > 100"
+  // Or a schedule instead of an event: "[TZ=Europe/Paris ]<min> <hour> <day> <month> <dow>".
+  std::string cron;
 };
+
+// An event that cancels a run of the function: name, and an optional condition over
+// `event` (the run's trigger) and `async` (the cancelling event).
+struct CancelOn {
+  std::string event;
+  std::string if_expression;  // e.g. "async.data.order == event.data.order"
+  std::string timeout;        // only within this long after the run started; "" = 1 year
+};
+
+struct Context;
 
 // Strict FIFO per key (Funcky's extension of the function config): runs of one key start in
 // the order their events were accepted, each after the one before it has finished.
@@ -53,6 +65,10 @@ struct FunctionOptions {
   std::optional<int> retries;  // retries per step (not attempts); coordinator default 4
   std::optional<Ordering> ordering;
   std::vector<Concurrency> concurrency;  // at most 2
+  std::vector<CancelOn> cancel_on;
+  // Runs when a run of this function fails for good, with the inngest/function.failed event
+  // (its data has `error`, and the run's `event`). Registered as "<id>-failure".
+  std::function<nlohmann::json(Context&)> on_failure;
 };
 
 // Thrown by a step or a handler: fail now, do not retry.
@@ -87,12 +103,42 @@ class StepError : public std::runtime_error {
 
 class Execution;  // one call's replay state; internal
 
+struct WaitForEvent {
+  std::string event;          // the name to wait for
+  std::string if_expression;  // over `event` (this run's trigger) and `async` (the candidate)
+  std::string timeout;        // e.g. "1h"; when it passes, the wait returns nullopt
+  // Funcky's extension: events received this long before the wait began also count (closes
+  // the race between the code that makes the event happen and the wait), e.g. "5s".
+  std::string lookback;
+};
+
+struct Invoke {
+  std::string function_id;  // the function's id in its app
+  std::string app_id;       // "" = this app
+  Json data = Json::object();
+  std::string timeout;  // "" = 1 year
+};
+
 class Step {
  public:
   explicit Step(Execution& execution) : execution_(execution) {}
   // Runs `fn` once for the run (at least once: retried on failure) and returns its
   // memoized result on every replay. Repeated ids get distinct steps (`id`, `id:1`, …).
   Json run(const std::string& id, const std::function<Json()>& fn);
+  // Runs several steps as separate calls, in parallel, and returns their results in order
+  // once all have been memoized. A step that failed for good throws its StepError here.
+  std::vector<Json> parallel(
+      const std::vector<std::pair<std::string, std::function<Json()>>>& steps);
+  // Pauses the run durably (no compute is held) for `duration`, or until `until`.
+  void sleep(const std::string& id, std::chrono::milliseconds duration);
+  void sleep_until(const std::string& id, std::chrono::system_clock::time_point until);
+  // Pauses until a matching event arrives (returns it) or the timeout passes (nullopt).
+  std::optional<Json> wait_for_event(const std::string& id, const WaitForEvent& wait);
+  // Sends events (an object or an array) once for the run; returns their ids.
+  std::vector<std::string> send_event(const std::string& id, const Json& events);
+  // Runs another function with `data` and returns what it returned; throws StepError when
+  // it failed or timed out.
+  Json invoke(const std::string& id, const Invoke& invoke);
 
  private:
   Execution& execution_;
@@ -114,8 +160,9 @@ class Function {
       : options_(std::move(options)), handler_(std::move(handler)) {}
   const FunctionOptions& options() const { return options_; }
   const Handler& handler() const { return handler_; }
-  // The FunctionConfig sent at registration (PROTOCOL.md §2.2).
-  Json config(const std::string& app_id, const std::string& serve_url) const;
+  // The FunctionConfigs sent at registration (PROTOCOL.md §2.2): the function's, then its
+  // on_failure handler's, if any.
+  std::vector<Json> configs(const std::string& app_id, const std::string& serve_url) const;
 
  private:
   FunctionOptions options_;

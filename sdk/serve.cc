@@ -35,13 +35,20 @@ Json SerializeError(const std::string& name, const std::string& message) {
 ServeHandler::ServeHandler(const Client& client, std::string serve_url,
                            std::vector<Function> functions)
     : client_(client), serve_url_(std::move(serve_url)), functions_(std::move(functions)) {
-  for (const auto& f : functions_) by_id_[client_.options().app_id + "-" + f.options().id] = &f;
+  for (const auto& f : functions_) {
+    const std::string id = client_.options().app_id + "-" + f.options().id;
+    by_id_[id] = &f.handler();
+    if (f.options().on_failure) by_id_[id + "-failure"] = &f.options().on_failure;
+  }
 }
 
 Json ServeHandler::register_body() const {
   Json functions = Json::array();
-  for (const auto& f : functions_)
-    functions.push_back(f.config(client_.options().app_id, serve_url_));
+  for (const auto& f : functions_) {
+    for (Json& config : f.configs(client_.options().app_id, serve_url_)) {
+      functions.push_back(std::move(config));
+    }
+  }
   return {{"url", serve_url_},
           {"deployType", "ping"},
           {"framework", "funcky"},
@@ -165,6 +172,7 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
   if (it == by_id_.end()) return internal_error("no function \"" + fn_id + "\" in this app");
 
   Execution x;
+  x.client = &client_;
   x.memo = body.value("steps", Json::object());
   if (!x.memo.is_object()) x.memo = Json::object();
   x.target_step = QueryParam(request.target, "stepId");
@@ -189,7 +197,7 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
     return Finish(std::move(r));
   };
   try {
-    Json result = it->second->handler()(ctx);
+    Json result = (*it->second)(ctx);
     return Finish(JsonReply(200, result));
   } catch (const Interrupt& in) {
     Json ops = Json::array();

@@ -59,7 +59,8 @@ class ServeHandler {
   const Client& client_;
   std::string serve_url_;
   std::vector<Function> functions_;
-  std::map<std::string, const Function*> by_id_;  // composite id -> function
+  // composite id -> handler (a function's, or its on_failure's under "<id>-failure")
+  std::map<std::string, const Handler*> by_id_;
 };
 
 }  // namespace funcky::sdk

@@ -13,6 +13,21 @@
 //   filtered   on test/filtered if event.data.n > 1: returns data.n
 //   limited    on test/limited:   concurrency 3; step "work" sleeps data.delay_ms and
 //                                 records the number of its calls in flight at the host
+//   sleeper    on test/sleep:     step "before", step.sleep "nap" of data.sleep_ms, step
+//                                 "after" (records "woke" with the time)
+//   waiter     on test/wait:      if data.announce, step.send_event "announce" sends
+//                                 test/approved for data.order; step "pause" sleeps
+//                                 data.pause_ms; then waits for test/approved of the same
+//                                 order (timeout data.timeout, look-back data.lookback)
+//   sender     on test/send:      step.send_event "fan" sends data.count test/two-steps
+//   caller     on test/invoke:    step.invoke "call" of callee with data; returns its
+//                                 result or {"error": message}
+//   callee     (invoke only):     returns {"doubled": 2 * data.n}; throws when data.fail
+//   fanout     on test/parallel:  step.parallel of "a", "b", "c", then step "join"
+//   cancellable on test/cancellable: cancel_on test/cancel of the same data.id; step
+//                                 "start", a 30 s sleep, step "after"
+//   fails      on test/fails:     fails for good; on_failure runs step "compensate"
+//   ticker     (only with --cron SPEC): a cron function that records "tick"
 #include <atomic>
 #include <fstream>
 #include <iostream>
@@ -60,6 +75,8 @@ int main(int argc, char** argv) {
   std::string log_path = "/dev/null";
   std::string serve_url;  // what to register; default: this host's own address
   std::string send_on_start;
+  std::string cron;
+  app.add_option("--cron", cron, "add the cron function \"ticker\" with this schedule");
   app.add_option("--coordinator", client_options.coordinator_url);
   app.add_option("--signing-key", client_options.signing_key);
   app.add_option("--port", server_options.port);
@@ -154,6 +171,118 @@ int main(int argc, char** argv) {
           return Json("worked");
         });
       }));
+
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "sleeper", .triggers = {{.event = "test/sleep"}}}, [](Context& ctx) {
+        ctx.step.run("before", [&] {
+          Record("step", ctx.run_id, "before");
+          return Json(NowMs());
+        });
+        ctx.step.sleep("nap", std::chrono::milliseconds(ctx.event["data"].value("sleep_ms", 2000)));
+        return ctx.step.run("after", [&] {
+          Record("woke", ctx.run_id, "after");
+          return Json(NowMs());
+        });
+      }));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "waiter", .triggers = {{.event = "test/wait"}}}, [](Context& ctx) {
+        const Json& data = ctx.event["data"];
+        if (data.value("announce", false)) {
+          ctx.step.send_event("announce",
+                              {{"name", "test/approved"}, {"data", {{"order", data["order"]}}}});
+        }
+        ctx.step.run("pause", [&] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(data.value("pause_ms", 0)));
+          return Json(nullptr);
+        });
+        auto approval = ctx.step.wait_for_event(
+            "approval", {.event = "test/approved",
+                         .if_expression = "async.data.order == event.data.order",
+                         .timeout = data.value("timeout", std::string("5s")),
+                         .lookback = data.value("lookback", std::string())});
+        return Json{{"approval", approval ? *approval : Json(nullptr)}};
+      }));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "sender", .triggers = {{.event = "test/send"}}}, [](Context& ctx) {
+        Json events = Json::array();
+        for (int i = 0; i < ctx.event["data"].value("count", 2); ++i) {
+          events.push_back({{"name", "test/two-steps"}, {"data", {{"i", i}}}});
+        }
+        return Json{{"ids", ctx.step.send_event("fan", events)}};
+      }));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "caller", .triggers = {{.event = "test/invoke"}}}, [](Context& ctx) {
+        try {
+          Json result = ctx.step.invoke(
+              "call", {.function_id = "callee",
+                       .data = ctx.event["data"],
+                       .timeout = ctx.event["data"].value("timeout", std::string())});
+          return Json{{"result", result}};
+        } catch (const funcky::sdk::StepError& e) {
+          return Json{{"error", e.error()}};
+        }
+      }));
+  functions.push_back(
+      funcky::sdk::create_function({.id = "callee", .retries = 0}, [](Context& ctx) -> Json {
+        const Json& data = ctx.event["data"];
+        if (data.value("fail", false)) throw funcky::sdk::NonRetriableError("callee refused");
+        if (data.contains("sleep_ms")) {
+          ctx.step.sleep("linger", std::chrono::milliseconds(data["sleep_ms"].get<int>()));
+        }
+        return Json{{"doubled", 2 * data.value("n", 0)}};
+      }));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "fanout", .triggers = {{.event = "test/parallel"}}}, [](Context& ctx) {
+        auto branch = [&](std::string name) {
+          return std::pair<std::string, std::function<Json()>>{name, [&ctx, name] {
+                                                                 Record("branch", ctx.run_id, name);
+                                                                 return Json(name + "!");
+                                                               }};
+        };
+        std::vector<Json> parts = ctx.step.parallel({branch("a"), branch("b"), branch("c")});
+        return ctx.step.run("join", [&] {
+          Record("step", ctx.run_id, "join");
+          return Json(parts[0].get<std::string>() + parts[1].get<std::string>() +
+                      parts[2].get<std::string>());
+        });
+      }));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "cancellable",
+       .triggers = {{.event = "test/cancellable"}},
+       .cancel_on = {{.event = "test/cancel", .if_expression = "async.data.id == event.data.id"}}},
+      [](Context& ctx) {
+        ctx.step.run("start", [&] {
+          Record("step", ctx.run_id, "start");
+          return Json(true);
+        });
+        ctx.step.sleep("long", std::chrono::seconds(30));
+        return ctx.step.run("after", [&] {
+          Record("step", ctx.run_id, "after");
+          return Json(true);
+        });
+      }));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "fails",
+       .triggers = {{.event = "test/fails"}},
+       .retries = 0,
+       .on_failure =
+           [](Context& ctx) {
+             return ctx.step.run("compensate", [&] {
+               Record("compensate", ctx.run_id, ctx.event["data"]["run_id"]);
+               return Json{{"handled", ctx.event["data"]["error"]["message"]},
+                           {"original", ctx.event["data"]["event"]["data"]}};
+             });
+           }},
+      [](Context&) -> Json { throw funcky::sdk::NonRetriableError("it broke"); }));
+  if (!cron.empty()) {
+    functions.push_back(funcky::sdk::create_function(
+        {.id = "ticker", .triggers = {{.cron = cron}}}, [](Context& ctx) {
+          return ctx.step.run("tick", [&] {
+            Record("tick", ctx.run_id, ctx.event["data"]["scheduledAt"]);
+            return ctx.event["data"]["scheduledAt"];
+          });
+        }));
+  }
 
   funcky::sdk::Client client(client_options);
   std::unique_ptr<funcky::sdk::ServeHandler> handler;

@@ -1,0 +1,303 @@
+// End-to-end tests of the step kinds and triggers of issue 4 with the C++ SDK: sleep,
+// wait_for_event (with `if`, timeout and look-back), send_event, invoke, parallel steps,
+// cancel_on and the cancel API, on_failure and inngest/function.finished, replay, cron.
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/e2e.h"
+
+namespace funcky::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The step of a run view named `name`, or null.
+Json StepNamed(const Json& run, const std::string& name) {
+  for (const Json& s : run["steps"]) {
+    if (s["name"] == name) return s;
+  }
+  return nullptr;
+}
+
+class StepKindsTest : public E2eTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string backend() const override { return GetParam(); }
+
+  std::string StartRun(const Coordinator& c, const Json& event) {
+    auto runs = RunsOfEvent(c.url(), Send(c, event));
+    EXPECT_EQ(runs.size(), 1u) << event.dump();
+    return runs.empty() ? "" : runs[0];
+  }
+
+  // Events named `name` the coordinator stored (newest first).
+  static Json EventsNamed(const Coordinator& c, const std::string& name) {
+    return Http("GET", c.url() + "/v1/events?limit=500&name=" + name).body["data"];
+  }
+};
+
+TEST_P(StepKindsTest, SleepPausesTheRunAndResumesAfterTheDuration) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  const std::string run_id = StartRun(*c, {{"name", "test/sleep"}, {"data", {{"sleep_ms", 1500}}}});
+  Json sleeping = WaitForRunStatus(c->url(), run_id, {"sleeping", "completed", "failed"});
+  ASSERT_EQ(sleeping["status"], "sleeping") << sleeping.dump(2);
+  EXPECT_EQ(host.Count("woke", run_id), 0);
+
+  Json run = WaitForRunEnd(c->url(), run_id);
+  ASSERT_EQ(run["status"], "completed") << run.dump(2);
+  const int64_t before = StepNamed(run, "before")["output"].get<int64_t>();
+  EXPECT_GE(run["output"].get<int64_t>() - before, 1500) << "woke early";
+  Json nap = StepNamed(run, "nap");
+  EXPECT_EQ(nap["status"], "completed");
+  EXPECT_TRUE(nap["output"].is_null()) << nap.dump();
+  EXPECT_EQ(host.Count("step", run_id, "before"), 1);  // not run again after the sleep
+  EXPECT_EQ(host.Count("woke", run_id), 1);
+}
+
+TEST_P(StepKindsTest, WaitForEventResumesWithTheMatchingEventOnly) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  const std::string run_id =
+      StartRun(*c, {{"name", "test/wait"}, {"data", {{"order", 7}, {"timeout", "20s"}}}});
+  Json waiting = WaitForRunStatus(c->url(), run_id, {"waiting", "completed", "failed"});
+  ASSERT_EQ(waiting["status"], "waiting") << waiting.dump(2);
+
+  Send(*c, {{"name", "test/approved"}, {"data", {{"order", 8}}}});  // another order: ignored
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(Http("GET", c->url() + "/v1/runs/" + run_id).body["data"]["status"], "waiting");
+
+  Send(*c, {{"name", "test/approved"}, {"data", {{"order", 7}, {"by", "ada"}}}});
+  Json run = WaitForRunEnd(c->url(), run_id);
+  ASSERT_EQ(run["status"], "completed") << run.dump(2);
+  EXPECT_EQ(run["output"]["approval"]["name"], "test/approved");
+  EXPECT_EQ(run["output"]["approval"]["data"]["order"], 7);
+  EXPECT_EQ(run["output"]["approval"]["data"]["by"], "ada");
+  EXPECT_EQ(StepNamed(run, "approval")["output"]["data"]["by"], "ada");
+}
+
+TEST_P(StepKindsTest, WaitForEventTimesOutWithNull) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  const auto start = std::chrono::steady_clock::now();
+  Json run = RunToEnd(*c, {{"name", "test/wait"}, {"data", {{"order", 1}, {"timeout", "1s"}}}});
+  ASSERT_EQ(run["status"], "completed") << run.dump(2);
+  EXPECT_TRUE(run["output"]["approval"].is_null()) << run.dump(2);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 1s);
+}
+
+TEST_P(StepKindsTest, WaitWithLookbackMatchesAnEventSentBeforeTheWait) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  // The run itself sends the approval (step.send_event), then spends 100 ms before it
+  // reaches the wait: the event is 100 ms older than the wait.
+  Json early = RunToEnd(*c, {{"name", "test/wait"},
+                             {"data",
+                              {{"order", 3},
+                               {"announce", true},
+                               {"pause_ms", 100},
+                               {"lookback", "2s"},
+                               {"timeout", "10s"}}}});
+  ASSERT_EQ(early["status"], "completed") << early.dump(2);
+  EXPECT_EQ(early["output"]["approval"]["data"]["order"], 3) << early.dump(2);
+
+  // Without look-back the same event is too early, and the wait times out.
+  Json late = RunToEnd(
+      *c, {{"name", "test/wait"},
+           {"data", {{"order", 4}, {"announce", true}, {"pause_ms", 100}, {"timeout", "1s"}}}});
+  ASSERT_EQ(late["status"], "completed") << late.dump(2);
+  EXPECT_TRUE(late["output"]["approval"].is_null()) << late.dump(2);
+}
+
+TEST_P(StepKindsTest, SendEventIsMemoizedAndItsEventsStartRuns) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  Json run = RunToEnd(*c, {{"name", "test/send"}, {"data", {{"count", 2}}}});
+  ASSERT_EQ(run["status"], "completed") << run.dump(2);
+  const Json ids = run["output"]["ids"];
+  ASSERT_EQ(ids.size(), 2u) << run.dump(2);
+  EXPECT_EQ(StepNamed(run, "fan")["output"]["ids"], ids);  // recorded with the run
+  for (const Json& id : ids) {
+    auto started = RunsOfEvent(c->url(), id.get<std::string>());
+    ASSERT_EQ(started.size(), 1u);
+    EXPECT_EQ(WaitForRunEnd(c->url(), started[0])["status"], "completed");
+  }
+}
+
+TEST_P(StepKindsTest, InvokeResumesWithTheResultTheErrorOrATimeout) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  Json ok = RunToEnd(*c, {{"name", "test/invoke"}, {"data", {{"n", 21}}}});
+  ASSERT_EQ(ok["status"], "completed") << ok.dump(2);
+  EXPECT_EQ(ok["output"]["result"], Json({{"doubled", 42}})) << ok.dump(2);
+
+  Json failed = RunToEnd(*c, {{"name", "test/invoke"}, {"data", {{"n", 1}, {"fail", true}}}});
+  ASSERT_EQ(failed["status"], "completed") << failed.dump(2);
+  EXPECT_EQ(failed["output"]["error"]["message"], "callee refused") << failed.dump(2);
+
+  Json slow = RunToEnd(
+      *c, {{"name", "test/invoke"}, {"data", {{"n", 1}, {"sleep_ms", 3000}, {"timeout", "1s"}}}});
+  ASSERT_EQ(slow["status"], "completed") << slow.dump(2);
+  EXPECT_EQ(slow["output"]["error"]["name"], "InngestInvokeTimeoutError") << slow.dump(2);
+
+  // The invoked runs are runs of the callee, started by inngest/function.invoked.
+  EXPECT_EQ(EventsNamed(*c, "inngest/function.invoked").size(), 3u);
+}
+
+TEST_P(StepKindsTest, ParallelStepsRunAsSeparateCallsAndJoinOnce) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  Json run = RunToEnd(*c, {{"name", "test/parallel"}});
+  ASSERT_EQ(run["status"], "completed") << run.dump(2);
+  EXPECT_EQ(run["output"], "a!b!c!");
+  const std::string id = run["id"];
+  for (const char* branch : {"a", "b", "c"}) EXPECT_EQ(host.Count("branch", id, branch), 1);
+  EXPECT_EQ(host.Count("step", id, "join"), 1);
+  int planned_calls = 0, discovery_calls = 0;
+  for (const Json& r : host.Records()) {
+    if (r["kind"] != "call" || r["run_id"] != id) continue;
+    const std::string target = r["step"];
+    (target.find("stepId=step") != std::string::npos ? discovery_calls : planned_calls)++;
+  }
+  EXPECT_EQ(planned_calls, 3);    // one call per branch
+  EXPECT_EQ(discovery_calls, 3);  // plan, the join once all three are in, the end
+}
+
+TEST_P(StepKindsTest, CancelOnEventAndCancelApiEndRunsAndNothingRunsAfter) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  const std::string one = StartRun(*c, {{"name", "test/cancellable"}, {"data", {{"id", 1}}}});
+  const std::string two = StartRun(*c, {{"name", "test/cancellable"}, {"data", {{"id", 2}}}});
+  for (const auto& run : {one, two}) {
+    ASSERT_EQ(WaitForRunStatus(c->url(), run, {"sleeping", "completed", "failed"})["status"],
+              "sleeping");
+  }
+  Send(*c, {{"name", "test/cancel"}, {"data", {{"id", 1}}}});
+  Json cancelled = WaitForRunEnd(c->url(), one, 10s);
+  EXPECT_EQ(cancelled["status"], "cancelled") << cancelled.dump(2);
+  EXPECT_EQ(Http("GET", c->url() + "/v1/runs/" + two).body["data"]["status"], "sleeping");
+
+  auto r = Http("POST", c->url() + "/v1/runs/" + two + "/cancel");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body["data"]["status"], "cancelled");
+  auto again = Http("POST", c->url() + "/v1/runs/" + two + "/cancel");
+  EXPECT_EQ(again.status, 409) << again.raw;
+  EXPECT_EQ(again.body["error"]["code"], "conflict");
+  EXPECT_EQ(Http("POST", c->url() + "/v1/runs/01NOSUCHRUN/cancel").status, 404);
+
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(host.Count("step", one, "after") + host.Count("step", two, "after"), 0);
+  EXPECT_EQ(EventsNamed(*c, "inngest/function.cancelled").size(), 2u);
+}
+
+TEST_P(StepKindsTest, OnFailureRunsWithTheFailedEventAndEveryRunEndIsAnnounced) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  Json run = RunToEnd(*c, {{"name", "test/fails"}, {"data", {{"order", 99}}}});
+  ASSERT_EQ(run["status"], "failed") << run.dump(2);
+  const std::string run_id = run["id"];
+
+  Json handled;
+  for (int i = 0; i < 100 && handled.is_null(); ++i) {
+    auto runs = Http("GET", c->url() + "/v1/runs?function=test-fails-failure&status=completed");
+    if (!runs.body["data"].empty()) handled = runs.body["data"][0];
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_FALSE(handled.is_null()) << "the failure handler did not complete";
+  EXPECT_EQ(handled["output"]["handled"], "it broke");
+  EXPECT_EQ(handled["output"]["original"]["order"], 99);
+  EXPECT_EQ(host.Count("compensate"), 1);
+
+  bool announced = false;
+  for (const Json& e : EventsNamed(*c, "inngest/function.finished")) {
+    if (e["payload"]["data"]["run_id"] == run_id) {
+      announced = true;
+      EXPECT_EQ(e["payload"]["data"]["_inngest"]["status"], "failed");
+      EXPECT_EQ(e["payload"]["data"]["error"]["message"], "it broke");
+    }
+  }
+  EXPECT_TRUE(announced) << "no inngest/function.finished for run " << run_id;
+  EXPECT_EQ(EventsNamed(*c, "inngest/function.failed").size(), 1u);
+}
+
+TEST_P(StepKindsTest, ReplayStartsANewRunWithTheSameEvent) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  Json first = RunToEnd(*c, {{"name", "test/two-steps"}, {"data", {{"n", 5}}}});
+  ASSERT_EQ(first["status"], "completed");
+  auto r = Http("POST", c->url() + "/v1/runs/" + first["id"].get<std::string>() + "/replay");
+  ASSERT_EQ(r.status, 201) << r.raw;
+  const std::string replay = r.body["data"]["id"];
+  EXPECT_NE(replay, first["id"]);
+  EXPECT_EQ(r.body["data"]["replay_of"], first["id"]);
+  Json again = WaitForRunEnd(c->url(), replay);
+  EXPECT_EQ(again["status"], "completed");
+  EXPECT_EQ(again["event"]["internal_id"], first["event"]["internal_id"]);
+  EXPECT_EQ(host.Count("step", replay, "first"), 1);  // a new run runs its steps afresh
+  auto event =
+      Http("GET", c->url() + "/v1/events/" + first["event"]["internal_id"].get<std::string>());
+  EXPECT_EQ(event.body["data"]["runs"].size(), 2u);
+  EXPECT_EQ(Http("POST", c->url() + "/v1/runs/01NOSUCHRUN/replay").status, 404);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StepKindsTest, ::testing::Values("postgres", "sqlite"),
+                         [](const auto& info) { return info.param; });
+
+class DurableTimersTest : public E2eTest {};
+
+TEST_F(DurableTimersTest, SleepSurvivesKill9AndResumesWithinASecondOfItsWakeTime) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  auto runs =
+      RunsOfEvent(c->url(), Send(*c, {{"name", "test/sleep"}, {"data", {{"sleep_ms", 2000}}}}));
+  ASSERT_EQ(runs.size(), 1u);
+  const std::string run_id = runs[0];
+  ASSERT_EQ(WaitForRunStatus(c->url(), run_id, {"sleeping", "completed", "failed"})["status"],
+            "sleeping");
+  c->Kill9();
+  std::this_thread::sleep_for(500ms);
+  c->Start();
+  Json run = WaitForRunEnd(c->url(), run_id);
+  ASSERT_EQ(run["status"], "completed") << run.dump(2) << c->Log();
+  // The wake time is 2 s after the call that reported the sleep, which came after "before".
+  const int64_t earliest_wake = StepNamed(run, "before")["output"].get<int64_t>() + 2000;
+  const int64_t woke = run["output"].get<int64_t>();
+  std::cout << "woke " << woke - earliest_wake << " ms after the earliest wake time\n";
+  EXPECT_GE(woke, earliest_wake);
+  EXPECT_LE(woke - earliest_wake, 1000);
+  EXPECT_EQ(host.Count("woke", run_id), 1);
+}
+
+TEST_F(DurableTimersTest, CronOnTwoCoordinatorsStartsOneRunPerTick) {
+  auto c1 = StartCoordinator();
+  auto c2 = StartCoordinator();
+  // Every second (the optional seconds field), so five ticks take five seconds.
+  TestHost host(c1->url(), dir_, {"--cron", "* * * * * *"});
+  std::this_thread::sleep_for(6500ms);
+  host.Stop();  // so no run is still being called while the records are read
+
+  std::map<std::string, int> runs_per_tick;  // scheduledAt -> runs
+  auto ticks = Http("GET", c1->url() + "/v1/events?limit=500&name=inngest/scheduled.timer");
+  ASSERT_EQ(ticks.status, 200) << ticks.raw;
+  for (const Json& e : ticks.body["data"]) {
+    auto detail = Http("GET", c2->url() + "/v1/events/" + e["internal_id"].get<std::string>());
+    runs_per_tick[e["payload"]["data"]["scheduledAt"]] += detail.body["data"]["runs"].size();
+  }
+  ASSERT_GE(runs_per_tick.size(), 5u) << "fewer than 5 ticks in 6.5 s";
+  int runs = 0;
+  for (const auto& [tick, n] : runs_per_tick) {
+    EXPECT_EQ(n, 1) << "tick " << tick;
+    runs += n;
+  }
+  EXPECT_EQ(runs, static_cast<int>(runs_per_tick.size()));
+  std::map<std::string, int> executions;
+  for (const Json& r : host.Records()) {
+    if (r["kind"] == "tick") ++executions[r["step"]];
+  }
+  for (const auto& [tick, n] : executions) EXPECT_EQ(n, 1) << "tick " << tick << " ran twice";
+}
+
+}  // namespace
+}  // namespace funcky::testing
