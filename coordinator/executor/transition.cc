@@ -279,8 +279,8 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
           return std::move(c.t);
       }
     }
-    // Planned steps run as their own calls; discovery follows once all are memoized.
-    if (!planned.empty()) c.t.next_only_if_idle = c.t.next.size() > planned.size();
+    // Planned steps run as their own calls; a discovery asked for by a step of this reply
+    // waits (next_only_if_idle, set by Discover) until all of them are memoized.
     return std::move(c.t);
   }
 

@@ -6,7 +6,9 @@
 // the old holder's Apply is refused; a lane head blocks later runs of its key (through
 // retries and while blocked) and other keys are not blocked; skip-head and head_timeout
 // move a lane on, retry-head runs a blocked head again; concurrency limits hold back calls in
-// flight, per function and per key.
+// flight, per function and per key; a wait resumes once (by a match or by its timeout, never
+// both) and its timeout is a durable timer; cancelling a run drops its work and moves its
+// lane on; a replayed event starts another run.
 #include <functional>
 #include <memory>
 #include <string>
@@ -339,6 +341,132 @@ std::unique_ptr<Store> OpenSqlite(const std::string& test_name) {
   auto store = OpenSqliteStore({.path = dir + "/" + test_name + ".db"});
   EXPECT_TRUE(store.ok()) << store.status().ToString();
   return store.ok() ? std::move(*store) : nullptr;
+}
+
+// Registers a wait on the run's discovery item; returns the wait.
+NewWait Wait(const std::string& step_id, TimePoint expires_at) {
+  NewWait w;
+  w.step_id = step_id;
+  w.name = "approval";
+  w.event_name = "test/approved";
+  w.expression = "async.data.ok == true";
+  w.kind = kWaitEvent;
+  w.expires_at = expires_at;
+  return w;
+}
+
+TEST_P(StoreConformance, WaitResumesOnceByMatchOrByTimeoutNeverBoth) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  Transition t;
+  t.waits.push_back(Wait("hw", clock_.Now() + 10s));
+  t.run_status = kWaiting;
+  ASSERT_TRUE(store_->Apply(items[0], t, clock_.Now()).ok());
+  EXPECT_EQ(RunStatus(run), kWaiting);
+  EXPECT_TRUE(Claim().empty());  // the timeout item is not due
+
+  auto waits = store_->WaitsFor("test/approved");
+  ASSERT_TRUE(waits.ok());
+  ASSERT_EQ(waits->size(), 1u);
+  EXPECT_EQ((*waits)[0].run_id, run);
+  EXPECT_EQ((*waits)[0].expression, "async.data.ok == true");
+  EXPECT_EQ((*waits)[0].trigger["name"], "test/e");  // the run's event, for `event.`
+
+  Json event = {{"name", "test/approved"}, {"data", {{"ok", true}}}};
+  EXPECT_TRUE(*store_->ResolveWait(run, "hw", event, clock_.Now()));
+  EXPECT_FALSE(*store_->ResolveWait(run, "hw", event, clock_.Now()));  // once
+  EXPECT_TRUE(store_->WaitsFor("test/approved")->empty());
+  auto resumed = Claim();  // due now, with the event as its memo
+  ASSERT_EQ(resumed.size(), 1u);
+  EXPECT_EQ(resumed[0].step_id, "hw");
+  ASSERT_TRUE(resumed[0].resume);
+  EXPECT_EQ((*resumed[0].resume)["memo"], event);
+  EXPECT_EQ((*resumed[0].resume)["name"], "approval");
+}
+
+TEST_P(StoreConformance, AWaitMatchedWhileItsTimeoutIsClaimedTakesTheLease) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  Transition t;
+  t.waits.push_back(Wait("hw", clock_.Now() + 1s));
+  ASSERT_TRUE(store_->Apply(items[0], t, clock_.Now()).ok());
+  clock_.Advance(2s);
+  auto timeout = Claim();
+  ASSERT_EQ(timeout.size(), 1u);
+  ASSERT_TRUE(timeout[0].resume);
+  EXPECT_TRUE((*timeout[0].resume)["memo"].is_null());
+  // An event matches before the timeout's transition is applied: the event wins.
+  EXPECT_TRUE(*store_->ResolveWait(run, "hw", Json{{"ok", 1}}, clock_.Now()));
+  Transition timed_out;
+  timed_out.steps.push_back({"hw", 0, "approval", kCompleted, nullptr, 0});
+  EXPECT_EQ(store_->Apply(timeout[0], timed_out, clock_.Now()).code(), StatusCode::kAborted);
+  auto matched = Claim();
+  ASSERT_EQ(matched.size(), 1u);
+  EXPECT_EQ((*matched[0].resume)["memo"], Json({{"ok", 1}}));
+}
+
+TEST_P(StoreConformance, TimerItemsComeDueAtTheirTimeAndNotBefore) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  Transition t;
+  t.next.push_back({"hs", clock_.Now() + 2s, Json{{"memo", nullptr}, {"name", "nap"}}});
+  t.run_status = kSleeping;
+  ASSERT_TRUE(store_->Apply(items[0], t, clock_.Now()).ok());
+  EXPECT_EQ(RunStatus(run), kSleeping);
+  clock_.Advance(1999ms);
+  EXPECT_TRUE(Claim().empty());
+  clock_.Advance(1ms);
+  auto due = Claim();
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].step_id, "hs");
+  ASSERT_TRUE(due[0].resume);
+}
+
+TEST_P(StoreConformance, CancellingDropsTheWorkAndMovesTheLaneOn) {
+  const std::string head = Start("app-ordered", "k");
+  const std::string second = Start("app-ordered", "k");
+  const std::string third = Start("app-ordered", "k");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].run_id, head);
+
+  // A queued run behind the head leaves the line; the head goes on.
+  EXPECT_TRUE(*store_->CancelRun(second, {{"name", "Cancelled"}}, clock_.Now()));
+  EXPECT_EQ(RunStatus(second), kCancelled);
+  // The head, with a call in flight: its lease is gone and the lane moves to the third run.
+  EXPECT_TRUE(*store_->CancelRun(head, {{"name", "Cancelled"}}, clock_.Now()));
+  EXPECT_FALSE(*store_->CancelRun(head, {{"name", "Cancelled"}}, clock_.Now()));  // ended
+  EXPECT_EQ(End(items[0]).code(), StatusCode::kAborted);
+  EXPECT_EQ(RunStatus(head), kCancelled);
+  EXPECT_EQ(ClaimedRuns(), Runs{third});
+  auto lanes = store_->ListLanes({});
+  ASSERT_TRUE(lanes.ok());
+  ASSERT_EQ(lanes->size(), 1u);
+  EXPECT_EQ((*lanes)[0].depth, 1);
+  EXPECT_EQ((*lanes)[0].head_run_id, third);
+  EXPECT_EQ(store_->CancelRun("01NOSUCHRUN", {}, clock_.Now()).status().code(),
+            StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformance, AReplayIsAnotherRunOfTheSameEvent) {
+  const std::string first = Start("app-plain");
+  auto items = Claim();
+  ASSERT_TRUE(End(items[0]).ok());
+  auto run = store_->GetRun(first);
+  ASSERT_TRUE(run.ok());
+  NewRun replay{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+  ASSERT_TRUE(store_->StartRun(run->event_id, replay, clock_.Now()).ok());
+  EXPECT_EQ(ClaimedRuns(), Runs{replay.run_id});
+  RunFilter filter;
+  filter.event_id = run->event_id;
+  EXPECT_EQ(store_->ListRuns(filter)->size(), 2u);
+  EXPECT_EQ(store_->StartRun("01NOSUCHEVENT", replay, clock_.Now()).code(), StatusCode::kNotFound);
+  auto active = store_->ActiveRuns("app-plain", 10);
+  ASSERT_TRUE(active.ok());
+  ASSERT_EQ(active->size(), 1u);  // the first run ended
+  EXPECT_EQ((*active)[0].run_id, replay.run_id);
+  EXPECT_EQ((*active)[0].event["name"], "test/e");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance,

@@ -197,5 +197,108 @@ TEST(Backoff, RetryAfterIsSecondsOrDateClampedToOneSecondToOneDay) {
   EXPECT_FALSE(scheduler::ParseRetryAfter("", now));
 }
 
+// Async steps (PROTOCOL.md §5.2): the times below are relative to the call's end, 1001 s.
+TEST_F(TransitionTest, SleepEnqueuesAResumeItemAtTheWakeTime) {
+  auto t = Decide(Reply(206, R"([{"id":"hs","op":"Sleep","name":"2s","displayName":"nap"}])"));
+  EXPECT_FALSE(t.end_status);
+  EXPECT_EQ(t.run_status, store::kSleeping);
+  EXPECT_TRUE(t.steps.empty());  // memoized when it wakes, not before
+  ASSERT_EQ(t.next.size(), 1u);
+  EXPECT_EQ(t.next[0].step_id, "hs");
+  EXPECT_EQ(t.next[0].due, TimePoint(std::chrono::seconds(1003)));
+  ASSERT_TRUE(t.next[0].resume);
+  EXPECT_EQ(*t.next[0].resume, Json({{"memo", nullptr}, {"name", "nap"}}));
+
+  auto until =
+      Decide(Reply(206, R"([{"id":"hs","op":"Sleep","name":"1970-01-01T00:20:00.000Z"}])"));
+  ASSERT_EQ(until.next.size(), 1u);
+  EXPECT_EQ(until.next[0].due, TimePoint(std::chrono::seconds(1200)));
+
+  auto opts =
+      Decide(Reply(206, R"([{"id":"hs","op":"Sleep","name":"nap","opts":{"duration":"1m"}}])"));
+  ASSERT_EQ(opts.next.size(), 1u);
+  EXPECT_EQ(opts.next[0].due, TimePoint(std::chrono::seconds(1061)));
+
+  for (const char* bad : {R"([{"id":"hs","op":"Sleep","name":"soon"}])",
+                          R"([{"id":"hs","op":"Sleep","name":"400d"}])"}) {
+    auto t2 = Decide(Reply(206, bad));
+    EXPECT_EQ(t2.end_status, store::kFailed) << bad;
+    EXPECT_EQ(t2.error["name"], "InvalidSleep") << bad;
+  }
+}
+
+TEST_F(TransitionTest, WaitForEventRegistersAWaitWithItsTimeoutAndLookback) {
+  auto t = Decide(
+      Reply(206,
+            R"([{"id":"hw","op":"WaitForEvent","name":"app/approved","displayName":"approval",
+           "opts":{"timeout":"1h","if":"async.data.id == event.data.id","lookback":"5s"}}])"));
+  EXPECT_EQ(t.run_status, store::kWaiting);
+  ASSERT_EQ(t.waits.size(), 1u);
+  const store::NewWait& w = t.waits[0];
+  EXPECT_EQ(w.step_id, "hw");
+  EXPECT_EQ(w.name, "approval");
+  EXPECT_EQ(w.event_name, "app/approved");
+  EXPECT_EQ(w.expression, "async.data.id == event.data.id");
+  EXPECT_EQ(w.kind, store::kWaitEvent);
+  EXPECT_EQ(w.expires_at, TimePoint(std::chrono::seconds(1001 + 3600)));
+  EXPECT_EQ(w.lookback, std::chrono::seconds(5));
+  EXPECT_TRUE(w.timeout_memo.is_null());
+
+  auto bad = Decide(Reply(206, R"([{"id":"hw","op":"WaitForEvent","name":"a/b",
+                                     "opts":{"timeout":"1h","if":"event.data. =="}}])"));
+  EXPECT_EQ(bad.end_status, store::kFailed);
+  EXPECT_NE(bad.error["message"].get<std::string>().find("waitForEvent if: at"), std::string::npos)
+      << bad.error.dump();
+}
+
+TEST_F(TransitionTest, InvokeWaitsForTheFinishOfTheRunItStarts) {
+  auto t = Decide(Reply(206, R"([{"id":"hi","op":"InvokeFunction","name":"call",
+      "opts":{"function_id":"app-callee","payload":{"data":{"n":2}},"timeout":"10s"}}])"));
+  EXPECT_EQ(t.run_status, store::kWaiting);
+  ASSERT_EQ(t.waits.size(), 1u);
+  const store::NewWait& w = t.waits[0];
+  EXPECT_EQ(w.kind, store::kWaitInvoke);
+  EXPECT_EQ(w.event_name, kFunctionFinished);
+  EXPECT_EQ(w.expression, "async.data.correlation_id == \"01RUN.hi\"");
+  EXPECT_EQ(w.expires_at, TimePoint(std::chrono::seconds(1011)));
+  EXPECT_EQ(w.timeout_memo["error"]["name"], "InngestInvokeTimeoutError");
+  EXPECT_EQ(
+      w.invoke,
+      Json({{"function_id", "app-callee"}, {"data", {{"n", 2}}}, {"correlation_id", "01RUN.hi"}}));
+
+  auto bad = Decide(Reply(206, R"([{"id":"hi","op":"InvokeFunction","opts":{}}])"));
+  EXPECT_EQ(bad.end_status, store::kFailed);
+}
+
+TEST_F(TransitionTest, PlannedStepsAndASleepAreEnqueuedTogether) {
+  auto t = Decide(Reply(206, R"([{"id":"p1","op":"StepPlanned"},{"id":"p2","op":"StepPlanned"},
+                                 {"id":"hs","op":"Sleep","name":"1s"}])"));
+  ASSERT_EQ(t.next.size(), 3u);
+  EXPECT_EQ(t.next[0].step_id, "p1");
+  EXPECT_FALSE(t.next[0].resume);
+  EXPECT_EQ(t.next[2].step_id, "hs");
+  EXPECT_TRUE(t.next[2].resume);
+  EXPECT_FALSE(t.next_only_if_idle);
+}
+
+TEST(ResumeTransition, MemoizesTheMemoAndRediscoversOnceIdle) {
+  store::QueueItem item{
+      1, "01RUN", "hw",
+      0, "tok",   Json{{"memo", {{"name", "a/b"}, {"data", Json::object()}}}, {"name", "w"}}};
+  auto t = ResumeTransition(item, TimePoint(std::chrono::seconds(5)));
+  ASSERT_EQ(t.steps.size(), 1u);
+  EXPECT_EQ(t.steps[0].step_id, "hw");
+  EXPECT_EQ(t.steps[0].name, "w");
+  EXPECT_EQ(t.steps[0].status, "completed");
+  EXPECT_EQ(t.steps[0].memo["name"], "a/b");
+  ASSERT_EQ(t.next.size(), 1u);
+  EXPECT_EQ(t.next[0].step_id, "step");
+  EXPECT_TRUE(t.next_only_if_idle);
+  EXPECT_EQ(t.run_status, store::kRunning);
+
+  item.resume = Json{{"memo", {{"error", {{"name", "InngestInvokeTimeoutError"}}}}}};
+  EXPECT_EQ(ResumeTransition(item, TimePoint{}).steps[0].status, "failed");
+}
+
 }  // namespace
 }  // namespace funcky::executor

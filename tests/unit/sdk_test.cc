@@ -166,5 +166,115 @@ TEST_F(ServeTest, RegisterBodyCarriesCompositeIdsAndStepUrl) {
   EXPECT_EQ(b["functions"][0]["steps"]["step"]["retries"]["attempts"], 7);
 }
 
+TEST_F(ServeTest, AsyncStepsReportTheirOpsAndReturnTheirMemos) {
+  std::optional<Json> approval;
+  ServeHandler h(
+      client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
+        ctx.step.sleep("nap", std::chrono::milliseconds(1500));
+        approval =
+            ctx.step.wait_for_event("approval", {.event = "a/approved",
+                                                 .if_expression = "async.data.id == event.data.id",
+                                                 .timeout = "1h",
+                                                 .lookback = "5s"});
+        Json doubled = ctx.step.invoke("call", {.function_id = "callee", .data = {{"n", 2}}});
+        return doubled;
+      })});
+  auto r1 = Call(h, Json::object());
+  ASSERT_EQ(r1.status, 206) << r1.body;
+  Json sleep = Json::parse(r1.body)[0];
+  EXPECT_EQ(sleep["op"], "Sleep");
+  EXPECT_EQ(sleep["id"], HashStepId("nap"));
+  EXPECT_EQ(sleep["name"], "1500ms");
+
+  Json memo = {{HashStepId("nap"), nullptr}};
+  Json wait = Json::parse(Call(h, memo).body)[0];
+  EXPECT_EQ(wait["op"], "WaitForEvent");
+  EXPECT_EQ(wait["name"], "a/approved");
+  EXPECT_EQ(wait["opts"], Json({{"event", "a/approved"},
+                                {"timeout", "1h"},
+                                {"if", "async.data.id == event.data.id"},
+                                {"lookback", "5s"}}));
+
+  memo[HashStepId("approval")] = nullptr;  // timed out
+  Json invoke = Json::parse(Call(h, memo).body)[0];
+  EXPECT_FALSE(approval.has_value());
+  EXPECT_EQ(invoke["op"], "InvokeFunction");
+  EXPECT_EQ(invoke["opts"]["function_id"], "app-callee");
+  EXPECT_EQ(invoke["opts"]["payload"], Json({{"data", {{"n", 2}}}}));
+
+  memo[HashStepId("approval")] = {{"name", "a/approved"}, {"data", {{"id", 1}}}};
+  memo[HashStepId("call")] = {{"data", {{"doubled", 4}}}};
+  auto done = Call(h, memo);
+  EXPECT_EQ(done.status, 200);
+  EXPECT_EQ(Json::parse(done.body), Json({{"doubled", 4}}));
+  ASSERT_TRUE(approval.has_value());
+  EXPECT_EQ((*approval)["data"]["id"], 1);
+
+  memo[HashStepId("call")] = {{"error", {{"name", "Error"}, {"message", "callee failed"}}}};
+  EXPECT_EQ(Call(h, memo).status, 400);  // an uncaught invoke error fails the run
+}
+
+TEST_F(ServeTest, ParallelPlansEveryNewStepAndRunsTheTargetedOne) {
+  std::vector<std::string> ran;
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
+                   auto step = [&](std::string n) {
+                     return std::pair<std::string, std::function<Json()>>{n, [&ran, n] {
+                                                                            ran.push_back(n);
+                                                                            return Json(n);
+                                                                          }};
+                   };
+                   auto parts = ctx.step.parallel({step("a"), step("b")});
+                   return Json(parts[0].get<std::string>() + parts[1].get<std::string>());
+                 })});
+  Json planned = Json::parse(Call(h, Json::object()).body);
+  ASSERT_EQ(planned.size(), 2u);
+  EXPECT_EQ(planned[0]["op"], "StepPlanned");
+  EXPECT_EQ(planned[1]["id"], HashStepId("b"));
+  EXPECT_TRUE(ran.empty());
+
+  Json b = Json::parse(Call(h, Json::object(), 0, HashStepId("b")).body);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0]["op"], "StepRun");
+  EXPECT_EQ(b[0]["data"], "b");
+  EXPECT_EQ(ran, std::vector<std::string>{"b"});
+
+  // With one step left, discovery runs it at once.
+  Json a = Json::parse(Call(h, {{HashStepId("b"), {{"data", "b"}}}}).body);
+  EXPECT_EQ(a[0]["op"], "StepRun");
+  EXPECT_EQ(a[0]["id"], HashStepId("a"));
+  auto done = Call(h, {{HashStepId("a"), {{"data", "a"}}}, {HashStepId("b"), {{"data", "b"}}}});
+  EXPECT_EQ(done.body, "\"ab\"");
+}
+
+TEST_F(ServeTest, OnFailureIsRegisteredAsItsOwnFunctionAndServed) {
+  FunctionOptions options{
+      .id = "fn",
+      .triggers = {{.event = "a/b"}, {.cron = "TZ=Europe/Paris 0 9 * * 1"}},
+      .cancel_on = {{.event = "a/cancel", .if_expression = "true", .timeout = "1h"}},
+      .on_failure = [](Context& ctx) {
+        return Json{{"saw", ctx.event["data"]["error"]["message"]}};
+      }};
+  ServeHandler h(client_, "http://h/api",
+                 {create_function(options, [](Context&) { return Json(nullptr); })});
+  Json body = h.register_body();
+  ASSERT_EQ(body["functions"].size(), 2u);
+  const Json& fn = body["functions"][0];
+  EXPECT_EQ(fn["triggers"][1], Json({{"cron", "TZ=Europe/Paris 0 9 * * 1"}}));
+  EXPECT_EQ(fn["cancel"], Json::parse(R"([{"event":"a/cancel","if":"true","timeout":"1h"}])"));
+  const Json& failure = body["functions"][1];
+  EXPECT_EQ(failure["id"], "app-fn-failure");
+  EXPECT_EQ(failure["triggers"][0]["event"], "inngest/function.failed");
+  EXPECT_EQ(failure["triggers"][0]["expression"], "event.data.function_id == 'app-fn'");
+
+  Json call = {
+      {"event",
+       {{"name", "inngest/function.failed"}, {"data", {{"error", {{"message", "boom"}}}}}}},
+      {"steps", Json::object()},
+      {"ctx", {{"run_id", "R"}, {"attempt", 0}}}};
+  auto r = h.handle({"POST", "/api?fnId=app-fn-failure&stepId=step", {}, call.dump()});
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Json::parse(r.body), Json({{"saw", "boom"}}));
+}
+
 }  // namespace
 }  // namespace funcky::sdk
