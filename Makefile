@@ -11,7 +11,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 
 DEB_PACKAGES := g++ cmake ninja-build ccache pkg-config libboost1.81-dev libssl-dev \
   nlohmann-json3-dev libpqxx-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev \
-  libcli11-dev postgresql docker-compose curl python3
+  libcli11-dev postgresql docker-compose curl python3 tzdata
 
 .PHONY: all deps build test run start stop clean format compat-deps bench fuzz
 
