@@ -74,6 +74,7 @@ Response Api::LaneHeadAction(const Request& req, LaneHeadOp op, std::string_view
     return ErrorResponse(run_id.status());
   }
   spdlog::warn("lane \"{}\" of {}: head run {} {} by an operator", key, function_id, *run_id, done);
+  intake_.AnnounceEnd(*run_id);  // a skipped head has ended; a retried one has not
   intake_.Wake();
   return JsonResponse(200, {{"data", {{std::string(result_field), *run_id}}}});
 }

@@ -232,9 +232,17 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     auto expired = co_await Offload([this, now] { return queue.ExpireLaneHeads(now); });
     if (!expired.ok()) {
       spdlog::warn("expiring lane heads failed: {}", expired.status().ToString());
-    } else if (*expired > 0) {
-      stats.heads_timed_out += *expired;
-      spdlog::warn("{} lane head(s) passed their head_timeout and were failed", *expired);
+    } else if (!expired->empty()) {
+      stats.heads_timed_out += static_cast<int64_t>(expired->size());
+      for (const std::string& run_id : *expired) {
+        spdlog::warn("run {} held its lane past its head_timeout and was failed", run_id);
+      }
+      if (options.events) {
+        co_await Offload([&] {
+          for (const std::string& run_id : *expired) options.events->AnnounceEnd(run_id);
+          return 0;
+        });
+      }
       Wake();
     }
   }

@@ -49,6 +49,8 @@ class RunEvents {
   // failure, inngest/function.failed.
   virtual void RunEnded(const store::RunState& state, const std::string& status,
                         const store::Json& output, const store::Json& error) = 0;
+  // The same for a run the store ended itself (a lane head past its head_timeout).
+  virtual void AnnounceEnd(const std::string& run_id) = 0;
 };
 
 // Pushes over HttpClient's keep-alive pool.

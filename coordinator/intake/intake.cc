@@ -191,14 +191,19 @@ Result<bool> Intake::Cancel(const std::string& run_id, const Json& reason) {
   ASSIGN_OR_RETURN(bool cancelled, store_.CancelRun(run_id, reason, clock_.Now()));
   if (!cancelled) return false;
   spdlog::info("run {} cancelled: {}", run_id, reason.value("message", std::string()));
-  auto state = store_.LoadRunState(run_id);
-  if (state.ok()) {
-    RunEnded(*state, store::kCancelled, nullptr, reason);
-  } else {
-    spdlog::error("run {}: cannot load it to emit its end: {}", run_id, state.status().ToString());
-  }
+  AnnounceEnd(run_id);
   if (on_new_work_) on_new_work_();  // its lane may have moved on
   return true;
+}
+
+void Intake::AnnounceEnd(const std::string& run_id) {
+  auto state = store_.LoadRunState(run_id);
+  if (!state.ok()) {
+    spdlog::error("run {}: cannot load it to emit its end: {}", run_id, state.status().ToString());
+    return;
+  }
+  if (!store::IsTerminalStatus(state->run.status)) return;
+  RunEnded(*state, state->run.status, state->run.output, state->run.error);
 }
 
 Result<std::string> Intake::Replay(const std::string& run_id) {

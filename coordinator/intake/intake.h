@@ -71,6 +71,7 @@ class Intake final : public executor::RunEvents {
                       int64_t since_ms) override;
   void RunEnded(const store::RunState& state, const std::string& status, const Json& output,
                 const Json& error) override;
+  void AnnounceEnd(const std::string& run_id) override;
 
   // An internal event (inngest/…) ready for Ingest.
   IncomingEvent InternalEvent(const std::string& name, Json data, const std::string& id);

@@ -270,8 +270,8 @@ class QueueStore {
   // How many items are queued (any state); for metrics and tests.
   virtual Result<int64_t> QueueDepth() = 0;
   // Fails every lane head whose head_timeout has passed at `now` (recorded in the run as a
-  // HeadTimeout error) and moves each lane on. Returns how many heads were failed.
-  virtual Result<int> ExpireLaneHeads(TimePoint now) = 0;
+  // HeadTimeout error) and moves each lane on. Returns the ids of the runs it failed.
+  virtual Result<std::vector<std::string>> ExpireLaneHeads(TimePoint now) = 0;
 };
 
 struct LaneRecord {

@@ -771,7 +771,7 @@ Result<std::string> PostgresStore::RetryLaneHead(const std::string& function_id,
   });
 }
 
-Result<int> PostgresStore::ExpireLaneHeads(TimePoint now) {
+Result<std::vector<std::string>> PostgresStore::ExpireLaneHeads(TimePoint now) {
   const int64_t now_ms = UnixMillis(now);
   ASSIGN_OR_RETURN(auto due, InTransaction([&](pqxx::work& w) -> Result<pqxx::result> {
                      return w.exec_params(
@@ -779,7 +779,7 @@ Result<int> PostgresStore::ExpireLaneHeads(TimePoint now) {
                          "WHERE head_deadline_ms <= $1 ORDER BY head_deadline_ms LIMIT 100",
                          now_ms);
                    }));
-  int failed = 0;
+  std::vector<std::string> failed;
   for (const auto& row : due) {
     const std::string function_id = row[0].as<std::string>(), key = row[1].as<std::string>();
     Json error = {{"name", "HeadTimeout"},
@@ -789,7 +789,7 @@ Result<int> PostgresStore::ExpireLaneHeads(TimePoint now) {
       return FailLaneHead(w, function_id, key, error, now_ms, now_ms);
     });
     if (r.ok()) {
-      ++failed;
+      failed.push_back(*r);
     } else if (r.status().code() != StatusCode::kAborted &&
                r.status().code() != StatusCode::kNotFound) {
       return r.status();

@@ -42,7 +42,7 @@ class PostgresStore final : public Store {
   Result<RunState> LoadRunState(const std::string& run_id) override;
   Status Apply(const QueueItem& item, const Transition& t, TimePoint now) override;
   Result<int64_t> QueueDepth() override;
-  Result<int> ExpireLaneHeads(TimePoint now) override;
+  Result<std::vector<std::string>> ExpireLaneHeads(TimePoint now) override;
 
   Result<std::vector<LaneRecord>> ListLanes(const LaneFilter& filter) override;
   Result<std::string> SkipLaneHead(const std::string& function_id, const std::string& key,

@@ -735,9 +735,9 @@ class SqliteStore final : public Store {
         [&](Tx& tx) -> Result<int64_t> { return tx.Count("SELECT count(*) FROM queue"); });
   }
 
-  Result<int> ExpireLaneHeads(TimePoint now) override {
+  Result<std::vector<std::string>> ExpireLaneHeads(TimePoint now) override {
     const int64_t now_ms = UnixMillis(now);
-    return InTransaction([&](Tx& tx) -> Result<int> {
+    return InTransaction([&](Tx& tx) -> Result<std::vector<std::string>> {
       std::vector<std::tuple<std::string, std::string, int64_t>> due;
       {
         auto s = tx.Query(
@@ -746,12 +746,13 @@ class SqliteStore final : public Store {
             now_ms);
         while (s->Next()) due.emplace_back(s->Text(0), s->Text(1), s->Int(2));
       }
-      int failed = 0;
+      std::vector<std::string> failed;
       for (const auto& [function_id, key, timeout_ms] : due) {
         Json error = {{"name", "HeadTimeout"},
                       {"message", "the run held its lane longer than head_timeout (" +
                                       std::to_string(timeout_ms) + " ms)"}};
-        if (FailLaneHead(tx, function_id, key, error, now_ms, now_ms).ok()) ++failed;
+        auto run_id = FailLaneHead(tx, function_id, key, error, now_ms, now_ms);
+        if (run_id.ok()) failed.push_back(*run_id);
       }
       return failed;
     });
