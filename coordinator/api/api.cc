@@ -21,6 +21,8 @@ Api::Api(ApiOptions options, store::Store& store, const Clock& clock, intake::In
 
 void Api::Register(http::Router& router) {
   router.Add("POST", "/fn/register", [this](const Request& r) { return HandleRegister(r); });
+  router.Add("GET", "/v1/apps", [this](const Request& r) { return HandleListApps(r); });
+  router.Add("POST", "/v1/apps/sync", [this](const Request& r) { return HandleSyncAppUrl(r); });
   router.Add("POST", "/e/{key}",
              [this](const Request& r) { return HandleEvents(r, r.param("key")); });
   router.Add("POST", "/v1/events",

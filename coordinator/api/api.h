@@ -56,6 +56,8 @@ class Api {
   void Register(http::Router& router);
 
   http::Response HandleRegister(const http::Request& req);
+  http::Response HandleSyncAppUrl(const http::Request& req);
+  http::Response HandleListApps(const http::Request& req);
   http::Response HandleEvents(const http::Request& req, std::string_view key);
   http::Response HandleListRuns(const http::Request& req);
   http::Response HandleGetRun(const http::Request& req);
@@ -73,6 +75,13 @@ class Api {
   http::Response HandleIndex(const http::Request& req);
 
  private:
+  struct SyncOutcome {
+    std::string app_id;
+    int functions = 0;
+    bool modified = false;
+  };
+  // Checks a register body (PROTOCOL.md §2.2) and stores the app and its functions.
+  Result<SyncOutcome> SyncApp(const store::Json& body);
   bool EventKeyAccepted(std::string_view key) const;
   // nullopt when the request may use /v1/*, else the 401 to send.
   std::optional<http::Response> CheckApiToken(const http::Request& req) const;

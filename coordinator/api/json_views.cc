@@ -37,6 +37,7 @@ Json RunJson(const store::RunRecord& r) {
   Json j = {{"id", r.id},
             {"function_id", r.function_id},
             {"event_id", r.event_id},
+            {"event_name", r.event_name},
             {"status", r.status},
             {"key", r.lane_key ? Json(*r.lane_key) : Json(nullptr)},
             {"output", r.output},

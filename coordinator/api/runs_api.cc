@@ -2,6 +2,7 @@
 #include <map>
 #include <set>
 
+#include "common/duration.h"
 #include "coordinator/api/api.h"
 #include "coordinator/api/json_views.h"
 
@@ -33,6 +34,17 @@ Response Api::HandleListRuns(const Request& req) {
   filter.function_id = req.query("function");
   filter.status = req.query("status");
   filter.cursor = req.query("cursor");
+  filter.key = req.query("key");
+  for (auto [param, field] :
+       {std::pair{"from", &filter.created_from_ms}, std::pair{"to", &filter.created_to_ms}}) {
+    if (req.query(param).empty()) continue;
+    auto ms = ParseRfc3339(req.query(param));
+    if (!ms.ok()) {
+      return ErrorResponse(InvalidArgument(std::string(param) + " must be an RFC 3339 time, e.g. "
+                                                                "2026-01-31T12:00:00Z"));
+    }
+    *field = *ms;
+  }
   if (!filter.status.empty()) {
     static const std::set<std::string> kStatuses = {
         store::kQueued,  store::kRunning,   store::kSleeping, store::kWaiting,

@@ -1,9 +1,11 @@
 // POST /fn/register: an SDK syncs its app (PROTOCOL.md §2.2, §2.3).
 #include "common/crypto.h"
+#include "common/http_client.h"
 #include "common/jcs.h"
 #include "common/signing.h"
 #include "common/url.h"
 #include "coordinator/api/api.h"
+#include "coordinator/api/json_views.h"
 
 #include <set>
 
@@ -81,42 +83,122 @@ Response Api::HandleRegister(const Request& req) {
   }
   auto body = http::ParseJsonBody(req.body);
   if (!body.ok()) return RegisterError(400, "invalid_argument", body.status().message());
-  const Json& b = *body;
-  if (!b.is_object()) return RegisterError(400, "invalid_argument", "body must be a JSON object");
+  auto synced = SyncApp(*body);
+  if (!synced.ok()) {
+    const Status& s = synced.status();
+    return RegisterError(
+        http::HttpStatusFor(s.code()),
+        s.code() == StatusCode::kFailedPrecondition ? "conflict" : StatusCodeName(s.code()),
+        s.message());
+  }
+  return JsonResponse(
+      200,
+      {{"ok", true}, {"modified", synced->modified}, {"status", 200}, {"app_id", synced->app_id}});
+}
+
+Response Api::HandleSyncAppUrl(const Request& req) {
+  if (auto denied = CheckApiToken(req)) return *denied;
+  auto body = http::ParseJsonBody(req.body);
+  if (!body.ok()) return http::ErrorResponse(body.status());
+  if (!body->is_object() || !body->contains("url") || !(*body)["url"].is_string()) {
+    return http::ErrorResponse(InvalidArgument("body must be {\"url\": \"<app serve URL>\"}"));
+  }
+  const std::string url = (*body)["url"].get<std::string>();
+  if (auto u = ParseUrl(url); !u.ok()) {
+    return http::ErrorResponse(InvalidArgument("url: " + u.status().message()));
+  }
+  // In-band sync (PROTOCOL.md §2.4): the app answers the PUT with its functions.
+  const std::string put_body = Json{{"url", url}}.dump();
+  HttpRequest put;
+  put.method = "PUT";
+  put.url = url;
+  put.body = put_body;
+  put.timeout = std::chrono::seconds(10);
+  put.headers = {{"Content-Type", "application/json"}, {"X-Inngest-Sync-Kind", "in_band"}};
+  if (!options_.signing_key.empty()) {
+    put.headers.emplace_back(
+        "X-Inngest-Signature",
+        signing::SignatureHeader(put_body, options_.signing_key, UnixSeconds(clock_.Now())));
+  } else {
+    put.headers.emplace_back("X-Inngest-Server-Kind", "dev");
+  }
+  auto reply = HttpCall(put);
+  if (!reply.ok()) {
+    return http::ErrorResponse(502, "bad_gateway",
+                               "cannot reach the app at " + url + ": " + reply.status().message());
+  }
+  if (reply->status != 200) {
+    return http::ErrorResponse(502, "bad_gateway",
+                               "the app answered the sync with HTTP " +
+                                   std::to_string(reply->status) + ": " +
+                                   reply->body.substr(0, 300));
+  }
+  if (reply->header("X-Inngest-Sync-Kind") != "in_band") {
+    // The app registered itself through /fn/register instead (in-band sync turned off).
+    return JsonResponse(200, {{"data", {{"url", url}, {"sync_kind", "out_of_band"}}}});
+  }
+  Json app = Json::parse(reply->body, nullptr, /*allow_exceptions=*/false);
+  if (!app.is_object()) {
+    return http::ErrorResponse(502, "bad_gateway", "the app's sync reply is not a JSON object");
+  }
+  Json registration = {{"url", app.value("url", url)},
+                       {"appName", app.value("app_id", std::string())},
+                       {"sdk", app.value("sdk", std::string())},
+                       {"framework", app.value("framework", std::string())},
+                       {"functions", app.value("functions", Json::array())}};
+  auto synced = SyncApp(registration);
+  if (!synced.ok()) return http::ErrorResponse(synced.status());
+  return JsonResponse(200, {{"data",
+                             {{"app_id", synced->app_id},
+                              {"url", registration["url"]},
+                              {"functions", synced->functions},
+                              {"modified", synced->modified},
+                              {"sync_kind", "in_band"}}}});
+}
+
+Response Api::HandleListApps(const Request& req) {
+  if (auto denied = CheckApiToken(req)) return *denied;
+  auto apps = store_.ListApps();
+  if (!apps.ok()) return http::ErrorResponse(apps.status());
+  Json data = Json::array();
+  for (const auto& a : *apps) {
+    data.push_back({{"id", a.id},
+                    {"url", a.url},
+                    {"sdk", a.sdk},
+                    {"framework", a.framework},
+                    {"created_at", FormatTime(a.created_at_ms)},
+                    {"synced_at", FormatTime(a.synced_at_ms)}});
+  }
+  return JsonResponse(200, {{"data", data}});
+}
+
+Result<Api::SyncOutcome> Api::SyncApp(const Json& b) {
+  if (!b.is_object()) return InvalidArgument("body must be a JSON object");
   auto str = [&](const char* key) -> std::optional<std::string> {
     auto it = b.find(key);
     if (it == b.end() || !it->is_string()) return std::nullopt;
     return it->get<std::string>();
   };
   auto url = str("url");
-  if (!url || url->empty()) return RegisterError(400, "invalid_argument", "url must be a string");
-  if (auto u = ParseUrl(*url); !u.ok()) {
-    return RegisterError(400, "invalid_argument", "url: " + u.status().message());
-  }
+  if (!url || url->empty()) return InvalidArgument("url must be a string");
+  if (auto u = ParseUrl(*url); !u.ok()) return InvalidArgument("url: " + u.status().message());
   auto app_name = str("appName");
-  if (!app_name || app_name->empty()) {
-    return RegisterError(400, "invalid_argument", "appName must be a non-empty string");
-  }
+  if (!app_name || app_name->empty()) return InvalidArgument("appName must be a non-empty string");
   auto functions = b.find("functions");
   if (functions == b.end() || !functions->is_array()) {
-    return RegisterError(400, "invalid_argument", "functions must be an array");
+    return InvalidArgument("functions must be an array");
   }
   store::AppSync sync;
   std::set<std::string> seen;
   for (size_t i = 0; i < functions->size(); ++i) {
     const Json& fn = (*functions)[i];
-    if (Status s = ValidateFunction(fn, i); !s.ok()) {
-      return RegisterError(400, "invalid_argument", s.message());
-    }
+    RETURN_IF_ERROR(ValidateFunction(fn, i));
     std::string id = fn["id"].get<std::string>();
     if (!seen.insert(id).second) {
-      return RegisterError(400, "invalid_argument", "function \"" + id + "\" is listed twice");
+      return InvalidArgument("function \"" + id + "\" is listed twice");
     }
     auto flow = scheduler::ParseFlowControl(fn);
-    if (!flow.ok()) {
-      return RegisterError(400, "invalid_argument",
-                           "function \"" + id + "\": " + flow.status().message());
-    }
+    if (!flow.ok()) return InvalidArgument("function \"" + id + "\": " + flow.status().message());
     store::FunctionRecord record;
     record.id = id;
     record.concurrency_limit = flow->function_limit;
@@ -131,28 +213,23 @@ Response Api::HandleRegister(const Request& req) {
   sync.app.url = *url;
   sync.app.sdk = str("sdk").value_or("");
   sync.app.framework = str("framework").value_or("");
-  auto canonical = CanonicalJson(Json{{"url", *url}, {"functions", *functions}});
-  if (!canonical.ok()) return RegisterError(400, "invalid_argument", canonical.status().message());
-  sync.app.checksum = crypto::Sha256Hex(*canonical);
+  ASSIGN_OR_RETURN(std::string canonical,
+                   CanonicalJson(Json{{"url", *url}, {"functions", *functions}}));
+  sync.app.checksum = crypto::Sha256Hex(canonical);
   sync.app.synced_at_ms = UnixMillis(now);
   sync.app.created_at_ms = UnixMillis(now);
 
   auto result = store_.SyncApp(sync);
   if (!result.ok()) {
     const Status& s = result.status();
-    if (s.code() == StatusCode::kFailedPrecondition) {
-      return RegisterError(409, "conflict", s.message());
-    }
+    if (s.code() == StatusCode::kFailedPrecondition) return s;
     spdlog::error("sync of app {} failed: {}", *app_name, s.ToString());
-    int code = http::HttpStatusFor(s.code());
-    return RegisterError(code, StatusCodeName(s.code()),
-                         s.code() == StatusCode::kInternal ? "internal error" : s.message());
+    return s.code() == StatusCode::kInternal ? Internal("internal error") : s;
   }
   (void)intake_.Functions(/*refresh=*/true);
   spdlog::info("app {} synced from {}: {} function(s){}", *app_name, *url, sync.functions.size(),
                result->modified ? "" : " (unchanged)");
-  return JsonResponse(
-      200, {{"ok", true}, {"modified", result->modified}, {"status", 200}, {"app_id", *app_name}});
+  return SyncOutcome{*app_name, static_cast<int>(sync.functions.size()), result->modified};
 }
 
 }  // namespace funcky::api

@@ -137,7 +137,8 @@ class EventStore {
 struct RunRecord {
   std::string id;
   std::string function_id;
-  std::string event_id;  // internal id of the triggering event
+  std::string event_id;    // internal id of the triggering event
+  std::string event_name;  // its name
   std::string status;
   std::optional<std::string> lane_key;
   std::optional<std::string> concurrency_key;
@@ -172,6 +173,10 @@ struct RunFilter {
   std::string function_id;
   std::string status;
   std::string event_id;
+  std::string key;  // the run's lane key; empty = any
+  // Runs created in [created_from_ms, created_to_ms); 0 = unbounded.
+  int64_t created_from_ms = 0;
+  int64_t created_to_ms = 0;
   std::string cursor;  // run id: only runs older than it
   int limit = 50;
 };

@@ -61,7 +61,8 @@ std::string ArrayLiteral(const std::vector<std::string>& items) {
 
 constexpr const char* kRunColumns =
     "r.id, r.function_id, r.event_id, r.status, r.lane_key, r.output, r.error, r.req_version, "
-    "r.created_at_ms, r.started_at_ms, r.ended_at_ms, r.concurrency_key";
+    "r.created_at_ms, r.started_at_ms, r.ended_at_ms, r.concurrency_key, "
+    "(SELECT e.name FROM events e WHERE e.internal_id = r.event_id)";
 
 RunRecord ReadRun(const pqxx::row& row) {
   RunRecord r;
@@ -77,6 +78,7 @@ RunRecord ReadRun(const pqxx::row& row) {
   r.started_at_ms = OptionalInt(row[9]);
   r.ended_at_ms = OptionalInt(row[10]);
   if (!row[11].is_null()) r.concurrency_key = row[11].as<std::string>();
+  if (!row[12].is_null()) r.event_name = row[12].as<std::string>();
   return r;
 }
 
@@ -456,8 +458,10 @@ Result<std::vector<RunRecord>> PostgresStore::ListRuns(const RunFilter& filter) 
              std::string("SELECT ") + kRunColumns +
                  " FROM runs r WHERE ($1 = '' OR r.function_id = $1) AND ($2 = '' OR r.status = "
                  "$2) AND ($3 = '' OR r.event_id = $3) AND ($4 = '' OR r.id < $4) "
-                 "ORDER BY r.id DESC LIMIT $5",
-             filter.function_id, filter.status, filter.event_id, filter.cursor, filter.limit)) {
+                 "AND ($6 = '' OR r.lane_key = $6) AND ($7 = 0 OR r.created_at_ms >= $7) "
+                 "AND ($8 = 0 OR r.created_at_ms < $8) ORDER BY r.id DESC LIMIT $5",
+             filter.function_id, filter.status, filter.event_id, filter.cursor, filter.limit,
+             filter.key, filter.created_from_ms, filter.created_to_ms)) {
       out.push_back(ReadRun(row));
     }
     return out;
@@ -582,7 +586,7 @@ Result<RunState> PostgresStore::LoadRunState(const std::string& run_id) {
     if (r.empty()) return NotFound("no run \"" + run_id + "\"");
     RunState state;
     state.run = ReadRun(r[0]);
-    state.function = ReadFunction(r[0], 12);
+    state.function = ReadFunction(r[0], 13);
     auto ev =
         w.exec_params("SELECT payload FROM events WHERE internal_id = $1", state.run.event_id);
     for (const auto& row : ev) state.events.push_back(JsonField(row[0]));

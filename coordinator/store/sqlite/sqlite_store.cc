@@ -144,7 +144,8 @@ std::string JsonList(const std::vector<std::string>& items) { return Json(items)
 
 constexpr const char* kRunColumns =
     "r.id, r.function_id, r.event_id, r.status, r.lane_key, r.output, r.error, r.req_version, "
-    "r.created_at_ms, r.started_at_ms, r.ended_at_ms, r.concurrency_key";
+    "r.created_at_ms, r.started_at_ms, r.ended_at_ms, r.concurrency_key, "
+    "(SELECT e.name FROM events e WHERE e.internal_id = r.event_id)";
 
 RunRecord ReadRun(const Stmt& s) {
   RunRecord r;
@@ -160,6 +161,7 @@ RunRecord ReadRun(const Stmt& s) {
   r.started_at_ms = s.OptInt(9);
   r.ended_at_ms = s.OptInt(10);
   r.concurrency_key = s.OptText(11);
+  r.event_name = s.Text(12);
   return r;
 }
 
@@ -529,12 +531,14 @@ class SqliteStore final : public Store {
   Result<std::vector<RunRecord>> ListRuns(const RunFilter& filter) override {
     return InTransaction([&](Tx& tx) -> Result<std::vector<RunRecord>> {
       std::vector<RunRecord> out;
-      auto s =
-          tx.Query(std::string("SELECT ") + kRunColumns +
-                       " FROM runs r WHERE (?1 = '' OR r.function_id = ?1) AND (?2 = '' OR "
-                       "r.status = ?2) AND (?3 = '' OR r.event_id = ?3) AND (?4 = '' OR "
-                       "r.id < ?4) ORDER BY r.id DESC LIMIT ?5",
-                   filter.function_id, filter.status, filter.event_id, filter.cursor, filter.limit);
+      auto s = tx.Query(std::string("SELECT ") + kRunColumns +
+                            " FROM runs r WHERE (?1 = '' OR r.function_id = ?1) AND (?2 = '' OR "
+                            "r.status = ?2) AND (?3 = '' OR r.event_id = ?3) AND (?4 = '' OR "
+                            "r.id < ?4) AND (?6 = '' OR r.lane_key = ?6) AND (?7 = 0 OR "
+                            "r.created_at_ms >= ?7) AND (?8 = 0 OR r.created_at_ms < ?8) "
+                            "ORDER BY r.id DESC LIMIT ?5",
+                        filter.function_id, filter.status, filter.event_id, filter.cursor,
+                        filter.limit, filter.key, filter.created_from_ms, filter.created_to_ms);
       while (s->Next()) out.push_back(ReadRun(*s));
       return out;
     });
@@ -627,7 +631,7 @@ class SqliteStore final : public Store {
                           run_id);
         if (!s->Next()) return NotFound("no run \"" + run_id + "\"");
         state.run = ReadRun(*s);
-        state.function = ReadFunction(*s, 12);
+        state.function = ReadFunction(*s, 13);
       }
       {
         auto s = tx.Query("SELECT payload FROM events WHERE internal_id = ?1", state.run.event_id);
