@@ -11,7 +11,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 
 DEB_PACKAGES := g++ cmake ninja-build ccache pkg-config libboost1.81-dev libssl-dev \
   nlohmann-json3-dev libpqxx-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev \
-  libcli11-dev postgresql docker-compose curl python3 tzdata
+  libcli11-dev postgresql docker-compose curl python3 tzdata chromium
 
 .PHONY: all deps build test run start stop clean format compat-deps bench fuzz
 
@@ -66,7 +66,7 @@ start:
 	@for i in $$(seq 1 100); do grep -q "serving" $(STATE)/hello.log 2>/dev/null && break; sleep 0.1; done
 	@echo
 	@echo "Funcky is running (funcky dev: SQLite in $(STATE)/dev.db; logs in $(STATE)/):"
-	@echo "  coordinator API:    http://127.0.0.1:$(FUNCKY_PORT)/   (runs: /v1/runs, lanes: /v1/lanes; no dashboard yet)"
+	@echo "  dashboard:          http://127.0.0.1:$(FUNCKY_PORT)/   (API: /v1/runs, /v1/events, /v1/lanes)"
 	@echo "  example host:       http://127.0.0.1:$(HELLO_PORT)/api/funcky"
 	@echo
 	@echo "Send an event:"

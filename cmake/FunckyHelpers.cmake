@@ -33,3 +33,17 @@ function(funcky_embed_migrations out_var backend function_name)
     COMMENT "Embedding ${backend} migrations")
   set(${out_var} ${out} PARENT_SCOPE)
 endfunction()
+
+# funcky_embed_files(<out var> <dir> <C++ function>): generates a .cc file whose
+# <C++ function>() returns the files of <dir> by name, and puts its path in <out var>.
+function(funcky_embed_files out_var dir function_name)
+  set(out ${CMAKE_CURRENT_BINARY_DIR}/${function_name}.cc)
+  file(GLOB files CONFIGURE_DEPENDS ${dir}/*)
+  add_custom_command(
+    OUTPUT ${out}
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DFUNCTION=${function_name} -DDIR=${dir}
+            -P ${PROJECT_SOURCE_DIR}/cmake/EmbedFiles.cmake
+    DEPENDS ${files} ${PROJECT_SOURCE_DIR}/cmake/EmbedFiles.cmake
+    COMMENT "Embedding ${dir}")
+  set(${out_var} ${out} PARENT_SCOPE)
+endfunction()

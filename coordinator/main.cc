@@ -200,11 +200,19 @@ int Serve(const ServeFlags& f, bool dev) {
   }
   executor.Start();
   cron.Start();
-  spdlog::info("funcky{} listening on http://{}:{} ({}; calls {}; store: {})", dev ? " dev" : "",
+  if (!dev && f.api_token.empty()) {
+    spdlog::warn(
+        "the dashboard and /v1/* are open to anyone who can reach port {}: set "
+        "--dashboard-token (or FUNCKY_DASHBOARD_TOKEN)",
+        server.port());
+  }
+  spdlog::info("funcky{} listening on http://{}:{} ({}; calls {}; store: {}); dashboard at "
+               "http://{}:{}/",
+               dev ? " dev" : "",
                f.host, server.port(),
                api_options.dev_mode ? "dev mode: registration not authenticated" : "signing on",
                f.signing_key.empty() ? "unsigned" : "signed",
-               IsPostgresUrl(f.db) ? "PostgreSQL" : "SQLite " + f.db);
+               IsPostgresUrl(f.db) ? "PostgreSQL" : "SQLite " + f.db, f.host, server.port());
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer drain(io);
@@ -244,9 +252,9 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
   app.add_option("--event-key", f.event_keys,
                  "Event key accepted on /e/{key} (repeatable; env FUNCKY_EVENT_KEY); unset = "
                  "any key");
-  app.add_option("--api-token", f.api_token,
-                 "Bearer token required on /v1/runs, /v1/events (GET), /v1/functions "
-                 "(env FUNCKY_API_TOKEN)");
+  app.add_option("--dashboard-token,--api-token", f.api_token,
+                 "Token the dashboard and every /v1/* API call must present "
+                 "(Authorization: Bearer; env FUNCKY_DASHBOARD_TOKEN); unset = open");
   app.add_option("--retry-schedule", f.retry_schedule,
                  "Delays after failed attempts 1, 2, …; the last repeats")
       ->capture_default_str();
@@ -277,7 +285,7 @@ int main(int argc, char** argv) {
   ServeFlags f;
   f.db = EnvOr("FUNCKY_DB", "");
   f.signing_key = EnvOr("FUNCKY_SIGNING_KEY", "");
-  f.api_token = EnvOr("FUNCKY_API_TOKEN", "");
+  f.api_token = EnvOr("FUNCKY_DASHBOARD_TOKEN", EnvOr("FUNCKY_API_TOKEN", ""));
   if (auto k = EnvOr("FUNCKY_EVENT_KEY", ""); !k.empty()) f.event_keys.push_back(k);
 
   ServeFlags dev_flags = f;

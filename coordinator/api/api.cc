@@ -45,6 +45,8 @@ void Api::Register(http::Router& router) {
   router.Add("GET", "/readyz", [this](const Request& r) { return HandleReady(r); });
   router.Add("GET", "/metrics", [this](const Request& r) { return HandleMetrics(r); });
   router.Add("GET", "/", [this](const Request& r) { return HandleIndex(r); });
+  router.Add("GET", "/dashboard/{file}",
+             [this](const Request& r) { return HandleDashboardFile(r); });
 }
 
 bool Api::EventKeyAccepted(std::string_view key) const {
@@ -94,14 +96,6 @@ Response Api::HandleMetrics(const Request&) {
   r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
   r.body = std::move(out);
   return r;
-}
-
-Response Api::HandleIndex(const Request&) {
-  return JsonResponse(200, {{"name", "funcky"},
-                            {"dev_mode", options_.dev_mode},
-                            {"api", {"/v1/runs", "/v1/events", "/v1/functions"}},
-                            {"health", "/healthz"},
-                            {"metrics", "/metrics"}});
 }
 
 }  // namespace funcky::api

@@ -72,7 +72,8 @@ class Api {
   http::Response HandleHealth(const http::Request& req);
   http::Response HandleReady(const http::Request& req);
   http::Response HandleMetrics(const http::Request& req);
-  http::Response HandleIndex(const http::Request& req);
+  http::Response HandleIndex(const http::Request& req);  // the dashboard
+  http::Response HandleDashboardFile(const http::Request& req);
 
  private:
   struct SyncOutcome {

@@ -1,0 +1,296 @@
+// The Funcky dashboard: a single page over the coordinator's JSON API (/v1/*). No build
+// step and no dependencies; the coordinator serves this file from its binary.
+'use strict';
+
+const main = document.getElementById('main');
+const TOKEN_KEY = 'funcky-dashboard-token';
+const TERMINAL = ['completed', 'failed', 'cancelled'];
+const STATUSES = ['queued', 'running', 'sleeping', 'waiting', 'blocked', 'completed', 'failed',
+  'cancelled'];
+let refreshTimer = null;
+
+class AuthError extends Error {}
+
+const esc = (v) => String(v ?? '').replace(/[&<>"']/g,
+  (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+const json = (v) => `<pre>${esc(JSON.stringify(v, null, 2))}</pre>`;
+const badge = (status) => `<span class="badge ${esc(status)}">${esc(status)}</span>`;
+const time = (t) => (t ? new Date(t).toLocaleString() : '—');
+const ms = (n) => (n == null ? '—' : n < 1000 ? `${n} ms` : `${(n / 1000).toFixed(n < 10000 ? 2 : 1)} s`);
+const enc = encodeURIComponent;
+
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  const token = localStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (options.body) headers['Content-Type'] = 'application/json';
+  const r = await fetch(path, { ...options, headers });
+  if (r.status === 401) throw new AuthError('a token is required');
+  const body = await r.json().catch(() => null);
+  if (!r.ok) throw new Error(body?.error?.message || `HTTP ${r.status}`);
+  return body;
+}
+
+function route() {
+  const [path, query] = (location.hash.slice(1) || '/runs').split('?');
+  const parts = path.split('/').filter(Boolean);
+  return { parts, params: new URLSearchParams(query || '') };
+}
+
+function setHash(path, params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+  const s = q.toString();
+  location.hash = `#${path}${s ? `?${s}` : ''}`;
+}
+
+async function render() {
+  clearInterval(refreshTimer);
+  const { parts, params } = route();
+  for (const a of document.querySelectorAll('nav a')) {
+    a.classList.toggle('active', a.dataset.nav === parts[0]);
+  }
+  document.getElementById('signout').hidden = !localStorage.getItem(TOKEN_KEY);
+  try {
+    if (parts[0] === 'runs' && parts[1]) await renderRun(decodeURIComponent(parts[1]));
+    else if (parts[0] === 'events' && parts[1]) await renderEvent(decodeURIComponent(parts[1]));
+    else if (parts[0] === 'events') await renderEvents(params);
+    else if (parts[0] === 'functions') await renderFunctions();
+    else if (parts[0] === 'lanes') await renderLanes(params);
+    else await renderRuns(params);
+  } catch (e) {
+    if (e instanceof AuthError) renderTokenForm();
+    else {
+      main.innerHTML = `<div class="error" data-testid="error">Could not load this page: ${esc(e.message)}.
+        Is the coordinator running? <button class="link" id="retry">Try again</button></div>`;
+      document.getElementById('retry').addEventListener('click', render);
+    }
+  }
+}
+
+function renderTokenForm() {
+  main.innerHTML = `<form class="token" id="token-form">
+    <h1>Token required</h1>
+    <p class="muted">This coordinator asks for its dashboard token (<code>--dashboard-token</code>).</p>
+    <input type="password" id="token" placeholder="Token" autocomplete="current-password" required>
+    <button class="primary" type="submit">Open the dashboard</button></form>`;
+  document.getElementById('token-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    localStorage.setItem(TOKEN_KEY, document.getElementById('token').value);
+    render();
+  });
+}
+
+// Runs: filters, a page of runs and live refresh of the first page.
+async function renderRuns(params) {
+  const q = new URLSearchParams();
+  for (const k of ['function', 'status', 'key', 'cursor']) if (params.get(k)) q.set(k, params.get(k));
+  for (const k of ['from', 'to']) if (params.get(k)) q.set(k, new Date(params.get(k)).toISOString());
+  const [runs, functions] = await Promise.all([api(`/v1/runs?${q}`), api('/v1/functions')]);
+  const option = (value, label, selected) =>
+    `<option value="${esc(value)}"${selected ? ' selected' : ''}>${esc(label)}</option>`;
+  const rows = runs.data.map((r) => `<tr class="run-row" data-status="${esc(r.status)}" data-run="${esc(r.id)}">
+      <td>${badge(r.status)}</td>
+      <td><a class="mono" href="#/runs/${enc(r.id)}">${esc(r.id)}</a></td>
+      <td>${esc(r.function_id)}</td><td>${esc(r.key ?? '')}</td>
+      <td><a href="#/events/${enc(r.event_id)}">${esc(r.event_name)}</a></td>
+      <td>${time(r.started_at || r.created_at)}</td><td>${ms(r.duration_ms)}</td></tr>`).join('');
+  const filtered = ['function', 'status', 'key', 'from', 'to'].some((k) => params.get(k));
+  main.innerHTML = `<h1>Runs</h1>
+    <form class="filters" id="filters">
+      <label>Function<select name="function">${option('', 'All functions', false)}
+        ${functions.data.map((f) => option(f.id, f.id, f.id === params.get('function'))).join('')}</select></label>
+      <label>Status<select name="status">${option('', 'Any status', false)}
+        ${STATUSES.map((s) => option(s, s, s === params.get('status'))).join('')}</select></label>
+      <label>Key<input name="key" value="${esc(params.get('key') || '')}" placeholder="lane key"></label>
+      <label>From<input type="datetime-local" name="from" value="${esc(params.get('from') || '')}"></label>
+      <label>To<input type="datetime-local" name="to" value="${esc(params.get('to') || '')}"></label>
+      <button class="primary" type="submit">Filter</button>
+      <label class="muted"><span><input type="checkbox" id="live" ${params.get('cursor') ? '' : 'checked'}> Live</span></label>
+    </form>
+    ${runs.data.length ? `<table data-testid="runs"><thead><tr><th>Status</th><th>Run</th><th>Function</th>
+      <th>Key</th><th>Event</th><th>Started</th><th>Duration</th></tr></thead><tbody>${rows}</tbody></table>`
+    : `<div class="empty" data-testid="empty">${filtered ? 'No runs match these filters.'
+      : functions.data.length ? 'No runs yet: send an event to start one.'
+        : 'No functions yet: start a host or sync an app (Functions page).'}</div>`}
+    <div class="pager">${params.get('cursor') ? '<a href="#/runs">Newest</a>' : ''}
+      ${runs.cursor ? `<button id="older">Older runs</button>` : ''}</div>`;
+  const form = document.getElementById('filters');
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    setHash('/runs', Object.fromEntries(new FormData(form)));
+  });
+  document.getElementById('older')?.addEventListener('click', () =>
+    setHash('/runs', { ...Object.fromEntries(params), cursor: runs.cursor }));
+  if (!params.get('cursor')) {
+    refreshTimer = setInterval(() => {
+      if (document.getElementById('live')?.checked && !document.activeElement?.closest('form')) render();
+    }, 2000);
+  }
+}
+
+// One run: its event, a timeline of steps with attempts, its output; Replay and Cancel.
+async function renderRun(id) {
+  const { data: run } = await api(`/v1/runs/${enc(id)}`);
+  const start = Date.parse(run.started_at || run.created_at);
+  const end = run.ended_at ? Date.parse(run.ended_at) : Date.now();
+  const span = Math.max(end - start, 1);
+  const bar = (a, b) => {
+    if (!a) return '';
+    const left = Math.max(0, (Date.parse(a) - start) / span * 100);
+    const width = Math.max(0.5, ((b ? Date.parse(b) : end) - Date.parse(a)) / span * 100);
+    return `<div class="bar"><span style="left:${left.toFixed(2)}%;width:${Math.min(width, 100 - left).toFixed(2)}%"></span></div>`;
+  };
+  const steps = run.steps.map((s) => `<div class="step" data-testid="step" data-step="${esc(s.name)}">
+      <div class="head">${badge(s.status)}<strong>${esc(s.name)}</strong>
+        <span class="muted">${s.attempts} attempt${s.attempts === 1 ? '' : 's'}</span></div>
+      ${bar(s.started_at || s.ended_at, s.ended_at)}
+      ${s.attempt_log.length ? `<ol class="attempts" start="1">${s.attempt_log.map((a) =>
+        `<li data-testid="attempt">${esc(a.outcome)} · ${ms(a.duration_ms)} · ${time(a.started_at)}${a.error
+          ? ` — <span class="error-text">${esc(a.error.name || 'Error')}: ${esc(a.error.message || '')}</span>` : ''}</li>`).join('')}</ol>` : ''}
+      ${s.output != null ? `<details><summary>Output</summary>${json(s.output)}</details>` : ''}
+      ${s.error ? `<details open><summary>Error</summary>${json(s.error)}</details>` : ''}</div>`).join('');
+  main.innerHTML = `<h1>Run <span class="mono">${esc(run.id)}</span> ${badge(run.status)}</h1>
+    <div class="actions">
+      <button class="primary" id="replay">Replay</button>
+      ${TERMINAL.includes(run.status) ? '' : '<button class="danger" id="cancel">Cancel</button>'}
+    </div>
+    <dl class="meta">
+      <dt>Function</dt><dd>${esc(run.function_id)}</dd>
+      <dt>Key</dt><dd>${esc(run.key ?? '—')}</dd>
+      <dt>Event</dt><dd><a href="#/events/${enc(run.event.internal_id)}">${esc(run.event.name)}</a></dd>
+      <dt>Created</dt><dd>${time(run.created_at)}</dd>
+      <dt>Started</dt><dd>${time(run.started_at)}</dd>
+      <dt>Ended</dt><dd>${time(run.ended_at)}</dd>
+      <dt>Duration</dt><dd>${ms(run.duration_ms)}</dd>
+    </dl>
+    <h2>Steps</h2>
+    <div class="timeline" data-testid="timeline">${steps || '<div class="empty">No step has run yet.</div>'}</div>
+    ${run.output != null ? `<h2>Output</h2>${json(run.output)}` : ''}
+    ${run.error ? `<h2>Error</h2>${json(run.error)}` : ''}
+    <h2>Trigger event</h2>${json(run.event.payload)}`;
+  document.getElementById('replay').addEventListener('click', async () => {
+    const { data } = await api(`/v1/runs/${enc(run.id)}/replay`, { method: 'POST' });
+    location.hash = `#/runs/${enc(data.id)}`;
+  });
+  document.getElementById('cancel')?.addEventListener('click', async () => {
+    await api(`/v1/runs/${enc(run.id)}/cancel`, { method: 'POST' });
+    render();
+  });
+  if (!TERMINAL.includes(run.status)) refreshTimer = setInterval(render, 2000);
+}
+
+async function renderEvents(params) {
+  const q = new URLSearchParams();
+  for (const k of ['name', 'cursor']) if (params.get(k)) q.set(k, params.get(k));
+  const events = await api(`/v1/events?${q}`);
+  main.innerHTML = `<h1>Events</h1>
+    <form class="filters" id="filters"><label>Name<input name="name" value="${esc(params.get('name') || '')}"
+      placeholder="e.g. app/user.created"></label><button class="primary" type="submit">Filter</button></form>
+    ${events.data.length ? `<table data-testid="events"><thead><tr><th>Name</th><th>Id</th><th>Received</th></tr></thead>
+      <tbody>${events.data.map((e) => `<tr class="event-row"><td><a href="#/events/${enc(e.internal_id)}">${esc(e.name)}</a></td>
+        <td class="mono">${esc(e.id)}</td><td>${time(e.received_at)}</td></tr>`).join('')}</tbody></table>`
+    : '<div class="empty">No events yet: send one with POST /e/{event key}.</div>'}
+    <div class="pager">${events.cursor ? '<button id="older">Older events</button>' : ''}</div>`;
+  const form = document.getElementById('filters');
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    setHash('/events', Object.fromEntries(new FormData(form)));
+  });
+  document.getElementById('older')?.addEventListener('click', () =>
+    setHash('/events', { ...Object.fromEntries(params), cursor: events.cursor }));
+}
+
+async function renderEvent(id) {
+  const { data: e } = await api(`/v1/events/${enc(id)}`);
+  main.innerHTML = `<h1>Event ${esc(e.name)}</h1>
+    <dl class="meta"><dt>Id</dt><dd class="mono">${esc(e.id)}</dd><dt>Internal id</dt><dd class="mono">${esc(e.internal_id)}</dd>
+      <dt>Received</dt><dd>${time(e.received_at)}</dd></dl>
+    <h2>Runs it started</h2>
+    ${e.runs.length ? `<table data-testid="event-runs"><tbody>${e.runs.map((r) => `<tr><td>${badge(r.status)}</td>
+      <td><a class="mono" href="#/runs/${enc(r.id)}">${esc(r.id)}</a></td><td>${esc(r.function_id)}</td></tr>`).join('')}</tbody></table>`
+    : '<div class="empty">This event started no run (no function matched it).</div>'}
+    <h2>Payload</h2>${json(e.payload)}`;
+}
+
+async function renderFunctions() {
+  const [functions, apps] = await Promise.all([api('/v1/functions'), api('/v1/apps')]);
+  const triggers = (c) => (c.triggers || []).map((t) => t.cron ? `cron ${t.cron}`
+    : `${t.event}${t.expression ? ` if ${t.expression}` : ''}`).join(', ') || 'invoke only';
+  const config = (c) => {
+    const out = {};
+    for (const k of ['ordering', 'concurrency', 'cancel']) if (c[k]) out[k] = c[k];
+    out.retries = c.steps?.step?.retries?.attempts ?? 'default (4)';
+    return out;
+  };
+  main.innerHTML = `<h1>Functions and apps</h1>
+    <form class="filters" id="sync"><label>App URL<input name="url" size="50" required
+      placeholder="http://127.0.0.1:3000/api/funcky"></label><button class="primary" type="submit">Sync app</button>
+      <span id="sync-result" class="muted"></span></form>
+    ${apps.data.length ? `<h2>Apps</h2><table data-testid="apps"><thead><tr><th>App</th><th>URL</th><th>SDK</th><th>Last sync</th><th></th></tr></thead>
+      <tbody>${apps.data.map((a) => `<tr><td>${esc(a.id)}</td><td class="mono">${esc(a.url)}</td><td>${esc(a.sdk)}</td>
+        <td>${time(a.synced_at)}</td><td><button data-sync="${esc(a.url)}">Sync</button></td></tr>`).join('')}</tbody></table>` : ''}
+    <h2>Functions</h2>
+    ${functions.data.length ? `<table data-testid="functions"><thead><tr><th>Function</th><th>App</th><th>Triggers</th><th>Config</th></tr></thead>
+      <tbody>${functions.data.map((f) => `<tr><td><a href="#/runs?function=${enc(f.id)}">${esc(f.id)}</a></td><td>${esc(f.app_id)}</td>
+        <td>${esc(triggers(f.config))}</td><td>${json(config(f.config))}</td></tr>`).join('')}</tbody></table>`
+    : '<div class="empty">No functions yet: start a host, or sync an app by its URL above.</div>'}`;
+  const sync = async (url) => {
+    const out = document.getElementById('sync-result');
+    out.textContent = 'Syncing…';
+    try {
+      const { data } = await api('/v1/apps/sync', { method: 'POST', body: JSON.stringify({ url }) });
+      out.textContent = data.sync_kind === 'in_band'
+        ? `Synced ${data.app_id}: ${data.functions} function(s)${data.modified ? '' : ', unchanged'}.`
+        : 'The app registered itself (out of band).';
+      setTimeout(render, 800);
+    } catch (e) {
+      out.textContent = `Sync failed: ${e.message}`;
+    }
+  };
+  document.getElementById('sync').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    sync(new FormData(ev.target).get('url'));
+  });
+  for (const b of document.querySelectorAll('[data-sync]')) b.addEventListener('click', () => sync(b.dataset.sync));
+}
+
+async function renderLanes(params) {
+  const q = new URLSearchParams();
+  if (params.get('blocked')) q.set('blocked', 'true');
+  if (params.get('cursor')) q.set('cursor', params.get('cursor'));
+  const lanes = await api(`/v1/lanes?${q}`);
+  main.innerHTML = `<h1>Lanes</h1>
+    <p class="muted">Per ordered function, each key with unfinished runs: its depth, its head run and how
+      long the head has blocked the key.</p>
+    <div class="filters"><label><span><input type="checkbox" id="blocked" ${params.get('blocked') ? 'checked' : ''}>
+      Blocked lanes only</span></label></div>
+    ${lanes.data.length ? `<table data-testid="lanes"><thead><tr><th>Function</th><th>Key</th><th>Depth</th><th>Head</th>
+      <th>Blocked for</th><th></th></tr></thead><tbody>${lanes.data.map((l) => `<tr class="lane-row">
+        <td>${esc(l.function_id)}</td><td class="mono">${esc(l.key)}</td><td>${l.depth}</td>
+        <td>${badge(l.head.status)} <a class="mono" href="#/runs/${enc(l.head.run_id)}">${esc(l.head.run_id)}</a></td>
+        <td>${l.head.status === 'blocked' ? ms(l.blocked_ms) : '—'}</td>
+        <td><button class="danger" data-skip="${esc(l.function_id)}\u001f${esc(l.key)}">Skip head</button></td></tr>`).join('')}</tbody></table>`
+    : `<div class="empty">${params.get('blocked') ? 'No lane is blocked.' : 'No lanes: ordered functions have no unfinished runs.'}</div>`}
+    <div class="pager">${lanes.cursor ? '<button id="older">More lanes</button>' : ''}</div>`;
+  document.getElementById('blocked').addEventListener('change', (ev) =>
+    setHash('/lanes', { blocked: ev.target.checked ? 'true' : '' }));
+  document.getElementById('older')?.addEventListener('click', () =>
+    setHash('/lanes', { ...Object.fromEntries(params), cursor: lanes.cursor }));
+  for (const b of document.querySelectorAll('[data-skip]')) {
+    b.addEventListener('click', async () => {
+      const [fn, key] = b.dataset.skip.split('\u001f');
+      if (!confirm(`Skip the head of lane "${key}"? It is failed as skipped and the next run starts.`)) return;
+      await api(`/v1/lanes/${enc(fn)}/${enc(key)}/skip-head`, { method: 'POST' });
+      render();
+    });
+  }
+  refreshTimer = setInterval(render, 3000);
+}
+
+document.getElementById('signout').addEventListener('click', () => {
+  localStorage.removeItem(TOKEN_KEY);
+  render();
+});
+window.addEventListener('hashchange', render);
+render();

@@ -1,0 +1,161 @@
+// The dashboard in a real browser: playwright-core (pinned in package.json) drives Debian's
+// Chromium, headless, against a coordinator with a dashboard token, the C++ test host and
+// real runs (completed, retried, failed, sleeping, a blocked lane). Every page is also
+// saved as a screenshot in FUNCKY_SCREENSHOTS (default build/screenshots/).
+//
+// Run by `make test` through CTest.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import {
+  freePort, getJson, repo, spawnLogged, startCoordinator, stopAll, testHostBin, waitFor, workDir,
+} from './harness.mjs';
+
+const TOKEN = 'dashboard-test-token';
+const shots = process.env.FUNCKY_SCREENSHOTS || join(repo, 'build', 'screenshots');
+const chromiumBin = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+let base;
+let browser;
+let page;
+const runs = {}; // name -> run id
+
+const auth = { Authorization: `Bearer ${TOKEN}` };
+const apiGet = async (path) => {
+  const r = await fetch(`${base}${path}`, { headers: auth });
+  return { status: r.status, body: await r.json() };
+};
+
+async function startRun(event) {
+  const r = await fetch(`${base}/e/test`, { method: 'POST', body: JSON.stringify(event) });
+  const { ids } = await r.json();
+  return waitFor(async () => (await apiGet(`/v1/events/${ids[0]}`)).body.data.runs[0]?.id);
+}
+
+const runStatus = (id, statuses) => waitFor(async () => {
+  const { body } = await apiGet(`/v1/runs/${id}`);
+  return statuses.includes(body.data.status) ? body.data : null;
+});
+
+async function shot(name) {
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+before(async () => {
+  mkdirSync(shots, { recursive: true });
+  const work = workDir();
+  const coordinator = await startCoordinator(work, ['--dashboard-token', TOKEN,
+    '--retry-schedule', '100ms', '--retry-jitter', '0s']);
+  base = coordinator.base;
+  spawnLogged(testHostBin, ['--port', String(await freePort()), '--coordinator', base],
+    join(work, 'host.log'));
+  await waitFor(async () => (await apiGet('/v1/functions')).body.data.length > 0);
+  runs.completed = await startRun({ name: 'test/two-steps', data: { n: 1 } });
+  runs.retried = await startRun({ name: 'test/flaky', data: { fail_times: 2 } });
+  runs.failed = await startRun({ name: 'test/fails', data: { order: 7 } });
+  runs.sleeping = await startRun({ name: 'test/cancellable', data: { id: 1 } });
+  runs.blocked = await startRun({ name: 'test/ordered', data: { key: 'acme', seq: 1, fail: true } });
+  await runStatus(runs.completed, ['completed']);
+  await runStatus(runs.retried, ['completed']);
+  await runStatus(runs.failed, ['failed']);
+  await runStatus(runs.sleeping, ['sleeping']);
+  await runStatus(runs.blocked, ['blocked']);
+
+  browser = await chromium.launch({ executablePath: chromiumBin, args: ['--no-sandbox'] });
+  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+});
+
+after(async () => {
+  await browser?.close();
+  stopAll();
+});
+
+test('the token is required: without it or with a wrong one, only the token form', async () => {
+  assert.equal((await fetch(`${base}/v1/runs`)).status, 401);
+  assert.equal((await fetch(`${base}/v1/runs`, { headers: { Authorization: 'Bearer wrong' } })).status, 401);
+  await page.goto(`${base}/#/runs`);
+  await page.getByRole('heading', { name: 'Token required' }).waitFor();
+  assert.equal(await page.locator('tr.run-row').count(), 0);
+  await page.fill('#token', 'wrong');
+  await page.click('#token-form button');
+  await page.getByRole('heading', { name: 'Token required' }).waitFor();
+  await shot('token');
+  await page.fill('#token', TOKEN);
+  await page.click('#token-form button');
+  await page.locator('table[data-testid="runs"]').waitFor();
+});
+
+test('the runs list shows completed and failed runs, and filters them', async () => {
+  await page.goto(`${base}/#/runs`);
+  await page.locator(`tr[data-run="${runs.failed}"]`).waitFor();
+  assert.equal(await page.locator(`tr[data-run="${runs.completed}"]`).getAttribute('data-status'), 'completed');
+  assert.equal(await page.locator(`tr[data-run="${runs.failed}"]`).getAttribute('data-status'), 'failed');
+  assert.match(await page.locator(`tr[data-run="${runs.completed}"]`).innerText(), /test\/two-steps/);
+  await shot('runs');
+  await page.selectOption('select[name="status"]', 'failed');
+  await page.click('#filters button[type="submit"]');
+  await page.waitForFunction(() => [...document.querySelectorAll('tr.run-row')]
+    .every((r) => r.dataset.status === 'failed'));
+  assert.ok(await page.locator(`tr[data-run="${runs.failed}"]`).count() === 1);
+  assert.equal(await page.locator(`tr[data-run="${runs.completed}"]`).count(), 0);
+});
+
+test('the run page shows the step timeline with each attempt and its error', async () => {
+  await page.goto(`${base}/#/runs/${runs.retried}`);
+  const step = page.locator('[data-testid="step"][data-step="flaky"]');
+  await step.waitFor();
+  assert.equal(await step.locator('[data-testid="attempt"]').count(), 3);
+  assert.match(await step.innerText(), /flaky failure 1/);
+  assert.match(await step.innerText(), /3 attempts/);
+  assert.equal(await page.locator('[data-testid="step"][data-step="before"]').count(), 1);
+  await shot('run');
+});
+
+test('Replay starts a new run that appears in the list', async () => {
+  await page.goto(`${base}/#/runs/${runs.completed}`);
+  await page.click('#replay');
+  await page.waitForFunction((old) => /^#\/runs\/[0-9A-Z]+$/.test(location.hash)
+    && !location.hash.endsWith(old), runs.completed);
+  const replay = decodeURIComponent(new URL(page.url()).hash.split('/')[2]);
+  assert.notEqual(replay, runs.completed);
+  await runStatus(replay, ['completed']);
+  await page.goto(`${base}/#/runs`);
+  await page.locator(`tr[data-run="${replay}"]`).waitFor();
+});
+
+test('Cancel cancels a sleeping run', async () => {
+  await page.goto(`${base}/#/runs/${runs.sleeping}`);
+  await page.locator('.badge.sleeping').first().waitFor();
+  await page.click('#cancel');
+  await page.locator('h1 .badge.cancelled').waitFor();
+  assert.equal((await apiGet(`/v1/runs/${runs.sleeping}`)).body.data.status, 'cancelled');
+});
+
+test('the event page shows the payload and links to the runs it started', async () => {
+  const { body } = await apiGet(`/v1/runs/${runs.failed}`);
+  await page.goto(`${base}/#/events`);
+  await page.locator('tr.event-row').first().waitFor();
+  await shot('events');
+  await page.goto(`${base}/#/events/${body.data.event.internal_id}`);
+  const link = page.locator(`[data-testid="event-runs"] a[href="#/runs/${runs.failed}"]`);
+  await link.waitFor();
+  assert.match(await page.locator('main').innerText(), /"order": 7/);
+  await shot('event');
+  await link.click();
+  await page.waitForFunction((id) => location.hash === `#/runs/${id}`, runs.failed);
+});
+
+test('functions and lanes pages show config, apps and the blocked lane', async () => {
+  await page.goto(`${base}/#/functions`);
+  await page.locator('table[data-testid="functions"]').waitFor();
+  assert.match(await page.locator('table[data-testid="functions"]').innerText(), /test-ordered/);
+  assert.match(await page.locator('table[data-testid="apps"]').innerText(), /test/);
+  await shot('functions');
+  await page.goto(`${base}/#/lanes?blocked=true`);
+  const lane = page.locator('tr.lane-row');
+  await lane.waitFor();
+  assert.match(await lane.innerText(), /acme/);
+  assert.match(await lane.innerText(), /blocked/);
+  await shot('lanes');
+});
