@@ -41,6 +41,7 @@ test: build compat-deps
 bench: build
 	bench/e2e_runs.py --build $(BUILD)
 	bench/claim_backlog.sh $(BUILD)
+	bench/list_runs.sh $(BUILD)
 
 # Fuzzes the expression parser and evaluator for 60 s with libFuzzer (clang), ASan and UBSan.
 # Not part of `make test`. Crashes are written to $(BUILD)/fuzz/.

@@ -25,7 +25,13 @@ class DashboardApiTest : public E2eTest {
   }
 };
 
-TEST_F(DashboardApiTest, RunsFilterByFunctionStatusKeyAndTimeAndPageWithCursors) {
+class DashboardApiOnEachStoreTest : public DashboardApiTest,
+                                    public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string backend() const override { return GetParam(); }
+};
+
+TEST_P(DashboardApiOnEachStoreTest, RunsFilterByFunctionStatusKeyAndTimeAndPageWithCursors) {
   auto c = StartCoordinator();
   TestHost host(c->url(), dir_);
   std::vector<std::string> two_steps;
@@ -79,6 +85,10 @@ TEST_F(DashboardApiTest, RunsFilterByFunctionStatusKeyAndTimeAndPageWithCursors)
   EXPECT_EQ(Http("GET", c->url() + "/v1/lanes?cursor=garbage").status, 400);
   EXPECT_EQ(Http("GET", c->url() + "/dashboard/nope.js").status, 404);
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, DashboardApiOnEachStoreTest,
+                         ::testing::Values("postgres", "sqlite"),
+                         [](const auto& info) { return info.param; });
 
 TEST_F(DashboardApiTest, AppsAreListedAndAnAppIsSyncedByItsUrl) {
   auto c = StartCoordinator();

@@ -458,8 +458,8 @@ Result<std::vector<RunRecord>> PostgresStore::ListRuns(const RunFilter& filter) 
              std::string("SELECT ") + kRunColumns +
                  " FROM runs r WHERE ($1 = '' OR r.function_id = $1) AND ($2 = '' OR r.status = "
                  "$2) AND ($3 = '' OR r.event_id = $3) AND ($4 = '' OR r.id < $4) "
-                 "AND ($6 = '' OR r.lane_key = $6) AND ($7 = 0 OR r.created_at_ms >= $7) "
-                 "AND ($8 = 0 OR r.created_at_ms < $8) ORDER BY r.id DESC LIMIT $5",
+                 "AND ($6 = '' OR r.lane_key = $6) AND ($7::bigint = 0 OR r.created_at_ms >= $7) "
+                 "AND ($8::bigint = 0 OR r.created_at_ms < $8) ORDER BY r.id DESC LIMIT $5",
              filter.function_id, filter.status, filter.event_id, filter.cursor, filter.limit,
              filter.key, filter.created_from_ms, filter.created_to_ms)) {
       out.push_back(ReadRun(row));
