@@ -83,6 +83,11 @@ int Migrate(const std::string& db) {
   return 0;
 }
 
+// Addresses only this machine can reach.
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
 int Serve(const ServeFlags& f, bool dev) {
   if (!dev && !IsPostgresUrl(f.db)) {
     spdlog::error(
@@ -93,6 +98,13 @@ int Serve(const ServeFlags& f, bool dev) {
             : "--db must be a postgres:// URL for `funcky serve`; for a SQLite file use "
               "`funcky dev --db " +
                   f.db + "`");
+    return 2;
+  }
+  if (!IsLoopback(f.host) && f.api_token.empty()) {
+    spdlog::error(
+        "--host {} exposes the dashboard and the /v1 API beyond this machine: set "
+        "--dashboard-token (or FUNCKY_DASHBOARD_TOKEN) to protect them",
+        f.host);
     return 2;
   }
   executor::ExecutorOptions exec;
@@ -200,19 +212,16 @@ int Serve(const ServeFlags& f, bool dev) {
   }
   executor.Start();
   cron.Start();
-  if (!dev && f.api_token.empty()) {
-    spdlog::warn(
-        "the dashboard and /v1/* are open to anyone who can reach port {}: set "
-        "--dashboard-token (or FUNCKY_DASHBOARD_TOKEN)",
-        server.port());
+  if (f.api_token.empty()) {
+    spdlog::info("the dashboard and /v1 are open on {} (no --dashboard-token)", f.host);
   }
-  spdlog::info("funcky{} listening on http://{}:{} ({}; calls {}; store: {}); dashboard at "
-               "http://{}:{}/",
-               dev ? " dev" : "",
-               f.host, server.port(),
-               api_options.dev_mode ? "dev mode: registration not authenticated" : "signing on",
-               f.signing_key.empty() ? "unsigned" : "signed",
-               IsPostgresUrl(f.db) ? "PostgreSQL" : "SQLite " + f.db, f.host, server.port());
+  spdlog::info(
+      "funcky{} listening on http://{}:{} ({}; calls {}; store: {}); dashboard at "
+      "http://{}:{}/",
+      dev ? " dev" : "", f.host, server.port(),
+      api_options.dev_mode ? "dev mode: registration not authenticated" : "signing on",
+      f.signing_key.empty() ? "unsigned" : "signed",
+      IsPostgresUrl(f.db) ? "PostgreSQL" : "SQLite " + f.db, f.host, server.port());
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer drain(io);

@@ -139,5 +139,15 @@ TEST_F(DashboardApiTest, WithADashboardTokenEveryV1CallNeedsIt) {
   EXPECT_NE(index.raw.find("/dashboard/app.js"), std::string::npos);
 }
 
+TEST_F(DashboardApiTest, ACoordinatorListeningBeyondLoopbackRefusesToStartWithoutAToken) {
+  Process open({FUNCKY_BIN, "dev", "--db", dir_ + "/open.db", "--host", "0.0.0.0", "--port",
+                std::to_string(FreePort())},
+               dir_ + "/open.log");
+  ASSERT_TRUE(WaitFor([&] { return !open.running(); }, std::chrono::seconds(10)))
+      << "it started without a token";
+  EXPECT_NE(open.Log().find("set --dashboard-token"), std::string::npos) << open.Log();
+  // (It exits before it binds: the test starts nothing beyond 127.0.0.1.)
+}
+
 }  // namespace
 }  // namespace funcky::testing
