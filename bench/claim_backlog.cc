@@ -54,7 +54,7 @@ void Ingest(funcky::store::Store& store, const std::string& function_id, int run
     ne.runs.push_back({funcky::NewUlid(now_ms), function_id, key});
     batch.push_back(std::move(ne));
     if (batch.size() == 200 || i + 1 == runs) {
-      Check(store.IngestEvents(batch, funcky::SystemClock().Now()).status(), "ingest");
+      Check(store.IngestEvents(batch, funcky::SystemClock().Now(), nullptr).status(), "ingest");
       batch.clear();
     }
   }

@@ -162,7 +162,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       asio::steady_timer wait(io, std::chrono::milliseconds(100 << tries));
       co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
     }
-    if (options.events) {
+    if (options.events && (!t.waits.empty() || t.end_status)) {
       co_await Offload([&] {
         for (const store::NewWait& wait : t.waits) {
           options.events->WaitRegistered(item.run_id, wait,

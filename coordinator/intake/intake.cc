@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <thread>
+
 #include "common/ulid.h"
 #include "coordinator/executor/transition.h"
 #include "coordinator/scheduler/fanout.h"
@@ -12,6 +14,8 @@ namespace {
 
 constexpr int kMaxActiveRunsScanned = 10000;
 constexpr int kLookbackEvents = 1000;
+// How long run-end events wait to be stored with others (one transaction for many).
+constexpr std::chrono::milliseconds kOutboxGather{5};
 
 // A new run of function `fn` for `event`, with its lane and concurrency keys.
 store::NewRun NewRunFor(const std::string& fn, const FunctionSet& set, const Json& event,
@@ -38,7 +42,9 @@ Intake::Intake(store::Store& store, const Clock& clock,
     : store_(store),
       clock_(clock),
       cache_ttl_(function_cache_ttl),
-      on_new_work_(std::move(on_new_work)) {}
+      on_new_work_(std::move(on_new_work)) {
+  flusher_ = std::thread([this] { FlushLoop(); });
+}
 
 Result<std::shared_ptr<const FunctionSet>> Intake::Functions(bool refresh) {
   std::lock_guard lock(mu_);
@@ -96,13 +102,14 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
     }
     batch.push_back(std::move(ne));
   }
-  ASSIGN_OR_RETURN(auto stored, store_.IngestEvents(batch, now));
+  std::vector<store::WaitRecord> waits;
+  ASSIGN_OR_RETURN(auto stored, store_.IngestEvents(batch, now, &waits));
   IngestResult result;
   int resumed = 0;
   for (size_t i = 0; i < stored.size(); ++i) {
     if (stored[i].duplicate) continue;
     result.runs_started += static_cast<int64_t>(batch[i].runs.size());
-    resumed += ResolveWaits(batch[i].event, *set);
+    if (!waits.empty()) resumed += ResolveWaits(batch[i].event, waits);
     CancelMatchingRuns(batch[i].event, *set);
   }
   result.stored = std::move(stored);
@@ -134,15 +141,11 @@ Json Intake::WaitMemo(const store::WaitRecord& wait, const Json& event) {
   return {{"data", data.value("result", Json(nullptr))}};
 }
 
-int Intake::ResolveWaits(const store::EventRecord& event, const FunctionSet&) {
-  auto waits = store_.WaitsFor(event.name);
-  if (!waits.ok()) {
-    spdlog::error("event {}: looking up waits failed: {}", event.internal_id,
-                  waits.status().ToString());
-    return 0;
-  }
+int Intake::ResolveWaits(const store::EventRecord& event,
+                         const std::vector<store::WaitRecord>& waits) {
   int resumed = 0;
-  for (const store::WaitRecord& wait : *waits) {
+  for (const store::WaitRecord& wait : waits) {
+    if (wait.event_name != event.name) continue;
     if (!WaitMatches(wait.expression, wait.trigger, event.payload)) continue;
     auto r =
         store_.ResolveWait(wait.run_id, wait.step_id, WaitMemo(wait, event.payload), clock_.Now());
@@ -311,10 +314,40 @@ void Intake::RunEnded(const store::RunState& state, const std::string& status, c
     events.push_back(
         InternalEvent(executor::kFunctionCancelled, data, state.run.id + "-cancelled"));
   }
-  if (auto r = Ingest(std::move(events)); !r.ok()) {
-    spdlog::error("run {}: emitting its end events failed: {}", state.run.id,
-                  r.status().ToString());
+  std::lock_guard lock(outbox_mu_);
+  for (IncomingEvent& e : events) outbox_.push_back(std::move(e));
+  outbox_cv_.notify_one();
+}
+
+void Intake::FlushLoop() {
+  std::unique_lock lock(outbox_mu_);
+  for (;;) {
+    outbox_cv_.wait(lock, [&] { return stopping_ || !outbox_.empty(); });
+    if (outbox_.empty() && stopping_) return;
+    // Gather what other runs end meanwhile: one transaction for many run-end events.
+    if (!stopping_) outbox_cv_.wait_for(lock, kOutboxGather);
+    std::vector<IncomingEvent> batch;
+    batch.swap(outbox_);
+    lock.unlock();
+    for (int tries = 0;; ++tries) {
+      std::vector<IncomingEvent> attempt = batch;
+      auto r = Ingest(std::move(attempt));
+      if (r.ok()) break;
+      spdlog::error("emitting {} run-end event(s) failed: {}", batch.size(), r.status().ToString());
+      if (tries >= 5) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100 << tries));
+    }
+    lock.lock();
   }
+}
+
+Intake::~Intake() {
+  {
+    std::lock_guard lock(outbox_mu_);
+    stopping_ = true;
+  }
+  outbox_cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
 }
 
 }  // namespace funcky::intake

@@ -7,12 +7,14 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/clock.h"
@@ -47,6 +49,8 @@ class Intake final : public executor::RunEvents {
   // `on_new_work` is called when runs were started or resumed (wakes executors).
   Intake(store::Store& store, const Clock& clock, std::chrono::milliseconds function_cache_ttl,
          std::function<void()> on_new_work);
+  // Stores the run-end events still buffered.
+  ~Intake() override;
 
   // The active functions; reloaded when older than the cache TTL, or at once on `refresh`.
   Result<std::shared_ptr<const FunctionSet>> Functions(bool refresh);
@@ -69,6 +73,8 @@ class Intake final : public executor::RunEvents {
   Status StartInvocation(const store::RunState& caller, const store::NewWait& wait) override;
   void WaitRegistered(const std::string& run_id, const store::NewWait& wait,
                       int64_t since_ms) override;
+  // Buffers the run-end events; a background thread stores them a few milliseconds later,
+  // many in one transaction.
   void RunEnded(const store::RunState& state, const std::string& status, const Json& output,
                 const Json& error) override;
   void AnnounceEnd(const std::string& run_id) override;
@@ -77,13 +83,15 @@ class Intake final : public executor::RunEvents {
   IncomingEvent InternalEvent(const std::string& name, Json data, const std::string& id);
 
  private:
-  // Resumes the waits `event` matches; returns how many.
-  int ResolveWaits(const store::EventRecord& event, const FunctionSet& set);
+  // Resumes the waits among `waits` (open waits read as the event was stored) that `event`
+  // matches; returns how many.
+  int ResolveWaits(const store::EventRecord& event, const std::vector<store::WaitRecord>& waits);
   // Cancels the runs whose cancel_on `event` matches.
   void CancelMatchingRuns(const store::EventRecord& event, const FunctionSet& set);
   // The memo a matched wait resumes with.
   static Json WaitMemo(const store::WaitRecord& wait, const Json& event);
   bool WaitMatches(const std::string& expression, const Json& trigger, const Json& event);
+  void FlushLoop();
 
   store::Store& store_;
   const Clock& clock_;
@@ -97,6 +105,12 @@ class Intake final : public executor::RunEvents {
   // Compiled wait `if` expressions by source (waits are registered per run; expressions
   // repeat).
   std::map<std::string, std::shared_ptr<const expr::Expression>> wait_exprs_;  // GUARDED_BY(mu_)
+
+  std::mutex outbox_mu_;
+  std::condition_variable outbox_cv_;
+  std::vector<IncomingEvent> outbox_;  // GUARDED_BY(outbox_mu_): run-end events to store
+  bool stopping_ = false;              // GUARDED_BY(outbox_mu_)
+  std::thread flusher_;
 };
 
 }  // namespace funcky::intake

@@ -115,6 +115,18 @@ struct IngestedEvent {
   bool duplicate = false;
 };
 
+struct WaitRecord {
+  std::string run_id;
+  std::string step_id;
+  std::string function_id;
+  std::string event_name;
+  std::string expression;
+  std::string kind;
+  Json trigger;  // the run's first event, `event` in the expression
+  int64_t created_at_ms = 0;
+  int64_t expires_at_ms = 0;
+};
+
 struct EventFilter {
   std::string name;    // exact; empty = any
   std::string cursor;  // internal id: only events older than it
@@ -126,9 +138,12 @@ class EventStore {
   virtual ~EventStore() = default;
   // Stores all events and starts their runs (each with a first queue item due at `now`)
   // in one transaction: all or nothing. An event whose `id` is stored already is not stored
-  // again and starts nothing; the result names the stored event.
+  // again and starts nothing; the result names the stored event. With `waits`, also reads
+  // in that transaction the open waits for the names of the new events, oldest first
+  // (WaitStore::WaitsFor): what they may resume.
   virtual Result<std::vector<IngestedEvent>> IngestEvents(const std::vector<NewEvent>& events,
-                                                          TimePoint now) = 0;
+                                                          TimePoint now,
+                                                          std::vector<WaitRecord>* waits) = 0;
   // Newest first. kNotFound from GetEvent when neither id matches.
   virtual Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) = 0;
   virtual Result<EventRecord> GetEvent(const std::string& internal_id) = 0;
@@ -314,18 +329,6 @@ class LaneStore {
   // kFailedPrecondition when the head is not blocked.
   virtual Result<std::string> RetryLaneHead(const std::string& function_id, const std::string& key,
                                             TimePoint now) = 0;
-};
-
-struct WaitRecord {
-  std::string run_id;
-  std::string step_id;
-  std::string function_id;
-  std::string event_name;
-  std::string expression;
-  std::string kind;
-  Json trigger;  // the run's first event, `event` in the expression
-  int64_t created_at_ms = 0;
-  int64_t expires_at_ms = 0;
 };
 
 // Runs waiting for events (step.wait_for_event, step.invoke).

@@ -80,7 +80,11 @@ TEST_F(LanesTest, HeadThatFailsAllRetriesBlocksItsKeyUntilSkipHead) {
   EXPECT_EQ(skipped["error"]["name"], "Skipped");
   EXPECT_EQ(skipped["error"]["cause"]["message"], "cannot apply a:1");
   // A blocked head emits nothing; once skipped, its end is announced like any run's.
-  auto failed_events = Http("GET", c->url() + "/v1/events?name=inngest/function.failed");
+  JsonReply failed_events;
+  WaitFor([&] {
+    failed_events = Http("GET", c->url() + "/v1/events?name=inngest/function.failed");
+    return !failed_events.body["data"].empty();
+  });
   ASSERT_EQ(failed_events.body["data"].size(), 1u) << failed_events.raw;
   EXPECT_EQ(failed_events.body["data"][0]["payload"]["data"]["run_id"], a1);
   EXPECT_EQ(failed_events.body["data"][0]["payload"]["data"]["error"]["name"], "Skipped");

@@ -285,7 +285,7 @@ TEST_F(DurableTimersTest, CronOnTwoCoordinatorsStartsOneRunPerTick) {
     auto detail = Http("GET", c2->url() + "/v1/events/" + e["internal_id"].get<std::string>());
     runs_per_tick[e["payload"]["data"]["scheduledAt"]] += detail.body["data"]["runs"].size();
   }
-  ASSERT_GE(runs_per_tick.size(), 5u) << "fewer than 5 ticks in 6.5 s";
+  ASSERT_GE(runs_per_tick.size(), 5u) << "fewer than 5 ticks in 6.5 s\n" << c1->Log();
   int runs = 0;
   for (const auto& [tick, n] : runs_per_tick) {
     EXPECT_EQ(n, 1) << "tick " << tick;

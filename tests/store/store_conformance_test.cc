@@ -70,7 +70,7 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     NewRun run{NewUlid(UnixMillis(clock_.Now())), function_id, lane_key, head_timeout,
                concurrency_key};
     ne.runs.push_back(run);
-    auto r = store_->IngestEvents({ne}, clock_.Now());
+    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return run.run_id;
   }
@@ -315,10 +315,10 @@ TEST_P(StoreConformance, DuplicateEventStartsNothingAndLeavesNoLane) {
   ne.event.name = "test/e";
   ne.event.payload = {{"name", "test/e"}};
   ne.runs.push_back({NewUlid(UnixMillis(clock_.Now())), "app-ordered", "k"});
-  ASSERT_TRUE(store_->IngestEvents({ne}, clock_.Now()).ok());
+  ASSERT_TRUE(store_->IngestEvents({ne}, clock_.Now(), nullptr).ok());
   ne.event.internal_id = NewUlid(UnixMillis(clock_.Now()) + 1);
   ne.runs[0].run_id = NewUlid(UnixMillis(clock_.Now()) + 1);
-  auto again = store_->IngestEvents({ne}, clock_.Now());
+  auto again = store_->IngestEvents({ne}, clock_.Now(), nullptr);
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE((*again)[0].duplicate);
   auto items = Claim();

@@ -187,6 +187,22 @@ void CreateRun(pqxx::work& w, const std::string& event_id, const NewRun& run, in
   EnqueueCall(w, run.run_id, "step", now_ms, now_ms);
 }
 
+// The open waits for events named any of `names`, oldest first.
+std::vector<WaitRecord> ReadWaits(pqxx::work& w, const std::vector<std::string>& names) {
+  std::vector<WaitRecord> out;
+  for (const auto& row : w.exec_params(
+           "SELECT w.run_id, w.step_id, w.function_id, w.event_name, w.expression, w.kind, "
+           "e.payload, w.created_at_ms, w.expires_at_ms FROM waits w "
+           "JOIN runs r ON r.id = w.run_id JOIN events e ON e.internal_id = r.event_id "
+           "WHERE w.event_name = ANY($1::text[]) ORDER BY w.created_at_ms LIMIT 10000",
+           ArrayLiteral(names))) {
+    out.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                   row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<std::string>(),
+                   JsonField(row[6]), row[7].as<int64_t>(), row[8].as<int64_t>()});
+  }
+  return out;
+}
+
 EventRecord ReadEvent(const pqxx::row& row) {
   EventRecord e;
   e.internal_id = row[0].as<std::string>();
@@ -387,7 +403,8 @@ Result<FunctionRecord> PostgresStore::GetFunction(const std::string& id) {
 }
 
 Result<std::vector<IngestedEvent>> PostgresStore::IngestEvents(const std::vector<NewEvent>& events,
-                                                               TimePoint now) {
+                                                               TimePoint now,
+                                                               std::vector<WaitRecord>* waits) {
   const int64_t now_ms = UnixMillis(now);
   const LaneLocks lanes = LanesOf(events);
   return InTransaction([&](pqxx::work& w) -> Result<std::vector<IngestedEvent>> {
@@ -413,6 +430,13 @@ Result<std::vector<IngestedEvent>> PostgresStore::IngestEvents(const std::vector
       out.push_back({e.internal_id, false});
     }
     DropEmptyLanes(w, lanes);  // locked for events that turned out to be duplicates
+    if (waits) {
+      std::set<std::string> names;
+      for (size_t i = 0; i < events.size(); ++i) {
+        if (!out[i].duplicate) names.insert(events[i].event.name);
+      }
+      if (!names.empty()) *waits = ReadWaits(w, {names.begin(), names.end()});
+    }
     return out;
   });
 }
@@ -829,20 +853,8 @@ Result<std::vector<LaneRecord>> PostgresStore::ListLanes(const LaneFilter& filte
 }
 
 Result<std::vector<WaitRecord>> PostgresStore::WaitsFor(const std::string& event_name) {
-  return InTransaction([&](pqxx::work& w) -> Result<std::vector<WaitRecord>> {
-    std::vector<WaitRecord> out;
-    for (const auto& row : w.exec_params(
-             "SELECT w.run_id, w.step_id, w.function_id, w.event_name, w.expression, w.kind, "
-             "e.payload, w.created_at_ms, w.expires_at_ms FROM waits w "
-             "JOIN runs r ON r.id = w.run_id JOIN events e ON e.internal_id = r.event_id "
-             "WHERE w.event_name = $1 ORDER BY w.created_at_ms LIMIT 10000",
-             event_name)) {
-      out.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
-                     row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<std::string>(),
-                     JsonField(row[6]), row[7].as<int64_t>(), row[8].as<int64_t>()});
-    }
-    return out;
-  });
+  return InTransaction(
+      [&](pqxx::work& w) -> Result<std::vector<WaitRecord>> { return ReadWaits(w, {event_name}); });
 }
 
 Result<bool> PostgresStore::ResolveWait(const std::string& run_id, const std::string& step_id,

@@ -28,7 +28,8 @@ class PostgresStore final : public Store {
   Result<FunctionRecord> GetFunction(const std::string& id) override;
 
   Result<std::vector<IngestedEvent>> IngestEvents(const std::vector<NewEvent>& events,
-                                                  TimePoint now) override;
+                                                  TimePoint now,
+                                                  std::vector<WaitRecord>* waits) override;
   Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) override;
   Result<EventRecord> GetEvent(const std::string& internal_id) override;
 

@@ -199,6 +199,23 @@ std::vector<StepRecord> ReadSteps(Tx& tx, const std::string& run_id) {
   return out;
 }
 
+// The open waits for events named any of `names`, oldest first.
+std::vector<WaitRecord> ReadWaits(Tx& tx, const std::vector<std::string>& names) {
+  std::vector<WaitRecord> out;
+  auto s = tx.Query(
+      "SELECT w.run_id, w.step_id, w.function_id, w.event_name, w.expression, w.kind, "
+      "e.payload, w.created_at_ms, w.expires_at_ms FROM waits w "
+      "JOIN runs r ON r.id = w.run_id JOIN events e ON e.internal_id = r.event_id "
+      "WHERE w.event_name IN (SELECT value FROM json_each(?1)) ORDER BY w.created_at_ms "
+      "LIMIT 10000",
+      JsonList(names));
+  while (s->Next()) {
+    out.push_back({s->Text(0), s->Text(1), s->Text(2), s->Text(3), s->Text(4), s->Text(5),
+                   s->JsonCol(6), s->Int(7), s->Int(8)});
+  }
+  return out;
+}
+
 void EnqueueCall(Tx& tx, const std::string& run_id, const std::string& step_id, int64_t due_ms,
                  int64_t now_ms, const std::optional<Json>& resume = std::nullopt) {
   std::optional<std::string> resume_text;
@@ -465,7 +482,8 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<IngestedEvent>> IngestEvents(const std::vector<NewEvent>& events,
-                                                  TimePoint now) override {
+                                                  TimePoint now,
+                                                  std::vector<WaitRecord>* waits) override {
     const int64_t now_ms = UnixMillis(now);
     const LaneLocks lanes = LanesOf(events);
     return InTransaction([&](Tx& tx) -> Result<std::vector<IngestedEvent>> {
@@ -491,6 +509,13 @@ class SqliteStore final : public Store {
         out.push_back({e.internal_id, false});
       }
       DropEmptyLanes(tx, lanes);  // locked for events that turned out to be duplicates
+      if (waits) {
+        std::set<std::string> names;
+        for (size_t i = 0; i < events.size(); ++i) {
+          if (!out[i].duplicate) names.insert(events[i].event.name);
+        }
+        if (!names.empty()) *waits = ReadWaits(tx, {names.begin(), names.end()});
+      }
       return out;
     });
   }
@@ -822,20 +847,8 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<WaitRecord>> WaitsFor(const std::string& event_name) override {
-    return InTransaction([&](Tx& tx) -> Result<std::vector<WaitRecord>> {
-      std::vector<WaitRecord> out;
-      auto s = tx.Query(
-          "SELECT w.run_id, w.step_id, w.function_id, w.event_name, w.expression, w.kind, "
-          "e.payload, w.created_at_ms, w.expires_at_ms FROM waits w "
-          "JOIN runs r ON r.id = w.run_id JOIN events e ON e.internal_id = r.event_id "
-          "WHERE w.event_name = ?1 ORDER BY w.created_at_ms LIMIT 10000",
-          event_name);
-      while (s->Next()) {
-        out.push_back({s->Text(0), s->Text(1), s->Text(2), s->Text(3), s->Text(4), s->Text(5),
-                       s->JsonCol(6), s->Int(7), s->Int(8)});
-      }
-      return out;
-    });
+    return InTransaction(
+        [&](Tx& tx) -> Result<std::vector<WaitRecord>> { return ReadWaits(tx, {event_name}); });
   }
 
   Result<bool> ResolveWait(const std::string& run_id, const std::string& step_id, const Json& memo,
