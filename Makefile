@@ -50,7 +50,8 @@ fuzz: deps
 	@command -v clang++ >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang; }
 	@mkdir -p $(BUILD)/fuzz/corpus
 	clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -I. fuzz/expr_fuzz.cc coordinator/expr/expr.cc common/status.cc -o $(BUILD)/fuzz/expr_fuzz
+	  -I. fuzz/expr_fuzz.cc coordinator/expr/expr.cc common/crypto.cc common/status.cc -lcrypto \
+	  -o $(BUILD)/fuzz/expr_fuzz
 	cd $(BUILD)/fuzz && ./expr_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4200 -print_final_stats=1 \
 	  corpus $(CURDIR)/fuzz/corpus/expr
 

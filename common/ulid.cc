@@ -10,32 +10,6 @@ namespace {
 
 constexpr char kCrockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-std::optional<std::string> Base64Decode(std::string_view in) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-  };
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=') break;
-    int v = value(c);
-    if (v < 0) return std::nullopt;
-    acc = acc << 6 | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 std::string MakeUlid(uint64_t unix_ms, std::string_view entropy10) {
@@ -61,7 +35,7 @@ std::optional<std::string> UlidFromSeed(std::string_view seed_header, uint32_t i
   uint64_t ms = 0;
   auto [end, ec] = std::from_chars(seed_header.data(), seed_header.data() + comma, ms);
   if (ec != std::errc() || end != seed_header.data() + comma) return std::nullopt;
-  auto entropy = Base64Decode(seed_header.substr(comma + 1));
+  auto entropy = crypto::Base64Decode(seed_header.substr(comma + 1));
   if (!entropy || entropy->size() != 10) return std::nullopt;
   uint32_t tail = 0;
   for (int i = 6; i < 10; ++i) tail = tail << 8 | static_cast<unsigned char>((*entropy)[i]);

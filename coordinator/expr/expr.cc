@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/crypto.h"
+
 namespace funcky::expr {
 
 using Json = nlohmann::json;
@@ -62,7 +64,10 @@ std::unique_ptr<Node> Binary(Op op, std::unique_ptr<Node> a, std::unique_ptr<Nod
 
 // The functions an expression may call, with how many arguments each takes.
 int Arity(const std::string& name) {
-  if (name == "size" || name == "has" || name == "lowercase" || name == "uppercase") return 1;
+  if (name == "size" || name == "has" || name == "lowercase" || name == "uppercase" ||
+      name == "b64decode" || name == "json_parse") {
+    return 1;
+  }
   return -1;
 }
 
@@ -413,8 +418,16 @@ Json Call(const Node& n, const Variables& vars) {
     if (v.is_array() || v.is_object()) return v.size();
     return nullptr;
   }
-  if (!v.is_string()) return nullptr;  // lowercase / uppercase
-  std::string s = v.get<std::string>();
+  if (!v.is_string()) return nullptr;  // the rest take strings
+  if (n.name == "b64decode") {
+    auto decoded = crypto::Base64Decode(v.get_ref<const std::string&>());
+    return decoded ? Json(*decoded) : Json(nullptr);
+  }
+  if (n.name == "json_parse") {
+    Json parsed = Json::parse(v.get_ref<const std::string&>(), nullptr, /*allow_exceptions=*/false);
+    return parsed.is_discarded() ? Json(nullptr) : parsed;
+  }
+  std::string s = v.get<std::string>();  // lowercase / uppercase
   for (char& c : s) {
     c = static_cast<char>(n.name == "lowercase" ? std::tolower(static_cast<unsigned char>(c))
                                                 : std::toupper(static_cast<unsigned char>(c)));

@@ -5,7 +5,8 @@
 // The CEL subset: variables (`event`, `async`, …) with field access (`event.data.a`,
 // `event["data"]`, `list[0]`); string, number, boolean, null and list literals;
 // `== != < <= > >=`, `in`, `&& || !`, `+ - * / %` (with `+` concatenating when either side
-// is a string, and lists); `size(x)`/`x.size()`, `has(a.b)`, `lowercase(s)`, `uppercase(s)`;
+// is a string, and lists); `size(x)`/`x.size()`, `has(a.b)`, `lowercase(s)`, `uppercase(s)`,
+// `b64decode(s)` and `json_parse(s)` (null when the text does not decode);
 // parentheses. Precedence is CEL's: `||` < `&&` < comparisons and `in` < `+ -` < `* / %` <
 // unary < member access.
 //

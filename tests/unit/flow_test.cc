@@ -158,6 +158,13 @@ TEST(Expr, EvaluatesTheCelSubset) {
       {"uppercase('a-b')", "A-B"},
       {"lowercase(event.data.n)", nullptr},
       {"size(event.data.tags) == 2 && has(event.data.obj)", true},
+      {"b64decode('aGVsbG8=') == lowercase(event.data.s)", true},
+      {"b64decode('aGVsbG8')", "hello"},  // unpadded
+      {"b64decode('not base64!')", nullptr},
+      {"b64decode(event.data.n)", nullptr},
+      {"json_parse('{\"a\": [1, 2]}').a[1]", 2},
+      {"json_parse('not json')", nullptr},
+      {"json_parse(b64decode('eyJrIjoidiJ9')).k", "v"},
   };
   ASSERT_GE(cases.size(), 60u);
   for (const auto& c : cases) {
