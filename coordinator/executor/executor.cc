@@ -165,8 +165,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     if (options.events && (!t.waits.empty() || t.end_status)) {
       co_await Offload([&] {
         for (const store::NewWait& wait : t.waits) {
-          options.events->WaitRegistered(item.run_id, wait,
-                                         UnixMillis(registering - wait.lookback));
+          options.events->WaitRegistered(*state, wait, UnixMillis(registering - wait.lookback));
         }
         if (t.end_status) options.events->RunEnded(*state, *t.end_status, t.output, t.error);
         return 0;
@@ -209,8 +208,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       }
       spdlog::warn("run {}: invoke step {}: {}", state.run.id, wait.name, started.ToString());
       Json error = {{"name", "InvokeError"}, {"message", started.message()}};
-      t.next.push_back({wait.step_id, clock.Now(),
-                        Json{{"memo", {{"error", std::move(error)}}}, {"name", wait.name}}});
+      t.next.push_back(
+          {wait.step_id, clock.Now(), store::Resume({{"error", std::move(error)}}, wait.name)});
       it = t.waits.erase(it);
     }
   }

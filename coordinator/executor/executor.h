@@ -41,9 +41,9 @@ class RunEvents {
   // the wait is stored and again if the call is redone: it must start the run once.
   // kNotFound when there is no such function.
   virtual Status StartInvocation(const store::RunState& caller, const store::NewWait& wait) = 0;
-  // `wait` of `run_id` is stored: resume it with an event already received at or after
-  // `since_ms` (its look-back), if one matches.
-  virtual void WaitRegistered(const std::string& run_id, const store::NewWait& wait,
+  // `wait` of the run in `state` is stored: resume it with an event already received at or
+  // after `since_ms` (its look-back), if one matches.
+  virtual void WaitRegistered(const store::RunState& state, const store::NewWait& wait,
                               int64_t since_ms) = 0;
   // The run ended (its transition is stored): emit inngest/function.finished and, for a
   // failure, inngest/function.failed.

@@ -256,7 +256,7 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
             c.Fail(ErrorJson("InvalidSleep", wake.status().message()));
             return std::move(c.t);
           }
-          c.t.next.push_back({op.id, *wake, Json{{"memo", nullptr}, {"name", name}}});
+          c.t.next.push_back({op.id, *wake, store::Resume(nullptr, name)});
           c.t.run_status = store::kSleeping;
           break;
         }

@@ -134,8 +134,8 @@ bool Intake::WaitMatches(const std::string& expression, const Json& trigger, con
   return compiled->Matches(expr::Variables{{"event", &trigger}, {"async", &event}});
 }
 
-Json Intake::WaitMemo(const store::WaitRecord& wait, const Json& event) {
-  if (wait.kind != store::kWaitInvoke) return event;
+Json Intake::WaitMemo(std::string_view kind, const Json& event) {
+  if (kind != store::kWaitInvoke) return event;
   const Json& data = event["data"];
   if (data.contains("error") && !data["error"].is_null()) return {{"error", data["error"]}};
   return {{"data", data.value("result", Json(nullptr))}};
@@ -147,8 +147,8 @@ int Intake::ResolveWaits(const store::EventRecord& event,
   for (const store::WaitRecord& wait : waits) {
     if (wait.event_name != event.name) continue;
     if (!WaitMatches(wait.expression, wait.trigger, event.payload)) continue;
-    auto r =
-        store_.ResolveWait(wait.run_id, wait.step_id, WaitMemo(wait, event.payload), clock_.Now());
+    auto r = store_.ResolveWait(wait.run_id, wait.step_id, WaitMemo(wait.kind, event.payload),
+                                clock_.Now());
     if (!r.ok()) {
       spdlog::error("run {}: resuming wait {} failed: {}", wait.run_id, wait.step_id,
                     r.status().ToString());
@@ -263,21 +263,18 @@ Status Intake::StartInvocation(const store::RunState& caller, const store::NewWa
   return Ingest(std::move(one)).status();
 }
 
-void Intake::WaitRegistered(const std::string& run_id, const store::NewWait& wait,
+void Intake::WaitRegistered(const store::RunState& state, const store::NewWait& wait,
                             int64_t since_ms) {
+  const std::string& run_id = state.run.id;
+  if (state.events.empty()) return;
   auto events = store_.EventsSince(wait.event_name, since_ms, kLookbackEvents);
   if (!events.ok()) {
     spdlog::error("run {}: wait look-back failed: {}", run_id, events.status().ToString());
     return;
   }
-  if (events->empty()) return;
-  auto state = store_.LoadRunState(run_id);
-  if (!state.ok() || state->events.empty()) return;
-  store::WaitRecord record;
-  record.kind = wait.kind;
   for (const store::EventRecord& e : *events) {
-    if (!WaitMatches(wait.expression, state->events[0], e.payload)) continue;
-    auto r = store_.ResolveWait(run_id, wait.step_id, WaitMemo(record, e.payload), clock_.Now());
+    if (!WaitMatches(wait.expression, state.events[0], e.payload)) continue;
+    auto r = store_.ResolveWait(run_id, wait.step_id, WaitMemo(wait.kind, e.payload), clock_.Now());
     if (r.ok() && *r) {
       spdlog::info("run {}: {} wait resumed by event {} ({}) received before it", run_id, wait.kind,
                    e.name, e.internal_id);

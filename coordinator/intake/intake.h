@@ -71,7 +71,7 @@ class Intake final : public executor::RunEvents {
 
   // executor::RunEvents
   Status StartInvocation(const store::RunState& caller, const store::NewWait& wait) override;
-  void WaitRegistered(const std::string& run_id, const store::NewWait& wait,
+  void WaitRegistered(const store::RunState& state, const store::NewWait& wait,
                       int64_t since_ms) override;
   // Buffers the run-end events; a background thread stores them a few milliseconds later,
   // many in one transaction.
@@ -88,8 +88,8 @@ class Intake final : public executor::RunEvents {
   int ResolveWaits(const store::EventRecord& event, const std::vector<store::WaitRecord>& waits);
   // Cancels the runs whose cancel_on `event` matches.
   void CancelMatchingRuns(const store::EventRecord& event, const FunctionSet& set);
-  // The memo a matched wait resumes with.
-  static Json WaitMemo(const store::WaitRecord& wait, const Json& event);
+  // The memo a wait of `kind` resumes with when `event` matches it.
+  static Json WaitMemo(std::string_view kind, const Json& event);
   bool WaitMatches(const std::string& expression, const Json& trigger, const Json& event);
   void FlushLoop();
 

@@ -139,8 +139,8 @@ class EventStore {
   // Stores all events and starts their runs (each with a first queue item due at `now`)
   // in one transaction: all or nothing. An event whose `id` is stored already is not stored
   // again and starts nothing; the result names the stored event. With `waits`, also reads
-  // in that transaction the open waits for the names of the new events, oldest first
-  // (WaitStore::WaitsFor): what they may resume.
+  // in that transaction the open waits for the names of the new events, oldest first: what
+  // they may resume.
   virtual Result<std::vector<IngestedEvent>> IngestEvents(const std::vector<NewEvent>& events,
                                                           TimePoint now,
                                                           std::vector<WaitRecord>* waits) = 0;
@@ -219,6 +219,11 @@ struct QueueItem {
   // memoizes resume["memo"] under step_id (named resume["name"]) and runs discovery.
   std::optional<Json> resume;
 };
+
+// The `resume` of a resume item that memoizes `memo` under a step named `name`.
+inline Json Resume(Json memo, std::string_view name) {
+  return {{"memo", std::move(memo)}, {"name", name}};
+}
 
 // Everything needed to build the call request for a run.
 struct RunState {
@@ -335,8 +340,6 @@ class LaneStore {
 class WaitStore {
  public:
   virtual ~WaitStore() = default;
-  // Open waits for events named `event_name`, oldest first.
-  virtual Result<std::vector<WaitRecord>> WaitsFor(const std::string& event_name) = 0;
   // Resumes the waiting step with `memo` at `now`, unless the wait was resumed already
   // (matched, timed out, or the run ended): then false and nothing changes. Whoever holds
   // the wait's timeout item under a lease loses the lease.

@@ -58,15 +58,21 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     return f;
   }
 
+  // A new event named `name` that starts no run yet.
+  NewEvent Event(const std::string& name) {
+    NewEvent ne;
+    ne.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
+    ne.event.id = ne.event.internal_id;
+    ne.event.name = name;
+    ne.event.payload = {{"name", name}, {"data", Json::object()}};
+    return ne;
+  }
+
   // Ingests one event that starts one run of `function_id`; returns the run id.
   std::string Start(const std::string& function_id, std::optional<std::string> lane_key = {},
                     std::optional<std::chrono::milliseconds> head_timeout = {},
                     std::optional<std::string> concurrency_key = {}) {
-    NewEvent ne;
-    ne.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
-    ne.event.id = ne.event.internal_id;
-    ne.event.name = "test/e";
-    ne.event.payload = {{"name", "test/e"}, {"data", Json::object()}};
+    NewEvent ne = Event("test/e");
     NewRun run{NewUlid(UnixMillis(clock_.Now())), function_id, lane_key, head_timeout,
                concurrency_key};
     ne.runs.push_back(run);
@@ -105,6 +111,14 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     t.run_status = kBlocked;
     t.error = {{"name", "Error"}, {"message", "third party said no"}};
     return store_->Apply(item, t, clock_.Now());
+  }
+
+  // The open waits that ingesting a new event named `name` reports.
+  std::vector<WaitRecord> WaitsSeenBy(const std::string& name) {
+    std::vector<WaitRecord> waits;
+    auto r = store_->IngestEvents({Event(name)}, clock_.Now(), &waits);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return waits;
   }
 
   std::string RunStatus(const std::string& run_id) {
@@ -366,17 +380,17 @@ TEST_P(StoreConformance, WaitResumesOnceByMatchOrByTimeoutNeverBoth) {
   EXPECT_EQ(RunStatus(run), kWaiting);
   EXPECT_TRUE(Claim().empty());  // the timeout item is not due
 
-  auto waits = store_->WaitsFor("test/approved");
-  ASSERT_TRUE(waits.ok());
-  ASSERT_EQ(waits->size(), 1u);
-  EXPECT_EQ((*waits)[0].run_id, run);
-  EXPECT_EQ((*waits)[0].expression, "async.data.ok == true");
-  EXPECT_EQ((*waits)[0].trigger["name"], "test/e");  // the run's event, for `event.`
+  auto waits = WaitsSeenBy("test/approved");
+  ASSERT_EQ(waits.size(), 1u);
+  EXPECT_EQ(waits[0].run_id, run);
+  EXPECT_EQ(waits[0].expression, "async.data.ok == true");
+  EXPECT_EQ(waits[0].trigger["name"], "test/e");  // the run's event, for `event.`
+  EXPECT_TRUE(WaitsSeenBy("test/other").empty());
 
   Json event = {{"name", "test/approved"}, {"data", {{"ok", true}}}};
   EXPECT_TRUE(*store_->ResolveWait(run, "hw", event, clock_.Now()));
   EXPECT_FALSE(*store_->ResolveWait(run, "hw", event, clock_.Now()));  // once
-  EXPECT_TRUE(store_->WaitsFor("test/approved")->empty());
+  EXPECT_TRUE(WaitsSeenBy("test/approved").empty());
   auto resumed = Claim();  // due now, with the event as its memo
   ASSERT_EQ(resumed.size(), 1u);
   EXPECT_EQ(resumed[0].step_id, "hw");

@@ -701,7 +701,7 @@ Status PostgresStore::Apply(const QueueItem& item, const Transition& t, TimePoin
           UnixMillis(wait.expires_at));
       if (added.affected_rows() == 0) continue;
       EnqueueCall(w, item.run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms,
-                  Json{{"memo", wait.timeout_memo}, {"name", wait.name}});
+                  Resume(wait.timeout_memo, wait.name));
     }
     if (t.run_status || t.req_version) {
       w.exec_params(
@@ -850,11 +850,6 @@ Result<std::vector<LaneRecord>> PostgresStore::ListLanes(const LaneFilter& filte
     }
     return out;
   });
-}
-
-Result<std::vector<WaitRecord>> PostgresStore::WaitsFor(const std::string& event_name) {
-  return InTransaction(
-      [&](pqxx::work& w) -> Result<std::vector<WaitRecord>> { return ReadWaits(w, {event_name}); });
 }
 
 Result<bool> PostgresStore::ResolveWait(const std::string& run_id, const std::string& step_id,

@@ -51,7 +51,6 @@ class PostgresStore final : public Store {
   Result<std::string> RetryLaneHead(const std::string& function_id, const std::string& key,
                                     TimePoint now) override;
 
-  Result<std::vector<WaitRecord>> WaitsFor(const std::string& event_name) override;
   Result<bool> ResolveWait(const std::string& run_id, const std::string& step_id, const Json& memo,
                            TimePoint now) override;
   Result<std::vector<EventRecord>> EventsSince(const std::string& name, int64_t since_ms,

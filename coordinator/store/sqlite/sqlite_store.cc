@@ -747,7 +747,7 @@ class SqliteStore final : public Store {
             UnixMillis(wait.expires_at));
         if (tx.Changes() == 0) continue;
         EnqueueCall(tx, item.run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms,
-                    Json{{"memo", wait.timeout_memo}, {"name", wait.name}});
+                    Resume(wait.timeout_memo, wait.name));
       }
       if (t.run_status || t.req_version) {
         tx.Exec(
@@ -844,11 +844,6 @@ class SqliteStore final : public Store {
                           {{"name", "Skipped"}, {"message", "skipped by an operator (skip-head)"}},
                           UnixMillis(now), std::nullopt);
     });
-  }
-
-  Result<std::vector<WaitRecord>> WaitsFor(const std::string& event_name) override {
-    return InTransaction(
-        [&](Tx& tx) -> Result<std::vector<WaitRecord>> { return ReadWaits(tx, {event_name}); });
   }
 
   Result<bool> ResolveWait(const std::string& run_id, const std::string& step_id, const Json& memo,
