@@ -5,13 +5,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/duration.h"  // FormatRfc3339: the API's times
 #include "common/status.h"
 #include "coordinator/store/store.h"
 
 namespace funcky::api {
 
-// RFC 3339 UTC with milliseconds.
-std::string FormatTime(int64_t unix_ms);
 // A page size: default 50, 1..500. kInvalidArgument otherwise.
 Result<int> ParseLimit(std::string_view text);
 

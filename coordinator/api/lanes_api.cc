@@ -47,10 +47,10 @@ Response Api::HandleListLanes(const Request& req) {
                     {"key", l.key},
                     {"depth", l.depth},
                     {"head", {{"run_id", l.head_run_id}, {"status", l.head_status}}},
-                    {"head_since", FormatTime(l.head_since_ms)},
+                    {"head_since", FormatRfc3339(l.head_since_ms)},
                     {"blocked_ms", now_ms - l.head_since_ms},
-                    {"head_deadline",
-                     l.head_deadline_ms ? Json(FormatTime(*l.head_deadline_ms)) : Json(nullptr)}});
+                    {"head_deadline", l.head_deadline_ms ? Json(FormatRfc3339(*l.head_deadline_ms))
+                                                         : Json(nullptr)}});
   }
   Json next = nullptr;
   if (static_cast<int>(lanes->size()) == filter.limit) {

@@ -88,8 +88,8 @@ Response Api::HandleGetRun(const Request& req) {
       out.push_back({{"attempt", a->attempt},
                      {"outcome", a->outcome},
                      {"error", a->error},
-                     {"started_at", FormatTime(a->started_at_ms)},
-                     {"ended_at", FormatTime(a->ended_at_ms)},
+                     {"started_at", FormatRfc3339(a->started_at_ms)},
+                     {"ended_at", FormatRfc3339(a->ended_at_ms)},
                      {"duration_ms", a->ended_at_ms - a->started_at_ms}});
     }
     return out;
@@ -107,7 +107,7 @@ Response Api::HandleGetRun(const Request& req) {
         {"attempt_log", a},
         {"output", StepOutput(s.memo)},
         {"error", s.memo.is_object() && s.memo.contains("error") ? s.memo["error"] : Json(nullptr)},
-        {"ended_at", FormatTime(s.created_at_ms)}};
+        {"ended_at", FormatRfc3339(s.created_at_ms)}};
     if (!a.empty()) j["started_at"] = a.front()["started_at"];
     steps_json.push_back(std::move(j));
   }
@@ -169,7 +169,7 @@ Response Api::HandleListFunctions(const Request& req) {
       j["app"] = {{"id", it->second->id},
                   {"url", it->second->url},
                   {"sdk", it->second->sdk},
-                  {"synced_at", FormatTime(it->second->synced_at_ms)}};
+                  {"synced_at", FormatRfc3339(it->second->synced_at_ms)}};
     }
     data.push_back(std::move(j));
   }

@@ -166,8 +166,8 @@ Response Api::HandleListApps(const Request& req) {
                     {"url", a.url},
                     {"sdk", a.sdk},
                     {"framework", a.framework},
-                    {"created_at", FormatTime(a.created_at_ms)},
-                    {"synced_at", FormatTime(a.synced_at_ms)}});
+                    {"created_at", FormatRfc3339(a.created_at_ms)},
+                    {"synced_at", FormatRfc3339(a.synced_at_ms)}});
   }
   return JsonResponse(200, {{"data", data}});
 }
