@@ -15,13 +15,10 @@ namespace funcky::api {
 namespace {
 
 std::string_view ContentType(std::string_view name) {
-  auto ends_with = [&](std::string_view suffix) {
-    return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
-  };
-  if (ends_with(".html")) return "text/html; charset=utf-8";
-  if (ends_with(".js")) return "text/javascript; charset=utf-8";
-  if (ends_with(".css")) return "text/css; charset=utf-8";
-  if (ends_with(".svg")) return "image/svg+xml";
+  if (name.ends_with(".html")) return "text/html; charset=utf-8";
+  if (name.ends_with(".js")) return "text/javascript; charset=utf-8";
+  if (name.ends_with(".css")) return "text/css; charset=utf-8";
+  if (name.ends_with(".svg")) return "image/svg+xml";
   return "application/octet-stream";
 }
 

@@ -37,6 +37,13 @@ bool IsRunEndEvent(const std::string& name) {
 
 }  // namespace
 
+const store::FunctionRecord* FunctionSet::Find(const std::string& id) const {
+  for (const store::FunctionRecord& fn : functions) {
+    if (fn.id == id) return &fn;
+  }
+  return nullptr;
+}
+
 Intake::Intake(store::Store& store, const Clock& clock,
                std::chrono::milliseconds function_cache_ttl, std::function<void()> on_new_work)
     : store_(store),
@@ -85,9 +92,7 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
     ne.event.received_at_ms = now_ms;
     std::vector<const store::FunctionRecord*> targets;
     if (in.target_function) {
-      for (const auto& fn : set->functions) {
-        if (fn.id == *in.target_function) targets.push_back(&fn);
-      }
+      if (const store::FunctionRecord* fn = set->Find(*in.target_function)) targets.push_back(fn);
     } else {
       targets = scheduler::MatchFunctions(set->functions, set->flows, ne.event);
     }
@@ -234,15 +239,9 @@ IncomingEvent Intake::InternalEvent(const std::string& name, Json data, const st
 Status Intake::StartInvocation(const store::RunState& caller, const store::NewWait& wait) {
   const std::string fn_id = wait.invoke.value("function_id", std::string());
   ASSIGN_OR_RETURN(auto set, Functions(/*refresh=*/false));
-  auto known = [&](const FunctionSet& s) {
-    for (const auto& fn : s.functions) {
-      if (fn.id == fn_id) return true;
-    }
-    return false;
-  };
-  if (!known(*set)) {
+  if (!set->Find(fn_id)) {
     ASSIGN_OR_RETURN(set, Functions(/*refresh=*/true));
-    if (!known(*set)) {
+    if (!set->Find(fn_id)) {
       return NotFound("no function \"" + fn_id + "\" to invoke; is its app synced?");
     }
   }

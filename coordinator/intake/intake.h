@@ -30,6 +30,9 @@ using store::Json;
 struct FunctionSet {
   std::vector<store::FunctionRecord> functions;
   std::map<std::string, scheduler::FlowControl> flows;  // by function id
+
+  // The active function with this id, or null.
+  const store::FunctionRecord* Find(const std::string& id) const;
 };
 
 struct IncomingEvent {

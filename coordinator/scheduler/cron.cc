@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 
 #include "common/duration.h"
@@ -25,17 +27,28 @@ struct FieldSpec {
   std::vector<std::string_view> names;  // names[i] is the value min + i
 };
 
+// A number in a field: one to four decimal digits.
+std::optional<int> SmallNumber(std::string_view s) {
+  if (s.empty() || s.size() > 4 ||
+      !std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    return std::nullopt;
+  }
+  int v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
 Result<int> FieldValue(std::string_view text, const FieldSpec& f) {
   std::string lower;
   for (char c : text) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   for (size_t i = 0; i < f.names.size(); ++i) {
     if (lower == f.names[i]) return f.min + static_cast<int>(i);
   }
-  if (text.empty() || text.size() > 4 ||
-      !std::all_of(text.begin(), text.end(), [](char c) { return std::isdigit(c); })) {
+  std::optional<int> number = SmallNumber(text);
+  if (!number) {
     return InvalidArgument(std::string(f.name) + ": \"" + std::string(text) + "\" is not a number");
   }
-  int v = std::stoi(std::string(text));
+  const int v = *number;
   int max = f.max == 6 ? 7 : f.max;  // weekday 7 is Sunday
   if (v < f.min || v > max) {
     return InvalidArgument(std::string(f.name) + ": " + std::to_string(v) + " is outside " +
@@ -56,13 +69,11 @@ Status ParseField(std::string_view text, const FieldSpec& f, std::bitset<N>& bit
         start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
     int step = 1;
     if (size_t slash = part.find('/'); slash != std::string_view::npos) {
-      std::string_view s = part.substr(slash + 1);
-      if (s.empty() || s.size() > 4 ||
-          !std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(c); }) ||
-          std::stoi(std::string(s)) == 0) {
+      std::optional<int> n = SmallNumber(part.substr(slash + 1));
+      if (!n || *n == 0) {
         return InvalidArgument(std::string(f.name) + ": bad step in \"" + std::string(part) + "\"");
       }
-      step = std::stoi(std::string(s));
+      step = *n;
       part = part.substr(0, slash);
     }
     int lo = f.min, hi = f.max;
