@@ -220,9 +220,9 @@ std::optional<Json> Step::wait_for_event(const std::string& id, const WaitForEve
     if (memo->is_null()) return std::nullopt;
     return *memo;
   }
+  if (wait.timeout.empty()) throw std::invalid_argument("wait_for_event needs a timeout");
   op.name = wait.event;
   op.opts = {{"event", wait.event}, {"timeout", TimeOption(wait.timeout, "timeout")}};
-  if (wait.timeout.empty()) throw std::invalid_argument("wait_for_event needs a timeout");
   if (!wait.if_expression.empty()) op.opts["if"] = wait.if_expression;
   if (!wait.lookback.empty()) op.opts["lookback"] = TimeOption(wait.lookback, "lookback");
   Report(x, std::move(op));

@@ -5,9 +5,6 @@
 
 #include <atomic>
 #include <functional>
-#include <map>
-#include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,7 +13,6 @@
 #include "common/clock.h"
 #include "coordinator/http/router.h"
 #include "coordinator/intake/intake.h"
-#include "coordinator/scheduler/flow.h"
 #include "coordinator/store/store.h"
 
 namespace funcky::api {

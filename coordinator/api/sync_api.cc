@@ -6,6 +6,7 @@
 #include "common/url.h"
 #include "coordinator/api/api.h"
 #include "coordinator/api/json_views.h"
+#include "coordinator/scheduler/flow.h"
 
 #include <set>
 
