@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/clock.h"
+#include "common/duration.h"
 #include "tests/support/e2e.h"
 
 namespace funcky::testing {
@@ -276,16 +278,22 @@ TEST_F(DurableTimersTest, CronOnTwoCoordinatorsStartsOneRunPerTick) {
   // Every second (the optional seconds field), so five ticks take five seconds.
   TestHost host(c1->url(), dir_, {"--cron", "* * * * * *"});
   std::this_thread::sleep_for(6500ms);
+  // Both were ticking: with the first gone, the second goes on alone.
+  const std::string killed_at = FormatRfc3339(UnixMillis(SystemClock().Now()));
+  c1->Kill9();
+  std::this_thread::sleep_for(2500ms);
   host.Stop();  // so no run is still being called while the records are read
 
   std::map<std::string, int> runs_per_tick;  // scheduledAt -> runs
-  auto ticks = Http("GET", c1->url() + "/v1/events?limit=500&name=inngest/scheduled.timer");
+  auto ticks = Http("GET", c2->url() + "/v1/events?limit=500&name=inngest/scheduled.timer");
   ASSERT_EQ(ticks.status, 200) << ticks.raw;
   for (const Json& e : ticks.body["data"]) {
     auto detail = Http("GET", c2->url() + "/v1/events/" + e["internal_id"].get<std::string>());
     runs_per_tick[e["payload"]["data"]["scheduledAt"]] += detail.body["data"]["runs"].size();
   }
-  ASSERT_GE(runs_per_tick.size(), 5u) << "fewer than 5 ticks in 6.5 s\n" << c1->Log();
+  ASSERT_GE(runs_per_tick.size(), 5u) << "fewer than 5 ticks in 9 s\n" << c1->Log();
+  EXPECT_GT(runs_per_tick.rbegin()->first, killed_at) << "the second coordinator never ticked\n"
+                                                      << c2->Log();
   int runs = 0;
   for (const auto& [tick, n] : runs_per_tick) {
     EXPECT_EQ(n, 1) << "tick " << tick;
@@ -296,6 +304,7 @@ TEST_F(DurableTimersTest, CronOnTwoCoordinatorsStartsOneRunPerTick) {
   for (const Json& r : host.Records()) {
     if (r["kind"] == "tick") ++executions[r["step"]];
   }
+  EXPECT_FALSE(executions.empty()) << "the host ran no tick";
   for (const auto& [tick, n] : executions) EXPECT_EQ(n, 1) << "tick " << tick << " ran twice";
 }
 

@@ -62,7 +62,9 @@ void Coordinator::Start() {
                                    "--retry-jitter",
                                    "0s"};
   argv.insert(argv.end(), args_.begin(), args_.end());
-  process_ = Process(argv, dir_ + "/coordinator-" + std::to_string(++starts_) + ".log");
+  // Named by port too: several coordinators of one test share its folder.
+  process_ = Process(argv, dir_ + "/coordinator-" + std::to_string(port_) + "-" +
+                               std::to_string(++starts_) + ".log");
   bool up = WaitFor([&] { return Http("GET", url_ + "/healthz").status == 200; });
   ASSERT_TRUE(up) << "coordinator did not start:\n" << process_.Log();
 }
