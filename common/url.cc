@@ -3,127 +3,151 @@
 #include <cctype>
 #include <charconv>
 
+#include <boost/url/encode.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+#include <boost/url/url.hpp>
+
 namespace funcky {
 
-Result<Url> ParseUrl(std::string_view url) {
-  constexpr std::string_view kHttp = "http://";
-  if (url.substr(0, kHttp.size()) != kHttp) {
-    return InvalidArgument("URL must start with http:// (got \"" + std::string(url) + "\")");
+namespace urls = boost::urls;
+
+namespace {
+
+// Spaces and control characters are never valid in a URL; refusing them before parsing
+// also keeps a decoded host from carrying CR/LF into a request line or a header.
+bool HasControlOrSpace(std::string_view s) {
+  for (unsigned char c : s) {
+    if (c <= 0x20 || c == 0x7f) return true;
   }
+  return false;
+}
+
+std::string Quoted(std::string_view url) {
+  // Enough to recognise the URL in an error, never a whole body pasted as a "URL".
+  constexpr size_t kMax = 200;
+  std::string out = "\"" + std::string(url.substr(0, kMax));
+  if (url.size() > kMax) out += "…";
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return out + "\"";
+}
+
+// A host name made of letters, digits, '-', '_' and '.' only (what DNS and /etc/hosts can
+// hold); percent-encoded or other characters in a name are refused.
+bool IsPlainHostName(std::string_view host) {
+  if (host.empty()) return false;
+  for (unsigned char c : host) {
+    if (!std::isalnum(c) && c != '-' && c != '_' && c != '.') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string Url::authority() const {
+  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  return h + ":" + std::to_string(port);
+}
+
+Result<Url> ParseUrl(std::string_view text) {
+  if (HasControlOrSpace(text)) {
+    return InvalidArgument("URL must not contain spaces or control characters: " + Quoted(text));
+  }
+  auto parsed = urls::parse_uri(text);
+  if (!parsed) {
+    return InvalidArgument("not an absolute URL: " + Quoted(text) + " (" +
+                           parsed.error().message() + ")");
+  }
+  urls::url u(*parsed);
+  u.normalize();
   Url out;
-  out.scheme = "http";
-  std::string_view rest = url.substr(kHttp.size());
-  size_t slash = rest.find_first_of("/?#");
-  std::string_view authority = rest.substr(0, slash);
-  std::string_view target = slash == std::string_view::npos ? "" : rest.substr(slash);
-  if (size_t hash = target.find('#'); hash != std::string_view::npos)
-    target = target.substr(0, hash);
-  if (authority.find('@') != std::string_view::npos) {
-    return InvalidArgument("URL must not carry credentials");
+  if (u.scheme_id() == urls::scheme::http) {
+    out.scheme = "http";
+    out.port = 80;
+  } else if (u.scheme_id() == urls::scheme::https) {
+    out.scheme = "https";
+    out.port = 443;
+  } else {
+    return InvalidArgument("URL must be http:// or https://: " + Quoted(text));
   }
-  std::string_view host = authority, port;
-  if (!authority.empty() && authority[0] == '[') {
-    size_t close = authority.find(']');
-    if (close == std::string_view::npos) return InvalidArgument("bad IPv6 host in URL");
-    host = authority.substr(1, close - 1);
-    if (close + 1 < authority.size()) {
-      if (authority[close + 1] != ':') return InvalidArgument("bad URL authority");
-      port = authority.substr(close + 2);
-    }
-  } else if (size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
-    host = authority.substr(0, colon);
-    port = authority.substr(colon + 1);
+  if (u.has_userinfo()) return InvalidArgument("URL must not carry credentials");
+  switch (u.host_type()) {
+    case urls::host_type::ipv4:
+      out.host = u.host_ipv4_address().to_string();
+      break;
+    case urls::host_type::ipv6:
+      out.host = u.host_ipv6_address().to_string();
+      break;
+    case urls::host_type::name:
+      out.host = u.encoded_host();
+      if (!IsPlainHostName(out.host)) return InvalidArgument("bad host in URL " + Quoted(text));
+      break;
+    default:
+      return InvalidArgument("URL has no host: " + Quoted(text));
   }
-  if (host.empty()) return InvalidArgument("URL has no host: \"" + std::string(url) + "\"");
-  out.host = std::string(host);
-  if (!port.empty()) {
+  if (u.has_port() && !u.port().empty()) {
+    // The grammar allows any run of digits; a port is 1..65535.
+    std::string_view digits = u.port();
     unsigned value = 0;
-    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) {
-      return InvalidArgument("bad port in URL \"" + std::string(url) + "\"");
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (ec != std::errc() || end != digits.data() + digits.size() || value == 0 || value > 65535) {
+      return InvalidArgument("bad port in URL " + Quoted(text));
     }
     out.port = static_cast<uint16_t>(value);
   }
-  out.target = target.empty() ? "/" : std::string(target);
-  if (out.target[0] == '?') out.target.insert(0, "/");
+  out.target = u.encoded_path().empty() ? "/" : std::string(u.encoded_path());
+  if (u.has_query()) out.target += "?" + std::string(u.encoded_query());
   return out;
 }
 
-std::string PercentEncode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
-    }
+Result<std::string> ResolveUrl(std::string_view base, std::string_view reference) {
+  ASSIGN_OR_RETURN(Url parsed_base, ParseUrl(base));
+  (void)parsed_base;
+  if (HasControlOrSpace(reference)) {
+    return InvalidArgument("URL must not contain spaces or control characters: " +
+                           Quoted(reference));
   }
+  auto b = urls::parse_uri(base);
+  auto r = urls::parse_uri_reference(reference);
+  if (!b || !r) return InvalidArgument("not a URL reference: " + Quoted(reference));
+  urls::url resolved;
+  if (auto ok = urls::resolve(*b, *r, resolved); !ok) {
+    return InvalidArgument("cannot resolve " + Quoted(reference) + " against " + Quoted(base));
+  }
+  resolved.remove_fragment();
+  resolved.normalize();
+  std::string out(resolved.buffer());
+  RETURN_IF_ERROR(ParseUrl(out).status());
   return out;
 }
+
+std::string PercentEncode(std::string_view s) { return urls::encode(s, urls::unreserved_chars); }
 
 std::string PercentDecode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out.push_back(' ');
-    } else if (s[i] == '%' && i + 2 < s.size()) {
-      unsigned v = 0;
-      auto [end, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
-      if (ec == std::errc() && end == s.data() + i + 3) {
-        out.push_back(static_cast<char>(v));
-        i += 2;
-      } else {
-        out.push_back('%');
-      }
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
+  auto pct = urls::make_pct_string_view(s);
+  if (!pct) return std::string(s);  // not valid percent-encoding: taken as it is
+  return pct->decode();
 }
 
 std::string_view TargetPath(std::string_view target) { return target.substr(0, target.find('?')); }
 
 std::string QueryParam(std::string_view target, std::string_view key) {
-  size_t q = target.find('?');
-  if (q == std::string_view::npos) return "";
-  std::string_view query = target.substr(q + 1);
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    size_t eq = pair.find('=');
-    if (PercentDecode(pair.substr(0, eq)) == key) {
-      return eq == std::string_view::npos ? "" : PercentDecode(pair.substr(eq + 1));
-    }
-    if (amp == std::string_view::npos) break;
-    query = query.substr(amp + 1);
+  auto ref = urls::parse_uri_reference(target);
+  if (!ref) return "";
+  for (const auto& param : ref->params()) {
+    if (param.key == key) return param.has_value ? param.value : std::string();
   }
   return "";
 }
 
 std::string SetQueryParam(std::string_view url, std::string_view key, std::string_view value) {
-  size_t q = url.find('?');
-  std::string out(url.substr(0, q));
-  std::string query;
-  if (q != std::string_view::npos) {
-    std::string_view rest = url.substr(q + 1);
-    while (!rest.empty()) {
-      size_t amp = rest.find('&');
-      std::string_view pair = rest.substr(0, amp);
-      if (PercentDecode(pair.substr(0, pair.find('='))) != key && !pair.empty()) {
-        if (!query.empty()) query += '&';
-        query += pair;
-      }
-      if (amp == std::string_view::npos) break;
-      rest = rest.substr(amp + 1);
-    }
-  }
-  if (!query.empty()) query += '&';
-  query += PercentEncode(key) + "=" + PercentEncode(value);
-  return out + "?" + query;
+  auto ref = urls::parse_uri_reference(url);
+  if (!ref) return std::string(url);  // callers pass URLs that ParseUrl accepted
+  urls::url u(*ref);
+  u.params().set(key, value);
+  return std::string(u.buffer());
 }
 
 }  // namespace funcky

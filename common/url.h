@@ -1,4 +1,5 @@
-// The small part of URL handling Funcky needs: http://host[:port]/path?query.
+// URLs of hosts and coordinators: http:// and https:// with a host, parsed and normalised by
+// Boost.URL; query helpers for request targets.
 #pragma once
 
 #include <cstdint>
@@ -10,15 +11,26 @@
 namespace funcky {
 
 struct Url {
-  std::string scheme;  // "http"
-  std::string host;    // without brackets for IPv6 literals
-  uint16_t port = 80;
-  std::string target;  // path and query, at least "/"
+  std::string scheme;  // "http" or "https", lower case
+  std::string host;    // lower case; without brackets for IPv6 literals
+  uint16_t port = 80;  // the scheme's default when the URL names none
+  std::string target;  // path and query, at least "/"; no fragment
+
+  bool tls() const { return scheme == "https"; }
+  // "host:port" ("[::1]:port" for IPv6): the Host header and the connection pool's key.
+  std::string authority() const;
 };
 
-// kInvalidArgument for anything but an absolute http:// URL with a host (https is not
-// supported by this build; see README "Limits").
+// kInvalidArgument for anything but an absolute http:// or https:// URL with a host and
+// no credentials; for control characters or spaces anywhere (they could end up in a request
+// line or a header); for a port outside 1..65535.
 Result<Url> ParseUrl(std::string_view url);
+
+// `reference` resolved against the absolute `base` (RFC 3986 §5), e.g. a function's step URL
+// "/api/fn" against the app URL "https://app.example.com/api/inngest". An absolute
+// `reference` is returned normalised. kInvalidArgument when either does not parse or the
+// result is not a URL ParseUrl accepts.
+Result<std::string> ResolveUrl(std::string_view base, std::string_view reference);
 
 // `url` with query parameter `key` set to `value` (replacing every existing `key`).
 std::string SetQueryParam(std::string_view url, std::string_view key, std::string_view value);

@@ -161,15 +161,64 @@ TEST(Ops, ParsesOpListAndRejectsMalformed) {
 TEST(Url, ParsesAndEditsQuery) {
   auto u = ParseUrl("http://127.0.0.1:3000/api/funcky?fnId=a-b&stepId=step");
   ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->scheme, "http");
   EXPECT_EQ(u->host, "127.0.0.1");
   EXPECT_EQ(u->port, 3000);
   EXPECT_EQ(u->target, "/api/funcky?fnId=a-b&stepId=step");
+  EXPECT_FALSE(u->tls());
   EXPECT_EQ(SetQueryParam("http://h/x?fnId=f&stepId=step", "stepId", "abc"),
             "http://h/x?fnId=f&stepId=abc");
+  EXPECT_EQ(SetQueryParam("https://h/x", "stepId", "a b&c"), "https://h/x?stepId=a%20b%26c");
   EXPECT_EQ(QueryParam("/x?fnId=a%2Db&stepId=s", "fnId"), "a-b");
-  EXPECT_FALSE(ParseUrl("https://h/").ok());
-  EXPECT_FALSE(ParseUrl("http://:80/").ok());
-  EXPECT_FALSE(ParseUrl("http://h:99999/").ok());
+  EXPECT_EQ(QueryParam("/x?fnId=a%2Db&stepId=s", "stepId"), "s");
+  EXPECT_EQ(QueryParam("/x?fnId=a", "missing"), "");
+  EXPECT_EQ(PercentDecode("a%2Fb+c"), "a/b+c");  // a path segment: '+' stays '+'
+  EXPECT_EQ(PercentEncode("a/b c~"), "a%2Fb%20c~");
+}
+
+TEST(Url, HttpsWithDefaultPortsAndNormalisation) {
+  auto u = ParseUrl("HTTPS://App.Example.COM/api/%7efn/../inngest?x=1#frag");
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_EQ(u->scheme, "https");
+  EXPECT_TRUE(u->tls());
+  EXPECT_EQ(u->host, "app.example.com");
+  EXPECT_EQ(u->port, 443);
+  EXPECT_EQ(u->target, "/api/inngest?x=1");
+  EXPECT_EQ(u->authority(), "app.example.com:443");
+  auto v6 = ParseUrl("http://[::1]:8080");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 8080);
+  EXPECT_EQ(v6->target, "/");
+  EXPECT_EQ(v6->authority(), "[::1]:8080");
+  EXPECT_EQ(ParseUrl("http://h")->port, 80);
+}
+
+TEST(Url, RefusesWhatCouldInjectOrMislead) {
+  for (const char* bad :
+       {"ftp://h/", "h/x", "/relative", "http://:80/", "http://h:99999/", "http://h:0/",
+        "http://user:pw@h/", "http://h/a\r\nX-Injected: 1", "http://h\r\n/", "http://h/a b",
+        "http://h%0d%0a/", "http://[v1.x]/", "http://h/\x01", ""}) {
+    auto u = ParseUrl(bad);
+    EXPECT_FALSE(u.ok()) << bad;
+    if (!u.ok()) EXPECT_EQ(u.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  // The message quotes the URL with control characters masked, never raw.
+  auto crlf = ParseUrl("http://h/\r\nHost: evil");
+  ASSERT_FALSE(crlf.ok());
+  EXPECT_EQ(crlf.status().message().find('\r'), std::string::npos);
+}
+
+TEST(Url, ResolvesAStepUrlAgainstTheAppUrl) {
+  EXPECT_EQ(*ResolveUrl("https://app.example.com/api/inngest", "/api/fn?fnId=x"),
+            "https://app.example.com/api/fn?fnId=x");
+  EXPECT_EQ(*ResolveUrl("https://app.example.com/api/inngest", "fn"),
+            "https://app.example.com/api/fn");
+  EXPECT_EQ(*ResolveUrl("https://app.example.com/a/b", "../c"), "https://app.example.com/c");
+  EXPECT_EQ(*ResolveUrl("https://app.example.com/a", "http://other:81/x"), "http://other:81/x");
+  EXPECT_FALSE(ResolveUrl("https://app.example.com/a", "ftp://x/").ok());
+  EXPECT_FALSE(ResolveUrl("https://app.example.com/a", "/x\r\nEvil: 1").ok());
+  EXPECT_FALSE(ResolveUrl("not a url", "/x").ok());
 }
 
 }  // namespace
