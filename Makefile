@@ -9,7 +9,8 @@ STATE ?= .funcky
 # Lets ccache hit across clones and checkouts in other folders.
 export CCACHE_BASEDIR := $(CURDIR)
 
-DEB_PACKAGES := g++ cmake ninja-build ccache pkg-config libboost1.81-dev libssl-dev \
+DEB_PACKAGES := g++ cmake ninja-build ccache pkg-config libboost1.81-dev libboost-url1.81-dev \
+  libssl-dev openssl prometheus-cpp-dev python3-prometheus-client \
   nlohmann-json3-dev libpqxx-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev \
   libcli11-dev postgresql docker-compose curl python3 tzdata chromium
 

@@ -2,15 +2,22 @@
 
 #include <map>
 #include <mutex>
+#include <variant>
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 #include <strings.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "common/url.h"
 
@@ -19,6 +26,7 @@ namespace funcky {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 std::string_view FindHeader(const Headers& headers, std::string_view name) {
@@ -28,36 +36,117 @@ std::string_view FindHeader(const Headers& headers, std::string_view name) {
   return {};
 }
 
+namespace {
+
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+// One connection to an origin, plain or TLS; pooled between calls while kept alive.
+using Connection = std::variant<std::unique_ptr<PlainStream>, std::unique_ptr<TlsStream>>;
+
+beast::tcp_stream& Lowest(Connection& c) {
+  return std::visit([](auto& s) -> beast::tcp_stream& { return beast::get_lowest_layer(*s); }, c);
+}
+
+Status LoadTrust(ssl::context& ctx, const std::string& ca_file) {
+  beast::error_code ec;
+  ctx.set_default_verify_paths(ec);
+  if (ec) return Unavailable("cannot load the system's CA certificates: " + ec.message());
+  if (!ca_file.empty()) {
+    ctx.load_verify_file(ca_file, ec);
+    if (ec) return InvalidArgument("cannot load CA file " + ca_file + ": " + ec.message());
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status CheckCaFile(const std::string& ca_file) {
+  ssl::context ctx(ssl::context::tls_client);
+  return LoadTrust(ctx, ca_file);
+}
+
 struct HttpClient::Pool {
   std::mutex mu;
-  std::map<std::string, std::vector<std::unique_ptr<beast::tcp_stream>>> idle;  // GUARDED_BY(mu)
+  std::map<std::string, std::vector<Connection>> idle;  // GUARDED_BY(mu)
 
-  std::unique_ptr<beast::tcp_stream> Take(const std::string& origin) {
+  std::optional<Connection> Take(const std::string& origin) {
     std::lock_guard lock(mu);
     auto it = idle.find(origin);
-    if (it == idle.end() || it->second.empty()) return nullptr;
-    auto s = std::move(it->second.back());
+    if (it == idle.end() || it->second.empty()) return std::nullopt;
+    Connection c = std::move(it->second.back());
     it->second.pop_back();
-    return s;
+    return c;
   }
-  void Put(const std::string& origin, std::unique_ptr<beast::tcp_stream> s, size_t max) {
+  void Put(const std::string& origin, Connection c, size_t max) {
     std::lock_guard lock(mu);
     auto& v = idle[origin];
-    if (v.size() < max) v.push_back(std::move(s));
+    if (v.size() < max) v.push_back(std::move(c));
   }
 };
 
+// The TLS client context: the trusted CAs, TLS 1.2 at least. Shared by every https call.
+struct HttpClient::Tls {
+  ssl::context ctx{ssl::context::tls_client};
+  Status loaded;
+};
+
 HttpClient::HttpClient(asio::any_io_executor executor, HttpClientOptions options)
-    : executor_(std::move(executor)), options_(options), pool_(std::make_shared<Pool>()) {}
+    : executor_(std::move(executor)),
+      options_(std::move(options)),
+      pool_(std::make_shared<Pool>()),
+      tls_(std::make_shared<Tls>()) {
+  tls_->ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  tls_->ctx.set_verify_mode(ssl::verify_peer);
+  tls_->loaded = LoadTrust(tls_->ctx, options_.ca_file);
+}
 
 HttpClient::~HttpClient() = default;
 
 namespace {
 
 Status NetworkError(const beast::error_code& ec, std::string_view what, const Url& url) {
-  std::string where = std::string(what) + " " + url.host + ":" + std::to_string(url.port);
+  std::string where = std::string(what) + " " + url.authority();
   if (ec == beast::error::timeout) return DeadlineExceeded(where + ": timed out");
   return Unavailable(where + ": " + ec.message());
+}
+
+// Why a TLS handshake failed, in words an operator can act on: OpenSSL's reason and, for a
+// certificate that did not verify, the verifier's reason (e.g. "hostname mismatch").
+Status HandshakeError(const beast::error_code& ec, TlsStream& stream, const Url& url) {
+  if (ec == beast::error::timeout) {
+    return DeadlineExceeded("TLS handshake with " + url.authority() + ": timed out");
+  }
+  std::string reason = ec.message();
+  long verify = SSL_get_verify_result(stream.native_handle());
+  if (verify != X509_V_OK) {
+    reason += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+  }
+  return Unavailable("TLS handshake with " + url.authority() + " failed: " + reason + " for host " +
+                     url.host);
+}
+
+// Writes `req` and reads the response into `parser`; the write's and the read's errors.
+template <typename Stream>
+asio::awaitable<std::pair<beast::error_code, beast::error_code>> Exchange(
+    Stream& stream, http::request<http::string_body>& req, beast::flat_buffer& buffer,
+    http::response_parser<http::string_body>& parser) {
+  auto [wec, wn] = co_await http::async_write(stream, req, asio::as_tuple(asio::use_awaitable));
+  beast::error_code rec;
+  // A server may answer before reading the whole body (e.g. 413) and close; the write then
+  // fails, but the answer is waiting to be read.
+  if (wec != beast::error::timeout) {
+    auto [ec, rn] =
+        co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    rec = ec;
+  }
+  co_return std::pair{wec, rec};
+}
+
+bool IsIpLiteral(const std::string& host) {
+  beast::error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
 }
 
 }  // namespace
@@ -65,46 +154,63 @@ Status NetworkError(const beast::error_code& ec, std::string_view what, const Ur
 asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
   auto url = ParseUrl(request.url);
   if (!url.ok()) co_return url.status();
-  const std::string origin = url->host + ":" + std::to_string(url->port);
+  if (url->tls() && !tls_->loaded.ok()) co_return tls_->loaded;
+  const std::string origin = url->scheme + "://" + url->authority();
 
   http::request<http::string_body> req;
   req.method_string(request.method);
   req.target(url->target);
   req.version(11);
-  req.set(http::field::host, origin);
+  std::string host_header = url->authority();
+  if (url->port == (url->tls() ? 443 : 80)) host_header.erase(host_header.rfind(':'));
+  req.set(http::field::host, host_header);
   for (const auto& [k, v] : request.headers) req.set(k, v);
   req.body() = std::move(request.body);
   req.keep_alive(true);
   req.prepare_payload();
 
-  auto stream = pool_->Take(origin);
-  bool reused = stream != nullptr;
+  std::optional<Connection> conn = pool_->Take(origin);
+  bool reused = conn.has_value();
   for (int attempt = 0;; ++attempt) {
-    if (!stream) {
-      stream = std::make_unique<beast::tcp_stream>(executor_);
+    if (!conn) {
       tcp::resolver resolver(executor_);
-      stream->expires_after(request.timeout);
       auto [rec, endpoints] = co_await resolver.async_resolve(url->host, std::to_string(url->port),
                                                               asio::as_tuple(asio::use_awaitable));
       if (rec) co_return NetworkError(rec, "resolving", *url);
+      if (url->tls()) {
+        auto s = std::make_unique<TlsStream>(executor_, tls_->ctx);
+        // The certificate must be for the host the URL names, by IP address or DNS name,
+        // checked by OpenSSL's verifier so a mismatch is reported as such. SNI names the
+        // host (never an IP literal, RFC 6066 §3).
+        SSL* native = s->native_handle();
+        const bool ok =
+            IsIpLiteral(url->host)
+                ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(native), url->host.c_str()) == 1
+                : SSL_set1_host(native, url->host.c_str()) == 1 &&
+                      SSL_set_tlsext_host_name(native, url->host.c_str()) == 1;
+        if (!ok) co_return Unavailable("TLS: cannot verify against host " + url->host);
+        conn = std::move(s);
+      } else {
+        conn = std::make_unique<PlainStream>(executor_);
+      }
+      beast::tcp_stream& tcp_stream = Lowest(*conn);
+      tcp_stream.expires_after(request.timeout);
       auto [cec, ep] =
-          co_await stream->async_connect(endpoints, asio::as_tuple(asio::use_awaitable));
+          co_await tcp_stream.async_connect(endpoints, asio::as_tuple(asio::use_awaitable));
       if (cec) co_return NetworkError(cec, "connecting to", *url);
-      stream->socket().set_option(tcp::no_delay(true));
+      tcp_stream.socket().set_option(tcp::no_delay(true));
+      if (auto* tls = std::get_if<std::unique_ptr<TlsStream>>(&*conn)) {
+        auto [hec] = co_await (*tls)->async_handshake(ssl::stream_base::client,
+                                                      asio::as_tuple(asio::use_awaitable));
+        if (hec) co_return HandshakeError(hec, **tls, *url);
+      }
     }
-    stream->expires_after(request.timeout);
-    auto [wec, wn] = co_await http::async_write(*stream, req, asio::as_tuple(asio::use_awaitable));
+    Lowest(*conn).expires_after(request.timeout);
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(options_.max_response_bytes);
-    beast::error_code rec;
-    // A server may answer before reading the whole body (e.g. 413) and close; the write then
-    // fails, but the answer is waiting to be read.
-    if (wec != beast::error::timeout) {
-      auto [ec, rn] =
-          co_await http::async_read(*stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
-      rec = ec;
-    }
+    auto [wec, rec] = co_await std::visit(
+        [&](auto& stream) { return Exchange(*stream, req, buffer, parser); }, *conn);
     beast::error_code ec = rec ? rec : (parser.is_done() ? beast::error_code() : wec);
     if (ec) {
       // A pooled connection the server closed while idle fails at once with EOF or a reset;
@@ -112,7 +218,7 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
       bool stale = reused && attempt == 0 && ec != beast::error::timeout && buffer.size() == 0 &&
                    !parser.got_some();
       if (stale) {
-        stream.reset();
+        conn.reset();
         reused = false;
         continue;
       }
@@ -126,15 +232,15 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
     }
     out.body = std::move(res.body());
     if (res.keep_alive()) {
-      pool_->Put(origin, std::move(stream), options_.max_idle_per_origin);
+      pool_->Put(origin, std::move(*conn), options_.max_idle_per_origin);
     }
     co_return out;
   }
 }
 
-Result<HttpResponse> HttpCall(const HttpRequest& request) {
+Result<HttpResponse> HttpCall(const HttpRequest& request, const HttpClientOptions& options) {
   asio::io_context ioc;
-  HttpClient client(ioc.get_executor());
+  HttpClient client(ioc.get_executor(), options);
   std::optional<Result<HttpResponse>> result;
   asio::co_spawn(ioc, client.Call(request), [&](std::exception_ptr e, Result<HttpResponse> r) {
     if (e) {

@@ -7,10 +7,13 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <nlohmann/json.hpp>
 
 namespace funcky {
@@ -18,7 +21,20 @@ namespace funcky {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+
+namespace {
+
+// Beast reads a body of any other Transfer-Encoding as "until the connection closes", which
+// for a request would take the next request as body: only chunked is understood.
+bool UnsupportedTransferEncoding(const bhttp::request_parser<bhttp::string_body>& parser) {
+  auto it = parser.get().find(bhttp::field::transfer_encoding);
+  if (it == parser.get().end()) return false;
+  return !beast::iequals(it->value(), "chunked");
+}
+
+}  // namespace
 
 struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   Impl(asio::io_context& io, asio::thread_pool& pool, HttpServerOptions o, ServerHandler h)
@@ -29,7 +45,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   HttpServerOptions options;
   ServerHandler handler;
   tcp::acceptor acceptor;
+  std::optional<ssl::context> tls;  // set when serving HTTPS
   std::atomic<bool> stopping{false};
+  size_t connections = 0;  // only touched on the io_context
   uint16_t bound_port = 0;
 
   static bhttp::response<bhttp::string_body> LimitError(int status, std::string_view code,
@@ -44,7 +62,30 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
 
   asio::awaitable<void> Session(tcp::socket socket) {
     auto self = shared_from_this();
-    beast::tcp_stream stream(std::move(socket));
+    ++connections;
+    if (tls) {
+      beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *tls);
+      beast::get_lowest_layer(stream).expires_after(options.request_timeout);
+      auto [hec] = co_await stream.async_handshake(ssl::stream_base::server,
+                                                   asio::as_tuple(asio::use_awaitable));
+      if (!hec) {
+        co_await Serve(stream);
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));
+        co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
+      }
+    } else {
+      beast::tcp_stream stream(std::move(socket));
+      co_await Serve(stream);
+      beast::error_code ignored;
+      stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+    --connections;
+  }
+
+  // Reads requests and writes responses on one connection until it closes.
+  template <typename Stream>
+  asio::awaitable<void> Serve(Stream& stream) {
+    auto& lowest = beast::get_lowest_layer(stream);
     beast::flat_buffer buffer;
     bool first = true;
     while (!stopping) {
@@ -53,13 +94,20 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       parser.body_limit(options.max_body_bytes);
       // Wait for the first byte of a request up to the idle timeout, then the whole request
       // must arrive within the request timeout.
-      stream.expires_after(first ? options.request_timeout : options.idle_timeout);
+      lowest.expires_after(first ? options.request_timeout : options.idle_timeout);
       first = false;
       auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser,
                                                          asio::as_tuple(asio::use_awaitable));
       beast::error_code ec = hec;
+      if (!ec && UnsupportedTransferEncoding(parser)) {
+        auto err = LimitError(400, "bad_request",
+                              "unsupported Transfer-Encoding: only chunked is accepted");
+        lowest.expires_after(options.request_timeout);
+        co_await bhttp::async_write(stream, err, asio::as_tuple(asio::use_awaitable));
+        break;
+      }
       if (!ec && !parser.is_done()) {
-        stream.expires_after(options.request_timeout);
+        lowest.expires_after(options.request_timeout);
         auto [bec, bn] =
             co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
         ec = bec;
@@ -78,7 +126,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
           err = LimitError(400, "bad_request", "malformed HTTP request: " + ec.message());
         }
         if (err) {
-          stream.expires_after(options.request_timeout);
+          lowest.expires_after(options.request_timeout);
           co_await bhttp::async_write(stream, *err, asio::as_tuple(asio::use_awaitable));
         }
         break;
@@ -107,22 +155,31 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       res.body() = std::move(out->body);
       res.keep_alive(keep_alive && !stopping);
       res.prepare_payload();
-      stream.expires_after(options.request_timeout);
+      lowest.expires_after(options.request_timeout);
       auto [wec, wn] =
           co_await bhttp::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
       if (wec || !res.keep_alive()) break;
     }
-    beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
   asio::awaitable<void> Accept() {
     auto self = shared_from_this();
+    asio::steady_timer pause(io);
     while (!stopping) {
+      if (connections >= options.max_connections) {
+        // Full: leave new connections in the listen backlog until one closes.
+        pause.expires_after(std::chrono::milliseconds(10));
+        co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+        continue;
+      }
       auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
       if (ec) {
         if (stopping || ec == asio::error::operation_aborted) break;
-        continue;  // e.g. EMFILE: keep serving the connections we have
+        // E.g. EMFILE (out of file descriptors): keep serving the connections we have and
+        // try again shortly instead of spinning on the failing accept.
+        pause.expires_after(std::chrono::milliseconds(100));
+        co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+        continue;
       }
       socket.set_option(tcp::no_delay(true));
       asio::co_spawn(io, Session(std::move(socket)), asio::detached);
@@ -138,6 +195,21 @@ HttpServer::~HttpServer() { Stop(); }
 
 Status HttpServer::Start() {
   beast::error_code ec;
+  const auto& o = impl_->options;
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+    return InvalidArgument("TLS needs both a certificate and a key");
+  }
+  if (!o.tls_cert_file.empty()) {
+    auto& ctx = impl_->tls.emplace(ssl::context::tls_server);
+    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    ctx.use_certificate_chain_file(o.tls_cert_file, ec);
+    if (ec)
+      return InvalidArgument("cannot load TLS certificate " + o.tls_cert_file + ": " +
+                             ec.message());
+    ctx.use_private_key_file(o.tls_key_file, ssl::context::pem, ec);
+    if (ec) return InvalidArgument("cannot load TLS key " + o.tls_key_file + ": " + ec.message());
+  }
   auto address = asio::ip::make_address(impl_->options.address, ec);
   if (ec) return InvalidArgument("bad listen address \"" + impl_->options.address + "\"");
   tcp::endpoint endpoint(address, impl_->options.port);

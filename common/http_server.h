@@ -3,7 +3,8 @@
 //
 // Handlers may block (database, user code): they run on `handler_pool`, never on the
 // io_context. The server answers limit violations itself with a JSON error:
-// 413 (body too large), 431 (headers too large), 400 (malformed request).
+// 413 (body too large), 431 (headers too large), 400 (malformed request, or a
+// Transfer-Encoding other than chunked). With a certificate and key it serves HTTPS only.
 #pragma once
 
 #include <chrono>
@@ -46,6 +47,11 @@ struct HttpServerOptions {
   std::chrono::milliseconds request_timeout{30'000};
   std::chrono::milliseconds idle_timeout{75'000};  // between requests on a keep-alive connection
   std::string server_name = "funcky";
+  // At most this many connections at once; past it new ones wait in the listen backlog.
+  size_t max_connections = 1024;
+  // PEM certificate chain and private key: serve TLS (HTTPS) instead of plain HTTP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class HttpServer {
@@ -54,7 +60,8 @@ class HttpServer {
              HttpServerOptions options, ServerHandler handler);
   ~HttpServer();
 
-  // Binds and starts accepting. kUnavailable when the address cannot be bound.
+  // Binds and starts accepting. kUnavailable when the address cannot be bound;
+  // kInvalidArgument when the TLS certificate or key cannot be loaded.
   Status Start();
   // The bound port (after Start).
   uint16_t port() const;

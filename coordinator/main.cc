@@ -1,5 +1,6 @@
 // funcky: the coordinator. The one composition root (STYLE.md §11): parses flags, opens
 // the store, and wires the executor, API, router and HTTP server together.
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -18,6 +19,8 @@
 #include "coordinator/http/router.h"
 #include "coordinator/intake/cron_ticker.h"
 #include "coordinator/intake/intake.h"
+#include "coordinator/logging/log.h"
+#include "coordinator/metrics/metrics.h"
 #include "coordinator/store/store.h"
 
 namespace {
@@ -41,7 +44,12 @@ struct ServeFlags {
   int max_in_flight = 64;
   int db_pool = 16;
   size_t max_body_bytes = 3 << 20;
+  size_t max_connections = 1024;
+  std::string host_ca;
+  std::string tls_cert;
+  std::string tls_key;
   std::string log_level = "info";
+  std::string log_format = "text";
 };
 
 std::string EnvOr(const char* name, std::string fallback) {
@@ -140,6 +148,16 @@ int Serve(const ServeFlags& f, bool dev) {
     exec.max_in_flight = f.max_in_flight;
     exec.call.signing_key = f.signing_key;
   }
+  if (!f.host_ca.empty()) {
+    if (Status s = CheckCaFile(f.host_ca); !s.ok()) {
+      spdlog::error("--host-ca: {}", s.message());
+      return 2;
+    }
+  }
+  if (f.tls_cert.empty() != f.tls_key.empty()) {
+    spdlog::error("--tls-cert and --tls-key go together: pass both to serve HTTPS");
+    return 2;
+  }
 
   auto opened = OpenStore(f.db, f.db_pool);
   if (!opened.ok()) {
@@ -155,7 +173,9 @@ int Serve(const ServeFlags& f, bool dev) {
   SystemClock clock;
   asio::io_context io(1);
   asio::thread_pool blocking(static_cast<size_t>(f.db_pool));
-  HttpClient client(io.get_executor());
+  HttpClient client(io.get_executor(), {.ca_file = f.host_ca});
+  metrics::Metrics metrics;
+  exec.observer = &metrics;
   auto transport = executor::MakeHttpTransport(client);
   executor::Executor* wake_target = nullptr;  // set once the executor exists
   intake::Intake intake(*store, clock, std::chrono::seconds(1), [&wake_target] {
@@ -172,27 +192,9 @@ int Serve(const ServeFlags& f, bool dev) {
   api_options.signing_key = f.signing_key;
   api_options.signing_key_fallback = f.signing_key_fallback;
   api_options.api_token = f.api_token;
-  api::Api api(api_options, *store, clock, intake, [&executor] {
-    const auto& s = executor.stats();
-    std::string out;
-    api::AppendMetric(out, "funcky_calls_total", "counter", "Calls pushed to hosts.", s.calls);
-    api::AppendMetric(out, "funcky_call_errors_total", "counter",
-                      "Calls that failed or got a non-2xx answer.", s.call_errors);
-    api::AppendMetric(out, "funcky_runs_completed_total", "counter",
-                      "Runs completed by this coordinator.", s.runs_completed);
-    api::AppendMetric(out, "funcky_runs_failed_total", "counter",
-                      "Runs failed by this coordinator.", s.runs_failed);
-    api::AppendMetric(out, "funcky_leases_lost_total", "counter",
-                      "Call outcomes dropped because another coordinator took the lease.",
-                      s.leases_lost);
-    api::AppendMetric(out, "funcky_lane_heads_blocked_total", "counter",
-                      "Lane heads that failed and now block their lane.", s.heads_blocked);
-    api::AppendMetric(out, "funcky_lane_heads_timed_out_total", "counter",
-                      "Lane heads failed by head_timeout.", s.heads_timed_out);
-    api::AppendMetric(out, "funcky_calls_in_flight", "gauge", "Calls in flight now.",
-                      executor.in_flight());
-    return out;
-  });
+  api_options.host_ca_file = f.host_ca;
+  api::Api api(api_options, *store, clock, intake, metrics,
+               [&executor] { return static_cast<int64_t>(executor.in_flight()); });
   http::Router router;
   api.Register(router);
 
@@ -200,6 +202,9 @@ int Serve(const ServeFlags& f, bool dev) {
   server_options.address = f.host;
   server_options.port = f.port;
   server_options.max_body_bytes = f.max_body_bytes;
+  server_options.max_connections = f.max_connections;
+  server_options.tls_cert_file = f.tls_cert;
+  server_options.tls_key_file = f.tls_key;
   HttpServer server(io, blocking, server_options, [&router](ServerRequest r) {
     http::Request req{
         std::move(r.method), std::move(r.target), std::move(r.headers), std::move(r.body), {}};
@@ -215,13 +220,14 @@ int Serve(const ServeFlags& f, bool dev) {
   if (f.api_token.empty()) {
     spdlog::info("the dashboard and /v1 are open on {} (no --dashboard-token)", f.host);
   }
+  const char* scheme = f.tls_cert.empty() ? "http" : "https";
   spdlog::info(
-      "funcky{} listening on http://{}:{} ({}; calls {}; store: {}); dashboard at "
-      "http://{}:{}/",
-      dev ? " dev" : "", f.host, server.port(),
+      "funcky{} listening on {}://{}:{} ({}; calls {}; store: {}); dashboard at "
+      "{}://{}:{}/",
+      dev ? " dev" : "", scheme, f.host, server.port(),
       api_options.dev_mode ? "dev mode: registration not authenticated" : "signing on",
       f.signing_key.empty() ? "unsigned" : "signed",
-      IsPostgresUrl(f.db) ? "PostgreSQL" : "SQLite " + f.db, f.host, server.port());
+      IsPostgresUrl(f.db) ? "PostgreSQL" : "SQLite " + f.db, scheme, f.host, server.port());
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer drain(io);
@@ -282,7 +288,20 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
   app.add_option("--db-pool", f.db_pool, "Database connections")->capture_default_str();
   app.add_option("--max-body-bytes", f.max_body_bytes, "Largest request body accepted")
       ->capture_default_str();
+  app.add_option("--max-connections", f.max_connections,
+                 "Connections served at once; more wait in the listen backlog")
+      ->capture_default_str();
+  app.add_option("--host-ca", f.host_ca,
+                 "PEM file of CA certificates trusted for https:// hosts besides the system's "
+                 "(a private CA); host certificates are always verified (env FUNCKY_HOST_CA)");
+  app.add_option("--tls-cert", f.tls_cert,
+                 "PEM certificate chain: serve HTTPS instead of HTTP (with --tls-key)");
+  app.add_option("--tls-key", f.tls_key, "PEM private key of --tls-cert");
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+  app.add_option("--log-format", f.log_format,
+                 "text, or json: one JSON object per line with run_id, function_id and "
+                 "step_id where known")
       ->capture_default_str();
 }
 
@@ -296,6 +315,7 @@ int main(int argc, char** argv) {
   f.signing_key = EnvOr("FUNCKY_SIGNING_KEY", "");
   f.api_token = EnvOr("FUNCKY_DASHBOARD_TOKEN", EnvOr("FUNCKY_API_TOKEN", ""));
   if (auto k = EnvOr("FUNCKY_EVENT_KEY", ""); !k.empty()) f.event_keys.push_back(k);
+  f.host_ca = EnvOr("FUNCKY_HOST_CA", "");
 
   ServeFlags dev_flags = f;
   dev_flags.db = EnvOr("FUNCKY_DB", ".funcky/dev.db");
@@ -315,8 +335,13 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   if (*dev) f = dev_flags;
+  auto log_format = logging::ParseFormat(f.log_format);
+  if (!log_format.ok()) {
+    std::fprintf(stderr, "%s\n", log_format.status().message().c_str());
+    return 2;
+  }
+  logging::Setup(*log_format);
   spdlog::set_level(spdlog::level::from_str(f.log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   if (*migrate) {
     if (migrate_db.empty()) {
       spdlog::error("no database: pass --db postgres://… (or set FUNCKY_DB)");

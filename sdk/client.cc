@@ -15,7 +15,7 @@ Result<nlohmann::json> PostToCoordinator(const ClientOptions& options, std::stri
   req.headers.emplace_back("Content-Type", "application/json");
   req.body = std::move(body);
   req.timeout = std::chrono::seconds(30);
-  ASSIGN_OR_RETURN(HttpResponse res, HttpCall(req));
+  ASSIGN_OR_RETURN(HttpResponse res, HttpCall(req, {.ca_file = options.ca_file}));
   auto reply = nlohmann::json::parse(res.body, nullptr, false);
   int status = reply.is_object() ? reply.value("status", status_if_absent) : 0;
   if (res.status == 200 && status == 200) return reply;

@@ -17,6 +17,9 @@ struct ClientOptions {
   std::string signing_key;
   std::string signing_key_fallback;
   std::string event_key = "dev";  // the key in POST /e/{key}
+  // PEM file of CA certificates trusted for an https:// coordinator besides the system's
+  // (a private CA). The coordinator's certificate is always verified.
+  std::string ca_file;
 };
 
 class Client {

@@ -27,6 +27,8 @@ struct Server::Impl {
     so.server_name = "funcky-sdk";
     so.max_body_bytes = 32 << 20;  // memoized state grows with the run
     so.request_timeout = std::chrono::minutes(15);
+    so.tls_cert_file = options.tls_cert_file;
+    so.tls_key_file = options.tls_key_file;
     server = std::make_unique<HttpServer>(io, pool, so, [this](ServerRequest r) {
       if (TargetPath(r.target) != options.path) {
         return ServerResponse{

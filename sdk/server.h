@@ -16,6 +16,9 @@ struct ServerOptions {
   uint16_t port = 3000;  // 0: any free port
   std::string path = "/api/funcky";
   int threads = 8;  // handler threads: calls served at once
+  // PEM certificate chain and private key: serve HTTPS instead of HTTP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class Server {

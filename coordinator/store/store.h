@@ -257,6 +257,14 @@ struct NewWait {
 inline constexpr const char* kWaitEvent = "event";    // memo: the matching event
 inline constexpr const char* kWaitInvoke = "invoke";  // memo: {"data"} or {"error"} of the run
 
+struct QueueStats {
+  int64_t depth = 0;               // items in any state
+  int64_t due = 0;                 // items visible now: due, or their lease expired
+  int64_t oldest_due_age_ms = 0;   // how long the oldest of those has been visible; 0: none
+  int64_t lanes_blocked = 0;       // lanes whose head is blocked
+  int64_t longest_blocked_ms = 0;  // the longest time a blocked head has held its lane
+};
+
 // What one host call changed, applied atomically with Apply.
 struct Transition {
   std::vector<StepRecord> steps;        // memoize, in order (each step id at most once)
@@ -294,6 +302,8 @@ class QueueStore {
   virtual Status Apply(const QueueItem& item, const Transition& t, TimePoint now) = 0;
   // How many items are queued (any state); for metrics and tests.
   virtual Result<int64_t> QueueDepth() = 0;
+  // The queue and lane gauges of /metrics at `now`.
+  virtual Result<QueueStats> GetQueueStats(TimePoint now) = 0;
   // Fails every lane head whose head_timeout has passed at `now` (recorded in the run as a
   // HeadTimeout error) and moves each lane on. Returns the ids of the runs it failed.
   virtual Result<std::vector<std::string>> ExpireLaneHeads(TimePoint now) = 0;

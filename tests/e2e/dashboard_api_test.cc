@@ -133,6 +133,17 @@ TEST_F(DashboardApiTest, WithADashboardTokenEveryV1CallNeedsIt) {
   EXPECT_EQ(Http("POST", c->url() + "/v1/runs/x/cancel").status, 401);
   EXPECT_EQ(Http("POST", c->url() + "/v1/runs/x/replay").status, 401);
   EXPECT_EQ(Http("POST", c->url() + "/v1/apps/sync", R"({"url":"http://h/"})").status, 401);
+  // Operators' endpoints too: /metrics and /readyz (a probe sends the token as well).
+  for (const char* path : {"/metrics", "/readyz"}) {
+    EXPECT_EQ(Http("GET", c->url() + path).status, 401) << path;
+    EXPECT_EQ(Http("GET", c->url() + path, "", good).status, 200) << path;
+  }
+  // Liveness and event intake (by its event key) stay open.
+  EXPECT_EQ(Http("GET", c->url() + "/healthz").status, 200);
+  EXPECT_EQ(Http("POST", c->url() + "/v1/events", R"({"name":"x/y"})",
+                 {{"Authorization", "Bearer any-event-key"}})
+                .status,
+            200);
   // The page itself holds no data; it asks for the token.
   auto index = Http("GET", c->url() + "/");
   EXPECT_EQ(index.status, 200);

@@ -2,11 +2,18 @@
 
 #include "tests/support/pg_cluster.h"
 
+#include <algorithm>
 #include <fstream>
 
 #include <gtest/gtest.h>
 
 namespace funcky::testing {
+
+namespace {
+std::string g_ca_file;
+}  // namespace
+
+void SetHttpCaFile(std::string path) { g_ca_file = std::move(path); }
 
 JsonReply Http(const std::string& method, const std::string& url, const std::string& body,
                Headers headers) {
@@ -17,7 +24,7 @@ JsonReply Http(const std::string& method, const std::string& url, const std::str
   req.headers = std::move(headers);
   if (!body.empty()) req.headers.emplace_back("Content-Type", "application/json");
   req.timeout = std::chrono::seconds(30);
-  auto res = HttpCall(req);
+  auto res = HttpCall(req, {.ca_file = g_ca_file});
   JsonReply out;
   if (!res.ok()) {
     out.status = -1;
@@ -45,7 +52,8 @@ std::vector<Json> ReadJsonLines(const std::string& path) {
 
 Coordinator::Coordinator(std::string db, std::vector<std::string> extra_args, std::string dir)
     : db_(std::move(db)), args_(std::move(extra_args)), dir_(std::move(dir)), port_(FreePort()) {
-  url_ = "http://127.0.0.1:" + std::to_string(port_);
+  const bool tls = std::find(args_.begin(), args_.end(), "--tls-cert") != args_.end();
+  url_ = std::string(tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_);
 }
 
 void Coordinator::Start() {

@@ -26,6 +26,8 @@ struct JsonReply {
 
 JsonReply Http(const std::string& method, const std::string& url, const std::string& body = "",
                Headers headers = {});
+// A CA file Http() trusts for https:// URLs from now on (a test's private CA); "" for none.
+void SetHttpCaFile(std::string path);
 
 // Reads the JSON lines a test host wrote.
 std::vector<Json> ReadJsonLines(const std::string& path);

@@ -83,6 +83,10 @@ int main(int argc, char** argv) {
   app.add_option("--log", log_path);
   app.add_option("--serve-url", serve_url, "URL to register (e.g. a recording proxy)");
   app.add_option("--send-on-start", send_on_start, "JSON event(s) to send once registered");
+  app.add_option("--tls-cert", server_options.tls_cert_file, "serve HTTPS with this certificate");
+  app.add_option("--tls-key", server_options.tls_key_file, "and this key");
+  app.add_option("--coordinator-ca", client_options.ca_file,
+                 "CA file trusted for an https:// coordinator");
   CLI11_PARSE(app, argc, argv);
   g_log.open(log_path, std::ios::app);
 
@@ -298,9 +302,11 @@ int main(int argc, char** argv) {
     std::cerr << s.message() << std::endl;
     return 1;
   }
+  const std::string scheme = server_options.tls_cert_file.empty() ? "http" : "https";
   const std::string url =
-      serve_url.empty() ? "http://127.0.0.1:" + std::to_string(server.port()) + server_options.path
-                        : serve_url;
+      serve_url.empty()
+          ? scheme + "://127.0.0.1:" + std::to_string(server.port()) + server_options.path
+          : serve_url;
   handler = std::make_unique<funcky::sdk::ServeHandler>(client, url, std::move(functions));
   funcky::Status registered = handler->register_functions(std::chrono::seconds(10));
   if (!registered.ok()) {

@@ -720,6 +720,27 @@ Result<int64_t> PostgresStore::QueueDepth() {
   });
 }
 
+Result<QueueStats> PostgresStore::GetQueueStats(TimePoint now) {
+  const int64_t now_ms = UnixMillis(now);
+  return InTransaction([&](pqxx::work& w) -> Result<QueueStats> {
+    QueueStats out;
+    auto q = w.exec_params(
+        "SELECT count(*), count(*) FILTER (WHERE visible_at_ms <= $1), "
+        "coalesce($1 - min(visible_at_ms) FILTER (WHERE visible_at_ms <= $1), 0) FROM queue",
+        now_ms)[0];
+    out.depth = q[0].as<int64_t>();
+    out.due = q[1].as<int64_t>();
+    out.oldest_due_age_ms = q[2].as<int64_t>();
+    auto l = w.exec_params(
+        "SELECT count(*), coalesce($1 - min(l.head_since_ms), 0) FROM lanes l "
+        "JOIN runs r ON r.id = l.head_run_id WHERE r.status = 'blocked'",
+        now_ms)[0];
+    out.lanes_blocked = l[0].as<int64_t>();
+    out.longest_blocked_ms = l[1].as<int64_t>();
+    return out;
+  });
+}
+
 namespace {
 
 // Fails the head of lane (function_id, key) with `error` and moves the lane on. Locks in the

@@ -43,6 +43,7 @@ class PostgresStore final : public Store {
   Result<RunState> LoadRunState(const std::string& run_id) override;
   Status Apply(const QueueItem& item, const Transition& t, TimePoint now) override;
   Result<int64_t> QueueDepth() override;
+  Result<QueueStats> GetQueueStats(TimePoint now) override;
   Result<std::vector<std::string>> ExpireLaneHeads(TimePoint now) override;
 
   Result<std::vector<LaneRecord>> ListLanes(const LaneFilter& filter) override;

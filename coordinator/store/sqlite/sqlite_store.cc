@@ -764,6 +764,26 @@ class SqliteStore final : public Store {
         [&](Tx& tx) -> Result<int64_t> { return tx.Count("SELECT count(*) FROM queue"); });
   }
 
+  Result<QueueStats> GetQueueStats(TimePoint now) override {
+    const int64_t now_ms = UnixMillis(now);
+    return InTransaction([&](Tx& tx) -> Result<QueueStats> {
+      QueueStats out;
+      out.depth = tx.Count("SELECT count(*) FROM queue");
+      out.due = tx.Count("SELECT count(*) FROM queue WHERE visible_at_ms <= ?1", now_ms);
+      out.oldest_due_age_ms = tx.Count(
+          "SELECT coalesce(?1 - min(visible_at_ms), 0) FROM queue WHERE visible_at_ms <= ?1",
+          now_ms);
+      out.lanes_blocked = tx.Count(
+          "SELECT count(*) FROM lanes l JOIN runs r ON r.id = l.head_run_id "
+          "WHERE r.status = 'blocked'");
+      out.longest_blocked_ms = tx.Count(
+          "SELECT coalesce(?1 - min(l.head_since_ms), 0) FROM lanes l "
+          "JOIN runs r ON r.id = l.head_run_id WHERE r.status = 'blocked'",
+          now_ms);
+      return out;
+    });
+  }
+
   Result<std::vector<std::string>> ExpireLaneHeads(TimePoint now) override {
     const int64_t now_ms = UnixMillis(now);
     return InTransaction([&](Tx& tx) -> Result<std::vector<std::string>> {

@@ -1,0 +1,186 @@
+#include "coordinator/metrics/metrics.h"
+
+#include <mutex>
+#include <sstream>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+namespace funcky::metrics {
+
+namespace prom = prometheus;
+
+namespace {
+
+double Seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+
+// From a millisecond (a local call) to a minute (a call near its timeout).
+const prom::Histogram::BucketBoundaries& CallBuckets() {
+  static const prom::Histogram::BucketBoundaries kBuckets = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+  return kBuckets;
+}
+
+}  // namespace
+
+struct Metrics::Impl {
+  prom::Registry registry;
+
+  prom::Family<prom::Counter>& events_accepted = prom::BuildCounter()
+                                                     .Name("funcky_events_accepted_total")
+                                                     .Help("Events stored.")
+                                                     .Register(registry);
+  prom::Family<prom::Counter>& events_duplicate =
+      prom::BuildCounter()
+          .Name("funcky_events_duplicate_total")
+          .Help("Events ignored as duplicates of a stored id.")
+          .Register(registry);
+  prom::Family<prom::Counter>& runs_started = prom::BuildCounter()
+                                                  .Name("funcky_runs_started_total")
+                                                  .Help("Runs started by events.")
+                                                  .Register(registry);
+  prom::Family<prom::Counter>& runs_finished =
+      prom::BuildCounter()
+          .Name("funcky_runs_finished_total")
+          .Help(
+              "Runs that ended on this coordinator, by function and final status "
+              "(completed, failed, cancelled; blocked: a failed lane head parked)")
+          .Register(registry);
+  prom::Family<prom::Counter>& calls = prom::BuildCounter()
+                                           .Name("funcky_calls_total")
+                                           .Help(
+                                               "Calls pushed to hosts, by function and outcome "
+                                               "(ok, error, unreachable, timeout)")
+                                           .Register(registry);
+  prom::Family<prom::Histogram>& call_duration =
+      prom::BuildHistogram()
+          .Name("funcky_call_duration_seconds")
+          .Help("Duration of calls to hosts, connection included, by function")
+          .Register(registry);
+  prom::Family<prom::Histogram>& step_duration =
+      prom::BuildHistogram()
+          .Name("funcky_step_duration_seconds")
+          .Help("Duration of step attempts as recorded from the calls that ran them, by function")
+          .Register(registry);
+  prom::Family<prom::Histogram>& first_call =
+      prom::BuildHistogram()
+          .Name("funcky_event_to_first_call_seconds")
+          .Help("From a run's creation (its event accepted) to its first call, by function")
+          .Register(registry);
+  prom::Family<prom::Counter>& leases_lost =
+      prom::BuildCounter()
+          .Name("funcky_leases_lost_total")
+          .Help("Call outcomes dropped because another coordinator took the lease")
+          .Register(registry);
+  prom::Family<prom::Counter>& heads_timed_out = prom::BuildCounter()
+                                                     .Name("funcky_lane_heads_timed_out_total")
+                                                     .Help("Lane heads failed by head_timeout")
+                                                     .Register(registry);
+  prom::Family<prom::Gauge>& queue_depth =
+      prom::BuildGauge()
+          .Name("funcky_queue_depth")
+          .Help("Queue items in any state (due, leased or scheduled), all coordinators")
+          .Register(registry);
+  prom::Family<prom::Gauge>& queue_due =
+      prom::BuildGauge()
+          .Name("funcky_queue_due")
+          .Help("Queue items due now and not leased, all coordinators")
+          .Register(registry);
+  prom::Family<prom::Gauge>& queue_lag =
+      prom::BuildGauge()
+          .Name("funcky_queue_lag_seconds")
+          .Help("How long the oldest due queue item has waited to be claimed (0: none due)")
+          .Register(registry);
+  prom::Family<prom::Gauge>& lanes_blocked =
+      prom::BuildGauge()
+          .Name("funcky_lanes_blocked")
+          .Help("Lanes whose head run failed and blocks the lane")
+          .Register(registry);
+  prom::Family<prom::Gauge>& longest_blocked =
+      prom::BuildGauge()
+          .Name("funcky_lane_blocked_longest_seconds")
+          .Help("How long the head of the longest-held blocked lane has held it (0: none)")
+          .Register(registry);
+  prom::Family<prom::Gauge>& in_flight = prom::BuildGauge()
+                                             .Name("funcky_calls_in_flight")
+                                             .Help("Calls to hosts in flight on this coordinator")
+                                             .Register(registry);
+
+  // Collect() and the updates of gauges set at scrape time are serialised by this.
+  std::mutex render_mu;
+};
+
+Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
+  // Families without labels show a 0 from the start, so a rate() has a first point.
+  impl_->events_accepted.Add({});
+  impl_->events_duplicate.Add({});
+  impl_->runs_started.Add({});
+  impl_->leases_lost.Add({});
+  impl_->heads_timed_out.Add({});
+  impl_->in_flight.Add({});
+}
+
+Metrics::~Metrics() = default;
+
+void Metrics::EventsAccepted(int64_t n) {
+  impl_->events_accepted.Add({}).Increment(static_cast<double>(n));
+}
+void Metrics::EventsDuplicate(int64_t n) {
+  impl_->events_duplicate.Add({}).Increment(static_cast<double>(n));
+}
+void Metrics::RunsStarted(int64_t n) {
+  impl_->runs_started.Add({}).Increment(static_cast<double>(n));
+}
+
+void Metrics::CallEnded(const std::string& function_id, std::string_view outcome,
+                        std::chrono::nanoseconds duration) {
+  impl_->calls.Add({{"function", function_id}, {"outcome", std::string(outcome)}}).Increment();
+  impl_->call_duration.Add({{"function", function_id}}, CallBuckets()).Observe(Seconds(duration));
+}
+
+void Metrics::FirstCall(const std::string& function_id, std::chrono::nanoseconds since_event) {
+  impl_->first_call.Add({{"function", function_id}}, CallBuckets()).Observe(Seconds(since_event));
+}
+
+void Metrics::StepAttempt(const std::string& function_id, std::chrono::nanoseconds duration) {
+  impl_->step_duration.Add({{"function", function_id}}, CallBuckets()).Observe(Seconds(duration));
+}
+
+void Metrics::RunEnded(const std::string& function_id, std::string_view status) {
+  impl_->runs_finished.Add({{"function", function_id}, {"status", std::string(status)}})
+      .Increment();
+}
+
+void Metrics::LaneHeadsTimedOut(int64_t n) {
+  impl_->heads_timed_out.Add({}).Increment(static_cast<double>(n));
+}
+
+void Metrics::LeaseLost() { impl_->leases_lost.Add({}).Increment(); }
+
+std::string Metrics::Render(const std::optional<store::QueueStats>& stats,
+                            int64_t calls_in_flight) {
+  std::lock_guard lock(impl_->render_mu);
+  impl_->in_flight.Add({}).Set(static_cast<double>(calls_in_flight));
+  auto gauge = [](prom::Family<prom::Gauge>& family, bool known, double value) {
+    // A gauge the store could not be asked for is removed rather than left at a stale value.
+    if (known) {
+      family.Add({}).Set(value);
+    } else if (family.Has({})) {
+      family.Remove(&family.Add({}));
+    }
+  };
+  const bool known = stats.has_value();
+  gauge(impl_->queue_depth, known, known ? static_cast<double>(stats->depth) : 0);
+  gauge(impl_->queue_due, known, known ? static_cast<double>(stats->due) : 0);
+  gauge(impl_->queue_lag, known, known ? stats->oldest_due_age_ms / 1000.0 : 0);
+  gauge(impl_->lanes_blocked, known, known ? static_cast<double>(stats->lanes_blocked) : 0);
+  gauge(impl_->longest_blocked, known, known ? stats->longest_blocked_ms / 1000.0 : 0);
+  std::ostringstream out;
+  prom::TextSerializer().Serialize(out, impl_->registry.Collect());
+  return out.str();
+}
+
+}  // namespace funcky::metrics

@@ -1,0 +1,184 @@
+// /metrics after known work: the text parses as Prometheus exposition format (checked with
+// the prometheus_client parser), per-function counters and histograms count what ran, the
+// queue and lane gauges follow the store, on PostgreSQL and SQLite.
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/e2e.h"
+#include "tests/support/process.h"
+
+namespace funcky::testing {
+namespace {
+
+struct Sample {
+  std::string name;
+  Json labels;
+  double value = 0;
+};
+
+class MetricsTest : public E2eTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string backend() const override { return GetParam(); }
+
+  // Scrapes /metrics and parses it with prometheus_client; fails the test if it does not parse.
+  std::vector<Sample> Scrape(const Coordinator& c) {
+    auto r = Http("GET", c.url() + "/metrics");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(FindHeader(r.headers, "Content-Type").rfind("text/plain; version=0.0.4", 0), 0u);
+    const std::string in = dir_ + "/metrics.txt", out = dir_ + "/metrics.jsonl";
+    std::ofstream(in) << r.raw;
+    // Debian's python3 (python3-prometheus-client), whatever python3 comes first on PATH.
+    const std::string cmd = "/usr/bin/python3 " PARSE_METRICS_PY " < " + in + " > " + out;
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << "not Prometheus text:\n" << r.raw;
+    std::vector<Sample> samples;
+    for (const Json& j : ReadJsonLines(out)) {
+      samples.push_back({j["name"], j["labels"], j["value"].get<double>()});
+    }
+    return samples;
+  }
+
+  // The value of the sample `name` with exactly `labels`; -1 when absent.
+  static double Value(const std::vector<Sample>& samples, const std::string& name,
+                      const Json& labels = Json::object()) {
+    for (const auto& s : samples) {
+      if (s.name == name && s.labels == labels) return s.value;
+    }
+    return -1;
+  }
+};
+
+TEST_P(MetricsTest, CountersHistogramsAndGaugesAfterKnownWork) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  const Json fn = {{"function", "test-two-steps"}};
+  Json run = RunToEnd(*c, {{"name", "test/two-steps"}});
+  ASSERT_EQ(run["status"], "completed");
+  // One failed attempt, then success: 4 calls of the flaky function, one an error.
+  Json flaky = RunToEnd(*c, {{"name", "test/flaky"}, {"data", {{"fail_times", 1}}}});
+  ASSERT_EQ(flaky["status"], "completed");
+
+  auto m = Scrape(*c);
+  EXPECT_EQ(Value(m, "funcky_events_accepted_total"), 2);
+  EXPECT_EQ(Value(m, "funcky_runs_started_total"), 2);
+  // Two steps: discovery, "first", "second" and the final call = 3 calls, all ok.
+  EXPECT_EQ(Value(m, "funcky_calls_total", {{"function", "test-two-steps"}, {"outcome", "ok"}}), 3);
+  EXPECT_EQ(Value(m, "funcky_calls_total", {{"function", "test-flaky"}, {"outcome", "error"}}),
+            -1);  // a step error is a 206 from the SDK: the call itself succeeded
+  EXPECT_EQ(Value(m, "funcky_call_duration_seconds_count", fn), 3);
+  EXPECT_GT(Value(m, "funcky_call_duration_seconds_sum", fn), 0);
+  EXPECT_EQ(Value(m, "funcky_call_duration_seconds_bucket",
+                  {{"function", "test-two-steps"}, {"le", "+Inf"}}),
+            3);
+  EXPECT_EQ(Value(m, "funcky_event_to_first_call_seconds_count", fn), 1);
+  EXPECT_EQ(Value(m, "funcky_event_to_first_call_seconds_count", {{"function", "test-flaky"}}), 1);
+  // Step attempts as recorded: "first" and "second"; for flaky "before", one failed "flaky"
+  // attempt and the one that succeeded.
+  EXPECT_EQ(Value(m, "funcky_step_duration_seconds_count", fn), 2);
+  EXPECT_EQ(Value(m, "funcky_step_duration_seconds_count", {{"function", "test-flaky"}}), 3);
+  EXPECT_EQ(Value(m, "funcky_runs_finished_total",
+                  {{"function", "test-two-steps"}, {"status", "completed"}}),
+            1);
+  EXPECT_EQ(
+      Value(m, "funcky_runs_finished_total", {{"function", "test-flaky"}, {"status", "completed"}}),
+      1);
+  EXPECT_EQ(Value(m, "funcky_queue_depth"), 0);
+  EXPECT_EQ(Value(m, "funcky_queue_lag_seconds"), 0);
+  EXPECT_EQ(Value(m, "funcky_lanes_blocked"), 0);
+  EXPECT_EQ(Value(m, "funcky_calls_in_flight"), 0);
+}
+
+TEST_P(MetricsTest, ABlockedLaneShowsInTheGaugesWithItsAgeGrowing) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  auto head = RunsOfEvent(
+      c->url(),
+      Send(*c, {{"name", "test/ordered"}, {"data", {{"key", "a"}, {"seq", 1}, {"fail", true}}}}));
+  ASSERT_EQ(head.size(), 1u);
+  ASSERT_EQ(WaitForRunStatus(c->url(), head[0], {"blocked", "failed", "completed"})["status"],
+            "blocked");
+  Send(*c, {{"name", "test/ordered"}, {"data", {{"key", "a"}, {"seq", 2}}}});
+  auto first = Scrape(*c);
+  EXPECT_EQ(Value(first, "funcky_lanes_blocked"), 1);
+  EXPECT_EQ(Value(first, "funcky_runs_finished_total",
+                  {{"function", "test-ordered"}, {"status", "blocked"}}),
+            1);
+  const double age1 = Value(first, "funcky_lane_blocked_longest_seconds");
+  EXPECT_GE(age1, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  auto second = Scrape(*c);
+  EXPECT_EQ(Value(second, "funcky_lanes_blocked"), 1);
+  EXPECT_GE(Value(second, "funcky_lane_blocked_longest_seconds"), age1 + 1.0);
+  // The blocked head has no queue items; the later run of the key waits in the lane.
+  EXPECT_EQ(Value(second, "funcky_queue_depth"), 0);
+}
+
+TEST_P(MetricsTest, QueueLagIsTheAgeOfTheOldestDueItem) {
+  // One call at a time and a host step that takes 2 s: the second run's first call is due
+  // and waits while the first run's call is in flight.
+  auto c = StartCoordinator({"--max-in-flight", "1"});
+  TestHost host(c->url(), dir_);
+  const Json slow = {{"name", "test/slow"}, {"data", {{"steps", 1}, {"delay_ms", 2000}}}};
+  Send(*c, slow);
+  ASSERT_TRUE(WaitFor([&] { return host.Count("step") == 1; }));
+  Send(*c, slow);
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  auto m = Scrape(*c);
+  EXPECT_EQ(Value(m, "funcky_calls_in_flight"), 1);
+  EXPECT_EQ(Value(m, "funcky_queue_due"), 1);
+  EXPECT_GE(Value(m, "funcky_queue_lag_seconds"), 0.7);
+  EXPECT_LT(Value(m, "funcky_queue_lag_seconds"), 2.0);
+  EXPECT_EQ(Value(m, "funcky_queue_depth"), 2);  // the leased call and the due one
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, MetricsTest, ::testing::Values("postgres", "sqlite"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace funcky::testing
+
+namespace funcky::testing {
+namespace {
+
+class LogFormatTest : public E2eTest {
+ protected:
+  std::string backend() const override { return "sqlite"; }
+};
+
+TEST_F(LogFormatTest, JsonLogsParseLineByLineAndNameTheRun) {
+  auto c = StartCoordinator({"--log-format", "json"});
+  TestHost host(c->url(), dir_);
+  Json run = RunToEnd(*c, {{"name", "test/two-steps"}});
+  ASSERT_EQ(run["status"], "completed");
+  c->Stop();
+  std::istringstream lines(c->Log());
+  std::string line;
+  int parsed = 0;
+  bool completed_line = false;
+  while (std::getline(lines, line)) {
+    Json j = Json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << "not a JSON object: " << line;
+    EXPECT_TRUE(j["ts"].is_string() && j["level"].is_string() && j["msg"].is_string()) << line;
+    ++parsed;
+    if (j["msg"].get<std::string>().find("completed") != std::string::npos &&
+        j.value("run_id", "") == run["id"]) {
+      completed_line = true;
+      EXPECT_EQ(j["function_id"], "test-two-steps") << line;
+      EXPECT_EQ(j["level"], "info") << line;
+    }
+  }
+  EXPECT_GE(parsed, 3);
+  EXPECT_TRUE(completed_line) << c->Log();
+}
+
+TEST_F(LogFormatTest, AnUnknownLogFormatIsRefused) {
+  Process p({FUNCKY_BIN, "dev", "--db", dir_ + "/x.db", "--log-format", "xml"}, dir_ + "/x.log");
+  ASSERT_TRUE(WaitFor([&] { return !p.running(); }, std::chrono::seconds(10)));
+  EXPECT_NE(p.Log().find("--log-format must be text or json"), std::string::npos) << p.Log();
+}
+
+}  // namespace
+}  // namespace funcky::testing
