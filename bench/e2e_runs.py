@@ -47,10 +47,12 @@ def wait_for(pred, timeout=60.0, step=0.05):
 
 
 def completed(base):
+    # funcky_runs_finished_total{function="…",status="completed"} summed over functions.
+    total = 0
     for line in http("GET", base + "/metrics").splitlines():
-        if line.startswith("funcky_runs_completed_total "):
-            return int(line.split()[1])
-    return 0
+        if line.startswith("funcky_runs_finished_total{") and 'status="completed"' in line:
+            total += int(float(line.split()[-1]))
+    return total
 
 
 def measure(build, work, name, args, runs):

@@ -309,6 +309,7 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
 
 int main(int argc, char** argv) {
   CLI::App app{"funcky: a durable function coordinator that speaks the Inngest SDK protocol"};
+  app.set_version_flag("--version", "funcky " FUNCKY_VERSION);
   app.require_subcommand(1);
   ServeFlags f;
   f.db = EnvOr("FUNCKY_DB", "");
