@@ -1,0 +1,149 @@
+// Limits of the coordinator's HTTP listener, probed over raw sockets: Transfer-Encodings
+// other than chunked are refused, connections are capped, and running out of file
+// descriptors neither spins nor stops the listener.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/e2e.h"
+#include "tests/support/process.h"
+
+namespace funcky::testing {
+namespace {
+
+// A TCP connection to 127.0.0.1:port, closed on destruction.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    timeval tv{.tv_sec = 5, .tv_usec = 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~RawConnection() { close(fd_); }
+  bool connected() const { return connected_; }
+  void Send(const std::string& bytes) {
+    ASSERT_EQ(write(fd_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  }
+  // Everything until the server closes the connection (or 5 s pass).
+  std::string ReadAll() {
+    std::string out;
+    char buf[4096];
+    for (;;) {
+      ssize_t n = read(fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+  }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+};
+
+int PortOf(const Coordinator& c) { return std::stoi(c.url().substr(c.url().rfind(':') + 1)); }
+
+class LimitsTest : public E2eTest {
+ protected:
+  std::string backend() const override { return "sqlite"; }
+};
+
+TEST_F(LimitsTest, TransferEncodingsOtherThanChunkedAreRefusedAndNothingIsStored) {
+  auto c = StartCoordinator();
+  const std::string event = R"({"name":"te/test"})";
+  for (const char* te : {"identity", "gzip", "xchunked", "gzip, chunked"}) {
+    RawConnection conn(PortOf(*c));
+    ASSERT_TRUE(conn.connected());
+    // A second request hides in the "body": it must not be served.
+    conn.Send(
+        std::string("POST /e/test HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n") +
+        "Transfer-Encoding: " + te + "\r\n\r\n" + event +
+        "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::string reply = conn.ReadAll();
+    EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0u) << te << ": " << reply;
+    EXPECT_NE(reply.find("Transfer-Encoding"), std::string::npos) << reply;
+    // One answer, then the connection is closed.
+    EXPECT_EQ(reply.find("HTTP/1.1", 1), std::string::npos) << reply;
+  }
+  // Chunked works as before.
+  RawConnection chunked(PortOf(*c));
+  std::ostringstream body;
+  body << std::hex << event.size() << "\r\n" << event << "\r\n0\r\n\r\n";
+  chunked.Send(
+      "POST /e/test HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+      "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      body.str());
+  EXPECT_EQ(chunked.ReadAll().rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_EQ(CountRows(*c, "/v1/events?name=te/test"), 1);
+}
+
+TEST_F(LimitsTest, ConnectionsPastTheCapWaitUntilOneCloses) {
+  auto c = StartCoordinator({"--max-connections", "3"});
+  std::vector<std::unique_ptr<RawConnection>> idle;
+  for (int i = 0; i < 3; ++i) {
+    idle.push_back(std::make_unique<RawConnection>(PortOf(*c)));
+    ASSERT_TRUE(idle.back()->connected());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // all three accepted
+  // A fourth connection is left in the backlog: its request gets no answer yet.
+  RawConnection waiting(PortOf(*c));
+  ASSERT_TRUE(waiting.connected());  // the kernel's backlog completes the handshake
+  waiting.Send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  std::thread closer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    idle.pop_back();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const std::string reply = waiting.ReadAll();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  closer.join();
+  EXPECT_EQ(reply.rfind("HTTP/1.1 200", 0), 0u) << reply;
+  // Answered only once a slot was free.
+  EXPECT_GE(waited, std::chrono::milliseconds(1300));
+}
+
+// CPU time (user + system) of process `pid` so far, in clock ticks.
+long CpuTicks(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(stat)), {});
+  std::istringstream fields(content.substr(content.rfind(')') + 2));
+  std::string skip;
+  for (int i = 0; i < 11; ++i) fields >> skip;  // state … cmajflt
+  long utime = 0, stime = 0;
+  fields >> utime >> stime;
+  return utime + stime;
+}
+
+TEST_F(LimitsTest, OutOfFileDescriptorsTheListenerBacksOffAndRecovers) {
+  const int port = FreePort();
+  Process funcky({"/usr/bin/prlimit", "--nofile=48:48", FUNCKY_BIN, "dev", "--db", dir_ + "/fd.db", "--port",
+                  std::to_string(port)},
+                 dir_ + "/fd.log");
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  ASSERT_TRUE(WaitFor([&] { return Http("GET", url + "/healthz").status == 200; })) << funcky.Log();
+  std::vector<std::unique_ptr<RawConnection>> flood;
+  for (int i = 0; i < 80; ++i) flood.push_back(std::make_unique<RawConnection>(port));
+  const long before = CpuTicks(funcky.pid());
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const long spent = CpuTicks(funcky.pid()) - before;
+  // A spinning accept loop burns ~2 s of CPU here (200 ticks); backing off, almost none.
+  EXPECT_LT(spent, sysconf(_SC_CLK_TCK) / 2) << "ticks: " << spent;
+  flood.clear();
+  EXPECT_TRUE(WaitFor([&] { return Http("GET", url + "/healthz").status == 200; },
+                      std::chrono::seconds(5)));
+  EXPECT_TRUE(funcky.running());
+}
+
+}  // namespace
+}  // namespace funcky::testing
