@@ -1,4 +1,4 @@
-// URLs of hosts and coordinators: http:// and https:// with a host, parsed and normalised by
+// URLs of hosts and coordinators (schemes http and https, with a host), parsed and normalised by
 // Boost.URL; query helpers for request targets.
 #pragma once
 
@@ -21,7 +21,7 @@ struct Url {
   std::string authority() const;
 };
 
-// kInvalidArgument for anything but an absolute http:// or https:// URL with a host and
+// kInvalidArgument for anything but an absolute URL of scheme http or https with a host and
 // no credentials; for control characters or spaces anywhere (they could end up in a request
 // line or a header); for a port outside 1..65535.
 Result<Url> ParseUrl(std::string_view url);
