@@ -147,6 +147,21 @@ int Serve(const ServeFlags& f, bool dev) {
     exec.poll_interval = *poll;
     exec.max_in_flight = f.max_in_flight;
     exec.call.signing_key = f.signing_key;
+    // Fault injection, for the crash and outage tests only: FUNCKY_FAULT_AFTER_END_OF=<function
+    // id> exits after a run of it ends; with FUNCKY_FAULT_PAUSE=<duration> it pauses instead.
+    exec.fault_after_end_of = EnvOr("FUNCKY_FAULT_AFTER_END_OF", "");
+    if (!exec.fault_after_end_of.empty()) {
+      if (auto pause = EnvOr("FUNCKY_FAULT_PAUSE", ""); !pause.empty()) {
+        auto d = DurationFlag("FUNCKY_FAULT_PAUSE", pause);
+        if (!d.ok()) {
+          spdlog::error("{}", d.status().message());
+          return 2;
+        }
+        exec.fault_pause = *d;
+      }
+      spdlog::warn("fault injection on: {} after the end of a run of {}",
+                   exec.fault_pause ? "pausing" : "exiting", exec.fault_after_end_of);
+    }
   }
   if (!f.host_ca.empty()) {
     if (Status s = CheckCaFile(f.host_ca); !s.ok()) {
@@ -252,6 +267,9 @@ int Serve(const ServeFlags& f, bool dev) {
   });
   io.run();
   blocking.join();
+  // The executor is drained: announce the run ends still buffered, then stop the thread
+  // that could wake the executor before the executor goes.
+  intake.Stop();
   spdlog::info("stopped");
   return 0;
 }

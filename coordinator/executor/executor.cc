@@ -1,5 +1,6 @@
 #include "coordinator/executor/executor.h"
 
+#include <cstdlib>
 #include <random>
 
 #include <spdlog/spdlog.h>
@@ -171,6 +172,17 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       }
       asio::steady_timer wait(io, std::chrono::milliseconds(100 << tries));
       co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    if (t.end_status && options.fault_after_end_of == state->function.id) {
+      if (!options.fault_pause) {
+        logging::Error(fields, "fault injection: exiting after the end of run {} was stored",
+                       item.run_id);
+        std::_Exit(70);
+      }
+      logging::Warn(fields, "fault injection: pausing {} ms after the end of run {} was stored",
+                    options.fault_pause->count(), item.run_id);
+      asio::steady_timer pause(io, *options.fault_pause);
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     if (options.events && (!t.waits.empty() || t.end_status)) {
       co_await Offload([&] {

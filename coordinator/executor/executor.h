@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include <boost/asio/awaitable.hpp>
@@ -92,6 +93,11 @@ struct ExecutorOptions {
   uint64_t seed = 0;            // jitter source; 0: from the OS
   RunEvents* events = nullptr;  // not owned; null: waits get no look-back, no events emitted
   ExecutorObserver* observer = nullptr;  // not owned; null: nothing is reported
+  // Fault injection for crash and outage tests: right after the transition that ends a run
+  // of `fault_after_end_of` commits, before its end is announced, the process exits (code 70)
+  // or, with a pause, waits that long. Empty: never.
+  std::string fault_after_end_of;
+  std::optional<std::chrono::milliseconds> fault_pause;  // absent: exit
 };
 
 class Executor {

@@ -16,6 +16,11 @@ constexpr int kMaxActiveRunsScanned = 10000;
 constexpr int kLookbackEvents = 1000;
 // How long run-end events wait to be stored with others (one transaction for many).
 constexpr std::chrono::milliseconds kOutboxGather{5};
+// Run ends recorded at least this long ago and still not announced are the sweep's: a
+// coordinator that is alive announces its own within milliseconds.
+constexpr std::chrono::milliseconds kSweepAge{2000};
+constexpr std::chrono::milliseconds kSweepInterval{1000};
+constexpr int kSweepBatch = 200;
 
 // A new run of function `fn` for `event`, with its lane and concurrency keys.
 store::NewRun NewRunFor(const std::string& fn, const FunctionSet& set, const Json& event,
@@ -283,8 +288,9 @@ void Intake::WaitRegistered(const store::RunState& state, const store::NewWait& 
   }
 }
 
-void Intake::RunEnded(const store::RunState& state, const std::string& status, const Json& output,
-                      const Json& error) {
+std::vector<IncomingEvent> Intake::EndEvents(const store::RunState& state,
+                                             const std::string& status, const Json& output,
+                                             const Json& error) {
   const Json first = state.events.empty() ? Json::object() : state.events[0];
   Json data = {{"function_id", state.function.id},
                {"run_id", state.run.id},
@@ -302,6 +308,8 @@ void Intake::RunEnded(const store::RunState& state, const std::string& status, c
       data["correlation_id"] = meta["correlation_id"];
     }
   }
+  // Ids derived from the run: announcing an end twice (a sweep after a lost
+  // acknowledgement) stores each event once.
   std::vector<IncomingEvent> events;
   events.push_back(InternalEvent(executor::kFunctionFinished, data, state.run.id + "-finished"));
   if (status == store::kFailed) {
@@ -310,34 +318,93 @@ void Intake::RunEnded(const store::RunState& state, const std::string& status, c
     events.push_back(
         InternalEvent(executor::kFunctionCancelled, data, state.run.id + "-cancelled"));
   }
+  return events;
+}
+
+void Intake::RunEnded(const store::RunState& state, const std::string& status, const Json& output,
+                      const Json& error) {
+  PendingEnd end{state.run.id, EndEvents(state, status, output, error)};
   std::lock_guard lock(outbox_mu_);
-  for (IncomingEvent& e : events) outbox_.push_back(std::move(e));
+  outbox_.push_back(std::move(end));
   outbox_cv_.notify_one();
+}
+
+void Intake::Announce(std::vector<PendingEnd> ends) {
+  std::vector<IncomingEvent> events;
+  std::vector<std::string> run_ids;
+  for (PendingEnd& end : ends) {
+    run_ids.push_back(end.run_id);
+    for (IncomingEvent& e : end.events) events.push_back(std::move(e));
+  }
+  for (int tries = 0;; ++tries) {
+    std::vector<IncomingEvent> attempt = events;
+    auto r = Ingest(std::move(attempt));
+    if (r.ok()) break;
+    if (tries >= 2) {
+      spdlog::warn("emitting the ends of {} run(s) failed: {}; the sweep retries them",
+                   run_ids.size(), r.status().ToString());
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 << tries));
+  }
+  if (Status s = store_.AckRunEnds(run_ids); !s.ok()) {
+    // Harmless: the sweep announces them again, and their events are stored once.
+    spdlog::warn("acknowledging the ends of {} run(s) failed: {}", run_ids.size(), s.ToString());
+  }
+}
+
+void Intake::Sweep(bool all) {
+  const int64_t before = all ? 0 : UnixMillis(clock_.Now() - kSweepAge);
+  auto pending = store_.PendingRunEnds(before, kSweepBatch);
+  if (!pending.ok()) {
+    spdlog::warn("reading run ends to announce failed: {}", pending.status().ToString());
+    return;
+  }
+  if (pending->empty()) return;
+  std::vector<PendingEnd> ends;
+  for (const std::string& run_id : *pending) {
+    auto state = store_.LoadRunState(run_id);
+    if (!state.ok()) {
+      spdlog::warn("run {}: cannot load it to announce its end: {}", run_id,
+                   state.status().ToString());
+      continue;
+    }
+    ends.push_back(
+        {run_id, EndEvents(*state, state->run.status, state->run.output, state->run.error)});
+  }
+  spdlog::info("announcing the end of {} run(s) recorded but not announced", ends.size());
+  Announce(std::move(ends));
 }
 
 void Intake::FlushLoop() {
   std::unique_lock lock(outbox_mu_);
+  // The first sweep, at start, takes every recorded end: those of a crashed coordinator.
+  bool first_sweep = true;
+  auto next_sweep = std::chrono::steady_clock::now();
   for (;;) {
-    outbox_cv_.wait(lock, [&] { return stopping_ || !outbox_.empty(); });
-    if (outbox_.empty() && stopping_) return;
-    // Gather what other runs end meanwhile: one transaction for many run-end events.
-    if (!stopping_) outbox_cv_.wait_for(lock, kOutboxGather);
-    std::vector<IncomingEvent> batch;
-    batch.swap(outbox_);
-    lock.unlock();
-    for (int tries = 0;; ++tries) {
-      std::vector<IncomingEvent> attempt = batch;
-      auto r = Ingest(std::move(attempt));
-      if (r.ok()) break;
-      spdlog::error("emitting {} run-end event(s) failed: {}", batch.size(), r.status().ToString());
-      if (tries >= 5) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100 << tries));
+    outbox_cv_.wait_until(lock, next_sweep, [&] { return stopping_ || !outbox_.empty(); });
+    if (!outbox_.empty()) {
+      // Gather what other runs end meanwhile: one transaction for many run-end events.
+      if (!stopping_) outbox_cv_.wait_for(lock, kOutboxGather);
+      std::vector<PendingEnd> batch;
+      batch.swap(outbox_);
+      lock.unlock();
+      Announce(std::move(batch));
+      lock.lock();
+      continue;
     }
-    lock.lock();
+    if (stopping_) return;
+    if (std::chrono::steady_clock::now() >= next_sweep) {
+      lock.unlock();
+      Sweep(first_sweep);
+      first_sweep = false;
+      lock.lock();
+      next_sweep = std::chrono::steady_clock::now() + kSweepInterval;
+    }
   }
 }
 
-Intake::~Intake() {
+void Intake::Stop() {
   {
     std::lock_guard lock(outbox_mu_);
     stopping_ = true;
@@ -345,5 +412,7 @@ Intake::~Intake() {
   outbox_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
 }
+
+Intake::~Intake() { Stop(); }
 
 }  // namespace funcky::intake

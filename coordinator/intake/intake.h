@@ -52,8 +52,11 @@ class Intake final : public executor::RunEvents {
   // `on_new_work` is called when runs were started or resumed (wakes executors).
   Intake(store::Store& store, const Clock& clock, std::chrono::milliseconds function_cache_ttl,
          std::function<void()> on_new_work);
-  // Stores the run-end events still buffered.
+  // Stop()s.
   ~Intake() override;
+  // Announces the run ends still buffered and stops the background thread. Call it before
+  // whatever `on_new_work` wakes is destroyed. Idempotent.
+  void Stop();
 
   // The active functions; reloaded when older than the cache TTL, or at once on `refresh`.
   Result<std::shared_ptr<const FunctionSet>> Functions(bool refresh);
@@ -77,7 +80,9 @@ class Intake final : public executor::RunEvents {
   void WaitRegistered(const store::RunState& state, const store::NewWait& wait,
                       int64_t since_ms) override;
   // Buffers the run-end events; a background thread stores them a few milliseconds later,
-  // many in one transaction.
+  // many in one transaction, then acknowledges the run's end in the store's outbox
+  // (store::RunControl::PendingRunEnds). Ends recorded but never announced (a crash, a
+  // database outage) are found by the same thread's sweep, once a second.
   void RunEnded(const store::RunState& state, const std::string& status, const Json& output,
                 const Json& error) override;
   void AnnounceEnd(const std::string& run_id) override;
@@ -95,6 +100,18 @@ class Intake final : public executor::RunEvents {
   static Json WaitMemo(std::string_view kind, const Json& event);
   bool WaitMatches(const std::string& expression, const Json& trigger, const Json& event);
   void FlushLoop();
+  // The run-end events of a run in `state` that ended with `status`.
+  std::vector<IncomingEvent> EndEvents(const store::RunState& state, const std::string& status,
+                                       const Json& output, const Json& error);
+  struct PendingEnd {
+    std::string run_id;
+    std::vector<IncomingEvent> events;
+  };
+  // Stores the events of `ends` and acknowledges them; on failure they stay in the store's
+  // outbox for the sweep.
+  void Announce(std::vector<PendingEnd> ends);
+  // Announces the recorded ends older than the sweep age (any age when `all`).
+  void Sweep(bool all);
 
   store::Store& store_;
   const Clock& clock_;
@@ -111,8 +128,8 @@ class Intake final : public executor::RunEvents {
 
   std::mutex outbox_mu_;
   std::condition_variable outbox_cv_;
-  std::vector<IncomingEvent> outbox_;  // GUARDED_BY(outbox_mu_): run-end events to store
-  bool stopping_ = false;              // GUARDED_BY(outbox_mu_)
+  std::vector<PendingEnd> outbox_;  // GUARDED_BY(outbox_mu_): run ends to announce
+  bool stopping_ = false;           // GUARDED_BY(outbox_mu_)
   std::thread flusher_;
 };
 

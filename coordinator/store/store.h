@@ -380,6 +380,14 @@ class RunControl {
                           TimePoint now) = 0;
   // Runs of `function_id` that have not ended, oldest first.
   virtual Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int limit) = 0;
+
+  // The run-end outbox. Every transaction that ends a run (completed, failed, cancelled)
+  // also records the run here; the end is announced after commit and then acknowledged.
+  // Runs whose end is recorded and not acknowledged, that ended before `ended_before_ms`
+  // (0: any time), oldest first.
+  virtual Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) = 0;
+  // The ends of `run_ids` were announced: forget them. Unknown ids are ignored.
+  virtual Status AckRunEnds(const std::vector<std::string>& run_ids) = 0;
 };
 
 class Store : public AppRegistry,

@@ -70,6 +70,11 @@ void Coordinator::Start() {
                                    "--retry-jitter",
                                    "0s"};
   argv.insert(argv.end(), args_.begin(), args_.end());
+  if (!env_.empty()) {
+    std::vector<std::string> with_env = {"/usr/bin/env"};
+    with_env.insert(with_env.end(), env_.begin(), env_.end());
+    argv.insert(argv.begin(), with_env.begin(), with_env.end());
+  }
   // Named by port too: several coordinators of one test share its folder.
   process_ = Process(argv, dir_ + "/coordinator-" + std::to_string(port_) + "-" +
                                std::to_string(++starts_) + ".log");

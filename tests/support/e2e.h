@@ -41,6 +41,9 @@ class Coordinator {
  public:
   Coordinator(std::string db, std::vector<std::string> extra_args, std::string dir);
   void Start();  // waits for /healthz
+  // Environment variables ("NAME=value") of the next Start.
+  void SetEnv(std::vector<std::string> env) { env_ = std::move(env); }
+  bool running() { return process_.running(); }
   void Kill9() { process_.Kill9(); }
   void Stop() { process_.Stop(); }
   const std::string& url() const { return url_; }
@@ -49,6 +52,7 @@ class Coordinator {
  private:
   std::string db_;
   std::vector<std::string> args_;
+  std::vector<std::string> env_;
   std::string dir_;
   int port_;
   std::string url_;

@@ -39,16 +39,21 @@ PgCluster::PgCluster() {
   dir_ = TempDir("funcky-pg-");
   port_ = FreePort();
   const bool root = geteuid() == 0;
-  const std::string as_pg = root ? "runuser -u postgres -- " : "";
+  as_pg_ = root ? "runuser -u postgres -- " : "";
   if (root) RunCommand("chown postgres:postgres " + dir_);
   const std::string data = dir_ + "/data";
-  if (RunCommand(as_pg + bindir_ + "/initdb -D " + data + " -A trust -U postgres -E UTF8 > " +
+  if (RunCommand(as_pg_ + bindir_ + "/initdb -D " + data + " -A trust -U postgres -E UTF8 > " +
                  dir_ + "/initdb.log 2>&1") != 0) {
     std::cerr << "initdb failed; see " << dir_ << "/initdb.log\n";
     std::abort();
   }
+  Start();
+}
+
+void PgCluster::Start() {
+  const std::string data = dir_ + "/data";
   // fsync stays on: tests claim durability.
-  std::string start = as_pg + bindir_ + "/pg_ctl -D " + data + " -l " + dir_ +
+  std::string start = as_pg_ + bindir_ + "/pg_ctl -D " + data + " -l " + dir_ +
                       "/server.log -w start -o \"-c listen_addresses=127.0.0.1 -p " +
                       std::to_string(port_) + " -c unix_socket_directories=" + dir_ +
                       " -c max_connections=300\" > /dev/null";
@@ -60,12 +65,17 @@ PgCluster::PgCluster() {
   pidfile >> pid_;
 }
 
-PgCluster::~PgCluster() {
+void PgCluster::Stop() {
   if (pid_ <= 0) return;
   kill(pid_, SIGINT);  // fast shutdown
   for (int i = 0; i < 200 && kill(pid_, 0) == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  pid_ = 0;
+}
+
+PgCluster::~PgCluster() {
+  Stop();
   std::filesystem::remove_all(dir_);
 }
 

@@ -15,12 +15,17 @@ class PgCluster {
   PgCluster& operator=(const PgCluster&) = delete;
 
   int port() const { return port_; }
+  // Stops the server (fast shutdown: sessions are ended) and starts it again on the same
+  // port and data, for outage tests.
+  void Stop();
+  void Start();
   // Creates an empty database and returns its URL.
   std::string CreateDatabase(const std::string& name);
 
  private:
   std::string dir_;
   std::string bindir_;
+  std::string as_pg_;  // runs a command as user postgres when the tests run as root
   int port_ = 0;
   int pid_ = 0;
 };

@@ -741,6 +741,27 @@ Result<QueueStats> PostgresStore::GetQueueStats(TimePoint now) {
   });
 }
 
+Result<std::vector<std::string>> PostgresStore::PendingRunEnds(int64_t ended_before_ms, int limit) {
+  return InTransaction([&](pqxx::work& w) -> Result<std::vector<std::string>> {
+    std::vector<std::string> out;
+    for (const auto& row :
+         w.exec_params("SELECT run_id FROM run_ends WHERE $1::bigint = 0 OR ended_at_ms < $1::bigint "
+                       "ORDER BY ended_at_ms, run_id LIMIT $2",
+                       ended_before_ms, limit)) {
+      out.push_back(row[0].as<std::string>());
+    }
+    return out;
+  });
+}
+
+Status PostgresStore::AckRunEnds(const std::vector<std::string>& run_ids) {
+  if (run_ids.empty()) return Status::Ok();
+  return InTransaction([&](pqxx::work& w) -> Status {
+    w.exec_params("DELETE FROM run_ends WHERE run_id = ANY($1::text[])", ArrayLiteral(run_ids));
+    return Status::Ok();
+  });
+}
+
 namespace {
 
 // Fails the head of lane (function_id, key) with `error` and moves the lane on. Locks in the

@@ -44,6 +44,8 @@ class PostgresStore final : public Store {
   Status Apply(const QueueItem& item, const Transition& t, TimePoint now) override;
   Result<int64_t> QueueDepth() override;
   Result<QueueStats> GetQueueStats(TimePoint now) override;
+  Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) override;
+  Status AckRunEnds(const std::vector<std::string>& run_ids) override;
   Result<std::vector<std::string>> ExpireLaneHeads(TimePoint now) override;
 
   Result<std::vector<LaneRecord>> ListLanes(const LaneFilter& filter) override;

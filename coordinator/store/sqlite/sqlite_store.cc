@@ -764,6 +764,26 @@ class SqliteStore final : public Store {
         [&](Tx& tx) -> Result<int64_t> { return tx.Count("SELECT count(*) FROM queue"); });
   }
 
+  Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) override {
+    return InTransaction([&](Tx& tx) -> Result<std::vector<std::string>> {
+      std::vector<std::string> out;
+      auto s = tx.Query(
+          "SELECT run_id FROM run_ends WHERE ?1 = 0 OR ended_at_ms < ?1 "
+          "ORDER BY ended_at_ms, run_id LIMIT ?2",
+          ended_before_ms, limit);
+      while (s->Next()) out.push_back(s->Text(0));
+      return out;
+    });
+  }
+
+  Status AckRunEnds(const std::vector<std::string>& run_ids) override {
+    if (run_ids.empty()) return Status::Ok();
+    return InTransaction([&](Tx& tx) -> Status {
+      for (const std::string& id : run_ids) tx.Exec("DELETE FROM run_ends WHERE run_id = ?1", id);
+      return Status::Ok();
+    });
+  }
+
   Result<QueueStats> GetQueueStats(TimePoint now) override {
     const int64_t now_ms = UnixMillis(now);
     return InTransaction([&](Tx& tx) -> Result<QueueStats> {

@@ -1,0 +1,104 @@
+// The run-end outbox: a run's end is recorded in the transaction that ends it, so a crash
+// right after that commit, or a database outage while the end is being announced, loses no
+// inngest/function.finished, and a run invoking the ended one resumes with its result at
+// once, not at its timeout (an hour here).
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/e2e.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+
+namespace funcky::testing {
+namespace {
+
+Json EventsNamed(const Coordinator& c, const std::string& name) {
+  return Http("GET", c.url() + "/v1/events?limit=500&name=" + name).body["data"];
+}
+
+std::string FirstRunOf(const Coordinator& c, const std::string& event_id) {
+  auto runs = RunsOfEvent(c.url(), event_id);
+  return runs.empty() ? "" : runs[0];
+}
+
+// The callee run a caller run invoked, once it exists.
+Json CalleeRun(const Coordinator& c) {
+  Json run;
+  WaitFor([&] {
+    auto r = Http("GET", c.url() + "/v1/runs?function=test-callee");
+    if (r.status != 200 || r.body["data"].empty()) return false;
+    run = r.body["data"][0];
+    return true;
+  });
+  return run;
+}
+
+class RunEndsTest : public E2eTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string backend() const override { return GetParam(); }
+};
+
+TEST_P(RunEndsTest, ACrashRightAfterARunEndsLosesNoEndAndTheInvokerResumesAtOnce) {
+  Coordinator c(db_, {}, dir_);
+  c.SetEnv({"FUNCKY_FAULT_AFTER_END_OF=test-callee"});
+  c.Start();
+  TestHost host(c.url(), dir_);
+  const std::string event =
+      Send(c, {{"name", "test/invoke"}, {"data", {{"n", 21}, {"timeout", "1h"}}}});
+  // The callee's end commits, then the coordinator exits before announcing it.
+  ASSERT_TRUE(WaitFor([&] { return !c.running(); })) << c.Log();
+  ASSERT_NE(c.Log().find("fault injection: exiting after the end of run"), std::string::npos)
+      << c.Log();
+
+  c.SetEnv({});
+  const auto restarted = std::chrono::steady_clock::now();
+  c.Start();
+  const std::string caller = FirstRunOf(c, event);
+  ASSERT_FALSE(caller.empty());
+  Json done = WaitForRunEnd(c.url(), caller, std::chrono::seconds(20));
+  const auto resumed_after = std::chrono::steady_clock::now() - restarted;
+  ASSERT_EQ(done["status"], "completed") << done.dump(2) << c.Log();
+  EXPECT_EQ(done["output"]["result"], Json({{"doubled", 42}})) << done.dump(2);
+  // At once: the restarted coordinator's first sweep announces the recorded end.
+  EXPECT_LT(resumed_after, std::chrono::seconds(10));
+  Json callee = CalleeRun(c);
+  EXPECT_EQ(callee["status"], "completed");
+  int callee_finished = 0;
+  for (const Json& e : EventsNamed(c, "inngest/function.finished")) {
+    callee_finished += e["payload"]["data"]["run_id"] == callee["id"] ? 1 : 0;
+  }
+  EXPECT_EQ(callee_finished, 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, RunEndsTest, ::testing::Values("postgres", "sqlite"),
+                         [](const auto& info) { return info.param; });
+
+class RunEndsOutageTest : public E2eTest {};
+
+TEST_F(RunEndsOutageTest, ARunEndAnnouncedDuringADatabaseOutageIsStoredOnceItIsBack) {
+  Coordinator c(db_, {}, dir_);
+  // Between the commit of the callee's end and its announcement, the test stops PostgreSQL.
+  c.SetEnv({"FUNCKY_FAULT_AFTER_END_OF=test-callee", "FUNCKY_FAULT_PAUSE=1500ms"});
+  c.Start();
+  TestHost host(c.url(), dir_);
+  const std::string caller =
+      FirstRunOf(c, Send(c, {{"name", "test/invoke"}, {"data", {{"n", 4}, {"timeout", "1h"}}}}));
+  ASSERT_FALSE(caller.empty());
+  ASSERT_TRUE(WaitFor([&] {
+    return c.Log().find("fault injection: pausing") != std::string::npos;
+  })) << c.Log();
+  SharedPgCluster().Stop();
+  // Down well past the announcement's own retries (under a second).
+  std::this_thread::sleep_for(std::chrono::seconds(8));
+  ASSERT_NE(c.Log().find("the sweep retries them"), std::string::npos) << c.Log();
+  SharedPgCluster().Start();
+  Json done = WaitForRunEnd(c.url(), caller, std::chrono::seconds(30));
+  ASSERT_EQ(done["status"], "completed") << done.dump(2) << c.Log();
+  EXPECT_EQ(done["output"]["result"], Json({{"doubled", 8}})) << done.dump(2);
+  EXPECT_EQ(EventsNamed(c, "inngest/function.finished").size(), 2u);  // callee and caller
+  EXPECT_TRUE(c.running());
+}
+
+}  // namespace
+}  // namespace funcky::testing
