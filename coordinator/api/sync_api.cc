@@ -138,7 +138,13 @@ Response Api::HandleSyncAppUrl(const Request& req) {
     // The app registered itself through /fn/register instead (in-band sync turned off).
     return JsonResponse(200, {{"data", {{"url", url}, {"sync_kind", "out_of_band"}}}});
   }
-  Json app = Json::parse(reply->body, nullptr, /*allow_exceptions=*/false);
+  // The app's reply is held to the limits of a request body: it becomes the same config.
+  auto parsed = http::ParseJsonBody(reply->body);
+  if (!parsed.ok()) {
+    return http::ErrorResponse(
+        InvalidArgument("the app's sync reply: " + parsed.status().message()));
+  }
+  const Json& app = *parsed;
   if (!app.is_object()) {
     return http::ErrorResponse(502, "bad_gateway", "the app's sync reply is not a JSON object");
   }
