@@ -6,6 +6,7 @@
 #include "common/url.h"
 #include "coordinator/api/api.h"
 #include "coordinator/api/json_views.h"
+#include "coordinator/scheduler/backoff.h"
 #include "coordinator/scheduler/flow.h"
 
 #include <set>
@@ -63,9 +64,12 @@ Status ValidateFunction(const Json& fn, size_t index) {
     return InvalidArgument(where + ": " + u.status().message());
   }
   if (step.contains("retries")) {
+    // Refused rather than clamped or wrapped: 4294967297 read as an int would be 1.
     const Json& r = step["retries"];
-    if (!r.is_object() || (r.contains("attempts") && !r["attempts"].is_number_integer())) {
-      return InvalidArgument(where + ": steps.step.retries.attempts must be an integer");
+    if (!r.is_object() || (r.contains("attempts") &&
+                           !scheduler::IsIntegerIn(r["attempts"], 0, scheduler::kMaxRetries))) {
+      return InvalidArgument(where + ": steps.step.retries.attempts must be an integer from 0 to " +
+                             std::to_string(scheduler::kMaxRetries));
     }
   }
   return Status::Ok();
