@@ -113,6 +113,11 @@ Response Api::HandleEvents(const Request& req, std::string_view key) {
   const size_t count = batch.size();
   auto stored = intake_.Ingest(std::move(batch));
   if (!stored.ok()) {
+    if (stored.status().code() == StatusCode::kAlreadyExists) {
+      // A seed reused for another event: storing it would lose one of the two. Resending
+      // this request cannot succeed, so no 5xx (SDKs retry those forever).
+      return EventsError(409, "already_exists", stored.status().message());
+    }
     spdlog::error("storing {} event(s) failed: {}", count, stored.status().ToString());
     return EventsError(503, "unavailable", "storage unavailable; nothing was stored, retry");
   }
