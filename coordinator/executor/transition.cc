@@ -19,6 +19,18 @@ Json ErrorJson(std::string_view name, std::string_view message) {
   return {{"name", name}, {"message", message}};
 }
 
+// At most `max` bytes of a reply body as text every store can hold and every log can print:
+// bytes that are not UTF-8 become U+FFFD (a strict dump() would throw on them) and NUL is
+// dropped (PostgreSQL refuses it), so recording the attempt cannot fail on the store and
+// leave the call to be redone forever.
+std::string BodyExcerpt(std::string_view body, size_t max) {
+  const std::string quoted =
+      Json(std::string(body.substr(0, max))).dump(-1, ' ', false, Json::error_handler_t::replace);
+  std::string text = Json::parse(quoted).get<std::string>();
+  std::erase(text, '\0');
+  return text;
+}
+
 // The error a non-2xx reply carries: the SDK's serialized error when the body is one (and
 // within the limits every host reply is held to).
 Json ReplyError(const HttpResponse& reply) {
@@ -26,7 +38,7 @@ Json ReplyError(const HttpResponse& reply) {
   if (body.ok() && body->is_object() && (body->contains("message") || body->contains("name"))) {
     return std::move(*body);
   }
-  std::string text = reply.body.substr(0, 2000);
+  std::string text = BodyExcerpt(reply.body, 2000);
   return ErrorJson("HostError", "host answered HTTP " + std::to_string(reply.status) +
                                     (text.empty() ? "" : ": " + text));
 }

@@ -198,6 +198,22 @@ TEST_F(TransitionTest, AMillionLevelsDeepReplyIsAFailedAttemptNotACrash) {
   }
 }
 
+// A non-JSON error body with NUL and bytes that are not UTF-8 is recorded as text any
+// store can hold: dumping the error must not throw, and it holds no \u0000.
+TEST_F(TransitionTest, ErrorBodyThatIsNotUtf8OrHoldsNulIsRecordedAsCleanText) {
+  const std::string body = std::string("boom\0 \xff\xfe end", 12) + std::string(3000, 'x');
+  auto t = Decide(Reply(500, body));
+  ASSERT_EQ(t.attempts.size(), 1u);
+  std::string dumped;
+  ASSERT_NO_THROW(dumped = t.attempts[0].error.dump());
+  EXPECT_EQ(dumped.find("\\u0000"), std::string::npos) << dumped.substr(0, 80);
+  const std::string message = t.attempts[0].error["message"];
+  EXPECT_EQ(message.rfind("host answered HTTP 500: boom \xEF\xBF\xBD", 0), 0u)
+      << message.substr(0, 80);
+  EXPECT_NE(message.find(" end"), std::string::npos);
+  EXPECT_LT(message.size(), 2100u);
+}
+
 TEST(Backoff, FollowsScheduleRepeatsLastAndAddsBoundedJitter) {
   scheduler::RetryPolicy p{{std::chrono::seconds(1), std::chrono::seconds(5)},
                            std::chrono::seconds(2)};
