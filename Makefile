@@ -44,17 +44,25 @@ bench: build
 	bench/claim_backlog.sh $(BUILD)
 	bench/list_runs.sh $(BUILD)
 
-# Fuzzes the expression parser and evaluator for 60 s with libFuzzer (clang), ASan and UBSan.
-# Not part of `make test`. Crashes are written to $(BUILD)/fuzz/.
+# Fuzzes, with libFuzzer (clang), ASan and UBSan, each parser of untrusted input: expressions
+# (expr), host replies (ops), event bodies (event_body) and URLs (url). FUZZ_SECONDS is split
+# evenly across the targets. Not part of `make test`. Crashes are written to $(BUILD)/fuzz/;
+# each seed corpus is fuzz/corpus/<target>/, new inputs go to $(BUILD)/fuzz/corpus/<target>/.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := expr ops event_body url
+FUZZ_FLAGS := -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I.
+fuzz_srcs_expr := coordinator/expr/expr.cc common/crypto.cc common/json_parse.cc common/status.cc -lcrypto
+fuzz_srcs_ops := common/ops.cc common/json_parse.cc common/status.cc
+fuzz_srcs_event_body := coordinator/api/event_body.cc common/json_parse.cc common/status.cc
+fuzz_srcs_url := common/url.cc common/status.cc
 fuzz: deps
 	@command -v clang++ >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang; }
-	@mkdir -p $(BUILD)/fuzz/corpus
-	clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -I. fuzz/expr_fuzz.cc coordinator/expr/expr.cc common/crypto.cc common/status.cc -lcrypto \
-	  -o $(BUILD)/fuzz/expr_fuzz
-	cd $(BUILD)/fuzz && ./expr_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4200 -print_final_stats=1 \
-	  corpus $(CURDIR)/fuzz/corpus/expr
+	@for t in $(FUZZ_TARGETS); do mkdir -p $(BUILD)/fuzz/corpus/$$t; done
+	$(foreach t,$(FUZZ_TARGETS),clang++ $(FUZZ_FLAGS) fuzz/$(t)_fuzz.cc $(fuzz_srcs_$(t)) -o $(BUILD)/fuzz/$(t)_fuzz &&) true
+	cd $(BUILD)/fuzz && for t in $(FUZZ_TARGETS); do \
+	  ./$${t}_fuzz -max_total_time=$$(( $(FUZZ_SECONDS) / $(words $(FUZZ_TARGETS)) )) -max_len=4200 \
+	    -print_final_stats=1 -artifact_prefix=$$t- corpus/$$t $(CURDIR)/fuzz/corpus/$$t || exit 1; \
+	done
 
 # `funcky dev` (SQLite under .funcky/, no database server) and the hello host.
 run: build

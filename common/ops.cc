@@ -3,6 +3,8 @@
 #include <array>
 #include <utility>
 
+#include "common/json_parse.h"
+
 namespace funcky {
 
 namespace {
@@ -53,13 +55,14 @@ std::string Op::DisplayName() const {
 }
 
 Result<std::vector<Op>> ParseOps(std::string_view body) {
-  nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return InvalidArgument("op list is not valid JSON");
+  auto parsed = ParseUntrustedJson(body, kHostReplyJsonLimits);
+  if (!parsed.ok()) return InvalidArgument("op list: " + parsed.status().message());
+  nlohmann::json& doc = *parsed;
   if (!doc.is_array()) return InvalidArgument("op list is not a JSON array");
   std::vector<Op> ops;
   ops.reserve(doc.size());
   for (size_t i = 0; i < doc.size(); ++i) {
-    const auto& j = doc[i];
+    auto& j = doc[i];
     std::string where = "op " + std::to_string(i);
     if (!j.is_object()) return InvalidArgument(where + " is not an object");
     auto id = j.find("id");
@@ -79,10 +82,10 @@ Result<std::vector<Op>> ParseOps(std::string_view body) {
     };
     out.name = str("name");
     out.display_name = str("displayName");
-    if (auto it = j.find("opts"); it != j.end()) out.opts = *it;
-    if (auto it = j.find("data"); it != j.end()) out.data = *it;
-    if (auto it = j.find("error"); it != j.end()) out.error = *it;
-    if (auto it = j.find("userland"); it != j.end()) out.userland = *it;
+    if (auto it = j.find("opts"); it != j.end()) out.opts = std::move(*it);
+    if (auto it = j.find("data"); it != j.end()) out.data = std::move(*it);
+    if (auto it = j.find("error"); it != j.end()) out.error = std::move(*it);
+    if (auto it = j.find("userland"); it != j.end()) out.userland = std::move(*it);
     ops.push_back(std::move(out));
   }
   return ops;

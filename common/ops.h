@@ -50,8 +50,9 @@ struct Op {
   std::string DisplayName() const;
 };
 
-// Parses a 206 body. kInvalidArgument when it is not a JSON array of objects each with a
-// string `id` and a known string `op` (unknown keys are ignored).
+// Parses a 206 body with ParseUntrustedJson's host-reply limits (common/json_parse.h).
+// kInvalidArgument when it is not a JSON array of objects each with a string `id` and a
+// known string `op` (unknown keys are ignored), or breaks those limits.
 Result<std::vector<Op>> ParseOps(std::string_view body);
 
 // The JSON form of an op, as a host sends it.

@@ -26,6 +26,19 @@ size_t PrefixLength(std::string_view key) {
 
 std::string_view KeyMaterial(std::string_view key) { return key.substr(PrefixLength(key)); }
 
+Status ValidateSigningKey(std::string_view key) {
+  std::string_view material = KeyMaterial(key);
+  if (material.empty()) {
+    return InvalidArgument("the signing key has no key material after its signkey-<env>- prefix");
+  }
+  if (!crypto::HexDecode(material)) {
+    return InvalidArgument(
+        "the signing key must be signkey-<env>-<hex> or bare hex with an even number of hex "
+        "digits");
+  }
+  return Status::Ok();
+}
+
 std::string SignatureHeader(std::string_view body, std::string_view key, int64_t unix_seconds) {
   std::string t = std::to_string(unix_seconds);
   std::string message(body);

@@ -22,6 +22,12 @@ inline constexpr std::chrono::seconds kMaxSkew{300};
 // The hex part of a key: `signkey-test-abc` gives `abc`; a bare key is returned unchanged.
 std::string_view KeyMaterial(std::string_view key);
 
+// OK when `key` is `signkey-<env>-<hex>` or bare hex, with an even number of hex digits
+// after the prefix. kInvalidArgument otherwise (`signkey-prod-` with nothing after it,
+// material that is not hex): such a key would sign with, and accept, next to nothing. The
+// message never quotes the key.
+Status ValidateSigningKey(std::string_view key);
+
 // `t=<unix_seconds>&s=<hex>` for `body` signed with `key`.
 std::string SignatureHeader(std::string_view body, std::string_view key, int64_t unix_seconds);
 

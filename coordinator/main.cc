@@ -14,6 +14,7 @@
 
 #include "common/duration.h"
 #include "common/http_server.h"
+#include "common/signing.h"
 #include "coordinator/api/api.h"
 #include "coordinator/executor/executor.h"
 #include "coordinator/http/router.h"
@@ -114,6 +115,15 @@ int Serve(const ServeFlags& f, bool dev) {
         "--dashboard-token (or FUNCKY_DASHBOARD_TOKEN) to protect them",
         f.host);
     return 2;
+  }
+  // A malformed key would sign with (and let SDKs register with) next to nothing.
+  for (const auto& [flag, key] : {std::pair{"--signing-key", &f.signing_key},
+                                  std::pair{"--signing-key-fallback", &f.signing_key_fallback}}) {
+    if (key->empty()) continue;
+    if (Status s = signing::ValidateSigningKey(*key); !s.ok()) {
+      spdlog::error("{}: {}", flag, s.message());
+      return 2;
+    }
   }
   executor::ExecutorOptions exec;
   {

@@ -1,6 +1,7 @@
 #include "sdk/client.h"
 
 #include "common/http_client.h"
+#include "common/json_parse.h"
 #include "common/url.h"
 #include "sdk/coordinator_api.h"
 
@@ -16,12 +17,14 @@ Result<nlohmann::json> PostToCoordinator(const ClientOptions& options, std::stri
   req.body = std::move(body);
   req.timeout = std::chrono::seconds(30);
   ASSIGN_OR_RETURN(HttpResponse res, HttpCall(req, {.ca_file = options.ca_file}));
-  auto reply = nlohmann::json::parse(res.body, nullptr, false);
+  // A coordinator's reply is small and flat; whatever else answers is held to the limits.
+  auto parsed = ParseUntrustedJson(res.body, kCallBodyJsonLimits);
+  nlohmann::json reply = parsed.ok() ? std::move(*parsed) : nlohmann::json();
   int status = reply.is_object() ? reply.value("status", status_if_absent) : 0;
   if (res.status == 200 && status == 200) return reply;
   std::string message = reply.is_object() && reply.contains("error") && reply["error"].is_string()
                             ? reply["error"].get<std::string>()
-                            : res.body;
+                            : res.body.substr(0, 300);
   message = std::string(path) + " (HTTP " + std::to_string(res.status) + "): " + message;
   if (res.status == 401) return Unauthenticated(message);
   if (res.status >= 500) return Unavailable(message);

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "common/jcs.h"
+#include "common/json_parse.h"
 #include "common/signing.h"
 #include "common/step_id.h"
 #include "common/url.h"
@@ -145,11 +146,12 @@ ServeResponse ServeHandler::Sync(const ServeRequest& request) const {
 
 ServeResponse ServeHandler::Call(const ServeRequest& request) const {
   if (request.body.empty()) return Finish(JsonReply(401, {{"message", "Unauthorized"}}));
-  Json body = Json::parse(request.body, nullptr, false);
+  auto parsed = ParseUntrustedJson(request.body, kCallBodyJsonLimits);
+  Json body = parsed.ok() ? std::move(*parsed) : Json(Json::value_t::discarded);
   if (!client_.options().signing_key.empty()) {
     // Verify over the canonical form, as the protocol signs it (PROTOCOL.md §7).
-    auto canonical = body.is_discarded() ? Result<std::string>(InvalidArgument("bad JSON"))
-                                         : CanonicalJson(body);
+    auto canonical =
+        !parsed.ok() ? Result<std::string>(InvalidArgument("bad JSON")) : CanonicalJson(body);
     std::vector<std::string> keys = {client_.options().signing_key,
                                      client_.options().signing_key_fallback};
     Status s = canonical.ok()
@@ -166,7 +168,7 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
   auto internal_error = [&](const std::string& message) {
     return Finish(JsonReply(500, {{"type", "internal"}, {"name", "Error"}, {"message", message}}));
   };
-  if (body.is_discarded() || !body.is_object()) return internal_error("request body is not JSON");
+  if (!parsed.ok() || !body.is_object()) return internal_error("request body is not JSON");
   const std::string fn_id = QueryParam(request.target, "fnId");
   auto it = by_id_.find(fn_id);
   if (it == by_id_.end()) return internal_error("no function \"" + fn_id + "\" in this app");

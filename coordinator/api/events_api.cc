@@ -3,6 +3,7 @@
 
 #include "common/ulid.h"
 #include "coordinator/api/api.h"
+#include "coordinator/api/event_body.h"
 #include "coordinator/api/json_views.h"
 
 namespace funcky::api {
@@ -20,81 +21,21 @@ Response EventsError(int status, std::string_view code, const std::string& messa
       status, {{"ids", Json::array()}, {"status", status}, {"error", message}, {"code", code}});
 }
 
-constexpr int64_t kMinTs = 315532800000;   // 1980-01-01
-constexpr int64_t kMaxTs = 4102444800000;  // 2100-01-01
-
-// Checks one event and fills defaults; the error names the event's position.
-Status NormalizeEvent(Json& e, size_t index, int64_t now_ms, size_t max_bytes) {
-  std::string where = "event " + std::to_string(index);
-  if (!e.is_object()) return InvalidArgument(where + " is not a JSON object");
-  auto name = e.find("name");
-  if (name == e.end() || !name->is_string() || name->get_ref<const std::string&>().empty()) {
-    return InvalidArgument(where + ": \"name\" must be a non-empty string");
-  }
-  const std::string& n = name->get_ref<const std::string&>();
-  if (n.size() > 256) return InvalidArgument(where + ": \"name\" is longer than 256 bytes");
-  if (n.rfind("inngest/", 0) == 0) {
-    return InvalidArgument(where + ": names starting with \"inngest/\" are reserved");
-  }
-  auto data = e.find("data");
-  if (data == e.end() || data->is_null()) {
-    e["data"] = Json::object();
-  } else if (!data->is_object()) {
-    return InvalidArgument(where + ": \"data\" must be an object");
-  } else {
-    data->erase("_inngest");  // reserved for the coordinator
-  }
-  auto user = e.find("user");
-  if (user == e.end() || user->is_null()) {
-    e["user"] = Json::object();
-  } else if (!user->is_object()) {
-    return InvalidArgument(where + ": \"user\" must be an object");
-  }
-  auto id = e.find("id");
-  if (id != e.end() && !id->is_null()) {
-    if (!id->is_string()) return InvalidArgument(where + ": \"id\" must be a string");
-    if (id->get_ref<const std::string&>().size() > 512) {
-      return InvalidArgument(where + ": \"id\" is longer than 512 bytes");
-    }
-  }
-  auto ts = e.find("ts");
-  if (ts == e.end() || ts->is_null() || (ts->is_number() && ts->get<double>() == 0)) {
-    e["ts"] = now_ms;
-  } else if (!ts->is_number_integer()) {
-    return InvalidArgument(where + ": \"ts\" must be an integer (Unix milliseconds)");
-  } else if (ts->get<int64_t>() < kMinTs || ts->get<int64_t>() > kMaxTs) {
-    return InvalidArgument(where + ": \"ts\" must be between 1980 and 2100 in Unix milliseconds");
-  }
-  if (auto v = e.find("v"); v != e.end() && !v->is_null() && !v->is_string()) {
-    return InvalidArgument(where + ": \"v\" must be a string");
-  }
-  if (e.dump().size() > max_bytes) {
-    return ResourceExhausted(where + " is larger than " + std::to_string(max_bytes) + " bytes");
-  }
-  return Status::Ok();
-}
-
 }  // namespace
 
 Response Api::HandleEvents(const Request& req, std::string_view key) {
   if (!EventKeyAccepted(key)) return EventsError(401, "unauthenticated", "unknown event key");
-  auto body = http::ParseJsonBody(req.body);
-  if (!body.ok()) return EventsError(400, "invalid_argument", body.status().message());
-  Json list = body->is_array() ? std::move(*body) : Json::array({std::move(*body)});
-  if (list.empty()) return EventsError(400, "invalid_argument", "no events in the request");
-  if (list.size() > options_.max_events_per_request) {
-    return EventsError(413, "too_many_events",
-                       std::to_string(list.size()) + " events in one request; the limit is " +
-                           std::to_string(options_.max_events_per_request));
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  auto events = ParseEventBody(
+      req.body,
+      {.max_events = options_.max_events_per_request, .max_event_bytes = options_.max_event_bytes},
+      now_ms);
+  if (!events.ok()) {
+    const Status& s = events.status();
+    int status = s.code() == StatusCode::kResourceExhausted ? 413 : 400;
+    return EventsError(status, StatusCodeName(s.code()), s.message());
   }
-  const TimePoint now = clock_.Now();
-  const int64_t now_ms = UnixMillis(now);
-  for (size_t i = 0; i < list.size(); ++i) {
-    if (Status s = NormalizeEvent(list[i], i, now_ms, options_.max_event_bytes); !s.ok()) {
-      int status = s.code() == StatusCode::kResourceExhausted ? 413 : 400;
-      return EventsError(status, StatusCodeName(s.code()), s.message());
-    }
-  }
+  std::vector<Json>& list = *events;
   const std::string seed(req.header("x-inngest-event-id-seed"));
   std::vector<intake::IncomingEvent> batch;
   batch.reserve(list.size());
@@ -113,6 +54,11 @@ Response Api::HandleEvents(const Request& req, std::string_view key) {
   const size_t count = batch.size();
   auto stored = intake_.Ingest(std::move(batch));
   if (!stored.ok()) {
+    if (stored.status().code() == StatusCode::kAlreadyExists) {
+      // A seed reused for another event: storing it would lose one of the two. Resending
+      // this request cannot succeed, so no 5xx (SDKs retry those forever).
+      return EventsError(409, "already_exists", stored.status().message());
+    }
     spdlog::error("storing {} event(s) failed: {}", count, stored.status().ToString());
     return EventsError(503, "unavailable", "storage unavailable; nothing was stored, retry");
   }

@@ -6,6 +6,7 @@
 #include "common/url.h"
 #include "coordinator/api/api.h"
 #include "coordinator/api/json_views.h"
+#include "coordinator/scheduler/backoff.h"
 #include "coordinator/scheduler/flow.h"
 
 #include <set>
@@ -82,9 +83,12 @@ Status ValidateFunction(const Json& fn, size_t index) {
     return InvalidArgument(where + ": " + u.status().message());
   }
   if (step.contains("retries")) {
+    // Refused rather than clamped or wrapped: 4294967297 read as an int would be 1.
     const Json& r = step["retries"];
-    if (!r.is_object() || (r.contains("attempts") && !r["attempts"].is_number_integer())) {
-      return InvalidArgument(where + ": steps.step.retries.attempts must be an integer");
+    if (!r.is_object() || (r.contains("attempts") &&
+                           !scheduler::IsIntegerIn(r["attempts"], 0, scheduler::kMaxRetries))) {
+      return InvalidArgument(where + ": steps.step.retries.attempts must be an integer from 0 to " +
+                             std::to_string(scheduler::kMaxRetries));
     }
   }
   return Status::Ok();
@@ -156,7 +160,13 @@ Response Api::HandleSyncAppUrl(const Request& req) {
     // The app registered itself through /fn/register instead (in-band sync turned off).
     return JsonResponse(200, {{"data", {{"url", url}, {"sync_kind", "out_of_band"}}}});
   }
-  Json app = Json::parse(reply->body, nullptr, /*allow_exceptions=*/false);
+  // The app's reply is held to the limits of a request body: it becomes the same config.
+  auto parsed = http::ParseJsonBody(reply->body);
+  if (!parsed.ok()) {
+    return http::ErrorResponse(
+        InvalidArgument("the app's sync reply: " + parsed.status().message()));
+  }
+  const Json& app = *parsed;
   if (!app.is_object()) {
     return http::ErrorResponse(502, "bad_gateway", "the app's sync reply is not a JSON object");
   }

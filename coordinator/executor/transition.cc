@@ -3,6 +3,7 @@
 #include <set>
 
 #include "common/duration.h"
+#include "common/json_parse.h"
 #include "common/ops.h"
 #include "common/step_id.h"
 #include "coordinator/executor/call.h"
@@ -18,11 +19,26 @@ Json ErrorJson(std::string_view name, std::string_view message) {
   return {{"name", name}, {"message", message}};
 }
 
-// The error a non-2xx reply carries: the SDK's serialized error when the body is one.
+// At most `max` bytes of a reply body as text every store can hold and every log can print:
+// bytes that are not UTF-8 become U+FFFD (a strict dump() would throw on them) and NUL is
+// dropped (PostgreSQL refuses it), so recording the attempt cannot fail on the store and
+// leave the call to be redone forever.
+std::string BodyExcerpt(std::string_view body, size_t max) {
+  const std::string quoted =
+      Json(std::string(body.substr(0, max))).dump(-1, ' ', false, Json::error_handler_t::replace);
+  std::string text = Json::parse(quoted).get<std::string>();
+  std::erase(text, '\0');
+  return text;
+}
+
+// The error a non-2xx reply carries: the SDK's serialized error when the body is one (and
+// within the limits every host reply is held to).
 Json ReplyError(const HttpResponse& reply) {
-  Json body = Json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_object() && (body.contains("message") || body.contains("name"))) return body;
-  std::string text = reply.body.substr(0, 2000);
+  auto body = ParseUntrustedJson(reply.body, kHostReplyJsonLimits);
+  if (body.ok() && body->is_object() && (body->contains("message") || body->contains("name"))) {
+    return std::move(*body);
+  }
+  std::string text = BodyExcerpt(reply.body, 2000);
   return ErrorJson("HostError", "host answered HTTP " + std::to_string(reply.status) +
                                     (text.empty() ? "" : ": " + text));
 }
@@ -191,16 +207,19 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
   const bool no_retry = reply.header("X-Inngest-No-Retry") == "true";
 
   if (reply.status == 200 && from_sdk) {
-    Json output = reply.body.empty() ? Json(nullptr) : Json::parse(reply.body, nullptr, false);
-    if (output.is_discarded()) {
-      c.RetryOrFail(call_step, call_step,
-                    ErrorJson("ProtocolError", "host answered 200 with a body that is not JSON"),
-                    std::nullopt);
+    auto output = reply.body.empty() ? Result<Json>(Json(nullptr))
+                                     : ParseUntrustedJson(reply.body, kHostReplyJsonLimits);
+    if (!output.ok()) {
+      c.RetryOrFail(
+          call_step, call_step,
+          ErrorJson("ProtocolError", "host answered 200 with a body that is not usable JSON: " +
+                                         output.status().message()),
+          std::nullopt);
       return std::move(c.t);
     }
     if (call_step != kDiscoveryStepId) c.Attempt(call_step, call_step, "completed");
     c.t.end_status = store::kCompleted;
-    c.t.output = std::move(output);
+    c.t.output = std::move(*output);
     return std::move(c.t);
   }
 

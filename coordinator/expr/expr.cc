@@ -3,11 +3,14 @@
 #include <cctype>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "common/crypto.h"
+#include "common/json_parse.h"
 
 namespace funcky::expr {
 
@@ -17,6 +20,9 @@ namespace {
 
 // Deeper nesting than this is refused at compile time, so evaluation never runs out of stack.
 constexpr int kMaxDepth = 64;
+
+// json_parse() never stores what it parses, so \u0000 is fine there.
+constexpr JsonLimits kJsonParseLimits{.max_depth = 64, .allow_nul = true};
 
 enum class Op {
   kLiteral,
@@ -354,10 +360,88 @@ size_t Utf8Length(const std::string& s) {
   return n;
 }
 
-Json Arithmetic(Op op, const Json& a, const Json& b) {
+// What one evaluation may still spend. Every node evaluated and every list item `in`
+// looks at is a step; every value the evaluation makes (a concatenation, a copied list
+// item, a parsed or decoded string) costs its size in bytes. Once either runs out, the
+// evaluation stops and its result is null.
+class Budget {
+ public:
+  bool Step(size_t n = 1) {
+    if (n > steps_) exceeded_ = true;
+    if (!exceeded_) steps_ -= n;
+    return !exceeded_;
+  }
+  // Charges roughly the bytes of `v` (its strings, 8 per value); walks no further than the
+  // budget left, so measuring a huge value costs no more than the budget.
+  bool Charge(const Json& v) {
+    std::vector<const Json*> todo = {&v};
+    while (!todo.empty() && !exceeded_) {
+      const Json* j = todo.back();
+      todo.pop_back();
+      size_t n = 8;
+      if (j->is_string()) n += j->get_ref<const std::string&>().size();
+      if (j->is_object()) {
+        for (auto it = j->begin(); it != j->end(); ++it) {
+          n += it.key().size();
+          todo.push_back(&it.value());
+        }
+      } else if (j->is_array()) {
+        for (const Json& item : *j) todo.push_back(&item);
+      }
+      ChargeBytes(n);
+    }
+    return !exceeded_;
+  }
+  bool ChargeBytes(size_t n) {
+    if (n > bytes_) exceeded_ = true;
+    if (!exceeded_) bytes_ -= n;
+    return !exceeded_;
+  }
+  bool exceeded() const { return exceeded_; }
+
+ private:
+  size_t steps_ = kMaxEvaluationSteps;
+  size_t bytes_ = kMaxEvaluationBytes;
+  bool exceeded_ = false;
+};
+
+// A value during evaluation: a view into a variable (evaluating `event.data.x` copies
+// nothing) or a value the evaluation made.
+class Value {
+ public:
+  Value() = default;
+  Value(Json owned) : owned_(std::move(owned)) {}  // NOLINT: implicit by design
+  template <typename T, typename = std::enable_if_t<std::is_arithmetic_v<T>>>
+  Value(T scalar) : owned_(scalar) {}  // NOLINT: booleans and numbers, as Json takes them
+  static Value Of(const Json* j) {
+    Value v;
+    v.ref_ = j;
+    return v;
+  }
+  const Json& operator*() const { return ref_ ? *ref_ : owned_; }
+  const Json* operator->() const { return &**this; }
+  // `part` points into this value; the result stays valid after this value is gone.
+  Value Part(const Json* part) && {
+    if (!part) return Value();
+    if (ref_) return Of(part);
+    return Value(std::move(*const_cast<Json*>(part)));  // part of owned_, which is ours
+  }
+  Json Take() && { return ref_ ? *ref_ : std::move(owned_); }
+
+ private:
+  Json owned_;
+  const Json* ref_ = nullptr;
+};
+
+Json Arithmetic(Op op, const Json& a, const Json& b, Budget& budget) {
   if (op == Op::kAdd) {
-    if (a.is_string() || b.is_string()) return KeyText(a) + KeyText(b);
+    if (a.is_string() || b.is_string()) {
+      // Charged before the text is made: KeyText of a list or object dumps all of it.
+      if (!budget.Charge(a) || !budget.Charge(b)) return nullptr;
+      return KeyText(a) + KeyText(b);
+    }
     if (a.is_array() && b.is_array()) {
+      if (!budget.Charge(a) || !budget.Charge(b)) return nullptr;
       Json out = a;
       out.insert(out.end(), b.begin(), b.end());
       return out;
@@ -404,94 +488,104 @@ Json Arithmetic(Op op, const Json& a, const Json& b) {
   }
 }
 
-Json Eval(const Node& n, const Variables& vars);
+Value Eval(const Node& n, const Variables& vars, Budget& budget);
 
-Json Call(const Node& n, const Variables& vars) {
+Value Call(const Node& n, const Variables& vars, Budget& budget) {
   if (n.name == "has") {
     const Node& member = *n.args[0];
-    Json of = Eval(*member.args[0], vars);
-    return of.is_object() && of.contains(member.name);
+    Value of = Eval(*member.args[0], vars, budget);
+    return of->is_object() && of->contains(member.name);
   }
-  Json v = Eval(*n.args[0], vars);
+  Value v = Eval(*n.args[0], vars, budget);
   if (n.name == "size") {
-    if (v.is_string()) return Utf8Length(v.get_ref<const std::string&>());
-    if (v.is_array() || v.is_object()) return v.size();
-    return nullptr;
+    if (v->is_string()) return Utf8Length(v->get_ref<const std::string&>());
+    if (v->is_array() || v->is_object()) return v->size();
+    return Value();
   }
-  if (!v.is_string()) return nullptr;  // the rest take strings
+  if (!v->is_string()) return Value();  // the rest take strings
+  const std::string& text = v->get_ref<const std::string&>();
+  if (!budget.ChargeBytes(text.size())) return Value();
   if (n.name == "b64decode") {
-    auto decoded = crypto::Base64Decode(v.get_ref<const std::string&>());
+    auto decoded = crypto::Base64Decode(text);
     return decoded ? Json(*decoded) : Json(nullptr);
   }
   if (n.name == "json_parse") {
-    Json parsed = Json::parse(v.get_ref<const std::string&>(), nullptr, /*allow_exceptions=*/false);
-    return parsed.is_discarded() ? Json(nullptr) : parsed;
+    // Event data is untrusted: text nested too deep (or breaking any other limit of a
+    // request body) is null like any other text that does not decode.
+    auto parsed = ParseUntrustedJson(text, kJsonParseLimits);
+    return parsed.ok() ? std::move(*parsed) : Json(nullptr);
   }
-  std::string s = v.get<std::string>();  // lowercase / uppercase
+  std::string s = text;  // lowercase / uppercase
   for (char& c : s) {
     c = static_cast<char>(n.name == "lowercase" ? std::tolower(static_cast<unsigned char>(c))
                                                 : std::toupper(static_cast<unsigned char>(c)));
   }
-  return s;
+  return Json(std::move(s));
 }
 
-Json Eval(const Node& n, const Variables& vars) {
+Value Eval(const Node& n, const Variables& vars, Budget& budget) {
+  // Past the budget every node is null at once, so the rest unwinds without work.
+  if (!budget.Step()) return Value();
+  auto eval = [&](size_t arg) { return Eval(*n.args[arg], vars, budget); };
   switch (n.op) {
     case Op::kLiteral:
-      return n.literal;
-    case Op::kVariable: {
-      const Json* value = vars.Find(n.name);
-      return value ? *value : Json(nullptr);
-    }
+      return Value::Of(&n.literal);
+    case Op::kVariable:
+      return Value::Of(vars.Find(n.name));  // null when there is no such variable
     case Op::kMember: {
-      Json of = Eval(*n.args[0], vars);
-      if (!of.is_object()) return nullptr;
-      auto it = of.find(n.name);
-      return it == of.end() ? Json(nullptr) : *it;
+      Value of = eval(0);
+      if (!of->is_object()) return Value();
+      auto it = of->find(n.name);
+      return std::move(of).Part(it == of->end() ? nullptr : &*it);
     }
     case Op::kIndex: {
-      Json of = Eval(*n.args[0], vars), at = Eval(*n.args[1], vars);
-      if (of.is_object() && at.is_string()) {
-        auto it = of.find(at.get<std::string>());
-        return it == of.end() ? Json(nullptr) : *it;
+      Value of = eval(0), at = eval(1);
+      if (of->is_object() && at->is_string()) {
+        auto it = of->find(at->get_ref<const std::string&>());
+        return std::move(of).Part(it == of->end() ? nullptr : &*it);
       }
-      if (of.is_array() && at.is_number_integer()) {
-        int64_t i = at.get<int64_t>();
-        return i >= 0 && i < static_cast<int64_t>(of.size()) ? of[i] : Json(nullptr);
+      if (of->is_array() && at->is_number_integer()) {
+        int64_t i = at->get<int64_t>();
+        bool inside = i >= 0 && i < static_cast<int64_t>(of->size());
+        return std::move(of).Part(inside ? &(*of)[static_cast<size_t>(i)] : nullptr);
       }
-      return nullptr;
+      return Value();
     }
     case Op::kList: {
       Json out = Json::array();
-      for (const auto& item : n.args) out.push_back(Eval(*item, vars));
+      for (size_t i = 0; i < n.args.size(); ++i) {
+        Value item = eval(i);
+        if (!budget.Charge(*item)) return Value();
+        out.push_back(std::move(item).Take());
+      }
       return out;
     }
     case Op::kCall:
-      return Call(n, vars);
+      return Call(n, vars, budget);
     case Op::kNot:
-      return !IsTrue(Eval(*n.args[0], vars));
+      return !IsTrue(*eval(0));
     case Op::kNeg: {
-      Json v = Eval(*n.args[0], vars);
-      if (v.is_number_integer()) {
-        const int64_t i = v.get<int64_t>();
+      Value v = eval(0);
+      if (v->is_number_integer()) {
+        const int64_t i = v->get<int64_t>();
         return i == INT64_MIN ? Json(nullptr) : Json(-i);
       }
-      if (v.is_number()) return -v.get<double>();
-      return nullptr;
+      if (v->is_number()) return -v->get<double>();
+      return Value();
     }
     case Op::kAnd:
-      return IsTrue(Eval(*n.args[0], vars)) && IsTrue(Eval(*n.args[1], vars));
+      return IsTrue(*eval(0)) && IsTrue(*eval(1));
     case Op::kOr:
-      return IsTrue(Eval(*n.args[0], vars)) || IsTrue(Eval(*n.args[1], vars));
+      return IsTrue(*eval(0)) || IsTrue(*eval(1));
     case Op::kEq:
-      return Equal(Eval(*n.args[0], vars), Eval(*n.args[1], vars));
+      return Equal(*eval(0), *eval(1));
     case Op::kNe:
-      return !Equal(Eval(*n.args[0], vars), Eval(*n.args[1], vars));
+      return !Equal(*eval(0), *eval(1));
     case Op::kLt:
     case Op::kLe:
     case Op::kGt:
     case Op::kGe: {
-      auto c = Compare(Eval(*n.args[0], vars), Eval(*n.args[1], vars));
+      auto c = Compare(*eval(0), *eval(1));
       if (!c) return false;
       if (n.op == Op::kLt) return *c < 0;
       if (n.op == Op::kLe) return *c <= 0;
@@ -499,31 +593,43 @@ Json Eval(const Node& n, const Variables& vars) {
       return *c >= 0;
     }
     case Op::kIn: {
-      Json needle = Eval(*n.args[0], vars), hay = Eval(*n.args[1], vars);
-      if (hay.is_array()) {
-        for (const auto& item : hay) {
-          if (Equal(needle, item)) return true;
+      Value needle = eval(0), hay = eval(1);
+      if (hay->is_array()) {
+        if (!budget.Step(hay->size())) return Value();
+        for (const auto& item : *hay) {
+          if (Equal(*needle, item)) return true;
         }
         return false;
       }
-      if (hay.is_object() && needle.is_string()) return hay.contains(needle.get<std::string>());
+      if (hay->is_object() && needle->is_string()) {
+        return hay->contains(needle->get_ref<const std::string&>());
+      }
       return false;
     }
     case Op::kAdd:
     case Op::kSub:
     case Op::kMul:
     case Op::kDiv:
-    case Op::kMod:
-      return Arithmetic(n.op, Eval(*n.args[0], vars), Eval(*n.args[1], vars));
+    case Op::kMod: {
+      Value a = eval(0), b = eval(1);
+      return Arithmetic(n.op, *a, *b, budget);
+    }
   }
-  return nullptr;
+  return Value();
+}
+
+// The whole evaluation: null once it went over its budget, whatever was made so far.
+Json EvaluateWithBudget(const Node& root, const Variables& vars) {
+  Budget budget;
+  Value v = Eval(root, vars, budget);
+  return budget.exceeded() ? Json(nullptr) : std::move(v).Take();
 }
 
 class TreeExpression final : public Expression {
  public:
   TreeExpression(std::string source, std::unique_ptr<Node> root)
       : Expression(std::move(source)), root_(std::move(root)) {}
-  Json EvaluateIn(const Variables& vars) const override { return Eval(*root_, vars); }
+  Json EvaluateIn(const Variables& vars) const override { return EvaluateWithBudget(*root_, vars); }
 
  private:
   std::unique_ptr<Node> root_;

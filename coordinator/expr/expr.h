@@ -13,6 +13,13 @@
 // Nothing a value can be makes evaluation fail: a missing field is null, comparisons of
 // mixed types or null are false (`!=` true), arithmetic on the wrong types or a division by
 // zero gives null, and `&&`, `||`, `!` treat anything but `true` as false.
+//
+// Evaluation runs on untrusted events inside an event POST, so its cost is bounded: an
+// evaluation that would take more than kMaxEvaluationSteps steps (nodes evaluated, list
+// items searched by `in`) or make more than kMaxEvaluationBytes bytes of values in all
+// (concatenations, list literals, decoded and parsed strings) stops there and yields null,
+// so a filter over budget does not match and a key over budget is empty. Field access
+// never copies: `event.data.x` reads the event in place.
 #pragma once
 
 #include <initializer_list>
@@ -43,6 +50,9 @@ class Variables {
   Variables() = default;
   std::vector<std::pair<std::string_view, const nlohmann::json*>> vars_;
 };
+
+inline constexpr size_t kMaxEvaluationSteps = 1'000'000;
+inline constexpr size_t kMaxEvaluationBytes = 4 << 20;
 
 class Expression {
  public:

@@ -1,5 +1,6 @@
 #include "coordinator/http/message.h"
 
+#include "common/json_parse.h"
 #include "common/url.h"
 
 namespace funcky::http {
@@ -70,34 +71,8 @@ Response ErrorResponse(const Status& status) {
                        status.message());
 }
 
-Result<nlohmann::json> ParseJsonBody(std::string_view body, int max_depth) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : body) {
-    if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (c == '\\')
-        escaped = true;
-      else if (c == '"')
-        in_string = false;
-      continue;
-    }
-    if (c == '"')
-      in_string = true;
-    else if (c == '{' || c == '[') {
-      if (++depth > max_depth) {
-        return InvalidArgument("JSON nested deeper than " + std::to_string(max_depth));
-      }
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  try {
-    return nlohmann::json::parse(body);
-  } catch (const nlohmann::json::parse_error& e) {
-    return InvalidArgument(std::string("malformed JSON: ") + e.what());
-  }
+Result<nlohmann::json> ParseJsonBody(std::string_view body) {
+  return ParseUntrustedJson(body, kRequestJsonLimits);
 }
 
 }  // namespace funcky::http

@@ -43,8 +43,9 @@ Response JsonResponse(int status, const nlohmann::json& body);
 Response ErrorResponse(const Status& status);
 Response ErrorResponse(int http_status, std::string_view code, std::string_view message);
 
-// Parses a JSON body with a nesting limit (nlohmann's parser recurses, so depth must be
-// bounded before parsing). kInvalidArgument with a position on bad JSON or too deep nesting.
-Result<nlohmann::json> ParseJsonBody(std::string_view body, int max_depth = 64);
+// Parses a request body: ParseUntrustedJson (common/json_parse.h) with the request limits.
+// kInvalidArgument with a short reason on bad JSON, nesting deeper than 64 levels, a number
+// out of range or a `\u0000`.
+Result<nlohmann::json> ParseJsonBody(std::string_view body);
 
 }  // namespace funcky::http

@@ -29,7 +29,9 @@ std::vector<std::string> Split(std::string_view path) {
 }  // namespace
 
 void Router::Add(std::string method, std::string pattern, Handler handler, Access access) {
-  routes_.push_back({std::move(method), Split(pattern), std::move(handler), access});
+  std::vector<std::string> segments = Split(pattern);
+  routes_.push_back({std::move(method), std::move(pattern), std::move(segments), std::move(handler),
+                     access});
 }
 
 void Router::Protect(std::string prefix, Guard guard) {
@@ -67,7 +69,9 @@ Response Router::Handle(Request request) const {
       }
       return route.handler(request);
     } catch (const std::exception& e) {
-      spdlog::error("handler for {} {} threw: {}", request.method, request.path(), e.what());
+      // An exception's text may quote the request (a JSON token, say): log its start only.
+      spdlog::error("handler for {} {} threw: {:.200}", request.method, route.pattern,
+                    std::string_view(e.what()));
       return ErrorResponse(Internal(e.what()));
     }
   }

@@ -31,12 +31,14 @@ class Router {
   void Protect(std::string prefix, Guard guard);
 
   // Runs the matching handler. 404 JSON when no pattern matches the path, 405 when one
-  // matches with another method. A handler that throws gets a 500 (logged), never a crash.
+  // matches with another method. A handler that throws gets a 500, never a crash; the log
+  // names the route's pattern, not the path, whose segments may be secrets (`/e/{key}`).
   Response Handle(Request request) const;
 
  private:
   struct Route {
     std::string method;
+    std::string pattern;
     std::vector<std::string> segments;
     Handler handler;
     Access access;

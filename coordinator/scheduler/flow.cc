@@ -1,5 +1,7 @@
 #include "coordinator/scheduler/flow.h"
 
+#include <cstdint>
+
 #include "common/duration.h"
 
 namespace funcky::scheduler {
@@ -18,15 +20,21 @@ Result<std::shared_ptr<const expr::Expression>> KeyExpression(const Json& key,
   return std::shared_ptr<const expr::Expression>(std::move(*compiled));
 }
 
+// A limit as the store keeps it (a 32-bit int): anything larger is refused rather than
+// wrapped (2147483648 would become "unlimited", 4294967297 would become 1).
+constexpr int64_t kMaxLimit = INT32_MAX;
+
+bool IsLimit(const Json& v) { return IsIntegerIn(v, 0, kMaxLimit); }
+
 Status AddConcurrency(const Json& c, FlowControl& flow) {
-  if (c.is_number_integer()) {
-    if (c.get<int64_t>() < 0) return InvalidArgument("concurrency must not be negative");
+  const std::string range = " from 0 to " + std::to_string(kMaxLimit);
+  if (c.is_number()) {
+    if (!IsLimit(c)) return InvalidArgument("concurrency must be an integer" + range);
     flow.function_limit = static_cast<int>(c.get<int64_t>());
     return Status::Ok();
   }
-  if (!c.is_object() || !c.contains("limit") || !c["limit"].is_number_integer() ||
-      c["limit"].get<int64_t>() < 0) {
-    return InvalidArgument("concurrency needs an integer \"limit\" of 0 or more");
+  if (!c.is_object() || !c.contains("limit") || !IsLimit(c["limit"])) {
+    return InvalidArgument("concurrency needs an integer \"limit\"" + range);
   }
   const int limit = static_cast<int>(c["limit"].get<int64_t>());
   if (auto scope = c.find("scope"); scope != c.end()) {
@@ -50,6 +58,14 @@ Status AddConcurrency(const Json& c, FlowControl& flow) {
 }
 
 }  // namespace
+
+bool IsIntegerIn(const Json& v, int64_t lo, int64_t hi) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    return (lo < 0 || u >= static_cast<uint64_t>(lo)) && hi >= 0 && u <= static_cast<uint64_t>(hi);
+  }
+  return v.is_number_integer() && v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+}
 
 Result<FlowControl> ParseFlowControl(const Json& config) {
   FlowControl flow;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,10 @@ struct FlowControl {
   int key_limit = 0;       // 0: unlimited
   std::shared_ptr<const expr::Expression> limit_key;
 };
+
+// Whether `v` is an integer (of any JSON number type) in [lo, hi]: what a config number
+// must be before it is narrowed.
+bool IsIntegerIn(const nlohmann::json& v, int64_t lo, int64_t hi);
 
 // kInvalidArgument naming the option and, for a bad expression, the position in it
 // ("triggers[1].expression: at 7: …").

@@ -6,4 +6,21 @@ bool IsTerminalStatus(std::string_view status) {
   return status == kCompleted || status == kFailed || status == kCancelled;
 }
 
+bool SameEvent(const Json& a, const Json& b) {
+  if (!a.is_object() || !b.is_object()) return a == b;
+  for (const char* key : {"name", "data", "user", "id", "v"}) {
+    auto x = a.find(key), y = b.find(key);
+    const bool in_a = x != a.end() && !x->is_null(), in_b = y != b.end() && !y->is_null();
+    if (in_a != in_b || (in_a && *x != *y)) return false;
+  }
+  return true;
+}
+
+Status EventIdClash(const std::string& internal_id) {
+  return {StatusCode::kAlreadyExists,
+          "event id " + internal_id +
+              " is stored already as a different event (the same X-Inngest-Event-Id-Seed); "
+              "nothing was stored"};
+}
+
 }  // namespace funcky::store

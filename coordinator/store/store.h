@@ -41,6 +41,12 @@ inline constexpr const char* kFailed = "failed";
 inline constexpr const char* kCancelled = "cancelled";
 bool IsTerminalStatus(std::string_view status);
 
+// Whether two event payloads are one event sent twice: equal but for `ts`, which the
+// coordinator fills in with the time it received an event that has none.
+bool SameEvent(const Json& a, const Json& b);
+// kAlreadyExists for an event whose internal id is stored already as another event.
+Status EventIdClash(const std::string& internal_id);
+
 struct FunctionRecord {
   std::string id;  // composite: <app>-<fn>
   std::string app_id;
@@ -138,7 +144,10 @@ class EventStore {
   virtual ~EventStore() = default;
   // Stores all events and starts their runs (each with a first queue item due at `now`)
   // in one transaction: all or nothing. An event whose `id` is stored already is not stored
-  // again and starts nothing; the result names the stored event. With `waits`, also reads
+  // again and starts nothing; the result names the stored event. An event whose
+  // `internal_id` is stored already (both derived from one X-Inngest-Event-Id-Seed) is a
+  // resend only if it is the same event (SameEvent); otherwise kAlreadyExists naming the id,
+  // and nothing of the batch is stored. With `waits`, also reads
   // in that transaction the open waits for the names of the new events, oldest first: what
   // they may resume.
   virtual Result<std::vector<IngestedEvent>> IngestEvents(const std::vector<NewEvent>& events,

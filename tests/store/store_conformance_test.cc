@@ -343,6 +343,47 @@ TEST_P(StoreConformance, DuplicateEventStartsNothingAndLeavesNoLane) {
   EXPECT_TRUE(lanes->empty());
 }
 
+// Issue 16, defect 8: one internal id (derived from one X-Inngest-Event-Id-Seed) for two
+// different events is refused, the batch with it stored not at all; the same event sent
+// again (its `ts` filled in anew) is a duplicate.
+TEST_P(StoreConformance, SeedClashOfDifferentEventsIsRefusedAndAResendIsADuplicate) {
+  const std::string seeded = UlidFromSeed("1700000000000,AAECAwQFBgcICQ==", 1).value();
+  NewEvent first;
+  first.event.internal_id = seeded;
+  first.event.id = seeded;
+  first.event.name = "test/e";
+  first.event.payload = {{"name", "test/e"}, {"data", {{"n", 1}}}, {"id", seeded}, {"ts", 1}};
+  first.runs.push_back({NewUlid(UnixMillis(clock_.Now())), "app-plain"});
+  auto stored = store_->IngestEvents({first}, clock_.Now(), nullptr);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_FALSE((*stored)[0].duplicate);
+
+  NewEvent resend = first;
+  resend.event.payload["ts"] = 2;
+  resend.runs[0].run_id = NewUlid(UnixMillis(clock_.Now()) + 1);
+  auto again = store_->IngestEvents({resend}, clock_.Now(), nullptr);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE((*again)[0].duplicate);
+  EXPECT_EQ((*again)[0].internal_id, seeded);
+
+  NewEvent other_new = Event("test/other");
+  NewEvent clash = first;
+  clash.event.payload["data"]["n"] = 2;
+  clash.runs[0].run_id = NewUlid(UnixMillis(clock_.Now()) + 2);
+  auto refused = store_->IngestEvents({other_new, clash}, clock_.Now(), nullptr);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(refused.status().message().find(seeded), std::string::npos)
+      << refused.status().message();
+  EXPECT_EQ(store_->GetEvent(other_new.event.internal_id).status().code(), StatusCode::kNotFound)
+      << "nothing of a refused batch is stored";
+  auto events = store_->ListEvents({});
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].payload["data"]["n"], 1);
+  EXPECT_EQ(ClaimedRuns().size(), 1u) << "only the first event started a run";
+}
+
 std::unique_ptr<Store> OpenPostgres(const std::string& test_name) {
   std::string url = testing::SharedPgCluster().CreateDatabase("store_" + test_name);
   auto store = OpenPostgresStore({.url = url, .pool_size = 4});

@@ -75,6 +75,21 @@ TEST(Signing, BearerAcceptsHashedOrPlainKeyOnly) {
   EXPECT_FALSE(signing::BearerMatchesSigningKey("", key));
 }
 
+// Issue 16, defect 6: malformed keys are refused (the coordinator will not start on them).
+TEST(Signing, MalformedKeysAreRefusedWithoutQuotingThem) {
+  EXPECT_TRUE(signing::ValidateSigningKey("signkey-prod-12345678abcdef00").ok());
+  EXPECT_TRUE(signing::ValidateSigningKey("12345678ABCDEF00").ok());
+  for (const std::string key :
+       {"signkey-prod-", "signkey-test-", "signkey-prod-not-hex-zz", "signkey-prod-abc",
+        "signkey-prod", "secret", "signkey-prod-12 34"}) {
+    Status s = signing::ValidateSigningKey(key);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << key;
+    EXPECT_EQ(s.message().find(key), std::string::npos) << s.message();
+  }
+  EXPECT_EQ(signing::ValidateSigningKey("signkey-prod-").message(),
+            "the signing key has no key material after its signkey-<env>- prefix");
+}
+
 TEST(Crypto, ConstantTimeEqual) {
   EXPECT_TRUE(crypto::ConstantTimeEqual("abc", "abc"));
   EXPECT_FALSE(crypto::ConstantTimeEqual("abc", "abd"));

@@ -167,6 +167,53 @@ TEST_F(TransitionTest, MalformedOpListIsRetried) {
   EXPECT_TRUE(t.retry_at);
 }
 
+// Issue 16, defect 1: a million levels of nesting in any reply a host can send is a failed
+// attempt with a clear error, retried by policy and failed on the last attempt.
+TEST_F(TransitionTest, AMillionLevelsDeepReplyIsAFailedAttemptNotACrash) {
+  const size_t depth = 1'000'000;
+  std::string objects;
+  for (size_t i = 0; i < depth; ++i) objects += "{\"a\":";
+  objects += "1" + std::string(depth, '}');
+  const std::string arrays = std::string(depth, '[') + std::string(depth, ']');
+  for (const std::string& deep : {arrays, objects}) {
+    for (const auto& [status, body] : std::vector<std::pair<int, std::string>>{
+             {200, deep},
+             {206, deep},
+             {206, R"([{"id":"h2","op":"StepRun","data":)" + deep + "}]"},
+             {500, deep}}) {
+      auto t = Decide(Reply(status, body));
+      ASSERT_TRUE(t.retry_at) << status;
+      EXPECT_FALSE(t.end_status);
+      ASSERT_EQ(t.attempts.size(), 1u);
+      EXPECT_EQ(t.attempts[0].outcome, "error");
+      const std::string message = t.attempts[0].error["message"].get<std::string>();
+      EXPECT_LT(message.size(), 2100u);
+      if (status != 500) {
+        EXPECT_NE(message.find("JSON nested deeper than 128 levels"), std::string::npos) << message;
+      }
+      auto last = Decide(Reply(status, body), /*attempt=*/2, /*retries=*/2);
+      EXPECT_EQ(last.end_status, store::kFailed) << status;
+      EXPECT_FALSE(last.retry_at);
+    }
+  }
+}
+
+// A non-JSON error body with NUL and bytes that are not UTF-8 is recorded as text any
+// store can hold: dumping the error must not throw, and it holds no \u0000.
+TEST_F(TransitionTest, ErrorBodyThatIsNotUtf8OrHoldsNulIsRecordedAsCleanText) {
+  const std::string body = std::string("boom\0 \xff\xfe end", 12) + std::string(3000, 'x');
+  auto t = Decide(Reply(500, body));
+  ASSERT_EQ(t.attempts.size(), 1u);
+  std::string dumped;
+  ASSERT_NO_THROW(dumped = t.attempts[0].error.dump());
+  EXPECT_EQ(dumped.find("\\u0000"), std::string::npos) << dumped.substr(0, 80);
+  const std::string message = t.attempts[0].error["message"];
+  EXPECT_EQ(message.rfind("host answered HTTP 500: boom \xEF\xBF\xBD", 0), 0u)
+      << message.substr(0, 80);
+  EXPECT_NE(message.find(" end"), std::string::npos);
+  EXPECT_LT(message.size(), 2100u);
+}
+
 TEST(Backoff, FollowsScheduleRepeatsLastAndAddsBoundedJitter) {
   scheduler::RetryPolicy p{{std::chrono::seconds(1), std::chrono::seconds(5)},
                            std::chrono::seconds(2)};

@@ -189,6 +189,59 @@ TEST(Expr, KeyTextNeverThrowsOnBytesThatAreNotUtf8) {
   EXPECT_EQ(expr::KeyText((*e)->Evaluate(Json::object())).substr(0, 5), "[1,\"x");
 }
 
+// Issue 16, defect 3: json_parse() on event data nested a million levels deep is null, as
+// for any text that does not decode, and never a crash.
+TEST(Expr, JsonParseOfDeeplyNestedTextIsNull) {
+  std::string objects;
+  for (int i = 0; i < 1'000'000; ++i) objects += "{\"a\":";
+  objects += "1" + std::string(1'000'000, '}');
+  const std::string arrays = std::string(1'000'000, '[') + std::string(1'000'000, ']');
+  auto e = expr::Compile("json_parse(event.data.s)");
+  ASSERT_TRUE(e.ok());
+  auto filter = expr::Compile("json_parse(event.data.s) != null");
+  ASSERT_TRUE(filter.ok());
+  for (const std::string& deep : {arrays, objects, std::string(400'000, '[')}) {
+    const Json vars = {{"event", {{"data", {{"s", deep}}}}}};
+    EXPECT_EQ((*e)->Evaluate(vars), nullptr);
+    EXPECT_FALSE((*filter)->Matches(vars));
+  }
+  const Json shallow = {{"event", {{"data", {{"s", "[[[1]]]"}}}}}};
+  EXPECT_EQ((*e)->Evaluate(shallow), Json::parse("[[[1]]]"));
+}
+
+// Issue 16, defect 16: a valid filter that concatenates a 100 KB field 300 times stops at
+// the evaluation budget and does not match; smaller work under the budget is unchanged.
+TEST(Expr, EvaluationOverItsBudgetStopsAndYieldsNull) {
+  std::string source = "event.data.b";
+  for (int i = 1; i < 300; ++i) source += "+event.data.b";
+  auto concat = expr::Compile(source);
+  ASSERT_TRUE(concat.ok()) << concat.status().ToString();
+  auto filter = expr::Compile("size(" + source + ")>0");
+  ASSERT_TRUE(filter.ok()) << filter.status().ToString();
+  const Json vars = {
+      {"event",
+       {{"data", {{"b", std::string(100'000, 'x')}, {"big", std::string(100'000, 'x')}}}}}};
+  EXPECT_EQ((*concat)->Evaluate(vars), nullptr);
+  EXPECT_FALSE((*filter)->Matches(vars));
+
+  // Three copies (300 KB in all) are well within the budget.
+  auto three = expr::Compile("size(event.data.big + event.data.big + event.data.big)");
+  ASSERT_TRUE(three.ok());
+  EXPECT_EQ((*three)->Evaluate(vars), 300'000);
+  // Lists of lists and list concatenation are charged too.
+  std::string lists = "[event.data.big]";
+  for (int i = 0; i < 100; ++i) lists += " + [event.data.big]";
+  auto list_concat = expr::Compile("size(" + lists + ")");
+  ASSERT_TRUE(list_concat.ok()) << list_concat.status().ToString();
+  EXPECT_EQ((*list_concat)->Evaluate(vars), nullptr);
+  // Reading fields copies nothing, so many references to a big event cost no bytes.
+  std::string refs = "size(event.data.big) == 100000";
+  for (int i = 0; i < 100; ++i) refs += " && size(event.data.big) == 100000";
+  auto many_refs = expr::Compile(refs);
+  ASSERT_TRUE(many_refs.ok()) << many_refs.status().ToString();
+  EXPECT_TRUE((*many_refs)->Matches(vars));
+}
+
 TEST(Expr, MalformedExpressionsSayWhere) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"", "at 1: unexpected end of expression"},
@@ -255,8 +308,18 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
       {R"({"ordering":{"key":"event."}})", "ordering.key: at 7: expected a field name after '.'"},
       {R"({"ordering":{}})", "ordering must be an object with a \"key\""},
       {R"({"ordering":{"key":"event.data.a","head_timeout":"soon"}})", "ordering.head_timeout: "},
-      {R"({"concurrency":{"limit":"3"}})", "concurrency needs an integer \"limit\" of 0 or more"},
-      {R"({"concurrency":-1})", "concurrency must not be negative"},
+      {R"({"concurrency":{"limit":"3"}})",
+       "concurrency needs an integer \"limit\" from 0 to 2147483647"},
+      {R"({"concurrency":-1})", "concurrency must be an integer from 0 to 2147483647"},
+      // Issue 16, defect 15: out of range is refused, never wrapped.
+      {R"({"concurrency":2147483648})", "concurrency must be an integer from 0 to 2147483647"},
+      {R"({"concurrency":18446744073709551615})",
+       "concurrency must be an integer from 0 to 2147483647"},
+      {R"({"concurrency":{"limit":4294967297}})",
+       "concurrency needs an integer \"limit\" from 0 to 2147483647"},
+      {R"({"concurrency":[{"limit":4294967297,"key":"event.data.k"}]})",
+       "concurrency needs an integer \"limit\" from 0 to 2147483647"},
+      {R"({"concurrency":1.5})", "concurrency must be an integer from 0 to 2147483647"},
       {R"({"concurrency":[{"limit":1},{"limit":2},{"limit":3}]})",
        "concurrency allows at most 2 entries"},
       {R"({"concurrency":{"limit":2,"key":"event.data.a","scope":"planet"}})",

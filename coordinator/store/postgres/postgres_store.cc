@@ -418,12 +418,18 @@ Result<std::vector<IngestedEvent>> PostgresStore::IngestEvents(const std::vector
           "VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT DO NOTHING RETURNING internal_id",
           e.internal_id, e.id, e.name, ToText(e.payload), now_ms);
       if (inserted.empty()) {
+        // The event that holds this internal id (a seed's) first: a clash on it is only a
+        // resend when it is the same event.
         auto existing = w.exec_params(
-            "SELECT internal_id FROM events WHERE id = $1 OR internal_id = $2 "
-            "ORDER BY (id = $1) DESC LIMIT 1",
+            "SELECT internal_id, payload FROM events WHERE id = $1 OR internal_id = $2 "
+            "ORDER BY (internal_id = $2) DESC, (id = $1) DESC LIMIT 1",
             e.id, e.internal_id);
         if (existing.empty()) return Internal("event conflict without a stored event");
-        out.push_back({existing[0][0].as<std::string>(), true});
+        std::string stored_id = existing[0][0].as<std::string>();
+        if (stored_id == e.internal_id && !SameEvent(JsonField(existing[0][1]), e.payload)) {
+          return EventIdClash(e.internal_id);
+        }
+        out.push_back({std::move(stored_id), true});
         continue;
       }
       for (const NewRun& run : ne.runs) CreateRun(w, e.internal_id, run, now_ms);

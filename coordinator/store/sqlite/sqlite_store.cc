@@ -497,12 +497,18 @@ class SqliteStore final : public Store {
             "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
             e.internal_id, e.id, e.name, e.payload, now_ms);
         if (tx.Changes() == 0) {
+          // The event that holds this internal id (a seed's) first: a clash on it is only a
+          // resend when it is the same event.
           auto existing = tx.Query(
-              "SELECT internal_id FROM events WHERE id = ?1 OR internal_id = ?2 "
-              "ORDER BY (id = ?1) DESC LIMIT 1",
+              "SELECT internal_id, payload FROM events WHERE id = ?1 OR internal_id = ?2 "
+              "ORDER BY (internal_id = ?2) DESC, (id = ?1) DESC LIMIT 1",
               e.id, e.internal_id);
           if (!existing->Next()) return Internal("event conflict without a stored event");
-          out.push_back({existing->Text(0), true});
+          std::string stored_id = existing->Text(0);
+          if (stored_id == e.internal_id && !SameEvent(existing->JsonCol(1), e.payload)) {
+            return EventIdClash(e.internal_id);
+          }
+          out.push_back({std::move(stored_id), true});
           continue;
         }
         for (const NewRun& run : ne.runs) CreateRun(tx, e.internal_id, run, now_ms);

@@ -1,0 +1,92 @@
+#include "coordinator/api/event_body.h"
+
+#include <string>
+#include <utility>
+
+#include "common/json_parse.h"
+
+namespace funcky::api {
+
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr int64_t kMinTs = 315532800000;   // 1980-01-01
+constexpr int64_t kMaxTs = 4102444800000;  // 2100-01-01
+
+// Checks one event and fills defaults; the error names the event's position.
+Status NormalizeEvent(Json& e, size_t index, int64_t now_ms, size_t max_bytes) {
+  std::string where = "event " + std::to_string(index);
+  if (!e.is_object()) return InvalidArgument(where + " is not a JSON object");
+  auto name = e.find("name");
+  if (name == e.end() || !name->is_string() || name->get_ref<const std::string&>().empty()) {
+    return InvalidArgument(where + ": \"name\" must be a non-empty string");
+  }
+  const std::string& n = name->get_ref<const std::string&>();
+  if (n.size() > 256) return InvalidArgument(where + ": \"name\" is longer than 256 bytes");
+  if (n.rfind("inngest/", 0) == 0) {
+    return InvalidArgument(where + ": names starting with \"inngest/\" are reserved");
+  }
+  auto data = e.find("data");
+  if (data == e.end() || data->is_null()) {
+    e["data"] = Json::object();
+  } else if (!data->is_object()) {
+    return InvalidArgument(where + ": \"data\" must be an object");
+  } else {
+    data->erase("_inngest");  // reserved for the coordinator
+  }
+  auto user = e.find("user");
+  if (user == e.end() || user->is_null()) {
+    e["user"] = Json::object();
+  } else if (!user->is_object()) {
+    return InvalidArgument(where + ": \"user\" must be an object");
+  }
+  auto id = e.find("id");
+  if (id != e.end() && !id->is_null()) {
+    if (!id->is_string()) return InvalidArgument(where + ": \"id\" must be a string");
+    if (id->get_ref<const std::string&>().size() > 512) {
+      return InvalidArgument(where + ": \"id\" is longer than 512 bytes");
+    }
+  }
+  auto ts = e.find("ts");
+  if (ts == e.end() || ts->is_null() || (ts->is_number() && ts->get<double>() == 0)) {
+    e["ts"] = now_ms;
+  } else if (!ts->is_number_integer()) {
+    return InvalidArgument(where + ": \"ts\" must be an integer (Unix milliseconds)");
+  } else if (ts->get<int64_t>() < kMinTs || ts->get<int64_t>() > kMaxTs) {
+    return InvalidArgument(where + ": \"ts\" must be between 1980 and 2100 in Unix milliseconds");
+  }
+  if (auto v = e.find("v"); v != e.end() && !v->is_null() && !v->is_string()) {
+    return InvalidArgument(where + ": \"v\" must be a string");
+  }
+  if (e.dump().size() > max_bytes) {
+    return ResourceExhausted(where + " is larger than " + std::to_string(max_bytes) + " bytes");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::vector<Json>> ParseEventBody(std::string_view body, const EventBodyLimits& limits,
+                                         int64_t now_ms) {
+  ASSIGN_OR_RETURN(Json parsed, ParseUntrustedJson(body, kRequestJsonLimits));
+  std::vector<Json> events;
+  if (parsed.is_array()) {
+    if (parsed.size() > limits.max_events) {
+      return ResourceExhausted(std::to_string(parsed.size()) +
+                               " events in one request; the limit is " +
+                               std::to_string(limits.max_events));
+    }
+    events.reserve(parsed.size());
+    for (Json& e : parsed) events.push_back(std::move(e));
+  } else {
+    events.push_back(std::move(parsed));
+  }
+  if (events.empty()) return InvalidArgument("no events in the request");
+  for (size_t i = 0; i < events.size(); ++i) {
+    RETURN_IF_ERROR(NormalizeEvent(events[i], i, now_ms, limits.max_event_bytes));
+  }
+  return events;
+}
+
+}  // namespace funcky::api

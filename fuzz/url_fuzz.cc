@@ -1,0 +1,20 @@
+// libFuzzer target for the URL parser (issue 16): any text either parses into an http URL
+// with a host and a target starting with '/', or is refused with kInvalidArgument.
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "common/url.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string_view text(reinterpret_cast<const char*>(data), size);
+  auto url = funcky::ParseUrl(text);
+  if (!url.ok()) {
+    if (url.status().code() != funcky::StatusCode::kInvalidArgument) __builtin_trap();
+    return 0;
+  }
+  if (url->host.empty() || url->target.empty() || url->target[0] != '/') __builtin_trap();
+  (void)funcky::SetQueryParam(text, "stepId", "step");
+  (void)funcky::QueryParam(url->target, "fnId");
+  return 0;
+}

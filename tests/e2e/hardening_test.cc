@@ -1,0 +1,298 @@
+// Issue 16 (hardening), with real processes: untrusted input a coordinator reads (host
+// replies, sync replies, event bodies) cannot crash it, and what cannot be stored is
+// refused the same way on both stores.
+//
+// A "deep host" here is an HTTP server inside the test that answers every call (and every
+// in-band sync) with JSON nested a million levels deep.
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "common/http_server.h"
+#include "tests/support/e2e.h"
+
+namespace funcky::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr size_t kMillion = 1'000'000;
+
+std::string DeepArrays(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+std::string DeepObjects(size_t depth) {
+  std::string out;
+  out.reserve(depth * 6 + 1);
+  for (size_t i = 0; i < depth; ++i) out += "{\"a\":";
+  out += "1";
+  out.append(depth, '}');
+  return out;
+}
+
+// Answers POSTs to /arrays… and /objects… as an SDK would (206 with X-Inngest-SDK) and PUTs
+// as an in-band sync, each with a million levels of arrays or objects; counts the POSTs.
+class DeepHost {
+ public:
+  DeepHost() : pool_(1), work_(io_.get_executor()) {
+    server_ = std::make_unique<HttpServer>(
+        io_, pool_, HttpServerOptions{.port = 0}, [this](ServerRequest r) {
+          const bool objects = r.target.rfind("/objects", 0) == 0;
+          ServerResponse res;
+          res.body = objects ? DeepObjects(kMillion) : DeepArrays(kMillion);
+          res.headers = {{"Content-Type", "application/json"}};
+          if (r.method == "PUT") {
+            res.headers.emplace_back("X-Inngest-Sync-Kind", "in_band");
+          } else {
+            ++calls_;
+            res.status = 206;
+            res.headers.emplace_back("X-Inngest-SDK", "deep:v1");
+          }
+          return res;
+        });
+    Status s = server_->Start();
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~DeepHost() {
+    server_->Stop();
+    work_.reset();
+    io_.stop();
+    thread_.join();
+    pool_.join();
+  }
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(server_->port()) + path;
+  }
+  int calls() const { return calls_; }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::thread_pool pool_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::unique_ptr<HttpServer> server_;
+  std::thread thread_;
+  std::atomic<int> calls_{0};
+};
+
+Json FunctionConfig(const std::string& id, const std::string& event, const std::string& url,
+                    Json extra = Json::object()) {
+  Json config = {{"id", id},
+                 {"name", id},
+                 {"triggers", {{{"event", event}}}},
+                 {"steps",
+                  {{"step",
+                    {{"id", "step"},
+                     {"name", "step"},
+                     {"runtime", {{"type", "http"}, {"url", url}}},
+                     {"retries", {{"attempts", 1}}}}}}}};
+  config.update(extra);
+  return config;
+}
+
+JsonReply Register(const Coordinator& c, const std::string& app_url, const Json& functions) {
+  return Http(
+      "POST", c.url() + "/fn/register",
+      Json{{"url", app_url}, {"appName", "deep"}, {"sdk", "test:v0"}, {"functions", functions}}
+          .dump());
+}
+
+class HardeningTest : public E2eTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string backend() const override { return GetParam(); }
+};
+
+// Defect 1: a host answering a call with a million levels of arrays or objects fails that
+// attempt with a clear error; the run is retried once (retries: 1) and then fails; the
+// coordinator stays up and does not call again.
+TEST_P(HardeningTest, HostReplyNestedAMillionDeepFailsTheAttemptsAndTheRunByItsPolicy) {
+  auto c = StartCoordinator();
+  DeepHost host;
+  auto reg = Register(*c, host.url("/arrays"),
+                      Json::array({FunctionConfig("deep-arrays", "test/deep-arrays",
+                                                  host.url("/arrays?fnId=deep-arrays")),
+                                   FunctionConfig("deep-objects", "test/deep-objects",
+                                                  host.url("/objects?fnId=deep-objects"))}));
+  ASSERT_EQ(reg.status, 200) << reg.raw;
+  for (const std::string kind : {"arrays", "objects"}) {
+    const int calls_before = host.calls();
+    Json run = RunToEnd(*c, {{"name", "test/deep-" + kind}});
+    ASSERT_EQ(run["status"], "failed") << kind << ": " << run.dump(2).substr(0, 2000);
+    ASSERT_EQ(run["steps"].size(), 1u) << run.dump(2).substr(0, 2000);
+    const Json& step = run["steps"][0];
+    EXPECT_EQ(step["attempts"], 2) << "the first attempt and one retry";
+    for (const Json& attempt : step["attempt_log"]) {
+      EXPECT_EQ(attempt["error"]["name"], "ProtocolError");
+      EXPECT_EQ(attempt["error"]["message"], "op list: JSON nested deeper than 128 levels");
+    }
+    EXPECT_EQ(host.calls() - calls_before, 2);
+    EXPECT_EQ(Http("GET", c->url() + "/healthz").status, 200);
+  }
+  // Nothing is called again: the run is over, not looping.
+  const int calls = host.calls();
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(host.calls(), calls);
+  EXPECT_EQ(Http("GET", c->url() + "/healthz").status, 200);
+}
+
+// Defect 2: an app answering an in-band sync with a million levels of nesting gets a 400.
+TEST_P(HardeningTest, SyncReplyNestedAMillionDeepIs400) {
+  auto c = StartCoordinator();
+  DeepHost host;
+  for (const std::string path : {"/arrays", "/objects"}) {
+    auto r = Http("POST", c->url() + "/v1/apps/sync", Json{{"url", host.url(path)}}.dump());
+    EXPECT_EQ(r.status, 400) << r.raw.substr(0, 300);
+    EXPECT_EQ(r.body["error"]["message"], "the app's sync reply: JSON nested deeper than 64 levels")
+        << r.raw.substr(0, 300);
+  }
+  EXPECT_EQ(Http("GET", c->url() + "/healthz").status, 200);
+  EXPECT_EQ(CountRows(*c, "/v1/apps"), 0);
+}
+
+// Request bodies nested a million levels deep, and json_parse() in a filter on a 400 KB
+// string of brackets inside an event (defect 3): 400 and no run, never a crash.
+TEST_P(HardeningTest, EventsNestedAMillionDeepAre400AndJsonParseOfThemIsNull) {
+  auto c = StartCoordinator({"--max-body-bytes", std::to_string(8 << 20)});
+  Json filtered = FunctionConfig("parses", "test/parse", "http://127.0.0.1:1/api?fnId=parses");
+  filtered["triggers"][0]["expression"] = "json_parse(event.data.s) != null";
+  auto reg = Register(*c, "http://127.0.0.1:1/api", Json::array({filtered}));
+  ASSERT_EQ(reg.status, 200) << reg.raw;
+  for (const std::string& body : {DeepArrays(kMillion), DeepObjects(kMillion)}) {
+    auto r = Http("POST", c->url() + "/e/test", body);
+    EXPECT_EQ(r.status, 400) << r.raw.substr(0, 300);
+    EXPECT_EQ(r.body["error"], "JSON nested deeper than 64 levels") << r.raw.substr(0, 300);
+  }
+  const std::string id =
+      Send(*c, {{"name", "test/parse"}, {"data", {{"s", std::string(400'000, '[')}}}});
+  auto event = Http("GET", c->url() + "/v1/events/" + id);
+  ASSERT_EQ(event.status, 200);
+  EXPECT_TRUE(event.body["data"]["runs"].empty());
+  EXPECT_EQ(Http("GET", c->url() + "/healthz").status, 200);
+}
+
+// Defect 8: one X-Inngest-Event-Id-Seed for two different events is a 409 naming the id;
+// the same event sent again is still an idempotent 200.
+TEST_P(HardeningTest, SeedClashOfDifferentEventsIs409AndAResendIs200) {
+  auto c = StartCoordinator();
+  const Headers seed = {{"X-Inngest-Event-Id-Seed", "1700000000000,AAECAwQFBgcICQ=="}};
+  const std::string first = Json{{"name", "test/seeded"}, {"data", {{"n", 1}}}}.dump();
+  auto stored = Http("POST", c->url() + "/e/test", first, seed);
+  ASSERT_EQ(stored.status, 200) << stored.raw;
+  const std::string id = stored.body["ids"][0];
+  auto resent = Http("POST", c->url() + "/e/test", first, seed);
+  EXPECT_EQ(resent.status, 200) << resent.raw;
+  EXPECT_EQ(resent.body["ids"][0], id);
+  auto clash = Http("POST", c->url() + "/e/test",
+                    Json{{"name", "test/seeded"}, {"data", {{"n", 2}}}}.dump(), seed);
+  EXPECT_EQ(clash.status, 409) << clash.raw;
+  EXPECT_EQ(clash.body["status"], 409);
+  EXPECT_EQ(clash.body["code"], "already_exists");
+  EXPECT_NE(clash.body["error"].get<std::string>().find(id), std::string::npos) << clash.raw;
+  auto events = Http("GET", c->url() + "/v1/events");
+  ASSERT_EQ(events.body["data"].size(), 1u);
+  EXPECT_EQ(events.body["data"][0]["payload"]["data"]["n"], 1);
+}
+
+// Defect 9: \u0000 can never be stored on PostgreSQL, so both stores refuse it with a 400:
+// in an event's data or name, and in a function id at sync.
+TEST_P(HardeningTest, NulInAnEventOrAFunctionIdIs400OnEveryStore) {
+  auto c = StartCoordinator();
+  for (const std::string body :
+       {R"({"name":"test/nul","data":{"s":"a\u0000b"}})", R"({"name":"test/\u0000"})",
+        R"({"name":"test/nul","data":{"k\u0000":1}})",
+        R"([{"name":"test/ok"},{"name":"test/nul","data":{"s":"\u0000"}}])"}) {
+    auto r = Http("POST", c->url() + "/e/test", body);
+    EXPECT_EQ(r.status, 400) << body << " -> " << r.raw;
+    EXPECT_EQ(r.body["error"], "JSON string holds \\u0000, which cannot be stored") << r.raw;
+  }
+  EXPECT_EQ(CountRows(*c, "/v1/events"), 0);
+  const std::string reg_body =
+      R"({"url":"http://127.0.0.1:1/api","appName":"nul","functions":[{"id":"f\u0000g",
+          "triggers":[{"event":"e"}],"steps":{"step":{"runtime":{"url":"http://127.0.0.1:1/api"}}}}]})";
+  auto r = Http("POST", c->url() + "/fn/register", reg_body);
+  EXPECT_EQ(r.status, 400) << r.raw;
+  EXPECT_EQ(r.body["error"], "JSON string holds \\u0000, which cannot be stored") << r.raw;
+  EXPECT_EQ(CountRows(*c, "/v1/functions"), 0);
+}
+
+// Defect 14: numbers out of range are a 400 with a short message, and the log holds
+// neither the body nor the event key from the path.
+TEST_P(HardeningTest, NumbersOutOfRangeAre400AndNeitherBodyNorKeyIsLogged) {
+  const std::string key = "k3y-that-must-not-be-logged";
+  auto c = StartCoordinator({"--event-key", key});
+  const std::string digits(100'000, '7');
+  for (const std::string& body : {std::string(R"({"name":"test/n","data":{"n":1e400}})"),
+                                  R"({"name":"test/n","data":{"n":)" + digits + "}}"}) {
+    auto r = Http("POST", c->url() + "/e/" + key, body);
+    EXPECT_EQ(r.status, 400) << r.raw.substr(0, 300);
+    EXPECT_EQ(r.body["error"], "JSON number out of range") << r.raw.substr(0, 300);
+  }
+  Json fn = FunctionConfig("f", "e", "http://127.0.0.1:1/api");
+  std::string reg =
+      Json{{"url", "http://127.0.0.1:1/api"}, {"appName", "n"}, {"functions", Json::array({fn})}}
+          .dump();
+  reg.replace(reg.find("\"attempts\":1"), 12, "\"attempts\":" + digits);
+  auto r = Http("POST", c->url() + "/fn/register", reg);
+  EXPECT_EQ(r.status, 400) << r.raw.substr(0, 300);
+  EXPECT_EQ(r.body["error"], "JSON number out of range");
+  EXPECT_EQ(Http("GET", c->url() + "/healthz").status, 200);
+  const std::string log = c->Log();
+  EXPECT_EQ(log.find(key), std::string::npos) << log;
+  EXPECT_EQ(log.find(digits.substr(0, 100)), std::string::npos);
+}
+
+// Defect 15: config numbers out of range are refused at sync naming function and option.
+TEST_P(HardeningTest, ConfigNumbersOutOfRangeAreRefusedAtSync) {
+  auto c = StartCoordinator();
+  const std::string url = "http://127.0.0.1:1/api";
+  const std::vector<std::pair<Json, std::string>> cases = {
+      {{{"concurrency", 2147483648}},
+       "function \"f\": concurrency must be an integer from 0 to 2147483647"},
+      {{{"concurrency", {{"limit", 4294967297}}}},
+       "function \"f\": concurrency needs an integer \"limit\" from 0 to 2147483647"},
+      {{{"concurrency", {{"limit", 4294967297}, {"key", "event.data.k"}}}},
+       "function \"f\": concurrency needs an integer \"limit\" from 0 to 2147483647"},
+  };
+  for (const auto& [extra, message] : cases) {
+    auto r = Register(*c, url, Json::array({FunctionConfig("f", "e", url, extra)}));
+    EXPECT_EQ(r.status, 400) << r.raw;
+    EXPECT_EQ(r.body["error"], message) << r.raw;
+  }
+  for (const Json& attempts : {Json(4294967297), Json(-1), Json(21)}) {
+    Json fn = FunctionConfig("f", "e", url);
+    fn["steps"]["step"]["retries"]["attempts"] = attempts;
+    auto r = Register(*c, url, Json::array({fn}));
+    EXPECT_EQ(r.status, 400) << r.raw;
+    EXPECT_EQ(r.body["error"],
+              "function \"f\": steps.step.retries.attempts must be an integer from 0 to 20")
+        << r.raw;
+  }
+  EXPECT_EQ(CountRows(*c, "/v1/functions"), 0);
+  auto ok = Register(*c, url,
+                     Json::array({FunctionConfig("f", "e", url, {{"concurrency", 2147483647}})}));
+  EXPECT_EQ(ok.status, 200) << ok.raw;
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, HardeningTest, ::testing::Values("postgres", "sqlite"),
+                         [](const auto& info) { return info.param; });
+
+// Defect 6: a malformed signing key stops the coordinator at start, saying why.
+TEST(SigningKeyAtStart, MalformedKeyIsRefused) {
+  const std::string dir = TempDir("funcky-e2e-signing-");
+  for (const std::string key : {"signkey-prod-", "signkey-prod-not-hex"}) {
+    Process p({FUNCKY_BIN, "dev", "--db", dir + "/dev.db", "--port", std::to_string(FreePort()),
+               "--signing-key", key},
+              dir + "/coordinator-" + std::to_string(key.size()) + ".log");
+    ASSERT_TRUE(WaitFor([&] { return !p.running(); }, 10s)) << p.Log();
+    EXPECT_NE(p.Log().find("--signing-key: the signing key"), std::string::npos) << p.Log();
+    EXPECT_EQ(p.Log().find("listening"), std::string::npos) << p.Log();
+  }
+}
+
+}  // namespace
+}  // namespace funcky::testing

@@ -1,0 +1,103 @@
+// ParseUntrustedJson and the parsers built on it: nothing an untrusted sender writes may
+// make them (or what holds their result) recurse without bound.
+#include "common/json_parse.h"
+
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "common/ops.h"
+
+namespace funcky {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr size_t kMillion = 1'000'000;
+
+std::string DeepArrays(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+std::string DeepObjects(size_t depth) {
+  std::string out;
+  out.reserve(depth * 6 + 1);
+  for (size_t i = 0; i < depth; ++i) out += "{\"a\":";
+  out += "1";
+  out.append(depth, '}');
+  return out;
+}
+
+TEST(ParseUntrustedJson, RefusesAMillionLevelsOfArraysAndObjects) {
+  for (const std::string& text : {DeepArrays(kMillion), DeepObjects(kMillion)}) {
+    auto parsed = ParseUntrustedJson(text, {.max_depth = 64});
+    ASSERT_FALSE(parsed.ok()) << text.substr(0, 10);
+    EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(parsed.status().message(), "JSON nested deeper than 64 levels");
+  }
+}
+
+TEST(ParseUntrustedJson, AcceptsExactlyTheDepthLimit) {
+  EXPECT_TRUE(ParseUntrustedJson(DeepArrays(64), {.max_depth = 64}).ok());
+  EXPECT_FALSE(ParseUntrustedJson(DeepArrays(65), {.max_depth = 64}).ok());
+  EXPECT_TRUE(ParseUntrustedJson(DeepObjects(64), {.max_depth = 64}).ok());
+  EXPECT_FALSE(ParseUntrustedJson(DeepObjects(65), {.max_depth = 64}).ok());
+  // Brackets inside strings are text, not nesting.
+  auto in_string = ParseUntrustedJson("{\"s\":\"" + std::string(400'000, '[') + "\"}");
+  ASSERT_TRUE(in_string.ok()) << in_string.status().ToString();
+  EXPECT_EQ((*in_string)["s"].get_ref<const std::string&>().size(), 400'000u);
+}
+
+TEST(ParseUntrustedJson, RefusesTextOverTheByteLimitBeforeParsing) {
+  auto parsed = ParseUntrustedJson("[1, 2, 3]", {.max_bytes = 8});
+  EXPECT_EQ(parsed.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_TRUE(ParseUntrustedJson("[1, 2, 3]", {.max_bytes = 9}).ok());
+}
+
+TEST(ParseUntrustedJson, NumbersOutOfRangeAreRefusedWithAShortMessage) {
+  const std::string digits(100'000, '7');
+  for (const std::string& text : {std::string(R"({"n": 1e400})"), std::string(R"({"n": -1e400})"),
+                                  "{\"n\": " + digits + "}"}) {
+    auto parsed = ParseUntrustedJson(text);
+    ASSERT_FALSE(parsed.ok());
+    EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(parsed.status().message(), "JSON number out of range");
+  }
+  EXPECT_EQ((*ParseUntrustedJson("1e300")).get<double>(), 1e300);
+}
+
+TEST(ParseUntrustedJson, MalformedTextGetsAPositionButNeverTheWholeToken) {
+  const std::string long_token = "\"" + std::string(100'000, 'x');  // never closed
+  auto parsed = ParseUntrustedJson(long_token);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_LT(parsed.status().message().size(), 300u);
+  EXPECT_NE(parsed.status().message().find("malformed JSON: parse error at line 1"),
+            std::string::npos)
+      << parsed.status().message();
+  EXPECT_EQ(ParseUntrustedJson("").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseUntrustedJson("[1,]").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(ParseUntrustedJson, NulInAStringOrKeyIsRefusedUnlessAllowed) {
+  for (const std::string text : {R"({"a":"x\u0000y"})", R"({"a\u0000":1})", R"(["\u0000"])"}) {
+    auto parsed = ParseUntrustedJson(text);
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(parsed.status().message(), "JSON string holds \\u0000, which cannot be stored");
+    EXPECT_TRUE(ParseUntrustedJson(text, {.allow_nul = true}).ok()) << text;
+  }
+}
+
+TEST(ParseOps, AMillionLevelsDeepReplyIsAProtocolErrorNotACrash) {
+  for (const std::string& data : {DeepArrays(kMillion), DeepObjects(kMillion)}) {
+    auto ops = ParseOps(R"([{"id":"h","op":"StepRun","data":)" + data + "}]");
+    ASSERT_FALSE(ops.ok());
+    EXPECT_EQ(ops.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(ops.status().message(), "op list: JSON nested deeper than 128 levels");
+  }
+  // The same depth as a whole reply.
+  EXPECT_EQ(ParseOps(DeepArrays(kMillion)).status().message(),
+            "op list: JSON nested deeper than 128 levels");
+}
+
+}  // namespace
+}  // namespace funcky
