@@ -41,7 +41,8 @@ struct ServeFlags {
   std::string retry_jitter = "30s";
   std::string call_timeout = "60s";
   std::string poll_interval = "25ms";
-  std::string lease;  // empty: call timeout + 30s
+  std::string lease = "10s";
+  std::string drain_timeout = "10s";
   int max_in_flight = 64;
   int db_pool = 16;
   size_t max_body_bytes = 3 << 20;
@@ -131,8 +132,9 @@ int Serve(const ServeFlags& f, bool dev) {
     auto jitter = DurationFlag("retry-jitter", f.retry_jitter);
     auto timeout = DurationFlag("call-timeout", f.call_timeout);
     auto poll = DurationFlag("poll-interval", f.poll_interval);
-    for (const Status* s :
-         {&schedule.status(), &jitter.status(), &timeout.status(), &poll.status()}) {
+    auto drain = DurationFlag("drain-timeout", f.drain_timeout);
+    for (const Status* s : {&schedule.status(), &jitter.status(), &timeout.status(), &poll.status(),
+                            &drain.status()}) {
       if (!s->ok()) {
         spdlog::error("{}", s->message());
         return 2;
@@ -141,19 +143,16 @@ int Serve(const ServeFlags& f, bool dev) {
     exec.retry.schedule = *schedule;
     exec.retry.max_jitter = *jitter;
     exec.call_timeout = *timeout;
-    exec.lease = *timeout + std::chrono::seconds(30);
-    if (!f.lease.empty()) {
-      auto lease = DurationFlag("lease", f.lease);
-      if (!lease.ok()) {
-        spdlog::error("{}", lease.status().message());
-        return 2;
-      }
-      if (*lease <= *timeout) {
-        spdlog::error("--lease must be longer than --call-timeout");
-        return 2;
-      }
-      exec.lease = *lease;
+    auto lease = DurationFlag("lease", f.lease);
+    if (!lease.ok()) {
+      spdlog::error("{}", lease.status().message());
+      return 2;
     }
+    if (*lease < std::chrono::seconds(1)) {
+      spdlog::error("--lease must be at least 1s (it is renewed every third of it)");
+      return 2;
+    }
+    exec.lease = *lease;
     exec.poll_interval = *poll;
     exec.max_in_flight = f.max_in_flight;
     exec.call.signing_key = f.signing_key;
@@ -255,6 +254,7 @@ int Serve(const ServeFlags& f, bool dev) {
       IsPostgresUrl(f.db) ? "PostgreSQL" : "SQLite " + f.db, scheme, f.host, server.port());
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
+  const auto drain_timeout = *DurationFlag("drain-timeout", f.drain_timeout);
   asio::steady_timer drain(io);
   std::function<void()> wait_drained;
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -264,7 +264,7 @@ int Serve(const ServeFlags& f, bool dev) {
     server.Stop();
     cron.Stop();
     executor.Stop();
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    auto deadline = std::chrono::steady_clock::now() + drain_timeout;
     wait_drained = [&, deadline] {
       if (executor.in_flight() == 0 || std::chrono::steady_clock::now() > deadline) {
         io.stop();
@@ -276,6 +276,9 @@ int Serve(const ServeFlags& f, bool dev) {
     wait_drained();
   });
   io.run();
+  // Calls still unfinished after the drain go back to the other coordinators at once
+  // instead of when their leases expire.
+  executor.ReleaseLeases();
   blocking.join();
   // The executor is drained: announce the run ends still buffered, then stop the thread
   // that could wake the executor before the executor goes.
@@ -309,8 +312,14 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
                  "How often an idle coordinator looks for due work")
       ->capture_default_str();
   app.add_option("--lease", f.lease,
-                 "How long a claimed call is held before another coordinator may take it "
-                 "over (default: call timeout + 30s)");
+                 "How long a claimed call is held without renewal: renewed every third of it "
+                 "while the call is in flight, it is how soon other coordinators take over "
+                 "the calls of one that died")
+      ->capture_default_str();
+  app.add_option("--drain-timeout", f.drain_timeout,
+                 "On SIGTERM, how long calls in flight may finish before their leases are "
+                 "given back to other coordinators")
+      ->capture_default_str();
   app.add_option("--max-in-flight", f.max_in_flight, "Concurrent calls to hosts")
       ->capture_default_str();
   app.add_option("--db-pool", f.db_pool, "Database connections")->capture_default_str();

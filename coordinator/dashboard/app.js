@@ -154,6 +154,7 @@ async function renderRun(id) {
     <div class="actions">
       <button class="primary" id="replay">Replay</button>
       ${TERMINAL.includes(run.status) ? '' : '<button class="danger" id="cancel">Cancel</button>'}
+      <span class="muted" id="action-result" data-testid="action-result"></span>
     </div>
     <dl class="meta">
       <dt>Function</dt><dd>${esc(run.function_id)}</dd>
@@ -169,14 +170,23 @@ async function renderRun(id) {
     ${run.output != null ? `<h2>Output</h2>${json(run.output)}` : ''}
     ${run.error ? `<h2>Error</h2>${json(run.error)}` : ''}
     <h2>Trigger event</h2>${json(run.event.payload)}`;
-  document.getElementById('replay').addEventListener('click', async () => {
+  // An action's failure is shown next to the buttons, never swallowed.
+  const act = (fn) => async () => {
+    clearInterval(refreshTimer);  // no refresh may replace the page under the action
+    try {
+      await fn();
+    } catch (e) {
+      document.getElementById('action-result').textContent = `Failed: ${e.message}`;
+    }
+  };
+  document.getElementById('replay').addEventListener('click', act(async () => {
     const { data } = await api(`/v1/runs/${enc(run.id)}/replay`, { method: 'POST' });
     location.hash = `#/runs/${enc(data.id)}`;
-  });
-  document.getElementById('cancel')?.addEventListener('click', async () => {
+  }));
+  document.getElementById('cancel')?.addEventListener('click', act(async () => {
     await api(`/v1/runs/${enc(run.id)}/cancel`, { method: 'POST' });
-    render();
-  });
+    await render();
+  }));
   if (!TERMINAL.includes(run.status)) refreshTimer = setInterval(render, 2000);
 }
 

@@ -1,6 +1,7 @@
 #include "coordinator/executor/executor.h"
 
 #include <cstdlib>
+#include <map>
 #include <random>
 
 #include <spdlog/spdlog.h>
@@ -61,6 +62,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<bool> stopping{false};
   std::atomic<bool> wake_pending{false};
   std::atomic<int> in_flight{0};
+  std::map<int64_t, store::QueueItem> held;  // claimed, outcome not applied; io_context only
 
   // Runs `fn` on the blocking pool and resumes on the io_context.
   template <typename Fn>
@@ -110,19 +112,73 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  // The lease of one claimed item, renewed while its call is in flight.
+  struct Heartbeat {
+    explicit Heartbeat(asio::io_context& io) : timer(io) {}
+    asio::steady_timer timer;
+    bool done = false;  // the outcome is applied (or dropped): stop renewing
+    void Stop() {
+      done = true;
+      timer.cancel();
+    }
+  };
+
   asio::awaitable<void> Process(store::QueueItem item) {
     auto self = shared_from_this();
-    co_await Handle(item);
+    held.emplace(item.id, item);
+    auto beat = std::make_shared<Heartbeat>(io);
+    asio::co_spawn(io, KeepLease(item, beat), asio::detached);
+    co_await Handle(item, *beat);
+    beat->Stop();
+    held.erase(item.id);
     --in_flight;
     Wake();  // capacity freed, and the item's successor may be due now
   }
 
-  asio::awaitable<void> Handle(const store::QueueItem& item) {
-    auto state = co_await Offload([&] { return queue.LoadRunState(item.run_id); });
+  // Renews the item's lease every third of the lease until `beat` is done, so the lease can
+  // be short: a coordinator that dies loses its calls to others within one lease.
+  asio::awaitable<void> KeepLease(store::QueueItem item, std::shared_ptr<Heartbeat> beat) {
+    auto self = shared_from_this();
+    while (!beat->done) {
+      beat->timer.expires_after(options.lease / 3);
+      co_await beat->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (beat->done) break;
+      Status renewed =
+          co_await Offload([&] { return queue.RenewLease(item, clock.Now() + options.lease); });
+      if (beat->done) break;
+      if (renewed.code() == StatusCode::kAborted) {
+        logging::Warn({.run_id = item.run_id, .step_id = item.step_id},
+                      "run {}: {}; its outcome will be dropped", item.run_id, renewed.message());
+        break;
+      }
+      if (!renewed.ok()) {
+        logging::Warn({.run_id = item.run_id, .step_id = item.step_id},
+                      "run {}: renewing the lease failed: {}", item.run_id, renewed.ToString());
+      }
+    }
+  }
+
+  asio::awaitable<void> Handle(const store::QueueItem& item, Heartbeat& beat) {
+    // A failure to load is transient (a database restart): retry, backing off up to a second,
+    // for as long as half the lease (the heartbeat keeps the lease once the database is
+    // back), then give the claim back rather than hold it until the lease expires.
+    Result<store::RunState> state = Unavailable("not loaded");
+    const TimePoint give_up = clock.Now() + options.lease / 2;
+    for (int tries = 0;; ++tries) {
+      state = co_await Offload([&] { return queue.LoadRunState(item.run_id); });
+      if (state.ok() || state.status().code() != StatusCode::kUnavailable) break;
+      if (clock.Now() >= give_up || stopping) break;
+      asio::steady_timer wait(io,
+                              std::chrono::milliseconds(std::min(100 << std::min(tries, 4), 1000)));
+      co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
     if (!state.ok()) {
       logging::Warn({.run_id = item.run_id, .step_id = item.step_id},
-                    "run {}: cannot load state: {}", item.run_id, state.status().ToString());
-      co_return;  // the lease expires and the item is claimed again
+                    "run {}: cannot load state: {}; giving the call back", item.run_id,
+                    state.status().ToString());
+      beat.Stop();
+      co_await Offload([&] { return queue.ReleaseLeases({item}, clock.Now()); });
+      co_return;  // released, or else the lease expires and the item is claimed again
     }
     store::Transition t;
     if (item.resume) {
@@ -156,6 +212,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     const TimePoint registering = clock.Now();
     for (int tries = 0;; ++tries) {
       Status applied = co_await Offload([&] { return queue.Apply(item, t, clock.Now()); });
+      if (applied.ok() || applied.code() == StatusCode::kAborted) beat.Stop();
       if (applied.ok()) break;
       if (applied.code() == StatusCode::kAborted) {
         if (options.observer) options.observer->LeaseLost();
@@ -307,6 +364,21 @@ Executor::~Executor() { Stop(); }
 void Executor::Start() { asio::co_spawn(impl_->io, impl_->Dispatch(), asio::detached); }
 
 void Executor::Wake() { impl_->Wake(); }
+
+void Executor::ReleaseLeases() {
+  std::vector<store::QueueItem> items;
+  for (const auto& [id, item] : impl_->held) items.push_back(item);
+  if (items.empty()) return;
+  Status s = impl_->queue.ReleaseLeases(items, impl_->clock.Now());
+  if (s.ok()) {
+    spdlog::info("gave back {} unfinished call(s) to the other coordinators", items.size());
+  } else {
+    spdlog::warn(
+        "giving back {} unfinished call(s) failed: {}; they are taken over when "
+        "their leases expire",
+        items.size(), s.ToString());
+  }
+}
 
 void Executor::Stop() {
   impl_->stopping = true;

@@ -85,9 +85,9 @@ struct ExecutorOptions {
   int claim_batch = 32;                         // items claimed per round trip
   std::chrono::milliseconds poll_interval{25};  // how often to look for due work when idle
   std::chrono::milliseconds call_timeout{60'000};
-  // Lease on a claimed item: longer than a call can take, so a live coordinator never
-  // loses an item it is still working on.
-  std::chrono::milliseconds lease{90'000};
+  // Lease on a claimed item, renewed every third of it while the call is in flight: how
+  // soon other coordinators take over the calls of one that died.
+  std::chrono::milliseconds lease{10'000};
   scheduler::RetryPolicy retry;
   CallOptions call;
   uint64_t seed = 0;            // jitter source; 0: from the OS
@@ -113,6 +113,9 @@ class Executor {
   void Wake();
   // Stops claiming; calls in flight finish (or are reclaimed after their lease).
   void Stop();
+  // Gives the leases of calls still unfinished back to other coordinators. Call it once the
+  // io_context has stopped (after the drain), before exiting.
+  void ReleaseLeases();
   // Number of calls in flight.
   int in_flight() const;
 

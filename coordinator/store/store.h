@@ -309,6 +309,14 @@ class QueueStore {
   // only when the lease was lost to another claimer; kUnavailable for transient failures
   // (connection lost, deadlock), after which the same call may be retried.
   virtual Status Apply(const QueueItem& item, const Transition& t, TimePoint now) = 0;
+  // Extends the lease of `item`, whose call is in flight, to `until` (the executor's
+  // heartbeat, so a lease can be short and a dead coordinator's calls are taken over soon).
+  // kAborted when the lease was lost to another claimer.
+  virtual Status RenewLease(const QueueItem& item, TimePoint until) = 0;
+  // Gives up the leases of `items` (a coordinator stopping with calls unfinished): each is
+  // visible to every claimer at `now`, its attempt unchanged. Items whose lease was lost
+  // are left alone.
+  virtual Status ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) = 0;
   // How many items are queued (any state); for metrics and tests.
   virtual Result<int64_t> QueueDepth() = 0;
   // The queue and lane gauges of /metrics at `now`.

@@ -128,7 +128,13 @@ test('Cancel cancels a sleeping run', async () => {
   await page.goto(`${base}/#/runs/${runs.sleeping}`);
   await page.locator('.badge.sleeping').first().waitFor();
   await page.click('#cancel');
-  await page.locator('h1 .badge.cancelled').waitFor();
+  try {
+    await page.locator('h1 .badge.cancelled').waitFor({ timeout: 15000 });
+  } catch (e) {
+    const shown = await page.locator('#action-result').textContent().catch(() => '(none)');
+    const api = (await apiGet(`/v1/runs/${runs.sleeping}`)).body.data.status;
+    throw new Error(`not cancelled: the page says "${shown}", the API says ${api}`);
+  }
   assert.equal((await apiGet(`/v1/runs/${runs.sleeping}`)).body.data.status, 'cancelled');
 });
 

@@ -45,7 +45,10 @@ class Coordinator {
   void SetEnv(std::vector<std::string> env) { env_ = std::move(env); }
   bool running() { return process_.running(); }
   void Kill9() { process_.Kill9(); }
-  void Stop() { process_.Stop(); }
+  void Stop(int sig = 15, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    process_.Stop(sig, timeout);
+  }
+  int exit_code() const { return process_.exit_code(); }
   const std::string& url() const { return url_; }
   std::string Log() const { return process_.Log(); }
 

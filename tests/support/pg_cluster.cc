@@ -76,7 +76,8 @@ void PgCluster::Stop() {
 
 PgCluster::~PgCluster() {
   Stop();
-  std::filesystem::remove_all(dir_);
+  std::error_code ignored;  // the server may still be removing its own files
+  std::filesystem::remove_all(dir_, ignored);
 }
 
 std::string PgCluster::CreateDatabase(const std::string& name) {

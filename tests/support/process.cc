@@ -44,7 +44,7 @@ Process::~Process() {
 }
 
 Process::Process(Process&& other) noexcept
-    : pid_(other.pid_), log_path_(std::move(other.log_path_)) {
+    : pid_(other.pid_), exit_code_(other.exit_code_), log_path_(std::move(other.log_path_)) {
   other.pid_ = 0;
 }
 
@@ -52,6 +52,7 @@ Process& Process::operator=(Process&& other) noexcept {
   if (this != &other) {
     if (pid_ > 0) Kill9();
     pid_ = other.pid_;
+    exit_code_ = other.exit_code_;
     log_path_ = std::move(other.log_path_);
     other.pid_ = 0;
   }
@@ -62,7 +63,7 @@ bool Process::running() {
   if (pid_ <= 0) return false;
   int status = 0;
   if (waitpid(pid_, &status, WNOHANG) == pid_) {
-    pid_ = 0;
+    Reaped(status);
     return false;
   }
   return true;
@@ -75,7 +76,7 @@ void Process::Stop(int sig, std::chrono::milliseconds timeout) {
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = 0;
+      Reaped(status);
       return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -88,7 +89,12 @@ void Process::Kill9() {
   kill(pid_, SIGKILL);
   int status = 0;
   waitpid(pid_, &status, 0);
+  Reaped(status);
+}
+
+void Process::Reaped(int status) {
   pid_ = 0;
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 std::string Process::Log() const {

@@ -23,10 +23,15 @@ class Process {
   void Stop(int sig = 15, std::chrono::milliseconds timeout = std::chrono::seconds(10));
   void Kill9();
   std::string Log() const;
+  // How the process ended: its exit code, or 128 + the signal that killed it; -1 while it
+  // has not been reaped.
+  int exit_code() const { return exit_code_; }
   const std::string& log_path() const { return log_path_; }
 
  private:
+  void Reaped(int status);
   int pid_ = 0;
+  int exit_code_ = -1;
   std::string log_path_;
 };
 

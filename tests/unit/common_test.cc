@@ -216,7 +216,9 @@ TEST(Url, RefusesWhatCouldInjectOrMislead) {
         "http://h%0d%0a/", "http://[v1.x]/", "http://h/\x01", ""}) {
     auto u = ParseUrl(bad);
     EXPECT_FALSE(u.ok()) << bad;
-    if (!u.ok()) EXPECT_EQ(u.status().code(), StatusCode::kInvalidArgument) << bad;
+    if (!u.ok()) {
+      EXPECT_EQ(u.status().code(), StatusCode::kInvalidArgument) << bad;
+    }
   }
   // The message quotes the URL with control characters masked, never raw.
   auto crlf = ParseUrl("http://h/\r\nHost: evil");

@@ -240,6 +240,16 @@ Result<std::unique_ptr<pqxx::connection>> PostgresStore::TakeConnection() {
   }
 }
 
+void PostgresStore::DropIdleConnections() {
+  std::vector<std::unique_ptr<pqxx::connection>> stale;
+  {
+    std::lock_guard lock(mu_);
+    open_ -= static_cast<int>(idle_.size());
+    stale.swap(idle_);
+  }
+  available_.notify_all();
+}
+
 void PostgresStore::ReturnConnection(std::unique_ptr<pqxx::connection> conn) {
   std::lock_guard lock(mu_);
   if (conn && conn->is_open()) {
@@ -271,7 +281,10 @@ auto PostgresStore::InTransaction(Fn&& fn) -> decltype(fn(std::declval<pqxx::wor
     ReturnConnection(std::move(c));
     return result;
   } catch (const pqxx::broken_connection& e) {
+    // The server went away (a restart, a failover): the idle connections are as dead as
+    // this one. Dropping them now spares every later transaction one failure each.
     c.reset();
+    DropIdleConnections();
     return fail(Unavailable(std::string("lost the PostgreSQL connection: ") + e.what()));
   } catch (const pqxx::in_doubt_error& e) {
     c.reset();
@@ -283,6 +296,7 @@ auto PostgresStore::InTransaction(Fn&& fn) -> decltype(fn(std::declval<pqxx::wor
     }
     if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P03") {
       c.reset();
+      DropIdleConnections();
       return fail(Unavailable("PostgreSQL unavailable (" + state + ")"));
     }
     return fail(Internal("database error " + state + ": " + e.what()));
@@ -747,13 +761,34 @@ Result<QueueStats> PostgresStore::GetQueueStats(TimePoint now) {
   });
 }
 
+Status PostgresStore::RenewLease(const QueueItem& item, TimePoint until) {
+  return InTransaction([&](pqxx::work& w) -> Status {
+    auto r = w.exec_params("UPDATE queue SET visible_at_ms = $3 WHERE id = $1 AND lease_token = $2",
+                           item.id, item.lease_token, UnixMillis(until));
+    if (r.affected_rows() == 0) return Aborted("the lease of run " + item.run_id + " was lost");
+    return Status::Ok();
+  });
+}
+
+Status PostgresStore::ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) {
+  return InTransaction([&](pqxx::work& w) -> Status {
+    for (const QueueItem& item : items) {
+      w.exec_params(
+          "UPDATE queue SET visible_at_ms = $3, lease_token = NULL "
+          "WHERE id = $1 AND lease_token = $2",
+          item.id, item.lease_token, UnixMillis(now));
+    }
+    return Status::Ok();
+  });
+}
+
 Result<std::vector<std::string>> PostgresStore::PendingRunEnds(int64_t ended_before_ms, int limit) {
   return InTransaction([&](pqxx::work& w) -> Result<std::vector<std::string>> {
     std::vector<std::string> out;
-    for (const auto& row :
-         w.exec_params("SELECT run_id FROM run_ends WHERE $1::bigint = 0 OR ended_at_ms < $1::bigint "
-                       "ORDER BY ended_at_ms, run_id LIMIT $2",
-                       ended_before_ms, limit)) {
+    for (const auto& row : w.exec_params(
+             "SELECT run_id FROM run_ends WHERE $1::bigint = 0 OR ended_at_ms < $1::bigint "
+             "ORDER BY ended_at_ms, run_id LIMIT $2",
+             ended_before_ms, limit)) {
       out.push_back(row[0].as<std::string>());
     }
     return out;

@@ -44,6 +44,8 @@ class PostgresStore final : public Store {
   Status Apply(const QueueItem& item, const Transition& t, TimePoint now) override;
   Result<int64_t> QueueDepth() override;
   Result<QueueStats> GetQueueStats(TimePoint now) override;
+  Status RenewLease(const QueueItem& item, TimePoint until) override;
+  Status ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) override;
   Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) override;
   Status AckRunEnds(const std::vector<std::string>& run_ids) override;
   Result<std::vector<std::string>> ExpireLaneHeads(TimePoint now) override;
@@ -78,6 +80,8 @@ class PostgresStore final : public Store {
   std::mutex mu_;
   std::condition_variable available_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_;  // GUARDED_BY(mu_)
+  // Closes every idle connection (after one was found broken).
+  void DropIdleConnections();
   int open_ = 0;                                         // GUARDED_BY(mu_)
 };
 

@@ -770,6 +770,27 @@ class SqliteStore final : public Store {
         [&](Tx& tx) -> Result<int64_t> { return tx.Count("SELECT count(*) FROM queue"); });
   }
 
+  Status RenewLease(const QueueItem& item, TimePoint until) override {
+    return InTransaction([&](Tx& tx) -> Status {
+      tx.Exec("UPDATE queue SET visible_at_ms = ?3 WHERE id = ?1 AND lease_token = ?2", item.id,
+              item.lease_token, UnixMillis(until));
+      if (tx.Changes() == 0) return Aborted("the lease of run " + item.run_id + " was lost");
+      return Status::Ok();
+    });
+  }
+
+  Status ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) override {
+    return InTransaction([&](Tx& tx) -> Status {
+      for (const QueueItem& item : items) {
+        tx.Exec(
+            "UPDATE queue SET visible_at_ms = ?3, lease_token = NULL "
+            "WHERE id = ?1 AND lease_token = ?2",
+            item.id, item.lease_token, UnixMillis(now));
+      }
+      return Status::Ok();
+    });
+  }
+
   Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) override {
     return InTransaction([&](Tx& tx) -> Result<std::vector<std::string>> {
       std::vector<std::string> out;

@@ -1,0 +1,135 @@
+// Recovery in seconds, on PostgreSQL: a database restart under load, a coordinator killed
+// with calls in flight (leases are short and renewed while a call runs), and a coordinator
+// stopped with SIGTERM giving its unfinished calls back at once.
+#include <signal.h>
+
+#include <map>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/e2e.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+
+namespace funcky::testing {
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+class RecoveryTest : public E2eTest {
+ protected:
+  // Ids of the runs the events `ids` started.
+  std::vector<std::string> RunsOf(const Coordinator& c, const std::vector<std::string>& ids) {
+    std::vector<std::string> runs;
+    for (const auto& id : ids) {
+      auto r = RunsOfEvent(c.url(), id);
+      if (!r.empty()) runs.push_back(r[0]);
+    }
+    return runs;
+  }
+  int Completed(const Coordinator& c) {
+    auto r = Http("GET", c.url() + "/v1/runs?status=completed&limit=200");
+    return r.status == 200 ? static_cast<int>(r.body["data"].size()) : -1;
+  }
+};
+
+TEST_F(RecoveryTest, APostgresRestartUnderLoadDelaysRunsBySecondsNotByTheLease) {
+  // A 60 s lease: a run stalled until its lease expired would fail the 10 s bound below.
+  auto c = StartCoordinator({"--lease", "60s"});
+  TestHost host(c->url(), dir_);
+  const Json slow = {{"name", "test/slow"}, {"data", {{"steps", 3}, {"delay_ms", 200}}}};
+  std::vector<std::string> events;
+  for (int i = 0; i < 30; ++i) events.push_back(Send(*c, slow));
+  ASSERT_TRUE(WaitFor([&] { return host.Count("step") >= 10; }));
+  SharedPgCluster().Stop();
+  SharedPgCluster().Start();
+  const auto restarted = std::chrono::steady_clock::now();
+  EXPECT_TRUE(WaitFor([&] { return Completed(*c) == 30; }, std::chrono::seconds(10)))
+      << "completed: " << Completed(*c) << "\n"
+      << c->Log();
+  const auto took = std::chrono::steady_clock::now() - restarted;
+  std::printf(
+      "all 30 runs completed %lld ms after the restart\n",
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  EXPECT_TRUE(c->running());
+}
+
+TEST_F(RecoveryTest, Kill9OfOneOfTwoCoordinatorsResumesItsRunsWithin15Seconds) {
+  auto a = StartCoordinator();  // the default lease: 10 s, renewed every third of it
+  auto b = StartCoordinator();
+  TestHost host(a->url(), dir_);
+  const Json slow = {{"name", "test/slow"}, {"data", {{"steps", 4}, {"delay_ms", 1000}}}};
+  std::vector<std::string> events;
+  for (int i = 0; i < 12; ++i) events.push_back(Send(*a, slow));
+  // Both coordinators hold calls; kill one mid-call.
+  ASSERT_TRUE(WaitFor([&] { return host.Count("step") >= 14; }));
+  a->Kill9();
+  const int64_t killed_ms = NowMs();
+  ASSERT_TRUE(WaitFor([&] { return Completed(*b) == 12; }, std::chrono::seconds(40)))
+      << "completed: " << Completed(*b) << "\n"
+      << b->Log();
+  // For every run unfinished at the kill, the next step began within 15 s of it.
+  std::map<std::string, int64_t> first_after_kill;
+  std::map<std::string, int> steps_before_kill;
+  for (const Json& r : host.Records()) {
+    if (r["kind"] != "step") continue;
+    const std::string run = r["run_id"];
+    const int64_t t = r["t_ms"];
+    if (t < killed_ms) {
+      ++steps_before_kill[run];
+    } else if (!first_after_kill.count(run)) {
+      first_after_kill[run] = t;
+    }
+  }
+  int resumed = 0;
+  for (const auto& [run, t] : first_after_kill) {
+    EXPECT_LT(t - killed_ms, 15000) << "run " << run;
+    ++resumed;
+  }
+  EXPECT_GT(resumed, 0);
+}
+
+TEST_F(RecoveryTest, SigtermGivesUnfinishedCallsBackToTheOtherCoordinatorAtOnce) {
+  // Long leases: only the give-back makes the other coordinator take over within seconds.
+  auto a = StartCoordinator({"--lease", "60s", "--drain-timeout", "1s"});
+  TestHost host(a->url(), dir_);
+  const std::string event =
+      Send(*a, {{"name", "test/slow"}, {"data", {{"steps", 1}, {"delay_ms", 6000}}}});
+  ASSERT_TRUE(WaitFor([&] { return host.Count("step") == 1; }));  // a's call is running
+  auto b = StartCoordinator({"--lease", "60s"});
+  const int64_t stopped_ms = NowMs();
+  a->Stop(SIGTERM, std::chrono::seconds(10));
+  EXPECT_NE(a->Log().find("gave back 1 unfinished call(s)"), std::string::npos) << a->Log();
+  // b calls the host again for the step (at least once), within seconds, not 60 s.
+  ASSERT_TRUE(WaitFor([&] { return host.Count("step") == 2; }, std::chrono::seconds(10)))
+      << b->Log();
+  int64_t second_ms = 0;
+  for (const Json& r : host.Records()) {
+    if (r["kind"] == "step") second_ms = r["t_ms"];
+  }
+  EXPECT_LT(second_ms - stopped_ms, 5000);
+  auto runs = RunsOfEvent(b->url(), event);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(WaitForRunEnd(b->url(), runs[0])["status"], "completed");
+}
+
+TEST_F(RecoveryTest, SigtermUnderLoadExitsCleanlyAndEveryRunCompletesAfterARestart) {
+  auto c = StartCoordinator({"--drain-timeout", "2s"});
+  TestHost host(c->url(), dir_);
+  const Json slow = {{"name", "test/slow"}, {"data", {{"steps", 3}, {"delay_ms", 300}}}};
+  for (int i = 0; i < 20; ++i) Send(*c, slow);
+  ASSERT_TRUE(WaitFor([&] { return host.Count("step") >= 5; }));
+  c->Stop(SIGTERM, std::chrono::seconds(15));  // SIGKILL only past 15 s
+  EXPECT_EQ(c->exit_code(), 0) << c->Log();
+  EXPECT_NE(c->Log().find("stopped"), std::string::npos) << c->Log();
+  c->Start();
+  EXPECT_TRUE(WaitFor([&] { return Completed(*c) == 20; }, std::chrono::seconds(30))) << c->Log();
+}
+
+}  // namespace
+}  // namespace funcky::testing
