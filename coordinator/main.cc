@@ -47,6 +47,7 @@ struct ServeFlags {
   size_t max_body_bytes = 3 << 20;
   size_t max_connections = 1024;
   std::string host_ca;
+  std::vector<std::string> sync_allow;
   std::string tls_cert;
   std::string tls_key;
   std::string log_level = "info";
@@ -179,6 +180,15 @@ int Serve(const ServeFlags& f, bool dev) {
       return 2;
     }
   }
+  std::vector<api::SyncTarget> sync_allow;
+  for (const std::string& entry : f.sync_allow) {
+    auto target = api::ParseSyncTarget(entry);
+    if (!target.ok()) {
+      spdlog::error("--sync-allow: {}", target.status().message());
+      return 2;
+    }
+    sync_allow.push_back(*target);
+  }
   if (f.tls_cert.empty() != f.tls_key.empty()) {
     spdlog::error("--tls-cert and --tls-key go together: pass both to serve HTTPS");
     return 2;
@@ -218,6 +228,7 @@ int Serve(const ServeFlags& f, bool dev) {
   api_options.signing_key_fallback = f.signing_key_fallback;
   api_options.api_token = f.api_token;
   api_options.host_ca_file = f.host_ca;
+  api_options.sync_allow = sync_allow;
   api::Api api(api_options, *store, clock, intake, metrics,
                [&executor] { return static_cast<int64_t>(executor.in_flight()); });
   http::Router router;
@@ -322,6 +333,9 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
   app.add_option("--host-ca", f.host_ca,
                  "PEM file of CA certificates trusted for https:// hosts besides the system's "
                  "(a private CA); host certificates are always verified (env FUNCKY_HOST_CA)");
+  app.add_option("--sync-allow", f.sync_allow,
+                 "Target POST /v1/apps/sync may call, as host or host:port (repeatable; env "
+                 "FUNCKY_SYNC_ALLOW, comma-separated); unset = any target");
   app.add_option("--tls-cert", f.tls_cert,
                  "PEM certificate chain: serve HTTPS instead of HTTP (with --tls-key)");
   app.add_option("--tls-key", f.tls_key, "PEM private key of --tls-cert");
@@ -345,6 +359,12 @@ int main(int argc, char** argv) {
   f.api_token = EnvOr("FUNCKY_DASHBOARD_TOKEN", EnvOr("FUNCKY_API_TOKEN", ""));
   if (auto k = EnvOr("FUNCKY_EVENT_KEY", ""); !k.empty()) f.event_keys.push_back(k);
   f.host_ca = EnvOr("FUNCKY_HOST_CA", "");
+  const std::string sync_allow_env = EnvOr("FUNCKY_SYNC_ALLOW", "");
+  for (std::string_view rest = sync_allow_env; !rest.empty();) {
+    std::string_view item = rest.substr(0, rest.find(','));
+    rest.remove_prefix(std::min(rest.size(), item.size() + 1));
+    if (!item.empty()) f.sync_allow.emplace_back(item);
+  }
 
   ServeFlags dev_flags = f;
   dev_flags.db = EnvOr("FUNCKY_DB", ".funcky/dev.db");
