@@ -1,8 +1,11 @@
 // funcky: the coordinator. The one composition root (STYLE.md §11): parses flags, opens
 // the store, and wires the executor, API, router and HTTP server together.
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
+#include <stop_token>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -48,6 +51,9 @@ struct ServeFlags {
   size_t max_body_bytes = 3 << 20;
   size_t max_connections = 1024;
   std::string host_ca;
+  std::vector<std::string> sync_allow;
+  std::string retain;  // empty: keep runs and events forever
+  std::string retain_interval = "1m";
   std::string tls_cert;
   std::string tls_key;
   std::string log_level = "info";
@@ -91,6 +97,35 @@ int Migrate(const std::string& db) {
   }
   spdlog::info("database is up to date");
   return 0;
+}
+
+// Retention (--retain): deletes finished runs and events older than `retain`, a batch per
+// transaction (short locks) until none is left, then sleeps `interval`. On its own thread so
+// no I/O thread waits on the database; every coordinator of a database may run it, as
+// deletes are idempotent. A failed pass (e.g. the database is down) is retried next time.
+void RetainLoop(std::stop_token stop, store::Retention& store, const Clock& clock,
+                std::chrono::milliseconds retain, std::chrono::milliseconds interval) {
+  constexpr int kBatch = 500;
+  std::mutex mu;
+  std::condition_variable_any sleep;
+  while (!stop.stop_requested()) {
+    int64_t deleted = 0;
+    while (!stop.stop_requested()) {
+      auto n = store.DeleteExpired(clock.Now() - retain, kBatch);
+      if (!n.ok()) {
+        spdlog::warn("retention: {}", n.status().ToString());
+        break;
+      }
+      if (*n == 0) break;
+      deleted += *n;
+    }
+    if (deleted > 0) {
+      spdlog::info("retention: deleted {} finished run(s) and event(s) older than {}", deleted,
+                   FormatDuration(retain));
+    }
+    std::unique_lock lock(mu);
+    sleep.wait_for(lock, stop, interval, [] { return false; });
+  }
 }
 
 // Addresses only this machine can reach.
@@ -178,6 +213,33 @@ int Serve(const ServeFlags& f, bool dev) {
       return 2;
     }
   }
+  std::vector<api::SyncTarget> sync_allow;
+  for (const std::string& entry : f.sync_allow) {
+    auto target = api::ParseSyncTarget(entry);
+    if (!target.ok()) {
+      spdlog::error("--sync-allow: {}", target.status().message());
+      return 2;
+    }
+    sync_allow.push_back(*target);
+  }
+  std::optional<std::chrono::milliseconds> retain;
+  std::chrono::milliseconds retain_interval{};
+  if (!f.retain.empty()) {
+    auto r = DurationFlag("retain", f.retain);
+    auto i = DurationFlag("retain-interval", f.retain_interval);
+    for (const Status* s : {&r.status(), &i.status()}) {
+      if (!s->ok()) {
+        spdlog::error("{}", s->message());
+        return 2;
+      }
+    }
+    if (r->count() <= 0 || i->count() <= 0) {
+      spdlog::error("--retain and --retain-interval must be longer than 0");
+      return 2;
+    }
+    retain = *r;
+    retain_interval = *i;
+  }
   if (f.tls_cert.empty() != f.tls_key.empty()) {
     spdlog::error("--tls-cert and --tls-key go together: pass both to serve HTTPS");
     return 2;
@@ -217,6 +279,7 @@ int Serve(const ServeFlags& f, bool dev) {
   api_options.signing_key_fallback = f.signing_key_fallback;
   api_options.api_token = f.api_token;
   api_options.host_ca_file = f.host_ca;
+  api_options.sync_allow = sync_allow;
   api::Api api(api_options, *store, clock, intake, metrics,
                [&executor] { return static_cast<int64_t>(executor.in_flight()); });
   http::Router router;
@@ -241,6 +304,12 @@ int Serve(const ServeFlags& f, bool dev) {
   }
   executor.Start();
   cron.Start();
+  std::optional<std::jthread> retention;
+  if (retain) {
+    retention.emplace(RetainLoop, std::ref(*store), std::cref(clock), *retain, retain_interval);
+    spdlog::info("retention on: finished runs and events older than {} are deleted",
+                 FormatDuration(*retain));
+  }
   if (f.api_token.empty()) {
     spdlog::info("the dashboard and /v1 are open on {} (no --dashboard-token)", f.host);
   }
@@ -279,6 +348,7 @@ int Serve(const ServeFlags& f, bool dev) {
   // Calls still unfinished after the drain go back to the other coordinators at once
   // instead of when their leases expire.
   executor.ReleaseLeases();
+  retention.reset();  // joins the thread
   blocking.join();
   // The executor is drained: announce the run ends still buffered, then stop the thread
   // that could wake the executor before the executor goes.
@@ -331,6 +401,14 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
   app.add_option("--host-ca", f.host_ca,
                  "PEM file of CA certificates trusted for https:// hosts besides the system's "
                  "(a private CA); host certificates are always verified (env FUNCKY_HOST_CA)");
+  app.add_option("--sync-allow", f.sync_allow,
+                 "Target POST /v1/apps/sync may call, as host or host:port (repeatable; env "
+                 "FUNCKY_SYNC_ALLOW, comma-separated); unset = any target");
+  app.add_option("--retain", f.retain,
+                 "Delete finished runs, and events no kept run refers to, once older than "
+                 "this (e.g. 30d); unset = keep forever");
+  app.add_option("--retain-interval", f.retain_interval, "Pause between two retention passes")
+      ->capture_default_str();
   app.add_option("--tls-cert", f.tls_cert,
                  "PEM certificate chain: serve HTTPS instead of HTTP (with --tls-key)");
   app.add_option("--tls-key", f.tls_key, "PEM private key of --tls-cert");
@@ -354,6 +432,12 @@ int main(int argc, char** argv) {
   f.api_token = EnvOr("FUNCKY_DASHBOARD_TOKEN", EnvOr("FUNCKY_API_TOKEN", ""));
   if (auto k = EnvOr("FUNCKY_EVENT_KEY", ""); !k.empty()) f.event_keys.push_back(k);
   f.host_ca = EnvOr("FUNCKY_HOST_CA", "");
+  const std::string sync_allow_env = EnvOr("FUNCKY_SYNC_ALLOW", "");
+  for (std::string_view rest = sync_allow_env; !rest.empty();) {
+    std::string_view item = rest.substr(0, rest.find(','));
+    rest.remove_prefix(std::min(rest.size(), item.size() + 1));
+    if (!item.empty()) f.sync_allow.emplace_back(item);
+  }
 
   ServeFlags dev_flags = f;
   dev_flags.db = EnvOr("FUNCKY_DB", ".funcky/dev.db");

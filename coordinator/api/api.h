@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -18,6 +19,15 @@
 
 namespace funcky::api {
 
+// An entry of --sync-allow: a host (any port) or a host and port.
+struct SyncTarget {
+  std::string host;  // lower case; an IPv6 literal without its brackets
+  std::optional<uint16_t> port;
+};
+// Parses "host", "host:port", "[v6]" or "[v6]:port"; kInvalidArgument for anything else
+// (a scheme, a path, credentials, a port outside 1..65535).
+Result<SyncTarget> ParseSyncTarget(std::string_view entry);
+
 struct ApiOptions {
   bool dev_mode = false;
   // Accepted event keys; empty: any key is accepted (dev mode, or an open coordinator).
@@ -30,6 +40,9 @@ struct ApiOptions {
   std::string api_token;
   // CA file trusted for in-band sync of https:// apps (--host-ca), besides the system's.
   std::string host_ca_file;
+  // The only targets in-band sync (POST /v1/apps/sync) may call; empty: any. The route is
+  // behind api_token, but a token holder should not reach every port the coordinator can.
+  std::vector<SyncTarget> sync_allow;
   size_t max_events_per_request = 5000;
   size_t max_event_bytes = 512 << 10;
 };

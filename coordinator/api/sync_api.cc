@@ -9,6 +9,7 @@
 #include "coordinator/scheduler/backoff.h"
 #include "coordinator/scheduler/flow.h"
 
+#include <algorithm>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -94,7 +95,29 @@ Status ValidateFunction(const Json& fn, size_t index) {
   return Status::Ok();
 }
 
+bool SyncTargetAllowed(const Url& u, const std::vector<SyncTarget>& allow) {
+  if (allow.empty()) return true;
+  return std::any_of(allow.begin(), allow.end(), [&](const SyncTarget& t) {
+    return t.host == u.host && (!t.port || *t.port == u.port);
+  });
+}
+
 }  // namespace
+
+Result<SyncTarget> ParseSyncTarget(std::string_view entry) {
+  auto refuse = [&] {
+    return InvalidArgument("\"" + std::string(entry) +
+                           "\" is not a host or host:port (IPv6 in brackets)");
+  };
+  if (entry.empty() || entry.find_first_of("/@?#") != std::string_view::npos) return refuse();
+  // Parsed as a URL's authority, so hosts compare as sync URLs are normalised (lower case,
+  // IPv6 without brackets).
+  auto u = ParseUrl("http://" + std::string(entry) + "/");
+  if (!u.ok()) return refuse();
+  const size_t host_end = entry.front() == '[' ? entry.find(']') : 0;
+  const bool has_port = entry.find(':', host_end) != std::string_view::npos;
+  return SyncTarget{u->host, has_port ? std::optional<uint16_t>(u->port) : std::nullopt};
+}
 
 Response Api::HandleRegister(const Request& req) {
   if (!options_.signing_key.empty()) {
@@ -127,8 +150,14 @@ Response Api::HandleSyncAppUrl(const Request& req) {
     return http::ErrorResponse(InvalidArgument("body must be {\"url\": \"<app serve URL>\"}"));
   }
   const std::string url = (*body)["url"].get<std::string>();
-  if (auto u = ParseUrl(url); !u.ok()) {
-    return http::ErrorResponse(InvalidArgument("url: " + u.status().message()));
+  auto target = ParseUrl(url);
+  if (!target.ok()) {
+    return http::ErrorResponse(InvalidArgument("url: " + target.status().message()));
+  }
+  if (!SyncTargetAllowed(*target, options_.sync_allow)) {
+    return http::ErrorResponse(
+        403, "forbidden",
+        target->authority() + " is not in --sync-allow: the coordinator may not sync an app there");
   }
   // In-band sync (PROTOCOL.md §2.4): the app answers the PUT with its functions.
   const std::string put_body = Json{{"url", url}}.dump();
@@ -146,15 +175,19 @@ Response Api::HandleSyncAppUrl(const Request& req) {
     put.headers.emplace_back("X-Inngest-Server-Kind", "dev");
   }
   auto reply = HttpCall(put, {.ca_file = options_.host_ca_file});
+  // One text for every way a connection fails (refused, reset, timeout, TLS, DNS) and only
+  // the status of a reply, never its body: the caller must not learn through this route
+  // which ports are open or what a service that is not an app says.
   if (!reply.ok()) {
+    spdlog::warn("sync of the app at {}: {}", url, reply.status().ToString());
     return http::ErrorResponse(502, "bad_gateway",
-                               "cannot reach the app at " + url + ": " + reply.status().message());
+                               "cannot sync the app at " + url + ": no valid answer");
   }
   if (reply->status != 200) {
-    return http::ErrorResponse(502, "bad_gateway",
-                               "the app answered the sync with HTTP " +
-                                   std::to_string(reply->status) + ": " +
-                                   reply->body.substr(0, 300));
+    spdlog::warn("sync of the app at {}: HTTP {}", url, reply->status);
+    return http::ErrorResponse(
+        502, "bad_gateway",
+        "cannot sync the app at " + url + ": it answered HTTP " + std::to_string(reply->status));
   }
   if (reply->header("X-Inngest-Sync-Kind") != "in_band") {
     // The app registered itself through /fn/register instead (in-band sync turned off).

@@ -407,13 +407,27 @@ class RunControl {
   virtual Status AckRunEnds(const std::vector<std::string>& run_ids) = 0;
 };
 
+// Deletion of old history (--retain). Idempotent: several coordinators may run it at once.
+class Retention {
+ public:
+  virtual ~Retention() = default;
+  // Deletes, in one transaction, up to `batch` finished runs (completed, failed, cancelled)
+  // that ended before `horizon`, with their steps, attempts, queue items and waits, and up
+  // to `batch` events received before `horizon` that no remaining run refers to. A run
+  // that has not ended, or whose end is not yet announced (PendingRunEnds), is never
+  // deleted, nor is the event of a run that is kept. Returns how many runs and events it
+  // deleted: call again until it returns 0.
+  virtual Result<int64_t> DeleteExpired(TimePoint horizon, int batch) = 0;
+};
+
 class Store : public AppRegistry,
               public EventStore,
               public RunReader,
               public QueueStore,
               public LaneStore,
               public WaitStore,
-              public RunControl {
+              public RunControl,
+              public Retention {
  public:
   // Applies pending migrations (idempotent; safe with several coordinators at once).
   virtual Status Migrate() = 0;

@@ -114,7 +114,7 @@ TEST_F(DashboardApiTest, AppsAreListedAndAnAppIsSyncedByItsUrl) {
       Http("POST", c->url() + "/v1/apps/sync",
            Json{{"url", "http://127.0.0.1:" + std::to_string(FreePort()) + "/api"}}.dump());
   EXPECT_EQ(unreachable.status, 502) << unreachable.raw;
-  EXPECT_NE(unreachable.body["error"]["message"].get<std::string>().find("cannot reach"),
+  EXPECT_NE(unreachable.body["error"]["message"].get<std::string>().find("no valid answer"),
             std::string::npos);
 }
 

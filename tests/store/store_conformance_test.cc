@@ -8,8 +8,10 @@
 // move a lane on, retry-head runs a blocked head again; concurrency limits hold back calls in
 // flight, per function and per key; a wait resumes once (by a match or by its timeout, never
 // both) and its timeout is a durable timer; cancelling a run drops its work and moves its
-// lane on; a replayed event starts another run.
+// lane on; a replayed event starts another run; retention deletes only old finished runs
+// and the old events no remaining run refers to.
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -65,6 +67,7 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     ne.event.id = ne.event.internal_id;
     ne.event.name = name;
     ne.event.payload = {{"name", name}, {"data", Json::object()}};
+    ne.event.received_at_ms = UnixMillis(clock_.Now());
     return ne;
   }
 
@@ -522,6 +525,73 @@ TEST_P(StoreConformance, AReplayIsAnotherRunOfTheSameEvent) {
   ASSERT_EQ(active->size(), 1u);  // the first run ended
   EXPECT_EQ((*active)[0].run_id, replay.run_id);
   EXPECT_EQ((*active)[0].event["name"], "test/e");
+}
+
+TEST_P(StoreConformance, RetentionDeletesOnlyOldFinishedRunsAndEventsNoRunNeeds) {
+  // Old: a finished run (with a step and an attempt), a running run, a finished run whose
+  // end is not announced yet, and an event that started nothing.
+  const std::string old_done = Start("app-plain");
+  const std::string old_running = Start("app-plain");
+  const std::string old_unannounced = Start("app-plain");
+  NewEvent lone = Event("test/lone");
+  ASSERT_TRUE(store_->IngestEvents({lone}, clock_.Now(), nullptr).ok());
+  for (const QueueItem& item : Claim()) {
+    if (item.run_id == old_running) continue;
+    Transition t;
+    t.end_status = kCompleted;
+    t.steps.push_back({"s1", 0, "first", "completed", {{"data", 1}}, UnixMillis(clock_.Now())});
+    t.attempts.push_back({"s1", "first", 0, "completed", nullptr, UnixMillis(clock_.Now()),
+                          UnixMillis(clock_.Now())});
+    ASSERT_TRUE(store_->Apply(item, t, clock_.Now()).ok());
+  }
+  // Recent: a finished run and an event that started nothing.
+  clock_.Advance(1h);
+  const std::string recent_done = Start("app-plain");
+  NewEvent recent_lone = Event("test/lone");
+  ASSERT_TRUE(store_->IngestEvents({recent_lone}, clock_.Now(), nullptr).ok());
+  for (const QueueItem& item : Claim()) {
+    // The running run's lease expired meanwhile: it is claimed again, and goes on.
+    if (item.run_id == recent_done) {
+      ASSERT_TRUE(End(item).ok());
+    }
+  }
+  auto pending = store_->PendingRunEnds(0, 100);
+  ASSERT_TRUE(pending.ok());
+  std::vector<std::string> announced;
+  for (const std::string& id : *pending) {
+    if (id != old_unannounced) announced.push_back(id);
+  }
+  ASSERT_EQ(announced.size(), 2u);
+  ASSERT_TRUE(store_->AckRunEnds(announced).ok());
+
+  auto event_of = [&](const std::string& run_id) { return store_->GetRun(run_id)->event_id; };
+  const std::string old_done_event = event_of(old_done);
+  std::map<std::string, std::string> kept = {{old_running, event_of(old_running)},
+                                             {old_unannounced, event_of(old_unannounced)},
+                                             {recent_done, event_of(recent_done)}};
+
+  // Batches of one: the old finished run and the two old events nothing needs.
+  int64_t deleted = 0;
+  for (int pass = 0; pass < 10; ++pass) {
+    auto n = store_->DeleteExpired(clock_.Now() - 30min, /*batch=*/1);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_LE(*n, 2);
+    if (*n == 0) break;
+    deleted += *n;
+  }
+  EXPECT_EQ(deleted, 3);
+  EXPECT_EQ(store_->GetRun(old_done).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetEvent(old_done_event).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetEvent(lone.event.internal_id).status().code(), StatusCode::kNotFound);
+  auto steps = store_->GetSteps(old_done);
+  EXPECT_TRUE(!steps.ok() || steps->empty());
+  for (const auto& [run_id, event_id] : kept) {
+    EXPECT_TRUE(store_->GetRun(run_id).ok()) << run_id;
+    EXPECT_TRUE(store_->GetEvent(event_id).ok()) << event_id;
+  }
+  EXPECT_TRUE(store_->GetEvent(recent_lone.event.internal_id).ok());
+  EXPECT_EQ(RunStatus(old_running), kRunning);
+  EXPECT_EQ(*store_->DeleteExpired(clock_.Now() - 30min, 500), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance,

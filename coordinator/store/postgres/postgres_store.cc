@@ -803,6 +803,30 @@ Status PostgresStore::AckRunEnds(const std::vector<std::string>& run_ids) {
   });
 }
 
+Result<int64_t> PostgresStore::DeleteExpired(TimePoint horizon, int batch) {
+  const int64_t horizon_ms = UnixMillis(horizon);
+  return InTransaction([&](pqxx::work& w) -> Result<int64_t> {
+    // SKIP LOCKED: rows another coordinator is deleting (or a writer holds) wait for the
+    // next pass instead of blocking this one. Steps, attempts, queue items and waits go by
+    // ON DELETE CASCADE. A run in run_ends has not been announced yet: its end event would
+    // be lost.
+    auto runs = w.exec_params(
+        "DELETE FROM runs WHERE id IN (SELECT r.id FROM runs r "
+        "WHERE r.status IN ('completed', 'failed', 'cancelled') AND r.ended_at_ms < $1 "
+        "AND NOT EXISTS (SELECT 1 FROM run_ends e WHERE e.run_id = r.id) "
+        "LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        horizon_ms, batch);
+    // Locking the event also skips one a replay is starting a run of right now.
+    auto events = w.exec_params(
+        "DELETE FROM events WHERE internal_id IN (SELECT e.internal_id FROM events e "
+        "WHERE e.received_at_ms < $1 "
+        "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.internal_id) "
+        "LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        horizon_ms, batch);
+    return static_cast<int64_t>(runs.affected_rows() + events.affected_rows());
+  });
+}
+
 namespace {
 
 // Fails the head of lane (function_id, key) with `error` and moves the lane on. Locks in the

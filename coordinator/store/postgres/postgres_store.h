@@ -65,6 +65,8 @@ class PostgresStore final : public Store {
   Status StartRun(const std::string& event_internal_id, const NewRun& run, TimePoint now) override;
   Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int limit) override;
 
+  Result<int64_t> DeleteExpired(TimePoint horizon, int batch) override;
+
  private:
   // Runs `fn(pqxx::work&)` in a transaction on a pooled connection and commits when it
   // returns OK. Database exceptions become a Status: a lost connection is kUnavailable (and

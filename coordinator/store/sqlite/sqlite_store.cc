@@ -811,6 +811,26 @@ class SqliteStore final : public Store {
     });
   }
 
+  Result<int64_t> DeleteExpired(TimePoint horizon, int batch) override {
+    const int64_t horizon_ms = UnixMillis(horizon);
+    return InTransaction([&](Tx& tx) -> Result<int64_t> {
+      // Steps, attempts, queue items and waits go by ON DELETE CASCADE. A run in run_ends
+      // has not been announced yet: its end event would be lost.
+      tx.Exec(
+          "DELETE FROM runs WHERE id IN (SELECT r.id FROM runs r "
+          "WHERE r.status IN ('completed', 'failed', 'cancelled') AND r.ended_at_ms < ?1 "
+          "AND NOT EXISTS (SELECT 1 FROM run_ends e WHERE e.run_id = r.id) LIMIT ?2)",
+          horizon_ms, batch);
+      int64_t deleted = tx.Changes();
+      tx.Exec(
+          "DELETE FROM events WHERE internal_id IN (SELECT e.internal_id FROM events e "
+          "WHERE e.received_at_ms < ?1 "
+          "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.internal_id) LIMIT ?2)",
+          horizon_ms, batch);
+      return deleted + tx.Changes();
+    });
+  }
+
   Result<QueueStats> GetQueueStats(TimePoint now) override {
     const int64_t now_ms = UnixMillis(now);
     return InTransaction([&](Tx& tx) -> Result<QueueStats> {

@@ -1,0 +1,250 @@
+// What in-band sync (POST /v1/apps/sync) and registration let a caller do to the network
+// the coordinator sits in: URLs with control characters are refused before anything is
+// sent; every connection failure reads the same, so open and closed ports look alike; an
+// answer's body is never echoed; --sync-allow limits the targets.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "common/http_server.h"
+#include "common/url.h"
+#include "tests/support/e2e.h"
+
+namespace funcky::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A TCP socket listening on 127.0.0.1 that never accepts: connections complete in the
+// kernel's backlog and then hear nothing. Also tells whether anyone connected.
+class SilentPort {
+ public:
+  SilentPort() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(listen(fd_, 16), 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentPort() { close(fd_); }
+  int port() const { return port_; }
+  int fd() const { return fd_; }
+  // Whether a connection is waiting to be accepted.
+  bool Connected() const {
+    pollfd p{fd_, POLLIN, 0};
+    return poll(&p, 1, 0) == 1;
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// Accepts every connection and closes it at once, without a byte.
+class ClosingPort {
+ public:
+  ClosingPort() {
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{port_.fd(), POLLIN, 0};
+        if (poll(&p, 1, 50) == 1) {
+          int c = accept(port_.fd(), nullptr, nullptr);
+          if (c >= 0) close(c);
+        }
+      }
+    });
+  }
+  ~ClosingPort() {
+    stop_ = true;
+    thread_.join();
+  }
+  int port() const { return port_.port(); }
+
+ private:
+  SilentPort port_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// Answers everything with HTTP 500 and a body that must not come back to the caller.
+class ChattyHost {
+ public:
+  static constexpr const char* kSecret = "internal-banner-do-not-echo";
+
+  ChattyHost() : pool_(1), work_(io_.get_executor()) {
+    server_ =
+        std::make_unique<HttpServer>(io_, pool_, HttpServerOptions{.port = 0}, [](ServerRequest) {
+          ServerResponse res;
+          res.status = 500;
+          res.body = std::string(kSecret) + " version 1.2.3";
+          return res;
+        });
+    Status s = server_->Start();
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~ChattyHost() {
+    server_->Stop();
+    work_.reset();
+    io_.stop();
+    thread_.join();
+    pool_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()) + "/"; }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::thread_pool pool_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::unique_ptr<HttpServer> server_;
+  std::thread thread_;
+};
+
+class SyncPolicyTest : public E2eTest {
+ protected:
+  std::string backend() const override { return "sqlite"; }
+
+  JsonReply Sync(const Coordinator& c, const std::string& url) {
+    return Http("POST", c.url() + "/v1/apps/sync", Json{{"url", url}}.dump());
+  }
+
+  static std::string Message(const JsonReply& r) {
+    return r.body["error"].is_object() ? r.body["error"].value("message", "") : "";
+  }
+};
+
+TEST_F(SyncPolicyTest, EveryConnectionFailureGetsTheSameAnswer) {
+  auto c = StartCoordinator();
+  SilentPort silent;  // times out (the sync's 10 s deadline)
+  ClosingPort closing;
+  const int refused = FreePort();
+  for (int port : {refused, closing.port(), silent.port()}) {
+    const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/api";
+    auto r = Sync(*c, url);
+    EXPECT_EQ(r.status, 502) << port << ": " << r.raw;
+    EXPECT_EQ(r.body["error"]["code"], "bad_gateway") << r.raw;
+    EXPECT_EQ(Message(r), "cannot sync the app at " + url + ": no valid answer") << r.raw;
+  }
+  // The reason is for the operator only.
+  EXPECT_NE(c->Log().find("sync of the app at"), std::string::npos) << c->Log();
+}
+
+TEST_F(SyncPolicyTest, AnAnswerThatIsNotASyncIsNamedByItsStatusOnly) {
+  auto c = StartCoordinator();
+  ChattyHost chatty;
+  auto r = Sync(*c, chatty.url());
+  EXPECT_EQ(r.status, 502) << r.raw;
+  EXPECT_EQ(Message(r), "cannot sync the app at " + chatty.url() + ": it answered HTTP 500")
+      << r.raw;
+  EXPECT_EQ(r.raw.find(ChattyHost::kSecret), std::string::npos) << r.raw;
+}
+
+TEST_F(SyncPolicyTest, SyncAllowRefusesTargetsNotListedWithoutConnecting) {
+  // Learn the test host's URL, then restart the coordinator with an allow-list naming it.
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  auto apps = Http("GET", c->url() + "/v1/apps");
+  ASSERT_EQ(apps.status, 200) << apps.raw;
+  ASSERT_EQ(apps.body["data"].size(), 1u) << apps.raw;
+  const std::string host_url = apps.body["data"][0]["url"];
+  auto parsed = ParseUrl(host_url);
+  ASSERT_TRUE(parsed.ok()) << host_url;
+  c->Stop();
+
+  SilentPort other;
+  const std::string other_url = "http://127.0.0.1:" + std::to_string(other.port()) + "/api";
+  const std::string host_port = parsed->host + ":" + std::to_string(parsed->port);
+  auto expect_policy = [&](Coordinator& allowed) {
+    auto listed = Sync(allowed, host_url);
+    ASSERT_EQ(listed.status, 200) << listed.raw;
+    EXPECT_EQ(listed.body["data"]["sync_kind"], "in_band");
+    EXPECT_EQ(listed.body["data"]["app_id"], "test");
+
+    auto refused = Sync(allowed, other_url);
+    EXPECT_EQ(refused.status, 403) << refused.raw;
+    EXPECT_EQ(refused.body["error"]["code"], "forbidden") << refused.raw;
+    EXPECT_NE(Message(refused).find("not in --sync-allow"), std::string::npos) << refused.raw;
+    EXPECT_FALSE(other.Connected()) << "the coordinator connected to a target not listed";
+    // The same host on another port is another target.
+    auto port_differs = Sync(allowed, "http://" + parsed->host + ":1/api");
+    EXPECT_EQ(port_differs.status, 403) << port_differs.raw;
+  };
+
+  // From the environment, comma-separated.
+  c->SetEnv({"FUNCKY_SYNC_ALLOW=app.example.com," + host_port});
+  c->Start();
+  expect_policy(*c);
+  c->Stop();
+
+  // From repeated flags; a host alone allows every port of it, compared case-insensitively:
+  // a closed port of an allowed host is tried (502), not refused (403).
+  auto flags = StartCoordinator(
+      {"--sync-allow", "app.example.com", "--sync-allow", host_port, "--sync-allow", "LOCALHOST"});
+  expect_policy(*flags);
+  auto closed = Sync(*flags, "http://localhost:" + std::to_string(FreePort()) + "/api");
+  EXPECT_EQ(closed.status, 502) << closed.raw;
+}
+
+TEST_F(SyncPolicyTest, AMalformedSyncAllowEntryStopsTheCoordinatorAtStart) {
+  int tries = 0;
+  for (const char* bad : {"http://app.example.com/", "app.example.com:99999", "user@host", ""}) {
+    Process p({FUNCKY_BIN, "dev", "--db", dir_ + "/bad.db", "--port", std::to_string(FreePort()),
+               "--sync-allow", bad},
+              dir_ + "/bad" + std::to_string(++tries) + ".log");  // Process appends
+    ASSERT_TRUE(WaitFor([&] { return !p.running(); }, 10s)) << bad << ": it started";
+    EXPECT_NE(p.Log().find("--sync-allow"), std::string::npos) << bad << ": " << p.Log();
+  }
+}
+
+// CR and LF in a URL would end a request line or a header of the coordinator's own request
+// to that URL (header or request injection): such URLs are refused before anything is
+// stored or sent.
+TEST_F(SyncPolicyTest, UrlsWithCrLfAreRefusedAndNothingIsStoredOrSent) {
+  auto c = StartCoordinator();
+  SilentPort target;
+  const std::string base = "http://127.0.0.1:" + std::to_string(target.port());
+  const Json functions_before = Http("GET", c->url() + "/v1/functions").body;
+
+  Json fn = {
+      {"id", "crlf-fn"},
+      {"name", "crlf-fn"},
+      {"triggers", {{{"event", "test/crlf"}}}},
+      {"steps",
+       {{"step",
+         {{"id", "step"},
+          {"name", "step"},
+          {"runtime", {{"type", "http"}, {"url", base + "/api?fnId=x\r\nX-Injected: 1"}}}}}}}};
+  auto reg = Http(
+      "POST", c->url() + "/fn/register",
+      Json{{"url", base + "/api"}, {"appName", "crlf"}, {"sdk", "test:v0"}, {"functions", {fn}}}
+          .dump());
+  EXPECT_EQ(reg.status, 400) << reg.raw;
+  EXPECT_NE(reg.body.value("error", "").find("function \"crlf-fn\""), std::string::npos) << reg.raw;
+
+  auto sync = Sync(*c, base + "/api\r\nHost: evil");
+  EXPECT_EQ(sync.status, 400) << sync.raw;
+  EXPECT_EQ(sync.body["error"]["code"], "invalid_argument") << sync.raw;
+
+  EXPECT_FALSE(target.Connected()) << "a request went out";
+  EXPECT_EQ(Http("GET", c->url() + "/v1/functions").body, functions_before);
+  EXPECT_EQ(CountRows(*c, "/v1/apps"), 0);
+}
+
+}  // namespace
+}  // namespace funcky::testing
