@@ -14,7 +14,7 @@ DEB_PACKAGES := g++ cmake ninja-build ccache pkg-config libboost1.81-dev libboos
   nlohmann-json3-dev libpqxx-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev \
   libcli11-dev postgresql docker-compose curl python3 tzdata chromium
 
-.PHONY: all deps build test run start stop clean format compat-deps bench fuzz
+.PHONY: all deps build test sanitize-test run start stop clean format compat-deps bench fuzz
 
 all: build
 
@@ -36,7 +36,20 @@ compat-deps:
 
 test: build compat-deps
 	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure --timeout 300
+	@$(MAKE) --no-print-directory sanitize-test
 	docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"
+
+# The unit, store and mid-level tests under AddressSanitizer and UndefinedBehaviorSanitizer,
+# and a SIGTERM under load of a sanitizer-built coordinator (part of `make test`).
+SAN_BUILD ?= build-sanitize
+SAN_TARGETS := unit_tests store_tests funcky
+sanitize-test: build
+	cmake -S . -B $(SAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFUNCKY_SANITIZE=ON >/dev/null
+	cmake --build $(SAN_BUILD) -j $(JOBS) --target $(SAN_TARGETS) $$(grep -q 'NAME mid_tests' tests/CMakeLists.txt && echo mid_tests)
+	cd $(SAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest -j $(JOBS) -L 'unit|store|mid' --output-on-failure --timeout 300
+	FUNCKY_TEST_COORDINATOR_BIN=$(CURDIR)/$(SAN_BUILD)/coordinator/funcky ASAN_OPTIONS=detect_leaks=0 \
+	  $(BUILD)/tests/e2e_tests --gtest_filter='RecoveryTest.SigtermUnderLoad*'
 
 # Benchmarks print figures; they are not part of `make test` (see bench/README.md).
 bench: build
@@ -94,4 +107,4 @@ format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD)

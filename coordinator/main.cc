@@ -1,5 +1,6 @@
 // funcky: the coordinator. The one composition root (STYLE.md §11): parses flags, opens
 // the store, and wires the executor, API, router and HTTP server together.
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -48,6 +49,7 @@ struct ServeFlags {
   std::string drain_timeout = "10s";
   int max_in_flight = 64;
   int db_pool = 16;
+  int api_threads = 8;
   size_t max_body_bytes = 3 << 20;
   size_t max_connections = 1024;
   std::string host_ca;
@@ -256,9 +258,14 @@ int Serve(const ServeFlags& f, bool dev) {
     return 1;
   }
 
+  // Threads (docs/architecture.md, "Threads"): one I/O thread runs `io` (every socket, the
+  // executor's coroutines); `blocking` runs the executor's store calls; `api_pool` runs HTTP
+  // handlers, so dashboard traffic or a slow in-band sync cannot hold up claims; intake has
+  // its run-end thread, cron and retention one each.
   SystemClock clock;
   asio::io_context io(1);
   asio::thread_pool blocking(static_cast<size_t>(f.db_pool));
+  asio::thread_pool api_pool(static_cast<size_t>(std::max(1, f.api_threads)));
   HttpClient client(io.get_executor(), {.ca_file = f.host_ca});
   metrics::Metrics metrics;
   exec.observer = &metrics;
@@ -292,7 +299,7 @@ int Serve(const ServeFlags& f, bool dev) {
   server_options.max_connections = f.max_connections;
   server_options.tls_cert_file = f.tls_cert;
   server_options.tls_key_file = f.tls_key;
-  HttpServer server(io, blocking, server_options, [&router](ServerRequest r) {
+  HttpServer server(io, api_pool, server_options, [&router](ServerRequest r) {
     http::Request req{
         std::move(r.method), std::move(r.target), std::move(r.headers), std::move(r.body), {}};
     http::Response res = router.Handle(std::move(req));
@@ -345,14 +352,16 @@ int Serve(const ServeFlags& f, bool dev) {
     wait_drained();
   });
   io.run();
-  // Calls still unfinished after the drain go back to the other coordinators at once
-  // instead of when their leases expire.
+  // Stopped in order: the listener, cron and the executor's claims above; here the calls
+  // still unfinished after the drain go back to the other coordinators at once instead of
+  // when their leases expire; then retention; then intake announces the run ends it holds
+  // and stops its thread (the one that could wake the executor); then the pools finish
+  // what they run. Only then do destructors run.
   executor.ReleaseLeases();
   retention.reset();  // joins the thread
-  blocking.join();
-  // The executor is drained: announce the run ends still buffered, then stop the thread
-  // that could wake the executor before the executor goes.
   intake.Stop();
+  api_pool.join();
+  blocking.join();
   spdlog::info("stopped");
   return 0;
 }
@@ -392,7 +401,12 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
       ->capture_default_str();
   app.add_option("--max-in-flight", f.max_in_flight, "Concurrent calls to hosts")
       ->capture_default_str();
-  app.add_option("--db-pool", f.db_pool, "Database connections")->capture_default_str();
+  app.add_option("--db-pool", f.db_pool, "Database connections (and the executor's threads)")
+      ->capture_default_str();
+  app.add_option("--api-threads", f.api_threads,
+                 "Threads serving HTTP requests (the API and dashboard have their own, so they "
+                 "cannot delay claims)")
+      ->capture_default_str();
   app.add_option("--max-body-bytes", f.max_body_bytes, "Largest request body accepted")
       ->capture_default_str();
   app.add_option("--max-connections", f.max_connections,

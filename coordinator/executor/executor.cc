@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <map>
 #include <random>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -82,6 +83,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
 
   asio::awaitable<void> Dispatch() {
     auto self = shared_from_this();
+    AssertOnIoThread();
     bool backoff_on_error = false;
     while (!stopping) {
       wake_pending = false;
@@ -123,8 +125,21 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     }
   };
 
+  // The executor's state (held, rng, last_expiry) is touched without locks: only ever on
+  // the one thread that runs the io_context. Checked, not assumed: a second I/O thread
+  // would be a data race, so it stops the process at once.
+  std::thread::id io_thread;
+  void AssertOnIoThread() {
+    if (io_thread == std::thread::id()) io_thread = std::this_thread::get_id();
+    if (std::this_thread::get_id() != io_thread) {
+      spdlog::critical("the executor ran on a second I/O thread; it needs exactly one");
+      std::abort();
+    }
+  }
+
   asio::awaitable<void> Process(store::QueueItem item) {
     auto self = shared_from_this();
+    AssertOnIoThread();
     held.emplace(item.id, item);
     auto beat = std::make_shared<Heartbeat>(io);
     asio::co_spawn(io, KeepLease(item, beat), asio::detached);

@@ -59,22 +59,30 @@ Intake::Intake(store::Store& store, const Clock& clock,
 }
 
 Result<std::shared_ptr<const FunctionSet>> Intake::Functions(bool refresh) {
-  std::lock_guard lock(mu_);
-  TimePoint now = clock_.Now();
-  if (refresh || !functions_loaded_ || now - functions_loaded_at_ >= cache_ttl_) {
-    auto set = std::make_shared<FunctionSet>();
-    ASSIGN_OR_RETURN(set->functions, store_.ListFunctions());
-    for (const auto& fn : set->functions) {
-      // Configs were checked at sync; one that no longer parses (synced by an older
-      // coordinator) starts no runs, loudly, rather than runs its filters would exclude.
-      auto flow = scheduler::ParseFlowControl(fn.config);
-      if (!flow.ok()) {
-        spdlog::error("function {}: {}; it starts no runs until it is synced again", fn.id,
-                      flow.status().message());
-        continue;
-      }
-      set->flows.emplace(fn.id, std::move(*flow));
+  const TimePoint now = clock_.Now();
+  {
+    std::lock_guard lock(mu_);
+    if (!refresh && functions_loaded_ && now - functions_loaded_at_ < cache_ttl_) {
+      return functions_;
     }
+  }
+  // Loaded outside the lock: events must not wait on the database behind another thread's
+  // load. Two threads may load at once; the set loaded last wins.
+  auto set = std::make_shared<FunctionSet>();
+  ASSIGN_OR_RETURN(set->functions, store_.ListFunctions());
+  for (const auto& fn : set->functions) {
+    // Configs were checked at sync; one that no longer parses (synced by an older
+    // coordinator) starts no runs, loudly, rather than runs its filters would exclude.
+    auto flow = scheduler::ParseFlowControl(fn.config);
+    if (!flow.ok()) {
+      spdlog::error("function {}: {}; it starts no runs until it is synced again", fn.id,
+                    flow.status().message());
+      continue;
+    }
+    set->flows.emplace(fn.id, std::move(*flow));
+  }
+  std::lock_guard lock(mu_);
+  if (!functions_loaded_ || functions_loaded_at_ <= now) {
     functions_ = std::move(set);
     functions_loaded_ = true;
     functions_loaded_at_ = now;

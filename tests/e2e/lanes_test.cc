@@ -147,7 +147,7 @@ TEST_F(LanesTest, ConcurrencyLimitHoldsAcrossTwoCoordinators) {
   for (int i = 0; i < 24; ++i) {
     const Coordinator& c = i % 2 ? *c1 : *c2;
     runs.push_back(
-        StartRun(c, {{"name", "test/limited"}, {"data", {{"i", i}, {"delay_ms", 150}}}}));
+        StartRun(c, {{"name", "test/limited"}, {"data", {{"i", i}, {"delay_ms", 400}}}}));
   }
   for (const auto& id : runs) EXPECT_EQ(WaitForRunEnd(c1->url(), id)["status"], "completed");
   int max_in_flight = 0, works = 0;

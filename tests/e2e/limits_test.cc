@@ -127,8 +127,8 @@ long CpuTicks(int pid) {
 
 TEST_F(LimitsTest, OutOfFileDescriptorsTheListenerBacksOffAndRecovers) {
   const int port = FreePort();
-  Process funcky({"/usr/bin/prlimit", "--nofile=48:48", FUNCKY_BIN, "dev", "--db", dir_ + "/fd.db", "--port",
-                  std::to_string(port)},
+  Process funcky({"/usr/bin/prlimit", "--nofile=48:48", FUNCKY_BIN, "dev", "--db", dir_ + "/fd.db",
+                  "--port", std::to_string(port)},
                  dir_ + "/fd.log");
   const std::string url = "http://127.0.0.1:" + std::to_string(port);
   ASSERT_TRUE(WaitFor([&] { return Http("GET", url + "/healthz").status == 200; })) << funcky.Log();

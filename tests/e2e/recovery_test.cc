@@ -127,6 +127,9 @@ TEST_F(RecoveryTest, SigtermUnderLoadExitsCleanlyAndEveryRunCompletesAfterAResta
   c->Stop(SIGTERM, std::chrono::seconds(15));  // SIGKILL only past 15 s
   EXPECT_EQ(c->exit_code(), 0) << c->Log();
   EXPECT_NE(c->Log().find("stopped"), std::string::npos) << c->Log();
+  // Run against the sanitizer build too (`make test`): nothing reported on the way down.
+  EXPECT_EQ(c->Log().find("Sanitizer"), std::string::npos) << c->Log();
+  EXPECT_EQ(c->Log().find("runtime error:"), std::string::npos) << c->Log();
   c->Start();
   EXPECT_TRUE(WaitFor([&] { return Completed(*c) == 20; }, std::chrono::seconds(30))) << c->Log();
 }

@@ -89,8 +89,8 @@ TEST_F(RunEndsOutageTest, ARunEndAnnouncedDuringADatabaseOutageIsStoredOnceItIsB
     return c.Log().find("fault injection: pausing") != std::string::npos;
   })) << c.Log();
   SharedPgCluster().Stop();
-  // Down well past the announcement's own retries (under a second).
-  std::this_thread::sleep_for(std::chrono::seconds(8));
+  // A 20 s outage, well past the announcement's own retries (under a second).
+  std::this_thread::sleep_for(std::chrono::seconds(20));
   ASSERT_NE(c.Log().find("the sweep retries them"), std::string::npos) << c.Log();
   SharedPgCluster().Start();
   Json done = WaitForRunEnd(c.url(), caller, std::chrono::seconds(30));

@@ -3,6 +3,7 @@
 #include "tests/support/pg_cluster.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -59,7 +60,9 @@ Coordinator::Coordinator(std::string db, std::vector<std::string> extra_args, st
 void Coordinator::Start() {
   // A postgres:// URL runs `funcky serve`; a file path runs `funcky dev` on SQLite.
   const bool postgres = db_.rfind("postgres://", 0) == 0;
-  std::vector<std::string> argv = {FUNCKY_BIN,
+  // `make test` runs a test or two against a sanitizer build of the coordinator.
+  const char* bin = std::getenv("FUNCKY_TEST_COORDINATOR_BIN");
+  std::vector<std::string> argv = {bin && *bin ? bin : FUNCKY_BIN,
                                    postgres ? "serve" : "dev",
                                    "--db",
                                    db_,
