@@ -1,4 +1,4 @@
-// Backlog-flat claims (BENCHMARKS.md item 6, issue 3): runs/s through the store's claim and
+// Backlog-flat claims: runs/s through the store's claim and
 // apply, on an empty queue and beside a backlog of other keys' work, on one PostgreSQL
 // cluster in one run. The backlog is lanes of other keys whose heads wait in retry backoff
 // (queue items due in an hour) with more runs queued behind them: work a claim must not

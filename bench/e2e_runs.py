@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end runs/s on each store, side by side in one run (issue 6).
+"""End-to-end runs/s on each store, side by side in one run.
 
 For SQLite (`funcky dev`) and PostgreSQL (`funcky serve` on a private cluster from
 scripts/pg.sh): starts the coordinator and the hello example host (one function, two steps:

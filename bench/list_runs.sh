@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How fast the dashboard's run list answers with 100,000 runs in the database (issue 5:
+# How fast the dashboard's run list answers with 100,000 runs in the database (target:
 # under 50 ms). Fills a private PostgreSQL cluster (scripts/pg.sh) with N runs of 4
 # functions in mixed statuses, starts `funcky serve` on it, and times GET /v1/runs pages
 # (first page, filters, a deep cursor) with curl; prints the median and p95 of each.

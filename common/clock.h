@@ -1,5 +1,5 @@
-// Time, injected (STYLE.md §5): leases, backoff, sleeps and timeouts read a Clock so tests
-// can move time by hand.
+// Time, injected (docs/architecture.md "Components"): leases, backoff, sleeps and timeouts
+// read a Clock so tests can move time by hand.
 #pragma once
 
 #include <atomic>

@@ -1,6 +1,6 @@
 // JSON Canonicalization Scheme (RFC 8785).
 //
-// Request signatures are computed over the JCS form of a body (PROTOCOL.md §7): the
+// Request signatures are computed over the JCS form of a body (docs/protocol.md §7): the
 // receiver parses the JSON and re-serialises it canonically before the HMAC, so both sides
 // must produce byte-identical text for the same value.
 #pragma once

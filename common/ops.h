@@ -1,4 +1,4 @@
-// The op list a host answers with in a 206 (PROTOCOL.md §5.2).
+// The op list a host answers with in a 206 (docs/protocol.md §5.2).
 #pragma once
 
 #include <optional>

@@ -1,4 +1,4 @@
-// Request signing of the Inngest SDK protocol (PROTOCOL.md §7).
+// Request signing of the Inngest SDK protocol (docs/protocol.md §7).
 //
 // A signing key looks like `signkey-<env>-<hex>`; a bare hex key is accepted too. Calls from
 // the coordinator to a host carry `X-Inngest-Signature: t=<unix seconds>&s=<hex>`, where

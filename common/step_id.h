@@ -1,4 +1,4 @@
-// Step ids on the wire (PROTOCOL.md §6): hex(SHA-1(user id)), and for the n-th repeat of
+// Step ids on the wire (docs/protocol.md §6): hex(SHA-1(user id)), and for the n-th repeat of
 // the same user id within one run (n >= 1), hex(SHA-1("<id>:<n>")).
 #pragma once
 

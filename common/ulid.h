@@ -16,7 +16,7 @@ std::string NewUlid(uint64_t unix_ms);
 std::string MakeUlid(uint64_t unix_ms, std::string_view entropy10);
 
 // The ULID of the `index`-th (1-based) event of a request carrying the SDK header
-// `x-inngest-event-id-seed: <unix_ms>,<base64 of 10 bytes>` (PROTOCOL.md §3): time = the
+// `x-inngest-event-id-seed: <unix_ms>,<base64 of 10 bytes>` (docs/protocol.md §3): time = the
 // millis, entropy = the bytes with `index` added as a big-endian uint32 to bytes 6..9.
 // nullopt when the seed is malformed.
 std::optional<std::string> UlidFromSeed(std::string_view seed_header, uint32_t index);

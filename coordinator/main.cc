@@ -1,5 +1,6 @@
-// funcky: the coordinator. The one composition root (STYLE.md §11): parses flags, opens
-// the store, and wires the executor, API, router and HTTP server together.
+// funcky: the coordinator. The one composition root (docs/architecture.md "Start and
+// stop"): parses flags, opens the store, and wires the executor, API, router and HTTP
+// server together.
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>

@@ -1,4 +1,4 @@
-// libFuzzer target for the event body parser of POST /e/{key} (issue 16): any body either
+// libFuzzer target for the event body parser of POST /e/{key}: any body either
 // yields events, each an object with a non-empty string name, or is refused with
 // kInvalidArgument or kResourceExhausted; the events dump and compare without crashing.
 #include <cstddef>

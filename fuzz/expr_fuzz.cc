@@ -1,4 +1,4 @@
-// libFuzzer target for the expression parser and evaluator (issue 4): any input either
+// libFuzzer target for the expression parser and evaluator: any input either
 // compiles or is refused with kInvalidArgument, and a compiled expression evaluates against
 // an event without crashing. `make fuzz` builds it with clang and runs it for 60 s.
 #include <cstddef>

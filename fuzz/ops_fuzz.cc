@@ -1,4 +1,4 @@
-// libFuzzer target for the host-reply op parser (issue 16): any reply either parses into ops
+// libFuzzer target for the host-reply op parser: any reply either parses into ops
 // or is refused with kInvalidArgument, and every op it yields turns back into JSON and text
 // without crashing (so nothing a host sends recurses without bound when copied or dumped).
 #include <cstddef>

@@ -1,4 +1,4 @@
-// libFuzzer target for the URL parser (issue 16): any text either parses into an http URL
+// libFuzzer target for the URL parser: any text either parses into an http URL
 // with a host and a target starting with '/', or is refused with kInvalidArgument.
 #include <cstddef>
 #include <cstdint>

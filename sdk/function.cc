@@ -102,7 +102,7 @@ const Json* Memo(const Execution& x, const std::string& hash) {
   return it == x.memo.end() ? nullptr : &it.value();
 }
 
-// A memoized value as the step returns it (PROTOCOL.md §5.7).
+// A memoized value as the step returns it (docs/protocol.md §5.5).
 Json Unwrap(const Json& v) {
   if (v.is_object() && v.size() == 1 && v.contains("data")) return v["data"];
   if (v.is_object() && v.size() == 1 && v.contains("error")) throw StepError(v["error"]);

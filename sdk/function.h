@@ -160,7 +160,7 @@ class Function {
       : options_(std::move(options)), handler_(std::move(handler)) {}
   const FunctionOptions& options() const { return options_; }
   const Handler& handler() const { return handler_; }
-  // The FunctionConfigs sent at registration (PROTOCOL.md §2.2): the function's, then its
+  // The FunctionConfigs sent at registration (docs/protocol.md §2.4): the function's, then its
   // on_failure handler's, if any.
   std::vector<Json> configs(const std::string& app_id, const std::string& serve_url) const;
 

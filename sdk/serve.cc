@@ -66,7 +66,7 @@ Status ServeHandler::register_functions() const {
     headers.emplace_back("Authorization",
                          "Bearer " + signing::HashedSigningKey(client_.options().signing_key));
   }
-  // The register reply's `status` defaults to 200 (PROTOCOL.md §2.3).
+  // The register reply's `status` defaults to 200 (docs/protocol.md §2.2).
   auto reply = PostToCoordinator(client_.options(), "/fn/register", std::move(headers),
                                  register_body().dump(), /*status_if_absent=*/200);
   if (!reply.ok()) {
@@ -149,7 +149,7 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
   auto parsed = ParseUntrustedJson(request.body, kCallBodyJsonLimits);
   Json body = parsed.ok() ? std::move(*parsed) : Json(Json::value_t::discarded);
   if (!client_.options().signing_key.empty()) {
-    // Verify over the canonical form, as the protocol signs it (PROTOCOL.md §7).
+    // Verify over the canonical form, as the protocol signs it (docs/protocol.md §7).
     auto canonical =
         !parsed.ok() ? Result<std::string>(InvalidArgument("bad JSON")) : CanonicalJson(body);
     std::vector<std::string> keys = {client_.options().signing_key,

@@ -1,4 +1,4 @@
-// The serve handler: what a host mounts at its /serve endpoint (PROTOCOL.md §4–§9).
+// The serve handler: what a host mounts at its /serve endpoint (docs/protocol.md §4–§7).
 //
 // It is framework-free: give it the method, target, headers and body of a request and send
 // back what it returns. funcky::sdk::Server (sdk/server.h) runs it on its own HTTP server.
@@ -47,7 +47,7 @@ class ServeHandler {
   // `wait` (a host may start before its coordinator).
   Status register_functions(std::chrono::milliseconds wait) const;
 
-  // The register body (PROTOCOL.md §2.2).
+  // The register body (docs/protocol.md §2.1).
   nlohmann::json register_body() const;
 
  private:

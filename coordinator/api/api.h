@@ -1,4 +1,4 @@
-// The coordinator's HTTP API (DESIGN.md "Interfaces the user sees"): SDK sync, event
+// The coordinator's HTTP API (README "HTTP API"): SDK sync, event
 // intake, the runs API, health and metrics. Handlers are plain functions of a Request
 // (coordinator/http/router.h); they block on the store and run on the blocking pool.
 #pragma once
@@ -84,7 +84,7 @@ class Api {
     int functions = 0;
     bool modified = false;
   };
-  // Checks a register body (PROTOCOL.md §2.2) and stores the app and its functions.
+  // Checks a register body (docs/protocol.md §2.1) and stores the app and its functions.
   Result<SyncOutcome> SyncApp(const store::Json& body);
   bool EventKeyAccepted(std::string_view key) const;
   // nullopt when the request may use /v1/*, else the 401 to send.

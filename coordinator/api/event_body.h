@@ -1,4 +1,4 @@
-// The body of POST /e/{key} (PROTOCOL.md §3): one event object or an array of them, parsed
+// The body of POST /e/{key} (docs/protocol.md §3): one event object or an array of them, parsed
 // with the request limits of common/json_parse.h and checked one by one. Pure, so it is
 // fuzzed on its own (fuzz/event_body_fuzz.cc).
 #pragma once

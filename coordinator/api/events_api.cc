@@ -1,4 +1,4 @@
-// POST /e/{key} and /v1/events: event intake (PROTOCOL.md §3); GET /v1/events.
+// POST /e/{key} and /v1/events: event intake (docs/protocol.md §3); GET /v1/events.
 #include <spdlog/spdlog.h>
 
 #include "common/ulid.h"

@@ -16,7 +16,7 @@ using store::Json;
 
 namespace {
 
-// What a memoized step returned (PROTOCOL.md §5.7): {"data": x} is x, {"error": …} is none,
+// What a memoized step returned (docs/protocol.md §5.5): {"data": x} is x, {"error": …} is none,
 // anything else (a sleep's null, a matched event) is itself.
 Json StepOutput(const Json& memo) {
   if (memo.is_object() && memo.size() == 1) {

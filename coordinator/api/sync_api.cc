@@ -1,4 +1,4 @@
-// POST /fn/register: an SDK syncs its app (PROTOCOL.md §2.2, §2.3).
+// POST /fn/register: an SDK syncs its app (docs/protocol.md §2.1, §2.2).
 #include "common/crypto.h"
 #include "common/http_client.h"
 #include "common/jcs.h"
@@ -159,7 +159,7 @@ Response Api::HandleSyncAppUrl(const Request& req) {
         403, "forbidden",
         target->authority() + " is not in --sync-allow: the coordinator may not sync an app there");
   }
-  // In-band sync (PROTOCOL.md §2.4): the app answers the PUT with its functions.
+  // In-band sync (docs/protocol.md §2.3): the app answers the PUT with its functions.
   const std::string put_body = Json{{"url", url}}.dump();
   HttpRequest put;
   put.method = "PUT";

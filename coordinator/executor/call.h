@@ -1,4 +1,4 @@
-// Building the call request the coordinator pushes to a host (PROTOCOL.md §4), and reading
+// Building the call request the coordinator pushes to a host (docs/protocol.md §4), and reading
 // a function's settings out of its synced config.
 #pragma once
 

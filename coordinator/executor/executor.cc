@@ -330,8 +330,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   }
 
   // A failed run of an ordered function does not end: it stays its lane's head, blocked,
-  // so no later run of the key overtakes a change that was never applied (DESIGN.md
-  // "Ordering"). skip-head or head_timeout fails it and moves the lane on.
+  // so no later run of the key overtakes a change that was never applied
+  // (docs/ordering.md). skip-head or head_timeout fails it and moves the lane on.
   static void ParkFailedLaneHead(const store::RunRecord& run, store::Transition& t) {
     if (!run.lane_key || t.end_status != store::kFailed) return;
     t.end_status.reset();

@@ -87,7 +87,7 @@ struct Ctx {
   }
 };
 
-// A step's time option: a string of opts[key], else the op's name (PROTOCOL.md §12.6).
+// A step's time option: a string of opts[key], else the op's name (docs/protocol.md §10).
 std::string OpText(const Op& op, const char* key) {
   if (op.opts.is_object()) {
     if (auto v = op.opts.find(key); v != op.opts.end() && v->is_string())

@@ -1,4 +1,4 @@
-// What a host's reply means for the run (PROTOCOL.md §5, §8.1): the pure core of the
+// What a host's reply means for the run (docs/protocol.md §5, §8.1): the pure core of the
 // executor, tested without a network or a database.
 #pragma once
 
@@ -39,7 +39,7 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
 // memo under its step and run discovery.
 store::Transition ResumeTransition(const store::QueueItem& item, TimePoint now);
 
-// The correlation id of an invocation made by `run_id`'s step `step_id` (PROTOCOL.md §8.7).
+// The correlation id of an invocation made by `run_id`'s step `step_id` (docs/protocol.md §8.6).
 std::string CorrelationId(const std::string& run_id, const std::string& step_id);
 
 inline constexpr const char* kFunctionFinished = "inngest/function.finished";

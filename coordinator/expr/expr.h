@@ -1,4 +1,4 @@
-// Expressions over events (PROTOCOL.md §8.5): trigger filters, lane and concurrency keys,
+// Expressions over events (docs/protocol.md §8.3): trigger filters, lane and concurrency keys,
 // and later `if` conditions. Callers compile once (at sync, so a bad expression is reported
 // to the host with its position) and evaluate per event.
 //

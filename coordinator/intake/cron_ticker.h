@@ -1,4 +1,4 @@
-// Starts the runs of cron triggers (PROTOCOL.md §8.6). Every coordinator ticks; a tick's
+// Starts the runs of cron triggers (docs/protocol.md §8.4). Every coordinator ticks; a tick's
 // event id names the function and the second it fired, so however many coordinators see a
 // tick, it is stored once and starts one run. Ticks missed while no coordinator was up
 // are not made up for.

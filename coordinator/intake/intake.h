@@ -1,7 +1,7 @@
 // Event intake: where every event enters, from a sender (POST /e/…), a cron tick, an
 // invocation or the end of a run (inngest/function.*). It stores events and starts the runs
 // they trigger in one transaction, then resumes the waits they match and cancels the runs
-// whose cancel_on they match (PROTOCOL.md §3, §8.3, §8.7).
+// whose cancel_on they match (docs/protocol.md §3, §8.2, §8.6).
 //
 // Thread-safety: every method may be called from many threads; all block on the store.
 #pragma once

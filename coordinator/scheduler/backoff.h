@@ -1,4 +1,4 @@
-// When to retry a failed call (PROTOCOL.md §8.1).
+// When to retry a failed call (docs/protocol.md §8.1).
 #pragma once
 
 #include <chrono>

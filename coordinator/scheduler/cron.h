@@ -1,4 +1,4 @@
-// Cron triggers (PROTOCOL.md §8.6): "[TZ=<zone> ]<minute> <hour> <day> <month> <weekday>".
+// Cron triggers (docs/protocol.md §8.4): "[TZ=<zone> ]<minute> <hour> <day> <month> <weekday>".
 //
 // Each field is `*`, a number, a range `a-b`, a step `*/n` or `a-b/n`, or a list of those
 // (`1,15,30-40`); months and weekdays also take names (`jan`, `mon`), Sunday is 0 or 7.

@@ -1,4 +1,4 @@
-// Which functions an event starts (PROTOCOL.md §3).
+// Which functions an event starts (docs/protocol.md §3).
 #pragma once
 
 #include <map>

@@ -1,5 +1,5 @@
 // What a function's config says about starting and pacing its runs, compiled once:
-// - its event triggers, each with its optional `expression` filter (PROTOCOL.md §3);
+// - its event triggers, each with its optional `expression` filter (docs/protocol.md §3);
 // - a lane key: `ordering: {key, head_timeout?}` (Funcky's extension), or an Inngest
 //   `concurrency: {limit: 1, key}` with scope fn — each key is a strict FIFO lane;
 // - a function-wide limit on calls in flight: `concurrency: N` or `{limit: N}`;

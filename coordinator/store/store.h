@@ -1,8 +1,8 @@
 // Storage of apps, functions, events, runs, steps and the work queue.
 //
-// The Store is a set of role interfaces (STYLE.md §3); each caller takes the narrowest one
-// it needs. Two backends implement them and pass one conformance suite
-// (tests/store/store_conformance_test.cc).
+// The Store is a set of role interfaces (docs/architecture.md "Store contracts"); each
+// caller takes the narrowest one it needs. Two backends implement them and pass one
+// conformance suite (tests/store/store_conformance_test.cc).
 //
 // Time is always passed in by the caller (read from an injected Clock) and stored as Unix
 // milliseconds, so tests can move it by hand and every backend agrees on it.
@@ -51,7 +51,7 @@ struct FunctionRecord {
   std::string id;  // composite: <app>-<fn>
   std::string app_id;
   std::string name;
-  Json config;  // the FunctionConfig as synced (PROTOCOL.md §2.2)
+  Json config;  // the FunctionConfig as synced (docs/protocol.md §2.4)
   // Limits on calls in flight, enforced by Claim across coordinators; 0 = unlimited.
   int concurrency_limit = 0;      // for the whole function
   int key_concurrency_limit = 0;  // per concurrency key of a run
@@ -344,7 +344,7 @@ struct LaneFilter {
   int limit = 100;
 };
 
-// Per-key FIFO lanes of ordered functions (DESIGN.md "Ordering").
+// Per-key FIFO lanes of ordered functions (docs/ordering.md).
 class LaneStore {
  public:
   virtual ~LaneStore() = default;

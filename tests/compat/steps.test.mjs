@@ -1,4 +1,4 @@
-// Compatibility of the step kinds (issue 4) with the official `inngest` npm SDK (pinned in
+// Compatibility of the step kinds with the official `inngest` npm SDK (pinned in
 // package.json) as the host: step.sleep, step.waitForEvent (match, `if`, timeout),
 // step.sendEvent, step.invoke, Promise.all parallel steps, cancelOn, onFailure, and the
 // inngest/function.finished event every run end emits. One coordinator on a private

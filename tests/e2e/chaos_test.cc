@@ -1,4 +1,4 @@
-// The ordering promise under chaos (issue 3, acceptance 1), with real processes: two
+// The ordering promise under chaos, with real processes: two
 // coordinators on one PostgreSQL database, the ordered-replication example host and its
 // flaky third party. Several clients send keys × events in a known per-key order; the host
 // fails 20 % of calls with a 500 and stalls 5 % past the call timeout; the third party fails

@@ -1,4 +1,4 @@
-// The API behind the dashboard (issue 5): run filters and paging cursors, 404s, bad
+// The API behind the dashboard: run filters and paging cursors, 404s, bad
 // parameters, the token, apps and the in-band sync of an app by URL.
 #include <set>
 #include <thread>

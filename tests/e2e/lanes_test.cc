@@ -1,4 +1,4 @@
-// End-to-end tests of lanes and concurrency limits (issue 3): real coordinators and a C++
+// End-to-end tests of lanes and concurrency limits: real coordinators and a C++
 // test host on a private PostgreSQL cluster.
 #include <algorithm>
 #include <chrono>

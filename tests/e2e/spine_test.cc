@@ -1,4 +1,4 @@
-// End-to-end tests of the spine (issue 2): real coordinator and host processes on a real,
+// End-to-end tests of the spine: real coordinator and host processes on a real,
 // private PostgreSQL cluster, driven over HTTP.
 #include <chrono>
 #include <ctime>

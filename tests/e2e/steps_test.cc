@@ -1,4 +1,4 @@
-// End-to-end tests of the step kinds and triggers of issue 4 with the C++ SDK: sleep,
+// End-to-end tests of the step kinds and triggers with the C++ SDK: sleep,
 // wait_for_event (with `if`, timeout and look-back), send_event, invoke, parallel steps,
 // cancel_on and the cancel API, on_failure and inngest/function.finished, replay, cron.
 #include <chrono>

@@ -1,6 +1,7 @@
 // The contracts every Store backend keeps (coordinator/store/store.h), run against each
-// backend through one parameterized suite (STYLE.md §4). Backends are real: PostgreSQL is a
-// private cluster started by the test binary, SQLite a file in a temporary folder.
+// backend through one parameterized suite (docs/architecture.md "Store contracts").
+// Backends are real: PostgreSQL is a private cluster started by the test binary, SQLite a
+// file in a temporary folder.
 //
 // Contracts covered here: claim order is acceptance order; an expired lease is reclaimed and
 // the old holder's Apply is refused; a lane head blocks later runs of its key (through

@@ -15,7 +15,7 @@ namespace {
 
 using nlohmann::json;
 
-// PROTOCOL.md §7 vector.
+// docs/protocol.md §7 vector.
 TEST(Signing, HashedSigningKeyMatchesProtocolVector) {
   EXPECT_EQ(signing::HashedSigningKey("signkey-test-12345678abcdef00"),
             "signkey-test-1425c614b3c1496f790eda4bea6c2256db84457b632ab328d8544fe290a611f2");
@@ -96,7 +96,7 @@ TEST(Crypto, ConstantTimeEqual) {
   EXPECT_FALSE(crypto::ConstantTimeEqual("abc", "abcd"));
 }
 
-// PROTOCOL.md §6 and §11 vectors.
+// docs/protocol.md §6 vectors.
 TEST(StepId, HashesMatchProtocolVectors) {
   EXPECT_EQ(HashStepId("my-step-id"), "e7d8a2f140845095749d60246ff1110c9d01d76a");
   EXPECT_EQ(HashStepId("first"), "e0996a37c13d44c3b06074939d43fa3759bd32c1");

@@ -244,7 +244,7 @@ TEST(Backoff, RetryAfterIsSecondsOrDateClampedToOneSecondToOneDay) {
   EXPECT_FALSE(scheduler::ParseRetryAfter("", now));
 }
 
-// Async steps (PROTOCOL.md §5.2): the times below are relative to the call's end, 1001 s.
+// Async steps (docs/protocol.md §5.2): the times below are relative to the call's end, 1001 s.
 TEST_F(TransitionTest, SleepEnqueuesAResumeItemAtTheWakeTime) {
   auto t = Decide(Reply(206, R"([{"id":"hs","op":"Sleep","name":"2s","displayName":"nap"}])"));
   EXPECT_FALSE(t.end_status);

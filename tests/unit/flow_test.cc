@@ -51,7 +51,7 @@ struct ValueCase {
   Json want;
 };
 
-// The CEL subset of PROTOCOL.md §8.5, value by value: comparisons, logic, precedence,
+// The CEL subset of docs/protocol.md §8.3, value by value: comparisons, logic, precedence,
 // functions, and what type mismatches and missing fields give (never an error).
 TEST(Expr, EvaluatesTheCelSubset) {
   const Json vars = {
