@@ -15,7 +15,9 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "common/http_server.h"
+#include "tests/support/deep_json.h"
 #include "tests/support/e2e.h"
+#include "tests/support/scripted_server.h"
 
 namespace funcky::testing {
 namespace {
@@ -24,24 +26,12 @@ using namespace std::chrono_literals;
 
 constexpr size_t kMillion = 1'000'000;
 
-std::string DeepArrays(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
-
-std::string DeepObjects(size_t depth) {
-  std::string out;
-  out.reserve(depth * 6 + 1);
-  for (size_t i = 0; i < depth; ++i) out += "{\"a\":";
-  out += "1";
-  out.append(depth, '}');
-  return out;
-}
-
 // Answers POSTs to /arrays… and /objects… as an SDK would (206 with X-Inngest-SDK) and PUTs
 // as an in-band sync, each with a million levels of arrays or objects; counts the POSTs.
 class DeepHost {
  public:
-  DeepHost() : pool_(1), work_(io_.get_executor()) {
-    server_ = std::make_unique<HttpServer>(
-        io_, pool_, HttpServerOptions{.port = 0}, [this](ServerRequest r) {
+  DeepHost()
+      : server_([this](ServerRequest r) {
           const bool objects = r.target.rfind("/objects", 0) == 0;
           ServerResponse res;
           res.body = objects ? DeepObjects(kMillion) : DeepArrays(kMillion);
@@ -54,30 +44,13 @@ class DeepHost {
             res.headers.emplace_back("X-Inngest-SDK", "deep:v1");
           }
           return res;
-        });
-    Status s = server_->Start();
-    EXPECT_TRUE(s.ok()) << s.ToString();
-    thread_ = std::thread([this] { io_.run(); });
-  }
-  ~DeepHost() {
-    server_->Stop();
-    work_.reset();
-    io_.stop();
-    thread_.join();
-    pool_.join();
-  }
-  std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(server_->port()) + path;
-  }
+        }) {}
+  std::string url(const std::string& path) const { return server_.url(path); }
   int calls() const { return calls_; }
 
  private:
-  boost::asio::io_context io_;
-  boost::asio::thread_pool pool_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::unique_ptr<HttpServer> server_;
-  std::thread thread_;
   std::atomic<int> calls_{0};
+  ScriptedServer server_;
 };
 
 Json FunctionConfig(const std::string& id, const std::string& event, const std::string& url,

@@ -21,6 +21,7 @@
 #include "common/http_server.h"
 #include "common/url.h"
 #include "tests/support/e2e.h"
+#include "tests/support/scripted_server.h"
 
 namespace funcky::testing {
 namespace {
@@ -86,34 +87,17 @@ class ClosingPort {
 class ChattyHost {
  public:
   static constexpr const char* kSecret = "internal-banner-do-not-echo";
-
-  ChattyHost() : pool_(1), work_(io_.get_executor()) {
-    server_ =
-        std::make_unique<HttpServer>(io_, pool_, HttpServerOptions{.port = 0}, [](ServerRequest) {
+  ChattyHost()
+      : server_([](ServerRequest) {
           ServerResponse res;
           res.status = 500;
           res.body = std::string(kSecret) + " version 1.2.3";
           return res;
-        });
-    Status s = server_->Start();
-    EXPECT_TRUE(s.ok()) << s.ToString();
-    thread_ = std::thread([this] { io_.run(); });
-  }
-  ~ChattyHost() {
-    server_->Stop();
-    work_.reset();
-    io_.stop();
-    thread_.join();
-    pool_.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()) + "/"; }
+        }) {}
+  std::string url() const { return server_.url(); }
 
  private:
-  boost::asio::io_context io_;
-  boost::asio::thread_pool pool_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::unique_ptr<HttpServer> server_;
-  std::thread thread_;
+  ScriptedServer server_;
 };
 
 class SyncPolicyTest : public E2eTest {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "common/ops.h"
+#include "tests/support/deep_json.h"
 
 namespace funcky {
 namespace {
@@ -15,16 +16,8 @@ using Json = nlohmann::json;
 
 constexpr size_t kMillion = 1'000'000;
 
-std::string DeepArrays(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
-
-std::string DeepObjects(size_t depth) {
-  std::string out;
-  out.reserve(depth * 6 + 1);
-  for (size_t i = 0; i < depth; ++i) out += "{\"a\":";
-  out += "1";
-  out.append(depth, '}');
-  return out;
-}
+using testing::DeepArrays;
+using testing::DeepObjects;
 
 TEST(ParseUntrustedJson, RefusesAMillionLevelsOfArraysAndObjects) {
   for (const std::string& text : {DeepArrays(kMillion), DeepObjects(kMillion)}) {
