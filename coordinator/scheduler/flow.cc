@@ -1,5 +1,9 @@
 #include "coordinator/scheduler/flow.h"
 
+#include <algorithm>
+#include <set>
+#include <string_view>
+
 #include <cstdint>
 
 #include "common/duration.h"
@@ -20,11 +24,33 @@ Result<std::shared_ptr<const expr::Expression>> KeyExpression(const Json& key,
   return std::shared_ptr<const expr::Expression>(std::move(*compiled));
 }
 
+// The function config keys Funcky reads (`ordering` is its own extension).
+const std::set<std::string, std::less<>> kKnownOptions = {
+    "id", "name", "triggers", "steps", "cancel", "concurrency", "ordering"};
+// Options of the Inngest SDKs that Funcky does not implement yet.
+const std::set<std::string, std::less<>> kInngestFlowOptions = {
+    "throttle",    "rateLimit", "idempotency", "debounce",
+    "batchEvents", "priority",  "singleton",   "timeouts"};
+
 // A limit as the store keeps it (a 32-bit int): anything larger is refused rather than
 // wrapped (2147483648 would become "unlimited", 4294967297 would become 1).
 constexpr int64_t kMaxLimit = INT32_MAX;
 
 bool IsLimit(const Json& v) { return IsIntegerIn(v, 0, kMaxLimit); }
+
+// An option Funcky does not implement must not be accepted and ignored: a function that
+// asks for it is refused at sync, naming it.
+Status OnlyKnownKeys(const Json& object, std::string_view where,
+                     std::initializer_list<std::string_view> known) {
+  for (const auto& [key, value] : object.items()) {
+    if (value.is_null()) continue;  // SDKs send unset options as null
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+    return InvalidArgument(std::string(where) + "." + key +
+                           " is not implemented by Funcky; remove it (it would otherwise be "
+                           "ignored)");
+  }
+  return Status::Ok();
+}
 
 Status AddConcurrency(const Json& c, FlowControl& flow) {
   const std::string range = " from 0 to " + std::to_string(kMaxLimit);
@@ -36,14 +62,23 @@ Status AddConcurrency(const Json& c, FlowControl& flow) {
   if (!c.is_object() || !c.contains("limit") || !IsLimit(c["limit"])) {
     return InvalidArgument("concurrency needs an integer \"limit\"" + range);
   }
+  RETURN_IF_ERROR(OnlyKnownKeys(c, "concurrency", {"limit", "key", "scope"}));
   const int limit = static_cast<int>(c["limit"].get<int64_t>());
-  if (auto scope = c.find("scope"); scope != c.end()) {
+  if (auto scope = c.find("scope"); scope != c.end() && !scope->is_null()) {
     if (!scope->is_string() || (*scope != "fn" && *scope != "env" && *scope != "account")) {
       return InvalidArgument("concurrency.scope must be \"fn\", \"env\" or \"account\"");
     }
+    if (*scope != "fn") {
+      return InvalidArgument("concurrency.scope \"" + scope->get<std::string>() +
+                             "\" (a limit shared across functions) is not implemented by " +
+                             "Funcky; use scope \"fn\"");
+    }
   }
   if (!c.contains("key")) {
-    flow.function_limit = limit;
+    // Every unkeyed limit holds, so the smallest is the one that binds.
+    flow.function_limit = flow.function_limit == 0 || limit == 0
+                              ? std::max(flow.function_limit, limit)
+                              : std::min(flow.function_limit, limit);
     return Status::Ok();
   }
   ASSIGN_OR_RETURN(auto key, KeyExpression(c["key"], "concurrency.key"));
@@ -51,6 +86,11 @@ Status AddConcurrency(const Json& c, FlowControl& flow) {
     if (flow.lane_key) return InvalidArgument("only one lane key per function");
     flow.lane_key = std::move(key);
   } else {
+    if (flow.limit_key) {
+      return InvalidArgument(
+          "concurrency: two keyed limits are not implemented by Funcky (only one keyed limit "
+          "above 1 per function is enforced)");
+    }
     flow.key_limit = limit;
     flow.limit_key = std::move(key);
   }
@@ -69,10 +109,24 @@ bool IsIntegerIn(const Json& v, int64_t lo, int64_t hi) {
 
 Result<FlowControl> ParseFlowControl(const Json& config) {
   FlowControl flow;
+  if (config.is_object()) {
+    for (const auto& [key, value] : config.items()) {
+      if (value.is_null() || kKnownOptions.count(key)) continue;
+      if (kInngestFlowOptions.count(key)) {
+        return InvalidArgument(key +
+                               " is an Inngest flow-control option that Funcky does not "
+                               "implement yet; the function is refused rather than run "
+                               "without it");
+      }
+      return InvalidArgument("unknown option \"" + key + "\"; Funcky does not implement it");
+    }
+  }
   if (auto triggers = config.find("triggers"); triggers != config.end() && triggers->is_array()) {
     for (size_t i = 0; i < triggers->size(); ++i) {
       const Json& t = (*triggers)[i];
       if (!t.is_object()) continue;
+      RETURN_IF_ERROR(
+          OnlyKnownKeys(t, "triggers[" + std::to_string(i) + "]", {"event", "cron", "expression"}));
       if (auto cron = t.find("cron"); cron != t.end() && cron->is_string()) {
         auto schedule = CronSchedule::Parse(cron->get<std::string>());
         if (!schedule.ok()) {
@@ -99,6 +153,7 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
       if (!c.is_object() || !c.contains("event") || !c["event"].is_string()) {
         return InvalidArgument(where + " needs an \"event\" name");
       }
+      RETURN_IF_ERROR(OnlyKnownKeys(c, where, {"event", "if", "timeout"}));
       CancelOn on{c["event"].get<std::string>(), nullptr, std::chrono::hours(24 * 366)};
       if (auto e = c.find("if"); e != c.end() && !e->is_null()) {
         ASSIGN_OR_RETURN(on.condition, KeyExpression(*e, where + ".if"));
@@ -118,6 +173,7 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
     if (!o->is_object() || !o->contains("key")) {
       return InvalidArgument("ordering must be an object with a \"key\"");
     }
+    RETURN_IF_ERROR(OnlyKnownKeys(*o, "ordering", {"key", "head_timeout"}));
     ASSIGN_OR_RETURN(flow.lane_key, KeyExpression((*o)["key"], "ordering.key"));
     if (auto t = o->find("head_timeout"); t != o->end() && !t->is_null()) {
       if (!t->is_string())

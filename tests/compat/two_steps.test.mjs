@@ -53,3 +53,21 @@ test('inngest npm SDK: sync via /fn/register and a two-step function completes',
   assert.deepEqual(run.steps.map((s) => [s.name, s.output]), [['first', 'A'], ['second', 'AB']]);
   assert.equal(calls.length, 3, `calls: ${calls.join(', ')}`);
 });
+
+test('inngest npm SDK: an option Funcky does not implement is refused at sync, naming it', async () => {
+  const coordinator = await startCoordinator(workDir());
+  const base = coordinator.base;
+  const inngest = new Inngest({ id: 'limited-app', isDev: true, baseUrl: base });
+  const fn = inngest.createFunction(
+    { id: 'paced', triggers: [{ event: 'demo/paced' }], rateLimit: { limit: 1, period: '1m' } },
+    async () => 'ran',
+  );
+  const handler = serve({ client: inngest, functions: [fn] });
+  const { port } = await listen((req, res) => handler(req, res));
+  const put = await fetch(`http://127.0.0.1:${port}/api/inngest`, { method: 'PUT' });
+  const text = await put.text();
+  assert.notEqual(put.status, 200, text);
+  assert.match(text, /rateLimit is an Inngest flow-control option that Funcky does not implement/);
+  const fns = await getJson(`${base}/v1/functions`);
+  assert.deepEqual(fns.body.data, []);
+});

@@ -220,6 +220,36 @@ TEST_P(HardeningTest, NumbersOutOfRangeAre400AndNeitherBodyNorKeyIsLogged) {
 }
 
 // Defect 15: config numbers out of range are refused at sync naming function and option.
+TEST_P(HardeningTest, OptionsFunckyDoesNotImplementAreRefusedAtSyncNotIgnored) {
+  auto c = StartCoordinator();
+  const std::string url = "http://127.0.0.1:1/api";
+  ASSERT_EQ(Register(*c, url, Json::array({FunctionConfig("f", "e", url)})).status, 200);
+  const std::vector<std::pair<Json, std::string>> cases = {
+      {{{"throttle", {{"limit", 2}, {"period", "2s"}}}}, "function \"f\": throttle is an Inngest"},
+      {{{"rateLimit", {{"limit", 1}, {"period", "1m"}}}}, "function \"f\": rateLimit is an"},
+      {{{"idempotency", "event.data.id"}}, "function \"f\": idempotency is an Inngest"},
+      {{{"debounce", {{"period", "2s"}}}}, "function \"f\": debounce is an Inngest"},
+      {{{"batchEvents", {{"maxSize", 5}, {"timeout", "1s"}}}}, "function \"f\": batchEvents is"},
+      {{{"priority", {{"run", "1"}}}}, "function \"f\": priority is an Inngest"},
+      {{{"singleton", {{"mode", "skip"}}}}, "function \"f\": singleton is an Inngest"},
+      {{{"timeouts", {{"finish", "1m"}}}}, "function \"f\": timeouts is an Inngest"},
+      {{{"someFutureOption", true}}, "function \"f\": unknown option \"someFutureOption\""},
+      {{{"ordering", {{"key", "event.data.k"}, {"sequence", "event.data.v"}}}},
+       "function \"f\": ordering.sequence is not implemented"},
+      {{{"concurrency", {{"limit", 2}, {"key", "event.data.k"}, {"scope", "env"}}}},
+       "function \"f\": concurrency.scope \"env\""},
+  };
+  for (const auto& [extra, message] : cases) {
+    auto r = Register(*c, url, Json::array({FunctionConfig("f", "e", url, extra)}));
+    EXPECT_EQ(r.status, 400) << r.raw;
+    EXPECT_EQ(r.body["error"].get<std::string>().rfind(message, 0), 0u) << r.raw;
+  }
+  // The app is as it was: the first sync's function, without any of the options.
+  auto fns = Http("GET", c->url() + "/v1/functions");
+  ASSERT_EQ(fns.body["data"].size(), 1u);
+  EXPECT_FALSE(fns.body["data"][0]["config"].contains("throttle")) << fns.raw;
+}
+
 TEST_P(HardeningTest, ConfigNumbersOutOfRangeAreRefusedAtSync) {
   auto c = StartCoordinator();
   const std::string url = "http://127.0.0.1:1/api";

@@ -303,6 +303,25 @@ TEST(Flow, OrderingAndConcurrencyOptions) {
   EXPECT_EQ(number->function_limit, 4);
 }
 
+TEST(Flow, TwoUnkeyedLimitsBothHoldSoTheSmallestBindsAndNullOptionsAreAbsent) {
+  auto flow = scheduler::ParseFlowControl(
+      Json::parse(R"({"concurrency":[{"limit":5},{"limit":3}],"throttle":null,"rateLimit":null})"));
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  EXPECT_EQ(flow->function_limit, 3);
+  auto reversed = scheduler::ParseFlowControl(Json::parse(R"({"concurrency":[3,{"limit":5}]})"));
+  ASSERT_TRUE(reversed.ok());
+  EXPECT_EQ(reversed->function_limit, 3);
+  // A lane (limit 1 with a key) and a keyed limit above 1 are both kept.
+  auto both = scheduler::ParseFlowControl(Json::parse(
+      R"({"concurrency":[{"limit":1,"key":"event.data.t"},{"limit":4,"key":"event.data.u"}]})"));
+  ASSERT_TRUE(both.ok());
+  EXPECT_NE(both->lane_key, nullptr);
+  EXPECT_EQ(both->key_limit, 4);
+  auto scoped = scheduler::ParseFlowControl(
+      Json::parse(R"({"concurrency":{"limit":2,"key":"event.data.a","scope":"fn"}})"));
+  EXPECT_TRUE(scoped.ok());
+}
+
 TEST(Flow, BadOptionsAreRefusedWithTheReason) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {R"({"ordering":{"key":"event."}})", "ordering.key: at 7: expected a field name after '.'"},
@@ -311,7 +330,7 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
       {R"({"concurrency":{"limit":"3"}})",
        "concurrency needs an integer \"limit\" from 0 to 2147483647"},
       {R"({"concurrency":-1})", "concurrency must be an integer from 0 to 2147483647"},
-      // Issue 16, defect 15: out of range is refused, never wrapped.
+      // Out of range is refused, never wrapped.
       {R"({"concurrency":2147483648})", "concurrency must be an integer from 0 to 2147483647"},
       {R"({"concurrency":18446744073709551615})",
        "concurrency must be an integer from 0 to 2147483647"},
@@ -326,6 +345,26 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
        "concurrency.scope must be \"fn\", \"env\" or \"account\""},
       {R"({"ordering":{"key":"event.data.a"},"concurrency":{"limit":1,"key":"event.data.b"}})",
        "only one lane key per function"},
+      // Nothing Funcky does not implement is accepted and ignored.
+      {R"({"throttle":{"limit":1,"period":"1s"}})", "throttle is an Inngest flow-control option"},
+      {R"({"rateLimit":{"limit":1,"period":"1s"}})", "rateLimit is an Inngest flow-control"},
+      {R"({"idempotency":"event.data.id"})", "idempotency is an Inngest flow-control option"},
+      {R"({"debounce":{"period":"1s"}})", "debounce is an Inngest flow-control option"},
+      {R"({"batchEvents":{"maxSize":2,"timeout":"1s"}})", "batchEvents is an Inngest"},
+      {R"({"priority":{"run":"1"}})", "priority is an Inngest flow-control option"},
+      {R"({"singleton":{"mode":"skip"}})", "singleton is an Inngest flow-control option"},
+      {R"({"timeouts":{"start":"1s"}})", "timeouts is an Inngest flow-control option"},
+      {R"({"optimizeParallelism":true})", "unknown option \"optimizeParallelism\""},
+      {R"({"triggers":[{"cron":"* * * * *","jitter":"10s"}]})",
+       "triggers[0].jitter is not implemented by Funcky"},
+      {R"({"ordering":{"key":"event.data.a","gap_timeout":"2s"}})",
+       "ordering.gap_timeout is not implemented by Funcky"},
+      {R"({"cancel":[{"event":"x","match":"data.id"}]})", "cancel[0].match is not implemented"},
+      {R"({"concurrency":{"limit":2,"key":"event.data.a","scope":"account"}})",
+       "concurrency.scope \"account\" (a limit shared across functions) is not implemented"},
+      {R"({"concurrency":{"limit":2,"scope":"env"}})", "concurrency.scope \"env\""},
+      {R"({"concurrency":[{"limit":5,"key":"event.data.a"},{"limit":3,"key":"event.data.b"}]})",
+       "concurrency: two keyed limits are not implemented by Funcky"},
   };
   for (const auto& [config, message] : cases) {
     auto flow = scheduler::ParseFlowControl(Json::parse(config));
