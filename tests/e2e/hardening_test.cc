@@ -1,4 +1,4 @@
-// Issue 16 (hardening), with real processes: untrusted input a coordinator reads (host
+// Hardening, with real processes: untrusted input a coordinator reads (host
 // replies, sync replies, event bodies) cannot crash it, and what cannot be stored is
 // refused the same way on both stores.
 //

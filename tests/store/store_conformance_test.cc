@@ -347,7 +347,7 @@ TEST_P(StoreConformance, DuplicateEventStartsNothingAndLeavesNoLane) {
   EXPECT_TRUE(lanes->empty());
 }
 
-// Issue 16, defect 8: one internal id (derived from one X-Inngest-Event-Id-Seed) for two
+// One internal id (derived from one X-Inngest-Event-Id-Seed) for two
 // different events is refused, the batch with it stored not at all; the same event sent
 // again (its `ts` filled in anew) is a duplicate.
 TEST_P(StoreConformance, SeedClashOfDifferentEventsIsRefusedAndAResendIsADuplicate) {

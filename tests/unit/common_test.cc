@@ -75,7 +75,7 @@ TEST(Signing, BearerAcceptsHashedOrPlainKeyOnly) {
   EXPECT_FALSE(signing::BearerMatchesSigningKey("", key));
 }
 
-// Issue 16, defect 6: malformed keys are refused (the coordinator will not start on them).
+// Malformed keys are refused (the coordinator will not start on them).
 TEST(Signing, MalformedKeysAreRefusedWithoutQuotingThem) {
   EXPECT_TRUE(signing::ValidateSigningKey("signkey-prod-12345678abcdef00").ok());
   EXPECT_TRUE(signing::ValidateSigningKey("12345678ABCDEF00").ok());

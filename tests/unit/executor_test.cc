@@ -167,7 +167,7 @@ TEST_F(TransitionTest, MalformedOpListIsRetried) {
   EXPECT_TRUE(t.retry_at);
 }
 
-// Issue 16, defect 1: a million levels of nesting in any reply a host can send is a failed
+// A million levels of nesting in any reply a host can send is a failed
 // attempt with a clear error, retried by policy and failed on the last attempt.
 TEST_F(TransitionTest, AMillionLevelsDeepReplyIsAFailedAttemptNotACrash) {
   const size_t depth = 1'000'000;

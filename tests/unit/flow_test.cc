@@ -189,7 +189,7 @@ TEST(Expr, KeyTextNeverThrowsOnBytesThatAreNotUtf8) {
   EXPECT_EQ(expr::KeyText((*e)->Evaluate(Json::object())).substr(0, 5), "[1,\"x");
 }
 
-// Issue 16, defect 3: json_parse() on event data nested a million levels deep is null, as
+// json_parse() on event data nested a million levels deep is null, as
 // for any text that does not decode, and never a crash.
 TEST(Expr, JsonParseOfDeeplyNestedTextIsNull) {
   std::string objects;
@@ -209,7 +209,7 @@ TEST(Expr, JsonParseOfDeeplyNestedTextIsNull) {
   EXPECT_EQ((*e)->Evaluate(shallow), Json::parse("[[[1]]]"));
 }
 
-// Issue 16, defect 16: a valid filter that concatenates a 100 KB field 300 times stops at
+// A valid filter that concatenates a 100 KB field 300 times stops at
 // the evaluation budget and does not match; smaller work under the budget is unchanged.
 TEST(Expr, EvaluationOverItsBudgetStopsAndYieldsNull) {
   std::string source = "event.data.b";
