@@ -6,8 +6,10 @@ JOBS ?= 2
 FUNCKY_PORT ?= 8288
 HELLO_PORT ?= 3000
 STATE ?= .funcky
-# Lets ccache hit across clones and checkouts in other folders.
+# Lets ccache hit across clones and checkouts in other folders (paths relative to the
+# checkout, and the folder left out of the hash of objects with debug information).
 export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
 
 DEB_PACKAGES := g++ cmake ninja-build ccache pkg-config libboost1.81-dev libboost-url1.81-dev \
   libssl-dev openssl prometheus-cpp-dev python3-prometheus-client \

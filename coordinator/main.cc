@@ -288,7 +288,7 @@ int Serve(const ServeFlags& f, bool dev) {
   api_options.api_token = f.api_token;
   api_options.host_ca_file = f.host_ca;
   api_options.sync_allow = sync_allow;
-  api::Api api(api_options, *store, clock, intake, metrics,
+  api::Api api(api_options, api::ApiStores::Of(*store), clock, intake, metrics,
                [&executor] { return static_cast<int64_t>(executor.in_flight()); });
   http::Router router;
   api.Register(router);

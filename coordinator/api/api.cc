@@ -11,10 +11,10 @@ using http::JsonResponse;
 using http::Request;
 using http::Response;
 
-Api::Api(ApiOptions options, store::Store& store, const Clock& clock, intake::Intake& intake,
+Api::Api(ApiOptions options, ApiStores stores, const Clock& clock, intake::Intake& intake,
          metrics::Metrics& metrics, std::function<int64_t()> calls_in_flight)
     : options_(std::move(options)),
-      store_(store),
+      stores_(stores),
       clock_(clock),
       intake_(intake),
       metrics_(metrics),
@@ -73,7 +73,7 @@ std::optional<Response> Api::CheckApiToken(const Request& req) const {
 Response Api::HandleHealth(const Request&) { return JsonResponse(200, {{"status", "ok"}}); }
 
 Response Api::HandleReady(const Request&) {
-  Status s = store_.Ping();
+  Status s = stores_.health.Ping();
   if (!s.ok()) {
     // The driver's text may name hosts and users: it goes to the log, not to the caller.
     spdlog::warn("readyz: database not reachable: {}", s.ToString());
@@ -84,7 +84,7 @@ Response Api::HandleReady(const Request&) {
 
 Response Api::HandleMetrics(const Request&) {
   std::optional<store::QueueStats> stats;
-  if (auto s = store_.GetQueueStats(clock_.Now()); s.ok()) {
+  if (auto s = stores_.queue.GetQueueStats(clock_.Now()); s.ok()) {
     stats = *s;
   } else {
     spdlog::warn("metrics: cannot read queue gauges: {}", s.status().ToString());

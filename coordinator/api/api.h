@@ -47,11 +47,23 @@ struct ApiOptions {
   size_t max_event_bytes = 512 << 10;
 };
 
+// The parts of the store the API reads and changes, each by its role: the HTTP API cannot
+// claim, apply, cancel behind intake's back or delete.
+struct ApiStores {
+  store::AppRegistry& apps;   // sync, apps and functions
+  store::EventStore& events;  // the events API (intake stores events itself)
+  store::RunReader& runs;     // runs, steps and attempts
+  store::LaneStore& lanes;    // lanes, skip-head and retry-head
+  store::QueueStore& queue;   // the queue and lane gauges of /metrics
+  store::Health& health;      // /readyz
+  static ApiStores Of(store::Store& s) { return {s, s, s, s, s, s}; }
+};
+
 class Api {
  public:
   // Events enter through `intake`, which also wakes executors. /metrics renders `metrics`
   // with the calls in flight that `calls_in_flight` counts.
-  Api(ApiOptions options, store::Store& store, const Clock& clock, intake::Intake& intake,
+  Api(ApiOptions options, ApiStores stores, const Clock& clock, intake::Intake& intake,
       metrics::Metrics& metrics, std::function<int64_t()> calls_in_flight = {});
 
   // Adds every route, and the API token's guard over /v1 (event intake excepted), /metrics
@@ -96,7 +108,7 @@ class Api {
                                 std::string_view result_field);
 
   ApiOptions options_;
-  store::Store& store_;
+  ApiStores stores_;
   const Clock& clock_;
   intake::Intake& intake_;
   metrics::Metrics& metrics_;

@@ -81,7 +81,7 @@ Response Api::HandleListEvents(const Request& req) {
   auto limit = ParseLimit(req.query("limit"));
   if (!limit.ok()) return http::ErrorResponse(limit.status());
   filter.limit = *limit;
-  auto events = store_.ListEvents(filter);
+  auto events = stores_.events.ListEvents(filter);
   if (!events.ok()) return http::ErrorResponse(events.status());
   Json data = Json::array();
   for (const auto& e : *events) data.push_back(EventJson(e));
@@ -91,12 +91,12 @@ Response Api::HandleListEvents(const Request& req) {
 }
 
 Response Api::HandleGetEvent(const Request& req) {
-  auto event = store_.GetEvent(req.param("id"));
+  auto event = stores_.events.GetEvent(req.param("id"));
   if (!event.ok()) return http::ErrorResponse(event.status());
   store::RunFilter filter;
   filter.event_id = event->internal_id;
   filter.limit = 500;
-  auto runs = store_.ListRuns(filter);
+  auto runs = stores_.runs.ListRuns(filter);
   if (!runs.ok()) return http::ErrorResponse(runs.status());
   Json j = EventJson(*event);
   j["runs"] = Json::array();

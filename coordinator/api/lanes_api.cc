@@ -37,7 +37,7 @@ Response Api::HandleListLanes(const Request& req) {
   auto limit = ParseLimit(req.query("limit"));
   if (!limit.ok()) return ErrorResponse(limit.status());
   filter.limit = *limit;
-  auto lanes = store_.ListLanes(filter);
+  auto lanes = stores_.lanes.ListLanes(filter);
   if (!lanes.ok()) return ErrorResponse(lanes.status());
   const int64_t now_ms = UnixMillis(clock_.Now());
   Json data = Json::array();
@@ -62,7 +62,7 @@ Response Api::LaneHeadAction(const Request& req, LaneHeadOp op, std::string_view
                              std::string_view result_field) {
   const std::string& function_id = req.param("function");
   const std::string& key = req.param("key");
-  auto run_id = (store_.*op)(function_id, key, clock_.Now());
+  auto run_id = (stores_.lanes.*op)(function_id, key, clock_.Now());
   if (!run_id.ok()) {
     // The head changed meanwhile (skip) or is not blocked (retry): the caller should look again.
     const StatusCode code = run_id.status().code();

@@ -57,7 +57,7 @@ Response Api::HandleListRuns(const Request& req) {
   auto limit = ParseLimit(req.query("limit"));
   if (!limit.ok()) return ErrorResponse(limit.status());
   filter.limit = *limit;
-  auto runs = store_.ListRuns(filter);
+  auto runs = stores_.runs.ListRuns(filter);
   if (!runs.ok()) return ErrorResponse(runs.status());
   Json data = Json::array();
   for (const auto& r : *runs) data.push_back(RunJson(r));
@@ -68,13 +68,13 @@ Response Api::HandleListRuns(const Request& req) {
 
 Response Api::HandleGetRun(const Request& req) {
   const std::string& id = req.param("id");
-  auto run = store_.GetRun(id);
+  auto run = stores_.runs.GetRun(id);
   if (!run.ok()) return ErrorResponse(run.status());
-  auto steps = store_.GetSteps(id);
+  auto steps = stores_.runs.GetSteps(id);
   if (!steps.ok()) return ErrorResponse(steps.status());
-  auto attempts = store_.GetAttempts(id);
+  auto attempts = stores_.runs.GetAttempts(id);
   if (!attempts.ok()) return ErrorResponse(attempts.status());
-  auto event = store_.GetEvent(run->event_id);
+  auto event = stores_.events.GetEvent(run->event_id);
   if (!event.ok()) return ErrorResponse(event.status());
 
   // One entry per step: memoized steps in stack order, then steps still being retried.
@@ -132,7 +132,7 @@ Response Api::HandleCancelRun(const Request& req) {
   auto cancelled =
       intake_.Cancel(id, {{"name", "Cancelled"}, {"message", "cancelled through the API"}});
   if (!cancelled.ok()) return ErrorResponse(cancelled.status());
-  auto run = store_.GetRun(id);
+  auto run = stores_.runs.GetRun(id);
   if (!run.ok()) return ErrorResponse(run.status());
   if (!*cancelled) {
     return ErrorResponse(409, "conflict", "run " + id + " has ended already (" + run->status + ")");
@@ -143,7 +143,7 @@ Response Api::HandleCancelRun(const Request& req) {
 Response Api::HandleReplayRun(const Request& req) {
   auto replay = intake_.Replay(req.param("id"));
   if (!replay.ok()) return ErrorResponse(replay.status());
-  auto run = store_.GetRun(*replay);
+  auto run = stores_.runs.GetRun(*replay);
   if (!run.ok()) return ErrorResponse(run.status());
   Json j = RunJson(*run);
   j["replay_of"] = req.param("id");
@@ -151,9 +151,9 @@ Response Api::HandleReplayRun(const Request& req) {
 }
 
 Response Api::HandleListFunctions(const Request& req) {
-  auto functions = store_.ListFunctions();
+  auto functions = stores_.apps.ListFunctions();
   if (!functions.ok()) return ErrorResponse(functions.status());
-  auto apps = store_.ListApps();
+  auto apps = stores_.apps.ListApps();
   if (!apps.ok()) return ErrorResponse(apps.status());
   std::map<std::string, const store::AppRecord*> app_by_id;
   for (const auto& a : *apps) app_by_id[a.id] = &a;

@@ -219,7 +219,7 @@ Response Api::HandleSyncAppUrl(const Request& req) {
 }
 
 Response Api::HandleListApps(const Request& req) {
-  auto apps = store_.ListApps();
+  auto apps = stores_.apps.ListApps();
   if (!apps.ok()) return http::ErrorResponse(apps.status());
   Json data = Json::array();
   for (const auto& a : *apps) {
@@ -281,7 +281,7 @@ Result<Api::SyncOutcome> Api::SyncApp(const Json& b) {
   sync.app.synced_at_ms = UnixMillis(now);
   sync.app.created_at_ms = UnixMillis(now);
 
-  auto result = store_.SyncApp(sync);
+  auto result = stores_.apps.SyncApp(sync);
   if (!result.ok()) {
     const Status& s = result.status();
     if (s.code() == StatusCode::kFailedPrecondition) return s;

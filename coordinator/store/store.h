@@ -420,6 +420,14 @@ class Retention {
   virtual Result<int64_t> DeleteExpired(TimePoint horizon, int batch) = 0;
 };
 
+// Whether the database answers.
+class Health {
+ public:
+  virtual ~Health() = default;
+  // Cheap round trip to the database, for /readyz.
+  virtual Status Ping() = 0;
+};
+
 class Store : public AppRegistry,
               public EventStore,
               public RunReader,
@@ -427,12 +435,11 @@ class Store : public AppRegistry,
               public LaneStore,
               public WaitStore,
               public RunControl,
-              public Retention {
+              public Retention,
+              public Health {
  public:
   // Applies pending migrations (idempotent; safe with several coordinators at once).
   virtual Status Migrate() = 0;
-  // Cheap round trip to the database, for /readyz.
-  virtual Status Ping() = 0;
 };
 
 struct PostgresOptions {

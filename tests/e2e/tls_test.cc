@@ -47,13 +47,15 @@ class TlsTest : public E2eTest {
     return {"--tls-cert", dir_ + "/" + name + ".pem", "--tls-key", dir_ + "/" + name + ".key"};
   }
 
-  // The error of the step still being retried in run `run_id`, once one is recorded.
+  // The error of the failing step of run `run_id`, once one is recorded.
   std::string RetryError(const Coordinator& c, const std::string& run_id) {
     std::string error;
     WaitFor([&] {
       auto r = Http("GET", c.url() + "/v1/runs/" + run_id);
+      // Retrying, or failed already when the retries (50 ms apart) outran the polling.
       for (const auto& step : r.body["data"]["steps"]) {
-        if (step["status"] == "retrying" && step["error"].is_object()) {
+        if ((step["status"] == "retrying" || step["status"] == "failed") &&
+            step["error"].is_object()) {
           error = step["error"].value("message", "");
           return true;
         }
