@@ -1,5 +1,6 @@
 // The HTTP API through Router::Handle, without sockets: the real handlers, intake and
 // metrics over a SQLite store in a temporary file.
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -27,8 +28,8 @@ constexpr const char* kToken = "api-token-for-tests";
 class ApiThroughRouter : public ::testing::Test {
  protected:
   void SetUp() override {
-    static const std::string dir = testing::TempDir("funcky-mid-api-");
-    auto opened = store::OpenSqliteStore({.path = dir + "/" + testing::CurrentTestSlug() + ".db"});
+    dir_ = testing::TempDir("funcky-mid-api-");
+    auto opened = store::OpenSqliteStore({.path = dir_ + "/funcky.db"});
     ASSERT_THAT(opened, IsOk());
     store_ = std::move(*opened);
     ASSERT_THAT(store_->Migrate(), IsOk());
@@ -47,6 +48,10 @@ class ApiThroughRouter : public ::testing::Test {
 
   void TearDown() override {
     if (intake_) intake_->Stop();
+    api_.reset();
+    intake_.reset();
+    store_.reset();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
   // Builds the API with `options` and registers its routes.
@@ -63,6 +68,7 @@ class ApiThroughRouter : public ::testing::Test {
 
   static Json BodyOf(const Response& r) { return Json::parse(r.body); }
 
+  std::string dir_;  // a fresh temporary folder holding the database, removed after the test
   ManualClock clock_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<intake::Intake> intake_;

@@ -1,5 +1,7 @@
 #include "tests/mid/harness.h"
 
+#include <filesystem>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -152,8 +154,8 @@ ExecutorHarness::ExecutorHarness() {
 }
 
 void ExecutorHarness::SetUp() {
-  static const std::string dir = testing::TempDir("funcky-mid-");
-  auto opened = store::OpenSqliteStore({.path = dir + "/" + testing::CurrentTestSlug() + ".db"});
+  dir_ = testing::TempDir("funcky-mid-");
+  auto opened = store::OpenSqliteStore({.path = dir_ + "/funcky.db"});
   ASSERT_THAT(opened, IsOk());
   store_ = std::move(*opened);
   ASSERT_THAT(store_->Migrate(), IsOk());
@@ -165,12 +167,17 @@ void ExecutorHarness::SetUp() {
 }
 
 void ExecutorHarness::TearDown() {
-  if (!executor_) return;
-  executor_->Stop();
-  // Lets the dispatcher see the stop and the calls in flight finish.
-  EXPECT_TRUE(RunUntil([&] { return executor_->in_flight() == 0; }));
-  io_.poll();
-  blocking_.join();
+  if (executor_) {
+    executor_->Stop();
+    // Lets the dispatcher see the stop and the calls in flight finish.
+    EXPECT_TRUE(RunUntil([&] { return executor_->in_flight() == 0; }));
+    io_.poll();
+    blocking_.join();
+    executor_.reset();
+  }
+  queue_.reset();
+  store_.reset();
+  if (!dir_.empty()) std::filesystem::remove_all(dir_);
 }
 
 void ExecutorHarness::StartExecutor() {

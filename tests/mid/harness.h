@@ -155,6 +155,7 @@ class ExecutorHarness : public ::testing::Test {
   std::vector<store::StepRecord> Steps(const std::string& run_id);
   std::vector<store::AttemptRecord> Attempts(const std::string& run_id);
 
+  std::string dir_;  // a fresh temporary folder holding the database, removed after the test
   ManualClock clock_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<FailingQueue> queue_;  // what the executor uses: store_, with failures
