@@ -127,6 +127,48 @@ TEST_F(ExecutorHarness, TheOutcomeOfACallWhoseLeaseWasLostIsNotWritten) {
   EXPECT_EQ(Attempts(run).size(), 1u);
 }
 
+TEST_F(ExecutorHarness, TheLeaseOfACallInFlightIsRenewed) {
+  options_.lease = 300ms;  // renewed every 100 ms of real time, to the clock's now + 300 ms
+  const std::string run = StartRun(kFunction);
+  transport_.HoldReply(SdkReply(200, R"({"ok":true})"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 1; }));
+
+  // Renewed after the clock moved, the lease ends 300 ms after the new now; unrenewed, it
+  // would have ended 100 ms before the time another coordinator looks.
+  clock_.Advance(200ms);
+  const int renewed = queue_->calls(FailingQueue::kRenewLease);
+  ASSERT_TRUE(RunUntil([&] { return queue_->calls(FailingQueue::kRenewLease) >= renewed + 2; }));
+  auto taken = store_->Claim(1, clock_.Now() + 200ms, 30s);
+  ASSERT_THAT(taken, IsOk());
+  EXPECT_THAT(*taken, IsEmpty());
+
+  transport_.Release();
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+  EXPECT_EQ(observer_.leases_lost, 0);
+}
+
+TEST_F(ExecutorHarness, ReleasingLeasesGivesAnUnfinishedCallBackAtOnceAsTheSameAttempt) {
+  const std::string run = StartRun(kFunction);
+  transport_.HoldReply(StepRunReply("first", "A"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 1; }));
+
+  // A coordinator stopping with the call unfinished.
+  executor_->Stop();
+  executor_->ReleaseLeases();
+  auto taken = store_->Claim(1, clock_.Now(), 30s);
+  ASSERT_THAT(taken, IsOk());
+  ASSERT_EQ(taken->size(), 1u);
+  EXPECT_EQ((*taken)[0].run_id, run);
+  EXPECT_EQ((*taken)[0].attempt, 0);
+
+  // The late answer is dropped: the item is someone else's now.
+  transport_.Release();
+  ASSERT_TRUE(RunUntil([&] { return observer_.leases_lost == 1; }));
+  EXPECT_THAT(Steps(run), IsEmpty());
+}
+
 TEST_F(ExecutorHarness, AnApplyRefusedForALostLeaseIsDroppedNotRetried) {
   const std::string run = StartRun(kFunction);
   queue_->FailNthCall(FailingQueue::kApply, 1, Aborted("lease lost to another claimer"));
