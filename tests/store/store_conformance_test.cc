@@ -23,11 +23,15 @@
 #include "coordinator/store/store.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
+#include "tests/support/status_matchers.h"
 
 namespace funcky::store {
 namespace {
 
 using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using testing::IsOk;
+using testing::StatusIs;
 
 struct Backend {
   std::string name;
@@ -42,12 +46,12 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
   void SetUp() override {
     store_ = GetParam().open(testing::CurrentTestSlug());
     ASSERT_TRUE(store_);
-    ASSERT_TRUE(store_->Migrate().ok());
+    ASSERT_THAT(store_->Migrate(), IsOk());
     AppSync sync;
     sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", "sum", 0, 0};
     sync.functions = {Fn("app-plain"), Fn("app-ordered"), Fn("app-limited", 2),
                       Fn("app-keyed", 0, 2)};
-    ASSERT_TRUE(store_->SyncApp(sync).ok());
+    ASSERT_THAT(store_->SyncApp(sync), IsOk());
   }
 
   static FunctionRecord Fn(std::string id, int limit = 0, int key_limit = 0) {
@@ -80,14 +84,13 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     NewRun run{NewUlid(UnixMillis(clock_.Now())), function_id, lane_key, head_timeout,
                concurrency_key};
     ne.runs.push_back(run);
-    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
     return run.run_id;
   }
 
   std::vector<QueueItem> Claim(int max = 100) {
     auto r = store_->Claim(max, clock_.Now(), 30s);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_THAT(r, IsOk());
     return r.ok() ? *r : std::vector<QueueItem>{};
   }
 
@@ -120,14 +123,13 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
   // The open waits that ingesting a new event named `name` reports.
   std::vector<WaitRecord> WaitsSeenBy(const std::string& name) {
     std::vector<WaitRecord> waits;
-    auto r = store_->IngestEvents({Event(name)}, clock_.Now(), &waits);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_THAT(store_->IngestEvents({Event(name)}, clock_.Now(), &waits), IsOk());
     return waits;
   }
 
   std::string RunStatus(const std::string& run_id) {
     auto r = store_->GetRun(run_id);
-    EXPECT_TRUE(r.ok());
+    EXPECT_THAT(r, IsOk());
     return r.ok() ? r->status : "";
   }
 
@@ -167,9 +169,9 @@ TEST_P(StoreConformance, ExpiredLeaseIsReclaimed) {
   EXPECT_EQ(again[0].id, (*first)[0].id);
   EXPECT_NE(again[0].lease_token, (*first)[0].lease_token);
   // The first holder comes back too late: nothing it says is applied.
-  EXPECT_EQ(End((*first)[0]).code(), StatusCode::kAborted);
+  EXPECT_THAT(End((*first)[0]), StatusIs(StatusCode::kAborted));
   EXPECT_EQ(RunStatus(run), kRunning);
-  EXPECT_TRUE(End(again[0]).ok());
+  EXPECT_THAT(End(again[0]), IsOk());
   EXPECT_EQ(RunStatus(run), kCompleted);
 }
 
@@ -296,8 +298,8 @@ TEST_P(StoreConformance, ListLanesPagesInFunctionAndKeyOrder) {
 }
 
 TEST_P(StoreConformance, SkipHeadOfAnEmptyLaneIsNotFound) {
-  auto r = store_->SkipLaneHead("app-ordered", "nobody", clock_.Now());
-  EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(store_->SkipLaneHead("app-ordered", "nobody", clock_.Now()),
+              StatusIs(StatusCode::kNotFound));
 }
 
 TEST_P(StoreConformance, FunctionConcurrencyLimitHoldsBackCallsInFlight) {
@@ -375,11 +377,8 @@ TEST_P(StoreConformance, SeedClashOfDifferentEventsIsRefusedAndAResendIsADuplica
   clash.event.payload["data"]["n"] = 2;
   clash.runs[0].run_id = NewUlid(UnixMillis(clock_.Now()) + 2);
   auto refused = store_->IngestEvents({other_new, clash}, clock_.Now(), nullptr);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status().code(), StatusCode::kAlreadyExists);
-  EXPECT_NE(refused.status().message().find(seeded), std::string::npos)
-      << refused.status().message();
-  EXPECT_EQ(store_->GetEvent(other_new.event.internal_id).status().code(), StatusCode::kNotFound)
+  EXPECT_THAT(refused, StatusIs(StatusCode::kAlreadyExists, HasSubstr(seeded)));
+  EXPECT_THAT(store_->GetEvent(other_new.event.internal_id), StatusIs(StatusCode::kNotFound))
       << "nothing of a refused batch is stored";
   auto events = store_->ListEvents({});
   ASSERT_TRUE(events.ok());

@@ -1,3 +1,4 @@
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -9,11 +10,16 @@
 #include "common/step_id.h"
 #include "common/ulid.h"
 #include "common/url.h"
+#include "tests/support/status_matchers.h"
 
 namespace funcky {
 namespace {
 
 using nlohmann::json;
+using ::testing::HasSubstr;
+using testing::IsOk;
+using ::testing::Not;
+using testing::StatusIs;
 
 // docs/protocol.md §7 vector.
 TEST(Signing, HashedSigningKeyMatchesProtocolVector) {
@@ -77,8 +83,8 @@ TEST(Signing, BearerAcceptsHashedOrPlainKeyOnly) {
 
 // Malformed keys are refused (the coordinator will not start on them).
 TEST(Signing, MalformedKeysAreRefusedWithoutQuotingThem) {
-  EXPECT_TRUE(signing::ValidateSigningKey("signkey-prod-12345678abcdef00").ok());
-  EXPECT_TRUE(signing::ValidateSigningKey("12345678ABCDEF00").ok());
+  EXPECT_THAT(signing::ValidateSigningKey("signkey-prod-12345678abcdef00"), IsOk());
+  EXPECT_THAT(signing::ValidateSigningKey("12345678ABCDEF00"), IsOk());
   for (const std::string key :
        {"signkey-prod-", "signkey-test-", "signkey-prod-not-hex-zz", "signkey-prod-abc",
         "signkey-prod", "secret", "signkey-prod-12 34"}) {
@@ -148,10 +154,10 @@ TEST(Duration, ParsesProtocolTimeStrings) {
   EXPECT_EQ(ParseDuration("1d")->count(), 86400000);
   EXPECT_EQ(ParseDuration("1w")->count(), 7 * 86400000LL);
   EXPECT_EQ(ParseDuration("1.5s")->count(), 1500);
-  EXPECT_EQ(ParseDuration("").status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ParseDuration("5").status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ParseDuration("5y").status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ParseDuration("s").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ParseDuration(""), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseDuration("5"), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseDuration("5y"), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseDuration("s"), StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(Ops, ParsesOpListAndRejectsMalformed) {
@@ -166,11 +172,11 @@ TEST(Ops, ParsesOpListAndRejectsMalformed) {
   EXPECT_EQ((*ops)[1].error["message"], "x");
   EXPECT_EQ((*ops)[2].DisplayName(), "nap");
   EXPECT_TRUE(ParseOps("[]")->empty());
-  EXPECT_EQ(ParseOps("{}").status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ParseOps("[1]").status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ParseOps(R"([{"op":"StepRun"}])").status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ParseOps(R"([{"id":"x","op":"Bogus"}])").status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ParseOps("not json").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ParseOps("{}"), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseOps("[1]"), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseOps(R"([{"op":"StepRun"}])"), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseOps(R"([{"id":"x","op":"Bogus"}])"), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseOps("not json"), StatusIs(StatusCode::kInvalidArgument));
 }
 
 TEST(Url, ParsesAndEditsQuery) {
@@ -214,11 +220,7 @@ TEST(Url, RefusesWhatCouldInjectOrMislead) {
        {"ftp://h/", "h/x", "/relative", "http://:80/", "http://h:99999/", "http://h:0/",
         "http://user:pw@h/", "http://h/a\r\nX-Injected: 1", "http://h\r\n/", "http://h/a b",
         "http://h%0d%0a/", "http://[v1.x]/", "http://h/\x01", ""}) {
-    auto u = ParseUrl(bad);
-    EXPECT_FALSE(u.ok()) << bad;
-    if (!u.ok()) {
-      EXPECT_EQ(u.status().code(), StatusCode::kInvalidArgument) << bad;
-    }
+    EXPECT_THAT(ParseUrl(bad), StatusIs(StatusCode::kInvalidArgument)) << bad;
   }
   // The message quotes the URL with control characters masked, never raw.
   auto crlf = ParseUrl("http://h/\r\nHost: evil");
@@ -236,6 +238,24 @@ TEST(Url, ResolvesAStepUrlAgainstTheAppUrl) {
   EXPECT_FALSE(ResolveUrl("https://app.example.com/a", "ftp://x/").ok());
   EXPECT_FALSE(ResolveUrl("https://app.example.com/a", "/x\r\nEvil: 1").ok());
   EXPECT_FALSE(ResolveUrl("not a url", "/x").ok());
+}
+
+TEST(StatusMatchers, MatchTheCodeAndMessageOfAStatusOrAResultAndSayWhatTheyGot) {
+  EXPECT_THAT(Status::Ok(), IsOk());
+  EXPECT_THAT(Result<int>(7), IsOk());
+  EXPECT_THAT(NotFound("no run 01X"), Not(IsOk()));
+  EXPECT_THAT(NotFound("no run 01X"), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(Result<int>(NotFound("no run 01X")),
+              StatusIs(StatusCode::kNotFound, HasSubstr("01X")));
+  EXPECT_THAT(Result<int>(7), StatusIs(StatusCode::kOk));
+  EXPECT_THAT(NotFound("no run 01X"), Not(StatusIs(StatusCode::kAborted)));
+  EXPECT_THAT(NotFound("no run 01X"), Not(StatusIs(StatusCode::kNotFound, HasSubstr("01Y"))));
+
+  ::testing::StringMatchResultListener listener;
+  EXPECT_FALSE(::testing::ExplainMatchResult(IsOk(), Unavailable("database down"), &listener));
+  EXPECT_EQ(listener.str(), "whose status is unavailable: database down");
+  EXPECT_EQ(::testing::DescribeMatcher<Status>(StatusIs(StatusCode::kNotFound, "x")),
+            "has status not_found and a message that is equal to \"x\"");
 }
 
 }  // namespace

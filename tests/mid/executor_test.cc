@@ -1,0 +1,239 @@
+// The executor's loop in process (tests/mid/harness.h): claim, call, apply, against a real
+// SQLite store, with a scripted host and time that moves only when the test moves it.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "common/step_id.h"
+#include "tests/mid/harness.h"
+#include "tests/support/status_matchers.h"
+
+namespace funcky::mid {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using testing::IsOk;
+
+constexpr const char* kServerError = R"({"name":"Error","message":"the database is down"})";
+
+TEST_F(ExecutorHarness, AFailedCallIsRetriedOnlyOnceItsBackoffHasPassed) {
+  const std::string run = StartRun(kFunction);
+  transport_.Reply(SdkReply(500, kServerError));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return Attempts(run).size() == 1; }));
+  EXPECT_EQ(Attempts(run)[0].outcome, "error");
+  EXPECT_EQ(Attempts(run)[0].error["message"], "the database is down");
+  EXPECT_EQ(Run(run).status, store::kRunning);
+
+  // The schedule's first delay is 10 s: a millisecond short of it, nothing is due.
+  clock_.Advance(9'999ms);
+  ASSERT_TRUE(RunClaimRounds(3));
+  EXPECT_EQ(queue_->claimed(), 1);
+  EXPECT_EQ(transport_.calls(), 1);
+
+  transport_.Reply(SdkReply(200, R"({"ok":true})"));
+  clock_.Advance(1ms);
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 2; }));
+  EXPECT_EQ(transport_.Body(1)["ctx"]["attempt"], 1);
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+}
+
+TEST_F(ExecutorHarness, ACallThatTimesOutIsAFailedAttemptRetriedWithBackoff) {
+  const std::string run = StartRun(kFunction);
+  transport_.Reply(DeadlineExceeded("no answer within 60000 ms"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return Attempts(run).size() == 1; }));
+  EXPECT_EQ(Attempts(run)[0].error["name"], "TimeoutError");
+
+  clock_.Advance(9s);
+  ASSERT_TRUE(RunClaimRounds(3));
+  EXPECT_EQ(transport_.calls(), 1);
+  transport_.Reply(SdkReply(200, "null"));
+  clock_.Advance(1s);
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+  EXPECT_EQ(transport_.calls(), 2);
+}
+
+TEST_F(ExecutorHarness, RetryAfterFromTheHostSetsTheNextAttemptsTime) {
+  const std::string run = StartRun(kFunction);
+  transport_.Reply(SdkReply(503, kServerError, {{"Retry-After", "120"}}));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return Attempts(run).size() == 1; }));
+
+  // The backoff schedule alone (10 s) would retry now; the host asked for 120 s.
+  clock_.Advance(10s);
+  ASSERT_TRUE(RunClaimRounds(3));
+  clock_.Advance(109'999ms);
+  ASSERT_TRUE(RunClaimRounds(3));
+  EXPECT_EQ(queue_->claimed(), 1);
+  EXPECT_EQ(transport_.calls(), 1);
+
+  transport_.Reply(SdkReply(200, R"({"ok":true})"));
+  clock_.Advance(1ms);
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+  EXPECT_EQ(transport_.calls(), 2);
+}
+
+TEST_F(ExecutorHarness, ARunEndsWithTheOutputOfItsLastCallAndLeavesNothingQueued) {
+  const std::string run = StartRun(kFunction);
+  transport_.Reply(StepRunReply("first", "A"));
+  transport_.Reply(SdkReply(200, R"({"sum":"A!"})"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+
+  EXPECT_EQ(Run(run).output, Json({{"sum", "A!"}}));
+  EXPECT_TRUE(Run(run).ended_at_ms);
+  auto steps = Steps(run);
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].step_id, HashStepId("first"));
+  EXPECT_EQ(steps[0].memo, Json({{"data", "A"}}));
+  // The second call carried the memoized step back to the host.
+  EXPECT_EQ(transport_.Body(1)["steps"][HashStepId("first")], Json({{"data", "A"}}));
+  auto depth = store_->QueueDepth();
+  ASSERT_THAT(depth, IsOk());
+  EXPECT_EQ(*depth, 0);
+  ASSERT_TRUE(RunUntil([&] { return !observer_.run_ends.empty(); }));
+  EXPECT_THAT(observer_.run_ends, ElementsAre(store::kCompleted));
+}
+
+TEST_F(ExecutorHarness, TheOutcomeOfACallWhoseLeaseWasLostIsNotWritten) {
+  const std::string run = StartRun(kFunction);
+  transport_.HoldReply(StepRunReply("first", "A"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 1; }));
+
+  // While the call is in flight, another coordinator, whose clock is past the lease, takes
+  // the item over.
+  auto taken = store_->Claim(1, clock_.Now() + options_.lease + 1s, 30s);
+  ASSERT_THAT(taken, IsOk());
+  ASSERT_EQ(taken->size(), 1u);
+  transport_.Release();
+  ASSERT_TRUE(RunUntil([&] { return observer_.leases_lost == 1; }));
+  EXPECT_THAT(Steps(run), IsEmpty());
+  EXPECT_THAT(Attempts(run), IsEmpty());
+
+  // The new holder gives the item back unfinished: the call is redone as the same attempt,
+  // with nothing of the dropped outcome.
+  ASSERT_THAT(store_->ReleaseLeases(*taken, clock_.Now()), IsOk());
+  transport_.Reply(StepRunReply("first", "B"));
+  transport_.Reply(SdkReply(200, R"({"ok":true})"));
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+  EXPECT_EQ(transport_.Body(1)["ctx"]["attempt"], 0);
+  EXPECT_EQ(transport_.Body(1)["steps"], Json::object());
+  auto steps = Steps(run);
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].memo, Json({{"data", "B"}}));
+  EXPECT_EQ(Attempts(run).size(), 1u);
+}
+
+TEST_F(ExecutorHarness, TheLeaseOfACallInFlightIsRenewed) {
+  options_.lease = 300ms;  // renewed every 100 ms of real time, to the clock's now + 300 ms
+  const std::string run = StartRun(kFunction);
+  transport_.HoldReply(SdkReply(200, R"({"ok":true})"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 1; }));
+
+  // Renewed after the clock moved, the lease ends 300 ms after the new now; unrenewed, it
+  // would have ended 100 ms before the time another coordinator looks.
+  clock_.Advance(200ms);
+  const int renewed = queue_->calls(FailingQueue::kRenewLease);
+  ASSERT_TRUE(RunUntil([&] { return queue_->calls(FailingQueue::kRenewLease) >= renewed + 2; }));
+  auto taken = store_->Claim(1, clock_.Now() + 200ms, 30s);
+  ASSERT_THAT(taken, IsOk());
+  EXPECT_THAT(*taken, IsEmpty());
+
+  transport_.Release();
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+  EXPECT_EQ(observer_.leases_lost, 0);
+}
+
+TEST_F(ExecutorHarness, ReleasingLeasesGivesAnUnfinishedCallBackAtOnceAsTheSameAttempt) {
+  const std::string run = StartRun(kFunction);
+  transport_.HoldReply(StepRunReply("first", "A"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 1; }));
+
+  // A coordinator stopping with the call unfinished.
+  executor_->Stop();
+  executor_->ReleaseLeases();
+  auto taken = store_->Claim(1, clock_.Now(), 30s);
+  ASSERT_THAT(taken, IsOk());
+  ASSERT_EQ(taken->size(), 1u);
+  EXPECT_EQ((*taken)[0].run_id, run);
+  EXPECT_EQ((*taken)[0].attempt, 0);
+
+  // The late answer is dropped: the item is someone else's now.
+  transport_.Release();
+  ASSERT_TRUE(RunUntil([&] { return observer_.leases_lost == 1; }));
+  EXPECT_THAT(Steps(run), IsEmpty());
+}
+
+TEST_F(ExecutorHarness, AnApplyRefusedForALostLeaseIsDroppedNotRetried) {
+  const std::string run = StartRun(kFunction);
+  queue_->FailNthCall(FailingQueue::kApply, 1, Aborted("lease lost to another claimer"));
+  transport_.Reply(StepRunReply("first", "A"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return observer_.leases_lost == 1; }));
+  // Other claim rounds pass: the dropped outcome is not written again by this executor.
+  ASSERT_TRUE(RunClaimRounds(3));
+  EXPECT_EQ(queue_->calls(FailingQueue::kApply), 1);
+  EXPECT_THAT(Steps(run), IsEmpty());
+  EXPECT_THAT(Attempts(run), IsEmpty());
+  EXPECT_EQ(transport_.calls(), 1);
+}
+
+TEST_F(ExecutorHarness, AnApplyFailingTransientlyIsRetriedAndTheOutcomeWrittenOnce) {
+  const std::string run = StartRun(kFunction);
+  queue_->FailNthCall(FailingQueue::kApply, 1, Unavailable("connection lost"));
+  transport_.Reply(StepRunReply("first", "A"));
+  transport_.Reply(SdkReply(200, R"({"ok":true})"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+
+  // Applied by the same holder, without calling the host again.
+  EXPECT_EQ(transport_.calls(), 2);
+  EXPECT_EQ(queue_->calls(FailingQueue::kApply), 3);
+  EXPECT_EQ(Steps(run).size(), 1u);
+  ASSERT_EQ(Attempts(run).size(), 1u);
+  EXPECT_EQ(Attempts(run)[0].outcome, "completed");
+  EXPECT_EQ(observer_.leases_lost, 0);
+}
+
+TEST_F(ExecutorHarness, ALoadFailingTransientlyIsRetriedAndTheRunGoesOn) {
+  const std::string run = StartRun(kFunction);
+  queue_->FailNthCall(FailingQueue::kLoadRunState, 1, Unavailable("database restarting"));
+  transport_.Reply(SdkReply(200, R"({"ok":true})"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+  EXPECT_EQ(queue_->calls(FailingQueue::kLoadRunState), 2);
+  EXPECT_EQ(transport_.calls(), 1);
+}
+
+TEST_F(ExecutorHarness, AnOrderedRunFailingForGoodBlocksItsLaneAndNotOtherLanes) {
+  const std::string head = StartRun(kOrdered, "k");
+  const std::string next = StartRun(kOrdered, "k");
+  transport_.Reply(SdkReply(500, kServerError));  // no retries: the run fails at once
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return Run(head).status == store::kBlocked; }));
+  EXPECT_EQ(Run(head).error["message"], "the database is down");
+  EXPECT_FALSE(Run(head).ended_at_ms);
+
+  // However much time passes, the later run of the key is not claimed.
+  clock_.Advance(1h);
+  ASSERT_TRUE(RunClaimRounds(3));
+  EXPECT_EQ(Run(next).status, store::kQueued);
+  EXPECT_EQ(queue_->claimed(), 1);
+  EXPECT_EQ(transport_.calls(), 1);
+  ASSERT_TRUE(RunUntil([&] { return !observer_.run_ends.empty(); }));
+  EXPECT_THAT(observer_.run_ends, ElementsAre(store::kBlocked));
+
+  // A run of another key flows past it.
+  const std::string other = StartRun(kOrdered, "other");
+  transport_.Reply(SdkReply(200, R"({"ok":true})"));
+  ASSERT_TRUE(RunUntil([&] { return Run(other).status == store::kCompleted; }));
+  EXPECT_EQ(Run(next).status, store::kQueued);
+}
+
+}  // namespace
+}  // namespace funcky::mid

@@ -1,0 +1,239 @@
+#include "tests/mid/harness.h"
+
+#include <filesystem>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "common/step_id.h"
+#include "common/ulid.h"
+#include "tests/support/process.h"
+#include "tests/support/status_matchers.h"
+
+namespace funcky::mid {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using testing::IsOk;
+
+void FakeTransport::Reply(Result<HttpResponse> reply) {
+  script_.push_back({std::move(reply), false});
+}
+
+void FakeTransport::HoldReply(Result<HttpResponse> reply) {
+  script_.push_back({std::move(reply), true});
+}
+
+void FakeTransport::Release() {
+  ASSERT_TRUE(held_) << "no call is held";
+  held_->cancel();
+}
+
+Json FakeTransport::Body(int n) const { return Json::parse(requests_.at(n).body); }
+
+asio::awaitable<Result<HttpResponse>> FakeTransport::Call(HttpRequest request) {
+  requests_.push_back(std::move(request));
+  if (script_.empty()) {
+    ADD_FAILURE() << "call " << requests_.size() << " has no scripted reply";
+    co_return Unavailable("no reply scripted");
+  }
+  Scripted next = std::move(script_.front());
+  script_.pop_front();
+  if (next.hold) {
+    held_ = std::make_unique<asio::steady_timer>(co_await asio::this_coro::executor,
+                                                 asio::steady_timer::time_point::max());
+    co_await held_->async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  co_return std::move(next.reply);
+}
+
+HttpResponse SdkReply(int status, std::string body, Headers extra) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  r.headers = {{"X-Inngest-SDK", "test:v1"}, {"X-Inngest-Req-Version", "2"}};
+  for (auto& h : extra) r.headers.push_back(std::move(h));
+  return r;
+}
+
+HttpResponse StepRunReply(const std::string& name, const Json& data) {
+  Json op = {{"id", HashStepId(name)},
+             {"op", "StepRun"},
+             {"name", name},
+             {"displayName", name},
+             {"data", data}};
+  return SdkReply(206, Json::array({op}).dump());
+}
+
+void FailingQueue::FailNthCall(Method method, int n, Status status) {
+  std::lock_guard lock(mu_);
+  failures_[{method, calls_[method].load() + n}] = std::move(status);
+}
+
+std::optional<Status> FailingQueue::Count(Method method) {
+  const int call = ++calls_[method];
+  std::lock_guard lock(mu_);
+  auto it = failures_.find({method, call});
+  if (it == failures_.end()) return std::nullopt;
+  Status status = std::move(it->second);
+  failures_.erase(it);
+  return status;
+}
+
+Result<std::vector<store::QueueItem>> FailingQueue::Claim(int max, TimePoint now,
+                                                          std::chrono::milliseconds lease) {
+  if (auto failure = Count(kClaim)) return *failure;
+  auto items = real_.Claim(max, now, lease);
+  if (items.ok()) claimed_ += static_cast<int>(items->size());
+  return items;
+}
+
+Result<store::RunState> FailingQueue::LoadRunState(const std::string& run_id) {
+  if (auto failure = Count(kLoadRunState)) return *failure;
+  return real_.LoadRunState(run_id);
+}
+
+Status FailingQueue::Apply(const store::QueueItem& item, const store::Transition& t,
+                           TimePoint now) {
+  if (auto failure = Count(kApply)) return *failure;
+  return real_.Apply(item, t, now);
+}
+
+Status FailingQueue::RenewLease(const store::QueueItem& item, TimePoint until) {
+  if (auto failure = Count(kRenewLease)) return *failure;
+  return real_.RenewLease(item, until);
+}
+
+Status FailingQueue::ReleaseLeases(const std::vector<store::QueueItem>& items, TimePoint now) {
+  if (auto failure = Count(kReleaseLeases)) return *failure;
+  return real_.ReleaseLeases(items, now);
+}
+
+Result<int64_t> FailingQueue::QueueDepth() {
+  if (auto failure = Count(kQueueDepth)) return *failure;
+  return real_.QueueDepth();
+}
+
+Result<store::QueueStats> FailingQueue::GetQueueStats(TimePoint now) {
+  if (auto failure = Count(kGetQueueStats)) return *failure;
+  return real_.GetQueueStats(now);
+}
+
+Result<std::vector<std::string>> FailingQueue::ExpireLaneHeads(TimePoint now) {
+  if (auto failure = Count(kExpireLaneHeads)) return *failure;
+  return real_.ExpireLaneHeads(now);
+}
+
+namespace {
+
+store::FunctionRecord Function(const std::string& id, int retries) {
+  store::FunctionRecord f;
+  f.id = id;
+  f.app_id = "app";
+  f.name = id;
+  f.config = {{"id", id},
+              {"steps",
+               {{"step",
+                 {{"runtime", {{"url", "http://127.0.0.1:1/api?fnId=" + id + "&stepId=step"}}},
+                  {"retries", {{"attempts", retries}}}}}}}};
+  return f;
+}
+
+}  // namespace
+
+ExecutorHarness::ExecutorHarness() {
+  // Every test controls time: the backoff is exactly the schedule, and the lease is long
+  // enough that no heartbeat renews it while a test runs.
+  options_.retry.schedule = {10s, 20s};
+  options_.retry.max_jitter = 0ms;
+  options_.lease = 60s;
+  options_.poll_interval = 2ms;
+  options_.seed = 1;
+  options_.observer = &observer_;
+}
+
+void ExecutorHarness::SetUp() {
+  dir_ = testing::TempDir("funcky-mid-");
+  auto opened = store::OpenSqliteStore({.path = dir_ + "/funcky.db"});
+  ASSERT_THAT(opened, IsOk());
+  store_ = std::move(*opened);
+  ASSERT_THAT(store_->Migrate(), IsOk());
+  store::AppSync sync;
+  sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", "sum", 0, 0};
+  sync.functions = {Function(kFunction, 2), Function(kOrdered, 0)};
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  queue_ = std::make_unique<FailingQueue>(*store_);
+}
+
+void ExecutorHarness::TearDown() {
+  if (executor_) {
+    executor_->Stop();
+    // Lets the dispatcher see the stop and the calls in flight finish.
+    EXPECT_TRUE(RunUntil([&] { return executor_->in_flight() == 0; }));
+    io_.poll();
+    blocking_.join();
+    executor_.reset();
+  }
+  queue_.reset();
+  store_.reset();
+  if (!dir_.empty()) std::filesystem::remove_all(dir_);
+}
+
+void ExecutorHarness::StartExecutor() {
+  executor_ =
+      std::make_unique<executor::Executor>(io_, blocking_, *queue_, clock_, transport_, options_);
+  executor_->Start();
+}
+
+std::string ExecutorHarness::StartRun(const std::string& function_id,
+                                      std::optional<std::string> lane_key) {
+  store::NewEvent ne;
+  ne.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
+  ne.event.id = ne.event.internal_id;
+  ne.event.name = "test/go";
+  ne.event.payload = {{"name", "test/go"}, {"data", {{"n", 1}}}};
+  ne.event.received_at_ms = UnixMillis(clock_.Now());
+  store::NewRun run;
+  run.run_id = NewUlid(UnixMillis(clock_.Now()));
+  run.function_id = function_id;
+  run.lane_key = std::move(lane_key);
+  ne.runs.push_back(run);
+  EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+  return run.run_id;
+}
+
+bool ExecutorHarness::RunUntil(const std::function<bool()>& done) {
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    if (io_.stopped()) io_.restart();
+    io_.run_for(1ms);
+  }
+  return true;
+}
+
+bool ExecutorHarness::RunClaimRounds(int n) {
+  const int until = queue_->calls(FailingQueue::kClaim) + n;
+  return RunUntil([&] { return queue_->calls(FailingQueue::kClaim) >= until; });
+}
+
+store::RunRecord ExecutorHarness::Run(const std::string& run_id) {
+  auto run = store_->GetRun(run_id);
+  EXPECT_THAT(run, IsOk());
+  return run.ok() ? *run : store::RunRecord{};
+}
+
+std::vector<store::StepRecord> ExecutorHarness::Steps(const std::string& run_id) {
+  auto steps = store_->GetSteps(run_id);
+  EXPECT_THAT(steps, IsOk());
+  return steps.ok() ? *steps : std::vector<store::StepRecord>{};
+}
+
+std::vector<store::AttemptRecord> ExecutorHarness::Attempts(const std::string& run_id) {
+  auto attempts = store_->GetAttempts(run_id);
+  EXPECT_THAT(attempts, IsOk());
+  return attempts.ok() ? *attempts : std::vector<store::AttemptRecord>{};
+}
+
+}  // namespace funcky::mid
