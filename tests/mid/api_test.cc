@@ -56,7 +56,8 @@ class ApiThroughRouter : public ::testing::Test {
 
   // Builds the API with `options` and registers its routes.
   void Serve(ApiOptions options) {
-    api_ = std::make_unique<Api>(std::move(options), *store_, clock_, *intake_, metrics_);
+    api_ = std::make_unique<Api>(std::move(options), ApiStores::Of(*store_), clock_, *intake_,
+                                 metrics_);
     api_->Register(router_);
   }
 
