@@ -143,8 +143,22 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     held.emplace(item.id, item);
     auto beat = std::make_shared<Heartbeat>(io);
     asio::co_spawn(io, KeepLease(item, beat), asio::detached);
-    co_await Handle(item, *beat);
+    // Whatever happens while handling the item, the heartbeat stops and the slot is freed:
+    // a lease renewed for a call nobody finishes would hold its lane forever.
+    bool failed = false;
+    try {
+      co_await Handle(item, *beat);
+    } catch (const std::exception& e) {
+      failed = true;
+      logging::Error({.run_id = item.run_id, .step_id = item.step_id},
+                     "run {}: handling a call failed unexpectedly: {}; the call is given back",
+                     item.run_id, std::string_view(e.what()).substr(0, 200));
+    }
+    const bool renewing = !beat->done;
     beat->Stop();
+    if (failed && renewing) {
+      co_await Offload([&] { return queue.ReleaseLeases({item}, clock.Now()); });
+    }
     held.erase(item.id);
     --in_flight;
     Wake();  // capacity freed, and the item's successor may be due now
@@ -154,7 +168,18 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   // be short: a coordinator that dies loses its calls to others within one lease.
   asio::awaitable<void> KeepLease(store::QueueItem item, std::shared_ptr<Heartbeat> beat) {
     auto self = shared_from_this();
+    // No call legitimately holds its item longer than its timeout plus the store work
+    // around it: past that, stop renewing and let the lease expire, whatever went wrong.
+    const auto renew_until =
+        std::chrono::steady_clock::now() + options.call_timeout + 2 * options.lease;
     while (!beat->done) {
+      if (std::chrono::steady_clock::now() > renew_until) {
+        logging::Error({.run_id = item.run_id, .step_id = item.step_id},
+                       "run {}: the call has held its item past its timeout; no longer renewing "
+                       "its lease",
+                       item.run_id);
+        break;
+      }
       beat->timer.expires_after(options.lease / 3);
       co_await beat->timer.async_wait(asio::as_tuple(asio::use_awaitable));
       if (beat->done) break;
