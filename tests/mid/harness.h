@@ -159,10 +159,11 @@ class ExecutorHarness : public ::testing::Test {
   ManualClock clock_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<FailingQueue> queue_;  // what the executor uses: store_, with failures
+  // Before the transport: a held reply's timer must be destroyed before the io_context.
+  boost::asio::io_context io_;
   FakeTransport transport_;
   RecordingObserver observer_;
   executor::ExecutorOptions options_;
-  boost::asio::io_context io_;
   boost::asio::thread_pool blocking_{2};
   std::unique_ptr<executor::Executor> executor_;
 };
