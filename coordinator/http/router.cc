@@ -30,8 +30,8 @@ std::vector<std::string> Split(std::string_view path) {
 
 void Router::Add(std::string method, std::string pattern, Handler handler, Access access) {
   std::vector<std::string> segments = Split(pattern);
-  routes_.push_back({std::move(method), std::move(pattern), std::move(segments), std::move(handler),
-                     access});
+  routes_.push_back(
+      {std::move(method), std::move(pattern), std::move(segments), std::move(handler), access});
 }
 
 void Router::Protect(std::string prefix, Guard guard) {

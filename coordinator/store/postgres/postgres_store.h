@@ -84,7 +84,7 @@ class PostgresStore final : public Store {
   std::vector<std::unique_ptr<pqxx::connection>> idle_;  // GUARDED_BY(mu_)
   // Closes every idle connection (after one was found broken).
   void DropIdleConnections();
-  int open_ = 0;                                         // GUARDED_BY(mu_)
+  int open_ = 0;  // GUARDED_BY(mu_)
 };
 
 }  // namespace funcky::store
