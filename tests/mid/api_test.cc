@@ -11,6 +11,7 @@
 #include "coordinator/http/router.h"
 #include "coordinator/intake/intake.h"
 #include "coordinator/metrics/metrics.h"
+#include "tests/mid/harness.h"
 #include "tests/support/process.h"
 #include "tests/support/status_matchers.h"
 
@@ -29,19 +30,13 @@ class ApiThroughRouter : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = testing::TempDir("funcky-mid-api-");
-    auto opened = store::OpenSqliteStore({.path = dir_ + "/funcky.db"});
-    ASSERT_THAT(opened, IsOk());
-    store_ = std::move(*opened);
-    ASSERT_THAT(store_->Migrate(), IsOk());
-    store::AppSync sync;
-    sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", "sum", 0, 0};
     store::FunctionRecord fn;
     fn.id = "app-fn";
     fn.app_id = "app";
     fn.name = "fn";
     fn.config = {{"id", "app-fn"}, {"triggers", Json::array({{{"event", "test/go"}}})}};
-    sync.functions = {fn};
-    ASSERT_THAT(store_->SyncApp(sync), IsOk());
+    mid::OpenStoreWithApp(dir_ + "/funcky.db", {fn}, store_);
+    ASSERT_NE(store_, nullptr);
     intake_ =
         std::make_unique<intake::Intake>(*store_, clock_, std::chrono::milliseconds(0), [] {});
   }

@@ -153,16 +153,22 @@ ExecutorHarness::ExecutorHarness() {
   options_.observer = &observer_;
 }
 
-void ExecutorHarness::SetUp() {
-  dir_ = testing::TempDir("funcky-mid-");
-  auto opened = store::OpenSqliteStore({.path = dir_ + "/funcky.db"});
+void OpenStoreWithApp(const std::string& path, std::vector<store::FunctionRecord> functions,
+                      std::unique_ptr<store::Store>& out) {
+  auto opened = store::OpenSqliteStore({.path = path});
   ASSERT_THAT(opened, IsOk());
-  store_ = std::move(*opened);
-  ASSERT_THAT(store_->Migrate(), IsOk());
+  ASSERT_THAT((*opened)->Migrate(), IsOk());
   store::AppSync sync;
   sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", "sum", 0, 0};
-  sync.functions = {Function(kFunction, 2), Function(kOrdered, 0)};
-  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  sync.functions = std::move(functions);
+  ASSERT_THAT((*opened)->SyncApp(sync), IsOk());
+  out = std::move(*opened);
+}
+
+void ExecutorHarness::SetUp() {
+  dir_ = testing::TempDir("funcky-mid-");
+  OpenStoreWithApp(dir_ + "/funcky.db", {Function(kFunction, 2), Function(kOrdered, 0)}, store_);
+  ASSERT_NE(store_, nullptr);
   queue_ = std::make_unique<FailingQueue>(*store_);
 }
 

@@ -111,6 +111,11 @@ class FailingQueue final : public store::QueueStore {
   std::map<std::pair<Method, int>, Status> failures_;  // GUARDED_BY(mu_): by (method, call)
 };
 
+// Opens a migrated SQLite store at `path` into `out` holding app "app" with `functions`;
+// leaves `out` empty and fails the test if any step fails.
+void OpenStoreWithApp(const std::string& path, std::vector<store::FunctionRecord> functions,
+                      std::unique_ptr<store::Store>& out);
+
 // What the executor reported; read on the io_context's thread (the test's).
 class RecordingObserver final : public executor::ExecutorObserver {
  public:
