@@ -74,8 +74,7 @@ double Drain(funcky::store::Store& store, int runs, int threads) {
         if (items->empty()) std::this_thread::sleep_for(1ms);
         for (const auto& item : *items) {
           funcky::store::Transition t;
-          t.end_status = funcky::store::kCompleted;
-          t.output = "ok";
+          t.move = funcky::store::Transition::End{funcky::store::kCompleted, "ok", nullptr};
           Check(store.Apply(item, t, clock.Now()), "apply");
           ++done;
         }
@@ -98,7 +97,7 @@ void MakeBacklog(funcky::store::Store& store, int backlog) {
     Check(items.status(), "claim backlog");
     for (const auto& item : *items) {
       funcky::store::Transition t;
-      t.retry_at = clock.Now() + 1h;
+      t.move = funcky::store::Transition::Retry{clock.Now() + 1h};
       Check(store.Apply(item, t, clock.Now()), "park backlog");
       ++parked;
     }

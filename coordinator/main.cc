@@ -209,6 +209,12 @@ int Serve(const ServeFlags& f, bool dev) {
       spdlog::warn("fault injection on: {} after the end of a run of {}",
                    exec.fault_pause ? "pausing" : "exiting", exec.fault_after_end_of);
     }
+    // FUNCKY_FAULT_AFTER_WAIT_OF=<function id> exits after a wait of it is stored.
+    exec.fault_after_wait_of = EnvOr("FUNCKY_FAULT_AFTER_WAIT_OF", "");
+    if (!exec.fault_after_wait_of.empty()) {
+      spdlog::warn("fault injection on: exiting after a wait of a run of {} is stored",
+                   exec.fault_after_wait_of);
+    }
   }
   if (!f.host_ca.empty()) {
     if (Status s = CheckCaFile(f.host_ca); !s.ok()) {

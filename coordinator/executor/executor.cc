@@ -226,8 +226,10 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     } else if (!store::IsTerminalStatus(state->run.status)) {
       auto request = BuildCall(*state, item, options.call, clock.Now());
       if (!request.ok()) {
-        t.end_status = store::kFailed;
-        t.error = {{"name", "ConfigError"}, {"message", request.status().message()}};
+        t.move = store::Transition::End{
+            store::kFailed,
+            nullptr,
+            {{"name", "ConfigError"}, {"message", request.status().message()}}};
       } else {
         request->timeout = options.call_timeout;
         CallOutcome outcome;
@@ -249,7 +251,10 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     const logging::Fields fields{
         .run_id = item.run_id, .function_id = state->function.id, .step_id = item.step_id};
     // An event received from here on either sees the stored wait or is found by look-back.
-    const TimePoint registering = clock.Now();
+    if (auto* next = std::get_if<store::Transition::Continue>(&t.move)) {
+      const TimePoint registering = clock.Now();
+      for (store::NewWait& wait : next->waits) wait.lookback_from = registering - wait.lookback;
+    }
     for (int tries = 0;; ++tries) {
       Status applied = co_await Offload([&] { return queue.Apply(item, t, clock.Now()); });
       if (applied.ok() || applied.code() == StatusCode::kAborted) beat.Stop();
@@ -270,7 +275,11 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       asio::steady_timer wait(io, std::chrono::milliseconds(100 << tries));
       co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
     }
-    if (t.end_status && options.fault_after_end_of == state->function.id) {
+    const store::Transition::End* end = t.end();
+    const store::Transition::Continue* next = t.next();
+    const std::vector<store::NewWait> no_waits;
+    const std::vector<store::NewWait>& waits = next ? next->waits : no_waits;
+    if (end && options.fault_after_end_of == state->function.id) {
       if (!options.fault_pause) {
         logging::Error(fields, "fault injection: exiting after the end of run {} was stored",
                        item.run_id);
@@ -281,34 +290,39 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       asio::steady_timer pause(io, *options.fault_pause);
       co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
     }
-    if (options.events && (!t.waits.empty() || t.end_status)) {
+    if (!waits.empty() && options.fault_after_wait_of == state->function.id) {
+      logging::Error(fields, "fault injection: exiting after a wait of run {} was stored",
+                     item.run_id);
+      std::_Exit(70);
+    }
+    if (options.events && (!waits.empty() || end)) {
       co_await Offload([&] {
-        for (const store::NewWait& wait : t.waits) {
-          options.events->WaitRegistered(*state, wait, UnixMillis(registering - wait.lookback));
+        for (const store::NewWait& wait : waits) {
+          options.events->WaitRegistered(*state, wait, UnixMillis(*wait.lookback_from));
         }
-        if (t.end_status) options.events->RunEnded(*state, *t.end_status, t.output, t.error);
+        if (end) options.events->RunEnded(*state, end->status, end->output, end->error);
         return 0;
       });
     }
-    if (options.observer && t.end_status) {
-      options.observer->RunEnded(state->function.id, *t.end_status);
-    } else if (options.observer && t.run_status == store::kBlocked) {
+    if (options.observer && end) {
+      options.observer->RunEnded(state->function.id, end->status);
+    } else if (options.observer && t.park()) {
       options.observer->RunEnded(state->function.id, store::kBlocked);
     }
-    if (t.end_status == store::kCompleted) {
+    if (end && end->status == store::kCompleted) {
       logging::Info(fields, "run {} of {} completed", item.run_id, state->function.id);
-    } else if (t.end_status == store::kFailed) {
+    } else if (end && end->status == store::kFailed) {
       logging::Info(fields, "run {} of {} failed: {}", item.run_id, state->function.id,
-                    t.error.dump());
-    } else if (t.run_status == store::kBlocked) {
+                    end->error.dump());
+    } else if (const store::Transition::Park* park = t.park()) {
       logging::Warn(
           fields, "run {} of {} failed and blocks lane \"{}\" until skip-head or head_timeout: {}",
-          item.run_id, state->function.id, state->run.lane_key.value_or(""), t.error.dump());
-    } else if (t.retry_at) {
+          item.run_id, state->function.id, state->run.lane_key.value_or(""), park->error.dump());
+    } else if (const store::Transition::Retry* retry = t.retry()) {
       logging::Info(
           fields, "run {} of {}: call {} attempt {} failed, retrying in {} ms", item.run_id,
           state->function.id, item.step_id, item.attempt,
-          std::chrono::duration_cast<std::chrono::milliseconds>(*t.retry_at - clock.Now()).count());
+          std::chrono::duration_cast<std::chrono::milliseconds>(retry->at - clock.Now()).count());
     }
   }
 
@@ -331,8 +345,9 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   // Starts the runs that invoke waits of `t` wait for; a wait whose function does not
   // exist resumes at once with the error instead.
   asio::awaitable<void> StartInvocations(const store::RunState& state, store::Transition& t) {
-    if (!options.events) co_return;
-    for (auto it = t.waits.begin(); it != t.waits.end();) {
+    auto* next = std::get_if<store::Transition::Continue>(&t.move);
+    if (!options.events || !next) co_return;
+    for (auto it = next->waits.begin(); it != next->waits.end();) {
       if (it->kind != store::kWaitInvoke) {
         ++it;
         continue;
@@ -348,9 +363,9 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
           {.run_id = state.run.id, .function_id = state.function.id, .step_id = wait.step_id},
           "run {}: invoke step {}: {}", state.run.id, wait.name, started.ToString());
       Json error = {{"name", "InvokeError"}, {"message", started.message()}};
-      t.next.push_back(
+      next->next.push_back(
           {wait.step_id, clock.Now(), store::Resume({{"error", std::move(error)}}, wait.name)});
-      it = t.waits.erase(it);
+      it = next->waits.erase(it);
     }
   }
 
@@ -358,9 +373,9 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   // so no later run of the key overtakes a change that was never applied
   // (docs/ordering.md). skip-head or head_timeout fails it and moves the lane on.
   static void ParkFailedLaneHead(const store::RunRecord& run, store::Transition& t) {
-    if (!run.lane_key || t.end_status != store::kFailed) return;
-    t.end_status.reset();
-    t.run_status = store::kBlocked;
+    const store::Transition::End* end = t.end();
+    if (!run.lane_key || !end || end->status != store::kFailed) return;
+    t.move = store::Transition::Park{end->error};
   }
 
   // Fails lane heads past their head_timeout; any coordinator may do it, once a second.

@@ -98,6 +98,9 @@ struct ExecutorOptions {
   // or, with a pause, waits that long. Empty: never.
   std::string fault_after_end_of;
   std::optional<std::chrono::milliseconds> fault_pause;  // absent: exit
+  // The same for a transition that registers a wait of a run of `fault_after_wait_of`:
+  // the process exits (code 70) before the wait's look-back. Empty: never.
+  std::string fault_after_wait_of;
 };
 
 class Executor {

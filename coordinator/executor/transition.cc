@@ -62,9 +62,16 @@ struct Ctx {
                           started_ms(), ended_ms()});
   }
 
+  // The run's move while it goes on; every op of a reply adds to it until one ends the
+  // reply with another move.
+  store::Transition::Continue& next() { return std::get<store::Transition::Continue>(t.move); }
+
   void Fail(Json error) {
-    t.end_status = store::kFailed;
-    t.error = std::move(error);
+    t.move = store::Transition::End{store::kFailed, nullptr, std::move(error)};
+  }
+
+  void Complete(Json output) {
+    t.move = store::Transition::End{store::kCompleted, std::move(output), nullptr};
   }
 
   // A failed attempt of the whole call: retry it after backoff, or fail the run.
@@ -77,13 +84,13 @@ struct Ctx {
     }
     Attempt(step_id, name, "error", std::move(error));
     auto delay = retry_after ? *retry_after : scheduler::BackoffDelay(policy, item.attempt, rng);
-    t.retry_at = outcome.ended + delay;
+    t.move = store::Transition::Retry{outcome.ended + delay};
   }
 
   void Discover() {
-    t.next.push_back({std::string(kDiscoveryStepId), outcome.ended});
+    next().next.push_back({std::string(kDiscoveryStepId), outcome.ended});
     // With parallel steps in flight, discovery waits until the last of them is done.
-    t.next_only_if_idle = true;
+    next().next_only_if_idle = true;
   }
 };
 
@@ -218,8 +225,7 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
       return std::move(c.t);
     }
     if (call_step != kDiscoveryStepId) c.Attempt(call_step, call_step, "completed");
-    c.t.end_status = store::kCompleted;
-    c.t.output = std::move(*output);
+    c.Complete(std::move(*output));
     return std::move(c.t);
   }
 
@@ -260,11 +266,10 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
           break;
         }
         case OpCode::kStepPlanned:
-          if (planned.insert(op.id).second) c.t.next.push_back({op.id, outcome.ended});
+          if (planned.insert(op.id).second) c.next().next.push_back({op.id, outcome.ended});
           break;
         case OpCode::kRunComplete:
-          c.t.end_status = store::kCompleted;
-          c.t.output = op.data;
+          c.Complete(op.data);
           return std::move(c.t);
         case OpCode::kDiscoveryRequest:
           c.Discover();
@@ -275,8 +280,8 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
             c.Fail(ErrorJson("InvalidSleep", wake.status().message()));
             return std::move(c.t);
           }
-          c.t.next.push_back({op.id, *wake, store::Resume(nullptr, name)});
-          c.t.run_status = store::kSleeping;
+          c.next().next.push_back({op.id, *wake, store::Resume(nullptr, name)});
+          c.next().run_status = store::kSleeping;
           break;
         }
         case OpCode::kWaitForEvent:
@@ -288,8 +293,8 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
             c.Fail(ErrorJson("InvalidStep", wait.status().message()));
             return std::move(c.t);
           }
-          c.t.waits.push_back(std::move(*wait));
-          c.t.run_status = store::kWaiting;
+          c.next().waits.push_back(std::move(*wait));
+          c.next().run_status = store::kWaiting;
           break;
         }
         default:
@@ -326,9 +331,9 @@ store::Transition ResumeTransition(const store::QueueItem& item, TimePoint now) 
   const bool failed = memo.is_object() && memo.size() == 1 && memo.contains("error");
   t.steps.push_back(
       {item.step_id, 0, std::move(name), failed ? "failed" : "completed", std::move(memo), 0});
-  t.next.push_back({std::string(kDiscoveryStepId), now});
-  t.next_only_if_idle = true;
-  t.run_status = store::kRunning;
+  t.move = store::Transition::Continue{.next = {{std::string(kDiscoveryStepId), now}},
+                                       .next_only_if_idle = true,
+                                       .run_status = store::kRunning};
   return t;
 }
 

@@ -140,14 +140,15 @@ bool Intake::WaitMatches(const std::string& expression, const Json& trigger, con
   std::shared_ptr<const expr::Expression> compiled;
   {
     std::lock_guard lock(mu_);
-    auto& slot = wait_exprs_[expression];
-    if (!slot) {
+    if (auto it = wait_exprs_.find(expression); it != wait_exprs_.end()) {
+      compiled = it->second;
+    } else {
       auto c = expr::Compile(expression);
-      if (!c.ok()) return false;  // checked when the wait was registered
-      if (wait_exprs_.size() > 10000) wait_exprs_.clear();
-      slot = std::move(*c);
+      if (!c.ok()) return false;                             // checked when the wait was registered
+      if (wait_exprs_.size() >= 10000) wait_exprs_.clear();  // bounded; rebuilt as used
+      compiled = std::move(*c);
+      wait_exprs_.emplace(expression, compiled);
     }
-    compiled = slot;
   }
   return compiled->Matches(expr::Variables{{"event", &trigger}, {"async", &event}});
 }
@@ -277,23 +278,42 @@ Status Intake::StartInvocation(const store::RunState& caller, const store::NewWa
 
 void Intake::WaitRegistered(const store::RunState& state, const store::NewWait& wait,
                             int64_t since_ms) {
-  const std::string& run_id = state.run.id;
   if (state.events.empty()) return;
-  auto events = store_.EventsSince(wait.event_name, since_ms, kLookbackEvents);
+  LookBack({state.run.id, wait.step_id, state.function.id, wait.event_name, wait.expression,
+            wait.kind, state.events[0], 0, 0, since_ms});
+}
+
+bool Intake::LookBack(const store::WaitRecord& wait) {
+  const std::string& run_id = wait.run_id;
+  auto events =
+      store_.EventsSince(wait.event_name, wait.lookback_from_ms.value_or(0), kLookbackEvents);
   if (!events.ok()) {
-    spdlog::error("run {}: wait look-back failed: {}", run_id, events.status().ToString());
-    return;
+    spdlog::warn("run {}: wait look-back failed (retried by the sweep): {}", run_id,
+                 events.status().ToString());
+    return false;
   }
   for (const store::EventRecord& e : *events) {
-    if (!WaitMatches(wait.expression, state.events[0], e.payload)) continue;
+    if (!WaitMatches(wait.expression, wait.trigger, e.payload)) continue;
     auto r = store_.ResolveWait(run_id, wait.step_id, WaitMemo(wait.kind, e.payload), clock_.Now());
-    if (r.ok() && *r) {
+    if (!r.ok()) {
+      spdlog::warn("run {}: resuming a wait by look-back failed (retried by the sweep): {}", run_id,
+                   r.status().ToString());
+      return false;
+    }
+    if (*r) {
       spdlog::info("run {}: {} wait resumed by event {} ({}) received before it", run_id, wait.kind,
                    e.name, e.internal_id);
       if (on_new_work_) on_new_work_();
     }
-    return;  // the first match decides, whoever resumed the wait
+    return true;  // the first match decides, whoever resumed the wait; its row is gone
   }
+  Status done = store_.LookbackDone(run_id, wait.step_id);
+  if (!done.ok()) {
+    spdlog::warn("run {}: marking a wait's look-back done failed (redone by the sweep): {}", run_id,
+                 done.ToString());
+    return false;
+  }
+  return true;
 }
 
 std::vector<IncomingEvent> Intake::EndEvents(const store::RunState& state,
@@ -362,6 +382,7 @@ void Intake::Announce(std::vector<PendingEnd> ends) {
 }
 
 void Intake::Sweep(bool all) {
+  SweepLookbacks(all);
   const int64_t before = all ? 0 : UnixMillis(clock_.Now() - kSweepAge);
   auto pending = store_.PendingRunEnds(before, kSweepBatch);
   if (!pending.ok()) {
@@ -382,6 +403,22 @@ void Intake::Sweep(bool all) {
   }
   spdlog::info("announcing the end of {} run(s) recorded but not announced", ends.size());
   Announce(std::move(ends));
+}
+
+void Intake::SweepLookbacks(bool all) {
+  const int64_t before =
+      UnixMillis(clock_.Now() - (all ? std::chrono::milliseconds(0) : kSweepAge));
+  auto pending = store_.PendingLookbacks(before, kSweepBatch);
+  if (!pending.ok()) {
+    spdlog::warn("reading waits whose look-back is pending failed: {}",
+                 pending.status().ToString());
+    return;
+  }
+  if (pending->empty()) return;
+  int done = 0;
+  for (const store::WaitRecord& wait : *pending) done += LookBack(wait) ? 1 : 0;
+  spdlog::info("did the look-back of {} of {} wait(s) registered but not looked back at", done,
+               pending->size());
 }
 
 void Intake::FlushLoop() {

@@ -110,8 +110,13 @@ class Intake final : public executor::RunEvents {
   // Stores the events of `ends` and acknowledges them; on failure they stay in the store's
   // outbox for the sweep.
   void Announce(std::vector<PendingEnd> ends);
-  // Announces the recorded ends older than the sweep age (any age when `all`).
+  // Announces the recorded ends older than the sweep age (any age when `all`), and does the
+  // pending look-backs of waits as old.
   void Sweep(bool all);
+  void SweepLookbacks(bool all);
+  // Resumes `wait` with the first event received since its lookback_from_ms that matches,
+  // or marks its look-back done. false when the store failed (the sweep tries again).
+  bool LookBack(const store::WaitRecord& wait);
 
   store::Store& store_;
   const Clock& clock_;

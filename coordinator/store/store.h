@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -131,6 +132,8 @@ struct WaitRecord {
   Json trigger;  // the run's first event, `event` in the expression
   int64_t created_at_ms = 0;
   int64_t expires_at_ms = 0;
+  // While its look-back is not done: events received from then on may resume it too.
+  std::optional<int64_t> lookback_from_ms;
 };
 
 struct EventFilter {
@@ -257,10 +260,14 @@ struct NewWait {
   std::string kind;        // kWaitEvent or kWaitInvoke
   TimePoint expires_at;
   Json timeout_memo;  // memoized when nothing matched by expires_at
-  // Not stored; for the executor: events received this long before the wait count too
-  // (wait look-back), and for kWaitInvoke what to start: {"function_id", "data",
-  // "correlation_id"}.
+  // Events received this long before the wait count too (wait look-back).
   std::chrono::milliseconds lookback{0};
+  // Where the look-back starts: `lookback` before the executor began storing the wait, so
+  // an event received while the wait's transaction was in flight is not missed. Stored
+  // with the wait until the look-back is done (WaitStore::LookbackDone). Unset: `lookback`
+  // before Apply's `now`.
+  std::optional<TimePoint> lookback_from;
+  // Not stored; for kWaitInvoke, what to start: {"function_id", "data", "correlation_id"}.
   Json invoke;
 };
 inline constexpr const char* kWaitEvent = "event";    // memo: the matching event
@@ -274,24 +281,55 @@ struct QueueStats {
   int64_t longest_blocked_ms = 0;  // the longest time a blocked head has held its lane
 };
 
-// What one host call changed, applied atomically with Apply.
-struct Transition {
-  std::vector<StepRecord> steps;        // memoize, in order (each step id at most once)
-  std::vector<AttemptRecord> attempts;  // the attempts this call made
-  std::optional<TimePoint> retry_at;    // keep the item: attempt + 1, visible at retry_at
-  std::vector<NextCall> next;           // enqueue after removing the item
+// The moves of a Transition (at namespace scope, so each is a complete type where the
+// variant needs it).
+namespace moves {
+// The run goes on: calls to enqueue, waits to register. With nothing in it, this thread
+// of execution is done (parallel steps: another call carries on).
+struct Continue {
+  std::vector<NextCall> next;
   // Enqueue a discovery call in `next` only when the run has no other queue item (fan-in
   // of parallel steps); other items of `next` are enqueued regardless.
   bool next_only_if_idle = false;
   // Waits to register; each also enqueues its timeout as a resume item at expires_at.
   std::vector<NewWait> waits;
-  std::optional<std::string> end_status;  // completed | failed | cancelled: the run ends
+  std::optional<std::string> run_status;  // running, sleeping or waiting; unchanged if unset
+};
+// The same item again at `at`, as its next attempt (the call failed; attempts remain).
+struct Retry {
+  TimePoint at;
+};
+// A failed lane head keeps its lane, blocked (kBlocked, with `error`) until skip-head,
+// retry-head or head_timeout; its queue items are removed.
+struct Park {
+  Json error;
+};
+// The run ends: completed (with `output`), failed or cancelled (with `error`).
+struct End {
+  std::string status;
   Json output;
   Json error;
+};
+}  // namespace moves
+
+// What one call changed, applied atomically by Apply: what it recorded, and then exactly one
+// move of the run. A move is one alternative of a variant, so a transition that both
+// retries and ends (or parks and continues) cannot be written.
+struct Transition {
+  using Continue = moves::Continue;
+  using Retry = moves::Retry;
+  using Park = moves::Park;
+  using End = moves::End;
+
+  std::vector<StepRecord> steps;        // memoize, in order (each step id at most once)
+  std::vector<AttemptRecord> attempts;  // the attempts this call made
   std::optional<int> req_version;
-  // e.g. sleeping, while the run is not ended; kBlocked parks a lane head (with `error`)
-  // and removes its queue items.
-  std::optional<std::string> run_status;
+  std::variant<Continue, Retry, Park, End> move;
+
+  const End* end() const { return std::get_if<End>(&move); }
+  const Retry* retry() const { return std::get_if<Retry>(&move); }
+  const Park* park() const { return std::get_if<Park>(&move); }
+  const Continue* next() const { return std::get_if<Continue>(&move); }
 };
 // Applying the transition of a resume item also removes the item's wait, if any, so the
 // wait can no longer be matched.
@@ -375,6 +413,16 @@ class WaitStore {
   // Events named `name` received at or after `since_ms`, oldest first (wait look-back).
   virtual Result<std::vector<EventRecord>> EventsSince(const std::string& name, int64_t since_ms,
                                                        int limit) = 0;
+
+  // The look-back outbox. Every wait is stored with its look-back pending, in the
+  // transaction that registers it; the look-back runs after commit and is then marked done.
+  // Open waits whose look-back is pending, registered before `created_before_ms`, oldest
+  // first (a coordinator that crashed in between left them).
+  virtual Result<std::vector<WaitRecord>> PendingLookbacks(int64_t created_before_ms,
+                                                           int limit) = 0;
+  // The look-back of the wait is done (no event matched). A wait that resumed meanwhile is
+  // gone already: nothing to do.
+  virtual Status LookbackDone(const std::string& run_id, const std::string& step_id) = 0;
 };
 
 struct ActiveRun {

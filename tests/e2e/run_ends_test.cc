@@ -71,6 +71,38 @@ TEST_P(RunEndsTest, ACrashRightAfterARunEndsLosesNoEndAndTheInvokerResumesAtOnce
   EXPECT_EQ(callee_finished, 1);
 }
 
+TEST_P(RunEndsTest, ACrashRightAfterAWaitIsStoredStillLooksBackAndResumesAtOnce) {
+  Coordinator c(db_, {}, dir_);
+  c.SetEnv({"FUNCKY_FAULT_AFTER_WAIT_OF=test-waiter"});
+  c.Start();
+  TestHost host(c.url(), dir_);
+  // The run sends its own approval, 100 ms before it reaches a wait with a 2 s look-back:
+  // only the look-back can match it. The wait commits, then the coordinator exits before
+  // looking back.
+  const std::string event = Send(c, {{"name", "test/wait"},
+                                     {"data",
+                                      {{"order", 7},
+                                       {"announce", true},
+                                       {"pause_ms", 100},
+                                       {"lookback", "2s"},
+                                       {"timeout", "1h"}}}});
+  ASSERT_TRUE(WaitFor([&] { return !c.running(); })) << c.Log();
+  ASSERT_NE(c.Log().find("fault injection: exiting after a wait of run"), std::string::npos)
+      << c.Log();
+
+  c.SetEnv({});
+  const auto restarted = std::chrono::steady_clock::now();
+  c.Start();
+  const std::string run = FirstRunOf(c, event);
+  ASSERT_FALSE(run.empty());
+  Json done = WaitForRunEnd(c.url(), run, std::chrono::seconds(20));
+  ASSERT_EQ(done["status"], "completed") << done.dump(2) << c.Log();
+  EXPECT_EQ(done["output"]["approval"]["data"]["order"], 7) << done.dump(2);
+  // At once, not at the wait's 1 h timeout: the restarted coordinator's first sweep does the
+  // look-back the crash skipped.
+  EXPECT_LT(std::chrono::steady_clock::now() - restarted, std::chrono::seconds(10));
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, RunEndsTest, ::testing::Values("postgres", "sqlite"),
                          [](const auto& info) { return info.param; });
 

@@ -11,6 +11,7 @@
 // both) and its timeout is a durable timer; cancelling a run drops its work and moves its
 // lane on; a replayed event starts another run; retention deletes only old finished runs
 // and the old events no remaining run refers to.
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -20,6 +21,8 @@
 
 #include "common/clock.h"
 #include "common/ulid.h"
+#include "coordinator/store/sql/databases.h"
+#include "coordinator/store/sql/sql_store.h"
 #include "coordinator/store/store.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
@@ -33,10 +36,29 @@ using ::testing::HasSubstr;
 using testing::IsOk;
 using testing::StatusIs;
 
+// A database whose next transaction commits and then reports its outcome unknown, as when
+// the connection drops during COMMIT.
+class CommitThenFailDatabase final : public sql::Database {
+ public:
+  explicit CommitThenFailDatabase(std::unique_ptr<sql::Database> db) : db_(std::move(db)) {}
+  Status Transact(const std::function<Status(sql::Tx&)>& body) override {
+    Status s = db_->Transact(body);
+    if (s.ok() && fail_next_commit.exchange(false)) {
+      return Unavailable("commit outcome unknown (injected)");
+    }
+    return s;
+  }
+  Status Migrate() override { return db_->Migrate(); }
+  std::atomic<bool> fail_next_commit = false;
+
+ private:
+  std::unique_ptr<sql::Database> db_;
+};
+
 struct Backend {
   std::string name;
-  // Opens a fresh, empty store for test `test_name`.
-  std::function<std::unique_ptr<Store>(const std::string& test_name)> open;
+  // Opens a fresh, empty database for test `test_name`.
+  std::function<std::unique_ptr<sql::Database>(const std::string& test_name)> open;
 };
 
 void PrintTo(const Backend& backend, std::ostream* os) { *os << backend.name; }
@@ -44,8 +66,11 @@ void PrintTo(const Backend& backend, std::ostream* os) { *os << backend.name; }
 class StoreConformance : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
-    store_ = GetParam().open(testing::CurrentTestSlug());
-    ASSERT_TRUE(store_);
+    auto db = GetParam().open(testing::CurrentTestSlug());
+    ASSERT_TRUE(db);
+    auto faulty = std::make_unique<CommitThenFailDatabase>(std::move(db));
+    db_ = faulty.get();
+    store_ = std::make_unique<SqlStore>(std::move(faulty));
     ASSERT_THAT(store_->Migrate(), IsOk());
     AppSync sync;
     sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", "sum", 0, 0};
@@ -102,21 +127,19 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
 
   Status End(const QueueItem& item, const char* status = kCompleted) {
     Transition t;
-    t.end_status = status;
-    t.output = "done";
+    t.move = Transition::End{status, "done", nullptr};
     return store_->Apply(item, t, clock_.Now());
   }
 
   Status Retry(const QueueItem& item, std::chrono::milliseconds after) {
     Transition t;
-    t.retry_at = clock_.Now() + after;
+    t.move = Transition::Retry{clock_.Now() + after};
     return store_->Apply(item, t, clock_.Now());
   }
 
   Status Block(const QueueItem& item) {
     Transition t;
-    t.run_status = kBlocked;
-    t.error = {{"name", "Error"}, {"message", "third party said no"}};
+    t.move = Transition::Park{{{"name", "Error"}, {"message", "third party said no"}}};
     return store_->Apply(item, t, clock_.Now());
   }
 
@@ -135,6 +158,7 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
 
   ManualClock clock_;
   std::unique_ptr<Store> store_;
+  CommitThenFailDatabase* db_ = nullptr;  // owned by store_
 };
 
 using Runs = std::vector<std::string>;
@@ -173,6 +197,21 @@ TEST_P(StoreConformance, ExpiredLeaseIsReclaimed) {
   EXPECT_EQ(RunStatus(run), kRunning);
   EXPECT_THAT(End(again[0]), IsOk());
   EXPECT_EQ(RunStatus(run), kCompleted);
+}
+
+TEST_P(StoreConformance, AClaimWhoseCommitOutcomeIsUnknownGivesItsItemsBackAtTheNextClaim) {
+  const std::string run = Start("app-plain");
+  db_->fail_next_commit = true;
+  auto lost = store_->Claim(10, clock_.Now(), 60s);
+  ASSERT_THAT(lost, StatusIs(StatusCode::kUnavailable));
+  // The claim did commit: its item is leased under a token nobody holds. The next claim
+  // gives it back and takes it, rather than leaving it for the 60 s lease.
+  auto again = Claim();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].run_id, run);
+  EXPECT_THAT(End(again[0]), IsOk());
+  EXPECT_EQ(RunStatus(run), kCompleted);
+  EXPECT_TRUE(Claim().empty());
 }
 
 TEST_P(StoreConformance, LaneHeadBlocksLaterRunOfSameKey) {
@@ -224,8 +263,7 @@ TEST_P(StoreConformance, RetryHeadRunsTheBlockedHeadAgainWithoutItsFailedSteps) 
   // The call memoized a failed step, then the run failed: blocked.
   Transition failed;
   failed.steps.push_back({"s1", 0, "push", "failed", {{"error", {{"message", "no"}}}}, 0});
-  failed.run_status = kBlocked;
-  failed.error = {{"message", "no"}};
+  failed.move = Transition::Park{{{"message", "no"}}};
   ASSERT_TRUE(store_->Apply(items[0], failed, clock_.Now()).ok());
   EXPECT_EQ(store_->RetryLaneHead("app-ordered", "nobody", clock_.Now()).status().code(),
             StatusCode::kNotFound);
@@ -387,18 +425,16 @@ TEST_P(StoreConformance, SeedClashOfDifferentEventsIsRefusedAndAResendIsADuplica
   EXPECT_EQ(ClaimedRuns().size(), 1u) << "only the first event started a run";
 }
 
-std::unique_ptr<Store> OpenPostgres(const std::string& test_name) {
+std::unique_ptr<sql::Database> OpenPostgres(const std::string& test_name) {
   std::string url = testing::SharedPgCluster().CreateDatabase("store_" + test_name);
-  auto store = OpenPostgresStore({.url = url, .pool_size = 4});
-  EXPECT_TRUE(store.ok()) << store.status().ToString();
-  return store.ok() ? std::move(*store) : nullptr;
+  return NewPostgresDatabase({.url = url, .pool_size = 4});
 }
 
-std::unique_ptr<Store> OpenSqlite(const std::string& test_name) {
+std::unique_ptr<sql::Database> OpenSqlite(const std::string& test_name) {
   static const std::string dir = testing::TempDir("funcky-store-sqlite-");
-  auto store = OpenSqliteStore({.path = dir + "/" + test_name + ".db"});
-  EXPECT_TRUE(store.ok()) << store.status().ToString();
-  return store.ok() ? std::move(*store) : nullptr;
+  auto db = OpenSqliteDatabase({.path = dir + "/" + test_name + ".db"});
+  EXPECT_TRUE(db.ok()) << db.status().ToString();
+  return db.ok() ? std::move(*db) : nullptr;
 }
 
 // Registers a wait on the run's discovery item; returns the wait.
@@ -418,8 +454,7 @@ TEST_P(StoreConformance, WaitResumesOnceByMatchOrByTimeoutNeverBoth) {
   auto items = Claim();
   ASSERT_EQ(items.size(), 1u);
   Transition t;
-  t.waits.push_back(Wait("hw", clock_.Now() + 10s));
-  t.run_status = kWaiting;
+  t.move = Transition::Continue{.waits = {Wait("hw", clock_.Now() + 10s)}, .run_status = kWaiting};
   ASSERT_TRUE(store_->Apply(items[0], t, clock_.Now()).ok());
   EXPECT_EQ(RunStatus(run), kWaiting);
   EXPECT_TRUE(Claim().empty());  // the timeout item is not due
@@ -443,11 +478,42 @@ TEST_P(StoreConformance, WaitResumesOnceByMatchOrByTimeoutNeverBoth) {
   EXPECT_EQ((*resumed[0].resume)["name"], "approval");
 }
 
+TEST_P(StoreConformance, AWaitIsStoredWithItsLookBackPendingUntilDone) {
+  const std::string run = Start("app-plain");
+  const std::string other = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 2u);
+  NewWait looking = Wait("hw", clock_.Now() + 10s);
+  looking.lookback = 5s;
+  looking.lookback_from = clock_.Now() - 5s;
+  Transition t;
+  t.move = Transition::Continue{.waits = {looking}, .run_status = kWaiting};
+  ASSERT_THAT(store_->Apply(items[0].run_id == run ? items[0] : items[1], t, clock_.Now()), IsOk());
+  t.move = Transition::Continue{.waits = {Wait("hw", clock_.Now() + 10s)}};
+  ASSERT_THAT(store_->Apply(items[0].run_id == run ? items[1] : items[0], t, clock_.Now()), IsOk());
+
+  // Both are pending (a wait without a look-back still looks back at its own registration),
+  // oldest first, and only those registered before the bound.
+  EXPECT_TRUE(store_->PendingLookbacks(UnixMillis(clock_.Now()), 10)->empty());
+  auto pending = store_->PendingLookbacks(UnixMillis(clock_.Now()) + 1, 10);
+  ASSERT_THAT(pending, IsOk());
+  ASSERT_EQ(pending->size(), 2u);
+  const WaitRecord& mine = (*pending)[0].run_id == run ? (*pending)[0] : (*pending)[1];
+  EXPECT_EQ(mine.lookback_from_ms, UnixMillis(clock_.Now() - 5s));
+  EXPECT_EQ(mine.trigger["name"], "test/e");
+
+  EXPECT_THAT(store_->LookbackDone(run, "hw"), IsOk());
+  // A wait resumed meanwhile is gone from the outbox with its row.
+  EXPECT_TRUE(*store_->ResolveWait(other, "hw", Json{{"ok", true}}, clock_.Now()));
+  EXPECT_TRUE(store_->PendingLookbacks(UnixMillis(clock_.Now()) + 1, 10)->empty());
+  EXPECT_THAT(store_->LookbackDone(other, "hw"), IsOk());
+}
+
 TEST_P(StoreConformance, AWaitMatchedWhileItsTimeoutIsClaimedTakesTheLease) {
   const std::string run = Start("app-plain");
   auto items = Claim();
   Transition t;
-  t.waits.push_back(Wait("hw", clock_.Now() + 1s));
+  t.move = Transition::Continue{.waits = {Wait("hw", clock_.Now() + 1s)}};
   ASSERT_TRUE(store_->Apply(items[0], t, clock_.Now()).ok());
   clock_.Advance(2s);
   auto timeout = Claim();
@@ -468,8 +534,9 @@ TEST_P(StoreConformance, TimerItemsComeDueAtTheirTimeAndNotBefore) {
   const std::string run = Start("app-plain");
   auto items = Claim();
   Transition t;
-  t.next.push_back({"hs", clock_.Now() + 2s, Json{{"memo", nullptr}, {"name", "nap"}}});
-  t.run_status = kSleeping;
+  t.move = Transition::Continue{
+      .next = {{"hs", clock_.Now() + 2s, Json{{"memo", nullptr}, {"name", "nap"}}}},
+      .run_status = kSleeping};
   ASSERT_TRUE(store_->Apply(items[0], t, clock_.Now()).ok());
   EXPECT_EQ(RunStatus(run), kSleeping);
   clock_.Advance(1999ms);
@@ -538,7 +605,7 @@ TEST_P(StoreConformance, RetentionDeletesOnlyOldFinishedRunsAndEventsNoRunNeeds)
   for (const QueueItem& item : Claim()) {
     if (item.run_id == old_running) continue;
     Transition t;
-    t.end_status = kCompleted;
+    t.move = Transition::End{kCompleted, nullptr, nullptr};
     t.steps.push_back({"s1", 0, "first", "completed", {{"data", 1}}, UnixMillis(clock_.Now())});
     t.attempts.push_back({"s1", "first", 0, "completed", nullptr, UnixMillis(clock_.Now()),
                           UnixMillis(clock_.Now())});

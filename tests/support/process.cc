@@ -12,6 +12,8 @@
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -112,7 +114,45 @@ std::string CurrentTestSlug() {
   return name;
 }
 
+namespace {
+
+// Whether `port` on 127.0.0.1 can be bound right now.
+bool CanBind(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return ok;
+}
+
+// The first port the kernel hands out to outgoing connections.
+int EphemeralLow() {
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  return range >> low && low > 2048 ? low : 32768;
+}
+
+}  // namespace
+
 int FreePort() {
+  // Below the ephemeral range: a server restarted on its port by a test (a database, a
+  // coordinator) must not find it taken by some outgoing connection meanwhile, as a port
+  // the kernel picked for bind(0) can be.
+  static std::mutex mu;
+  static std::mt19937 rng(std::random_device{}());
+  std::lock_guard lock(mu);
+  const int high = EphemeralLow();
+  const int low = high > 16384 + 1024 ? 16384 : 1024;
+  std::uniform_int_distribution<int> pick(low, high - 1);
+  for (int i = 0; i < 200; ++i) {
+    const int port = pick(rng);
+    if (CanBind(port)) return port;
+  }
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;

@@ -1,23 +1,22 @@
-// The PostgreSQL backend of the Store (see coordinator/store/store.h for the contracts).
+// The one implementation of the Store (coordinator/store/store.h has the contracts), written
+// once over the SQL interface of sql.h; coordinator/store/postgres/ and sqlite/ supply the
+// databases. Internal to coordinator/store.
 #pragma once
 
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <utility>
 #include <vector>
 
-#include <pqxx/pqxx>
-
+#include "coordinator/store/sql/sql.h"
 #include "coordinator/store/store.h"
 
 namespace funcky::store {
 
-class PostgresStore final : public Store {
+class SqlStore final : public Store {
  public:
-  explicit PostgresStore(PostgresOptions options);
-  ~PostgresStore() override;
+  explicit SqlStore(std::unique_ptr<sql::Database> db);
+  ~SqlStore() override;
 
   Status Migrate() override;
   Status Ping() override;
@@ -42,12 +41,10 @@ class PostgresStore final : public Store {
                                        std::chrono::milliseconds lease) override;
   Result<RunState> LoadRunState(const std::string& run_id) override;
   Status Apply(const QueueItem& item, const Transition& t, TimePoint now) override;
-  Result<int64_t> QueueDepth() override;
-  Result<QueueStats> GetQueueStats(TimePoint now) override;
   Status RenewLease(const QueueItem& item, TimePoint until) override;
   Status ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) override;
-  Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) override;
-  Status AckRunEnds(const std::vector<std::string>& run_ids) override;
+  Result<int64_t> QueueDepth() override;
+  Result<QueueStats> GetQueueStats(TimePoint now) override;
   Result<std::vector<std::string>> ExpireLaneHeads(TimePoint now) override;
 
   Result<std::vector<LaneRecord>> ListLanes(const LaneFilter& filter) override;
@@ -60,31 +57,30 @@ class PostgresStore final : public Store {
                            TimePoint now) override;
   Result<std::vector<EventRecord>> EventsSince(const std::string& name, int64_t since_ms,
                                                int limit) override;
+  Result<std::vector<WaitRecord>> PendingLookbacks(int64_t created_before_ms, int limit) override;
+  Status LookbackDone(const std::string& run_id, const std::string& step_id) override;
 
   Result<bool> CancelRun(const std::string& run_id, const Json& error, TimePoint now) override;
   Status StartRun(const std::string& event_internal_id, const NewRun& run, TimePoint now) override;
   Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int limit) override;
+  Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) override;
+  Status AckRunEnds(const std::vector<std::string>& run_ids) override;
 
   Result<int64_t> DeleteExpired(TimePoint horizon, int batch) override;
 
  private:
-  // Runs `fn(pqxx::work&)` in a transaction on a pooled connection and commits when it
-  // returns OK. Database exceptions become a Status: a lost connection is kUnavailable (and
-  // the connection is dropped), as is a deadlock or serialization failure: both are worth
-  // retrying. kAborted is kept for a lost lease (see Apply).
+  // Runs `fn(sql::Tx&)`, which returns a Status or a Result<T>, in one transaction that
+  // commits when it is OK.
   template <typename Fn>
-  auto InTransaction(Fn&& fn) -> decltype(fn(std::declval<pqxx::work&>()));
+  auto InTransaction(Fn&& fn) -> decltype(fn(std::declval<sql::Tx&>()));
 
-  Result<std::unique_ptr<pqxx::connection>> TakeConnection();
-  void ReturnConnection(std::unique_ptr<pqxx::connection> conn);
+  std::unique_ptr<sql::Database> db_;
 
-  PostgresOptions options_;
-  std::mutex mu_;
-  std::condition_variable available_;
-  std::vector<std::unique_ptr<pqxx::connection>> idle_;  // GUARDED_BY(mu_)
-  // Closes every idle connection (after one was found broken).
-  void DropIdleConnections();
-  int open_ = 0;  // GUARDED_BY(mu_)
+  // Lease tokens of claims whose transaction failed with its outcome unknown (the commit
+  // may have happened): the next claim gives their items back, so a connection lost at the
+  // wrong moment costs a retry, not a whole lease.
+  std::mutex doubtful_mu_;
+  std::vector<std::string> doubtful_claims_;  // GUARDED_BY(doubtful_mu_)
 };
 
 }  // namespace funcky::store

@@ -1,0 +1,236 @@
+// The PostgreSQL backend of the one store: a pool of libpqxx connections, advisory locks,
+// error mapping and migrations. Everything else is in coordinator/store/sql/sql_store.cc.
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+
+#include <pqxx/pqxx>
+
+#include "coordinator/store/migration.h"
+#include "coordinator/store/sql/databases.h"
+#include "coordinator/store/sql/sql_store.h"
+
+namespace funcky::store {
+
+namespace {
+
+// Keeps concurrent `funcky migrate` / start-ups from applying the same migration twice.
+constexpr int64_t kMigrationLockId = 0x66756e636b79;  // "funcky"
+
+class PostgresTx final : public sql::Tx {
+ public:
+  PostgresTx(pqxx::work& w, const std::function<const std::string&(std::string_view)>& rewrite)
+      : w_(w), rewrite_(rewrite) {}
+
+  sql::Rows Query(std::string_view sql, sql::Params params) override {
+    pqxx::result r = Run(sql, params);
+    const int columns = static_cast<int>(r.columns());
+    std::vector<sql::Cell> cells;
+    cells.reserve(r.size() * columns);
+    for (const auto& row : r) {
+      for (const auto& field : row) {
+        if (field.is_null()) {
+          cells.emplace_back();
+        } else {
+          cells.emplace_back(std::string(field.c_str(), field.size()));
+        }
+      }
+    }
+    return sql::Rows(columns, std::move(cells));
+  }
+
+  int64_t Exec(std::string_view sql, sql::Params params) override {
+    return static_cast<int64_t>(Run(sql, params).affected_rows());
+  }
+
+  void LockKey(std::string_view key) override {
+    w_.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", std::string(key));
+  }
+
+ private:
+  pqxx::result Run(std::string_view sql, sql::Params params) {
+    // libpq takes every parameter as text (or NULL) and lets the server infer its type.
+    std::vector<std::string> text;
+    text.reserve(params.size());
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const sql::Value& p : params) {
+      const auto& v = p.get();
+      if (std::holds_alternative<std::monostate>(v)) {
+        text.emplace_back();
+      } else if (const auto* i = std::get_if<int64_t>(&v)) {
+        text.push_back(std::to_string(*i));
+      } else if (const auto* b = std::get_if<bool>(&v)) {
+        text.push_back(*b ? "true" : "false");
+      } else {
+        text.push_back(std::get<std::string>(v));
+      }
+    }
+    size_t i = 0;
+    for (const sql::Value& p : params) {
+      values.push_back(std::holds_alternative<std::monostate>(p.get()) ? nullptr : text[i].c_str());
+      ++i;
+    }
+    return w_.exec_params(rewrite_(sql), pqxx::prepare::make_dynamic_params(values));
+  }
+
+  pqxx::work& w_;
+  const std::function<const std::string&(std::string_view)>& rewrite_;
+};
+
+class PostgresDatabase final : public sql::Database {
+ public:
+  explicit PostgresDatabase(PostgresOptions options) : options_(std::move(options)) {}
+
+  Status Transact(const std::function<Status(sql::Tx&)>& body) override {
+    return WithWork([&](pqxx::work& w) {
+      PostgresTx tx(w, rewrite_);
+      return body(tx);
+    });
+  }
+
+  Status Migrate() override {
+    return WithWork([&](pqxx::work& w) -> Status {
+      w.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockId);
+      w.exec(
+          "CREATE TABLE IF NOT EXISTS schema_migrations ("
+          " version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL "
+          "DEFAULT now())");
+      std::set<int> applied;
+      for (const auto& row : w.exec("SELECT version FROM schema_migrations")) {
+        applied.insert(row[0].as<int>());
+      }
+      for (const Migration& m : PostgresMigrations()) {
+        if (applied.count(m.version)) continue;
+        w.exec(m.sql);
+        w.exec_params("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                      m.name);
+      }
+      return Status::Ok();
+    });
+  }
+
+ private:
+  // Runs `body` in a transaction on a pooled connection; see Transact.
+  Status WithWork(const std::function<Status(pqxx::work&)>& body) {
+    auto conn = TakeConnection();
+    if (!conn.ok()) return conn.status();
+    std::unique_ptr<pqxx::connection> c = std::move(conn).value();
+    auto fail = [&](Status s) {
+      ReturnConnection(std::move(c));
+      return s;
+    };
+    try {
+      pqxx::work w(*c);
+      Status result = body(w);
+      if (result.ok()) {
+        w.commit();
+      } else {
+        w.abort();
+      }
+      ReturnConnection(std::move(c));
+      return result;
+    } catch (const pqxx::broken_connection& e) {
+      // The server went away (a restart, a failover): the idle connections are as dead as
+      // this one. Dropping them now spares every later transaction one failure each.
+      c.reset();
+      DropIdleConnections();
+      return fail(Unavailable(std::string("lost the PostgreSQL connection: ") + e.what()));
+    } catch (const pqxx::in_doubt_error& e) {
+      c.reset();
+      return fail(Unavailable(std::string("commit outcome unknown: ") + e.what()));
+    } catch (const pqxx::sql_error& e) {
+      const std::string state = e.sqlstate();
+      if (state == "40001" || state == "40P01") {
+        return fail(Unavailable("transaction conflict (" + state + "), retry"));
+      }
+      if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P03") {
+        c.reset();
+        DropIdleConnections();
+        return fail(Unavailable("PostgreSQL unavailable (" + state + ")"));
+      }
+      return fail(Internal("database error " + state + ": " + e.what()));
+    } catch (const std::exception& e) {
+      return fail(Internal(std::string("database error: ") + e.what()));
+    }
+  }
+
+  Result<std::unique_ptr<pqxx::connection>> TakeConnection() {
+    {
+      std::unique_lock lock(mu_);
+      available_.wait(lock, [&] { return !idle_.empty() || open_ < options_.pool_size; });
+      if (!idle_.empty()) {
+        auto conn = std::move(idle_.back());
+        idle_.pop_back();
+        return conn;
+      }
+      ++open_;  // reserve a slot, connect outside the lock
+    }
+    try {
+      return std::make_unique<pqxx::connection>(options_.url);
+    } catch (const std::exception& e) {
+      std::lock_guard lock(mu_);
+      --open_;
+      available_.notify_one();
+      return Unavailable(std::string("cannot connect to PostgreSQL: ") + e.what());
+    }
+  }
+
+  void ReturnConnection(std::unique_ptr<pqxx::connection> conn) {
+    std::lock_guard lock(mu_);
+    if (conn && conn->is_open()) {
+      idle_.push_back(std::move(conn));
+    } else {
+      --open_;
+    }
+    available_.notify_one();
+  }
+
+  // Closes every idle connection (after one was found broken).
+  void DropIdleConnections() {
+    std::vector<std::unique_ptr<pqxx::connection>> stale;
+    {
+      std::lock_guard lock(mu_);
+      open_ -= static_cast<int>(idle_.size());
+      stale.swap(idle_);
+    }
+    available_.notify_all();
+  }
+
+  // The statement as PostgreSQL spells it, rewritten once per distinct text.
+  const std::string& Rewritten(std::string_view sql) {
+    std::lock_guard lock(rewrite_mu_);
+    auto it = rewritten_.find(std::string(sql));
+    if (it == rewritten_.end()) {
+      it = rewritten_.emplace(std::string(sql), sql::Rewrite(sql, sql::Dialect::kPostgres)).first;
+    }
+    return it->second;  // nodes of an unordered_map stay put
+  }
+
+  PostgresOptions options_;
+  std::mutex mu_;
+  std::condition_variable available_;
+  std::vector<std::unique_ptr<pqxx::connection>> idle_;  // GUARDED_BY(mu_)
+  int open_ = 0;                                         // GUARDED_BY(mu_)
+
+  std::mutex rewrite_mu_;
+  std::unordered_map<std::string, std::string> rewritten_;  // GUARDED_BY(rewrite_mu_)
+  const std::function<const std::string&(std::string_view)> rewrite_ =
+      [this](std::string_view sql) -> const std::string& { return Rewritten(sql); };
+};
+
+}  // namespace
+
+std::unique_ptr<sql::Database> NewPostgresDatabase(const PostgresOptions& options) {
+  return std::make_unique<PostgresDatabase>(options);
+}
+
+Result<std::unique_ptr<Store>> OpenPostgresStore(const PostgresOptions& options) {
+  auto store = std::make_unique<SqlStore>(NewPostgresDatabase(options));
+  RETURN_IF_ERROR(store->Ping());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace funcky::store

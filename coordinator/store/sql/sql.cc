@@ -1,0 +1,133 @@
+#include "coordinator/store/sql/sql.h"
+
+#include <cctype>
+#include <charconv>
+#include <stdexcept>
+
+namespace funcky::store::sql {
+
+namespace {
+
+bool IsIdentChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+
+// Reads the digits at sql[i…]; returns where they end.
+size_t Digits(std::string_view sql, size_t i) {
+  while (i < sql.size() && std::isdigit(static_cast<unsigned char>(sql[i]))) ++i;
+  return i;
+}
+
+}  // namespace
+
+std::string Rewrite(std::string_view sql, Dialect dialect) {
+  const bool pg = dialect == Dialect::kPostgres;
+  std::string out;
+  out.reserve(sql.size() + 16);
+  for (size_t i = 0; i < sql.size();) {
+    const char c = sql[i];
+    if (c == '\'') {  // a string literal, copied as it is
+      const size_t end = sql.find('\'', i + 1);
+      if (end == std::string_view::npos) throw std::logic_error("unterminated string in SQL");
+      out.append(sql.substr(i, end + 1 - i));
+      i = end + 1;
+    } else if (c == '{') {  // PostgreSQL only
+      const size_t end = sql.find('}', i);
+      if (end == std::string_view::npos) throw std::logic_error("unterminated { in SQL");
+      if (pg) out.append(sql.substr(i + 1, end - i - 1));
+      i = end + 1;
+    } else if (c == '@') {  // @list($N) or @ids($N)
+      const bool ids = sql.substr(i, 6) == "@ids($";
+      if (!ids && sql.substr(i, 7) != "@list($") throw std::logic_error("unknown @ in SQL");
+      const size_t digits = i + (ids ? 6 : 7);
+      const size_t end = Digits(sql, digits);
+      if (end == digits || end >= sql.size() || sql[end] != ')') {
+        throw std::logic_error("malformed @list/@ids in SQL");
+      }
+      const std::string_view n = sql.substr(digits, end - digits);
+      if (pg) {
+        out += "(SELECT jsonb_array_elements_text($";
+        out += n;
+        out += ids ? "::jsonb)::bigint)" : "::jsonb))";
+      } else {
+        out += "(SELECT value FROM json_each(?";
+        out += n;
+        out += "))";
+      }
+      i = end + 1;
+    } else if (c == ':' && i + 1 < sql.size() && sql[i + 1] == ':') {  // a cast
+      size_t end = i + 2;
+      while (end < sql.size() && IsIdentChar(sql[end])) ++end;
+      if (sql.substr(end, 2) == "[]") end += 2;
+      if (pg) out.append(sql.substr(i, end - i));
+      i = end;
+    } else if (c == '$' && i + 1 < sql.size() &&
+               std::isdigit(static_cast<unsigned char>(sql[i + 1]))) {
+      const size_t end = Digits(sql, i + 1);
+      out += pg ? '$' : '?';
+      out.append(sql.substr(i + 1, end - i - 1));
+      i = end;
+    } else {
+      out += c;
+      ++i;
+    }
+  }
+  return out;
+}
+
+Value JsonValue(const Json& j) {
+  if (j.is_null()) return nullptr;
+  return j.dump();
+}
+
+Value ListValue(const std::vector<std::string>& items) { return Json(items).dump(); }
+
+int64_t Row::Int(int c) const {
+  const Cell& cell = cells_[c];
+  if (const auto* i = std::get_if<int64_t>(&cell)) return *i;
+  if (const auto* s = std::get_if<std::string>(&cell)) {
+    int64_t v = 0;
+    auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+    if (ec != std::errc() || end != s->data() + s->size()) {
+      throw std::runtime_error("column " + std::to_string(c) + " is not an integer: " + *s);
+    }
+    return v;
+  }
+  return 0;
+}
+
+bool Row::Bool(int c) const {
+  const Cell& cell = cells_[c];
+  if (const auto* i = std::get_if<int64_t>(&cell)) return *i != 0;
+  if (const auto* s = std::get_if<std::string>(&cell)) {
+    return *s == "t" || *s == "true" || *s == "1";
+  }
+  return false;
+}
+
+std::string Row::Text(int c) const {
+  const Cell& cell = cells_[c];
+  if (const auto* s = std::get_if<std::string>(&cell)) return *s;
+  if (const auto* i = std::get_if<int64_t>(&cell)) return std::to_string(*i);
+  return {};
+}
+
+Json Row::JsonCol(int c) const {
+  if (Null(c)) return nullptr;
+  return Json::parse(Text(c), nullptr, /*allow_exceptions=*/false);
+}
+
+std::optional<int64_t> Row::OptInt(int c) const {
+  if (Null(c)) return std::nullopt;
+  return Int(c);
+}
+
+std::optional<std::string> Row::OptText(int c) const {
+  if (Null(c)) return std::nullopt;
+  return Text(c);
+}
+
+int64_t Tx::Count(std::string_view sql, Params params) {
+  Rows rows = Query(sql, params);
+  return rows.empty() ? 0 : rows[0].Int(0);
+}
+
+}  // namespace funcky::store::sql

@@ -1,0 +1,151 @@
+// The small SQL interface the one store implementation (sql_store.cc) is written against,
+// and what each database backend provides: a transaction runner, parameter binding, rows
+// and a handful of spelling differences. Internal to coordinator/store.
+//
+// Statements are written once, in PostgreSQL's spelling, with three conventions that each
+// backend turns into its own (see Rewrite):
+//   - parameters are $1, $2, … (SQLite: ?1, ?2, …);
+//   - casts such as $4::jsonb or $2::text are for PostgreSQL's type inference (SQLite drops
+//     them: it stores JSON as text and needs no types);
+//   - text in braces is PostgreSQL only: row locks, e.g. "{FOR UPDATE SKIP LOCKED}" (SQLite
+//     serializes whole transactions and has no row locks);
+//   - @list($N) is the set of strings in the JSON array bound to $N and @ids($N) the same
+//     as integers, for "x IN @list($1)" (jsonb_array_elements_text vs json_each).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace funcky::store::sql {
+
+using Json = nlohmann::json;
+
+enum class Dialect { kPostgres, kSqlite };
+
+// `sql`, written in the conventions above, as `dialect` spells it.
+std::string Rewrite(std::string_view sql, Dialect dialect);
+
+// A bound parameter: NULL, an integer, a boolean or text.
+class Value {
+ public:
+  using Variant = std::variant<std::monostate, int64_t, bool, std::string>;
+
+  Value(std::nullptr_t) {}  // NOLINT: implicit by design, as are the others
+  template <typename I>
+  requires(std::is_integral_v<I> && !std::is_same_v<I, bool>) Value(I v)
+      : v_(static_cast<int64_t>(v)) {}               // NOLINT
+  Value(bool v) : v_(v) {}                           // NOLINT
+  Value(std::string v) : v_(std::move(v)) {}         // NOLINT
+  Value(std::string_view v) : v_(std::string(v)) {}  // NOLINT
+  Value(const char* v) {                             // NOLINT: NULL for nullptr
+    if (v) v_ = std::string(v);
+  }
+  template <typename T>
+  Value(const std::optional<T>& v) {  // NOLINT: NULL when absent
+    if (v) *this = Value(*v);
+  }
+
+  const Variant& get() const { return v_; }
+
+ private:
+  Variant v_;
+};
+
+// A JSON parameter: NULL for a null value, else its text.
+Value JsonValue(const Json& j);
+// A JSON array of strings, for @list / @ids.
+Value ListValue(const std::vector<std::string>& items);
+
+// A column value as the backend returned it: PostgreSQL gives text, SQLite integers or text.
+using Cell = std::variant<std::monostate, int64_t, std::string>;
+
+// One row of a result; valid while its Rows lives.
+class Row {
+ public:
+  explicit Row(const Cell* cells) : cells_(cells) {}
+  bool Null(int c) const { return std::holds_alternative<std::monostate>(cells_[c]); }
+  int64_t Int(int c) const;
+  int Int32(int c) const { return static_cast<int>(Int(c)); }
+  bool Bool(int c) const;
+  std::string Text(int c) const;
+  Json JsonCol(int c) const;  // null for SQL NULL or text that is not JSON
+  std::optional<int64_t> OptInt(int c) const;
+  std::optional<std::string> OptText(int c) const;
+
+ private:
+  const Cell* cells_;
+};
+
+// A whole result, read into memory.
+class Rows {
+ public:
+  Rows() = default;
+  Rows(int columns, std::vector<Cell> cells) : columns_(columns), cells_(std::move(cells)) {}
+  size_t size() const { return columns_ ? cells_.size() / columns_ : 0; }
+  bool empty() const { return size() == 0; }
+  Row operator[](size_t i) const { return Row(cells_.data() + i * columns_); }
+
+  class Iterator {
+   public:
+    Iterator(const Rows* rows, size_t i) : rows_(rows), i_(i) {}
+    Row operator*() const { return (*rows_)[i_]; }
+    Iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    bool operator!=(const Iterator& o) const { return i_ != o.i_; }
+
+   private:
+    const Rows* rows_;
+    size_t i_;
+  };
+  Iterator begin() const { return {this, 0}; }
+  Iterator end() const { return {this, size()}; }
+
+ private:
+  int columns_ = 0;
+  std::vector<Cell> cells_;
+};
+
+using Params = std::initializer_list<Value>;
+
+// One open transaction. Errors are thrown (as the backend's own exceptions) and turned into
+// a Status by Database::Transact, so store code reads as straight-line SQL.
+class Tx {
+ public:
+  virtual ~Tx() = default;
+  virtual Rows Query(std::string_view sql, Params params = {}) = 0;
+  // Returns the number of rows the statement changed.
+  virtual int64_t Exec(std::string_view sql, Params params = {}) = 0;
+  // Holds `key` until the transaction ends: transactions that take the same key run one
+  // after another (PostgreSQL advisory locks). SQLite runs one transaction at a time anyway.
+  virtual void LockKey(std::string_view key) = 0;
+
+  // The first column of the first row as an integer; 0 when there is no row.
+  int64_t Count(std::string_view sql, Params params = {});
+};
+
+// A database: where transactions run.
+class Database {
+ public:
+  virtual ~Database() = default;
+  // Runs `body` in one transaction, commits when it returns OK and rolls back otherwise
+  // (returning its Status). Database failures become a Status: kUnavailable for what is
+  // worth retrying (a lost connection, a commit whose outcome is unknown, a deadlock or a
+  // busy database), kInternal for the rest.
+  virtual Status Transact(const std::function<Status(Tx&)>& body) = 0;
+  // Applies pending schema migrations (idempotent; safe with several processes at once).
+  virtual Status Migrate() = 0;
+};
+
+}  // namespace funcky::store::sql

@@ -1,0 +1,916 @@
+#include "coordinator/store/sql/sql_store.h"
+
+#include <algorithm>
+#include <set>
+#include <stdexcept>
+#include <utility>
+
+#include "common/crypto.h"
+#include "common/step_id.h"
+#include "coordinator/store/claim_rules.h"
+
+namespace funcky::store {
+
+namespace {
+
+using sql::JsonValue;
+using sql::ListValue;
+using sql::Row;
+using sql::Rows;
+using sql::Tx;
+
+// The Status of what a transaction body returned.
+Status StatusOf(const Status& s) { return s; }
+template <typename T>
+Status StatusOf(const Result<T>& r) {
+  return r.status();
+}
+
+constexpr const char* kRunColumns =
+    "r.id, r.function_id, r.event_id, r.status, r.lane_key, r.output, r.error, r.req_version, "
+    "r.created_at_ms, r.started_at_ms, r.ended_at_ms, r.concurrency_key, "
+    "(SELECT e.name FROM events e WHERE e.internal_id = r.event_id)";
+constexpr int kRunColumnCount = 13;
+
+RunRecord ReadRun(const Row& row) {
+  RunRecord r;
+  r.id = row.Text(0);
+  r.function_id = row.Text(1);
+  r.event_id = row.Text(2);
+  r.status = row.Text(3);
+  r.lane_key = row.OptText(4);
+  r.output = row.JsonCol(5);
+  r.error = row.JsonCol(6);
+  r.req_version = row.Int32(7);
+  r.created_at_ms = row.Int(8);
+  r.started_at_ms = row.OptInt(9);
+  r.ended_at_ms = row.OptInt(10);
+  r.concurrency_key = row.OptText(11);
+  r.event_name = row.Text(12);
+  return r;
+}
+
+constexpr const char* kFunctionColumns =
+    "f.id, f.app_id, f.name, f.config, f.archived, f.updated_at_ms, f.concurrency_limit, "
+    "f.key_concurrency_limit";
+
+FunctionRecord ReadFunction(const Row& row, int offset = 0) {
+  FunctionRecord f;
+  f.id = row.Text(offset);
+  f.app_id = row.Text(offset + 1);
+  f.name = row.Text(offset + 2);
+  f.config = row.JsonCol(offset + 3);
+  f.archived = row.Bool(offset + 4);
+  f.updated_at_ms = row.Int(offset + 5);
+  f.concurrency_limit = row.Int32(offset + 6);
+  f.key_concurrency_limit = row.Int32(offset + 7);
+  return f;
+}
+
+constexpr const char* kEventColumns = "internal_id, id, name, payload, received_at_ms";
+
+EventRecord ReadEvent(const Row& row) {
+  return {row.Text(0), row.Text(1), row.Text(2), row.JsonCol(3), row.Int(4)};
+}
+
+std::vector<StepRecord> ReadSteps(Tx& tx, const std::string& run_id) {
+  std::vector<StepRecord> out;
+  for (Row row : tx.Query("SELECT step_id, seq, name, status, memo, created_at_ms FROM steps "
+                          "WHERE run_id = $1 ORDER BY seq",
+                          {run_id})) {
+    out.push_back(
+        {row.Text(0), row.Int32(1), row.Text(2), row.Text(3), row.JsonCol(4), row.Int(5)});
+  }
+  return out;
+}
+
+// A wait with its run's first event, `where` choosing which: oldest first.
+std::vector<WaitRecord> ReadWaits(Tx& tx, std::string_view where, sql::Params params) {
+  std::vector<WaitRecord> out;
+  for (Row row : tx.Query(
+           std::string("SELECT w.run_id, w.step_id, w.function_id, w.event_name, w.expression, "
+                       "w.kind, e.payload, w.created_at_ms, w.expires_at_ms, w.lookback_from_ms "
+                       "FROM waits w JOIN runs r ON r.id = w.run_id "
+                       "JOIN events e ON e.internal_id = r.event_id WHERE ") +
+               std::string(where),
+           params)) {
+    out.push_back({row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Text(4), row.Text(5),
+                   row.JsonCol(6), row.Int(7), row.Int(8), row.OptInt(9)});
+  }
+  return out;
+}
+
+// Queues a call of `run_id` due at `due_ms`; the function and concurrency key are copied
+// from the run so a claim can count calls in flight without a join.
+void EnqueueCall(Tx& tx, const std::string& run_id, std::string_view step_id, int64_t due_ms,
+                 int64_t now_ms, const std::optional<Json>& resume = std::nullopt) {
+  tx.Exec(
+      "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, function_id, "
+      "concurrency_key, resume) SELECT $1, $2, 0, $3, $4, function_id, concurrency_key, "
+      "$5::jsonb FROM runs WHERE id = $1",
+      {run_id, step_id, due_ms, now_ms, resume ? JsonValue(*resume) : sql::Value(nullptr)});
+}
+
+// The head run `run_id` of lane (function_id, key) has finished: the next run of the key
+// (in acceptance order) becomes the head and gets its first call, or the lane is removed
+// when it is empty. The caller holds the run's row lock; this takes the lane's.
+// Returns false (and changes nothing) when `run_id` is not the head.
+bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
+                 const std::string& run_id, int64_t head_seq, int64_t now_ms) {
+  if (tx.Exec("UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
+              "head_deadline_ms = NULL WHERE function_id = $1 AND key = $2 AND head_run_id = $3",
+              {function_id, key, run_id}) == 0) {
+    return false;  // skipped or timed out already
+  }
+  Rows next = tx.Query(
+      "SELECT id FROM runs WHERE function_id = $1 AND lane_key = $2 AND lane_seq > $3 "
+      "AND status = 'queued' ORDER BY lane_seq LIMIT 1",
+      {function_id, key, head_seq});
+  if (next.empty()) {
+    tx.Exec("DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth <= 0",
+            {function_id, key});
+    return true;
+  }
+  const std::string next_id = next[0].Text(0);
+  tx.Exec(
+      "UPDATE lanes SET head_run_id = $3, head_since_ms = $4, "
+      "head_deadline_ms = $4 + head_timeout_ms WHERE function_id = $1 AND key = $2",
+      {function_id, key, next_id, now_ms});
+  EnqueueCall(tx, next_id, kDiscoveryStepId, now_ms, now_ms);
+  return true;
+}
+
+// Takes (creating it if new) the lane row of each lane in `lanes`: the lock every writer of
+// a lane takes first, so lanes are always locked in one order.
+void LockLanes(Tx& tx, const LaneLocks& lanes) {
+  for (const auto& [lane, timeout] : lanes) {
+    tx.Exec(
+        "INSERT INTO lanes (function_id, key, head_timeout_ms) VALUES ($1, $2, $3) "
+        "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms",
+        {lane.first, lane.second, timeout});
+  }
+}
+
+// Removes lanes that LockLanes created but no run joined.
+void DropEmptyLanes(Tx& tx, const LaneLocks& lanes) {
+  for (const auto& [lane, timeout] : lanes) {
+    tx.Exec("DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth = 0",
+            {lane.first, lane.second});
+  }
+}
+
+// Creates `run` for the stored event `event_id`, queued now or behind its lane (locked).
+void CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms) {
+  if (tx.Exec("INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
+              "created_at_ms) VALUES ($1, $2, $3, 'queued', $4, $5, $6) ON CONFLICT DO NOTHING",
+              {run.run_id, run.function_id, event_id, run.lane_key, run.concurrency_key, now_ms}) ==
+      0) {
+    return;
+  }
+  if (run.lane_key) {
+    // Take the next place in the lane; the run starts now only if the lane was free.
+    Rows lane = tx.Query(
+        "UPDATE lanes SET next_seq = next_seq + 1, depth = depth + 1, "
+        "head_run_id = COALESCE(head_run_id, $3), "
+        "head_since_ms = CASE WHEN head_run_id IS NULL THEN $4 ELSE head_since_ms END, "
+        "head_deadline_ms = CASE WHEN head_run_id IS NULL THEN $4 + head_timeout_ms "
+        "ELSE head_deadline_ms END "
+        "WHERE function_id = $1 AND key = $2 RETURNING next_seq, head_run_id",
+        {run.function_id, *run.lane_key, run.run_id, now_ms});
+    if (lane.empty()) throw std::logic_error("lane of run " + run.run_id + " not locked");
+    tx.Exec("UPDATE runs SET lane_seq = $2 WHERE id = $1", {run.run_id, lane[0].Int(0)});
+    if (lane[0].Text(1) != run.run_id) return;
+  }
+  EnqueueCall(tx, run.run_id, kDiscoveryStepId, now_ms, now_ms);
+}
+
+// Ends run `run_id` with `status`: its queued calls and waits go, and its lane (if any)
+// moves on. The caller holds the run's row lock.
+void EndRun(Tx& tx, const std::string& run_id, const std::string& function_id,
+            const std::optional<std::string>& lane_key, int64_t lane_seq, int64_t now_ms) {
+  tx.Exec("DELETE FROM queue WHERE run_id = $1", {run_id});
+  tx.Exec("DELETE FROM waits WHERE run_id = $1", {run_id});
+  if (!lane_key) return;
+  if (!AdvanceLane(tx, function_id, *lane_key, run_id, lane_seq, now_ms)) {
+    // Not the head: it leaves the line behind the head.
+    tx.Exec("UPDATE lanes SET depth = depth - 1 WHERE function_id = $1 AND key = $2",
+            {function_id, *lane_key});
+  }
+}
+
+// Fails the head of lane (function_id, key) with `error` and moves the lane on. Locks in the
+// order every other writer uses: the head's queue items, its run, then the lane. With
+// `only_if_due_at`, does nothing unless the head's deadline has passed at that time.
+Result<std::string> FailLaneHead(Tx& tx, const std::string& function_id, const std::string& key,
+                                 Json error, int64_t now_ms,
+                                 std::optional<int64_t> only_if_due_at) {
+  Rows head = tx.Query("SELECT head_run_id FROM lanes WHERE function_id = $1 AND key = $2",
+                       {function_id, key});
+  if (head.empty() || head[0].Null(0)) return LaneHasNoHead(function_id, key);
+  const std::string run_id = head[0].Text(0);
+  tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
+  Rows run =
+      tx.Query("SELECT status, error, lane_seq FROM runs WHERE id = $1 {FOR UPDATE}", {run_id});
+  Rows lane = tx.Query(
+      "SELECT head_deadline_ms FROM lanes WHERE function_id = $1 AND key = $2 "
+      "AND head_run_id = $3 {FOR UPDATE}",
+      {function_id, key, run_id});
+  if (run.empty() || lane.empty() || IsTerminalStatus(run[0].Text(0))) {
+    return Aborted("the head of lane \"" + key + "\" changed meanwhile; look again");
+  }
+  if (only_if_due_at && (lane[0].Null(0) || lane[0].Int(0) > *only_if_due_at)) {
+    return Aborted("the head of lane \"" + key + "\" is not due");
+  }
+  Json cause = run[0].JsonCol(1);
+  if (!cause.is_null()) error["cause"] = std::move(cause);
+  tx.Exec(
+      "UPDATE runs SET status = 'failed', error = $2::jsonb, ended_at_ms = $3, "
+      "started_at_ms = COALESCE(started_at_ms, $3) WHERE id = $1",
+      {run_id, JsonValue(error), now_ms});
+  EndRun(tx, run_id, function_id, key, run[0].Int(2), now_ms);
+  return run_id;
+}
+
+}  // namespace
+
+SqlStore::SqlStore(std::unique_ptr<sql::Database> db) : db_(std::move(db)) {}
+
+SqlStore::~SqlStore() = default;
+
+template <typename Fn>
+auto SqlStore::InTransaction(Fn&& fn) -> decltype(fn(std::declval<sql::Tx&>())) {
+  using R = decltype(fn(std::declval<sql::Tx&>()));
+  std::optional<R> result;
+  Status s = db_->Transact([&](sql::Tx& tx) -> Status {
+    result.emplace(fn(tx));
+    return StatusOf(*result);
+  });
+  if (s.ok()) return std::move(*result);
+  return R(std::move(s));
+}
+
+Status SqlStore::Migrate() { return db_->Migrate(); }
+
+Status SqlStore::Ping() {
+  return InTransaction([&](Tx& tx) -> Status {
+    tx.Query("SELECT 1");
+    return Status::Ok();
+  });
+}
+
+Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
+  return InTransaction([&](Tx& tx) -> Result<SyncResult> {
+    const AppRecord& app = sync.app;
+    tx.LockKey("app:" + app.id);
+    std::vector<std::string> ids;
+    for (const auto& f : sync.functions) ids.push_back(f.id);
+    Rows foreign =
+        tx.Query("SELECT id, app_id FROM functions WHERE id IN @list($1) AND app_id <> $2 LIMIT 1",
+                 {ListValue(ids), app.id});
+    if (!foreign.empty()) {
+      return FailedPrecondition("function \"" + foreign[0].Text(0) + "\" belongs to app \"" +
+                                foreign[0].Text(1) + "\"");
+    }
+    Rows existing = tx.Query("SELECT checksum FROM apps WHERE id = $1", {app.id});
+    const bool modified = existing.empty() || existing[0].Text(0) != app.checksum;
+    tx.Exec(
+        "INSERT INTO apps (id, url, sdk, framework, checksum, created_at_ms, synced_at_ms) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, "
+        "sdk = EXCLUDED.sdk, framework = EXCLUDED.framework, checksum = EXCLUDED.checksum, "
+        "synced_at_ms = EXCLUDED.synced_at_ms",
+        {app.id, app.url, app.sdk, app.framework, app.checksum, app.synced_at_ms});
+    if (modified) {
+      for (const auto& f : sync.functions) {
+        tx.Exec(
+            "INSERT INTO functions (id, app_id, name, config, archived, updated_at_ms, "
+            "concurrency_limit, key_concurrency_limit) "
+            "VALUES ($1, $2, $3, $4::jsonb, false, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET "
+            "name = EXCLUDED.name, config = EXCLUDED.config, archived = false, "
+            "updated_at_ms = EXCLUDED.updated_at_ms, "
+            "concurrency_limit = EXCLUDED.concurrency_limit, "
+            "key_concurrency_limit = EXCLUDED.key_concurrency_limit",
+            {f.id, app.id, f.name, JsonValue(f.config), app.synced_at_ms, f.concurrency_limit,
+             f.key_concurrency_limit});
+      }
+      tx.Exec(
+          "UPDATE functions SET archived = true, updated_at_ms = $3 "
+          "WHERE app_id = $1 AND NOT archived AND id NOT IN @list($2)",
+          {app.id, ListValue(ids), app.synced_at_ms});
+    }
+    return SyncResult{modified};
+  });
+}
+
+Result<std::vector<AppRecord>> SqlStore::ListApps() {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<AppRecord>> {
+    std::vector<AppRecord> out;
+    for (Row row : tx.Query("SELECT id, url, sdk, framework, checksum, created_at_ms, "
+                            "synced_at_ms FROM apps ORDER BY id")) {
+      out.push_back({row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Text(4), row.Int(5),
+                     row.Int(6)});
+    }
+    return out;
+  });
+}
+
+Result<std::vector<FunctionRecord>> SqlStore::ListFunctions() {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<FunctionRecord>> {
+    std::vector<FunctionRecord> out;
+    for (Row row : tx.Query(std::string("SELECT ") + kFunctionColumns +
+                            " FROM functions f WHERE NOT f.archived ORDER BY f.id")) {
+      out.push_back(ReadFunction(row));
+    }
+    return out;
+  });
+}
+
+Result<FunctionRecord> SqlStore::GetFunction(const std::string& id) {
+  return InTransaction([&](Tx& tx) -> Result<FunctionRecord> {
+    Rows r = tx.Query(
+        std::string("SELECT ") + kFunctionColumns + " FROM functions f WHERE f.id = $1", {id});
+    if (r.empty()) return NotFound("no function \"" + id + "\"");
+    return ReadFunction(r[0]);
+  });
+}
+
+Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewEvent>& events,
+                                                          TimePoint now,
+                                                          std::vector<WaitRecord>* waits) {
+  const int64_t now_ms = UnixMillis(now);
+  const LaneLocks lanes = LanesOf(events);
+  return InTransaction([&](Tx& tx) -> Result<std::vector<IngestedEvent>> {
+    LockLanes(tx, lanes);
+    std::vector<IngestedEvent> out;
+    out.reserve(events.size());
+    for (const NewEvent& ne : events) {
+      const EventRecord& e = ne.event;
+      if (tx.Exec("INSERT INTO events (internal_id, id, name, payload, received_at_ms) "
+                  "VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT DO NOTHING",
+                  {e.internal_id, e.id, e.name, JsonValue(e.payload), now_ms}) == 0) {
+        // The event that holds this internal id (a seed's) first: a clash on it is only a
+        // resend when it is the same event.
+        Rows existing = tx.Query(
+            "SELECT internal_id, payload FROM events WHERE id = $1 OR internal_id = $2 "
+            "ORDER BY (internal_id = $2) DESC, (id = $1) DESC LIMIT 1",
+            {e.id, e.internal_id});
+        if (existing.empty()) return Internal("event conflict without a stored event");
+        std::string stored_id = existing[0].Text(0);
+        if (stored_id == e.internal_id && !SameEvent(existing[0].JsonCol(1), e.payload)) {
+          return EventIdClash(e.internal_id);
+        }
+        out.push_back({std::move(stored_id), true});
+        continue;
+      }
+      for (const NewRun& run : ne.runs) CreateRun(tx, e.internal_id, run, now_ms);
+      out.push_back({e.internal_id, false});
+    }
+    DropEmptyLanes(tx, lanes);  // locked for events that turned out to be duplicates
+    if (waits) {
+      std::set<std::string> names;
+      for (size_t i = 0; i < events.size(); ++i) {
+        if (!out[i].duplicate) names.insert(events[i].event.name);
+      }
+      if (!names.empty()) {
+        *waits = ReadWaits(tx, "w.event_name IN @list($1) ORDER BY w.created_at_ms LIMIT 10000",
+                           {ListValue({names.begin(), names.end()})});
+      }
+    }
+    return out;
+  });
+}
+
+Result<std::vector<EventRecord>> SqlStore::ListEvents(const EventFilter& filter) {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<EventRecord>> {
+    std::vector<EventRecord> out;
+    for (Row row : tx.Query(std::string("SELECT ") + kEventColumns +
+                                " FROM events WHERE ($1 = '' OR name = $1) "
+                                "AND ($2 = '' OR internal_id < $2) "
+                                "ORDER BY internal_id DESC LIMIT $3",
+                            {filter.name, filter.cursor, filter.limit})) {
+      out.push_back(ReadEvent(row));
+    }
+    return out;
+  });
+}
+
+Result<EventRecord> SqlStore::GetEvent(const std::string& internal_id) {
+  return InTransaction([&](Tx& tx) -> Result<EventRecord> {
+    Rows r =
+        tx.Query(std::string("SELECT ") + kEventColumns + " FROM events WHERE internal_id = $1",
+                 {internal_id});
+    if (r.empty()) return NotFound("no event \"" + internal_id + "\"");
+    return ReadEvent(r[0]);
+  });
+}
+
+Result<RunRecord> SqlStore::GetRun(const std::string& run_id) {
+  return InTransaction([&](Tx& tx) -> Result<RunRecord> {
+    Rows r =
+        tx.Query(std::string("SELECT ") + kRunColumns + " FROM runs r WHERE r.id = $1", {run_id});
+    if (r.empty()) return NotFound("no run \"" + run_id + "\"");
+    return ReadRun(r[0]);
+  });
+}
+
+Result<std::vector<RunRecord>> SqlStore::ListRuns(const RunFilter& filter) {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<RunRecord>> {
+    std::vector<RunRecord> out;
+    for (Row row : tx.Query(
+             std::string("SELECT ") + kRunColumns +
+                 " FROM runs r WHERE ($1 = '' OR r.function_id = $1) AND ($2 = '' OR r.status = "
+                 "$2) AND ($3 = '' OR r.event_id = $3) AND ($4 = '' OR r.id < $4) "
+                 "AND ($6 = '' OR r.lane_key = $6) AND ($7::bigint = 0 OR r.created_at_ms >= $7) "
+                 "AND ($8::bigint = 0 OR r.created_at_ms < $8) ORDER BY r.id DESC LIMIT $5",
+             {filter.function_id, filter.status, filter.event_id, filter.cursor, filter.limit,
+              filter.key, filter.created_from_ms, filter.created_to_ms})) {
+      out.push_back(ReadRun(row));
+    }
+    return out;
+  });
+}
+
+Result<std::vector<StepRecord>> SqlStore::GetSteps(const std::string& run_id) {
+  return InTransaction(
+      [&](Tx& tx) -> Result<std::vector<StepRecord>> { return ReadSteps(tx, run_id); });
+}
+
+Result<std::vector<AttemptRecord>> SqlStore::GetAttempts(const std::string& run_id) {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<AttemptRecord>> {
+    std::vector<AttemptRecord> out;
+    for (Row row : tx.Query("SELECT step_id, name, attempt, outcome, error, started_at_ms, "
+                            "ended_at_ms FROM attempts WHERE run_id = $1 ORDER BY id",
+                            {run_id})) {
+      out.push_back({row.Text(0), row.Text(1), row.Int32(2), row.Text(3), row.JsonCol(4),
+                     row.Int(5), row.Int(6)});
+    }
+    return out;
+  });
+}
+
+Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
+                                               std::chrono::milliseconds lease) {
+  const int64_t now_ms = UnixMillis(now);
+  const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
+  std::vector<std::string> doubtful;
+  {
+    std::lock_guard lock(doubtful_mu_);
+    doubtful = doubtful_claims_;
+  }
+  auto claimed = InTransaction([&](Tx& tx) -> Result<std::vector<QueueItem>> {
+    if (!doubtful.empty()) {
+      tx.Exec(
+          "UPDATE queue SET visible_at_ms = $2, lease_token = NULL "
+          "WHERE lease_token IN @list($1)",
+          {ListValue(doubtful), now_ms});
+    }
+    std::vector<ClaimCandidate> candidates;
+    for (Row row : tx.Query(
+             "SELECT q.id, q.run_id, q.step_id, q.attempt, q.function_id, q.concurrency_key, "
+             "COALESCE(f.concurrency_limit, 0), COALESCE(f.key_concurrency_limit, 0), q.resume "
+             "FROM queue q LEFT JOIN functions f ON f.id = q.function_id "
+             "WHERE q.visible_at_ms <= $1 ORDER BY q.visible_at_ms, q.id LIMIT $2 "
+             "{FOR UPDATE OF q SKIP LOCKED}",
+             {now_ms, max})) {
+      ClaimCandidate c;
+      c.item = {row.Int(0), row.Text(1), row.Text(2), row.Int32(3), token};
+      c.function_id = row.Text(4);
+      c.concurrency_key = row.OptText(5);
+      c.function_limit = row.Int32(6);
+      c.key_limit = row.Int32(7);
+      if (!row.Null(8)) c.item.resume = row.JsonCol(8);
+      candidates.push_back(std::move(c));
+    }
+    // Limits hold across coordinators: each limit is counted under a lock (taken in one
+    // order), so two claims never admit past it together.
+    Admission admitted = AdmitWithinLimits(
+        std::move(candidates),
+        [&](const std::string& function_id, const std::optional<std::string>& key) {
+          tx.LockKey(function_id + (key ? "\x1f" + *key : std::string("\x1e")));
+          return tx.Count(
+              "SELECT count(*) FROM queue WHERE function_id = $1 AND lease_token IS NOT NULL "
+              "AND visible_at_ms > $3 AND ($2::text IS NULL OR concurrency_key = $2)",
+              {function_id, key, now_ms});
+        });
+    std::vector<std::string> claimed_ids, held_ids, run_ids;
+    for (const QueueItem& item : admitted.claimed) {
+      claimed_ids.push_back(std::to_string(item.id));
+      run_ids.push_back(item.run_id);
+    }
+    for (int64_t id : admitted.held) held_ids.push_back(std::to_string(id));
+    if (!claimed_ids.empty()) {
+      tx.Exec(
+          "UPDATE queue SET visible_at_ms = $2, lease_token = $3, claims = claims + 1 "
+          "WHERE id IN @ids($1)",
+          {ListValue(claimed_ids), now_ms + lease.count(), token});
+      tx.Exec(
+          "UPDATE runs SET status = 'running', started_at_ms = COALESCE(started_at_ms, $2) "
+          "WHERE id IN @list($1) AND status = 'queued'",
+          {ListValue(run_ids), now_ms});
+    }
+    if (!held_ids.empty()) {
+      tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE id IN @ids($1)",
+              {ListValue(held_ids), now_ms + kHeldBackMs});
+    }
+    return std::move(admitted.claimed);
+  });
+  std::lock_guard lock(doubtful_mu_);
+  if (claimed.ok()) {
+    std::erase_if(doubtful_claims_, [&](const std::string& t) {
+      return std::find(doubtful.begin(), doubtful.end(), t) != doubtful.end();
+    });
+  } else if (claimed.status().code() == StatusCode::kUnavailable) {
+    // Whether it committed is unknown: its items may be leased to nobody. Bounded: a long
+    // outage fails claims before they lease anything, so the list only guards against loss.
+    if (doubtful_claims_.size() >= 64) doubtful_claims_.erase(doubtful_claims_.begin());
+    doubtful_claims_.push_back(token);
+  }
+  return claimed;
+}
+
+Result<RunState> SqlStore::LoadRunState(const std::string& run_id) {
+  return InTransaction([&](Tx& tx) -> Result<RunState> {
+    Rows r = tx.Query(std::string("SELECT ") + kRunColumns + ", " + kFunctionColumns +
+                          " FROM runs r JOIN functions f ON f.id = r.function_id WHERE r.id = $1",
+                      {run_id});
+    if (r.empty()) return NotFound("no run \"" + run_id + "\"");
+    RunState state;
+    state.run = ReadRun(r[0]);
+    state.function = ReadFunction(r[0], kRunColumnCount);
+    for (Row row :
+         tx.Query("SELECT payload FROM events WHERE internal_id = $1", {state.run.event_id})) {
+      state.events.push_back(row.JsonCol(0));
+    }
+    state.steps = ReadSteps(tx, run_id);
+    return state;
+  });
+}
+
+Status SqlStore::Apply(const QueueItem& item, const Transition& t, TimePoint now) {
+  const int64_t now_ms = UnixMillis(now);
+  return InTransaction([&](Tx& tx) -> Status {
+    // The item first: its lease decides whether anything is written.
+    const int64_t owned = t.retry()
+                              ? tx.Exec(
+                                    "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, "
+                                    "lease_token = NULL WHERE id = $1 AND lease_token = $2",
+                                    {item.id, item.lease_token, UnixMillis(t.retry()->at)})
+                              : tx.Exec("DELETE FROM queue WHERE id = $1 AND lease_token = $2",
+                                        {item.id, item.lease_token});
+    if (owned == 0) return Aborted("lease on queue item " + std::to_string(item.id) + " lost");
+
+    Rows run = tx.Query(
+        "SELECT status, function_id, lane_key, lane_seq FROM runs WHERE id = $1 {FOR UPDATE}",
+        {item.run_id});
+    if (run.empty()) return NotFound("no run \"" + item.run_id + "\"");
+    const std::string status = run[0].Text(0);
+    if (IsTerminalStatus(status) || status == kBlocked) {
+      // Cancelled (or ended by another path) while the call was in flight: drop the work.
+      tx.Exec("DELETE FROM queue WHERE run_id = $1", {item.run_id});
+      return Status::Ok();
+    }
+    if (item.resume) {
+      tx.Exec("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {item.run_id, item.step_id});
+    }
+    for (const StepRecord& step : t.steps) {
+      tx.Exec(
+          "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
+          "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
+          "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING",
+          {item.run_id, step.step_id, step.name, step.status, JsonValue(step.memo), now_ms});
+    }
+    for (const AttemptRecord& at : t.attempts) {
+      tx.Exec(
+          "INSERT INTO attempts (run_id, step_id, name, attempt, outcome, error, started_at_ms, "
+          "ended_at_ms) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
+          {item.run_id, at.step_id, at.name, at.attempt, at.outcome, JsonValue(at.error),
+           at.started_at_ms, at.ended_at_ms});
+    }
+    if (const Transition::End* end = t.end()) {
+      tx.Exec(
+          "UPDATE runs SET status = $2, output = $3::jsonb, error = $4::jsonb, ended_at_ms = $5, "
+          "req_version = COALESCE($6, req_version) WHERE id = $1",
+          {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error), now_ms,
+           t.req_version});
+      EndRun(tx, item.run_id, run[0].Text(1), run[0].OptText(2), run[0].Int(3), now_ms);
+      return Status::Ok();
+    }
+    if (const Transition::Park* park = t.park()) {
+      tx.Exec(
+          "UPDATE runs SET status = $2, error = $3::jsonb, req_version = COALESCE($4, "
+          "req_version) WHERE id = $1",
+          {item.run_id, kBlocked, JsonValue(park->error), t.req_version});
+      tx.Exec("DELETE FROM queue WHERE run_id = $1", {item.run_id});
+      return Status::Ok();
+    }
+    std::optional<std::string> run_status;
+    if (const Transition::Continue* next = t.next()) {
+      const bool idle =
+          !next->next_only_if_idle ||
+          tx.Query("SELECT 1 FROM queue WHERE run_id = $1 LIMIT 1", {item.run_id}).empty();
+      for (const NextCall& n : next->next) {
+        if (!idle && !n.resume && n.step_id == kDiscoveryStepId) continue;
+        EnqueueCall(tx, item.run_id, n.step_id, UnixMillis(n.due), now_ms, n.resume);
+      }
+      for (const NewWait& wait : next->waits) {
+        const int64_t lookback_from =
+            wait.lookback_from ? UnixMillis(*wait.lookback_from) : now_ms - wait.lookback.count();
+        if (tx.Exec("INSERT INTO waits (run_id, step_id, function_id, event_name, expression, "
+                    "kind, created_at_ms, expires_at_ms, lookback_from_ms) SELECT id, $2, "
+                    "function_id, $3, $4, $5, $6, $7, $8 FROM runs WHERE id = $1 "
+                    "ON CONFLICT DO NOTHING",
+                    {item.run_id, wait.step_id, wait.event_name, wait.expression, wait.kind, now_ms,
+                     UnixMillis(wait.expires_at), lookback_from}) == 0) {
+          continue;
+        }
+        EnqueueCall(tx, item.run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms,
+                    Resume(wait.timeout_memo, wait.name));
+      }
+      run_status = next->run_status;
+    }
+    if (run_status || t.req_version) {
+      tx.Exec(
+          "UPDATE runs SET status = COALESCE($2, status), req_version = COALESCE($3, "
+          "req_version) WHERE id = $1",
+          {item.run_id, run_status, t.req_version});
+    }
+    return Status::Ok();
+  });
+}
+
+Status SqlStore::RenewLease(const QueueItem& item, TimePoint until) {
+  return InTransaction([&](Tx& tx) -> Status {
+    if (tx.Exec("UPDATE queue SET visible_at_ms = $3 WHERE id = $1 AND lease_token = $2",
+                {item.id, item.lease_token, UnixMillis(until)}) == 0) {
+      return Aborted("the lease of run " + item.run_id + " was lost");
+    }
+    return Status::Ok();
+  });
+}
+
+Status SqlStore::ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) {
+  return InTransaction([&](Tx& tx) -> Status {
+    for (const QueueItem& item : items) {
+      tx.Exec(
+          "UPDATE queue SET visible_at_ms = $3, lease_token = NULL "
+          "WHERE id = $1 AND lease_token = $2",
+          {item.id, item.lease_token, UnixMillis(now)});
+    }
+    return Status::Ok();
+  });
+}
+
+Result<int64_t> SqlStore::QueueDepth() {
+  return InTransaction(
+      [&](Tx& tx) -> Result<int64_t> { return tx.Count("SELECT count(*) FROM queue"); });
+}
+
+Result<QueueStats> SqlStore::GetQueueStats(TimePoint now) {
+  const int64_t now_ms = UnixMillis(now);
+  return InTransaction([&](Tx& tx) -> Result<QueueStats> {
+    QueueStats out;
+    Rows q = tx.Query(
+        "SELECT count(*), count(*) FILTER (WHERE visible_at_ms <= $1), "
+        "coalesce($1 - min(visible_at_ms) FILTER (WHERE visible_at_ms <= $1), 0) FROM queue",
+        {now_ms});
+    out.depth = q[0].Int(0);
+    out.due = q[0].Int(1);
+    out.oldest_due_age_ms = q[0].Int(2);
+    Rows l = tx.Query(
+        "SELECT count(*), coalesce($1 - min(l.head_since_ms), 0) FROM lanes l "
+        "JOIN runs r ON r.id = l.head_run_id WHERE r.status = 'blocked'",
+        {now_ms});
+    out.lanes_blocked = l[0].Int(0);
+    out.longest_blocked_ms = l[0].Int(1);
+    return out;
+  });
+}
+
+Result<std::vector<std::string>> SqlStore::PendingRunEnds(int64_t ended_before_ms, int limit) {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<std::string>> {
+    std::vector<std::string> out;
+    for (Row row : tx.Query("SELECT run_id FROM run_ends WHERE $1::bigint = 0 OR ended_at_ms < "
+                            "$1::bigint ORDER BY ended_at_ms, run_id LIMIT $2",
+                            {ended_before_ms, limit})) {
+      out.push_back(row.Text(0));
+    }
+    return out;
+  });
+}
+
+Status SqlStore::AckRunEnds(const std::vector<std::string>& run_ids) {
+  if (run_ids.empty()) return Status::Ok();
+  return InTransaction([&](Tx& tx) -> Status {
+    tx.Exec("DELETE FROM run_ends WHERE run_id IN @list($1)", {ListValue(run_ids)});
+    return Status::Ok();
+  });
+}
+
+Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
+  const int64_t horizon_ms = UnixMillis(horizon);
+  return InTransaction([&](Tx& tx) -> Result<int64_t> {
+    // SKIP LOCKED: rows another coordinator is deleting (or a writer holds) wait for the
+    // next pass instead of blocking this one. Steps, attempts, queue items and waits go by
+    // ON DELETE CASCADE. A run in run_ends has not been announced yet: its end event would
+    // be lost.
+    const int64_t runs = tx.Exec(
+        "DELETE FROM runs WHERE id IN (SELECT r.id FROM runs r "
+        "WHERE r.status IN ('completed', 'failed', 'cancelled') AND r.ended_at_ms < $1 "
+        "AND NOT EXISTS (SELECT 1 FROM run_ends e WHERE e.run_id = r.id) "
+        "LIMIT $2 {FOR UPDATE SKIP LOCKED})",
+        {horizon_ms, batch});
+    // Locking the event also skips one a replay is starting a run of right now.
+    const int64_t events = tx.Exec(
+        "DELETE FROM events WHERE internal_id IN (SELECT e.internal_id FROM events e "
+        "WHERE e.received_at_ms < $1 "
+        "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.internal_id) "
+        "LIMIT $2 {FOR UPDATE SKIP LOCKED})",
+        {horizon_ms, batch});
+    return runs + events;
+  });
+}
+
+Result<std::string> SqlStore::SkipLaneHead(const std::string& function_id, const std::string& key,
+                                           TimePoint now) {
+  return InTransaction([&](Tx& tx) -> Result<std::string> {
+    return FailLaneHead(tx, function_id, key,
+                        {{"name", "Skipped"}, {"message", "skipped by an operator (skip-head)"}},
+                        UnixMillis(now), std::nullopt);
+  });
+}
+
+Result<std::string> SqlStore::RetryLaneHead(const std::string& function_id, const std::string& key,
+                                            TimePoint now) {
+  const int64_t now_ms = UnixMillis(now);
+  return InTransaction([&](Tx& tx) -> Result<std::string> {
+    Rows head =
+        tx.Query("SELECT head_run_id FROM lanes WHERE function_id = $1 AND key = $2 {FOR UPDATE}",
+                 {function_id, key});
+    if (head.empty() || head[0].Null(0)) return LaneHasNoHead(function_id, key);
+    const std::string run_id = head[0].Text(0);
+    // A blocked run has no queue items and no call in flight, so nothing else writes it.
+    Rows run = tx.Query("SELECT status FROM runs WHERE id = $1", {run_id});
+    if (run.empty() || run[0].Text(0) != kBlocked) {
+      return HeadNotBlocked(key, run.empty() ? "gone" : run[0].Text(0));
+    }
+    tx.Exec("DELETE FROM steps WHERE run_id = $1 AND status = 'failed'", {run_id});
+    tx.Exec("UPDATE runs SET status = 'running', error = NULL WHERE id = $1", {run_id});
+    tx.Exec(
+        "UPDATE lanes SET head_since_ms = $3, head_deadline_ms = $3 + head_timeout_ms "
+        "WHERE function_id = $1 AND key = $2",
+        {function_id, key, now_ms});
+    EnqueueCall(tx, run_id, kDiscoveryStepId, now_ms, now_ms);
+    return run_id;
+  });
+}
+
+Result<std::vector<std::string>> SqlStore::ExpireLaneHeads(TimePoint now) {
+  const int64_t now_ms = UnixMillis(now);
+  ASSIGN_OR_RETURN(auto due, InTransaction([&](Tx& tx) -> Result<Rows> {
+                     return tx.Query(
+                         "SELECT function_id, key, head_timeout_ms FROM lanes "
+                         "WHERE head_deadline_ms <= $1 ORDER BY head_deadline_ms LIMIT 100",
+                         {now_ms});
+                   }));
+  // One transaction a lane: a head that changed meanwhile is skipped, not the whole pass.
+  std::vector<std::string> failed;
+  for (Row row : due) {
+    const std::string function_id = row.Text(0), key = row.Text(1);
+    Json error = {{"name", "HeadTimeout"},
+                  {"message", "the run held its lane longer than head_timeout (" +
+                                  std::to_string(row.Int(2)) + " ms)"}};
+    auto r = InTransaction([&](Tx& tx) -> Result<std::string> {
+      return FailLaneHead(tx, function_id, key, error, now_ms, now_ms);
+    });
+    if (r.ok()) {
+      failed.push_back(*r);
+    } else if (r.status().code() != StatusCode::kAborted &&
+               r.status().code() != StatusCode::kNotFound) {
+      return r.status();
+    }
+  }
+  return failed;
+}
+
+Result<std::vector<LaneRecord>> SqlStore::ListLanes(const LaneFilter& filter) {
+  const std::string after_fn = filter.after ? filter.after->first : "";
+  const std::string after_key = filter.after ? filter.after->second : "";
+  return InTransaction([&](Tx& tx) -> Result<std::vector<LaneRecord>> {
+    std::vector<LaneRecord> out;
+    for (Row row :
+         tx.Query("SELECT l.function_id, l.key, l.depth, l.head_run_id, r.status, l.head_since_ms, "
+                  "l.head_deadline_ms FROM lanes l JOIN runs r ON r.id = l.head_run_id "
+                  "WHERE ($1 = '' OR l.function_id = $1) AND (NOT $2 OR r.status = 'blocked') "
+                  "AND ($3 = '' OR (l.function_id, l.key) > ($3, $4)) "
+                  "ORDER BY l.function_id, l.key LIMIT $5",
+                  {filter.function_id, filter.blocked_only, after_fn, after_key, filter.limit})) {
+      LaneRecord l;
+      l.function_id = row.Text(0);
+      l.key = row.Text(1);
+      l.depth = row.Int32(2);
+      l.head_run_id = row.Text(3);
+      l.head_status = row.Text(4);
+      l.head_since_ms = row.Int(5);
+      l.head_deadline_ms = row.OptInt(6);
+      out.push_back(std::move(l));
+    }
+    return out;
+  });
+}
+
+Result<bool> SqlStore::ResolveWait(const std::string& run_id, const std::string& step_id,
+                                   const Json& memo, TimePoint now) {
+  return InTransaction([&](Tx& tx) -> Result<bool> {
+    // Queue row first: the order Apply locks in.
+    Rows item = tx.Query(
+        "SELECT id, resume FROM queue WHERE run_id = $1 AND step_id = $2 AND resume IS NOT NULL "
+        "{FOR UPDATE}",
+        {run_id, step_id});
+    const int64_t waits =
+        tx.Exec("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {run_id, step_id});
+    if (waits == 0 || item.empty()) return false;
+    Json resume = item[0].JsonCol(1);
+    if (!resume.is_object()) resume = Json::object();
+    resume["memo"] = memo;
+    tx.Exec(
+        "UPDATE queue SET resume = $2::jsonb, visible_at_ms = $3, lease_token = NULL "
+        "WHERE id = $1",
+        {item[0].Int(0), JsonValue(resume), UnixMillis(now)});
+    return true;
+  });
+}
+
+Result<std::vector<EventRecord>> SqlStore::EventsSince(const std::string& name, int64_t since_ms,
+                                                       int limit) {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<EventRecord>> {
+    std::vector<EventRecord> out;
+    for (Row row : tx.Query(std::string("SELECT ") + kEventColumns +
+                                " FROM events WHERE name = $1 AND received_at_ms >= $2 "
+                                "ORDER BY received_at_ms, internal_id LIMIT $3",
+                            {name, since_ms, limit})) {
+      out.push_back(ReadEvent(row));
+    }
+    return out;
+  });
+}
+
+Result<std::vector<WaitRecord>> SqlStore::PendingLookbacks(int64_t created_before_ms, int limit) {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<WaitRecord>> {
+    return ReadWaits(tx,
+                     "w.lookback_from_ms IS NOT NULL AND w.created_at_ms < $1 "
+                     "ORDER BY w.created_at_ms LIMIT $2",
+                     {created_before_ms, limit});
+  });
+}
+
+Status SqlStore::LookbackDone(const std::string& run_id, const std::string& step_id) {
+  return InTransaction([&](Tx& tx) -> Status {
+    tx.Exec("UPDATE waits SET lookback_from_ms = NULL WHERE run_id = $1 AND step_id = $2",
+            {run_id, step_id});
+    return Status::Ok();
+  });
+}
+
+Result<bool> SqlStore::CancelRun(const std::string& run_id, const Json& error, TimePoint now) {
+  const int64_t now_ms = UnixMillis(now);
+  return InTransaction([&](Tx& tx) -> Result<bool> {
+    tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
+    Rows run = tx.Query(
+        "SELECT status, function_id, lane_key, lane_seq FROM runs WHERE id = $1 {FOR UPDATE}",
+        {run_id});
+    if (run.empty()) return NotFound("no run \"" + run_id + "\"");
+    if (IsTerminalStatus(run[0].Text(0))) return false;
+    tx.Exec(
+        "UPDATE runs SET status = 'cancelled', error = $2::jsonb, ended_at_ms = $3 WHERE id = $1",
+        {run_id, JsonValue(error), now_ms});
+    EndRun(tx, run_id, run[0].Text(1), run[0].OptText(2), run[0].Int(3), now_ms);
+    return true;
+  });
+}
+
+Status SqlStore::StartRun(const std::string& event_internal_id, const NewRun& run, TimePoint now) {
+  const LaneLocks lanes = LanesOf({NewEvent{{}, {run}}});
+  return InTransaction([&](Tx& tx) -> Status {
+    if (tx.Query("SELECT 1 FROM events WHERE internal_id = $1", {event_internal_id}).empty()) {
+      return NotFound("no event \"" + event_internal_id + "\"");
+    }
+    LockLanes(tx, lanes);
+    CreateRun(tx, event_internal_id, run, UnixMillis(now));
+    return Status::Ok();
+  });
+}
+
+Result<std::vector<ActiveRun>> SqlStore::ActiveRuns(const std::string& function_id, int limit) {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<ActiveRun>> {
+    std::vector<ActiveRun> out;
+    for (Row row :
+         tx.Query("SELECT r.id, e.payload, r.created_at_ms FROM runs r "
+                  "JOIN events e ON e.internal_id = r.event_id WHERE r.function_id = $1 "
+                  "AND r.status NOT IN ('completed', 'failed', 'cancelled') ORDER BY r.id LIMIT $2",
+                  {function_id, limit})) {
+      out.push_back({row.Text(0), row.JsonCol(1), row.Int(2)});
+    }
+    return out;
+  });
+}
+
+}  // namespace funcky::store

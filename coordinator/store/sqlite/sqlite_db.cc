@@ -1,0 +1,237 @@
+// The SQLite backend of the one store: one connection in WAL mode, used by one transaction
+// at a time (BEGIN IMMEDIATE under a mutex), prepared statements cached, and migrations.
+// Everything else is in coordinator/store/sql/sql_store.cc.
+//
+// SQLite has a single writer anyway; serializing every transaction gives the guarantees the
+// PostgreSQL backend gets from row locks, SKIP LOCKED and advisory locks. Several processes
+// may open the same file (busy timeout), but the store is meant for one coordinator:
+// `funcky dev`.
+#include <sqlite3.h>
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+
+#include "coordinator/store/migration.h"
+#include "coordinator/store/sql/databases.h"
+#include "coordinator/store/sql/sql_store.h"
+
+namespace funcky::store {
+
+namespace {
+
+// A failed SQLite call; its result code decides the Status.
+struct SqliteError : std::runtime_error {
+  SqliteError(int code, const std::string& what) : std::runtime_error(what), code(code) {}
+  int code;
+};
+
+class SqliteTx final : public sql::Tx {
+ public:
+  SqliteTx(sqlite3* db, std::map<std::string, sqlite3_stmt*, std::less<>>& cache)
+      : db_(db), cache_(cache) {}
+
+  sql::Rows Query(std::string_view sql, sql::Params params) override {
+    sqlite3_stmt* s = Prepare(sql, params);
+    const int columns = sqlite3_column_count(s);
+    std::vector<sql::Cell> cells;
+    while (Step(s)) {
+      for (int c = 0; c < columns; ++c) {
+        switch (sqlite3_column_type(s, c)) {
+          case SQLITE_NULL:
+            cells.emplace_back();
+            break;
+          case SQLITE_INTEGER:
+            cells.emplace_back(static_cast<int64_t>(sqlite3_column_int64(s, c)));
+            break;
+          default: {
+            const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, c));
+            cells.emplace_back(std::string(p ? p : "", sqlite3_column_bytes(s, c)));
+          }
+        }
+      }
+    }
+    Done(s);
+    return sql::Rows(columns, std::move(cells));
+  }
+
+  int64_t Exec(std::string_view sql, sql::Params params) override {
+    sqlite3_stmt* s = Prepare(sql, params);
+    while (Step(s)) {
+    }
+    Done(s);
+    return sqlite3_changes(db_);
+  }
+
+  void LockKey(std::string_view) override {}  // one transaction at a time already
+
+  // Runs `sql` (several statements, no parameters) as it is.
+  void ExecScript(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string message = err ? err : "unknown error";
+      sqlite3_free(err);
+      throw SqliteError(SQLITE_ERROR, message);
+    }
+  }
+
+ private:
+  // The cached statement for `sql` (rewritten for SQLite once), with `params` bound.
+  sqlite3_stmt* Prepare(std::string_view sql, sql::Params params) {
+    auto it = cache_.find(sql);
+    if (it == cache_.end()) {
+      const std::string text = sql::Rewrite(sql, sql::Dialect::kSqlite);
+      sqlite3_stmt* s = nullptr;
+      int rc = sqlite3_prepare_v3(db_, text.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+      if (rc != SQLITE_OK) throw SqliteError(rc, std::string(sqlite3_errmsg(db_)) + " in: " + text);
+      it = cache_.emplace(std::string(sql), s).first;
+    }
+    sqlite3_stmt* s = it->second;
+    int i = 0;
+    for (const sql::Value& p : params) {
+      ++i;
+      const auto& v = p.get();
+      int rc;
+      if (std::holds_alternative<std::monostate>(v)) {
+        rc = sqlite3_bind_null(s, i);
+      } else if (const auto* n = std::get_if<int64_t>(&v)) {
+        rc = sqlite3_bind_int64(s, i, *n);
+      } else if (const auto* b = std::get_if<bool>(&v)) {
+        rc = sqlite3_bind_int64(s, i, *b ? 1 : 0);
+      } else {
+        const std::string& t = std::get<std::string>(v);
+        rc = sqlite3_bind_text(s, i, t.data(), static_cast<int>(t.size()), SQLITE_TRANSIENT);
+      }
+      if (rc != SQLITE_OK) {
+        Done(s);
+        throw SqliteError(rc, sqlite3_errmsg(db_));
+      }
+    }
+    return s;
+  }
+
+  // Steps once; true when a row is available.
+  bool Step(sqlite3_stmt* s) {
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    std::string message = sqlite3_errmsg(db_);
+    Done(s);
+    throw SqliteError(rc, message);
+  }
+
+  static void Done(sqlite3_stmt* s) {
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+  }
+
+  sqlite3* db_;
+  std::map<std::string, sqlite3_stmt*, std::less<>>& cache_;
+};
+
+class SqliteDatabase final : public sql::Database {
+ public:
+  explicit SqliteDatabase(sqlite3* db) : db_(db) {}
+  ~SqliteDatabase() override {
+    for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+    sqlite3_close_v2(db_);
+  }
+
+  Status Transact(const std::function<Status(sql::Tx&)>& body) override {
+    std::lock_guard lock(mu_);
+    return Locked([&](SqliteTx& tx) { return body(tx); });
+  }
+
+  Status Migrate() override {
+    std::lock_guard lock(mu_);
+    // Some migrations rebuild a table, which SQLite allows only with foreign keys off (a
+    // DROP TABLE would cascade); they are checked before the migration commits.
+    sqlite3_exec(db_, "PRAGMA foreign_keys = OFF", nullptr, nullptr, nullptr);
+    Status s = Locked([&](SqliteTx& tx) -> Status {
+      tx.ExecScript(
+          "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+          "name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)");
+      std::set<int64_t> applied;
+      for (sql::Row row : tx.Query("SELECT version FROM schema_migrations", {})) {
+        applied.insert(row.Int(0));
+      }
+      for (const Migration& m : SqliteMigrations()) {
+        if (applied.count(m.version)) continue;
+        tx.ExecScript(m.sql);
+        tx.Exec("INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
+                {m.version, m.name, UnixMillis(SystemClock().Now())});
+      }
+      sql::Rows broken = tx.Query("PRAGMA foreign_key_check", {});
+      if (!broken.empty()) {
+        return Internal("migrations left a row of table " + broken[0].Text(0) +
+                        " pointing at a missing row of " + broken[0].Text(2));
+      }
+      return Status::Ok();
+    });
+    sqlite3_exec(db_, "PRAGMA foreign_keys = ON", nullptr, nullptr, nullptr);
+    return s;
+  }
+
+ private:
+  // Runs `body` in one BEGIN IMMEDIATE transaction; the caller holds mu_. SQLITE_BUSY
+  // (another process holds the file past the busy timeout) is kUnavailable.
+  Status Locked(const std::function<Status(SqliteTx&)>& body) {
+    SqliteTx tx(db_, cache_);
+    try {
+      tx.ExecScript("BEGIN IMMEDIATE");
+    } catch (const SqliteError& e) {
+      return Unavailable(std::string("SQLite is busy: ") + e.what());
+    }
+    try {
+      Status result = body(tx);
+      tx.ExecScript(result.ok() ? "COMMIT" : "ROLLBACK");
+      return result;
+    } catch (const SqliteError& e) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      if (e.code == SQLITE_BUSY || e.code == SQLITE_LOCKED) {
+        return Unavailable(std::string("SQLite is busy: ") + e.what());
+      }
+      return Internal(std::string("SQLite error: ") + e.what());
+    } catch (const std::exception& e) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return Internal(std::string("SQLite error: ") + e.what());
+    }
+  }
+
+  std::mutex mu_;
+  sqlite3* db_;
+  std::map<std::string, sqlite3_stmt*, std::less<>> cache_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace
+
+Result<std::unique_ptr<sql::Database>> OpenSqliteDatabase(const SqliteOptions& options) {
+  sqlite3* db = nullptr;
+  int rc =
+      sqlite3_open_v2(options.path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close_v2(db);
+    return Unavailable("cannot open SQLite database " + options.path + ": " + message);
+  }
+  sqlite3_busy_timeout(db, options.busy_timeout_ms);
+  const char* pragmas =
+      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+  char* err = nullptr;
+  if (sqlite3_exec(db, pragmas, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string message = err ? err : "unknown error";
+    sqlite3_free(err);
+    sqlite3_close_v2(db);
+    return Unavailable("cannot set up SQLite database " + options.path + ": " + message);
+  }
+  return std::unique_ptr<sql::Database>(std::make_unique<SqliteDatabase>(db));
+}
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options) {
+  ASSIGN_OR_RETURN(auto db, OpenSqliteDatabase(options));
+  return std::unique_ptr<Store>(std::make_unique<SqlStore>(std::move(db)));
+}
+
+}  // namespace funcky::store

@@ -1,0 +1,61 @@
+// The statement spelling each database gets from the one store's SQL (sql::Rewrite), and
+// the reading of cells as each backend returns them.
+#include "coordinator/store/sql/sql.h"
+
+#include <gtest/gtest.h>
+
+namespace funcky::store::sql {
+namespace {
+
+TEST(SqlRewrite, PostgresKeepsCastsAndLocksAndExpandsLists) {
+  EXPECT_EQ(Rewrite("SELECT id FROM q WHERE a = $1::text AND id IN @ids($2) {FOR UPDATE}",
+                    Dialect::kPostgres),
+            "SELECT id FROM q WHERE a = $1::text AND id IN "
+            "(SELECT jsonb_array_elements_text($2::jsonb)::bigint) FOR UPDATE");
+  EXPECT_EQ(Rewrite("x IN @list($12)", Dialect::kPostgres),
+            "x IN (SELECT jsonb_array_elements_text($12::jsonb))");
+}
+
+TEST(SqlRewrite, SqliteNumbersParametersAndDropsCastsAndLocks) {
+  EXPECT_EQ(Rewrite("UPDATE r SET e = $2::jsonb WHERE id IN @list($1) {FOR UPDATE SKIP LOCKED}",
+                    Dialect::kSqlite),
+            "UPDATE r SET e = ?2 WHERE id IN (SELECT value FROM json_each(?1)) ");
+  EXPECT_EQ(Rewrite("a = $10::bigint[] AND b = $1", Dialect::kSqlite), "a = ?10 AND b = ?1");
+}
+
+TEST(SqlRewrite, StringLiteralsAreLeftAlone) {
+  EXPECT_EQ(Rewrite("SELECT '{x} $1 ::t @list($1)', $1", Dialect::kSqlite),
+            "SELECT '{x} $1 ::t @list($1)', ?1");
+}
+
+TEST(SqlRewrite, MalformedConventionsAreProgrammingErrors) {
+  EXPECT_THROW(Rewrite("SELECT 'open", Dialect::kSqlite), std::logic_error);
+  EXPECT_THROW(Rewrite("SELECT 1 {FOR UPDATE", Dialect::kPostgres), std::logic_error);
+  EXPECT_THROW(Rewrite("x IN @set($1)", Dialect::kPostgres), std::logic_error);
+}
+
+TEST(SqlRow, ReadsTextFromPostgresAndIntegersFromSqlite) {
+  Rows rows(4, {std::string("42"), std::string("t"), int64_t{7}, std::monostate{}});
+  ASSERT_EQ(rows.size(), 1u);
+  Row row = rows[0];
+  EXPECT_EQ(row.Int(0), 42);
+  EXPECT_TRUE(row.Bool(1));
+  EXPECT_EQ(row.Text(2), "7");
+  EXPECT_TRUE(row.Bool(2));
+  EXPECT_TRUE(row.Null(3));
+  EXPECT_EQ(row.OptInt(3), std::nullopt);
+  EXPECT_TRUE(row.JsonCol(3).is_null());
+  Rows bad(1, {std::string("4x")});
+  EXPECT_THROW(bad[0].Int(0), std::runtime_error);
+}
+
+TEST(SqlValue, OptionalsAreNullWhenAbsentAndJsonNullIsNull) {
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(Value(std::optional<int>()).get()));
+  EXPECT_EQ(std::get<int64_t>(Value(std::optional<int>(3)).get()), 3);
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(JsonValue(nullptr).get()));
+  EXPECT_EQ(std::get<std::string>(JsonValue({{"a", 1}}).get()), R"({"a":1})");
+  EXPECT_EQ(std::get<std::string>(ListValue({"a", "b"}).get()), R"(["a","b"])");
+}
+
+}  // namespace
+}  // namespace funcky::store::sql
