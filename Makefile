@@ -54,10 +54,17 @@ sanitize-test: build
 	  $(BUILD)/tests/e2e_tests --gtest_filter='RecoveryTest.SigtermUnderLoad*'
 
 # Benchmarks print figures; they are not part of `make test` (see bench/README.md).
-bench: build
-	bench/e2e_runs.py --build $(BUILD)
+# side_by_side.py needs the Node pieces of bench/package-lock.json (npm ci when the lock changes).
+bench: build bench/node_modules/.installed
+	bench/side_by_side.py --build $(BUILD)
 	bench/claim_backlog.sh $(BUILD)
 	bench/list_runs.sh $(BUILD)
+
+# --ignore-scripts: no package needs its install script, and restate-server's would send install
+# analytics off the machine.
+bench/node_modules/.installed: bench/package.json bench/package-lock.json
+	cd bench && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Fuzzes, with libFuzzer (clang), ASan and UBSan, each parser of untrusted input: expressions
 # (expr), host replies (ops), event bodies (event_body) and URLs (url). FUZZ_SECONDS is split

@@ -1,0 +1,34 @@
+// A host served by the official `inngest` npm SDK (pinned in bench/package.json) with the
+// same shape as the C++ hello host: one function, two steps, three calls a run. Syncs with the
+// Funcky coordinator the way tests/compat does (PUT to the app: the SDK posts its functions to
+// /fn/register), then prints "registered" and serves until SIGTERM.
+//
+//   node npm_host.mjs http://127.0.0.1:8288        # event name: bench/npm
+import { createServer } from 'node:http';
+import { Inngest } from 'inngest';
+import { serve } from 'inngest/node';
+
+const coordinator = process.argv[2];
+if (!coordinator) throw new Error('usage: npm_host.mjs COORDINATOR_URL');
+
+const inngest = new Inngest({ id: 'bench-npm', isDev: true, baseUrl: coordinator });
+const twoSteps = inngest.createFunction(
+  { id: 'two-steps', triggers: [{ event: 'bench/npm' }] },
+  async ({ step }) => {
+    const a = await step.run('first', () => 'A');
+    const b = await step.run('second', () => a + 'B');
+    return { b };
+  },
+);
+const handler = serve({ client: inngest, functions: [twoSteps] });
+const server = createServer(handler);
+server.keepAliveTimeout = 65_000;
+server.listen(0, '127.0.0.1', async () => {
+  const put = await fetch(`http://127.0.0.1:${server.address().port}/api/inngest`, { method: 'PUT' });
+  if (put.status !== 200) {
+    console.error(`sync failed: HTTP ${put.status} ${await put.text()}`);
+    process.exit(1);
+  }
+  console.log('registered');
+});
+process.on('SIGTERM', () => { server.closeAllConnections(); server.close(); process.exit(0); });

