@@ -40,10 +40,17 @@ std::vector<Json> Function::configs(const std::string& app_id, const std::string
                  {"triggers", triggers},
                  {"steps", StepConfig(id, serve_url, options_.retries)}};
   if (options_.ordering) {
-    config["ordering"] = {{"key", options_.ordering->key}};
-    if (!options_.ordering->head_timeout.empty()) {
-      config["ordering"]["head_timeout"] = options_.ordering->head_timeout;
+    const Ordering& o = *options_.ordering;
+    Json ordering = {{"key", o.key}};
+    for (const auto& [name, value] : {std::pair{"head_timeout", &o.head_timeout},
+                                      {"bypass", &o.bypass},
+                                      {"sequence", &o.sequence},
+                                      {"gap_timeout", &o.gap_timeout},
+                                      {"stale", &o.stale}}) {
+      if (!value->empty()) ordering[name] = *value;
     }
+    if (o.start) ordering["start"] = *o.start;
+    config["ordering"] = std::move(ordering);
   }
   if (!options_.concurrency.empty()) {
     Json limits = Json::array();

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -46,10 +47,19 @@ struct CancelOn {
 struct Context;
 
 // Strict FIFO per key (Funcky's extension of the function config): runs of one key start in
-// the order their events were accepted, each after the one before it has finished.
+// the order their events were accepted, each after the one before it has finished — or, with
+// `sequence`, in the order of a number the producer puts in each event (docs/ordering.md
+// "Sequence lanes"; a coordinator that does not enforce it yet refuses it at sync).
 struct Ordering {
   std::string key;           // an expression over the event, e.g. "event.data.tenant_id"
   std::string head_timeout;  // e.g. "10m": fail a head that holds its lane longer; "" = never
+  // An event for which this expression is true runs at once, outside its lane; "" = none.
+  std::string bypass;
+  // The event's number in its lane, e.g. "event.data.version"; "" = acceptance order.
+  std::string sequence;
+  std::string gap_timeout;       // with sequence: how long to wait for a missing number (1s..7d)
+  std::optional<int64_t> start;  // with sequence: a new lane's first number; unset = first seen
+  std::string stale;  // with sequence: "skip" (default) or "run" for numbers below the next
 };
 
 // A limit on calls in flight: for the whole function, or per value of `key`.

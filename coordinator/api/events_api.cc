@@ -59,6 +59,10 @@ Response Api::HandleEvents(const Request& req, std::string_view key) {
       // this request cannot succeed, so no 5xx (SDKs retry those forever).
       return EventsError(409, "already_exists", stored.status().message());
     }
+    if (stored.status().code() == StatusCode::kInvalidArgument) {
+      // An event a function cannot order (no sequence number): the sender's to fix.
+      return EventsError(400, "invalid_argument", stored.status().message());
+    }
     spdlog::error("storing {} event(s) failed: {}", count, stored.status().ToString());
     return EventsError(503, "unavailable", "storage unavailable; nothing was stored, retry");
   }

@@ -55,4 +55,26 @@ Json FunctionJson(const store::FunctionRecord& f) {
           {"updated_at", FormatRfc3339(f.updated_at_ms)}};
 }
 
+Json LaneJson(const scheduler::FlowControl& flow) {
+  if (!flow.lane_key) return nullptr;
+  const auto source = [](const std::shared_ptr<const expr::Expression>& e) {
+    return e ? Json(e->source()) : Json(nullptr);
+  };
+  Json sequence = nullptr;
+  if (flow.sequence) {
+    const scheduler::Sequencing& s = *flow.sequence;
+    sequence = {{"expression", s.expression->source()},
+                {"gap_timeout", FormatDuration(s.gap_timeout)},
+                {"gap_timeout_ms", s.gap_timeout.count()},
+                {"start", s.start ? Json(*s.start) : Json(nullptr)},
+                {"stale", scheduler::StalePolicyName(s.stale)},
+                {"enforced", scheduler::kSequenceEnforced}};
+  }
+  return {{"from", flow.lane_from},
+          {"key", flow.lane_key->source()},
+          {"head_timeout", flow.head_timeout ? Json(FormatDuration(*flow.head_timeout)) : Json()},
+          {"bypass", source(flow.bypass)},
+          {"sequence", std::move(sequence)}};
+}
+
 }  // namespace funcky::api

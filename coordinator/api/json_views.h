@@ -7,6 +7,7 @@
 
 #include "common/duration.h"  // FormatRfc3339: the API's times
 #include "common/status.h"
+#include "coordinator/scheduler/flow.h"
 #include "coordinator/store/store.h"
 
 namespace funcky::api {
@@ -17,5 +18,9 @@ Result<int> ParseLimit(std::string_view text);
 nlohmann::json RunJson(const store::RunRecord& run);
 nlohmann::json EventJson(const store::EventRecord& event);
 nlohmann::json FunctionJson(const store::FunctionRecord& fn);
+// A function's lane as the coordinator understood its config: null without a lane, else
+// {from, key, head_timeout, bypass, sequence: null | {expression, gap_timeout,
+// gap_timeout_ms, start, stale, enforced}}.
+nlohmann::json LaneJson(const scheduler::FlowControl& flow);
 
 }  // namespace funcky::api

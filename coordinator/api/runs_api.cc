@@ -160,6 +160,8 @@ Response Api::HandleListFunctions(const Request& req) {
   Json data = Json::array();
   for (const auto& f : *functions) {
     Json j = FunctionJson(f);
+    auto flow = scheduler::ParseFlowControl(f.config);
+    j["lane"] = flow.ok() ? LaneJson(*flow) : Json(nullptr);
     if (auto it = app_by_id.find(f.app_id); it != app_by_id.end()) {
       j["app"] = {{"id", it->second->id},
                   {"url", it->second->url},

@@ -22,15 +22,24 @@ constexpr std::chrono::milliseconds kSweepAge{2000};
 constexpr std::chrono::milliseconds kSweepInterval{1000};
 constexpr int kSweepBatch = 200;
 
-// A new run of function `fn` for `event`, with its lane and concurrency keys.
-store::NewRun NewRunFor(const std::string& fn, const FunctionSet& set, const Json& event,
-                        int64_t now_ms) {
+// A new run of function `fn` for `event`, with its lane and concurrency keys. An event that
+// bypasses its lane gets a run without one. kInvalidArgument when the function's lane orders
+// by sequence and the event has no number.
+//
+// A sequence lane's number (keys.lane.lane_sequence) is checked here but not stored yet:
+// store::NewRun has no field for it (docs/sequence-lanes-plan.md), and a coordinator syncs
+// such a function only with --preview-sequence-lanes.
+Result<store::NewRun> NewRunFor(const std::string& fn, const FunctionSet& set, const Json& event,
+                                int64_t now_ms) {
   store::NewRun run{NewUlid(now_ms), fn};
   if (auto flow = set.flows.find(fn); flow != set.flows.end()) {
-    scheduler::RunKeys keys = scheduler::EvaluateKeys(flow->second, event);
-    run.lane_key = std::move(keys.lane_key);
-    run.head_timeout = flow->second.head_timeout;
-    run.concurrency_key = std::move(keys.concurrency_key);
+    auto keys = scheduler::EvaluateKeys(flow->second, event);
+    if (!keys.ok()) {
+      return InvalidArgument("function \"" + fn + "\" cannot order it: " + keys.status().message());
+    }
+    run.lane_key = std::move(keys->lane_key);
+    if (run.lane_key) run.head_timeout = flow->second.head_timeout;
+    run.concurrency_key = std::move(keys->concurrency_key);
   }
   return run;
 }
@@ -116,7 +125,21 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
     }
     for (const store::FunctionRecord* fn : targets) {
       if (fn->id == ended_fn) continue;
-      ne.runs.push_back(NewRunFor(fn->id, *set, ne.event.payload, now_ms));
+      auto run = NewRunFor(fn->id, *set, ne.event.payload, now_ms);
+      if (run.ok()) {
+        ne.runs.push_back(std::move(*run));
+        continue;
+      }
+      // A sender's event is refused, and so is the whole request: nothing is stored. The end
+      // of a run cannot be refused (its announcement would be retried forever): it starts
+      // no run of this function.
+      const std::string what = "event " + std::to_string(batch.size()) + " (\"" + ne.event.name +
+                               "\"): " + run.status().message();
+      if (IsRunEndEvent(ne.event.name)) {
+        spdlog::error("{}; it starts no run of {}", what, fn->id);
+        continue;
+      }
+      return InvalidArgument(what);
     }
     batch.push_back(std::move(ne));
   }
@@ -233,7 +256,8 @@ Result<std::string> Intake::Replay(const std::string& run_id) {
   ASSIGN_OR_RETURN(store::EventRecord event, store_.GetEvent(run.event_id));
   ASSIGN_OR_RETURN(auto set, Functions(/*refresh=*/false));
   const TimePoint now = clock_.Now();
-  store::NewRun replay = NewRunFor(run.function_id, *set, event.payload, UnixMillis(now));
+  ASSIGN_OR_RETURN(store::NewRun replay,
+                   NewRunFor(run.function_id, *set, event.payload, UnixMillis(now)));
   RETURN_IF_ERROR(store_.StartRun(event.internal_id, replay, now));
   spdlog::info("run {} replays run {} of {}", replay.run_id, run_id, run.function_id);
   if (on_new_work_) on_new_work_();

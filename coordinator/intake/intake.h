@@ -62,7 +62,9 @@ class Intake final : public executor::RunEvents {
   Result<std::shared_ptr<const FunctionSet>> Functions(bool refresh);
 
   // Stores the events and starts their runs (all or nothing), then resumes matching waits
-  // and cancels matching runs. kUnavailable when nothing could be stored.
+  // and cancels matching runs. kUnavailable when nothing could be stored; kInvalidArgument,
+  // storing nothing, when an event yields no number for a function whose lane orders by the
+  // producer's sequence (docs/ordering.md "Sequence lanes").
   Result<IngestResult> Ingest(std::vector<IncomingEvent> events);
 
   // Tells executors that work may be due now.

@@ -1,6 +1,7 @@
 #include "coordinator/scheduler/flow.h"
 
 #include <algorithm>
+#include <array>
 #include <set>
 #include <string_view>
 
@@ -52,6 +53,81 @@ Status OnlyKnownKeys(const Json& object, std::string_view where,
   return Status::Ok();
 }
 
+Result<std::chrono::milliseconds> DurationOption(const Json& v, const std::string& where) {
+  if (!v.is_string()) return InvalidArgument(where + " must be a duration string");
+  auto d = ParseDuration(v.get<std::string>());
+  if (!d.ok()) return InvalidArgument(where + ": " + d.status().message());
+  return *d;
+}
+
+// The options of a lane besides its key, on `ordering` or on the lane's concurrency entry
+// (`where`): head_timeout, bypass, and a producer sequence (sequence.h).
+constexpr std::array<std::string_view, 6> kLaneOptions = {"head_timeout", "bypass", "sequence",
+                                                          "gap_timeout",  "start",  "stale"};
+
+bool HasOption(const Json& o, std::string_view name) {
+  auto it = o.find(name);
+  return it != o.end() && !it->is_null();
+}
+
+// The first lane option set in `o`, or "".
+std::string_view FirstLaneOption(const Json& o) {
+  for (std::string_view name : kLaneOptions) {
+    if (HasOption(o, name)) return name;
+  }
+  return {};
+}
+
+Status AddLaneOptions(const Json& o, const std::string& where, FlowControl& flow) {
+  flow.lane_from = where;
+  if (HasOption(o, "head_timeout")) {
+    ASSIGN_OR_RETURN(flow.head_timeout, DurationOption(o["head_timeout"], where + ".head_timeout"));
+  }
+  if (HasOption(o, "bypass")) {
+    ASSIGN_OR_RETURN(flow.bypass, KeyExpression(o["bypass"], where + ".bypass"));
+  }
+  if (!HasOption(o, "sequence")) {
+    for (std::string_view name : {"gap_timeout", "start", "stale"}) {
+      if (HasOption(o, name)) {
+        return InvalidArgument(where + "." + std::string(name) + " needs " + where +
+                               ".sequence: it applies to a lane ordered by the producer's "
+                               "numbers");
+      }
+    }
+    return Status::Ok();
+  }
+  Sequencing seq;
+  ASSIGN_OR_RETURN(seq.expression, KeyExpression(o["sequence"], where + ".sequence"));
+  const std::string bounds(kGapTimeoutBounds);
+  if (!HasOption(o, "gap_timeout")) {
+    return InvalidArgument(where + ".sequence needs " + where +
+                           ".gap_timeout: how long the lane waits for a missing number, " + bounds);
+  }
+  ASSIGN_OR_RETURN(seq.gap_timeout, DurationOption(o["gap_timeout"], where + ".gap_timeout"));
+  if (seq.gap_timeout < kMinGapTimeout || seq.gap_timeout > kMaxGapTimeout) {
+    return InvalidArgument(where + ".gap_timeout must be " + bounds);
+  }
+  if (HasOption(o, "start")) {
+    if (!IsIntegerIn(o["start"], 0, kMaxSequenceNumber)) {
+      return InvalidArgument(where + ".start must be an integer from 0 to " +
+                             std::to_string(kMaxSequenceNumber));
+    }
+    seq.start = o["start"].get<int64_t>();
+  }
+  if (HasOption(o, "stale")) {
+    const Json& stale = o["stale"];
+    if (stale == "skip") {
+      seq.stale = StalePolicy::kSkip;
+    } else if (stale == "run") {
+      seq.stale = StalePolicy::kRun;
+    } else {
+      return InvalidArgument(where + ".stale must be \"skip\" or \"run\"");
+    }
+  }
+  flow.sequence = std::move(seq);
+  return Status::Ok();
+}
+
 Status AddConcurrency(const Json& c, FlowControl& flow) {
   const std::string range = " from 0 to " + std::to_string(kMaxLimit);
   if (c.is_number()) {
@@ -62,7 +138,9 @@ Status AddConcurrency(const Json& c, FlowControl& flow) {
   if (!c.is_object() || !c.contains("limit") || !IsLimit(c["limit"])) {
     return InvalidArgument("concurrency needs an integer \"limit\"" + range);
   }
-  RETURN_IF_ERROR(OnlyKnownKeys(c, "concurrency", {"limit", "key", "scope"}));
+  RETURN_IF_ERROR(OnlyKnownKeys(c, "concurrency",
+                                {"limit", "key", "scope", "head_timeout", "bypass", "sequence",
+                                 "gap_timeout", "start", "stale"}));
   const int limit = static_cast<int>(c["limit"].get<int64_t>());
   if (auto scope = c.find("scope"); scope != c.end() && !scope->is_null()) {
     if (!scope->is_string() || (*scope != "fn" && *scope != "env" && *scope != "account")) {
@@ -73,6 +151,13 @@ Status AddConcurrency(const Json& c, FlowControl& flow) {
                              "\" (a limit shared across functions) is not implemented by " +
                              "Funcky; use scope \"fn\"");
     }
+  }
+  // Funcky's lane options ride on the lane's entry, where the Inngest SDKs keep them
+  // (docs/ordering.md "Sequence lanes"); on any other entry they would mean nothing.
+  if (std::string_view option = FirstLaneOption(c);
+      !option.empty() && (limit != 1 || !HasOption(c, "key"))) {
+    return InvalidArgument("concurrency." + std::string(option) +
+                           " needs a lane: an entry {limit: 1, key}");
   }
   if (!c.contains("key")) {
     // Every unkeyed limit holds, so the smallest is the one that binds.
@@ -85,6 +170,7 @@ Status AddConcurrency(const Json& c, FlowControl& flow) {
   if (limit == 1) {
     if (flow.lane_key) return InvalidArgument("only one lane key per function");
     flow.lane_key = std::move(key);
+    RETURN_IF_ERROR(AddLaneOptions(c, "concurrency", flow));
   } else {
     if (flow.limit_key) {
       return InvalidArgument(
@@ -170,18 +256,19 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
     }
   }
   if (auto o = config.find("ordering"); o != config.end() && !o->is_null()) {
+    if (o->is_object() && !HasOption(*o, "key") && HasOption(*o, "sequence")) {
+      return InvalidArgument(
+          "ordering.sequence needs ordering.key: the numbers are counted per key (e.g. "
+          "\"event.data.tenant_id\")");
+    }
     if (!o->is_object() || !o->contains("key")) {
       return InvalidArgument("ordering must be an object with a \"key\"");
     }
-    RETURN_IF_ERROR(OnlyKnownKeys(*o, "ordering", {"key", "head_timeout"}));
+    RETURN_IF_ERROR(OnlyKnownKeys(
+        *o, "ordering",
+        {"key", "head_timeout", "bypass", "sequence", "gap_timeout", "start", "stale"}));
     ASSIGN_OR_RETURN(flow.lane_key, KeyExpression((*o)["key"], "ordering.key"));
-    if (auto t = o->find("head_timeout"); t != o->end() && !t->is_null()) {
-      if (!t->is_string())
-        return InvalidArgument("ordering.head_timeout must be a duration string");
-      auto d = ParseDuration(t->get<std::string>());
-      if (!d.ok()) return InvalidArgument("ordering.head_timeout: " + d.status().message());
-      flow.head_timeout = *d;
-    }
+    RETURN_IF_ERROR(AddLaneOptions(*o, "ordering", flow));
   }
   if (auto c = config.find("concurrency"); c != config.end() && !c->is_null()) {
     if (c->is_array()) {
@@ -191,14 +278,22 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
       RETURN_IF_ERROR(AddConcurrency(*c, flow));
     }
   }
+  if (flow.sequence && !flow.crons.empty()) {
+    return InvalidArgument(flow.lane_from +
+                           ".sequence: a cron trigger's ticks carry no sequence number; give "
+                           "the schedule a function of its own");
+  }
   return flow;
 }
 
-RunKeys EvaluateKeys(const FlowControl& flow, const Json& event) {
+Result<RunKeys> EvaluateKeys(const FlowControl& flow, const Json& event) {
   RunKeys keys;
   const expr::Variables vars{{"event", &event}};
-  if (flow.lane_key) keys.lane_key = expr::KeyText(flow.lane_key->Evaluate(vars));
   if (flow.limit_key) keys.concurrency_key = expr::KeyText(flow.limit_key->Evaluate(vars));
+  if (!flow.lane_key) return keys;
+  ASSIGN_OR_RETURN(
+      keys.lane, PlaceInLane(flow.sequence ? &*flow.sequence : nullptr, flow.bypass.get(), event));
+  if (!keys.lane.bypass_lane) keys.lane_key = expr::KeyText(flow.lane_key->Evaluate(vars));
   return keys;
 }
 

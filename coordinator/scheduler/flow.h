@@ -1,7 +1,9 @@
 // What a function's config says about starting and pacing its runs, compiled once:
 // - its event triggers, each with its optional `expression` filter (docs/protocol.md §3);
 // - a lane key: `ordering: {key, head_timeout?}` (Funcky's extension), or an Inngest
-//   `concurrency: {limit: 1, key}` with scope fn — each key is a strict FIFO lane;
+//   `concurrency: {limit: 1, key}` with scope fn — each key is a strict FIFO lane — with
+//   the lane's options on either: head_timeout, a producer sequence (sequence, gap_timeout,
+//   start, stale; sequence.h) and a bypass expression;
 // - a function-wide limit on calls in flight: `concurrency: N` or `{limit: N}`;
 // - a per-key limit on calls in flight: `{limit: N, key}` with N > 1 (no order promise);
 // - cron triggers and `cancel` (cancel_on) conditions.
@@ -19,6 +21,7 @@
 #include "common/status.h"
 #include "coordinator/expr/expr.h"
 #include "coordinator/scheduler/cron.h"
+#include "coordinator/scheduler/sequence.h"
 
 namespace funcky::scheduler {
 
@@ -39,9 +42,14 @@ struct FlowControl {
   std::vector<CronSchedule> crons;
   std::vector<CancelOn> cancel;
   std::shared_ptr<const expr::Expression> lane_key;  // null: no lanes
+  // Where the lane was asked for, as config paths in messages name it: "ordering" or
+  // "concurrency"; empty without a lane.
+  std::string lane_from;
   std::optional<std::chrono::milliseconds> head_timeout;
-  int function_limit = 0;  // 0: unlimited
-  int key_limit = 0;       // 0: unlimited
+  std::optional<Sequencing> sequence;              // null: acceptance order
+  std::shared_ptr<const expr::Expression> bypass;  // null: every event takes its lane
+  int function_limit = 0;                          // 0: unlimited
+  int key_limit = 0;                               // 0: unlimited
   std::shared_ptr<const expr::Expression> limit_key;
 };
 
@@ -55,9 +63,12 @@ Result<FlowControl> ParseFlowControl(const nlohmann::json& config);
 
 // The keys of one run, evaluated on its triggering event.
 struct RunKeys {
-  std::optional<std::string> lane_key;
+  std::optional<std::string> lane_key;  // null: no lane, or the event bypasses it
   std::optional<std::string> concurrency_key;
+  LanePlacement lane;  // bypass, and a sequence lane's number
 };
-RunKeys EvaluateKeys(const FlowControl& flow, const nlohmann::json& event);
+// kInvalidArgument when the function's lane orders by sequence and the event yields no
+// number (PlaceInLane).
+Result<RunKeys> EvaluateKeys(const FlowControl& flow, const nlohmann::json& event);
 
 }  // namespace funcky::scheduler

@@ -1,14 +1,25 @@
 // The key expressions and flow-control options of a function config.
 #include <gtest/gtest.h>
+
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "coordinator/expr/expr.h"
 #include "coordinator/scheduler/flow.h"
+#include "coordinator/scheduler/sequence.h"
 
 namespace funcky {
 namespace {
 
 using Json = nlohmann::json;
+
+// `status` is an error whose message starts with `prefix`; `what` names the case.
+void ExpectErrorStartingWith(const Status& status, const std::string& prefix,
+                             const std::string& what) {
+  ASSERT_FALSE(status.ok()) << what;
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << what;
+  EXPECT_EQ(status.message().rfind(prefix, 0), 0u) << what << " gave: " << status.message();
+}
 
 struct KeyCase {
   std::string expression;
@@ -288,7 +299,7 @@ TEST(Flow, OrderingAndConcurrencyOptions) {
   ASSERT_TRUE(inngest.ok());
   EXPECT_TRUE(inngest->lane_key);
   EXPECT_EQ(inngest->key_limit, 0);
-  EXPECT_EQ(scheduler::EvaluateKeys(*inngest, {{"data", {{"k", "x"}}}}).lane_key, "x");
+  EXPECT_EQ(scheduler::EvaluateKeys(*inngest, {{"data", {{"k", "x"}}}})->lane_key, "x");
 
   auto limits = scheduler::ParseFlowControl(
       Json::parse(R"({"concurrency":[{"limit":10},{"limit":3,"key":"event.data.k"}]})"));
@@ -296,7 +307,7 @@ TEST(Flow, OrderingAndConcurrencyOptions) {
   EXPECT_FALSE(limits->lane_key);
   EXPECT_EQ(limits->function_limit, 10);
   EXPECT_EQ(limits->key_limit, 3);
-  EXPECT_EQ(scheduler::EvaluateKeys(*limits, {{"data", {{"k", 5}}}}).concurrency_key, "5");
+  EXPECT_EQ(scheduler::EvaluateKeys(*limits, {{"data", {{"k", 5}}}})->concurrency_key, "5");
 
   auto number = scheduler::ParseFlowControl(Json::parse(R"({"concurrency":4})"));
   ASSERT_TRUE(number.ok());
@@ -357,8 +368,8 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
       {R"({"optimizeParallelism":true})", "unknown option \"optimizeParallelism\""},
       {R"({"triggers":[{"cron":"* * * * *","jitter":"10s"}]})",
        "triggers[0].jitter is not implemented by Funcky"},
-      {R"({"ordering":{"key":"event.data.a","gap_timeout":"2s"}})",
-       "ordering.gap_timeout is not implemented by Funcky"},
+      {R"({"ordering":{"key":"event.data.a","sequence_number":"event.data.v"}})",
+       "ordering.sequence_number is not implemented by Funcky"},
       {R"({"cancel":[{"event":"x","match":"data.id"}]})", "cancel[0].match is not implemented"},
       {R"({"concurrency":{"limit":2,"key":"event.data.a","scope":"account"}})",
        "concurrency.scope \"account\" (a limit shared across functions) is not implemented"},
@@ -367,11 +378,304 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
        "concurrency: two keyed limits are not implemented by Funcky"},
   };
   for (const auto& [config, message] : cases) {
-    auto flow = scheduler::ParseFlowControl(Json::parse(config));
-    ASSERT_FALSE(flow.ok()) << config;
-    EXPECT_EQ(flow.status().message().rfind(message, 0), 0u)
-        << config << " gave: " << flow.status().message();
+    ExpectErrorStartingWith(scheduler::ParseFlowControl(Json::parse(config)).status(), message,
+                            config);
   }
+}
+
+// Sequence lanes (docs/ordering.md "Sequence lanes"): the options on `ordering`.
+TEST(SequenceLanes, OrderingOptionsAreParsed) {
+  auto flow = scheduler::ParseFlowControl(Json::parse(R"({"ordering":{
+      "key":"event.data.tenant","sequence":"event.data.version","gap_timeout":"2s",
+      "start":1,"stale":"run","bypass":"event.data.unordered == true","head_timeout":"1h"}})"));
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  EXPECT_EQ(flow->lane_from, "ordering");
+  ASSERT_TRUE(flow->lane_key);
+  EXPECT_EQ(flow->lane_key->source(), "event.data.tenant");
+  EXPECT_EQ(flow->head_timeout, std::chrono::hours(1));
+  ASSERT_TRUE(flow->bypass);
+  EXPECT_EQ(flow->bypass->source(), "event.data.unordered == true");
+  ASSERT_TRUE(flow->sequence);
+  EXPECT_EQ(flow->sequence->expression->source(), "event.data.version");
+  EXPECT_EQ(flow->sequence->gap_timeout, std::chrono::seconds(2));
+  EXPECT_EQ(flow->sequence->start, 1);
+  EXPECT_EQ(flow->sequence->stale, scheduler::StalePolicy::kRun);
+
+  // The defaults: a new lane starts at the first number it sees; stale numbers are skipped.
+  auto defaults = scheduler::ParseFlowControl(Json::parse(
+      R"({"ordering":{"key":"event.data.t","sequence":"event.data.v","gap_timeout":"1m",
+          "start":null,"stale":null,"bypass":null}})"));
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  ASSERT_TRUE(defaults->sequence);
+  EXPECT_EQ(defaults->sequence->start, std::nullopt);
+  EXPECT_EQ(defaults->sequence->stale, scheduler::StalePolicy::kSkip);
+  EXPECT_FALSE(defaults->bypass);
+  EXPECT_FALSE(defaults->head_timeout);
+
+  // The bounds themselves are accepted.
+  for (const char* gap : {"1s", "7d", "168h", "1000ms"}) {
+    auto edge = scheduler::ParseFlowControl(
+        {{"ordering",
+          {{"key", "event.data.t"}, {"sequence", "event.data.v"}, {"gap_timeout", gap}}}});
+    EXPECT_TRUE(edge.ok()) << gap << ": " << edge.status().ToString();
+  }
+  for (int64_t start : {int64_t{0}, scheduler::kMaxSequenceNumber}) {
+    auto edge = scheduler::ParseFlowControl({{"ordering",
+                                              {{"key", "event.data.t"},
+                                               {"sequence", "event.data.v"},
+                                               {"gap_timeout", "5s"},
+                                               {"start", start}}}});
+    ASSERT_TRUE(edge.ok()) << start << ": " << edge.status().ToString();
+    EXPECT_EQ(edge->sequence->start, start);
+  }
+
+  // A lane in acceptance order may have a bypass too.
+  auto plain = scheduler::ParseFlowControl(
+      Json::parse(R"({"ordering":{"key":"event.data.t","bypass":"event.name == 'a/ping'"}})"));
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_FALSE(plain->sequence);
+  EXPECT_TRUE(plain->bypass);
+}
+
+// The npm SDK's getConfig drops unknown top-level keys (so `ordering` never reaches the
+// coordinator) but passes the `concurrency` value through as it is: the same options ride on
+// the lane's entry and mean the same.
+TEST(SequenceLanes, TheConcurrencyEntryFormMeansTheSame) {
+  const Json options = {{"sequence", "event.data.version"},
+                        {"gap_timeout", "2s"},
+                        {"start", 1},
+                        {"stale", "run"},
+                        {"bypass", "event.data.unordered == true"},
+                        {"head_timeout", "1h"}};
+  Json ordering = options;
+  ordering["key"] = "event.data.tenant";
+  Json entry = options;
+  entry["limit"] = 1;
+  entry["key"] = "event.data.tenant";
+  Json with_limit = {{"limit", 10}};  // a function-wide limit beside the lane
+  for (const Json& config :
+       {Json{{"concurrency", entry}}, Json{{"concurrency", Json::array({with_limit, entry})}}}) {
+    auto a = scheduler::ParseFlowControl({{"ordering", ordering}});
+    auto b = scheduler::ParseFlowControl(config);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    ASSERT_TRUE(b.ok()) << config << ": " << b.status().ToString();
+    EXPECT_EQ(b->lane_from, "concurrency");
+    EXPECT_EQ(b->lane_key->source(), a->lane_key->source());
+    EXPECT_EQ(b->head_timeout, a->head_timeout);
+    EXPECT_EQ(b->bypass->source(), a->bypass->source());
+    ASSERT_TRUE(b->sequence);
+    EXPECT_EQ(b->sequence->expression->source(), a->sequence->expression->source());
+    EXPECT_EQ(b->sequence->gap_timeout, a->sequence->gap_timeout);
+    EXPECT_EQ(b->sequence->start, a->sequence->start);
+    EXPECT_EQ(b->sequence->stale, a->sequence->stale);
+    EXPECT_EQ(b->key_limit, 0);
+  }
+  auto with_limit_parsed = scheduler::ParseFlowControl({{"concurrency", {with_limit, entry}}});
+  EXPECT_EQ(with_limit_parsed->function_limit, 10);
+}
+
+TEST(SequenceLanes, BadOptionsAreRefusedNamingTheField) {
+  const std::string max = std::to_string(scheduler::kMaxSequenceNumber);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"ordering":{"sequence":"event.data.v","gap_timeout":"2s"}})",
+       "ordering.sequence needs ordering.key: the numbers are counted per key"},
+      {R"({"ordering":{"key":"event.data.t","sequence":"event.data.v"}})",
+       "ordering.sequence needs ordering.gap_timeout: how long the lane waits for a missing "
+       "number, from 1s to 7d"},
+      {R"({"ordering":{"key":"event.data.t","gap_timeout":"2s"}})",
+       "ordering.gap_timeout needs ordering.sequence"},
+      {R"({"ordering":{"key":"event.data.t","start":1}})",
+       "ordering.start needs ordering.sequence"},
+      {R"({"ordering":{"key":"event.data.t","stale":"run"}})",
+       "ordering.stale needs ordering.sequence"},
+      {R"({"ordering":{"key":"event.data.t","sequence":"event.data.","gap_timeout":"2s"}})",
+       "ordering.sequence: at 12: expected a field name after '.'"},
+      {R"({"ordering":{"key":"event.data.t","sequence":"","gap_timeout":"2s"}})",
+       "ordering.sequence must be a non-empty expression string"},
+      {R"({"ordering":{"key":"event.data.t","sequence":7,"gap_timeout":"2s"}})",
+       "ordering.sequence must be a non-empty expression string"},
+      {R"({"ordering":{"key":"event.data.t","sequence":"event.data.v","gap_timeout":"999ms"}})",
+       "ordering.gap_timeout must be from 1s to 7d"},
+      {R"({"ordering":{"key":"event.data.t","sequence":"event.data.v","gap_timeout":"7d1ms"}})",
+       "ordering.gap_timeout must be from 1s to 7d"},
+      {R"({"ordering":{"key":"event.data.t","sequence":"event.data.v","gap_timeout":"0s"}})",
+       "ordering.gap_timeout must be from 1s to 7d"},
+      {R"({"ordering":{"key":"event.data.t","sequence":"event.data.v","gap_timeout":"soon"}})",
+       "ordering.gap_timeout: "},
+      {R"({"ordering":{"key":"event.data.t","sequence":"event.data.v","gap_timeout":2000}})",
+       "ordering.gap_timeout must be a duration string"},
+      {R"({"ordering":{"key":"event.data.t","sequence":"event.data.v","gap_timeout":"2s","start":-1}})",
+       "ordering.start must be an integer from 0 to " + max},
+      {R"({"ordering":{"key":"event.data.t","sequence":"event.data.v","gap_timeout":"2s","start":1.5}})",
+       "ordering.start must be an integer from 0 to " + max},
+      {R"({"ordering":{"key":"event.data.t","sequence":"event.data.v","gap_timeout":"2s","start":9007199254740992}})",
+       "ordering.start must be an integer from 0 to " + max},
+      {R"({"ordering":{"key":"event.data.t","sequence":"event.data.v","gap_timeout":"2s","start":"1"}})",
+       "ordering.start must be an integer from 0 to " + max},
+      {R"({"ordering":{"key":"event.data.t","sequence":"event.data.v","gap_timeout":"2s","stale":"drop"}})",
+       "ordering.stale must be \"skip\" or \"run\""},
+      {R"({"ordering":{"key":"event.data.t","bypass":"event.data.x =="}})", "ordering.bypass: at "},
+      {R"({"ordering":{"key":"event.data.t","head_timeout":5}})",
+       "ordering.head_timeout must be a duration string"},
+      // Unknown fields are still refused, on either form.
+      {R"({"ordering":{"key":"event.data.t","sequence":"event.data.v","gap_timeout":"2s","order":"desc"}})",
+       "ordering.order is not implemented by Funcky"},
+      {R"({"concurrency":{"limit":1,"key":"event.data.t","reorder":true}})",
+       "concurrency.reorder is not implemented by Funcky"},
+      // The concurrency form: the options need the lane's entry (limit 1 with a key).
+      {R"({"concurrency":{"limit":2,"key":"event.data.t","sequence":"event.data.v","gap_timeout":"2s"}})",
+       "concurrency.sequence needs a lane: an entry {limit: 1, key}"},
+      {R"({"concurrency":{"limit":1,"sequence":"event.data.v","gap_timeout":"2s"}})",
+       "concurrency.sequence needs a lane: an entry {limit: 1, key}"},
+      {R"({"concurrency":[{"limit":5,"head_timeout":"1m"},{"limit":1,"key":"event.data.t"}]})",
+       "concurrency.head_timeout needs a lane: an entry {limit: 1, key}"},
+      {R"({"concurrency":{"limit":1,"key":"event.data.t","sequence":"event.data.v"}})",
+       "concurrency.sequence needs concurrency.gap_timeout"},
+      {R"({"concurrency":{"limit":1,"key":"event.data.t","sequence":"event.data.v","gap_timeout":"1h","stale":"later"}})",
+       "concurrency.stale must be \"skip\" or \"run\""},
+      {R"({"concurrency":{"limit":1,"key":"event.data.t","gap_timeout":"1h"}})",
+       "concurrency.gap_timeout needs concurrency.sequence"},
+      // A cron tick has no number to order by.
+      {R"({"triggers":[{"cron":"* * * * *"}],"ordering":{"key":"'all'","sequence":"event.data.v","gap_timeout":"1m"}})",
+       "ordering.sequence: a cron trigger's ticks carry no sequence number"},
+  };
+  for (const auto& [config, message] : cases) {
+    ExpectErrorStartingWith(scheduler::ParseFlowControl(Json::parse(config)).status(), message,
+                            config);
+  }
+}
+
+TEST(SequenceLanes, NumbersAreNonNegativeSafeIntegers) {
+  const int64_t max = scheduler::kMaxSequenceNumber;
+  const std::vector<std::pair<Json, int64_t>> good = {
+      {Json(0), 0},
+      {Json(7), 7},
+      {Json(uint64_t{42}), 42},
+      {Json(max), max},
+      {Json(3.0), 3},
+      {Json(-0.0), 0},
+      {Json(1e15), 1'000'000'000'000'000},
+      {Json("17"), 17},
+      {Json("007"), 7},
+      {Json("9007199254740991"), max},
+  };
+  for (const auto& [value, want] : good) {
+    auto n = scheduler::SequenceNumber(value);
+    ASSERT_TRUE(n.ok()) << value << ": " << n.status().ToString();
+    EXPECT_EQ(*n, want) << value;
+  }
+  const std::vector<std::pair<Json, std::string>> bad = {
+      {Json(nullptr), "is null (a missing field?)"},
+      {Json(-1), "is -1, below 0"},
+      {Json(max + 1), "is 9007199254740992, above 9007199254740991"},
+      {Json(uint64_t{18446744073709551615u}), "is 18446744073709551615, above"},
+      {Json(1.5), "is 1.5, not an integer"},
+      {Json(-2.0), "is -2.0, below 0"},
+      {Json(1e300), "is 1e+300, above"},
+      {Json(std::numeric_limits<double>::quiet_NaN()), "is null, not an integer"},
+      {Json("9007199254740992"), "is \"9007199254740992\", above"},
+      {Json("99999999999999999999999"), "is \"99999999999999999999999\", above"},
+      {Json("-3"), "is \"-3\", not a string of decimal digits"},
+      {Json("+3"), "is \"+3\", not a string of decimal digits"},
+      {Json("3 "), "is \"3 \", not a string of decimal digits"},
+      {Json(""), "is \"\", not a string of decimal digits"},
+      {Json("v2"), "is \"v2\", not a string of decimal digits"},
+      {Json(true), "is true, not a number"},
+      {Json::array({1}), "is [1], not a number"},
+      {Json{{"n", 1}}, "is {\"n\":1}, not a number"},
+      // Long values are cut short in the message.
+      {Json(std::string(100, '1')), "is \"" + std::string(36, '1') + "..., above"},
+  };
+  for (const auto& [value, message] : bad) {
+    ExpectErrorStartingWith(scheduler::SequenceNumber(value).status(), message, value.dump());
+  }
+}
+
+// What intake computes per event: the lane key, the bypass, and a sequence lane's number.
+TEST(SequenceLanes, EachEventGetsItsNumberOrBypassesItsLane) {
+  auto flow = scheduler::ParseFlowControl(Json::parse(R"({"ordering":{
+      "key":"event.data.tenant","sequence":"event.data.version","gap_timeout":"2s",
+      "bypass":"event.data.unordered == true"},
+      "concurrency":[{"limit":3,"key":"event.data.user"}]})"));
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  const auto keys = [&](Json data) {
+    return scheduler::EvaluateKeys(*flow, {{"name", "crm/updated"}, {"data", std::move(data)}});
+  };
+
+  auto ordered = keys({{"tenant", "t1"}, {"version", 3}, {"user", "u"}});
+  ASSERT_TRUE(ordered.ok()) << ordered.status().ToString();
+  EXPECT_EQ(ordered->lane_key, "t1");
+  EXPECT_EQ(ordered->concurrency_key, "u");
+  EXPECT_FALSE(ordered->lane.bypass_lane);
+  EXPECT_EQ(ordered->lane.lane_sequence, 3);
+  EXPECT_EQ(keys({{"tenant", "t1"}, {"version", "12"}})->lane.lane_sequence, 12);
+
+  // The bypass is decided first: such an event needs no number, and has no lane.
+  auto bypass = keys({{"tenant", "t1"}, {"unordered", true}, {"user", "u"}});
+  ASSERT_TRUE(bypass.ok()) << bypass.status().ToString();
+  EXPECT_TRUE(bypass->lane.bypass_lane);
+  EXPECT_EQ(bypass->lane_key, std::nullopt);
+  EXPECT_EQ(bypass->lane.lane_sequence, std::nullopt);
+  EXPECT_EQ(bypass->concurrency_key, "u");  // other limits still hold
+  // Only `true` bypasses (as for any condition).
+  EXPECT_EQ(keys({{"tenant", "t1"}, {"unordered", "yes"}, {"version", 1}})->lane_key, "t1");
+
+  // No number: refused, naming the expression and what it gave.
+  for (const auto& [data, message] : std::vector<std::pair<Json, std::string>>{
+           {{{"tenant", "t1"}},
+            "its sequence number \"event.data.version\" is null (a missing "
+            "field?)"},
+           {{{"tenant", "t1"}, {"version", -4}},
+            "its sequence number \"event.data.version\" is "
+            "-4, below 0"},
+           {{{"tenant", "t1"}, {"version", 2.5}},
+            "its sequence number \"event.data.version\" "
+            "is 2.5, not an integer"}}) {
+    auto r = keys(data);
+    ASSERT_FALSE(r.ok()) << data;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(r.status().message(), message);
+  }
+
+  // A number computed by the expression, and one over the evaluation budget (null).
+  auto computed = scheduler::ParseFlowControl(Json::parse(
+      R"({"ordering":{"key":"event.data.t","sequence":"event.data.major * 1000 + event.data.minor",
+          "gap_timeout":"2s"}})"));
+  ASSERT_TRUE(computed.ok()) << computed.status().ToString();
+  auto n = scheduler::EvaluateKeys(*computed, {{"data", {{"t", "a"}, {"major", 2}, {"minor", 5}}}});
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(n->lane.lane_sequence, 2005);
+  std::string costly = "size(event.data.b";
+  for (int i = 1; i < 300; ++i) costly += "+event.data.b";
+  costly += ")";
+  auto over = scheduler::ParseFlowControl(
+      {{"ordering", {{"key", "event.data.t"}, {"sequence", costly}, {"gap_timeout", "2s"}}}});
+  ASSERT_TRUE(over.ok()) << over.status().ToString();
+  auto r =
+      scheduler::EvaluateKeys(*over, {{"data", {{"t", "a"}, {"b", std::string(100'000, 'x')}}}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("is null"), std::string::npos) << r.status().message();
+
+  // A lane in acceptance order: no number; the bypass still applies.
+  auto plain = scheduler::ParseFlowControl(
+      Json::parse(R"({"ordering":{"key":"event.data.t","bypass":"event.name == 'a/ping'"}})"));
+  ASSERT_TRUE(plain.ok());
+  auto fifo = scheduler::EvaluateKeys(*plain, {{"name", "a/write"}, {"data", {{"t", "x"}}}});
+  ASSERT_TRUE(fifo.ok());
+  EXPECT_EQ(fifo->lane_key, "x");
+  EXPECT_EQ(fifo->lane.lane_sequence, std::nullopt);
+  auto ping = scheduler::EvaluateKeys(*plain, {{"name", "a/ping"}, {"data", {{"t", "x"}}}});
+  ASSERT_TRUE(ping.ok());
+  EXPECT_EQ(ping->lane_key, std::nullopt);
+  EXPECT_TRUE(ping->lane.bypass_lane);
+
+  // A function without a lane: no bypass, no number, whatever the event.
+  auto none = scheduler::ParseFlowControl(Json::object());
+  ASSERT_TRUE(none.ok());
+  auto unlaned = scheduler::EvaluateKeys(*none, {{"data", {{"version", "x"}}}});
+  ASSERT_TRUE(unlaned.ok());
+  EXPECT_EQ(unlaned->lane_key, std::nullopt);
+  EXPECT_FALSE(unlaned->lane.bypass_lane);
 }
 
 }  // namespace

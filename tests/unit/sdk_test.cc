@@ -4,6 +4,7 @@
 #include "common/jcs.h"
 #include "common/signing.h"
 #include "common/step_id.h"
+#include "coordinator/scheduler/flow.h"
 #include "sdk/serve.h"
 
 namespace funcky::sdk {
@@ -274,6 +275,40 @@ TEST_F(ServeTest, OnFailureIsRegisteredAsItsOwnFunctionAndServed) {
   auto r = h.handle({"POST", "/api?fnId=app-fn-failure&stepId=step", {}, call.dump()});
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(Json::parse(r.body), Json({{"saw", "boom"}}));
+}
+
+// The C++ SDK's Ordering serializes to the form the coordinator parses.
+TEST(SequenceLanes, TheCppSdkConfigParsesToTheSameLane) {
+  Ordering ordering{.key = "event.data.tenant",
+                    .head_timeout = "1h",
+                    .bypass = "event.data.unordered == true",
+                    .sequence = "event.data.version",
+                    .gap_timeout = "2s",
+                    .start = 1,
+                    .stale = "run"};
+  auto fn = create_function(
+      {.id = "replicate", .triggers = {{.event = "crm/updated"}}, .ordering = ordering},
+      [](Context&) { return Json(nullptr); });
+  const Json config = fn.configs("app", "http://h:1/api").at(0);
+  EXPECT_EQ(config["ordering"], Json::parse(R"({"key":"event.data.tenant","head_timeout":"1h",
+      "bypass":"event.data.unordered == true","sequence":"event.data.version",
+      "gap_timeout":"2s","start":1,"stale":"run"})"));
+  auto flow = scheduler::ParseFlowControl(config);
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  ASSERT_TRUE(flow->sequence);
+  EXPECT_EQ(flow->sequence->expression->source(), "event.data.version");
+  EXPECT_EQ(flow->sequence->gap_timeout, std::chrono::seconds(2));
+  EXPECT_EQ(flow->sequence->start, 1);
+  EXPECT_EQ(flow->sequence->stale, scheduler::StalePolicy::kRun);
+  EXPECT_EQ(flow->bypass->source(), "event.data.unordered == true");
+  EXPECT_EQ(flow->head_timeout, std::chrono::hours(1));
+
+  // Unset fields are left out, so a plain lane syncs as before.
+  auto plain = create_function(
+      {.id = "p", .triggers = {{.event = "e"}}, .ordering = Ordering{.key = "event.data.t"}},
+      [](Context&) { return Json(nullptr); });
+  EXPECT_EQ(plain.configs("app", "http://h:1/api").at(0)["ordering"],
+            Json::parse(R"({"key":"event.data.t"})"));
 }
 
 }  // namespace

@@ -1,0 +1,117 @@
+// Sequence lanes from the official inngest npm SDK (docs/ordering.md "Sequence lanes"). The
+// SDK's getConfig copies only the top-level options it knows, so `ordering` never reaches
+// the coordinator; but it passes the `concurrency` value through as it is. Funcky's lane
+// options therefore ride on the lane's entry: `concurrency: {limit: 1, key, sequence,
+// gap_timeout, start, stale, bypass}`. This test syncs such a function through the real SDK
+// and checks what the coordinator understood (GET /v1/functions), that an event without a
+// number is refused at intake, and that a bypassing event gets a run outside the lane.
+//
+// The store does not order by the numbers yet, so a coordinator refuses such a function at
+// sync unless it runs with --preview-sequence-lanes; both are checked.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Inngest } from 'inngest';
+import { serve } from 'inngest/node';
+import { getJson, listen, serveOn, startCoordinator, stopAll, waitFor, workDir }
+  from './harness.mjs';
+
+after(stopAll);
+
+const lane = {
+  limit: 1,
+  key: 'event.data.tenant',
+  sequence: 'event.data.version',
+  gap_timeout: '2s',
+  start: 1,
+  stale: 'skip',
+  bypass: 'event.data.unordered == true',
+};
+
+// An app with one function on `crm/updated` whose lane is `lane`, served on a free port.
+async function serveApp(base) {
+  const inngest = new Inngest({ id: 'seq-app', isDev: true, baseUrl: base });
+  const fn = inngest.createFunction(
+    { id: 'replicate', concurrency: lane, triggers: [{ event: 'crm/updated' }] },
+    async ({ event, step }) => step.run('apply', () => event.data.version ?? null),
+  );
+  const handler = serve({ client: inngest, functions: [fn] });
+  const { port } = await listen((req, res) => handler(req, res));
+  return `http://127.0.0.1:${port}/api/inngest`;
+}
+
+const send = (base, events) => fetch(`${base}/e/any-key`, {
+  method: 'POST',
+  headers: { 'Content-Type': 'application/json' },
+  body: JSON.stringify(events),
+});
+
+test('inngest npm SDK: a sequence lane on the concurrency entry is understood', async () => {
+  const work = workDir();
+  const preview = await startCoordinator(work, ['--preview-sequence-lanes']);
+  const plain = await serveOn(preview.db, work, [], 'funcky-plain');
+
+  // A coordinator that does not enforce sequence lanes refuses the function, naming the field.
+  const refused = await fetch(await serveApp(plain.base), { method: 'PUT' });
+  const refusal = await refused.text();
+  assert.notEqual(refused.status, 200, refusal);
+  assert.match(refusal,
+    /function \\"seq-app-replicate\\": concurrency\.sequence \(ordering by the producer's numbers\) is not enforced/);
+  assert.deepEqual((await getJson(`${plain.base}/v1/functions`)).body.data, []);
+
+  // With the preview flag it syncs, and GET /v1/functions shows the lane as parsed.
+  const put = await fetch(await serveApp(preview.base), { method: 'PUT' });
+  assert.equal(put.status, 200, await put.text());
+  const fns = (await getJson(`${preview.base}/v1/functions`)).body.data;
+  assert.equal(fns.length, 1);
+  const [fn] = fns;
+  assert.equal(fn.id, 'seq-app-replicate');
+  assert.deepEqual(fn.config.concurrency, lane, 'the SDK sent the entry as written');
+  assert.deepEqual(fn.lane, {
+    from: 'concurrency',
+    key: 'event.data.tenant',
+    head_timeout: null,
+    bypass: 'event.data.unordered == true',
+    sequence: {
+      expression: 'event.data.version',
+      gap_timeout: '2s',
+      gap_timeout_ms: 2000,
+      start: 1,
+      stale: 'skip',
+      enforced: false,
+    },
+  });
+
+  // An event whose sequence expression yields no number is refused, with the whole request.
+  const bad = await send(preview.base, [
+    { name: 'crm/updated', data: { tenant: 't1', version: 1 } },
+    { name: 'crm/updated', data: { tenant: 't1' } },
+  ]);
+  const badBody = await bad.json();
+  assert.equal(bad.status, 400, JSON.stringify(badBody));
+  assert.equal(badBody.status, 400);
+  assert.equal(badBody.error,
+    'event 1 ("crm/updated"): function "seq-app-replicate" cannot order it: its sequence ' +
+    'number "event.data.version" is null (a missing field?)');
+  assert.deepEqual((await getJson(`${preview.base}/v1/events`)).body.data, [],
+    'nothing of the refused request was stored');
+
+  // A numbered event joins its lane; a bypassing one needs no number and has no lane.
+  const ok = await send(preview.base, [
+    { name: 'crm/updated', data: { tenant: 't1', version: 1 } },
+    { name: 'crm/updated', data: { tenant: 't1', unordered: true } },
+  ]);
+  const okBody = await ok.json();
+  assert.equal(ok.status, 200, JSON.stringify(okBody));
+  const runOf = (id) => waitFor(async () =>
+    (await getJson(`${preview.base}/v1/events/${id}`)).body.data.runs[0]);
+  const [ordered, bypassed] = await Promise.all(okBody.ids.map(runOf));
+  assert.equal(ordered.key, 't1');
+  assert.equal(bypassed.key, null);
+  for (const run of [ordered, bypassed]) {
+    const done = await waitFor(async () => {
+      const r = (await getJson(`${preview.base}/v1/runs/${run.id}`)).body.data;
+      return ['completed', 'failed'].includes(r.status) ? r : null;
+    });
+    assert.equal(done.status, 'completed', JSON.stringify(done) + preview.log());
+  }
+});
