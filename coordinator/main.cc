@@ -58,7 +58,6 @@ struct ServeFlags {
   std::string retain;  // empty: keep runs and events forever
   std::string retain_interval = "1m";
   std::string tls_cert;
-  bool preview_sequence_lanes = false;
   std::string tls_key;
   std::string log_level = "info";
   std::string log_format = "text";
@@ -295,7 +294,6 @@ int Serve(const ServeFlags& f, bool dev) {
   api_options.api_token = f.api_token;
   api_options.host_ca_file = f.host_ca;
   api_options.sync_allow = sync_allow;
-  api_options.preview_sequence_lanes = f.preview_sequence_lanes;
   api::Api api(api_options, api::ApiStores::Of(*store), clock, intake, metrics,
                [&executor] { return static_cast<int64_t>(executor.in_flight()); });
   http::Router router;
@@ -435,10 +433,6 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
   app.add_option("--tls-cert", f.tls_cert,
                  "PEM certificate chain: serve HTTPS instead of HTTP (with --tls-key)");
   app.add_option("--tls-key", f.tls_key, "PEM private key of --tls-cert");
-  app.add_flag("--preview-sequence-lanes", f.preview_sequence_lanes,
-               "Sync functions whose lanes ask for the producer's sequence numbers although "
-               "this coordinator does not enforce them yet (their runs go in acceptance "
-               "order): for trying the configuration only (docs/ordering.md)");
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
   app.add_option("--log-format", f.log_format,

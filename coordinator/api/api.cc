@@ -44,6 +44,8 @@ void Api::Register(http::Router& router) {
              [this](const Request& r) { return HandleReplayRun(r); });
   router.Add("GET", "/v1/functions", [this](const Request& r) { return HandleListFunctions(r); });
   router.Add("GET", "/v1/lanes", [this](const Request& r) { return HandleListLanes(r); });
+  router.Add("GET", "/v1/lanes/{function}/{key}/gaps",
+             [this](const Request& r) { return HandleListLaneGaps(r); });
   router.Add("POST", "/v1/lanes/{function}/{key}/skip-head",
              [this](const Request& r) { return HandleSkipLaneHead(r); });
   router.Add("POST", "/v1/lanes/{function}/{key}/retry-head",

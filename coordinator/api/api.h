@@ -43,9 +43,6 @@ struct ApiOptions {
   // The only targets in-band sync (POST /v1/apps/sync) may call; empty: any. The route is
   // behind api_token, but a token holder should not reach every port the coordinator can.
   std::vector<SyncTarget> sync_allow;
-  // Sync functions whose lane asks for a producer sequence although the store does not
-  // enforce it yet (docs/sequence-lanes-plan.md); otherwise they are refused at sync.
-  bool preview_sequence_lanes = false;
   size_t max_events_per_request = 5000;
   size_t max_event_bytes = 512 << 10;
 };
@@ -86,6 +83,7 @@ class Api {
   http::Response HandleListFunctions(const http::Request& req);
   http::Response HandleListLanes(const http::Request& req);
   http::Response HandleSkipLaneHead(const http::Request& req);
+  http::Response HandleListLaneGaps(const http::Request& req);
   http::Response HandleRetryLaneHead(const http::Request& req);
   http::Response HandleHealth(const http::Request& req);
   http::Response HandleReady(const http::Request& req);

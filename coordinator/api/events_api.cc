@@ -102,9 +102,21 @@ Response Api::HandleGetEvent(const Request& req) {
   filter.limit = 500;
   auto runs = stores_.runs.ListRuns(filter);
   if (!runs.ok()) return http::ErrorResponse(runs.status());
+  auto outcomes = stores_.lanes.LaneOutcomesOf(event->internal_id);
+  if (!outcomes.ok()) return http::ErrorResponse(outcomes.status());
   Json j = EventJson(*event);
   j["runs"] = Json::array();
   for (const auto& r : *runs) j["runs"].push_back(RunJson(r));
+  // Sequence lanes this event started no run in: a stale or duplicate number.
+  j["lanes"] = Json::array();
+  for (const auto& o : *outcomes) {
+    j["lanes"].push_back({{"function_id", o.function_id},
+                          {"key", o.key},
+                          {"number", o.number},
+                          {"outcome", o.outcome},
+                          {"run_id", o.run_id ? Json(*o.run_id) : Json(nullptr)},
+                          {"recorded_at", FormatRfc3339(o.recorded_at_ms)}});
+  }
   return JsonResponse(200, {{"data", j}});
 }
 

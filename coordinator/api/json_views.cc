@@ -67,8 +67,7 @@ Json LaneJson(const scheduler::FlowControl& flow) {
                 {"gap_timeout", FormatDuration(s.gap_timeout)},
                 {"gap_timeout_ms", s.gap_timeout.count()},
                 {"start", s.start ? Json(*s.start) : Json(nullptr)},
-                {"stale", scheduler::StalePolicyName(s.stale)},
-                {"enforced", scheduler::kSequenceEnforced}};
+                {"stale", scheduler::StalePolicyName(s.stale)}};
   }
   return {{"from", flow.lane_from},
           {"key", flow.lane_key->source()},

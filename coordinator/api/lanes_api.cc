@@ -1,4 +1,5 @@
-// GET /v1/lanes, POST /v1/lanes/{function}/{key}/skip-head and …/retry-head.
+// GET /v1/lanes, GET /v1/lanes/{function}/{key}/gaps, POST /v1/lanes/{function}/{key}/skip-head
+// and …/retry-head.
 #include <spdlog/spdlog.h>
 
 #include "coordinator/api/api.h"
@@ -15,6 +16,32 @@ using store::Json;
 namespace {
 
 constexpr char kCursorSeparator = '\x1f';
+
+Json GapJson(const store::LaneGap& gap) {
+  return {{"first", gap.first},
+          {"last", gap.last},
+          {"count", gap.last - gap.first + 1},
+          {"waited_since", FormatRfc3339(gap.waited_since_ms)},
+          {"recorded_at", FormatRfc3339(gap.recorded_at_ms)},
+          {"reason", gap.reason},
+          {"resumed_run_id", gap.resumed_run_id ? Json(*gap.resumed_run_id) : Json(nullptr)}};
+}
+
+// A sequence lane's state: the number it expects, the numbers waiting, since when it waits
+// for a missing one and when it gives up on it, and what it recorded.
+Json SequenceJson(const store::LaneSequence& s) {
+  const bool waiting_for_gap = s.gap_since_ms.has_value();
+  return {{"next", s.next ? Json(*s.next) : Json(nullptr)},
+          {"waiting", s.waiting},
+          {"gap_timeout_ms", s.gap_timeout_ms},
+          {"gap_since", waiting_for_gap ? Json(FormatRfc3339(*s.gap_since_ms)) : Json(nullptr)},
+          {"gives_up_at", waiting_for_gap ? Json(FormatRfc3339(*s.gap_since_ms + s.gap_timeout_ms))
+                                          : Json(nullptr)},
+          {"gaps_total", s.gaps_total},
+          {"stale_total", s.stale_total},
+          {"duplicates_total", s.duplicates_total},
+          {"last_gap", s.last_gap ? GapJson(*s.last_gap) : Json(nullptr)}};
+}
 
 }  // namespace
 
@@ -42,20 +69,35 @@ Response Api::HandleListLanes(const Request& req) {
   const int64_t now_ms = UnixMillis(clock_.Now());
   Json data = Json::array();
   for (const auto& l : *lanes) {
-    data.push_back({{"function_id", l.function_id},
-                    {"key", l.key},
-                    {"depth", l.depth},
-                    {"head", {{"run_id", l.head_run_id}, {"status", l.head_status}}},
-                    {"head_since", FormatRfc3339(l.head_since_ms)},
-                    {"blocked_ms", now_ms - l.head_since_ms},
-                    {"head_deadline", l.head_deadline_ms ? Json(FormatRfc3339(*l.head_deadline_ms))
-                                                         : Json(nullptr)}});
+    Json lane = {{"function_id", l.function_id},
+                 {"key", l.key},
+                 {"depth", l.depth},
+                 {"head",
+                  {{"run_id", l.head_run_id.empty() ? Json(nullptr) : Json(l.head_run_id)},
+                   {"status", l.head_status}}},
+                 {"head_since", FormatRfc3339(l.head_since_ms)},
+                 {"blocked_ms", now_ms - l.head_since_ms},
+                 {"head_deadline",
+                  l.head_deadline_ms ? Json(FormatRfc3339(*l.head_deadline_ms)) : Json(nullptr)},
+                 {"sequence", nullptr}};
+    if (l.sequence) lane["sequence"] = SequenceJson(*l.sequence);
+    data.push_back(std::move(lane));
   }
   Json next = nullptr;
   if (static_cast<int>(lanes->size()) == filter.limit) {
     next = lanes->back().function_id + kCursorSeparator + lanes->back().key;
   }
   return JsonResponse(200, {{"data", data}, {"cursor", next}});
+}
+
+Response Api::HandleListLaneGaps(const Request& req) {
+  auto limit = ParseLimit(req.query("limit"));
+  if (!limit.ok()) return ErrorResponse(limit.status());
+  auto gaps = stores_.lanes.ListLaneGaps(req.param("function"), req.param("key"), *limit);
+  if (!gaps.ok()) return ErrorResponse(gaps.status());
+  Json data = Json::array();
+  for (const store::LaneGap& gap : *gaps) data.push_back(GapJson(gap));
+  return JsonResponse(200, {{"data", data}});
 }
 
 Response Api::LaneHeadAction(const Request& req, LaneHeadOp op, std::string_view done,
@@ -70,6 +112,14 @@ Response Api::LaneHeadAction(const Request& req, LaneHeadOp op, std::string_view
       return ErrorResponse(409, "conflict", run_id.status().message());
     }
     return ErrorResponse(run_id.status());
+  }
+  auto run = stores_.runs.GetRun(*run_id);
+  if (op == &store::LaneStore::SkipLaneHead && run.ok() && !store::IsTerminalStatus(run->status)) {
+    // A sequence lane waiting for a missing number gave up on it: this run goes on.
+    spdlog::warn("lane \"{}\" of {}: an operator gave up on its missing numbers; run {} goes on",
+                 key, function_id, *run_id);
+    intake_.Wake();
+    return JsonResponse(200, {{"data", {{"gap_skipped", true}, {"resumed_run_id", *run_id}}}});
   }
   spdlog::warn("lane \"{}\" of {}: head run {} {} by an operator", key, function_id, *run_id, done);
   intake_.AnnounceEnd(*run_id);  // a skipped head has ended; a retried one has not

@@ -261,13 +261,6 @@ Result<Api::SyncOutcome> Api::SyncApp(const Json& b) {
     }
     auto flow = scheduler::ParseFlowControl(fn);
     if (!flow.ok()) return InvalidArgument("function \"" + id + "\": " + flow.status().message());
-    if (flow->sequence && !scheduler::kSequenceEnforced && !options_.preview_sequence_lanes) {
-      return InvalidArgument("function \"" + id + "\": " + flow->lane_from +
-                             ".sequence (ordering by the producer's numbers) is not enforced "
-                             "by this coordinator yet; remove it (runs would otherwise go in "
-                             "acceptance order), or sync with --preview-sequence-lanes to try "
-                             "the configuration");
-    }
     store::FunctionRecord record;
     record.id = id;
     record.concurrency_limit = flow->function_limit;

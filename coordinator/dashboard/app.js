@@ -265,6 +265,21 @@ async function renderFunctions() {
   for (const b of document.querySelectorAll('[data-sync]')) b.addEventListener('click', () => sync(b.dataset.sync));
 }
 
+// A sequence lane: the number it expects next, the numbers waiting, since when it waits for a
+// missing one and when it gives up, and the gaps, stale and duplicate numbers it recorded.
+function sequenceCell(seq) {
+  if (!seq) return '<span class="muted">acceptance order</span>';
+  const parts = [`next #${seq.next ?? '—'}`];
+  if (seq.waiting.length) parts.push(`waiting ${seq.waiting.map((n) => `#${n}`).join(', ')}`);
+  if (seq.gives_up_at) parts.push(`gives up on #${seq.next} at ${esc(seq.gives_up_at)}`);
+  parts.push(`${seq.gaps_total} gap(s), ${seq.stale_total} stale, ${seq.duplicates_total} duplicate(s)`);
+  if (seq.last_gap) {
+    const g = seq.last_gap;
+    parts.push(`last gap #${g.first}${g.last !== g.first ? `–#${g.last}` : ''} (${esc(g.reason)})`);
+  }
+  return parts.map((p) => `<div>${p}</div>`).join('');
+}
+
 async function renderLanes(params) {
   const q = new URLSearchParams();
   if (params.get('blocked')) q.set('blocked', 'true');
@@ -276,10 +291,11 @@ async function renderLanes(params) {
     <div class="filters"><label><span><input type="checkbox" id="blocked" ${params.get('blocked') ? 'checked' : ''}>
       Blocked lanes only</span></label></div>
     ${lanes.data.length ? `<table data-testid="lanes"><thead><tr><th>Function</th><th>Key</th><th>Depth</th><th>Head</th>
-      <th>Blocked for</th><th></th></tr></thead><tbody>${lanes.data.map((l) => `<tr class="lane-row">
+      <th>Blocked for</th><th>Sequence</th><th></th></tr></thead><tbody>${lanes.data.map((l) => `<tr class="lane-row">
         <td>${esc(l.function_id)}</td><td class="mono">${esc(l.key)}</td><td>${l.depth}</td>
-        <td>${badge(l.head.status)} <a class="mono" href="#/runs/${enc(l.head.run_id)}">${esc(l.head.run_id)}</a></td>
+        <td>${badge(l.head.status)} ${l.head.run_id ? `<a class="mono" href="#/runs/${enc(l.head.run_id)}">${esc(l.head.run_id)}</a>` : ''}</td>
         <td>${l.head.status === 'blocked' ? ms(l.blocked_ms) : '—'}</td>
+        <td class="sequence">${sequenceCell(l.sequence)}</td>
         <td><button class="danger" data-skip="${esc(l.function_id)}\u001f${esc(l.key)}">Skip head</button></td></tr>`).join('')}</tbody></table>`
     : `<div class="empty">${params.get('blocked') ? 'No lane is blocked.' : 'No lanes: ordered functions have no unfinished runs.'}</div>`}
     <div class="pager">${lanes.cursor ? '<button id="older">More lanes</button>' : ''}</div>`;

@@ -46,5 +46,7 @@ inline constexpr const char* kFunctionFinished = "inngest/function.finished";
 inline constexpr const char* kFunctionFailed = "inngest/function.failed";
 inline constexpr const char* kFunctionCancelled = "inngest/function.cancelled";
 inline constexpr const char* kFunctionInvoked = "inngest/function.invoked";
+// Funcky's own event: a sequence lane gave up on missing numbers (docs/ordering.md).
+inline constexpr const char* kLaneGap = "funcky/lane.gap";
 
 }  // namespace funcky::executor

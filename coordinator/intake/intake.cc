@@ -24,11 +24,8 @@ constexpr int kSweepBatch = 200;
 
 // A new run of function `fn` for `event`, with its lane and concurrency keys. An event that
 // bypasses its lane gets a run without one. kInvalidArgument when the function's lane orders
-// by sequence and the event has no number.
-//
-// A sequence lane's number (keys.lane.lane_sequence) is checked here but not stored yet:
-// store::NewRun has no field for it (docs/sequence-lanes-plan.md), and a coordinator syncs
-// such a function only with --preview-sequence-lanes.
+// by sequence and the event has no number; the store decides what the number means (next,
+// waiting, stale or a duplicate).
 Result<store::NewRun> NewRunFor(const std::string& fn, const FunctionSet& set, const Json& event,
                                 int64_t now_ms) {
   store::NewRun run{NewUlid(now_ms), fn};
@@ -39,6 +36,12 @@ Result<store::NewRun> NewRunFor(const std::string& fn, const FunctionSet& set, c
     }
     run.lane_key = std::move(keys->lane_key);
     if (run.lane_key) run.head_timeout = flow->second.head_timeout;
+    if (run.lane_key && flow->second.sequence) {
+      const scheduler::Sequencing& seq = *flow->second.sequence;
+      run.sequencing = store::LaneSequencing{seq.gap_timeout, seq.start,
+                                             seq.stale == scheduler::StalePolicy::kRun};
+      run.lane_number = keys->lane.lane_sequence;
+    }
     run.concurrency_key = std::move(keys->concurrency_key);
   }
   return run;
@@ -405,8 +408,44 @@ void Intake::Announce(std::vector<PendingEnd> ends) {
   }
 }
 
+void Intake::AnnounceLaneGaps() {
+  auto gaps = store_.PendingLaneGaps(kSweepBatch);
+  if (!gaps.ok()) {
+    spdlog::warn("reading lane gaps to announce failed: {}", gaps.status().ToString());
+    return;
+  }
+  if (gaps->empty()) return;
+  std::vector<IncomingEvent> events;
+  std::vector<int64_t> ids;
+  for (const store::LaneGap& gap : *gaps) {
+    spdlog::warn("lane \"{}\" of {} gave up on numbers {}..{} ({}), went on with run {}", gap.key,
+                 gap.function_id, gap.first, gap.last, gap.reason, gap.resumed_run_id.value_or(""));
+    Json data = {{"function_id", gap.function_id},
+                 {"key", gap.key},
+                 {"first", gap.first},
+                 {"last", gap.last},
+                 {"count", gap.last - gap.first + 1},
+                 {"waited_ms", gap.recorded_at_ms - gap.waited_since_ms},
+                 {"reason", gap.reason},
+                 {"resumed_run_id", gap.resumed_run_id ? Json(*gap.resumed_run_id) : Json()}};
+    // An id derived from the gap: announcing it twice (a lost acknowledgement) stores it once.
+    events.push_back(
+        InternalEvent(executor::kLaneGap, std::move(data), "lane-gap-" + std::to_string(gap.id)));
+    ids.push_back(gap.id);
+  }
+  if (auto r = Ingest(std::move(events)); !r.ok()) {
+    spdlog::warn("emitting {} lane gap(s) failed: {}; the sweep retries them", ids.size(),
+                 r.status().ToString());
+    return;
+  }
+  if (Status s = store_.AckLaneGaps(ids); !s.ok()) {
+    spdlog::warn("acknowledging {} lane gap(s) failed: {}", ids.size(), s.ToString());
+  }
+}
+
 void Intake::Sweep(bool all) {
   SweepLookbacks(all);
+  AnnounceLaneGaps();
   const int64_t before = all ? 0 : UnixMillis(clock_.Now() - kSweepAge);
   auto pending = store_.PendingRunEnds(before, kSweepBatch);
   if (!pending.ok()) {

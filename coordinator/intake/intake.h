@@ -116,6 +116,9 @@ class Intake final : public executor::RunEvents {
   // pending look-backs of waits as old.
   void Sweep(bool all);
   void SweepLookbacks(bool all);
+  // Stores a funcky/lane.gap event for each gap a sequence lane recorded, then marks them
+  // announced (the gap outbox).
+  void AnnounceLaneGaps();
   // Resumes `wait` with the first event received since its lookback_from_ms that matches,
   // or marks its look-back done. false when the store failed (the sweep tries again).
   bool LookBack(const store::WaitRecord& wait);

@@ -104,6 +104,33 @@ struct Metrics::Impl {
           .Name("funcky_lane_blocked_longest_seconds")
           .Help("How long the head of the longest-held blocked lane has held it (0: none)")
           .Register(registry);
+  prom::Family<prom::Gauge>& lanes_waiting_for_gap =
+      prom::BuildGauge()
+          .Name("funcky_lanes_waiting_for_gap")
+          .Help("Sequence lanes with no head, waiting for a missing number")
+          .Register(registry);
+  prom::Family<prom::Gauge>& longest_gap_wait =
+      prom::BuildGauge()
+          .Name("funcky_lane_gap_wait_longest_seconds")
+          .Help("How long the longest-waiting sequence lane has waited for a missing number")
+          .Register(registry);
+  // Read from the lanes' counters at scrape time: every coordinator of a database reports
+  // the same totals (sum them with max(), not sum()).
+  prom::Family<prom::Gauge>& lane_gaps =
+      prom::BuildGauge()
+          .Name("funcky_lane_gaps_recorded")
+          .Help("Gaps recorded by sequence lanes (missing numbers given up on), all time")
+          .Register(registry);
+  prom::Family<prom::Gauge>& lane_stale =
+      prom::BuildGauge()
+          .Name("funcky_lane_stale_recorded")
+          .Help("Events of sequence lanes whose number was stale, all time")
+          .Register(registry);
+  prom::Family<prom::Gauge>& lane_duplicates =
+      prom::BuildGauge()
+          .Name("funcky_lane_duplicates_recorded")
+          .Help("Events of sequence lanes whose number had a run already, all time")
+          .Register(registry);
   prom::Family<prom::Gauge>& in_flight = prom::BuildGauge()
                                              .Name("funcky_calls_in_flight")
                                              .Help("Calls to hosts in flight on this coordinator")
@@ -178,6 +205,12 @@ std::string Metrics::Render(const std::optional<store::QueueStats>& stats,
   gauge(impl_->queue_lag, known, known ? stats->oldest_due_age_ms / 1000.0 : 0);
   gauge(impl_->lanes_blocked, known, known ? static_cast<double>(stats->lanes_blocked) : 0);
   gauge(impl_->longest_blocked, known, known ? stats->longest_blocked_ms / 1000.0 : 0);
+  gauge(impl_->lanes_waiting_for_gap, known,
+        known ? static_cast<double>(stats->lanes_waiting_for_gap) : 0);
+  gauge(impl_->longest_gap_wait, known, known ? stats->longest_gap_wait_ms / 1000.0 : 0);
+  gauge(impl_->lane_gaps, known, known ? static_cast<double>(stats->lane_gaps) : 0);
+  gauge(impl_->lane_stale, known, known ? static_cast<double>(stats->lane_stale) : 0);
+  gauge(impl_->lane_duplicates, known, known ? static_cast<double>(stats->lane_duplicates) : 0);
   std::ostringstream out;
   prom::TextSerializer().Serialize(out, impl_->registry.Collect());
   return out.str();

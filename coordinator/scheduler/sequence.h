@@ -1,12 +1,10 @@
-// Sequence lanes (issue 14; docs/ordering.md "Sequence lanes"): a lane that orders its runs
+// Sequence lanes (docs/ordering.md "Sequence lanes"): a lane that orders its runs
 // by a number the producer puts in each event rather than by the order events were accepted,
 // and an expression that lets an event bypass its lane.
 //
 // This header holds what intake decides per event — the event's number, or that it bypasses
-// its lane — and the lane's sequencing options. store::NewRun does not carry the number yet:
-// docs/sequence-lanes-plan.md lists the fields the store needs and the semantics it is to
-// enforce. Until then a coordinator refuses to sync a function that asks for a sequence
-// (ApiOptions::preview_sequence_lanes lifts that for testing the configuration path).
+// its lane — and the lane's sequencing options; the store orders the lane by them
+// (store::NewRun::lane_number, coordinator/store/sql/sql_store.cc SelectSequenceHead).
 #pragma once
 
 #include <chrono>
@@ -21,11 +19,6 @@
 #include "coordinator/expr/expr.h"
 
 namespace funcky::scheduler {
-
-// Whether the store orders sequence lanes by their numbers. Until it does, sync refuses a
-// function that asks for a sequence (unless ApiOptions::preview_sequence_lanes), and
-// GET /v1/functions says `"enforced": false` of the sequence it shows.
-inline constexpr bool kSequenceEnforced = false;
 
 // Sequence numbers are integers from 0 to 2^53 - 1 (JavaScript's Number.MAX_SAFE_INTEGER):
 // a larger one does not survive a JavaScript producer unchanged, and n + 1 never overflows.
@@ -62,7 +55,7 @@ struct Sequencing {
 Result<int64_t> SequenceNumber(const nlohmann::json& value);
 
 // What a lane decides for one event, besides its key: the fields store::NewRun is to carry
-// (docs/sequence-lanes-plan.md).
+// (docs/ordering.md "Sequence lanes").
 struct LanePlacement {
   bool bypass_lane = false;              // the bypass expression was true: run at once, unordered
   std::optional<int64_t> lane_sequence;  // a sequence lane's number for the event

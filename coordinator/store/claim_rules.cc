@@ -9,9 +9,10 @@ LaneLocks LanesOf(const std::vector<NewEvent>& events) {
   for (const NewEvent& ne : events) {
     for (const NewRun& run : ne.runs) {
       if (!run.lane_key) continue;
-      std::optional<int64_t> timeout;
-      if (run.head_timeout) timeout = run.head_timeout->count();
-      lanes[{run.function_id, *run.lane_key}] = timeout;
+      LaneOptions options;
+      if (run.head_timeout) options.head_timeout_ms = run.head_timeout->count();
+      options.sequencing = run.sequencing;
+      lanes[{run.function_id, *run.lane_key}] = options;
     }
   }
   return lanes;

@@ -20,9 +20,14 @@ namespace funcky::store {
 // in the claim order are reached; it is offered again after this.
 inline constexpr int64_t kHeldBackMs = 50;
 
-// The lanes (function id, key) the runs of `events` join, each with its head timeout in ms.
+// The options a lane row takes from the runs that join it.
+struct LaneOptions {
+  std::optional<int64_t> head_timeout_ms;
+  std::optional<LaneSequencing> sequencing;
+};
+// The lanes (function id, key) the runs of `events` join, each with its options.
 // Sorted, so every ingest locks lanes in one order and two ingests never deadlock.
-using LaneLocks = std::map<std::pair<std::string, std::string>, std::optional<int64_t>>;
+using LaneLocks = std::map<std::pair<std::string, std::string>, LaneOptions>;
 LaneLocks LanesOf(const std::vector<NewEvent>& events);
 
 // A due queue item with what its function's limits need.

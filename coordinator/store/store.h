@@ -102,15 +102,57 @@ struct EventRecord {
   int64_t received_at_ms = 0;
 };
 
+// A sequence lane's options (ordering.sequence, docs/ordering.md "Sequence lanes"), copied
+// into its lane row by every intake, as the head timeout is.
+struct LaneSequencing {
+  std::chrono::milliseconds gap_timeout{0};
+  std::optional<int64_t> start;  // the number a new lane expects first; null: the first seen
+  bool run_stale = false;        // a stale number still runs (unnumbered, after the head)
+};
+
 struct NewRun {
   std::string run_id;  // ULID
   std::string function_id;
   // Set for an ordered function: runs of one key start one after another, in the order
-  // IngestEvents stored them.
+  // IngestEvents stored them (or, with `sequencing`, in the order of their numbers).
   std::optional<std::string> lane_key;
   std::optional<std::chrono::milliseconds> head_timeout;  // of the lane, if any
   std::optional<std::string> concurrency_key;             // for key_concurrency_limit
+  // Set (with lane_key) when the lane orders by the producer's numbers.
+  std::optional<LaneSequencing> sequencing;
+  // The event's number in a sequence lane. Null with `sequencing`: an unnumbered run (a
+  // replay), which runs after the current head, before the numbered runs waiting.
+  std::optional<int64_t> lane_number;
 };
+
+// Why an event started no run of a sequence lane.
+inline constexpr const char* kStale = "stale";          // its number was below the next
+inline constexpr const char* kDuplicate = "duplicate";  // its number had a run already
+
+struct LaneOutcome {
+  std::string event_id;  // internal id
+  std::string function_id;
+  std::string key;
+  int64_t number = 0;
+  std::string outcome;                // kStale | kDuplicate
+  std::optional<std::string> run_id;  // a duplicate: the run that has the number
+  int64_t recorded_at_ms = 0;
+};
+
+// Numbers a sequence lane gave up on (first..last, inclusive).
+struct LaneGap {
+  int64_t id = 0;
+  std::string function_id;
+  std::string key;
+  int64_t first = 0;
+  int64_t last = 0;
+  int64_t waited_since_ms = 0;  // when a later number began to wait for them
+  int64_t recorded_at_ms = 0;
+  std::string reason;                         // kGapTimeout | kGapSkipped
+  std::optional<std::string> resumed_run_id;  // the run that went on
+};
+inline constexpr const char* kGapTimeout = "gap_timeout";
+inline constexpr const char* kGapSkipped = "skip_head";
 
 struct NewEvent {
   EventRecord event;
@@ -274,11 +316,16 @@ inline constexpr const char* kWaitEvent = "event";    // memo: the matching even
 inline constexpr const char* kWaitInvoke = "invoke";  // memo: {"data"} or {"error"} of the run
 
 struct QueueStats {
-  int64_t depth = 0;               // items in any state
-  int64_t due = 0;                 // items visible now: due, or their lease expired
-  int64_t oldest_due_age_ms = 0;   // how long the oldest of those has been visible; 0: none
-  int64_t lanes_blocked = 0;       // lanes whose head is blocked
-  int64_t longest_blocked_ms = 0;  // the longest time a blocked head has held its lane
+  int64_t depth = 0;                  // items in any state
+  int64_t due = 0;                    // items visible now: due, or their lease expired
+  int64_t oldest_due_age_ms = 0;      // how long the oldest of those has been visible; 0: none
+  int64_t lanes_blocked = 0;          // lanes whose head is blocked
+  int64_t longest_blocked_ms = 0;     // the longest time a blocked head has held its lane
+  int64_t lanes_waiting_for_gap = 0;  // sequence lanes with no head, waiting for a number
+  int64_t longest_gap_wait_ms = 0;    // the longest such wait so far
+  int64_t lane_gaps = 0;              // gaps recorded (ever; lanes' counters)
+  int64_t lane_stale = 0;             // stale numbers recorded
+  int64_t lane_duplicates = 0;        // duplicate numbers recorded
 };
 
 // The moves of a Transition (at namespace scope, so each is a complete type where the
@@ -364,14 +411,28 @@ class QueueStore {
   virtual Result<std::vector<std::string>> ExpireLaneHeads(TimePoint now) = 0;
 };
 
+// A sequence lane's state (docs/ordering.md "Sequence lanes").
+struct LaneSequence {
+  std::optional<int64_t> next;  // the number expected next; null: none seen yet
+  int64_t gap_timeout_ms = 0;
+  std::optional<int64_t> gap_since_ms;  // since when a later number waits for `next`
+  std::vector<int64_t> waiting;         // the lowest numbers waiting (up to 10)
+  int64_t gaps_total = 0;
+  int64_t stale_total = 0;
+  int64_t duplicates_total = 0;
+  std::optional<LaneGap> last_gap;
+};
+
 struct LaneRecord {
   std::string function_id;
   std::string key;
   int depth = 0;  // runs not finished, head included
+  // Empty when a sequence lane waits for a missing number (head_status "waiting").
   std::string head_run_id;
   std::string head_status;
   int64_t head_since_ms = 0;  // when the head took the lane
   std::optional<int64_t> head_deadline_ms;
+  std::optional<LaneSequence> sequence;  // set for a sequence lane
 };
 
 struct LaneFilter {
@@ -389,10 +450,21 @@ class LaneStore {
   // Lanes with runs that are not finished, ordered by function and key.
   virtual Result<std::vector<LaneRecord>> ListLanes(const LaneFilter& filter) = 0;
   // Fails the lane's head run as skipped (its error says so and keeps the previous error as
-  // `cause`) and starts the next run of the key. Returns the skipped run's id; kNotFound
-  // when the lane has no head.
+  // `cause`) and starts the next run of the key. Returns the skipped run's id. A sequence
+  // lane with no head that waits for a missing number gives up on it now (a gap recorded
+  // with reason kGapSkipped) and returns the id of the run that goes on. kNotFound when the
+  // lane has no head and nothing waits.
   virtual Result<std::string> SkipLaneHead(const std::string& function_id, const std::string& key,
                                            TimePoint now) = 0;
+  // The gaps lane (function_id, key) recorded, newest first.
+  virtual Result<std::vector<LaneGap>> ListLaneGaps(const std::string& function_id,
+                                                    const std::string& key, int limit) = 0;
+  // What sequence lanes recorded of the event `internal_id` (stale, duplicate).
+  virtual Result<std::vector<LaneOutcome>> LaneOutcomesOf(const std::string& internal_id) = 0;
+  // The gap outbox: gaps recorded and not yet announced as funcky/lane.gap, oldest first;
+  // and marking them announced.
+  virtual Result<std::vector<LaneGap>> PendingLaneGaps(int limit) = 0;
+  virtual Status AckLaneGaps(const std::vector<int64_t>& ids) = 0;
   // Gives a blocked head another go (e.g. once the third party is fixed): its failed steps
   // are forgotten, it runs again from its last completed step with fresh attempts, and its
   // head_timeout starts over. Returns its run id; kNotFound when the lane has no head,

@@ -4,15 +4,13 @@
 // options therefore ride on the lane's entry: `concurrency: {limit: 1, key, sequence,
 // gap_timeout, start, stale, bypass}`. This test syncs such a function through the real SDK
 // and checks what the coordinator understood (GET /v1/functions), that an event without a
-// number is refused at intake, and that a bypassing event gets a run outside the lane.
-//
-// The store does not order by the numbers yet, so a coordinator refuses such a function at
-// sync unless it runs with --preview-sequence-lanes; both are checked.
+// number is refused at intake, that a bypassing event gets a run outside the lane, and that
+// versions 1, 3, 2 of one tenant run 1, 2, 3.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Inngest } from 'inngest';
 import { serve } from 'inngest/node';
-import { getJson, listen, serveOn, startCoordinator, stopAll, waitFor, workDir }
+import { getJson, listen, startCoordinator, stopAll, waitFor, workDir }
   from './harness.mjs';
 
 after(stopAll);
@@ -27,12 +25,18 @@ const lane = {
   bypass: 'event.data.unordered == true',
 };
 
+// "<tenant>:<version>" of each apply step, in the order the host ran them.
+const applied = [];
+
 // An app with one function on `crm/updated` whose lane is `lane`, served on a free port.
 async function serveApp(base) {
   const inngest = new Inngest({ id: 'seq-app', isDev: true, baseUrl: base });
   const fn = inngest.createFunction(
     { id: 'replicate', concurrency: lane, triggers: [{ event: 'crm/updated' }] },
-    async ({ event, step }) => step.run('apply', () => event.data.version ?? null),
+    async ({ event, step }) => step.run('apply', () => {
+      applied.push(`${event.data.tenant}:${event.data.version ?? '-'}`);
+      return event.data.version ?? null;
+    }),
   );
   const handler = serve({ client: inngest, functions: [fn] });
   const { port } = await listen((req, res) => handler(req, res));
@@ -45,20 +49,11 @@ const send = (base, events) => fetch(`${base}/e/any-key`, {
   body: JSON.stringify(events),
 });
 
-test('inngest npm SDK: a sequence lane on the concurrency entry is understood', async () => {
+test('inngest npm SDK: a sequence lane on the concurrency entry orders by version', async () => {
   const work = workDir();
-  const preview = await startCoordinator(work, ['--preview-sequence-lanes']);
-  const plain = await serveOn(preview.db, work, [], 'funcky-plain');
+  const preview = await startCoordinator(work);
 
-  // A coordinator that does not enforce sequence lanes refuses the function, naming the field.
-  const refused = await fetch(await serveApp(plain.base), { method: 'PUT' });
-  const refusal = await refused.text();
-  assert.notEqual(refused.status, 200, refusal);
-  assert.match(refusal,
-    /function \\"seq-app-replicate\\": concurrency\.sequence \(ordering by the producer's numbers\) is not enforced/);
-  assert.deepEqual((await getJson(`${plain.base}/v1/functions`)).body.data, []);
-
-  // With the preview flag it syncs, and GET /v1/functions shows the lane as parsed.
+  // It syncs, and GET /v1/functions shows the lane as parsed.
   const put = await fetch(await serveApp(preview.base), { method: 'PUT' });
   assert.equal(put.status, 200, await put.text());
   const fns = (await getJson(`${preview.base}/v1/functions`)).body.data;
@@ -77,7 +72,6 @@ test('inngest npm SDK: a sequence lane on the concurrency entry is understood', 
       gap_timeout_ms: 2000,
       start: 1,
       stale: 'skip',
-      enforced: false,
     },
   });
 
@@ -114,4 +108,17 @@ test('inngest npm SDK: a sequence lane on the concurrency entry is understood', 
     });
     assert.equal(done.status, 'completed', JSON.stringify(done) + preview.log());
   }
+});
+
+test('inngest npm SDK: versions 1, 3, 2 of a tenant run 1, 2, 3', async () => {
+  const work = workDir();
+  const c = await startCoordinator(work);
+  const put = await fetch(await serveApp(c.base), { method: 'PUT' });
+  assert.equal(put.status, 200, await put.text());
+  for (const version of [1, 3, 2]) {
+    const r = await send(c.base, [{ name: 'crm/updated', data: { tenant: 'v', version } }]);
+    assert.equal(r.status, 200, await r.text());
+  }
+  await waitFor(async () => applied.filter((a) => a.startsWith('v:')).length === 3 || null);
+  assert.deepEqual(applied.filter((a) => a.startsWith('v:')), ['v:1', 'v:2', 'v:3'], c.log());
 });

@@ -150,6 +150,41 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     return waits;
   }
 
+  // Ingests an event numbered `number` for sequence lane `key` of app-ordered; returns the
+  // event's internal id (whether a run started is the store's decision).
+  std::string Numbered(const std::string& key, int64_t number, LaneSequencing seq) {
+    NewEvent ne = Event("test/e");
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), "app-ordered", key};
+    run.sequencing = seq;
+    run.lane_number = number;
+    ne.runs.push_back(run);
+    EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+    return ne.event.internal_id;
+  }
+  // The lane numbers of the runs claimed now (each claimed item's run).
+  std::vector<int64_t> ClaimedNumbers(std::vector<QueueItem>* items = nullptr) {
+    std::vector<int64_t> numbers;
+    std::vector<QueueItem> claimed = Claim();
+    for (const QueueItem& item : claimed) {
+      auto event = store_->GetEvent(store_->GetRun(item.run_id)->event_id);
+      numbers.push_back(number_of_.at(event->internal_id));
+    }
+    if (items) *items = std::move(claimed);
+    return numbers;
+  }
+  // As Numbered, remembering the number of the event for ClaimedNumbers.
+  std::string Send(const std::string& key, int64_t number, LaneSequencing seq) {
+    std::string id = Numbered(key, number, seq);
+    number_of_[id] = number;
+    return id;
+  }
+  std::map<std::string, int64_t> number_of_;
+  std::vector<LaneRecord> Lanes() {
+    auto lanes = store_->ListLanes({});
+    EXPECT_THAT(lanes, IsOk());
+    return lanes.ok() ? *lanes : std::vector<LaneRecord>{};
+  }
+
   std::string RunStatus(const std::string& run_id) {
     auto r = store_->GetRun(run_id);
     EXPECT_THAT(r, IsOk());
@@ -546,6 +581,163 @@ TEST_P(StoreConformance, TimerItemsComeDueAtTheirTimeAndNotBefore) {
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].step_id, "hs");
   ASSERT_TRUE(due[0].resume);
+}
+
+// Sequence lanes (docs/ordering.md "Sequence lanes").
+const LaneSequencing kFromOne{.gap_timeout = 2s, .start = 1};
+
+TEST_P(StoreConformance, ASequenceLaneRunsInNumberOrderNotArrivalOrder) {
+  Send("t1", 1, kFromOne);
+  Send("t1", 3, kFromOne);
+  Send("t1", 2, kFromOne);
+  Send("t2", 1, kFromOne);  // another key does not wait for t1
+  std::vector<QueueItem> items;
+  EXPECT_EQ(ClaimedNumbers(&items), (std::vector<int64_t>{1, 1}));
+  for (const QueueItem& item : items) ASSERT_THAT(End(item), IsOk());
+  EXPECT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{2}) << "3 arrived first, 2 is next";
+  ASSERT_THAT(End(items[0]), IsOk());
+  EXPECT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{3});
+  ASSERT_THAT(End(items[0]), IsOk());
+  EXPECT_TRUE(Claim().empty());
+  EXPECT_TRUE(Lanes().empty()) << "an idle lane is not listed";
+  // A number that had a run is a duplicate, however long ago it ran.
+  const std::string again = Send("t1", 2, kFromOne);
+  EXPECT_TRUE(Claim().empty());
+  EXPECT_EQ(store_->LaneOutcomesOf(again)->at(0).outcome, kDuplicate);
+  // The idle lane's row remembers the next number: 5 waits for 4.
+  Send("t1", 5, kFromOne);
+  EXPECT_TRUE(Claim().empty());
+  Send("t1", 4, kFromOne);
+  EXPECT_EQ(ClaimedNumbers(), std::vector<int64_t>{4});
+}
+
+TEST_P(StoreConformance, AMissingNumberIsWaitedForThenRecordedAsAGap) {
+  Send("t", 1, kFromOne);
+  std::vector<QueueItem> items;
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{1});
+  clock_.Advance(500ms);
+  Send("t", 3, kFromOne);  // waits for 2 from now on
+  ASSERT_THAT(End(items[0]), IsOk());
+  EXPECT_TRUE(Claim().empty());
+  auto lanes = Lanes();
+  ASSERT_EQ(lanes.size(), 1u);
+  EXPECT_EQ(lanes[0].head_status, "waiting");
+  ASSERT_TRUE(lanes[0].sequence);
+  EXPECT_EQ(lanes[0].sequence->next, 2);
+  EXPECT_EQ(lanes[0].sequence->waiting, std::vector<int64_t>{3});
+  EXPECT_EQ(lanes[0].sequence->gap_since_ms, UnixMillis(clock_.Now()));
+
+  clock_.Advance(1999ms);
+  ASSERT_THAT(store_->ExpireLaneHeads(clock_.Now()), IsOk());
+  EXPECT_TRUE(Claim().empty()) << "given up before gap_timeout";
+  EXPECT_EQ(store_->GetQueueStats(clock_.Now())->lanes_waiting_for_gap, 1);
+  clock_.Advance(1ms);
+  ASSERT_THAT(store_->ExpireLaneHeads(clock_.Now()), IsOk());
+  EXPECT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{3});
+
+  auto gaps = store_->ListLaneGaps("app-ordered", "t", 10);
+  ASSERT_THAT(gaps, IsOk());
+  ASSERT_EQ(gaps->size(), 1u);
+  EXPECT_EQ((*gaps)[0].first, 2);
+  EXPECT_EQ((*gaps)[0].last, 2);
+  EXPECT_EQ((*gaps)[0].reason, kGapTimeout);
+  EXPECT_EQ((*gaps)[0].resumed_run_id, items[0].run_id);
+  EXPECT_EQ((*gaps)[0].recorded_at_ms - (*gaps)[0].waited_since_ms, 2000);
+  // The gap outbox: pending until acknowledged.
+  auto pending = store_->PendingLaneGaps(10);
+  ASSERT_EQ(pending->size(), 1u);
+  ASSERT_THAT(store_->AckLaneGaps({(*pending)[0].id}), IsOk());
+  EXPECT_TRUE(store_->PendingLaneGaps(10)->empty());
+  auto stats = store_->GetQueueStats(clock_.Now());
+  EXPECT_EQ(stats->lane_gaps, 1);
+  EXPECT_EQ(stats->lanes_waiting_for_gap, 0);
+
+  // 2 arrives after all: stale, no run, recorded on the event and the lane.
+  const std::string late = Send("t", 2, kFromOne);
+  ASSERT_THAT(End(items[0]), IsOk());
+  EXPECT_TRUE(Claim().empty());
+  auto outcomes = store_->LaneOutcomesOf(late);
+  ASSERT_EQ(outcomes->size(), 1u);
+  EXPECT_EQ((*outcomes)[0].outcome, kStale);
+  EXPECT_EQ((*outcomes)[0].number, 2);
+  EXPECT_EQ(store_->GetQueueStats(clock_.Now())->lane_stale, 1);
+}
+
+TEST_P(StoreConformance, WithoutAStartALaneBeginsAtTheFirstNumberItSees) {
+  const LaneSequencing first_seen{.gap_timeout = 2s};
+  Send("t", 5, first_seen);
+  const std::string four = Send("t", 4, first_seen);
+  EXPECT_EQ(ClaimedNumbers(), std::vector<int64_t>{5});
+  EXPECT_EQ(store_->LaneOutcomesOf(four)->at(0).outcome, kStale);
+  // With start: 1, a lane's first event 2 waits for 1.
+  Send("u", 2, kFromOne);
+  EXPECT_TRUE(Claim().empty());
+  Send("u", 1, kFromOne);
+  EXPECT_EQ(ClaimedNumbers(), std::vector<int64_t>{1});
+}
+
+TEST_P(StoreConformance, ADuplicateNumberStartsNoRunAndNamesTheRunThatHasIt) {
+  Send("t", 1, kFromOne);
+  std::vector<QueueItem> items;
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{1});
+  const std::string twice = Send("t", 1, kFromOne);
+  auto outcomes = store_->LaneOutcomesOf(twice);
+  ASSERT_EQ(outcomes->size(), 1u);
+  EXPECT_EQ((*outcomes)[0].outcome, kDuplicate);
+  EXPECT_EQ((*outcomes)[0].run_id, items[0].run_id);
+  ASSERT_THAT(End(items[0]), IsOk());
+  EXPECT_TRUE(Claim().empty());
+  EXPECT_EQ(store_->GetQueueStats(clock_.Now())->lane_duplicates, 1);
+}
+
+TEST_P(StoreConformance, AStaleNumberRunsAfterTheHeadWhenTheLaneSaysSo) {
+  LaneSequencing run_stale = kFromOne;
+  run_stale.run_stale = true;
+  Send("t", 2, run_stale);
+  ASSERT_THAT(store_->SkipLaneHead("app-ordered", "t", clock_.Now()), IsOk());  // gap {1}
+  std::vector<QueueItem> items;
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{2});
+  const std::string late = Send("t", 1, run_stale);  // stale: runs after 2, without a number
+  Send("t", 3, run_stale);
+  EXPECT_TRUE(Claim().empty());
+  ASSERT_THAT(End(items[0]), IsOk());
+  EXPECT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{1}) << "the stale one first";
+  EXPECT_EQ(store_->LaneOutcomesOf(late)->at(0).outcome, kStale);
+  ASSERT_THAT(End(items[0]), IsOk());
+  EXPECT_EQ(ClaimedNumbers(), std::vector<int64_t>{3});
+}
+
+TEST_P(StoreConformance, SkipHeadOfALaneWaitingForANumberGivesUpOnItAtOnce) {
+  Send("t", 2, kFromOne);
+  EXPECT_TRUE(Claim().empty());
+  auto resumed = store_->SkipLaneHead("app-ordered", "t", clock_.Now());
+  ASSERT_THAT(resumed, IsOk());
+  std::vector<QueueItem> items;
+  EXPECT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{2});
+  EXPECT_EQ(items[0].run_id, *resumed);
+  auto gaps = store_->ListLaneGaps("app-ordered", "t", 10);
+  ASSERT_EQ(gaps->size(), 1u);
+  EXPECT_EQ((*gaps)[0].first, 1);
+  EXPECT_EQ((*gaps)[0].reason, kGapSkipped);
+  // A skipped head's number is used up: the lane goes on with the next.
+  Send("t", 3, kFromOne);
+  ASSERT_THAT(store_->SkipLaneHead("app-ordered", "t", clock_.Now()), IsOk());
+  EXPECT_EQ(ClaimedNumbers(), std::vector<int64_t>{3});
+  EXPECT_EQ(store_->ListLaneGaps("app-ordered", "t", 10)->size(), 1u);
+}
+
+TEST_P(StoreConformance, ACancelledWaitingNumberIsUsedUpWithoutAGap) {
+  Send("t", 1, kFromOne);
+  const std::string two = Send("t", 2, kFromOne);
+  Send("t", 3, kFromOne);
+  std::vector<QueueItem> items;
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{1});
+  auto runs = store_->ListRuns({.event_id = two});
+  ASSERT_EQ(runs->size(), 1u);
+  ASSERT_THAT(store_->CancelRun((*runs)[0].id, {{"name", "Cancelled"}}, clock_.Now()), IsOk());
+  ASSERT_THAT(End(items[0]), IsOk());
+  EXPECT_EQ(ClaimedNumbers(), std::vector<int64_t>{3});
+  EXPECT_TRUE(store_->ListLaneGaps("app-ordered", "t", 10)->empty());
 }
 
 TEST_P(StoreConformance, CancellingDropsTheWorkAndMovesTheLaneOn) {

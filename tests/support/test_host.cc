@@ -10,6 +10,9 @@
 //                                 "<key>:<seq>" and fails if data.fail is true, or while
 //                                 it has run no more than data.fail_times times
 //   ordered-timeout on test/ordered-timeout: the same with head_timeout 2s
+//   versioned  on test/versioned: the same, in a sequence lane of data.key numbered by
+//                                 data.seq (start 1, gap_timeout 2s); data.unordered
+//                                 bypasses the lane
 //   filtered   on test/filtered if event.data.n > 1: returns data.n
 //   limited    on test/limited:   concurrency 3; step "work" sleeps data.delay_ms and
 //                                 records the number of its calls in flight at the host
@@ -154,6 +157,16 @@ int main(int argc, char** argv) {
                                     .retries = 1,
                                     .ordering = funcky::sdk::Ordering{.key = "event.data.key"}},
                                    ordered));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "versioned",
+       .triggers = {{.event = "test/versioned"}},
+       .retries = 1,
+       .ordering = funcky::sdk::Ordering{.key = "event.data.key",
+                                         .bypass = "event.data.unordered == true",
+                                         .sequence = "event.data.seq",
+                                         .gap_timeout = "2s",
+                                         .start = 1}},
+      ordered));
   functions.push_back(funcky::sdk::create_function(
       {.id = "ordered-timeout",
        .triggers = {{.event = "test/ordered-timeout"}},

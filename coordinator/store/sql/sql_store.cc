@@ -111,9 +111,93 @@ void EnqueueCall(Tx& tx, const std::string& run_id, std::string_view step_id, in
       {run_id, step_id, due_ms, now_ms, resume ? JsonValue(*resume) : sql::Value(nullptr)});
 }
 
+// Makes `run_id` the head of lane (function_id, key), locked by the caller, and gives it
+// its first call.
+void TakeHead(Tx& tx, const std::string& function_id, const std::string& key,
+              const std::string& run_id, int64_t now_ms) {
+  tx.Exec(
+      "UPDATE lanes SET head_run_id = $3, head_since_ms = $4, "
+      "head_deadline_ms = $4 + head_timeout_ms, gap_since_ms = NULL "
+      "WHERE function_id = $1 AND key = $2",
+      {function_id, key, run_id, now_ms});
+  EnqueueCall(tx, run_id, kDiscoveryStepId, now_ms, now_ms);
+}
+
+// A sequence lane (locked by the caller) that has no head chooses one:
+//   1. an unnumbered run (a replay, or a stale number allowed to run), oldest first;
+//   2. else the run numbered seq_next — stepping past numbers whose runs ended while they
+//      waited (cancelled: their number is used up, not a gap);
+//   3. else, when a later number has waited gap_timeout since it arrived (or at once with
+//      `give_up`, an operator's skip-head), the lowest waiting number: the numbers before it
+//      are recorded as a gap;
+//   4. else nobody: the lane waits, and gap_since_ms says since when (the gap timer that
+//      ExpireLaneHeads sweeps).
+// Returns the new head, if any.
+std::optional<std::string> SelectSequenceHead(Tx& tx, const std::string& function_id,
+                                              const std::string& key, int64_t now_ms,
+                                              const char* give_up = nullptr) {
+  Rows unnumbered = tx.Query(
+      "SELECT id FROM runs WHERE function_id = $1 AND lane_key = $2 AND status = 'queued' "
+      "AND lane_number IS NULL ORDER BY lane_seq LIMIT 1",
+      {function_id, key});
+  if (!unnumbered.empty()) {
+    TakeHead(tx, function_id, key, unnumbered[0].Text(0), now_ms);
+    return unnumbered[0].Text(0);
+  }
+  Rows waiting = tx.Query(
+      "SELECT id, lane_number, (SELECT min(created_at_ms) FROM runs w WHERE w.function_id = $1 "
+      "AND w.lane_key = $2 AND w.status = 'queued') FROM runs WHERE function_id = $1 "
+      "AND lane_key = $2 AND status = 'queued' AND lane_number IS NOT NULL "
+      "ORDER BY lane_number LIMIT 1",
+      {function_id, key});
+  if (waiting.empty()) {
+    tx.Exec("UPDATE lanes SET gap_since_ms = NULL WHERE function_id = $1 AND key = $2",
+            {function_id, key});
+    return std::nullopt;
+  }
+  const std::string lowest = waiting[0].Text(0);
+  const int64_t m = waiting[0].Int(1);
+  const int64_t waited_since = waiting[0].Int(2);
+  Rows lane =
+      tx.Query("SELECT seq_next, seq_gap_timeout_ms FROM lanes WHERE function_id = $1 AND key = $2",
+               {function_id, key});
+  int64_t next = lane[0].OptInt(0).value_or(m);
+  while (next < m && !tx.Query("SELECT 1 FROM runs WHERE function_id = $1 AND lane_key = $2 "
+                               "AND lane_number = $3",
+                               {function_id, key, next})
+                          .empty()) {
+    ++next;  // its run ended before it was head
+  }
+  if (m > next && !give_up && now_ms < waited_since + lane[0].Int(1)) {
+    tx.Exec("UPDATE lanes SET seq_next = $3, gap_since_ms = $4 WHERE function_id = $1 AND key = $2",
+            {function_id, key, next, waited_since});
+    return std::nullopt;
+  }
+  if (m > next) {
+    tx.Exec(
+        "INSERT INTO lane_gaps (function_id, key, first_number, last_number, waited_since_ms, "
+        "recorded_at_ms, reason, resumed_run_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        {function_id, key, next, m - 1, waited_since, now_ms, give_up ? give_up : kGapTimeout,
+         lowest});
+    tx.Exec("UPDATE lanes SET gaps_total = gaps_total + 1 WHERE function_id = $1 AND key = $2",
+            {function_id, key});
+  }
+  tx.Exec("UPDATE lanes SET seq_next = $3 WHERE function_id = $1 AND key = $2",
+          {function_id, key, m + 1});
+  TakeHead(tx, function_id, key, lowest, now_ms);
+  return lowest;
+}
+
+bool IsSequenceLane(Tx& tx, const std::string& function_id, const std::string& key) {
+  Rows lane = tx.Query("SELECT seq_gap_timeout_ms FROM lanes WHERE function_id = $1 AND key = $2",
+                       {function_id, key});
+  return !lane.empty() && !lane[0].Null(0);
+}
+
 // The head run `run_id` of lane (function_id, key) has finished: the next run of the key
-// (in acceptance order) becomes the head and gets its first call, or the lane is removed
-// when it is empty. The caller holds the run's row lock; this takes the lane's.
+// (in acceptance order, or in number order for a sequence lane) becomes the head and gets
+// its first call, or the lane is removed when it is empty (a sequence lane's row stays: it
+// remembers the next number). The caller holds the run's row lock; this takes the lane's.
 // Returns false (and changes nothing) when `run_id` is not the head.
 bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
                  const std::string& run_id, int64_t head_seq, int64_t now_ms) {
@@ -121,6 +205,10 @@ bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
               "head_deadline_ms = NULL WHERE function_id = $1 AND key = $2 AND head_run_id = $3",
               {function_id, key, run_id}) == 0) {
     return false;  // skipped or timed out already
+  }
+  if (IsSequenceLane(tx, function_id, key)) {
+    SelectSequenceHead(tx, function_id, key, now_ms);
+    return true;
   }
   Rows next = tx.Query(
       "SELECT id FROM runs WHERE function_id = $1 AND lane_key = $2 AND lane_seq > $3 "
@@ -131,57 +219,105 @@ bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
             {function_id, key});
     return true;
   }
-  const std::string next_id = next[0].Text(0);
-  tx.Exec(
-      "UPDATE lanes SET head_run_id = $3, head_since_ms = $4, "
-      "head_deadline_ms = $4 + head_timeout_ms WHERE function_id = $1 AND key = $2",
-      {function_id, key, next_id, now_ms});
-  EnqueueCall(tx, next_id, kDiscoveryStepId, now_ms, now_ms);
+  TakeHead(tx, function_id, key, next[0].Text(0), now_ms);
   return true;
 }
 
 // Takes (creating it if new) the lane row of each lane in `lanes`: the lock every writer of
-// a lane takes first, so lanes are always locked in one order.
+// a lane takes first, so lanes are always locked in one order. Each intake brings the lane's
+// options up to date; a new sequence lane expects its `start` first (none: the first seen).
 void LockLanes(Tx& tx, const LaneLocks& lanes) {
-  for (const auto& [lane, timeout] : lanes) {
+  for (const auto& [lane, options] : lanes) {
+    const std::optional<LaneSequencing>& seq = options.sequencing;
     tx.Exec(
-        "INSERT INTO lanes (function_id, key, head_timeout_ms) VALUES ($1, $2, $3) "
-        "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms",
-        {lane.first, lane.second, timeout});
+        "INSERT INTO lanes (function_id, key, head_timeout_ms, seq_gap_timeout_ms, seq_start, "
+        "seq_run_stale, seq_next) VALUES ($1, $2, $3, $4, $5, $6, $5) "
+        "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms, "
+        "seq_gap_timeout_ms = EXCLUDED.seq_gap_timeout_ms, seq_start = EXCLUDED.seq_start, "
+        "seq_run_stale = EXCLUDED.seq_run_stale, "
+        "seq_next = COALESCE(lanes.seq_next, EXCLUDED.seq_start)",
+        {lane.first, lane.second, options.head_timeout_ms,
+         seq ? sql::Value(seq->gap_timeout.count()) : sql::Value(nullptr),
+         seq ? sql::Value(seq->start) : sql::Value(nullptr), seq && seq->run_stale});
   }
 }
 
-// Removes lanes that LockLanes created but no run joined.
+// Removes lanes that LockLanes created but no run joined (a sequence lane's row stays).
 void DropEmptyLanes(Tx& tx, const LaneLocks& lanes) {
-  for (const auto& [lane, timeout] : lanes) {
-    tx.Exec("DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth = 0",
-            {lane.first, lane.second});
+  for (const auto& [lane, options] : lanes) {
+    tx.Exec(
+        "DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth = 0 "
+        "AND seq_gap_timeout_ms IS NULL",
+        {lane.first, lane.second});
   }
+}
+
+// Records that the event `event_id` started no run of sequence lane (function_id, key).
+void RecordLaneOutcome(Tx& tx, const std::string& event_id, const NewRun& run, const char* outcome,
+                       const std::optional<std::string>& holder, int64_t now_ms) {
+  tx.Exec(
+      "INSERT INTO lane_outcomes (event_id, function_id, key, number, outcome, run_id, "
+      "recorded_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+      {event_id, run.function_id, *run.lane_key, *run.lane_number, outcome, holder, now_ms});
+  tx.Exec(std::string("UPDATE lanes SET ") +
+              (outcome == std::string_view(kStale) ? "stale_total = stale_total + 1"
+                                                   : "duplicates_total = duplicates_total + 1") +
+              " WHERE function_id = $1 AND key = $2",
+          {run.function_id, *run.lane_key});
 }
 
 // Creates `run` for the stored event `event_id`, queued now or behind its lane (locked).
+// In a sequence lane, a number that has a run already is a duplicate and one below the
+// lane's next number is stale: recorded, and no run (a stale one runs unnumbered when the
+// lane says so).
 void CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms) {
+  const bool sequenced = run.lane_key && run.sequencing;
+  std::optional<int64_t> number = sequenced ? run.lane_number : std::nullopt;
+  if (number) {
+    Rows holder = tx.Query(
+        "SELECT id FROM runs WHERE function_id = $1 AND lane_key = $2 AND lane_number = $3",
+        {run.function_id, *run.lane_key, *number});
+    if (!holder.empty()) {
+      RecordLaneOutcome(tx, event_id, run, kDuplicate, holder[0].Text(0), now_ms);
+      return;
+    }
+    Rows lane = tx.Query("SELECT seq_next FROM lanes WHERE function_id = $1 AND key = $2",
+                         {run.function_id, *run.lane_key});
+    if (lane.empty()) throw std::logic_error("lane of run " + run.run_id + " not locked");
+    if (lane[0].Null(0)) {  // the first number this lane sees
+      tx.Exec("UPDATE lanes SET seq_next = $3 WHERE function_id = $1 AND key = $2",
+              {run.function_id, *run.lane_key, *number});
+    } else if (*number < lane[0].Int(0)) {
+      RecordLaneOutcome(tx, event_id, run, kStale, std::nullopt, now_ms);
+      if (!run.sequencing->run_stale) return;
+      number.reset();  // runs after the head, without a number
+    }
+  }
   if (tx.Exec("INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
-              "created_at_ms) VALUES ($1, $2, $3, 'queued', $4, $5, $6) ON CONFLICT DO NOTHING",
-              {run.run_id, run.function_id, event_id, run.lane_key, run.concurrency_key, now_ms}) ==
-      0) {
+              "created_at_ms, lane_number) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7) "
+              "ON CONFLICT DO NOTHING",
+              {run.run_id, run.function_id, event_id, run.lane_key, run.concurrency_key, now_ms,
+               number}) == 0) {
     return;
   }
-  if (run.lane_key) {
-    // Take the next place in the lane; the run starts now only if the lane was free.
-    Rows lane = tx.Query(
-        "UPDATE lanes SET next_seq = next_seq + 1, depth = depth + 1, "
-        "head_run_id = COALESCE(head_run_id, $3), "
-        "head_since_ms = CASE WHEN head_run_id IS NULL THEN $4 ELSE head_since_ms END, "
-        "head_deadline_ms = CASE WHEN head_run_id IS NULL THEN $4 + head_timeout_ms "
-        "ELSE head_deadline_ms END "
-        "WHERE function_id = $1 AND key = $2 RETURNING next_seq, head_run_id",
-        {run.function_id, *run.lane_key, run.run_id, now_ms});
-    if (lane.empty()) throw std::logic_error("lane of run " + run.run_id + " not locked");
-    tx.Exec("UPDATE runs SET lane_seq = $2 WHERE id = $1", {run.run_id, lane[0].Int(0)});
-    if (lane[0].Text(1) != run.run_id) return;
+  if (!run.lane_key) {
+    EnqueueCall(tx, run.run_id, kDiscoveryStepId, now_ms, now_ms);
+    return;
   }
-  EnqueueCall(tx, run.run_id, kDiscoveryStepId, now_ms, now_ms);
+  // Take the next place in the lane; in acceptance order the run starts now only if the
+  // lane was free, in a sequence lane when it is the one head selection picks.
+  Rows lane = tx.Query(
+      "UPDATE lanes SET next_seq = next_seq + 1, depth = depth + 1 "
+      "WHERE function_id = $1 AND key = $2 RETURNING next_seq, head_run_id",
+      {run.function_id, *run.lane_key});
+  if (lane.empty()) throw std::logic_error("lane of run " + run.run_id + " not locked");
+  tx.Exec("UPDATE runs SET lane_seq = $2 WHERE id = $1", {run.run_id, lane[0].Int(0)});
+  if (!lane[0].Null(1)) return;  // behind the head
+  if (sequenced) {
+    SelectSequenceHead(tx, run.function_id, *run.lane_key, now_ms);
+  } else {
+    TakeHead(tx, run.function_id, *run.lane_key, run.run_id, now_ms);
+  }
 }
 
 // Ends run `run_id` with `status`: its queued calls and waits go, and its lane (if any)
@@ -193,8 +329,14 @@ void EndRun(Tx& tx, const std::string& run_id, const std::string& function_id,
   if (!lane_key) return;
   if (!AdvanceLane(tx, function_id, *lane_key, run_id, lane_seq, now_ms)) {
     // Not the head: it leaves the line behind the head.
-    tx.Exec("UPDATE lanes SET depth = depth - 1 WHERE function_id = $1 AND key = $2",
-            {function_id, *lane_key});
+    Rows lane = tx.Query(
+        "UPDATE lanes SET depth = depth - 1 WHERE function_id = $1 AND key = $2 "
+        "RETURNING head_run_id, seq_gap_timeout_ms",
+        {function_id, *lane_key});
+    // A sequence lane waiting for a number may now have nothing to wait for.
+    if (!lane.empty() && lane[0].Null(0) && !lane[0].Null(1)) {
+      SelectSequenceHead(tx, function_id, *lane_key, now_ms);
+    }
   }
 }
 
@@ -681,6 +823,17 @@ Result<QueueStats> SqlStore::GetQueueStats(TimePoint now) {
         {now_ms});
     out.lanes_blocked = l[0].Int(0);
     out.longest_blocked_ms = l[0].Int(1);
+    Rows g = tx.Query(
+        "SELECT count(*) FILTER (WHERE head_run_id IS NULL AND gap_since_ms IS NOT NULL), "
+        "coalesce($1 - min(gap_since_ms) FILTER (WHERE head_run_id IS NULL), 0), "
+        "coalesce(sum(gaps_total), 0), coalesce(sum(stale_total), 0), "
+        "coalesce(sum(duplicates_total), 0) FROM lanes WHERE seq_gap_timeout_ms IS NOT NULL",
+        {now_ms});
+    out.lanes_waiting_for_gap = g[0].Int(0);
+    out.longest_gap_wait_ms = g[0].Int(1);
+    out.lane_gaps = g[0].Int(2);
+    out.lane_stale = g[0].Int(3);
+    out.lane_duplicates = g[0].Int(4);
     return out;
   });
 }
@@ -732,6 +885,16 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
 Result<std::string> SqlStore::SkipLaneHead(const std::string& function_id, const std::string& key,
                                            TimePoint now) {
   return InTransaction([&](Tx& tx) -> Result<std::string> {
+    Rows lane = tx.Query(
+        "SELECT head_run_id, seq_gap_timeout_ms FROM lanes WHERE function_id = $1 AND key = $2 "
+        "{FOR UPDATE}",
+        {function_id, key});
+    if (!lane.empty() && lane[0].Null(0) && !lane[0].Null(1)) {
+      // A sequence lane waiting for a missing number: give up on it now.
+      auto head = SelectSequenceHead(tx, function_id, key, UnixMillis(now), kGapSkipped);
+      if (!head) return LaneHasNoHead(function_id, key);
+      return *head;
+    }
     return FailLaneHead(tx, function_id, key,
                         {{"name", "Skipped"}, {"message", "skipped by an operator (skip-head)"}},
                         UnixMillis(now), std::nullopt);
@@ -788,18 +951,54 @@ Result<std::vector<std::string>> SqlStore::ExpireLaneHeads(TimePoint now) {
       return r.status();
     }
   }
+  // The gap timers: sequence lanes with no head whose missing number has been waited for
+  // long enough give up on it.
+  ASSIGN_OR_RETURN(auto gaps, InTransaction([&](Tx& tx) -> Result<Rows> {
+                     return tx.Query(
+                         "SELECT function_id, key FROM lanes WHERE gap_since_ms IS NOT NULL "
+                         "AND head_run_id IS NULL AND gap_since_ms + seq_gap_timeout_ms <= $1 "
+                         "ORDER BY gap_since_ms LIMIT 100",
+                         {now_ms});
+                   }));
+  for (Row row : gaps) {
+    const std::string function_id = row.Text(0), key = row.Text(1);
+    RETURN_IF_ERROR(InTransaction([&](Tx& tx) -> Status {
+      Rows lane =
+          tx.Query("SELECT head_run_id FROM lanes WHERE function_id = $1 AND key = $2 {FOR UPDATE}",
+                   {function_id, key});
+      if (!lane.empty() && lane[0].Null(0)) SelectSequenceHead(tx, function_id, key, now_ms);
+      return Status::Ok();
+    }));
+  }
   return failed;
 }
+
+namespace {
+
+constexpr const char* kGapColumns =
+    "id, function_id, key, first_number, last_number, waited_since_ms, recorded_at_ms, reason, "
+    "resumed_run_id";
+
+LaneGap ReadGap(const Row& row) {
+  return {row.Int(0), row.Text(1), row.Text(2), row.Int(3),    row.Int(4),
+          row.Int(5), row.Int(6),  row.Text(7), row.OptText(8)};
+}
+
+}  // namespace
 
 Result<std::vector<LaneRecord>> SqlStore::ListLanes(const LaneFilter& filter) {
   const std::string after_fn = filter.after ? filter.after->first : "";
   const std::string after_key = filter.after ? filter.after->second : "";
   return InTransaction([&](Tx& tx) -> Result<std::vector<LaneRecord>> {
     std::vector<LaneRecord> out;
+    // Lanes with runs not finished; a sequence lane waiting for a number has no head.
     for (Row row :
          tx.Query("SELECT l.function_id, l.key, l.depth, l.head_run_id, r.status, l.head_since_ms, "
-                  "l.head_deadline_ms FROM lanes l JOIN runs r ON r.id = l.head_run_id "
-                  "WHERE ($1 = '' OR l.function_id = $1) AND (NOT $2 OR r.status = 'blocked') "
+                  "l.head_deadline_ms, l.seq_gap_timeout_ms, l.seq_next, l.gap_since_ms, "
+                  "l.gaps_total, l.stale_total, l.duplicates_total "
+                  "FROM lanes l LEFT JOIN runs r ON r.id = l.head_run_id "
+                  "WHERE l.depth > 0 AND ($1 = '' OR l.function_id = $1) "
+                  "AND (NOT $2 OR r.status = 'blocked') "
                   "AND ($3 = '' OR (l.function_id, l.key) > ($3, $4)) "
                   "ORDER BY l.function_id, l.key LIMIT $5",
                   {filter.function_id, filter.blocked_only, after_fn, after_key, filter.limit})) {
@@ -807,13 +1006,84 @@ Result<std::vector<LaneRecord>> SqlStore::ListLanes(const LaneFilter& filter) {
       l.function_id = row.Text(0);
       l.key = row.Text(1);
       l.depth = row.Int32(2);
-      l.head_run_id = row.Text(3);
-      l.head_status = row.Text(4);
-      l.head_since_ms = row.Int(5);
+      l.head_run_id = row.OptText(3).value_or("");
+      l.head_status = row.OptText(4).value_or("waiting");
+      l.head_since_ms = row.OptInt(5).value_or(row.OptInt(9).value_or(0));
       l.head_deadline_ms = row.OptInt(6);
+      if (!row.Null(7)) {
+        LaneSequence seq;
+        seq.gap_timeout_ms = row.Int(7);
+        seq.next = row.OptInt(8);
+        seq.gap_since_ms = row.OptInt(9);
+        seq.gaps_total = row.Int(10);
+        seq.stale_total = row.Int(11);
+        seq.duplicates_total = row.Int(12);
+        for (Row w : tx.Query("SELECT lane_number FROM runs WHERE function_id = $1 AND "
+                              "lane_key = $2 AND status = 'queued' AND lane_number IS NOT NULL "
+                              "ORDER BY lane_number LIMIT 10",
+                              {l.function_id, l.key})) {
+          seq.waiting.push_back(w.Int(0));
+        }
+        Rows last = tx.Query(std::string("SELECT ") + kGapColumns +
+                                 " FROM lane_gaps WHERE function_id = $1 AND key = $2 "
+                                 "ORDER BY id DESC LIMIT 1",
+                             {l.function_id, l.key});
+        if (!last.empty()) seq.last_gap = ReadGap(last[0]);
+        l.sequence = std::move(seq);
+      }
       out.push_back(std::move(l));
     }
     return out;
+  });
+}
+
+Result<std::vector<LaneGap>> SqlStore::ListLaneGaps(const std::string& function_id,
+                                                    const std::string& key, int limit) {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<LaneGap>> {
+    std::vector<LaneGap> out;
+    for (Row row : tx.Query(std::string("SELECT ") + kGapColumns +
+                                " FROM lane_gaps WHERE function_id = $1 AND key = $2 "
+                                "ORDER BY id DESC LIMIT $3",
+                            {function_id, key, limit})) {
+      out.push_back(ReadGap(row));
+    }
+    return out;
+  });
+}
+
+Result<std::vector<LaneOutcome>> SqlStore::LaneOutcomesOf(const std::string& internal_id) {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<LaneOutcome>> {
+    std::vector<LaneOutcome> out;
+    for (Row row : tx.Query("SELECT event_id, function_id, key, number, outcome, run_id, "
+                            "recorded_at_ms FROM lane_outcomes WHERE event_id = $1 "
+                            "ORDER BY function_id",
+                            {internal_id})) {
+      out.push_back({row.Text(0), row.Text(1), row.Text(2), row.Int(3), row.Text(4), row.OptText(5),
+                     row.Int(6)});
+    }
+    return out;
+  });
+}
+
+Result<std::vector<LaneGap>> SqlStore::PendingLaneGaps(int limit) {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<LaneGap>> {
+    std::vector<LaneGap> out;
+    for (Row row : tx.Query(std::string("SELECT ") + kGapColumns +
+                                " FROM lane_gaps WHERE NOT announced ORDER BY id LIMIT $1",
+                            {limit})) {
+      out.push_back(ReadGap(row));
+    }
+    return out;
+  });
+}
+
+Status SqlStore::AckLaneGaps(const std::vector<int64_t>& ids) {
+  if (ids.empty()) return Status::Ok();
+  std::vector<std::string> text;
+  for (int64_t id : ids) text.push_back(std::to_string(id));
+  return InTransaction([&](Tx& tx) -> Status {
+    tx.Exec("UPDATE lane_gaps SET announced = true WHERE id IN @ids($1)", {ListValue(text)});
+    return Status::Ok();
   });
 }
 
@@ -887,7 +1157,11 @@ Result<bool> SqlStore::CancelRun(const std::string& run_id, const Json& error, T
   });
 }
 
-Status SqlStore::StartRun(const std::string& event_internal_id, const NewRun& run, TimePoint now) {
+Status SqlStore::StartRun(const std::string& event_internal_id, const NewRun& replay,
+                          TimePoint now) {
+  // An operator's explicit request: in a sequence lane it runs unnumbered, after the head.
+  NewRun run = replay;
+  run.lane_number.reset();
   const LaneLocks lanes = LanesOf({NewEvent{{}, {run}}});
   return InTransaction([&](Tx& tx) -> Status {
     if (tx.Query("SELECT 1 FROM events WHERE internal_id = $1", {event_internal_id}).empty()) {

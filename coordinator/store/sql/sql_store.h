@@ -50,6 +50,11 @@ class SqlStore final : public Store {
   Result<std::vector<LaneRecord>> ListLanes(const LaneFilter& filter) override;
   Result<std::string> SkipLaneHead(const std::string& function_id, const std::string& key,
                                    TimePoint now) override;
+  Result<std::vector<LaneGap>> ListLaneGaps(const std::string& function_id, const std::string& key,
+                                            int limit) override;
+  Result<std::vector<LaneOutcome>> LaneOutcomesOf(const std::string& internal_id) override;
+  Result<std::vector<LaneGap>> PendingLaneGaps(int limit) override;
+  Status AckLaneGaps(const std::vector<int64_t>& ids) override;
   Result<std::string> RetryLaneHead(const std::string& function_id, const std::string& key,
                                     TimePoint now) override;
 
