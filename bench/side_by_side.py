@@ -89,6 +89,13 @@ def percentiles(samples_ms):
     return {"n": len(s), "p50": at(50), "p99": at(99), "max": s[-1]}
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of process `pid` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -238,11 +245,13 @@ class Bench:
         host_proc = host(name + "-host", base, api)
         metrics = Metrics(api)
         done0, calls0 = metrics.read()
+        cpu0 = cpu_seconds(coord.pid), cpu_seconds(host_proc.pid)
         start = time.time()
         self.send(api, event, self.a.runs)
         wait_for(lambda: metrics.read()[0] - done0 >= self.a.runs, 900, step=0.02,
                  what=f"{name}: {self.a.runs} runs to complete")
         elapsed = time.time() - start
+        cpu1 = cpu_seconds(coord.pid), cpu_seconds(host_proc.pid)
         calls = metrics.read()[1] - calls0
         rss = peak_rss_mb(coord.pid)
         self.procs.stop(host_proc)
@@ -250,7 +259,9 @@ class Bench:
         if calls != 3 * self.a.runs:
             print(f"{name}: {calls} calls for {self.a.runs} runs (3 each expected)")
         return {"runs_per_s": self.a.runs / elapsed, "calls_per_s": calls / elapsed,
-                "calls_per_run": calls / self.a.runs, "rss_mb": rss}
+                "calls_per_run": calls / self.a.runs, "rss_mb": rss,
+                "coordinator_cpu_ms_per_call": 1000 * (cpu1[0] - cpu0[0]) / max(calls, 1),
+                "host_cpu_ms_per_call": 1000 * (cpu1[1] - cpu0[1]) / max(calls, 1)}
 
     def node(self, script, *args, netns=False):
         argv = [NODE, os.path.join(BENCH, "node", script), *map(str, args)]
@@ -382,7 +393,9 @@ class Bench:
             if key in r:
                 rows.append((label, f"{a.runs:,} runs, 2 steps = 3 calls",
                              f"{fmt(g(key, 'runs_per_s'))} runs/s, {fmt(g(key, 'calls_per_s'))} calls/s"
-                             f"; RSS {fmt(g(key, 'rss_mb'))} MB"))
+                             f"; RSS {fmt(g(key, 'rss_mb'))} MB; CPU per call: coordinator "
+                             f"{fmt(g(key, 'coordinator_cpu_ms_per_call'), '{:.2f}')} ms, host "
+                             f"{fmt(g(key, 'host_cpu_ms_per_call'), '{:.2f}')} ms"))
         if "restate" in r:
             rows.append((f"Restate {g('restate', 'version')}, Virtual Object, 2 `ctx.run`",
                          f"{a.runs:,} invocations, {g('restate', 'keys')} keys",

@@ -1,5 +1,6 @@
 #include "common/http_client.h"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <variant>
@@ -60,27 +61,83 @@ Status LoadTrust(ssl::context& ctx, const std::string& ca_file) {
 
 }  // namespace
 
+std::chrono::milliseconds PooledIdleTimeout(std::string_view keep_alive,
+                                            const HttpClientOptions& options) {
+  using std::chrono::milliseconds;
+  milliseconds idle = options.idle_timeout;
+  // `Keep-Alive: timeout=5, max=1000` (RFC 9110 leaves the parameters to the server; this
+  // one is what Node, Apache and others send).
+  for (size_t pos = 0; pos < keep_alive.size();) {
+    size_t end = keep_alive.find(',', pos);
+    if (end == std::string_view::npos) end = keep_alive.size();
+    std::string_view param = keep_alive.substr(pos, end - pos);
+    pos = end + 1;
+    while (!param.empty() && (param.front() == ' ' || param.front() == '\t')) {
+      param.remove_prefix(1);
+    }
+    constexpr std::string_view kTimeout = "timeout=";
+    if (param.size() <= kTimeout.size() ||
+        strncasecmp(param.data(), kTimeout.data(), kTimeout.size()) != 0) {
+      continue;
+    }
+    param.remove_prefix(kTimeout.size());
+    int64_t seconds = 0;
+    size_t digits = 0;
+    while (digits < param.size() && param[digits] >= '0' && param[digits] <= '9' &&
+           seconds < 1'000'000) {
+      seconds = seconds * 10 + (param[digits++] - '0');
+    }
+    if (digits == 0) continue;
+    // A second less than the host's word, as the host counts from when it sent the response
+    // and a call takes a moment to reach it.
+    idle = milliseconds(seconds * 1000) - std::chrono::seconds(1);
+    break;
+  }
+  return std::clamp(idle, milliseconds::zero(), options.max_idle_timeout);
+}
+
 Status CheckCaFile(const std::string& ca_file) {
   ssl::context ctx(ssl::context::tls_client);
   return LoadTrust(ctx, ca_file);
 }
 
 struct HttpClient::Pool {
+  using Clock = std::chrono::steady_clock;
+  struct Idle {
+    Connection conn;
+    Clock::time_point expires;  // past this the host may have closed it: never used again
+  };
   std::mutex mu;
-  std::map<std::string, std::vector<Connection>> idle;  // GUARDED_BY(mu)
+  std::map<std::string, std::vector<Idle>> idle;  // GUARDED_BY(mu)
 
+  // The most recently pooled connection to `origin` that has not expired; expired ones are
+  // dropped (closed).
   std::optional<Connection> Take(const std::string& origin) {
+    std::vector<Idle> expired;  // closed after the lock is released
     std::lock_guard lock(mu);
     auto it = idle.find(origin);
-    if (it == idle.end() || it->second.empty()) return std::nullopt;
-    Connection c = std::move(it->second.back());
-    it->second.pop_back();
+    if (it == idle.end()) return std::nullopt;
+    auto& v = it->second;
+    const Clock::time_point now = Clock::now();
+    for (auto e = v.begin(); e != v.end();) {
+      if (e->expires > now) {
+        ++e;
+        continue;
+      }
+      expired.push_back(std::move(*e));
+      e = v.erase(e);
+    }
+    if (v.empty()) return std::nullopt;
+    Connection c = std::move(v.back().conn);
+    v.pop_back();
     return c;
   }
-  void Put(const std::string& origin, Connection c, size_t max) {
+  void Put(const std::string& origin, Connection c, std::chrono::milliseconds idle_for,
+           size_t max) {
+    if (idle_for <= std::chrono::milliseconds::zero()) return;
     std::lock_guard lock(mu);
     auto& v = idle[origin];
-    if (v.size() < max) v.push_back(std::move(c));
+    if (v.size() < max) v.push_back({std::move(c), Clock::now() + idle_for});
   }
 };
 
@@ -232,7 +289,8 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
     }
     out.body = std::move(res.body());
     if (res.keep_alive()) {
-      pool_->Put(origin, std::move(*conn), options_.max_idle_per_origin);
+      pool_->Put(origin, std::move(*conn), PooledIdleTimeout(out.header("Keep-Alive"), options_),
+                 options_.max_idle_per_origin);
     }
     co_return out;
   }

@@ -41,11 +41,23 @@ struct HttpResponse {
 
 struct HttpClientOptions {
   size_t max_idle_per_origin = 64;
+  // How long a kept-alive connection may wait in the pool for its next call. A host that
+  // says how long it keeps an idle connection open (`Keep-Alive: timeout=N`; Node's http
+  // server says 5 s) is trusted for a second less than that, so that no call goes out on a
+  // connection the host is closing; a host that says nothing gets `idle_timeout`. Never more
+  // than `max_idle_timeout`.
+  std::chrono::milliseconds idle_timeout{4'000};
+  std::chrono::milliseconds max_idle_timeout{600'000};
   size_t max_response_bytes = 16 << 20;
   // PEM file of CA certificates trusted for https:// besides the system's store (a private
   // CA). Empty: the system's store only. Certificates are always verified.
   std::string ca_file;
 };
+
+// How long a connection whose last response carried `keep_alive` (the value of its
+// Keep-Alive header, empty when absent) may stay pooled; zero: not at all.
+std::chrono::milliseconds PooledIdleTimeout(std::string_view keep_alive,
+                                            const HttpClientOptions& options);
 
 // Checks that `ca_file` holds at least one PEM certificate OpenSSL can load, so a bad
 // --host-ca is refused at start rather than on the first call. kInvalidArgument otherwise.

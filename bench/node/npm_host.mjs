@@ -21,8 +21,9 @@ const twoSteps = inngest.createFunction(
   },
 );
 const handler = serve({ client: inngest, functions: [twoSteps] });
+// Node's http server as it comes: it keeps an idle connection 5 s and says so
+// (`Keep-Alive: timeout=5`); the coordinator pools connections for less than that.
 const server = createServer(handler);
-server.keepAliveTimeout = 65_000;
 server.listen(0, '127.0.0.1', async () => {
   const put = await fetch(`http://127.0.0.1:${server.address().port}/api/inngest`, { method: 'PUT' });
   if (put.status !== 200) {
