@@ -53,21 +53,6 @@ class DeepHost {
   ScriptedServer server_;
 };
 
-Json FunctionConfig(const std::string& id, const std::string& event, const std::string& url,
-                    Json extra = Json::object()) {
-  Json config = {{"id", id},
-                 {"name", id},
-                 {"triggers", {{{"event", event}}}},
-                 {"steps",
-                  {{"step",
-                    {{"id", "step"},
-                     {"name", "step"},
-                     {"runtime", {{"type", "http"}, {"url", url}}},
-                     {"retries", {{"attempts", 1}}}}}}}};
-  config.update(extra);
-  return config;
-}
-
 JsonReply Register(const Coordinator& c, const std::string& app_url, const Json& functions) {
   return Http(
       "POST", c.url() + "/fn/register",
