@@ -1,6 +1,7 @@
 // POST /e/{key} and /v1/events: event intake (docs/protocol.md §3); GET /v1/events.
 #include <spdlog/spdlog.h>
 
+#include "common/duration.h"
 #include "common/ulid.h"
 #include "coordinator/api/api.h"
 #include "coordinator/api/event_body.h"
@@ -105,6 +106,16 @@ Response Api::HandleGetEvent(const Request& req) {
   Json j = EventJson(*event);
   j["runs"] = Json::array();
   for (const auto& r : *runs) j["runs"].push_back(RunJson(r));
+  // The runs flow control did not start (idempotency, rateLimit, singleton skip).
+  auto skips = stores_.events.EventSkips(event->internal_id);
+  if (!skips.ok()) return http::ErrorResponse(skips.status());
+  j["skipped"] = Json::array();
+  for (const store::EventSkip& s : *skips) {
+    j["skipped"].push_back({{"function_id", s.function_id},
+                            {"reason", s.reason},
+                            {"key", s.key},
+                            {"at", FormatRfc3339(s.at_ms)}});
+  }
   return JsonResponse(200, {{"data", j}});
 }
 
