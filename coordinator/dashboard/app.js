@@ -231,7 +231,7 @@ async function renderFunctions() {
     : `${t.event}${t.expression ? ` if ${t.expression}` : ''}`).join(', ') || 'invoke only';
   const config = (c) => {
     const out = {};
-    for (const k of ['ordering', 'concurrency', 'idempotency', 'rateLimit', 'singleton', 'cancel']) {
+    for (const k of ['ordering', 'concurrency', 'idempotency', 'rateLimit', 'singleton', 'timeouts', 'cancel']) {
       if (c[k]) out[k] = c[k];
     }
     out.retries = c.steps?.step?.retries?.attempts ?? 'default (4)';

@@ -166,7 +166,7 @@ test('functions and lanes pages show config, apps and the blocked lane', async (
   await shot('lanes');
 });
 
-test('the event page lists the runs flow control skipped; the functions page shows the option',
+test('the event page lists the runs flow control skipped; the functions page shows the options',
   async () => {
     const url = 'http://127.0.0.1:1/api';
     const reg = await fetch(`${base}/fn/register`, {
@@ -178,6 +178,7 @@ test('the event page lists the runs flow control skipped; the functions page sho
           steps: { step: { id: 'step', name: 'step',
             runtime: { type: 'http', url: `${url}?fnId=gated-once` }, retries: { attempts: 1 } } },
           rateLimit: { limit: 1, period: '1h' },
+          timeouts: { finish: '1h' },
         }],
       }),
     });
@@ -196,4 +197,5 @@ test('the event page lists the runs flow control skipped; the functions page sho
     const fns = page.locator('table[data-testid="functions"]');
     await fns.waitFor();
     assert.match(await fns.innerText(), /rateLimit/);
+    assert.match(await fns.innerText(), /timeouts/);
   });
