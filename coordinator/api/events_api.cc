@@ -1,6 +1,7 @@
 // POST /e/{key} and /v1/events: event intake (docs/protocol.md §3); GET /v1/events.
 #include <spdlog/spdlog.h>
 
+#include "common/duration.h"
 #include "common/ulid.h"
 #include "coordinator/api/api.h"
 #include "coordinator/api/event_body.h"
@@ -116,6 +117,16 @@ Response Api::HandleGetEvent(const Request& req) {
                           {"outcome", o.outcome},
                           {"run_id", o.run_id ? Json(*o.run_id) : Json(nullptr)},
                           {"recorded_at", FormatRfc3339(o.recorded_at_ms)}});
+  }
+  // The runs flow control did not start (idempotency, rateLimit, singleton skip).
+  auto skips = stores_.events.EventSkips(event->internal_id);
+  if (!skips.ok()) return http::ErrorResponse(skips.status());
+  j["skipped"] = Json::array();
+  for (const store::EventSkip& s : *skips) {
+    j["skipped"].push_back({{"function_id", s.function_id},
+                            {"reason", s.reason},
+                            {"key", s.key},
+                            {"at", FormatRfc3339(s.at_ms)}});
   }
   return JsonResponse(200, {{"data", j}});
 }

@@ -219,7 +219,9 @@ async function renderEvent(id) {
     <h2>Runs it started</h2>
     ${e.runs.length ? `<table data-testid="event-runs"><tbody>${e.runs.map((r) => `<tr><td>${badge(r.status)}</td>
       <td><a class="mono" href="#/runs/${enc(r.id)}">${esc(r.id)}</a></td><td>${esc(r.function_id)}</td></tr>`).join('')}</tbody></table>`
-    : '<div class="empty">This event started no run (no function matched it).</div>'}
+    : `<div class="empty">This event started no run (${(e.skipped || []).length ? 'flow control skipped it' : 'no function matched it'}).</div>`}
+    ${(e.skipped || []).length ? `<h2>Runs flow control skipped</h2><table data-testid="event-skips"><tbody>${e.skipped.map((s) =>
+      `<tr><td>${esc(s.function_id)}</td><td>${esc(s.reason)}</td><td class="mono">${esc(s.key)}</td><td>${time(s.at)}</td></tr>`).join('')}</tbody></table>` : ''}
     <h2>Payload</h2>${json(e.payload)}`;
 }
 
@@ -229,7 +231,9 @@ async function renderFunctions() {
     : `${t.event}${t.expression ? ` if ${t.expression}` : ''}`).join(', ') || 'invoke only';
   const config = (c) => {
     const out = {};
-    for (const k of ['ordering', 'concurrency', 'cancel']) if (c[k]) out[k] = c[k];
+    for (const k of ['ordering', 'concurrency', 'idempotency', 'rateLimit', 'singleton', 'timeouts', 'cancel']) {
+      if (c[k]) out[k] = c[k];
+    }
     out.retries = c.steps?.step?.retries?.attempts ?? 'default (4)';
     return out;
   };

@@ -43,6 +43,9 @@ Result<store::NewRun> NewRunFor(const std::string& fn, const FunctionSet& set, c
       run.lane_number = keys->lane.lane_sequence;
     }
     run.concurrency_key = std::move(keys->concurrency_key);
+    run.rate = std::move(keys->rate);
+    run.singleton = std::move(keys->singleton);
+    run.timeouts = std::move(keys->timeouts);
   }
   return run;
 }
@@ -152,7 +155,18 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
   int resumed = 0;
   for (size_t i = 0; i < stored.size(); ++i) {
     if (stored[i].duplicate) continue;
-    result.runs_started += static_cast<int64_t>(batch[i].runs.size());
+    result.runs_started += static_cast<int64_t>(batch[i].runs.size() - stored[i].skipped.size());
+    for (const std::string& fn : stored[i].skipped) {
+      spdlog::info("event {} ({}) starts no run of {}: a flow-control gate refused it",
+                   batch[i].event.internal_id, batch[i].event.name, fn);
+    }
+    for (const std::string& run_id : stored[i].cancelled) {
+      // Cancelled in the ingest's transaction (singleton mode cancel): announce its end now
+      // (the run-end outbox would within seconds anyway; announcing twice stores it once).
+      spdlog::info("run {} cancelled by singleton: event {} started a run of its key", run_id,
+                   batch[i].event.internal_id);
+      AnnounceEnd(run_id);
+    }
     if (!waits.empty()) resumed += ResolveWaits(batch[i].event, waits);
     CancelMatchingRuns(batch[i].event, *set);
   }
@@ -261,6 +275,9 @@ Result<std::string> Intake::Replay(const std::string& run_id) {
   const TimePoint now = clock_.Now();
   ASSIGN_OR_RETURN(store::NewRun replay,
                    NewRunFor(run.function_id, *set, event.payload, UnixMillis(now)));
+  // An operator's replay is not gated by idempotency, rateLimit or singleton.
+  replay.rate.reset();
+  replay.singleton.reset();
   RETURN_IF_ERROR(store_.StartRun(event.internal_id, replay, now));
   spdlog::info("run {} replays run {} of {}", replay.run_id, run_id, run.function_id);
   if (on_new_work_) on_new_work_();
@@ -446,6 +463,7 @@ void Intake::AnnounceLaneGaps() {
 void Intake::Sweep(bool all) {
   SweepLookbacks(all);
   AnnounceLaneGaps();
+  SweepTimeouts();
   const int64_t before = all ? 0 : UnixMillis(clock_.Now() - kSweepAge);
   auto pending = store_.PendingRunEnds(before, kSweepBatch);
   if (!pending.ok()) {
@@ -466,6 +484,19 @@ void Intake::Sweep(bool all) {
   }
   spdlog::info("announcing the end of {} run(s) recorded but not announced", ends.size());
   Announce(std::move(ends));
+}
+
+void Intake::SweepTimeouts() {
+  auto cancelled = store_.CancelTimedOutRuns(clock_.Now(), kSweepBatch);
+  if (!cancelled.ok()) {
+    spdlog::warn("cancelling runs past their timeouts failed: {}", cancelled.status().ToString());
+    return;
+  }
+  for (const std::string& run_id : *cancelled) {
+    spdlog::info("run {} cancelled: past a deadline of its timeouts", run_id);
+    AnnounceEnd(run_id);
+  }
+  if (!cancelled->empty() && on_new_work_) on_new_work_();  // lanes may have moved on
 }
 
 void Intake::SweepLookbacks(bool all) {

@@ -112,13 +112,15 @@ class Intake final : public executor::RunEvents {
   // Stores the events of `ends` and acknowledges them; on failure they stay in the store's
   // outbox for the sweep.
   void Announce(std::vector<PendingEnd> ends);
-  // Announces the recorded ends older than the sweep age (any age when `all`), and does the
-  // pending look-backs of waits as old.
+  // Announces the recorded ends older than the sweep age (any age when `all`), does the
+  // pending look-backs of waits as old, and cancels runs past their timeouts.
   void Sweep(bool all);
   void SweepLookbacks(bool all);
   // Stores a funcky/lane.gap event for each gap a sequence lane recorded, then marks them
   // announced (the gap outbox).
   void AnnounceLaneGaps();
+  // Cancels the runs past a deadline of their `timeouts` (any coordinator may; once each).
+  void SweepTimeouts();
   // Resumes `wait` with the first event received since its lookback_from_ms that matches,
   // or marks its look-back done. false when the store failed (the sweep tries again).
   bool LookBack(const store::WaitRecord& wait);

@@ -27,11 +27,11 @@ Result<std::shared_ptr<const expr::Expression>> KeyExpression(const Json& key,
 
 // The function config keys Funcky reads (`ordering` is its own extension).
 const std::set<std::string, std::less<>> kKnownOptions = {
-    "id", "name", "triggers", "steps", "cancel", "concurrency", "ordering"};
+    "id",       "name",        "triggers",  "steps",     "cancel",  "concurrency",
+    "ordering", "idempotency", "rateLimit", "singleton", "timeouts"};
 // Options of the Inngest SDKs that Funcky does not implement yet.
-const std::set<std::string, std::less<>> kInngestFlowOptions = {
-    "throttle",    "rateLimit", "idempotency", "debounce",
-    "batchEvents", "priority",  "singleton",   "timeouts"};
+const std::set<std::string, std::less<>> kInngestFlowOptions = {"throttle", "debounce",
+                                                                "batchEvents", "priority"};
 
 // A limit as the store keeps it (a 32-bit int): anything larger is refused rather than
 // wrapped (2147483648 would become "unlimited", 4294967297 would become 1).
@@ -183,6 +183,67 @@ Status AddConcurrency(const Json& c, FlowControl& flow) {
   return Status::Ok();
 }
 
+// `rateLimit: {limit, period, key?}`.
+Result<RateOption> ParseRateLimit(const Json& r) {
+  if (!r.is_object()) return InvalidArgument("rateLimit must be an object {limit, period, key?}");
+  RETURN_IF_ERROR(OnlyKnownKeys(r, "rateLimit", {"limit", "period", "key"}));
+  RateOption rate;
+  rate.reason = store::kSkipRateLimit;
+  if (!r.contains("limit") || !IsIntegerIn(r["limit"], 1, kMaxLimit)) {
+    return InvalidArgument("rateLimit.limit must be an integer from 1 to " +
+                           std::to_string(kMaxLimit));
+  }
+  rate.limit = r["limit"].get<int64_t>();
+  if (!HasOption(r, "period")) return InvalidArgument("rateLimit needs a \"period\"");
+  ASSIGN_OR_RETURN(rate.period, DurationOption(r["period"], "rateLimit.period"));
+  if (rate.period < kMinRatePeriod || rate.period > kMaxRatePeriod) {
+    return InvalidArgument("rateLimit.period must be from 1s to 24h");
+  }
+  if (HasOption(r, "key")) {
+    ASSIGN_OR_RETURN(rate.key, KeyExpression(r["key"], "rateLimit.key"));
+  }
+  return rate;
+}
+
+// `singleton: {mode, key?}`.
+Result<SingletonOption> ParseSingleton(const Json& o) {
+  if (!o.is_object()) return InvalidArgument("singleton must be an object {mode, key?}");
+  RETURN_IF_ERROR(OnlyKnownKeys(o, "singleton", {"mode", "key"}));
+  SingletonOption singleton;
+  auto mode = o.find("mode");
+  if (mode == o.end() || (*mode != "skip" && *mode != "cancel")) {
+    return InvalidArgument("singleton.mode must be \"skip\" or \"cancel\"");
+  }
+  singleton.cancel = *mode == "cancel";
+  if (HasOption(o, "key")) {
+    ASSIGN_OR_RETURN(singleton.key, KeyExpression(o["key"], "singleton.key"));
+  }
+  return singleton;
+}
+
+// `timeouts: {start?, finish?}`, each a positive duration of at most a year.
+Result<store::RunTimeouts> ParseTimeouts(const Json& o) {
+  if (!o.is_object()) return InvalidArgument("timeouts must be an object {start?, finish?}");
+  RETURN_IF_ERROR(OnlyKnownKeys(o, "timeouts", {"start", "finish"}));
+  store::RunTimeouts timeouts;
+  for (const char* name : {"start", "finish"}) {
+    if (!HasOption(o, name)) continue;
+    const std::string where = std::string("timeouts.") + name;
+    ASSIGN_OR_RETURN(auto d, DurationOption(o[name], where));
+    if (d <= std::chrono::milliseconds(0) || d > std::chrono::hours(24 * 366)) {
+      return InvalidArgument(where + " must be more than 0 and at most 366d");
+    }
+    (std::string_view(name) == "start" ? timeouts.start : timeouts.finish) = d;
+  }
+  return timeouts;
+}
+
+// The text of `key` evaluated on the event, or "" without a key expression.
+std::string GateKey(const std::shared_ptr<const expr::Expression>& key,
+                    const expr::Variables& vars) {
+  return key ? expr::KeyText(key->Evaluate(vars)) : std::string();
+}
+
 }  // namespace
 
 bool IsIntegerIn(const Json& v, int64_t lo, int64_t hi) {
@@ -278,6 +339,25 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
       RETURN_IF_ERROR(AddConcurrency(*c, flow));
     }
   }
+  if (auto r = config.find("rateLimit"); r != config.end() && !r->is_null()) {
+    ASSIGN_OR_RETURN(flow.rate, ParseRateLimit(*r));
+  }
+  // Inngest's rule: an idempotency key replaces a rate limit (both are checked at sync).
+  if (auto i = config.find("idempotency"); i != config.end() && !i->is_null()) {
+    ASSIGN_OR_RETURN(auto key, KeyExpression(*i, "idempotency"));
+    flow.rate = RateOption{store::kSkipIdempotency, 1, kIdempotencyPeriod, std::move(key)};
+  }
+  if (auto o = config.find("singleton"); o != config.end() && !o->is_null()) {
+    ASSIGN_OR_RETURN(flow.singleton, ParseSingleton(*o));
+    if (flow.lane_key) {
+      return InvalidArgument("singleton with a lane (" + flow.lane_from +
+                             ") is not implemented by Funcky; a lane already runs one run of "
+                             "its key at a time");
+    }
+  }
+  if (auto t = config.find("timeouts"); t != config.end() && !t->is_null()) {
+    ASSIGN_OR_RETURN(flow.timeouts, ParseTimeouts(*t));
+  }
   if (flow.sequence && !flow.crons.empty()) {
     return InvalidArgument(flow.lane_from +
                            ".sequence: a cron trigger's ticks carry no sequence number; give "
@@ -290,6 +370,15 @@ Result<RunKeys> EvaluateKeys(const FlowControl& flow, const Json& event) {
   RunKeys keys;
   const expr::Variables vars{{"event", &event}};
   if (flow.limit_key) keys.concurrency_key = expr::KeyText(flow.limit_key->Evaluate(vars));
+  if (flow.rate) {
+    keys.rate = store::RateGate{flow.rate->reason, GateKey(flow.rate->key, vars), flow.rate->limit,
+                                flow.rate->period};
+  }
+  if (flow.singleton) {
+    keys.singleton =
+        store::SingletonGate{GateKey(flow.singleton->key, vars), flow.singleton->cancel};
+  }
+  keys.timeouts = flow.timeouts;
   if (!flow.lane_key) return keys;
   ASSIGN_OR_RETURN(
       keys.lane, PlaceInLane(flow.sequence ? &*flow.sequence : nullptr, flow.bypass.get(), event));

@@ -4,6 +4,9 @@
 //   `concurrency: {limit: 1, key}` with scope fn — each key is a strict FIFO lane — with
 //   the lane's options on either: head_timeout, a producer sequence (sequence, gap_timeout,
 //   start, stale; sequence.h) and a bypass expression;
+// - admission gates (docs/flow-control.md): `idempotency` (one run per key per 24 h), else
+//   `rateLimit {limit, period, key?}`, and `singleton {mode, key?}`;
+// - `timeouts {start?, finish?}`: deadlines after which a run is cancelled;
 // - a function-wide limit on calls in flight: `concurrency: N` or `{limit: N}`;
 // - a per-key limit on calls in flight: `{limit: N, key}` with N > 1 (no order promise);
 // - cron triggers and `cancel` (cancel_on) conditions.
@@ -22,6 +25,7 @@
 #include "coordinator/expr/expr.h"
 #include "coordinator/scheduler/cron.h"
 #include "coordinator/scheduler/sequence.h"
+#include "coordinator/store/store.h"
 
 namespace funcky::scheduler {
 
@@ -37,6 +41,26 @@ struct CancelOn {
   std::chrono::milliseconds timeout;                  // after the run started; default 1 year
 };
 
+// `idempotency: "<expr>"` (limit 1 per 24 h) or `rateLimit: {limit, period, key?}`.
+struct RateOption {
+  std::string reason;  // store::kSkipIdempotency or store::kSkipRateLimit
+  int64_t limit = 1;
+  std::chrono::milliseconds period{0};
+  std::shared_ptr<const expr::Expression> key;  // null: one key for the function
+};
+
+// `singleton: {mode: "skip"|"cancel", key?}`.
+struct SingletonOption {
+  bool cancel = false;
+  std::shared_ptr<const expr::Expression> key;  // null: one key for the function
+};
+
+// Bounds of rateLimit.period (Inngest's).
+inline constexpr std::chrono::milliseconds kMinRatePeriod{1000};
+inline constexpr std::chrono::milliseconds kMaxRatePeriod{24 * 3600 * 1000};
+// How long an idempotency key holds.
+inline constexpr std::chrono::milliseconds kIdempotencyPeriod{24 * 3600 * 1000};
+
 struct FlowControl {
   std::vector<TriggerFilter> triggers;
   std::vector<CronSchedule> crons;
@@ -51,6 +75,9 @@ struct FlowControl {
   int function_limit = 0;                          // 0: unlimited
   int key_limit = 0;                               // 0: unlimited
   std::shared_ptr<const expr::Expression> limit_key;
+  std::optional<RateOption> rate;  // idempotency wins over rateLimit when both are set
+  std::optional<SingletonOption> singleton;
+  std::optional<store::RunTimeouts> timeouts;
 };
 
 // Whether `v` is an integer (of any JSON number type) in [lo, hi]: what a config number
@@ -66,6 +93,9 @@ struct RunKeys {
   std::optional<std::string> lane_key;  // null: no lane, or the event bypasses it
   std::optional<std::string> concurrency_key;
   LanePlacement lane;  // bypass, and a sequence lane's number
+  std::optional<store::RateGate> rate;
+  std::optional<store::SingletonGate> singleton;
+  std::optional<store::RunTimeouts> timeouts;
 };
 // kInvalidArgument when the function's lane orders by sequence and the event yields no
 // number (PlaceInLane).

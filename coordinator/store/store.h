@@ -110,6 +110,34 @@ struct LaneSequencing {
   bool run_stale = false;        // a stale number still runs (unnumbered, after the head)
 };
 
+// Why IngestEvents started no run of a function for an event (event_skips).
+inline constexpr const char* kSkipIdempotency = "idempotency";
+inline constexpr const char* kSkipRateLimit = "rate_limit";
+inline constexpr const char* kSkipSingleton = "singleton";
+
+// `idempotency` or `rateLimit`: at most `limit` runs of the function per `period` per key,
+// paced by GCRA (a burst of `limit`, then one per period/limit). Idempotency is limit 1 per
+// 24 h. Counted in the database, so it holds across coordinators.
+struct RateGate {
+  std::string reason;  // kSkipIdempotency or kSkipRateLimit
+  std::string key;     // the key expression's value ("" without a key)
+  int64_t limit = 1;
+  std::chrono::milliseconds period{0};
+};
+
+// `timeouts`: a run not started within `start` of its creation, or not finished within
+// `finish` of its start, is cancelled (RunControl::CancelTimedOutRuns).
+struct RunTimeouts {
+  std::optional<std::chrono::milliseconds> start;
+  std::optional<std::chrono::milliseconds> finish;
+};
+
+// `singleton`: one active run of the function per key.
+struct SingletonGate {
+  std::string key;      // the key expression's value ("" without a key)
+  bool cancel = false;  // mode cancel: the active run is cancelled; skip: the new one is
+};
+
 struct NewRun {
   std::string run_id;  // ULID
   std::string function_id;
@@ -123,6 +151,12 @@ struct NewRun {
   // The event's number in a sequence lane. Null with `sequencing`: an unnumbered run (a
   // replay), which runs after the current head, before the numbered runs waiting.
   std::optional<int64_t> lane_number;
+  // Admission (IngestEvents only; a replay through StartRun is not gated): a run a gate
+  // refuses is not created, and the skip is recorded (EventStore::EventSkips).
+  std::optional<RateGate> rate;
+  std::optional<SingletonGate> singleton;
+  // Deadlines of the run (also for a replay).
+  std::optional<RunTimeouts> timeouts;
 };
 
 // Why an event started no run of a sequence lane.
@@ -162,6 +196,19 @@ struct NewEvent {
 struct IngestedEvent {
   std::string internal_id;  // of the stored event: the existing one for a duplicate
   bool duplicate = false;
+  // Functions whose run a gate refused (NewRun::rate, NewRun::singleton).
+  std::vector<std::string> skipped;
+  // Runs cancelled to admit this event's run (singleton mode cancel): their end is
+  // recorded in the run-end outbox like any cancellation's.
+  std::vector<std::string> cancelled;
+};
+
+// A run an event did not start: which function, and why (kSkip…).
+struct EventSkip {
+  std::string function_id;
+  std::string reason;
+  std::string key;
+  int64_t at_ms = 0;
 };
 
 struct WaitRecord {
@@ -194,13 +241,17 @@ class EventStore {
   // resend only if it is the same event (SameEvent); otherwise kAlreadyExists naming the id,
   // and nothing of the batch is stored. With `waits`, also reads
   // in that transaction the open waits for the names of the new events, oldest first: what
-  // they may resume.
+  // they may resume. A run whose gate (NewRun::rate, ::singleton) refuses it is not created
+  // and the skip is recorded with the event; the gates are decided in this transaction, in
+  // event order, so two coordinators never admit past a gate together.
   virtual Result<std::vector<IngestedEvent>> IngestEvents(const std::vector<NewEvent>& events,
                                                           TimePoint now,
                                                           std::vector<WaitRecord>* waits) = 0;
   // Newest first. kNotFound from GetEvent when neither id matches.
   virtual Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) = 0;
   virtual Result<EventRecord> GetEvent(const std::string& internal_id) = 0;
+  // The runs the stored event did not start (a gate refused them), by function id.
+  virtual Result<std::vector<EventSkip>> EventSkips(const std::string& internal_id) = 0;
 };
 
 struct RunRecord {
@@ -515,6 +566,11 @@ class RunControl {
   // would: queued now, or behind its lane. kNotFound when there is no such event.
   virtual Status StartRun(const std::string& event_internal_id, const NewRun& run,
                           TimePoint now) = 0;
+  // Cancels, each in a transaction of its own, up to `limit` runs past a deadline of their
+  // `timeouts` at `now`: not started (first claimed) within `start` of their creation, or
+  // not finished within `finish` of their start. Each ends as CancelRun ends a run, with a
+  // Timeout error; returns their ids. Safe with several coordinators at once.
+  virtual Result<std::vector<std::string>> CancelTimedOutRuns(TimePoint now, int limit) = 0;
   // Runs of `function_id` that have not ended, oldest first.
   virtual Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int limit) = 0;
 

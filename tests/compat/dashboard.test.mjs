@@ -165,3 +165,37 @@ test('functions and lanes pages show config, apps and the blocked lane', async (
   assert.match(await lane.innerText(), /blocked/);
   await shot('lanes');
 });
+
+test('the event page lists the runs flow control skipped; the functions page shows the options',
+  async () => {
+    const url = 'http://127.0.0.1:1/api';
+    const reg = await fetch(`${base}/fn/register`, {
+      method: 'POST',
+      body: JSON.stringify({
+        url, appName: 'gated', sdk: 'test:v0',
+        functions: [{
+          id: 'gated-once', name: 'gated-once', triggers: [{ event: 'test/gated' }],
+          steps: { step: { id: 'step', name: 'step',
+            runtime: { type: 'http', url: `${url}?fnId=gated-once` }, retries: { attempts: 1 } } },
+          rateLimit: { limit: 1, period: '1h' },
+          timeouts: { finish: '1h' },
+        }],
+      }),
+    });
+    assert.equal(reg.status, 200, await reg.text());
+    const send = async () => (await (await fetch(`${base}/e/test`, {
+      method: 'POST', body: JSON.stringify({ name: 'test/gated', data: {} }) })).json()).ids[0];
+    await send();
+    const skipped = await send();
+    await page.goto(`${base}/#/events/${skipped}`);
+    const skips = page.locator('[data-testid="event-skips"]');
+    await skips.waitFor();
+    assert.match(await skips.innerText(), /gated-once\s+rate_limit/);
+    assert.match(await page.locator('main').innerText(), /flow control skipped it/);
+    await shot('event-skipped');
+    await page.goto(`${base}/#/functions`);
+    const fns = page.locator('table[data-testid="functions"]');
+    await fns.waitFor();
+    assert.match(await fns.innerText(), /rateLimit/);
+    assert.match(await fns.innerText(), /timeouts/);
+  });

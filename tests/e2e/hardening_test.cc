@@ -53,21 +53,6 @@ class DeepHost {
   ScriptedServer server_;
 };
 
-Json FunctionConfig(const std::string& id, const std::string& event, const std::string& url,
-                    Json extra = Json::object()) {
-  Json config = {{"id", id},
-                 {"name", id},
-                 {"triggers", {{{"event", event}}}},
-                 {"steps",
-                  {{"step",
-                    {{"id", "step"},
-                     {"name", "step"},
-                     {"runtime", {{"type", "http"}, {"url", url}}},
-                     {"retries", {{"attempts", 1}}}}}}}};
-  config.update(extra);
-  return config;
-}
-
 JsonReply Register(const Coordinator& c, const std::string& app_url, const Json& functions) {
   return Http(
       "POST", c.url() + "/fn/register",
@@ -226,13 +211,16 @@ TEST_P(HardeningTest, OptionsFunckyDoesNotImplementAreRefusedAtSyncNotIgnored) {
   ASSERT_EQ(Register(*c, url, Json::array({FunctionConfig("f", "e", url)})).status, 200);
   const std::vector<std::pair<Json, std::string>> cases = {
       {{{"throttle", {{"limit", 2}, {"period", "2s"}}}}, "function \"f\": throttle is an Inngest"},
-      {{{"rateLimit", {{"limit", 1}, {"period", "1m"}}}}, "function \"f\": rateLimit is an"},
-      {{{"idempotency", "event.data.id"}}, "function \"f\": idempotency is an Inngest"},
+      {{{"rateLimit", {{"limit", 1}, {"period", "2d"}}}},
+       "function \"f\": rateLimit.period must be from 1s to 24h"},
+      {{{"idempotency", ""}}, "function \"f\": idempotency must be a non-empty expression"},
       {{{"debounce", {{"period", "2s"}}}}, "function \"f\": debounce is an Inngest"},
       {{{"batchEvents", {{"maxSize", 5}, {"timeout", "1s"}}}}, "function \"f\": batchEvents is"},
       {{{"priority", {{"run", "1"}}}}, "function \"f\": priority is an Inngest"},
-      {{{"singleton", {{"mode", "skip"}}}}, "function \"f\": singleton is an Inngest"},
-      {{{"timeouts", {{"finish", "1m"}}}}, "function \"f\": timeouts is an Inngest"},
+      {{{"singleton", {{"mode", "later"}}}}, "function \"f\": singleton.mode must be"},
+      {{{"singleton", {{"mode", "skip"}}}, {"ordering", {{"key", "event.data.k"}}}},
+       "function \"f\": singleton with a lane (ordering) is not implemented"},
+      {{{"timeouts", {{"finish", "soon"}}}}, "function \"f\": timeouts.finish: "},
       {{{"someFutureOption", true}}, "function \"f\": unknown option \"someFutureOption\""},
       {{{"ordering", {{"key", "event.data.k"}, {"sequence", "event.data.v"}}}},
        "function \"f\": ordering.sequence needs ordering.gap_timeout"},

@@ -11,11 +11,14 @@
 // both) and its timeout is a durable timer; cancelling a run drops its work and moves its
 // lane on; a replayed event starts another run; retention deletes only old finished runs
 // and the old events no remaining run refers to.
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -851,6 +854,295 @@ TEST_P(StoreConformance, RetentionDeletesOnlyOldFinishedRunsAndEventsNoRunNeeds)
   EXPECT_TRUE(store_->GetEvent(recent_lone.event.internal_id).ok());
   EXPECT_EQ(RunStatus(old_running), kRunning);
   EXPECT_EQ(*store_->DeleteExpired(clock_.Now() - 30min, 500), 0);
+}
+
+// Flow control at admission (coordinator/store/sql/flow_store.h): an event whose run a gate
+// refuses is stored, starts no run of that function, and the skip is recorded with it.
+class Gated {
+ public:
+  static NewRun Rate(const std::string& function_id, TimePoint now, const char* reason,
+                     std::string key, int64_t limit, std::chrono::milliseconds period) {
+    NewRun run{NewUlid(UnixMillis(now)), function_id};
+    run.rate = RateGate{reason, std::move(key), limit, period};
+    return run;
+  }
+  static NewRun Singleton(const std::string& function_id, TimePoint now, std::string key,
+                          bool cancel) {
+    NewRun run{NewUlid(UnixMillis(now)), function_id};
+    run.singleton = SingletonGate{std::move(key), cancel};
+    return run;
+  }
+};
+
+TEST_P(StoreConformance, IdempotencyStartsOneRunPerKeyFor24HoursAndRecordsTheSkips) {
+  auto ingest = [&](std::vector<NewEvent> events) {
+    auto r = store_->IngestEvents(events, clock_.Now(), nullptr);
+    EXPECT_THAT(r, IsOk());
+    return r.ok() ? *r : std::vector<IngestedEvent>{};
+  };
+  auto idem = [&](const std::string& key) {
+    NewEvent ne = Event("test/order");
+    ne.runs.push_back(Gated::Rate("app-plain", clock_.Now(), kSkipIdempotency, key, 1, 24h));
+    // Another function without a gate is started by every event.
+    ne.runs.push_back(NewRun{NewUlid(UnixMillis(clock_.Now())), "app-limited"});
+    return ne;
+  };
+  NewEvent first = idem("o-1");
+  auto r1 = ingest({first});
+  ASSERT_EQ(r1.size(), 1u);
+  EXPECT_TRUE(r1[0].skipped.empty());
+  // The same key, twice in one batch and once more later: no run of the gated function.
+  clock_.Advance(1h);
+  NewEvent again = idem("o-1"), again2 = idem("o-1"), other = idem("o-2");
+  NewEvent lone = idem("o-1");
+  lone.runs.pop_back();  // only the gated function: no run will refer to this event
+  auto r2 = ingest({again, other, again2, lone});
+  ASSERT_EQ(r2.size(), 4u);
+  EXPECT_EQ(r2[0].skipped, Runs{"app-plain"});
+  EXPECT_TRUE(r2[1].skipped.empty());
+  EXPECT_EQ(r2[2].skipped, Runs{"app-plain"});
+  EXPECT_EQ(r2[3].skipped, Runs{"app-plain"});
+  EXPECT_THAT(store_->GetRun(again.runs[0].run_id), StatusIs(StatusCode::kNotFound));
+  EXPECT_EQ(RunStatus(again.runs[1].run_id), kQueued);  // the ungated function ran
+  EXPECT_EQ(RunStatus(other.runs[0].run_id), kQueued);
+  EXPECT_EQ(RunStatus(first.runs[0].run_id), kQueued);
+  // The skipped event is stored and says why.
+  EXPECT_THAT(store_->GetEvent(again.event.internal_id), IsOk());
+  auto skips = store_->EventSkips(again.event.internal_id);
+  ASSERT_THAT(skips, IsOk());
+  ASSERT_EQ(skips->size(), 1u);
+  EXPECT_EQ((*skips)[0].function_id, "app-plain");
+  EXPECT_EQ((*skips)[0].reason, kSkipIdempotency);
+  EXPECT_EQ((*skips)[0].key, "o-1");
+  EXPECT_EQ((*skips)[0].at_ms, UnixMillis(clock_.Now()));
+  EXPECT_TRUE(store_->EventSkips(first.event.internal_id)->empty());
+  // A duplicate event (same id) is neither a run nor a skip.
+  NewEvent dup = again;
+  dup.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
+  auto r3 = ingest({dup});
+  ASSERT_EQ(r3.size(), 1u);
+  EXPECT_TRUE(r3[0].duplicate);
+  EXPECT_TRUE(r3[0].skipped.empty());
+  // 24 h after the first run the key admits again; the next one within 24 h is skipped.
+  clock_.Advance(23h);
+  auto r4 = ingest({idem("o-1")});
+  EXPECT_TRUE(r4[0].skipped.empty());
+  auto r5 = ingest({idem("o-1")});
+  EXPECT_EQ(r5[0].skipped, Runs{"app-plain"});
+  // Retention deletes spent gates and old skipped events with their skips; a key whose
+  // gate is still holding stays held.
+  clock_.Advance(1h);
+  EXPECT_THAT(store_->DeleteExpired(clock_.Now() - 30min, 500), IsOk());
+  EXPECT_THAT(store_->GetEvent(lone.event.internal_id), StatusIs(StatusCode::kNotFound));
+  EXPECT_TRUE(store_->EventSkips(lone.event.internal_id)->empty());
+  EXPECT_EQ(store_->EventSkips(again.event.internal_id)->size(), 1u);  // its event is kept
+  EXPECT_EQ(ingest({idem("o-1")})[0].skipped, Runs{"app-plain"});
+  EXPECT_TRUE(ingest({idem("o-2")})[0].skipped.empty());  // o-2's day is over
+}
+
+TEST_P(StoreConformance, RateLimitAdmitsItsLimitPerPeriodPerKeyAndRecovers) {
+  auto send = [&](const std::string& key) {
+    NewEvent ne = Event("test/hit");
+    ne.runs.push_back(Gated::Rate("app-plain", clock_.Now(), kSkipRateLimit, key, 2, 10s));
+    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+    EXPECT_THAT(r, IsOk());
+    return r.ok() && (*r)[0].skipped.empty();
+  };
+  // A burst of `limit`, then nothing until an interval (period / limit) has passed.
+  EXPECT_TRUE(send("a"));
+  EXPECT_TRUE(send("a"));
+  EXPECT_FALSE(send("a"));
+  EXPECT_TRUE(send("b"));  // keys are counted apart
+  clock_.Advance(4999ms);
+  EXPECT_FALSE(send("a"));
+  clock_.Advance(1ms);
+  EXPECT_TRUE(send("a"));
+  EXPECT_FALSE(send("a"));
+  // A quiet full period restores the whole burst, and no more.
+  clock_.Advance(10s);
+  EXPECT_TRUE(send("a"));
+  EXPECT_TRUE(send("a"));
+  EXPECT_FALSE(send("a"));
+  RunFilter filter;
+  filter.function_id = "app-plain";
+  EXPECT_EQ(store_->ListRuns(filter)->size(), 6u);
+  auto skipped = store_->ListEvents({});
+  ASSERT_THAT(skipped, IsOk());
+  EXPECT_EQ(skipped->size(), 10u);  // every event is stored
+  int skips = 0;
+  for (const EventRecord& e : *skipped) {
+    auto event_skips = store_->EventSkips(e.internal_id);
+    ASSERT_THAT(event_skips, IsOk());
+    for (const EventSkip& s : *event_skips) {
+      EXPECT_EQ(s.reason, kSkipRateLimit);
+      EXPECT_EQ(s.key, "a");
+      ++skips;
+    }
+  }
+  EXPECT_EQ(skips, 4);
+}
+
+TEST_P(StoreConformance, RacingIngestsOfOneIdempotencyKeyStartExactlyOneRun) {
+  constexpr int kThreads = 8;
+  std::vector<NewEvent> events;
+  for (int i = 0; i < kThreads; ++i) {
+    NewEvent ne = Event("test/race");
+    ne.runs.push_back(Gated::Rate("app-plain", clock_.Now(), kSkipIdempotency, "k", 1, 24h));
+    events.push_back(std::move(ne));
+  }
+  std::atomic<int> admitted = 0, failed = 0;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      for (int tries = 0; tries < 20; ++tries) {  // a deadlock victim may retry
+        auto r = store_->IngestEvents({events[i]}, clock_.Now(), nullptr);
+        if (!r.ok() && r.status().code() == StatusCode::kUnavailable) continue;
+        if (!r.ok()) break;
+        if ((*r)[0].skipped.empty()) ++admitted;
+        return;
+      }
+      ++failed;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(admitted, 1);
+  RunFilter filter;
+  filter.function_id = "app-plain";
+  EXPECT_EQ(store_->ListRuns(filter)->size(), 1u);
+}
+
+TEST_P(StoreConformance, SingletonSkipAdmitsOneActiveRunPerKey) {
+  auto send = [&](const std::string& key) {
+    NewEvent ne = Event("test/single");
+    ne.runs.push_back(Gated::Singleton("app-plain", clock_.Now(), key, /*cancel=*/false));
+    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+    EXPECT_THAT(r, IsOk());
+    if (r.ok() && !(*r)[0].skipped.empty()) {
+      auto skips = store_->EventSkips(ne.event.internal_id);
+      EXPECT_EQ((*skips)[0].reason, kSkipSingleton);
+      EXPECT_EQ((*skips)[0].key, key);
+      return std::string();
+    }
+    return ne.runs[0].run_id;
+  };
+  const std::string a1 = send("a");
+  ASSERT_FALSE(a1.empty());
+  EXPECT_EQ(send("a"), "");  // queued counts as active
+  const std::string b1 = send("b");
+  EXPECT_FALSE(b1.empty());
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(send("a"), "");  // running
+  for (const QueueItem& item : items) {
+    if (item.run_id == a1) {
+      ASSERT_THAT(End(item), IsOk());
+    }
+  }
+  // Once the run of the key ended, the key admits one new run again.
+  const std::string a2 = send("a");
+  EXPECT_FALSE(a2.empty());
+  EXPECT_EQ(send("a"), "");
+  // A cancelled run frees its key too.
+  ASSERT_TRUE(*store_->CancelRun(a2, {{"name", "Cancelled"}}, clock_.Now()));
+  EXPECT_FALSE(send("a").empty());
+}
+
+TEST_P(StoreConformance, SingletonCancelCancelsTheActiveRunOfTheKeyAndStartsTheNewOne) {
+  auto send = [&](const std::string& key, std::vector<std::string>* cancelled) {
+    NewEvent ne = Event("test/single");
+    ne.runs.push_back(Gated::Singleton("app-plain", clock_.Now(), key, /*cancel=*/true));
+    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+    EXPECT_THAT(r, IsOk());
+    EXPECT_TRUE((*r)[0].skipped.empty());
+    *cancelled = (*r)[0].cancelled;
+    return ne.runs[0].run_id;
+  };
+  std::vector<std::string> cancelled;
+  const std::string first = send("a", &cancelled);
+  EXPECT_TRUE(cancelled.empty());
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);  // the first run's call is in flight
+  const std::string b = send("b", &cancelled);
+  EXPECT_TRUE(cancelled.empty());
+  const std::string second = send("a", &cancelled);
+  EXPECT_EQ(cancelled, Runs{first});
+  EXPECT_EQ(RunStatus(first), kCancelled);
+  EXPECT_EQ(RunStatus(b), kQueued);
+  // Through the one cancel path: its lease is gone, and its end is in the run-end outbox.
+  EXPECT_EQ(End(items[0]).code(), StatusCode::kAborted);
+  auto ends = store_->PendingRunEnds(0, 10);
+  ASSERT_THAT(ends, IsOk());
+  EXPECT_EQ(*ends, Runs{first});
+  auto run = store_->GetRun(first);
+  EXPECT_THAT(run->error["message"].get<std::string>(), HasSubstr("singleton"));
+  auto claimed = ClaimedRuns();
+  std::sort(claimed.begin(), claimed.end());
+  Runs expected{b, second};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(claimed, expected);
+  // A queued run is cancelled the same way.
+  const std::string third = send("a", &cancelled);
+  EXPECT_EQ(cancelled, Runs{second});
+  EXPECT_EQ(RunStatus(third), kQueued);
+}
+
+TEST_P(StoreConformance, TimeoutsCancelARunNotStartedOrNotFinishedInTime) {
+  auto start = [&](const std::string& function_id, std::optional<std::chrono::milliseconds> s,
+                   std::optional<std::chrono::milliseconds> f) {
+    NewEvent ne = Event("test/deadline");
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), function_id};
+    run.timeouts = RunTimeouts{s, f};
+    ne.runs.push_back(run);
+    EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+    return run.run_id;
+  };
+  auto sweep = [&] {
+    auto r = store_->CancelTimedOutRuns(clock_.Now(), 100);
+    EXPECT_THAT(r, IsOk());
+    Runs out = r.ok() ? *r : Runs{};
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  // Behind a busy lane head, a run with start: 10s waits in the queue past it.
+  NewEvent queued_event = Event("test/deadline");
+  NewRun queued{NewUlid(UnixMillis(clock_.Now())), "app-ordered", "k"};
+  queued.timeouts = RunTimeouts{10s, std::nullopt};
+  NewEvent lane_head_event = Event("test/deadline");
+  NewRun lane_head{NewUlid(UnixMillis(clock_.Now())), "app-ordered", "k"};
+  lane_head_event.runs.push_back(lane_head);
+  queued_event.runs.push_back(queued);
+  ASSERT_THAT(store_->IngestEvents({lane_head_event, queued_event}, clock_.Now(), nullptr), IsOk());
+  const std::string finishing = start("app-plain", std::nullopt, 5s);
+  const std::string prompt = start("app-plain", 10s, std::nullopt);
+  auto items = Claim();  // the lane head, `finishing` and `prompt` start now
+  ASSERT_EQ(items.size(), 3u);
+  clock_.Advance(4999ms);
+  EXPECT_EQ(sweep(), Runs{});
+  clock_.Advance(1ms);
+  EXPECT_EQ(sweep(), Runs{finishing});  // 5 s after its start
+  EXPECT_EQ(RunStatus(finishing), kCancelled);
+  EXPECT_EQ(store_->GetRun(finishing)->error["name"], "Timeout");
+  clock_.Advance(4999ms);
+  EXPECT_EQ(sweep(), Runs{});
+  clock_.Advance(1ms);
+  EXPECT_EQ(sweep(), Runs{queued.run_id});  // never started within 10 s
+  EXPECT_EQ(RunStatus(queued.run_id), kCancelled);
+  EXPECT_EQ(RunStatus(prompt), kRunning);  // started in time; it has no finish deadline
+  EXPECT_EQ(sweep(), Runs{});              // once each
+  // Through the one cancel path: the call in flight lost its lease, the ends are recorded.
+  for (const QueueItem& item : items) {
+    if (item.run_id == finishing) {
+      EXPECT_EQ(End(item).code(), StatusCode::kAborted);
+    }
+  }
+  auto ends = store_->PendingRunEnds(0, 10);
+  ASSERT_THAT(ends, IsOk());
+  Runs sorted_ends = *ends;
+  std::sort(sorted_ends.begin(), sorted_ends.end());
+  Runs expected{finishing, queued.run_id};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(sorted_ends, expected);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance,

@@ -145,6 +145,21 @@ std::vector<std::string> RunsOfEvent(const std::string& url, const std::string& 
   return ids;
 }
 
+Json FunctionConfig(const std::string& id, const std::string& event, const std::string& url,
+                    Json extra) {
+  Json config = {{"id", id},
+                 {"name", id},
+                 {"triggers", {{{"event", event}}}},
+                 {"steps",
+                  {{"step",
+                    {{"id", "step"},
+                     {"name", "step"},
+                     {"runtime", {{"type", "http"}, {"url", url}}},
+                     {"retries", {{"attempts", 1}}}}}}}};
+  config.update(extra);
+  return config;
+}
+
 void E2eTest::SetUp() {
   const std::string name = CurrentTestSlug();
   dir_ = TempDir("funcky-e2e-" + name + "-");

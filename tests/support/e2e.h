@@ -92,6 +92,11 @@ Json WaitForRunEnd(const std::string& coordinator_url, const std::string& run_id
 std::vector<std::string> RunsOfEvent(const std::string& coordinator_url,
                                      const std::string& internal_id, size_t n = 1);
 
+// A function config as an SDK syncs it: one event trigger, one step at `url` with one retry,
+// and `extra` options merged in.
+Json FunctionConfig(const std::string& id, const std::string& event, const std::string& url,
+                    Json extra = Json::object());
+
 // A fixture with a temporary folder and an empty database, both named after the test.
 class E2eTest : public ::testing::Test {
  protected:

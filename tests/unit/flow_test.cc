@@ -358,13 +358,40 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
        "only one lane key per function"},
       // Nothing Funcky does not implement is accepted and ignored.
       {R"({"throttle":{"limit":1,"period":"1s"}})", "throttle is an Inngest flow-control option"},
-      {R"({"rateLimit":{"limit":1,"period":"1s"}})", "rateLimit is an Inngest flow-control"},
-      {R"({"idempotency":"event.data.id"})", "idempotency is an Inngest flow-control option"},
       {R"({"debounce":{"period":"1s"}})", "debounce is an Inngest flow-control option"},
       {R"({"batchEvents":{"maxSize":2,"timeout":"1s"}})", "batchEvents is an Inngest"},
       {R"({"priority":{"run":"1"}})", "priority is an Inngest flow-control option"},
-      {R"({"singleton":{"mode":"skip"}})", "singleton is an Inngest flow-control option"},
-      {R"({"timeouts":{"start":"1s"}})", "timeouts is an Inngest flow-control option"},
+      // Admission gates: each bad shape is refused naming the field.
+      {R"({"idempotency":""})", "idempotency must be a non-empty expression string"},
+      {R"({"idempotency":42})", "idempotency must be a non-empty expression string"},
+      {R"({"idempotency":"event."})", "idempotency: at 7:"},
+      {R"({"rateLimit":{"period":"1m"}})", "rateLimit.limit must be an integer from 1"},
+      {R"({"rateLimit":{"limit":0,"period":"1m"}})", "rateLimit.limit must be an integer from 1"},
+      {R"({"rateLimit":{"limit":2147483648,"period":"1m"}})", "rateLimit.limit must be"},
+      {R"({"rateLimit":{"limit":1}})", "rateLimit needs a \"period\""},
+      {R"({"rateLimit":{"limit":1,"period":""}})", "rateLimit.period: "},
+      {R"({"rateLimit":{"limit":1,"period":"25h"}})", "rateLimit.period must be from 1s to 24h"},
+      {R"({"rateLimit":{"limit":1,"period":"500ms"}})", "rateLimit.period must be from 1s"},
+      {R"({"rateLimit":{"limit":1,"period":"1m","key":"event."}})", "rateLimit.key: at 7:"},
+      {R"({"rateLimit":{"limit":1,"period":"1m","burst":2}})",
+       "rateLimit.burst is not implemented by Funcky"},
+      {R"({"rateLimit":[1]})", "rateLimit must be an object"},
+      // A bad rateLimit is refused even when idempotency replaces it.
+      {R"({"idempotency":"event.data.id","rateLimit":{"limit":1,"period":"2d"}})",
+       "rateLimit.period must be from 1s to 24h"},
+      {R"({"singleton":{}})", "singleton.mode must be \"skip\" or \"cancel\""},
+      {R"({"singleton":{"mode":"first"}})", "singleton.mode must be \"skip\" or \"cancel\""},
+      {R"({"singleton":{"mode":"skip","key":""}})", "singleton.key must be a non-empty"},
+      {R"({"singleton":{"mode":"skip","ttl":"1m"}})", "singleton.ttl is not implemented"},
+      {R"({"singleton":{"mode":"skip"},"ordering":{"key":"event.data.a"}})",
+       "singleton with a lane (ordering) is not implemented by Funcky"},
+      {R"({"singleton":{"mode":"cancel"},"concurrency":{"limit":1,"key":"event.data.a"}})",
+       "singleton with a lane (concurrency) is not implemented by Funcky"},
+      {R"({"timeouts":{"start":"soon"}})", "timeouts.start: "},
+      {R"({"timeouts":{"finish":"0s"}})", "timeouts.finish must be more than 0"},
+      {R"({"timeouts":{"finish":"400d"}})", "timeouts.finish must be more than 0 and at most"},
+      {R"({"timeouts":{"start":"1s","queue":"1s"}})", "timeouts.queue is not implemented"},
+      {R"({"timeouts":"1m"})", "timeouts must be an object"},
       {R"({"optimizeParallelism":true})", "unknown option \"optimizeParallelism\""},
       {R"({"triggers":[{"cron":"* * * * *","jitter":"10s"}]})",
        "triggers[0].jitter is not implemented by Funcky"},
@@ -381,6 +408,85 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
     ExpectErrorStartingWith(scheduler::ParseFlowControl(Json::parse(config)).status(), message,
                             config);
   }
+}
+
+// Admission gates (docs/flow-control.md): what each option compiles to and the gate each
+// event's run carries.
+TEST(Flow, IdempotencyIsOneRunPerKeyPer24HoursAndReplacesRateLimit) {
+  auto flow = scheduler::ParseFlowControl(
+      Json::parse(R"({"idempotency":"event.data.order","rateLimit":{"limit":5,"period":"1m"}})"));
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  ASSERT_TRUE(flow->rate);
+  EXPECT_EQ(flow->rate->reason, store::kSkipIdempotency);
+  EXPECT_EQ(flow->rate->limit, 1);
+  EXPECT_EQ(flow->rate->period, std::chrono::hours(24));
+  auto keys = scheduler::EvaluateKeys(*flow, {{"data", {{"order", 42}}}});
+  ASSERT_TRUE(keys.ok());
+  ASSERT_TRUE(keys->rate);
+  EXPECT_EQ(keys->rate->reason, store::kSkipIdempotency);
+  EXPECT_EQ(keys->rate->key, "42");
+  EXPECT_EQ(keys->rate->limit, 1);
+  EXPECT_EQ(keys->rate->period, std::chrono::hours(24));
+  EXPECT_FALSE(keys->singleton);
+  // A missing field is the empty key: every such event shares it.
+  EXPECT_EQ(scheduler::EvaluateKeys(*flow, {{"data", Json::object()}})->rate->key, "");
+}
+
+TEST(Flow, RateLimitCarriesItsLimitPeriodAndKey) {
+  auto flow = scheduler::ParseFlowControl(
+      Json::parse(R"({"rateLimit":{"limit":3,"period":"1h30m","key":"event.data.user"}})"));
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  auto keys = scheduler::EvaluateKeys(*flow, {{"data", {{"user", "u-1"}}}});
+  ASSERT_TRUE(keys.ok());
+  ASSERT_TRUE(keys->rate);
+  EXPECT_EQ(keys->rate->reason, store::kSkipRateLimit);
+  EXPECT_EQ(keys->rate->key, "u-1");
+  EXPECT_EQ(keys->rate->limit, 3);
+  EXPECT_EQ(keys->rate->period, std::chrono::minutes(90));
+  // Without a key the whole function shares one; the bounds are inclusive.
+  auto unkeyed =
+      scheduler::ParseFlowControl(Json::parse(R"({"rateLimit":{"limit":1,"period":"24h"}})"));
+  ASSERT_TRUE(unkeyed.ok());
+  EXPECT_EQ(scheduler::EvaluateKeys(*unkeyed, {{"data", {{"user", "u"}}}})->rate->key, "");
+  EXPECT_TRUE(
+      scheduler::ParseFlowControl(Json::parse(R"({"rateLimit":{"limit":1,"period":"1s"}})")).ok());
+}
+
+TEST(Flow, SingletonCarriesItsModeAndKey) {
+  auto skip = scheduler::ParseFlowControl(
+      Json::parse(R"({"singleton":{"mode":"skip","key":"event.data.acct"}})"));
+  ASSERT_TRUE(skip.ok()) << skip.status().ToString();
+  auto keys = scheduler::EvaluateKeys(*skip, {{"data", {{"acct", "a"}}}});
+  ASSERT_TRUE(keys.ok() && keys->singleton);
+  EXPECT_EQ(keys->singleton->key, "a");
+  EXPECT_FALSE(keys->singleton->cancel);
+  EXPECT_FALSE(keys->rate);
+  auto cancel = scheduler::ParseFlowControl(Json::parse(R"({"singleton":{"mode":"cancel"}})"));
+  ASSERT_TRUE(cancel.ok());
+  auto ck = scheduler::EvaluateKeys(*cancel, {{"data", Json::object()}});
+  ASSERT_TRUE(ck.ok() && ck->singleton);
+  EXPECT_EQ(ck->singleton->key, "");
+  EXPECT_TRUE(ck->singleton->cancel);
+  // A keyed limit above 1 is no lane: it composes with singleton.
+  EXPECT_TRUE(
+      scheduler::ParseFlowControl(
+          Json::parse(
+              R"({"singleton":{"mode":"skip"},"concurrency":{"limit":2,"key":"event.data.a"}})"))
+          .ok());
+}
+
+TEST(Flow, TimeoutsCarryTheirDeadlines) {
+  auto flow =
+      scheduler::ParseFlowControl(Json::parse(R"({"timeouts":{"start":"10s","finish":"1h"}})"));
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  auto keys = scheduler::EvaluateKeys(*flow, {{"data", Json::object()}});
+  ASSERT_TRUE(keys.ok() && keys->timeouts);
+  EXPECT_EQ(keys->timeouts->start, std::chrono::seconds(10));
+  EXPECT_EQ(keys->timeouts->finish, std::chrono::hours(1));
+  auto finish_only = scheduler::ParseFlowControl(Json::parse(R"({"timeouts":{"finish":"2s"}})"));
+  ASSERT_TRUE(finish_only.ok());
+  EXPECT_FALSE(finish_only->timeouts->start);
+  EXPECT_EQ(finish_only->timeouts->finish, std::chrono::seconds(2));
 }
 
 // Sequence lanes (docs/ordering.md "Sequence lanes"): the options on `ordering`.

@@ -8,6 +8,7 @@
 #include "common/crypto.h"
 #include "common/step_id.h"
 #include "coordinator/store/claim_rules.h"
+#include "coordinator/store/sql/flow_store.h"
 
 namespace funcky::store {
 
@@ -482,6 +483,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
   const LaneLocks lanes = LanesOf(events);
   return InTransaction([&](Tx& tx) -> Result<std::vector<IngestedEvent>> {
     LockLanes(tx, lanes);
+    LockGates(tx, events);  // flow control (flow_store.h): after the lanes, in one order
     std::vector<IngestedEvent> out;
     out.reserve(events.size());
     for (const NewEvent& ne : events) {
@@ -503,10 +505,21 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
         out.push_back({std::move(stored_id), true});
         continue;
       }
-      for (const NewRun& run : ne.runs) CreateRun(tx, e.internal_id, run, now_ms);
-      out.push_back({e.internal_id, false});
+      IngestedEvent stored{e.internal_id, false};
+      for (const NewRun& run : ne.runs) {
+        GateDecision gate = Admit(tx, e.internal_id, run, now_ms);
+        stored.cancelled.insert(stored.cancelled.end(), gate.cancelled.begin(),
+                                gate.cancelled.end());
+        if (!gate.admitted) {
+          stored.skipped.push_back(run.function_id);
+          continue;
+        }
+        CreateRun(tx, e.internal_id, run, now_ms);
+        RecordTimeouts(tx, run, now_ms);
+      }
+      out.push_back(std::move(stored));
     }
-    DropEmptyLanes(tx, lanes);  // locked for events that turned out to be duplicates
+    DropEmptyLanes(tx, lanes);  // locked for duplicate events and runs a gate skipped
     if (waits) {
       std::set<std::string> names;
       for (size_t i = 0; i < events.size(); ++i) {
@@ -543,6 +556,11 @@ Result<EventRecord> SqlStore::GetEvent(const std::string& internal_id) {
     if (r.empty()) return NotFound("no event \"" + internal_id + "\"");
     return ReadEvent(r[0]);
   });
+}
+
+Result<std::vector<EventSkip>> SqlStore::EventSkips(const std::string& internal_id) {
+  return InTransaction(
+      [&](Tx& tx) -> Result<std::vector<EventSkip>> { return ReadSkips(tx, internal_id); });
 }
 
 Result<RunRecord> SqlStore::GetRun(const std::string& run_id) {
@@ -878,6 +896,7 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
         "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.internal_id) "
         "LIMIT $2 {FOR UPDATE SKIP LOCKED})",
         {horizon_ms, batch});
+    DeleteSpentGates(tx, horizon_ms);  // not counted: a pass that deletes only these is done
     return runs + events;
   });
 }
@@ -1140,21 +1159,23 @@ Status SqlStore::LookbackDone(const std::string& run_id, const std::string& step
   });
 }
 
+Result<bool> CancelRunInTx(Tx& tx, const std::string& run_id, const Json& error, int64_t now_ms) {
+  tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
+  Rows run = tx.Query(
+      "SELECT status, function_id, lane_key, lane_seq FROM runs WHERE id = $1 {FOR UPDATE}",
+      {run_id});
+  if (run.empty()) return NotFound("no run \"" + run_id + "\"");
+  if (IsTerminalStatus(run[0].Text(0))) return false;
+  tx.Exec("UPDATE runs SET status = 'cancelled', error = $2::jsonb, ended_at_ms = $3 WHERE id = $1",
+          {run_id, JsonValue(error), now_ms});
+  EndRun(tx, run_id, run[0].Text(1), run[0].OptText(2), run[0].Int(3), now_ms);
+  return true;
+}
+
 Result<bool> SqlStore::CancelRun(const std::string& run_id, const Json& error, TimePoint now) {
   const int64_t now_ms = UnixMillis(now);
-  return InTransaction([&](Tx& tx) -> Result<bool> {
-    tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
-    Rows run = tx.Query(
-        "SELECT status, function_id, lane_key, lane_seq FROM runs WHERE id = $1 {FOR UPDATE}",
-        {run_id});
-    if (run.empty()) return NotFound("no run \"" + run_id + "\"");
-    if (IsTerminalStatus(run[0].Text(0))) return false;
-    tx.Exec(
-        "UPDATE runs SET status = 'cancelled', error = $2::jsonb, ended_at_ms = $3 WHERE id = $1",
-        {run_id, JsonValue(error), now_ms});
-    EndRun(tx, run_id, run[0].Text(1), run[0].OptText(2), run[0].Int(3), now_ms);
-    return true;
-  });
+  return InTransaction(
+      [&](Tx& tx) -> Result<bool> { return CancelRunInTx(tx, run_id, error, now_ms); });
 }
 
 Status SqlStore::StartRun(const std::string& event_internal_id, const NewRun& replay,
@@ -1169,8 +1190,25 @@ Status SqlStore::StartRun(const std::string& event_internal_id, const NewRun& re
     }
     LockLanes(tx, lanes);
     CreateRun(tx, event_internal_id, run, UnixMillis(now));
+    RecordTimeouts(tx, run, UnixMillis(now));
     return Status::Ok();
   });
+}
+
+Result<std::vector<std::string>> SqlStore::CancelTimedOutRuns(TimePoint now, int limit) {
+  const int64_t now_ms = UnixMillis(now);
+  ASSIGN_OR_RETURN(auto due, InTransaction([&](Tx& tx) -> Result<std::vector<std::string>> {
+                     return DueTimeouts(tx, now_ms, limit);
+                   }));
+  // One transaction a run: one that started or ended meanwhile is left alone.
+  std::vector<std::string> cancelled;
+  for (const std::string& run_id : due) {
+    ASSIGN_OR_RETURN(bool ended, InTransaction([&](Tx& tx) -> Result<bool> {
+                       return CancelIfTimedOut(tx, run_id, now_ms);
+                     }));
+    if (ended) cancelled.push_back(run_id);
+  }
+  return cancelled;
 }
 
 Result<std::vector<ActiveRun>> SqlStore::ActiveRuns(const std::string& function_id, int limit) {

@@ -31,6 +31,7 @@ class SqlStore final : public Store {
                                                   std::vector<WaitRecord>* waits) override;
   Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) override;
   Result<EventRecord> GetEvent(const std::string& internal_id) override;
+  Result<std::vector<EventSkip>> EventSkips(const std::string& internal_id) override;
 
   Result<RunRecord> GetRun(const std::string& run_id) override;
   Result<std::vector<RunRecord>> ListRuns(const RunFilter& filter) override;
@@ -67,6 +68,7 @@ class SqlStore final : public Store {
 
   Result<bool> CancelRun(const std::string& run_id, const Json& error, TimePoint now) override;
   Status StartRun(const std::string& event_internal_id, const NewRun& run, TimePoint now) override;
+  Result<std::vector<std::string>> CancelTimedOutRuns(TimePoint now, int limit) override;
   Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int limit) override;
   Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) override;
   Status AckRunEnds(const std::vector<std::string>& run_ids) override;

@@ -1,0 +1,199 @@
+#include "coordinator/store/sql/flow_store.h"
+
+#include <algorithm>
+#include <set>
+#include <tuple>
+
+namespace funcky::store {
+
+namespace {
+
+using sql::JsonValue;
+using sql::Row;
+using sql::Rows;
+using sql::Tx;
+
+constexpr const char* kNoRun = "";  // a singleton row whose key has no run yet
+
+// A gate row: (table, function id, gate, key); the singletons table has no gate column.
+using GateRow = std::tuple<std::string, std::string, std::string, std::string>;
+
+int64_t EmissionIntervalUs(const RateGate& gate) {
+  return gate.period.count() * 1000 / std::max<int64_t>(gate.limit, 1);
+}
+
+// The active run holding the singleton key, or "".
+std::string ActiveSingletonRun(Tx& tx, const std::string& function_id, const std::string& key) {
+  Rows r = tx.Query(
+      "SELECT s.run_id FROM singletons s JOIN runs r ON r.id = s.run_id "
+      "WHERE s.function_id = $1 AND s.key = $2 "
+      "AND r.status NOT IN ('completed', 'failed', 'cancelled')",
+      {function_id, key});
+  return r.empty() ? std::string() : r[0].Text(0);
+}
+
+void RecordSkip(Tx& tx, const std::string& event_id, const NewRun& run, const char* reason,
+                const std::string& key, int64_t now_ms) {
+  tx.Exec(
+      "INSERT INTO event_skips (event_id, function_id, reason, key, at_ms) "
+      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+      {event_id, run.function_id, reason, key, now_ms});
+}
+
+}  // namespace
+
+void LockGates(Tx& tx, const std::vector<NewEvent>& events) {
+  std::set<GateRow> rows;
+  for (const NewEvent& ne : events) {
+    for (const NewRun& run : ne.runs) {
+      if (run.rate) rows.emplace("flow_rates", run.function_id, run.rate->reason, run.rate->key);
+      if (run.singleton) rows.emplace("singletons", run.function_id, "", run.singleton->key);
+    }
+  }
+  // An upsert that changes nothing still takes the row's lock until the transaction ends.
+  for (const auto& [table, function_id, gate, key] : rows) {
+    if (table == "flow_rates") {
+      tx.Exec(
+          "INSERT INTO flow_rates (function_id, gate, key, tat_us) VALUES ($1, $2, $3, 0) "
+          "ON CONFLICT (function_id, gate, key) DO UPDATE SET tat_us = flow_rates.tat_us",
+          {function_id, gate, key});
+    } else {
+      tx.Exec(
+          "INSERT INTO singletons (function_id, key, run_id) VALUES ($1, $2, $3) "
+          "ON CONFLICT (function_id, key) DO UPDATE SET run_id = singletons.run_id",
+          {function_id, key, kNoRun});
+    }
+  }
+}
+
+GateDecision Admit(Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms) {
+  GateDecision d;
+  const int64_t now_us = now_ms * 1000;
+  int64_t next_tat_us = 0;
+  if (run.rate) {
+    // GCRA: a run arriving at `now` conforms while the theoretical arrival time is at most
+    // `period - interval` ahead of it (a burst of `limit`), and moves it on by one interval.
+    Rows r = tx.Query(
+        "SELECT tat_us FROM flow_rates WHERE function_id = $1 AND gate = $2 "
+        "AND key = $3",
+        {run.function_id, run.rate->reason, run.rate->key});
+    const int64_t interval = EmissionIntervalUs(*run.rate);
+    const int64_t tat = std::max(r.empty() ? 0 : r[0].Int(0), now_us);
+    if (tat - now_us > run.rate->period.count() * 1000 - interval) {
+      RecordSkip(tx, event_id, run,
+                 run.rate->reason == kSkipIdempotency ? kSkipIdempotency : kSkipRateLimit,
+                 run.rate->key, now_ms);
+      d.admitted = false;
+      return d;
+    }
+    next_tat_us = tat + interval;
+  }
+  std::string active;
+  if (run.singleton) {
+    active = ActiveSingletonRun(tx, run.function_id, run.singleton->key);
+    if (!active.empty() && !run.singleton->cancel) {
+      RecordSkip(tx, event_id, run, kSkipSingleton, run.singleton->key, now_ms);
+      d.admitted = false;
+      return d;
+    }
+  }
+  if (run.rate) {
+    tx.Exec("UPDATE flow_rates SET tat_us = $4 WHERE function_id = $1 AND gate = $2 AND key = $3",
+            {run.function_id, run.rate->reason, run.rate->key, next_tat_us});
+  }
+  if (run.singleton) {
+    if (!active.empty()) {
+      auto cancelled = CancelRunInTx(
+          tx, active,
+          {{"name", "Cancelled"},
+           {"message", "cancelled by singleton (mode cancel): event " + event_id + " started run " +
+                           run.run_id + " of key \"" + run.singleton->key + "\""}},
+          now_ms);
+      if (cancelled.ok() && *cancelled) d.cancelled.push_back(active);
+    }
+    tx.Exec("UPDATE singletons SET run_id = $3 WHERE function_id = $1 AND key = $2",
+            {run.function_id, run.singleton->key, run.run_id});
+  }
+  return d;
+}
+
+void RecordTimeouts(Tx& tx, const NewRun& run, int64_t now_ms) {
+  if (!run.timeouts || (!run.timeouts->start && !run.timeouts->finish)) return;
+  std::optional<int64_t> start_deadline, finish_after;
+  if (run.timeouts->start) start_deadline = now_ms + run.timeouts->start->count();
+  if (run.timeouts->finish) finish_after = run.timeouts->finish->count();
+  tx.Exec(
+      "INSERT INTO run_timeouts (run_id, start_deadline_ms, finish_timeout_ms) "
+      "SELECT id, $2::bigint, $3::bigint FROM runs WHERE id = $1 ON CONFLICT DO NOTHING",
+      {run.run_id, start_deadline, finish_after});
+}
+
+namespace {
+
+// Runs past a deadline: not started by start_deadline_ms, or started and not finished
+// finish_timeout_ms later.
+constexpr const char* kPastDeadline =
+    "r.status NOT IN ('completed', 'failed', 'cancelled') AND "
+    "((r.started_at_ms IS NULL AND t.start_deadline_ms <= $1) OR "
+    "(r.started_at_ms IS NOT NULL AND r.started_at_ms + t.finish_timeout_ms <= $1))";
+
+}  // namespace
+
+std::vector<std::string> DueTimeouts(Tx& tx, int64_t now_ms, int limit) {
+  tx.Exec(
+      "DELETE FROM run_timeouts WHERE run_id IN (SELECT t.run_id FROM run_timeouts t "
+      "JOIN runs r ON r.id = t.run_id WHERE r.status IN ('completed', 'failed', 'cancelled') "
+      "LIMIT 1000 {FOR UPDATE OF t SKIP LOCKED})",
+      {});
+  std::vector<std::string> out;
+  for (Row row : tx.Query(std::string("SELECT t.run_id FROM run_timeouts t JOIN runs r ON "
+                                      "r.id = t.run_id WHERE ") +
+                              kPastDeadline + " ORDER BY t.run_id LIMIT $2",
+                          {now_ms, limit})) {
+    out.push_back(row.Text(0));
+  }
+  return out;
+}
+
+Result<bool> CancelIfTimedOut(Tx& tx, const std::string& run_id, int64_t now_ms) {
+  // The order CancelRun locks in: the run's queue items, then its row.
+  tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
+  Rows due = tx.Query(std::string("SELECT r.started_at_ms FROM run_timeouts t JOIN runs r ON "
+                                  "r.id = t.run_id WHERE t.run_id = $2 AND ") +
+                          kPastDeadline + " {FOR UPDATE OF r}",
+                      {now_ms, run_id});
+  if (due.empty()) return false;  // started, finished or ended meanwhile
+  const bool started = !due[0].Null(0);
+  Json error = {{"name", "Timeout"},
+                {"message", started ? "the run did not finish within timeouts.finish of its start"
+                                    : "the run did not start within timeouts.start of its "
+                                      "creation"}};
+  return CancelRunInTx(tx, run_id, error, now_ms);
+}
+
+std::vector<EventSkip> ReadSkips(Tx& tx, const std::string& event_id) {
+  std::vector<EventSkip> out;
+  for (Row row : tx.Query("SELECT function_id, reason, key, at_ms FROM event_skips "
+                          "WHERE event_id = $1 ORDER BY function_id",
+                          {event_id})) {
+    out.push_back({row.Text(0), row.Text(1), row.Text(2), row.Int(3)});
+  }
+  return out;
+}
+
+int64_t DeleteSpentGates(Tx& tx, int64_t horizon_ms) {
+  // SKIP LOCKED: a row an ingest holds is deciding a run right now.
+  int64_t n = tx.Exec(
+      "DELETE FROM flow_rates WHERE (function_id, gate, key) IN (SELECT function_id, gate, key "
+      "FROM flow_rates WHERE tat_us < $1 LIMIT 1000 {FOR UPDATE SKIP LOCKED})",
+      {horizon_ms * 1000});
+  n += tx.Exec(
+      "DELETE FROM singletons WHERE (function_id, key) IN (SELECT s.function_id, s.key "
+      "FROM singletons s WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = s.run_id "
+      "AND r.status NOT IN ('completed', 'failed', 'cancelled')) LIMIT 1000 "
+      "{FOR UPDATE OF s SKIP LOCKED})",
+      {});
+  return n;
+}
+
+}  // namespace funcky::store

@@ -1,0 +1,56 @@
+// Flow control at admission, in the store's transactions: the gates a new run must pass
+// before it is created (store.h NewRun::rate, NewRun::singleton) and the skips recorded when
+// one refuses it. Called from sql_store.cc's IngestEvents; internal to coordinator/store.
+//
+// Lock order: IngestEvents locks its lanes, then LockGates locks every gate row of the batch
+// in one sorted order, then Admit may lock an active singleton run (its queue items, then
+// its row: the order Apply and CancelRun use). A singleton function has no lane (refused
+// at sync), so cancelling its run locks no lane.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "coordinator/store/sql/sql.h"
+#include "coordinator/store/store.h"
+
+namespace funcky::store {
+
+// Creates (if missing) and locks the gate rows the runs of `events` check, sorted.
+void LockGates(sql::Tx& tx, const std::vector<NewEvent>& events);
+
+struct GateDecision {
+  bool admitted = true;
+  std::vector<std::string> cancelled;  // runs cancelled to admit it (singleton cancel)
+};
+
+// Decides whether `run` of the stored event `event_id` is created at `now_ms`, with its gate
+// rows locked by LockGates. Admitted: the gates count it (a rate gate's arrival time moves
+// on, the singleton key names it; mode cancel cancels the active run). Refused: nothing of
+// the gates changes and the skip is recorded in event_skips.
+GateDecision Admit(sql::Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms);
+
+// Records the deadlines of `run` (NewRun::timeouts), created at `now_ms`, if it has any.
+void RecordTimeouts(sql::Tx& tx, const NewRun& run, int64_t now_ms);
+
+// Up to `limit` runs past a deadline at `now_ms`, and forgets the deadlines of ended runs.
+std::vector<std::string> DueTimeouts(sql::Tx& tx, int64_t now_ms, int limit);
+
+// Cancels run `run_id` (CancelRunInTx) if, locked, it is still past a deadline at `now_ms`.
+Result<bool> CancelIfTimedOut(sql::Tx& tx, const std::string& run_id, int64_t now_ms);
+
+// The skips recorded for the event, by function id.
+std::vector<EventSkip> ReadSkips(sql::Tx& tx, const std::string& event_id);
+
+// Deletes gate rows that no longer hold anything back at `horizon_ms` (an arrival time
+// passed, a singleton whose run ended): each admits like a missing row. Returns how many.
+int64_t DeleteSpentGates(sql::Tx& tx, int64_t horizon_ms);
+
+// The one cancel path (CancelRun's transaction body, in sql_store.cc): ends the run as
+// cancelled with `error`, drops its queue items and waits and moves its lane on. false
+// when it had ended; kNotFound when there is no such run.
+Result<bool> CancelRunInTx(sql::Tx& tx, const std::string& run_id, const Json& error,
+                           int64_t now_ms);
+
+}  // namespace funcky::store
