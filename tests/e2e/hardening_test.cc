@@ -224,10 +224,6 @@ TEST_P(HardeningTest, OptionsFunckyDoesNotImplementAreRefusedAtSyncNotIgnored) {
       {{{"someFutureOption", true}}, "function \"f\": unknown option \"someFutureOption\""},
       {{{"ordering", {{"key", "event.data.k"}, {"sequence", "event.data.v"}}}},
        "function \"f\": ordering.sequence needs ordering.gap_timeout"},
-      // Until the store orders sequence lanes (without --preview-sequence-lanes).
-      {{{"ordering",
-         {{"key", "event.data.k"}, {"sequence", "event.data.v"}, {"gap_timeout", "2s"}}}},
-       "function \"f\": ordering.sequence (ordering by the producer's numbers) is not enforced"},
       {{{"concurrency", {{"limit", 2}, {"key", "event.data.k"}, {"scope", "env"}}}},
        "function \"f\": concurrency.scope \"env\""},
   };
