@@ -11,12 +11,18 @@ function(funcky_cc_library)
   target_link_libraries(funcky_${ARG_NAME} PUBLIC ${ARG_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
 endfunction()
 
-# funcky_cc_test(NAME <name> SRCS <files...> DEPS <deps...> [LABELS <labels...>])
+# funcky_cc_test(NAME <name> SRCS <files...> DEPS <deps...> [LABELS <labels...>] [SERIAL])
+# SERIAL: each of its tests runs alone (CTest RUN_SERIAL), for tests that load the machine.
 function(funcky_cc_test)
-  cmake_parse_arguments(ARG "" "NAME" "SRCS;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "SERIAL" "NAME" "SRCS;DEPS;LABELS" ${ARGN})
   add_executable(${ARG_NAME} ${ARG_SRCS})
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
-  gtest_discover_tests(${ARG_NAME} DISCOVERY_TIMEOUT 30 PROPERTIES LABELS "${ARG_LABELS}")
+  if(ARG_SERIAL)
+    gtest_discover_tests(${ARG_NAME} DISCOVERY_TIMEOUT 30
+                         PROPERTIES LABELS "${ARG_LABELS}" RUN_SERIAL TRUE)
+  else()
+    gtest_discover_tests(${ARG_NAME} DISCOVERY_TIMEOUT 30 PROPERTIES LABELS "${ARG_LABELS}")
+  endif()
 endfunction()
 
 # funcky_embed_migrations(<out var> <backend> <C++ function>): generates a .cc file that
