@@ -189,12 +189,6 @@ std::optional<std::string> SelectSequenceHead(Tx& tx, const std::string& functio
   return lowest;
 }
 
-bool IsSequenceLane(Tx& tx, const std::string& function_id, const std::string& key) {
-  Rows lane = tx.Query("SELECT seq_gap_timeout_ms FROM lanes WHERE function_id = $1 AND key = $2",
-                       {function_id, key});
-  return !lane.empty() && !lane[0].Null(0);
-}
-
 // The head run `run_id` of lane (function_id, key) has finished: the next run of the key
 // (in acceptance order, or in number order for a sequence lane) becomes the head and gets
 // its first call, or the lane is removed when it is empty (a sequence lane's row stays: it
@@ -202,12 +196,13 @@ bool IsSequenceLane(Tx& tx, const std::string& function_id, const std::string& k
 // Returns false (and changes nothing) when `run_id` is not the head.
 bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
                  const std::string& run_id, int64_t head_seq, int64_t now_ms) {
-  if (tx.Exec("UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
-              "head_deadline_ms = NULL WHERE function_id = $1 AND key = $2 AND head_run_id = $3",
-              {function_id, key, run_id}) == 0) {
-    return false;  // skipped or timed out already
-  }
-  if (IsSequenceLane(tx, function_id, key)) {
+  Rows lane = tx.Query(
+      "UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
+      "head_deadline_ms = NULL WHERE function_id = $1 AND key = $2 AND head_run_id = $3 "
+      "RETURNING seq_gap_timeout_ms",
+      {function_id, key, run_id});
+  if (lane.empty()) return false;  // skipped or timed out already
+  if (!lane[0].Null(0)) {          // a sequence lane
     SelectSequenceHead(tx, function_id, key, now_ms);
     return true;
   }
@@ -998,9 +993,16 @@ constexpr const char* kGapColumns =
     "id, function_id, key, first_number, last_number, waited_since_ms, recorded_at_ms, reason, "
     "resumed_run_id";
 
-LaneGap ReadGap(const Row& row) {
-  return {row.Int(0), row.Text(1), row.Text(2), row.Int(3),    row.Int(4),
-          row.Int(5), row.Int(6),  row.Text(7), row.OptText(8)};
+// The gaps `where` chooses (a condition, its order and limit).
+std::vector<LaneGap> ReadGaps(Tx& tx, std::string_view where, sql::Params params) {
+  std::vector<LaneGap> out;
+  for (Row row : tx.Query(
+           std::string("SELECT ") + kGapColumns + " FROM lane_gaps WHERE " + std::string(where),
+           params)) {
+    out.push_back({row.Int(0), row.Text(1), row.Text(2), row.Int(3), row.Int(4), row.Int(5),
+                   row.Int(6), row.Text(7), row.OptText(8)});
+  }
+  return out;
 }
 
 }  // namespace
@@ -1043,11 +1045,9 @@ Result<std::vector<LaneRecord>> SqlStore::ListLanes(const LaneFilter& filter) {
                               {l.function_id, l.key})) {
           seq.waiting.push_back(w.Int(0));
         }
-        Rows last = tx.Query(std::string("SELECT ") + kGapColumns +
-                                 " FROM lane_gaps WHERE function_id = $1 AND key = $2 "
-                                 "ORDER BY id DESC LIMIT 1",
+        auto last = ReadGaps(tx, "function_id = $1 AND key = $2 ORDER BY id DESC LIMIT 1",
                              {l.function_id, l.key});
-        if (!last.empty()) seq.last_gap = ReadGap(last[0]);
+        if (!last.empty()) seq.last_gap = std::move(last[0]);
         l.sequence = std::move(seq);
       }
       out.push_back(std::move(l));
@@ -1059,14 +1059,8 @@ Result<std::vector<LaneRecord>> SqlStore::ListLanes(const LaneFilter& filter) {
 Result<std::vector<LaneGap>> SqlStore::ListLaneGaps(const std::string& function_id,
                                                     const std::string& key, int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<LaneGap>> {
-    std::vector<LaneGap> out;
-    for (Row row : tx.Query(std::string("SELECT ") + kGapColumns +
-                                " FROM lane_gaps WHERE function_id = $1 AND key = $2 "
-                                "ORDER BY id DESC LIMIT $3",
-                            {function_id, key, limit})) {
-      out.push_back(ReadGap(row));
-    }
-    return out;
+    return ReadGaps(tx, "function_id = $1 AND key = $2 ORDER BY id DESC LIMIT $3",
+                    {function_id, key, limit});
   });
 }
 
@@ -1086,13 +1080,7 @@ Result<std::vector<LaneOutcome>> SqlStore::LaneOutcomesOf(const std::string& int
 
 Result<std::vector<LaneGap>> SqlStore::PendingLaneGaps(int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<LaneGap>> {
-    std::vector<LaneGap> out;
-    for (Row row : tx.Query(std::string("SELECT ") + kGapColumns +
-                                " FROM lane_gaps WHERE NOT announced ORDER BY id LIMIT $1",
-                            {limit})) {
-      out.push_back(ReadGap(row));
-    }
-    return out;
+    return ReadGaps(tx, "NOT announced ORDER BY id LIMIT $1", {limit});
   });
 }
 
