@@ -1,7 +1,9 @@
 #include "coordinator/executor/executor.h"
 
+#include <condition_variable>
 #include <cstdlib>
 #include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -63,7 +65,39 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<bool> stopping{false};
   std::atomic<bool> wake_pending{false};
   std::atomic<int> in_flight{0};
-  std::map<int64_t, store::QueueItem> held;  // claimed, outcome not applied; io_context only
+
+  // The items this executor holds a lease on and has not applied an outcome for, from the
+  // moment the claim returns (on the blocking pool) until Process ends (on the io_context).
+  // A claim running when the executor stops gives its items back itself; ReleaseLeases waits
+  // for claims in progress, so nothing claimed during shutdown waits out its lease.
+  std::mutex hold_mu;
+  std::condition_variable claims_done;
+  int claims_running = 0;                    // guarded by hold_mu
+  std::map<int64_t, store::QueueItem> held;  // guarded by hold_mu
+
+  Result<std::vector<store::QueueItem>> ClaimAndHold(int want) {
+    {
+      std::lock_guard lock(hold_mu);
+      if (stopping) return std::vector<store::QueueItem>{};
+      ++claims_running;
+    }
+    auto claimed = queue.Claim(want, clock.Now(), options.lease);
+    std::lock_guard lock(hold_mu);
+    --claims_running;
+    claims_done.notify_all();
+    if (!claimed.ok()) return claimed;
+    if (stopping) {
+      if (!claimed->empty()) (void)queue.ReleaseLeases(*claimed, clock.Now());
+      return std::vector<store::QueueItem>{};
+    }
+    for (const store::QueueItem& item : *claimed) held.emplace(item.id, item);
+    return claimed;
+  }
+
+  void Unhold(int64_t id) {
+    std::lock_guard lock(hold_mu);
+    held.erase(id);
+  }
 
   // Runs `fn` on the blocking pool and resumes on the io_context.
   template <typename Fn>
@@ -92,14 +126,15 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       bool full_batch = false;
       if (free > 0) {
         int want = std::min(free, options.claim_batch);
-        auto claimed = co_await Offload(
-            [this, want] { return queue.Claim(want, clock.Now(), options.lease); });
+        auto claimed = co_await Offload([this, want] { return ClaimAndHold(want); });
         if (!claimed.ok()) {
           spdlog::warn("claiming work failed: {}", claimed.status().ToString());
           backoff_on_error = true;
         } else {
           backoff_on_error = false;
           full_batch = static_cast<int>(claimed->size()) == want;
+          // Stopped while claiming: start no call; ReleaseLeases gives the items back.
+          if (stopping) break;
           for (auto& item : *claimed) {
             ++in_flight;
             asio::co_spawn(io, Process(std::move(item)), asio::detached);
@@ -125,7 +160,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     }
   };
 
-  // The executor's state (held, rng, last_expiry) is touched without locks: only ever on
+  // The executor's other state (rng, last_expiry) is touched without locks: only ever on
   // the one thread that runs the io_context. Checked, not assumed: a second I/O thread
   // would be a data race, so it stops the process at once.
   std::thread::id io_thread;
@@ -140,7 +175,6 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<void> Process(store::QueueItem item) {
     auto self = shared_from_this();
     AssertOnIoThread();
-    held.emplace(item.id, item);
     auto beat = std::make_shared<Heartbeat>(io);
     asio::co_spawn(io, KeepLease(item, beat), asio::detached);
     // Whatever happens while handling the item, the heartbeat stops and the slot is freed:
@@ -159,7 +193,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     if (failed && renewing) {
       co_await Offload([&] { return queue.ReleaseLeases({item}, clock.Now()); });
     }
-    held.erase(item.id);
+    Unhold(item.id);
     --in_flight;
     Wake();  // capacity freed, and the item's successor may be due now
   }
@@ -422,7 +456,12 @@ void Executor::Wake() { impl_->Wake(); }
 
 void Executor::ReleaseLeases() {
   std::vector<store::QueueItem> items;
-  for (const auto& [id, item] : impl_->held) items.push_back(item);
+  {
+    std::unique_lock lock(impl_->hold_mu);
+    impl_->stopping = true;  // a claim starting from here on claims nothing
+    impl_->claims_done.wait(lock, [&] { return impl_->claims_running == 0; });
+    for (const auto& [id, item] : impl_->held) items.push_back(item);
+  }
   if (items.empty()) return;
   Status s = impl_->queue.ReleaseLeases(items, impl_->clock.Now());
   if (s.ok()) {

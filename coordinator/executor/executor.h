@@ -116,8 +116,9 @@ class Executor {
   void Wake();
   // Stops claiming; calls in flight finish (or are reclaimed after their lease).
   void Stop();
-  // Gives the leases of calls still unfinished back to other coordinators. Call it once the
-  // io_context has stopped (after the drain), before exiting.
+  // Gives the leases of calls still unfinished back to other coordinators, after waiting for
+  // any claim in progress (whose items it gives back too); the executor claims nothing after.
+  // Call it after Stop() and the drain, before exiting. Thread-safe.
   void ReleaseLeases();
   // Number of calls in flight.
   int in_flight() const;

@@ -14,6 +14,11 @@ namespace {
 
 constexpr int kMaxActiveRunsScanned = 10000;
 constexpr int kLookbackEvents = 1000;
+
+// The id of a run's inngest/function.finished event: derived from the run, so announcing an
+// end twice stores it once, and an invoke wait can find it.
+std::string FinishedEventId(const std::string& run_id) { return run_id + "-finished"; }
+
 // How long run-end events wait to be stored with others (one transaction for many).
 constexpr std::chrono::milliseconds kOutboxGather{5};
 // Run ends recorded at least this long ago and still not announced are the sweep's: a
@@ -327,8 +332,51 @@ void Intake::WaitRegistered(const store::RunState& state, const store::NewWait& 
             wait.kind, state.events[0], 0, 0, since_ms});
 }
 
+Result<std::optional<Json>> Intake::FinishedEventOfInvocation(const store::WaitRecord& wait) {
+  auto invoked = store_.GetEvent(executor::CorrelationId(wait.run_id, wait.step_id));
+  if (!invoked.ok()) {
+    if (invoked.status().code() == StatusCode::kNotFound) return std::optional<Json>();
+    return invoked.status();
+  }
+  ASSIGN_OR_RETURN(auto callees, store_.ListRuns({.event_id = invoked->internal_id, .limit = 5}));
+  for (const store::RunRecord& callee : callees) {
+    if (!store::IsTerminalStatus(callee.status)) continue;
+    auto finished = store_.GetEvent(FinishedEventId(callee.id));
+    if (finished.ok()) return std::optional<Json>(finished->payload);
+    if (finished.status().code() != StatusCode::kNotFound) return finished.status();
+  }
+  return std::optional<Json>();
+}
+
 bool Intake::LookBack(const store::WaitRecord& wait) {
   const std::string& run_id = wait.run_id;
+  if (wait.kind == store::kWaitInvoke) {
+    // The invoked run may have ended, and its end been announced, before the wait was stored
+    // (under load, or when the caller's call is redone after a crash): found by its ids, not
+    // by time, since the invocation may be long before this wait.
+    auto finished = FinishedEventOfInvocation(wait);
+    if (!finished.ok()) {
+      spdlog::warn("run {}: invoke look-back failed (retried by the sweep): {}", run_id,
+                   finished.status().ToString());
+      return false;
+    }
+    if (*finished) {
+      auto r =
+          store_.ResolveWait(run_id, wait.step_id, WaitMemo(wait.kind, **finished), clock_.Now());
+      if (!r.ok()) {
+        spdlog::warn(
+            "run {}: resuming an invoke wait by look-back failed (retried by the sweep): {}",
+            run_id, r.status().ToString());
+        return false;
+      }
+      if (*r) {
+        spdlog::info("run {}: invoke wait resumed by the invoked run's end, announced before it",
+                     run_id);
+        if (on_new_work_) on_new_work_();
+      }
+      return true;
+    }
+  }
   auto events =
       store_.EventsSince(wait.event_name, wait.lookback_from_ms.value_or(0), kLookbackEvents);
   if (!events.ok()) {
@@ -383,7 +431,7 @@ std::vector<IncomingEvent> Intake::EndEvents(const store::RunState& state,
   // Ids derived from the run: announcing an end twice (a sweep after a lost
   // acknowledgement) stores each event once.
   std::vector<IncomingEvent> events;
-  events.push_back(InternalEvent(executor::kFunctionFinished, data, state.run.id + "-finished"));
+  events.push_back(InternalEvent(executor::kFunctionFinished, data, FinishedEventId(state.run.id)));
   if (status == store::kFailed) {
     events.push_back(InternalEvent(executor::kFunctionFailed, data, state.run.id));
   } else if (status == store::kCancelled) {

@@ -124,6 +124,9 @@ class Intake final : public executor::RunEvents {
   // Resumes `wait` with the first event received since its lookback_from_ms that matches,
   // or marks its look-back done. false when the store failed (the sweep tries again).
   bool LookBack(const store::WaitRecord& wait);
+  // The inngest/function.finished payload of the run an invoke wait invoked, if that run has
+  // ended and its end has been announced.
+  Result<std::optional<Json>> FinishedEventOfInvocation(const store::WaitRecord& wait);
 
   store::Store& store_;
   const Clock& clock_;
