@@ -333,7 +333,7 @@ void Intake::WaitRegistered(const store::RunState& state, const store::NewWait& 
 }
 
 Result<std::optional<Json>> Intake::FinishedEventOfInvocation(const store::WaitRecord& wait) {
-  auto invoked = store_.GetEvent(executor::CorrelationId(wait.run_id, wait.step_id));
+  auto invoked = store_.FindEventById(executor::CorrelationId(wait.run_id, wait.step_id));
   if (!invoked.ok()) {
     if (invoked.status().code() == StatusCode::kNotFound) return std::optional<Json>();
     return invoked.status();
@@ -341,7 +341,7 @@ Result<std::optional<Json>> Intake::FinishedEventOfInvocation(const store::WaitR
   ASSIGN_OR_RETURN(auto callees, store_.ListRuns({.event_id = invoked->internal_id, .limit = 5}));
   for (const store::RunRecord& callee : callees) {
     if (!store::IsTerminalStatus(callee.status)) continue;
-    auto finished = store_.GetEvent(FinishedEventId(callee.id));
+    auto finished = store_.FindEventById(FinishedEventId(callee.id));
     if (finished.ok()) return std::optional<Json>(finished->payload);
     if (finished.status().code() != StatusCode::kNotFound) return finished.status();
   }

@@ -247,9 +247,12 @@ class EventStore {
   virtual Result<std::vector<IngestedEvent>> IngestEvents(const std::vector<NewEvent>& events,
                                                           TimePoint now,
                                                           std::vector<WaitRecord>* waits) = 0;
-  // Newest first. kNotFound from GetEvent when neither id matches.
+  // Newest first.
   virtual Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) = 0;
+  // By internal id; kNotFound when none matches.
   virtual Result<EventRecord> GetEvent(const std::string& internal_id) = 0;
+  // By the event's own `id` (its idempotency id); kNotFound when none matches.
+  virtual Result<EventRecord> FindEventById(const std::string& id) = 0;
   // The runs the stored event did not start (a gate refused them), by function id.
   virtual Result<std::vector<EventSkip>> EventSkips(const std::string& internal_id) = 0;
 };

@@ -1,5 +1,7 @@
 // The executor's loop in process (tests/mid/harness.h): claim, call, apply, against a real
 // SQLite store, with a scripted host and time that moves only when the test moves it.
+#include <thread>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -167,6 +169,38 @@ TEST_F(ExecutorHarness, ReleasingLeasesGivesAnUnfinishedCallBackAtOnceAsTheSameA
   transport_.Release();
   ASSERT_TRUE(RunUntil([&] { return observer_.leases_lost == 1; }));
   EXPECT_THAT(Steps(run), IsEmpty());
+}
+
+TEST_F(ExecutorHarness, AClaimInProgressWhenTheExecutorStopsGivesItsItemsBackAndCallsNothing) {
+  const std::string run = StartRun(kFunction);
+  queue_->PauseClaims();
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return queue_->calls(FailingQueue::kClaim) == 1; }));
+
+  // The coordinator stops while its claim is on its way to the database; the claim lands
+  // while the leases are being given back.
+  executor_->Stop();
+  std::thread late_claim([&] {
+    std::this_thread::sleep_for(50ms);
+    queue_->ResumeClaims();
+  });
+  executor_->ReleaseLeases();
+  late_claim.join();
+  // Whatever the claim's return leads to on the io_context happens now.
+  for (const auto until = std::chrono::steady_clock::now() + 200ms;
+       std::chrono::steady_clock::now() < until;) {
+    if (io_.stopped()) io_.restart();
+    io_.run_for(5ms);
+  }
+
+  EXPECT_EQ(queue_->claimed(), 1);  // the paused claim did take the item
+  auto taken = store_->Claim(1, clock_.Now(), 30s);
+  ASSERT_THAT(taken, IsOk());
+  ASSERT_EQ(taken->size(), 1u);  // and it is free again at once, not after its lease
+  EXPECT_EQ((*taken)[0].run_id, run);
+  EXPECT_EQ((*taken)[0].attempt, 0);
+  EXPECT_EQ(transport_.calls(), 0);
+  EXPECT_EQ(executor_->in_flight(), 0);
 }
 
 TEST_F(ExecutorHarness, AnApplyRefusedForALostLeaseIsDroppedNotRetried) {

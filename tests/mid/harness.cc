@@ -84,9 +84,26 @@ std::optional<Status> FailingQueue::Count(Method method) {
 Result<std::vector<store::QueueItem>> FailingQueue::Claim(int max, TimePoint now,
                                                           std::chrono::milliseconds lease) {
   if (auto failure = Count(kClaim)) return *failure;
+  {
+    std::unique_lock lock(mu_);
+    resumed_.wait(lock, [&] { return !paused_; });
+  }
   auto items = real_.Claim(max, now, lease);
   if (items.ok()) claimed_ += static_cast<int>(items->size());
   return items;
+}
+
+void FailingQueue::PauseClaims() {
+  std::lock_guard lock(mu_);
+  paused_ = true;
+}
+
+void FailingQueue::ResumeClaims() {
+  {
+    std::lock_guard lock(mu_);
+    paused_ = false;
+  }
+  resumed_.notify_all();
 }
 
 Result<store::RunState> FailingQueue::LoadRunState(const std::string& run_id) {

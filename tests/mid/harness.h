@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
@@ -89,6 +90,10 @@ class FailingQueue final : public store::QueueStore {
   int calls(Method method) const { return calls_[method].load(); }
   // Items that Claim has handed out so far.
   int claimed() const { return claimed_.load(); }
+  // From now on, a Claim is counted and then waits, before reaching the store, until
+  // ResumeClaims: a claim in progress at a chosen moment.
+  void PauseClaims();
+  void ResumeClaims();
 
   Result<std::vector<store::QueueItem>> Claim(int max, TimePoint now,
                                               std::chrono::milliseconds lease) override;
@@ -108,6 +113,8 @@ class FailingQueue final : public store::QueueStore {
   std::array<std::atomic<int>, kMethodCount> calls_{};
   std::atomic<int> claimed_{0};
   std::mutex mu_;
+  std::condition_variable resumed_;
+  bool paused_ = false;                                // GUARDED_BY(mu_)
   std::map<std::pair<Method, int>, Status> failures_;  // GUARDED_BY(mu_): by (method, call)
 };
 

@@ -463,6 +463,24 @@ TEST_P(StoreConformance, SeedClashOfDifferentEventsIsRefusedAndAResendIsADuplica
   EXPECT_EQ(ClaimedRuns().size(), 1u) << "only the first event started a run";
 }
 
+// An event is found by its internal id with GetEvent, and by its own id with FindEventById,
+// never the one for the other.
+TEST_P(StoreConformance, AnEventIsFoundByEitherItsInternalIdOrItsOwnId) {
+  NewEvent e = Event("test/e");
+  e.event.id = "orders-42-created";
+  e.event.payload["id"] = e.event.id;
+  ASSERT_THAT(store_->IngestEvents({e}, clock_.Now(), nullptr), IsOk());
+
+  auto by_id = store_->FindEventById("orders-42-created");
+  ASSERT_THAT(by_id, IsOk());
+  EXPECT_EQ(by_id->internal_id, e.event.internal_id);
+  auto by_internal = store_->GetEvent(e.event.internal_id);
+  ASSERT_THAT(by_internal, IsOk());
+  EXPECT_EQ(by_internal->id, "orders-42-created");
+  EXPECT_THAT(store_->FindEventById(e.event.internal_id), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(store_->GetEvent("orders-42-created"), StatusIs(StatusCode::kNotFound));
+}
+
 std::unique_ptr<sql::Database> OpenPostgres(const std::string& test_name) {
   std::string url = testing::SharedPgCluster().CreateDatabase("store_" + test_name);
   return NewPostgresDatabase({.url = url, .pool_size = 4});

@@ -553,6 +553,14 @@ Result<EventRecord> SqlStore::GetEvent(const std::string& internal_id) {
   });
 }
 
+Result<EventRecord> SqlStore::FindEventById(const std::string& id) {
+  return InTransaction([&](Tx& tx) -> Result<EventRecord> {
+    Rows r = tx.Query(std::string("SELECT ") + kEventColumns + " FROM events WHERE id = $1", {id});
+    if (r.empty()) return NotFound("no event with id \"" + id + "\"");
+    return ReadEvent(r[0]);
+  });
+}
+
 Result<std::vector<EventSkip>> SqlStore::EventSkips(const std::string& internal_id) {
   return InTransaction(
       [&](Tx& tx) -> Result<std::vector<EventSkip>> { return ReadSkips(tx, internal_id); });

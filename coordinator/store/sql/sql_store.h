@@ -31,6 +31,7 @@ class SqlStore final : public Store {
                                                   std::vector<WaitRecord>* waits) override;
   Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) override;
   Result<EventRecord> GetEvent(const std::string& internal_id) override;
+  Result<EventRecord> FindEventById(const std::string& id) override;
   Result<std::vector<EventSkip>> EventSkips(const std::string& internal_id) override;
 
   Result<RunRecord> GetRun(const std::string& run_id) override;
