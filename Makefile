@@ -76,7 +76,7 @@ FUZZ_FLAGS := -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitiz
 fuzz_srcs_expr := coordinator/expr/expr.cc common/crypto.cc common/json_parse.cc common/status.cc -lcrypto
 fuzz_srcs_ops := common/ops.cc common/json_parse.cc common/status.cc
 fuzz_srcs_event_body := coordinator/api/event_body.cc common/json_parse.cc common/status.cc
-fuzz_srcs_url := common/url.cc common/status.cc
+fuzz_srcs_url := common/url.cc common/status.cc -lboost_url
 fuzz: deps
 	@command -v clang++ >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang; }
 	@for t in $(FUZZ_TARGETS); do mkdir -p $(BUILD)/fuzz/corpus/$$t; done

@@ -32,7 +32,8 @@ Result<Url> ParseUrl(std::string_view url);
 // result is not a URL ParseUrl accepts.
 Result<std::string> ResolveUrl(std::string_view base, std::string_view reference);
 
-// `url` with query parameter `key` set to `value` (replacing every existing `key`).
+// `url` with query parameter `key` set to `value` (replacing every existing `key`), without
+// its fragment.
 std::string SetQueryParam(std::string_view url, std::string_view key, std::string_view value);
 
 // The value of query parameter `key` in a request target or URL, percent-decoded; empty if

@@ -3,6 +3,8 @@
 // stopped with SIGTERM giving its unfinished calls back at once.
 #include <signal.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <map>
 #include <thread>
 
@@ -87,11 +89,15 @@ TEST_F(RecoveryTest, Kill9OfOneOfTwoCoordinatorsResumesItsRunsWithin15Seconds) {
     }
   }
   int resumed = 0;
+  int64_t slowest_ms = 0;
   for (const auto& [run, t] : first_after_kill) {
     EXPECT_LT(t - killed_ms, 15000) << "run " << run;
+    slowest_ms = std::max(slowest_ms, t - killed_ms);
     ++resumed;
   }
   EXPECT_GT(resumed, 0);
+  std::printf("after kill -9, every one of %d unfinished runs took its next step within %lld ms\n",
+              resumed, static_cast<long long>(slowest_ms));
 }
 
 TEST_F(RecoveryTest, SigtermGivesUnfinishedCallsBackToTheOtherCoordinatorAtOnce) {
@@ -113,6 +119,8 @@ TEST_F(RecoveryTest, SigtermGivesUnfinishedCallsBackToTheOtherCoordinatorAtOnce)
     if (r["kind"] == "step") second_ms = r["t_ms"];
   }
   EXPECT_LT(second_ms - stopped_ms, 5000);
+  std::printf("after SIGTERM, the other coordinator redid the unfinished call %lld ms later\n",
+              static_cast<long long>(second_ms - stopped_ms));
   auto runs = RunsOfEvent(b->url(), event);
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(WaitForRunEnd(b->url(), runs[0])["status"], "completed");

@@ -221,6 +221,18 @@ TEST_F(SyncPolicyTest, UrlsWithCrLfAreRefusedAndNothingIsStoredOrSent) {
   EXPECT_EQ(reg.status, 400) << reg.raw;
   EXPECT_NE(reg.body.value("error", "").find("function \"crlf-fn\""), std::string::npos) << reg.raw;
 
+  // The app's own URL, in a registration whose functions are clean.
+  Json clean = fn;
+  clean["steps"]["step"]["runtime"]["url"] = base + "/api?fnId=crlf-fn&step=step";
+  auto app_url = Http("POST", c->url() + "/fn/register",
+                      Json{{"url", base + "/api\r\nX-Injected: 1"},
+                           {"appName", "crlf"},
+                           {"sdk", "test:v0"},
+                           {"functions", {clean}}}
+                          .dump());
+  EXPECT_EQ(app_url.status, 400) << app_url.raw;
+  EXPECT_NE(app_url.raw.find("url"), std::string::npos) << app_url.raw;
+
   auto sync = Sync(*c, base + "/api\r\nHost: evil");
   EXPECT_EQ(sync.status, 400) << sync.raw;
   EXPECT_EQ(sync.body["error"]["code"], "invalid_argument") << sync.raw;

@@ -190,6 +190,10 @@ TEST(Url, ParsesAndEditsQuery) {
   EXPECT_EQ(SetQueryParam("http://h/x?fnId=f&stepId=step", "stepId", "abc"),
             "http://h/x?fnId=f&stepId=abc");
   EXPECT_EQ(SetQueryParam("https://h/x", "stepId", "a b&c"), "https://h/x?stepId=a%20b%26c");
+  // An empty query, a fragment, or both (Boost.URL 1.81 crashed on "?#"; found by fuzzing).
+  EXPECT_EQ(SetQueryParam("http://h/a?#pfnId", "stepId", "s"), "http://h/a?stepId=s");
+  EXPECT_EQ(SetQueryParam("http://h/a?", "stepId", "s"), "http://h/a?stepId=s");
+  EXPECT_EQ(SetQueryParam("http://h/a?x=1#f", "stepId", "s"), "http://h/a?x=1&stepId=s");
   EXPECT_EQ(QueryParam("/x?fnId=a%2Db&stepId=s", "fnId"), "a-b");
   EXPECT_EQ(QueryParam("/x?fnId=a%2Db&stepId=s", "stepId"), "s");
   EXPECT_EQ(QueryParam("/x?fnId=a", "missing"), "");
@@ -219,7 +223,8 @@ TEST(Url, RefusesWhatCouldInjectOrMislead) {
   for (const char* bad :
        {"ftp://h/", "h/x", "/relative", "http://:80/", "http://h:99999/", "http://h:0/",
         "http://user:pw@h/", "http://h/a\r\nX-Injected: 1", "http://h\r\n/", "http://h/a b",
-        "http://h%0d%0a/", "http://[v1.x]/", "http://h/\x01", ""}) {
+        "http://h%0d%0a/", "http://[v1.x]/", "http://h/\x01", "http://h:80(0/x",
+        "http://[::2]:80(0/x", "http://h:8080x/", ""}) {
     EXPECT_THAT(ParseUrl(bad), StatusIs(StatusCode::kInvalidArgument)) << bad;
   }
   // The message quotes the URL with control characters masked, never raw.
