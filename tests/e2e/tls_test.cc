@@ -83,9 +83,44 @@ TEST_F(TlsTest, ARunCompletesThroughAnHttpsHostTrustedWithHostCa) {
   const std::string app_url = fns.body["data"][0]["app"]["url"];
   EXPECT_EQ(app_url.rfind("https://127.0.0.1:", 0), 0u) << app_url;
 
-  // In-band sync of the https:// app goes over TLS too.
+  // In-band sync of the https:// app goes over TLS too: the app answers the coordinator's
+  // PUT with its functions (not by registering itself again).
   auto sync = Http("POST", c->url() + "/v1/apps/sync", Json{{"url", app_url}}.dump());
   EXPECT_EQ(sync.status, 200) << sync.raw;
+  EXPECT_EQ(sync.body["data"]["sync_kind"], "in_band") << sync.raw;
+  EXPECT_EQ(sync.body["data"]["app_id"], "test") << sync.raw;
+}
+
+// The coordinator's own PUT to an https:// app verifies the app's certificate: without
+// --host-ca the sync fails, the log says why, and nothing of the app is stored; with it, an
+// in-band sync stores the app.
+TEST_F(TlsTest, AnInBandSyncWithoutTheCaFailsWithACertificateErrorAndStoresNothing) {
+  // The host registers with a coordinator that trusts the CA; two others are asked to sync it.
+  auto registry = StartCoordinator({"--host-ca", ca_});
+  TestHost host(registry->url(), dir_, HostTls("host"));
+  auto fns = Http("GET", registry->url() + "/v1/functions");
+  ASSERT_EQ(fns.status, 200) << fns.raw;
+  ASSERT_FALSE(fns.body["data"].empty()) << fns.raw;
+  const std::string app_url = fns.body["data"][0]["app"]["url"];
+
+  Coordinator untrusting(dir_ + "/untrusting.db", {}, dir_);
+  untrusting.Start();
+  auto refused = Http("POST", untrusting.url() + "/v1/apps/sync", Json{{"url", app_url}}.dump());
+  EXPECT_EQ(refused.status, 502) << refused.raw;
+  // The caller learns only that there was no valid answer; the operator's log says why.
+  EXPECT_NE(refused.raw.find("no valid answer"), std::string::npos) << refused.raw;
+  EXPECT_NE(untrusting.Log().find("certificate verify failed"), std::string::npos)
+      << untrusting.Log();
+  EXPECT_EQ(CountRows(untrusting, "/v1/apps"), 0);
+  EXPECT_EQ(CountRows(untrusting, "/v1/functions"), 0);
+
+  Coordinator trusting(dir_ + "/trusting.db", {"--host-ca", ca_}, dir_);
+  trusting.Start();
+  auto synced = Http("POST", trusting.url() + "/v1/apps/sync", Json{{"url", app_url}}.dump());
+  EXPECT_EQ(synced.status, 200) << synced.raw;
+  EXPECT_EQ(synced.body["data"]["sync_kind"], "in_band") << synced.raw;
+  EXPECT_EQ(CountRows(trusting, "/v1/apps"), 1);
+  EXPECT_EQ(CountRows(trusting, "/v1/functions"), static_cast<int>(fns.body["data"].size()));
 }
 
 TEST_F(TlsTest, WithoutTheCaTheCallFailsWithACertificateErrorAndTheRunRetries) {
