@@ -91,6 +91,58 @@ TEST_P(MetricsTest, CountersHistogramsAndGaugesAfterKnownWork) {
   EXPECT_EQ(Value(m, "funcky_calls_in_flight"), 0);
 }
 
+// Histogram values, not just counts: a step that sleeps 2 s on the host is observed above
+// the 1 s bucket, and a run whose first call waits behind it (one call at a time) waited more
+// than a second from its event. Lower bounds only: load makes durations longer, never
+// shorter. A call to a host that is gone is counted with the outcome "unreachable".
+TEST_P(MetricsTest, HistogramsHoldKnownDurationsAndCallsCountTheirOutcome) {
+  auto c = StartCoordinator({"--max-in-flight", "1"});
+  TestHost host(c->url(), dir_);
+  auto slow = RunsOfEvent(
+      c->url(), Send(*c, {{"name", "test/slow"}, {"data", {{"steps", 1}, {"delay_ms", 2000}}}}));
+  ASSERT_EQ(slow.size(), 1u);
+  ASSERT_TRUE(WaitFor([&] { return host.Count("step") == 1; }));
+  // Sent while the slow step runs: its first call cannot start before that call ends.
+  auto waiting = RunsOfEvent(c->url(), Send(*c, {{"name", "test/two-steps"}}));
+  ASSERT_EQ(waiting.size(), 1u);
+  ASSERT_EQ(WaitForRunEnd(c->url(), slow[0])["status"], "completed");
+  ASSERT_EQ(WaitForRunEnd(c->url(), waiting[0])["status"], "completed");
+
+  auto m = Scrape(*c);
+  const Json slow_fn = {{"function", "test-slow"}};
+  ASSERT_EQ(Value(m, "funcky_step_duration_seconds_count", slow_fn), 1);
+  EXPECT_GE(Value(m, "funcky_step_duration_seconds_sum", slow_fn), 2.0 - 0.002);  // whole ms
+  EXPECT_EQ(
+      Value(m, "funcky_step_duration_seconds_bucket", {{"function", "test-slow"}, {"le", "1"}}), 0);
+  EXPECT_EQ(
+      Value(m, "funcky_step_duration_seconds_bucket", {{"function", "test-slow"}, {"le", "+Inf"}}),
+      1);
+  // The slow run's own first call went out at once; the other's waited for it.
+  const Json waiting_fn = {{"function", "test-two-steps"}};
+  ASSERT_EQ(Value(m, "funcky_event_to_first_call_seconds_count", waiting_fn), 1);
+  EXPECT_GE(Value(m, "funcky_event_to_first_call_seconds_sum", waiting_fn), 1.0);
+  EXPECT_EQ(Value(m, "funcky_event_to_first_call_seconds_bucket",
+                  {{"function", "test-two-steps"}, {"le", "1"}}),
+            0);
+  EXPECT_EQ(Value(m, "funcky_event_to_first_call_seconds_bucket",
+                  {{"function", "test-two-steps"}, {"le", "+Inf"}}),
+            1);
+  EXPECT_EQ(Value(m, "funcky_calls_total", {{"function", "test-two-steps"}, {"outcome", "ok"}}), 3);
+
+  // The host goes away: the next run's calls cannot connect.
+  host.Stop();
+  Send(*c, {{"name", "test/two-steps"}});
+  double unreachable = -1;
+  EXPECT_TRUE(WaitFor([&] {
+    unreachable = Value(Scrape(*c), "funcky_calls_total",
+                        {{"function", "test-two-steps"}, {"outcome", "unreachable"}});
+    return unreachable >= 1;
+  })) << unreachable;
+  EXPECT_EQ(
+      Value(Scrape(*c), "funcky_calls_total", {{"function", "test-two-steps"}, {"outcome", "ok"}}),
+      3);
+}
+
 TEST_P(MetricsTest, ABlockedLaneShowsInTheGaugesWithItsAgeGrowing) {
   auto c = StartCoordinator();
   TestHost host(c->url(), dir_);
