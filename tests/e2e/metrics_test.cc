@@ -200,30 +200,65 @@ class LogFormatTest : public E2eTest {
   std::string backend() const override { return "sqlite"; }
 };
 
+// Every line parses as JSON, and lines about a run carry its ids as fields: the executor's
+// (a run's end; a step's retry, with its step id), the intake's (a replay) and the lane
+// API's (an operator's skip of a blocked head).
 TEST_F(LogFormatTest, JsonLogsParseLineByLineAndNameTheRun) {
   auto c = StartCoordinator({"--log-format", "json"});
   TestHost host(c->url(), dir_);
   Json run = RunToEnd(*c, {{"name", "test/two-steps"}});
   ASSERT_EQ(run["status"], "completed");
+  Json flaky = RunToEnd(*c, {{"name", "test/flaky"}, {"data", {{"fail_times", 1}}}});
+  ASSERT_EQ(flaky["status"], "completed");
+  auto replay = Http("POST", c->url() + "/v1/runs/" + run["id"].get<std::string>() + "/replay");
+  ASSERT_EQ(replay.status, 201) << replay.raw;
+  const std::string replay_id = replay.body["data"]["id"];
+  EXPECT_EQ(WaitForRunEnd(c->url(), replay_id)["status"], "completed");
+  auto head = RunsOfEvent(
+      c->url(),
+      Send(*c, {{"name", "test/ordered"}, {"data", {{"key", "a"}, {"seq", 1}, {"fail", true}}}}));
+  ASSERT_EQ(head.size(), 1u);
+  ASSERT_EQ(WaitForRunStatus(c->url(), head[0], {"blocked", "failed", "completed"})["status"],
+            "blocked");
+  ASSERT_EQ(Http("POST", c->url() + "/v1/lanes/test-ordered/a/skip-head").status, 200);
   c->Stop();
+
   std::istringstream lines(c->Log());
   std::string line;
   int parsed = 0;
-  bool completed_line = false;
+  bool completed_line = false, retry_line = false, replay_line = false, skip_line = false;
   while (std::getline(lines, line)) {
     Json j = Json::parse(line, nullptr, false);
     ASSERT_TRUE(j.is_object()) << "not a JSON object: " << line;
     EXPECT_TRUE(j["ts"].is_string() && j["level"].is_string() && j["msg"].is_string()) << line;
     ++parsed;
-    if (j["msg"].get<std::string>().find("completed") != std::string::npos &&
-        j.value("run_id", "") == run["id"]) {
+    const std::string msg = j["msg"];
+    const std::string run_id = j.value("run_id", "");
+    if (msg.find("completed") != std::string::npos && run_id == run["id"]) {
       completed_line = true;
       EXPECT_EQ(j["function_id"], "test-two-steps") << line;
       EXPECT_EQ(j["level"], "info") << line;
     }
+    if (msg.find("retrying") != std::string::npos && run_id == flaky["id"]) {
+      retry_line = true;
+      EXPECT_EQ(j["function_id"], "test-flaky") << line;
+      EXPECT_TRUE(j["step_id"].is_string() && !j["step_id"].get<std::string>().empty()) << line;
+    }
+    if (msg.find("replays run") != std::string::npos && run_id == replay_id) {
+      replay_line = true;
+      EXPECT_EQ(j["function_id"], "test-two-steps") << line;
+    }
+    if (msg.find("by an operator") != std::string::npos && run_id == head[0]) {
+      skip_line = true;
+      EXPECT_EQ(j["function_id"], "test-ordered") << line;
+      EXPECT_EQ(j["level"], "warning") << line;  // spdlog's name
+    }
   }
   EXPECT_GE(parsed, 3);
   EXPECT_TRUE(completed_line) << c->Log();
+  EXPECT_TRUE(retry_line) << c->Log();
+  EXPECT_TRUE(replay_line) << c->Log();
+  EXPECT_TRUE(skip_line) << c->Log();
 }
 
 TEST_F(LogFormatTest, AnUnknownLogFormatIsRefused) {
