@@ -70,7 +70,7 @@ Result<Url> ParseUrl(std::string_view text) {
     out.scheme = "https";
     out.port = 443;
   } else {
-    return InvalidArgument("URL must be http:// or https://: " + Quoted(text));
+    return InvalidArgument("the scheme must be http or https: " + Quoted(text));
   }
   if (u.has_userinfo()) return InvalidArgument("URL must not carry credentials");
   switch (u.host_type()) {

@@ -4,6 +4,7 @@
 
 #include "coordinator/api/api.h"
 #include "coordinator/api/json_views.h"
+#include "coordinator/logging/log.h"
 
 namespace funcky::api {
 
@@ -116,12 +117,15 @@ Response Api::LaneHeadAction(const Request& req, LaneHeadOp op, std::string_view
   auto run = stores_.runs.GetRun(*run_id);
   if (op == &store::LaneStore::SkipLaneHead && run.ok() && !store::IsTerminalStatus(run->status)) {
     // A sequence lane waiting for a missing number gave up on it: this run goes on.
-    spdlog::warn("lane \"{}\" of {}: an operator gave up on its missing numbers; run {} goes on",
-                 key, function_id, *run_id);
+    logging::Warn({.run_id = *run_id, .function_id = function_id},
+                  "lane \"{}\" of {}: an operator gave up on its missing numbers; run {} goes on",
+                  key, function_id, *run_id);
     intake_.Wake();
     return JsonResponse(200, {{"data", {{"gap_skipped", true}, {"resumed_run_id", *run_id}}}});
   }
-  spdlog::warn("lane \"{}\" of {}: head run {} {} by an operator", key, function_id, *run_id, done);
+  logging::Warn({.run_id = *run_id, .function_id = function_id},
+                "lane \"{}\" of {}: head run {} {} by an operator", key, function_id, *run_id,
+                done);
   intake_.AnnounceEnd(*run_id);  // a skipped head has ended; a retried one has not
   intake_.Wake();
   return JsonResponse(200, {{"data", {{std::string(result_field), *run_id}}}});

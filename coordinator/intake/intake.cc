@@ -6,6 +6,7 @@
 
 #include "common/ulid.h"
 #include "coordinator/executor/transition.h"
+#include "coordinator/logging/log.h"
 #include "coordinator/scheduler/fanout.h"
 
 namespace funcky::intake {
@@ -95,8 +96,9 @@ Result<std::shared_ptr<const FunctionSet>> Intake::Functions(bool refresh) {
     // coordinator) starts no runs, loudly, rather than runs its filters would exclude.
     auto flow = scheduler::ParseFlowControl(fn.config);
     if (!flow.ok()) {
-      spdlog::error("function {}: {}; it starts no runs until it is synced again", fn.id,
-                    flow.status().message());
+      logging::Error({.function_id = fn.id},
+                     "function {}: {}; it starts no runs until it is synced again", fn.id,
+                     flow.status().message());
       continue;
     }
     set->flows.emplace(fn.id, std::move(*flow));
@@ -147,7 +149,7 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
       const std::string what = "event " + std::to_string(batch.size()) + " (\"" + ne.event.name +
                                "\"): " + run.status().message();
       if (IsRunEndEvent(ne.event.name)) {
-        spdlog::error("{}; it starts no run of {}", what, fn->id);
+        logging::Error({.function_id = fn->id}, "{}; it starts no run of {}", what, fn->id);
         continue;
       }
       return InvalidArgument(what);
@@ -162,14 +164,16 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
     if (stored[i].duplicate) continue;
     result.runs_started += static_cast<int64_t>(batch[i].runs.size() - stored[i].skipped.size());
     for (const std::string& fn : stored[i].skipped) {
-      spdlog::info("event {} ({}) starts no run of {}: a flow-control gate refused it",
-                   batch[i].event.internal_id, batch[i].event.name, fn);
+      logging::Info({.function_id = fn},
+                    "event {} ({}) starts no run of {}: a flow-control gate refused it",
+                    batch[i].event.internal_id, batch[i].event.name, fn);
     }
     for (const std::string& run_id : stored[i].cancelled) {
       // Cancelled in the ingest's transaction (singleton mode cancel): announce its end now
       // (the run-end outbox would within seconds anyway; announcing twice stores it once).
-      spdlog::info("run {} cancelled by singleton: event {} started a run of its key", run_id,
-                   batch[i].event.internal_id);
+      logging::Info({.run_id = run_id},
+                    "run {} cancelled by singleton: event {} started a run of its key", run_id,
+                    batch[i].event.internal_id);
       AnnounceEnd(run_id);
     }
     if (!waits.empty()) resumed += ResolveWaits(batch[i].event, waits);
@@ -214,12 +218,14 @@ int Intake::ResolveWaits(const store::EventRecord& event,
     auto r = store_.ResolveWait(wait.run_id, wait.step_id, WaitMemo(wait.kind, event.payload),
                                 clock_.Now());
     if (!r.ok()) {
-      spdlog::error("run {}: resuming wait {} failed: {}", wait.run_id, wait.step_id,
-                    r.status().ToString());
+      logging::Error({.run_id = wait.run_id, .step_id = wait.step_id},
+                     "run {}: resuming wait {} failed: {}", wait.run_id, wait.step_id,
+                     r.status().ToString());
     } else if (*r) {
       ++resumed;
-      spdlog::info("run {}: {} wait resumed by event {} ({})", wait.run_id, wait.kind, event.name,
-                   event.internal_id);
+      logging::Info({.run_id = wait.run_id, .step_id = wait.step_id},
+                    "run {}: {} wait resumed by event {} ({})", wait.run_id, wait.kind, event.name,
+                    event.internal_id);
     }
   }
   return resumed;
@@ -232,7 +238,8 @@ void Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionS
       if (!scheduler::EventNameMatches(on.event, event.name)) continue;
       auto runs = store_.ActiveRuns(fn_id, kMaxActiveRunsScanned);
       if (!runs.ok()) {
-        spdlog::error("cancel_on of {}: listing runs failed: {}", fn_id, runs.status().ToString());
+        logging::Error({.function_id = fn_id}, "cancel_on of {}: listing runs failed: {}", fn_id,
+                       runs.status().ToString());
         continue;
       }
       for (const store::ActiveRun& run : *runs) {
@@ -247,7 +254,9 @@ void Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionS
                    {{"name", "Cancelled"},
                     {"message", "cancelled by event \"" + event.name + "\" (" + event.id + ")"}});
         if (!cancelled.ok()) {
-          spdlog::error("run {}: cancelling failed: {}", run.run_id, cancelled.status().ToString());
+          logging::Error({.run_id = run.run_id, .function_id = fn_id},
+                         "run {}: cancelling failed: {}", run.run_id,
+                         cancelled.status().ToString());
         }
       }
     }
@@ -257,7 +266,8 @@ void Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionS
 Result<bool> Intake::Cancel(const std::string& run_id, const Json& reason) {
   ASSIGN_OR_RETURN(bool cancelled, store_.CancelRun(run_id, reason, clock_.Now()));
   if (!cancelled) return false;
-  spdlog::info("run {} cancelled: {}", run_id, reason.value("message", std::string()));
+  logging::Info({.run_id = run_id}, "run {} cancelled: {}", run_id,
+                reason.value("message", std::string()));
   AnnounceEnd(run_id);
   if (on_new_work_) on_new_work_();  // its lane may have moved on
   return true;
@@ -266,7 +276,8 @@ Result<bool> Intake::Cancel(const std::string& run_id, const Json& reason) {
 void Intake::AnnounceEnd(const std::string& run_id) {
   auto state = store_.LoadRunState(run_id);
   if (!state.ok()) {
-    spdlog::error("run {}: cannot load it to emit its end: {}", run_id, state.status().ToString());
+    logging::Error({.run_id = run_id}, "run {}: cannot load it to emit its end: {}", run_id,
+                   state.status().ToString());
     return;
   }
   if (!store::IsTerminalStatus(state->run.status)) return;
@@ -284,7 +295,8 @@ Result<std::string> Intake::Replay(const std::string& run_id) {
   replay.rate.reset();
   replay.singleton.reset();
   RETURN_IF_ERROR(store_.StartRun(event.internal_id, replay, now));
-  spdlog::info("run {} replays run {} of {}", replay.run_id, run_id, run.function_id);
+  logging::Info({.run_id = replay.run_id, .function_id = run.function_id},
+                "run {} replays run {} of {}", replay.run_id, run_id, run.function_id);
   if (on_new_work_) on_new_work_();
   return replay.run_id;
 }
@@ -350,28 +362,31 @@ Result<std::optional<Json>> Intake::FinishedEventOfInvocation(const store::WaitR
 
 bool Intake::LookBack(const store::WaitRecord& wait) {
   const std::string& run_id = wait.run_id;
+  const logging::Fields fields{.run_id = run_id, .step_id = wait.step_id};
   if (wait.kind == store::kWaitInvoke) {
     // The invoked run may have ended, and its end been announced, before the wait was stored
     // (under load, or when the caller's call is redone after a crash): found by its ids, not
     // by time, since the invocation may be long before this wait.
     auto finished = FinishedEventOfInvocation(wait);
     if (!finished.ok()) {
-      spdlog::warn("run {}: invoke look-back failed (retried by the sweep): {}", run_id,
-                   finished.status().ToString());
+      logging::Warn(fields, "run {}: invoke look-back failed (retried by the sweep): {}", run_id,
+                    finished.status().ToString());
       return false;
     }
     if (*finished) {
       auto r =
           store_.ResolveWait(run_id, wait.step_id, WaitMemo(wait.kind, **finished), clock_.Now());
       if (!r.ok()) {
-        spdlog::warn(
+        logging::Warn(
+            fields,
             "run {}: resuming an invoke wait by look-back failed (retried by the sweep): {}",
             run_id, r.status().ToString());
         return false;
       }
       if (*r) {
-        spdlog::info("run {}: invoke wait resumed by the invoked run's end, announced before it",
-                     run_id);
+        logging::Info(fields,
+                      "run {}: invoke wait resumed by the invoked run's end, announced before it",
+                      run_id);
         if (on_new_work_) on_new_work_();
       }
       return true;
@@ -380,29 +395,31 @@ bool Intake::LookBack(const store::WaitRecord& wait) {
   auto events =
       store_.EventsSince(wait.event_name, wait.lookback_from_ms.value_or(0), kLookbackEvents);
   if (!events.ok()) {
-    spdlog::warn("run {}: wait look-back failed (retried by the sweep): {}", run_id,
-                 events.status().ToString());
+    logging::Warn(fields, "run {}: wait look-back failed (retried by the sweep): {}", run_id,
+                  events.status().ToString());
     return false;
   }
   for (const store::EventRecord& e : *events) {
     if (!WaitMatches(wait.expression, wait.trigger, e.payload)) continue;
     auto r = store_.ResolveWait(run_id, wait.step_id, WaitMemo(wait.kind, e.payload), clock_.Now());
     if (!r.ok()) {
-      spdlog::warn("run {}: resuming a wait by look-back failed (retried by the sweep): {}", run_id,
-                   r.status().ToString());
+      logging::Warn(fields,
+                    "run {}: resuming a wait by look-back failed (retried by the sweep): {}",
+                    run_id, r.status().ToString());
       return false;
     }
     if (*r) {
-      spdlog::info("run {}: {} wait resumed by event {} ({}) received before it", run_id, wait.kind,
-                   e.name, e.internal_id);
+      logging::Info(fields, "run {}: {} wait resumed by event {} ({}) received before it", run_id,
+                    wait.kind, e.name, e.internal_id);
       if (on_new_work_) on_new_work_();
     }
     return true;  // the first match decides, whoever resumed the wait; its row is gone
   }
   Status done = store_.LookbackDone(run_id, wait.step_id);
   if (!done.ok()) {
-    spdlog::warn("run {}: marking a wait's look-back done failed (redone by the sweep): {}", run_id,
-                 done.ToString());
+    logging::Warn(fields,
+                  "run {}: marking a wait's look-back done failed (redone by the sweep): {}",
+                  run_id, done.ToString());
     return false;
   }
   return true;
@@ -483,8 +500,10 @@ void Intake::AnnounceLaneGaps() {
   std::vector<IncomingEvent> events;
   std::vector<int64_t> ids;
   for (const store::LaneGap& gap : *gaps) {
-    spdlog::warn("lane \"{}\" of {} gave up on numbers {}..{} ({}), went on with run {}", gap.key,
-                 gap.function_id, gap.first, gap.last, gap.reason, gap.resumed_run_id.value_or(""));
+    const std::string resumed = gap.resumed_run_id.value_or("");
+    logging::Warn({.run_id = resumed, .function_id = gap.function_id},
+                  "lane \"{}\" of {} gave up on numbers {}..{} ({}), went on with run {}", gap.key,
+                  gap.function_id, gap.first, gap.last, gap.reason, resumed);
     Json data = {{"function_id", gap.function_id},
                  {"key", gap.key},
                  {"first", gap.first},
@@ -523,8 +542,8 @@ void Intake::Sweep(bool all) {
   for (const std::string& run_id : *pending) {
     auto state = store_.LoadRunState(run_id);
     if (!state.ok()) {
-      spdlog::warn("run {}: cannot load it to announce its end: {}", run_id,
-                   state.status().ToString());
+      logging::Warn({.run_id = run_id}, "run {}: cannot load it to announce its end: {}", run_id,
+                    state.status().ToString());
       continue;
     }
     ends.push_back(
@@ -541,7 +560,7 @@ void Intake::SweepTimeouts() {
     return;
   }
   for (const std::string& run_id : *cancelled) {
-    spdlog::info("run {} cancelled: past a deadline of its timeouts", run_id);
+    logging::Info({.run_id = run_id}, "run {} cancelled: past a deadline of its timeouts", run_id);
     AnnounceEnd(run_id);
   }
   if (!cancelled->empty() && on_new_work_) on_new_work_();  // lanes may have moved on

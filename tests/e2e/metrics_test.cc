@@ -91,6 +91,58 @@ TEST_P(MetricsTest, CountersHistogramsAndGaugesAfterKnownWork) {
   EXPECT_EQ(Value(m, "funcky_calls_in_flight"), 0);
 }
 
+// Histogram values, not just counts: a step that sleeps 2 s on the host is observed above
+// the 1 s bucket, and a run whose first call waits behind it (one call at a time) waited more
+// than a second from its event. Lower bounds only: load makes durations longer, never
+// shorter. A call to a host that is gone is counted with the outcome "unreachable".
+TEST_P(MetricsTest, HistogramsHoldKnownDurationsAndCallsCountTheirOutcome) {
+  auto c = StartCoordinator({"--max-in-flight", "1"});
+  TestHost host(c->url(), dir_);
+  auto slow = RunsOfEvent(
+      c->url(), Send(*c, {{"name", "test/slow"}, {"data", {{"steps", 1}, {"delay_ms", 2000}}}}));
+  ASSERT_EQ(slow.size(), 1u);
+  ASSERT_TRUE(WaitFor([&] { return host.Count("step") == 1; }));
+  // Sent while the slow step runs: its first call cannot start before that call ends.
+  auto waiting = RunsOfEvent(c->url(), Send(*c, {{"name", "test/two-steps"}}));
+  ASSERT_EQ(waiting.size(), 1u);
+  ASSERT_EQ(WaitForRunEnd(c->url(), slow[0])["status"], "completed");
+  ASSERT_EQ(WaitForRunEnd(c->url(), waiting[0])["status"], "completed");
+
+  auto m = Scrape(*c);
+  const Json slow_fn = {{"function", "test-slow"}};
+  ASSERT_EQ(Value(m, "funcky_step_duration_seconds_count", slow_fn), 1);
+  EXPECT_GE(Value(m, "funcky_step_duration_seconds_sum", slow_fn), 2.0 - 0.002);  // whole ms
+  EXPECT_EQ(
+      Value(m, "funcky_step_duration_seconds_bucket", {{"function", "test-slow"}, {"le", "1"}}), 0);
+  EXPECT_EQ(
+      Value(m, "funcky_step_duration_seconds_bucket", {{"function", "test-slow"}, {"le", "+Inf"}}),
+      1);
+  // The slow run's own first call went out at once; the other's waited for it.
+  const Json waiting_fn = {{"function", "test-two-steps"}};
+  ASSERT_EQ(Value(m, "funcky_event_to_first_call_seconds_count", waiting_fn), 1);
+  EXPECT_GE(Value(m, "funcky_event_to_first_call_seconds_sum", waiting_fn), 1.0);
+  EXPECT_EQ(Value(m, "funcky_event_to_first_call_seconds_bucket",
+                  {{"function", "test-two-steps"}, {"le", "1"}}),
+            0);
+  EXPECT_EQ(Value(m, "funcky_event_to_first_call_seconds_bucket",
+                  {{"function", "test-two-steps"}, {"le", "+Inf"}}),
+            1);
+  EXPECT_EQ(Value(m, "funcky_calls_total", {{"function", "test-two-steps"}, {"outcome", "ok"}}), 3);
+
+  // The host goes away: the next run's calls cannot connect.
+  host.Stop();
+  Send(*c, {{"name", "test/two-steps"}});
+  double unreachable = -1;
+  EXPECT_TRUE(WaitFor([&] {
+    unreachable = Value(Scrape(*c), "funcky_calls_total",
+                        {{"function", "test-two-steps"}, {"outcome", "unreachable"}});
+    return unreachable >= 1;
+  })) << unreachable;
+  EXPECT_EQ(
+      Value(Scrape(*c), "funcky_calls_total", {{"function", "test-two-steps"}, {"outcome", "ok"}}),
+      3);
+}
+
 TEST_P(MetricsTest, ABlockedLaneShowsInTheGaugesWithItsAgeGrowing) {
   auto c = StartCoordinator();
   TestHost host(c->url(), dir_);
@@ -148,30 +200,65 @@ class LogFormatTest : public E2eTest {
   std::string backend() const override { return "sqlite"; }
 };
 
+// Every line parses as JSON, and lines about a run carry its ids as fields: the executor's
+// (a run's end; a step's retry, with its step id), the intake's (a replay) and the lane
+// API's (an operator's skip of a blocked head).
 TEST_F(LogFormatTest, JsonLogsParseLineByLineAndNameTheRun) {
   auto c = StartCoordinator({"--log-format", "json"});
   TestHost host(c->url(), dir_);
   Json run = RunToEnd(*c, {{"name", "test/two-steps"}});
   ASSERT_EQ(run["status"], "completed");
+  Json flaky = RunToEnd(*c, {{"name", "test/flaky"}, {"data", {{"fail_times", 1}}}});
+  ASSERT_EQ(flaky["status"], "completed");
+  auto replay = Http("POST", c->url() + "/v1/runs/" + run["id"].get<std::string>() + "/replay");
+  ASSERT_EQ(replay.status, 201) << replay.raw;
+  const std::string replay_id = replay.body["data"]["id"];
+  EXPECT_EQ(WaitForRunEnd(c->url(), replay_id)["status"], "completed");
+  auto head = RunsOfEvent(
+      c->url(),
+      Send(*c, {{"name", "test/ordered"}, {"data", {{"key", "a"}, {"seq", 1}, {"fail", true}}}}));
+  ASSERT_EQ(head.size(), 1u);
+  ASSERT_EQ(WaitForRunStatus(c->url(), head[0], {"blocked", "failed", "completed"})["status"],
+            "blocked");
+  ASSERT_EQ(Http("POST", c->url() + "/v1/lanes/test-ordered/a/skip-head").status, 200);
   c->Stop();
+
   std::istringstream lines(c->Log());
   std::string line;
   int parsed = 0;
-  bool completed_line = false;
+  bool completed_line = false, retry_line = false, replay_line = false, skip_line = false;
   while (std::getline(lines, line)) {
     Json j = Json::parse(line, nullptr, false);
     ASSERT_TRUE(j.is_object()) << "not a JSON object: " << line;
     EXPECT_TRUE(j["ts"].is_string() && j["level"].is_string() && j["msg"].is_string()) << line;
     ++parsed;
-    if (j["msg"].get<std::string>().find("completed") != std::string::npos &&
-        j.value("run_id", "") == run["id"]) {
+    const std::string msg = j["msg"];
+    const std::string run_id = j.value("run_id", "");
+    if (msg.find("completed") != std::string::npos && run_id == run["id"]) {
       completed_line = true;
       EXPECT_EQ(j["function_id"], "test-two-steps") << line;
       EXPECT_EQ(j["level"], "info") << line;
     }
+    if (msg.find("retrying") != std::string::npos && run_id == flaky["id"]) {
+      retry_line = true;
+      EXPECT_EQ(j["function_id"], "test-flaky") << line;
+      EXPECT_TRUE(j["step_id"].is_string() && !j["step_id"].get<std::string>().empty()) << line;
+    }
+    if (msg.find("replays run") != std::string::npos && run_id == replay_id) {
+      replay_line = true;
+      EXPECT_EQ(j["function_id"], "test-two-steps") << line;
+    }
+    if (msg.find("by an operator") != std::string::npos && run_id == head[0]) {
+      skip_line = true;
+      EXPECT_EQ(j["function_id"], "test-ordered") << line;
+      EXPECT_EQ(j["level"], "warning") << line;  // spdlog's name
+    }
   }
   EXPECT_GE(parsed, 3);
   EXPECT_TRUE(completed_line) << c->Log();
+  EXPECT_TRUE(retry_line) << c->Log();
+  EXPECT_TRUE(replay_line) << c->Log();
+  EXPECT_TRUE(skip_line) << c->Log();
 }
 
 TEST_F(LogFormatTest, AnUnknownLogFormatIsRefused) {

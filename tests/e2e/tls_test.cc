@@ -28,9 +28,12 @@ class TlsTest : public E2eTest {
     const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     Shell("cd " + dir_ + " && openssl req -x509 " + ec +
           " -keyout ca.key -out ca.pem -days 2 -subj '/CN=Funcky Test CA'");
-    // The host's certificate names 127.0.0.1 and localhost; "wrong" names another host.
+    // The host's certificate names 127.0.0.1 and localhost; "wrong" names another host;
+    // "dns-localhost" names the DNS name localhost only, "dns-other" another DNS name only.
     MakeLeaf("host", "subjectAltName=IP:127.0.0.1,DNS:localhost");
     MakeLeaf("wrong", "subjectAltName=DNS:wrong.example");
+    MakeLeaf("dns-localhost", "subjectAltName=DNS:localhost");
+    MakeLeaf("dns-other", "subjectAltName=DNS:other.test");
   }
 
   void TearDown() override { SetHttpCaFile(""); }
@@ -80,9 +83,44 @@ TEST_F(TlsTest, ARunCompletesThroughAnHttpsHostTrustedWithHostCa) {
   const std::string app_url = fns.body["data"][0]["app"]["url"];
   EXPECT_EQ(app_url.rfind("https://127.0.0.1:", 0), 0u) << app_url;
 
-  // In-band sync of the https:// app goes over TLS too.
+  // In-band sync of the https:// app goes over TLS too: the app answers the coordinator's
+  // PUT with its functions (not by registering itself again).
   auto sync = Http("POST", c->url() + "/v1/apps/sync", Json{{"url", app_url}}.dump());
   EXPECT_EQ(sync.status, 200) << sync.raw;
+  EXPECT_EQ(sync.body["data"]["sync_kind"], "in_band") << sync.raw;
+  EXPECT_EQ(sync.body["data"]["app_id"], "test") << sync.raw;
+}
+
+// The coordinator's own PUT to an https:// app verifies the app's certificate: without
+// --host-ca the sync fails, the log says why, and nothing of the app is stored; with it, an
+// in-band sync stores the app.
+TEST_F(TlsTest, AnInBandSyncWithoutTheCaFailsWithACertificateErrorAndStoresNothing) {
+  // The host registers with a coordinator that trusts the CA; two others are asked to sync it.
+  auto registry = StartCoordinator({"--host-ca", ca_});
+  TestHost host(registry->url(), dir_, HostTls("host"));
+  auto fns = Http("GET", registry->url() + "/v1/functions");
+  ASSERT_EQ(fns.status, 200) << fns.raw;
+  ASSERT_FALSE(fns.body["data"].empty()) << fns.raw;
+  const std::string app_url = fns.body["data"][0]["app"]["url"];
+
+  Coordinator untrusting(dir_ + "/untrusting.db", {}, dir_);
+  untrusting.Start();
+  auto refused = Http("POST", untrusting.url() + "/v1/apps/sync", Json{{"url", app_url}}.dump());
+  EXPECT_EQ(refused.status, 502) << refused.raw;
+  // The caller learns only that there was no valid answer; the operator's log says why.
+  EXPECT_NE(refused.raw.find("no valid answer"), std::string::npos) << refused.raw;
+  EXPECT_NE(untrusting.Log().find("certificate verify failed"), std::string::npos)
+      << untrusting.Log();
+  EXPECT_EQ(CountRows(untrusting, "/v1/apps"), 0);
+  EXPECT_EQ(CountRows(untrusting, "/v1/functions"), 0);
+
+  Coordinator trusting(dir_ + "/trusting.db", {"--host-ca", ca_}, dir_);
+  trusting.Start();
+  auto synced = Http("POST", trusting.url() + "/v1/apps/sync", Json{{"url", app_url}}.dump());
+  EXPECT_EQ(synced.status, 200) << synced.raw;
+  EXPECT_EQ(synced.body["data"]["sync_kind"], "in_band") << synced.raw;
+  EXPECT_EQ(CountRows(trusting, "/v1/apps"), 1);
+  EXPECT_EQ(CountRows(trusting, "/v1/functions"), static_cast<int>(fns.body["data"].size()));
 }
 
 TEST_F(TlsTest, WithoutTheCaTheCallFailsWithACertificateErrorAndTheRunRetries) {
@@ -117,6 +155,38 @@ TEST_F(TlsTest, ACertificateForAnotherHostNameIsRefused) {
   EXPECT_NE(error.find("certificate verify failed"), std::string::npos) << error;
   // The URL names an IP address the certificate does not list.
   EXPECT_NE(error.find("IP address mismatch"), std::string::npos) << error;
+  EXPECT_EQ(host.Count("call"), 0);
+}
+
+// An app at https://localhost: the certificate is checked against the DNS name (and the
+// name is sent as SNI). One that names localhost is accepted...
+TEST_F(TlsTest, ARunCompletesThroughAnHttpsHostNamedByItsDnsName) {
+  auto c = StartCoordinator({"--host-ca", ca_});
+  std::vector<std::string> args = HostTls("dns-localhost");
+  args.insert(args.end(), {"--serve-host", "localhost"});
+  TestHost host(c->url(), dir_, args);
+  auto fns = Http("GET", c->url() + "/v1/functions");
+  ASSERT_EQ(fns.status, 200);
+  const std::string app_url = fns.body["data"][0]["app"]["url"];
+  EXPECT_EQ(app_url.rfind("https://localhost:", 0), 0u) << app_url;
+  Json run = RunToEnd(*c, {{"name", "test/two-steps"}});
+  EXPECT_EQ(run["status"], "completed") << run.dump() << c->Log();
+  EXPECT_EQ(host.Count("call"), 3);
+}
+
+// ...one that names only another DNS name is refused: a host name mismatch, recorded on the
+// attempt, and the host never sees a call.
+TEST_F(TlsTest, ACertificateForAnotherDnsNameIsRefused) {
+  auto c = StartCoordinator({"--host-ca", ca_});
+  std::vector<std::string> args = HostTls("dns-other");
+  args.insert(args.end(), {"--serve-host", "localhost"});
+  TestHost host(c->url(), dir_, args);
+  auto runs = RunsOfEvent(c->url(), Send(*c, {{"name", "test/two-steps"}}));
+  ASSERT_EQ(runs.size(), 1u);
+  const std::string error = RetryError(*c, runs[0]);
+  EXPECT_NE(error.find("certificate verify failed"), std::string::npos) << error;
+  EXPECT_NE(error.find("hostname mismatch"), std::string::npos) << error;
+  EXPECT_NE(error.find("localhost"), std::string::npos) << error;
   EXPECT_EQ(host.Count("call"), 0);
 }
 

@@ -76,7 +76,8 @@ int main(int argc, char** argv) {
   funcky::sdk::ClientOptions client_options{.app_id = "test"};
   funcky::sdk::ServerOptions server_options;
   std::string log_path = "/dev/null";
-  std::string serve_url;  // what to register; default: this host's own address
+  std::string serve_url;                 // what to register; default: this host's own address
+  std::string serve_host = "127.0.0.1";  // the host name of that default URL
   std::string send_on_start;
   std::string cron;
   app.add_option("--cron", cron, "add the cron function \"ticker\" with this schedule");
@@ -85,6 +86,8 @@ int main(int argc, char** argv) {
   app.add_option("--port", server_options.port);
   app.add_option("--log", log_path);
   app.add_option("--serve-url", serve_url, "URL to register (e.g. a recording proxy)");
+  app.add_option("--serve-host", serve_host,
+                 "host name of the URL registered by default (e.g. localhost; it binds 127.0.0.1)");
   app.add_option("--send-on-start", send_on_start, "JSON event(s) to send once registered");
   app.add_option("--tls-cert", server_options.tls_cert_file, "serve HTTPS with this certificate");
   app.add_option("--tls-key", server_options.tls_key_file, "and this key");
@@ -318,7 +321,7 @@ int main(int argc, char** argv) {
   const std::string scheme = server_options.tls_cert_file.empty() ? "http" : "https";
   const std::string url =
       serve_url.empty()
-          ? scheme + "://127.0.0.1:" + std::to_string(server.port()) + server_options.path
+          ? scheme + "://" + serve_host + ":" + std::to_string(server.port()) + server_options.path
           : serve_url;
   handler = std::make_unique<funcky::sdk::ServeHandler>(client, url, std::move(functions));
   funcky::Status registered = handler->register_functions(std::chrono::seconds(10));

@@ -231,6 +231,10 @@ TEST(Url, RefusesWhatCouldInjectOrMislead) {
   auto crlf = ParseUrl("http://h/\r\nHost: evil");
   ASSERT_FALSE(crlf.ok());
   EXPECT_EQ(crlf.status().message().find('\r'), std::string::npos);
+  // Another scheme is named as such.
+  auto ftp = ParseUrl("ftp://h/");
+  ASSERT_FALSE(ftp.ok());
+  EXPECT_EQ(ftp.status().message(), "the scheme must be http or https: \"ftp://h/\"");
 }
 
 TEST(Url, ResolvesAStepUrlAgainstTheAppUrl) {

@@ -1,19 +1,25 @@
 // HttpClient's keep-alive pool against a server that counts the connections it accepts.
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <openssl/ssl.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "common/http_client.h"
 
@@ -23,6 +29,7 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using std::chrono::milliseconds;
 
@@ -143,6 +150,144 @@ TEST(HttpClientPoolTest, DropsAPooledConnectionIdlePastItsTimeout) {
   CountingServer server("");
   EXPECT_EQ(CallInTurn(server.url(), 2, {.idle_timeout = milliseconds(20)}, milliseconds(60)),
             std::vector<int>(2, 200));
+  EXPECT_EQ(server.connections(), 2);
+}
+
+// A self-signed certificate for 127.0.0.1 and localhost made with the openssl CLI in a fresh
+// folder, removed with this: its cert.pem is both the server's certificate and the CA the
+// client trusts. dir is empty when openssl failed.
+struct SelfSignedCert {
+  SelfSignedCert() {
+    std::string d = ::testing::TempDir() + "/http-client-tls-XXXXXX";
+    if (mkdtemp(d.data()) == nullptr) return;
+    const std::string cmd = "cd " + d +
+                            " && openssl req -x509 -newkey ec -pkeyopt "
+                            "ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out cert.pem "
+                            "-days 2 -subj '/CN=127.0.0.1' "
+                            "-addext subjectAltName=IP:127.0.0.1,DNS:localhost >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) == 0)
+      dir = d;
+    else
+      std::filesystem::remove_all(d);
+  }
+  ~SelfSignedCert() {
+    if (!dir.empty()) std::filesystem::remove_all(dir);
+  }
+  std::string dir;
+};
+
+// CountingServer over TLS: counts accepted TCP connections and completed TLS handshakes, and
+// keeps the host name the last client sent as SNI.
+class TlsCountingServer {
+ public:
+  explicit TlsCountingServer(const std::string& cert_dir)
+      : tls_(ssl::context::tls_server), acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+    tls_.use_certificate_chain_file(cert_dir + "/cert.pem");
+    tls_.use_private_key_file(cert_dir + "/key.pem", ssl::context::pem);
+    asio::co_spawn(io_, Accept(), asio::detached);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~TlsCountingServer() {
+    io_.stop();
+    thread_.join();
+  }
+
+  std::string url(const std::string& host = "127.0.0.1") const {
+    return "https://" + host + ":" + std::to_string(acceptor_.local_endpoint().port()) + "/call";
+  }
+  int connections() const { return connections_; }
+  int handshakes() const { return handshakes_; }
+  std::string sni() const {
+    std::lock_guard lock(mu_);
+    return sni_;
+  }
+  int requests() const { return requests_; }
+
+ private:
+  asio::awaitable<void> Accept() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return;
+      ++connections_;
+      asio::co_spawn(io_, Serve(std::move(socket)), asio::detached);
+    }
+  }
+  asio::awaitable<void> Serve(tcp::socket socket) {
+    beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), tls_);
+    auto [hec] = co_await stream.async_handshake(ssl::stream_base::server,
+                                                 asio::as_tuple(asio::use_awaitable));
+    if (hec) co_return;
+    const char* name = SSL_get_servername(stream.native_handle(), TLSEXT_NAMETYPE_host_name);
+    {
+      std::lock_guard lock(mu_);
+      sni_ = name ? name : "";
+    }
+    ++handshakes_;
+    beast::flat_buffer buffer;
+    for (;;) {
+      http::request<http::string_body> req;
+      auto [rec, rn] =
+          co_await http::async_read(stream, buffer, req, asio::as_tuple(asio::use_awaitable));
+      if (rec) co_return;
+      ++requests_;
+      http::response<http::string_body> res{http::status::ok, 11};
+      res.body() = "ok";
+      res.keep_alive(true);
+      res.prepare_payload();
+      auto [wec, wn] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+      if (wec) co_return;
+    }
+  }
+
+  ssl::context tls_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::thread thread_;
+  std::atomic<int> connections_{0};
+  std::atomic<int> handshakes_{0};
+  mutable std::mutex mu_;
+  std::string sni_;  // GUARDED_BY(mu_)
+  std::atomic<int> requests_{0};
+};
+
+// https:// calls in turn to one origin reuse one TLS connection: one TCP connection and one
+// handshake for all of them.
+TEST(HttpClientPoolTest, ReusesOneTlsConnectionForHttpsCallsInTurn) {
+  const SelfSignedCert cert;
+  ASSERT_FALSE(cert.dir.empty()) << "openssl could not make a certificate";
+  const std::string& certs = cert.dir;
+  TlsCountingServer server(certs);
+  const HttpClientOptions options{.ca_file = certs + "/cert.pem"};
+  EXPECT_EQ(CallInTurn(server.url(), 3, options), std::vector<int>(3, 200));
+  EXPECT_EQ(server.requests(), 3);
+  EXPECT_EQ(server.handshakes(), 1);
+  EXPECT_EQ(server.connections(), 1);
+}
+
+// A URL that names the host by DNS name sends it as SNI (and is verified against it); one
+// with an IP address sends none (RFC 6066 §3).
+TEST(HttpClientPoolTest, SendsTheHostNameAsSniButNoIpAddress) {
+  const SelfSignedCert cert;
+  ASSERT_FALSE(cert.dir.empty()) << "openssl could not make a certificate";
+  const std::string& certs = cert.dir;
+  TlsCountingServer server(certs);
+  const HttpClientOptions options{.ca_file = certs + "/cert.pem"};
+  EXPECT_EQ(CallInTurn(server.url("localhost"), 1, options), std::vector<int>{200});
+  EXPECT_EQ(server.sni(), "localhost");
+  EXPECT_EQ(CallInTurn(server.url("127.0.0.1"), 1, options), std::vector<int>{200});
+  EXPECT_EQ(server.sni(), "");
+  EXPECT_EQ(server.handshakes(), 2);
+}
+
+// A pooled TLS connection idle past its timeout is not reused: a new handshake.
+TEST(HttpClientPoolTest, AnExpiredTlsConnectionIsReplacedByANewHandshake) {
+  const SelfSignedCert cert;
+  ASSERT_FALSE(cert.dir.empty()) << "openssl could not make a certificate";
+  const std::string& certs = cert.dir;
+  TlsCountingServer server(certs);
+  const HttpClientOptions options{.idle_timeout = milliseconds(20), .ca_file = certs + "/cert.pem"};
+  EXPECT_EQ(CallInTurn(server.url(), 2, options, milliseconds(60)), std::vector<int>(2, 200));
+  EXPECT_EQ(server.handshakes(), 2);
   EXPECT_EQ(server.connections(), 2);
 }
 
