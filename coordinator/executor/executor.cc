@@ -82,16 +82,61 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       ++claims_running;
     }
     auto claimed = queue.Claim(want, clock.Now(), options.lease);
+    if (!claimed.ok()) {
+      EndClaim();
+      return claimed;
+    }
+    if (!Hold(*claimed)) return std::vector<store::QueueItem>{};
+    return claimed;
+  }
+
+  // Apply; for a run going on at once, its next call comes back leased and held, unless the
+  // executor is stopping (then it is given back at once).
+  Result<std::optional<store::QueueItem>> ApplyAndHold(const store::QueueItem& item,
+                                                       const store::Transition& t) {
+    bool keep = false;
+    {
+      std::lock_guard lock(hold_mu);
+      if (!stopping) {
+        keep = true;
+        ++claims_running;
+      }
+    }
+    if (!keep) {
+      Status applied = queue.Apply(item, t, clock.Now());
+      if (!applied.ok()) return applied;
+      return std::optional<store::QueueItem>();
+    }
+    auto applied = queue.ApplyAndKeep(item, t, clock.Now(), options.lease);
+    if (!applied.ok() || !*applied) {
+      EndClaim();
+      return applied;
+    }
+    if (!Hold({**applied})) return std::optional<store::QueueItem>();
+    return applied;
+  }
+
+  // Ends a claim (or a kept call) that leased nothing.
+  void EndClaim() {
     std::lock_guard lock(hold_mu);
     --claims_running;
     claims_done.notify_all();
-    if (!claimed.ok()) return claimed;
-    if (stopping) {
-      if (!claimed->empty()) (void)queue.ReleaseLeases(*claimed, clock.Now());
-      return std::vector<store::QueueItem>{};
+  }
+
+  // Ends a claim that leased `items`: held, or given back at once when the executor stopped
+  // meanwhile (false). ReleaseLeases waits until this returns.
+  bool Hold(const std::vector<store::QueueItem>& items) {
+    std::unique_lock lock(hold_mu);
+    if (!stopping) {
+      for (const store::QueueItem& item : items) held.emplace(item.id, item);
+      --claims_running;
+      claims_done.notify_all();
+      return true;
     }
-    for (const store::QueueItem& item : *claimed) held.emplace(item.id, item);
-    return claimed;
+    lock.unlock();
+    if (!items.empty()) (void)queue.ReleaseLeases(items, clock.Now());
+    EndClaim();
+    return false;
   }
 
   void Unhold(int64_t id) {
@@ -172,28 +217,47 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  asio::awaitable<void> Process(store::QueueItem item) {
+  // Makes the call of `first`, then, for as long as the run goes on at once with one next
+  // call (leased to this executor by the Apply that recorded the step), that call too: no
+  // claim and no other coordinator between the steps of a running run.
+  asio::awaitable<void> Process(store::QueueItem first) {
     auto self = shared_from_this();
     AssertOnIoThread();
-    auto beat = std::make_shared<Heartbeat>(io);
-    asio::co_spawn(io, KeepLease(item, beat), asio::detached);
-    // Whatever happens while handling the item, the heartbeat stops and the slot is freed:
-    // a lease renewed for a call nobody finishes would hold its lane forever.
-    bool failed = false;
-    try {
-      co_await Handle(item, *beat);
-    } catch (const std::exception& e) {
-      failed = true;
-      logging::Error({.run_id = item.run_id, .step_id = item.step_id},
-                     "run {}: handling a call failed unexpectedly: {}; the call is given back",
-                     item.run_id, std::string_view(e.what()).substr(0, 200));
+    std::optional<store::QueueItem> item = std::move(first);
+    while (item) {
+      std::optional<store::QueueItem> kept;  // the run's next call, held
+      auto beat = std::make_shared<Heartbeat>(io);
+      asio::co_spawn(io, KeepLease(*item, beat), asio::detached);
+      // Whatever happens while handling the item, the heartbeat stops and the slot is freed:
+      // a lease renewed for a call nobody finishes would hold its lane forever.
+      bool failed = false;
+      try {
+        co_await Handle(*item, *beat, kept);
+      } catch (const std::exception& e) {
+        failed = true;
+        logging::Error({.run_id = item->run_id, .step_id = item->step_id},
+                       "run {}: handling a call failed unexpectedly: {}; the call is given back",
+                       item->run_id, std::string_view(e.what()).substr(0, 200));
+      }
+      const bool renewing = !beat->done;
+      beat->Stop();
+      std::vector<store::QueueItem> give_back;
+      if (failed && renewing) give_back.push_back(*item);
+      // Stopping: a drain lets calls in flight finish, it starts none.
+      if (kept && (failed || stopping)) give_back.push_back(*kept);
+      if (!give_back.empty()) {
+        co_await Offload([&] { return queue.ReleaseLeases(give_back, clock.Now()); });
+      }
+      Unhold(item->id);
+      item.reset();
+      if (kept) {
+        if (failed || stopping) {
+          Unhold(kept->id);
+        } else {
+          item = std::move(kept);
+        }
+      }
     }
-    const bool renewing = !beat->done;
-    beat->Stop();
-    if (failed && renewing) {
-      co_await Offload([&] { return queue.ReleaseLeases({item}, clock.Now()); });
-    }
-    Unhold(item.id);
     --in_flight;
     Wake();  // capacity freed, and the item's successor may be due now
   }
@@ -232,7 +296,10 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  asio::awaitable<void> Handle(const store::QueueItem& item, Heartbeat& beat) {
+  // Makes the call of `item` and records its outcome; `kept` receives the run's next call
+  // when the record leased it to this executor (ApplyAndHold).
+  asio::awaitable<void> Handle(const store::QueueItem& item, Heartbeat& beat,
+                               std::optional<store::QueueItem>& kept) {
     // A failure to load is transient (a database restart): retry, backing off up to a second,
     // for as long as half the lease (the heartbeat keeps the lease once the database is
     // back), then give the claim back rather than hold it until the lease expires.
@@ -290,20 +357,25 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       for (store::NewWait& wait : next->waits) wait.lookback_from = registering - wait.lookback;
     }
     for (int tries = 0;; ++tries) {
-      Status applied = co_await Offload([&] { return queue.Apply(item, t, clock.Now()); });
-      if (applied.ok() || applied.code() == StatusCode::kAborted) beat.Stop();
-      if (applied.ok()) break;
-      if (applied.code() == StatusCode::kAborted) {
+      Result<std::optional<store::QueueItem>> applied =
+          co_await Offload([&] { return ApplyAndHold(item, t); });
+      const Status& status = applied.status();
+      if (applied.ok() || status.code() == StatusCode::kAborted) beat.Stop();
+      if (applied.ok()) {
+        kept = std::move(*applied);
+        break;
+      }
+      if (status.code() == StatusCode::kAborted) {
         if (options.observer) options.observer->LeaseLost();
         logging::Warn(fields, "run {}: {}; the new holder redoes the call", item.run_id,
-                      applied.message());
+                      status.message());
         co_return;
       }
       if (tries >= 5 || stopping) {
         logging::Error(fields,
                        "run {}: cannot record the outcome of a call: {}; it will be redone "
                        "when the lease expires",
-                       item.run_id, applied.ToString());
+                       item.run_id, status.ToString());
         co_return;
       }
       asio::steady_timer wait(io, std::chrono::milliseconds(100 << tries));

@@ -448,6 +448,13 @@ class QueueStore {
   // only when the lease was lost to another claimer; kUnavailable for transient failures
   // (connection lost, deadlock), after which the same call may be retried.
   virtual Status Apply(const QueueItem& item, const Transition& t, TimePoint now) = 0;
+  // Apply, for a run that goes on at once: when `t` continues with exactly one call, due by
+  // `now`, and registers no wait, that call is queued already leased (until now + `lease`,
+  // under a fresh token) and returned, so its holder makes it without a claim (and no other
+  // claimer can take it). Otherwise, and on any error, as Apply (nullopt when applied).
+  virtual Result<std::optional<QueueItem>> ApplyAndKeep(const QueueItem& item, const Transition& t,
+                                                        TimePoint now,
+                                                        std::chrono::milliseconds lease) = 0;
   // Extends the lease of `item`, whose call is in flight, to `until` (the executor's
   // heartbeat, so a lease can be short and a dead coordinator's calls are taken over soon).
   // kAborted when the lease was lost to another claimer.

@@ -203,6 +203,40 @@ TEST_F(ExecutorHarness, AClaimInProgressWhenTheExecutorStopsGivesItsItemsBackAnd
   EXPECT_EQ(executor_->in_flight(), 0);
 }
 
+TEST_F(ExecutorHarness, ARunGoesOnWithItsNextCallWithoutAClaim) {
+  const std::string run = StartRun(kFunction);
+  transport_.Reply(StepRunReply("first", "A"));
+  transport_.Reply(StepRunReply("second", "B"));
+  transport_.Reply(SdkReply(200, R"({"sum":"AB"})"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+
+  EXPECT_EQ(transport_.calls(), 3);
+  EXPECT_EQ(queue_->claimed(), 1) << "only the run's first call was claimed";
+  EXPECT_EQ(Steps(run).size(), 2u);
+  EXPECT_EQ(transport_.Body(2)["steps"].size(), 2u);
+  EXPECT_EQ(Attempts(run).size(), 2u);
+}
+
+TEST_F(ExecutorHarness, AStoppingExecutorGivesBackTheNextCallOfARunInsteadOfMakingIt) {
+  const std::string run = StartRun(kFunction);
+  transport_.HoldReply(StepRunReply("first", "A"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 1; }));
+
+  executor_->Stop();
+  transport_.Release();  // the step is recorded; the run's next call is due now
+  ASSERT_TRUE(RunUntil([&] { return executor_->in_flight() == 0; }));
+  EXPECT_EQ(transport_.calls(), 1);
+  ASSERT_EQ(Steps(run).size(), 1u);
+  // Free for another coordinator at once, not after a lease.
+  auto taken = store_->Claim(1, clock_.Now(), 30s);
+  ASSERT_THAT(taken, IsOk());
+  ASSERT_EQ(taken->size(), 1u);
+  EXPECT_EQ((*taken)[0].run_id, run);
+  EXPECT_EQ((*taken)[0].step_id, kDiscoveryStepId);
+}
+
 TEST_F(ExecutorHarness, AnApplyRefusedForALostLeaseIsDroppedNotRetried) {
   const std::string run = StartRun(kFunction);
   queue_->FailNthCall(FailingQueue::kApply, 1, Aborted("lease lost to another claimer"));

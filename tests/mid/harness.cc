@@ -117,6 +117,13 @@ Status FailingQueue::Apply(const store::QueueItem& item, const store::Transition
   return real_.Apply(item, t, now);
 }
 
+Result<std::optional<store::QueueItem>> FailingQueue::ApplyAndKeep(
+    const store::QueueItem& item, const store::Transition& t, TimePoint now,
+    std::chrono::milliseconds lease) {
+  if (auto failure = Count(kApply)) return *failure;
+  return real_.ApplyAndKeep(item, t, now, lease);
+}
+
 Status FailingQueue::RenewLease(const store::QueueItem& item, TimePoint until) {
   if (auto failure = Count(kRenewLease)) return *failure;
   return real_.RenewLease(item, until);

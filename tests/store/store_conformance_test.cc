@@ -22,6 +22,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/step_id.h"
+
 #include "common/clock.h"
 #include "common/ulid.h"
 #include "coordinator/store/sql/databases.h"
@@ -461,6 +463,50 @@ TEST_P(StoreConformance, SeedClashOfDifferentEventsIsRefusedAndAResendIsADuplica
   ASSERT_EQ(events->size(), 1u);
   EXPECT_EQ((*events)[0].payload["data"]["n"], 1);
   EXPECT_EQ(ClaimedRuns().size(), 1u) << "only the first event started a run";
+}
+
+// A run that goes on at once gets its next call leased to the applier: no other claimer
+// takes it, it carries a working lease, and its outcome applies like a claimed item's.
+// A call due later, a second call or a wait are queued as by Apply.
+TEST_P(StoreConformance, ApplyAndKeepLeasesTheRunsOneNextCallDueNowToTheApplier) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  Transition step;
+  step.steps.push_back({"s1", 0, "first", "completed", {{"data", 1}}});
+  step.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}}};
+  auto kept = store_->ApplyAndKeep(items[0], step, clock_.Now(), 30s);
+  ASSERT_THAT(kept, IsOk());
+  ASSERT_TRUE(kept->has_value());
+  EXPECT_EQ((*kept)->run_id, run);
+  EXPECT_EQ((*kept)->step_id, kDiscoveryStepId);
+  EXPECT_EQ((*kept)->attempt, 0);
+  EXPECT_TRUE(Claim().empty()) << "leased to the applier";
+  EXPECT_THAT(store_->RenewLease(**kept, clock_.Now() + 30s), IsOk());
+  EXPECT_THAT(End(**kept), IsOk());
+  EXPECT_EQ(store_->GetRun(run)->status, kCompleted);
+
+  // Not kept: a call due later is queued unleased.
+  Start("app-plain");
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  Transition later;
+  later.move =
+      Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now() + 5s}}};
+  kept = store_->ApplyAndKeep(items[0], later, clock_.Now(), 30s);
+  ASSERT_THAT(kept, IsOk());
+  EXPECT_FALSE(kept->has_value());
+  clock_.Advance(5s);
+  EXPECT_EQ(Claim().size(), 1u);
+
+  // A lease lost before the record: nothing written, nothing kept.
+  const std::string lost = Start("app-plain");
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  QueueItem stale = items[0];
+  stale.lease_token = "someone-else";
+  EXPECT_THAT(store_->ApplyAndKeep(stale, step, clock_.Now(), 30s), StatusIs(StatusCode::kAborted));
+  EXPECT_TRUE(store_->GetSteps(lost)->empty());
 }
 
 // An event is found by its internal id with GetEvent, and by its own id with FindEventById,

@@ -709,8 +709,21 @@ Result<RunState> SqlStore::LoadRunState(const std::string& run_id) {
 }
 
 Status SqlStore::Apply(const QueueItem& item, const Transition& t, TimePoint now) {
+  return ApplyInTx(item, t, now, std::nullopt).status();
+}
+
+Result<std::optional<QueueItem>> SqlStore::ApplyAndKeep(const QueueItem& item, const Transition& t,
+                                                        TimePoint now,
+                                                        std::chrono::milliseconds lease) {
+  return ApplyInTx(item, t, now, lease);
+}
+
+Result<std::optional<QueueItem>> SqlStore::ApplyInTx(
+    const QueueItem& item, const Transition& t, TimePoint now,
+    std::optional<std::chrono::milliseconds> keep) {
   const int64_t now_ms = UnixMillis(now);
-  return InTransaction([&](Tx& tx) -> Status {
+  using Kept = std::optional<QueueItem>;
+  return InTransaction([&](Tx& tx) -> Result<Kept> {
     // The item first: its lease decides whether anything is written.
     const int64_t owned = t.retry()
                               ? tx.Exec(
@@ -729,7 +742,7 @@ Status SqlStore::Apply(const QueueItem& item, const Transition& t, TimePoint now
     if (IsTerminalStatus(status) || status == kBlocked) {
       // Cancelled (or ended by another path) while the call was in flight: drop the work.
       tx.Exec("DELETE FROM queue WHERE run_id = $1", {item.run_id});
-      return Status::Ok();
+      return Kept();
     }
     if (item.resume) {
       tx.Exec("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {item.run_id, item.step_id});
@@ -755,7 +768,7 @@ Status SqlStore::Apply(const QueueItem& item, const Transition& t, TimePoint now
           {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error), now_ms,
            t.req_version});
       EndRun(tx, item.run_id, run[0].Text(1), run[0].OptText(2), run[0].Int(3), now_ms);
-      return Status::Ok();
+      return Kept();
     }
     if (const Transition::Park* park = t.park()) {
       tx.Exec(
@@ -763,16 +776,32 @@ Status SqlStore::Apply(const QueueItem& item, const Transition& t, TimePoint now
           "req_version) WHERE id = $1",
           {item.run_id, kBlocked, JsonValue(park->error), t.req_version});
       tx.Exec("DELETE FROM queue WHERE run_id = $1", {item.run_id});
-      return Status::Ok();
+      return Kept();
     }
     std::optional<std::string> run_status;
+    Kept kept;
     if (const Transition::Continue* next = t.next()) {
       const bool idle =
           !next->next_only_if_idle ||
           tx.Query("SELECT 1 FROM queue WHERE run_id = $1 LIMIT 1", {item.run_id}).empty();
-      for (const NextCall& n : next->next) {
-        if (!idle && !n.resume && n.step_id == kDiscoveryStepId) continue;
-        EnqueueCall(tx, item.run_id, n.step_id, UnixMillis(n.due), now_ms, n.resume);
+      // Kept: the run's one next call, due now, made by this holder without a claim.
+      const bool keep_next = keep && next->waits.empty() && next->next.size() == 1 &&
+                             !next->next[0].resume && UnixMillis(next->next[0].due) <= now_ms &&
+                             (idle || next->next[0].step_id != kDiscoveryStepId);
+      if (keep_next) {
+        const NextCall& n = next->next[0];
+        const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
+        Rows added = tx.Query(
+            "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, "
+            "function_id, concurrency_key, lease_token, claims) SELECT $1, $2, 0, $3, $4, "
+            "function_id, concurrency_key, $5, 1 FROM runs WHERE id = $1 RETURNING id",
+            {item.run_id, n.step_id, now_ms + keep->count(), now_ms, token});
+        if (!added.empty()) kept = QueueItem{added[0].Int(0), item.run_id, n.step_id, 0, token};
+      } else {
+        for (const NextCall& n : next->next) {
+          if (!idle && !n.resume && n.step_id == kDiscoveryStepId) continue;
+          EnqueueCall(tx, item.run_id, n.step_id, UnixMillis(n.due), now_ms, n.resume);
+        }
       }
       for (const NewWait& wait : next->waits) {
         const int64_t lookback_from =
@@ -796,7 +825,7 @@ Status SqlStore::Apply(const QueueItem& item, const Transition& t, TimePoint now
           "req_version) WHERE id = $1",
           {item.run_id, run_status, t.req_version});
     }
-    return Status::Ok();
+    return kept;
   });
 }
 

@@ -43,6 +43,9 @@ class SqlStore final : public Store {
                                        std::chrono::milliseconds lease) override;
   Result<RunState> LoadRunState(const std::string& run_id) override;
   Status Apply(const QueueItem& item, const Transition& t, TimePoint now) override;
+  Result<std::optional<QueueItem>> ApplyAndKeep(const QueueItem& item, const Transition& t,
+                                                TimePoint now,
+                                                std::chrono::milliseconds lease) override;
   Status RenewLease(const QueueItem& item, TimePoint until) override;
   Status ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) override;
   Result<int64_t> QueueDepth() override;
@@ -77,6 +80,10 @@ class SqlStore final : public Store {
   Result<int64_t> DeleteExpired(TimePoint horizon, int batch) override;
 
  private:
+  // Apply's transaction; with `keep`, ApplyAndKeep's.
+  Result<std::optional<QueueItem>> ApplyInTx(const QueueItem& item, const Transition& t,
+                                             TimePoint now,
+                                             std::optional<std::chrono::milliseconds> keep);
   // Runs `fn(sql::Tx&)`, which returns a Status or a Result<T>, in one transaction that
   // commits when it is OK.
   template <typename Fn>
