@@ -1,5 +1,6 @@
 #include "coordinator/executor/executor.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
 #include <map>
@@ -224,6 +225,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     auto self = shared_from_this();
     AssertOnIoThread();
     std::optional<store::QueueItem> item = std::move(first);
+    std::optional<store::RunState> carried;  // the run's state for the kept call
     while (item) {
       std::optional<store::QueueItem> kept;  // the run's next call, held
       auto beat = std::make_shared<Heartbeat>(io);
@@ -232,7 +234,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       // a lease renewed for a call nobody finishes would hold its lane forever.
       bool failed = false;
       try {
-        co_await Handle(*item, *beat, kept);
+        co_await Handle(*item, *beat, kept, carried);
       } catch (const std::exception& e) {
         failed = true;
         logging::Error({.run_id = item->run_id, .step_id = item->step_id},
@@ -253,6 +255,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       if (kept) {
         if (failed || stopping) {
           Unhold(kept->id);
+          carried.reset();
         } else {
           item = std::move(kept);
         }
@@ -298,14 +301,21 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
 
   // Makes the call of `item` and records its outcome; `kept` receives the run's next call
   // when the record leased it to this executor (ApplyAndHold).
+  // `carried`, when set, is the run's state (the previous call's record applied to what it
+  // was given): no load. It is set again for the kept call.
   asio::awaitable<void> Handle(const store::QueueItem& item, Heartbeat& beat,
-                               std::optional<store::QueueItem>& kept) {
+                               std::optional<store::QueueItem>& kept,
+                               std::optional<store::RunState>& carried) {
     // A failure to load is transient (a database restart): retry, backing off up to a second,
     // for as long as half the lease (the heartbeat keeps the lease once the database is
     // back), then give the claim back rather than hold it until the lease expires.
     Result<store::RunState> state = Unavailable("not loaded");
+    if (carried) {  // the run's state as the previous call of this holder left it
+      state = std::move(*carried);
+      carried.reset();
+    }
     const TimePoint give_up = clock.Now() + options.lease / 2;
-    for (int tries = 0;; ++tries) {
+    for (int tries = 0; !state.ok(); ++tries) {
       state = co_await Offload([&] { return queue.LoadRunState(item.run_id); });
       if (state.ok() || state.status().code() != StatusCode::kUnavailable) break;
       if (clock.Now() >= give_up || stopping) break;
@@ -430,6 +440,31 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
           state->function.id, item.step_id, item.attempt,
           std::chrono::duration_cast<std::chrono::milliseconds>(retry->at - clock.Now()).count());
     }
+    if (kept) carried = StateAfter(std::move(*state), t, UnixMillis(clock.Now()));
+  }
+
+  // What LoadRunState would read after `t` (a run going on) was applied at `now_ms` to the
+  // run in `state`: the new steps after the known ones, the status and request version.
+  static store::RunState StateAfter(store::RunState state, const store::Transition& t,
+                                    int64_t now_ms) {
+    for (const store::StepRecord& step : t.steps) {
+      int next_seq = 0;
+      bool known = false;
+      for (const store::StepRecord& s : state.steps) {
+        next_seq = std::max(next_seq, s.seq + 1);
+        known = known || s.step_id == step.step_id;
+      }
+      if (known) continue;  // recorded once: Apply keeps the first
+      store::StepRecord added = step;
+      added.seq = next_seq;
+      added.created_at_ms = now_ms;
+      state.steps.push_back(std::move(added));
+    }
+    if (t.req_version) state.run.req_version = *t.req_version;
+    if (const store::Transition::Continue* next = t.next(); next && next->run_status) {
+      state.run.status = *next->run_status;
+    }
+    return state;
   }
 
   void ReportCall(const std::string& function_id, const CallOutcome& outcome,

@@ -213,6 +213,7 @@ TEST_F(ExecutorHarness, ARunGoesOnWithItsNextCallWithoutAClaim) {
 
   EXPECT_EQ(transport_.calls(), 3);
   EXPECT_EQ(queue_->claimed(), 1) << "only the run's first call was claimed";
+  EXPECT_EQ(queue_->calls(FailingQueue::kLoadRunState), 1) << "and its state loaded";
   EXPECT_EQ(Steps(run).size(), 2u);
   EXPECT_EQ(transport_.Body(2)["steps"].size(), 2u);
   EXPECT_EQ(Attempts(run).size(), 2u);
