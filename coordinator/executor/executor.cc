@@ -93,8 +93,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
 
   // Apply; for a run going on at once, its next call comes back leased and held, unless the
   // executor is stopping (then it is given back at once).
-  Result<std::optional<store::QueueItem>> ApplyAndHold(const store::QueueItem& item,
-                                                       const store::Transition& t) {
+  Result<std::optional<store::KeptCall>> ApplyAndHold(const store::QueueItem& item,
+                                                      const store::Transition& t) {
     bool keep = false;
     {
       std::lock_guard lock(hold_mu);
@@ -106,14 +106,14 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     if (!keep) {
       Status applied = queue.Apply(item, t, clock.Now());
       if (!applied.ok()) return applied;
-      return std::optional<store::QueueItem>();
+      return std::optional<store::KeptCall>();
     }
     auto applied = queue.ApplyAndKeep(item, t, clock.Now(), options.lease);
     if (!applied.ok() || !*applied) {
       EndClaim();
       return applied;
     }
-    if (!Hold({**applied})) return std::optional<store::QueueItem>();
+    if (!Hold({(*applied)->item})) return std::optional<store::KeptCall>();
     return applied;
   }
 
@@ -332,6 +332,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       co_return;  // released, or else the lease expires and the item is claimed again
     }
     store::Transition t;
+    int64_t kept_steps = 0;  // the run's recorded steps, as the apply that kept a call saw them
     if (item.resume) {
       t = ResumeTransition(item, clock.Now());
     } else if (!store::IsTerminalStatus(state->run.status)) {
@@ -367,12 +368,15 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       for (store::NewWait& wait : next->waits) wait.lookback_from = registering - wait.lookback;
     }
     for (int tries = 0;; ++tries) {
-      Result<std::optional<store::QueueItem>> applied =
+      Result<std::optional<store::KeptCall>> applied =
           co_await Offload([&] { return ApplyAndHold(item, t); });
       const Status& status = applied.status();
       if (applied.ok() || status.code() == StatusCode::kAborted) beat.Stop();
       if (applied.ok()) {
-        kept = std::move(*applied);
+        if (*applied) {
+          kept = (*applied)->item;
+          kept_steps = (*applied)->steps;
+        }
         break;
       }
       if (status.code() == StatusCode::kAborted) {
@@ -440,7 +444,11 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
           state->function.id, item.step_id, item.attempt,
           std::chrono::duration_cast<std::chrono::milliseconds>(retry->at - clock.Now()).count());
     }
-    if (kept) carried = StateAfter(std::move(*state), t, UnixMillis(clock.Now()));
+    if (kept) {
+      store::RunState after = StateAfter(std::move(*state), t, UnixMillis(clock.Now()));
+      // Another call of the run recorded a step meanwhile (a parallel branch): load it anew.
+      if (static_cast<int64_t>(after.steps.size()) == kept_steps) carried = std::move(after);
+    }
   }
 
   // What LoadRunState would read after `t` (a run going on) was applied at `now_ms` to the

@@ -435,6 +435,15 @@ struct Transition {
 // Applying the transition of a resume item also removes the item's wait, if any, so the
 // wait can no longer be matched.
 
+// The next call of a run that goes on at once, leased to whoever applied the step before it
+// (QueueStore::ApplyAndKeep).
+struct KeptCall {
+  QueueItem item;
+  // The run's recorded steps after that apply: a holder whose view of the run has fewer
+  // (another call of the run recorded a step meanwhile, e.g. a parallel branch) loads it.
+  int64_t steps = 0;
+};
+
 class QueueStore {
  public:
   virtual ~QueueStore() = default;
@@ -452,9 +461,9 @@ class QueueStore {
   // `now`, and registers no wait, that call is queued already leased (until now + `lease`,
   // under a fresh token) and returned, so its holder makes it without a claim (and no other
   // claimer can take it). Otherwise, and on any error, as Apply (nullopt when applied).
-  virtual Result<std::optional<QueueItem>> ApplyAndKeep(const QueueItem& item, const Transition& t,
-                                                        TimePoint now,
-                                                        std::chrono::milliseconds lease) = 0;
+  virtual Result<std::optional<KeptCall>> ApplyAndKeep(const QueueItem& item, const Transition& t,
+                                                       TimePoint now,
+                                                       std::chrono::milliseconds lease) = 0;
   // Extends the lease of `item`, whose call is in flight, to `until` (the executor's
   // heartbeat, so a lease can be short and a dead coordinator's calls are taken over soon).
   // kAborted when the lease was lost to another claimer.

@@ -100,9 +100,9 @@ class FailingQueue final : public store::QueueStore {
   Result<store::RunState> LoadRunState(const std::string& run_id) override;
   Status Apply(const store::QueueItem& item, const store::Transition& t, TimePoint now) override;
   // Counted (and failed) as an Apply.
-  Result<std::optional<store::QueueItem>> ApplyAndKeep(const store::QueueItem& item,
-                                                       const store::Transition& t, TimePoint now,
-                                                       std::chrono::milliseconds lease) override;
+  Result<std::optional<store::KeptCall>> ApplyAndKeep(const store::QueueItem& item,
+                                                      const store::Transition& t, TimePoint now,
+                                                      std::chrono::milliseconds lease) override;
   Status RenewLease(const store::QueueItem& item, TimePoint until) override;
   Status ReleaseLeases(const std::vector<store::QueueItem>& items, TimePoint now) override;
   Result<int64_t> QueueDepth() override;

@@ -478,12 +478,13 @@ TEST_P(StoreConformance, ApplyAndKeepLeasesTheRunsOneNextCallDueNowToTheApplier)
   auto kept = store_->ApplyAndKeep(items[0], step, clock_.Now(), 30s);
   ASSERT_THAT(kept, IsOk());
   ASSERT_TRUE(kept->has_value());
-  EXPECT_EQ((*kept)->run_id, run);
-  EXPECT_EQ((*kept)->step_id, kDiscoveryStepId);
-  EXPECT_EQ((*kept)->attempt, 0);
+  EXPECT_EQ((*kept)->item.run_id, run);
+  EXPECT_EQ((*kept)->item.step_id, kDiscoveryStepId);
+  EXPECT_EQ((*kept)->item.attempt, 0);
+  EXPECT_EQ((*kept)->steps, 1);
   EXPECT_TRUE(Claim().empty()) << "leased to the applier";
-  EXPECT_THAT(store_->RenewLease(**kept, clock_.Now() + 30s), IsOk());
-  EXPECT_THAT(End(**kept), IsOk());
+  EXPECT_THAT(store_->RenewLease((*kept)->item, clock_.Now() + 30s), IsOk());
+  EXPECT_THAT(End((*kept)->item), IsOk());
   EXPECT_EQ(store_->GetRun(run)->status, kCompleted);
 
   // Not kept: a call due later is queued unleased.

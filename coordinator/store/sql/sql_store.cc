@@ -712,17 +712,17 @@ Status SqlStore::Apply(const QueueItem& item, const Transition& t, TimePoint now
   return ApplyInTx(item, t, now, std::nullopt).status();
 }
 
-Result<std::optional<QueueItem>> SqlStore::ApplyAndKeep(const QueueItem& item, const Transition& t,
-                                                        TimePoint now,
-                                                        std::chrono::milliseconds lease) {
+Result<std::optional<KeptCall>> SqlStore::ApplyAndKeep(const QueueItem& item, const Transition& t,
+                                                       TimePoint now,
+                                                       std::chrono::milliseconds lease) {
   return ApplyInTx(item, t, now, lease);
 }
 
-Result<std::optional<QueueItem>> SqlStore::ApplyInTx(
-    const QueueItem& item, const Transition& t, TimePoint now,
-    std::optional<std::chrono::milliseconds> keep) {
+Result<std::optional<KeptCall>> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t,
+                                                    TimePoint now,
+                                                    std::optional<std::chrono::milliseconds> keep) {
   const int64_t now_ms = UnixMillis(now);
-  using Kept = std::optional<QueueItem>;
+  using Kept = std::optional<KeptCall>;
   return InTransaction([&](Tx& tx) -> Result<Kept> {
     // The item first: its lease decides whether anything is written.
     const int64_t owned = t.retry()
@@ -796,7 +796,10 @@ Result<std::optional<QueueItem>> SqlStore::ApplyInTx(
             "function_id, concurrency_key, lease_token, claims) SELECT $1, $2, 0, $3, $4, "
             "function_id, concurrency_key, $5, 1 FROM runs WHERE id = $1 RETURNING id",
             {item.run_id, n.step_id, now_ms + keep->count(), now_ms, token});
-        if (!added.empty()) kept = QueueItem{added[0].Int(0), item.run_id, n.step_id, 0, token};
+        if (!added.empty()) {
+          kept = KeptCall{QueueItem{added[0].Int(0), item.run_id, n.step_id, 0, token},
+                          tx.Count("SELECT count(*) FROM steps WHERE run_id = $1", {item.run_id})};
+        }
       } else {
         for (const NextCall& n : next->next) {
           if (!idle && !n.resume && n.step_id == kDiscoveryStepId) continue;

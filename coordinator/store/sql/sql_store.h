@@ -43,9 +43,9 @@ class SqlStore final : public Store {
                                        std::chrono::milliseconds lease) override;
   Result<RunState> LoadRunState(const std::string& run_id) override;
   Status Apply(const QueueItem& item, const Transition& t, TimePoint now) override;
-  Result<std::optional<QueueItem>> ApplyAndKeep(const QueueItem& item, const Transition& t,
-                                                TimePoint now,
-                                                std::chrono::milliseconds lease) override;
+  Result<std::optional<KeptCall>> ApplyAndKeep(const QueueItem& item, const Transition& t,
+                                               TimePoint now,
+                                               std::chrono::milliseconds lease) override;
   Status RenewLease(const QueueItem& item, TimePoint until) override;
   Status ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) override;
   Result<int64_t> QueueDepth() override;
@@ -81,9 +81,9 @@ class SqlStore final : public Store {
 
  private:
   // Apply's transaction; with `keep`, ApplyAndKeep's.
-  Result<std::optional<QueueItem>> ApplyInTx(const QueueItem& item, const Transition& t,
-                                             TimePoint now,
-                                             std::optional<std::chrono::milliseconds> keep);
+  Result<std::optional<KeptCall>> ApplyInTx(const QueueItem& item, const Transition& t,
+                                            TimePoint now,
+                                            std::optional<std::chrono::milliseconds> keep);
   // Runs `fn(sql::Tx&)`, which returns a Status or a Result<T>, in one transaction that
   // commits when it is OK.
   template <typename Fn>
