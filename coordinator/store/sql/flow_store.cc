@@ -48,6 +48,8 @@ void LockGates(Tx& tx, const std::vector<NewEvent>& events) {
     for (const NewRun& run : ne.runs) {
       if (run.rate) rows.emplace("flow_rates", run.function_id, run.rate->reason, run.rate->key);
       if (run.singleton) rows.emplace("singletons", run.function_id, "", run.singleton->key);
+      if (run.throttle)
+        rows.emplace("flow_rates", run.function_id, kThrottleGate, run.throttle->key);
     }
   }
   // An upsert that changes nothing still takes the row's lock until the transaction ends.
@@ -115,6 +117,26 @@ GateDecision Admit(Tx& tx, const std::string& event_id, const NewRun& run, int64
             {run.function_id, run.singleton->key, run.run_id});
   }
   return d;
+}
+
+std::optional<int64_t> TakeThrottleSlot(Tx& tx, const NewRun& run, int64_t now_ms) {
+  if (!run.throttle) return std::nullopt;
+  const ThrottleGate& gate = *run.throttle;
+  // GCRA with interval T = period / limit and tolerance (burst + 1) * T: a run arriving at
+  // `now` conforms from max(now, tat - burst * T) on, and moves tat on to max(tat, now) + T.
+  // Each run is admitted at that time, never refused: its first call is due then.
+  Rows r =
+      tx.Query("SELECT tat_us FROM flow_rates WHERE function_id = $1 AND gate = $2 AND key = $3",
+               {run.function_id, kThrottleGate, gate.key});
+  const int64_t now_us = now_ms * 1000;
+  const int64_t interval = gate.period.count() * 1000 / std::max<int64_t>(gate.limit, 1);
+  const int64_t tat = std::max(r.empty() ? 0 : r[0].Int(0), now_us);
+  const int64_t slot_us = std::max(now_us, tat - gate.burst * interval);
+  tx.Exec(
+      "INSERT INTO flow_rates (function_id, gate, key, tat_us) VALUES ($1, $2, $3, $4) "
+      "ON CONFLICT (function_id, gate, key) DO UPDATE SET tat_us = EXCLUDED.tat_us",
+      {run.function_id, kThrottleGate, gate.key, tat + interval});
+  return (slot_us + 999) / 1000;  // a call is never due before its slot
 }
 
 void RecordTimeouts(Tx& tx, const NewRun& run, int64_t now_ms) {

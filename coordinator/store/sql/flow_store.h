@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,12 @@ struct GateDecision {
 // on, the singleton key names it; mode cancel cancels the active run). Refused: nothing of
 // the gates changes and the skip is recorded in event_skips.
 GateDecision Admit(sql::Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms);
+
+// Throttle (NewRun::throttle, docs/flow-control.md "throttle"): the start slot of `run`
+// arriving at `now_ms`, in Unix ms, and the key's GCRA row moved on past it; null without a
+// throttle. The row is locked by LockGates (upserted here if missing). Slots are taken in
+// call order, so runs of one key start in the order they were created.
+std::optional<int64_t> TakeThrottleSlot(sql::Tx& tx, const NewRun& run, int64_t now_ms);
 
 // Records the deadlines of `run` (NewRun::timeouts), created at `now_ms`, if it has any.
 void RecordTimeouts(sql::Tx& tx, const NewRun& run, int64_t now_ms);
