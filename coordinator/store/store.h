@@ -145,6 +145,8 @@ struct ThrottleGate {
 };
 // The gate column of a throttle's GCRA row in flow_rates (beside the rate gates' reasons).
 inline constexpr const char* kThrottleGate = "throttle";
+// The gate of a throttle's second GCRA row: the first calls claimed (QueueStore::Claim).
+inline constexpr const char* kThrottleStartGate = "throttle_start";
 
 // `singleton`: one active run of the function per key.
 struct SingletonGate {

@@ -1270,6 +1270,31 @@ TEST_P(StoreConformance, ThrottleInALaneKeepsTheLaneOrderAndEachRunsSlot) {
   EXPECT_EQ(ClaimedRuns(), Runs{runs[2]});
 }
 
+TEST_P(StoreConformance, ThrottledFirstCallsHeldPastTheirSlotsAreStillPacedWhenClaimed) {
+  // limit 2 per 2 s, 4 runs; nobody claims for 10 s (every coordinator was down): their
+  // slots have all passed, yet they start one a second, in order, none dropped.
+  Runs runs;
+  for (int i = 0; i < 4; ++i) {
+    NewEvent ne = Event("test/late");
+    ne.runs.push_back(Throttled("app-plain", clock_.Now(), "k", 2, 2s));
+    runs.push_back(ne.runs.back().run_id);
+    ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+  }
+  clock_.Advance(10s);
+  EXPECT_EQ(ClaimedRuns(), Runs{runs[0]});
+  for (int i = 1; i < 4; ++i) {
+    clock_.Advance(999ms);
+    EXPECT_EQ(ClaimedRuns(), Runs{}) << "run " << i << " started too soon after the one before";
+    EXPECT_EQ(RunStatus(runs[i]), kQueued);
+    clock_.Advance(1ms);
+    EXPECT_EQ(ClaimedRuns(), Runs{runs[i]}) << "run " << i;
+  }
+  // Later calls of a started run are not paced: a retry goes when it is due.
+  auto items = store_->Claim(10, clock_.Now(), 30s);
+  ASSERT_THAT(items, IsOk());
+  EXPECT_TRUE(items->empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance,
                          ::testing::Values(Backend{"postgres", OpenPostgres},
                                            Backend{"sqlite", OpenSqlite}),

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "coordinator/store/sql/sql.h"
@@ -37,6 +38,14 @@ GateDecision Admit(sql::Tx& tx, const std::string& event_id, const NewRun& run, 
 // throttle. The row is locked by LockGates (upserted here if missing). Slots are taken in
 // call order, so runs of one key start in the order they were created.
 std::optional<int64_t> TakeThrottleSlot(sql::Tx& tx, const NewRun& run, int64_t now_ms);
+
+// Throttle at claim time: of `claimed` (in claim order), the first calls of throttled runs
+// that would start faster than their throttle allows — their slot passed while they were
+// held back (no coordinator up, a concurrency limit, a lane head) — are taken out, and
+// returned as (queue item id, when it may go). Paced by a second GCRA row per key (gate
+// kThrottleStartGate), locked here in sorted order after the claim's queue rows.
+std::vector<std::pair<int64_t, int64_t>> PaceStarts(sql::Tx& tx, std::vector<QueueItem>& claimed,
+                                                    int64_t now_ms);
 
 // Records the deadlines of `run` (NewRun::timeouts), created at `now_ms`, if it has any.
 void RecordTimeouts(sql::Tx& tx, const NewRun& run, int64_t now_ms);

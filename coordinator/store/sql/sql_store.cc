@@ -304,11 +304,21 @@ void CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
   if (run.throttle && tx.Query("SELECT 1 FROM runs WHERE id = $1", {run.run_id}).empty()) {
     slot = TakeThrottleSlot(tx, run, now_ms);
   }
+  // The throttle too, so the claim paces the first call (PaceStarts).
+  std::optional<std::string> throttle_key;
+  std::optional<int64_t> throttle_interval_us, throttle_burst;
+  if (slot) {
+    throttle_key = run.throttle->key;
+    throttle_interval_us =
+        run.throttle->period.count() * 1000 / std::max<int64_t>(run.throttle->limit, 1);
+    throttle_burst = run.throttle->burst;
+  }
   if (tx.Exec("INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
-              "created_at_ms, lane_number, throttle_slot_ms) "
-              "VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+              "created_at_ms, lane_number, throttle_slot_ms, throttle_key, throttle_interval_us, "
+              "throttle_burst) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11) "
+              "ON CONFLICT DO NOTHING",
               {run.run_id, run.function_id, event_id, run.lane_key, run.concurrency_key, now_ms,
-               number, slot}) == 0) {
+               number, slot, throttle_key, throttle_interval_us, throttle_burst}) == 0) {
     return;
   }
   if (!run.lane_key) {
@@ -669,6 +679,10 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
               "AND visible_at_ms > $3 AND ($2::text IS NULL OR concurrency_key = $2)",
               {function_id, key, now_ms});
         });
+    // Throttled first calls that would start too fast wait (flow_store.h).
+    for (const auto& [id, at_ms] : PaceStarts(tx, admitted.claimed, now_ms)) {
+      tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE id = $1", {id, at_ms});
+    }
     std::vector<std::string> claimed_ids, held_ids, run_ids;
     for (const QueueItem& item : admitted.claimed) {
       claimed_ids.push_back(std::to_string(item.id));
