@@ -145,8 +145,15 @@ std::optional<int64_t> TakeThrottleSlot(Tx& tx, const NewRun& run, int64_t now_m
 std::vector<std::pair<int64_t, int64_t>> PaceStarts(Tx& tx, std::vector<QueueItem>& claimed,
                                                     int64_t now_ms) {
   if (claimed.empty()) return {};
+  // Only a run's first call can be one (no query for claims of later calls).
+  auto first_call = [](const QueueItem& item) {
+    return item.step_id == kDiscoveryStepId && item.attempt == 0 && !item.resume;
+  };
   std::vector<std::string> run_ids;
-  for (const QueueItem& item : claimed) run_ids.push_back(item.run_id);
+  for (const QueueItem& item : claimed) {
+    if (first_call(item)) run_ids.push_back(item.run_id);
+  }
+  if (run_ids.empty()) return {};
   // Runs never claimed yet (queued) with a throttle: their first call is among these.
   struct Pace {
     std::string function_id, key;
@@ -173,7 +180,7 @@ std::vector<std::pair<int64_t, int64_t>> PaceStarts(Tx& tx, std::vector<QueueIte
   std::vector<std::pair<int64_t, int64_t>> held;
   for (QueueItem& item : claimed) {
     auto it = paced.find(item.run_id);
-    if (it == paced.end() || item.step_id != kDiscoveryStepId || item.resume) {
+    if (it == paced.end() || !first_call(item)) {
       kept.push_back(std::move(item));
       continue;
     }
