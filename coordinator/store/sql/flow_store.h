@@ -6,6 +6,10 @@
 // in one sorted order, then Admit may lock an active singleton run (its queue items, then
 // its row: the order Apply and CancelRun use). A singleton function has no lane (refused
 // at sync), so cancelling its run locks no lane.
+//
+// Throttle (NewRun::throttle): its slot row (gate kThrottleGate) is one of LockGates' rows;
+// its start row (gate kThrottleStartGate) is locked only by Claim (PaceStarts), after the
+// claim's queue rows and concurrency locks, in sorted order.
 #pragma once
 
 #include <cstdint>
