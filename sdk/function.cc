@@ -71,6 +71,13 @@ std::vector<Json> Function::configs(const std::string& app_id, const std::string
     }
     config["cancel"] = std::move(cancel);
   }
+  if (options_.throttle) {
+    const Throttle& t = *options_.throttle;
+    Json throttle = {{"limit", t.limit}, {"period", t.period}};
+    if (t.burst != 0) throttle["burst"] = t.burst;
+    if (!t.key.empty()) throttle["key"] = t.key;
+    config["throttle"] = std::move(throttle);
+  }
   std::vector<Json> out = {std::move(config)};
   if (options_.on_failure) {
     const std::string failure_id = id + "-failure";

@@ -44,6 +44,16 @@ struct CancelOn {
   std::string timeout;        // only within this long after the run started; "" = 1 year
 };
 
+// Inngest's `throttle`: the function's runs start at most `limit` per `period` per value of
+// `key`, paced (period / limit apart; `burst` more at once after a quiet spell). Runs over
+// the limit wait for their turn, in order; none is dropped.
+struct Throttle {
+  int limit = 1;
+  std::string period;  // e.g. "1m"; from 1s to 7d
+  int burst = 0;
+  std::string key;  // "" = one throttle for the function
+};
+
 struct Context;
 
 // Strict FIFO per key (Funcky's extension of the function config): runs of one key start in
@@ -79,6 +89,7 @@ struct FunctionOptions {
   // Runs when a run of this function fails for good, with the inngest/function.failed event
   // (its data has `error`, and the run's `event`). Registered as "<id>-failure".
   std::function<nlohmann::json(Context&)> on_failure;
+  std::optional<Throttle> throttle;
 };
 
 // Thrown by a step or a handler: fail now, do not retry.

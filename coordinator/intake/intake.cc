@@ -52,6 +52,7 @@ Result<store::NewRun> NewRunFor(const std::string& fn, const FunctionSet& set, c
     run.rate = std::move(keys->rate);
     run.singleton = std::move(keys->singleton);
     run.timeouts = std::move(keys->timeouts);
+    run.throttle = std::move(keys->throttle);
   }
   return run;
 }

@@ -27,11 +27,11 @@ Result<std::shared_ptr<const expr::Expression>> KeyExpression(const Json& key,
 
 // The function config keys Funcky reads (`ordering` is its own extension).
 const std::set<std::string, std::less<>> kKnownOptions = {
-    "id",       "name",        "triggers",  "steps",     "cancel",  "concurrency",
-    "ordering", "idempotency", "rateLimit", "singleton", "timeouts"};
+    "id",       "name",        "triggers",  "steps",     "cancel",   "concurrency",
+    "ordering", "idempotency", "rateLimit", "singleton", "timeouts", "throttle"};
 // Options of the Inngest SDKs that Funcky does not implement yet.
-const std::set<std::string, std::less<>> kInngestFlowOptions = {"throttle", "debounce",
-                                                                "batchEvents", "priority"};
+const std::set<std::string, std::less<>> kInngestFlowOptions = {"debounce", "batchEvents",
+                                                                "priority"};
 
 // A limit as the store keeps it (a 32-bit int): anything larger is refused rather than
 // wrapped (2147483648 would become "unlimited", 4294967297 would become 1).
@@ -238,6 +238,36 @@ Result<store::RunTimeouts> ParseTimeouts(const Json& o) {
   return timeouts;
 }
 
+// `throttle: {limit, period, burst?, key?}` (docs/flow-control.md "throttle").
+Result<ThrottleOption> ParseThrottle(const Json& o) {
+  if (!o.is_object()) {
+    return InvalidArgument("throttle must be an object {limit, period, burst?, key?}");
+  }
+  RETURN_IF_ERROR(OnlyKnownKeys(o, "throttle", {"limit", "period", "burst", "key"}));
+  ThrottleOption throttle;
+  if (!o.contains("limit") || !IsIntegerIn(o["limit"], 1, kMaxLimit)) {
+    return InvalidArgument("throttle.limit must be an integer from 1 to " +
+                           std::to_string(kMaxLimit));
+  }
+  throttle.limit = o["limit"].get<int64_t>();
+  if (!HasOption(o, "period")) return InvalidArgument("throttle needs a \"period\"");
+  ASSIGN_OR_RETURN(throttle.period, DurationOption(o["period"], "throttle.period"));
+  if (throttle.period < kMinThrottlePeriod || throttle.period > kMaxThrottlePeriod) {
+    return InvalidArgument("throttle.period must be from 1s to 7d");
+  }
+  if (HasOption(o, "burst")) {
+    if (!IsIntegerIn(o["burst"], 0, kMaxThrottleBurst)) {
+      return InvalidArgument("throttle.burst must be an integer from 0 to " +
+                             std::to_string(kMaxThrottleBurst));
+    }
+    throttle.burst = o["burst"].get<int64_t>();
+  }
+  if (HasOption(o, "key")) {
+    ASSIGN_OR_RETURN(throttle.key, KeyExpression(o["key"], "throttle.key"));
+  }
+  return throttle;
+}
+
 // The text of `key` evaluated on the event, or "" without a key expression.
 std::string GateKey(const std::shared_ptr<const expr::Expression>& key,
                     const expr::Variables& vars) {
@@ -358,6 +388,9 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
   if (auto t = config.find("timeouts"); t != config.end() && !t->is_null()) {
     ASSIGN_OR_RETURN(flow.timeouts, ParseTimeouts(*t));
   }
+  if (auto t = config.find("throttle"); t != config.end() && !t->is_null()) {
+    ASSIGN_OR_RETURN(flow.throttle, ParseThrottle(*t));
+  }
   if (flow.sequence && !flow.crons.empty()) {
     return InvalidArgument(flow.lane_from +
                            ".sequence: a cron trigger's ticks carry no sequence number; give "
@@ -379,6 +412,10 @@ Result<RunKeys> EvaluateKeys(const FlowControl& flow, const Json& event) {
         store::SingletonGate{GateKey(flow.singleton->key, vars), flow.singleton->cancel};
   }
   keys.timeouts = flow.timeouts;
+  if (flow.throttle) {
+    keys.throttle = store::ThrottleGate{GateKey(flow.throttle->key, vars), flow.throttle->limit,
+                                        flow.throttle->period, flow.throttle->burst};
+  }
   if (!flow.lane_key) return keys;
   ASSIGN_OR_RETURN(
       keys.lane, PlaceInLane(flow.sequence ? &*flow.sequence : nullptr, flow.bypass.get(), event));

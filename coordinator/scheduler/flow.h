@@ -6,6 +6,8 @@
 //   start, stale; sequence.h) and a bypass expression;
 // - admission gates (docs/flow-control.md): `idempotency` (one run per key per 24 h), else
 //   `rateLimit {limit, period, key?}`, and `singleton {mode, key?}`;
+// - `throttle {limit, period, burst?, key?}`: run starts paced per key (not a gate: every
+//   run is created, its first call due at its slot);
 // - `timeouts {start?, finish?}`: deadlines after which a run is cancelled;
 // - a function-wide limit on calls in flight: `concurrency: N` or `{limit: N}`;
 // - a per-key limit on calls in flight: `{limit: N, key}` with N > 1 (no order promise);
@@ -55,6 +57,19 @@ struct SingletonOption {
   std::shared_ptr<const expr::Expression> key;  // null: one key for the function
 };
 
+// `throttle: {limit, period, burst?, key?}`: run starts paced per key, excess runs wait.
+struct ThrottleOption {
+  int64_t limit = 1;
+  std::chrono::milliseconds period{0};
+  int64_t burst = 0;
+  std::shared_ptr<const expr::Expression> key;  // null: one key for the function
+};
+
+// Bounds of throttle.period and throttle.burst (Inngest's period bounds).
+inline constexpr std::chrono::milliseconds kMinThrottlePeriod{1000};
+inline constexpr std::chrono::milliseconds kMaxThrottlePeriod{7LL * 24 * 3600 * 1000};
+inline constexpr int64_t kMaxThrottleBurst = 1000000;
+
 // Bounds of rateLimit.period (Inngest's).
 inline constexpr std::chrono::milliseconds kMinRatePeriod{1000};
 inline constexpr std::chrono::milliseconds kMaxRatePeriod{24 * 3600 * 1000};
@@ -78,6 +93,7 @@ struct FlowControl {
   std::optional<RateOption> rate;  // idempotency wins over rateLimit when both are set
   std::optional<SingletonOption> singleton;
   std::optional<store::RunTimeouts> timeouts;
+  std::optional<ThrottleOption> throttle;
 };
 
 // Whether `v` is an integer (of any JSON number type) in [lo, hi]: what a config number
@@ -96,6 +112,7 @@ struct RunKeys {
   std::optional<store::RateGate> rate;
   std::optional<store::SingletonGate> singleton;
   std::optional<store::RunTimeouts> timeouts;
+  std::optional<store::ThrottleGate> throttle;
 };
 // kInvalidArgument when the function's lane orders by sequence and the event yields no
 // number (PlaceInLane).

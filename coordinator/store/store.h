@@ -132,6 +132,22 @@ struct RunTimeouts {
   std::optional<std::chrono::milliseconds> finish;
 };
 
+// `throttle`: the starts of the function's runs per key are paced by GCRA with interval
+// `period / limit`: a quiet key starts 1 + `burst` runs at once, then one per interval. No
+// run is refused: each is created with a start slot (its first call is due then, not
+// earlier), taken in ingest order, so runs of a key start in FIFO order. Counted in the
+// database, so it holds across coordinators.
+struct ThrottleGate {
+  std::string key;  // the key expression's value ("" without a key)
+  int64_t limit = 1;
+  std::chrono::milliseconds period{0};
+  int64_t burst = 0;
+};
+// The gate column of a throttle's GCRA row in flow_rates (beside the rate gates' reasons).
+inline constexpr const char* kThrottleGate = "throttle";
+// The gate of a throttle's second GCRA row: the first calls claimed (QueueStore::Claim).
+inline constexpr const char* kThrottleStartGate = "throttle_start";
+
 // `singleton`: one active run of the function per key.
 struct SingletonGate {
   std::string key;      // the key expression's value ("" without a key)
@@ -157,6 +173,8 @@ struct NewRun {
   std::optional<SingletonGate> singleton;
   // Deadlines of the run (also for a replay).
   std::optional<RunTimeouts> timeouts;
+  // Pacing of the run's start (IngestEvents only; a replay is not throttled).
+  std::optional<ThrottleGate> throttle;
 };
 
 // Why an event started no run of a sequence lane.

@@ -217,7 +217,14 @@ TEST_P(HardeningTest, OptionsFunckyDoesNotImplementAreRefusedAtSyncNotIgnored) {
   const std::string url = "http://127.0.0.1:1/api";
   ASSERT_EQ(Register(*c, url, Json::array({FunctionConfig("f", "e", url)})).status, 200);
   const std::vector<std::pair<Json, std::string>> cases = {
-      {{{"throttle", {{"limit", 2}, {"period", "2s"}}}}, "function \"f\": throttle is an Inngest"},
+      {{{"throttle", {{"limit", 2}, {"period", "8d"}}}},
+       "function \"f\": throttle.period must be from 1s to 7d"},
+      {{{"throttle", {{"limit", 0}, {"period", "2s"}}}},
+       "function \"f\": throttle.limit must be an integer from 1"},
+      {{{"throttle", {{"limit", 2}, {"period", "2s"}, {"burst", -1}}}},
+       "function \"f\": throttle.burst must be an integer from 0"},
+      {{{"throttle", {{"limit", 2}, {"period", "2s"}, {"scope", "fn"}}}},
+       "function \"f\": throttle.scope is not implemented by Funcky"},
       {{{"rateLimit", {{"limit", 1}, {"period", "2d"}}}},
        "function \"f\": rateLimit.period must be from 1s to 24h"},
       {{{"idempotency", ""}}, "function \"f\": idempotency must be a non-empty expression"},

@@ -1210,6 +1210,138 @@ TEST_P(StoreConformance, TimeoutsCancelARunNotStartedOrNotFinishedInTime) {
   EXPECT_EQ(sorted_ends, expected);
 }
 
+// throttle (docs/flow-control.md "throttle"): no run is refused; each run's first call is
+// due at its start slot, paced per key by GCRA.
+NewRun Throttled(const std::string& function_id, TimePoint now, std::string key, int64_t limit,
+                 std::chrono::milliseconds period, int64_t burst = 0,
+                 std::optional<std::string> lane_key = std::nullopt) {
+  NewRun run{NewUlid(UnixMillis(now)), function_id, std::move(lane_key)};
+  run.throttle = ThrottleGate{std::move(key), limit, period, burst};
+  return run;
+}
+
+TEST_P(StoreConformance, ThrottlePacesStartsPerKeyInFifoOrderAndDropsNone) {
+  // limit 2 per 2 s: one start per second per key, the runs of a key in ingest order.
+  Runs a, b;
+  std::vector<NewEvent> batch;
+  for (int i = 0; i < 5; ++i) {
+    NewEvent ne = Event("test/paced");
+    ne.runs.push_back(Throttled("app-plain", clock_.Now(), "a", 2, 2s));
+    a.push_back(ne.runs.back().run_id);
+    batch.push_back(std::move(ne));
+  }
+  ASSERT_THAT(store_->IngestEvents(batch, clock_.Now(), nullptr), IsOk());
+  for (int i = 0; i < 2; ++i) {  // key b, ingested later: its own pace
+    NewEvent ne = Event("test/paced");
+    ne.runs.push_back(Throttled("app-plain", clock_.Now(), "b", 2, 2s));
+    b.push_back(ne.runs.back().run_id);
+    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+    ASSERT_THAT(r, IsOk());
+    EXPECT_TRUE((*r)[0].skipped.empty());
+  }
+  RunFilter filter;
+  filter.function_id = "app-plain";
+  EXPECT_EQ(store_->ListRuns(filter)->size(), 7u);  // none dropped
+  Runs first = ClaimedRuns();
+  std::sort(first.begin(), first.end());
+  Runs expected_first{a[0], b[0]};
+  std::sort(expected_first.begin(), expected_first.end());
+  EXPECT_EQ(first, expected_first);
+  for (int i = 1; i < 5; ++i) {
+    clock_.Advance(999ms);
+    EXPECT_EQ(ClaimedRuns(), Runs{}) << "run " << i << " started before its slot";
+    EXPECT_EQ(RunStatus(a[i]), kQueued);
+    clock_.Advance(1ms);
+    Runs expected{a[i]};
+    if (i == 1) expected.push_back(b[1]);
+    Runs claimed = ClaimedRuns();
+    std::sort(claimed.begin(), claimed.end());
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(claimed, expected) << "second " << i;
+  }
+  EXPECT_EQ(ClaimedRuns(), Runs{});
+  // A quiet key starts at once again.
+  clock_.Advance(10s);
+  NewEvent late = Event("test/paced");
+  late.runs.push_back(Throttled("app-plain", clock_.Now(), "a", 2, 2s));
+  ASSERT_THAT(store_->IngestEvents({late}, clock_.Now(), nullptr), IsOk());
+  EXPECT_EQ(ClaimedRuns(), Runs{late.runs[0].run_id});
+}
+
+TEST_P(StoreConformance, ThrottleBurstStartsThatManyMoreAtOnceThenPaces) {
+  // limit 1 per 1 s with burst 2: three at once, then one a second.
+  Runs runs;
+  for (int i = 0; i < 5; ++i) {
+    NewEvent ne = Event("test/burst");
+    ne.runs.push_back(Throttled("app-plain", clock_.Now(), "", 1, 1s, 2));
+    runs.push_back(ne.runs.back().run_id);
+    ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+  }
+  Runs claimed = ClaimedRuns();
+  std::sort(claimed.begin(), claimed.end());
+  Runs burst{runs[0], runs[1], runs[2]};
+  std::sort(burst.begin(), burst.end());
+  EXPECT_EQ(claimed, burst);
+  clock_.Advance(999ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{});
+  clock_.Advance(1ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{runs[3]});
+  clock_.Advance(1s);
+  EXPECT_EQ(ClaimedRuns(), Runs{runs[4]});
+}
+
+TEST_P(StoreConformance, ThrottleInALaneKeepsTheLaneOrderAndEachRunsSlot) {
+  // limit 1 per 1 s, one lane: a run that becomes head before its slot waits for it.
+  Runs runs;
+  for (int i = 0; i < 3; ++i) {
+    NewEvent ne = Event("test/lane");
+    ne.runs.push_back(Throttled("app-ordered", clock_.Now(), "", 1, 1s, 0, "k"));
+    runs.push_back(ne.runs.back().run_id);
+    ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+  }
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].run_id, runs[0]);
+  ASSERT_THAT(End(items[0]), IsOk());  // runs[1] is head now; its slot is 1 s away
+  EXPECT_EQ(ClaimedRuns(), Runs{});
+  clock_.Advance(999ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{});
+  clock_.Advance(1ms);
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].run_id, runs[1]);
+  // runs[1] held the lane past runs[2]'s slot (2 s): runs[2] starts as soon as it is head.
+  clock_.Advance(5s);
+  EXPECT_EQ(ClaimedRuns(), Runs{});  // behind its head
+  ASSERT_THAT(End(items[0]), IsOk());
+  EXPECT_EQ(ClaimedRuns(), Runs{runs[2]});
+}
+
+TEST_P(StoreConformance, ThrottledFirstCallsHeldPastTheirSlotsAreStillPacedWhenClaimed) {
+  // limit 2 per 2 s, 4 runs; nobody claims for 10 s (every coordinator was down): their
+  // slots have all passed, yet they start one a second, in order, none dropped.
+  Runs runs;
+  for (int i = 0; i < 4; ++i) {
+    NewEvent ne = Event("test/late");
+    ne.runs.push_back(Throttled("app-plain", clock_.Now(), "k", 2, 2s));
+    runs.push_back(ne.runs.back().run_id);
+    ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+  }
+  clock_.Advance(10s);
+  EXPECT_EQ(ClaimedRuns(), Runs{runs[0]});
+  for (int i = 1; i < 4; ++i) {
+    clock_.Advance(999ms);
+    EXPECT_EQ(ClaimedRuns(), Runs{}) << "run " << i << " started too soon after the one before";
+    EXPECT_EQ(RunStatus(runs[i]), kQueued);
+    clock_.Advance(1ms);
+    EXPECT_EQ(ClaimedRuns(), Runs{runs[i]}) << "run " << i;
+  }
+  // Later calls of a started run are not paced: a retry goes when it is due.
+  auto items = store_->Claim(10, clock_.Now(), 30s);
+  ASSERT_THAT(items, IsOk());
+  EXPECT_TRUE(items->empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance,
                          ::testing::Values(Backend{"postgres", OpenPostgres},
                                            Backend{"sqlite", OpenSqlite}),

@@ -30,6 +30,9 @@
 //   cancellable on test/cancellable: cancel_on test/cancel of the same data.id; step
 //                                 "start", a 30 s sleep, step "after"
 //   fails      on test/fails:     fails for good; on_failure runs step "compensate"
+//   throttled  on test/throttled: throttle 2 per 2s; step "work" records "work" with data.n
+//   throttled-ordered on test/throttled-ordered: as ordered (lane of data.key), with
+//                                 throttle 2 per 2s
 //   ticker     (only with --cron SPEC): a cron function that records "tick"
 #include <atomic>
 #include <fstream>
@@ -294,6 +297,24 @@ int main(int argc, char** argv) {
              });
            }},
       [](Context&) -> Json { throw funcky::sdk::NonRetriableError("it broke"); }));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "throttled",
+       .triggers = {{.event = "test/throttled"}},
+       .throttle = funcky::sdk::Throttle{.limit = 2, .period = "2s"}},
+      [](Context& ctx) {
+        const std::string n = std::to_string(ctx.event["data"].value("n", 0));
+        return ctx.step.run("work", [&] {
+          Record("work", ctx.run_id, n);
+          return Json(n);
+        });
+      }));
+  functions.push_back(
+      funcky::sdk::create_function({.id = "throttled-ordered",
+                                    .triggers = {{.event = "test/throttled-ordered"}},
+                                    .retries = 1,
+                                    .ordering = funcky::sdk::Ordering{.key = "event.data.key"},
+                                    .throttle = funcky::sdk::Throttle{.limit = 2, .period = "2s"}},
+                                   ordered));
   if (!cron.empty()) {
     functions.push_back(funcky::sdk::create_function(
         {.id = "ticker", .triggers = {{.cron = cron}}}, [](Context& ctx) {

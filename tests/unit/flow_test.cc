@@ -357,7 +357,22 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
       {R"({"ordering":{"key":"event.data.a"},"concurrency":{"limit":1,"key":"event.data.b"}})",
        "only one lane key per function"},
       // Nothing Funcky does not implement is accepted and ignored.
-      {R"({"throttle":{"limit":1,"period":"1s"}})", "throttle is an Inngest flow-control option"},
+      {R"({"throttle":{"period":"1s"}})", "throttle.limit must be an integer from 1"},
+      {R"({"throttle":{"limit":0,"period":"1s"}})", "throttle.limit must be an integer from 1"},
+      {R"({"throttle":{"limit":2147483648,"period":"1s"}})", "throttle.limit must be"},
+      {R"({"throttle":{"limit":1.5,"period":"1s"}})", "throttle.limit must be"},
+      {R"({"throttle":{"limit":1}})", "throttle needs a \"period\""},
+      {R"({"throttle":{"limit":1,"period":"500ms"}})", "throttle.period must be from 1s to 7d"},
+      {R"({"throttle":{"limit":1,"period":"8d"}})", "throttle.period must be from 1s to 7d"},
+      {R"({"throttle":{"limit":1,"period":7}})", "throttle.period must be a duration string"},
+      {R"({"throttle":{"limit":1,"period":"1s","burst":-1}})",
+       "throttle.burst must be an integer from 0 to 1000000"},
+      {R"({"throttle":{"limit":1,"period":"1s","burst":"2"}})", "throttle.burst must be"},
+      {R"({"throttle":{"limit":1,"period":"1s","key":""}})", "throttle.key must be a non-empty"},
+      {R"({"throttle":{"limit":1,"period":"1s","key":"event."}})", "throttle.key: at 7:"},
+      {R"({"throttle":{"limit":1,"period":"1s","scope":"fn"}})",
+       "throttle.scope is not implemented by Funcky"},
+      {R"({"throttle":[1]})", "throttle must be an object"},
       {R"({"debounce":{"period":"1s"}})", "debounce is an Inngest flow-control option"},
       {R"({"batchEvents":{"maxSize":2,"timeout":"1s"}})", "batchEvents is an Inngest"},
       {R"({"priority":{"run":"1"}})", "priority is an Inngest flow-control option"},
@@ -450,6 +465,39 @@ TEST(Flow, RateLimitCarriesItsLimitPeriodAndKey) {
   EXPECT_EQ(scheduler::EvaluateKeys(*unkeyed, {{"data", {{"user", "u"}}}})->rate->key, "");
   EXPECT_TRUE(
       scheduler::ParseFlowControl(Json::parse(R"({"rateLimit":{"limit":1,"period":"1s"}})")).ok());
+}
+
+TEST(Flow, ThrottleCarriesItsLimitPeriodBurstAndKey) {
+  auto flow = scheduler::ParseFlowControl(
+      Json::parse(R"({"throttle":{"limit":3,"period":"1m","burst":2,"key":"event.data.user"}})"));
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  auto keys = scheduler::EvaluateKeys(*flow, {{"data", {{"user", "u-1"}}}});
+  ASSERT_TRUE(keys.ok());
+  ASSERT_TRUE(keys->throttle);
+  EXPECT_EQ(keys->throttle->key, "u-1");
+  EXPECT_EQ(keys->throttle->limit, 3);
+  EXPECT_EQ(keys->throttle->period, std::chrono::minutes(1));
+  EXPECT_EQ(keys->throttle->burst, 2);
+  EXPECT_FALSE(keys->rate);  // not a gate: nothing is refused
+  // Without key and burst: one key for the function, no burst; the bounds are inclusive.
+  auto plain = scheduler::ParseFlowControl(
+      Json::parse(R"({"throttle":{"limit":1,"period":"7d","burst":null,"key":null}})"));
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  auto pk = scheduler::EvaluateKeys(*plain, {{"data", {{"user", "u"}}}});
+  ASSERT_TRUE(pk.ok() && pk->throttle);
+  EXPECT_EQ(pk->throttle->key, "");
+  EXPECT_EQ(pk->throttle->burst, 0);
+  EXPECT_EQ(pk->throttle->period, std::chrono::hours(24 * 7));
+  EXPECT_TRUE(
+      scheduler::ParseFlowControl(Json::parse(R"({"throttle":{"limit":1,"period":"1s"}})")).ok());
+  // It composes with a lane.
+  auto laned = scheduler::ParseFlowControl(
+      Json::parse(R"({"throttle":{"limit":1,"period":"1s"},"ordering":{"key":"event.data.k"}})"));
+  ASSERT_TRUE(laned.ok()) << laned.status().ToString();
+  auto lk = scheduler::EvaluateKeys(*laned, {{"data", {{"k", "x"}}}});
+  ASSERT_TRUE(lk.ok());
+  EXPECT_EQ(lk->lane_key, "x");
+  EXPECT_TRUE(lk->throttle);
 }
 
 TEST(Flow, SingletonCarriesItsModeAndKey) {

@@ -311,5 +311,35 @@ TEST(SequenceLanes, TheCppSdkConfigParsesToTheSameLane) {
             Json::parse(R"({"key":"event.data.t"})"));
 }
 
+// The C++ SDK's Throttle serializes to Inngest's wire shape, which the coordinator parses.
+TEST(Throttle, TheCppSdkConfigParsesToTheSameThrottle) {
+  auto fn = create_function(
+      {.id = "paced",
+       .triggers = {{.event = "e"}},
+       .throttle = Throttle{.limit = 2, .period = "2s", .burst = 1, .key = "event.data.user"}},
+      [](Context&) { return Json(nullptr); });
+  const Json config = fn.configs("app", "http://h:1/api").at(0);
+  EXPECT_EQ(config["throttle"],
+            Json::parse(R"({"limit":2,"period":"2s","burst":1,"key":"event.data.user"})"));
+  auto flow = scheduler::ParseFlowControl(config);
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  ASSERT_TRUE(flow->throttle);
+  EXPECT_EQ(flow->throttle->limit, 2);
+  EXPECT_EQ(flow->throttle->period, std::chrono::seconds(2));
+  EXPECT_EQ(flow->throttle->burst, 1);
+  EXPECT_EQ(flow->throttle->key->source(), "event.data.user");
+  // Unset fields are left out.
+  auto plain = create_function(
+      {.id = "p", .triggers = {{.event = "e"}}, .throttle = Throttle{.limit = 1, .period = "1m"}},
+      [](Context&) { return Json(nullptr); });
+  EXPECT_EQ(plain.configs("app", "http://h:1/api").at(0)["throttle"],
+            Json::parse(R"({"limit":1,"period":"1m"})"));
+  EXPECT_FALSE(create_function({.id = "q", .triggers = {{.event = "e"}}},
+                               [](Context&) { return Json(nullptr); })
+                   .configs("app", "http://h:1/api")
+                   .at(0)
+                   .contains("throttle"));
+}
+
 }  // namespace
 }  // namespace funcky::sdk

@@ -1,8 +1,11 @@
 #include "coordinator/store/sql/flow_store.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <tuple>
+
+#include "common/step_id.h"
 
 namespace funcky::store {
 
@@ -48,6 +51,8 @@ void LockGates(Tx& tx, const std::vector<NewEvent>& events) {
     for (const NewRun& run : ne.runs) {
       if (run.rate) rows.emplace("flow_rates", run.function_id, run.rate->reason, run.rate->key);
       if (run.singleton) rows.emplace("singletons", run.function_id, "", run.singleton->key);
+      if (run.throttle)
+        rows.emplace("flow_rates", run.function_id, kThrottleGate, run.throttle->key);
     }
   }
   // An upsert that changes nothing still takes the row's lock until the transaction ends.
@@ -115,6 +120,86 @@ GateDecision Admit(Tx& tx, const std::string& event_id, const NewRun& run, int64
             {run.function_id, run.singleton->key, run.run_id});
   }
   return d;
+}
+
+std::optional<int64_t> TakeThrottleSlot(Tx& tx, const NewRun& run, int64_t now_ms) {
+  if (!run.throttle) return std::nullopt;
+  const ThrottleGate& gate = *run.throttle;
+  // GCRA with interval T = period / limit and tolerance (burst + 1) * T: a run arriving at
+  // `now` conforms from max(now, tat - burst * T) on, and moves tat on to max(tat, now) + T.
+  // Each run is admitted at that time, never refused: its first call is due then.
+  Rows r =
+      tx.Query("SELECT tat_us FROM flow_rates WHERE function_id = $1 AND gate = $2 AND key = $3",
+               {run.function_id, kThrottleGate, gate.key});
+  const int64_t now_us = now_ms * 1000;
+  const int64_t interval = gate.period.count() * 1000 / std::max<int64_t>(gate.limit, 1);
+  const int64_t tat = std::max(r.empty() ? 0 : r[0].Int(0), now_us);
+  const int64_t slot_us = std::max(now_us, tat - gate.burst * interval);
+  tx.Exec(
+      "INSERT INTO flow_rates (function_id, gate, key, tat_us) VALUES ($1, $2, $3, $4) "
+      "ON CONFLICT (function_id, gate, key) DO UPDATE SET tat_us = EXCLUDED.tat_us",
+      {run.function_id, kThrottleGate, gate.key, tat + interval});
+  return (slot_us + 999) / 1000;  // a call is never due before its slot
+}
+
+std::vector<std::pair<int64_t, int64_t>> PaceStarts(Tx& tx, std::vector<QueueItem>& claimed,
+                                                    int64_t now_ms) {
+  if (claimed.empty()) return {};
+  // Only a run's first call can be one (no query for claims of later calls).
+  auto first_call = [](const QueueItem& item) {
+    return item.step_id == kDiscoveryStepId && item.attempt == 0 && !item.resume;
+  };
+  std::vector<std::string> run_ids;
+  for (const QueueItem& item : claimed) {
+    if (first_call(item)) run_ids.push_back(item.run_id);
+  }
+  if (run_ids.empty()) return {};
+  // Runs never claimed yet (queued) with a throttle: their first call is among these.
+  struct Pace {
+    std::string function_id, key;
+    int64_t interval_us = 0, burst = 0;
+  };
+  std::map<std::string, Pace> paced;
+  std::set<std::pair<std::string, std::string>> keys;
+  for (Row row : tx.Query("SELECT id, function_id, throttle_key, throttle_interval_us, "
+                          "throttle_burst FROM runs WHERE id IN @list($1) AND status = 'queued' "
+                          "AND throttle_interval_us IS NOT NULL",
+                          {sql::ListValue(run_ids)})) {
+    paced[row.Text(0)] = {row.Text(1), row.Text(2), row.Int(3), row.Int(4)};
+    keys.emplace(row.Text(1), row.Text(2));
+  }
+  if (paced.empty()) return {};
+  for (const auto& [function_id, key] : keys) {  // sorted: one lock order for every claim
+    tx.Exec(
+        "INSERT INTO flow_rates (function_id, gate, key, tat_us) VALUES ($1, $2, $3, 0) "
+        "ON CONFLICT (function_id, gate, key) DO UPDATE SET tat_us = flow_rates.tat_us",
+        {function_id, kThrottleStartGate, key});
+  }
+  const int64_t now_us = now_ms * 1000;
+  std::vector<QueueItem> kept;
+  std::vector<std::pair<int64_t, int64_t>> held;
+  for (QueueItem& item : claimed) {
+    auto it = paced.find(item.run_id);
+    if (it == paced.end() || !first_call(item)) {
+      kept.push_back(std::move(item));
+      continue;
+    }
+    const Pace& p = it->second;
+    Rows r =
+        tx.Query("SELECT tat_us FROM flow_rates WHERE function_id = $1 AND gate = $2 AND key = $3",
+                 {p.function_id, kThrottleStartGate, p.key});
+    const int64_t tat = std::max(r.empty() ? 0 : r[0].Int(0), now_us);
+    const int64_t allowed_us = tat - p.burst * p.interval_us;
+    if (allowed_us > now_us) {
+      held.emplace_back(item.id, (allowed_us + 999) / 1000);
+      continue;
+    }
+    tx.Exec("UPDATE flow_rates SET tat_us = $4 WHERE function_id = $1 AND gate = $2 AND key = $3",
+            {p.function_id, kThrottleStartGate, p.key, tat + p.interval_us});
+    kept.push_back(std::move(item));
+  }
+  claimed = std::move(kept);
+  return held;
 }
 
 void RecordTimeouts(Tx& tx, const NewRun& run, int64_t now_ms) {

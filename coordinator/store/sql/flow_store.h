@@ -6,10 +6,16 @@
 // in one sorted order, then Admit may lock an active singleton run (its queue items, then
 // its row: the order Apply and CancelRun use). A singleton function has no lane (refused
 // at sync), so cancelling its run locks no lane.
+//
+// Throttle (NewRun::throttle): its slot row (gate kThrottleGate) is one of LockGates' rows;
+// its start row (gate kThrottleStartGate) is locked only by Claim (PaceStarts), after the
+// claim's queue rows and concurrency locks, in sorted order.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "coordinator/store/sql/sql.h"
@@ -30,6 +36,20 @@ struct GateDecision {
 // on, the singleton key names it; mode cancel cancels the active run). Refused: nothing of
 // the gates changes and the skip is recorded in event_skips.
 GateDecision Admit(sql::Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms);
+
+// Throttle (NewRun::throttle, docs/flow-control.md "throttle"): the start slot of `run`
+// arriving at `now_ms`, in Unix ms, and the key's GCRA row moved on past it; null without a
+// throttle. The row is locked by LockGates (upserted here if missing). Slots are taken in
+// call order, so runs of one key start in the order they were created.
+std::optional<int64_t> TakeThrottleSlot(sql::Tx& tx, const NewRun& run, int64_t now_ms);
+
+// Throttle at claim time: of `claimed` (in claim order), the first calls of throttled runs
+// that would start faster than their throttle allows — their slot passed while they were
+// held back (no coordinator up, a concurrency limit, a lane head) — are taken out, and
+// returned as (queue item id, when it may go). Paced by a second GCRA row per key (gate
+// kThrottleStartGate), locked here in sorted order after the claim's queue rows.
+std::vector<std::pair<int64_t, int64_t>> PaceStarts(sql::Tx& tx, std::vector<QueueItem>& claimed,
+                                                    int64_t now_ms);
 
 // Records the deadlines of `run` (NewRun::timeouts), created at `now_ms`, if it has any.
 void RecordTimeouts(sql::Tx& tx, const NewRun& run, int64_t now_ms);

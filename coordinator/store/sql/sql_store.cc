@@ -112,16 +112,26 @@ void EnqueueCall(Tx& tx, const std::string& run_id, std::string_view step_id, in
       {run_id, step_id, due_ms, now_ms, resume ? JsonValue(*resume) : sql::Value(nullptr)});
 }
 
+// When the first call of `run_id` is due if it is given now: not before the start slot a
+// throttle gave it at ingest (runs.throttle_slot_ms), so a run that waited behind its lane's
+// head keeps its pace and a later run of the key never overtakes it.
+int64_t FirstCallDue(Tx& tx, const std::string& run_id, int64_t now_ms) {
+  Rows r = tx.Query("SELECT throttle_slot_ms FROM runs WHERE id = $1", {run_id});
+  if (r.empty() || r[0].Null(0)) return now_ms;
+  return std::max(now_ms, r[0].Int(0));
+}
+
 // Makes `run_id` the head of lane (function_id, key), locked by the caller, and gives it
-// its first call.
+// its first call, due at once or at its throttle slot; its head_timeout counts from then.
 void TakeHead(Tx& tx, const std::string& function_id, const std::string& key,
               const std::string& run_id, int64_t now_ms) {
+  const int64_t due_ms = FirstCallDue(tx, run_id, now_ms);
   tx.Exec(
       "UPDATE lanes SET head_run_id = $3, head_since_ms = $4, "
-      "head_deadline_ms = $4 + head_timeout_ms, gap_since_ms = NULL "
+      "head_deadline_ms = $5 + head_timeout_ms, gap_since_ms = NULL "
       "WHERE function_id = $1 AND key = $2",
-      {function_id, key, run_id, now_ms});
-  EnqueueCall(tx, run_id, kDiscoveryStepId, now_ms, now_ms);
+      {function_id, key, run_id, now_ms, due_ms});
+  EnqueueCall(tx, run_id, kDiscoveryStepId, due_ms, now_ms);
 }
 
 // A sequence lane (locked by the caller) that has no head chooses one:
@@ -289,15 +299,30 @@ void CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
       number.reset();  // runs after the head, without a number
     }
   }
+  // A throttled run takes its start slot (flow_store.h); a run id stored already takes none.
+  std::optional<int64_t> slot;
+  if (run.throttle && tx.Query("SELECT 1 FROM runs WHERE id = $1", {run.run_id}).empty()) {
+    slot = TakeThrottleSlot(tx, run, now_ms);
+  }
+  // The throttle too, so the claim paces the first call (PaceStarts).
+  std::optional<std::string> throttle_key;
+  std::optional<int64_t> throttle_interval_us, throttle_burst;
+  if (slot) {
+    throttle_key = run.throttle->key;
+    throttle_interval_us =
+        run.throttle->period.count() * 1000 / std::max<int64_t>(run.throttle->limit, 1);
+    throttle_burst = run.throttle->burst;
+  }
   if (tx.Exec("INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
-              "created_at_ms, lane_number) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7) "
+              "created_at_ms, lane_number, throttle_slot_ms, throttle_key, throttle_interval_us, "
+              "throttle_burst) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11) "
               "ON CONFLICT DO NOTHING",
               {run.run_id, run.function_id, event_id, run.lane_key, run.concurrency_key, now_ms,
-               number}) == 0) {
+               number, slot, throttle_key, throttle_interval_us, throttle_burst}) == 0) {
     return;
   }
   if (!run.lane_key) {
-    EnqueueCall(tx, run.run_id, kDiscoveryStepId, now_ms, now_ms);
+    EnqueueCall(tx, run.run_id, kDiscoveryStepId, slot.value_or(now_ms), now_ms);
     return;
   }
   // Take the next place in the lane; in acceptance order the run starts now only if the
@@ -654,6 +679,10 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
               "AND visible_at_ms > $3 AND ($2::text IS NULL OR concurrency_key = $2)",
               {function_id, key, now_ms});
         });
+    // Throttled first calls that would start too fast wait (flow_store.h).
+    for (const auto& [id, at_ms] : PaceStarts(tx, admitted.claimed, now_ms)) {
+      tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE id = $1", {id, at_ms});
+    }
     std::vector<std::string> claimed_ids, held_ids, run_ids;
     for (const QueueItem& item : admitted.claimed) {
       claimed_ids.push_back(std::to_string(item.id));
@@ -1212,11 +1241,16 @@ Status SqlStore::StartRun(const std::string& event_internal_id, const NewRun& re
   NewRun run = replay;
   run.lane_number.reset();
   const LaneLocks lanes = LanesOf({NewEvent{{}, {run}}});
+  // Not gated, but paced: a replay takes a throttle slot like any new run.
+  NewRun paced;
+  paced.function_id = run.function_id;
+  paced.throttle = run.throttle;
   return InTransaction([&](Tx& tx) -> Status {
     if (tx.Query("SELECT 1 FROM events WHERE internal_id = $1", {event_internal_id}).empty()) {
       return NotFound("no event \"" + event_internal_id + "\"");
     }
     LockLanes(tx, lanes);
+    LockGates(tx, {NewEvent{{}, {paced}}});  // the throttle row only, after the lanes
     CreateRun(tx, event_internal_id, run, UnixMillis(now));
     RecordTimeouts(tx, run, UnixMillis(now));
     return Status::Ok();
