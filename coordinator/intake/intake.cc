@@ -52,6 +52,7 @@ Result<store::NewRun> NewRunFor(const std::string& fn, const FunctionSet& set, c
     run.rate = std::move(keys->rate);
     run.singleton = std::move(keys->singleton);
     run.timeouts = std::move(keys->timeouts);
+    run.debounce = std::move(keys->debounce);
   }
   return run;
 }
@@ -163,6 +164,7 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
   for (size_t i = 0; i < stored.size(); ++i) {
     if (stored[i].duplicate) continue;
     result.runs_started += static_cast<int64_t>(batch[i].runs.size() - stored[i].skipped.size());
+    result.runs_started -= static_cast<int64_t>(stored[i].debounced.size());  // joined a run
     for (const std::string& fn : stored[i].skipped) {
       logging::Info({.function_id = fn},
                     "event {} ({}) starts no run of {}: a flow-control gate refused it",

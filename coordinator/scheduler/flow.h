@@ -6,6 +6,7 @@
 //   start, stale; sequence.h) and a bypass expression;
 // - admission gates (docs/flow-control.md): `idempotency` (one run per key per 24 h), else
 //   `rateLimit {limit, period, key?}`, and `singleton {mode, key?}`;
+// - `debounce {period, key?, timeout?}`: one run per burst of events of a key;
 // - `timeouts {start?, finish?}`: deadlines after which a run is cancelled;
 // - a function-wide limit on calls in flight: `concurrency: N` or `{limit: N}`;
 // - a per-key limit on calls in flight: `{limit: N, key}` with N > 1 (no order promise);
@@ -55,6 +56,17 @@ struct SingletonOption {
   std::shared_ptr<const expr::Expression> key;  // null: one key for the function
 };
 
+// `debounce: {period, key?, timeout?}`: one run per burst of events of a key, with the last
+// event, `period` after it (at most `timeout` after the burst's first event).
+struct DebounceOption {
+  std::chrono::milliseconds period{0};
+  std::optional<std::chrono::milliseconds> timeout;
+  std::shared_ptr<const expr::Expression> key;  // null: one key for the function
+};
+// Bounds of debounce.period and debounce.timeout (Inngest's).
+inline constexpr std::chrono::milliseconds kMinDebouncePeriod{1000};
+inline constexpr std::chrono::milliseconds kMaxDebouncePeriod{7 * 24 * 3600 * 1000};
+
 // Bounds of rateLimit.period (Inngest's).
 inline constexpr std::chrono::milliseconds kMinRatePeriod{1000};
 inline constexpr std::chrono::milliseconds kMaxRatePeriod{24 * 3600 * 1000};
@@ -78,6 +90,7 @@ struct FlowControl {
   std::optional<RateOption> rate;  // idempotency wins over rateLimit when both are set
   std::optional<SingletonOption> singleton;
   std::optional<store::RunTimeouts> timeouts;
+  std::optional<DebounceOption> debounce;
 };
 
 // Whether `v` is an integer (of any JSON number type) in [lo, hi]: what a config number
@@ -96,6 +109,7 @@ struct RunKeys {
   std::optional<store::RateGate> rate;
   std::optional<store::SingletonGate> singleton;
   std::optional<store::RunTimeouts> timeouts;
+  std::optional<store::DebounceGate> debounce;
 };
 // kInvalidArgument when the function's lane orders by sequence and the event yields no
 // number (PlaceInLane).
