@@ -165,6 +165,12 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
     if (stored[i].duplicate) continue;
     result.runs_started += static_cast<int64_t>(batch[i].runs.size() - stored[i].skipped.size());
     result.runs_started -= static_cast<int64_t>(stored[i].debounced.size());  // joined a run
+    for (const std::string& fn : stored[i].debounced) {
+      logging::Info({.function_id = fn},
+                    "event {} ({}) joins the pending debounced run of {}: it replaces that "
+                    "run's event",
+                    batch[i].event.internal_id, batch[i].event.name, fn);
+    }
     for (const std::string& fn : stored[i].skipped) {
       logging::Info({.function_id = fn},
                     "event {} ({}) starts no run of {}: a flow-control gate refused it",
