@@ -78,6 +78,13 @@ std::vector<Json> Function::configs(const std::string& app_id, const std::string
     if (!t.key.empty()) throttle["key"] = t.key;
     config["throttle"] = std::move(throttle);
   }
+  if (options_.debounce) {
+    const Debounce& d = *options_.debounce;
+    Json debounce = {{"period", d.period}};
+    if (!d.key.empty()) debounce["key"] = d.key;
+    if (!d.timeout.empty()) debounce["timeout"] = d.timeout;
+    config["debounce"] = std::move(debounce);
+  }
   std::vector<Json> out = {std::move(config)};
   if (options_.on_failure) {
     const std::string failure_id = id + "-failure";

@@ -78,6 +78,14 @@ struct Concurrency {
   std::string key;  // "" = function-wide
 };
 
+// Inngest's `debounce`: a burst of events of a key runs the function once, with the last
+// event, `period` after it (at most `timeout` after the first); docs/flow-control.md.
+struct Debounce {
+  std::string period;   // e.g. "5s", from 1s to 7d
+  std::string key;      // an expression over the event; "" = one key for the function
+  std::string timeout;  // "" = none; else from 1s to 7d
+};
+
 struct FunctionOptions {
   std::string id;    // unique within the app; the coordinator sees "<app>-<id>"
   std::string name;  // display name; defaults to id
@@ -90,6 +98,7 @@ struct FunctionOptions {
   // (its data has `error`, and the run's `event`). Registered as "<id>-failure".
   std::function<nlohmann::json(Context&)> on_failure;
   std::optional<Throttle> throttle;
+  std::optional<Debounce> debounce;
 };
 
 // Thrown by a step or a handler: fail now, do not retry.

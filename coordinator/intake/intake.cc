@@ -53,6 +53,7 @@ Result<store::NewRun> NewRunFor(const std::string& fn, const FunctionSet& set, c
     run.singleton = std::move(keys->singleton);
     run.timeouts = std::move(keys->timeouts);
     run.throttle = std::move(keys->throttle);
+    run.debounce = std::move(keys->debounce);
   }
   return run;
 }
@@ -164,6 +165,13 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
   for (size_t i = 0; i < stored.size(); ++i) {
     if (stored[i].duplicate) continue;
     result.runs_started += static_cast<int64_t>(batch[i].runs.size() - stored[i].skipped.size());
+    result.runs_started -= static_cast<int64_t>(stored[i].debounced.size());  // joined a run
+    for (const std::string& fn : stored[i].debounced) {
+      logging::Info({.function_id = fn},
+                    "event {} ({}) joins the pending debounced run of {}: it replaces that "
+                    "run's event",
+                    batch[i].event.internal_id, batch[i].event.name, fn);
+    }
     for (const std::string& fn : stored[i].skipped) {
       logging::Info({.function_id = fn},
                     "event {} ({}) starts no run of {}: a flow-control gate refused it",

@@ -28,9 +28,9 @@ Result<std::shared_ptr<const expr::Expression>> KeyExpression(const Json& key,
 // The function config keys Funcky reads (`ordering` is its own extension).
 const std::set<std::string, std::less<>> kKnownOptions = {
     "id",       "name",        "triggers",  "steps",     "cancel",   "concurrency",
-    "ordering", "idempotency", "rateLimit", "singleton", "timeouts", "throttle"};
+    "ordering", "idempotency", "rateLimit", "singleton", "timeouts", "throttle", "debounce"};
 // Options of the Inngest SDKs that Funcky does not implement yet.
-const std::set<std::string, std::less<>> kInngestFlowOptions = {"debounce", "batchEvents",
+const std::set<std::string, std::less<>> kInngestFlowOptions = {"batchEvents",
                                                                 "priority"};
 
 // A limit as the store keeps it (a 32-bit int): anything larger is refused rather than
@@ -268,6 +268,36 @@ Result<ThrottleOption> ParseThrottle(const Json& o) {
   return throttle;
 }
 
+// `debounce: {period, key?, timeout?}`, period and timeout each from 1s to 7d.
+Result<DebounceOption> ParseDebounce(const Json& o) {
+  if (!o.is_object()) {
+    return InvalidArgument("debounce must be an object {period, key?, timeout?}");
+  }
+  RETURN_IF_ERROR(OnlyKnownKeys(o, "debounce", {"period", "key", "timeout"}));
+  DebounceOption debounce;
+  if (!HasOption(o, "period")) return InvalidArgument("debounce needs a \"period\"");
+  ASSIGN_OR_RETURN(debounce.period, DurationOption(o["period"], "debounce.period"));
+  if (debounce.period < kMinDebouncePeriod || debounce.period > kMaxDebouncePeriod) {
+    return InvalidArgument("debounce.period must be from 1s to 7d");
+  }
+  if (HasOption(o, "timeout")) {
+    ASSIGN_OR_RETURN(debounce.timeout, DurationOption(o["timeout"], "debounce.timeout"));
+    if (*debounce.timeout < kMinDebouncePeriod || *debounce.timeout > kMaxDebouncePeriod) {
+      return InvalidArgument("debounce.timeout must be from 1s to 7d");
+    }
+  }
+  if (HasOption(o, "key")) {
+    ASSIGN_OR_RETURN(debounce.key, KeyExpression(o["key"], "debounce.key"));
+  }
+  return debounce;
+}
+
+// The event's `ts` (Unix ms; intake fills it in when the sender did not), else 0.
+int64_t EventTs(const Json& event) {
+  auto ts = event.find("ts");
+  return ts != event.end() && IsIntegerIn(*ts, 0, INT64_MAX) ? ts->get<int64_t>() : 0;
+}
+
 // The text of `key` evaluated on the event, or "" without a key expression.
 std::string GateKey(const std::shared_ptr<const expr::Expression>& key,
                     const expr::Variables& vars) {
@@ -391,6 +421,19 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
   if (auto t = config.find("throttle"); t != config.end() && !t->is_null()) {
     ASSIGN_OR_RETURN(flow.throttle, ParseThrottle(*t));
   }
+  if (auto d = config.find("debounce"); d != config.end() && !d->is_null()) {
+    ASSIGN_OR_RETURN(flow.debounce, ParseDebounce(*d));
+    if (flow.lane_key) {
+      return InvalidArgument("debounce with a lane (" + flow.lane_from +
+                             ") is not implemented by Funcky; remove one of them");
+    }
+    if (flow.singleton) {
+      return InvalidArgument(
+          "debounce with singleton is not implemented by Funcky (a pending debounced run "
+          "is active, so singleton would refuse every later event of the burst); remove one "
+          "of them");
+    }
+  }
   if (flow.sequence && !flow.crons.empty()) {
     return InvalidArgument(flow.lane_from +
                            ".sequence: a cron trigger's ticks carry no sequence number; give "
@@ -415,6 +458,10 @@ Result<RunKeys> EvaluateKeys(const FlowControl& flow, const Json& event) {
   if (flow.throttle) {
     keys.throttle = store::ThrottleGate{GateKey(flow.throttle->key, vars), flow.throttle->limit,
                                         flow.throttle->period, flow.throttle->burst};
+  }
+  if (flow.debounce) {
+    keys.debounce = store::DebounceGate{GateKey(flow.debounce->key, vars), flow.debounce->period,
+                                        flow.debounce->timeout, EventTs(event)};
   }
   if (!flow.lane_key) return keys;
   ASSIGN_OR_RETURN(

@@ -8,6 +8,7 @@
 //   `rateLimit {limit, period, key?}`, and `singleton {mode, key?}`;
 // - `throttle {limit, period, burst?, key?}`: run starts paced per key (not a gate: every
 //   run is created, its first call due at its slot);
+// - `debounce {period, key?, timeout?}`: one run per burst of events of a key;
 // - `timeouts {start?, finish?}`: deadlines after which a run is cancelled;
 // - a function-wide limit on calls in flight: `concurrency: N` or `{limit: N}`;
 // - a per-key limit on calls in flight: `{limit: N, key}` with N > 1 (no order promise);
@@ -69,6 +70,16 @@ struct ThrottleOption {
 inline constexpr std::chrono::milliseconds kMinThrottlePeriod{1000};
 inline constexpr std::chrono::milliseconds kMaxThrottlePeriod{7LL * 24 * 3600 * 1000};
 inline constexpr int64_t kMaxThrottleBurst = 1000000;
+// `debounce: {period, key?, timeout?}`: one run per burst of events of a key, with the last
+// event, `period` after it (at most `timeout` after the burst's first event).
+struct DebounceOption {
+  std::chrono::milliseconds period{0};
+  std::optional<std::chrono::milliseconds> timeout;
+  std::shared_ptr<const expr::Expression> key;  // null: one key for the function
+};
+// Bounds of debounce.period and debounce.timeout (Inngest's).
+inline constexpr std::chrono::milliseconds kMinDebouncePeriod{1000};
+inline constexpr std::chrono::milliseconds kMaxDebouncePeriod{7 * 24 * 3600 * 1000};
 
 // Bounds of rateLimit.period (Inngest's).
 inline constexpr std::chrono::milliseconds kMinRatePeriod{1000};
@@ -94,6 +105,7 @@ struct FlowControl {
   std::optional<SingletonOption> singleton;
   std::optional<store::RunTimeouts> timeouts;
   std::optional<ThrottleOption> throttle;
+  std::optional<DebounceOption> debounce;
 };
 
 // Whether `v` is an integer (of any JSON number type) in [lo, hi]: what a config number
@@ -113,6 +125,7 @@ struct RunKeys {
   std::optional<store::SingletonGate> singleton;
   std::optional<store::RunTimeouts> timeouts;
   std::optional<store::ThrottleGate> throttle;
+  std::optional<store::DebounceGate> debounce;
 };
 // kInvalidArgument when the function's lane orders by sequence and the event yields no
 // number (PlaceInLane).

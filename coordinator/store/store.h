@@ -114,6 +114,9 @@ struct LaneSequencing {
 inline constexpr const char* kSkipIdempotency = "idempotency";
 inline constexpr const char* kSkipRateLimit = "rate_limit";
 inline constexpr const char* kSkipSingleton = "singleton";
+// A debounce that ended without this event: a later one replaced it, or it was older (by
+// `ts`) than the event the pending run holds (NewRun::debounce).
+inline constexpr const char* kSkipDebounce = "debounce";
 
 // `idempotency` or `rateLimit`: at most `limit` runs of the function per `period` per key,
 // paced by GCRA (a burst of `limit`, then one per period/limit). Idempotency is limit 1 per
@@ -154,6 +157,15 @@ struct SingletonGate {
   bool cancel = false;  // mode cancel: the active run is cancelled; skip: the new one is
 };
 
+// `debounce`: one run per (function, key) for a burst of events, started `period` after the
+// last one (at most `timeout` after the first), with the last event (docs/flow-control.md).
+struct DebounceGate {
+  std::string key;  // the key expression's value ("" without a key)
+  std::chrono::milliseconds period{0};
+  std::optional<std::chrono::milliseconds> timeout;
+  int64_t event_ts_ms = 0;  // the event's `ts`: an older one does not replace a newer one
+};
+
 struct NewRun {
   std::string run_id;  // ULID
   std::string function_id;
@@ -175,6 +187,8 @@ struct NewRun {
   std::optional<RunTimeouts> timeouts;
   // Pacing of the run's start (IngestEvents only; a replay is not throttled).
   std::optional<ThrottleGate> throttle;
+  // Debounced (IngestEvents only): the event may join the pending run of its key instead.
+  std::optional<DebounceGate> debounce;
 };
 
 // Why an event started no run of a sequence lane.
@@ -219,6 +233,9 @@ struct IngestedEvent {
   // Runs cancelled to admit this event's run (singleton mode cancel): their end is
   // recorded in the run-end outbox like any cancellation's.
   std::vector<std::string> cancelled;
+  // Functions whose pending debounced run this event joined (it replaced the run's event):
+  // no new run of them (NewRun::debounce).
+  std::vector<std::string> debounced;
 };
 
 // A run an event did not start: which function, and why (kSkip…).

@@ -228,7 +228,7 @@ TEST_P(HardeningTest, OptionsFunckyDoesNotImplementAreRefusedAtSyncNotIgnored) {
       {{{"rateLimit", {{"limit", 1}, {"period", "2d"}}}},
        "function \"f\": rateLimit.period must be from 1s to 24h"},
       {{{"idempotency", ""}}, "function \"f\": idempotency must be a non-empty expression"},
-      {{{"debounce", {{"period", "2s"}}}}, "function \"f\": debounce is an Inngest"},
+      {{{"debounce", {{"period", "8d"}}}}, "function \"f\": debounce.period must be from 1s to 7d"},
       {{{"batchEvents", {{"maxSize", 5}, {"timeout", "1s"}}}}, "function \"f\": batchEvents is"},
       {{{"priority", {{"run", "1"}}}}, "function \"f\": priority is an Inngest"},
       {{{"singleton", {{"mode", "later"}}}}, "function \"f\": singleton.mode must be"},

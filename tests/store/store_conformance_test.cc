@@ -16,6 +16,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1341,6 +1343,194 @@ TEST_P(StoreConformance, ThrottledFirstCallsHeldPastTheirSlotsAreStillPacedWhenC
   ASSERT_THAT(items, IsOk());
   EXPECT_TRUE(items->empty());
 }
+// Debounce (docs/flow-control.md "debounce"): one run per burst of events of a key, with
+// the last event, its first call due `period` after the last (at most `timeout` after the
+// first).
+class DebounceTest : public StoreConformance {
+ protected:
+  struct Sent {
+    std::string event_id;
+    std::string run_id;  // of the NewRun sent (created only for a new debounce)
+    IngestedEvent result;
+  };
+  Sent Send(const std::string& key, std::chrono::milliseconds period,
+            std::optional<std::chrono::milliseconds> timeout = {}, std::optional<int64_t> ts = {}) {
+    NewEvent ne = Event("test/debounce");
+    const int64_t event_ts = ts.value_or(UnixMillis(clock_.Now()));
+    ne.event.payload["ts"] = event_ts;
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+    run.debounce = DebounceGate{key, period, timeout, event_ts};
+    ne.runs.push_back(run);
+    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+    EXPECT_THAT(r, IsOk());
+    return {ne.event.internal_id, run.run_id, r.ok() ? (*r)[0] : IngestedEvent{}};
+  }
+  size_t RunCount() {
+    RunFilter filter;
+    filter.function_id = "app-plain";
+    auto runs = store_->ListRuns(filter);
+    EXPECT_THAT(runs, IsOk());
+    return runs.ok() ? runs->size() : 0;
+  }
+  std::vector<std::string> SkipReasons(const std::string& event_id) {
+    std::vector<std::string> out;
+    for (const EventSkip& s : *store_->EventSkips(event_id)) out.push_back(s.reason);
+    return out;
+  }
+};
+
+TEST_P(DebounceTest, ALaterEventReplacesThePendingRunsEventAndPushesItsStartBack) {
+  const Sent a1 = Send("a", 2s);
+  EXPECT_TRUE(a1.result.debounced.empty());
+  EXPECT_EQ(RunStatus(a1.run_id), kQueued);
+  const Sent b1 = Send("b", 2s);  // another key: a debounce of its own
+  clock_.Advance(1s);
+  EXPECT_TRUE(Claim().empty());
+  const Sent a2 = Send("a", 2s);
+  EXPECT_EQ(a2.result.debounced, std::vector<std::string>{"app-plain"});
+  EXPECT_TRUE(a2.result.skipped.empty());
+  EXPECT_EQ(SkipReasons(a1.event_id), std::vector<std::string>{kSkipDebounce});
+  clock_.Advance(1s);
+  // b's period passed: only b is due; a was pushed to 3 s.
+  EXPECT_EQ(ClaimedRuns(), Runs{b1.run_id});
+  const Sent a3 = Send("a", 2s);
+  EXPECT_EQ(a3.result.debounced, std::vector<std::string>{"app-plain"});
+  EXPECT_EQ(SkipReasons(a2.event_id), std::vector<std::string>{kSkipDebounce});
+  EXPECT_TRUE(SkipReasons(a3.event_id).empty());
+  clock_.Advance(1999ms);
+  EXPECT_TRUE(Claim().empty());
+  clock_.Advance(1ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{a1.run_id});
+  EXPECT_EQ(store_->GetRun(a1.run_id)->event_id, a3.event_id);
+  auto state = store_->LoadRunState(a1.run_id);
+  ASSERT_THAT(state, IsOk());
+  ASSERT_EQ(state->events.size(), 1u);
+  EXPECT_EQ(state->events[0]["ts"], UnixMillis(clock_.Now() - 2s));
+  EXPECT_EQ(RunCount(), 2u);
+}
+
+TEST_P(DebounceTest, TimeoutCapsTheDelaySinceTheFirstEvent) {
+  const Sent e1 = Send("k", 2s, 3s);
+  clock_.Advance(1500ms);
+  Send("k", 2s, 3s);  // due at min(3.5 s, 3 s)
+  clock_.Advance(1000ms);
+  const Sent e3 = Send("k", 2s, 3s);
+  EXPECT_EQ(e3.result.debounced, std::vector<std::string>{"app-plain"});
+  clock_.Advance(499ms);  // 2.999 s after the first event
+  EXPECT_TRUE(Claim().empty());
+  clock_.Advance(1ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{e1.run_id});
+  EXPECT_EQ(store_->GetRun(e1.run_id)->event_id, e3.event_id);
+  EXPECT_EQ(RunCount(), 1u);
+}
+
+TEST_P(DebounceTest, AnOlderEventDoesNotReplaceTheOneHeldAndIsRecordedAsSkipped) {
+  const int64_t now = UnixMillis(clock_.Now());
+  const Sent e1 = Send("k", 2s, {}, now);
+  clock_.Advance(1s);
+  const Sent late = Send("k", 2s, {}, now - 1);
+  EXPECT_EQ(late.result.skipped, std::vector<std::string>{"app-plain"});
+  EXPECT_TRUE(late.result.debounced.empty());
+  EXPECT_EQ(SkipReasons(late.event_id), std::vector<std::string>{kSkipDebounce});
+  EXPECT_TRUE(store_->GetEvent(late.event_id).ok());  // stored all the same
+  EXPECT_TRUE(SkipReasons(e1.event_id).empty());
+  clock_.Advance(1s);  // not pushed back by the late event
+  EXPECT_EQ(ClaimedRuns(), Runs{e1.run_id});
+  EXPECT_EQ(store_->GetRun(e1.run_id)->event_id, e1.event_id);
+  EXPECT_EQ(RunCount(), 1u);
+}
+
+TEST_P(DebounceTest, AClaimEndsTheDebounceAndTheNextEventStartsANewOne) {
+  const Sent e1 = Send("k", 1s);
+  clock_.Advance(1s);
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].run_id, e1.run_id);
+  const Sent e2 = Send("k", 1s);
+  EXPECT_TRUE(e2.result.debounced.empty());
+  EXPECT_TRUE(e2.result.skipped.empty());
+  EXPECT_EQ(RunCount(), 2u);
+  EXPECT_EQ(store_->GetRun(e1.run_id)->event_id, e1.event_id);
+  EXPECT_EQ(store_->GetRun(e2.run_id)->event_id, e2.event_id);
+  EXPECT_TRUE(Claim().empty());   // e2's debounce runs its own period
+  const Sent e3 = Send("k", 1s);  // joins e2's, which is not claimed yet
+  EXPECT_EQ(e3.result.debounced, std::vector<std::string>{"app-plain"});
+  EXPECT_EQ(store_->GetRun(e2.run_id)->event_id, e3.event_id);
+  EXPECT_EQ(store_->GetRun(e1.run_id)->event_id, e1.event_id);
+  // e1's run ended, e2's was claimed: the next event starts a third debounce.
+  ASSERT_THAT(End(items[0]), IsOk());
+  clock_.Advance(1s);
+  EXPECT_EQ(ClaimedRuns(), Runs{e2.run_id});
+  const Sent e4 = Send("k", 1s);
+  EXPECT_TRUE(e4.result.debounced.empty());
+  EXPECT_EQ(RunCount(), 3u);
+}
+
+// Events racing claims of one key: each event is either its run's event or recorded as
+// replaced, and no run's first call is claimed twice.
+TEST_P(DebounceTest, EventsRacingClaimsAreNeverLostAndNoRunStartsTwice) {
+  constexpr int kEvents = 40;
+  std::atomic<bool> done = false;
+  std::vector<std::string> sent;
+  std::mutex mu;
+  std::map<std::string, int> claims_of;
+  std::map<std::string, std::string> event_at_claim;
+  std::thread claimer([&] {
+    while (!done) {
+      auto r = store_->Claim(10, clock_.Now() + 5s, 60s);  // every item looks due
+      if (!r.ok()) continue;
+      std::lock_guard lock(mu);
+      for (const QueueItem& item : *r) {
+        ++claims_of[item.run_id];
+        // Claimed: the run's event is final from now on.
+        event_at_claim[item.run_id] = store_->GetRun(item.run_id)->event_id;
+      }
+    }
+  });
+  for (int i = 0; i < kEvents; ++i) {
+    for (int tries = 0; tries < 20; ++tries) {
+      NewEvent ne = Event("test/debounce");
+      ne.event.payload["ts"] = UnixMillis(clock_.Now()) + i;
+      NewRun run{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+      run.debounce = DebounceGate{"k", 1s, {}, UnixMillis(clock_.Now()) + i};
+      ne.runs.push_back(run);
+      auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+      if (!r.ok() && r.status().code() == StatusCode::kUnavailable) continue;
+      ASSERT_THAT(r, IsOk());
+      sent.push_back(ne.event.internal_id);
+      break;
+    }
+  }
+  done = true;
+  claimer.join();
+  auto last = store_->Claim(100, clock_.Now() + 5s, 60s);
+  ASSERT_THAT(last, IsOk());
+  for (const QueueItem& item : *last) {
+    ++claims_of[item.run_id];
+    event_at_claim[item.run_id] = store_->GetRun(item.run_id)->event_id;
+  }
+  RunFilter filter;
+  filter.function_id = "app-plain";
+  filter.limit = 1000;
+  auto runs = store_->ListRuns(filter);
+  ASSERT_THAT(runs, IsOk());
+  std::set<std::string> held;
+  for (const RunRecord& run : *runs) {
+    held.insert(run.event_id);
+    EXPECT_EQ(claims_of[run.id], 1) << run.id;
+    EXPECT_EQ(event_at_claim[run.id], run.event_id) << "replaced after its claim: " << run.id;
+  }
+  ASSERT_EQ(sent.size(), static_cast<size_t>(kEvents));
+  for (const std::string& id : sent) {
+    const bool replaced = SkipReasons(id) == std::vector<std::string>{kSkipDebounce};
+    EXPECT_NE(held.count(id) == 1, replaced) << id;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, DebounceTest,
+                         ::testing::Values(Backend{"postgres", OpenPostgres},
+                                           Backend{"sqlite", OpenSqlite}),
+                         [](const auto& info) { return info.param.name; });
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance,
                          ::testing::Values(Backend{"postgres", OpenPostgres},

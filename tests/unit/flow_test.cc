@@ -373,7 +373,7 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
       {R"({"throttle":{"limit":1,"period":"1s","scope":"fn"}})",
        "throttle.scope is not implemented by Funcky"},
       {R"({"throttle":[1]})", "throttle must be an object"},
-      {R"({"debounce":{"period":"1s"}})", "debounce is an Inngest flow-control option"},
+      {R"({"debounce":{"period":"1s","burst":2}})", "debounce.burst is not implemented"},
       {R"({"batchEvents":{"maxSize":2,"timeout":"1s"}})", "batchEvents is an Inngest"},
       {R"({"priority":{"run":"1"}})", "priority is an Inngest flow-control option"},
       // Admission gates: each bad shape is refused naming the field.
@@ -535,6 +535,56 @@ TEST(Flow, TimeoutsCarryTheirDeadlines) {
   ASSERT_TRUE(finish_only.ok());
   EXPECT_FALSE(finish_only->timeouts->start);
   EXPECT_EQ(finish_only->timeouts->finish, std::chrono::seconds(2));
+}
+
+TEST(Flow, DebounceCarriesItsPeriodTimeoutKeyAndTheEventsTs) {
+  auto flow = scheduler::ParseFlowControl(Json::parse(
+      R"({"debounce":{"period":"2s","key":"event.data.doc","timeout":"1m"},"rateLimit":null})"));
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  auto keys = scheduler::EvaluateKeys(*flow, {{"data", {{"doc", "d-1"}}}, {"ts", 1700000000123}});
+  ASSERT_TRUE(keys.ok() && keys->debounce);
+  EXPECT_EQ(keys->debounce->key, "d-1");
+  EXPECT_EQ(keys->debounce->period, std::chrono::seconds(2));
+  EXPECT_EQ(keys->debounce->timeout, std::chrono::minutes(1));
+  EXPECT_EQ(keys->debounce->event_ts_ms, 1700000000123);
+  EXPECT_FALSE(keys->rate);
+  auto unkeyed = scheduler::ParseFlowControl(Json::parse(R"({"debounce":{"period":"7d"}})"));
+  ASSERT_TRUE(unkeyed.ok()) << unkeyed.status().ToString();
+  auto uk = scheduler::EvaluateKeys(*unkeyed, {{"data", {{"doc", "d"}}}});
+  ASSERT_TRUE(uk.ok() && uk->debounce);
+  EXPECT_EQ(uk->debounce->key, "");
+  EXPECT_FALSE(uk->debounce->timeout);
+  EXPECT_EQ(uk->debounce->event_ts_ms, 0);
+  EXPECT_TRUE(scheduler::ParseFlowControl(Json::parse(R"({"debounce":{"period":"1s"}})")).ok());
+  EXPECT_TRUE(
+      scheduler::ParseFlowControl(Json::parse(R"({"debounce":{"period":"1s","timeout":"1w"}})"))
+          .ok());
+}
+
+TEST(Flow, BadDebounceConfigsAreRefusedNamingTheOption) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"debounce":"2s"})", "debounce must be an object {period, key?, timeout?}"},
+      {R"({"debounce":{}})", "debounce needs a \"period\""},
+      {R"({"debounce":{"period":2}})", "debounce.period must be a duration string"},
+      {R"({"debounce":{"period":"999ms"}})", "debounce.period must be from 1s to 7d"},
+      {R"({"debounce":{"period":"7d1s"}})", "debounce.period must be from 1s to 7d"},
+      {R"({"debounce":{"period":"2s","timeout":"0s"}})", "debounce.timeout must be from 1s to 7d"},
+      {R"({"debounce":{"period":"2s","timeout":"8d"}})", "debounce.timeout must be from 1s to 7d"},
+      {R"({"debounce":{"period":"2s","timeout":"soon"}})", "debounce.timeout: "},
+      {R"({"debounce":{"period":"2s","key":""}})", "debounce.key must be a non-empty expression"},
+      {R"({"debounce":{"period":"2s","key":"event."}})", "debounce.key: at 7: "},
+      {R"({"debounce":{"period":"2s","limit":3}})", "debounce.limit is not implemented"},
+      {R"({"debounce":{"period":"2s"},"ordering":{"key":"event.data.a"}})",
+       "debounce with a lane (ordering) is not implemented"},
+      {R"({"debounce":{"period":"2s"},"concurrency":{"limit":1,"key":"event.data.a"}})",
+       "debounce with a lane (concurrency) is not implemented"},
+      {R"({"debounce":{"period":"2s"},"singleton":{"mode":"skip"}})",
+       "debounce with singleton is not implemented"},
+  };
+  for (const auto& [config, message] : cases) {
+    ExpectErrorStartingWith(scheduler::ParseFlowControl(Json::parse(config)).status(), message,
+                            config);
+  }
 }
 
 // Sequence lanes (docs/ordering.md "Sequence lanes"): the options on `ordering`.

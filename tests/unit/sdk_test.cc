@@ -278,6 +278,31 @@ TEST_F(ServeTest, OnFailureIsRegisteredAsItsOwnFunctionAndServed) {
 }
 
 // The C++ SDK's Ordering serializes to the form the coordinator parses.
+TEST(Flow, TheCppSdkSyncsDebounceAsTheNpmSdkDoes) {
+  auto fn = create_function(
+      {.id = "quiet",
+       .triggers = {{.event = "doc/edited"}},
+       .debounce = Debounce{.period = "2s", .key = "event.data.doc", .timeout = "1m"}},
+      [](Context&) { return Json(nullptr); });
+  const Json config = fn.configs("app", "http://h:1/api").at(0);
+  EXPECT_EQ(config["debounce"],
+            Json::parse(R"({"period":"2s","key":"event.data.doc","timeout":"1m"})"));
+  auto flow = scheduler::ParseFlowControl(config);
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  ASSERT_TRUE(flow->debounce);
+  EXPECT_EQ(flow->debounce->period, std::chrono::seconds(2));
+  EXPECT_EQ(flow->debounce->timeout, std::chrono::minutes(1));
+  EXPECT_EQ(flow->debounce->key->source(), "event.data.doc");
+  auto plain = create_function(
+      {.id = "p", .triggers = {{.event = "e"}}, .debounce = Debounce{.period = "5s"}},
+      [](Context&) { return Json(nullptr); });
+  EXPECT_EQ(plain.configs("app", "http://h:1/api").at(0)["debounce"],
+            Json::parse(R"({"period":"5s"})"));
+  auto none = create_function({.id = "n", .triggers = {{.event = "e"}}},
+                              [](Context&) { return Json(nullptr); });
+  EXPECT_FALSE(none.configs("app", "http://h:1/api").at(0).contains("debounce"));
+}
+
 TEST(SequenceLanes, TheCppSdkConfigParsesToTheSameLane) {
   Ordering ordering{.key = "event.data.tenant",
                     .head_timeout = "1h",

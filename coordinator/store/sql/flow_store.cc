@@ -281,4 +281,76 @@ int64_t DeleteSpentGates(Tx& tx, int64_t horizon_ms) {
   return n;
 }
 
+// Debounce: one row per (function, key) naming the pending run, when its debounce began and
+// the `ts` of the event it holds.
+void LockDebounces(Tx& tx, const std::vector<NewEvent>& events) {
+  std::set<std::pair<std::string, std::string>> rows;
+  for (const NewEvent& ne : events) {
+    for (const NewRun& run : ne.runs) {
+      if (run.debounce) rows.emplace(run.function_id, run.debounce->key);
+    }
+  }
+  for (const auto& [function_id, key] : rows) {
+    tx.Exec(
+        "INSERT INTO debounces (function_id, key, run_id, first_ms, event_ts_ms) "
+        "VALUES ($1, $2, $3, 0, 0) ON CONFLICT (function_id, key) DO UPDATE SET "
+        "run_id = debounces.run_id",
+        {function_id, key, kNoRun});
+  }
+}
+
+Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms) {
+  const DebounceGate& gate = *run.debounce;
+  Rows row = tx.Query(
+      "SELECT run_id, first_ms, event_ts_ms FROM debounces WHERE function_id = $1 AND key = $2",
+      {run.function_id, gate.key});
+  if (row.empty() || row[0].Text(0).empty()) return Debounced::kNewRun;
+  const std::string pending = row[0].Text(0);
+  // Pending: queued, never claimed, its (only) first call not leased. A claim that leased it
+  // first has committed by the time this lock is granted (SKIP LOCKED claims pass over an
+  // item this holds).
+  Rows items = tx.Query("SELECT lease_token FROM queue WHERE run_id = $1 {FOR UPDATE}", {pending});
+  Rows r = tx.Query("SELECT status, started_at_ms, event_id FROM runs WHERE id = $1 {FOR UPDATE}",
+                    {pending});
+  bool is_pending = !items.empty() && !r.empty() && r[0].Text(0) == kQueued && r[0].Null(1);
+  for (Row item : items) is_pending = is_pending && item.Null(0);
+  if (!is_pending) return Debounced::kNewRun;
+  if (gate.event_ts_ms < row[0].Int(2)) {
+    RecordSkip(tx, event_id, run, kSkipDebounce, gate.key, now_ms);
+    return Debounced::kLate;
+  }
+  const int64_t first_ms = row[0].Int(1);
+  int64_t due = now_ms + gate.period.count();
+  if (gate.timeout) due = std::min(due, first_ms + gate.timeout->count());
+  RecordSkip(tx, r[0].Text(2), run, kSkipDebounce, gate.key, now_ms);
+  tx.Exec("UPDATE runs SET event_id = $2 WHERE id = $1", {pending, event_id});
+  tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {pending, due});
+  tx.Exec("UPDATE debounces SET event_ts_ms = $3 WHERE function_id = $1 AND key = $2",
+          {run.function_id, gate.key, gate.event_ts_ms});
+  return Debounced::kJoined;
+}
+
+void StartDebounce(Tx& tx, const NewRun& run, int64_t now_ms) {
+  const DebounceGate& gate = *run.debounce;
+  int64_t due = now_ms + gate.period.count();
+  if (gate.timeout) due = std::min(due, now_ms + gate.timeout->count());
+  if (tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1 AND lease_token IS NULL",
+              {run.run_id, due}) == 0) {
+    return;  // no run was created (its id existed)
+  }
+  tx.Exec(
+      "UPDATE debounces SET run_id = $3, first_ms = $4, event_ts_ms = $5 "
+      "WHERE function_id = $1 AND key = $2",
+      {run.function_id, gate.key, run.run_id, now_ms, gate.event_ts_ms});
+}
+
+int64_t DeleteEndedDebounces(Tx& tx) {
+  return tx.Exec(
+      "DELETE FROM debounces WHERE (function_id, key) IN (SELECT d.function_id, d.key "
+      "FROM debounces d WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = d.run_id "
+      "AND r.status = 'queued' AND r.started_at_ms IS NULL) LIMIT 1000 "
+      "{FOR UPDATE OF d SKIP LOCKED})",
+      {});
+}
+
 }  // namespace funcky::store

@@ -67,6 +67,28 @@ std::vector<EventSkip> ReadSkips(sql::Tx& tx, const std::string& event_id);
 // passed, a singleton whose run ended): each admits like a missing row. Returns how many.
 int64_t DeleteSpentGates(sql::Tx& tx, int64_t horizon_ms);
 
+// Debounce (NewRun::debounce, docs/flow-control.md "debounce"). Lock order: after
+// LockGates, LockDebounces locks every debounce row of the batch in one sorted order; then
+// Debounce locks the pending run's queue items, then its row (the order Apply, Claim and
+// CancelRun use). A debounce row is never locked by a claim: a claimed run (its item
+// leased, or the run started) simply no longer counts as pending, so the next event of the
+// key starts a new debounce.
+void LockDebounces(sql::Tx& tx, const std::vector<NewEvent>& events);
+
+enum class Debounced {
+  kNewRun,  // no pending run of the key: create the run, then StartDebounce
+  kJoined,  // the event replaced the pending run's event and pushed its first call back
+  kLate,    // older than the event the pending run holds: skipped (recorded)
+};
+Debounced Debounce(sql::Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms);
+
+// After CreateRun of a debounced run: its first call is due `period` from now (at most
+// `timeout`), and the key's row names it as the pending run.
+void StartDebounce(sql::Tx& tx, const NewRun& run, int64_t now_ms);
+
+// Deletes up to 1000 debounce rows whose run started, ended or is gone. Returns how many.
+int64_t DeleteEndedDebounces(sql::Tx& tx);
+
 // The one cancel path (CancelRun's transaction body, in sql_store.cc): ends the run as
 // cancelled with `error`, drops its queue items and waits and moves its lane on. false
 // when it had ended; kNotFound when there is no such run.

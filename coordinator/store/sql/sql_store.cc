@@ -503,7 +503,8 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
   const LaneLocks lanes = LanesOf(events);
   return InTransaction([&](Tx& tx) -> Result<std::vector<IngestedEvent>> {
     LockLanes(tx, lanes);
-    LockGates(tx, events);  // flow control (flow_store.h): after the lanes, in one order
+    LockGates(tx, events);      // flow control (flow_store.h): after the lanes, in one order
+    LockDebounces(tx, events);  // then the debounce rows, in one order
     std::vector<IngestedEvent> out;
     out.reserve(events.size());
     for (const NewEvent& ne : events) {
@@ -534,8 +535,15 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
           stored.skipped.push_back(run.function_id);
           continue;
         }
+        if (run.debounce) {
+          const Debounced debounced = Debounce(tx, e.internal_id, run, now_ms);
+          if (debounced == Debounced::kJoined) stored.debounced.push_back(run.function_id);
+          if (debounced == Debounced::kLate) stored.skipped.push_back(run.function_id);
+          if (debounced != Debounced::kNewRun) continue;
+        }
         CreateRun(tx, e.internal_id, run, now_ms);
         RecordTimeouts(tx, run, now_ms);
+        if (run.debounce) StartDebounce(tx, run, now_ms);
       }
       out.push_back(std::move(stored));
     }
@@ -961,6 +969,7 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
         "LIMIT $2 {FOR UPDATE SKIP LOCKED})",
         {horizon_ms, batch});
     DeleteSpentGates(tx, horizon_ms);  // not counted: a pass that deletes only these is done
+    DeleteEndedDebounces(tx);          // nor these
     return runs + events;
   });
 }
