@@ -27,11 +27,10 @@ Result<std::shared_ptr<const expr::Expression>> KeyExpression(const Json& key,
 
 // The function config keys Funcky reads (`ordering` is its own extension).
 const std::set<std::string, std::less<>> kKnownOptions = {
-    "id",       "name",        "triggers",  "steps",     "cancel",   "concurrency",
-    "ordering", "idempotency", "rateLimit", "singleton", "timeouts", "throttle", "debounce"};
+    "id",          "name",      "triggers",  "steps",    "cancel",   "concurrency", "ordering",
+    "idempotency", "rateLimit", "singleton", "timeouts", "throttle", "debounce"};
 // Options of the Inngest SDKs that Funcky does not implement yet.
-const std::set<std::string, std::less<>> kInngestFlowOptions = {"batchEvents",
-                                                                "priority"};
+const std::set<std::string, std::less<>> kInngestFlowOptions = {"batchEvents", "priority"};
 
 // A limit as the store keeps it (a 32-bit int): anything larger is refused rather than
 // wrapped (2147483648 would become "unlimited", 4294967297 would become 1).
