@@ -1374,7 +1374,10 @@ class DebounceTest : public StoreConformance {
   }
   std::vector<std::string> SkipReasons(const std::string& event_id) {
     std::vector<std::string> out;
-    for (const EventSkip& s : *store_->EventSkips(event_id)) out.push_back(s.reason);
+    auto skips = store_->EventSkips(event_id);  // held: a loop over *temporary would dangle
+    EXPECT_THAT(skips, IsOk());
+    if (!skips.ok()) return out;
+    for (const EventSkip& s : *skips) out.push_back(s.reason);
     return out;
   }
 };
