@@ -47,7 +47,27 @@ PgCluster::PgCluster() {
     std::cerr << "initdb failed; see " << dir_ << "/initdb.log\n";
     std::abort();
   }
-  Start();
+  // Another test process may take the same free port between FreePort and the bind: try a
+  // new port a few times before giving up.
+  for (int tries = 1; !TryStart(); ++tries) {
+    if (tries == 5) {
+      std::cerr << "pg_ctl start failed; see " << dir_ << "/server.log\n";
+      std::abort();
+    }
+    port_ = FreePort();
+  }
+}
+
+bool PgCluster::TryStart() {
+  const std::string data = dir_ + "/data";
+  std::string start = as_pg_ + bindir_ + "/pg_ctl -D " + data + " -l " + dir_ +
+                      "/server.log -w start -o \"-c listen_addresses=127.0.0.1 -p " +
+                      std::to_string(port_) + " -c unix_socket_directories=" + dir_ +
+                      " -c max_connections=300\" > /dev/null";
+  if (RunCommand(start) != 0) return false;
+  std::ifstream pidfile(data + "/postmaster.pid");
+  pidfile >> pid_;
+  return true;
 }
 
 void PgCluster::Start() {

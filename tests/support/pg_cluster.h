@@ -23,6 +23,8 @@ class PgCluster {
   std::string CreateDatabase(const std::string& name);
 
  private:
+  // Starts the server on port_; false when it did not start (e.g. the port was taken).
+  bool TryStart();
   std::string dir_;
   std::string bindir_;
   std::string as_pg_;  // runs a command as user postgres when the tests run as root
