@@ -372,6 +372,8 @@ Result<std::optional<Json>> Intake::FinishedEventOfInvocation(const store::WaitR
 bool Intake::LookBack(const store::WaitRecord& wait) {
   const std::string& run_id = wait.run_id;
   const logging::Fields fields{.run_id = run_id, .step_id = wait.step_id};
+  std::optional<Json> match;  // the event that resumes the wait
+  std::string received;       // which one, for the log
   if (wait.kind == store::kWaitInvoke) {
     // The invoked run may have ended, and its end been announced, before the wait was stored
     // (under load, or when the caller's call is redone after a crash): found by its ids, not
@@ -383,34 +385,27 @@ bool Intake::LookBack(const store::WaitRecord& wait) {
       return false;
     }
     if (*finished) {
-      auto r =
-          store_.ResolveWait(run_id, wait.step_id, WaitMemo(wait.kind, **finished), clock_.Now());
-      if (!r.ok()) {
-        logging::Warn(
-            fields,
-            "run {}: resuming an invoke wait by look-back failed (retried by the sweep): {}",
-            run_id, r.status().ToString());
-        return false;
-      }
-      if (*r) {
-        logging::Info(fields,
-                      "run {}: invoke wait resumed by the invoked run's end, announced before it",
-                      run_id);
-        if (on_new_work_) on_new_work_();
-      }
-      return true;
+      match = std::move(**finished);
+      received = "the invoked run's end, announced before it";
     }
   }
-  auto events =
-      store_.EventsSince(wait.event_name, wait.lookback_from_ms.value_or(0), kLookbackEvents);
-  if (!events.ok()) {
-    logging::Warn(fields, "run {}: wait look-back failed (retried by the sweep): {}", run_id,
-                  events.status().ToString());
-    return false;
+  if (!match) {
+    auto events =
+        store_.EventsSince(wait.event_name, wait.lookback_from_ms.value_or(0), kLookbackEvents);
+    if (!events.ok()) {
+      logging::Warn(fields, "run {}: wait look-back failed (retried by the sweep): {}", run_id,
+                    events.status().ToString());
+      return false;
+    }
+    for (const store::EventRecord& e : *events) {
+      if (!WaitMatches(wait.expression, wait.trigger, e.payload)) continue;
+      match = e.payload;
+      received = "event " + e.name + " (" + e.internal_id + ") received before it";
+      break;  // the first match decides
+    }
   }
-  for (const store::EventRecord& e : *events) {
-    if (!WaitMatches(wait.expression, wait.trigger, e.payload)) continue;
-    auto r = store_.ResolveWait(run_id, wait.step_id, WaitMemo(wait.kind, e.payload), clock_.Now());
+  if (match) {
+    auto r = store_.ResolveWait(run_id, wait.step_id, WaitMemo(wait.kind, *match), clock_.Now());
     if (!r.ok()) {
       logging::Warn(fields,
                     "run {}: resuming a wait by look-back failed (retried by the sweep): {}",
@@ -418,11 +413,10 @@ bool Intake::LookBack(const store::WaitRecord& wait) {
       return false;
     }
     if (*r) {
-      logging::Info(fields, "run {}: {} wait resumed by event {} ({}) received before it", run_id,
-                    wait.kind, e.name, e.internal_id);
+      logging::Info(fields, "run {}: {} wait resumed by {}", run_id, wait.kind, received);
       if (on_new_work_) on_new_work_();
     }
-    return true;  // the first match decides, whoever resumed the wait; its row is gone
+    return true;  // whoever resumed the wait, its row is gone
   }
   Status done = store_.LookbackDone(run_id, wait.step_id);
   if (!done.ok()) {
