@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -35,11 +36,18 @@ using std::chrono::milliseconds;
 
 // Answers every request 200 "ok", keeping the connection open, with `keep_alive` as its
 // Keep-Alive header (none when empty), like Node's http server (`Keep-Alive: timeout=5`).
+// Counts the connections it accepts. With `cert_dir` (cert.pem, key.pem), it serves TLS,
+// counts completed handshakes and keeps the host name the last client sent as SNI.
 class CountingServer {
  public:
-  explicit CountingServer(std::string keep_alive)
+  explicit CountingServer(std::string keep_alive, const std::string& cert_dir = "")
       : keep_alive_(std::move(keep_alive)),
         acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+    if (!cert_dir.empty()) {
+      tls_.emplace(ssl::context::tls_server);
+      tls_->use_certificate_chain_file(cert_dir + "/cert.pem");
+      tls_->use_private_key_file(cert_dir + "/key.pem", ssl::context::pem);
+    }
     asio::co_spawn(io_, Accept(), asio::detached);
     thread_ = std::thread([this] { io_.run(); });
   }
@@ -48,10 +56,16 @@ class CountingServer {
     thread_.join();
   }
 
-  std::string url() const {
-    return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + "/call";
+  std::string url(const std::string& host = "127.0.0.1") const {
+    return std::string(tls_ ? "https" : "http") + "://" + host + ":" +
+           std::to_string(acceptor_.local_endpoint().port()) + "/call";
   }
   int connections() const { return connections_; }
+  int handshakes() const { return handshakes_; }
+  std::string sni() const {
+    std::lock_guard lock(mu_);
+    return sni_;
+  }
   int requests() const { return requests_; }
 
  private:
@@ -64,11 +78,29 @@ class CountingServer {
     }
   }
   asio::awaitable<void> Serve(tcp::socket socket) {
+    if (!tls_) {
+      co_await Answer(socket);
+      co_return;
+    }
+    beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *tls_);
+    auto [hec] = co_await stream.async_handshake(ssl::stream_base::server,
+                                                 asio::as_tuple(asio::use_awaitable));
+    if (hec) co_return;
+    const char* name = SSL_get_servername(stream.native_handle(), TLSEXT_NAMETYPE_host_name);
+    {
+      std::lock_guard lock(mu_);
+      sni_ = name ? name : "";
+    }
+    ++handshakes_;
+    co_await Answer(stream);
+  }
+  template <typename Stream>
+  asio::awaitable<void> Answer(Stream& stream) {
     beast::flat_buffer buffer;
     for (;;) {
       http::request<http::string_body> req;
       auto [rec, rn] =
-          co_await http::async_read(socket, buffer, req, asio::as_tuple(asio::use_awaitable));
+          co_await http::async_read(stream, buffer, req, asio::as_tuple(asio::use_awaitable));
       if (rec) co_return;
       ++requests_;
       http::response<http::string_body> res{http::status::ok, 11};
@@ -76,17 +108,21 @@ class CountingServer {
       res.body() = "ok";
       res.keep_alive(true);
       res.prepare_payload();
-      auto [wec, wn] = co_await http::async_write(socket, res, asio::as_tuple(asio::use_awaitable));
+      auto [wec, wn] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
       if (wec) co_return;
     }
   }
 
   std::string keep_alive_;
+  std::optional<ssl::context> tls_;  // set: serves TLS
   asio::io_context io_;
   tcp::acceptor acceptor_;
   std::thread thread_;
   std::atomic<int> connections_{0};
+  std::atomic<int> handshakes_{0};
   std::atomic<int> requests_{0};
+  mutable std::mutex mu_;
+  std::string sni_;  // GUARDED_BY(mu_)
 };
 
 // `calls` calls one after another through one client, `pause` apart; the status of each.
@@ -176,87 +212,13 @@ struct SelfSignedCert {
   std::string dir;
 };
 
-// CountingServer over TLS: counts accepted TCP connections and completed TLS handshakes, and
-// keeps the host name the last client sent as SNI.
-class TlsCountingServer {
- public:
-  explicit TlsCountingServer(const std::string& cert_dir)
-      : tls_(ssl::context::tls_server), acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
-    tls_.use_certificate_chain_file(cert_dir + "/cert.pem");
-    tls_.use_private_key_file(cert_dir + "/key.pem", ssl::context::pem);
-    asio::co_spawn(io_, Accept(), asio::detached);
-    thread_ = std::thread([this] { io_.run(); });
-  }
-  ~TlsCountingServer() {
-    io_.stop();
-    thread_.join();
-  }
-
-  std::string url(const std::string& host = "127.0.0.1") const {
-    return "https://" + host + ":" + std::to_string(acceptor_.local_endpoint().port()) + "/call";
-  }
-  int connections() const { return connections_; }
-  int handshakes() const { return handshakes_; }
-  std::string sni() const {
-    std::lock_guard lock(mu_);
-    return sni_;
-  }
-  int requests() const { return requests_; }
-
- private:
-  asio::awaitable<void> Accept() {
-    for (;;) {
-      auto [ec, socket] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
-      if (ec) co_return;
-      ++connections_;
-      asio::co_spawn(io_, Serve(std::move(socket)), asio::detached);
-    }
-  }
-  asio::awaitable<void> Serve(tcp::socket socket) {
-    beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), tls_);
-    auto [hec] = co_await stream.async_handshake(ssl::stream_base::server,
-                                                 asio::as_tuple(asio::use_awaitable));
-    if (hec) co_return;
-    const char* name = SSL_get_servername(stream.native_handle(), TLSEXT_NAMETYPE_host_name);
-    {
-      std::lock_guard lock(mu_);
-      sni_ = name ? name : "";
-    }
-    ++handshakes_;
-    beast::flat_buffer buffer;
-    for (;;) {
-      http::request<http::string_body> req;
-      auto [rec, rn] =
-          co_await http::async_read(stream, buffer, req, asio::as_tuple(asio::use_awaitable));
-      if (rec) co_return;
-      ++requests_;
-      http::response<http::string_body> res{http::status::ok, 11};
-      res.body() = "ok";
-      res.keep_alive(true);
-      res.prepare_payload();
-      auto [wec, wn] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-      if (wec) co_return;
-    }
-  }
-
-  ssl::context tls_;
-  asio::io_context io_;
-  tcp::acceptor acceptor_;
-  std::thread thread_;
-  std::atomic<int> connections_{0};
-  std::atomic<int> handshakes_{0};
-  mutable std::mutex mu_;
-  std::string sni_;  // GUARDED_BY(mu_)
-  std::atomic<int> requests_{0};
-};
-
 // https:// calls in turn to one origin reuse one TLS connection: one TCP connection and one
 // handshake for all of them.
 TEST(HttpClientPoolTest, ReusesOneTlsConnectionForHttpsCallsInTurn) {
   const SelfSignedCert cert;
   ASSERT_FALSE(cert.dir.empty()) << "openssl could not make a certificate";
   const std::string& certs = cert.dir;
-  TlsCountingServer server(certs);
+  CountingServer server("", certs);
   const HttpClientOptions options{.ca_file = certs + "/cert.pem"};
   EXPECT_EQ(CallInTurn(server.url(), 3, options), std::vector<int>(3, 200));
   EXPECT_EQ(server.requests(), 3);
@@ -270,7 +232,7 @@ TEST(HttpClientPoolTest, SendsTheHostNameAsSniButNoIpAddress) {
   const SelfSignedCert cert;
   ASSERT_FALSE(cert.dir.empty()) << "openssl could not make a certificate";
   const std::string& certs = cert.dir;
-  TlsCountingServer server(certs);
+  CountingServer server("", certs);
   const HttpClientOptions options{.ca_file = certs + "/cert.pem"};
   EXPECT_EQ(CallInTurn(server.url("localhost"), 1, options), std::vector<int>{200});
   EXPECT_EQ(server.sni(), "localhost");
@@ -284,7 +246,7 @@ TEST(HttpClientPoolTest, AnExpiredTlsConnectionIsReplacedByANewHandshake) {
   const SelfSignedCert cert;
   ASSERT_FALSE(cert.dir.empty()) << "openssl could not make a certificate";
   const std::string& certs = cert.dir;
-  TlsCountingServer server(certs);
+  CountingServer server("", certs);
   const HttpClientOptions options{.idle_timeout = milliseconds(20), .ca_file = certs + "/cert.pem"};
   EXPECT_EQ(CallInTurn(server.url(), 2, options, milliseconds(60)), std::vector<int>(2, 200));
   EXPECT_EQ(server.handshakes(), 2);
