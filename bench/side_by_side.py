@@ -193,6 +193,18 @@ class Postgres:
         commits, statements = row.split("|")
         return int(commits), int(statements)
 
+    def statement_calls(self, name):
+        """{normalized statement: calls} of database `name` so far (pg_stat_statements)."""
+        out = self.psql(
+            "SELECT calls, regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements "
+            f"WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '{name}')")
+        calls = {}
+        for line in out.splitlines():
+            n, _, query = line.partition("|")
+            if n.strip():
+                calls[query] = calls.get(query, 0) + int(n)
+        return calls
+
     def version(self):
         return self.psql("SHOW server_version").split()[0]
 
@@ -350,6 +362,7 @@ class Bench:
         self.hello("pg-cost-host", base, api)  # registered in the database, serves until the end
         self.stop_coordinator(coord, db)
         c0, s0 = self.pg.counters(db)
+        q0 = self.pg.statement_calls(db)
         t0 = time.time()
         coord, base, api = self.coordinator("pg-cost", ["serve", "--db", url])
         metrics = Metrics(api)
@@ -360,6 +373,7 @@ class Bench:
         self.stop_coordinator(coord, db)
         window = time.time() - t0
         c1, s1 = self.pg.counters(db)
+        q1 = self.pg.statement_calls(db)
         t1 = time.time()
         coord, _, _ = self.coordinator("pg-cost-idle", ["serve", "--db", url])
         time.sleep(max(0.0, window - (time.time() - t1)))
@@ -371,7 +385,10 @@ class Bench:
             "net_commits_per_run": (c1 - c0 - (c2 - c1)) / n,
             "net_statements_per_run": (s1 - s0 - (s2 - s1)) / n,
             "idle_commits_per_s": (c2 - c1) / window, "idle_statements_per_s": (s2 - s1) / window,
-            "window_s": window, "rss_mb": rss}
+            "window_s": window, "rss_mb": rss,
+            # The statements that cost most per run, for whoever works on the figure.
+            "top_statements": sorted(((q1[q] - q0.get(q, 0)) / n, q[:160]) for q in q1
+                                     if q1[q] - q0.get(q, 0) > 0)[::-1][:15]}
 
     def stop_coordinator(self, coord, db):
         self.procs.stop(coord)
@@ -469,6 +486,11 @@ class Bench:
             met = measured >= target if op == ">=" else measured <= target
             print(f"| {label} | {measured:.2f} | {op} {target:g} | {measured / target:.2f} | "
                   f"{'yes' if met else 'no'} |")
+        if g("cost", "top_statements"):
+            print()
+            print("Statements per completed run under load, most frequent first:")
+            for per_run, query in g("cost", "top_statements"):
+                print(f"  {per_run:6.2f}  {query}")
 
 
 def _get(d, keys):

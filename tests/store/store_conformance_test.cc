@@ -56,6 +56,9 @@ class CommitThenFailDatabase final : public sql::Database {
     return s;
   }
   Status Migrate() override { return db_->Migrate(); }
+  std::unique_ptr<WorkWatch> Watch(std::function<void()> wake) override {
+    return db_->Watch(std::move(wake));
+  }
   std::atomic<bool> fail_next_commit = false;
 
  private:
@@ -510,6 +513,89 @@ TEST_P(StoreConformance, ApplyAndKeepLeasesTheRunsOneNextCallDueNowToTheApplier)
   stale.lease_token = "someone-else";
   EXPECT_THAT(store_->ApplyAndKeep(stale, step, clock_.Now(), 30s), StatusIs(StatusCode::kAborted));
   EXPECT_TRUE(store_->GetSteps(lost)->empty());
+}
+
+// Transitions and loads of many calls at once share transactions (group commit); each still
+// gets its own outcome: a lost lease is refused alone, without undoing the others.
+TEST_P(StoreConformance, ConcurrentTransitionsAndLoadsEachGetTheirOwnOutcome) {
+  constexpr int kRuns = 40;
+  std::vector<std::string> runs;
+  for (int i = 0; i < kRuns; ++i) runs.push_back(Start("app-plain"));
+  std::vector<QueueItem> items = Claim();
+  ASSERT_EQ(items.size(), static_cast<size_t>(kRuns));
+  std::set<std::string> stale;
+  for (int i = 0; i < kRuns; i += 8) {
+    items[i].lease_token = "someone-else";
+    stale.insert(items[i].run_id);
+  }
+  Transition step;
+  step.steps.push_back({"s1", 0, "first", "completed", {{"data", 1}}});
+  step.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}}};
+  std::vector<Result<std::optional<KeptCall>>> applied(kRuns, Unavailable("not run"));
+  std::vector<Result<RunState>> loaded(kRuns, Unavailable("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRuns; ++i) {
+    threads.emplace_back(
+        [&, i] { applied[i] = store_->ApplyAndKeep(items[i], step, clock_.Now(), 30s); });
+    threads.emplace_back([&, i] { loaded[i] = store_->LoadRunState(items[i].run_id); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kRuns; ++i) {
+    const std::string& run = items[i].run_id;
+    ASSERT_THAT(loaded[i], IsOk());
+    EXPECT_EQ(loaded[i]->run.id, run);
+    auto steps = store_->GetSteps(run);
+    ASSERT_THAT(steps, IsOk());
+    if (stale.count(run)) {
+      EXPECT_THAT(applied[i], StatusIs(StatusCode::kAborted)) << run;
+      EXPECT_TRUE(steps->empty()) << run;
+      continue;
+    }
+    ASSERT_THAT(applied[i], IsOk()) << run;
+    ASSERT_TRUE(applied[i]->has_value()) << run;
+    EXPECT_EQ((*applied[i])->item.run_id, run);
+    EXPECT_EQ((*applied[i])->steps, 1);
+    ASSERT_EQ(steps->size(), 1u) << run;
+    EXPECT_EQ((*steps)[0].step_id, "s1");
+  }
+  // The stale items are still leased to their real holder; the kept calls to the appliers.
+  EXPECT_TRUE(Claim().empty());
+}
+
+// An idle executor waits until the queue's next item becomes visible: NextVisible tells when.
+TEST_P(StoreConformance, NextVisibleIsWhenTheEarliestItemBecomesVisible) {
+  EXPECT_EQ(*store_->NextVisible(), std::nullopt) << "an empty queue";
+  Start("app-plain");
+  EXPECT_EQ(*store_->NextVisible(), clock_.Now()) << "due now";
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(*store_->NextVisible(), clock_.Now() + 30s) << "its lease expires";
+  ASSERT_THAT(Retry(items[0], 7s), IsOk());
+  EXPECT_EQ(*store_->NextVisible(), clock_.Now() + 7s) << "its retry is due";
+}
+
+// Coordinators on one PostgreSQL tell each other of the work they make due (NOTIFY); SQLite,
+// which has no other coordinator, offers no watch.
+TEST_P(StoreConformance, RunsCreatedByAnotherConnectionWakeTheWatch) {
+  std::atomic<int> wakes = 0;
+  std::unique_ptr<WorkWatch> watch = store_->WatchForWork([&] { ++wakes; });
+  if (GetParam().name == "sqlite") {
+    EXPECT_EQ(watch, nullptr);
+    return;
+  }
+  ASSERT_NE(watch, nullptr);
+  // The watch connects on a thread of its own: an event sent before it listens wakes nothing,
+  // so send until one does (each creates a run, on a pooled connection, not the watch's).
+  for (int i = 0; i < 20 && wakes == 0; ++i) {
+    Start("app-plain");
+    for (int j = 0; j < 50 && wakes == 0; ++j) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_GT(wakes.load(), 0);
+  watch.reset();  // stops and joins its thread
+  const int seen = wakes;
+  Start("app-plain");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(wakes.load(), seen) << "no wake after the watch is gone";
 }
 
 // An event is found by its internal id with GetEvent, and by its own id with FindEventById,

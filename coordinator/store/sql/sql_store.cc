@@ -507,6 +507,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
     LockDebounces(tx, events);  // then the debounce rows, in one order
     std::vector<IngestedEvent> out;
     out.reserve(events.size());
+    bool created = false;
     for (const NewEvent& ne : events) {
       const EventRecord& e = ne.event;
       if (tx.Exec("INSERT INTO events (internal_id, id, name, payload, received_at_ms) "
@@ -544,10 +545,12 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
         CreateRun(tx, e.internal_id, run, now_ms);
         RecordTimeouts(tx, run, now_ms);
         if (run.debounce) StartDebounce(tx, run, now_ms);
+        created = true;
       }
       out.push_back(std::move(stored));
     }
     DropEmptyLanes(tx, lanes);  // locked for duplicate events and runs a gate skipped
+    if (created) tx.AnnounceWork();
     if (waits) {
       std::set<std::string> names;
       for (size_t i = 0; i < events.size(); ++i) {
@@ -728,21 +731,31 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
 }
 
 Result<RunState> SqlStore::LoadRunState(const std::string& run_id) {
-  return InTransaction([&](Tx& tx) -> Result<RunState> {
-    Rows r = tx.Query(std::string("SELECT ") + kRunColumns + ", " + kFunctionColumns +
-                          " FROM runs r JOIN functions f ON f.id = r.function_id WHERE r.id = $1",
-                      {run_id});
-    if (r.empty()) return NotFound("no run \"" + run_id + "\"");
-    RunState state;
-    state.run = ReadRun(r[0]);
-    state.function = ReadFunction(r[0], kRunColumnCount);
-    for (Row row :
-         tx.Query("SELECT payload FROM events WHERE internal_id = $1", {state.run.event_id})) {
-      state.events.push_back(row.JsonCol(0));
-    }
-    state.steps = ReadSteps(tx, run_id);
-    return state;
+  // Read in one transaction (one snapshot of the run, its event and its steps), shared with
+  // the transitions and other loads of the moment (InGroup).
+  Result<RunState> loaded = Unavailable("not loaded");
+  Status s = InGroup(run_id, true, [&](Tx& tx) {
+    loaded = ReadRunState(tx, run_id);
+    return loaded.status();
   });
+  if (!s.ok()) return s;
+  return loaded;
+}
+
+Result<RunState> SqlStore::ReadRunState(Tx& tx, const std::string& run_id) {
+  Rows r = tx.Query(std::string("SELECT ") + kRunColumns + ", " + kFunctionColumns +
+                        " FROM runs r JOIN functions f ON f.id = r.function_id WHERE r.id = $1",
+                    {run_id});
+  if (r.empty()) return NotFound("no run \"" + run_id + "\"");
+  RunState state;
+  state.run = ReadRun(r[0]);
+  state.function = ReadFunction(r[0], kRunColumnCount);
+  for (Row row :
+       tx.Query("SELECT payload FROM events WHERE internal_id = $1", {state.run.event_id})) {
+    state.events.push_back(row.JsonCol(0));
+  }
+  state.steps = ReadSteps(tx, run_id);
+  return state;
 }
 
 Status SqlStore::Apply(const QueueItem& item, const Transition& t, TimePoint now) {
@@ -755,118 +768,201 @@ Result<std::optional<KeptCall>> SqlStore::ApplyAndKeep(const QueueItem& item, co
   return ApplyInTx(item, t, now, lease);
 }
 
+namespace {
+
+using Kept = std::optional<KeptCall>;
+
+// The lease lost before anything was written: the only failure of ApplyBody after which its
+// transaction may go on (with the other transitions of a group).
+bool WroteNothing(const Status& s) { return s.code() == StatusCode::kAborted; }
+
+// Records `t`, the outcome of the call of `item`, in `tx`; with `keep`, leases the run's next
+// call to the caller when it can (ApplyAndKeep).
+Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64_t now_ms,
+                       std::optional<std::chrono::milliseconds> keep) {
+  // The item first: its lease decides whether anything is written.
+  const int64_t owned = t.retry()
+                            ? tx.Exec(
+                                  "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, "
+                                  "lease_token = NULL WHERE id = $1 AND lease_token = $2",
+                                  {item.id, item.lease_token, UnixMillis(t.retry()->at)})
+                            : tx.Exec("DELETE FROM queue WHERE id = $1 AND lease_token = $2",
+                                      {item.id, item.lease_token});
+  if (owned == 0) return Aborted("lease on queue item " + std::to_string(item.id) + " lost");
+
+  Rows run = tx.Query(
+      "SELECT status, function_id, lane_key, lane_seq FROM runs WHERE id = $1 {FOR UPDATE}",
+      {item.run_id});
+  if (run.empty()) return NotFound("no run \"" + item.run_id + "\"");
+  const std::string status = run[0].Text(0);
+  if (IsTerminalStatus(status) || status == kBlocked) {
+    // Cancelled (or ended by another path) while the call was in flight: drop the work.
+    tx.Exec("DELETE FROM queue WHERE run_id = $1", {item.run_id});
+    return Kept();
+  }
+  if (item.resume) {
+    tx.Exec("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {item.run_id, item.step_id});
+  }
+  for (const StepRecord& step : t.steps) {
+    tx.Exec(
+        "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
+        "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
+        "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING",
+        {item.run_id, step.step_id, step.name, step.status, JsonValue(step.memo), now_ms});
+  }
+  for (const AttemptRecord& at : t.attempts) {
+    tx.Exec(
+        "INSERT INTO attempts (run_id, step_id, name, attempt, outcome, error, started_at_ms, "
+        "ended_at_ms) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
+        {item.run_id, at.step_id, at.name, at.attempt, at.outcome, JsonValue(at.error),
+         at.started_at_ms, at.ended_at_ms});
+  }
+  if (const Transition::End* end = t.end()) {
+    tx.Exec(
+        "UPDATE runs SET status = $2, output = $3::jsonb, error = $4::jsonb, ended_at_ms = $5, "
+        "req_version = COALESCE($6, req_version) WHERE id = $1",
+        {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error), now_ms,
+         t.req_version});
+    EndRun(tx, item.run_id, run[0].Text(1), run[0].OptText(2), run[0].Int(3), now_ms);
+    return Kept();
+  }
+  if (const Transition::Park* park = t.park()) {
+    tx.Exec(
+        "UPDATE runs SET status = $2, error = $3::jsonb, req_version = COALESCE($4, "
+        "req_version) WHERE id = $1",
+        {item.run_id, kBlocked, JsonValue(park->error), t.req_version});
+    tx.Exec("DELETE FROM queue WHERE run_id = $1", {item.run_id});
+    return Kept();
+  }
+  std::optional<std::string> run_status;
+  Kept kept;
+  if (const Transition::Continue* next = t.next()) {
+    const bool idle =
+        !next->next_only_if_idle ||
+        tx.Query("SELECT 1 FROM queue WHERE run_id = $1 LIMIT 1", {item.run_id}).empty();
+    // Kept: the run's one next call, due now, made by this holder without a claim.
+    const bool keep_next = keep && next->waits.empty() && next->next.size() == 1 &&
+                           !next->next[0].resume && UnixMillis(next->next[0].due) <= now_ms &&
+                           (idle || next->next[0].step_id != kDiscoveryStepId);
+    if (keep_next) {
+      const NextCall& n = next->next[0];
+      const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
+      Rows added = tx.Query(
+          "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, "
+          "function_id, concurrency_key, lease_token, claims) SELECT $1, $2, 0, $3, $4, "
+          "function_id, concurrency_key, $5, 1 FROM runs WHERE id = $1 RETURNING id",
+          {item.run_id, n.step_id, now_ms + keep->count(), now_ms, token});
+      if (!added.empty()) {
+        kept = KeptCall{QueueItem{added[0].Int(0), item.run_id, n.step_id, 0, token},
+                        tx.Count("SELECT count(*) FROM steps WHERE run_id = $1", {item.run_id})};
+      }
+    } else {
+      for (const NextCall& n : next->next) {
+        if (!idle && !n.resume && n.step_id == kDiscoveryStepId) continue;
+        EnqueueCall(tx, item.run_id, n.step_id, UnixMillis(n.due), now_ms, n.resume);
+      }
+    }
+    for (const NewWait& wait : next->waits) {
+      const int64_t lookback_from =
+          wait.lookback_from ? UnixMillis(*wait.lookback_from) : now_ms - wait.lookback.count();
+      if (tx.Exec("INSERT INTO waits (run_id, step_id, function_id, event_name, expression, "
+                  "kind, created_at_ms, expires_at_ms, lookback_from_ms) SELECT id, $2, "
+                  "function_id, $3, $4, $5, $6, $7, $8 FROM runs WHERE id = $1 "
+                  "ON CONFLICT DO NOTHING",
+                  {item.run_id, wait.step_id, wait.event_name, wait.expression, wait.kind, now_ms,
+                   UnixMillis(wait.expires_at), lookback_from}) == 0) {
+        continue;
+      }
+      EnqueueCall(tx, item.run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms,
+                  Resume(wait.timeout_memo, wait.name));
+    }
+    run_status = next->run_status;
+  }
+  if (run_status || t.req_version) {
+    tx.Exec(
+        "UPDATE runs SET status = COALESCE($2, status), req_version = COALESCE($3, "
+        "req_version) WHERE id = $1",
+        {item.run_id, run_status, t.req_version});
+  }
+  return kept;
+}
+
+}  // namespace
+
+// A piece of work waiting for a group's transaction (InGroup).
+struct SqlStore::GroupWork {
+  std::string order;  // rows are locked in this order across a group
+  bool read_only;
+  const std::function<Status(Tx&)>& body;
+  std::optional<Status> status;  // set by the group that took it
+};
+
+Status SqlStore::InGroup(std::string order, bool read_only,
+                         const std::function<Status(Tx&)>& body) {
+  GroupWork mine{std::move(order), read_only, body, std::nullopt};
+  std::unique_lock lock(group_mu_);
+  group_queue_.push_back(&mine);
+  // Group commit: whoever finds fewer than kGroupLeaders groups running becomes a leader and
+  // runs every piece of work waiting, its own among them, in one transaction. Alone, work is
+  // committed at once, as before; under load what arrives while a group commits shares the
+  // next transaction.
+  while (!mine.status) {
+    if (group_leaders_ >= kGroupLeaders || group_queue_.empty()) {
+      group_cv_.wait(lock);
+      continue;
+    }
+    ++group_leaders_;
+    const size_t n = std::min(group_queue_.size(), kMaxGroup);
+    std::vector<GroupWork*> group(group_queue_.begin(), group_queue_.begin() + n);
+    group_queue_.erase(group_queue_.begin(), group_queue_.begin() + n);
+    lock.unlock();
+    CommitGroup(group);
+    lock.lock();
+    --group_leaders_;
+    group_cv_.notify_all();
+  }
+  return *mine.status;
+}
+
+void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
+  auto alone = [&](GroupWork& w) { w.status = db_->Transact(w.body); };
+  if (group.size() == 1) return alone(*group[0]);
+  // One order for the row locks of every group (two may run at once, on several
+  // coordinators too).
+  std::sort(group.begin(), group.end(),
+            [](const GroupWork* a, const GroupWork* b) { return a->order < b->order; });
+  std::vector<Status> statuses;
+  Status s = db_->Transact([&](Tx& tx) -> Status {
+    statuses.clear();
+    for (GroupWork* w : group) {
+      Status done = w->body(tx);
+      // A failure after a write cannot be undone alone: the whole group rolls back.
+      if (!done.ok() && !w->read_only && !WroteNothing(done)) return done;
+      statuses.push_back(std::move(done));
+    }
+    return Status::Ok();
+  });
+  if (s.ok()) {
+    for (size_t i = 0; i < group.size(); ++i) group[i]->status = std::move(statuses[i]);
+    return;
+  }
+  // Rolled back (one piece failed, a deadlock between groups, a lost connection): each gets
+  // its own transaction, as without grouping, and its own outcome. After a commit whose
+  // outcome is unknown, a transition that was in fact recorded finds its lease gone.
+  for (GroupWork* w : group) alone(*w);
+}
+
 Result<std::optional<KeptCall>> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t,
                                                     TimePoint now,
                                                     std::optional<std::chrono::milliseconds> keep) {
   const int64_t now_ms = UnixMillis(now);
-  using Kept = std::optional<KeptCall>;
-  return InTransaction([&](Tx& tx) -> Result<Kept> {
-    // The item first: its lease decides whether anything is written.
-    const int64_t owned = t.retry()
-                              ? tx.Exec(
-                                    "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, "
-                                    "lease_token = NULL WHERE id = $1 AND lease_token = $2",
-                                    {item.id, item.lease_token, UnixMillis(t.retry()->at)})
-                              : tx.Exec("DELETE FROM queue WHERE id = $1 AND lease_token = $2",
-                                        {item.id, item.lease_token});
-    if (owned == 0) return Aborted("lease on queue item " + std::to_string(item.id) + " lost");
-
-    Rows run = tx.Query(
-        "SELECT status, function_id, lane_key, lane_seq FROM runs WHERE id = $1 {FOR UPDATE}",
-        {item.run_id});
-    if (run.empty()) return NotFound("no run \"" + item.run_id + "\"");
-    const std::string status = run[0].Text(0);
-    if (IsTerminalStatus(status) || status == kBlocked) {
-      // Cancelled (or ended by another path) while the call was in flight: drop the work.
-      tx.Exec("DELETE FROM queue WHERE run_id = $1", {item.run_id});
-      return Kept();
-    }
-    if (item.resume) {
-      tx.Exec("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {item.run_id, item.step_id});
-    }
-    for (const StepRecord& step : t.steps) {
-      tx.Exec(
-          "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
-          "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
-          "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING",
-          {item.run_id, step.step_id, step.name, step.status, JsonValue(step.memo), now_ms});
-    }
-    for (const AttemptRecord& at : t.attempts) {
-      tx.Exec(
-          "INSERT INTO attempts (run_id, step_id, name, attempt, outcome, error, started_at_ms, "
-          "ended_at_ms) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
-          {item.run_id, at.step_id, at.name, at.attempt, at.outcome, JsonValue(at.error),
-           at.started_at_ms, at.ended_at_ms});
-    }
-    if (const Transition::End* end = t.end()) {
-      tx.Exec(
-          "UPDATE runs SET status = $2, output = $3::jsonb, error = $4::jsonb, ended_at_ms = $5, "
-          "req_version = COALESCE($6, req_version) WHERE id = $1",
-          {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error), now_ms,
-           t.req_version});
-      EndRun(tx, item.run_id, run[0].Text(1), run[0].OptText(2), run[0].Int(3), now_ms);
-      return Kept();
-    }
-    if (const Transition::Park* park = t.park()) {
-      tx.Exec(
-          "UPDATE runs SET status = $2, error = $3::jsonb, req_version = COALESCE($4, "
-          "req_version) WHERE id = $1",
-          {item.run_id, kBlocked, JsonValue(park->error), t.req_version});
-      tx.Exec("DELETE FROM queue WHERE run_id = $1", {item.run_id});
-      return Kept();
-    }
-    std::optional<std::string> run_status;
-    Kept kept;
-    if (const Transition::Continue* next = t.next()) {
-      const bool idle =
-          !next->next_only_if_idle ||
-          tx.Query("SELECT 1 FROM queue WHERE run_id = $1 LIMIT 1", {item.run_id}).empty();
-      // Kept: the run's one next call, due now, made by this holder without a claim.
-      const bool keep_next = keep && next->waits.empty() && next->next.size() == 1 &&
-                             !next->next[0].resume && UnixMillis(next->next[0].due) <= now_ms &&
-                             (idle || next->next[0].step_id != kDiscoveryStepId);
-      if (keep_next) {
-        const NextCall& n = next->next[0];
-        const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
-        Rows added = tx.Query(
-            "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, "
-            "function_id, concurrency_key, lease_token, claims) SELECT $1, $2, 0, $3, $4, "
-            "function_id, concurrency_key, $5, 1 FROM runs WHERE id = $1 RETURNING id",
-            {item.run_id, n.step_id, now_ms + keep->count(), now_ms, token});
-        if (!added.empty()) {
-          kept = KeptCall{QueueItem{added[0].Int(0), item.run_id, n.step_id, 0, token},
-                          tx.Count("SELECT count(*) FROM steps WHERE run_id = $1", {item.run_id})};
-        }
-      } else {
-        for (const NextCall& n : next->next) {
-          if (!idle && !n.resume && n.step_id == kDiscoveryStepId) continue;
-          EnqueueCall(tx, item.run_id, n.step_id, UnixMillis(n.due), now_ms, n.resume);
-        }
-      }
-      for (const NewWait& wait : next->waits) {
-        const int64_t lookback_from =
-            wait.lookback_from ? UnixMillis(*wait.lookback_from) : now_ms - wait.lookback.count();
-        if (tx.Exec("INSERT INTO waits (run_id, step_id, function_id, event_name, expression, "
-                    "kind, created_at_ms, expires_at_ms, lookback_from_ms) SELECT id, $2, "
-                    "function_id, $3, $4, $5, $6, $7, $8 FROM runs WHERE id = $1 "
-                    "ON CONFLICT DO NOTHING",
-                    {item.run_id, wait.step_id, wait.event_name, wait.expression, wait.kind, now_ms,
-                     UnixMillis(wait.expires_at), lookback_from}) == 0) {
-          continue;
-        }
-        EnqueueCall(tx, item.run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms,
-                    Resume(wait.timeout_memo, wait.name));
-      }
-      run_status = next->run_status;
-    }
-    if (run_status || t.req_version) {
-      tx.Exec(
-          "UPDATE runs SET status = COALESCE($2, status), req_version = COALESCE($3, "
-          "req_version) WHERE id = $1",
-          {item.run_id, run_status, t.req_version});
-    }
-    return kept;
+  Result<Kept> kept = Unavailable("not applied");
+  Status s = InGroup(item.run_id + "/" + std::to_string(item.id), false, [&](Tx& tx) {
+    kept = ApplyBody(tx, item, t, now_ms, keep);
+    return kept.status();
   });
+  if (!s.ok()) return s;
+  return kept;
 }
 
 Status SqlStore::RenewLease(const QueueItem& item, TimePoint until) {
@@ -887,8 +983,21 @@ Status SqlStore::ReleaseLeases(const std::vector<QueueItem>& items, TimePoint no
           "WHERE id = $1 AND lease_token = $2",
           {item.id, item.lease_token, UnixMillis(now)});
     }
+    if (!items.empty()) tx.AnnounceWork();
     return Status::Ok();
   });
+}
+
+Result<std::optional<TimePoint>> SqlStore::NextVisible() {
+  return InTransaction([&](Tx& tx) -> Result<std::optional<TimePoint>> {
+    Rows r = tx.Query("SELECT min(visible_at_ms) FROM queue");
+    if (r.empty() || r[0].Null(0)) return std::optional<TimePoint>();
+    return std::optional<TimePoint>(TimePoint(std::chrono::milliseconds(r[0].Int(0))));
+  });
+}
+
+std::unique_ptr<WorkWatch> SqlStore::WatchForWork(std::function<void()> wake) {
+  return db_->Watch(std::move(wake));
 }
 
 Result<int64_t> SqlStore::QueueDepth() {
@@ -1190,6 +1299,7 @@ Result<bool> SqlStore::ResolveWait(const std::string& run_id, const std::string&
         "UPDATE queue SET resume = $2::jsonb, visible_at_ms = $3, lease_token = NULL "
         "WHERE id = $1",
         {item[0].Int(0), JsonValue(resume), UnixMillis(now)});
+    tx.AnnounceWork();
     return true;
   });
 }
@@ -1235,6 +1345,7 @@ Result<bool> CancelRunInTx(Tx& tx, const std::string& run_id, const Json& error,
   tx.Exec("UPDATE runs SET status = 'cancelled', error = $2::jsonb, ended_at_ms = $3 WHERE id = $1",
           {run_id, JsonValue(error), now_ms});
   EndRun(tx, run_id, run[0].Text(1), run[0].OptText(2), run[0].Int(3), now_ms);
+  tx.AnnounceWork();  // its lane moves on
   return true;
 }
 
@@ -1262,6 +1373,7 @@ Status SqlStore::StartRun(const std::string& event_internal_id, const NewRun& re
     LockGates(tx, {NewEvent{{}, {paced}}});  // the throttle row only, after the lanes
     CreateRun(tx, event_internal_id, run, UnixMillis(now));
     RecordTimeouts(tx, run, UnixMillis(now));
+    tx.AnnounceWork();
     return Status::Ok();
   });
 }

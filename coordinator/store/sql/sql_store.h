@@ -3,6 +3,8 @@
 // databases. Internal to coordinator/store.
 #pragma once
 
+#include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,6 +51,8 @@ class SqlStore final : public Store {
   Status RenewLease(const QueueItem& item, TimePoint until) override;
   Status ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) override;
   Result<int64_t> QueueDepth() override;
+  Result<std::optional<TimePoint>> NextVisible() override;
+  std::unique_ptr<WorkWatch> WatchForWork(std::function<void()> wake) override;
   Result<QueueStats> GetQueueStats(TimePoint now) override;
   Result<std::vector<std::string>> ExpireLaneHeads(TimePoint now) override;
 
@@ -84,6 +88,26 @@ class SqlStore final : public Store {
   Result<std::optional<KeptCall>> ApplyInTx(const QueueItem& item, const Transition& t,
                                             TimePoint now,
                                             std::optional<std::chrono::milliseconds> keep);
+  // LoadRunState's reads.
+  static Result<RunState> ReadRunState(sql::Tx& tx, const std::string& run_id);
+
+  // Group commit: runs `body` in a transaction shared with the other work submitted at the
+  // moment (at most kMaxGroup pieces, kGroupLeaders transactions at once), and returns the
+  // status `body` returned. `order`: the groups' one order of row locks. A body that fails
+  // after writing rolls its group back, and each piece of it is then run alone; so a body
+  // that is not `read_only` must fail before writing (with kAborted) or not at all, and it
+  // may run twice (the second time alone). Used by the executor's hot path: ApplyInTx and
+  // LoadRunState.
+  Status InGroup(std::string order, bool read_only, const std::function<Status(sql::Tx&)>& body);
+  struct GroupWork;
+  static constexpr size_t kMaxGroup = 64;
+  static constexpr int kGroupLeaders = 2;
+  void CommitGroup(std::vector<GroupWork*>& group);
+  std::mutex group_mu_;
+  std::condition_variable group_cv_;
+  std::vector<GroupWork*> group_queue_;  // GUARDED_BY(group_mu_)
+  int group_leaders_ = 0;                // GUARDED_BY(group_mu_)
+
   // Runs `fn(sql::Tx&)`, which returns a Status or a Result<T>, in one transaction that
   // commits when it is OK.
   template <typename Fn>
