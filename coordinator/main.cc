@@ -45,7 +45,7 @@ struct ServeFlags {
   std::string retry_schedule = "15s,30s,1m,2m,5m,10m,20m,40m,1h,2h";
   std::string retry_jitter = "30s";
   std::string call_timeout = "60s";
-  std::string poll_interval = "25ms";
+  std::string poll_interval = "1s";
   std::string lease = "10s";
   std::string drain_timeout = "10s";
   int max_in_flight = 64;
@@ -284,6 +284,9 @@ int Serve(const ServeFlags& f, bool dev) {
   exec.events = &intake;
   executor::Executor executor(io, blocking, *store, clock, *transport, exec);
   wake_target = &executor;
+  // Other coordinators on the database announce the work they make due (PostgreSQL NOTIFY):
+  // an idle executor needs no short poll to find it.
+  std::unique_ptr<store::WorkWatch> watch = store->WatchForWork([&executor] { executor.Wake(); });
   intake::CronTicker cron(intake, clock);
 
   api::ApiOptions api_options;
@@ -395,7 +398,9 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
   app.add_option("--call-timeout", f.call_timeout, "Deadline of one call to a host")
       ->capture_default_str();
   app.add_option("--poll-interval", f.poll_interval,
-                 "How often an idle coordinator looks for due work")
+                 "The longest an idle coordinator waits before looking for due work again "
+                 "(it looks at once for events it accepts, for work other coordinators "
+                 "announce on PostgreSQL, and when the next sleep, retry or lease is due)")
       ->capture_default_str();
   app.add_option("--lease", f.lease,
                  "How long a claimed call is held without renewal: renewed every third of it "

@@ -170,6 +170,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       co_await ExpireLaneHeads();
       int free = options.max_in_flight - in_flight.load();
       bool full_batch = false;
+      bool claimed_none = false;
       if (free > 0) {
         int want = std::min(free, options.claim_batch);
         auto claimed = co_await Offload([this, want] { return ClaimAndHold(want); });
@@ -179,6 +180,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         } else {
           backoff_on_error = false;
           full_batch = static_cast<int>(claimed->size()) == want;
+          claimed_none = claimed->empty();
           // Stopped while claiming: start no call; ReleaseLeases gives the items back.
           if (stopping) break;
           for (auto& item : *claimed) {
@@ -189,11 +191,33 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       }
       if (full_batch && !stopping && in_flight < options.max_in_flight) continue;
       if (wake_pending && !backoff_on_error) continue;
-      timer.expires_after(backoff_on_error ? std::chrono::milliseconds(1000)
-                                           : options.poll_interval);
+      // Busy (some work claimed, more may come due any moment): look again soon. Idle: wait
+      // for what is known to come (IdleWait).
+      std::chrono::milliseconds wait = std::min(options.poll_interval, kBusyPoll);
+      if (backoff_on_error) {
+        wait = std::chrono::milliseconds(1000);
+      } else if (claimed_none) {
+        wait = co_await IdleWait();
+      }
+      if (wake_pending || stopping) continue;
+      timer.expires_after(wait);
       co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     }
   }
+
+  // How long to wait when a claim found nothing: until the queue's next item becomes visible
+  // (a sleep, a retry, an expiring lease), at most poll_interval; what this coordinator
+  // accepts or frees wakes it earlier (Wake), and so do other coordinators' notifications
+  // where the store has them (Store::WatchForWork).
+  asio::awaitable<std::chrono::milliseconds> IdleWait() {
+    auto next = co_await Offload([this] { return queue.NextVisible(); });
+    if (!next.ok() || !*next) co_return options.poll_interval;
+    const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(**next - clock.Now());
+    // Visible now but not claimed: held back by a limit, or taken by another claimer.
+    if (until <= std::chrono::milliseconds(0)) co_return std::min(options.poll_interval, kBusyPoll);
+    co_return std::min(options.poll_interval, until + std::chrono::milliseconds(1));
+  }
+  static constexpr std::chrono::milliseconds kBusyPoll{25};
 
   // The lease of one claimed item, renewed while its call is in flight.
   struct Heartbeat {

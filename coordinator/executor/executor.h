@@ -81,9 +81,13 @@ class ExecutorObserver {
 std::unique_ptr<HostTransport> MakeHttpTransport(HttpClient& client);
 
 struct ExecutorOptions {
-  int max_in_flight = 64;                       // concurrent host calls per coordinator
-  int claim_batch = 32;                         // items claimed per round trip
-  std::chrono::milliseconds poll_interval{25};  // how often to look for due work when idle
+  int max_in_flight = 64;  // concurrent host calls per coordinator
+  int claim_batch = 32;    // items claimed per round trip
+  // The longest an idle executor waits before it looks for due work again. It looks sooner
+  // when work is known to come: the queue's next due time, Wake (events accepted here), and
+  // other coordinators' notifications (Store::WatchForWork, PostgreSQL); so this bounds only
+  // how late work is found that nothing announced. While busy it looks every 25 ms at most.
+  std::chrono::milliseconds poll_interval{1000};
   std::chrono::milliseconds call_timeout{60'000};
   // Lease on a claimed item, renewed every third of it while the call is in flight: how
   // soon other coordinators take over the calls of one that died.

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -514,6 +515,17 @@ class QueueStore {
   // Fails every lane head whose head_timeout has passed at `now` (recorded in the run as a
   // HeadTimeout error) and moves each lane on. Returns the ids of the runs it failed.
   virtual Result<std::vector<std::string>> ExpireLaneHeads(TimePoint now) = 0;
+  // When the queue's earliest item becomes visible (due, or its lease expires), if it holds
+  // any: how long an idle executor may wait before claiming again. A time at or before now
+  // means work is visible that the last claim did not take (held back, or locked by another
+  // claimer). The default, for stores that cannot tell: none known.
+  virtual Result<std::optional<TimePoint>> NextVisible() { return std::optional<TimePoint>(); }
+};
+
+// Held while a watch for other coordinators' work is wanted (Store::WatchForWork).
+class WorkWatch {
+ public:
+  virtual ~WorkWatch() = default;
 };
 
 // A sequence lane's state (docs/ordering.md "Sequence lanes").
@@ -670,6 +682,14 @@ class Store : public AppRegistry,
  public:
   // Applies pending migrations (idempotent; safe with several coordinators at once).
   virtual Status Migrate() = 0;
+  // Calls `wake`, on a thread of its own, whenever another process may have made work due
+  // now (it accepted events, resumed waits, gave leases back), until the returned watch is
+  // destroyed; once more after a lost connection to the database is back. Null when the
+  // database cannot tell (SQLite): other processes' work is then found by polling only.
+  virtual std::unique_ptr<WorkWatch> WatchForWork(std::function<void()> wake) {
+    (void)wake;
+    return nullptr;
+  }
 };
 
 struct PostgresOptions {

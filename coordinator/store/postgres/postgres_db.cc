@@ -1,11 +1,14 @@
 // The PostgreSQL backend of the one store: a pool of libpqxx connections, advisory locks,
 // error mapping and migrations. Everything else is in coordinator/store/sql/sql_store.cc.
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
+#include <spdlog/spdlog.h>
 #include <pqxx/pqxx>
 
 #include "coordinator/store/migration.h"
@@ -18,6 +21,9 @@ namespace {
 
 // Keeps concurrent `funcky migrate` / start-ups from applying the same migration twice.
 constexpr int64_t kMigrationLockId = 0x66756e636b79;  // "funcky"
+
+// The channel on which coordinators tell each other that work is due (Tx::AnnounceWork).
+constexpr const char* kWorkChannel = "funcky_work";
 
 class PostgresTx final : public sql::Tx {
  public:
@@ -49,6 +55,12 @@ class PostgresTx final : public sql::Tx {
     w_.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", std::string(key));
   }
 
+  void AnnounceWork() override {
+    // PostgreSQL delivers it at commit, once per transaction however often it is sent.
+    if (!announced_) w_.exec(std::string("NOTIFY ") + kWorkChannel);
+    announced_ = true;
+  }
+
  private:
   pqxx::result Run(std::string_view sql, sql::Params params) {
     // libpq takes every parameter as text (or NULL) and lets the server infer its type.
@@ -78,6 +90,65 @@ class PostgresTx final : public sql::Tx {
 
   pqxx::work& w_;
   const std::function<const std::string&(std::string_view)>& rewrite_;
+  bool announced_ = false;
+};
+
+// Listens on kWorkChannel on a connection of its own, on a thread of its own, and calls
+// `wake` for each notification; reconnects (and wakes, since notifications may have been
+// missed meanwhile) after a lost connection.
+class PostgresWorkWatch final : public WorkWatch {
+ public:
+  PostgresWorkWatch(std::string url, std::function<void()> wake)
+      : url_(std::move(url)), wake_(std::move(wake)), thread_([this] { Listen(); }) {}
+  ~PostgresWorkWatch() override {
+    stopping_ = true;
+    thread_.join();
+  }
+
+ private:
+  class Receiver final : public pqxx::notification_receiver {
+   public:
+    Receiver(pqxx::connection_base& c, const std::function<void()>& wake)
+        : pqxx::notification_receiver(c, kWorkChannel), wake_(wake) {}
+    void operator()(const std::string&, int) override { wake_(); }
+
+   private:
+    const std::function<void()>& wake_;
+  };
+
+  void Listen() {
+    bool lost = false;
+    while (!stopping_) {
+      try {
+        pqxx::connection c(url_);
+        Receiver receiver(c, wake_);
+        c.get_notifs();  // LISTEN is sent by the receiver; flushes it
+        if (lost) {
+          spdlog::info("watching for other coordinators' work again");
+          wake_();  // notifications sent while the connection was down are lost
+        }
+        lost = false;
+        // Wakes at least every 200 ms to see whether it should stop.
+        while (!stopping_) c.await_notification(0, 200'000);
+      } catch (const std::exception& e) {
+        if (!lost) {
+          spdlog::warn(
+              "watching for other coordinators' work failed: {}; polling until it is "
+              "back",
+              e.what());
+        }
+        lost = true;
+        for (int i = 0; i < 5 && !stopping_; ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+      }
+    }
+  }
+
+  const std::string url_;
+  const std::function<void()> wake_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
 };
 
 class PostgresDatabase final : public sql::Database {
@@ -89,6 +160,10 @@ class PostgresDatabase final : public sql::Database {
       PostgresTx tx(w, rewrite_);
       return body(tx);
     });
+  }
+
+  std::unique_ptr<WorkWatch> Watch(std::function<void()> wake) override {
+    return std::make_unique<PostgresWorkWatch>(options_.url, std::move(wake));
   }
 
   Status Migrate() override {

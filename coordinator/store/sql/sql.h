@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "coordinator/store/store.h"
 
 namespace funcky::store::sql {
 
@@ -130,6 +131,10 @@ class Tx {
   // Holds `key` until the transaction ends: transactions that take the same key run one
   // after another (PostgreSQL advisory locks). SQLite runs one transaction at a time anyway.
   virtual void LockKey(std::string_view key) = 0;
+  // Tells the other processes watching the database (Database::Watch) that work is due, when
+  // the transaction commits; many calls in one transaction tell them once. A no-op where no
+  // other process can watch (SQLite).
+  virtual void AnnounceWork() {}
 
   // The first column of the first row as an integer; 0 when there is no row.
   int64_t Count(std::string_view sql, Params params = {});
@@ -146,6 +151,12 @@ class Database {
   virtual Status Transact(const std::function<Status(Tx&)>& body) = 0;
   // Applies pending schema migrations (idempotent; safe with several processes at once).
   virtual Status Migrate() = 0;
+  // Calls `wake` after each committed transaction of another process that called
+  // Tx::AnnounceWork (Store::WatchForWork). Null where that cannot be watched.
+  virtual std::unique_ptr<WorkWatch> Watch(std::function<void()> wake) {
+    (void)wake;
+    return nullptr;
+  }
 };
 
 }  // namespace funcky::store::sql
