@@ -501,7 +501,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
                                                           std::vector<WaitRecord>* waits) {
   const int64_t now_ms = UnixMillis(now);
   const LaneLocks lanes = LanesOf(events);
-  return InTransaction([&](Tx& tx) -> Result<std::vector<IngestedEvent>> {
+  auto ingest = [&](Tx& tx) -> Result<std::vector<IngestedEvent>> {
     LockLanes(tx, lanes);
     LockGates(tx, events);      // flow control (flow_store.h): after the lanes, in one order
     LockDebounces(tx, events);  // then the debounce rows, in one order
@@ -562,7 +562,15 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
       }
     }
     return out;
+  };
+  // Concurrent POSTs share a transaction, with the executor's work of the moment (InGroup).
+  Result<std::vector<IngestedEvent>> ingested = Unavailable("not stored");
+  Status s = InGroup("", Piece::kWrite, [&](Tx& tx) {
+    ingested = ingest(tx);
+    return ingested.status();
   });
+  if (!s.ok()) return s;
+  return ingested;
 }
 
 Result<std::vector<EventRecord>> SqlStore::ListEvents(const EventFilter& filter) {
@@ -734,7 +742,7 @@ Result<RunState> SqlStore::LoadRunState(const std::string& run_id) {
   // Read in one transaction (one snapshot of the run, its event and its steps), shared with
   // the transitions and other loads of the moment (InGroup).
   Result<RunState> loaded = Unavailable("not loaded");
-  Status s = InGroup(run_id, true, [&](Tx& tx) {
+  Status s = InGroup(run_id, Piece::kRead, [&](Tx& tx) {
     loaded = ReadRunState(tx, run_id);
     return loaded.status();
   });
@@ -772,10 +780,6 @@ namespace {
 
 using Kept = std::optional<KeptCall>;
 
-// The lease lost before anything was written: the only failure of ApplyBody after which its
-// transaction may go on (with the other transitions of a group).
-bool WroteNothing(const Status& s) { return s.code() == StatusCode::kAborted; }
-
 // Records `t`, the outcome of the call of `item`, in `tx`; with `keep`, leases the run's next
 // call to the caller when it can (ApplyAndKeep).
 Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64_t now_ms,
@@ -788,6 +792,7 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
                                   {item.id, item.lease_token, UnixMillis(t.retry()->at)})
                             : tx.Exec("DELETE FROM queue WHERE id = $1 AND lease_token = $2",
                                       {item.id, item.lease_token});
+  // Its only kAborted, before any write (Piece::kApply).
   if (owned == 0) return Aborted("lease on queue item " + std::to_string(item.id) + " lost");
 
   Rows run = tx.Query(
@@ -892,14 +897,13 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
 // A piece of work waiting for a group's transaction (InGroup).
 struct SqlStore::GroupWork {
   std::string order;  // rows are locked in this order across a group
-  bool read_only;
+  Piece piece;
   const std::function<Status(Tx&)>& body;
   std::optional<Status> status;  // set by the group that took it
 };
 
-Status SqlStore::InGroup(std::string order, bool read_only,
-                         const std::function<Status(Tx&)>& body) {
-  GroupWork mine{std::move(order), read_only, body, std::nullopt};
+Status SqlStore::InGroup(std::string order, Piece piece, const std::function<Status(Tx&)>& body) {
+  GroupWork mine{std::move(order), piece, body, std::nullopt};
   std::unique_lock lock(group_mu_);
   group_queue_.push_back(&mine);
   // Group commit: whoever finds fewer than kGroupLeaders groups running becomes a leader and
@@ -937,7 +941,9 @@ void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
     for (GroupWork* w : group) {
       Status done = w->body(tx);
       // A failure after a write cannot be undone alone: the whole group rolls back.
-      if (!done.ok() && !w->read_only && !WroteNothing(done)) return done;
+      const bool harmless = w->piece == Piece::kRead ||
+                            (w->piece == Piece::kApply && done.code() == StatusCode::kAborted);
+      if (!done.ok() && !harmless) return done;
       statuses.push_back(std::move(done));
     }
     return Status::Ok();
@@ -957,7 +963,7 @@ Result<std::optional<KeptCall>> SqlStore::ApplyInTx(const QueueItem& item, const
                                                     std::optional<std::chrono::milliseconds> keep) {
   const int64_t now_ms = UnixMillis(now);
   Result<Kept> kept = Unavailable("not applied");
-  Status s = InGroup(item.run_id + "/" + std::to_string(item.id), false, [&](Tx& tx) {
+  Status s = InGroup(item.run_id + "/" + std::to_string(item.id), Piece::kApply, [&](Tx& tx) {
     kept = ApplyBody(tx, item, t, now_ms, keep);
     return kept.status();
   });

@@ -91,14 +91,19 @@ class SqlStore final : public Store {
   // LoadRunState's reads.
   static Result<RunState> ReadRunState(sql::Tx& tx, const std::string& run_id);
 
+  // What a failed piece of a group may have written, so whether its group may go on.
+  enum class Piece {
+    kRead,   // nothing: the group goes on whatever it returns
+    kApply,  // nothing when it fails with kAborted (ApplyBody's lease check comes first)
+    kWrite,  // anything: a failure rolls the group back
+  };
   // Group commit: runs `body` in a transaction shared with the other work submitted at the
   // moment (at most kMaxGroup pieces, kGroupLeaders transactions at once), and returns the
-  // status `body` returned. `order`: the groups' one order of row locks. A body that fails
-  // after writing rolls its group back, and each piece of it is then run alone; so a body
-  // that is not `read_only` must fail before writing (with kAborted) or not at all, and it
-  // may run twice (the second time alone). Used by the executor's hot path: ApplyInTx and
-  // LoadRunState.
-  Status InGroup(std::string order, bool read_only, const std::function<Status(sql::Tx&)>& body);
+  // status `body` returned. `order`: the groups' one order of row locks. A failure after
+  // which the group may not go on (see Piece) rolls it back, and each of its pieces is then
+  // run alone, in a transaction of its own: so a body may run twice and must set its results
+  // anew each time. Used by the hot path: ApplyInTx, LoadRunState and IngestEvents.
+  Status InGroup(std::string order, Piece piece, const std::function<Status(sql::Tx&)>& body);
   struct GroupWork;
   static constexpr size_t kMaxGroup = 64;
   static constexpr int kGroupLeaders = 2;
