@@ -18,7 +18,7 @@ LaneLocks LanesOf(const std::vector<NewEvent>& events) {
   return lanes;
 }
 
-Admission AdmitWithinLimits(std::vector<ClaimCandidate> candidates,
+Admission AdmitWithinLimits(std::vector<ClaimCandidate> candidates, size_t max,
                             const std::function<int64_t(const LimitId&)>& in_flight) {
   // The limits each candidate falls under.
   auto limits_of = [](const ClaimCandidate& c) {
@@ -40,6 +40,7 @@ Admission AdmitWithinLimits(std::vector<ClaimCandidate> candidates,
 
   Admission out;
   for (ClaimCandidate& c : candidates) {
+    if (out.claimed.size() >= max) break;
     std::vector<int64_t*> under;
     bool full = false;
     for (const auto& [id, limit] : limits_of(c)) {

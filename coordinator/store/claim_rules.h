@@ -59,10 +59,11 @@ struct Admission {
   std::vector<int64_t> held;       // queue ids a limit held back
 };
 
-// Admits candidates in order while every limit they fall under has room. `in_flight` is
-// called once per distinct limit, in sorted order, and returns the calls in flight under
-// it; a backend that needs a lock to count takes it there.
-Admission AdmitWithinLimits(std::vector<ClaimCandidate> candidates,
+// Admits candidates in order while every limit they fall under has room, at most `max`
+// of them; the candidates after the `max`-th admitted one are neither admitted nor held.
+// `in_flight` is called once per distinct limit, in sorted order, and returns the calls in
+// flight under it; a backend that needs a lock to count takes it there.
+Admission AdmitWithinLimits(std::vector<ClaimCandidate> candidates, size_t max,
                             const std::function<int64_t(const LimitId&)>& in_flight);
 
 // kNotFound: lane (function_id, key) has no head (no unfinished run).

@@ -1424,6 +1424,25 @@ TEST_P(PriorityTest, AnItemHeldBackByALimitKeepsItsPriorityOrder) {
   EXPECT_EQ(running[0].run_id, plain[1]);
 }
 
+TEST_P(PriorityTest, ABoostedBacklogHeldBackByALimitDoesNotStarveOtherWork) {
+  // app-one (concurrency 1) is busy; 40 boosted calls wait behind it, more than a claim of 5
+  // takes. A plain run of another function, queued after them, is still reached within a
+  // pass over them, though each held call comes back (after kHeldBackMs) ahead of it.
+  auto running = Claim();
+  ASSERT_TRUE(running.empty());
+  StartRun("app-one", 0);
+  ASSERT_EQ(Claim().size(), 1u);
+  for (int i = 0; i < 40; ++i) StartRun("app-one", 600);
+  clock_.Advance(10ms);
+  const std::string other = StartRun("app-plain", 0);
+  bool reached = false;
+  for (int claim = 0; claim < 12 && !reached; ++claim) {
+    clock_.Advance(60ms);
+    for (const QueueItem& item : Claim(5)) reached = reached || item.run_id == other;
+  }
+  EXPECT_TRUE(reached) << "the plain run waited behind calls that could not run";
+}
+
 TEST_P(PriorityTest, PriorityNeverReordersALaneAndMovesOnlyTheHeadsFirstCall) {
   const std::string other = StartRun("app-plain", 0);
   clock_.Advance(1s);

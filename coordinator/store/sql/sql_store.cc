@@ -1,6 +1,7 @@
 #include "coordinator/store/sql/sql_store.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <utility>
@@ -673,49 +674,68 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
           "WHERE lease_token IN @list($1)",
           {ListValue(doubtful), now_ms});
     }
-    std::vector<ClaimCandidate> candidates;
-    for (Row row : tx.Query(
-             "SELECT q.id, q.run_id, q.step_id, q.attempt, q.function_id, q.concurrency_key, "
-             "COALESCE(f.concurrency_limit, 0), COALESCE(f.key_concurrency_limit, 0), q.resume, "
-             "q.concurrency_key2, COALESCE(f.key_concurrency_limit2, 0) "
-             "FROM queue q LEFT JOIN functions f ON f.id = q.function_id "
-             // Due items in the order of their order key (queue_order): the due time, less
-             // a first call's priority. The key is never after the due time, so the
-             // bound on it lets the index scan stop at `now`.
-             "WHERE q.visible_at_ms - q.priority_ms <= $1 AND q.visible_at_ms <= $1 "
-             "ORDER BY q.visible_at_ms - q.priority_ms, q.id LIMIT $2 "
-             "{FOR UPDATE OF q SKIP LOCKED}",
-             {now_ms, max})) {
-      ClaimCandidate c;
-      c.item = {row.Int(0), row.Text(1), row.Text(2), row.Int32(3), token};
-      c.function_id = row.Text(4);
-      c.keys[0] = row.OptText(5);
-      c.function_limit = row.Int32(6);
-      c.key_limits[0] = row.Int32(7);
-      if (!row.Null(8)) c.item.resume = row.JsonCol(8);
-      c.keys[1] = row.OptText(9);
-      c.key_limits[1] = row.Int32(10);
-      candidates.push_back(std::move(c));
+    // Two sets of candidates, each of up to `max` due items (docs/flow-control.md
+    // "priority"): the first in claim order (queue_order: the due time less a first call's
+    // priority; the key is never after the due time, so the bound on it lets the index scan
+    // stop at `now`), the second in due-time order (queue_visible). Items a full limit held
+    // back keep their priority, so they can fill the first set; the second set still reaches
+    // every due item the way the claim did before priority (held items are hidden and come
+    // back behind it), so a boosted backlog behind a limit never starves other work.
+    // Admitted in claim order, at most `max`.
+    std::map<int64_t, std::pair<int64_t, ClaimCandidate>> by_id;  // id -> (order key, item)
+    for (const char* order : {"q.visible_at_ms - q.priority_ms <= $1 AND q.visible_at_ms <= $1 "
+                              "ORDER BY q.visible_at_ms - q.priority_ms, q.id",
+                              "q.visible_at_ms <= $1 ORDER BY q.visible_at_ms, q.id"}) {
+      for (Row row : tx.Query(
+               std::string("SELECT q.id, q.run_id, q.step_id, q.attempt, q.function_id, "
+                           "q.concurrency_key, COALESCE(f.concurrency_limit, 0), "
+                           "COALESCE(f.key_concurrency_limit, 0), q.resume, q.concurrency_key2, "
+                           "COALESCE(f.key_concurrency_limit2, 0), "
+                           "q.visible_at_ms - q.priority_ms "
+                           "FROM queue q LEFT JOIN functions f ON f.id = q.function_id WHERE ") +
+                   order + " LIMIT $2 {FOR UPDATE OF q SKIP LOCKED}",
+               {now_ms, max})) {
+        if (by_id.count(row.Int(0))) continue;
+        ClaimCandidate c;
+        c.item = {row.Int(0), row.Text(1), row.Text(2), row.Int32(3), token};
+        c.function_id = row.Text(4);
+        c.keys[0] = row.OptText(5);
+        c.function_limit = row.Int32(6);
+        c.key_limits[0] = row.Int32(7);
+        if (!row.Null(8)) c.item.resume = row.JsonCol(8);
+        c.keys[1] = row.OptText(9);
+        c.key_limits[1] = row.Int32(10);
+        const int64_t order_key = row.Int(11);
+        by_id.emplace(c.item.id, std::pair{order_key, std::move(c)});
+      }
     }
+    // In claim order: order key, then id (by_id iterates by id, and the sort is stable).
+    std::vector<std::pair<int64_t, ClaimCandidate>> ordered;
+    for (auto& [id, keyed] : by_id) ordered.push_back(std::move(keyed));
+    std::stable_sort(ordered.begin(), ordered.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<ClaimCandidate> candidates;
+    for (auto& [key, c] : ordered) candidates.push_back(std::move(c));
     // Limits hold across coordinators: each limit is counted under a lock (taken in one
     // order), so two claims never admit past it together.
-    Admission admitted = AdmitWithinLimits(std::move(candidates), [&](const LimitId& limit) {
-      if (!limit.key) {
-        tx.LockKey(limit.function_id + "\x1e");
-        return tx.Count(
-            "SELECT count(*) FROM queue WHERE function_id = $1 AND lease_token IS NOT NULL "
-            "AND visible_at_ms > $2",
-            {limit.function_id, now_ms});
-      }
-      // Each keyed limit has locks and a column of its own: a value of one key is no
-      // value of the other.
-      const bool second = limit.slot == 1;
-      tx.LockKey(limit.function_id + (second ? "\x1d" : "\x1f") + *limit.key);
-      return tx.Count(std::string("SELECT count(*) FROM queue WHERE function_id = $1 AND "
-                                  "lease_token IS NOT NULL AND visible_at_ms > $3 AND ") +
-                          (second ? "concurrency_key2" : "concurrency_key") + " = $2",
-                      {limit.function_id, *limit.key, now_ms});
-    });
+    Admission admitted = AdmitWithinLimits(
+        std::move(candidates), static_cast<size_t>(max), [&](const LimitId& limit) {
+          if (!limit.key) {
+            tx.LockKey(limit.function_id + "\x1e");
+            return tx.Count(
+                "SELECT count(*) FROM queue WHERE function_id = $1 AND lease_token IS NOT NULL "
+                "AND visible_at_ms > $2",
+                {limit.function_id, now_ms});
+          }
+          // Each keyed limit has locks and a column of its own: a value of one key is no
+          // value of the other.
+          const bool second = limit.slot == 1;
+          tx.LockKey(limit.function_id + (second ? "\x1d" : "\x1f") + *limit.key);
+          return tx.Count(std::string("SELECT count(*) FROM queue WHERE function_id = $1 AND "
+                                      "lease_token IS NOT NULL AND visible_at_ms > $3 AND ") +
+                              (second ? "concurrency_key2" : "concurrency_key") + " = $2",
+                          {limit.function_id, *limit.key, now_ms});
+        });
     // Throttled first calls that would start too fast wait (flow_store.h).
     for (const auto& [id, at_ms] : PaceStarts(tx, admitted.claimed, now_ms)) {
       tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE id = $1", {id, at_ms});
