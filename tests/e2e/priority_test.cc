@@ -4,6 +4,7 @@
 // same in a lane of data.key; `two-keys` has `concurrency: [{2, data.a}, {3, data.b}]`.
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -100,23 +101,26 @@ TEST_P(PriorityTest, PriorityNeverReordersALane) {
   EXPECT_EQ(WorkOrder(host), (std::vector<std::string>{"1", "2", "3", "4"}));
 }
 
-// `concurrency: [{limit: 2, key: data.a}, {limit: 3, key: data.b}]`: at no time more than 2
-// steps of one `a` or 3 of one `b` run at the host; both limits are reached, so neither is
-// stricter than asked.
-TEST_P(PriorityTest, TwoKeyedLimitsAreEachHeld) {
-  auto c = StartCoordinator();
-  TestHost host(c->url(), dir_);
+// Sends the 12 events of the two-keys test to `coordinators` in turn (a = i % 3, b = i % 2,
+// each step 800 ms) and returns their runs.
+std::vector<std::string> SendTwoKeys(
+    std::vector<const Coordinator*> coordinators,
+    const std::function<std::string(const Coordinator&, const Json&)>& run_of) {
   std::vector<std::string> runs;
   for (int i = 0; i < 12; ++i) {
-    runs.push_back(RunOf(*c, {{"name", "test/two-keys"},
-                              {"data",
-                               {{"a", "a" + std::to_string(i % 3)},
-                                {"b", "b" + std::to_string(i % 2)},
-                                {"delay_ms", 800}}}}));
+    runs.push_back(
+        run_of(*coordinators[i % coordinators.size()], {{"name", "test/two-keys"},
+                                                        {"data",
+                                                         {{"a", "a" + std::to_string(i % 3)},
+                                                          {"b", "b" + std::to_string(i % 2)},
+                                                          {"delay_ms", 800}}}}));
   }
-  for (const std::string& run : runs) {
-    EXPECT_EQ(WaitForRunEnd(c->url(), run, 90s)["status"], "completed") << run;
-  }
+  return runs;
+}
+
+// At no time more than 2 steps of one `a` or 3 of one `b` ran at the host; both limits were
+// reached, so neither is stricter than asked.
+void ExpectTwoKeyedLimitsHeld(const TestHost& host) {
   int max_a = 0, max_b = 0, seen = 0;
   for (const Json& r : host.Records()) {
     if (r["kind"] != "keys_in_flight") continue;
@@ -135,8 +139,39 @@ TEST_P(PriorityTest, TwoKeyedLimitsAreEachHeld) {
   EXPECT_EQ(max_b, 3);
 }
 
+// `concurrency: [{limit: 2, key: data.a}, {limit: 3, key: data.b}]`, each limit held.
+TEST_P(PriorityTest, TwoKeyedLimitsAreEachHeld) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  const auto runs =
+      SendTwoKeys({c.get()}, [&](const Coordinator& to, const Json& e) { return RunOf(to, e); });
+  for (const std::string& run : runs) {
+    EXPECT_EQ(WaitForRunEnd(c->url(), run, 90s)["status"], "completed") << run;
+  }
+  ExpectTwoKeyedLimitsHeld(host);
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, PriorityTest, ::testing::Values("postgres", "sqlite"),
                          [](const auto& info) { return info.param; });
+
+// Two coordinators on one PostgreSQL claim the same function's calls: each keyed limit is
+// counted under a lock of its own, so together they never pass either.
+class TwoKeyedLimitsTwoCoordinatorsTest : public E2eTest {};
+
+TEST_F(TwoKeyedLimitsTwoCoordinatorsTest, BothLimitsHoldAcrossTwoCoordinators) {
+  auto c1 = StartCoordinator();
+  auto c2 = StartCoordinator();
+  TestHost host(c1->url(), dir_);
+  const auto runs = SendTwoKeys({c1.get(), c2.get()}, [&](const Coordinator& to, const Json& e) {
+    auto of = RunsOfEvent(to.url(), Send(to, e));
+    EXPECT_EQ(of.size(), 1u);
+    return of.empty() ? std::string() : of[0];
+  });
+  for (const std::string& run : runs) {
+    EXPECT_EQ(WaitForRunEnd(c1->url(), run, 90s)["status"], "completed") << run;
+  }
+  ExpectTwoKeyedLimitsHeld(host);
+}
 
 }  // namespace
 }  // namespace funcky::testing
