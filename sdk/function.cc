@@ -85,6 +85,7 @@ std::vector<Json> Function::configs(const std::string& app_id, const std::string
     if (!d.timeout.empty()) debounce["timeout"] = d.timeout;
     config["debounce"] = std::move(debounce);
   }
+  if (options_.priority) config["priority"] = {{"run", options_.priority->run}};
   std::vector<Json> out = {std::move(config)};
   if (options_.on_failure) {
     const std::string failure_id = id + "-failure";

@@ -86,6 +86,13 @@ struct Debounce {
   std::string timeout;  // "" = none; else from 1s to 7d
 };
 
+// Inngest's `priority`: `run` is an expression over the event giving whole seconds (-600 to
+// 600); a positive value starts the run's first call ahead of work queued in that many
+// seconds before it, a negative one delays it (docs/flow-control.md "priority").
+struct Priority {
+  std::string run;  // e.g. "event.data.boost_seconds"
+};
+
 struct FunctionOptions {
   std::string id;    // unique within the app; the coordinator sees "<app>-<id>"
   std::string name;  // display name; defaults to id
@@ -99,6 +106,7 @@ struct FunctionOptions {
   std::function<nlohmann::json(Context&)> on_failure;
   std::optional<Throttle> throttle;
   std::optional<Debounce> debounce;
+  std::optional<Priority> priority;
 };
 
 // Thrown by a step or a handler: fail now, do not retry.

@@ -265,6 +265,7 @@ Result<Api::SyncOutcome> Api::SyncApp(const Json& b) {
     record.id = id;
     record.concurrency_limit = flow->function_limit;
     record.key_concurrency_limit = flow->key_limit;
+    record.key_concurrency_limit2 = flow->key_limit2;
     record.app_id = *app_name;
     record.name = fn.contains("name") ? fn["name"].get<std::string>() : id;
     record.config = fn;

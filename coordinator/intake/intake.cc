@@ -49,6 +49,8 @@ Result<store::NewRun> NewRunFor(const std::string& fn, const FunctionSet& set, c
       run.lane_number = keys->lane.lane_sequence;
     }
     run.concurrency_key = std::move(keys->concurrency_key);
+    run.concurrency_key2 = std::move(keys->concurrency_key2);
+    run.priority_s = keys->priority_s;
     run.rate = std::move(keys->rate);
     run.singleton = std::move(keys->singleton);
     run.timeouts = std::move(keys->timeouts);

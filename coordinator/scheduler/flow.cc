@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <set>
 #include <string_view>
 
@@ -28,9 +29,9 @@ Result<std::shared_ptr<const expr::Expression>> KeyExpression(const Json& key,
 // The function config keys Funcky reads (`ordering` is its own extension).
 const std::set<std::string, std::less<>> kKnownOptions = {
     "id",          "name",      "triggers",  "steps",    "cancel",   "concurrency", "ordering",
-    "idempotency", "rateLimit", "singleton", "timeouts", "throttle", "debounce"};
+    "idempotency", "rateLimit", "singleton", "timeouts", "throttle", "debounce",    "priority"};
 // Options of the Inngest SDKs that Funcky does not implement yet.
-const std::set<std::string, std::less<>> kInngestFlowOptions = {"batchEvents", "priority"};
+const std::set<std::string, std::less<>> kInngestFlowOptions = {"batchEvents"};
 
 // A limit as the store keeps it (a 32-bit int): anything larger is refused rather than
 // wrapped (2147483648 would become "unlimited", 4294967297 would become 1).
@@ -170,14 +171,13 @@ Status AddConcurrency(const Json& c, FlowControl& flow) {
     if (flow.lane_key) return InvalidArgument("only one lane key per function");
     flow.lane_key = std::move(key);
     RETURN_IF_ERROR(AddLaneOptions(c, "concurrency", flow));
-  } else {
-    if (flow.limit_key) {
-      return InvalidArgument(
-          "concurrency: two keyed limits are not implemented by Funcky (only one keyed limit "
-          "above 1 per function is enforced)");
-    }
+  } else if (!flow.limit_key) {
     flow.key_limit = limit;
     flow.limit_key = std::move(key);
+  } else {
+    // The array holds at most 2 entries, so this is the second keyed limit; each holds.
+    flow.key_limit2 = limit;
+    flow.limit_key2 = std::move(key);
   }
   return Status::Ok();
 }
@@ -291,6 +291,14 @@ Result<DebounceOption> ParseDebounce(const Json& o) {
   return debounce;
 }
 
+// `priority: {run: "<expr>"}` (docs/flow-control.md "priority").
+Result<std::shared_ptr<const expr::Expression>> ParsePriority(const Json& o) {
+  if (!o.is_object()) return InvalidArgument("priority must be an object {run}");
+  RETURN_IF_ERROR(OnlyKnownKeys(o, "priority", {"run"}));
+  if (!HasOption(o, "run")) return InvalidArgument("priority needs \"run\": an expression");
+  return KeyExpression(o["run"], "priority.run");
+}
+
 // The event's `ts` (Unix ms; intake fills it in when the sender did not), else 0.
 int64_t EventTs(const Json& event) {
   auto ts = event.find("ts");
@@ -311,6 +319,17 @@ bool IsIntegerIn(const Json& v, int64_t lo, int64_t hi) {
     return (lo < 0 || u >= static_cast<uint64_t>(lo)) && hi >= 0 && u <= static_cast<uint64_t>(hi);
   }
   return v.is_number_integer() && v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+}
+
+int64_t PrioritySeconds(const Json& value) {
+  constexpr int64_t kMax = kMaxPrioritySeconds;
+  if (value.is_number_unsigned()) return std::min<uint64_t>(value.get<uint64_t>(), kMax);
+  if (value.is_number_integer()) return std::clamp<int64_t>(value.get<int64_t>(), -kMax, kMax);
+  if (!value.is_number_float()) return 0;
+  const double d = value.get<double>();
+  if (std::isnan(d)) return 0;
+  // Clamped as a double first: a huge or infinite value must not overflow the cast.
+  return static_cast<int64_t>(std::trunc(std::clamp<double>(d, -kMax, kMax)));
 }
 
 Result<FlowControl> ParseFlowControl(const Json& config) {
@@ -420,6 +439,9 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
   if (auto t = config.find("throttle"); t != config.end() && !t->is_null()) {
     ASSIGN_OR_RETURN(flow.throttle, ParseThrottle(*t));
   }
+  if (auto p = config.find("priority"); p != config.end() && !p->is_null()) {
+    ASSIGN_OR_RETURN(flow.priority, ParsePriority(*p));
+  }
   if (auto d = config.find("debounce"); d != config.end() && !d->is_null()) {
     ASSIGN_OR_RETURN(flow.debounce, ParseDebounce(*d));
     if (flow.lane_key) {
@@ -445,6 +467,8 @@ Result<RunKeys> EvaluateKeys(const FlowControl& flow, const Json& event) {
   RunKeys keys;
   const expr::Variables vars{{"event", &event}};
   if (flow.limit_key) keys.concurrency_key = expr::KeyText(flow.limit_key->Evaluate(vars));
+  if (flow.limit_key2) keys.concurrency_key2 = expr::KeyText(flow.limit_key2->Evaluate(vars));
+  if (flow.priority) keys.priority_s = PrioritySeconds(flow.priority->Evaluate(vars));
   if (flow.rate) {
     keys.rate = store::RateGate{flow.rate->reason, GateKey(flow.rate->key, vars), flow.rate->limit,
                                 flow.rate->period};

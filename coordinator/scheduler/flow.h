@@ -11,7 +11,9 @@
 // - `debounce {period, key?, timeout?}`: one run per burst of events of a key;
 // - `timeouts {start?, finish?}`: deadlines after which a run is cancelled;
 // - a function-wide limit on calls in flight: `concurrency: N` or `{limit: N}`;
-// - a per-key limit on calls in flight: `{limit: N, key}` with N > 1 (no order promise);
+// - a per-key limit on calls in flight: `{limit: N, key}` with N > 1 (no order promise),
+//   and a second one with its own key (`concurrency: [{limit, key}, {limit, key}]`);
+// - `priority {run}`: a run's first call moved ahead (or back) in the claim order;
 // - cron triggers and `cancel` (cancel_on) conditions.
 #pragma once
 
@@ -81,6 +83,9 @@ struct DebounceOption {
 inline constexpr std::chrono::milliseconds kMinDebouncePeriod{1000};
 inline constexpr std::chrono::milliseconds kMaxDebouncePeriod{7 * 24 * 3600 * 1000};
 
+// `priority.run` is clamped to this many seconds either way (Inngest's documented range).
+inline constexpr int64_t kMaxPrioritySeconds = 600;
+
 // Bounds of rateLimit.period (Inngest's).
 inline constexpr std::chrono::milliseconds kMinRatePeriod{1000};
 inline constexpr std::chrono::milliseconds kMaxRatePeriod{24 * 3600 * 1000};
@@ -101,6 +106,11 @@ struct FlowControl {
   int function_limit = 0;                          // 0: unlimited
   int key_limit = 0;                               // 0: unlimited
   std::shared_ptr<const expr::Expression> limit_key;
+  // A second keyed limit, held independently of the first; 0 / null: none.
+  int key_limit2 = 0;
+  std::shared_ptr<const expr::Expression> limit_key2;
+  // `priority: {run: "<expr>"}`: null without.
+  std::shared_ptr<const expr::Expression> priority;
   std::optional<RateOption> rate;  // idempotency wins over rateLimit when both are set
   std::optional<SingletonOption> singleton;
   std::optional<store::RunTimeouts> timeouts;
@@ -120,6 +130,9 @@ Result<FlowControl> ParseFlowControl(const nlohmann::json& config);
 struct RunKeys {
   std::optional<std::string> lane_key;  // null: no lane, or the event bypasses it
   std::optional<std::string> concurrency_key;
+  std::optional<std::string> concurrency_key2;  // of the second keyed limit
+  // `priority.run` evaluated (PrioritySeconds): 0 without `priority`.
+  int64_t priority_s = 0;
   LanePlacement lane;  // bypass, and a sequence lane's number
   std::optional<store::RateGate> rate;
   std::optional<store::SingletonGate> singleton;
@@ -127,6 +140,10 @@ struct RunKeys {
   std::optional<store::ThrottleGate> throttle;
   std::optional<store::DebounceGate> debounce;
 };
+// The value of a `priority.run` expression as whole seconds: a number truncated toward zero
+// and clamped to ±kMaxPrioritySeconds; anything else (a string, null, an error) is 0.
+int64_t PrioritySeconds(const nlohmann::json& value);
+
 // kInvalidArgument when the function's lane orders by sequence and the event yields no
 // number (PlaceInLane).
 Result<RunKeys> EvaluateKeys(const FlowControl& flow, const nlohmann::json& event);

@@ -18,34 +18,41 @@ LaneLocks LanesOf(const std::vector<NewEvent>& events) {
   return lanes;
 }
 
-Admission AdmitWithinLimits(
-    std::vector<ClaimCandidate> candidates,
-    const std::function<int64_t(const std::string&, const std::optional<std::string>&)>&
-        in_flight) {
-  // Room left under each limit: (function id, key or none) -> calls that may still start.
-  using LimitId = std::pair<std::string, std::optional<std::string>>;
+Admission AdmitWithinLimits(std::vector<ClaimCandidate> candidates, size_t max,
+                            const std::function<int64_t(const LimitId&)>& in_flight) {
+  // The limits each candidate falls under.
+  auto limits_of = [](const ClaimCandidate& c) {
+    std::vector<std::pair<LimitId, int>> out;
+    if (c.function_limit > 0) out.push_back({{c.function_id, 0, std::nullopt}, c.function_limit});
+    for (int slot = 0; slot < kKeyedLimits; ++slot) {
+      if (c.key_limits[slot] > 0 && c.keys[slot]) {
+        out.push_back({{c.function_id, slot, c.keys[slot]}, c.key_limits[slot]});
+      }
+    }
+    return out;
+  };
+  // Room left under each limit: calls that may still start.
   std::map<LimitId, int64_t> room;
   for (const ClaimCandidate& c : candidates) {
-    if (c.function_limit > 0) room.emplace(LimitId{c.function_id, std::nullopt}, c.function_limit);
-    if (c.key_limit > 0 && c.concurrency_key) {
-      room.emplace(LimitId{c.function_id, c.concurrency_key}, c.key_limit);
-    }
+    for (const auto& [id, limit] : limits_of(c)) room.emplace(id, limit);
   }
-  for (auto& [id, free] : room) free -= in_flight(id.first, id.second);
+  for (auto& [id, free] : room) free -= in_flight(id);
 
   Admission out;
   for (ClaimCandidate& c : candidates) {
-    int64_t* fn_room =
-        c.function_limit > 0 ? &room.at(LimitId{c.function_id, std::nullopt}) : nullptr;
-    int64_t* key_room = c.key_limit > 0 && c.concurrency_key
-                            ? &room.at(LimitId{c.function_id, c.concurrency_key})
-                            : nullptr;
-    if ((fn_room && *fn_room <= 0) || (key_room && *key_room <= 0)) {
+    if (out.claimed.size() >= max) break;
+    std::vector<int64_t*> under;
+    bool full = false;
+    for (const auto& [id, limit] : limits_of(c)) {
+      int64_t* free = &room.at(id);
+      full = full || *free <= 0;
+      under.push_back(free);
+    }
+    if (full) {
       out.held.push_back(c.item.id);
       continue;
     }
-    if (fn_room) --*fn_room;
-    if (key_room) --*key_room;
+    for (int64_t* free : under) --*free;
     out.claimed.push_back(std::move(c.item));
   }
   std::sort(out.claimed.begin(), out.claimed.end(),

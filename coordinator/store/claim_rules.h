@@ -3,6 +3,7 @@
 // the lane operations. Internal to coordinator/store.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -30,13 +31,27 @@ struct LaneOptions {
 using LaneLocks = std::map<std::pair<std::string, std::string>, LaneOptions>;
 LaneLocks LanesOf(const std::vector<NewEvent>& events);
 
+// A function has at most this many keyed concurrency limits (Inngest's array of two).
+inline constexpr int kKeyedLimits = 2;
+
 // A due queue item with what its function's limits need.
 struct ClaimCandidate {
   QueueItem item;
   std::string function_id;
-  std::optional<std::string> concurrency_key;
   int function_limit = 0;  // 0: none
-  int key_limit = 0;       // 0: none (or no key)
+  // The run's value of each keyed limit (queue.concurrency_key, concurrency_key2) and that
+  // limit (functions.key_concurrency_limit, key_concurrency_limit2); 0 or no key: none.
+  std::array<std::optional<std::string>, kKeyedLimits> keys;
+  std::array<int, kKeyedLimits> key_limits{};
+};
+
+// One limit on calls in flight: a function's own (no key), or keyed limit `slot` of the
+// function for one value of its key.
+struct LimitId {
+  std::string function_id;
+  int slot = 0;
+  std::optional<std::string> key;
+  auto operator<=>(const LimitId&) const = default;
 };
 
 struct Admission {
@@ -44,13 +59,12 @@ struct Admission {
   std::vector<int64_t> held;       // queue ids a limit held back
 };
 
-// Admits candidates in order while every limit they fall under has room. `in_flight` is
-// called once per distinct limit, in sorted order (function-wide limits have no key), and
-// returns the calls in flight under it; a backend that needs a lock to count takes it there.
-Admission AdmitWithinLimits(
-    std::vector<ClaimCandidate> candidates,
-    const std::function<int64_t(const std::string& function_id,
-                                const std::optional<std::string>& key)>& in_flight);
+// Admits candidates in order while every limit they fall under has room, at most `max`
+// of them; the candidates after the `max`-th admitted one are neither admitted nor held.
+// `in_flight` is called once per distinct limit, in sorted order, and returns the calls in
+// flight under it; a backend that needs a lock to count takes it there.
+Admission AdmitWithinLimits(std::vector<ClaimCandidate> candidates, size_t max,
+                            const std::function<int64_t(const LimitId&)>& in_flight);
 
 // kNotFound: lane (function_id, key) has no head (no unfinished run).
 Status LaneHasNoHead(const std::string& function_id, const std::string& key);

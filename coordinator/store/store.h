@@ -55,8 +55,9 @@ struct FunctionRecord {
   std::string name;
   Json config;  // the FunctionConfig as synced (docs/protocol.md §2.4)
   // Limits on calls in flight, enforced by Claim across coordinators; 0 = unlimited.
-  int concurrency_limit = 0;      // for the whole function
-  int key_concurrency_limit = 0;  // per concurrency key of a run
+  int concurrency_limit = 0;       // for the whole function
+  int key_concurrency_limit = 0;   // per concurrency key of a run
+  int key_concurrency_limit2 = 0;  // per second concurrency key of a run
   bool archived = false;
   int64_t updated_at_ms = 0;
 };
@@ -175,6 +176,12 @@ struct NewRun {
   std::optional<std::string> lane_key;
   std::optional<std::chrono::milliseconds> head_timeout;  // of the lane, if any
   std::optional<std::string> concurrency_key;             // for key_concurrency_limit
+  std::optional<std::string> concurrency_key2;            // for key_concurrency_limit2
+  // `priority.run` in seconds (from -600 to 600): a positive value orders the run's first
+  // call as if it had been queued that much earlier; a negative one makes it due that much
+  // later. Later calls and retries are not moved. In a lane, it applies when the run
+  // becomes head (docs/flow-control.md "priority").
+  int64_t priority_s = 0;
   // Set (with lane_key) when the lane orders by the producer's numbers.
   std::optional<LaneSequencing> sequencing;
   // The event's number in a sequence lane. Null with `sequencing`: an unnumbered run (a

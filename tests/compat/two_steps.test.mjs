@@ -59,7 +59,8 @@ test('inngest npm SDK: an option Funcky does not implement is refused at sync, n
   const base = coordinator.base;
   const inngest = new Inngest({ id: 'limited-app', isDev: true, baseUrl: base });
   const fn = inngest.createFunction(
-    { id: 'paced', triggers: [{ event: 'demo/paced' }], priority: { run: 'event.data.p' } },
+    { id: 'paced', triggers: [{ event: 'demo/paced' }],
+      concurrency: { limit: 2, key: 'event.data.k', scope: 'account' } },
     async () => 'ran',
   );
   const handler = serve({ client: inngest, functions: [fn] });
@@ -67,7 +68,7 @@ test('inngest npm SDK: an option Funcky does not implement is refused at sync, n
   const put = await fetch(`http://127.0.0.1:${port}/api/inngest`, { method: 'PUT' });
   const text = await put.text();
   assert.notEqual(put.status, 200, text);
-  assert.match(text, /priority is an Inngest flow-control option that Funcky does not implement/);
+  assert.match(text, /concurrency\.scope \\*"account\\*" \(a limit shared across functions\) is not implemented/);
   const fns = await getJson(`${base}/v1/functions`);
   assert.deepEqual(fns.body.data, []);
 });

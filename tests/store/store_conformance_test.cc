@@ -84,12 +84,12 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     ASSERT_THAT(store_->Migrate(), IsOk());
     AppSync sync;
     sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", "sum", 0, 0};
-    sync.functions = {Fn("app-plain"), Fn("app-ordered"), Fn("app-limited", 2),
-                      Fn("app-keyed", 0, 2)};
+    sync.functions = {Fn("app-plain"),       Fn("app-ordered"), Fn("app-limited", 2),
+                      Fn("app-keyed", 0, 2), Fn("app-one", 1),  Fn("app-two-keys", 0, 2, 3)};
     ASSERT_THAT(store_->SyncApp(sync), IsOk());
   }
 
-  static FunctionRecord Fn(std::string id, int limit = 0, int key_limit = 0) {
+  static FunctionRecord Fn(std::string id, int limit = 0, int key_limit = 0, int key_limit2 = 0) {
     FunctionRecord f;
     f.id = std::move(id);
     f.app_id = "app";
@@ -97,6 +97,7 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     f.config = {{"id", f.id}};
     f.concurrency_limit = limit;
     f.key_concurrency_limit = key_limit;
+    f.key_concurrency_limit2 = key_limit2;
     return f;
   }
 
@@ -1429,6 +1430,173 @@ TEST_P(StoreConformance, ThrottledFirstCallsHeldPastTheirSlotsAreStillPacedWhenC
   ASSERT_THAT(items, IsOk());
   EXPECT_TRUE(items->empty());
 }
+// Priority (docs/flow-control.md "priority"): a run's first call is claimed as if queued
+// priority_s seconds earlier (or is due that much later when negative).
+class PriorityTest : public StoreConformance {
+ protected:
+  // Ingests one event starting a run of `function_id`; returns the run id.
+  std::string StartRun(const std::string& function_id, int64_t priority_s,
+                       std::optional<std::string> lane_key = {}) {
+    NewEvent ne = Event("test/priority");
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), function_id, std::move(lane_key)};
+    run.priority_s = priority_s;
+    ne.runs.push_back(run);
+    EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+    return run.run_id;
+  }
+  // The run of the one item a claim of at most one item takes ("" for none).
+  std::string ClaimOne() {
+    auto items = Claim(1);
+    return items.empty() ? "" : items[0].run_id;
+  }
+};
+
+TEST_P(PriorityTest, APositivePriorityClaimsTheFirstCallAheadOfOlderWorkButNotItsRetry) {
+  Runs plain;
+  for (int i = 0; i < 3; ++i) {
+    plain.push_back(StartRun("app-plain", 0));
+    clock_.Advance(1s);
+  }
+  const std::string vip = StartRun("app-plain", 60);  // as if queued 60 s ago
+  auto first = Claim(1);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].run_id, vip);
+  // Its retry is due in 1 s, after the plain runs were queued: it goes after them.
+  ASSERT_THAT(Retry(first[0], 1s), IsOk());
+  clock_.Advance(2s);
+  EXPECT_EQ(ClaimOne(), plain[0]);
+  EXPECT_EQ(ClaimOne(), plain[1]);
+  EXPECT_EQ(ClaimOne(), plain[2]);
+  EXPECT_EQ(ClaimOne(), vip);
+  EXPECT_EQ(ClaimOne(), "");
+}
+
+TEST_P(PriorityTest, ANegativePriorityDelaysTheFirstCall) {
+  const std::string late = StartRun("app-plain", -5);
+  const std::string now = StartRun("app-plain", 0);
+  EXPECT_EQ(ClaimedRuns(), Runs{now});
+  clock_.Advance(4999ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{});
+  EXPECT_EQ(RunStatus(late), kQueued);
+  clock_.Advance(1ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{late});
+}
+
+TEST_P(PriorityTest, AnItemHeldBackByALimitKeepsItsPriorityOrder) {
+  // concurrency 1: the first run takes the slot, the rest are held back at every claim.
+  Runs plain;
+  for (int i = 0; i < 4; ++i) {
+    plain.push_back(StartRun("app-one", 0));
+    clock_.Advance(100ms);
+  }
+  auto running = Claim();
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(running[0].run_id, plain[0]);
+  clock_.Advance(1s);
+  const std::string vip = StartRun("app-one", 30);
+  for (int i = 0; i < 3; ++i) {  // every waiting item, vip too, is held back again
+    clock_.Advance(1s);
+    EXPECT_EQ(ClaimedRuns(), Runs{});
+  }
+  ASSERT_THAT(End(running[0]), IsOk());
+  clock_.Advance(100ms);
+  running = Claim();
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(running[0].run_id, vip) << "the high-priority run starts next";
+  ASSERT_THAT(End(running[0]), IsOk());
+  clock_.Advance(100ms);
+  running = Claim();
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(running[0].run_id, plain[1]);
+}
+
+TEST_P(PriorityTest, ABoostedBacklogHeldBackByALimitDoesNotStarveOtherWork) {
+  // app-one (concurrency 1) is busy; 40 boosted calls wait behind it, more than a claim of 5
+  // takes. A plain run of another function, queued after them, is still reached within a
+  // pass over them, though each held call comes back (after kHeldBackMs) ahead of it.
+  auto running = Claim();
+  ASSERT_TRUE(running.empty());
+  StartRun("app-one", 0);
+  ASSERT_EQ(Claim().size(), 1u);
+  for (int i = 0; i < 40; ++i) StartRun("app-one", 600);
+  clock_.Advance(10ms);
+  const std::string other = StartRun("app-plain", 0);
+  bool reached = false;
+  for (int claim = 0; claim < 12 && !reached; ++claim) {
+    clock_.Advance(60ms);
+    for (const QueueItem& item : Claim(5)) reached = reached || item.run_id == other;
+  }
+  EXPECT_TRUE(reached) << "the plain run waited behind calls that could not run";
+}
+
+TEST_P(PriorityTest, PriorityNeverReordersALaneAndMovesOnlyTheHeadsFirstCall) {
+  const std::string other = StartRun("app-plain", 0);
+  clock_.Advance(1s);
+  const std::string l1 = StartRun("app-ordered", 0, "k");
+  const std::string l2 = StartRun("app-ordered", 0, "k");
+  const std::string l3 = StartRun("app-ordered", 600, "k");  // later, highest priority
+  EXPECT_EQ(ClaimOne(), other);
+  auto head = Claim(1);
+  ASSERT_EQ(head.size(), 1u);
+  EXPECT_EQ(head[0].run_id, l1);
+  ASSERT_THAT(End(head[0]), IsOk());
+  head = Claim(1);
+  ASSERT_EQ(head.size(), 1u);
+  EXPECT_EQ(head[0].run_id, l2) << "a later run of the key never overtakes";
+  // Work of another function queued while l2 holds the lane.
+  const std::string queued = StartRun("app-plain", 0);
+  clock_.Advance(1s);
+  ASSERT_THAT(End(head[0]), IsOk());  // l3 becomes head: its first call takes its priority
+  EXPECT_EQ(ClaimOne(), l3);
+  EXPECT_EQ(ClaimOne(), queued);
+}
+
+TEST_P(PriorityTest, TwoKeyedLimitsAreEachEnforced) {
+  // app-two-keys: at most 2 calls in flight per first key, 3 per second key.
+  auto start = [&](const std::string& a, const std::string& b) {
+    NewEvent ne = Event("test/keys");
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), "app-two-keys"};
+    run.concurrency_key = a;
+    run.concurrency_key2 = b;
+    ne.runs.push_back(run);
+    EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+    clock_.Advance(10ms);
+    return run.run_id;
+  };
+  // "y" is a value of both keys: each key counts its own calls.
+  const std::string r1 = start("a1", "x"), r2 = start("a1", "x"), r3 = start("a1", "x");
+  const std::string r4 = start("a2", "x"), r5 = start("a2", "x"), r6 = start("y", "y");
+  const std::string r7 = start("y", "y");
+  auto sorted = [](Runs runs) {
+    std::sort(runs.begin(), runs.end());
+    return runs;
+  };
+  std::vector<QueueItem> items = Claim();
+  Runs claimed;
+  for (const QueueItem& item : items) claimed.push_back(item.run_id);
+  // r3: a1 full (2); r5: x full (r1, r2, r4); r6 and r7 share "y" on both keys, 2 and 3 allow 2.
+  EXPECT_EQ(sorted(claimed), sorted({r1, r2, r4, r6, r7}));
+  clock_.Advance(1s);
+  EXPECT_EQ(ClaimedRuns(), Runs{});
+  auto item_of = [&](const std::string& run) {
+    return *std::find_if(items.begin(), items.end(),
+                         [&](const QueueItem& i) { return i.run_id == run; });
+  };
+  ASSERT_THAT(End(item_of(r1)), IsOk());  // frees one of a1 and one of x
+  clock_.Advance(100ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{r3});  // r5 still waits: x is full again (r2, r3, r4)
+  clock_.Advance(100ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{});
+  ASSERT_THAT(End(item_of(r4)), IsOk());  // frees a2 and x
+  clock_.Advance(100ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{r5});
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, PriorityTest,
+                         ::testing::Values(Backend{"postgres", OpenPostgres},
+                                           Backend{"sqlite", OpenSqlite}),
+                         [](const auto& info) { return info.param.name; });
+
 // Debounce (docs/flow-control.md "debounce"): one run per burst of events of a key, with
 // the last event, its first call due `period` after the last (at most `timeout` after the
 // first).

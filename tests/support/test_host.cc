@@ -33,6 +33,13 @@
 //   throttled  on test/throttled: throttle 2 per 2s; step "work" records "work" with data.n
 //   throttled-ordered on test/throttled-ordered: as ordered (lane of data.key), with
 //                                 throttle 2 per 2s
+//   prioritized on test/prioritized: concurrency 1, priority data.priority; step "work"
+//                                 records "work" with data.n, then sleeps data.delay_ms
+//   prioritized-ordered on test/prioritized-ordered: the same in a lane of data.key (no
+//                                 concurrency limit)
+//   two-keys   on test/two-keys:  concurrency [{2, data.a}, {3, data.b}]; step "work"
+//                                 records "keys_in_flight" as "<calls of its a>:<of its b>"
+//                                 running at the host, then sleeps data.delay_ms
 //   ticker     (only with --cron SPEC): a cron function that records "tick"
 #include <atomic>
 #include <fstream>
@@ -57,6 +64,8 @@ std::mutex g_mu;
 std::ofstream g_log;
 std::map<std::string, int> g_runs_of_step;  // "run/step" -> executions
 std::atomic<int> g_in_flight{0};            // "limited" steps running now
+std::map<std::string, int> g_in_flight_a;   // "two-keys" steps running now, per data.a
+std::map<std::string, int> g_in_flight_b;   // and per data.b (both guarded by g_mu)
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -315,6 +324,48 @@ int main(int argc, char** argv) {
                                     .ordering = funcky::sdk::Ordering{.key = "event.data.key"},
                                     .throttle = funcky::sdk::Throttle{.limit = 2, .period = "2s"}},
                                    ordered));
+  auto prioritized = [](Context& ctx) {
+    const Json& data = ctx.event["data"];
+    const std::string n = std::to_string(data.value("n", 0));
+    return ctx.step.run("work", [&] {
+      Record("work", ctx.run_id, n);
+      std::this_thread::sleep_for(std::chrono::milliseconds(data.value("delay_ms", 0)));
+      return Json(n);
+    });
+  };
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "prioritized",
+       .triggers = {{.event = "test/prioritized"}},
+       .concurrency = {{.limit = 1}},
+       .priority = funcky::sdk::Priority{.run = "event.data.priority"}},
+      prioritized));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "prioritized-ordered",
+       .triggers = {{.event = "test/prioritized-ordered"}},
+       .ordering = funcky::sdk::Ordering{.key = "event.data.key"},
+       .priority = funcky::sdk::Priority{.run = "event.data.priority"}},
+      prioritized));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "two-keys",
+       .triggers = {{.event = "test/two-keys"}},
+       .concurrency = {{.limit = 2, .key = "event.data.a"}, {.limit = 3, .key = "event.data.b"}}},
+      [](Context& ctx) {
+        const Json& data = ctx.event["data"];
+        const std::string a = data.value("a", ""), b = data.value("b", "");
+        return ctx.step.run("work", [&] {
+          std::string counts;
+          {
+            std::lock_guard lock(g_mu);
+            counts = std::to_string(++g_in_flight_a[a]) + ":" + std::to_string(++g_in_flight_b[b]);
+          }
+          Record("keys_in_flight", ctx.run_id, counts);
+          std::this_thread::sleep_for(std::chrono::milliseconds(data.value("delay_ms", 0)));
+          std::lock_guard lock(g_mu);
+          --g_in_flight_a[a];
+          --g_in_flight_b[b];
+          return Json(counts);
+        });
+      }));
   if (!cron.empty()) {
     functions.push_back(funcky::sdk::create_function(
         {.id = "ticker", .triggers = {{.cron = cron}}}, [](Context& ctx) {

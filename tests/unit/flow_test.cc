@@ -375,7 +375,12 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
       {R"({"throttle":[1]})", "throttle must be an object"},
       {R"({"debounce":{"period":"1s","burst":2}})", "debounce.burst is not implemented"},
       {R"({"batchEvents":{"maxSize":2,"timeout":"1s"}})", "batchEvents is an Inngest"},
-      {R"({"priority":{"run":"1"}})", "priority is an Inngest flow-control option"},
+      {R"({"priority":{"run":""}})", "priority.run must be a non-empty expression string"},
+      {R"({"priority":{"run":5}})", "priority.run must be a non-empty expression string"},
+      {R"({"priority":{"run":"event."}})", "priority.run: at 7:"},
+      {R"({"priority":{}})", "priority needs \"run\""},
+      {R"({"priority":"event.data.p"})", "priority must be an object {run}"},
+      {R"({"priority":{"run":"1","factor":2}})", "priority.factor is not implemented by Funcky"},
       // Admission gates: each bad shape is refused naming the field.
       {R"({"idempotency":""})", "idempotency must be a non-empty expression string"},
       {R"({"idempotency":42})", "idempotency must be a non-empty expression string"},
@@ -416,13 +421,86 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
       {R"({"concurrency":{"limit":2,"key":"event.data.a","scope":"account"}})",
        "concurrency.scope \"account\" (a limit shared across functions) is not implemented"},
       {R"({"concurrency":{"limit":2,"scope":"env"}})", "concurrency.scope \"env\""},
-      {R"({"concurrency":[{"limit":5,"key":"event.data.a"},{"limit":3,"key":"event.data.b"}]})",
-       "concurrency: two keyed limits are not implemented by Funcky"},
+      {R"({"concurrency":[{"limit":5,"key":"event.data.a"},{"limit":3,"key":"event.data.b","scope":"env"}]})",
+       "concurrency.scope \"env\""},
   };
   for (const auto& [config, message] : cases) {
     ExpectErrorStartingWith(scheduler::ParseFlowControl(Json::parse(config)).status(), message,
                             config);
   }
+}
+
+// `concurrency: [{limit, key}, {limit, key}]`: both keyed limits are kept, each with its key,
+// and each run carries both values.
+TEST(Flow, TwoKeyedLimitsAreBothKeptAndEachRunCarriesBothKeys) {
+  auto flow = scheduler::ParseFlowControl(Json::parse(
+      R"({"concurrency":[{"limit":5,"key":"event.data.a"},{"limit":3,"key":"event.data.b"}]})"));
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  EXPECT_FALSE(flow->lane_key);
+  EXPECT_EQ(flow->function_limit, 0);
+  EXPECT_EQ(flow->key_limit, 5);
+  EXPECT_EQ(flow->limit_key->source(), "event.data.a");
+  EXPECT_EQ(flow->key_limit2, 3);
+  EXPECT_EQ(flow->limit_key2->source(), "event.data.b");
+  auto keys = scheduler::EvaluateKeys(*flow, {{"data", {{"a", "x"}, {"b", 7}}}});
+  ASSERT_TRUE(keys.ok());
+  EXPECT_EQ(keys->concurrency_key, "x");
+  EXPECT_EQ(keys->concurrency_key2, "7");
+  // A missing field is the empty key, as for one keyed limit.
+  EXPECT_EQ(scheduler::EvaluateKeys(*flow, {{"data", Json::object()}})->concurrency_key2, "");
+  // One keyed limit leaves the second unset.
+  auto one = scheduler::ParseFlowControl(
+      Json::parse(R"({"concurrency":[{"limit":2},{"limit":3,"key":"event.data.b"}]})"));
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->key_limit2, 0);
+  EXPECT_FALSE(scheduler::EvaluateKeys(*one, {{"data", {{"b", 1}}}})->concurrency_key2);
+}
+
+// `priority: {run}`: whole seconds, truncated, clamped to ±600; anything else is 0.
+TEST(Flow, PriorityIsWholeSecondsClampedTo600EitherWay) {
+  auto flow = scheduler::ParseFlowControl(
+      Json::parse(R"({"priority":{"run":"event.data.p"},"concurrency":1})"));
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  ASSERT_TRUE(flow->priority);
+  EXPECT_EQ(flow->priority->source(), "event.data.p");
+  const std::vector<std::pair<Json, int64_t>> cases = {
+      {120, 120},
+      {-30, -30},
+      {0, 0},
+      {2.9, 2},
+      {-2.9, -2},
+      {600, 600},
+      {601, 600},
+      {-601, -600},
+      {1e300, 600},
+      {-1e300, -600},
+      {Json(18446744073709551615ULL), 600},
+      {Json(INT64_MIN), -600},
+      {"120", 0},
+      {true, 0},
+      {nullptr, 0},
+      {Json::array({1}), 0},
+      {Json::object(), 0},
+  };
+  for (const auto& [p, seconds] : cases) {
+    auto keys = scheduler::EvaluateKeys(*flow, {{"data", {{"p", p}}}});
+    ASSERT_TRUE(keys.ok());
+    EXPECT_EQ(keys->priority_s, seconds) << p.dump();
+  }
+  // A missing field, an expression that fails and no priority at all are 0.
+  EXPECT_EQ(scheduler::EvaluateKeys(*flow, {{"data", Json::object()}})->priority_s, 0);
+  auto failing =
+      scheduler::ParseFlowControl(Json::parse(R"({"priority":{"run":"event.data.p.q.r + 1"}})"));
+  ASSERT_TRUE(failing.ok());
+  EXPECT_EQ(scheduler::EvaluateKeys(*failing, {{"data", {{"p", "s"}}}})->priority_s, 0);
+  auto arithmetic =
+      scheduler::ParseFlowControl(Json::parse(R"({"priority":{"run":"event.data.p * 10"}})"));
+  ASSERT_TRUE(arithmetic.ok());
+  EXPECT_EQ(scheduler::EvaluateKeys(*arithmetic, {{"data", {{"p", 7}}}})->priority_s, 70);
+  auto none = scheduler::ParseFlowControl(Json::parse(R"({"priority":null})"));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->priority);
+  EXPECT_EQ(scheduler::EvaluateKeys(*none, {{"data", {{"p", 9}}}})->priority_s, 0);
 }
 
 // Admission gates (docs/flow-control.md): what each option compiles to and the gate each

@@ -366,5 +366,23 @@ TEST(Throttle, TheCppSdkConfigParsesToTheSameThrottle) {
                    .contains("throttle"));
 }
 
+// The C++ SDK's Priority serializes as the npm SDK sends it, which the coordinator parses.
+TEST(Priority, TheCppSdkConfigParsesToTheSamePriority) {
+  auto fn = create_function(
+      {.id = "vip", .triggers = {{.event = "e"}}, .priority = Priority{.run = "event.data.boost"}},
+      [](Context&) { return Json(nullptr); });
+  const Json config = fn.configs("app", "http://h:1/api").at(0);
+  EXPECT_EQ(config["priority"], Json::parse(R"({"run":"event.data.boost"})"));
+  auto flow = scheduler::ParseFlowControl(config);
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  ASSERT_TRUE(flow->priority);
+  EXPECT_EQ(flow->priority->source(), "event.data.boost");
+  EXPECT_FALSE(create_function({.id = "q", .triggers = {{.event = "e"}}},
+                               [](Context&) { return Json(nullptr); })
+                   .configs("app", "http://h:1/api")
+                   .at(0)
+                   .contains("priority"));
+}
+
 }  // namespace
 }  // namespace funcky::sdk

@@ -1,6 +1,7 @@
 #include "coordinator/store/sql/sql_store.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <utility>
@@ -53,7 +54,7 @@ RunRecord ReadRun(const Row& row) {
 
 constexpr const char* kFunctionColumns =
     "f.id, f.app_id, f.name, f.config, f.archived, f.updated_at_ms, f.concurrency_limit, "
-    "f.key_concurrency_limit";
+    "f.key_concurrency_limit, f.key_concurrency_limit2";
 
 FunctionRecord ReadFunction(const Row& row, int offset = 0) {
   FunctionRecord f;
@@ -65,6 +66,7 @@ FunctionRecord ReadFunction(const Row& row, int offset = 0) {
   f.updated_at_ms = row.Int(offset + 5);
   f.concurrency_limit = row.Int32(offset + 6);
   f.key_concurrency_limit = row.Int32(offset + 7);
+  f.key_concurrency_limit2 = row.Int32(offset + 8);
   return f;
 }
 
@@ -101,37 +103,47 @@ std::vector<WaitRecord> ReadWaits(Tx& tx, std::string_view where, sql::Params pa
   return out;
 }
 
-// Queues a call of `run_id` due at `due_ms`; the function and concurrency key are copied
-// from the run so a claim can count calls in flight without a join.
+// Queues a call of `run_id` due at `due_ms`, claimed as if due `ahead_ms` earlier (a first
+// call's priority); the function and concurrency keys are copied from the run so a claim
+// can count calls in flight without a join.
 void EnqueueCall(Tx& tx, const std::string& run_id, std::string_view step_id, int64_t due_ms,
-                 int64_t now_ms, const std::optional<Json>& resume = std::nullopt) {
+                 int64_t now_ms, const std::optional<Json>& resume = std::nullopt,
+                 int64_t ahead_ms = 0) {
   tx.Exec(
       "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, function_id, "
-      "concurrency_key, resume) SELECT $1, $2, 0, $3, $4, function_id, concurrency_key, "
-      "$5::jsonb FROM runs WHERE id = $1",
-      {run_id, step_id, due_ms, now_ms, resume ? JsonValue(*resume) : sql::Value(nullptr)});
+      "concurrency_key, concurrency_key2, resume, priority_ms) SELECT $1, $2, 0, $3, $4, "
+      "function_id, concurrency_key, concurrency_key2, $5::jsonb, $6 FROM runs WHERE id = $1",
+      {run_id, step_id, due_ms, now_ms, resume ? JsonValue(*resume) : sql::Value(nullptr),
+       ahead_ms});
 }
 
-// When the first call of `run_id` is due if it is given now: not before the start slot a
-// throttle gave it at ingest (runs.throttle_slot_ms), so a run that waited behind its lane's
-// head keeps its pace and a later run of the key never overtakes it.
-int64_t FirstCallDue(Tx& tx, const std::string& run_id, int64_t now_ms) {
-  Rows r = tx.Query("SELECT throttle_slot_ms FROM runs WHERE id = $1", {run_id});
-  if (r.empty() || r[0].Null(0)) return now_ms;
-  return std::max(now_ms, r[0].Int(0));
+// Queues the first call of a run given it now, and returns when it is due: not before the
+// start slot a throttle gave it at ingest (`slot`), so a run that waited behind its lane's
+// head keeps its pace and a later run of the key never overtakes it; a negative priority
+// makes it due that much later, a positive one orders it that much earlier in the claim.
+int64_t EnqueueFirstCall(Tx& tx, const std::string& run_id, std::optional<int64_t> slot,
+                         int64_t priority_s, int64_t now_ms) {
+  int64_t due_ms = std::max(now_ms, slot.value_or(now_ms));
+  if (priority_s < 0) due_ms = std::max(due_ms, now_ms - priority_s * 1000);
+  EnqueueCall(tx, run_id, kDiscoveryStepId, due_ms, now_ms, std::nullopt,
+              std::max<int64_t>(priority_s, 0) * 1000);
+  return due_ms;
 }
 
 // Makes `run_id` the head of lane (function_id, key), locked by the caller, and gives it
-// its first call, due at once or at its throttle slot; its head_timeout counts from then.
+// its first call (EnqueueFirstCall); its head_timeout counts from when that call is due.
+// The run's priority applies only now: a lane's order is never changed by it.
 void TakeHead(Tx& tx, const std::string& function_id, const std::string& key,
               const std::string& run_id, int64_t now_ms) {
-  const int64_t due_ms = FirstCallDue(tx, run_id, now_ms);
+  Rows r = tx.Query("SELECT throttle_slot_ms, priority_s FROM runs WHERE id = $1", {run_id});
+  const std::optional<int64_t> slot = r.empty() ? std::nullopt : r[0].OptInt(0);
+  const int64_t priority_s = r.empty() ? 0 : r[0].Int(1);
+  const int64_t due_ms = EnqueueFirstCall(tx, run_id, slot, priority_s, now_ms);
   tx.Exec(
       "UPDATE lanes SET head_run_id = $3, head_since_ms = $4, "
       "head_deadline_ms = $5 + head_timeout_ms, gap_since_ms = NULL "
       "WHERE function_id = $1 AND key = $2",
       {function_id, key, run_id, now_ms, due_ms});
-  EnqueueCall(tx, run_id, kDiscoveryStepId, due_ms, now_ms);
 }
 
 // A sequence lane (locked by the caller) that has no head chooses one:
@@ -315,14 +327,16 @@ void CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
   }
   if (tx.Exec("INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
               "created_at_ms, lane_number, throttle_slot_ms, throttle_key, throttle_interval_us, "
-              "throttle_burst) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11) "
+              "throttle_burst, concurrency_key2, priority_s) "
+              "VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
               "ON CONFLICT DO NOTHING",
               {run.run_id, run.function_id, event_id, run.lane_key, run.concurrency_key, now_ms,
-               number, slot, throttle_key, throttle_interval_us, throttle_burst}) == 0) {
+               number, slot, throttle_key, throttle_interval_us, throttle_burst,
+               run.concurrency_key2, run.priority_s}) == 0) {
     return;
   }
   if (!run.lane_key) {
-    EnqueueCall(tx, run.run_id, kDiscoveryStepId, slot.value_or(now_ms), now_ms);
+    EnqueueFirstCall(tx, run.run_id, slot, run.priority_s, now_ms);
     return;
   }
   // Take the next place in the lane; in acceptance order the run starts now only if the
@@ -446,14 +460,15 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
       for (const auto& f : sync.functions) {
         tx.Exec(
             "INSERT INTO functions (id, app_id, name, config, archived, updated_at_ms, "
-            "concurrency_limit, key_concurrency_limit) "
-            "VALUES ($1, $2, $3, $4::jsonb, false, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET "
-            "name = EXCLUDED.name, config = EXCLUDED.config, archived = false, "
+            "concurrency_limit, key_concurrency_limit, key_concurrency_limit2) "
+            "VALUES ($1, $2, $3, $4::jsonb, false, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE "
+            "SET name = EXCLUDED.name, config = EXCLUDED.config, archived = false, "
             "updated_at_ms = EXCLUDED.updated_at_ms, "
             "concurrency_limit = EXCLUDED.concurrency_limit, "
-            "key_concurrency_limit = EXCLUDED.key_concurrency_limit",
+            "key_concurrency_limit = EXCLUDED.key_concurrency_limit, "
+            "key_concurrency_limit2 = EXCLUDED.key_concurrency_limit2",
             {f.id, app.id, f.name, JsonValue(f.config), app.synced_at_ms, f.concurrency_limit,
-             f.key_concurrency_limit});
+             f.key_concurrency_limit, f.key_concurrency_limit2});
       }
       tx.Exec(
           "UPDATE functions SET archived = true, updated_at_ms = $3 "
@@ -670,33 +685,67 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
           "WHERE lease_token IN @list($1)",
           {ListValue(doubtful), now_ms});
     }
-    std::vector<ClaimCandidate> candidates;
-    for (Row row : tx.Query(
-             "SELECT q.id, q.run_id, q.step_id, q.attempt, q.function_id, q.concurrency_key, "
-             "COALESCE(f.concurrency_limit, 0), COALESCE(f.key_concurrency_limit, 0), q.resume "
-             "FROM queue q LEFT JOIN functions f ON f.id = q.function_id "
-             "WHERE q.visible_at_ms <= $1 ORDER BY q.visible_at_ms, q.id LIMIT $2 "
-             "{FOR UPDATE OF q SKIP LOCKED}",
-             {now_ms, max})) {
-      ClaimCandidate c;
-      c.item = {row.Int(0), row.Text(1), row.Text(2), row.Int32(3), token};
-      c.function_id = row.Text(4);
-      c.concurrency_key = row.OptText(5);
-      c.function_limit = row.Int32(6);
-      c.key_limit = row.Int32(7);
-      if (!row.Null(8)) c.item.resume = row.JsonCol(8);
-      candidates.push_back(std::move(c));
+    // Two sets of candidates, each of up to `max` due items (docs/flow-control.md
+    // "priority"): the first in claim order (queue_order: the due time less a first call's
+    // priority; the key is never after the due time, so the bound on it lets the index scan
+    // stop at `now`), the second in due-time order (queue_visible). Items a full limit held
+    // back keep their priority, so they can fill the first set; the second set still reaches
+    // every due item the way the claim did before priority (held items are hidden and come
+    // back behind it), so a boosted backlog behind a limit never starves other work.
+    // Admitted in claim order, at most `max`.
+    std::map<int64_t, std::pair<int64_t, ClaimCandidate>> by_id;  // id -> (order key, item)
+    for (const char* order : {"q.visible_at_ms - q.priority_ms <= $1 AND q.visible_at_ms <= $1 "
+                              "ORDER BY q.visible_at_ms - q.priority_ms, q.id",
+                              "q.visible_at_ms <= $1 ORDER BY q.visible_at_ms, q.id"}) {
+      for (Row row : tx.Query(
+               std::string("SELECT q.id, q.run_id, q.step_id, q.attempt, q.function_id, "
+                           "q.concurrency_key, COALESCE(f.concurrency_limit, 0), "
+                           "COALESCE(f.key_concurrency_limit, 0), q.resume, q.concurrency_key2, "
+                           "COALESCE(f.key_concurrency_limit2, 0), "
+                           "q.visible_at_ms - q.priority_ms "
+                           "FROM queue q LEFT JOIN functions f ON f.id = q.function_id WHERE ") +
+                   order + " LIMIT $2 {FOR UPDATE OF q SKIP LOCKED}",
+               {now_ms, max})) {
+        if (by_id.count(row.Int(0))) continue;
+        ClaimCandidate c;
+        c.item = {row.Int(0), row.Text(1), row.Text(2), row.Int32(3), token};
+        c.function_id = row.Text(4);
+        c.keys[0] = row.OptText(5);
+        c.function_limit = row.Int32(6);
+        c.key_limits[0] = row.Int32(7);
+        if (!row.Null(8)) c.item.resume = row.JsonCol(8);
+        c.keys[1] = row.OptText(9);
+        c.key_limits[1] = row.Int32(10);
+        const int64_t order_key = row.Int(11);
+        by_id.emplace(c.item.id, std::pair{order_key, std::move(c)});
+      }
     }
+    // In claim order: order key, then id (by_id iterates by id, and the sort is stable).
+    std::vector<std::pair<int64_t, ClaimCandidate>> ordered;
+    for (auto& [id, keyed] : by_id) ordered.push_back(std::move(keyed));
+    std::stable_sort(ordered.begin(), ordered.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<ClaimCandidate> candidates;
+    for (auto& [key, c] : ordered) candidates.push_back(std::move(c));
     // Limits hold across coordinators: each limit is counted under a lock (taken in one
     // order), so two claims never admit past it together.
     Admission admitted = AdmitWithinLimits(
-        std::move(candidates),
-        [&](const std::string& function_id, const std::optional<std::string>& key) {
-          tx.LockKey(function_id + (key ? "\x1f" + *key : std::string("\x1e")));
-          return tx.Count(
-              "SELECT count(*) FROM queue WHERE function_id = $1 AND lease_token IS NOT NULL "
-              "AND visible_at_ms > $3 AND ($2::text IS NULL OR concurrency_key = $2)",
-              {function_id, key, now_ms});
+        std::move(candidates), static_cast<size_t>(max), [&](const LimitId& limit) {
+          if (!limit.key) {
+            tx.LockKey(limit.function_id + "\x1e");
+            return tx.Count(
+                "SELECT count(*) FROM queue WHERE function_id = $1 AND lease_token IS NOT NULL "
+                "AND visible_at_ms > $2",
+                {limit.function_id, now_ms});
+          }
+          // Each keyed limit has locks and a column of its own: a value of one key is no
+          // value of the other.
+          const bool second = limit.slot == 1;
+          tx.LockKey(limit.function_id + (second ? "\x1d" : "\x1f") + *limit.key);
+          return tx.Count(std::string("SELECT count(*) FROM queue WHERE function_id = $1 AND "
+                                      "lease_token IS NOT NULL AND visible_at_ms > $3 AND ") +
+                              (second ? "concurrency_key2" : "concurrency_key") + " = $2",
+                          {limit.function_id, *limit.key, now_ms});
         });
     // Throttled first calls that would start too fast wait (flow_store.h).
     for (const auto& [id, at_ms] : PaceStarts(tx, admitted.claimed, now_ms)) {
@@ -788,7 +837,8 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
   const int64_t owned = t.retry()
                             ? tx.Exec(
                                   "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, "
-                                  "lease_token = NULL WHERE id = $1 AND lease_token = $2",
+                                  "lease_token = NULL, priority_ms = 0 "
+                                  "WHERE id = $1 AND lease_token = $2",
                                   {item.id, item.lease_token, UnixMillis(t.retry()->at)})
                             : tx.Exec("DELETE FROM queue WHERE id = $1 AND lease_token = $2",
                                       {item.id, item.lease_token});
@@ -854,8 +904,9 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
       const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
       Rows added = tx.Query(
           "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, "
-          "function_id, concurrency_key, lease_token, claims) SELECT $1, $2, 0, $3, $4, "
-          "function_id, concurrency_key, $5, 1 FROM runs WHERE id = $1 RETURNING id",
+          "function_id, concurrency_key, concurrency_key2, lease_token, claims) SELECT $1, $2, "
+          "0, $3, $4, function_id, concurrency_key, concurrency_key2, $5, 1 FROM runs "
+          "WHERE id = $1 RETURNING id",
           {item.run_id, n.step_id, now_ms + keep->count(), now_ms, token});
       if (!added.empty()) {
         kept = KeptCall{QueueItem{added[0].Int(0), item.run_id, n.step_id, 0, token},
