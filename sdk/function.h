@@ -34,6 +34,9 @@ struct Trigger {
   std::string expression;  // optional filter over `event`, e.g. "event.data.amount > 100"
   // Or a schedule instead of an event: "[TZ=Europe/Paris ]<min> <hour> <day> <month> <dow>".
   std::string cron;
+  // With `cron`: each tick's run starts up to this much later, at random (e.g. "30s"; less
+  // than the schedule's shortest interval); "" = at the tick.
+  std::string jitter;
 };
 
 // An event that cancels a run of the function: name, and an optional condition over

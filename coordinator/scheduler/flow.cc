@@ -291,6 +291,24 @@ Result<DebounceOption> ParseDebounce(const Json& o) {
   return debounce;
 }
 
+// `{cron, jitter?}` at config path `where`: the jitter a positive duration shorter than the
+// schedule's shortest interval (CronSchedule::ShortestIntervalSeconds), so a tick's run
+// starts before the next tick.
+Result<CronTrigger> ParseCronTrigger(const Json& t, const std::string& where) {
+  auto schedule = CronSchedule::Parse(t["cron"].get<std::string>());
+  if (!schedule.ok()) return InvalidArgument(where + ".cron: " + schedule.status().message());
+  CronTrigger cron{std::move(*schedule)};
+  if (!HasOption(t, "jitter")) return cron;
+  ASSIGN_OR_RETURN(cron.jitter, DurationOption(t["jitter"], where + ".jitter"));
+  const std::chrono::milliseconds interval =
+      std::chrono::seconds(cron.schedule.ShortestIntervalSeconds());
+  if (cron.jitter <= std::chrono::milliseconds(0) || cron.jitter >= interval) {
+    return InvalidArgument(where + ".jitter must be more than 0 and less than the schedule's " +
+                           "shortest interval (" + FormatDuration(interval) + ")");
+  }
+  return cron;
+}
+
 // The event's `ts` (Unix ms; intake fills it in when the sender did not), else 0.
 int64_t EventTs(const Json& event) {
   auto ts = event.find("ts");
@@ -331,22 +349,18 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
     for (size_t i = 0; i < triggers->size(); ++i) {
       const Json& t = (*triggers)[i];
       if (!t.is_object()) continue;
-      RETURN_IF_ERROR(
-          OnlyKnownKeys(t, "triggers[" + std::to_string(i) + "]", {"event", "cron", "expression"}));
+      const std::string where = "triggers[" + std::to_string(i) + "]";
+      RETURN_IF_ERROR(OnlyKnownKeys(t, where, {"event", "cron", "expression", "jitter"}));
       if (auto cron = t.find("cron"); cron != t.end() && cron->is_string()) {
-        auto schedule = CronSchedule::Parse(cron->get<std::string>());
-        if (!schedule.ok()) {
-          return InvalidArgument("triggers[" + std::to_string(i) +
-                                 "].cron: " + schedule.status().message());
-        }
-        flow.crons.push_back(std::move(*schedule));
+        ASSIGN_OR_RETURN(auto trigger, ParseCronTrigger(t, where));
+        flow.crons.push_back(std::move(trigger));
         continue;
       }
+      if (HasOption(t, "jitter")) return InvalidArgument(where + ".jitter needs a cron trigger");
       if (!t.contains("event") || !t["event"].is_string()) continue;
       TriggerFilter filter{t["event"].get<std::string>(), nullptr};
       if (auto e = t.find("expression"); e != t.end() && !e->is_null()) {
-        const std::string where = "triggers[" + std::to_string(i) + "].expression";
-        ASSIGN_OR_RETURN(filter.expression, KeyExpression(*e, where));
+        ASSIGN_OR_RETURN(filter.expression, KeyExpression(*e, where + ".expression"));
       }
       flow.triggers.push_back(std::move(filter));
     }

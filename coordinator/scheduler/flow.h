@@ -12,7 +12,7 @@
 // - `timeouts {start?, finish?}`: deadlines after which a run is cancelled;
 // - a function-wide limit on calls in flight: `concurrency: N` or `{limit: N}`;
 // - a per-key limit on calls in flight: `{limit: N, key}` with N > 1 (no order promise);
-// - cron triggers and `cancel` (cancel_on) conditions.
+// - cron triggers (with their `jitter`) and `cancel` (cancel_on) conditions.
 #pragma once
 
 #include <chrono>
@@ -42,6 +42,13 @@ struct CancelOn {
   std::string event;                                  // name or wildcard pattern
   std::shared_ptr<const expr::Expression> condition;  // over `event` (the run's) and `async`
   std::chrono::milliseconds timeout;                  // after the run started; default 1 year
+};
+
+// `{cron, jitter?}`: a schedule, and how much later than its tick each run may start (each
+// tick's run starts at tick + a random delay in [0, jitter]).
+struct CronTrigger {
+  CronSchedule schedule;
+  std::chrono::milliseconds jitter{0};  // 0: at the tick
 };
 
 // `idempotency: "<expr>"` (limit 1 per 24 h) or `rateLimit: {limit, period, key?}`.
@@ -89,7 +96,7 @@ inline constexpr std::chrono::milliseconds kIdempotencyPeriod{24 * 3600 * 1000};
 
 struct FlowControl {
   std::vector<TriggerFilter> triggers;
-  std::vector<CronSchedule> crons;
+  std::vector<CronTrigger> crons;
   std::vector<CancelOn> cancel;
   std::shared_ptr<const expr::Expression> lane_key;  // null: no lanes
   // Where the lane was asked for, as config paths in messages name it: "ordering" or

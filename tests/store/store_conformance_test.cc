@@ -1319,6 +1319,29 @@ TEST_P(StoreConformance, ThrottleInALaneKeepsTheLaneOrderAndEachRunsSlot) {
   EXPECT_EQ(ClaimedRuns(), Runs{runs[2]});
 }
 
+TEST_P(StoreConformance, AStartTimeHoldsTheFirstCallUntilThenAlsoWhenTheRunBecomesHeadEarlier) {
+  // A cron tick's jitter (NewRun::start_at_ms): run a at once, run b of the lane 3 s later.
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  Runs runs;
+  for (int64_t delay_ms : {0, 3000}) {
+    NewEvent ne = Event("test/lane");
+    NewRun run{NewUlid(now_ms), "app-ordered", "k"};
+    run.start_at_ms = now_ms + delay_ms;
+    runs.push_back(run.run_id);
+    ne.runs.push_back(std::move(run));
+    ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+  }
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].run_id, runs[0]);
+  clock_.Advance(1s);
+  ASSERT_THAT(End(items[0]), IsOk());  // runs[1] is head now; its start is 2 s away
+  clock_.Advance(1999ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{});
+  clock_.Advance(1ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{runs[1]});
+}
+
 TEST_P(StoreConformance, ThrottledFirstCallsHeldPastTheirSlotsAreStillPacedWhenClaimed) {
   // limit 2 per 2 s, 4 runs; nobody claims for 10 s (every coordinator was down): their
   // slots have all passed, yet they start one a second, in order, none dropped.

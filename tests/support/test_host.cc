@@ -33,7 +33,7 @@
 //   throttled  on test/throttled: throttle 2 per 2s; step "work" records "work" with data.n
 //   throttled-ordered on test/throttled-ordered: as ordered (lane of data.key), with
 //                                 throttle 2 per 2s
-//   ticker     (only with --cron SPEC): a cron function that records "tick"
+//   ticker     (only with --cron SPEC [--cron-jitter D]): a cron function that records "tick"
 #include <atomic>
 #include <fstream>
 #include <iostream>
@@ -84,6 +84,8 @@ int main(int argc, char** argv) {
   std::string send_on_start;
   std::string cron;
   app.add_option("--cron", cron, "add the cron function \"ticker\" with this schedule");
+  std::string cron_jitter;
+  app.add_option("--cron-jitter", cron_jitter, "the ticker's jitter (e.g. \"900ms\")");
   app.add_option("--coordinator", client_options.coordinator_url);
   app.add_option("--signing-key", client_options.signing_key);
   app.add_option("--port", server_options.port);
@@ -317,7 +319,7 @@ int main(int argc, char** argv) {
                                    ordered));
   if (!cron.empty()) {
     functions.push_back(funcky::sdk::create_function(
-        {.id = "ticker", .triggers = {{.cron = cron}}}, [](Context& ctx) {
+        {.id = "ticker", .triggers = {{.cron = cron, .jitter = cron_jitter}}}, [](Context& ctx) {
           return ctx.step.run("tick", [&] {
             Record("tick", ctx.run_id, ctx.event["data"]["scheduledAt"]);
             return ctx.event["data"]["scheduledAt"];

@@ -113,8 +113,8 @@ void EnqueueCall(Tx& tx, const std::string& run_id, std::string_view step_id, in
 }
 
 // When the first call of `run_id` is due if it is given now: not before the start slot a
-// throttle gave it at ingest (runs.throttle_slot_ms), so a run that waited behind its lane's
-// head keeps its pace and a later run of the key never overtakes it.
+// throttle gave it at ingest, or its cron jitter's start (runs.throttle_slot_ms), so a run that
+// waited behind its lane's head keeps its pace and a later run of the key never overtakes it.
 int64_t FirstCallDue(Tx& tx, const std::string& run_id, int64_t now_ms) {
   Rows r = tx.Query("SELECT throttle_slot_ms FROM runs WHERE id = $1", {run_id});
   if (r.empty() || r[0].Null(0)) return now_ms;
@@ -313,6 +313,8 @@ void CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
         run.throttle->period.count() * 1000 / std::max<int64_t>(run.throttle->limit, 1);
     throttle_burst = run.throttle->burst;
   }
+  // A start time (cron jitter) is kept in the same column: the first call waits for the later.
+  if (run.start_at_ms) slot = std::max(slot.value_or(*run.start_at_ms), *run.start_at_ms);
   if (tx.Exec("INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
               "created_at_ms, lane_number, throttle_slot_ms, throttle_key, throttle_interval_us, "
               "throttle_burst) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11) "
