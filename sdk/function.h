@@ -84,8 +84,10 @@ struct Concurrency {
 // Inngest's `debounce`: a burst of events of a key runs the function once, with the last
 // event, `period` after it (at most `timeout` after the first); docs/flow-control.md.
 struct Debounce {
-  std::string period;   // e.g. "5s", from 1s to 7d
-  std::string key;      // an expression over the event; "" = one key for the function
+  std::string period;  // e.g. "5s", from 1s to 7d
+  // An expression over the event; "" = one key for the function. With `ordering`, it must be
+  // ordering.key itself (a burst is then one lane key's events).
+  std::string key;
   std::string timeout;  // "" = none; else from 1s to 7d
 };
 

@@ -169,6 +169,7 @@ Status AddConcurrency(const Json& c, FlowControl& flow) {
   if (limit == 1) {
     if (flow.lane_key) return InvalidArgument("only one lane key per function");
     flow.lane_key = std::move(key);
+    flow.lane_key_text = c["key"].get<std::string>();
     RETURN_IF_ERROR(AddLaneOptions(c, "concurrency", flow));
   } else {
     if (flow.limit_key) {
@@ -287,8 +288,38 @@ Result<DebounceOption> ParseDebounce(const Json& o) {
   }
   if (HasOption(o, "key")) {
     ASSIGN_OR_RETURN(debounce.key, KeyExpression(o["key"], "debounce.key"));
+    debounce.key_text = o["key"].get<std::string>();
   }
   return debounce;
+}
+
+// Debounce on a function with a lane keeps the lane's order only when the burst a run takes
+// is one lane key's: the debounce key must be the lane key's expression itself. Then every
+// event that joins a run waiting in its lane has that lane's key, and no run of the key is
+// created while one is pending, so the events of each run all came after those of the runs
+// before it (docs/flow-control.md "debounce in a lane"). A bypass or a sequence lane would
+// let a run's event change its place, and is refused.
+Status CheckDebounceInLane(const FlowControl& flow) {
+  if (!flow.lane_key) return Status::Ok();
+  const std::string lane = "debounce with a lane (" + flow.lane_from + ")";
+  if (flow.debounce->key_text != flow.lane_key_text) {
+    return InvalidArgument(
+        lane + " needs debounce.key to be the lane's key expression (\"" + flow.lane_key_text +
+        "\"), so that a burst is one lane key's " + "events; it is " +
+        (flow.debounce->key_text.empty() ? std::string("missing")
+                                         : "\"" + flow.debounce->key_text + "\""));
+  }
+  if (flow.bypass) {
+    return InvalidArgument(lane + " and " + flow.lane_from +
+                           ".bypass is not implemented by Funcky (a bypassing event could "
+                           "replace the event of a run in the lane); remove one of them");
+  }
+  if (flow.sequence) {
+    return InvalidArgument(lane + " and " + flow.lane_from +
+                           ".sequence is not implemented by Funcky (a debounced run's number "
+                           "would change with its event); remove one of them");
+  }
+  return Status::Ok();
 }
 
 // `{cron, jitter?}` at config path `where`: the jitter a positive duration shorter than the
@@ -402,6 +433,7 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
         *o, "ordering",
         {"key", "head_timeout", "bypass", "sequence", "gap_timeout", "start", "stale"}));
     ASSIGN_OR_RETURN(flow.lane_key, KeyExpression((*o)["key"], "ordering.key"));
+    flow.lane_key_text = (*o)["key"].get<std::string>();
     RETURN_IF_ERROR(AddLaneOptions(*o, "ordering", flow));
   }
   if (auto c = config.find("concurrency"); c != config.end() && !c->is_null()) {
@@ -436,10 +468,7 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
   }
   if (auto d = config.find("debounce"); d != config.end() && !d->is_null()) {
     ASSIGN_OR_RETURN(flow.debounce, ParseDebounce(*d));
-    if (flow.lane_key) {
-      return InvalidArgument("debounce with a lane (" + flow.lane_from +
-                             ") is not implemented by Funcky; remove one of them");
-    }
+    RETURN_IF_ERROR(CheckDebounceInLane(flow));
     if (flow.singleton) {
       return InvalidArgument(
           "debounce with singleton is not implemented by Funcky (a pending debounced run "

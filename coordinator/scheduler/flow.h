@@ -8,7 +8,8 @@
 //   `rateLimit {limit, period, key?}`, and `singleton {mode, key?}`;
 // - `throttle {limit, period, burst?, key?}`: run starts paced per key (not a gate: every
 //   run is created, its first call due at its slot);
-// - `debounce {period, key?, timeout?}`: one run per burst of events of a key;
+// - `debounce {period, key?, timeout?}`: one run per burst of events of a key (with a lane,
+//   the key must be the lane key);
 // - `timeouts {start?, finish?}`: deadlines after which a run is cancelled;
 // - a function-wide limit on calls in flight: `concurrency: N` or `{limit: N}`;
 // - a per-key limit on calls in flight: `{limit: N, key}` with N > 1 (no order promise);
@@ -83,6 +84,7 @@ struct DebounceOption {
   std::chrono::milliseconds period{0};
   std::optional<std::chrono::milliseconds> timeout;
   std::shared_ptr<const expr::Expression> key;  // null: one key for the function
+  std::string key_text;                         // the key expression as configured; "" without
 };
 // Bounds of debounce.period and debounce.timeout (Inngest's).
 inline constexpr std::chrono::milliseconds kMinDebouncePeriod{1000};
@@ -99,6 +101,7 @@ struct FlowControl {
   std::vector<CronTrigger> crons;
   std::vector<CancelOn> cancel;
   std::shared_ptr<const expr::Expression> lane_key;  // null: no lanes
+  std::string lane_key_text;                         // the lane key expression as configured
   // Where the lane was asked for, as config paths in messages name it: "ordering" or
   // "concurrency"; empty without a lane.
   std::string lane_from;

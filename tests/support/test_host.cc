@@ -33,6 +33,9 @@
 //   throttled  on test/throttled: throttle 2 per 2s; step "work" records "work" with data.n
 //   throttled-ordered on test/throttled-ordered: as ordered (lane of data.key), with
 //                                 throttle 2 per 2s
+//   debounced-ordered on test/debounced-ordered: as ordered (lane of data.key, step
+//                                 "apply" records key:seq, then holds data.hold_ms), with
+//                                 debounce 1s keyed by data.key
 //   ticker     (only with --cron SPEC [--cron-jitter D]): a cron function that records "tick"
 #include <atomic>
 #include <fstream>
@@ -175,6 +178,22 @@ int main(int argc, char** argv) {
                                          .gap_timeout = "2s",
                                          .start = 1}},
       ordered));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "debounced-ordered",
+       .triggers = {{.event = "test/debounced-ordered"}},
+       .retries = 1,
+       .ordering = funcky::sdk::Ordering{.key = "event.data.key"},
+       .debounce = funcky::sdk::Debounce{.period = "1s", .key = "event.data.key"}},
+      [](Context& ctx) {
+        const Json& data = ctx.event["data"];
+        const std::string mark =
+            data.value("key", std::string()) + ":" + std::to_string(data.value("seq", 0));
+        return ctx.step.run("apply", [&] {
+          Record("apply", ctx.run_id, mark);
+          std::this_thread::sleep_for(std::chrono::milliseconds(data.value("hold_ms", 0)));
+          return Json(mark);
+        });
+      }));
   functions.push_back(funcky::sdk::create_function(
       {.id = "ordered-timeout",
        .triggers = {{.event = "test/ordered-timeout"}},

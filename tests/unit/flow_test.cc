@@ -599,6 +599,19 @@ TEST(Flow, DebounceCarriesItsPeriodTimeoutKeyAndTheEventsTs) {
           .ok());
 }
 
+TEST(Flow, DebounceInALaneIsKeyedByTheLaneKey) {
+  for (const char* config :
+       {R"({"debounce":{"period":"2s","key":"event.data.a"},"ordering":{"key":"event.data.a"}})",
+        R"({"debounce":{"period":"2s","key":"event.data.a"},)"
+        R"("concurrency":[{"limit":1,"key":"event.data.a"},{"limit":3}]})"}) {
+    auto flow = scheduler::ParseFlowControl(Json::parse(config));
+    ASSERT_TRUE(flow.ok()) << config << ": " << flow.status().ToString();
+    auto keys = scheduler::EvaluateKeys(*flow, {{"data", {{"a", "t-1"}}}});
+    ASSERT_TRUE(keys.ok() && keys->debounce && keys->lane_key);
+    EXPECT_EQ(keys->debounce->key, *keys->lane_key);
+  }
+}
+
 TEST(Flow, BadDebounceConfigsAreRefusedNamingTheOption) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {R"({"debounce":"2s"})", "debounce must be an object {period, key?, timeout?}"},
@@ -613,9 +626,15 @@ TEST(Flow, BadDebounceConfigsAreRefusedNamingTheOption) {
       {R"({"debounce":{"period":"2s","key":"event."}})", "debounce.key: at 7: "},
       {R"({"debounce":{"period":"2s","limit":3}})", "debounce.limit is not implemented"},
       {R"({"debounce":{"period":"2s"},"ordering":{"key":"event.data.a"}})",
-       "debounce with a lane (ordering) is not implemented"},
-      {R"({"debounce":{"period":"2s"},"concurrency":{"limit":1,"key":"event.data.a"}})",
-       "debounce with a lane (concurrency) is not implemented"},
+       "debounce with a lane (ordering) needs debounce.key to be the lane's key expression "
+       "(\"event.data.a\"), so that a burst is one lane key's events; it is missing"},
+      {R"({"debounce":{"period":"2s","key":"event.data.b"},"concurrency":{"limit":1,"key":"event.data.a"}})",
+       "debounce with a lane (concurrency) needs debounce.key to be the lane's key expression "
+       "(\"event.data.a\"), so that a burst is one lane key's events; it is \"event.data.b\""},
+      {R"({"debounce":{"period":"2s","key":"event.data.a"},"ordering":{"key":"event.data.a","bypass":"event.data.urgent"}})",
+       "debounce with a lane (ordering) and ordering.bypass is not implemented"},
+      {R"({"debounce":{"period":"2s","key":"event.data.a"},"ordering":{"key":"event.data.a","sequence":"event.data.v","gap_timeout":"1m"}})",
+       "debounce with a lane (ordering) and ordering.sequence is not implemented"},
       {R"({"debounce":{"period":"2s"},"singleton":{"mode":"skip"}})",
        "debounce with singleton is not implemented"},
   };
