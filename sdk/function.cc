@@ -28,7 +28,9 @@ std::vector<Json> Function::configs(const std::string& app_id, const std::string
   Json triggers = Json::array();
   for (const auto& t : options_.triggers) {
     if (!t.cron.empty()) {
-      triggers.push_back({{"cron", t.cron}});
+      Json trigger = {{"cron", t.cron}};
+      if (!t.jitter.empty()) trigger["jitter"] = t.jitter;
+      triggers.push_back(std::move(trigger));
       continue;
     }
     Json trigger = {{"event", t.event}};

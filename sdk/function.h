@@ -34,6 +34,9 @@ struct Trigger {
   std::string expression;  // optional filter over `event`, e.g. "event.data.amount > 100"
   // Or a schedule instead of an event: "[TZ=Europe/Paris ]<min> <hour> <day> <month> <dow>".
   std::string cron;
+  // With `cron`: each tick's run starts up to this much later, at random (e.g. "30s"; less
+  // than the schedule's shortest interval); "" = at the tick.
+  std::string jitter;
 };
 
 // An event that cancels a run of the function: name, and an optional condition over
@@ -81,8 +84,10 @@ struct Concurrency {
 // Inngest's `debounce`: a burst of events of a key runs the function once, with the last
 // event, `period` after it (at most `timeout` after the first); docs/flow-control.md.
 struct Debounce {
-  std::string period;   // e.g. "5s", from 1s to 7d
-  std::string key;      // an expression over the event; "" = one key for the function
+  std::string period;  // e.g. "5s", from 1s to 7d
+  // An expression over the event; "" = one key for the function. With `ordering`, it must be
+  // ordering.key itself (a burst is then one lane key's events).
+  std::string key;
   std::string timeout;  // "" = none; else from 1s to 7d
 };
 

@@ -55,6 +55,7 @@ async function render() {
     if (parts[0] === 'runs' && parts[1]) await renderRun(decodeURIComponent(parts[1]));
     else if (parts[0] === 'events' && parts[1]) await renderEvent(decodeURIComponent(parts[1]));
     else if (parts[0] === 'events') await renderEvents(params);
+    else if (parts[0] === 'functions' && parts[1]) await renderFunction(decodeURIComponent(parts[1]));
     else if (parts[0] === 'functions') await renderFunctions();
     else if (parts[0] === 'lanes') await renderLanes(params);
     else await renderRuns(params);
@@ -225,15 +226,132 @@ async function renderEvent(id) {
     <h2>Payload</h2>${json(e.payload)}`;
 }
 
+// The parts of a function config that are not flow control: shown on their own.
+const NOT_FLOW = ['id', 'name', 'triggers', 'steps'];
+
+const triggerText = (t) => (t.cron
+  ? `cron ${t.cron}${t.jitter ? ` (each run up to ${t.jitter} after its tick)` : ''}`
+  : `${t.event}${t.expression ? ` if ${t.expression}` : ''}`);
+const triggersText = (c) => (c.triggers || []).map(triggerText).join(', ') || 'invoke only';
+const retriesText = (c) => {
+  const n = c.steps?.step?.retries?.attempts;
+  return n == null ? 'default (4 retries)' : `${n} retr${n === 1 ? 'y' : 'ies'} per step`;
+};
+// Every option of the config that is set, flow control or not yet known to this page.
+const flowOptions = (c) => Object.entries(c || {}).filter(([k, v]) => !NOT_FLOW.includes(k) && v != null);
+
+// The options of a lane besides its key (on `ordering` or on a {limit: 1, key} concurrency).
+function laneWords(o) {
+  const out = [];
+  if (o.sequence) {
+    out.push(`runs start in the order of the producer's number ${o.sequence}, not of arrival`);
+    if (o.gap_timeout) out.push(`a missing number is waited for ${o.gap_timeout}, then given up on`);
+    if (o.start != null) out.push(`a new lane expects number ${o.start} first`);
+    out.push(`a number below the next one is ${o.stale === 'run' ? 'run after the head' : 'skipped'}`);
+  }
+  if (o.head_timeout) out.push(`a run holding its lane longer than ${o.head_timeout} fails and the lane moves on`);
+  if (o.bypass) out.push(`events for which ${o.bypass} is true run at once, outside their lane`);
+  return out;
+}
+
+// An option in words: one sentence a line. Every value is a string to be escaped by the
+// caller; an option this page does not know is shown by its name and JSON.
+function optionWords(name, v) {
+  const per = (key) => (key ? ` per value of ${key}` : '');
+  switch (name) {
+    case 'concurrency':
+      return (Array.isArray(v) ? v : [v]).flatMap((e) => {
+        const c = typeof e === 'number' ? { limit: e } : (e || {});
+        const scope = c.scope && c.scope !== 'fn' ? ` (scope ${c.scope})` : '';
+        if (c.limit === 1 && c.key) {
+          return [`one run at a time per value of ${c.key}, in the order the events arrived (a lane)${scope}`,
+            ...laneWords(c)];
+        }
+        if (!c.limit) return [`no limit on steps in flight${per(c.key)}${scope}`];
+        return [`at most ${c.limit} step${c.limit === 1 ? '' : 's'} in flight${c.key ? per(c.key) : ' for the function'}${scope}`];
+      });
+    case 'ordering':
+      return [`runs of each value of ${v.key} start one after another, each when the one before it has finished`,
+        ...laneWords(v)];
+    case 'rateLimit':
+      return [`at most ${v.limit} run${v.limit === 1 ? '' : 's'} per ${v.period}${per(v.key)}; `
+        + 'events over the limit start no run'];
+    case 'idempotency':
+      return [`one run per value of ${v} per 24 h; later events of a value start no run`];
+    case 'singleton':
+      return [`one active run at a time${per(v.key)}; `
+        + (v.mode === 'cancel' ? 'a new event cancels the active run and starts its own'
+          : 'an event while one is active starts no run')];
+    case 'timeouts':
+      return [v.start && `a run not started within ${v.start} of its event is cancelled`,
+        v.finish && `a run not finished within ${v.finish} of its start is cancelled`].filter(Boolean);
+    case 'throttle':
+      return [`at most ${v.limit} run start${v.limit === 1 ? '' : 's'} per ${v.period}${per(v.key)}, evenly paced; `
+        + 'runs over the limit wait their turn in order (none is dropped)',
+      v.burst ? `after a quiet spell, ${v.burst} more may start at once` : null].filter(Boolean);
+    case 'debounce':
+      return [`one run per burst of events${per(v.key)}, ${v.period} after the last event, with that event`
+        + (v.timeout ? `; at most ${v.timeout} after the burst's first event` : '')];
+    case 'cancel':
+      return (Array.isArray(v) ? v : [v]).map((c) => `a run is cancelled by event ${c?.event}`
+        + (c?.if ? ` if ${c.if}` : '') + (c?.timeout ? ` within ${c.timeout} of its start` : ''));
+    case 'batchEvents':
+      return [`runs take batches of up to ${v.maxSize} events, or what arrived within ${v.timeout}${per(v.key)}`];
+    case 'priority':
+      return [`runs are prioritised by ${v.run}`];
+    default:
+      return [`${name}: ${JSON.stringify(v)}`];
+  }
+}
+
+// The rows of a function's options: each set option, and each cron trigger's jitter.
+function optionRows(c) {
+  const rows = flowOptions(c).map(([k, v]) => {
+    let words;
+    try {
+      words = optionWords(k, v);
+    } catch (e) {
+      words = [`${k}: ${JSON.stringify(v)}`];  // a shape this page did not expect
+    }
+    return { name: k, words, raw: v };
+  });
+  (c.triggers || []).forEach((t, i) => {
+    if (t && t.cron && t.jitter) {
+      rows.push({ name: `triggers[${i}].jitter`, words: [`each run of cron ${t.cron} starts at a random time up to ${t.jitter} after its tick`], raw: t });
+    }
+  });
+  return rows;
+}
+
+async function renderFunction(id) {
+  const { data: functions } = await api('/v1/functions');
+  const f = functions.find((x) => x.id === id);
+  if (!f) {
+    main.innerHTML = `<div class="empty" data-testid="error">No active function ${esc(id)}. <a href="#/functions">All functions</a></div>`;
+    return;
+  }
+  const c = f.config || {};
+  const rows = optionRows(c);
+  main.innerHTML = `<h1>Function <span class="mono">${esc(f.id)}</span></h1>
+    <dl class="meta">
+      <dt>Name</dt><dd>${esc(c.name ?? f.id)}</dd>
+      <dt>App</dt><dd>${esc(f.app_id)}</dd>
+      <dt>Triggers</dt><dd data-testid="triggers">${(c.triggers || []).map((t) => `<div>${esc(triggerText(t))}</div>`).join('') || 'invoke only'}</dd>
+      <dt>Retries</dt><dd>${esc(retriesText(c))}</dd>
+      <dt>Runs</dt><dd><a href="#/runs?function=${enc(f.id)}">Runs of this function</a></dd>
+    </dl>
+    <h2>Flow control</h2>
+    ${rows.length ? `<table data-testid="flow-options"><thead><tr><th>Option</th><th>What it does</th><th>As configured</th></tr></thead>
+      <tbody>${rows.map((r) => `<tr class="option-row" data-option="${esc(r.name)}"><td class="mono">${esc(r.name)}</td>
+        <td>${r.words.map((w) => `<div>${esc(w)}</div>`).join('')}</td><td>${json(r.raw)}</td></tr>`).join('')}</tbody></table>`
+    : '<div class="empty" data-testid="no-options">No flow control: every event starts a run at once.</div>'}
+    <h2>Config</h2>${json(c)}`;
+}
+
 async function renderFunctions() {
   const [functions, apps] = await Promise.all([api('/v1/functions'), api('/v1/apps')]);
-  const triggers = (c) => (c.triggers || []).map((t) => t.cron ? `cron ${t.cron}`
-    : `${t.event}${t.expression ? ` if ${t.expression}` : ''}`).join(', ') || 'invoke only';
   const config = (c) => {
-    const out = {};
-    for (const k of ['ordering', 'concurrency', 'idempotency', 'rateLimit', 'singleton', 'timeouts', 'cancel']) {
-      if (c[k]) out[k] = c[k];
-    }
+    const out = Object.fromEntries(flowOptions(c));
     out.retries = c.steps?.step?.retries?.attempts ?? 'default (4)';
     return out;
   };
@@ -246,8 +364,9 @@ async function renderFunctions() {
         <td>${time(a.synced_at)}</td><td><button data-sync="${esc(a.url)}">Sync</button></td></tr>`).join('')}</tbody></table>` : ''}
     <h2>Functions</h2>
     ${functions.data.length ? `<table data-testid="functions"><thead><tr><th>Function</th><th>App</th><th>Triggers</th><th>Config</th></tr></thead>
-      <tbody>${functions.data.map((f) => `<tr><td><a href="#/runs?function=${enc(f.id)}">${esc(f.id)}</a></td><td>${esc(f.app_id)}</td>
-        <td>${esc(triggers(f.config))}</td><td>${json(config(f.config))}</td></tr>`).join('')}</tbody></table>`
+      <tbody>${functions.data.map((f) => `<tr class="function-row" data-function="${esc(f.id)}"><td><a href="#/functions/${enc(f.id)}">${esc(f.id)}</a>
+        <div><a class="muted" href="#/runs?function=${enc(f.id)}">runs</a></div></td><td>${esc(f.app_id)}</td>
+        <td>${esc(triggersText(f.config || {}))}</td><td>${json(config(f.config || {}))}</td></tr>`).join('')}</tbody></table>`
     : '<div class="empty">No functions yet: start a host, or sync an app by its URL above.</div>'}`;
   const sync = async (url) => {
     const out = document.getElementById('sync-result');

@@ -15,6 +15,9 @@ constexpr int64_t kMaxCatchUpSeconds = 60;
 
 }  // namespace
 
+CronTicker::CronTicker(Intake& intake, const Clock& clock, uint64_t seed)
+    : intake_(intake), clock_(clock), rng_(seed ? seed : std::random_device{}()) {}
+
 void CronTicker::Start() {
   thread_ = std::thread([this] { Loop(); });
 }
@@ -51,14 +54,18 @@ int CronTicker::FireTicks(int64_t after_s, int64_t up_to_s) {
   }
   std::vector<IncomingEvent> ticks;
   for (const auto& [fn_id, flow] : (*set)->flows) {
-    for (const scheduler::CronSchedule& cron : flow.crons) {
+    for (const scheduler::CronTrigger& cron : flow.crons) {
       for (int64_t s = after_s + 1; s <= up_to_s; ++s) {
-        if (!cron.FiresAt(s)) continue;
+        if (!cron.schedule.FiresAt(s)) continue;
         const std::string at = FormatRfc3339(s * 1000);
         IncomingEvent e = intake_.InternalEvent(
-            kScheduledTimer, {{"cron", cron.spec()}, {"scheduledAt", at}, {"fireAt", at}},
+            kScheduledTimer, {{"cron", cron.schedule.spec()}, {"scheduledAt", at}, {"fireAt", at}},
             "cron:" + fn_id + ":" + at);
         e.target_function = fn_id;
+        if (cron.jitter.count() > 0) {
+          std::uniform_int_distribution<int64_t> delay(0, cron.jitter.count());
+          e.start_at_ms = s * 1000 + delay(rng_);
+        }
         ticks.push_back(std::move(e));
       }
     }

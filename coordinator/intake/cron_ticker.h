@@ -1,12 +1,17 @@
 // Starts the runs of cron triggers (docs/protocol.md §8.4). Every coordinator ticks; a tick's
 // event id names the function and the second it fired, so however many coordinators see a
 // tick, it is stored once and starts one run. Ticks missed while no coordinator was up
-// are not made up for.
+// are not made up for. A trigger's `jitter` delays each tick's run by a random amount in
+// [0, jitter]: its first call is due then (a time kept in the store, not a sleep here); the
+// tick's event and its id are those of the tick, so the delay changes nothing about which
+// runs exist, and a tick seen by two coordinators still starts one run (the one stored first,
+// with its delay).
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "common/clock.h"
@@ -16,7 +21,8 @@ namespace funcky::intake {
 
 class CronTicker {
  public:
-  CronTicker(Intake& intake, const Clock& clock) : intake_(intake), clock_(clock) {}
+  // `seed` feeds the jitter delays; 0: a seed from the OS.
+  CronTicker(Intake& intake, const Clock& clock, uint64_t seed = 0);
   ~CronTicker() { Stop(); }
 
   void Start();
@@ -31,6 +37,7 @@ class CronTicker {
 
   Intake& intake_;
   const Clock& clock_;
+  std::mt19937_64 rng_;  // only touched by FireTicks, which the loop (or a test) calls alone
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable wake_;

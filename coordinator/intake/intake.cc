@@ -143,6 +143,7 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
     for (const store::FunctionRecord* fn : targets) {
       if (fn->id == ended_fn) continue;
       auto run = NewRunFor(fn->id, *set, ne.event.payload, now_ms);
+      if (run.ok() && in.target_function) run->start_at_ms = in.start_at_ms;
       if (run.ok()) {
         ne.runs.push_back(std::move(*run));
         continue;

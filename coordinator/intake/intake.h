@@ -40,6 +40,9 @@ struct IncomingEvent {
   std::string internal_id;  // a ULID
   // Start only this function, whatever its triggers (an invocation, a cron tick).
   std::optional<std::string> target_function;
+  // With target_function: the run's first call is due no earlier than this (Unix ms; a cron
+  // tick's jitter).
+  std::optional<int64_t> start_at_ms;
 };
 
 struct IngestResult {

@@ -14,6 +14,23 @@ namespace funcky::scheduler {
 
 namespace {
 
+// The smallest distance between two set bits of a field of N values, counted around its wrap
+// (the last value is followed by the first); 0 when fewer than two are set.
+template <size_t N>
+int SmallestGap(const std::bitset<N>& bits) {
+  int first = -1, previous = -1, smallest = 0;
+  for (int v = 0; v < static_cast<int>(N); ++v) {
+    if (!bits[v]) continue;
+    if (previous >= 0 && (smallest == 0 || v - previous < smallest)) smallest = v - previous;
+    if (first < 0) first = v;
+    previous = v;
+  }
+  if (previous != first && (smallest == 0 || first + static_cast<int>(N) - previous < smallest)) {
+    smallest = first + static_cast<int>(N) - previous;
+  }
+  return smallest;
+}
+
 int64_t BigEndian(const std::string& b, size_t at, int bytes) {
   uint64_t v = 0;
   for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<unsigned char>(b[at + i]);
@@ -195,6 +212,13 @@ Result<CronSchedule> CronSchedule::Parse(std::string_view spec) {
   RETURN_IF_ERROR(ParseField(fields[4], kMonth, s.months_, unused));
   RETURN_IF_ERROR(ParseField(fields[5], kWeekday, s.weekdays_, s.weekdays_restricted_));
   return s;
+}
+
+int64_t CronSchedule::ShortestIntervalSeconds() const {
+  if (int gap = SmallestGap(seconds_); gap > 0) return gap;
+  if (int gap = SmallestGap(minutes_); gap > 0) return int64_t{gap} * 60;
+  if (int gap = SmallestGap(hours_); gap > 0) return int64_t{gap} * 3600;
+  return 86400;
 }
 
 bool CronSchedule::FiresAt(int64_t unix_seconds) const {

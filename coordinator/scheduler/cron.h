@@ -44,6 +44,11 @@ class CronSchedule {
   static Result<CronSchedule> Parse(std::string_view spec);
   // True when the schedule fires at this second.
   bool FiresAt(int64_t unix_seconds) const;
+  // A lower bound of the time between two fire times, in seconds: the smallest gap between
+  // two values of the finest field that takes more than one (seconds, else minutes, else
+  // hours; counted around the field's wrap, e.g. "0,50" seconds gives 10), else one day.
+  // A time zone's daylight-saving shift is not counted.
+  int64_t ShortestIntervalSeconds() const;
   const std::string& spec() const { return spec_; }
 
  private:

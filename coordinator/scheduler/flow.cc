@@ -170,6 +170,7 @@ Status AddConcurrency(const Json& c, FlowControl& flow) {
   if (limit == 1) {
     if (flow.lane_key) return InvalidArgument("only one lane key per function");
     flow.lane_key = std::move(key);
+    flow.lane_key_text = c["key"].get<std::string>();
     RETURN_IF_ERROR(AddLaneOptions(c, "concurrency", flow));
   } else if (!flow.limit_key) {
     flow.key_limit = limit;
@@ -287,6 +288,7 @@ Result<DebounceOption> ParseDebounce(const Json& o) {
   }
   if (HasOption(o, "key")) {
     ASSIGN_OR_RETURN(debounce.key, KeyExpression(o["key"], "debounce.key"));
+    debounce.key_text = o["key"].get<std::string>();
   }
   return debounce;
 }
@@ -297,6 +299,53 @@ Result<std::shared_ptr<const expr::Expression>> ParsePriority(const Json& o) {
   RETURN_IF_ERROR(OnlyKnownKeys(o, "priority", {"run"}));
   if (!HasOption(o, "run")) return InvalidArgument("priority needs \"run\": an expression");
   return KeyExpression(o["run"], "priority.run");
+}
+
+// Debounce on a function with a lane keeps the lane's order only when the burst a run takes
+// is one lane key's: the debounce key must be the lane key's expression itself. Then every
+// event that joins a run waiting in its lane has that lane's key, and no run of the key is
+// created while one is pending, so the events of each run all came after those of the runs
+// before it (docs/flow-control.md "debounce in a lane"). A bypass or a sequence lane would
+// let a run's event change its place, and is refused.
+Status CheckDebounceInLane(const FlowControl& flow) {
+  if (!flow.lane_key) return Status::Ok();
+  const std::string lane = "debounce with a lane (" + flow.lane_from + ")";
+  if (flow.debounce->key_text != flow.lane_key_text) {
+    return InvalidArgument(
+        lane + " needs debounce.key to be the lane's key expression (\"" + flow.lane_key_text +
+        "\"), so that a burst is one lane key's " + "events; it is " +
+        (flow.debounce->key_text.empty() ? std::string("missing")
+                                         : "\"" + flow.debounce->key_text + "\""));
+  }
+  if (flow.bypass) {
+    return InvalidArgument(lane + " and " + flow.lane_from +
+                           ".bypass is not implemented by Funcky (a bypassing event could "
+                           "replace the event of a run in the lane); remove one of them");
+  }
+  if (flow.sequence) {
+    return InvalidArgument(lane + " and " + flow.lane_from +
+                           ".sequence is not implemented by Funcky (a debounced run's number "
+                           "would change with its event); remove one of them");
+  }
+  return Status::Ok();
+}
+
+// `{cron, jitter?}` at config path `where`: the jitter a positive duration shorter than the
+// schedule's shortest interval (CronSchedule::ShortestIntervalSeconds), so a tick's run
+// starts before the next tick.
+Result<CronTrigger> ParseCronTrigger(const Json& t, const std::string& where) {
+  auto schedule = CronSchedule::Parse(t["cron"].get<std::string>());
+  if (!schedule.ok()) return InvalidArgument(where + ".cron: " + schedule.status().message());
+  CronTrigger cron{std::move(*schedule)};
+  if (!HasOption(t, "jitter")) return cron;
+  ASSIGN_OR_RETURN(cron.jitter, DurationOption(t["jitter"], where + ".jitter"));
+  const std::chrono::milliseconds interval =
+      std::chrono::seconds(cron.schedule.ShortestIntervalSeconds());
+  if (cron.jitter <= std::chrono::milliseconds(0) || cron.jitter >= interval) {
+    return InvalidArgument(where + ".jitter must be more than 0 and less than the schedule's " +
+                           "shortest interval (" + FormatDuration(interval) + ")");
+  }
+  return cron;
 }
 
 // The event's `ts` (Unix ms; intake fills it in when the sender did not), else 0.
@@ -350,22 +399,18 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
     for (size_t i = 0; i < triggers->size(); ++i) {
       const Json& t = (*triggers)[i];
       if (!t.is_object()) continue;
-      RETURN_IF_ERROR(
-          OnlyKnownKeys(t, "triggers[" + std::to_string(i) + "]", {"event", "cron", "expression"}));
+      const std::string where = "triggers[" + std::to_string(i) + "]";
+      RETURN_IF_ERROR(OnlyKnownKeys(t, where, {"event", "cron", "expression", "jitter"}));
       if (auto cron = t.find("cron"); cron != t.end() && cron->is_string()) {
-        auto schedule = CronSchedule::Parse(cron->get<std::string>());
-        if (!schedule.ok()) {
-          return InvalidArgument("triggers[" + std::to_string(i) +
-                                 "].cron: " + schedule.status().message());
-        }
-        flow.crons.push_back(std::move(*schedule));
+        ASSIGN_OR_RETURN(auto trigger, ParseCronTrigger(t, where));
+        flow.crons.push_back(std::move(trigger));
         continue;
       }
+      if (HasOption(t, "jitter")) return InvalidArgument(where + ".jitter needs a cron trigger");
       if (!t.contains("event") || !t["event"].is_string()) continue;
       TriggerFilter filter{t["event"].get<std::string>(), nullptr};
       if (auto e = t.find("expression"); e != t.end() && !e->is_null()) {
-        const std::string where = "triggers[" + std::to_string(i) + "].expression";
-        ASSIGN_OR_RETURN(filter.expression, KeyExpression(*e, where));
+        ASSIGN_OR_RETURN(filter.expression, KeyExpression(*e, where + ".expression"));
       }
       flow.triggers.push_back(std::move(filter));
     }
@@ -407,6 +452,7 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
         *o, "ordering",
         {"key", "head_timeout", "bypass", "sequence", "gap_timeout", "start", "stale"}));
     ASSIGN_OR_RETURN(flow.lane_key, KeyExpression((*o)["key"], "ordering.key"));
+    flow.lane_key_text = (*o)["key"].get<std::string>();
     RETURN_IF_ERROR(AddLaneOptions(*o, "ordering", flow));
   }
   if (auto c = config.find("concurrency"); c != config.end() && !c->is_null()) {
@@ -444,10 +490,7 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
   }
   if (auto d = config.find("debounce"); d != config.end() && !d->is_null()) {
     ASSIGN_OR_RETURN(flow.debounce, ParseDebounce(*d));
-    if (flow.lane_key) {
-      return InvalidArgument("debounce with a lane (" + flow.lane_from +
-                             ") is not implemented by Funcky; remove one of them");
-    }
+    RETURN_IF_ERROR(CheckDebounceInLane(flow));
     if (flow.singleton) {
       return InvalidArgument(
           "debounce with singleton is not implemented by Funcky (a pending debounced run "

@@ -8,13 +8,14 @@
 //   `rateLimit {limit, period, key?}`, and `singleton {mode, key?}`;
 // - `throttle {limit, period, burst?, key?}`: run starts paced per key (not a gate: every
 //   run is created, its first call due at its slot);
-// - `debounce {period, key?, timeout?}`: one run per burst of events of a key;
+// - `debounce {period, key?, timeout?}`: one run per burst of events of a key (with a lane,
+//   the key must be the lane key);
 // - `timeouts {start?, finish?}`: deadlines after which a run is cancelled;
 // - a function-wide limit on calls in flight: `concurrency: N` or `{limit: N}`;
 // - a per-key limit on calls in flight: `{limit: N, key}` with N > 1 (no order promise),
 //   and a second one with its own key (`concurrency: [{limit, key}, {limit, key}]`);
 // - `priority {run}`: a run's first call moved ahead (or back) in the claim order;
-// - cron triggers and `cancel` (cancel_on) conditions.
+// - cron triggers (with their `jitter`) and `cancel` (cancel_on) conditions.
 #pragma once
 
 #include <chrono>
@@ -44,6 +45,13 @@ struct CancelOn {
   std::string event;                                  // name or wildcard pattern
   std::shared_ptr<const expr::Expression> condition;  // over `event` (the run's) and `async`
   std::chrono::milliseconds timeout;                  // after the run started; default 1 year
+};
+
+// `{cron, jitter?}`: a schedule, and how much later than its tick each run may start (each
+// tick's run starts at tick + a random delay in [0, jitter]).
+struct CronTrigger {
+  CronSchedule schedule;
+  std::chrono::milliseconds jitter{0};  // 0: at the tick
 };
 
 // `idempotency: "<expr>"` (limit 1 per 24 h) or `rateLimit: {limit, period, key?}`.
@@ -78,6 +86,7 @@ struct DebounceOption {
   std::chrono::milliseconds period{0};
   std::optional<std::chrono::milliseconds> timeout;
   std::shared_ptr<const expr::Expression> key;  // null: one key for the function
+  std::string key_text;                         // the key expression as configured; "" without
 };
 // Bounds of debounce.period and debounce.timeout (Inngest's).
 inline constexpr std::chrono::milliseconds kMinDebouncePeriod{1000};
@@ -94,9 +103,10 @@ inline constexpr std::chrono::milliseconds kIdempotencyPeriod{24 * 3600 * 1000};
 
 struct FlowControl {
   std::vector<TriggerFilter> triggers;
-  std::vector<CronSchedule> crons;
+  std::vector<CronTrigger> crons;
   std::vector<CancelOn> cancel;
   std::shared_ptr<const expr::Expression> lane_key;  // null: no lanes
+  std::string lane_key_text;                         // the lane key expression as configured
   // Where the lane was asked for, as config paths in messages name it: "ordering" or
   // "concurrency"; empty without a lane.
   std::string lane_from;

@@ -197,6 +197,10 @@ struct NewRun {
   std::optional<ThrottleGate> throttle;
   // Debounced (IngestEvents only): the event may join the pending run of its key instead.
   std::optional<DebounceGate> debounce;
+  // The run's first call is due no earlier than this (Unix ms): a cron tick's jitter. Kept
+  // with the run like a throttle's slot (the later of the two holds), so a run that waits
+  // behind its lane's head does not start before it either.
+  std::optional<int64_t> start_at_ms;
 };
 
 // Why an event started no run of a sequence lane.

@@ -199,3 +199,53 @@ test('the event page lists the runs flow control skipped; the functions page sho
     assert.match(await fns.innerText(), /rateLimit/);
     assert.match(await fns.innerText(), /timeouts/);
   });
+
+test('the function page shows each flow-control option in words and as configured, as text only',
+  async () => {
+    const url = 'http://127.0.0.1:2/api';
+    // A key expression that is valid (a string literal) and also HTML: shown, never parsed.
+    const hostile = `event.data.k + '<img src=x onerror="window.__pwned=1"><b id="pwn">x</b>'`;
+    const fn = {
+      id: 'flow-shown', name: 'flow-shown',
+      triggers: [{ event: 'test/flow-shown' }, { cron: '*/5 * * * *', jitter: '30s' }],
+      steps: { step: { id: 'step', name: 'step',
+        runtime: { type: 'http', url: `${url}?fnId=flow-shown` }, retries: { attempts: 2 } } },
+      concurrency: [{ limit: 3 }, { limit: 2, key: hostile }],
+      throttle: { limit: 5, period: '1m', burst: 2, key: 'event.data.tenant' },
+      debounce: { period: '10s', key: 'event.data.user', timeout: '2m' },
+      rateLimit: { limit: 100, period: '1h' },
+      timeouts: { start: '30s', finish: '5m' },
+    };
+    const reg = await fetch(`${base}/fn/register`, {
+      method: 'POST',
+      body: JSON.stringify({ url, appName: 'shown', sdk: 'test:v0', functions: [fn] }),
+    });
+    assert.equal(reg.status, 200, await reg.text());
+    // Another hash than the page's (the last test ended on #/functions), so it renders anew.
+    await page.goto(`${base}/#/functions?after=sync`);
+    const link = page.locator('tr[data-function="flow-shown"] a[href="#/functions/flow-shown"]');
+    await link.waitFor();
+    await link.click();
+    const table = page.locator('table[data-testid="flow-options"]');
+    await table.waitFor();
+    const row = async (name) => page.locator(`tr.option-row[data-option="${name}"]`).innerText();
+    assert.match(await row('concurrency'), /at most 3 steps in flight for the function/);
+    assert.match(await row('concurrency'), /at most 2 steps in flight per value of event\.data\.k \+/);
+    assert.match(await row('throttle'), /at most 5 run starts per 1m per value of event\.data\.tenant/);
+    assert.match(await row('throttle'), /2 more may start at once/);
+    assert.match(await row('throttle'), /"burst": 2/);
+    assert.match(await row('debounce'), /one run per burst of events per value of event\.data\.user, 10s after the last event/);
+    assert.match(await row('debounce'), /at most 2m after the burst's first event/);
+    assert.match(await row('rateLimit'), /at most 100 runs per 1h; events over the limit start no run/);
+    assert.match(await row('timeouts'), /not started within 30s/);
+    assert.match(await row('timeouts'), /not finished within 5m of its start/);
+    assert.match(await row('triggers[1].jitter'), /up to 30s after its tick/);
+    assert.match(await page.locator('[data-testid="triggers"]').innerText(),
+      /cron \*\/5 \* \* \* \* \(each run up to 30s after its tick\)/);
+    // The hostile key is text: the markup shows verbatim, and nothing of it became elements.
+    assert.ok((await row('concurrency')).includes('<img src=x onerror="window.__pwned=1"><b id="pwn">x</b>'));
+    assert.equal(await page.locator('#pwn').count(), 0);
+    assert.equal(await page.locator('main img').count(), 0);
+    assert.equal(await page.evaluate(() => window.__pwned), undefined);
+    await shot('function');
+  });

@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/duration.h"
 #include "tests/support/e2e.h"
 
 namespace funcky::testing {
@@ -191,6 +192,69 @@ TEST_P(DebounceTest, SyncRefusesBadDebounceConfigsNamingTheOption) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, DebounceTest, ::testing::Values("postgres", "sqlite"),
+                         [](const auto& info) { return info.param; });
+
+// Debounce in a lane (docs/flow-control.md "debounce in a lane"), with the C++ test host's
+// debounced-ordered (lane and debounce both keyed by data.key, period 1 s): a burst that
+// comes while the lane's head runs collapses into one run behind it, which starts after the
+// head ends, with the burst's last event; the lane's runs apply in event order, and another
+// key's lane is not held up.
+class DebounceLaneTest : public DebounceTest {};
+
+TEST_P(DebounceLaneTest, ABurstBehindTheHeadIsOneRunAndTheLaneNeverReorders) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  auto ev = [](const std::string& key, int seq, int hold_ms = 0) {
+    return Json{{"name", "test/debounced-ordered"},
+                {"data", {{"key", key}, {"seq", seq}, {"hold_ms", hold_ms}}}};
+  };
+  const std::string a1 = Send(*c, ev("a", 1, 3000));
+  auto a1_runs = RunsOfEvent(c->url(), a1);
+  ASSERT_EQ(a1_runs.size(), 1u);
+  // a:1's run is the head and has started (1 s after its event): a:2 starts a new debounce.
+  ASSERT_EQ(WaitForRunStatus(c->url(), a1_runs[0], {"running", "completed", "failed"})["status"],
+            "running");
+  const std::string a2 = Send(*c, ev("a", 2));
+  const std::string b1 = Send(*c, ev("b", 1));  // another lane
+  std::this_thread::sleep_for(200ms);
+  const std::string a3 = Send(*c, ev("a", 3));
+  std::this_thread::sleep_for(200ms);
+  const std::string a4 = Send(*c, ev("a", 4));
+  auto a4_runs = RunsOfEvent(c->url(), a4);
+  ASSERT_EQ(a4_runs.size(), 1u) << "a:4 joined no run";
+  Json first = WaitForRunEnd(c->url(), a1_runs[0]);
+  Json burst = WaitForRunEnd(c->url(), a4_runs[0]);
+  ASSERT_EQ(first["status"], "completed") << first.dump(2);
+  ASSERT_EQ(burst["status"], "completed") << burst.dump(2);
+  // After the burst ran: a new event of the key is a new run, after it.
+  const std::string a5 = Send(*c, ev("a", 5));
+  auto a5_runs = RunsOfEvent(c->url(), a5);
+  ASSERT_EQ(a5_runs.size(), 1u);
+  ASSERT_EQ(WaitForRunEnd(c->url(), a5_runs[0])["status"], "completed");
+  auto b1_runs = RunsOfEvent(c->url(), b1);
+  ASSERT_EQ(b1_runs.size(), 1u);
+  ASSERT_EQ(WaitForRunEnd(c->url(), b1_runs[0])["status"], "completed");
+
+  // What the host applied, in the order it applied it.
+  std::vector<std::string> lane_a;
+  int64_t b1_applied_ms = 0;
+  for (const Json& r : host.Records()) {
+    if (r["kind"] != "apply") continue;
+    const std::string mark = r["step"];
+    if (mark.rfind("a:", 0) == 0) lane_a.push_back(mark);
+    if (mark == "b:1") b1_applied_ms = r["t_ms"];
+  }
+  EXPECT_EQ(lane_a, (std::vector<std::string>{"a:1", "a:4", "a:5"}));
+  EXPECT_EQ(SkipsOf(*c, a2), std::vector<std::string>{"test-debounced-ordered debounce a"});
+  EXPECT_EQ(SkipsOf(*c, a3), std::vector<std::string>{"test-debounced-ordered debounce a"});
+  EXPECT_EQ(burst["event_id"], a4);
+  // The burst's run waited for the head to end; b's lane did not wait for a's head.
+  EXPECT_GE(*ParseRfc3339(burst["started_at"].get<std::string>()),
+            *ParseRfc3339(first["ended_at"].get<std::string>()));
+  EXPECT_LT(b1_applied_ms, *ParseRfc3339(first["ended_at"].get<std::string>()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, DebounceLaneTest, ::testing::Values("postgres", "sqlite"),
                          [](const auto& info) { return info.param; });
 
 class DebounceTwoCoordinatorsTest : public E2eTest {};

@@ -1,6 +1,7 @@
 // End-to-end tests of the step kinds and triggers with the C++ SDK: sleep,
 // wait_for_event (with `if`, timeout and look-back), send_event, invoke, parallel steps,
 // cancel_on and the cancel API, on_failure and inngest/function.finished, replay, cron.
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <thread>
@@ -306,6 +307,37 @@ TEST_F(DurableTimersTest, CronOnTwoCoordinatorsStartsOneRunPerTick) {
   }
   EXPECT_FALSE(executions.empty()) << "the host ran no tick";
   for (const auto& [tick, n] : executions) EXPECT_EQ(n, 1) << "tick " << tick << " ran twice";
+}
+
+TEST_F(DurableTimersTest, CronJitterStartsEachTicksRunWithinTheJitterAfterItsTick) {
+  auto c = StartCoordinator();
+  // Every second, each run up to 900 ms late: the delays of 8 ticks are spread over that.
+  TestHost host(c->url(), dir_, {"--cron", "* * * * * *", "--cron-jitter", "900ms"});
+  std::this_thread::sleep_for(9500ms);
+  host.Stop();
+
+  std::vector<int64_t> delays;  // run start - tick, ms
+  auto ticks = Http("GET", c->url() + "/v1/events?limit=500&name=inngest/scheduled.timer");
+  ASSERT_EQ(ticks.status, 200) << ticks.raw;
+  for (const Json& e : ticks.body["data"]) {
+    const std::string at = e["payload"]["data"]["scheduledAt"];
+    EXPECT_EQ(e["payload"]["id"], "cron:test-ticker:" + at);  // the tick's id, jitter or not
+    auto detail = Http("GET", c->url() + "/v1/events/" + e["internal_id"].get<std::string>());
+    ASSERT_EQ(detail.body["data"]["runs"].size(), 1u) << "tick " << at;
+    const Json& run = detail.body["data"]["runs"][0];
+    if (run["started_at"].is_null()) continue;  // its delay ran past the host's stop
+    delays.push_back(*ParseRfc3339(run["started_at"].get<std::string>()) - *ParseRfc3339(at));
+  }
+  ASSERT_GE(delays.size(), 6u) << c->Log();
+  std::sort(delays.begin(), delays.end());
+  std::cout << "start delays (ms):";
+  for (int64_t d : delays) std::cout << " " << d;
+  std::cout << "\n";
+  EXPECT_GE(delays.front(), 0);
+  // 900 ms, plus the executor's poll (25 ms) and a loaded machine's scheduling.
+  EXPECT_LE(delays.back(), 900 + 400);
+  // Not all at the tick: with uniform delays, all of 6 below 300 ms has odds (1/3)^6.
+  EXPECT_GT(delays.back(), 300);
 }
 
 }  // namespace

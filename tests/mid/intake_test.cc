@@ -1,12 +1,16 @@
 // Intake against a real SQLite store (tests/mid/harness.h), without an executor: the test
 // plays the executor's part step by step, to put events and waits in an order that a live
 // system only reaches under load or after a crash.
+#include <optional>
+#include <set>
 #include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/duration.h"
 #include "coordinator/executor/transition.h"
+#include "coordinator/intake/cron_ticker.h"
 #include "coordinator/intake/intake.h"
 #include "tests/mid/harness.h"
 #include "tests/support/status_matchers.h"
@@ -104,6 +108,63 @@ TEST_F(IntakeHarness, AnInvokeWaitStoredAfterTheInvokedRunsEndWasAnnouncedResume
   EXPECT_EQ((*resumed)[0].run_id, caller);
   ASSERT_TRUE((*resumed)[0].resume.has_value());
   EXPECT_EQ((*(*resumed)[0].resume)["memo"], store::Json({{"data", {{"doubled", 4}}}}));
+}
+
+// A cron trigger with `jitter`: each tick's run has its first call due at a random time in
+// [tick, tick + jitter] (kept in the store: the test's clock decides when it is claimable),
+// and a second ticker that sees the same tick starts nothing.
+TEST_F(IntakeHarness, CronJitterMakesEachTicksRunDueWithinTheJitterAndATickStartsOneRun) {
+  store::FunctionRecord ticker_fn;
+  ticker_fn.id = "app-ticker";
+  ticker_fn.app_id = "app";
+  ticker_fn.name = "ticker";
+  ticker_fn.config = {
+      {"id", "app-ticker"},
+      {"triggers", {{{"cron", "* * * * *"}, {"jitter", "30s"}}}},
+      {"steps", {{"step", {{"runtime", {{"url", "http://127.0.0.1:1/api?fnId=app-ticker"}}}}}}}};
+  store::AppSync sync;
+  sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", "sum-ticker", 0, 0};
+  sync.functions = {ticker_fn};
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+
+  intake::CronTicker ticker(*intake_, clock_, /*seed=*/42);
+  intake::CronTicker other_coordinator(*intake_, clock_, /*seed=*/7);
+  std::set<int64_t> delays;  // seconds after the tick at which the run's call was claimable
+  int64_t now_s = UnixMillis(clock_.Now()) / 1000;
+  for (int tick = 0; tick < 8; ++tick) {
+    const int64_t tick_s = (now_s / 60 + 1) * 60;
+    clock_.Advance(std::chrono::seconds(tick_s - now_s));
+    now_s = tick_s;
+    ASSERT_EQ(ticker.FireTicks(tick_s - 1, tick_s), 1) << "tick " << tick;
+    EXPECT_EQ(other_coordinator.FireTicks(tick_s - 1, tick_s), 0) << "tick " << tick;
+    std::optional<int64_t> delay;
+    for (int64_t s = 0; s <= 31 && !delay; ++s) {
+      // Leased for longer than the test, so earlier runs are never claimed again.
+      auto claimed = store_->Claim(10, clock_.Now(), 1h);
+      ASSERT_THAT(claimed, IsOk());
+      if (!claimed->empty()) {
+        EXPECT_EQ(claimed->size(), 1u);
+        delay = s;
+      } else {
+        clock_.Advance(1s);
+        ++now_s;
+      }
+    }
+    ASSERT_TRUE(delay) << "tick " << tick << ": no call due within 30 s of the tick";
+    delays.insert(*delay);
+  }
+  // Spread out, not all at the tick (the seed makes this exact, not likely).
+  EXPECT_GE(delays.size(), 4u);
+  EXPECT_GT(*delays.rbegin(), 0);
+  EXPECT_LE(*delays.rbegin(), 30);
+  // One event per tick, whatever the delay: its id names the function and the tick.
+  auto ticks = store_->ListEvents({.name = "inngest/scheduled.timer"});
+  ASSERT_THAT(ticks, IsOk());
+  EXPECT_EQ(ticks->size(), 8u);
+  const int64_t last_tick_s = now_s / 60 * 60;
+  auto last = store_->FindEventById("cron:app-ticker:" + FormatRfc3339(last_tick_s * 1000));
+  ASSERT_THAT(last, IsOk());
+  EXPECT_EQ(last->payload["data"]["scheduledAt"], FormatRfc3339(last_tick_s * 1000));
 }
 
 }  // namespace

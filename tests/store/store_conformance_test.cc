@@ -1406,6 +1406,29 @@ TEST_P(StoreConformance, ThrottleInALaneKeepsTheLaneOrderAndEachRunsSlot) {
   EXPECT_EQ(ClaimedRuns(), Runs{runs[2]});
 }
 
+TEST_P(StoreConformance, AStartTimeHoldsTheFirstCallUntilThenAlsoWhenTheRunBecomesHeadEarlier) {
+  // A cron tick's jitter (NewRun::start_at_ms): run a at once, run b of the lane 3 s later.
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  Runs runs;
+  for (int64_t delay_ms : {0, 3000}) {
+    NewEvent ne = Event("test/lane");
+    NewRun run{NewUlid(now_ms), "app-ordered", "k"};
+    run.start_at_ms = now_ms + delay_ms;
+    runs.push_back(run.run_id);
+    ne.runs.push_back(std::move(run));
+    ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+  }
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].run_id, runs[0]);
+  clock_.Advance(1s);
+  ASSERT_THAT(End(items[0]), IsOk());  // runs[1] is head now; its start is 2 s away
+  clock_.Advance(1999ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{});
+  clock_.Advance(1ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{runs[1]});
+}
+
 TEST_P(StoreConformance, ThrottledFirstCallsHeldPastTheirSlotsAreStillPacedWhenClaimed) {
   // limit 2 per 2 s, 4 runs; nobody claims for 10 s (every coordinator was down): their
   // slots have all passed, yet they start one a second, in order, none dropped.
@@ -1608,11 +1631,14 @@ class DebounceTest : public StoreConformance {
     IngestedEvent result;
   };
   Sent Send(const std::string& key, std::chrono::milliseconds period,
-            std::optional<std::chrono::milliseconds> timeout = {}, std::optional<int64_t> ts = {}) {
+            std::optional<std::chrono::milliseconds> timeout = {}, std::optional<int64_t> ts = {},
+            bool in_lane = false) {
     NewEvent ne = Event("test/debounce");
     const int64_t event_ts = ts.value_or(UnixMillis(clock_.Now()));
     ne.event.payload["ts"] = event_ts;
-    NewRun run{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+    // In a lane: app-ordered, whose lane key is the debounce key (as sync requires).
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), in_lane ? "app-ordered" : "app-plain"};
+    if (in_lane) run.lane_key = key;
     run.debounce = DebounceGate{key, period, timeout, event_ts};
     ne.runs.push_back(run);
     auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
@@ -1635,6 +1661,47 @@ class DebounceTest : public StoreConformance {
     return out;
   }
 };
+
+TEST_P(DebounceTest, InALaneARunWaitingBehindTheHeadTakesTheBurstAndStartsAtItsDueTime) {
+  auto send = [&](const char* key) { return Send(key, 1s, std::nullopt, std::nullopt, true); };
+  const Sent x1 = send("k");  // the lane's head, its first call due in 1 s
+  EXPECT_TRUE(Claim().empty());
+  clock_.Advance(1s);
+  auto head = Claim();
+  ASSERT_EQ(head.size(), 1u);
+  EXPECT_EQ(head[0].run_id, x1.run_id);
+  // x1's run started: x2 starts a new debounce, its run behind the head; x3 and x4 join it
+  // there, each pushing its start back.
+  const Sent x2 = send("k");
+  EXPECT_TRUE(x2.result.debounced.empty());
+  EXPECT_EQ(RunStatus(x2.run_id), kQueued);
+  clock_.Advance(300ms);
+  const Sent x3 = send("k");
+  EXPECT_EQ(x3.result.debounced, std::vector<std::string>{"app-ordered"});
+  clock_.Advance(300ms);
+  const Sent x4 = send("k");
+  EXPECT_EQ(x4.result.debounced, std::vector<std::string>{"app-ordered"});
+  EXPECT_EQ(SkipReasons(x2.event_id), std::vector<std::string>{kSkipDebounce});
+  EXPECT_EQ(SkipReasons(x3.event_id), std::vector<std::string>{kSkipDebounce});
+  // The head ends before the burst's due time (x4 + 1 s): the run waits for it.
+  clock_.Advance(100ms);
+  ASSERT_THAT(End(head[0]), IsOk());
+  clock_.Advance(899ms);
+  EXPECT_EQ(ClaimedRuns(), Runs{});
+  clock_.Advance(1ms);
+  auto next = Claim();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].run_id, x2.run_id);
+  auto run = store_->GetRun(x2.run_id);
+  ASSERT_THAT(run, IsOk());
+  EXPECT_EQ(run->event_id, x4.event_id);  // the burst's last event
+  // A burst that comes while the head runs past its due time starts when the head ends.
+  const Sent y1 = send("k");
+  clock_.Advance(5s);
+  EXPECT_EQ(ClaimedRuns(), Runs{});  // behind its head
+  ASSERT_THAT(End(next[0]), IsOk());
+  EXPECT_EQ(ClaimedRuns(), Runs{y1.run_id});
+}
 
 TEST_P(DebounceTest, ALaterEventReplacesThePendingRunsEventAndPushesItsStartBack) {
   const Sent a1 = Send("a", 2s);

@@ -40,7 +40,10 @@
 //   two-keys   on test/two-keys:  concurrency [{2, data.a}, {3, data.b}]; step "work"
 //                                 records "keys_in_flight" as "<calls of its a>:<of its b>"
 //                                 running at the host, then sleeps data.delay_ms
-//   ticker     (only with --cron SPEC): a cron function that records "tick"
+//   debounced-ordered on test/debounced-ordered: as ordered (lane of data.key, step
+//                                 "apply" records key:seq, then holds data.hold_ms), with
+//                                 debounce 1s keyed by data.key
+//   ticker     (only with --cron SPEC [--cron-jitter D]): a cron function that records "tick"
 #include <atomic>
 #include <fstream>
 #include <iostream>
@@ -93,6 +96,8 @@ int main(int argc, char** argv) {
   std::string send_on_start;
   std::string cron;
   app.add_option("--cron", cron, "add the cron function \"ticker\" with this schedule");
+  std::string cron_jitter;
+  app.add_option("--cron-jitter", cron_jitter, "the ticker's jitter (e.g. \"900ms\")");
   app.add_option("--coordinator", client_options.coordinator_url);
   app.add_option("--signing-key", client_options.signing_key);
   app.add_option("--port", server_options.port);
@@ -182,6 +187,22 @@ int main(int argc, char** argv) {
                                          .gap_timeout = "2s",
                                          .start = 1}},
       ordered));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "debounced-ordered",
+       .triggers = {{.event = "test/debounced-ordered"}},
+       .retries = 1,
+       .ordering = funcky::sdk::Ordering{.key = "event.data.key"},
+       .debounce = funcky::sdk::Debounce{.period = "1s", .key = "event.data.key"}},
+      [](Context& ctx) {
+        const Json& data = ctx.event["data"];
+        const std::string mark =
+            data.value("key", std::string()) + ":" + std::to_string(data.value("seq", 0));
+        return ctx.step.run("apply", [&] {
+          Record("apply", ctx.run_id, mark);
+          std::this_thread::sleep_for(std::chrono::milliseconds(data.value("hold_ms", 0)));
+          return Json(mark);
+        });
+      }));
   functions.push_back(funcky::sdk::create_function(
       {.id = "ordered-timeout",
        .triggers = {{.event = "test/ordered-timeout"}},
@@ -368,7 +389,7 @@ int main(int argc, char** argv) {
       }));
   if (!cron.empty()) {
     functions.push_back(funcky::sdk::create_function(
-        {.id = "ticker", .triggers = {{.cron = cron}}}, [](Context& ctx) {
+        {.id = "ticker", .triggers = {{.cron = cron, .jitter = cron_jitter}}}, [](Context& ctx) {
           return ctx.step.run("tick", [&] {
             Record("tick", ctx.run_id, ctx.event["data"]["scheduledAt"]);
             return ctx.event["data"]["scheduledAt"];

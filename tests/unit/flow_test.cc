@@ -413,8 +413,18 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
       {R"({"timeouts":{"start":"1s","queue":"1s"}})", "timeouts.queue is not implemented"},
       {R"({"timeouts":"1m"})", "timeouts must be an object"},
       {R"({"optimizeParallelism":true})", "unknown option \"optimizeParallelism\""},
-      {R"({"triggers":[{"cron":"* * * * *","jitter":"10s"}]})",
-       "triggers[0].jitter is not implemented by Funcky"},
+      {R"({"triggers":[{"cron":"* * * * *","jitter":"soon"}]})", "triggers[0].jitter: "},
+      {R"({"triggers":[{"cron":"* * * * *","jitter":30}]})",
+       "triggers[0].jitter must be a duration string"},
+      {R"({"triggers":[{"cron":"* * * * *","jitter":"0s"}]})",
+       "triggers[0].jitter must be more than 0 and less than the schedule's shortest interval "
+       "(1m)"},
+      {R"({"triggers":[{"event":"a"},{"cron":"*/5 * * * *","jitter":"5m"}]})",
+       "triggers[1].jitter must be more than 0 and less than the schedule's shortest interval "
+       "(5m)"},
+      {R"({"triggers":[{"cron":"* * * * * *","jitter":"1s"}]})",
+       "triggers[0].jitter must be more than 0 and less than the schedule's shortest interval"},
+      {R"({"triggers":[{"event":"a","jitter":"10s"}]})", "triggers[0].jitter needs a cron trigger"},
       {R"({"ordering":{"key":"event.data.a","sequence_number":"event.data.v"}})",
        "ordering.sequence_number is not implemented by Funcky"},
       {R"({"cancel":[{"event":"x","match":"data.id"}]})", "cancel[0].match is not implemented"},
@@ -501,6 +511,34 @@ TEST(Flow, PriorityIsWholeSecondsClampedTo600EitherWay) {
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->priority);
   EXPECT_EQ(scheduler::EvaluateKeys(*none, {{"data", {{"p", 9}}}})->priority_s, 0);
+}
+
+TEST(Flow, CronJitterIsKeptWithItsScheduleAndMustEndBeforeTheNextTick) {
+  auto flow = scheduler::ParseFlowControl(Json::parse(
+      R"({"triggers":[{"cron":"*/5 * * * *","jitter":"4m59s"},{"cron":"0 9 * * *"},)"
+      R"({"cron":"0,50 * * * * *","jitter":"9s"},{"cron":"0 0 0,22 * * *","jitter":"1h59m"}]})"));
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  ASSERT_EQ(flow->crons.size(), 4u);
+  EXPECT_EQ(flow->crons[0].schedule.spec(), "*/5 * * * *");
+  EXPECT_EQ(flow->crons[0].jitter, std::chrono::seconds(299));
+  EXPECT_EQ(flow->crons[1].jitter, std::chrono::milliseconds(0));
+  EXPECT_EQ(flow->crons[1].schedule.ShortestIntervalSeconds(), 86400);
+  // Seconds 0 and 50 are 10 s apart across the minute's end.
+  EXPECT_EQ(flow->crons[2].schedule.ShortestIntervalSeconds(), 10);
+  // Hours 0 and 22 are 2 h apart across midnight: "2h" is refused, "1h59m" is not.
+  EXPECT_EQ(flow->crons[3].schedule.ShortestIntervalSeconds(), 7200);
+}
+
+TEST(Flow, CronJitterAsLongAsTheIntervalIsRefused) {
+  ExpectErrorStartingWith(
+      scheduler::ParseFlowControl(
+          Json::parse(R"({"triggers":[{"cron":"0 0 0,22 * * *","jitter":"2h"}]})"))
+          .status(),
+      "triggers[0].jitter must be more than 0 and less than the schedule's shortest interval (2h)",
+      "2h");
+  EXPECT_TRUE(scheduler::ParseFlowControl(
+                  Json::parse(R"({"triggers":[{"cron":"0 0 0,22 * * *","jitter":"1h59m"}]})"))
+                  .ok());
 }
 
 // Admission gates (docs/flow-control.md): what each option compiles to and the gate each
@@ -639,6 +677,19 @@ TEST(Flow, DebounceCarriesItsPeriodTimeoutKeyAndTheEventsTs) {
           .ok());
 }
 
+TEST(Flow, DebounceInALaneIsKeyedByTheLaneKey) {
+  for (const char* config :
+       {R"({"debounce":{"period":"2s","key":"event.data.a"},"ordering":{"key":"event.data.a"}})",
+        R"({"debounce":{"period":"2s","key":"event.data.a"},)"
+        R"("concurrency":[{"limit":1,"key":"event.data.a"},{"limit":3}]})"}) {
+    auto flow = scheduler::ParseFlowControl(Json::parse(config));
+    ASSERT_TRUE(flow.ok()) << config << ": " << flow.status().ToString();
+    auto keys = scheduler::EvaluateKeys(*flow, {{"data", {{"a", "t-1"}}}});
+    ASSERT_TRUE(keys.ok() && keys->debounce && keys->lane_key);
+    EXPECT_EQ(keys->debounce->key, *keys->lane_key);
+  }
+}
+
 TEST(Flow, BadDebounceConfigsAreRefusedNamingTheOption) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {R"({"debounce":"2s"})", "debounce must be an object {period, key?, timeout?}"},
@@ -653,9 +704,15 @@ TEST(Flow, BadDebounceConfigsAreRefusedNamingTheOption) {
       {R"({"debounce":{"period":"2s","key":"event."}})", "debounce.key: at 7: "},
       {R"({"debounce":{"period":"2s","limit":3}})", "debounce.limit is not implemented"},
       {R"({"debounce":{"period":"2s"},"ordering":{"key":"event.data.a"}})",
-       "debounce with a lane (ordering) is not implemented"},
-      {R"({"debounce":{"period":"2s"},"concurrency":{"limit":1,"key":"event.data.a"}})",
-       "debounce with a lane (concurrency) is not implemented"},
+       "debounce with a lane (ordering) needs debounce.key to be the lane's key expression "
+       "(\"event.data.a\"), so that a burst is one lane key's events; it is missing"},
+      {R"({"debounce":{"period":"2s","key":"event.data.b"},"concurrency":{"limit":1,"key":"event.data.a"}})",
+       "debounce with a lane (concurrency) needs debounce.key to be the lane's key expression "
+       "(\"event.data.a\"), so that a burst is one lane key's events; it is \"event.data.b\""},
+      {R"({"debounce":{"period":"2s","key":"event.data.a"},"ordering":{"key":"event.data.a","bypass":"event.data.urgent"}})",
+       "debounce with a lane (ordering) and ordering.bypass is not implemented"},
+      {R"({"debounce":{"period":"2s","key":"event.data.a"},"ordering":{"key":"event.data.a","sequence":"event.data.v","gap_timeout":"1m"}})",
+       "debounce with a lane (ordering) and ordering.sequence is not implemented"},
       {R"({"debounce":{"period":"2s"},"singleton":{"mode":"skip"}})",
        "debounce with singleton is not implemented"},
   };

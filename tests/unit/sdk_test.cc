@@ -250,7 +250,9 @@ TEST_F(ServeTest, ParallelPlansEveryNewStepAndRunsTheTargetedOne) {
 TEST_F(ServeTest, OnFailureIsRegisteredAsItsOwnFunctionAndServed) {
   FunctionOptions options{
       .id = "fn",
-      .triggers = {{.event = "a/b"}, {.cron = "TZ=Europe/Paris 0 9 * * 1"}},
+      .triggers = {{.event = "a/b"},
+                   {.cron = "TZ=Europe/Paris 0 9 * * 1"},
+                   {.cron = "*/5 * * * *", .jitter = "30s"}},
       .cancel_on = {{.event = "a/cancel", .if_expression = "true", .timeout = "1h"}},
       .on_failure = [](Context& ctx) {
         return Json{{"saw", ctx.event["data"]["error"]["message"]}};
@@ -261,6 +263,7 @@ TEST_F(ServeTest, OnFailureIsRegisteredAsItsOwnFunctionAndServed) {
   ASSERT_EQ(body["functions"].size(), 2u);
   const Json& fn = body["functions"][0];
   EXPECT_EQ(fn["triggers"][1], Json({{"cron", "TZ=Europe/Paris 0 9 * * 1"}}));
+  EXPECT_EQ(fn["triggers"][2], Json({{"cron", "*/5 * * * *"}, {"jitter", "30s"}}));
   EXPECT_EQ(fn["cancel"], Json::parse(R"([{"event":"a/cancel","if":"true","timeout":"1h"}])"));
   const Json& failure = body["functions"][1];
   EXPECT_EQ(failure["id"], "app-fn-failure");

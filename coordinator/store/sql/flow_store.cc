@@ -306,13 +306,15 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
       {run.function_id, gate.key});
   if (row.empty() || row[0].Text(0).empty()) return Debounced::kNewRun;
   const std::string pending = row[0].Text(0);
-  // Pending: queued, never claimed, its (only) first call not leased. A claim that leased it
-  // first has committed by the time this lock is granted (SKIP LOCKED claims pass over an
-  // item this holds).
+  // Pending: queued, never claimed, its (only) first call not leased, or not given yet (it
+  // waits behind its lane's head). A claim that leased it first has committed by the time
+  // this lock is granted (SKIP LOCKED claims pass over an item this holds).
   Rows items = tx.Query("SELECT lease_token FROM queue WHERE run_id = $1 {FOR UPDATE}", {pending});
-  Rows r = tx.Query("SELECT status, started_at_ms, event_id FROM runs WHERE id = $1 {FOR UPDATE}",
-                    {pending});
-  bool is_pending = !items.empty() && !r.empty() && r[0].Text(0) == kQueued && r[0].Null(1);
+  Rows r = tx.Query(
+      "SELECT status, started_at_ms, event_id, throttle_slot_ms FROM runs WHERE id = $1 "
+      "{FOR UPDATE}",
+      {pending});
+  bool is_pending = !r.empty() && r[0].Text(0) == kQueued && r[0].Null(1);
   for (Row item : items) is_pending = is_pending && item.Null(0);
   if (!is_pending) return Debounced::kNewRun;
   if (gate.event_ts_ms < row[0].Int(2)) {
@@ -322,22 +324,37 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
   const int64_t first_ms = row[0].Int(1);
   int64_t due = now_ms + gate.period.count();
   if (gate.timeout) due = std::min(due, first_ms + gate.timeout->count());
+  // The run's start slot holds its earlier due time (never later than this one) or a
+  // throttle's slot, which still holds.
+  if (!r[0].Null(3)) due = std::max(due, r[0].Int(3));
   RecordSkip(tx, r[0].Text(2), run, kSkipDebounce, gate.key, now_ms);
-  tx.Exec("UPDATE runs SET event_id = $2 WHERE id = $1", {pending, event_id});
+  tx.Exec("UPDATE runs SET event_id = $2, throttle_slot_ms = $3 WHERE id = $1",
+          {pending, event_id, due});
   tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {pending, due});
+  // As the head of its lane (locked: the debounce key is the lane key), its head_timeout
+  // counts from its first call's due time, as TakeHead set it.
+  if (run.lane_key) {
+    tx.Exec(
+        "UPDATE lanes SET head_deadline_ms = $4 + head_timeout_ms "
+        "WHERE function_id = $1 AND key = $2 AND head_run_id = $3",
+        {run.function_id, *run.lane_key, pending, due});
+  }
   tx.Exec("UPDATE debounces SET event_ts_ms = $3 WHERE function_id = $1 AND key = $2",
           {run.function_id, gate.key, gate.event_ts_ms});
   return Debounced::kJoined;
 }
 
-void StartDebounce(Tx& tx, const NewRun& run, int64_t now_ms) {
+NewRun DebouncedRun(const NewRun& run, int64_t now_ms) {
   const DebounceGate& gate = *run.debounce;
   int64_t due = now_ms + gate.period.count();
   if (gate.timeout) due = std::min(due, now_ms + gate.timeout->count());
-  if (tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1 AND lease_token IS NULL",
-              {run.run_id, due}) == 0) {
-    return;  // no run was created (its id existed)
-  }
+  NewRun held = run;
+  held.start_at_ms = std::max(run.start_at_ms.value_or(due), due);
+  return held;
+}
+
+void StartDebounce(Tx& tx, const NewRun& run, int64_t now_ms) {
+  const DebounceGate& gate = *run.debounce;
   tx.Exec(
       "UPDATE debounces SET run_id = $3, first_ms = $4, event_ts_ms = $5 "
       "WHERE function_id = $1 AND key = $2",

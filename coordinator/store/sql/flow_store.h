@@ -76,14 +76,20 @@ int64_t DeleteSpentGates(sql::Tx& tx, int64_t horizon_ms);
 void LockDebounces(sql::Tx& tx, const std::vector<NewEvent>& events);
 
 enum class Debounced {
-  kNewRun,  // no pending run of the key: create the run, then StartDebounce
+  kNewRun,  // no pending run of the key: create the run (DebouncedRun), then StartDebounce
   kJoined,  // the event replaced the pending run's event and pushed its first call back
   kLate,    // older than the event the pending run holds: skipped (recorded)
 };
+// A run is pending while it is queued, never started, and its first call (if it has one yet:
+// a run waiting behind its lane's head has none) is not leased.
 Debounced Debounce(sql::Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms);
 
-// After CreateRun of a debounced run: its first call is due `period` from now (at most
-// `timeout`), and the key's row names it as the pending run.
+// The debounced `run` as CreateRun must create it: its start held `period` from now (at
+// most `timeout`) through NewRun::start_at_ms, so its first call is due then, whether it
+// is queued at once or later, when it becomes its lane's head.
+NewRun DebouncedRun(const NewRun& run, int64_t now_ms);
+
+// After CreateRun of a debounced run: the key's row names it as the pending run.
 void StartDebounce(sql::Tx& tx, const NewRun& run, int64_t now_ms);
 
 // Deletes up to 1000 debounce rows whose run started, ended or is gone. Returns how many.

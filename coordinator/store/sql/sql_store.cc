@@ -118,7 +118,8 @@ void EnqueueCall(Tx& tx, const std::string& run_id, std::string_view step_id, in
 }
 
 // Queues the first call of a run given it now, and returns when it is due: not before the
-// start slot a throttle gave it at ingest (`slot`), so a run that waited behind its lane's
+// start `slot` kept on the run (runs.throttle_slot_ms: a throttle's slot, a cron jitter's or a
+// debounce's start), so a run that waited behind its lane's
 // head keeps its pace and a later run of the key never overtakes it; a negative priority
 // makes it due that much later, a positive one orders it that much earlier in the claim.
 int64_t EnqueueFirstCall(Tx& tx, const std::string& run_id, std::optional<int64_t> slot,
@@ -287,8 +288,8 @@ void RecordLaneOutcome(Tx& tx, const std::string& event_id, const NewRun& run, c
 // Creates `run` for the stored event `event_id`, queued now or behind its lane (locked).
 // In a sequence lane, a number that has a run already is a duplicate and one below the
 // lane's next number is stale: recorded, and no run (a stale one runs unnumbered when the
-// lane says so).
-void CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms) {
+// lane says so). Returns whether the run was created (false: its id existed, or no run).
+bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms) {
   const bool sequenced = run.lane_key && run.sequencing;
   std::optional<int64_t> number = sequenced ? run.lane_number : std::nullopt;
   if (number) {
@@ -297,7 +298,7 @@ void CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
         {run.function_id, *run.lane_key, *number});
     if (!holder.empty()) {
       RecordLaneOutcome(tx, event_id, run, kDuplicate, holder[0].Text(0), now_ms);
-      return;
+      return false;
     }
     Rows lane = tx.Query("SELECT seq_next FROM lanes WHERE function_id = $1 AND key = $2",
                          {run.function_id, *run.lane_key});
@@ -307,7 +308,7 @@ void CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
               {run.function_id, *run.lane_key, *number});
     } else if (*number < lane[0].Int(0)) {
       RecordLaneOutcome(tx, event_id, run, kStale, std::nullopt, now_ms);
-      if (!run.sequencing->run_stale) return;
+      if (!run.sequencing->run_stale) return false;
       number.reset();  // runs after the head, without a number
     }
   }
@@ -325,6 +326,8 @@ void CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
         run.throttle->period.count() * 1000 / std::max<int64_t>(run.throttle->limit, 1);
     throttle_burst = run.throttle->burst;
   }
+  // A start time (cron jitter) is kept in the same column: the first call waits for the later.
+  if (run.start_at_ms) slot = std::max(slot.value_or(*run.start_at_ms), *run.start_at_ms);
   if (tx.Exec("INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
               "created_at_ms, lane_number, throttle_slot_ms, throttle_key, throttle_interval_us, "
               "throttle_burst, concurrency_key2, priority_s) "
@@ -333,11 +336,11 @@ void CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
               {run.run_id, run.function_id, event_id, run.lane_key, run.concurrency_key, now_ms,
                number, slot, throttle_key, throttle_interval_us, throttle_burst,
                run.concurrency_key2, run.priority_s}) == 0) {
-    return;
+    return false;
   }
   if (!run.lane_key) {
     EnqueueFirstCall(tx, run.run_id, slot, run.priority_s, now_ms);
-    return;
+    return true;
   }
   // Take the next place in the lane; in acceptance order the run starts now only if the
   // lane was free, in a sequence lane when it is the one head selection picks.
@@ -347,12 +350,13 @@ void CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
       {run.function_id, *run.lane_key});
   if (lane.empty()) throw std::logic_error("lane of run " + run.run_id + " not locked");
   tx.Exec("UPDATE runs SET lane_seq = $2 WHERE id = $1", {run.run_id, lane[0].Int(0)});
-  if (!lane[0].Null(1)) return;  // behind the head
+  if (!lane[0].Null(1)) return true;  // behind the head
   if (sequenced) {
     SelectSequenceHead(tx, run.function_id, *run.lane_key, now_ms);
   } else {
     TakeHead(tx, run.function_id, *run.lane_key, run.run_id, now_ms);
   }
+  return true;
 }
 
 // Ends run `run_id` with `status`: its queued calls and waits go, and its lane (if any)
@@ -557,9 +561,12 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
           if (debounced == Debounced::kLate) stored.skipped.push_back(run.function_id);
           if (debounced != Debounced::kNewRun) continue;
         }
-        CreateRun(tx, e.internal_id, run, now_ms);
+        if (!run.debounce) {
+          CreateRun(tx, e.internal_id, run, now_ms);
+        } else if (CreateRun(tx, e.internal_id, DebouncedRun(run, now_ms), now_ms)) {
+          StartDebounce(tx, run, now_ms);
+        }
         RecordTimeouts(tx, run, now_ms);
-        if (run.debounce) StartDebounce(tx, run, now_ms);
         created = true;
       }
       out.push_back(std::move(stored));
