@@ -86,6 +86,16 @@ struct Debounce {
   std::string timeout;  // "" = none; else from 1s to 7d
 };
 
+// Inngest's `batchEvents`: the events of a key are gathered into one run, started when
+// `max_size` have arrived or `timeout` after the first; the handler gets them all in
+// `Context::events` (docs/flow-control.md "batchEvents").
+struct BatchEvents {
+  int max_size = 0;     // from 2 to 100
+  std::string timeout;  // e.g. "5s", from 1s to 60s
+  std::string key;      // an expression over the event; "" = one key for the function
+  std::string if_;      // `if`: an event for which it is not true runs alone; "" = every event
+};
+
 struct FunctionOptions {
   std::string id;    // unique within the app; the coordinator sees "<app>-<id>"
   std::string name;  // display name; defaults to id
@@ -99,6 +109,7 @@ struct FunctionOptions {
   std::function<nlohmann::json(Context&)> on_failure;
   std::optional<Throttle> throttle;
   std::optional<Debounce> debounce;
+  std::optional<BatchEvents> batch_events;
 };
 
 // Thrown by a step or a handler: fail now, do not retry.

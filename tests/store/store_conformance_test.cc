@@ -1530,6 +1530,187 @@ TEST_P(DebounceTest, EventsRacingClaimsAreNeverLostAndNoRunStartsTwice) {
   }
 }
 
+// batchEvents (docs/flow-control.md "batchEvents").
+class BatchTest : public StoreConformance {
+ protected:
+  struct Sent {
+    std::string event_id;
+    std::string run_id;  // of the NewRun sent (created only for a new batch)
+    IngestedEvent result;
+  };
+  NewEvent BatchedEvent(const std::string& key, int64_t max_size, std::chrono::milliseconds timeout,
+                        int64_t now_ms) {
+    NewEvent ne = Event("test/batch");
+    ne.event.payload["id"] = ne.event.id;
+    NewRun run{NewUlid(now_ms), "app-plain"};
+    run.batch = BatchGate{key, max_size, timeout};
+    ne.runs.push_back(run);
+    return ne;
+  }
+  Sent Send(const std::string& key, int64_t max_size, std::chrono::milliseconds timeout) {
+    NewEvent ne = BatchedEvent(key, max_size, timeout, UnixMillis(clock_.Now()));
+    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+    EXPECT_THAT(r, IsOk());
+    return {ne.event.internal_id, ne.runs[0].run_id, r.ok() ? (*r)[0] : IngestedEvent{}};
+  }
+  std::vector<RunRecord> Runs() {
+    RunFilter filter;
+    filter.function_id = "app-plain";
+    filter.limit = 1000;
+    auto runs = store_->ListRuns(filter);
+    EXPECT_THAT(runs, IsOk());
+    return runs.ok() ? *runs : std::vector<RunRecord>{};
+  }
+};
+
+TEST_P(BatchTest, EventsJoinTheOpenBatchAndTheRunStartsAtOnceWhenItIsFull) {
+  const Sent e1 = Send("k", 3, 10s);
+  EXPECT_TRUE(e1.result.batched.empty());
+  EXPECT_EQ(RunStatus(e1.run_id), kQueued);
+  const Sent other = Send("other", 3, 10s);  // another key: a batch of its own
+  EXPECT_TRUE(other.result.batched.empty());
+  const Sent e2 = Send("k", 3, 10s);
+  EXPECT_EQ(e2.result.batched, std::vector<std::string>{"app-plain"});
+  EXPECT_TRUE(Claim().empty());  // not full, not timed out
+  const Sent e3 = Send("k", 3, 10s);
+  EXPECT_EQ(e3.result.batched, std::vector<std::string>{"app-plain"});
+  EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{e1.run_id});  // full: due now
+  EXPECT_EQ(Runs().size(), 2u);
+  auto run = store_->GetRun(e1.run_id);
+  ASSERT_THAT(run, IsOk());
+  EXPECT_EQ(run->event_id, e1.event_id);
+  EXPECT_EQ(run->event_ids, (std::vector<std::string>{e1.event_id, e2.event_id, e3.event_id}));
+  auto state = store_->LoadRunState(e1.run_id);  // what the call carries
+  ASSERT_THAT(state, IsOk());
+  ASSERT_EQ(state->events.size(), 3u);
+  EXPECT_EQ(state->events[0]["id"], e1.event_id);
+  EXPECT_EQ(state->events[1]["id"], e2.event_id);
+  EXPECT_EQ(state->events[2]["id"], e3.event_id);
+  // Every event of the batch lists the run.
+  RunFilter by_event;
+  by_event.event_id = e3.event_id;
+  auto of_e3 = store_->ListRuns(by_event);
+  ASSERT_THAT(of_e3, IsOk());
+  ASSERT_EQ(of_e3->size(), 1u);
+  EXPECT_EQ((*of_e3)[0].id, e1.run_id);
+  // The next event of the key opens a new batch.
+  const Sent e4 = Send("k", 3, 10s);
+  EXPECT_TRUE(e4.result.batched.empty());
+  EXPECT_EQ(Runs().size(), 3u);
+  EXPECT_EQ(store_->GetRun(e4.run_id)->event_ids, std::vector<std::string>{e4.event_id});
+}
+
+TEST_P(BatchTest, TheTimerStartsTheRunWithWhatItHoldsOnceAndLaterEventsOpenANewBatch) {
+  const Sent e1 = Send("k", 5, 2s);
+  clock_.Advance(1s);
+  const Sent e2 = Send("k", 5, 2s);
+  EXPECT_EQ(e2.result.batched, std::vector<std::string>{"app-plain"});
+  clock_.Advance(999ms);
+  EXPECT_TRUE(Claim().empty());
+  clock_.Advance(1ms);  // 2 s after the first event, not the last
+  // The timer has fired but its call is not claimed yet: the batch is closed all the same.
+  const Sent e3 = Send("k", 5, 2s);
+  EXPECT_TRUE(e3.result.batched.empty());
+  EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{e1.run_id});
+  EXPECT_TRUE(Claim().empty());  // once
+  EXPECT_EQ(store_->GetRun(e1.run_id)->event_ids,
+            (std::vector<std::string>{e1.event_id, e2.event_id}));
+  const Sent e4 = Send("k", 5, 2s);  // joins e3's batch
+  EXPECT_EQ(e4.result.batched, std::vector<std::string>{"app-plain"});
+  clock_.Advance(2s);
+  EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{e3.run_id});
+  EXPECT_EQ(store_->GetRun(e3.run_id)->event_ids,
+            (std::vector<std::string>{e3.event_id, e4.event_id}));
+  EXPECT_EQ(Runs().size(), 2u);
+}
+
+TEST_P(BatchTest, OneRequestFillsBatchesInArrivalOrder) {
+  std::vector<NewEvent> events;
+  for (int i = 0; i < 5; ++i) {
+    events.push_back(BatchedEvent("k", 2, 5s, UnixMillis(clock_.Now())));
+  }
+  auto r = store_->IngestEvents(events, clock_.Now(), nullptr);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(ClaimedRuns(),
+            (std::vector<std::string>{events[0].runs[0].run_id, events[2].runs[0].run_id}));
+  EXPECT_EQ(store_->GetRun(events[2].runs[0].run_id)->event_ids,
+            (std::vector<std::string>{events[2].event.internal_id, events[3].event.internal_id}));
+  const std::vector<RunRecord> runs = Runs();
+  EXPECT_EQ(runs.size(), 3u);  // 2 + 2 + the last one, open
+}
+
+// Events racing claims (and, on PostgreSQL, each other): every event is in exactly one
+// run, no batch holds more than maxSize, and no run's first call is claimed twice or gets
+// an event after its claim.
+TEST_P(BatchTest, RacingEventsAndClaimsPutEveryEventInExactlyOneRunClaimedOnce) {
+  constexpr int kThreads = 3;
+  constexpr int kEventsEach = 20;
+  std::atomic<bool> done = false;
+  std::mutex mu;
+  std::map<std::string, int> claims_of;
+  std::map<std::string, size_t> size_at_claim;
+  std::thread claimer([&] {
+    while (!done) {
+      // Every item looks due: open batches' timers fire while events join them.
+      auto r = store_->Claim(10, clock_.Now() + 20s, 60s);
+      if (!r.ok()) continue;
+      std::lock_guard lock(mu);
+      for (const QueueItem& item : *r) {
+        ++claims_of[item.run_id];
+        size_at_claim[item.run_id] = store_->GetRun(item.run_id)->event_ids.size();
+      }
+    }
+  });
+  std::vector<std::vector<std::string>> sent(kThreads);
+  std::vector<std::thread> senders;
+  for (int t = 0; t < kThreads; ++t) {
+    senders.emplace_back([&, t] {
+      for (int i = 0; i < kEventsEach; ++i) {
+        for (int tries = 0; tries < 50; ++tries) {
+          NewEvent ne = BatchedEvent("k", 4, 10s, UnixMillis(clock_.Now()));
+          auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+          if (!r.ok() && r.status().code() == StatusCode::kUnavailable) continue;
+          EXPECT_THAT(r, IsOk());
+          sent[t].push_back(ne.event.internal_id);
+          break;
+        }
+      }
+    });
+  }
+  for (std::thread& s : senders) s.join();
+  done = true;
+  claimer.join();
+  auto last = store_->Claim(1000, clock_.Now() + 20s, 60s);
+  ASSERT_THAT(last, IsOk());
+  for (const QueueItem& item : *last) {
+    ++claims_of[item.run_id];
+    size_at_claim[item.run_id] = store_->GetRun(item.run_id)->event_ids.size();
+  }
+  std::map<std::string, int> runs_of;
+  for (const RunRecord& listed : Runs()) {
+    auto run = store_->GetRun(listed.id);
+    ASSERT_THAT(run, IsOk());
+    EXPECT_EQ(claims_of[run->id], 1) << run->id;
+    EXPECT_LE(run->event_ids.size(), 4u) << run->id;
+    EXPECT_EQ(size_at_claim[run->id], run->event_ids.size()) << "joined after its claim";
+    for (const std::string& id : run->event_ids) ++runs_of[id];
+  }
+  size_t total = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_EQ(sent[t].size(), static_cast<size_t>(kEventsEach));
+    for (const std::string& id : sent[t]) {
+      EXPECT_EQ(runs_of[id], 1) << id;
+      ++total;
+    }
+  }
+  EXPECT_EQ(runs_of.size(), total);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, BatchTest,
+                         ::testing::Values(Backend{"postgres", OpenPostgres},
+                                           Backend{"sqlite", OpenSqlite}),
+                         [](const auto& info) { return info.param.name; });
+
 INSTANTIATE_TEST_SUITE_P(Backends, DebounceTest,
                          ::testing::Values(Backend{"postgres", OpenPostgres},
                                            Backend{"sqlite", OpenSqlite}),
