@@ -143,6 +143,9 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
       if (fn->id == ended_fn) continue;
       auto run = NewRunFor(fn->id, *set, ne.event.payload, now_ms);
       if (run.ok()) {
+        // An invocation (or a cron tick) of one function runs alone: its invoker waits for
+        // the end of the run of its own event, which a batch would hold back or put second.
+        if (in.target_function) run->batch.reset();
         ne.runs.push_back(std::move(*run));
         continue;
       }

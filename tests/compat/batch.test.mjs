@@ -16,25 +16,26 @@ test('inngest npm SDK: batchEvents runs a function once with the events of a bat
   const base = coordinator.base;
   const ran = [];
   const inngest = new Inngest({ id: 'batch-app', isDev: true, baseUrl: base });
-  const handler = serve({
-    client: inngest,
-    functions: [
-      inngest.createFunction(
-        { id: 'bulk', triggers: [{ event: 'log/api.call' }],
-          batchEvents: { maxSize: 3, timeout: '2s', key: 'event.data.user' } },
-        async ({ event, events }) => {
-          ran.push({ first: event.data.n, all: events.map((e) => e.data.n) });
-          return events.length;
-        },
-      ),
-    ],
-  });
+  const bulk = inngest.createFunction(
+    { id: 'bulk', triggers: [{ event: 'log/api.call' }],
+      batchEvents: { maxSize: 3, timeout: '2s', key: 'event.data.user' } },
+    async ({ event, events }) => {
+      ran.push({ first: event.data.n, all: events.map((e) => e.data.n) });
+      return events.length;
+    },
+  );
+  // An invocation runs alone, at once: its invoker waits for the end of its own run.
+  const caller = inngest.createFunction(
+    { id: 'caller', triggers: [{ event: 'test/call' }] },
+    async ({ step }) => step.invoke('call', { function: bulk, data: { user: 'c', n: 99 }, timeout: '1m' }),
+  );
+  const handler = serve({ client: inngest, functions: [bulk, caller] });
   const { port } = await listen((req, res) => handler(req, res));
   const put = await fetch(`http://127.0.0.1:${port}/api/inngest`, { method: 'PUT' });
   assert.equal(put.status, 200, await put.text());
   const fns = await getJson(`${base}/v1/functions`);
-  const bulk = fns.body.data.find((f) => f.id === 'batch-app-bulk');
-  assert.deepEqual(bulk.config.batchEvents, { maxSize: 3, timeout: '2s', key: 'event.data.user' });
+  const synced = fns.body.data.find((f) => f.id === 'batch-app-bulk');
+  assert.deepEqual(synced.config.batchEvents, { maxSize: 3, timeout: '2s', key: 'event.data.user' });
 
   // Three of user a fill a batch at once; two of user b wait for the timeout.
   const sent = await inngest.send([0, 1, 2].map((n) => ({ name: 'log/api.call', data: { user: 'a', n } })));
@@ -60,6 +61,18 @@ test('inngest npm SDK: batchEvents runs a function once with the events of a bat
   await waitFor(async () => (await getJson(`${base}/v1/runs/${replayId}`)).body.data.status === 'completed');
   assert.deepEqual((await getJson(`${base}/v1/runs/${replayId}`)).body.data.event_ids, sent.ids);
   assert.deepEqual(ran.at(-1), { first: 0, all: [0, 1, 2] });
+
+  // With a batch of user c open, an invocation for user c does not join it.
+  await inngest.send({ name: 'log/api.call', data: { user: 'c', n: 50 } });
+  await inngest.send({ name: 'test/call', data: {} });
+  const called = await waitFor(async () => {
+    const r = await getJson(`${base}/v1/runs?function=batch-app-caller`);
+    return r.body.data.length === 1 && r.body.data[0].status === 'completed' ? r.body.data[0] : null;
+  });
+  assert.equal(called.output, 1);
+  await waitFor(async () => ran.some((r) => r.first === 50));
+  assert.deepEqual(ran.filter((r) => r.all.includes(50) || r.all.includes(99))
+    .sort((x, y) => x.first - y.first), [{ first: 50, all: [50] }, { first: 99, all: [99] }]);
 
   // The dashboard's run page lists every event of the batch.
   const browser = await chromium.launch({ executablePath: chromiumBin, args: ['--no-sandbox'] });
