@@ -1639,6 +1639,36 @@ TEST_P(BatchTest, OneRequestFillsBatchesInArrivalOrder) {
   EXPECT_EQ(runs.size(), 3u);  // 2 + 2 + the last one, open
 }
 
+TEST_P(BatchTest, RetentionKeepsEveryEventOfARunItKeepsAndDeletesThemWithTheRun) {
+  const Sent e1 = Send("done", 2, 10s);
+  const Sent e2 = Send("done", 2, 10s);  // full: the run starts
+  for (const QueueItem& item : Claim()) ASSERT_THAT(End(item), IsOk());
+  auto pending = store_->PendingRunEnds(0, 100);
+  ASSERT_THAT(pending, IsOk());
+  ASSERT_THAT(store_->AckRunEnds(*pending), IsOk());
+  const Sent e3 = Send("open", 5, 10s);
+  const Sent e4 = Send("open", 5, 10s);  // held only through run_events
+  ASSERT_EQ(e4.result.batched, std::vector<std::string>{"app-plain"});
+  clock_.Advance(2h);
+  for (int pass = 0; pass < 10; ++pass) {
+    auto n = store_->DeleteExpired(clock_.Now() - 30min, 500);
+    ASSERT_THAT(n, IsOk());
+    if (*n == 0) break;
+  }
+  EXPECT_EQ(store_->GetRun(e1.run_id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetEvent(e1.event_id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetEvent(e2.event_id).status().code(), StatusCode::kNotFound);
+  ASSERT_THAT(store_->GetRun(e3.run_id), IsOk());
+  EXPECT_THAT(store_->GetEvent(e3.event_id), IsOk());
+  EXPECT_THAT(store_->GetEvent(e4.event_id), IsOk());
+  auto state = store_->LoadRunState(e3.run_id);
+  ASSERT_THAT(state, IsOk());
+  EXPECT_EQ(state->events.size(), 2u);
+  // Retention passed over the batch rows without error; the timed-out batch stays closed.
+  const Sent e5 = Send("open", 5, 10s);
+  EXPECT_TRUE(e5.result.batched.empty());
+}
+
 // Events racing claims (and, on PostgreSQL, each other): every event is in exactly one
 // run, no batch holds more than maxSize, and no run's first call is claimed twice or gets
 // an event after its claim.
