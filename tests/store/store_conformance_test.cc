@@ -1639,6 +1639,27 @@ TEST_P(BatchTest, OneRequestFillsBatchesInArrivalOrder) {
   EXPECT_EQ(runs.size(), 3u);  // 2 + 2 + the last one, open
 }
 
+// A batch's run passes throttle like any run: its slot is taken when it is created (with the
+// batch's first event), and filling the batch makes it due at that slot, not before.
+TEST_P(BatchTest, AFullBatchOfAThrottledFunctionStartsAtItsSlot) {
+  auto send = [&](const std::string& key) {
+    NewEvent ne = BatchedEvent(key, 2, 30s, UnixMillis(clock_.Now()));
+    ne.runs[0].throttle = ThrottleGate{"", 1, 10s, 0};
+    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+    EXPECT_THAT(r, IsOk());
+    return ne.runs[0].run_id;
+  };
+  const std::string a = send("a");
+  const std::string b = send("b");  // slot 10 s later
+  send("a");
+  send("b");  // both full
+  EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{a});
+  clock_.Advance(9999ms);
+  EXPECT_TRUE(Claim().empty());
+  clock_.Advance(1ms);
+  EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{b});
+}
+
 TEST_P(BatchTest, RetentionKeepsEveryEventOfARunItKeepsAndDeletesThemWithTheRun) {
   const Sent e1 = Send("done", 2, 10s);
   const Sent e2 = Send("done", 2, 10s);  // full: the run starts
