@@ -1660,6 +1660,38 @@ TEST_P(BatchTest, AFullBatchOfAThrottledFunctionStartsAtItsSlot) {
   EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{b});
 }
 
+// timeouts.start counts from when a batch is started (its timer, or the event that fills
+// it), not from its first event: a start shorter than the batch timeout cancels nothing
+// while the batch gathers.
+TEST_P(BatchTest, TimeoutsStartCountsFromWhenTheBatchStarts) {
+  auto send = [&](const std::string& key) {
+    NewEvent ne = BatchedEvent(key, 3, 5s, UnixMillis(clock_.Now()));
+    ne.runs[0].timeouts = RunTimeouts{1s, std::nullopt};
+    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+    EXPECT_THAT(r, IsOk());
+    return ne.runs[0].run_id;
+  };
+  auto sweep = [&] {
+    auto r = store_->CancelTimedOutRuns(clock_.Now(), 100);
+    EXPECT_THAT(r, IsOk());
+    return r.ok() ? *r : std::vector<std::string>{};
+  };
+  const std::string timed = send("timer");  // starts at 5 s: cancelled at 6 s if not claimed
+  const std::string filled = send("full");
+  clock_.Advance(2s);
+  send("full");
+  send("full");  // full at 2 s: cancelled at 3 s if not claimed
+  EXPECT_TRUE(sweep().empty());
+  clock_.Advance(999ms);
+  EXPECT_TRUE(sweep().empty());
+  clock_.Advance(1ms);
+  EXPECT_EQ(sweep(), std::vector<std::string>{filled});
+  clock_.Advance(2999ms);  // 5.999 s
+  EXPECT_TRUE(sweep().empty());
+  clock_.Advance(1ms);
+  EXPECT_EQ(sweep(), std::vector<std::string>{timed});
+}
+
 TEST_P(BatchTest, RetentionKeepsEveryEventOfARunItKeepsAndDeletesThemWithTheRun) {
   const Sent e1 = Send("done", 2, 10s);
   const Sent e2 = Send("done", 2, 10s);  // full: the run starts

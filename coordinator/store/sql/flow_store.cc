@@ -406,9 +406,13 @@ bool JoinBatch(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
     return true;
   }
   // Full: the run starts now (at its throttle slot if that is later), and the next event of
-  // the key opens a new batch.
+  // the key opens a new batch. Its timeouts.start counts from now, not from the timer.
   const int64_t due = r[0].Null(2) ? now_ms : std::max(now_ms, r[0].Int(2));
   tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {open, due});
+  tx.Exec(
+      "UPDATE run_timeouts SET start_deadline_ms = start_deadline_ms - $2 "
+      "WHERE run_id = $1 AND start_deadline_ms IS NOT NULL",
+      {open, row[0].Int(1) + gate.timeout.count() - now_ms});
   tx.Exec("UPDATE batches SET run_id = $3, size = $4 WHERE function_id = $1 AND key = $2",
           {run.function_id, gate.key, kNoRun, size + 1});
   return true;
@@ -424,6 +428,12 @@ void StartBatch(Tx& tx, const std::string& event_id, const NewRun& run, int64_t 
   }
   tx.Exec("INSERT INTO run_events (run_id, position, event_id) VALUES ($1, 0, $2)",
           {run.run_id, event_id});
+  // timeouts.start counts from when the batch is started (as in Inngest, where the run is
+  // created then): from the timer, or from the event that fills it (JoinBatch).
+  tx.Exec(
+      "UPDATE run_timeouts SET start_deadline_ms = start_deadline_ms + $2 "
+      "WHERE run_id = $1 AND start_deadline_ms IS NOT NULL",
+      {run.run_id, gate.timeout.count()});
   tx.Exec(
       "UPDATE batches SET run_id = $3, first_ms = $4, size = 1 WHERE function_id = $1 AND key = "
       "$2",

@@ -105,8 +105,9 @@ void LockBatches(sql::Tx& tx, const std::vector<NewEvent>& events);
 // the run, then StartBatch.
 bool JoinBatch(sql::Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms);
 
-// After CreateRun of a batched run for `event_id`: the run holds the event as its first,
-// its first call is due `timeout` from now, and the key's row names it as the open batch.
+// After CreateRun and RecordTimeouts of a batched run for `event_id`: the run holds the
+// event as its first, its first call is due `timeout` from now (and its timeouts.start
+// counts from then), and the key's row names it as the open batch.
 void StartBatch(sql::Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms);
 
 // Deletes up to 1000 batch rows whose run was claimed or is gone, or whose first event is
