@@ -173,6 +173,8 @@ struct BatchGate {
   int64_t max_size = 2;
   std::chrono::milliseconds timeout{0};
 };
+// A batch is started before its events, as JSON, would pass this (Inngest's hard cap).
+inline constexpr int64_t kMaxBatchBytes = 10 << 20;
 
 struct NewRun {
   std::string run_id;  // ULID

@@ -3,7 +3,8 @@
 --
 -- One row per (function, key): the open batch, i.e. the pending run (queued, its first call
 -- not claimed yet) that the next event of the key joins, when its first event arrived
--- (first_ms: the batch closes at first_ms + timeout) and how many events it holds. A row
+-- (first_ms: the batch closes at first_ms + timeout), how many events it holds and their
+-- size as JSON (bytes: a batch is started before it passes 10 MiB). A row
 -- whose run was claimed, filled or timed out holds nothing: the next event opens a new
 -- batch, and retention deletes it.
 CREATE TABLE batches (
@@ -12,6 +13,7 @@ CREATE TABLE batches (
   run_id      text NOT NULL,  -- '' while no batch is open
   first_ms    bigint NOT NULL,
   size        integer NOT NULL,
+  bytes       bigint NOT NULL,
   PRIMARY KEY (function_id, key)
 );
 

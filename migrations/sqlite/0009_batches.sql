@@ -6,6 +6,7 @@ CREATE TABLE batches (
   run_id      TEXT NOT NULL,
   first_ms    INTEGER NOT NULL,
   size        INTEGER NOT NULL,
+  bytes       INTEGER NOT NULL,
   PRIMARY KEY (function_id, key)
 );
 

@@ -1692,6 +1692,26 @@ TEST_P(BatchTest, TimeoutsStartCountsFromWhenTheBatchStarts) {
   EXPECT_EQ(sweep(), std::vector<std::string>{timed});
 }
 
+// A batch is started before its events would pass kMaxBatchBytes as JSON: the event that
+// would take it past opens the next batch.
+TEST_P(BatchTest, AnEventThatWouldPassTheByteCapStartsTheBatchWithoutIt) {
+  const std::string three_mib(3 << 20, 'x');
+  std::vector<NewEvent> sent;
+  for (int i = 0; i < 4; ++i) {
+    NewEvent ne = BatchedEvent("k", 10, 30s, UnixMillis(clock_.Now()));
+    ne.event.payload["data"] = {{"blob", three_mib}};
+    ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+    sent.push_back(std::move(ne));
+  }
+  EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{sent[0].runs[0].run_id});
+  EXPECT_EQ(store_->GetRun(sent[0].runs[0].run_id)->event_ids,
+            (std::vector<std::string>{sent[0].event.internal_id, sent[1].event.internal_id,
+                                      sent[2].event.internal_id}));
+  EXPECT_EQ(store_->GetRun(sent[3].runs[0].run_id)->event_ids,
+            std::vector<std::string>{sent[3].event.internal_id});
+  EXPECT_EQ(RunStatus(sent[3].runs[0].run_id), kQueued);
+}
+
 TEST_P(BatchTest, RetentionKeepsEveryEventOfARunItKeepsAndDeletesThemWithTheRun) {
   const Sent e1 = Send("done", 2, 10s);
   const Sent e2 = Send("done", 2, 10s);  // full: the run starts

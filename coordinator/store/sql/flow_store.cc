@@ -372,23 +372,25 @@ int64_t DeleteEndedDebounces(Tx& tx) {
 }
 
 // batchEvents: one row per (function, key) naming the open batch's run, when its first event
-// arrived and how many events it holds.
+// arrived, how many events it holds and their size as JSON.
 void LockBatches(Tx& tx, const std::vector<NewEvent>& events) {
   const auto rows =
       KeyRows(events, [](const NewRun& run) { return run.batch ? &run.batch->key : nullptr; });
   for (const auto& [function_id, key] : rows) {
     tx.Exec(
-        "INSERT INTO batches (function_id, key, run_id, first_ms, size) VALUES ($1, $2, $3, 0, 0) "
+        "INSERT INTO batches (function_id, key, run_id, first_ms, size, bytes) "
+        "VALUES ($1, $2, $3, 0, 0, 0) "
         "ON CONFLICT (function_id, key) DO UPDATE SET run_id = batches.run_id",
         {function_id, key, kNoRun});
   }
 }
 
-bool JoinBatch(Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms) {
+bool JoinBatch(Tx& tx, const std::string& event_id, int64_t event_bytes, const NewRun& run,
+               int64_t now_ms) {
   const BatchGate& gate = *run.batch;
-  Rows row =
-      tx.Query("SELECT run_id, first_ms, size FROM batches WHERE function_id = $1 AND key = $2",
-               {run.function_id, gate.key});
+  Rows row = tx.Query(
+      "SELECT run_id, first_ms, size, bytes FROM batches WHERE function_id = $1 AND key = $2",
+      {run.function_id, gate.key});
   if (row.empty() || row[0].Text(0).empty()) return false;
   // Timed out: its timer (the run's first call) starts it with what it holds, even if a
   // concurrency limit holds that call back.
@@ -398,27 +400,33 @@ bool JoinBatch(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
   Rows r = LockUnclaimedRun(tx, open, "throttle_slot_ms");
   if (r.empty()) return false;
   const int64_t size = row[0].Int(2);
-  tx.Exec("INSERT INTO run_events (run_id, position, event_id) VALUES ($1, $2, $3)",
-          {open, size, event_id});
-  if (size + 1 < gate.max_size) {
-    tx.Exec("UPDATE batches SET size = $3 WHERE function_id = $1 AND key = $2",
-            {run.function_id, gate.key, size + 1});
-    return true;
+  const int64_t bytes = row[0].Int(3) + event_bytes;
+  const bool joins = bytes <= kMaxBatchBytes;
+  if (joins) {
+    tx.Exec("INSERT INTO run_events (run_id, position, event_id) VALUES ($1, $2, $3)",
+            {open, size, event_id});
+    if (size + 1 < gate.max_size) {
+      tx.Exec("UPDATE batches SET size = $3, bytes = $4 WHERE function_id = $1 AND key = $2",
+              {run.function_id, gate.key, size + 1, bytes});
+      return true;
+    }
   }
-  // Full: the run starts now (at its throttle slot if that is later), and the next event of
-  // the key opens a new batch. Its timeouts.start counts from now, not from the timer.
+  // Full, or too large to take this event: the run starts now (at its throttle slot if that
+  // is later), and the next event of the key opens a new batch. Its timeouts.start counts
+  // from now, not from the timer.
   const int64_t due = r[0].Null(2) ? now_ms : std::max(now_ms, r[0].Int(2));
   tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {open, due});
   tx.Exec(
       "UPDATE run_timeouts SET start_deadline_ms = start_deadline_ms - $2 "
       "WHERE run_id = $1 AND start_deadline_ms IS NOT NULL",
       {open, row[0].Int(1) + gate.timeout.count() - now_ms});
-  tx.Exec("UPDATE batches SET run_id = $3, size = $4 WHERE function_id = $1 AND key = $2",
-          {run.function_id, gate.key, kNoRun, size + 1});
-  return true;
+  tx.Exec("UPDATE batches SET run_id = $3 WHERE function_id = $1 AND key = $2",
+          {run.function_id, gate.key, kNoRun});
+  return joins;
 }
 
-void StartBatch(Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms) {
+void StartBatch(Tx& tx, const std::string& event_id, int64_t event_bytes, const NewRun& run,
+                int64_t now_ms) {
   const BatchGate& gate = *run.batch;
   const int64_t due = now_ms + gate.timeout.count();
   if (tx.Exec("UPDATE queue SET visible_at_ms = CASE WHEN visible_at_ms > $2 THEN visible_at_ms "
@@ -435,9 +443,9 @@ void StartBatch(Tx& tx, const std::string& event_id, const NewRun& run, int64_t 
       "WHERE run_id = $1 AND start_deadline_ms IS NOT NULL",
       {run.run_id, gate.timeout.count()});
   tx.Exec(
-      "UPDATE batches SET run_id = $3, first_ms = $4, size = 1 WHERE function_id = $1 AND key = "
-      "$2",
-      {run.function_id, gate.key, run.run_id, now_ms});
+      "UPDATE batches SET run_id = $3, first_ms = $4, size = 1, bytes = $5 "
+      "WHERE function_id = $1 AND key = $2",
+      {run.function_id, gate.key, run.run_id, now_ms, event_bytes});
 }
 
 int64_t DeleteClosedBatches(Tx& tx, int64_t horizon_ms) {

@@ -99,16 +99,19 @@ int64_t DeleteEndedDebounces(sql::Tx& tx);
 // fills up or times out.
 void LockBatches(sql::Tx& tx, const std::vector<NewEvent>& events);
 
-// Appends the stored event `event_id` to the open batch of its key, if there is one (not
-// full, not timed out at `now_ms`, its run not claimed): true. When that fills the batch,
-// its run's first call is due at once and the batch is closed. false: no open batch; create
-// the run, then StartBatch.
-bool JoinBatch(sql::Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms);
+// Appends the stored event `event_id` (`event_bytes` as JSON) to the open batch of its key,
+// if there is one (not full, not timed out at `now_ms`, its run not claimed): true. When
+// that fills the batch, its run's first call is due at once and the batch is closed. An
+// event that would take the batch past kMaxBatchBytes starts it without the event. false:
+// no open batch; create the run, then StartBatch.
+bool JoinBatch(sql::Tx& tx, const std::string& event_id, int64_t event_bytes, const NewRun& run,
+               int64_t now_ms);
 
 // After CreateRun and RecordTimeouts of a batched run for `event_id`: the run holds the
 // event as its first, its first call is due `timeout` from now (and its timeouts.start
 // counts from then), and the key's row names it as the open batch.
-void StartBatch(sql::Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms);
+void StartBatch(sql::Tx& tx, const std::string& event_id, int64_t event_bytes, const NewRun& run,
+                int64_t now_ms);
 
 // Deletes up to 1000 batch rows whose run was claimed or is gone, or whose first event is
 // older than `horizon_ms` (every batch times out within 60 s). Returns how many.

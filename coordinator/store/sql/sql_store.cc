@@ -528,6 +528,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
         continue;
       }
       IngestedEvent stored{e.internal_id, false};
+      int64_t event_bytes = -1;  // as JSON, measured once if a batch needs it
       for (const NewRun& run : ne.runs) {
         GateDecision gate = Admit(tx, e.internal_id, run, now_ms);
         stored.cancelled.insert(stored.cancelled.end(), gate.cancelled.begin(),
@@ -542,14 +543,17 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
           if (debounced == Debounced::kLate) stored.skipped.push_back(run.function_id);
           if (debounced != Debounced::kNewRun) continue;
         }
-        if (run.batch && JoinBatch(tx, e.internal_id, run, now_ms)) {
+        if (run.batch && event_bytes < 0) {
+          event_bytes = static_cast<int64_t>(e.payload.dump().size());
+        }
+        if (run.batch && JoinBatch(tx, e.internal_id, event_bytes, run, now_ms)) {
           stored.batched.push_back(run.function_id);
           continue;
         }
         CreateRun(tx, e.internal_id, run, now_ms);
         RecordTimeouts(tx, run, now_ms);
         if (run.debounce) StartDebounce(tx, run, now_ms);
-        if (run.batch) StartBatch(tx, e.internal_id, run, now_ms);
+        if (run.batch) StartBatch(tx, e.internal_id, event_bytes, run, now_ms);
       }
       out.push_back(std::move(stored));
     }
