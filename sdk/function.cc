@@ -88,6 +88,13 @@ std::vector<Json> Function::configs(const std::string& app_id, const std::string
     config["debounce"] = std::move(debounce);
   }
   if (options_.priority) config["priority"] = {{"run", options_.priority->run}};
+  if (options_.batch_events) {
+    const BatchEvents& b = *options_.batch_events;
+    Json batch = {{"maxSize", b.max_size}, {"timeout", b.timeout}};
+    if (!b.key.empty()) batch["key"] = b.key;
+    if (!b.if_.empty()) batch["if"] = b.if_;
+    config["batchEvents"] = std::move(batch);
+  }
   std::vector<Json> out = {std::move(config)};
   if (options_.on_failure) {
     const std::string failure_id = id + "-failure";

@@ -98,6 +98,16 @@ struct Priority {
   std::string run;  // e.g. "event.data.boost_seconds"
 };
 
+// Inngest's `batchEvents`: the events of a key are gathered into one run, started when
+// `max_size` have arrived or `timeout` after the first; the handler gets them all in
+// `Context::events` (docs/flow-control.md "batchEvents").
+struct BatchEvents {
+  int max_size = 0;     // from 2 to 100
+  std::string timeout;  // e.g. "5s", from 1s to 60s
+  std::string key;      // an expression over the event; "" = one key for the function
+  std::string if_;      // `if`: an event for which it is not true runs alone; "" = every event
+};
+
 struct FunctionOptions {
   std::string id;    // unique within the app; the coordinator sees "<app>-<id>"
   std::string name;  // display name; defaults to id
@@ -112,6 +122,7 @@ struct FunctionOptions {
   std::optional<Throttle> throttle;
   std::optional<Debounce> debounce;
   std::optional<Priority> priority;
+  std::optional<BatchEvents> batch_events;
 };
 
 // Thrown by a step or a handler: fail now, do not retry.

@@ -35,6 +35,7 @@ Json RunJson(const store::RunRecord& r) {
             {"started_at", OptionalTime(r.started_at_ms)},
             {"ended_at", OptionalTime(r.ended_at_ms)}};
   if (r.ended_at_ms) j["duration_ms"] = *r.ended_at_ms - r.created_at_ms;
+  if (!r.event_ids.empty()) j["event_ids"] = r.event_ids;  // GetRun's: all, a batch's too
   return j;
 }
 

@@ -123,6 +123,14 @@ Response Api::HandleGetRun(const Request& req) {
   }
   Json j = RunJson(*run);
   j["event"] = EventJson(*event);
+  if (run->event_ids.size() > 1) {  // a batch's run (batchEvents): all its events, in order
+    j["events"] = Json::array();
+    for (const std::string& event_id : run->event_ids) {
+      auto e = stores_.events.GetEvent(event_id);
+      if (!e.ok()) return ErrorResponse(e.status());
+      j["events"].push_back(EventJson(*e));
+    }
+  }
   j["steps"] = std::move(steps_json);
   return JsonResponse(200, {{"data", j}});
 }

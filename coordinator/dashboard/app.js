@@ -160,7 +160,7 @@ async function renderRun(id) {
     <dl class="meta">
       <dt>Function</dt><dd>${esc(run.function_id)}</dd>
       <dt>Key</dt><dd>${esc(run.key ?? '—')}</dd>
-      <dt>Event</dt><dd><a href="#/events/${enc(run.event.internal_id)}">${esc(run.event.name)}</a></dd>
+      <dt>Event</dt><dd><a href="#/events/${enc(run.event.internal_id)}">${esc(run.event.name)}</a>${run.events ? ` and ${run.events.length - 1} more (a batch)` : ''}</dd>
       <dt>Created</dt><dd>${time(run.created_at)}</dd>
       <dt>Started</dt><dd>${time(run.started_at)}</dd>
       <dt>Ended</dt><dd>${time(run.ended_at)}</dd>
@@ -170,7 +170,9 @@ async function renderRun(id) {
     <div class="timeline" data-testid="timeline">${steps || '<div class="empty">No step has run yet.</div>'}</div>
     ${run.output != null ? `<h2>Output</h2>${json(run.output)}` : ''}
     ${run.error ? `<h2>Error</h2>${json(run.error)}` : ''}
-    <h2>Trigger event</h2>${json(run.event.payload)}`;
+    ${run.events ? `<h2>Batch of ${run.events.length} events</h2><table data-testid="run-events"><tbody>${run.events.map((e, i) => `<tr><td>${i + 1}</td>
+      <td><a href="#/events/${enc(e.internal_id)}">${esc(e.name)}</a></td><td>${json(e.payload)}</td></tr>`).join('')}</tbody></table>`
+    : `<h2>Trigger event</h2>${json(run.event.payload)}`}`;
   // An action's failure is shown next to the buttons, never swallowed.
   const act = (fn) => async () => {
     clearInterval(refreshTimer);  // no refresh may replace the page under the action

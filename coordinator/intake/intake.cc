@@ -56,6 +56,7 @@ Result<store::NewRun> NewRunFor(const std::string& fn, const FunctionSet& set, c
     run.timeouts = std::move(keys->timeouts);
     run.throttle = std::move(keys->throttle);
     run.debounce = std::move(keys->debounce);
+    run.batch = std::move(keys->batch);
   }
   return run;
 }
@@ -145,6 +146,9 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
       auto run = NewRunFor(fn->id, *set, ne.event.payload, now_ms);
       if (run.ok() && in.target_function) run->start_at_ms = in.start_at_ms;
       if (run.ok()) {
+        // An invocation (or a cron tick) of one function runs alone: its invoker waits for
+        // the end of the run of its own event, which a batch would hold back or put second.
+        if (in.target_function) run->batch.reset();
         ne.runs.push_back(std::move(*run));
         continue;
       }
@@ -165,10 +169,13 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
   ASSIGN_OR_RETURN(auto stored, store_.IngestEvents(batch, now, &waits));
   IngestResult result;
   int resumed = 0;
+  bool joined_batch = false;
   for (size_t i = 0; i < stored.size(); ++i) {
     if (stored[i].duplicate) continue;
     result.runs_started += static_cast<int64_t>(batch[i].runs.size() - stored[i].skipped.size());
     result.runs_started -= static_cast<int64_t>(stored[i].debounced.size());  // joined a run
+    result.runs_started -= static_cast<int64_t>(stored[i].batched.size());    // joined a batch
+    joined_batch = joined_batch || !stored[i].batched.empty();  // it may have filled it
     for (const std::string& fn : stored[i].debounced) {
       logging::Info({.function_id = fn},
                     "event {} ({}) joins the pending debounced run of {}: it replaces that "
@@ -192,7 +199,7 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
     CancelMatchingRuns(batch[i].event, *set);
   }
   result.stored = std::move(stored);
-  if ((result.runs_started > 0 || resumed > 0) && on_new_work_) on_new_work_();
+  if ((result.runs_started > 0 || resumed > 0 || joined_batch) && on_new_work_) on_new_work_();
   return result;
 }
 
@@ -306,6 +313,7 @@ Result<std::string> Intake::Replay(const std::string& run_id) {
   // An operator's replay is not gated by idempotency, rateLimit or singleton.
   replay.rate.reset();
   replay.singleton.reset();
+  if (run.event_ids.size() > 1) replay.events_of = run.id;  // a batch's: all its events
   RETURN_IF_ERROR(store_.StartRun(event.internal_id, replay, now));
   logging::Info({.run_id = replay.run_id, .function_id = run.function_id},
                 "run {} replays run {} of {}", replay.run_id, run_id, run.function_id);

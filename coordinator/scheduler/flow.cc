@@ -28,10 +28,9 @@ Result<std::shared_ptr<const expr::Expression>> KeyExpression(const Json& key,
 
 // The function config keys Funcky reads (`ordering` is its own extension).
 const std::set<std::string, std::less<>> kKnownOptions = {
-    "id",          "name",      "triggers",  "steps",    "cancel",   "concurrency", "ordering",
-    "idempotency", "rateLimit", "singleton", "timeouts", "throttle", "debounce",    "priority"};
-// Options of the Inngest SDKs that Funcky does not implement yet.
-const std::set<std::string, std::less<>> kInngestFlowOptions = {"batchEvents"};
+    "id",          "name",     "triggers",    "steps",     "cancel",
+    "concurrency", "ordering", "idempotency", "rateLimit", "singleton",
+    "timeouts",    "throttle", "debounce",    "priority",  "batchEvents"};
 
 // A limit as the store keeps it (a 32-bit int): anything larger is refused rather than
 // wrapped (2147483648 would become "unlimited", 4294967297 would become 1).
@@ -348,6 +347,46 @@ Result<CronTrigger> ParseCronTrigger(const Json& t, const std::string& where) {
   return cron;
 }
 
+// `batchEvents: {maxSize, timeout, key?, if?}` (docs/flow-control.md "batchEvents").
+Result<BatchOption> ParseBatchEvents(const Json& o) {
+  if (!o.is_object()) {
+    return InvalidArgument("batchEvents must be an object {maxSize, timeout, key?, if?}");
+  }
+  RETURN_IF_ERROR(OnlyKnownKeys(o, "batchEvents", {"maxSize", "timeout", "key", "if"}));
+  BatchOption batch;
+  if (!o.contains("maxSize") || !IsIntegerIn(o["maxSize"], kMinBatchSize, kMaxBatchSize)) {
+    return InvalidArgument("batchEvents.maxSize must be an integer from " +
+                           std::to_string(kMinBatchSize) + " to " + std::to_string(kMaxBatchSize));
+  }
+  batch.max_size = o["maxSize"].get<int64_t>();
+  if (!HasOption(o, "timeout")) return InvalidArgument("batchEvents needs a \"timeout\"");
+  ASSIGN_OR_RETURN(batch.timeout, DurationOption(o["timeout"], "batchEvents.timeout"));
+  if (batch.timeout < kMinBatchTimeout || batch.timeout > kMaxBatchTimeout) {
+    return InvalidArgument("batchEvents.timeout must be from 1s to 60s");
+  }
+  if (HasOption(o, "key")) {
+    ASSIGN_OR_RETURN(batch.key, KeyExpression(o["key"], "batchEvents.key"));
+  }
+  if (HasOption(o, "if")) {
+    ASSIGN_OR_RETURN(batch.condition, KeyExpression(o["if"], "batchEvents.if"));
+  }
+  return batch;
+}
+
+// The option a batch cannot be combined with, or "" when none is set. Inngest's server
+// refuses `cancel`, `debounce` and `priority` with it;
+// `singleton` would refuse every event after a batch's first (its pending run is active);
+// a lane admits runs one event at a time in acceptance order, while each event of a batch
+// would want its own place.
+std::string BatchConflict(const FlowControl& flow) {
+  if (flow.lane_key) return flow.lane_from + " (a lane)";
+  if (!flow.cancel.empty()) return "cancel";
+  if (flow.debounce) return "debounce";
+  if (flow.priority) return "priority";
+  if (flow.singleton) return "singleton";
+  return {};
+}
+
 // The event's `ts` (Unix ms; intake fills it in when the sender did not), else 0.
 int64_t EventTs(const Json& event) {
   auto ts = event.find("ts");
@@ -386,12 +425,6 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
   if (config.is_object()) {
     for (const auto& [key, value] : config.items()) {
       if (value.is_null() || kKnownOptions.count(key)) continue;
-      if (kInngestFlowOptions.count(key)) {
-        return InvalidArgument(key +
-                               " is an Inngest flow-control option that Funcky does not "
-                               "implement yet; the function is refused rather than run "
-                               "without it");
-      }
       return InvalidArgument("unknown option \"" + key + "\"; Funcky does not implement it");
     }
   }
@@ -498,6 +531,15 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
           "of them");
     }
   }
+  if (auto b = config.find("batchEvents"); b != config.end() && !b->is_null()) {
+    ASSIGN_OR_RETURN(flow.batch, ParseBatchEvents(*b));
+    if (std::string conflict = BatchConflict(flow); !conflict.empty()) {
+      return InvalidArgument("batchEvents with " + conflict +
+                             " is not implemented by Funcky (Inngest refuses batchEvents with "
+                             "cancel, debounce and priority; a lane or a singleton takes one "
+                             "event per run); remove one of them");
+    }
+  }
   if (flow.sequence && !flow.crons.empty()) {
     return InvalidArgument(flow.lane_from +
                            ".sequence: a cron trigger's ticks carry no sequence number; give "
@@ -528,6 +570,10 @@ Result<RunKeys> EvaluateKeys(const FlowControl& flow, const Json& event) {
   if (flow.debounce) {
     keys.debounce = store::DebounceGate{GateKey(flow.debounce->key, vars), flow.debounce->period,
                                         flow.debounce->timeout, EventTs(event)};
+  }
+  if (flow.batch && (!flow.batch->condition || flow.batch->condition->Matches(vars))) {
+    keys.batch =
+        store::BatchGate{GateKey(flow.batch->key, vars), flow.batch->max_size, flow.batch->timeout};
   }
   if (!flow.lane_key) return keys;
   ASSIGN_OR_RETURN(

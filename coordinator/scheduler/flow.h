@@ -10,6 +10,7 @@
 //   run is created, its first call due at its slot);
 // - `debounce {period, key?, timeout?}`: one run per burst of events of a key (with a lane,
 //   the key must be the lane key);
+// - `batchEvents {maxSize, timeout, key?, if?}`: one run per batch of events of a key;
 // - `timeouts {start?, finish?}`: deadlines after which a run is cancelled;
 // - a function-wide limit on calls in flight: `concurrency: N` or `{limit: N}`;
 // - a per-key limit on calls in flight: `{limit: N, key}` with N > 1 (no order promise),
@@ -94,6 +95,20 @@ inline constexpr std::chrono::milliseconds kMaxDebouncePeriod{7 * 24 * 3600 * 10
 
 // `priority.run` is clamped to this many seconds either way (Inngest's documented range).
 inline constexpr int64_t kMaxPrioritySeconds = 600;
+// `batchEvents: {maxSize, timeout, key?, if?}`: the events of a key are gathered into one
+// run, started when `maxSize` have arrived or `timeout` after the first (docs/flow-control.md
+// "batchEvents"). An event whose `if` is false runs alone.
+struct BatchOption {
+  int64_t max_size = 0;
+  std::chrono::milliseconds timeout{0};
+  std::shared_ptr<const expr::Expression> key;        // null: one key for the function
+  std::shared_ptr<const expr::Expression> condition;  // `if`; null: every event is batched
+};
+// Bounds of batchEvents (Inngest's).
+inline constexpr int64_t kMinBatchSize = 2;
+inline constexpr int64_t kMaxBatchSize = 100;
+inline constexpr std::chrono::milliseconds kMinBatchTimeout{1000};
+inline constexpr std::chrono::milliseconds kMaxBatchTimeout{60 * 1000};
 
 // Bounds of rateLimit.period (Inngest's).
 inline constexpr std::chrono::milliseconds kMinRatePeriod{1000};
@@ -126,6 +141,7 @@ struct FlowControl {
   std::optional<store::RunTimeouts> timeouts;
   std::optional<ThrottleOption> throttle;
   std::optional<DebounceOption> debounce;
+  std::optional<BatchOption> batch;
 };
 
 // Whether `v` is an integer (of any JSON number type) in [lo, hi]: what a config number
@@ -149,6 +165,7 @@ struct RunKeys {
   std::optional<store::RunTimeouts> timeouts;
   std::optional<store::ThrottleGate> throttle;
   std::optional<store::DebounceGate> debounce;
+  std::optional<store::BatchGate> batch;  // null also when the event's `if` is false
 };
 // The value of a `priority.run` expression as whole seconds: a number truncated toward zero
 // and clamped to ±kMaxPrioritySeconds; anything else (a string, null, an error) is 0.

@@ -168,6 +168,16 @@ struct DebounceGate {
   int64_t event_ts_ms = 0;  // the event's `ts`: an older one does not replace a newer one
 };
 
+// `batchEvents`: the events of (function, key) are gathered into one run, started when
+// `max_size` have joined it or `timeout` after its first event (docs/flow-control.md).
+struct BatchGate {
+  std::string key;  // the key expression's value ("" without a key)
+  int64_t max_size = 2;
+  std::chrono::milliseconds timeout{0};
+};
+// A batch is started before its events, as JSON, would pass this (Inngest's hard cap).
+inline constexpr int64_t kMaxBatchBytes = 10 << 20;
+
 struct NewRun {
   std::string run_id;  // ULID
   std::string function_id;
@@ -201,6 +211,11 @@ struct NewRun {
   // with the run like a throttle's slot (the later of the two holds), so a run that waits
   // behind its lane's head does not start before it either.
   std::optional<int64_t> start_at_ms;
+  // Batched (IngestEvents only): the event may join the open batch (a pending run) of its
+  // key instead of starting a run.
+  std::optional<BatchGate> batch;
+  // A replay (StartRun) of a batch's run: the new run gets that run's events, in order.
+  std::optional<std::string> events_of;
 };
 
 // Why an event started no run of a sequence lane.
@@ -248,6 +263,8 @@ struct IngestedEvent {
   // Functions whose pending debounced run this event joined (it replaced the run's event):
   // no new run of them (NewRun::debounce).
   std::vector<std::string> debounced;
+  // Functions whose open batch this event joined: no new run of them (NewRun::batch).
+  std::vector<std::string> batched;
 };
 
 // A run an event did not start: which function, and why (kSkip…).
@@ -309,6 +326,9 @@ struct RunRecord {
   std::string function_id;
   std::string event_id;    // internal id of the triggering event
   std::string event_name;  // its name
+  // Every event of the run in order, the first being event_id: one but for a batch
+  // (batchEvents). Filled by GetRun only (empty from ListRuns).
+  std::vector<std::string> event_ids;
   std::string status;
   std::optional<std::string> lane_key;
   std::optional<std::string> concurrency_key;

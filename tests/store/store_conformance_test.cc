@@ -1851,6 +1851,290 @@ TEST_P(DebounceTest, EventsRacingClaimsAreNeverLostAndNoRunStartsTwice) {
   }
 }
 
+// batchEvents (docs/flow-control.md "batchEvents").
+class BatchTest : public StoreConformance {
+ protected:
+  struct Sent {
+    std::string event_id;
+    std::string run_id;  // of the NewRun sent (created only for a new batch)
+    IngestedEvent result;
+  };
+  NewEvent BatchedEvent(const std::string& key, int64_t max_size, std::chrono::milliseconds timeout,
+                        int64_t now_ms) {
+    NewEvent ne = Event("test/batch");
+    ne.event.payload["id"] = ne.event.id;
+    NewRun run{NewUlid(now_ms), "app-plain"};
+    run.batch = BatchGate{key, max_size, timeout};
+    ne.runs.push_back(run);
+    return ne;
+  }
+  Sent Send(const std::string& key, int64_t max_size, std::chrono::milliseconds timeout) {
+    NewEvent ne = BatchedEvent(key, max_size, timeout, UnixMillis(clock_.Now()));
+    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+    EXPECT_THAT(r, IsOk());
+    return {ne.event.internal_id, ne.runs[0].run_id, r.ok() ? (*r)[0] : IngestedEvent{}};
+  }
+  std::vector<RunRecord> Runs() {
+    RunFilter filter;
+    filter.function_id = "app-plain";
+    filter.limit = 1000;
+    auto runs = store_->ListRuns(filter);
+    EXPECT_THAT(runs, IsOk());
+    return runs.ok() ? *runs : std::vector<RunRecord>{};
+  }
+};
+
+TEST_P(BatchTest, EventsJoinTheOpenBatchAndTheRunStartsAtOnceWhenItIsFull) {
+  const Sent e1 = Send("k", 3, 10s);
+  EXPECT_TRUE(e1.result.batched.empty());
+  EXPECT_EQ(RunStatus(e1.run_id), kQueued);
+  const Sent other = Send("other", 3, 10s);  // another key: a batch of its own
+  EXPECT_TRUE(other.result.batched.empty());
+  const Sent e2 = Send("k", 3, 10s);
+  EXPECT_EQ(e2.result.batched, std::vector<std::string>{"app-plain"});
+  EXPECT_TRUE(Claim().empty());  // not full, not timed out
+  const Sent e3 = Send("k", 3, 10s);
+  EXPECT_EQ(e3.result.batched, std::vector<std::string>{"app-plain"});
+  EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{e1.run_id});  // full: due now
+  EXPECT_EQ(Runs().size(), 2u);
+  auto run = store_->GetRun(e1.run_id);
+  ASSERT_THAT(run, IsOk());
+  EXPECT_EQ(run->event_id, e1.event_id);
+  EXPECT_EQ(run->event_ids, (std::vector<std::string>{e1.event_id, e2.event_id, e3.event_id}));
+  auto state = store_->LoadRunState(e1.run_id);  // what the call carries
+  ASSERT_THAT(state, IsOk());
+  ASSERT_EQ(state->events.size(), 3u);
+  EXPECT_EQ(state->events[0]["id"], e1.event_id);
+  EXPECT_EQ(state->events[1]["id"], e2.event_id);
+  EXPECT_EQ(state->events[2]["id"], e3.event_id);
+  // Every event of the batch lists the run.
+  RunFilter by_event;
+  by_event.event_id = e3.event_id;
+  auto of_e3 = store_->ListRuns(by_event);
+  ASSERT_THAT(of_e3, IsOk());
+  ASSERT_EQ(of_e3->size(), 1u);
+  EXPECT_EQ((*of_e3)[0].id, e1.run_id);
+  // The next event of the key opens a new batch.
+  const Sent e4 = Send("k", 3, 10s);
+  EXPECT_TRUE(e4.result.batched.empty());
+  EXPECT_EQ(Runs().size(), 3u);
+  EXPECT_EQ(store_->GetRun(e4.run_id)->event_ids, std::vector<std::string>{e4.event_id});
+}
+
+TEST_P(BatchTest, TheTimerStartsTheRunWithWhatItHoldsOnceAndLaterEventsOpenANewBatch) {
+  const Sent e1 = Send("k", 5, 2s);
+  clock_.Advance(1s);
+  const Sent e2 = Send("k", 5, 2s);
+  EXPECT_EQ(e2.result.batched, std::vector<std::string>{"app-plain"});
+  clock_.Advance(999ms);
+  EXPECT_TRUE(Claim().empty());
+  clock_.Advance(1ms);  // 2 s after the first event, not the last
+  // The timer has fired but its call is not claimed yet: the batch is closed all the same.
+  const Sent e3 = Send("k", 5, 2s);
+  EXPECT_TRUE(e3.result.batched.empty());
+  EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{e1.run_id});
+  EXPECT_TRUE(Claim().empty());  // once
+  EXPECT_EQ(store_->GetRun(e1.run_id)->event_ids,
+            (std::vector<std::string>{e1.event_id, e2.event_id}));
+  const Sent e4 = Send("k", 5, 2s);  // joins e3's batch
+  EXPECT_EQ(e4.result.batched, std::vector<std::string>{"app-plain"});
+  clock_.Advance(2s);
+  EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{e3.run_id});
+  EXPECT_EQ(store_->GetRun(e3.run_id)->event_ids,
+            (std::vector<std::string>{e3.event_id, e4.event_id}));
+  EXPECT_EQ(Runs().size(), 2u);
+}
+
+TEST_P(BatchTest, OneRequestFillsBatchesInArrivalOrder) {
+  std::vector<NewEvent> events;
+  for (int i = 0; i < 5; ++i) {
+    events.push_back(BatchedEvent("k", 2, 5s, UnixMillis(clock_.Now())));
+  }
+  auto r = store_->IngestEvents(events, clock_.Now(), nullptr);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(ClaimedRuns(),
+            (std::vector<std::string>{events[0].runs[0].run_id, events[2].runs[0].run_id}));
+  EXPECT_EQ(store_->GetRun(events[2].runs[0].run_id)->event_ids,
+            (std::vector<std::string>{events[2].event.internal_id, events[3].event.internal_id}));
+  const std::vector<RunRecord> runs = Runs();
+  EXPECT_EQ(runs.size(), 3u);  // 2 + 2 + the last one, open
+}
+
+// A batch's run passes throttle like any run: its slot is taken when it is created (with the
+// batch's first event), and filling the batch makes it due at that slot, not before.
+TEST_P(BatchTest, AFullBatchOfAThrottledFunctionStartsAtItsSlot) {
+  auto send = [&](const std::string& key) {
+    NewEvent ne = BatchedEvent(key, 2, 30s, UnixMillis(clock_.Now()));
+    ne.runs[0].throttle = ThrottleGate{"", 1, 10s, 0};
+    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+    EXPECT_THAT(r, IsOk());
+    return ne.runs[0].run_id;
+  };
+  const std::string a = send("a");
+  const std::string b = send("b");  // slot 10 s later
+  send("a");
+  send("b");  // both full
+  EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{a});
+  clock_.Advance(9999ms);
+  EXPECT_TRUE(Claim().empty());
+  clock_.Advance(1ms);
+  EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{b});
+}
+
+// timeouts.start counts from when a batch is started (its timer, or the event that fills
+// it), not from its first event: a start shorter than the batch timeout cancels nothing
+// while the batch gathers.
+TEST_P(BatchTest, TimeoutsStartCountsFromWhenTheBatchStarts) {
+  auto send = [&](const std::string& key) {
+    NewEvent ne = BatchedEvent(key, 3, 5s, UnixMillis(clock_.Now()));
+    ne.runs[0].timeouts = RunTimeouts{1s, std::nullopt};
+    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+    EXPECT_THAT(r, IsOk());
+    return ne.runs[0].run_id;
+  };
+  auto sweep = [&] {
+    auto r = store_->CancelTimedOutRuns(clock_.Now(), 100);
+    EXPECT_THAT(r, IsOk());
+    return r.ok() ? *r : std::vector<std::string>{};
+  };
+  const std::string timed = send("timer");  // starts at 5 s: cancelled at 6 s if not claimed
+  const std::string filled = send("full");
+  clock_.Advance(2s);
+  send("full");
+  send("full");  // full at 2 s: cancelled at 3 s if not claimed
+  EXPECT_TRUE(sweep().empty());
+  clock_.Advance(999ms);
+  EXPECT_TRUE(sweep().empty());
+  clock_.Advance(1ms);
+  EXPECT_EQ(sweep(), std::vector<std::string>{filled});
+  clock_.Advance(2999ms);  // 5.999 s
+  EXPECT_TRUE(sweep().empty());
+  clock_.Advance(1ms);
+  EXPECT_EQ(sweep(), std::vector<std::string>{timed});
+}
+
+// A batch is started before its events would pass kMaxBatchBytes as JSON: the event that
+// would take it past opens the next batch.
+TEST_P(BatchTest, AnEventThatWouldPassTheByteCapStartsTheBatchWithoutIt) {
+  const std::string three_mib(3 << 20, 'x');
+  std::vector<NewEvent> sent;
+  for (int i = 0; i < 4; ++i) {
+    NewEvent ne = BatchedEvent("k", 10, 30s, UnixMillis(clock_.Now()));
+    ne.event.payload["data"] = {{"blob", three_mib}};
+    ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+    sent.push_back(std::move(ne));
+  }
+  EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{sent[0].runs[0].run_id});
+  EXPECT_EQ(store_->GetRun(sent[0].runs[0].run_id)->event_ids,
+            (std::vector<std::string>{sent[0].event.internal_id, sent[1].event.internal_id,
+                                      sent[2].event.internal_id}));
+  EXPECT_EQ(store_->GetRun(sent[3].runs[0].run_id)->event_ids,
+            std::vector<std::string>{sent[3].event.internal_id});
+  EXPECT_EQ(RunStatus(sent[3].runs[0].run_id), kQueued);
+}
+
+TEST_P(BatchTest, RetentionKeepsEveryEventOfARunItKeepsAndDeletesThemWithTheRun) {
+  const Sent e1 = Send("done", 2, 10s);
+  const Sent e2 = Send("done", 2, 10s);  // full: the run starts
+  for (const QueueItem& item : Claim()) ASSERT_THAT(End(item), IsOk());
+  auto pending = store_->PendingRunEnds(0, 100);
+  ASSERT_THAT(pending, IsOk());
+  ASSERT_THAT(store_->AckRunEnds(*pending), IsOk());
+  const Sent e3 = Send("open", 5, 10s);
+  const Sent e4 = Send("open", 5, 10s);  // held only through run_events
+  ASSERT_EQ(e4.result.batched, std::vector<std::string>{"app-plain"});
+  clock_.Advance(2h);
+  for (int pass = 0; pass < 10; ++pass) {
+    auto n = store_->DeleteExpired(clock_.Now() - 30min, 500);
+    ASSERT_THAT(n, IsOk());
+    if (*n == 0) break;
+  }
+  EXPECT_EQ(store_->GetRun(e1.run_id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetEvent(e1.event_id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetEvent(e2.event_id).status().code(), StatusCode::kNotFound);
+  ASSERT_THAT(store_->GetRun(e3.run_id), IsOk());
+  EXPECT_THAT(store_->GetEvent(e3.event_id), IsOk());
+  EXPECT_THAT(store_->GetEvent(e4.event_id), IsOk());
+  auto state = store_->LoadRunState(e3.run_id);
+  ASSERT_THAT(state, IsOk());
+  EXPECT_EQ(state->events.size(), 2u);
+  // Retention passed over the batch rows without error; the timed-out batch stays closed.
+  const Sent e5 = Send("open", 5, 10s);
+  EXPECT_TRUE(e5.result.batched.empty());
+}
+
+// Events racing claims (and, on PostgreSQL, each other): every event is in exactly one
+// run, no batch holds more than maxSize, and no run's first call is claimed twice or gets
+// an event after its claim.
+TEST_P(BatchTest, RacingEventsAndClaimsPutEveryEventInExactlyOneRunClaimedOnce) {
+  constexpr int kThreads = 3;
+  constexpr int kEventsEach = 20;
+  std::atomic<bool> done = false;
+  std::mutex mu;
+  std::map<std::string, int> claims_of;
+  std::map<std::string, size_t> size_at_claim;
+  std::thread claimer([&] {
+    while (!done) {
+      // Every item looks due: open batches' timers fire while events join them.
+      auto r = store_->Claim(10, clock_.Now() + 20s, 60s);
+      if (!r.ok()) continue;
+      std::lock_guard lock(mu);
+      for (const QueueItem& item : *r) {
+        ++claims_of[item.run_id];
+        size_at_claim[item.run_id] = store_->GetRun(item.run_id)->event_ids.size();
+      }
+    }
+  });
+  std::vector<std::vector<std::string>> sent(kThreads);
+  std::vector<std::thread> senders;
+  for (int t = 0; t < kThreads; ++t) {
+    senders.emplace_back([&, t] {
+      for (int i = 0; i < kEventsEach; ++i) {
+        for (int tries = 0; tries < 50; ++tries) {
+          NewEvent ne = BatchedEvent("k", 4, 10s, UnixMillis(clock_.Now()));
+          auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+          if (!r.ok() && r.status().code() == StatusCode::kUnavailable) continue;
+          EXPECT_THAT(r, IsOk());
+          sent[t].push_back(ne.event.internal_id);
+          break;
+        }
+      }
+    });
+  }
+  for (std::thread& s : senders) s.join();
+  done = true;
+  claimer.join();
+  auto last = store_->Claim(1000, clock_.Now() + 20s, 60s);
+  ASSERT_THAT(last, IsOk());
+  for (const QueueItem& item : *last) {
+    ++claims_of[item.run_id];
+    size_at_claim[item.run_id] = store_->GetRun(item.run_id)->event_ids.size();
+  }
+  std::map<std::string, int> runs_of;
+  for (const RunRecord& listed : Runs()) {
+    auto run = store_->GetRun(listed.id);
+    ASSERT_THAT(run, IsOk());
+    EXPECT_EQ(claims_of[run->id], 1) << run->id;
+    EXPECT_LE(run->event_ids.size(), 4u) << run->id;
+    EXPECT_EQ(size_at_claim[run->id], run->event_ids.size()) << "joined after its claim";
+    for (const std::string& id : run->event_ids) ++runs_of[id];
+  }
+  size_t total = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_EQ(sent[t].size(), static_cast<size_t>(kEventsEach));
+    for (const std::string& id : sent[t]) {
+      EXPECT_EQ(runs_of[id], 1) << id;
+      ++total;
+    }
+  }
+  EXPECT_EQ(runs_of.size(), total);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, BatchTest,
+                         ::testing::Values(Backend{"postgres", OpenPostgres},
+                                           Backend{"sqlite", OpenSqlite}),
+                         [](const auto& info) { return info.param.name; });
+
 INSTANTIATE_TEST_SUITE_P(Backends, DebounceTest,
                          ::testing::Values(Backend{"postgres", OpenPostgres},
                                            Backend{"sqlite", OpenSqlite}),

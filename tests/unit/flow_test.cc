@@ -374,7 +374,6 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
        "throttle.scope is not implemented by Funcky"},
       {R"({"throttle":[1]})", "throttle must be an object"},
       {R"({"debounce":{"period":"1s","burst":2}})", "debounce.burst is not implemented"},
-      {R"({"batchEvents":{"maxSize":2,"timeout":"1s"}})", "batchEvents is an Inngest"},
       {R"({"priority":{"run":""}})", "priority.run must be a non-empty expression string"},
       {R"({"priority":{"run":5}})", "priority.run must be a non-empty expression string"},
       {R"({"priority":{"run":"event."}})", "priority.run: at 7:"},
@@ -715,6 +714,83 @@ TEST(Flow, BadDebounceConfigsAreRefusedNamingTheOption) {
        "debounce with a lane (ordering) and ordering.sequence is not implemented"},
       {R"({"debounce":{"period":"2s"},"singleton":{"mode":"skip"}})",
        "debounce with singleton is not implemented"},
+  };
+  for (const auto& [config, message] : cases) {
+    ExpectErrorStartingWith(scheduler::ParseFlowControl(Json::parse(config)).status(), message,
+                            config);
+  }
+}
+
+TEST(Flow, BatchEventsCarriesItsSizeTimeoutAndKeyWhenItsIfHolds) {
+  auto flow = scheduler::ParseFlowControl(Json::parse(R"({"batchEvents":{"maxSize":5,
+      "timeout":"5s","key":"event.data.user","if":"event.data.plan == 'free'"},
+      "rateLimit":{"limit":10,"period":"1m"},"throttle":{"limit":1,"period":"1s"}})"));
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  ASSERT_TRUE(flow->batch);
+  EXPECT_EQ(flow->batch->max_size, 5);
+  EXPECT_EQ(flow->batch->timeout, std::chrono::seconds(5));
+  auto free = scheduler::EvaluateKeys(*flow, {{"data", {{"user", "u-1"}, {"plan", "free"}}}});
+  ASSERT_TRUE(free.ok() && free->batch);
+  EXPECT_EQ(free->batch->key, "u-1");
+  EXPECT_EQ(free->batch->max_size, 5);
+  EXPECT_EQ(free->batch->timeout, std::chrono::seconds(5));
+  EXPECT_TRUE(free->rate);  // the rate gate is decided per event, before the batch
+  // `if` false (or not a boolean): the event runs alone.
+  auto paid = scheduler::EvaluateKeys(*flow, {{"data", {{"user", "u-1"}, {"plan", "paid"}}}});
+  ASSERT_TRUE(paid.ok());
+  EXPECT_FALSE(paid->batch);
+  auto bare = scheduler::ParseFlowControl(
+      Json::parse(R"({"batchEvents":{"maxSize":100,"timeout":"60s","key":null}})"));
+  ASSERT_TRUE(bare.ok()) << bare.status().ToString();
+  auto keys = scheduler::EvaluateKeys(*bare, {{"data", Json::object()}});
+  ASSERT_TRUE(keys.ok() && keys->batch);
+  EXPECT_EQ(keys->batch->key, "");
+  EXPECT_EQ(keys->batch->max_size, 100);
+  EXPECT_TRUE(
+      scheduler::ParseFlowControl(Json::parse(R"({"batchEvents":{"maxSize":2,"timeout":"1s"}})"))
+          .ok());
+  EXPECT_TRUE(scheduler::ParseFlowControl(
+                  Json::parse(R"({"batchEvents":{"maxSize":2,"timeout":"1s"},"cancel":[],)"
+                              R"("idempotency":"event.data.id"})"))
+                  .ok());
+}
+
+TEST(Flow, BadBatchEventsConfigsAndCombinationsAreRefusedNamingTheOption) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"batchEvents":5})", "batchEvents must be an object {maxSize, timeout, key?, if?}"},
+      {R"({"batchEvents":{"timeout":"1s"}})",
+       "batchEvents.maxSize must be an integer from 2 to 100"},
+      {R"({"batchEvents":{"maxSize":1,"timeout":"1s"}})", "batchEvents.maxSize must be an integer"},
+      {R"({"batchEvents":{"maxSize":101,"timeout":"1s"}})", "batchEvents.maxSize must be"},
+      {R"({"batchEvents":{"maxSize":2.5,"timeout":"1s"}})", "batchEvents.maxSize must be"},
+      {R"({"batchEvents":{"maxSize":"5","timeout":"1s"}})", "batchEvents.maxSize must be"},
+      {R"({"batchEvents":{"maxSize":5}})", "batchEvents needs a \"timeout\""},
+      {R"({"batchEvents":{"maxSize":5,"timeout":5}})", "batchEvents.timeout must be a duration"},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"999ms"}})",
+       "batchEvents.timeout must be from 1s to 60s"},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"61s"}})",
+       "batchEvents.timeout must be from 1s to 60s"},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"soon"}})", "batchEvents.timeout: "},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"1s","key":""}})",
+       "batchEvents.key must be a non-empty expression"},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"1s","key":"event."}})", "batchEvents.key: at 7: "},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"1s","if":""}})",
+       "batchEvents.if must be a non-empty expression"},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"1s","if":"event.("}})", "batchEvents.if: "},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"1s","maxBytes":10}})",
+       "batchEvents.maxBytes is not implemented by Funcky"},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"1s"},"cancel":[{"event":"x"}]})",
+       "batchEvents with cancel is not implemented"},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"1s"},"debounce":{"period":"1s"}})",
+       "batchEvents with debounce is not implemented"},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"1s"},"singleton":{"mode":"skip"}})",
+       "batchEvents with singleton is not implemented"},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"1s"},"ordering":{"key":"event.data.a"}})",
+       "batchEvents with ordering (a lane) is not implemented"},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"1s"},"concurrency":{"limit":1,"key":"event.data.a"}})",
+       "batchEvents with concurrency (a lane) is not implemented"},
+      {R"({"batchEvents":{"maxSize":5,"timeout":"1s"},"priority":{"run":"1"}})",
+       "batchEvents with priority is not implemented"},
   };
   for (const auto& [config, message] : cases) {
     ExpectErrorStartingWith(scheduler::ParseFlowControl(Json::parse(config)).status(), message,

@@ -306,6 +306,37 @@ TEST(Flow, TheCppSdkSyncsDebounceAsTheNpmSdkDoes) {
   EXPECT_FALSE(none.configs("app", "http://h:1/api").at(0).contains("debounce"));
 }
 
+TEST(Flow, TheCppSdkSyncsBatchEventsAsTheNpmSdkDoes) {
+  auto fn =
+      create_function({.id = "bulk",
+                       .triggers = {{.event = "log/api.call"}},
+                       .batch_events = BatchEvents{.max_size = 100,
+                                                   .timeout = "5s",
+                                                   .key = "event.data.user_id",
+                                                   .if_ = "event.data.account_type == 'free'"}},
+                      [](Context&) { return Json(nullptr); });
+  const Json config = fn.configs("app", "http://h:1/api").at(0);
+  EXPECT_EQ(config["batchEvents"], Json::parse(R"({"maxSize":100,"timeout":"5s",)"
+                                               R"("key":"event.data.user_id",)"
+                                               R"("if":"event.data.account_type == 'free'"})"));
+  auto flow = scheduler::ParseFlowControl(config);
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  ASSERT_TRUE(flow->batch);
+  EXPECT_EQ(flow->batch->max_size, 100);
+  EXPECT_EQ(flow->batch->timeout, std::chrono::seconds(5));
+  EXPECT_EQ(flow->batch->key->source(), "event.data.user_id");
+  EXPECT_EQ(flow->batch->condition->source(), "event.data.account_type == 'free'");
+  auto plain = create_function({.id = "p",
+                                .triggers = {{.event = "e"}},
+                                .batch_events = BatchEvents{.max_size = 2, .timeout = "1s"}},
+                               [](Context&) { return Json(nullptr); });
+  EXPECT_EQ(plain.configs("app", "http://h:1/api").at(0)["batchEvents"],
+            Json::parse(R"({"maxSize":2,"timeout":"1s"})"));
+  auto none = create_function({.id = "n", .triggers = {{.event = "e"}}},
+                              [](Context&) { return Json(nullptr); });
+  EXPECT_FALSE(none.configs("app", "http://h:1/api").at(0).contains("batchEvents"));
+}
+
 TEST(SequenceLanes, TheCppSdkConfigParsesToTheSameLane) {
   Ordering ordering{.key = "event.data.tenant",
                     .head_timeout = "1h",

@@ -43,6 +43,34 @@ void RecordSkip(Tx& tx, const std::string& event_id, const NewRun& run, const ch
       {event_id, run.function_id, reason, key, now_ms});
 }
 
+// The (function, key) rows that the runs of `events` need, by `key_of` (null: none), sorted:
+// the one order in which every ingest locks them.
+template <typename KeyOf>
+std::set<std::pair<std::string, std::string>> KeyRows(const std::vector<NewEvent>& events,
+                                                      KeyOf key_of) {
+  std::set<std::pair<std::string, std::string>> rows;
+  for (const NewEvent& ne : events) {
+    for (const NewRun& run : ne.runs) {
+      if (const std::string* key = key_of(run)) rows.emplace(run.function_id, *key);
+    }
+  }
+  return rows;
+}
+
+// Locks the run's queue items, then its row (the order Apply, Claim and CancelRun use), and
+// returns its `columns` while it is unclaimed: queued, never started, no item leased. A
+// claim that leased an item first has committed by the time these locks are granted (SKIP
+// LOCKED claims pass over an item this holds). Empty otherwise.
+Rows LockUnclaimedRun(Tx& tx, const std::string& run_id, const std::string& columns) {
+  Rows items = tx.Query("SELECT lease_token FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
+  Rows r =
+      tx.Query("SELECT status, started_at_ms, " + columns + " FROM runs WHERE id = $1 {FOR UPDATE}",
+               {run_id});
+  bool unclaimed = !items.empty() && !r.empty() && r[0].Text(0) == kQueued && r[0].Null(1);
+  for (Row item : items) unclaimed = unclaimed && item.Null(0);
+  return unclaimed ? r : Rows();
+}
+
 }  // namespace
 
 void LockGates(Tx& tx, const std::vector<NewEvent>& events) {
@@ -284,12 +312,8 @@ int64_t DeleteSpentGates(Tx& tx, int64_t horizon_ms) {
 // Debounce: one row per (function, key) naming the pending run, when its debounce began and
 // the `ts` of the event it holds.
 void LockDebounces(Tx& tx, const std::vector<NewEvent>& events) {
-  std::set<std::pair<std::string, std::string>> rows;
-  for (const NewEvent& ne : events) {
-    for (const NewRun& run : ne.runs) {
-      if (run.debounce) rows.emplace(run.function_id, run.debounce->key);
-    }
-  }
+  const auto rows = KeyRows(
+      events, [](const NewRun& run) { return run.debounce ? &run.debounce->key : nullptr; });
   for (const auto& [function_id, key] : rows) {
     tx.Exec(
         "INSERT INTO debounces (function_id, key, run_id, first_ms, event_ts_ms) "
@@ -368,6 +392,94 @@ int64_t DeleteEndedDebounces(Tx& tx) {
       "AND r.status = 'queued' AND r.started_at_ms IS NULL) LIMIT 1000 "
       "{FOR UPDATE OF d SKIP LOCKED})",
       {});
+}
+
+// batchEvents: one row per (function, key) naming the open batch's run, when its first event
+// arrived, how many events it holds and their size as JSON.
+void LockBatches(Tx& tx, const std::vector<NewEvent>& events) {
+  const auto rows =
+      KeyRows(events, [](const NewRun& run) { return run.batch ? &run.batch->key : nullptr; });
+  for (const auto& [function_id, key] : rows) {
+    tx.Exec(
+        "INSERT INTO batches (function_id, key, run_id, first_ms, size, bytes) "
+        "VALUES ($1, $2, $3, 0, 0, 0) "
+        "ON CONFLICT (function_id, key) DO UPDATE SET run_id = batches.run_id",
+        {function_id, key, kNoRun});
+  }
+}
+
+bool JoinBatch(Tx& tx, const std::string& event_id, int64_t event_bytes, const NewRun& run,
+               int64_t now_ms) {
+  const BatchGate& gate = *run.batch;
+  Rows row = tx.Query(
+      "SELECT run_id, first_ms, size, bytes FROM batches WHERE function_id = $1 AND key = $2",
+      {run.function_id, gate.key});
+  if (row.empty() || row[0].Text(0).empty()) return false;
+  // Timed out: its timer (the run's first call) starts it with what it holds, even if a
+  // concurrency limit holds that call back.
+  if (row[0].Int(1) + gate.timeout.count() <= now_ms) return false;
+  const std::string open = row[0].Text(0);
+  // Open: its run unclaimed, so an event never joins a run whose events were read for a call.
+  Rows r = LockUnclaimedRun(tx, open, "throttle_slot_ms");
+  if (r.empty()) return false;
+  const int64_t size = row[0].Int(2);
+  const int64_t bytes = row[0].Int(3) + event_bytes;
+  const bool joins = bytes <= kMaxBatchBytes;
+  if (joins) {
+    tx.Exec("INSERT INTO run_events (run_id, position, event_id) VALUES ($1, $2, $3)",
+            {open, size, event_id});
+    if (size + 1 < gate.max_size) {
+      tx.Exec("UPDATE batches SET size = $3, bytes = $4 WHERE function_id = $1 AND key = $2",
+              {run.function_id, gate.key, size + 1, bytes});
+      return true;
+    }
+  }
+  // Full, or too large to take this event: the run starts now (at its throttle slot if that
+  // is later), and the next event of the key opens a new batch. Its timeouts.start counts
+  // from now, not from the timer.
+  const int64_t due = r[0].Null(2) ? now_ms : std::max(now_ms, r[0].Int(2));
+  tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {open, due});
+  tx.Exec(
+      "UPDATE run_timeouts SET start_deadline_ms = start_deadline_ms - $2 "
+      "WHERE run_id = $1 AND start_deadline_ms IS NOT NULL",
+      {open, row[0].Int(1) + gate.timeout.count() - now_ms});
+  tx.Exec("UPDATE batches SET run_id = $3 WHERE function_id = $1 AND key = $2",
+          {run.function_id, gate.key, kNoRun});
+  return joins;
+}
+
+void StartBatch(Tx& tx, const std::string& event_id, int64_t event_bytes, const NewRun& run,
+                int64_t now_ms) {
+  const BatchGate& gate = *run.batch;
+  const int64_t due = now_ms + gate.timeout.count();
+  if (tx.Exec("UPDATE queue SET visible_at_ms = CASE WHEN visible_at_ms > $2 THEN visible_at_ms "
+              "ELSE $2 END WHERE run_id = $1 AND lease_token IS NULL",
+              {run.run_id, due}) == 0) {
+    return;  // no run was created (its id existed)
+  }
+  tx.Exec("INSERT INTO run_events (run_id, position, event_id) VALUES ($1, 0, $2)",
+          {run.run_id, event_id});
+  // timeouts.start counts from when the batch is started (as in Inngest, where the run is
+  // created then): from the timer, or from the event that fills it (JoinBatch).
+  tx.Exec(
+      "UPDATE run_timeouts SET start_deadline_ms = start_deadline_ms + $2 "
+      "WHERE run_id = $1 AND start_deadline_ms IS NOT NULL",
+      {run.run_id, gate.timeout.count()});
+  tx.Exec(
+      "UPDATE batches SET run_id = $3, first_ms = $4, size = 1, bytes = $5 "
+      "WHERE function_id = $1 AND key = $2",
+      {run.function_id, gate.key, run.run_id, now_ms, event_bytes});
+}
+
+int64_t DeleteClosedBatches(Tx& tx, int64_t horizon_ms) {
+  // A row is kept while its run is unclaimed and it began after the horizon: JoinBatch
+  // decides under the row's lock whether it is still open.
+  return tx.Exec(
+      "DELETE FROM batches WHERE (function_id, key) IN (SELECT b.function_id, b.key "
+      "FROM batches b WHERE b.first_ms < $1 OR NOT EXISTS (SELECT 1 FROM runs r "
+      "WHERE r.id = b.run_id AND r.status = 'queued' AND r.started_at_ms IS NULL) LIMIT 1000 "
+      "{FOR UPDATE OF b SKIP LOCKED})",
+      {horizon_ms});
 }
 
 }  // namespace funcky::store

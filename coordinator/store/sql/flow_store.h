@@ -95,6 +95,34 @@ void StartDebounce(sql::Tx& tx, const NewRun& run, int64_t now_ms);
 // Deletes up to 1000 debounce rows whose run started, ended or is gone. Returns how many.
 int64_t DeleteEndedDebounces(sql::Tx& tx);
 
+// batchEvents (NewRun::batch, docs/flow-control.md "batchEvents"). Lock order: after
+// LockDebounces, LockBatches locks every batch row of the request in one sorted order; then
+// JoinBatch locks the open batch's run's queue items, then its row (the order Apply, Claim
+// and CancelRun use). A batch row is never locked by a claim: a claimed run (its item
+// leased, or the run started) simply no longer counts as an open batch, so the next event
+// of the key opens a new one. The run is created with the batch's first event, its first
+// call due at `timeout` (the timer); so a batch becomes one run exactly once, whether it
+// fills up or times out.
+void LockBatches(sql::Tx& tx, const std::vector<NewEvent>& events);
+
+// Appends the stored event `event_id` (`event_bytes` as JSON) to the open batch of its key,
+// if there is one (not full, not timed out at `now_ms`, its run not claimed): true. When
+// that fills the batch, its run's first call is due at once and the batch is closed. An
+// event that would take the batch past kMaxBatchBytes starts it without the event. false:
+// no open batch; create the run, then StartBatch.
+bool JoinBatch(sql::Tx& tx, const std::string& event_id, int64_t event_bytes, const NewRun& run,
+               int64_t now_ms);
+
+// After CreateRun and RecordTimeouts of a batched run for `event_id`: the run holds the
+// event as its first, its first call is due `timeout` from now (and its timeouts.start
+// counts from then), and the key's row names it as the open batch.
+void StartBatch(sql::Tx& tx, const std::string& event_id, int64_t event_bytes, const NewRun& run,
+                int64_t now_ms);
+
+// Deletes up to 1000 batch rows whose run was claimed or is gone, or whose first event is
+// older than `horizon_ms` (every batch times out within 60 s). Returns how many.
+int64_t DeleteClosedBatches(sql::Tx& tx, int64_t horizon_ms);
+
 // The one cancel path (CancelRun's transaction body, in sql_store.cc): ends the run as
 // cancelled with `error`, drops its queue items and waits and moves its lane on. false
 // when it had ended; kNotFound when there is no such run.

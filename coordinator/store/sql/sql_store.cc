@@ -524,6 +524,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
     LockLanes(tx, lanes);
     LockGates(tx, events);      // flow control (flow_store.h): after the lanes, in one order
     LockDebounces(tx, events);  // then the debounce rows, in one order
+    LockBatches(tx, events);    // then the batch rows, in one order
     std::vector<IngestedEvent> out;
     out.reserve(events.size());
     bool created = false;
@@ -547,6 +548,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
         continue;
       }
       IngestedEvent stored{e.internal_id, false};
+      int64_t event_bytes = -1;  // as JSON, measured once if a batch needs it
       for (const NewRun& run : ne.runs) {
         GateDecision gate = Admit(tx, e.internal_id, run, now_ms);
         stored.cancelled.insert(stored.cancelled.end(), gate.cancelled.begin(),
@@ -561,12 +563,20 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
           if (debounced == Debounced::kLate) stored.skipped.push_back(run.function_id);
           if (debounced != Debounced::kNewRun) continue;
         }
+        if (run.batch && event_bytes < 0) {
+          event_bytes = static_cast<int64_t>(e.payload.dump().size());
+        }
+        if (run.batch && JoinBatch(tx, e.internal_id, event_bytes, run, now_ms)) {
+          stored.batched.push_back(run.function_id);
+          continue;
+        }
         if (!run.debounce) {
           CreateRun(tx, e.internal_id, run, now_ms);
         } else if (CreateRun(tx, e.internal_id, DebouncedRun(run, now_ms), now_ms)) {
           StartDebounce(tx, run, now_ms);
         }
         RecordTimeouts(tx, run, now_ms);
+        if (run.batch) StartBatch(tx, e.internal_id, event_bytes, run, now_ms);
         created = true;
       }
       out.push_back(std::move(stored));
@@ -637,7 +647,13 @@ Result<RunRecord> SqlStore::GetRun(const std::string& run_id) {
     Rows r =
         tx.Query(std::string("SELECT ") + kRunColumns + " FROM runs r WHERE r.id = $1", {run_id});
     if (r.empty()) return NotFound("no run \"" + run_id + "\"");
-    return ReadRun(r[0]);
+    RunRecord run = ReadRun(r[0]);
+    for (Row row : tx.Query("SELECT event_id FROM run_events WHERE run_id = $1 ORDER BY position",
+                            {run_id})) {
+      run.event_ids.push_back(row.Text(0));
+    }
+    if (run.event_ids.empty()) run.event_ids.push_back(run.event_id);
+    return run;
   });
 }
 
@@ -647,7 +663,8 @@ Result<std::vector<RunRecord>> SqlStore::ListRuns(const RunFilter& filter) {
     for (Row row : tx.Query(
              std::string("SELECT ") + kRunColumns +
                  " FROM runs r WHERE ($1 = '' OR r.function_id = $1) AND ($2 = '' OR r.status = "
-                 "$2) AND ($3 = '' OR r.event_id = $3) AND ($4 = '' OR r.id < $4) "
+                 "$2) AND ($3 = '' OR r.event_id = $3 OR EXISTS (SELECT 1 FROM run_events re WHERE "
+                 "re.run_id = r.id AND re.event_id = $3)) AND ($4 = '' OR r.id < $4) "
                  "AND ($6 = '' OR r.lane_key = $6) AND ($7::bigint = 0 OR r.created_at_ms >= $7) "
                  "AND ($8::bigint = 0 OR r.created_at_ms < $8) ORDER BY r.id DESC LIMIT $5",
              {filter.function_id, filter.status, filter.event_id, filter.cursor, filter.limit,
@@ -814,8 +831,13 @@ Result<RunState> SqlStore::ReadRunState(Tx& tx, const std::string& run_id) {
   RunState state;
   state.run = ReadRun(r[0]);
   state.function = ReadFunction(r[0], kRunColumnCount);
-  for (Row row :
-       tx.Query("SELECT payload FROM events WHERE internal_id = $1", {state.run.event_id})) {
+  // A batch's run holds its events in run_events, in order; any other run has the one.
+  for (Row row : tx.Query(
+           "SELECT payload FROM (SELECT e.payload AS payload, re.position AS pos "
+           "FROM run_events re JOIN events e ON e.internal_id = re.event_id WHERE re.run_id = $1 "
+           "UNION ALL SELECT payload, -1 FROM events WHERE internal_id = $2 AND NOT EXISTS "
+           "(SELECT 1 FROM run_events WHERE run_id = $1)) x ORDER BY pos",
+           {run_id, state.run.event_id})) {
     state.events.push_back(row.JsonCol(0));
   }
   state.steps = ReadSteps(tx, run_id);
@@ -1139,10 +1161,12 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
         "DELETE FROM events WHERE internal_id IN (SELECT e.internal_id FROM events e "
         "WHERE e.received_at_ms < $1 "
         "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.internal_id) "
+        "AND NOT EXISTS (SELECT 1 FROM run_events re WHERE re.event_id = e.internal_id) "
         "LIMIT $2 {FOR UPDATE SKIP LOCKED})",
         {horizon_ms, batch});
-    DeleteSpentGates(tx, horizon_ms);  // not counted: a pass that deletes only these is done
-    DeleteEndedDebounces(tx);          // nor these
+    DeleteSpentGates(tx, horizon_ms);     // not counted: a pass that deletes only these is done
+    DeleteEndedDebounces(tx);             // nor these
+    DeleteClosedBatches(tx, horizon_ms);  // nor these
     return runs + events;
   });
 }
@@ -1437,6 +1461,12 @@ Status SqlStore::StartRun(const std::string& event_internal_id, const NewRun& re
     LockGates(tx, {NewEvent{{}, {paced}}});  // the throttle row only, after the lanes
     CreateRun(tx, event_internal_id, run, UnixMillis(now));
     RecordTimeouts(tx, run, UnixMillis(now));
+    if (run.events_of) {  // a batch's run: the replay gets all its events
+      tx.Exec(
+          "INSERT INTO run_events (run_id, position, event_id) SELECT $1, position, event_id "
+          "FROM run_events WHERE run_id = $2 ON CONFLICT DO NOTHING",
+          {run.run_id, *run.events_of});
+    }
     tx.AnnounceWork();
     return Status::Ok();
   });
