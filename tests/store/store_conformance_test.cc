@@ -1241,6 +1241,52 @@ TEST_P(StoreConformance, SingletonCancelCancelsTheActiveRunOfTheKeyAndStartsTheN
   EXPECT_EQ(RunStatus(third), kQueued);
 }
 
+// With a lane: an event a gate refuses takes no place in it, and a run cancelled by its
+// timeouts while it waits leaves it through the one cancel path; the lane keeps its order.
+TEST_P(StoreConformance, AdmissionGatesAndTimeoutsNeverReorderALane) {
+  auto send = [&](const std::string& idempotency_key,
+                  std::optional<std::chrono::milliseconds> start_timeout = std::nullopt) {
+    NewEvent ne = Event("test/ordered");
+    NewRun run =
+        Gated::Rate("app-ordered", clock_.Now(), kSkipIdempotency, idempotency_key, 1, 24h);
+    run.lane_key = "k";
+    if (start_timeout) run.timeouts = RunTimeouts{start_timeout, std::nullopt};
+    ne.runs.push_back(run);
+    auto r = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+    EXPECT_THAT(r, IsOk());
+    const bool skipped = r.ok() && !(*r)[0].skipped.empty();
+    return skipped ? std::string() : run.run_id;
+  };
+  const std::string r1 = send("a");
+  EXPECT_EQ(send("a"), "") << "refused: takes no place in the lane";
+  const std::string r3 = send("b");
+  const std::string r4 = send("c", 5s);
+  const std::string r5 = send("d");
+  auto lanes = store_->ListLanes({.function_id = "app-ordered"});
+  ASSERT_THAT(lanes, IsOk());
+  ASSERT_EQ(lanes->size(), 1u);
+  EXPECT_EQ((*lanes)[0].depth, 4) << "the refused event is not counted";
+
+  std::vector<std::string> started;
+  auto claim_one = [&] {
+    auto items = Claim();
+    EXPECT_EQ(items.size(), 1u);
+    if (items.size() != 1) return;
+    started.push_back(items[0].run_id);
+    EXPECT_THAT(End(items[0]), IsOk());
+  };
+  claim_one();  // r1
+  claim_one();  // r3, the next place
+  clock_.Advance(5s);
+  auto cancelled = store_->CancelTimedOutRuns(clock_.Now(), 10);
+  ASSERT_THAT(cancelled, IsOk());
+  EXPECT_EQ(*cancelled, std::vector<std::string>{r4}) << "never started within 5 s";
+  claim_one();  // r5: r4 left the lane cancelled
+  EXPECT_EQ(started, (std::vector<std::string>{r1, r3, r5}));
+  EXPECT_TRUE(Claim().empty());
+  EXPECT_EQ(RunStatus(r4), kCancelled);
+}
+
 TEST_P(StoreConformance, TimeoutsCancelARunNotStartedOrNotFinishedInTime) {
   auto start = [&](const std::string& function_id, std::optional<std::chrono::milliseconds> s,
                    std::optional<std::chrono::milliseconds> f) {
