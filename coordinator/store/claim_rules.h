@@ -20,6 +20,12 @@ namespace funcky::store {
 // How long a claim hides an item that a concurrency limit held back, so the items behind it
 // in the claim order are reached; it is offered again after this.
 inline constexpr int64_t kHeldBackMs = 50;
+// When an item held back at `now_ms` is offered again: at the next multiple of kHeldBackMs,
+// not now + kHeldBackMs, so the items of a limit held by different claims come back together
+// and the claim that finds the limit free sees them all, in their order (a run given a
+// priority a moment ago would otherwise still be hidden when the limit frees, and an older
+// item that came back first would take its turn).
+inline int64_t HeldBackUntil(int64_t now_ms) { return (now_ms / kHeldBackMs + 1) * kHeldBackMs; }
 
 // The options a lane row takes from the runs that join it.
 struct LaneOptions {

@@ -793,7 +793,7 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
     }
     if (!held_ids.empty()) {
       tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE id IN @ids($1)",
-              {ListValue(held_ids), now_ms + kHeldBackMs});
+              {ListValue(held_ids), HeldBackUntil(now_ms)});
     }
     return std::move(admitted.claimed);
   });
@@ -935,11 +935,11 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
           "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, "
           "function_id, concurrency_key, concurrency_key2, lease_token, claims) SELECT $1, $2, "
           "0, $3, $4, function_id, concurrency_key, concurrency_key2, $5, 1 FROM runs "
-          "WHERE id = $1 RETURNING id",
+          "WHERE id = $1 RETURNING id, (SELECT count(*) FROM steps WHERE run_id = $1)",
           {item.run_id, n.step_id, now_ms + keep->count(), now_ms, token});
       if (!added.empty()) {
-        kept = KeptCall{QueueItem{added[0].Int(0), item.run_id, n.step_id, 0, token},
-                        tx.Count("SELECT count(*) FROM steps WHERE run_id = $1", {item.run_id})};
+        kept =
+            KeptCall{QueueItem{added[0].Int(0), item.run_id, n.step_id, 0, token}, added[0].Int(1)};
       }
     } else {
       for (const NextCall& n : next->next) {
