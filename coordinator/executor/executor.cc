@@ -213,7 +213,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     auto next = co_await Offload([this] { return queue.NextVisible(); });
     if (!next.ok() || !*next) co_return options.poll_interval;
     const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(**next - clock.Now());
-    // Visible now but not claimed: held back by a limit, or taken by another claimer.
+    // Visible now but not claimed: another claimer's claim holds it at the moment.
     if (until <= std::chrono::milliseconds(0)) co_return std::min(options.poll_interval, kBusyPoll);
     co_return std::min(options.poll_interval, until + std::chrono::milliseconds(1));
   }

@@ -547,9 +547,10 @@ class QueueStore {
   // HeadTimeout error) and moves each lane on. Returns the ids of the runs it failed.
   virtual Result<std::vector<std::string>> ExpireLaneHeads(TimePoint now) = 0;
   // When the queue's earliest item becomes visible (due, or its lease expires), if it holds
-  // any: how long an idle executor may wait before claiming again. A time at or before now
-  // means work is visible that the last claim did not take (held back, or locked by another
-  // claimer). The default, for stores that cannot tell: none known.
+  // any: how long an idle executor may wait before claiming again (an item a limit holds back
+  // is hidden until a time of its own). A time at or before now means work is visible that
+  // the last claim did not take (locked by another claimer). The default, for stores that
+  // cannot tell: none known.
   virtual Result<std::optional<TimePoint>> NextVisible() { return std::optional<TimePoint>(); }
 };
 
