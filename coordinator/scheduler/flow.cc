@@ -216,6 +216,7 @@ Result<SingletonOption> ParseSingleton(const Json& o) {
   singleton.cancel = *mode == "cancel";
   if (HasOption(o, "key")) {
     ASSIGN_OR_RETURN(singleton.key, KeyExpression(o["key"], "singleton.key"));
+    singleton.key_text = o["key"].get<std::string>();
   }
   return singleton;
 }
@@ -300,6 +301,50 @@ Result<std::shared_ptr<const expr::Expression>> ParsePriority(const Json& o) {
   return KeyExpression(o["run"], "priority.run");
 }
 
+// Why an option on a function with a lane needs the lane key, and why bypass and sequence
+// lanes are refused with it; each ends a 400 message.
+struct LaneRefusals {
+  const char* key;
+  const char* bypass;
+  const char* sequence;
+};
+
+// An option (`option`, configured with key expression `key_text`) on a function with a lane
+// is kept to the lane key's own expression, without bypass or sequence.
+Status CheckKeyedByLane(const FlowControl& flow, const std::string& option,
+                        const std::string& key_text, const LaneRefusals& why) {
+  if (!flow.lane_key) return Status::Ok();
+  const std::string lane = option + " with a lane (" + flow.lane_from + ")";
+  if (key_text != flow.lane_key_text) {
+    return InvalidArgument(lane + " needs " + option + ".key to be the lane's key expression (\"" +
+                           flow.lane_key_text + "\"), so that " + why.key + "; it is " +
+                           (key_text.empty() ? std::string("missing") : "\"" + key_text + "\""));
+  }
+  if (flow.bypass) {
+    return InvalidArgument(lane + " and " + flow.lane_from +
+                           ".bypass is not implemented by Funcky (" + why.bypass +
+                           "); remove one of them");
+  }
+  if (flow.sequence) {
+    return InvalidArgument(lane + " and " + flow.lane_from +
+                           ".sequence is not implemented by Funcky (" + why.sequence +
+                           "); remove one of them");
+  }
+  return Status::Ok();
+}
+
+// Singleton on a function with a lane: the gate and the lane agree on what "one run of the
+// key" is. The gate decides before the run joins the lane, so a skipped event takes no lane
+// position; in mode cancel the key's active run (queued, head, or a blocked head: none is
+// terminal) is cancelled through the one cancel path, which moves that same lane on, whose
+// row IngestEvents locked already (docs/flow-control.md "singleton in a lane").
+Status CheckSingletonInLane(const FlowControl& flow) {
+  return CheckKeyedByLane(flow, "singleton", flow.singleton->key_text,
+                          {"the singleton and the lane hold the same key",
+                           "a bypassing run of the key would run beside the lane's",
+                           "a skipped or cancelled event would leave a gap in the numbers"});
+}
+
 // Debounce on a function with a lane keeps the lane's order only when the burst a run takes
 // is one lane key's: the debounce key must be the lane key's expression itself. Then every
 // event that joins a run waiting in its lane has that lane's key, and no run of the key is
@@ -307,26 +352,10 @@ Result<std::shared_ptr<const expr::Expression>> ParsePriority(const Json& o) {
 // before it (docs/flow-control.md "debounce in a lane"). A bypass or a sequence lane would
 // let a run's event change its place, and is refused.
 Status CheckDebounceInLane(const FlowControl& flow) {
-  if (!flow.lane_key) return Status::Ok();
-  const std::string lane = "debounce with a lane (" + flow.lane_from + ")";
-  if (flow.debounce->key_text != flow.lane_key_text) {
-    return InvalidArgument(
-        lane + " needs debounce.key to be the lane's key expression (\"" + flow.lane_key_text +
-        "\"), so that a burst is one lane key's " + "events; it is " +
-        (flow.debounce->key_text.empty() ? std::string("missing")
-                                         : "\"" + flow.debounce->key_text + "\""));
-  }
-  if (flow.bypass) {
-    return InvalidArgument(lane + " and " + flow.lane_from +
-                           ".bypass is not implemented by Funcky (a bypassing event could "
-                           "replace the event of a run in the lane); remove one of them");
-  }
-  if (flow.sequence) {
-    return InvalidArgument(lane + " and " + flow.lane_from +
-                           ".sequence is not implemented by Funcky (a debounced run's number "
-                           "would change with its event); remove one of them");
-  }
-  return Status::Ok();
+  return CheckKeyedByLane(flow, "debounce", flow.debounce->key_text,
+                          {"a burst is one lane key's events",
+                           "a bypassing event could replace the event of a run in the lane",
+                           "a debounced run's number would change with its event"});
 }
 
 // `{cron, jitter?}` at config path `where`: the jitter a positive duration shorter than the
@@ -506,11 +535,7 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
   }
   if (auto o = config.find("singleton"); o != config.end() && !o->is_null()) {
     ASSIGN_OR_RETURN(flow.singleton, ParseSingleton(*o));
-    if (flow.lane_key) {
-      return InvalidArgument("singleton with a lane (" + flow.lane_from +
-                             ") is not implemented by Funcky; a lane already runs one run of "
-                             "its key at a time");
-    }
+    RETURN_IF_ERROR(CheckSingletonInLane(flow));
   }
   if (auto t = config.find("timeouts"); t != config.end() && !t->is_null()) {
     ASSIGN_OR_RETURN(flow.timeouts, ParseTimeouts(*t));

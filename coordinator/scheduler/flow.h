@@ -67,6 +67,7 @@ struct RateOption {
 struct SingletonOption {
   bool cancel = false;
   std::shared_ptr<const expr::Expression> key;  // null: one key for the function
+  std::string key_text;                         // the key expression as configured; "" without
 };
 
 // `throttle: {limit, period, burst?, key?}`: run starts paced per key, excess runs wait.

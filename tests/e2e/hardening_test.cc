@@ -236,7 +236,8 @@ TEST_P(HardeningTest, OptionsFunckyDoesNotImplementAreRefusedAtSyncNotIgnored) {
        "function \"f\": batchEvents.maxSize must be an integer from 2 to 100"},
       {{{"singleton", {{"mode", "later"}}}}, "function \"f\": singleton.mode must be"},
       {{{"singleton", {{"mode", "skip"}}}, {"ordering", {{"key", "event.data.k"}}}},
-       "function \"f\": singleton with a lane (ordering) is not implemented"},
+       "function \"f\": singleton with a lane (ordering) needs singleton.key to be the lane's "
+       "key expression"},
       {{{"timeouts", {{"finish", "soon"}}}}, "function \"f\": timeouts.finish: "},
       {{{"someFutureOption", true}}, "function \"f\": unknown option \"someFutureOption\""},
       {{{"ordering", {{"key", "event.data.k"}, {"sequence", "event.data.v"}}}},

@@ -1241,6 +1241,86 @@ TEST_P(StoreConformance, SingletonCancelCancelsTheActiveRunOfTheKeyAndStartsTheN
   EXPECT_EQ(RunStatus(third), kQueued);
 }
 
+// Singleton in a lane (sync requires singleton.key to be the lane key): the gate decides
+// before the run joins its lane, so a skipped event takes no place in it.
+std::string SendSingletonInLane(Store& store, NewEvent ne, const std::string& key, bool cancel,
+                                TimePoint now, IngestedEvent* result) {
+  NewRun run = Gated::Singleton("app-ordered", now, key, cancel);
+  run.lane_key = key;
+  ne.runs.push_back(run);
+  auto r = store.IngestEvents({ne}, now, nullptr);
+  EXPECT_THAT(r, IsOk());
+  if (r.ok()) *result = (*r)[0];
+  return run.run_id;
+}
+
+TEST_P(StoreConformance, SingletonSkipInALaneTakesNoLanePosition) {
+  IngestedEvent got;
+  const std::string head =
+      SendSingletonInLane(*store_, Event("test/ordered"), "k", false, clock_.Now(), &got);
+  EXPECT_TRUE(got.skipped.empty());
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].run_id, head);
+  const std::string other =
+      SendSingletonInLane(*store_, Event("test/ordered"), "j", false, clock_.Now(), &got);
+  EXPECT_TRUE(got.skipped.empty());
+  const std::string refused =
+      SendSingletonInLane(*store_, Event("test/ordered"), "k", false, clock_.Now(), &got);
+  EXPECT_EQ(got.skipped, std::vector<std::string>{"app-ordered"});
+  EXPECT_EQ(store_->GetRun(refused).status().code(), StatusCode::kNotFound);
+  auto lanes = store_->ListLanes({.function_id = "app-ordered"});
+  ASSERT_THAT(lanes, IsOk());
+  ASSERT_EQ(lanes->size(), 2u);
+  for (const LaneRecord& lane : *lanes) {
+    EXPECT_EQ(lane.depth, 1) << lane.key;  // the skipped event took no place behind the head
+    EXPECT_EQ(lane.head_run_id, lane.key == "k" ? head : other);
+  }
+  ASSERT_THAT(End(items[0]), IsOk());
+  // Once the key's run ended, a new event of the key starts a run, the lane's head.
+  const std::string next =
+      SendSingletonInLane(*store_, Event("test/ordered"), "k", false, clock_.Now(), &got);
+  EXPECT_TRUE(got.skipped.empty());
+  auto claimed = ClaimedRuns();
+  std::sort(claimed.begin(), claimed.end());
+  Runs expected{other, next};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(claimed, expected);
+}
+
+TEST_P(StoreConformance, SingletonCancelInALaneCancelsTheHeadAndTheNewRunTakesTheLane) {
+  IngestedEvent got;
+  const std::string head =
+      SendSingletonInLane(*store_, Event("test/ordered"), "k", true, clock_.Now(), &got);
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);  // the head's call is in flight
+  const std::string other =
+      SendSingletonInLane(*store_, Event("test/ordered"), "j", true, clock_.Now(), &got);
+  EXPECT_TRUE(got.cancelled.empty());
+  const std::string next =
+      SendSingletonInLane(*store_, Event("test/ordered"), "k", true, clock_.Now(), &got);
+  EXPECT_TRUE(got.skipped.empty());
+  EXPECT_EQ(got.cancelled, Runs{head});
+  EXPECT_EQ(RunStatus(head), kCancelled);
+  EXPECT_EQ(End(items[0]).code(), StatusCode::kAborted);
+  auto ends = store_->PendingRunEnds(0, 10);
+  ASSERT_THAT(ends, IsOk());
+  EXPECT_EQ(*ends, Runs{head});
+  auto lanes = store_->ListLanes({.function_id = "app-ordered"});
+  ASSERT_THAT(lanes, IsOk());
+  ASSERT_EQ(lanes->size(), 2u);
+  for (const LaneRecord& lane : *lanes) {
+    EXPECT_EQ(lane.depth, 1) << lane.key;
+    EXPECT_EQ(lane.head_run_id, lane.key == "k" ? next : other);  // "j" untouched
+  }
+  auto claimed = ClaimedRuns();
+  std::sort(claimed.begin(), claimed.end());
+  Runs expected{other, next};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(claimed, expected);
+  EXPECT_EQ(RunStatus(other), kRunning);
+}
+
 // With a lane: an event a gate refuses takes no place in it, and a run cancelled by its
 // timeouts while it waits leaves it through the one cancel path; the lane keeps its order.
 TEST_P(StoreConformance, AdmissionGatesAndTimeoutsNeverReorderALane) {

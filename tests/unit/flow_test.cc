@@ -403,9 +403,16 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
       {R"({"singleton":{"mode":"skip","key":""}})", "singleton.key must be a non-empty"},
       {R"({"singleton":{"mode":"skip","ttl":"1m"}})", "singleton.ttl is not implemented"},
       {R"({"singleton":{"mode":"skip"},"ordering":{"key":"event.data.a"}})",
-       "singleton with a lane (ordering) is not implemented by Funcky"},
-      {R"({"singleton":{"mode":"cancel"},"concurrency":{"limit":1,"key":"event.data.a"}})",
-       "singleton with a lane (concurrency) is not implemented by Funcky"},
+       "singleton with a lane (ordering) needs singleton.key to be the lane's key expression "
+       "(\"event.data.a\"), so that the singleton and the lane hold the same key; it is missing"},
+      {R"({"singleton":{"mode":"cancel","key":"event.data.b"},"concurrency":{"limit":1,"key":"event.data.a"}})",
+       "singleton with a lane (concurrency) needs singleton.key to be the lane's key expression "
+       "(\"event.data.a\"), so that the singleton and the lane hold the same key; it is "
+       "\"event.data.b\""},
+      {R"({"singleton":{"mode":"skip","key":"event.data.a"},"ordering":{"key":"event.data.a","bypass":"event.data.urgent"}})",
+       "singleton with a lane (ordering) and ordering.bypass is not implemented by Funcky"},
+      {R"({"singleton":{"mode":"skip","key":"event.data.a"},"ordering":{"key":"event.data.a","sequence":"event.data.v","gap_timeout":"1m"}})",
+       "singleton with a lane (ordering) and ordering.sequence is not implemented by Funcky"},
       {R"({"timeouts":{"start":"soon"}})", "timeouts.start: "},
       {R"({"timeouts":{"finish":"0s"}})", "timeouts.finish must be more than 0"},
       {R"({"timeouts":{"finish":"400d"}})", "timeouts.finish must be more than 0 and at most"},
@@ -636,6 +643,22 @@ TEST(Flow, SingletonCarriesItsModeAndKey) {
           Json::parse(
               R"({"singleton":{"mode":"skip"},"concurrency":{"limit":2,"key":"event.data.a"}})"))
           .ok());
+}
+
+TEST(Flow, SingletonInALaneIsKeyedByTheLaneKey) {
+  for (const char* config :
+       {R"({"singleton":{"mode":"skip","key":"event.data.a"},"ordering":{"key":"event.data.a"}})",
+        R"({"singleton":{"mode":"cancel","key":"event.data.a"},)"
+        R"("concurrency":{"limit":1,"key":"event.data.a"}})",
+        R"({"singleton":{"mode":"skip","key":"event.data.a"},)"
+        R"("concurrency":[{"limit":1,"key":"event.data.a"},{"limit":3}]})"}) {
+    auto flow = scheduler::ParseFlowControl(Json::parse(config));
+    ASSERT_TRUE(flow.ok()) << config << ": " << flow.status().ToString();
+    auto keys = scheduler::EvaluateKeys(*flow, {{"data", {{"a", "t-1"}}}});
+    ASSERT_TRUE(keys.ok() && keys->singleton && keys->lane_key) << config;
+    EXPECT_EQ(keys->singleton->key, "t-1");
+    EXPECT_EQ(keys->lane_key, "t-1");
+  }
 }
 
 TEST(Flow, TimeoutsCarryTheirDeadlines) {

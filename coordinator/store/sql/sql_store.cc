@@ -553,6 +553,13 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
         GateDecision gate = Admit(tx, e.internal_id, run, now_ms);
         stored.cancelled.insert(stored.cancelled.end(), gate.cancelled.begin(),
                                 gate.cancelled.end());
+        if (!gate.cancelled.empty() && run.lane_key) {
+          // A singleton in a lane (its key is the lane key, flow.cc CheckSingletonInLane)
+          // cancelled the key's run in this lane, whose row the lock above holds; a lane left
+          // empty was deleted by the cancel, so it is taken again for the new run.
+          const std::pair<std::string, std::string> lane{run.function_id, *run.lane_key};
+          LockLanes(tx, LaneLocks{{lane, lanes.at(lane)}});
+        }
         if (!gate.admitted) {
           stored.skipped.push_back(run.function_id);
           continue;
