@@ -73,6 +73,21 @@ Rows LockUnclaimedRun(Tx& tx, const std::string& run_id, const std::string& colu
 
 }  // namespace
 
+void LockSingletonTargets(Tx& tx, const std::vector<NewEvent>& events) {
+  std::set<std::string> targets;
+  for (const NewEvent& ne : events) {
+    for (const NewRun& run : ne.runs) {
+      if (!run.singleton || !run.singleton->cancel || !run.lane_key) continue;
+      std::string active = ActiveSingletonRun(tx, run.function_id, run.singleton->key);
+      if (!active.empty()) targets.insert(std::move(active));
+    }
+  }
+  for (const std::string& run_id : targets) {
+    tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
+    tx.Query("SELECT id FROM runs WHERE id = $1 {FOR UPDATE}", {run_id});
+  }
+}
+
 void LockGates(Tx& tx, const std::vector<NewEvent>& events) {
   std::set<GateRow> rows;
   for (const NewEvent& ne : events) {

@@ -26,6 +26,13 @@ namespace funcky::store {
 // Creates (if missing) and locks the gate rows the runs of `events` check, sorted.
 void LockGates(sql::Tx& tx, const std::vector<NewEvent>& events);
 
+// Locks the queue items and row of each run a singleton in a lane (mode cancel) of `events`
+// may cancel, before the lanes: the order Apply and CancelRun take (queue items, run, then
+// lane), so an event cancelling a head as that head ends does not deadlock with it. Taken
+// before the singleton rows are locked: a run that holds the key only after this read is
+// locked when it is cancelled, as without a lane.
+void LockSingletonTargets(sql::Tx& tx, const std::vector<NewEvent>& events);
+
 struct GateDecision {
   bool admitted = true;
   std::vector<std::string> cancelled;  // runs cancelled to admit it (singleton cancel)

@@ -521,6 +521,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
   const int64_t now_ms = UnixMillis(now);
   const LaneLocks lanes = LanesOf(events);
   auto ingest = [&](Tx& tx) -> Result<std::vector<IngestedEvent>> {
+    LockSingletonTargets(tx, events);  // before the lanes: the order Apply takes
     LockLanes(tx, lanes);
     LockGates(tx, events);      // flow control (flow_store.h): after the lanes, in one order
     LockDebounces(tx, events);  // then the debounce rows, in one order
