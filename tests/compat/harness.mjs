@@ -56,10 +56,18 @@ export function spawnLogged(bin, args, logPath) {
 // Starts a private PostgreSQL cluster and `funcky serve` on it; resolves once /healthz answers.
 export async function startCoordinator(work, extraArgs = []) {
   const pgDir = join(work, 'pg');
-  const db = execFileSync(join(repo, 'scripts', 'pg.sh'), ['start', pgDir, String(await freePort())])
-    .toString().trim();
   pgDirs.push(pgDir);
-  return serveOn(db, work, extraArgs);
+  // A port found free can be taken by another test's server before PostgreSQL binds it
+  // ("Address already in use"): start again on another port.
+  for (let tries = 1; ; tries++) {
+    try {
+      const db = execFileSync(join(repo, 'scripts', 'pg.sh'),
+                              ['start', pgDir, String(await freePort())]).toString().trim();
+      return serveOn(db, work, extraArgs);
+    } catch (e) {
+      if (tries >= 5) throw e;
+    }
+  }
 }
 
 // Starts another `funcky serve` on database `db`. The result can be killed with SIGKILL and
