@@ -430,6 +430,19 @@ auto SqlStore::InTransaction(Fn&& fn) -> decltype(fn(std::declval<sql::Tx&>())) 
   return R(std::move(s));
 }
 
+template <typename Fn>
+auto SqlStore::InGroupResult(std::string order, Piece piece, Fn&& fn)
+    -> decltype(fn(std::declval<sql::Tx&>())) {
+  using R = decltype(fn(std::declval<sql::Tx&>()));
+  std::optional<R> result;
+  Status s = InGroup(std::move(order), piece, [&](sql::Tx& tx) -> Status {
+    result.emplace(fn(tx));  // anew on each run of the body
+    return result->status();
+  });
+  if (s.ok()) return std::move(*result);
+  return R(std::move(s));
+}
+
 Status SqlStore::Migrate() { return db_->Migrate(); }
 
 Status SqlStore::Ping() {
@@ -604,13 +617,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
     return out;
   };
   // Concurrent POSTs share a transaction, with the executor's work of the moment (InGroup).
-  Result<std::vector<IngestedEvent>> ingested = Unavailable("not stored");
-  Status s = InGroup("", Piece::kWrite, [&](Tx& tx) {
-    ingested = ingest(tx);
-    return ingested.status();
-  });
-  if (!s.ok()) return s;
-  return ingested;
+  return InGroupResult("", Piece::kWrite, ingest);
 }
 
 Result<std::vector<EventRecord>> SqlStore::ListEvents(const EventFilter& filter) {
@@ -822,13 +829,7 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
 Result<RunState> SqlStore::LoadRunState(const std::string& run_id) {
   // Read in one transaction (one snapshot of the run, its event and its steps), shared with
   // the transitions and other loads of the moment (InGroup).
-  Result<RunState> loaded = Unavailable("not loaded");
-  Status s = InGroup(run_id, Piece::kRead, [&](Tx& tx) {
-    loaded = ReadRunState(tx, run_id);
-    return loaded.status();
-  });
-  if (!s.ok()) return s;
-  return loaded;
+  return InGroupResult(run_id, Piece::kRead, [&](Tx& tx) { return ReadRunState(tx, run_id); });
 }
 
 Result<RunState> SqlStore::ReadRunState(Tx& tx, const std::string& run_id) {
@@ -1050,13 +1051,8 @@ Result<std::optional<KeptCall>> SqlStore::ApplyInTx(const QueueItem& item, const
                                                     TimePoint now,
                                                     std::optional<std::chrono::milliseconds> keep) {
   const int64_t now_ms = UnixMillis(now);
-  Result<Kept> kept = Unavailable("not applied");
-  Status s = InGroup(item.run_id + "/" + std::to_string(item.id), Piece::kApply, [&](Tx& tx) {
-    kept = ApplyBody(tx, item, t, now_ms, keep);
-    return kept.status();
-  });
-  if (!s.ok()) return s;
-  return kept;
+  return InGroupResult(item.run_id + "/" + std::to_string(item.id), Piece::kApply,
+                       [&](Tx& tx) { return ApplyBody(tx, item, t, now_ms, keep); });
 }
 
 Status SqlStore::RenewLease(const QueueItem& item, TimePoint until) {

@@ -104,6 +104,10 @@ class SqlStore final : public Store {
   // run alone, in a transaction of its own: so a body may run twice and must set its results
   // anew each time. Used by the hot path: ApplyInTx, LoadRunState and IngestEvents.
   Status InGroup(std::string order, Piece piece, const std::function<Status(sql::Tx&)>& body);
+  // InGroup for `fn(sql::Tx&)` returning a Result<T>: its last result, or the group's failure.
+  template <typename Fn>
+  auto InGroupResult(std::string order, Piece piece, Fn&& fn)
+      -> decltype(fn(std::declval<sql::Tx&>()));
   struct GroupWork;
   static constexpr size_t kMaxGroup = 64;
   static constexpr int kGroupLeaders = 2;
