@@ -58,15 +58,16 @@ std::set<std::pair<std::string, std::string>> KeyRows(const std::vector<NewEvent
 }
 
 // Locks the run's queue items, then its row (the order Apply, Claim and CancelRun use), and
-// returns its `columns` while it is unclaimed: queued, never started, no item leased. A
-// claim that leased an item first has committed by the time these locks are granted (SKIP
-// LOCKED claims pass over an item this holds). Empty otherwise.
+// returns its status, started_at_ms and `columns` while it is unclaimed: queued, never
+// started, no item leased (a run waiting behind its lane's head has no item yet). A claim
+// that leased an item first has committed by the time these locks are granted (SKIP LOCKED
+// claims pass over an item this holds). Empty otherwise.
 Rows LockUnclaimedRun(Tx& tx, const std::string& run_id, const std::string& columns) {
   Rows items = tx.Query("SELECT lease_token FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
   Rows r =
       tx.Query("SELECT status, started_at_ms, " + columns + " FROM runs WHERE id = $1 {FOR UPDATE}",
                {run_id});
-  bool unclaimed = !items.empty() && !r.empty() && r[0].Text(0) == kQueued && r[0].Null(1);
+  bool unclaimed = !r.empty() && r[0].Text(0) == kQueued && r[0].Null(1);
   for (Row item : items) unclaimed = unclaimed && item.Null(0);
   return unclaimed ? r : Rows();
 }
@@ -346,16 +347,9 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
   if (row.empty() || row[0].Text(0).empty()) return Debounced::kNewRun;
   const std::string pending = row[0].Text(0);
   // Pending: queued, never claimed, its (only) first call not leased, or not given yet (it
-  // waits behind its lane's head). A claim that leased it first has committed by the time
-  // this lock is granted (SKIP LOCKED claims pass over an item this holds).
-  Rows items = tx.Query("SELECT lease_token FROM queue WHERE run_id = $1 {FOR UPDATE}", {pending});
-  Rows r = tx.Query(
-      "SELECT status, started_at_ms, event_id, throttle_slot_ms FROM runs WHERE id = $1 "
-      "{FOR UPDATE}",
-      {pending});
-  bool is_pending = !r.empty() && r[0].Text(0) == kQueued && r[0].Null(1);
-  for (Row item : items) is_pending = is_pending && item.Null(0);
-  if (!is_pending) return Debounced::kNewRun;
+  // waits behind its lane's head).
+  Rows r = LockUnclaimedRun(tx, pending, "event_id, throttle_slot_ms");
+  if (r.empty()) return Debounced::kNewRun;
   if (gate.event_ts_ms < row[0].Int(2)) {
     RecordSkip(tx, event_id, run, kSkipDebounce, gate.key, now_ms);
     return Debounced::kLate;
