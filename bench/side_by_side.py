@@ -388,7 +388,7 @@ class Bench:
             "window_s": window, "rss_mb": rss,
             # The statements that cost most per run, for whoever works on the figure.
             "top_statements": sorted(((q1[q] - q0.get(q, 0)) / n, q[:160]) for q in q1
-                                     if q1[q] - q0.get(q, 0) > 0)[::-1][:15]}
+                                     if q1[q] - q0.get(q, 0) > 0)[::-1][:30]}
 
     def stop_coordinator(self, coord, db):
         self.procs.stop(coord)

@@ -516,6 +516,55 @@ TEST_P(StoreConformance, ApplyAndKeepLeasesTheRunsOneNextCallDueNowToTheApplier)
   EXPECT_TRUE(store_->GetSteps(lost)->empty());
 }
 
+// A kept call takes the applied item's place. Fan-in: the discovery call after a parallel
+// step is neither kept nor queued while another call of the run is out, and the one that ends
+// last keeps it, counting the other's step; a step recorded again (a call redone) counts once;
+// a cancelled run keeps nothing.
+TEST_P(StoreConformance, ApplyAndKeepWaitsForTheRunsOtherCallsAndCountsTheirSteps) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  Transition plan;
+  plan.move =
+      Transition::Continue{.next = {NextCall{"a", clock_.Now()}, NextCall{"b", clock_.Now()}}};
+  ASSERT_THAT(store_->Apply(items[0], plan, clock_.Now()), IsOk());
+  items = Claim();
+  ASSERT_EQ(items.size(), 2u);
+  const bool a_first = items[0].step_id == "a";
+  const QueueItem a = items[a_first ? 0 : 1], b = items[a_first ? 1 : 0];
+  auto done = [&](const std::string& id) {
+    Transition t;
+    t.steps.push_back({id, 0, id, "completed", {{"data", id}}});
+    t.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}},
+                                  .next_only_if_idle = true};
+    return t;
+  };
+  auto kept = store_->ApplyAndKeep(a, done("a"), clock_.Now(), 30s);
+  ASSERT_THAT(kept, IsOk());
+  EXPECT_FALSE(kept->has_value()) << "b is still out";
+  EXPECT_TRUE(Claim().empty()) << "nothing queued: discovery waits for b";
+
+  kept = store_->ApplyAndKeep(b, done("b"), clock_.Now(), 30s);
+  ASSERT_THAT(kept, IsOk());
+  ASSERT_TRUE(kept->has_value());
+  EXPECT_EQ((*kept)->item.step_id, kDiscoveryStepId);
+  EXPECT_EQ((*kept)->steps, 2) << "a's step counts";
+
+  kept = store_->ApplyAndKeep((*kept)->item, done("b"), clock_.Now(), 30s);
+  ASSERT_THAT(kept, IsOk());
+  ASSERT_TRUE(kept->has_value());
+  EXPECT_EQ((*kept)->steps, 2) << "b recorded again counts once";
+  EXPECT_EQ(store_->GetSteps(run)->size(), 2u);
+
+  ASSERT_THAT(store_->CancelRun(run, {{"name", "Cancelled"}}, clock_.Now()), IsOk());
+  auto after = store_->ApplyAndKeep((*kept)->item, done("c"), clock_.Now(), 30s);
+  EXPECT_FALSE(after.ok() && after->has_value()) << "a cancelled run keeps nothing";
+  clock_.Advance(60s);
+  EXPECT_TRUE(Claim().empty());
+  EXPECT_EQ(RunStatus(run), kCancelled);
+  EXPECT_EQ(store_->GetSteps(run)->size(), 2u);
+}
+
 // Transitions and loads of many calls at once share transactions (group commit); each still
 // gets its own outcome: a lost lease is refused alone, without undoing the others.
 TEST_P(StoreConformance, ConcurrentTransitionsAndLoadsEachGetTheirOwnOutcome) {

@@ -55,6 +55,7 @@ RunRecord ReadRun(const Row& row) {
 constexpr const char* kFunctionColumns =
     "f.id, f.app_id, f.name, f.config, f.archived, f.updated_at_ms, f.concurrency_limit, "
     "f.key_concurrency_limit, f.key_concurrency_limit2";
+constexpr int kFunctionColumnCount = 9;
 
 FunctionRecord ReadFunction(const Row& row, int offset = 0) {
   FunctionRecord f;
@@ -833,23 +834,31 @@ Result<RunState> SqlStore::LoadRunState(const std::string& run_id) {
 }
 
 Result<RunState> SqlStore::ReadRunState(Tx& tx, const std::string& run_id) {
+  // One query for the usual run (one event, no steps yet: a first call); a batch's events and
+  // recorded steps take one more each.
   Rows r = tx.Query(std::string("SELECT ") + kRunColumns + ", " + kFunctionColumns +
-                        " FROM runs r JOIN functions f ON f.id = r.function_id WHERE r.id = $1",
+                        ", ev.payload, EXISTS (SELECT 1 FROM run_events WHERE run_id = r.id), "
+                        "EXISTS (SELECT 1 FROM steps WHERE run_id = r.id) "
+                        "FROM runs r JOIN functions f ON f.id = r.function_id "
+                        "LEFT JOIN events ev ON ev.internal_id = r.event_id WHERE r.id = $1",
                     {run_id});
   if (r.empty()) return NotFound("no run \"" + run_id + "\"");
   RunState state;
   state.run = ReadRun(r[0]);
   state.function = ReadFunction(r[0], kRunColumnCount);
-  // A batch's run holds its events in run_events, in order; any other run has the one.
-  for (Row row : tx.Query(
-           "SELECT payload FROM (SELECT e.payload AS payload, re.position AS pos "
-           "FROM run_events re JOIN events e ON e.internal_id = re.event_id WHERE re.run_id = $1 "
-           "UNION ALL SELECT payload, -1 FROM events WHERE internal_id = $2 AND NOT EXISTS "
-           "(SELECT 1 FROM run_events WHERE run_id = $1)) x ORDER BY pos",
-           {run_id, state.run.event_id})) {
-    state.events.push_back(row.JsonCol(0));
+  const int more = kRunColumnCount + kFunctionColumnCount;
+  if (!r[0].Bool(more + 1)) {
+    if (!r[0].Null(more)) state.events.push_back(r[0].JsonCol(more));
+  } else {
+    // A batch's run holds its events in run_events, in order.
+    for (Row row : tx.Query("SELECT e.payload FROM run_events re JOIN events e "
+                            "ON e.internal_id = re.event_id WHERE re.run_id = $1 "
+                            "ORDER BY re.position",
+                            {run_id})) {
+      state.events.push_back(row.JsonCol(0));
+    }
   }
-  state.steps = ReadSteps(tx, run_id);
+  if (r[0].Bool(more + 2)) state.steps = ReadSteps(tx, run_id);
   return state;
 }
 
@@ -867,28 +876,76 @@ namespace {
 
 using Kept = std::optional<KeptCall>;
 
+// A run whose calls' outcomes still count: not ended, and not a failed lane head (blocked).
+constexpr const char* kLiveRunReturning =
+    " WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled', 'blocked') "
+    "RETURNING function_id, lane_key, lane_seq";
+
 // Records `t`, the outcome of the call of `item`, in `tx`; with `keep`, leases the run's next
 // call to the caller when it can (ApplyAndKeep).
 Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64_t now_ms,
                        std::optional<std::chrono::milliseconds> keep) {
-  // The item first: its lease decides whether anything is written.
-  const int64_t owned = t.retry()
-                            ? tx.Exec(
-                                  "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, "
-                                  "lease_token = NULL, priority_ms = 0 "
-                                  "WHERE id = $1 AND lease_token = $2",
-                                  {item.id, item.lease_token, UnixMillis(t.retry()->at)})
-                            : tx.Exec("DELETE FROM queue WHERE id = $1 AND lease_token = $2",
-                                      {item.id, item.lease_token});
+  const Transition::Continue* next = t.next();
+  // Kept: the run's one next call, due now, made by this holder without a claim.
+  const bool keep_next = keep && next && next->waits.empty() && next->next.size() == 1 &&
+                         !next->next[0].resume && UnixMillis(next->next[0].due) <= now_ms;
+  // The item first: its lease decides whether anything is written. A kept call reuses it (one
+  // statement where a delete and an insert were), unless it is a discovery call that must
+  // wait for the run's other calls to end (next_only_if_idle).
+  std::optional<QueueItem> kept_item;
+  if (keep_next) {
+    const NextCall& n = next->next[0];
+    const bool only_if_idle = next->next_only_if_idle && n.step_id == kDiscoveryStepId;
+    std::string token = crypto::HexEncode(crypto::RandomBytes(12));
+    const std::string update =
+        "UPDATE queue SET step_id = $3, attempt = 0, visible_at_ms = $4, created_at_ms = $5, "
+        "lease_token = $6, claims = 1, resume = NULL, priority_ms = 0 "
+        "WHERE id = $1 AND lease_token = $2";
+    const int64_t updated =
+        only_if_idle ? tx.Exec(update +
+                                   " AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.run_id = $7 "
+                                   "AND o.id <> $1)",
+                               {item.id, item.lease_token, n.step_id, now_ms + keep->count(),
+                                now_ms, token, item.run_id})
+                     : tx.Exec(update, {item.id, item.lease_token, n.step_id,
+                                        now_ms + keep->count(), now_ms, token});
+    if (updated == 1) {
+      kept_item = QueueItem{item.id, item.run_id, n.step_id, 0, std::move(token)};
+    }
+  }
+  const int64_t owned =
+      kept_item   ? 1
+      : t.retry() ? tx.Exec(
+                        "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, "
+                        "lease_token = NULL, priority_ms = 0 WHERE id = $1 AND lease_token = $2",
+                        {item.id, item.lease_token, UnixMillis(t.retry()->at)})
+                  : tx.Exec("DELETE FROM queue WHERE id = $1 AND lease_token = $2",
+                            {item.id, item.lease_token});
   // Its only kAborted, before any write (Piece::kApply).
   if (owned == 0) return Aborted("lease on queue item " + std::to_string(item.id) + " lost");
 
-  Rows run = tx.Query(
-      "SELECT status, function_id, lane_key, lane_seq FROM runs WHERE id = $1 {FOR UPDATE}",
-      {item.run_id});
-  if (run.empty()) return NotFound("no run \"" + item.run_id + "\"");
-  const std::string status = run[0].Text(0);
-  if (IsTerminalStatus(status) || status == kBlocked) {
+  // The run's row next, locked by the update that records its new status.
+  const Transition::End* end = t.end();
+  const Transition::Park* park = t.park();
+  Rows run = end ? tx.Query(std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
+                                        "error = $4::jsonb, ended_at_ms = $5, "
+                                        "req_version = COALESCE($6, req_version)") +
+                                kLiveRunReturning,
+                            {item.run_id, end->status, JsonValue(end->output),
+                             JsonValue(end->error), now_ms, t.req_version})
+             : park
+                 ? tx.Query(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
+                                        "req_version = COALESCE($4, req_version)") +
+                                kLiveRunReturning,
+                            {item.run_id, kBlocked, JsonValue(park->error), t.req_version})
+                 : tx.Query(std::string("UPDATE runs SET status = COALESCE($2, status), "
+                                        "req_version = COALESCE($3, req_version)") +
+                                kLiveRunReturning,
+                            {item.run_id, next ? next->run_status : std::nullopt, t.req_version});
+  if (run.empty()) {
+    if (tx.Query("SELECT 1 FROM runs WHERE id = $1", {item.run_id}).empty()) {
+      return NotFound("no run \"" + item.run_id + "\"");
+    }
     // Cancelled (or ended by another path) while the call was in flight: drop the work.
     tx.Exec("DELETE FROM queue WHERE run_id = $1", {item.run_id});
     return Kept();
@@ -896,12 +953,15 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
   if (item.resume) {
     tx.Exec("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {item.run_id, item.step_id});
   }
+  // The run's recorded steps after the last insert (its seq + 1), when it inserted.
+  std::optional<int64_t> steps_after;
   for (const StepRecord& step : t.steps) {
-    tx.Exec(
+    Rows seq = tx.Query(
         "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
         "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
-        "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING",
+        "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING RETURNING seq",
         {item.run_id, step.step_id, step.name, step.status, JsonValue(step.memo), now_ms});
+    steps_after = seq.empty() ? std::nullopt : std::optional<int64_t>(seq[0].Int(0) + 1);
   }
   for (const AttemptRecord& at : t.attempts) {
     tx.Exec(
@@ -910,75 +970,44 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
         {item.run_id, at.step_id, at.name, at.attempt, at.outcome, JsonValue(at.error),
          at.started_at_ms, at.ended_at_ms});
   }
-  if (const Transition::End* end = t.end()) {
-    tx.Exec(
-        "UPDATE runs SET status = $2, output = $3::jsonb, error = $4::jsonb, ended_at_ms = $5, "
-        "req_version = COALESCE($6, req_version) WHERE id = $1",
-        {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error), now_ms,
-         t.req_version});
-    EndRun(tx, item.run_id, run[0].Text(1), run[0].OptText(2), run[0].Int(3), now_ms);
+  if (end) {
+    EndRun(tx, item.run_id, run[0].Text(0), run[0].OptText(1), run[0].Int(2), now_ms);
     return Kept();
   }
-  if (const Transition::Park* park = t.park()) {
-    tx.Exec(
-        "UPDATE runs SET status = $2, error = $3::jsonb, req_version = COALESCE($4, "
-        "req_version) WHERE id = $1",
-        {item.run_id, kBlocked, JsonValue(park->error), t.req_version});
+  if (park) {
     tx.Exec("DELETE FROM queue WHERE run_id = $1", {item.run_id});
     return Kept();
   }
-  std::optional<std::string> run_status;
-  Kept kept;
-  if (const Transition::Continue* next = t.next()) {
-    const bool idle =
-        !next->next_only_if_idle ||
-        tx.Query("SELECT 1 FROM queue WHERE run_id = $1 LIMIT 1", {item.run_id}).empty();
-    // Kept: the run's one next call, due now, made by this holder without a claim.
-    const bool keep_next = keep && next->waits.empty() && next->next.size() == 1 &&
-                           !next->next[0].resume && UnixMillis(next->next[0].due) <= now_ms &&
-                           (idle || next->next[0].step_id != kDiscoveryStepId);
-    if (keep_next) {
-      const NextCall& n = next->next[0];
-      const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
-      Rows added = tx.Query(
-          "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, "
-          "function_id, concurrency_key, concurrency_key2, lease_token, claims) SELECT $1, $2, "
-          "0, $3, $4, function_id, concurrency_key, concurrency_key2, $5, 1 FROM runs "
-          "WHERE id = $1 RETURNING id, (SELECT count(*) FROM steps WHERE run_id = $1)",
-          {item.run_id, n.step_id, now_ms + keep->count(), now_ms, token});
-      if (!added.empty()) {
-        kept =
-            KeptCall{QueueItem{added[0].Int(0), item.run_id, n.step_id, 0, token}, added[0].Int(1)};
-      }
-    } else {
-      for (const NextCall& n : next->next) {
-        if (!idle && !n.resume && n.step_id == kDiscoveryStepId) continue;
-        EnqueueCall(tx, item.run_id, n.step_id, UnixMillis(n.due), now_ms, n.resume);
-      }
+  if (!next) return Kept();  // a retry
+  if (kept_item) {
+    // Counted after the run's lock, so a step another call of the run recorded is seen.
+    if (!steps_after) {
+      steps_after = tx.Count("SELECT count(*) FROM steps WHERE run_id = $1", {item.run_id});
     }
-    for (const NewWait& wait : next->waits) {
-      const int64_t lookback_from =
-          wait.lookback_from ? UnixMillis(*wait.lookback_from) : now_ms - wait.lookback.count();
-      if (tx.Exec("INSERT INTO waits (run_id, step_id, function_id, event_name, expression, "
-                  "kind, created_at_ms, expires_at_ms, lookback_from_ms) SELECT id, $2, "
-                  "function_id, $3, $4, $5, $6, $7, $8 FROM runs WHERE id = $1 "
-                  "ON CONFLICT DO NOTHING",
-                  {item.run_id, wait.step_id, wait.event_name, wait.expression, wait.kind, now_ms,
-                   UnixMillis(wait.expires_at), lookback_from}) == 0) {
-        continue;
-      }
-      EnqueueCall(tx, item.run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms,
-                  Resume(wait.timeout_memo, wait.name));
+    return Kept(KeptCall{std::move(*kept_item), *steps_after});
+  }
+  const bool idle =
+      !next->next_only_if_idle ||
+      tx.Query("SELECT 1 FROM queue WHERE run_id = $1 LIMIT 1", {item.run_id}).empty();
+  for (const NextCall& n : next->next) {
+    if (!idle && !n.resume && n.step_id == kDiscoveryStepId) continue;
+    EnqueueCall(tx, item.run_id, n.step_id, UnixMillis(n.due), now_ms, n.resume);
+  }
+  for (const NewWait& wait : next->waits) {
+    const int64_t lookback_from =
+        wait.lookback_from ? UnixMillis(*wait.lookback_from) : now_ms - wait.lookback.count();
+    if (tx.Exec("INSERT INTO waits (run_id, step_id, function_id, event_name, expression, "
+                "kind, created_at_ms, expires_at_ms, lookback_from_ms) SELECT id, $2, "
+                "function_id, $3, $4, $5, $6, $7, $8 FROM runs WHERE id = $1 "
+                "ON CONFLICT DO NOTHING",
+                {item.run_id, wait.step_id, wait.event_name, wait.expression, wait.kind, now_ms,
+                 UnixMillis(wait.expires_at), lookback_from}) == 0) {
+      continue;
     }
-    run_status = next->run_status;
+    EnqueueCall(tx, item.run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms,
+                Resume(wait.timeout_memo, wait.name));
   }
-  if (run_status || t.req_version) {
-    tx.Exec(
-        "UPDATE runs SET status = COALESCE($2, status), req_version = COALESCE($3, "
-        "req_version) WHERE id = $1",
-        {item.run_id, run_status, t.req_version});
-  }
-  return kept;
+  return Kept();
 }
 
 }  // namespace
