@@ -57,5 +57,46 @@ TEST(SqlValue, OptionalsAreNullWhenAbsentAndJsonNullIsNull) {
   EXPECT_EQ(std::get<std::string>(ListValue({"a", "b"}).get()), R"(["a","b"])");
 }
 
+// Records the statements it is given instead of running them.
+class RecordingTx : public Tx {
+ public:
+  Rows Query(std::string_view sql, Params params) override {
+    Exec(sql, params);
+    return {};
+  }
+  int64_t Exec(std::string_view sql, Params params) override {
+    statements.push_back({std::string(sql), std::vector<Value>(params.begin(), params.end())});
+    return 1;
+  }
+  void LockKey(std::string_view) override {}
+  std::vector<std::pair<std::string, std::vector<Value>>> statements;
+};
+
+TEST(SqlInsertLater, RowsOfOneInsertShareStatementsOfAtMost64RowsInOrder) {
+  RecordingTx tx;
+  for (int i = 0; i < 70; ++i) {
+    tx.InsertLater("INSERT INTO a (x, y)", "($1, $2::jsonb)", {i, "{}"});
+    if (i == 1) tx.InsertLater("INSERT INTO b (z)", "($1)", {"only"});
+  }
+  EXPECT_TRUE(tx.statements.empty()) << "nothing runs before the flush";
+  tx.FlushInserts();
+  ASSERT_EQ(tx.statements.size(), 3u);
+  const auto& [first, first_params] = tx.statements[0];
+  EXPECT_EQ(first.rfind("INSERT INTO a (x, y) VALUES ($1, $2::jsonb), ($3, $4::jsonb), ", 0), 0u)
+      << first;
+  EXPECT_NE(first.find("($127, $128::jsonb)"), std::string::npos) << "64 rows";
+  EXPECT_EQ(first.find("$129"), std::string::npos);
+  ASSERT_EQ(first_params.size(), 128u);
+  EXPECT_EQ(std::get<int64_t>(first_params[126].get()), 63);
+  EXPECT_EQ(tx.statements[1].first,
+            "INSERT INTO a (x, y) VALUES ($1, $2::jsonb), ($3, $4::jsonb), "
+            "($5, $6::jsonb), ($7, $8::jsonb), ($9, $10::jsonb), "
+            "($11, $12::jsonb)");
+  EXPECT_EQ(std::get<int64_t>(tx.statements[1].second[0].get()), 64);
+  EXPECT_EQ(tx.statements[2].first, "INSERT INTO b (z) VALUES ($1)");
+  tx.FlushInserts();
+  EXPECT_EQ(tx.statements.size(), 3u) << "flushed once";
+}
+
 }  // namespace
 }  // namespace funcky::store::sql

@@ -433,6 +433,51 @@ TEST_P(StoreConformance, DuplicateEventStartsNothingAndLeavesNoLane) {
   EXPECT_TRUE(lanes->empty());
 }
 
+// A request of many events is stored in statements of many rows: every event once (a resend
+// of a stored one and the same id twice in the request are duplicates), runs with and
+// without a lane interleaved, claimed in acceptance order across the statements.
+TEST_P(StoreConformance, AManyEventRequestStoresEachEventOnceAndStartsRunsInOrder) {
+  NewEvent earlier = Event("test/e");
+  earlier.event.id = "sent-before";
+  ASSERT_THAT(store_->IngestEvents({earlier}, clock_.Now(), nullptr), IsOk());
+
+  std::vector<NewEvent> request;
+  Runs plain, ordered;
+  for (int i = 0; i < 150; ++i) {
+    NewEvent ne = Event("test/e");
+    if (i == 40) ne.event.id = "sent-before";
+    if (i == 70 || i == 90) ne.event.id = "twice-in-request";
+    const bool in_lane = i % 10 == 3;
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), in_lane ? "app-ordered" : "app-plain"};
+    if (in_lane) run.lane_key = "k" + std::to_string(i);
+    ne.runs.push_back(run);
+    if (i != 40 && i != 90) (in_lane ? ordered : plain).push_back(run.run_id);
+    request.push_back(std::move(ne));
+  }
+  auto stored = store_->IngestEvents(request, clock_.Now(), nullptr);
+  ASSERT_THAT(stored, IsOk());
+  ASSERT_EQ(stored->size(), 150u);
+  for (int i = 0; i < 150; ++i) {
+    EXPECT_EQ((*stored)[i].duplicate, i == 40 || i == 90) << i;
+  }
+  EXPECT_EQ((*stored)[90].internal_id, request[70].event.internal_id);
+
+  std::vector<QueueItem> items;
+  for (int pass = 0; pass < 10 && items.size() < plain.size() + ordered.size(); ++pass) {
+    auto claimed = store_->Claim(100, clock_.Now(), 30s);
+    ASSERT_THAT(claimed, IsOk());
+    items.insert(items.end(), claimed->begin(), claimed->end());
+  }
+  Runs claimed_plain, claimed_ordered;
+  for (const QueueItem& item : items) {
+    const std::string function = store_->GetRun(item.run_id)->function_id;
+    (function == "app-plain" ? claimed_plain : claimed_ordered).push_back(item.run_id);
+  }
+  EXPECT_EQ(claimed_plain, plain);
+  EXPECT_EQ(claimed_ordered, ordered);
+  EXPECT_EQ(RunStatus(plain.back()), kRunning);
+}
+
 // One internal id (derived from one X-Inngest-Event-Id-Seed) for two
 // different events is refused, the batch with it stored not at all; the same event sent
 // again (its `ts` filled in anew) is a duplicate.
@@ -717,6 +762,39 @@ TEST_P(StoreConformance, WaitResumesOnceByMatchOrByTimeoutNeverBoth) {
   ASSERT_TRUE(resumed[0].resume);
   EXPECT_EQ((*resumed[0].resume)["memo"], event);
   EXPECT_EQ((*resumed[0].resume)["name"], "approval");
+}
+
+// A run that ends while one of its branches still waits (another branch returned) leaves no
+// wait behind, however its calls were applied.
+TEST_P(StoreConformance, ARunThatEndsWhileWaitingLeavesNoWaitBehind) {
+  for (const bool kept : {false, true}) {
+    const std::string run = Start("app-plain");
+    auto items = Claim();
+    ASSERT_EQ(items.size(), 1u);
+    Transition t;
+    t.move = Transition::Continue{.next = {NextCall{"other-branch", clock_.Now()}},
+                                  .waits = {Wait("hw", clock_.Now() + 10s)}};
+    ASSERT_THAT(store_->Apply(items[0], t, clock_.Now()), IsOk());
+    ASSERT_EQ(WaitsSeenBy("test/approved").size(), 1u);
+    items = Claim();
+    ASSERT_EQ(items.size(), 1u);
+    QueueItem last = items[0];
+    if (kept) {  // one more call made in place before the end
+      Transition step;
+      step.steps.push_back({"s1", 0, "first", "completed", {{"data", 1}}});
+      step.move =
+          Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}}};
+      auto held = store_->ApplyAndKeep(last, step, clock_.Now(), 30s);
+      ASSERT_THAT(held, IsOk());
+      ASSERT_TRUE(held->has_value());
+      last = (*held)->item;
+    }
+    ASSERT_THAT(End(last), IsOk());
+    EXPECT_EQ(RunStatus(run), kCompleted);
+    EXPECT_TRUE(WaitsSeenBy("test/approved").empty()) << (kept ? "kept" : "claimed");
+    clock_.Advance(20s);
+    EXPECT_TRUE(Claim().empty()) << "nor its timeout";
+  }
 }
 
 TEST_P(StoreConformance, AWaitIsStoredWithItsLookBackPendingUntilDone) {

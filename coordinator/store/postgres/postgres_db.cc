@@ -158,7 +158,9 @@ class PostgresDatabase final : public sql::Database {
   Status Transact(const std::function<Status(sql::Tx&)>& body) override {
     return WithWork([&](pqxx::work& w) {
       PostgresTx tx(w, rewrite_);
-      return body(tx);
+      Status s = body(tx);
+      if (s.ok()) tx.FlushInserts();
+      return s;
     });
   }
 

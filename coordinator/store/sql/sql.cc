@@ -1,5 +1,6 @@
 #include "coordinator/store/sql/sql.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <stdexcept>
@@ -128,6 +129,94 @@ std::optional<std::string> Row::OptText(int c) const {
 int64_t Tx::Count(std::string_view sql, Params params) {
   Rows rows = Query(sql, params);
   return rows.empty() ? 0 : rows[0].Int(0);
+}
+
+namespace {
+
+// The highest $N in `values`: the parameters of one row.
+size_t Width(std::string_view values) {
+  size_t width = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (values[i] != '$') continue;
+    size_t n = 0;
+    std::from_chars(values.data() + i + 1, values.data() + Digits(values, i + 1), n);
+    width = std::max(width, n);
+  }
+  return width;
+}
+
+// `rows` copies of `values`, the parameters of copy r numbered from r * width + 1.
+std::string ValuesList(std::string_view values, size_t rows, size_t width) {
+  std::string out;
+  for (size_t r = 0; r < rows; ++r) {
+    if (r) out += ", ";
+    for (size_t i = 0; i < values.size();) {
+      const size_t end = values[i] == '$' ? Digits(values, i + 1) : i + 1;
+      if (end > i + 1) {
+        size_t n = 0;
+        std::from_chars(values.data() + i + 1, values.data() + end, n);
+        out += '$' + std::to_string(n + r * width);
+      } else {
+        out += values[i];
+      }
+      i = end;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void Rows::Append(Rows more) {
+  if (more.columns_ == 0) return;
+  if (columns_ == 0) columns_ = more.columns_;
+  if (more.columns_ != columns_) throw std::logic_error("appending rows of other columns");
+  cells_.insert(cells_.end(), std::make_move_iterator(more.cells_.begin()),
+                std::make_move_iterator(more.cells_.end()));
+}
+
+Rows Tx::InsertRows(std::string_view insert, std::string_view values, std::string_view tail,
+                    const std::vector<Value>& params) {
+  // At most this many rows a statement: the statements stay few and alike (backends cache
+  // them by text), far under any database's limit on parameters.
+  constexpr size_t kMaxRows = 64;
+  const size_t width = Width(values);
+  if (width == 0 || params.size() % width != 0) {
+    throw std::logic_error("InsertRows: parameters do not fill whole rows");
+  }
+  const size_t rows = params.size() / width;
+  Rows out;
+  for (size_t first = 0; first < rows; first += kMaxRows) {
+    const size_t n = std::min(kMaxRows, rows - first);
+    std::string sql(insert);
+    sql += " VALUES ";
+    sql += ValuesList(values, n, width);
+    if (!tail.empty()) {
+      sql += ' ';
+      sql += tail;
+    }
+    const std::vector<Value> chunk(params.begin() + first * width,
+                                   params.begin() + (first + n) * width);
+    out.Append(Query(sql, chunk));
+  }
+  return out;
+}
+
+void Tx::InsertLater(std::string_view insert, std::string_view values, std::vector<Value> row) {
+  auto it = std::find_if(later_.begin(), later_.end(),
+                         [&](const Later& l) { return l.insert == insert && l.values == values; });
+  if (it == later_.end()) {
+    later_.push_back({std::string(insert), std::string(values), {}});
+    it = later_.end() - 1;
+  }
+  it->params.insert(it->params.end(), std::make_move_iterator(row.begin()),
+                    std::make_move_iterator(row.end()));
+}
+
+void Tx::FlushInserts() {
+  std::vector<Later> later = std::move(later_);
+  later_.clear();
+  for (const Later& l : later) InsertRows(l.insert, l.values, "", l.params);
 }
 
 }  // namespace funcky::store::sql

@@ -112,13 +112,29 @@ class Rows {
   };
   Iterator begin() const { return {this, 0}; }
   Iterator end() const { return {this, size()}; }
+  // Adds the rows of `more`, which has the same columns (or none).
+  void Append(Rows more);
 
  private:
   int columns_ = 0;
   std::vector<Cell> cells_;
 };
 
-using Params = std::initializer_list<Value>;
+// The parameters of one statement: a braced list, or a vector for a statement built at run
+// time (InsertLater). A view: valid for the call it is passed to.
+class Params {
+ public:
+  Params() = default;
+  Params(std::initializer_list<Value> v) : data_(v.begin()), size_(v.size()) {}  // NOLINT
+  Params(const std::vector<Value>& v) : data_(v.data()), size_(v.size()) {}      // NOLINT
+  const Value* begin() const { return data_; }
+  const Value* end() const { return data_ + size_; }
+  size_t size() const { return size_; }
+
+ private:
+  const Value* data_ = nullptr;
+  size_t size_ = 0;
+};
 
 // One open transaction. Errors are thrown (as the backend's own exceptions) and turned into
 // a Status by Database::Transact, so store code reads as straight-line SQL.
@@ -138,6 +154,26 @@ class Tx {
 
   // The first column of the first row as an integer; 0 when there is no row.
   int64_t Count(std::string_view sql, Params params = {});
+
+  // Inserts rows at once, up to 64 a statement: `insert` is "INSERT INTO t (a, b)", `values`
+  // spells one row, "($1, $2::jsonb)", its parameters numbered from 1, `params` holds the
+  // rows' parameters one row after another, and `tail` follows the rows ("ON CONFLICT DO
+  // NOTHING RETURNING a"). Returns what the statements returned, in order.
+  Rows InsertRows(std::string_view insert, std::string_view values, std::string_view tail,
+                  const std::vector<Value>& params);
+  // Inserts a row before the transaction commits, as InsertRows does, with the other rows of
+  // the same `insert` whatever transaction work (a group's pieces) they came from: for rows
+  // nothing reads back before the commit.
+  void InsertLater(std::string_view insert, std::string_view values, std::vector<Value> row);
+  // Runs what InsertLater holds; backends call it before they commit.
+  void FlushInserts();
+
+ private:
+  struct Later {
+    std::string insert, values;
+    std::vector<Value> params;  // the rows' parameters, one row after another
+  };
+  std::vector<Later> later_;
 };
 
 // A database: where transactions run.

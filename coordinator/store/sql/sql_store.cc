@@ -118,18 +118,27 @@ void EnqueueCall(Tx& tx, const std::string& run_id, std::string_view step_id, in
        ahead_ms});
 }
 
-// Queues the first call of a run given it now, and returns when it is due: not before the
-// start `slot` kept on the run (runs.throttle_slot_ms: a throttle's slot, a cron jitter's or a
-// debounce's start), so a run that waited behind its lane's
-// head keeps its pace and a later run of the key never overtakes it; a negative priority
-// makes it due that much later, a positive one orders it that much earlier in the claim.
-int64_t EnqueueFirstCall(Tx& tx, const std::string& run_id, std::optional<int64_t> slot,
-                         int64_t priority_s, int64_t now_ms) {
+// The first call of a run given it now is due not before the start `slot` kept on the run
+// (runs.throttle_slot_ms: a throttle's slot, a cron jitter's or a debounce's start), so a run
+// that waited behind its lane's head keeps its pace and a later run of the key never
+// overtakes it; a negative priority makes it due that much later, a positive one orders it
+// that much earlier in the claim.
+struct FirstCall {
+  int64_t due_ms;
+  int64_t ahead_ms;  // ordered in the claim as if due this much earlier
+};
+FirstCall FirstCallOf(std::optional<int64_t> slot, int64_t priority_s, int64_t now_ms) {
   int64_t due_ms = std::max(now_ms, slot.value_or(now_ms));
   if (priority_s < 0) due_ms = std::max(due_ms, now_ms - priority_s * 1000);
-  EnqueueCall(tx, run_id, kDiscoveryStepId, due_ms, now_ms, std::nullopt,
-              std::max<int64_t>(priority_s, 0) * 1000);
-  return due_ms;
+  return {due_ms, std::max<int64_t>(priority_s, 0) * 1000};
+}
+
+// Queues the first call of a run given it now (FirstCallOf), and returns when it is due.
+int64_t EnqueueFirstCall(Tx& tx, const std::string& run_id, std::optional<int64_t> slot,
+                         int64_t priority_s, int64_t now_ms) {
+  const FirstCall first = FirstCallOf(slot, priority_s, now_ms);
+  EnqueueCall(tx, run_id, kDiscoveryStepId, first.due_ms, now_ms, std::nullopt, first.ahead_ms);
+  return first.due_ms;
 }
 
 // Makes `run_id` the head of lane (function_id, key), locked by the caller, and gives it
@@ -360,12 +369,46 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
   return true;
 }
 
-// Ends run `run_id` with `status`: its queued calls and waits go, and its lane (if any)
-// moves on. The caller holds the run's row lock.
+// Whether `run` is created by CreatePlainRuns: nothing of it but its row and its first call.
+bool IsPlain(const NewRun& run) {
+  return !run.lane_key && !run.rate && !run.singleton && !run.timeouts && !run.throttle &&
+         !run.debounce && !run.start_at_ms && !run.batch && !run.events_of;
+}
+
+// Creates the plain runs (IsPlain) of one ingest, `rows` their parameters, queued now: one
+// statement for the runs and one for their first calls, in the order given.
+void CreatePlainRuns(Tx& tx, const std::vector<const NewRun*>& runs,
+                     const std::vector<sql::Value>& rows, int64_t now_ms) {
+  std::set<std::string> created;
+  for (Row row : tx.InsertRows(
+           "INSERT INTO runs (id, function_id, event_id, status, concurrency_key, "
+           "created_at_ms, concurrency_key2, priority_s)",
+           "($1, $2, $3, 'queued', $4, $5, $6, $7)", "ON CONFLICT DO NOTHING RETURNING id", rows)) {
+    created.insert(row.Text(0));
+  }
+  std::vector<sql::Value> calls;
+  for (const NewRun* run : runs) {
+    if (!created.count(run->run_id)) continue;
+    const FirstCall first = FirstCallOf(std::nullopt, run->priority_s, now_ms);
+    calls.insert(calls.end(),
+                 {run->run_id, std::string(kDiscoveryStepId), first.due_ms, now_ms,
+                  run->function_id, run->concurrency_key, run->concurrency_key2, first.ahead_ms});
+  }
+  if (calls.empty()) return;
+  tx.InsertRows(
+      "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, function_id, "
+      "concurrency_key, concurrency_key2, priority_ms)",
+      "($1, $2, 0, $3, $4, $5, $6, $7, $8)", "", calls);
+}
+
+// Ends run `run_id` with `status`: its queued calls and waits (if it `had_waits`: the run's
+// column, read under the lock) go, and its lane (if any) moves on. The caller holds the
+// run's row lock.
 void EndRun(Tx& tx, const std::string& run_id, const std::string& function_id,
-            const std::optional<std::string>& lane_key, int64_t lane_seq, int64_t now_ms) {
+            const std::optional<std::string>& lane_key, int64_t lane_seq, int64_t now_ms,
+            bool had_waits = true) {
   tx.Exec("DELETE FROM queue WHERE run_id = $1", {run_id});
-  tx.Exec("DELETE FROM waits WHERE run_id = $1", {run_id});
+  if (had_waits) tx.Exec("DELETE FROM waits WHERE run_id = $1", {run_id});
   if (!lane_key) return;
   if (!AdvanceLane(tx, function_id, *lane_key, run_id, lane_seq, now_ms)) {
     // Not the head: it leaves the line behind the head.
@@ -543,11 +586,27 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
     std::vector<IngestedEvent> out;
     out.reserve(events.size());
     bool created = false;
+    // The events in as few statements as they fill; those already stored are not inserted.
+    std::vector<sql::Value> rows;
+    rows.reserve(events.size() * 5);
     for (const NewEvent& ne : events) {
       const EventRecord& e = ne.event;
-      if (tx.Exec("INSERT INTO events (internal_id, id, name, payload, received_at_ms) "
-                  "VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT DO NOTHING",
-                  {e.internal_id, e.id, e.name, JsonValue(e.payload), now_ms}) == 0) {
+      rows.insert(rows.end(), {e.internal_id, e.id, e.name, JsonValue(e.payload), now_ms});
+    }
+    std::set<std::string> inserted;
+    for (Row row : tx.InsertRows("INSERT INTO events (internal_id, id, name, payload, "
+                                 "received_at_ms)",
+                                 "($1, $2, $3, $4::jsonb, $5)",
+                                 "ON CONFLICT DO NOTHING RETURNING internal_id", rows)) {
+      inserted.insert(row.Text(0));
+    }
+    // Runs that nothing else in the request looks at (no lane, gate, deadline or start
+    // time): inserted together once every event is through.
+    std::vector<const NewRun*> plain;
+    std::vector<sql::Value> plain_rows;
+    for (const NewEvent& ne : events) {
+      const EventRecord& e = ne.event;
+      if (!inserted.count(e.internal_id)) {
         // The event that holds this internal id (a seed's) first: a clash on it is only a
         // resend when it is the same event.
         Rows existing = tx.Query(
@@ -592,7 +651,12 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
           stored.batched.push_back(run.function_id);
           continue;
         }
-        if (!run.debounce) {
+        if (IsPlain(run)) {
+          plain.push_back(&run);
+          plain_rows.insert(plain_rows.end(),
+                            {run.run_id, run.function_id, e.internal_id, run.concurrency_key,
+                             now_ms, run.concurrency_key2, run.priority_s});
+        } else if (!run.debounce) {
           CreateRun(tx, e.internal_id, run, now_ms);
         } else if (CreateRun(tx, e.internal_id, DebouncedRun(run, now_ms), now_ms)) {
           StartDebounce(tx, run, now_ms);
@@ -603,6 +667,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
       }
       out.push_back(std::move(stored));
     }
+    if (!plain.empty()) CreatePlainRuns(tx, plain, plain_rows, now_ms);
     DropEmptyLanes(tx, lanes);  // locked for duplicate events and runs a gate skipped
     if (created) tx.AnnounceWork();
     if (waits) {
@@ -879,7 +944,7 @@ using Kept = std::optional<KeptCall>;
 // A run whose calls' outcomes still count: not ended, and not a failed lane head (blocked).
 constexpr const char* kLiveRunReturning =
     " WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled', 'blocked') "
-    "RETURNING function_id, lane_key, lane_seq";
+    "RETURNING function_id, lane_key, lane_seq, had_waits";
 
 // Records `t`, the outcome of the call of `item`, in `tx`; with `keep`, leases the run's next
 // call to the caller when it can (ApplyAndKeep).
@@ -913,6 +978,8 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
       kept_item = QueueItem{item.id, item.run_id, n.step_id, 0, std::move(token)};
     }
   }
+  const Transition::End* end = t.end();
+  const Transition::Park* park = t.park();
   const int64_t owned =
       kept_item   ? 1
       : t.retry() ? tx.Exec(
@@ -925,23 +992,27 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
   if (owned == 0) return Aborted("lease on queue item " + std::to_string(item.id) + " lost");
 
   // The run's row next, locked by the update that records its new status.
-  const Transition::End* end = t.end();
-  const Transition::Park* park = t.park();
-  Rows run = end ? tx.Query(std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
-                                        "error = $4::jsonb, ended_at_ms = $5, "
-                                        "req_version = COALESCE($6, req_version)") +
-                                kLiveRunReturning,
-                            {item.run_id, end->status, JsonValue(end->output),
-                             JsonValue(end->error), now_ms, t.req_version})
-             : park
-                 ? tx.Query(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
-                                        "req_version = COALESCE($4, req_version)") +
-                                kLiveRunReturning,
-                            {item.run_id, kBlocked, JsonValue(park->error), t.req_version})
-                 : tx.Query(std::string("UPDATE runs SET status = COALESCE($2, status), "
-                                        "req_version = COALESCE($3, req_version)") +
-                                kLiveRunReturning,
-                            {item.run_id, next ? next->run_status : std::nullopt, t.req_version});
+  Rows run;
+  if (end) {
+    run = tx.Query(std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
+                               "error = $4::jsonb, ended_at_ms = $5, "
+                               "req_version = COALESCE($6, req_version)") +
+                       kLiveRunReturning,
+                   {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error), now_ms,
+                    t.req_version});
+  } else if (park) {
+    run = tx.Query(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
+                               "req_version = COALESCE($4, req_version)") +
+                       kLiveRunReturning,
+                   {item.run_id, kBlocked, JsonValue(park->error), t.req_version});
+  } else {
+    run = tx.Query(std::string("UPDATE runs SET status = COALESCE($2, status), "
+                               "req_version = COALESCE($3, req_version), "
+                               "had_waits = (had_waits OR $4)") +
+                       kLiveRunReturning,
+                   {item.run_id, next ? next->run_status : std::nullopt, t.req_version,
+                    next && !next->waits.empty()});
+  }
   if (run.empty()) {
     if (tx.Query("SELECT 1 FROM runs WHERE id = $1", {item.run_id}).empty()) {
       return NotFound("no run \"" + item.run_id + "\"");
@@ -964,14 +1035,19 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
     steps_after = seq.empty() ? std::nullopt : std::optional<int64_t>(seq[0].Int(0) + 1);
   }
   for (const AttemptRecord& at : t.attempts) {
-    tx.Exec(
+    // History nothing reads in the transaction: one statement for a whole group's.
+    tx.InsertLater(
         "INSERT INTO attempts (run_id, step_id, name, attempt, outcome, error, started_at_ms, "
-        "ended_at_ms) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
+        "ended_at_ms)",
+        "($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
         {item.run_id, at.step_id, at.name, at.attempt, at.outcome, JsonValue(at.error),
          at.started_at_ms, at.ended_at_ms});
   }
   if (end) {
-    EndRun(tx, item.run_id, run[0].Text(0), run[0].OptText(1), run[0].Int(2), now_ms);
+    // Its other calls go after the lock: a parallel call of the run may have queued some
+    // since this transaction's first statement.
+    EndRun(tx, item.run_id, run[0].Text(0), run[0].OptText(1), run[0].Int(2), now_ms,
+           /*had_waits=*/run[0].Bool(3));
     return Kept();
   }
   if (park) {

@@ -140,7 +140,11 @@ class SqliteDatabase final : public sql::Database {
 
   Status Transact(const std::function<Status(sql::Tx&)>& body) override {
     std::lock_guard lock(mu_);
-    return Locked([&](SqliteTx& tx) { return body(tx); });
+    return Locked([&](SqliteTx& tx) {
+      Status s = body(tx);
+      if (s.ok()) tx.FlushInserts();
+      return s;
+    });
   }
 
   Status Migrate() override {
