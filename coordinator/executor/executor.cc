@@ -76,13 +76,15 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   int claims_running = 0;                    // guarded by hold_mu
   std::map<int64_t, store::QueueItem> held;  // guarded by hold_mu
 
-  Result<std::vector<store::QueueItem>> ClaimAndHold(int want) {
+  // Claims up to `want` items and holds them; `states` receives their runs' states.
+  Result<std::vector<store::QueueItem>> ClaimAndHold(int want,
+                                                     std::vector<store::RunState>* states) {
     {
       std::lock_guard lock(hold_mu);
       if (stopping) return std::vector<store::QueueItem>{};
       ++claims_running;
     }
-    auto claimed = queue.Claim(want, clock.Now(), options.lease);
+    auto claimed = queue.Claim(want, clock.Now(), options.lease, states);
     if (!claimed.ok()) {
       EndClaim();
       return claimed;
@@ -173,7 +175,9 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       bool claimed_none = false;
       if (free > 0) {
         int want = std::min(free, options.claim_batch);
-        auto claimed = co_await Offload([this, want] { return ClaimAndHold(want); });
+        std::vector<store::RunState> states;
+        auto claimed =
+            co_await Offload([this, want, &states] { return ClaimAndHold(want, &states); });
         if (!claimed.ok()) {
           spdlog::warn("claiming work failed: {}", claimed.status().ToString());
           backoff_on_error = true;
@@ -183,9 +187,11 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
           claimed_none = claimed->empty();
           // Stopped while claiming: start no call; ReleaseLeases gives the items back.
           if (stopping) break;
-          for (auto& item : *claimed) {
+          for (size_t i = 0; i < claimed->size(); ++i) {
             ++in_flight;
-            asio::co_spawn(io, Process(std::move(item)), asio::detached);
+            std::optional<store::RunState> state;
+            if (states.size() == claimed->size()) state = std::move(states[i]);
+            asio::co_spawn(io, Process(std::move((*claimed)[i]), std::move(state)), asio::detached);
           }
         }
       }
@@ -245,11 +251,13 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   // Makes the call of `first`, then, for as long as the run goes on at once with one next
   // call (leased to this executor by the Apply that recorded the step), that call too: no
   // claim and no other coordinator between the steps of a running run.
-  asio::awaitable<void> Process(store::QueueItem first) {
+  // `state` is the run's state as the claim read it.
+  asio::awaitable<void> Process(store::QueueItem first, std::optional<store::RunState> state) {
     auto self = shared_from_this();
     AssertOnIoThread();
     std::optional<store::QueueItem> item = std::move(first);
-    std::optional<store::RunState> carried;  // the run's state for the kept call
+    // The run's state for the call to make: the claim's, then the kept call's.
+    std::optional<store::RunState> carried = std::move(state);
     while (item) {
       std::optional<store::QueueItem> kept;  // the run's next call, held
       auto beat = std::make_shared<Heartbeat>(io);
@@ -325,8 +333,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
 
   // Makes the call of `item` and records its outcome; `kept` receives the run's next call
   // when the record leased it to this executor (ApplyAndHold).
-  // `carried`, when set, is the run's state (the previous call's record applied to what it
-  // was given): no load. It is set again for the kept call.
+  // `carried`, when set, is the run's state (as the claim read it, or the previous call's
+  // record applied to what that call was given): no load. It is set again for the kept call.
   asio::awaitable<void> Handle(const store::QueueItem& item, Heartbeat& beat,
                                std::optional<store::QueueItem>& kept,
                                std::optional<store::RunState>& carried) {
@@ -334,7 +342,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     // for as long as half the lease (the heartbeat keeps the lease once the database is
     // back), then give the claim back rather than hold it until the lease expires.
     Result<store::RunState> state = Unavailable("not loaded");
-    if (carried) {  // the run's state as the previous call of this holder left it
+    if (carried) {  // the run's state as the claim or the previous call left it
       state = std::move(*carried);
       carried.reset();
     }

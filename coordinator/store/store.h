@@ -516,9 +516,12 @@ class QueueStore {
   virtual ~QueueStore() = default;
   // Leases up to `max` items visible at `now` (due, or whose lease expired), oldest first,
   // each until now + lease under a fresh lease token; skips items another claimer holds.
-  // Runs of claimed items that were queued become running.
+  // Runs of claimed items that were queued become running. With `states`, it receives each
+  // claimed item's run state, in the items' order, as LoadRunState would read it after the
+  // claim (read in the claim's transaction, so the caller need not load it).
   virtual Result<std::vector<QueueItem>> Claim(int max, TimePoint now,
-                                               std::chrono::milliseconds lease) = 0;
+                                               std::chrono::milliseconds lease,
+                                               std::vector<RunState>* states = nullptr) = 0;
   virtual Result<RunState> LoadRunState(const std::string& run_id) = 0;
   // Applies `t` if `item` is still leased under its token; kAborted (and nothing written)
   // only when the lease was lost to another claimer; kUnavailable for transient failures

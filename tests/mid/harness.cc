@@ -82,13 +82,14 @@ std::optional<Status> FailingQueue::Count(Method method) {
 }
 
 Result<std::vector<store::QueueItem>> FailingQueue::Claim(int max, TimePoint now,
-                                                          std::chrono::milliseconds lease) {
+                                                          std::chrono::milliseconds lease,
+                                                          std::vector<store::RunState>* states) {
   if (auto failure = Count(kClaim)) return *failure;
   {
     std::unique_lock lock(mu_);
     resumed_.wait(lock, [&] { return !paused_; });
   }
-  auto items = real_.Claim(max, now, lease);
+  auto items = real_.Claim(max, now, lease, withhold_states_ ? nullptr : states);
   if (items.ok()) claimed_ += static_cast<int>(items->size());
   return items;
 }

@@ -90,13 +90,16 @@ class FailingQueue final : public store::QueueStore {
   int calls(Method method) const { return calls_[method].load(); }
   // Items that Claim has handed out so far.
   int claimed() const { return claimed_.load(); }
+  // Claims return no run states, as a store without them would: every first call loads.
+  void WithholdClaimStates() { withhold_states_ = true; }
   // From now on, a Claim is counted and then waits, before reaching the store, until
   // ResumeClaims: a claim in progress at a chosen moment.
   void PauseClaims();
   void ResumeClaims();
 
-  Result<std::vector<store::QueueItem>> Claim(int max, TimePoint now,
-                                              std::chrono::milliseconds lease) override;
+  Result<std::vector<store::QueueItem>> Claim(
+      int max, TimePoint now, std::chrono::milliseconds lease,
+      std::vector<store::RunState>* states = nullptr) override;
   Result<store::RunState> LoadRunState(const std::string& run_id) override;
   Status Apply(const store::QueueItem& item, const store::Transition& t, TimePoint now) override;
   // Counted (and failed) as an Apply.
@@ -118,7 +121,8 @@ class FailingQueue final : public store::QueueStore {
   std::atomic<int> claimed_{0};
   std::mutex mu_;
   std::condition_variable resumed_;
-  bool paused_ = false;                                // GUARDED_BY(mu_)
+  bool paused_ = false;  // GUARDED_BY(mu_)
+  std::atomic<bool> withhold_states_{false};
   std::map<std::pair<Method, int>, Status> failures_;  // GUARDED_BY(mu_): by (method, call)
 };
 

@@ -10,10 +10,14 @@ namespace {
 TEST(SqlRewrite, PostgresKeepsCastsAndLocksAndExpandsLists) {
   EXPECT_EQ(Rewrite("SELECT id FROM q WHERE a = $1::text AND id IN @ids($2) {FOR UPDATE}",
                     Dialect::kPostgres),
-            "SELECT id FROM q WHERE a = $1::text AND id IN "
-            "(SELECT jsonb_array_elements_text($2::jsonb)::bigint) FOR UPDATE");
+            "SELECT id FROM q WHERE a = $1::text AND id = ANY "
+            "(ARRAY(SELECT jsonb_array_elements_text($2::jsonb)::bigint)) FOR UPDATE");
   EXPECT_EQ(Rewrite("x IN @list($12)", Dialect::kPostgres),
-            "x IN (SELECT jsonb_array_elements_text($12::jsonb))");
+            "x = ANY (ARRAY(SELECT jsonb_array_elements_text($12::jsonb)))");
+  EXPECT_EQ(Rewrite("x NOT IN @list($1)", Dialect::kPostgres),
+            "x <> ALL (ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))");
+  EXPECT_EQ(Rewrite("SELECT 1 FROM @list($1) l", Dialect::kPostgres),
+            "SELECT 1 FROM (SELECT jsonb_array_elements_text($1::jsonb)) l");
 }
 
 TEST(SqlRewrite, SqliteNumbersParametersAndDropsCastsAndLocks) {

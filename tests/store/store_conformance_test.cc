@@ -561,6 +561,43 @@ TEST_P(StoreConformance, ApplyAndKeepLeasesTheRunsOneNextCallDueNowToTheApplier)
   EXPECT_TRUE(store_->GetSteps(lost)->empty());
 }
 
+// A claim can bring its calls' run states, read in its transaction: what LoadRunState reads
+// after it, for a first call and for a later call of a run with steps.
+TEST_P(StoreConformance, AClaimsRunStatesAreWhatALoadReads) {
+  const std::string later = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  Transition step;
+  step.steps.push_back({"s1", 0, "first", "completed", {{"data", 1}}});
+  step.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}}};
+  ASSERT_THAT(store_->Apply(items[0], step, clock_.Now()), IsOk());
+  const std::string first = Start("app-plain");
+
+  std::vector<RunState> states;
+  auto claimed = store_->Claim(10, clock_.Now(), 30s, &states);
+  ASSERT_THAT(claimed, IsOk());
+  ASSERT_EQ(claimed->size(), 2u);
+  ASSERT_EQ(states.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    auto loaded = store_->LoadRunState((*claimed)[i].run_id);
+    ASSERT_THAT(loaded, IsOk());
+    EXPECT_EQ(states[i].run.id, (*claimed)[i].run_id);
+    EXPECT_EQ(states[i].run.status, kRunning);
+    EXPECT_EQ(states[i].run.status, loaded->run.status);
+    EXPECT_EQ(states[i].run.event_name, loaded->run.event_name);
+    EXPECT_EQ(states[i].function.id, "app-plain");
+    EXPECT_EQ(states[i].events, loaded->events);
+    ASSERT_EQ(states[i].events.size(), 1u);
+    ASSERT_EQ(states[i].steps.size(), loaded->steps.size());
+    for (size_t s = 0; s < states[i].steps.size(); ++s) {
+      EXPECT_EQ(states[i].steps[s].step_id, loaded->steps[s].step_id);
+      EXPECT_EQ(states[i].steps[s].memo, loaded->steps[s].memo);
+    }
+  }
+  EXPECT_EQ(states[0].run.id == later ? states[0].steps.size() : states[1].steps.size(), 1u);
+  EXPECT_TRUE((states[0].run.id == first ? states[0] : states[1]).steps.empty());
+}
+
 // A kept call takes the applied item's place. Fan-in: the discovery call after a parallel
 // step is neither kept nor queued while another call of the run is out, and the one that ends
 // last keeps it, counting the other's step; a step recorded again (a call redone) counts once;

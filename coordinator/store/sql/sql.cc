@@ -45,9 +45,20 @@ std::string Rewrite(std::string_view sql, Dialect dialect) {
       }
       const std::string_view n = sql.substr(digits, end - digits);
       if (pg) {
+        // "x IN list" as "x = ANY (array)": the planner then looks the elements up in x's
+        // index, where for IN (subquery) it guesses 100 rows and scans middling tables.
+        const std::string_view in = " IN ", not_in = " NOT IN ";
+        const std::string_view head(out);
+        const bool negated = head.ends_with(not_in);
+        const bool array = negated || head.ends_with(in);
+        if (array) {
+          out.resize(out.size() - (negated ? not_in : in).size());
+          out += negated ? " <> ALL (ARRAY" : " = ANY (ARRAY";
+        }
         out += "(SELECT jsonb_array_elements_text($";
         out += n;
         out += ids ? "::jsonb)::bigint)" : "::jsonb))";
+        if (array) out += ")";
       } else {
         out += "(SELECT value FROM json_each(?";
         out += n;

@@ -10,7 +10,9 @@
 //   - text in braces is PostgreSQL only: row locks, e.g. "{FOR UPDATE SKIP LOCKED}" (SQLite
 //     serializes whole transactions and has no row locks);
 //   - @list($N) is the set of strings in the JSON array bound to $N and @ids($N) the same
-//     as integers, for "x IN @list($1)" (jsonb_array_elements_text vs json_each).
+//     as integers, for "x IN @list($1)" (jsonb_array_elements_text vs json_each); on
+//     PostgreSQL "x [NOT] IN @list($1)" becomes "x = ANY (ARRAY(…))" ("<> ALL"), which
+//     uses x's index however many elements the planner guesses.
 #pragma once
 
 #include <cstdint>

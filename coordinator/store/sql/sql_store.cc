@@ -775,7 +775,9 @@ Result<std::vector<AttemptRecord>> SqlStore::GetAttempts(const std::string& run_
 }
 
 Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
-                                               std::chrono::milliseconds lease) {
+                                               std::chrono::milliseconds lease,
+                                               std::vector<RunState>* states) {
+  if (states) states->clear();
   const int64_t now_ms = UnixMillis(now);
   const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
   std::vector<std::string> doubtful;
@@ -876,6 +878,17 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
       tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE id IN @ids($1)",
               {ListValue(held_ids), HeldBackUntil(now_ms)});
     }
+    if (states && !run_ids.empty()) {
+      // The claimed calls' runs as LoadRunState would read them now, in a few statements
+      // for the whole claim.
+      std::map<std::string, RunState> by_run = ReadRunStates(tx, run_ids);
+      states->clear();
+      for (const QueueItem& item : admitted.claimed) {
+        auto it = by_run.find(item.run_id);
+        if (it == by_run.end()) return NotFound("no run \"" + item.run_id + "\"");
+        states->push_back(it->second);
+      }
+    }
     return std::move(admitted.claimed);
   });
   std::lock_guard lock(doubtful_mu_);
@@ -899,32 +912,54 @@ Result<RunState> SqlStore::LoadRunState(const std::string& run_id) {
 }
 
 Result<RunState> SqlStore::ReadRunState(Tx& tx, const std::string& run_id) {
-  // One query for the usual run (one event, no steps yet: a first call); a batch's events and
-  // recorded steps take one more each.
-  Rows r = tx.Query(std::string("SELECT ") + kRunColumns + ", " + kFunctionColumns +
-                        ", ev.payload, EXISTS (SELECT 1 FROM run_events WHERE run_id = r.id), "
-                        "EXISTS (SELECT 1 FROM steps WHERE run_id = r.id) "
-                        "FROM runs r JOIN functions f ON f.id = r.function_id "
-                        "LEFT JOIN events ev ON ev.internal_id = r.event_id WHERE r.id = $1",
-                    {run_id});
-  if (r.empty()) return NotFound("no run \"" + run_id + "\"");
-  RunState state;
-  state.run = ReadRun(r[0]);
-  state.function = ReadFunction(r[0], kRunColumnCount);
-  const int more = kRunColumnCount + kFunctionColumnCount;
-  if (!r[0].Bool(more + 1)) {
-    if (!r[0].Null(more)) state.events.push_back(r[0].JsonCol(more));
-  } else {
-    // A batch's run holds its events in run_events, in order.
-    for (Row row : tx.Query("SELECT e.payload FROM run_events re JOIN events e "
+  std::map<std::string, RunState> states = ReadRunStates(tx, {run_id});
+  if (states.empty()) return NotFound("no run \"" + run_id + "\"");
+  return std::move(states.begin()->second);
+}
+
+std::map<std::string, RunState> SqlStore::ReadRunStates(Tx& tx,
+                                                        const std::vector<std::string>& run_ids) {
+  // One query for the usual runs (one event, no steps yet: first calls); the events of
+  // batches' runs and the steps of runs that have some take one more each.
+  std::map<std::string, RunState> out;
+  std::vector<std::string> with_steps;
+  for (Row row : tx.Query(std::string("SELECT ") + kRunColumns + ", " + kFunctionColumns +
+                              ", ev.payload, EXISTS (SELECT 1 FROM run_events "
+                              "WHERE run_id = r.id), "
+                              "EXISTS (SELECT 1 FROM steps WHERE run_id = r.id) "
+                              "FROM runs r JOIN functions f ON f.id = r.function_id "
+                              "LEFT JOIN events ev ON ev.internal_id = r.event_id "
+                              "WHERE r.id IN @list($1)",
+                          {ListValue(run_ids)})) {
+    RunState state;
+    state.run = ReadRun(row);
+    state.function = ReadFunction(row, kRunColumnCount);
+    const int more = kRunColumnCount + kFunctionColumnCount;
+    if (!row.Bool(more + 1)) {
+      if (!row.Null(more)) state.events.push_back(row.JsonCol(more));
+    } else {
+      // A batch's run holds its events in run_events, in order.
+      for (Row e : tx.Query("SELECT e.payload FROM run_events re JOIN events e "
                             "ON e.internal_id = re.event_id WHERE re.run_id = $1 "
                             "ORDER BY re.position",
-                            {run_id})) {
-      state.events.push_back(row.JsonCol(0));
+                            {state.run.id})) {
+        state.events.push_back(e.JsonCol(0));
+      }
+    }
+    if (row.Bool(more + 2)) with_steps.push_back(state.run.id);
+    std::string id = state.run.id;
+    out.emplace(std::move(id), std::move(state));
+  }
+  if (!with_steps.empty()) {
+    for (Row row : tx.Query("SELECT run_id, step_id, seq, name, status, memo, created_at_ms "
+                            "FROM steps WHERE run_id IN @list($1) ORDER BY run_id, seq",
+                            {ListValue(with_steps)})) {
+      out.at(row.Text(0))
+          .steps.push_back(
+              {row.Text(1), row.Int32(2), row.Text(3), row.Text(4), row.JsonCol(5), row.Int(6)});
     }
   }
-  if (r[0].Bool(more + 2)) state.steps = ReadSteps(tx, run_id);
-  return state;
+  return out;
 }
 
 Status SqlStore::Apply(const QueueItem& item, const Transition& t, TimePoint now) {

@@ -41,8 +41,8 @@ class SqlStore final : public Store {
   Result<std::vector<StepRecord>> GetSteps(const std::string& run_id) override;
   Result<std::vector<AttemptRecord>> GetAttempts(const std::string& run_id) override;
 
-  Result<std::vector<QueueItem>> Claim(int max, TimePoint now,
-                                       std::chrono::milliseconds lease) override;
+  Result<std::vector<QueueItem>> Claim(int max, TimePoint now, std::chrono::milliseconds lease,
+                                       std::vector<RunState>* states = nullptr) override;
   Result<RunState> LoadRunState(const std::string& run_id) override;
   Status Apply(const QueueItem& item, const Transition& t, TimePoint now) override;
   Result<std::optional<KeptCall>> ApplyAndKeep(const QueueItem& item, const Transition& t,
@@ -90,6 +90,9 @@ class SqlStore final : public Store {
                                             std::optional<std::chrono::milliseconds> keep);
   // LoadRunState's reads.
   static Result<RunState> ReadRunState(sql::Tx& tx, const std::string& run_id);
+  // The states of `run_ids` that exist, by run id.
+  static std::map<std::string, RunState> ReadRunStates(sql::Tx& tx,
+                                                       const std::vector<std::string>& run_ids);
 
   // What a failed piece of a group may have written, so whether its group may go on.
   enum class Piece {
