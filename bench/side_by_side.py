@@ -46,8 +46,13 @@ WARMUP = 20
 LANE_EVENTS = 5  # events per key in the lanes phase
 # The backlog phase reads /metrics less often than the others: each read counts the queue.
 BACKLOG_POLL = 0.5
-# The claim's reads of due queue items (SqlStore::Claim), in pg_stat_statements.
+# SqlStore::Claim's statements in pg_stat_statements: its two reads of due queue items (every
+# claim makes both), then, when it leases items, the lease, the runs marked running and the
+# throttle read.
 CLAIM_READ = "SELECT q.id, q.run_id, %FROM queue q LEFT JOIN functions f%"
+CLAIM_WRITES = ["UPDATE queue SET visible_at_ms = $2, lease_token = $3, claims = claims + %",
+                "UPDATE runs SET status = $3, started_at_ms = COALESCE(started_at_ms, $2) %",
+                "SELECT id, function_id, throttle_key, throttle_interval_us, throttle_burst %"]
 
 
 def free_port():
@@ -247,12 +252,12 @@ class Postgres:
                   f"(SELECT oid FROM pg_database WHERE datname = '{name}'), 0)")
 
     def statement_time(self, name, like):
-        """(calls, mean ms) of the statements of database `name` LIKE `like`, since the reset."""
+        """(calls, total ms) of the statements of database `name` LIKE `like`, since the reset."""
         calls, total = self.psql(
             "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) FROM "
             "pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
             f"'{name}') AND query LIKE '{like}'").split("|")
-        return int(calls), float(total) / max(int(calls), 1)
+        return int(calls), float(total)
 
     def version(self):
         return self.psql("SHOW server_version").split()[0]
@@ -484,16 +489,24 @@ class Bench:
             rounds[key].append(self.throughput(
                 f"pg-{key}-{i}", ["serve", "--db", urls[key]], hosts, "demo/hello",
                 before=lambda coord, api: self.backlog("f_" + key, coord, api, sides[key]),
-                after=lambda _: dict(zip(("claims", "claim_ms"), self.pg.statement_time(
-                    "f_" + key, CLAIM_READ))), poll=BACKLOG_POLL))
+                after=lambda _: self.claim_time("f_" + key), poll=BACKLOG_POLL))
         mean = lambda results, k: sum(r[k] for r in results) / len(results)
         for key, results in rounds.items():
             self.r[key] = {**results[0], **results[1],
                            "rounds": [r["runs_per_s"] for r in results],
                            "runs_per_s": mean(results, "runs_per_s"),
+                           "claim_read_ms": mean(results, "claim_read_ms"),
                            "claim_ms": mean(results, "claim_ms"),
                            **{k: max(r[k] for r in results)
                               for k in ("rss_mb", "rss_now_mb", "backlog_rss_mb")}}
+
+    def claim_time(self, db):
+        """PostgreSQL's time in SqlStore::Claim's statements since the reset: mean ms of a read
+        of due items, and of a whole claim's statements."""
+        reads, read_ms = self.pg.statement_time(db, CLAIM_READ)
+        write_ms = sum(self.pg.statement_time(db, like)[1] for like in CLAIM_WRITES)
+        return {"claims": reads // 2, "claim_read_ms": read_ms / max(reads, 1),
+                "claim_ms": (read_ms + write_ms) / max(reads // 2, 1)}
 
     def backlog(self, db, coord, api, backlog):
         """`backlog` runs of bench-flow-throttled queued in `db`, none due for a week (made on
@@ -606,8 +619,9 @@ class Bench:
                              f"{', '.join(fmt(x) for x in g(key, 'rounds'))}); coordinator RSS "
                              f"{fmt(g(key, 'backlog_rss_mb'))} MB before the runs, "
                              f"{fmt(g(key, 'rss_now_mb'))} MB after, peak "
-                             f"{fmt(g(key, 'rss_mb'))} MB; claim read mean "
-                             f"{fmt(g(key, 'claim_ms'), '{:.3f}')} ms; one /metrics "
+                             f"{fmt(g(key, 'rss_mb'))} MB; PostgreSQL's time a claim "
+                             f"{fmt(g(key, 'claim_ms'), '{:.2f}')} ms (a read of due items "
+                             f"{fmt(g(key, 'claim_read_ms'), '{:.3f}')} ms); one /metrics "
                              f"{fmt(g(key, 'metrics_scrape_ms'), '{:.1f}')} ms"))
         if "backlog_full" in r and "backlog_empty" in r:
             rows.append(("Funcky hello runs/s beside the backlog, change", "",
@@ -649,6 +663,8 @@ class Bench:
              ratio(g("lanes_ordered", "runs_per_s"), g("lanes_unordered", "runs_per_s"))),
             (f"6. hello runs/s beside {a.backlog // 1000}k queued ÷ empty queue", ">=", 0.9,
              ratio(g("backlog_full", "runs_per_s"), g("backlog_empty", "runs_per_s"))),
+            (f"6. PostgreSQL's time a claim beside {a.backlog // 1000}k queued ÷ empty queue",
+             "<=", 1.1, ratio(g("backlog_full", "claim_ms"), g("backlog_empty", "claim_ms"))),
             (f"6. coordinator RSS with {a.backlog // 1000}k queued runs, MB", "<=", 200.0,
              g("backlog_full", "rss_mb")),
         ]
