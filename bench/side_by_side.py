@@ -456,49 +456,56 @@ class Bench:
             "top_statements": sorted(((q1[q] - q0.get(q, 0)) / n, q[:160]) for q in q1
                                      if q1[q] - q0.get(q, 0) > 0)[::-1][:15]}
 
+    def alternated(self, a, b, measure):
+        """`measure(side, i)` twice for each of sides a and b, in the order a, b, b, a, so that a
+        load drifting on the shared box weighs on both; per side the last timing's figures with
+        rates and claim times averaged, the worst RSS and the host's record of both."""
+        rounds = {a: [], b: []}
+        for i, side in enumerate((a, b, b, a)):
+            rounds[side].append(measure(side, i))
+        for side, results in rounds.items():
+            merged = {**results[0], **results[1], "rounds": [r["runs_per_s"] for r in results]}
+            for k, how in (("runs_per_s", mean), ("calls_per_s", mean), ("claim_ms", mean),
+                           ("claim_read_ms", mean), ("rss_mb", max), ("rss_now_mb", max),
+                           ("backlog_rss_mb", max), ("out_of_order", sum), ("ended", min)):
+                if all(k in r for r in results):
+                    merged[k] = how([r[k] for r in results])
+            self.r[side] = merged
+
     def phase_lanes(self):
-        """Target 5: the hello shape with a lane per key, then without, `lane_keys` keys × 5."""
+        """Target 5: the hello shape with a lane per key and without, `lane_keys` keys × 5, each
+        timing on a fresh coordinator and database."""
         keys = self.a.lane_keys
         runs = keys * LANE_EVENTS
         # Event i is key i % keys's event number i // keys: each key's events are spread over
         # the whole sending, as many keys' events interleave in a real stream.
         data = lambda i: {"k": f"key-{i % keys}", "n": i // keys}
-        for fn in ("ordered", "unordered"):
-            self.r["lanes_" + fn] = self.throughput(
-                f"pg-{fn}", ["serve", "--db", self.pg.database(f"f_{fn}")], self.flow_host,
-                f"bench/{fn}", runs=runs, data=data, after=lambda p, fn=fn: host_record(p, fn))
+        fn = lambda side: side.split("_")[1]
+        self.alternated("lanes_ordered", "lanes_unordered", lambda side, i: self.throughput(
+            f"pg-{fn(side)}-{i}", ["serve", "--db", self.pg.database(f"f_{fn(side)}_{i}")],
+            self.flow_host, f"bench/{fn(side)}", runs=runs, data=data,
+            after=lambda p: host_record(p, fn(side))))
         r = self.r["lanes_ordered"]
         if lanes_broken(r):
-            print(f"lanes: FAILED: of {runs} ordered runs the host saw {r.get('ended')} return, "
-                  f"{r.get('out_of_order')} start before their key's previous run had returned "
-                  f"(the first are in the host's log)")
+            print(f"lanes: FAILED: of {runs} ordered runs a timing the host saw as few as "
+                  f"{r.get('ended')} return, and {r.get('out_of_order')} start before their key's "
+                  f"previous run had returned (the first are in the hosts' logs)")
 
     def phase_backlog(self):
         """Target 6: hello runs/s on an empty queue and beside `backlog` queued runs.
 
-        Each side is timed twice, in the order empty, full, full, empty (a fresh coordinator
-        each time, on the side's database), so that a load drifting on the box weighs on both."""
+        Each side is timed twice (`alternated`), each time with a fresh coordinator on the side's
+        database."""
         def hosts(name, base, api):
             self.flow_host(name + "-flow", base, api)  # the throttled function's host
             return self.hello(name, base, api)
 
         sides = {"backlog_empty": 0, "backlog_full": self.a.backlog}
-        urls = {key: self.pg.database("f_" + key) for key in sides}
-        rounds = {key: [] for key in sides}
-        for i, key in enumerate(("backlog_empty", "backlog_full", "backlog_full", "backlog_empty")):
-            rounds[key].append(self.throughput(
-                f"pg-{key}-{i}", ["serve", "--db", urls[key]], hosts, "demo/hello",
-                before=lambda coord, api: self.backlog("f_" + key, coord, api, sides[key]),
-                after=lambda _: self.claim_time("f_" + key), poll=BACKLOG_POLL))
-        mean = lambda results, k: sum(r[k] for r in results) / len(results)
-        for key, results in rounds.items():
-            self.r[key] = {**results[0], **results[1],
-                           "rounds": [r["runs_per_s"] for r in results],
-                           "runs_per_s": mean(results, "runs_per_s"),
-                           "claim_read_ms": mean(results, "claim_read_ms"),
-                           "claim_ms": mean(results, "claim_ms"),
-                           **{k: max(r[k] for r in results)
-                              for k in ("rss_mb", "rss_now_mb", "backlog_rss_mb")}}
+        urls = {side: self.pg.database("f_" + side) for side in sides}
+        self.alternated("backlog_empty", "backlog_full", lambda side, i: self.throughput(
+            f"pg-{side}-{i}", ["serve", "--db", urls[side]], hosts, "demo/hello",
+            before=lambda coord, api: self.backlog("f_" + side, coord, api, sides[side]),
+            after=lambda _: self.claim_time("f_" + side), poll=BACKLOG_POLL))
 
     def claim_time(self, db):
         """PostgreSQL's time in SqlStore::Claim's statements since the reset: mean ms of a read
@@ -599,7 +606,7 @@ class Bench:
         for key, label in (("lanes_ordered", "a lane per key (strict FIFO)"),
                            ("lanes_unordered", "the same function without a lane")):
             if key in r:
-                held = (f"{fmt(g(key, 'ended'), '{:,}')} runs returned, "
+                held = (f"{fmt(g(key, 'ended'), '{:,}')} runs returned in each timing, "
                         f"{fmt(g(key, 'out_of_order'))} started before their key's previous run "
                         f"had returned")
                 if key == "lanes_ordered":
@@ -608,8 +615,10 @@ class Bench:
                     held = f"; for comparison, by the same check: {held}"
                 rows.append((f"Funcky `serve` (PostgreSQL) + flow host, {label}",
                              f"{a.lane_keys:,} keys × {LANE_EVENTS} events, 2 steps = 3 calls",
-                             f"{fmt(g(key, 'runs_per_s'))} runs/s, {fmt(g(key, 'calls_per_s'))} "
-                             f"calls/s; RSS {fmt(g(key, 'rss_mb'))} MB{held}"))
+                             f"{fmt(g(key, 'runs_per_s'))} runs/s (mean of "
+                             f"{', '.join(fmt(x) for x in g(key, 'rounds'))}), "
+                             f"{fmt(g(key, 'calls_per_s'))} calls/s; RSS {fmt(g(key, 'rss_mb'))} MB"
+                             f"{held}"))
         for key, label in (("backlog_empty", "an empty queue"),
                            ("backlog_full", f"{a.backlog:,} queued runs of a throttled function")):
             if key in r:
@@ -683,6 +692,10 @@ class Bench:
             print("Statements per completed run under load, most frequent first:")
             for per_run, query in g("cost", "top_statements"):
                 print(f"  {per_run:6.2f}  {query}")
+
+
+def mean(values):
+    return sum(values) / len(values)
 
 
 def host_record(p, fn):
