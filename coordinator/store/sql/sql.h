@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -127,8 +128,10 @@ class Rows {
 class Params {
  public:
   Params() = default;
-  Params(std::initializer_list<Value> v) : data_(v.begin()), size_(v.size()) {}  // NOLINT
-  Params(const std::vector<Value>& v) : data_(v.data()), size_(v.size()) {}      // NOLINT
+  // The braced list's array lives until the end of the call's full expression, which is
+  // all a Params is used for (never stored).
+  Params(std::initializer_list<Value> v) : data_(std::data(v)), size_(v.size()) {}  // NOLINT
+  Params(const std::vector<Value>& v) : data_(v.data()), size_(v.size()) {}         // NOLINT
   const Value* begin() const { return data_; }
   const Value* end() const { return data_ + size_; }
   size_t size() const { return size_; }
