@@ -136,6 +136,14 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     return runs;
   }
 
+  // A call that recorded step "s1" and goes on with the run's discovery call, due now.
+  Transition StepThenDiscovery() {
+    Transition t;
+    t.steps.push_back({"s1", 0, "first", "completed", {{"data", 1}}});
+    t.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}}};
+    return t;
+  }
+
   Status End(const QueueItem& item, const char* status = kCompleted) {
     Transition t;
     t.move = Transition::End{status, "done", nullptr};
@@ -523,9 +531,7 @@ TEST_P(StoreConformance, ApplyAndKeepLeasesTheRunsOneNextCallDueNowToTheApplier)
   const std::string run = Start("app-plain");
   auto items = Claim();
   ASSERT_EQ(items.size(), 1u);
-  Transition step;
-  step.steps.push_back({"s1", 0, "first", "completed", {{"data", 1}}});
-  step.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}}};
+  const Transition step = StepThenDiscovery();
   auto kept = store_->ApplyAndKeep(items[0], step, clock_.Now(), 30s);
   ASSERT_THAT(kept, IsOk());
   ASSERT_TRUE(kept->has_value());
@@ -567,9 +573,7 @@ TEST_P(StoreConformance, AClaimsRunStatesAreWhatALoadReads) {
   const std::string later = Start("app-plain");
   auto items = Claim();
   ASSERT_EQ(items.size(), 1u);
-  Transition step;
-  step.steps.push_back({"s1", 0, "first", "completed", {{"data", 1}}});
-  step.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}}};
+  const Transition step = StepThenDiscovery();
   ASSERT_THAT(store_->Apply(items[0], step, clock_.Now()), IsOk());
   const std::string first = Start("app-plain");
 
@@ -660,9 +664,7 @@ TEST_P(StoreConformance, ConcurrentTransitionsAndLoadsEachGetTheirOwnOutcome) {
     items[i].lease_token = "someone-else";
     stale.insert(items[i].run_id);
   }
-  Transition step;
-  step.steps.push_back({"s1", 0, "first", "completed", {{"data", 1}}});
-  step.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}}};
+  const Transition step = StepThenDiscovery();
   std::vector<Result<std::optional<KeptCall>>> applied(kRuns, Unavailable("not run"));
   std::vector<Result<RunState>> loaded(kRuns, Unavailable("not run"));
   std::vector<std::thread> threads;
@@ -817,11 +819,7 @@ TEST_P(StoreConformance, ARunThatEndsWhileWaitingLeavesNoWaitBehind) {
     ASSERT_EQ(items.size(), 1u);
     QueueItem last = items[0];
     if (kept) {  // one more call made in place before the end
-      Transition step;
-      step.steps.push_back({"s1", 0, "first", "completed", {{"data", 1}}});
-      step.move =
-          Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}}};
-      auto held = store_->ApplyAndKeep(last, step, clock_.Now(), 30s);
+      auto held = store_->ApplyAndKeep(last, StepThenDiscovery(), clock_.Now(), 30s);
       ASSERT_THAT(held, IsOk());
       ASSERT_TRUE(held->has_value());
       last = (*held)->item;

@@ -77,13 +77,19 @@ EventRecord ReadEvent(const Row& row) {
   return {row.Text(0), row.Text(1), row.Text(2), row.JsonCol(3), row.Int(4)};
 }
 
+constexpr const char* kStepColumns = "step_id, seq, name, status, memo, created_at_ms";
+
+StepRecord ReadStep(const Row& row, int offset = 0) {
+  return {row.Text(offset),     row.Int32(offset + 1),   row.Text(offset + 2),
+          row.Text(offset + 3), row.JsonCol(offset + 4), row.Int(offset + 5)};
+}
+
 std::vector<StepRecord> ReadSteps(Tx& tx, const std::string& run_id) {
   std::vector<StepRecord> out;
-  for (Row row : tx.Query("SELECT step_id, seq, name, status, memo, created_at_ms FROM steps "
-                          "WHERE run_id = $1 ORDER BY seq",
-                          {run_id})) {
-    out.push_back(
-        {row.Text(0), row.Int32(1), row.Text(2), row.Text(3), row.JsonCol(4), row.Int(5)});
+  for (Row row : tx.Query(
+           std::string("SELECT ") + kStepColumns + " FROM steps WHERE run_id = $1 ORDER BY seq",
+           {run_id})) {
+    out.push_back(ReadStep(row));
   }
   return out;
 }
@@ -777,7 +783,6 @@ Result<std::vector<AttemptRecord>> SqlStore::GetAttempts(const std::string& run_
 Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
                                                std::chrono::milliseconds lease,
                                                std::vector<RunState>* states) {
-  if (states) states->clear();
   const int64_t now_ms = UnixMillis(now);
   const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
   std::vector<std::string> doubtful;
@@ -786,6 +791,7 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
     doubtful = doubtful_claims_;
   }
   auto claimed = InTransaction([&](Tx& tx) -> Result<std::vector<QueueItem>> {
+    if (states) states->clear();
     if (!doubtful.empty()) {
       tx.Exec(
           "UPDATE queue SET visible_at_ms = $2, lease_token = NULL "
@@ -882,7 +888,6 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
       // The claimed calls' runs as LoadRunState would read them now, in a few statements
       // for the whole claim.
       std::map<std::string, RunState> by_run = ReadRunStates(tx, run_ids);
-      states->clear();
       for (const QueueItem& item : admitted.claimed) {
         auto it = by_run.find(item.run_id);
         if (it == by_run.end()) return NotFound("no run \"" + item.run_id + "\"");
@@ -951,12 +956,10 @@ std::map<std::string, RunState> SqlStore::ReadRunStates(Tx& tx,
     out.emplace(std::move(id), std::move(state));
   }
   if (!with_steps.empty()) {
-    for (Row row : tx.Query("SELECT run_id, step_id, seq, name, status, memo, created_at_ms "
-                            "FROM steps WHERE run_id IN @list($1) ORDER BY run_id, seq",
+    for (Row row : tx.Query(std::string("SELECT run_id, ") + kStepColumns +
+                                " FROM steps WHERE run_id IN @list($1) ORDER BY run_id, seq",
                             {ListValue(with_steps)})) {
-      out.at(row.Text(0))
-          .steps.push_back(
-              {row.Text(1), row.Int32(2), row.Text(3), row.Text(4), row.JsonCol(5), row.Int(6)});
+      out.at(row.Text(0)).steps.push_back(ReadStep(row, 1));
     }
   }
   return out;
