@@ -755,6 +755,42 @@ std::unique_ptr<sql::Database> OpenPostgres(const std::string& test_name) {
   return NewPostgresDatabase({.url = url, .pool_size = 4});
 }
 
+// PostgreSQL parses each distinct statement once per connection: it is prepared on its first
+// use and executed by name after, also after a transaction that failed on it, and its
+// parameters (NULL included) reach it as they did unprepared.
+TEST(PostgresDatabase, PreparesEachStatementOncePerConnection) {
+  auto db = NewPostgresDatabase(
+      {.url = testing::SharedPgCluster().CreateDatabase("store_prepared"), .pool_size = 1});
+  constexpr std::string_view kSum = "SELECT 10 / $1::bigint, COALESCE($2::text, 'null')";
+  auto sum = [&](sql::Params params, std::string* out) {
+    return db->Transact([&](sql::Tx& tx) {
+      sql::Rows rows = tx.Query(kSum, params);
+      *out = std::to_string(rows[0].Int(0)) + " " + rows[0].Text(1);
+      return Status::Ok();
+    });
+  };
+  std::string out;
+  ASSERT_THAT(sum({int64_t{2}, std::string("a")}, &out), IsOk());
+  EXPECT_EQ(out, "5 a");
+  EXPECT_FALSE(sum({int64_t{0}, std::string("b")}, &out).ok()) << "division by zero";
+  ASSERT_THAT(sum({int64_t{5}, nullptr}, &out), IsOk());
+  EXPECT_EQ(out, "2 null");
+
+  int64_t prepared = -1;
+  std::vector<std::string> texts;
+  ASSERT_THAT(db->Transact([&](sql::Tx& tx) {
+    for (sql::Row row : tx.Query("SELECT statement FROM pg_prepared_statements", {}))
+      texts.push_back(row.Text(0));
+    prepared = std::count_if(texts.begin(), texts.end(), [&](const std::string& t) {
+      return t.find("10 / $1::bigint") != std::string::npos;
+    });
+    return Status::Ok();
+  }),
+              IsOk());
+  EXPECT_EQ(prepared, 1) << "the one connection prepared the statement once; it has "
+                         << texts.size() << " prepared statements";
+}
+
 std::unique_ptr<sql::Database> OpenSqlite(const std::string& test_name) {
   static const std::string dir = testing::TempDir("funcky-store-sqlite-");
   auto db = OpenSqliteDatabase({.path = dir + "/" + test_name + ".db"});

@@ -25,10 +25,28 @@ constexpr int64_t kMigrationLockId = 0x66756e636b79;  // "funcky"
 // The channel on which coordinators tell each other that work is due (Tx::AnnounceWork).
 constexpr const char* kWorkChannel = "funcky_work";
 
+// A statement as PostgreSQL spells it, and the name it is prepared under on each connection
+// (the same on all of them).
+struct Prepared {
+  std::string text;
+  std::string name;
+  size_t index = 0;  // dense, for Connection::prepared
+};
+
+// A pooled connection and which statements it has prepared. Statements are prepared on first
+// use, so each distinct text is parsed once per connection and its plan cached by the server
+// (PostgreSQL replans a cached statement when the tables it reads change).
+struct Connection {
+  explicit Connection(const std::string& url) : c(url) {}
+  pqxx::connection c;
+  std::vector<bool> prepared;  // by Prepared::index
+};
+
 class PostgresTx final : public sql::Tx {
  public:
-  PostgresTx(pqxx::work& w, const std::function<const std::string&(std::string_view)>& rewrite)
-      : w_(w), rewrite_(rewrite) {}
+  PostgresTx(pqxx::work& w, Connection& conn,
+             const std::function<const Prepared&(std::string_view)>& rewrite)
+      : w_(w), conn_(conn), rewrite_(rewrite) {}
 
   sql::Rows Query(std::string_view sql, sql::Params params) override {
     pqxx::result r = Run(sql, params);
@@ -85,11 +103,18 @@ class PostgresTx final : public sql::Tx {
       values.push_back(std::holds_alternative<std::monostate>(p.get()) ? nullptr : text[i].c_str());
       ++i;
     }
-    return w_.exec_params(rewrite_(sql), pqxx::prepare::make_dynamic_params(values));
+    const Prepared& statement = rewrite_(sql);
+    if (conn_.prepared.size() <= statement.index) conn_.prepared.resize(statement.index + 1);
+    if (!conn_.prepared[statement.index]) {
+      conn_.c.prepare(statement.name, statement.text);  // sent with its first execution
+      conn_.prepared[statement.index] = true;
+    }
+    return w_.exec_prepared(statement.name, pqxx::prepare::make_dynamic_params(values));
   }
 
   pqxx::work& w_;
-  const std::function<const std::string&(std::string_view)>& rewrite_;
+  Connection& conn_;
+  const std::function<const Prepared&(std::string_view)>& rewrite_;
   bool announced_ = false;
 };
 
@@ -156,8 +181,8 @@ class PostgresDatabase final : public sql::Database {
   explicit PostgresDatabase(PostgresOptions options) : options_(std::move(options)) {}
 
   Status Transact(const std::function<Status(sql::Tx&)>& body) override {
-    return WithWork([&](pqxx::work& w) {
-      PostgresTx tx(w, rewrite_);
+    return WithWork([&](pqxx::work& w, Connection& c) {
+      PostgresTx tx(w, c, rewrite_);
       Status s = body(tx);
       if (s.ok()) tx.FlushInserts();
       return s;
@@ -169,7 +194,7 @@ class PostgresDatabase final : public sql::Database {
   }
 
   Status Migrate() override {
-    return WithWork([&](pqxx::work& w) -> Status {
+    return WithWork([&](pqxx::work& w, Connection&) -> Status {
       w.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockId);
       w.exec(
           "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -191,17 +216,17 @@ class PostgresDatabase final : public sql::Database {
 
  private:
   // Runs `body` in a transaction on a pooled connection; see Transact.
-  Status WithWork(const std::function<Status(pqxx::work&)>& body) {
+  Status WithWork(const std::function<Status(pqxx::work&, Connection&)>& body) {
     auto conn = TakeConnection();
     if (!conn.ok()) return conn.status();
-    std::unique_ptr<pqxx::connection> c = std::move(conn).value();
+    std::unique_ptr<Connection> c = std::move(conn).value();
     auto fail = [&](Status s) {
       ReturnConnection(std::move(c));
       return s;
     };
     try {
-      pqxx::work w(*c);
-      Status result = body(w);
+      pqxx::work w(c->c);
+      Status result = body(w, *c);
       if (result.ok()) {
         w.commit();
       } else {
@@ -234,7 +259,7 @@ class PostgresDatabase final : public sql::Database {
     }
   }
 
-  Result<std::unique_ptr<pqxx::connection>> TakeConnection() {
+  Result<std::unique_ptr<Connection>> TakeConnection() {
     {
       std::unique_lock lock(mu_);
       available_.wait(lock, [&] { return !idle_.empty() || open_ < options_.pool_size; });
@@ -246,7 +271,7 @@ class PostgresDatabase final : public sql::Database {
       ++open_;  // reserve a slot, connect outside the lock
     }
     try {
-      return std::make_unique<pqxx::connection>(options_.url);
+      return std::make_unique<Connection>(options_.url);
     } catch (const std::exception& e) {
       std::lock_guard lock(mu_);
       --open_;
@@ -255,9 +280,9 @@ class PostgresDatabase final : public sql::Database {
     }
   }
 
-  void ReturnConnection(std::unique_ptr<pqxx::connection> conn) {
+  void ReturnConnection(std::unique_ptr<Connection> conn) {
     std::lock_guard lock(mu_);
-    if (conn && conn->is_open()) {
+    if (conn && conn->c.is_open()) {
       idle_.push_back(std::move(conn));
     } else {
       --open_;
@@ -267,7 +292,7 @@ class PostgresDatabase final : public sql::Database {
 
   // Closes every idle connection (after one was found broken).
   void DropIdleConnections() {
-    std::vector<std::unique_ptr<pqxx::connection>> stale;
+    std::vector<std::unique_ptr<Connection>> stale;
     {
       std::lock_guard lock(mu_);
       open_ -= static_cast<int>(idle_.size());
@@ -276,12 +301,18 @@ class PostgresDatabase final : public sql::Database {
     available_.notify_all();
   }
 
-  // The statement as PostgreSQL spells it, rewritten once per distinct text.
-  const std::string& Rewritten(std::string_view sql) {
+  // The statement as PostgreSQL spells it, rewritten and named once per distinct text.
+  const Prepared& Rewritten(std::string_view sql) {
     std::lock_guard lock(rewrite_mu_);
     auto it = rewritten_.find(std::string(sql));
     if (it == rewritten_.end()) {
-      it = rewritten_.emplace(std::string(sql), sql::Rewrite(sql, sql::Dialect::kPostgres)).first;
+      const size_t index = rewritten_.size();
+      it = rewritten_
+               .emplace(std::string(sql),
+                        Prepared{.text = sql::Rewrite(sql, sql::Dialect::kPostgres),
+                                 .name = "funcky_" + std::to_string(index),
+                                 .index = index})
+               .first;
     }
     return it->second;  // nodes of an unordered_map stay put
   }
@@ -289,13 +320,13 @@ class PostgresDatabase final : public sql::Database {
   PostgresOptions options_;
   std::mutex mu_;
   std::condition_variable available_;
-  std::vector<std::unique_ptr<pqxx::connection>> idle_;  // GUARDED_BY(mu_)
-  int open_ = 0;                                         // GUARDED_BY(mu_)
+  std::vector<std::unique_ptr<Connection>> idle_;  // GUARDED_BY(mu_)
+  int open_ = 0;                                   // GUARDED_BY(mu_)
 
   std::mutex rewrite_mu_;
-  std::unordered_map<std::string, std::string> rewritten_;  // GUARDED_BY(rewrite_mu_)
-  const std::function<const std::string&(std::string_view)> rewrite_ =
-      [this](std::string_view sql) -> const std::string& { return Rewritten(sql); };
+  std::unordered_map<std::string, Prepared> rewritten_;  // GUARDED_BY(rewrite_mu_)
+  const std::function<const Prepared&(std::string_view)> rewrite_ =
+      [this](std::string_view sql) -> const Prepared& { return Rewritten(sql); };
 };
 
 }  // namespace
