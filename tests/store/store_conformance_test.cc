@@ -651,6 +651,46 @@ TEST_P(StoreConformance, ApplyAndKeepWaitsForTheRunsOtherCallsAndCountsTheirStep
   EXPECT_EQ(store_->GetSteps(run)->size(), 2u);
 }
 
+// The end of a run deletes its other queued calls: a parallel branch's (a branch that sleeps,
+// whichever way the ending call was applied) and a wait's timeout; a run that never had
+// either leaves nothing queued either.
+TEST_P(StoreConformance, ARunThatEndsLeavesNoQueuedCallBehind) {
+  for (const bool kept : {false, true}) {
+    const std::string run = Start("app-plain");
+    auto items = Claim();
+    ASSERT_EQ(items.size(), 1u);
+    Transition plan;
+    plan.move = Transition::Continue{
+        .next = {NextCall{"a", clock_.Now()}, NextCall{"sleeper", clock_.Now() + 10s}}};
+    ASSERT_THAT(store_->Apply(items[0], plan, clock_.Now()), IsOk());
+    items = Claim();
+    ASSERT_EQ(items.size(), 1u);
+    ASSERT_EQ(items[0].step_id, "a");
+    QueueItem last = items[0];
+    if (kept) {
+      auto held = store_->ApplyAndKeep(last, StepThenDiscovery(), clock_.Now(), 30s);
+      ASSERT_THAT(held, IsOk());
+      ASSERT_TRUE(held->has_value());
+      last = (*held)->item;
+    }
+    ASSERT_THAT(End(last), IsOk());
+    EXPECT_EQ(RunStatus(run), kCompleted);
+    EXPECT_EQ(*store_->NextVisible(), std::nullopt) << (kept ? "kept" : "claimed");
+    clock_.Advance(20s);
+    EXPECT_TRUE(Claim().empty()) << (kept ? "kept" : "claimed");
+  }
+  // A sequential run: two steps in place, then its end.
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  auto held = store_->ApplyAndKeep(items[0], StepThenDiscovery(), clock_.Now(), 30s);
+  ASSERT_THAT(held, IsOk());
+  ASSERT_TRUE(held->has_value());
+  ASSERT_THAT(End((*held)->item), IsOk());
+  EXPECT_EQ(RunStatus(run), kCompleted);
+  EXPECT_EQ(*store_->NextVisible(), std::nullopt);
+}
+
 // Transitions and loads of many calls at once share transactions (group commit); each still
 // gets its own outcome: a lost lease is refused alone, without undoing the others.
 TEST_P(StoreConformance, ConcurrentTransitionsAndLoadsEachGetTheirOwnOutcome) {

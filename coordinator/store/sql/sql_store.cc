@@ -407,14 +407,23 @@ void CreatePlainRuns(Tx& tx, const std::vector<const NewRun*>& runs,
       "($1, $2, 0, $3, $4, $5, $6, $7, $8)", "", calls);
 }
 
-// Ends run `run_id` with `status`: its queued calls and waits (if it `had_waits`: the run's
-// column, read under the lock) go, and its lane (if any) moves on. The caller holds the
-// run's row lock.
+// What a run may have left besides the call that ends it, as its row (read under the lock)
+// says: the default, for callers that did not read it, assumes everything.
+struct RunLeftovers {
+  bool had_waits = true;     // registered a wait: waits, and their timeout calls
+  bool had_parallel = true;  // had calls out in parallel
+};
+
+// Ends run `run_id` with `status`: its queued calls and waits go (those `left` says it may
+// have), and its lane (if any) moves on. The caller holds the run's row lock, and has
+// deleted the ending call's own item.
 void EndRun(Tx& tx, const std::string& run_id, const std::string& function_id,
             const std::optional<std::string>& lane_key, int64_t lane_seq, int64_t now_ms,
-            bool had_waits = true) {
-  tx.Exec("DELETE FROM queue WHERE run_id = $1", {run_id});
-  if (had_waits) tx.Exec("DELETE FROM waits WHERE run_id = $1", {run_id});
+            RunLeftovers left = {}) {
+  // Without waits or parallel calls a run has one queued call at a time (each transition
+  // replaces the call it records), and the ending call's is gone.
+  if (left.had_waits || left.had_parallel) tx.Exec("DELETE FROM queue WHERE run_id = $1", {run_id});
+  if (left.had_waits) tx.Exec("DELETE FROM waits WHERE run_id = $1", {run_id});
   if (!lane_key) return;
   if (!AdvanceLane(tx, function_id, *lane_key, run_id, lane_seq, now_ms)) {
     // Not the head: it leaves the line behind the head.
@@ -982,7 +991,7 @@ using Kept = std::optional<KeptCall>;
 // A run whose calls' outcomes still count: not ended, and not a failed lane head (blocked).
 constexpr const char* kLiveRunReturning =
     " WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled', 'blocked') "
-    "RETURNING function_id, lane_key, lane_seq, had_waits";
+    "RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel";
 
 // Records `t`, the outcome of the call of `item`, in `tx`; with `keep`, leases the run's next
 // call to the caller when it can (ApplyAndKeep).
@@ -1046,10 +1055,11 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
   } else {
     run = tx.Query(std::string("UPDATE runs SET status = COALESCE($2, status), "
                                "req_version = COALESCE($3, req_version), "
-                               "had_waits = (had_waits OR $4)") +
+                               "had_waits = (had_waits OR $4), "
+                               "had_parallel = (had_parallel OR $5)") +
                        kLiveRunReturning,
                    {item.run_id, next ? next->run_status : std::nullopt, t.req_version,
-                    next && !next->waits.empty()});
+                    next && !next->waits.empty(), next && next->next.size() > 1});
   }
   if (run.empty()) {
     if (tx.Query("SELECT 1 FROM runs WHERE id = $1", {item.run_id}).empty()) {
@@ -1082,10 +1092,10 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
          at.started_at_ms, at.ended_at_ms});
   }
   if (end) {
-    // Its other calls go after the lock: a parallel call of the run may have queued some
-    // since this transaction's first statement.
+    // Its other calls, if it may have any, go after the lock: a parallel call of the run may
+    // have queued some since this transaction's first statement.
     EndRun(tx, item.run_id, run[0].Text(0), run[0].OptText(1), run[0].Int(2), now_ms,
-           /*had_waits=*/run[0].Bool(3));
+           {.had_waits = run[0].Bool(3), .had_parallel = run[0].Bool(4)});
     return Kept();
   }
   if (park) {
