@@ -1148,12 +1148,13 @@ Status SqlStore::InGroup(std::string order, Piece piece, const std::function<Sta
   GroupWork mine{std::move(order), piece, body, std::nullopt};
   std::unique_lock lock(group_mu_);
   group_queue_.push_back(&mine);
-  // Group commit: whoever finds fewer than kGroupLeaders groups running becomes a leader and
-  // runs every piece of work waiting, its own among them, in one transaction. Alone, work is
-  // committed at once, as before; under load what arrives while a group commits shares the
-  // next transaction.
+  // Group commit: whoever finds no group running, or fewer than kGroupLeaders and at least
+  // kSecondGroupAt pieces waiting, becomes a leader and runs every piece of work waiting, its
+  // own among them, in one transaction. Alone, work is committed at once, as before; under
+  // load what arrives while a group commits shares the next transaction.
   while (!mine.status) {
-    if (group_leaders_ >= kGroupLeaders || group_queue_.empty()) {
+    if (group_queue_.empty() || group_leaders_ >= kGroupLeaders ||
+        (group_leaders_ > 0 && group_queue_.size() < kSecondGroupAt)) {
       group_cv_.wait(lock);
       continue;
     }

@@ -101,9 +101,9 @@ class SqlStore final : public Store {
     kWrite,  // anything: a failure rolls the group back
   };
   // Group commit: runs `body` in a transaction shared with the other work submitted at the
-  // moment (at most kMaxGroup pieces, kGroupLeaders transactions at once), and returns the
-  // status `body` returned. `order`: the groups' one order of row locks. A failure after
-  // which the group may not go on (see Piece) rolls it back, and each of its pieces is then
+  // moment (at most kMaxGroup pieces, kGroupLeaders transactions at once, kSecondGroupAt), and
+  // returns the status `body` returned. `order`: the groups' one order of row locks. A failure
+  // after which the group may not go on (see Piece) rolls it back, and each of its pieces is then
   // run alone, in a transaction of its own: so a body may run twice and must set its results
   // anew each time. Used by the hot path: ApplyInTx, LoadRunState and IngestEvents.
   Status InGroup(std::string order, Piece piece, const std::function<Status(sql::Tx&)>& body);
@@ -114,6 +114,9 @@ class SqlStore final : public Store {
   struct GroupWork;
   static constexpr size_t kMaxGroup = 64;
   static constexpr int kGroupLeaders = 2;
+  // A second group starts while one commits only once this much work waits; less waits for
+  // the running group, to share the next transaction (fewer commits, as many calls served).
+  static constexpr size_t kSecondGroupAt = 8;
   void CommitGroup(std::vector<GroupWork*>& group);
   std::mutex group_mu_;
   std::condition_variable group_cv_;
