@@ -284,6 +284,12 @@ int Serve(const ServeFlags& f, bool dev) {
   exec.events = &intake;
   executor::Executor executor(io, blocking, *store, clock, *transport, exec);
   wake_target = &executor;
+  // A new run starts at once on the coordinator that accepted its event when it has room.
+  intake.StartRunsWith(
+      {.reserve = [&executor](int want) { return executor.ReserveCalls(want); },
+       .start = [&executor](store::StartedCalls calls,
+                            int reserved) { executor.StartCalls(std::move(calls), reserved); },
+       .lease = executor.lease()});
   // Other coordinators on the database announce the work they make due (PostgreSQL NOTIFY):
   // an idle executor needs no short poll to find it.
   std::unique_ptr<store::WorkWatch> watch = store->WatchForWork([&executor] { executor.Wake(); });

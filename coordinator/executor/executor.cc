@@ -158,6 +158,43 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         asio::use_awaitable);
   }
 
+  // Takes up to `want` of the free call slots (of max_in_flight); returns how many.
+  int Reserve(int want) {
+    int current = in_flight.load();
+    for (;;) {
+      const int n = std::min(want, options.max_in_flight - current);
+      if (n <= 0) return 0;
+      if (in_flight.compare_exchange_weak(current, current + n)) return n;
+    }
+  }
+
+  // Executor::ReserveCalls and StartCalls.
+  int ReserveCalls(int want) {
+    std::lock_guard lock(hold_mu);
+    if (stopping) return 0;
+    const int n = Reserve(want);
+    if (n > 0) ++claims_running;  // ReleaseLeases waits for StartCalls
+    return n;
+  }
+  void StartCalls(store::StartedCalls calls, int reserved) {
+    if (reserved <= 0) return;
+    const int n = static_cast<int>(calls.items.size());
+    if (!Hold(calls.items)) {  // stopped meanwhile: given back
+      in_flight -= reserved;
+      return;
+    }
+    in_flight -= reserved - n;
+    if (n == 0) return;
+    asio::post(io, [self = shared_from_this(), calls = std::move(calls)]() mutable {
+      for (size_t i = 0; i < calls.items.size(); ++i) {
+        std::optional<store::RunState> state;
+        if (calls.states.size() == calls.items.size()) state = std::move(calls.states[i]);
+        asio::co_spawn(self->io, self->Process(std::move(calls.items[i]), std::move(state)),
+                       asio::detached);
+      }
+    });
+  }
+
   void Wake() {
     wake_pending = true;
     asio::post(io, [self = shared_from_this()] { self->timer.cancel(); });
@@ -170,14 +207,14 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     while (!stopping) {
       wake_pending = false;
       co_await ExpireLaneHeads();
-      int free = options.max_in_flight - in_flight.load();
       bool full_batch = false;
       bool claimed_none = false;
-      if (free > 0) {
-        int want = std::min(free, options.claim_batch);
+      // The slots the claim may fill, taken before it (an ingest may take some meanwhile).
+      if (const int want = Reserve(options.claim_batch); want > 0) {
         std::vector<store::RunState> states;
         auto claimed =
             co_await Offload([this, want, &states] { return ClaimAndHold(want, &states); });
+        in_flight -= want - (claimed.ok() && !stopping ? static_cast<int>(claimed->size()) : 0);
         if (!claimed.ok()) {
           spdlog::warn("claiming work failed: {}", claimed.status().ToString());
           backoff_on_error = true;
@@ -188,7 +225,6 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
           // Stopped while claiming: start no call; ReleaseLeases gives the items back.
           if (stopping) break;
           for (size_t i = 0; i < claimed->size(); ++i) {
-            ++in_flight;
             std::optional<store::RunState> state;
             if (states.size() == claimed->size()) state = std::move(states[i]);
             asio::co_spawn(io, Process(std::move((*claimed)[i]), std::move(state)), asio::detached);
@@ -627,5 +663,13 @@ void Executor::Stop() {
 }
 
 int Executor::in_flight() const { return impl_->in_flight.load(); }
+
+int Executor::ReserveCalls(int want) { return impl_->ReserveCalls(want); }
+
+void Executor::StartCalls(store::StartedCalls calls, int reserved) {
+  impl_->StartCalls(std::move(calls), reserved);
+}
+
+std::chrono::milliseconds Executor::lease() const { return impl_->options.lease; }
 
 }  // namespace funcky::executor

@@ -127,6 +127,16 @@ class Executor {
   // Number of calls in flight.
   int in_flight() const;
 
+  // New runs' first calls made at once (an ingest's store::StartedCalls, leased in its
+  // transaction): ReserveCalls takes up to `want` free call slots (fewer when busy, none
+  // when stopping), StartCalls makes the calls leased with them and frees the rest. Every
+  // reservation must be ended by one StartCalls, also after a failed ingest (with none).
+  // Thread-safe.
+  int ReserveCalls(int want);
+  void StartCalls(store::StartedCalls calls, int reserved);
+  // The lease the executor's calls hold (renewed while in flight).
+  std::chrono::milliseconds lease() const;
+
  private:
   struct Impl;
   std::shared_ptr<Impl> impl_;

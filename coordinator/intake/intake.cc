@@ -122,6 +122,7 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
   const TimePoint now = clock_.Now();
   const int64_t now_ms = UnixMillis(now);
   std::vector<store::NewEvent> batch;
+  int may_start_here = 0;  // runs that may start here at once (Starter)
   batch.reserve(events.size());
   for (IncomingEvent& in : events) {
     store::NewEvent ne;
@@ -146,6 +147,11 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
       auto run = NewRunFor(fn->id, *set, ne.event.payload, now_ms);
       if (run.ok() && in.target_function) run->start_at_ms = in.start_at_ms;
       if (run.ok()) {
+        // No limit of the function counts its calls in flight: the run may start here at
+        // once (the store decides which runs qualify otherwise).
+        run->may_start_here = starter_.reserve && fn->concurrency_limit == 0 &&
+                              fn->key_concurrency_limit == 0 && fn->key_concurrency_limit2 == 0;
+        may_start_here += run->may_start_here ? 1 : 0;
         // An invocation (or a cron tick) of one function runs alone: its invoker waits for
         // the end of the run of its own event, which a batch would hold back or put second.
         if (in.target_function) run->batch.reset();
@@ -166,7 +172,15 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
     batch.push_back(std::move(ne));
   }
   std::vector<store::WaitRecord> waits;
-  ASSIGN_OR_RETURN(auto stored, store_.IngestEvents(batch, now, &waits));
+  store::StartedCalls started{.lease = starter_.lease};
+  started.max = may_start_here > 0 ? starter_.reserve(may_start_here) : 0;
+  auto ingested = store_.IngestEvents(batch, now, &waits, started.max > 0 ? &started : nullptr);
+  const int reserved = started.max;
+  if (!ingested.ok()) started = {};
+  const int64_t started_here = static_cast<int64_t>(started.items.size());
+  if (reserved > 0) starter_.start(std::move(started), reserved);
+  if (!ingested.ok()) return ingested.status();
+  auto stored = std::move(ingested).value();
   IngestResult result;
   int resumed = 0;
   bool joined_batch = false;
@@ -199,7 +213,10 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
     CancelMatchingRuns(batch[i].event, *set);
   }
   result.stored = std::move(stored);
-  if ((result.runs_started > 0 || resumed > 0 || joined_batch) && on_new_work_) on_new_work_();
+  // Runs started here need no claim; the others are found by one.
+  if ((result.runs_started > started_here || resumed > 0 || joined_batch) && on_new_work_) {
+    on_new_work_();
+  }
   return result;
 }
 

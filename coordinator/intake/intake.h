@@ -70,6 +70,16 @@ class Intake final : public executor::RunEvents {
   // producer's sequence (docs/ordering.md "Sequence lanes").
   Result<IngestResult> Ingest(std::vector<IncomingEvent> events);
 
+  // Where an ingest's new runs may start at once, on this coordinator (the executor): their
+  // first calls leased in the ingest's transaction, with no claim (store::StartedCalls).
+  struct Starter {
+    std::function<int(int want)> reserve;  // free call slots taken, up to `want`
+    std::function<void(store::StartedCalls, int reserved)> start;  // ends each reserve
+    std::chrono::milliseconds lease{0};
+  };
+  // Set before the first Ingest; unset, every run is queued for a claim.
+  void StartRunsWith(Starter starter) { starter_ = std::move(starter); }
+
   // Tells executors that work may be due now.
   void Wake() {
     if (on_new_work_) on_new_work_();
@@ -135,6 +145,7 @@ class Intake final : public executor::RunEvents {
   const Clock& clock_;
   const std::chrono::milliseconds cache_ttl_;
   std::function<void()> on_new_work_;
+  Starter starter_;
 
   std::mutex mu_;
   std::shared_ptr<const FunctionSet> functions_;  // GUARDED_BY(mu_)

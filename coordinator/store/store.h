@@ -178,6 +178,8 @@ struct BatchGate {
 // A batch is started before its events, as JSON, would pass this (Inngest's hard cap).
 inline constexpr int64_t kMaxBatchBytes = 10 << 20;
 
+struct StartedCalls;
+
 struct NewRun {
   std::string run_id;  // ULID
   std::string function_id;
@@ -216,6 +218,9 @@ struct NewRun {
   std::optional<BatchGate> batch;
   // A replay (StartRun) of a batch's run: the new run gets that run's events, in order.
   std::optional<std::string> events_of;
+  // The ingesting coordinator may make the run's first call itself, at once (IngestEvents'
+  // `start`): no limit of the function counts its calls in flight.
+  bool may_start_here = false;
 };
 
 // Why an event started no run of a sequence lane.
@@ -307,10 +312,12 @@ class EventStore {
   // in that transaction the open waits for the names of the new events, oldest first: what
   // they may resume. A run whose gate (NewRun::rate, ::singleton) refuses it is not created
   // and the skip is recorded with the event; the gates are decided in this transaction, in
-  // event order, so two coordinators never admit past a gate together.
+  // event order, so two coordinators never admit past a gate together. With `start`, leases
+  // some new runs' first calls to the caller (StartedCalls).
   virtual Result<std::vector<IngestedEvent>> IngestEvents(const std::vector<NewEvent>& events,
                                                           TimePoint now,
-                                                          std::vector<WaitRecord>* waits) = 0;
+                                                          std::vector<WaitRecord>* waits,
+                                                          StartedCalls* start = nullptr) = 0;
   // Newest first.
   virtual Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) = 0;
   // By internal id; kNotFound when none matches.
@@ -406,6 +413,17 @@ struct RunState {
   FunctionRecord function;
   std::vector<Json> events;       // payloads, first = the trigger
   std::vector<StepRecord> steps;  // stack order
+};
+
+// First calls of new runs leased to the ingesting coordinator in the ingest's transaction
+// (IngestEvents): it makes them at once, with no claim. Only a run created with nothing but
+// its row and its first call (no lane, gate, deadline, start time or priority) and
+// `may_start_here` is started so, at most `max` of them; the others are queued as usual.
+struct StartedCalls {
+  int max = 0;
+  std::chrono::milliseconds lease{0};
+  std::vector<QueueItem> items;  // leased as a claim leases them, in event order
+  std::vector<RunState> states;  // their runs' states, as a claim reads them
 };
 
 struct NextCall {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "common/step_id.h"
+#include "common/ulid.h"
 #include "tests/mid/harness.h"
 #include "tests/support/status_matchers.h"
 
@@ -218,6 +219,52 @@ TEST_F(ExecutorHarness, ARunGoesOnWithItsNextCallWithoutAClaim) {
   EXPECT_EQ(Steps(run).size(), 2u);
   EXPECT_EQ(transport_.Body(2)["steps"].size(), 2u);
   EXPECT_EQ(Attempts(run).size(), 2u);
+}
+
+// A run started at its ingest (store::StartedCalls, as intake does with the executor's
+// reservation) is called at once with the state the ingest read: no claim, no load.
+TEST_F(ExecutorHarness, ARunStartedAtItsIngestIsCalledWithoutAClaim) {
+  transport_.Reply(StepRunReply("first", "A"));
+  transport_.Reply(SdkReply(200, R"({"sum":"A"})"));
+  StartExecutor();
+  store::NewEvent ne;
+  ne.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
+  ne.event.id = ne.event.internal_id;
+  ne.event.name = "test/go";
+  ne.event.payload = {{"name", "test/go"}, {"data", {{"n", 1}}}};
+  store::NewRun run{.run_id = NewUlid(UnixMillis(clock_.Now())), .function_id = kFunction};
+  run.may_start_here = true;
+  ne.runs.push_back(run);
+  const int reserved = executor_->ReserveCalls(1);
+  ASSERT_EQ(reserved, 1);
+  store::StartedCalls started{.max = reserved, .lease = executor_->lease()};
+  ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr, &started), IsOk());
+  ASSERT_EQ(started.items.size(), 1u);
+  executor_->StartCalls(std::move(started), reserved);
+  ASSERT_TRUE(RunUntil([&] { return Run(run.run_id).status == store::kCompleted; }));
+  EXPECT_EQ(transport_.calls(), 2);
+  EXPECT_EQ(transport_.Body(0)["event"]["data"]["n"], 1);
+  EXPECT_EQ(queue_->claimed(), 0);
+  EXPECT_EQ(queue_->calls(FailingQueue::kLoadRunState), 0);
+  ASSERT_TRUE(RunUntil([&] { return executor_->in_flight() == 0; }));
+}
+
+// Reservations for runs started at ingest share max_in_flight with claims; the unused part
+// is freed by StartCalls, and a stopped executor reserves nothing.
+TEST_F(ExecutorHarness, ReservedCallSlotsCountAgainstMaxInFlight) {
+  options_.max_in_flight = 2;
+  StartExecutor();
+  const int two = executor_->ReserveCalls(5);
+  EXPECT_EQ(two, 2);
+  EXPECT_EQ(executor_->ReserveCalls(1), 0) << "full";
+  EXPECT_EQ(executor_->in_flight(), 2);
+  executor_->StartCalls({}, two);  // an ingest that started nothing (or failed)
+  EXPECT_EQ(executor_->in_flight(), 0);
+  const int one = executor_->ReserveCalls(1);
+  EXPECT_EQ(one, 1);
+  executor_->StartCalls({}, one);
+  executor_->Stop();
+  EXPECT_EQ(executor_->ReserveCalls(1), 0) << "stopping";
 }
 
 TEST_F(ExecutorHarness, AStoppingExecutorGivesBackTheNextCallOfARunInsteadOfMakingIt) {

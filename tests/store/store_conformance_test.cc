@@ -691,6 +691,65 @@ TEST_P(StoreConformance, ARunThatEndsLeavesNoQueuedCallBehind) {
   EXPECT_EQ(*store_->NextVisible(), std::nullopt);
 }
 
+// An ingest may lease new runs' first calls to its caller (StartedCalls): at most `max`, only
+// runs created with nothing but a row and a first call that may start there, each running
+// with its state as a claim reads it; the others are queued for claims. A started call is
+// applied with its lease like a claimed one, and is claimable again once its lease expired.
+TEST_P(StoreConformance, AnIngestStartsSomeFirstCallsAtOnce) {
+  NewEvent ne = Event("test/e");
+  auto run = [&](bool here, std::optional<std::string> lane = std::nullopt) {
+    NewRun r{NewUlid(UnixMillis(clock_.Now())), lane ? "app-ordered" : "app-plain", lane};
+    r.may_start_here = here;
+    ne.runs.push_back(r);
+    return r.run_id;
+  };
+  const std::string in_lane = run(true, "k");
+  const std::string not_allowed = run(false);
+  const std::string started = run(true);
+  const std::string beyond_max = run(true);
+  StartedCalls start{.max = 1, .lease = 30s};
+  ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr, &start), IsOk());
+  ASSERT_EQ(start.items.size(), 1u) << "at most max";
+  ASSERT_EQ(start.states.size(), 1u);
+  EXPECT_EQ(start.items[0].run_id, started);
+  EXPECT_EQ(start.items[0].step_id, kDiscoveryStepId);
+  EXPECT_FALSE(start.items[0].lease_token.empty());
+  EXPECT_EQ(start.states[0].run.id, started);
+  EXPECT_EQ(start.states[0].run.status, kRunning);
+  EXPECT_EQ(start.states[0].function.id, "app-plain");
+  ASSERT_EQ(start.states[0].events.size(), 1u);
+  EXPECT_EQ(start.states[0].events[0]["name"], "test/e");
+  EXPECT_TRUE(start.states[0].steps.empty());
+
+  std::set<std::string> claimed;
+  for (const QueueItem& item : Claim()) claimed.insert(item.run_id);
+  EXPECT_EQ(claimed, (std::set<std::string>{not_allowed, in_lane, beyond_max}));
+
+  clock_.Advance(31s);  // the started call's lease expired: it is anyone's again
+  auto again = Claim();
+  ASSERT_EQ(again.size(), 4u) << "the three claimed ones' leases (30 s) expired too";
+  EXPECT_THAT(End(start.items[0]), StatusIs(StatusCode::kAborted)) << "its lease is gone";
+  for (const QueueItem& item : again) {
+    if (item.run_id == started) EXPECT_THAT(End(item), IsOk());
+  }
+  EXPECT_EQ(RunStatus(started), kCompleted);
+
+  // Applied with its lease: the run goes on as after a claim.
+  NewEvent second = Event("test/e");
+  NewRun r{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+  r.may_start_here = true;
+  second.runs.push_back(r);
+  StartedCalls more{.max = 1, .lease = 30s};
+  ASSERT_THAT(store_->IngestEvents({second}, clock_.Now(), nullptr, &more), IsOk());
+  ASSERT_EQ(more.items.size(), 1u);
+  auto held = store_->ApplyAndKeep(more.items[0], StepThenDiscovery(), clock_.Now(), 30s);
+  ASSERT_THAT(held, IsOk());
+  ASSERT_TRUE(held->has_value());
+  ASSERT_THAT(End((*held)->item), IsOk());
+  EXPECT_EQ(RunStatus(r.run_id), kCompleted);
+  EXPECT_EQ(store_->GetSteps(r.run_id)->size(), 1u);
+}
+
 // Transitions and loads of many calls at once share transactions (group commit); each still
 // gets its own outcome: a lost lease is refused alone, without undoing the others.
 TEST_P(StoreConformance, ConcurrentTransitionsAndLoadsEachGetTheirOwnOutcome) {

@@ -382,29 +382,43 @@ bool IsPlain(const NewRun& run) {
 }
 
 // Creates the plain runs (IsPlain) of one ingest, `rows` their parameters, queued now: one
-// statement for the runs and one for their first calls, in the order given.
+// statement for the runs and one for their first calls, in the order given. Those `here`
+// marks start at once: created running, their first calls leased to `start` (StartedCalls).
 void CreatePlainRuns(Tx& tx, const std::vector<const NewRun*>& runs,
-                     const std::vector<sql::Value>& rows, int64_t now_ms) {
+                     const std::vector<sql::Value>& rows, const std::vector<bool>& here,
+                     int64_t now_ms, StartedCalls* start) {
   std::set<std::string> created;
   for (Row row : tx.InsertRows(
            "INSERT INTO runs (id, function_id, event_id, status, concurrency_key, "
-           "created_at_ms, concurrency_key2, priority_s)",
-           "($1, $2, $3, 'queued', $4, $5, $6, $7)", "ON CONFLICT DO NOTHING RETURNING id", rows)) {
+           "created_at_ms, concurrency_key2, priority_s, started_at_ms)",
+           "($1, $2, $3, $8, $4, $5, $6, $7, $9)", "ON CONFLICT DO NOTHING RETURNING id", rows)) {
     created.insert(row.Text(0));
   }
+  const bool any_here = std::find(here.begin(), here.end(), true) != here.end();
+  const std::string token = any_here ? crypto::HexEncode(crypto::RandomBytes(12)) : "";
   std::vector<sql::Value> calls;
-  for (const NewRun* run : runs) {
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const NewRun* run = runs[i];
     if (!created.count(run->run_id)) continue;
     const FirstCall first = FirstCallOf(std::nullopt, run->priority_s, now_ms);
     calls.insert(calls.end(),
-                 {run->run_id, std::string(kDiscoveryStepId), first.due_ms, now_ms,
-                  run->function_id, run->concurrency_key, run->concurrency_key2, first.ahead_ms});
+                 {run->run_id, std::string(kDiscoveryStepId),
+                  here[i] ? now_ms + start->lease.count() : first.due_ms, now_ms, run->function_id,
+                  run->concurrency_key, run->concurrency_key2, first.ahead_ms,
+                  here[i] ? sql::Value(token) : sql::Value(nullptr), here[i] ? 1 : 0});
   }
   if (calls.empty()) return;
-  tx.InsertRows(
+  Rows queued = tx.InsertRows(
       "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, function_id, "
-      "concurrency_key, concurrency_key2, priority_ms)",
-      "($1, $2, 0, $3, $4, $5, $6, $7, $8)", "", calls);
+      "concurrency_key, concurrency_key2, priority_ms, lease_token, claims)",
+      "($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10)",
+      any_here ? "RETURNING id, run_id, lease_token" : "", calls);
+  if (!any_here) return;
+  for (Row row : queued) {
+    if (row.Null(2)) continue;
+    start->items.push_back(
+        QueueItem{row.Int(0), row.Text(1), std::string(kDiscoveryStepId), 0, token});
+  }
 }
 
 // What a run may have left besides the call that ends it, as its row (read under the lock)
@@ -589,7 +603,8 @@ Result<FunctionRecord> SqlStore::GetFunction(const std::string& id) {
 
 Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewEvent>& events,
                                                           TimePoint now,
-                                                          std::vector<WaitRecord>* waits) {
+                                                          std::vector<WaitRecord>* waits,
+                                                          StartedCalls* start) {
   const int64_t now_ms = UnixMillis(now);
   const LaneLocks lanes = LanesOf(events);
   auto ingest = [&](Tx& tx) -> Result<std::vector<IngestedEvent>> {
@@ -600,7 +615,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
     LockBatches(tx, events);    // then the batch rows, in one order
     std::vector<IngestedEvent> out;
     out.reserve(events.size());
-    bool created = false;
+    bool queued = false;  // a new run has a call any coordinator may claim
     // The events in as few statements as they fill; those already stored are not inserted.
     std::vector<sql::Value> rows;
     rows.reserve(events.size() * 5);
@@ -619,6 +634,12 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
     // time): inserted together once every event is through.
     std::vector<const NewRun*> plain;
     std::vector<sql::Value> plain_rows;
+    std::vector<bool> plain_here;  // started here (StartedCalls)
+    int started_here = 0;
+    if (start) {  // the body may run twice (InGroup)
+      start->items.clear();
+      start->states.clear();
+    }
     for (const NewEvent& ne : events) {
       const EventRecord& e = ne.event;
       if (!inserted.count(e.internal_id)) {
@@ -667,10 +688,15 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
           continue;
         }
         if (IsPlain(run)) {
+          const bool here =
+              start && run.may_start_here && run.priority_s == 0 && started_here < start->max;
+          started_here += here ? 1 : 0;
           plain.push_back(&run);
-          plain_rows.insert(plain_rows.end(),
-                            {run.run_id, run.function_id, e.internal_id, run.concurrency_key,
-                             now_ms, run.concurrency_key2, run.priority_s});
+          plain_here.push_back(here);
+          plain_rows.insert(plain_rows.end(), {run.run_id, run.function_id, e.internal_id,
+                                               run.concurrency_key, now_ms, run.concurrency_key2,
+                                               run.priority_s, here ? kRunning : kQueued,
+                                               here ? sql::Value(now_ms) : sql::Value(nullptr)});
         } else if (!run.debounce) {
           CreateRun(tx, e.internal_id, run, now_ms);
         } else if (CreateRun(tx, e.internal_id, DebouncedRun(run, now_ms), now_ms)) {
@@ -678,13 +704,21 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
         }
         RecordTimeouts(tx, run, now_ms);
         if (run.batch) StartBatch(tx, e.internal_id, event_bytes, run, now_ms);
-        created = true;
+        // Work for any coordinator, unless its first call is leased here.
+        queued = queued || !(IsPlain(run) && plain_here.back());
       }
       out.push_back(std::move(stored));
     }
-    if (!plain.empty()) CreatePlainRuns(tx, plain, plain_rows, now_ms);
+    if (!plain.empty()) CreatePlainRuns(tx, plain, plain_rows, plain_here, now_ms, start);
+    if (start && !start->items.empty()) {
+      // The started runs as a claim reads them (a few statements for all of them).
+      std::vector<std::string> run_ids;
+      for (const QueueItem& item : start->items) run_ids.push_back(item.run_id);
+      std::map<std::string, RunState> states = ReadRunStates(tx, run_ids);
+      for (const QueueItem& item : start->items) start->states.push_back(states.at(item.run_id));
+    }
     DropEmptyLanes(tx, lanes);  // locked for duplicate events and runs a gate skipped
-    if (created) tx.AnnounceWork();
+    if (queued) tx.AnnounceWork();
     if (waits) {
       std::set<std::string> names;
       for (size_t i = 0; i < events.size(); ++i) {

@@ -29,8 +29,8 @@ class SqlStore final : public Store {
   Result<FunctionRecord> GetFunction(const std::string& id) override;
 
   Result<std::vector<IngestedEvent>> IngestEvents(const std::vector<NewEvent>& events,
-                                                  TimePoint now,
-                                                  std::vector<WaitRecord>* waits) override;
+                                                  TimePoint now, std::vector<WaitRecord>* waits,
+                                                  StartedCalls* start = nullptr) override;
   Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) override;
   Result<EventRecord> GetEvent(const std::string& internal_id) override;
   Result<EventRecord> FindEventById(const std::string& id) override;
