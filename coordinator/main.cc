@@ -49,6 +49,7 @@ struct ServeFlags {
   std::string lease = "10s";
   std::string drain_timeout = "10s";
   int max_in_flight = 64;
+  bool listen_for_work = true;
   int db_pool = 16;
   int api_threads = 8;
   size_t max_body_bytes = 3 << 20;
@@ -292,7 +293,8 @@ int Serve(const ServeFlags& f, bool dev) {
        .lease = executor.lease()});
   // Other coordinators on the database announce the work they make due (PostgreSQL NOTIFY):
   // an idle executor needs no short poll to find it.
-  std::unique_ptr<store::WorkWatch> watch = store->WatchForWork([&executor] { executor.Wake(); });
+  std::unique_ptr<store::WorkWatch> watch;
+  if (f.listen_for_work) watch = store->WatchForWork([&executor] { executor.Wake(); });
   intake::CronTicker cron(intake, clock);
 
   api::ApiOptions api_options;
@@ -417,7 +419,16 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
                  "On SIGTERM, how long calls in flight may finish before their leases are "
                  "given back to other coordinators")
       ->capture_default_str();
-  app.add_option("--max-in-flight", f.max_in_flight, "Concurrent calls to hosts")
+  app.add_option("--max-in-flight", f.max_in_flight,
+                 "Concurrent calls to hosts; 0: make none (the coordinator takes events and "
+                 "serves the API, others on its database make the calls)")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  app.add_option("--listen-for-work", f.listen_for_work,
+                 "Wake when another coordinator on the PostgreSQL database announces due work "
+                 "(LISTEN/NOTIFY, on a connection of its own); false, e.g. behind a pooler "
+                 "that cannot LISTEN: an idle coordinator finds such work within "
+                 "--poll-interval")
       ->capture_default_str();
   app.add_option("--db-pool", f.db_pool, "Database connections (and the executor's threads)")
       ->capture_default_str();

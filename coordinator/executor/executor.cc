@@ -238,6 +238,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       std::chrono::milliseconds wait = std::min(options.poll_interval, kBusyPoll);
       if (backoff_on_error) {
         wait = std::chrono::milliseconds(1000);
+      } else if (options.max_in_flight == 0) {
+        wait = options.poll_interval;  // makes no calls: only its housekeeping is due
       } else if (claimed_none) {
         wait = co_await IdleWait();
       }

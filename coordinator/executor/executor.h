@@ -81,7 +81,7 @@ class ExecutorObserver {
 std::unique_ptr<HostTransport> MakeHttpTransport(HttpClient& client);
 
 struct ExecutorOptions {
-  int max_in_flight = 64;  // concurrent host calls per coordinator
+  int max_in_flight = 64;  // concurrent host calls per coordinator; 0: it makes none
   int claim_batch = 32;    // items claimed per round trip
   // The longest an idle executor waits before it looks for due work again. It looks sooner
   // when work is known to come: the queue's next due time, Wake (events accepted here), and

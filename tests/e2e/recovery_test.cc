@@ -142,5 +142,45 @@ TEST_F(RecoveryTest, SigtermUnderLoadExitsCleanlyAndEveryRunCompletesAfterAResta
   EXPECT_TRUE(WaitFor([&] { return Completed(*c) == 20; }, std::chrono::seconds(30))) << c->Log();
 }
 
+// A coordinator with --max-in-flight 0 takes events and makes no call: another coordinator
+// on the database makes them, woken by its announcement (NOTIFY) rather than by its poll;
+// one started with --listen-for-work false is not woken, and finds the work only by its poll.
+TEST_F(RecoveryTest, OtherCoordinatorsAreWokenByNotifyUnlessTheyDoNotListen) {
+  auto front = StartCoordinator({"--max-in-flight", "0"});
+  TestHost host(front->url(), dir_);
+  const Json fast = {{"name", "test/slow"}, {"data", {{"steps", 1}, {"delay_ms", 0}}}};
+  const std::string parked = Send(*front, fast);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(host.Count("step"), 0) << "--max-in-flight 0 makes no call\n" << front->Log();
+
+  // Polls only every 60 s: a call within seconds is the notification's doing. Its first look
+  // at the queue, at start, takes the parked run.
+  auto listening = StartCoordinator({"--poll-interval", "60s"});
+  ASSERT_TRUE(WaitFor([&] { return host.Count("step") == 1; }, std::chrono::seconds(10)))
+      << listening->Log();
+  const int64_t sent_ms = NowMs();
+  Send(*front, fast);
+  ASSERT_TRUE(WaitFor([&] { return host.Count("step") == 2; }, std::chrono::seconds(10)))
+      << listening->Log();
+  EXPECT_LT(NowMs() - sent_ms, 5000);
+  listening->Stop(SIGTERM, std::chrono::seconds(10));
+
+  auto deaf = StartCoordinator({"--poll-interval", "60s", "--listen-for-work", "false"});
+  ASSERT_TRUE(WaitFor([&] { return Http("GET", deaf->url() + "/healthz").status == 200; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // its first look: nothing due
+  Send(*front, fast);
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+  EXPECT_EQ(host.Count("step"), 2) << "not listening, it waits for its poll\n" << deaf->Log();
+  EXPECT_EQ(RunsOfEvent(deaf->url(), parked).size(), 1u);
+}
+
+// A negative --max-in-flight is refused with a message naming it, not taken as 0.
+TEST_F(RecoveryTest, ANegativeMaxInFlightIsRefused) {
+  Process p({FUNCKY_BIN, "dev", "--db", dir_ + "/x.db", "--max-in-flight", "-1"}, dir_ + "/x.log");
+  ASSERT_TRUE(WaitFor([&] { return !p.running(); }, std::chrono::seconds(10)));
+  EXPECT_NE(p.exit_code(), 0);
+  EXPECT_NE(p.Log().find("--max-in-flight"), std::string::npos) << p.Log();
+}
+
 }  // namespace
 }  // namespace funcky::testing
