@@ -730,7 +730,9 @@ TEST_P(StoreConformance, AnIngestStartsSomeFirstCallsAtOnce) {
   ASSERT_EQ(again.size(), 4u) << "the three claimed ones' leases (30 s) expired too";
   EXPECT_THAT(End(start.items[0]), StatusIs(StatusCode::kAborted)) << "its lease is gone";
   for (const QueueItem& item : again) {
-    if (item.run_id == started) EXPECT_THAT(End(item), IsOk());
+    if (item.run_id == started) {
+      EXPECT_THAT(End(item), IsOk());
+    }
   }
   EXPECT_EQ(RunStatus(started), kCompleted);
 
