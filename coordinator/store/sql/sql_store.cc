@@ -1175,21 +1175,29 @@ struct SqlStore::GroupWork {
   std::string order;  // rows are locked in this order across a group
   Piece piece;
   const std::function<Status(Tx&)>& body;
-  std::optional<Status> status;  // set by the group that took it
+  std::optional<Status> status;  // set by the group that took it, read once `done`
+  bool done = false;             // GUARDED_BY(group_mu_)
+  std::condition_variable cv;    // its submitter waits here: for `done`, or to lead
 };
 
+bool SqlStore::MayLeadGroup() const {
+  return !group_queue_.empty() && group_leaders_ < kGroupLeaders &&
+         (group_leaders_ == 0 || group_queue_.size() >= kSecondGroupAt);
+}
+
 Status SqlStore::InGroup(std::string order, Piece piece, const std::function<Status(Tx&)>& body) {
-  GroupWork mine{std::move(order), piece, body, std::nullopt};
+  GroupWork mine{std::move(order), piece, body};
   std::unique_lock lock(group_mu_);
   group_queue_.push_back(&mine);
   // Group commit: whoever finds no group running, or fewer than kGroupLeaders and at least
   // kSecondGroupAt pieces waiting, becomes a leader and runs every piece of work waiting, its
   // own among them, in one transaction. Alone, work is committed at once, as before; under
-  // load what arrives while a group commits shares the next transaction.
-  while (!mine.status) {
-    if (group_queue_.empty() || group_leaders_ >= kGroupLeaders ||
-        (group_leaders_ > 0 && group_queue_.size() < kSecondGroupAt)) {
-      group_cv_.wait(lock);
+  // load what arrives while a group commits shares the next transaction. Each submitter
+  // waits on its own condition: a group's end wakes its pieces' submitters and the one that
+  // leads the next group, not every thread waiting.
+  while (!mine.done) {
+    if (!MayLeadGroup()) {
+      mine.cv.wait(lock);
       continue;
     }
     ++group_leaders_;
@@ -1200,7 +1208,11 @@ Status SqlStore::InGroup(std::string order, Piece piece, const std::function<Sta
     CommitGroup(group);
     lock.lock();
     --group_leaders_;
-    group_cv_.notify_all();
+    for (GroupWork* w : group) {
+      w->done = true;
+      if (w != &mine) w->cv.notify_one();
+    }
+    if (MayLeadGroup()) group_queue_.front()->cv.notify_one();  // the next group's leader
   }
   return *mine.status;
 }

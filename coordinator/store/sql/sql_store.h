@@ -118,8 +118,9 @@ class SqlStore final : public Store {
   // the running group, to share the next transaction (fewer commits, as many calls served).
   static constexpr size_t kSecondGroupAt = 8;
   void CommitGroup(std::vector<GroupWork*>& group);
+  // Whether a piece waiting may start a group now; the caller holds group_mu_.
+  bool MayLeadGroup() const;
   std::mutex group_mu_;
-  std::condition_variable group_cv_;
   std::vector<GroupWork*> group_queue_;  // GUARDED_BY(group_mu_)
   int group_leaders_ = 0;                // GUARDED_BY(group_mu_)
 
