@@ -498,7 +498,11 @@ class Bench:
     def alternated(self, a, b, measure):
         """`measure(side, i)` twice for each of sides a and b, in the order a, b, b, a, so that a
         load drifting on the shared box weighs on both; per side the last timing's figures with
-        rates and claim times averaged, the worst RSS and the host's record of both."""
+        rates and claim times averaged, the worst RSS and the host's record of both. An untimed
+        timing of side a comes first: the first timing of a phase took the cluster's warm-up
+        (e.g. 592 against 908 runs/s for the same ordered side, 2026-12-01), which the order
+        a, b, b, a put on side a alone."""
+        measure(a, "warmup")
         rounds = {a: [], b: []}
         for i, side in enumerate((a, b, b, a)):
             rounds[side].append(measure(side, i))
