@@ -416,9 +416,11 @@ struct RunState {
 };
 
 // First calls of new runs leased to the ingesting coordinator in the ingest's transaction
-// (IngestEvents): it makes them at once, with no claim. Only a run created with nothing but
-// its row and its first call (no lane, gate, deadline, start time or priority) and
-// `may_start_here` is started so, at most `max` of them; the others are queued as usual.
+// (IngestEvents): it makes them at once, with no claim. Only a run with `may_start_here` is
+// started so, at most `max` of them, and only one created with nothing but its row and its
+// first call (no lane, gate, deadline, start time or priority), or the run of a free lane
+// that becomes its head at once (not a sequence lane's; no deadline, throttle, start time,
+// batch or priority); the others are queued as usual.
 struct StartedCalls {
   int max = 0;
   std::chrono::milliseconds lease{0};

@@ -692,24 +692,26 @@ TEST_P(StoreConformance, ARunThatEndsLeavesNoQueuedCallBehind) {
 }
 
 // An ingest may lease new runs' first calls to its caller (StartedCalls): at most `max`, only
-// runs created with nothing but a row and a first call that may start there, each running
+// runs created with nothing but a row and a first call (or a free lane's, below) that may
+// start there, each running
 // with its state as a claim reads it; the others are queued for claims. A started call is
 // applied with its lease like a claimed one, and is claimable again once its lease expired.
 TEST_P(StoreConformance, AnIngestStartsSomeFirstCallsAtOnce) {
   NewEvent ne = Event("test/e");
-  auto run = [&](bool here, std::optional<std::string> lane = std::nullopt) {
-    NewRun r{NewUlid(UnixMillis(clock_.Now())), lane ? "app-ordered" : "app-plain", lane};
+  auto run = [&](bool here, bool with_deadline = false) {
+    NewRun r{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
     r.may_start_here = here;
+    if (with_deadline) r.timeouts = RunTimeouts{.start = 1h};
     ne.runs.push_back(r);
     return r.run_id;
   };
-  const std::string in_lane = run(true, "k");
+  const std::string with_deadline = run(true, true);
   const std::string not_allowed = run(false);
   const std::string started = run(true);
   const std::string beyond_max = run(true);
   StartedCalls start{.max = 1, .lease = 30s};
   ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr, &start), IsOk());
-  ASSERT_EQ(start.items.size(), 1u) << "at most max";
+  ASSERT_EQ(start.items.size(), 1u) << "at most max, and not the run with a deadline";
   ASSERT_EQ(start.states.size(), 1u);
   EXPECT_EQ(start.items[0].run_id, started);
   EXPECT_EQ(start.items[0].step_id, kDiscoveryStepId);
@@ -723,7 +725,7 @@ TEST_P(StoreConformance, AnIngestStartsSomeFirstCallsAtOnce) {
 
   std::set<std::string> claimed;
   for (const QueueItem& item : Claim()) claimed.insert(item.run_id);
-  EXPECT_EQ(claimed, (std::set<std::string>{not_allowed, in_lane, beyond_max}));
+  EXPECT_EQ(claimed, (std::set<std::string>{not_allowed, with_deadline, beyond_max}));
 
   clock_.Advance(31s);  // the started call's lease expired: it is anyone's again
   auto again = Claim();
@@ -750,6 +752,42 @@ TEST_P(StoreConformance, AnIngestStartsSomeFirstCallsAtOnce) {
   ASSERT_THAT(End((*held)->item), IsOk());
   EXPECT_EQ(RunStatus(r.run_id), kCompleted);
   EXPECT_EQ(store_->GetSteps(r.run_id)->size(), 1u);
+}
+
+// A lane's run may start at its ingest too, when its lane is free: it becomes the head with its
+// first call leased to the caller; a later run of the key waits behind it as usual, and a
+// sequence lane's run always goes through a claim.
+TEST_P(StoreConformance, AnIngestStartsAFreeLanesRunAtOnce) {
+  auto send = [&](const std::string& key, std::optional<LaneSequencing> seq = std::nullopt) {
+    NewEvent ne = Event("test/e");
+    NewRun r{NewUlid(UnixMillis(clock_.Now())), "app-ordered", key};
+    r.may_start_here = true;
+    r.sequencing = seq;
+    if (seq) r.lane_number = 1;
+    ne.runs.push_back(r);
+    StartedCalls start{.max = 4, .lease = 30s};
+    EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr, &start), IsOk());
+    return std::pair{r.run_id, start};
+  };
+  auto [head, started] = send("k");
+  ASSERT_EQ(started.items.size(), 1u);
+  EXPECT_EQ(started.items[0].run_id, head);
+  ASSERT_EQ(started.states.size(), 1u);
+  EXPECT_EQ(started.states[0].run.lane_key, "k");
+  EXPECT_EQ(RunStatus(head), kRunning);
+  auto [second, behind] = send("k");
+  EXPECT_TRUE(behind.items.empty()) << "its lane has a head";
+  EXPECT_TRUE(Claim().empty()) << "the head is leased, the second waits behind it";
+  ASSERT_THAT(End(started.items[0]), IsOk());
+  auto next = Claim();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].run_id, second);
+
+  auto [numbered, sequenced] = send("s", LaneSequencing{});
+  EXPECT_TRUE(sequenced.items.empty()) << "a sequence lane's head is chosen by a claim";
+  auto claimed = Claim();
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].run_id, numbered);
 }
 
 // Transitions and loads of many calls at once share transactions (group commit); each still

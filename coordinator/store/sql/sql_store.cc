@@ -301,11 +301,20 @@ void RecordLaneOutcome(Tx& tx, const std::string& event_id, const NewRun& run, c
           {run.function_id, *run.lane_key});
 }
 
+// A run of a lane that may start at its ingest (StartedCalls): when its lane is free, it
+// becomes the head with its first call leased under `token`, set in `item`.
+struct StartedLaneHead {
+  std::string token;
+  int64_t lease_ms = 0;
+  std::optional<QueueItem> item;
+};
+
 // Creates `run` for the stored event `event_id`, queued now or behind its lane (locked).
 // In a sequence lane, a number that has a run already is a duplicate and one below the
 // lane's next number is stale: recorded, and no run (a stale one runs unnumbered when the
 // lane says so). Returns whether the run was created (false: its id existed, or no run).
-bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms) {
+bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t now_ms,
+               StartedLaneHead* start_here = nullptr) {
   const bool sequenced = run.lane_key && run.sequencing;
   std::optional<int64_t> number = sequenced ? run.lane_number : std::nullopt;
   if (number) {
@@ -369,6 +378,23 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
   if (!lane[0].Null(1)) return true;  // behind the head
   if (sequenced) {
     SelectSequenceHead(tx, run.function_id, *run.lane_key, now_ms);
+  } else if (start_here && !slot && run.priority_s == 0) {
+    // The head at once, due now: its first call leased to the ingesting coordinator.
+    Rows item = tx.Query(
+        "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, function_id, "
+        "concurrency_key, concurrency_key2, lease_token, claims) SELECT $1, $2, 0, $3, $4, "
+        "function_id, concurrency_key, concurrency_key2, $5, 1 FROM runs WHERE id = $1 "
+        "RETURNING id",
+        {run.run_id, kDiscoveryStepId, now_ms + start_here->lease_ms, now_ms, start_here->token});
+    tx.Exec("UPDATE runs SET status = 'running', started_at_ms = $2 WHERE id = $1",
+            {run.run_id, now_ms});
+    tx.Exec(
+        "UPDATE lanes SET head_run_id = $3, head_since_ms = $4, "
+        "head_deadline_ms = $4 + head_timeout_ms, gap_since_ms = NULL "
+        "WHERE function_id = $1 AND key = $2",
+        {run.function_id, *run.lane_key, run.run_id, now_ms});
+    start_here->item =
+        QueueItem{item[0].Int(0), run.run_id, std::string(kDiscoveryStepId), 0, start_here->token};
   } else {
     TakeHead(tx, run.function_id, *run.lane_key, run.run_id, now_ms);
   }
@@ -636,6 +662,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
     std::vector<sql::Value> plain_rows;
     std::vector<bool> plain_here;  // started here (StartedCalls)
     int started_here = 0;
+    const std::string lane_token = start ? crypto::HexEncode(crypto::RandomBytes(12)) : "";
     if (start) {  // the body may run twice (InGroup)
       start->items.clear();
       start->states.clear();
@@ -687,10 +714,12 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
           stored.batched.push_back(run.function_id);
           continue;
         }
+        bool leased = false;  // its first call leased here: no other coordinator's work
         if (IsPlain(run)) {
           const bool here =
               start && run.may_start_here && run.priority_s == 0 && started_here < start->max;
           started_here += here ? 1 : 0;
+          leased = here;
           plain.push_back(&run);
           plain_here.push_back(here);
           plain_rows.insert(plain_rows.end(), {run.run_id, run.function_id, e.internal_id,
@@ -698,14 +727,23 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
                                                run.priority_s, here ? kRunning : kQueued,
                                                here ? sql::Value(now_ms) : sql::Value(nullptr)});
         } else if (!run.debounce) {
-          CreateRun(tx, e.internal_id, run, now_ms);
+          // A lane's run of a function no limit counts may start here if its lane is free.
+          StartedLaneHead head{lane_token, start ? start->lease.count() : 0, std::nullopt};
+          const bool may = start && run.may_start_here && run.lane_key && !run.sequencing &&
+                           !run.timeouts && !run.batch && started_here < start->max;
+          CreateRun(tx, e.internal_id, run, now_ms, may ? &head : nullptr);
+          if (head.item) {
+            start->items.push_back(std::move(*head.item));
+            ++started_here;
+            leased = true;
+          }
         } else if (CreateRun(tx, e.internal_id, DebouncedRun(run, now_ms), now_ms)) {
           StartDebounce(tx, run, now_ms);
         }
         RecordTimeouts(tx, run, now_ms);
         if (run.batch) StartBatch(tx, e.internal_id, event_bytes, run, now_ms);
         // Work for any coordinator, unless its first call is leased here.
-        queued = queued || !(IsPlain(run) && plain_here.back());
+        queued = queued || !leased;
       }
       out.push_back(std::move(stored));
     }
