@@ -144,6 +144,15 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     return t;
   }
 
+  // Records step "s1" of `*item`'s call and makes the run's next call in place
+  // (ApplyAndKeep): `*item` becomes that kept call.
+  void KeepInPlace(QueueItem* item) {
+    auto held = store_->ApplyAndKeep(*item, StepThenDiscovery(), clock_.Now(), 30s);
+    ASSERT_THAT(held, IsOk());
+    ASSERT_TRUE(held->has_value());
+    *item = (*held)->item;
+  }
+
   Status End(const QueueItem& item, const char* status = kCompleted) {
     Transition t;
     t.move = Transition::End{status, "done", nullptr};
@@ -668,10 +677,7 @@ TEST_P(StoreConformance, ARunThatEndsLeavesNoQueuedCallBehind) {
     ASSERT_EQ(items[0].step_id, "a");
     QueueItem last = items[0];
     if (kept) {
-      auto held = store_->ApplyAndKeep(last, StepThenDiscovery(), clock_.Now(), 30s);
-      ASSERT_THAT(held, IsOk());
-      ASSERT_TRUE(held->has_value());
-      last = (*held)->item;
+      ASSERT_NO_FATAL_FAILURE(KeepInPlace(&last));
     }
     ASSERT_THAT(End(last), IsOk());
     EXPECT_EQ(RunStatus(run), kCompleted);
@@ -683,10 +689,9 @@ TEST_P(StoreConformance, ARunThatEndsLeavesNoQueuedCallBehind) {
   const std::string run = Start("app-plain");
   auto items = Claim();
   ASSERT_EQ(items.size(), 1u);
-  auto held = store_->ApplyAndKeep(items[0], StepThenDiscovery(), clock_.Now(), 30s);
-  ASSERT_THAT(held, IsOk());
-  ASSERT_TRUE(held->has_value());
-  ASSERT_THAT(End((*held)->item), IsOk());
+  QueueItem last = items[0];
+  ASSERT_NO_FATAL_FAILURE(KeepInPlace(&last));
+  ASSERT_THAT(End(last), IsOk());
   EXPECT_EQ(RunStatus(run), kCompleted);
   EXPECT_EQ(*store_->NextVisible(), std::nullopt);
 }
@@ -994,10 +999,7 @@ TEST_P(StoreConformance, ARunThatEndsWhileWaitingLeavesNoWaitBehind) {
     ASSERT_EQ(items.size(), 1u);
     QueueItem last = items[0];
     if (kept) {  // one more call made in place before the end
-      auto held = store_->ApplyAndKeep(last, StepThenDiscovery(), clock_.Now(), 30s);
-      ASSERT_THAT(held, IsOk());
-      ASSERT_TRUE(held->has_value());
-      last = (*held)->item;
+      ASSERT_NO_FATAL_FAILURE(KeepInPlace(&last));
     }
     ASSERT_THAT(End(last), IsOk());
     EXPECT_EQ(RunStatus(run), kCompleted);
