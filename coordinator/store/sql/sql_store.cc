@@ -147,6 +147,17 @@ int64_t EnqueueFirstCall(Tx& tx, const std::string& run_id, std::optional<int64_
   return first.due_ms;
 }
 
+// Records `run_id` as the head of lane (function_id, key), locked by the caller, since
+// `now_ms`; its head_timeout counts from `due_ms`, when its first call is due.
+void SetLaneHead(Tx& tx, const std::string& function_id, const std::string& key,
+                 const std::string& run_id, int64_t now_ms, int64_t due_ms) {
+  tx.Exec(
+      "UPDATE lanes SET head_run_id = $3, head_since_ms = $4, "
+      "head_deadline_ms = $5 + head_timeout_ms, gap_since_ms = NULL "
+      "WHERE function_id = $1 AND key = $2",
+      {function_id, key, run_id, now_ms, due_ms});
+}
+
 // Makes `run_id` the head of lane (function_id, key), locked by the caller, and gives it
 // its first call (EnqueueFirstCall); its head_timeout counts from when that call is due.
 // The run's priority applies only now: a lane's order is never changed by it.
@@ -156,11 +167,7 @@ void TakeHead(Tx& tx, const std::string& function_id, const std::string& key,
   const std::optional<int64_t> slot = r.empty() ? std::nullopt : r[0].OptInt(0);
   const int64_t priority_s = r.empty() ? 0 : r[0].Int(1);
   const int64_t due_ms = EnqueueFirstCall(tx, run_id, slot, priority_s, now_ms);
-  tx.Exec(
-      "UPDATE lanes SET head_run_id = $3, head_since_ms = $4, "
-      "head_deadline_ms = $5 + head_timeout_ms, gap_since_ms = NULL "
-      "WHERE function_id = $1 AND key = $2",
-      {function_id, key, run_id, now_ms, due_ms});
+  SetLaneHead(tx, function_id, key, run_id, now_ms, due_ms);
 }
 
 // A sequence lane (locked by the caller) that has no head chooses one:
@@ -388,11 +395,7 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
         {run.run_id, kDiscoveryStepId, now_ms + start_here->lease_ms, now_ms, start_here->token});
     tx.Exec("UPDATE runs SET status = 'running', started_at_ms = $2 WHERE id = $1",
             {run.run_id, now_ms});
-    tx.Exec(
-        "UPDATE lanes SET head_run_id = $3, head_since_ms = $4, "
-        "head_deadline_ms = $4 + head_timeout_ms, gap_since_ms = NULL "
-        "WHERE function_id = $1 AND key = $2",
-        {run.function_id, *run.lane_key, run.run_id, now_ms});
+    SetLaneHead(tx, run.function_id, *run.lane_key, run.run_id, now_ms, now_ms);
     start_here->item =
         QueueItem{item[0].Int(0), run.run_id, std::string(kDiscoveryStepId), 0, start_here->token};
   } else {
