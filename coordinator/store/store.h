@@ -558,6 +558,14 @@ class QueueStore {
   // heartbeat, so a lease can be short and a dead coordinator's calls are taken over soon).
   // kAborted when the lease was lost to another claimer.
   virtual Status RenewLease(const QueueItem& item, TimePoint until) = 0;
+  // Records steps a host ran within the call of `item`, still in flight, and reported before
+  // answering (the JS SDK's async checkpointing, docs/protocol.md §4): `steps` and their
+  // `attempts` are written only while `item` is leased under its token and its run goes on;
+  // a step already recorded keeps its first record; each attempt's `attempt` becomes the
+  // item's. The item stays leased. kAborted (nothing
+  // written) when the lease was lost or the run ended: the call is stale.
+  virtual Status Checkpoint(const QueueItem& item, const std::vector<StepRecord>& steps,
+                            const std::vector<AttemptRecord>& attempts, TimePoint now) = 0;
   // Gives up the leases of `items` (a coordinator stopping with calls unfinished): each is
   // visible to every claimer at `now`, its attempt unchanged. Items whose lease was lost
   // are left alone.

@@ -131,6 +131,13 @@ Status FailingQueue::RenewLease(const store::QueueItem& item, TimePoint until) {
   return real_.RenewLease(item, until);
 }
 
+Status FailingQueue::Checkpoint(const store::QueueItem& item,
+                                const std::vector<store::StepRecord>& steps,
+                                const std::vector<store::AttemptRecord>& attempts, TimePoint now) {
+  if (auto failure = Count(kCheckpoint)) return *failure;
+  return real_.Checkpoint(item, steps, attempts, now);
+}
+
 Status FailingQueue::ReleaseLeases(const std::vector<store::QueueItem>& items, TimePoint now) {
   if (auto failure = Count(kReleaseLeases)) return *failure;
   return real_.ReleaseLeases(items, now);

@@ -696,6 +696,87 @@ TEST_P(StoreConformance, ARunThatEndsLeavesNoQueuedCallBehind) {
   EXPECT_EQ(*store_->NextVisible(), std::nullopt);
 }
 
+// A host's checkpoint records the steps it ran within a call still in flight: only while the
+// call holds its lease, each step once (the first record wins), with the call's attempt; the
+// call stays leased and its reply is applied as usual after. A stale call's checkpoint (its
+// lease taken over, or its run ended) writes nothing.
+TEST_P(StoreConformance, ACheckpointRecordsStepsWhileItsCallHoldsTheLease) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  QueueItem call = items[0];
+  auto step = [](const char* id, int value) {
+    return StepRecord{id, 0, std::string("step ") + id, "completed", {{"data", value}}, 0};
+  };
+  auto attempt = [&](const char* id) {
+    const int64_t now = UnixMillis(clock_.Now());
+    return AttemptRecord{id, id, 0, "completed", nullptr, now - 5, now};
+  };
+  ASSERT_THAT(store_->Checkpoint(call, {step("a", 1)}, {attempt("a")}, clock_.Now()), IsOk());
+  clock_.Advance(1s);
+  // "a" again (a repeated checkpoint) keeps its first record.
+  ASSERT_THAT(store_->Checkpoint(call, {step("a", 9), step("b", 2)}, {attempt("b")}, clock_.Now()),
+              IsOk());
+  auto steps = store_->GetSteps(run);
+  ASSERT_THAT(steps, IsOk());
+  ASSERT_EQ(steps->size(), 2u);
+  EXPECT_EQ((*steps)[0].step_id, "a");
+  EXPECT_EQ((*steps)[0].memo, Json({{"data", 1}}));
+  EXPECT_EQ((*steps)[1].step_id, "b");
+  EXPECT_EQ((*steps)[1].seq, 1);
+  auto state = store_->LoadRunState(run);
+  ASSERT_THAT(state, IsOk());
+  EXPECT_EQ(state->steps.size(), 2u);
+  // Still leased: no claimer gets it, and the call's reply applies with its lease.
+  EXPECT_TRUE(Claim().empty());
+  ASSERT_THAT(End(call), IsOk());
+  EXPECT_EQ(RunStatus(run), kCompleted);
+  // Its run ended: refused.
+  EXPECT_EQ(store_->Checkpoint(call, {step("c", 3)}, {attempt("c")}, clock_.Now()).code(),
+            StatusCode::kAborted);
+
+  // A retried call's checkpoint records the attempt it is.
+  const std::string retried = Start("app-plain");
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_THAT(Retry(items[0], 1s), IsOk());
+  clock_.Advance(2s);
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_EQ(items[0].attempt, 1);
+  ASSERT_THAT(store_->Checkpoint(items[0], {step("a", 1)}, {attempt("a")}, clock_.Now()), IsOk());
+  auto attempts = store_->GetAttempts(retried);
+  ASSERT_THAT(attempts, IsOk());
+  ASSERT_EQ(attempts->size(), 1u);
+  EXPECT_EQ((*attempts)[0].attempt, 1);
+  EXPECT_EQ((*attempts)[0].ended_at_ms - (*attempts)[0].started_at_ms, 5);
+
+  // Its lease expired and another claimer took the call: the first holder's checkpoint (and
+  // one under a made-up token, or naming another run) is refused and writes nothing.
+  QueueItem stale = items[0];
+  clock_.Advance(31s);
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(store_->Checkpoint(stale, {step("z", 0)}, {attempt("z")}, clock_.Now()).code(),
+            StatusCode::kAborted);
+  QueueItem forged = items[0];
+  forged.lease_token = "00";
+  EXPECT_EQ(store_->Checkpoint(forged, {step("z", 0)}, {attempt("z")}, clock_.Now()).code(),
+            StatusCode::kAborted);
+  QueueItem elsewhere = items[0];
+  elsewhere.run_id = run;
+  EXPECT_EQ(store_->Checkpoint(elsewhere, {step("z", 0)}, {attempt("z")}, clock_.Now()).code(),
+            StatusCode::kAborted);
+  steps = store_->GetSteps(retried);
+  ASSERT_THAT(steps, IsOk());
+  ASSERT_EQ(steps->size(), 1u);
+  EXPECT_EQ((*steps)[0].step_id, "a");
+  attempts = store_->GetAttempts(retried);
+  ASSERT_THAT(attempts, IsOk());
+  EXPECT_EQ(attempts->size(), 1u);
+  ASSERT_THAT(store_->Checkpoint(items[0], {step("b", 2)}, {attempt("b")}, clock_.Now()), IsOk());
+}
+
 // An ingest may lease new runs' first calls to its caller (StartedCalls): at most `max`, only
 // runs created with nothing but a row and a first call (or a free lane's, below) that may
 // start there, each running

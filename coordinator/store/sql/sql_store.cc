@@ -1068,6 +1068,33 @@ constexpr const char* kLiveRunReturning =
     " WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled', 'blocked') "
     "RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel";
 
+// Records `steps` (each once: a step already recorded keeps its first record) and `attempts`
+// of the run `run_id`, whose row the caller has locked. Returns the run's recorded steps after
+// the last insert (its seq + 1) when it inserted.
+std::optional<int64_t> RecordSteps(Tx& tx, const std::string& run_id,
+                                   const std::vector<StepRecord>& steps,
+                                   const std::vector<AttemptRecord>& attempts, int64_t now_ms) {
+  std::optional<int64_t> steps_after;
+  for (const StepRecord& step : steps) {
+    Rows seq = tx.Query(
+        "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
+        "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
+        "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING RETURNING seq",
+        {run_id, step.step_id, step.name, step.status, JsonValue(step.memo), now_ms});
+    steps_after = seq.empty() ? std::nullopt : std::optional<int64_t>(seq[0].Int(0) + 1);
+  }
+  for (const AttemptRecord& at : attempts) {
+    // History nothing reads in the transaction: one statement for a whole group's.
+    tx.InsertLater(
+        "INSERT INTO attempts (run_id, step_id, name, attempt, outcome, error, started_at_ms, "
+        "ended_at_ms)",
+        "($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
+        {run_id, at.step_id, at.name, at.attempt, at.outcome, JsonValue(at.error), at.started_at_ms,
+         at.ended_at_ms});
+  }
+  return steps_after;
+}
+
 // Records `t`, the outcome of the call of `item`, in `tx`; with `keep`, leases the run's next
 // call to the caller when it can (ApplyAndKeep).
 Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64_t now_ms,
@@ -1147,25 +1174,7 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
   if (item.resume) {
     tx.Exec("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {item.run_id, item.step_id});
   }
-  // The run's recorded steps after the last insert (its seq + 1), when it inserted.
-  std::optional<int64_t> steps_after;
-  for (const StepRecord& step : t.steps) {
-    Rows seq = tx.Query(
-        "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
-        "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
-        "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING RETURNING seq",
-        {item.run_id, step.step_id, step.name, step.status, JsonValue(step.memo), now_ms});
-    steps_after = seq.empty() ? std::nullopt : std::optional<int64_t>(seq[0].Int(0) + 1);
-  }
-  for (const AttemptRecord& at : t.attempts) {
-    // History nothing reads in the transaction: one statement for a whole group's.
-    tx.InsertLater(
-        "INSERT INTO attempts (run_id, step_id, name, attempt, outcome, error, started_at_ms, "
-        "ended_at_ms)",
-        "($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
-        {item.run_id, at.step_id, at.name, at.attempt, at.outcome, JsonValue(at.error),
-         at.started_at_ms, at.ended_at_ms});
-  }
+  std::optional<int64_t> steps_after = RecordSteps(tx, item.run_id, t.steps, t.attempts, now_ms);
   if (end) {
     // Its other calls, if it may have any, go after the lock: a parallel call of the run may
     // have queued some since this transaction's first statement.
@@ -1302,6 +1311,30 @@ Status SqlStore::RenewLease(const QueueItem& item, TimePoint until) {
                 {item.id, item.lease_token, UnixMillis(until)}) == 0) {
       return Aborted("the lease of run " + item.run_id + " was lost");
     }
+    return Status::Ok();
+  });
+}
+
+Status SqlStore::Checkpoint(const QueueItem& item, const std::vector<StepRecord>& steps,
+                            const std::vector<AttemptRecord>& attempts, TimePoint now) {
+  const int64_t now_ms = UnixMillis(now);
+  return InGroup(item.run_id + "/" + std::to_string(item.id), Piece::kApply, [&](Tx& tx) -> Status {
+    // Locked in ApplyBody's order, the item first: the lease decides, then the
+    // run's row, which orders the steps' inserts of its concurrent calls.
+    Rows held = tx.Query(
+        "SELECT attempt FROM queue WHERE id = $1 AND lease_token = $2 AND "
+        "run_id = $3 {FOR UPDATE}",
+        {item.id, item.lease_token, item.run_id});
+    if (held.empty()) {
+      return Aborted("the call of run " + item.run_id + " no longer holds its lease");
+    }
+    Rows run = tx.Query("SELECT status FROM runs WHERE id = $1 {FOR UPDATE}", {item.run_id});
+    if (run.empty() || IsTerminalStatus(run[0].Text(0)) || run[0].Text(0) == kBlocked) {
+      return Aborted("run " + item.run_id + " has ended");
+    }
+    std::vector<AttemptRecord> of_call = attempts;
+    for (AttemptRecord& a : of_call) a.attempt = static_cast<int>(held[0].Int(0));
+    RecordSteps(tx, item.run_id, steps, of_call, now_ms);
     return Status::Ok();
   });
 }
