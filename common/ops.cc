@@ -57,7 +57,10 @@ std::string Op::DisplayName() const {
 Result<std::vector<Op>> ParseOps(std::string_view body) {
   auto parsed = ParseUntrustedJson(body, kHostReplyJsonLimits);
   if (!parsed.ok()) return InvalidArgument("op list: " + parsed.status().message());
-  nlohmann::json& doc = *parsed;
+  return ParseOpList(*parsed);
+}
+
+Result<std::vector<Op>> ParseOpList(nlohmann::json& doc) {
   if (!doc.is_array()) return InvalidArgument("op list is not a JSON array");
   std::vector<Op> ops;
   ops.reserve(doc.size());
@@ -86,9 +89,19 @@ Result<std::vector<Op>> ParseOps(std::string_view body) {
     if (auto it = j.find("data"); it != j.end()) out.data = std::move(*it);
     if (auto it = j.find("error"); it != j.end()) out.error = std::move(*it);
     if (auto it = j.find("userland"); it != j.end()) out.userland = std::move(*it);
+    if (auto it = j.find("timing"); it != j.end()) out.timing = std::move(*it);
     ops.push_back(std::move(out));
   }
   return ops;
+}
+
+std::optional<std::chrono::milliseconds> Op::HostDuration() const {
+  if (!timing.is_object()) return std::nullopt;
+  auto b = timing.find("b");
+  if (b == timing.end() || !b->is_number()) return std::nullopt;
+  const double ns = b->get<double>();
+  if (!(ns >= 0 && ns <= 86'400e9)) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<int64_t>(ns / 1e6));
 }
 
 nlohmann::json OpToJson(const Op& op) {

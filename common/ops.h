@@ -1,6 +1,7 @@
 // The op list a host answers with in a 206 (docs/protocol.md §5.2).
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,6 +46,11 @@ struct Op {
   nlohmann::json data;      // null when absent
   nlohmann::json error;     // null when absent
   nlohmann::json userland;  // {"id": raw id, "index": n} or null
+  nlohmann::json timing;    // {"a": start, "b": duration} in ns (JS SDK), or null
+
+  // How long the step ran by the host's own account (timing.b), when it says so sanely
+  // (a number of ns from 0 to a day).
+  std::optional<std::chrono::milliseconds> HostDuration() const;
 
   // `displayName`, else `name`, else `userland.id`, else the hashed id.
   std::string DisplayName() const;
@@ -54,6 +60,9 @@ struct Op {
 // kInvalidArgument when it is not a JSON array of objects each with a string `id` and a
 // known string `op` (unknown keys are ignored), or breaks those limits.
 Result<std::vector<Op>> ParseOps(std::string_view body);
+// The same for an op list already parsed (with those limits), e.g. the `steps` of a
+// checkpoint; `doc` is left in a valid but unspecified state.
+Result<std::vector<Op>> ParseOpList(nlohmann::json& doc);
 
 // The JSON form of an op, as a host sends it.
 nlohmann::json OpToJson(const Op& op);

@@ -50,6 +50,7 @@ struct ServeFlags {
   std::string drain_timeout = "10s";
   int max_in_flight = 64;
   bool listen_for_work = true;
+  bool sdk_checkpointing = true;
   int db_pool = 16;
   int api_threads = 8;
   size_t max_body_bytes = 3 << 20;
@@ -195,6 +196,7 @@ int Serve(const ServeFlags& f, bool dev) {
     exec.poll_interval = *poll;
     exec.max_in_flight = f.max_in_flight;
     exec.call.signing_key = f.signing_key;
+    exec.call.checkpointing = f.sdk_checkpointing;
     // Fault injection, for the crash and outage tests only: FUNCKY_FAULT_AFTER_END_OF=<function
     // id> exits after a run of it ends; with FUNCKY_FAULT_PAUSE=<duration> it pauses instead.
     exec.fault_after_end_of = EnvOr("FUNCKY_FAULT_AFTER_END_OF", "");
@@ -429,6 +431,12 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
                  "(LISTEN/NOTIFY, on a connection of its own); false, e.g. behind a pooler "
                  "that cannot LISTEN: an idle coordinator finds such work within "
                  "--poll-interval")
+      ->capture_default_str();
+  app.add_option("--sdk-checkpointing", f.sdk_checkpointing,
+                 "Let the JS SDK run a function's steps back to back within one call, "
+                 "recording each through POST /v1/checkpoint/{run}/async before it goes on "
+                 "(calls carry ctx.fn_id and ctx.qi_id); false: one call per step. The "
+                 "SDK's API base URL must reach a coordinator of this database")
       ->capture_default_str();
   app.add_option("--db-pool", f.db_pool, "Database connections (and the executor's threads)")
       ->capture_default_str();

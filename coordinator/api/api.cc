@@ -34,6 +34,10 @@ void Api::Register(http::Router& router) {
   router.Add(
       "POST", "/v1/events", [this](const Request& r) { return HandleEvents(r, r.bearer_token()); },
       http::Access::kPublic);
+  // SDKs authenticate by the signing key, as on /fn/register.
+  router.Add(
+      "POST", "/v1/checkpoint/{id}/async", [this](const Request& r) { return HandleCheckpoint(r); },
+      http::Access::kPublic);
   router.Add("GET", "/v1/events", [this](const Request& r) { return HandleListEvents(r); });
   router.Add("GET", "/v1/events/{id}", [this](const Request& r) { return HandleGetEvent(r); });
   router.Add("GET", "/v1/runs", [this](const Request& r) { return HandleListRuns(r); });

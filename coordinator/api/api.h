@@ -32,8 +32,8 @@ struct ApiOptions {
   bool dev_mode = false;
   // Accepted event keys; empty: any key is accepted (dev mode, or an open coordinator).
   std::vector<std::string> event_keys;
-  // Signing key (and fallback) that SDKs prove with their bearer token on /fn/register.
-  // Empty: registration is not authenticated.
+  // Signing key (and fallback) that SDKs prove with their bearer token on /fn/register and
+  // checkpoints. Empty: those are not authenticated.
   std::string signing_key;
   std::string signing_key_fallback;
   // Bearer token required on /v1/* (but event intake), /metrics and /readyz; empty: open.
@@ -74,6 +74,7 @@ class Api {
   http::Response HandleSyncAppUrl(const http::Request& req);
   http::Response HandleListApps(const http::Request& req);
   http::Response HandleEvents(const http::Request& req, std::string_view key);
+  http::Response HandleCheckpoint(const http::Request& req);
   http::Response HandleListRuns(const http::Request& req);
   http::Response HandleGetRun(const http::Request& req);
   http::Response HandleCancelRun(const http::Request& req);
@@ -100,6 +101,9 @@ class Api {
   // Checks a register body (docs/protocol.md §2.1) and stores the app and its functions.
   Result<SyncOutcome> SyncApp(const store::Json& body);
   bool EventKeyAccepted(std::string_view key) const;
+  // Whether an SDK's request proves the signing key (or its fallback) with its bearer token,
+  // as /fn/register and checkpoints must; true when no signing key is set.
+  bool SigningKeyAccepted(const http::Request& req) const;
   // nullopt when the request may use /v1/*, else the 401 to send.
   std::optional<http::Response> CheckApiToken(const http::Request& req) const;
   // skip-head and retry-head: runs `op` on the lane named by the path and answers alike.

@@ -119,14 +119,19 @@ Result<SyncTarget> ParseSyncTarget(std::string_view entry) {
   return SyncTarget{u->host, has_port ? std::optional<uint16_t>(u->port) : std::nullopt};
 }
 
+bool Api::SigningKeyAccepted(const Request& req) const {
+  if (options_.signing_key.empty()) return true;
+  std::string_view token = req.bearer_token();
+  bool ok = signing::BearerMatchesSigningKey(token, options_.signing_key);
+  if (!options_.signing_key_fallback.empty()) {
+    ok |= signing::BearerMatchesSigningKey(token, options_.signing_key_fallback);
+  }
+  return ok;
+}
+
 Response Api::HandleRegister(const Request& req) {
-  if (!options_.signing_key.empty()) {
-    std::string_view token = req.bearer_token();
-    bool ok = signing::BearerMatchesSigningKey(token, options_.signing_key);
-    if (!options_.signing_key_fallback.empty()) {
-      ok |= signing::BearerMatchesSigningKey(token, options_.signing_key_fallback);
-    }
-    if (!ok) return RegisterError(401, "unauthenticated", "invalid or missing signing key");
+  if (!SigningKeyAccepted(req)) {
+    return RegisterError(401, "unauthenticated", "invalid or missing signing key");
   }
   auto body = http::ParseJsonBody(req.body);
   if (!body.ok()) return RegisterError(400, "invalid_argument", body.status().message());

@@ -1,6 +1,7 @@
 #include "coordinator/executor/call.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "common/jcs.h"
 #include "common/signing.h"
@@ -72,6 +73,10 @@ Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueIt
       {"version", state.run.req_version},
       {"use_api", false},
   };
+  if (options.checkpointing && !item.lease_token.empty()) {
+    body["ctx"]["fn_id"] = state.function.id;
+    body["ctx"]["qi_id"] = QueueRef(item);
+  }
   ASSIGN_OR_RETURN(std::string canonical, CanonicalJson(body));
 
   HttpRequest req;
@@ -90,6 +95,30 @@ Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueIt
   }
   req.body = std::move(canonical);
   return req;
+}
+
+std::string QueueRef(const store::QueueItem& item) {
+  return std::to_string(item.id) + "." + item.lease_token;
+}
+
+Result<store::QueueItem> ParseQueueRef(std::string_view ref, const std::string& run_id) {
+  auto refuse = [] { return InvalidArgument("qi_id is not a queue item reference of Funcky"); };
+  const size_t dot = ref.find('.');
+  if (dot == std::string_view::npos || dot == 0 || dot > 18 || dot + 1 == ref.size() ||
+      ref.size() - dot - 1 > 64) {
+    return refuse();
+  }
+  store::QueueItem item;
+  for (char c : ref.substr(0, dot)) {
+    if (c < '0' || c > '9') return refuse();
+    item.id = item.id * 10 + (c - '0');
+  }
+  for (char c : ref.substr(dot + 1)) {
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return refuse();
+  }
+  item.run_id = run_id;
+  item.lease_token = std::string(ref.substr(dot + 1));
+  return item;
 }
 
 }  // namespace funcky::executor

@@ -18,13 +18,25 @@ int FunctionRetries(const store::Json& config);
 
 struct CallOptions {
   std::string signing_key;  // empty: calls are not signed (dev mode)
+  // Offer hosts async checkpointing (docs/protocol.md §4): a call carries ctx.fn_id and
+  // ctx.qi_id, so the JS SDK runs the function's steps back to back within the call and
+  // reports each to POST /v1/checkpoint/{run}/async before it answers.
+  bool checkpointing = true;
 };
 
 // The POST for queue item `item` of the run in `state`: body
-// {event, events, steps, ctx{run_id, attempt, max_attempts, stack, …}, version, use_api},
-// serialised in its JCS form and signed with the key when there is one. Never sends `fn_id`
-// (that would turn on the JS SDK's async checkpointing, which Funcky does not implement).
+// {event, events, steps, ctx{run_id, attempt, max_attempts, stack, fn_id, qi_id, …}, version,
+// use_api}, serialised in its JCS form and signed with the key when there is one. `fn_id`
+// (the function's id) and `qi_id` (QueueRef) only with options.checkpointing: a truthy fn_id
+// is what turns the JS SDK's checkpointing on.
 Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueItem& item,
                               const CallOptions& options, TimePoint now);
+
+// The reference of a leased queue item a call carries as ctx.qi_id, "<item id>.<lease token>":
+// a host's checkpoint names its call by it, and it holds only while that lease does.
+std::string QueueRef(const store::QueueItem& item);
+// The queue item (id and lease token) of run `run_id` that `ref` names; kInvalidArgument
+// when `ref` is not a QueueRef.
+Result<store::QueueItem> ParseQueueRef(std::string_view ref, const std::string& run_id);
 
 }  // namespace funcky::executor

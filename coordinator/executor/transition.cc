@@ -94,6 +94,15 @@ struct Ctx {
   }
 };
 
+// The record of a step the host ran (a StepRun, or a legacy Step whose data may be wrapped).
+store::StepRecord RanStep(const Op& op) {
+  Json memo = op.data;
+  bool wrapped = op.code == OpCode::kStep && memo.is_object() &&
+                 (memo.contains("data") || memo.contains("error"));
+  if (!wrapped) memo = Json{{"data", op.data}};
+  return {op.id, 0, op.DisplayName(), "completed", std::move(memo), 0};
+}
+
 // A step's time option: a string of opts[key], else the op's name (docs/protocol.md §10).
 std::string OpText(const Op& op, const char* key) {
   if (op.opts.is_object()) {
@@ -243,11 +252,7 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
       switch (op.code) {
         case OpCode::kStepRun:
         case OpCode::kStep: {
-          Json memo = op.data;
-          bool wrapped = op.code == OpCode::kStep && memo.is_object() &&
-                         (memo.contains("data") || memo.contains("error"));
-          if (!wrapped) memo = Json{{"data", op.data}};
-          c.t.steps.push_back({op.id, 0, name, "completed", std::move(memo), 0});
+          c.t.steps.push_back(RanStep(op));
           c.Attempt(op.id, name, "completed");
           c.Discover();
           break;
@@ -321,6 +326,22 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
   }
   c.RetryOrFail(call_step, call_step, std::move(error), RetryAfter(reply, outcome.ended));
   return std::move(c.t);
+}
+
+Result<Checkpointed> CheckpointRecords(const std::vector<Op>& ops, TimePoint now) {
+  if (ops.empty()) return InvalidArgument("a checkpoint needs at least one step");
+  Checkpointed c;
+  const int64_t now_ms = UnixMillis(now);
+  for (const Op& op : ops) {
+    if (op.code != OpCode::kStepRun && op.code != OpCode::kStep) {
+      return InvalidArgument("a checkpoint may only hold steps that ran (StepRun), not " +
+                             std::string(OpCodeName(op.code)));
+    }
+    c.steps.push_back(RanStep(op));
+    const int64_t took = op.HostDuration().value_or(std::chrono::milliseconds(0)).count();
+    c.attempts.push_back({op.id, op.DisplayName(), 0, "completed", nullptr, now_ms - took, now_ms});
+  }
+  return c;
 }
 
 store::Transition ResumeTransition(const store::QueueItem& item, TimePoint now) {

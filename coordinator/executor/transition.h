@@ -6,6 +6,7 @@
 
 #include "common/clock.h"
 #include "common/http_client.h"
+#include "common/ops.h"
 #include "common/status.h"
 #include "coordinator/scheduler/backoff.h"
 #include "coordinator/store/store.h"
@@ -34,6 +35,18 @@ struct CallOutcome {
 store::Transition DecideTransition(const store::RunState& state, const store::QueueItem& item,
                                    const CallOutcome& outcome, const scheduler::RetryPolicy& policy,
                                    std::mt19937_64& rng);
+
+// What a host's async checkpoint of a call in flight records (docs/protocol.md §4): each op
+// is a step the host ran within the call, recorded as a 206 records it (StepRun memoizes
+// {"data":…}, a legacy Step its data as is), with a completed attempt that ended `now` and
+// lasted as long as the host says (Op::timing), else no time. The attempts' `attempt` is
+// left 0: the store sets the call's. kInvalidArgument naming the first op of another kind
+// (errors, plans, sleeps and the run's end come in the call's reply instead) or none at all.
+struct Checkpointed {
+  std::vector<store::StepRecord> steps;
+  std::vector<store::AttemptRecord> attempts;
+};
+Result<Checkpointed> CheckpointRecords(const std::vector<Op>& ops, TimePoint now);
 
 // The transition of a resume item (a timer, or a wait matched or timed out): memoize its
 // memo under its step and run discovery.

@@ -92,9 +92,15 @@ test('payloads of the coordinator, the C++ SDK and the inngest npm SDK match pro
   // hosts -> coordinator, and the coordinator's replies.
   const sdks = new Set();
   let registers = 0, eventPosts = 0, eventErrors = 0, errors = 0, registerErrors = 0;
+  let checkpoints = 0;
   for (const e of toCoordinator.exchanges) {
     const where = `${e.method} ${e.url} -> ${e.status}`;
-    if (e.url === '/fn/register') {
+    if (e.url.startsWith('/v1/checkpoint/')) {
+      assert.equal(e.status, 200, where + e.resBody);
+      const body = check('checkpoint.schema.json', parse(e.reqBody), where);
+      assert.equal(e.url, `/v1/checkpoint/${body.run_id}/async`);
+      checkpoints++;
+    } else if (e.url === '/fn/register') {
       if (e.status === 200) {
         sdks.add(check('register.schema.json', parse(e.reqBody), where).sdk.split(':')[0]);
         registers++;
@@ -121,6 +127,8 @@ test('payloads of the coordinator, the C++ SDK and the inngest npm SDK match pro
   assert.equal(eventPosts, 3);
   assert.equal(eventErrors, 3);
   assert.equal(errors, 1);
+  // two-steps (schema/go) checkpoints each of its two steps; the C++ SDK does not checkpoint.
+  assert.equal(checkpoints, 2);
 
   // coordinator -> hosts, and the hosts' replies.
   const seen = {};
@@ -138,8 +146,9 @@ test('payloads of the coordinator, the C++ SDK and the inngest npm SDK match pro
       seen[kind] = true;
     }
   }
-  // Both sides produced calls that completed, step ops and errors.
-  for (const k of ['npm:200', 'npm:206', 'npm:StepRun', 'npm:StepError', 'npm:400',
+  // Both sides produced calls that completed, step ops and errors. The npm SDK, checkpointing,
+  // ends a run with a RunComplete op where the C++ SDK answers 200.
+  for (const k of ['npm:206', 'npm:RunComplete', 'npm:StepError', 'npm:400',
     'cpp:200', 'cpp:206', 'cpp:StepRun', 'cpp:StepError']) {
     assert.ok(seen[k], `no ${k} exchange was recorded; saw ${Object.keys(seen).join(', ')}`);
   }

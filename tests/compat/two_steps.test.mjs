@@ -11,8 +11,10 @@ import { getJson, listen, startCoordinator, stopAll, waitFor, workDir } from './
 
 after(stopAll);
 
-test('inngest npm SDK: sync via /fn/register and a two-step function completes', async () => {
-  const coordinator = await startCoordinator(workDir());
+// Syncs a two-step function of the npm SDK with a coordinator started with `args`, runs it
+// once and returns the ended run and the host's calls.
+async function twoStepRun(args) {
+  const coordinator = await startCoordinator(workDir(), args);
   const base = coordinator.base;
 
   const inngest = new Inngest({ id: 'compat-app', isDev: true, baseUrl: base });
@@ -51,6 +53,16 @@ test('inngest npm SDK: sync via /fn/register and a two-step function completes',
   assert.equal(run.status, 'completed', JSON.stringify(run, null, 2) + coordinator.log());
   assert.deepEqual(run.output, { b: 'AB' });
   assert.deepEqual(run.steps.map((s) => [s.name, s.output]), [['first', 'A'], ['second', 'AB']]);
+  return { run, calls };
+}
+
+test('inngest npm SDK: sync via /fn/register and a two-step function completes in one call, checkpointing its steps', async () => {
+  const { calls } = await twoStepRun([]);
+  assert.deepEqual(calls, ['/api/inngest?fnId=compat-app-two-steps&stepId=step']);
+});
+
+test('inngest npm SDK: with --sdk-checkpointing=false each step is a call of its own', async () => {
+  const { calls } = await twoStepRun(['--sdk-checkpointing=false']);
   assert.equal(calls.length, 3, `calls: ${calls.join(', ')}`);
 });
 

@@ -7,7 +7,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/signing.h"
 #include "coordinator/api/api.h"
+#include "coordinator/executor/call.h"
 #include "coordinator/http/router.h"
 #include "coordinator/intake/intake.h"
 #include "coordinator/metrics/metrics.h"
@@ -150,6 +152,69 @@ TEST_F(ApiThroughRouter, AV1RouteAddedWithoutAuthCodeIsRefusedWithoutTheToken) {
   EXPECT_EQ(Send("GET", "/v1/added-later", "", {{"Authorization", std::string("Bearer ") + kToken}})
                 .status,
             200);
+}
+
+// The JS SDK's async checkpoint of a call in flight: authenticated by the signing key (not the
+// API token), recorded while the call holds its lease, refused with 409 once it does not (the
+// SDK then stops, a stale dispatch), and a malformed one is a 400 that stores nothing.
+TEST_F(ApiThroughRouter, ACheckpointRecordsTheStepsOfALeasedCallAndRefusesAStaleOne) {
+  constexpr const char* kSigningKey = "signkey-test-00112233445566778899aabbccddeeff";
+  Serve({.signing_key = kSigningKey, .api_token = kToken});
+  ASSERT_EQ(Send("POST", "/e/any-key", R"({"name":"test/go"})").status, 200);
+  auto claimed = store_->Claim(1, clock_.Now(), std::chrono::seconds(30));
+  ASSERT_THAT(claimed, IsOk());
+  ASSERT_EQ(claimed->size(), 1u);
+  const store::QueueItem call = (*claimed)[0];
+  const std::string url = "/v1/checkpoint/" + call.run_id + "/async";
+  const Headers sdk = {{"Authorization", "Bearer " + signing::HashedSigningKey(kSigningKey)}};
+  auto body = [&](const store::QueueItem& item, Json steps) {
+    return Json{
+        {"run_id", item.run_id},   {"fn_id", "app-fn"},         {"qi_id", executor::QueueRef(item)},
+        {"request_started_at", 1}, {"steps", std::move(steps)}, {"ts", 2}}
+        .dump();
+  };
+  const Json first = Json::array({{{"id", "h1"}, {"op", "StepRun"}, {"data", "A"}}});
+  auto recorded = [&] {
+    auto steps = store_->GetSteps(call.run_id);
+    EXPECT_THAT(steps, IsOk());
+    return steps.ok() ? steps->size() : 0u;
+  };
+
+  // Not the signing key (the API token is no substitute): 401.
+  EXPECT_EQ(Send("POST", url, body(call, first)).status, 401);
+  EXPECT_EQ(
+      Send("POST", url, body(call, first), {{"Authorization", std::string("Bearer ") + kToken}})
+          .status,
+      401);
+  // Malformed: 400 with the reason, nothing stored.
+  for (const auto& [bad, reason] : std::vector<std::pair<std::string, std::string>>{
+           {"[]", "object"},
+           {R"({"run_id":"other","qi_id":"1.ab","steps":[]})", "run_id"},
+           {Json{{"run_id", call.run_id}, {"steps", first}}.dump(), "qi_id"},
+           {Json{{"run_id", call.run_id}, {"qi_id", "x"}, {"steps", first}}.dump(), "qi_id"},
+           {body(call, Json::object()), "steps"},
+           {body(call, Json::array({{{"id", "h1"}, {"op", "Sleep"}, {"name", "1s"}}})), "Sleep"},
+           {body(call, Json::array({{{"id", "h1"}, {"op", "StepRun"}}, {{"op", "StepRun"}}})),
+            "id"}}) {
+    Response r = Send("POST", url, bad, sdk);
+    EXPECT_EQ(r.status, 400) << bad << " " << r.body;
+    EXPECT_THAT(r.body, HasSubstr(reason)) << bad;
+  }
+  EXPECT_EQ(Send("POST", "/v1/checkpoint/..%2f/async", body(call, first), sdk).status, 400);
+  EXPECT_EQ(recorded(), 0u);
+
+  Response ok = Send("POST", url, body(call, first), sdk);
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  ASSERT_EQ(recorded(), 1u);
+  EXPECT_EQ(store_->GetSteps(call.run_id)->at(0).memo, Json({{"data", "A"}}));
+
+  // Another lease token (a call that lost its lease, or a made-up one): 409, nothing stored.
+  store::QueueItem stale = call;
+  stale.lease_token = "abcdef";
+  const Json second = Json::array({{{"id", "h2"}, {"op", "StepRun"}, {"data", "B"}}});
+  Response refused = Send("POST", url, body(stale, second), sdk);
+  EXPECT_EQ(refused.status, 409) << refused.body;
+  EXPECT_EQ(recorded(), 1u);
 }
 
 }  // namespace

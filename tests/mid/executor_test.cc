@@ -7,6 +7,7 @@
 
 #include "common/step_id.h"
 #include "common/ulid.h"
+#include "coordinator/executor/call.h"
 #include "tests/mid/harness.h"
 #include "tests/support/status_matchers.h"
 
@@ -223,6 +224,37 @@ TEST_F(ExecutorHarness, ARunGoesOnWithItsNextCallWithoutAClaim) {
 
 // A run started at its ingest (store::StartedCalls, as intake does with the executor's
 // reservation) is called at once with the state the ingest read: no claim, no load.
+// A call carries its leased queue item (ctx.qi_id), by which the host checkpoints the steps
+// it runs within the call. When the call's reply then records another step and the run goes
+// on in place, the next call carries the checkpointed step too: the executor's view of the
+// run lacks it, so it loads the run anew.
+TEST_F(ExecutorHarness, StepsCheckpointedDuringACallReachTheRunsNextCall) {
+  const std::string run = StartRun(kFunction);
+  transport_.HoldReply(StepRunReply("second", "B"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 1; }));
+  const Json ctx = transport_.Body(0)["ctx"];
+  EXPECT_EQ(ctx["fn_id"], kFunction);
+  auto item = executor::ParseQueueRef(ctx["qi_id"].get<std::string>(), run);
+  ASSERT_THAT(item, IsOk());
+  // The host ran "first" and checkpointed it (through whichever coordinator) before answering.
+  const int64_t now = UnixMillis(clock_.Now());
+  ASSERT_THAT(
+      store_->Checkpoint(
+          *item, {{HashStepId("first"), 0, "first", "completed", {{"data", "A"}}, 0}},
+          {{HashStepId("first"), "first", 0, "completed", nullptr, now, now}}, clock_.Now()),
+      IsOk());
+  transport_.Reply(SdkReply(200, R"("AB")"));
+  transport_.Release();
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+  ASSERT_EQ(transport_.calls(), 2);
+  EXPECT_EQ(transport_.Body(1)["steps"], Json({{HashStepId("first"), {{"data", "A"}}},
+                                               {HashStepId("second"), {{"data", "B"}}}}));
+  EXPECT_EQ(transport_.Body(1)["ctx"]["stack"]["stack"],
+            Json::array({HashStepId("first"), HashStepId("second")}));
+  EXPECT_EQ(queue_->claimed(), 1);  // the second call was made in place
+}
+
 TEST_F(ExecutorHarness, ARunStartedAtItsIngestIsCalledWithoutAClaim) {
   transport_.Reply(StepRunReply("first", "A"));
   transport_.Reply(SdkReply(200, R"({"sum":"A"})"));

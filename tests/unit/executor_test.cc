@@ -73,6 +73,63 @@ Flat FlatOf(const store::Transition& t) {
   return f;
 }
 
+// With checkpointing (the default) a call names its function and its leased queue item, which
+// turns the JS SDK's async checkpointing on; the reference parses back to the same item.
+TEST(BuildCall, OffersCheckpointingWithTheFunctionAndTheLeasedItem) {
+  auto state = MakeState();
+  store::QueueItem item{7, "01RUN", "step", 0, "0a1b2c"};
+  auto req = BuildCall(state, item, {}, TimePoint());
+  ASSERT_TRUE(req.ok()) << req.status().ToString();
+  Json body = Json::parse(req->body);
+  EXPECT_EQ(body["ctx"]["fn_id"], "app-fn");
+  EXPECT_EQ(body["ctx"]["qi_id"], "7.0a1b2c");
+  auto back = ParseQueueRef(body["ctx"]["qi_id"].get<std::string>(), "01RUN");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->id, 7);
+  EXPECT_EQ(back->lease_token, "0a1b2c");
+  EXPECT_EQ(back->run_id, "01RUN");
+  for (const char* bad : {"", "7", "7.", ".ab", "x.ab", "7.zz", "7.ab.cd", "-7.ab",
+                          "1234567890123456789.ab", "7.ab\n"}) {
+    EXPECT_EQ(ParseQueueRef(bad, "01RUN").status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_FALSE(ParseQueueRef("7." + std::string(65, 'a'), "01RUN").ok());
+}
+
+// A checkpoint holds steps the host ran: recorded as a 206's StepRun, with an attempt that
+// lasted as long as the host says; anything else in it is refused, naming it.
+TEST(CheckpointRecords, RecordsRanStepsAndRefusesOtherOps) {
+  auto ops = ParseOps(
+      R"([{"id":"h1","op":"StepRun","name":"first","data":{"v":1},"timing":{"a":1,"b":7000000}},
+          {"id":"h2","op":"StepRun","displayName":"second","data":null,"timing":{"b":-1}}])");
+  ASSERT_TRUE(ops.ok()) << ops.status().ToString();
+  const TimePoint now(std::chrono::seconds(100));
+  auto c = CheckpointRecords(*ops, now);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->steps.size(), 2u);
+  EXPECT_EQ(c->steps[0].step_id, "h1");
+  EXPECT_EQ(c->steps[0].name, "first");
+  EXPECT_EQ(c->steps[0].status, "completed");
+  EXPECT_EQ(c->steps[0].memo, Json({{"data", {{"v", 1}}}}));
+  EXPECT_EQ(c->steps[1].memo, Json({{"data", nullptr}}));
+  ASSERT_EQ(c->attempts.size(), 2u);
+  EXPECT_EQ(c->attempts[0].outcome, "completed");
+  EXPECT_EQ(c->attempts[0].ended_at_ms, 100'000);
+  EXPECT_EQ(c->attempts[0].started_at_ms, 100'000 - 7);
+  EXPECT_EQ(c->attempts[1].started_at_ms, 100'000);  // a negative duration is not believed
+
+  for (auto [other, named] :
+       {std::pair{R"([{"id":"h1","op":"StepRun"},{"id":"h2","op":"StepError","error":{}}])",
+                  "not StepError"},
+        std::pair{R"([{"id":"c","op":"RunComplete","data":1}])", "not RunComplete"},
+        std::pair{R"([{"id":"p","op":"StepPlanned"}])", "not StepPlanned"}}) {
+    auto refused = CheckpointRecords(*ParseOps(other), now);
+    ASSERT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << other;
+    EXPECT_NE(refused.status().message().find(named), std::string::npos)
+        << refused.status().message();
+  }
+  EXPECT_EQ(CheckpointRecords({}, now).status().code(), StatusCode::kInvalidArgument);
+}
+
 class TransitionTest : public ::testing::Test {
  protected:
   Flat Decide(Result<HttpResponse> reply, int attempt = 0, int retries = 2) {
@@ -89,8 +146,8 @@ class TransitionTest : public ::testing::Test {
 TEST(BuildCall, ProducesSignedCanonicalRequestWithoutFnId) {
   auto state = MakeState();
   store::QueueItem item{7, "01RUN", "step", 1, "tok"};
-  auto req =
-      BuildCall(state, item, {"signkey-test-abcd"}, TimePoint(std::chrono::seconds(1700000000)));
+  auto req = BuildCall(state, item, {"signkey-test-abcd", /*checkpointing=*/false},
+                       TimePoint(std::chrono::seconds(1700000000)));
   ASSERT_TRUE(req.ok()) << req.status().ToString();
   EXPECT_EQ(req->url, "http://127.0.0.1:3000/api?fnId=app-fn&stepId=step");
   Json body = Json::parse(req->body);

@@ -1,0 +1,79 @@
+// POST /v1/checkpoint/{run}/async: the JS SDK's async checkpointing (docs/protocol.md §4).
+// A call that carries ctx.fn_id and ctx.qi_id lets the SDK run the function's steps back to
+// back within it; after each step it posts the step here and goes on once it is recorded.
+#include <algorithm>
+#include <cctype>
+
+#include <spdlog/spdlog.h>
+
+#include "common/json_parse.h"
+#include "common/ops.h"
+#include "coordinator/api/api.h"
+#include "coordinator/executor/call.h"
+#include "coordinator/executor/transition.h"
+
+namespace funcky::api {
+
+using http::ErrorResponse;
+using http::JsonResponse;
+using http::Request;
+using http::Response;
+using store::Json;
+
+namespace {
+
+// The body's string field `key`; kInvalidArgument when it is missing or not a string.
+Result<std::string> StringField(const Json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
+    return InvalidArgument(std::string(key) + " must be a non-empty string");
+  }
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+Response Api::HandleCheckpoint(const Request& req) {
+  if (!SigningKeyAccepted(req)) {
+    return ErrorResponse(401, "unauthenticated", "invalid or missing signing key");
+  }
+  const std::string& run_id = req.param("id");
+  if (run_id.size() > 64 ||
+      !std::all_of(run_id.begin(), run_id.end(), [](char c) { return std::isalnum(c); })) {
+    return ErrorResponse(InvalidArgument("the URL does not name a run"));
+  }
+  // A host reply in all but name: held to the same limits.
+  auto body = ParseUntrustedJson(req.body, kHostReplyJsonLimits);
+  if (!body.ok()) return ErrorResponse(InvalidArgument("body: " + body.status().message()));
+  if (!body->is_object()) return ErrorResponse(InvalidArgument("body must be a JSON object"));
+  auto body_run = StringField(*body, "run_id");
+  if (!body_run.ok()) return ErrorResponse(body_run.status());
+  if (*body_run != run_id) {
+    return ErrorResponse(InvalidArgument("run_id does not match the run of the URL"));
+  }
+  auto ref = StringField(*body, "qi_id");
+  if (!ref.ok()) return ErrorResponse(ref.status());
+  auto item = executor::ParseQueueRef(*ref, run_id);
+  if (!item.ok()) return ErrorResponse(item.status());
+  auto steps = body->find("steps");
+  if (steps == body->end()) return ErrorResponse(InvalidArgument("steps must be an op list"));
+  auto ops = ParseOpList(*steps);
+  if (!ops.ok()) return ErrorResponse(InvalidArgument("steps: " + ops.status().message()));
+  const TimePoint now = clock_.Now();
+  auto records = executor::CheckpointRecords(*ops, now);
+  if (!records.ok()) return ErrorResponse(records.status());
+
+  Status recorded = stores_.queue.Checkpoint(*item, records->steps, records->attempts, now);
+  if (recorded.code() == StatusCode::kAborted) {
+    // A stale dispatch: the SDK stops running the function (another holder redoes the call).
+    spdlog::debug("run {}: checkpoint refused: {}", run_id, recorded.message());
+    return ErrorResponse(recorded);
+  }
+  if (!recorded.ok()) {
+    spdlog::warn("run {}: recording a checkpoint failed: {}", run_id, recorded.ToString());
+    return ErrorResponse(Unavailable("the checkpoint could not be recorded; try again"));
+  }
+  return JsonResponse(200, {{"status", 200}, {"steps", records->steps.size()}});
+}
+
+}  // namespace funcky::api

@@ -1,0 +1,70 @@
+// Compatibility: the inngest npm SDK's async checkpointing against a real coordinator. Calls
+// carry ctx.fn_id and ctx.qi_id, so the SDK runs steps back to back within one call and posts
+// each to POST /v1/checkpoint/{run}/async before it goes on; a failed step, a sleep and the
+// run's end still come back in the call's reply. A recording proxy between the SDK and the
+// coordinator shows what was posted.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Inngest } from 'inngest';
+import { serve } from 'inngest/node';
+import {
+  getJson, listen, recordingProxy, startCoordinator, stopAll, waitFor, workDir,
+} from './harness.mjs';
+
+after(stopAll);
+
+test('checkpointed steps are recorded once, survive a retried step and a sleep, in order', async () => {
+  const coordinator = await startCoordinator(workDir(),
+    ['--retry-schedule', '10ms', '--retry-jitter', '0s']);
+  const base = coordinator.base;
+  const toCoordinator = await recordingProxy(base);
+
+  const inngest = new Inngest({ id: 'cp-app', isDev: true, baseUrl: toCoordinator.url });
+  const ran = { a: 0, b: 0, c: 0 };
+  const calls = [];
+  const fn = inngest.createFunction(
+    { id: 'replicate', retries: 2, triggers: [{ event: 'cp/go' }] },
+    async ({ step }) => {
+      const a = await step.run('a', () => { ran.a++; return 1; });
+      const b = await step.run('b', () => {
+        ran.b++;
+        if (ran.b === 1) throw new Error('third party busy');
+        return a + 1;
+      });
+      await step.sleep('pause', '1s');
+      const c = await step.run('c', () => { ran.c++; return b + 1; });
+      return { a, b, c };
+    },
+  );
+  const handler = serve({ client: inngest, functions: [fn] });
+  const { port } = await listen((req, res) => {
+    if (req.method === 'POST') calls.push(req.url);
+    return handler(req, res);
+  });
+  const put = await fetch(`http://127.0.0.1:${port}/api/inngest`, { method: 'PUT' });
+  assert.equal(put.status, 200, await put.text());
+
+  const sent = await inngest.send({ name: 'cp/go', data: {} });
+  const runId = await waitFor(async () =>
+    (await getJson(`${base}/v1/events/${sent.ids[0]}`)).body.data.runs[0]?.id);
+  const run = await waitFor(async () => {
+    const r = await getJson(`${base}/v1/runs/${runId}`);
+    return ['completed', 'failed'].includes(r.body.data.status) ? r.body.data : null;
+  });
+  assert.equal(run.status, 'completed', JSON.stringify(run, null, 2) + coordinator.log());
+  assert.deepEqual(run.output, { a: 1, b: 2, c: 3 });
+  assert.deepEqual(run.steps.map((s) => [s.name, s.output]),
+    [['a', 1], ['b', 2], ['pause', null], ['c', 3]]);
+  // `a` ran once: the retry of the call was given its checkpointed record.
+  assert.deepEqual(ran, { a: 1, b: 2, c: 1 });
+
+  // a and c were checkpointed (b's retry answers as usual), each accepted.
+  const checkpoints = toCoordinator.exchanges.filter((e) => e.url.startsWith('/v1/checkpoint/'));
+  assert.deepEqual(checkpoints.map((e) => [e.url, e.status]),
+    [[`/v1/checkpoint/${runId}/async`, 200], [`/v1/checkpoint/${runId}/async`, 200]]);
+  assert.deepEqual(checkpoints.map((e) => JSON.parse(e.reqBody).steps.map((s) => s.op)),
+    [['StepRun'], ['StepRun']]);
+  // a + b's failure, b's retry, the sleep, c + the end: four calls where one a step would be
+  // seven.
+  assert.equal(calls.length, 4, `calls: ${calls.join(', ')}`);
+});
