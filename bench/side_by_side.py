@@ -318,7 +318,7 @@ class Bench:
             sent += n
 
     def throughput(self, name, store_args, host, event, runs=None, data=None, before=None,
-                   after=None, poll=0.02):
+                   after=None, poll=0.02, calls_per_run=3):
         """`runs` events in batches of 100: runs/s and calls/s, first POST to last run completed.
 
         `before(coord, api)` runs once the host has registered, before the timing, and
@@ -339,8 +339,8 @@ class Bench:
         calls = metrics.read()[1] - calls0
         rss, rss_now = rss_mb(coord.pid), rss_mb(coord.pid, "VmRSS")
         self.procs.stop_since(mark)  # the hosts, then the coordinator
-        if calls != 3 * runs:
-            print(f"{name}: {calls} calls for {runs} runs (3 each expected)")
+        if calls != calls_per_run * runs:
+            print(f"{name}: {calls} calls for {runs} runs ({calls_per_run} each expected)")
         return {"runs": runs, "runs_per_s": runs / elapsed, "calls_per_s": calls / elapsed,
                 "calls_per_run": calls / runs, "rss_mb": rss, "rss_now_mb": rss_now,
                 "coordinator_cpu_ms_per_call": 1000 * (cpu1[0] - cpu0[0]) / max(calls, 1),
@@ -372,8 +372,14 @@ class Bench:
         npm_host = lambda name, base, api: self.host(
             name, [NODE, os.path.join(BENCH, "node", "npm_host.mjs"), base], api,
             "bench-npm-two-steps")
+        # As the SDK comes (async checkpointing: both steps within one call, each posted to
+        # the coordinator), and one call per step.
         self.r["npm"] = self.throughput("pg-npm", ["serve", "--db", self.pg.database("f_npm")],
-                                        npm_host, "bench/npm")
+                                        npm_host, "bench/npm", calls_per_run=1)
+        self.r["npm_per_step"] = self.throughput(
+            "pg-npm-per-step",
+            ["serve", "--db", self.pg.database("f_npm_per_step"), "--sdk-checkpointing=false"],
+            npm_host, "bench/npm")
 
     def phase_graphile(self):
         self.r["graphile"] = self.node("graphile.mjs", self.pg.database("gw"), 3 * self.a.runs,
@@ -607,9 +613,13 @@ class Bench:
         rows = []
         for key, label in (("pg", "Funcky `serve` (PostgreSQL) + C++ hello host"),
                            ("sqlite", "Funcky `dev` (SQLite) + C++ hello host"),
-                           ("npm", "Funcky `serve` (PostgreSQL) + `inngest` npm SDK host")):
+                           ("npm", "Funcky `serve` (PostgreSQL) + `inngest` npm SDK host, "
+                                   "checkpointing (the SDK's default)"),
+                           ("npm_per_step", "Funcky `serve` (PostgreSQL) + `inngest` npm SDK "
+                                            "host, `--sdk-checkpointing=false`")):
             if key in r:
-                rows.append((label, f"{a.runs:,} runs, 2 steps = 3 calls",
+                rows.append((label, f"{a.runs:,} runs, 2 steps = "
+                                    f"{fmt(g(key, 'calls_per_run'), '{:.2g}')} call(s) each",
                              f"{fmt(g(key, 'runs_per_s'))} runs/s, {fmt(g(key, 'calls_per_s'))} calls/s"
                              f"; RSS {fmt(g(key, 'rss_mb'))} MB; CPU per call: coordinator "
                              f"{fmt(g(key, 'coordinator_cpu_ms_per_call'), '{:.2f}')} ms, host "
