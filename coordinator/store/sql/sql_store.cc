@@ -158,16 +158,23 @@ void SetLaneHead(Tx& tx, const std::string& function_id, const std::string& key,
       {function_id, key, run_id, now_ms, due_ms});
 }
 
-// Makes `run_id` the head of lane (function_id, key), locked by the caller, and gives it
-// its first call (EnqueueFirstCall); its head_timeout counts from when that call is due.
-// The run's priority applies only now: a lane's order is never changed by it.
+// Makes `run_id`, whose start slot and priority are `slot` and `priority_s`, the head of lane
+// (function_id, key), locked by the caller, and gives it its first call (EnqueueFirstCall);
+// its head_timeout counts from when that call is due. The run's priority applies only now: a
+// lane's order is never changed by it.
+void TakeHead(Tx& tx, const std::string& function_id, const std::string& key,
+              const std::string& run_id, std::optional<int64_t> slot, int64_t priority_s,
+              int64_t now_ms) {
+  const int64_t due_ms = EnqueueFirstCall(tx, run_id, slot, priority_s, now_ms);
+  SetLaneHead(tx, function_id, key, run_id, now_ms, due_ms);
+}
+
+// TakeHead for a run whose slot and priority are read from its row.
 void TakeHead(Tx& tx, const std::string& function_id, const std::string& key,
               const std::string& run_id, int64_t now_ms) {
   Rows r = tx.Query("SELECT throttle_slot_ms, priority_s FROM runs WHERE id = $1", {run_id});
-  const std::optional<int64_t> slot = r.empty() ? std::nullopt : r[0].OptInt(0);
-  const int64_t priority_s = r.empty() ? 0 : r[0].Int(1);
-  const int64_t due_ms = EnqueueFirstCall(tx, run_id, slot, priority_s, now_ms);
-  SetLaneHead(tx, function_id, key, run_id, now_ms, due_ms);
+  TakeHead(tx, function_id, key, run_id, r.empty() ? std::nullopt : r[0].OptInt(0),
+           r.empty() ? 0 : r[0].Int(1), now_ms);
 }
 
 // A sequence lane (locked by the caller) that has no head chooses one:
@@ -253,15 +260,15 @@ bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
     return true;
   }
   Rows next = tx.Query(
-      "SELECT id FROM runs WHERE function_id = $1 AND lane_key = $2 AND lane_seq > $3 "
-      "AND status = 'queued' ORDER BY lane_seq LIMIT 1",
+      "SELECT id, throttle_slot_ms, priority_s FROM runs WHERE function_id = $1 "
+      "AND lane_key = $2 AND lane_seq > $3 AND status = 'queued' ORDER BY lane_seq LIMIT 1",
       {function_id, key, head_seq});
   if (next.empty()) {
     tx.Exec("DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth <= 0",
             {function_id, key});
     return true;
   }
-  TakeHead(tx, function_id, key, next[0].Text(0), now_ms);
+  TakeHead(tx, function_id, key, next[0].Text(0), next[0].OptInt(1), next[0].Int(2), now_ms);
   return true;
 }
 
@@ -360,46 +367,59 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
   }
   // A start time (cron jitter) is kept in the same column: the first call waits for the later.
   if (run.start_at_ms) slot = std::max(slot.value_or(*run.start_at_ms), *run.start_at_ms);
+  // A lane's run takes the next place in it first, so its row is written once with it; in
+  // acceptance order the run starts now only if the lane was free, in a sequence lane when it
+  // is the one head selection picks.
+  std::optional<int64_t> lane_seq;
+  bool lane_free = false;
+  if (run.lane_key) {
+    Rows lane = tx.Query(
+        "UPDATE lanes SET next_seq = next_seq + 1, depth = depth + 1 "
+        "WHERE function_id = $1 AND key = $2 RETURNING next_seq, head_run_id",
+        {run.function_id, *run.lane_key});
+    if (lane.empty()) throw std::logic_error("lane of run " + run.run_id + " not locked");
+    lane_seq = lane[0].Int(0);
+    lane_free = lane[0].Null(1);
+  }
+  // A free lane's head at once, due now: running, its first call leased to the ingesting
+  // coordinator.
+  const bool start_now = lane_free && !sequenced && start_here && !slot && run.priority_s == 0;
   if (tx.Exec("INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
               "created_at_ms, lane_number, throttle_slot_ms, throttle_key, throttle_interval_us, "
-              "throttle_burst, concurrency_key2, priority_s) "
-              "VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+              "throttle_burst, concurrency_key2, priority_s, lane_seq, started_at_ms) "
+              "VALUES ($1, $2, $3, $14, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16) "
               "ON CONFLICT DO NOTHING",
               {run.run_id, run.function_id, event_id, run.lane_key, run.concurrency_key, now_ms,
                number, slot, throttle_key, throttle_interval_us, throttle_burst,
-               run.concurrency_key2, run.priority_s}) == 0) {
+               run.concurrency_key2, run.priority_s, start_now ? kRunning : kQueued, lane_seq,
+               start_now ? std::optional<int64_t>(now_ms) : std::nullopt}) == 0) {
+    if (run.lane_key) {  // stored already: its place is given back (the lane is locked)
+      tx.Exec(
+          "UPDATE lanes SET next_seq = next_seq - 1, depth = depth - 1 "
+          "WHERE function_id = $1 AND key = $2",
+          {run.function_id, *run.lane_key});
+    }
     return false;
   }
   if (!run.lane_key) {
     EnqueueFirstCall(tx, run.run_id, slot, run.priority_s, now_ms);
     return true;
   }
-  // Take the next place in the lane; in acceptance order the run starts now only if the
-  // lane was free, in a sequence lane when it is the one head selection picks.
-  Rows lane = tx.Query(
-      "UPDATE lanes SET next_seq = next_seq + 1, depth = depth + 1 "
-      "WHERE function_id = $1 AND key = $2 RETURNING next_seq, head_run_id",
-      {run.function_id, *run.lane_key});
-  if (lane.empty()) throw std::logic_error("lane of run " + run.run_id + " not locked");
-  tx.Exec("UPDATE runs SET lane_seq = $2 WHERE id = $1", {run.run_id, lane[0].Int(0)});
-  if (!lane[0].Null(1)) return true;  // behind the head
+  if (!lane_free) return true;  // behind the head
   if (sequenced) {
     SelectSequenceHead(tx, run.function_id, *run.lane_key, now_ms);
-  } else if (start_here && !slot && run.priority_s == 0) {
-    // The head at once, due now: its first call leased to the ingesting coordinator.
+  } else if (start_now) {
     Rows item = tx.Query(
         "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, function_id, "
         "concurrency_key, concurrency_key2, lease_token, claims) SELECT $1, $2, 0, $3, $4, "
         "function_id, concurrency_key, concurrency_key2, $5, 1 FROM runs WHERE id = $1 "
         "RETURNING id",
         {run.run_id, kDiscoveryStepId, now_ms + start_here->lease_ms, now_ms, start_here->token});
-    tx.Exec("UPDATE runs SET status = 'running', started_at_ms = $2 WHERE id = $1",
-            {run.run_id, now_ms});
     SetLaneHead(tx, run.function_id, *run.lane_key, run.run_id, now_ms, now_ms);
     start_here->item =
         QueueItem{item[0].Int(0), run.run_id, std::string(kDiscoveryStepId), 0, start_here->token};
   } else {
-    TakeHead(tx, run.function_id, *run.lane_key, run.run_id, now_ms);
+    TakeHead(tx, run.function_id, *run.lane_key, run.run_id, slot, run.priority_s, now_ms);
   }
   return true;
 }
