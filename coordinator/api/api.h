@@ -101,6 +101,8 @@ class Api {
   // Checks a register body (docs/protocol.md §2.1) and stores the app and its functions.
   Result<SyncOutcome> SyncApp(const store::Json& body);
   bool EventKeyAccepted(std::string_view key) const;
+  // HandleCheckpoint's answer, before it is counted.
+  http::Response AnswerCheckpoint(const http::Request& req);
   // Whether an SDK's request proves the signing key (or its fallback) with its bearer token,
   // as /fn/register and checkpoints must; true when no signing key is set.
   bool SigningKeyAccepted(const http::Request& req) const;

@@ -34,6 +34,16 @@ Result<std::string> StringField(const Json& body, const char* key) {
 }  // namespace
 
 Response Api::HandleCheckpoint(const Request& req) {
+  Response r = AnswerCheckpoint(req);
+  metrics_.CheckpointAnswered(r.status == 200   ? "recorded"
+                              : r.status == 409 ? "stale"
+                              : r.status == 401 ? "unauthenticated"
+                              : r.status < 500  ? "invalid"
+                                                : "failed");
+  return r;
+}
+
+Response Api::AnswerCheckpoint(const Request& req) {
   if (!SigningKeyAccepted(req)) {
     return ErrorResponse(401, "unauthenticated", "invalid or missing signing key");
   }

@@ -70,6 +70,13 @@ struct Metrics::Impl {
           .Name("funcky_event_to_first_call_seconds")
           .Help("From a run's creation (its event accepted) to its first call, by function")
           .Register(registry);
+  prom::Family<prom::Counter>& checkpoints =
+      prom::BuildCounter()
+          .Name("funcky_checkpoints_total")
+          .Help(
+              "Hosts' checkpoints of calls in flight, by outcome (recorded, stale, invalid, "
+              "unauthenticated, failed)")
+          .Register(registry);
   prom::Family<prom::Counter>& leases_lost =
       prom::BuildCounter()
           .Name("funcky_leases_lost_total")
@@ -160,6 +167,10 @@ void Metrics::EventsDuplicate(int64_t n) {
 }
 void Metrics::RunsStarted(int64_t n) {
   impl_->runs_started.Add({}).Increment(static_cast<double>(n));
+}
+
+void Metrics::CheckpointAnswered(std::string_view outcome) {
+  impl_->checkpoints.Add({{"outcome", std::string(outcome)}}).Increment();
 }
 
 void Metrics::CallEnded(const std::string& function_id, std::string_view outcome,

@@ -26,6 +26,10 @@ class Metrics : public executor::ExecutorObserver {
   void EventsAccepted(int64_t n);
   void EventsDuplicate(int64_t n);
   void RunsStarted(int64_t n);
+  // A host's checkpoint (POST /v1/checkpoint/{run}/async) was answered: `outcome` is
+  // "recorded", "stale" (409: the call lost its lease or its run ended), "invalid" (400),
+  // "unauthenticated" (401) or "failed" (the store could not record it).
+  void CheckpointAnswered(std::string_view outcome);
 
   // executor::ExecutorObserver
   void CallEnded(const std::string& function_id, std::string_view outcome,

@@ -215,6 +215,15 @@ TEST_F(ApiThroughRouter, ACheckpointRecordsTheStepsOfALeasedCallAndRefusesAStale
   Response refused = Send("POST", url, body(stale, second), sdk);
   EXPECT_EQ(refused.status, 409) << refused.body;
   EXPECT_EQ(recorded(), 1u);
+
+  // Each answer is counted by its outcome.
+  const std::string metrics = metrics_.Render(std::nullopt, 0);
+  for (const char* line : {"funcky_checkpoints_total{outcome=\"recorded\"} 1",
+                           "funcky_checkpoints_total{outcome=\"stale\"} 1",
+                           "funcky_checkpoints_total{outcome=\"invalid\"} 8",
+                           "funcky_checkpoints_total{outcome=\"unauthenticated\"} 2"}) {
+    EXPECT_THAT(metrics, HasSubstr(line));
+  }
 }
 
 }  // namespace
