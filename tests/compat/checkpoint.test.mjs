@@ -1,8 +1,9 @@
 // Compatibility: the inngest npm SDK's async checkpointing against a real coordinator. Calls
 // carry ctx.fn_id and ctx.qi_id, so the SDK runs steps back to back within one call and posts
 // each to POST /v1/checkpoint/{run}/async before it goes on; a failed step, a sleep and the
-// run's end still come back in the call's reply. A recording proxy between the SDK and the
-// coordinator shows what was posted.
+// run's end still come back in the call's reply; a coordinator killed mid-call loses none of
+// the checkpointed steps, and the killed call's late checkpoint is refused. A recording proxy
+// between the SDK and the coordinator shows what was posted.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Inngest } from 'inngest';
@@ -67,4 +68,65 @@ test('checkpointed steps are recorded once, survive a retried step and a sleep, 
   // a + b's failure, b's retry, the sleep, c + the end: four calls where one a step would be
   // seven.
   assert.equal(calls.length, 4, `calls: ${calls.join(', ')}`);
+});
+
+test('a coordinator killed during a checkpointing call: the step checkpointed before stays, the cut-off step is made again, the stale call is refused', async () => {
+  const coordinator = await startCoordinator(workDir(), ['--lease', '1s']);
+  const base = coordinator.base;
+  const toCoordinator = await recordingProxy(base);
+
+  const inngest = new Inngest({ id: 'cp-kill-app', isDev: true, baseUrl: toCoordinator.url });
+  const ran = { a: 0, b: 0 };
+  let release;
+  const gate = new Promise((resolve) => { release = resolve; });
+  const calls = [];
+  const fn = inngest.createFunction(
+    { id: 'cut-off', triggers: [{ event: 'cp/kill' }] },
+    async ({ step }) => {
+      const a = await step.run('a', () => { ran.a++; return `A${ran.a}`; });
+      const b = await step.run('b', async () => {
+        const mine = ++ran.b;
+        if (mine === 1) await gate; // the first call's b outlives its coordinator
+        return `B${mine}`;
+      });
+      return { a, b };
+    },
+  );
+  const handler = serve({ client: inngest, functions: [fn] });
+  const { port } = await listen((req, res) => {
+    if (req.method === 'POST') calls.push(req.url);
+    return handler(req, res);
+  });
+  const put = await fetch(`http://127.0.0.1:${port}/api/inngest`, { method: 'PUT' });
+  assert.equal(put.status, 200, await put.text());
+
+  const sent = await inngest.send({ name: 'cp/kill', data: {} });
+  const runId = await waitFor(async () =>
+    (await getJson(`${base}/v1/events/${sent.ids[0]}`)).body.data.runs[0]?.id);
+  // `a` is checkpointed and `b` runs in the first call: kill its coordinator, start another
+  // on the same database and port. It makes the call again once the lease expired.
+  await waitFor(async () => ran.b === 1 &&
+    (await getJson(`${base}/v1/runs/${runId}`)).body.data.steps.length === 1);
+  coordinator.kill9();
+  await coordinator.restart();
+  const run = await waitFor(async () => {
+    const r = await getJson(`${base}/v1/runs/${runId}`);
+    return ['completed', 'failed'].includes(r.body.data.status) ? r.body.data : null;
+  });
+  assert.equal(run.status, 'completed', JSON.stringify(run, null, 2) + coordinator.log());
+  assert.equal(calls.length, 2, `calls: ${calls.join(', ')}`);
+  // The second call was given a's record (a ran once) and made b again.
+  assert.deepEqual(run.output, { a: 'A1', b: 'B2' });
+  assert.deepEqual(run.steps.map((s) => [s.name, s.output]), [['a', 'A1'], ['b', 'B2']]);
+  assert.deepEqual(ran, { a: 1, b: 2 });
+
+  // The first call's b ends now: its checkpoint names a lease that is gone, 409, and the SDK
+  // stops there; nothing of it is recorded.
+  release();
+  const stale = await waitFor(() => toCoordinator.exchanges.find((e) =>
+    e.url.startsWith('/v1/checkpoint/') && JSON.parse(e.reqBody).steps[0].data === 'B1'));
+  assert.equal(stale.status, 409, stale.resBody);
+  const after = (await getJson(`${base}/v1/runs/${runId}`)).body.data;
+  assert.deepEqual(after.steps.map((s) => [s.name, s.output]), [['a', 'A1'], ['b', 'B2']]);
+  assert.deepEqual(after.output, { a: 'A1', b: 'B2' });
 });
