@@ -1,4 +1,4 @@
-// POST /v1/checkpoint/{run}/async: the JS SDK's async checkpointing (docs/protocol.md §4).
+// POST /v1/checkpoint/{run}/async: the JS SDK's async checkpointing (docs/protocol.md §5.6).
 // A call that carries ctx.fn_id and ctx.qi_id lets the SDK run the function's steps back to
 // back within it; after each step it posts the step here and goes on once it is recorded.
 #include <algorithm>
@@ -31,6 +31,14 @@ Result<std::string> StringField(const Json& body, const char* key) {
   return it->get<std::string>();
 }
 
+// Whether `id` may be a run id (a ULID): at most 64 letters and digits, so no other text
+// from a URL reaches the store or the log.
+bool MayBeRunId(std::string_view id) {
+  return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0;
+  });
+}
+
 }  // namespace
 
 Response Api::HandleCheckpoint(const Request& req) {
@@ -48,10 +56,7 @@ Response Api::AnswerCheckpoint(const Request& req) {
     return ErrorResponse(401, "unauthenticated", "invalid or missing signing key");
   }
   const std::string& run_id = req.param("id");
-  if (run_id.size() > 64 ||
-      !std::all_of(run_id.begin(), run_id.end(), [](char c) { return std::isalnum(c); })) {
-    return ErrorResponse(InvalidArgument("the URL does not name a run"));
-  }
+  if (!MayBeRunId(run_id)) return ErrorResponse(InvalidArgument("the URL does not name a run"));
   // A host reply in all but name: held to the same limits.
   auto body = ParseUntrustedJson(req.body, kHostReplyJsonLimits);
   if (!body.ok()) return ErrorResponse(InvalidArgument("body: " + body.status().message()));

@@ -18,7 +18,7 @@ int FunctionRetries(const store::Json& config);
 
 struct CallOptions {
   std::string signing_key;  // empty: calls are not signed (dev mode)
-  // Offer hosts async checkpointing (docs/protocol.md §4): a call carries ctx.fn_id and
+  // Offer hosts async checkpointing (docs/protocol.md §5.6): a call carries ctx.fn_id and
   // ctx.qi_id, so the JS SDK runs the function's steps back to back within the call and
   // reports each to POST /v1/checkpoint/{run}/async before it answers.
   bool checkpointing = true;

@@ -36,7 +36,7 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
                                    const CallOutcome& outcome, const scheduler::RetryPolicy& policy,
                                    std::mt19937_64& rng);
 
-// What a host's async checkpoint of a call in flight records (docs/protocol.md §4): each op
+// What a host's async checkpoint of a call in flight records (docs/protocol.md §5.6): each op
 // is a step the host ran within the call, recorded as a 206 records it (StepRun memoizes
 // {"data":…}, a legacy Step its data as is), with a completed attempt that ended `now` and
 // lasted as long as the host says (Op::timing), else no time. The attempts' `attempt` is

@@ -559,7 +559,7 @@ class QueueStore {
   // kAborted when the lease was lost to another claimer.
   virtual Status RenewLease(const QueueItem& item, TimePoint until) = 0;
   // Records steps a host ran within the call of `item`, still in flight, and reported before
-  // answering (the JS SDK's async checkpointing, docs/protocol.md §4): `steps` and their
+  // answering (the JS SDK's async checkpointing, docs/protocol.md §5.6): `steps` and their
   // `attempts` are written only while `item` is leased under its token and its run goes on;
   // a step already recorded keeps its first record; each attempt's `attempt` becomes the
   // item's. The item stays leased. kAborted (nothing
