@@ -2,8 +2,9 @@
 // carry ctx.fn_id and ctx.qi_id, so the SDK runs steps back to back within one call and posts
 // each to POST /v1/checkpoint/{run}/async before it goes on; a failed step, a sleep and the
 // run's end still come back in the call's reply; a coordinator killed mid-call loses none of
-// the checkpointed steps, and the killed call's late checkpoint is refused. A recording proxy
-// between the SDK and the coordinator shows what was posted.
+// the checkpointed steps, and the killed call's late checkpoint is refused; checkpoints that
+// cannot reach the coordinator cost time, not runs. A recording proxy between the SDK and the
+// coordinator shows what was posted.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Inngest } from 'inngest';
@@ -129,4 +130,55 @@ test('a coordinator killed during a checkpointing call: the step checkpointed be
   const after = (await getJson(`${base}/v1/runs/${runId}`)).body.data;
   assert.deepEqual(after.steps.map((s) => [s.name, s.output]), [['a', 'A1'], ['b', 'B2']]);
   assert.deepEqual(after.output, { a: 'A1', b: 'B2' });
+});
+
+test('checkpoints that cannot reach the coordinator: the SDK falls back to one call a step and the run completes', async () => {
+  const coordinator = await startCoordinator(workDir());
+  const base = coordinator.base;
+  // The SDK's API base URL passes everything on but its checkpoints (a proxy that does not
+  // route /v1/checkpoint/, or an SDK pointed at the wrong place).
+  const toCoordinator = await recordingProxy(base, {
+    refuse: (method, url) => (url.startsWith('/v1/checkpoint/') ? 503 : undefined),
+  });
+  const inngest = new Inngest({ id: 'cp-lost-app', isDev: true, baseUrl: toCoordinator.url });
+  const ran = { a: 0, b: 0 };
+  const calls = [];
+  const fn = inngest.createFunction(
+    { id: 'two-steps', triggers: [{ event: 'cp/lost' }] },
+    async ({ step }) => {
+      const a = await step.run('a', () => { ran.a++; return 'A'; });
+      const b = await step.run('b', () => { ran.b++; return a + 'B'; });
+      return { b };
+    },
+  );
+  const handler = serve({ client: inngest, functions: [fn] });
+  const { port } = await listen((req, res) => {
+    if (req.method === 'POST') calls.push(req.url);
+    return handler(req, res);
+  });
+  const put = await fetch(`http://127.0.0.1:${port}/api/inngest`, { method: 'PUT' });
+  assert.equal(put.status, 200, await put.text());
+
+  const started = Date.now();
+  const sent = await inngest.send({ name: 'cp/lost', data: {} });
+  const runId = await waitFor(async () =>
+    (await getJson(`${base}/v1/events/${sent.ids[0]}`)).body.data.runs[0]?.id);
+  const run = await waitFor(async () => {
+    const r = await getJson(`${base}/v1/runs/${runId}`);
+    return ['completed', 'failed'].includes(r.body.data.status) ? r.body.data : null;
+  });
+  const took = Date.now() - started;
+  assert.equal(run.status, 'completed', JSON.stringify(run, null, 2) + coordinator.log());
+  assert.deepEqual(run.output, { b: 'AB' });
+  assert.deepEqual(run.steps.map((s) => [s.name, s.output]), [['a', 'A'], ['b', 'AB']]);
+  assert.deepEqual(ran, { a: 1, b: 1 });
+  // Each step's checkpoint was tried five times, then the step came back in the call's reply:
+  // a call a step and one for the end, and the tries' backoff (about 1.5 s a step).
+  const tries = toCoordinator.exchanges.filter((e) => e.url.startsWith('/v1/checkpoint/'));
+  assert.equal(tries.length, 10);
+  assert.equal(calls.length, 3, `calls: ${calls.join(', ')}`);
+  assert.ok(took >= 3000, `took ${took} ms`);
+  // Nothing reached the coordinator's checkpoint endpoint.
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  assert.doesNotMatch(metrics, /funcky_checkpoints_total\{/);
 });

@@ -101,14 +101,23 @@ export function listen(handler) {
 }
 
 // A reverse proxy to `target` (http://host:port) that records every exchange:
-// {method, url, reqBody, status, resBody}.
-export async function recordingProxy(target) {
+// {method, url, reqBody, status, resBody}. A request for which `refuse(method, url)` gives a
+// status is answered with it (an empty body) instead of being passed on.
+export async function recordingProxy(target, { refuse = () => undefined } = {}) {
   const exchanges = [];
   const { port } = await listen((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       const reqBody = Buffer.concat(chunks);
+      const refused = refuse(req.method, req.url);
+      if (refused) {
+        exchanges.push({ method: req.method, url: req.url, reqBody: reqBody.toString(),
+          status: refused, resBody: '' });
+        res.writeHead(refused);
+        res.end();
+        return;
+      }
       const up = httpRequest(target + req.url, { method: req.method, headers: req.headers }, (r) => {
         const out = [];
         r.on('data', (c) => out.push(c));
