@@ -78,7 +78,8 @@ Response Api::AnswerCheckpoint(const Request& req) {
   auto records = executor::CheckpointRecords(*ops, now);
   if (!records.ok()) return ErrorResponse(records.status());
 
-  Status recorded = stores_.queue.Checkpoint(*item, records->steps, records->attempts, now);
+  auto function_id = stores_.queue.Checkpoint(*item, records->steps, records->attempts, now);
+  const Status& recorded = function_id.status();
   if (recorded.code() == StatusCode::kAborted) {
     // A stale dispatch: the SDK stops running the function (another holder redoes the call).
     spdlog::debug("run {}: checkpoint refused: {}", run_id, recorded.message());
@@ -87,6 +88,10 @@ Response Api::AnswerCheckpoint(const Request& req) {
   if (!recorded.ok()) {
     spdlog::warn("run {}: recording a checkpoint failed: {}", run_id, recorded.ToString());
     return ErrorResponse(Unavailable("the checkpoint could not be recorded; try again"));
+  }
+  // The steps' durations count as those of steps a call recorded do.
+  for (const store::AttemptRecord& a : records->attempts) {
+    metrics_.StepAttempt(*function_id, std::chrono::milliseconds(a.ended_at_ms - a.started_at_ms));
   }
   return JsonResponse(200, {{"status", 200}, {"steps", records->steps.size()}});
 }

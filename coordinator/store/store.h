@@ -562,10 +562,12 @@ class QueueStore {
   // answering (the JS SDK's async checkpointing, docs/protocol.md §5.6): `steps` and their
   // `attempts` are written only while `item` is leased under its token and its run goes on;
   // a step already recorded keeps its first record; each attempt's `attempt` becomes the
-  // item's. The item stays leased. kAborted (nothing
+  // item's. The item stays leased. Returns the run's function id; kAborted (nothing
   // written) when the lease was lost or the run ended: the call is stale.
-  virtual Status Checkpoint(const QueueItem& item, const std::vector<StepRecord>& steps,
-                            const std::vector<AttemptRecord>& attempts, TimePoint now) = 0;
+  virtual Result<std::string> Checkpoint(const QueueItem& item,
+                                         const std::vector<StepRecord>& steps,
+                                         const std::vector<AttemptRecord>& attempts,
+                                         TimePoint now) = 0;
   // Gives up the leases of `items` (a coordinator stopping with calls unfinished): each is
   // visible to every claimer at `now`, its attempt unchanged. Items whose lease was lost
   // are left alone.

@@ -216,12 +216,14 @@ TEST_F(ApiThroughRouter, ACheckpointRecordsTheStepsOfALeasedCallAndRefusesAStale
   EXPECT_EQ(refused.status, 409) << refused.body;
   EXPECT_EQ(recorded(), 1u);
 
-  // Each answer is counted by its outcome.
+  // Each answer is counted by its outcome, and the recorded step's duration like a call's.
   const std::string metrics = metrics_.Render(std::nullopt, 0);
   for (const char* line : {"funcky_checkpoints_total{outcome=\"recorded\"} 1",
                            "funcky_checkpoints_total{outcome=\"stale\"} 1",
                            "funcky_checkpoints_total{outcome=\"invalid\"} 8",
-                           "funcky_checkpoints_total{outcome=\"unauthenticated\"} 2"}) {
+                           "funcky_checkpoints_total{outcome=\"unauthenticated\"} 2",
+                           // the recorded step's duration, as for steps a call recorded
+                           "funcky_step_duration_seconds_count{function=\"app-fn\"} 1"}) {
     EXPECT_THAT(metrics, HasSubstr(line));
   }
 }

@@ -108,8 +108,10 @@ class FailingQueue final : public store::QueueStore {
                                                       const store::Transition& t, TimePoint now,
                                                       std::chrono::milliseconds lease) override;
   Status RenewLease(const store::QueueItem& item, TimePoint until) override;
-  Status Checkpoint(const store::QueueItem& item, const std::vector<store::StepRecord>& steps,
-                    const std::vector<store::AttemptRecord>& attempts, TimePoint now) override;
+  Result<std::string> Checkpoint(const store::QueueItem& item,
+                                 const std::vector<store::StepRecord>& steps,
+                                 const std::vector<store::AttemptRecord>& attempts,
+                                 TimePoint now) override;
   Status ReleaseLeases(const std::vector<store::QueueItem>& items, TimePoint now) override;
   Result<int64_t> QueueDepth() override;
   Result<store::QueueStats> GetQueueStats(TimePoint now) override;

@@ -712,7 +712,9 @@ TEST_P(StoreConformance, ACheckpointRecordsStepsWhileItsCallHoldsTheLease) {
     const int64_t now = UnixMillis(clock_.Now());
     return AttemptRecord{id, id, 0, "completed", nullptr, now - 5, now};
   };
-  ASSERT_THAT(store_->Checkpoint(call, {step("a", 1)}, {attempt("a")}, clock_.Now()), IsOk());
+  auto function_id = store_->Checkpoint(call, {step("a", 1)}, {attempt("a")}, clock_.Now());
+  ASSERT_THAT(function_id, IsOk());
+  EXPECT_EQ(*function_id, "app-plain");
   clock_.Advance(1s);
   // "a" again (a repeated checkpoint) keeps its first record.
   ASSERT_THAT(store_->Checkpoint(call, {step("a", 9), step("b", 2)}, {attempt("b")}, clock_.Now()),
@@ -732,7 +734,7 @@ TEST_P(StoreConformance, ACheckpointRecordsStepsWhileItsCallHoldsTheLease) {
   ASSERT_THAT(End(call), IsOk());
   EXPECT_EQ(RunStatus(run), kCompleted);
   // Its run ended: refused.
-  EXPECT_EQ(store_->Checkpoint(call, {step("c", 3)}, {attempt("c")}, clock_.Now()).code(),
+  EXPECT_EQ(store_->Checkpoint(call, {step("c", 3)}, {attempt("c")}, clock_.Now()).status().code(),
             StatusCode::kAborted);
 
   // A retried call's checkpoint records the attempt it is.
@@ -757,16 +759,18 @@ TEST_P(StoreConformance, ACheckpointRecordsStepsWhileItsCallHoldsTheLease) {
   clock_.Advance(31s);
   items = Claim();
   ASSERT_EQ(items.size(), 1u);
-  EXPECT_EQ(store_->Checkpoint(stale, {step("z", 0)}, {attempt("z")}, clock_.Now()).code(),
+  EXPECT_EQ(store_->Checkpoint(stale, {step("z", 0)}, {attempt("z")}, clock_.Now()).status().code(),
             StatusCode::kAborted);
   QueueItem forged = items[0];
   forged.lease_token = "00";
-  EXPECT_EQ(store_->Checkpoint(forged, {step("z", 0)}, {attempt("z")}, clock_.Now()).code(),
-            StatusCode::kAborted);
+  EXPECT_EQ(
+      store_->Checkpoint(forged, {step("z", 0)}, {attempt("z")}, clock_.Now()).status().code(),
+      StatusCode::kAborted);
   QueueItem elsewhere = items[0];
   elsewhere.run_id = run;
-  EXPECT_EQ(store_->Checkpoint(elsewhere, {step("z", 0)}, {attempt("z")}, clock_.Now()).code(),
-            StatusCode::kAborted);
+  EXPECT_EQ(
+      store_->Checkpoint(elsewhere, {step("z", 0)}, {attempt("z")}, clock_.Now()).status().code(),
+      StatusCode::kAborted);
   steps = store_->GetSteps(retried);
   ASSERT_THAT(steps, IsOk());
   ASSERT_EQ(steps->size(), 1u);

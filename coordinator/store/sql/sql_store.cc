@@ -1335,28 +1335,33 @@ Status SqlStore::RenewLease(const QueueItem& item, TimePoint until) {
   });
 }
 
-Status SqlStore::Checkpoint(const QueueItem& item, const std::vector<StepRecord>& steps,
-                            const std::vector<AttemptRecord>& attempts, TimePoint now) {
+Result<std::string> SqlStore::Checkpoint(const QueueItem& item,
+                                         const std::vector<StepRecord>& steps,
+                                         const std::vector<AttemptRecord>& attempts,
+                                         TimePoint now) {
   const int64_t now_ms = UnixMillis(now);
-  return InGroup(item.run_id + "/" + std::to_string(item.id), Piece::kApply, [&](Tx& tx) -> Status {
-    // Locked in ApplyBody's order, the item first: the lease decides, then the
-    // run's row, which orders the steps' inserts of its concurrent calls.
-    Rows held = tx.Query(
-        "SELECT attempt FROM queue WHERE id = $1 AND lease_token = $2 AND "
-        "run_id = $3 {FOR UPDATE}",
-        {item.id, item.lease_token, item.run_id});
-    if (held.empty()) {
-      return Aborted("the call of run " + item.run_id + " no longer holds its lease");
-    }
-    Rows run = tx.Query("SELECT status FROM runs WHERE id = $1 {FOR UPDATE}", {item.run_id});
-    if (run.empty() || IsTerminalStatus(run[0].Text(0)) || run[0].Text(0) == kBlocked) {
-      return Aborted("run " + item.run_id + " has ended");
-    }
-    std::vector<AttemptRecord> of_call = attempts;
-    for (AttemptRecord& a : of_call) a.attempt = static_cast<int>(held[0].Int(0));
-    RecordSteps(tx, item.run_id, steps, of_call, now_ms);
-    return Status::Ok();
-  });
+  return InGroupResult(
+      item.run_id + "/" + std::to_string(item.id), Piece::kApply,
+      [&](Tx& tx) -> Result<std::string> {
+        // Locked in ApplyBody's order, the item first: the lease decides, then the
+        // run's row, which orders the steps' inserts of its concurrent calls.
+        Rows held = tx.Query(
+            "SELECT attempt FROM queue WHERE id = $1 AND lease_token = $2 AND "
+            "run_id = $3 {FOR UPDATE}",
+            {item.id, item.lease_token, item.run_id});
+        if (held.empty()) {
+          return Aborted("the call of run " + item.run_id + " no longer holds its lease");
+        }
+        Rows run = tx.Query("SELECT status, function_id FROM runs WHERE id = $1 {FOR UPDATE}",
+                            {item.run_id});
+        if (run.empty() || IsTerminalStatus(run[0].Text(0)) || run[0].Text(0) == kBlocked) {
+          return Aborted("run " + item.run_id + " has ended");
+        }
+        std::vector<AttemptRecord> of_call = attempts;
+        for (AttemptRecord& a : of_call) a.attempt = static_cast<int>(held[0].Int(0));
+        RecordSteps(tx, item.run_id, steps, of_call, now_ms);
+        return run[0].Text(1);
+      });
 }
 
 Status SqlStore::ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) {
