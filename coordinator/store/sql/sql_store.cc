@@ -1083,10 +1083,14 @@ namespace {
 
 using Kept = std::optional<KeptCall>;
 
-// A run whose calls' outcomes still count: not ended, and not a failed lane head (blocked).
+// Run $1, while its calls' outcomes still count: not ended, and not a failed lane head
+// (blocked).
+#define FUNCKY_LIVE_RUN \
+  " WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled', 'blocked')"
+constexpr const char* kLiveRun = FUNCKY_LIVE_RUN;
 constexpr const char* kLiveRunReturning =
-    " WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled', 'blocked') "
-    "RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel";
+    FUNCKY_LIVE_RUN " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel";
+#undef FUNCKY_LIVE_RUN
 
 // Records `steps` (each once: a step already recorded keeps its first record) and `attempts`
 // of the run `run_id`, whose row the caller has locked. Returns the run's recorded steps after
@@ -1352,15 +1356,14 @@ Result<std::string> SqlStore::Checkpoint(const QueueItem& item,
         if (held.empty()) {
           return Aborted("the call of run " + item.run_id + " no longer holds its lease");
         }
-        Rows run = tx.Query("SELECT status, function_id FROM runs WHERE id = $1 {FOR UPDATE}",
-                            {item.run_id});
-        if (run.empty() || IsTerminalStatus(run[0].Text(0)) || run[0].Text(0) == kBlocked) {
-          return Aborted("run " + item.run_id + " has ended");
-        }
+        Rows run =
+            tx.Query(std::string("SELECT function_id FROM runs") + kLiveRun + " {FOR UPDATE}",
+                     {item.run_id});
+        if (run.empty()) return Aborted("run " + item.run_id + " has ended");
         std::vector<AttemptRecord> of_call = attempts;
         for (AttemptRecord& a : of_call) a.attempt = static_cast<int>(held[0].Int(0));
         RecordSteps(tx, item.run_id, steps, of_call, now_ms);
-        return run[0].Text(1);
+        return run[0].Text(0);
       });
 }
 
