@@ -15,6 +15,30 @@ import {
 
 after(stopAll);
 
+// Serves `fn` of `inngest` on a new port and syncs it; returns the URLs of the calls the host
+// receives, as they come.
+async function serveAndSync(inngest, fn) {
+  const calls = [];
+  const handler = serve({ client: inngest, functions: [fn] });
+  const { port } = await listen((req, res) => {
+    if (req.method === 'POST') calls.push(req.url);
+    return handler(req, res);
+  });
+  const put = await fetch(`http://127.0.0.1:${port}/api/inngest`, { method: 'PUT' });
+  assert.equal(put.status, 200, await put.text());
+  return calls;
+}
+
+// The id of the run the event `eventId` started on the coordinator at `base`.
+const runOf = (base, eventId) => waitFor(async () =>
+  (await getJson(`${base}/v1/events/${eventId}`)).body.data.runs[0]?.id);
+
+// The run `runId` once it has ended.
+const ended = (base, runId) => waitFor(async () => {
+  const r = await getJson(`${base}/v1/runs/${runId}`);
+  return ['completed', 'failed'].includes(r.body.data.status) ? r.body.data : null;
+});
+
 test('checkpointed steps are recorded once, survive a retried step and a sleep, in order', async () => {
   const coordinator = await startCoordinator(workDir(),
     ['--retry-schedule', '10ms', '--retry-jitter', '0s']);
@@ -23,7 +47,6 @@ test('checkpointed steps are recorded once, survive a retried step and a sleep, 
 
   const inngest = new Inngest({ id: 'cp-app', isDev: true, baseUrl: toCoordinator.url });
   const ran = { a: 0, b: 0, c: 0 };
-  const calls = [];
   const fn = inngest.createFunction(
     { id: 'replicate', retries: 2, triggers: [{ event: 'cp/go' }] },
     async ({ step }) => {
@@ -38,21 +61,11 @@ test('checkpointed steps are recorded once, survive a retried step and a sleep, 
       return { a, b, c };
     },
   );
-  const handler = serve({ client: inngest, functions: [fn] });
-  const { port } = await listen((req, res) => {
-    if (req.method === 'POST') calls.push(req.url);
-    return handler(req, res);
-  });
-  const put = await fetch(`http://127.0.0.1:${port}/api/inngest`, { method: 'PUT' });
-  assert.equal(put.status, 200, await put.text());
+  const calls = await serveAndSync(inngest, fn);
 
   const sent = await inngest.send({ name: 'cp/go', data: {} });
-  const runId = await waitFor(async () =>
-    (await getJson(`${base}/v1/events/${sent.ids[0]}`)).body.data.runs[0]?.id);
-  const run = await waitFor(async () => {
-    const r = await getJson(`${base}/v1/runs/${runId}`);
-    return ['completed', 'failed'].includes(r.body.data.status) ? r.body.data : null;
-  });
+  const runId = await runOf(base, sent.ids[0]);
+  const run = await ended(base, runId);
   assert.equal(run.status, 'completed', JSON.stringify(run, null, 2) + coordinator.log());
   assert.deepEqual(run.output, { a: 1, b: 2, c: 3 });
   assert.deepEqual(run.steps.map((s) => [s.name, s.output]),
@@ -80,7 +93,6 @@ test('a coordinator killed during a checkpointing call: the step checkpointed be
   const ran = { a: 0, b: 0 };
   let release;
   const gate = new Promise((resolve) => { release = resolve; });
-  const calls = [];
   const fn = inngest.createFunction(
     { id: 'cut-off', triggers: [{ event: 'cp/kill' }] },
     async ({ step }) => {
@@ -93,27 +105,17 @@ test('a coordinator killed during a checkpointing call: the step checkpointed be
       return { a, b };
     },
   );
-  const handler = serve({ client: inngest, functions: [fn] });
-  const { port } = await listen((req, res) => {
-    if (req.method === 'POST') calls.push(req.url);
-    return handler(req, res);
-  });
-  const put = await fetch(`http://127.0.0.1:${port}/api/inngest`, { method: 'PUT' });
-  assert.equal(put.status, 200, await put.text());
+  const calls = await serveAndSync(inngest, fn);
 
   const sent = await inngest.send({ name: 'cp/kill', data: {} });
-  const runId = await waitFor(async () =>
-    (await getJson(`${base}/v1/events/${sent.ids[0]}`)).body.data.runs[0]?.id);
+  const runId = await runOf(base, sent.ids[0]);
   // `a` is checkpointed and `b` runs in the first call: kill its coordinator, start another
   // on the same database and port. It makes the call again once the lease expired.
   await waitFor(async () => ran.b === 1 &&
     (await getJson(`${base}/v1/runs/${runId}`)).body.data.steps.length === 1);
   coordinator.kill9();
   await coordinator.restart();
-  const run = await waitFor(async () => {
-    const r = await getJson(`${base}/v1/runs/${runId}`);
-    return ['completed', 'failed'].includes(r.body.data.status) ? r.body.data : null;
-  });
+  const run = await ended(base, runId);
   assert.equal(run.status, 'completed', JSON.stringify(run, null, 2) + coordinator.log());
   assert.equal(calls.length, 2, `calls: ${calls.join(', ')}`);
   // The second call was given a's record (a ran once) and made b again.
@@ -142,7 +144,6 @@ test('checkpoints that cannot reach the coordinator: the SDK falls back to one c
   });
   const inngest = new Inngest({ id: 'cp-lost-app', isDev: true, baseUrl: toCoordinator.url });
   const ran = { a: 0, b: 0 };
-  const calls = [];
   const fn = inngest.createFunction(
     { id: 'two-steps', triggers: [{ event: 'cp/lost' }] },
     async ({ step }) => {
@@ -151,22 +152,12 @@ test('checkpoints that cannot reach the coordinator: the SDK falls back to one c
       return { b };
     },
   );
-  const handler = serve({ client: inngest, functions: [fn] });
-  const { port } = await listen((req, res) => {
-    if (req.method === 'POST') calls.push(req.url);
-    return handler(req, res);
-  });
-  const put = await fetch(`http://127.0.0.1:${port}/api/inngest`, { method: 'PUT' });
-  assert.equal(put.status, 200, await put.text());
+  const calls = await serveAndSync(inngest, fn);
 
   const started = Date.now();
   const sent = await inngest.send({ name: 'cp/lost', data: {} });
-  const runId = await waitFor(async () =>
-    (await getJson(`${base}/v1/events/${sent.ids[0]}`)).body.data.runs[0]?.id);
-  const run = await waitFor(async () => {
-    const r = await getJson(`${base}/v1/runs/${runId}`);
-    return ['completed', 'failed'].includes(r.body.data.status) ? r.body.data : null;
-  });
+  const runId = await runOf(base, sent.ids[0]);
+  const run = await ended(base, runId);
   const took = Date.now() - started;
   assert.equal(run.status, 'completed', JSON.stringify(run, null, 2) + coordinator.log());
   assert.deepEqual(run.output, { b: 'AB' });
