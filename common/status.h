@@ -1,8 +1,8 @@
 // Status and Result<T>: how Funcky reports errors inside the process.
 //
 // Code inside Funcky returns a Status (or a Result<T>) and never throws; exceptions from
-// libraries (libpqxx, nlohmann::json, Asio) are caught where they arise and turned into a
-// code. The code says what the caller should do about it, not where it came from: the HTTP
+// libraries and backends (nlohmann::json, Asio, the store's databases) are caught where they
+// arise and turned into a code. The code says what the caller should do about it, not where it came from: the HTTP
 // layer maps each code to one HTTP status in one table (coordinator/http/errors.h).
 #pragma once
 

@@ -1020,6 +1020,95 @@ TEST(PostgresDatabase, PreparesEachStatementOncePerConnection) {
                          << texts.size() << " prepared statements";
 }
 
+// Statements sent with Tx::Send (PostgreSQL pipelines them with the next statement whose
+// result is wanted, or the COMMIT) run in order before it; one that fails fails its
+// transaction, even when that shows only at the commit, and nothing of that transaction
+// stays. The connection then serves the next transaction, statements it had not yet
+// prepared included. Returns the backend's connection ids seen, one per transaction (SQLite:
+// none).
+std::set<int64_t> CheckSentStatements(sql::Database& db, bool postgres) {
+  std::set<int64_t> connections;
+  auto seen = [&](sql::Tx& tx) {
+    if (postgres) connections.insert(tx.Count("SELECT pg_backend_pid()"));
+  };
+  auto count = [&](int64_t* n) {
+    return db.Transact([&](sql::Tx& tx) {
+      seen(tx);
+      *n = tx.Count("SELECT count(*) FROM sent");
+      return Status::Ok();
+    });
+  };
+  EXPECT_THAT(db.Transact([&](sql::Tx& tx) {
+    tx.Send("CREATE TABLE sent (x bigint PRIMARY KEY)");
+    tx.Send("INSERT INTO sent (x) VALUES ($1)", {1});
+    tx.Send("INSERT INTO sent (x) VALUES ($1)", {2});
+    EXPECT_EQ(tx.Count("SELECT count(*) FROM sent"), 2) << "sent before the query, in order";
+    tx.Send("INSERT INTO sent (x) VALUES ($1)", {3});
+    return Status::Ok();
+  }),
+              IsOk());
+  int64_t n = 0;
+  EXPECT_THAT(count(&n), IsOk());
+  EXPECT_EQ(n, 3) << "the last sent statement went with the commit";
+
+  // Fails at the commit: the body returned OK.
+  Status s = db.Transact([&](sql::Tx& tx) {
+    seen(tx);
+    tx.Send("INSERT INTO sent (x) VALUES ($1)", {4});
+    tx.Send("INSERT INTO sent (x) VALUES ($1)", {1});  // a duplicate
+    tx.InsertLater("INSERT INTO sent (x)", "($1)", {5});
+    return Status::Ok();
+  });
+  EXPECT_THAT(s, StatusIs(StatusCode::kInternal));
+  EXPECT_THAT(count(&n), IsOk());
+  EXPECT_EQ(n, 3) << "4 and 5 rolled back with the duplicate";
+
+  // Fails at the next query, whose statement this connection had not prepared yet (its
+  // preparation is skipped with it): the next transaction prepares and runs it.
+  constexpr std::string_view kFresh = "SELECT count(*) + $1::bigint FROM sent";
+  s = db.Transact([&](sql::Tx& tx) {
+    seen(tx);
+    tx.Send("INSERT INTO sent (x) VALUES ($1)", {6});
+    tx.Send("INSERT INTO sent (x) VALUES ($1)", {2});  // a duplicate
+    tx.Count(kFresh, {100});
+    ADD_FAILURE() << "the query after the failed statement returned";
+    return Status::Ok();
+  });
+  EXPECT_THAT(s, StatusIs(StatusCode::kInternal));
+  EXPECT_THAT(s.message(), HasSubstr(postgres ? "23505" : "UNIQUE"))
+      << "the duplicate's error, not the skipped query's";
+  EXPECT_THAT(db.Transact([&](sql::Tx& tx) {
+    seen(tx);
+    EXPECT_EQ(tx.Count(kFresh, {100}), 103);
+    return Status::Ok();
+  }),
+              IsOk());
+
+  // The body's own error rolls back what it sent.
+  s = db.Transact([&](sql::Tx& tx) {
+    seen(tx);
+    tx.Send("INSERT INTO sent (x) VALUES ($1)", {7});
+    return Aborted("changed its mind");
+  });
+  EXPECT_THAT(s, StatusIs(StatusCode::kAborted));
+  EXPECT_THAT(count(&n), IsOk());
+  EXPECT_EQ(n, 3);
+  return connections;
+}
+
+TEST(PostgresDatabase, SentStatementsRunInOrderAndFailTheirTransactionWherePipelined) {
+  auto db = NewPostgresDatabase(
+      {.url = testing::SharedPgCluster().CreateDatabase("store_sent"), .pool_size = 1});
+  const std::set<int64_t> connections = CheckSentStatements(*db, /*postgres=*/true);
+  EXPECT_EQ(connections.size(), 1u) << "the one connection recovered from each failure";
+}
+
+TEST(SqliteDatabase, SentStatementsRunInOrderAndFailTheirTransaction) {
+  auto db = OpenSqliteDatabase({.path = testing::TempDir("funcky-sent-") + "/sent.db"});
+  ASSERT_THAT(db, IsOk());
+  CheckSentStatements(**db, /*postgres=*/false);
+}
+
 std::unique_ptr<sql::Database> OpenSqlite(const std::string& test_name) {
   static const std::string dir = testing::TempDir("funcky-store-sqlite-");
   auto db = OpenSqliteDatabase({.path = dir + "/" + test_name + ".db"});

@@ -1,15 +1,27 @@
-// The PostgreSQL backend of the one store: a pool of libpqxx connections, advisory locks,
-// error mapping and migrations. Everything else is in coordinator/store/sql/sql_store.cc.
+// The PostgreSQL backend of the one store: a pool of libpq connections, each transaction sent
+// in libpq's pipeline mode, advisory locks, error mapping and migrations. Everything else is in
+// coordinator/store/sql/sql_store.cc.
+//
+// Pipelining: a transaction's BEGIN, the statements whose results nobody reads (Tx::Send,
+// advisory locks, NOTIFY, the rows of Tx::InsertLater) and its COMMIT are queued on the
+// connection and go out with the next statement whose result is wanted, or with the COMMIT:
+// one round trip where each took one. The server runs them in order, as sent; the first that
+// fails aborts the rest (PostgreSQL skips to the pipeline's sync), and its error is the
+// transaction's.
+#include <libpq-fe.h>
+#include <poll.h>
+
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
-#include <pqxx/pqxx>
 
 #include "coordinator/store/migration.h"
 #include "coordinator/store/sql/databases.h"
@@ -25,6 +37,32 @@ constexpr int64_t kMigrationLockId = 0x66756e636b79;  // "funcky"
 // The channel on which coordinators tell each other that work is due (Tx::AnnounceWork).
 constexpr const char* kWorkChannel = "funcky_work";
 
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
+
+// What PostgreSQL or libpq reported. `sqlstate` is empty when no statement failed: the
+// connection did (then `in_doubt` tells whether a COMMIT had been sent and not answered).
+struct PgError : std::runtime_error {
+  PgError(const std::string& what, std::string sqlstate, bool in_doubt = false)
+      : std::runtime_error(what), sqlstate(std::move(sqlstate)), in_doubt(in_doubt) {}
+  std::string sqlstate;
+  bool in_doubt;
+};
+
+// libpq's message, first line only (the rest is context the log does not need).
+std::string FirstLine(const char* message) {
+  std::string s = message ? message : "";
+  if (auto nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
+  return s.empty() ? "unknown error" : s;
+}
+
+PgError ErrorOf(const PGresult* r) {
+  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  return PgError(FirstLine(PQresultErrorMessage(r)), state ? state : "XX000");
+}
+
 // A statement as PostgreSQL spells it, and the name it is prepared under on each connection
 // (the same on all of them).
 struct Prepared {
@@ -32,33 +70,66 @@ struct Prepared {
   std::string name;
   size_t index = 0;  // dense, for Connection::prepared
 };
+using Rewriter = std::function<const Prepared&(std::string_view)>;
 
 // A pooled connection and which statements it has prepared. Statements are prepared on first
 // use, so each distinct text is parsed once per connection and its plan cached by the server
 // (PostgreSQL replans a cached statement when the tables it reads change).
 struct Connection {
-  explicit Connection(const std::string& url) : c(url) {}
-  pqxx::connection c;
-  std::vector<bool> prepared;  // by Prepared::index
+  explicit Connection(PGconn* c) : c(c) {}
+  ~Connection() { PQfinish(c); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  bool usable() const { return PQstatus(c) == CONNECTION_OK; }
+
+  // A statement's preparation: not sent, sent in the pipeline and not yet confirmed, done.
+  enum class Prep : uint8_t { kNo, kSent, kYes };
+  PGconn* c;
+  std::vector<Prep> prepared;  // by Prepared::index
 };
 
+Result<std::unique_ptr<Connection>> Connect(const std::string& url) {
+  auto conn = std::make_unique<Connection>(PQconnectdb(url.c_str()));
+  if (!conn->c || !conn->usable()) {
+    return Unavailable("cannot connect to PostgreSQL: " +
+                       FirstLine(conn->c ? PQerrorMessage(conn->c) : "out of memory"));
+  }
+  return conn;
+}
+
+// Runs `sql` outside pipeline mode (the simple protocol: several statements at once, no
+// parameters) and returns its last result; throws PgError.
+PgResult Run(PGconn* c, const char* sql) {
+  PgResult r(PQexec(c, sql));
+  if (!r || PQstatus(c) != CONNECTION_OK) throw PgError(FirstLine(PQerrorMessage(c)), "");
+  const ExecStatusType s = PQresultStatus(r.get());
+  if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) throw ErrorOf(r.get());
+  return r;
+}
+
+// One open transaction, in pipeline mode from Begin until Commit or Rollback returns.
 class PostgresTx final : public sql::Tx {
  public:
-  PostgresTx(pqxx::work& w, Connection& conn,
-             const std::function<const Prepared&(std::string_view)>& rewrite)
-      : w_(w), conn_(conn), rewrite_(rewrite) {}
+  PostgresTx(Connection& conn, const Rewriter& rewrite) : conn_(conn), rewrite_(rewrite) {}
+
+  void Begin() {
+    if (PQenterPipelineMode(conn_.c) != 1) throw Lost();
+    QueueText("BEGIN");
+  }
 
   sql::Rows Query(std::string_view sql, sql::Params params) override {
-    pqxx::result r = Run(sql, params);
-    const int columns = static_cast<int>(r.columns());
+    PgResult r = Await(sql, params);
+    const int rows = PQntuples(r.get());
+    const int columns = PQnfields(r.get());
     std::vector<sql::Cell> cells;
-    cells.reserve(r.size() * columns);
-    for (const auto& row : r) {
-      for (const auto& field : row) {
-        if (field.is_null()) {
+    cells.reserve(static_cast<size_t>(rows) * columns);
+    for (int i = 0; i < rows; ++i) {
+      for (int j = 0; j < columns; ++j) {
+        if (PQgetisnull(r.get(), i, j)) {
           cells.emplace_back();
         } else {
-          cells.emplace_back(std::string(field.c_str(), field.size()));
+          cells.emplace_back(std::string(PQgetvalue(r.get(), i, j), PQgetlength(r.get(), i, j)));
         }
       }
     }
@@ -66,21 +137,85 @@ class PostgresTx final : public sql::Tx {
   }
 
   int64_t Exec(std::string_view sql, sql::Params params) override {
-    return static_cast<int64_t>(Run(sql, params).affected_rows());
+    PgResult r = Await(sql, params);
+    const char* n = PQcmdTuples(r.get());
+    return n && *n ? std::stoll(n) : 0;
   }
 
+  void Send(std::string_view sql, sql::Params params) override { QueueStatement(sql, params); }
+
   void LockKey(std::string_view key) override {
-    w_.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", std::string(key));
+    QueueStatement("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", {key});
   }
 
   void AnnounceWork() override {
     // PostgreSQL delivers it at commit, once per transaction however often it is sent.
-    if (!announced_) w_.exec(std::string("NOTIFY ") + kWorkChannel);
+    if (!announced_) QueueText((std::string("NOTIFY ") + kWorkChannel).c_str());
     announced_ = true;
   }
 
+  // Sends the COMMIT with whatever is queued and reads every result; throws PgError (with
+  // in_doubt when the connection failed after the COMMIT went out).
+  void Commit() {
+    QueueText("COMMIT");
+    commit_sent_ = true;
+    Sync();
+    Drain(/*throw_errors=*/true);
+    End();
+  }
+
+  // Rolls back what the body did (it returned an error): what is queued is sent and its
+  // results read, then ROLLBACK. Throws PgError when the connection failed.
+  void Rollback() {
+    QueueText("ROLLBACK");
+    Sync();
+    Drain(/*throw_errors=*/false);
+    End();
+  }
+
+  // After a PgError that left the connection up: reads what is still in flight and rolls the
+  // transaction back, so the connection can serve the next one. False when that failed (the
+  // connection is then of no more use).
+  bool Recover() {
+    try {
+      if (!conn_.usable()) return false;
+      if (PQpipelineStatus(conn_.c) == PQ_PIPELINE_OFF) {
+        return PQtransactionStatus(conn_.c) == PQTRANS_IDLE;
+      }
+      Sync();
+      Drain(/*throw_errors=*/false);
+      if (PQtransactionStatus(conn_.c) != PQTRANS_IDLE) {
+        QueueText("ROLLBACK");
+        Sync();
+        Drain(/*throw_errors=*/false);
+      }
+      End();
+      return PQtransactionStatus(conn_.c) == PQTRANS_IDLE;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
  private:
-  pqxx::result Run(std::string_view sql, sql::Params params) {
+  // What a result read from the pipeline answers, in the order sent.
+  struct Pending {
+    enum class Kind : uint8_t { kStatement, kPrepare, kSync } kind;
+    size_t index = 0;  // kPrepare: the statement's Prepared::index
+  };
+
+  PgError Lost() const {
+    return PgError("lost the PostgreSQL connection: " + FirstLine(PQerrorMessage(conn_.c)), "",
+                   commit_sent_);
+  }
+
+  void QueueText(const char* sql) {
+    if (PQsendQueryParams(conn_.c, sql, 0, nullptr, nullptr, nullptr, nullptr, 0) != 1) {
+      throw Lost();
+    }
+    pending_.push_back({Pending::Kind::kStatement});
+  }
+
+  void QueueStatement(std::string_view sql, sql::Params params) {
     // libpq takes every parameter as text (or NULL) and lets the server infer its type.
     std::vector<std::string> text;
     text.reserve(params.size());
@@ -104,22 +239,86 @@ class PostgresTx final : public sql::Tx {
       ++i;
     }
     const Prepared& statement = rewrite_(sql);
-    if (conn_.prepared.size() <= statement.index) conn_.prepared.resize(statement.index + 1);
-    if (!conn_.prepared[statement.index]) {
-      conn_.c.prepare(statement.name, statement.text);  // sent with its first execution
-      conn_.prepared[statement.index] = true;
+    if (conn_.prepared.size() <= statement.index) {
+      conn_.prepared.resize(statement.index + 1, Connection::Prep::kNo);
     }
-    return w_.exec_prepared(statement.name, pqxx::prepare::make_dynamic_params(values));
+    if (conn_.prepared[statement.index] == Connection::Prep::kNo) {
+      if (PQsendPrepare(conn_.c, statement.name.c_str(), statement.text.c_str(), 0, nullptr) != 1) {
+        throw Lost();
+      }
+      conn_.prepared[statement.index] = Connection::Prep::kSent;
+      pending_.push_back({Pending::Kind::kPrepare, statement.index});
+    }
+    if (PQsendQueryPrepared(conn_.c, statement.name.c_str(), static_cast<int>(values.size()),
+                            values.data(), nullptr, nullptr, 0) != 1) {
+      throw Lost();
+    }
+    pending_.push_back({Pending::Kind::kStatement});
   }
 
-  pqxx::work& w_;
+  // Queues the statement, sends everything queued and returns the statement's result.
+  PgResult Await(std::string_view sql, sql::Params params) {
+    QueueStatement(sql, params);
+    if (PQsendFlushRequest(conn_.c) != 1 || PQflush(conn_.c) != 0) throw Lost();
+    PgResult mine;
+    while (!pending_.empty()) {
+      const bool last = pending_.size() == 1;
+      PgResult r = ReadOne(/*throw_errors=*/true);
+      if (last) mine = std::move(r);
+    }
+    return mine;
+  }
+
+  void Sync() {
+    if (PQpipelineSync(conn_.c) != 1) throw Lost();
+    pending_.push_back({Pending::Kind::kSync});
+  }
+
+  // Reads every pending result.
+  void Drain(bool throw_errors) {
+    while (!pending_.empty()) ReadOne(throw_errors);
+  }
+
+  // Reads the result of the oldest pending item. A failed statement throws its error when
+  // `throw_errors` (the statements after it, up to the sync, come back aborted).
+  PgResult ReadOne(bool throw_errors) {
+    const Pending p = pending_.front();
+    pending_.pop_front();
+    PgResult r(PQgetResult(conn_.c));
+    if (!r) throw Lost();
+    const ExecStatusType status = PQresultStatus(r.get());
+    if (p.kind == Pending::Kind::kSync) {
+      if (status != PGRES_PIPELINE_SYNC) throw Lost();
+      return r;
+    }
+    // Each statement's results end with a null one.
+    if (PgResult end(PQgetResult(conn_.c)); end) throw Lost();
+    const bool ok = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+    if (p.kind == Pending::Kind::kPrepare) {
+      conn_.prepared[p.index] = ok ? Connection::Prep::kYes : Connection::Prep::kNo;
+    }
+    if (!ok && !conn_.usable()) throw Lost();
+    if (!ok && throw_errors) {
+      // Aborted: skipped after an earlier failure, which was read (and thrown) before.
+      if (status == PGRES_FATAL_ERROR) throw ErrorOf(r.get());
+      throw PgError("statement skipped after an earlier failure", "XX000");
+    }
+    return r;
+  }
+
+  void End() {
+    if (PQexitPipelineMode(conn_.c) != 1) throw Lost();
+  }
+
   Connection& conn_;
-  const std::function<const Prepared&(std::string_view)>& rewrite_;
+  const Rewriter& rewrite_;
+  std::deque<Pending> pending_;
   bool announced_ = false;
+  bool commit_sent_ = false;
 };
 
 // Listens on kWorkChannel on a connection of its own, on a thread of its own, and calls
-// `wake` for each notification; reconnects (and wakes, since notifications may have been
+// `wake` when notifications arrive; reconnects (and wakes, since notifications may have been
 // missed meanwhile) after a lost connection.
 class PostgresWorkWatch final : public WorkWatch {
  public:
@@ -131,30 +330,31 @@ class PostgresWorkWatch final : public WorkWatch {
   }
 
  private:
-  class Receiver final : public pqxx::notification_receiver {
-   public:
-    Receiver(pqxx::connection_base& c, const std::function<void()>& wake)
-        : pqxx::notification_receiver(c, kWorkChannel), wake_(wake) {}
-    void operator()(const std::string&, int) override { wake_(); }
-
-   private:
-    const std::function<void()>& wake_;
-  };
-
   void Listen() {
     bool lost = false;
     while (!stopping_) {
       try {
-        pqxx::connection c(url_);
-        Receiver receiver(c, wake_);
-        c.get_notifs();  // LISTEN is sent by the receiver; flushes it
+        auto conn = Connect(url_);
+        if (!conn.ok()) throw std::runtime_error(conn.status().message());
+        PGconn* c = (*conn)->c;
+        Run(c, (std::string("LISTEN ") + kWorkChannel).c_str());
         if (lost) {
           spdlog::info("watching for other coordinators' work again");
           wake_();  // notifications sent while the connection was down are lost
         }
         lost = false;
         // Wakes at least every 200 ms to see whether it should stop.
-        while (!stopping_) c.await_notification(0, 200'000);
+        while (!stopping_) {
+          pollfd p{.fd = PQsocket(c), .events = POLLIN, .revents = 0};
+          if (poll(&p, 1, 200) < 0 && errno != EINTR) throw std::runtime_error("poll failed");
+          if (PQconsumeInput(c) != 1) throw std::runtime_error(FirstLine(PQerrorMessage(c)));
+          bool any = false;
+          while (PGnotify* n = PQnotifies(c)) {
+            PQfreemem(n);
+            any = true;
+          }
+          if (any) wake_();
+        }
       } catch (const std::exception& e) {
         if (!lost) {
           spdlog::warn(
@@ -181,12 +381,29 @@ class PostgresDatabase final : public sql::Database {
   explicit PostgresDatabase(PostgresOptions options) : options_(std::move(options)) {}
 
   Status Transact(const std::function<Status(sql::Tx&)>& body) override {
-    return WithWork([&](pqxx::work& w, Connection& c) {
-      PostgresTx tx(w, c, rewrite_);
-      Status s = body(tx);
-      if (s.ok()) tx.FlushInserts();
-      return s;
-    });
+    auto conn = TakeConnection();
+    if (!conn.ok()) return conn.status();
+    std::unique_ptr<Connection> c = std::move(conn).value();
+    PostgresTx tx(*c, rewrite_);
+    Status result;
+    try {
+      tx.Begin();
+      result = body(tx);
+      if (result.ok()) {
+        tx.FlushInserts();
+        tx.Commit();
+      } else {
+        tx.Rollback();
+      }
+    } catch (const PgError& e) {
+      result = Failed(e, c);
+      if (c && !tx.Recover()) c.reset();
+    } catch (const std::exception& e) {
+      result = Internal(std::string("database error: ") + e.what());
+      if (!tx.Recover()) c.reset();
+    }
+    ReturnConnection(std::move(c));
+    return result;
   }
 
   std::unique_ptr<WorkWatch> Watch(std::function<void()> wake) override {
@@ -194,69 +411,69 @@ class PostgresDatabase final : public sql::Database {
   }
 
   Status Migrate() override {
-    return WithWork([&](pqxx::work& w, Connection&) -> Status {
-      w.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockId);
-      w.exec(
+    auto conn = TakeConnection();
+    if (!conn.ok()) return conn.status();
+    std::unique_ptr<Connection> c = std::move(conn).value();
+    Status result;
+    try {
+      Run(c->c, "BEGIN");
+      const std::string lock =
+          "SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockId) + ")";
+      Run(c->c, lock.c_str());
+      Run(c->c,
           "CREATE TABLE IF NOT EXISTS schema_migrations ("
           " version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL "
           "DEFAULT now())");
       std::set<int> applied;
-      for (const auto& row : w.exec("SELECT version FROM schema_migrations")) {
-        applied.insert(row[0].as<int>());
+      PgResult versions = Run(c->c, "SELECT version FROM schema_migrations");
+      for (int i = 0; i < PQntuples(versions.get()); ++i) {
+        applied.insert(std::stoi(PQgetvalue(versions.get(), i, 0)));
       }
       for (const Migration& m : PostgresMigrations()) {
         if (applied.count(m.version)) continue;
-        w.exec(m.sql);
-        w.exec_params("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
-                      m.name);
+        Run(c->c, m.sql.c_str());
+        const std::string version = std::to_string(m.version);
+        const char* values[] = {version.c_str(), m.name.c_str()};
+        PgResult r(PQexecParams(c->c,
+                                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
+                                nullptr, values, nullptr, nullptr, 0));
+        if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+          throw r ? ErrorOf(r.get()) : PgError(FirstLine(PQerrorMessage(c->c)), "");
+        }
       }
-      return Status::Ok();
-    });
+      Run(c->c, "COMMIT");
+    } catch (const PgError& e) {
+      result = Failed(e, c);
+      if (c && c->usable()) PQclear(PQexec(c->c, "ROLLBACK"));
+    }
+    ReturnConnection(std::move(c));
+    return result;
   }
 
  private:
-  // Runs `body` in a transaction on a pooled connection; see Transact.
-  Status WithWork(const std::function<Status(pqxx::work&, Connection&)>& body) {
-    auto conn = TakeConnection();
-    if (!conn.ok()) return conn.status();
-    std::unique_ptr<Connection> c = std::move(conn).value();
-    auto fail = [&](Status s) {
-      ReturnConnection(std::move(c));
-      return s;
-    };
-    try {
-      pqxx::work w(c->c);
-      Status result = body(w, *c);
-      if (result.ok()) {
-        w.commit();
-      } else {
-        w.abort();
+  // The Status of `e`; drops `c` (and the idle connections) where the server went away.
+  Status Failed(const PgError& e, std::unique_ptr<Connection>& c) {
+    const std::string& state = e.sqlstate;
+    if (state.empty()) {
+      if (e.in_doubt) {
+        c.reset();
+        return Unavailable(std::string("commit outcome unknown: ") + e.what());
       }
-      ReturnConnection(std::move(c));
-      return result;
-    } catch (const pqxx::broken_connection& e) {
       // The server went away (a restart, a failover): the idle connections are as dead as
       // this one. Dropping them now spares every later transaction one failure each.
       c.reset();
       DropIdleConnections();
-      return fail(Unavailable(std::string("lost the PostgreSQL connection: ") + e.what()));
-    } catch (const pqxx::in_doubt_error& e) {
-      c.reset();
-      return fail(Unavailable(std::string("commit outcome unknown: ") + e.what()));
-    } catch (const pqxx::sql_error& e) {
-      const std::string state = e.sqlstate();
-      if (state == "40001" || state == "40P01") {
-        return fail(Unavailable("transaction conflict (" + state + "), retry"));
-      }
-      if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P03") {
-        c.reset();
-        DropIdleConnections();
-        return fail(Unavailable("PostgreSQL unavailable (" + state + ")"));
-      }
-      return fail(Internal("database error " + state + ": " + e.what()));
-    } catch (const std::exception& e) {
-      return fail(Internal(std::string("database error: ") + e.what()));
+      return Unavailable(e.what());
     }
+    if (state == "40001" || state == "40P01") {
+      return Unavailable("transaction conflict (" + state + "), retry");
+    }
+    if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P03") {
+      c.reset();
+      DropIdleConnections();
+      return Unavailable("PostgreSQL unavailable (" + state + ")");
+    }
+    return Internal("database error " + state + ": " + e.what());
   }
 
   Result<std::unique_ptr<Connection>> TakeConnection() {
@@ -270,19 +487,18 @@ class PostgresDatabase final : public sql::Database {
       }
       ++open_;  // reserve a slot, connect outside the lock
     }
-    try {
-      return std::make_unique<Connection>(options_.url);
-    } catch (const std::exception& e) {
+    auto conn = Connect(options_.url);
+    if (!conn.ok()) {
       std::lock_guard lock(mu_);
       --open_;
       available_.notify_one();
-      return Unavailable(std::string("cannot connect to PostgreSQL: ") + e.what());
     }
+    return conn;
   }
 
   void ReturnConnection(std::unique_ptr<Connection> conn) {
     std::lock_guard lock(mu_);
-    if (conn && conn->c.is_open()) {
+    if (conn && conn->usable()) {
       idle_.push_back(std::move(conn));
     } else {
       --open_;
@@ -325,8 +541,9 @@ class PostgresDatabase final : public sql::Database {
 
   std::mutex rewrite_mu_;
   std::unordered_map<std::string, Prepared> rewritten_;  // GUARDED_BY(rewrite_mu_)
-  const std::function<const Prepared&(std::string_view)> rewrite_ =
-      [this](std::string_view sql) -> const Prepared& { return Rewritten(sql); };
+  const Rewriter rewrite_ = [this](std::string_view sql) -> const Prepared& {
+    return Rewritten(sql);
+  };
 };
 
 }  // namespace

@@ -37,7 +37,7 @@ std::string ActiveSingletonRun(Tx& tx, const std::string& function_id, const std
 
 void RecordSkip(Tx& tx, const std::string& event_id, const NewRun& run, const char* reason,
                 const std::string& key, int64_t now_ms) {
-  tx.Exec(
+  tx.Send(
       "INSERT INTO event_skips (event_id, function_id, reason, key, at_ms) "
       "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
       {event_id, run.function_id, reason, key, now_ms});
@@ -102,12 +102,12 @@ void LockGates(Tx& tx, const std::vector<NewEvent>& events) {
   // An upsert that changes nothing still takes the row's lock until the transaction ends.
   for (const auto& [table, function_id, gate, key] : rows) {
     if (table == "flow_rates") {
-      tx.Exec(
+      tx.Send(
           "INSERT INTO flow_rates (function_id, gate, key, tat_us) VALUES ($1, $2, $3, 0) "
           "ON CONFLICT (function_id, gate, key) DO UPDATE SET tat_us = flow_rates.tat_us",
           {function_id, gate, key});
     } else {
-      tx.Exec(
+      tx.Send(
           "INSERT INTO singletons (function_id, key, run_id) VALUES ($1, $2, $3) "
           "ON CONFLICT (function_id, key) DO UPDATE SET run_id = singletons.run_id",
           {function_id, key, kNoRun});
@@ -147,7 +147,7 @@ GateDecision Admit(Tx& tx, const std::string& event_id, const NewRun& run, int64
     }
   }
   if (run.rate) {
-    tx.Exec("UPDATE flow_rates SET tat_us = $4 WHERE function_id = $1 AND gate = $2 AND key = $3",
+    tx.Send("UPDATE flow_rates SET tat_us = $4 WHERE function_id = $1 AND gate = $2 AND key = $3",
             {run.function_id, run.rate->reason, run.rate->key, next_tat_us});
   }
   if (run.singleton) {
@@ -160,7 +160,7 @@ GateDecision Admit(Tx& tx, const std::string& event_id, const NewRun& run, int64
           now_ms);
       if (cancelled.ok() && *cancelled) d.cancelled.push_back(active);
     }
-    tx.Exec("UPDATE singletons SET run_id = $3 WHERE function_id = $1 AND key = $2",
+    tx.Send("UPDATE singletons SET run_id = $3 WHERE function_id = $1 AND key = $2",
             {run.function_id, run.singleton->key, run.run_id});
   }
   return d;
@@ -179,7 +179,7 @@ std::optional<int64_t> TakeThrottleSlot(Tx& tx, const NewRun& run, int64_t now_m
   const int64_t interval = gate.period.count() * 1000 / std::max<int64_t>(gate.limit, 1);
   const int64_t tat = std::max(r.empty() ? 0 : r[0].Int(0), now_us);
   const int64_t slot_us = std::max(now_us, tat - gate.burst * interval);
-  tx.Exec(
+  tx.Send(
       "INSERT INTO flow_rates (function_id, gate, key, tat_us) VALUES ($1, $2, $3, $4) "
       "ON CONFLICT (function_id, gate, key) DO UPDATE SET tat_us = EXCLUDED.tat_us",
       {run.function_id, kThrottleGate, gate.key, tat + interval});
@@ -214,7 +214,7 @@ std::vector<std::pair<int64_t, int64_t>> PaceStarts(Tx& tx, std::vector<QueueIte
   }
   if (paced.empty()) return {};
   for (const auto& [function_id, key] : keys) {  // sorted: one lock order for every claim
-    tx.Exec(
+    tx.Send(
         "INSERT INTO flow_rates (function_id, gate, key, tat_us) VALUES ($1, $2, $3, 0) "
         "ON CONFLICT (function_id, gate, key) DO UPDATE SET tat_us = flow_rates.tat_us",
         {function_id, kThrottleStartGate, key});
@@ -238,7 +238,7 @@ std::vector<std::pair<int64_t, int64_t>> PaceStarts(Tx& tx, std::vector<QueueIte
       held.emplace_back(item.id, (allowed_us + 999) / 1000);
       continue;
     }
-    tx.Exec("UPDATE flow_rates SET tat_us = $4 WHERE function_id = $1 AND gate = $2 AND key = $3",
+    tx.Send("UPDATE flow_rates SET tat_us = $4 WHERE function_id = $1 AND gate = $2 AND key = $3",
             {p.function_id, kThrottleStartGate, p.key, tat + p.interval_us});
     kept.push_back(std::move(item));
   }
@@ -251,7 +251,7 @@ void RecordTimeouts(Tx& tx, const NewRun& run, int64_t now_ms) {
   std::optional<int64_t> start_deadline, finish_after;
   if (run.timeouts->start) start_deadline = now_ms + run.timeouts->start->count();
   if (run.timeouts->finish) finish_after = run.timeouts->finish->count();
-  tx.Exec(
+  tx.Send(
       "INSERT INTO run_timeouts (run_id, start_deadline_ms, finish_timeout_ms) "
       "SELECT id, $2::bigint, $3::bigint FROM runs WHERE id = $1 ON CONFLICT DO NOTHING",
       {run.run_id, start_deadline, finish_after});
@@ -269,7 +269,7 @@ constexpr const char* kPastDeadline =
 }  // namespace
 
 std::vector<std::string> DueTimeouts(Tx& tx, int64_t now_ms, int limit) {
-  tx.Exec(
+  tx.Send(
       "DELETE FROM run_timeouts WHERE run_id IN (SELECT t.run_id FROM run_timeouts t "
       "JOIN runs r ON r.id = t.run_id WHERE r.status IN ('completed', 'failed', 'cancelled') "
       "LIMIT 1000 {FOR UPDATE OF t SKIP LOCKED})",
@@ -331,7 +331,7 @@ void LockDebounces(Tx& tx, const std::vector<NewEvent>& events) {
   const auto rows = KeyRows(
       events, [](const NewRun& run) { return run.debounce ? &run.debounce->key : nullptr; });
   for (const auto& [function_id, key] : rows) {
-    tx.Exec(
+    tx.Send(
         "INSERT INTO debounces (function_id, key, run_id, first_ms, event_ts_ms) "
         "VALUES ($1, $2, $3, 0, 0) ON CONFLICT (function_id, key) DO UPDATE SET "
         "run_id = debounces.run_id",
@@ -361,18 +361,18 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
   // throttle's slot, which still holds.
   if (!r[0].Null(3)) due = std::max(due, r[0].Int(3));
   RecordSkip(tx, r[0].Text(2), run, kSkipDebounce, gate.key, now_ms);
-  tx.Exec("UPDATE runs SET event_id = $2, throttle_slot_ms = $3 WHERE id = $1",
+  tx.Send("UPDATE runs SET event_id = $2, throttle_slot_ms = $3 WHERE id = $1",
           {pending, event_id, due});
-  tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {pending, due});
+  tx.Send("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {pending, due});
   // As the head of its lane (locked: the debounce key is the lane key), its head_timeout
   // counts from its first call's due time, as TakeHead set it.
   if (run.lane_key) {
-    tx.Exec(
+    tx.Send(
         "UPDATE lanes SET head_deadline_ms = $4 + head_timeout_ms "
         "WHERE function_id = $1 AND key = $2 AND head_run_id = $3",
         {run.function_id, *run.lane_key, pending, due});
   }
-  tx.Exec("UPDATE debounces SET event_ts_ms = $3 WHERE function_id = $1 AND key = $2",
+  tx.Send("UPDATE debounces SET event_ts_ms = $3 WHERE function_id = $1 AND key = $2",
           {run.function_id, gate.key, gate.event_ts_ms});
   return Debounced::kJoined;
 }
@@ -388,7 +388,7 @@ NewRun DebouncedRun(const NewRun& run, int64_t now_ms) {
 
 void StartDebounce(Tx& tx, const NewRun& run, int64_t now_ms) {
   const DebounceGate& gate = *run.debounce;
-  tx.Exec(
+  tx.Send(
       "UPDATE debounces SET run_id = $3, first_ms = $4, event_ts_ms = $5 "
       "WHERE function_id = $1 AND key = $2",
       {run.function_id, gate.key, run.run_id, now_ms, gate.event_ts_ms});
@@ -409,7 +409,7 @@ void LockBatches(Tx& tx, const std::vector<NewEvent>& events) {
   const auto rows =
       KeyRows(events, [](const NewRun& run) { return run.batch ? &run.batch->key : nullptr; });
   for (const auto& [function_id, key] : rows) {
-    tx.Exec(
+    tx.Send(
         "INSERT INTO batches (function_id, key, run_id, first_ms, size, bytes) "
         "VALUES ($1, $2, $3, 0, 0, 0) "
         "ON CONFLICT (function_id, key) DO UPDATE SET run_id = batches.run_id",
@@ -435,10 +435,10 @@ bool JoinBatch(Tx& tx, const std::string& event_id, int64_t event_bytes, const N
   const int64_t bytes = row[0].Int(3) + event_bytes;
   const bool joins = bytes <= kMaxBatchBytes;
   if (joins) {
-    tx.Exec("INSERT INTO run_events (run_id, position, event_id) VALUES ($1, $2, $3)",
+    tx.Send("INSERT INTO run_events (run_id, position, event_id) VALUES ($1, $2, $3)",
             {open, size, event_id});
     if (size + 1 < gate.max_size) {
-      tx.Exec("UPDATE batches SET size = $3, bytes = $4 WHERE function_id = $1 AND key = $2",
+      tx.Send("UPDATE batches SET size = $3, bytes = $4 WHERE function_id = $1 AND key = $2",
               {run.function_id, gate.key, size + 1, bytes});
       return true;
     }
@@ -447,12 +447,12 @@ bool JoinBatch(Tx& tx, const std::string& event_id, int64_t event_bytes, const N
   // is later), and the next event of the key opens a new batch. Its timeouts.start counts
   // from now, not from the timer.
   const int64_t due = r[0].Null(2) ? now_ms : std::max(now_ms, r[0].Int(2));
-  tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {open, due});
-  tx.Exec(
+  tx.Send("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {open, due});
+  tx.Send(
       "UPDATE run_timeouts SET start_deadline_ms = start_deadline_ms - $2 "
       "WHERE run_id = $1 AND start_deadline_ms IS NOT NULL",
       {open, row[0].Int(1) + gate.timeout.count() - now_ms});
-  tx.Exec("UPDATE batches SET run_id = $3 WHERE function_id = $1 AND key = $2",
+  tx.Send("UPDATE batches SET run_id = $3 WHERE function_id = $1 AND key = $2",
           {run.function_id, gate.key, kNoRun});
   return joins;
 }
@@ -466,15 +466,15 @@ void StartBatch(Tx& tx, const std::string& event_id, int64_t event_bytes, const 
               {run.run_id, due}) == 0) {
     return;  // no run was created (its id existed)
   }
-  tx.Exec("INSERT INTO run_events (run_id, position, event_id) VALUES ($1, 0, $2)",
+  tx.Send("INSERT INTO run_events (run_id, position, event_id) VALUES ($1, 0, $2)",
           {run.run_id, event_id});
   // timeouts.start counts from when the batch is started (as in Inngest, where the run is
   // created then): from the timer, or from the event that fills it (JoinBatch).
-  tx.Exec(
+  tx.Send(
       "UPDATE run_timeouts SET start_deadline_ms = start_deadline_ms + $2 "
       "WHERE run_id = $1 AND start_deadline_ms IS NOT NULL",
       {run.run_id, gate.timeout.count()});
-  tx.Exec(
+  tx.Send(
       "UPDATE batches SET run_id = $3, first_ms = $4, size = 1, bytes = $5 "
       "WHERE function_id = $1 AND key = $2",
       {run.function_id, gate.key, run.run_id, now_ms, event_bytes});

@@ -186,8 +186,9 @@ void Rows::Append(Rows more) {
                 std::make_move_iterator(more.cells_.end()));
 }
 
-Rows Tx::InsertRows(std::string_view insert, std::string_view values, std::string_view tail,
-                    const std::vector<Value>& params) {
+std::vector<std::pair<std::string, std::vector<Value>>> Tx::InsertStatements(
+    std::string_view insert, std::string_view values, std::string_view tail,
+    const std::vector<Value>& params) {
   // At most this many rows a statement: the statements stay few and alike (backends cache
   // them by text), far under any database's limit on parameters.
   constexpr size_t kMaxRows = 64;
@@ -196,7 +197,7 @@ Rows Tx::InsertRows(std::string_view insert, std::string_view values, std::strin
     throw std::logic_error("InsertRows: parameters do not fill whole rows");
   }
   const size_t rows = params.size() / width;
-  Rows out;
+  std::vector<std::pair<std::string, std::vector<Value>>> out;
   for (size_t first = 0; first < rows; first += kMaxRows) {
     const size_t n = std::min(kMaxRows, rows - first);
     std::string sql(insert);
@@ -206,8 +207,16 @@ Rows Tx::InsertRows(std::string_view insert, std::string_view values, std::strin
       sql += ' ';
       sql += tail;
     }
-    const std::vector<Value> chunk(params.begin() + first * width,
-                                   params.begin() + (first + n) * width);
+    out.emplace_back(std::move(sql), std::vector<Value>(params.begin() + first * width,
+                                                        params.begin() + (first + n) * width));
+  }
+  return out;
+}
+
+Rows Tx::InsertRows(std::string_view insert, std::string_view values, std::string_view tail,
+                    const std::vector<Value>& params) {
+  Rows out;
+  for (const auto& [sql, chunk] : InsertStatements(insert, values, tail, params)) {
     out.Append(Query(sql, chunk));
   }
   return out;
@@ -227,7 +236,11 @@ void Tx::InsertLater(std::string_view insert, std::string_view values, std::vect
 void Tx::FlushInserts() {
   std::vector<Later> later = std::move(later_);
   later_.clear();
-  for (const Later& l : later) InsertRows(l.insert, l.values, "", l.params);
+  for (const Later& l : later) {
+    for (const auto& [sql, chunk] : InsertStatements(l.insert, l.values, "", l.params)) {
+      Send(sql, chunk);
+    }
+  }
 }
 
 }  // namespace funcky::store::sql

@@ -22,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -149,6 +150,12 @@ class Tx {
   virtual Rows Query(std::string_view sql, Params params = {}) = 0;
   // Returns the number of rows the statement changed.
   virtual int64_t Exec(std::string_view sql, Params params = {}) = 0;
+  // Runs a statement whose result nobody reads, in order with the others, at the latest when
+  // the transaction commits: PostgreSQL sends it with the next statement that returns
+  // something (or the COMMIT) in one round trip (pipelining); SQLite runs it at once. Its
+  // failure fails the transaction, possibly only at that later statement or the commit, so
+  // nothing between may depend on it having succeeded. `params` is copied.
+  virtual void Send(std::string_view sql, Params params = {}) { Exec(sql, params); }
   // Holds `key` until the transaction ends: transactions that take the same key run one
   // after another (PostgreSQL advisory locks). SQLite runs one transaction at a time anyway.
   virtual void LockKey(std::string_view key) = 0;
@@ -170,10 +177,15 @@ class Tx {
   // the same `insert` whatever transaction work (a group's pieces) they came from: for rows
   // nothing reads back before the commit.
   void InsertLater(std::string_view insert, std::string_view values, std::vector<Value> row);
-  // Runs what InsertLater holds; backends call it before they commit.
+  // Sends what InsertLater holds (Send); backends call it before they commit.
   void FlushInserts();
 
  private:
+  // InsertRows' statements: each with its parameters.
+  static std::vector<std::pair<std::string, std::vector<Value>>> InsertStatements(
+      std::string_view insert, std::string_view values, std::string_view tail,
+      const std::vector<Value>& params);
+
   struct Later {
     std::string insert, values;
     std::vector<Value> params;  // the rows' parameters, one row after another

@@ -116,7 +116,7 @@ std::vector<WaitRecord> ReadWaits(Tx& tx, std::string_view where, sql::Params pa
 void EnqueueCall(Tx& tx, const std::string& run_id, std::string_view step_id, int64_t due_ms,
                  int64_t now_ms, const std::optional<Json>& resume = std::nullopt,
                  int64_t ahead_ms = 0) {
-  tx.Exec(
+  tx.Send(
       "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, function_id, "
       "concurrency_key, concurrency_key2, resume, priority_ms) SELECT $1, $2, 0, $3, $4, "
       "function_id, concurrency_key, concurrency_key2, $5::jsonb, $6 FROM runs WHERE id = $1",
@@ -151,7 +151,7 @@ int64_t EnqueueFirstCall(Tx& tx, const std::string& run_id, std::optional<int64_
 // `now_ms`; its head_timeout counts from `due_ms`, when its first call is due.
 void SetLaneHead(Tx& tx, const std::string& function_id, const std::string& key,
                  const std::string& run_id, int64_t now_ms, int64_t due_ms) {
-  tx.Exec(
+  tx.Send(
       "UPDATE lanes SET head_run_id = $3, head_since_ms = $4, "
       "head_deadline_ms = $5 + head_timeout_ms, gap_since_ms = NULL "
       "WHERE function_id = $1 AND key = $2",
@@ -205,7 +205,7 @@ std::optional<std::string> SelectSequenceHead(Tx& tx, const std::string& functio
       "ORDER BY lane_number LIMIT 1",
       {function_id, key});
   if (waiting.empty()) {
-    tx.Exec("UPDATE lanes SET gap_since_ms = NULL WHERE function_id = $1 AND key = $2",
+    tx.Send("UPDATE lanes SET gap_since_ms = NULL WHERE function_id = $1 AND key = $2",
             {function_id, key});
     return std::nullopt;
   }
@@ -223,20 +223,20 @@ std::optional<std::string> SelectSequenceHead(Tx& tx, const std::string& functio
     ++next;  // its run ended before it was head
   }
   if (m > next && !give_up && now_ms < waited_since + lane[0].Int(1)) {
-    tx.Exec("UPDATE lanes SET seq_next = $3, gap_since_ms = $4 WHERE function_id = $1 AND key = $2",
+    tx.Send("UPDATE lanes SET seq_next = $3, gap_since_ms = $4 WHERE function_id = $1 AND key = $2",
             {function_id, key, next, waited_since});
     return std::nullopt;
   }
   if (m > next) {
-    tx.Exec(
+    tx.Send(
         "INSERT INTO lane_gaps (function_id, key, first_number, last_number, waited_since_ms, "
         "recorded_at_ms, reason, resumed_run_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         {function_id, key, next, m - 1, waited_since, now_ms, give_up ? give_up : kGapTimeout,
          lowest});
-    tx.Exec("UPDATE lanes SET gaps_total = gaps_total + 1 WHERE function_id = $1 AND key = $2",
+    tx.Send("UPDATE lanes SET gaps_total = gaps_total + 1 WHERE function_id = $1 AND key = $2",
             {function_id, key});
   }
-  tx.Exec("UPDATE lanes SET seq_next = $3 WHERE function_id = $1 AND key = $2",
+  tx.Send("UPDATE lanes SET seq_next = $3 WHERE function_id = $1 AND key = $2",
           {function_id, key, m + 1});
   TakeHead(tx, function_id, key, lowest, now_ms);
   return lowest;
@@ -264,7 +264,7 @@ bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
       "AND lane_key = $2 AND lane_seq > $3 AND status = 'queued' ORDER BY lane_seq LIMIT 1",
       {function_id, key, head_seq});
   if (next.empty()) {
-    tx.Exec("DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth <= 0",
+    tx.Send("DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth <= 0",
             {function_id, key});
     return true;
   }
@@ -278,7 +278,7 @@ bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
 void LockLanes(Tx& tx, const LaneLocks& lanes) {
   for (const auto& [lane, options] : lanes) {
     const std::optional<LaneSequencing>& seq = options.sequencing;
-    tx.Exec(
+    tx.Send(
         "INSERT INTO lanes (function_id, key, head_timeout_ms, seq_gap_timeout_ms, seq_start, "
         "seq_run_stale, seq_next) VALUES ($1, $2, $3, $4, $5, $6, $5) "
         "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms, "
@@ -294,7 +294,7 @@ void LockLanes(Tx& tx, const LaneLocks& lanes) {
 // Removes lanes that LockLanes created but no run joined (a sequence lane's row stays).
 void DropEmptyLanes(Tx& tx, const LaneLocks& lanes) {
   for (const auto& [lane, options] : lanes) {
-    tx.Exec(
+    tx.Send(
         "DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth = 0 "
         "AND seq_gap_timeout_ms IS NULL",
         {lane.first, lane.second});
@@ -304,11 +304,11 @@ void DropEmptyLanes(Tx& tx, const LaneLocks& lanes) {
 // Records that the event `event_id` started no run of sequence lane (function_id, key).
 void RecordLaneOutcome(Tx& tx, const std::string& event_id, const NewRun& run, const char* outcome,
                        const std::optional<std::string>& holder, int64_t now_ms) {
-  tx.Exec(
+  tx.Send(
       "INSERT INTO lane_outcomes (event_id, function_id, key, number, outcome, run_id, "
       "recorded_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
       {event_id, run.function_id, *run.lane_key, *run.lane_number, outcome, holder, now_ms});
-  tx.Exec(std::string("UPDATE lanes SET ") +
+  tx.Send(std::string("UPDATE lanes SET ") +
               (outcome == std::string_view(kStale) ? "stale_total = stale_total + 1"
                                                    : "duplicates_total = duplicates_total + 1") +
               " WHERE function_id = $1 AND key = $2",
@@ -343,7 +343,7 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
                          {run.function_id, *run.lane_key});
     if (lane.empty()) throw std::logic_error("lane of run " + run.run_id + " not locked");
     if (lane[0].Null(0)) {  // the first number this lane sees
-      tx.Exec("UPDATE lanes SET seq_next = $3 WHERE function_id = $1 AND key = $2",
+      tx.Send("UPDATE lanes SET seq_next = $3 WHERE function_id = $1 AND key = $2",
               {run.function_id, *run.lane_key, *number});
     } else if (*number < lane[0].Int(0)) {
       RecordLaneOutcome(tx, event_id, run, kStale, std::nullopt, now_ms);
@@ -394,7 +394,7 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
                run.concurrency_key2, run.priority_s, start_now ? kRunning : kQueued, lane_seq,
                start_now ? std::optional<int64_t>(now_ms) : std::nullopt}) == 0) {
     if (run.lane_key) {  // stored already: its place is given back (the lane is locked)
-      tx.Exec(
+      tx.Send(
           "UPDATE lanes SET next_seq = next_seq - 1, depth = depth - 1 "
           "WHERE function_id = $1 AND key = $2",
           {run.function_id, *run.lane_key});
@@ -526,7 +526,7 @@ Result<std::string> FailLaneHead(Tx& tx, const std::string& function_id, const s
   }
   Json cause = run[0].JsonCol(1);
   if (!cause.is_null()) error["cause"] = std::move(cause);
-  tx.Exec(
+  tx.Send(
       "UPDATE runs SET status = 'failed', error = $2::jsonb, ended_at_ms = $3, "
       "started_at_ms = COALESCE(started_at_ms, $3) WHERE id = $1",
       {run_id, JsonValue(error), now_ms});
@@ -589,7 +589,7 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
     }
     Rows existing = tx.Query("SELECT checksum FROM apps WHERE id = $1", {app.id});
     const bool modified = existing.empty() || existing[0].Text(0) != app.checksum;
-    tx.Exec(
+    tx.Send(
         "INSERT INTO apps (id, url, sdk, framework, checksum, created_at_ms, synced_at_ms) "
         "VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, "
         "sdk = EXCLUDED.sdk, framework = EXCLUDED.framework, checksum = EXCLUDED.checksum, "
@@ -597,7 +597,7 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
         {app.id, app.url, app.sdk, app.framework, app.checksum, app.synced_at_ms});
     if (modified) {
       for (const auto& f : sync.functions) {
-        tx.Exec(
+        tx.Send(
             "INSERT INTO functions (id, app_id, name, config, archived, updated_at_ms, "
             "concurrency_limit, key_concurrency_limit, key_concurrency_limit2) "
             "VALUES ($1, $2, $3, $4::jsonb, false, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE "
@@ -609,7 +609,7 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
             {f.id, app.id, f.name, JsonValue(f.config), app.synced_at_ms, f.concurrency_limit,
              f.key_concurrency_limit, f.key_concurrency_limit2});
       }
-      tx.Exec(
+      tx.Send(
           "UPDATE functions SET archived = true, updated_at_ms = $3 "
           "WHERE app_id = $1 AND NOT archived AND id NOT IN @list($2)",
           {app.id, ListValue(ids), app.synced_at_ms});
@@ -897,7 +897,7 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
   auto claimed = InTransaction([&](Tx& tx) -> Result<std::vector<QueueItem>> {
     if (states) states->clear();
     if (!doubtful.empty()) {
-      tx.Exec(
+      tx.Send(
           "UPDATE queue SET visible_at_ms = $2, lease_token = NULL "
           "WHERE lease_token IN @list($1)",
           {ListValue(doubtful), now_ms});
@@ -966,7 +966,7 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
         });
     // Throttled first calls that would start too fast wait (flow_store.h).
     for (const auto& [id, at_ms] : PaceStarts(tx, admitted.claimed, now_ms)) {
-      tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE id = $1", {id, at_ms});
+      tx.Send("UPDATE queue SET visible_at_ms = $2 WHERE id = $1", {id, at_ms});
     }
     std::vector<std::string> claimed_ids, held_ids, run_ids;
     for (const QueueItem& item : admitted.claimed) {
@@ -975,17 +975,17 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
     }
     for (int64_t id : admitted.held) held_ids.push_back(std::to_string(id));
     if (!claimed_ids.empty()) {
-      tx.Exec(
+      tx.Send(
           "UPDATE queue SET visible_at_ms = $2, lease_token = $3, claims = claims + 1 "
           "WHERE id IN @ids($1)",
           {ListValue(claimed_ids), now_ms + lease.count(), token});
-      tx.Exec(
+      tx.Send(
           "UPDATE runs SET status = 'running', started_at_ms = COALESCE(started_at_ms, $2) "
           "WHERE id IN @list($1) AND status = 'queued'",
           {ListValue(run_ids), now_ms});
     }
     if (!held_ids.empty()) {
-      tx.Exec("UPDATE queue SET visible_at_ms = $2 WHERE id IN @ids($1)",
+      tx.Send("UPDATE queue SET visible_at_ms = $2 WHERE id IN @ids($1)",
               {ListValue(held_ids), HeldBackUntil(now_ms)});
     }
     if (states && !run_ids.empty()) {
@@ -1192,11 +1192,11 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
       return NotFound("no run \"" + item.run_id + "\"");
     }
     // Cancelled (or ended by another path) while the call was in flight: drop the work.
-    tx.Exec("DELETE FROM queue WHERE run_id = $1", {item.run_id});
+    tx.Send("DELETE FROM queue WHERE run_id = $1", {item.run_id});
     return Kept();
   }
   if (item.resume) {
-    tx.Exec("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {item.run_id, item.step_id});
+    tx.Send("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {item.run_id, item.step_id});
   }
   std::optional<int64_t> steps_after = RecordSteps(tx, item.run_id, t.steps, t.attempts, now_ms);
   if (end) {
@@ -1207,7 +1207,7 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
     return Kept();
   }
   if (park) {
-    tx.Exec("DELETE FROM queue WHERE run_id = $1", {item.run_id});
+    tx.Send("DELETE FROM queue WHERE run_id = $1", {item.run_id});
     return Kept();
   }
   if (!next) return Kept();  // a retry
@@ -1370,7 +1370,7 @@ Result<std::string> SqlStore::Checkpoint(const QueueItem& item,
 Status SqlStore::ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) {
   return InTransaction([&](Tx& tx) -> Status {
     for (const QueueItem& item : items) {
-      tx.Exec(
+      tx.Send(
           "UPDATE queue SET visible_at_ms = $3, lease_token = NULL "
           "WHERE id = $1 AND lease_token = $2",
           {item.id, item.lease_token, UnixMillis(now)});
@@ -1444,7 +1444,7 @@ Result<std::vector<std::string>> SqlStore::PendingRunEnds(int64_t ended_before_m
 Status SqlStore::AckRunEnds(const std::vector<std::string>& run_ids) {
   if (run_ids.empty()) return Status::Ok();
   return InTransaction([&](Tx& tx) -> Status {
-    tx.Exec("DELETE FROM run_ends WHERE run_id IN @list($1)", {ListValue(run_ids)});
+    tx.Send("DELETE FROM run_ends WHERE run_id IN @list($1)", {ListValue(run_ids)});
     return Status::Ok();
   });
 }
@@ -1510,9 +1510,9 @@ Result<std::string> SqlStore::RetryLaneHead(const std::string& function_id, cons
     if (run.empty() || run[0].Text(0) != kBlocked) {
       return HeadNotBlocked(key, run.empty() ? "gone" : run[0].Text(0));
     }
-    tx.Exec("DELETE FROM steps WHERE run_id = $1 AND status = 'failed'", {run_id});
-    tx.Exec("UPDATE runs SET status = 'running', error = NULL WHERE id = $1", {run_id});
-    tx.Exec(
+    tx.Send("DELETE FROM steps WHERE run_id = $1 AND status = 'failed'", {run_id});
+    tx.Send("UPDATE runs SET status = 'running', error = NULL WHERE id = $1", {run_id});
+    tx.Send(
         "UPDATE lanes SET head_since_ms = $3, head_deadline_ms = $3 + head_timeout_ms "
         "WHERE function_id = $1 AND key = $2",
         {function_id, key, now_ms});
@@ -1670,7 +1670,7 @@ Status SqlStore::AckLaneGaps(const std::vector<int64_t>& ids) {
   std::vector<std::string> text;
   for (int64_t id : ids) text.push_back(std::to_string(id));
   return InTransaction([&](Tx& tx) -> Status {
-    tx.Exec("UPDATE lane_gaps SET announced = true WHERE id IN @ids($1)", {ListValue(text)});
+    tx.Send("UPDATE lane_gaps SET announced = true WHERE id IN @ids($1)", {ListValue(text)});
     return Status::Ok();
   });
 }
@@ -1689,7 +1689,7 @@ Result<bool> SqlStore::ResolveWait(const std::string& run_id, const std::string&
     Json resume = item[0].JsonCol(1);
     if (!resume.is_object()) resume = Json::object();
     resume["memo"] = memo;
-    tx.Exec(
+    tx.Send(
         "UPDATE queue SET resume = $2::jsonb, visible_at_ms = $3, lease_token = NULL "
         "WHERE id = $1",
         {item[0].Int(0), JsonValue(resume), UnixMillis(now)});
@@ -1723,7 +1723,7 @@ Result<std::vector<WaitRecord>> SqlStore::PendingLookbacks(int64_t created_befor
 
 Status SqlStore::LookbackDone(const std::string& run_id, const std::string& step_id) {
   return InTransaction([&](Tx& tx) -> Status {
-    tx.Exec("UPDATE waits SET lookback_from_ms = NULL WHERE run_id = $1 AND step_id = $2",
+    tx.Send("UPDATE waits SET lookback_from_ms = NULL WHERE run_id = $1 AND step_id = $2",
             {run_id, step_id});
     return Status::Ok();
   });
@@ -1736,7 +1736,7 @@ Result<bool> CancelRunInTx(Tx& tx, const std::string& run_id, const Json& error,
       {run_id});
   if (run.empty()) return NotFound("no run \"" + run_id + "\"");
   if (IsTerminalStatus(run[0].Text(0))) return false;
-  tx.Exec("UPDATE runs SET status = 'cancelled', error = $2::jsonb, ended_at_ms = $3 WHERE id = $1",
+  tx.Send("UPDATE runs SET status = 'cancelled', error = $2::jsonb, ended_at_ms = $3 WHERE id = $1",
           {run_id, JsonValue(error), now_ms});
   EndRun(tx, run_id, run[0].Text(1), run[0].OptText(2), run[0].Int(3), now_ms);
   tx.AnnounceWork();  // its lane moves on
@@ -1768,7 +1768,7 @@ Status SqlStore::StartRun(const std::string& event_internal_id, const NewRun& re
     CreateRun(tx, event_internal_id, run, UnixMillis(now));
     RecordTimeouts(tx, run, UnixMillis(now));
     if (run.events_of) {  // a batch's run: the replay gets all its events
-      tx.Exec(
+      tx.Send(
           "INSERT INTO run_events (run_id, position, event_id) SELECT $1, position, event_id "
           "FROM run_events WHERE run_id = $2 ON CONFLICT DO NOTHING",
           {run.run_id, *run.events_of});
