@@ -182,5 +182,25 @@ TEST_F(RecoveryTest, ANegativeMaxInFlightIsRefused) {
   EXPECT_NE(p.Log().find("--max-in-flight"), std::string::npos) << p.Log();
 }
 
+// `funcky migrate` brings a new database up to date and, run again, has nothing to do;
+// PostgreSQL's notices (the second run's "already exists, skipping") stay out of its output,
+// and a database it cannot reach is an error that names it without the URL's password.
+TEST_F(RecoveryTest, MigrateTwiceAppliesOnceAndPrintsNoServerNotices) {
+  const std::string url = SharedPgCluster().CreateDatabase(CurrentTestSlug());
+  for (int i = 0; i < 2; ++i) {
+    Process p({FUNCKY_BIN, "migrate", "--db", url}, dir_ + "/migrate" + std::to_string(i) + ".log");
+    ASSERT_TRUE(WaitFor([&] { return !p.running(); }, std::chrono::seconds(30)));
+    EXPECT_EQ(p.exit_code(), 0) << p.Log();
+    EXPECT_EQ(p.Log().find("NOTICE"), std::string::npos) << p.Log();
+    EXPECT_NE(p.Log().find("up to date"), std::string::npos) << p.Log();
+  }
+  Process bad({FUNCKY_BIN, "migrate", "--db", "postgres://postgres:hunter2@127.0.0.1:1/none"},
+              dir_ + "/bad.log");
+  ASSERT_TRUE(WaitFor([&] { return !bad.running(); }, std::chrono::seconds(30)));
+  EXPECT_NE(bad.exit_code(), 0);
+  EXPECT_NE(bad.Log().find("cannot connect to PostgreSQL"), std::string::npos) << bad.Log();
+  EXPECT_EQ(bad.Log().find("hunter2"), std::string::npos) << "no password in the log";
+}
+
 }  // namespace
 }  // namespace funcky::testing

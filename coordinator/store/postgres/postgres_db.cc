@@ -95,6 +95,12 @@ Result<std::unique_ptr<Connection>> Connect(const std::string& url) {
     return Unavailable("cannot connect to PostgreSQL: " +
                        FirstLine(conn->c ? PQerrorMessage(conn->c) : "out of memory"));
   }
+  // The server's notices (a migration's "already exists, skipping") are for the debug log,
+  // not stderr, where libpq would print them.
+  PQsetNoticeProcessor(
+      conn->c,
+      [](void*, const char* message) { spdlog::debug("PostgreSQL: {}", FirstLine(message)); },
+      nullptr);
   return conn;
 }
 
