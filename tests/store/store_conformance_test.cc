@@ -1021,13 +1021,15 @@ TEST(PostgresDatabase, PreparesEachStatementOncePerConnection) {
 }
 
 // Statements sent with Tx::Send (PostgreSQL pipelines them with the next statement whose
-// result is wanted, or the COMMIT) run in order before it; one that fails fails its
+// result is wanted, or the COMMIT) run in order before it, as does a Tx::QueryLater, whose
+// rows its caller has when the transaction returns; one that fails fails its
 // transaction, even when that shows only at the commit, and nothing of that transaction
 // stays. The connection then serves the next transaction, statements it had not yet
 // prepared included. Returns the backend's connection ids seen, one per transaction (SQLite:
 // none).
 std::set<int64_t> CheckSentStatements(sql::Database& db, bool postgres) {
   std::set<int64_t> connections;
+  std::string later;
   auto seen = [&](sql::Tx& tx) {
     if (postgres) connections.insert(tx.Count("SELECT pg_backend_pid()"));
   };
@@ -1044,9 +1046,13 @@ std::set<int64_t> CheckSentStatements(sql::Database& db, bool postgres) {
     tx.Send("INSERT INTO sent (x) VALUES ($1)", {2});
     EXPECT_EQ(tx.Count("SELECT count(*) FROM sent"), 2) << "sent before the query, in order";
     tx.Send("INSERT INTO sent (x) VALUES ($1)", {3});
+    tx.QueryLater("SELECT count(*), max(x) FROM sent", {}, [&](sql::Rows rows) {
+      later = std::to_string(rows[0].Int(0)) + " " + std::to_string(rows[0].Int(1));
+    });
     return Status::Ok();
   }),
               IsOk());
+  EXPECT_EQ(later, "3 3") << "a later query's rows reach its caller by the commit";
   int64_t n = 0;
   EXPECT_THAT(count(&n), IsOk());
   EXPECT_EQ(n, 3) << "the last sent statement went with the commit";

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -125,21 +126,7 @@ class PostgresTx final : public sql::Tx {
   }
 
   sql::Rows Query(std::string_view sql, sql::Params params) override {
-    PgResult r = Await(sql, params);
-    const int rows = PQntuples(r.get());
-    const int columns = PQnfields(r.get());
-    std::vector<sql::Cell> cells;
-    cells.reserve(static_cast<size_t>(rows) * columns);
-    for (int i = 0; i < rows; ++i) {
-      for (int j = 0; j < columns; ++j) {
-        if (PQgetisnull(r.get(), i, j)) {
-          cells.emplace_back();
-        } else {
-          cells.emplace_back(std::string(PQgetvalue(r.get(), i, j), PQgetlength(r.get(), i, j)));
-        }
-      }
-    }
-    return sql::Rows(columns, std::move(cells));
+    return RowsOf(Await(sql, params).get());
   }
 
   int64_t Exec(std::string_view sql, sql::Params params) override {
@@ -149,6 +136,12 @@ class PostgresTx final : public sql::Tx {
   }
 
   void Send(std::string_view sql, sql::Params params) override { QueueStatement(sql, params); }
+
+  void QueryLater(std::string_view sql, sql::Params params,
+                  std::function<void(sql::Rows)> done) override {
+    QueueStatement(sql, params);
+    pending_.back().done = std::move(done);
+  }
 
   void LockKey(std::string_view key) override {
     QueueStatement("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", {key});
@@ -206,8 +199,26 @@ class PostgresTx final : public sql::Tx {
   // What a result read from the pipeline answers, in the order sent.
   struct Pending {
     enum class Kind : uint8_t { kStatement, kPrepare, kSync } kind;
-    size_t index = 0;  // kPrepare: the statement's Prepared::index
+    size_t index = 0;                     // kPrepare: the statement's Prepared::index
+    std::function<void(sql::Rows)> done;  // a QueryLater's
   };
+
+  static sql::Rows RowsOf(const PGresult* r) {
+    const int rows = PQntuples(r);
+    const int columns = PQnfields(r);
+    std::vector<sql::Cell> cells;
+    cells.reserve(static_cast<size_t>(rows) * columns);
+    for (int i = 0; i < rows; ++i) {
+      for (int j = 0; j < columns; ++j) {
+        if (PQgetisnull(r, i, j)) {
+          cells.emplace_back();
+        } else {
+          cells.emplace_back(std::string(PQgetvalue(r, i, j), PQgetlength(r, i, j)));
+        }
+      }
+    }
+    return sql::Rows(columns, std::move(cells));
+  }
 
   PgError Lost() const {
     return PgError("lost the PostgreSQL connection: " + FirstLine(PQerrorMessage(conn_.c)), "",
@@ -288,7 +299,7 @@ class PostgresTx final : public sql::Tx {
   // Reads the result of the oldest pending item. A failed statement throws its error when
   // `throw_errors` (the statements after it, up to the sync, come back aborted).
   PgResult ReadOne(bool throw_errors) {
-    const Pending p = pending_.front();
+    Pending p = std::move(pending_.front());
     pending_.pop_front();
     PgResult r(PQgetResult(conn_.c));
     if (!r) throw Lost();
@@ -309,6 +320,7 @@ class PostgresTx final : public sql::Tx {
       if (status == PGRES_FATAL_ERROR) throw ErrorOf(r.get());
       throw PgError("statement skipped after an earlier failure", "XX000");
     }
+    if (ok && p.done) p.done(RowsOf(r.get()));
     return r;
   }
 

@@ -233,14 +233,15 @@ void Tx::InsertLater(std::string_view insert, std::string_view values, std::vect
                     std::make_move_iterator(row.end()));
 }
 
+void Tx::SendRows(std::string_view insert, std::string_view values,
+                  const std::vector<Value>& params) {
+  for (const auto& [sql, chunk] : InsertStatements(insert, values, "", params)) Send(sql, chunk);
+}
+
 void Tx::FlushInserts() {
   std::vector<Later> later = std::move(later_);
   later_.clear();
-  for (const Later& l : later) {
-    for (const auto& [sql, chunk] : InsertStatements(l.insert, l.values, "", l.params)) {
-      Send(sql, chunk);
-    }
-  }
+  for (const Later& l : later) SendRows(l.insert, l.values, l.params);
 }
 
 }  // namespace funcky::store::sql

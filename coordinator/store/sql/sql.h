@@ -156,6 +156,12 @@ class Tx {
   // failure fails the transaction, possibly only at that later statement or the commit, so
   // nothing between may depend on it having succeeded. `params` is copied.
   virtual void Send(std::string_view sql, Params params = {}) { Exec(sql, params); }
+  // Runs a query whose rows only the caller of the transaction reads, not its body: `done`
+  // gets them at the latest when the transaction commits (PostgreSQL sends it as Send does;
+  // SQLite runs it at once). Not called when the transaction fails before the query ran.
+  virtual void QueryLater(std::string_view sql, Params params, std::function<void(Rows)> done) {
+    done(Query(sql, params));
+  }
   // Holds `key` until the transaction ends: transactions that take the same key run one
   // after another (PostgreSQL advisory locks). SQLite runs one transaction at a time anyway.
   virtual void LockKey(std::string_view key) = 0;
@@ -173,6 +179,9 @@ class Tx {
   // NOTHING RETURNING a"). Returns what the statements returned, in order.
   Rows InsertRows(std::string_view insert, std::string_view values, std::string_view tail,
                   const std::vector<Value>& params);
+  // InsertRows for rows whose insert returns nothing anyone reads: the statements are sent
+  // (Send).
+  void SendRows(std::string_view insert, std::string_view values, const std::vector<Value>& params);
   // Inserts a row before the transaction commits, as InsertRows does, with the other rows of
   // the same `insert` whatever transaction work (a group's pieces) they came from: for rows
   // nothing reads back before the commit.

@@ -94,20 +94,28 @@ std::vector<StepRecord> ReadSteps(Tx& tx, const std::string& run_id) {
   return out;
 }
 
-// A wait with its run's first event, `where` choosing which: oldest first.
-std::vector<WaitRecord> ReadWaits(Tx& tx, std::string_view where, sql::Params params) {
+// The query of ReadWaits: waits with their runs' first events, `where` choosing which.
+std::string WaitsQuery(std::string_view where) {
+  return std::string(
+             "SELECT w.run_id, w.step_id, w.function_id, w.event_name, w.expression, "
+             "w.kind, e.payload, w.created_at_ms, w.expires_at_ms, w.lookback_from_ms "
+             "FROM waits w JOIN runs r ON r.id = w.run_id "
+             "JOIN events e ON e.internal_id = r.event_id WHERE ") +
+         std::string(where);
+}
+
+std::vector<WaitRecord> WaitsOf(const Rows& rows) {
   std::vector<WaitRecord> out;
-  for (Row row : tx.Query(
-           std::string("SELECT w.run_id, w.step_id, w.function_id, w.event_name, w.expression, "
-                       "w.kind, e.payload, w.created_at_ms, w.expires_at_ms, w.lookback_from_ms "
-                       "FROM waits w JOIN runs r ON r.id = w.run_id "
-                       "JOIN events e ON e.internal_id = r.event_id WHERE ") +
-               std::string(where),
-           params)) {
+  for (Row row : rows) {
     out.push_back({row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Text(4), row.Text(5),
                    row.JsonCol(6), row.Int(7), row.Int(8), row.OptInt(9)});
   }
   return out;
+}
+
+// A wait with its run's first event, `where` choosing which.
+std::vector<WaitRecord> ReadWaits(Tx& tx, std::string_view where, sql::Params params) {
+  return WaitsOf(tx.Query(WaitsQuery(where), params));
 }
 
 // Queues a call of `run_id` due at `due_ms`, claimed as if due `ahead_ms` earlier (a first
@@ -457,13 +465,12 @@ void CreatePlainRuns(Tx& tx, const std::vector<const NewRun*>& runs,
                   here[i] ? sql::Value(token) : sql::Value(nullptr), here[i] ? 1 : 0});
   }
   if (calls.empty()) return;
-  Rows queued = tx.InsertRows(
+  constexpr std::string_view kInsert =
       "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, function_id, "
-      "concurrency_key, concurrency_key2, priority_ms, lease_token, claims)",
-      "($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10)",
-      any_here ? "RETURNING id, run_id, lease_token" : "", calls);
-  if (!any_here) return;
-  for (Row row : queued) {
+      "concurrency_key, concurrency_key2, priority_ms, lease_token, claims)";
+  constexpr std::string_view kValues = "($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10)";
+  if (!any_here) return tx.SendRows(kInsert, kValues, calls);
+  for (Row row : tx.InsertRows(kInsert, kValues, "RETURNING id, run_id, lease_token", calls)) {
     if (row.Null(2)) continue;
     start->items.push_back(
         QueueItem{row.Int(0), row.Text(1), std::string(kDiscoveryStepId), 0, token});
@@ -785,9 +792,12 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
       for (size_t i = 0; i < events.size(); ++i) {
         if (!out[i].duplicate) names.insert(events[i].event.name);
       }
+      // Read for the caller, not for this body: sent with the commit.
+      waits->clear();
       if (!names.empty()) {
-        *waits = ReadWaits(tx, "w.event_name IN @list($1) ORDER BY w.created_at_ms LIMIT 10000",
-                           {ListValue({names.begin(), names.end()})});
+        tx.QueryLater(WaitsQuery("w.event_name IN @list($1) ORDER BY w.created_at_ms LIMIT 10000"),
+                      {ListValue({names.begin(), names.end()})},
+                      [waits](Rows rows) { *waits = WaitsOf(rows); });
       }
     }
     return out;
