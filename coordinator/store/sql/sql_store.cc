@@ -1103,18 +1103,26 @@ constexpr const char* kLiveRunReturning =
 #undef FUNCKY_LIVE_RUN
 
 // Records `steps` (each once: a step already recorded keeps its first record) and `attempts`
-// of the run `run_id`, whose row the caller has locked. Returns the run's recorded steps after
-// the last insert (its seq + 1) when it inserted.
+// of the run `run_id`, whose row the caller has locked. With `count`, returns the run's
+// recorded steps after the last insert (its seq + 1) when it inserted; without, the inserts
+// are sent (Tx::Send) and it returns nothing.
 std::optional<int64_t> RecordSteps(Tx& tx, const std::string& run_id,
                                    const std::vector<StepRecord>& steps,
-                                   const std::vector<AttemptRecord>& attempts, int64_t now_ms) {
+                                   const std::vector<AttemptRecord>& attempts, int64_t now_ms,
+                                   bool count) {
   std::optional<int64_t> steps_after;
+  constexpr std::string_view kInsert =
+      "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
+      "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
+      "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING";
   for (const StepRecord& step : steps) {
-    Rows seq = tx.Query(
-        "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
-        "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
-        "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING RETURNING seq",
-        {run_id, step.step_id, step.name, step.status, JsonValue(step.memo), now_ms});
+    const std::vector<sql::Value> params = {run_id,      step.step_id,         step.name,
+                                            step.status, JsonValue(step.memo), now_ms};
+    if (!count) {
+      tx.Send(kInsert, params);
+      continue;
+    }
+    Rows seq = tx.Query(std::string(kInsert) + " RETURNING seq", params);
     steps_after = seq.empty() ? std::nullopt : std::optional<int64_t>(seq[0].Int(0) + 1);
   }
   for (const AttemptRecord& at : attempts) {
@@ -1208,7 +1216,9 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
   if (item.resume) {
     tx.Send("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {item.run_id, item.step_id});
   }
-  std::optional<int64_t> steps_after = RecordSteps(tx, item.run_id, t.steps, t.attempts, now_ms);
+  // The step count matters only to a kept call.
+  std::optional<int64_t> steps_after =
+      RecordSteps(tx, item.run_id, t.steps, t.attempts, now_ms, kept_item.has_value());
   if (end) {
     // Its other calls, if it may have any, go after the lock: a parallel call of the run may
     // have queued some since this transaction's first statement.
@@ -1372,7 +1382,7 @@ Result<std::string> SqlStore::Checkpoint(const QueueItem& item,
         if (run.empty()) return Aborted("run " + item.run_id + " has ended");
         std::vector<AttemptRecord> of_call = attempts;
         for (AttemptRecord& a : of_call) a.attempt = static_cast<int>(held[0].Int(0));
-        RecordSteps(tx, item.run_id, steps, of_call, now_ms);
+        RecordSteps(tx, item.run_id, steps, of_call, now_ms, /*count=*/false);
         return run[0].Text(0);
       });
 }
