@@ -183,6 +183,13 @@ class Metrics:
                 calls += int(float(line.split()[-1]))
         return completed, calls
 
+    def round_trips(self):
+        """funcky_db_round_trips_total: how often the coordinator waited for PostgreSQL."""
+        for line in self.api("GET", "/metrics").splitlines():
+            if line.startswith("funcky_db_round_trips_total"):
+                return int(float(line.split()[-1]))
+        return 0
+
     def completed_at(self, n, timeout, poll, what):
         """When `n` runs had completed, read every `poll` s: interpolated between the last two
         reads, so that a coarse poll (cheaper for the coordinator) times as finely."""
@@ -481,13 +488,15 @@ class Bench:
         wait_for(lambda: metrics.read()[0] >= self.a.cost_runs, 600, step=0.25,
                  what="the cost runs to complete")
         rss = rss_mb(coord.pid)
+        trips = metrics.round_trips()  # the coordinator's own count, its start included
         self.stop_coordinator(coord, db)
         window = time.time() - t0
         c1, s1 = self.pg.counters(db)
         q1 = self.pg.statement_calls(db)
         t1 = time.time()
-        coord, _, _ = self.coordinator("pg-cost-idle", ["serve", "--db", url])
+        coord, _, idle_api = self.coordinator("pg-cost-idle", ["serve", "--db", url])
         time.sleep(max(0.0, window - (time.time() - t1)))
+        idle_trips = Metrics(idle_api).round_trips()
         self.stop_coordinator(coord, db)
         c2, s2 = self.pg.counters(db)
         n = self.a.cost_runs
@@ -496,6 +505,7 @@ class Bench:
             "net_commits_per_run": (c1 - c0 - (c2 - c1)) / n,
             "net_statements_per_run": (s1 - s0 - (s2 - s1)) / n,
             "idle_commits_per_s": (c2 - c1) / window, "idle_statements_per_s": (s2 - s1) / window,
+            "round_trips_per_run": trips / n, "net_round_trips_per_run": (trips - idle_trips) / n,
             "window_s": window, "rss_mb": rss,
             # The statements that cost most per run, for whoever works on the figure.
             "top_statements": sorted(((q1[q] - q0.get(q, 0)) / n, q[:160]) for q in q1
@@ -654,9 +664,11 @@ class Bench:
             rows.append(("Funcky durable cost under load (PostgreSQL)",
                          f"{a.cost_runs:,} runs, batches of 100",
                          f"{g('cost', 'commits_per_run'):.2f} commits, "
-                         f"{g('cost', 'statements_per_run'):.1f} statements per run; less an idle "
-                         f"coordinator's: {g('cost', 'net_commits_per_run'):.2f} and "
-                         f"{g('cost', 'net_statements_per_run'):.1f}"))
+                         f"{g('cost', 'statements_per_run'):.1f} statements, "
+                         f"{g('cost', 'round_trips_per_run'):.1f} round trips per run; less an "
+                         f"idle coordinator's: {g('cost', 'net_commits_per_run'):.2f}, "
+                         f"{g('cost', 'net_statements_per_run'):.1f} and "
+                         f"{g('cost', 'net_round_trips_per_run'):.1f}"))
             rows.append(("Funcky idle coordinator (PostgreSQL)",
                          f"same {g('cost', 'window_s'):.0f} s, start to stop",
                          f"{g('cost', 'idle_commits_per_s'):.1f} commits/s, "

@@ -138,6 +138,15 @@ struct Metrics::Impl {
           .Name("funcky_lane_duplicates_recorded")
           .Help("Events of sequence lanes whose number had a run already, all time")
           .Register(registry);
+  // This process's own count, read from the store at scrape time (PostgreSQL only).
+  prom::Family<prom::Counter>& db_round_trips =
+      prom::BuildCounter()
+          .Name("funcky_db_round_trips_total")
+          .Help(
+              "Times this coordinator waited for PostgreSQL's answer (statements sent "
+              "together are one)")
+          .Register(registry);
+  int64_t db_round_trips_seen = 0;  // GUARDED_BY(render_mu)
   prom::Family<prom::Gauge>& in_flight = prom::BuildGauge()
                                              .Name("funcky_calls_in_flight")
                                              .Help("Calls to hosts in flight on this coordinator")
@@ -222,6 +231,11 @@ std::string Metrics::Render(const std::optional<store::QueueStats>& stats,
   gauge(impl_->lane_gaps, known, known ? static_cast<double>(stats->lane_gaps) : 0);
   gauge(impl_->lane_stale, known, known ? static_cast<double>(stats->lane_stale) : 0);
   gauge(impl_->lane_duplicates, known, known ? static_cast<double>(stats->lane_duplicates) : 0);
+  if (known && stats->db_round_trips && *stats->db_round_trips > impl_->db_round_trips_seen) {
+    impl_->db_round_trips.Add({}).Increment(
+        static_cast<double>(*stats->db_round_trips - impl_->db_round_trips_seen));
+    impl_->db_round_trips_seen = *stats->db_round_trips;
+  }
   std::ostringstream out;
   prom::TextSerializer().Serialize(out, impl_->registry.Collect());
   return out.str();

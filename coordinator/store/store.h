@@ -467,6 +467,9 @@ struct QueueStats {
   int64_t lane_gaps = 0;              // gaps recorded (ever; lanes' counters)
   int64_t lane_stale = 0;             // stale numbers recorded
   int64_t lane_duplicates = 0;        // duplicate numbers recorded
+  // How often this process has waited for the database's answer (sql::Database::RoundTrips);
+  // none for SQLite.
+  std::optional<int64_t> db_round_trips;
 };
 
 // The moves of a Transition (at namespace scope, so each is a complete type where the

@@ -89,6 +89,16 @@ TEST_P(MetricsTest, CountersHistogramsAndGaugesAfterKnownWork) {
   EXPECT_EQ(Value(m, "funcky_queue_lag_seconds"), 0);
   EXPECT_EQ(Value(m, "funcky_lanes_blocked"), 0);
   EXPECT_EQ(Value(m, "funcky_calls_in_flight"), 0);
+  // Two runs, each at least its ingest and a record of each call, came back from PostgreSQL;
+  // SQLite has no round trips to count.
+  const double round_trips = Value(m, "funcky_db_round_trips_total");
+  if (GetParam() == "postgres") {
+    EXPECT_GE(round_trips, 2 + 7);
+    EXPECT_GT(Value(Scrape(*c), "funcky_db_round_trips_total"), round_trips)
+        << "the scrape's own reads count";
+  } else {
+    EXPECT_EQ(round_trips, -1);
+  }
 }
 
 // Histogram values, not just counts: a step that sleeps 2 s on the host is observed above

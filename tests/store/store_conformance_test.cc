@@ -1109,6 +1109,44 @@ TEST(PostgresDatabase, SentStatementsRunInOrderAndFailTheirTransactionWherePipel
   EXPECT_EQ(connections.size(), 1u) << "the one connection recovered from each failure";
 }
 
+// A transaction waits for PostgreSQL once per statement whose result it reads and once for
+// its commit: its BEGIN and the statements it sends travel with those (pipelining).
+TEST(PostgresDatabase, ATransactionWaitsOncePerResultItReadsAndOnceToCommit) {
+  auto db = NewPostgresDatabase(
+      {.url = testing::SharedPgCluster().CreateDatabase("store_round_trips"), .pool_size = 1});
+  ASSERT_THAT(db->Transact([](sql::Tx& tx) {
+    tx.Send("CREATE TABLE trips (x bigint)");
+    return Status::Ok();
+  }),
+              IsOk());
+  auto trips = [&](const std::function<void(sql::Tx&)>& body) {
+    const int64_t before = db->RoundTrips().value_or(-100);
+    EXPECT_THAT(db->Transact([&](sql::Tx& tx) {
+      body(tx);
+      return Status::Ok();
+    }),
+                IsOk());
+    return db->RoundTrips().value_or(-100) - before;
+  };
+  EXPECT_EQ(trips([](sql::Tx& tx) {
+              for (int i = 0; i < 5; ++i) tx.Send("INSERT INTO trips (x) VALUES ($1)", {i});
+              tx.LockKey("k");
+              tx.AnnounceWork();
+              tx.InsertLater("INSERT INTO trips (x)", "($1)", {9});
+            }),
+            1)
+      << "everything with the commit";
+  EXPECT_EQ(trips([](sql::Tx& tx) {
+              tx.Send("INSERT INTO trips (x) VALUES ($1)", {6});
+              EXPECT_EQ(tx.Count("SELECT count(*) FROM trips"), 7);
+              tx.Send("INSERT INTO trips (x) VALUES ($1)", {7});
+              EXPECT_EQ(tx.Exec("DELETE FROM trips WHERE x = $1", {9}), 1);
+              tx.QueryLater("SELECT 1", {}, [](sql::Rows) {});
+            }),
+            3)
+      << "the count, the delete, the commit";
+}
+
 TEST(SqliteDatabase, SentStatementsRunInOrderAndFailTheirTransaction) {
   auto db = OpenSqliteDatabase({.path = testing::TempDir("funcky-sent-") + "/sent.db"});
   ASSERT_THAT(db, IsOk());

@@ -118,7 +118,8 @@ PgResult Run(PGconn* c, const char* sql) {
 // One open transaction, in pipeline mode from Begin until Commit or Rollback returns.
 class PostgresTx final : public sql::Tx {
  public:
-  PostgresTx(Connection& conn, const Rewriter& rewrite) : conn_(conn), rewrite_(rewrite) {}
+  PostgresTx(Connection& conn, const Rewriter& rewrite, std::atomic<int64_t>& round_trips)
+      : conn_(conn), rewrite_(rewrite), round_trips_(round_trips) {}
 
   void Begin() {
     if (PQenterPipelineMode(conn_.c) != 1) throw Lost();
@@ -277,6 +278,7 @@ class PostgresTx final : public sql::Tx {
   PgResult Await(std::string_view sql, sql::Params params) {
     QueueStatement(sql, params);
     if (PQsendFlushRequest(conn_.c) != 1 || PQflush(conn_.c) != 0) throw Lost();
+    ++round_trips_;
     PgResult mine;
     while (!pending_.empty()) {
       const bool last = pending_.size() == 1;
@@ -289,6 +291,7 @@ class PostgresTx final : public sql::Tx {
   void Sync() {
     if (PQpipelineSync(conn_.c) != 1) throw Lost();
     pending_.push_back({Pending::Kind::kSync});
+    ++round_trips_;
   }
 
   // Reads every pending result.
@@ -330,6 +333,7 @@ class PostgresTx final : public sql::Tx {
 
   Connection& conn_;
   const Rewriter& rewrite_;
+  std::atomic<int64_t>& round_trips_;  // the database's count
   std::deque<Pending> pending_;
   bool announced_ = false;
   bool commit_sent_ = false;
@@ -402,7 +406,7 @@ class PostgresDatabase final : public sql::Database {
     auto conn = TakeConnection();
     if (!conn.ok()) return conn.status();
     std::unique_ptr<Connection> c = std::move(conn).value();
-    PostgresTx tx(*c, rewrite_);
+    PostgresTx tx(*c, rewrite_, round_trips_);
     Status result;
     try {
       tx.Begin();
@@ -427,6 +431,8 @@ class PostgresDatabase final : public sql::Database {
   std::unique_ptr<WorkWatch> Watch(std::function<void()> wake) override {
     return std::make_unique<PostgresWorkWatch>(options_.url, std::move(wake));
   }
+
+  std::optional<int64_t> RoundTrips() const override { return round_trips_.load(); }
 
   Status Migrate() override {
     auto conn = TakeConnection();
@@ -552,6 +558,7 @@ class PostgresDatabase final : public sql::Database {
   }
 
   PostgresOptions options_;
+  std::atomic<int64_t> round_trips_{0};  // of transactions (Transact), not of Migrate
   std::mutex mu_;
   std::condition_variable available_;
   std::vector<std::unique_ptr<Connection>> idle_;  // GUARDED_BY(mu_)

@@ -213,6 +213,10 @@ class Database {
   virtual Status Transact(const std::function<Status(Tx&)>& body) = 0;
   // Applies pending schema migrations (idempotent; safe with several processes at once).
   virtual Status Migrate() = 0;
+  // How often this process has waited for the database's answer since it opened it (a
+  // pipeline of statements is one wait); none where there is nothing to wait for (SQLite
+  // runs in the process).
+  virtual std::optional<int64_t> RoundTrips() const { return std::nullopt; }
   // Calls `wake` after each committed transaction of another process that called
   // Tx::AnnounceWork (Store::WatchForWork). Null where that cannot be watched.
   virtual std::unique_ptr<WorkWatch> Watch(std::function<void()> wake) {

@@ -1445,6 +1445,7 @@ Result<QueueStats> SqlStore::GetQueueStats(TimePoint now) {
     out.lane_gaps = g[0].Int(2);
     out.lane_stale = g[0].Int(3);
     out.lane_duplicates = g[0].Int(4);
+    out.db_round_trips = db_->RoundTrips();
     return out;
   });
 }
