@@ -189,12 +189,12 @@ class Tx {
   // Sends what InsertLater holds (Send); backends call it before they commit.
   void FlushInserts();
 
- private:
   // InsertRows' statements: each with its parameters.
   static std::vector<std::pair<std::string, std::vector<Value>>> InsertStatements(
       std::string_view insert, std::string_view values, std::string_view tail,
       const std::vector<Value>& params);
 
+ private:
   struct Later {
     std::string insert, values;
     std::vector<Value> params;  // the rows' parameters, one row after another

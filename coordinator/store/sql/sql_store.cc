@@ -118,6 +118,26 @@ std::vector<WaitRecord> ReadWaits(Tx& tx, std::string_view where, sql::Params pa
   return WaitsOf(tx.Query(WaitsQuery(where), params));
 }
 
+// ReadRunStates' first query: runs $1 (a JSON list) with their functions, their event, and
+// whether they have events of a batch (run_events) or steps, each of which takes one more.
+std::string RunStatesQuery() {
+  return std::string("SELECT ") + kRunColumns + ", " + kFunctionColumns +
+         ", ev.payload, EXISTS (SELECT 1 FROM run_events WHERE run_id = r.id), "
+         "EXISTS (SELECT 1 FROM steps WHERE run_id = r.id) "
+         "FROM runs r JOIN functions f ON f.id = r.function_id "
+         "LEFT JOIN events ev ON ev.internal_id = r.event_id WHERE r.id IN @list($1)";
+}
+
+// A row of RunStatesQuery as a state: its run, function and event (not a batch's events).
+RunState RunStateOf(const Row& row) {
+  RunState state;
+  state.run = ReadRun(row);
+  state.function = ReadFunction(row, kRunColumnCount);
+  const int more = kRunColumnCount + kFunctionColumnCount;
+  if (!row.Bool(more + 1) && !row.Null(more)) state.events.push_back(row.JsonCol(more));
+  return state;
+}
+
 // Queues a call of `run_id` due at `due_ms`, claimed as if due `ahead_ms` earlier (a first
 // call's priority); the function and concurrency keys are copied from the run so a claim
 // can count calls in flight without a join.
@@ -441,9 +461,10 @@ bool IsPlain(const NewRun& run) {
 // Creates the plain runs (IsPlain) of one ingest, `rows` their parameters, queued now: one
 // statement for the runs and one for their first calls, in the order given. Those `here`
 // marks start at once: created running, their first calls leased to `start` (StartedCalls).
-void CreatePlainRuns(Tx& tx, const std::vector<const NewRun*>& runs,
-                     const std::vector<sql::Value>& rows, const std::vector<bool>& here,
-                     int64_t now_ms, StartedCalls* start) {
+std::vector<std::string> CreatePlainRuns(Tx& tx, const std::vector<const NewRun*>& runs,
+                                         const std::vector<sql::Value>& rows,
+                                         const std::vector<bool>& here, int64_t now_ms,
+                                         StartedCalls* start) {
   std::set<std::string> created;
   for (Row row : tx.InsertRows(
            "INSERT INTO runs (id, function_id, event_id, status, concurrency_key, "
@@ -454,9 +475,11 @@ void CreatePlainRuns(Tx& tx, const std::vector<const NewRun*>& runs,
   const bool any_here = std::find(here.begin(), here.end(), true) != here.end();
   const std::string token = any_here ? crypto::HexEncode(crypto::RandomBytes(12)) : "";
   std::vector<sql::Value> calls;
+  std::vector<std::string> started;
   for (size_t i = 0; i < runs.size(); ++i) {
     const NewRun* run = runs[i];
     if (!created.count(run->run_id)) continue;
+    if (here[i]) started.push_back(run->run_id);
     const FirstCall first = FirstCallOf(std::nullopt, run->priority_s, now_ms);
     calls.insert(calls.end(),
                  {run->run_id, std::string(kDiscoveryStepId),
@@ -464,17 +487,27 @@ void CreatePlainRuns(Tx& tx, const std::vector<const NewRun*>& runs,
                   run->concurrency_key, run->concurrency_key2, first.ahead_ms,
                   here[i] ? sql::Value(token) : sql::Value(nullptr), here[i] ? 1 : 0});
   }
-  if (calls.empty()) return;
+  if (calls.empty()) return started;
   constexpr std::string_view kInsert =
       "INSERT INTO queue (run_id, step_id, attempt, visible_at_ms, created_at_ms, function_id, "
       "concurrency_key, concurrency_key2, priority_ms, lease_token, claims)";
   constexpr std::string_view kValues = "($1, $2, 0, $3, $4, $5, $6, $7, $8, $9, $10)";
-  if (!any_here) return tx.SendRows(kInsert, kValues, calls);
-  for (Row row : tx.InsertRows(kInsert, kValues, "RETURNING id, run_id, lease_token", calls)) {
-    if (row.Null(2)) continue;
-    start->items.push_back(
-        QueueItem{row.Int(0), row.Text(1), std::string(kDiscoveryStepId), 0, token});
+  if (!any_here) {
+    tx.SendRows(kInsert, kValues, calls);
+    return started;
   }
+  // The started items are for the caller: read with the commit.
+  for (auto& [sql, chunk] :
+       tx.InsertStatements(kInsert, kValues, "RETURNING id, run_id, lease_token", calls)) {
+    tx.QueryLater(sql, chunk, [start, token](Rows rows) {
+      for (Row row : rows) {
+        if (row.Null(2)) continue;
+        start->items.push_back(
+            QueueItem{row.Int(0), row.Text(1), std::string(kDiscoveryStepId), 0, token});
+      }
+    });
+  }
+  return started;
 }
 
 // What a run may have left besides the call that ends it, as its row (read under the lock)
@@ -777,14 +810,18 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
       }
       out.push_back(std::move(stored));
     }
-    if (!plain.empty()) CreatePlainRuns(tx, plain, plain_rows, plain_here, now_ms, start);
-    if (start && !start->items.empty()) {
-      // The started runs as a claim reads them (a few statements for all of them).
-      std::vector<std::string> run_ids;
-      for (const QueueItem& item : start->items) run_ids.push_back(item.run_id);
-      std::map<std::string, RunState> states = ReadRunStates(tx, run_ids);
-      for (const QueueItem& item : start->items) start->states.push_back(states.at(item.run_id));
+    // The runs started here: lane heads (items already known), then plain runs (their items
+    // come with the commit); their states, as a claim reads them, too.
+    std::vector<std::string> started;
+    if (start) {
+      for (const QueueItem& item : start->items) started.push_back(item.run_id);
     }
+    if (!plain.empty()) {
+      for (std::string& id : CreatePlainRuns(tx, plain, plain_rows, plain_here, now_ms, start)) {
+        started.push_back(std::move(id));
+      }
+    }
+    if (start) ReadStartedStatesLater(tx, std::move(started), start);
     DropEmptyLanes(tx, lanes);  // locked for duplicate events and runs a gate skipped
     if (queued) tx.AnnounceWork();
     if (waits) {
@@ -1042,21 +1079,10 @@ std::map<std::string, RunState> SqlStore::ReadRunStates(Tx& tx,
   // batches' runs and the steps of runs that have some take one more each.
   std::map<std::string, RunState> out;
   std::vector<std::string> with_steps;
-  for (Row row : tx.Query(std::string("SELECT ") + kRunColumns + ", " + kFunctionColumns +
-                              ", ev.payload, EXISTS (SELECT 1 FROM run_events "
-                              "WHERE run_id = r.id), "
-                              "EXISTS (SELECT 1 FROM steps WHERE run_id = r.id) "
-                              "FROM runs r JOIN functions f ON f.id = r.function_id "
-                              "LEFT JOIN events ev ON ev.internal_id = r.event_id "
-                              "WHERE r.id IN @list($1)",
-                          {ListValue(run_ids)})) {
-    RunState state;
-    state.run = ReadRun(row);
-    state.function = ReadFunction(row, kRunColumnCount);
+  for (Row row : tx.Query(RunStatesQuery(), {ListValue(run_ids)})) {
+    RunState state = RunStateOf(row);
     const int more = kRunColumnCount + kFunctionColumnCount;
-    if (!row.Bool(more + 1)) {
-      if (!row.Null(more)) state.events.push_back(row.JsonCol(more));
-    } else {
+    if (row.Bool(more + 1)) {
       // A batch's run holds its events in run_events, in order.
       for (Row e : tx.Query("SELECT e.payload FROM run_events re JOIN events e "
                             "ON e.internal_id = re.event_id WHERE re.run_id = $1 "
@@ -1077,6 +1103,32 @@ std::map<std::string, RunState> SqlStore::ReadRunStates(Tx& tx,
     }
   }
   return out;
+}
+
+void SqlStore::ReadStartedStatesLater(Tx& tx, std::vector<std::string> run_ids,
+                                      StartedCalls* start) {
+  if (run_ids.empty()) return;
+  // Runs created in this transaction: no steps and no batch's events, so the one query is
+  // the whole state. Should one need more, the states are left out and the executor loads
+  // each run's state before its call, as for a call without one.
+  tx.QueryLater(RunStatesQuery(), {ListValue(run_ids)}, [start](Rows rows) {
+    std::map<std::string, RunState> by_run;
+    const int more = kRunColumnCount + kFunctionColumnCount;
+    for (Row row : rows) {
+      if (row.Bool(more + 1) || row.Bool(more + 2)) return;
+      RunState state = RunStateOf(row);
+      std::string id = state.run.id;
+      by_run.emplace(std::move(id), std::move(state));
+    }
+    // Read after the items (the statements' results come in the order sent).
+    std::vector<RunState> states;
+    for (const QueueItem& item : start->items) {
+      auto it = by_run.find(item.run_id);
+      if (it == by_run.end()) return;
+      states.push_back(std::move(it->second));
+    }
+    start->states = std::move(states);
+  });
 }
 
 Status SqlStore::Apply(const QueueItem& item, const Transition& t, TimePoint now) {

@@ -96,6 +96,10 @@ class SqlStore final : public Store {
   // The states of `run_ids` that exist, by run id.
   static std::map<std::string, RunState> ReadRunStates(sql::Tx& tx,
                                                        const std::vector<std::string>& run_ids);
+  // For the runs this ingest started here (`start`, whose items the commit completes): their
+  // states, read with the commit (Tx::QueryLater) into start->states in the items' order.
+  static void ReadStartedStatesLater(sql::Tx& tx, std::vector<std::string> run_ids,
+                                     StartedCalls* start);
 
   // What a failed piece of a group may have written, so whether its group may go on.
   enum class Piece {
