@@ -418,10 +418,13 @@ class PostgresDatabase final : public sql::Database {
         tx.Rollback();
       }
     } catch (const PgError& e) {
-      result = Failed(e, c);
+      // Failing to roll back the body's own error (a lost connection) leaves that error the
+      // outcome: nothing was committed either way.
+      Status failed = Failed(e, c);
+      if (result.ok()) result = std::move(failed);
       if (c && !tx.Recover()) c.reset();
     } catch (const std::exception& e) {
-      result = Internal(std::string("database error: ") + e.what());
+      if (result.ok()) result = Internal(std::string("database error: ") + e.what());
       if (!tx.Recover()) c.reset();
     }
     ReturnConnection(std::move(c));
