@@ -2,7 +2,7 @@
 FROM debian:bookworm AS build
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       g++ cmake ninja-build pkg-config libboost1.81-dev libboost-url1.81-dev libssl-dev \
-      nlohmann-json3-dev libpqxx-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev \
+      nlohmann-json3-dev libpq-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev \
       libcli11-dev prometheus-cpp-dev nodejs \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -12,7 +12,7 @@ RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo && \
 
 FROM debian:bookworm-slim
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libpqxx-6.4 libsqlite3-0 libssl3 libspdlog1.10 libfmt9 libboost-url1.81.0 \
+      libpq5 libsqlite3-0 libssl3 libspdlog1.10 libfmt9 libboost-url1.81.0 \
       libprometheus-cpp-core1.0 ca-certificates tzdata && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/coordinator/funcky /usr/local/bin/funcky
 COPY --from=build /src/build/examples/hello /usr/local/bin/hello

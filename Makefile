@@ -13,7 +13,7 @@ export CCACHE_NOHASHDIR := 1
 
 DEB_PACKAGES := g++ cmake ninja-build ccache pkg-config libboost1.81-dev libboost-url1.81-dev \
   libssl-dev openssl prometheus-cpp-dev python3-prometheus-client \
-  nlohmann-json3-dev libpq-dev libpqxx-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev \
+  nlohmann-json3-dev libpq-dev libsqlite3-dev libgtest-dev libgmock-dev libspdlog-dev \
   libcli11-dev postgresql docker-compose curl python3 tzdata chromium
 
 .PHONY: all deps build test sanitize-test run start stop clean format compat-deps bench fuzz

@@ -18,9 +18,9 @@
 #include <thread>
 
 #include <gtest/gtest.h>
-#include <pqxx/pqxx>
 
 #include "tests/support/e2e.h"
+#include "tests/support/pg_cluster.h"
 
 namespace funcky::testing {
 namespace {
@@ -74,11 +74,8 @@ TEST_F(ChaosTest, PerKeyOrderHoldsThroughFailuresTimeoutsAndAKill9) {
   for (auto& t : clients) t.join();
   ASSERT_EQ(send_errors.load(), 0);
 
-  pqxx::connection db(db_);
-  auto count = [&](const std::string& sql) {
-    pqxx::nontransaction w(db);
-    return w.exec(sql)[0][0].as<int64_t>();
-  };
+  PgConnection db(db_);
+  auto count = [&](const std::string& sql) { return db.Count(sql); };
 
   // Midway: SIGKILL one coordinator, restart it a second later.
   ASSERT_TRUE(WaitFor(
@@ -103,7 +100,9 @@ TEST_F(ChaosTest, PerKeyOrderHoldsThroughFailuresTimeoutsAndAKill9) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   ASSERT_TRUE(done) << "runs not finished: "
-                    << count("SELECT count(*) FROM runs WHERE status <> 'completed'");
+                    << count("SELECT count(*) FROM runs WHERE status <> 'completed'") << " of "
+                    << count("SELECT count(*) FROM runs") << " runs (" << total
+                    << " events sent), after " << seconds << " s";
 
   const int64_t completed = count("SELECT count(*) FROM runs WHERE status = 'completed'");
   const int64_t steps_recorded = count("SELECT count(*) FROM steps");
@@ -224,11 +223,8 @@ TEST_F(ChaosTest, SequenceLanesApplyVersionsInOrderAndGiveUpOnlyOnDroppedOnes) {
   ASSERT_LT(send_time, 30s) << "the test's premise: every version sent arrives before its "
                                "lane could give up on it (gap timeout 40 s)";
 
-  pqxx::connection db(db_);
-  auto count = [&](const std::string& sql) {
-    pqxx::nontransaction w(db);
-    return w.exec(sql)[0][0].as<int64_t>();
-  };
+  PgConnection db(db_);
+  auto count = [&](const std::string& sql) { return db.Count(sql); };
   const auto sent_at = std::chrono::steady_clock::now();
   ASSERT_TRUE(WaitFor(
       [&] {
@@ -244,13 +240,12 @@ TEST_F(ChaosTest, SequenceLanesApplyVersionsInOrderAndGiveUpOnlyOnDroppedOnes) {
       << " lanes waiting\n"
       <<
       [&] {
-        pqxx::nontransaction w(db);
         std::string out;
         for (const auto& row :
-             w.exec("SELECT l.key, left(r.error::text, 200), r.status, r.lane_number, l.seq_next, "
-                    "l.depth, l.gap_since_ms FROM lanes l LEFT JOIN runs r ON r.id = l.head_run_id "
-                    "ORDER BY l.key LIMIT 8")) {
-          for (const auto& f : row) out += std::string(f.is_null() ? "null" : f.c_str()) + " ";
+             db.Query("SELECT l.key, left(r.error::text, 200), r.status, r.lane_number, "
+                      "l.seq_next, l.depth, l.gap_since_ms FROM lanes l LEFT JOIN runs r "
+                      "ON r.id = l.head_run_id ORDER BY l.key LIMIT 8")) {
+          for (const auto& f : row) out += f.value_or("null") + " ";
           out += "\n";
         }
         return out;
@@ -281,18 +276,15 @@ TEST_F(ChaosTest, SequenceLanesApplyVersionsInOrderAndGiveUpOnlyOnDroppedOnes) {
                     << count("SELECT count(*) FROM runs WHERE status <> 'completed'") << "\n"
                     <<
       [&] {
-        pqxx::nontransaction w(db);
         std::string out;
         for (const auto& row :
-             w.exec("SELECT r.lane_key, r.lane_number, r.status, left(r.error::text, 300), "
-                    "l.seq_next, l.depth, l.gap_since_ms, l.head_run_id, "
-                    "(SELECT count(*) FROM queue q WHERE q.run_id = l.head_run_id) "
-                    "FROM runs r LEFT JOIN lanes l ON l.function_id = r.function_id "
-                    "AND l.key = r.lane_key WHERE r.status <> 'completed' "
-                    "ORDER BY r.lane_key, r.lane_number LIMIT 12")) {
-          for (const auto& f : row) {
-            out += std::string(f.is_null() ? "null" : f.c_str()) + " ";
-          }
+             db.Query("SELECT r.lane_key, r.lane_number, r.status, left(r.error::text, 300), "
+                      "l.seq_next, l.depth, l.gap_since_ms, l.head_run_id, "
+                      "(SELECT count(*) FROM queue q WHERE q.run_id = l.head_run_id) "
+                      "FROM runs r LEFT JOIN lanes l ON l.function_id = r.function_id "
+                      "AND l.key = r.lane_key WHERE r.status <> 'completed' "
+                      "ORDER BY r.lane_key, r.lane_number LIMIT 12")) {
+          for (const auto& f : row) out += f.value_or("null") + " ";
           out += "\n";
         }
         return out;
@@ -301,15 +293,12 @@ TEST_F(ChaosTest, SequenceLanesApplyVersionsInOrderAndGiveUpOnlyOnDroppedOnes) {
   // The recorded gaps: each number in one must be a dropped version of its tenant.
   std::map<std::string, std::set<int>> gap_numbers;
   int gaps = 0;
-  {
-    pqxx::nontransaction w(db);
-    for (const auto& row :
-         w.exec("SELECT key, first_number, last_number FROM lane_gaps WHERE function_id = "
+  for (const auto& row :
+       db.Query("SELECT key, first_number, last_number FROM lane_gaps WHERE function_id = "
                 "'replication-replicate-version'")) {
-      ++gaps;
-      for (int64_t n = row[1].as<int64_t>(); n <= row[2].as<int64_t>(); ++n) {
-        gap_numbers[row[0].as<std::string>()].insert(static_cast<int>(n));
-      }
+    ++gaps;
+    for (int64_t n = std::stoll(row[1].value()); n <= std::stoll(row[2].value()); ++n) {
+      gap_numbers[row[0].value()].insert(static_cast<int>(n));
     }
   }
   const int64_t stale = count("SELECT count(*) FROM lane_outcomes WHERE outcome = 'stale'");

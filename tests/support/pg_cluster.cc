@@ -10,7 +10,10 @@
 #include <iostream>
 #include <thread>
 
-#include <pqxx/pqxx>
+#include <libpq-fe.h>
+
+#include <memory>
+#include <stdexcept>
 
 #include "tests/support/process.h"
 
@@ -102,11 +105,50 @@ PgCluster::~PgCluster() {
 
 std::string PgCluster::CreateDatabase(const std::string& name) {
   const std::string base = "postgres://postgres@127.0.0.1:" + std::to_string(port_) + "/";
-  pqxx::connection c(base + "postgres");
-  pqxx::nontransaction w(c);
-  w.exec("DROP DATABASE IF EXISTS " + w.quote_name(name));
-  w.exec("CREATE DATABASE " + w.quote_name(name));
+  PgConnection c(base + "postgres");
+  std::string quoted = "\"";
+  for (char ch : name) quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  quoted += "\"";
+  c.Query("DROP DATABASE IF EXISTS " + quoted);
+  c.Query("CREATE DATABASE " + quoted);
   return base + name;
+}
+
+PgConnection::PgConnection(const std::string& url) : c_(PQconnectdb(url.c_str())) {
+  if (PQstatus(c_) != CONNECTION_OK) {
+    const std::string message = PQerrorMessage(c_);
+    PQfinish(c_);
+    throw std::runtime_error("cannot connect to " + url + ": " + message);
+  }
+  PQsetNoticeProcessor(
+      c_, [](void*, const char*) {}, nullptr);  // "does not exist, skipping"
+}
+
+PgConnection::~PgConnection() { PQfinish(c_); }
+
+std::vector<std::vector<std::optional<std::string>>> PgConnection::Query(const std::string& sql) {
+  std::unique_ptr<PGresult, void (*)(PGresult*)> r(PQexec(c_, sql.c_str()), PQclear);
+  const ExecStatusType status = PQresultStatus(r.get());
+  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
+    throw std::runtime_error(std::string(PQresultErrorMessage(r.get())) + " in: " + sql);
+  }
+  std::vector<std::vector<std::optional<std::string>>> rows(PQntuples(r.get()));
+  for (int i = 0; i < PQntuples(r.get()); ++i) {
+    for (int j = 0; j < PQnfields(r.get()); ++j) {
+      rows[i].push_back(PQgetisnull(r.get(), i, j)
+                            ? std::nullopt
+                            : std::optional<std::string>(PQgetvalue(r.get(), i, j)));
+    }
+  }
+  return rows;
+}
+
+int64_t PgConnection::Count(const std::string& sql) {
+  auto rows = Query(sql);
+  if (rows.empty() || rows[0].empty() || !rows[0][0]) {
+    throw std::runtime_error("no count from: " + sql);
+  }
+  return std::stoll(*rows[0][0]);
 }
 
 namespace {

@@ -2,9 +2,32 @@
 // pg_ctl on 127.0.0.1 and a free port, stopped by its postmaster PID.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
+
+struct pg_conn;
 
 namespace funcky::testing {
+
+// A plain libpq connection for a test's own queries of the database it checks. Throws
+// std::runtime_error (with the server's message) when it cannot connect or a query fails.
+class PgConnection {
+ public:
+  explicit PgConnection(const std::string& url);
+  ~PgConnection();
+  PgConnection(const PgConnection&) = delete;
+  PgConnection& operator=(const PgConnection&) = delete;
+
+  // The rows of `sql` (the simple protocol), as text; NULL as nullopt.
+  std::vector<std::vector<std::optional<std::string>>> Query(const std::string& sql);
+  // The first column of the first row of `sql` as an integer.
+  int64_t Count(const std::string& sql);
+
+ private:
+  pg_conn* c_;
+};
 
 class PgCluster {
  public:
