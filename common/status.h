@@ -2,8 +2,9 @@
 //
 // Code inside Funcky returns a Status (or a Result<T>) and never throws; exceptions from
 // libraries and backends (nlohmann::json, Asio, the store's databases) are caught where they
-// arise and turned into a code. The code says what the caller should do about it, not where it came from: the HTTP
-// layer maps each code to one HTTP status in one table (coordinator/http/errors.h).
+// arise and turned into a code. The code says what the caller should do about it, not where
+// it came from: the HTTP layer maps each code to one HTTP status in one table
+// (coordinator/http/errors.h).
 #pragma once
 
 #include <cassert>
