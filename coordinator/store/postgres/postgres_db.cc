@@ -105,15 +105,19 @@ Result<std::unique_ptr<Connection>> Connect(const std::string& url) {
   return conn;
 }
 
-// Runs `sql` outside pipeline mode (the simple protocol: several statements at once, no
-// parameters) and returns its last result; throws PgError.
-PgResult Run(PGconn* c, const char* sql) {
-  PgResult r(PQexec(c, sql));
+// The result of a statement run outside pipeline mode; throws PgError for a failed statement
+// or connection.
+PgResult Checked(PGconn* c, PGresult* raw) {
+  PgResult r(raw);
   if (!r || PQstatus(c) != CONNECTION_OK) throw PgError(FirstLine(PQerrorMessage(c)), "");
   const ExecStatusType s = PQresultStatus(r.get());
   if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) throw ErrorOf(r.get());
   return r;
 }
+
+// Runs `sql` outside pipeline mode (the simple protocol: several statements at once, no
+// parameters) and returns its last result; throws PgError.
+PgResult Run(PGconn* c, const char* sql) { return Checked(c, PQexec(c, sql)); }
 
 // One open transaction, in pipeline mode from Begin until Commit or Rollback returns.
 class PostgresTx final : public sql::Tx {
@@ -461,12 +465,9 @@ class PostgresDatabase final : public sql::Database {
         Run(c->c, m.sql.c_str());
         const std::string version = std::to_string(m.version);
         const char* values[] = {version.c_str(), m.name.c_str()};
-        PgResult r(PQexecParams(c->c,
-                                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
-                                nullptr, values, nullptr, nullptr, 0));
-        if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
-          throw r ? ErrorOf(r.get()) : PgError(FirstLine(PQerrorMessage(c->c)), "");
-        }
+        Checked(c->c,
+                PQexecParams(c->c, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                             2, nullptr, values, nullptr, nullptr, 0));
       }
       Run(c->c, "COMMIT");
     } catch (const PgError& e) {
