@@ -128,14 +128,22 @@ std::string RunStatesQuery() {
          "LEFT JOIN events ev ON ev.internal_id = r.event_id WHERE r.id IN @list($1)";
 }
 
-// A row of RunStatesQuery as a state: its run, function and event (not a batch's events).
-RunState RunStateOf(const Row& row) {
+// A row of RunStatesQuery: the state it holds (its run, function and event, not a batch's
+// events), and what the state still needs read.
+struct RunStateRow {
   RunState state;
-  state.run = ReadRun(row);
-  state.function = ReadFunction(row, kRunColumnCount);
+  bool batch_events = false;  // a batch's run: its events are in run_events
+  bool has_steps = false;
+};
+RunStateRow RunStateOf(const Row& row) {
+  RunStateRow out;
+  out.state.run = ReadRun(row);
+  out.state.function = ReadFunction(row, kRunColumnCount);
   const int more = kRunColumnCount + kFunctionColumnCount;
-  if (!row.Bool(more + 1) && !row.Null(more)) state.events.push_back(row.JsonCol(more));
-  return state;
+  out.batch_events = row.Bool(more + 1);
+  out.has_steps = row.Bool(more + 2);
+  if (!out.batch_events && !row.Null(more)) out.state.events.push_back(row.JsonCol(more));
+  return out;
 }
 
 // Queues a call of `run_id` due at `due_ms`, claimed as if due `ahead_ms` earlier (a first
@@ -1080,9 +1088,8 @@ std::map<std::string, RunState> SqlStore::ReadRunStates(Tx& tx,
   std::map<std::string, RunState> out;
   std::vector<std::string> with_steps;
   for (Row row : tx.Query(RunStatesQuery(), {ListValue(run_ids)})) {
-    RunState state = RunStateOf(row);
-    const int more = kRunColumnCount + kFunctionColumnCount;
-    if (row.Bool(more + 1)) {
+    auto [state, batch_events, has_steps] = RunStateOf(row);
+    if (batch_events) {
       // A batch's run holds its events in run_events, in order.
       for (Row e : tx.Query("SELECT e.payload FROM run_events re JOIN events e "
                             "ON e.internal_id = re.event_id WHERE re.run_id = $1 "
@@ -1091,7 +1098,7 @@ std::map<std::string, RunState> SqlStore::ReadRunStates(Tx& tx,
         state.events.push_back(e.JsonCol(0));
       }
     }
-    if (row.Bool(more + 2)) with_steps.push_back(state.run.id);
+    if (has_steps) with_steps.push_back(state.run.id);
     std::string id = state.run.id;
     out.emplace(std::move(id), std::move(state));
   }
@@ -1113,10 +1120,9 @@ void SqlStore::ReadStartedStatesLater(Tx& tx, std::vector<std::string> run_ids,
   // each run's state before its call, as for a call without one.
   tx.QueryLater(RunStatesQuery(), {ListValue(run_ids)}, [start](Rows rows) {
     std::map<std::string, RunState> by_run;
-    const int more = kRunColumnCount + kFunctionColumnCount;
     for (Row row : rows) {
-      if (row.Bool(more + 1) || row.Bool(more + 2)) return;
-      RunState state = RunStateOf(row);
+      auto [state, batch_events, has_steps] = RunStateOf(row);
+      if (batch_events || has_steps) return;
       std::string id = state.run.id;
       by_run.emplace(std::move(id), std::move(state));
     }
@@ -1163,10 +1169,13 @@ std::optional<int64_t> RecordSteps(Tx& tx, const std::string& run_id,
                                    const std::vector<AttemptRecord>& attempts, int64_t now_ms,
                                    bool count) {
   std::optional<int64_t> steps_after;
-  constexpr std::string_view kInsert =
-      "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
-      "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
-      "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING";
+#define FUNCKY_INSERT_STEP                                                       \
+  "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) " \
+  "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "  \
+  "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING"
+  constexpr std::string_view kInsert = FUNCKY_INSERT_STEP;
+  constexpr std::string_view kInsertReturning = FUNCKY_INSERT_STEP " RETURNING seq";
+#undef FUNCKY_INSERT_STEP
   for (const StepRecord& step : steps) {
     const std::vector<sql::Value> params = {run_id,      step.step_id,         step.name,
                                             step.status, JsonValue(step.memo), now_ms};
@@ -1174,7 +1183,7 @@ std::optional<int64_t> RecordSteps(Tx& tx, const std::string& run_id,
       tx.Send(kInsert, params);
       continue;
     }
-    Rows seq = tx.Query(std::string(kInsert) + " RETURNING seq", params);
+    Rows seq = tx.Query(kInsertReturning, params);
     steps_after = seq.empty() ? std::nullopt : std::optional<int64_t>(seq[0].Int(0) + 1);
   }
   for (const AttemptRecord& at : attempts) {
