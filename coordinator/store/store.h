@@ -763,6 +763,10 @@ class Store : public AppRegistry,
 struct PostgresOptions {
   std::string url;  // postgres://user@host:port/db
   int pool_size = 16;
+  // A connection's statements are prepared again this long after it opens, and then at
+  // doubling intervals up to ten minutes, so their plans follow the tables' growth
+  // (postgres_db.cc).
+  std::chrono::milliseconds reprepare_first{1000};
 };
 
 // Opens a pool of connections. kUnavailable when the database cannot be reached.

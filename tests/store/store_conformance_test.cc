@@ -1147,6 +1147,38 @@ TEST(PostgresDatabase, ATransactionWaitsOncePerResultItReadsAndOnceToCommit) {
       << "the count, the delete, the commit";
 }
 
+// A connection's statements are prepared again a while after it opens, and again at doubling
+// intervals, so their generic plans follow the tables' growth; they go on working across it.
+TEST(PostgresDatabase, StatementsArePreparedAgainAtDoublingIntervals) {
+  auto db =
+      NewPostgresDatabase({.url = testing::SharedPgCluster().CreateDatabase("store_reprepare"),
+                           .pool_size = 1,
+                           .reprepare_first = 500ms});
+  // The statements prepared on the one connection, read by the last of `sends` + 1 of them.
+  auto prepared = [&](std::vector<std::string> sends) {
+    int64_t n = -1;
+    EXPECT_THAT(db->Transact([&](sql::Tx& tx) {
+      for (const std::string& sql : sends) tx.Send(sql);
+      n = tx.Count("SELECT count(*) FROM pg_prepared_statements");
+      return Status::Ok();
+    }),
+                IsOk());
+    return n;
+  };
+  const auto opened = std::chrono::steady_clock::now();
+  EXPECT_EQ(prepared({"SELECT 1", "SELECT 2"}), 3);
+  EXPECT_EQ(prepared({"SELECT 1"}), 3) << "each prepared once";
+  ASSERT_LT(std::chrono::steady_clock::now() - opened, 500ms) << "too slow a box for this test";
+  std::this_thread::sleep_until(opened + 600ms);
+  const auto first = std::chrono::steady_clock::now();
+  EXPECT_EQ(prepared({}), 1) << "the three deallocated half a second in, the count prepared again";
+  EXPECT_EQ(prepared({"SELECT 1"}), 2);
+  std::this_thread::sleep_until(first + 700ms);  // past the first interval, not the second
+  EXPECT_EQ(prepared({}), 2) << "the next time is a second after the first";
+  std::this_thread::sleep_until(first + 1100ms);
+  EXPECT_EQ(prepared({}), 1);
+}
+
 TEST(SqliteDatabase, SentStatementsRunInOrderAndFailTheirTransaction) {
   auto db = OpenSqliteDatabase({.path = testing::TempDir("funcky-sent-") + "/sent.db"});
   ASSERT_THAT(db, IsOk());

@@ -11,7 +11,9 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -73,25 +75,56 @@ struct Prepared {
 };
 using Rewriter = std::function<const Prepared&(std::string_view)>;
 
+// The longest interval between two preparations of a connection's statements; the first
+// comes PostgresOptions::reprepare_first after it opens, and each later one doubles it.
+constexpr std::chrono::seconds kReprepareAtMost{600};
+
 // A pooled connection and which statements it has prepared. Statements are prepared on first
-// use, so each distinct text is parsed once per connection and its plan cached by the server
-// (PostgreSQL replans a cached statement when the tables it reads change).
+// use, so each distinct text is parsed once per connection and its plan cached by the server.
+//
+// PostgreSQL keeps a prepared statement's generic plan until the statistics of a table it
+// reads change (ANALYZE), not as the table grows. Plans made on a new database's nearly empty
+// tables scan them whole (every step for a hashed subplan, runs and queue for a few ids) and
+// would stay so until autovacuum's first ANALYZE, a minute or more later.
+// So the statements are prepared again at doubling intervals (1 s, 2 s, … 10 min): their
+// plans follow the tables' sizes while those grow fast, at the cost of a few plannings.
 struct Connection {
-  explicit Connection(PGconn* c) : c(c) {}
+  Connection(PGconn* c, std::chrono::steady_clock::duration reprepare_first)
+      : c(c),
+        reprepare_at(std::chrono::steady_clock::now() + reprepare_first),
+        reprepare_after(reprepare_first) {}
   ~Connection() { PQfinish(c); }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  bool usable() const { return PQstatus(c) == CONNECTION_OK; }
+  bool usable() const { return !discard && PQstatus(c) == CONNECTION_OK; }
+
+  // Whether its statements are due to be prepared again; if so, forgets them (the caller
+  // deallocates them on the server) and sets when they are due next.
+  bool ReprepareDue(std::chrono::steady_clock::time_point now) {
+    if (now < reprepare_at) return false;
+    reprepare_after =
+        std::min<std::chrono::steady_clock::duration>(reprepare_after * 2, kReprepareAtMost);
+    reprepare_at = now + reprepare_after;
+    prepared.assign(prepared.size(), Prep::kNo);
+    return true;
+  }
 
   // A statement's preparation: not sent, sent in the pipeline and not yet confirmed, done.
   enum class Prep : uint8_t { kNo, kSent, kYes };
   PGconn* c;
   std::vector<Prep> prepared;  // by Prepared::index
+  std::chrono::steady_clock::time_point reprepare_at;
+  std::chrono::steady_clock::duration reprepare_after;
+  // Its prepared statements are not what `prepared` says (a failed DEALLOCATE): closed when
+  // returned to the pool.
+  bool discard = false;
 };
 
-Result<std::unique_ptr<Connection>> Connect(const std::string& url) {
-  auto conn = std::make_unique<Connection>(PQconnectdb(url.c_str()));
+Result<std::unique_ptr<Connection>> Connect(const PostgresOptions& options) {
+  auto conn =
+      std::make_unique<Connection>(PQconnectdb(options.url.c_str()),
+                                   std::max(options.reprepare_first, std::chrono::milliseconds(1)));
   if (!conn->c || !conn->usable()) {
     return Unavailable("cannot connect to PostgreSQL: " +
                        FirstLine(conn->c ? PQerrorMessage(conn->c) : "out of memory"));
@@ -128,6 +161,11 @@ class PostgresTx final : public sql::Tx {
   void Begin() {
     if (PQenterPipelineMode(conn_.c) != 1) throw Lost();
     QueueText("BEGIN");
+    if (conn_.ReprepareDue(std::chrono::steady_clock::now())) {
+      // Not transactional: the statements are gone whatever becomes of the transaction.
+      QueueText("DEALLOCATE ALL");
+      pending_.back().kind = Pending::Kind::kDeallocate;
+    }
   }
 
   sql::Rows Query(std::string_view sql, sql::Params params) override {
@@ -203,7 +241,7 @@ class PostgresTx final : public sql::Tx {
  private:
   // What a result read from the pipeline answers, in the order sent.
   struct Pending {
-    enum class Kind : uint8_t { kStatement, kPrepare, kSync } kind;
+    enum class Kind : uint8_t { kStatement, kPrepare, kDeallocate, kSync } kind;
     size_t index = 0;                     // kPrepare: the statement's Prepared::index
     std::function<void(sql::Rows)> done;  // a QueryLater's
   };
@@ -322,6 +360,7 @@ class PostgresTx final : public sql::Tx {
       conn_.prepared[p.index] = ok ? Connection::Prep::kYes : Connection::Prep::kNo;
     }
     if (!ok && !conn_.usable()) throw Lost();
+    if (p.kind == Pending::Kind::kDeallocate && !ok) conn_.discard = true;
     if (!ok && throw_errors) {
       // Aborted: skipped after an earlier failure, which was read (and thrown) before.
       if (status == PGRES_FATAL_ERROR) throw ErrorOf(r.get());
@@ -360,7 +399,7 @@ class PostgresWorkWatch final : public WorkWatch {
     bool lost = false;
     while (!stopping_) {
       try {
-        auto conn = Connect(url_);
+        auto conn = Connect({.url = url_});
         if (!conn.ok()) throw std::runtime_error(conn.status().message());
         PGconn* c = (*conn)->c;
         Run(c, (std::string("LISTEN ") + kWorkChannel).c_str());
@@ -515,7 +554,7 @@ class PostgresDatabase final : public sql::Database {
       }
       ++open_;  // reserve a slot, connect outside the lock
     }
-    auto conn = Connect(options_.url);
+    auto conn = Connect(options_);
     if (!conn.ok()) {
       std::lock_guard lock(mu_);
       --open_;
