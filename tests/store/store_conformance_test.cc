@@ -1179,6 +1179,89 @@ TEST(PostgresDatabase, StatementsArePreparedAgainAtDoublingIntervals) {
   EXPECT_EQ(prepared({}), 1);
 }
 
+// A store on a new PostgreSQL database of its own (one connection) with one function,
+// app-plain, and a way to start its runs.
+struct PostgresStoreOfOneFunction {
+  explicit PostgresStoreOfOneFunction(const std::string& name)
+      : url(testing::SharedPgCluster().CreateDatabase(name)) {
+    auto db = NewPostgresDatabase({.url = url, .pool_size = 1, .reprepare_first = 1h});
+    raw = db.get();
+    store = std::make_unique<SqlStore>(std::move(db));
+    EXPECT_THAT(store->Migrate(), IsOk());
+    AppSync sync;
+    sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", "sum", 0, 0};
+    FunctionRecord fn;
+    fn.id = fn.name = "app-plain";
+    fn.app_id = "app";
+    fn.config = {{"id", fn.id}};
+    sync.functions = {fn};
+    EXPECT_THAT(store->SyncApp(sync), IsOk());
+  }
+  // Starts `runs` runs of app-plain, an event each.
+  void Start(int runs) {
+    std::vector<NewEvent> events;
+    for (int i = 0; i < runs; ++i) {
+      NewEvent ne;
+      ne.event.internal_id = NewUlid(UnixMillis(clock.Now()));
+      ne.event.id = ne.event.internal_id;
+      ne.event.name = "test/e";
+      ne.event.payload = {{"name", "test/e"}, {"data", Json::object()}};
+      ne.event.received_at_ms = UnixMillis(clock.Now());
+      ne.runs.push_back({NewUlid(UnixMillis(clock.Now())), "app-plain"});
+      events.push_back(std::move(ne));
+    }
+    EXPECT_THAT(store->IngestEvents(events, clock.Now(), nullptr), IsOk());
+  }
+
+  SystemClock clock;
+  std::string url;
+  sql::Database* raw = nullptr;  // the store's
+  std::unique_ptr<SqlStore> store;
+};
+
+// A claim's statements over its runs look them up by id (the primary key) beside thousands
+// of other runs, with statistics that say few runs are queued: checked on the claim's own
+// prepared statements, in the generic plan a long-lived connection uses.
+TEST(PostgresStore, AClaimLooksItsRunsUpById) {
+  PostgresStoreOfOneFunction pg("store_claim_plan");
+  SqlStore& store = *pg.store;
+  SystemClock& clock = pg.clock;
+  // 2,000 runs, 1,990 of them through queued and running to completed; statistics taken.
+  pg.Start(2000);
+  auto claimed = store.Claim(1990, clock.Now(), 30s);
+  ASSERT_THAT(claimed, IsOk());
+  ASSERT_EQ(claimed->size(), 1990u);
+  Transition end;
+  end.move = Transition::End{kCompleted, "done", nullptr};
+  for (const QueueItem& item : *claimed) ASSERT_THAT(store.Apply(item, end, clock.Now()), IsOk());
+  testing::PgConnection(pg.url).Query("ANALYZE");
+  claimed = store.Claim(20, clock.Now(), 30s);
+  ASSERT_THAT(claimed, IsOk());
+  ASSERT_EQ(claimed->size(), 10u);
+
+  // The claim's statements over runs that test `status = 'queued'`: marking them running and
+  // reading their throttles.
+  int checked = 0;
+  ASSERT_THAT(pg.raw->Transact([&](sql::Tx& tx) {
+    tx.Send("SET LOCAL plan_cache_mode = force_generic_plan");
+    for (sql::Row row :
+         tx.Query("SELECT name, cardinality(parameter_types) FROM pg_prepared_statements "
+                  "WHERE statement LIKE '%FROM runs WHERE id = ANY%status = ''queued''%' "
+                  "OR statement LIKE 'UPDATE runs SET status = ''running''%'")) {
+      std::string call = "EXPLAIN EXECUTE " + row.Text(0) + "('[\"a\", \"b\"]'";
+      for (int64_t i = 1; i < row.Int(1); ++i) call += ", '0'";
+      std::string plan;
+      for (sql::Row line : tx.Query(call + ")")) plan += line.Text(0) + "\n";
+      EXPECT_NE(plan.find("runs_pkey"), std::string::npos) << plan;
+      EXPECT_EQ(plan.find("runs_status"), std::string::npos) << plan;
+      ++checked;
+    }
+    return Status::Ok();
+  }),
+              IsOk());
+  EXPECT_EQ(checked, 2) << "the update that marks them running and the throttle read";
+}
+
 TEST(SqliteDatabase, SentStatementsRunInOrderAndFailTheirTransaction) {
   auto db = OpenSqliteDatabase({.path = testing::TempDir("funcky-sent-") + "/sent.db"});
   ASSERT_THAT(db, IsOk());
