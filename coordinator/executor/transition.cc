@@ -215,7 +215,11 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
   const HttpResponse& reply = *outcome.reply;
   if (auto v = reply.header("X-Inngest-Req-Version"); !v.empty()) {
     try {
-      c.t.req_version = std::stoi(std::string(v));
+      // Recorded when it changes (the run's first reply, as a rule): a step that changes
+      // nothing else of the run's row then writes no new version of it.
+      if (const int version = std::stoi(std::string(v)); version != c.state.run.req_version) {
+        c.t.req_version = version;
+      }
     } catch (...) {
     }
   }

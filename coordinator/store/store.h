@@ -514,7 +514,7 @@ struct Transition {
 
   std::vector<StepRecord> steps;        // memoize, in order (each step id at most once)
   std::vector<AttemptRecord> attempts;  // the attempts this call made
-  std::optional<int> req_version;
+  std::optional<int> req_version;       // the run's new request version; unset: unchanged
   std::variant<Continue, Retry, Park, End> move;
 
   const End* end() const { return std::get_if<End>(&move); }

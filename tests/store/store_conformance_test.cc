@@ -1262,6 +1262,43 @@ TEST(PostgresStore, AClaimLooksItsRunsUpById) {
   EXPECT_EQ(checked, 2) << "the update that marks them running and the throttle read";
 }
 
+// A call that records a step and changes nothing else of its run (status, request version,
+// waits, parallel calls) locks the run's row without writing a new version of it; one that
+// changes the request version writes one.
+TEST(PostgresStore, AStepThatChangesNothingElseOfItsRunLeavesItsRowAsItIs) {
+  PostgresStoreOfOneFunction pg("store_step_row");
+  pg.Start(1);
+  auto claimed = pg.store->Claim(1, pg.clock.Now(), 30s);
+  ASSERT_THAT(claimed, IsOk());
+  ASSERT_EQ(claimed->size(), 1u);
+  QueueItem item = (*claimed)[0];
+  testing::PgConnection check(pg.url);
+  auto row_version = [&] {
+    return *check.Query("SELECT ctid::text FROM runs WHERE id = '" + item.run_id + "'")[0][0];
+  };
+  const std::string claimed_version = row_version();
+  auto step = [&](const std::string& id, std::optional<int> req_version) {
+    Transition t;
+    t.steps.push_back({id, 0, id, "completed", {{"data", 1}}});
+    t.req_version = req_version;
+    t.move =
+        Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), pg.clock.Now()}}};
+    auto kept = pg.store->ApplyAndKeep(item, t, pg.clock.Now(), 30s);
+    ASSERT_THAT(kept, IsOk());
+    ASSERT_TRUE(kept->has_value());
+    item = (*kept)->item;
+  };
+  step("s1", std::nullopt);
+  EXPECT_EQ(row_version(), claimed_version);
+  step("s2", 3);
+  EXPECT_NE(row_version(), claimed_version);
+  auto run = pg.store->GetRun(item.run_id);
+  ASSERT_THAT(run, IsOk());
+  EXPECT_EQ(run->req_version, 3);
+  EXPECT_EQ(run->status, kRunning);
+  EXPECT_EQ(pg.store->GetSteps(item.run_id)->size(), 2u);
+}
+
 TEST(SqliteDatabase, SentStatementsRunInOrderAndFailTheirTransaction) {
   auto db = OpenSqliteDatabase({.path = testing::TempDir("funcky-sent-") + "/sent.db"});
   ASSERT_THAT(db, IsOk());

@@ -177,6 +177,24 @@ TEST_F(TransitionTest, OkFromSdkCompletesRun) {
   EXPECT_EQ(t.req_version, 2);
 }
 
+// The request version is recorded when the reply changes it, so a step that changes nothing
+// else of the run leaves the run's row alone (the store then only locks it).
+TEST_F(TransitionTest, RequestVersionIsRecordedOnlyWhenItChanges) {
+  store::RunState state = MakeState();
+  store::QueueItem item{1, "01RUN", "step", 0, "tok"};
+  auto decide = [&] {
+    CallOutcome outcome{Reply(206, R"([{"id":"h2","op":"StepRun","data":1}])"),
+                        TimePoint(std::chrono::seconds(1000)),
+                        TimePoint(std::chrono::seconds(1001))};
+    return DecideTransition(state, item, outcome, policy_, rng_);
+  };
+  EXPECT_EQ(decide().req_version, 2) << "the run had none";
+  state.run.req_version = 2;
+  EXPECT_EQ(decide().req_version, std::nullopt);
+  state.run.req_version = 1;
+  EXPECT_EQ(decide().req_version, 2);
+}
+
 TEST_F(TransitionTest, StepRunIsMemoizedWrappedAndDiscoveryFollows) {
   auto t = Decide(Reply(206, R"([{"id":"h2","op":"StepRun","name":"second","data":"AB"}])"));
   ASSERT_EQ(t.steps.size(), 1u);

@@ -1257,6 +1257,14 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
                                "req_version = COALESCE($4, req_version)") +
                        kLiveRunReturning,
                    {item.run_id, kBlocked, JsonValue(park->error), t.req_version});
+  } else if (!t.req_version &&
+             (!next || (!next->run_status && next->waits.empty() && next->next.size() <= 1))) {
+    // Nothing of the row changes (a step, a retry): locked as the update would, without
+    // writing a new version of it and of its index entries.
+    run = tx.Query(std::string("SELECT function_id, lane_key, lane_seq, had_waits, "
+                               "had_parallel FROM runs") +
+                       kLiveRun + " {FOR NO KEY UPDATE}",
+                   {item.run_id});
   } else {
     run = tx.Query(std::string("UPDATE runs SET status = COALESCE($2, status), "
                                "req_version = COALESCE($3, req_version), "
