@@ -11,8 +11,13 @@
 // both) and its timeout is a durable timer; cancelling a run drops its work and moves its
 // lane on; a replayed event starts another run; retention deletes only old finished runs
 // and the old events no remaining run refers to.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -987,6 +992,57 @@ std::unique_ptr<sql::Database> OpenPostgres(const std::string& test_name) {
 // PostgreSQL parses each distinct statement once per connection: it is prepared on its first
 // use and executed by name after, also after a transaction that failed on it, and its
 // parameters (NULL included) reach it as they did unprepared.
+// A TCP port on 127.0.0.1 that completes connections (the kernel's backlog) and never says a
+// word: a database server that hangs.
+class SilentServer {
+ public:
+  SilentServer() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), len), 0);
+    EXPECT_EQ(listen(fd_, 16), 0);
+    EXPECT_EQ(getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentServer() { close(fd_); }
+  std::string Url(const std::string& query = "") const {
+    return "postgresql://funcky@127.0.0.1:" + std::to_string(port_) + "/funcky" + query;
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// How a transaction on `url` fails, and after how long.
+std::pair<Status, std::chrono::steady_clock::duration> FailToConnect(const std::string& url) {
+  auto db = NewPostgresDatabase({.url = url, .pool_size = 1});
+  const auto start = std::chrono::steady_clock::now();
+  Status s = db->Transact([](sql::Tx&) { return Status::Ok(); });
+  return {s, std::chrono::steady_clock::now() - start};
+}
+
+// Connecting to a server that does not answer gives up after the URL's connect_timeout...
+TEST(PostgresDatabase, ConnectingGivesUpAfterTheUrlsConnectTimeout) {
+  SilentServer silent;
+  auto [status, took] = FailToConnect(silent.Url("?connect_timeout=1"));
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
+  EXPECT_GE(took, 900ms);
+  EXPECT_LT(took, 5s) << "the URL's 1 s, not the default";
+}
+
+// ... and after ten seconds when it gives none, not after the operating system's minutes.
+TEST(PostgresDatabase, ConnectingGivesUpAfterTenSecondsByDefault) {
+  SilentServer silent;
+  auto [status, took] = FailToConnect(silent.Url());
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
+  EXPECT_GE(took, 9s);
+  EXPECT_LT(took, 30s);
+}
+
 TEST(PostgresDatabase, PreparesEachStatementOncePerConnection) {
   auto db = NewPostgresDatabase(
       {.url = testing::SharedPgCluster().CreateDatabase("store_prepared"), .pool_size = 1});

@@ -121,9 +121,17 @@ struct Connection {
   bool discard = false;
 };
 
+// How long connecting may take (TCP, TLS, authentication) when the URL does not say
+// (connect_timeout): libpq's default is to wait for the operating system, minutes for a host
+// that does not answer, with a pool slot (or the start) blocked meanwhile.
+constexpr const char* kConnectTimeoutSeconds = "10";
+
 Result<std::unique_ptr<Connection>> Connect(const PostgresOptions& options) {
+  // The URL's own settings are applied after the default, so they win.
+  const char* const keywords[] = {"connect_timeout", "dbname", nullptr};
+  const char* const values[] = {kConnectTimeoutSeconds, options.url.c_str(), nullptr};
   auto conn =
-      std::make_unique<Connection>(PQconnectdb(options.url.c_str()),
+      std::make_unique<Connection>(PQconnectdbParams(keywords, values, /*expand_dbname=*/1),
                                    std::max(options.reprepare_first, std::chrono::milliseconds(1)));
   if (!conn->c || !conn->usable()) {
     return Unavailable("cannot connect to PostgreSQL: " +
