@@ -402,7 +402,9 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       co_return;  // released, or else the lease expires and the item is claimed again
     }
     store::Transition t;
-    int64_t kept_steps = 0;  // the run's recorded steps, as the apply that kept a call saw them
+    // The run's recorded steps, as the apply that kept a call saw them (unset: the view here
+    // is whole).
+    std::optional<int64_t> kept_steps;
     if (item.resume) {
       t = ResumeTransition(item, clock.Now());
     } else if (!store::IsTerminalStatus(state->run.status)) {
@@ -517,7 +519,9 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     if (kept) {
       store::RunState after = StateAfter(std::move(*state), t, UnixMillis(clock.Now()));
       // Another call of the run recorded a step meanwhile (a parallel branch): load it anew.
-      if (static_cast<int64_t>(after.steps.size()) == kept_steps) carried = std::move(after);
+      if (!kept_steps || static_cast<int64_t>(after.steps.size()) == *kept_steps) {
+        carried = std::move(after);
+      }
     }
   }
 

@@ -529,9 +529,11 @@ struct Transition {
 // (QueueStore::ApplyAndKeep).
 struct KeptCall {
   QueueItem item;
-  // The run's recorded steps after that apply: a holder whose view of the run has fewer
-  // (another call of the run recorded a step meanwhile, e.g. a parallel branch) loads it.
-  int64_t steps = 0;
+  // The run's recorded steps after that apply, when another call of the run may have recorded
+  // some meanwhile (it has had calls in parallel, waits, or steps checkpointed during a call):
+  // a holder whose view of the run has fewer loads it. Unset for a run that never had any of
+  // those: its one call at a time is the holder's, whose view is whole.
+  std::optional<int64_t> steps;
 };
 
 class QueueStore {

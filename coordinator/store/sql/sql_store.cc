@@ -1153,38 +1153,20 @@ using Kept = std::optional<KeptCall>;
 
 // Run $1, while its calls' outcomes still count: not ended, and not a failed lane head
 // (blocked).
-#define FUNCKY_LIVE_RUN \
-  " WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled', 'blocked')"
-constexpr const char* kLiveRun = FUNCKY_LIVE_RUN;
-constexpr const char* kLiveRunReturning =
-    FUNCKY_LIVE_RUN " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel";
-#undef FUNCKY_LIVE_RUN
+constexpr const char* kLiveRun =
+    " WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled', 'blocked')";
 
 // Records `steps` (each once: a step already recorded keeps its first record) and `attempts`
-// of the run `run_id`, whose row the caller has locked. With `count`, returns the run's
-// recorded steps after the last insert (its seq + 1) when it inserted; without, the inserts
-// are sent (Tx::Send) and it returns nothing.
-std::optional<int64_t> RecordSteps(Tx& tx, const std::string& run_id,
-                                   const std::vector<StepRecord>& steps,
-                                   const std::vector<AttemptRecord>& attempts, int64_t now_ms,
-                                   bool count) {
-  std::optional<int64_t> steps_after;
-#define FUNCKY_INSERT_STEP                                                       \
-  "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) " \
-  "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "  \
-  "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING"
-  constexpr std::string_view kInsert = FUNCKY_INSERT_STEP;
-  constexpr std::string_view kInsertReturning = FUNCKY_INSERT_STEP " RETURNING seq";
-#undef FUNCKY_INSERT_STEP
+// of the run `run_id`, whose row the caller has locked. Nothing here needs a result: the
+// statements are sent (Tx::Send), the attempts' rows with the group's (Tx::InsertLater).
+void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord>& steps,
+                 const std::vector<AttemptRecord>& attempts, int64_t now_ms) {
   for (const StepRecord& step : steps) {
-    const std::vector<sql::Value> params = {run_id,      step.step_id,         step.name,
-                                            step.status, JsonValue(step.memo), now_ms};
-    if (!count) {
-      tx.Send(kInsert, params);
-      continue;
-    }
-    Rows seq = tx.Query(kInsertReturning, params);
-    steps_after = seq.empty() ? std::nullopt : std::optional<int64_t>(seq[0].Int(0) + 1);
+    tx.Send(
+        "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
+        "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
+        "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING",
+        {run_id, step.step_id, step.name, step.status, JsonValue(step.memo), now_ms});
   }
   for (const AttemptRecord& at : attempts) {
     // History nothing reads in the transaction: one statement for a whole group's.
@@ -1195,84 +1177,129 @@ std::optional<int64_t> RecordSteps(Tx& tx, const std::string& run_id,
         {run_id, at.step_id, at.name, at.attempt, at.outcome, JsonValue(at.error), at.started_at_ms,
          at.ended_at_ms});
   }
-  return steps_after;
 }
 
 // Records `t`, the outcome of the call of `item`, in `tx`; with `keep`, leases the run's next
-// call to the caller when it can (ApplyAndKeep).
+// call to the caller when it can (ApplyAndKeep); then `*kept_steps` is what KeptCall::steps
+// says, set once the transaction's results are read.
+//
+// The lease decides whether anything is written, and its statement comes first. Where it
+// can, the check travels with the run's statement in one round trip: the item is given a new
+// lease token (a kept call's, or one the item is then deleted by), and the run's statement
+// does nothing unless the item holds that token (`gated`), so a lost lease writes nothing
+// there either. A retry, and a kept discovery call that waits for the run's other calls
+// (next_only_if_idle), check it on its own first.
 Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64_t now_ms,
-                       std::optional<std::chrono::milliseconds> keep) {
+                       std::optional<std::chrono::milliseconds> keep,
+                       std::optional<int64_t>* kept_steps) {
+  kept_steps->reset();  // a group that failed may have set it
   const Transition::Continue* next = t.next();
-  // Kept: the run's one next call, due now, made by this holder without a claim.
-  const bool keep_next = keep && next && next->waits.empty() && next->next.size() == 1 &&
-                         !next->next[0].resume && UnixMillis(next->next[0].due) <= now_ms;
-  // The item first: its lease decides whether anything is written. A kept call reuses it (one
-  // statement where a delete and an insert were), unless it is a discovery call that must
-  // wait for the run's other calls to end (next_only_if_idle).
-  std::optional<QueueItem> kept_item;
-  if (keep_next) {
-    const NextCall& n = next->next[0];
-    const bool only_if_idle = next->next_only_if_idle && n.step_id == kDiscoveryStepId;
-    std::string token = crypto::HexEncode(crypto::RandomBytes(12));
-    const std::string update =
-        "UPDATE queue SET step_id = $3, attempt = 0, visible_at_ms = $4, created_at_ms = $5, "
-        "lease_token = $6, claims = 1, resume = NULL, priority_ms = 0 "
-        "WHERE id = $1 AND lease_token = $2";
-    const int64_t updated =
-        only_if_idle ? tx.Exec(update +
-                                   " AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.run_id = $7 "
-                                   "AND o.id <> $1)",
-                               {item.id, item.lease_token, n.step_id, now_ms + keep->count(),
-                                now_ms, token, item.run_id})
-                     : tx.Exec(update, {item.id, item.lease_token, n.step_id,
-                                        now_ms + keep->count(), now_ms, token});
-    if (updated == 1) {
-      kept_item = QueueItem{item.id, item.run_id, n.step_id, 0, std::move(token)};
-    }
-  }
   const Transition::End* end = t.end();
   const Transition::Park* park = t.park();
-  const int64_t owned =
-      kept_item   ? 1
-      : t.retry() ? tx.Exec(
-                        "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, "
-                        "lease_token = NULL, priority_ms = 0 WHERE id = $1 AND lease_token = $2",
-                        {item.id, item.lease_token, UnixMillis(t.retry()->at)})
-                  : tx.Exec("DELETE FROM queue WHERE id = $1 AND lease_token = $2",
-                            {item.id, item.lease_token});
-  // Its only kAborted, before any write (Piece::kApply).
-  if (owned == 0) return Aborted("lease on queue item " + std::to_string(item.id) + " lost");
+  // Kept: the run's one next call, due now, made by this holder without a claim. It reuses the
+  // item (one statement where a delete and an insert were).
+  const bool keep_next = keep && next && next->waits.empty() && next->next.size() == 1 &&
+                         !next->next[0].resume && UnixMillis(next->next[0].due) <= now_ms;
+  const bool only_if_idle =
+      keep_next && next->next_only_if_idle && next->next[0].step_id == kDiscoveryStepId;
+  std::string token = crypto::HexEncode(crypto::RandomBytes(12));
+  auto keep_update = [&](const char* condition) {
+    return std::string(
+               "UPDATE queue SET step_id = $3, attempt = 0, visible_at_ms = $4, "
+               "created_at_ms = $5, lease_token = $6, claims = 1, resume = NULL, priority_ms = 0 "
+               "WHERE id = $1 AND lease_token = $2") +
+           condition;
+  };
+  std::vector<sql::Value> keep_params;
+  if (keep_next) {
+    keep_params = {item.id, item.lease_token, next->next[0].step_id, now_ms + keep->count(), now_ms,
+                   token};
+  }
+  std::optional<QueueItem> kept_item;
+  bool owned = false;
+  bool gated = false;  // the run's statement checks the lease (token) itself
+  if (only_if_idle) {
+    keep_params.push_back(item.run_id);
+    owned = tx.Exec(keep_update(" AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.run_id = $7 "
+                                "AND o.id <> $1)"),
+                    keep_params) == 1;
+    if (owned) kept_item = QueueItem{item.id, item.run_id, next->next[0].step_id, 0, token};
+  }
+  if (!owned) {
+    auto mine = [&owned](sql::Rows rows) { owned = !rows.empty(); };
+    if (keep_next && !only_if_idle) {
+      tx.QueryLater(keep_update(" RETURNING id"), keep_params, mine);
+      kept_item = QueueItem{item.id, item.run_id, next->next[0].step_id, 0, token};
+      gated = true;
+    } else if (t.retry()) {
+      owned = tx.Exec(
+                  "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, "
+                  "lease_token = NULL, priority_ms = 0 WHERE id = $1 AND lease_token = $2",
+                  {item.id, item.lease_token, UnixMillis(t.retry()->at)}) == 1;
+    } else {
+      // Deleted once the run's statement has seen the token.
+      tx.QueryLater(
+          "UPDATE queue SET lease_token = $3 WHERE id = $1 AND lease_token = $2 RETURNING id",
+          {item.id, item.lease_token, token}, mine);
+      gated = true;
+    }
+  }
+  auto lost = [&] { return Aborted("lease on queue item " + std::to_string(item.id) + " lost"); };
+  // Its only kAborted, where nothing was written (Piece::kApply): here, or after a run
+  // statement the lost lease kept from writing.
+  if (!gated && !owned) return lost();
 
-  // The run's row next, locked by the update that records its new status.
+  // The run's row next, locked by the statement that records its new status (or by a lock
+  // alone when nothing of it changes). `run_params` are its parameters before the lease's.
+  auto run_statement = [&](std::string sql, std::vector<sql::Value> run_params,
+                           const char* returning) {
+    if (gated) {
+      const size_t n = run_params.size();
+      sql += " AND EXISTS (SELECT 1 FROM queue WHERE id = $" + std::to_string(n + 1) +
+             " AND lease_token = $" + std::to_string(n + 2) + ")";
+      run_params.push_back(item.id);
+      run_params.push_back(token);
+    }
+    return tx.Query(sql + returning, run_params);
+  };
+  constexpr const char* kReturning =
+      " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel";
   Rows run;
   if (end) {
-    run = tx.Query(std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
-                               "error = $4::jsonb, ended_at_ms = $5, "
-                               "req_version = COALESCE($6, req_version)") +
-                       kLiveRunReturning,
-                   {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error), now_ms,
-                    t.req_version});
+    run = run_statement(std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
+                                    "error = $4::jsonb, ended_at_ms = $5, "
+                                    "req_version = COALESCE($6, req_version)") +
+                            kLiveRun,
+                        {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error),
+                         now_ms, t.req_version},
+                        kReturning);
   } else if (park) {
-    run = tx.Query(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
-                               "req_version = COALESCE($4, req_version)") +
-                       kLiveRunReturning,
-                   {item.run_id, kBlocked, JsonValue(park->error), t.req_version});
+    run = run_statement(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
+                                    "req_version = COALESCE($4, req_version)") +
+                            kLiveRun,
+                        {item.run_id, kBlocked, JsonValue(park->error), t.req_version}, kReturning);
   } else if (!t.req_version &&
              (!next || (!next->run_status && next->waits.empty() && next->next.size() <= 1))) {
     // Nothing of the row changes (a step, a retry): locked as the update would, without
     // writing a new version of it and of its index entries.
-    run = tx.Query(std::string("SELECT function_id, lane_key, lane_seq, had_waits, "
-                               "had_parallel FROM runs") +
-                       kLiveRun + " {FOR NO KEY UPDATE}",
-                   {item.run_id});
+    run = run_statement(std::string("SELECT function_id, lane_key, lane_seq, had_waits, "
+                                    "had_parallel FROM runs") +
+                            kLiveRun,
+                        {item.run_id}, " {FOR NO KEY UPDATE}");
   } else {
-    run = tx.Query(std::string("UPDATE runs SET status = COALESCE($2, status), "
-                               "req_version = COALESCE($3, req_version), "
-                               "had_waits = (had_waits OR $4), "
-                               "had_parallel = (had_parallel OR $5)") +
-                       kLiveRunReturning,
-                   {item.run_id, next ? next->run_status : std::nullopt, t.req_version,
-                    next && !next->waits.empty(), next && next->next.size() > 1});
+    run = run_statement(std::string("UPDATE runs SET status = COALESCE($2, status), "
+                                    "req_version = COALESCE($3, req_version), "
+                                    "had_waits = (had_waits OR $4), "
+                                    "had_parallel = (had_parallel OR $5)") +
+                            kLiveRun,
+                        {item.run_id, next ? next->run_status : std::nullopt, t.req_version,
+                         next && !next->waits.empty(), next && next->next.size() > 1},
+                        kReturning);
+  }
+  // The lease's result was read before the run's (results come in the order sent).
+  if (!owned) return lost();
+  if (gated && !kept_item) {
+    tx.Send("DELETE FROM queue WHERE id = $1 AND lease_token = $2", {item.id, token});
   }
   if (run.empty()) {
     if (tx.Query("SELECT 1 FROM runs WHERE id = $1", {item.run_id}).empty()) {
@@ -1285,9 +1312,7 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
   if (item.resume) {
     tx.Send("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {item.run_id, item.step_id});
   }
-  // The step count matters only to a kept call.
-  std::optional<int64_t> steps_after =
-      RecordSteps(tx, item.run_id, t.steps, t.attempts, now_ms, kept_item.has_value());
+  RecordSteps(tx, item.run_id, t.steps, t.attempts, now_ms);
   if (end) {
     // Its other calls, if it may have any, go after the lock: a parallel call of the run may
     // have queued some since this transaction's first statement.
@@ -1301,11 +1326,14 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
   }
   if (!next) return Kept();  // a retry
   if (kept_item) {
-    // Counted after the run's lock, so a step another call of the run recorded is seen.
-    if (!steps_after) {
-      steps_after = tx.Count("SELECT count(*) FROM steps WHERE run_id = $1", {item.run_id});
+    // Counted after the run's lock and the inserts, so a step another call of the run
+    // recorded is seen; read with the commit (or the next piece's wait). A run that never had
+    // another call out at once (had_waits, had_parallel) needs no count.
+    if (run[0].Bool(3) || run[0].Bool(4)) {
+      tx.QueryLater("SELECT count(*) FROM steps WHERE run_id = $1", {item.run_id},
+                    [kept_steps](sql::Rows rows) { *kept_steps = rows[0].Int(0); });
     }
-    return Kept(KeptCall{std::move(*kept_item), *steps_after});
+    return Kept(KeptCall{std::move(*kept_item), std::nullopt});
   }
   const bool idle =
       !next->next_only_if_idle ||
@@ -1414,8 +1442,12 @@ Result<std::optional<KeptCall>> SqlStore::ApplyInTx(const QueueItem& item, const
                                                     TimePoint now,
                                                     std::optional<std::chrono::milliseconds> keep) {
   const int64_t now_ms = UnixMillis(now);
-  return InGroupResult(item.run_id + "/" + std::to_string(item.id), Piece::kApply,
-                       [&](Tx& tx) { return ApplyBody(tx, item, t, now_ms, keep); });
+  std::optional<int64_t> kept_steps;  // set once the transaction's results are read
+  auto applied =
+      InGroupResult(item.run_id + "/" + std::to_string(item.id), Piece::kApply,
+                    [&](Tx& tx) { return ApplyBody(tx, item, t, now_ms, keep, &kept_steps); });
+  if (applied.ok() && applied->has_value()) (*applied)->steps = kept_steps;
+  return applied;
 }
 
 Status SqlStore::RenewLease(const QueueItem& item, TimePoint until) {
@@ -1445,13 +1477,18 @@ Result<std::string> SqlStore::Checkpoint(const QueueItem& item,
         if (held.empty()) {
           return Aborted("the call of run " + item.run_id + " no longer holds its lease");
         }
-        Rows run =
-            tx.Query(std::string("SELECT function_id FROM runs") + kLiveRun + " {FOR UPDATE}",
-                     {item.run_id});
+        Rows run = tx.Query(
+            std::string("SELECT function_id, had_parallel FROM runs") + kLiveRun + " {FOR UPDATE}",
+            {item.run_id});
         if (run.empty()) return Aborted("run " + item.run_id + " has ended");
+        if (!run[0].Bool(1)) {
+          // Steps recorded beside its call, as a parallel call's would be: the call's kept
+          // successor counts the run's steps (KeptCall::steps).
+          tx.Send("UPDATE runs SET had_parallel = true WHERE id = $1", {item.run_id});
+        }
         std::vector<AttemptRecord> of_call = attempts;
         for (AttemptRecord& a : of_call) a.attempt = static_cast<int>(held[0].Int(0));
-        RecordSteps(tx, item.run_id, steps, of_call, now_ms, /*count=*/false);
+        RecordSteps(tx, item.run_id, steps, of_call, now_ms);
         return run[0].Text(0);
       });
 }
