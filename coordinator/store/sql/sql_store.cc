@@ -285,20 +285,26 @@ std::optional<std::string> SelectSequenceHead(Tx& tx, const std::string& functio
 // Returns false (and changes nothing) when `run_id` is not the head.
 bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
                  const std::string& run_id, int64_t head_seq, int64_t now_ms) {
-  Rows lane = tx.Query(
+  // The lane's row (locked here) and the run after the head come back together: the read
+  // runs after the lock, so it sees what the lane's last writer committed. Its rows go unused
+  // where the lane had moved on already, or orders by sequence.
+  // (Shared with the callback, which may outlive this frame if a later statement fails.)
+  auto lane = std::make_shared<std::optional<Rows>>();
+  tx.QueryLater(
       "UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
       "head_deadline_ms = NULL WHERE function_id = $1 AND key = $2 AND head_run_id = $3 "
       "RETURNING seq_gap_timeout_ms",
-      {function_id, key, run_id});
-  if (lane.empty()) return false;  // skipped or timed out already
-  if (!lane[0].Null(0)) {          // a sequence lane
-    SelectSequenceHead(tx, function_id, key, now_ms);
-    return true;
-  }
+      {function_id, key, run_id}, [lane](Rows rows) { *lane = std::move(rows); });
   Rows next = tx.Query(
       "SELECT id, throttle_slot_ms, priority_s FROM runs WHERE function_id = $1 "
       "AND lane_key = $2 AND lane_seq > $3 AND status = 'queued' ORDER BY lane_seq LIMIT 1",
       {function_id, key, head_seq});
+  if (!*lane) throw std::logic_error("the lane's update was not read before the next query's");
+  if ((*lane)->empty()) return false;  // skipped or timed out already
+  if (!(**lane)[0].Null(0)) {          // a sequence lane
+    SelectSequenceHead(tx, function_id, key, now_ms);
+    return true;
+  }
   if (next.empty()) {
     tx.Send("DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth <= 0",
             {function_id, key});
@@ -1218,6 +1224,9 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
   std::optional<QueueItem> kept_item;
   bool owned = false;
   bool gated = false;  // the run's statement checks the lease (token) itself
+  // The gated lease's result, set as it is read (shared with the callback, which may outlive
+  // this frame if a later statement fails).
+  auto leased = std::make_shared<bool>(false);
   if (only_if_idle) {
     keep_params.push_back(item.run_id);
     owned = tx.Exec(keep_update(" AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.run_id = $7 "
@@ -1226,7 +1235,7 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
     if (owned) kept_item = QueueItem{item.id, item.run_id, next->next[0].step_id, 0, token};
   }
   if (!owned) {
-    auto mine = [&owned](sql::Rows rows) { owned = !rows.empty(); };
+    auto mine = [leased](sql::Rows rows) { *leased = !rows.empty(); };
     if (keep_next && !only_if_idle) {
       tx.QueryLater(keep_update(" RETURNING id"), keep_params, mine);
       kept_item = QueueItem{item.id, item.run_id, next->next[0].step_id, 0, token};
@@ -1297,6 +1306,7 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
                         kReturning);
   }
   // The lease's result was read before the run's (results come in the order sent).
+  if (gated) owned = *leased;
   if (!owned) return lost();
   if (gated && !kept_item) {
     tx.Send("DELETE FROM queue WHERE id = $1 AND lease_token = $2", {item.id, token});
