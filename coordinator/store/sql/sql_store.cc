@@ -286,9 +286,10 @@ std::optional<std::string> SelectSequenceHead(Tx& tx, const std::string& functio
 bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
                  const std::string& run_id, int64_t head_seq, int64_t now_ms) {
   // The lane's row (locked here) and the run after the head come back together: the read
-  // runs after the lock, so it sees what the lane's last writer committed. Its rows go unused
-  // where the lane had moved on already, or orders by sequence.
-  // (Shared with the callback, which may outlive this frame if a later statement fails.)
+  // runs after the lock, so it sees what the lane's last writer committed. Where the lane had
+  // moved on already, or orders by sequence, the read's rows go unused. The lane's rows are
+  // kept in storage shared with the callback, which may outlive this frame if a later
+  // statement fails.
   auto lane = std::make_shared<std::optional<Rows>>();
   tx.QueryLater(
       "UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
