@@ -1267,8 +1267,8 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
       const size_t n = run_params.size();
       sql += " AND EXISTS (SELECT 1 FROM queue WHERE id = $" + std::to_string(n + 1) +
              " AND lease_token = $" + std::to_string(n + 2) + ")";
-      run_params.push_back(item.id);
-      run_params.push_back(token);
+      run_params.emplace_back(item.id);
+      run_params.emplace_back(token);
     }
     return tx.Query(sql + returning, run_params);
   };
