@@ -22,40 +22,12 @@
 #include "common/url.h"
 #include "tests/support/e2e.h"
 #include "tests/support/scripted_server.h"
+#include "tests/support/silent_port.h"
 
 namespace funcky::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-// A TCP socket listening on 127.0.0.1 that never accepts: connections complete in the
-// kernel's backlog and then hear nothing. Also tells whether anyone connected.
-class SilentPort {
- public:
-  SilentPort() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(listen(fd_, 16), 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~SilentPort() { close(fd_); }
-  int port() const { return port_; }
-  int fd() const { return fd_; }
-  // Whether a connection is waiting to be accepted.
-  bool Connected() const {
-    pollfd p{fd_, POLLIN, 0};
-    return poll(&p, 1, 0) == 1;
-  }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
 
 // Accepts every connection and closes it at once, without a byte.
 class ClosingPort {

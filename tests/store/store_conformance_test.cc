@@ -11,10 +11,6 @@
 // both) and its timeout is a durable timer; cancelling a run drops its work and moves its
 // lane on; a replayed event starts another run; retention deletes only old finished runs
 // and the old events no remaining run refers to.
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -38,6 +34,7 @@
 #include "coordinator/store/store.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
+#include "tests/support/silent_port.h"
 #include "tests/support/status_matchers.h"
 
 namespace funcky::store {
@@ -138,6 +135,17 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
   std::vector<std::string> ClaimedRuns(int max = 100) {
     std::vector<std::string> runs;
     for (const auto& item : Claim(max)) runs.push_back(item.run_id);
+    return runs;
+  }
+
+  // Gives every `every`-th of `items`, from the first, a lease token nobody holds, as if its
+  // lease had been lost; returns their runs.
+  static std::set<std::string> LoseLeases(std::vector<QueueItem>& items, size_t every) {
+    std::set<std::string> runs;
+    for (size_t i = 0; i < items.size(); i += every) {
+      items[i].lease_token = "someone-else";
+      runs.insert(items[i].run_id);
+    }
     return runs;
   }
 
@@ -893,11 +901,7 @@ TEST_P(StoreConformance, ConcurrentEndsWithALostLeaseEndNothing) {
   for (int i = 0; i < kRuns; ++i) Start("app-plain");
   std::vector<QueueItem> items = Claim();
   ASSERT_EQ(items.size(), static_cast<size_t>(kRuns));
-  std::set<std::string> stale;
-  for (int i = 0; i < kRuns; i += 4) {
-    items[i].lease_token = "someone-else";
-    stale.insert(items[i].run_id);
-  }
+  const std::set<std::string> stale = LoseLeases(items, 4);
   std::vector<Status> ended(kRuns);
   std::vector<std::thread> threads;
   for (int i = 0; i < kRuns; ++i) threads.emplace_back([&, i] { ended[i] = End(items[i]); });
@@ -925,11 +929,7 @@ TEST_P(StoreConformance, ConcurrentTransitionsAndLoadsEachGetTheirOwnOutcome) {
   for (int i = 0; i < kRuns; ++i) runs.push_back(Start("app-plain"));
   std::vector<QueueItem> items = Claim();
   ASSERT_EQ(items.size(), static_cast<size_t>(kRuns));
-  std::set<std::string> stale;
-  for (int i = 0; i < kRuns; i += 8) {
-    items[i].lease_token = "someone-else";
-    stale.insert(items[i].run_id);
-  }
+  const std::set<std::string> stale = LoseLeases(items, 8);
   const Transition step = StepThenDiscovery();
   std::vector<Result<std::optional<KeptCall>>> applied(kRuns, Unavailable("not run"));
   std::vector<Result<RunState>> loaded(kRuns, Unavailable("not run"));
@@ -1021,33 +1021,10 @@ std::unique_ptr<sql::Database> OpenPostgres(const std::string& test_name) {
   return NewPostgresDatabase({.url = url, .pool_size = 4});
 }
 
-// PostgreSQL parses each distinct statement once per connection: it is prepared on its first
-// use and executed by name after, also after a transaction that failed on it, and its
-// parameters (NULL included) reach it as they did unprepared.
-// A TCP port on 127.0.0.1 that completes connections (the kernel's backlog) and never says a
-// word: a database server that hangs.
-class SilentServer {
- public:
-  SilentServer() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), len), 0);
-    EXPECT_EQ(listen(fd_, 16), 0);
-    EXPECT_EQ(getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~SilentServer() { close(fd_); }
-  std::string Url(const std::string& query = "") const {
-    return "postgresql://funcky@127.0.0.1:" + std::to_string(port_) + "/funcky" + query;
-  }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
+// A PostgreSQL URL of `port`, a server that hangs, with `query` after it.
+std::string SilentDatabaseUrl(const testing::SilentPort& port, const std::string& query = "") {
+  return "postgresql://funcky@127.0.0.1:" + std::to_string(port.port()) + "/funcky" + query;
+}
 
 // How a transaction on `url` fails, and after how long.
 std::pair<Status, std::chrono::steady_clock::duration> FailToConnect(const std::string& url) {
@@ -1059,8 +1036,8 @@ std::pair<Status, std::chrono::steady_clock::duration> FailToConnect(const std::
 
 // Connecting to a server that does not answer gives up after the URL's connect_timeout...
 TEST(PostgresDatabase, ConnectingGivesUpAfterTheUrlsConnectTimeout) {
-  SilentServer silent;
-  auto [status, took] = FailToConnect(silent.Url("?connect_timeout=1"));
+  testing::SilentPort silent;
+  auto [status, took] = FailToConnect(SilentDatabaseUrl(silent, "?connect_timeout=1"));
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
   EXPECT_GE(took, 900ms);
   EXPECT_LT(took, 5s) << "the URL's 1 s, not the default";
@@ -1068,13 +1045,16 @@ TEST(PostgresDatabase, ConnectingGivesUpAfterTheUrlsConnectTimeout) {
 
 // ... and after ten seconds when it gives none, not after the operating system's minutes.
 TEST(PostgresDatabase, ConnectingGivesUpAfterTenSecondsByDefault) {
-  SilentServer silent;
-  auto [status, took] = FailToConnect(silent.Url());
+  testing::SilentPort silent;
+  auto [status, took] = FailToConnect(SilentDatabaseUrl(silent));
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
   EXPECT_GE(took, 9s);
   EXPECT_LT(took, 30s);
 }
 
+// PostgreSQL parses each distinct statement once per connection: it is prepared on its first
+// use and executed by name after, also after a transaction that failed on it, and its
+// parameters (NULL included) reach it as they did unprepared.
 TEST(PostgresDatabase, PreparesEachStatementOncePerConnection) {
   auto db = NewPostgresDatabase(
       {.url = testing::SharedPgCluster().CreateDatabase("store_prepared"), .pool_size = 1});
