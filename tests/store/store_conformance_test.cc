@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <latch>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -45,12 +46,20 @@ using ::testing::HasSubstr;
 using testing::IsOk;
 using testing::StatusIs;
 
-// A database whose next transaction commits and then reports its outcome unknown, as when
-// the connection drops during COMMIT.
-class CommitThenFailDatabase final : public sql::Database {
+// A database whose next transaction can be made to fail: `fail_next_commit` commits it and
+// then reports its outcome unknown, as when the connection drops during COMMIT; each of the
+// next `conflicts` transactions runs and is rolled back as the victim of a deadlock.
+class FaultyDatabase final : public sql::Database {
  public:
-  explicit CommitThenFailDatabase(std::unique_ptr<sql::Database> db) : db_(std::move(db)) {}
+  explicit FaultyDatabase(std::unique_ptr<sql::Database> db) : db_(std::move(db)) {}
   Status Transact(const std::function<Status(sql::Tx&)>& body) override {
+    if (conflicts > 0) {
+      --conflicts;
+      return db_->Transact([&](sql::Tx& tx) {
+        (void)body(tx);
+        return sql::Conflict("40P01");
+      });
+    }
     Status s = db_->Transact(body);
     if (s.ok() && fail_next_commit.exchange(false)) {
       return Unavailable("commit outcome unknown (injected)");
@@ -62,6 +71,7 @@ class CommitThenFailDatabase final : public sql::Database {
     return db_->Watch(std::move(wake));
   }
   std::atomic<bool> fail_next_commit = false;
+  std::atomic<int> conflicts = 0;
 
  private:
   std::unique_ptr<sql::Database> db_;
@@ -80,7 +90,7 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
   void SetUp() override {
     auto db = GetParam().open(testing::CurrentTestSlug());
     ASSERT_TRUE(db);
-    auto faulty = std::make_unique<CommitThenFailDatabase>(std::move(db));
+    auto faulty = std::make_unique<FaultyDatabase>(std::move(db));
     db_ = faulty.get();
     store_ = std::make_unique<SqlStore>(std::move(faulty));
     ASSERT_THAT(store_->Migrate(), IsOk());
@@ -234,7 +244,7 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
 
   ManualClock clock_;
   std::unique_ptr<Store> store_;
-  CommitThenFailDatabase* db_ = nullptr;  // owned by store_
+  FaultyDatabase* db_ = nullptr;  // owned by store_
 };
 
 using Runs = std::vector<std::string>;
@@ -288,6 +298,30 @@ TEST_P(StoreConformance, AClaimWhoseCommitOutcomeIsUnknownGivesItsItemsBackAtThe
   EXPECT_THAT(End(again[0]), IsOk());
   EXPECT_EQ(RunStatus(run), kCompleted);
   EXPECT_TRUE(Claim().empty());
+}
+
+// A transaction the database undid for another's sake (a deadlock's victim) is run again:
+// its caller sees it fail only when every one of its tries does, and then nothing of it is
+// stored.
+TEST_P(StoreConformance, ATransactionThatLosesAConflictIsRunAgain) {
+  db_->conflicts = 2;
+  const std::string run = Start("app-plain");
+  EXPECT_EQ(db_->conflicts, 0);
+  EXPECT_EQ(RunStatus(run), kQueued);
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  db_->conflicts = 1;
+  EXPECT_THAT(End(items[0]), IsOk());
+  EXPECT_EQ(RunStatus(run), kCompleted);
+
+  db_->conflicts = 3;
+  NewEvent ne = Event("test/e");
+  ne.runs.push_back(NewRun{NewUlid(UnixMillis(clock_.Now())), "app-plain"});
+  auto refused = store_->IngestEvents({ne}, clock_.Now(), nullptr);
+  EXPECT_TRUE(sql::IsConflict(refused.status())) << refused.status().ToString();
+  EXPECT_THAT(store_->GetEvent(ne.event.internal_id), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(store_->GetRun(ne.runs[0].run_id), StatusIs(StatusCode::kNotFound));
+  EXPECT_FALSE(sql::IsConflict(Unavailable("commit outcome unknown: connection lost")));
 }
 
 TEST_P(StoreConformance, LaneHeadBlocksLaterRunOfSameKey) {
@@ -893,6 +927,24 @@ TEST_P(StoreConformance, AnIngestStartsAFreeLanesRunAtOnce) {
   EXPECT_EQ(claimed[0].run_id, numbered);
 }
 
+// An apply that might have kept a call, and whose commit outcome is unknown, gives that call
+// back at the next claim instead of leaving it leased to nobody for a whole lease.
+TEST_P(StoreConformance, ACallKeptByAnApplyWhoseCommitOutcomeIsUnknownComesBackAtTheNextClaim) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  db_->fail_next_commit = true;
+  EXPECT_THAT(store_->ApplyAndKeep(items[0], StepThenDiscovery(), clock_.Now(), 30s),
+              StatusIs(StatusCode::kUnavailable));
+  EXPECT_EQ(store_->GetSteps(run)->size(), 1u) << "it did commit";
+  auto again = Claim();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].run_id, run);
+  EXPECT_EQ(again[0].step_id, kDiscoveryStepId);
+  EXPECT_THAT(End(again[0]), IsOk());
+  EXPECT_EQ(RunStatus(run), kCompleted);
+}
+
 // Ends of many runs at once share transactions too: an end whose lease is lost (checked with
 // the run's update, in one round trip on PostgreSQL) ends nothing and leaves the item to its
 // holder; the others end.
@@ -1050,6 +1102,32 @@ TEST(PostgresDatabase, ConnectingGivesUpAfterTenSecondsByDefault) {
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
   EXPECT_GE(took, 9s);
   EXPECT_LT(took, 30s);
+}
+
+// Two transactions that lock two rows in opposite orders deadlock; the one PostgreSQL undoes
+// fails as a conflict (sql::IsConflict), the other commits.
+TEST(PostgresDatabase, ADeadlocksVictimFailsAsAConflict) {
+  const std::string url = testing::SharedPgCluster().CreateDatabase("store_deadlock");
+  testing::PgConnection(url).Query(
+      "CREATE TABLE pair (id int PRIMARY KEY, n int); INSERT INTO pair VALUES (1, 0), (2, 0)");
+  auto db = NewPostgresDatabase({.url = url, .pool_size = 2});
+  std::latch both_hold_one(2);
+  auto lock_both = [&](int first, int second) {
+    return db->Transact([&](sql::Tx& tx) {
+      tx.Exec("UPDATE pair SET n = n + 1 WHERE id = $1", {int64_t{first}});
+      both_hold_one.arrive_and_wait();
+      tx.Exec("UPDATE pair SET n = n + 1 WHERE id = $1", {int64_t{second}});
+      return Status::Ok();
+    });
+  };
+  Status a, b;
+  std::thread one([&] { a = lock_both(1, 2); });
+  std::thread two([&] { b = lock_both(2, 1); });
+  one.join();
+  two.join();
+  EXPECT_NE(a.ok(), b.ok()) << a.ToString() << " / " << b.ToString();
+  EXPECT_TRUE(sql::IsConflict(a.ok() ? b : a)) << (a.ok() ? b : a).ToString();
+  EXPECT_EQ(testing::PgConnection(url).Count("SELECT sum(n) FROM pair"), 2);
 }
 
 // PostgreSQL parses each distinct statement once per connection: it is prepared on its first
@@ -1280,7 +1358,6 @@ struct PostgresStoreOfOneFunction {
     }
     EXPECT_THAT(store->IngestEvents(events, clock.Now(), nullptr), IsOk());
   }
-
   SystemClock clock;
   std::string url;
   sql::Database* raw = nullptr;  // the store's
@@ -2096,6 +2173,39 @@ TEST_P(StoreConformance, SingletonCancelInALaneCancelsTheHeadAndTheNewRunTakesTh
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(claimed, expected);
   EXPECT_EQ(RunStatus(other), kRunning);
+}
+
+// Cancelling the run behind a lane's head while the head ends: the end makes that run the
+// head and queues its first call (which refers to the run's row), the cancel locks the run
+// and then the lane. The cancel's lock lets rows that refer to the run be written
+// (FOR NO KEY UPDATE), so neither waits on the other in a cycle (on PostgreSQL a deadlock
+// would fail one of them as kUnavailable).
+TEST_P(StoreConformance, CancellingTheRunBehindAnEndingHeadNeverDeadlocks) {
+  for (int round = 0; round < 30; ++round) {
+    const std::string key = "race-" + std::to_string(round);
+    const std::string head = Start("app-ordered", key);
+    const std::string next = Start("app-ordered", key);
+    auto items = Claim();
+    ASSERT_EQ(items.size(), 1u);
+    ASSERT_EQ(items[0].run_id, head);
+    Status ended = Unavailable("not run");
+    Result<bool> cancelled = Unavailable("not run");
+    std::thread end([&] { ended = End(items[0]); });
+    std::thread cancel([&] {
+      cancelled = store_->CancelRun(next, {{"name", "Cancelled"}}, clock_.Now());
+    });
+    end.join();
+    cancel.join();
+    ASSERT_THAT(ended, IsOk()) << round;
+    ASSERT_THAT(cancelled, IsOk()) << round;
+    EXPECT_TRUE(*cancelled) << round;
+    EXPECT_EQ(RunStatus(head), kCompleted) << round;
+    EXPECT_EQ(RunStatus(next), kCancelled) << round;
+    // Whichever went first, the lane is left without work: the cancelled run's call, if the
+    // end queued one, comes to nothing.
+    for (const QueueItem& item : Claim()) EXPECT_THAT(End(item), IsOk());
+    EXPECT_TRUE(Claim().empty()) << round;
+  }
 }
 
 // A singleton cancel in a lane racing the head's own end: the ingest locks the head's rows

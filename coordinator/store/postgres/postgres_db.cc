@@ -541,7 +541,7 @@ class PostgresDatabase final : public sql::Database {
       return Unavailable(e.what());
     }
     if (state == "40001" || state == "40P01") {
-      return Unavailable("transaction conflict (" + state + "), retry");
+      return sql::Conflict(state);
     }
     if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P03") {
       c.reset();

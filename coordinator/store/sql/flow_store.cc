@@ -64,9 +64,9 @@ std::set<std::pair<std::string, std::string>> KeyRows(const std::vector<NewEvent
 // claims pass over an item this holds). Empty otherwise.
 Rows LockUnclaimedRun(Tx& tx, const std::string& run_id, const std::string& columns) {
   Rows items = tx.Query("SELECT lease_token FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
-  Rows r =
-      tx.Query("SELECT status, started_at_ms, " + columns + " FROM runs WHERE id = $1 {FOR UPDATE}",
-               {run_id});
+  Rows r = tx.Query(
+      "SELECT status, started_at_ms, " + columns + " FROM runs WHERE id = $1 {FOR NO KEY UPDATE}",
+      {run_id});
   bool unclaimed = !r.empty() && r[0].Text(0) == kQueued && r[0].Null(1);
   for (Row item : items) unclaimed = unclaimed && item.Null(0);
   return unclaimed ? r : Rows();
@@ -85,7 +85,7 @@ void LockSingletonTargets(Tx& tx, const std::vector<NewEvent>& events) {
   }
   for (const std::string& run_id : targets) {
     tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
-    tx.Query("SELECT id FROM runs WHERE id = $1 {FOR UPDATE}", {run_id});
+    tx.Query("SELECT id FROM runs WHERE id = $1 {FOR NO KEY UPDATE}", {run_id});
   }
 }
 
@@ -289,7 +289,7 @@ Result<bool> CancelIfTimedOut(Tx& tx, const std::string& run_id, int64_t now_ms)
   tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
   Rows due = tx.Query(std::string("SELECT r.started_at_ms FROM run_timeouts t JOIN runs r ON "
                                   "r.id = t.run_id WHERE t.run_id = $2 AND ") +
-                          kPastDeadline + " {FOR UPDATE OF r}",
+                          kPastDeadline + " {FOR NO KEY UPDATE OF r}",
                       {now_ms, run_id});
   if (due.empty()) return false;  // started, finished or ended meanwhile
   const bool started = !due[0].Null(0);

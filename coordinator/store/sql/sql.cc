@@ -85,6 +85,18 @@ std::string Rewrite(std::string_view sql, Dialect dialect) {
   return out;
 }
 
+namespace {
+constexpr std::string_view kConflict = "transaction conflict (";
+}  // namespace
+
+Status Conflict(std::string_view sqlstate) {
+  return Unavailable(std::string(kConflict) + std::string(sqlstate) + "), retry");
+}
+
+bool IsConflict(const Status& s) {
+  return s.code() == StatusCode::kUnavailable && s.message().starts_with(kConflict);
+}
+
 Value JsonValue(const Json& j) {
   if (j.is_null()) return nullptr;
   return j.dump();

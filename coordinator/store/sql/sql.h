@@ -202,14 +202,20 @@ class Tx {
   std::vector<Later> later_;
 };
 
+// The failure of a transaction the database undid to let another one go on (a deadlock it
+// broke, or a serialization failure): nothing of it was written, and running it again at
+// once is the remedy. A kUnavailable Status, told apart from the others by IsConflict.
+Status Conflict(std::string_view sqlstate);
+bool IsConflict(const Status& s);
+
 // A database: where transactions run.
 class Database {
  public:
   virtual ~Database() = default;
   // Runs `body` in one transaction, commits when it returns OK and rolls back otherwise
   // (returning its Status). Database failures become a Status: kUnavailable for what is
-  // worth retrying (a lost connection, a commit whose outcome is unknown, a deadlock or a
-  // busy database), kInternal for the rest.
+  // worth retrying (a lost connection, a commit whose outcome is unknown, a conflict with
+  // another transaction (Conflict) or a busy database), kInternal for the rest.
   virtual Status Transact(const std::function<Status(Tx&)>& body) = 0;
   // Applies pending schema migrations (idempotent; safe with several processes at once).
   virtual Status Migrate() = 0;

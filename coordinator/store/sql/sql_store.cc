@@ -567,8 +567,8 @@ Result<std::string> FailLaneHead(Tx& tx, const std::string& function_id, const s
   if (head.empty() || head[0].Null(0)) return LaneHasNoHead(function_id, key);
   const std::string run_id = head[0].Text(0);
   tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
-  Rows run =
-      tx.Query("SELECT status, error, lane_seq FROM runs WHERE id = $1 {FOR UPDATE}", {run_id});
+  Rows run = tx.Query("SELECT status, error, lane_seq FROM runs WHERE id = $1 {FOR NO KEY UPDATE}",
+                      {run_id});
   Rows lane = tx.Query(
       "SELECT head_deadline_ms FROM lanes WHERE function_id = $1 AND key = $2 "
       "AND head_run_id = $3 {FOR UPDATE}",
@@ -1186,9 +1186,9 @@ void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord
   }
 }
 
-// Records `t`, the outcome of the call of `item`, in `tx`; with `keep`, leases the run's next
-// call to the caller when it can (ApplyAndKeep); then `*kept_steps` is what KeptCall::steps
-// says, set once the transaction's results are read.
+// Records `t`, the outcome of the call of `item`, in `tx`, under the new lease token `token`;
+// with `keep`, leases the run's next call to the caller when it can (ApplyAndKeep); then
+// `*kept_steps` is what KeptCall::steps says, set once the transaction's results are read.
 //
 // The lease decides whether anything is written, and its statement comes first. Where it
 // can, the check travels with the run's statement in one round trip: the item is given a new
@@ -1197,7 +1197,7 @@ void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord
 // there either. A retry, and a kept discovery call that waits for the run's other calls
 // (next_only_if_idle), check it on its own first.
 Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64_t now_ms,
-                       std::optional<std::chrono::milliseconds> keep,
+                       std::optional<std::chrono::milliseconds> keep, const std::string& token,
                        std::optional<int64_t>* kept_steps) {
   kept_steps->reset();  // a group that failed may have set it
   const Transition::Continue* next = t.next();
@@ -1209,7 +1209,6 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
                          !next->next[0].resume && UnixMillis(next->next[0].due) <= now_ms;
   const bool only_if_idle =
       keep_next && next->next_only_if_idle && next->next[0].step_id == kDiscoveryStepId;
-  std::string token = crypto::HexEncode(crypto::RandomBytes(12));
   auto keep_update = [&](const char* condition) {
     return std::string(
                "UPDATE queue SET step_id = $3, attempt = 0, visible_at_ms = $4, "
@@ -1420,7 +1419,15 @@ Status SqlStore::InGroup(std::string order, Piece piece, const std::function<Sta
 }
 
 void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
-  auto alone = [&](GroupWork& w) { w.status = db_->Transact(w.body); };
+  // A piece whose own transaction the database undid for another's sake (a deadlock it
+  // broke: a group's pieces lock lanes in their runs' order, an ingest in the lanes') runs
+  // again at once, a few times, rather than failing its caller: the other has gone on.
+  auto alone = [&](GroupWork& w) {
+    for (int tries = 1;; ++tries) {
+      w.status = db_->Transact(w.body);
+      if (tries == kConflictTries || !sql::IsConflict(*w.status)) return;
+    }
+  };
   if (group.size() == 1) return alone(*group[0]);
   // One order for the row locks of every group (two may run at once, on several
   // coordinators too).
@@ -1453,10 +1460,18 @@ Result<std::optional<KeptCall>> SqlStore::ApplyInTx(const QueueItem& item, const
                                                     TimePoint now,
                                                     std::optional<std::chrono::milliseconds> keep) {
   const int64_t now_ms = UnixMillis(now);
+  const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
   std::optional<int64_t> kept_steps;  // set once the transaction's results are read
-  auto applied =
-      InGroupResult(item.run_id + "/" + std::to_string(item.id), Piece::kApply,
-                    [&](Tx& tx) { return ApplyBody(tx, item, t, now_ms, keep, &kept_steps); });
+  auto applied = InGroupResult(
+      item.run_id + "/" + std::to_string(item.id), Piece::kApply,
+      [&](Tx& tx) { return ApplyBody(tx, item, t, now_ms, keep, token, &kept_steps); });
+  if (keep && applied.status().code() == StatusCode::kUnavailable) {
+    // Whether it committed is unknown: a call it kept may be leased to nobody. The next
+    // claim gives it back (as a doubtful claim's items).
+    std::lock_guard lock(doubtful_mu_);
+    if (doubtful_claims_.size() >= 64) doubtful_claims_.erase(doubtful_claims_.begin());
+    doubtful_claims_.push_back(token);
+  }
   if (applied.ok() && applied->has_value()) (*applied)->steps = kept_steps;
   return applied;
 }
@@ -1488,9 +1503,9 @@ Result<std::string> SqlStore::Checkpoint(const QueueItem& item,
         if (held.empty()) {
           return Aborted("the call of run " + item.run_id + " no longer holds its lease");
         }
-        Rows run = tx.Query(
-            std::string("SELECT function_id, had_parallel FROM runs") + kLiveRun + " {FOR UPDATE}",
-            {item.run_id});
+        Rows run = tx.Query(std::string("SELECT function_id, had_parallel FROM runs") + kLiveRun +
+                                " {FOR NO KEY UPDATE}",
+                            {item.run_id});
         if (run.empty()) return Aborted("run " + item.run_id + " has ended");
         if (!run[0].Bool(1)) {
           // Steps recorded beside its call, as a parallel call's would be: the call's kept
@@ -1870,7 +1885,7 @@ Status SqlStore::LookbackDone(const std::string& run_id, const std::string& step
 Result<bool> CancelRunInTx(Tx& tx, const std::string& run_id, const Json& error, int64_t now_ms) {
   tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
   Rows run = tx.Query(
-      "SELECT status, function_id, lane_key, lane_seq FROM runs WHERE id = $1 {FOR UPDATE}",
+      "SELECT status, function_id, lane_key, lane_seq FROM runs WHERE id = $1 {FOR NO KEY UPDATE}",
       {run_id});
   if (run.empty()) return NotFound("no run \"" + run_id + "\"");
   if (IsTerminalStatus(run[0].Text(0))) return false;

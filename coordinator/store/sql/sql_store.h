@@ -111,8 +111,9 @@ class SqlStore final : public Store {
   // moment (at most kMaxGroup pieces, kGroupLeaders transactions at once, kSecondGroupAt), and
   // returns the status `body` returned. `order`: the groups' one order of row locks. A failure
   // after which the group may not go on (see Piece) rolls it back, and each of its pieces is then
-  // run alone, in a transaction of its own: so a body may run twice and must set its results
-  // anew each time. Used by the hot path: ApplyInTx, LoadRunState and IngestEvents.
+  // run alone, in a transaction of its own (again, should that one end in a conflict): so a
+  // body may run several times and must set its results anew each time. Used by the hot
+  // path: ApplyInTx, LoadRunState and IngestEvents.
   Status InGroup(std::string order, Piece piece, const std::function<Status(sql::Tx&)>& body);
   // InGroup for `fn(sql::Tx&)` returning a Result<T>: its last result, or the group's failure.
   template <typename Fn>
@@ -120,6 +121,8 @@ class SqlStore final : public Store {
       -> decltype(fn(std::declval<sql::Tx&>()));
   struct GroupWork;
   static constexpr size_t kMaxGroup = 64;
+  // How often a piece run alone is tried when each try ends in a conflict (sql::IsConflict).
+  static constexpr int kConflictTries = 3;
   static constexpr int kGroupLeaders = 2;
   // A second group starts while one commits only once this much work waits; less waits for
   // the running group, to share the next transaction (fewer commits, as many calls served).
@@ -138,9 +141,10 @@ class SqlStore final : public Store {
 
   std::unique_ptr<sql::Database> db_;
 
-  // Lease tokens of claims whose transaction failed with its outcome unknown (the commit
-  // may have happened): the next claim gives their items back, so a connection lost at the
-  // wrong moment costs a retry, not a whole lease.
+  // Lease tokens of claims, and of applies that might have kept a call (ApplyAndKeep), whose
+  // transaction failed with its outcome unknown (the commit may have happened): the next
+  // claim gives their items back, so a connection lost at the wrong moment costs a retry,
+  // not a whole lease.
   std::mutex doubtful_mu_;
   std::vector<std::string> doubtful_claims_;  // GUARDED_BY(doubtful_mu_)
 };
