@@ -4,7 +4,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer as createNetServer } from 'node:net';
 import { createServer, request as httpRequest } from 'node:http';
-import { chmodSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,14 @@ export const testHostBin =
 const children = [];
 const servers = [];
 const pgDirs = [];
+const workDirs = [];
+
+// A test file's work folders (clusters, logs) go when it exits with every test passed; after
+// a failure they stay for its logs, and so they do with FUNCKY_KEEP_TEST_DIRS set.
+process.on('exit', (code) => {
+  if (code !== 0 || process.env.FUNCKY_KEEP_TEST_DIRS) return;
+  for (const d of workDirs) rmSync(d, { recursive: true, force: true });
+});
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -43,6 +51,7 @@ export const getJson = async (url) => {
 export function workDir() {
   const work = mkdtempSync(join(tmpdir(), 'funcky-compat-'));
   chmodSync(work, 0o755); // the postgres user must reach the cluster folder
+  workDirs.push(work);
   return work;
 }
 

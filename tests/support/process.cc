@@ -11,12 +11,14 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -166,11 +168,43 @@ int FreePort() {
   return port;
 }
 
+namespace {
+
+// The folders TempDir made in this process. Never destroyed: the exit handler reads them.
+struct TempDirs {
+  std::mutex mu;
+  std::vector<std::string> paths;  // GUARDED_BY(mu)
+};
+TempDirs& MadeTempDirs() {
+  static TempDirs* dirs = new TempDirs;
+  return *dirs;
+}
+
+// At exit, the temporary folders of a test binary whose tests all passed are removed; those
+// of one with a failure stay for its logs, and so do all with FUNCKY_KEEP_TEST_DIRS set.
+void RemoveTempDirs() {
+  if (!::testing::UnitTest::GetInstance()->Passed() || std::getenv("FUNCKY_KEEP_TEST_DIRS")) {
+    return;
+  }
+  TempDirs& dirs = MadeTempDirs();
+  std::lock_guard lock(dirs.mu);
+  for (const std::string& path : dirs.paths) {
+    std::error_code ignored;  // a server of the test may have removed some of it already
+    std::filesystem::remove_all(path, ignored);
+  }
+}
+
+}  // namespace
+
 std::string TempDir(const std::string& prefix) {
   std::string tmpl = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") + "/" +
                      prefix + "XXXXXX";
   if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
   chmod(tmpl.c_str(), 0755);
+  TempDirs& dirs = MadeTempDirs();
+  std::lock_guard lock(dirs.mu);
+  if (dirs.paths.empty()) std::atexit(RemoveTempDirs);
+  dirs.paths.push_back(tmpl);
   return tmpl;
 }
 

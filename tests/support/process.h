@@ -39,6 +39,9 @@ int FreePort();
 // The running gtest test's name with every character but letters and digits made '_', for
 // names of folders and databases.
 std::string CurrentTestSlug();
+// A new folder under $TMPDIR (or /tmp) named `prefix` and six random characters; removed
+// when the test binary exits with all its tests passed (kept after a failure, for its logs,
+// or with FUNCKY_KEEP_TEST_DIRS set).
 std::string TempDir(const std::string& prefix);
 
 // Polls `ready` every 20 ms until it is true or `timeout` passes.
