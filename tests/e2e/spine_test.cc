@@ -1,5 +1,10 @@
 // End-to-end tests of the spine: real coordinator and host processes on a real,
 // private PostgreSQL cluster, driven over HTTP.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <ctime>
 #include <map>
@@ -141,6 +146,24 @@ TEST_P(SpineOnEachStoreTest, SameEventIdSentTwiceIsStoredOnceAndStartsOneRun) {
   EXPECT_EQ(CountRows(*c, "/v1/events?name=test/two-steps"), 1);
   EXPECT_EQ(CountRows(*c, "/v1/runs?function=test-two-steps"), 1);
   EXPECT_EQ(host.Count("call", runs[0]), 3);
+}
+
+// The harness: a port taken between the harness picking it and the coordinator binding it
+// (another test's server may pick the same one) moves a first start to another port.
+TEST_F(SpineTest, ACoordinatorWhosePortWasTakenStartsOnAnother) {
+  Coordinator c(db_, {}, dir_);
+  const std::string picked = c.url();
+  const int port = std::stoi(picked.substr(picked.rfind(':') + 1));
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);  // taken
+  c.Start();
+  close(fd);
+  EXPECT_NE(c.url(), picked);
+  EXPECT_EQ(Http("GET", c.url() + "/healthz").status, 200);
 }
 
 TEST_F(SpineTest, SignedCallsPassAndBadSignaturesAreRejected) {

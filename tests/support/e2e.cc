@@ -78,11 +78,28 @@ void Coordinator::Start() {
     with_env.insert(with_env.end(), env_.begin(), env_.end());
     argv.insert(argv.begin(), with_env.begin(), with_env.end());
   }
-  // Named by port too: several coordinators of one test share its folder.
-  process_ = Process(argv, dir_ + "/coordinator-" + std::to_string(port_) + "-" +
-                               std::to_string(++starts_) + ".log");
-  bool up = WaitFor([&] { return Http("GET", url_ + "/healthz").status == 200; });
-  ASSERT_TRUE(up) << "coordinator did not start:\n" << process_.Log();
+  const size_t port_arg = std::find(argv.begin(), argv.end(), "--port") - argv.begin() + 1;
+  for (int tries = 1;; ++tries) {
+    // Named by port too: several coordinators of one test share its folder.
+    process_ = Process(argv, dir_ + "/coordinator-" + std::to_string(port_) + "-" +
+                                 std::to_string(++starts_) + ".log");
+    bool up = WaitFor(
+        [&] { return Http("GET", url_ + "/healthz").status == 200 || !process_.running(); });
+    up = up && process_.running();
+    // The port found free was taken before the coordinator bound it (another test's server
+    // picked it too): a first start goes to another port, as nobody has its URL yet. A
+    // restart keeps its port.
+    if (!up && starts_ == 1 && tries < 5 && !process_.running() &&
+        process_.Log().find("Address already in use") != std::string::npos) {
+      --starts_;
+      port_ = FreePort();
+      argv[port_arg] = std::to_string(port_);
+      url_ = url_.substr(0, url_.rfind(':') + 1) + std::to_string(port_);
+      continue;
+    }
+    ASSERT_TRUE(up) << "coordinator did not start:\n" << process_.Log();
+    return;
+  }
 }
 
 TestHost::TestHost(const std::string& coordinator_url, const std::string& dir,
