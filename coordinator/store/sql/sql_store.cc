@@ -1068,12 +1068,17 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
       return std::find(doubtful.begin(), doubtful.end(), t) != doubtful.end();
     });
   } else if (claimed.status().code() == StatusCode::kUnavailable) {
-    // Whether it committed is unknown: its items may be leased to nobody. Bounded: a long
-    // outage fails claims before they lease anything, so the list only guards against loss.
-    if (doubtful_claims_.size() >= 64) doubtful_claims_.erase(doubtful_claims_.begin());
-    doubtful_claims_.push_back(token);
+    // Whether it committed is unknown: its items may be leased to nobody.
+    RememberDoubtful(token);
   }
   return claimed;
+}
+
+void SqlStore::RememberDoubtful(const std::string& token) {
+  // Bounded: a long outage fails transactions before they lease anything, so the list only
+  // guards against loss.
+  if (doubtful_claims_.size() >= 64) doubtful_claims_.erase(doubtful_claims_.begin());
+  doubtful_claims_.push_back(token);
 }
 
 Result<RunState> SqlStore::LoadRunState(const std::string& run_id) {
@@ -1469,8 +1474,7 @@ Result<std::optional<KeptCall>> SqlStore::ApplyInTx(const QueueItem& item, const
     // Whether it committed is unknown: a call it kept may be leased to nobody. The next
     // claim gives it back (as a doubtful claim's items).
     std::lock_guard lock(doubtful_mu_);
-    if (doubtful_claims_.size() >= 64) doubtful_claims_.erase(doubtful_claims_.begin());
-    doubtful_claims_.push_back(token);
+    RememberDoubtful(token);
   }
   if (applied.ok() && applied->has_value()) (*applied)->steps = kept_steps;
   return applied;

@@ -147,6 +147,9 @@ class SqlStore final : public Store {
   // not a whole lease.
   std::mutex doubtful_mu_;
   std::vector<std::string> doubtful_claims_;  // GUARDED_BY(doubtful_mu_)
+  // Adds `token` to doubtful_claims_ (dropping the oldest past 64); the caller holds
+  // doubtful_mu_.
+  void RememberDoubtful(const std::string& token);
 };
 
 }  // namespace funcky::store
