@@ -95,8 +95,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
 
   // Apply; for a run going on at once, its next call comes back leased and held, unless the
   // executor is stopping (then it is given back at once).
-  Result<std::optional<store::KeptCall>> ApplyAndHold(const store::QueueItem& item,
-                                                      const store::Transition& t) {
+  Result<store::Applied> ApplyAndHold(const store::QueueItem& item, const store::Transition& t) {
     bool keep = false;
     {
       std::lock_guard lock(hold_mu);
@@ -108,14 +107,14 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     if (!keep) {
       Status applied = queue.Apply(item, t, clock.Now());
       if (!applied.ok()) return applied;
-      return std::optional<store::KeptCall>();
+      return store::Applied();  // whether the end's events were stored is not known
     }
     auto applied = queue.ApplyAndKeep(item, t, clock.Now(), options.lease);
-    if (!applied.ok() || !*applied) {
+    if (!applied.ok() || !applied->kept) {
       EndClaim();
       return applied;
     }
-    if (!Hold({(*applied)->item})) return std::optional<store::KeptCall>();
+    if (!Hold({applied->kept->item})) applied->kept.reset();
     return applied;
   }
 
@@ -439,16 +438,24 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       const TimePoint registering = clock.Now();
       for (store::NewWait& wait : next->waits) wait.lookback_from = registering - wait.lookback;
     }
+    bool end_events_stored = false;
     for (int tries = 0;; ++tries) {
-      Result<std::optional<store::KeptCall>> applied =
-          co_await Offload([&] { return ApplyAndHold(item, t); });
+      Result<store::Applied> applied = co_await Offload([&] {
+        if (auto* ending = std::get_if<store::Transition::End>(&t.move);
+            ending && options.events && tries == 0) {
+          ending->events = options.events->EndEventsToStore(*state, ending->status, ending->output,
+                                                            ending->error);
+        }
+        return ApplyAndHold(item, t);
+      });
       const Status& status = applied.status();
       if (applied.ok() || status.code() == StatusCode::kAborted) beat.Stop();
       if (applied.ok()) {
-        if (*applied) {
-          kept = (*applied)->item;
-          kept_steps = (*applied)->steps;
+        if (applied->kept) {
+          kept = applied->kept->item;
+          kept_steps = applied->kept->steps;
         }
+        end_events_stored = applied->end_events_stored;
         break;
       }
       if (status.code() == StatusCode::kAborted) {
@@ -487,12 +494,14 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
                      item.run_id);
       std::_Exit(70);
     }
-    if (options.events && (!waits.empty() || end)) {
+    // An end whose events were stored with it has nothing left to announce.
+    const bool announce_end = end && !end_events_stored;
+    if (options.events && (!waits.empty() || announce_end)) {
       co_await Offload([&] {
         for (const store::NewWait& wait : waits) {
           options.events->WaitRegistered(*state, wait, UnixMillis(*wait.lookback_from));
         }
-        if (end) options.events->RunEnded(*state, end->status, end->output, end->error);
+        if (announce_end) options.events->RunEnded(*state, end->status, end->output, end->error);
         return 0;
       });
     }

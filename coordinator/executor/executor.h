@@ -47,8 +47,16 @@ class RunEvents {
   // after `since_ms` (its look-back), if one matches.
   virtual void WaitRegistered(const store::RunState& state, const store::NewWait& wait,
                               int64_t since_ms) = 0;
-  // The run ended (its transition is stored): emit inngest/function.finished and, for a
-  // failure, inngest/function.failed.
+  // The run-end events of a run about to end with `status` (inngest/function.finished and,
+  // for a failure, inngest/function.failed), when they may be stored with its end
+  // (store::Transition::End::events) because nothing acts on them: they start no function,
+  // cancel no run, and no run invoked this one. Empty otherwise.
+  virtual std::vector<store::EventRecord> EndEventsToStore(const store::RunState& state,
+                                                           const std::string& status,
+                                                           const store::Json& output,
+                                                           const store::Json& error) = 0;
+  // The run ended (its transition is stored) without its events: emit
+  // inngest/function.finished and, for a failure, inngest/function.failed.
   virtual void RunEnded(const store::RunState& state, const std::string& status,
                         const store::Json& output, const store::Json& error) = 0;
   // The same for a run the store ended itself (a lane head past its head_timeout).

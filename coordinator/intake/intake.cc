@@ -66,6 +66,18 @@ bool IsRunEndEvent(const std::string& name) {
          name == executor::kFunctionCancelled;
 }
 
+// The event `in` as the store records it, received at `now_ms` (its payload and internal id
+// are moved out of it).
+store::EventRecord RecordOf(IncomingEvent& in, int64_t now_ms) {
+  store::EventRecord e;
+  e.internal_id = std::move(in.internal_id);
+  e.id = in.payload["id"].get<std::string>();
+  e.name = in.payload["name"].get<std::string>();
+  e.payload = std::move(in.payload);
+  e.received_at_ms = now_ms;
+  return e;
+}
+
 }  // namespace
 
 const store::FunctionRecord* FunctionSet::Find(const std::string& id) const {
@@ -126,11 +138,7 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
   batch.reserve(events.size());
   for (IncomingEvent& in : events) {
     store::NewEvent ne;
-    ne.event.internal_id = std::move(in.internal_id);
-    ne.event.id = in.payload["id"].get<std::string>();
-    ne.event.name = in.payload["name"].get<std::string>();
-    ne.event.payload = std::move(in.payload);
-    ne.event.received_at_ms = now_ms;
+    ne.event = RecordOf(in, now_ms);
     std::vector<const store::FunctionRecord*> targets;
     if (in.target_function) {
       if (const store::FunctionRecord* fn = set->Find(*in.target_function)) targets.push_back(fn);
@@ -487,6 +495,33 @@ std::vector<IncomingEvent> Intake::EndEvents(const store::RunState& state,
         InternalEvent(executor::kFunctionCancelled, data, state.run.id + "-cancelled"));
   }
   return events;
+}
+
+std::vector<store::EventRecord> Intake::EndEventsToStore(const store::RunState& state,
+                                                         const std::string& status,
+                                                         const Json& output, const Json& error) {
+  auto set = Functions(/*refresh=*/false);
+  if (!set.ok()) return {};  // the outbox then, which retries
+  std::vector<IncomingEvent> ends = EndEvents(state, status, output, error);
+  // A run that invokes this one waits for its end: intake resumes it as it announces the end.
+  if (ends[0].payload["data"].contains("correlation_id")) return {};
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  std::vector<store::EventRecord> out;
+  for (IncomingEvent& in : ends) {
+    store::EventRecord e = RecordOf(in, now_ms);
+    // As Ingest would: a function is not started by the end of its own run.
+    for (const store::FunctionRecord* fn :
+         scheduler::MatchFunctions((*set)->functions, (*set)->flows, e)) {
+      if (fn->id != state.function.id) return {};
+    }
+    for (const auto& [fn_id, flow] : (*set)->flows) {
+      for (const scheduler::CancelOn& on : flow.cancel) {
+        if (scheduler::EventNameMatches(on.event, e.name)) return {};
+      }
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
 }
 
 void Intake::RunEnded(const store::RunState& state, const std::string& status, const Json& output,

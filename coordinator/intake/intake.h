@@ -94,6 +94,11 @@ class Intake final : public executor::RunEvents {
   Status StartInvocation(const store::RunState& caller, const store::NewWait& wait) override;
   void WaitRegistered(const store::RunState& state, const store::NewWait& wait,
                       int64_t since_ms) override;
+  // Nothing acts on the events when no function of the set (as Ingest would read it) starts
+  // or cancels runs by them and the run was not invoked; the store checks the waits.
+  std::vector<store::EventRecord> EndEventsToStore(const store::RunState& state,
+                                                   const std::string& status, const Json& output,
+                                                   const Json& error) override;
   // Buffers the run-end events; a background thread stores them a few milliseconds later,
   // many in one transaction, then acknowledges the run's end in the store's outbox
   // (store::RunControl::PendingRunEnds). Ends recorded but never announced (a crash, a

@@ -500,6 +500,11 @@ struct End {
   std::string status;
   Json output;
   Json error;
+  // The run's end events (inngest/function.finished, …), to store in the same transaction
+  // when nothing has to act on them: then the end skips the run-end outbox. Stored only
+  // when no wait of any run awaits an event of their names (that wait is resumed through
+  // the outbox); Applied::end_events_stored says which. Empty: the outbox announces the end.
+  std::vector<EventRecord> events;
 };
 }  // namespace moves
 
@@ -536,6 +541,14 @@ struct KeptCall {
   std::optional<int64_t> steps;
 };
 
+// What ApplyAndKeep did beyond the transition itself.
+struct Applied {
+  std::optional<KeptCall> kept;  // the run's next call, leased to the applier
+  // The run ended with the events of its End stored in the same transaction: its end is not
+  // in the run-end outbox (PendingRunEnds), there is nothing to announce.
+  bool end_events_stored = false;
+};
+
 class QueueStore {
  public:
   virtual ~QueueStore() = default;
@@ -555,10 +568,9 @@ class QueueStore {
   // Apply, for a run that goes on at once: when `t` continues with exactly one call, due by
   // `now`, and registers no wait, that call is queued already leased (until now + `lease`,
   // under a fresh token) and returned, so its holder makes it without a claim (and no other
-  // claimer can take it). Otherwise, and on any error, as Apply (nullopt when applied).
-  virtual Result<std::optional<KeptCall>> ApplyAndKeep(const QueueItem& item, const Transition& t,
-                                                       TimePoint now,
-                                                       std::chrono::milliseconds lease) = 0;
+  // claimer can take it) in Applied::kept. Otherwise, and on any error, as Apply.
+  virtual Result<Applied> ApplyAndKeep(const QueueItem& item, const Transition& t, TimePoint now,
+                                       std::chrono::milliseconds lease) = 0;
   // Extends the lease of `item`, whose call is in flight, to `until` (the executor's
   // heartbeat, so a lease can be short and a dead coordinator's calls are taken over soon).
   // kAborted when the lease was lost to another claimer.

@@ -107,6 +107,36 @@ TEST_P(RunEndsTest, ACrashRightAfterAWaitIsStoredStillLooksBackAndResumesAtOnce)
   EXPECT_LT(std::chrono::steady_clock::now() - restarted, std::chrono::seconds(10));
 }
 
+TEST_P(RunEndsTest, AnEndNothingActsOnIsStoredWithItsEventsAtOnce) {
+  Coordinator c(db_, {}, dir_);
+  c.Start();
+  TestHost host(c.url(), dir_);
+  for (int i = 0; i < 3; ++i) {
+    const std::string run =
+        FirstRunOf(c, Send(c, {{"name", "test/two-steps"}, {"data", {{"i", i}}}}));
+    ASSERT_FALSE(run.empty());
+    Json done = WaitForRunEnd(c.url(), run, std::chrono::seconds(20));
+    ASSERT_EQ(done["status"], "completed") << done.dump(2) << c.Log();
+    // Nothing starts, cancels or waits on test-two-steps' end: its event was stored in the
+    // transaction that completed the run, so it is there as soon as the run is.
+    int finished = 0;
+    for (const Json& e : EventsNamed(c, "inngest/function.finished")) {
+      if (e["payload"]["data"]["run_id"] == run) {
+        ++finished;
+        EXPECT_EQ(e["payload"]["data"]["function_id"], "test-two-steps");
+        EXPECT_EQ(e["payload"]["data"]["result"], done["output"]);
+      }
+    }
+    EXPECT_EQ(finished, 1) << run;
+    if (backend() == "postgres") {  // and through no outbox
+      PgConnection db(db_);
+      EXPECT_EQ(
+          db.Count("SELECT count(*) FROM runs WHERE id = '" + run + "' AND end_events_stored"), 1);
+      EXPECT_EQ(db.Count("SELECT count(*) FROM run_ends"), 0);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, RunEndsTest, ::testing::Values("postgres", "sqlite"),
                          [](const auto& info) { return info.param; });
 

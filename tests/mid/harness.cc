@@ -118,10 +118,9 @@ Status FailingQueue::Apply(const store::QueueItem& item, const store::Transition
   return real_.Apply(item, t, now);
 }
 
-Result<std::optional<store::KeptCall>> FailingQueue::ApplyAndKeep(const store::QueueItem& item,
-                                                                  const store::Transition& t,
-                                                                  TimePoint now,
-                                                                  std::chrono::milliseconds lease) {
+Result<store::Applied> FailingQueue::ApplyAndKeep(const store::QueueItem& item,
+                                                  const store::Transition& t, TimePoint now,
+                                                  std::chrono::milliseconds lease) {
   if (auto failure = Count(kApply)) return *failure;
   return real_.ApplyAndKeep(item, t, now, lease);
 }

@@ -104,9 +104,8 @@ class FailingQueue final : public store::QueueStore {
   Result<store::RunState> LoadRunState(const std::string& run_id) override;
   Status Apply(const store::QueueItem& item, const store::Transition& t, TimePoint now) override;
   // Counted (and failed) as an Apply.
-  Result<std::optional<store::KeptCall>> ApplyAndKeep(const store::QueueItem& item,
-                                                      const store::Transition& t, TimePoint now,
-                                                      std::chrono::milliseconds lease) override;
+  Result<store::Applied> ApplyAndKeep(const store::QueueItem& item, const store::Transition& t,
+                                      TimePoint now, std::chrono::milliseconds lease) override;
   Status RenewLease(const store::QueueItem& item, TimePoint until) override;
   Result<std::string> Checkpoint(const store::QueueItem& item,
                                  const std::vector<store::StepRecord>& steps,

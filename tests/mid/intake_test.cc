@@ -113,6 +113,80 @@ TEST_F(IntakeHarness, AnInvokeWaitStoredAfterTheInvokedRunsEndWasAnnouncedResume
 // A cron trigger with `jitter`: each tick's run has its first call due at a random time in
 // [tick, tick + jitter] (kept in the store: the test's clock decides when it is claimable),
 // and a second ticker that sees the same tick starts nothing.
+// A run's end events may be stored with its end only when nothing acts on them: no function
+// they start (other than the run's own), none whose runs they cancel, no invoking run.
+TEST_F(IntakeHarness, EndEventsGoWithTheEndOnlyWhenNothingActsOnThem) {
+  int syncs = 0;
+  auto sync_app = [&](const std::string& app, std::vector<store::Json> configs) {
+    store::AppSync sync;
+    sync.app = {app, "http://127.0.0.1:1/api", "cpp", "", "sum-" + std::to_string(++syncs), 0, 0};
+    for (store::Json& config : configs) {
+      store::FunctionRecord fn;
+      fn.id = config["id"];
+      fn.app_id = app;
+      fn.name = fn.id;
+      config["steps"] = {{"step", {{"runtime", {{"url", "http://127.0.0.1:1/api"}}}}}};
+      fn.config = std::move(config);
+      sync.functions.push_back(std::move(fn));
+    }
+    ASSERT_THAT(store_->SyncApp(sync), IsOk());
+    clock_.Advance(1s);  // past the function set's cache (0 ms here)
+  };
+  auto listeners = [&](std::vector<store::Json> configs) { sync_app("handlers", configs); };
+  auto names = [](const std::vector<store::EventRecord>& events) {
+    std::vector<std::string> out;
+    for (const store::EventRecord& e : events) out.push_back(e.name);
+    return out;
+  };
+  const std::string run = StartRun(kFunction);
+  auto state = store_->LoadRunState(run);
+  ASSERT_THAT(state, IsOk());
+  const store::Json error = {{"name", "Error"}, {"message", "no"}};
+
+  // Nothing listens: the events, as the outbox would store them.
+  auto events = intake_->EndEventsToStore(*state, store::kFailed, nullptr, error);
+  EXPECT_THAT(names(events),
+              ::testing::ElementsAre("inngest/function.finished", "inngest/function.failed"));
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].id, run + "-finished");
+  EXPECT_EQ(events[0].payload["data"]["run_id"], run);
+  EXPECT_EQ(events[0].payload["data"]["error"], error);
+  EXPECT_FALSE(events[0].internal_id.empty());
+
+  // A failure handler of another function, and the run's own function triggered by run ends
+  // (its end starts no run of it).
+  listeners({{{"id", "handlers-other"},
+              {"triggers",
+               {{{"event", "inngest/function.failed"},
+                 {"expression", "event.data.function_id == 'app-other'"}}}}}});
+  sync_app("app", {{{"id", kFunction}, {"triggers", {{{"event", "inngest/function.finished"}}}}},
+                   {{"id", kOrdered}}});
+  EXPECT_EQ(names(intake_->EndEventsToStore(*state, store::kFailed, nullptr, error)).size(), 2u);
+
+  // A failure handler of this function: a failure's events go through the outbox, a
+  // completion's do not (inngest/function.finished starts nothing).
+  listeners({{{"id", "handlers-on-failure"},
+              {"triggers",
+               {{{"event", "inngest/function.failed"},
+                 {"expression", "event.data.function_id == 'app-fn'"}}}}}});
+  EXPECT_TRUE(intake_->EndEventsToStore(*state, store::kFailed, nullptr, error).empty());
+  EXPECT_THAT(names(intake_->EndEventsToStore(*state, store::kCompleted, 1, nullptr)),
+              ::testing::ElementsAre("inngest/function.finished"));
+
+  // Runs that a run's end cancels.
+  listeners({{{"id", "handlers-cancelled"},
+              {"triggers", {{{"event", "test/start"}}}},
+              {"cancel", {{{"event", "inngest/function.finished"}}}}}});
+  EXPECT_TRUE(intake_->EndEventsToStore(*state, store::kCompleted, 1, nullptr).empty());
+
+  // An invoked run: its invoker waits for the end.
+  listeners({});
+  EXPECT_FALSE(intake_->EndEventsToStore(*state, store::kCompleted, 1, nullptr).empty());
+  store::RunState invoked = *state;
+  invoked.events[0]["data"]["_inngest"] = {{"correlation_id", "caller.call-it"}};
+  EXPECT_TRUE(intake_->EndEventsToStore(invoked, store::kCompleted, 1, nullptr).empty());
+}
+
 TEST_F(IntakeHarness, CronJitterMakesEachTicksRunDueWithinTheJitterAndATickStartsOneRun) {
   store::FunctionRecord ticker_fn;
   ticker_fn.id = "app-ticker";

@@ -172,8 +172,8 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
   void KeepInPlace(QueueItem* item) {
     auto held = store_->ApplyAndKeep(*item, StepThenDiscovery(), clock_.Now(), 30s);
     ASSERT_THAT(held, IsOk());
-    ASSERT_TRUE(held->has_value());
-    *item = (*held)->item;
+    ASSERT_TRUE(held->kept.has_value());
+    *item = held->kept->item;
   }
 
   Status End(const QueueItem& item, const char* status = kCompleted) {
@@ -590,14 +590,14 @@ TEST_P(StoreConformance, ApplyAndKeepLeasesTheRunsOneNextCallDueNowToTheApplier)
   const Transition step = StepThenDiscovery();
   auto kept = store_->ApplyAndKeep(items[0], step, clock_.Now(), 30s);
   ASSERT_THAT(kept, IsOk());
-  ASSERT_TRUE(kept->has_value());
-  EXPECT_EQ((*kept)->item.run_id, run);
-  EXPECT_EQ((*kept)->item.step_id, kDiscoveryStepId);
-  EXPECT_EQ((*kept)->item.attempt, 0);
-  EXPECT_EQ((*kept)->steps, std::nullopt) << "one call at a time: the applier's view is whole";
+  ASSERT_TRUE(kept->kept.has_value());
+  EXPECT_EQ(kept->kept->item.run_id, run);
+  EXPECT_EQ(kept->kept->item.step_id, kDiscoveryStepId);
+  EXPECT_EQ(kept->kept->item.attempt, 0);
+  EXPECT_EQ(kept->kept->steps, std::nullopt) << "one call at a time: the applier's view is whole";
   EXPECT_TRUE(Claim().empty()) << "leased to the applier";
-  EXPECT_THAT(store_->RenewLease((*kept)->item, clock_.Now() + 30s), IsOk());
-  EXPECT_THAT(End((*kept)->item), IsOk());
+  EXPECT_THAT(store_->RenewLease(kept->kept->item, clock_.Now() + 30s), IsOk());
+  EXPECT_THAT(End(kept->kept->item), IsOk());
   EXPECT_EQ(store_->GetRun(run)->status, kCompleted);
 
   // Not kept: a call due later is queued unleased.
@@ -609,7 +609,7 @@ TEST_P(StoreConformance, ApplyAndKeepLeasesTheRunsOneNextCallDueNowToTheApplier)
       Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now() + 5s}}};
   kept = store_->ApplyAndKeep(items[0], later, clock_.Now(), 30s);
   ASSERT_THAT(kept, IsOk());
-  EXPECT_FALSE(kept->has_value());
+  EXPECT_FALSE(kept->kept.has_value());
   clock_.Advance(5s);
   EXPECT_EQ(Claim().size(), 1u);
 
@@ -683,24 +683,24 @@ TEST_P(StoreConformance, ApplyAndKeepWaitsForTheRunsOtherCallsAndCountsTheirStep
   };
   auto kept = store_->ApplyAndKeep(a, done("a"), clock_.Now(), 30s);
   ASSERT_THAT(kept, IsOk());
-  EXPECT_FALSE(kept->has_value()) << "b is still out";
+  EXPECT_FALSE(kept->kept.has_value()) << "b is still out";
   EXPECT_TRUE(Claim().empty()) << "nothing queued: discovery waits for b";
 
   kept = store_->ApplyAndKeep(b, done("b"), clock_.Now(), 30s);
   ASSERT_THAT(kept, IsOk());
-  ASSERT_TRUE(kept->has_value());
-  EXPECT_EQ((*kept)->item.step_id, kDiscoveryStepId);
-  EXPECT_EQ((*kept)->steps, 2) << "a's step counts";
+  ASSERT_TRUE(kept->kept.has_value());
+  EXPECT_EQ(kept->kept->item.step_id, kDiscoveryStepId);
+  EXPECT_EQ(kept->kept->steps, 2) << "a's step counts";
 
-  kept = store_->ApplyAndKeep((*kept)->item, done("b"), clock_.Now(), 30s);
+  kept = store_->ApplyAndKeep(kept->kept->item, done("b"), clock_.Now(), 30s);
   ASSERT_THAT(kept, IsOk());
-  ASSERT_TRUE(kept->has_value());
-  EXPECT_EQ((*kept)->steps, 2) << "b recorded again counts once";
+  ASSERT_TRUE(kept->kept.has_value());
+  EXPECT_EQ(kept->kept->steps, 2) << "b recorded again counts once";
   EXPECT_EQ(store_->GetSteps(run)->size(), 2u);
 
   ASSERT_THAT(store_->CancelRun(run, {{"name", "Cancelled"}}, clock_.Now()), IsOk());
-  auto after = store_->ApplyAndKeep((*kept)->item, done("c"), clock_.Now(), 30s);
-  EXPECT_FALSE(after.ok() && after->has_value()) << "a cancelled run keeps nothing";
+  auto after = store_->ApplyAndKeep(kept->kept->item, done("c"), clock_.Now(), 30s);
+  EXPECT_FALSE(after.ok() && after->kept.has_value()) << "a cancelled run keeps nothing";
   clock_.Advance(60s);
   EXPECT_TRUE(Claim().empty());
   EXPECT_EQ(RunStatus(run), kCancelled);
@@ -885,8 +885,8 @@ TEST_P(StoreConformance, AnIngestStartsSomeFirstCallsAtOnce) {
   ASSERT_EQ(more.items.size(), 1u);
   auto held = store_->ApplyAndKeep(more.items[0], StepThenDiscovery(), clock_.Now(), 30s);
   ASSERT_THAT(held, IsOk());
-  ASSERT_TRUE(held->has_value());
-  ASSERT_THAT(End((*held)->item), IsOk());
+  ASSERT_TRUE(held->kept.has_value());
+  ASSERT_THAT(End(held->kept->item), IsOk());
   EXPECT_EQ(RunStatus(r.run_id), kCompleted);
   EXPECT_EQ(store_->GetSteps(r.run_id)->size(), 1u);
 }
@@ -983,7 +983,7 @@ TEST_P(StoreConformance, ConcurrentTransitionsAndLoadsEachGetTheirOwnOutcome) {
   ASSERT_EQ(items.size(), static_cast<size_t>(kRuns));
   const std::set<std::string> stale = LoseLeases(items, 8);
   const Transition step = StepThenDiscovery();
-  std::vector<Result<std::optional<KeptCall>>> applied(kRuns, Unavailable("not run"));
+  std::vector<Result<Applied>> applied(kRuns, Unavailable("not run"));
   std::vector<Result<RunState>> loaded(kRuns, Unavailable("not run"));
   std::vector<std::thread> threads;
   for (int i = 0; i < kRuns; ++i) {
@@ -1004,9 +1004,9 @@ TEST_P(StoreConformance, ConcurrentTransitionsAndLoadsEachGetTheirOwnOutcome) {
       continue;
     }
     ASSERT_THAT(applied[i], IsOk()) << run;
-    ASSERT_TRUE(applied[i]->has_value()) << run;
-    EXPECT_EQ((*applied[i])->item.run_id, run);
-    EXPECT_EQ((*applied[i])->steps, std::nullopt);
+    ASSERT_TRUE(applied[i]->kept.has_value()) << run;
+    EXPECT_EQ(applied[i]->kept->item.run_id, run);
+    EXPECT_EQ(applied[i]->kept->steps, std::nullopt);
     ASSERT_EQ(steps->size(), 1u) << run;
     EXPECT_EQ((*steps)[0].step_id, "s1");
   }
@@ -1430,8 +1430,8 @@ TEST(PostgresStore, AStepThatChangesNothingElseOfItsRunLeavesItsRowAsItIs) {
         Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), pg.clock.Now()}}};
     auto kept = pg.store->ApplyAndKeep(item, t, pg.clock.Now(), 30s);
     ASSERT_THAT(kept, IsOk());
-    ASSERT_TRUE(kept->has_value());
-    item = (*kept)->item;
+    ASSERT_TRUE(kept->kept.has_value());
+    item = kept->kept->item;
   };
   step("s1", std::nullopt);
   EXPECT_EQ(row_version(), claimed_version);
@@ -1522,6 +1522,75 @@ TEST_P(StoreConformance, ARunThatEndsWhileWaitingLeavesNoWaitBehind) {
     clock_.Advance(20s);
     EXPECT_TRUE(Claim().empty()) << "nor its timeout";
   }
+}
+
+// An end that brings its events (End::events) stores them in its own transaction and leaves
+// nothing in the run-end outbox, unless a run waits for an event of their names: then it
+// stores none of them and records the end for the outbox, whose announcement resumes that
+// wait. An end without events is always the outbox's.
+TEST_P(StoreConformance, AnEndStoresItsEventsWithItUnlessARunWaitsForOne) {
+  auto end_with_events = [&](const QueueItem& item, const std::string& run) {
+    Transition t;
+    Transition::End end{kCompleted, {{"ok", true}}, nullptr};
+    EventRecord e;
+    e.internal_id = NewUlid(UnixMillis(clock_.Now()));
+    e.id = run + "-finished";
+    e.name = "inngest/function.finished";
+    e.payload = {{"name", e.name}, {"id", e.id}, {"data", {{"run_id", run}}}};
+    end.events.push_back(std::move(e));
+    t.move = std::move(end);
+    return store_->ApplyAndKeep(item, t, clock_.Now(), 30s);
+  };
+  auto pending_ends = [&] {
+    auto ends = store_->PendingRunEnds(0, 10);
+    EXPECT_THAT(ends, IsOk());
+    return ends.ok() ? *ends : std::vector<std::string>{"(failed)"};
+  };
+  // Nothing waits: stored with the end, nothing to announce.
+  const std::string quiet = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  auto applied = end_with_events(items[0], quiet);
+  ASSERT_THAT(applied, IsOk());
+  EXPECT_TRUE(applied->end_events_stored);
+  EXPECT_FALSE(applied->kept.has_value());
+  EXPECT_EQ(RunStatus(quiet), kCompleted);
+  auto stored = store_->FindEventById(quiet + "-finished");
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_EQ(stored->payload["data"]["run_id"], quiet);
+  EXPECT_EQ(stored->received_at_ms, UnixMillis(clock_.Now()));
+  EXPECT_EQ(pending_ends(), std::vector<std::string>{});
+
+  // A run waits for inngest/function.finished: the end goes through the outbox.
+  const std::string waiter = Start("app-plain");
+  const std::string ending = Start("app-plain");
+  items = Claim();
+  ASSERT_EQ(items.size(), 2u);
+  const QueueItem& waiter_item = items[0].run_id == waiter ? items[0] : items[1];
+  const QueueItem& ending_item = items[0].run_id == waiter ? items[1] : items[0];
+  NewWait finished = Wait("hw", clock_.Now() + 1h);
+  finished.event_name = "inngest/function.finished";
+  Transition waiting;
+  waiting.move = Transition::Continue{.waits = {finished}, .run_status = kWaiting};
+  ASSERT_THAT(store_->Apply(waiter_item, waiting, clock_.Now()), IsOk());
+  applied = end_with_events(ending_item, ending);
+  ASSERT_THAT(applied, IsOk());
+  EXPECT_FALSE(applied->end_events_stored);
+  EXPECT_EQ(RunStatus(ending), kCompleted);
+  EXPECT_THAT(store_->FindEventById(ending + "-finished"), StatusIs(StatusCode::kNotFound));
+  EXPECT_EQ(pending_ends(), std::vector<std::string>{ending});
+  ASSERT_THAT(store_->AckRunEnds({ending}), IsOk());
+
+  // Without events, as every end but the executor's: the outbox's.
+  const std::string plain = Start("app-plain");
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  Transition t;
+  t.move = Transition::End{kCompleted, "done", nullptr};
+  applied = store_->ApplyAndKeep(items[0], t, clock_.Now(), 30s);
+  ASSERT_THAT(applied, IsOk());
+  EXPECT_FALSE(applied->end_events_stored);
+  EXPECT_EQ(pending_ends(), std::vector<std::string>{plain});
 }
 
 TEST_P(StoreConformance, AWaitIsStoredWithItsLookBackPendingUntilDone) {

@@ -234,11 +234,13 @@ Rows Tx::InsertRows(std::string_view insert, std::string_view values, std::strin
   return out;
 }
 
-void Tx::InsertLater(std::string_view insert, std::string_view values, std::vector<Value> row) {
-  auto it = std::find_if(later_.begin(), later_.end(),
-                         [&](const Later& l) { return l.insert == insert && l.values == values; });
+void Tx::InsertLater(std::string_view insert, std::string_view values, std::vector<Value> row,
+                     std::string_view tail) {
+  auto it = std::find_if(later_.begin(), later_.end(), [&](const Later& l) {
+    return l.insert == insert && l.values == values && l.tail == tail;
+  });
   if (it == later_.end()) {
-    later_.push_back({std::string(insert), std::string(values), {}});
+    later_.push_back({std::string(insert), std::string(values), std::string(tail), {}});
     it = later_.end() - 1;
   }
   it->params.insert(it->params.end(), std::make_move_iterator(row.begin()),
@@ -246,14 +248,14 @@ void Tx::InsertLater(std::string_view insert, std::string_view values, std::vect
 }
 
 void Tx::SendRows(std::string_view insert, std::string_view values,
-                  const std::vector<Value>& params) {
-  for (const auto& [sql, chunk] : InsertStatements(insert, values, "", params)) Send(sql, chunk);
+                  const std::vector<Value>& params, std::string_view tail) {
+  for (const auto& [sql, chunk] : InsertStatements(insert, values, tail, params)) Send(sql, chunk);
 }
 
 void Tx::FlushInserts() {
   std::vector<Later> later = std::move(later_);
   later_.clear();
-  for (const Later& l : later) SendRows(l.insert, l.values, l.params);
+  for (const Later& l : later) SendRows(l.insert, l.values, l.params, l.tail);
 }
 
 }  // namespace funcky::store::sql

@@ -181,11 +181,13 @@ class Tx {
                   const std::vector<Value>& params);
   // InsertRows for rows whose insert returns nothing anyone reads: the statements are sent
   // (Send).
-  void SendRows(std::string_view insert, std::string_view values, const std::vector<Value>& params);
+  void SendRows(std::string_view insert, std::string_view values, const std::vector<Value>& params,
+                std::string_view tail = "");
   // Inserts a row before the transaction commits, as InsertRows does, with the other rows of
-  // the same `insert` whatever transaction work (a group's pieces) they came from: for rows
-  // nothing reads back before the commit.
-  void InsertLater(std::string_view insert, std::string_view values, std::vector<Value> row);
+  // the same `insert` (and `tail`, which returns nothing) whatever transaction work (a
+  // group's pieces) they came from: for rows nothing reads back before the commit.
+  void InsertLater(std::string_view insert, std::string_view values, std::vector<Value> row,
+                   std::string_view tail = "");
   // Sends what InsertLater holds (Send); backends call it before they commit.
   void FlushInserts();
 
@@ -196,7 +198,7 @@ class Tx {
 
  private:
   struct Later {
-    std::string insert, values;
+    std::string insert, values, tail;
     std::vector<Value> params;  // the rows' parameters, one row after another
   };
   std::vector<Later> later_;

@@ -1153,15 +1153,14 @@ Status SqlStore::Apply(const QueueItem& item, const Transition& t, TimePoint now
   return ApplyInTx(item, t, now, std::nullopt).status();
 }
 
-Result<std::optional<KeptCall>> SqlStore::ApplyAndKeep(const QueueItem& item, const Transition& t,
-                                                       TimePoint now,
-                                                       std::chrono::milliseconds lease) {
+Result<Applied> SqlStore::ApplyAndKeep(const QueueItem& item, const Transition& t, TimePoint now,
+                                       std::chrono::milliseconds lease) {
   return ApplyInTx(item, t, now, lease);
 }
 
 namespace {
 
-using Kept = std::optional<KeptCall>;
+using Kept = Applied;
 
 // Run $1, while its calls' outcomes still count: not ended, and not a failed lane head
 // (blocked).
@@ -1280,13 +1279,21 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
       " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel";
   Rows run;
   if (end) {
+    // The end's events go with it, unless a run waits for an event of their names: intake
+    // resumes that wait as it announces them (the run-end outbox, which the runs_end trigger
+    // fills unless end_events_stored).
+    std::vector<std::string> names;
+    for (const EventRecord& e : end->events) names.push_back(e.name);
     run = run_statement(std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
                                     "error = $4::jsonb, ended_at_ms = $5, "
-                                    "req_version = COALESCE($6, req_version)") +
+                                    "req_version = COALESCE($6, req_version), "
+                                    "end_events_stored = ($7 AND NOT EXISTS (SELECT 1 FROM "
+                                    "waits WHERE event_name IN @list($8)))") +
                             kLiveRun,
                         {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error),
-                         now_ms, t.req_version},
-                        kReturning);
+                         now_ms, t.req_version, !end->events.empty(), ListValue(names)},
+                        " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel, "
+                        "end_events_stored");
   } else if (park) {
     run = run_statement(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
                                     "req_version = COALESCE($4, req_version)") +
@@ -1333,7 +1340,16 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
     // have queued some since this transaction's first statement.
     EndRun(tx, item.run_id, run[0].Text(0), run[0].OptText(1), run[0].Int(2), now_ms,
            {.had_waits = run[0].Bool(3), .had_parallel = run[0].Bool(4)});
-    return Kept();
+    if (!run[0].Bool(5)) return Kept();
+    for (const EventRecord& e : end->events) {
+      // Nothing reads them in the transaction: one statement for a whole group's. Stored
+      // once, as an announcement's would be (their ids derive from the run's).
+      tx.InsertLater("INSERT INTO events (internal_id, id, name, payload, received_at_ms)",
+                     "($1, $2, $3, $4::jsonb, $5)",
+                     {e.internal_id, e.id, e.name, JsonValue(e.payload), now_ms},
+                     "ON CONFLICT DO NOTHING");
+    }
+    return Kept{.end_events_stored = true};
   }
   if (park) {
     tx.Send("DELETE FROM queue WHERE run_id = $1", {item.run_id});
@@ -1348,7 +1364,7 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
       tx.QueryLater("SELECT count(*) FROM steps WHERE run_id = $1", {item.run_id},
                     [kept_steps](sql::Rows rows) { *kept_steps = rows[0].Int(0); });
     }
-    return Kept(KeptCall{std::move(*kept_item), std::nullopt});
+    return Kept{KeptCall{std::move(*kept_item), std::nullopt}};
   }
   const bool idle =
       !next->next_only_if_idle ||
@@ -1461,9 +1477,8 @@ void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
   for (GroupWork* w : group) alone(*w);
 }
 
-Result<std::optional<KeptCall>> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t,
-                                                    TimePoint now,
-                                                    std::optional<std::chrono::milliseconds> keep) {
+Result<Applied> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t, TimePoint now,
+                                    std::optional<std::chrono::milliseconds> keep) {
   const int64_t now_ms = UnixMillis(now);
   const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
   std::optional<int64_t> kept_steps;  // set once the transaction's results are read
@@ -1476,7 +1491,7 @@ Result<std::optional<KeptCall>> SqlStore::ApplyInTx(const QueueItem& item, const
     std::lock_guard lock(doubtful_mu_);
     RememberDoubtful(token);
   }
-  if (applied.ok() && applied->has_value()) (*applied)->steps = kept_steps;
+  if (applied.ok() && applied->kept) applied->kept->steps = kept_steps;
   return applied;
 }
 

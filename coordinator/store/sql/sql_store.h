@@ -45,9 +45,8 @@ class SqlStore final : public Store {
                                        std::vector<RunState>* states = nullptr) override;
   Result<RunState> LoadRunState(const std::string& run_id) override;
   Status Apply(const QueueItem& item, const Transition& t, TimePoint now) override;
-  Result<std::optional<KeptCall>> ApplyAndKeep(const QueueItem& item, const Transition& t,
-                                               TimePoint now,
-                                               std::chrono::milliseconds lease) override;
+  Result<Applied> ApplyAndKeep(const QueueItem& item, const Transition& t, TimePoint now,
+                               std::chrono::milliseconds lease) override;
   Status RenewLease(const QueueItem& item, TimePoint until) override;
   Result<std::string> Checkpoint(const QueueItem& item, const std::vector<StepRecord>& steps,
                                  const std::vector<AttemptRecord>& attempts,
@@ -88,9 +87,8 @@ class SqlStore final : public Store {
 
  private:
   // Apply's transaction; with `keep`, ApplyAndKeep's.
-  Result<std::optional<KeptCall>> ApplyInTx(const QueueItem& item, const Transition& t,
-                                            TimePoint now,
-                                            std::optional<std::chrono::milliseconds> keep);
+  Result<Applied> ApplyInTx(const QueueItem& item, const Transition& t, TimePoint now,
+                            std::optional<std::chrono::milliseconds> keep);
   // LoadRunState's reads.
   static Result<RunState> ReadRunState(sql::Tx& tx, const std::string& run_id);
   // The states of `run_ids` that exist, by run id.
