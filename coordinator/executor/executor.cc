@@ -431,6 +431,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       ParkFailedLaneHead(state->run, t);
       co_await StartInvocations(*state, t);
     }
+    if (state->run.lane_key) t.lane = {{state->run.function_id, *state->run.lane_key}};
     const logging::Fields fields{
         .run_id = item.run_id, .function_id = state->function.id, .step_id = item.step_id};
     // An event received from here on either sees the stored wait or is found by look-back.

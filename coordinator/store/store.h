@@ -521,6 +521,10 @@ struct Transition {
   std::vector<AttemptRecord> attempts;  // the attempts this call made
   std::optional<int> req_version;       // the run's new request version; unset: unchanged
   std::variant<Continue, Retry, Park, End> move;
+  // The run's lane (function id, key), when it is in one, as the caller knows it from the
+  // run's state: the store orders row locks by it (unset, it works as well, with more
+  // chances of a deadlock to retry).
+  std::optional<std::pair<std::string, std::string>> lane;
 
   const End* end() const { return std::get_if<End>(&move); }
   const Retry* retry() const { return std::get_if<Retry>(&move); }

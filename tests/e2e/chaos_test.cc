@@ -273,7 +273,15 @@ TEST_F(ChaosTest, SequenceLanesApplyVersionsInOrderAndGiveUpOnlyOnDroppedOnes) {
       },
       std::chrono::seconds(EnvInt("FUNCKY_CHAOS_WAIT_S", 240)));
   ASSERT_TRUE(done) << "runs not ended: "
-                    << count("SELECT count(*) FROM runs WHERE status <> 'completed'") << "\n"
+                    << count("SELECT count(*) FROM runs WHERE status <> 'completed'")
+                    << "; runs of versions: "
+                    << count(
+                           "SELECT count(*) FROM runs r JOIN events e ON e.internal_id = "
+                           "r.event_id WHERE e.name = 'crm/versioned'")
+                    << ", versions that started none: "
+                    << count("SELECT count(*) FROM lane_outcomes")
+                    << ", versions sent: " << sent_total << ", events stored: "
+                    << count("SELECT count(*) FROM events WHERE name = 'crm/versioned'") << "\n"
                     <<
       [&] {
         std::string out;

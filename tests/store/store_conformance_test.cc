@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <latch>
 #include <map>
@@ -46,13 +47,75 @@ using ::testing::HasSubstr;
 using testing::IsOk;
 using testing::StatusIs;
 
+// A transaction that notes the lanes whose rows its statements lock (an upsert or update of
+// a lane row), in order, and passes everything on.
+class LaneRecordingTx final : public sql::Tx {
+ public:
+  explicit LaneRecordingTx(sql::Tx& tx) : tx_(tx) {}
+  sql::Rows Query(std::string_view sql, sql::Params params) override {
+    Note(sql, params);
+    return tx_.Query(sql, params);
+  }
+  int64_t Exec(std::string_view sql, sql::Params params) override {
+    Note(sql, params);
+    return tx_.Exec(sql, params);
+  }
+  void Send(std::string_view sql, sql::Params params) override {
+    Note(sql, params);
+    tx_.Send(sql, params);
+  }
+  void QueryLater(std::string_view sql, sql::Params params,
+                  std::function<void(sql::Rows)> done) override {
+    Note(sql, params);
+    tx_.QueryLater(sql, params, std::move(done));
+  }
+  void LockKey(std::string_view key) override { tx_.LockKey(key); }
+  void AnnounceWork() override { tx_.AnnounceWork(); }
+
+  std::vector<std::string> lanes;  // "function/key", in the order first locked
+
+ private:
+  void Note(std::string_view sql, const sql::Params& params) {
+    if (!sql.starts_with("INSERT INTO lanes") && !sql.starts_with("UPDATE lanes")) return;
+    const auto* fn = std::get_if<std::string>(&params.begin()[0].get());
+    const auto* key = std::get_if<std::string>(&params.begin()[1].get());
+    if (!fn || !key) return;
+    // Its first statement on a lane takes the row's lock; later ones find it held.
+    const std::string lane = *fn + "/" + *key;
+    if (std::find(lanes.begin(), lanes.end(), lane) == lanes.end()) lanes.push_back(lane);
+  }
+  sql::Tx& tx_;
+};
+
 // A database whose next transaction can be made to fail: `fail_next_commit` commits it and
 // then reports its outcome unknown, as when the connection drops during COMMIT; each of the
-// next `conflicts` transactions runs and is rolled back as the victim of a deadlock.
+// next `conflicts` transactions runs and is rolled back as the victim of a deadlock. With
+// `hold_next`, the next transaction waits until Release (`held` says when it waits); with
+// `record_lanes`, each committed transaction's lane locks are kept in `lanes_locked`.
 class FaultyDatabase final : public sql::Database {
  public:
   explicit FaultyDatabase(std::unique_ptr<sql::Database> db) : db_(std::move(db)) {}
   Status Transact(const std::function<Status(sql::Tx&)>& body) override {
+    if (hold_next.exchange(false)) {
+      std::unique_lock lock(mu_);
+      held = true;
+      released_cv_.wait(lock, [&] { return released_; });
+    }
+    if (record_lanes) {
+      std::vector<std::string> lanes;
+      Status s = db_->Transact([&](sql::Tx& tx) {
+        LaneRecordingTx recording(tx);
+        Status done = body(recording);
+        if (done.ok()) recording.FlushInserts();  // rows the body held for the commit
+        lanes = recording.lanes;
+        return done;
+      });
+      if (s.ok()) {
+        std::lock_guard lock(mu_);
+        lanes_locked.push_back(std::move(lanes));
+      }
+      return s;
+    }
     if (conflicts > 0) {
       --conflicts;
       return db_->Transact([&](sql::Tx& tx) {
@@ -70,11 +133,28 @@ class FaultyDatabase final : public sql::Database {
   std::unique_ptr<WorkWatch> Watch(std::function<void()> wake) override {
     return db_->Watch(std::move(wake));
   }
+  void Release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    released_cv_.notify_all();
+  }
+  std::vector<std::vector<std::string>> LanesLocked() {
+    std::lock_guard lock(mu_);
+    return lanes_locked;
+  }
+
   std::atomic<bool> fail_next_commit = false;
   std::atomic<int> conflicts = 0;
+  std::atomic<bool> hold_next = false;
+  std::atomic<bool> held = false;
+  std::atomic<bool> record_lanes = false;
 
  private:
   std::unique_ptr<sql::Database> db_;
+  std::mutex mu_;
+  std::condition_variable released_cv_;
+  bool released_ = false;                              // GUARDED_BY(mu_)
+  std::vector<std::vector<std::string>> lanes_locked;  // GUARDED_BY(mu_)
 };
 
 struct Backend {
@@ -2275,6 +2355,62 @@ TEST_P(StoreConformance, CancellingTheRunBehindAnEndingHeadNeverDeadlocks) {
     for (const QueueItem& item : Claim()) EXPECT_THAT(End(item), IsOk());
     EXPECT_TRUE(Claim().empty()) << round;
   }
+}
+
+// Every transaction locks the lanes it locks in one order, so no two wait on each other's
+// lanes in a cycle: an ingest of events in several lanes takes a transaction of its own and
+// locks them in key order, and a group of ends locks their lanes in that order too, whatever
+// the order of their runs. The ends and the ingest are made to queue while the database holds
+// another transaction, so they would share the next group. (Before, that group locked the
+// ingest's lanes, then the ends' in their runs' order: b, y, z, a; PostgreSQL broke the
+// deadlocks this made with concurrent transactions after a second's wait.)
+TEST_P(StoreConformance, EveryTransactionLocksItsLanesInOneOrder) {
+  const std::string head_z = Start("app-plain", "z");  // the older run, in the later lane
+  clock_.Advance(1ms);                                 // (run ids order by creation time)
+  const std::string head_a = Start("app-plain", "a");
+  ASSERT_LT(head_z, head_a);
+  auto heads = Claim();
+  ASSERT_EQ(heads.size(), 2u);
+  if (heads[0].run_id != head_z) std::swap(heads[0], heads[1]);
+  auto end_of = [&](const QueueItem& item, const std::string& key) {
+    Transition t;
+    t.move = Transition::End{kCompleted, "done", nullptr};
+    t.lane = {{"app-plain", key}};
+    return store_->Apply(item, t, clock_.Now());
+  };
+  std::vector<NewEvent> events;
+  for (const char* key : {"y", "b"}) {  // between the ends' lanes
+    NewEvent ne = Event("test/e");
+    ne.runs.push_back(NewRun{NewUlid(UnixMillis(clock_.Now())), "app-plain", std::string(key)});
+    events.push_back(std::move(ne));
+  }
+
+  db_->record_lanes = true;
+  db_->hold_next = true;
+  std::thread holder([&] { EXPECT_THAT(store_->LoadRunState(head_a), IsOk()); });
+  while (!db_->held) std::this_thread::sleep_for(1ms);
+  Status ended_z, ended_a;
+  Result<std::vector<IngestedEvent>> ingested = Unavailable("not run");
+  std::thread z([&] { ended_z = end_of(heads[0], "z"); });
+  std::thread a([&] { ended_a = end_of(heads[1], "a"); });
+  std::thread ingest([&] { ingested = store_->IngestEvents(events, clock_.Now(), nullptr); });
+  std::this_thread::sleep_for(300ms);  // all three wait for the held transaction's group
+  db_->Release();
+  for (std::thread* t : {&holder, &z, &a, &ingest}) t->join();
+  ASSERT_THAT(ended_z, IsOk());
+  ASSERT_THAT(ended_a, IsOk());
+  ASSERT_THAT(ingested, IsOk());
+
+  int locks = 0;
+  for (const std::vector<std::string>& lanes : db_->LanesLocked()) {
+    EXPECT_TRUE(std::is_sorted(lanes.begin(), lanes.end()))
+        << ::testing::PrintToString(lanes) << " locked in this order";
+    locks += static_cast<int>(lanes.size());
+  }
+  EXPECT_EQ(locks, 4) << "the ingest's two lanes and the ends' two";
+  EXPECT_EQ(RunStatus(head_z), kCompleted);
+  EXPECT_EQ(RunStatus(head_a), kCompleted);
+  EXPECT_EQ(ClaimedRuns().size(), 2u) << "the new runs head their new lanes";
 }
 
 // A singleton cancel in a lane racing the head's own end: the ingest locks the head's rows

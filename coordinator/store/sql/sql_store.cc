@@ -608,11 +608,11 @@ auto SqlStore::InTransaction(Fn&& fn) -> decltype(fn(std::declval<sql::Tx&>())) 
 }
 
 template <typename Fn>
-auto SqlStore::InGroupResult(std::string order, Piece piece, Fn&& fn)
+auto SqlStore::InGroupResult(std::string order, Piece piece, bool alone, Fn&& fn)
     -> decltype(fn(std::declval<sql::Tx&>())) {
   using R = decltype(fn(std::declval<sql::Tx&>()));
   std::optional<R> result;
-  Status s = InGroup(std::move(order), piece, [&](sql::Tx& tx) -> Status {
+  Status s = InGroup(std::move(order), piece, alone, [&](sql::Tx& tx) -> Status {
     result.emplace(fn(tx));  // anew on each run of the body
     return result->status();
   });
@@ -854,8 +854,9 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewE
     }
     return out;
   };
-  // Concurrent POSTs share a transaction, with the executor's work of the moment (InGroup).
-  return InGroupResult("", Piece::kWrite, ingest);
+  // Concurrent POSTs share a transaction, with the executor's work of the moment (InGroup),
+  // unless they lock lanes.
+  return InGroupResult("", Piece::kWrite, /*alone=*/!lanes.empty(), ingest);
 }
 
 Result<std::vector<EventRecord>> SqlStore::ListEvents(const EventFilter& filter) {
@@ -1084,7 +1085,8 @@ void SqlStore::RememberDoubtful(const std::string& token) {
 Result<RunState> SqlStore::LoadRunState(const std::string& run_id) {
   // Read in one transaction (one snapshot of the run, its event and its steps), shared with
   // the transitions and other loads of the moment (InGroup).
-  return InGroupResult(run_id, Piece::kRead, [&](Tx& tx) { return ReadRunState(tx, run_id); });
+  return InGroupResult(run_id, Piece::kRead, /*alone=*/false,
+                       [&](Tx& tx) { return ReadRunState(tx, run_id); });
 }
 
 Result<RunState> SqlStore::ReadRunState(Tx& tx, const std::string& run_id) {
@@ -1396,6 +1398,7 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
 struct SqlStore::GroupWork {
   std::string order;  // rows are locked in this order across a group
   Piece piece;
+  bool alone;  // takes a transaction of its own
   const std::function<Status(Tx&)>& body;
   std::optional<Status> status;  // set by the group that took it, read once `done`
   bool done = false;             // GUARDED_BY(group_mu_)
@@ -1407,8 +1410,19 @@ bool SqlStore::MayLeadGroup() const {
          (group_leaders_ == 0 || group_queue_.size() >= kSecondGroupAt);
 }
 
-Status SqlStore::InGroup(std::string order, Piece piece, const std::function<Status(Tx&)>& body) {
-  GroupWork mine{std::move(order), piece, body};
+std::string SqlStore::GroupOrder(const QueueItem& item,
+                                 const std::optional<std::pair<std::string, std::string>>& lane) {
+  std::string order = item.run_id + "/" + std::to_string(item.id);
+  // Before the runs in no lane (ULIDs), by lane: a group's ends then lock their lanes in one
+  // order, as an ingest does (LaneLocks). Every piece of a run sorts the same way, so a
+  // group's runs are locked in one order too.
+  if (lane) order = "\x01" + lane->first + "\x01" + lane->second + "\x01" + order;
+  return order;
+}
+
+Status SqlStore::InGroup(std::string order, Piece piece, bool alone,
+                         const std::function<Status(Tx&)>& body) {
+  GroupWork mine{std::move(order), piece, alone, body};
   std::unique_lock lock(group_mu_);
   group_queue_.push_back(&mine);
   // Group commit: whoever finds no group running, or fewer than kGroupLeaders and at least
@@ -1423,9 +1437,22 @@ Status SqlStore::InGroup(std::string order, Piece piece, const std::function<Sta
       continue;
     }
     ++group_leaders_;
-    const size_t n = std::min(group_queue_.size(), kMaxGroup);
-    std::vector<GroupWork*> group(group_queue_.begin(), group_queue_.begin() + n);
-    group_queue_.erase(group_queue_.begin(), group_queue_.begin() + n);
+    // The first piece waiting alone, or the first kMaxGroup that may share (those that may
+    // not wait for a group of their own).
+    std::vector<GroupWork*> group;
+    if (group_queue_.front()->alone) {
+      group.push_back(group_queue_.front());
+      group_queue_.erase(group_queue_.begin());
+    } else {
+      for (auto it = group_queue_.begin(); it != group_queue_.end() && group.size() < kMaxGroup;) {
+        if ((*it)->alone) {
+          ++it;
+          continue;
+        }
+        group.push_back(*it);
+        it = group_queue_.erase(it);
+      }
+    }
     lock.unlock();
     CommitGroup(group);
     lock.lock();
@@ -1483,7 +1510,7 @@ Result<Applied> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t, 
   const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
   std::optional<int64_t> kept_steps;  // set once the transaction's results are read
   auto applied = InGroupResult(
-      item.run_id + "/" + std::to_string(item.id), Piece::kApply,
+      GroupOrder(item, t.lane), Piece::kApply, /*alone=*/false,
       [&](Tx& tx) { return ApplyBody(tx, item, t, now_ms, keep, token, &kept_steps); });
   if (keep && applied.status().code() == StatusCode::kUnavailable) {
     // Whether it committed is unknown: a call it kept may be leased to nobody. The next
@@ -1510,8 +1537,10 @@ Result<std::string> SqlStore::Checkpoint(const QueueItem& item,
                                          const std::vector<AttemptRecord>& attempts,
                                          TimePoint now) {
   const int64_t now_ms = UnixMillis(now);
+  // The run's lane is not known here (a host's request): sorted as a run in none, which for
+  // a run in a lane can only cost a deadlock, retried, with a parallel call's apply.
   return InGroupResult(
-      item.run_id + "/" + std::to_string(item.id), Piece::kApply,
+      GroupOrder(item, std::nullopt), Piece::kApply, /*alone=*/false,
       [&](Tx& tx) -> Result<std::string> {
         // Locked in ApplyBody's order, the item first: the lease decides, then the
         // run's row, which orders the steps' inserts of its concurrent calls.

@@ -107,16 +107,24 @@ class SqlStore final : public Store {
   };
   // Group commit: runs `body` in a transaction shared with the other work submitted at the
   // moment (at most kMaxGroup pieces, kGroupLeaders transactions at once, kSecondGroupAt), and
-  // returns the status `body` returned. `order`: the groups' one order of row locks. A failure
-  // after which the group may not go on (see Piece) rolls it back, and each of its pieces is then
-  // run alone, in a transaction of its own (again, should that one end in a conflict): so a
-  // body may run several times and must set its results anew each time. Used by the hot
-  // path: ApplyInTx, LoadRunState and IngestEvents.
-  Status InGroup(std::string order, Piece piece, const std::function<Status(sql::Tx&)>& body);
+  // returns the status `body` returned. `order`: the groups' one order of row locks (a run's
+  // pieces sort by its lane first, GroupOrder). With `alone` (a piece that locks several
+  // lanes, an ingest's) the piece takes a transaction of its own: so every transaction locks
+  // lanes in one order (an ingest's in key order, a group's ends in their lanes' order), and
+  // two cannot deadlock over them. A failure after which the group may not go on (see Piece)
+  // rolls it back, and each of its pieces is then run alone, in a transaction of its own
+  // (again, should that one end in a conflict): so a body may run several times and must set
+  // its results anew each time. Used by the hot path: ApplyInTx, LoadRunState and
+  // IngestEvents.
+  Status InGroup(std::string order, Piece piece, bool alone,
+                 const std::function<Status(sql::Tx&)>& body);
   // InGroup for `fn(sql::Tx&)` returning a Result<T>: its last result, or the group's failure.
   template <typename Fn>
-  auto InGroupResult(std::string order, Piece piece, Fn&& fn)
+  auto InGroupResult(std::string order, Piece piece, bool alone, Fn&& fn)
       -> decltype(fn(std::declval<sql::Tx&>()));
+  // The group order of a piece of `item`'s run, in `lane` (function id, key) when it has one.
+  static std::string GroupOrder(const QueueItem& item,
+                                const std::optional<std::pair<std::string, std::string>>& lane);
   struct GroupWork;
   static constexpr size_t kMaxGroup = 64;
   // How often a piece run alone is tried when each try ends in a conflict (sql::IsConflict).
