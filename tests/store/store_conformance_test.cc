@@ -402,6 +402,25 @@ TEST_P(StoreConformance, ATransactionThatLosesAConflictIsRunAgain) {
   EXPECT_THAT(store_->GetEvent(ne.event.internal_id), StatusIs(StatusCode::kNotFound));
   EXPECT_THAT(store_->GetRun(ne.runs[0].run_id), StatusIs(StatusCode::kNotFound));
   EXPECT_FALSE(sql::IsConflict(Unavailable("commit outcome unknown: connection lost")));
+
+  // Outside the group commit as well: a claim, a cancel (an API request that should not
+  // answer 503 for it).
+  const std::string other = Start("app-plain");
+  db_->conflicts = 2;
+  items = Claim();
+  EXPECT_EQ(db_->conflicts, 0);
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].run_id, other);
+  db_->conflicts = 2;
+  auto cancelled = store_->CancelRun(other, {{"message", "stop"}}, clock_.Now());
+  ASSERT_THAT(cancelled, IsOk());
+  EXPECT_TRUE(*cancelled);
+  EXPECT_EQ(RunStatus(other), kCancelled);
+  const std::string kept = Start("app-plain");
+  db_->conflicts = 3;
+  auto not_cancelled = store_->CancelRun(kept, {{"message", "stop"}}, clock_.Now());
+  EXPECT_TRUE(sql::IsConflict(not_cancelled.status())) << not_cancelled.status().ToString();
+  EXPECT_EQ(RunStatus(kept), kQueued);
 }
 
 TEST_P(StoreConformance, LaneHeadBlocksLaterRunOfSameKey) {

@@ -599,12 +599,16 @@ template <typename Fn>
 auto SqlStore::InTransaction(Fn&& fn) -> decltype(fn(std::declval<sql::Tx&>())) {
   using R = decltype(fn(std::declval<sql::Tx&>()));
   std::optional<R> result;
-  Status s = db_->Transact([&](sql::Tx& tx) -> Status {
-    result.emplace(fn(tx));
-    return StatusOf(*result);
-  });
-  if (s.ok()) return std::move(*result);
-  return R(std::move(s));
+  // A transaction the database undid for another's sake (a deadlock, a serialization
+  // failure) wrote nothing: it runs again at once, as a group's piece does (CommitGroup).
+  for (int tries = 1;; ++tries) {
+    Status s = db_->Transact([&](sql::Tx& tx) -> Status {
+      result.emplace(fn(tx));  // anew on each run of the body
+      return StatusOf(*result);
+    });
+    if (s.ok()) return std::move(*result);
+    if (tries == kConflictTries || !sql::IsConflict(s)) return R(std::move(s));
+  }
 }
 
 template <typename Fn>

@@ -141,7 +141,8 @@ class SqlStore final : public Store {
   int group_leaders_ = 0;                // GUARDED_BY(group_mu_)
 
   // Runs `fn(sql::Tx&)`, which returns a Status or a Result<T>, in one transaction that
-  // commits when it is OK.
+  // commits when it is OK; again (up to kConflictTries in all) when the database undoes it
+  // in a conflict (sql::IsConflict), so `fn` must set its results anew each time.
   template <typename Fn>
   auto InTransaction(Fn&& fn) -> decltype(fn(std::declval<sql::Tx&>()));
 
