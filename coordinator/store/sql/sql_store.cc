@@ -599,15 +599,21 @@ template <typename Fn>
 auto SqlStore::InTransaction(Fn&& fn) -> decltype(fn(std::declval<sql::Tx&>())) {
   using R = decltype(fn(std::declval<sql::Tx&>()));
   std::optional<R> result;
-  // A transaction the database undid for another's sake (a deadlock, a serialization
-  // failure) wrote nothing: it runs again at once, as a group's piece does (CommitGroup).
+  Status s = Transact([&](sql::Tx& tx) -> Status {
+    result.emplace(fn(tx));  // anew on each run of the body
+    return StatusOf(*result);
+  });
+  if (s.ok()) return std::move(*result);
+  return R(std::move(s));
+}
+
+Status SqlStore::Transact(const std::function<Status(Tx&)>& body) {
+  // A transaction the database undid for another's sake (a deadlock it broke, a
+  // serialization failure) wrote nothing, and the other has gone on: it runs again at once, a
+  // few times, rather than failing its caller.
   for (int tries = 1;; ++tries) {
-    Status s = db_->Transact([&](sql::Tx& tx) -> Status {
-      result.emplace(fn(tx));  // anew on each run of the body
-      return StatusOf(*result);
-    });
-    if (s.ok()) return std::move(*result);
-    if (tries == kConflictTries || !sql::IsConflict(s)) return R(std::move(s));
+    Status s = db_->Transact(body);
+    if (tries == kConflictTries || !sql::IsConflict(s)) return s;
   }
 }
 
@@ -1166,8 +1172,6 @@ Result<Applied> SqlStore::ApplyAndKeep(const QueueItem& item, const Transition& 
 
 namespace {
 
-using Kept = Applied;
-
 // Run $1, while its calls' outcomes still count: not ended, and not a failed lane head
 // (blocked).
 constexpr const char* kLiveRun =
@@ -1206,9 +1210,9 @@ void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord
 // does nothing unless the item holds that token (`gated`), so a lost lease writes nothing
 // there either. A retry, and a kept discovery call that waits for the run's other calls
 // (next_only_if_idle), check it on its own first.
-Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64_t now_ms,
-                       std::optional<std::chrono::milliseconds> keep, const std::string& token,
-                       std::optional<int64_t>* kept_steps) {
+Result<Applied> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64_t now_ms,
+                          std::optional<std::chrono::milliseconds> keep, const std::string& token,
+                          std::optional<int64_t>* kept_steps) {
   kept_steps->reset();  // a group that failed may have set it
   const Transition::Continue* next = t.next();
   const Transition::End* end = t.end();
@@ -1335,7 +1339,7 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
     }
     // Cancelled (or ended by another path) while the call was in flight: drop the work.
     tx.Send("DELETE FROM queue WHERE run_id = $1", {item.run_id});
-    return Kept();
+    return Applied();
   }
   if (item.resume) {
     tx.Send("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {item.run_id, item.step_id});
@@ -1346,7 +1350,7 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
     // have queued some since this transaction's first statement.
     EndRun(tx, item.run_id, run[0].Text(0), run[0].OptText(1), run[0].Int(2), now_ms,
            {.had_waits = run[0].Bool(3), .had_parallel = run[0].Bool(4)});
-    if (!run[0].Bool(5)) return Kept();
+    if (!run[0].Bool(5)) return Applied();
     for (const EventRecord& e : end->events) {
       // Nothing reads them in the transaction: one statement for a whole group's. Stored
       // once, as an announcement's would be (their ids derive from the run's).
@@ -1355,13 +1359,13 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
                      {e.internal_id, e.id, e.name, JsonValue(e.payload), now_ms},
                      "ON CONFLICT DO NOTHING");
     }
-    return Kept{.end_events_stored = true};
+    return Applied{.end_events_stored = true};
   }
   if (park) {
     tx.Send("DELETE FROM queue WHERE run_id = $1", {item.run_id});
-    return Kept();
+    return Applied();
   }
-  if (!next) return Kept();  // a retry
+  if (!next) return Applied();  // a retry
   if (kept_item) {
     // Counted after the run's lock and the inserts, so a step another call of the run
     // recorded is seen; read with the commit (or the next piece's wait). A run that never had
@@ -1370,7 +1374,7 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
       tx.QueryLater("SELECT count(*) FROM steps WHERE run_id = $1", {item.run_id},
                     [kept_steps](sql::Rows rows) { *kept_steps = rows[0].Int(0); });
     }
-    return Kept{KeptCall{std::move(*kept_item), std::nullopt}};
+    return Applied{KeptCall{std::move(*kept_item), std::nullopt}};
   }
   const bool idle =
       !next->next_only_if_idle ||
@@ -1393,7 +1397,7 @@ Result<Kept> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64
     EnqueueCall(tx, item.run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms,
                 Resume(wait.timeout_memo, wait.name));
   }
-  return Kept();
+  return Applied();
 }
 
 }  // namespace
@@ -1471,15 +1475,7 @@ Status SqlStore::InGroup(std::string order, Piece piece, bool alone,
 }
 
 void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
-  // A piece whose own transaction the database undid for another's sake (a deadlock it
-  // broke: a group's pieces lock lanes in their runs' order, an ingest in the lanes') runs
-  // again at once, a few times, rather than failing its caller: the other has gone on.
-  auto alone = [&](GroupWork& w) {
-    for (int tries = 1;; ++tries) {
-      w.status = db_->Transact(w.body);
-      if (tries == kConflictTries || !sql::IsConflict(*w.status)) return;
-    }
-  };
+  auto alone = [&](GroupWork& w) { w.status = Transact(w.body); };
   if (group.size() == 1) return alone(*group[0]);
   // One order for the row locks of every group (two may run at once, on several
   // coordinators too).

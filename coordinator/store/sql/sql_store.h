@@ -127,7 +127,7 @@ class SqlStore final : public Store {
                                 const std::optional<std::pair<std::string, std::string>>& lane);
   struct GroupWork;
   static constexpr size_t kMaxGroup = 64;
-  // How often a piece run alone is tried when each try ends in a conflict (sql::IsConflict).
+  // How often Transact tries a transaction when each try ends in a conflict (sql::IsConflict).
   static constexpr int kConflictTries = 3;
   static constexpr int kGroupLeaders = 2;
   // A second group starts while one commits only once this much work waits; less waits for
@@ -141,10 +141,13 @@ class SqlStore final : public Store {
   int group_leaders_ = 0;                // GUARDED_BY(group_mu_)
 
   // Runs `fn(sql::Tx&)`, which returns a Status or a Result<T>, in one transaction that
-  // commits when it is OK; again (up to kConflictTries in all) when the database undoes it
-  // in a conflict (sql::IsConflict), so `fn` must set its results anew each time.
+  // commits when it is OK (Transact), so `fn` must set its results anew each time it runs.
   template <typename Fn>
   auto InTransaction(Fn&& fn) -> decltype(fn(std::declval<sql::Tx&>()));
+  // Runs `body` in a transaction of its own, and again (up to kConflictTries in all) when the
+  // database undoes it in a conflict (sql::IsConflict): InTransaction's transactions, and a
+  // group's pieces run alone.
+  Status Transact(const std::function<Status(sql::Tx&)>& body);
 
   std::unique_ptr<sql::Database> db_;
 
