@@ -27,12 +27,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// The host registers with one coordinator; the other learns of the sync when its function
-// cache is next reloaded, within 1 s (README, "Limits"), and until then an event it accepts
-// starts no run (a test that sends at once lost the first events sent to it). Waited out
-// before sending.
-void LetEveryCoordinatorSeeTheSync() { std::this_thread::sleep_for(1100ms); }
-
 int EnvInt(const char* name, int fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::atoi(v) : fallback;

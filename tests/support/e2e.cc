@@ -3,8 +3,10 @@
 #include "tests/support/pg_cluster.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -147,6 +149,10 @@ Json WaitForRunStatus(const std::string& url, const std::string& run_id,
 Json WaitForRunEnd(const std::string& url, const std::string& run_id,
                    std::chrono::milliseconds timeout) {
   return WaitForRunStatus(url, run_id, {"completed", "failed", "cancelled"}, timeout);
+}
+
+void LetEveryCoordinatorSeeTheSync() {
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
 }
 
 std::vector<std::string> RunsOfEvent(const std::string& url, const std::string& internal_id,
