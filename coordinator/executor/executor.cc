@@ -444,8 +444,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       Result<store::Applied> applied = co_await Offload([&] {
         if (auto* ending = std::get_if<store::Transition::End>(&t.move);
             ending && options.events && tries == 0) {
-          ending->events = options.events->EndEventsToStore(*state, ending->status, ending->output,
-                                                            ending->error);
+          ending->events = options.events->EndEventsToStore(
+              *state, ending->status, ending->output, ending->error, &ending->functions_generation);
         }
         return ApplyAndHold(item, t);
       });

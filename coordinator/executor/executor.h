@@ -51,10 +51,13 @@ class RunEvents {
   // for a failure, inngest/function.failed), when they may be stored with its end
   // (store::Transition::End::events) because nothing acts on them: they start no function,
   // cancel no run, and no run invoked this one. Empty otherwise.
+  // `generation`: set to the function set's generation they were judged by
+  // (store::Transition::End::functions_generation).
   virtual std::vector<store::EventRecord> EndEventsToStore(const store::RunState& state,
                                                            const std::string& status,
                                                            const store::Json& output,
-                                                           const store::Json& error) = 0;
+                                                           const store::Json& error,
+                                                           std::optional<int64_t>* generation) = 0;
   // The run ended (its transition is stored) without its events: emit
   // inngest/function.finished and, for a failure, inngest/function.failed.
   virtual void RunEnded(const store::RunState& state, const std::string& status,

@@ -107,6 +107,8 @@ Result<std::shared_ptr<const FunctionSet>> Intake::Functions(bool refresh) {
   // Loaded outside the lock: events must not wait on the database behind another thread's
   // load. Two threads may load at once; the set loaded last wins.
   auto set = std::make_shared<FunctionSet>();
+  // The generation first: the functions read after it are at least as new.
+  ASSIGN_OR_RETURN(set->generation, store_.FunctionGeneration());
   ASSIGN_OR_RETURN(set->functions, store_.ListFunctions());
   for (const auto& fn : set->functions) {
     // Configs were checked at sync; one that no longer parses (synced by an older
@@ -121,7 +123,8 @@ Result<std::shared_ptr<const FunctionSet>> Intake::Functions(bool refresh) {
     set->flows.emplace(fn.id, std::move(*flow));
   }
   std::lock_guard lock(mu_);
-  if (!functions_loaded_ || functions_loaded_at_ <= now) {
+  if (!functions_loaded_ || set->generation > functions_->generation ||
+      (set->generation == functions_->generation && functions_loaded_at_ <= now)) {
     functions_ = std::move(set);
     functions_loaded_ = true;
     functions_loaded_at_ = now;
@@ -130,7 +133,24 @@ Result<std::shared_ptr<const FunctionSet>> Intake::Functions(bool refresh) {
 }
 
 Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
-  ASSIGN_OR_RETURN(auto set, Functions(/*refresh=*/false));
+  // Matched against the set loaded here, which a sync on another coordinator may have
+  // changed since: the store refuses the ingest then (kAborted, nothing stored), and the
+  // events are matched again against the set as it is now.
+  bool refresh = false;
+  for (int tries = 1;; ++tries) {
+    ASSIGN_OR_RETURN(auto set, Functions(refresh));
+    auto ingested = IngestWith(*set, events);
+    if (ingested.status().code() != StatusCode::kAborted) return ingested;
+    if (tries == kIngestTries) {
+      return Unavailable("the functions changed by syncs " + std::to_string(kIngestTries) +
+                         " times during the ingest; nothing was stored");
+    }
+    refresh = true;
+  }
+}
+
+Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
+                                        std::vector<IncomingEvent>& events) {
   const TimePoint now = clock_.Now();
   const int64_t now_ms = UnixMillis(now);
   std::vector<store::NewEvent> batch;
@@ -141,9 +161,9 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
     ne.event = RecordOf(in, now_ms);
     std::vector<const store::FunctionRecord*> targets;
     if (in.target_function) {
-      if (const store::FunctionRecord* fn = set->Find(*in.target_function)) targets.push_back(fn);
+      if (const store::FunctionRecord* fn = set.Find(*in.target_function)) targets.push_back(fn);
     } else {
-      targets = scheduler::MatchFunctions(set->functions, set->flows, ne.event);
+      targets = scheduler::MatchFunctions(set.functions, set.flows, ne.event);
     }
     // A function is not started by the end of its own run (it would start itself forever).
     std::string ended_fn;
@@ -152,7 +172,7 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
     }
     for (const store::FunctionRecord* fn : targets) {
       if (fn->id == ended_fn) continue;
-      auto run = NewRunFor(fn->id, *set, ne.event.payload, now_ms);
+      auto run = NewRunFor(fn->id, set, ne.event.payload, now_ms);
       if (run.ok() && in.target_function) run->start_at_ms = in.start_at_ms;
       if (run.ok()) {
         // No limit of the function counts its calls in flight: the run may start here at
@@ -182,11 +202,19 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
   std::vector<store::WaitRecord> waits;
   store::StartedCalls started{.lease = starter_.lease};
   started.max = may_start_here > 0 ? starter_.reserve(may_start_here) : 0;
-  auto ingested = store_.IngestEvents(batch, now, &waits, started.max > 0 ? &started : nullptr);
+  auto ingested =
+      store_.IngestEvents(batch, now, &waits, started.max > 0 ? &started : nullptr, set.generation);
   const int reserved = started.max;
   if (!ingested.ok()) started = {};
   const int64_t started_here = static_cast<int64_t>(started.items.size());
   if (reserved > 0) starter_.start(std::move(started), reserved);
+  if (ingested.status().code() == StatusCode::kAborted) {
+    // Nothing was stored: the events go back to the caller, to be matched again.
+    for (size_t i = 0; i < batch.size(); ++i) {
+      events[i].internal_id = std::move(batch[i].event.internal_id);
+      events[i].payload = std::move(batch[i].event.payload);
+    }
+  }
   if (!ingested.ok()) return ingested.status();
   auto stored = std::move(ingested).value();
   IngestResult result;
@@ -218,7 +246,7 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
       AnnounceEnd(run_id);
     }
     if (!waits.empty()) resumed += ResolveWaits(batch[i].event, waits);
-    CancelMatchingRuns(batch[i].event, *set);
+    CancelMatchingRuns(batch[i].event, set);
   }
   result.stored = std::move(stored);
   // Runs started here need no claim; the others are found by one.
@@ -499,9 +527,11 @@ std::vector<IncomingEvent> Intake::EndEvents(const store::RunState& state,
 
 std::vector<store::EventRecord> Intake::EndEventsToStore(const store::RunState& state,
                                                          const std::string& status,
-                                                         const Json& output, const Json& error) {
+                                                         const Json& output, const Json& error,
+                                                         std::optional<int64_t>* generation) {
   auto set = Functions(/*refresh=*/false);
   if (!set.ok()) return {};  // the outbox then, which retries
+  *generation = (*set)->generation;
   std::vector<IncomingEvent> ends = EndEvents(state, status, output, error);
   // A run that invokes this one waits for its end: intake resumes it as it announces the end.
   if (ends[0].payload["data"].contains("correlation_id")) return {};

@@ -28,6 +28,9 @@ using store::Json;
 
 // The active functions, with their flow control compiled once per load.
 struct FunctionSet {
+  // Of the database's function set when it was loaded (store::AppRegistry::FunctionGeneration):
+  // the ingest of events matched against this set checks it is still current.
+  int64_t generation = 0;
   std::vector<store::FunctionRecord> functions;
   std::map<std::string, scheduler::FlowControl> flows;  // by function id
 
@@ -62,6 +65,8 @@ class Intake final : public executor::RunEvents {
   void Stop();
 
   // The active functions; reloaded when older than the cache TTL, or at once on `refresh`.
+  // An ingest reloads them, whatever their age, when a sync on any coordinator has changed
+  // them since (FunctionSet::generation).
   Result<std::shared_ptr<const FunctionSet>> Functions(bool refresh);
 
   // Stores the events and starts their runs (all or nothing), then resumes matching waits
@@ -95,10 +100,12 @@ class Intake final : public executor::RunEvents {
   void WaitRegistered(const store::RunState& state, const store::NewWait& wait,
                       int64_t since_ms) override;
   // Nothing acts on the events when no function of the set (as Ingest would read it) starts
-  // or cancels runs by them and the run was not invoked; the store checks the waits.
+  // or cancels runs by them and the run was not invoked; the store checks the waits, and
+  // that the set's generation (set in `generation`) is still current.
   std::vector<store::EventRecord> EndEventsToStore(const store::RunState& state,
                                                    const std::string& status, const Json& output,
-                                                   const Json& error) override;
+                                                   const Json& error,
+                                                   std::optional<int64_t>* generation) override;
   // Buffers the run-end events; a background thread stores them a few milliseconds later,
   // many in one transaction, then acknowledges the run's end in the store's outbox
   // (store::RunControl::PendingRunEnds). Ends recorded but never announced (a crash, a
@@ -111,6 +118,10 @@ class Intake final : public executor::RunEvents {
   IncomingEvent InternalEvent(const std::string& name, Json data, const std::string& id);
 
  private:
+  // Ingest with the events matched against `set`. On kAborted (the set is no longer
+  // current), `events` are as they were given; otherwise they were moved from.
+  Result<IngestResult> IngestWith(const FunctionSet& set, std::vector<IncomingEvent>& events);
+  static constexpr int kIngestTries = 3;
   // Resumes the waits among `waits` (open waits read as the event was stored) that `event`
   // matches; returns how many.
   int ResolveWaits(const store::EventRecord& event, const std::vector<store::WaitRecord>& waits);

@@ -86,12 +86,16 @@ class AppRegistry {
  public:
   virtual ~AppRegistry() = default;
   // Upserts the app and replaces its functions atomically: functions absent from
-  // `sync.functions` are archived (kept for run history, never triggered again).
+  // `sync.functions` are archived (kept for run history, never triggered again). A sync
+  // that changes them moves the function set's generation on, in the same transaction.
   // kFailedPrecondition if a function id belongs to another app.
   virtual Result<SyncResult> SyncApp(const AppSync& sync) = 0;
   virtual Result<std::vector<AppRecord>> ListApps() = 0;
   // Active (non-archived) functions, ordered by id.
   virtual Result<std::vector<FunctionRecord>> ListFunctions() = 0;
+  // The function set's generation: read before ListFunctions, the set is at least that new.
+  // IngestEvents and an end's events (Transition::End) check it.
+  virtual Result<int64_t> FunctionGeneration() = 0;
   // kNotFound when no function has this id (archived ones are found).
   virtual Result<FunctionRecord> GetFunction(const std::string& id) = 0;
 };
@@ -313,11 +317,12 @@ class EventStore {
   // they may resume. A run whose gate (NewRun::rate, ::singleton) refuses it is not created
   // and the skip is recorded with the event; the gates are decided in this transaction, in
   // event order, so two coordinators never admit past a gate together. With `start`, leases
-  // some new runs' first calls to the caller (StartedCalls).
-  virtual Result<std::vector<IngestedEvent>> IngestEvents(const std::vector<NewEvent>& events,
-                                                          TimePoint now,
-                                                          std::vector<WaitRecord>* waits,
-                                                          StartedCalls* start = nullptr) = 0;
+  // some new runs' first calls to the caller (StartedCalls). With `functions_generation`
+  // (the runs were matched against the function set of that generation), kAborted, storing
+  // nothing, when a sync has changed the set since: match the events again.
+  virtual Result<std::vector<IngestedEvent>> IngestEvents(
+      const std::vector<NewEvent>& events, TimePoint now, std::vector<WaitRecord>* waits,
+      StartedCalls* start = nullptr, std::optional<int64_t> functions_generation = {}) = 0;
   // Newest first.
   virtual Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) = 0;
   // By internal id; kNotFound when none matches.
@@ -505,6 +510,9 @@ struct End {
   // when no wait of any run awaits an event of their names (that wait is resumed through
   // the outbox); Applied::end_events_stored says which. Empty: the outbox announces the end.
   std::vector<EventRecord> events;
+  // The function set's generation `events` were judged by (AppRegistry::FunctionGeneration):
+  // they go through the outbox if a sync has changed the set since. Unset: not checked.
+  std::optional<int64_t> functions_generation;
 };
 }  // namespace moves
 

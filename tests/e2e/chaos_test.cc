@@ -53,7 +53,6 @@ TEST_F(ChaosTest, PerKeyOrderHoldsThroughFailuresTimeoutsAndAKill9) {
                dir_ + "/host.log");
   ASSERT_TRUE(WaitFor([&] { return host.Log().find("ready ") != std::string::npos; }))
       << host.Log();
-  LetEveryCoordinatorSeeTheSync();
 
   // Four clients, each owning a quarter of the keys, send seq 1..events of each key in
   // order, interleaving keys, two of them to each coordinator.
@@ -180,7 +179,6 @@ TEST_F(ChaosTest, SequenceLanesApplyVersionsInOrderAndGiveUpOnlyOnDroppedOnes) {
                dir_ + "/host.log");
   ASSERT_TRUE(WaitFor([&] { return host.Log().find("ready ") != std::string::npos; }))
       << host.Log();
-  LetEveryCoordinatorSeeTheSync();
 
   // Which versions are lost, decided up front (a fixed seed: the same chaos every run).
   std::mt19937 rng(14);

@@ -150,6 +150,19 @@ TEST_P(SpineOnEachStoreTest, SameEventIdSentTwiceIsStoredOnceAndStartsOneRun) {
 
 // The harness: a port taken between the harness picking it and the coordinator binding it
 // (another test's server may pick the same one) moves a first start to another port.
+// Two coordinators on one database: an event sent to one just after a host synced with the
+// other starts the run of the function that sync made, though the first had loaded the
+// function set a moment before (its cache predates the sync).
+TEST_F(SpineTest, AnEventSentToOneCoordinatorRightAfterASyncOnAnotherStartsItsRun) {
+  auto c1 = StartCoordinator();
+  auto c2 = StartCoordinator();
+  Send(*c1, {{"name", "test/two-steps"}});  // c1 loads the set: no function takes it yet
+  TestHost host(c2->url(), dir_);
+  Json run = RunToEnd(*c1, {{"name", "test/two-steps"}, {"data", {{"n", 1}}}});
+  EXPECT_EQ(run["status"], "completed") << run.dump(2);
+  EXPECT_EQ(run["output"], Json({{"b", "AB"}}));
+}
+
 TEST_F(SpineTest, ACoordinatorWhosePortWasTakenStartsOnAnother) {
   Coordinator c(db_, {}, dir_);
   const std::string picked = c.url();

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "common/duration.h"
+#include "common/ulid.h"
 #include "coordinator/executor/transition.h"
 #include "coordinator/intake/cron_ticker.h"
 #include "coordinator/intake/intake.h"
@@ -110,9 +111,6 @@ TEST_F(IntakeHarness, AnInvokeWaitStoredAfterTheInvokedRunsEndWasAnnouncedResume
   EXPECT_EQ((*(*resumed)[0].resume)["memo"], store::Json({{"data", {{"doubled", 4}}}}));
 }
 
-// A cron trigger with `jitter`: each tick's run has its first call due at a random time in
-// [tick, tick + jitter] (kept in the store: the test's clock decides when it is claimable),
-// and a second ticker that sees the same tick starts nothing.
 // A run's end events may be stored with its end only when nothing acts on them: no function
 // they start (other than the run's own), none whose runs they cancel, no invoking run.
 TEST_F(IntakeHarness, EndEventsGoWithTheEndOnlyWhenNothingActsOnThem) {
@@ -143,8 +141,11 @@ TEST_F(IntakeHarness, EndEventsGoWithTheEndOnlyWhenNothingActsOnThem) {
   ASSERT_THAT(state, IsOk());
   const store::Json error = {{"name", "Error"}, {"message", "no"}};
 
-  // Nothing listens: the events, as the outbox would store them.
-  auto events = intake_->EndEventsToStore(*state, store::kFailed, nullptr, error);
+  // Nothing listens: the events, as the outbox would store them, judged by the function set
+  // of the database's generation.
+  std::optional<int64_t> generation;
+  auto events = intake_->EndEventsToStore(*state, store::kFailed, nullptr, error, &generation);
+  EXPECT_EQ(generation, store_->FunctionGeneration().value());
   EXPECT_THAT(names(events),
               ::testing::ElementsAre("inngest/function.finished", "inngest/function.failed"));
   ASSERT_FALSE(events.empty());
@@ -161,7 +162,9 @@ TEST_F(IntakeHarness, EndEventsGoWithTheEndOnlyWhenNothingActsOnThem) {
                  {"expression", "event.data.function_id == 'app-other'"}}}}}});
   sync_app("app", {{{"id", kFunction}, {"triggers", {{{"event", "inngest/function.finished"}}}}},
                    {{"id", kOrdered}}});
-  EXPECT_EQ(names(intake_->EndEventsToStore(*state, store::kFailed, nullptr, error)).size(), 2u);
+  EXPECT_EQ(
+      names(intake_->EndEventsToStore(*state, store::kFailed, nullptr, error, &generation)).size(),
+      2u);
 
   // A failure handler of this function: a failure's events go through the outbox, a
   // completion's do not (inngest/function.finished starts nothing).
@@ -169,24 +172,75 @@ TEST_F(IntakeHarness, EndEventsGoWithTheEndOnlyWhenNothingActsOnThem) {
               {"triggers",
                {{{"event", "inngest/function.failed"},
                  {"expression", "event.data.function_id == 'app-fn'"}}}}}});
-  EXPECT_TRUE(intake_->EndEventsToStore(*state, store::kFailed, nullptr, error).empty());
-  EXPECT_THAT(names(intake_->EndEventsToStore(*state, store::kCompleted, 1, nullptr)),
+  EXPECT_TRUE(
+      intake_->EndEventsToStore(*state, store::kFailed, nullptr, error, &generation).empty());
+  EXPECT_THAT(names(intake_->EndEventsToStore(*state, store::kCompleted, 1, nullptr, &generation)),
               ::testing::ElementsAre("inngest/function.finished"));
 
   // Runs that a run's end cancels.
   listeners({{{"id", "handlers-cancelled"},
               {"triggers", {{{"event", "test/start"}}}},
               {"cancel", {{{"event", "inngest/function.finished"}}}}}});
-  EXPECT_TRUE(intake_->EndEventsToStore(*state, store::kCompleted, 1, nullptr).empty());
+  EXPECT_TRUE(
+      intake_->EndEventsToStore(*state, store::kCompleted, 1, nullptr, &generation).empty());
 
   // An invoked run: its invoker waits for the end.
   listeners({});
-  EXPECT_FALSE(intake_->EndEventsToStore(*state, store::kCompleted, 1, nullptr).empty());
+  EXPECT_FALSE(
+      intake_->EndEventsToStore(*state, store::kCompleted, 1, nullptr, &generation).empty());
   store::RunState invoked = *state;
   invoked.events[0]["data"]["_inngest"] = {{"correlation_id", "caller.call-it"}};
-  EXPECT_TRUE(intake_->EndEventsToStore(invoked, store::kCompleted, 1, nullptr).empty());
+  EXPECT_TRUE(
+      intake_->EndEventsToStore(invoked, store::kCompleted, 1, nullptr, &generation).empty());
 }
 
+// Two coordinators on one database: one caches the function set (for an hour here), the
+// other syncs an app. An event the first accepts after that sync starts the new function's
+// run: its ingest finds the set changed, loads it again and matches the event again.
+TEST_F(IntakeHarness, AnEventSentAfterASyncOnAnotherCoordinatorStartsTheFunctionsItMade) {
+  intake::Intake cached(*store_, clock_, 1h, [] {});
+  auto event = [&](const std::string& name) {
+    std::vector<intake::IncomingEvent> one;
+    one.push_back(cached.InternalEvent(name, store::Json::object(), NewUlid(0)));
+    return cached.Ingest(std::move(one));
+  };
+  auto before = event("test/late");  // loads the set: nothing is triggered by it
+  ASSERT_THAT(before, IsOk());
+  EXPECT_EQ(before->runs_started, 0);
+  auto loaded = cached.Functions(/*refresh=*/false);
+  ASSERT_THAT(loaded, IsOk());
+
+  store::AppSync sync;  // as the other coordinator's POST /fn/register does
+  sync.app = {"late", "http://127.0.0.1:1/api", "cpp", "", "late-1", 0, 0};
+  store::FunctionRecord fn;
+  fn.id = "late-fn";
+  fn.app_id = "late";
+  fn.name = fn.id;
+  fn.config = {{"id", fn.id},
+               {"triggers", {{{"event", "test/late"}}}},
+               {"steps", {{"step", {{"runtime", {{"url", "http://127.0.0.1:1/api"}}}}}}}};
+  sync.functions.push_back(fn);
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+
+  auto after = event("test/late");
+  ASSERT_THAT(after, IsOk());
+  EXPECT_EQ(after->runs_started, 1);
+  ASSERT_EQ(after->stored.size(), 1u);
+  auto runs = store_->ListRuns({.event_id = after->stored[0].internal_id, .limit = 10});
+  ASSERT_THAT(runs, IsOk());
+  ASSERT_EQ(runs->size(), 1u);
+  EXPECT_EQ((*runs)[0].function_id, "late-fn");
+  // The set was loaded again, though its hour had not passed.
+  auto reloaded = cached.Functions(/*refresh=*/false);
+  ASSERT_THAT(reloaded, IsOk());
+  EXPECT_GT((*reloaded)->generation, (*loaded)->generation);
+  EXPECT_NE((*reloaded)->Find("late-fn"), nullptr);
+  cached.Stop();
+}
+
+// A cron trigger with `jitter`: each tick's run has its first call due at a random time in
+// [tick, tick + jitter] (kept in the store: the test's clock decides when it is claimable),
+// and a second ticker that sees the same tick starts nothing.
 TEST_F(IntakeHarness, CronJitterMakesEachTicksRunDueWithinTheJitterAndATickStartsOneRun) {
   store::FunctionRecord ticker_fn;
   ticker_fn.id = "app-ticker";

@@ -1627,10 +1627,48 @@ TEST_P(StoreConformance, ARunThatEndsWhileWaitingLeavesNoWaitBehind) {
 // nothing in the run-end outbox, unless a run waits for an event of their names: then it
 // stores none of them and records the end for the outbox, whose announcement resumes that
 // wait. An end without events is always the outbox's.
+// A sync that changes functions moves the function set's generation on; an ingest of events
+// matched against an older generation stores nothing (kAborted), whatever else it would do.
+TEST_P(StoreConformance, AnIngestMatchedAgainstAnOlderFunctionSetStoresNothing) {
+  auto generation = store_->FunctionGeneration();
+  ASSERT_THAT(generation, IsOk());
+  const int64_t before = *generation;
+  AppSync sync;
+  sync.app = {"other", "http://127.0.0.1:1/api", "cpp", "", "v1", 0, 0};
+  sync.functions = {Fn("other-new")};
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  generation = store_->FunctionGeneration();
+  ASSERT_THAT(generation, IsOk());
+  EXPECT_GT(*generation, before);
+  const int64_t now = *generation;
+
+  // The same app again, unchanged (its checksum): the set is what it was.
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  generation = store_->FunctionGeneration();
+  ASSERT_THAT(generation, IsOk());
+  EXPECT_EQ(*generation, now);
+
+  NewEvent ne = Event("test/e");
+  ne.runs.push_back({NewUlid(UnixMillis(clock_.Now())), "app-ordered", std::string("k")});
+  EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr, nullptr, before),
+              StatusIs(StatusCode::kAborted));
+  EXPECT_THAT(store_->GetEvent(ne.event.internal_id), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(store_->GetRun(ne.runs[0].run_id), StatusIs(StatusCode::kNotFound));
+  EXPECT_EQ(Claim().size(), 0u);
+
+  auto stored = store_->IngestEvents({ne}, clock_.Now(), nullptr, nullptr, now);
+  ASSERT_THAT(stored, IsOk());
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_FALSE((*stored)[0].duplicate);
+  EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{ne.runs[0].run_id});
+}
+
 TEST_P(StoreConformance, AnEndStoresItsEventsWithItUnlessARunWaitsForOne) {
-  auto end_with_events = [&](const QueueItem& item, const std::string& run) {
+  auto end_with_events = [&](const QueueItem& item, const std::string& run,
+                             std::optional<int64_t> generation = {}) {
     Transition t;
     Transition::End end{kCompleted, {{"ok", true}}, nullptr};
+    end.functions_generation = generation;
     EventRecord e;
     e.internal_id = NewUlid(UnixMillis(clock_.Now()));
     e.id = run + "-finished";
@@ -1645,11 +1683,13 @@ TEST_P(StoreConformance, AnEndStoresItsEventsWithItUnlessARunWaitsForOne) {
     EXPECT_THAT(ends, IsOk());
     return ends.ok() ? *ends : std::vector<std::string>{"(failed)"};
   };
+  auto generation = store_->FunctionGeneration();
+  ASSERT_THAT(generation, IsOk());
   // Nothing waits: stored with the end, nothing to announce.
   const std::string quiet = Start("app-plain");
   auto items = Claim();
   ASSERT_EQ(items.size(), 1u);
-  auto applied = end_with_events(items[0], quiet);
+  auto applied = end_with_events(items[0], quiet, *generation);
   ASSERT_THAT(applied, IsOk());
   EXPECT_TRUE(applied->end_events_stored);
   EXPECT_FALSE(applied->kept.has_value());
@@ -1690,6 +1730,40 @@ TEST_P(StoreConformance, AnEndStoresItsEventsWithItUnlessARunWaitsForOne) {
   ASSERT_THAT(applied, IsOk());
   EXPECT_FALSE(applied->end_events_stored);
   EXPECT_EQ(pending_ends(), std::vector<std::string>{plain});
+  ASSERT_THAT(store_->AckRunEnds({plain}), IsOk());
+
+  // Judged by the function set before a sync changed it (a function the sync made may start
+  // by them): the end goes through the outbox, whose ingest matches them against the new set.
+  // (The waiter goes first: nothing else holds the events back.)
+  auto cancelled = store_->CancelRun(waiter, {{"name", "Cancelled"}}, clock_.Now());
+  ASSERT_THAT(cancelled, IsOk());
+  ASSERT_TRUE(*cancelled);
+  ASSERT_THAT(store_->AckRunEnds({waiter}), IsOk());
+  AppSync sync;
+  sync.app = {"listener", "http://127.0.0.1:1/api", "cpp", "", "v1", 0, 0};
+  sync.functions = {Fn("listener-on-finished")};
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  const std::string stale = Start("app-plain");
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  applied = end_with_events(items[0], stale, *generation);
+  ASSERT_THAT(applied, IsOk());
+  EXPECT_FALSE(applied->end_events_stored);
+  EXPECT_EQ(RunStatus(stale), kCompleted);
+  EXPECT_THAT(store_->FindEventById(stale + "-finished"), StatusIs(StatusCode::kNotFound));
+  EXPECT_EQ(pending_ends(), std::vector<std::string>{stale});
+  ASSERT_THAT(store_->AckRunEnds({stale}), IsOk());
+  // Judged by the set as it is now: stored with the end.
+  generation = store_->FunctionGeneration();
+  ASSERT_THAT(generation, IsOk());
+  const std::string current = Start("app-plain");
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  applied = end_with_events(items[0], current, *generation);
+  ASSERT_THAT(applied, IsOk());
+  EXPECT_TRUE(applied->end_events_stored);
+  EXPECT_THAT(store_->FindEventById(current + "-finished"), IsOk());
+  EXPECT_EQ(pending_ends(), std::vector<std::string>{});
 }
 
 TEST_P(StoreConformance, AWaitIsStoredWithItsLookBackPendingUntilDone) {

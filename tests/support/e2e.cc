@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
-#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -149,10 +148,6 @@ Json WaitForRunStatus(const std::string& url, const std::string& run_id,
 Json WaitForRunEnd(const std::string& url, const std::string& run_id,
                    std::chrono::milliseconds timeout) {
   return WaitForRunStatus(url, run_id, {"completed", "failed", "cancelled"}, timeout);
-}
-
-void LetEveryCoordinatorSeeTheSync() {
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
 }
 
 std::vector<std::string> RunsOfEvent(const std::string& url, const std::string& internal_id,

@@ -88,10 +88,6 @@ Json WaitForRunStatus(const std::string& coordinator_url, const std::string& run
 // Polls GET /v1/runs/{id} until the run has ended; returns it (or the last view).
 Json WaitForRunEnd(const std::string& coordinator_url, const std::string& run_id,
                    std::chrono::milliseconds timeout = std::chrono::seconds(30));
-// A host registers with one coordinator; another learns of the sync when its function cache
-// is next reloaded, within 1 s (README, "Limits"), and until then an event it accepts starts
-// no run. Tests that send to a coordinator other than the host's wait this out first.
-void LetEveryCoordinatorSeeTheSync();
 // The ids of runs started by event `internal_id`, waiting until there are `n`.
 std::vector<std::string> RunsOfEvent(const std::string& coordinator_url,
                                      const std::string& internal_id, size_t n = 1);

@@ -678,6 +678,7 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
           "UPDATE functions SET archived = true, updated_at_ms = $3 "
           "WHERE app_id = $1 AND NOT archived AND id NOT IN @list($2)",
           {app.id, ListValue(ids), app.synced_at_ms});
+      tx.Send("UPDATE function_generation SET generation = generation + 1");
     }
     return SyncResult{modified};
   });
@@ -706,6 +707,12 @@ Result<std::vector<FunctionRecord>> SqlStore::ListFunctions() {
   });
 }
 
+Result<int64_t> SqlStore::FunctionGeneration() {
+  return InTransaction([&](Tx& tx) -> Result<int64_t> {
+    return tx.Count("SELECT generation FROM function_generation");
+  });
+}
+
 Result<FunctionRecord> SqlStore::GetFunction(const std::string& id) {
   return InTransaction([&](Tx& tx) -> Result<FunctionRecord> {
     Rows r = tx.Query(
@@ -715,13 +722,17 @@ Result<FunctionRecord> SqlStore::GetFunction(const std::string& id) {
   });
 }
 
-Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(const std::vector<NewEvent>& events,
-                                                          TimePoint now,
-                                                          std::vector<WaitRecord>* waits,
-                                                          StartedCalls* start) {
+Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
+    const std::vector<NewEvent>& events, TimePoint now, std::vector<WaitRecord>* waits,
+    StartedCalls* start, std::optional<int64_t> functions_generation) {
   const int64_t now_ms = UnixMillis(now);
   const LaneLocks lanes = LanesOf(events);
   auto ingest = [&](Tx& tx) -> Result<std::vector<IngestedEvent>> {
+    // First, before anything is written: a sync committed before this reads it.
+    if (functions_generation &&
+        tx.Count("SELECT generation FROM function_generation") != *functions_generation) {
+      return Aborted("the functions changed since the events were matched against them");
+    }
     LockSingletonTargets(tx, events);  // before the lanes: the order Apply takes
     LockLanes(tx, lanes);
     LockGates(tx, events);      // flow control (flow_store.h): after the lanes, in one order
@@ -1291,19 +1302,23 @@ Result<Applied> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, in
   if (end) {
     // The end's events go with it, unless a run waits for an event of their names: intake
     // resumes that wait as it announces them (the run-end outbox, which the runs_end trigger
-    // fills unless end_events_stored).
+    // fills unless end_events_stored); or unless a sync changed the functions since intake
+    // found that none acts on them.
     std::vector<std::string> names;
     for (const EventRecord& e : end->events) names.push_back(e.name);
-    run = run_statement(std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
-                                    "error = $4::jsonb, ended_at_ms = $5, "
-                                    "req_version = COALESCE($6, req_version), "
-                                    "end_events_stored = ($7 AND NOT EXISTS (SELECT 1 FROM "
-                                    "waits WHERE event_name IN @list($8)))") +
-                            kLiveRun,
-                        {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error),
-                         now_ms, t.req_version, !end->events.empty(), ListValue(names)},
-                        " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel, "
-                        "end_events_stored");
+    run = run_statement(
+        std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
+                    "error = $4::jsonb, ended_at_ms = $5, "
+                    "req_version = COALESCE($6, req_version), "
+                    "end_events_stored = ($7 AND NOT EXISTS (SELECT 1 FROM "
+                    "waits WHERE event_name IN @list($8)) AND EXISTS (SELECT 1 "
+                    "FROM function_generation WHERE generation = "
+                    "COALESCE($9, generation)))") +
+            kLiveRun,
+        {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error), now_ms,
+         t.req_version, !end->events.empty(), ListValue(names), end->functions_generation},
+        " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel, "
+        "end_events_stored");
   } else if (park) {
     run = run_statement(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
                                     "req_version = COALESCE($4, req_version)") +

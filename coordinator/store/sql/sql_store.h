@@ -26,11 +26,12 @@ class SqlStore final : public Store {
   Result<SyncResult> SyncApp(const AppSync& sync) override;
   Result<std::vector<AppRecord>> ListApps() override;
   Result<std::vector<FunctionRecord>> ListFunctions() override;
+  Result<int64_t> FunctionGeneration() override;
   Result<FunctionRecord> GetFunction(const std::string& id) override;
 
-  Result<std::vector<IngestedEvent>> IngestEvents(const std::vector<NewEvent>& events,
-                                                  TimePoint now, std::vector<WaitRecord>* waits,
-                                                  StartedCalls* start = nullptr) override;
+  Result<std::vector<IngestedEvent>> IngestEvents(
+      const std::vector<NewEvent>& events, TimePoint now, std::vector<WaitRecord>* waits,
+      StartedCalls* start = nullptr, std::optional<int64_t> functions_generation = {}) override;
   Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) override;
   Result<EventRecord> GetEvent(const std::string& internal_id) override;
   Result<EventRecord> FindEventById(const std::string& id) override;
