@@ -728,10 +728,14 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
   const int64_t now_ms = UnixMillis(now);
   const LaneLocks lanes = LanesOf(events);
   auto ingest = [&](Tx& tx) -> Result<std::vector<IngestedEvent>> {
-    // First, before anything is written: a sync committed before this reads it.
-    if (functions_generation &&
-        tx.Count("SELECT generation FROM function_generation") != *functions_generation) {
-      return Aborted("the functions changed since the events were matched against them");
+    // The function set's generation, read first (a sync committed before this transaction
+    // is seen) and sent with the events' insert: no round trip of its own. Shared with the
+    // callback, which may outlive this frame if a later statement fails.
+    auto generation = std::make_shared<std::optional<int64_t>>();
+    if (functions_generation) {
+      tx.QueryLater("SELECT generation FROM function_generation", {}, [generation](Rows rows) {
+        if (!rows.empty()) *generation = rows[0].Int(0);
+      });
     }
     LockSingletonTargets(tx, events);  // before the lanes: the order Apply takes
     LockLanes(tx, lanes);
@@ -754,6 +758,14 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
                                  "($1, $2, $3, $4::jsonb, $5)",
                                  "ON CONFLICT DO NOTHING RETURNING internal_id", rows)) {
       inserted.insert(row.Text(0));
+    }
+    if (functions_generation) {
+      // Read by now (results come in the order sent), unless no query went since.
+      if (!*generation) *generation = tx.Count("SELECT generation FROM function_generation");
+      if (**generation != *functions_generation) {
+        // The group rolls back what this wrote (a write's failure): nothing is stored.
+        return Aborted("the functions changed since the events were matched against them");
+      }
     }
     // Runs that nothing else in the request looks at (no lane, gate, deadline or start
     // time): inserted together once every event is through.
