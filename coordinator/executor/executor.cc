@@ -66,6 +66,9 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<bool> stopping{false};
   std::atomic<bool> wake_pending{false};
   std::atomic<int> in_flight{0};
+  // The last claim took fewer items than it may (claim_batch): slots were short, and a slot
+  // freed may let due work start.
+  std::atomic<bool> slots_short{false};
 
   // The items this executor holds a lease on and has not applied an outcome for, from the
   // moment the claim returns (on the blocking pool) until Process ends (on the io_context).
@@ -209,7 +212,9 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       bool full_batch = false;
       bool claimed_none = false;
       // The slots the claim may fill, taken before it (an ingest may take some meanwhile).
-      if (const int want = Reserve(options.claim_batch); want > 0) {
+      const int want = Reserve(options.claim_batch);
+      slots_short = want < options.claim_batch;
+      if (want > 0) {
         std::vector<store::RunState> states;
         auto claimed =
             co_await Offload([this, want, &states] { return ClaimAndHold(want, &states); });
@@ -295,15 +300,17 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     std::optional<store::QueueItem> item = std::move(first);
     // The run's state for the call to make: the claim's, then the kept call's.
     std::optional<store::RunState> carried = std::move(state);
+    bool ended_alone = false;  // the last call ended a run nothing waits behind
     while (item) {
       std::optional<store::QueueItem> kept;  // the run's next call, held
+      ended_alone = false;
       auto beat = std::make_shared<Heartbeat>(io);
       asio::co_spawn(io, KeepLease(*item, beat), asio::detached);
       // Whatever happens while handling the item, the heartbeat stops and the slot is freed:
       // a lease renewed for a call nobody finishes would hold its lane forever.
       bool failed = false;
       try {
-        co_await Handle(*item, *beat, kept, carried);
+        co_await Handle(*item, *beat, kept, carried, ended_alone);
       } catch (const std::exception& e) {
         failed = true;
         logging::Error({.run_id = item->run_id, .step_id = item->step_id},
@@ -331,7 +338,11 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       }
     }
     --in_flight;
-    Wake();  // capacity freed, and the item's successor may be due now
+    // The slot freed may start due work, and what the call left (a retry, a sleep, another
+    // call, the next run of its lane or of its function's concurrency) may be due soon: a
+    // claim looks. Not after the end of a run outside a lane and any concurrency limit when
+    // slots were not short: nothing can have become due (a claim per run, at idle).
+    if (!ended_alone || slots_short) Wake();
   }
 
   // Renews the item's lease every third of the lease until `beat` is done, so the lease can
@@ -372,9 +383,11 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   // when the record leased it to this executor (ApplyAndHold).
   // `carried`, when set, is the run's state (as the claim read it, or the previous call's
   // record applied to what that call was given): no load. It is set again for the kept call.
+  // `ended_alone`: set when the call ended its run, which was in no lane and whose function
+  // has no concurrency limit.
   asio::awaitable<void> Handle(const store::QueueItem& item, Heartbeat& beat,
                                std::optional<store::QueueItem>& kept,
-                               std::optional<store::RunState>& carried) {
+                               std::optional<store::RunState>& carried, bool& ended_alone) {
     // A failure to load is transient (a database restart): retry, backing off up to a second,
     // for as long as half the lease (the heartbeat keeps the lease once the database is
     // back), then give the claim back rather than hold it until the lease expires.
@@ -476,6 +489,9 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     const store::Transition::End* end = t.end();
+    ended_alone = end && !state->run.lane_key && state->function.concurrency_limit == 0 &&
+                  state->function.key_concurrency_limit == 0 &&
+                  state->function.key_concurrency_limit2 == 0;
     const store::Transition::Continue* next = t.next();
     const std::vector<store::NewWait> no_waits;
     const std::vector<store::NewWait>& waits = next ? next->waits : no_waits;

@@ -259,26 +259,44 @@ TEST_F(ExecutorHarness, ARunStartedAtItsIngestIsCalledWithoutAClaim) {
   transport_.Reply(StepRunReply("first", "A"));
   transport_.Reply(SdkReply(200, R"({"sum":"A"})"));
   StartExecutor();
-  store::NewEvent ne;
-  ne.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
-  ne.event.id = ne.event.internal_id;
-  ne.event.name = "test/go";
-  ne.event.payload = {{"name", "test/go"}, {"data", {{"n", 1}}}};
-  store::NewRun run{.run_id = NewUlid(UnixMillis(clock_.Now())), .function_id = kFunction};
-  run.may_start_here = true;
-  ne.runs.push_back(run);
-  const int reserved = executor_->ReserveCalls(1);
-  ASSERT_EQ(reserved, 1);
-  store::StartedCalls started{.max = reserved, .lease = executor_->lease()};
-  ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr, &started), IsOk());
-  ASSERT_EQ(started.items.size(), 1u);
-  executor_->StartCalls(std::move(started), reserved);
-  ASSERT_TRUE(RunUntil([&] { return Run(run.run_id).status == store::kCompleted; }));
+  const std::string run = StartRunHere(kFunction);
+  ASSERT_FALSE(run.empty());
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
   EXPECT_EQ(transport_.calls(), 2);
   EXPECT_EQ(transport_.Body(0)["event"]["data"]["n"], 1);
   EXPECT_EQ(queue_->claimed(), 0);
   EXPECT_EQ(queue_->calls(FailingQueue::kLoadRunState), 0);
   ASSERT_TRUE(RunUntil([&] { return executor_->in_flight() == 0; }));
+}
+
+// The end of a run outside a lane and any concurrency limit leaves nothing due: no claim
+// follows it (before, each run ended with a claim and a look for the next visible item). The
+// end of a lane's head does wake a claim, for the lane's next run, long before any poll.
+TEST_F(ExecutorHarness, TheEndOfARunNothingWaitsBehindStartsNoClaimAndALanesEndDoes) {
+  options_.poll_interval = 1h;  // only a wake claims
+  transport_.Reply(SdkReply(200, R"("alone")"));
+  StartExecutor();
+  ASSERT_TRUE(RunClaimRounds(1));  // the executor's first look, at its start
+  const int claims = queue_->calls(FailingQueue::kClaim);
+  const std::string run = StartRunHere(kFunction);
+  ASSERT_FALSE(run.empty());
+  ASSERT_TRUE(RunUntil([&] { return executor_->in_flight() == 0; }));
+  EXPECT_EQ(Run(run).status, store::kCompleted);
+  io_.run_for(100ms);
+  EXPECT_EQ(queue_->calls(FailingQueue::kClaim), claims);
+
+  // Two runs of one lane: the head's end, once the executor has gone idle (its call held
+  // until then), makes the second due, and the claim it wakes finds it.
+  const std::string head = StartRun(kOrdered, "k");
+  const std::string second = StartRun(kOrdered, "k");
+  transport_.HoldReply(SdkReply(200, R"("head")"));
+  transport_.Reply(SdkReply(200, R"("second")"));
+  executor_->Wake();  // as the ingest does
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 2; }));
+  ASSERT_TRUE(RunClaimRounds(1));  // the look after the head's claim finds nothing due
+  transport_.Release();
+  ASSERT_TRUE(RunUntil([&] { return Run(second).status == store::kCompleted; }));
+  EXPECT_EQ(Run(head).status, store::kCompleted);
 }
 
 // Reservations for runs started at ingest share max_in_flight with claims; the unused part

@@ -225,21 +225,51 @@ void ExecutorHarness::StartExecutor() {
   executor_->Start();
 }
 
-std::string ExecutorHarness::StartRun(const std::string& function_id,
-                                      std::optional<std::string> lane_key) {
+namespace {
+
+// An event "test/go" ({"n": 1}) that starts one run of `function_id`.
+store::NewEvent GoEvent(TimePoint now, const std::string& function_id,
+                        std::optional<std::string> lane_key) {
   store::NewEvent ne;
-  ne.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
+  ne.event.internal_id = NewUlid(UnixMillis(now));
   ne.event.id = ne.event.internal_id;
   ne.event.name = "test/go";
   ne.event.payload = {{"name", "test/go"}, {"data", {{"n", 1}}}};
-  ne.event.received_at_ms = UnixMillis(clock_.Now());
+  ne.event.received_at_ms = UnixMillis(now);
   store::NewRun run;
-  run.run_id = NewUlid(UnixMillis(clock_.Now()));
+  run.run_id = NewUlid(UnixMillis(now));
   run.function_id = function_id;
   run.lane_key = std::move(lane_key);
   ne.runs.push_back(run);
+  return ne;
+}
+
+}  // namespace
+
+std::string ExecutorHarness::StartRun(const std::string& function_id,
+                                      std::optional<std::string> lane_key) {
+  store::NewEvent ne = GoEvent(clock_.Now(), function_id, std::move(lane_key));
   EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
-  return run.run_id;
+  return ne.runs[0].run_id;
+}
+
+std::string ExecutorHarness::StartRunHere(const std::string& function_id) {
+  store::NewEvent ne = GoEvent(clock_.Now(), function_id, std::nullopt);
+  ne.runs[0].may_start_here = true;
+  const int reserved = executor_->ReserveCalls(1);
+  if (reserved != 1) {
+    ADD_FAILURE() << "no call slot to reserve";
+    return "";
+  }
+  store::StartedCalls started{.max = reserved, .lease = executor_->lease()};
+  EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr, &started), IsOk());
+  if (started.items.size() != 1) {
+    ADD_FAILURE() << "the run did not start at its ingest";
+    executor_->StartCalls({}, reserved);
+    return "";
+  }
+  executor_->StartCalls(std::move(started), reserved);
+  return ne.runs[0].run_id;
 }
 
 bool ExecutorHarness::RunUntil(const std::function<bool()>& done) {

@@ -168,6 +168,10 @@ class ExecutorHarness : public ::testing::Test {
   // returns the run id.
   std::string StartRun(const std::string& function_id,
                        std::optional<std::string> lane_key = std::nullopt);
+  // Ingests an event whose run of `function_id` starts here at once, as intake does with the
+  // executor's reservation (store::StartedCalls): its first call leased to the started
+  // executor, no claim. Returns the run id; empty, failing the test, if it did not start.
+  std::string StartRunHere(const std::string& function_id);
 
   // Drives the io_context until `done` holds; false if it does not within a generous bound
   // of real time (a hang, not a measurement: the test's time is the ManualClock).
