@@ -98,17 +98,26 @@ Intake::Intake(store::Store& store, const Clock& clock,
 
 Result<std::shared_ptr<const FunctionSet>> Intake::Functions(bool refresh) {
   const TimePoint now = clock_.Now();
+  std::shared_ptr<const FunctionSet> cached;
   {
     std::lock_guard lock(mu_);
-    if (!refresh && functions_loaded_ && now - functions_loaded_at_ < cache_ttl_) {
-      return functions_;
+    if (functions_loaded_) {
+      if (!refresh && now - functions_loaded_at_ < cache_ttl_) return functions_;
+      cached = functions_;
     }
   }
   // Loaded outside the lock: events must not wait on the database behind another thread's
-  // load. Two threads may load at once; the set loaded last wins.
+  // load. Two threads may load at once; the newer generation wins, then the later load.
+  // The generation first: the functions read after it are at least as new. When it is the
+  // cached set's, no sync has changed them since: the set is kept, not read and parsed again.
+  ASSIGN_OR_RETURN(const int64_t generation, store_.FunctionGeneration());
+  if (cached && generation == cached->generation) {
+    std::lock_guard lock(mu_);
+    if (functions_ == cached && functions_loaded_at_ < now) functions_loaded_at_ = now;
+    return functions_;
+  }
   auto set = std::make_shared<FunctionSet>();
-  // The generation first: the functions read after it are at least as new.
-  ASSIGN_OR_RETURN(set->generation, store_.FunctionGeneration());
+  set->generation = generation;
   ASSIGN_OR_RETURN(set->functions, store_.ListFunctions());
   for (const auto& fn : set->functions) {
     // Configs were checked at sync; one that no longer parses (synced by an older

@@ -51,6 +51,21 @@ class IntakeHarness : public ExecutorHarness {
   std::unique_ptr<intake::Intake> intake_;
 };
 
+// App `app` with one function, "<app>-fn", triggered by `event`: a sync's content.
+store::AppSync OneFunctionApp(const std::string& app, const std::string& event) {
+  store::AppSync sync;
+  sync.app = {app, "http://127.0.0.1:1/api", "cpp", "", app + "-1", 0, 0};
+  store::FunctionRecord fn;
+  fn.id = app + "-fn";
+  fn.app_id = app;
+  fn.name = fn.id;
+  fn.config = {{"id", fn.id},
+               {"triggers", {{{"event", event}}}},
+               {"steps", {{"step", {{"runtime", {{"url", "http://127.0.0.1:1/api"}}}}}}}};
+  sync.functions.push_back(std::move(fn));
+  return sync;
+}
+
 // The invoke wait a caller run's step "call-it" registers for a run of `function_id`.
 store::NewWait InvokeWait(const std::string& caller, const std::string& function_id,
                           TimePoint now) {
@@ -210,17 +225,8 @@ TEST_F(IntakeHarness, AnEventSentAfterASyncOnAnotherCoordinatorStartsTheFunction
   auto loaded = cached.Functions(/*refresh=*/false);
   ASSERT_THAT(loaded, IsOk());
 
-  store::AppSync sync;  // as the other coordinator's POST /fn/register does
-  sync.app = {"late", "http://127.0.0.1:1/api", "cpp", "", "late-1", 0, 0};
-  store::FunctionRecord fn;
-  fn.id = "late-fn";
-  fn.app_id = "late";
-  fn.name = fn.id;
-  fn.config = {{"id", fn.id},
-               {"triggers", {{{"event", "test/late"}}}},
-               {"steps", {{"step", {{"runtime", {{"url", "http://127.0.0.1:1/api"}}}}}}}};
-  sync.functions.push_back(fn);
-  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  // As the other coordinator's POST /fn/register does:
+  ASSERT_THAT(store_->SyncApp(OneFunctionApp("late", "test/late")), IsOk());
 
   auto after = event("test/late");
   ASSERT_THAT(after, IsOk());
@@ -235,6 +241,28 @@ TEST_F(IntakeHarness, AnEventSentAfterASyncOnAnotherCoordinatorStartsTheFunction
   ASSERT_THAT(reloaded, IsOk());
   EXPECT_GT((*reloaded)->generation, (*loaded)->generation);
   EXPECT_NE((*reloaded)->Find("late-fn"), nullptr);
+  cached.Stop();
+}
+
+// Past its cache's time the function set is read again only when a sync changed it since (its
+// generation moved on); otherwise the set loaded is kept, unparsed again.
+TEST_F(IntakeHarness, TheFunctionSetIsReadAgainOnlyWhenASyncChangedIt) {
+  intake::Intake cached(*store_, clock_, 1s, [] {});
+  auto first = cached.Functions(/*refresh=*/false);
+  ASSERT_THAT(first, IsOk());
+  clock_.Advance(2s);
+  auto kept = cached.Functions(/*refresh=*/false);
+  ASSERT_THAT(kept, IsOk());
+  EXPECT_EQ(kept->get(), first->get());
+
+  ASSERT_THAT(store_->SyncApp(OneFunctionApp("more", "test/more")), IsOk());
+  EXPECT_EQ(cached.Functions(/*refresh=*/false)->get(), first->get()) << "within its time";
+  clock_.Advance(2s);
+  auto reloaded = cached.Functions(/*refresh=*/false);
+  ASSERT_THAT(reloaded, IsOk());
+  EXPECT_NE(reloaded->get(), first->get());
+  EXPECT_GT((*reloaded)->generation, (*first)->generation);
+  EXPECT_NE((*reloaded)->Find("more-fn"), nullptr);
   cached.Stop();
 }
 
