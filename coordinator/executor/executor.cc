@@ -66,8 +66,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<bool> stopping{false};
   std::atomic<bool> wake_pending{false};
   std::atomic<int> in_flight{0};
-  // The last claim took fewer items than it may (claim_batch): slots were short, and a slot
-  // freed may let due work start.
+  // The last claim could reserve fewer call slots than a claim takes when none is in use
+  // (claim_batch, or max_in_flight if fewer): a slot freed may let due work start.
   std::atomic<bool> slots_short{false};
 
   // The items this executor holds a lease on and has not applied an outcome for, from the
@@ -213,7 +213,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       bool claimed_none = false;
       // The slots the claim may fill, taken before it (an ingest may take some meanwhile).
       const int want = Reserve(options.claim_batch);
-      slots_short = want < options.claim_batch;
+      slots_short = want < std::min(options.claim_batch, options.max_in_flight);
       if (want > 0) {
         std::vector<store::RunState> states;
         auto claimed =

@@ -274,6 +274,8 @@ TEST_F(ExecutorHarness, ARunStartedAtItsIngestIsCalledWithoutAClaim) {
 // end of a lane's head does wake a claim, for the lane's next run, long before any poll.
 TEST_F(ExecutorHarness, TheEndOfARunNothingWaitsBehindStartsNoClaimAndALanesEndDoes) {
   options_.poll_interval = 1h;  // only a wake claims
+  // Fewer call slots than a claim takes: a claim that may fill all of them is not short.
+  options_.max_in_flight = 2;
   transport_.Reply(SdkReply(200, R"("alone")"));
   StartExecutor();
   ASSERT_TRUE(RunClaimRounds(1));  // the executor's first look, at its start
