@@ -1623,10 +1623,6 @@ TEST_P(StoreConformance, ARunThatEndsWhileWaitingLeavesNoWaitBehind) {
   }
 }
 
-// An end that brings its events (End::events) stores them in its own transaction and leaves
-// nothing in the run-end outbox, unless a run waits for an event of their names: then it
-// stores none of them and records the end for the outbox, whose announcement resumes that
-// wait. An end without events is always the outbox's.
 // A sync that changes functions moves the function set's generation on; an ingest of events
 // matched against an older generation stores nothing (kAborted), whatever else it would do.
 TEST_P(StoreConformance, AnIngestMatchedAgainstAnOlderFunctionSetStoresNothing) {
@@ -1663,6 +1659,11 @@ TEST_P(StoreConformance, AnIngestMatchedAgainstAnOlderFunctionSetStoresNothing) 
   EXPECT_EQ(ClaimedRuns(), std::vector<std::string>{ne.runs[0].run_id});
 }
 
+// An end that brings its events (End::events) stores them in its own transaction and leaves
+// nothing in the run-end outbox, unless a run waits for an event of their names: then it
+// stores none of them and records the end for the outbox, whose announcement resumes that
+// wait, or unless a sync changed the functions since intake judged the events. An end without
+// events is always the outbox's.
 TEST_P(StoreConformance, AnEndStoresItsEventsWithItUnlessARunWaitsForOne) {
   auto end_with_events = [&](const QueueItem& item, const std::string& run,
                              std::optional<int64_t> generation = {}) {
