@@ -278,7 +278,8 @@ TEST_F(ExecutorHarness, TheEndOfARunNothingWaitsBehindStartsNoClaimAndALanesEndD
   options_.max_in_flight = 2;
   transport_.Reply(SdkReply(200, R"("alone")"));
   StartExecutor();
-  ASSERT_TRUE(RunClaimRounds(1));  // the executor's first look, at its start
+  ASSERT_TRUE(RunClaimRounds(1));  // the executor's first look, at its start, which holds
+  ASSERT_TRUE(RunUntil([&] { return executor_->in_flight() == 0; }));  // both slots until done
   const int claims = queue_->calls(FailingQueue::kClaim);
   const std::string run = StartRunHere(kFunction);
   ASSERT_FALSE(run.empty());
