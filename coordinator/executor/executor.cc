@@ -489,9 +489,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     const store::Transition::End* end = t.end();
-    ended_alone = end && !state->run.lane_key && state->function.concurrency_limit == 0 &&
-                  state->function.key_concurrency_limit == 0 &&
-                  state->function.key_concurrency_limit2 == 0;
+    ended_alone = end && !state->run.lane_key && !state->function.LimitsCalls();
     const store::Transition::Continue* next = t.next();
     const std::vector<store::NewWait> no_waits;
     const std::vector<store::NewWait>& waits = next ? next->waits : no_waits;

@@ -101,7 +101,7 @@ Result<std::shared_ptr<const FunctionSet>> Intake::Functions(bool refresh) {
   std::shared_ptr<const FunctionSet> cached;
   {
     std::lock_guard lock(mu_);
-    if (functions_loaded_) {
+    if (functions_) {
       if (!refresh && now - functions_loaded_at_ < cache_ttl_) return functions_;
       cached = functions_;
     }
@@ -132,10 +132,9 @@ Result<std::shared_ptr<const FunctionSet>> Intake::Functions(bool refresh) {
     set->flows.emplace(fn.id, std::move(*flow));
   }
   std::lock_guard lock(mu_);
-  if (!functions_loaded_ || set->generation > functions_->generation ||
+  if (!functions_ || set->generation > functions_->generation ||
       (set->generation == functions_->generation && functions_loaded_at_ <= now)) {
     functions_ = std::move(set);
-    functions_loaded_ = true;
     functions_loaded_at_ = now;
   }
   return functions_;
@@ -186,8 +185,7 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
       if (run.ok()) {
         // No limit of the function counts its calls in flight: the run may start here at
         // once (the store decides which runs qualify otherwise).
-        run->may_start_here = starter_.reserve && fn->concurrency_limit == 0 &&
-                              fn->key_concurrency_limit == 0 && fn->key_concurrency_limit2 == 0;
+        run->may_start_here = starter_.reserve && !fn->LimitsCalls();
         may_start_here += run->may_start_here ? 1 : 0;
         // An invocation (or a cron tick) of one function runs alone: its invoker waits for
         // the end of the run of its own event, which a batch would hold back or put second.

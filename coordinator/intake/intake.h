@@ -164,9 +164,8 @@ class Intake final : public executor::RunEvents {
   Starter starter_;
 
   std::mutex mu_;
-  std::shared_ptr<const FunctionSet> functions_;  // GUARDED_BY(mu_)
+  std::shared_ptr<const FunctionSet> functions_;  // GUARDED_BY(mu_); null until loaded
   TimePoint functions_loaded_at_{};               // GUARDED_BY(mu_)
-  bool functions_loaded_ = false;                 // GUARDED_BY(mu_)
   // Compiled wait `if` expressions by source (waits are registered per run; expressions
   // repeat).
   std::map<std::string, std::shared_ptr<const expr::Expression>> wait_exprs_;  // GUARDED_BY(mu_)

@@ -60,6 +60,11 @@ struct FunctionRecord {
   int key_concurrency_limit2 = 0;  // per second concurrency key of a run
   bool archived = false;
   int64_t updated_at_ms = 0;
+
+  // Whether any of the limits above counts its calls in flight.
+  bool LimitsCalls() const {
+    return concurrency_limit != 0 || key_concurrency_limit != 0 || key_concurrency_limit2 != 0;
+  }
 };
 
 struct AppRecord {

@@ -56,6 +56,8 @@ constexpr const char* kFunctionColumns =
     "f.id, f.app_id, f.name, f.config, f.archived, f.updated_at_ms, f.concurrency_limit, "
     "f.key_concurrency_limit, f.key_concurrency_limit2";
 constexpr int kFunctionColumnCount = 9;
+// The function set's generation (AppRegistry::FunctionGeneration).
+constexpr const char* kFunctionGeneration = "SELECT generation FROM function_generation";
 
 FunctionRecord ReadFunction(const Row& row, int offset = 0) {
   FunctionRecord f;
@@ -708,9 +710,7 @@ Result<std::vector<FunctionRecord>> SqlStore::ListFunctions() {
 }
 
 Result<int64_t> SqlStore::FunctionGeneration() {
-  return InTransaction([&](Tx& tx) -> Result<int64_t> {
-    return tx.Count("SELECT generation FROM function_generation");
-  });
+  return InTransaction([&](Tx& tx) -> Result<int64_t> { return tx.Count(kFunctionGeneration); });
 }
 
 Result<FunctionRecord> SqlStore::GetFunction(const std::string& id) {
@@ -733,7 +733,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     // callback, which may outlive this frame if a later statement fails.
     auto generation = std::make_shared<std::optional<int64_t>>();
     if (functions_generation) {
-      tx.QueryLater("SELECT generation FROM function_generation", {}, [generation](Rows rows) {
+      tx.QueryLater(kFunctionGeneration, {}, [generation](Rows rows) {
         if (!rows.empty()) *generation = rows[0].Int(0);
       });
     }
@@ -761,7 +761,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     }
     if (functions_generation) {
       // Read by now (results come in the order sent), unless no query went since.
-      if (!*generation) *generation = tx.Count("SELECT generation FROM function_generation");
+      if (!*generation) *generation = tx.Count(kFunctionGeneration);
       if (**generation != *functions_generation) {
         // The group rolls back what this wrote (a write's failure): nothing is stored.
         return Aborted("the functions changed since the events were matched against them");
