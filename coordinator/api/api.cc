@@ -18,7 +18,8 @@ Api::Api(ApiOptions options, ApiStores stores, const Clock& clock, intake::Intak
       clock_(clock),
       intake_(intake),
       metrics_(metrics),
-      calls_in_flight_(std::move(calls_in_flight)) {}
+      calls_in_flight_(std::move(calls_in_flight)),
+      queue_gauges_([this] { return stores_.queue.GetQueueStats(clock_.Now()); }) {}
 
 void Api::Register(http::Router& router) {
   auto guard = [this](const Request& r) { return CheckApiToken(r); };
@@ -90,12 +91,13 @@ Response Api::HandleReady(const Request&) {
 
 Response Api::HandleMetrics(const Request&) {
   std::optional<store::QueueStats> stats;
-  if (auto s = stores_.queue.GetQueueStats(clock_.Now()); s.ok()) {
+  if (auto s = queue_gauges_.Get(); s.ok()) {
     stats = *s;
   } else {
     spdlog::warn("metrics: cannot read queue gauges: {}", s.status().ToString());
   }
-  std::string out = metrics_.Render(stats, calls_in_flight_ ? calls_in_flight_() : 0);
+  std::string out = metrics_.Render(stats, calls_in_flight_ ? calls_in_flight_() : 0,
+                                    stores_.health.RoundTrips());
   Response r;
   r.status = 200;
   r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");

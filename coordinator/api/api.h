@@ -120,6 +120,7 @@ class Api {
   intake::Intake& intake_;
   metrics::Metrics& metrics_;
   std::function<int64_t()> calls_in_flight_;
+  metrics::QueueGauges queue_gauges_;
 };
 
 }  // namespace funcky::api

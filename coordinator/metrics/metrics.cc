@@ -1,5 +1,6 @@
 #include "coordinator/metrics/metrics.h"
 
+#include <algorithm>
 #include <mutex>
 #include <sstream>
 
@@ -138,7 +139,7 @@ struct Metrics::Impl {
           .Name("funcky_lane_duplicates_recorded")
           .Help("Events of sequence lanes whose number had a run already, all time")
           .Register(registry);
-  // This process's own count, read from the store at scrape time (PostgreSQL only).
+  // This process's own count, read from the database driver at scrape time (PostgreSQL only).
   prom::Family<prom::Counter>& db_round_trips =
       prom::BuildCounter()
           .Name("funcky_db_round_trips_total")
@@ -207,8 +208,8 @@ void Metrics::LaneHeadsTimedOut(int64_t n) {
 
 void Metrics::LeaseLost() { impl_->leases_lost.Add({}).Increment(); }
 
-std::string Metrics::Render(const std::optional<store::QueueStats>& stats,
-                            int64_t calls_in_flight) {
+std::string Metrics::Render(const std::optional<store::QueueStats>& stats, int64_t calls_in_flight,
+                            std::optional<int64_t> db_round_trips) {
   std::lock_guard lock(impl_->render_mu);
   impl_->in_flight.Add({}).Set(static_cast<double>(calls_in_flight));
   auto gauge = [](prom::Family<prom::Gauge>& family, bool known, double value) {
@@ -231,14 +232,39 @@ std::string Metrics::Render(const std::optional<store::QueueStats>& stats,
   gauge(impl_->lane_gaps, known, known ? static_cast<double>(stats->lane_gaps) : 0);
   gauge(impl_->lane_stale, known, known ? static_cast<double>(stats->lane_stale) : 0);
   gauge(impl_->lane_duplicates, known, known ? static_cast<double>(stats->lane_duplicates) : 0);
-  if (known && stats->db_round_trips && *stats->db_round_trips > impl_->db_round_trips_seen) {
+  if (db_round_trips && *db_round_trips > impl_->db_round_trips_seen) {
     impl_->db_round_trips.Add({}).Increment(
-        static_cast<double>(*stats->db_round_trips - impl_->db_round_trips_seen));
-    impl_->db_round_trips_seen = *stats->db_round_trips;
+        static_cast<double>(*db_round_trips - impl_->db_round_trips_seen));
+    impl_->db_round_trips_seen = *db_round_trips;
   }
   std::ostringstream out;
   prom::TextSerializer().Serialize(out, impl_->registry.Collect());
   return out.str();
+}
+
+QueueGauges::QueueGauges(Read read, Now now) : read_(std::move(read)), now_(std::move(now)) {}
+
+Result<store::QueueStats> QueueGauges::Get() {
+  std::lock_guard lock(mu_);
+  const auto start = now_();
+  if (last_ && start < reuse_until_) {
+    store::QueueStats out = *last_;
+    // Whatever was oldest at the read has waited the time since, if it still waits.
+    const int64_t since =
+        std::chrono::duration_cast<std::chrono::milliseconds>(start - read_at_).count();
+    if (out.due > 0) out.oldest_due_age_ms += since;
+    if (out.lanes_blocked > 0) out.longest_blocked_ms += since;
+    if (out.lanes_waiting_for_gap > 0) out.longest_gap_wait_ms += since;
+    return out;
+  }
+  Result<store::QueueStats> read = read_();
+  if (!read.ok()) return read;
+  const auto end = now_();
+  last_ = *read;
+  read_at_ = end;
+  reuse_until_ =
+      end + std::min<std::chrono::steady_clock::duration>((end - start) * kReuseFactor, kMaxReuse);
+  return read;
 }
 
 }  // namespace funcky::metrics

@@ -477,9 +477,6 @@ struct QueueStats {
   int64_t lane_gaps = 0;              // gaps recorded (ever; lanes' counters)
   int64_t lane_stale = 0;             // stale numbers recorded
   int64_t lane_duplicates = 0;        // duplicate numbers recorded
-  // How often this process has waited for the database's answer (sql::Database::RoundTrips);
-  // none for SQLite.
-  std::optional<int64_t> db_round_trips;
 };
 
 // The moves of a Transition (at namespace scope, so each is a complete type where the
@@ -767,6 +764,9 @@ class Health {
   virtual ~Health() = default;
   // Cheap round trip to the database, for /readyz.
   virtual Status Ping() = 0;
+  // How often this process has waited for the database's answer (sql::Database::RoundTrips);
+  // none for SQLite.
+  virtual std::optional<int64_t> RoundTrips() const = 0;
 };
 
 class Store : public AppRegistry,

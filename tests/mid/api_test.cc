@@ -217,7 +217,7 @@ TEST_F(ApiThroughRouter, ACheckpointRecordsTheStepsOfALeasedCallAndRefusesAStale
   EXPECT_EQ(recorded(), 1u);
 
   // Each answer is counted by its outcome, and the recorded step's duration like a call's.
-  const std::string metrics = metrics_.Render(std::nullopt, 0);
+  const std::string metrics = metrics_.Render(std::nullopt, 0, std::nullopt);
   for (const char* line : {"funcky_checkpoints_total{outcome=\"recorded\"} 1",
                            "funcky_checkpoints_total{outcome=\"stale\"} 1",
                            "funcky_checkpoints_total{outcome=\"invalid\"} 8",

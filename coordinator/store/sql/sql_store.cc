@@ -634,6 +634,8 @@ auto SqlStore::InGroupResult(std::string order, Piece piece, bool alone, Fn&& fn
 
 Status SqlStore::Migrate() { return db_->Migrate(); }
 
+std::optional<int64_t> SqlStore::RoundTrips() const { return db_->RoundTrips(); }
+
 Status SqlStore::Ping() {
   return InTransaction([&](Tx& tx) -> Status {
     tx.Query("SELECT 1");
@@ -1652,7 +1654,6 @@ Result<QueueStats> SqlStore::GetQueueStats(TimePoint now) {
     out.lane_gaps = g[0].Int(2);
     out.lane_stale = g[0].Int(3);
     out.lane_duplicates = g[0].Int(4);
-    out.db_round_trips = db_->RoundTrips();
     return out;
   });
 }

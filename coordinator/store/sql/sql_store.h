@@ -22,6 +22,7 @@ class SqlStore final : public Store {
 
   Status Migrate() override;
   Status Ping() override;
+  std::optional<int64_t> RoundTrips() const override;
 
   Result<SyncResult> SyncApp(const AppSync& sync) override;
   Result<std::vector<AppRecord>> ListApps() override;
