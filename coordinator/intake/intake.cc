@@ -631,11 +631,22 @@ void Intake::AnnounceLaneGaps() {
 }
 
 void Intake::Sweep(bool all) {
-  SweepLookbacks(all);
-  AnnounceLaneGaps();
-  SweepTimeouts();
-  const int64_t before = all ? 0 : UnixMillis(clock_.Now() - kSweepAge);
-  auto pending = store_.PendingRunEnds(before, kSweepBatch);
+  const TimePoint now = clock_.Now();
+  // Waits and ends older than the sweep age: younger ones are being looked back at and
+  // announced by the coordinator that made them.
+  const int64_t before = UnixMillis(all ? now : now - kSweepAge);
+  const int64_t ends_before = all ? 0 : before;
+  // One read says which sweeps have work: an idle coordinator's sweep is one transaction.
+  auto due = store_.DueSweeps(before, ends_before, now);
+  if (!due.ok()) {
+    spdlog::warn("reading what the sweeps have to do failed: {}", due.status().ToString());
+    return;
+  }
+  if (due->lookbacks) SweepLookbacks(before);
+  if (due->lane_gaps) AnnounceLaneGaps();
+  if (due->timeouts) SweepTimeouts();
+  if (!due->run_ends) return;
+  auto pending = store_.PendingRunEnds(ends_before, kSweepBatch);
   if (!pending.ok()) {
     spdlog::warn("reading run ends to announce failed: {}", pending.status().ToString());
     return;
@@ -669,9 +680,7 @@ void Intake::SweepTimeouts() {
   if (!cancelled->empty() && on_new_work_) on_new_work_();  // lanes may have moved on
 }
 
-void Intake::SweepLookbacks(bool all) {
-  const int64_t before =
-      UnixMillis(clock_.Now() - (all ? std::chrono::milliseconds(0) : kSweepAge));
+void Intake::SweepLookbacks(int64_t before) {
   auto pending = store_.PendingLookbacks(before, kSweepBatch);
   if (!pending.ok()) {
     spdlog::warn("reading waits whose look-back is pending failed: {}",

@@ -142,9 +142,11 @@ class Intake final : public executor::RunEvents {
   // outbox for the sweep.
   void Announce(std::vector<PendingEnd> ends);
   // Announces the recorded ends older than the sweep age (any age when `all`), does the
-  // pending look-backs of waits as old, and cancels runs past their timeouts.
+  // pending look-backs of waits as old, announces lane gaps and cancels runs past their
+  // timeouts: each only when the store says it has something to do (DueSweeps).
   void Sweep(bool all);
-  void SweepLookbacks(bool all);
+  // Does the pending look-backs of waits created before `before` (Unix ms).
+  void SweepLookbacks(int64_t before);
   // Stores a funcky/lane.gap event for each gap a sequence lane recorded, then marks them
   // announced (the gap outbox).
   void AnnounceLaneGaps();

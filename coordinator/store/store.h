@@ -716,6 +716,15 @@ struct ActiveRun {
   int64_t created_at_ms = 0;
 };
 
+// Which of intake's background sweeps have something to do (RunControl::DueSweeps).
+struct SweepsDue {
+  bool lookbacks = false;  // PendingLookbacks(lookbacks_before_ms, …) has waits
+  bool lane_gaps = false;  // PendingLaneGaps has gaps
+  bool timeouts = false;   // CancelTimedOutRuns has runs past a deadline, or ended runs'
+                           // deadlines to forget
+  bool run_ends = false;   // PendingRunEnds(ends_before_ms, …) has runs
+};
+
 // Operator and cancel_on actions on runs.
 class RunControl {
  public:
@@ -743,6 +752,11 @@ class RunControl {
   virtual Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) = 0;
   // The ends of `run_ids` were announced: forget them. Unknown ids are ignored.
   virtual Status AckRunEnds(const std::vector<std::string>& run_ids) = 0;
+
+  // Whether each of the sweeps above has something to do at `now`, in one statement: an idle
+  // coordinator's sweep is one short transaction rather than one for each kind.
+  virtual Result<SweepsDue> DueSweeps(int64_t lookbacks_before_ms, int64_t ends_before_ms,
+                                      TimePoint now) = 0;
 };
 
 // Deletion of old history (--retain). Idempotent: several coordinators may run it at once.

@@ -262,6 +262,13 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     return store_->Apply(item, t, clock_.Now());
   }
 
+  // DueSweeps at the fixture's clock.
+  SweepsDue Due(int64_t lookbacks_before_ms, int64_t ends_before_ms = 0) {
+    auto due = store_->DueSweeps(lookbacks_before_ms, ends_before_ms, clock_.Now());
+    EXPECT_THAT(due, IsOk());
+    return due.ok() ? *due : SweepsDue{};
+  }
+
   Status Retry(const QueueItem& item, std::chrono::milliseconds after) {
     Transition t;
     t.move = Transition::Retry{clock_.Now() + after};
@@ -1784,6 +1791,8 @@ TEST_P(StoreConformance, AWaitIsStoredWithItsLookBackPendingUntilDone) {
   // Both are pending (a wait without a look-back still looks back at its own registration),
   // oldest first, and only those registered before the bound.
   EXPECT_TRUE(store_->PendingLookbacks(UnixMillis(clock_.Now()), 10)->empty());
+  EXPECT_FALSE(Due(UnixMillis(clock_.Now())).lookbacks);
+  EXPECT_TRUE(Due(UnixMillis(clock_.Now()) + 1).lookbacks);
   auto pending = store_->PendingLookbacks(UnixMillis(clock_.Now()) + 1, 10);
   ASSERT_THAT(pending, IsOk());
   ASSERT_EQ(pending->size(), 2u);
@@ -1796,6 +1805,7 @@ TEST_P(StoreConformance, AWaitIsStoredWithItsLookBackPendingUntilDone) {
   EXPECT_TRUE(*store_->ResolveWait(other, "hw", Json{{"ok", true}}, clock_.Now()));
   EXPECT_TRUE(store_->PendingLookbacks(UnixMillis(clock_.Now()) + 1, 10)->empty());
   EXPECT_THAT(store_->LookbackDone(other, "hw"), IsOk());
+  EXPECT_FALSE(Due(UnixMillis(clock_.Now()) + 1).lookbacks);
 }
 
 TEST_P(StoreConformance, AWaitMatchedWhileItsTimeoutIsClaimedTakesTheLease) {
@@ -1900,8 +1910,10 @@ TEST_P(StoreConformance, AMissingNumberIsWaitedForThenRecordedAsAGap) {
   // The gap outbox: pending until acknowledged.
   auto pending = store_->PendingLaneGaps(10);
   ASSERT_EQ(pending->size(), 1u);
+  EXPECT_TRUE(Due(UnixMillis(clock_.Now())).lane_gaps);
   ASSERT_THAT(store_->AckLaneGaps({(*pending)[0].id}), IsOk());
   EXPECT_TRUE(store_->PendingLaneGaps(10)->empty());
+  EXPECT_FALSE(Due(UnixMillis(clock_.Now())).lane_gaps);
   auto stats = store_->GetQueueStats(clock_.Now());
   EXPECT_EQ(stats->lane_gaps, 1);
   EXPECT_EQ(stats->lanes_waiting_for_gap, 0);
@@ -2580,6 +2592,39 @@ TEST_P(StoreConformance, AdmissionGatesAndTimeoutsNeverReorderALane) {
   EXPECT_EQ(started, (std::vector<std::string>{r1, r3, r5}));
   EXPECT_TRUE(Claim().empty());
   EXPECT_EQ(RunStatus(r4), kCancelled);
+}
+
+// DueSweeps says a sweep has work whenever the sweep's own read would find some (the look-back
+// and gap cases are in their tests above): an idle coordinator asks it alone.
+TEST_P(StoreConformance, DueSweepsSaysWhenTimeoutsAndRunEndsHaveWork) {
+  const int64_t t0 = UnixMillis(clock_.Now());
+  const SweepsDue idle = Due(t0 + 1);
+  EXPECT_FALSE(idle.lookbacks || idle.lane_gaps || idle.timeouts || idle.run_ends);
+
+  NewEvent ne = Event("test/deadline");
+  NewRun run{NewUlid(t0), "app-plain"};
+  run.timeouts = RunTimeouts{std::nullopt, 5s};  // finish within 5 s of its start
+  ne.runs.push_back(run);
+  ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  clock_.Advance(4999ms);
+  EXPECT_FALSE(Due(t0).timeouts);
+  clock_.Advance(1ms);
+  EXPECT_TRUE(Due(t0).timeouts) << "past its finish deadline";
+
+  // It ends in time after all (no sweep ran): its end is pending, and its deadlines are to be
+  // forgotten, which the timeouts sweep does.
+  ASSERT_THAT(End(items[0]), IsOk());
+  const int64_t ended = UnixMillis(clock_.Now());
+  EXPECT_TRUE(Due(t0).timeouts);
+  EXPECT_TRUE(Due(t0, 0).run_ends);
+  EXPECT_FALSE(Due(t0, ended).run_ends) << "ended at the bound, not before";
+  EXPECT_TRUE(Due(t0, ended + 1).run_ends);
+  EXPECT_EQ(*store_->CancelTimedOutRuns(clock_.Now(), 10), Runs{});
+  EXPECT_FALSE(Due(t0).timeouts);
+  ASSERT_THAT(store_->AckRunEnds({run.run_id}), IsOk());
+  EXPECT_FALSE(Due(t0, 0).run_ends);
 }
 
 TEST_P(StoreConformance, TimeoutsCancelARunNotStartedOrNotFinishedInTime) {

@@ -266,14 +266,16 @@ constexpr const char* kPastDeadline =
     "((r.started_at_ms IS NULL AND t.start_deadline_ms <= $1) OR "
     "(r.started_at_ms IS NOT NULL AND r.started_at_ms + t.finish_timeout_ms <= $1))";
 
+// Runs whose deadlines are no longer needed.
+constexpr const char* kEnded = "r.status IN ('completed', 'failed', 'cancelled')";
+
 }  // namespace
 
 std::vector<std::string> DueTimeouts(Tx& tx, int64_t now_ms, int limit) {
-  tx.Send(
-      "DELETE FROM run_timeouts WHERE run_id IN (SELECT t.run_id FROM run_timeouts t "
-      "JOIN runs r ON r.id = t.run_id WHERE r.status IN ('completed', 'failed', 'cancelled') "
-      "LIMIT 1000 {FOR UPDATE OF t SKIP LOCKED})",
-      {});
+  tx.Send(std::string("DELETE FROM run_timeouts WHERE run_id IN (SELECT t.run_id FROM "
+                      "run_timeouts t JOIN runs r ON r.id = t.run_id WHERE ") +
+              kEnded + " LIMIT 1000 {FOR UPDATE OF t SKIP LOCKED})",
+          {});
   std::vector<std::string> out;
   for (Row row : tx.Query(std::string("SELECT t.run_id FROM run_timeouts t JOIN runs r ON "
                                       "r.id = t.run_id WHERE ") +
@@ -282,6 +284,11 @@ std::vector<std::string> DueTimeouts(Tx& tx, int64_t now_ms, int limit) {
     out.push_back(row.Text(0));
   }
   return out;
+}
+
+std::string AnyTimeoutsDue() {
+  return std::string("EXISTS (SELECT 1 FROM run_timeouts t JOIN runs r ON r.id = t.run_id WHERE ") +
+         kEnded + " OR (" + kPastDeadline + "))";
 }
 
 Result<bool> CancelIfTimedOut(Tx& tx, const std::string& run_id, int64_t now_ms) {

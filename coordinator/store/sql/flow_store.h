@@ -63,6 +63,9 @@ void RecordTimeouts(sql::Tx& tx, const NewRun& run, int64_t now_ms);
 
 // Up to `limit` runs past a deadline at `now_ms`, and forgets the deadlines of ended runs.
 std::vector<std::string> DueTimeouts(sql::Tx& tx, int64_t now_ms, int limit);
+// An EXISTS that is true when DueTimeouts at $1 (now, in ms) has something to do: a run past a
+// deadline, or an ended run's deadlines to forget.
+std::string AnyTimeoutsDue();
 
 // Cancels run `run_id` (CancelRunInTx) if, locked, it is still past a deadline at `now_ms`.
 Result<bool> CancelIfTimedOut(sql::Tx& tx, const std::string& run_id, int64_t now_ms);

@@ -1658,6 +1658,24 @@ Result<QueueStats> SqlStore::GetQueueStats(TimePoint now) {
   });
 }
 
+Result<SweepsDue> SqlStore::DueSweeps(int64_t lookbacks_before_ms, int64_t ends_before_ms,
+                                      TimePoint now) {
+  // Each condition is the one of the sweep's own read (PendingLookbacks, PendingLaneGaps,
+  // DueTimeouts, PendingRunEnds), or wider: a sweep asked for nothing finds nothing.
+  const std::string sql =
+      "SELECT EXISTS (SELECT 1 FROM waits WHERE lookback_from_ms IS NOT NULL AND "
+      "created_at_ms < $2), EXISTS (SELECT 1 FROM lane_gaps WHERE NOT announced), " +
+      AnyTimeoutsDue() +
+      ", EXISTS (SELECT 1 FROM run_ends WHERE $3::bigint = 0 OR ended_at_ms < $3::bigint)";
+  return InTransaction([&](Tx& tx) -> Result<SweepsDue> {
+    Rows rows = tx.Query(sql, {UnixMillis(now), lookbacks_before_ms, ends_before_ms});
+    return SweepsDue{.lookbacks = rows[0].Bool(0),
+                     .lane_gaps = rows[0].Bool(1),
+                     .timeouts = rows[0].Bool(2),
+                     .run_ends = rows[0].Bool(3)};
+  });
+}
+
 Result<std::vector<std::string>> SqlStore::PendingRunEnds(int64_t ended_before_ms, int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<std::string>> {
     std::vector<std::string> out;

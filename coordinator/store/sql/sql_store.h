@@ -84,6 +84,8 @@ class SqlStore final : public Store {
   Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int limit) override;
   Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) override;
   Status AckRunEnds(const std::vector<std::string>& run_ids) override;
+  Result<SweepsDue> DueSweeps(int64_t lookbacks_before_ms, int64_t ends_before_ms,
+                              TimePoint now) override;
 
   Result<int64_t> DeleteExpired(TimePoint horizon, int batch) override;
 
