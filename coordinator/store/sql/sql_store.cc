@@ -1770,12 +1770,23 @@ Result<std::string> SqlStore::RetryLaneHead(const std::string& function_id, cons
 
 Result<std::vector<std::string>> SqlStore::ExpireLaneHeads(TimePoint now) {
   const int64_t now_ms = UnixMillis(now);
-  ASSIGN_OR_RETURN(auto due, InTransaction([&](Tx& tx) -> Result<Rows> {
-                     return tx.Query(
-                         "SELECT function_id, key, head_timeout_ms FROM lanes "
-                         "WHERE head_deadline_ms <= $1 ORDER BY head_deadline_ms LIMIT 100",
-                         {now_ms});
-                   }));
+  // Heads past their head_timeout, and the gap timers: sequence lanes with no head whose
+  // missing number has been waited for long enough give up on it. Read together, one round
+  // trip (what an idle coordinator does each second); a head failed below starts no gap
+  // timer that is due at once (gap timeouts are 1 s at least).
+  Rows due, gaps;
+  RETURN_IF_ERROR(InTransaction([&](Tx& tx) -> Status {
+    tx.QueryLater(
+        "SELECT function_id, key, head_timeout_ms FROM lanes "
+        "WHERE head_deadline_ms <= $1 ORDER BY head_deadline_ms LIMIT 100",
+        {now_ms}, [&](Rows rows) { due = std::move(rows); });
+    gaps = tx.Query(
+        "SELECT function_id, key FROM lanes WHERE gap_since_ms IS NOT NULL "
+        "AND head_run_id IS NULL AND gap_since_ms + seq_gap_timeout_ms <= $1 "
+        "ORDER BY gap_since_ms LIMIT 100",
+        {now_ms});
+    return Status::Ok();
+  }));
   // One transaction a lane: a head that changed meanwhile is skipped, not the whole pass.
   std::vector<std::string> failed;
   for (Row row : due) {
@@ -1793,15 +1804,6 @@ Result<std::vector<std::string>> SqlStore::ExpireLaneHeads(TimePoint now) {
       return r.status();
     }
   }
-  // The gap timers: sequence lanes with no head whose missing number has been waited for
-  // long enough give up on it.
-  ASSIGN_OR_RETURN(auto gaps, InTransaction([&](Tx& tx) -> Result<Rows> {
-                     return tx.Query(
-                         "SELECT function_id, key FROM lanes WHERE gap_since_ms IS NOT NULL "
-                         "AND head_run_id IS NULL AND gap_since_ms + seq_gap_timeout_ms <= $1 "
-                         "ORDER BY gap_since_ms LIMIT 100",
-                         {now_ms});
-                   }));
   for (Row row : gaps) {
     const std::string function_id = row.Text(0), key = row.Text(1);
     RETURN_IF_ERROR(InTransaction([&](Tx& tx) -> Status {
