@@ -2613,7 +2613,7 @@ TEST_P(StoreConformance, DueSweepsSaysWhenTimeoutsAndRunEndsHaveWork) {
   clock_.Advance(1ms);
   EXPECT_TRUE(Due(t0).timeouts) << "past its finish deadline";
 
-  // It ends in time after all (no sweep ran): its end is pending, and its deadlines are to be
+  // It completes before a sweep got to it: its end is pending, and its deadlines are to be
   // forgotten, which the timeouts sweep does.
   ASSERT_THAT(End(items[0]), IsOk());
   const int64_t ended = UnixMillis(clock_.Now());
