@@ -16,6 +16,8 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/offload.h"
+
 namespace funcky {
 
 namespace asio = boost::asio;
@@ -142,12 +144,10 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       const bool keep_alive = req.keep_alive();
 
       // Run the handler on the blocking pool and come back to this connection's executor.
-      std::optional<ServerResponse> out = co_await asio::co_spawn(
-          pool,
-          [this, &request]() -> asio::awaitable<std::optional<ServerResponse>> {
-            co_return handler(std::move(request));
-          },
-          asio::use_awaitable);
+      std::optional<ServerResponse> out =
+          co_await Offload(pool, [this, &request]() -> std::optional<ServerResponse> {
+            return handler(std::move(request));
+          });
 
       bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(out->status), 11};
       res.set(bhttp::field::server, options.server_name);

@@ -17,6 +17,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/offload.h"
 #include "common/step_id.h"
 #include "coordinator/executor/transition.h"
 #include "coordinator/logging/log.h"
@@ -151,13 +152,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
 
   // Runs `fn` on the blocking pool and resumes on the io_context.
   template <typename Fn>
-  asio::awaitable<std::invoke_result_t<Fn>> Offload(Fn fn) {
-    co_return co_await asio::co_spawn(
-        blocking,
-        [fn = std::move(fn)]() mutable -> asio::awaitable<std::invoke_result_t<Fn>> {
-          co_return fn();
-        },
-        asio::use_awaitable);
+  asio::awaitable<std::invoke_result_t<Fn&>> Offload(Fn fn) {
+    co_return co_await funcky::Offload(blocking, std::move(fn));
   }
 
   // Takes up to `want` of the free call slots (of max_in_flight); returns how many.
