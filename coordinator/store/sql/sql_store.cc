@@ -1233,8 +1233,10 @@ void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord
 // can, the check travels with the run's statement in one round trip: the item is given a new
 // lease token (a kept call's, or one the item is then deleted by), and the run's statement
 // does nothing unless the item holds that token (`gated`), so a lost lease writes nothing
-// there either. A retry, and a kept discovery call that waits for the run's other calls
-// (next_only_if_idle), check it on its own first.
+// there either. A kept discovery call that waits for the run's other calls
+// (next_only_if_idle) is tried that way too: when the run has another call, nothing of it
+// applied, and the item is then handled as a call that keeps nothing (a second round trip).
+// A retry checks the lease on its own first.
 Result<Applied> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64_t now_ms,
                           std::optional<std::chrono::milliseconds> keep, const std::string& token,
                           std::optional<int64_t>* kept_steps) {
@@ -1266,31 +1268,29 @@ Result<Applied> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, in
   // The gated lease's result, set as it is read (shared with the callback, which may outlive
   // this frame if a later statement fails).
   auto leased = std::make_shared<bool>(false);
-  if (only_if_idle) {
-    keep_params.push_back(item.run_id);
-    owned = tx.Exec(keep_update(" AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.run_id = $7 "
-                                "AND o.id <> $1)"),
-                    keep_params) == 1;
-    if (owned) kept_item = QueueItem{item.id, item.run_id, next->next[0].step_id, 0, token};
-  }
-  if (!owned) {
-    auto mine = [leased](sql::Rows rows) { *leased = !rows.empty(); };
-    if (keep_next && !only_if_idle) {
-      tx.QueryLater(keep_update(" RETURNING id"), keep_params, mine);
-      kept_item = QueueItem{item.id, item.run_id, next->next[0].step_id, 0, token};
-      gated = true;
-    } else if (t.retry()) {
-      owned = tx.Exec(
-                  "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, "
-                  "lease_token = NULL, priority_ms = 0 WHERE id = $1 AND lease_token = $2",
-                  {item.id, item.lease_token, UnixMillis(t.retry()->at)}) == 1;
-    } else {
-      // Deleted once the run's statement has seen the token.
-      tx.QueryLater(
-          "UPDATE queue SET lease_token = $3 WHERE id = $1 AND lease_token = $2 RETURNING id",
-          {item.id, item.lease_token, token}, mine);
-      gated = true;
-    }
+  auto mine = [leased](sql::Rows rows) { *leased = !rows.empty(); };
+  // The item takes the new token, to be deleted by it once the run's statement has seen it.
+  auto take_token = [&] {
+    tx.QueryLater(
+        "UPDATE queue SET lease_token = $3 WHERE id = $1 AND lease_token = $2 RETURNING id",
+        {item.id, item.lease_token, token}, mine);
+    gated = true;
+  };
+  if (keep_next) {
+    if (only_if_idle) keep_params.push_back(item.run_id);
+    tx.QueryLater(keep_update(only_if_idle ? " AND NOT EXISTS (SELECT 1 FROM queue o WHERE "
+                                             "o.run_id = $7 AND o.id <> $1) RETURNING id"
+                                           : " RETURNING id"),
+                  keep_params, mine);
+    kept_item = QueueItem{item.id, item.run_id, next->next[0].step_id, 0, token};
+    gated = true;
+  } else if (t.retry()) {
+    owned = tx.Exec(
+                "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, "
+                "lease_token = NULL, priority_ms = 0 WHERE id = $1 AND lease_token = $2",
+                {item.id, item.lease_token, UnixMillis(t.retry()->at)}) == 1;
+  } else {
+    take_token();
   }
   auto lost = [&] { return Aborted("lease on queue item " + std::to_string(item.id) + " lost"); };
   // Its only kAborted, where nothing was written (Piece::kApply): here, or after a run
@@ -1312,52 +1312,65 @@ Result<Applied> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, in
   };
   constexpr const char* kReturning =
       " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel";
-  Rows run;
-  if (end) {
-    // The end's events go with it, unless a run waits for an event of their names: intake
-    // resumes that wait as it announces them (the run-end outbox, which the runs_end trigger
-    // fills unless end_events_stored); or unless a sync changed the functions since intake
-    // found that none acts on them.
-    std::vector<std::string> names;
-    for (const EventRecord& e : end->events) names.push_back(e.name);
-    run = run_statement(
-        std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
-                    "error = $4::jsonb, ended_at_ms = $5, "
-                    "req_version = COALESCE($6, req_version), "
-                    "end_events_stored = ($7 AND NOT EXISTS (SELECT 1 FROM "
-                    "waits WHERE event_name IN @list($8)) AND EXISTS (SELECT 1 "
-                    "FROM function_generation WHERE generation = "
-                    "COALESCE($9, generation)))") +
-            kLiveRun,
-        {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error), now_ms,
-         t.req_version, !end->events.empty(), ListValue(names), end->functions_generation},
-        " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel, "
-        "end_events_stored");
-  } else if (park) {
-    run = run_statement(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
+  auto run_of_transition = [&]() -> Rows {
+    Rows run;
+    if (end) {
+      // The end's events go with it, unless a run waits for an event of their names: intake
+      // resumes that wait as it announces them (the run-end outbox, which the runs_end trigger
+      // fills unless end_events_stored); or unless a sync changed the functions since intake
+      // found that none acts on them.
+      std::vector<std::string> names;
+      for (const EventRecord& e : end->events) names.push_back(e.name);
+      run = run_statement(
+          std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
+                      "error = $4::jsonb, ended_at_ms = $5, "
+                      "req_version = COALESCE($6, req_version), "
+                      "end_events_stored = ($7 AND NOT EXISTS (SELECT 1 FROM "
+                      "waits WHERE event_name IN @list($8)) AND EXISTS (SELECT 1 "
+                      "FROM function_generation WHERE generation = "
+                      "COALESCE($9, generation)))") +
+              kLiveRun,
+          {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error), now_ms,
+           t.req_version, !end->events.empty(), ListValue(names), end->functions_generation},
+          " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel, "
+          "end_events_stored");
+    } else if (park) {
+      run =
+          run_statement(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
                                     "req_version = COALESCE($4, req_version)") +
                             kLiveRun,
                         {item.run_id, kBlocked, JsonValue(park->error), t.req_version}, kReturning);
-  } else if (!t.req_version &&
-             (!next || (!next->run_status && next->waits.empty() && next->next.size() <= 1))) {
-    // Nothing of the row changes (a step, a retry): locked as the update would, without
-    // writing a new version of it and of its index entries.
-    run = run_statement(std::string("SELECT function_id, lane_key, lane_seq, had_waits, "
-                                    "had_parallel FROM runs") +
-                            kLiveRun,
-                        {item.run_id}, " {FOR NO KEY UPDATE}");
-  } else {
-    run = run_statement(std::string("UPDATE runs SET status = COALESCE($2, status), "
-                                    "req_version = COALESCE($3, req_version), "
-                                    "had_waits = (had_waits OR $4), "
-                                    "had_parallel = (had_parallel OR $5)") +
-                            kLiveRun,
-                        {item.run_id, next ? next->run_status : std::nullopt, t.req_version,
-                         next && !next->waits.empty(), next && next->next.size() > 1},
-                        kReturning);
-  }
+    } else if (!t.req_version &&
+               (!next || (!next->run_status && next->waits.empty() && next->next.size() <= 1))) {
+      // Nothing of the row changes (a step, a retry): locked as the update would, without
+      // writing a new version of it and of its index entries.
+      run = run_statement(std::string("SELECT function_id, lane_key, lane_seq, had_waits, "
+                                      "had_parallel FROM runs") +
+                              kLiveRun,
+                          {item.run_id}, " {FOR NO KEY UPDATE}");
+    } else {
+      run = run_statement(std::string("UPDATE runs SET status = COALESCE($2, status), "
+                                      "req_version = COALESCE($3, req_version), "
+                                      "had_waits = (had_waits OR $4), "
+                                      "had_parallel = (had_parallel OR $5)") +
+                              kLiveRun,
+                          {item.run_id, next ? next->run_status : std::nullopt, t.req_version,
+                           next && !next->waits.empty(), next && next->next.size() > 1},
+                          kReturning);
+    }
+    return run;
+  };
+  Rows run = run_of_transition();
   // The lease's result was read before the run's (results come in the order sent).
   if (gated) owned = *leased;
+  if (!owned && only_if_idle) {
+    // The run has another call (or the lease is gone): nothing was written, the run's
+    // statement matched nothing. The call keeps nothing; its next call waits for the others.
+    kept_item.reset();
+    take_token();
+    run = run_of_transition();
+    owned = *leased;
+  }
   if (!owned) return lost();
   if (gated && !kept_item) {
     tx.Send("DELETE FROM queue WHERE id = $1 AND lease_token = $2", {item.id, token});
