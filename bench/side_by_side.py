@@ -116,18 +116,22 @@ def percentiles(samples_ms):
     return {"n": len(s), "p50": at(50), "p99": at(99), "max": s[-1]}
 
 
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name, from the state on (field 3)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid):
     """User + system CPU time of process `pid` so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def minor_faults(pid):
     """Page faults of process `pid` so far that read nothing from disk (minflt): memory the
     process touched for the first time, or again after giving it back to the OS."""
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[7])
+    return int(proc_stat(pid)[7])
 
 
 def rss_mb(pid, field="VmHWM"):

@@ -1313,7 +1313,6 @@ Result<Applied> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, in
   constexpr const char* kReturning =
       " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel";
   auto run_of_transition = [&]() -> Rows {
-    Rows run;
     if (end) {
       // The end's events go with it, unless a run waits for an event of their names: intake
       // resumes that wait as it announces them (the run-end outbox, which the runs_end trigger
@@ -1321,7 +1320,7 @@ Result<Applied> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, in
       // found that none acts on them.
       std::vector<std::string> names;
       for (const EventRecord& e : end->events) names.push_back(e.name);
-      run = run_statement(
+      return run_statement(
           std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
                       "error = $4::jsonb, ended_at_ms = $5, "
                       "req_version = COALESCE($6, req_version), "
@@ -1335,30 +1334,29 @@ Result<Applied> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, in
           " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel, "
           "end_events_stored");
     } else if (park) {
-      run =
-          run_statement(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
-                                    "req_version = COALESCE($4, req_version)") +
-                            kLiveRun,
-                        {item.run_id, kBlocked, JsonValue(park->error), t.req_version}, kReturning);
+      return run_statement(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
+                                       "req_version = COALESCE($4, req_version)") +
+                               kLiveRun,
+                           {item.run_id, kBlocked, JsonValue(park->error), t.req_version},
+                           kReturning);
     } else if (!t.req_version &&
                (!next || (!next->run_status && next->waits.empty() && next->next.size() <= 1))) {
       // Nothing of the row changes (a step, a retry): locked as the update would, without
       // writing a new version of it and of its index entries.
-      run = run_statement(std::string("SELECT function_id, lane_key, lane_seq, had_waits, "
-                                      "had_parallel FROM runs") +
-                              kLiveRun,
-                          {item.run_id}, " {FOR NO KEY UPDATE}");
+      return run_statement(std::string("SELECT function_id, lane_key, lane_seq, had_waits, "
+                                       "had_parallel FROM runs") +
+                               kLiveRun,
+                           {item.run_id}, " {FOR NO KEY UPDATE}");
     } else {
-      run = run_statement(std::string("UPDATE runs SET status = COALESCE($2, status), "
-                                      "req_version = COALESCE($3, req_version), "
-                                      "had_waits = (had_waits OR $4), "
-                                      "had_parallel = (had_parallel OR $5)") +
-                              kLiveRun,
-                          {item.run_id, next ? next->run_status : std::nullopt, t.req_version,
-                           next && !next->waits.empty(), next && next->next.size() > 1},
-                          kReturning);
+      return run_statement(std::string("UPDATE runs SET status = COALESCE($2, status), "
+                                       "req_version = COALESCE($3, req_version), "
+                                       "had_waits = (had_waits OR $4), "
+                                       "had_parallel = (had_parallel OR $5)") +
+                               kLiveRun,
+                           {item.run_id, next ? next->run_status : std::nullopt, t.req_version,
+                            next && !next->waits.empty(), next && next->next.size() > 1},
+                           kReturning);
     }
-    return run;
   };
   Rows run = run_of_transition();
   // The lease's result was read before the run's (results come in the order sent).
@@ -1671,15 +1669,30 @@ Result<QueueStats> SqlStore::GetQueueStats(TimePoint now) {
   });
 }
 
+namespace {
+
+// The conditions of two sweeps' reads, which DueSweeps asks about too; `p` is the number of
+// the parameter that holds the bound (Unix ms).
+// Waits `w` whose look-back is pending, created before $p (PendingLookbacks).
+std::string LookbackPendingBefore(int p) {
+  return "w.lookback_from_ms IS NOT NULL AND w.created_at_ms < $" + std::to_string(p);
+}
+// Run ends recorded before $p, or all of them when it is 0 (PendingRunEnds).
+std::string RunEndedBefore(int p) {
+  const std::string bound = "$" + std::to_string(p) + "::bigint";
+  return "(" + bound + " = 0 OR ended_at_ms < " + bound + ")";
+}
+
+}  // namespace
+
 Result<SweepsDue> SqlStore::DueSweeps(int64_t lookbacks_before_ms, int64_t ends_before_ms,
                                       TimePoint now) {
   // Each condition is the one of the sweep's own read (PendingLookbacks, PendingLaneGaps,
   // DueTimeouts, PendingRunEnds), or wider: a sweep asked for nothing finds nothing.
-  const std::string sql =
-      "SELECT EXISTS (SELECT 1 FROM waits WHERE lookback_from_ms IS NOT NULL AND "
-      "created_at_ms < $2), EXISTS (SELECT 1 FROM lane_gaps WHERE NOT announced), " +
-      AnyTimeoutsDue() +
-      ", EXISTS (SELECT 1 FROM run_ends WHERE $3::bigint = 0 OR ended_at_ms < $3::bigint)";
+  const std::string sql = "SELECT EXISTS (SELECT 1 FROM waits w WHERE " + LookbackPendingBefore(2) +
+                          "), EXISTS (SELECT 1 FROM lane_gaps WHERE NOT announced), " +
+                          AnyTimeoutsDue() + ", EXISTS (SELECT 1 FROM run_ends WHERE " +
+                          RunEndedBefore(3) + ")";
   return InTransaction([&](Tx& tx) -> Result<SweepsDue> {
     Rows rows = tx.Query(sql, {UnixMillis(now), lookbacks_before_ms, ends_before_ms});
     return SweepsDue{.lookbacks = rows[0].Bool(0),
@@ -1692,8 +1705,8 @@ Result<SweepsDue> SqlStore::DueSweeps(int64_t lookbacks_before_ms, int64_t ends_
 Result<std::vector<std::string>> SqlStore::PendingRunEnds(int64_t ended_before_ms, int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<std::string>> {
     std::vector<std::string> out;
-    for (Row row : tx.Query("SELECT run_id FROM run_ends WHERE $1::bigint = 0 OR ended_at_ms < "
-                            "$1::bigint ORDER BY ended_at_ms, run_id LIMIT $2",
+    for (Row row : tx.Query("SELECT run_id FROM run_ends WHERE " + RunEndedBefore(1) +
+                                " ORDER BY ended_at_ms, run_id LIMIT $2",
                             {ended_before_ms, limit})) {
       out.push_back(row.Text(0));
     }
@@ -1976,9 +1989,7 @@ Result<std::vector<EventRecord>> SqlStore::EventsSince(const std::string& name, 
 
 Result<std::vector<WaitRecord>> SqlStore::PendingLookbacks(int64_t created_before_ms, int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<WaitRecord>> {
-    return ReadWaits(tx,
-                     "w.lookback_from_ms IS NOT NULL AND w.created_at_ms < $1 "
-                     "ORDER BY w.created_at_ms LIMIT $2",
+    return ReadWaits(tx, LookbackPendingBefore(1) + " ORDER BY w.created_at_ms LIMIT $2",
                      {created_before_ms, limit});
   });
 }
