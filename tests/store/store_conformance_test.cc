@@ -1464,6 +1464,35 @@ struct PostgresStoreOfOneFunction {
     }
     EXPECT_THAT(store->IngestEvents(events, clock.Now(), nullptr), IsOk());
   }
+  // Claims `n` calls, every one of which must be there.
+  std::vector<QueueItem> Claim(int n) {
+    auto claimed = store->Claim(n, clock.Now(), 30s);
+    EXPECT_THAT(claimed, IsOk());
+    if (!claimed.ok()) return {};
+    EXPECT_EQ(claimed->size(), static_cast<size_t>(n));
+    return *std::move(claimed);
+  }
+  // The plan of each of the store's prepared statements `where` picks (a condition on
+  // pg_prepared_statements), in the generic plan a long-lived connection uses, executed with
+  // `first` for $1 and '0' for the other parameters.
+  std::vector<std::string> GenericPlans(std::string_view where, std::string_view first) {
+    std::vector<std::string> plans;
+    EXPECT_THAT(raw->Transact([&](sql::Tx& tx) {
+      plans.clear();
+      tx.Send("SET LOCAL plan_cache_mode = force_generic_plan");
+      for (sql::Row row : tx.Query("SELECT name, cardinality(parameter_types) FROM "
+                                   "pg_prepared_statements WHERE " +
+                                   std::string(where))) {
+        std::string call = "EXPLAIN EXECUTE " + row.Text(0) + "(" + std::string(first);
+        for (int64_t i = 1; i < row.Int(1); ++i) call += ", '0'";
+        std::string& plan = plans.emplace_back();
+        for (sql::Row line : tx.Query(call + ")")) plan += line.Text(0) + "\n";
+      }
+      return Status::Ok();
+    }),
+                IsOk());
+    return plans;
+  }
   SystemClock clock;
   std::string url;
   sql::Database* raw = nullptr;  // the store's
@@ -1475,42 +1504,61 @@ struct PostgresStoreOfOneFunction {
 // prepared statements, in the generic plan a long-lived connection uses.
 TEST(PostgresStore, AClaimLooksItsRunsUpById) {
   PostgresStoreOfOneFunction pg("store_claim_plan");
-  SqlStore& store = *pg.store;
-  SystemClock& clock = pg.clock;
   // 2,000 runs, 1,990 of them through queued and running to completed; statistics taken.
   pg.Start(2000);
-  auto claimed = store.Claim(1990, clock.Now(), 30s);
-  ASSERT_THAT(claimed, IsOk());
-  ASSERT_EQ(claimed->size(), 1990u);
   Transition end;
   end.move = Transition::End{kCompleted, "done", nullptr};
-  for (const QueueItem& item : *claimed) ASSERT_THAT(store.Apply(item, end, clock.Now()), IsOk());
+  for (const QueueItem& item : pg.Claim(1990)) {
+    ASSERT_THAT(pg.store->Apply(item, end, pg.clock.Now()), IsOk());
+  }
   testing::PgConnection(pg.url).Query("ANALYZE");
-  claimed = store.Claim(20, clock.Now(), 30s);
-  ASSERT_THAT(claimed, IsOk());
-  ASSERT_EQ(claimed->size(), 10u);
+  pg.Claim(10);
 
   // The claim's statements over runs that test `status = 'queued'`: marking them running and
   // reading their throttles.
-  int checked = 0;
-  ASSERT_THAT(pg.raw->Transact([&](sql::Tx& tx) {
-    tx.Send("SET LOCAL plan_cache_mode = force_generic_plan");
-    for (sql::Row row :
-         tx.Query("SELECT name, cardinality(parameter_types) FROM pg_prepared_statements "
-                  "WHERE statement LIKE '%FROM runs WHERE id = ANY%status = ''queued''%' "
-                  "OR statement LIKE 'UPDATE runs SET status = ''running''%'")) {
-      std::string call = "EXPLAIN EXECUTE " + row.Text(0) + "('[\"a\", \"b\"]'";
-      for (int64_t i = 1; i < row.Int(1); ++i) call += ", '0'";
-      std::string plan;
-      for (sql::Row line : tx.Query(call + ")")) plan += line.Text(0) + "\n";
-      EXPECT_NE(plan.find("runs_pkey"), std::string::npos) << plan;
-      EXPECT_EQ(plan.find("runs_status"), std::string::npos) << plan;
-      ++checked;
-    }
-    return Status::Ok();
-  }),
-              IsOk());
-  EXPECT_EQ(checked, 2) << "the update that marks them running and the throttle read";
+  const std::vector<std::string> plans = pg.GenericPlans(
+      "statement LIKE '%FROM runs WHERE id = ANY%status = ''queued''%' "
+      "OR statement LIKE 'UPDATE runs SET status = ''running''%'",
+      R"('["a", "b"]')");
+  EXPECT_EQ(plans.size(), 2u) << "the update that marks them running and the throttle read";
+  for (const std::string& plan : plans) {
+    EXPECT_NE(plan.find("runs_pkey"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("runs_status"), std::string::npos) << plan;
+  }
+}
+
+// A run's state is read with index lookups of its event, its batch's events and its steps,
+// however young the database: as a join and EXISTS, before any statistics, PostgreSQL read
+// the whole events table and every run's steps into hashes to answer for one run.
+TEST(PostgresStore, ARunsStateIsReadByIndexOnAYoungDatabase) {
+  PostgresStoreOfOneFunction pg("store_state_plan");
+  // 300 runs with a step each; no ANALYZE.
+  pg.Start(300);
+  const std::vector<QueueItem> claimed = pg.Claim(300);
+  ASSERT_EQ(claimed.size(), 300u);
+  Transition step;
+  step.steps.push_back({"s1", 0, "first", "completed", {{"data", 1}}});
+  step.move =
+      Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), pg.clock.Now()}}};
+  for (const QueueItem& item : claimed) {
+    ASSERT_THAT(pg.store->Apply(item, step, pg.clock.Now()), IsOk());
+  }
+  const std::string run_id = claimed[0].run_id;
+  auto state = pg.store->LoadRunState(run_id);
+  ASSERT_THAT(state, IsOk());
+  ASSERT_EQ(state->steps.size(), 1u);
+  ASSERT_EQ(state->events.size(), 1u);
+
+  const std::vector<std::string> plans =
+      pg.GenericPlans("statement LIKE 'SELECT r.id, r.function_id%FROM runs r JOIN functions%'",
+                      "'[\"" + run_id + "\"]'");
+  EXPECT_EQ(plans.size(), 1u) << "the run-state read, prepared";
+  for (const std::string& plan : plans) {
+    EXPECT_EQ(plan.find("Seq Scan on events"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("Seq Scan on steps"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("hashed SubPlan"), std::string::npos) << plan;
+    EXPECT_NE(plan.find("steps_pkey"), std::string::npos) << plan;
+  }
 }
 
 // A call that records a step and changes nothing else of its run (status, request version,

@@ -123,11 +123,15 @@ std::vector<WaitRecord> ReadWaits(Tx& tx, std::string_view where, sql::Params pa
 // ReadRunStates' first query: runs $1 (a JSON list) with their functions, their event, and
 // whether they have events of a batch (run_events) or steps, each of which takes one more.
 std::string RunStatesQuery() {
+  // The event and the two "has any" are looked up by index for each run: scalar subqueries,
+  // "has any" as `(… LIMIT 1) IS NOT NULL`. As a join and EXISTS, PostgreSQL guessing few
+  // rows on a young database read the whole events table into a hash, and every step of
+  // every run into another, to answer for one run (3 times as long at 200 runs).
   return std::string("SELECT ") + kRunColumns + ", " + kFunctionColumns +
-         ", ev.payload, EXISTS (SELECT 1 FROM run_events WHERE run_id = r.id), "
-         "EXISTS (SELECT 1 FROM steps WHERE run_id = r.id) "
-         "FROM runs r JOIN functions f ON f.id = r.function_id "
-         "LEFT JOIN events ev ON ev.internal_id = r.event_id WHERE r.id IN @list($1)";
+         ", (SELECT ev.payload FROM events ev WHERE ev.internal_id = r.event_id), "
+         "(SELECT 1 FROM run_events WHERE run_id = r.id LIMIT 1) IS NOT NULL, "
+         "(SELECT 1 FROM steps WHERE run_id = r.id LIMIT 1) IS NOT NULL "
+         "FROM runs r JOIN functions f ON f.id = r.function_id WHERE r.id IN @list($1)";
 }
 
 // A row of RunStatesQuery: the state it holds (its run, function and event, not a batch's
