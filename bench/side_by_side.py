@@ -31,6 +31,7 @@ import http.client
 import json
 import os
 import queue
+import re
 import shutil
 import socket
 import struct
@@ -49,12 +50,12 @@ PHASES = ["pg", "sqlite", "npm", "graphile", "restate", "idle", "cost", "lanes",
           "wakeup"]
 WARMUP = 20
 LANE_EVENTS = 5  # events per key in the lanes phase
-# The idle phase reads /metrics every 3 ms while a run goes on. A read costs the coordinator
-# about 0.4 ms of CPU (0.7 ms a request here): read every 0.5 ms, as until the ninth session,
-# it kept the coordinator busy half the time, and the end was taken as the first read that
-# counted the run, late by half an interval. SQLite event -> completed p50 5.30 ms that way
-# against 4.12 ms this way, alternated in one probe; PostgreSQL 9.69 against 9.65 ms.
-IDLE_POLL = 0.003
+# The idle phase times a run's end by the coordinator's log line for it ("run … of … completed",
+# at info, written once the end is committed), read from its output as it comes. Until the
+# eleventh session it read /metrics every 3 ms (before the ninth, every 0.5 ms) and took the
+# middle of the last look that did not count the run and the first that did: each read cost
+# the coordinator about 0.3 ms of CPU on the threads the run needed, and the look was ±1.5 ms.
+IDLE_END = re.compile(r" info run \S+ of bench-timed-two-steps completed$")
 # The backlog phase reads /metrics less often than the others: each read counts the queue.
 BACKLOG_POLL = 0.5
 # SqlStore::Claim's statements in pg_stat_statements: its two reads of due queue items (every
@@ -149,11 +150,21 @@ class Processes:
     def __init__(self, work):
         self.work, self.procs = work, []
 
-    def start(self, name, argv, pipe=False):
+    def start(self, name, argv, pipe=False, on_line=None):
+        """Starts `argv`, its output in NAME.log; with `pipe` its stdout is p.stdout; with
+        `on_line`, each line of its stdout goes to on_line(line, time.time_ns() when it came)
+        as it comes, and to the log."""
         log = open(os.path.join(self.work, name + ".log"), "w")
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE if pipe else log, stderr=log,
-                             text=True, cwd=self.work)
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE if pipe or on_line else log,
+                             stderr=log, text=True, cwd=self.work)
         p.name, p.log = name, log.name
+        if on_line:
+            def read():
+                for line in p.stdout:
+                    on_line(line.rstrip("\n"), time.time_ns())
+                    log.write(line)
+                    log.flush()
+            threading.Thread(target=read, daemon=True).start()
         self.procs.append(p)
         return p
 
@@ -307,11 +318,12 @@ class Bench:
 
     # --- pieces -------------------------------------------------------------------------------
 
-    def coordinator(self, name, store_args):
+    def coordinator(self, name, store_args, log_level="warn", on_log=None):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         p = self.procs.start(name, [os.path.join(self.a.build, "coordinator", "funcky"), *store_args,
-                                    "--port", str(port), "--log-level", "warn"])
+                                    "--port", str(port), "--log-level", log_level],
+                             on_line=on_log)
         api = Http(base)
         try:
             wait_for(lambda: api("GET", "/healthz"), 60, what=f"{name} /healthz")
@@ -425,42 +437,29 @@ class Bench:
 
     def idle(self, name, store_args):
         """One event at a time: event accepted -> first call at the host, -> run completed."""
-        coord, base, api = self.coordinator(name, store_args)
+        ended = queue.Queue()  # when each run's end was logged
+        coord, base, api = self.coordinator(
+            name, store_args, log_level="info",
+            on_log=lambda line, t: ended.put(t) if IDLE_END.search(line) else None)
         host = self.host(name + "-host", [os.path.join(self.a.build, "bench", "timed_host"),
                                           "--coordinator", base], api, "bench-timed-two-steps",
                          pipe=True)
         calls = queue.Queue()
         threading.Thread(target=lambda: [calls.put(int(line.split()[1])) for line in host.stdout
                                          if line.startswith("call ")], daemon=True).start()
-        metrics = Metrics(api)
         first, completed = [], []
         for i in range(WARMUP + self.a.idle):
             if i == WARMUP:
                 cpu0, faults0 = cpu_seconds(coord.pid), minor_faults(coord.pid)
-            done0 = metrics.read()[0]
             t0 = time.time_ns()
             api("POST", "/e/bench", json.dumps({"name": "bench/timed", "data": {"i": i}}).encode())
             t_first = calls.get(timeout=30)
-            # The run ended between the last read that did not count it and the first that
-            # did: its time is taken as the middle of the two looks (a look: a read's midpoint,
-            # when the coordinator looked). Read every IDLE_POLL s, not faster: each read keeps
-            # the coordinator busy (IDLE_POLL's comment).
-            looked = time.time_ns()
-            while True:
-                t_read = time.time_ns()
-                counted = metrics.read()[0] != done0
-                look = (t_read + time.time_ns()) // 2
-                if counted:
-                    break
-                looked = look
-                time.sleep(IDLE_POLL)
-            t_done = (looked + look) // 2
+            t_done = ended.get(timeout=30)  # its end, committed and logged (IDLE_END)
             for _ in range(2):  # the run's other two calls
                 calls.get(timeout=30)
             if i >= WARMUP:
                 first.append((t_first - t0) / 1e6)
                 completed.append((t_done - t0) / 1e6)
-        # The coordinator's cost of a run, its /metrics reads included (about 0.4 ms each).
         cpu_ms = 1000 * (cpu_seconds(coord.pid) - cpu0) / self.a.idle
         faults = (minor_faults(coord.pid) - faults0) / self.a.idle
         self.procs.stop(host)
