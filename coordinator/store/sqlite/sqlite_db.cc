@@ -6,12 +6,19 @@
 // PostgreSQL backend gets from row locks, SKIP LOCKED and advisory locks. Several processes
 // may open the same file (busy timeout), but the store is meant for one coordinator:
 // `funcky dev`.
+//
+// The write-ahead log is checkpointed (copied into the database file, then synced) by a
+// thread of its own on a second connection, when a commit leaves kCheckpointPages in it: by
+// default SQLite does that inside the commit that crosses the threshold, which then waits
+// for megabytes to be copied and two syncs (every eighth idle run or so, milliseconds each).
 #include <sqlite3.h>
 
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <thread>
 
 #include "coordinator/store/migration.h"
 #include "coordinator/store/sql/databases.h"
@@ -130,15 +137,35 @@ class SqliteTx final : public sql::Tx {
   std::map<std::string, sqlite3_stmt*, std::less<>>& cache_;
 };
 
+// The write-ahead log's size, in pages, past which it is checkpointed (SQLite's own default).
+constexpr int kCheckpointPages = 1000;
+
 class SqliteDatabase final : public sql::Database {
  public:
-  explicit SqliteDatabase(sqlite3* db) : db_(db) {}
+  // `checkpointer`: a second connection to the same file, for the checkpoints; null to leave
+  // them to SQLite (in the commits).
+  SqliteDatabase(sqlite3* db, sqlite3* checkpointer) : db_(db), checkpointer_(checkpointer) {
+    if (!checkpointer_) return;
+    // Replaces the hook of SQLite's automatic checkpoint: commits no longer make one.
+    sqlite3_wal_hook(db_, &SqliteDatabase::AfterCommit, this);
+    checkpoints_ = std::thread([this] { CheckpointLoop(); });
+  }
   ~SqliteDatabase() override {
+    if (checkpoints_.joinable()) {
+      {
+        std::lock_guard lock(checkpoint_mu_);
+        stopping_ = true;
+      }
+      checkpoint_cv_.notify_one();
+      checkpoints_.join();
+      sqlite3_close_v2(checkpointer_);
+    }
     for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
-    sqlite3_close_v2(db_);
+    sqlite3_close_v2(db_);  // the last connection: checkpoints what is left
   }
 
   Status Transact(const std::function<Status(sql::Tx&)>& body) override {
+    WaitForRestart();
     std::lock_guard lock(mu_);
     return Locked([&](SqliteTx& tx) {
       Status s = body(tx);
@@ -203,34 +230,124 @@ class SqliteDatabase final : public sql::Database {
     }
   }
 
+  // sqlite3_wal_hook: called after each commit with the pages now in the log.
+  static int AfterCommit(void* self, sqlite3* db, const char*, int pages) {
+    if (pages >= kCheckpointPages * 8) {
+      // The checkpoints fell behind (the thread cannot get the file, or commits outpace its
+      // copies): this commit's caller checkpoints, waiting for the thread's pass to end, as
+      // SQLite's own automatic checkpoint would have long before.
+      sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+    } else if (pages >= kCheckpointPages) {
+      auto* d = static_cast<SqliteDatabase*>(self);
+      {
+        std::lock_guard lock(d->checkpoint_mu_);
+        d->checkpoint_due_ = true;
+      }
+      d->checkpoint_cv_.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  // Checkpoints whenever a commit asks, in two passes. PASSIVE copies what was committed when
+  // it began, without holding up transactions, which go on meanwhile. But the log starts over
+  // only once all of it is copied, which under a stream of commits a passive pass never
+  // achieves; so the second pass, between two transactions, copies what came meanwhile (a
+  // few pages, or none) and has the next one start the log over (RESTART). Failures (another
+  // process holding the file) leave it to the next request.
+  void CheckpointLoop() {
+    std::unique_lock lock(checkpoint_mu_);
+    for (;;) {
+      checkpoint_cv_.wait(lock, [this] { return checkpoint_due_ || stopping_; });
+      if (stopping_) return;
+      checkpoint_due_ = false;
+      lock.unlock();
+      sqlite3_wal_checkpoint_v2(checkpointer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                nullptr);
+      lock.lock();
+      restart_wanted_ = true;  // transactions not yet begun wait (WaitForRestart)
+      lock.unlock();
+      {
+        std::lock_guard between(mu_);
+        sqlite3_wal_checkpoint_v2(checkpointer_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr,
+                                  nullptr);
+      }
+      lock.lock();
+      restart_wanted_ = false;
+      restart_cv_.notify_all();
+    }
+  }
+
+  // Lets a wanted second pass have the connection after the transaction running now: a
+  // stream of transactions would otherwise keep it (a mutex is not fair), and the log grow
+  // until a commit checkpoints it all itself.
+  void WaitForRestart() {
+    if (!checkpointer_) return;
+    std::unique_lock lock(checkpoint_mu_);
+    restart_cv_.wait(lock, [this] { return !restart_wanted_; });
+  }
+
   std::mutex mu_;
   sqlite3* db_;
   std::map<std::string, sqlite3_stmt*, std::less<>> cache_;  // GUARDED_BY(mu_)
+  sqlite3* checkpointer_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  std::condition_variable restart_cv_;
+  bool checkpoint_due_ = false;  // GUARDED_BY(checkpoint_mu_)
+  bool restart_wanted_ = false;  // GUARDED_BY(checkpoint_mu_)
+  bool stopping_ = false;        // GUARDED_BY(checkpoint_mu_)
+  std::thread checkpoints_;
 };
 
-}  // namespace
-
-Result<std::unique_ptr<sql::Database>> OpenSqliteDatabase(const SqliteOptions& options) {
+// Opens options.path and runs `pragmas` on it; null (and `*error` set) when it cannot.
+sqlite3* Open(const SqliteOptions& options, const char* pragmas, std::string* error) {
   sqlite3* db = nullptr;
   int rc =
       sqlite3_open_v2(options.path.c_str(), &db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
-    std::string message = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    *error = "cannot open SQLite database " + options.path + ": " +
+             (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     sqlite3_close_v2(db);
-    return Unavailable("cannot open SQLite database " + options.path + ": " + message);
+    return nullptr;
   }
   sqlite3_busy_timeout(db, options.busy_timeout_ms);
-  const char* pragmas =
-      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
   char* err = nullptr;
   if (sqlite3_exec(db, pragmas, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string message = err ? err : "unknown error";
+    *error = "cannot set up SQLite database " + options.path + ": " + (err ? err : "unknown error");
     sqlite3_free(err);
     sqlite3_close_v2(db);
-    return Unavailable("cannot set up SQLite database " + options.path + ": " + message);
+    return nullptr;
   }
-  return std::unique_ptr<sql::Database>(std::make_unique<SqliteDatabase>(db));
+  return db;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<sql::Database>> OpenSqliteDatabase(const SqliteOptions& options) {
+  std::string error;
+  sqlite3* db = Open(
+      options, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+      &error);
+  if (!db) return Unavailable(error);
+  // The checkpoints' connection, where the file is in WAL mode (not, e.g., in memory).
+  sqlite3* checkpointer = nullptr;
+  sqlite3_stmt* mode = nullptr;
+  if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &mode, nullptr) == SQLITE_OK &&
+      sqlite3_step(mode) == SQLITE_ROW &&
+      std::string_view(reinterpret_cast<const char*>(sqlite3_column_text(mode, 0))) == "wal") {
+    checkpointer = Open(options, "PRAGMA synchronous = NORMAL;", &error);
+    if (!checkpointer) {
+      sqlite3_finalize(mode);
+      sqlite3_close_v2(db);
+      return Unavailable(error);
+    }
+    // Never waits for the file: a second pass holds transactions back while it runs, and
+    // another process reading the file (a sqlite3 shell) only keeps the log from starting over.
+    sqlite3_busy_timeout(checkpointer, 0);
+  }
+  sqlite3_finalize(mode);
+  return std::unique_ptr<sql::Database>(std::make_unique<SqliteDatabase>(db, checkpointer));
 }
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options) {
