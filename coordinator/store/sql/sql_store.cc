@@ -480,26 +480,24 @@ bool IsPlain(const NewRun& run) {
 }
 
 // Creates the plain runs (IsPlain) of one ingest, `rows` their parameters, queued now: one
-// statement for the runs and one for their first calls, in the order given. Those `here`
-// marks start at once: created running, their first calls leased to `start` (StartedCalls).
+// statement for the runs and one for their first calls, in the order given, sent with what
+// follows (nothing here waits for PostgreSQL). A run's id is a new ULID: one that existed
+// fails the transaction. Those `here` marks start at once: created running, their first
+// calls leased to `start` (StartedCalls).
 std::vector<std::string> CreatePlainRuns(Tx& tx, const std::vector<const NewRun*>& runs,
                                          const std::vector<sql::Value>& rows,
                                          const std::vector<bool>& here, int64_t now_ms,
                                          StartedCalls* start) {
-  std::set<std::string> created;
-  for (Row row : tx.InsertRows(
-           "INSERT INTO runs (id, function_id, event_id, status, concurrency_key, "
-           "created_at_ms, concurrency_key2, priority_s, started_at_ms)",
-           "($1, $2, $3, $8, $4, $5, $6, $7, $9)", "ON CONFLICT DO NOTHING RETURNING id", rows)) {
-    created.insert(row.Text(0));
-  }
+  tx.SendRows(
+      "INSERT INTO runs (id, function_id, event_id, status, concurrency_key, created_at_ms, "
+      "concurrency_key2, priority_s, started_at_ms)",
+      "($1, $2, $3, $8, $4, $5, $6, $7, $9)", rows);
   const bool any_here = std::find(here.begin(), here.end(), true) != here.end();
   const std::string token = any_here ? crypto::HexEncode(crypto::RandomBytes(12)) : "";
   std::vector<sql::Value> calls;
   std::vector<std::string> started;
   for (size_t i = 0; i < runs.size(); ++i) {
     const NewRun* run = runs[i];
-    if (!created.count(run->run_id)) continue;
     if (here[i]) started.push_back(run->run_id);
     const FirstCall first = FirstCallOf(std::nullopt, run->priority_s, now_ms);
     calls.insert(calls.end(),
