@@ -454,7 +454,11 @@ class Bench:
             t0 = time.time_ns()
             api("POST", "/e/bench", json.dumps({"name": "bench/timed", "data": {"i": i}}).encode())
             t_first = calls.get(timeout=30)
-            t_done = ended.get(timeout=30)  # its end, committed and logged (IDLE_END)
+            try:
+                t_done = ended.get(timeout=30)  # its end, committed and logged (IDLE_END)
+            except queue.Empty:
+                sys.exit(f"{name}: no line matching {IDLE_END.pattern!r} within 30 s of the "
+                         f"run's first call:\n{self.procs.tail(coord)}")
             for _ in range(2):  # the run's other two calls
                 calls.get(timeout=30)
             if i >= WARMUP:
