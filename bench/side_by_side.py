@@ -331,14 +331,27 @@ class Bench:
             sys.exit(f"{name}: the coordinator did not start:\n{self.procs.tail(p)}")
         return p, base, api
 
-    def host(self, name, argv, api, function_id, pipe=False):
-        p = self.procs.start(name, argv, pipe=pipe)
+    def host(self, name, argv, api, function_id, on_line=None):
+        p = self.procs.start(name, argv, on_line=on_line)
         try:
             wait_for(lambda: function_id in api("GET", "/v1/functions"), 60,
                      what=f"{function_id} to register")
         except RuntimeError:
             sys.exit(f"{name}: the host did not register:\n{self.procs.tail(p)}")
         return p
+
+    def timed_host(self, name, base, api):
+        """bench/timed_host, registered with the coordinator at `base`, and a queue of the
+        times (ns) at which calls reached it, as it prints them."""
+        calls = queue.Queue()
+
+        def on_line(line, _):
+            if line.startswith("call "):
+                calls.put(int(line.split()[1]))
+
+        p = self.host(name, [os.path.join(self.a.build, "bench", "timed_host"), "--coordinator",
+                             base], api, "bench-timed-two-steps", on_line=on_line)
+        return p, calls
 
     def hello(self, name, base, api):
         return self.host(name, [os.path.join(self.a.build, "examples", "hello"), "--coordinator", base,
@@ -441,12 +454,7 @@ class Bench:
         coord, base, api = self.coordinator(
             name, store_args, log_level="info",
             on_log=lambda line, t: ended.put(t) if IDLE_END.search(line) else None)
-        host = self.host(name + "-host", [os.path.join(self.a.build, "bench", "timed_host"),
-                                          "--coordinator", base], api, "bench-timed-two-steps",
-                         pipe=True)
-        calls = queue.Queue()
-        threading.Thread(target=lambda: [calls.put(int(line.split()[1])) for line in host.stdout
-                                         if line.startswith("call ")], daemon=True).start()
+        host, calls = self.timed_host(name + "-host", base, api)
         first, completed = [], []
         for i in range(WARMUP + self.a.idle):
             if i == WARMUP:
@@ -482,12 +490,7 @@ class Bench:
         url = self.pg.database("f_wakeup")
         front, base, api = self.coordinator("wakeup-front",
                                             ["serve", "--db", url, "--max-in-flight", "0"])
-        host = self.host("wakeup-host", [os.path.join(self.a.build, "bench", "timed_host"),
-                                         "--coordinator", base], api, "bench-timed-two-steps",
-                         pipe=True)
-        calls = queue.Queue()
-        threading.Thread(target=lambda: [calls.put(int(line.split()[1])) for line in host.stdout
-                                         if line.startswith("call ")], daemon=True).start()
+        host, calls = self.timed_host("wakeup-host", base, api)
         for key, args in (("notify", []),
                           ("poll_25ms", ["--listen-for-work", "false", "--poll-interval", "25ms"])):
             worker, _, _ = self.coordinator("wakeup-" + key, ["serve", "--db", url, *args])
