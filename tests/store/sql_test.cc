@@ -72,6 +72,7 @@ class RecordingTx : public Tx {
     statements.push_back({std::string(sql), std::vector<Value>(params.begin(), params.end())});
     return 1;
   }
+  void Wait() override {}
   void LockKey(std::string_view) override {}
   std::vector<std::pair<std::string, std::vector<Value>>> statements;
 };

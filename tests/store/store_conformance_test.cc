@@ -70,6 +70,7 @@ class LaneRecordingTx final : public sql::Tx {
     Note(sql, params);
     tx_.QueryLater(sql, params, std::move(done));
   }
+  void Wait() override { tx_.Wait(); }
   void LockKey(std::string_view key) override { tx_.LockKey(key); }
   void AnnounceWork() override { tx_.AnnounceWork(); }
 
@@ -131,6 +132,7 @@ class FaultyDatabase final : public sql::Database {
     return s;
   }
   Status Migrate() override { return db_->Migrate(); }
+  std::optional<int64_t> RoundTrips() const override { return db_->RoundTrips(); }
   std::unique_ptr<WorkWatch> Watch(std::function<void()> wake) override {
     return db_->Watch(std::move(wake));
   }
@@ -245,6 +247,16 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     Transition t;
     t.steps.push_back({"s1", 0, "first", "completed", {{"data", 1}}});
     t.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}}};
+    return t;
+  }
+
+  // A call (a parallel branch's) that recorded step `id` and goes on with the run's discovery
+  // call once the run's other calls are done (fan-in).
+  Transition BranchDone(const std::string& id) {
+    Transition t;
+    t.steps.push_back({id, 0, id, "completed", {{"data", id}}});
+    t.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}},
+                                  .next_only_if_idle = true};
     return t;
   }
 
@@ -781,32 +793,25 @@ TEST_P(StoreConformance, ApplyAndKeepWaitsForTheRunsOtherCallsAndCountsTheirStep
   ASSERT_EQ(items.size(), 2u);
   const bool a_first = items[0].step_id == "a";
   const QueueItem a = items[a_first ? 0 : 1], b = items[a_first ? 1 : 0];
-  auto done = [&](const std::string& id) {
-    Transition t;
-    t.steps.push_back({id, 0, id, "completed", {{"data", id}}});
-    t.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}},
-                                  .next_only_if_idle = true};
-    return t;
-  };
-  auto kept = store_->ApplyAndKeep(a, done("a"), clock_.Now(), 30s);
+  auto kept = store_->ApplyAndKeep(a, BranchDone("a"), clock_.Now(), 30s);
   ASSERT_THAT(kept, IsOk());
   EXPECT_FALSE(kept->kept.has_value()) << "b is still out";
   EXPECT_TRUE(Claim().empty()) << "nothing queued: discovery waits for b";
 
-  kept = store_->ApplyAndKeep(b, done("b"), clock_.Now(), 30s);
+  kept = store_->ApplyAndKeep(b, BranchDone("b"), clock_.Now(), 30s);
   ASSERT_THAT(kept, IsOk());
   ASSERT_TRUE(kept->kept.has_value());
   EXPECT_EQ(kept->kept->item.step_id, kDiscoveryStepId);
   EXPECT_EQ(kept->kept->steps, 2) << "a's step counts";
 
-  kept = store_->ApplyAndKeep(kept->kept->item, done("b"), clock_.Now(), 30s);
+  kept = store_->ApplyAndKeep(kept->kept->item, BranchDone("b"), clock_.Now(), 30s);
   ASSERT_THAT(kept, IsOk());
   ASSERT_TRUE(kept->kept.has_value());
   EXPECT_EQ(kept->kept->steps, 2) << "b recorded again counts once";
   EXPECT_EQ(store_->GetSteps(run)->size(), 2u);
 
   ASSERT_THAT(store_->CancelRun(run, {{"name", "Cancelled"}}, clock_.Now()), IsOk());
-  auto after = store_->ApplyAndKeep(kept->kept->item, done("c"), clock_.Now(), 30s);
+  auto after = store_->ApplyAndKeep(kept->kept->item, BranchDone("c"), clock_.Now(), 30s);
   EXPECT_FALSE(after.ok() && after->kept.has_value()) << "a cancelled run keeps nothing";
   clock_.Advance(60s);
   EXPECT_TRUE(Claim().empty());
@@ -1032,6 +1037,109 @@ TEST_P(StoreConformance, AnIngestStartsAFreeLanesRunAtOnce) {
   auto claimed = Claim();
   ASSERT_EQ(claimed.size(), 1u);
   EXPECT_EQ(claimed[0].run_id, numbered);
+}
+
+// Runs `apply(i)` for i in [0, n) on threads of their own while a load's transaction is
+// held, so that they wait for its group and then share the next one (InGroup); returns
+// their results and how often the store waited for the database for that group.
+template <typename Apply>
+std::pair<std::vector<Result<Applied>>, std::optional<int64_t>> InOneGroup(
+    Store& store, FaultyDatabase& db, const std::string& run_to_load, int n, Apply apply) {
+  // What the held load's transaction itself waits.
+  const auto before_load = store.RoundTrips();
+  EXPECT_THAT(store.LoadRunState(run_to_load), IsOk());
+  const auto load_trips = store.RoundTrips();
+  db.hold_next = true;
+  std::thread holder([&] { EXPECT_THAT(store.LoadRunState(run_to_load), IsOk()); });
+  while (!db.held) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto before = store.RoundTrips();
+  std::vector<Result<Applied>> applied(n, Unavailable("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) threads.emplace_back([&, i] { applied[i] = apply(i); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // all wait for the held group
+  db.Release();
+  holder.join();
+  for (std::thread& t : threads) t.join();
+  std::optional<int64_t> trips;
+  if (before && load_trips) {
+    trips = (*store.RoundTrips() - *before) - (*load_trips - *before_load);
+  }
+  return {std::move(applied), trips};
+}
+
+// The applies of a group's transaction send their first statements (the lease's, the run's)
+// together and wait for the database once for all of them, not once each: four applies
+// then wait twice with their commit on PostgreSQL, where they waited five times. Each still
+// has its own outcome: three record their steps and keep their runs' next calls, one whose
+// lease was lost writes nothing.
+TEST_P(StoreConformance, AGroupsAppliesOfDifferentRunsWaitForTheDatabaseOnceTogether) {
+  std::vector<std::string> runs;
+  for (int i = 0; i < 4; ++i) runs.push_back(Start("app-plain"));
+  const std::string loaded = Start("app-one");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 5u);
+  std::erase_if(items, [&](const QueueItem& item) { return item.run_id == loaded; });
+  ASSERT_EQ(items.size(), 4u);
+  items[2].lease_token = "someone-else";  // lost
+  auto [applied, trips] = InOneGroup(*store_, *db_, loaded, 4, [&](int i) {
+    return store_->ApplyAndKeep(items[i], StepThenDiscovery(), clock_.Now(), 30s);
+  });
+  for (int i = 0; i < 4; ++i) {
+    SCOPED_TRACE(i);
+    if (i == 2) {
+      EXPECT_THAT(applied[i], StatusIs(StatusCode::kAborted));
+      EXPECT_TRUE(store_->GetSteps(items[i].run_id)->empty());
+      continue;
+    }
+    ASSERT_THAT(applied[i], IsOk());
+    ASSERT_TRUE(applied[i]->kept.has_value());
+    EXPECT_EQ(applied[i]->kept->item.step_id, kDiscoveryStepId);
+    EXPECT_EQ(store_->GetSteps(items[i].run_id)->size(), 1u);
+    EXPECT_THAT(store_->RenewLease(applied[i]->kept->item, clock_.Now() + 30s), IsOk());
+  }
+  if (GetParam().name == "postgres") {
+    ASSERT_TRUE(trips.has_value());
+    EXPECT_EQ(*trips, 2) << "the first parts together, then the rest with the commit";
+  }
+  clock_.Advance(60s);  // the leases expire: the kept calls, the lost lease's item and the
+  EXPECT_EQ(Claim().size(), 5u);  // loaded run's come back
+}
+
+// Two calls of one run in one group: the second is applied after the first, as if in
+// transactions of their own. Fan-in: the one applied first finds the other still out and
+// keeps nothing; the other keeps the discovery call and counts both steps.
+TEST_P(StoreConformance, TwoCallsOfOneRunInOneGroupAreAppliedOneAfterTheOther) {
+  const std::string other = Start("app-plain");
+  const std::string run = Start("app-plain");
+  const std::string loaded = Start("app-one");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 3u);
+  QueueItem other_item;
+  for (const QueueItem& item : items) {
+    if (item.run_id == other) other_item = item;
+    if (item.run_id != run) continue;
+    Transition plan;
+    plan.move =
+        Transition::Continue{.next = {NextCall{"a", clock_.Now()}, NextCall{"b", clock_.Now()}}};
+    ASSERT_THAT(store_->Apply(item, plan, clock_.Now()), IsOk());
+  }
+  auto branches = Claim();
+  ASSERT_EQ(branches.size(), 2u);
+  items = {other_item, branches[0], branches[1]};
+  auto [applied, trips] = InOneGroup(*store_, *db_, loaded, 3, [&](int i) {
+    return store_->ApplyAndKeep(items[i], BranchDone(i == 0 ? "s1" : items[i].step_id),
+                                clock_.Now(), 30s);
+  });
+  for (const auto& a : applied) ASSERT_THAT(a, IsOk());
+  EXPECT_TRUE(applied[0]->kept.has_value()) << "the other run goes on";
+  EXPECT_NE(applied[1]->kept.has_value(), applied[2]->kept.has_value())
+      << "one branch keeps the discovery call";
+  const auto& kept = applied[1]->kept ? applied[1]->kept : applied[2]->kept;
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept->item.step_id, kDiscoveryStepId);
+  EXPECT_EQ(kept->steps, 2) << "the other branch's step counts";
+  EXPECT_EQ(store_->GetSteps(run)->size(), 2u);
+  EXPECT_TRUE(Claim().empty()) << "the discovery call is leased, not queued as well";
 }
 
 // An apply that might have kept a call, and whose commit outcome is unknown, gives that call
@@ -1398,6 +1506,19 @@ TEST(PostgresDatabase, ATransactionWaitsOncePerResultItReadsAndOnceToCommit) {
             }),
             3)
       << "the count, the delete, the commit";
+  EXPECT_EQ(trips([](sql::Tx& tx) {
+              tx.Send("INSERT INTO trips (x) VALUES ($1)", {8});
+              std::vector<int64_t> seen;
+              tx.QueryLater("SELECT count(*) FROM trips", {},
+                            [&](sql::Rows rows) { seen.push_back(rows[0].Int(0)); });
+              tx.QueryLater("SELECT max(x) FROM trips", {},
+                            [&](sql::Rows rows) { seen.push_back(rows[0].Int(0)); });
+              tx.Wait();
+              EXPECT_EQ(seen, (std::vector<int64_t>{8, 8})) << "both results are in, in order";
+              tx.Wait();
+            }),
+            2)
+      << "one wait for both queries, none for nothing pending, the commit";
 }
 
 // A connection's statements are prepared again a while after it opens, and again at doubling

@@ -194,6 +194,13 @@ class PostgresTx final : public sql::Tx {
     pending_.back().done = std::move(done);
   }
 
+  void Wait() override {
+    if (pending_.empty()) return;
+    if (PQsendFlushRequest(conn_.c) != 1 || PQflush(conn_.c) != 0) throw Lost();
+    ++round_trips_;
+    Drain(/*throw_errors=*/true);
+  }
+
   void LockKey(std::string_view key) override {
     QueueStatement("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", {key});
   }

@@ -162,6 +162,10 @@ class Tx {
   virtual void QueryLater(std::string_view sql, Params params, std::function<void(Rows)> done) {
     done(Query(sql, params));
   }
+  // Waits for the results of every statement sent so far (QueryLater's `done` has then been
+  // called; a failed statement throws): PostgreSQL sends what is queued and waits once,
+  // unless nothing is; SQLite has run everything already.
+  virtual void Wait() = 0;
   // Holds `key` until the transaction ends: transactions that take the same key run one
   // after another (PostgreSQL advisory locks). SQLite runs one transaction at a time anyway.
   virtual void LockKey(std::string_view key) = 0;

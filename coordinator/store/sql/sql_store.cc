@@ -622,14 +622,17 @@ Status SqlStore::Transact(const std::function<Status(Tx&)>& body) {
 }
 
 template <typename Fn>
-auto SqlStore::InGroupResult(std::string order, Piece piece, bool alone, Fn&& fn)
-    -> decltype(fn(std::declval<sql::Tx&>())) {
+auto SqlStore::InGroupResult(std::string order, Piece piece, bool alone, Fn&& fn,
+                             const TwoPart* two_part) -> decltype(fn(std::declval<sql::Tx&>())) {
   using R = decltype(fn(std::declval<sql::Tx&>()));
   std::optional<R> result;
-  Status s = InGroup(std::move(order), piece, alone, [&](sql::Tx& tx) -> Status {
-    result.emplace(fn(tx));  // anew on each run of the body
-    return result->status();
-  });
+  Status s = InGroup(
+      std::move(order), piece, alone,
+      [&](sql::Tx& tx) -> Status {
+        result.emplace(fn(tx));  // anew on each run of the body
+        return result->status();
+      },
+      two_part);
   if (s.ok()) return std::move(*result);
   return R(std::move(s));
 }
@@ -1227,9 +1230,15 @@ void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord
   }
 }
 
-// Records `t`, the outcome of the call of `item`, in `tx`, under the new lease token `token`;
-// with `keep`, leases the run's next call to the caller when it can (ApplyAndKeep); then
-// `*kept_steps` is what KeptCall::steps says, set once the transaction's results are read.
+// Records `t`, the outcome of the call of `item`, in a transaction, under the new lease token
+// `token`; with `keep`, leases the run's next call to the caller when it can (ApplyAndKeep);
+// then `*kept_steps` is what KeptCall::steps says, set once the transaction's results are
+// read.
+//
+// In two parts, so that a group's applies wait for the database once together rather than
+// once each (SqlStore::InGroup): Send queues the lease's statement and the run's and reads
+// nothing; Finish, once their results have come (Tx::Wait), does the rest. Send may be
+// called again (a group that failed runs each piece anew): it starts over.
 //
 // The lease decides whether anything is written, and its statement comes first. Where it
 // can, the check travels with the run's statement in one round trip: the item is given a new
@@ -1239,208 +1248,246 @@ void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord
 // (next_only_if_idle) is tried that way too: when the run has another call, nothing of it
 // applied, and the item is then handled as a call that keeps nothing (a second round trip).
 // A retry checks the lease on its own first.
-Result<Applied> ApplyBody(Tx& tx, const QueueItem& item, const Transition& t, int64_t now_ms,
-                          std::optional<std::chrono::milliseconds> keep, const std::string& token,
-                          std::optional<int64_t>* kept_steps) {
-  kept_steps->reset();  // a group that failed may have set it
-  const Transition::Continue* next = t.next();
-  const Transition::End* end = t.end();
-  const Transition::Park* park = t.park();
-  // Kept: the run's one next call, due now, made by this holder without a claim. It reuses the
-  // item (one statement where a delete and an insert were).
-  const bool keep_next = keep && next && next->waits.empty() && next->next.size() == 1 &&
-                         !next->next[0].resume && UnixMillis(next->next[0].due) <= now_ms;
-  const bool only_if_idle =
-      keep_next && next->next_only_if_idle && next->next[0].step_id == kDiscoveryStepId;
-  auto keep_update = [&](const char* condition) {
-    return std::string(
-               "UPDATE queue SET step_id = $3, attempt = 0, visible_at_ms = $4, "
-               "created_at_ms = $5, lease_token = $6, claims = 1, resume = NULL, priority_ms = 0 "
-               "WHERE id = $1 AND lease_token = $2") +
-           condition;
-  };
-  std::vector<sql::Value> keep_params;
-  if (keep_next) {
-    keep_params = {item.id, item.lease_token, next->next[0].step_id, now_ms + keep->count(), now_ms,
-                   token};
+class ApplyWork {
+ public:
+  ApplyWork(const QueueItem& item, const Transition& t, int64_t now_ms,
+            std::optional<std::chrono::milliseconds> keep, const std::string& token,
+            std::optional<int64_t>* kept_steps)
+      : item_(item),
+        t_(t),
+        now_ms_(now_ms),
+        keep_(keep),
+        token_(token),
+        kept_steps_(kept_steps),
+        next_(t.next()),
+        end_(t.end()),
+        park_(t.park()),
+        // Kept: the run's one next call, due now, made by this holder without a claim. It
+        // reuses the item (one statement where a delete and an insert were).
+        keep_next_(keep && next_ && next_->waits.empty() && next_->next.size() == 1 &&
+                   !next_->next[0].resume && UnixMillis(next_->next[0].due) <= now_ms),
+        only_if_idle_(keep_next_ && next_->next_only_if_idle &&
+                      next_->next[0].step_id == kDiscoveryStepId) {}
+
+  void Send(Tx& tx) {
+    kept_steps_->reset();  // a group that failed may have set it
+    // Fresh results each time: a failed group's callbacks may still fill the old ones.
+    leased_ = std::make_shared<bool>(false);
+    run_ = std::make_shared<Rows>();
+    kept_item_.reset();
+    owned_ = false;
+    gated_ = false;
+    if (keep_next_) {
+      std::vector<sql::Value> params = {
+          item_.id, item_.lease_token, next_->next[0].step_id, now_ms_ + keep_->count(), now_ms_,
+          token_};
+      if (only_if_idle_) params.emplace_back(item_.run_id);
+      tx.QueryLater(
+          std::string("UPDATE queue SET step_id = $3, attempt = 0, visible_at_ms = $4, "
+                      "created_at_ms = $5, lease_token = $6, claims = 1, resume = NULL, "
+                      "priority_ms = 0 WHERE id = $1 AND lease_token = $2") +
+              (only_if_idle_ ? " AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.run_id = $7 "
+                               "AND o.id <> $1) RETURNING id"
+                             : " RETURNING id"),
+          params, Mine());
+      kept_item_ = QueueItem{item_.id, item_.run_id, next_->next[0].step_id, 0, token_};
+      gated_ = true;
+    } else if (t_.retry()) {
+      owned_ = tx.Exec(
+                   "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, "
+                   "lease_token = NULL, priority_ms = 0 WHERE id = $1 AND lease_token = $2",
+                   {item_.id, item_.lease_token, UnixMillis(t_.retry()->at)}) == 1;
+    } else {
+      TakeToken(tx);
+    }
+    if (gated_ || owned_) SendRunStatement(tx);
   }
-  std::optional<QueueItem> kept_item;
-  bool owned = false;
-  bool gated = false;  // the run's statement checks the lease (token) itself
-  // The gated lease's result, set as it is read (shared with the callback, which may outlive
-  // this frame if a later statement fails).
-  auto leased = std::make_shared<bool>(false);
-  auto mine = [leased](sql::Rows rows) { *leased = !rows.empty(); };
+
+  Result<Applied> Finish(Tx& tx) {
+    auto lost = [&] {
+      return Aborted("lease on queue item " + std::to_string(item_.id) + " lost");
+    };
+    // Its only kAborted, where nothing was written (Piece::kApply): here, or after a run
+    // statement the lost lease kept from writing.
+    if (!gated_ && !owned_) return lost();
+    // The lease's result was read before the run's (results come in the order sent).
+    if (gated_) owned_ = *leased_;
+    if (!owned_ && only_if_idle_) {
+      // The run has another call (or the lease is gone): nothing was written, the run's
+      // statement matched nothing. The call keeps nothing; its next call waits for the others.
+      kept_item_.reset();
+      TakeToken(tx);
+      SendRunStatement(tx);
+      tx.Wait();
+      owned_ = *leased_;
+    }
+    if (!owned_) return lost();
+    const Rows& run = *run_;
+    const std::string& run_id = item_.run_id;
+    if (gated_ && !kept_item_) {
+      tx.Send("DELETE FROM queue WHERE id = $1 AND lease_token = $2", {item_.id, token_});
+    }
+    if (run.empty()) {
+      if (tx.Query("SELECT 1 FROM runs WHERE id = $1", {run_id}).empty()) {
+        return NotFound("no run \"" + run_id + "\"");
+      }
+      // Cancelled (or ended by another path) while the call was in flight: drop the work.
+      tx.Send("DELETE FROM queue WHERE run_id = $1", {run_id});
+      return Applied();
+    }
+    if (item_.resume) {
+      tx.Send("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {run_id, item_.step_id});
+    }
+    RecordSteps(tx, run_id, t_.steps, t_.attempts, now_ms_);
+    if (end_) {
+      // Its other calls, if it may have any, go after the lock: a parallel call of the run may
+      // have queued some since this transaction's first statement.
+      EndRun(tx, run_id, run[0].Text(0), run[0].OptText(1), run[0].Int(2), now_ms_,
+             {.had_waits = run[0].Bool(3), .had_parallel = run[0].Bool(4)});
+      if (!run[0].Bool(5)) return Applied();
+      for (const EventRecord& e : end_->events) {
+        // Nothing reads them in the transaction: one statement for a whole group's. Stored
+        // once, as an announcement's would be (their ids derive from the run's).
+        tx.InsertLater("INSERT INTO events (internal_id, id, name, payload, received_at_ms)",
+                       "($1, $2, $3, $4::jsonb, $5)",
+                       {e.internal_id, e.id, e.name, JsonValue(e.payload), now_ms_},
+                       "ON CONFLICT DO NOTHING");
+      }
+      return Applied{.end_events_stored = true};
+    }
+    if (park_) {
+      tx.Send("DELETE FROM queue WHERE run_id = $1", {run_id});
+      return Applied();
+    }
+    if (!next_) return Applied();  // a retry
+    if (kept_item_) {
+      // Counted after the run's lock and the inserts, so a step another call of the run
+      // recorded is seen; read with the commit (or the next piece's wait). A run that never
+      // had another call out at once (had_waits, had_parallel) needs no count.
+      if (run[0].Bool(3) || run[0].Bool(4)) {
+        tx.QueryLater("SELECT count(*) FROM steps WHERE run_id = $1", {run_id},
+                      [kept_steps = kept_steps_](sql::Rows rows) { *kept_steps = rows[0].Int(0); });
+      }
+      return Applied{KeptCall{*kept_item_, std::nullopt}};
+    }
+    const bool idle = !next_->next_only_if_idle ||
+                      tx.Query("SELECT 1 FROM queue WHERE run_id = $1 LIMIT 1", {run_id}).empty();
+    for (const NextCall& n : next_->next) {
+      if (!idle && !n.resume && n.step_id == kDiscoveryStepId) continue;
+      EnqueueCall(tx, run_id, n.step_id, UnixMillis(n.due), now_ms_, n.resume);
+    }
+    for (const NewWait& wait : next_->waits) {
+      const int64_t lookback_from =
+          wait.lookback_from ? UnixMillis(*wait.lookback_from) : now_ms_ - wait.lookback.count();
+      if (tx.Exec("INSERT INTO waits (run_id, step_id, function_id, event_name, expression, "
+                  "kind, created_at_ms, expires_at_ms, lookback_from_ms) SELECT id, $2, "
+                  "function_id, $3, $4, $5, $6, $7, $8 FROM runs WHERE id = $1 "
+                  "ON CONFLICT DO NOTHING",
+                  {run_id, wait.step_id, wait.event_name, wait.expression, wait.kind, now_ms_,
+                   UnixMillis(wait.expires_at), lookback_from}) == 0) {
+        continue;
+      }
+      EnqueueCall(tx, run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms_,
+                  Resume(wait.timeout_memo, wait.name));
+    }
+    return Applied();
+  }
+
+ private:
+  // Sets the lease's result as it is read (shared with the callback, which may outlive a
+  // failed try).
+  std::function<void(sql::Rows)> Mine() {
+    return [leased = leased_](sql::Rows rows) { *leased = !rows.empty(); };
+  }
+
   // The item takes the new token, to be deleted by it once the run's statement has seen it.
-  auto take_token = [&] {
+  void TakeToken(Tx& tx) {
     tx.QueryLater(
         "UPDATE queue SET lease_token = $3 WHERE id = $1 AND lease_token = $2 RETURNING id",
-        {item.id, item.lease_token, token}, mine);
-    gated = true;
-  };
-  if (keep_next) {
-    if (only_if_idle) keep_params.push_back(item.run_id);
-    tx.QueryLater(keep_update(only_if_idle ? " AND NOT EXISTS (SELECT 1 FROM queue o WHERE "
-                                             "o.run_id = $7 AND o.id <> $1) RETURNING id"
-                                           : " RETURNING id"),
-                  keep_params, mine);
-    kept_item = QueueItem{item.id, item.run_id, next->next[0].step_id, 0, token};
-    gated = true;
-  } else if (t.retry()) {
-    owned = tx.Exec(
-                "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, "
-                "lease_token = NULL, priority_ms = 0 WHERE id = $1 AND lease_token = $2",
-                {item.id, item.lease_token, UnixMillis(t.retry()->at)}) == 1;
-  } else {
-    take_token();
+        {item_.id, item_.lease_token, token_}, Mine());
+    gated_ = true;
   }
-  auto lost = [&] { return Aborted("lease on queue item " + std::to_string(item.id) + " lost"); };
-  // Its only kAborted, where nothing was written (Piece::kApply): here, or after a run
-  // statement the lost lease kept from writing.
-  if (!gated && !owned) return lost();
 
-  // The run's row next, locked by the statement that records its new status (or by a lock
-  // alone when nothing of it changes). `run_params` are its parameters before the lease's.
-  auto run_statement = [&](std::string sql, std::vector<sql::Value> run_params,
-                           const char* returning) {
-    if (gated) {
-      const size_t n = run_params.size();
-      sql += " AND EXISTS (SELECT 1 FROM queue WHERE id = $" + std::to_string(n + 1) +
-             " AND lease_token = $" + std::to_string(n + 2) + ")";
-      run_params.emplace_back(item.id);
-      run_params.emplace_back(token);
-    }
-    return tx.Query(sql + returning, run_params);
-  };
-  constexpr const char* kReturning =
-      " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel";
-  auto run_of_transition = [&]() -> Rows {
-    if (end) {
+  // The run's row, locked by the statement that records its new status (or by a lock alone
+  // when nothing of it changes); its result goes to run_ (read by Finish).
+  void SendRunStatement(Tx& tx) {
+    auto send = [&](std::string sql, std::vector<sql::Value> params, const char* returning) {
+      if (gated_) {
+        const size_t n = params.size();
+        sql += " AND EXISTS (SELECT 1 FROM queue WHERE id = $" + std::to_string(n + 1) +
+               " AND lease_token = $" + std::to_string(n + 2) + ")";
+        params.emplace_back(item_.id);
+        params.emplace_back(token_);
+      }
+      tx.QueryLater(sql + returning, params,
+                    [run = run_](sql::Rows rows) { *run = std::move(rows); });
+    };
+    constexpr const char* kReturning =
+        " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel";
+    const Transition& t = t_;
+    const Transition::Continue* next = next_;
+    if (end_) {
       // The end's events go with it, unless a run waits for an event of their names: intake
       // resumes that wait as it announces them (the run-end outbox, which the runs_end trigger
       // fills unless end_events_stored); or unless a sync changed the functions since intake
       // found that none acts on them.
       std::vector<std::string> names;
-      for (const EventRecord& e : end->events) names.push_back(e.name);
-      return run_statement(
-          std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
-                      "error = $4::jsonb, ended_at_ms = $5, "
-                      "req_version = COALESCE($6, req_version), "
-                      "end_events_stored = ($7 AND NOT EXISTS (SELECT 1 FROM "
-                      "waits WHERE event_name IN @list($8)) AND EXISTS (SELECT 1 "
-                      "FROM function_generation WHERE generation = "
-                      "COALESCE($9, generation)))") +
-              kLiveRun,
-          {item.run_id, end->status, JsonValue(end->output), JsonValue(end->error), now_ms,
-           t.req_version, !end->events.empty(), ListValue(names), end->functions_generation},
-          " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel, "
-          "end_events_stored");
-    } else if (park) {
-      return run_statement(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
-                                       "req_version = COALESCE($4, req_version)") +
-                               kLiveRun,
-                           {item.run_id, kBlocked, JsonValue(park->error), t.req_version},
-                           kReturning);
+      for (const EventRecord& e : end_->events) names.push_back(e.name);
+      send(std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
+                       "error = $4::jsonb, ended_at_ms = $5, "
+                       "req_version = COALESCE($6, req_version), "
+                       "end_events_stored = ($7 AND NOT EXISTS (SELECT 1 FROM "
+                       "waits WHERE event_name IN @list($8)) AND EXISTS (SELECT 1 "
+                       "FROM function_generation WHERE generation = "
+                       "COALESCE($9, generation)))") +
+               kLiveRun,
+           {item_.run_id, end_->status, JsonValue(end_->output), JsonValue(end_->error), now_ms_,
+            t.req_version, !end_->events.empty(), ListValue(names), end_->functions_generation},
+           " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel, "
+           "end_events_stored");
+    } else if (park_) {
+      send(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
+                       "req_version = COALESCE($4, req_version)") +
+               kLiveRun,
+           {item_.run_id, kBlocked, JsonValue(park_->error), t.req_version}, kReturning);
     } else if (!t.req_version &&
                (!next || (!next->run_status && next->waits.empty() && next->next.size() <= 1))) {
       // Nothing of the row changes (a step, a retry): locked as the update would, without
       // writing a new version of it and of its index entries.
-      return run_statement(std::string("SELECT function_id, lane_key, lane_seq, had_waits, "
-                                       "had_parallel FROM runs") +
-                               kLiveRun,
-                           {item.run_id}, " {FOR NO KEY UPDATE}");
+      send(
+          std::string("SELECT function_id, lane_key, lane_seq, had_waits, had_parallel FROM runs") +
+              kLiveRun,
+          {item_.run_id}, " {FOR NO KEY UPDATE}");
     } else {
-      return run_statement(std::string("UPDATE runs SET status = COALESCE($2, status), "
-                                       "req_version = COALESCE($3, req_version), "
-                                       "had_waits = (had_waits OR $4), "
-                                       "had_parallel = (had_parallel OR $5)") +
-                               kLiveRun,
-                           {item.run_id, next ? next->run_status : std::nullopt, t.req_version,
-                            next && !next->waits.empty(), next && next->next.size() > 1},
-                           kReturning);
+      send(std::string("UPDATE runs SET status = COALESCE($2, status), "
+                       "req_version = COALESCE($3, req_version), "
+                       "had_waits = (had_waits OR $4), "
+                       "had_parallel = (had_parallel OR $5)") +
+               kLiveRun,
+           {item_.run_id, next ? next->run_status : std::nullopt, t.req_version,
+            next && !next->waits.empty(), next && next->next.size() > 1},
+           kReturning);
     }
-  };
-  Rows run = run_of_transition();
-  // The lease's result was read before the run's (results come in the order sent).
-  if (gated) owned = *leased;
-  if (!owned && only_if_idle) {
-    // The run has another call (or the lease is gone): nothing was written, the run's
-    // statement matched nothing. The call keeps nothing; its next call waits for the others.
-    kept_item.reset();
-    take_token();
-    run = run_of_transition();
-    owned = *leased;
   }
-  if (!owned) return lost();
-  if (gated && !kept_item) {
-    tx.Send("DELETE FROM queue WHERE id = $1 AND lease_token = $2", {item.id, token});
-  }
-  if (run.empty()) {
-    if (tx.Query("SELECT 1 FROM runs WHERE id = $1", {item.run_id}).empty()) {
-      return NotFound("no run \"" + item.run_id + "\"");
-    }
-    // Cancelled (or ended by another path) while the call was in flight: drop the work.
-    tx.Send("DELETE FROM queue WHERE run_id = $1", {item.run_id});
-    return Applied();
-  }
-  if (item.resume) {
-    tx.Send("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {item.run_id, item.step_id});
-  }
-  RecordSteps(tx, item.run_id, t.steps, t.attempts, now_ms);
-  if (end) {
-    // Its other calls, if it may have any, go after the lock: a parallel call of the run may
-    // have queued some since this transaction's first statement.
-    EndRun(tx, item.run_id, run[0].Text(0), run[0].OptText(1), run[0].Int(2), now_ms,
-           {.had_waits = run[0].Bool(3), .had_parallel = run[0].Bool(4)});
-    if (!run[0].Bool(5)) return Applied();
-    for (const EventRecord& e : end->events) {
-      // Nothing reads them in the transaction: one statement for a whole group's. Stored
-      // once, as an announcement's would be (their ids derive from the run's).
-      tx.InsertLater("INSERT INTO events (internal_id, id, name, payload, received_at_ms)",
-                     "($1, $2, $3, $4::jsonb, $5)",
-                     {e.internal_id, e.id, e.name, JsonValue(e.payload), now_ms},
-                     "ON CONFLICT DO NOTHING");
-    }
-    return Applied{.end_events_stored = true};
-  }
-  if (park) {
-    tx.Send("DELETE FROM queue WHERE run_id = $1", {item.run_id});
-    return Applied();
-  }
-  if (!next) return Applied();  // a retry
-  if (kept_item) {
-    // Counted after the run's lock and the inserts, so a step another call of the run
-    // recorded is seen; read with the commit (or the next piece's wait). A run that never had
-    // another call out at once (had_waits, had_parallel) needs no count.
-    if (run[0].Bool(3) || run[0].Bool(4)) {
-      tx.QueryLater("SELECT count(*) FROM steps WHERE run_id = $1", {item.run_id},
-                    [kept_steps](sql::Rows rows) { *kept_steps = rows[0].Int(0); });
-    }
-    return Applied{KeptCall{std::move(*kept_item), std::nullopt}};
-  }
-  const bool idle =
-      !next->next_only_if_idle ||
-      tx.Query("SELECT 1 FROM queue WHERE run_id = $1 LIMIT 1", {item.run_id}).empty();
-  for (const NextCall& n : next->next) {
-    if (!idle && !n.resume && n.step_id == kDiscoveryStepId) continue;
-    EnqueueCall(tx, item.run_id, n.step_id, UnixMillis(n.due), now_ms, n.resume);
-  }
-  for (const NewWait& wait : next->waits) {
-    const int64_t lookback_from =
-        wait.lookback_from ? UnixMillis(*wait.lookback_from) : now_ms - wait.lookback.count();
-    if (tx.Exec("INSERT INTO waits (run_id, step_id, function_id, event_name, expression, "
-                "kind, created_at_ms, expires_at_ms, lookback_from_ms) SELECT id, $2, "
-                "function_id, $3, $4, $5, $6, $7, $8 FROM runs WHERE id = $1 "
-                "ON CONFLICT DO NOTHING",
-                {item.run_id, wait.step_id, wait.event_name, wait.expression, wait.kind, now_ms,
-                 UnixMillis(wait.expires_at), lookback_from}) == 0) {
-      continue;
-    }
-    EnqueueCall(tx, item.run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms,
-                Resume(wait.timeout_memo, wait.name));
-  }
-  return Applied();
-}
+
+  const QueueItem& item_;
+  const Transition& t_;
+  const int64_t now_ms_;
+  const std::optional<std::chrono::milliseconds> keep_;
+  const std::string& token_;
+  std::optional<int64_t>* const kept_steps_;
+  const Transition::Continue* const next_;
+  const Transition::End* const end_;
+  const Transition::Park* const park_;
+  const bool keep_next_;
+  const bool only_if_idle_;
+  // Set by Send (and its results, as they are read).
+  std::shared_ptr<bool> leased_;
+  std::shared_ptr<Rows> run_;
+  std::optional<QueueItem> kept_item_;
+  bool owned_ = false;
+  bool gated_ = false;  // the run's statement checks the lease (token) itself
+};
 
 }  // namespace
 
@@ -1450,6 +1497,7 @@ struct SqlStore::GroupWork {
   Piece piece;
   bool alone;  // takes a transaction of its own
   const std::function<Status(Tx&)>& body;
+  const TwoPart* two_part;       // InGroup's
   std::optional<Status> status;  // set by the group that took it, read once `done`
   bool done = false;             // GUARDED_BY(group_mu_)
   std::condition_variable cv;    // its submitter waits here: for `done`, or to lead
@@ -1471,8 +1519,8 @@ std::string SqlStore::GroupOrder(const QueueItem& item,
 }
 
 Status SqlStore::InGroup(std::string order, Piece piece, bool alone,
-                         const std::function<Status(Tx&)>& body) {
-  GroupWork mine{std::move(order), piece, alone, body};
+                         const std::function<Status(Tx&)>& body, const TwoPart* two_part) {
+  GroupWork mine{std::move(order), piece, alone, body, two_part};
   std::unique_lock lock(group_mu_);
   group_queue_.push_back(&mine);
   // Group commit: whoever finds no group running, or fewer than kGroupLeaders and at least
@@ -1517,7 +1565,17 @@ Status SqlStore::InGroup(std::string order, Piece piece, bool alone,
 }
 
 void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
-  auto alone = [&](GroupWork& w) { w.status = Transact(w.body); };
+  auto alone = [&](GroupWork& w) {
+    if (!w.two_part) {
+      w.status = Transact(w.body);
+      return;
+    }
+    w.status = Transact([&](Tx& tx) {
+      w.two_part->send(tx);
+      tx.Wait();
+      return w.body(tx);
+    });
+  };
   if (group.size() == 1) return alone(*group[0]);
   // One order for the row locks of every group (two may run at once, on several
   // coordinators too).
@@ -1526,15 +1584,38 @@ void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
   std::vector<Status> statuses;
   Status s = db_->Transact([&](Tx& tx) -> Status {
     statuses.clear();
-    for (GroupWork* w : group) {
-      Status done = w->body(tx);
+    // Two-part pieces of different runs next to each other (a wave) send their first parts
+    // together and wait once for all of them; then each does the rest, in the group's order.
+    // A piece of a run already in the wave, or one in one part, starts after the wave.
+    std::vector<GroupWork*> wave;
+    auto run = [&](GroupWork& w) -> Status {
+      Status done = w.body(tx);
       // A failure after a write cannot be undone alone: the whole group rolls back.
-      const bool harmless = w->piece == Piece::kRead ||
-                            (w->piece == Piece::kApply && done.code() == StatusCode::kAborted);
+      const bool harmless = w.piece == Piece::kRead ||
+                            (w.piece == Piece::kApply && done.code() == StatusCode::kAborted);
       if (!done.ok() && !harmless) return done;
       statuses.push_back(std::move(done));
+      return Status::Ok();
+    };
+    auto finish_wave = [&]() -> Status {
+      if (!wave.empty()) tx.Wait();
+      for (GroupWork* w : wave) RETURN_IF_ERROR(run(*w));
+      wave.clear();
+      return Status::Ok();
+    };
+    for (GroupWork* w : group) {
+      const bool joins = w->two_part && std::none_of(wave.begin(), wave.end(), [&](GroupWork* o) {
+                           return o->two_part->run == w->two_part->run;
+                         });
+      if (!joins) RETURN_IF_ERROR(finish_wave());
+      if (w->two_part) {
+        w->two_part->send(tx);
+        wave.push_back(w);
+      } else {
+        RETURN_IF_ERROR(run(*w));
+      }
     }
-    return Status::Ok();
+    return finish_wave();
   });
   if (s.ok()) {
     for (size_t i = 0; i < group.size(); ++i) group[i]->status = std::move(statuses[i]);
@@ -1551,9 +1632,21 @@ Result<Applied> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t, 
   const int64_t now_ms = UnixMillis(now);
   const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
   std::optional<int64_t> kept_steps;  // set once the transaction's results are read
+  ApplyWork work(item, t, now_ms, keep, token, &kept_steps);
+  // A run in a lane may lock its lane in the second part (EndRun): it runs whole, so a group
+  // locks rows in its order (GroupOrder). Any other run's second part writes only rows of
+  // the run, whose row the first part locked.
+  const TwoPart two_part{item.run_id, [&](Tx& tx) { work.Send(tx); }};
   auto applied = InGroupResult(
       GroupOrder(item, t.lane), Piece::kApply, /*alone=*/false,
-      [&](Tx& tx) { return ApplyBody(tx, item, t, now_ms, keep, token, &kept_steps); });
+      [&](Tx& tx) {
+        if (t.lane) {
+          work.Send(tx);
+          tx.Wait();
+        }
+        return work.Finish(tx);
+      },
+      t.lane ? nullptr : &two_part);
   if (keep && applied.status().code() == StatusCode::kUnavailable) {
     // Whether it committed is unknown: a call it kept may be leased to nobody. The next
     // claim gives it back (as a doubtful claim's items).
@@ -1584,7 +1677,7 @@ Result<std::string> SqlStore::Checkpoint(const QueueItem& item,
   return InGroupResult(
       GroupOrder(item, std::nullopt), Piece::kApply, /*alone=*/false,
       [&](Tx& tx) -> Result<std::string> {
-        // Locked in ApplyBody's order, the item first: the lease decides, then the
+        // Locked in ApplyWork's order, the item first: the lease decides, then the
         // run's row, which orders the steps' inserts of its concurrent calls.
         Rows held = tx.Query(
             "SELECT attempt FROM queue WHERE id = $1 AND lease_token = $2 AND "

@@ -106,7 +106,7 @@ class SqlStore final : public Store {
   // What a failed piece of a group may have written, so whether its group may go on.
   enum class Piece {
     kRead,   // nothing: the group goes on whatever it returns
-    kApply,  // nothing when it fails with kAborted (ApplyBody's lease check comes first)
+    kApply,  // nothing when it fails with kAborted (ApplyWork's lease check comes first)
     kWrite,  // anything: a failure rolls the group back
   };
   // Group commit: runs `body` in a transaction shared with the other work submitted at the
@@ -120,12 +120,22 @@ class SqlStore final : public Store {
   // (again, should that one end in a conflict): so a body may run several times and must set
   // its results anew each time. Used by the hot path: ApplyInTx, LoadRunState and
   // IngestEvents.
+  //
+  // With `two_part`, the piece comes in two parts: `two_part->send` queues statements and
+  // reads none of their results, `body` runs once they have come (Tx::Wait). The first parts
+  // of a group's two-part pieces of different runs, next to each other in its order, are
+  // sent together, and the group waits for them once rather than once each; so two-part
+  // pieces must lock rows of other runs only in their first parts. Used by ApplyInTx.
+  struct TwoPart {
+    std::string_view run;  // the run whose rows the piece writes
+    std::function<void(sql::Tx&)> send;
+  };
   Status InGroup(std::string order, Piece piece, bool alone,
-                 const std::function<Status(sql::Tx&)>& body);
+                 const std::function<Status(sql::Tx&)>& body, const TwoPart* two_part = nullptr);
   // InGroup for `fn(sql::Tx&)` returning a Result<T>: its last result, or the group's failure.
   template <typename Fn>
-  auto InGroupResult(std::string order, Piece piece, bool alone, Fn&& fn)
-      -> decltype(fn(std::declval<sql::Tx&>()));
+  auto InGroupResult(std::string order, Piece piece, bool alone, Fn&& fn,
+                     const TwoPart* two_part = nullptr) -> decltype(fn(std::declval<sql::Tx&>()));
   // The group order of a piece of `item`'s run, in `lane` (function id, key) when it has one.
   static std::string GroupOrder(const QueueItem& item,
                                 const std::optional<std::pair<std::string, std::string>>& lane);

@@ -71,6 +71,7 @@ class SqliteTx final : public sql::Tx {
     return sqlite3_changes(db_);
   }
 
+  void Wait() override {}                     // every statement ran when it was sent
   void LockKey(std::string_view) override {}  // one transaction at a time already
 
   // Runs `sql` (several statements, no parameters) as it is.
