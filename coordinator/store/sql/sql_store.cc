@@ -1241,10 +1241,11 @@ void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord
 // called again (a group that failed runs each piece anew): it starts over.
 //
 // The lease decides whether anything is written, and its statement comes first. Where it
-// can, the check travels with the run's statement in one round trip: the item is given a new
-// lease token (a kept call's, or one the item is then deleted by), and the run's statement
-// does nothing unless the item holds that token (`gated`), so a lost lease writes nothing
-// there either. A kept discovery call that waits for the run's other calls
+// can, the check travels with the run's statement in one round trip: the item is given the
+// kept call's new lease token, or else locked while it holds the call's (to be deleted by it),
+// and the run's statement does nothing unless the item holds that token (`gated`), so a lost
+// lease writes nothing there either. (Tokens are never reused: once the item holds another,
+// it never holds the call's again.) A kept discovery call that waits for the run's other calls
 // (next_only_if_idle) is tried that way too: when the run has another call, nothing of it
 // applied, and the item is then handled as a call that keeps nothing (a second round trip).
 // A retry checks the lease on its own first.
@@ -1298,7 +1299,7 @@ class ApplyWork {
                    "lease_token = NULL, priority_ms = 0 WHERE id = $1 AND lease_token = $2",
                    {item_.id, item_.lease_token, UnixMillis(t_.retry()->at)}) == 1;
     } else {
-      TakeToken(tx);
+      LockItem(tx);
     }
     if (gated_ || owned_) SendRunStatement(tx);
   }
@@ -1316,7 +1317,7 @@ class ApplyWork {
       // The run has another call (or the lease is gone): nothing was written, the run's
       // statement matched nothing. The call keeps nothing; its next call waits for the others.
       kept_item_.reset();
-      TakeToken(tx);
+      LockItem(tx);
       SendRunStatement(tx);
       tx.Wait();
       owned_ = *leased_;
@@ -1325,7 +1326,8 @@ class ApplyWork {
     const Rows& run = *run_;
     const std::string& run_id = item_.run_id;
     if (gated_ && !kept_item_) {
-      tx.Send("DELETE FROM queue WHERE id = $1 AND lease_token = $2", {item_.id, token_});
+      tx.Send("DELETE FROM queue WHERE id = $1 AND lease_token = $2",
+              {item_.id, item_.lease_token});
     }
     if (run.empty()) {
       if (tx.Query("SELECT 1 FROM runs WHERE id = $1", {run_id}).empty()) {
@@ -1400,11 +1402,12 @@ class ApplyWork {
     return [leased = leased_](sql::Rows rows) { *leased = !rows.empty(); };
   }
 
-  // The item takes the new token, to be deleted by it once the run's statement has seen it.
-  void TakeToken(Tx& tx) {
-    tx.QueryLater(
-        "UPDATE queue SET lease_token = $3 WHERE id = $1 AND lease_token = $2 RETURNING id",
-        {item_.id, item_.lease_token, token_}, Mine());
+  // The item, locked while it holds the call's lease (rather than given a new token: an
+  // update of the token writes a new version of the row and of each of its index entries), to
+  // be deleted once the run's statement has seen the token.
+  void LockItem(Tx& tx) {
+    tx.QueryLater("SELECT id FROM queue WHERE id = $1 AND lease_token = $2 {FOR UPDATE}",
+                  {item_.id, item_.lease_token}, Mine());
     gated_ = true;
   }
 
@@ -1417,7 +1420,7 @@ class ApplyWork {
         sql += " AND EXISTS (SELECT 1 FROM queue WHERE id = $" + std::to_string(n + 1) +
                " AND lease_token = $" + std::to_string(n + 2) + ")";
         params.emplace_back(item_.id);
-        params.emplace_back(token_);
+        params.emplace_back(kept_item_ ? token_ : item_.lease_token);
       }
       tx.QueryLater(sql + returning, params,
                     [run = run_](sql::Rows rows) { *run = std::move(rows); });
