@@ -196,8 +196,7 @@ class PostgresTx final : public sql::Tx {
 
   void Wait() override {
     if (pending_.empty()) return;
-    if (PQsendFlushRequest(conn_.c) != 1 || PQflush(conn_.c) != 0) throw Lost();
-    ++round_trips_;
+    SendQueued();
     Drain(/*throw_errors=*/true);
   }
 
@@ -334,8 +333,7 @@ class PostgresTx final : public sql::Tx {
   // Queues the statement, sends everything queued and returns the statement's result.
   PgResult Await(std::string_view sql, sql::Params params) {
     QueueStatement(sql, params);
-    if (PQsendFlushRequest(conn_.c) != 1 || PQflush(conn_.c) != 0) throw Lost();
-    ++round_trips_;
+    SendQueued();
     PgResult mine;
     while (!pending_.empty()) {
       const bool last = pending_.size() == 1;
@@ -343,6 +341,13 @@ class PostgresTx final : public sql::Tx {
       if (last) mine = std::move(r);
     }
     return mine;
+  }
+
+  // Sends everything queued and asks PostgreSQL to send its results so far (no sync: the
+  // transaction goes on); one wait for them.
+  void SendQueued() {
+    if (PQsendFlushRequest(conn_.c) != 1 || PQflush(conn_.c) != 0) throw Lost();
+    ++round_trips_;
   }
 
   void Sync() {
