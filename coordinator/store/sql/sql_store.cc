@@ -1230,10 +1230,10 @@ void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord
   }
 }
 
-// Records `t`, the outcome of the call of `item`, in a transaction, under the new lease token
-// `token`; with `keep`, leases the run's next call to the caller when it can (ApplyAndKeep);
-// then `*kept_steps` is what KeptCall::steps says, set once the transaction's results are
-// read.
+// Records `t`, the outcome of the call of `item`, in a transaction; with `keep`, leases the
+// run's next call to the caller when it can (ApplyAndKeep), under a new lease token
+// (kept_token); then `*kept_steps` is what KeptCall::steps says, set once the transaction's
+// results are read.
 //
 // In two parts, so that a group's applies wait for the database once together rather than
 // once each (SqlStore::InGroup): Send queues the lease's statement and the run's and reads
@@ -1252,13 +1252,11 @@ void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord
 class ApplyWork {
  public:
   ApplyWork(const QueueItem& item, const Transition& t, int64_t now_ms,
-            std::optional<std::chrono::milliseconds> keep, const std::string& token,
-            std::optional<int64_t>* kept_steps)
+            std::optional<std::chrono::milliseconds> keep, std::optional<int64_t>* kept_steps)
       : item_(item),
         t_(t),
         now_ms_(now_ms),
         keep_(keep),
-        token_(token),
         kept_steps_(kept_steps),
         next_(t.next()),
         end_(t.end()),
@@ -1268,7 +1266,11 @@ class ApplyWork {
         keep_next_(keep && next_ && next_->waits.empty() && next_->next.size() == 1 &&
                    !next_->next[0].resume && UnixMillis(next_->next[0].due) <= now_ms),
         only_if_idle_(keep_next_ && next_->next_only_if_idle &&
-                      next_->next[0].step_id == kDiscoveryStepId) {}
+                      next_->next[0].step_id == kDiscoveryStepId),
+        token_(keep_next_ ? crypto::HexEncode(crypto::RandomBytes(12)) : std::string()) {}
+
+  // The lease token of the call it may keep; empty when it can keep none.
+  const std::string& kept_token() const { return token_; }
 
   void Send(Tx& tx) {
     kept_steps_->reset();  // a group that failed may have set it
@@ -1477,13 +1479,13 @@ class ApplyWork {
   const Transition& t_;
   const int64_t now_ms_;
   const std::optional<std::chrono::milliseconds> keep_;
-  const std::string& token_;
   std::optional<int64_t>* const kept_steps_;
   const Transition::Continue* const next_;
   const Transition::End* const end_;
   const Transition::Park* const park_;
   const bool keep_next_;
   const bool only_if_idle_;
+  const std::string token_;  // kept_token
   // Set by Send (and its results, as they are read).
   std::shared_ptr<bool> leased_;
   std::shared_ptr<Rows> run_;
@@ -1568,17 +1570,15 @@ Status SqlStore::InGroup(std::string order, Piece piece, bool alone,
 }
 
 void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
-  auto alone = [&](GroupWork& w) {
-    if (!w.two_part) {
-      w.status = Transact(w.body);
-      return;
-    }
-    w.status = Transact([&](Tx& tx) {
+  // A piece's work in one go: both parts of a two-part piece, one after the other.
+  auto whole = [](GroupWork& w, Tx& tx) {
+    if (w.two_part) {
       w.two_part->send(tx);
       tx.Wait();
-      return w.body(tx);
-    });
+    }
+    return w.body(tx);
   };
+  auto alone = [&](GroupWork& w) { w.status = Transact([&](Tx& tx) { return whole(w, tx); }); };
   if (group.size() == 1) return alone(*group[0]);
   // One order for the row locks of every group (two may run at once, on several
   // coordinators too).
@@ -1587,12 +1587,12 @@ void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
   std::vector<Status> statuses;
   Status s = db_->Transact([&](Tx& tx) -> Status {
     statuses.clear();
-    // Two-part pieces of different runs next to each other (a wave) send their first parts
-    // together and wait once for all of them; then each does the rest, in the group's order.
-    // A piece of a run already in the wave, or one in one part, starts after the wave.
+    // Two-part pieces that may go together, of different runs next to each other (a wave),
+    // send their first parts together and wait once for all of them; then each does the
+    // rest, in the group's order. A piece of a run already in the wave starts the next one;
+    // any other piece runs whole after the wave.
     std::vector<GroupWork*> wave;
-    auto run = [&](GroupWork& w) -> Status {
-      Status done = w.body(tx);
+    auto settle = [&](GroupWork& w, Status done) -> Status {
       // A failure after a write cannot be undone alone: the whole group rolls back.
       const bool harmless = w.piece == Piece::kRead ||
                             (w.piece == Piece::kApply && done.code() == StatusCode::kAborted);
@@ -1602,20 +1602,21 @@ void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
     };
     auto finish_wave = [&]() -> Status {
       if (!wave.empty()) tx.Wait();
-      for (GroupWork* w : wave) RETURN_IF_ERROR(run(*w));
+      for (GroupWork* w : wave) RETURN_IF_ERROR(settle(*w, w->body(tx)));
       wave.clear();
       return Status::Ok();
     };
     for (GroupWork* w : group) {
-      const bool joins = w->two_part && std::none_of(wave.begin(), wave.end(), [&](GroupWork* o) {
+      const bool together = w->two_part && w->two_part->together;
+      const bool joins = together && std::none_of(wave.begin(), wave.end(), [&](GroupWork* o) {
                            return o->two_part->run == w->two_part->run;
                          });
       if (!joins) RETURN_IF_ERROR(finish_wave());
-      if (w->two_part) {
+      if (together) {
         w->two_part->send(tx);
         wave.push_back(w);
       } else {
-        RETURN_IF_ERROR(run(*w));
+        RETURN_IF_ERROR(settle(*w, whole(*w, tx)));
       }
     }
     return finish_wave();
@@ -1632,29 +1633,20 @@ void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
 
 Result<Applied> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t, TimePoint now,
                                     std::optional<std::chrono::milliseconds> keep) {
-  const int64_t now_ms = UnixMillis(now);
-  const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
   std::optional<int64_t> kept_steps;  // set once the transaction's results are read
-  ApplyWork work(item, t, now_ms, keep, token, &kept_steps);
+  ApplyWork work(item, t, UnixMillis(now), keep, &kept_steps);
   // A run in a lane may lock its lane in the second part (EndRun): it runs whole, so a group
   // locks rows in its order (GroupOrder). Any other run's second part writes only rows of
   // the run, whose row the first part locked.
-  const TwoPart two_part{item.run_id, [&](Tx& tx) { work.Send(tx); }};
+  const TwoPart two_part{item.run_id, [&](Tx& tx) { work.Send(tx); }, /*together=*/!t.lane};
   auto applied = InGroupResult(
       GroupOrder(item, t.lane), Piece::kApply, /*alone=*/false,
-      [&](Tx& tx) {
-        if (t.lane) {
-          work.Send(tx);
-          tx.Wait();
-        }
-        return work.Finish(tx);
-      },
-      t.lane ? nullptr : &two_part);
-  if (keep && applied.status().code() == StatusCode::kUnavailable) {
+      [&](Tx& tx) { return work.Finish(tx); }, &two_part);
+  if (!work.kept_token().empty() && applied.status().code() == StatusCode::kUnavailable) {
     // Whether it committed is unknown: a call it kept may be leased to nobody. The next
     // claim gives it back (as a doubtful claim's items).
     std::lock_guard lock(doubtful_mu_);
-    RememberDoubtful(token);
+    RememberDoubtful(work.kept_token());
   }
   if (applied.ok() && applied->kept) applied->kept->steps = kept_steps;
   return applied;
