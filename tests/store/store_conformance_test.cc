@@ -742,6 +742,36 @@ TEST_P(StoreConformance, ApplyAndKeepLeasesTheRunsOneNextCallDueNowToTheApplier)
   EXPECT_TRUE(store_->GetSteps(lost)->empty());
 }
 
+// A kept call's lease runs on from its call's while two thirds of a lease remain, and is a
+// whole lease from the keep otherwise: a kept call starts with two thirds of a lease at least,
+// and its heartbeat renews the lease a third of a lease in.
+TEST_P(StoreConformance, AKeptCallsLeaseRunsOnWhileTwoThirdsOfALeaseRemain) {
+  Start("app-plain");
+  auto items = Claim();  // leased for 30 s: until 30 s from now
+  ASSERT_EQ(items.size(), 1u);
+  clock_.Advance(5s);  // 25 s of the lease remain
+  auto kept = store_->ApplyAndKeep(items[0], StepThenDiscovery(), clock_.Now(), 30s);
+  ASSERT_THAT(kept, IsOk());
+  ASSERT_TRUE(kept->kept.has_value());
+  clock_.Advance(24s);  // 1 s of the claim's lease remains
+  EXPECT_TRUE(Claim().empty()) << "the kept call's lease holds";
+  clock_.Advance(2s);
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u) << "the claim's lease, which the keep left as it was, is over";
+  EXPECT_EQ(items[0].id, kept->kept->item.id);
+
+  clock_.Advance(15s);  // 15 s of the new claim's lease remain: fewer than two thirds
+  Transition step = StepThenDiscovery();
+  step.steps[0].step_id = step.steps[0].name = "s2";
+  kept = store_->ApplyAndKeep(items[0], step, clock_.Now(), 30s);
+  ASSERT_THAT(kept, IsOk());
+  ASSERT_TRUE(kept->kept.has_value());
+  clock_.Advance(16s);  // the claim's lease is over; the keep's has 14 s to go
+  EXPECT_TRUE(Claim().empty()) << "the keep renewed the lease to 30 s from itself";
+  clock_.Advance(15s);
+  EXPECT_EQ(Claim().size(), 1u);
+}
+
 // A claim can bring its calls' run states, read in its transaction: what LoadRunState reads
 // after it, for a first call and for a later call of a run with steps.
 TEST_P(StoreConformance, AClaimsRunStatesAreWhatALoadReads) {
@@ -1718,6 +1748,38 @@ TEST(PostgresStore, AStepThatChangesNothingElseOfItsRunLeavesItsRowAsItIs) {
   EXPECT_EQ(run->req_version, 3);
   EXPECT_EQ(run->status, kRunning);
   EXPECT_EQ(pg.store->GetSteps(item.run_id)->size(), 2u);
+}
+
+// A call kept in place takes a new lease token but stays leased, and its lease runs on: the
+// update of its queue item changes no indexed column and is HOT (a heap-only tuple: no new
+// entry in any of the queue's indexes). Read off the item's page (pageinspect).
+TEST(PostgresStore, AKeptCallsUpdateOfItsQueueItemIsHeapOnly) {
+  PostgresStoreOfOneFunction pg("store_keep_hot");
+  pg.Start(1);
+  QueueItem item = pg.Claim(1)[0];
+  testing::PgConnection check(pg.url);
+  check.Query("CREATE EXTENSION IF NOT EXISTS pageinspect");
+  auto heap_only = [&] {  // HEAP_ONLY_TUPLE, 0x8000 of t_infomask2, of the item's version
+    auto rows = check.Query(
+        "SELECT (h.t_infomask2 & 32768) <> 0 FROM queue q, "
+        "heap_page_items(get_raw_page('queue', (q.ctid::text::point)[0]::int)) h "
+        "WHERE q.id = " +
+        std::to_string(item.id) + " AND h.lp = (q.ctid::text::point)[1]::int");
+    return rows.size() == 1 && rows[0][0] == "t";
+  };
+  EXPECT_FALSE(heap_only()) << "the claim leased the item: a version with new index entries";
+  for (const std::string id : {"s1", "s2", "s3"}) {
+    Transition t;
+    t.steps.push_back({id, 0, id, "completed", {{"data", 1}}});
+    t.move =
+        Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), pg.clock.Now()}}};
+    auto kept = pg.store->ApplyAndKeep(item, t, pg.clock.Now(), 30s);
+    ASSERT_THAT(kept, IsOk());
+    ASSERT_TRUE(kept->kept.has_value());
+    EXPECT_NE(kept->kept->item.lease_token, item.lease_token);
+    item = kept->kept->item;
+    EXPECT_TRUE(heap_only()) << "after keeping the call that follows " << id;
+  }
 }
 
 TEST(SqliteDatabase, SentStatementsRunInOrderAndFailTheirTransaction) {
