@@ -49,7 +49,8 @@ using testing::IsOk;
 using testing::StatusIs;
 
 // A transaction that notes the lanes whose rows its statements lock (an upsert or update of
-// a lane row), in order, and passes everything on.
+// a lane row, or a locking read of it), in order, and counts its writes of lane rows, and
+// passes everything on.
 class LaneRecordingTx final : public sql::Tx {
  public:
   explicit LaneRecordingTx(sql::Tx& tx) : tx_(tx) {}
@@ -75,10 +76,21 @@ class LaneRecordingTx final : public sql::Tx {
   void AnnounceWork() override { tx_.AnnounceWork(); }
 
   std::vector<std::string> lanes;  // "function/key", in the order first locked
+  int lane_writes = 0;             // statements that write a lane's row
 
  private:
   void Note(std::string_view sql, const sql::Params& params) {
-    if (!sql.starts_with("INSERT INTO lanes") && !sql.starts_with("UPDATE lanes")) return;
+    if (sql.starts_with("INSERT INTO lanes") || sql.starts_with("UPDATE lanes") ||
+        sql.starts_with("DELETE FROM lanes")) {
+      ++lane_writes;
+    }
+    const bool locking_read = sql.starts_with("SELECT") &&
+                              sql.find(" FROM lanes ") != std::string_view::npos &&
+                              sql.find("{FOR ") != std::string_view::npos;
+    if (!sql.starts_with("INSERT INTO lanes") && !sql.starts_with("UPDATE lanes") &&
+        !locking_read) {
+      return;
+    }
     const auto* fn = std::get_if<std::string>(&params.begin()[0].get());
     const auto* key = std::get_if<std::string>(&params.begin()[1].get());
     if (!fn || !key) return;
@@ -93,7 +105,8 @@ class LaneRecordingTx final : public sql::Tx {
 // then reports its outcome unknown, as when the connection drops during COMMIT; each of the
 // next `conflicts` transactions runs and is rolled back as the victim of a deadlock. With
 // `hold_next`, the next transaction waits until Release (`held` says when it waits); with
-// `record_lanes`, each committed transaction's lane locks are kept in `lanes_locked`.
+// `record_lanes`, each committed transaction's lane locks are kept in `lanes_locked` and its
+// count of writes of lane rows in `lane_writes`.
 class FaultyDatabase final : public sql::Database {
  public:
   explicit FaultyDatabase(std::unique_ptr<sql::Database> db) : db_(std::move(db)) {}
@@ -105,16 +118,19 @@ class FaultyDatabase final : public sql::Database {
     }
     if (record_lanes) {
       std::vector<std::string> lanes;
+      int writes = 0;
       Status s = db_->Transact([&](sql::Tx& tx) {
         LaneRecordingTx recording(tx);
         Status done = body(recording);
         if (done.ok()) recording.FlushInserts();  // rows the body held for the commit
         lanes = recording.lanes;
+        writes = recording.lane_writes;
         return done;
       });
       if (s.ok()) {
         std::lock_guard lock(mu_);
         lanes_locked.push_back(std::move(lanes));
+        lane_writes.push_back(writes);
       }
       return s;
     }
@@ -145,6 +161,10 @@ class FaultyDatabase final : public sql::Database {
     std::lock_guard lock(mu_);
     return lanes_locked;
   }
+  std::vector<int> LaneWrites() {
+    std::lock_guard lock(mu_);
+    return lane_writes;
+  }
 
   std::atomic<bool> fail_next_commit = false;
   std::atomic<int> conflicts = 0;
@@ -158,6 +178,7 @@ class FaultyDatabase final : public sql::Database {
   std::condition_variable released_cv_;
   bool released_ = false;                              // GUARDED_BY(mu_)
   std::vector<std::vector<std::string>> lanes_locked;  // GUARDED_BY(mu_)
+  std::vector<int> lane_writes;                        // GUARDED_BY(mu_)
 };
 
 struct Backend {
@@ -2799,6 +2820,36 @@ TEST_P(StoreConformance, EveryTransactionLocksItsLanesInOneOrder) {
   EXPECT_EQ(RunStatus(head_z), kCompleted);
   EXPECT_EQ(RunStatus(head_a), kCompleted);
   EXPECT_EQ(ClaimedRuns().size(), 2u) << "the new runs head their new lanes";
+}
+
+// A head that ends hands its lane to the next run with one write of the lane's row (locked
+// by a read first): the next head set and the ended head's place given up together; the
+// lane's last run's end deletes the row, also in one write.
+TEST_P(StoreConformance, AHeadsEndHandsItsLaneOnInOneWriteOfTheLanesRow) {
+  const std::string head = Start("app-plain", "k");
+  clock_.Advance(1ms);
+  const std::string second = Start("app-plain", "k");
+  auto end_of = [&](const QueueItem& item) {
+    Transition t;
+    t.move = Transition::End{kCompleted, "done", nullptr};
+    t.lane = {{"app-plain", "k"}};
+    return store_->Apply(item, t, clock_.Now());
+  };
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_EQ(items[0].run_id, head);
+  db_->record_lanes = true;
+  ASSERT_THAT(end_of(items[0]), IsOk());
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u) << "the next run heads the lane";
+  EXPECT_EQ(items[0].run_id, second);
+  ASSERT_THAT(end_of(items[0]), IsOk());
+  db_->record_lanes = false;
+  // The first end, the claim (which writes no lane) and the second end.
+  EXPECT_EQ(db_->LaneWrites(), (std::vector<int>{1, 0, 1}));
+
+  Start("app-plain", "k");  // the lane was deleted: a new run heads it at once
+  EXPECT_EQ(Claim().size(), 1u);
 }
 
 // A singleton cancel in a lane racing the head's own end: the ingest locks the head's rows

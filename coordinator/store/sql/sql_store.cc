@@ -190,14 +190,16 @@ int64_t EnqueueFirstCall(Tx& tx, const std::string& run_id, std::optional<int64_
 }
 
 // Records `run_id` as the head of lane (function_id, key), locked by the caller, since
-// `now_ms`; its head_timeout counts from `due_ms`, when its first call is due.
+// `now_ms`; its head_timeout counts from `due_ms`, when its first call is due. The lane's
+// depth changes by `depth_change` in the same update (a head that ended: -1).
 void SetLaneHead(Tx& tx, const std::string& function_id, const std::string& key,
-                 const std::string& run_id, int64_t now_ms, int64_t due_ms) {
+                 const std::string& run_id, int64_t now_ms, int64_t due_ms,
+                 int64_t depth_change = 0) {
   tx.Send(
       "UPDATE lanes SET head_run_id = $3, head_since_ms = $4, "
-      "head_deadline_ms = $5 + head_timeout_ms, gap_since_ms = NULL "
+      "head_deadline_ms = $5 + head_timeout_ms, gap_since_ms = NULL, depth = depth + $6 "
       "WHERE function_id = $1 AND key = $2",
-      {function_id, key, run_id, now_ms, due_ms});
+      {function_id, key, run_id, now_ms, due_ms, depth_change});
 }
 
 // Makes `run_id`, whose start slot and priority are `slot` and `priority_s`, the head of lane
@@ -206,9 +208,9 @@ void SetLaneHead(Tx& tx, const std::string& function_id, const std::string& key,
 // lane's order is never changed by it.
 void TakeHead(Tx& tx, const std::string& function_id, const std::string& key,
               const std::string& run_id, std::optional<int64_t> slot, int64_t priority_s,
-              int64_t now_ms) {
+              int64_t now_ms, int64_t depth_change = 0) {
   const int64_t due_ms = EnqueueFirstCall(tx, run_id, slot, priority_s, now_ms);
-  SetLaneHead(tx, function_id, key, run_id, now_ms, due_ms);
+  SetLaneHead(tx, function_id, key, run_id, now_ms, due_ms, depth_change);
 }
 
 // TakeHead for a run whose slot and priority are read from its row.
@@ -291,33 +293,38 @@ std::optional<std::string> SelectSequenceHead(Tx& tx, const std::string& functio
 // Returns false (and changes nothing) when `run_id` is not the head.
 bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
                  const std::string& run_id, int64_t head_seq, int64_t now_ms) {
-  // The lane's row (locked here) and the run after the head come back together: the read
-  // runs after the lock, so it sees what the lane's last writer committed. Where the lane had
-  // moved on already, or orders by sequence, the read's rows go unused. The lane's rows are
-  // kept in storage shared with the callback, which may outlive this frame if a later
-  // statement fails.
+  // The lane's row (locked here, while `run_id` is its head) and the run after the head come
+  // back together: the read runs after the lock, so it sees what the lane's last writer
+  // committed. Where the lane had moved on already, or orders by sequence, the read's rows go
+  // unused. The lane's rows are kept in storage shared with the callback, which may outlive
+  // this frame if a later statement fails. The row is then written once: the next head, or
+  // no head, with the ended head's place given up.
   auto lane = std::make_shared<std::optional<Rows>>();
   tx.QueryLater(
-      "UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
-      "head_deadline_ms = NULL WHERE function_id = $1 AND key = $2 AND head_run_id = $3 "
-      "RETURNING seq_gap_timeout_ms",
+      "SELECT seq_gap_timeout_ms, depth FROM lanes WHERE function_id = $1 AND key = $2 "
+      "AND head_run_id = $3 {FOR NO KEY UPDATE}",
       {function_id, key, run_id}, [lane](Rows rows) { *lane = std::move(rows); });
   Rows next = tx.Query(
       "SELECT id, throttle_slot_ms, priority_s FROM runs WHERE function_id = $1 "
       "AND lane_key = $2 AND lane_seq > $3 AND status = 'queued' ORDER BY lane_seq LIMIT 1",
       {function_id, key, head_seq});
-  if (!*lane) throw std::logic_error("the lane's update was not read before the next query's");
+  if (!*lane) throw std::logic_error("the lane's lock was not read before the next query's");
   if ((*lane)->empty()) return false;  // skipped or timed out already
-  if (!(**lane)[0].Null(0)) {          // a sequence lane
-    SelectSequenceHead(tx, function_id, key, now_ms);
+  const bool sequenced = !(**lane)[0].Null(0);
+  if (sequenced || next.empty()) {
+    if (!sequenced && (**lane)[0].Int(1) <= 1) {  // the head was the lane's last run
+      tx.Send("DELETE FROM lanes WHERE function_id = $1 AND key = $2", {function_id, key});
+      return true;
+    }
+    tx.Send(
+        "UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
+        "head_deadline_ms = NULL WHERE function_id = $1 AND key = $2",
+        {function_id, key});
+    if (sequenced) SelectSequenceHead(tx, function_id, key, now_ms);
     return true;
   }
-  if (next.empty()) {
-    tx.Send("DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth <= 0",
-            {function_id, key});
-    return true;
-  }
-  TakeHead(tx, function_id, key, next[0].Text(0), next[0].OptInt(1), next[0].Int(2), now_ms);
+  TakeHead(tx, function_id, key, next[0].Text(0), next[0].OptInt(1), next[0].Int(2), now_ms,
+           /*depth_change=*/-1);
   return true;
 }
 
