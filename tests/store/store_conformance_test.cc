@@ -1803,6 +1803,34 @@ TEST(PostgresStore, AKeptCallsUpdateOfItsQueueItemIsHeapOnly) {
   }
 }
 
+// Every intake into a lane locks the lane's row; one that brings the options the lane has
+// already writes the row only for the run's place in it (one version, not two).
+TEST(PostgresStore, AnIntakeIntoALaneWritesTheLanesRowOnceForItsRun) {
+  PostgresStoreOfOneFunction pg("store_lane_intake");
+  testing::PgConnection check(pg.url);
+  check.Query("CREATE EXTENSION IF NOT EXISTS pageinspect");
+  auto versions = [&] {  // of lane rows, live or dead, on the table's one page
+    return check.Count(
+        "SELECT count(*) FROM heap_page_items(get_raw_page('lanes', 0)) WHERE lp_flags = 1");
+  };
+  auto ingest = [&] {
+    NewEvent ne;
+    ne.event.internal_id = NewUlid(UnixMillis(pg.clock.Now()));
+    ne.event.id = ne.event.internal_id;
+    ne.event.name = "test/e";
+    ne.event.payload = {{"name", "test/e"}, {"data", Json::object()}};
+    ne.event.received_at_ms = UnixMillis(pg.clock.Now());
+    ne.runs.push_back(NewRun{NewUlid(UnixMillis(pg.clock.Now())), "app-plain", std::string("k")});
+    EXPECT_THAT(pg.store->IngestEvents({ne}, pg.clock.Now(), nullptr), IsOk());
+  };
+  ingest();  // the lane's first run: the row, its place and its head
+  const int64_t before = versions();
+  ingest();
+  EXPECT_EQ(versions() - before, 1) << "the second run's place; the lock wrote nothing";
+  ingest();
+  EXPECT_EQ(versions() - before, 2);
+}
+
 TEST(SqliteDatabase, SentStatementsRunInOrderAndFailTheirTransaction) {
   auto db = OpenSqliteDatabase({.path = testing::TempDir("funcky-sent-") + "/sent.db"});
   ASSERT_THAT(db, IsOk());

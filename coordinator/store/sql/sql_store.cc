@@ -331,6 +331,7 @@ bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
 // Takes (creating it if new) the lane row of each lane in `lanes`: the lock every writer of
 // a lane takes first, so lanes are always locked in one order. Each intake brings the lane's
 // options up to date; a new sequence lane expects its `start` first (none: the first seen).
+// Options as they were are not written again (the conflict's row is locked all the same).
 void LockLanes(Tx& tx, const LaneLocks& lanes) {
   for (const auto& [lane, options] : lanes) {
     const std::optional<LaneSequencing>& seq = options.sequencing;
@@ -340,7 +341,12 @@ void LockLanes(Tx& tx, const LaneLocks& lanes) {
         "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms, "
         "seq_gap_timeout_ms = EXCLUDED.seq_gap_timeout_ms, seq_start = EXCLUDED.seq_start, "
         "seq_run_stale = EXCLUDED.seq_run_stale, "
-        "seq_next = COALESCE(lanes.seq_next, EXCLUDED.seq_start)",
+        "seq_next = COALESCE(lanes.seq_next, EXCLUDED.seq_start) "
+        "WHERE lanes.head_timeout_ms IS DISTINCT FROM EXCLUDED.head_timeout_ms "
+        "OR lanes.seq_gap_timeout_ms IS DISTINCT FROM EXCLUDED.seq_gap_timeout_ms "
+        "OR lanes.seq_start IS DISTINCT FROM EXCLUDED.seq_start "
+        "OR lanes.seq_run_stale IS DISTINCT FROM EXCLUDED.seq_run_stale "
+        "OR (lanes.seq_next IS NULL AND EXCLUDED.seq_start IS NOT NULL)",
         {lane.first, lane.second, options.head_timeout_ms,
          seq ? sql::Value(seq->gap_timeout.count()) : sql::Value(nullptr),
          seq ? sql::Value(seq->start) : sql::Value(nullptr), seq && seq->run_stale});
