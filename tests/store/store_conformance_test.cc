@@ -1622,8 +1622,8 @@ struct PostgresStoreOfOneFunction {
     sync.functions = {fn};
     EXPECT_THAT(store->SyncApp(sync), IsOk());
   }
-  // Starts `runs` runs of app-plain, an event each.
-  void Start(int runs) {
+  // Starts `runs` runs of app-plain, an event each, in lane `lane_key` if given.
+  void Start(int runs, std::optional<std::string> lane_key = std::nullopt) {
     std::vector<NewEvent> events;
     for (int i = 0; i < runs; ++i) {
       NewEvent ne;
@@ -1632,7 +1632,7 @@ struct PostgresStoreOfOneFunction {
       ne.event.name = "test/e";
       ne.event.payload = {{"name", "test/e"}, {"data", Json::object()}};
       ne.event.received_at_ms = UnixMillis(clock.Now());
-      ne.runs.push_back({NewUlid(UnixMillis(clock.Now())), "app-plain"});
+      ne.runs.push_back({NewUlid(UnixMillis(clock.Now())), "app-plain", lane_key});
       events.push_back(std::move(ne));
     }
     EXPECT_THAT(store->IngestEvents(events, clock.Now(), nullptr), IsOk());
@@ -1813,21 +1813,11 @@ TEST(PostgresStore, AnIntakeIntoALaneWritesTheLanesRowOnceForItsRun) {
     return check.Count(
         "SELECT count(*) FROM heap_page_items(get_raw_page('lanes', 0)) WHERE lp_flags = 1");
   };
-  auto ingest = [&] {
-    NewEvent ne;
-    ne.event.internal_id = NewUlid(UnixMillis(pg.clock.Now()));
-    ne.event.id = ne.event.internal_id;
-    ne.event.name = "test/e";
-    ne.event.payload = {{"name", "test/e"}, {"data", Json::object()}};
-    ne.event.received_at_ms = UnixMillis(pg.clock.Now());
-    ne.runs.push_back(NewRun{NewUlid(UnixMillis(pg.clock.Now())), "app-plain", std::string("k")});
-    EXPECT_THAT(pg.store->IngestEvents({ne}, pg.clock.Now(), nullptr), IsOk());
-  };
-  ingest();  // the lane's first run: the row, its place and its head
+  pg.Start(1, "k");  // the lane's first run: the row, its place and its head
   const int64_t before = versions();
-  ingest();
+  pg.Start(1, "k");
   EXPECT_EQ(versions() - before, 1) << "the second run's place; the lock wrote nothing";
-  ingest();
+  pg.Start(1, "k");
   EXPECT_EQ(versions() - before, 2);
 }
 
@@ -2857,21 +2847,15 @@ TEST_P(StoreConformance, AHeadsEndHandsItsLaneOnInOneWriteOfTheLanesRow) {
   const std::string head = Start("app-plain", "k");
   clock_.Advance(1ms);
   const std::string second = Start("app-plain", "k");
-  auto end_of = [&](const QueueItem& item) {
-    Transition t;
-    t.move = Transition::End{kCompleted, "done", nullptr};
-    t.lane = {{"app-plain", "k"}};
-    return store_->Apply(item, t, clock_.Now());
-  };
   auto items = Claim();
   ASSERT_EQ(items.size(), 1u);
   ASSERT_EQ(items[0].run_id, head);
   db_->record_lanes = true;
-  ASSERT_THAT(end_of(items[0]), IsOk());
+  ASSERT_THAT(End(items[0]), IsOk());
   items = Claim();
   ASSERT_EQ(items.size(), 1u) << "the next run heads the lane";
   EXPECT_EQ(items[0].run_id, second);
-  ASSERT_THAT(end_of(items[0]), IsOk());
+  ASSERT_THAT(End(items[0]), IsOk());
   db_->record_lanes = false;
   // The first end, the claim (which writes no lane) and the second end.
   EXPECT_EQ(db_->LaneWrites(), (std::vector<int>{1, 0, 1}));

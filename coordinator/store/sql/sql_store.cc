@@ -311,20 +311,22 @@ bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
   if (!*lane) throw std::logic_error("the lane's lock was not read before the next query's");
   if ((*lane)->empty()) return false;  // skipped or timed out already
   const bool sequenced = !(**lane)[0].Null(0);
-  if (sequenced || next.empty()) {
-    if (!sequenced && (**lane)[0].Int(1) <= 1) {  // the head was the lane's last run
-      tx.Send("DELETE FROM lanes WHERE function_id = $1 AND key = $2", {function_id, key});
-      return true;
-    }
-    tx.Send(
-        "UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
-        "head_deadline_ms = NULL WHERE function_id = $1 AND key = $2",
-        {function_id, key});
-    if (sequenced) SelectSequenceHead(tx, function_id, key, now_ms);
+  if (!sequenced && !next.empty()) {
+    TakeHead(tx, function_id, key, next[0].Text(0), next[0].OptInt(1), next[0].Int(2), now_ms,
+             /*depth_change=*/-1);
     return true;
   }
-  TakeHead(tx, function_id, key, next[0].Text(0), next[0].OptInt(1), next[0].Int(2), now_ms,
-           /*depth_change=*/-1);
+  if (!sequenced && (**lane)[0].Int(1) <= 1) {  // the head was the lane's last run
+    tx.Send("DELETE FROM lanes WHERE function_id = $1 AND key = $2", {function_id, key});
+    return true;
+  }
+  // A sequence lane chooses its next head below; a lane whose other runs are not queued waits
+  // with none.
+  tx.Send(
+      "UPDATE lanes SET depth = depth - 1, head_run_id = NULL, head_since_ms = NULL, "
+      "head_deadline_ms = NULL WHERE function_id = $1 AND key = $2",
+      {function_id, key});
+  if (sequenced) SelectSequenceHead(tx, function_id, key, now_ms);
   return true;
 }
 
