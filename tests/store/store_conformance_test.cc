@@ -1156,6 +1156,114 @@ TEST_P(StoreConformance, AGroupsAppliesOfDifferentRunsWaitForTheDatabaseOnceToge
   EXPECT_EQ(Claim().size(), 5u);  // loaded run's come back
 }
 
+// The ends of lanes' heads in one group lock their lanes and read their next runs with their
+// first statements, and wait for the database once together with the group's other applies
+// (a step of another lane's head among them): twice with the commit on PostgreSQL, where
+// each end waited twice more. Each lane moves on alone: a head whose lease was lost keeps
+// its lane, the others hand theirs to their next runs.
+TEST_P(StoreConformance, AGroupsEndsOfLaneHeadsWaitForTheDatabaseOnceTogether) {
+  std::vector<std::string> heads, behind;
+  for (int i = 0; i < 4; ++i) {
+    const std::string key = "lane-" + std::to_string(i);
+    heads.push_back(Start("app-ordered", key));
+    behind.push_back(Start("app-ordered", key));
+  }
+  const std::string loaded = Start("app-one");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 5u) << "four heads and the loaded run";
+  std::erase_if(items, [&](const QueueItem& item) { return item.run_id == loaded; });
+  std::sort(items.begin(), items.end(), [&](const QueueItem& a, const QueueItem& b) {
+    return std::find(heads.begin(), heads.end(), a.run_id) <
+           std::find(heads.begin(), heads.end(), b.run_id);
+  });
+  ASSERT_EQ(items[0].run_id, heads[0]);
+  items[1].lease_token = "someone-else";  // lost
+  auto [applied, trips] = InOneGroup(*store_, *db_, loaded, 4, [&](int i) {
+    Transition t = i == 3 ? StepThenDiscovery() : Transition{};
+    if (i != 3) t.move = Transition::End{kCompleted, "done", nullptr};
+    t.lane = {{"app-ordered", "lane-" + std::to_string(i)}};  // as the executor sets it
+    return store_->ApplyAndKeep(items[i], t, clock_.Now(), 30s);
+  });
+  EXPECT_THAT(applied[0], IsOk());
+  EXPECT_THAT(applied[1], StatusIs(StatusCode::kAborted));
+  EXPECT_THAT(applied[2], IsOk());
+  ASSERT_THAT(applied[3], IsOk());
+  EXPECT_TRUE(applied[3]->kept.has_value()) << "the stepped head keeps its next call";
+  if (GetParam().name == "postgres") {
+    ASSERT_TRUE(trips.has_value());
+    EXPECT_EQ(*trips, 2) << "the first parts (the ends' lane reads too), then the rest with "
+                            "the commit";
+  }
+  EXPECT_EQ(RunStatus(heads[0]), kCompleted);
+  EXPECT_EQ(RunStatus(heads[1]), kRunning) << "its lease was lost: nothing written";
+  EXPECT_EQ(RunStatus(heads[2]), kCompleted);
+  EXPECT_EQ(RunStatus(heads[3]), kRunning) << "a step: it goes on";
+  std::set<std::string> next;
+  for (const QueueItem& item : Claim()) next.insert(item.run_id);
+  EXPECT_EQ(next, (std::set<std::string>{behind[0], behind[2]}))
+      << "the next runs of the lanes whose heads ended, and nothing else";
+}
+
+// The runs of one ingest in lanes that order by acceptance take their places from the lanes'
+// rows, read with the events' insert: in the events' order, the first in a free lane is its
+// head (started here while the caller takes more), the others wait behind their lanes'
+// heads. However many runs, the ingest waits for PostgreSQL twice: the events' insert and the
+// commit.
+TEST_P(StoreConformance, AnIngestPlacesItsLaneRunsWithTheEventsInsert) {
+  const std::string busy_head = Start("app-ordered", "busy");
+  const auto before = store_->RoundTrips();
+  std::vector<NewEvent> events;
+  std::vector<std::string> runs;
+  for (const char* key : {"a", "b", "a", "busy", "b", "a"}) {
+    NewEvent ne = Event("test/e");
+    NewRun r{NewUlid(UnixMillis(clock_.Now())), "app-ordered", std::string(key)};
+    r.may_start_here = true;
+    ne.runs.push_back(r);
+    runs.push_back(r.run_id);
+    events.push_back(std::move(ne));
+  }
+  StartedCalls started{.max = 1, .lease = 30s};
+  ASSERT_THAT(store_->IngestEvents(events, clock_.Now(), nullptr, &started), IsOk());
+  if (GetParam().name == "postgres") {
+    ASSERT_TRUE(before.has_value());
+    EXPECT_EQ(*store_->RoundTrips() - *before, 2);
+  }
+  ASSERT_EQ(started.items.size(), 1u) << "the caller takes one";
+  EXPECT_EQ(started.items[0].run_id, runs[0]) << "lane a's head";
+  ASSERT_EQ(started.states.size(), 1u);
+  EXPECT_EQ(RunStatus(runs[0]), kRunning);
+  // Lane b's head has its first call queued; everything else waits behind a head.
+  auto claimed = Claim();
+  std::set<std::string> ids;
+  for (const QueueItem& item : claimed) ids.insert(item.run_id);
+  EXPECT_EQ(ids, (std::set<std::string>{busy_head, runs[1]}));
+  // Each lane hands on in the events' order.
+  auto end_and_claim = [&](const QueueItem& item) {
+    EXPECT_THAT(End(item), IsOk());
+    auto next = Claim();
+    return next;
+  };
+  auto item_of = [&](const std::vector<QueueItem>& items, const std::string& run) {
+    for (const QueueItem& item : items) {
+      if (item.run_id == run) return item;
+    }
+    ADD_FAILURE() << "no item of run " << run;
+    return QueueItem{};
+  };
+  auto next = end_and_claim(started.items[0]);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].run_id, runs[2]);
+  next = end_and_claim(next[0]);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].run_id, runs[5]);
+  next = end_and_claim(item_of(claimed, runs[1]));
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].run_id, runs[4]);
+  next = end_and_claim(item_of(claimed, busy_head));
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].run_id, runs[3]);
+}
+
 // Two calls of one run in one group: the second is applied after the first, as if in
 // transactions of their own. Fan-in: the one applied first finds the other still out and
 // keeps nothing; the other keeps the discovery call and counts both steps.

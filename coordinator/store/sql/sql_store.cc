@@ -286,37 +286,54 @@ std::optional<std::string> SelectSequenceHead(Tx& tx, const std::string& functio
   return lowest;
 }
 
-// The head run `run_id` of lane (function_id, key) has finished: the next run of the key
-// (in acceptance order, or in number order for a sequence lane) becomes the head and gets
-// its first call, or the lane is removed when it is empty (a sequence lane's row stays: it
-// remembers the next number). The caller holds the run's row lock; this takes the lane's.
-// Returns false (and changes nothing) when `run_id` is not the head.
-bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
-                 const std::string& run_id, int64_t head_seq, int64_t now_ms) {
-  // The lane's row (locked here, while `run_id` is its head) and the run after the head come
-  // back together: the read runs after the lock, so it sees what the lane's last writer
-  // committed. Where the lane had moved on already, or orders by sequence, the read's rows go
-  // unused. The lane's rows are kept in storage shared with the callback, which may outlive
-  // this frame if a later statement fails. The row is then written once: the next head, or
-  // no head, with the ended head's place given up.
-  auto lane = std::make_shared<std::optional<Rows>>();
+// What AdvanceLane decides by, sent ahead of it (SendLaneReads) and read with the statements
+// around it. Kept in storage shared with the callbacks, which may outlive a failed try.
+struct LaneReads {
+  std::shared_ptr<std::optional<Rows>> lane = std::make_shared<std::optional<Rows>>();
+  std::shared_ptr<std::optional<Rows>> next = std::make_shared<std::optional<Rows>>();
+};
+
+// Sends AdvanceLane's reads for the head `run_id` of lane (function_id, key): the lane's row,
+// locked while `run_id` is its head, and the queued run after the head. The second runs after
+// the lock, so it sees what the lane's last writer committed. Where the lane had moved on
+// already, or orders by sequence, its rows go unused.
+LaneReads SendLaneReads(Tx& tx, const std::string& function_id, const std::string& key,
+                        const std::string& run_id) {
+  LaneReads reads;
   tx.QueryLater(
       "SELECT seq_gap_timeout_ms, depth FROM lanes WHERE function_id = $1 AND key = $2 "
       "AND head_run_id = $3 {FOR NO KEY UPDATE}",
-      {function_id, key, run_id}, [lane](Rows rows) { *lane = std::move(rows); });
-  Rows next = tx.Query(
+      {function_id, key, run_id}, [lane = reads.lane](Rows rows) { *lane = std::move(rows); });
+  tx.QueryLater(
       "SELECT id, throttle_slot_ms, priority_s FROM runs WHERE function_id = $1 "
-      "AND lane_key = $2 AND lane_seq > $3 AND status = 'queued' ORDER BY lane_seq LIMIT 1",
-      {function_id, key, head_seq});
-  if (!*lane) throw std::logic_error("the lane's lock was not read before the next query's");
-  if ((*lane)->empty()) return false;  // skipped or timed out already
-  const bool sequenced = !(**lane)[0].Null(0);
+      "AND lane_key = $2 AND lane_seq > (SELECT lane_seq FROM runs WHERE id = $3) "
+      "AND status = 'queued' ORDER BY lane_seq LIMIT 1",
+      {function_id, key, run_id}, [next = reads.next](Rows rows) { *next = std::move(rows); });
+  return reads;
+}
+
+// The head run `run_id` of lane (function_id, key) has finished: the next run of the key
+// (in acceptance order, or in number order for a sequence lane) becomes the head and gets
+// its first call, or the lane is removed when it is empty (a sequence lane's row stays: it
+// remembers the next number). The caller holds the run's row lock; this takes the lane's,
+// with `sent` when the caller sent the reads already (after the run's lock, with nothing of
+// the lane written since). Returns false (and changes nothing) when `run_id` is not the head.
+bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
+                 const std::string& run_id, int64_t now_ms, const LaneReads* sent = nullptr) {
+  // The row is written once: the next head, or no head, with the ended head's place given up.
+  const LaneReads reads = sent ? *sent : SendLaneReads(tx, function_id, key, run_id);
+  if (!*reads.lane || !*reads.next) tx.Wait();  // unless they were read by the caller's wait
+  if (!*reads.lane || !*reads.next) throw std::logic_error("the lane's reads were not read");
+  const Rows& lane = **reads.lane;
+  const Rows& next = **reads.next;
+  if (lane.empty()) return false;  // skipped or timed out already
+  const bool sequenced = !lane[0].Null(0);
   if (!sequenced && !next.empty()) {
     TakeHead(tx, function_id, key, next[0].Text(0), next[0].OptInt(1), next[0].Int(2), now_ms,
              /*depth_change=*/-1);
     return true;
   }
-  if (!sequenced && (**lane)[0].Int(1) <= 1) {  // the head was the lane's last run
+  if (!sequenced && lane[0].Int(1) <= 1) {  // the head was the lane's last run
     tx.Send("DELETE FROM lanes WHERE function_id = $1 AND key = $2", {function_id, key});
     return true;
   }
@@ -488,31 +505,95 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
   return true;
 }
 
-// Whether `run` is created by CreatePlainRuns: nothing of it but its row and its first call.
-bool IsPlain(const NewRun& run) {
-  return !run.lane_key && !run.rate && !run.singleton && !run.timeouts && !run.throttle &&
-         !run.debounce && !run.start_at_ms && !run.batch && !run.events_of;
+// Whether `run` has no gate, deadline, start time or batch of its own.
+bool Ungated(const NewRun& run) {
+  return !run.rate && !run.singleton && !run.timeouts && !run.throttle && !run.debounce &&
+         !run.start_at_ms && !run.batch && !run.events_of;
+}
+
+// Whether `run` is created by CreatePlainRuns: nothing of it but its row and its first call,
+// or, in a lane that orders by acceptance (LaneTail), its row and its place in the lane.
+bool IsPlain(const NewRun& run) { return Ungated(run) && !(run.lane_key && run.sequencing); }
+
+// The end of a lane (locked) as an ingest finds it, and what the ingest's plain runs add to
+// it: each takes the next place, and the first becomes the head if the lane had none. The
+// lane's row is then written once (ExtendLanes).
+struct LaneTail {
+  std::optional<int64_t> last_seq;  // lanes.next_seq as read: the last place taken
+  bool free = false;                // the lane had no head
+  int64_t added = 0;                // runs it gained
+  std::string head;                 // the run that became its head, if one did
+  int64_t head_due_ms = 0;          // when the head's first call is due
+};
+using LaneTails = std::map<std::pair<std::string, std::string>, LaneTail>;
+
+// Reads the tails of the lanes (locked) that only plain runs of `events` join, into `tails`
+// as the results come; a lane that other runs join too is left to CreateRun.
+void ReadLaneTailsLater(Tx& tx, const std::vector<NewEvent>& events,
+                        const std::shared_ptr<LaneTails>& tails) {
+  std::map<std::pair<std::string, std::string>, bool> only_plain;
+  for (const NewEvent& ne : events) {
+    for (const NewRun& run : ne.runs) {
+      if (!run.lane_key) continue;
+      auto [it, fresh] = only_plain.try_emplace({run.function_id, *run.lane_key}, true);
+      it->second = it->second && IsPlain(run);
+    }
+  }
+  tails->clear();
+  for (const auto& [lane, plain] : only_plain) {
+    if (!plain) continue;
+    tails->emplace(lane, LaneTail{});
+    tx.QueryLater("SELECT next_seq, head_run_id FROM lanes WHERE function_id = $1 AND key = $2",
+                  {lane.first, lane.second}, [tails, lane = lane](Rows rows) {
+                    if (rows.empty()) return;  // not locked: the ingest fails below
+                    LaneTail& tail = tails->at(lane);
+                    tail.last_seq = rows[0].Int(0);
+                    tail.free = rows[0].Null(1);
+                  });
+  }
+}
+
+// Writes what an ingest's plain runs added to their lanes (LaneTail): once a lane.
+void ExtendLanes(Tx& tx, const LaneTails& tails, int64_t now_ms) {
+  for (const auto& [lane, tail] : tails) {
+    if (tail.added == 0) continue;
+    if (tail.head.empty()) {
+      tx.Send(
+          "UPDATE lanes SET next_seq = next_seq + $3, depth = depth + $3 "
+          "WHERE function_id = $1 AND key = $2",
+          {lane.first, lane.second, tail.added});
+      continue;
+    }
+    tx.Send(
+        "UPDATE lanes SET next_seq = next_seq + $3, depth = depth + $3, head_run_id = $4, "
+        "head_since_ms = $5, head_deadline_ms = $6 + head_timeout_ms, gap_since_ms = NULL "
+        "WHERE function_id = $1 AND key = $2",
+        {lane.first, lane.second, tail.added, tail.head, now_ms, tail.head_due_ms});
+  }
 }
 
 // Creates the plain runs (IsPlain) of one ingest, `rows` their parameters, queued now: one
 // statement for the runs and one for their first calls, in the order given, sent with what
 // follows (nothing here waits for PostgreSQL). A run's id is a new ULID: one that existed
 // fails the transaction. Those `here` marks start at once: created running, their first
-// calls leased to `start` (StartedCalls).
+// calls leased to `start` (StartedCalls); those `behind` marks wait behind their lane's head,
+// with no call yet.
 std::vector<std::string> CreatePlainRuns(Tx& tx, const std::vector<const NewRun*>& runs,
                                          const std::vector<sql::Value>& rows,
-                                         const std::vector<bool>& here, int64_t now_ms,
+                                         const std::vector<bool>& here,
+                                         const std::vector<bool>& behind, int64_t now_ms,
                                          StartedCalls* start) {
   tx.SendRows(
       "INSERT INTO runs (id, function_id, event_id, status, concurrency_key, created_at_ms, "
-      "concurrency_key2, priority_s, started_at_ms)",
-      "($1, $2, $3, $8, $4, $5, $6, $7, $9)", rows);
+      "concurrency_key2, priority_s, started_at_ms, lane_key, lane_seq)",
+      "($1, $2, $3, $8, $4, $5, $6, $7, $9, $10, $11)", rows);
   const bool any_here = std::find(here.begin(), here.end(), true) != here.end();
   const std::string token = any_here ? crypto::HexEncode(crypto::RandomBytes(12)) : "";
   std::vector<sql::Value> calls;
   std::vector<std::string> started;
   for (size_t i = 0; i < runs.size(); ++i) {
     const NewRun* run = runs[i];
+    if (behind[i]) continue;
     if (here[i]) started.push_back(run->run_id);
     const FirstCall first = FirstCallOf(std::nullopt, run->priority_s, now_ms);
     calls.insert(calls.end(),
@@ -555,14 +636,14 @@ struct RunLeftovers {
 // have), and its lane (if any) moves on. The caller holds the run's row lock, and has
 // deleted the ending call's own item.
 void EndRun(Tx& tx, const std::string& run_id, const std::string& function_id,
-            const std::optional<std::string>& lane_key, int64_t lane_seq, int64_t now_ms,
-            RunLeftovers left = {}) {
+            const std::optional<std::string>& lane_key, int64_t now_ms, RunLeftovers left = {},
+            const LaneReads* lane_reads = nullptr) {
   // Without waits or parallel calls a run has one queued call at a time (each transition
   // replaces the call it records), and the ending call's is gone.
   if (left.had_waits || left.had_parallel) tx.Exec("DELETE FROM queue WHERE run_id = $1", {run_id});
   if (left.had_waits) tx.Exec("DELETE FROM waits WHERE run_id = $1", {run_id});
   if (!lane_key) return;
-  if (!AdvanceLane(tx, function_id, *lane_key, run_id, lane_seq, now_ms)) {
+  if (!AdvanceLane(tx, function_id, *lane_key, run_id, now_ms, lane_reads)) {
     // Not the head: it leaves the line behind the head.
     Rows lane = tx.Query(
         "UPDATE lanes SET depth = depth - 1 WHERE function_id = $1 AND key = $2 "
@@ -586,8 +667,7 @@ Result<std::string> FailLaneHead(Tx& tx, const std::string& function_id, const s
   if (head.empty() || head[0].Null(0)) return LaneHasNoHead(function_id, key);
   const std::string run_id = head[0].Text(0);
   tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
-  Rows run = tx.Query("SELECT status, error, lane_seq FROM runs WHERE id = $1 {FOR NO KEY UPDATE}",
-                      {run_id});
+  Rows run = tx.Query("SELECT status, error FROM runs WHERE id = $1 {FOR NO KEY UPDATE}", {run_id});
   Rows lane = tx.Query(
       "SELECT head_deadline_ms FROM lanes WHERE function_id = $1 AND key = $2 "
       "AND head_run_id = $3 {FOR UPDATE}",
@@ -604,7 +684,7 @@ Result<std::string> FailLaneHead(Tx& tx, const std::string& function_id, const s
       "UPDATE runs SET status = 'failed', error = $2::jsonb, ended_at_ms = $3, "
       "started_at_ms = COALESCE(started_at_ms, $3) WHERE id = $1",
       {run_id, JsonValue(error), now_ms});
-  EndRun(tx, run_id, function_id, key, run[0].Int(2), now_ms);
+  EndRun(tx, run_id, function_id, key, now_ms);
   return run_id;
 }
 
@@ -761,6 +841,10 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     }
     LockSingletonTargets(tx, events);  // before the lanes: the order Apply takes
     LockLanes(tx, lanes);
+    // The lanes' ends, read with the events' insert below (shared with the callbacks, which
+    // may outlive this frame if a later statement fails).
+    auto tails = std::make_shared<LaneTails>();
+    ReadLaneTailsLater(tx, events, tails);
     LockGates(tx, events);      // flow control (flow_store.h): after the lanes, in one order
     LockDebounces(tx, events);  // then the debounce rows, in one order
     LockBatches(tx, events);    // then the batch rows, in one order
@@ -793,7 +877,8 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     // time): inserted together once every event is through.
     std::vector<const NewRun*> plain;
     std::vector<sql::Value> plain_rows;
-    std::vector<bool> plain_here;  // started here (StartedCalls)
+    std::vector<bool> plain_here;    // started here (StartedCalls)
+    std::vector<bool> plain_behind;  // behind its lane's head
     int started_here = 0;
     const std::string lane_token = start ? crypto::HexEncode(crypto::RandomBytes(12)) : "";
     if (start) {  // the body may run twice (InGroup)
@@ -847,18 +932,40 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
           stored.batched.push_back(run.function_id);
           continue;
         }
-        bool leased = false;  // its first call leased here: no other coordinator's work
-        if (IsPlain(run)) {
-          const bool here =
-              start && run.may_start_here && run.priority_s == 0 && started_here < start->max;
+        // No other coordinator's work: its first call leased here, or none yet.
+        bool leased = false;
+        const auto tail_it =
+            run.lane_key ? tails->find({run.function_id, *run.lane_key}) : tails->end();
+        if (IsPlain(run) && (!run.lane_key || tail_it != tails->end())) {
+          // In a lane, it takes the lane's next place, and is the head if the lane was free.
+          LaneTail* tail = nullptr;
+          std::optional<int64_t> lane_seq;
+          if (run.lane_key) {
+            tail = &tail_it->second;
+            if (!tail->last_seq) {
+              throw std::logic_error("lane of run " + run.run_id + " not locked");
+            }
+            lane_seq = *tail->last_seq + ++tail->added;
+          }
+          const bool head = tail && tail->free && tail->head.empty();
+          const bool behind = tail && !head;
+          const bool here = start && run.may_start_here && run.priority_s == 0 &&
+                            started_here < start->max && !behind;
+          if (head) {
+            tail->head = run.run_id;
+            tail->head_due_ms =
+                here ? now_ms : FirstCallOf(std::nullopt, run.priority_s, now_ms).due_ms;
+          }
           started_here += here ? 1 : 0;
-          leased = here;
+          leased = here || behind;  // a run behind its lane's head has no call yet
           plain.push_back(&run);
           plain_here.push_back(here);
-          plain_rows.insert(plain_rows.end(), {run.run_id, run.function_id, e.internal_id,
-                                               run.concurrency_key, now_ms, run.concurrency_key2,
-                                               run.priority_s, here ? kRunning : kQueued,
-                                               here ? sql::Value(now_ms) : sql::Value(nullptr)});
+          plain_behind.push_back(behind);
+          plain_rows.insert(
+              plain_rows.end(),
+              {run.run_id, run.function_id, e.internal_id, run.concurrency_key, now_ms,
+               run.concurrency_key2, run.priority_s, here ? kRunning : kQueued,
+               here ? sql::Value(now_ms) : sql::Value(nullptr), run.lane_key, lane_seq});
         } else if (!run.debounce) {
           // A lane's run of a function no limit counts may start here if its lane is free.
           StartedLaneHead head{lane_token, start ? start->lease.count() : 0, std::nullopt};
@@ -887,10 +994,12 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
       for (const QueueItem& item : start->items) started.push_back(item.run_id);
     }
     if (!plain.empty()) {
-      for (std::string& id : CreatePlainRuns(tx, plain, plain_rows, plain_here, now_ms, start)) {
+      for (std::string& id :
+           CreatePlainRuns(tx, plain, plain_rows, plain_here, plain_behind, now_ms, start)) {
         started.push_back(std::move(id));
       }
     }
+    ExtendLanes(tx, *tails, now_ms);
     if (start) ReadStartedStatesLater(tx, std::move(started), start);
     DropEmptyLanes(tx, lanes);  // locked for duplicate events and runs a gate skipped
     if (queued) tx.AnnounceWork();
@@ -1327,6 +1436,12 @@ class ApplyWork {
       LockItem(tx);
     }
     if (gated_ || owned_) SendRunStatement(tx);
+    // The end of a lane's head moves its lane on (EndRun): the lane's reads go now, after the
+    // run's lock, rather than in a round trip of their own.
+    lane_reads_.reset();
+    if (end_ && t_.lane && gated_) {
+      lane_reads_ = SendLaneReads(tx, t_.lane->first, t_.lane->second, item_.run_id);
+    }
   }
 
   Result<Applied> Finish(Tx& tx) {
@@ -1369,9 +1484,15 @@ class ApplyWork {
     if (end_) {
       // Its other calls, if it may have any, go after the lock: a parallel call of the run may
       // have queued some since this transaction's first statement.
-      EndRun(tx, run_id, run[0].Text(0), run[0].OptText(1), run[0].Int(2), now_ms_,
-             {.had_waits = run[0].Bool(3), .had_parallel = run[0].Bool(4)});
-      if (!run[0].Bool(5)) return Applied();
+      // The lane's reads went with the run's statement when the run's lane was known (and is
+      // the one its row names).
+      const std::optional<std::string> lane_key = run[0].OptText(1);
+      const bool reads_fit =
+          lane_reads_ && t_.lane && lane_key == t_.lane->second && run[0].Text(0) == t_.lane->first;
+      EndRun(tx, run_id, run[0].Text(0), lane_key, now_ms_,
+             {.had_waits = run[0].Bool(2), .had_parallel = run[0].Bool(3)},
+             reads_fit ? &*lane_reads_ : nullptr);
+      if (!run[0].Bool(4)) return Applied();
       for (const EventRecord& e : end_->events) {
         // Nothing reads them in the transaction: one statement for a whole group's. Stored
         // once, as an announcement's would be (their ids derive from the run's).
@@ -1391,7 +1512,7 @@ class ApplyWork {
       // Counted after the run's lock and the inserts, so a step another call of the run
       // recorded is seen; read with the commit (or the next piece's wait). A run that never
       // had another call out at once (had_waits, had_parallel) needs no count.
-      if (run[0].Bool(3) || run[0].Bool(4)) {
+      if (run[0].Bool(2) || run[0].Bool(3)) {
         tx.QueryLater("SELECT count(*) FROM steps WHERE run_id = $1", {run_id},
                       [kept_steps = kept_steps_](sql::Rows rows) { *kept_steps = rows[0].Int(0); });
       }
@@ -1450,8 +1571,7 @@ class ApplyWork {
       tx.QueryLater(sql + returning, params,
                     [run = run_](sql::Rows rows) { *run = std::move(rows); });
     };
-    constexpr const char* kReturning =
-        " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel";
+    constexpr const char* kReturning = " RETURNING function_id, lane_key, had_waits, had_parallel";
     const Transition& t = t_;
     const Transition::Continue* next = next_;
     if (end_) {
@@ -1471,7 +1591,7 @@ class ApplyWork {
                kLiveRun,
            {item_.run_id, end_->status, JsonValue(end_->output), JsonValue(end_->error), now_ms_,
             t.req_version, !end_->events.empty(), ListValue(names), end_->functions_generation},
-           " RETURNING function_id, lane_key, lane_seq, had_waits, had_parallel, "
+           " RETURNING function_id, lane_key, had_waits, had_parallel, "
            "end_events_stored");
     } else if (park_) {
       send(std::string("UPDATE runs SET status = $2, error = $3::jsonb, "
@@ -1483,8 +1603,7 @@ class ApplyWork {
       // Nothing of the row changes (a step, a retry): locked as the update would, without
       // writing a new version of it and of its index entries.
       send(
-          std::string("SELECT function_id, lane_key, lane_seq, had_waits, had_parallel FROM runs") +
-              kLiveRun,
+          std::string("SELECT function_id, lane_key, had_waits, had_parallel FROM runs") + kLiveRun,
           {item_.run_id}, " {FOR NO KEY UPDATE}");
     } else {
       send(std::string("UPDATE runs SET status = COALESCE($2, status), "
@@ -1513,6 +1632,7 @@ class ApplyWork {
   std::shared_ptr<bool> leased_;
   std::shared_ptr<Rows> run_;
   std::optional<QueueItem> kept_item_;
+  std::optional<LaneReads> lane_reads_;  // an end's in a lane
   bool owned_ = false;
   bool gated_ = false;  // the run's statement checks the lease (token) itself
 };
@@ -1610,10 +1730,10 @@ void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
   std::vector<Status> statuses;
   Status s = db_->Transact([&](Tx& tx) -> Status {
     statuses.clear();
-    // Two-part pieces that may go together, of different runs next to each other (a wave),
-    // send their first parts together and wait once for all of them; then each does the
-    // rest, in the group's order. A piece of a run already in the wave starts the next one;
-    // any other piece runs whole after the wave.
+    // Two-part pieces next to each other, of different runs and lanes (a wave), send their
+    // first parts together and wait once for all of them; then each does the rest, in the
+    // group's order. A piece of a run or lane already in the wave starts the next one; any
+    // other piece runs whole after the wave.
     std::vector<GroupWork*> wave;
     auto settle = [&](GroupWork& w, Status done) -> Status {
       // A failure after a write cannot be undone alone: the whole group rolls back.
@@ -1630,9 +1750,11 @@ void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
       return Status::Ok();
     };
     for (GroupWork* w : group) {
-      const bool together = w->two_part && w->two_part->together;
+      const bool together = w->two_part != nullptr;
       const bool joins = together && std::none_of(wave.begin(), wave.end(), [&](GroupWork* o) {
-                           return o->two_part->run == w->two_part->run;
+                           const TwoPart& a = *o->two_part;
+                           const TwoPart& b = *w->two_part;
+                           return a.run == b.run || (a.lane && b.lane && *a.lane == *b.lane);
                          });
       if (!joins) RETURN_IF_ERROR(finish_wave());
       if (together) {
@@ -1658,10 +1780,11 @@ Result<Applied> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t, 
                                     std::optional<std::chrono::milliseconds> keep) {
   std::optional<int64_t> kept_steps;  // set once the transaction's results are read
   ApplyWork work(item, t, UnixMillis(now), keep, &kept_steps);
-  // A run in a lane may lock its lane in the second part (EndRun): it runs whole, so a group
-  // locks rows in its order (GroupOrder). Any other run's second part writes only rows of
-  // the run, whose row the first part locked.
-  const TwoPart two_part{item.run_id, [&](Tx& tx) { work.Send(tx); }, /*together=*/!t.lane};
+  // The end of a run in a lane locks its lane in the first part, after the run (ApplyWork),
+  // so a group locks rows in its order (GroupOrder) and the second part writes only rows of
+  // the run and of its lane. A wave holds one piece of a lane: the reads an end sends see
+  // the lane as no other piece of the wave has left it.
+  const TwoPart two_part{item.run_id, [&](Tx& tx) { work.Send(tx); }, t.lane ? &*t.lane : nullptr};
   auto applied = InGroupResult(
       GroupOrder(item, t.lane), Piece::kApply, /*alone=*/false,
       [&](Tx& tx) { return work.Finish(tx); }, &two_part);
@@ -2118,13 +2241,12 @@ Status SqlStore::LookbackDone(const std::string& run_id, const std::string& step
 Result<bool> CancelRunInTx(Tx& tx, const std::string& run_id, const Json& error, int64_t now_ms) {
   tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
   Rows run = tx.Query(
-      "SELECT status, function_id, lane_key, lane_seq FROM runs WHERE id = $1 {FOR NO KEY UPDATE}",
-      {run_id});
+      "SELECT status, function_id, lane_key FROM runs WHERE id = $1 {FOR NO KEY UPDATE}", {run_id});
   if (run.empty()) return NotFound("no run \"" + run_id + "\"");
   if (IsTerminalStatus(run[0].Text(0))) return false;
   tx.Send("UPDATE runs SET status = 'cancelled', error = $2::jsonb, ended_at_ms = $3 WHERE id = $1",
           {run_id, JsonValue(error), now_ms});
-  EndRun(tx, run_id, run[0].Text(1), run[0].OptText(2), run[0].Int(3), now_ms);
+  EndRun(tx, run_id, run[0].Text(1), run[0].OptText(2), now_ms);
   tx.AnnounceWork();  // its lane moves on
   return true;
 }

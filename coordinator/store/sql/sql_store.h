@@ -123,14 +123,14 @@ class SqlStore final : public Store {
   //
   // With `two_part`, the piece comes in two parts: `two_part->send` queues statements and
   // reads none of their results, `body` runs once they have come (Tx::Wait). The first parts
-  // of a group's pieces that may go `together`, of different runs and next to each other in
-  // its order, are sent together, and the group waits for them once rather than once each;
-  // so such a piece may lock rows of other runs only in its first part (one that may lock
-  // more in its second, a lane, runs whole in its place). Used by ApplyInTx.
+  // of a group's two-part pieces next to each other in its order, of different runs and of
+  // different lanes, are sent together, and the group waits for them once rather than once
+  // each; so such a piece may lock rows other than its run's and its lane's only in its
+  // first part. Used by ApplyInTx.
   struct TwoPart {
     std::string_view run;  // the run whose rows the piece writes
     std::function<void(sql::Tx&)> send;
-    bool together;  // its first part may go out with other pieces'
+    const std::pair<std::string, std::string>* lane = nullptr;  // the run's, if in one
   };
   Status InGroup(std::string order, Piece piece, bool alone,
                  const std::function<Status(sql::Tx&)>& body, const TwoPart* two_part = nullptr);
