@@ -1240,8 +1240,7 @@ TEST_P(StoreConformance, AnIngestPlacesItsLaneRunsWithTheEventsInsert) {
   // Each lane hands on in the events' order.
   auto end_and_claim = [&](const QueueItem& item) {
     EXPECT_THAT(End(item), IsOk());
-    auto next = Claim();
-    return next;
+    return Claim();
   };
   auto item_of = [&](const std::vector<QueueItem>& items, const std::string& run) {
     for (const QueueItem& item : items) {
@@ -3266,6 +3265,39 @@ TEST_P(StoreConformance, AStartTimeHoldsTheFirstCallUntilThenAlsoWhenTheRunBecom
   EXPECT_EQ(ClaimedRuns(), Runs{});
   clock_.Advance(1ms);
   EXPECT_EQ(ClaimedRuns(), Runs{runs[1]});
+}
+
+// One ingest whose runs join a lane both plainly and with a start time (a cron tick's, say)
+// places them all one way (CreateRun's, run by run), in the events' order; a plain lane of
+// the same ingest takes the plain runs' way beside it. Each lane runs its runs in order.
+TEST_P(StoreConformance, AnIngestOfPlainAndTimedRunsInOneLaneKeepsTheirOrder) {
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  std::vector<NewEvent> events;
+  Runs mixed, plain;
+  for (int i = 0; i < 3; ++i) {
+    NewEvent ne = Event("test/lane");
+    NewRun run{NewUlid(now_ms), "app-ordered", "mixed"};
+    if (i == 1) run.start_at_ms = now_ms;  // due now, yet not plain
+    mixed.push_back(run.run_id);
+    ne.runs.push_back(std::move(run));
+    NewRun other{NewUlid(now_ms), "app-ordered", "plain"};
+    plain.push_back(other.run_id);
+    ne.runs.push_back(std::move(other));
+    events.push_back(std::move(ne));
+  }
+  ASSERT_THAT(store_->IngestEvents(events, clock_.Now(), nullptr), IsOk());
+  for (size_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    auto items = Claim();
+    ASSERT_EQ(items.size(), 2u) << "one head a lane";
+    std::set<std::string> heads{items[0].run_id, items[1].run_id};
+    EXPECT_EQ(heads, (std::set<std::string>{mixed[i], plain[i]}));
+    for (const QueueItem& item : items) ASSERT_THAT(End(item), IsOk());
+  }
+  EXPECT_TRUE(Claim().empty());
+  auto lanes = store_->ListLanes(LaneFilter{.function_id = "app-ordered"});
+  ASSERT_THAT(lanes, IsOk());
+  EXPECT_TRUE(lanes->empty()) << "both lanes removed with their last runs";
 }
 
 TEST_P(StoreConformance, ThrottledFirstCallsHeldPastTheirSlotsAreStillPacedWhenClaimed) {

@@ -56,9 +56,8 @@ class Value {
     if (v) v_ = std::string(v);
   }
   template <typename T>
-  Value(const std::optional<T>& v) {  // NOLINT: NULL when absent
-    if (v) *this = Value(*v);
-  }
+  Value(const std::optional<T>& v)  // NOLINT: NULL when absent
+      : v_(v ? Value(*v).v_ : Variant{}) {}
 
   const Variant& get() const { return v_; }
 

@@ -932,8 +932,8 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
           stored.batched.push_back(run.function_id);
           continue;
         }
-        // No other coordinator's work: its first call leased here, or none yet.
-        bool leased = false;
+        // Nothing for another coordinator to claim: its first call leased here, or none yet.
+        bool unclaimable = false;
         const auto tail_it =
             run.lane_key ? tails->find({run.function_id, *run.lane_key}) : tails->end();
         if (IsPlain(run) && (!run.lane_key || tail_it != tails->end())) {
@@ -957,7 +957,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
                 here ? now_ms : FirstCallOf(std::nullopt, run.priority_s, now_ms).due_ms;
           }
           started_here += here ? 1 : 0;
-          leased = here || behind;  // a run behind its lane's head has no call yet
+          unclaimable = here || behind;  // a run behind its lane's head has no call yet
           plain.push_back(&run);
           plain_here.push_back(here);
           plain_behind.push_back(behind);
@@ -975,15 +975,15 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
           if (head.item) {
             start->items.push_back(std::move(*head.item));
             ++started_here;
-            leased = true;
+            unclaimable = true;
           }
         } else if (CreateRun(tx, e.internal_id, DebouncedRun(run, now_ms), now_ms)) {
           StartDebounce(tx, run, now_ms);
         }
         RecordTimeouts(tx, run, now_ms);
         if (run.batch) StartBatch(tx, e.internal_id, event_bytes, run, now_ms);
-        // Work for any coordinator, unless its first call is leased here.
-        queued = queued || !leased;
+        // Work for any coordinator, unless its first call is leased here or not queued yet.
+        queued = queued || !unclaimable;
       }
       out.push_back(std::move(stored));
     }
