@@ -1159,8 +1159,10 @@ TEST_P(StoreConformance, AGroupsAppliesOfDifferentRunsWaitForTheDatabaseOnceToge
 // The ends of lanes' heads in one group lock their lanes and read their next runs with their
 // first statements, and wait for the database once together with the group's other applies
 // (a step of another lane's head among them): twice with the commit on PostgreSQL, where
-// each end waited twice more. Each lane moves on alone: a head whose lease was lost keeps
-// its lane, the others hand theirs to their next runs.
+// each end waited twice more, and once more for the end whose lease was lost (its run's
+// statement, which checks the lease, matched nothing: it looks at its item to say why).
+// Each lane moves on alone: a head whose lease was lost keeps its lane, the others hand
+// theirs to their next runs.
 TEST_P(StoreConformance, AGroupsEndsOfLaneHeadsWaitForTheDatabaseOnceTogether) {
   std::vector<std::string> heads, behind;
   for (int i = 0; i < 4; ++i) {
@@ -1191,8 +1193,9 @@ TEST_P(StoreConformance, AGroupsEndsOfLaneHeadsWaitForTheDatabaseOnceTogether) {
   EXPECT_TRUE(applied[3]->kept.has_value()) << "the stepped head keeps its next call";
   if (GetParam().name == "postgres") {
     ASSERT_TRUE(trips.has_value());
-    EXPECT_EQ(*trips, 2) << "the first parts (the ends' lane reads too), then the rest with "
-                            "the commit";
+    EXPECT_EQ(*trips, 3) << "the first parts (the ends' lane reads too); the lost lease's "
+                            "look at its item, as its run's statement matched nothing; then "
+                            "the rest with the commit";
   }
   EXPECT_EQ(RunStatus(heads[0]), kCompleted);
   EXPECT_EQ(RunStatus(heads[1]), kRunning) << "its lease was lost: nothing written";
@@ -1908,6 +1911,38 @@ TEST(PostgresStore, AKeptCallsUpdateOfItsQueueItemIsHeapOnly) {
     item = kept->kept->item;
     EXPECT_TRUE(heap_only()) << "after keeping the call that follows " << id;
   }
+}
+
+// A call's end locks the call's queue item, while it holds the lease, in the statement that
+// ends its run: the lease check there (an InitPlan that locks the item) runs before the
+// run's row is read and locked, in the order every writer locks a run's rows (its items,
+// then the run). The item's lock has no statement of its own.
+TEST(PostgresStore, AnEndLocksItsItemInTheStatementThatEndsItsRun) {
+  PostgresStoreOfOneFunction pg("store_end_lock");
+  pg.Start(1);
+  const QueueItem item = pg.Claim(1)[0];
+  Transition end;
+  end.move = Transition::End{kCompleted, "done", nullptr};
+  ASSERT_THAT(pg.store->Apply(item, end, pg.clock.Now()), IsOk());
+  EXPECT_EQ(pg.store->GetRun(item.run_id)->status, kCompleted);
+
+  const std::vector<std::string> plans =
+      pg.GenericPlans("statement LIKE 'UPDATE runs SET status = $2, output%'", "'x'");
+  ASSERT_EQ(plans.size(), 1u) << "the end's statement, prepared";
+  const std::string& plan = plans[0];
+  const size_t lock = plan.find("LockRows");
+  const size_t item_scan = plan.find("queue_pkey");
+  const size_t run_scan = plan.find("runs_pkey");
+  ASSERT_NE(lock, std::string::npos) << plan;
+  ASSERT_NE(item_scan, std::string::npos) << plan;
+  ASSERT_NE(run_scan, std::string::npos) << plan;
+  EXPECT_LT(lock, item_scan) << "the item's rows are locked as they are found\n" << plan;
+  EXPECT_LT(item_scan, run_scan) << plan;
+  EXPECT_NE(plan.find("One-Time Filter"), std::string::npos)
+      << "the lease is checked before the run's row is read\n"
+      << plan;
+  EXPECT_TRUE(pg.GenericPlans("statement LIKE 'SELECT id FROM queue WHERE id = $1%'", "0").empty())
+      << "no statement of its own locked the item";
 }
 
 // Every intake into a lane locks the lane's row; one that brings the options the lane has

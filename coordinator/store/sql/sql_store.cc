@@ -1404,6 +1404,7 @@ class ApplyWork {
     kept_item_.reset();
     owned_ = false;
     gated_ = false;
+    locks_in_gate_ = false;
     if (keep_next_) {
       // The kept call's lease runs on from the call's while two thirds of a lease remain (its
       // heartbeat renews it a third of a lease in): the update then changes no indexed column
@@ -1433,7 +1434,10 @@ class ApplyWork {
                    "lease_token = NULL, priority_ms = 0 WHERE id = $1 AND lease_token = $2",
                    {item_.id, item_.lease_token, UnixMillis(t_.retry()->at)}) == 1;
     } else {
-      LockItem(tx);
+      // The run's statement locks the item while it holds the call's lease (rather than
+      // giving it a new token: an update of the token writes a new version of the row and of
+      // each of its index entries); the item is deleted once that statement has seen it.
+      gated_ = locks_in_gate_ = true;
     }
     if (gated_ || owned_) SendRunStatement(tx);
     // The end of a lane's head moves its lane on (EndRun): the lane's reads go now, after the
@@ -1451,8 +1455,13 @@ class ApplyWork {
     // Its only kAborted, where nothing was written (Piece::kApply): here, or after a run
     // statement the lost lease kept from writing.
     if (!gated_ && !owned_) return lost();
-    // The lease's result was read before the run's (results come in the order sent).
-    if (gated_) owned_ = *leased_;
+    // The lease's result was read before the run's (results come in the order sent); a gate
+    // that locked the item tells it by the run's row, unless the run was not live.
+    if (locks_in_gate_) {
+      owned_ = !run_->empty() || !tx.Query(kLockItem, {item_.id, item_.lease_token}).empty();
+    } else if (gated_) {
+      owned_ = *leased_;
+    }
     if (!owned_ && only_if_idle_) {
       // The run has another call (or the lease is gone): nothing was written, the run's
       // statement matched nothing. The call keeps nothing; its next call waits for the others.
@@ -1548,12 +1557,12 @@ class ApplyWork {
     return [leased = leased_](sql::Rows rows) { *leased = !rows.empty(); };
   }
 
-  // The item, locked while it holds the call's lease (rather than given a new token: an
-  // update of the token writes a new version of the row and of each of its index entries), to
-  // be deleted once the run's statement has seen the token.
+  static constexpr const char* kLockItem =
+      "SELECT id FROM queue WHERE id = $1 AND lease_token = $2 {FOR UPDATE}";
+
+  // The item, locked while it holds the call's lease, in a statement of its own.
   void LockItem(Tx& tx) {
-    tx.QueryLater("SELECT id FROM queue WHERE id = $1 AND lease_token = $2 {FOR UPDATE}",
-                  {item_.id, item_.lease_token}, Mine());
+    tx.QueryLater(kLockItem, {item_.id, item_.lease_token}, Mine());
     gated_ = true;
   }
 
@@ -1564,7 +1573,8 @@ class ApplyWork {
       if (gated_) {
         const size_t n = params.size();
         sql += " AND EXISTS (SELECT 1 FROM queue WHERE id = $" + std::to_string(n + 1) +
-               " AND lease_token = $" + std::to_string(n + 2) + ")";
+               " AND lease_token = $" + std::to_string(n + 2) +
+               (locks_in_gate_ ? " {FOR UPDATE})" : ")");
         params.emplace_back(item_.id);
         params.emplace_back(kept_item_ ? token_ : item_.lease_token);
       }
@@ -1634,7 +1644,8 @@ class ApplyWork {
   std::optional<QueueItem> kept_item_;
   std::optional<LaneReads> lane_reads_;  // an end's in a lane
   bool owned_ = false;
-  bool gated_ = false;  // the run's statement checks the lease (token) itself
+  bool gated_ = false;          // the run's statement checks the lease (token) itself
+  bool locks_in_gate_ = false;  // … and locks the item (none of the run's statements did)
 };
 
 }  // namespace
