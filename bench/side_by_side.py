@@ -129,6 +129,25 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_cpu_seconds(pid):
+    """User + system CPU time so far of a server `pid` and its child processes (PostgreSQL's
+    postmaster and its backends and workers): its own, its children's that have exited and
+    been waited for, and its living children's."""
+    fields = proc_stat(pid)
+    clk = os.sysconf("SC_CLK_TCK")
+    total = sum(int(fields[i]) for i in (11, 12, 13, 14)) / clk
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            child = proc_stat(int(entry))
+        except OSError:
+            continue  # gone meanwhile
+        if int(child[1]) == pid:
+            total += (int(child[11]) + int(child[12])) / clk
+    return total
+
+
 def minor_faults(pid):
     """Page faults of process `pid` so far that read nothing from disk (minflt): memory the
     process touched for the first time, or again after giving it back to the OS."""
@@ -252,6 +271,10 @@ class Postgres:
 
     def stop(self):
         subprocess.run([self.pg_sh, "stop", self.dir], check=False)
+
+    def postmaster_pid(self):
+        with open(os.path.join(self.dir, "postmaster.pid")) as f:
+            return int(f.readline())
 
     def _pg_sh(self, *args):
         subprocess.run([self.pg_sh, *args], check=True, stdout=subprocess.DEVNULL)
@@ -384,12 +407,16 @@ class Bench:
         extra = before(coord, api) if before else {}
         metrics = Metrics(api)
         done0, calls0 = metrics.read()
+        # PostgreSQL's CPU too, when the coordinator runs on the bench's cluster.
+        pg_pid = self.pg.postmaster_pid() if store_args[0] == "serve" else None
         cpu0 = cpu_seconds(coord.pid), cpu_seconds(host_proc.pid)
+        pg_cpu0 = server_cpu_seconds(pg_pid) if pg_pid else None
         start = time.time()
         self.send(api, event, runs, data)
         elapsed = metrics.completed_at(done0 + runs, 900, poll,
                                        f"{name}: {runs} runs to complete") - start
         cpu1 = cpu_seconds(coord.pid), cpu_seconds(host_proc.pid)
+        pg_cpu1 = server_cpu_seconds(pg_pid) if pg_pid else None
         calls = metrics.read()[1] - calls0
         rss, rss_now = rss_mb(coord.pid), rss_mb(coord.pid, "VmRSS")
         self.procs.stop_since(mark)  # the hosts, then the coordinator
@@ -399,6 +426,8 @@ class Bench:
                 "calls_per_run": calls / runs, "rss_mb": rss, "rss_now_mb": rss_now,
                 "coordinator_cpu_ms_per_call": 1000 * (cpu1[0] - cpu0[0]) / max(calls, 1),
                 "host_cpu_ms_per_call": 1000 * (cpu1[1] - cpu0[1]) / max(calls, 1),
+                **({"pg_cpu_ms_per_call": 1000 * (pg_cpu1 - pg_cpu0) / max(calls, 1)}
+                   if pg_pid else {}),
                 **extra, **(after(host_proc) if after else {})}
 
     def node(self, script, *args, netns=False):
@@ -687,7 +716,9 @@ class Bench:
                              f"{fmt(g(key, 'runs_per_s'))} runs/s, {fmt(g(key, 'calls_per_s'))} calls/s"
                              f"; RSS {fmt(g(key, 'rss_mb'))} MB; CPU per call: coordinator "
                              f"{fmt(g(key, 'coordinator_cpu_ms_per_call'), '{:.2f}')} ms, host "
-                             f"{fmt(g(key, 'host_cpu_ms_per_call'), '{:.2f}')} ms"))
+                             f"{fmt(g(key, 'host_cpu_ms_per_call'), '{:.2f}')} ms"
+                             + (f", PostgreSQL {fmt(g(key, 'pg_cpu_ms_per_call'), '{:.2f}')} ms"
+                                if g(key, "pg_cpu_ms_per_call") is not None else "")))
         if "restate" in r:
             rows.append((f"Restate {g('restate', 'version')}, Virtual Object, 2 `ctx.run`",
                          f"{a.runs:,} invocations, {g('restate', 'keys')} keys",
