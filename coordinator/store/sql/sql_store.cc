@@ -1458,7 +1458,7 @@ class ApplyWork {
     // The lease's result was read before the run's (results come in the order sent); a gate
     // that locked the item tells it by the run's row, unless the run was not live.
     if (locks_in_gate_) {
-      owned_ = !run_->empty() || !tx.Query(kLockItem, {item_.id, item_.lease_token}).empty();
+      owned_ = HeldByGate(tx);
     } else if (gated_) {
       owned_ = *leased_;
     }
@@ -1466,10 +1466,10 @@ class ApplyWork {
       // The run has another call (or the lease is gone): nothing was written, the run's
       // statement matched nothing. The call keeps nothing; its next call waits for the others.
       kept_item_.reset();
-      LockItem(tx);
+      gated_ = locks_in_gate_ = true;
       SendRunStatement(tx);
       tx.Wait();
-      owned_ = *leased_;
+      owned_ = HeldByGate(tx);
     }
     if (!owned_) return lost();
     const Rows& run = *run_;
@@ -1557,13 +1557,13 @@ class ApplyWork {
     return [leased = leased_](sql::Rows rows) { *leased = !rows.empty(); };
   }
 
-  static constexpr const char* kLockItem =
-      "SELECT id FROM queue WHERE id = $1 AND lease_token = $2 {FOR UPDATE}";
-
-  // The item, locked while it holds the call's lease, in a statement of its own.
-  void LockItem(Tx& tx) {
-    tx.QueryLater(kLockItem, {item_.id, item_.lease_token}, Mine());
-    gated_ = true;
+  // Whether the call holds its lease, once the run's statement, whose gate locked the item,
+  // has been read: its row says so, unless the run was not live (then the item is looked at).
+  bool HeldByGate(Tx& tx) {
+    return !run_->empty() ||
+           !tx.Query("SELECT id FROM queue WHERE id = $1 AND lease_token = $2 {FOR UPDATE}",
+                     {item_.id, item_.lease_token})
+                .empty();
   }
 
   // The run's row, locked by the statement that records its new status (or by a lock alone
