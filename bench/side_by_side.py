@@ -485,6 +485,7 @@ class Bench:
             on_log=lambda line, t: ended.put(t) if IDLE_END.search(line) else None)
         host, calls = self.timed_host(name + "-host", base, api)
         first, completed = [], []
+        legs = [[], [], []]  # first call -> second, second -> third, third -> end logged
         for i in range(WARMUP + self.a.idle):
             if i == WARMUP:
                 cpu0, faults0 = cpu_seconds(coord.pid), minor_faults(coord.pid)
@@ -496,16 +497,19 @@ class Bench:
             except queue.Empty:
                 sys.exit(f"{name}: no line matching {IDLE_END.pattern!r} within 30 s of the "
                          f"run's first call:\n{self.procs.tail(coord)}")
-            for _ in range(2):  # the run's other two calls
-                calls.get(timeout=30)
+            t_second, t_third = (calls.get(timeout=30) for _ in range(2))  # its other calls
             if i >= WARMUP:
                 first.append((t_first - t0) / 1e6)
                 completed.append((t_done - t0) / 1e6)
+                for leg, (a, b) in zip(legs, ((t_first, t_second), (t_second, t_third),
+                                              (t_third, t_done))):
+                    leg.append((b - a) / 1e6)
         cpu_ms = 1000 * (cpu_seconds(coord.pid) - cpu0) / self.a.idle
         faults = (minor_faults(coord.pid) - faults0) / self.a.idle
         self.procs.stop(host)
         self.procs.stop(coord)
         return {"first_call_ms": percentiles(first), "completed_ms": percentiles(completed),
+                "legs_p50_ms": [percentiles(leg)["p50"] for leg in legs],
                 "coordinator_cpu_ms_per_run": cpu_ms, "page_faults_per_run": faults}
 
     def phase_idle(self):
@@ -736,6 +740,10 @@ class Bench:
                              f"{fmt(g(key, 'page_faults_per_run'))} page faults"))
                 rows.append((f"Funcky idle, {label}: event -> first call", "one at a time",
                              lat(g(key, "first_call_ms"))))
+                rows.append((f"Funcky idle, {label}: first call -> second -> third -> end logged",
+                             "one at a time, p50 of each leg",
+                             " / ".join(fmt(v, "{:.2f}") for v in g(key, "legs_p50_ms") or [])
+                             + " ms"))
         if "restate" in r:
             rows.append(("Restate idle: request -> result (2 steps)", "one at a time",
                          lat(g("restate", "idle_request_to_result_ms"))))
