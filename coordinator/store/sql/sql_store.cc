@@ -1136,11 +1136,13 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
     // back keep their priority, so they can fill the first set; the second set still reaches
     // every due item the way the claim did before priority (held items are hidden and come
     // back behind it), so a boosted backlog behind a limit never starves other work.
-    // Admitted in claim order, at most `max`.
+    // Admitted in claim order, at most `max`. Ties go by id, which PostgreSQL's two indexes
+    // hold as `id + 0` (migration 0020) so that no lookup of an item by id can take them for
+    // the primary key.
     std::map<int64_t, std::pair<int64_t, ClaimCandidate>> by_id;  // id -> (order key, item)
     for (const char* order : {"q.visible_at_ms - q.priority_ms <= $1 AND q.visible_at_ms <= $1 "
-                              "ORDER BY q.visible_at_ms - q.priority_ms, q.id",
-                              "q.visible_at_ms <= $1 ORDER BY q.visible_at_ms, q.id"}) {
+                              "ORDER BY q.visible_at_ms - q.priority_ms, q.id{ + 0}",
+                              "q.visible_at_ms <= $1 ORDER BY q.visible_at_ms, q.id{ + 0}"}) {
       for (Row row : tx.Query(
                std::string("SELECT q.id, q.run_id, q.step_id, q.attempt, q.function_id, "
                            "q.concurrency_key, COALESCE(f.concurrency_limit, 0), "
