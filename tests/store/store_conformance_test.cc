@@ -1755,6 +1755,14 @@ struct PostgresStoreOfOneFunction {
     EXPECT_EQ(claimed->size(), static_cast<size_t>(n));
     return *std::move(claimed);
   }
+  // Ends each of `items`' runs, completed, by its call's transition.
+  void Complete(const std::vector<QueueItem>& items) {
+    Transition end;
+    end.move = Transition::End{kCompleted, "done", nullptr};
+    for (const QueueItem& item : items) {
+      ASSERT_THAT(store->Apply(item, end, clock.Now()), IsOk());
+    }
+  }
   // The plan of each of the store's prepared statements `where` picks (a condition on
   // pg_prepared_statements), in the generic plan a long-lived connection uses, executed with
   // `first` for $1 and '0' for the other parameters.
@@ -1789,11 +1797,7 @@ TEST(PostgresStore, AClaimLooksItsRunsUpById) {
   PostgresStoreOfOneFunction pg("store_claim_plan");
   // 2,000 runs, 1,990 of them through queued and running to completed; statistics taken.
   pg.Start(2000);
-  Transition end;
-  end.move = Transition::End{kCompleted, "done", nullptr};
-  for (const QueueItem& item : pg.Claim(1990)) {
-    ASSERT_THAT(pg.store->Apply(item, end, pg.clock.Now()), IsOk());
-  }
+  ASSERT_NO_FATAL_FAILURE(pg.Complete(pg.Claim(1990)));
   testing::PgConnection(pg.url).Query("ANALYZE");
   pg.Claim(10);
 
@@ -1821,11 +1825,7 @@ TEST(PostgresStore, AnItemIsLookedUpByItsKeyWhenTheQueueLooksEmpty) {
   // No autovacuum here: its vacuum would truncate the emptied table, a state of its own.
   check.Query("ALTER TABLE queue SET (autovacuum_enabled = false)");
   pg.Start(2000);
-  Transition end;
-  end.move = Transition::End{kCompleted, "done", nullptr};
-  for (const QueueItem& item : pg.Claim(2000)) {
-    ASSERT_THAT(pg.store->Apply(item, end, pg.clock.Now()), IsOk());
-  }
+  ASSERT_NO_FATAL_FAILURE(pg.Complete(pg.Claim(2000)));
   ASSERT_EQ(check.Count("SELECT count(*) FROM queue"), 0);
   check.Query("ANALYZE queue");
   ASSERT_GT(check.Count("SELECT relpages FROM pg_class WHERE relname = 'queue'"), 0);
@@ -1953,9 +1953,7 @@ TEST(PostgresStore, AnEndLocksItsItemInTheStatementThatEndsItsRun) {
   PostgresStoreOfOneFunction pg("store_end_lock");
   pg.Start(1);
   const QueueItem item = pg.Claim(1)[0];
-  Transition end;
-  end.move = Transition::End{kCompleted, "done", nullptr};
-  ASSERT_THAT(pg.store->Apply(item, end, pg.clock.Now()), IsOk());
+  ASSERT_NO_FATAL_FAILURE(pg.Complete({item}));
   EXPECT_EQ(pg.store->GetRun(item.run_id)->status, kCompleted);
 
   const std::vector<std::string> plans =
