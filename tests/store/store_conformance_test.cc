@@ -1763,6 +1763,19 @@ struct PostgresStoreOfOneFunction {
       ASSERT_THAT(store->Apply(item, end, clock.Now()), IsOk());
     }
   }
+  // Runs `runs` runs to their end, then ANALYZEs the emptied queue: statistics that count
+  // no row in its pages. No autovacuum for the queue: its vacuum would truncate the emptied
+  // table, a state of its own.
+  void AnalyzeAnEmptiedQueue(int runs) {
+    testing::PgConnection check(url);
+    check.Query("ALTER TABLE queue SET (autovacuum_enabled = false)");
+    Start(runs);
+    ASSERT_NO_FATAL_FAILURE(Complete(Claim(runs)));
+    ASSERT_EQ(check.Count("SELECT count(*) FROM queue"), 0);
+    check.Query("ANALYZE queue");
+    ASSERT_GT(check.Count("SELECT relpages FROM pg_class WHERE relname = 'queue'"), 0);
+    ASSERT_EQ(check.Count("SELECT reltuples::bigint FROM pg_class WHERE relname = 'queue'"), 0);
+  }
   // The plan of each of the store's prepared statements `where` picks (a condition on
   // pg_prepared_statements), in the generic plan a long-lived connection uses, executed with
   // `first` for $1 and '0' for the other parameters.
@@ -1821,15 +1834,7 @@ TEST(PostgresStore, AClaimLooksItsRunsUpById) {
 // in the generic plans they get after the ANALYZE.
 TEST(PostgresStore, AnItemIsLookedUpByItsKeyWhenTheQueueLooksEmpty) {
   PostgresStoreOfOneFunction pg("store_queue_analyzed_empty");
-  testing::PgConnection check(pg.url);
-  // No autovacuum here: its vacuum would truncate the emptied table, a state of its own.
-  check.Query("ALTER TABLE queue SET (autovacuum_enabled = false)");
-  pg.Start(2000);
-  ASSERT_NO_FATAL_FAILURE(pg.Complete(pg.Claim(2000)));
-  ASSERT_EQ(check.Count("SELECT count(*) FROM queue"), 0);
-  check.Query("ANALYZE queue");
-  ASSERT_GT(check.Count("SELECT relpages FROM pg_class WHERE relname = 'queue'"), 0);
-  ASSERT_EQ(check.Count("SELECT reltuples::bigint FROM pg_class WHERE relname = 'queue'"), 0);
+  ASSERT_NO_FATAL_FAILURE(pg.AnalyzeAnEmptiedQueue(2000));
 
   const std::vector<std::string> deletes =
       pg.GenericPlans("statement LIKE 'DELETE FROM queue WHERE id = $1 AND lease_token%'", "0");
@@ -1840,6 +1845,39 @@ TEST(PostgresStore, AnItemIsLookedUpByItsKeyWhenTheQueueLooksEmpty) {
   ASSERT_EQ(ends.size(), 1u) << "the end's statement, which locks its item, prepared";
   EXPECT_NE(ends[0].find("queue_pkey"), std::string::npos) << ends[0];
   EXPECT_EQ(ends[0].find("queue_order"), std::string::npos) << ends[0];
+}
+
+// A claim reads the due items in claim order by index and stops at its limit when the
+// queue's statistics say it is empty (an ANALYZE saw it so, as one does after a quiet spell)
+// and it is not: planned by them at each claim, the reads gathered and sorted every due item.
+// Its two reads are planned once, not at each claim: checked on the claim's own prepared
+// statements, whose generic plan is the one plan they have had.
+TEST(PostgresStore, AClaimReadsTheQueueInClaimOrderWhenItLooksEmpty) {
+  PostgresStoreOfOneFunction pg("store_claim_queue_analyzed_empty");
+  ASSERT_NO_FATAL_FAILURE(pg.AnalyzeAnEmptiedQueue(500));
+  pg.Start(2000);
+  for (int i = 0; i < 8; ++i) pg.Claim(10);
+
+  int64_t custom_plans = -1;
+  ASSERT_THAT(pg.raw->Transact([&](sql::Tx& tx) {
+    custom_plans = tx.Count(
+        "SELECT sum(custom_plans) FROM pg_prepared_statements WHERE statement LIKE "
+        "'SELECT q.id, q.run_id%'");
+    return Status::Ok();
+  }),
+              IsOk());
+  EXPECT_EQ(custom_plans, 0) << "the reads of due items are planned once, not at each claim";
+  const std::vector<std::string> reads =
+      pg.GenericPlans("statement LIKE 'SELECT q.id, q.run_id%'", "0");
+  ASSERT_EQ(reads.size(), 2u) << "the claim's two reads of due items, prepared";
+  for (const std::string& plan : reads) {
+    EXPECT_TRUE(plan.find("Index Scan using queue_order") != std::string::npos ||
+                plan.find("Index Scan using queue_visible") != std::string::npos)
+        << plan;
+    EXPECT_EQ(plan.find("Sort"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("Bitmap"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("Seq Scan on queue"), std::string::npos) << plan;
+  }
 }
 
 // A run's state is read with index lookups of its event, its batch's events and its steps,

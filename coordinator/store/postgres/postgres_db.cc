@@ -204,6 +204,17 @@ class PostgresTx final : public sql::Tx {
     QueueStatement("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", {key});
   }
 
+  void PlanByIndex() override {
+    // No sequential or bitmap scan and no sort where an index serves, and one (generic) plan
+    // a statement: a custom plan, made again at each execution, follows the statistics
+    // whether they lag or not, and costs more to make than a claim's reads cost to run.
+    QueueStatement(
+        "SELECT set_config('enable_seqscan', 'off', true), "
+        "set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true), "
+        "set_config('plan_cache_mode', 'force_generic_plan', true)",
+        {});
+  }
+
   void AnnounceWork() override {
     // PostgreSQL delivers it at commit, once per transaction however often it is sent.
     if (!announced_) QueueText((std::string("NOTIFY ") + kWorkChannel).c_str());

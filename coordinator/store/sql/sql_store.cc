@@ -1123,6 +1123,12 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
   }
   auto claimed = InTransaction([&](Tx& tx) -> Result<std::vector<QueueItem>> {
     if (states) states->clear();
+    // The reads of due items below stop at their limit only when they read a claim-order
+    // index in its order. The queue empties and fills all the time, so its statistics often
+    // say it is empty (or a vacuum truncated it) while it is not: planned by them, each read
+    // gathered and sorted every due item. Claims alone run those two reads, always after
+    // this; the claim's other statements look their rows up by id.
+    tx.PlanByIndex();
     if (!doubtful.empty()) {
       tx.Send(
           "UPDATE queue SET visible_at_ms = $2, lease_token = NULL "
