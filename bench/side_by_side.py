@@ -268,6 +268,10 @@ class Postgres:
         self._pg_sh("stop", self.dir)
         self._pg_sh("start", self.dir, str(self.port))
         self.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        # Planning time too (a setting of the loaded library): a statement planned at each
+        # execution shows in the cost phase.
+        self.psql("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
+        self.psql("SELECT pg_reload_conf()")
 
     def stop(self):
         subprocess.run([self.pg_sh, "stop", self.dir], check=False)
@@ -298,6 +302,15 @@ class Postgres:
             f" WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '{name}'))")
         commits, statements = row.split("|")
         return int(commits), int(statements)
+
+    def statement_ms(self, name):
+        """(execution, planning) ms of the statements of database `name` so far."""
+        row = self.psql(
+            "SELECT coalesce(sum(total_exec_time), 0), coalesce(sum(total_plan_time), 0) FROM "
+            "pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
+            f"'{name}')")
+        exec_ms, plan_ms = row.split("|")
+        return float(exec_ms), float(plan_ms)
 
     def statement_calls(self, name):
         """{normalized statement: calls} of database `name` so far (pg_stat_statements)."""
@@ -557,6 +570,7 @@ class Bench:
         self.stop_coordinator(coord, db)
         c0, s0 = self.pg.counters(db)
         q0 = self.pg.statement_calls(db)
+        e0, p0 = self.pg.statement_ms(db)
         t0 = time.time()
         coord, base, api = self.coordinator("pg-cost", ["serve", "--db", url])
         metrics = Metrics(api)
@@ -571,6 +585,7 @@ class Bench:
         window = time.time() - t0
         c1, s1 = self.pg.counters(db)
         q1 = self.pg.statement_calls(db)
+        e1, p1 = self.pg.statement_ms(db)
         t1 = time.time()
         coord, _, idle_api = self.coordinator("pg-cost-idle", ["serve", "--db", url])
         time.sleep(max(0.0, window - (time.time() - t1)))
@@ -585,6 +600,7 @@ class Bench:
             "idle_commits_per_s": (c2 - c1) / window, "idle_statements_per_s": (s2 - s1) / window,
             "round_trips_per_run": trips / n, "net_round_trips_per_run": (trips - idle_trips) / n,
             "window_s": window, "rss_mb": rss,
+            "exec_ms_per_run": (e1 - e0) / n, "plan_ms_per_run": (p1 - p0) / n,
             # The statements that cost most per run, for whoever works on the figure.
             "top_statements": sorted(((q1[q] - q0.get(q, 0)) / n, q[:160]) for q in q1
                                      if q1[q] - q0.get(q, 0) > 0)[::-1][:30]}
@@ -763,7 +779,9 @@ class Bench:
                          f"{g('cost', 'round_trips_per_run'):.1f} round trips per run; less an "
                          f"idle coordinator's: {g('cost', 'net_commits_per_run'):.2f}, "
                          f"{g('cost', 'net_statements_per_run'):.1f} and "
-                         f"{g('cost', 'net_round_trips_per_run'):.1f}"))
+                         f"{g('cost', 'net_round_trips_per_run'):.1f}; PostgreSQL executing "
+                         f"{1000 * g('cost', 'exec_ms_per_run'):.0f} µs and planning "
+                         f"{1000 * g('cost', 'plan_ms_per_run'):.0f} µs per run"))
             rows.append(("Funcky idle coordinator (PostgreSQL)",
                          f"same {g('cost', 'window_s'):.0f} s, start to stop",
                          f"{g('cost', 'idle_commits_per_s'):.1f} commits/s, "
