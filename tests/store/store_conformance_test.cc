@@ -1849,9 +1849,9 @@ TEST(PostgresStore, AnItemIsLookedUpByItsKeyWhenTheQueueLooksEmpty) {
 
 // A claim reads the due items in claim order by index and stops at its limit when the
 // queue's statistics say it is empty (an ANALYZE saw it so, as one does after a quiet spell)
-// and it is not: planned by them at each claim, the reads gathered and sorted every due item.
-// Its two reads are planned once, not at each claim: checked on the claim's own prepared
-// statements, whose generic plan is the one plan they have had.
+// and it is not, with one plan for its two reads rather than one each claim (PostgreSQL made
+// a custom plan at each, by those statistics): checked on the claim's own prepared
+// statements, whose generic plan is then the one plan they have had.
 TEST(PostgresStore, AClaimReadsTheQueueInClaimOrderWhenItLooksEmpty) {
   PostgresStoreOfOneFunction pg("store_claim_queue_analyzed_empty");
   ASSERT_NO_FATAL_FAILURE(pg.AnalyzeAnEmptiedQueue(500));

@@ -168,14 +168,14 @@ class Tx {
   // Holds `key` until the transaction ends: transactions that take the same key run one
   // after another (PostgreSQL advisory locks). SQLite runs one transaction at a time anyway.
   virtual void LockKey(std::string_view key) = 0;
-  // Plans the transaction's statements from here on for reads by index, in the index's
-  // order, and once per statement rather than at each execution: where a table's statistics
-  // lag (a queue that was empty when last analyzed, or truncated by a vacuum, and is full
-  // now) a statement then still reads its index and stops at its LIMIT, rather than scanning
-  // and sorting every row it matches. A plan is kept for later executions wherever they run,
-  // so a statement that must always be read this way runs only after this call. PostgreSQL:
-  // transaction-local planner settings; a no-op for SQLite, which plans a statement once, as
-  // it prepares it, by its indexes.
+  // Plans the transaction's statements from here on for reads by index, in the index's order, and
+  // once per statement rather than at each execution: however a table's statistics lag (a queue
+  // that was empty when last analyzed and is full now), a statement that an index serves then
+  // reads it and stops at its LIMIT, where costs taken from such statistics may favour scanning
+  // and sorting every row it matches. A plan is kept for later executions wherever they run, so a
+  // statement that must always be read this way runs only after this call. PostgreSQL:
+  // transaction-local planner settings; a no-op for SQLite, which plans a statement once, as it
+  // prepares it, by its indexes.
   virtual void PlanByIndex() {}
   // Tells the other processes watching the database (Database::Watch) that work is due, when
   // the transaction commits; many calls in one transaction tell them once. A no-op where no

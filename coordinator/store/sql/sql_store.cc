@@ -1124,10 +1124,11 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
   auto claimed = InTransaction([&](Tx& tx) -> Result<std::vector<QueueItem>> {
     if (states) states->clear();
     // The reads of due items below stop at their limit only when they read a claim-order
-    // index in its order. The queue empties and fills all the time, so its statistics often
-    // say it is empty (or a vacuum truncated it) while it is not: planned by them, each read
-    // gathered and sorted every due item. Claims alone run those two reads, always after
-    // this; the claim's other statements look their rows up by id.
+    // index in its order. Planned at each claim (PostgreSQL's choice for them), they cost
+    // several times more to plan than to run, and by statistics that often lag the queue (it
+    // empties and fills all the time): statistics that count no row make a tie of every plan,
+    // and a bitmap scan and sort of every due item has been seen to win it. Claims alone run
+    // those two reads, always after this; the claim's other statements look rows up by id.
     tx.PlanByIndex();
     if (!doubtful.empty()) {
       tx.Send(
