@@ -299,15 +299,6 @@ class Postgres:
         commits, statements = row.split("|")
         return int(commits), int(statements)
 
-    def statement_ms(self, name):
-        """(execution, planning) ms of the statements of database `name` so far."""
-        row = self.psql(
-            "SELECT coalesce(sum(total_exec_time), 0), coalesce(sum(total_plan_time), 0) FROM "
-            "pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
-            f"'{name}')")
-        exec_ms, plan_ms = row.split("|")
-        return float(exec_ms), float(plan_ms)
-
     def statement_calls(self, name):
         """{normalized statement: calls} of database `name` so far (pg_stat_statements)."""
         out = self.psql(
@@ -324,13 +315,15 @@ class Postgres:
         self.psql("SELECT pg_stat_statements_reset(0, "
                   f"(SELECT oid FROM pg_database WHERE datname = '{name}'), 0)")
 
-    def statement_time(self, name, like):
-        """(calls, total ms) of the statements of database `name` LIKE `like`, since the reset."""
-        calls, total = self.psql(
-            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) FROM "
-            "pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
-            f"'{name}') AND query LIKE '{like}'").split("|")
-        return int(calls), float(total)
+    def statement_time(self, name, like="%"):
+        """(calls, execution ms, planning ms) of the statements of database `name` LIKE `like`
+        so far (since the last reset_statements)."""
+        calls, exec_ms, plan_ms = self.psql(
+            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0), "
+            "coalesce(sum(total_plan_time), 0) FROM pg_stat_statements WHERE dbid = "
+            f"(SELECT oid FROM pg_database WHERE datname = '{name}') AND query LIKE '{like}'"
+        ).split("|")
+        return int(calls), float(exec_ms), float(plan_ms)
 
     def checkpoints(self):
         """Checkpoints the cluster has made so far, timed and requested."""
@@ -569,7 +562,7 @@ class Bench:
         self.stop_coordinator(coord, db)
         c0, s0 = self.pg.counters(db)
         q0 = self.pg.statement_calls(db)
-        e0, p0 = self.pg.statement_ms(db)
+        _, e0, p0 = self.pg.statement_time(db)
         t0 = time.time()
         coord, base, api = self.coordinator("pg-cost", ["serve", "--db", url])
         metrics = Metrics(api)
@@ -584,7 +577,7 @@ class Bench:
         window = time.time() - t0
         c1, s1 = self.pg.counters(db)
         q1 = self.pg.statement_calls(db)
-        e1, p1 = self.pg.statement_ms(db)
+        _, e1, p1 = self.pg.statement_time(db)
         t1 = time.time()
         coord, _, idle_api = self.coordinator("pg-cost-idle", ["serve", "--db", url])
         time.sleep(max(0.0, window - (time.time() - t1)))
@@ -664,7 +657,7 @@ class Bench:
         """PostgreSQL's time in SqlStore::Claim's statements since the reset: mean ms of a read
         of due items, and of a whole claim's statements."""
         checkpoints = self.pg.checkpoints() - self.checkpoints_before.pop(db)
-        reads, read_ms = self.pg.statement_time(db, CLAIM_READ)
+        reads, read_ms, _ = self.pg.statement_time(db, CLAIM_READ)
         write_ms = sum(self.pg.statement_time(db, like)[1] for like in CLAIM_WRITES)
         return {"claims": reads // 2, "claim_read_ms": read_ms / max(reads, 1),
                 "claim_ms": (read_ms + write_ms) / max(reads // 2, 1),
