@@ -41,10 +41,25 @@ std::u16string Utf16(std::string_view s) {
   return out;
 }
 
+// Whether `key` holds a code point in U+E000..U+FFFF (UTF-8 lead byte 0xEE or 0xEF): the
+// only ones whose UTF-16 order differs from their UTF-8 byte order (such a code point sorts
+// before U+10000 and above by code point, after them by UTF-16 code unit, whose surrogates
+// are 0xD800..0xDFFF).
+bool OrdersDifferently(std::string_view key) {
+  return std::any_of(key.begin(), key.end(), [](char c) {
+    return static_cast<unsigned char>(c) >= 0xee && static_cast<unsigned char>(c) <= 0xef;
+  });
+}
+
 void AppendString(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out.push_back('"');
-  for (unsigned char c : s) {
+  size_t plain = 0;  // start of the characters not yet appended, none of which needs escaping
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = s[i];
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.substr(plain, i - plain));
+    plain = i + 1;
     switch (c) {
       case '"':
         out += "\\\"";
@@ -68,15 +83,12 @@ void AppendString(std::string& out, std::string_view s) {
         out += "\\t";
         break;
       default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 0xf]);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
+        out += "\\u00";
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xf]);
     }
   }
+  out.append(s.substr(plain));
   out.push_back('"');
 }
 
@@ -163,18 +175,30 @@ Status Append(std::string& out, const nlohmann::json& v) {
       break;
     }
     case T::object: {
-      std::vector<std::pair<std::u16string, const std::string*>> keys;
-      keys.reserve(v.size());
-      for (auto it = v.begin(); it != v.end(); ++it) keys.emplace_back(Utf16(it.key()), &it.key());
-      std::sort(keys.begin(), keys.end());
+      // nlohmann::json keeps members in UTF-8 byte order: RFC 8785's UTF-16 order unless a
+      // key holds a code point that the two order differently, which then takes a sort.
+      std::vector<std::pair<std::u16string, nlohmann::json::const_iterator>> resorted;
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        if (!OrdersDifferently(it.key())) continue;
+        resorted.reserve(v.size());
+        for (auto m = v.begin(); m != v.end(); ++m) resorted.emplace_back(Utf16(m.key()), m);
+        std::sort(resorted.begin(), resorted.end(),
+                  [](const auto& a, const auto& b) { return a.first < b.first; });
+        break;
+      }
       out.push_back('{');
       bool first = true;
-      for (const auto& [utf16, key] : keys) {
+      auto member = [&](const nlohmann::json::const_iterator& m) -> Status {
         if (!first) out.push_back(',');
         first = false;
-        AppendString(out, *key);
+        AppendString(out, m.key());
         out.push_back(':');
-        RETURN_IF_ERROR(Append(out, v.at(*key)));
+        return Append(out, m.value());
+      };
+      if (resorted.empty()) {
+        for (auto m = v.begin(); m != v.end(); ++m) RETURN_IF_ERROR(member(m));
+      } else {
+        for (const auto& [utf16, m] : resorted) RETURN_IF_ERROR(member(m));
       }
       out.push_back('}');
       break;

@@ -132,6 +132,31 @@ TEST(Jcs, EscapesOnlyWhatItMust) {
   EXPECT_EQ(*CanonicalJson(j), "{\"a\":3,\"\xf0\x9f\x98\x80\":2,\"\xee\x80\x80\":1}");
 }
 
+TEST(Jcs, KeepsUtf16OrderWhereByteOrderAgreesAndEscapesWithinLongerText) {
+  // No key holds U+E000..U+FFFF: byte order is UTF-16 order (U+00E9 < U+4E2D < U+1F600).
+  json j = {{"\xf0\x9f\x98\x80", 1},
+            {"\xe4\xb8\xad", 2},
+            {"\xc3\xa9", 3},
+            {"\x7f", 4},
+            {"a", 5},
+            {"Z", 6},
+            {"a\tb", 7}};
+  EXPECT_EQ(*CanonicalJson(j),
+            "{\"Z\":6,\"a\":5,\"a\\tb\":7,\"\x7f\":4,\"\xc3\xa9\":3,\"\xe4\xb8\xad\":2,"
+            "\"\xf0\x9f\x98\x80\":1}");
+  // An object that must be re-sorted inside one that need not, and the other way round.
+  json nested = {{"b", {{"\xee\x80\x80", 1}, {"\xf0\x9f\x98\x80", 2}}},
+                 {"\xef\xbf\xbd", {{"y", 1}, {"x", 2}}},
+                 {"\xf0\x9f\x98\x80", 3}};
+  EXPECT_EQ(*CanonicalJson(nested),
+            "{\"b\":{\"\xf0\x9f\x98\x80\":2,\"\xee\x80\x80\":1},\"\xf0\x9f\x98\x80\":3,"
+            "\"\xef\xbf\xbd\":{\"x\":2,\"y\":1}}");
+  // Escapes at the start, the middle and the end of plain runs.
+  EXPECT_EQ(*CanonicalJson(json("\nplain \"quoted\" text\\")),
+            "\"\\nplain \\\"quoted\\\" text\\\\\"");
+  EXPECT_EQ(*CanonicalJson(json(std::string("a\0b", 3))), "\"a\\u0000b\"");
+}
+
 TEST(Ulid, EncodesTimeAndEntropyAndDerivesFromSeed) {
   // Time part of the ULID spec's example: 1469918176385 -> "01ARYZ6S41".
   EXPECT_EQ(MakeUlid(1469918176385, std::string(10, '\0')).substr(0, 10), "01ARYZ6S41");
