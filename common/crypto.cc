@@ -6,6 +6,11 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include <pthread.h>
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
 #include <stdexcept>
 
 namespace funcky::crypto {
@@ -64,11 +69,46 @@ std::optional<std::string> HexDecode(std::string_view hex) {
   return out;
 }
 
+namespace {
+
+void Fill(unsigned char* out, size_t n) {
+  if (RAND_bytes(out, static_cast<int>(n)) != 1) throw std::runtime_error("RAND_bytes failed");
+}
+
+// Bumped in a forked child: a thread's block drawn before the fork is the parent's too.
+std::atomic<uint64_t> fork_generation{0};
+
+}  // namespace
+
 std::string RandomBytes(size_t n) {
+  // Each RAND_bytes call costs about a microsecond whatever its size (OpenSSL re-keys its
+  // generator and checks the process id, a system call), and the coordinator draws several
+  // short tokens a run: they come from a block drawn per thread. Bytes handed out are wiped
+  // from the block.
+  struct Block {
+    unsigned char bytes[512];
+    size_t used = sizeof bytes;
+    uint64_t generation = 0;
+  };
+  thread_local Block block;
+  static std::once_flag at_fork;
+  std::call_once(at_fork,
+                 [] { pthread_atfork(nullptr, nullptr, [] { fork_generation.fetch_add(1); }); });
   std::string out(n, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
-    throw std::runtime_error("RAND_bytes failed");
+  auto* dest = reinterpret_cast<unsigned char*>(out.data());
+  if (n > sizeof block.bytes / 8) {
+    Fill(dest, n);
+    return out;
   }
+  const uint64_t generation = fork_generation.load(std::memory_order_relaxed);
+  if (block.generation != generation || block.used + n > sizeof block.bytes) {
+    Fill(block.bytes, sizeof block.bytes);
+    block.used = 0;
+    block.generation = generation;
+  }
+  std::memcpy(dest, block.bytes + block.used, n);
+  OPENSSL_cleanse(block.bytes + block.used, n);
+  block.used += n;
   return out;
 }
 

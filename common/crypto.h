@@ -22,7 +22,8 @@ std::optional<std::string> HexDecode(std::string_view hex);
 // Decodes standard or URL-safe base64, padded or not; nullopt on any other character.
 std::optional<std::string> Base64Decode(std::string_view in);
 
-// `n` bytes from the OS's cryptographic random source.
+// `n` bytes from OpenSSL's cryptographically secure generator (seeded by the OS); short
+// requests are served from a block drawn per thread (and redrawn after a fork).
 std::string RandomBytes(size_t n);
 
 // Compares in time that depends only on the lengths, never on where the inputs differ.

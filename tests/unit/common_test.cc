@@ -1,3 +1,9 @@
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <set>
+#include <string>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -94,6 +100,36 @@ TEST(Signing, MalformedKeysAreRefusedWithoutQuotingThem) {
   }
   EXPECT_EQ(signing::ValidateSigningKey("signkey-prod-").message(),
             "the signing key has no key material after its signkey-<env>- prefix");
+}
+
+TEST(Crypto, RandomBytesAreFreshAcrossCallsSizesAndAFork) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 200; ++i) {  // past several blocks of the thread's
+    std::string b = crypto::RandomBytes(12);
+    ASSERT_EQ(b.size(), 12u);
+    EXPECT_TRUE(seen.insert(b).second);
+  }
+  EXPECT_EQ(crypto::RandomBytes(0), "");
+  EXPECT_EQ(crypto::RandomBytes(4096).size(), 4096u);
+  EXPECT_NE(crypto::RandomBytes(4096), crypto::RandomBytes(4096));
+  // A forked child must not hand out the parent's next bytes.
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const std::string b = crypto::RandomBytes(16);
+    _exit(write(fds[1], b.data(), b.size()) == 16 ? 0 : 1);
+  }
+  const std::string mine = crypto::RandomBytes(16);
+  std::string theirs(16, '\0');
+  ASSERT_EQ(read(fds[0], theirs.data(), theirs.size()), 16);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_EQ(status, 0);
+  close(fds[0]);
+  close(fds[1]);
+  EXPECT_NE(mine, theirs);
 }
 
 TEST(Crypto, ConstantTimeEqual) {
