@@ -218,4 +218,29 @@ Result<std::string> CanonicalJson(const nlohmann::json& value) {
   return out;
 }
 
+std::string CanonicalObject(std::vector<std::pair<std::string, std::string>> members) {
+  const bool resort = std::any_of(members.begin(), members.end(),
+                                  [](const auto& m) { return OrdersDifferently(m.first); });
+  if (resort) {
+    std::sort(members.begin(), members.end(),
+              [](const auto& a, const auto& b) { return Utf16(a.first) < Utf16(b.first); });
+  } else {
+    std::sort(members.begin(), members.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+  }
+  size_t size = 2;
+  for (const auto& [key, value] : members) size += key.size() + value.size() + 4;
+  std::string out;
+  out.reserve(size);
+  out.push_back('{');
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    AppendString(out, members[i].first);
+    out.push_back(':');
+    out += members[i].second;
+  }
+  out.push_back('}');
+  return out;
+}
+
 }  // namespace funcky

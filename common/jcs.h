@@ -6,6 +6,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -17,5 +19,10 @@ namespace funcky {
 // space, numbers as ECMAScript's Number.prototype.toString, strings with the minimal escapes.
 // Fails with kInvalidArgument on a non-finite number (JSON cannot carry it).
 Result<std::string> CanonicalJson(const nlohmann::json& value);
+
+// Canonical text of an object whose members' values are canonical text already (from
+// CanonicalJson, or this), so that a large value is not copied into a tree to be written:
+// the members are sorted as CanonicalJson sorts them. The keys must be distinct.
+std::string CanonicalObject(std::vector<std::pair<std::string, std::string>> members);
 
 }  // namespace funcky

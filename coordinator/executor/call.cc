@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iterator>
+#include <map>
 
 #include "common/jcs.h"
 #include "common/signing.h"
@@ -47,37 +49,48 @@ int FunctionRetries(const Json& config) {
 Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueItem& item,
                               const CallOptions& options, TimePoint now) {
   ASSIGN_OR_RETURN(std::string base_url, FunctionUrl(state.function.config));
-  Json steps = Json::object();
+  if (state.events.empty()) return FailedPrecondition("run " + state.run.id + " has no event");
+  // The body is written in its canonical form piece by piece: the event and the steps'
+  // memos, the bulk of it, are written once each rather than copied into a tree first.
+  std::string event;
+  std::string events = "[";
+  for (size_t i = 0; i < state.events.size(); ++i) {
+    ASSIGN_OR_RETURN(std::string e, CanonicalJson(state.events[i]));
+    if (i > 0) events.push_back(',');
+    events += e;
+    if (i == 0) event = std::move(e);
+  }
+  events.push_back(']');
+  std::map<std::string, std::string> memos;  // by step id: a later record of one wins
   Json stack = Json::array();
   for (const auto& step : state.steps) {
-    steps[step.step_id] = step.memo;
+    ASSIGN_OR_RETURN(memos[step.step_id], CanonicalJson(step.memo));
     stack.push_back(step.step_id);
   }
-  Json events = Json::array();
-  for (const auto& e : state.events) events.push_back(e);
-  if (events.empty()) return FailedPrecondition("run " + state.run.id + " has no event");
   const int max_attempts = FunctionRetries(state.function.config) + 1;
-  Json body = {
-      {"event", events[0]},
-      {"events", events},
-      {"steps", steps},
-      {"ctx",
-       {{"run_id", state.run.id},
-        {"attempt", item.attempt},
-        {"max_attempts", max_attempts},
-        {"disable_immediate_execution", false},
-        {"use_api", false},
-        {"stack", {{"stack", stack}, {"current", stack.size()}}},
-        {"step_id", item.step_id},
-        {"env", ""}}},
-      {"version", state.run.req_version},
-      {"use_api", false},
-  };
+  const size_t depth = stack.size();
+  Json ctx = {{"run_id", state.run.id},
+              {"attempt", item.attempt},
+              {"max_attempts", max_attempts},
+              {"disable_immediate_execution", false},
+              {"use_api", false},
+              {"stack", {{"current", depth}, {"stack", std::move(stack)}}},
+              {"step_id", item.step_id},
+              {"env", ""}};
   if (options.checkpointing && !item.lease_token.empty()) {
-    body["ctx"]["fn_id"] = state.function.id;
-    body["ctx"]["qi_id"] = QueueRef(item);
+    ctx["fn_id"] = state.function.id;
+    ctx["qi_id"] = QueueRef(item);
   }
-  ASSIGN_OR_RETURN(std::string canonical, CanonicalJson(body));
+  ASSIGN_OR_RETURN(std::string ctx_text, CanonicalJson(ctx));
+  std::string canonical = CanonicalObject({
+      {"ctx", std::move(ctx_text)},
+      {"event", std::move(event)},
+      {"events", std::move(events)},
+      {"steps", CanonicalObject(std::vector<std::pair<std::string, std::string>>(
+                    std::make_move_iterator(memos.begin()), std::make_move_iterator(memos.end())))},
+      {"version", std::to_string(state.run.req_version)},
+      {"use_api", "false"},
+  });
 
   HttpRequest req;
   req.method = "POST";

@@ -193,6 +193,16 @@ TEST(Jcs, KeepsUtf16OrderWhereByteOrderAgreesAndEscapesWithinLongerText) {
   EXPECT_EQ(*CanonicalJson(json(std::string("a\0b", 3))), "\"a\\u0000b\"");
 }
 
+TEST(Jcs, CanonicalObjectSortsMembersWrittenAlready) {
+  EXPECT_EQ(CanonicalObject({}), "{}");
+  EXPECT_EQ(CanonicalObject({{"b", "[1,2]"}, {"a\n", "{\"x\":1}"}, {"A", "null"}}),
+            "{\"A\":null,\"a\\n\":{\"x\":1},\"b\":[1,2]}");
+  // By UTF-16 code units once a key needs it, as CanonicalJson sorts.
+  json j = {{"\xee\x80\x80", 1}, {"\xf0\x9f\x98\x80", 2}, {"a", 3}};
+  EXPECT_EQ(CanonicalObject({{"\xee\x80\x80", "1"}, {"\xf0\x9f\x98\x80", "2"}, {"a", "3"}}),
+            *CanonicalJson(j));
+}
+
 TEST(Ulid, EncodesTimeAndEntropyAndDerivesFromSeed) {
   // Time part of the ULID spec's example: 1469918176385 -> "01ARYZ6S41".
   EXPECT_EQ(MakeUlid(1469918176385, std::string(10, '\0')).substr(0, 10), "01ARYZ6S41");

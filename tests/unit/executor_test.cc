@@ -1,6 +1,8 @@
 // The executor's pure core: the call it builds and what it makes of each kind of reply.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "common/jcs.h"
 #include "common/signing.h"
 #include "coordinator/executor/call.h"
@@ -168,6 +170,53 @@ TEST(BuildCall, ProducesSignedCanonicalRequestWithoutFnId) {
             "http://127.0.0.1:3000/api?fnId=app-fn&stepId=h2");
   EXPECT_TRUE(
       FindHeader(BuildCall(state, item, {}, TimePoint())->headers, "X-Inngest-Signature").empty());
+}
+
+// The body is written piece by piece; it is the canonical form of the whole request as a
+// JSON tree would hold it: a batch's events, steps whose ids and memos need escaping or sort
+// by UTF-16 code units, a step recorded twice (the later record wins).
+TEST(BuildCall, WritesTheCanonicalFormOfTheWholeBody) {
+  auto state = MakeState();
+  state.run.req_version = 1;
+  state.events = {Json{{"name", "demo/go"}, {"data", {{"z", 1.5}, {"a", "\u00e9\n"}}}},
+                  Json{{"name", "demo/go"}, {"data", {{"\xee\x80\x80", 1}, {"b", nullptr}}}}};
+  state.steps = {{"h1", 0, "first", "completed", Json{{"data", "A"}}, 0},
+                 {"\xee\x80\x80", 1, "odd", "completed", Json{{"data", {1, 2}}}, 0},
+                 {"\xf0\x9f\x98\x80", 2, "emoji", "completed", Json{{"data", "\"q\""}}, 0},
+                 {"h1", 3, "first", "completed", Json{{"data", "again"}}, 0}};
+  store::QueueItem item{7, "01RUN", "h2", 2, "0a1b2c"};
+  auto req = BuildCall(state, item, {}, TimePoint());
+  ASSERT_TRUE(req.ok()) << req.status().ToString();
+  Json steps = Json::object();
+  Json stack = Json::array();
+  for (const auto& step : state.steps) {
+    steps[step.step_id] = step.memo;
+    stack.push_back(step.step_id);
+  }
+  Json expected = {{"event", state.events[0]},
+                   {"events", state.events},
+                   {"steps", steps},
+                   {"ctx",
+                    {{"run_id", "01RUN"},
+                     {"attempt", 2},
+                     {"max_attempts", 3},
+                     {"disable_immediate_execution", false},
+                     {"use_api", false},
+                     {"stack", {{"stack", stack}, {"current", 4}}},
+                     {"step_id", "h2"},
+                     {"env", ""},
+                     {"fn_id", "app-fn"},
+                     {"qi_id", "7.0a1b2c"}}},
+                   {"version", 1},
+                   {"use_api", false}};
+  EXPECT_EQ(req->body, *CanonicalJson(expected));
+  // A value JSON cannot carry fails the call's building, as before.
+  state.steps[0].memo = Json{{"data", std::numeric_limits<double>::infinity()}};
+  EXPECT_EQ(BuildCall(state, item, {}, TimePoint()).status().code(), StatusCode::kInvalidArgument);
+  state.steps.clear();
+  state.events.clear();
+  EXPECT_EQ(BuildCall(state, item, {}, TimePoint()).status().code(),
+            StatusCode::kFailedPrecondition);
 }
 
 TEST_F(TransitionTest, OkFromSdkCompletesRun) {
