@@ -218,6 +218,13 @@ Result<std::string> CanonicalJson(const nlohmann::json& value) {
   return out;
 }
 
+std::string CanonicalString(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  AppendString(out, s);
+  return out;
+}
+
 std::string CanonicalObject(std::vector<std::pair<std::string, std::string>> members) {
   const bool resort = std::any_of(members.begin(), members.end(),
                                   [](const auto& m) { return OrdersDifferently(m.first); });

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -24,5 +25,8 @@ Result<std::string> CanonicalJson(const nlohmann::json& value);
 // CanonicalJson, or this), so that a large value is not copied into a tree to be written:
 // the members are sorted as CanonicalJson sorts them. The keys must be distinct.
 std::string CanonicalObject(std::vector<std::pair<std::string, std::string>> members);
+
+// Canonical text of the JSON string `s` (UTF-8).
+std::string CanonicalString(std::string_view s);
 
 }  // namespace funcky

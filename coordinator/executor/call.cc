@@ -62,26 +62,29 @@ Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueIt
   }
   events.push_back(']');
   std::map<std::string, std::string> memos;  // by step id: a later record of one wins
-  Json stack = Json::array();
+  std::string stack = "[";
   for (const auto& step : state.steps) {
     ASSIGN_OR_RETURN(memos[step.step_id], CanonicalJson(step.memo));
-    stack.push_back(step.step_id);
+    if (stack.size() > 1) stack.push_back(',');
+    stack += CanonicalString(step.step_id);
   }
+  stack.push_back(']');
   const int max_attempts = FunctionRetries(state.function.config) + 1;
-  const size_t depth = stack.size();
-  Json ctx = {{"run_id", state.run.id},
-              {"attempt", item.attempt},
-              {"max_attempts", max_attempts},
-              {"disable_immediate_execution", false},
-              {"use_api", false},
-              {"stack", {{"current", depth}, {"stack", std::move(stack)}}},
-              {"step_id", item.step_id},
-              {"env", ""}};
+  std::vector<std::pair<std::string, std::string>> ctx = {
+      {"run_id", CanonicalString(state.run.id)},
+      {"attempt", std::to_string(item.attempt)},
+      {"max_attempts", std::to_string(max_attempts)},
+      {"disable_immediate_execution", "false"},
+      {"use_api", "false"},
+      {"stack", CanonicalObject({{"stack", std::move(stack)},
+                                 {"current", std::to_string(state.steps.size())}})},
+      {"step_id", CanonicalString(item.step_id)},
+      {"env", R"("")"}};
   if (options.checkpointing && !item.lease_token.empty()) {
-    ctx["fn_id"] = state.function.id;
-    ctx["qi_id"] = QueueRef(item);
+    ctx.emplace_back("fn_id", CanonicalString(state.function.id));
+    ctx.emplace_back("qi_id", CanonicalString(QueueRef(item)));
   }
-  ASSIGN_OR_RETURN(std::string ctx_text, CanonicalJson(ctx));
+  std::string ctx_text = CanonicalObject(std::move(ctx));
   std::string canonical = CanonicalObject({
       {"ctx", std::move(ctx_text)},
       {"event", std::move(event)},
