@@ -502,32 +502,37 @@ bool Intake::LookBack(const store::WaitRecord& wait) {
 std::vector<IncomingEvent> Intake::EndEvents(const store::RunState& state,
                                              const std::string& status, const Json& output,
                                              const Json& error) {
-  const Json first = state.events.empty() ? Json::object() : state.events[0];
-  Json data = {{"function_id", state.function.id},
-               {"run_id", state.run.id},
-               {"event", first},
-               {"events", state.events},
-               {"_inngest", {{"status", status}}}};
+  static const Json kNoEvent = Json::object();
+  const Json& first = state.events.empty() ? kNoEvent : state.events[0];
+  // Built member by member: each event is copied into it once (an initializer list copies
+  // its values twice).
+  Json data = Json::object();
+  data["function_id"] = state.function.id;
+  data["run_id"] = state.run.id;
+  data["event"] = first;
+  data["events"] = state.events;
+  data["_inngest"]["status"] = status;
   if (status == store::kCompleted) {
     data["result"] = output;
   } else {
     data["error"] = error.is_null() ? Json{{"name", "Error"}, {"message", status}} : error;
   }
-  if (first.contains("data") && first["data"].is_object()) {
-    const Json& meta = first["data"].value("_inngest", Json::object());
-    if (meta.is_object() && meta.contains("correlation_id")) {
-      data["correlation_id"] = meta["correlation_id"];
+  if (auto d = first.find("data"); d != first.end() && d->is_object()) {
+    if (auto meta = d->find("_inngest"); meta != d->end() && meta->is_object()) {
+      if (auto id = meta->find("correlation_id"); id != meta->end()) data["correlation_id"] = *id;
     }
   }
   // Ids derived from the run: announcing an end twice (a sweep after a lost
   // acknowledgement) stores each event once.
+  const bool second = status == store::kFailed || status == store::kCancelled;
   std::vector<IncomingEvent> events;
-  events.push_back(InternalEvent(executor::kFunctionFinished, data, FinishedEventId(state.run.id)));
+  events.push_back(InternalEvent(executor::kFunctionFinished, second ? data : std::move(data),
+                                 FinishedEventId(state.run.id)));
   if (status == store::kFailed) {
-    events.push_back(InternalEvent(executor::kFunctionFailed, data, state.run.id));
+    events.push_back(InternalEvent(executor::kFunctionFailed, std::move(data), state.run.id));
   } else if (status == store::kCancelled) {
     events.push_back(
-        InternalEvent(executor::kFunctionCancelled, data, state.run.id + "-cancelled"));
+        InternalEvent(executor::kFunctionCancelled, std::move(data), state.run.id + "-cancelled"));
   }
   return events;
 }
