@@ -225,7 +225,7 @@ std::string CanonicalString(std::string_view s) {
   return out;
 }
 
-std::string CanonicalObject(std::vector<std::pair<std::string, std::string>> members) {
+std::string CanonicalObject(JsonMembers members) {
   const bool resort = std::any_of(members.begin(), members.end(),
                                   [](const auto& m) { return OrdersDifferently(m.first); });
   if (resort) {

@@ -24,7 +24,8 @@ Result<std::string> CanonicalJson(const nlohmann::json& value);
 // Canonical text of an object whose members' values are canonical text already (from
 // CanonicalJson, or this), so that a large value is not copied into a tree to be written:
 // the members are sorted as CanonicalJson sorts them. The keys must be distinct.
-std::string CanonicalObject(std::vector<std::pair<std::string, std::string>> members);
+using JsonMembers = std::vector<std::pair<std::string, std::string>>;  // key, canonical value
+std::string CanonicalObject(JsonMembers members);
 
 // Canonical text of the JSON string `s` (UTF-8).
 std::string CanonicalString(std::string_view s);

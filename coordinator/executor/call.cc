@@ -70,30 +70,32 @@ Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueIt
   }
   stack.push_back(']');
   const int max_attempts = FunctionRetries(state.function.config) + 1;
-  std::vector<std::pair<std::string, std::string>> ctx = {
-      {"run_id", CanonicalString(state.run.id)},
-      {"attempt", std::to_string(item.attempt)},
-      {"max_attempts", std::to_string(max_attempts)},
-      {"disable_immediate_execution", "false"},
-      {"use_api", "false"},
-      {"stack", CanonicalObject({{"stack", std::move(stack)},
-                                 {"current", std::to_string(state.steps.size())}})},
-      {"step_id", CanonicalString(item.step_id)},
-      {"env", R"("")"}};
+  // Members added one by one: an initializer list would copy each value, the events too.
+  JsonMembers stack_members, ctx, top;
+  stack_members.emplace_back("stack", std::move(stack));
+  stack_members.emplace_back("current", std::to_string(state.steps.size()));
+  ctx.reserve(10);
+  ctx.emplace_back("run_id", CanonicalString(state.run.id));
+  ctx.emplace_back("attempt", std::to_string(item.attempt));
+  ctx.emplace_back("max_attempts", std::to_string(max_attempts));
+  ctx.emplace_back("disable_immediate_execution", "false");
+  ctx.emplace_back("use_api", "false");
+  ctx.emplace_back("stack", CanonicalObject(std::move(stack_members)));
+  ctx.emplace_back("step_id", CanonicalString(item.step_id));
+  ctx.emplace_back("env", R"("")");
   if (options.checkpointing && !item.lease_token.empty()) {
     ctx.emplace_back("fn_id", CanonicalString(state.function.id));
     ctx.emplace_back("qi_id", CanonicalString(QueueRef(item)));
   }
-  std::string ctx_text = CanonicalObject(std::move(ctx));
-  std::string canonical = CanonicalObject({
-      {"ctx", std::move(ctx_text)},
-      {"event", std::move(event)},
-      {"events", std::move(events)},
-      {"steps", CanonicalObject(std::vector<std::pair<std::string, std::string>>(
-                    std::make_move_iterator(memos.begin()), std::make_move_iterator(memos.end())))},
-      {"version", std::to_string(state.run.req_version)},
-      {"use_api", "false"},
-  });
+  top.reserve(6);
+  top.emplace_back("ctx", CanonicalObject(std::move(ctx)));
+  top.emplace_back("event", std::move(event));
+  top.emplace_back("events", std::move(events));
+  top.emplace_back("steps", CanonicalObject(JsonMembers(std::make_move_iterator(memos.begin()),
+                                                        std::make_move_iterator(memos.end()))));
+  top.emplace_back("version", std::to_string(state.run.req_version));
+  top.emplace_back("use_api", "false");
+  std::string canonical = CanonicalObject(std::move(top));
 
   HttpRequest req;
   req.method = "POST";
