@@ -17,6 +17,22 @@ namespace funcky::crypto {
 
 namespace {
 
+// OpenSSL 3 looks an algorithm up by name at each use of EVP_sha1() and the like (a lock and
+// a hash table, about a third of a short digest): each is fetched once, and kept.
+const EVP_MD* Fetched(const char* name) {
+  EVP_MD* md = EVP_MD_fetch(nullptr, name, nullptr);
+  if (!md) throw std::runtime_error(std::string("OpenSSL has no ") + name);
+  return md;
+}
+const EVP_MD* Sha1Md() {
+  static const EVP_MD* md = Fetched("SHA1");
+  return md;
+}
+const EVP_MD* Sha256Md() {
+  static const EVP_MD* md = Fetched("SHA256");
+  return md;
+}
+
 std::string Digest(const EVP_MD* md, std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -28,14 +44,14 @@ std::string Digest(const EVP_MD* md, std::string_view data) {
 
 }  // namespace
 
-std::string Sha1Hex(std::string_view data) { return HexEncode(Digest(EVP_sha1(), data)); }
-std::string Sha256(std::string_view data) { return Digest(EVP_sha256(), data); }
+std::string Sha1Hex(std::string_view data) { return HexEncode(Digest(Sha1Md(), data)); }
+std::string Sha256(std::string_view data) { return Digest(Sha256Md(), data); }
 std::string Sha256Hex(std::string_view data) { return HexEncode(Sha256(data)); }
 
 std::string HmacSha256Hex(std::string_view key, std::string_view message) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+  HMAC(Sha256Md(), key.data(), static_cast<int>(key.size()),
        reinterpret_cast<const unsigned char*>(message.data()), message.size(), out, &len);
   return HexEncode(std::string_view(reinterpret_cast<char*>(out), len));
 }
