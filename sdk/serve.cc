@@ -1,6 +1,7 @@
 #include "sdk/serve.h"
 
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "common/jcs.h"
@@ -173,19 +174,26 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
   auto it = by_id_.find(fn_id);
   if (it == by_id_.end()) return internal_error("no function \"" + fn_id + "\" in this app");
 
+  // The body's members are moved out of it (it is not read again), not copied.
+  auto take = [&body](const char* key) -> std::optional<Json> {
+    auto member = body.find(key);
+    if (member == body.end()) return std::nullopt;
+    return std::move(*member);
+  };
   Execution x;
   x.client = &client_;
-  x.memo = body.value("steps", Json::object());
+  x.memo = take("steps").value_or(Json::object());
   if (!x.memo.is_object()) x.memo = Json::object();
   x.target_step = QueryParam(request.target, "stepId");
   if (x.target_step.empty()) x.target_step = std::string(kDiscoveryStepId);
-  Json ctx_json = body.value("ctx", Json::object());
+  Json ctx_json = take("ctx").value_or(Json::object());
   if (!ctx_json.is_object()) ctx_json = Json::object();
   x.attempt = ctx_json.value("attempt", 0);
   x.max_attempts = ctx_json.value("max_attempts", 0);
   x.disable_immediate_execution = ctx_json.value("disable_immediate_execution", false);
-  const Json event = body.value("event", Json::object());
-  const Json events = body.value("events", Json::array({event}));
+  const Json event = take("event").value_or(Json::object());
+  std::optional<Json> sent_events = take("events");
+  const Json events = sent_events ? std::move(*sent_events) : Json::array({event});
 
   Step step(x);
   Context ctx{event, events, ctx_json.value("run_id", std::string()), x.attempt, step};
