@@ -296,7 +296,8 @@ class Postgres:
 
     def database(self, name):
         # A phase run in rounds asks for its database again: a fresh one each time.
-        self.psql(f"DROP DATABASE IF EXISTS {name}")
+        if self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
+            self.psql(f"DROP DATABASE {name}")
         self.psql(f"CREATE DATABASE {name}")
         return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
 
