@@ -105,6 +105,7 @@ std::string RandomBytes(size_t n) {
     unsigned char bytes[512];
     size_t used = sizeof bytes;
     uint64_t generation = 0;
+    ~Block() { OPENSSL_cleanse(bytes, sizeof bytes); }
   };
   thread_local Block block;
   static std::once_flag at_fork;

@@ -177,14 +177,15 @@ Status Append(std::string& out, const nlohmann::json& v) {
     case T::object: {
       // nlohmann::json keeps members in UTF-8 byte order: RFC 8785's UTF-16 order unless a
       // key holds a code point that the two order differently, which then takes a sort.
+      bool resort = false;
+      for (auto it = v.begin(); it != v.end() && !resort; ++it)
+        resort = OrdersDifferently(it.key());
       std::vector<std::pair<std::u16string, nlohmann::json::const_iterator>> resorted;
-      for (auto it = v.begin(); it != v.end(); ++it) {
-        if (!OrdersDifferently(it.key())) continue;
+      if (resort) {
         resorted.reserve(v.size());
         for (auto m = v.begin(); m != v.end(); ++m) resorted.emplace_back(Utf16(m.key()), m);
         std::sort(resorted.begin(), resorted.end(),
                   [](const auto& a, const auto& b) { return a.first < b.first; });
-        break;
       }
       out.push_back('{');
       bool first = true;
