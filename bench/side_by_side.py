@@ -621,8 +621,8 @@ class Bench:
                 getattr(self, "phase_" + phase)()
             results.append({k: self.r.pop(k) for k in set(self.r) - before})
         for key in results[0]:
-            self.r[key] = mean_of([res[key] for res in results])
             self.rounds[key] = [res[key] for res in results]
+            self.r[key] = mean_of(self.rounds[key])
 
     def alternated(self, a, b, measure):
         """`measure(side, i)` twice for each of sides a and b, in the order a, b, b, a, so that a
