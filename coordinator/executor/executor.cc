@@ -134,7 +134,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   bool Hold(const std::vector<store::QueueItem>& items) {
     std::unique_lock lock(hold_mu);
     if (!stopping) {
-      for (const store::QueueItem& item : items) held.emplace(item.id, item);
+      // A kept call reuses its item: it replaces the call before it (its lease token too).
+      for (const store::QueueItem& item : items) held.insert_or_assign(item.id, item);
       --claims_running;
       claims_done.notify_all();
       return true;
@@ -322,7 +323,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       if (!give_back.empty()) {
         co_await Offload([&] { return queue.ReleaseLeases(give_back, clock.Now()); });
       }
-      Unhold(item->id);
+      // The kept call, held under the same item id, is not the finished call's to unhold.
+      if (!kept || kept->id != item->id) Unhold(item->id);
       item.reset();
       if (kept) {
         if (failed || stopping) {

@@ -173,6 +173,28 @@ TEST_F(ExecutorHarness, ReleasingLeasesGivesAnUnfinishedCallBackAtOnceAsTheSameA
   EXPECT_THAT(Steps(run), IsEmpty());
 }
 
+TEST_F(ExecutorHarness, ReleasingLeasesGivesAKeptCallInFlightBackAtOnce) {
+  const std::string run = StartRun(kFunction);
+  transport_.Reply(StepRunReply("first", "A"));
+  transport_.HoldReply(StepRunReply("second", "B"));
+  StartExecutor();
+  // The second call goes on from the first's record, on the item the claim leased.
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 2; }));
+  ASSERT_EQ(queue_->claimed(), 1);
+
+  executor_->Stop();
+  executor_->ReleaseLeases();
+  auto taken = store_->Claim(1, clock_.Now(), 30s);
+  ASSERT_THAT(taken, IsOk());
+  ASSERT_EQ(taken->size(), 1u) << "the kept call is free at once, not after its lease";
+  EXPECT_EQ((*taken)[0].run_id, run);
+  EXPECT_EQ((*taken)[0].attempt, 0);
+
+  transport_.Release();
+  ASSERT_TRUE(RunUntil([&] { return observer_.leases_lost == 1; }));
+  ASSERT_EQ(Steps(run).size(), 1u) << "the first step's record stays, the second is dropped";
+}
+
 TEST_F(ExecutorHarness, AClaimInProgressWhenTheExecutorStopsGivesItsItemsBackAndCallsNothing) {
   const std::string run = StartRun(kFunction);
   queue_->PauseClaims();
