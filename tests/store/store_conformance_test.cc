@@ -1118,11 +1118,14 @@ std::pair<std::vector<Result<Applied>>, std::optional<int64_t>> InOneGroup(
   return {std::move(applied), trips};
 }
 
-// The applies of a group's transaction send their first statements (the lease's, the run's)
-// together and wait for the database once for all of them, not once each: four applies
-// then wait twice with their commit on PostgreSQL, where they waited five times. Each still
-// has its own outcome: three record their steps and keep their runs' next calls, one whose
-// lease was lost writes nothing.
+// The applies of a group's transaction send their first statements (the run's, whose gate
+// checks the lease) together and wait for the database once for all of them, not once each:
+// four applies then wait three times with their commit on PostgreSQL, where they waited five
+// times: the first parts together, the item of the one whose lease was lost tried once more
+// (its run's statement matched nothing: the item takes a new token, which tells a lost lease
+// apart), then the rest with the commit. Each still has its own outcome: three record their
+// steps and keep their runs' next calls on their items as they are, one whose lease was lost
+// writes nothing.
 TEST_P(StoreConformance, AGroupsAppliesOfDifferentRunsWaitForTheDatabaseOnceTogether) {
   std::vector<std::string> runs;
   for (int i = 0; i < 4; ++i) runs.push_back(Start("app-plain"));
@@ -1145,12 +1148,14 @@ TEST_P(StoreConformance, AGroupsAppliesOfDifferentRunsWaitForTheDatabaseOnceToge
     ASSERT_THAT(applied[i], IsOk());
     ASSERT_TRUE(applied[i]->kept.has_value());
     EXPECT_EQ(applied[i]->kept->item.step_id, kDiscoveryStepId);
+    EXPECT_EQ(applied[i]->kept->item.lease_token, items[i].lease_token);
     EXPECT_EQ(store_->GetSteps(items[i].run_id)->size(), 1u);
     EXPECT_THAT(store_->RenewLease(applied[i]->kept->item, clock_.Now() + 30s), IsOk());
   }
   if (GetParam().name == "postgres") {
     ASSERT_TRUE(trips.has_value());
-    EXPECT_EQ(*trips, 2) << "the first parts together, then the rest with the commit";
+    EXPECT_EQ(*trips, 3) << "the first parts together, the lost lease's item once more, then "
+                            "the rest with the commit";
   }
   clock_.Advance(60s);  // the leases expire: the kept calls, the lost lease's item and the
   EXPECT_EQ(Claim().size(), 5u);  // loaded run's come back
@@ -1309,15 +1314,40 @@ TEST_P(StoreConformance, ACallKeptByAnApplyWhoseCommitOutcomeIsUnknownComesBackA
   const std::string run = Start("app-plain");
   auto items = Claim();
   ASSERT_EQ(items.size(), 1u);
+  Transition t = StepThenDiscovery();
+  t.attempts.push_back({"s1", "first", 0, "completed", nullptr, 1, 2});
   db_->fail_next_commit = true;
-  EXPECT_THAT(store_->ApplyAndKeep(items[0], StepThenDiscovery(), clock_.Now(), 30s),
+  EXPECT_THAT(store_->ApplyAndKeep(items[0], t, clock_.Now(), 30s),
               StatusIs(StatusCode::kUnavailable));
   EXPECT_EQ(store_->GetSteps(run)->size(), 1u) << "it did commit";
+  // The kept call kept its item as it was, under the call's token: the holder's retry of the
+  // same record is refused rather than recorded twice.
+  EXPECT_THAT(store_->ApplyAndKeep(items[0], t, clock_.Now(), 30s), StatusIs(StatusCode::kAborted));
+  EXPECT_EQ(store_->GetAttempts(run)->size(), 1u);
   auto again = Claim();
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].run_id, run);
   EXPECT_EQ(again[0].step_id, kDiscoveryStepId);
   EXPECT_THAT(End(again[0]), IsOk());
+  EXPECT_EQ(RunStatus(run), kCompleted);
+}
+
+// An apply that kept its call with the item as it is and lost a conflict every time was
+// rolled back: its holder's retry goes ahead (nothing to give back).
+TEST_P(StoreConformance, AKeptApplyThatLostItsConflictsIsRetriedByItsHolder) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  db_->conflicts = 3;
+  auto refused = store_->ApplyAndKeep(items[0], StepThenDiscovery(), clock_.Now(), 30s);
+  EXPECT_TRUE(sql::IsConflict(refused.status())) << refused.status().ToString();
+  EXPECT_TRUE(store_->GetSteps(run)->empty());
+  auto kept = store_->ApplyAndKeep(items[0], StepThenDiscovery(), clock_.Now(), 30s);
+  ASSERT_THAT(kept, IsOk());
+  ASSERT_TRUE(kept->kept.has_value());
+  EXPECT_EQ(store_->GetSteps(run)->size(), 1u);
+  EXPECT_TRUE(Claim().empty()) << "the kept call is still its holder's";
+  EXPECT_THAT(End(kept->kept->item), IsOk());
   EXPECT_EQ(RunStatus(run), kCompleted);
 }
 
@@ -1951,13 +1981,19 @@ TEST(PostgresStore, AStepThatChangesNothingElseOfItsRunLeavesItsRowAsItIs) {
   EXPECT_EQ(pg.store->GetSteps(item.run_id)->size(), 2u);
 }
 
-// A call kept in place takes a new lease token but stays leased, and its lease runs on: the
-// update of its queue item changes no indexed column and is HOT (a heap-only tuple: no new
-// entry in any of the queue's indexes). Read off the item's page (pageinspect).
+// A call kept in place that changes its item (here a discovery after a retried call: its
+// attempt goes back to 0) takes a new lease token but stays leased, and its lease runs on:
+// the update of its queue item changes no indexed column and is HOT (a heap-only tuple: no
+// new entry in any of the queue's indexes). Read off the item's page (pageinspect).
 TEST(PostgresStore, AKeptCallsUpdateOfItsQueueItemIsHeapOnly) {
   PostgresStoreOfOneFunction pg("store_keep_hot");
   pg.Start(1);
   QueueItem item = pg.Claim(1)[0];
+  Transition retry;
+  retry.move = Transition::Retry{pg.clock.Now()};
+  ASSERT_THAT(pg.store->Apply(item, retry, pg.clock.Now()), IsOk());
+  item = pg.Claim(1)[0];
+  ASSERT_EQ(item.attempt, 1);
   testing::PgConnection check(pg.url);
   check.Query("CREATE EXTENSION IF NOT EXISTS pageinspect");
   auto heap_only = [&] {  // HEAP_ONLY_TUPLE, 0x8000 of t_infomask2, of the item's version
@@ -1969,18 +2005,66 @@ TEST(PostgresStore, AKeptCallsUpdateOfItsQueueItemIsHeapOnly) {
     return rows.size() == 1 && rows[0][0] == "t";
   };
   EXPECT_FALSE(heap_only()) << "the claim leased the item: a version with new index entries";
-  for (const std::string id : {"s1", "s2", "s3"}) {
+  Transition t;
+  t.steps.push_back({"s1", 0, "s1", "completed", {{"data", 1}}});
+  t.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), pg.clock.Now()}}};
+  auto kept = pg.store->ApplyAndKeep(item, t, pg.clock.Now(), 30s);
+  ASSERT_THAT(kept, IsOk());
+  ASSERT_TRUE(kept->kept.has_value());
+  EXPECT_EQ(kept->kept->item.attempt, 0);
+  EXPECT_NE(kept->kept->item.lease_token, item.lease_token);
+  EXPECT_TRUE(heap_only()) << "after keeping the call";
+}
+
+// A call kept in place that changes nothing of its item but would change its token (a
+// discovery after a step, the first attempt, while two thirds of the lease remain) keeps the
+// item as it is, token and all: no new version of its row (its xmin and place stay). Once
+// less than two thirds remain, the item takes a new token and its lease runs on.
+TEST(PostgresStore, AKeptCallThatChangesNothingOfItsItemLeavesItsRowAsItIs) {
+  PostgresStoreOfOneFunction pg("store_keep_as_is");
+  pg.Start(1);
+  QueueItem item = pg.Claim(1)[0];  // a discovery, leased for 30 s
+  testing::PgConnection check(pg.url);
+  auto row = [&] {
+    auto rows = check.Query(
+        "SELECT xmin::text || ' ' || ctid::text, visible_at_ms FROM queue "
+        "WHERE id = " +
+        std::to_string(item.id));
+    return std::make_pair(*rows.at(0)[0], std::stoll(*rows.at(0)[1]));
+  };
+  const std::string claimed_version = row().first;
+  auto step = [&](const std::string& id, TimePoint now) {
     Transition t;
     t.steps.push_back({id, 0, id, "completed", {{"data", 1}}});
-    t.move =
-        Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), pg.clock.Now()}}};
-    auto kept = pg.store->ApplyAndKeep(item, t, pg.clock.Now(), 30s);
+    t.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), now}},
+                                  .next_only_if_idle = true};
+    return pg.store->ApplyAndKeep(item, t, now, 30s);
+  };
+  for (const std::string id : {"s1", "s2"}) {
+    auto kept = step(id, pg.clock.Now());
     ASSERT_THAT(kept, IsOk());
     ASSERT_TRUE(kept->kept.has_value());
-    EXPECT_NE(kept->kept->item.lease_token, item.lease_token);
+    EXPECT_EQ(kept->kept->item.lease_token, item.lease_token) << id;
+    EXPECT_EQ(kept->kept->item.step_id, kDiscoveryStepId);
     item = kept->kept->item;
-    EXPECT_TRUE(heap_only()) << "after keeping the call that follows " << id;
+    EXPECT_EQ(row().first, claimed_version) << "after keeping the call that follows " << id;
   }
+  const TimePoint renewed_at = pg.clock.Now();
+  EXPECT_THAT(pg.store->RenewLease(item, renewed_at + 30s), IsOk());
+  const auto [renewed_version, renewed_until] = row();
+  EXPECT_EQ(renewed_until, UnixMillis(renewed_at + 30s));
+
+  const TimePoint later = renewed_at + 11s;  // 19 s of 30 left: less than two thirds
+  auto kept = step("s3", later);
+  ASSERT_THAT(kept, IsOk());
+  ASSERT_TRUE(kept->kept.has_value());
+  EXPECT_NE(kept->kept->item.lease_token, item.lease_token);
+  const auto [kept_version, kept_until] = row();
+  EXPECT_NE(kept_version, renewed_version);
+  EXPECT_EQ(kept_until, UnixMillis(later + 30s)) << "the lease runs on";
+  EXPECT_EQ(pg.store->GetSteps(item.run_id)->size(), 3u);
+  EXPECT_THAT(pg.store->RenewLease(item, later + 30s), StatusIs(StatusCode::kAborted))
+      << "the old token no longer holds the item";
 }
 
 // A call's end locks the call's queue item, while it holds the lease, in the statement that

@@ -1364,9 +1364,9 @@ void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord
 }
 
 // Records `t`, the outcome of the call of `item`, in a transaction; with `keep`, leases the
-// run's next call to the caller when it can (ApplyAndKeep), under a new lease token
-// (kept_token); then `*kept_steps` is what KeptCall::steps says, set once the transaction's
-// results are read.
+// run's next call to the caller when it can (ApplyAndKeep), under a new lease token or the
+// call's (kept_token, below); then `*kept_steps` is what KeptCall::steps says, set once the
+// transaction's results are read.
 //
 // In two parts, so that a group's applies wait for the database once together rather than
 // once each (SqlStore::InGroup): Send queues the lease's statement and the run's and reads
@@ -1377,11 +1377,18 @@ void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord
 // can, the check travels with the run's statement in one round trip: the item is given the
 // kept call's new lease token, or else locked while it holds the call's (to be deleted by it),
 // and the run's statement does nothing unless the item holds that token (`gated`), so a lost
-// lease writes nothing there either. (Tokens are never reused: once the item holds another,
-// it never holds the call's again.) A kept discovery call that waits for the run's other calls
-// (next_only_if_idle) is tried that way too: when the run has another call, nothing of it
-// applied, and the item is then handled as a call that keeps nothing (a second round trip).
-// A retry checks the lease on its own first.
+// lease writes nothing there either. (A token is never given to an item twice: once the item
+// holds another, it never holds the call's again.) A kept discovery call that waits for the
+// run's other calls (next_only_if_idle) is tried that way too: when the run has another call,
+// nothing of it applied, and the item is then handled as a call that keeps nothing (a second
+// round trip). A retry checks the lease on its own first.
+//
+// A kept call that would change nothing of its item but its token (the same step, the first
+// attempt, no resume: a discovery after a step) keeps the item as it is, token and all, while
+// two thirds of a lease remain: the run's statement locks the item in its gate, which also
+// asks that much of the lease (and, for a discovery that waits for the run's other calls, that
+// the run has none). No statement of the queue's: the item's row is not written. When the gate
+// matched nothing, the item is given its new token as above, in a second round trip.
 class ApplyWork {
  public:
   ApplyWork(const QueueItem& item, const Transition& t, int64_t now_ms,
@@ -1400,10 +1407,14 @@ class ApplyWork {
                    !next_->next[0].resume && UnixMillis(next_->next[0].due) <= now_ms),
         only_if_idle_(keep_next_ && next_->next_only_if_idle &&
                       next_->next[0].step_id == kDiscoveryStepId),
-        token_(keep_next_ ? crypto::HexEncode(crypto::RandomBytes(12)) : std::string()) {}
+        as_is_(keep_next_ && next_->next[0].step_id == item.step_id && item.attempt == 0 &&
+               !item.resume),
+        new_token_(keep_next_ ? crypto::HexEncode(crypto::RandomBytes(12)) : std::string()) {}
 
-  // The lease token of the call it may keep; empty when it can keep none.
-  const std::string& kept_token() const { return token_; }
+  // The lease token of the call it may keep, as last sent: a new one, or the call's when the
+  // item was kept as it is (kept_as_is); empty when it keeps none.
+  const std::string& kept_token() const { return kept_token_; }
+  bool kept_as_is() const { return kept_as_is_; }
 
   void Send(Tx& tx) {
     kept_steps_->reset();  // a group that failed may have set it
@@ -1414,29 +1425,14 @@ class ApplyWork {
     owned_ = false;
     gated_ = false;
     locks_in_gate_ = false;
-    if (keep_next_) {
-      // The kept call's lease runs on from the call's while two thirds of a lease remain (its
-      // heartbeat renews it a third of a lease in): the update then changes no indexed column
-      // and can be HOT in PostgreSQL (migration 0018).
-      std::vector<sql::Value> params = {item_.id,
-                                        item_.lease_token,
-                                        next_->next[0].step_id,
-                                        now_ms_ + keep_->count(),
-                                        now_ms_,
-                                        token_,
-                                        now_ms_ + keep_->count() * 2 / 3};
-      if (only_if_idle_) params.emplace_back(item_.run_id);
-      tx.QueryLater(
-          std::string("UPDATE queue SET step_id = $3, attempt = 0, visible_at_ms = CASE WHEN "
-                      "visible_at_ms < $7 THEN $4::bigint ELSE visible_at_ms END, "
-                      "created_at_ms = $5, lease_token = $6, claims = 1, resume = NULL, "
-                      "priority_ms = 0 WHERE id = $1 AND lease_token = $2") +
-              (only_if_idle_ ? " AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.run_id = $8 "
-                               "AND o.id <> $1) RETURNING id"
-                             : " RETURNING id"),
-          params, Mine());
-      kept_item_ = QueueItem{item_.id, item_.run_id, next_->next[0].step_id, 0, token_};
-      gated_ = true;
+    kept_as_is_ = false;
+    if (keep_next_ && as_is_) {
+      // The item stays as it is (above); its token is the kept call's.
+      kept_token_ = item_.lease_token;
+      kept_item_ = QueueItem{item_.id, item_.run_id, item_.step_id, 0, kept_token_};
+      gated_ = locks_in_gate_ = kept_as_is_ = true;
+    } else if (keep_next_) {
+      SendKeptUpdate(tx);
     } else if (t_.retry()) {
       owned_ = tx.Exec(
                    "UPDATE queue SET attempt = attempt + 1, visible_at_ms = $3, "
@@ -1464,9 +1460,20 @@ class ApplyWork {
     // Its only kAborted, where nothing was written (Piece::kApply): here, or after a run
     // statement the lost lease kept from writing.
     if (!gated_ && !owned_) return lost();
+    if (kept_as_is_ && run_->empty()) {
+      // The gate matched nothing: the lease is lost, or has less than two thirds to run, or
+      // the run has another call, or is no longer live. The item takes its new token (which
+      // tells the lease apart), and the rest goes as for any kept call.
+      kept_as_is_ = locks_in_gate_ = false;
+      SendKeptUpdate(tx);
+      SendRunStatement(tx);
+      tx.Wait();
+    }
     // The lease's result was read before the run's (results come in the order sent); a gate
     // that locked the item tells it by the run's row, unless the run was not live.
-    if (locks_in_gate_) {
+    if (kept_as_is_) {
+      owned_ = true;  // the run's row came back: the gate matched
+    } else if (locks_in_gate_) {
       owned_ = HeldByGate(tx);
     } else if (gated_) {
       owned_ = *leased_;
@@ -1560,6 +1567,29 @@ class ApplyWork {
   }
 
  private:
+  // Gives the item the kept call's step and new token (kept_item_), leaving its lease as it
+  // is while two thirds of a lease remain (its heartbeat renews it a third of a lease in): the
+  // update then changes no indexed column and can be HOT in PostgreSQL (migration 0018). Its
+  // result goes to leased_.
+  void SendKeptUpdate(Tx& tx) {
+    kept_token_ = new_token_;
+    std::vector<sql::Value> params = {
+        item_.id, item_.lease_token, next_->next[0].step_id,          now_ms_ + keep_->count(),
+        now_ms_,  kept_token_,       now_ms_ + keep_->count() * 2 / 3};
+    if (only_if_idle_) params.emplace_back(item_.run_id);
+    tx.QueryLater(
+        std::string("UPDATE queue SET step_id = $3, attempt = 0, visible_at_ms = CASE WHEN "
+                    "visible_at_ms < $7 THEN $4::bigint ELSE visible_at_ms END, "
+                    "created_at_ms = $5, lease_token = $6, claims = 1, resume = NULL, "
+                    "priority_ms = 0 WHERE id = $1 AND lease_token = $2") +
+            (only_if_idle_ ? " AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.run_id = $8 "
+                             "AND o.id <> $1) RETURNING id"
+                           : " RETURNING id"),
+        params, Mine());
+    kept_item_ = QueueItem{item_.id, item_.run_id, next_->next[0].step_id, 0, kept_token_};
+    gated_ = true;
+  }
+
   // Sets the lease's result as it is read (shared with the callback, which may outlive a
   // failed try).
   std::function<void(sql::Rows)> Mine() {
@@ -1580,12 +1610,21 @@ class ApplyWork {
   void SendRunStatement(Tx& tx) {
     auto send = [&](std::string sql, std::vector<sql::Value> params, const char* returning) {
       if (gated_) {
-        const size_t n = params.size();
-        sql += " AND EXISTS (SELECT 1 FROM queue WHERE id = $" + std::to_string(n + 1) +
-               " AND lease_token = $" + std::to_string(n + 2) +
-               (locks_in_gate_ ? " {FOR UPDATE})" : ")");
+        const std::string id = "$" + std::to_string(params.size() + 1);
+        const std::string token = "$" + std::to_string(params.size() + 2);
         params.emplace_back(item_.id);
-        params.emplace_back(kept_item_ ? token_ : item_.lease_token);
+        params.emplace_back(kept_item_ ? kept_token_ : item_.lease_token);
+        std::string fresh;
+        if (kept_as_is_) {
+          fresh = " AND visible_at_ms >= $" + std::to_string(params.size() + 1);
+          params.emplace_back(now_ms_ + keep_->count() * 2 / 3);
+        }
+        sql += " AND EXISTS (SELECT 1 FROM queue WHERE id = " + id + " AND lease_token = " + token +
+               fresh + (locks_in_gate_ ? " {FOR UPDATE})" : ")");
+        if (kept_as_is_ && only_if_idle_) {
+          sql +=
+              " AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.run_id = $1 AND o.id <> " + id + ")";
+        }
       }
       tx.QueryLater(sql + returning, params,
                     [run = run_](sql::Rows rows) { *run = std::move(rows); });
@@ -1646,7 +1685,9 @@ class ApplyWork {
   const Transition::Park* const park_;
   const bool keep_next_;
   const bool only_if_idle_;
-  const std::string token_;  // kept_token
+  const bool as_is_;             // the kept call may leave the item as it is
+  const std::string new_token_;  // the kept call's, when the item takes a new one
+  std::string kept_token_;       // the kept call's, as last sent (kept_token)
   // Set by Send (and its results, as they are read).
   std::shared_ptr<bool> leased_;
   std::shared_ptr<Rows> run_;
@@ -1655,6 +1696,7 @@ class ApplyWork {
   bool owned_ = false;
   bool gated_ = false;          // the run's statement checks the lease (token) itself
   bool locks_in_gate_ = false;  // … and locks the item (none of the run's statements did)
+  bool kept_as_is_ = false;     // … for a call kept with the item as it is
 };
 
 }  // namespace
@@ -1798,6 +1840,16 @@ void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
 
 Result<Applied> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t, TimePoint now,
                                     std::optional<std::chrono::milliseconds> keep) {
+  {
+    // A call whose item was kept as it is by an apply of unknown outcome: that apply may have
+    // recorded this very transition (ApplyWork), and the item goes back at the next claim.
+    std::lock_guard lock(doubtful_mu_);
+    if (std::find(doubtful_claims_.begin(), doubtful_claims_.end(), item.lease_token) !=
+        doubtful_claims_.end()) {
+      return Aborted("lease on queue item " + std::to_string(item.id) +
+                     " lost (its last record's outcome is unknown)");
+    }
+  }
   std::optional<int64_t> kept_steps;  // set once the transaction's results are read
   ApplyWork work(item, t, UnixMillis(now), keep, &kept_steps);
   // The end of a run in a lane locks its lane in the first part, after the run (ApplyWork),
@@ -1808,9 +1860,12 @@ Result<Applied> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t, 
   auto applied = InGroupResult(
       GroupOrder(item, t.lane), Piece::kApply, /*alone=*/false,
       [&](Tx& tx) { return work.Finish(tx); }, &two_part);
-  if (!work.kept_token().empty() && applied.status().code() == StatusCode::kUnavailable) {
+  if (!work.kept_token().empty() && applied.status().code() == StatusCode::kUnavailable &&
+      !(work.kept_as_is() && sql::IsConflict(applied.status()))) {
     // Whether it committed is unknown: a call it kept may be leased to nobody. The next
-    // claim gives it back (as a doubtful claim's items).
+    // claim gives it back (as a doubtful claim's items). A call kept with its item as it is
+    // holds the call's token: the caller's retry with that token is refused (above) rather
+    // than applied a second time. (A conflict was rolled back: the retry goes ahead.)
     std::lock_guard lock(doubtful_mu_);
     RememberDoubtful(work.kept_token());
   }
