@@ -311,15 +311,18 @@ class Postgres:
         return int(commits), int(statements)
 
     def statement_calls(self, name):
-        """{normalized statement: calls} of database `name` so far (pg_stat_statements)."""
+        """{normalized statement: (calls, execution ms)} of database `name` so far
+        (pg_stat_statements)."""
         out = self.psql(
-            "SELECT calls, regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements "
+            "SELECT calls, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g') "
+            "FROM pg_stat_statements "
             f"WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '{name}')")
         calls = {}
         for line in out.splitlines():
-            n, _, query = line.partition("|")
+            n, ms, query = line.split("|", 2)
             if n.strip():
-                calls[query] = calls.get(query, 0) + int(n)
+                c, t = calls.get(query, (0, 0.0))
+                calls[query] = (c + int(n), t + float(ms))
         return calls
 
     def reset_statements(self, name):
@@ -335,6 +338,13 @@ class Postgres:
             f"(SELECT oid FROM pg_database WHERE datname = '{name}') AND query LIKE '{like}'"
         ).split("|")
         return int(calls), float(exec_ms), float(plan_ms)
+
+    def updates(self, name):
+        """{table: (rows updated, of which HOT)} of database `name` so far: an update that is
+        not HOT writes a new entry in each of the table's indexes."""
+        out = self.psql("SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables", db=name)
+        rows = (line.split("|") for line in out.splitlines() if line)
+        return {t: (int(upd), int(hot)) for t, upd, hot in rows}
 
     def checkpoints(self):
         """Checkpoints the cluster has made so far, timed and requested."""
@@ -597,6 +607,7 @@ class Bench:
         self.stop_coordinator(coord, db)
         c2, s2 = self.pg.counters(db)
         n = self.a.cost_runs
+        updates = self.pg.updates(db)  # last: its own statement counts in no window
         self.r["cost"] = {
             "commits_per_run": (c1 - c0) / n, "statements_per_run": (s1 - s0) / n,
             "net_commits_per_run": (c1 - c0 - (c2 - c1)) / n,
@@ -605,9 +616,14 @@ class Bench:
             "round_trips_per_run": trips / n, "net_round_trips_per_run": (trips - idle_trips) / n,
             "window_s": window, "rss_mb": rss,
             "exec_ms_per_run": (e1 - e0) / n, "plan_ms_per_run": (p1 - p0) / n,
-            # The statements that cost most per run, for whoever works on the figure.
-            "top_statements": sorted(((q1[q] - q0.get(q, 0)) / n, q[:160]) for q in q1
-                                     if q1[q] - q0.get(q, 0) > 0)[::-1][:30]}
+            "updates_per_run": {t: (upd / n, hot / n) for t, (upd, hot) in updates.items()
+                                if upd / n >= 0.005},
+            # The statements run most per run, with PostgreSQL's time executing them, for
+            # whoever works on the figure.
+            "top_statements": sorted(
+                ((q1[q][0] - q0.get(q, (0, 0.0))[0]) / n,
+                 1000 * (q1[q][1] - q0.get(q, (0, 0.0))[1]) / n, q[:150])
+                for q in q1 if q1[q][0] - q0.get(q, (0, 0.0))[0] > 0)[::-1][:30]}
 
     def in_rounds(self, phases):
         """Each of `phases` (of ROUNDED) once a round, `rounds` rounds; then each result is the
@@ -903,9 +919,15 @@ class Bench:
                   f"{'yes' if met else 'no'} |")
         if g("cost", "top_statements"):
             print()
-            print("Statements per completed run under load, most frequent first:")
-            for per_run, query in g("cost", "top_statements"):
-                print(f"  {per_run:6.2f}  {query}")
+            print("Statements per completed run under load, most frequent first, and "
+                  "PostgreSQL's time executing them a run:")
+            for per_run, us_per_run, query in g("cost", "top_statements"):
+                print(f"  {per_run:6.2f} {us_per_run:6.0f} µs  {query}")
+        if g("cost", "updates_per_run"):
+            print()
+            print("Rows updated per completed run under load, and of them HOT (no new index "
+                  "entries): " + ", ".join(f"{t} {upd:.2f} ({hot:.2f})" for t, (upd, hot)
+                                           in sorted(g("cost", "updates_per_run").items())))
 
 
 def mean(values):
