@@ -443,6 +443,10 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       co_await StartInvocations(*state, t);
     }
     if (state->run.lane_key) t.lane = {{state->run.function_id, *state->run.lane_key}};
+    // A run's row holds its request version once it ends (its steps held it until then).
+    if ((t.end() || t.park()) && !t.req_version && state->run.req_version >= 0) {
+      t.req_version = state->run.req_version;
+    }
     const logging::Fields fields{
         .run_id = item.run_id, .function_id = state->function.id, .step_id = item.step_id};
     // An event received from here on either sees the stored wait or is found by look-back.

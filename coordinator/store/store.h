@@ -529,7 +529,9 @@ struct Transition {
 
   std::vector<StepRecord> steps;        // memoize, in order (each step id at most once)
   std::vector<AttemptRecord> attempts;  // the attempts this call made
-  std::optional<int> req_version;       // the run's new request version; unset: unchanged
+  // The run's new request version; unset: unchanged. Stored with `steps` when there are
+  // any (the run's row is then not written for it), else, and at an end, in the run's row.
+  std::optional<int> req_version;
   std::variant<Continue, Retry, Park, End> move;
   // The run's lane (function id, key), when it is in one, as the caller knows it from the
   // run's state: the store orders row locks by it (unset, it works as well, with more

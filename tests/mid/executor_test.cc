@@ -242,6 +242,13 @@ TEST_F(ExecutorHarness, ARunGoesOnWithItsNextCallWithoutAClaim) {
   EXPECT_EQ(Steps(run).size(), 2u);
   EXPECT_EQ(transport_.Body(2)["steps"].size(), 2u);
   EXPECT_EQ(Attempts(run).size(), 2u);
+  // The request version the first reply named (2) goes to the calls after it, and is the
+  // ended run's.
+  EXPECT_EQ(transport_.Body(0)["version"], -1);
+  EXPECT_EQ(transport_.Body(1)["version"], 2);
+  EXPECT_EQ(transport_.Body(2)["version"], 2);
+  EXPECT_EQ(Run(run).req_version, 2);
+  EXPECT_EQ(RunRowReqVersion(run), 2) << "written to the run's row by its end";
 }
 
 // A run started at its ingest (store::StartedCalls, as intake does with the executor's

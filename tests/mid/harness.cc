@@ -1,5 +1,7 @@
 #include "tests/mid/harness.h"
 
+#include <sqlite3.h>
+
 #include <filesystem>
 
 #include <boost/asio/as_tuple.hpp>
@@ -291,6 +293,24 @@ store::RunRecord ExecutorHarness::Run(const std::string& run_id) {
   auto run = store_->GetRun(run_id);
   EXPECT_THAT(run, IsOk());
   return run.ok() ? *run : store::RunRecord{};
+}
+
+int ExecutorHarness::RunRowReqVersion(const std::string& run_id) {
+  sqlite3* db = nullptr;
+  int version = -2;
+  if (sqlite3_open_v2((dir_ + "/funcky.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
+      SQLITE_OK) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT req_version FROM runs WHERE id = ?", -1, &stmt, nullptr) ==
+            SQLITE_OK &&
+        sqlite3_bind_text(stmt, 1, run_id.c_str(), -1, SQLITE_TRANSIENT) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      version = sqlite3_column_int(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db);
+  return version;
 }
 
 std::vector<store::StepRecord> ExecutorHarness::Steps(const std::string& run_id) {

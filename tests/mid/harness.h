@@ -180,6 +180,9 @@ class ExecutorHarness : public ::testing::Test {
   bool RunClaimRounds(int n);
 
   store::RunRecord Run(const std::string& run_id);
+  // The request version in the run's own row (runs.req_version), read from the database
+  // file; -2 when it cannot be read.
+  int RunRowReqVersion(const std::string& run_id);
   std::vector<store::StepRecord> Steps(const std::string& run_id);
   std::vector<store::AttemptRecord> Attempts(const std::string& run_id);
 

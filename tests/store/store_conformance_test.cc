@@ -1351,6 +1351,43 @@ TEST_P(StoreConformance, AKeptApplyThatLostItsConflictsIsRetriedByItsHolder) {
   EXPECT_EQ(RunStatus(run), kCompleted);
 }
 
+// The request version a reply names is the run's from then on, whether it went with the
+// reply's steps or into the run's row: as a claim, a load and the API read the run, and also
+// when the step was checkpointed (without one) before the reply recorded it again.
+TEST_P(StoreConformance, ARunsRequestVersionIsReadAsTheReplyThatRecordedAStepNamedIt) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(store_->GetRun(run)->req_version, -1);
+  ASSERT_THAT(store_->Checkpoint(items[0], {{"s1", 0, "first", "completed", {{"data", 1}}}}, {},
+                                 clock_.Now()),
+              IsOk());
+  Transition t = StepThenDiscovery();  // records s1 again, naming version 2
+  t.req_version = 2;
+  auto kept = store_->ApplyAndKeep(items[0], t, clock_.Now(), 30s);
+  ASSERT_THAT(kept, IsOk());
+  ASSERT_TRUE(kept->kept.has_value());
+  EXPECT_EQ(store_->GetRun(run)->req_version, 2);
+  EXPECT_EQ(store_->LoadRunState(run)->run.req_version, 2);
+  auto steps = store_->GetSteps(run);
+  ASSERT_EQ(steps->size(), 1u);
+  EXPECT_EQ((*steps)[0].memo, Json({{"data", 1}})) << "the step keeps its first record";
+
+  // Given back and claimed again: the claim reads the version too.
+  ASSERT_THAT(store_->ReleaseLeases({kept->kept->item}, clock_.Now()), IsOk());
+  std::vector<RunState> states;
+  auto again = store_->Claim(10, clock_.Now(), 30s, &states);
+  ASSERT_THAT(again, IsOk());
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_EQ(states[0].run.req_version, 2);
+
+  Transition end;  // the end writes it to the run's row
+  end.req_version = 2;
+  end.move = Transition::End{kCompleted, {{"ok", true}}, nullptr};
+  ASSERT_THAT(store_->Apply((*again)[0], end, clock_.Now()), IsOk());
+  EXPECT_EQ(store_->GetRun(run)->req_version, 2);
+}
+
 // Ends of many runs at once share transactions too: an end whose lease is lost (checked with
 // the run's update, in one round trip on PostgreSQL) ends nothing and leaves the item to its
 // holder; the others end.
@@ -1944,9 +1981,10 @@ TEST(PostgresStore, ARunsStateIsReadByIndexOnAYoungDatabase) {
   }
 }
 
-// A call that records a step and changes nothing else of its run (status, request version,
-// waits, parallel calls) locks the run's row without writing a new version of it; one that
-// changes the request version writes one.
+// A call that records a step and changes nothing else of its run (status, waits, parallel
+// calls) locks the run's row without writing a new version of it, also when it names the
+// run's request version (kept with its step); a call that names one and records no step
+// writes one.
 TEST(PostgresStore, AStepThatChangesNothingElseOfItsRunLeavesItsRowAsItIs) {
   PostgresStoreOfOneFunction pg("store_step_row");
   pg.Start(1);
@@ -1973,12 +2011,19 @@ TEST(PostgresStore, AStepThatChangesNothingElseOfItsRunLeavesItsRowAsItIs) {
   step("s1", std::nullopt);
   EXPECT_EQ(row_version(), claimed_version);
   step("s2", 3);
-  EXPECT_NE(row_version(), claimed_version);
+  EXPECT_EQ(row_version(), claimed_version);
   auto run = pg.store->GetRun(item.run_id);
   ASSERT_THAT(run, IsOk());
   EXPECT_EQ(run->req_version, 3);
   EXPECT_EQ(run->status, kRunning);
   EXPECT_EQ(pg.store->GetSteps(item.run_id)->size(), 2u);
+
+  Transition t;  // a version and no step: the run's row
+  t.req_version = 4;
+  t.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), pg.clock.Now()}}};
+  ASSERT_THAT(pg.store->ApplyAndKeep(item, t, pg.clock.Now(), 30s), IsOk());
+  EXPECT_NE(row_version(), claimed_version);
+  EXPECT_EQ(pg.store->GetRun(item.run_id)->req_version, 4);
 }
 
 // A call kept in place that changes its item (here a discovery after a retried call: its

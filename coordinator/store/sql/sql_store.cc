@@ -28,8 +28,12 @@ Status StatusOf(const Result<T>& r) {
   return r.status();
 }
 
+// A run's request version: its row's once set (by the reply that named it when that reply
+// recorded no step, and by the run's end), else the one its steps were recorded with.
 constexpr const char* kRunColumns =
-    "r.id, r.function_id, r.event_id, r.status, r.lane_key, r.output, r.error, r.req_version, "
+    "r.id, r.function_id, r.event_id, r.status, r.lane_key, r.output, r.error, "
+    "COALESCE(NULLIF(r.req_version, -1), "
+    "(SELECT max(s.req_version) FROM steps s WHERE s.run_id = r.id), -1), "
     "r.created_at_ms, r.started_at_ms, r.ended_at_ms, r.concurrency_key, "
     "(SELECT e.name FROM events e WHERE e.internal_id = r.event_id)";
 constexpr int kRunColumnCount = 13;
@@ -1341,11 +1345,25 @@ constexpr const char* kLiveRun =
     " WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled', 'blocked')";
 
 // Records `steps` (each once: a step already recorded keeps its first record) and `attempts`
-// of the run `run_id`, whose row the caller has locked. Nothing here needs a result: the
-// statements are sent (Tx::Send), the attempts' rows with the group's (Tx::InsertLater).
+// of the run `run_id`, whose row the caller has locked; with `req_version`, the request
+// version of the reply that recorded them goes with the steps (kRunColumns reads it there),
+// a step recorded already without one (a checkpoint's) taking it too. Nothing here needs a
+// result: the statements are sent (Tx::Send), the attempts' rows with the group's
+// (Tx::InsertLater).
 void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord>& steps,
-                 const std::vector<AttemptRecord>& attempts, int64_t now_ms) {
+                 const std::vector<AttemptRecord>& attempts, int64_t now_ms,
+                 std::optional<int> req_version = std::nullopt) {
   for (const StepRecord& step : steps) {
+    if (req_version) {
+      tx.Send(
+          "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms, "
+          "req_version) SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6, $7 "
+          "FROM steps WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO UPDATE SET "
+          "req_version = excluded.req_version WHERE steps.req_version IS NULL",
+          {run_id, step.step_id, step.name, step.status, JsonValue(step.memo), now_ms,
+           *req_version});
+      continue;
+    }
     tx.Send(
         "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
         "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
@@ -1505,7 +1523,7 @@ class ApplyWork {
     if (item_.resume) {
       tx.Send("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {run_id, item_.step_id});
     }
-    RecordSteps(tx, run_id, t_.steps, t_.attempts, now_ms_);
+    RecordSteps(tx, run_id, t_.steps, t_.attempts, now_ms_, t_.req_version);
     if (end_) {
       // Its other calls, if it may have any, go after the lock: a parallel call of the run may
       // have queued some since this transaction's first statement.
@@ -1656,10 +1674,11 @@ class ApplyWork {
                        "req_version = COALESCE($4, req_version)") +
                kLiveRun,
            {item_.run_id, kBlocked, JsonValue(park_->error), t.req_version}, kReturning);
-    } else if (!t.req_version &&
+    } else if ((!t.req_version || !t.steps.empty()) &&
                (!next || (!next->run_status && next->waits.empty() && next->next.size() <= 1))) {
-      // Nothing of the row changes (a step, a retry): locked as the update would, without
-      // writing a new version of it and of its index entries.
+      // Nothing of the row changes (a step, a retry; a new request version goes with the
+      // steps, RecordSteps): locked as the update would, without writing a new version of it
+      // and of its index entries.
       send(
           std::string("SELECT function_id, lane_key, had_waits, had_parallel FROM runs") + kLiveRun,
           {item_.run_id}, " {FOR NO KEY UPDATE}");
