@@ -582,13 +582,13 @@ class QueueStore {
   // (connection lost, deadlock), after which the same call may be retried.
   virtual Status Apply(const QueueItem& item, const Transition& t, TimePoint now) = 0;
   // Apply, for a run that goes on at once: when `t` continues with exactly one call, due by
-  // `now`, and registers no wait, that call is queued already leased (until now + `lease`)
-  // and returned, so its holder makes it without a claim (and no other claimer can take it)
-  // in Applied::kept: under a fresh token, or under the item's own when the call changes
-  // nothing of it (the same step, the first attempt, not a resume) and two thirds of `lease`
-  // remain of its lease. After kUnavailable, an apply whose call might have been kept under
-  // the item's own token is refused (kAborted) until the next claim gives the item back.
-  // Otherwise, and on any error, as Apply.
+  // `now`, and registers no wait, that call is queued already leased (for at least two
+  // thirds of `lease` from `now`, else until now + `lease`) and returned, so its holder makes
+  // it without a claim (and no other claimer can take it) in Applied::kept: under a fresh
+  // token, or under the item's own when the call changes nothing of it (the same step, the
+  // first attempt, not a resume). After kUnavailable, an apply whose call might have been
+  // kept under the item's own token is refused (kAborted) until the next claim gives the item
+  // back. Otherwise, and on any error, as Apply.
   virtual Result<Applied> ApplyAndKeep(const QueueItem& item, const Transition& t, TimePoint now,
                                        std::chrono::milliseconds lease) = 0;
   // Extends the lease of `item`, whose call is in flight, to `until` (the executor's

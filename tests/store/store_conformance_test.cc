@@ -1381,7 +1381,7 @@ TEST_P(StoreConformance, ARunsRequestVersionIsReadAsTheReplyThatRecordedAStepNam
   ASSERT_EQ(states.size(), 1u);
   EXPECT_EQ(states[0].run.req_version, 2);
 
-  Transition end;  // the end writes it to the run's row
+  Transition end;  // an end naming it, as the executor's ends do
   end.req_version = 2;
   end.move = Transition::End{kCompleted, {{"ok", true}}, nullptr};
   ASSERT_THAT(store_->Apply((*again)[0], end, clock_.Now()), IsOk());
