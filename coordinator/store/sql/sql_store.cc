@@ -1592,8 +1592,8 @@ class ApplyWork {
   void SendKeptUpdate(Tx& tx) {
     kept_token_ = new_token_;
     std::vector<sql::Value> params = {
-        item_.id, item_.lease_token, next_->next[0].step_id,          now_ms_ + keep_->count(),
-        now_ms_,  kept_token_,       now_ms_ + keep_->count() * 2 / 3};
+        item_.id, item_.lease_token, next_->next[0].step_id, now_ms_ + keep_->count(),
+        now_ms_,  kept_token_,       LeaseLeftEnoughUntil()};
     if (only_if_idle_) params.emplace_back(item_.run_id);
     tx.QueryLater(
         std::string("UPDATE queue SET step_id = $3, attempt = 0, visible_at_ms = CASE WHEN "
@@ -1607,6 +1607,10 @@ class ApplyWork {
     kept_item_ = QueueItem{item_.id, item_.run_id, next_->next[0].step_id, 0, kept_token_};
     gated_ = true;
   }
+
+  // A kept call's lease runs on from the call's while it lasts until at least this time: two
+  // thirds of a lease from now (its heartbeat renews it a third of a lease in).
+  int64_t LeaseLeftEnoughUntil() const { return now_ms_ + keep_->count() * 2 / 3; }
 
   // Sets the lease's result as it is read (shared with the callback, which may outlive a
   // failed try).
@@ -1635,7 +1639,7 @@ class ApplyWork {
         std::string fresh;
         if (kept_as_is_) {
           fresh = " AND visible_at_ms >= $" + std::to_string(params.size() + 1);
-          params.emplace_back(now_ms_ + keep_->count() * 2 / 3);
+          params.emplace_back(LeaseLeftEnoughUntil());
         }
         sql += " AND EXISTS (SELECT 1 FROM queue WHERE id = " + id + " AND lease_token = " + token +
                fresh + (locks_in_gate_ ? " {FOR UPDATE})" : ")");
