@@ -608,6 +608,7 @@ class Bench:
         c2, s2 = self.pg.counters(db)
         n = self.a.cost_runs
         updates = self.pg.updates(db)  # last: its own statement counts in no window
+        ran = {q: delta(q1[q], q0.get(q, (0, 0.0))) for q in q1}  # (calls, ms) in the load
         self.r["cost"] = {
             "commits_per_run": (c1 - c0) / n, "statements_per_run": (s1 - s0) / n,
             "net_commits_per_run": (c1 - c0 - (c2 - c1)) / n,
@@ -620,10 +621,8 @@ class Bench:
                                 if upd / n >= 0.005},
             # The statements run most per run, with PostgreSQL's time executing them, for
             # whoever works on the figure.
-            "top_statements": sorted(
-                ((q1[q][0] - q0.get(q, (0, 0.0))[0]) / n,
-                 1000 * (q1[q][1] - q0.get(q, (0, 0.0))[1]) / n, q[:150])
-                for q in q1 if q1[q][0] - q0.get(q, (0, 0.0))[0] > 0)[::-1][:30]}
+            "top_statements": sorted((calls / n, 1000 * ms / n, q[:150])
+                                     for q, (calls, ms) in ran.items() if calls > 0)[::-1][:30]}
 
     def in_rounds(self, phases):
         """Each of `phases` (of ROUNDED) once a round, `rounds` rounds; then each result is the
@@ -928,6 +927,11 @@ class Bench:
             print("Rows updated per completed run under load, and of them HOT (no new index "
                   "entries): " + ", ".join(f"{t} {upd:.2f} ({hot:.2f})" for t, (upd, hot)
                                            in sorted(g("cost", "updates_per_run").items())))
+
+
+def delta(after, before):
+    """`after` less `before`, tuples of counters read at two times."""
+    return tuple(a - b for a, b in zip(after, before))
 
 
 def mean(values):

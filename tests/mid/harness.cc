@@ -1,7 +1,5 @@
 #include "tests/mid/harness.h"
 
-#include <sqlite3.h>
-
 #include <filesystem>
 
 #include <boost/asio/as_tuple.hpp>
@@ -10,6 +8,7 @@
 
 #include "common/step_id.h"
 #include "common/ulid.h"
+#include "coordinator/store/sql/databases.h"
 #include "tests/support/process.h"
 #include "tests/support/status_matchers.h"
 
@@ -296,21 +295,15 @@ store::RunRecord ExecutorHarness::Run(const std::string& run_id) {
 }
 
 int ExecutorHarness::RunRowReqVersion(const std::string& run_id) {
-  sqlite3* db = nullptr;
+  auto db = store::OpenSqliteDatabase({.path = dir_ + "/funcky.db"});
+  if (!db.ok()) return -2;
   int version = -2;
-  if (sqlite3_open_v2((dir_ + "/funcky.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
-      SQLITE_OK) {
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db, "SELECT req_version FROM runs WHERE id = ?", -1, &stmt, nullptr) ==
-            SQLITE_OK &&
-        sqlite3_bind_text(stmt, 1, run_id.c_str(), -1, SQLITE_TRANSIENT) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW) {
-      version = sqlite3_column_int(stmt, 0);
-    }
-    sqlite3_finalize(stmt);
-  }
-  sqlite3_close(db);
-  return version;
+  Status read = (*db)->Transact([&](store::sql::Tx& tx) {
+    store::sql::Rows rows = tx.Query("SELECT req_version FROM runs WHERE id = $1", {run_id});
+    if (!rows.empty()) version = rows[0].Int32(0);
+    return Status::Ok();
+  });
+  return read.ok() ? version : -2;
 }
 
 std::vector<store::StepRecord> ExecutorHarness::Steps(const std::string& run_id) {
