@@ -141,9 +141,35 @@ struct HttpClient::Pool {
   }
 };
 
-// The TLS client context: the trusted CAs, TLS 1.2 at least. Shared by every https call.
+// The TLS client context: the trusted CAs, TLS 1.2 at least. One per CA file for the whole
+// process, shared by every client and every https call; the CAs are read at the first https
+// call, not before. Reading the system's store takes tens of milliseconds of CPU: every
+// HttpCall (the SDK's events, registrations) paid that when each client read it as it was
+// made, for plain http:// too.
 struct HttpClient::Tls {
+  explicit Tls(std::string ca) : ca_file(std::move(ca)) {
+    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    ctx.set_verify_mode(ssl::verify_peer);
+  }
+  // Whether the CAs could be read (read once; thread-safe).
+  const Status& Loaded() {
+    std::call_once(once, [this] { loaded = LoadTrust(ctx, ca_file); });
+    return loaded;
+  }
+  // The context for `ca_file` (empty: the system's store alone).
+  static std::shared_ptr<Tls> For(const std::string& ca_file) {
+    static std::mutex mu;
+    static std::map<std::string, std::shared_ptr<Tls>> by_file;
+    std::lock_guard lock(mu);
+    std::shared_ptr<Tls>& tls = by_file[ca_file];
+    if (!tls) tls = std::make_shared<Tls>(ca_file);
+    return tls;
+  }
+
+  const std::string ca_file;
   ssl::context ctx{ssl::context::tls_client};
+  std::once_flag once;
   Status loaded;
 };
 
@@ -151,12 +177,7 @@ HttpClient::HttpClient(asio::any_io_executor executor, HttpClientOptions options
     : executor_(std::move(executor)),
       options_(std::move(options)),
       pool_(std::make_shared<Pool>()),
-      tls_(std::make_shared<Tls>()) {
-  tls_->ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-  tls_->ctx.set_verify_mode(ssl::verify_peer);
-  tls_->loaded = LoadTrust(tls_->ctx, options_.ca_file);
-}
+      tls_(Tls::For(options_.ca_file)) {}
 
 HttpClient::~HttpClient() = default;
 
@@ -211,7 +232,7 @@ bool IsIpLiteral(const std::string& host) {
 asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
   auto url = ParseUrl(request.url);
   if (!url.ok()) co_return url.status();
-  if (url->tls() && !tls_->loaded.ok()) co_return tls_->loaded;
+  if (url->tls() && !tls_->Loaded().ok()) co_return tls_->Loaded();
   const std::string origin = url->scheme + "://" + url->authority();
 
   http::request<http::string_body> req;

@@ -253,6 +253,32 @@ TEST(HttpClientPoolTest, AnExpiredTlsConnectionIsReplacedByANewHandshake) {
   EXPECT_EQ(server.connections(), 2);
 }
 
+// The trusted CAs are read at the first https:// call, not when the client is made (reading
+// the system's store costs tens of milliseconds of CPU, which every one-off HttpCall paid, for
+// http:// too): a CA file written after the client was made is trusted.
+TEST(HttpClientPoolTest, ReadsTheTrustedCasAtTheFirstHttpsCall) {
+  const SelfSignedCert cert;
+  ASSERT_FALSE(cert.dir.empty()) << "openssl could not make a certificate";
+  CountingServer server("", cert.dir);
+  const std::string later = cert.dir + "/written-later.pem";
+  asio::io_context io;
+  HttpClient client(io.get_executor(), {.ca_file = later});
+  std::filesystem::copy_file(cert.dir + "/cert.pem", later);
+  int status = 0;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        HttpRequest request;
+        request.url = server.url();
+        auto r = co_await client.Call(std::move(request));
+        status = r.ok() ? r->status : -1;
+      },
+      asio::detached);
+  io.run();
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(server.handshakes(), 1);
+}
+
 TEST(HttpClientPoolTest, PooledIdleTimeoutFollowsTheKeepAliveHeader) {
   const HttpClientOptions options;  // idle_timeout 4 s, at most 600 s
   EXPECT_EQ(PooledIdleTimeout("", options), milliseconds(4'000));
