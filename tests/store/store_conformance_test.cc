@@ -922,9 +922,15 @@ TEST_P(StoreConformance, ACheckpointRecordsStepsWhileItsCallHoldsTheLease) {
     const int64_t now = UnixMillis(clock_.Now());
     return AttemptRecord{id, id, 0, "completed", nullptr, now - 5, now};
   };
+  const auto before = store_->RoundTrips();
   auto function_id = store_->Checkpoint(call, {step("a", 1)}, {attempt("a")}, clock_.Now());
   ASSERT_THAT(function_id, IsOk());
   EXPECT_EQ(*function_id, "app-plain");
+  if (GetParam().name == "postgres") {
+    ASSERT_TRUE(before.has_value());
+    EXPECT_EQ(*store_->RoundTrips() - *before, 2)
+        << "the item's and the run's locks in one statement, then the rest with the commit";
+  }
   clock_.Advance(1s);
   // "a" again (a repeated checkpoint) keeps its first record.
   ASSERT_THAT(store_->Checkpoint(call, {step("a", 9), step("b", 2)}, {attempt("b")}, clock_.Now()),

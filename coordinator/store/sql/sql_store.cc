@@ -1339,10 +1339,11 @@ Result<Applied> SqlStore::ApplyAndKeep(const QueueItem& item, const Transition& 
 
 namespace {
 
-// Run $1, while its calls' outcomes still count: not ended, and not a failed lane head
+// The statuses of a run whose calls' outcomes no longer count: ended, or a failed lane head
 // (blocked).
-constexpr const char* kLiveRun =
-    " WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled', 'blocked')";
+constexpr const char* kRestingStatuses = "('completed', 'failed', 'cancelled', 'blocked')";
+// Run $1, while its calls' outcomes still count.
+const std::string kLiveRun = std::string(" WHERE id = $1 AND status NOT IN ") + kRestingStatuses;
 
 // Records `steps` (each once: a step already recorded keeps its first record) and `attempts`
 // of the run `run_id`, whose row the caller has locked; with `req_version`, the request
@@ -1917,25 +1918,29 @@ Result<std::string> SqlStore::Checkpoint(const QueueItem& item,
       GroupOrder(item, std::nullopt), Piece::kApply, /*alone=*/false,
       [&](Tx& tx) -> Result<std::string> {
         // Locked in ApplyWork's order, the item first: the lease decides, then the
-        // run's row, which orders the steps' inserts of its concurrent calls.
-        Rows held = tx.Query(
-            "SELECT attempt FROM queue WHERE id = $1 AND lease_token = $2 AND "
-            "run_id = $3 {FOR UPDATE}",
+        // run's row, which orders the steps' inserts of its concurrent calls. One statement
+        // (one round trip) locks both; when it finds nothing, a look at the item tells why.
+        Rows run = tx.Query(
+            "SELECT r.function_id, r.had_parallel, q.attempt FROM queue q JOIN runs r ON "
+            "r.id = q.run_id WHERE q.id = $1 AND q.lease_token = $2 AND q.run_id = $3 AND "
+            "r.status NOT IN " +
+                std::string(kRestingStatuses) + " {FOR UPDATE OF q FOR NO KEY UPDATE OF r}",
             {item.id, item.lease_token, item.run_id});
-        if (held.empty()) {
-          return Aborted("the call of run " + item.run_id + " no longer holds its lease");
+        if (run.empty()) {
+          if (tx.Query("SELECT 1 FROM queue WHERE id = $1 AND lease_token = $2 AND run_id = $3",
+                       {item.id, item.lease_token, item.run_id})
+                  .empty()) {
+            return Aborted("the call of run " + item.run_id + " no longer holds its lease");
+          }
+          return Aborted("run " + item.run_id + " has ended");
         }
-        Rows run = tx.Query(std::string("SELECT function_id, had_parallel FROM runs") + kLiveRun +
-                                " {FOR NO KEY UPDATE}",
-                            {item.run_id});
-        if (run.empty()) return Aborted("run " + item.run_id + " has ended");
         if (!run[0].Bool(1)) {
           // Steps recorded beside its call, as a parallel call's would be: the call's kept
           // successor counts the run's steps (KeptCall::steps).
           tx.Send("UPDATE runs SET had_parallel = true WHERE id = $1", {item.run_id});
         }
         std::vector<AttemptRecord> of_call = attempts;
-        for (AttemptRecord& a : of_call) a.attempt = static_cast<int>(held[0].Int(0));
+        for (AttemptRecord& a : of_call) a.attempt = static_cast<int>(run[0].Int(2));
         RecordSteps(tx, item.run_id, steps, of_call, now_ms);
         return run[0].Text(0);
       });
