@@ -208,6 +208,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       co_await ExpireLaneHeads();
       bool full_batch = false;
       bool claimed_none = false;
+      if (co_await GatherSlots()) continue;
       // The slots the claim may fill, taken before it (an ingest may take some meanwhile).
       const int want = Reserve(options.claim_batch);
       slots_short = want < std::min(options.claim_batch, options.max_in_flight);
@@ -249,6 +250,33 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     }
   }
+
+  // Nearly full (the hosts have nearly max_in_flight calls in hand, so a call freed now would
+  // only queue behind them): a claim of the one or two slots a finished call frees costs a
+  // transaction as a claim of many does, so the first slot freed waits up to claim_gather for
+  // more, until a quarter of a claim's worth (claim_batch, or max_in_flight if fewer) is free.
+  // With a slow host every call's end used to claim one item. True when it waited (look
+  // again); false when the claim should go now.
+  asio::awaitable<bool> GatherSlots() {
+    const int free_slots = options.max_in_flight - in_flight.load();
+    const int enough = std::max(1, std::min(options.claim_batch, options.max_in_flight) / 4);
+    if (free_slots <= 0 || free_slots >= enough || options.claim_gather.count() <= 0) {
+      gather_until.reset();
+      co_return false;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (!gather_until) gather_until = now + options.claim_gather;
+    if (now >= *gather_until) {
+      gather_until.reset();
+      co_return false;
+    }
+    slots_short = true;  // each call's end looks again (Wake), sooner than the timer
+    timer.expires_at(*gather_until);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    co_return true;
+  }
+  // When the slots being gathered are claimed anyway (GatherSlots).
+  std::optional<std::chrono::steady_clock::time_point> gather_until;
 
   // How long to wait when a claim found nothing: until the queue's next item becomes visible
   // (a sleep, a retry, an expiring lease), at most poll_interval; what this coordinator

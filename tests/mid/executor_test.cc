@@ -331,6 +331,62 @@ TEST_F(ExecutorHarness, TheEndOfARunNothingWaitsBehindStartsNoClaimAndALanesEndD
   EXPECT_EQ(Run(head).status, store::kCompleted);
 }
 
+// An executor with 8 call slots and claims of 8 (a quarter of a claim: 2 slots), started with
+// `runs` runs queued whose calls the host holds until released: its slots fill.
+class GatheringExecutor : public ExecutorHarness {
+ protected:
+  void StartFull(int runs, std::chrono::milliseconds claim_gather) {
+    options_.max_in_flight = 8;
+    options_.claim_batch = 8;
+    options_.claim_gather = claim_gather;
+    options_.poll_interval = 1h;
+    for (int i = 0; i < runs; ++i) {
+      StartRun(kFunction);
+      transport_.HoldReply(SdkReply(200, R"("done")"));
+    }
+    StartExecutor();
+    ASSERT_TRUE(RunUntil([&] { return transport_.held() == 8; }));
+  }
+  // Releases the held calls one by one until `runs` runs have ended.
+  void ReleaseAll(size_t runs) {
+    ASSERT_TRUE(RunUntil([&] {
+      if (transport_.held() > 0) transport_.Release();
+      return observer_.run_ends.size() == runs;
+    }));
+  }
+};
+
+// A nearly full executor (its host holds nearly max_in_flight calls) claims the slots its
+// calls' ends free together: the first slot freed waits up to claim_gather for a quarter of a
+// claim's worth. With a slow host, each call's end used to claim one item, a transaction each.
+TEST_F(GatheringExecutor, ANearlyFullExecutorClaimsTheSlotsItsCallsFreeTogether) {
+  StartFull(12, 1h);  // the test decides when slots free, not the clock
+  const int claims = queue_->calls(FailingQueue::kClaim);
+  const int claimed = queue_->claimed();
+  transport_.Release();  // one slot: too few to claim
+  ASSERT_TRUE(RunUntil([&] { return executor_->in_flight() == 7; }));
+  io_.run_for(100ms);
+  EXPECT_EQ(queue_->calls(FailingQueue::kClaim), claims);
+  EXPECT_EQ(transport_.calls(), 8);
+  transport_.Release();  // two: claimed together
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 10; }));
+  EXPECT_EQ(queue_->calls(FailingQueue::kClaim), claims + 1);
+  EXPECT_EQ(queue_->claimed(), claimed + 2);
+  ReleaseAll(12);
+  EXPECT_EQ(transport_.calls(), 12);
+}
+
+// A slot freed while the executor is nearly full is claimed once claim_gather has passed,
+// however few are free.
+TEST_F(GatheringExecutor, ASlotGatheredIsClaimedOnceClaimGatherHasPassed) {
+  StartFull(9, 30ms);
+  const int claims = queue_->calls(FailingQueue::kClaim);
+  transport_.Release();
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 9; }));
+  EXPECT_EQ(queue_->calls(FailingQueue::kClaim), claims + 1);
+  ReleaseAll(9);
+}
+
 // Reservations for runs started at ingest share max_in_flight with claims; the unused part
 // is freed by StartCalls, and a stopped executor reserves nothing.
 TEST_F(ExecutorHarness, ReservedCallSlotsCountAgainstMaxInFlight) {

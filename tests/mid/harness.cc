@@ -27,8 +27,10 @@ void FakeTransport::HoldReply(Result<HttpResponse> reply) {
 }
 
 void FakeTransport::Release() {
-  ASSERT_TRUE(held_) << "no call is held";
-  held_->cancel();
+  ASSERT_FALSE(held_.empty()) << "no call is held";
+  held_.front()->cancel();
+  released_.push_back(std::move(held_.front()));
+  held_.pop_front();
 }
 
 Json FakeTransport::Body(int n) const { return Json::parse(requests_.at(n).body); }
@@ -42,9 +44,9 @@ asio::awaitable<Result<HttpResponse>> FakeTransport::Call(HttpRequest request) {
   Scripted next = std::move(script_.front());
   script_.pop_front();
   if (next.hold) {
-    held_ = std::make_unique<asio::steady_timer>(co_await asio::this_coro::executor,
-                                                 asio::steady_timer::time_point::max());
-    co_await held_->async_wait(asio::as_tuple(asio::use_awaitable));
+    held_.push_back(std::make_unique<asio::steady_timer>(co_await asio::this_coro::executor,
+                                                         asio::steady_timer::time_point::max()));
+    co_await held_.back()->async_wait(asio::as_tuple(asio::use_awaitable));
   }
   co_return std::move(next.reply);
 }

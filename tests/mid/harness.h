@@ -40,8 +40,9 @@ class FakeTransport final : public executor::HostTransport {
   void Reply(Result<HttpResponse> reply);
   // The next call gets `reply` only once Release() is called: a call in flight.
   void HoldReply(Result<HttpResponse> reply);
-  // Lets the held call answer.
+  // Lets the call held longest answer.
   void Release();
+  int held() const { return static_cast<int>(held_.size()); }
 
   int calls() const { return static_cast<int>(requests_.size()); }
   const std::vector<HttpRequest>& requests() const { return requests_; }
@@ -57,7 +58,8 @@ class FakeTransport final : public executor::HostTransport {
   };
   std::deque<Scripted> script_;
   std::vector<HttpRequest> requests_;
-  std::unique_ptr<boost::asio::steady_timer> held_;
+  std::deque<std::unique_ptr<boost::asio::steady_timer>> held_;       // calls held, oldest first
+  std::vector<std::unique_ptr<boost::asio::steady_timer>> released_;  // kept until the end
 };
 
 // A reply from an SDK: `status` and `body` with the headers every SDK sends, and `extra`.
