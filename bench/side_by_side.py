@@ -27,7 +27,8 @@ bench/, as `make bench` does); they run on the Node 22 of the pinned `node-linux
 
     bench/side_by_side.py [--build build] [--runs 3000] [--idle 200] [--cost-runs 1000]
                           [--lane-keys 1000] [--backlog 100000] [--rounds 2]
-                          [--only pg,sqlite,npm,graphile,restate,idle,cost,lanes,backlog,wakeup]
+                          [--only pg,sqlite,npm,graphile,restate,idle,cost,cost_npm,lanes,backlog,
+                          wakeup]
 """
 import argparse
 import datetime
@@ -54,7 +55,7 @@ PSQL = (sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"),
                key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0) or ["psql"])[-1]
 # Phases run in rounds (main): their results are the peers' ratios.
 ROUNDED = ["pg", "npm", "graphile", "restate"]
-PHASES = ["pg", "sqlite", "npm", "graphile", "restate", "idle", "cost", "lanes", "backlog",
+PHASES = ["pg", "sqlite", "npm", "graphile", "restate", "idle", "cost", "cost_npm", "lanes", "backlog",
           "wakeup"]
 WARMUP = 20
 LANE_EVENTS = 5  # events per key in the lanes phase
@@ -568,27 +569,44 @@ class Bench:
         self.procs.stop(front)
 
     def phase_cost(self):
-        """Commits and SQL statements per completed run, `cost_runs` runs in batches of 100.
+        self.r["cost"] = self.durable_cost("cost", "demo/hello", lambda base, api: self.hello(
+            "pg-cost-host", base, api))
+
+    def phase_cost_npm(self):
+        # The npm host posts its checkpoints to the coordinator it was started with: it starts
+        # with the measured one, its sync (a few statements) inside the window.
+        npm_host = lambda base, api: self.host(
+            "pg-cost-npm-host", [NODE, os.path.join(BENCH, "node", "npm_host.mjs"), base], api,
+            "bench-npm-two-steps")
+        self.r["cost_npm"] = self.durable_cost("cost_npm", "bench/npm", None, npm_host)
+
+    def durable_cost(self, key, event, setup_host, host=None):
+        """Commits and SQL statements per completed run, `cost_runs` runs of `event` in batches
+        of 100, with the host `setup_host(base, api)` starts before the window (it serves until
+        the end) or `host` starts inside it.
 
         A backend publishes its commit count up to 10 s late, but at once when it exits: each
         window is one coordinator's life, read once all its connections are gone. The load's
         window is then repeated with an idle coordinator, to tell what the runs cost from what
         the coordinator does anyway (polls, housekeeping, start and stop)."""
-        db = "f_cost"
+        db = "f_" + key
         url = self.pg.database(db)
         # Planning time too, in this phase's database only: tracking it costs each plan a
         # little, and the other phases (graphile-worker's among them) are timed.
         self.pg.psql(f"ALTER DATABASE {db} SET pg_stat_statements.track_planning = on")
-        coord, base, api = self.coordinator("pg-cost-setup", ["serve", "--db", url])
-        self.hello("pg-cost-host", base, api)  # registered in the database, serves until the end
-        self.stop_coordinator(coord, db)
+        if setup_host:
+            coord, base, api = self.coordinator(f"pg-{key}-setup", ["serve", "--db", url])
+            setup_host(base, api)  # registered in the database, serves until the end
+            self.stop_coordinator(coord, db)
         c0, s0 = self.pg.counters(db)
         q0 = self.pg.statement_calls(db)
         _, e0, p0 = self.pg.statement_time(db)
         t0 = time.time()
-        coord, base, api = self.coordinator("pg-cost", ["serve", "--db", url])
+        coord, base, api = self.coordinator(f"pg-{key}", ["serve", "--db", url])
         metrics = Metrics(api)
-        self.send(api, "demo/hello", self.a.cost_runs)
+        if host:
+            host(base, api)
+        self.send(api, event, self.a.cost_runs)
         # Each /metrics scrape reads the queue's gauges (a transaction of 3 statements): polled
         # every 0.02 s, as the throughput phases do, they would be a tenth of a commit per run.
         wait_for(lambda: metrics.read()[0] >= self.a.cost_runs, 600, step=0.25,
@@ -601,7 +619,7 @@ class Bench:
         q1 = self.pg.statement_calls(db)
         _, e1, p1 = self.pg.statement_time(db)
         t1 = time.time()
-        coord, _, idle_api = self.coordinator("pg-cost-idle", ["serve", "--db", url])
+        coord, _, idle_api = self.coordinator(f"pg-{key}-idle", ["serve", "--db", url])
         time.sleep(max(0.0, window - (time.time() - t1)))
         idle_trips = Metrics(idle_api).round_trips()
         self.stop_coordinator(coord, db)
@@ -609,7 +627,7 @@ class Bench:
         n = self.a.cost_runs
         updates = self.pg.updates(db)  # last: its own statement counts in no window
         ran = {q: delta(q1[q], q0.get(q, (0, 0.0))) for q in q1}  # (calls, ms) in the load
-        self.r["cost"] = {
+        return {
             "commits_per_run": (c1 - c0) / n, "statements_per_run": (s1 - s0) / n,
             "net_commits_per_run": (c1 - c0 - (c2 - c1)) / n,
             "net_statements_per_run": (s1 - s0 - (s2 - s1)) / n,
@@ -816,17 +834,21 @@ class Bench:
             if key in r:
                 rows.append((f"Funcky, another coordinator's event -> first call, {label}",
                              "one at a time", lat(g(key, "first_call_ms"))))
+        for key, label in (("cost", "Funcky durable cost under load (PostgreSQL)"),
+                           ("cost_npm", "the same, `inngest` npm SDK host (checkpointing: "
+                                        "1 call and 2 checkpoints a run)")):
+            if key not in r:
+                continue
+            rows.append((label, f"{a.cost_runs:,} runs, batches of 100",
+                         f"{g(key, 'commits_per_run'):.2f} commits, "
+                         f"{g(key, 'statements_per_run'):.1f} statements, "
+                         f"{g(key, 'round_trips_per_run'):.1f} round trips per run; less an "
+                         f"idle coordinator's: {g(key, 'net_commits_per_run'):.2f}, "
+                         f"{g(key, 'net_statements_per_run'):.1f} and "
+                         f"{g(key, 'net_round_trips_per_run'):.1f}; PostgreSQL executing "
+                         f"{1000 * g(key, 'exec_ms_per_run'):.0f} µs and planning "
+                         f"{1000 * g(key, 'plan_ms_per_run'):.0f} µs per run"))
         if "cost" in r:
-            rows.append(("Funcky durable cost under load (PostgreSQL)",
-                         f"{a.cost_runs:,} runs, batches of 100",
-                         f"{g('cost', 'commits_per_run'):.2f} commits, "
-                         f"{g('cost', 'statements_per_run'):.1f} statements, "
-                         f"{g('cost', 'round_trips_per_run'):.1f} round trips per run; less an "
-                         f"idle coordinator's: {g('cost', 'net_commits_per_run'):.2f}, "
-                         f"{g('cost', 'net_statements_per_run'):.1f} and "
-                         f"{g('cost', 'net_round_trips_per_run'):.1f}; PostgreSQL executing "
-                         f"{1000 * g('cost', 'exec_ms_per_run'):.0f} µs and planning "
-                         f"{1000 * g('cost', 'plan_ms_per_run'):.0f} µs per run"))
             rows.append(("Funcky idle coordinator (PostgreSQL)",
                          f"same {g('cost', 'window_s'):.0f} s, start to stop",
                          f"{g('cost', 'idle_commits_per_s'):.1f} commits/s, "
@@ -916,17 +938,19 @@ class Bench:
             met = measured >= target if op == ">=" else measured <= target
             print(f"| {label} | {measured:.2f} | {op} {target:g} | {measured / target:.2f} | "
                   f"{'yes' if met else 'no'} |")
-        if g("cost", "top_statements"):
-            print()
-            print("Statements per completed run under load, most frequent first, and "
-                  "PostgreSQL's time executing them a run:")
-            for per_run, us_per_run, query in g("cost", "top_statements"):
-                print(f"  {per_run:6.2f} {us_per_run:6.0f} µs  {query}")
-        if g("cost", "updates_per_run"):
-            print()
-            print("Rows updated per completed run under load, and of them HOT (no new index "
-                  "entries): " + ", ".join(f"{t} {upd:.2f} ({hot:.2f})" for t, (upd, hot)
-                                           in sorted(g("cost", "updates_per_run").items())))
+        for key, host in (("cost", "the C++ hello host"), ("cost_npm", "the npm SDK host")):
+            if g(key, "top_statements"):
+                print()
+                print(f"Statements per completed run under load with {host}, most frequent "
+                      "first, and PostgreSQL's time executing them a run:")
+                for per_run, us_per_run, query in g(key, "top_statements"):
+                    print(f"  {per_run:6.2f} {us_per_run:6.0f} µs  {query}")
+            if g(key, "updates_per_run"):
+                print()
+                print(f"Rows updated per completed run under load with {host}, and of them HOT "
+                      "(no new index entries): " +
+                      ", ".join(f"{t} {upd:.2f} ({hot:.2f})"
+                                for t, (upd, hot) in sorted(g(key, "updates_per_run").items())))
 
 
 def delta(after, before):
@@ -1004,7 +1028,7 @@ def main():
     phases = a.only.split(",")
     if unknown := set(phases) - set(PHASES):
         sys.exit(f"unknown phases: {', '.join(sorted(unknown))}")
-    if {"npm", "graphile", "restate"} & set(phases) and not os.access(NODE, os.X_OK):
+    if {"npm", "cost_npm", "graphile", "restate"} & set(phases) and not os.access(NODE, os.X_OK):
         sys.exit(f"{NODE} missing: run `npm ci --ignore-scripts` in bench/ (make bench does)")
 
     work = tempfile.mkdtemp(prefix="funcky-bench-")
@@ -1012,7 +1036,8 @@ def main():
     bench = Bench(a, work)
     load_before = open("/proc/loadavg").read().split()[0]
     try:
-        if {"pg", "npm", "graphile", "idle", "cost", "lanes", "backlog", "wakeup"} & set(phases):
+        if {"pg", "npm", "graphile", "idle", "cost", "cost_npm", "lanes", "backlog",
+                "wakeup"} & set(phases):
             bench.pg = Postgres(work)
             bench.pg.start()
         rounded = [p for p in ROUNDED if p in phases]
