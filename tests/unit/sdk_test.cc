@@ -26,8 +26,20 @@ class ServeTest : public ::testing::Test {
     return std::string(FindHeader(r.headers, name));
   }
 
+  // A handler of one function, "fn", that counts its runs in signed_runs_ and returns "done",
+  // with signing key "signkey-test-beef".
+  ServeHandler SignedHandler() {
+    return ServeHandler(signed_client_, "http://h/api",
+                        {create_function({.id = "fn"}, [this](Context&) {
+                          ++signed_runs_;
+                          return Json("done");
+                        })});
+  }
+
   Client client_;
   int runs_of_a_ = 0;
+  Client signed_client_{{.app_id = "app", .signing_key = "signkey-test-beef"}};
+  int signed_runs_ = 0;
 };
 
 TEST_F(ServeTest, RunsFirstNewStepThenReplaysMemoThenReturns) {
@@ -120,12 +132,8 @@ TEST_F(ServeTest, UnknownFunctionOrBadBodyIs500Internal) {
 }
 
 TEST_F(ServeTest, WithSigningKeyOnlyFreshCorrectSignaturesRun) {
-  Client signed_client({.app_id = "app", .signing_key = "signkey-test-beef"});
-  int runs = 0;
-  ServeHandler h(signed_client, "http://h/api", {create_function({.id = "fn"}, [&](Context&) {
-                   ++runs;
-                   return Json("done");
-                 })});
+  ServeHandler h = SignedHandler();
+  const int& runs = signed_runs_;
   Json body = {{"event", Json::object()}, {"steps", Json::object()}, {"ctx", {{"attempt", 0}}}};
   std::string canonical = *CanonicalJson(body);
   int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
@@ -152,6 +160,37 @@ TEST_F(ServeTest, WithSigningKeyOnlyFreshCorrectSignaturesRun) {
   EXPECT_TRUE(signing::VerifySignature(Header(ok, "X-Inngest-Signature"), ok.body,
                                        {"signkey-test-beef"}, now)
                   .ok());
+}
+
+// A body written otherwise than canonically (spaces, another order of keys) runs when it is
+// signed over its canonical form, as the protocol signs, or over the bytes as sent; not when
+// a byte of it changed.
+TEST_F(ServeTest, ASignatureHoldsOverTheCanonicalFormOrTheBodyAsSent) {
+  ServeHandler h = SignedHandler();
+  const int& runs = signed_runs_;
+  const std::string sent =
+      R"({ "steps": {}, "event": {"name": "e", "data": {}}, "ctx": {"attempt": 0} })";
+  const std::string canonical = *CanonicalJson(Json::parse(sent));
+  ASSERT_NE(canonical, sent);
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  auto call = [&](const std::string& body, const std::string& signed_over) {
+    return h
+        .handle({"POST",
+                 "/api?fnId=app-fn&stepId=step",
+                 {{"X-Inngest-Signature",
+                   signing::SignatureHeader(signed_over, "signkey-test-beef", now)}},
+                 body})
+        .status;
+  };
+  EXPECT_EQ(call(sent, canonical), 200);
+  EXPECT_EQ(call(sent, sent), 200);
+  std::string changed = sent;
+  changed.replace(changed.find("\"e\""), 3, "\"f\"");
+  EXPECT_EQ(call(changed, canonical), 401);
+  EXPECT_EQ(call(changed, sent), 401);
+  EXPECT_EQ(runs, 2);
 }
 
 TEST_F(ServeTest, RegisterBodyCarriesCompositeIdsAndStepUrl) {
