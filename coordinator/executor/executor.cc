@@ -251,16 +251,19 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  // Nearly full (the hosts have nearly max_in_flight calls in hand, so a call freed now would
-  // only queue behind them): a claim of the one or two slots a finished call frees costs a
-  // transaction as a claim of many does, so the first slot freed waits up to claim_gather for
-  // more, until a quarter of a claim's worth (claim_batch, or max_in_flight if fewer) is free.
-  // With a slow host every call's end used to claim one item. True when it waited (look
-  // again); false when the claim should go now.
+  // Nearly full, with slow calls (the hosts have nearly max_in_flight calls in hand and take
+  // a while over them: a call started now would queue behind theirs): a claim of the one or
+  // two slots a finished call frees costs a transaction as a claim of many does, so the first
+  // slot freed waits up to claim_gather for more, until a quarter of a claim's worth
+  // (claim_batch, or max_in_flight if fewer) is free. With a slow host every call's end used
+  // to claim one item. Fast calls are not held back: the calls in hand are then mostly this
+  // coordinator's own work, and a slot refilled late is time lost (a lane's next run, too).
+  // True when it waited (look again); false when the claim should go now.
   asio::awaitable<bool> GatherSlots() {
     const int free_slots = options.max_in_flight - in_flight.load();
     const int enough = std::max(1, std::min(options.claim_batch, options.max_in_flight) / 4);
-    if (free_slots <= 0 || free_slots >= enough || options.claim_gather.count() <= 0) {
+    if (free_slots <= 0 || free_slots >= enough || options.claim_gather.count() <= 0 ||
+        !call_time || *call_time < options.claim_gather_past) {
       gather_until.reset();
       co_return false;
     }
@@ -277,6 +280,11 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   }
   // When the slots being gathered are claimed anyway (GatherSlots).
   std::optional<std::chrono::steady_clock::time_point> gather_until;
+  // How long the hosts' calls take of late: a moving mean, each call weighing an eighth.
+  std::optional<std::chrono::steady_clock::duration> call_time;
+  void NoteCallTime(std::chrono::steady_clock::duration took) {
+    call_time = call_time ? *call_time + (took - *call_time) / 8 : took;
+  }
 
   // How long to wait when a claim found nothing: until the queue's next item becomes visible
   // (a sleep, a retry, an expiring lease), at most poll_interval; what this coordinator
@@ -462,8 +470,10 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
               state->function.id,
               outcome.started - TimePoint(std::chrono::milliseconds(state->run.created_at_ms)));
         }
+        const auto sent = std::chrono::steady_clock::now();
         outcome.reply = co_await transport.Call(std::move(*request));
         outcome.ended = clock.Now();
+        NoteCallTime(std::chrono::steady_clock::now() - sent);
         t = DecideTransition(*state, item, outcome, options.retry, rng);
         if (options.observer) ReportCall(state->function.id, outcome, t);
       }

@@ -95,9 +95,11 @@ struct ExecutorOptions {
   int max_in_flight = 64;  // concurrent host calls per coordinator; 0: it makes none
   int claim_batch = 32;    // items claimed per round trip
   // With fewer than a quarter of a claim's worth of call slots free (the hosts have nearly
-  // max_in_flight calls in hand), the first one freed waits this long at most for more before
-  // they are claimed together; 0: each is claimed at once.
+  // max_in_flight calls in hand) and calls taking claim_gather_past or longer of late (a mean),
+  // the first slot freed waits this long at most for more before they are claimed together;
+  // 0: each is claimed at once.
   std::chrono::milliseconds claim_gather{20};
+  std::chrono::milliseconds claim_gather_past{100};
   // The longest an idle executor waits before it looks for due work again. It looks sooner
   // when work is known to come: the queue's next due time, Wake (events accepted here), and
   // other coordinators' notifications (Store::WatchForWork, PostgreSQL); so this bounds only

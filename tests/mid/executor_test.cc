@@ -332,13 +332,16 @@ TEST_F(ExecutorHarness, TheEndOfARunNothingWaitsBehindStartsNoClaimAndALanesEndD
 }
 
 // An executor with 8 call slots and claims of 8 (a quarter of a claim: 2 slots), started with
-// `runs` runs queued whose calls the host holds until released: its slots fill.
+// `runs` runs queued whose calls the host holds until released: its slots fill. Its calls
+// count as slow from 1 ms on (claim_gather_past), and each is held longer than that.
 class GatheringExecutor : public ExecutorHarness {
  protected:
-  void StartFull(int runs, std::chrono::milliseconds claim_gather) {
+  void StartFull(int runs, std::chrono::milliseconds claim_gather,
+                 std::chrono::milliseconds claim_gather_past = 1ms) {
     options_.max_in_flight = 8;
     options_.claim_batch = 8;
     options_.claim_gather = claim_gather;
+    options_.claim_gather_past = claim_gather_past;
     options_.poll_interval = 1h;
     for (int i = 0; i < runs; ++i) {
       StartRun(kFunction);
@@ -346,6 +349,7 @@ class GatheringExecutor : public ExecutorHarness {
     }
     StartExecutor();
     ASSERT_TRUE(RunUntil([&] { return transport_.held() == 8; }));
+    io_.run_for(5ms);  // each call held at least this long
   }
   // Releases the held calls one by one until `runs` runs have ended.
   void ReleaseAll(size_t runs) {
@@ -374,6 +378,17 @@ TEST_F(GatheringExecutor, ANearlyFullExecutorClaimsTheSlotsItsCallsFreeTogether)
   EXPECT_EQ(queue_->claimed(), claimed + 2);
   ReleaseAll(12);
   EXPECT_EQ(transport_.calls(), 12);
+}
+
+// Calls quicker than claim_gather_past are not held back: a slot their end frees is claimed
+// at once, however few are free.
+TEST_F(GatheringExecutor, TheSlotsOfQuickCallsAreClaimedAtOnce) {
+  StartFull(9, 1h, /*claim_gather_past=*/1h);
+  const int claims = queue_->calls(FailingQueue::kClaim);
+  transport_.Release();
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 9; }));
+  EXPECT_EQ(queue_->calls(FailingQueue::kClaim), claims + 1);
+  ReleaseAll(9);
 }
 
 // A slot freed while the executor is nearly full is claimed once claim_gather has passed,
