@@ -55,8 +55,8 @@ PSQL = (sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"),
                key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0) or ["psql"])[-1]
 # Phases run in rounds (main): their results are the peers' ratios.
 ROUNDED = ["pg", "npm", "graphile", "restate"]
-PHASES = ["pg", "sqlite", "npm", "graphile", "restate", "idle", "cost", "cost_npm", "lanes", "backlog",
-          "wakeup"]
+PHASES = ["pg", "sqlite", "npm", "graphile", "restate", "idle", "cost", "cost_npm", "lanes",
+          "backlog", "wakeup"]
 WARMUP = 20
 LANE_EVENTS = 5  # events per key in the lanes phase
 # The idle phase times a run's end by the coordinator's log line for it ("run … of … completed",

@@ -351,6 +351,15 @@ class GatheringExecutor : public ExecutorHarness {
     ASSERT_TRUE(RunUntil([&] { return transport_.held() == 8; }));
     io_.run_for(5ms);  // each call held at least this long
   }
+  // Releases one held call and expects the slot it frees to be claimed alone (one claim, the
+  // ninth call), then lets the 9 runs end.
+  void ExpectAFreedSlotClaimedAlone() {
+    const int claims = queue_->calls(FailingQueue::kClaim);
+    transport_.Release();
+    ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 9; }));
+    EXPECT_EQ(queue_->calls(FailingQueue::kClaim), claims + 1);
+    ReleaseAll(9);
+  }
   // Releases the held calls one by one until `runs` runs have ended.
   void ReleaseAll(size_t runs) {
     ASSERT_TRUE(RunUntil([&] {
@@ -383,23 +392,15 @@ TEST_F(GatheringExecutor, ANearlyFullExecutorClaimsTheSlotsItsCallsFreeTogether)
 // Calls quicker than claim_gather_past are not held back: a slot their end frees is claimed
 // at once, however few are free.
 TEST_F(GatheringExecutor, TheSlotsOfQuickCallsAreClaimedAtOnce) {
-  StartFull(9, 1h, /*claim_gather_past=*/1h);
-  const int claims = queue_->calls(FailingQueue::kClaim);
-  transport_.Release();
-  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 9; }));
-  EXPECT_EQ(queue_->calls(FailingQueue::kClaim), claims + 1);
-  ReleaseAll(9);
+  StartFull(9, 1h, /*claim_gather_past=*/1h);  // were it gathered, it would wait an hour
+  ExpectAFreedSlotClaimedAlone();
 }
 
 // A slot freed while the executor is nearly full is claimed once claim_gather has passed,
 // however few are free.
 TEST_F(GatheringExecutor, ASlotGatheredIsClaimedOnceClaimGatherHasPassed) {
   StartFull(9, 30ms);
-  const int claims = queue_->calls(FailingQueue::kClaim);
-  transport_.Release();
-  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 9; }));
-  EXPECT_EQ(queue_->calls(FailingQueue::kClaim), claims + 1);
-  ReleaseAll(9);
+  ExpectAFreedSlotClaimedAlone();
 }
 
 // Reservations for runs started at ingest share max_in_flight with claims; the unused part
