@@ -25,14 +25,28 @@ function(funcky_cc_test)
   endif()
 endfunction()
 
+# funcky_file_names(<out var> <files>): the files' names joined by commas. An embedding
+# command carries them (the scripts glob for themselves and ignore it) so that its command
+# line changes when a file is added or removed: the output's DEPENDS alone would not bring
+# the command to run again for a removed file, as the files left are older than its output.
+function(funcky_file_names out_var files)
+  set(names "")
+  foreach(f ${files})
+    get_filename_component(name "${f}" NAME)
+    string(APPEND names "${name},")
+  endforeach()
+  set(${out_var} "${names}" PARENT_SCOPE)
+endfunction()
+
 # funcky_embed_migrations(<out var> <backend> <C++ function>): generates a .cc file that
 # returns migrations/<backend>/*.sql from <C++ function>() and puts its path in <out var>.
 function(funcky_embed_migrations out_var backend function_name)
   set(out ${CMAKE_CURRENT_BINARY_DIR}/${backend}_migrations.cc)
   file(GLOB files CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/migrations/${backend}/*.sql)
+  funcky_file_names(names "${files}")
   add_custom_command(
     OUTPUT ${out}
-    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DFUNCTION=${function_name}
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DFUNCTION=${function_name} -DNAMES=${names}
             -DDIR=${PROJECT_SOURCE_DIR}/migrations/${backend}
             -P ${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake
     DEPENDS ${files} ${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake
@@ -45,9 +59,10 @@ endfunction()
 function(funcky_embed_files out_var dir function_name)
   set(out ${CMAKE_CURRENT_BINARY_DIR}/${function_name}.cc)
   file(GLOB files CONFIGURE_DEPENDS ${dir}/*)
+  funcky_file_names(names "${files}")
   add_custom_command(
     OUTPUT ${out}
-    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DFUNCTION=${function_name} -DDIR=${dir}
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DFUNCTION=${function_name} -DDIR=${dir} -DNAMES=${names}
             -P ${PROJECT_SOURCE_DIR}/cmake/EmbedFiles.cmake
     DEPENDS ${files} ${PROJECT_SOURCE_DIR}/cmake/EmbedFiles.cmake
     COMMENT "Embedding ${dir}")
