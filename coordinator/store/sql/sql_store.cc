@@ -1734,7 +1734,11 @@ struct SqlStore::GroupWork {
   const TwoPart* two_part;       // InGroup's
   std::optional<Status> status;  // set by the group that took it, read once `done`
   bool done = false;             // GUARDED_BY(group_mu_)
-  std::condition_variable cv;    // its submitter waits here: for `done`, or to lead
+  // Its submitter waits here: for `done`, or to lead. Shared with the leader that wakes it,
+  // which does so after unlocking group_mu_ (a thread woken while it is held only blocks on
+  // it again: a second sleep and wake-up a piece), when the submitter may have seen `done`
+  // and returned.
+  std::shared_ptr<std::condition_variable> cv = std::make_shared<std::condition_variable>();
 };
 
 bool SqlStore::MayLeadGroup() const {
@@ -1765,7 +1769,7 @@ Status SqlStore::InGroup(std::string order, Piece piece, bool alone,
   // leads the next group, not every thread waiting.
   while (!mine.done) {
     if (!MayLeadGroup()) {
-      mine.cv.wait(lock);
+      mine.cv->wait(lock);
       continue;
     }
     ++group_leaders_;
@@ -1787,13 +1791,18 @@ Status SqlStore::InGroup(std::string order, Piece piece, bool alone,
     }
     lock.unlock();
     CommitGroup(group);
+    std::vector<std::shared_ptr<std::condition_variable>> wake;  // after unlocking
+    wake.reserve(group.size() + 1);
     lock.lock();
     --group_leaders_;
     for (GroupWork* w : group) {
       w->done = true;
-      if (w != &mine) w->cv.notify_one();
+      if (w != &mine) wake.push_back(w->cv);
     }
-    if (MayLeadGroup()) group_queue_.front()->cv.notify_one();  // the next group's leader
+    if (MayLeadGroup()) wake.push_back(group_queue_.front()->cv);  // the next group's leader
+    lock.unlock();
+    for (const auto& cv : wake) cv->notify_one();
+    lock.lock();
   }
   return *mine.status;
 }
