@@ -62,7 +62,8 @@ function(funcky_embed_files out_var dir function_name)
   funcky_file_names(names "${files}")
   add_custom_command(
     OUTPUT ${out}
-    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DFUNCTION=${function_name} -DDIR=${dir} -DNAMES=${names}
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DFUNCTION=${function_name} -DDIR=${dir}
+            -DNAMES=${names}
             -P ${PROJECT_SOURCE_DIR}/cmake/EmbedFiles.cmake
     DEPENDS ${files} ${PROJECT_SOURCE_DIR}/cmake/EmbedFiles.cmake
     COMMENT "Embedding ${dir}")
