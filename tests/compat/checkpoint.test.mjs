@@ -3,8 +3,9 @@
 // each to POST /v1/checkpoint/{run}/async before it goes on; a failed step, a sleep and the
 // run's end still come back in the call's reply; a coordinator killed mid-call loses none of
 // the checkpointed steps, and the killed call's late checkpoint is refused; checkpoints that
-// cannot reach the coordinator cost time, not runs. A recording proxy between the SDK and the
-// coordinator shows what was posted.
+// cannot reach the coordinator cost time, not runs; buffered checkpoints (the SDK's
+// `bufferedSteps`) carry several steps, and the steps left in the buffer come with the reply. A
+// recording proxy between the SDK and the coordinator shows what was posted.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Inngest } from 'inngest';
@@ -172,4 +173,51 @@ test('checkpoints that cannot reach the coordinator: the SDK falls back to one c
   // Nothing reached the coordinator's checkpoint endpoint.
   const metrics = await (await fetch(`${base}/metrics`)).text();
   assert.doesNotMatch(metrics, /funcky_checkpoints_total\{/);
+});
+
+test('buffered checkpoints (bufferedSteps): several steps a checkpoint, the last in the reply, a failed step after buffered ones, each recorded once in order', async () => {
+  const coordinator = await startCoordinator(workDir(),
+    ['--retry-schedule', '10ms', '--retry-jitter', '0s']);
+  const base = coordinator.base;
+  const toCoordinator = await recordingProxy(base);
+
+  const inngest = new Inngest({ id: 'cp-buffer-app', isDev: true, baseUrl: toCoordinator.url });
+  const ran = { a: 0, b: 0, c: 0, d: 0, e: 0 };
+  const fn = inngest.createFunction(
+    { id: 'buffered', retries: 2, checkpointing: { bufferedSteps: 2 },
+      triggers: [{ event: 'cp/buffer' }] },
+    async ({ step }) => {
+      const a = await step.run('a', () => { ran.a++; return 1; });
+      const b = await step.run('b', () => { ran.b++; return a + 1; });
+      const c = await step.run('c', () => { ran.c++; return b + 1; });
+      const d = await step.run('d', () => {
+        ran.d++;
+        if (ran.d === 1) throw new Error('third party busy');
+        return c + 1;
+      });
+      const e = await step.run('e', () => { ran.e++; return d + 1; });
+      return { a, b, c, d, e };
+    },
+  );
+  const calls = await serveAndSync(inngest, fn);
+
+  const sent = await inngest.send({ name: 'cp/buffer', data: {} });
+  const runId = await runOf(base, sent.ids[0]);
+  const run = await ended(base, runId);
+  assert.equal(run.status, 'completed', JSON.stringify(run, null, 2) + coordinator.log());
+  assert.deepEqual(run.output, { a: 1, b: 2, c: 3, d: 4, e: 5 });
+  assert.deepEqual(run.steps.map((s) => [s.name, s.output]),
+    [['a', 1], ['b', 2], ['c', 3], ['d', 4], ['e', 5]]);
+  // Only d ran twice: c, buffered when d failed, was recorded, and the retry was given a, b
+  // and c.
+  assert.deepEqual(ran, { a: 1, b: 1, c: 1, d: 2, e: 1 });
+
+  // a and b in one checkpoint; c alone, flushed when d failed (the SDK posts what it buffered
+  // before it answers with a failure); e never: it came in the last call's reply with the end.
+  const checkpoints = toCoordinator.exchanges.filter((e) => e.url.startsWith('/v1/checkpoint/'));
+  assert.deepEqual(checkpoints.map((e) => [e.status, JSON.parse(e.reqBody).steps.map((s) => [s.op, s.data])]),
+    [[200, [['StepRun', 1], ['StepRun', 2]]], [200, [['StepRun', 3]]]]);
+  // Three calls: a to d's failure; d's retry, which the SDK answers with d alone (as it does
+  // any retried step); e with the end.
+  assert.equal(calls.length, 3, `calls: ${calls.join(', ')}`);
 });
