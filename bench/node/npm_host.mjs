@@ -1,19 +1,25 @@
 // A host served by the official `inngest` npm SDK (pinned in bench/package.json) with the
 // same shape as the C++ hello host: one function, two steps, three calls a run. Syncs with the
 // Funcky coordinator the way tests/compat does (PUT to the app: the SDK posts its functions to
-// /fn/register), then prints "registered" and serves until SIGTERM.
+// /fn/register), then prints "registered" and serves until SIGTERM. With BUFFERED_STEPS, the
+// SDK's `checkpointing: { bufferedSteps }`: that many steps a checkpoint, and those still
+// buffered at the end come in the call's reply (a step is durable only then).
 //
-//   node npm_host.mjs http://127.0.0.1:8288        # event name: bench/npm
+//   node npm_host.mjs http://127.0.0.1:8288 [BUFFERED_STEPS]   # event name: bench/npm
 import { createServer } from 'node:http';
 import { Inngest } from 'inngest';
 import { serve } from 'inngest/node';
 
-const coordinator = process.argv[2];
-if (!coordinator) throw new Error('usage: npm_host.mjs COORDINATOR_URL');
+const [coordinator, buffered] = process.argv.slice(2);
+if (!coordinator) throw new Error('usage: npm_host.mjs COORDINATOR_URL [BUFFERED_STEPS]');
 
 const inngest = new Inngest({ id: 'bench-npm', isDev: true, baseUrl: coordinator });
 const twoSteps = inngest.createFunction(
-  { id: 'two-steps', triggers: [{ event: 'bench/npm' }] },
+  {
+    id: 'two-steps',
+    triggers: [{ event: 'bench/npm' }],
+    ...(buffered ? { checkpointing: { bufferedSteps: Number(buffered) } } : {}),
+  },
   async ({ step }) => {
     const a = await step.run('first', () => 'A');
     const b = await step.run('second', () => a + 'B');
