@@ -91,12 +91,24 @@ class LaneRecordingTx final : public sql::Tx {
         !locking_read) {
       return;
     }
-    const auto* fn = std::get_if<std::string>(&params.begin()[0].get());
-    const auto* key = std::get_if<std::string>(&params.begin()[1].get());
-    if (!fn || !key) return;
-    // Its first statement on a lane takes the row's lock; later ones find it held.
-    const std::string lane = *fn + "/" + *key;
-    if (std::find(lanes.begin(), lanes.end(), lane) == lanes.end()) lanes.push_back(lane);
+    // A statement of several rows (Tx::SendRows: "VALUES (…), (…)") names a lane a row, its
+    // function and key first, and locks them in the order of its rows.
+    size_t rows = 1;
+    if (sql.find(" VALUES ") != std::string_view::npos) {
+      for (size_t at = sql.find("), ("); at != std::string_view::npos;
+           at = sql.find("), (", at + 1)) {
+        ++rows;
+      }
+    }
+    const size_t width = params.size() / rows;
+    for (size_t row = 0; row < rows; ++row) {
+      const auto* fn = std::get_if<std::string>(&params.begin()[row * width].get());
+      const auto* key = std::get_if<std::string>(&params.begin()[row * width + 1].get());
+      if (!fn || !key) return;
+      // Its first statement on a lane takes the row's lock; later ones find it held.
+      const std::string lane = *fn + "/" + *key;
+      if (std::find(lanes.begin(), lanes.end(), lane) == lanes.end()) lanes.push_back(lane);
+    }
   }
   sql::Tx& tx_;
 };
@@ -3207,6 +3219,38 @@ TEST_P(StoreConformance, AHeadsEndHandsItsLaneOnInOneWriteOfTheLanesRow) {
 
   Start("app-plain", "k");  // the lane was deleted: a new run heads it at once
   EXPECT_EQ(Claim().size(), 1u);
+}
+
+// An ingest of events into many lanes writes their rows in a few statements, not a few a
+// lane: one locks (creating them) up to 64 lanes, one gives up to 64 lanes their new runs'
+// places and heads, and lanes their runs joined need no look for emptiness. 100 events in
+// 100 new lanes: two statements of each (64 and 36 lanes), where one a lane each made 300
+// writes. Each lane is whole: its run heads it, and a second run of a key waits behind it.
+TEST_P(StoreConformance, AnIngestIntoManyLanesWritesThemInAFewStatements) {
+  std::vector<NewEvent> events;
+  for (int i = 0; i < 100; ++i) {
+    NewEvent ne = Event("test/e");
+    ne.runs.push_back(
+        NewRun{NewUlid(UnixMillis(clock_.Now())), "app-plain", "k" + std::to_string(i)});
+    events.push_back(std::move(ne));
+  }
+  db_->record_lanes = true;
+  ASSERT_THAT(store_->IngestEvents(events, clock_.Now(), nullptr), IsOk());
+  db_->record_lanes = false;
+  EXPECT_EQ(db_->LaneWrites(), (std::vector<int>{4}));
+  for (const std::vector<std::string>& lanes : db_->LanesLocked()) {
+    EXPECT_EQ(lanes.size(), 100u);
+    EXPECT_TRUE(std::is_sorted(lanes.begin(), lanes.end()));
+  }
+
+  const std::string behind = Start("app-plain", "k7");
+  const std::vector<QueueItem> heads = Claim();
+  ASSERT_EQ(heads.size(), 100u) << "each new lane's run heads it";
+  for (const QueueItem& head : heads) EXPECT_NE(head.run_id, behind);
+  for (const QueueItem& head : heads) ASSERT_THAT(End(head), IsOk());
+  const std::vector<QueueItem> next = Claim();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].run_id, behind) << "k7's second run, once its first ended";
 }
 
 // A singleton cancel in a lane racing the head's own end: the ingest locks the head's rows

@@ -188,7 +188,9 @@ class Tx {
   // Inserts rows at once, up to 64 a statement: `insert` is "INSERT INTO t (a, b)", `values`
   // spells one row, "($1, $2::jsonb)", its parameters numbered from 1, `params` holds the
   // rows' parameters one row after another, and `tail` follows the rows ("ON CONFLICT DO
-  // NOTHING RETURNING a"). Returns what the statements returned, in order.
+  // NOTHING RETURNING a"). Returns what the statements returned, in order. Any statement
+  // with a VALUES list works the same: "UPDATE t SET a = v.column2 FROM (" as `insert`,
+  // ") AS v WHERE t.id = v.column1" as `tail`.
   Rows InsertRows(std::string_view insert, std::string_view values, std::string_view tail,
                   const std::vector<Value>& params);
   // InsertRows for rows whose insert returns nothing anyone reads: the statements are sent

@@ -352,33 +352,41 @@ bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
 }
 
 // Takes (creating it if new) the lane row of each lane in `lanes`: the lock every writer of
-// a lane takes first, so lanes are always locked in one order. Each intake brings the lane's
+// a lane takes first, so lanes are always locked in one order (one statement for up to 64
+// lanes, which locks their rows in the order of its rows). Each intake brings the lane's
 // options up to date; a new sequence lane expects its `start` first (none: the first seen).
 // Options as they were are not written again (the conflict's row is locked all the same).
 void LockLanes(Tx& tx, const LaneLocks& lanes) {
+  std::vector<sql::Value> rows;
+  rows.reserve(lanes.size() * 6);
   for (const auto& [lane, options] : lanes) {
     const std::optional<LaneSequencing>& seq = options.sequencing;
-    tx.Send(
-        "INSERT INTO lanes (function_id, key, head_timeout_ms, seq_gap_timeout_ms, seq_start, "
-        "seq_run_stale, seq_next) VALUES ($1, $2, $3, $4, $5, $6, $5) "
-        "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms, "
-        "seq_gap_timeout_ms = EXCLUDED.seq_gap_timeout_ms, seq_start = EXCLUDED.seq_start, "
-        "seq_run_stale = EXCLUDED.seq_run_stale, "
-        "seq_next = COALESCE(lanes.seq_next, EXCLUDED.seq_start) "
-        "WHERE lanes.head_timeout_ms IS DISTINCT FROM EXCLUDED.head_timeout_ms "
-        "OR lanes.seq_gap_timeout_ms IS DISTINCT FROM EXCLUDED.seq_gap_timeout_ms "
-        "OR lanes.seq_start IS DISTINCT FROM EXCLUDED.seq_start "
-        "OR lanes.seq_run_stale IS DISTINCT FROM EXCLUDED.seq_run_stale "
-        "OR (lanes.seq_next IS NULL AND EXCLUDED.seq_start IS NOT NULL)",
-        {lane.first, lane.second, options.head_timeout_ms,
-         seq ? sql::Value(seq->gap_timeout.count()) : sql::Value(nullptr),
-         seq ? sql::Value(seq->start) : sql::Value(nullptr), seq && seq->run_stale});
+    rows.insert(rows.end(),
+                {lane.first, lane.second, options.head_timeout_ms,
+                 seq ? sql::Value(seq->gap_timeout.count()) : sql::Value(nullptr),
+                 seq ? sql::Value(seq->start) : sql::Value(nullptr), seq && seq->run_stale});
   }
+  tx.SendRows(
+      "INSERT INTO lanes (function_id, key, head_timeout_ms, seq_gap_timeout_ms, seq_start, "
+      "seq_run_stale, seq_next)",
+      "($1, $2, $3, $4, $5, $6, $5)", rows,
+      "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms, "
+      "seq_gap_timeout_ms = EXCLUDED.seq_gap_timeout_ms, seq_start = EXCLUDED.seq_start, "
+      "seq_run_stale = EXCLUDED.seq_run_stale, "
+      "seq_next = COALESCE(lanes.seq_next, EXCLUDED.seq_start) "
+      "WHERE lanes.head_timeout_ms IS DISTINCT FROM EXCLUDED.head_timeout_ms "
+      "OR lanes.seq_gap_timeout_ms IS DISTINCT FROM EXCLUDED.seq_gap_timeout_ms "
+      "OR lanes.seq_start IS DISTINCT FROM EXCLUDED.seq_start "
+      "OR lanes.seq_run_stale IS DISTINCT FROM EXCLUDED.seq_run_stale "
+      "OR (lanes.seq_next IS NULL AND EXCLUDED.seq_start IS NOT NULL)");
 }
 
-// Removes lanes that LockLanes created but no run joined (a sequence lane's row stays).
-void DropEmptyLanes(Tx& tx, const LaneLocks& lanes) {
+// Removes lanes that LockLanes created but no run joined (a sequence lane's row stays); a
+// lane in `joined` has gained a run in this transaction and is not looked at.
+void DropEmptyLanes(Tx& tx, const LaneLocks& lanes,
+                    const std::set<std::pair<std::string, std::string>>& joined = {}) {
   for (const auto& [lane, options] : lanes) {
+    if (joined.count(lane)) continue;
     tx.Send(
         "DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth = 0 "
         "AND seq_gap_timeout_ms IS NULL",
@@ -544,36 +552,51 @@ void ReadLaneTailsLater(Tx& tx, const std::vector<NewEvent>& events,
     }
   }
   tails->clear();
+  std::vector<sql::Value> lanes;
   for (const auto& [lane, plain] : only_plain) {
     if (!plain) continue;
     tails->emplace(lane, LaneTail{});
-    tx.QueryLater("SELECT next_seq, head_run_id FROM lanes WHERE function_id = $1 AND key = $2",
-                  {lane.first, lane.second}, [tails, lane = lane](Rows rows) {
-                    if (rows.empty()) return;  // not locked: the ingest fails below
-                    LaneTail& tail = tails->at(lane);
-                    tail.last_seq = rows[0].Int(0);
-                    tail.free = rows[0].Null(1);
-                  });
+    lanes.insert(lanes.end(), {lane.first, lane.second});
+  }
+  // Up to 64 lanes a statement, each found by its key.
+  for (const auto& [sql, params] : Tx::InsertStatements(
+           "SELECT l.function_id, l.key, l.next_seq, l.head_run_id FROM (", "($1, $2)",
+           ") AS v JOIN lanes l ON l.function_id = v.column1 AND l.key = v.column2", lanes)) {
+    tx.QueryLater(sql, params, [tails](Rows rows) {
+      for (size_t i = 0; i < rows.size(); ++i) {
+        LaneTail& tail = tails->at({rows[i].Text(0), rows[i].Text(1)});
+        tail.last_seq = rows[i].Int(2);
+        tail.free = rows[i].Null(3);
+      }
+      // A lane without a row was not locked: the ingest fails below.
+    });
   }
 }
 
-// Writes what an ingest's plain runs added to their lanes (LaneTail): once a lane.
+// Writes what an ingest's plain runs added to their lanes (LaneTail): once a lane, in one
+// statement for up to 64 lanes. A lane that got a head (it had none) says since when, and
+// when its head's call is due.
 void ExtendLanes(Tx& tx, const LaneTails& tails, int64_t now_ms) {
+  std::vector<sql::Value> rows;
   for (const auto& [lane, tail] : tails) {
     if (tail.added == 0) continue;
-    if (tail.head.empty()) {
-      tx.Send(
-          "UPDATE lanes SET next_seq = next_seq + $3, depth = depth + $3 "
-          "WHERE function_id = $1 AND key = $2",
-          {lane.first, lane.second, tail.added});
-      continue;
-    }
-    tx.Send(
-        "UPDATE lanes SET next_seq = next_seq + $3, depth = depth + $3, head_run_id = $4, "
-        "head_since_ms = $5, head_deadline_ms = $6 + head_timeout_ms, gap_since_ms = NULL "
-        "WHERE function_id = $1 AND key = $2",
-        {lane.first, lane.second, tail.added, tail.head, now_ms, tail.head_due_ms});
+    const bool head = !tail.head.empty();
+    rows.insert(rows.end(), {lane.first, lane.second, tail.added,
+                             head ? sql::Value(tail.head) : sql::Value(nullptr),
+                             head ? sql::Value(now_ms) : sql::Value(nullptr),
+                             head ? sql::Value(tail.head_due_ms) : sql::Value(nullptr)});
   }
+  if (rows.empty()) return;
+  // The VALUES' columns are column1, column2, … on both databases.
+  tx.SendRows(
+      "UPDATE lanes SET next_seq = next_seq + v.column3, depth = depth + v.column3, "
+      "head_run_id = COALESCE(v.column4, head_run_id), "
+      "head_since_ms = CASE WHEN v.column4 IS NULL THEN head_since_ms ELSE v.column5 END, "
+      "head_deadline_ms = CASE WHEN v.column4 IS NULL THEN head_deadline_ms "
+      "ELSE v.column6 + head_timeout_ms END, "
+      "gap_since_ms = CASE WHEN v.column4 IS NULL THEN gap_since_ms END FROM (",
+      "($1, $2, $3::bigint, $4, $5::bigint, $6::bigint)", rows,
+      ") AS v WHERE lanes.function_id = v.column1 AND lanes.key = v.column2");
 }
 
 // Creates the plain runs (IsPlain) of one ingest, `rows` their parameters, queued now: one
@@ -1005,7 +1028,13 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     }
     ExtendLanes(tx, *tails, now_ms);
     if (start) ReadStartedStatesLater(tx, std::move(started), start);
-    DropEmptyLanes(tx, lanes);  // locked for duplicate events and runs a gate skipped
+    // Locked for duplicate events and runs a gate skipped; a lane that plain runs joined is
+    // not empty.
+    std::set<std::pair<std::string, std::string>> joined;
+    for (const auto& [lane, tail] : *tails) {
+      if (tail.added > 0) joined.insert(lane);
+    }
+    DropEmptyLanes(tx, lanes, joined);
     if (queued) tx.AnnounceWork();
     if (waits) {
       std::set<std::string> names;
