@@ -11,10 +11,10 @@ Two phases are Funcky's alone: `lanes` (bench/flow_host's two-step function with
 key and without, 1,000 keys × 5 events; the host checks each key's runs went in event order)
 and `backlog` (hello runs/s on an empty queue and beside 100,000 queued runs of a function
 throttled to one start a week, PostgreSQL's time per claim, the coordinator's RSS with them
-queued). Both time each side twice, alternated. `wakeup` (issue 12's "NOTIFY or a short poll"):
-events taken by a coordinator that makes no calls (`--max-in-flight 0`), their first calls made
-by a second coordinator on the database, woken by the first one's NOTIFY or, not listening
-(`--listen-for-work false`), by its own 25 ms poll: event -> first call, one at a time.
+queued). Both time each side four times, alternated. `wakeup` (issue 12's "NOTIFY or a short
+poll"): events taken by a coordinator that makes no calls (`--max-in-flight 0`), their first
+calls made by a second coordinator on the database, woken by the first one's NOTIFY or, not
+listening (`--listen-for-work false`), by its own 25 ms poll: event -> first call, one at a time.
 
 The phases whose figures make the ratios to the peers (pg, npm, graphile, restate) run
 `--rounds` times (2 by default), one round of all of them after the other, and report the
@@ -665,18 +665,22 @@ class Bench:
             self.r[key] = mean_of(self.rounds[key])
 
     def alternated(self, a, b, measure):
-        """`measure(side, i)` twice for each of sides a and b, in the order a, b, b, a, so that a
-        load drifting on the shared box weighs on both; per side the last timing's figures with
-        rates and claim times averaged, the worst RSS and the host's record of both. An untimed
-        timing of side a comes first: the first timing of a phase took the cluster's warm-up
-        (e.g. 592 against 908 runs/s for the same ordered side, 2026-12-01), which the order
-        a, b, b, a put on side a alone."""
+        """`measure(side, i)` four times for each of sides a and b, in the order a, b, b, a, b,
+        a, a, b, so that a load drifting on the shared box weighs on both (a drift that goes
+        steadily, or turns once, weighs on both sides alike); per side the last timing's
+        figures with rates and claim times averaged, the worst RSS and the host's record of all.
+        Until the twenty-second session twice each (a, b, b, a): a side's two timings read as
+        far apart as 1113 and 596 runs/s in one run (2026-12-04), more than the differences the
+        targets ask about. An untimed timing of side a comes first: the first timing of a phase
+        took the cluster's warm-up (e.g. 592 against 908 runs/s for the same ordered side,
+        2026-12-01), which the order would put on side a alone."""
         measure(a, "warmup")
         rounds = {a: [], b: []}
-        for i, side in enumerate((a, b, b, a)):
+        for i, side in enumerate((a, b, b, a, b, a, a, b)):
             rounds[side].append(measure(side, i))
         for side, results in rounds.items():
-            merged = {**results[0], **results[1], "rounds": [r["runs_per_s"] for r in results]}
+            merged = {k: v for r in results for k, v in r.items()}
+            merged["rounds"] = [r["runs_per_s"] for r in results]
             for k, how in (("runs_per_s", mean), ("calls_per_s", mean), ("claim_ms", mean),
                            ("claim_read_ms", mean), ("rss_mb", max), ("rss_now_mb", max),
                            ("backlog_rss_mb", max), ("out_of_order", sum), ("ended", min),
@@ -707,7 +711,7 @@ class Bench:
     def phase_backlog(self):
         """Target 6: hello runs/s on an empty queue and beside `backlog` queued runs.
 
-        Each side is timed twice (`alternated`), each time with a fresh coordinator on the side's
+        Each side is timed four times (`alternated`), each with a fresh coordinator on the side's
         database."""
         def hosts(name, base, api):
             self.flow_host(name + "-flow", base, api)  # the throttled function's host
