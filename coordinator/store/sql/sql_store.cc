@@ -381,19 +381,6 @@ void LockLanes(Tx& tx, const LaneLocks& lanes) {
       "OR (lanes.seq_next IS NULL AND EXCLUDED.seq_start IS NOT NULL)");
 }
 
-// Removes lanes that LockLanes created but no run joined (a sequence lane's row stays); a
-// lane in `joined` has gained a run in this transaction and is not looked at.
-void DropEmptyLanes(Tx& tx, const LaneLocks& lanes,
-                    const std::set<std::pair<std::string, std::string>>& joined = {}) {
-  for (const auto& [lane, options] : lanes) {
-    if (joined.count(lane)) continue;
-    tx.Send(
-        "DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth = 0 "
-        "AND seq_gap_timeout_ms IS NULL",
-        {lane.first, lane.second});
-  }
-}
-
 // Records that the event `event_id` started no run of sequence lane (function_id, key).
 void RecordLaneOutcome(Tx& tx, const std::string& event_id, const NewRun& run, const char* outcome,
                        const std::optional<std::string>& holder, int64_t now_ms) {
@@ -597,6 +584,19 @@ void ExtendLanes(Tx& tx, const LaneTails& tails, int64_t now_ms) {
       "gap_since_ms = CASE WHEN v.column4 IS NULL THEN gap_since_ms END FROM (",
       "($1, $2, $3::bigint, $4, $5::bigint, $6::bigint)", rows,
       ") AS v WHERE lanes.function_id = v.column1 AND lanes.key = v.column2");
+}
+
+// Removes lanes that LockLanes created but no run joined (a sequence lane's row stays). A
+// lane whose tail gained plain runs (ExtendLanes wrote their places) is not empty and is not
+// looked at.
+void DropEmptyLanes(Tx& tx, const LaneLocks& lanes, const LaneTails& tails) {
+  for (const auto& [lane, options] : lanes) {
+    if (auto tail = tails.find(lane); tail != tails.end() && tail->second.added > 0) continue;
+    tx.Send(
+        "DELETE FROM lanes WHERE function_id = $1 AND key = $2 AND depth = 0 "
+        "AND seq_gap_timeout_ms IS NULL",
+        {lane.first, lane.second});
+  }
 }
 
 // Creates the plain runs (IsPlain) of one ingest, `rows` their parameters, queued now: one
@@ -1028,13 +1028,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     }
     ExtendLanes(tx, *tails, now_ms);
     if (start) ReadStartedStatesLater(tx, std::move(started), start);
-    // Locked for duplicate events and runs a gate skipped; a lane that plain runs joined is
-    // not empty.
-    std::set<std::pair<std::string, std::string>> joined;
-    for (const auto& [lane, tail] : *tails) {
-      if (tail.added > 0) joined.insert(lane);
-    }
-    DropEmptyLanes(tx, lanes, joined);
+    DropEmptyLanes(tx, lanes, *tails);  // locked for duplicate events and runs a gate skipped
     if (queued) tx.AnnounceWork();
     if (waits) {
       std::set<std::string> names;
