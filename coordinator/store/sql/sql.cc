@@ -156,31 +156,31 @@ int64_t Tx::Count(std::string_view sql, Params params) {
 
 namespace {
 
-// The highest $N in `values`: the parameters of one row.
-size_t Width(std::string_view values) {
+// The highest $N in `row`: the parameters of one row.
+size_t Width(std::string_view row) {
   size_t width = 0;
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (values[i] != '$') continue;
+  for (size_t i = 0; i < row.size(); ++i) {
+    if (row[i] != '$') continue;
     size_t n = 0;
-    std::from_chars(values.data() + i + 1, values.data() + Digits(values, i + 1), n);
+    std::from_chars(row.data() + i + 1, row.data() + Digits(row, i + 1), n);
     width = std::max(width, n);
   }
   return width;
 }
 
-// `rows` copies of `values`, the parameters of copy r numbered from r * width + 1.
-std::string ValuesList(std::string_view values, size_t rows, size_t width) {
+// `rows` copies of `row`, the parameters of copy r numbered from r * width + 1.
+std::string ValuesList(std::string_view row, size_t rows, size_t width) {
   std::string out;
   for (size_t r = 0; r < rows; ++r) {
     if (r) out += ", ";
-    for (size_t i = 0; i < values.size();) {
-      const size_t end = values[i] == '$' ? Digits(values, i + 1) : i + 1;
+    for (size_t i = 0; i < row.size();) {
+      const size_t end = row[i] == '$' ? Digits(row, i + 1) : i + 1;
       if (end > i + 1) {
         size_t n = 0;
-        std::from_chars(values.data() + i + 1, values.data() + end, n);
+        std::from_chars(row.data() + i + 1, row.data() + end, n);
         out += '$' + std::to_string(n + r * width);
       } else {
-        out += values[i];
+        out += row[i];
       }
       i = end;
     }
@@ -198,23 +198,23 @@ void Rows::Append(Rows more) {
                 std::make_move_iterator(more.cells_.end()));
 }
 
-std::vector<std::pair<std::string, std::vector<Value>>> Tx::InsertStatements(
-    std::string_view insert, std::string_view values, std::string_view tail,
+std::vector<std::pair<std::string, std::vector<Value>>> Tx::RowsStatements(
+    std::string_view head, std::string_view row, std::string_view tail,
     const std::vector<Value>& params) {
   // At most this many rows a statement: the statements stay few and alike (backends cache
   // them by text), far under any database's limit on parameters.
   constexpr size_t kMaxRows = 64;
-  const size_t width = Width(values);
+  const size_t width = Width(row);
   if (width == 0 || params.size() % width != 0) {
-    throw std::logic_error("InsertRows: parameters do not fill whole rows");
+    throw std::logic_error("RowsStatements: parameters do not fill whole rows");
   }
   const size_t rows = params.size() / width;
   std::vector<std::pair<std::string, std::vector<Value>>> out;
   for (size_t first = 0; first < rows; first += kMaxRows) {
     const size_t n = std::min(kMaxRows, rows - first);
-    std::string sql(insert);
+    std::string sql(head);
     sql += " VALUES ";
-    sql += ValuesList(values, n, width);
+    sql += ValuesList(row, n, width);
     if (!tail.empty()) {
       sql += ' ';
       sql += tail;
@@ -225,37 +225,37 @@ std::vector<std::pair<std::string, std::vector<Value>>> Tx::InsertStatements(
   return out;
 }
 
-Rows Tx::InsertRows(std::string_view insert, std::string_view values, std::string_view tail,
-                    const std::vector<Value>& params) {
+Rows Tx::QueryRows(std::string_view head, std::string_view row, std::string_view tail,
+                   const std::vector<Value>& params) {
   Rows out;
-  for (const auto& [sql, chunk] : InsertStatements(insert, values, tail, params)) {
+  for (const auto& [sql, chunk] : RowsStatements(head, row, tail, params)) {
     out.Append(Query(sql, chunk));
   }
   return out;
 }
 
-void Tx::InsertLater(std::string_view insert, std::string_view values, std::vector<Value> row,
+void Tx::InsertLater(std::string_view insert, std::string_view row, std::vector<Value> params,
                      std::string_view tail) {
   auto it = std::find_if(later_.begin(), later_.end(), [&](const Later& l) {
-    return l.insert == insert && l.values == values && l.tail == tail;
+    return l.insert == insert && l.row == row && l.tail == tail;
   });
   if (it == later_.end()) {
-    later_.push_back({std::string(insert), std::string(values), std::string(tail), {}});
+    later_.push_back({std::string(insert), std::string(row), std::string(tail), {}});
     it = later_.end() - 1;
   }
-  it->params.insert(it->params.end(), std::make_move_iterator(row.begin()),
-                    std::make_move_iterator(row.end()));
+  it->params.insert(it->params.end(), std::make_move_iterator(params.begin()),
+                    std::make_move_iterator(params.end()));
 }
 
-void Tx::SendRows(std::string_view insert, std::string_view values,
-                  const std::vector<Value>& params, std::string_view tail) {
-  for (const auto& [sql, chunk] : InsertStatements(insert, values, tail, params)) Send(sql, chunk);
+void Tx::SendRows(std::string_view head, std::string_view row, const std::vector<Value>& params,
+                  std::string_view tail) {
+  for (const auto& [sql, chunk] : RowsStatements(head, row, tail, params)) Send(sql, chunk);
 }
 
 void Tx::FlushInserts() {
   std::vector<Later> later = std::move(later_);
   later_.clear();
-  for (const Later& l : later) SendRows(l.insert, l.values, l.params, l.tail);
+  for (const Later& l : later) SendRows(l.insert, l.row, l.params, l.tail);
 }
 
 }  // namespace funcky::store::sql

@@ -185,34 +185,33 @@ class Tx {
   // The first column of the first row as an integer; 0 when there is no row.
   int64_t Count(std::string_view sql, Params params = {});
 
-  // Inserts rows at once, up to 64 a statement: `insert` is "INSERT INTO t (a, b)", `values`
-  // spells one row, "($1, $2::jsonb)", its parameters numbered from 1, `params` holds the
-  // rows' parameters one row after another, and `tail` follows the rows ("ON CONFLICT DO
-  // NOTHING RETURNING a"). Returns what the statements returned, in order. Any statement
-  // with a VALUES list works the same: "UPDATE t SET a = v.column2 FROM (" as `insert`,
-  // ") AS v WHERE t.id = v.column1" as `tail`.
-  Rows InsertRows(std::string_view insert, std::string_view values, std::string_view tail,
-                  const std::vector<Value>& params);
-  // InsertRows for rows whose insert returns nothing anyone reads: the statements are sent
-  // (Send).
-  void SendRows(std::string_view insert, std::string_view values, const std::vector<Value>& params,
+  // Statements with a VALUES list of up to 64 rows each, for many rows at once: `head` goes
+  // before the list ("INSERT INTO t (a, b)", or "UPDATE t SET a = v.column2 FROM (" — a
+  // VALUES list's columns are column1, column2, … on both databases), `row` spells one row,
+  // "($1, $2::jsonb)", its parameters numbered from 1, `params` holds the rows' parameters
+  // one row after another, and `tail` follows the list ("ON CONFLICT DO NOTHING RETURNING
+  // a", ") AS v WHERE t.id = v.column1"). Returns what the statements returned, in order.
+  Rows QueryRows(std::string_view head, std::string_view row, std::string_view tail,
+                 const std::vector<Value>& params);
+  // QueryRows for statements whose results nobody reads: they are sent (Send).
+  void SendRows(std::string_view head, std::string_view row, const std::vector<Value>& params,
                 std::string_view tail = "");
-  // Inserts a row before the transaction commits, as InsertRows does, with the other rows of
+  // Inserts a row before the transaction commits, as SendRows does, with the other rows of
   // the same `insert` (and `tail`, which returns nothing) whatever transaction work (a
   // group's pieces) they came from: for rows nothing reads back before the commit.
-  void InsertLater(std::string_view insert, std::string_view values, std::vector<Value> row,
+  void InsertLater(std::string_view insert, std::string_view row, std::vector<Value> params,
                    std::string_view tail = "");
   // Sends what InsertLater holds (Send); backends call it before they commit.
   void FlushInserts();
 
-  // InsertRows' statements: each with its parameters.
-  static std::vector<std::pair<std::string, std::vector<Value>>> InsertStatements(
-      std::string_view insert, std::string_view values, std::string_view tail,
+  // QueryRows' statements: each with its parameters.
+  static std::vector<std::pair<std::string, std::vector<Value>>> RowsStatements(
+      std::string_view head, std::string_view row, std::string_view tail,
       const std::vector<Value>& params);
 
  private:
   struct Later {
-    std::string insert, values, tail;
+    std::string insert, row, tail;
     std::vector<Value> params;  // the rows' parameters, one row after another
   };
   std::vector<Later> later_;

@@ -546,7 +546,7 @@ void ReadLaneTailsLater(Tx& tx, const std::vector<NewEvent>& events,
     lanes.insert(lanes.end(), {lane.first, lane.second});
   }
   // Up to 64 lanes a statement, each found by its key.
-  for (const auto& [sql, params] : Tx::InsertStatements(
+  for (const auto& [sql, params] : Tx::RowsStatements(
            "SELECT l.function_id, l.key, l.next_seq, l.head_run_id FROM (", "($1, $2)",
            ") AS v JOIN lanes l ON l.function_id = v.column1 AND l.key = v.column2", lanes)) {
     tx.QueryLater(sql, params, [tails](Rows rows) {
@@ -640,7 +640,7 @@ std::vector<std::string> CreatePlainRuns(Tx& tx, const std::vector<const NewRun*
   }
   // The started items are for the caller: read with the commit.
   for (auto& [sql, chunk] :
-       tx.InsertStatements(kInsert, kValues, "RETURNING id, run_id, lease_token", calls)) {
+       tx.RowsStatements(kInsert, kValues, "RETURNING id, run_id, lease_token", calls)) {
     tx.QueryLater(sql, chunk, [start, token](Rows rows) {
       for (Row row : rows) {
         if (row.Null(2)) continue;
@@ -886,10 +886,10 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
       rows.insert(rows.end(), {e.internal_id, e.id, e.name, JsonValue(e.payload), now_ms});
     }
     std::set<std::string> inserted;
-    for (Row row : tx.InsertRows("INSERT INTO events (internal_id, id, name, payload, "
-                                 "received_at_ms)",
-                                 "($1, $2, $3, $4::jsonb, $5)",
-                                 "ON CONFLICT DO NOTHING RETURNING internal_id", rows)) {
+    for (Row row : tx.QueryRows("INSERT INTO events (internal_id, id, name, payload, "
+                                "received_at_ms)",
+                                "($1, $2, $3, $4::jsonb, $5)",
+                                "ON CONFLICT DO NOTHING RETURNING internal_id", rows)) {
       inserted.insert(row.Text(0));
     }
     if (functions_generation) {
