@@ -93,13 +93,7 @@ class LaneRecordingTx final : public sql::Tx {
     }
     // A statement of several rows (Tx::SendRows: "VALUES (…), (…)") names a lane a row, its
     // function and key first, and locks them in the order of its rows.
-    size_t rows = 1;
-    if (sql.find(" VALUES ") != std::string_view::npos) {
-      for (size_t at = sql.find("), ("); at != std::string_view::npos;
-           at = sql.find("), (", at + 1)) {
-        ++rows;
-      }
-    }
+    const size_t rows = ValuesRows(sql);
     const size_t width = params.size() / rows;
     for (size_t row = 0; row < rows; ++row) {
       const auto* fn = std::get_if<std::string>(&params.begin()[row * width].get());
@@ -110,6 +104,30 @@ class LaneRecordingTx final : public sql::Tx {
       if (std::find(lanes.begin(), lanes.end(), lane) == lanes.end()) lanes.push_back(lane);
     }
   }
+  // The rows of `sql`'s VALUES list: the parenthesized groups at its top level, up to the
+  // first text that is not one or the parenthesis that closes the list (string literals
+  // skipped); 1 without a VALUES list.
+  static size_t ValuesRows(std::string_view sql) {
+    const size_t values = sql.find(" VALUES ");
+    if (values == std::string_view::npos) return 1;
+    size_t rows = 0;
+    int depth = 0;
+    for (size_t i = values + 8; i < sql.size(); ++i) {
+      const char c = sql[i];
+      if (c == '\'') {
+        i = sql.find('\'', i + 1);
+        if (i == std::string_view::npos) break;
+      } else if (c == '(') {
+        if (depth++ == 0) ++rows;
+      } else if (c == ')') {
+        if (depth-- == 0) break;  // closes what the list stands in: "FROM (VALUES …)"
+      } else if (depth == 0 && c != ',' && c != ' ') {
+        break;
+      }
+    }
+    return std::max<size_t>(rows, 1);
+  }
+
   sql::Tx& tx_;
 };
 
