@@ -410,6 +410,10 @@ struct QueueItem {
   // Set on a resume item (a timer, a wait's timeout or match): no host call; the executor
   // memoizes resume["memo"] under step_id (named resume["name"]) and runs discovery.
   std::optional<Json> resume;
+  // Set by the store on a call it leased when, as far as it then knew, the run had never had
+  // a wait or calls in parallel (its calls come one at a time): an apply of the call may then
+  // be written in one flight to the database. Unset tells nothing; either way is correct.
+  bool one_at_a_time = false;
 };
 
 // The `resume` of a resume item that memoizes `memo` under a step named `name`.

@@ -71,6 +71,11 @@ class LaneRecordingTx final : public sql::Tx {
     Note(sql, params);
     tx_.QueryLater(sql, params, std::move(done));
   }
+  void Require(std::string_view sql, sql::Params params, size_t rows,
+               std::function<void(sql::Rows)> done) override {
+    Note(sql, params);
+    tx_.Require(sql, params, rows, std::move(done));
+  }
   void Wait() override { tx_.Wait(); }
   void LockKey(std::string_view key) override { tx_.LockKey(key); }
   void AnnounceWork() override { tx_.AnnounceWork(); }
@@ -140,7 +145,7 @@ class LaneRecordingTx final : public sql::Tx {
 class FaultyDatabase final : public sql::Database {
  public:
   explicit FaultyDatabase(std::unique_ptr<sql::Database> db) : db_(std::move(db)) {}
-  Status Transact(const std::function<Status(sql::Tx&)>& body) override {
+  Status Transact(const std::function<Status(sql::Tx&)>& body, sql::Flights flights) override {
     if (hold_next.exchange(false)) {
       std::unique_lock lock(mu_);
       held = true;
@@ -149,14 +154,16 @@ class FaultyDatabase final : public sql::Database {
     if (record_lanes) {
       std::vector<std::string> lanes;
       int writes = 0;
-      Status s = db_->Transact([&](sql::Tx& tx) {
-        LaneRecordingTx recording(tx);
-        Status done = body(recording);
-        if (done.ok()) recording.FlushInserts();  // rows the body held for the commit
-        lanes = recording.lanes;
-        writes = recording.lane_writes;
-        return done;
-      });
+      Status s = db_->Transact(
+          [&](sql::Tx& tx) {
+            LaneRecordingTx recording(tx);
+            Status done = body(recording);
+            if (done.ok()) recording.FlushInserts();  // rows the body held for the commit
+            lanes = recording.lanes;
+            writes = recording.lane_writes;
+            return done;
+          },
+          flights);
       if (s.ok()) {
         std::lock_guard lock(mu_);
         lanes_locked.push_back(std::move(lanes));
@@ -166,12 +173,14 @@ class FaultyDatabase final : public sql::Database {
     }
     if (conflicts > 0) {
       --conflicts;
-      return db_->Transact([&](sql::Tx& tx) {
-        (void)body(tx);
-        return sql::Conflict("40P01");
-      });
+      return db_->Transact(
+          [&](sql::Tx& tx) {
+            (void)body(tx);
+            return sql::Conflict("40P01");
+          },
+          flights);
     }
-    Status s = db_->Transact(body);
+    Status s = db_->Transact(body, flights);
     if (s.ok() && fail_next_commit.exchange(false)) {
       return Unavailable("commit outcome unknown (injected)");
     }
@@ -268,6 +277,38 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     ne.runs.push_back(run);
     EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
     return run.run_id;
+  }
+
+  // Ingests one event that starts one run of "app-plain" here (StartedCalls); returns the
+  // run's first call, leased to the caller.
+  QueueItem StartHere() {
+    NewEvent ne = Event("test/e");
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+    run.may_start_here = true;
+    ne.runs.push_back(run);
+    StartedCalls start{.max = 1, .lease = 30s};
+    EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr, &start), IsOk());
+    EXPECT_EQ(start.items.size(), 1u);
+    return start.items.empty() ? QueueItem{} : start.items[0];
+  }
+
+  // A call that recorded step `id` (one attempt) and goes on with the run's discovery, due
+  // now, once the run's other calls are done: what the executor makes of a step's reply.
+  Transition StepDone(const std::string& id) {
+    Transition t;
+    t.steps.push_back({id, 0, id, "completed", {{"data", id}}});
+    const int64_t now = UnixMillis(clock_.Now());
+    t.attempts.push_back({id, id, 0, "completed", nullptr, now - 5, now});
+    t.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}},
+                                  .next_only_if_idle = true};
+    return t;
+  }
+
+  // How often `fn` made the store wait for PostgreSQL (0 on SQLite).
+  int64_t RoundTripsOf(const std::function<void()>& fn) {
+    const std::optional<int64_t> before = store_->RoundTrips();
+    fn();
+    return before ? *store_->RoundTrips() - *before : 0;
   }
 
   std::vector<QueueItem> Claim(int max = 100) {
@@ -936,6 +977,203 @@ TEST_P(StoreConformance, ARunThatEndsLeavesNoQueuedCallBehind) {
   EXPECT_EQ(*store_->NextVisible(), std::nullopt);
 }
 
+// The calls of a run whose calls come one at a time (QueueItem::one_at_a_time: a new run's first
+// call started at its ingest, and a call kept by an apply that found the run so) are applied
+// in one flight, each alone: a step that keeps the run's next call, and the run's end with its
+// end event. A claim does not read the run's past: its call is applied the usual way (on
+// PostgreSQL the run's statement, then the rest with the commit), and tells the call it keeps.
+TEST_P(StoreConformance, TheCallsOfARunWhoseCallsComeOneAtATimeAreAppliedInOneFlight) {
+  const bool pg = GetParam().name == "postgres";
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  QueueItem call = items[0];
+  EXPECT_FALSE(call.one_at_a_time);
+  auto keep = [&](const std::string& step) {
+    auto applied = store_->ApplyAndKeep(call, StepDone(step), clock_.Now(), 30s);
+    ASSERT_THAT(applied, IsOk());
+    ASSERT_TRUE(applied->kept.has_value());
+    EXPECT_FALSE(applied->kept->steps.has_value()) << "no other call of the run recorded any";
+    call = applied->kept->item;
+  };
+  int64_t trips = RoundTripsOf([&] { keep("a"); });
+  if (pg) {
+    EXPECT_EQ(trips, 2);
+  }
+  EXPECT_TRUE(call.one_at_a_time) << "the run's row said so";
+  trips = RoundTripsOf([&] { keep("b"); });
+  if (pg) {
+    EXPECT_EQ(trips, 1);
+  }
+  EXPECT_TRUE(call.one_at_a_time);
+
+  NewEvent finished = Event("inngest/function.finished");
+  Transition end;
+  end.move = Transition::End{kCompleted, "done", nullptr, {finished.event}};
+  trips = RoundTripsOf([&] {
+    auto applied = store_->ApplyAndKeep(call, end, clock_.Now(), 30s);
+    ASSERT_THAT(applied, IsOk());
+    EXPECT_FALSE(applied->kept.has_value());
+    EXPECT_TRUE(applied->end_events_stored);
+  });
+  if (pg) {
+    EXPECT_EQ(trips, 1);
+  }
+  EXPECT_EQ(RunStatus(run), kCompleted);
+  auto steps = store_->GetSteps(run);
+  ASSERT_THAT(steps, IsOk());
+  ASSERT_EQ(steps->size(), 2u);
+  EXPECT_EQ((*steps)[0].step_id, "a");
+  EXPECT_EQ((*steps)[1].step_id, "b");
+  EXPECT_EQ((*steps)[1].seq, 1);
+  auto attempts = store_->GetAttempts(run);
+  ASSERT_THAT(attempts, IsOk());
+  EXPECT_EQ(attempts->size(), 2u);
+  EXPECT_THAT(store_->GetEvent(finished.event.internal_id), IsOk()) << "stored with the end";
+  EXPECT_EQ(*store_->NextVisible(), std::nullopt) << "no call of the run left";
+
+  // A run started at its ingest: its first call comes one at a time already.
+  QueueItem first = StartHere();
+  EXPECT_TRUE(first.one_at_a_time);
+  call = first;
+  trips = RoundTripsOf([&] { keep("a"); });
+  if (pg) {
+    EXPECT_EQ(trips, 1);
+  }
+  trips = RoundTripsOf([&] { ASSERT_THAT(End(call), IsOk()); });
+  if (pg) {
+    EXPECT_EQ(trips, 1);
+  }
+  EXPECT_EQ(RunStatus(first.run_id), kCompleted);
+  EXPECT_EQ(*store_->NextVisible(), std::nullopt);
+
+  // An end whose event a run waits for leaves it to the run-end outbox, in one flight too.
+  const std::string waiter = Start("app-plain");
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  NewWait wait;
+  wait.step_id = wait.name = "w";
+  wait.event_name = finished.event.name;
+  wait.kind = kWaitEvent;
+  wait.expires_at = clock_.Now() + 1h;
+  Transition waiting;
+  waiting.move = Transition::Continue{.waits = {wait}, .run_status = kWaiting};
+  ASSERT_THAT(store_->Apply(items[0], waiting, clock_.Now()), IsOk());
+  call = StartHere();
+  finished = Event("inngest/function.finished");
+  end.move = Transition::End{kCompleted, "done", nullptr, {finished.event}};
+  trips = RoundTripsOf([&] {
+    auto applied = store_->ApplyAndKeep(call, end, clock_.Now(), 30s);
+    ASSERT_THAT(applied, IsOk());
+    EXPECT_FALSE(applied->end_events_stored);
+  });
+  if (pg) {
+    EXPECT_EQ(trips, 1);
+  }
+  EXPECT_EQ(RunStatus(call.run_id), kCompleted);
+  EXPECT_THAT(store_->GetEvent(finished.event.internal_id), StatusIs(StatusCode::kNotFound));
+  auto ends = store_->PendingRunEnds(0, 10);
+  ASSERT_THAT(ends, IsOk());
+  EXPECT_EQ(std::set<std::string>(ends->begin(), ends->end()),
+            (std::set<std::string>{first.run_id, call.run_id}))
+      << "the run that ended without events, and this one; not the one that stored its event";
+}
+
+// An ingest whose runs are each a row and a first call goes in one flight when alone, the first
+// call it starts here with it, unless an event has an id of its own (an idempotency key, whose
+// resends are duplicates). One that finds its event stored already, or the functions changed
+// since it matched the event against them, writes nothing there and is made again the usual
+// way, which tells so.
+TEST_P(StoreConformance, AnIngestOfPlainRunsGoesInOneFlight) {
+  const bool pg = GetParam().name == "postgres";
+  auto generation = store_->FunctionGeneration();
+  ASSERT_THAT(generation, IsOk());
+  NewEvent ne = Event("test/e");
+  NewRun run{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+  run.may_start_here = true;
+  ne.runs.push_back(run);
+  StartedCalls start{.max = 1, .lease = 30s};
+  const int64_t trips = RoundTripsOf([&] {
+    auto stored = store_->IngestEvents({ne}, clock_.Now(), nullptr, &start, *generation);
+    ASSERT_THAT(stored, IsOk());
+    ASSERT_EQ(stored->size(), 1u);
+    EXPECT_FALSE((*stored)[0].duplicate);
+  });
+  if (pg) {
+    EXPECT_EQ(trips, 1);
+  }
+  ASSERT_EQ(start.items.size(), 1u);
+  EXPECT_EQ(start.items[0].run_id, run.run_id);
+  ASSERT_EQ(start.states.size(), 1u) << "its state, read with the commit";
+  EXPECT_EQ(start.states[0].run.status, kRunning);
+  EXPECT_EQ(RunStatus(run.run_id), kRunning);
+
+  // The same event again (a resend, as the run-end outbox may make): a duplicate, nothing
+  // started.
+  NewEvent again = ne;
+  again.runs[0].run_id = NewUlid(UnixMillis(clock_.Now()) + 1);
+  auto stored = store_->IngestEvents({again}, clock_.Now(), nullptr, &start, *generation);
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_TRUE((*stored)[0].duplicate);
+  EXPECT_TRUE(start.items.empty());
+  EXPECT_THAT(store_->GetRun(again.runs[0].run_id), StatusIs(StatusCode::kNotFound));
+
+  // An event with an id of its own goes the usual way.
+  NewEvent keyed = Event("test/e");
+  keyed.event.id = "once";
+  keyed.runs.push_back({NewUlid(UnixMillis(clock_.Now()) + 3), "app-plain"});
+  const int64_t keyed_trips = RoundTripsOf([&] {
+    ASSERT_THAT(store_->IngestEvents({keyed}, clock_.Now(), nullptr, nullptr, *generation), IsOk());
+  });
+  if (pg) {
+    EXPECT_EQ(keyed_trips, 2) << "the events' insert, then the rest with the commit";
+  }
+  EXPECT_EQ(RunStatus(keyed.runs[0].run_id), kQueued);
+
+  // Matched against the functions before a sync: nothing stored.
+  NewEvent stale = Event("test/e");
+  stale.runs.push_back({NewUlid(UnixMillis(clock_.Now()) + 2), "app-plain"});
+  EXPECT_THAT(store_->IngestEvents({stale}, clock_.Now(), nullptr, nullptr, *generation - 1),
+              StatusIs(StatusCode::kAborted));
+  EXPECT_THAT(store_->GetEvent(stale.event.internal_id), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(store_->GetRun(stale.runs[0].run_id), StatusIs(StatusCode::kNotFound));
+}
+
+// An apply tried in one flight whose run's statement does not match writes nothing and is
+// made again the usual way: a call that checkpointed steps keeps the next call all the same,
+// which counts the run's steps (KeptCall::steps); the end of a run whose call checkpointed
+// ends it; a call whose lease was lost writes nothing at all.
+TEST_P(StoreConformance, AnApplyInOneFlightWhoseRunStatementDoesNotMatchIsMadeTheUsualWay) {
+  const StepRecord checkpointed{"c", 0, "c", "completed", {{"data", "c"}}, 0};
+  QueueItem call = StartHere();
+  ASSERT_TRUE(call.one_at_a_time);
+  ASSERT_THAT(store_->Checkpoint(call, {checkpointed}, {}, clock_.Now()), IsOk());
+  auto applied = store_->ApplyAndKeep(call, StepDone("a"), clock_.Now(), 30s);
+  ASSERT_THAT(applied, IsOk());
+  ASSERT_TRUE(applied->kept.has_value());
+  EXPECT_EQ(applied->kept->steps, std::optional<int64_t>(2)) << "the checkpoint's and its own";
+  EXPECT_FALSE(applied->kept->item.one_at_a_time) << "the run had steps beside its call";
+  ASSERT_THAT(End(applied->kept->item), IsOk());
+  EXPECT_EQ(RunStatus(call.run_id), kCompleted);
+
+  QueueItem ending = StartHere();
+  ASSERT_THAT(store_->Checkpoint(ending, {checkpointed}, {}, clock_.Now()), IsOk());
+  ASSERT_THAT(End(ending), IsOk());
+  EXPECT_EQ(RunStatus(ending.run_id), kCompleted);
+  EXPECT_EQ(*store_->NextVisible(), std::nullopt) << "no call of either run left";
+
+  QueueItem lost = StartHere();
+  ASSERT_TRUE(lost.one_at_a_time);
+  lost.lease_token = "someone-else";
+  EXPECT_THAT(store_->ApplyAndKeep(lost, StepDone("a"), clock_.Now(), 30s),
+              StatusIs(StatusCode::kAborted));
+  EXPECT_THAT(End(lost), StatusIs(StatusCode::kAborted));
+  auto steps = store_->GetSteps(lost.run_id);
+  ASSERT_THAT(steps, IsOk());
+  EXPECT_TRUE(steps->empty());
+  EXPECT_EQ(RunStatus(lost.run_id), kRunning);
+}
+
 // A host's checkpoint records the steps it ran within a call still in flight: only while the
 // call holds its lease, each step once (the first record wins), with the call's attempt; the
 // call stays leased and its reply is applied as usual after. A stale call's checkpoint (its
@@ -1075,19 +1313,13 @@ TEST_P(StoreConformance, AnIngestStartsSomeFirstCallsAtOnce) {
   EXPECT_EQ(RunStatus(started), kCompleted);
 
   // Applied with its lease: the run goes on as after a claim.
-  NewEvent second = Event("test/e");
-  NewRun r{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
-  r.may_start_here = true;
-  second.runs.push_back(r);
-  StartedCalls more{.max = 1, .lease = 30s};
-  ASSERT_THAT(store_->IngestEvents({second}, clock_.Now(), nullptr, &more), IsOk());
-  ASSERT_EQ(more.items.size(), 1u);
-  auto held = store_->ApplyAndKeep(more.items[0], StepThenDiscovery(), clock_.Now(), 30s);
+  const QueueItem second = StartHere();
+  auto held = store_->ApplyAndKeep(second, StepThenDiscovery(), clock_.Now(), 30s);
   ASSERT_THAT(held, IsOk());
   ASSERT_TRUE(held->kept.has_value());
   ASSERT_THAT(End(held->kept->item), IsOk());
-  EXPECT_EQ(RunStatus(r.run_id), kCompleted);
-  EXPECT_EQ(store_->GetSteps(r.run_id)->size(), 1u);
+  EXPECT_EQ(RunStatus(second.run_id), kCompleted);
+  EXPECT_EQ(store_->GetSteps(second.run_id)->size(), 1u);
 }
 
 // A lane's run may start at its ingest too, when its lane is free: it becomes the head with its
@@ -1725,6 +1957,114 @@ std::set<int64_t> CheckSentStatements(sql::Database& db, bool postgres) {
   EXPECT_THAT(count(&n), IsOk());
   EXPECT_EQ(n, 3);
   return connections;
+}
+
+// A transaction of one flight (sql::Flights::kOne) commits what it sent behind a Tx::Require
+// that found a row, whose rows reach the caller by the commit; PostgreSQL answers it once. One
+// whose Require finds no row writes nothing, sent before it or after, and fails with Unmet
+// (sql::IsUnmet), as does a transaction of the usual kind; one whose body fails after sending
+// writes nothing either. The database serves the next transaction after each.
+void CheckRequire(sql::Database& db) {
+  ASSERT_THAT(db.Migrate(), IsOk());  // funcky_require, on PostgreSQL
+  ASSERT_THAT(db.Transact([&](sql::Tx& tx) {
+    tx.Send("CREATE TABLE required (x bigint PRIMARY KEY)");
+    tx.Send("INSERT INTO required (x) VALUES ($1)", {1});
+    return Status::Ok();
+  }),
+              IsOk());
+  auto values = [&] {
+    std::vector<int64_t> out;
+    EXPECT_THAT(db.Transact([&](sql::Tx& tx) {
+      for (sql::Row row : tx.Query("SELECT x FROM required ORDER BY x")) out.push_back(row.Int(0));
+      return Status::Ok();
+    }),
+                IsOk());
+    return out;
+  };
+  // Inserts `value` before and after requiring the row `required`.
+  auto insert_around = [&](int64_t required, int64_t value, sql::Flights flights,
+                           std::vector<int64_t>* seen) {
+    return db.Transact(
+        [&](sql::Tx& tx) {
+          tx.Send("INSERT INTO required (x) VALUES ($1)", {value});
+          tx.Require("SELECT x FROM required WHERE x = $1 {FOR UPDATE}", {required}, 1,
+                     [seen](sql::Rows rows) {
+                       for (sql::Row row : rows) seen->push_back(row.Int(0));
+                     });
+          tx.Send("INSERT INTO required (x) VALUES ($1)", {value + 1});
+          return Status::Ok();
+        },
+        flights);
+  };
+  std::vector<int64_t> seen;
+  const std::optional<int64_t> before = db.RoundTrips();
+  EXPECT_THAT(insert_around(1, 10, sql::Flights::kOne, &seen), IsOk());
+  if (before) {
+    EXPECT_EQ(*db.RoundTrips() - *before, 1) << "everything with the commit";
+  }
+  EXPECT_EQ(seen, std::vector<int64_t>{1}) << "the required row";
+  EXPECT_EQ(values(), (std::vector<int64_t>{1, 10, 11}));
+  // At least as many rows as required.
+  for (const size_t rows : {3, 4}) {
+    Status s = db.Transact(
+        [&](sql::Tx& tx) {
+          tx.Require("SELECT x FROM required WHERE x < 100", {}, rows, [](sql::Rows) {});
+          tx.Send("INSERT INTO required (x) VALUES ($1)", {static_cast<int64_t>(rows) * 100});
+          return Status::Ok();
+        },
+        sql::Flights::kOne);
+    if (rows == 3) {
+      EXPECT_THAT(s, IsOk());
+    } else {
+      EXPECT_TRUE(sql::IsUnmet(s)) << s.ToString();
+    }
+  }
+  EXPECT_EQ(values(), (std::vector<int64_t>{1, 10, 11, 300}));
+  ASSERT_THAT(db.Transact([&](sql::Tx& tx) {
+    tx.Send("DELETE FROM required WHERE x = $1", {300});
+    return Status::Ok();
+  }),
+              IsOk());
+
+  for (const sql::Flights flights : {sql::Flights::kOne, sql::Flights::kAsNeeded}) {
+    seen.clear();
+    Status s = insert_around(2, 20, flights, &seen);
+    EXPECT_TRUE(sql::IsUnmet(s)) << s.ToString();
+    EXPECT_TRUE(seen.empty());
+    EXPECT_EQ(values(), (std::vector<int64_t>{1, 10, 11})) << "nothing of it, before or after";
+  }
+
+  Status s = db.Transact(
+      [&](sql::Tx& tx) {
+        tx.Send("INSERT INTO required (x) VALUES ($1)", {30});
+        return Aborted("changed its mind");
+      },
+      sql::Flights::kOne);
+  EXPECT_THAT(s, StatusIs(StatusCode::kAborted));
+  EXPECT_EQ(values(), (std::vector<int64_t>{1, 10, 11})) << "a failed body's sends roll back";
+
+  s = db.Transact(
+      [&](sql::Tx& tx) {
+        tx.Send("INSERT INTO required (x) VALUES ($1)", {40});
+        tx.Send("INSERT INTO required (x) VALUES ($1)", {1});  // a duplicate
+        return Status::Ok();
+      },
+      sql::Flights::kOne);
+  EXPECT_THAT(s, StatusIs(StatusCode::kInternal));
+  EXPECT_FALSE(sql::IsUnmet(s));
+  EXPECT_EQ(values(), (std::vector<int64_t>{1, 10, 11})) << "a failed statement's flight too";
+}
+
+TEST(PostgresDatabase, OneFlightCommitsBehindARequireThatFoundItsRowAndNothingElse) {
+  auto db = NewPostgresDatabase(
+      {.url = testing::SharedPgCluster().CreateDatabase("store_require"), .pool_size = 1});
+  CheckRequire(*db);
+}
+
+TEST(SqliteDatabase, OneFlightCommitsBehindARequireThatFoundItsRowAndNothingElse) {
+  auto db = OpenSqliteDatabase({.path = testing::TempDir("funcky-require-") + "/require.db"});
+  ASSERT_THAT(db, IsOk());
+  CheckRequire(**db);
 }
 
 TEST(PostgresDatabase, SentStatementsRunInOrderAndFailTheirTransactionWherePipelined) {

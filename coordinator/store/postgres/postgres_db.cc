@@ -7,7 +7,9 @@
 // connection and go out with the next statement whose result is wanted, or with the COMMIT:
 // one round trip where each took one. The server runs them in order, as sent; the first that
 // fails aborts the rest (PostgreSQL skips to the pipeline's sync), and its error is the
-// transaction's.
+// transaction's. A transaction of one flight (sql::Flights::kOne) has no BEGIN and no COMMIT:
+// a pipeline's statements up to its sync are one implicit transaction, which the sync commits
+// (or rolls back, after a failure).
 #include <libpq-fe.h>
 #include <poll.h>
 
@@ -36,6 +38,9 @@ namespace {
 
 // Keeps concurrent `funcky migrate` / start-ups from applying the same migration twice.
 constexpr int64_t kMigrationLockId = 0x66756e636b79;  // "funcky"
+
+// The SQLSTATE of funcky_require (migration 0022), raised when a Tx::Require finds no row.
+constexpr const char* kUnmetState = "FK001";
 
 // The channel on which coordinators tell each other that work is due (Tx::AnnounceWork).
 constexpr const char* kWorkChannel = "funcky_work";
@@ -166,9 +171,10 @@ class PostgresTx final : public sql::Tx {
   PostgresTx(Connection& conn, const Rewriter& rewrite, std::atomic<int64_t>& round_trips)
       : conn_(conn), rewrite_(rewrite), round_trips_(round_trips) {}
 
-  void Begin() {
+  void Begin(sql::Flights flights) {
     if (PQenterPipelineMode(conn_.c) != 1) throw Lost();
-    QueueText("BEGIN");
+    one_flight_ = flights == sql::Flights::kOne;
+    if (!one_flight_) QueueText("BEGIN");
     if (conn_.ReprepareDue(std::chrono::steady_clock::now())) {
       // Not transactional: the statements are gone whatever becomes of the transaction.
       QueueText("DEALLOCATE ALL");
@@ -187,6 +193,20 @@ class PostgresTx final : public sql::Tx {
   }
 
   void Send(std::string_view sql, sql::Params params) override { QueueStatement(sql, params); }
+
+  void Require(std::string_view sql, sql::Params params, size_t rows,
+               std::function<void(sql::Rows)> done) override {
+    // The query's rows, after funcky_require has counted them: one row that raises when
+    // there are too few (the outer side of the join is always read), joined to them. A
+    // statement in WITH runs once however often it is read. The count is part of the text:
+    // a few texts, each prepared once.
+    std::string wrapped = "WITH required AS (";
+    wrapped.append(sql);
+    wrapped +=
+        ") SELECT required.* FROM (SELECT funcky_require(count(*) >= " + std::to_string(rows) +
+        ") FROM required) AS counted LEFT JOIN required ON true";
+    QueryLater(wrapped, params, std::move(done));
+  }
 
   void QueryLater(std::string_view sql, sql::Params params,
                   std::function<void(sql::Rows)> done) override {
@@ -224,7 +244,7 @@ class PostgresTx final : public sql::Tx {
   // Sends the COMMIT with whatever is queued and reads every result; throws PgError (with
   // in_doubt when the connection failed after the COMMIT went out).
   void Commit() {
-    QueueText("COMMIT");
+    if (!one_flight_) QueueText("COMMIT");
     commit_sent_ = true;
     Sync();
     Drain(/*throw_errors=*/true);
@@ -234,6 +254,12 @@ class PostgresTx final : public sql::Tx {
   // Rolls back what the body did (it returned an error): what is queued is sent and its
   // results read, then ROLLBACK. Throws PgError when the connection failed.
   void Rollback() {
+    if (one_flight_) {
+      // Nothing is committed before the sync, which is not sent: the connection is closed
+      // instead (only a body that fails after it queued writes comes here).
+      conn_.discard = true;
+      return;
+    }
     QueueText("ROLLBACK");
     Sync();
     Drain(/*throw_errors=*/false);
@@ -246,6 +272,9 @@ class PostgresTx final : public sql::Tx {
   bool Recover() {
     try {
       if (!conn_.usable()) return false;
+      // One flight's statements are committed by the sync: unless a failed statement aborted
+      // them, the connection is closed instead.
+      if (one_flight_ && !aborted_) return false;
       if (PQpipelineStatus(conn_.c) == PQ_PIPELINE_OFF) {
         return PQtransactionStatus(conn_.c) == PQTRANS_IDLE;
       }
@@ -392,6 +421,7 @@ class PostgresTx final : public sql::Tx {
     }
     if (!ok && !conn_.usable()) throw Lost();
     if (p.kind == Pending::Kind::kDeallocate && !ok) conn_.discard = true;
+    if (status == PGRES_FATAL_ERROR) aborted_ = true;
     if (!ok && throw_errors) {
       // Aborted: skipped after an earlier failure, which was read (and thrown) before.
       if (status == PGRES_FATAL_ERROR) throw ErrorOf(r.get());
@@ -411,6 +441,8 @@ class PostgresTx final : public sql::Tx {
   std::deque<Pending> pending_;
   bool announced_ = false;
   bool commit_sent_ = false;
+  bool one_flight_ = false;  // no BEGIN or COMMIT: the sync commits (sql::Flights::kOne)
+  bool aborted_ = false;     // a statement failed: the server undoes the transaction
 };
 
 // Listens on kWorkChannel on a connection of its own, on a thread of its own, and calls
@@ -476,14 +508,14 @@ class PostgresDatabase final : public sql::Database {
  public:
   explicit PostgresDatabase(PostgresOptions options) : options_(std::move(options)) {}
 
-  Status Transact(const std::function<Status(sql::Tx&)>& body) override {
+  Status Transact(const std::function<Status(sql::Tx&)>& body, sql::Flights flights) override {
     auto conn = TakeConnection();
     if (!conn.ok()) return conn.status();
     std::unique_ptr<Connection> c = std::move(conn).value();
     PostgresTx tx(*c, rewrite_, round_trips_);
     Status result;
     try {
-      tx.Begin();
+      tx.Begin(flights);
       result = body(tx);
       if (result.ok()) {
         tx.FlushInserts();
@@ -497,6 +529,11 @@ class PostgresDatabase final : public sql::Database {
       Status failed = Failed(e, c);
       if (result.ok()) result = std::move(failed);
       if (c && !tx.Recover()) c.reset();
+    } catch (const sql::UnmetRequirement&) {
+      // Tx::Require's own check (a Require that read its rows at once, as a wrapping Tx's
+      // may): the transaction is rolled back like any other the body failed.
+      result = sql::Unmet();
+      if (!tx.Recover()) c.reset();
     } catch (const std::exception& e) {
       if (result.ok()) result = Internal(std::string("database error: ") + e.what());
       if (!tx.Recover()) c.reset();
@@ -566,6 +603,7 @@ class PostgresDatabase final : public sql::Database {
     if (state == "40001" || state == "40P01") {
       return sql::Conflict(state);
     }
+    if (state == kUnmetState) return sql::Unmet();
     if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P03") {
       c.reset();
       DropIdleConnections();

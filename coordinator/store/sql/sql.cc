@@ -97,6 +97,22 @@ bool IsConflict(const Status& s) {
   return s.code() == StatusCode::kUnavailable && s.message().starts_with(kConflict);
 }
 
+namespace {
+constexpr std::string_view kUnmet = "a required row was not found";
+}  // namespace
+
+Status Unmet() { return FailedPrecondition(std::string(kUnmet)); }
+
+bool IsUnmet(const Status& s) {
+  return s.code() == StatusCode::kFailedPrecondition && s.message() == kUnmet;
+}
+
+void Tx::Require(std::string_view sql, Params params, size_t rows, std::function<void(Rows)> done) {
+  Rows got = Query(sql, params);
+  if (got.size() < rows) throw UnmetRequirement();
+  done(std::move(got));
+}
+
 Value JsonValue(const Json& j) {
   if (j.is_null()) return nullptr;
   return j.dump();

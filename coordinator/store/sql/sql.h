@@ -20,6 +20,7 @@
 #include <initializer_list>
 #include <iterator>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -161,6 +162,13 @@ class Tx {
   virtual void QueryLater(std::string_view sql, Params params, std::function<void(Rows)> done) {
     done(Query(sql, params));
   }
+  // Runs a query that must return at least `rows` rows, which `done` gets as QueryLater's
+  // does: when it returns fewer, the statements after it do not run and the transaction fails
+  // with Unmet() (nothing of it is written). PostgreSQL sends it as QueryLater does and the
+  // server fails the transaction itself, so nothing after it waits for its answer
+  // (Flights::kOne); SQLite runs it at once.
+  virtual void Require(std::string_view sql, Params params, size_t rows,
+                       std::function<void(Rows)> done);
   // Waits for the results of every statement sent so far (QueryLater's `done` has then been
   // called; a failed statement throws): PostgreSQL sends what is queued and waits once,
   // unless nothing is; SQLite has run everything already.
@@ -223,6 +231,27 @@ class Tx {
 Status Conflict(std::string_view sqlstate);
 bool IsConflict(const Status& s);
 
+// The failure of a transaction whose Tx::Require found no row: nothing of it was written. A
+// kFailedPrecondition Status, told apart from the others by IsUnmet.
+Status Unmet();
+bool IsUnmet(const Status& s);
+// What Tx::Require throws where it reads its row at once (SQLite): the backend turns it into
+// Unmet().
+struct UnmetRequirement : std::runtime_error {
+  UnmetRequirement() : std::runtime_error("a required row was not found") {}
+};
+
+// How a transaction goes to the database.
+enum class Flights {
+  // BEGIN, the body's statements as it waits for their results, COMMIT.
+  kAsNeeded,
+  // For a body that waits for nothing (Send, QueryLater, Require, InsertLater; no Query,
+  // Exec or Wait): PostgreSQL gets it all at once, the commit with it, and answers once (a
+  // pipeline without BEGIN is one implicit transaction, committed at its sync). A body that
+  // waits anyway still runs in one transaction. SQLite runs every transaction so.
+  kOne,
+};
+
 // A database: where transactions run.
 class Database {
  public:
@@ -231,7 +260,8 @@ class Database {
   // (returning its Status). Database failures become a Status: kUnavailable for what is
   // worth retrying (a lost connection, a commit whose outcome is unknown, a conflict with
   // another transaction (Conflict) or a busy database), kInternal for the rest.
-  virtual Status Transact(const std::function<Status(Tx&)>& body) = 0;
+  virtual Status Transact(const std::function<Status(Tx&)>& body,
+                          Flights flights = Flights::kAsNeeded) = 0;
   // Applies pending schema migrations (idempotent; safe with several processes at once).
   virtual Status Migrate() = 0;
   // How often this process has waited for the database's answer since it opened it (a

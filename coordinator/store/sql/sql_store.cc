@@ -496,8 +496,11 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
         "RETURNING id",
         {run.run_id, kDiscoveryStepId, now_ms + start_here->lease_ms, now_ms, start_here->token});
     SetLaneHead(tx, run.function_id, *run.lane_key, run.run_id, now_ms, now_ms);
-    start_here->item =
-        QueueItem{item[0].Int(0), run.run_id, std::string(kDiscoveryStepId), 0, start_here->token};
+    start_here->item = QueueItem{.id = item[0].Int(0),
+                                 .run_id = run.run_id,
+                                 .step_id = std::string(kDiscoveryStepId),
+                                 .lease_token = start_here->token,
+                                 .one_at_a_time = true};  // a new run
   } else {
     TakeHead(tx, run.function_id, *run.lane_key, run.run_id, slot, run.priority_s, now_ms);
   }
@@ -644,8 +647,12 @@ std::vector<std::string> CreatePlainRuns(Tx& tx, const std::vector<const NewRun*
     tx.QueryLater(sql, chunk, [start, token](Rows rows) {
       for (Row row : rows) {
         if (row.Null(2)) continue;
-        start->items.push_back(
-            QueueItem{row.Int(0), row.Text(1), std::string(kDiscoveryStepId), 0, token});
+        // A new run: no wait, no call in parallel.
+        start->items.push_back(QueueItem{.id = row.Int(0),
+                                         .run_id = row.Text(1),
+                                         .step_id = std::string(kDiscoveryStepId),
+                                         .lease_token = token,
+                                         .one_at_a_time = true});
       }
     });
   }
@@ -733,19 +740,20 @@ auto SqlStore::InTransaction(Fn&& fn) -> decltype(fn(std::declval<sql::Tx&>())) 
   return R(std::move(s));
 }
 
-Status SqlStore::Transact(const std::function<Status(Tx&)>& body) {
+Status SqlStore::Transact(const std::function<Status(Tx&)>& body, sql::Flights flights) {
   // A transaction the database undid for another's sake (a deadlock it broke, a
   // serialization failure) wrote nothing, and the other has gone on: it runs again at once, a
   // few times, rather than failing its caller.
   for (int tries = 1;; ++tries) {
-    Status s = db_->Transact(body);
+    Status s = db_->Transact(body, flights);
     if (tries == kConflictTries || !sql::IsConflict(s)) return s;
   }
 }
 
 template <typename Fn>
 auto SqlStore::InGroupResult(std::string order, Piece piece, bool alone, Fn&& fn,
-                             const TwoPart* two_part) -> decltype(fn(std::declval<sql::Tx&>())) {
+                             const TwoPart* two_part, bool* one_flight)
+    -> decltype(fn(std::declval<sql::Tx&>())) {
   using R = decltype(fn(std::declval<sql::Tx&>()));
   std::optional<R> result;
   Status s = InGroup(
@@ -754,7 +762,7 @@ auto SqlStore::InGroupResult(std::string order, Piece piece, bool alone, Fn&& fn
         result.emplace(fn(tx));  // anew on each run of the body
         return result->status();
       },
-      two_part);
+      two_part, one_flight);
   if (s.ok()) return std::move(*result);
   return R(std::move(s));
 }
@@ -856,12 +864,30 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     StartedCalls* start, std::optional<int64_t> functions_generation) {
   const int64_t now_ms = UnixMillis(now);
   const LaneLocks lanes = LanesOf(events);
+  // An ingest whose runs are each a row and a first call (no lane, gate, deadline, start time,
+  // debounce or batch) reads nothing but which events it inserted and the functions'
+  // generation. Alone, it goes in one flight (InGroup's one_flight), the commit with it: it
+  // requires the generation it was given and every event inserted (Tx::Require), and when
+  // either is not so (a sync since, an event stored already), nothing is written and it is made
+  // again the usual way, which tells what happened. Not for events with ids of their own
+  // (idempotency keys): their resends are duplicates by design, and each such miss would cost a
+  // flight and a line in PostgreSQL's log.
+  const bool may_fly_once =
+      lanes.empty() && std::all_of(events.begin(), events.end(), [](const NewEvent& ne) {
+        return ne.event.id == ne.event.internal_id &&
+               std::all_of(ne.runs.begin(), ne.runs.end(),
+                           [](const NewRun& run) { return Ungated(run) && !run.lane_key; });
+      });
+  bool one_flight = false;  // set by InGroup for the try in one flight
   auto ingest = [&](Tx& tx) -> Result<std::vector<IngestedEvent>> {
     // The function set's generation, read first (a sync committed before this transaction
     // is seen) and sent with the events' insert: no round trip of its own. Shared with the
     // callback, which may outlive this frame if a later statement fails.
     auto generation = std::make_shared<std::optional<int64_t>>();
-    if (functions_generation) {
+    if (functions_generation && one_flight) {
+      tx.Require(std::string(kFunctionGeneration) + " WHERE generation = $1",
+                 {*functions_generation}, 1, [](Rows) {});
+    } else if (functions_generation) {
       tx.QueryLater(kFunctionGeneration, {}, [generation](Rows rows) {
         if (!rows.empty()) *generation = rows[0].Int(0);
       });
@@ -886,13 +912,21 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
       rows.insert(rows.end(), {e.internal_id, e.id, e.name, JsonValue(e.payload), now_ms});
     }
     std::set<std::string> inserted;
-    for (Row row : tx.QueryRows("INSERT INTO events (internal_id, id, name, payload, "
-                                "received_at_ms)",
-                                "($1, $2, $3, $4::jsonb, $5)",
-                                "ON CONFLICT DO NOTHING RETURNING internal_id", rows)) {
-      inserted.insert(row.Text(0));
+    constexpr std::string_view kInsertEvents =
+        "INSERT INTO events (internal_id, id, name, payload, received_at_ms)";
+    constexpr std::string_view kEventRow = "($1, $2, $3, $4::jsonb, $5)";
+    constexpr std::string_view kInserted = "ON CONFLICT DO NOTHING RETURNING internal_id";
+    if (one_flight) {
+      for (auto& [sql, chunk] : tx.RowsStatements(kInsertEvents, kEventRow, kInserted, rows)) {
+        tx.Require(sql, chunk, chunk.size() / 5, [](Rows) {});  // every one of them
+      }
+      for (const NewEvent& ne : events) inserted.insert(ne.event.internal_id);
+    } else {
+      for (Row row : tx.QueryRows(kInsertEvents, kEventRow, kInserted, rows)) {
+        inserted.insert(row.Text(0));
+      }
     }
-    if (functions_generation) {
+    if (functions_generation && !one_flight) {
       // Read by now (results come in the order sent), unless no query went since.
       if (!*generation) *generation = tx.Count(kFunctionGeneration);
       if (**generation != *functions_generation) {
@@ -1047,7 +1081,8 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
   };
   // Concurrent POSTs share a transaction, with the executor's work of the moment (InGroup),
   // unless they lock lanes.
-  return InGroupResult("", Piece::kWrite, /*alone=*/!lanes.empty(), ingest);
+  return InGroupResult("", Piece::kWrite, /*alone=*/!lanes.empty(), ingest, nullptr,
+                       may_fly_once ? &one_flight : nullptr);
 }
 
 Result<std::vector<EventRecord>> SqlStore::ListEvents(const EventFilter& filter) {
@@ -1431,6 +1466,15 @@ void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord
 // asks that much of the lease (and, for a discovery that waits for the run's other calls, that
 // the run has none). No statement of the queue's: the item's row is not written. When the gate
 // matched nothing, the item is given its new token as above, in a second round trip.
+//
+// One flight (may_fly_once; SqlStore::InGroup's one_flight): a call kept as it is, and the end of
+// a run in no lane, of a run whose calls came one at a time (QueueItem::one_at_a_time), write
+// nothing that depends on the run's statement but whether it matched. Run alone, such an apply
+// sends that statement as a Tx::Require whose gate also asks that the run still had no wait
+// (nor, for a kept call, calls in parallel or checkpointed steps, whose count it would need; nor,
+// for an end, a lane), then all it writes, and commits in the same flight. An end deletes all
+// of its run's items (a checkpoint may have told of parallel calls since the lease). When the
+// gate does not match, nothing was written, and the apply is made again the usual way.
 class ApplyWork {
  public:
   ApplyWork(const QueueItem& item, const Transition& t, int64_t now_ms,
@@ -1451,14 +1495,26 @@ class ApplyWork {
                       next_->next[0].step_id == kDiscoveryStepId),
         as_is_(keep_next_ && next_->next[0].step_id == item.step_id && item.attempt == 0 &&
                !item.resume),
+        may_fly_once_(item.one_at_a_time && !item.resume &&
+                      ((keep_next_ && as_is_) || (end_ && !t.lane))),
         new_token_(keep_next_ ? crypto::HexEncode(crypto::RandomBytes(12)) : std::string()) {}
+
+  // Whether it may go in one flight (above).
+  bool may_fly_once() const { return may_fly_once_; }
+  // Sets what the run's statement told, after a commit of one flight (Finish did not read it).
+  void CompleteOneFlight(Applied& applied) const {
+    if (flies_once_ && end_) applied.end_events_stored = !run_->empty() && (*run_)[0].Bool(4);
+  }
 
   // The lease token of the call it may keep, as last sent: a new one, or the call's when the
   // item was kept as it is (kept_as_is); empty when it keeps none.
   const std::string& kept_token() const { return kept_token_; }
   bool kept_as_is() const { return kept_as_is_; }
 
-  void Send(Tx& tx) {
+  // Queues the lease's statement and the run's; with `one_flight` (only if may_fly_once),
+  // the run's as a Tx::Require, and Finish then queues the rest without reading anything.
+  void Send(Tx& tx, bool one_flight) {
+    flies_once_ = one_flight;
     kept_steps_->reset();  // a group that failed may have set it
     // Fresh results each time: a failed group's callbacks may still fill the old ones.
     leased_ = std::make_shared<bool>(false);
@@ -1472,6 +1528,7 @@ class ApplyWork {
       // The item stays as it is (above); its token is the kept call's.
       kept_token_ = item_.lease_token;
       kept_item_ = QueueItem{item_.id, item_.run_id, item_.step_id, 0, kept_token_};
+      kept_item_->one_at_a_time = flies_once_;  // else as the run's row says (Finish)
       gated_ = locks_in_gate_ = kept_as_is_ = true;
     } else if (keep_next_) {
       SendKeptUpdate(tx);
@@ -1499,6 +1556,7 @@ class ApplyWork {
     auto lost = [&] {
       return Aborted("lease on queue item " + std::to_string(item_.id) + " lost");
     };
+    if (flies_once_) return FinishOneFlight(tx);
     // Its only kAborted, where nothing was written (Piece::kApply): here, or after a run
     // statement the lost lease kept from writing.
     if (!gated_ && !owned_) return lost();
@@ -1576,6 +1634,7 @@ class ApplyWork {
     }
     if (!next_) return Applied();  // a retry
     if (kept_item_) {
+      kept_item_->one_at_a_time = !run[0].Bool(2) && !run[0].Bool(3);
       // Counted after the run's lock and the inserts, so a step another call of the run
       // recorded is seen; read with the commit (or the next piece's wait). A run that never
       // had another call out at once (had_waits, had_parallel) needs no count.
@@ -1609,6 +1668,27 @@ class ApplyWork {
   }
 
  private:
+  // Finish of one flight: what the apply writes, queued behind the run's statement (a
+  // Tx::Require), which stops the transaction unless its gate matched.
+  Result<Applied> FinishOneFlight(Tx& tx) {
+    const std::string& run_id = item_.run_id;
+    if (end_) tx.Send("DELETE FROM queue WHERE run_id = $1", {run_id});
+    RecordSteps(tx, run_id, t_.steps, t_.attempts, now_ms_, t_.req_version);
+    if (end_) {
+      // Stored if the run's statement said so (end_events_stored, read after the commit by
+      // CompleteOneFlight), as Finish's InsertLater would.
+      for (const EventRecord& e : end_->events) {
+        tx.Send(
+            "INSERT INTO events (internal_id, id, name, payload, received_at_ms) "
+            "SELECT $1, $2, $3, $4::jsonb, $5 WHERE EXISTS (SELECT 1 FROM runs WHERE id = $6 "
+            "AND end_events_stored) ON CONFLICT DO NOTHING",
+            {e.internal_id, e.id, e.name, JsonValue(e.payload), now_ms_, run_id});
+      }
+      return Applied();
+    }
+    return Applied{KeptCall{*kept_item_, std::nullopt}};
+  }
+
   // Gives the item the kept call's step and new token (kept_item_), leaving its lease as it
   // is while two thirds of a lease remain (its heartbeat renews it a third of a lease in): the
   // update then changes no indexed column and can be HOT in PostgreSQL (migration 0018). Its
@@ -1672,8 +1752,11 @@ class ApplyWork {
               " AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.run_id = $1 AND o.id <> " + id + ")";
         }
       }
-      tx.QueryLater(sql + returning, params,
-                    [run = run_](sql::Rows rows) { *run = std::move(rows); });
+      auto read = [run = run_](sql::Rows rows) { *run = std::move(rows); };
+      if (!flies_once_) return tx.QueryLater(sql + returning, params, std::move(read));
+      sql += end_ ? " AND NOT had_waits AND lane_key IS NULL"
+                  : " AND NOT had_waits AND NOT had_parallel";
+      tx.Require(sql + returning, params, 1, std::move(read));
     };
     constexpr const char* kReturning = " RETURNING function_id, lane_key, had_waits, had_parallel";
     const Transition& t = t_;
@@ -1733,6 +1816,7 @@ class ApplyWork {
   const bool keep_next_;
   const bool only_if_idle_;
   const bool as_is_;             // the kept call may leave the item as it is
+  const bool may_fly_once_;      // may_fly_once
   const std::string new_token_;  // the kept call's, when the item takes a new one
   std::string kept_token_;       // the kept call's, as last sent (kept_token)
   // Set by Send (and its results, as they are read).
@@ -1744,6 +1828,7 @@ class ApplyWork {
   bool gated_ = false;          // the run's statement checks the lease (token) itself
   bool locks_in_gate_ = false;  // … and locks the item (none of the run's statements did)
   bool kept_as_is_ = false;     // … for a call kept with the item as it is
+  bool flies_once_ = false;     // sent in one flight (Send's one_flight)
 };
 
 }  // namespace
@@ -1755,6 +1840,7 @@ struct SqlStore::GroupWork {
   bool alone;  // takes a transaction of its own
   const std::function<Status(Tx&)>& body;
   const TwoPart* two_part;       // InGroup's
+  bool* one_flight;              // InGroup's
   std::optional<Status> status;  // set by the group that took it, read once `done`
   bool done = false;             // GUARDED_BY(group_mu_)
   // Its submitter waits here: for `done`, or to lead. Shared with the leader that wakes it,
@@ -1780,8 +1866,10 @@ std::string SqlStore::GroupOrder(const QueueItem& item,
 }
 
 Status SqlStore::InGroup(std::string order, Piece piece, bool alone,
-                         const std::function<Status(Tx&)>& body, const TwoPart* two_part) {
-  GroupWork mine{std::move(order), piece, alone, body, two_part};
+                         const std::function<Status(Tx&)>& body, const TwoPart* two_part,
+                         bool* one_flight) {
+  if (one_flight) *one_flight = false;
+  GroupWork mine{std::move(order), piece, alone, body, two_part, one_flight};
   std::unique_lock lock(group_mu_);
   group_queue_.push_back(&mine);
   // Group commit: whoever finds no group running, or fewer than kGroupLeaders and at least
@@ -1839,7 +1927,20 @@ void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
     }
     return w.body(tx);
   };
-  auto alone = [&](GroupWork& w) { w.status = Transact([&](Tx& tx) { return whole(w, tx); }); };
+  auto alone = [&](GroupWork& w) {
+    if (w.one_flight) {
+      *w.one_flight = true;
+      w.status = Transact(
+          [&](Tx& tx) {
+            if (w.two_part) w.two_part->send(tx);  // no wait: it reads nothing
+            return w.body(tx);
+          },
+          sql::Flights::kOne);
+      *w.one_flight = false;
+      if (!sql::IsUnmet(*w.status)) return;
+    }
+    w.status = Transact([&](Tx& tx) { return whole(w, tx); });
+  };
   if (group.size() == 1) return alone(*group[0]);
   // One order for the row locks of every group (two may run at once, on several
   // coordinators too).
@@ -1912,10 +2013,13 @@ Result<Applied> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t, 
   // so a group locks rows in its order (GroupOrder) and the second part writes only rows of
   // the run and of its lane. A wave holds one piece of a lane: the reads an end sends see
   // the lane as no other piece of the wave has left it.
-  const TwoPart two_part{item.run_id, [&](Tx& tx) { work.Send(tx); }, t.lane ? &*t.lane : nullptr};
+  bool one_flight = false;  // set by InGroup for the try in one flight
+  const TwoPart two_part{item.run_id, [&](Tx& tx) { work.Send(tx, one_flight); },
+                         t.lane ? &*t.lane : nullptr};
   auto applied = InGroupResult(
       GroupOrder(item, t.lane), Piece::kApply, /*alone=*/false,
-      [&](Tx& tx) { return work.Finish(tx); }, &two_part);
+      [&](Tx& tx) { return work.Finish(tx); }, &two_part,
+      work.may_fly_once() ? &one_flight : nullptr);
   if (!work.kept_token().empty() && applied.status().code() == StatusCode::kUnavailable &&
       !(work.kept_as_is() && sql::IsConflict(applied.status()))) {
     // Whether it committed is unknown: a call it kept may be leased to nobody. The next
@@ -1925,6 +2029,7 @@ Result<Applied> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t, 
     std::lock_guard lock(doubtful_mu_);
     RememberDoubtful(work.kept_token());
   }
+  if (applied.ok()) work.CompleteOneFlight(*applied);
   if (applied.ok() && applied->kept) applied->kept->steps = kept_steps;
   return applied;
 }

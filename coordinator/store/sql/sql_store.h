@@ -127,17 +127,26 @@ class SqlStore final : public Store {
   // different lanes, are sent together, and the group waits for them once rather than once
   // each; so such a piece may lock rows other than its run's and its lane's only in its
   // first part. Used by ApplyInTx.
+  //
+  // With `one_flight`, a piece that runs alone is first tried in one flight
+  // (sql::Flights::kOne), with `*one_flight` true: its parts then queue all they write behind
+  // a Tx::Require and read nothing, and its transaction goes at once with its commit. When
+  // the requirement is not met (sql::IsUnmet), nothing was written, and the piece runs again
+  // the usual way. `*one_flight` is false on every other run of it. Used by ApplyInTx and
+  // IngestEvents.
   struct TwoPart {
     std::string_view run;  // the run whose rows the piece writes
     std::function<void(sql::Tx&)> send;
     const std::pair<std::string, std::string>* lane = nullptr;  // the run's, if in one
   };
   Status InGroup(std::string order, Piece piece, bool alone,
-                 const std::function<Status(sql::Tx&)>& body, const TwoPart* two_part = nullptr);
+                 const std::function<Status(sql::Tx&)>& body, const TwoPart* two_part = nullptr,
+                 bool* one_flight = nullptr);
   // InGroup for `fn(sql::Tx&)` returning a Result<T>: its last result, or the group's failure.
   template <typename Fn>
   auto InGroupResult(std::string order, Piece piece, bool alone, Fn&& fn,
-                     const TwoPart* two_part = nullptr) -> decltype(fn(std::declval<sql::Tx&>()));
+                     const TwoPart* two_part = nullptr, bool* one_flight = nullptr)
+      -> decltype(fn(std::declval<sql::Tx&>()));
   // The group order of a piece of `item`'s run, in `lane` (function id, key) when it has one.
   static std::string GroupOrder(const QueueItem& item,
                                 const std::optional<std::pair<std::string, std::string>>& lane);
@@ -163,7 +172,8 @@ class SqlStore final : public Store {
   // Runs `body` in a transaction of its own, and again (up to kConflictTries in all) when the
   // database undoes it in a conflict (sql::IsConflict): InTransaction's transactions, and a
   // group's pieces run alone.
-  Status Transact(const std::function<Status(sql::Tx&)>& body);
+  Status Transact(const std::function<Status(sql::Tx&)>& body,
+                  sql::Flights flights = sql::Flights::kAsNeeded);
 
   std::unique_ptr<sql::Database> db_;
 

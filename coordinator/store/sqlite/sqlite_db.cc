@@ -165,7 +165,8 @@ class SqliteDatabase final : public sql::Database {
     sqlite3_close_v2(db_);  // the last connection: checkpoints what is left
   }
 
-  Status Transact(const std::function<Status(sql::Tx&)>& body) override {
+  // SQLite runs each statement as it is sent: every transaction is of Flights::kOne's kind.
+  Status Transact(const std::function<Status(sql::Tx&)>& body, sql::Flights) override {
     WaitForRestart();
     std::lock_guard lock(mu_);
     return Locked([&](SqliteTx& tx) {
@@ -225,6 +226,9 @@ class SqliteDatabase final : public sql::Database {
         return Unavailable(std::string("SQLite is busy: ") + e.what());
       }
       return Internal(std::string("SQLite error: ") + e.what());
+    } catch (const sql::UnmetRequirement&) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return sql::Unmet();
     } catch (const std::exception& e) {
       sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
       return Internal(std::string("SQLite error: ") + e.what());
