@@ -57,7 +57,7 @@ sanitize-test: build
 # side_by_side.py needs the Node pieces of bench/package-lock.json (npm ci when the lock changes).
 bench: build bench/node_modules/.installed
 	bench/side_by_side.py --build $(BUILD)
-	bench/claim_backlog.sh $(BUILD)
+	bench/store_bench.sh claim_backlog $(BUILD)
 	bench/list_runs.sh $(BUILD)
 
 # --ignore-scripts: no package needs its install script, and restate-server's would send install
