@@ -980,15 +980,16 @@ TEST_P(StoreConformance, ARunThatEndsLeavesNoQueuedCallBehind) {
 // The calls of a run whose calls come one at a time (QueueItem::one_at_a_time: a new run's first
 // call started at its ingest, and a call kept by an apply that found the run so) are applied
 // in one flight, each alone: a step that keeps the run's next call, and the run's end with its
-// end event. A claim does not read the run's past: its call is applied the usual way (on
-// PostgreSQL the run's statement, then the rest with the commit), and tells the call it keeps.
+// end event. A claim that reads its calls' states marks them by their runs' rows; one that
+// does not leaves them unmarked: such a call is applied the usual way (on PostgreSQL the run's
+// statement, then the rest with the commit), and marks the call it keeps.
 TEST_P(StoreConformance, TheCallsOfARunWhoseCallsComeOneAtATimeAreAppliedInOneFlight) {
   const bool pg = GetParam().name == "postgres";
   const std::string run = Start("app-plain");
   auto items = Claim();
   ASSERT_EQ(items.size(), 1u);
   QueueItem call = items[0];
-  EXPECT_FALSE(call.one_at_a_time);
+  EXPECT_FALSE(call.one_at_a_time) << "claimed without its state";
   auto keep = [&](const std::string& step) {
     auto applied = store_->ApplyAndKeep(call, StepDone(step), clock_.Now(), 30s);
     ASSERT_THAT(applied, IsOk());
@@ -1031,6 +1032,54 @@ TEST_P(StoreConformance, TheCallsOfARunWhoseCallsComeOneAtATimeAreAppliedInOneFl
   EXPECT_EQ(attempts->size(), 2u);
   EXPECT_THAT(store_->GetEvent(finished.event.internal_id), IsOk()) << "stored with the end";
   EXPECT_EQ(*store_->NextVisible(), std::nullopt) << "no call of the run left";
+
+  // Claimed with their states: a run whose calls came one at a time, and one that had calls in
+  // parallel.
+  const std::string plain = Start("app-plain");
+  const std::string branched = Start("app-plain");
+  std::vector<RunState> states;
+  auto claimed = store_->Claim(10, clock_.Now(), 30s, &states);
+  ASSERT_THAT(claimed, IsOk());
+  ASSERT_EQ(claimed->size(), 2u);
+  for (const QueueItem& item : *claimed) {
+    if (item.run_id != branched) continue;
+    Transition fan_out;
+    fan_out.move =
+        Transition::Continue{.next = {NextCall{"b1", clock_.Now()}, NextCall{"b2", clock_.Now()}}};
+    ASSERT_THAT(store_->Apply(item, fan_out, clock_.Now()), IsOk());
+  }
+  clock_.Advance(1s);
+  claimed = store_->Claim(10, clock_.Now(), 30s, &states);
+  ASSERT_THAT(claimed, IsOk());
+  ASSERT_EQ(claimed->size(), 2u) << "the branches";
+  for (const QueueItem& item : *claimed) {
+    EXPECT_EQ(item.run_id, branched);
+    EXPECT_FALSE(item.one_at_a_time) << "its calls came in parallel";
+  }
+  clock_.Advance(31s);  // every lease expired
+  claimed = store_->Claim(10, clock_.Now(), 30s, &states);
+  ASSERT_THAT(claimed, IsOk());
+  ASSERT_EQ(claimed->size(), 3u);
+  bool branch_ended = false;
+  for (const QueueItem& item : *claimed) {
+    EXPECT_EQ(item.one_at_a_time, item.run_id == plain) << item.run_id;
+    if (item.run_id != plain) {
+      if (!branch_ended) {
+        ASSERT_THAT(End(item), IsOk());  // the run's other call goes with it
+      }
+      branch_ended = true;
+      continue;
+    }
+    call = item;
+    trips = RoundTripsOf([&] { keep("a"); });
+    if (pg) {
+      EXPECT_EQ(trips, 1);
+    }
+    ASSERT_THAT(End(call), IsOk());
+  }
+  EXPECT_EQ(RunStatus(plain), kCompleted);
+  EXPECT_EQ(RunStatus(branched), kCompleted);
+  ASSERT_THAT(store_->AckRunEnds({plain, branched}), IsOk());  // ended without events
 
   // A run started at its ingest: its first call comes one at a time already.
   QueueItem first = StartHere();

@@ -134,7 +134,8 @@ std::string RunStatesQuery() {
   return std::string("SELECT ") + kRunColumns + ", " + kFunctionColumns +
          ", (SELECT ev.payload FROM events ev WHERE ev.internal_id = r.event_id), "
          "(SELECT 1 FROM run_events WHERE run_id = r.id LIMIT 1) IS NOT NULL, "
-         "(SELECT 1 FROM steps WHERE run_id = r.id LIMIT 1) IS NOT NULL "
+         "(SELECT 1 FROM steps WHERE run_id = r.id LIMIT 1) IS NOT NULL, "
+         "NOT (r.had_waits OR r.had_parallel) "
          "FROM runs r JOIN functions f ON f.id = r.function_id WHERE r.id IN @list($1)";
 }
 
@@ -144,6 +145,7 @@ struct RunStateRow {
   RunState state;
   bool batch_events = false;  // a batch's run: its events are in run_events
   bool has_steps = false;
+  bool one_at_a_time = false;  // never had a wait or calls in parallel (QueueItem's)
 };
 RunStateRow RunStateOf(const Row& row) {
   RunStateRow out;
@@ -152,6 +154,7 @@ RunStateRow RunStateOf(const Row& row) {
   const int more = kRunColumnCount + kFunctionColumnCount;
   out.batch_events = row.Bool(more + 1);
   out.has_steps = row.Bool(more + 2);
+  out.one_at_a_time = row.Bool(more + 3);
   if (!out.batch_events && !row.Null(more)) out.state.events.push_back(row.JsonCol(more));
   return out;
 }
@@ -1289,11 +1292,14 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
     if (states && !run_ids.empty()) {
       // The claimed calls' runs as LoadRunState would read them now, in a few statements
       // for the whole claim.
-      std::map<std::string, RunState> by_run = ReadRunStates(tx, run_ids);
-      for (const QueueItem& item : admitted.claimed) {
+      // Their rows' flags mark the calls of runs whose calls come one at a time.
+      std::set<std::string> one_at_a_time;
+      std::map<std::string, RunState> by_run = ReadRunStates(tx, run_ids, &one_at_a_time);
+      for (QueueItem& item : admitted.claimed) {
         auto it = by_run.find(item.run_id);
         if (it == by_run.end()) return NotFound("no run \"" + item.run_id + "\"");
         states->push_back(it->second);
+        item.one_at_a_time = one_at_a_time.count(item.run_id) > 0;
       }
     }
     return std::move(admitted.claimed);
@@ -1331,13 +1337,15 @@ Result<RunState> SqlStore::ReadRunState(Tx& tx, const std::string& run_id) {
 }
 
 std::map<std::string, RunState> SqlStore::ReadRunStates(Tx& tx,
-                                                        const std::vector<std::string>& run_ids) {
+                                                        const std::vector<std::string>& run_ids,
+                                                        std::set<std::string>* one_at_a_time) {
   // One query for the usual runs (one event, no steps yet: first calls); the events of
   // batches' runs and the steps of runs that have some take one more each.
   std::map<std::string, RunState> out;
   std::vector<std::string> with_steps;
   for (Row row : tx.Query(RunStatesQuery(), {ListValue(run_ids)})) {
-    auto [state, batch_events, has_steps] = RunStateOf(row);
+    auto [state, batch_events, has_steps, one_by_one] = RunStateOf(row);
+    if (one_at_a_time && one_by_one) one_at_a_time->insert(state.run.id);
     if (batch_events) {
       // A batch's run holds its events in run_events, in order.
       for (Row e : tx.Query("SELECT e.payload FROM run_events re JOIN events e "
@@ -1370,8 +1378,8 @@ void SqlStore::ReadStartedStatesLater(Tx& tx, std::vector<std::string> run_ids,
   tx.QueryLater(RunStatesQuery(), {ListValue(run_ids)}, [start](Rows rows) {
     std::map<std::string, RunState> by_run;
     for (Row row : rows) {
-      auto [state, batch_events, has_steps] = RunStateOf(row);
-      if (batch_events || has_steps) return;
+      auto [state, batch_events, has_steps, one_by_one] = RunStateOf(row);
+      if (batch_events || has_steps) return;  // new runs: one by one already
       std::string id = state.run.id;
       by_run.emplace(std::move(id), std::move(state));
     }

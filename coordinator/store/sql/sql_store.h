@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -95,9 +96,11 @@ class SqlStore final : public Store {
                             std::optional<std::chrono::milliseconds> keep);
   // LoadRunState's reads.
   static Result<RunState> ReadRunState(sql::Tx& tx, const std::string& run_id);
-  // The states of `run_ids` that exist, by run id.
-  static std::map<std::string, RunState> ReadRunStates(sql::Tx& tx,
-                                                       const std::vector<std::string>& run_ids);
+  // The states of `run_ids` that exist, by run id; with `one_at_a_time`, the ids of those
+  // whose rows say they never had a wait or calls in parallel (QueueItem::one_at_a_time).
+  static std::map<std::string, RunState> ReadRunStates(
+      sql::Tx& tx, const std::vector<std::string>& run_ids,
+      std::set<std::string>* one_at_a_time = nullptr);
   // For the runs this ingest started here (`start`, whose items the commit completes): their
   // states, read with the commit (Tx::QueryLater) into start->states in the items' order.
   static void ReadStartedStatesLater(sql::Tx& tx, std::vector<std::string> run_ids,
