@@ -39,7 +39,8 @@ namespace {
 // Keeps concurrent `funcky migrate` / start-ups from applying the same migration twice.
 constexpr int64_t kMigrationLockId = 0x66756e636b79;  // "funcky"
 
-// The SQLSTATE of funcky_require (migration 0022), raised when a Tx::Require finds no row.
+// The SQLSTATE of funcky_require (migration 0022), raised when a Tx::Require finds too few
+// rows.
 constexpr const char* kUnmetState = "FK001";
 
 // The channel on which coordinators tell each other that work is due (Tx::AnnounceWork).

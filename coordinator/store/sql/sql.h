@@ -231,12 +231,12 @@ class Tx {
 Status Conflict(std::string_view sqlstate);
 bool IsConflict(const Status& s);
 
-// The failure of a transaction whose Tx::Require found no row: nothing of it was written. A
-// kFailedPrecondition Status, told apart from the others by IsUnmet.
+// The failure of a transaction whose Tx::Require found too few rows: nothing of it was
+// written. A kFailedPrecondition Status, told apart from the others by IsUnmet.
 Status Unmet();
 bool IsUnmet(const Status& s);
-// What Tx::Require throws where it reads its row at once (SQLite): the backend turns it into
-// Unmet().
+// What Tx::Require throws where it reads its rows at once (SQLite): the backend turns it
+// into Unmet().
 struct UnmetRequirement : std::runtime_error {
   UnmetRequirement() : std::runtime_error("a required row was not found") {}
 };
@@ -248,7 +248,8 @@ enum class Flights {
   // For a body that waits for nothing (Send, QueryLater, Require, InsertLater; no Query,
   // Exec or Wait): PostgreSQL gets it all at once, the commit with it, and answers once (a
   // pipeline without BEGIN is one implicit transaction, committed at its sync). A body that
-  // waits anyway still runs in one transaction. SQLite runs every transaction so.
+  // waits anyway still runs in one transaction. SQLite, in the process, has no flights: the
+  // same as kAsNeeded there.
   kOne,
 };
 
