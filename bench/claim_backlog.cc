@@ -5,7 +5,8 @@
 // pay for.
 //
 //   claim_backlog --db postgres://… [--runs 20000] [--keys 1000] [--backlog 50000]
-// The database must be empty; bench/store_bench.sh claim_backlog makes a private cluster and runs this.
+// The database must be empty; bench/store_bench.sh claim_backlog makes a private cluster and runs
+// this.
 #include <atomic>
 #include <chrono>
 #include <cstdio>

@@ -908,20 +908,21 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     out.reserve(events.size());
     bool queued = false;  // a new run has a call any coordinator may claim
     // The events in as few statements as they fill; those already stored are not inserted.
+    constexpr std::string_view kInsertEvents =
+        "INSERT INTO events (internal_id, id, name, payload, received_at_ms)";
+    constexpr std::string_view kEventRow = "($1, $2, $3, $4::jsonb, $5)";
+    constexpr size_t kEventValues = 5;  // kEventRow's
+    constexpr std::string_view kInserted = "ON CONFLICT DO NOTHING RETURNING internal_id";
     std::vector<sql::Value> rows;
-    rows.reserve(events.size() * 5);
+    rows.reserve(events.size() * kEventValues);
     for (const NewEvent& ne : events) {
       const EventRecord& e = ne.event;
       rows.insert(rows.end(), {e.internal_id, e.id, e.name, JsonValue(e.payload), now_ms});
     }
     std::set<std::string> inserted;
-    constexpr std::string_view kInsertEvents =
-        "INSERT INTO events (internal_id, id, name, payload, received_at_ms)";
-    constexpr std::string_view kEventRow = "($1, $2, $3, $4::jsonb, $5)";
-    constexpr std::string_view kInserted = "ON CONFLICT DO NOTHING RETURNING internal_id";
     if (one_flight) {
       for (auto& [sql, chunk] : tx.RowsStatements(kInsertEvents, kEventRow, kInserted, rows)) {
-        tx.Require(sql, chunk, chunk.size() / 5, [](Rows) {});  // every one of them
+        tx.Require(sql, chunk, chunk.size() / kEventValues, [](Rows) {});  // every one of them
       }
       for (const NewEvent& ne : events) inserted.insert(ne.event.internal_id);
     } else {
@@ -1536,7 +1537,6 @@ class ApplyWork {
       // The item stays as it is (above); its token is the kept call's.
       kept_token_ = item_.lease_token;
       kept_item_ = QueueItem{item_.id, item_.run_id, item_.step_id, 0, kept_token_};
-      kept_item_->one_at_a_time = flies_once_;  // else as the run's row says (Finish)
       gated_ = locks_in_gate_ = kept_as_is_ = true;
     } else if (keep_next_) {
       SendKeptUpdate(tx);
@@ -1694,6 +1694,7 @@ class ApplyWork {
       }
       return Applied();
     }
+    kept_item_->one_at_a_time = true;  // the gate asked that the run still be so
     return Applied{KeptCall{*kept_item_, std::nullopt}};
   }
 
