@@ -311,7 +311,7 @@ int Serve(const ServeFlags& f, bool dev) {
   api_options.host_ca_file = f.host_ca;
   api_options.sync_allow = sync_allow;
   api::Api api(api_options, api::ApiStores::Of(*store), clock, intake, metrics,
-               [&executor] { return static_cast<int64_t>(executor.in_flight()); });
+               [&executor] { return static_cast<int64_t>(executor.calls_in_flight()); });
   http::Router router;
   api.Register(router);
 

@@ -67,6 +67,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<bool> stopping{false};
   std::atomic<bool> wake_pending{false};
   std::atomic<int> in_flight{0};
+  // Of in_flight, the slots taken for a claim or an ingest still under way (no call yet).
+  std::atomic<int> reserved{0};
   // The last claim could reserve fewer call slots than a claim takes when none is in use
   // (claim_batch, or max_in_flight if fewer): a slot freed may let due work start.
   std::atomic<bool> slots_short{false};
@@ -173,16 +175,19 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     if (stopping) return 0;
     const int n = Reserve(want);
     if (n > 0) ++claims_running;  // ReleaseLeases waits for StartCalls
+    reserved += n;
     return n;
   }
-  void StartCalls(store::StartedCalls calls, int reserved) {
-    if (reserved <= 0) return;
+  void StartCalls(store::StartedCalls calls, int slots) {
+    if (slots <= 0) return;
     const int n = static_cast<int>(calls.items.size());
     if (!Hold(calls.items)) {  // stopped meanwhile: given back
-      in_flight -= reserved;
+      in_flight -= slots;
+      reserved -= slots;
       return;
     }
-    in_flight -= reserved - n;
+    in_flight -= slots - n;
+    reserved -= slots;
     if (n == 0) return;
     asio::post(io, [self = shared_from_this(), calls = std::move(calls)]() mutable {
       for (size_t i = 0; i < calls.items.size(); ++i) {
@@ -213,10 +218,12 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       const int want = Reserve(options.claim_batch);
       slots_short = want < std::min(options.claim_batch, options.max_in_flight);
       if (want > 0) {
+        reserved += want;
         std::vector<store::RunState> states;
         auto claimed =
             co_await Offload([this, want, &states] { return ClaimAndHold(want, &states); });
         in_flight -= want - (claimed.ok() && !stopping ? static_cast<int>(claimed->size()) : 0);
+        reserved -= want;
         if (!claimed.ok()) {
           spdlog::warn("claiming work failed: {}", claimed.status().ToString());
           backoff_on_error = true;
@@ -733,6 +740,11 @@ void Executor::Stop() {
 }
 
 int Executor::in_flight() const { return impl_->in_flight.load(); }
+
+int Executor::calls_in_flight() const {
+  // Read apart, the two may be a moment out of step: never below none.
+  return std::max(0, impl_->in_flight.load() - impl_->reserved.load());
+}
 
 int Executor::ReserveCalls(int want) { return impl_->ReserveCalls(want); }
 

@@ -141,8 +141,12 @@ class Executor {
   // any claim in progress (whose items it gives back too); the executor claims nothing after.
   // Call it after Stop() and the drain, before exiting. Thread-safe.
   void ReleaseLeases();
-  // Number of calls in flight.
+  // Call slots in use: calls in flight, and slots taken for a claim or an ingest under way
+  // (what a drain waits for).
   int in_flight() const;
+  // Calls in flight: in_flight() less the slots taken for a claim or an ingest under way
+  // (the funcky_calls_in_flight gauge).
+  int calls_in_flight() const;
 
   // New runs' first calls made at once (an ingest's store::StartedCalls, leased in its
   // transaction): ReserveCalls takes up to `want` free call slots (fewer when busy, none

@@ -298,6 +298,22 @@ TEST_F(ExecutorHarness, ARunStartedAtItsIngestIsCalledWithoutAClaim) {
   ASSERT_TRUE(RunUntil([&] { return executor_->in_flight() == 0; }));
 }
 
+// Call slots taken for an ingest (or a claim) under way are slots in use, which a drain waits
+// for, but no call: the funcky_calls_in_flight gauge (calls_in_flight) leaves them out.
+TEST_F(ExecutorHarness, SlotsTakenForAnIngestUnderWayAreNoCallsInFlight) {
+  options_.poll_interval = 1h;  // only a wake claims
+  StartExecutor();
+  ASSERT_TRUE(RunClaimRounds(1));  // the executor's first look, at its start
+  ASSERT_TRUE(RunUntil([&] { return executor_->in_flight() == 0; }));
+  const int slots = executor_->ReserveCalls(3);
+  ASSERT_EQ(slots, 3);
+  EXPECT_EQ(executor_->in_flight(), 3);
+  EXPECT_EQ(executor_->calls_in_flight(), 0);
+  executor_->StartCalls(store::StartedCalls{}, slots);  // the ingest started none
+  EXPECT_EQ(executor_->in_flight(), 0);
+  EXPECT_EQ(executor_->calls_in_flight(), 0);
+}
+
 // The end of a run outside a lane and any concurrency limit leaves nothing due: no claim
 // follows it (before, each run ended with a claim and a look for the next visible item). The
 // end of a lane's head does wake a claim, for the lane's next run, long before any poll.
