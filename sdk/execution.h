@@ -37,6 +37,15 @@ class Execution {
   int attempt = 0;
   int max_attempts = 0;  // 0: unknown (the coordinator decides finality)
   std::map<std::string, int> counts;
+  // The step this call ran when the function went on past it (Step::run in a discovery
+  // call): its StepRun, not recorded yet. The function may then only replay: the next step
+  // it meets that is not memoized ends the call with this op alone (that step runs in a
+  // later call, once this one is recorded), and if it returns instead, the call ends with
+  // this op and RunComplete, so its last step and its end are recorded together.
+  std::optional<Op> ran;
+
+  // Ends the call with the step it ran, if it ran one (see `ran`).
+  void EndIfRan() const;
 
   bool last_attempt() const { return max_attempts > 0 && attempt + 1 >= max_attempts; }
 };

@@ -150,16 +150,16 @@ void CheckReachable(const Execution& x, const std::string& hash) {
 
 // Reports an async step (sleep, wait, invoke) to the coordinator: the call ends here.
 [[noreturn]] void Report(const Execution& x, Op op) {
+  x.EndIfRan();
   CheckReachable(x, op.id);
   throw Interrupt{{std::move(op)}, false};
 }
 
-// Runs `fn` as step `op` in this call and ends the call with its outcome.
-[[noreturn]] void RunNow(const Execution& x, Op op, const std::function<Json()>& fn) {
+// Ends the call with the failure of step `op`, the exception being handled (called from a
+// catch block); an exception that is no step's failure goes on up.
+[[noreturn]] void EndWithFailure(const Execution& x, Op op) {
   try {
-    op.data = fn();
-    op.code = OpCode::kStepRun;
-    throw Interrupt{{op}, false};
+    throw;
   } catch (const NonRetriableError& e) {
     op.error = SerializeError("NonRetriableError", e.what());
     op.code = OpCode::kStepFailed;
@@ -180,6 +180,30 @@ void CheckReachable(const Execution& x, const std::string& hash) {
   throw Interrupt{{op}, op.code == OpCode::kStepFailed};
 }
 
+// Runs `fn` as step `op` in this call and ends the call with its outcome.
+[[noreturn]] void RunNow(const Execution& x, Op op, const std::function<Json()>& fn) {
+  try {
+    op.data = fn();
+  } catch (...) {
+    EndWithFailure(x, std::move(op));
+  }
+  op.code = OpCode::kStepRun;
+  throw Interrupt{{std::move(op)}, false};
+}
+
+// Runs `fn` as step `op` in this call; when it succeeds, the function goes on with its result
+// (Execution::ran), else the call ends with its failure.
+Json RunAndGoOn(Execution& x, Op op, const std::function<Json()>& fn) {
+  try {
+    op.data = fn();
+  } catch (...) {
+    EndWithFailure(x, std::move(op));
+  }
+  op.code = OpCode::kStepRun;
+  x.ran = std::move(op);
+  return x.ran->data;  // what a replay returns from the step's memo ({"data": …})
+}
+
 std::string TimeOption(std::string text, const char* what) {
   if (text.empty()) return text;
   if (!ParseDuration(text).ok()) {
@@ -190,14 +214,23 @@ std::string TimeOption(std::string text, const char* what) {
 
 }  // namespace
 
+void Execution::EndIfRan() const {
+  if (ran) throw Interrupt{{*ran}, false};
+}
+
 Json Step::run(const std::string& id, const std::function<Json()>& fn) {
   Execution& x = execution_;
   Op op = NextOp(x, id, OpCode::kStepPlanned);
   if (const Json* memo = Memo(x, op.id)) return Unwrap(*memo);
+  x.EndIfRan();
   CheckReachable(x, op.id);
-  if (x.target_step == kDiscoveryStepId && x.disable_immediate_execution) {
+  const bool discovery = x.target_step == kDiscoveryStepId;
+  if (discovery && x.disable_immediate_execution) {
     throw Interrupt{{op}, false};  // planned; the coordinator calls back for it
   }
+  if (discovery) return RunAndGoOn(x, std::move(op), fn);
+  // A step the coordinator asked for by id (a planned or parallel one) ends its call: the
+  // run's other calls may record steps meanwhile, which this replay would not see.
   RunNow(x, std::move(op), fn);
 }
 
@@ -216,6 +249,7 @@ std::vector<Json> Step::parallel(
     pending_fns.push_back(&fn);
   }
   if (!pending.empty()) {
+    x.EndIfRan();
     if (x.target_step != kDiscoveryStepId) throw StepNotFound{x.target_step};
     if (pending.size() == 1 && !x.disable_immediate_execution) {
       RunNow(x, std::move(pending[0]), *pending_fns[0]);

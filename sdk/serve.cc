@@ -203,6 +203,37 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
 
   Step step(x);
   Context ctx{event, events, ctx_json.value("run_id", std::string()), x.attempt, step};
+  auto ops_reply = [&](const std::vector<Op>& ops, bool no_retry,
+                       std::optional<std::chrono::seconds> retry_after) {
+    Json body = Json::array();
+    for (const auto& op : ops) body.push_back(OpToJson(op));
+    ServeResponse r = JsonReply(206, body);
+    r.headers.emplace_back("X-Inngest-No-Retry", no_retry ? "true" : "false");
+    if (retry_after) r.headers.emplace_back("Retry-After", std::to_string(retry_after->count()));
+    return Finish(std::move(r));
+  };
+  try {
+    Json result = (*it->second)(ctx);
+    if (!x.ran) return Finish(JsonReply(200, result));
+    // The function returned after the step it ran: both go in this reply, to be recorded
+    // together (Execution::ran).
+    Op end;
+    end.id = HashStepId("complete");
+    end.code = OpCode::kRunComplete;
+    end.data = std::move(result);
+    return ops_reply({*x.ran, std::move(end)}, false, std::nullopt);
+  } catch (const Interrupt& in) {
+    return ops_reply(in.ops, in.no_retry, in.retry_after);
+  } catch (...) {
+    // Whatever went wrong after the step this call ran is met again, and answered, by the
+    // call that replays past the step once it is recorded.
+    if (x.ran) return ops_reply({*x.ran}, false, std::nullopt);
+    return FailureReply(x);
+  }
+}
+
+// The reply to a call whose function threw (called while the exception is handled).
+ServeResponse ServeHandler::FailureReply(const Execution& x) const {
   auto error_reply = [&](const std::string& name, const std::string& message, bool no_retry,
                          std::optional<std::chrono::seconds> retry_after) {
     bool final = no_retry || x.last_attempt();
@@ -213,16 +244,7 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
     return Finish(std::move(r));
   };
   try {
-    Json result = (*it->second)(ctx);
-    return Finish(JsonReply(200, result));
-  } catch (const Interrupt& in) {
-    Json ops = Json::array();
-    for (const auto& op : in.ops) ops.push_back(OpToJson(op));
-    ServeResponse r = JsonReply(206, ops);
-    r.headers.emplace_back("X-Inngest-No-Retry", in.no_retry ? "true" : "false");
-    if (in.retry_after)
-      r.headers.emplace_back("Retry-After", std::to_string(in.retry_after->count()));
-    return Finish(std::move(r));
+    throw;
   } catch (const StepNotFound& nf) {
     return Finish(JsonReply(500, {{"error", "Could not find step \"" + nf.step_id + "\""},
                                   {"requestedStep", nf.step_id}}));

@@ -16,6 +16,8 @@
 
 namespace funcky::sdk {
 
+class Execution;
+
 struct ServeRequest {
   std::string method;
   std::string target;  // path and query, e.g. "/api/funcky?fnId=app-fn&stepId=step"
@@ -52,6 +54,7 @@ class ServeHandler {
 
  private:
   ServeResponse Call(const ServeRequest& request) const;
+  ServeResponse FailureReply(const Execution& x) const;
   ServeResponse Sync(const ServeRequest& request) const;
   ServeResponse Introspect(const ServeRequest& request) const;
   ServeResponse Finish(ServeResponse response) const;

@@ -77,7 +77,7 @@ TEST_F(TlsTest, ARunCompletesThroughAnHttpsHostTrustedWithHostCa) {
   Json run = RunToEnd(*c, {{"name", "test/two-steps"}});
   EXPECT_EQ(run["status"], "completed") << run.dump() << c->Log();
   EXPECT_EQ(run["output"], (Json{{"b", "AB"}}));
-  EXPECT_EQ(host.Count("call"), 3);
+  EXPECT_EQ(host.Count("call"), 2);
   auto fns = Http("GET", c->url() + "/v1/functions");
   ASSERT_EQ(fns.status, 200);
   const std::string app_url = fns.body["data"][0]["app"]["url"];
@@ -171,7 +171,7 @@ TEST_F(TlsTest, ARunCompletesThroughAnHttpsHostNamedByItsDnsName) {
   EXPECT_EQ(app_url.rfind("https://localhost:", 0), 0u) << app_url;
   Json run = RunToEnd(*c, {{"name", "test/two-steps"}});
   EXPECT_EQ(run["status"], "completed") << run.dump() << c->Log();
-  EXPECT_EQ(host.Count("call"), 3);
+  EXPECT_EQ(host.Count("call"), 2);
 }
 
 // ...one that names only another DNS name is refused: a host name mismatch, recorded on the

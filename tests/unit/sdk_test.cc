@@ -60,17 +60,117 @@ TEST_F(ServeTest, RunsFirstNewStepThenReplaysMemoThenReturns) {
   EXPECT_EQ(Header(r1, "X-Inngest-Req-Version"), "2");
   EXPECT_FALSE(Header(r1, "X-Inngest-SDK").empty());
 
+  // The first call ran "a" and went on: it stops at the next step, which it does not run.
+  ASSERT_EQ(ops.size(), 1u) << ops;
+
+  // The last step ran, the function returned: both in one reply.
   auto r2 = Call(h, {{HashStepId("a"), {{"data", 20}}}});
   ASSERT_EQ(r2.status, 206);
   Json ops2 = Json::parse(r2.body);
+  ASSERT_EQ(ops2.size(), 2u) << ops2;
+  EXPECT_EQ(ops2[0]["op"], "StepRun");
   EXPECT_EQ(ops2[0]["id"], HashStepId("a", 1));  // the repeated id is a new step
   EXPECT_EQ(ops2[0]["userland"]["index"], 1);
   EXPECT_EQ(ops2[0]["data"], 21);
+  EXPECT_EQ(ops2[1]["op"], "RunComplete");
+  EXPECT_EQ(ops2[1]["id"], HashStepId("complete"));
+  EXPECT_EQ(ops2[1]["data"], Json({{"sum", 41}}));
 
+  // A replay with both steps memoized (a call redone after its reply was lost) returns.
   auto r3 = Call(h, {{HashStepId("a"), {{"data", 20}}}, {HashStepId("a", 1), {{"data", 21}}}});
   EXPECT_EQ(r3.status, 200);
   EXPECT_EQ(Json::parse(r3.body), Json({{"sum", 41}}));
   EXPECT_EQ(runs_of_a_, 1);  // memoized steps never run again
+}
+
+// After the step a call ran, the function goes on only while it replays: the next step it
+// meets, of any kind, ends the call with the step it ran alone, and so does an exception, which
+// the call that replays past the recorded step meets again.
+TEST_F(ServeTest, AfterItsStepACallEndsAtTheNextNewStepOrFailureWithThatStepAlone) {
+  int later_runs = 0;
+  auto function = [&](const std::string& id, std::function<void(Context&)> then) {
+    return create_function({.id = id}, [&, then](Context& ctx) {
+      ctx.step.run("a", [] { return Json("A"); });
+      then(ctx);
+      return Json("end");
+    });
+  };
+  ServeHandler h(
+      client_, "http://h/api",
+      {function("run",
+                [&](Context& ctx) {
+                  ctx.step.run("b", [&] {
+                    ++later_runs;
+                    return Json("B");
+                  });
+                }),
+       function("sleep", [](Context& ctx) { ctx.step.sleep("nap", std::chrono::seconds(2)); }),
+       function(
+           "wait",
+           [](Context& ctx) { ctx.step.wait_for_event("w", {.event = "x", .timeout = "1h"}); }),
+       function("invoke", [](Context& ctx) { ctx.step.invoke("i", {.function_id = "other"}); }),
+       function("parallel",
+                [&](Context& ctx) {
+                  ctx.step.parallel({{"p", [&] {
+                                        ++later_runs;
+                                        return Json(1);
+                                      }}});
+                }),
+       function("throw", [](Context&) { throw std::runtime_error("after a"); }),
+       function("give-up", [](Context&) { throw NonRetriableError("after a"); })});
+  for (const char* fn : {"run", "sleep", "wait", "invoke", "parallel", "throw", "give-up"}) {
+    SCOPED_TRACE(fn);
+    Json body = {{"event", {{"name", "e"}}}, {"steps", Json::object()}, {"ctx", {{"attempt", 0}}}};
+    auto r =
+        h.handle({"POST", std::string("/api?fnId=app-") + fn + "&stepId=step", {}, body.dump()});
+    ASSERT_EQ(r.status, 206) << r.body;
+    EXPECT_EQ(Header(r, "X-Inngest-No-Retry"), "false");
+    Json ops = Json::parse(r.body);
+    ASSERT_EQ(ops.size(), 1u) << ops;
+    EXPECT_EQ(ops[0]["op"], "StepRun");
+    EXPECT_EQ(ops[0]["id"], HashStepId("a"));
+    EXPECT_EQ(ops[0]["data"], "A");
+  }
+  EXPECT_EQ(later_runs, 0);  // no step ran after the first
+  // Replayed past the recorded step, the failures are answered as usual.
+  Json memo = {{HashStepId("a"), {{"data", "A"}}}};
+  auto thrown = h.handle({"POST",
+                          "/api?fnId=app-throw&stepId=step",
+                          {},
+                          Json{{"event", Json::object()}, {"steps", memo}}.dump()});
+  EXPECT_EQ(thrown.status, 500);
+  auto given_up = h.handle({"POST",
+                            "/api?fnId=app-give-up&stepId=step",
+                            {},
+                            Json{{"event", Json::object()}, {"steps", memo}}.dump()});
+  EXPECT_EQ(given_up.status, 400);
+  EXPECT_EQ(Header(given_up, "X-Inngest-No-Retry"), "true");
+}
+
+// A step the coordinator asks for by id (planned, or a parallel branch) ends its call at
+// once: other calls of the run may record steps meanwhile. So does a step that fails.
+TEST_F(ServeTest, AStepAskedForByIdOrFailingEndsItsCall) {
+  int after = 0;
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
+                   ctx.step.run("a", [&]() -> Json {
+                     if (ctx.attempt == 0) throw std::runtime_error("not yet");
+                     return Json("A");
+                   });
+                   ++after;
+                   return Json("end");
+                 })});
+  auto asked = Call(h, Json::object(), 1, HashStepId("a"));
+  ASSERT_EQ(asked.status, 206);
+  EXPECT_EQ(Json::parse(asked.body), Json::parse(R"([{"op":"StepRun","id":")" + HashStepId("a") +
+                                                 R"(","name":"a","displayName":"a","data":"A",)"
+                                                 R"("opts":{},"userland":{"id":"a"}}])"))
+      << asked.body;
+  auto failed = Call(h, Json::object(), 0);
+  ASSERT_EQ(failed.status, 206);
+  Json ops = Json::parse(failed.body);
+  ASSERT_EQ(ops.size(), 1u) << ops;
+  EXPECT_EQ(ops[0]["op"], "StepError");
+  EXPECT_EQ(after, 0);
 }
 
 TEST_F(ServeTest, StepThrowIsStepErrorThenStepFailedOnLastAttempt) {
