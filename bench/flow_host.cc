@@ -1,4 +1,4 @@
-// flow_host: the hello example's shape (two steps: three calls a run) with flow control, for
+// flow_host: the hello example's shape (two steps: two calls a run) with flow control, for
 // bench/side_by_side.py's lanes and backlog phases. Three functions of app "bench-flow":
 //
 //   ordered    (event bench/ordered):   a lane per event.data.k (strict FIFO per key)

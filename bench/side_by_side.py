@@ -66,6 +66,10 @@ LANE_EVENTS = 5  # events per key in the lanes phase
 # middle of the last look that did not count the run and the first that did: each read cost
 # the coordinator about 0.3 ms of CPU on the threads the run needed, and the look was ±1.5 ms.
 IDLE_END = re.compile(r" info run \S+ of bench-timed-two-steps completed$")
+# Calls a run of two steps takes with the C++ SDK: the first runs step one, the second runs
+# step two and returns (the SDK reports the last step and the function's end in one reply;
+# three calls until the twenty-fifth session: the third only returned).
+CPP_CALLS = 2
 # The backlog phase reads /metrics less often than the others: each read counts the queue.
 BACKLOG_POLL = 0.5
 # SqlStore::Claim's statements in pg_stat_statements: its two reads of due queue items (every
@@ -421,7 +425,7 @@ class Bench:
             sent += n
 
     def throughput(self, name, store_args, host, event, runs=None, data=None, before=None,
-                   after=None, poll=0.02, calls_per_run=3):
+                   after=None, poll=0.02, calls_per_run=CPP_CALLS):
         """`runs` events in batches of 100: runs/s and calls/s, first POST to last run completed.
 
         `before(coord, api)` runs once the host has registered, before the timing, and
@@ -489,7 +493,7 @@ class Bench:
         self.r["npm_per_step"] = self.throughput(
             "pg-npm-per-step",
             ["serve", "--db", self.pg.database("f_npm_per_step"), "--sdk-checkpointing=false"],
-            npm_host(), "bench/npm")
+            npm_host(), "bench/npm", calls_per_run=3)
         # The SDK's buffered checkpoints, three steps a checkpoint: both steps and the end in
         # the call's reply, no checkpoint posted. Not target 1's figure: a step is durable only
         # with the run's end (Restate's `ctx.run` is durable before the handler goes on).
@@ -518,7 +522,7 @@ class Bench:
             on_log=lambda line, t: ended.put(t) if IDLE_END.search(line) else None)
         host, calls = self.timed_host(name + "-host", base, api)
         first, completed = [], []
-        legs = [[], [], []]  # first call -> second, second -> third, third -> end logged
+        legs = [[] for _ in range(CPP_CALLS)]  # first call -> second, …, last -> end logged
         for i in range(WARMUP + self.a.idle):
             if i == WARMUP:
                 cpu0, faults0 = cpu_seconds(coord.pid), minor_faults(coord.pid)
@@ -531,12 +535,11 @@ class Bench:
             except queue.Empty:
                 sys.exit(f"{name}: no line matching {IDLE_END.pattern!r} within 30 s of the "
                          f"run's first call:\n{self.procs.tail(coord)}")
-            t_second, t_third = (calls.get(timeout=30) for _ in range(2))  # its other calls
+            t_calls = [t_first] + [calls.get(timeout=30) for _ in range(CPP_CALLS - 1)]
             if i >= WARMUP:
                 first.append((t_first - t0) / 1e6)
                 completed.append((t_done - t0) / 1e6)
-                for leg, (a, b) in zip(legs, ((t_first, t_second), (t_second, t_third),
-                                              (t_third, t_done))):
+                for leg, a, b in zip(legs, t_calls, t_calls[1:] + [t_done]):
                     leg.append((b - a) / 1e6)
         cpu_ms = 1000 * (cpu_seconds(coord.pid) - cpu0) / self.a.idle
         faults = (minor_faults(coord.pid) - faults0) / self.a.idle
@@ -864,7 +867,7 @@ class Bench:
                                 if key == "idle_pg" else "")))
                 rows.append((f"Funcky idle, {label}: event -> first call", "one at a time",
                              lat(g(key, "first_call_ms"))))
-                rows.append((f"Funcky idle, {label}: first call -> second -> third -> end logged",
+                rows.append((f"Funcky idle, {label}: first call -> second -> end logged",
                              "one at a time, p50 of each leg",
                              " / ".join(fmt(v, "{:.2f}") for v in g(key, "legs_p50_ms") or [])
                              + " ms"))
@@ -910,7 +913,7 @@ class Bench:
                 else:
                     held = f"; for comparison, by the same check: {held}"
                 rows.append((f"Funcky `serve` (PostgreSQL) + flow host, {label}",
-                             f"{a.lane_keys:,} keys × {LANE_EVENTS} events, 2 steps = 3 calls",
+                             f"{a.lane_keys:,} keys × {LANE_EVENTS} events, 2 steps = {CPP_CALLS} calls",
                              f"{fmt(g(key, 'runs_per_s'))} runs/s (mean of "
                              f"{', '.join(fmt(x) for x in g(key, 'rounds'))}), "
                              f"{fmt(g(key, 'calls_per_s'))} calls/s; RSS {fmt(g(key, 'rss_mb'))} MB"
@@ -919,7 +922,7 @@ class Bench:
                            ("backlog_full", f"{a.backlog:,} queued runs of a throttled function")):
             if key in r:
                 rows.append((f"Funcky `serve` (PostgreSQL) + C++ hello host beside {label}",
-                             f"{g(key, 'runs'):,} runs, 2 steps = 3 calls",
+                             f"{g(key, 'runs'):,} runs, 2 steps = {CPP_CALLS} calls",
                              f"{fmt(g(key, 'runs_per_s'))} runs/s (mean of "
                              f"{', '.join(fmt(x) for x in g(key, 'rounds'))}); coordinator RSS "
                              f"{fmt(g(key, 'backlog_rss_mb'))} MB before the runs, "

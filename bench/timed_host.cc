@@ -1,4 +1,4 @@
-// timed_host: the hello example's shape (one function, two steps: three calls a run) for
+// timed_host: the hello example's shape (one function, two steps: two calls a run) for
 // bench/side_by_side.py's idle latencies. Prints one line per call it receives, the wall-clock
 // time of its arrival in nanoseconds (CLOCK_REALTIME, the clock of Python's time.time_ns()),
 // so the driver can time event accepted -> first call at the host without polling.
