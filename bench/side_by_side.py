@@ -577,7 +577,7 @@ class Bench:
                 api("POST", "/e/bench",
                     json.dumps({"name": "bench/timed", "data": {"i": i}}).encode())
                 t_first = calls.get(timeout=30)
-                for _ in range(2):  # the run's other two calls
+                for _ in range(CPP_CALLS - 1):  # the run's other calls
                     calls.get(timeout=30)
                 if i >= WARMUP:
                     first.append((t_first - t0) / 1e6)
