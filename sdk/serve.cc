@@ -18,6 +18,11 @@ namespace {
 
 constexpr const char* kSdkVersion = "0.1.0";
 
+// The largest reply that answers a function's last step with its end (Execution::ran): a
+// larger one answers the step alone and the next call the end, so that the two together never
+// break a coordinator's limit on a reply (Funcky's: 16 MiB) that each keeps alone.
+constexpr size_t kMaxStepAndEndReplyBytes = 1 << 20;
+
 ServeResponse JsonReply(int status, const Json& body) {
   return {status, {{"Content-Type", "application/json"}}, body.dump()};
 }
@@ -203,11 +208,14 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
 
   Step step(x);
   Context ctx{event, events, ctx_json.value("run_id", std::string()), x.attempt, step};
-  auto ops_reply = [&](const std::vector<Op>& ops, bool no_retry,
-                       std::optional<std::chrono::seconds> retry_after) {
+  auto ops_body = [](const std::vector<Op>& ops) {
     Json body = Json::array();
     for (const auto& op : ops) body.push_back(OpToJson(op));
-    ServeResponse r = JsonReply(206, body);
+    return body.dump();
+  };
+  auto ops_reply = [&](std::string body, bool no_retry,
+                       std::optional<std::chrono::seconds> retry_after) {
+    ServeResponse r{206, {{"Content-Type", "application/json"}}, std::move(body)};
     r.headers.emplace_back("X-Inngest-No-Retry", no_retry ? "true" : "false");
     if (retry_after) r.headers.emplace_back("Retry-After", std::to_string(retry_after->count()));
     return Finish(std::move(r));
@@ -216,18 +224,20 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
     Json result = (*it->second)(ctx);
     if (!x.ran) return Finish(JsonReply(200, result));
     // The function returned after the step it ran: both go in this reply, to be recorded
-    // together (Execution::ran).
+    // together (Execution::ran), unless that makes it too large.
     Op end;
     end.id = HashStepId("complete");
     end.code = OpCode::kRunComplete;
     end.data = std::move(result);
-    return ops_reply({*x.ran, std::move(end)}, false, std::nullopt);
+    std::string body = ops_body({*x.ran, std::move(end)});
+    if (body.size() > kMaxStepAndEndReplyBytes) body = ops_body({*x.ran});
+    return ops_reply(std::move(body), false, std::nullopt);
   } catch (const Interrupt& in) {
-    return ops_reply(in.ops, in.no_retry, in.retry_after);
+    return ops_reply(ops_body(in.ops), in.no_retry, in.retry_after);
   } catch (...) {
     // Whatever went wrong after the step this call ran is met again, and answered, by the
     // call that replays past the step once it is recorded.
-    if (x.ran) return ops_reply({*x.ran}, false, std::nullopt);
+    if (x.ran) return ops_reply(ops_body({*x.ran}), false, std::nullopt);
     return FailureReply(x);
   }
 }

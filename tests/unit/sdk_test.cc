@@ -147,6 +147,25 @@ TEST_F(ServeTest, AfterItsStepACallEndsAtTheNextNewStepOrFailureWithThatStepAlon
   EXPECT_EQ(Header(given_up, "X-Inngest-No-Retry"), "true");
 }
 
+// A last step and an end that make a large reply together come in two: the step, then on
+// the replay past it the end, each as large as it was before.
+TEST_F(ServeTest, ALargeLastStepAndEndComeInTwoReplies) {
+  const std::string large(700 << 10, 'x');
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
+                   Json a = ctx.step.run("a", [&] { return Json(large); });
+                   return Json{{"a", a}};
+                 })});
+  auto step = Call(h, Json::object());
+  ASSERT_EQ(step.status, 206);
+  Json ops = Json::parse(step.body);
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(ops[0]["op"], "StepRun");
+  EXPECT_EQ(ops[0]["data"], large);
+  auto end = Call(h, {{HashStepId("a"), {{"data", large}}}});
+  EXPECT_EQ(end.status, 200);
+  EXPECT_EQ(Json::parse(end.body), Json({{"a", large}}));
+}
+
 // A step the coordinator asks for by id (planned, or a parallel branch) ends its call at
 // once: other calls of the run may record steps meanwhile. So does a step that fails.
 TEST_F(ServeTest, AStepAskedForByIdOrFailingEndsItsCall) {
