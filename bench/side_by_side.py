@@ -913,7 +913,8 @@ class Bench:
                 else:
                     held = f"; for comparison, by the same check: {held}"
                 rows.append((f"Funcky `serve` (PostgreSQL) + flow host, {label}",
-                             f"{a.lane_keys:,} keys × {LANE_EVENTS} events, 2 steps = {CPP_CALLS} calls",
+                             f"{a.lane_keys:,} keys × {LANE_EVENTS} events, "
+                             f"2 steps = {CPP_CALLS} calls",
                              f"{fmt(g(key, 'runs_per_s'))} runs/s (mean of "
                              f"{', '.join(fmt(x) for x in g(key, 'rounds'))}), "
                              f"{fmt(g(key, 'calls_per_s'))} calls/s; RSS {fmt(g(key, 'rss_mb'))} MB"
