@@ -180,27 +180,27 @@ void CheckReachable(const Execution& x, const std::string& hash) {
   throw Interrupt{{op}, op.code == OpCode::kStepFailed};
 }
 
-// Runs `fn` as step `op` in this call and ends the call with its outcome.
-[[noreturn]] void RunNow(const Execution& x, Op op, const std::function<Json()>& fn) {
+// Runs `fn` as step `op` in this call: its StepRun when it succeeds, else the call ends with
+// its failure.
+Op Run(const Execution& x, Op op, const std::function<Json()>& fn) {
   try {
     op.data = fn();
   } catch (...) {
     EndWithFailure(x, std::move(op));
   }
   op.code = OpCode::kStepRun;
-  throw Interrupt{{std::move(op)}, false};
+  return op;
+}
+
+// Runs `fn` as step `op` in this call and ends the call with its outcome.
+[[noreturn]] void RunNow(const Execution& x, Op op, const std::function<Json()>& fn) {
+  throw Interrupt{{Run(x, std::move(op), fn)}, false};
 }
 
 // Runs `fn` as step `op` in this call; when it succeeds, the function goes on with its result
 // (Execution::ran), else the call ends with its failure.
 Json RunAndGoOn(Execution& x, Op op, const std::function<Json()>& fn) {
-  try {
-    op.data = fn();
-  } catch (...) {
-    EndWithFailure(x, std::move(op));
-  }
-  op.code = OpCode::kStepRun;
-  x.ran = std::move(op);
+  x.ran = Run(x, std::move(op), fn);
   return x.ran->data;  // what a replay returns from the step's memo ({"data": …})
 }
 

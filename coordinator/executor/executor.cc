@@ -159,13 +159,17 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     co_return co_await funcky::Offload(blocking, std::move(fn));
   }
 
-  // Takes up to `want` of the free call slots (of max_in_flight); returns how many.
+  // Takes up to `want` of the free call slots (of max_in_flight) for a claim or an ingest,
+  // counted in `reserved` until it gives them back or makes calls of them; returns how many.
   int Reserve(int want) {
     int current = in_flight.load();
     for (;;) {
       const int n = std::min(want, options.max_in_flight - current);
       if (n <= 0) return 0;
-      if (in_flight.compare_exchange_weak(current, current + n)) return n;
+      if (in_flight.compare_exchange_weak(current, current + n)) {
+        reserved += n;
+        return n;
+      }
     }
   }
 
@@ -175,7 +179,6 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     if (stopping) return 0;
     const int n = Reserve(want);
     if (n > 0) ++claims_running;  // ReleaseLeases waits for StartCalls
-    reserved += n;
     return n;
   }
   void StartCalls(store::StartedCalls calls, int slots) {
@@ -218,7 +221,6 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       const int want = Reserve(options.claim_batch);
       slots_short = want < std::min(options.claim_batch, options.max_in_flight);
       if (want > 0) {
-        reserved += want;
         std::vector<store::RunState> states;
         auto claimed =
             co_await Offload([this, want, &states] { return ClaimAndHold(want, &states); });

@@ -1379,10 +1379,10 @@ void SqlStore::ReadStartedStatesLater(Tx& tx, std::vector<std::string> run_ids,
   tx.QueryLater(RunStatesQuery(), {ListValue(run_ids)}, [start](Rows rows) {
     std::map<std::string, RunState> by_run;
     for (Row row : rows) {
-      auto [state, batch_events, has_steps, one_by_one] = RunStateOf(row);
-      if (batch_events || has_steps) return;  // new runs: one by one already
-      std::string id = state.run.id;
-      by_run.emplace(std::move(id), std::move(state));
+      RunStateRow r = RunStateOf(row);
+      if (r.batch_events || r.has_steps) return;
+      std::string id = r.state.run.id;
+      by_run.emplace(std::move(id), std::move(r.state));
     }
     // Read after the items (the statements' results come in the order sent).
     std::vector<RunState> states;
