@@ -145,7 +145,7 @@ class LaneRecordingTx final : public sql::Tx {
 class FaultyDatabase final : public sql::Database {
  public:
   explicit FaultyDatabase(std::unique_ptr<sql::Database> db) : db_(std::move(db)) {}
-  Status Transact(const std::function<Status(sql::Tx&)>& body, sql::Flights flights) override {
+  Status DoTransact(const std::function<Status(sql::Tx&)>& body, sql::Flights flights) override {
     if (hold_next.exchange(false)) {
       std::unique_lock lock(mu_);
       held = true;

@@ -509,7 +509,7 @@ class PostgresDatabase final : public sql::Database {
  public:
   explicit PostgresDatabase(PostgresOptions options) : options_(std::move(options)) {}
 
-  Status Transact(const std::function<Status(sql::Tx&)>& body, sql::Flights flights) override {
+  Status DoTransact(const std::function<Status(sql::Tx&)>& body, sql::Flights flights) override {
     auto conn = TakeConnection();
     if (!conn.ok()) return conn.status();
     std::unique_ptr<Connection> c = std::move(conn).value();

@@ -261,8 +261,9 @@ class Database {
   // (returning its Status). Database failures become a Status: kUnavailable for what is
   // worth retrying (a lost connection, a commit whose outcome is unknown, a conflict with
   // another transaction (Conflict) or a busy database), kInternal for the rest.
-  virtual Status Transact(const std::function<Status(Tx&)>& body,
-                          Flights flights = Flights::kAsNeeded) = 0;
+  Status Transact(const std::function<Status(Tx&)>& body, Flights flights = Flights::kAsNeeded) {
+    return DoTransact(body, flights);
+  }
   // Applies pending schema migrations (idempotent; safe with several processes at once).
   virtual Status Migrate() = 0;
   // How often this process has waited for the database's answer since it opened it (a
@@ -275,6 +276,11 @@ class Database {
     (void)wake;
     return nullptr;
   }
+
+ private:
+  // Transact's work, by each database (virtual apart, so that the default argument is not
+  // the caller's static type's).
+  virtual Status DoTransact(const std::function<Status(Tx&)>& body, Flights flights) = 0;
 };
 
 }  // namespace funcky::store::sql

@@ -166,7 +166,7 @@ class SqliteDatabase final : public sql::Database {
   }
 
   // SQLite runs each statement as it is sent: every transaction is of Flights::kOne's kind.
-  Status Transact(const std::function<Status(sql::Tx&)>& body, sql::Flights) override {
+  Status DoTransact(const std::function<Status(sql::Tx&)>& body, sql::Flights) override {
     WaitForRestart();
     std::lock_guard lock(mu_);
     return Locked([&](SqliteTx& tx) {
