@@ -64,7 +64,12 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
 
   asio::awaitable<void> Session(tcp::socket socket) {
     auto self = shared_from_this();
-    ++connections;
+    // Counted until the session ends, however it ends.
+    struct Counted {
+      size_t& n;
+      explicit Counted(size_t& n) : n(n) { ++n; }
+      ~Counted() { --n; }
+    } counted(connections);
     if (tls) {
       beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *tls);
       beast::get_lowest_layer(stream).expires_after(options.request_timeout);
@@ -81,7 +86,6 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       beast::error_code ignored;
       stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     }
-    --connections;
   }
 
   // Reads requests and writes responses on one connection until it closes.
@@ -146,7 +150,17 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       // Run the handler on the blocking pool and come back to this connection's executor.
       std::optional<ServerResponse> out =
           co_await Offload(pool, [this, &request]() -> std::optional<ServerResponse> {
-            return handler(std::move(request));
+            try {
+              return handler(std::move(request));
+            } catch (...) {
+              // A handler answers every request itself; one that throws anyway gets this
+              // (its exception's text may quote the request: it is not sent), and the
+              // server goes on.
+              return ServerResponse{
+                  500,
+                  {{"Content-Type", "application/json"}},
+                  R"({"error":{"code":"internal","message":"the request's handler failed"}})"};
+            }
           });
 
       bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(out->status), 11};

@@ -4,7 +4,8 @@
 // Handlers may block (database, user code): they run on `handler_pool`, never on the
 // io_context. The server answers limit violations itself with a JSON error:
 // 413 (body too large), 431 (headers too large), 400 (malformed request, or a
-// Transfer-Encoding other than chunked). With a certificate and key it serves HTTPS only.
+// Transfer-Encoding other than chunked), and 500 for a request whose handler threw. With a
+// certificate and key it serves HTTPS only.
 #pragma once
 
 #include <chrono>

@@ -43,6 +43,8 @@ class Execution {
   // later call, once this one is recorded), and if it returns instead, the call ends with
   // this op and RunComplete, so its last step and its end are recorded together.
   std::optional<Op> ran;
+  // The name of the step whose function runs now, if one does: steps do not nest.
+  const std::string* running_step = nullptr;
 
   // Ends the call with the step it ran, if it ran one (see `ran`).
   void EndIfRan() const;
@@ -50,6 +52,7 @@ class Execution {
   bool last_attempt() const { return max_attempts > 0 && attempt + 1 >= max_attempts; }
 };
 
+// An error as the SDK reports it; a `message` that is not UTF-8 has U+FFFD for its bad bytes.
 nlohmann::json SerializeError(const std::string& name, const std::string& message);
 
 }  // namespace funcky::sdk

@@ -116,6 +116,10 @@ namespace {
 
 // The op of the next step named `id` (the n-th use of the id gets "id:n").
 Op NextOp(Execution& x, const std::string& id, OpCode code) {
+  if (x.running_step) {
+    throw std::logic_error("step \"" + id + "\" is used inside step \"" + *x.running_step +
+                           "\": steps do not nest");
+  }
   const int index = x.counts[id]++;
   Op op;
   op.id = HashStepId(id, index);
@@ -181,11 +185,17 @@ void CheckReachable(const Execution& x, const std::string& hash) {
 }
 
 // Runs `fn` as step `op` in this call: its StepRun when it succeeds, else the call ends with
-// its failure.
-Op Run(const Execution& x, Op op, const std::function<Json()>& fn) {
+// its failure. The result is the value a replay reads from the step's memo: it is made
+// through JSON text (NaN becomes null, as it would be stored), and a result that JSON text
+// cannot carry (a string that is not UTF-8) fails the step.
+Op Run(Execution& x, Op op, const std::function<Json()>& fn) {
   try {
-    op.data = fn();
+    x.running_step = &op.name;
+    Json result = fn();
+    x.running_step = nullptr;
+    op.data = Json::parse(result.dump());
   } catch (...) {
+    x.running_step = nullptr;
     EndWithFailure(x, std::move(op));
   }
   op.code = OpCode::kStepRun;
@@ -193,7 +203,7 @@ Op Run(const Execution& x, Op op, const std::function<Json()>& fn) {
 }
 
 // Runs `fn` as step `op` in this call and ends the call with its outcome.
-[[noreturn]] void RunNow(const Execution& x, Op op, const std::function<Json()>& fn) {
+[[noreturn]] void RunNow(Execution& x, Op op, const std::function<Json()>& fn) {
   throw Interrupt{{Run(x, std::move(op), fn)}, false};
 }
 

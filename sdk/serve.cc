@@ -20,7 +20,8 @@ constexpr const char* kSdkVersion = "0.1.0";
 
 // The largest reply that answers a function's last step with its end (Execution::ran): a
 // larger one answers the step alone and the next call the end, so that the two together never
-// break a coordinator's limit on a reply (Funcky's: 16 MiB) that each keeps alone.
+// break a coordinator's limit on a reply (Funcky's: 16 MiB) that each keeps alone. So does a
+// reply whose end, nested in it, is deeper than a coordinator takes (kHostReplyJsonLimits).
 constexpr size_t kMaxStepAndEndReplyBytes = 1 << 20;
 
 ServeResponse JsonReply(int status, const Json& body) {
@@ -33,10 +34,16 @@ int64_t NowSeconds() {
       .count();
 }
 
+// `text` as a JSON string that can be written: bytes that are not UTF-8 become U+FFFD (an
+// exception's message, a step id from the request's URL).
+Json Utf8String(const std::string& text) {
+  return Json::parse(Json(text).dump(-1, ' ', false, Json::error_handler_t::replace));
+}
+
 }  // namespace
 
 Json SerializeError(const std::string& name, const std::string& message) {
-  return {{"name", name}, {"message", message}, {"stack", ""}, {"__serialized", true}};
+  return {{"name", name}, {"message", Utf8String(message)}, {"stack", ""}, {"__serialized", true}};
 }
 
 ServeHandler::ServeHandler(const Client& client, std::string serve_url,
@@ -143,9 +150,10 @@ ServeResponse ServeHandler::Sync(const ServeRequest& request) const {
     return Finish(std::move(r));
   }
   Status s = register_functions();
-  ServeResponse r = JsonReply(
-      s.ok() ? 200 : 500,
-      {{"message", s.ok() ? "Successfully registered" : s.message()}, {"modified", s.ok()}});
+  ServeResponse r =
+      JsonReply(s.ok() ? 200 : 500,
+                {{"message", Utf8String(s.ok() ? "Successfully registered" : s.message())},
+                 {"modified", s.ok()}});
   r.headers.emplace_back("X-Inngest-Sync-Kind", "out_of_band");
   return Finish(std::move(r));
 }
@@ -178,7 +186,8 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
     }
   }
   auto internal_error = [&](const std::string& message) {
-    return Finish(JsonReply(500, {{"type", "internal"}, {"name", "Error"}, {"message", message}}));
+    return Finish(JsonReply(
+        500, {{"type", "internal"}, {"name", "Error"}, {"message", Utf8String(message)}}));
   };
   if (!parsed.ok() || !body.is_object()) return internal_error("request body is not JSON");
   const std::string fn_id = QueryParam(request.target, "fnId");
@@ -230,7 +239,10 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
     end.code = OpCode::kRunComplete;
     end.data = std::move(result);
     std::string body = ops_body({*x.ran, std::move(end)});
-    if (body.size() > kMaxStepAndEndReplyBytes) body = ops_body({*x.ran});
+    if (body.size() > kMaxStepAndEndReplyBytes ||
+        !ParseUntrustedJson(body, kHostReplyJsonLimits).ok()) {
+      body = ops_body({*x.ran});
+    }
     return ops_reply(std::move(body), false, std::nullopt);
   } catch (const Interrupt& in) {
     return ops_reply(ops_body(in.ops), in.no_retry, in.retry_after);
@@ -256,8 +268,9 @@ ServeResponse ServeHandler::FailureReply(const Execution& x) const {
   try {
     throw;
   } catch (const StepNotFound& nf) {
-    return Finish(JsonReply(500, {{"error", "Could not find step \"" + nf.step_id + "\""},
-                                  {"requestedStep", nf.step_id}}));
+    return Finish(
+        JsonReply(500, {{"error", Utf8String("Could not find step \"" + nf.step_id + "\"")},
+                        {"requestedStep", Utf8String(nf.step_id)}}));
   } catch (const NonRetriableError& e) {
     return error_reply("NonRetriableError", e.what(), true, std::nullopt);
   } catch (const StepError& e) {

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,6 +71,30 @@ TEST(SdkServer, ACallBlockingItsOneThreadHoldsTheNextBack) {
   EXPECT_EQ(bodies[0] == "200 alone" ? bodies[1] : bodies[0], "200 together");
   EXPECT_EQ(bodies[0] == "200 alone" ? bodies[0] : bodies[1], "200 alone");
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+}
+
+// A handler that throws (a host's own code, say) gets its call a 500 with a JSON error that
+// does not quote the exception, and the server goes on serving, new connections too.
+TEST(SdkServer, ACallWhoseHandlerThrowsGets500AndTheServerGoesOn) {
+  Server server(
+      [](const ServeRequest& r) -> ServeResponse {
+        if (r.body == "throw") throw std::runtime_error("secret \xff");
+        return {200, {{"Content-Type", "text/plain"}}, "ok"};
+      },
+      {.port = 0, .threads = 1});
+  ASSERT_TRUE(server.start().ok());
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/funcky";
+  for (int i = 0; i < 3; ++i) {
+    Result<HttpResponse> r = HttpCall({.url = url, .body = "throw"});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->status, 500);
+    EXPECT_EQ(nlohmann::json::parse(r->body)["error"]["code"], "internal") << r->body;
+    EXPECT_EQ(r->body.find("secret"), std::string::npos);
+  }
+  Result<HttpResponse> r = HttpCall({.url = url, .body = "{}"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "ok");
 }
 
 TEST(SdkServer, AnswersOtherPathsWith404) {

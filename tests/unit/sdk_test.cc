@@ -1,7 +1,10 @@
 // The SDK's serve handler without a network: replay, memoization and error mapping.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "common/jcs.h"
+#include "common/json_parse.h"
 #include "common/signing.h"
 #include "common/step_id.h"
 #include "coordinator/scheduler/flow.h"
@@ -164,6 +167,132 @@ TEST_F(ServeTest, ALargeLastStepAndEndComeInTwoReplies) {
   auto end = Call(h, {{HashStepId("a"), {{"data", large}}}});
   EXPECT_EQ(end.status, 200);
   EXPECT_EQ(Json::parse(end.body), Json({{"a", large}}));
+}
+
+// An end nested so deep that inside the reply with its step it would pass the depth a
+// coordinator takes (kHostReplyJsonLimits), though alone it does not, comes alone in the next
+// call: the step is recorded and not run again.
+TEST_F(ServeTest, ADeepEndComesInTheCallAfterItsLastStep) {
+  Json deep = Json::array();
+  for (int i = 0; i < 127; ++i) deep = Json::array({deep});  // 128 levels
+  int runs_of_a = 0;
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
+                   ctx.step.run("a", [&] {
+                     ++runs_of_a;
+                     return Json("A");
+                   });
+                   return deep;
+                 })});
+  auto step = Call(h, Json::object());
+  ASSERT_EQ(step.status, 206);
+  EXPECT_TRUE(ParseUntrustedJson(step.body, kHostReplyJsonLimits).ok());
+  Json ops = Json::parse(step.body);
+  ASSERT_EQ(ops.size(), 1u) << step.body.substr(0, 200);
+  EXPECT_EQ(ops[0]["op"], "StepRun");
+  auto end = Call(h, {{HashStepId("a"), {{"data", "A"}}}});
+  EXPECT_EQ(end.status, 200);
+  EXPECT_TRUE(ParseUntrustedJson(end.body, kHostReplyJsonLimits).ok());
+  EXPECT_EQ(Json::parse(end.body), deep);
+  EXPECT_EQ(runs_of_a, 1);
+}
+
+// The code after a step gets the step's result as a replay gets it from the memo: through
+// JSON text (a NaN is null), so a run goes the same way whether or not its steps were
+// replayed.
+TEST_F(ServeTest, TheCodeAfterAStepSeesItsResultAsAReplayDoes) {
+  std::vector<Json> seen;
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
+                   Json a = ctx.step.run("a", [] { return Json(std::nan("")); });
+                   seen.push_back(a);
+                   return Json{{"a", a}};
+                 })});
+  auto first = Call(h, Json::object());
+  ASSERT_EQ(first.status, 206);
+  Json ops = Json::parse(first.body);
+  ASSERT_EQ(ops.size(), 2u) << ops;
+  EXPECT_EQ(ops[0]["data"], nullptr);
+  EXPECT_EQ(ops[1]["op"], "RunComplete");
+  EXPECT_EQ(ops[1]["data"], Json({{"a", nullptr}}));
+  auto replay = Call(h, {{HashStepId("a"), {{"data", nullptr}}}});
+  EXPECT_EQ(replay.status, 200);
+  EXPECT_EQ(Json::parse(replay.body), Json({{"a", nullptr}}));
+  EXPECT_EQ(seen, (std::vector<Json>{nullptr, nullptr}));
+}
+
+// Bytes that are not UTF-8 cannot go in a reply's JSON: in a step's result they fail the
+// step; in an exception's message or a step id from the URL they become U+FFFD. The handler
+// answers every call and throws nothing.
+TEST_F(ServeTest, BytesThatAreNotUtf8FailTheStepOrAreReplacedInMessages) {
+  ServeHandler h(client_, "http://h/api",
+                 {create_function({.id = "result"},
+                                  [](Context& ctx) {
+                                    ctx.step.run("a", [] { return Json(std::string("\xff")); });
+                                    return Json("end");
+                                  }),
+                  create_function({.id = "step-throws"},
+                                  [](Context& ctx) {
+                                    ctx.step.run("a", []() -> Json {
+                                      throw std::runtime_error("bad \xff byte");
+                                    });
+                                    return Json("end");
+                                  }),
+                  create_function({.id = "fn-throws"}, [](Context&) -> Json {
+                    throw std::runtime_error("bad \xff byte");
+                  })});
+  auto call = [&](const std::string& target) {
+    Json body = {{"event", {{"name", "e"}}}, {"steps", Json::object()}, {"ctx", {{"attempt", 0}}}};
+    return h.handle({"POST", target, {}, body.dump()});
+  };
+  const std::string replaced = "bad \xEF\xBF\xBD byte";
+
+  auto result = call("/api?fnId=app-result&stepId=step");
+  ASSERT_EQ(result.status, 206) << result.body;
+  Json ops = Json::parse(result.body);
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(ops[0]["op"], "StepError");
+  EXPECT_NE(ops[0]["error"]["message"].get<std::string>().find("UTF-8"), std::string::npos) << ops;
+
+  auto step = call("/api?fnId=app-step-throws&stepId=step");
+  ASSERT_EQ(step.status, 206) << step.body;
+  EXPECT_EQ(Json::parse(step.body)[0]["error"]["message"], replaced);
+
+  auto fn = call("/api?fnId=app-fn-throws&stepId=step");
+  EXPECT_EQ(fn.status, 500);
+  EXPECT_EQ(Json::parse(fn.body)["message"], replaced);
+
+  auto no_function = call("/api?fnId=app-%FF&stepId=step");
+  EXPECT_EQ(no_function.status, 500);
+  EXPECT_EQ(Json::parse(no_function.body)["message"],
+            "no function \"app-\xEF\xBF\xBD\" in this app");
+
+  auto no_step = call("/api?fnId=app-result&stepId=%FF");
+  EXPECT_EQ(no_step.status, 500);
+  EXPECT_EQ(Json::parse(no_step.body)["requestedStep"], "\xEF\xBF\xBD");
+}
+
+// Steps do not nest: a step used inside another step's function fails that step, and nothing
+// of the inner one runs.
+TEST_F(ServeTest, AStepInsideAStepFailsTheOuterStep) {
+  int inner_runs = 0;
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
+                   ctx.step.run("outer", [&] {
+                     ctx.step.run("inner", [&] {
+                       ++inner_runs;
+                       return Json(1);
+                     });
+                     return Json(2);
+                   });
+                   return Json("end");
+                 })});
+  auto r = Call(h, Json::object());
+  ASSERT_EQ(r.status, 206) << r.body;
+  Json ops = Json::parse(r.body);
+  ASSERT_EQ(ops.size(), 1u) << ops;
+  EXPECT_EQ(ops[0]["op"], "StepError");
+  EXPECT_EQ(ops[0]["id"], HashStepId("outer"));
+  EXPECT_EQ(ops[0]["error"]["message"],
+            "step \"inner\" is used inside step \"outer\": steps do not nest");
+  EXPECT_EQ(inner_runs, 0);
 }
 
 // A step the coordinator asks for by id (planned, or a parallel branch) ends its call at
