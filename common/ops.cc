@@ -62,6 +62,10 @@ Result<std::vector<Op>> ParseOps(std::string_view body) {
 
 Result<std::vector<Op>> ParseOpList(nlohmann::json& doc) {
   if (!doc.is_array()) return InvalidArgument("op list is not a JSON array");
+  if (doc.size() > kMaxOps) {
+    return InvalidArgument("op list has " + std::to_string(doc.size()) + " ops, more than " +
+                           std::to_string(kMaxOps));
+  }
   std::vector<Op> ops;
   ops.reserve(doc.size());
   for (size_t i = 0; i < doc.size(); ++i) {
@@ -73,9 +77,18 @@ Result<std::vector<Op>> ParseOpList(nlohmann::json& doc) {
     if (id == j.end() || !id->is_string() || id->get_ref<const std::string&>().empty()) {
       return InvalidArgument(where + " has no string \"id\"");
     }
+    if (const size_t n = id->get_ref<const std::string&>().size(); n > kMaxStepIdBytes) {
+      return InvalidArgument(where + "'s id has " + std::to_string(n) + " bytes, more than " +
+                             std::to_string(kMaxStepIdBytes));
+    }
     if (op == j.end() || !op->is_string()) return InvalidArgument(where + " has no string \"op\"");
-    auto code = ParseOpCode(op->get_ref<const std::string&>());
-    if (!code) return InvalidArgument(where + " has unknown op \"" + op->get<std::string>() + "\"");
+    const std::string& op_name = op->get_ref<const std::string&>();
+    auto code = ParseOpCode(op_name);
+    if (!code) {
+      // The name is quoted only when it is short (the message is stored with the attempt).
+      return InvalidArgument(where + " has unknown op" +
+                             (op_name.size() <= 64 ? " \"" + op_name + "\"" : std::string()));
+    }
     Op out;
     out.id = id->get<std::string>();
     out.code = *code;

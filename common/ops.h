@@ -56,9 +56,16 @@ struct Op {
   std::string DisplayName() const;
 };
 
+// The most ops a reply or a checkpoint may hold (Inngest's own limit of steps a function).
+inline constexpr size_t kMaxOps = 1000;
+// The longest step id an op may have. The SDKs send hashes (40 hex digits); an id is a key of
+// the store's indexes, whose entries PostgreSQL bounds (about 2.7 kB).
+inline constexpr size_t kMaxStepIdBytes = 256;
+
 // Parses a 206 body with ParseUntrustedJson's host-reply limits (common/json_parse.h).
-// kInvalidArgument when it is not a JSON array of objects each with a string `id` and a
-// known string `op` (unknown keys are ignored), or breaks those limits.
+// kInvalidArgument when it is not a JSON array of at most kMaxOps objects each with a string
+// `id` (1 to kMaxStepIdBytes bytes) and a known string `op` (unknown keys are ignored), or
+// breaks those limits.
 Result<std::vector<Op>> ParseOps(std::string_view body);
 // The same for an op list already parsed (with those limits), e.g. the `steps` of a
 // checkpoint; `doc` is left in a valid but unspecified state.

@@ -195,7 +195,10 @@ TEST_F(ApiThroughRouter, ACheckpointRecordsTheStepsOfALeasedCallAndRefusesAStale
            {body(call, Json::object()), "steps"},
            {body(call, Json::array({{{"id", "h1"}, {"op", "Sleep"}, {"name", "1s"}}})), "Sleep"},
            {body(call, Json::array({{{"id", "h1"}, {"op", "StepRun"}}, {{"op", "StepRun"}}})),
-            "id"}}) {
+            "id"},
+           // a step id longer than an index entry may hold on PostgreSQL
+           {body(call, Json::array({{{"id", std::string(3000, 'h')}, {"op", "StepRun"}}})),
+            "more than 256"}}) {
     Response r = Send("POST", url, bad, sdk);
     EXPECT_EQ(r.status, 400) << bad << " " << r.body;
     EXPECT_THAT(r.body, HasSubstr(reason)) << bad;
@@ -220,7 +223,7 @@ TEST_F(ApiThroughRouter, ACheckpointRecordsTheStepsOfALeasedCallAndRefusesAStale
   const std::string metrics = metrics_.Render(std::nullopt, 0, std::nullopt);
   for (const char* line : {"funcky_checkpoints_total{outcome=\"recorded\"} 1",
                            "funcky_checkpoints_total{outcome=\"stale\"} 1",
-                           "funcky_checkpoints_total{outcome=\"invalid\"} 8",
+                           "funcky_checkpoints_total{outcome=\"invalid\"} 9",
                            "funcky_checkpoints_total{outcome=\"unauthenticated\"} 2",
                            // the recorded step's duration, as for steps a call recorded
                            "funcky_step_duration_seconds_count{function=\"app-fn\"} 1"}) {

@@ -250,6 +250,27 @@ TEST(Ops, ParsesOpListAndRejectsMalformed) {
   EXPECT_THAT(ParseOps("not json"), StatusIs(StatusCode::kInvalidArgument));
 }
 
+// An op list's size and its step ids are bounded: ids are keys of the store's indexes.
+TEST(Ops, RefusesTooManyOpsAndTooLongIds) {
+  auto list = [](size_t n, const std::string& id) {
+    nlohmann::json ops = nlohmann::json::array();
+    for (size_t i = 0; i < n; ++i)
+      ops.push_back({{"id", id + std::to_string(i)}, {"op", "StepRun"}});
+    return ops.dump();
+  };
+  EXPECT_TRUE(ParseOps(list(kMaxOps, "h")).ok());
+  EXPECT_THAT(ParseOps(list(kMaxOps + 1, "h")),
+              StatusIs(StatusCode::kInvalidArgument, "op list has 1001 ops, more than 1000"));
+  EXPECT_TRUE(ParseOps(list(1, std::string(kMaxStepIdBytes - 1, 'a'))).ok());
+  EXPECT_THAT(ParseOps(list(1, std::string(kMaxStepIdBytes, 'a'))),
+              StatusIs(StatusCode::kInvalidArgument, "op 0's id has 257 bytes, more than 256"));
+  // An unknown op is named only when its name is short.
+  EXPECT_THAT(ParseOps(R"([{"id":"x","op":"Bogus"}])"),
+              StatusIs(StatusCode::kInvalidArgument, "op 0 has unknown op \"Bogus\""));
+  EXPECT_THAT(ParseOps(R"([{"id":"x","op":")" + std::string(65, 'B') + R"("}])"),
+              StatusIs(StatusCode::kInvalidArgument, "op 0 has unknown op"));
+}
+
 TEST(Url, ParsesAndEditsQuery) {
   auto u = ParseUrl("http://127.0.0.1:3000/api/funcky?fnId=a-b&stepId=step");
   ASSERT_TRUE(u.ok());
