@@ -3,6 +3,7 @@
 // back within it; after each step it posts the step here and goes on once it is recorded.
 #include <algorithm>
 #include <cctype>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -78,8 +79,8 @@ Response Api::AnswerCheckpoint(const Request& req) {
   auto records = executor::CheckpointRecords(*ops, now);
   if (!records.ok()) return ErrorResponse(records.status());
 
-  auto function_id = stores_.queue.Checkpoint(*item, records->steps, records->attempts, now);
-  const Status& recorded = function_id.status();
+  auto checkpointed = stores_.queue.Checkpoint(*item, records->steps, records->attempts, now);
+  const Status& recorded = checkpointed.status();
   if (recorded.code() == StatusCode::kAborted) {
     // A stale dispatch: the SDK stops running the function (another holder redoes the call).
     spdlog::debug("run {}: checkpoint refused: {}", run_id, recorded.message());
@@ -89,9 +90,13 @@ Response Api::AnswerCheckpoint(const Request& req) {
     spdlog::warn("run {}: recording a checkpoint failed: {}", run_id, recorded.ToString());
     return ErrorResponse(Unavailable("the checkpoint could not be recorded; try again"));
   }
-  // The steps' durations count as those of steps a call recorded do.
+  // The durations of the steps it recorded count as those of steps a call recorded do (a
+  // step sent again, recorded already, is not counted again).
+  std::set<std::string> unattempted(checkpointed->recorded.begin(), checkpointed->recorded.end());
   for (const store::AttemptRecord& a : records->attempts) {
-    metrics_.StepAttempt(*function_id, std::chrono::milliseconds(a.ended_at_ms - a.started_at_ms));
+    if (unattempted.erase(a.step_id) == 0) continue;
+    metrics_.StepAttempt(checkpointed->function_id,
+                         std::chrono::milliseconds(a.ended_at_ms - a.started_at_ms));
   }
   return JsonResponse(200, {{"status", 200}, {"steps", records->steps.size()}});
 }

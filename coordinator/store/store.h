@@ -366,6 +366,12 @@ struct StepRecord {
   int64_t created_at_ms = 0;
 };
 
+// What Store::Checkpoint recorded.
+struct RecordedCheckpoint {
+  std::string function_id;            // the run's
+  std::vector<std::string> recorded;  // the ids of the steps it recorded, in its order
+};
+
 struct AttemptRecord {
   std::string step_id;  // hashed step id, or "step" for a call that failed before any step
   std::string name;
@@ -602,13 +608,14 @@ class QueueStore {
   // Records steps a host ran within the call of `item`, still in flight, and reported before
   // answering (the JS SDK's async checkpointing, docs/protocol.md §5.6): `steps` and their
   // `attempts` are written only while `item` is leased under its token and its run goes on;
-  // a step already recorded keeps its first record; each attempt's `attempt` becomes the
-  // item's. The item stays leased. Returns the run's function id; kAborted (nothing
-  // written) when the lease was lost or the run ended: the call is stale.
-  virtual Result<std::string> Checkpoint(const QueueItem& item,
-                                         const std::vector<StepRecord>& steps,
-                                         const std::vector<AttemptRecord>& attempts,
-                                         TimePoint now) = 0;
+  // a step already recorded keeps its first record, and its attempt is not written again (a
+  // checkpoint sent again, after an answer that was lost); each attempt's `attempt` becomes
+  // the item's. The item stays leased. kAborted (nothing written) when the lease was lost or
+  // the run ended: the call is stale.
+  virtual Result<RecordedCheckpoint> Checkpoint(const QueueItem& item,
+                                                const std::vector<StepRecord>& steps,
+                                                const std::vector<AttemptRecord>& attempts,
+                                                TimePoint now) = 0;
   // Gives up the leases of `items` (a coordinator stopping with calls unfinished): each is
   // visible to every claimer at `now`, its attempt unchanged. Items whose lease was lost
   // are left alone.

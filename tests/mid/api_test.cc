@@ -210,6 +210,12 @@ TEST_F(ApiThroughRouter, ACheckpointRecordsTheStepsOfALeasedCallAndRefusesAStale
   ASSERT_EQ(ok.status, 200) << ok.body;
   ASSERT_EQ(recorded(), 1u);
   EXPECT_EQ(store_->GetSteps(call.run_id)->at(0).memo, Json({{"data", "A"}}));
+  // Sent again (as the SDK does when an answer is lost): 200, and neither the step nor its
+  // attempt is written twice.
+  Response resent = Send("POST", url, body(call, first), sdk);
+  ASSERT_EQ(resent.status, 200) << resent.body;
+  EXPECT_EQ(recorded(), 1u);
+  EXPECT_EQ(store_->GetAttempts(call.run_id)->size(), 1u);
 
   // Another lease token (a call that lost its lease, or a made-up one): 409, nothing stored.
   store::QueueItem stale = call;
@@ -221,11 +227,12 @@ TEST_F(ApiThroughRouter, ACheckpointRecordsTheStepsOfALeasedCallAndRefusesAStale
 
   // Each answer is counted by its outcome, and the recorded step's duration like a call's.
   const std::string metrics = metrics_.Render(std::nullopt, 0, std::nullopt);
-  for (const char* line : {"funcky_checkpoints_total{outcome=\"recorded\"} 1",
+  for (const char* line : {"funcky_checkpoints_total{outcome=\"recorded\"} 2",
                            "funcky_checkpoints_total{outcome=\"stale\"} 1",
                            "funcky_checkpoints_total{outcome=\"invalid\"} 9",
                            "funcky_checkpoints_total{outcome=\"unauthenticated\"} 2",
-                           // the recorded step's duration, as for steps a call recorded
+                           // the recorded step's duration, as for steps a call recorded,
+                           // once
                            "funcky_step_duration_seconds_count{function=\"app-fn\"} 1"}) {
     EXPECT_THAT(metrics, HasSubstr(line));
   }

@@ -133,10 +133,9 @@ Status FailingQueue::RenewLease(const store::QueueItem& item, TimePoint until) {
   return real_.RenewLease(item, until);
 }
 
-Result<std::string> FailingQueue::Checkpoint(const store::QueueItem& item,
-                                             const std::vector<store::StepRecord>& steps,
-                                             const std::vector<store::AttemptRecord>& attempts,
-                                             TimePoint now) {
+Result<store::RecordedCheckpoint> FailingQueue::Checkpoint(
+    const store::QueueItem& item, const std::vector<store::StepRecord>& steps,
+    const std::vector<store::AttemptRecord>& attempts, TimePoint now) {
   if (auto failure = Count(kCheckpoint)) return *failure;
   return real_.Checkpoint(item, steps, attempts, now);
 }

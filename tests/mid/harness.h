@@ -109,10 +109,10 @@ class FailingQueue final : public store::QueueStore {
   Result<store::Applied> ApplyAndKeep(const store::QueueItem& item, const store::Transition& t,
                                       TimePoint now, std::chrono::milliseconds lease) override;
   Status RenewLease(const store::QueueItem& item, TimePoint until) override;
-  Result<std::string> Checkpoint(const store::QueueItem& item,
-                                 const std::vector<store::StepRecord>& steps,
-                                 const std::vector<store::AttemptRecord>& attempts,
-                                 TimePoint now) override;
+  Result<store::RecordedCheckpoint> Checkpoint(const store::QueueItem& item,
+                                               const std::vector<store::StepRecord>& steps,
+                                               const std::vector<store::AttemptRecord>& attempts,
+                                               TimePoint now) override;
   Status ReleaseLeases(const std::vector<store::QueueItem>& items, TimePoint now) override;
   Result<int64_t> QueueDepth() override;
   Result<store::QueueStats> GetQueueStats(TimePoint now) override;

@@ -1240,18 +1240,27 @@ TEST_P(StoreConformance, ACheckpointRecordsStepsWhileItsCallHoldsTheLease) {
     return AttemptRecord{id, id, 0, "completed", nullptr, now - 5, now};
   };
   const auto before = store_->RoundTrips();
-  auto function_id = store_->Checkpoint(call, {step("a", 1)}, {attempt("a")}, clock_.Now());
-  ASSERT_THAT(function_id, IsOk());
-  EXPECT_EQ(*function_id, "app-plain");
+  auto first = store_->Checkpoint(call, {step("a", 1)}, {attempt("a")}, clock_.Now());
+  ASSERT_THAT(first, IsOk());
+  EXPECT_EQ(first->function_id, "app-plain");
+  EXPECT_EQ(first->recorded, std::vector<std::string>{"a"});
   if (GetParam().name == "postgres") {
     ASSERT_TRUE(before.has_value());
     EXPECT_EQ(*store_->RoundTrips() - *before, 2)
         << "the item's and the run's locks in one statement, then the rest with the commit";
   }
   clock_.Advance(1s);
-  // "a" again (a repeated checkpoint) keeps its first record.
-  ASSERT_THAT(store_->Checkpoint(call, {step("a", 9), step("b", 2)}, {attempt("b")}, clock_.Now()),
-              IsOk());
+  // "a" again (a checkpoint sent again, its answer lost) keeps its first record and is not
+  // attempted twice; nor is a step that one body holds twice.
+  auto again = store_->Checkpoint(call, {step("a", 9), step("b", 2), step("b", 3)},
+                                  {attempt("a"), attempt("b"), attempt("b")}, clock_.Now());
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->recorded, std::vector<std::string>{"b"});
+  auto attempted = store_->GetAttempts(run);
+  ASSERT_THAT(attempted, IsOk());
+  ASSERT_EQ(attempted->size(), 2u);
+  EXPECT_EQ((*attempted)[0].step_id, "a");
+  EXPECT_EQ((*attempted)[1].step_id, "b");
   auto steps = store_->GetSteps(run);
   ASSERT_THAT(steps, IsOk());
   ASSERT_EQ(steps->size(), 2u);

@@ -2053,25 +2053,34 @@ Status SqlStore::RenewLease(const QueueItem& item, TimePoint until) {
   });
 }
 
-Result<std::string> SqlStore::Checkpoint(const QueueItem& item,
-                                         const std::vector<StepRecord>& steps,
-                                         const std::vector<AttemptRecord>& attempts,
-                                         TimePoint now) {
+Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
+                                                const std::vector<StepRecord>& steps,
+                                                const std::vector<AttemptRecord>& attempts,
+                                                TimePoint now) {
   const int64_t now_ms = UnixMillis(now);
+  std::vector<std::string> ids;
+  for (const StepRecord& step : steps) ids.push_back(step.step_id);
   // The run's lane is not known here (a host's request): sorted as a run in none, which for
   // a run in a lane can only cost a deadlock, retried, with a parallel call's apply.
   return InGroupResult(
       GroupOrder(item, std::nullopt), Piece::kApply, /*alone=*/false,
-      [&](Tx& tx) -> Result<std::string> {
+      [&](Tx& tx) -> Result<RecordedCheckpoint> {
         // Locked in ApplyWork's order, the item first: the lease decides, then the
         // run's row, which orders the steps' inserts of its concurrent calls. One statement
-        // (one round trip) locks both; when it finds nothing, a look at the item tells why.
-        Rows run = tx.Query(
+        // locks both; when it finds nothing, a look at the item tells why. In the same
+        // round trip, once the locks are held (a record made meanwhile is seen), which of the
+        // steps are recorded already.
+        Rows run, known;
+        tx.QueryLater(
             "SELECT r.function_id, r.had_parallel, q.attempt FROM queue q JOIN runs r ON "
             "r.id = q.run_id WHERE q.id = $1 AND q.lease_token = $2 AND q.run_id = $3 AND "
             "r.status NOT IN " +
                 std::string(kRestingStatuses) + " {FOR UPDATE OF q FOR NO KEY UPDATE OF r}",
-            {item.id, item.lease_token, item.run_id});
+            {item.id, item.lease_token, item.run_id}, [&run](Rows rows) { run = std::move(rows); });
+        tx.QueryLater("SELECT step_id FROM steps WHERE run_id = $1 AND step_id IN @list($2)",
+                      {item.run_id, ListValue(ids)},
+                      [&known](Rows rows) { known = std::move(rows); });
+        tx.Wait();
         if (run.empty()) {
           if (tx.Query("SELECT 1 FROM queue WHERE id = $1 AND lease_token = $2 AND run_id = $3",
                        {item.id, item.lease_token, item.run_id})
@@ -2085,10 +2094,25 @@ Result<std::string> SqlStore::Checkpoint(const QueueItem& item,
           // successor counts the run's steps (KeptCall::steps).
           tx.Send("UPDATE runs SET had_parallel = true WHERE id = $1", {item.run_id});
         }
-        std::vector<AttemptRecord> of_call = attempts;
-        for (AttemptRecord& a : of_call) a.attempt = static_cast<int>(run[0].Int(2));
-        RecordSteps(tx, item.run_id, steps, of_call, now_ms);
-        return run[0].Text(0);
+        // Each step once: not those recorded already, nor one the body repeats.
+        std::set<std::string> seen;
+        for (Row row : known) seen.insert(row.Text(0));
+        RecordedCheckpoint out{run[0].Text(0), {}};
+        std::vector<StepRecord> fresh;
+        for (const StepRecord& step : steps) {
+          if (!seen.insert(step.step_id).second) continue;
+          fresh.push_back(step);
+          out.recorded.push_back(step.step_id);
+        }
+        std::set<std::string> unattempted(out.recorded.begin(), out.recorded.end());
+        std::vector<AttemptRecord> of_call;
+        for (const AttemptRecord& a : attempts) {
+          if (unattempted.erase(a.step_id) == 0) continue;
+          of_call.push_back(a);
+          of_call.back().attempt = static_cast<int>(run[0].Int(2));
+        }
+        RecordSteps(tx, item.run_id, fresh, of_call, now_ms);
+        return out;
       });
 }
 

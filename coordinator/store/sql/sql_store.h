@@ -51,9 +51,9 @@ class SqlStore final : public Store {
   Result<Applied> ApplyAndKeep(const QueueItem& item, const Transition& t, TimePoint now,
                                std::chrono::milliseconds lease) override;
   Status RenewLease(const QueueItem& item, TimePoint until) override;
-  Result<std::string> Checkpoint(const QueueItem& item, const std::vector<StepRecord>& steps,
-                                 const std::vector<AttemptRecord>& attempts,
-                                 TimePoint now) override;
+  Result<RecordedCheckpoint> Checkpoint(const QueueItem& item, const std::vector<StepRecord>& steps,
+                                        const std::vector<AttemptRecord>& attempts,
+                                        TimePoint now) override;
   Status ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) override;
   Result<int64_t> QueueDepth() override;
   Result<std::optional<TimePoint>> NextVisible() override;
