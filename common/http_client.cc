@@ -9,6 +9,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <strings.h>
+#include <sys/socket.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -19,6 +21,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <cerrno>
 
 #include "common/url.h"
 
@@ -46,6 +49,18 @@ using Connection = std::variant<std::unique_ptr<PlainStream>, std::unique_ptr<Tl
 
 beast::tcp_stream& Lowest(Connection& c) {
   return std::visit([](auto& s) -> beast::tcp_stream& { return beast::get_lowest_layer(*s); }, c);
+}
+
+// Whether a pooled connection is as its last answer left it: nothing to read and not closed
+// by the host. Bytes waiting there (a second answer to one request, a TLS alert) or an end
+// of stream make it unusable: the next call would read them as its answer.
+bool Quiet(Connection& c) {
+  if (auto* tls = std::get_if<std::unique_ptr<TlsStream>>(&c)) {
+    if (SSL_pending((*tls)->native_handle()) > 0) return false;
+  }
+  char byte;
+  const ssize_t n = ::recv(Lowest(c).socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 Status LoadTrust(ssl::context& ctx, const std::string& ca_file) {
@@ -110,34 +125,49 @@ struct HttpClient::Pool {
   std::mutex mu;
   std::map<std::string, std::vector<Idle>> idle;  // GUARDED_BY(mu)
 
-  // The most recently pooled connection to `origin` that has not expired; expired ones are
-  // dropped (closed).
+  // The most recently pooled connection to `origin` that has not expired and is quiet
+  // (Quiet); the others are dropped (closed).
   std::optional<Connection> Take(const std::string& origin) {
-    std::vector<Idle> expired;  // closed after the lock is released
+    std::vector<Idle> dropped;  // closed after the lock is released
     std::lock_guard lock(mu);
     auto it = idle.find(origin);
     if (it == idle.end()) return std::nullopt;
     auto& v = it->second;
+    Sweep(v, Clock::now(), dropped);
+    while (!v.empty()) {
+      Connection c = std::move(v.back().conn);
+      v.pop_back();
+      if (Quiet(c)) return c;
+      dropped.push_back({std::move(c), {}});
+    }
+    return std::nullopt;
+  }
+  // Pools `c` for `idle_for`; and drops the expired connections of every origin, so that
+  // those of an origin no longer called do not stay open.
+  void Put(const std::string& origin, Connection c, std::chrono::milliseconds idle_for,
+           size_t max) {
+    if (idle_for <= std::chrono::milliseconds::zero()) return;
+    std::vector<Idle> dropped;  // closed after the lock is released
+    std::lock_guard lock(mu);
     const Clock::time_point now = Clock::now();
+    for (auto it = idle.begin(); it != idle.end();) {
+      Sweep(it->second, now, dropped);
+      it = it->second.empty() && it->first != origin ? idle.erase(it) : std::next(it);
+    }
+    auto& v = idle[origin];
+    if (v.size() < max) v.push_back({std::move(c), now + idle_for});
+  }
+
+ private:
+  static void Sweep(std::vector<Idle>& v, Clock::time_point now, std::vector<Idle>& dropped) {
     for (auto e = v.begin(); e != v.end();) {
       if (e->expires > now) {
         ++e;
         continue;
       }
-      expired.push_back(std::move(*e));
+      dropped.push_back(std::move(*e));
       e = v.erase(e);
     }
-    if (v.empty()) return std::nullopt;
-    Connection c = std::move(v.back().conn);
-    v.pop_back();
-    return c;
-  }
-  void Put(const std::string& origin, Connection c, std::chrono::milliseconds idle_for,
-           size_t max) {
-    if (idle_for <= std::chrono::milliseconds::zero()) return;
-    std::lock_guard lock(mu);
-    auto& v = idle[origin];
-    if (v.size() < max) v.push_back({std::move(c), Clock::now() + idle_for});
   }
 };
 
@@ -204,19 +234,30 @@ Status HandshakeError(const beast::error_code& ec, TlsStream& stream, const Url&
                      url.host);
 }
 
-// Writes `req` and reads the response into `parser`; the write's and the read's errors.
+// The most interim answers (1xx) read before a call's answer.
+constexpr int kMaxInterimAnswers = 8;
+// The most bytes read and not parsed yet: a header, a chunk's size line (whose extensions
+// have no limit of their own), a slice of the body.
+constexpr size_t kMaxUnparsedBytes = 1 << 20;
+
+// Writes `req` and reads the answer into `parser` (made anew for each answer read): interim
+// answers (1xx: 100 Continue, 103 Early Hints from a proxy) are passed over, up to
+// kMaxInterimAnswers. The write's and the read's errors.
 template <typename Stream>
 asio::awaitable<std::pair<beast::error_code, beast::error_code>> Exchange(
     Stream& stream, http::request<http::string_body>& req, beast::flat_buffer& buffer,
-    http::response_parser<http::string_body>& parser) {
+    std::optional<http::response_parser<http::string_body>>& parser, size_t body_limit) {
   auto [wec, wn] = co_await http::async_write(stream, req, asio::as_tuple(asio::use_awaitable));
   beast::error_code rec;
   // A server may answer before reading the whole body (e.g. 413) and close; the write then
   // fails, but the answer is waiting to be read.
-  if (wec != beast::error::timeout) {
+  for (int interim = 0; wec != beast::error::timeout && interim <= kMaxInterimAnswers; ++interim) {
+    parser.emplace();
+    parser->body_limit(body_limit);
     auto [ec, rn] =
-        co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+        co_await http::async_read(stream, buffer, *parser, asio::as_tuple(asio::use_awaitable));
     rec = ec;
+    if (ec || parser->get().result_int() >= 200) break;
   }
   co_return std::pair{wec, rec};
 }
@@ -247,6 +288,9 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
   req.keep_alive(true);
   req.prepare_payload();
 
+  // One deadline for the whole call: connecting, the TLS handshake, the exchange and a
+  // second try on a fresh connection share it.
+  const auto deadline = std::chrono::steady_clock::now() + request.timeout;
   std::optional<Connection> conn = pool_->Take(origin);
   bool reused = conn.has_value();
   for (int attempt = 0;; ++attempt) {
@@ -272,7 +316,7 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
         conn = std::make_unique<PlainStream>(executor_);
       }
       beast::tcp_stream& tcp_stream = Lowest(*conn);
-      tcp_stream.expires_after(request.timeout);
+      tcp_stream.expires_at(deadline);
       auto [cec, ep] =
           co_await tcp_stream.async_connect(endpoints, asio::as_tuple(asio::use_awaitable));
       if (cec) co_return NetworkError(cec, "connecting to", *url);
@@ -283,18 +327,20 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
         if (hec) co_return HandshakeError(hec, **tls, *url);
       }
     }
-    Lowest(*conn).expires_after(request.timeout);
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(options_.max_response_bytes);
+    Lowest(*conn).expires_at(deadline);
+    beast::flat_buffer buffer(kMaxUnparsedBytes);
+    std::optional<http::response_parser<http::string_body>> parser;
     auto [wec, rec] = co_await std::visit(
-        [&](auto& stream) { return Exchange(*stream, req, buffer, parser); }, *conn);
-    beast::error_code ec = rec ? rec : (parser.is_done() ? beast::error_code() : wec);
+        [&](auto& stream) {
+          return Exchange(*stream, req, buffer, parser, options_.max_response_bytes);
+        },
+        *conn);
+    beast::error_code ec = rec ? rec : (parser && parser->is_done() ? beast::error_code() : wec);
     if (ec) {
       // A pooled connection the server closed while idle fails at once with EOF or a reset;
       // try a fresh connection once. A timeout is never retried here.
       bool stale = reused && attempt == 0 && ec != beast::error::timeout && buffer.size() == 0 &&
-                   !parser.got_some();
+                   !(parser && parser->got_some());
       if (stale) {
         conn.reset();
         reused = false;
@@ -302,14 +348,21 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
       }
       co_return NetworkError(ec, wec ? "writing to" : "reading from", *url);
     }
-    auto& res = parser.get();
+    auto& res = parser->get();
+    if (res.result_int() < 200) {
+      co_return Unavailable("reading from " + url->authority() + ": more than " +
+                            std::to_string(kMaxInterimAnswers) + " interim (1xx) answers");
+    }
     HttpResponse out;
     out.status = static_cast<int>(res.result_int());
     for (const auto& field : res) {
       out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
     }
     out.body = std::move(res.body());
-    if (res.keep_alive()) {
+    // Pooled only when the answer ended where the connection's next one begins: nothing read
+    // past it (a second answer to this request would be the next call's), and its length
+    // not given by the connection's end.
+    if (parser->keep_alive() && !wec && buffer.size() == 0) {
       pool_->Put(origin, std::move(*conn), PooledIdleTimeout(out.header("Keep-Alive"), options_),
                  options_.max_idle_per_origin);
     }

@@ -2,6 +2,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -18,6 +19,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -292,6 +294,170 @@ TEST(HttpClientPoolTest, PooledIdleTimeoutFollowsTheKeepAliveHeader) {
   EXPECT_EQ(PooledIdleTimeout("timeout=", options), milliseconds(4'000));
   EXPECT_EQ(PooledIdleTimeout("timeout=x", options), milliseconds(4'000));
   EXPECT_EQ(PooledIdleTimeout("max=5", options), milliseconds(4'000));
+}
+
+// A host that answers in raw bytes: for request `r` (counted from 0 over all connections) on
+// its connection `c` (from 0), `script(c, r)` gives the parts to write, 50 ms apart; with no
+// part, it holds the connection `hold` and closes it. Requests are read as HTTP/1.1.
+class RawServer {
+ public:
+  using Script = std::function<std::vector<std::string>(int connection, int request)>;
+  explicit RawServer(Script script, milliseconds hold = milliseconds(0))
+      : script_(std::move(script)),
+        hold_(hold),
+        acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+    asio::co_spawn(io_, Accept(), asio::detached);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~RawServer() {
+    io_.stop();
+    thread_.join();
+  }
+  std::string url() const {
+    return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + "/call";
+  }
+  int connections() const { return connections_; }
+
+ private:
+  asio::awaitable<void> Accept() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return;
+      asio::co_spawn(io_, Serve(std::move(socket), connections_++), asio::detached);
+    }
+  }
+  asio::awaitable<void> Serve(tcp::socket socket, int connection) {
+    beast::flat_buffer buffer;
+    for (;;) {
+      http::request<http::string_body> req;
+      auto [rec, rn] =
+          co_await http::async_read(socket, buffer, req, asio::as_tuple(asio::use_awaitable));
+      if (rec) co_return;
+      std::vector<std::string> parts = script_(connection, requests_++);
+      asio::steady_timer timer(io_);
+      if (parts.empty()) {
+        timer.expires_after(hold_);
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        co_return;  // closes
+      }
+      for (size_t i = 0; i < parts.size(); ++i) {
+        if (i > 0) {
+          timer.expires_after(milliseconds(50));
+          co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(parts[i]),
+                                                    asio::as_tuple(asio::use_awaitable));
+        if (wec) co_return;
+      }
+    }
+  }
+
+  Script script_;
+  milliseconds hold_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::thread thread_;
+  std::atomic<int> connections_{0};
+  std::atomic<int> requests_{0};
+};
+
+std::string Ok(const std::string& body) {
+  return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// `calls` calls in turn through one client, `pause` apart, each with `timeout`: "status body"
+// of each, or its error.
+std::vector<std::string> Answers(const std::string& url, int calls, milliseconds pause,
+                                 milliseconds timeout = milliseconds(10'000)) {
+  asio::io_context io;
+  HttpClient client(io.get_executor(), {});
+  std::vector<std::string> answers;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < calls; ++i) {
+          if (i > 0) {
+            asio::steady_timer timer(io, pause);
+            co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+          }
+          HttpRequest request;
+          request.url = url;
+          request.body = "{}";
+          request.timeout = timeout;
+          auto r = co_await client.Call(std::move(request));
+          answers.push_back(r.ok() ? std::to_string(r->status) + " " + r->body
+                                   : r.status().ToString());
+        }
+      },
+      asio::detached);
+  io.run();
+  return answers;
+}
+
+// Interim answers (a proxy's 103 Early Hints, 100 Continue) come before the answer: they are
+// passed over, and the connection serves the next call as usual.
+TEST(HttpClientAnswerTest, InterimAnswersArePassedOver) {
+  RawServer server([](int, int request) -> std::vector<std::string> {
+    if (request == 0) {
+      return {
+          "HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n"
+          "HTTP/1.1 100 Continue\r\n\r\n" +
+          Ok("first")};
+    }
+    return {Ok("second")};
+  });
+  EXPECT_EQ(Answers(server.url(), 2, milliseconds(0)),
+            (std::vector<std::string>{"200 first", "200 second"}));
+  EXPECT_EQ(server.connections(), 1);
+}
+
+// A host that answers one request twice (at once, or a moment later): the second answer is
+// never taken for the next call's, which gets its own on a new connection.
+TEST(HttpClientAnswerTest, ASecondAnswerToOneRequestIsNotTheNextCalls) {
+  for (bool later : {false, true}) {
+    SCOPED_TRACE(later ? "a moment later" : "at once");
+    RawServer server([&](int connection, int) -> std::vector<std::string> {
+      if (connection > 0) return {Ok("fresh")};
+      if (later) return {Ok("one"), Ok("stale")};
+      return {Ok("one") + Ok("stale")};
+    });
+    EXPECT_EQ(Answers(server.url(), 2, milliseconds(200)),
+              (std::vector<std::string>{"200 one", "200 fresh"}));
+    EXPECT_EQ(server.connections(), 2);
+  }
+}
+
+// A chunk's size line that never ends is refused once a bounded buffer is full, not read
+// into memory until the call times out.
+TEST(HttpClientAnswerTest, AnEndlessChunkSizeLineFailsTheCallEarly) {
+  RawServer server([](int, int) -> std::vector<std::string> {
+    return {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + std::string(4 << 20, 'x'),
+            ""};
+  });
+  std::vector<std::string> answers = Answers(server.url(), 1, milliseconds(0));
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].find("200"), std::string::npos) << answers[0];
+  EXPECT_EQ(answers[0].find("timed out"), std::string::npos) << answers[0];
+}
+
+// A call has one deadline: a pooled connection the host holds and then closes without an
+// answer leaves the second try on a new connection only what is left of it.
+TEST(HttpClientAnswerTest, ASecondTryOnANewConnectionSharesTheCallsDeadline) {
+  RawServer server(
+      [](int connection, int request) -> std::vector<std::string> {
+        if (connection == 0 && request == 0) return {Ok("one")};
+        return {};  // held, then closed without an answer
+      },
+      milliseconds(1'500));
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::string> answers = Answers(server.url(), 2, milliseconds(0), milliseconds(2'000));
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0], "200 one");
+  EXPECT_NE(answers[1].find("timed out"), std::string::npos) << answers[1];
+  // The second try has about 0.5 s left, not a whole 2 s (3.5 s in all before).
+  EXPECT_LT(took, milliseconds(3'000));
+  EXPECT_EQ(server.connections(), 2);
 }
 
 }  // namespace
