@@ -683,4 +683,10 @@ std::string KeyText(const Json& value) {
   return value.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+std::string Key(const Json& value) {
+  std::string text = KeyText(value);
+  if (text.size() > kMaxKeyBytes) return "sha256:" + crypto::Sha256Hex(text);
+  return text;
+}
+
 }  // namespace funcky::expr

@@ -79,8 +79,16 @@ class Expression {
 inline constexpr size_t kMaxExpressionLength = 4096;
 Result<std::unique_ptr<Expression>> Compile(std::string_view source);
 
-// The text of a key value: strings as they are, numbers and booleans as JSON, null (a
-// missing field) as the empty string.
+// The text of a value as `+` joins it to a string: strings as they are, numbers, booleans,
+// lists and objects as JSON, null (a missing field) as the empty string.
 std::string KeyText(const nlohmann::json& value);
+
+// The longest key kept as it is. Keys are keys of the store's indexes (lanes, limits, gates),
+// whose entries PostgreSQL bounds (about 2.7 kB): a longer one is its digest.
+inline constexpr size_t kMaxKeyBytes = 256;
+
+// The key a key expression's value makes: its KeyText, or when that is longer than
+// kMaxKeyBytes, "sha256:" and the text's SHA-256 in hex (distinct texts keep distinct keys).
+std::string Key(const nlohmann::json& value);
 
 }  // namespace funcky::expr

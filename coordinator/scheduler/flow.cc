@@ -425,7 +425,7 @@ int64_t EventTs(const Json& event) {
 // The text of `key` evaluated on the event, or "" without a key expression.
 std::string GateKey(const std::shared_ptr<const expr::Expression>& key,
                     const expr::Variables& vars) {
-  return key ? expr::KeyText(key->Evaluate(vars)) : std::string();
+  return key ? expr::Key(key->Evaluate(vars)) : std::string();
 }
 
 }  // namespace
@@ -576,8 +576,8 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
 Result<RunKeys> EvaluateKeys(const FlowControl& flow, const Json& event) {
   RunKeys keys;
   const expr::Variables vars{{"event", &event}};
-  if (flow.limit_key) keys.concurrency_key = expr::KeyText(flow.limit_key->Evaluate(vars));
-  if (flow.limit_key2) keys.concurrency_key2 = expr::KeyText(flow.limit_key2->Evaluate(vars));
+  if (flow.limit_key) keys.concurrency_key = expr::Key(flow.limit_key->Evaluate(vars));
+  if (flow.limit_key2) keys.concurrency_key2 = expr::Key(flow.limit_key2->Evaluate(vars));
   if (flow.priority) keys.priority_s = PrioritySeconds(flow.priority->Evaluate(vars));
   if (flow.rate) {
     keys.rate = store::RateGate{flow.rate->reason, GateKey(flow.rate->key, vars), flow.rate->limit,
@@ -603,7 +603,7 @@ Result<RunKeys> EvaluateKeys(const FlowControl& flow, const Json& event) {
   if (!flow.lane_key) return keys;
   ASSIGN_OR_RETURN(
       keys.lane, PlaceInLane(flow.sequence ? &*flow.sequence : nullptr, flow.bypass.get(), event));
-  if (!keys.lane.bypass_lane) keys.lane_key = expr::KeyText(flow.lane_key->Evaluate(vars));
+  if (!keys.lane.bypass_lane) keys.lane_key = expr::Key(flow.lane_key->Evaluate(vars));
   return keys;
 }
 

@@ -4,6 +4,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "common/crypto.h"
 #include "coordinator/expr/expr.h"
 #include "coordinator/scheduler/flow.h"
 #include "coordinator/scheduler/sequence.h"
@@ -198,6 +199,22 @@ TEST(Expr, KeyTextNeverThrowsOnBytesThatAreNotUtf8) {
   auto e = expr::Compile(source);
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   EXPECT_EQ(expr::KeyText((*e)->Evaluate(Json::object())).substr(0, 5), "[1,\"x");
+}
+
+// A key longer than an index entry may hold is its digest: the same text the same key,
+// distinct texts distinct keys, and a key up to the bound as it is.
+TEST(Expr, AKeyLongerThanTheBoundIsItsDigest) {
+  const std::string at_bound(expr::kMaxKeyBytes, 'k');
+  EXPECT_EQ(expr::Key(Json(at_bound)), at_bound);
+  const std::string long_key = at_bound + "x";
+  const std::string digest = expr::Key(Json(long_key));
+  EXPECT_EQ(digest, "sha256:" + crypto::Sha256Hex(long_key));
+  EXPECT_EQ(digest.size(), 7u + 64u);
+  EXPECT_EQ(expr::Key(Json(long_key)), digest);
+  EXPECT_NE(expr::Key(Json(at_bound + "y")), digest);
+  // Lists and objects too, by their JSON text.
+  const Json list = Json::array({long_key});
+  EXPECT_EQ(expr::Key(list), "sha256:" + crypto::Sha256Hex(list.dump()));
 }
 
 // json_parse() on event data nested a million levels deep is null, as
