@@ -23,6 +23,10 @@ using store::Json;
 
 namespace {
 
+// The longest app or function id: ids are keys of the store's indexes, whose entries
+// PostgreSQL bounds (about 2.7 kB).
+constexpr size_t kMaxIdBytes = 256;
+
 // The SDK reads `status` and `error` from the body, not the HTTP status: always send both.
 Response RegisterError(int status, std::string_view code, const std::string& message) {
   return JsonResponse(status, {{"status", status}, {"error", message}, {"code", code}});
@@ -53,6 +57,9 @@ Status ValidateFunction(const Json& fn, size_t index) {
   auto id = fn.find("id");
   if (id == fn.end() || !id->is_string() || id->get_ref<const std::string&>().empty()) {
     return InvalidArgument(where + ".id must be a non-empty string");
+  }
+  if (id->get_ref<const std::string&>().size() > kMaxIdBytes) {
+    return InvalidArgument(where + ".id is longer than " + std::to_string(kMaxIdBytes) + " bytes");
   }
   where = "function \"" + id->get<std::string>() + "\"";
   if (auto name = fn.find("name"); name != fn.end() && !name->is_string()) {
@@ -208,11 +215,23 @@ Response Api::HandleSyncAppUrl(const Request& req) {
   if (!app.is_object()) {
     return http::ErrorResponse(502, "bad_gateway", "the app's sync reply is not a JSON object");
   }
-  Json registration = {{"url", app.value("url", url)},
-                       {"appName", app.value("app_id", std::string())},
-                       {"sdk", app.value("sdk", std::string())},
-                       {"framework", app.value("framework", std::string())},
+  // Its fields as the SDKs send them; one of another type is the reply's fault, named.
+  std::string mistyped;
+  auto text = [&](const char* key, const std::string& absent) -> Json {
+    auto it = app.find(key);
+    if (it == app.end()) return absent;
+    if (!it->is_string() && mistyped.empty()) mistyped = key;
+    return *it;
+  };
+  Json registration = {{"url", text("url", url)},
+                       {"appName", text("app_id", std::string())},
+                       {"sdk", text("sdk", std::string())},
+                       {"framework", text("framework", std::string())},
                        {"functions", app.value("functions", Json::array())}};
+  if (!mistyped.empty()) {
+    return http::ErrorResponse(
+        InvalidArgument("the app's sync reply: " + mistyped + " must be a string"));
+  }
   auto synced = SyncApp(registration);
   if (!synced.ok()) return http::ErrorResponse(synced.status());
   return JsonResponse(200, {{"data",
@@ -250,6 +269,9 @@ Result<Api::SyncOutcome> Api::SyncApp(const Json& b) {
   if (auto u = ParseUrl(*url); !u.ok()) return InvalidArgument("url: " + u.status().message());
   auto app_name = str("appName");
   if (!app_name || app_name->empty()) return InvalidArgument("appName must be a non-empty string");
+  if (app_name->size() > kMaxIdBytes) {
+    return InvalidArgument("appName is longer than " + std::to_string(kMaxIdBytes) + " bytes");
+  }
   auto functions = b.find("functions");
   if (functions == b.end() || !functions->is_array()) {
     return InvalidArgument("functions must be an array");

@@ -463,7 +463,13 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
       if (!t.is_object()) continue;
       const std::string where = "triggers[" + std::to_string(i) + "]";
       RETURN_IF_ERROR(OnlyKnownKeys(t, where, {"event", "cron", "expression", "jitter"}));
-      if (auto cron = t.find("cron"); cron != t.end() && cron->is_string()) {
+      if (HasOption(t, "cron")) {
+        if (!t["cron"].is_string()) return InvalidArgument(where + ".cron must be a string");
+        if (HasOption(t, "event") || HasOption(t, "expression")) {
+          return InvalidArgument(where +
+                                 ": a cron trigger takes no \"event\" or \"expression\"; give "
+                                 "each its own trigger");
+        }
         ASSIGN_OR_RETURN(auto trigger, ParseCronTrigger(t, where));
         flow.crons.push_back(std::move(trigger));
         continue;

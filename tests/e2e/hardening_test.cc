@@ -8,7 +8,10 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -23,6 +26,7 @@ namespace funcky::testing {
 namespace {
 
 using namespace std::chrono_literals;
+using ::testing::HasSubstr;
 
 constexpr size_t kMillion = 1'000'000;
 
@@ -108,6 +112,40 @@ TEST_P(HardeningTest, SyncReplyNestedAMillionDeepIs400) {
     EXPECT_EQ(r.body["error"]["message"], "the app's sync reply: JSON nested deeper than 64 levels")
         << r.raw.substr(0, 300);
   }
+  EXPECT_EQ(Http("GET", c->url() + "/healthz").status, 200);
+  EXPECT_EQ(CountRows(*c, "/v1/apps"), 0);
+}
+
+// A sync reply whose fields have the wrong types, and app or function ids longer than an
+// index entry should hold, are 400s naming what is wrong; nothing is stored.
+TEST_P(HardeningTest, MistypedSyncRepliesAndOverlongIdsAre400) {
+  auto c = StartCoordinator();
+  ScriptedServer app([](ServerRequest r) {
+    ServerResponse res;
+    res.headers = {{"Content-Type", "application/json"}, {"X-Inngest-Sync-Kind", "in_band"}};
+    res.body = r.target.rfind("/url", 0) == 0 ? R"({"url":5,"app_id":"a","functions":[]})"
+                                              : R"({"app_id":null,"functions":[]})";
+    return res;
+  });
+  for (const auto& [path, field] :
+       std::vector<std::pair<std::string, std::string>>{{"/url", "url"}, {"/app", "app_id"}}) {
+    auto r = Http("POST", c->url() + "/v1/apps/sync", Json{{"url", app.url(path)}}.dump());
+    EXPECT_EQ(r.status, 400) << r.raw.substr(0, 300);
+    EXPECT_EQ(r.body["error"]["message"], "the app's sync reply: " + field + " must be a string")
+        << r.raw.substr(0, 300);
+  }
+  auto long_fn = Register(
+      *c, "http://127.0.0.1:1/api",
+      Json::array({FunctionConfig(std::string(300, 'f'), "test/e", "http://127.0.0.1:1/api")}));
+  EXPECT_EQ(long_fn.status, 400) << long_fn.raw.substr(0, 300);
+  EXPECT_THAT(long_fn.raw, HasSubstr(".id is longer than 256 bytes"));
+  auto long_app = Http("POST", c->url() + "/fn/register",
+                       Json{{"url", "http://127.0.0.1:1/api"},
+                            {"appName", std::string(300, 'a')},
+                            {"functions", Json::array()}}
+                           .dump());
+  EXPECT_EQ(long_app.status, 400) << long_app.raw.substr(0, 300);
+  EXPECT_THAT(long_app.raw, HasSubstr("appName is longer than 256 bytes"));
   EXPECT_EQ(Http("GET", c->url() + "/healthz").status, 200);
   EXPECT_EQ(CountRows(*c, "/v1/apps"), 0);
 }

@@ -448,6 +448,12 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
       {R"({"triggers":[{"cron":"* * * * * *","jitter":"1s"}]})",
        "triggers[0].jitter must be more than 0 and less than the schedule's shortest interval"},
       {R"({"triggers":[{"event":"a","jitter":"10s"}]})", "triggers[0].jitter needs a cron trigger"},
+      // A cron trigger is only a schedule: nothing beside it is dropped unsaid.
+      {R"({"triggers":[{"cron":"0 * * * *","expression":"event.data.x == 1"}]})",
+       "triggers[0]: a cron trigger takes no \"event\" or \"expression\""},
+      {R"({"triggers":[{"event":"a","cron":"0 * * * *"}]})",
+       "triggers[0]: a cron trigger takes no \"event\" or \"expression\""},
+      {R"({"triggers":[{"event":"a","cron":5}]})", "triggers[0].cron must be a string"},
       {R"({"ordering":{"key":"event.data.a","sequence_number":"event.data.v"}})",
        "ordering.sequence_number is not implemented by Funcky"},
       {R"({"cancel":[{"event":"x","match":"data.id"}]})", "cancel[0].match is not implemented"},
