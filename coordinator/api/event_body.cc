@@ -45,8 +45,15 @@ Status NormalizeEvent(Json& e, size_t index, int64_t now_ms, size_t max_bytes) {
   auto id = e.find("id");
   if (id != e.end() && !id->is_null()) {
     if (!id->is_string()) return InvalidArgument(where + ": \"id\" must be a string");
-    if (id->get_ref<const std::string&>().size() > 512) {
-      return InvalidArgument(where + ": \"id\" is longer than 512 bytes");
+    const std::string& text = id->get_ref<const std::string&>();
+    if (text.size() > 512) return InvalidArgument(where + ": \"id\" is longer than 512 bytes");
+    // The coordinator's own events have ids made from what anyone can know (a cron tick's
+    // function and time): one sent first would take the id and the tick would be dropped.
+    for (const char* reserved : {"cron:", "lane-gap-"}) {
+      if (text.starts_with(reserved)) {
+        return InvalidArgument(where + ": ids starting with \"" + reserved +
+                               "\" are the coordinator's own");
+      }
     }
   }
   auto ts = e.find("ts");

@@ -42,6 +42,11 @@ TEST(EventBody, MillionDeepBodiesNulAndHugeNumbersAreInvalidArguments) {
       {R"([{"name":"a/b"},{"nope":1}])", "event 1: \"name\" must be a non-empty string"},
       {R"({"name":"inngest/function.failed"})",
        "event 0: names starting with \"inngest/\" are reserved"},
+      // A cron tick's id is its function and time: sent first, it would drop the tick.
+      {R"({"name":"a/b","id":"cron:app-nightly:2026-12-06T00:00:00.000Z"})",
+       "event 0: ids starting with \"cron:\" are the coordinator's own"},
+      {R"([{"name":"a/b"},{"name":"a/b","id":"lane-gap-7"}])",
+       "event 1: ids starting with \"lane-gap-\" are the coordinator's own"},
   };
   for (const auto& [body, message] : cases) {
     auto events = ParseEventBody(body, {}, kNow);
