@@ -109,6 +109,35 @@ bool SyncTargetAllowed(const Url& u, const std::vector<SyncTarget>& allow) {
   });
 }
 
+// The first place an in-band sync reply would send calls (its url, each step's url resolved
+// against it) that `allow` does not list, as host:port; nothing when it lists them all. URLs
+// that do not parse are left to SyncApp, which refuses them.
+std::optional<std::string> TargetNotAllowed(const Json& registration,
+                                            const std::vector<SyncTarget>& allow) {
+  const Json& app_url = registration["url"];
+  if (!app_url.is_string()) return std::nullopt;
+  auto refused = [&](const std::string& url) -> std::optional<std::string> {
+    auto u = ParseUrl(url);
+    if (!u.ok() || SyncTargetAllowed(*u, allow)) return std::nullopt;
+    return u->authority();
+  };
+  if (auto target = refused(app_url.get<std::string>())) return target;
+  const Json& functions = registration["functions"];
+  if (!functions.is_array()) return std::nullopt;
+  for (const Json& fn : functions) {
+    if (!fn.is_object() || !fn.contains("steps") || !fn["steps"].is_object()) continue;
+    for (const Json& step : fn["steps"]) {
+      if (!step.is_object() || !step.contains("runtime") || !step["runtime"].is_object()) continue;
+      const Json& url = step["runtime"].value("url", Json());
+      if (!url.is_string()) continue;
+      auto resolved = ResolveUrl(app_url.get<std::string>(), url.get<std::string>());
+      if (!resolved.ok()) continue;
+      if (auto target = refused(*resolved)) return target;
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 Result<SyncTarget> ParseSyncTarget(std::string_view entry) {
@@ -231,6 +260,14 @@ Response Api::HandleSyncAppUrl(const Request& req) {
   if (!mistyped.empty()) {
     return http::ErrorResponse(
         InvalidArgument("the app's sync reply: " + mistyped + " must be a string"));
+  }
+  // Where the reply sends calls is held to the policy the sync itself is.
+  if (auto target = TargetNotAllowed(registration, options_.sync_allow)) {
+    spdlog::warn("sync of the app at {}: its reply sends calls to {}, not in --sync-allow", url,
+                 *target);
+    return http::ErrorResponse(
+        403, "forbidden",
+        "the app's sync reply sends calls to " + *target + ", which is not in --sync-allow");
   }
   auto synced = SyncApp(registration);
   if (!synced.ok()) return http::ErrorResponse(synced.status());

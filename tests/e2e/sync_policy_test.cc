@@ -157,6 +157,42 @@ TEST_F(SyncPolicyTest, SyncAllowRefusesTargetsNotListedWithoutConnecting) {
   EXPECT_EQ(closed.status, 502) << closed.raw;
 }
 
+// An allowed app's sync reply says where its calls go: its url and each step's url are held
+// to --sync-allow as the sync's own target is (else the reply would aim calls, and the
+// errors recorded for them, at any host); nothing is stored.
+TEST_F(SyncPolicyTest, SyncAllowHoldsTheUrlsAnAppsReplySendsCallsTo) {
+  SilentPort other;
+  const std::string other_url = "http://127.0.0.1:" + std::to_string(other.port()) + "/api";
+  std::string app_url;  // set once the app is listening
+  ScriptedServer app([&](ServerRequest r) {
+    ServerResponse res;
+    res.headers = {{"Content-Type", "application/json"}, {"X-Inngest-Sync-Kind", "in_band"}};
+    const bool aims_app = r.target.rfind("/app-url", 0) == 0;
+    Json reply = {
+        {"app_id", "aimed"},
+        {"url", aims_app ? other_url : app_url},
+        {"functions",
+         Json::array({FunctionConfig("aimed-fn", "test/aimed", aims_app ? app_url : other_url)})}};
+    res.body = reply.dump();
+    return res;
+  });
+  app_url = app.url("/steps");
+  auto parsed = ParseUrl(app_url);
+  ASSERT_TRUE(parsed.ok()) << app_url;
+  auto c = StartCoordinator({"--sync-allow", parsed->host + ":" + std::to_string(parsed->port)});
+  for (const std::string path : {"/app-url", "/steps"}) {
+    auto r = Sync(*c, app.url(path));
+    EXPECT_EQ(r.status, 403) << path << ": " << r.raw;
+    EXPECT_EQ(Message(r), "the app's sync reply sends calls to 127.0.0.1:" +
+                              std::to_string(other.port()) + ", which is not in --sync-allow")
+        << r.raw;
+  }
+  EXPECT_FALSE(other.Connected());
+  auto apps = Http("GET", c->url() + "/v1/apps");
+  ASSERT_EQ(apps.status, 200) << apps.raw;
+  EXPECT_EQ(apps.body["data"].size(), 0u) << apps.raw;
+}
+
 TEST_F(SyncPolicyTest, AMalformedSyncAllowEntryStopsTheCoordinatorAtStart) {
   int tries = 0;
   for (const char* bad : {"http://app.example.com/", "app.example.com:99999", "user@host", ""}) {
