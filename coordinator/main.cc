@@ -310,6 +310,7 @@ int Serve(const ServeFlags& f, bool dev) {
   api_options.api_token = f.api_token;
   api_options.host_ca_file = f.host_ca;
   api_options.sync_allow = sync_allow;
+  api_options.max_body_bytes = f.max_body_bytes;
   api::Api api(api_options, api::ApiStores::Of(*store), clock, intake, metrics,
                [&executor] { return static_cast<int64_t>(executor.calls_in_flight()); });
   http::Router router;

@@ -45,6 +45,9 @@ struct ApiOptions {
   std::vector<SyncTarget> sync_allow;
   size_t max_events_per_request = 5000;
   size_t max_event_bytes = 512 << 10;
+  // The largest request body (--max-body-bytes): an app's in-band sync reply, which becomes
+  // the same config as a /fn/register body, is held to it too.
+  size_t max_body_bytes = 3 << 20;
 };
 
 // The parts of the store the API reads and changes, each by its role: the HTTP API cannot

@@ -215,7 +215,8 @@ Response Api::HandleSyncAppUrl(const Request& req) {
   } else {
     put.headers.emplace_back("X-Inngest-Server-Kind", "dev");
   }
-  auto reply = HttpCall(put, {.ca_file = options_.host_ca_file});
+  auto reply = HttpCall(
+      put, {.max_response_bytes = options_.max_body_bytes, .ca_file = options_.host_ca_file});
   // One text for every way a connection fails (refused, reset, timeout, TLS, DNS) and only
   // the status of a reply, never its body: the caller must not learn through this route
   // which ports are open or what a service that is not an app says.
