@@ -215,8 +215,7 @@ Response Api::HandleSyncAppUrl(const Request& req) {
   } else {
     put.headers.emplace_back("X-Inngest-Server-Kind", "dev");
   }
-  auto reply = HttpCall(
-      put, {.max_response_bytes = options_.max_body_bytes, .ca_file = options_.host_ca_file});
+  auto reply = HttpCall(put, {.ca_file = options_.host_ca_file});
   // One text for every way a connection fails (refused, reset, timeout, TLS, DNS) and only
   // the status of a reply, never its body: the caller must not learn through this route
   // which ports are open or what a service that is not an app says.
@@ -236,6 +235,11 @@ Response Api::HandleSyncAppUrl(const Request& req) {
     return JsonResponse(200, {{"data", {{"url", url}, {"sync_kind", "out_of_band"}}}});
   }
   // The app's reply is held to the limits of a request body: it becomes the same config.
+  if (reply->body.size() > options_.max_body_bytes) {
+    return http::ErrorResponse(InvalidArgument("the app's sync reply is larger than " +
+                                               std::to_string(options_.max_body_bytes) +
+                                               " bytes (--max-body-bytes)"));
+  }
   auto parsed = http::ParseJsonBody(reply->body);
   if (!parsed.ok()) {
     return http::ErrorResponse(

@@ -104,7 +104,8 @@ TEST_P(HardeningTest, HostReplyNestedAMillionDeepFailsTheAttemptsAndTheRunByItsP
 
 // Defect 2: an app answering an in-band sync with a million levels of nesting gets a 400.
 TEST_P(HardeningTest, SyncReplyNestedAMillionDeepIs400) {
-  auto c = StartCoordinator();
+  // Large enough for the million objects (6 MB); a larger reply is a 400 for its size.
+  auto c = StartCoordinator({"--max-body-bytes", std::to_string(8 << 20)});
   DeepHost host;
   for (const std::string path : {"/arrays", "/objects"}) {
     auto r = Http("POST", c->url() + "/v1/apps/sync", Json{{"url", host.url(path)}}.dump());
@@ -113,6 +114,18 @@ TEST_P(HardeningTest, SyncReplyNestedAMillionDeepIs400) {
         << r.raw.substr(0, 300);
   }
   EXPECT_EQ(Http("GET", c->url() + "/healthz").status, 200);
+  EXPECT_EQ(CountRows(*c, "/v1/apps"), 0);
+}
+
+// A sync reply larger than a request body may be is a 400 for its size.
+TEST_P(HardeningTest, SyncReplyLargerThanARequestBodyIs400) {
+  auto c = StartCoordinator({"--max-body-bytes", std::to_string(1 << 20)});
+  DeepHost host;  // its million objects make 6 MB
+  auto r = Http("POST", c->url() + "/v1/apps/sync", Json{{"url", host.url("/objects")}}.dump());
+  EXPECT_EQ(r.status, 400) << r.raw.substr(0, 300);
+  EXPECT_EQ(r.body["error"]["message"],
+            "the app's sync reply is larger than 1048576 bytes (--max-body-bytes)")
+      << r.raw.substr(0, 300);
   EXPECT_EQ(CountRows(*c, "/v1/apps"), 0);
 }
 
