@@ -26,6 +26,9 @@ namespace {
 // The longest app or function id: ids are keys of the store's indexes, whose entries
 // PostgreSQL bounds (about 2.7 kB).
 constexpr size_t kMaxIdBytes = 256;
+// The most triggers a function may have (Inngest's limit too): each event is matched against
+// every trigger of every function.
+constexpr size_t kMaxTriggers = 10;
 
 // The SDK reads `status` and `error` from the body, not the HTTP status: always send both.
 Response RegisterError(int status, std::string_view code, const std::string& message) {
@@ -68,6 +71,10 @@ Status ValidateFunction(const Json& fn, size_t index) {
   auto triggers = fn.find("triggers");
   if (triggers == fn.end() || !triggers->is_array()) {
     return InvalidArgument(where + ": triggers must be an array");
+  }
+  if (triggers->size() > kMaxTriggers) {
+    return InvalidArgument(where + ": " + std::to_string(triggers->size()) +
+                           " triggers; a function has at most " + std::to_string(kMaxTriggers));
   }
   for (const auto& t : *triggers) {
     if (!t.is_object()) return InvalidArgument(where + ": each trigger must be an object");

@@ -129,8 +129,9 @@ TEST_P(HardeningTest, SyncReplyLargerThanARequestBodyIs400) {
   EXPECT_EQ(CountRows(*c, "/v1/apps"), 0);
 }
 
-// A sync reply whose fields have the wrong types, and app or function ids longer than an
-// index entry should hold, are 400s naming what is wrong; nothing is stored.
+// A sync reply whose fields have the wrong types, app or function ids longer than an index
+// entry should hold, and more triggers than a function may have are 400s naming what is
+// wrong; nothing is stored.
 TEST_P(HardeningTest, MistypedSyncRepliesAndOverlongIdsAre400) {
   auto c = StartCoordinator();
   ScriptedServer app([](ServerRequest r) {
@@ -152,6 +153,11 @@ TEST_P(HardeningTest, MistypedSyncRepliesAndOverlongIdsAre400) {
       Json::array({FunctionConfig(std::string(300, 'f'), "test/e", "http://127.0.0.1:1/api")}));
   EXPECT_EQ(long_fn.status, 400) << long_fn.raw.substr(0, 300);
   EXPECT_THAT(long_fn.raw, HasSubstr(".id is longer than 256 bytes"));
+  Json many_triggers = FunctionConfig("many", "test/e", "http://127.0.0.1:1/api");
+  for (int i = 0; i < 10; ++i) many_triggers["triggers"].push_back({{"event", "test/more"}});
+  auto too_many = Register(*c, "http://127.0.0.1:1/api", Json::array({many_triggers}));
+  EXPECT_EQ(too_many.status, 400) << too_many.raw.substr(0, 300);
+  EXPECT_THAT(too_many.raw, HasSubstr("11 triggers; a function has at most 10"));
   auto long_app = Http("POST", c->url() + "/fn/register",
                        Json{{"url", "http://127.0.0.1:1/api"},
                             {"appName", std::string(300, 'a')},
