@@ -17,6 +17,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -295,9 +296,19 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
   bool reused = conn.has_value();
   for (int attempt = 0;; ++attempt) {
     if (!conn) {
-      tcp::resolver resolver(executor_);
-      auto [rec, endpoints] = co_await resolver.async_resolve(url->host, std::to_string(url->port),
-                                                              asio::as_tuple(asio::use_awaitable));
+      // The lookup is held to the deadline too: Asio looks names up on a thread of its own,
+      // and a lookup that stalls past the deadline is cancelled, not waited for.
+      auto resolver = std::make_shared<tcp::resolver>(executor_);
+      asio::steady_timer guard(executor_, deadline);
+      guard.async_wait([weak = std::weak_ptr<tcp::resolver>(resolver)](beast::error_code ec) {
+        if (auto r = weak.lock(); r && !ec) r->cancel();
+      });
+      auto [rec, endpoints] = co_await resolver->async_resolve(url->host, std::to_string(url->port),
+                                                               asio::as_tuple(asio::use_awaitable));
+      guard.cancel();
+      if (rec == asio::error::operation_aborted) {
+        co_return DeadlineExceeded("resolving " + url->host + ": timed out");
+      }
       if (rec) co_return NetworkError(rec, "resolving", *url);
       if (url->tls()) {
         auto s = std::make_unique<TlsStream>(executor_, tls_->ctx);
