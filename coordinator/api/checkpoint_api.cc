@@ -3,7 +3,6 @@
 // back within it; after each step it posts the step here and goes on once it is recorded.
 #include <algorithm>
 #include <cctype>
-#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -92,9 +91,7 @@ Response Api::AnswerCheckpoint(const Request& req) {
   }
   // The durations of the steps it recorded count as those of steps a call recorded do (a
   // step sent again, recorded already, is not counted again).
-  std::set<std::string> unattempted(checkpointed->recorded.begin(), checkpointed->recorded.end());
-  for (const store::AttemptRecord& a : records->attempts) {
-    if (unattempted.erase(a.step_id) == 0) continue;
+  for (const store::AttemptRecord& a : checkpointed->attempts) {
     metrics_.StepAttempt(checkpointed->function_id,
                          std::chrono::milliseconds(a.ended_at_ms - a.started_at_ms));
   }

@@ -366,12 +366,6 @@ struct StepRecord {
   int64_t created_at_ms = 0;
 };
 
-// What Store::Checkpoint recorded.
-struct RecordedCheckpoint {
-  std::string function_id;            // the run's
-  std::vector<std::string> recorded;  // the ids of the steps it recorded, in its order
-};
-
 struct AttemptRecord {
   std::string step_id;  // hashed step id, or "step" for a call that failed before any step
   std::string name;
@@ -380,6 +374,12 @@ struct AttemptRecord {
   Json error;
   int64_t started_at_ms = 0;
   int64_t ended_at_ms = 0;
+};
+
+// What Store::Checkpoint recorded.
+struct RecordedCheckpoint {
+  std::string function_id;              // the run's
+  std::vector<AttemptRecord> attempts;  // those it wrote: of the steps it recorded, in order
 };
 
 struct RunFilter {

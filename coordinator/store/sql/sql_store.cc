@@ -2097,21 +2097,20 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
         // Each step once: not those recorded already, nor one the body repeats.
         std::set<std::string> seen;
         for (Row row : known) seen.insert(row.Text(0));
-        RecordedCheckpoint out{run[0].Text(0), {}};
         std::vector<StepRecord> fresh;
+        std::set<std::string> unattempted;
         for (const StepRecord& step : steps) {
           if (!seen.insert(step.step_id).second) continue;
           fresh.push_back(step);
-          out.recorded.push_back(step.step_id);
+          unattempted.insert(step.step_id);
         }
-        std::set<std::string> unattempted(out.recorded.begin(), out.recorded.end());
-        std::vector<AttemptRecord> of_call;
+        RecordedCheckpoint out{run[0].Text(0), {}};
         for (const AttemptRecord& a : attempts) {
           if (unattempted.erase(a.step_id) == 0) continue;
-          of_call.push_back(a);
-          of_call.back().attempt = static_cast<int>(run[0].Int(2));
+          out.attempts.push_back(a);
+          out.attempts.back().attempt = static_cast<int>(run[0].Int(2));
         }
-        RecordSteps(tx, item.run_id, fresh, of_call, now_ms);
+        RecordSteps(tx, item.run_id, fresh, out.attempts, now_ms);
         return out;
       });
 }
