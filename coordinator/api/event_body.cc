@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/json_parse.h"
+#include "coordinator/executor/transition.h"
 
 namespace funcky::api {
 
@@ -48,10 +49,12 @@ Status NormalizeEvent(Json& e, size_t index, int64_t now_ms, size_t max_bytes) {
     const std::string& text = id->get_ref<const std::string&>();
     if (text.size() > 512) return InvalidArgument(where + ": \"id\" is longer than 512 bytes");
     // The coordinator's own events have ids made from what anyone can know (a cron tick's
-    // function and time): one sent first would take the id and the tick would be dropped.
-    for (const char* reserved : {"cron:", "lane-gap-"}) {
+    // function and time, a run's id): one sent first would take the id and the coordinator's
+    // event would be dropped as its duplicate.
+    for (std::string_view reserved :
+         {std::string_view("cron:"), std::string_view("lane-gap-"), executor::kInternalIdPrefix}) {
       if (text.starts_with(reserved)) {
-        return InvalidArgument(where + ": ids starting with \"" + reserved +
+        return InvalidArgument(where + ": ids starting with \"" + std::string(reserved) +
                                "\" are the coordinator's own");
       }
     }

@@ -19,6 +19,22 @@ Json ErrorJson(std::string_view name, std::string_view message) {
   return {{"name", name}, {"message", message}};
 }
 
+// `text` as a string literal of coordinator/expr: quote and backslash escaped.
+std::string QuotedLiteral(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + '"';
+}
+
+std::string InternalId(std::string_view kind, std::string_view subject) {
+  std::string id(kInternalIdPrefix);
+  id.append(kind).append(":").append(subject);
+  return id;
+}
+
 // At most `max` bytes of a reply body as text every store can hold and every log can print:
 // bytes that are not UTF-8 become U+FFFD (a strict dump() would throw on them) and NUL is
 // dropped (PostgreSQL refuses it), so recording the attempt cannot fail on the store and
@@ -174,7 +190,9 @@ Result<store::NewWait> InvokeWait(const Op& op, const std::string& run_id, TimeP
   w.name = op.DisplayName();
   w.event_name = kFunctionFinished;
   const std::string correlation = CorrelationId(run_id, op.id);
-  w.expression = "async.data.correlation_id == \"" + correlation + "\"";
+  // The step id is the host's: quoted, so that no id can make the expression match the
+  // ends of other runs (and hand this one another run's result).
+  w.expression = "async.data.correlation_id == " + QuotedLiteral(correlation);
   w.kind = store::kWaitInvoke;
   ASSIGN_OR_RETURN(auto timeout, DurationOpt(op, "timeout", kDefaultWaitTimeout));
   w.expires_at = now + timeout;
@@ -364,6 +382,13 @@ store::Transition ResumeTransition(const store::QueueItem& item, TimePoint now) 
 
 std::string CorrelationId(const std::string& run_id, const std::string& step_id) {
   return run_id + "." + step_id;
+}
+
+std::string FinishedEventId(std::string_view run_id) { return InternalId("finished", run_id); }
+std::string FailedEventId(std::string_view run_id) { return InternalId("failed", run_id); }
+std::string CancelledEventId(std::string_view run_id) { return InternalId("cancelled", run_id); }
+std::string InvokedEventId(std::string_view correlation_id) {
+  return InternalId("invoked", correlation_id);
 }
 
 }  // namespace funcky::executor

@@ -55,6 +55,16 @@ store::Transition ResumeTransition(const store::QueueItem& item, TimePoint now);
 // The correlation id of an invocation made by `run_id`'s step `step_id` (docs/protocol.md §8.6).
 std::string CorrelationId(const std::string& run_id, const std::string& step_id);
 
+// Ids of the coordinator's own events (docs/protocol.md §8.6). Each derives from what it
+// announces, so that announcing it twice stores it once, and begins with kInternalIdPrefix,
+// which events sent to the API may not (coordinator/api/event_body.cc): a sender's id, the
+// run's id reused as an idempotency key say, cannot take one and drop the coordinator's event.
+inline constexpr std::string_view kInternalIdPrefix = "funcky:";
+std::string FinishedEventId(std::string_view run_id);         // inngest/function.finished
+std::string FailedEventId(std::string_view run_id);           // inngest/function.failed
+std::string CancelledEventId(std::string_view run_id);        // inngest/function.cancelled
+std::string InvokedEventId(std::string_view correlation_id);  // inngest/function.invoked
+
 inline constexpr const char* kFunctionFinished = "inngest/function.finished";
 inline constexpr const char* kFunctionFailed = "inngest/function.failed";
 inline constexpr const char* kFunctionCancelled = "inngest/function.cancelled";

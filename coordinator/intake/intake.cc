@@ -16,10 +16,6 @@ namespace {
 constexpr int kMaxActiveRunsScanned = 10000;
 constexpr int kLookbackEvents = 1000;
 
-// The id of a run's inngest/function.finished event: derived from the run, so announcing an
-// end twice stores it once, and an invoke wait can find it.
-std::string FinishedEventId(const std::string& run_id) { return run_id + "-finished"; }
-
 // How long run-end events wait to be stored with others (one transaction for many).
 constexpr std::chrono::milliseconds kOutboxGather{5};
 // Run ends recorded at least this long ago and still not announced are the sweep's: a
@@ -409,8 +405,9 @@ Status Intake::StartInvocation(const store::RunState& caller, const store::NewWa
                       {"source_app_id", caller.function.app_id},
                       {"source_fn_id", caller.function.id},
                       {"source_fn_v", 0}};
-  // The correlation id is the event id: a redone call starts nothing twice.
-  IncomingEvent e = InternalEvent(executor::kFunctionInvoked, std::move(data), correlation);
+  // The event id derives from the correlation id: a redone call starts nothing twice.
+  IncomingEvent e = InternalEvent(executor::kFunctionInvoked, std::move(data),
+                                  executor::InvokedEventId(correlation));
   e.target_function = fn_id;
   std::vector<IncomingEvent> one;
   one.push_back(std::move(e));
@@ -425,7 +422,8 @@ void Intake::WaitRegistered(const store::RunState& state, const store::NewWait& 
 }
 
 Result<std::optional<Json>> Intake::FinishedEventOfInvocation(const store::WaitRecord& wait) {
-  auto invoked = store_.FindEventById(executor::CorrelationId(wait.run_id, wait.step_id));
+  auto invoked = store_.FindEventById(
+      executor::InvokedEventId(executor::CorrelationId(wait.run_id, wait.step_id)));
   if (!invoked.ok()) {
     if (invoked.status().code() == StatusCode::kNotFound) return std::optional<Json>();
     return invoked.status();
@@ -433,7 +431,7 @@ Result<std::optional<Json>> Intake::FinishedEventOfInvocation(const store::WaitR
   ASSIGN_OR_RETURN(auto callees, store_.ListRuns({.event_id = invoked->internal_id, .limit = 5}));
   for (const store::RunRecord& callee : callees) {
     if (!store::IsTerminalStatus(callee.status)) continue;
-    auto finished = store_.FindEventById(FinishedEventId(callee.id));
+    auto finished = store_.FindEventById(executor::FinishedEventId(callee.id));
     if (finished.ok()) return std::optional<Json>(finished->payload);
     if (finished.status().code() != StatusCode::kNotFound) return finished.status();
   }
@@ -527,12 +525,13 @@ std::vector<IncomingEvent> Intake::EndEvents(const store::RunState& state,
   const bool second = status == store::kFailed || status == store::kCancelled;
   std::vector<IncomingEvent> events;
   events.push_back(InternalEvent(executor::kFunctionFinished, second ? data : std::move(data),
-                                 FinishedEventId(state.run.id)));
+                                 executor::FinishedEventId(state.run.id)));
   if (status == store::kFailed) {
-    events.push_back(InternalEvent(executor::kFunctionFailed, std::move(data), state.run.id));
+    events.push_back(InternalEvent(executor::kFunctionFailed, std::move(data),
+                                   executor::FailedEventId(state.run.id)));
   } else if (status == store::kCancelled) {
-    events.push_back(
-        InternalEvent(executor::kFunctionCancelled, std::move(data), state.run.id + "-cancelled"));
+    events.push_back(InternalEvent(executor::kFunctionCancelled, std::move(data),
+                                   executor::CancelledEventId(state.run.id)));
   }
   return events;
 }

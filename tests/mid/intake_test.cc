@@ -105,7 +105,7 @@ TEST_F(IntakeHarness, AnInvokeWaitStoredAfterTheInvokedRunsEndWasAnnouncedResume
   ASSERT_THAT(store_->Apply(ClaimItemOf(callee), end, clock_.Now()), IsOk());
   intake_->AnnounceEnd(callee);
   const auto give_up = std::chrono::steady_clock::now() + 10s;
-  while (!store_->FindEventById(callee + "-finished").ok()) {
+  while (!store_->FindEventById(executor::FinishedEventId(callee)).ok()) {
     ASSERT_LT(std::chrono::steady_clock::now(), give_up) << "the end was never announced";
     std::this_thread::sleep_for(10ms);
   }
@@ -124,6 +124,45 @@ TEST_F(IntakeHarness, AnInvokeWaitStoredAfterTheInvokedRunsEndWasAnnouncedResume
   EXPECT_EQ((*resumed)[0].run_id, caller);
   ASSERT_TRUE((*resumed)[0].resume.has_value());
   EXPECT_EQ((*(*resumed)[0].resume)["memo"], store::Json({{"data", {{"doubled", 4}}}}));
+}
+
+// A sender may reuse a run's id as an event's id (an idempotency key made from ctx.runId): the
+// run's own end events are still stored, under ids no sender can take.
+TEST_F(IntakeHarness, AnEventWithARunsIdDropsNoneOfThatRunsEndEvents) {
+  const std::string run = StartRun(kFunction);
+  const store::QueueItem item = ClaimItemOf(run);
+  std::vector<intake::IncomingEvent> sent;
+  for (const std::string& id : {run, run + "-finished", run + "-cancelled"}) {
+    sent.push_back({store::Json{{"name", "user/sent"},
+                                {"data", store::Json::object()},
+                                {"user", store::Json::object()},
+                                {"id", id},
+                                {"ts", UnixMillis(clock_.Now())}},
+                    NewUlid(UnixMillis(clock_.Now())), std::nullopt});
+  }
+  ASSERT_THAT(intake_->Ingest(std::move(sent)), IsOk());
+
+  store::Transition end;
+  end.move =
+      store::Transition::End{store::kFailed, nullptr, {{"name", "Error"}, {"message", "no"}}};
+  ASSERT_THAT(store_->Apply(item, end, clock_.Now()), IsOk());
+  intake_->AnnounceEnd(run);
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (!store_->FindEventById(executor::FailedEventId(run)).ok()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), give_up) << "the failure was never stored";
+    std::this_thread::sleep_for(10ms);
+  }
+  auto failed = store_->FindEventById(executor::FailedEventId(run));
+  ASSERT_THAT(failed, IsOk());
+  EXPECT_EQ(failed->name, executor::kFunctionFailed);
+  EXPECT_EQ(failed->payload["data"]["run_id"], run);
+  auto finished = store_->FindEventById(executor::FinishedEventId(run));
+  ASSERT_THAT(finished, IsOk());
+  EXPECT_EQ(finished->name, executor::kFunctionFinished);
+  // The sender's events are there too, as sent.
+  auto own = store_->FindEventById(run);
+  ASSERT_THAT(own, IsOk());
+  EXPECT_EQ(own->name, "user/sent");
 }
 
 // A run's end events may be stored with its end only when nothing acts on them: no function
@@ -164,7 +203,8 @@ TEST_F(IntakeHarness, EndEventsGoWithTheEndOnlyWhenNothingActsOnThem) {
   EXPECT_THAT(names(events),
               ::testing::ElementsAre("inngest/function.finished", "inngest/function.failed"));
   ASSERT_FALSE(events.empty());
-  EXPECT_EQ(events[0].id, run + "-finished");
+  EXPECT_EQ(events[0].id, executor::FinishedEventId(run));
+  EXPECT_EQ(events[1].id, executor::FailedEventId(run));
   EXPECT_EQ(events[0].payload["data"]["run_id"], run);
   EXPECT_EQ(events[0].payload["data"]["error"], error);
   EXPECT_FALSE(events[0].internal_id.empty());

@@ -2775,7 +2775,7 @@ TEST_P(StoreConformance, AnEndStoresItsEventsWithItUnlessARunWaitsForOne) {
     end.functions_generation = generation;
     EventRecord e;
     e.internal_id = NewUlid(UnixMillis(clock_.Now()));
-    e.id = run + "-finished";
+    e.id = "funcky:finished:" + run;
     e.name = "inngest/function.finished";
     e.payload = {{"name", e.name}, {"id", e.id}, {"data", {{"run_id", run}}}};
     end.events.push_back(std::move(e));
@@ -2798,7 +2798,7 @@ TEST_P(StoreConformance, AnEndStoresItsEventsWithItUnlessARunWaitsForOne) {
   EXPECT_TRUE(applied->end_events_stored);
   EXPECT_FALSE(applied->kept.has_value());
   EXPECT_EQ(RunStatus(quiet), kCompleted);
-  auto stored = store_->FindEventById(quiet + "-finished");
+  auto stored = store_->FindEventById("funcky:finished:" + quiet);
   ASSERT_THAT(stored, IsOk());
   EXPECT_EQ(stored->payload["data"]["run_id"], quiet);
   EXPECT_EQ(stored->received_at_ms, UnixMillis(clock_.Now()));
@@ -2820,7 +2820,7 @@ TEST_P(StoreConformance, AnEndStoresItsEventsWithItUnlessARunWaitsForOne) {
   ASSERT_THAT(applied, IsOk());
   EXPECT_FALSE(applied->end_events_stored);
   EXPECT_EQ(RunStatus(ending), kCompleted);
-  EXPECT_THAT(store_->FindEventById(ending + "-finished"), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(store_->FindEventById("funcky:finished:" + ending), StatusIs(StatusCode::kNotFound));
   EXPECT_EQ(pending_ends(), std::vector<std::string>{ending});
   ASSERT_THAT(store_->AckRunEnds({ending}), IsOk());
 
@@ -2854,7 +2854,7 @@ TEST_P(StoreConformance, AnEndStoresItsEventsWithItUnlessARunWaitsForOne) {
   ASSERT_THAT(applied, IsOk());
   EXPECT_FALSE(applied->end_events_stored);
   EXPECT_EQ(RunStatus(stale), kCompleted);
-  EXPECT_THAT(store_->FindEventById(stale + "-finished"), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(store_->FindEventById("funcky:finished:" + stale), StatusIs(StatusCode::kNotFound));
   EXPECT_EQ(pending_ends(), std::vector<std::string>{stale});
   ASSERT_THAT(store_->AckRunEnds({stale}), IsOk());
   // Judged by the set as it is now: stored with the end.
@@ -2866,8 +2866,59 @@ TEST_P(StoreConformance, AnEndStoresItsEventsWithItUnlessARunWaitsForOne) {
   applied = end_with_events(items[0], current, *generation);
   ASSERT_THAT(applied, IsOk());
   EXPECT_TRUE(applied->end_events_stored);
-  EXPECT_THAT(store_->FindEventById(current + "-finished"), IsOk());
+  EXPECT_THAT(store_->FindEventById("funcky:finished:" + current), IsOk());
   EXPECT_EQ(pending_ends(), std::vector<std::string>{});
+}
+
+// The migration internal_event_ids moves the ids of the coordinator's events stored before it
+// under "funcky:" (an end announced again after an upgrade, or an invocation made again, then
+// finds its event and stores nothing twice). A sender's event keeps its id, and so does the
+// coordinator's whose new id a sender's event holds already.
+TEST_P(StoreConformance, TheCoordinatorsEventIdsStoredBeforeMoveUnderItsPrefix) {
+  const std::vector<std::pair<std::string, std::string>> before = {
+      {"01R1-finished", "inngest/function.finished"},
+      {"01R1", "inngest/function.failed"},
+      {"01R2-finished", "inngest/function.finished"},
+      {"01R2-cancelled", "inngest/function.cancelled"},
+      {"01R3.s1", "inngest/function.invoked"},
+      {"01R4", "user/sent"},
+      {"01R5-finished", "user/sent"},
+      {"01R6", "inngest/function.failed"},
+      {"funcky:failed:01R6", "user/sent"},
+  };
+  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+    for (const auto& [id, name] : before) {
+      tx.Exec(
+          "INSERT INTO events (internal_id, id, name, payload, received_at_ms) "
+          "VALUES ($1, $2, $3, $4::jsonb, $5)",
+          {NewUlid(UnixMillis(clock_.Now())), id, name, std::string("{}"), int64_t{0}});
+    }
+    tx.Exec("DELETE FROM schema_migrations WHERE name LIKE '%_internal_event_ids'");
+    return Status::Ok();
+  }),
+              IsOk());
+  ASSERT_THAT(store_->Migrate(), IsOk());
+
+  const std::vector<std::pair<std::string, std::string>> after = {
+      {"funcky:finished:01R1", "inngest/function.finished"},
+      {"funcky:failed:01R1", "inngest/function.failed"},
+      {"funcky:finished:01R2", "inngest/function.finished"},
+      {"funcky:cancelled:01R2", "inngest/function.cancelled"},
+      {"funcky:invoked:01R3.s1", "inngest/function.invoked"},
+      {"01R4", "user/sent"},
+      {"01R5-finished", "user/sent"},
+      {"01R6", "inngest/function.failed"},
+      {"funcky:failed:01R6", "user/sent"},
+  };
+  for (const auto& [id, name] : after) {
+    auto e = store_->FindEventById(id);
+    ASSERT_THAT(e, IsOk()) << id;
+    EXPECT_EQ(e->name, name) << id;
+  }
+  for (const std::string id :
+       {"01R1-finished", "01R1", "01R2-finished", "01R2-cancelled", "01R3.s1"}) {
+    EXPECT_THAT(store_->FindEventById(id), StatusIs(StatusCode::kNotFound)) << id;
+  }
 }
 
 TEST_P(StoreConformance, AWaitIsStoredWithItsLookBackPendingUntilDone) {

@@ -47,6 +47,9 @@ TEST(EventBody, MillionDeepBodiesNulAndHugeNumbersAreInvalidArguments) {
        "event 0: ids starting with \"cron:\" are the coordinator's own"},
       {R"([{"name":"a/b"},{"name":"a/b","id":"lane-gap-7"}])",
        "event 1: ids starting with \"lane-gap-\" are the coordinator's own"},
+      // A run's end events and invocations are the coordinator's under "funcky:".
+      {R"({"name":"a/b","id":"funcky:failed:01KBRUN"})",
+       "event 0: ids starting with \"funcky:\" are the coordinator's own"},
   };
   for (const auto& [body, message] : cases) {
     auto events = ParseEventBody(body, {}, kNow);

@@ -7,6 +7,7 @@
 #include "common/signing.h"
 #include "coordinator/executor/call.h"
 #include "coordinator/executor/transition.h"
+#include "coordinator/expr/expr.h"
 
 namespace funcky::executor {
 namespace {
@@ -476,6 +477,44 @@ TEST_F(TransitionTest, InvokeWaitsForTheFinishOfTheRunItStarts) {
 
   auto bad = Decide(Reply(206, R"([{"id":"hi","op":"InvokeFunction","opts":{}}])"));
   EXPECT_EQ(bad.end_status, store::kFailed);
+}
+
+// The step id is the host's. Quoted into the wait's expression, a quote in it would make the
+// wait match the end of any run, and resume it with that run's result (another app's, say).
+TEST_F(TransitionTest, AnInvokeStepIdCannotWidenItsWait) {
+  const std::string id = R"(x" || true || ")";
+  auto t = Decide(Reply(
+      206, Json::array(
+               {{{"id", id}, {"op", "InvokeFunction"}, {"opts", {{"function_id", "app-callee"}}}}})
+               .dump()));
+  ASSERT_EQ(t.waits.size(), 1u);
+  const std::string correlation = CorrelationId("01RUN", id);
+  EXPECT_EQ(t.waits[0].invoke["correlation_id"], correlation);
+  auto wait = expr::Compile(t.waits[0].expression);
+  ASSERT_TRUE(wait.ok()) << wait.status().ToString();
+  const Json own = {{"data", {{"correlation_id", correlation}}}};
+  const Json other = {{"data", {{"correlation_id", "01OTHER.s"}}}};
+  EXPECT_TRUE((*wait)->Matches(expr::Variables{{"async", &own}}));
+  EXPECT_FALSE((*wait)->Matches(expr::Variables{{"async", &other}}));
+  const Json backslash = {{"data", {{"correlation_id", "01RUN.a\\"}}}};
+  auto t2 = Decide(Reply(206, R"([{"id":"a\\","op":"InvokeFunction",
+                                   "opts":{"function_id":"app-callee"}}])"));
+  ASSERT_EQ(t2.waits.size(), 1u);
+  auto wait2 = expr::Compile(t2.waits[0].expression);
+  ASSERT_TRUE(wait2.ok()) << wait2.status().ToString();
+  EXPECT_TRUE((*wait2)->Matches(expr::Variables{{"async", &backslash}}));
+}
+
+// The coordinator's own event ids are under the prefix senders may not use.
+TEST(InternalEventIds, AreUnderTheCoordinatorsPrefix) {
+  EXPECT_EQ(FinishedEventId("01RUN"), "funcky:finished:01RUN");
+  EXPECT_EQ(FailedEventId("01RUN"), "funcky:failed:01RUN");
+  EXPECT_EQ(CancelledEventId("01RUN"), "funcky:cancelled:01RUN");
+  EXPECT_EQ(InvokedEventId(CorrelationId("01RUN", "s")), "funcky:invoked:01RUN.s");
+  for (const std::string& id :
+       {FinishedEventId("r"), FailedEventId("r"), CancelledEventId("r"), InvokedEventId("r.s")}) {
+    EXPECT_TRUE(id.starts_with(kInternalIdPrefix)) << id;
+  }
 }
 
 TEST_F(TransitionTest, PlannedStepsAndASleepAreEnqueuedTogether) {
