@@ -28,6 +28,10 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// The bytes a read may add beyond a whole header to what is not parsed yet (Beast reads
+// 64 KiB at a time).
+constexpr size_t kReadSliceBytes = 64 << 10;
+
 // Beast reads a body of any other Transfer-Encoding as "until the connection closes", which
 // for a request would take the next request as body: only chunked is understood.
 bool UnsupportedTransferEncoding(const bhttp::request_parser<bhttp::string_body>& parser) {
@@ -92,7 +96,10 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   template <typename Stream>
   asio::awaitable<void> Serve(Stream& stream) {
     auto& lowest = beast::get_lowest_layer(stream);
-    beast::flat_buffer buffer;
+    // Holds what is read and not parsed yet: a header (the parser bounds it), a chunk's size
+    // line or a trailer (nothing else bounds those: endless, they grew the buffer until the
+    // request's timeout), a slice of the body.
+    beast::flat_buffer buffer(options.max_header_bytes + kReadSliceBytes);
     bool first = true;
     while (!stopping) {
       bhttp::request_parser<bhttp::string_body> parser;
@@ -126,6 +133,11 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
               "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
         } else if (ec == bhttp::error::header_limit) {
           err = LimitError(431, "headers_too_large", "request headers are too large");
+        } else if (ec == bhttp::error::buffer_overflow) {
+          err = LimitError(400, "bad_request",
+                           "malformed HTTP request: a chunk's size line or a trailer is longer "
+                           "than " +
+                               std::to_string(buffer.max_size()) + " bytes");
         } else if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
                    ec != asio::error::eof && ec != asio::error::connection_reset &&
                    ec != asio::error::operation_aborted) {

@@ -35,6 +35,16 @@ class RawConnection {
   void Send(const std::string& bytes) {
     ASSERT_EQ(write(fd_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
   }
+  // Sends what the server takes of `bytes` before it closes the connection; how much.
+  size_t SendUntilClosed(const std::string& bytes) {
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      ssize_t n = send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+    }
+    return sent;
+  }
   // Everything until the server closes the connection (or 5 s pass).
   std::string ReadAll() {
     std::string out;
@@ -86,6 +96,27 @@ TEST_F(LimitsTest, TransferEncodingsOtherThanChunkedAreRefusedAndNothingIsStored
       body.str());
   EXPECT_EQ(chunked.ReadAll().rfind("HTTP/1.1 200", 0), 0u);
   EXPECT_EQ(CountRows(*c, "/v1/events?name=te/test"), 1);
+}
+
+// A chunk's size line and a trailer have no limit of their own in the HTTP parser: sent
+// without end, they grew the server's read buffer until the request's timeout (30 s; a fast
+// client fills gigabytes). The buffer is bounded: a 400 at once, nothing stored.
+TEST_F(LimitsTest, AnEndlessChunkSizeLineOrTrailerIsA400NotMemory) {
+  auto c = StartCoordinator();
+  const std::string head =
+      "POST /e/test HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n";
+  const std::string endless(256 << 10, 'x');  // well past the bound; no line end
+  for (const std::string& start : {std::string("1;"), std::string("0\r\nX-Trailer: ")}) {
+    RawConnection conn(PortOf(*c));
+    ASSERT_TRUE(conn.connected());
+    conn.SendUntilClosed(head + start + endless);
+    const std::string reply = conn.ReadAll();  // at most 5 s: the timeout is 30
+    EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0u) << start << ": " << reply.substr(0, 200);
+    EXPECT_NE(reply.find("a chunk's size line or a trailer is longer than"), std::string::npos)
+        << reply.substr(0, 300);
+  }
+  EXPECT_EQ(CountRows(*c, "/v1/events"), 0);
 }
 
 TEST_F(LimitsTest, ConnectionsPastTheCapWaitUntilOneCloses) {
