@@ -210,6 +210,8 @@ class Parser {
         std::string field = Identifier();
         if (Eat("(")) {  // receiver-style call: x.size()
           if (Arity(field) != 1) return Error("unknown function '" + field + "'");
+          // has() takes a field to look for, which a receiver is not: has(event.data.x).
+          if (field == "has") return Error("has() needs a field, e.g. has(event.data.x)");
           if (!Eat(")")) return Error("expected ')'");
           std::vector<std::unique_ptr<Node>> args;
           args.push_back(std::move(node));
@@ -493,6 +495,7 @@ Value Eval(const Node& n, const Variables& vars, Budget& budget);
 Value Call(const Node& n, const Variables& vars, Budget& budget) {
   if (n.name == "has") {
     const Node& member = *n.args[0];
+    if (member.op != Op::kMember) return Value();  // refused at compile; never a null node
     Value of = Eval(*member.args[0], vars, budget);
     return of->is_object() && of->contains(member.name);
   }
@@ -683,9 +686,52 @@ std::string KeyText(const Json& value) {
   return value.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+namespace {
+
+// Whether `text` is UTF-8 without NUL, which every store keeps as it is: PostgreSQL refuses
+// other bytes in text, and libpq would end the key at a NUL (two keys made one).
+bool StorableText(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == 0) return false;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t more;
+    uint32_t code;
+    if ((c & 0xE0) == 0xC0) {
+      more = 1, code = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      more = 2, code = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      more = 3, code = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + more >= text.size()) return false;  // cut short
+    for (size_t k = 1; k <= more; ++k) {
+      const auto d = static_cast<unsigned char>(text[i + k]);
+      if ((d & 0xC0) != 0x80) return false;
+      code = (code << 6) | (d & 0x3F);
+    }
+    static constexpr uint32_t kLeast[] = {0, 0x80, 0x800, 0x10000};
+    if (code < kLeast[more] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
+      return false;  // overlong, beyond Unicode, or a surrogate
+    }
+    i += more + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string Key(const Json& value) {
   std::string text = KeyText(value);
-  if (text.size() > kMaxKeyBytes) return "sha256:" + crypto::Sha256Hex(text);
+  if (text.size() > kMaxKeyBytes || !StorableText(text)) {
+    return "sha256:" + crypto::Sha256Hex(text);
+  }
   return text;
 }
 

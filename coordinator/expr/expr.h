@@ -88,7 +88,8 @@ std::string KeyText(const nlohmann::json& value);
 inline constexpr size_t kMaxKeyBytes = 256;
 
 // The key a key expression's value makes: its KeyText, or when that is longer than
-// kMaxKeyBytes, "sha256:" and the text's SHA-256 in hex (distinct texts keep distinct keys).
+// kMaxKeyBytes or is not UTF-8 without NUL (b64decode() and json_parse() make any bytes),
+// "sha256:" and the text's SHA-256 in hex (distinct texts keep distinct keys).
 std::string Key(const nlohmann::json& value);
 
 }  // namespace funcky::expr

@@ -12,10 +12,16 @@ using Json = nlohmann::json;
 
 namespace {
 
-// A value as an error message shows it: its JSON, cut short.
+// A value as an error message shows it: its JSON, cut short at a character's start. The value
+// may hold bytes that are not UTF-8 (b64decode() makes any), which become U+FFFD: a strict
+// dump() would throw, out of the event's intake.
 std::string Shown(const Json& value) {
-  std::string text = value.dump();
-  if (text.size() > 40) text = text.substr(0, 37) + "...";
+  std::string text = value.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (text.size() > 40) {
+    size_t cut = 37;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    text = text.substr(0, cut) + "...";
+  }
   return text;
 }
 

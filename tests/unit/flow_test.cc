@@ -217,6 +217,34 @@ TEST(Expr, AKeyLongerThanTheBoundIsItsDigest) {
   EXPECT_EQ(expr::Key(list), "sha256:" + crypto::Sha256Hex(list.dump()));
 }
 
+// A key whose text PostgreSQL would refuse (bytes that are not UTF-8) or cut at a NUL (two
+// keys made one) is its digest too, on every store alike; UTF-8 text stays as it is.
+TEST(Expr, AKeyThatIsNotUtf8OrHoldsANulIsItsDigest) {
+  for (const std::string& kept :
+       {std::string("tenant-7"), std::string("caf\u00e9 \u20ac \U0001F600"), std::string()}) {
+    EXPECT_EQ(expr::Key(Json(kept)), kept);
+  }
+  const std::string bad[] = {
+      std::string("a\0b", 3),
+      std::string("a\0c", 3),  // NUL: distinct keys stay distinct
+      "\xff",
+      "a\xc3",
+      "\xc0\x80",  // not UTF-8, cut short, overlong
+      "\xed\xa0\x80",
+      "\xf4\x90\x80\x80",  // a surrogate, beyond U+10FFFF
+  };
+  for (const std::string& text : bad) {
+    EXPECT_EQ(expr::Key(Json(text)), "sha256:" + crypto::Sha256Hex(text))
+        << Json(text).dump(-1, ' ', true);
+  }
+  EXPECT_NE(expr::Key(Json(bad[0])), expr::Key(Json(bad[1])));
+  // As a key expression makes it from event data.
+  auto key = expr::Compile("b64decode(event.data.k)");
+  ASSERT_TRUE(key.ok());
+  const Json event = {{"event", {{"data", {{"k", "/w=="}}}}}};
+  EXPECT_EQ(expr::Key((*key)->Evaluate(event)), "sha256:" + crypto::Sha256Hex("\xff"));
+}
+
 // json_parse() on event data nested a million levels deep is null, as
 // for any text that does not decode, and never a crash.
 TEST(Expr, JsonParseOfDeeplyNestedTextIsNull) {
@@ -287,6 +315,11 @@ TEST(Expr, MalformedExpressionsSayWhere) {
       {"nosuch(1)", "at 1: unknown function 'nosuch'"},
       {"size(1, 2)", "at 1: size() takes 1 argument"},
       {"has(event)", "at 1: has() needs a field, e.g. has(event.data.x)"},
+      // The receiver form has no field to look for (it compiled, and crashed when evaluated).
+      {"event.has()", "has() needs a field, e.g. has(event.data.x)"},
+      {"'a'.has()", "has() needs a field, e.g. has(event.data.x)"},
+      {"[].has()", "has() needs a field, e.g. has(event.data.x)"},
+      {"event.data.has()", "has() needs a field, e.g. has(event.data.x)"},
       {"event.data.x.frob()", "at 19: unknown function 'frob'"},
       {"1.2.3", "at 1: malformed number"},
       {"a inside b", "at 3: unexpected 'i'"},
@@ -1046,9 +1079,15 @@ TEST(SequenceLanes, NumbersAreNonNegativeSafeIntegers) {
       {Json{{"n", 1}}, "is {\"n\":1}, not a number"},
       // Long values are cut short in the message.
       {Json(std::string(100, '1')), "is \"" + std::string(36, '1') + "..., above"},
+      // ... at a character's start.
+      {Json(std::string(35, '1') + "\u00e9" + std::string(10, '1')),
+       "is \"" + std::string(35, '1') + "..., not a string of decimal digits"},
+      // Bytes that are not UTF-8 (b64decode() makes them) are shown as U+FFFD (they threw).
+      {Json("\xff"), "is \"\ufffd\", not a string of decimal digits"},
   };
   for (const auto& [value, message] : bad) {
-    ExpectErrorStartingWith(scheduler::SequenceNumber(value).status(), message, value.dump());
+    ExpectErrorStartingWith(scheduler::SequenceNumber(value).status(), message,
+                            value.dump(-1, ' ', false, Json::error_handler_t::replace));
   }
 }
 
