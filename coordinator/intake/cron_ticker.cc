@@ -40,7 +40,14 @@ void CronTicker::Loop() {
     const int64_t now_s = UnixMillis(clock_.Now()) / 1000;
     if (now_s <= last_s) continue;
     lock.unlock();
-    FireTicks(std::max(last_s, now_s - kMaxCatchUpSeconds), now_s);
+    try {
+      FireTicks(std::max(last_s, now_s - kMaxCatchUpSeconds), now_s);
+    } catch (const std::exception& e) {
+      // A defect (configs are checked at sync): logged, and the ticker goes on, where the
+      // exception would have ended the process.
+      spdlog::error("cron: firing ticks up to {} failed unexpectedly: {:.200}", now_s,
+                    std::string_view(e.what()));
+    }
     lock.lock();
     last_s = now_s;
   }

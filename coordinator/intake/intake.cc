@@ -16,6 +16,19 @@ namespace {
 constexpr int kMaxActiveRunsScanned = 10000;
 constexpr int kLookbackEvents = 1000;
 
+// Runs `work` of a background thread: an exception (a defect; input is checked before it
+// gets here) is logged, and the thread goes on, where it would have ended the process. What
+// `work` left undone stays recorded for the sweep.
+template <typename Work>
+void Guarded(std::string_view what, Work&& work) {
+  try {
+    work();
+  } catch (const std::exception& e) {
+    spdlog::error("{} failed unexpectedly: {:.200}; left for the next sweep", what,
+                  std::string_view(e.what()));
+  }
+}
+
 // How long run-end events wait to be stored with others (one transaction for many).
 constexpr std::chrono::milliseconds kOutboxGather{5};
 // Run ends recorded at least this long ago and still not announced are the sweep's: a
@@ -711,14 +724,14 @@ void Intake::FlushLoop() {
       std::vector<PendingEnd> batch;
       batch.swap(outbox_);
       lock.unlock();
-      Announce(std::move(batch));
+      Guarded("announcing run ends", [&] { Announce(std::move(batch)); });
       lock.lock();
       continue;
     }
     if (stopping_) return;
     if (std::chrono::steady_clock::now() >= next_sweep) {
       lock.unlock();
-      Sweep(first_sweep);
+      Guarded("the run-end sweep", [&] { Sweep(first_sweep); });
       first_sweep = false;
       lock.lock();
       next_sweep = std::chrono::steady_clock::now() + kSweepInterval;
