@@ -140,12 +140,25 @@ class LaneRecordingTx final : public sql::Tx {
 // then reports its outcome unknown, as when the connection drops during COMMIT; each of the
 // next `conflicts` transactions runs and is rolled back as the victim of a deadlock. With
 // `hold_next`, the next transaction waits until Release (`held` says when it waits); with
+// `pause_next_before_commit`, the next runs its body and waits until Release before its
+// commit (`paused` says when it waits), holding its locks; with
 // `record_lanes`, each committed transaction's lane locks are kept in `lanes_locked` and its
 // count of writes of lane rows in `lane_writes`.
 class FaultyDatabase final : public sql::Database {
  public:
   explicit FaultyDatabase(std::unique_ptr<sql::Database> db) : db_(std::move(db)) {}
   Status DoTransact(const std::function<Status(sql::Tx&)>& body, sql::Flights flights) override {
+    if (pause_next_before_commit.exchange(false)) {
+      return db_->Transact(
+          [&](sql::Tx& tx) {
+            Status s = body(tx);
+            paused = true;
+            std::unique_lock lock(mu_);
+            released_cv_.wait(lock, [&] { return released_; });
+            return s;
+          },
+          flights);
+    }
     if (hold_next.exchange(false)) {
       std::unique_lock lock(mu_);
       held = true;
@@ -209,6 +222,8 @@ class FaultyDatabase final : public sql::Database {
   std::atomic<int> conflicts = 0;
   std::atomic<bool> hold_next = false;
   std::atomic<bool> held = false;
+  std::atomic<bool> pause_next_before_commit = false;
+  std::atomic<bool> paused = false;
   std::atomic<bool> record_lanes = false;
 
  private:
@@ -2700,6 +2715,42 @@ TEST_P(StoreConformance, WaitResumesOnceByMatchOrByTimeoutNeverBoth) {
   EXPECT_EQ((*resumed[0].resume)["name"], "approval");
 }
 
+// A head blocked while one of its branches waits for an event: a blocked run waits for
+// nothing, and retry-head's replay registers the wait again, with its timeout call. (The wait
+// outlived the block without its timeout call; registered again, it conflicted and queued
+// none: a matching event resumed nothing, and the head held its lane until head_timeout.)
+TEST_P(StoreConformance, ARetriedHeadsWaitIsRegisteredAgainWithItsTimeout) {
+  const std::string head = Start("app-ordered", "w");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  auto waiting = [&] {
+    Transition t;
+    t.move = Transition::Continue{.next = {NextCall{"push", clock_.Now()}},
+                                  .waits = {Wait("hw", clock_.Now() + 10s)}};
+    return t;
+  };
+  ASSERT_THAT(store_->Apply(items[0], waiting(), clock_.Now()), IsOk());
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_EQ(items[0].step_id, "push");
+  ASSERT_THAT(Block(items[0]), IsOk());
+  EXPECT_EQ(RunStatus(head), kBlocked);
+  EXPECT_TRUE(WaitsSeenBy("test/approved").empty()) << "a blocked run waits for nothing";
+
+  ASSERT_THAT(store_->RetryLaneHead("app-ordered", "w", clock_.Now()), IsOk());
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_THAT(store_->Apply(items[0], waiting(), clock_.Now()), IsOk());  // the replay
+  ASSERT_EQ(WaitsSeenBy("test/approved").size(), 1u);
+  Json event = {{"name", "test/approved"}, {"data", {{"ok", true}}}};
+  EXPECT_TRUE(*store_->ResolveWait(head, "hw", event, clock_.Now()));
+  bool resumed = false;
+  for (const QueueItem& item : Claim()) {
+    if (item.step_id == "hw" && item.resume) resumed = (*item.resume)["memo"] == event;
+  }
+  EXPECT_TRUE(resumed) << "the event resumes the wait";
+}
+
 // A run that ends while one of its branches still waits (another branch returned) leaves no
 // wait behind, however its calls were applied.
 TEST_P(StoreConformance, ARunThatEndsWhileWaitingLeavesNoWaitBehind) {
@@ -3608,6 +3659,43 @@ TEST_P(StoreConformance, CancellingTheRunBehindAnEndingHeadNeverDeadlocks) {
     for (const QueueItem& item : Claim()) EXPECT_THAT(End(item), IsOk());
     EXPECT_TRUE(Claim().empty()) << round;
   }
+}
+
+// The run behind an ending head is cancelled while the end, which makes it the head, has not
+// committed: the cancel waits for the end and then moves the lane on from it. (On PostgreSQL
+// the cancel's read of the lane passed over the row its snapshot showed with the old head; it
+// took its run for one behind the head, and the lane's head stayed a cancelled run for good:
+// the run behind it never started, and skip-head refused a head that had ended.)
+TEST_P(StoreConformance, ARunCancelledAsItBecomesTheHeadMovesTheLaneOn) {
+  const std::string key = "cancel-as-head";
+  const std::string head = Start("app-ordered", key);
+  const std::string next = Start("app-ordered", key);
+  const std::string third = Start("app-ordered", key);
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_EQ(items[0].run_id, head);
+  db_->pause_next_before_commit = true;
+  Status ended = Unavailable("not run");
+  std::thread end([&] { ended = End(items[0]); });
+  while (!db_->paused) std::this_thread::sleep_for(1ms);
+  Result<bool> cancelled = Unavailable("not run");
+  std::thread cancel([&] {
+    cancelled = store_->CancelRun(next, {{"name", "Cancelled"}}, clock_.Now());
+  });
+  // The cancel reaches the lane's lock (PostgreSQL) or the database's (SQLite) meanwhile.
+  std::this_thread::sleep_for(300ms);
+  db_->Release();
+  end.join();
+  cancel.join();
+  ASSERT_THAT(ended, IsOk());
+  ASSERT_THAT(cancelled, IsOk());
+  EXPECT_TRUE(*cancelled);
+  EXPECT_EQ(RunStatus(head), kCompleted);
+  EXPECT_EQ(RunStatus(next), kCancelled);
+  // The third run is the head: its first call is due, and nothing of the cancelled run's.
+  std::vector<std::string> claimed;
+  for (const QueueItem& item : Claim()) claimed.push_back(item.run_id);
+  EXPECT_EQ(claimed, std::vector<std::string>{third});
 }
 
 // Every transaction locks the lanes it locks in one order, so no two wait on each other's

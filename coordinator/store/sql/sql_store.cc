@@ -681,6 +681,21 @@ void EndRun(Tx& tx, const std::string& run_id, const std::string& function_id,
   if (left.had_waits) tx.Exec("DELETE FROM waits WHERE run_id = $1", {run_id});
   if (!lane_key) return;
   if (!AdvanceLane(tx, function_id, *lane_key, run_id, now_ms, lane_reads)) {
+    // Not the head when the reads were made; but the head's end may have been making this
+    // run the head meanwhile, uncommitted then (PostgreSQL: AdvanceLane's locking read passed
+    // over the row its snapshot showed with the old head). Locked now, the row is the latest.
+    Rows head = tx.Query(
+        "SELECT head_run_id FROM lanes WHERE function_id = $1 AND key = $2 {FOR NO KEY UPDATE}",
+        {function_id, *lane_key});
+    if (!head.empty() && !head[0].Null(0) && head[0].Text(0) == run_id) {
+      // It is the head: the call the end queued for it goes (this run's delete above did not
+      // see it), and the lane moves on from it.
+      tx.Exec("DELETE FROM queue WHERE run_id = $1", {run_id});
+      if (!AdvanceLane(tx, function_id, *lane_key, run_id, now_ms)) {
+        throw std::logic_error("the lane's head changed under its lock");
+      }
+      return;
+    }
     // Not the head: it leaves the line behind the head.
     Rows lane = tx.Query(
         "UPDATE lanes SET depth = depth - 1 WHERE function_id = $1 AND key = $2 "
@@ -1637,7 +1652,11 @@ class ApplyWork {
       return Applied{.end_events_stored = true};
     }
     if (park_) {
+      // A blocked run waits for nothing: its waits go with their timeout calls. (A wait kept
+      // without its timeout call was registered again when retry-head replayed the run, as
+      // the insert's conflict, with no timeout call: the head waited for good.)
       tx.Send("DELETE FROM queue WHERE run_id = $1", {run_id});
+      if (run[0].Bool(2)) tx.Send("DELETE FROM waits WHERE run_id = $1", {run_id});
       return Applied();
     }
     if (!next_) return Applied();  // a retry
