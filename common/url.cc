@@ -8,6 +8,8 @@
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <boost/url/url.hpp>
 
+#include "common/utf8.h"
+
 namespace funcky {
 
 namespace urls = boost::urls;
@@ -137,6 +139,22 @@ std::string PercentDecode(std::string_view s) {
 }
 
 std::string_view TargetPath(std::string_view target) { return target.substr(0, target.find('?')); }
+
+Status CheckRequestTarget(std::string_view target) {
+  auto ref = urls::parse_origin_form(target);
+  if (!ref) return InvalidArgument("the request target is not a path and query");
+  for (auto segment : ref->segments()) {
+    if (!IsUtf8WithoutNul(segment)) {
+      return InvalidArgument("the path holds bytes that are not UTF-8, or a NUL");
+    }
+  }
+  for (auto param : ref->params()) {
+    if (!IsUtf8WithoutNul(param.key) || !IsUtf8WithoutNul(param.value)) {
+      return InvalidArgument("the query holds bytes that are not UTF-8, or a NUL");
+    }
+  }
+  return Status::Ok();
+}
 
 std::string QueryParam(std::string_view target, std::string_view key) {
   auto ref = urls::parse_uri_reference(target);

@@ -43,6 +43,11 @@ std::string QueryParam(std::string_view target, std::string_view key);
 // The path of a request target, without the query.
 std::string_view TargetPath(std::string_view target);
 
+// kInvalidArgument unless request target `target` parses, and each of its path segments and
+// query keys and values, percent-decoded, is UTF-8 without NUL (they go to stores as text).
+// The message never quotes the target: a path segment may be a secret (an event key).
+Status CheckRequestTarget(std::string_view target);
+
 std::string PercentEncode(std::string_view s);
 std::string PercentDecode(std::string_view s);
 

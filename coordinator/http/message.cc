@@ -1,5 +1,7 @@
 #include "coordinator/http/message.h"
 
+#include <spdlog/spdlog.h>
+
 #include "common/json_parse.h"
 #include "common/url.h"
 
@@ -63,8 +65,10 @@ Response ErrorResponse(int http_status, std::string_view code, std::string_view 
 }
 
 Response ErrorResponse(const Status& status) {
-  // Internal details stay in the log; the client gets the code and a generic message.
+  // Internal details go to the log (their start: a message may quote what it failed on);
+  // the client gets the code and a generic message.
   if (status.code() == StatusCode::kInternal) {
+    spdlog::error("answering 500: {:.200}", status.message());
     return ErrorResponse(500, "internal", "internal error; see the coordinator log");
   }
   return ErrorResponse(HttpStatusFor(status.code()), StatusCodeName(status.code()),

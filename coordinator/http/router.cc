@@ -39,6 +39,12 @@ void Router::Protect(std::string prefix, Guard guard) {
 }
 
 Response Router::Handle(Request request) const {
+  // Parameters go to the stores as text: bytes PostgreSQL refuses were a 500 there, and a
+  // NUL cut a run id short (`/v1/runs/<id>%00x` read run <id>); a query that does not parse
+  // read as no query, every filter dropped.
+  if (Status target = CheckRequestTarget(request.target); !target.ok()) {
+    return ErrorResponse(400, "bad_request", target.message());
+  }
   const std::vector<std::string> segments = Split(request.path());
   bool path_matched = false;
   for (const Route& route : routes_) {
@@ -72,7 +78,7 @@ Response Router::Handle(Request request) const {
       // An exception's text may quote the request (a JSON token, say): log its start only.
       spdlog::error("handler for {} {} threw: {:.200}", request.method, route.pattern,
                     std::string_view(e.what()));
-      return ErrorResponse(Internal(e.what()));
+      return ErrorResponse(500, "internal", "internal error; see the coordinator log");
     }
   }
   if (path_matched) {

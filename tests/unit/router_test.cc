@@ -47,5 +47,26 @@ TEST(Router, ARouteAddedBeforeProtectIsGuardedToo) {
   EXPECT_EQ(router.Handle(Get("/metrics", {{"Authorization", "Bearer t"}})).status, 200);
 }
 
+// Path parameters and query values go to the stores as text: a target whose parts are not
+// UTF-8, or hold a NUL, or that does not parse, is a 400 that does not quote it (a segment
+// may be a secret); UTF-8 percent-encoded passes as it is.
+TEST(Router, ATargetThatIsNotUtf8OrHoldsANulOrDoesNotParseIsA400) {
+  Router router;
+  router.Add("GET", "/v1/runs/{id}", Ok);
+  router.Add("GET", "/e/{key}", Ok);
+  for (const char* target :
+       {"/v1/runs/%FF", "/v1/runs/%C3%28", "/v1/runs/abc%00x", "/v1/runs/a?status=%FF",
+        "/v1/runs/a?x%00=1", "/v1/runs/a?cursor=%ED%A0%80", "/v1/runs/a?x=%zz",
+        "/v1/runs/a?x=|", "/e/secret%FF"}) {
+    Response r = router.Handle(Get(target));
+    EXPECT_EQ(r.status, 400) << target;
+    EXPECT_NE(r.body.find("bad_request"), std::string::npos) << target << ": " << r.body;
+    EXPECT_EQ(r.body.find("secret"), std::string::npos) << r.body;
+  }
+  Response ok = router.Handle(Get("/v1/runs/caf%C3%A9?status=completed"));
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_NE(ok.body.find("caf\u00e9"), std::string::npos) << ok.body;
+}
+
 }  // namespace
 }  // namespace funcky::http
