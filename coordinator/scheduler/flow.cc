@@ -81,6 +81,10 @@ Status AddLaneOptions(const Json& o, const std::string& where, FlowControl& flow
   flow.lane_from = where;
   if (HasOption(o, "head_timeout")) {
     ASSIGN_OR_RETURN(flow.head_timeout, DurationOption(o["head_timeout"], where + ".head_timeout"));
+    // Heads are checked once a second; a shorter time (0s) failed every head at once.
+    if (*flow.head_timeout < std::chrono::seconds(1)) {
+      return InvalidArgument(where + ".head_timeout must be at least 1s");
+    }
   }
   if (HasOption(o, "bypass")) {
     ASSIGN_OR_RETURN(flow.bypass, KeyExpression(o["bypass"], where + ".bypass"));
@@ -129,9 +133,16 @@ Status AddLaneOptions(const Json& o, const std::string& where, FlowControl& flow
 
 Status AddConcurrency(const Json& c, FlowControl& flow) {
   const std::string range = " from 0 to " + std::to_string(kMaxLimit);
+  // Every unkeyed limit holds, so the smallest is the one that binds (0 is none).
+  auto add_unkeyed = [&flow](int limit) {
+    flow.function_limit = flow.function_limit == 0 || limit == 0
+                              ? std::max(flow.function_limit, limit)
+                              : std::min(flow.function_limit, limit);
+  };
   if (c.is_number()) {
     if (!IsLimit(c)) return InvalidArgument("concurrency must be an integer" + range);
-    flow.function_limit = static_cast<int>(c.get<int64_t>());
+    // Among entries too: it set the limit over theirs ([{limit: 2}, 10] ran 10 at once).
+    add_unkeyed(static_cast<int>(c.get<int64_t>()));
     return Status::Ok();
   }
   if (!c.is_object() || !c.contains("limit") || !IsLimit(c["limit"])) {
@@ -159,10 +170,7 @@ Status AddConcurrency(const Json& c, FlowControl& flow) {
                            " needs a lane: an entry {limit: 1, key}");
   }
   if (!c.contains("key")) {
-    // Every unkeyed limit holds, so the smallest is the one that binds.
-    flow.function_limit = flow.function_limit == 0 || limit == 0
-                              ? std::max(flow.function_limit, limit)
-                              : std::min(flow.function_limit, limit);
+    add_unkeyed(limit);
     return Status::Ok();
   }
   ASSIGN_OR_RETURN(auto key, KeyExpression(c["key"], "concurrency.key"));
@@ -502,6 +510,11 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
                 ? ParseDuration(t->get<std::string>())
                 : Result<std::chrono::milliseconds>(InvalidArgument("must be a duration string"));
         if (!d.ok()) return InvalidArgument(where + ".timeout: " + d.status().message());
+        // A run older than the timeout is not cancelled: 0s would accept the rule and apply
+        // it never.
+        if (*d < std::chrono::seconds(1)) {
+          return InvalidArgument(where + ".timeout must be at least 1s");
+        }
         on.timeout = *d;
       }
       flow.cancel.push_back(std::move(on));

@@ -296,6 +296,30 @@ TEST(Expr, EvaluationOverItsBudgetStopsAndYieldsNull) {
   auto many_refs = expr::Compile(refs);
   ASSERT_TRUE(many_refs.ok()) << many_refs.status().ToString();
   EXPECT_TRUE((*many_refs)->Matches(vars));
+  // Comparing is charged by what it walks: equal strings byte by byte, lists and objects of
+  // one size item by item (each `==` walked the whole event for one step).
+  const Json deep = [] {
+    Json items = Json::array();
+    for (int i = 0; i < 20'000; ++i) items.push_back({{"k", i}, {"v", "value"}});
+    return Json{{"event", {{"data", {{"items", items}, {"big", std::string(100'000, 'x')}}}}}};
+  }();
+  for (const std::string& one : {std::string("event == event"),
+                                 std::string("event.data.big == event.data.big"),
+                                 std::string("event.data.big >= event.data.big"),
+                                 std::string("event in [event]")}) {
+    std::string many = one;
+    for (int i = 0; i < 100; ++i) many += " && " + one;
+    auto repeated = expr::Compile(many);
+    ASSERT_TRUE(repeated.ok()) << repeated.status().ToString();
+    EXPECT_EQ((*repeated)->Evaluate(deep), nullptr) << one;
+    auto once = expr::Compile(one);
+    ASSERT_TRUE(once.ok());
+    EXPECT_EQ((*once)->Evaluate(deep), true) << one;
+  }
+  // Values of different types or sizes compare at once, for nothing.
+  auto cheap = expr::Compile("event.data.items != event.data.big && event.data.items != []");
+  ASSERT_TRUE(cheap.ok());
+  EXPECT_EQ((*cheap)->Evaluate(deep), true);
 }
 
 TEST(Expr, MalformedExpressionsSayWhere) {
@@ -372,6 +396,13 @@ TEST(Flow, TwoUnkeyedLimitsBothHoldSoTheSmallestBindsAndNullOptionsAreAbsent) {
   auto reversed = scheduler::ParseFlowControl(Json::parse(R"({"concurrency":[3,{"limit":5}]})"));
   ASSERT_TRUE(reversed.ok());
   EXPECT_EQ(reversed->function_limit, 3);
+  // A number after an entry holds as one too (it set the limit over the entry's: 2 became 10).
+  for (const char* config : {R"({"concurrency":[{"limit":2},10]})", R"({"concurrency":[2,10]})",
+                             R"({"concurrency":[10,2]})", R"({"concurrency":[0,2]})"}) {
+    auto numbers = scheduler::ParseFlowControl(Json::parse(config));
+    ASSERT_TRUE(numbers.ok()) << config;
+    EXPECT_EQ(numbers->function_limit, 2) << config;
+  }
   // A lane (limit 1 with a key) and a keyed limit above 1 are both kept.
   auto both = scheduler::ParseFlowControl(Json::parse(
       R"({"concurrency":[{"limit":1,"key":"event.data.t"},{"limit":4,"key":"event.data.u"}]})"));
@@ -388,6 +419,12 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
       {R"({"ordering":{"key":"event."}})", "ordering.key: at 7: expected a field name after '.'"},
       {R"({"ordering":{}})", "ordering must be an object with a \"key\""},
       {R"({"ordering":{"key":"event.data.a","head_timeout":"soon"}})", "ordering.head_timeout: "},
+      // 0s failed every head at once; a cancel rule with 0s applied to no run.
+      {R"({"ordering":{"key":"event.data.a","head_timeout":"0s"}})",
+       "ordering.head_timeout must be at least 1s"},
+      {R"({"concurrency":{"limit":1,"key":"event.data.a","head_timeout":"999ms"}})",
+       "concurrency.head_timeout must be at least 1s"},
+      {R"({"cancel":[{"event":"x","timeout":"0s"}]})", "cancel[0].timeout must be at least 1s"},
       {R"({"concurrency":{"limit":"3"}})",
        "concurrency needs an integer \"limit\" from 0 to 2147483647"},
       {R"({"concurrency":-1})", "concurrency must be an integer from 0 to 2147483647"},
