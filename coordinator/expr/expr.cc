@@ -415,8 +415,8 @@ class Budget {
 // expression's length walked a 512 KiB event 290 times.)
 bool ChargeComparison(const Json& a, const Json& b, Budget& budget) {
   if (a.is_string() && b.is_string()) {
-    return budget.ChargeBytes(std::min(a.get_ref<const std::string&>().size(),
-                                       b.get_ref<const std::string&>().size()));
+    return budget.ChargeBytes(
+        std::min(a.get_ref<const std::string&>().size(), b.get_ref<const std::string&>().size()));
   }
   if (a.type() == b.type() && a.is_structured() && a.size() == b.size()) return budget.Charge(a);
   return !budget.exceeded();

@@ -4,8 +4,9 @@
 // (`1,15,30-40`); months and weekdays also take names (`jan`, `mon`), Sunday is 0 or 7.
 // As in Vixie cron, when both day-of-month and weekday are restricted, a day matching
 // either one fires; a field is restricted unless it is a bare `*` or `?` (so `*/2` is, as in
-// Go's robfig/cron; Vixie cron counts a field starting with `*` as unrestricted). A sixth leading field of seconds is accepted as an extension (Go's
-// robfig/cron "seconds optional" form); without it a schedule fires at second 0.
+// Go's robfig/cron; Vixie cron counts a field starting with `*` as unrestricted). A sixth
+// leading field of seconds is accepted as an extension (Go's robfig/cron "seconds optional"
+// form); without it a schedule fires at second 0.
 // Time zones come from the system's tz database (/usr/share/zoneinfo, Debian's tzdata);
 // without TZ= the zone is UTC.
 #pragma once

@@ -303,10 +303,9 @@ TEST(Expr, EvaluationOverItsBudgetStopsAndYieldsNull) {
     for (int i = 0; i < 20'000; ++i) items.push_back({{"k", i}, {"v", "value"}});
     return Json{{"event", {{"data", {{"items", items}, {"big", std::string(100'000, 'x')}}}}}};
   }();
-  for (const std::string& one : {std::string("event == event"),
-                                 std::string("event.data.big == event.data.big"),
-                                 std::string("event.data.big >= event.data.big"),
-                                 std::string("event in [event]")}) {
+  for (const std::string& one :
+       {std::string("event == event"), std::string("event.data.big == event.data.big"),
+        std::string("event.data.big >= event.data.big"), std::string("event in [event]")}) {
     std::string many = one;
     for (int i = 0; i < 100; ++i) many += " && " + one;
     auto repeated = expr::Compile(many);
