@@ -430,6 +430,11 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     if (items) *items = std::move(claimed);
     return numbers;
   }
+  // The lane number of a claimed item's run (sent by Send).
+  int64_t ClaimedNumberOf(const QueueItem& item) {
+    auto event = store_->GetEvent(store_->GetRun(item.run_id)->event_id);
+    return number_of_.at(event->internal_id);
+  }
   // As Numbered, remembering the number of the event for ClaimedNumbers.
   std::string Send(const std::string& key, int64_t number, LaneSequencing seq) {
     std::string id = Numbered(key, number, seq);
@@ -3127,6 +3132,52 @@ TEST_P(StoreConformance, AMissingNumberIsWaitedForThenRecordedAsAGap) {
   EXPECT_EQ(store_->GetQueueStats(clock_.Now())->lane_stale, 1);
 }
 
+// A function that stops ordering by numbers (synced again without `sequence`) while numbered
+// runs wait in a lane strands none of them: the lane orders by numbers until they are gone,
+// its plain runs taking their turn among them. (It became a plain lane at the next event:
+// a number that arrived before the head's was passed over by arrival order, and numbers
+// waiting for a gap had no gap timer left; neither ever ran.)
+TEST_P(StoreConformance, ALaneWhoseFunctionStopsSequencingStrandsNoNumberedRun) {
+  // Numbers out of arrival order: 3 arrives before 2.
+  Send("t", 1, kFromOne);
+  std::vector<QueueItem> items;
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{1});
+  Send("t", 3, kFromOne);
+  Send("t", 2, kFromOne);
+  ASSERT_THAT(End(items[0]), IsOk());
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  const std::string two = items[0].run_id;
+  const std::string plain = Start("app-ordered", "t");  // synced without `sequence` now
+  ASSERT_THAT(End(items[0]), IsOk());
+  std::vector<std::string> order;
+  for (int i = 0; i < 4; ++i) {
+    items = Claim();
+    if (items.empty()) break;
+    ASSERT_EQ(items.size(), 1u);
+    order.push_back(items[0].run_id == plain ? "plain" : std::to_string(ClaimedNumberOf(items[0])));
+    ASSERT_THAT(End(items[0]), IsOk());
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"plain", "3"}));
+
+  // Waiting for a gap: 5 waits for 4 when a plain run comes.
+  Send("u", 1, kFromOne);
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{1});
+  ASSERT_THAT(End(items[0]), IsOk());
+  Send("u", 3, kFromOne);
+  const std::string plain_u = Start("app-ordered", "u");
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].run_id, plain_u) << "the lane had no head";
+  ASSERT_THAT(End(items[0]), IsOk());
+  EXPECT_TRUE(Claim().empty()) << "3 waits for 2";
+  clock_.Advance(2s);
+  ASSERT_THAT(store_->ExpireLaneHeads(clock_.Now()), IsOk());
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{3}) << "the gap timer still runs";
+  ASSERT_THAT(End(items[0]), IsOk());
+  EXPECT_TRUE(Claim().empty());
+}
+
 TEST_P(StoreConformance, WithoutAStartALaneBeginsAtTheFirstNumberItSees) {
   const LaneSequencing first_seen{.gap_timeout = 2s};
   Send("t", 5, first_seen);
@@ -3659,6 +3710,38 @@ TEST_P(StoreConformance, CancellingTheRunBehindAnEndingHeadNeverDeadlocks) {
     for (const QueueItem& item : Claim()) EXPECT_THAT(End(item), IsOk());
     EXPECT_TRUE(Claim().empty()) << round;
   }
+}
+
+// Two apps claim one function id at once: the second waits for the first's sync and is
+// refused, and the function stays the first app's, with its config. (On PostgreSQL the second
+// saw no owner before the first committed, and its upsert then overwrote the first app's
+// config and step URL under the first app's id; its next sync, unchanged, never repaired it.)
+TEST_P(StoreConformance, TwoAppsClaimingOneFunctionIdAtOnceSyncOneAfterTheOther) {
+  auto claim = [&](const std::string& app) {
+    AppSync sync;
+    sync.app = {app, "http://127.0.0.1:1/" + app, "cpp", "", "sum-" + app, 0, 0};
+    FunctionRecord fn = Fn("contested");
+    fn.app_id = app;
+    fn.config["steps"] = {{"step", {{"runtime", {{"url", "http://127.0.0.1:1/" + app}}}}}};
+    sync.functions = {fn};
+    return store_->SyncApp(sync);
+  };
+  db_->pause_next_before_commit = true;
+  Result<SyncResult> first = Unavailable("not run");
+  std::thread one([&] { first = claim("first"); });
+  while (!db_->paused) std::this_thread::sleep_for(1ms);
+  Result<SyncResult> second = Unavailable("not run");
+  std::thread two([&] { second = claim("second"); });
+  std::this_thread::sleep_for(300ms);  // the second reaches the function's lock meanwhile
+  db_->Release();
+  one.join();
+  two.join();
+  ASSERT_THAT(first, IsOk());
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition) << second.status().ToString();
+  auto fn = store_->GetFunction("contested");
+  ASSERT_THAT(fn, IsOk());
+  EXPECT_EQ(fn->app_id, "first");
+  EXPECT_EQ(fn->config["steps"]["step"]["runtime"]["url"], "http://127.0.0.1:1/first");
 }
 
 // The run behind an ending head is cancelled while the end, which makes it the head, has not

@@ -374,8 +374,12 @@ void LockLanes(Tx& tx, const LaneLocks& lanes) {
       "seq_run_stale, seq_next)",
       "($1, $2, $3, $4, $5, $6, $5)", rows,
       "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms, "
-      "seq_gap_timeout_ms = EXCLUDED.seq_gap_timeout_ms, seq_start = EXCLUDED.seq_start, "
-      "seq_run_stale = EXCLUDED.seq_run_stale, "
+      // A lane whose function stopped ordering by numbers stays a sequence lane until its
+      // numbered runs are gone: they wait in number order, which arrival order (the plain
+      // lane's) is not, and a plain lane has no gap timer for the numbers they wait for.
+      "seq_gap_timeout_ms = CASE WHEN EXCLUDED.seq_gap_timeout_ms IS NULL AND lanes.depth > 0 "
+      "THEN lanes.seq_gap_timeout_ms ELSE EXCLUDED.seq_gap_timeout_ms END, "
+      "seq_start = EXCLUDED.seq_start, seq_run_stale = EXCLUDED.seq_run_stale, "
       "seq_next = COALESCE(lanes.seq_next, EXCLUDED.seq_start) "
       "WHERE lanes.head_timeout_ms IS DISTINCT FROM EXCLUDED.head_timeout_ms "
       "OR lanes.seq_gap_timeout_ms IS DISTINCT FROM EXCLUDED.seq_gap_timeout_ms "
@@ -802,6 +806,12 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
     tx.LockKey("app:" + app.id);
     std::vector<std::string> ids;
     for (const auto& f : sync.functions) ids.push_back(f.id);
+    // And each of its function ids, in one order: two apps that claim one id at once sync one
+    // after the other, so the second sees the first's (its upsert overwrote the first app's
+    // config and step URLs, under the first app's id, for good).
+    std::vector<std::string> locked = ids;
+    std::sort(locked.begin(), locked.end());
+    for (const std::string& id : locked) tx.LockKey("function:" + id);
     Rows foreign =
         tx.Query("SELECT id, app_id FROM functions WHERE id IN @list($1) AND app_id <> $2 LIMIT 1",
                  {ListValue(ids), app.id});
