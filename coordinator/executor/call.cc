@@ -96,6 +96,11 @@ Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueIt
   top.emplace_back("version", std::to_string(state.run.req_version));
   top.emplace_back("use_api", "false");
   std::string canonical = CanonicalObject(std::move(top));
+  if (canonical.size() > kMaxCallBodyBytes) {
+    return ResourceExhausted("the run's state (its events and memoized steps) is " +
+                             std::to_string(canonical.size()) + " bytes, more than the " +
+                             std::to_string(kMaxCallBodyBytes) + " a call carries");
+  }
 
   HttpRequest req;
   req.method = "POST";

@@ -24,6 +24,12 @@ struct CallOptions {
   bool checkpointing = true;
 };
 
+// The largest body a call carries: a run's state (its events and memoized steps) past it
+// fails the run (kResourceExhausted from BuildCall) rather than being sent again and again
+// to a host that refuses it (the C++ SDK takes at most 32 MiB), or held by each call in
+// flight.
+inline constexpr size_t kMaxCallBodyBytes = 32 << 20;
+
 // The POST for queue item `item` of the run in `state`: body
 // {event, events, steps, ctx{run_id, attempt, max_attempts, stack, fn_id, qi_id, …}, version,
 // use_api}, serialised in its JCS form and signed with the key when there is one. `fn_id`

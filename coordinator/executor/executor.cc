@@ -465,10 +465,11 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     } else if (!store::IsTerminalStatus(state->run.status)) {
       auto request = BuildCall(*state, item, options.call, clock.Now());
       if (!request.ok()) {
-        t.move = store::Transition::End{
-            store::kFailed,
-            nullptr,
-            {{"name", "ConfigError"}, {"message", request.status().message()}}};
+        const bool too_large = request.status().code() == StatusCode::kResourceExhausted;
+        t.move = store::Transition::End{store::kFailed,
+                                        nullptr,
+                                        {{"name", too_large ? "StateTooLarge" : "ConfigError"},
+                                         {"message", request.status().message()}}};
       } else {
         request->timeout = options.call_timeout;
         CallOutcome outcome;

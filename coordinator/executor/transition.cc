@@ -1,5 +1,6 @@
 #include "coordinator/executor/transition.h"
 
+#include <algorithm>
 #include <set>
 
 #include "common/duration.h"
@@ -103,10 +104,31 @@ struct Ctx {
     t.move = store::Transition::Retry{outcome.ended + delay};
   }
 
+  // Asks for one discovery call (however many ops of the reply ask): two would each replay
+  // the run and run its next step.
   void Discover() {
+    for (const store::NextCall& n : next().next) {
+      if (n.step_id == kDiscoveryStepId && !n.resume) return;
+    }
     next().next.push_back({std::string(kDiscoveryStepId), outcome.ended});
     // With parallel steps in flight, discovery waits until the last of them is done.
     next().next_only_if_idle = true;
+  }
+
+  // A reply that also planned steps, a sleep or a wait needs no discovery of its own: each of
+  // those ends in a call whose apply asks for one (once the run has nothing else out). Made
+  // now, it would run beside them: the discovery's replay would run a planned step again.
+  void DropDiscoveryBesideOtherWork() {
+    auto* move = std::get_if<store::Transition::Continue>(&t.move);
+    if (!move) return;
+    auto& next = move->next;
+    const bool other_work =
+        !move->waits.empty() || std::any_of(next.begin(), next.end(), [](const store::NextCall& n) {
+          return n.step_id != kDiscoveryStepId;
+        });
+    if (!other_work) return;
+    std::erase_if(
+        next, [](const store::NextCall& n) { return n.step_id == kDiscoveryStepId && !n.resume; });
   }
 };
 
@@ -128,22 +150,28 @@ std::string OpText(const Op& op, const char* key) {
   return op.name;
 }
 
+// The longest sleep, and the longest timeout or look-back of a wait or an invoke.
+constexpr std::chrono::milliseconds kMaxWait = std::chrono::hours(24 * 366);
+
 // When a Sleep op wakes: its duration after `now`, or an absolute date (≥ 10 characters
 // that parse as RFC 3339). At most 366 days ahead.
 Result<TimePoint> WakeTime(const Op& op, TimePoint now) {
   const std::string text = OpText(op, "duration");
-  TimePoint wake;
+  // In Unix milliseconds until checked: a TimePoint (nanoseconds) overflows past 2262, which
+  // a date or a duration from the host can name.
+  const int64_t now_ms = UnixMillis(now);
+  int64_t wake_ms;
   if (auto at = ParseRfc3339(text); text.size() >= 10 && at.ok()) {
-    wake = TimePoint(std::chrono::milliseconds(*at));
+    wake_ms = std::max(*at, now_ms);  // a date passed wakes at once
   } else {
     auto d = ParseDuration(text);
     if (!d.ok()) return InvalidArgument("sleep \"" + text + "\": " + d.status().message());
-    wake = now + *d;
+    wake_ms = now_ms + d->count();  // durations are at most 1e15 ms
   }
-  if (wake - now > std::chrono::hours(24 * 366)) {
+  if (wake_ms - now_ms > kMaxWait.count()) {
     return InvalidArgument("sleep \"" + text + "\" is longer than 366 days");
   }
-  return wake;
+  return TimePoint(std::chrono::milliseconds(wake_ms));
 }
 
 // An optional duration option; `fallback` when absent.
@@ -154,10 +182,12 @@ Result<std::chrono::milliseconds> DurationOpt(const Op& op, const char* key,
     return InvalidArgument(std::string(key) + " must be a time string");
   auto d = ParseDuration(op.opts[key].get<std::string>());
   if (!d.ok()) return InvalidArgument(std::string(key) + ": " + d.status().message());
+  // Added to a TimePoint (nanoseconds, which overflow past 2262): bounded first.
+  if (*d > kMaxWait) return InvalidArgument(std::string(key) + " is longer than 366 days");
   return *d;
 }
 
-constexpr std::chrono::milliseconds kDefaultWaitTimeout = std::chrono::hours(24 * 366);
+constexpr std::chrono::milliseconds kDefaultWaitTimeout = kMaxWait;
 
 // The wait of a WaitForEvent op.
 Result<store::NewWait> EventWait(const Op& op, TimePoint now) {
@@ -267,7 +297,19 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
                     std::nullopt);
       return std::move(c.t);
     }
-    if (ops->empty()) return std::move(c.t);  // this thread of execution is done
+    if (ops->empty()) {
+      // A step's call whose thread of execution has nothing more to do: the run goes on by
+      // discovery, once nothing else of it is out (its other branches ask for one as they
+      // end). A discovery call has no other thread: nothing would ever call the run again.
+      if (call_step == kDiscoveryStepId) {
+        c.RetryOrFail(call_step, call_step,
+                      ErrorJson("ProtocolError", "the host answered a discovery call with no op"),
+                      std::nullopt);
+      } else {
+        c.Discover();
+      }
+      return std::move(c.t);
+    }
     std::set<std::string> planned;
     for (const Op& op : *ops) {
       const std::string name = op.DisplayName();
@@ -280,7 +322,8 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
           break;
         }
         case OpCode::kStepError:
-          if (!c.last_attempt()) {
+          // X-Inngest-No-Retry: the step's error is final, as a StepFailed says.
+          if (!c.last_attempt() && !no_retry) {
             c.RetryOrFail(op.id, name, op.error, RetryAfter(reply, outcome.ended));
             return std::move(c.t);  // the whole call is retried; nothing else is applied
           }
@@ -332,6 +375,7 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
     }
     // Planned steps run as their own calls; a discovery asked for by a step of this reply
     // waits (next_only_if_idle, set by Discover) until all of them are memoized.
+    c.DropDiscoveryBesideOtherWork();
     return std::move(c.t);
   }
 

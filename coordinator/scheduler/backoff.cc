@@ -44,19 +44,28 @@ std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view value,
   if (value.empty()) return std::nullopt;
   const milliseconds lo = std::chrono::seconds(1), hi = std::chrono::hours(24);
   auto clamp = [&](milliseconds d) { return std::clamp(d, lo, hi); };
+  // Clamped in seconds before any conversion: a huge number (or a date past 2262) overflowed
+  // milliseconds, or the nanoseconds of a TimePoint.
+  auto clamp_seconds = [&](int64_t seconds) {
+    return clamp(std::chrono::seconds(std::clamp<int64_t>(seconds, 0, 86400)));
+  };
   int64_t seconds = 0;
   auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
-  if (ec == std::errc() && end == value.data() + value.size()) {
-    return clamp(std::chrono::seconds(seconds));
+  if (end == value.data() + value.size() && ec == std::errc::result_out_of_range) {
+    return clamp_seconds(value.front() == '-' ? 0 : 86400);
   }
+  if (ec == std::errc() && end == value.data() + value.size()) return clamp_seconds(seconds);
   // HTTP-date (IMF-fixdate), e.g. "Wed, 21 Oct 2015 07:28:00 GMT"; or RFC 3339.
   std::string text(value);
   std::tm tm{};
   const char* parsed = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
   if (!parsed) parsed = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
   if (!parsed) return std::nullopt;
-  TimePoint at = std::chrono::system_clock::from_time_t(timegm(&tm));
-  return clamp(std::chrono::duration_cast<milliseconds>(at - now));
+  const int64_t at_s = timegm(&tm);
+  const int64_t now_s =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  // Both within a few hundred billion years: the difference cannot overflow.
+  return clamp_seconds(at_s - now_s);
 }
 
 }  // namespace funcky::scheduler

@@ -133,10 +133,32 @@ TEST(CheckpointRecords, RecordsRanStepsAndRefusesOtherOps) {
   EXPECT_EQ(CheckpointRecords({}, now).status().code(), StatusCode::kInvalidArgument);
 }
 
+// A run whose state passes what a call carries is not called: BuildCall says so, and the
+// executor fails the run with StateTooLarge (it was sent on every attempt to a host that
+// refused it, and held whole by each call in flight).
+TEST(BuildCall, AStateLargerThanACallCarriesIsRefused) {
+  auto state = MakeState();
+  store::QueueItem item{7, "01RUN", "step", 0, "tok"};
+  state.steps.push_back(
+      {"h2", 0, "big", "completed", Json{{"data", std::string(kMaxCallBodyBytes - 1024, 'x')}}, 0});
+  auto fits = BuildCall(state, item, {}, TimePoint());
+  ASSERT_TRUE(fits.ok()) << fits.status().ToString();
+  EXPECT_LE(fits->body.size(), kMaxCallBodyBytes);
+  state.steps.push_back({"h3", 0, "more", "completed", Json{{"data", std::string(2048, 'y')}}, 0});
+  auto refused = BuildCall(state, item, {}, TimePoint());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("more than the 33554432 a call carries"),
+            std::string::npos)
+      << refused.status().message();
+}
+
 class TransitionTest : public ::testing::Test {
  protected:
-  Flat Decide(Result<HttpResponse> reply, int attempt = 0, int retries = 2) {
-    store::QueueItem item{1, "01RUN", "step", attempt, "tok"};
+  // The transition of a discovery call ("step"), or of the call of step `step_id`.
+  Flat Decide(Result<HttpResponse> reply, int attempt = 0, int retries = 2,
+              const std::string& step_id = "step") {
+    store::QueueItem item{1, "01RUN", step_id, attempt, "tok"};
     CallOutcome outcome{std::move(reply), TimePoint(std::chrono::seconds(1000)),
                         TimePoint(std::chrono::seconds(1001))};
     return FlatOf(DecideTransition(MakeState(retries), item, outcome, policy_, rng_));
@@ -318,6 +340,64 @@ TEST_F(TransitionTest, PlannedStepsAreEnqueuedOnce) {
   EXPECT_FALSE(t.next_only_if_idle);
 }
 
+// A reply of several steps (the JS SDK's buffered steps, when their checkpoint failed) asks
+// for one discovery call, not one a step: each would replay the run and run its next step.
+// Beside planned steps, a sleep or a wait it asks for none: each of those ends in a call that
+// asks for one, and one made now would run beside them.
+TEST_F(TransitionTest, AReplyAsksForOneDiscoveryAndNoneBesideOtherWork) {
+  auto two = Decide(Reply(206, R"([{"id":"a","op":"StepRun","data":1},
+                                   {"id":"b","op":"StepRun","data":2},
+                                   {"id":"c","op":"StepFailed","error":{"message":"no"}}])"));
+  EXPECT_EQ(two.steps.size(), 3u);
+  ASSERT_EQ(two.next.size(), 1u);
+  EXPECT_EQ(two.next[0].step_id, "step");
+  EXPECT_TRUE(two.next_only_if_idle);
+
+  auto planned = Decide(Reply(206, R"([{"id":"a","op":"StepRun","data":1},
+                                       {"id":"p","op":"StepPlanned"}])"));
+  EXPECT_EQ(planned.steps.size(), 1u);
+  ASSERT_EQ(planned.next.size(), 1u);
+  EXPECT_EQ(planned.next[0].step_id, "p");
+
+  auto sleep = Decide(Reply(206, R"([{"id":"a","op":"StepRun","data":1},
+                                     {"id":"hs","op":"Sleep","name":"1s"}])"));
+  ASSERT_EQ(sleep.next.size(), 1u);
+  EXPECT_EQ(sleep.next[0].step_id, "hs");
+  EXPECT_TRUE(sleep.next[0].resume);
+
+  auto wait = Decide(Reply(206, R"([{"id":"a","op":"DiscoveryRequest"},
+      {"id":"hw","op":"WaitForEvent","name":"a/b","opts":{"event":"a/b","timeout":"1h"}}])"));
+  EXPECT_TRUE(wait.next.empty());
+  EXPECT_EQ(wait.waits.size(), 1u);
+}
+
+// `206 []`: a step's call whose thread has nothing more to do leads to discovery once the
+// run has nothing else out; a discovery call that says so is a failed attempt (the run was
+// left running with nothing to call it again).
+TEST_F(TransitionTest, AnEmptyOpListGoesOnByDiscoveryOrFailsADiscoveryCall) {
+  auto step = Decide(Reply(206, "[]"), 0, 2, "p1");
+  ASSERT_EQ(step.next.size(), 1u);
+  EXPECT_EQ(step.next[0].step_id, "step");
+  EXPECT_TRUE(step.next_only_if_idle);
+  auto discovery = Decide(Reply(206, "[]"));
+  EXPECT_TRUE(discovery.retry_at);
+  ASSERT_EQ(discovery.attempts.size(), 1u);
+  EXPECT_EQ(discovery.attempts[0].error["name"], "ProtocolError");
+  auto last = Decide(Reply(206, "[]"), 2, 2);
+  EXPECT_EQ(last.end_status, store::kFailed);
+}
+
+// X-Inngest-No-Retry on a StepError: the step fails at once, as a StepFailed does.
+TEST_F(TransitionTest, AStepErrorMarkedNoRetryFailsTheStepAtOnce) {
+  auto t = Decide(Reply(206, R"([{"id":"h1","op":"StepError","error":{"message":"no"}}])",
+                        {{"X-Inngest-No-Retry", "true"}}));
+  EXPECT_FALSE(t.retry_at);
+  ASSERT_EQ(t.steps.size(), 1u);
+  EXPECT_EQ(t.steps[0].status, "failed");
+  ASSERT_EQ(t.next.size(), 1u);
+  EXPECT_EQ(t.next[0].step_id, "step");
+}
+
 TEST_F(TransitionTest, UnsupportedOpFailsRunSayingSo) {
   auto t = Decide(Reply(206, R"([{"id":"a","op":"WaitForSignal"}])"));
   EXPECT_EQ(t.end_status, store::kFailed);
@@ -404,6 +484,36 @@ TEST(Backoff, RetryAfterIsSecondsOrDateClampedToOneSecondToOneDay) {
             std::chrono::seconds(60));
   EXPECT_FALSE(scheduler::ParseRetryAfter("soon", now));
   EXPECT_FALSE(scheduler::ParseRetryAfter("", now));
+  // Huge values are clamped before any conversion (seconds × 1000 overflowed, and a date past
+  // 2262 the nanoseconds of a TimePoint: undefined behaviour, an abort under the sanitizer).
+  EXPECT_EQ(*scheduler::ParseRetryAfter("10000000000000000", now), std::chrono::hours(24));
+  EXPECT_EQ(*scheduler::ParseRetryAfter("99999999999999999999999", now), std::chrono::hours(24));
+  EXPECT_EQ(*scheduler::ParseRetryAfter("-99999999999999999999999", now), std::chrono::seconds(1));
+  EXPECT_EQ(*scheduler::ParseRetryAfter("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            std::chrono::hours(24));
+  EXPECT_EQ(*scheduler::ParseRetryAfter("Mon, 01 Jan 0001 00:00:00 GMT", now),
+            std::chrono::seconds(1));
+}
+
+// A sleep until a date past 2262, or a wait or invoke timeout longer than a TimePoint holds,
+// fails the run saying why (the time wrapped into the past: the sleep woke at once, or the
+// coordinator aborted under the sanitizer); a sleep until a date passed wakes at once.
+TEST_F(TransitionTest, TimesFromTheHostBeyondWhatATimePointHoldsFailTheRun) {
+  for (
+      const char* op :
+      {R"([{"id":"hs","op":"Sleep","name":"9999-01-01T00:00:00Z"}])",
+       R"([{"id":"hs","op":"Sleep","name":"1600000w"}])",
+       R"([{"id":"hw","op":"WaitForEvent","name":"a/b","opts":{"event":"a/b","timeout":"16000w"}}])",
+       R"([{"id":"hw","op":"WaitForEvent","name":"a/b","opts":{"event":"a/b","lookback":"16000w"}}])",
+       R"([{"id":"hi","op":"InvokeFunction","opts":{"function_id":"f","timeout":"1600000w"}}])"}) {
+    auto t = Decide(Reply(206, op));
+    EXPECT_EQ(t.end_status, store::kFailed) << op;
+    EXPECT_NE(t.error.dump().find("366 days"), std::string::npos) << op << ": " << t.error.dump();
+  }
+  auto past = Decide(Reply(206, R"([{"id":"hs","op":"Sleep","name":"0001-01-01T00:00:00Z"}])"));
+  EXPECT_FALSE(past.end_status);
+  ASSERT_EQ(past.next.size(), 1u);
+  EXPECT_EQ(past.next[0].due, TimePoint(std::chrono::seconds(1001)));
 }
 
 // Async steps (docs/protocol.md §5.2): the times below are relative to the call's end, 1001 s.
