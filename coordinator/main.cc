@@ -315,6 +315,9 @@ int Serve(const ServeFlags& f, bool dev) {
                [&executor] { return static_cast<int64_t>(executor.calls_in_flight()); });
   http::Router router;
   api.Register(router);
+  // Open on loopback: only this machine's names, so that a web page whose name resolves to
+  // 127.0.0.1 cannot read or drive it (DNS rebinding). With a token, the token holds.
+  if (IsLoopback(f.host) && f.api_token.empty()) router.OnlyLoopbackHosts();
 
   HttpServerOptions server_options;
   server_options.address = f.host;

@@ -1,6 +1,7 @@
 #include "coordinator/http/router.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include <spdlog/spdlog.h>
 
@@ -10,20 +11,65 @@ namespace funcky::http {
 
 namespace {
 
+// The segments of a path, percent-decoded. An empty segment between two others is one (the
+// empty lane key in "/v1/lanes/f//skip-head": events without the key field share that lane);
+// a trailing slash adds none.
 std::vector<std::string> Split(std::string_view path) {
   std::vector<std::string> out;
+  if (path.starts_with('/')) path.remove_prefix(1);
+  if (path.ends_with('/')) path.remove_suffix(1);
+  if (path.empty()) return out;
   size_t pos = 0;
-  while (pos < path.size()) {
-    if (path[pos] == '/') {
-      ++pos;
-      continue;
-    }
-    size_t end = path.find('/', pos);
-    if (end == std::string_view::npos) end = path.size();
-    out.push_back(PercentDecode(path.substr(pos, end - pos)));
-    pos = end;
+  for (;;) {
+    const size_t end = path.find('/', pos);
+    out.push_back(PercentDecode(path.substr(pos, end == std::string_view::npos ? end : end - pos)));
+    if (end == std::string_view::npos) return out;
+    pos = end + 1;
   }
+}
+
+// The host name of a Host header value or an origin's authority: "[::1]:80" is "::1",
+// "localhost:8288" is "localhost"; lowercased.
+std::string HostName(std::string_view authority) {
+  std::string_view name = authority;
+  if (name.starts_with('[')) {
+    name = name.substr(
+        1, name.find(']') == std::string_view::npos ? name.size() - 1 : name.find(']') - 1);
+  } else if (size_t colon = name.rfind(':'); colon != std::string_view::npos) {
+    name = name.substr(0, colon);
+  }
+  std::string out(name);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
+}
+
+bool IsLoopbackName(const std::string& name) {
+  if (name == "localhost" || name.ends_with(".localhost") || name == "::1") return true;
+  // 127.0.0.0/8, dotted decimal.
+  if (!name.starts_with("127.")) return false;
+  int dots = 0;
+  for (char c : name) {
+    if (c == '.') {
+      ++dots;
+    } else if (c < '0' || c > '9') {
+      return false;
+    }
+  }
+  return dots == 3;
+}
+
+// Why a browser's request from another site is refused, or empty.
+std::string_view CrossSite(const Request& request) {
+  if (request.header("Sec-Fetch-Site") == "cross-site") return "a request from another site";
+  std::string_view origin = request.header("Origin");
+  if (origin.empty()) return {};
+  if (origin == "null") return "a request from an opaque origin";
+  const size_t scheme = origin.find("://");
+  if (scheme == std::string_view::npos ||
+      HostName(origin.substr(scheme + 3)) != HostName(request.header("Host"))) {
+    return "a request from another origin";
+  }
+  return {};
 }
 
 }  // namespace
@@ -44,6 +90,18 @@ Response Router::Handle(Request request) const {
   // read as no query, every filter dropped.
   if (Status target = CheckRequestTarget(request.target); !target.ok()) {
     return ErrorResponse(400, "bad_request", target.message());
+  }
+  if (std::string_view why = CrossSite(request); !why.empty()) {
+    return ErrorResponse(403, "forbidden", std::string(why) + " is refused");
+  }
+  if (loopback_hosts_only_) {
+    const std::string_view host = request.header("Host");
+    if (!host.empty() && !IsLoopbackName(HostName(host))) {
+      return ErrorResponse(403, "forbidden",
+                           "the Host header names another machine; this coordinator listens on "
+                           "loopback without a token and answers only localhost, 127.0.0.1 or "
+                           "::1");
+    }
   }
   const std::vector<std::string> segments = Split(request.path());
   bool path_matched = false;

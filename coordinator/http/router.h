@@ -30,9 +30,17 @@ class Router {
   // route added later cannot forget its authentication.
   void Protect(std::string prefix, Guard guard);
 
+  // Refuses (403) requests whose Host is not a name of this machine (localhost, *.localhost,
+  // 127.x.x.x, ::1): for a coordinator that listens on loopback without a token, where a web
+  // page whose name resolves to 127.0.0.1 (DNS rebinding) could otherwise read and drive it.
+  void OnlyLoopbackHosts() { loopback_hosts_only_ = true; }
+
   // Runs the matching handler. 404 JSON when no pattern matches the path, 405 when one
   // matches with another method. A handler that throws gets a 500, never a crash; the log
   // names the route's pattern, not the path, whose segments may be secrets (`/e/{key}`).
+  // A browser's request from another site (Sec-Fetch-Site: cross-site, or an Origin whose
+  // host is not the request's) is a 403: no route serves other sites, and a form another
+  // site posts would otherwise drive an open coordinator.
   Response Handle(Request request) const;
 
  private:
@@ -49,6 +57,7 @@ class Router {
   };
   std::vector<Route> routes_;
   std::vector<Protection> protections_;
+  bool loopback_hosts_only_ = false;
 };
 
 }  // namespace funcky::http

@@ -68,5 +68,65 @@ TEST(Router, ATargetThatIsNotUtf8OrHoldsANulOrDoesNotParseIsA400) {
   EXPECT_NE(ok.body.find("caf\u00e9"), std::string::npos) << ok.body;
 }
 
+// An empty segment between two others is a parameter's value: the lane of the empty key
+// (events without the key field) can be skipped; a trailing slash changes nothing.
+TEST(Router, AnEmptySegmentIsAnEmptyParameter) {
+  Router router;
+  router.Add("POST", "/v1/lanes/{function}/{key}/skip-head", [](const Request& r) {
+    return JsonResponse(200, {{"key", r.param("key")}});
+  });
+  router.Add("GET", "/v1/runs", Ok);
+  Response empty = router.Handle(Request{"POST", "/v1/lanes/f//skip-head", {}, "", {}});
+  EXPECT_EQ(empty.status, 200);
+  EXPECT_EQ(empty.body, R"({"key":""})");
+  EXPECT_EQ(router.Handle(Get("/v1/runs/")).status, 200);
+  EXPECT_EQ(router.Handle(Get("/v1/runs")).status, 200);
+  EXPECT_EQ(router.Handle(Get("/")).status, 404);
+  EXPECT_EQ(router.Handle(Get("//v1/runs")).status, 404);
+}
+
+// A browser's request from another site is refused, whatever the route (event intake and
+// checkpoints authenticate by other means, and an open coordinator by none); requests from
+// the dashboard's own origin, and from clients that are not browsers, are served.
+TEST(Router, ABrowsersRequestFromAnotherSiteIsA403) {
+  Router router;
+  router.Add("POST", "/e/{key}", Ok, Access::kPublic);
+  auto post = [&](Headers headers) {
+    return router.Handle(Request{"POST", "/e/k", std::move(headers), "{}", {}}).status;
+  };
+  EXPECT_EQ(post({{"Host", "127.0.0.1:8288"}, {"Sec-Fetch-Site", "cross-site"}}), 403);
+  EXPECT_EQ(post({{"Host", "127.0.0.1:8288"}, {"Origin", "https://evil.example"}}), 403);
+  EXPECT_EQ(post({{"Host", "127.0.0.1:8288"}, {"Origin", "null"}}), 403);
+  EXPECT_EQ(post({{"Host", "127.0.0.1:8288"}, {"Origin", "http://localhost:8288"}}), 403);
+  EXPECT_EQ(post({{"Host", "127.0.0.1:8288"},
+                  {"Origin", "http://127.0.0.1:8288"},
+                  {"Sec-Fetch-Site", "same-origin"}}),
+            200);
+  EXPECT_EQ(post({{"Host", "[::1]:8288"}, {"Origin", "http://[::1]:8288"}}), 200);
+  EXPECT_EQ(post({{"Host", "127.0.0.1:8288"}, {"Sec-Fetch-Site", "same-site"}}), 200);
+  EXPECT_EQ(post({{"Host", "127.0.0.1:8288"}}), 200);  // curl, an SDK
+  EXPECT_EQ(post({}), 200);
+}
+
+// On loopback without a token, a Host that is not this machine's name (a rebound DNS name)
+// is a 403; this machine's names, with or without a port, are served.
+TEST(Router, OnlyLoopbackHostsRefusesOtherNames) {
+  Router router;
+  router.Add("GET", "/v1/runs", Ok);
+  auto get = [&](const char* host) {
+    return router.Handle(Get("/v1/runs", {{"Host", host}})).status;
+  };
+  EXPECT_EQ(get("evil.example:8288"), 200) << "not asked for";
+  router.OnlyLoopbackHosts();
+  for (const char* host : {"evil.example:8288", "evil.example", "127.0.0.1.evil.example",
+                           "128.0.0.1:8288", "127.0.0.1x:1", "0.0.0.0:8288"}) {
+    EXPECT_EQ(get(host), 403) << host;
+  }
+  for (const char* host : {"127.0.0.1:8288", "127.0.0.1", "localhost:8288", "LOCALHOST",
+                           "app.localhost:8288", "[::1]:8288", "127.1.2.3:80"}) {
+    EXPECT_EQ(get(host), 200) << host;
+  }
+}
+
 }  // namespace
 }  // namespace funcky::http
