@@ -1,6 +1,7 @@
 #include "coordinator/expr/expr.h"
 
 #include <cctype>
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
@@ -337,18 +338,50 @@ class Parser {
 
 bool IsTrue(const Json& v) { return v.is_boolean() && v.get<bool>(); }
 
+// An integer's value when int64 holds it: JSON integers past INT64_MAX are unsigned, and
+// get<int64_t> would wrap them.
+std::optional<int64_t> Int64Of(const Json& v) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
+    return static_cast<int64_t>(u);
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  return std::nullopt;
+}
+
+// -1, 0 or 1 as two numbers order: integers exactly (as doubles, 2^53 + 1 == 2^53), others as
+// doubles.
+int CompareNumbers(const Json& a, const Json& b) {
+  if (a.is_number_integer() && b.is_number_integer()) {
+    // Either fits int64, or is unsigned past it: compare by sign first, then within type.
+    const bool a_big = a.is_number_unsigned() && !Int64Of(a);
+    const bool b_big = b.is_number_unsigned() && !Int64Of(b);
+    if (a_big || b_big) {
+      if (a_big && b_big) {
+        const uint64_t x = a.get<uint64_t>(), y = b.get<uint64_t>();
+        return x < y ? -1 : (x > y ? 1 : 0);
+      }
+      return a_big ? 1 : -1;
+    }
+    const int64_t x = *Int64Of(a), y = *Int64Of(b);
+    return x < y ? -1 : (x > y ? 1 : 0);
+  }
+  const double x = a.get<double>(), y = b.get<double>();
+  return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+bool IsNan(const Json& v) { return v.is_number_float() && std::isnan(v.get<double>()); }
+
 // Equality with numbers compared by value (1 == 1.0); values of different types are unequal.
 bool Equal(const Json& a, const Json& b) {
-  if (a.is_number() && b.is_number()) return a.get<double>() == b.get<double>();
+  if (a.is_number() && b.is_number()) return CompareNumbers(a, b) == 0 && !IsNan(a) && !IsNan(b);
   return a == b;
 }
 
 // Ordering of two values of one comparable type; nullopt for mixed types or null.
 std::optional<int> Compare(const Json& a, const Json& b) {
-  if (a.is_number() && b.is_number()) {
-    double x = a.get<double>(), y = b.get<double>();
-    return x < y ? -1 : (x > y ? 1 : 0);
-  }
+  if (a.is_number() && b.is_number()) return CompareNumbers(a, b);
   if (a.is_string() && b.is_string()) {
     int c = a.get_ref<const std::string&>().compare(b.get_ref<const std::string&>());
     return c < 0 ? -1 : (c > 0 ? 1 : 0);
@@ -466,8 +499,12 @@ Json Arithmetic(Op op, const Json& a, const Json& b, Budget& budget) {
   }
   if (!a.is_number() || !b.is_number()) return nullptr;
   if (a.is_number_integer() && b.is_number_integer()) {
-    // Integer results that overflow are null, like every other result that has no value.
-    const int64_t x = a.get<int64_t>(), y = b.get<int64_t>();
+    // Integer results that overflow are null, like every other result that has no value;
+    // so are those of integers past int64's range (get<int64_t> wrapped them: 2^64-1 + 1
+    // was 0).
+    const std::optional<int64_t> ax = Int64Of(a), by = Int64Of(b);
+    if (!ax || !by) return nullptr;
+    const int64_t x = *ax, y = *by;
     int64_t r = 0;
     bool overflow = false;
     switch (op) {
@@ -563,7 +600,7 @@ Value Eval(const Node& n, const Variables& vars, Budget& budget) {
         return std::move(of).Part(it == of->end() ? nullptr : &*it);
       }
       if (of->is_array() && at->is_number_integer()) {
-        int64_t i = at->get<int64_t>();
+        const int64_t i = Int64Of(*at).value_or(-1);
         bool inside = i >= 0 && i < static_cast<int64_t>(of->size());
         return std::move(of).Part(inside ? &(*of)[static_cast<size_t>(i)] : nullptr);
       }
@@ -585,8 +622,8 @@ Value Eval(const Node& n, const Variables& vars, Budget& budget) {
     case Op::kNeg: {
       Value v = eval(0);
       if (v->is_number_integer()) {
-        const int64_t i = v->get<int64_t>();
-        return i == INT64_MIN ? Json(nullptr) : Json(-i);
+        const std::optional<int64_t> i = Int64Of(*v);
+        return !i || *i == INT64_MIN ? Json(nullptr) : Json(-*i);
       }
       if (v->is_number()) return -v->get<double>();
       return Value();

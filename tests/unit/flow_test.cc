@@ -321,6 +321,38 @@ TEST(Expr, EvaluationOverItsBudgetStopsAndYieldsNull) {
   EXPECT_EQ((*cheap)->Evaluate(deep), true);
 }
 
+// Integers past int64's range (JSON keeps them unsigned) are not wrapped, and integers are
+// compared exactly, not as doubles.
+TEST(Expr, LargeIntegersNeitherWrapNorCompareAsDoubles) {
+  const Json vars = {{"event",
+                      {{"data",
+                        {{"max", uint64_t{18446744073709551615u}},
+                         {"big", uint64_t{9223372036854775808u}},
+                         {"p", int64_t{9007199254740993}},
+                         {"q", int64_t{9007199254740992}},
+                         {"list", {1, 2}}}}}}};
+  const std::vector<std::pair<std::string, Json>> cases = {
+      {"event.data.max + 1", nullptr},  // was 0
+      {"event.data.max - 1", nullptr},
+      {"-event.data.big", nullptr},
+      {"event.data.list[event.data.max]", nullptr},
+      {"event.data.p == event.data.q", false},  // equal as doubles
+      {"event.data.p > event.data.q", true},
+      {"event.data.max > event.data.p", true},
+      {"event.data.p < event.data.big", true},
+      {"event.data.max == event.data.big", false},
+      {"event.data.big < event.data.max", true},
+      {"event.data.p - 1 == event.data.q", true},
+      {"1 == 1.0", true},
+      {"2 > 1.5", true},
+  };
+  for (const auto& [source, want] : cases) {
+    auto e = expr::Compile(source);
+    ASSERT_TRUE(e.ok()) << source << ": " << e.status().ToString();
+    EXPECT_EQ((*e)->Evaluate(vars), want) << source;
+  }
+}
+
 TEST(Expr, MalformedExpressionsSayWhere) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"", "at 1: unexpected end of expression"},
