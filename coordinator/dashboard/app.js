@@ -421,18 +421,24 @@ async function renderLanes(params) {
         <td>${badge(l.head.status)} ${l.head.run_id ? `<a class="mono" href="#/runs/${enc(l.head.run_id)}">${esc(l.head.run_id)}</a>` : ''}</td>
         <td>${l.head.status === 'blocked' ? ms(l.blocked_ms) : '—'}</td>
         <td class="sequence">${sequenceCell(l.sequence)}</td>
-        <td><button class="danger" data-skip="${esc(l.function_id)}\u001f${esc(l.key)}">Skip head</button></td></tr>`).join('')}</tbody></table>`
+        <td><button class="danger" data-skip-function="${esc(l.function_id)}" data-skip-key="${esc(l.key)}">Skip head</button></td></tr>`).join('')}</tbody></table>`
     : `<div class="empty">${params.get('blocked') ? 'No lane is blocked.' : 'No lanes: ordered functions have no unfinished runs.'}</div>`}
     <div class="pager">${lanes.cursor ? '<button id="older">More lanes</button>' : ''}</div>`;
   document.getElementById('blocked').addEventListener('change', (ev) =>
     setHash('/lanes', { blocked: ev.target.checked ? 'true' : '' }));
   document.getElementById('older')?.addEventListener('click', () =>
     setHash('/lanes', { ...Object.fromEntries(params), cursor: lanes.cursor }));
-  for (const b of document.querySelectorAll('[data-skip]')) {
+  // The function and the key apart: a key (event data) may hold any character, a separator
+  // too, and split on it named another lane.
+  for (const b of document.querySelectorAll('[data-skip-key]')) {
     b.addEventListener('click', async () => {
-      const [fn, key] = b.dataset.skip.split('\u001f');
+      const { skipFunction: fn, skipKey: key } = b.dataset;
       if (!confirm(`Skip the head of lane "${key}"? It is failed as skipped and the next run starts.`)) return;
-      await api(`/v1/lanes/${enc(fn)}/${enc(key)}/skip-head`, { method: 'POST' });
+      try {
+        await api(`/v1/lanes/${enc(fn)}/${enc(key)}/skip-head`, { method: 'POST' });
+      } catch (e) {
+        alert(`Skipping the head of lane "${key}" failed: ${e.message}`);
+      }
       render();
     });
   }

@@ -166,6 +166,24 @@ test('functions and lanes pages show config, apps and the blocked lane', async (
   await shot('lanes');
 });
 
+test('Skip head skips the lane of its row, whatever characters the key holds', async () => {
+  // A key (event data) holding the character the page once joined function and key with:
+  // split on it, the button of lane "acme\u001fdecoy" skipped the head of lane "acme".
+  const decoy = await startRun({
+    name: 'test/ordered', data: { key: 'acme\u001fdecoy', seq: 1, fail: true },
+  });
+  await runStatus(decoy, ['blocked']);
+  await page.goto(`${base}/#/lanes?blocked=true`);
+  const rows = page.locator('tr.lane-row');
+  await waitFor(async () => (await rows.count()) === 2);
+  const row = rows.filter({ hasText: 'decoy' });
+  page.once('dialog', (dialog) => dialog.accept());
+  await row.getByRole('button', { name: 'Skip head' }).click();
+  const skipped = await runStatus(decoy, ['failed']);
+  assert.equal(skipped.error.name, 'Skipped');
+  assert.equal((await apiGet(`/v1/runs/${runs.blocked}`)).body.data.status, 'blocked');
+});
+
 test('the event page lists the runs flow control skipped; the functions page shows the options',
   async () => {
     const url = 'http://127.0.0.1:1/api';
