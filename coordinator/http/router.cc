@@ -100,7 +100,8 @@ Response Router::Handle(Request request) const {
       return ErrorResponse(403, "forbidden",
                            "the Host header names another machine; this coordinator listens on "
                            "loopback without a token and answers only localhost, 127.0.0.1 or "
-                           "::1");
+                           "::1 (behind a proxy that passes another name, set "
+                           "--dashboard-token)");
     }
   }
   const std::vector<std::string> segments = Split(request.path());

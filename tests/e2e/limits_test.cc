@@ -77,9 +77,10 @@ TEST_F(LimitsTest, TransferEncodingsOtherThanChunkedAreRefusedAndNothingIsStored
     ASSERT_TRUE(conn.connected());
     // A second request hides in the "body": it must not be served.
     conn.Send(
-        std::string("POST /e/test HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n") +
+        std::string(
+            "POST /e/test HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n") +
         "Transfer-Encoding: " + te + "\r\n\r\n" + event +
-        "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n");
+        "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     const std::string reply = conn.ReadAll();
     EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0u) << te << ": " << reply;
     EXPECT_NE(reply.find("Transfer-Encoding"), std::string::npos) << reply;
@@ -91,7 +92,7 @@ TEST_F(LimitsTest, TransferEncodingsOtherThanChunkedAreRefusedAndNothingIsStored
   std::ostringstream body;
   body << std::hex << event.size() << "\r\n" << event << "\r\n0\r\n\r\n";
   chunked.Send(
-      "POST /e/test HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+      "POST /e/test HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
       "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
       body.str());
   EXPECT_EQ(chunked.ReadAll().rfind("HTTP/1.1 200", 0), 0u);
@@ -104,7 +105,7 @@ TEST_F(LimitsTest, TransferEncodingsOtherThanChunkedAreRefusedAndNothingIsStored
 TEST_F(LimitsTest, AnEndlessChunkSizeLineOrTrailerIsA400NotMemory) {
   auto c = StartCoordinator();
   const std::string head =
-      "POST /e/test HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "POST /e/test HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
       "Transfer-Encoding: chunked\r\n\r\n";
   const std::string endless(256 << 10, 'x');  // well past the bound; no line end
   for (const std::string& start : {std::string("1;"), std::string("0\r\nX-Trailer: ")}) {
@@ -119,6 +120,21 @@ TEST_F(LimitsTest, AnEndlessChunkSizeLineOrTrailerIsA400NotMemory) {
   EXPECT_EQ(CountRows(*c, "/v1/events"), 0);
 }
 
+// On loopback without a token, a request naming another host (a DNS name rebound to
+// 127.0.0.1 by a web page) is a 403; with a token, the token holds and any name is served.
+TEST_F(LimitsTest, OnLoopbackWithoutATokenOnlyThisMachinesNamesAreServed) {
+  auto get = [](const Coordinator& c, const std::string& host) {
+    RawConnection conn(PortOf(c));
+    conn.Send("GET /healthz HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n");
+    return conn.ReadAll();
+  };
+  auto open = StartCoordinator();
+  EXPECT_EQ(get(*open, "rebound.example:8288").rfind("HTTP/1.1 403", 0), 0u);
+  EXPECT_EQ(get(*open, "localhost:8288").rfind("HTTP/1.1 200", 0), 0u);
+  auto guarded = StartCoordinator({"--dashboard-token", "t0ken"});
+  EXPECT_EQ(get(*guarded, "rebound.example:8288").rfind("HTTP/1.1 200", 0), 0u);
+}
+
 TEST_F(LimitsTest, ConnectionsPastTheCapWaitUntilOneCloses) {
   auto c = StartCoordinator({"--max-connections", "3"});
   std::vector<std::unique_ptr<RawConnection>> idle;
@@ -130,7 +146,7 @@ TEST_F(LimitsTest, ConnectionsPastTheCapWaitUntilOneCloses) {
   // A fourth connection is left in the backlog: its request gets no answer yet.
   RawConnection waiting(PortOf(*c));
   ASSERT_TRUE(waiting.connected());  // the kernel's backlog completes the handshake
-  waiting.Send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  waiting.Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
   std::thread closer([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     idle.pop_back();
