@@ -51,8 +51,7 @@ Status NormalizeEvent(Json& e, size_t index, int64_t now_ms, size_t max_bytes) {
     // The coordinator's own events have ids made from what anyone can know (a cron tick's
     // function and time, a run's id): one sent first would take the id and the coordinator's
     // event would be dropped as its duplicate.
-    for (std::string_view reserved :
-         {std::string_view("cron:"), std::string_view("lane-gap-"), executor::kInternalIdPrefix}) {
+    for (std::string_view reserved : executor::kReservedIdPrefixes) {
       if (text.starts_with(reserved)) {
         return InvalidArgument(where + ": ids starting with \"" + std::string(reserved) +
                                "\" are the coordinator's own");

@@ -434,5 +434,13 @@ std::string CancelledEventId(std::string_view run_id) { return InternalId("cance
 std::string InvokedEventId(std::string_view correlation_id) {
   return InternalId("invoked", correlation_id);
 }
+std::string CronTickEventId(std::string_view function_id, std::string_view at) {
+  std::string id(kCronTickIdPrefix);
+  id.append(function_id).append(":").append(at);
+  return id;
+}
+std::string LaneGapEventId(int64_t gap_id) {
+  return std::string(kLaneGapIdPrefix) + std::to_string(gap_id);
+}
 
 }  // namespace funcky::executor

@@ -64,6 +64,15 @@ std::string FinishedEventId(std::string_view run_id);         // inngest/functio
 std::string FailedEventId(std::string_view run_id);           // inngest/function.failed
 std::string CancelledEventId(std::string_view run_id);        // inngest/function.cancelled
 std::string InvokedEventId(std::string_view correlation_id);  // inngest/function.invoked
+// Older ids of the coordinator's, under prefixes of their own (stored ones keep them): a cron
+// tick's, from its function and time (RFC 3339), and a lane gap's, from its id.
+inline constexpr std::string_view kCronTickIdPrefix = "cron:";
+inline constexpr std::string_view kLaneGapIdPrefix = "lane-gap-";
+std::string CronTickEventId(std::string_view function_id, std::string_view at);
+std::string LaneGapEventId(int64_t gap_id);
+// Every prefix of the coordinator's ids, which events sent to the API may not begin with.
+inline constexpr std::string_view kReservedIdPrefixes[] = {kInternalIdPrefix, kCronTickIdPrefix,
+                                                           kLaneGapIdPrefix};
 
 inline constexpr const char* kFunctionFinished = "inngest/function.finished";
 inline constexpr const char* kFunctionFailed = "inngest/function.failed";

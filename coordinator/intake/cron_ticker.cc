@@ -4,6 +4,7 @@
 
 #include "common/duration.h"
 #include "common/ulid.h"
+#include "coordinator/executor/transition.h"
 
 namespace funcky::intake {
 
@@ -67,7 +68,7 @@ int CronTicker::FireTicks(int64_t after_s, int64_t up_to_s) {
         const std::string at = FormatRfc3339(s * 1000);
         IncomingEvent e = intake_.InternalEvent(
             kScheduledTimer, {{"cron", cron.schedule.spec()}, {"scheduledAt", at}, {"fireAt", at}},
-            "cron:" + fn_id + ":" + at);
+            executor::CronTickEventId(fn_id, at));
         e.target_function = fn_id;
         if (cron.jitter.count() > 0) {
           std::uniform_int_distribution<int64_t> delay(0, cron.jitter.count());

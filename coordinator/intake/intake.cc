@@ -634,7 +634,7 @@ void Intake::AnnounceLaneGaps() {
                  {"resumed_run_id", gap.resumed_run_id ? Json(*gap.resumed_run_id) : Json()}};
     // An id derived from the gap: announcing it twice (a lost acknowledgement) stores it once.
     events.push_back(
-        InternalEvent(executor::kLaneGap, std::move(data), "lane-gap-" + std::to_string(gap.id)));
+        InternalEvent(executor::kLaneGap, std::move(data), executor::LaneGapEventId(gap.id)));
     ids.push_back(gap.id);
   }
   if (auto r = Ingest(std::move(events)); !r.ok()) {
