@@ -34,17 +34,22 @@ Json RunJson(const store::RunRecord& r) {
             {"created_at", FormatRfc3339(r.created_at_ms)},
             {"started_at", OptionalTime(r.started_at_ms)},
             {"ended_at", OptionalTime(r.ended_at_ms)}};
+  // A list's run whose output or error is too long to list (GET the run for it).
+  if (r.output_omitted) j["output_omitted"] = true;
+  if (r.error_omitted) j["error_omitted"] = true;
   if (r.ended_at_ms) j["duration_ms"] = *r.ended_at_ms - r.created_at_ms;
   if (!r.event_ids.empty()) j["event_ids"] = r.event_ids;  // GetRun's: all, a batch's too
   return j;
 }
 
 Json EventJson(const store::EventRecord& e) {
-  return {{"internal_id", e.internal_id},
-          {"id", e.id},
-          {"name", e.name},
-          {"payload", e.payload},
-          {"received_at", FormatRfc3339(e.received_at_ms)}};
+  Json j = {{"internal_id", e.internal_id},
+            {"id", e.id},
+            {"name", e.name},
+            {"payload", e.payload},
+            {"received_at", FormatRfc3339(e.received_at_ms)}};
+  if (e.payload_omitted) j["payload_omitted"] = true;  // a list's: GET the event for it
+  return j;
 }
 
 Json FunctionJson(const store::FunctionRecord& f) {

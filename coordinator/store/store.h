@@ -105,12 +105,18 @@ class AppRegistry {
   virtual Result<FunctionRecord> GetFunction(const std::string& id) = 0;
 };
 
+// The longest value (a run's output or error, an event's payload, as JSON text, in
+// characters) a list (ListRuns, ListEvents) reads; a longer one is null in the list and
+// flagged as omitted. Reading one record gives it whole.
+constexpr size_t kListedValueChars = 64 * 1024;
+
 struct EventRecord {
   std::string internal_id;  // ULID given by the coordinator
   std::string id;           // the idempotency id (the user's `id`, else the internal id)
   std::string name;
   Json payload;  // {name, data, user, id, ts, v?}
   int64_t received_at_ms = 0;
+  bool payload_omitted = false;  // by ListEvents: longer than kListedValueChars
 };
 
 // A sequence lane's options (ordering.sequence, docs/ordering.md "Sequence lanes"), copied
@@ -328,7 +334,7 @@ class EventStore {
   virtual Result<std::vector<IngestedEvent>> IngestEvents(
       const std::vector<NewEvent>& events, TimePoint now, std::vector<WaitRecord>* waits,
       StartedCalls* start = nullptr, std::optional<int64_t> functions_generation = {}) = 0;
-  // Newest first.
+  // Newest first; a payload longer than kListedValueChars is omitted.
   virtual Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) = 0;
   // By internal id; kNotFound when none matches.
   virtual Result<EventRecord> GetEvent(const std::string& internal_id) = 0;
@@ -351,6 +357,9 @@ struct RunRecord {
   std::optional<std::string> concurrency_key;
   Json output;  // null until completed
   Json error;   // null unless failed or cancelled
+  // By ListRuns: the output or error is longer than kListedValueChars (and null here).
+  bool output_omitted = false;
+  bool error_omitted = false;
   int req_version = -1;
   int64_t created_at_ms = 0;
   std::optional<int64_t> started_at_ms;
@@ -398,7 +407,7 @@ class RunReader {
  public:
   virtual ~RunReader() = default;
   virtual Result<RunRecord> GetRun(const std::string& run_id) = 0;
-  // Newest first.
+  // Newest first; an output or error longer than kListedValueChars is omitted.
   virtual Result<std::vector<RunRecord>> ListRuns(const RunFilter& filter) = 0;
   // In stack order.
   virtual Result<std::vector<StepRecord>> GetSteps(const std::string& run_id) = 0;

@@ -107,6 +107,28 @@ TEST_F(ApiThroughRouter, AnAcceptedEventsRunIsVisibleThroughTheRunsApi) {
   EXPECT_EQ(run["steps"], Json::array());
 }
 
+// A list names an event whose payload is too long to list, and reading the event gives it.
+TEST_F(ApiThroughRouter, AnEventListOmitsALongPayloadThatTheEventsPageGives) {
+  Serve({});
+  const std::string blob(store::kListedValueChars, 'x');
+  Response sent =
+      Send("POST", "/e/any-key", Json({{"name", "test/go"}, {"data", {{"blob", blob}}}}).dump());
+  ASSERT_EQ(sent.status, 200) << sent.body;
+  ASSERT_EQ(Send("POST", "/e/any-key", R"({"name":"test/go","data":{"n":1}})").status, 200);
+
+  Json events = BodyOf(Send("GET", "/v1/events"))["data"];
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0]["payload"]["data"], Json({{"n", 1}}));  // newest first
+  EXPECT_FALSE(events[0].contains("payload_omitted"));
+  EXPECT_EQ(events[1]["payload"], nullptr);
+  EXPECT_EQ(events[1]["payload_omitted"], true);
+  EXPECT_EQ(events[1]["name"], "test/go");
+
+  Json event = BodyOf(Send("GET", "/v1/events/" + BodyOf(sent)["ids"][0].get<std::string>()));
+  EXPECT_EQ(event["data"]["payload"]["data"]["blob"], blob);
+  EXPECT_FALSE(event["data"].contains("payload_omitted"));
+}
+
 TEST_F(ApiThroughRouter, AMalformedEventBodyIsA400SayingWhy) {
   Serve({});
   Response r = Send("POST", "/e/any-key", R"({"name":"test/go",)");

@@ -3281,6 +3281,70 @@ TEST_P(StoreConformance, CancellingDropsTheWorkAndMovesTheLaneOn) {
             StatusCode::kNotFound);
 }
 
+// A list reads an output, error or payload only up to kListedValueChars: a longer one is null
+// and flagged there, and whole when the record is read alone.
+TEST_P(StoreConformance, ListsOmitLongValuesThatReadingOneRecordGivesWhole) {
+  const std::string long_text(kListedValueChars, 'x');  // its JSON text is 2 characters longer
+  const std::string exact(kListedValueChars - 2, 'y');  // its JSON text is just the limit
+
+  NewEvent big = Event("test/e");
+  big.event.payload["data"] = {{"blob", long_text}};
+  big.runs.push_back({NewUlid(UnixMillis(clock_.Now())), "app-plain"});
+  const std::string long_run = big.runs[0].run_id;
+  ASSERT_THAT(store_->IngestEvents({big}, clock_.Now(), nullptr), IsOk());
+  const std::string exact_run = Start("app-plain");
+  const std::string failed_run = Start("app-plain");
+  const std::string short_run = Start("app-plain");
+  for (const QueueItem& item : Claim()) {
+    Transition t;
+    if (item.run_id == long_run) t.move = Transition::End{kCompleted, long_text, nullptr};
+    if (item.run_id == exact_run) t.move = Transition::End{kCompleted, exact, nullptr};
+    if (item.run_id == failed_run) {
+      t.move = Transition::End{kFailed, nullptr, {{"message", long_text}}};
+    }
+    if (item.run_id == short_run) t.move = Transition::End{kCompleted, "done", nullptr};
+    ASSERT_THAT(store_->Apply(item, t, clock_.Now()), IsOk());
+  }
+
+  auto runs = store_->ListRuns({});
+  ASSERT_THAT(runs, IsOk());
+  ASSERT_EQ(runs->size(), 4u);
+  std::map<std::string, RunRecord> listed;
+  for (RunRecord& r : *runs) listed[r.id] = std::move(r);
+  EXPECT_TRUE(listed[long_run].output.is_null());
+  EXPECT_TRUE(listed[long_run].output_omitted);
+  EXPECT_FALSE(listed[long_run].error_omitted);
+  EXPECT_EQ(listed[exact_run].output, exact);
+  EXPECT_FALSE(listed[exact_run].output_omitted);
+  EXPECT_TRUE(listed[failed_run].error.is_null());
+  EXPECT_TRUE(listed[failed_run].error_omitted);
+  EXPECT_FALSE(listed[failed_run].output_omitted);  // null, not omitted
+  EXPECT_EQ(listed[short_run].output, "done");
+  EXPECT_FALSE(listed[short_run].output_omitted);
+  EXPECT_EQ(listed[long_run].status, kCompleted);  // the rest of the record is whole
+  EXPECT_EQ(listed[long_run].event_name, "test/e");
+
+  auto run = store_->GetRun(long_run);
+  ASSERT_THAT(run, IsOk());
+  EXPECT_EQ(run->output, long_text);
+  EXPECT_FALSE(run->output_omitted);
+  EXPECT_EQ(store_->GetRun(failed_run)->error["message"], long_text);
+
+  auto events = store_->ListEvents({});
+  ASSERT_THAT(events, IsOk());
+  ASSERT_EQ(events->size(), 4u);
+  for (const EventRecord& e : *events) {
+    const bool is_big = e.internal_id == big.event.internal_id;
+    EXPECT_EQ(e.payload_omitted, is_big) << e.internal_id;
+    EXPECT_EQ(e.payload.is_null(), is_big) << e.internal_id;
+    EXPECT_EQ(e.name, "test/e");
+  }
+  auto event = store_->GetEvent(big.event.internal_id);
+  ASSERT_THAT(event, IsOk());
+  EXPECT_EQ(event->payload["data"]["blob"], long_text);
+  EXPECT_FALSE(event->payload_omitted);
+}
+
 TEST_P(StoreConformance, AReplayIsAnotherRunOfTheSameEvent) {
   const std::string first = Start("app-plain");
   auto items = Claim();

@@ -38,6 +38,24 @@ constexpr const char* kRunColumns =
     "(SELECT e.name FROM events e WHERE e.internal_id = r.event_id)";
 constexpr int kRunColumnCount = 13;
 
+// A list reads a value (a run's output or error, an event's payload) only when it is at most
+// kListedValueChars long; a longer one is NULL, and a column after the record's says so. A
+// page of 500 runs is then a few tens of MiB at most, not 500 outputs of up to the reply limit.
+std::string ListedValue(const std::string& column) {
+  return "CASE WHEN length(" + column + "::text) > " + std::to_string(kListedValueChars) +
+         " THEN NULL ELSE " + column + " END";
+}
+std::string ValueOmitted(const std::string& column) {
+  return "length(" + column + "::text) > " + std::to_string(kListedValueChars);
+}
+
+// kRunColumns for a list, then whether the output and the error were omitted.
+const std::string kListedRunColumns =
+    "r.id, r.function_id, r.event_id, r.status, r.lane_key, " + ListedValue("r.output") + ", " +
+    ListedValue("r.error") + ", " +
+    std::string(kRunColumns).substr(std::string_view(kRunColumns).find("COALESCE")) + ", " +
+    ValueOmitted("r.output") + ", " + ValueOmitted("r.error");
+
 RunRecord ReadRun(const Row& row) {
   RunRecord r;
   r.id = row.Text(0);
@@ -78,9 +96,18 @@ FunctionRecord ReadFunction(const Row& row, int offset = 0) {
 }
 
 constexpr const char* kEventColumns = "internal_id, id, name, payload, received_at_ms";
+// kEventColumns for a list, then whether the payload was omitted.
+const std::string kListedEventColumns = "internal_id, id, name, " + ListedValue("payload") +
+                                        ", received_at_ms, " + ValueOmitted("payload");
 
 EventRecord ReadEvent(const Row& row) {
   return {row.Text(0), row.Text(1), row.Text(2), row.JsonCol(3), row.Int(4)};
+}
+
+EventRecord ReadListedEvent(const Row& row) {
+  EventRecord e = ReadEvent(row);
+  e.payload_omitted = row.Bool(5);
+  return e;
 }
 
 constexpr const char* kStepColumns = "step_id, seq, name, status, memo, created_at_ms";
@@ -1117,12 +1144,12 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
 Result<std::vector<EventRecord>> SqlStore::ListEvents(const EventFilter& filter) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<EventRecord>> {
     std::vector<EventRecord> out;
-    for (Row row : tx.Query(std::string("SELECT ") + kEventColumns +
+    for (Row row : tx.Query("SELECT " + kListedEventColumns +
                                 " FROM events WHERE ($1 = '' OR name = $1) "
                                 "AND ($2 = '' OR internal_id < $2) "
                                 "ORDER BY internal_id DESC LIMIT $3",
                             {filter.name, filter.cursor, filter.limit})) {
-      out.push_back(ReadEvent(row));
+      out.push_back(ReadListedEvent(row));
     }
     return out;
   });
@@ -1170,7 +1197,7 @@ Result<std::vector<RunRecord>> SqlStore::ListRuns(const RunFilter& filter) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<RunRecord>> {
     std::vector<RunRecord> out;
     for (Row row : tx.Query(
-             std::string("SELECT ") + kRunColumns +
+             "SELECT " + kListedRunColumns +
                  " FROM runs r WHERE ($1 = '' OR r.function_id = $1) AND ($2 = '' OR r.status = "
                  "$2) AND ($3 = '' OR r.event_id = $3 OR EXISTS (SELECT 1 FROM run_events re WHERE "
                  "re.run_id = r.id AND re.event_id = $3)) AND ($4 = '' OR r.id < $4) "
@@ -1178,7 +1205,10 @@ Result<std::vector<RunRecord>> SqlStore::ListRuns(const RunFilter& filter) {
                  "AND ($8::bigint = 0 OR r.created_at_ms < $8) ORDER BY r.id DESC LIMIT $5",
              {filter.function_id, filter.status, filter.event_id, filter.cursor, filter.limit,
               filter.key, filter.created_from_ms, filter.created_to_ms})) {
-      out.push_back(ReadRun(row));
+      RunRecord run = ReadRun(row);
+      run.output_omitted = row.Bool(kRunColumnCount);
+      run.error_omitted = row.Bool(kRunColumnCount + 1);
+      out.push_back(std::move(run));
     }
     return out;
   });
