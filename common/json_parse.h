@@ -30,10 +30,13 @@ struct JsonLimits {
 // Limits by what the text is. Events and configs come first (64 levels); a host may nest
 // them a little inside its step output (128); a call body nests the host's output a few
 // levels deeper again, and an SDK reading it (or a coordinator's reply) stores nothing
-// (256, \u0000 allowed).
+// (256, \u0000 allowed). A call body holds a run's whole state: up to the 32 MiB a
+// coordinator sends (coordinator/executor/call.h kMaxCallBodyBytes) and the C++ SDK's server
+// takes.
 inline constexpr JsonLimits kRequestJsonLimits{.max_depth = 64};
 inline constexpr JsonLimits kHostReplyJsonLimits{.max_depth = 128};
-inline constexpr JsonLimits kCallBodyJsonLimits{.max_depth = 256, .allow_nul = true};
+inline constexpr JsonLimits kCallBodyJsonLimits{
+    .max_depth = 256, .max_bytes = 32 << 20, .allow_nul = true};
 
 // Parses `text` as one JSON value. kInvalidArgument for text that is not JSON, is nested
 // deeper than `limits.max_depth`, holds a number outside a double's range (`1e400`, 100k

@@ -1,5 +1,7 @@
 #include "sdk/client.h"
 
+#include <cstdint>
+
 #include "common/http_client.h"
 #include "common/json_parse.h"
 #include "common/url.h"
@@ -7,8 +9,39 @@
 
 namespace funcky::sdk {
 
+namespace {
+
+// `path` as messages name it: an event path holds the event key, a secret, which is left out.
+std::string ShownPath(std::string_view path) {
+  return path.starts_with("/e/") ? "/e/…" : std::string(path);
+}
+
+// The `status` of a coordinator's reply: `status_if_absent` when it has none, and 0 (no
+// verdict at all) when it is not a whole number an HTTP status can be. Json::value() would
+// throw on a string and cast a double such as 1e300 to int, which is undefined.
+int ReplyStatus(const nlohmann::json& reply, int status_if_absent) {
+  if (!reply.is_object()) return 0;
+  const auto status = reply.find("status");
+  if (status == reply.end()) return status_if_absent;
+  if (!status->is_number_integer()) return 0;
+  if (status->is_number_unsigned()) {
+    const uint64_t n = status->get<uint64_t>();
+    return n <= 999 ? static_cast<int>(n) : 0;
+  }
+  const int64_t n = status->get<int64_t>();
+  return n >= 0 && n <= 999 ? static_cast<int>(n) : 0;
+}
+
+}  // namespace
+
 Result<nlohmann::json> PostToCoordinator(const ClientOptions& options, std::string_view path,
                                          Headers headers, std::string body, int status_if_absent) {
+  // The coordinator's URL is checked alone first: ParseUrl quotes a URL it refuses, and the
+  // path added to it may hold the event key. A URL that passes still passes with the path
+  // (percent-encoded) after it.
+  if (auto url = ParseUrl(options.coordinator_url); !url.ok()) {
+    return Status(url.status().code(), "coordinator_url: " + url.status().message());
+  }
   HttpRequest req;
   req.method = "POST";
   req.url = options.coordinator_url + std::string(path);
@@ -20,23 +53,37 @@ Result<nlohmann::json> PostToCoordinator(const ClientOptions& options, std::stri
   // A coordinator's reply is small and flat; whatever else answers is held to the limits.
   auto parsed = ParseUntrustedJson(res.body, kCallBodyJsonLimits);
   nlohmann::json reply = parsed.ok() ? std::move(*parsed) : nlohmann::json();
-  int status = reply.is_object() ? reply.value("status", status_if_absent) : 0;
+  const int status = ReplyStatus(reply, status_if_absent);
   if (res.status == 200 && status == 200) return reply;
   std::string message = reply.is_object() && reply.contains("error") && reply["error"].is_string()
                             ? reply["error"].get<std::string>()
                             : res.body.substr(0, 300);
-  message = std::string(path) + " (HTTP " + std::to_string(res.status) + "): " + message;
+  message = ShownPath(path) + " (HTTP " + std::to_string(res.status) + "): " + message;
   if (res.status == 401) return Unauthenticated(message);
   if (res.status >= 500) return Unavailable(message);
   return InvalidArgument(message);
 }
 
 Result<std::vector<std::string>> Client::send(const nlohmann::json& events) const {
+  std::string body;
+  try {
+    body = events.dump();
+  } catch (const nlohmann::json::type_error& e) {  // 316: a string that is not UTF-8
+    return InvalidArgument(std::string("the events cannot be sent as JSON: ") + e.what());
+  }
   ASSIGN_OR_RETURN(nlohmann::json reply,
                    PostToCoordinator(options_, "/e/" + PercentEncode(options_.event_key), {},
-                                     events.dump(), /*status_if_absent=*/0));
+                                     std::move(body), /*status_if_absent=*/0));
+  // The reply is read with care: an answer of another shape (a proxy's, say) is an error,
+  // never an exception.
   std::vector<std::string> ids;
-  for (const auto& id : reply.value("ids", nlohmann::json::array())) {
+  const auto listed = reply.find("ids");
+  if (listed == reply.end()) return ids;
+  if (!listed->is_array()) return Unavailable("/e/… (HTTP 200): the reply's ids are not a list");
+  for (const auto& id : *listed) {
+    if (!id.is_string()) {
+      return Unavailable("/e/… (HTTP 200): the reply has an id that is not text");
+    }
     ids.push_back(id.get<std::string>());
   }
   return ids;

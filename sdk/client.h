@@ -28,7 +28,9 @@ class Client {
   const ClientOptions& options() const { return options_; }
 
   // Sends one event (an object) or several (an array). Returns the stored events' ids.
-  // kInvalidArgument when the coordinator refused them, kUnavailable when it is unreachable.
+  // kInvalidArgument when the coordinator refused them (or they are not JSON text: a string
+  // that is not UTF-8), kUnavailable when it is unreachable or its reply is not one of a
+  // coordinator. Never throws. Messages name the event path "/e/…", never the event key.
   Result<std::vector<std::string>> send(const nlohmann::json& events) const;
 
  private:

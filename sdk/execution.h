@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,10 @@ class Execution {
   bool disable_immediate_execution = false;
   int attempt = 0;
   int max_attempts = 0;  // 0: unknown (the coordinator decides finality)
-  std::map<std::string, int> counts;
+  // The step ids (before hashing) this execution has used, and per id repeated the next
+  // index to try for it ("id:n"): see NextOp in function.cc.
+  std::set<std::string> used_ids;
+  std::map<std::string, int> next_index;
   // The step this call ran when the function went on past it (Step::run in a discovery
   // call): its StepRun, not recorded yet. The function may then only replay: the next step
   // it meets that is not memoized ends the call with this op alone (that step runs in a
@@ -49,7 +53,8 @@ class Execution {
   // Ends the call with the step it ran, if it ran one (see `ran`).
   void EndIfRan() const;
 
-  bool last_attempt() const { return max_attempts > 0 && attempt + 1 >= max_attempts; }
+  // Written so that no attempt count can overflow it.
+  bool last_attempt() const { return max_attempts > 0 && attempt >= max_attempts - 1; }
 };
 
 // An error as the SDK reports it; a `message` that is not UTF-8 has U+FFFD for its bad bytes.

@@ -1,8 +1,12 @@
 #include "sdk/function.h"
 
+#include <algorithm>
+
 #include "common/duration.h"
+#include "common/json_parse.h"
 #include "common/step_id.h"
 #include "common/url.h"
+#include "common/utf8.h"
 #include "sdk/client.h"
 #include "sdk/execution.h"
 
@@ -114,13 +118,35 @@ Function create_function(FunctionOptions options, Handler handler) {
 
 namespace {
 
-// The op of the next step named `id` (the n-th use of the id gets "id:n").
+// Text a step tool puts in an op: the reply that carries the op must be JSON a coordinator
+// takes, so text that is not UTF-8 or holds NUL fails the function here, before any op is
+// made (the reply could not be written, or would be refused call after call). The text is
+// not quoted.
+void CheckOpText(const std::string& text, const char* what) {
+  if (!IsUtf8WithoutNul(text)) {
+    throw std::invalid_argument(std::string(what) + " must be UTF-8 text without NUL");
+  }
+}
+
+// The op of the next step named `id`. An id used before in this execution gets the first
+// "id:n" (n = 1, 2, …) that is not used yet either, as the JS SDK picks it: counting the uses
+// of each id alone gave the steps "x:1", "x", "x" the ids "x:1", "x" and "x:1" again.
 Op NextOp(Execution& x, const std::string& id, OpCode code) {
   if (x.running_step) {
     throw std::logic_error("step \"" + id + "\" is used inside step \"" + *x.running_step +
                            "\": steps do not nest");
   }
-  const int index = x.counts[id]++;
+  CheckOpText(id, "a step id");
+  int index = 0;
+  if (x.used_ids.contains(id)) {
+    int& next = x.next_index[id];
+    index = std::max(next, 1);
+    while (x.used_ids.contains(id + ":" + std::to_string(index))) ++index;
+    next = index + 1;
+    x.used_ids.insert(id + ":" + std::to_string(index));
+  } else {
+    x.used_ids.insert(id);
+  }
   Op op;
   op.id = HashStepId(id, index);
   op.code = code;
@@ -184,16 +210,43 @@ void CheckReachable(const Execution& x, const std::string& hash) {
   throw Interrupt{{op}, op.code == OpCode::kStepFailed};
 }
 
+// `data` (`what`, for messages), which an op carries `depth` levels inside the reply (an op
+// list), as the coordinator reads it: through JSON text, so a NaN is null. Throws
+// NonRetriableError when the reply could not carry it, or a coordinator would refuse the
+// reply (kHostReplyJsonLimits): a string that is not UTF-8, \u0000, nesting too deep, or
+// text longer than a reply may be less `wrapping_bytes`, the rest of the reply.
+Json AsReplied(const Json& data, const std::string& what, int depth, size_t wrapping_bytes) {
+  std::string text;
+  try {
+    text = data.dump();
+  } catch (const Json::type_error& e) {  // 316: a string that is not UTF-8
+    throw NonRetriableError(what + " cannot be sent as JSON: " + e.what());
+  }
+  JsonLimits limits = kHostReplyJsonLimits;
+  limits.max_depth -= depth;
+  limits.max_bytes = wrapping_bytes < limits.max_bytes ? limits.max_bytes - wrapping_bytes : 0;
+  auto parsed = ParseUntrustedJson(text, limits);
+  if (!parsed.ok()) {
+    throw NonRetriableError(
+        what + " is not JSON a coordinator takes in a reply: " + parsed.status().message());
+  }
+  return std::move(*parsed);
+}
+
 // Runs `fn` as step `op` in this call: its StepRun when it succeeds, else the call ends with
 // its failure. The result is the value a replay reads from the step's memo: it is made
-// through JSON text (NaN becomes null, as it would be stored), and a result that JSON text
-// cannot carry (a string that is not UTF-8) fails the step.
+// through JSON text (NaN becomes null, as it would be stored). A result the reply cannot
+// carry, or a coordinator would refuse in it, fails the step for good: retried, the step's
+// function would run again, side effects and all, only to give the same result.
 Op Run(Execution& x, Op op, const std::function<Json()>& fn) {
   try {
     x.running_step = &op.name;
     Json result = fn();
     x.running_step = nullptr;
-    op.data = Json::parse(result.dump());
+    // The reply is `[{…, "data": <result>, …}]`: the result is two levels in, and the rest
+    // is the op without its data (its "null" aside).
+    const size_t wrapping = Json::array({OpToJson(op)}).dump().size() - 4;
+    op.data = AsReplied(result, "the step's result", 2, wrapping);
   } catch (...) {
     x.running_step = nullptr;
     EndWithFailure(x, std::move(op));
@@ -296,6 +349,8 @@ std::optional<Json> Step::wait_for_event(const std::string& id, const WaitForEve
     return *memo;
   }
   if (wait.timeout.empty()) throw std::invalid_argument("wait_for_event needs a timeout");
+  CheckOpText(wait.event, "wait_for_event's event");
+  CheckOpText(wait.if_expression, "wait_for_event's if_expression");
   op.name = wait.event;
   op.opts = {{"event", wait.event}, {"timeout", TimeOption(wait.timeout, "timeout")}};
   if (!wait.if_expression.empty()) op.opts["if"] = wait.if_expression;
@@ -320,7 +375,16 @@ Json Step::invoke(const std::string& id, const Invoke& invoke) {
   if (const Json* memo = Memo(x, op.id)) return Unwrap(*memo);
   const std::string app =
       invoke.app_id.empty() && x.client ? x.client->options().app_id : invoke.app_id;
-  op.opts = {{"function_id", app + "-" + invoke.function_id}, {"payload", {{"data", invoke.data}}}};
+  CheckOpText(app, "invoke's app_id");
+  CheckOpText(invoke.function_id, "invoke's function_id");
+  // The data goes in the reply as [{"opts": {"payload": {"data": …}}}]: four levels in.
+  Json data;
+  try {
+    data = AsReplied(invoke.data, "invoke's data", 4, 0);
+  } catch (const NonRetriableError& e) {
+    throw std::invalid_argument(e.what());
+  }
+  op.opts = {{"function_id", app + "-" + invoke.function_id}, {"payload", {{"data", data}}}};
   if (!invoke.timeout.empty()) op.opts["timeout"] = TimeOption(invoke.timeout, "timeout");
   Report(x, std::move(op));
 }

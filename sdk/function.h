@@ -143,15 +143,22 @@ class RetryAfterError : public std::runtime_error {
 };
 
 // Thrown by step.run when the step failed for good (its error was memoized). Catch it to
-// handle the failure; uncaught, it fails the run.
+// handle the failure; uncaught, it fails the run. `error` may be any JSON (it comes from the
+// coordinator's memo): what() is its string `message`, else "step failed".
 class StepError : public std::runtime_error {
  public:
-  explicit StepError(Json error)
-      : std::runtime_error(error.value("message", std::string("step failed"))),
-        error_(std::move(error)) {}
+  explicit StepError(Json error) : std::runtime_error(MessageOf(error)), error_(std::move(error)) {}
   const Json& error() const { return error_; }
 
  private:
+  static std::string MessageOf(const Json& error) {
+    if (error.is_object()) {
+      const auto message = error.find("message");
+      if (message != error.end() && message->is_string()) return message->get<std::string>();
+    }
+    return "step failed";
+  }
+
   Json error_;
 };
 
@@ -177,7 +184,11 @@ class Step {
  public:
   explicit Step(Execution& execution) : execution_(execution) {}
   // Runs `fn` once for the run (at least once: retried on failure) and returns its
-  // memoized result on every replay. Repeated ids get distinct steps (`id`, `id:1`, …).
+  // memoized result on every replay. Repeated ids get distinct steps (`id`, `id:1`, …, each
+  // the first such id not used yet in the run). An id must be UTF-8 without NUL, else the
+  // step tool throws std::invalid_argument. A result the coordinator cannot take (a string
+  // that is not UTF-8 or holds NUL, nesting deeper than 126 levels, more than about 16 MiB as
+  // JSON) fails the step for good, without running it again.
   Json run(const std::string& id, const std::function<Json()>& fn);
   // Runs several steps as separate calls, in parallel, and returns their results in order
   // once all have been memoized. A step that failed for good throws its StepError here.

@@ -1,7 +1,11 @@
 #include "sdk/serve.h"
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <thread>
 
 #include "common/jcs.h"
@@ -40,6 +44,52 @@ Json Utf8String(const std::string& text) {
   return Json::parse(Json(text).dump(-1, ' ', false, Json::error_handler_t::replace));
 }
 
+// Whether `header` has the form of a signature (`t=<unix seconds>&s=<hex>`, read as
+// signing::VerifySignature reads it) with a time within signing::kMaxSkew of `now`. A call is
+// held to this before anything is done with its body, so one without a fresh signature costs
+// no parsing and no HMAC. The window is compared without subtracting, which for a `t` near
+// either end of int64_t would overflow; a `t` that passes is one VerifySignature can subtract.
+bool FreshSignatureHeader(std::string_view header, int64_t now) {
+  std::string_view t_text, s_text;
+  for (size_t pos = 0; pos <= header.size();) {
+    const size_t amp = std::min(header.find('&', pos), header.size());
+    const std::string_view part = header.substr(pos, amp - pos);
+    if (part.starts_with("t=")) t_text = part.substr(2);
+    if (part.starts_with("s=")) s_text = part.substr(2);
+    pos = amp + 1;
+  }
+  int64_t t = 0;
+  const auto [end, ec] = std::from_chars(t_text.data(), t_text.data() + t_text.size(), t);
+  if (t_text.empty() || s_text.empty() || ec != std::errc() ||
+      end != t_text.data() + t_text.size()) {
+    return false;
+  }
+  const int64_t skew = signing::kMaxSkew.count();
+  return t >= now - skew && t <= now + skew;
+}
+
+// The largest attempt count read from a call's ctx; past it a count is taken as absent. It
+// keeps `attempt + 1` and the like far from overflowing (a coordinator allows 21 attempts).
+constexpr int64_t kMaxCtxCount = 1'000'000;
+
+// Member `key` of a call's ctx as a count (attempt, max_attempts): a whole number from 0 to
+// kMaxCtxCount, else 0, the protocol's default. Read with care, as every ctx member is:
+// Json::value() throws on a member of another type, and casts a double such as 1e300 to int,
+// which is undefined.
+int CtxCount(const Json& ctx, const char* key) {
+  const auto it = ctx.find(key);
+  if (it == ctx.end()) return 0;
+  if (it->is_number_unsigned()) {
+    const uint64_t n = it->get<uint64_t>();
+    return n <= static_cast<uint64_t>(kMaxCtxCount) ? static_cast<int>(n) : 0;
+  }
+  if (it->is_number_integer()) {
+    const int64_t n = it->get<int64_t>();
+    return n >= 0 && n <= kMaxCtxCount ? static_cast<int>(n) : 0;
+  }
+  return 0;
+}
+
 }  // namespace
 
 Json SerializeError(const std::string& name, const std::string& message) {
@@ -49,6 +99,14 @@ Json SerializeError(const std::string& name, const std::string& message) {
 ServeHandler::ServeHandler(const Client& client, std::string serve_url,
                            std::vector<Function> functions)
     : client_(client), serve_url_(std::move(serve_url)), functions_(std::move(functions)) {
+  for (const auto& [key, name] :
+       {std::pair{&client_.options().signing_key, "signing_key"},
+        {&client_.options().signing_key_fallback, "signing_key_fallback"}}) {
+    if (key->empty()) continue;
+    if (Status s = signing::ValidateSigningKey(*key); !s.ok()) {
+      throw std::invalid_argument(std::string("ClientOptions::") + name + ": " + s.message());
+    }
+  }
   for (const auto& f : functions_) {
     const std::string id = client_.options().app_id + "-" + f.options().id;
     by_id_[id] = &f.handler();
@@ -114,10 +172,19 @@ ServeResponse ServeHandler::Finish(ServeResponse r) const {
 }
 
 ServeResponse ServeHandler::handle(const ServeRequest& request) const {
-  if (request.method == "POST") return Call(request);
-  if (request.method == "PUT") return Sync(request);
-  if (request.method == "GET") return Introspect(request);
-  return Finish(JsonReply(405, {{"message", "method not allowed"}}));
+  try {
+    if (request.method == "POST") return Call(request);
+    if (request.method == "PUT") return Sync(request);
+    if (request.method == "GET") return Introspect(request);
+    return Finish(JsonReply(405, {{"message", "method not allowed"}}));
+  } catch (...) {
+    // Call answers every failure of a function itself. What is left fails the SDK's own work
+    // (a function's config that is not UTF-8 in a sync, memory): it is answered too, never
+    // thrown into a host's server, which need not catch it. The exception is not quoted.
+    return Finish(JsonReply(500, {{"type", "internal"},
+                                  {"name", "Error"},
+                                  {"message", "the SDK could not answer the request"}}));
+  }
 }
 
 ServeResponse ServeHandler::Introspect(const ServeRequest&) const {
@@ -131,11 +198,14 @@ ServeResponse ServeHandler::Introspect(const ServeRequest&) const {
 ServeResponse ServeHandler::Sync(const ServeRequest& request) const {
   if (FindHeader(request.headers, "X-Inngest-Sync-Kind") == "in_band") {
     if (!client_.options().signing_key.empty()) {
-      std::vector<std::string> keys = {client_.options().signing_key,
-                                       client_.options().signing_key_fallback};
-      Status s = signing::VerifySignature(FindHeader(request.headers, "X-Inngest-Signature"),
-                                          request.body, keys, NowSeconds());
-      if (!s.ok()) return Finish(JsonReply(401, {{"message", "Unauthorized"}}));
+      const std::string_view header = FindHeader(request.headers, "X-Inngest-Signature");
+      const std::vector<std::string> keys = {client_.options().signing_key,
+                                             client_.options().signing_key_fallback};
+      const int64_t now = NowSeconds();
+      if (!FreshSignatureHeader(header, now) ||
+          !signing::VerifySignature(header, request.body, keys, now).ok()) {
+        return Finish(JsonReply(401, {{"message", "Unauthorized"}}));
+      }
     }
     Json reg = register_body();
     ServeResponse r = JsonReply(200, {{"app_id", client_.options().app_id},
@@ -160,36 +230,43 @@ ServeResponse ServeHandler::Sync(const ServeRequest& request) const {
 
 ServeResponse ServeHandler::Call(const ServeRequest& request) const {
   if (request.body.empty()) return Finish(JsonReply(401, {{"message", "Unauthorized"}}));
-  auto parsed = ParseUntrustedJson(request.body, kCallBodyJsonLimits);
-  Json body = parsed.ok() ? std::move(*parsed) : Json(Json::value_t::discarded);
+  // The body is parsed once, when first needed: with a signing key, not before the call is
+  // known to be signed at all.
+  std::optional<Result<Json>> parsed;
   if (!client_.options().signing_key.empty()) {
-    // The protocol signs the body's canonical form (docs/protocol.md §7). Funcky's
-    // coordinator sends the body written canonically, so it is checked as it came first; a
-    // body written otherwise is checked over its canonical form, written here (a second
-    // serialization of the whole body, which the first check spares).
+    // The protocol signs the body's canonical form (docs/protocol.md §7). The header's form
+    // and time are checked first, which costs nothing; then the HMAC over the body as it
+    // came, since Funcky's coordinator sends the body written canonically; and only when that
+    // fails, the HMAC over the canonical form of the parsed body (a parse and a second
+    // serialization of the whole body, which the checks before spare).
     const std::string_view header = FindHeader(request.headers, "X-Inngest-Signature");
     const std::vector<std::string> keys = {client_.options().signing_key,
                                            client_.options().signing_key_fallback};
     const int64_t now = NowSeconds();
-    Status s = signing::VerifySignature(header, request.body, keys, now);
-    if (!s.ok() && parsed.ok()) {
-      auto canonical = CanonicalJson(body);
-      if (canonical.ok() && *canonical != request.body) {
-        s = signing::VerifySignature(header, *canonical, keys, now);
+    bool authentic = FreshSignatureHeader(header, now);
+    if (authentic && !signing::VerifySignature(header, request.body, keys, now).ok()) {
+      parsed = ParseUntrustedJson(request.body, kCallBodyJsonLimits);
+      authentic = false;
+      if (parsed->ok()) {
+        auto canonical = CanonicalJson(**parsed);
+        authentic = canonical.ok() && *canonical != request.body &&
+                    signing::VerifySignature(header, *canonical, keys, now).ok();
       }
     }
-    if (!s.ok()) {
+    if (!authentic) {
       // Per the protocol, no x-inngest-* headers but SDK-Handled on a rejected request.
       return {401,
               {{"Content-Type", "application/json"}, {"X-Inngest-SDK-Handled", "true"}},
               Json{{"message", "Unauthorized"}}.dump()};
     }
   }
+  if (!parsed) parsed = ParseUntrustedJson(request.body, kCallBodyJsonLimits);
   auto internal_error = [&](const std::string& message) {
     return Finish(JsonReply(
         500, {{"type", "internal"}, {"name", "Error"}, {"message", Utf8String(message)}}));
   };
-  if (!parsed.ok() || !body.is_object()) return internal_error("request body is not JSON");
+  if (!parsed->ok() || !(*parsed)->is_object()) return internal_error("request body is not JSON");
+  Json body = std::move(**parsed);
   const std::string fn_id = QueryParam(request.target, "fnId");
   auto it = by_id_.find(fn_id);
   if (it == by_id_.end()) return internal_error("no function \"" + fn_id + "\" in this app");
@@ -208,20 +285,31 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
   if (x.target_step.empty()) x.target_step = std::string(kDiscoveryStepId);
   Json ctx_json = take("ctx").value_or(Json::object());
   if (!ctx_json.is_object()) ctx_json = Json::object();
-  x.attempt = ctx_json.value("attempt", 0);
-  x.max_attempts = ctx_json.value("max_attempts", 0);
-  x.disable_immediate_execution = ctx_json.value("disable_immediate_execution", false);
+  x.attempt = CtxCount(ctx_json, "attempt");
+  x.max_attempts = CtxCount(ctx_json, "max_attempts");
+  const auto immediate = ctx_json.find("disable_immediate_execution");
+  x.disable_immediate_execution =
+      immediate != ctx_json.end() && immediate->is_boolean() && immediate->get<bool>();
+  const auto run_id = ctx_json.find("run_id");
   const Json event = take("event").value_or(Json::object());
   std::optional<Json> sent_events = take("events");
   const Json events = sent_events ? std::move(*sent_events) : Json::array({event});
 
   Step step(x);
-  Context ctx{event, events, ctx_json.value("run_id", std::string()), x.attempt, step};
-  auto ops_body = [](const std::vector<Op>& ops) {
+  Context ctx{event, events,
+              run_id != ctx_json.end() && run_id->is_string() ? run_id->get<std::string>() : "",
+              x.attempt, step};
+  // An op list as a reply's body. Written strictly in the try below, where a function's end
+  // that is not UTF-8 fails the call as any other exception does; in the catch handlers,
+  // which must not throw, bytes that are not UTF-8 would become U+FFFD (the step tools
+  // refuse such text before they make an op, so none is expected there).
+  auto ops_body = [](const std::vector<Op>& ops,
+                     Json::error_handler_t on_bad_utf8 = Json::error_handler_t::strict) {
     Json body = Json::array();
     for (const auto& op : ops) body.push_back(OpToJson(op));
-    return body.dump();
+    return body.dump(-1, ' ', false, on_bad_utf8);
   };
+  constexpr Json::error_handler_t kReplace = Json::error_handler_t::replace;
   auto ops_reply = [&](std::string body, bool no_retry,
                        std::optional<std::chrono::seconds> retry_after) {
     ServeResponse r{206, {{"Content-Type", "application/json"}}, std::move(body)};
@@ -245,11 +333,11 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
     }
     return ops_reply(std::move(body), false, std::nullopt);
   } catch (const Interrupt& in) {
-    return ops_reply(ops_body(in.ops), in.no_retry, in.retry_after);
+    return ops_reply(ops_body(in.ops, kReplace), in.no_retry, in.retry_after);
   } catch (...) {
     // Whatever went wrong after the step this call ran is met again, and answered, by the
     // call that replays past the step once it is recorded.
-    if (x.ran) return ops_reply(ops_body({*x.ran}), false, std::nullopt);
+    if (x.ran) return ops_reply(ops_body({*x.ran}, kReplace), false, std::nullopt);
     return FailureReply(x);
   }
 }

@@ -34,11 +34,21 @@ struct ServeResponse {
 class ServeHandler {
  public:
   // `serve_url` is the absolute URL the coordinator calls, e.g. http://host:3000/api/funcky.
+  // Throws std::invalid_argument when the client's signing key (or its fallback) is set but
+  // malformed (docs/protocol.md §7): `signkey-prod-` with nothing after it would sign with,
+  // and accept, an empty key. The message never quotes the key.
   ServeHandler(const Client& client, std::string serve_url, std::vector<Function> functions);
+  // Not copyable: by_id_ points at handlers inside functions_, so a copy's would point into
+  // the original's. A move takes the functions' storage along (a vector's elements stay where
+  // they are), so its pointers stay good.
+  ServeHandler(const ServeHandler&) = delete;
+  ServeHandler& operator=(const ServeHandler&) = delete;
+  ServeHandler(ServeHandler&&) = default;
 
   // POST: run a function (verifying the signature when a signing key is set);
   // PUT: sync with the coordinator (in-band when asked, else by POST /fn/register);
-  // GET: introspection. Thread-safe.
+  // GET: introspection. Thread-safe. Never throws: whatever goes wrong is an answer (a 500
+  // at worst).
   ServeResponse handle(const ServeRequest& request) const;
 
   // Registers the functions with the coordinator (POST /fn/register). Call at start-up.

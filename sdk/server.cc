@@ -26,7 +26,14 @@ struct Server::Impl {
     so.port = options.port;
     so.server_name = "funcky-sdk";
     so.max_body_bytes = 32 << 20;  // memoized state grows with the run
-    so.request_timeout = std::chrono::minutes(15);
+    // Bounds reading a request and writing its reply, never the handler's run (HttpServer
+    // arms it around reads and writes only): see ServerOptions.
+    so.request_timeout = options.request_timeout;
+    // A connection kept alive between calls is held no longer than a coordinator would use
+    // it: it keeps one for 4 s from a host that does not say (HttpClientOptions::idle_timeout).
+    // Longer would only let idle clients hold connections.
+    so.idle_timeout = std::chrono::seconds(15);
+    so.max_connections = options.max_connections;
     so.tls_cert_file = options.tls_cert_file;
     so.tls_key_file = options.tls_key_file;
     server = std::make_unique<HttpServer>(io, pool, so, [this](ServerRequest r) {

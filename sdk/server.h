@@ -1,6 +1,8 @@
 // A small HTTP server for a ServeHandler, for hosts that have no web framework of their own.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -19,6 +21,16 @@ struct ServerOptions {
   // PEM certificate chain and private key: serve HTTPS instead of HTTP.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // How long a client has to send a whole request, from the moment it connects, and to read
+  // the reply. The server arms it only while it reads or writes: a handler (a step) runs for
+  // as long as it needs. Every connection that waits on it holds one of `max_connections` and
+  // may be buffering up to 32 MiB of body, so it is as short as reading a call allows: a
+  // coordinator sends its largest (32 MiB) within it at little more than 1 MB/s.
+  std::chrono::milliseconds request_timeout{30'000};
+  // At most this many connections at once; past it new ones wait in the listen backlog. Room
+  // for the calls of several coordinators in flight at once (64 each by default), while
+  // bounding what slow or idle clients hold.
+  size_t max_connections = 256;
 };
 
 class Server {

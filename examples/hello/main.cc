@@ -2,7 +2,10 @@
 //
 //   hello --coordinator http://127.0.0.1:8288 --port 3000
 //   curl -XPOST http://127.0.0.1:8288/e/dev -d '{"name":"demo/hello","data":{"name":"Ada"}}'
+#include <atomic>
 #include <iostream>
+#include <memory>
+#include <stdexcept>
 
 #include <CLI/CLI.hpp>
 
@@ -43,20 +46,33 @@ int main(int argc, char** argv) {
         return Json{{"greeting", greeting}, {"shout", shout}};
       });
 
-  std::string serve_url;
-  funcky::sdk::ServeHandler* handler_ptr = nullptr;
-  // The serve URL contains the port, so bind first, then build the handler.
+  // The serve URL contains the port (--port 0 picks one), so the server starts before the
+  // handler exists. Its threads may take a call meanwhile (a coordinator that knows this
+  // host from an earlier start): they read the handler through an atomic pointer, set once
+  // the handler is whole, and answer 503 until then, which the coordinator retries.
   std::unique_ptr<funcky::sdk::ServeHandler> handler;
+  std::atomic<const funcky::sdk::ServeHandler*> ready{nullptr};
   funcky::sdk::Server server(
-      [&](const funcky::sdk::ServeRequest& r) { return handler_ptr->handle(r); }, server_options);
+      [&](const funcky::sdk::ServeRequest& r) -> funcky::sdk::ServeResponse {
+        const funcky::sdk::ServeHandler* h = ready.load(std::memory_order_acquire);
+        if (!h) return {503, {{"Content-Type", "application/json"}}, R"({"message":"starting"})"};
+        return h->handle(r);
+      },
+      server_options);
   if (auto s = server.start(); !s.ok()) {
     std::cerr << "hello: " << s.message() << "\n";
     return 1;
   }
-  serve_url = "http://" + public_host + ":" + std::to_string(server.port()) + server_options.path;
-  handler =
-      std::make_unique<funcky::sdk::ServeHandler>(client, serve_url, std::vector{std::move(greet)});
-  handler_ptr = handler.get();
+  const std::string serve_url =
+      "http://" + public_host + ":" + std::to_string(server.port()) + server_options.path;
+  try {
+    handler = std::make_unique<funcky::sdk::ServeHandler>(client, serve_url,
+                                                          std::vector{std::move(greet)});
+  } catch (const std::invalid_argument& e) {  // a malformed signing key
+    std::cerr << "hello: " << e.what() << "\n";
+    return 1;
+  }
+  ready.store(handler.get(), std::memory_order_release);
   // The coordinator may start after us: keep trying to register for a while.
   funcky::Status registered = handler->register_functions(std::chrono::seconds(20));
   if (!registered.ok()) {

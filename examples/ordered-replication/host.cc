@@ -19,10 +19,13 @@
 // For chaos tests it can also fail a share of the calls it gets (--fail-rate: HTTP 500) and
 // stall a share past the coordinator's call timeout (--stall-rate, --stall-ms).
 #include <algorithm>
+#include <atomic>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -107,9 +110,16 @@ int main(int argc, char** argv) {
   std::mutex mu;
   std::mt19937_64 rng(std::random_device{}());
   funcky::sdk::Client client(client_options);
+  // The serve URL holds the bound port, so the server starts before the handler exists: its
+  // threads read the handler through an atomic pointer, set once the handler is whole, and
+  // answer 503 until then (a coordinator that knows this host from an earlier start may call
+  // it at once; it retries).
   std::unique_ptr<funcky::sdk::ServeHandler> handler;
+  std::atomic<const funcky::sdk::ServeHandler*> ready{nullptr};
   funcky::sdk::Server server(
       [&](const funcky::sdk::ServeRequest& r) -> funcky::sdk::ServeResponse {
+        const funcky::sdk::ServeHandler* h = ready.load(std::memory_order_acquire);
+        if (!h) return {503, {{"Content-Type", "application/json"}}, R"({"message":"starting"})"};
         if (r.method == "POST" && (fail_rate > 0 || stall_rate > 0)) {
           double roll;
           {
@@ -123,7 +133,7 @@ int main(int argc, char** argv) {
             std::this_thread::sleep_for(std::chrono::milliseconds(stall_ms));
           }
         }
-        return handler->handle(r);
+        return h->handle(r);
       },
       server_options);
   if (auto s = server.start(); !s.ok()) {
@@ -134,7 +144,13 @@ int main(int argc, char** argv) {
   std::vector<funcky::sdk::Function> functions;
   functions.push_back(std::move(replicate));
   functions.push_back(std::move(replicate_version));
-  handler = std::make_unique<funcky::sdk::ServeHandler>(client, url, std::move(functions));
+  try {
+    handler = std::make_unique<funcky::sdk::ServeHandler>(client, url, std::move(functions));
+  } catch (const std::invalid_argument& e) {  // a malformed signing key
+    std::cerr << "ordered-replication: " << e.what() << std::endl;
+    return 1;
+  }
+  ready.store(handler.get(), std::memory_order_release);
   if (auto s = handler->register_functions(std::chrono::seconds(20)); !s.ok()) {
     std::cerr << "ordered-replication: cannot register: " << s.message() << std::endl;
     return 1;

@@ -1,5 +1,6 @@
 // The SDK's HTTP server on 127.0.0.1: calls are served on its handler threads, as many at once
-// as it has.
+// as it has. And the SDK's client against a fake coordinator served by it.
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -10,7 +11,13 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+
 #include "common/http_client.h"
+#include "sdk/client.h"
 #include "sdk/server.h"
 
 namespace funcky::sdk {
@@ -105,6 +112,124 @@ TEST(SdkServer, AnswersOtherPathsWith404) {
       HttpCall({.url = "http://127.0.0.1:" + std::to_string(server.port()) + "/other"});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->status, 404);
+}
+
+// The request timeout bounds sending a request, from the moment the client connects: one
+// that stalls halfway through its headers is dropped once it passes, and its connection no
+// longer held.
+TEST(SdkServer, ARequestNotWhollySentWithinTheRequestTimeoutIsDropped) {
+  EXPECT_LE(ServerOptions{}.request_timeout, std::chrono::seconds(60));
+  Rendezvous handler(1);
+  Server server(std::ref(handler),
+                {.port = 0, .threads = 1, .request_timeout = std::chrono::milliseconds(300)});
+  ASSERT_TRUE(server.start().ok());
+  namespace asio = boost::asio;
+  asio::io_context io;
+  asio::ip::tcp::socket socket(io);
+  socket.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+  const std::string half_a_request = "POST /api/funcky HTTP/1.1\r\nHost: h\r\n";
+  asio::write(socket, asio::buffer(half_a_request));
+  std::array<char, 256> buffer;
+  boost::system::error_code read_error;
+  bool ended = false;
+  socket.async_read_some(asio::buffer(buffer), [&](boost::system::error_code ec, size_t) {
+    read_error = ec;
+    ended = true;
+  });
+  io.run_for(std::chrono::seconds(10));
+  ASSERT_TRUE(ended) << "the connection was still open after 10 s";
+  EXPECT_TRUE(read_error == asio::error::eof || read_error == asio::error::connection_reset)
+      << read_error.message();
+}
+
+// The request timeout bounds reading the request and writing the reply, not the handler: a
+// call whose handler (a step) runs longer is answered.
+TEST(SdkServer, AHandlerMayRunLongerThanTheRequestTimeout) {
+  Server server(
+      [](const ServeRequest&) -> ServeResponse {
+        std::this_thread::sleep_for(std::chrono::milliseconds(900));
+        return {200, {{"Content-Type", "text/plain"}}, "slow"};
+      },
+      {.port = 0, .threads = 1, .request_timeout = std::chrono::milliseconds(300)});
+  ASSERT_TRUE(server.start().ok());
+  Result<HttpResponse> r = HttpCall(
+      {.url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/funcky", .body = "{}"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "slow");
+}
+
+// A fake coordinator's event endpoint, /e/sekret, answering every POST with `reply` (HTTP
+// `status`).
+class FakeCoordinator {
+ public:
+  FakeCoordinator()
+      : server_(
+            [this](const ServeRequest&) -> ServeResponse {
+              std::lock_guard lock(mu_);
+              return {status_, {{"Content-Type", "application/json"}}, reply_};
+            },
+            {.port = 0, .path = "/e/sekret", .threads = 1}) {}
+  Status start() { return server_.start(); }
+  void answer(int status, std::string reply) {
+    std::lock_guard lock(mu_);
+    status_ = status;
+    reply_ = std::move(reply);
+  }
+  Client client() const {
+    return Client({.app_id = "app",
+                   .coordinator_url = "http://127.0.0.1:" + std::to_string(server_.port()),
+                   .event_key = "sekret"});
+  }
+
+ private:
+  std::mutex mu_;
+  int status_ = 200;
+  std::string reply_;
+  Server server_;
+};
+
+// An error names the event path "/e/…", never the event key in it.
+TEST(SdkClient, AnErrorNamesTheEventPathWithoutTheKey) {
+  FakeCoordinator coordinator;
+  ASSERT_TRUE(coordinator.start().ok());
+  coordinator.answer(400, R"({"status":400,"error":"nope"})");
+  auto sent = coordinator.client().send(nlohmann::json{{"name", "e"}});
+  ASSERT_FALSE(sent.ok());
+  EXPECT_EQ(sent.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(sent.status().message(), "/e/… (HTTP 400): nope");
+}
+
+// A reply of another shape than a coordinator's (a proxy's, say) is an error, never an
+// exception: a status that is not a whole number, ids that are not a list of text.
+TEST(SdkClient, AReplyOfAnotherShapeIsAnErrorNotAnException) {
+  FakeCoordinator coordinator;
+  ASSERT_TRUE(coordinator.start().ok());
+  const Client client = coordinator.client();
+  auto send = [&](std::string reply) {
+    coordinator.answer(200, std::move(reply));
+    Result<std::vector<std::string>> sent = InvalidArgument("not sent");
+    EXPECT_NO_THROW(sent = client.send(nlohmann::json{{"name", "e"}}));
+    return sent;
+  };
+  for (const char* reply : {R"({"status":"200","ids":["a"]})", R"({"status":1e300,"ids":["a"]})",
+                            R"({"status":200.5,"ids":["a"]})"}) {
+    SCOPED_TRACE(reply);
+    auto sent = send(reply);
+    ASSERT_FALSE(sent.ok());
+    EXPECT_EQ(sent.status().code(), StatusCode::kInvalidArgument);
+  }
+  for (const char* reply : {R"({"status":200,"ids":[1]})", R"({"status":200,"ids":"a"})",
+                            R"({"status":200,"ids":{"a":"b"}})"}) {
+    SCOPED_TRACE(reply);
+    auto sent = send(reply);
+    ASSERT_FALSE(sent.ok());
+    EXPECT_EQ(sent.status().code(), StatusCode::kUnavailable);
+    EXPECT_EQ(sent.status().message().find("sekret"), std::string::npos);
+  }
+  auto sent = send(R"({"status":200,"ids":["a","b"]})");
+  ASSERT_TRUE(sent.ok()) << sent.status().ToString();
+  EXPECT_EQ(*sent, (std::vector<std::string>{"a", "b"}));
 }
 
 }  // namespace

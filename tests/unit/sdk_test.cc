@@ -1,10 +1,21 @@
 // The SDK's serve handler without a network: replay, memoization and error mapping.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "common/jcs.h"
 #include "common/json_parse.h"
+#include "common/ops.h"
 #include "common/signing.h"
 #include "common/step_id.h"
 #include "coordinator/scheduler/flow.h"
@@ -220,8 +231,8 @@ TEST_F(ServeTest, TheCodeAfterAStepSeesItsResultAsAReplayDoes) {
 }
 
 // Bytes that are not UTF-8 cannot go in a reply's JSON: in a step's result they fail the
-// step; in an exception's message or a step id from the URL they become U+FFFD. The handler
-// answers every call and throws nothing.
+// step for good (run again, it would give the same); in an exception's message or a step id
+// from the URL they become U+FFFD. The handler answers every call and throws nothing.
 TEST_F(ServeTest, BytesThatAreNotUtf8FailTheStepOrAreReplacedInMessages) {
   ServeHandler h(client_, "http://h/api",
                  {create_function({.id = "result"},
@@ -247,9 +258,10 @@ TEST_F(ServeTest, BytesThatAreNotUtf8FailTheStepOrAreReplacedInMessages) {
 
   auto result = call("/api?fnId=app-result&stepId=step");
   ASSERT_EQ(result.status, 206) << result.body;
+  EXPECT_EQ(Header(result, "X-Inngest-No-Retry"), "true");
   Json ops = Json::parse(result.body);
   ASSERT_EQ(ops.size(), 1u);
-  EXPECT_EQ(ops[0]["op"], "StepError");
+  EXPECT_EQ(ops[0]["op"], "StepFailed");
   EXPECT_NE(ops[0]["error"]["message"].get<std::string>().find("UTF-8"), std::string::npos) << ops;
 
   auto step = call("/api?fnId=app-step-throws&stepId=step");
@@ -565,6 +577,339 @@ TEST_F(ServeTest, OnFailureIsRegisteredAsItsOwnFunctionAndServed) {
   auto r = h.handle({"POST", "/api?fnId=app-fn-failure&stepId=step", {}, call.dump()});
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(Json::parse(r.body), Json({{"saw", "boom"}}));
+}
+
+// A step result the coordinator would refuse in the reply that carries it (nested deeper
+// than its 128 levels less the reply's two, holding \u0000, or larger than a reply) fails
+// the step for good in the call that ran it: retried, its function would run again only to
+// give the same. The reply is one the coordinator takes. A result at the limit goes through.
+TEST_F(ServeTest, AStepResultTheCoordinatorWouldRefuseFailsTheStepForGood) {
+  auto nested = [](int levels) {
+    Json v = Json::array();
+    for (int i = 1; i < levels; ++i) v = Json::array({v});
+    return v;
+  };
+  std::map<std::string, int> runs;
+  auto function = [&](const std::string& id, Json result) {
+    return create_function({.id = id}, [&runs, id, result](Context& ctx) {
+      ctx.step.run("a", [&] {
+        ++runs[id];
+        return result;
+      });
+      return Json("end");
+    });
+  };
+  ServeHandler h(
+      client_, "http://h/api",
+      {function("deep", nested(127)), function("nul", Json(std::string("a\0b", 3))),
+       function("large", Json(std::string(16 << 20, 'x'))), function("at-limit", nested(126))});
+  auto call = [&](const std::string& fn) {
+    Json body = {{"event", {{"name", "e"}}}, {"steps", Json::object()}, {"ctx", {{"attempt", 0}}}};
+    return h.handle({"POST", "/api?fnId=app-" + fn + "&stepId=step", {}, body.dump()});
+  };
+  for (const char* fn : {"deep", "nul", "large"}) {
+    SCOPED_TRACE(fn);
+    auto r = call(fn);
+    ASSERT_EQ(r.status, 206) << r.body.substr(0, 300);
+    EXPECT_EQ(Header(r, "X-Inngest-No-Retry"), "true");
+    auto ops = ParseOps(r.body);
+    ASSERT_TRUE(ops.ok()) << ops.status().ToString();
+    ASSERT_EQ(ops->size(), 1u);
+    EXPECT_EQ((*ops)[0].code, OpCode::kStepFailed);
+    EXPECT_EQ((*ops)[0].error["name"], "NonRetriableError");
+    EXPECT_EQ(runs[fn], 1);
+  }
+  auto at_limit = call("at-limit");
+  ASSERT_EQ(at_limit.status, 206);
+  auto ops = ParseOps(at_limit.body);
+  ASSERT_TRUE(ops.ok()) << ops.status().ToString();
+  EXPECT_EQ((*ops)[0].code, OpCode::kStepRun);
+  EXPECT_EQ((*ops)[0].data, nested(126));
+}
+
+// Text a step tool would put in an op that is not UTF-8, or holds NUL (a step id, a wait's
+// event, an invoke's data), fails the function like any exception, before an op is made; a
+// config that cannot be written fails a sync with a 500. The handler throws nothing.
+TEST_F(ServeTest, OpTextThatIsNotUtf8FailsTheFunctionAndTheHandlerThrowsNothing) {
+  ServeHandler h(
+      client_, "http://h/api",
+      {create_function({.id = "id"},
+                       [](Context& ctx) {
+                         ctx.step.run("bad \xff", [] { return Json(1); });
+                         return Json("end");
+                       }),
+       create_function({.id = "nul-id"},
+                       [](Context& ctx) {
+                         ctx.step.sleep(std::string("a\0b", 3), std::chrono::seconds(1));
+                         return Json("end");
+                       }),
+       create_function({.id = "wait"},
+                       [](Context& ctx) {
+                         ctx.step.wait_for_event("w", {.event = "a/\xff", .timeout = "1h"});
+                         return Json("end");
+                       }),
+       create_function({.id = "invoke"},
+                       [](Context& ctx) {
+                         ctx.step.invoke("i", {.function_id = "other", .data = {{"x", "\xff"}}});
+                         return Json("end");
+                       }),
+       create_function({.id = "after-a-step"}, [](Context& ctx) {
+         ctx.step.run("a", [] { return Json("A"); });
+         ctx.step.run("\xff", [] { return Json("B"); });
+         return Json("end");
+       })});
+  auto call = [&](const std::string& fn, Json steps = Json::object()) {
+    Json body = {{"event", {{"name", "e"}}}, {"steps", steps}, {"ctx", {{"attempt", 0}}}};
+    ServeResponse r;
+    EXPECT_NO_THROW(
+        r = h.handle({"POST", "/api?fnId=app-" + fn + "&stepId=step", {}, body.dump()}));
+    return r;
+  };
+  for (const auto& [fn, message] :
+       {std::pair{"id", "a step id must be UTF-8 text without NUL"},
+        {"nul-id", "a step id must be UTF-8 text without NUL"},
+        {"wait", "wait_for_event's event must be UTF-8 text without NUL"},
+        {"invoke", "invoke's data cannot be sent as JSON"}}) {
+    SCOPED_TRACE(fn);
+    auto r = call(fn);
+    EXPECT_EQ(r.status, 500);
+    EXPECT_EQ(Header(r, "X-Inngest-No-Retry"), "false");
+    ASSERT_TRUE(ParseUntrustedJson(r.body, kHostReplyJsonLimits).ok()) << r.body;
+    EXPECT_NE(Json::parse(r.body)["message"].get<std::string>().find(message), std::string::npos)
+        << r.body;
+  }
+  // After the step a call ran, the bad id ends the call with that step alone; the replay past
+  // it fails.
+  auto ran = call("after-a-step");
+  ASSERT_EQ(ran.status, 206) << ran.body;
+  auto ops = ParseOps(ran.body);
+  ASSERT_TRUE(ops.ok()) << ops.status().ToString();
+  ASSERT_EQ(ops->size(), 1u);
+  EXPECT_EQ((*ops)[0].id, HashStepId("a"));
+  EXPECT_EQ(call("after-a-step", {{HashStepId("a"), {{"data", "A"}}}}).status, 500);
+
+  ServeHandler bad_config(client_, "http://h/api",
+                          {create_function({.id = "f\xff"}, [](Context&) { return Json(1); })});
+  ServeResponse sync;
+  EXPECT_NO_THROW(
+      sync = bad_config.handle({"PUT", "/api", {{"X-Inngest-Sync-Kind", "in_band"}}, "{}"}));
+  EXPECT_EQ(sync.status, 500);
+}
+
+// A repeated id gets the first "id:n" not used yet in the run, as the JS SDK picks it: a step
+// named "x:1" before two named "x" leaves the second "x" "x:2", not the first's "x:1".
+TEST_F(ServeTest, ARepeatedStepIdTakesTheFirstIndexNotUsedYet) {
+  ServeHandler h(client_, "http://h/api",
+                 {create_function({.id = "fn"},
+                                  [](Context& ctx) {
+                                    Json a = ctx.step.run("x:1", [] { return Json("a"); });
+                                    Json b = ctx.step.run("x", [] { return Json("b"); });
+                                    Json c = ctx.step.run("x", [] { return Json("c"); });
+                                    return Json::array({a, b, c});
+                                  }),
+                  create_function({.id = "fn2"}, [](Context& ctx) {
+                    Json a = ctx.step.run("y", [] { return Json("a"); });
+                    Json b = ctx.step.run("y", [] { return Json("b"); });
+                    Json c = ctx.step.run("y:1", [] { return Json("c"); });
+                    return Json::array({a, b, c});
+                  })});
+  auto r = Call(h, {{HashStepId("x:1"), {{"data", "a"}}}, {HashStepId("x"), {{"data", "b"}}}});
+  ASSERT_EQ(r.status, 206) << r.body;
+  Json ops = Json::parse(r.body);
+  ASSERT_EQ(ops.size(), 2u) << ops;
+  EXPECT_EQ(ops[0]["op"], "StepRun");
+  EXPECT_EQ(ops[0]["id"], HashStepId("x", 2));
+  EXPECT_EQ(ops[0]["userland"], Json({{"id", "x"}, {"index", 2}}));
+  EXPECT_EQ(ops[0]["data"], "c");
+  EXPECT_EQ(ops[1]["data"], Json({"a", "b", "c"}));
+
+  // "y", "y", "y:1": the second "y" is "y:1", so the step named "y:1" is "y:1:1".
+  Json body = {{"event", Json::object()},
+               {"steps",
+                {{HashStepId("y"), {{"data", "a"}}},
+                 {HashStepId("y", 1), {{"data", "b"}}},
+                 {HashStepId("y:1", 1), {{"data", "c"}}}}}};
+  auto done = h.handle({"POST", "/api?fnId=app-fn2&stepId=step", {}, body.dump()});
+  EXPECT_EQ(done.status, 200) << done.body;
+  EXPECT_EQ(Json::parse(done.body), Json({"a", "b", "c"}));
+}
+
+// The ctx of a call is read with care: a member of another type, a number out of range or
+// not whole is taken as absent (attempt 0, max_attempts unknown, run_id ""), never thrown
+// on or cast.
+TEST_F(ServeTest, CtxMembersOfAnyShapeAreReadAsTheirDefaults) {
+  std::vector<std::pair<int, std::string>> seen;
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
+                   seen.emplace_back(ctx.attempt, ctx.run_id);
+                   ctx.step.run("a", []() -> Json { throw std::runtime_error("no"); });
+                   return Json("end");
+                 })});
+  auto call = [&](Json ctx) {
+    Json body = {{"event", Json::object()}, {"steps", Json::object()}, {"ctx", ctx}};
+    ServeResponse r;
+    EXPECT_NO_THROW(r = h.handle({"POST", "/api?fnId=app-fn&stepId=step", {}, body.dump()}));
+    return r;
+  };
+  const int64_t int_max = std::numeric_limits<int>::max();
+  for (const Json& ctx : {Json{{"attempt", "2"},
+                               {"max_attempts", 1e300},
+                               {"run_id", 5},
+                               {"disable_immediate_execution", "yes"}},
+                          Json{{"attempt", -1}, {"max_attempts", 2.5}},
+                          Json{{"attempt", int_max}, {"max_attempts", int_max}},
+                          Json{{"attempt", std::numeric_limits<uint64_t>::max()},
+                               {"max_attempts", std::numeric_limits<int64_t>::min()}}}) {
+    SCOPED_TRACE(ctx.dump());
+    seen.clear();
+    auto r = call(ctx);
+    ASSERT_EQ(r.status, 206) << r.body;
+    EXPECT_EQ(Json::parse(r.body)[0]["op"], "StepError");  // max_attempts unknown: retried
+    EXPECT_EQ(seen, (std::vector<std::pair<int, std::string>>{{0, ""}}));
+  }
+  // Counts in range are read as they are.
+  seen.clear();
+  auto last = call({{"attempt", 2}, {"max_attempts", 3}, {"run_id", "R"}});
+  EXPECT_EQ(Json::parse(last.body)[0]["op"], "StepFailed");
+  EXPECT_EQ(seen, (std::vector<std::pair<int, std::string>>{{2, "R"}}));
+}
+
+// A memoized step error of any shape throws StepError from step.run: its message when it
+// has a string one, else "step failed".
+TEST_F(ServeTest, AMemoizedStepErrorOfAnyShapeThrowsStepError) {
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [](Context& ctx) {
+                   try {
+                     ctx.step.run("a", [] { return Json(1); });
+                   } catch (const StepError& e) {
+                     return Json{{"caught", e.what()}, {"error", e.error()}};
+                   }
+                   return Json("not failed");
+                 })});
+  for (const auto& [error, message] : {std::pair{Json(5), "step failed"},
+                                       {Json("boom"), "step failed"},
+                                       {Json{{"message", 7}}, "step failed"},
+                                       {Json{{"message", "m"}}, "m"}}) {
+    SCOPED_TRACE(error.dump());
+    ServeResponse r;
+    EXPECT_NO_THROW(r = Call(h, {{HashStepId("a"), {{"error", error}}}}));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(Json::parse(r.body), Json({{"caught", message}, {"error", error}}));
+  }
+}
+
+// A call body holds the run's whole state, up to the 32 MiB a coordinator sends: one past
+// 16 MiB is read.
+TEST_F(ServeTest, ACallBodyOfMoreThan16MiBIsRead) {
+  const std::string large(20 << 20, 'x');
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [](Context& ctx) {
+                   Json a = ctx.step.run("a", [] { return Json("never runs"); });
+                   return Json(a.get<std::string>().size());
+                 })});
+  auto r = Call(h, {{HashStepId("a"), {{"data", large}}}});
+  EXPECT_EQ(r.status, 200) << r.body.substr(0, 300);
+  EXPECT_EQ(r.body, std::to_string(large.size()));
+}
+
+// With a signing key, a call without a signature of the right form and time is refused, its
+// large body unread (serve.cc checks the header before it parses anything; no timing here).
+TEST_F(ServeTest, ACallWithoutAFreshSignatureIsRefused) {
+  ServeHandler h = SignedHandler();
+  std::string body = R"({"event":{},"steps":{},"ctx":{},"pad":[)";
+  while (body.size() < (size_t{24} << 20)) body += "0.1,";
+  body += "0.1]}";
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  for (const std::string& header :
+       {std::string(), std::string("t=abc&s=00"),
+        signing::SignatureHeader(body, "signkey-test-beef", now - 3600)}) {
+    SCOPED_TRACE(header.substr(0, 40));
+    ServeRequest request{"POST", "/api?fnId=app-fn&stepId=step", {}, body};
+    if (!header.empty()) request.headers.emplace_back("X-Inngest-Signature", header);
+    EXPECT_EQ(h.handle(request).status, 401);
+  }
+  EXPECT_EQ(signed_runs_, 0);
+}
+
+// A signature's time at either end of int64_t is refused as out of the window: the SDK
+// compares it without subtracting, which would overflow.
+TEST_F(ServeTest, ASignatureTimeAtEitherEndOfInt64IsRefused) {
+  ServeHandler h = SignedHandler();
+  Json body = {{"event", Json::object()}, {"steps", Json::object()}, {"ctx", {{"attempt", 0}}}};
+  const std::string canonical = *CanonicalJson(body);
+  for (const int64_t t :
+       {std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()}) {
+    SCOPED_TRACE(t);
+    const std::string header = signing::SignatureHeader(canonical, "signkey-test-beef", t);
+    EXPECT_EQ(
+        h.handle(
+             {"POST", "/api?fnId=app-fn&stepId=step", {{"X-Inngest-Signature", header}}, canonical})
+            .status,
+        401);
+    EXPECT_EQ(h.handle({"PUT",
+                        "/api",
+                        {{"X-Inngest-Sync-Kind", "in_band"}, {"X-Inngest-Signature", header}},
+                        canonical})
+                  .status,
+              401);
+  }
+  EXPECT_EQ(signed_runs_, 0);
+}
+
+// A signing key (or fallback) that is set but malformed is refused when the handler is made,
+// in a message that names the option, not the key.
+TEST(ServeHandlerKeys, AMalformedSigningKeyIsRefusedAtConstruction) {
+  auto make = [](ClientOptions options) {
+    Client client(std::move(options));
+    ServeHandler h(client, "http://h/api", {});
+  };
+  // Each is a key and a fallback.
+  for (const auto& [key, fallback] : {std::pair{"signkey-prod-", ""},
+                                      {"signkey-prod-c0ffe", ""},
+                                      {"signkey-prod-nothex", ""},
+                                      {"signkey-prod-beef", "signkey-prod-"}}) {
+    SCOPED_TRACE(std::string(key) + " / " + fallback);
+    try {
+      make({.app_id = "app", .signing_key = key, .signing_key_fallback = fallback});
+      ADD_FAILURE() << "no exception";
+    } catch (const std::invalid_argument& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("signing_key"), std::string::npos) << what;
+      EXPECT_EQ(what.find("signkey-prod"), std::string::npos) << what;
+    }
+  }
+  EXPECT_NO_THROW(make({.app_id = "app", .signing_key = "signkey-test-beef"}));
+  EXPECT_NO_THROW(make({.app_id = "app", .signing_key = "beef"}));
+  EXPECT_NO_THROW(make({.app_id = "app"}));  // dev mode
+}
+
+// A ServeHandler's lookup table points into its own functions: a copy would point into the
+// original's, so it cannot be copied; a move keeps the functions where they are.
+static_assert(!std::is_copy_constructible_v<ServeHandler>);
+static_assert(!std::is_copy_assignable_v<ServeHandler>);
+static_assert(std::is_move_constructible_v<ServeHandler>);
+
+TEST_F(ServeTest, AMovedServeHandlerServesItsFunctions) {
+  auto original = std::make_unique<ServeHandler>(
+      client_, "http://h/api",
+      std::vector{create_function({.id = "fn"}, [](Context&) { return Json("moved"); })});
+  ServeHandler moved(std::move(*original));
+  original.reset();
+  auto r = Call(moved, Json::object());
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, "\"moved\"");
+}
+
+// The SDK's errors never quote the event key: a coordinator URL that does not parse is
+// quoted without the event path after it.
+TEST(ClientErrors, ABadCoordinatorUrlIsQuotedWithoutTheEventKey) {
+  Client client(
+      {.app_id = "app", .coordinator_url = "http://127.0.0.1:1/ bad", .event_key = "sekret"});
+  auto sent = client.send(Json{{"name", "e"}});
+  ASSERT_FALSE(sent.ok());
+  EXPECT_EQ(sent.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(sent.status().message().find("http://127.0.0.1:1/ bad"), std::string::npos)
+      << sent.status().message();
+  EXPECT_EQ(sent.status().message().find("sekret"), std::string::npos) << sent.status().message();
 }
 
 // The C++ SDK's Ordering serializes to the form the coordinator parses.
