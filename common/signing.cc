@@ -65,8 +65,13 @@ Status VerifySignature(std::string_view header, std::string_view body,
       s_text.empty()) {
     return Unauthenticated("malformed X-Inngest-Signature");
   }
-  int64_t skew = now_unix_seconds - t;
-  if (skew > kMaxSkew.count() || -skew > kMaxSkew.count()) {
+  // The distance between t and now in unsigned arithmetic: `now - t` overflows (undefined
+  // behaviour) for a hostile t such as INT64_MIN, and two int64 values are less than 2^64
+  // apart, so the larger minus the smaller is exact as uint64.
+  const uint64_t distance =
+      t < now_unix_seconds ? static_cast<uint64_t>(now_unix_seconds) - static_cast<uint64_t>(t)
+                           : static_cast<uint64_t>(t) - static_cast<uint64_t>(now_unix_seconds);
+  if (distance > static_cast<uint64_t>(kMaxSkew.count())) {
     return Unauthenticated("signature timestamp is outside the 5 minute window");
   }
   std::string message(body);

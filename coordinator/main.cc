@@ -9,9 +9,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <stop_token>
 #include <string_view>
 #include <thread>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -77,6 +79,37 @@ Result<std::chrono::milliseconds> DurationFlag(const std::string& flag, const st
   auto d = ParseDuration(v);
   if (!d.ok()) return InvalidArgument("--" + flag + ": " + d.status().message());
   return *d;
+}
+
+// The longest --call-timeout, --poll-interval, --lease and --drain-timeout: far from where
+// the deadlines they make (time points of clocks that count nanoseconds) would overflow.
+constexpr std::chrono::milliseconds kMaxFlagDuration = std::chrono::hours(24);
+
+// A duration flag from `min` to `max`; `why` ends the message of a value out of range.
+Result<std::chrono::milliseconds> DurationFlagIn(const std::string& flag, const std::string& v,
+                                                 std::chrono::milliseconds min,
+                                                 std::chrono::milliseconds max,
+                                                 std::string_view why = {}) {
+  ASSIGN_OR_RETURN(std::chrono::milliseconds d, DurationFlag(flag, v));
+  if (d < min || d > max) {
+    return InvalidArgument("--" + flag + " must be from " + FormatDuration(min) + " to " +
+                           FormatDuration(max) + std::string(why));
+  }
+  return d;
+}
+
+// --log-level: the names its help lists. spdlog's from_str reads any other name as "off",
+// which would silence every line, the errors included.
+std::optional<spdlog::level::level_enum> ParseLogLevel(std::string_view name) {
+  constexpr std::pair<std::string_view, spdlog::level::level_enum> kLevels[] = {
+      {"trace", spdlog::level::trace},       {"debug", spdlog::level::debug},
+      {"info", spdlog::level::info},         {"warn", spdlog::level::warn},
+      {"warning", spdlog::level::warn},      {"error", spdlog::level::err},
+      {"critical", spdlog::level::critical}, {"off", spdlog::level::off}};
+  for (const auto& [level_name, level] : kLevels) {
+    if (level_name == name) return level;
+  }
+  return std::nullopt;
 }
 
 bool IsPostgresUrl(const std::string& db) {
@@ -160,6 +193,14 @@ int Serve(const ServeFlags& f, bool dev) {
         f.host);
     return 2;
   }
+  // Without a signing key the coordinator is in dev mode and checks no signature: a fallback
+  // alone would be ignored, leaving everything unauthenticated while the operator thinks not.
+  if (f.signing_key.empty() && !f.signing_key_fallback.empty()) {
+    spdlog::error(
+        "--signing-key-fallback needs --signing-key (or FUNCKY_SIGNING_KEY): without a signing "
+        "key the coordinator runs in dev mode and authenticates nothing");
+    return 2;
+  }
   // A malformed key would sign with (and let SDKs register with) next to nothing.
   for (const auto& [flag, key] : {std::pair{"--signing-key", &f.signing_key},
                                   std::pair{"--signing-key-fallback", &f.signing_key_fallback}}) {
@@ -171,13 +212,17 @@ int Serve(const ServeFlags& f, bool dev) {
   }
   executor::ExecutorOptions exec;
   {
+    // A call timeout of 0 fails every call at once; a poll interval of 0 is a busy loop.
+    constexpr std::chrono::milliseconds kOneMs(1);
     auto schedule = scheduler::ParseSchedule(f.retry_schedule);
     auto jitter = DurationFlag("retry-jitter", f.retry_jitter);
-    auto timeout = DurationFlag("call-timeout", f.call_timeout);
-    auto poll = DurationFlag("poll-interval", f.poll_interval);
-    auto drain = DurationFlag("drain-timeout", f.drain_timeout);
+    auto timeout = DurationFlagIn("call-timeout", f.call_timeout, kOneMs, kMaxFlagDuration);
+    auto poll = DurationFlagIn("poll-interval", f.poll_interval, kOneMs, kMaxFlagDuration);
+    auto drain = DurationFlagIn("drain-timeout", f.drain_timeout, {}, kMaxFlagDuration);
+    auto lease = DurationFlagIn("lease", f.lease, std::chrono::seconds(1), kMaxFlagDuration,
+                                " (it is renewed every third of it)");
     for (const Status* s : {&schedule.status(), &jitter.status(), &timeout.status(), &poll.status(),
-                            &drain.status()}) {
+                            &drain.status(), &lease.status()}) {
       if (!s->ok()) {
         spdlog::error("{}", s->message());
         return 2;
@@ -186,15 +231,6 @@ int Serve(const ServeFlags& f, bool dev) {
     exec.retry.schedule = *schedule;
     exec.retry.max_jitter = *jitter;
     exec.call_timeout = *timeout;
-    auto lease = DurationFlag("lease", f.lease);
-    if (!lease.ok()) {
-      spdlog::error("{}", lease.status().message());
-      return 2;
-    }
-    if (*lease < std::chrono::seconds(1)) {
-      spdlog::error("--lease must be at least 1s (it is renewed every third of it)");
-      return 2;
-    }
     exec.lease = *lease;
     exec.poll_interval = *poll;
     exec.max_in_flight = f.max_in_flight;
@@ -278,7 +314,7 @@ int Serve(const ServeFlags& f, bool dev) {
   SystemClock clock;
   asio::io_context io(1);
   asio::thread_pool blocking(static_cast<size_t>(f.db_pool));
-  asio::thread_pool api_pool(static_cast<size_t>(std::max(1, f.api_threads)));
+  asio::thread_pool api_pool(static_cast<size_t>(f.api_threads));
   HttpClient client(io.get_executor(), {.ca_file = f.host_ca});
   metrics::Metrics metrics;
   exec.observer = &metrics;
@@ -400,7 +436,7 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
                  "Signing key (signkey-<env>-<hex>): signs calls to hosts and authenticates "
                  "SDK registration (env FUNCKY_SIGNING_KEY); unset = dev mode");
   app.add_option("--signing-key-fallback", f.signing_key_fallback,
-                 "Previous signing key, accepted during a rotation");
+                 "Previous signing key, accepted during a rotation (needs --signing-key)");
   app.add_option("--event-key", f.event_keys,
                  "Event key accepted on /e/{key} (repeatable; env FUNCKY_EVENT_KEY); unset = "
                  "any key");
@@ -412,21 +448,22 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
       ->capture_default_str();
   app.add_option("--retry-jitter", f.retry_jitter, "Random extra delay, up to this")
       ->capture_default_str();
-  app.add_option("--call-timeout", f.call_timeout, "Deadline of one call to a host")
+  app.add_option("--call-timeout", f.call_timeout, "Deadline of one call to a host (1ms to 24h)")
       ->capture_default_str();
   app.add_option("--poll-interval", f.poll_interval,
                  "The longest an idle coordinator waits before looking for due work again "
                  "(it looks at once for events it accepts, for work other coordinators "
-                 "announce on PostgreSQL, and when the next sleep, retry or lease is due)")
+                 "announce on PostgreSQL, and when the next sleep, retry or lease is due; 1ms "
+                 "to 24h)")
       ->capture_default_str();
   app.add_option("--lease", f.lease,
                  "How long a claimed call is held without renewal: renewed every third of it "
                  "while the call is in flight, it is how soon other coordinators take over "
-                 "the calls of one that died")
+                 "the calls of one that died (1s to 24h)")
       ->capture_default_str();
   app.add_option("--drain-timeout", f.drain_timeout,
                  "On SIGTERM, how long calls in flight may finish before their leases are "
-                 "given back to other coordinators")
+                 "given back to other coordinators (at most 24h)")
       ->capture_default_str();
   app.add_option("--max-in-flight", f.max_in_flight,
                  "Concurrent calls to hosts; 0: make none (the coordinator takes events and "
@@ -445,16 +482,22 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
                  "(calls carry ctx.fn_id and ctx.qi_id); false: one call per step. The "
                  "SDK's API base URL must reach a coordinator of this database")
       ->capture_default_str();
+  // Ranges: 0 would hang (no connection, no thread, no answer, no body) and CLI11 reads a
+  // negative size_t as its two's complement (-1: SIZE_MAX).
   app.add_option("--db-pool", f.db_pool, "Database connections (and the executor's threads)")
+      ->check(CLI::Range(1, 256))
       ->capture_default_str();
   app.add_option("--api-threads", f.api_threads,
                  "Threads serving HTTP requests (the API and dashboard have their own, so they "
                  "cannot delay claims)")
+      ->check(CLI::Range(1, 256))
       ->capture_default_str();
   app.add_option("--max-body-bytes", f.max_body_bytes, "Largest request body accepted")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 30))
       ->capture_default_str();
   app.add_option("--max-connections", f.max_connections,
                  "Connections served at once; more wait in the listen backlog")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
       ->capture_default_str();
   app.add_option("--host-ca", f.host_ca,
                  "PEM file of CA certificates trusted for https:// hosts besides the system's "
@@ -470,7 +513,7 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
   app.add_option("--tls-cert", f.tls_cert,
                  "PEM certificate chain: serve HTTPS instead of HTTP (with --tls-key)");
   app.add_option("--tls-key", f.tls_key, "PEM private key of --tls-cert");
-  app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error")
+  app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error, critical or off")
       ->capture_default_str();
   app.add_option("--log-format", f.log_format,
                  "text, or json: one JSON object per line with run_id, function_id and "
@@ -521,24 +564,37 @@ int main(int argc, char** argv) {
   AddServeFlags(*serve, f);
   auto* dev = app.add_subcommand(
       "dev", "Run the coordinator with zero set-up: a SQLite file, dev mode, on 127.0.0.1");
+  // No capture_default_str: the default may come from FUNCKY_DB, whose URL may hold a
+  // password, and --help would print it. No flag whose env may hold a secret shows its value.
   dev->add_option("--db", dev_flags.db,
-                  "SQLite file (created if missing), or a postgres:// URL (env FUNCKY_DB)")
-      ->capture_default_str();
+                  "SQLite file (created if missing), or a postgres:// URL (env FUNCKY_DB); "
+                  "default .funcky/dev.db");
   AddServeFlags(*dev, dev_flags);
 
   std::string migrate_db = f.db;
   auto* migrate = app.add_subcommand("migrate", "Apply database migrations and exit");
   migrate->add_option("--db", migrate_db, "PostgreSQL URL or SQLite file (env FUNCKY_DB)");
 
-  CLI11_PARSE(app, argc, argv);
+  // A bad flag is a usage error, exit 2 as for the checks below and in Serve (CLI11's own
+  // codes are 100 and up); --help and --version exit 0.
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   if (*dev) f = dev_flags;
   auto log_format = logging::ParseFormat(f.log_format);
   if (!log_format.ok()) {
     std::fprintf(stderr, "%s\n", log_format.status().message().c_str());
     return 2;
   }
+  const std::optional<spdlog::level::level_enum> log_level = ParseLogLevel(f.log_level);
+  if (!log_level) {
+    std::fprintf(stderr, "--log-level must be trace, debug, info, warn, error, critical or off\n");
+    return 2;
+  }
   logging::Setup(*log_format);
-  spdlog::set_level(spdlog::level::from_str(f.log_level));
+  spdlog::set_level(*log_level);
   if (*migrate) {
     if (migrate_db.empty()) {
       spdlog::error("no database: pass --db postgres://… (or set FUNCKY_DB)");

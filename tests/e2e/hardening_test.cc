@@ -1,6 +1,7 @@
 // Hardening, with real processes: untrusted input a coordinator reads (host
 // replies, sync replies, event bodies) cannot crash it, and what cannot be stored is
-// refused the same way on both stores.
+// refused the same way on both stores. Flags it cannot run with stop it at start (exit 2),
+// and --help prints no secret an environment variable holds.
 //
 // A "deep host" here is an HTTP server inside the test that answers every call (and every
 // in-band sync) with JSON nested a million levels deep.
@@ -27,6 +28,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr size_t kMillion = 1'000'000;
 
@@ -357,6 +359,109 @@ TEST(SigningKeyAtStart, MalformedKeyIsRefused) {
     ASSERT_TRUE(WaitFor([&] { return !p.running(); }, 10s)) << p.Log();
     EXPECT_NE(p.Log().find("--signing-key: the signing key"), std::string::npos) << p.Log();
     EXPECT_EQ(p.Log().find("listening"), std::string::npos) << p.Log();
+  }
+}
+
+// Starts `funcky args…` through /usr/bin/env with `env` ("NAME=value", or "-u" and a name to
+// unset) and waits up to 10 s for it to exit; its output goes to `log`.
+Process RunFunckyToExit(const std::vector<std::string>& env, const std::vector<std::string>& args,
+                        const std::string& log) {
+  std::vector<std::string> argv = {"/usr/bin/env"};
+  argv.insert(argv.end(), env.begin(), env.end());
+  argv.push_back(FUNCKY_BIN);
+  argv.insert(argv.end(), args.begin(), args.end());
+  Process p(argv, log);
+  EXPECT_TRUE(WaitFor([&] { return !p.running(); }, 10s)) << "it did not exit: " << p.Log();
+  return p;
+}
+
+// A value that would hang the coordinator (0 connections, threads or body bytes; a busy
+// poll), wrap (-1 as SIZE_MAX) or overflow a deadline is refused with exit 2 and a message
+// naming the flag, whether CLI11 or Serve checks it; so is an unknown flag.
+TEST(FlagsAtStart, OutOfRangeValuesAreRefusedNamingTheFlag) {
+  const std::string dir = TempDir("funcky-e2e-flags-");
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"--db-pool", "0"},         {"--db-pool", "-1"},        {"--db-pool", "257"},
+      {"--api-threads", "0"},     {"--max-connections", "0"}, {"--max-connections", "-1"},
+      {"--max-body-bytes", "0"},  {"--max-body-bytes", "-1"}, {"--poll-interval", "0s"},
+      {"--poll-interval", "25h"}, {"--call-timeout", "0s"},   {"--call-timeout", "100us"},
+      {"--call-timeout", "25h"},  {"--lease", "500ms"},       {"--lease", "2d"},
+      {"--drain-timeout", "2d"},  {"--no-such-flag", "1"}};
+  int tries = 0;
+  for (const auto& [flag, value] : bad) {
+    Process p = RunFunckyToExit(
+        {}, {"dev", "--db", dir + "/dev.db", "--port", std::to_string(FreePort()), flag, value},
+        dir + "/bad" + std::to_string(++tries) + ".log");  // Process appends
+    EXPECT_EQ(p.exit_code(), 2) << flag << " " << value << ": " << p.Log();
+    EXPECT_THAT(p.Log(), HasSubstr(flag)) << value;
+    EXPECT_THAT(p.Log(), Not(HasSubstr("listening"))) << flag << " " << value;
+  }
+  Process timeout = RunFunckyToExit({},
+                                    {"dev", "--db", dir + "/dev.db", "--port",
+                                     std::to_string(FreePort()), "--call-timeout", "0s"},
+                                    dir + "/timeout.log");
+  EXPECT_THAT(timeout.Log(), HasSubstr("--call-timeout must be from 1ms to 24h"));
+}
+
+// spdlog reads an unknown level name as "off", which silenced every line: the names the help
+// lists are accepted and any other stops it with exit 2.
+TEST(FlagsAtStart, AnUnknownLogLevelIsRefused) {
+  const std::string dir = TempDir("funcky-e2e-log-level-");
+  Process p = RunFunckyToExit({},
+                              {"dev", "--db", dir + "/dev.db", "--port", std::to_string(FreePort()),
+                               "--log-level", "verbose"},
+                              dir + "/verbose.log");
+  EXPECT_EQ(p.exit_code(), 2) << p.Log();
+  EXPECT_THAT(p.Log(), HasSubstr("--log-level must be trace, debug, info, warn, error, critical "
+                                 "or off"));
+  // Known names get past the level check; the bad --lease behind it is then logged (an error:
+  // shown up to level error, not at critical or off).
+  for (const std::string level : {"warning", "warn", "error", "critical", "off"}) {
+    Process known =
+        RunFunckyToExit({},
+                        {"dev", "--db", dir + "/dev.db", "--port", std::to_string(FreePort()),
+                         "--log-level", level, "--lease", "0s"},
+                        dir + "/" + level + ".log");
+    EXPECT_EQ(known.exit_code(), 2) << level << ": " << known.Log();
+    EXPECT_THAT(known.Log(), Not(HasSubstr("--log-level"))) << level;
+    if (level != "critical" && level != "off") {
+      EXPECT_THAT(known.Log(), HasSubstr("--lease must be from 1s to 24h")) << level;
+    }
+  }
+}
+
+// Without --signing-key the coordinator is in dev mode and authenticates nothing: a fallback
+// key alone would be ignored, so it is refused.
+TEST(FlagsAtStart, ASigningKeyFallbackWithoutASigningKeyIsRefused) {
+  const std::string dir = TempDir("funcky-e2e-fallback-");
+  Process p = RunFunckyToExit({"-u", "FUNCKY_SIGNING_KEY"},
+                              {"dev", "--db", dir + "/dev.db", "--port", std::to_string(FreePort()),
+                               "--signing-key-fallback", "signkey-test-12345678abcdef00"},
+                              dir + "/fallback.log");
+  EXPECT_EQ(p.exit_code(), 2) << p.Log();
+  EXPECT_THAT(p.Log(), HasSubstr("--signing-key-fallback needs --signing-key"));
+  EXPECT_THAT(p.Log(), Not(HasSubstr("listening")));
+}
+
+// --help prints no value an environment variable gave a flag that may hold a secret (a
+// database URL with a password, the signing key, the dashboard token, an event key), and
+// states dev's default database.
+TEST(FlagsAtStart, HelpPrintsNoSecretFromTheEnvironment) {
+  const std::string dir = TempDir("funcky-e2e-help-");
+  const std::vector<std::string> env = {
+      "FUNCKY_DB=postgres://funcky:hunter2@127.0.0.1:1/secretdb",
+      "FUNCKY_SIGNING_KEY=signkey-test-5ec7e75ec7e7", "FUNCKY_DASHBOARD_TOKEN=token-5ec7e7",
+      "FUNCKY_API_TOKEN=token-5ec7e7", "FUNCKY_EVENT_KEY=evkey-5ec7e7"};
+  for (const std::string command : {"dev", "serve", "migrate"}) {
+    Process p = RunFunckyToExit(env, {command, "--help"}, dir + "/" + command + ".log");
+    EXPECT_EQ(p.exit_code(), 0) << command << ": " << p.Log();
+    EXPECT_THAT(p.Log(), HasSubstr("--db")) << command;
+    EXPECT_THAT(p.Log(), Not(HasSubstr("hunter2"))) << command << ": " << p.Log();
+    EXPECT_THAT(p.Log(), Not(HasSubstr("secretdb"))) << command << ": " << p.Log();
+    EXPECT_THAT(p.Log(), Not(HasSubstr("5ec7e7"))) << command << ": " << p.Log();
+    if (command == "dev") {
+      EXPECT_THAT(p.Log(), HasSubstr(".funcky/dev.db"));
+    }
   }
 }
 

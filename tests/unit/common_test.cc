@@ -1,8 +1,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <limits>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -77,6 +80,45 @@ TEST(Signing, VerifyAcceptsFreshRejectsStaleWrongAndMalformed) {
   std::vector<std::string> rotated = {"signkey-prod-0000", key};
   EXPECT_TRUE(
       signing::VerifySignature(signing::SignatureHeader(body, key, now), body, rotated, now).ok());
+}
+
+// A hostile timestamp at either end of int64 is outside the window, decided without the
+// signed overflow of `now - t` (the sanitizer build of `make test` aborts on one), even when
+// the signature over it is right; the window's own edges are inside it, there too.
+TEST(Signing, TimestampsAtTheEndsOfInt64AreOutsideTheWindow) {
+  const std::string key = "signkey-prod-abcdef0123";
+  const std::string body = "{}";
+  const std::vector<std::string> keys = {key};
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  auto verify = [&](int64_t t, int64_t now) {
+    return signing::VerifySignature(signing::SignatureHeader(body, key, t), body, keys, now);
+  };
+  for (const int64_t now : {int64_t{1'800'000'000}, int64_t{0}}) {
+    for (const int64_t t : {kMin, kMin + 1, kMax, kMax - 1}) {
+      Status s = verify(t, now);
+      EXPECT_EQ(s.code(), StatusCode::kUnauthenticated) << t << " at " << now;
+      EXPECT_EQ(s.message(), "signature timestamp is outside the 5 minute window")
+          << t << " at " << now;
+    }
+  }
+  // Wrapped around, `now - t` would be 1 here: inside the window.
+  EXPECT_EQ(verify(kMax, kMin).code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(verify(kMin, kMax).code(), StatusCode::kUnauthenticated);
+  // As a hostile sender writes it.
+  EXPECT_EQ(signing::VerifySignature("t=-9223372036854775808&s=" + std::string(64, 'a'), body, keys,
+                                     1'800'000'000)
+                .message(),
+            "signature timestamp is outside the 5 minute window");
+  const int64_t now = 1'800'000'000;
+  EXPECT_THAT(verify(now - 300, now), IsOk());
+  EXPECT_THAT(verify(now + 300, now), IsOk());
+  EXPECT_EQ(verify(now - 301, now).code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(verify(now + 301, now).code(), StatusCode::kUnauthenticated);
+  EXPECT_THAT(verify(kMin + 300, kMin), IsOk());
+  EXPECT_THAT(verify(kMax - 300, kMax), IsOk());
+  EXPECT_EQ(verify(kMin + 301, kMin).code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(verify(kMax - 301, kMax).code(), StatusCode::kUnauthenticated);
 }
 
 TEST(Signing, BearerAcceptsHashedOrPlainKeyOnly) {

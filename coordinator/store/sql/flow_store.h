@@ -2,10 +2,14 @@
 // before it is created (store.h NewRun::rate, NewRun::singleton) and the skips recorded when
 // one refuses it. Called from sql_store.cc's IngestEvents; internal to coordinator/store.
 //
-// Lock order: IngestEvents locks its lanes, then LockGates locks every gate row of the batch
-// in one sorted order, then Admit may lock an active singleton run (its queue items, then
-// its row: the order Apply and CancelRun use). A singleton function has no lane (refused
-// at sync), so cancelling its run locks no lane.
+// Lock order: IngestEvents locks the runs a singleton cancel in a lane may end
+// (LockSingletonTargets), then its lanes, then LockGates locks every gate row of the batch in
+// one sorted order, then Admit may lock an active singleton run (its queue items, then its
+// row: the order Apply and CancelRun use). A singleton function may have a lane only when
+// singleton.key is the lane key's expression, on a lane with neither bypass nor sequence
+// (refused at sync otherwise: scheduler/flow.cc, CheckSingletonInLane); the run a cancel ends
+// is then in that same lane, whose row IngestEvents locked already. Without a lane,
+// cancelling the run locks no lane.
 //
 // Throttle (NewRun::throttle): its slot row (gate kThrottleGate) is one of LockGates' rows;
 // its start row (gate kThrottleStartGate) is locked only by Claim (PaceStarts), after the
