@@ -112,6 +112,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     }
     if (!keep) {
       Status applied = queue.Apply(item, t, clock.Now());
+      if (store::IsRunEndedMeanwhile(applied)) return store::Applied{.run_ended = true};
       if (!applied.ok()) return applied;
       return store::Applied();  // whether the end's events were stored is not known
     }
@@ -514,6 +515,14 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       });
       const Status& status = applied.status();
       if (applied.ok() || status.code() == StatusCode::kAborted) beat.Stop();
+      if (applied.ok() && applied->run_ended) {
+        // Cancelled (or ended otherwise) while the host ran the call: nothing was recorded,
+        // and nothing of the outcome is announced.
+        logging::Info(fields,
+                      "run {} ended while its call {} was in flight; the outcome is dropped",
+                      item.run_id, item.step_id);
+        co_return;
+      }
       if (applied.ok()) {
         if (applied->kept) {
           kept = applied->kept->item;

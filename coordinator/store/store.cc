@@ -23,4 +23,19 @@ Status EventIdClash(const std::string& internal_id) {
               "nothing was stored"};
 }
 
+namespace {
+constexpr std::string_view kRunEnded =
+    " ended while its call was in flight: the call's outcome "
+    "is dropped";
+}  // namespace
+
+Status RunEndedMeanwhile(const std::string& run_id) {
+  return {StatusCode::kFailedPrecondition, "run " + run_id + std::string(kRunEnded)};
+}
+
+bool IsRunEndedMeanwhile(const Status& status) {
+  return status.code() == StatusCode::kFailedPrecondition && status.message().starts_with("run ") &&
+         status.message().ends_with(kRunEnded);
+}
+
 }  // namespace funcky::store

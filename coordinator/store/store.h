@@ -582,7 +582,16 @@ struct Applied {
   // The run ended with the events of its End stored in the same transaction: its end is not
   // in the run-end outbox (PendingRunEnds), there is nothing to announce.
   bool end_events_stored = false;
+  // The run had ended while the call was in flight (cancelled, its lane head failed, or
+  // ended by another of its calls): nothing of the call was recorded, only its item removed
+  // (and the run's lane moved on, when this was the last call of it in flight).
+  bool run_ended = false;
 };
+
+// What Apply answers where ApplyAndKeep sets Applied::run_ended (the call's item was removed
+// all the same).
+Status RunEndedMeanwhile(const std::string& run_id);
+bool IsRunEndedMeanwhile(const Status& status);
 
 class QueueStore {
  public:
@@ -598,7 +607,9 @@ class QueueStore {
   virtual Result<RunState> LoadRunState(const std::string& run_id) = 0;
   // Applies `t` if `item` is still leased under its token; kAborted (and nothing written)
   // only when the lease was lost to another claimer; kUnavailable for transient failures
-  // (connection lost, deadlock), after which the same call may be retried.
+  // (connection lost, deadlock), after which the same call may be retried. When the run
+  // ended while the call was in flight, RunEndedMeanwhile: nothing of `t` is recorded, the
+  // item is removed.
   virtual Status Apply(const QueueItem& item, const Transition& t, TimePoint now) = 0;
   // Apply, for a run that goes on at once: when `t` continues with exactly one call, due by
   // `now`, and registers no wait, that call is queued already leased (for at least two

@@ -700,17 +700,43 @@ struct RunLeftovers {
   bool had_parallel = true;  // had calls out in parallel
 };
 
+// Deletes the queue items of the ended run `run_id` but those of calls in flight (leased,
+// the lease unexpired); returns whether any of those remain. A call in flight may be running
+// at its host still: its item stays until the call's outcome comes back (and is dropped: the
+// run is not live) or its lease expires (a claim finds the run ended), so that it counts
+// against concurrency limits meanwhile, and the run's lane waits for it (HoldLane).
+bool DropWorkNotInFlight(Tx& tx, const std::string& run_id, int64_t now_ms) {
+  tx.Send("DELETE FROM queue WHERE run_id = $1 AND NOT (leased AND visible_at_ms > $2)",
+          {run_id, now_ms});
+  return !tx.Query("SELECT 1 FROM queue WHERE run_id = $1 LIMIT 1", {run_id}).empty();
+}
+
+// The ended run `run_id`, if it is the head of lane (function_id, key), keeps the lane while
+// a call of it is in flight: no later run of the key gets a call while one of the head's may
+// still be running at its host. The last of those calls to end moves the lane on (ApplyWork).
+// The head's deadline goes: nothing is left to time out. Returns whether it is the head.
+bool HoldLane(Tx& tx, const std::string& function_id, const std::string& key,
+              const std::string& run_id) {
+  return tx.Exec(
+             "UPDATE lanes SET head_deadline_ms = NULL WHERE function_id = $1 AND key = $2 AND "
+             "head_run_id = $3",
+             {function_id, key, run_id}) > 0;
+}
+
 // Ends run `run_id` with `status`: its queued calls and waits go (those `left` says it may
-// have), and its lane (if any) moves on. The caller holds the run's row lock, and has
-// deleted the ending call's own item.
+// have), and its lane (if any) moves on, unless a call of it is still in flight
+// (DropWorkNotInFlight). The caller holds the run's row lock, and has deleted the ending
+// call's own item.
 void EndRun(Tx& tx, const std::string& run_id, const std::string& function_id,
             const std::optional<std::string>& lane_key, int64_t now_ms, RunLeftovers left = {},
             const LaneReads* lane_reads = nullptr) {
   // Without waits or parallel calls a run has one queued call at a time (each transition
   // replaces the call it records), and the ending call's is gone.
-  if (left.had_waits || left.had_parallel) tx.Exec("DELETE FROM queue WHERE run_id = $1", {run_id});
+  const bool in_flight =
+      (left.had_waits || left.had_parallel) && DropWorkNotInFlight(tx, run_id, now_ms);
   if (left.had_waits) tx.Exec("DELETE FROM waits WHERE run_id = $1", {run_id});
   if (!lane_key) return;
+  if (in_flight && HoldLane(tx, function_id, *lane_key, run_id)) return;
   if (!AdvanceLane(tx, function_id, *lane_key, run_id, now_ms, lane_reads)) {
     // Not the head when the reads were made; but the head's end may have been making this
     // run the head meanwhile, uncommitted then (PostgreSQL: AdvanceLane's locking read passed
@@ -720,8 +746,11 @@ void EndRun(Tx& tx, const std::string& run_id, const std::string& function_id,
         {function_id, *lane_key});
     if (!head.empty() && !head[0].Null(0) && head[0].Text(0) == run_id) {
       // It is the head: the call the end queued for it goes (this run's delete above did not
-      // see it), and the lane moves on from it.
-      tx.Exec("DELETE FROM queue WHERE run_id = $1", {run_id});
+      // see it), and the lane moves on from it once no call of it is in flight.
+      if (DropWorkNotInFlight(tx, run_id, now_ms)) {
+        HoldLane(tx, function_id, *lane_key, run_id);
+        return;
+      }
       if (!AdvanceLane(tx, function_id, *lane_key, run_id, now_ms)) {
         throw std::logic_error("the lane's head changed under its lock");
       }
@@ -755,7 +784,12 @@ Result<std::string> FailLaneHead(Tx& tx, const std::string& function_id, const s
       "SELECT head_deadline_ms FROM lanes WHERE function_id = $1 AND key = $2 "
       "AND head_run_id = $3 {FOR UPDATE}",
       {function_id, key, run_id});
-  if (run.empty() || lane.empty() || IsTerminalStatus(run[0].Text(0))) {
+  if (!run.empty() && !lane.empty() && IsTerminalStatus(run[0].Text(0))) {
+    return Aborted("the head of lane \"" + key + "\", run " + run_id + ", has ended (" +
+                   run[0].Text(0) +
+                   "); a call of it still in flight holds the lane until it returns");
+  }
+  if (run.empty() || lane.empty()) {
     return Aborted("the head of lane \"" + key + "\" changed meanwhile; look again");
   }
   if (only_if_due_at && (lane[0].Null(0) || lane[0].Int(0) > *only_if_due_at)) {
@@ -1237,10 +1271,10 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
                                                std::vector<RunState>* states) {
   const int64_t now_ms = UnixMillis(now);
   const std::string token = crypto::HexEncode(crypto::RandomBytes(12));
-  std::vector<std::string> doubtful;
+  std::vector<Doubtful> doubtful;
   {
     std::lock_guard lock(doubtful_mu_);
-    doubtful = doubtful_claims_;
+    doubtful = doubtful_;
   }
   auto claimed = InTransaction([&](Tx& tx) -> Result<std::vector<QueueItem>> {
     if (states) states->clear();
@@ -1251,11 +1285,22 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
     // and a bitmap scan and sort of every due item has been seen to win it. Claims alone run
     // those two reads, always after this; the claim's other statements look rows up by id.
     tx.PlanByIndex();
-    if (!doubtful.empty()) {
+    std::vector<std::string> doubtful_claims;
+    for (const Doubtful& d : doubtful) {
+      if (d.item_id == 0) {
+        doubtful_claims.push_back(d.token);
+      } else {
+        tx.Send(
+            "UPDATE queue SET visible_at_ms = $3, lease_token = NULL "
+            "WHERE id = $1 AND lease_token = $2",
+            {d.item_id, d.token, now_ms});
+      }
+    }
+    if (!doubtful_claims.empty()) {
       tx.Send(
           "UPDATE queue SET visible_at_ms = $2, lease_token = NULL "
           "WHERE lease_token IN @list($1)",
-          {ListValue(doubtful), now_ms});
+          {ListValue(doubtful_claims), now_ms});
     }
     // Two sets of candidates, each of up to `max` due items (docs/flow-control.md
     // "priority"): the first in claim order (queue_order: the due time less a first call's
@@ -1362,21 +1407,23 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
   });
   std::lock_guard lock(doubtful_mu_);
   if (claimed.ok()) {
-    std::erase_if(doubtful_claims_, [&](const std::string& t) {
-      return std::find(doubtful.begin(), doubtful.end(), t) != doubtful.end();
+    std::erase_if(doubtful_, [&](const Doubtful& d) {
+      return std::any_of(doubtful.begin(), doubtful.end(), [&](const Doubtful& given_back) {
+        return given_back.token == d.token && given_back.item_id == d.item_id;
+      });
     });
   } else if (claimed.status().code() == StatusCode::kUnavailable) {
     // Whether it committed is unknown: its items may be leased to nobody.
-    RememberDoubtful(token);
+    RememberDoubtful({token});
   }
   return claimed;
 }
 
-void SqlStore::RememberDoubtful(const std::string& token) {
+void SqlStore::RememberDoubtful(Doubtful d) {
   // Bounded: a long outage fails transactions before they lease anything, so the list only
   // guards against loss.
-  if (doubtful_claims_.size() >= 64) doubtful_claims_.erase(doubtful_claims_.begin());
-  doubtful_claims_.push_back(token);
+  if (doubtful_.size() >= 64) doubtful_.erase(doubtful_.begin());
+  doubtful_.push_back(std::move(d));
 }
 
 Result<RunState> SqlStore::LoadRunState(const std::string& run_id) {
@@ -1451,7 +1498,9 @@ void SqlStore::ReadStartedStatesLater(Tx& tx, std::vector<std::string> run_ids,
 }
 
 Status SqlStore::Apply(const QueueItem& item, const Transition& t, TimePoint now) {
-  return ApplyInTx(item, t, now, std::nullopt).status();
+  auto applied = ApplyInTx(item, t, now, std::nullopt);
+  if (applied.ok() && applied->run_ended) return RunEndedMeanwhile(item.run_id);
+  return applied.status();
 }
 
 Result<Applied> SqlStore::ApplyAndKeep(const QueueItem& item, const Transition& t, TimePoint now,
@@ -1657,14 +1706,7 @@ class ApplyWork {
       tx.Send("DELETE FROM queue WHERE id = $1 AND lease_token = $2",
               {item_.id, item_.lease_token});
     }
-    if (run.empty()) {
-      if (tx.Query("SELECT 1 FROM runs WHERE id = $1", {run_id}).empty()) {
-        return NotFound("no run \"" + run_id + "\"");
-      }
-      // Cancelled (or ended by another path) while the call was in flight: drop the work.
-      tx.Send("DELETE FROM queue WHERE run_id = $1", {run_id});
-      return Applied();
-    }
+    if (run.empty()) return DropOutcome(tx);
     if (item_.resume) {
       tx.Send("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {run_id, item_.step_id});
     }
@@ -1735,6 +1777,28 @@ class ApplyWork {
   }
 
  private:
+  // The call's run is not live (the run statement matched nothing): ended while the call was
+  // in flight, or a blocked lane head's. Nothing of the outcome is recorded; the item goes.
+  Result<Applied> DropOutcome(Tx& tx) {
+    const std::string& run_id = item_.run_id;
+    Rows run = tx.Query(
+        "SELECT status, function_id, lane_key FROM runs WHERE id = $1 "
+        "{FOR NO KEY UPDATE}",
+        {run_id});
+    if (run.empty()) return NotFound("no run \"" + run_id + "\"");
+    tx.Send("DELETE FROM queue WHERE id = $1", {item_.id});  // a kept call's has a new token
+    if (!IsTerminalStatus(run[0].Text(0))) {                 // blocked: it waits for nothing
+      tx.Send("DELETE FROM queue WHERE run_id = $1", {run_id});
+      return Applied();
+    }
+    // The last of the ended run's calls in flight moves its lane on (EndRun held it).
+    if (!DropWorkNotInFlight(tx, run_id, now_ms_) && !run[0].Null(2) &&
+        AdvanceLane(tx, run[0].Text(1), run[0].Text(2), run_id, now_ms_)) {
+      tx.AnnounceWork();
+    }
+    return Applied{.run_ended = true};
+  }
+
   // Finish of one flight: what the apply writes, queued behind the run's statement (a
   // Tx::Require), which stops the transaction unless its gate matched.
   Result<Applied> FinishOneFlight(Tx& tx) {
@@ -2057,9 +2121,23 @@ void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
     for (size_t i = 0; i < group.size(); ++i) group[i]->status = std::move(statuses[i]);
     return;
   }
-  // Rolled back (one piece failed, a deadlock between groups, a lost connection): each gets
-  // its own transaction, as without grouping, and its own outcome. After a commit whose
-  // outcome is unknown, a transition that was in fact recorded finds its lease gone.
+  // A commit whose outcome is unknown may have written every piece: made again, a piece would
+  // be written twice where the lease does not tell (a call kept with its item as it is, an
+  // attempt's row) or tell its caller a false story (an ingest's events as duplicates). Each
+  // writer gets that outcome, as alone, and acts on it as it does then (ApplyInTx gives a call
+  // it may have kept back at the next claim); reads are made again.
+  if (sql::IsInDoubt(s)) {
+    for (GroupWork* w : group) {
+      if (w->piece == Piece::kRead) {
+        alone(*w);
+      } else {
+        w->status = s;
+      }
+    }
+    return;
+  }
+  // Rolled back (one piece failed, a deadlock between groups, a lost connection before the
+  // commit): each gets its own transaction, as without grouping, and its own outcome.
   for (GroupWork* w : group) alone(*w);
 }
 
@@ -2069,8 +2147,8 @@ Result<Applied> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t, 
     // A call whose item was kept as it is by an apply of unknown outcome: that apply may have
     // recorded this very transition (ApplyWork), and the item goes back at the next claim.
     std::lock_guard lock(doubtful_mu_);
-    if (std::find(doubtful_claims_.begin(), doubtful_claims_.end(), item.lease_token) !=
-        doubtful_claims_.end()) {
+    if (std::any_of(doubtful_.begin(), doubtful_.end(),
+                    [&](const Doubtful& d) { return d.Covers(item); })) {
       return Aborted("lease on queue item " + std::to_string(item.id) +
                      " lost (its last record's outcome is unknown)");
     }
@@ -2095,7 +2173,7 @@ Result<Applied> SqlStore::ApplyInTx(const QueueItem& item, const Transition& t, 
     // holds the call's token: the caller's retry with that token is refused (above) rather
     // than applied a second time. (A conflict was rolled back: the retry goes ahead.)
     std::lock_guard lock(doubtful_mu_);
-    RememberDoubtful(work.kept_token());
+    RememberDoubtful({work.kept_token(), item.id});
   }
   if (applied.ok()) work.CompleteOneFlight(*applied);
   if (applied.ok() && applied->kept) applied->kept->steps = kept_steps;

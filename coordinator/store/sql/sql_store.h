@@ -180,15 +180,23 @@ class SqlStore final : public Store {
 
   std::unique_ptr<sql::Database> db_;
 
-  // Lease tokens of claims, and of applies that might have kept a call (ApplyAndKeep), whose
+  // Leases given by a claim, or by an apply that might have kept a call (ApplyAndKeep), whose
   // transaction failed with its outcome unknown (the commit may have happened): the next
   // claim gives their items back, so a connection lost at the wrong moment costs a retry,
-  // not a whole lease.
+  // not a whole lease. A claim's are all the items under its token; an apply's is its one
+  // item, whose token (kept as it is) other items of the claim that leased it share: those
+  // are calls in flight, held by their callers, which must keep them.
+  struct Doubtful {
+    std::string token;
+    int64_t item_id = 0;  // 0: every item under `token` (a claim's)
+    bool Covers(const QueueItem& item) const {
+      return token == item.lease_token && (item_id == 0 || item_id == item.id);
+    }
+  };
   std::mutex doubtful_mu_;
-  std::vector<std::string> doubtful_claims_;  // GUARDED_BY(doubtful_mu_)
-  // Adds `token` to doubtful_claims_ (dropping the oldest past 64); the caller holds
-  // doubtful_mu_.
-  void RememberDoubtful(const std::string& token);
+  std::vector<Doubtful> doubtful_;  // GUARDED_BY(doubtful_mu_)
+  // Adds `d` to doubtful_ (dropping the oldest past 64); the caller holds doubtful_mu_.
+  void RememberDoubtful(Doubtful d);
 };
 
 }  // namespace funcky::store
