@@ -54,10 +54,15 @@ beast::tcp_stream& Lowest(Connection& c) {
 
 // Whether a pooled connection is as its last answer left it: nothing to read and not closed
 // by the host. Bytes waiting there (a second answer to one request, a TLS alert) or an end
-// of stream make it unusable: the next call would read them as its answer.
+// of stream make it unusable: the next call would read them as its answer. Over TLS they may
+// be off the socket already: decrypted and unread (SSL_pending), a record read but not yet
+// decrypted (SSL_has_pending), or bytes the stream handed to OpenSSL's network BIO and it has
+// not read yet (a read from the socket takes what is there, the next record too).
 bool Quiet(Connection& c) {
   if (auto* tls = std::get_if<std::unique_ptr<TlsStream>>(&c)) {
-    if (SSL_pending((*tls)->native_handle()) > 0) return false;
+    SSL* ssl = (*tls)->native_handle();
+    if (SSL_pending(ssl) > 0 || SSL_has_pending(ssl) == 1) return false;
+    if (BIO* in = SSL_get_rbio(ssl); in != nullptr && BIO_ctrl_pending(in) > 0) return false;
   }
   char byte;
   const ssize_t n = ::recv(Lowest(c).socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);

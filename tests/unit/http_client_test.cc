@@ -297,15 +297,24 @@ TEST(HttpClientPoolTest, PooledIdleTimeoutFollowsTheKeepAliveHeader) {
 }
 
 // A host that answers in raw bytes: for request `r` (counted from 0 over all connections) on
-// its connection `c` (from 0), `script(c, r)` gives the parts to write, 50 ms apart; with no
-// part, it holds the connection `hold` and closes it. Requests are read as HTTP/1.1.
+// its connection `c` (from 0), `script(c, r)` gives the parts to write, `gap` apart (each
+// part one write: over TLS, a record of its own); with no part, it holds the connection
+// `hold` and closes it. Requests are read as HTTP/1.1. With `cert_dir` (cert.pem, key.pem),
+// it serves TLS.
 class RawServer {
  public:
   using Script = std::function<std::vector<std::string>(int connection, int request)>;
-  explicit RawServer(Script script, milliseconds hold = milliseconds(0))
+  explicit RawServer(Script script, milliseconds hold = milliseconds(0),
+                     const std::string& cert_dir = "", milliseconds gap = milliseconds(50))
       : script_(std::move(script)),
         hold_(hold),
+        gap_(gap),
         acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+    if (!cert_dir.empty()) {
+      tls_.emplace(ssl::context::tls_server);
+      tls_->use_certificate_chain_file(cert_dir + "/cert.pem");
+      tls_->use_private_key_file(cert_dir + "/key.pem", ssl::context::pem);
+    }
     asio::co_spawn(io_, Accept(), asio::detached);
     thread_ = std::thread([this] { io_.run(); });
   }
@@ -314,7 +323,8 @@ class RawServer {
     thread_.join();
   }
   std::string url() const {
-    return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + "/call";
+    return std::string(tls_ ? "https" : "http") +
+           "://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + "/call";
   }
   int connections() const { return connections_; }
 
@@ -327,11 +337,22 @@ class RawServer {
     }
   }
   asio::awaitable<void> Serve(tcp::socket socket, int connection) {
+    if (!tls_) {
+      co_await Answer(socket, connection);
+      co_return;
+    }
+    beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *tls_);
+    auto [hec] = co_await stream.async_handshake(ssl::stream_base::server,
+                                                 asio::as_tuple(asio::use_awaitable));
+    if (!hec) co_await Answer(stream, connection);
+  }
+  template <typename Stream>
+  asio::awaitable<void> Answer(Stream& stream, int connection) {
     beast::flat_buffer buffer;
     for (;;) {
       http::request<http::string_body> req;
       auto [rec, rn] =
-          co_await http::async_read(socket, buffer, req, asio::as_tuple(asio::use_awaitable));
+          co_await http::async_read(stream, buffer, req, asio::as_tuple(asio::use_awaitable));
       if (rec) co_return;
       std::vector<std::string> parts = script_(connection, requests_++);
       asio::steady_timer timer(io_);
@@ -341,11 +362,11 @@ class RawServer {
         co_return;  // closes
       }
       for (size_t i = 0; i < parts.size(); ++i) {
-        if (i > 0) {
-          timer.expires_after(milliseconds(50));
+        if (i > 0 && gap_ > milliseconds(0)) {
+          timer.expires_after(gap_);
           co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
         }
-        auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(parts[i]),
+        auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(parts[i]),
                                                     asio::as_tuple(asio::use_awaitable));
         if (wec) co_return;
       }
@@ -354,6 +375,8 @@ class RawServer {
 
   Script script_;
   milliseconds hold_;
+  milliseconds gap_;
+  std::optional<ssl::context> tls_;  // set: serves TLS
   asio::io_context io_;
   tcp::acceptor acceptor_;
   std::thread thread_;
@@ -368,9 +391,10 @@ std::string Ok(const std::string& body) {
 // `calls` calls in turn through one client, `pause` apart, each with `timeout`: "status body"
 // of each, or its error.
 std::vector<std::string> Answers(const std::string& url, int calls, milliseconds pause,
-                                 milliseconds timeout = milliseconds(10'000)) {
+                                 milliseconds timeout = milliseconds(10'000),
+                                 HttpClientOptions options = {}) {
   asio::io_context io;
-  HttpClient client(io.get_executor(), {});
+  HttpClient client(io.get_executor(), options);
   std::vector<std::string> answers;
   asio::co_spawn(
       io,
@@ -425,6 +449,24 @@ TEST(HttpClientAnswerTest, ASecondAnswerToOneRequestIsNotTheNextCalls) {
               (std::vector<std::string>{"200 one", "200 fresh"}));
     EXPECT_EQ(server.connections(), 2);
   }
+}
+
+// Over TLS too: a second answer sent in a record of its own right behind the first reaches the
+// client with it (one read takes both records off the socket, and the TLS layer holds the
+// second undecrypted), yet it is not the next call's answer.
+TEST(HttpClientAnswerTest, ASecondAnswerInARecordOfItsOwnIsNotTheNextCallsOverTls) {
+  const SelfSignedCert cert;
+  ASSERT_FALSE(cert.dir.empty()) << "openssl could not make a certificate";
+  RawServer server(
+      [&](int connection, int) -> std::vector<std::string> {
+        if (connection > 0) return {Ok("fresh")};
+        return {Ok("one"), Ok("stale")};
+      },
+      milliseconds(0), cert.dir, /*gap=*/milliseconds(0));
+  EXPECT_EQ(Answers(server.url(), 2, milliseconds(200), milliseconds(10'000),
+                    {.ca_file = cert.dir + "/cert.pem"}),
+            (std::vector<std::string>{"200 one", "200 fresh"}));
+  EXPECT_EQ(server.connections(), 2);
 }
 
 // A chunk's size line that never ends is refused once a bounded buffer is full, not read
