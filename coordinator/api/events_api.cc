@@ -65,6 +65,14 @@ Response Api::HandleEvents(const Request& req, std::string_view key) {
       return EventsError(400, "invalid_argument", stored.status().message());
     }
     spdlog::error("storing {} event(s) failed: {}", count, stored.status().ToString());
+    if (store::IsCommitOutcomeUnknown(stored.status())) {
+      // A resend is safe where the events have ids (their own, or the seed's): those stored
+      // come back as duplicates.
+      return EventsError(503, "unavailable",
+                         "storage unavailable; the events may or may not have been stored: "
+                         "retry (events with an id, or sent with X-Inngest-Event-Id-Seed, are "
+                         "stored once)");
+    }
     return EventsError(503, "unavailable", "storage unavailable; nothing was stored, retry");
   }
   Json ids = Json::array();

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "common/ulid.h"
@@ -237,7 +238,17 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
   int resumed = 0;
   bool joined_batch = false;
   for (size_t i = 0; i < stored.size(); ++i) {
-    if (stored[i].duplicate) continue;
+    if (stored[i].duplicate) {
+      // Stored before, by a request whose waits may not all have been resumed: a coordinator
+      // that stopped between the commit and the resumes, or a resume that failed (a resend
+      // is how a sender, or the run-end sweep, recovers).
+      const std::string& name = batch[i].event.name;
+      if (std::any_of(waits.begin(), waits.end(),
+                      [&](const store::WaitRecord& w) { return w.event_name == name; })) {
+        resumed += ResolveWaitsOfStored(stored[i].internal_id, waits, &result.waits_not_resumed);
+      }
+      continue;
+    }
     result.runs_started += static_cast<int64_t>(batch[i].runs.size() - stored[i].skipped.size());
     result.runs_started -= static_cast<int64_t>(stored[i].debounced.size());  // joined a run
     result.runs_started -= static_cast<int64_t>(stored[i].batched.size());    // joined a batch
@@ -261,7 +272,9 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
                     batch[i].event.internal_id);
       AnnounceEnd(run_id);
     }
-    if (!waits.empty()) resumed += ResolveWaits(batch[i].event, waits);
+    if (!waits.empty()) {
+      resumed += ResolveWaits(batch[i].event, waits, &result.waits_not_resumed);
+    }
     CancelMatchingRuns(batch[i].event, set);
   }
   result.stored = std::move(stored);
@@ -297,8 +310,25 @@ Json Intake::WaitMemo(std::string_view kind, const Json& event) {
   return {{"data", data.value("result", Json(nullptr))}};
 }
 
+int Intake::ResolveWaitsOfStored(const std::string& internal_id,
+                                 const std::vector<store::WaitRecord>& waits, int* failed) {
+  auto event = store_.GetEvent(internal_id);
+  if (!event.ok()) {
+    logging::Error({}, "event {}: reading it to resume its waits failed: {}", internal_id,
+                   event.status().ToString());
+    ++*failed;
+    return 0;
+  }
+  // A wait registered after the event was stored looked back for it itself.
+  std::vector<store::WaitRecord> open_then;
+  for (const store::WaitRecord& wait : waits) {
+    if (wait.created_at_ms <= event->received_at_ms) open_then.push_back(wait);
+  }
+  return ResolveWaits(*event, open_then, failed);
+}
+
 int Intake::ResolveWaits(const store::EventRecord& event,
-                         const std::vector<store::WaitRecord>& waits) {
+                         const std::vector<store::WaitRecord>& waits, int* failed) {
   int resumed = 0;
   for (const store::WaitRecord& wait : waits) {
     if (wait.event_name != event.name) continue;
@@ -306,6 +336,7 @@ int Intake::ResolveWaits(const store::EventRecord& event,
     auto r = store_.ResolveWait(wait.run_id, wait.step_id, WaitMemo(wait.kind, event.payload),
                                 clock_.Now());
     if (!r.ok()) {
+      ++*failed;
       logging::Error({.run_id = wait.run_id, .step_id = wait.step_id},
                      "run {}: resuming wait {} failed: {}", wait.run_id, wait.step_id,
                      r.status().ToString());
@@ -596,6 +627,15 @@ void Intake::Announce(std::vector<PendingEnd> ends) {
   for (int tries = 0;; ++tries) {
     std::vector<IncomingEvent> attempt = events;
     auto r = Ingest(std::move(attempt));
+    if (r.ok() && r->waits_not_resumed > 0) {
+      // Stored, but a wait they match (an invoking run's) is not resumed yet: not acknowledged,
+      // so the sweep announces them again, and the resend, a duplicate, resumes it.
+      spdlog::warn(
+          "the ends of {} run(s) are stored but {} wait(s) were not resumed; the sweep "
+          "retries them",
+          run_ids.size(), r->waits_not_resumed);
+      return;
+    }
     if (r.ok()) break;
     if (tries >= 2) {
       spdlog::warn("emitting the ends of {} run(s) failed: {}; the sweep retries them",

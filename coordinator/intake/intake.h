@@ -51,6 +51,9 @@ struct IncomingEvent {
 struct IngestResult {
   std::vector<store::IngestedEvent> stored;  // one per event, in order
   int64_t runs_started = 0;
+  // Waits the events matched that could not be resumed (a store failure, logged): the events
+  // are stored, and ingesting them again (a resend: duplicates) resumes those waits.
+  int waits_not_resumed = 0;
 };
 
 class Intake final : public executor::RunEvents {
@@ -123,8 +126,13 @@ class Intake final : public executor::RunEvents {
   Result<IngestResult> IngestWith(const FunctionSet& set, std::vector<IncomingEvent>& events);
   static constexpr int kIngestTries = 3;
   // Resumes the waits among `waits` (open waits read as the event was stored) that `event`
-  // matches; returns how many.
-  int ResolveWaits(const store::EventRecord& event, const std::vector<store::WaitRecord>& waits);
+  // matches; returns how many, and counts in `*failed` those it could not.
+  int ResolveWaits(const store::EventRecord& event, const std::vector<store::WaitRecord>& waits,
+                   int* failed);
+  // ResolveWaits for an event stored already (`internal_id`), sent again: of `waits`, those
+  // that were open when it was stored.
+  int ResolveWaitsOfStored(const std::string& internal_id,
+                           const std::vector<store::WaitRecord>& waits, int* failed);
   // Cancels the runs whose cancel_on `event` matches.
   void CancelMatchingRuns(const store::EventRecord& event, const FunctionSet& set);
   // The memo a wait of `kind` resumes with when `event` matches it.

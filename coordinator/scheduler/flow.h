@@ -109,7 +109,7 @@ struct BatchOption {
 inline constexpr int64_t kMinBatchSize = 2;
 inline constexpr int64_t kMaxBatchSize = 100;
 inline constexpr std::chrono::milliseconds kMinBatchTimeout{1000};
-inline constexpr std::chrono::milliseconds kMaxBatchTimeout{60 * 1000};
+inline constexpr std::chrono::milliseconds kMaxBatchTimeout = store::kMaxBatchTimeout;
 
 // Bounds of rateLimit.period (Inngest's).
 inline constexpr std::chrono::milliseconds kMinRatePeriod{1000};

@@ -24,6 +24,18 @@ Status EventIdClash(const std::string& internal_id) {
 }
 
 namespace {
+constexpr std::string_view kOutcomeUnknown = "commit outcome unknown: ";
+}  // namespace
+
+Status CommitOutcomeUnknown(std::string_view why) {
+  return Unavailable(std::string(kOutcomeUnknown) + std::string(why));
+}
+
+bool IsCommitOutcomeUnknown(const Status& status) {
+  return status.code() == StatusCode::kUnavailable && status.message().starts_with(kOutcomeUnknown);
+}
+
+namespace {
 constexpr std::string_view kRunEnded =
     " ended while its call was in flight: the call's outcome "
     "is dropped";

@@ -192,6 +192,9 @@ struct BatchGate {
 };
 // A batch is started before its events, as JSON, would pass this (Inngest's hard cap).
 inline constexpr int64_t kMaxBatchBytes = 10 << 20;
+// The longest BatchGate::timeout (Inngest's bound, which sync holds configs to): a batch that
+// began longer ago than this is closed.
+inline constexpr std::chrono::milliseconds kMaxBatchTimeout{60 * 1000};
 
 struct StartedCalls;
 
@@ -324,9 +327,9 @@ class EventStore {
   // `internal_id` is stored already (both derived from one X-Inngest-Event-Id-Seed) is a
   // resend only if it is the same event (SameEvent); otherwise kAlreadyExists naming the id,
   // and nothing of the batch is stored. With `waits`, also reads
-  // in that transaction the open waits for the names of the new events, oldest first: what
-  // they may resume. A run whose gate (NewRun::rate, ::singleton) refuses it is not created
-  // and the skip is recorded with the event; the gates are decided in this transaction, in
+  // in that transaction the open waits for the names of the events (duplicates too), oldest
+  // first: what they may resume. A run whose gate (NewRun::rate, ::singleton) refuses it is not
+  // created and the skip is recorded with the event; the gates are decided in this transaction, in
   // event order, so two coordinators never admit past a gate together. With `start`, leases
   // some new runs' first calls to the caller (StartedCalls). With `functions_generation`
   // (the runs were matched against the function set of that generation), kAborted, storing
@@ -587,6 +590,12 @@ struct Applied {
   // (and the run's lane moved on, when this was the last call of it in flight).
   bool run_ended = false;
 };
+
+// The failure of a transaction whose commit was sent but not answered (the connection went):
+// it may or may not have been written. A kUnavailable Status, told apart by
+// IsCommitOutcomeUnknown.
+Status CommitOutcomeUnknown(std::string_view why);
+bool IsCommitOutcomeUnknown(const Status& status);
 
 // What Apply answers where ApplyAndKeep sets Applied::run_ended (the call's item was removed
 // all the same).

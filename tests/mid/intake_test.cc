@@ -126,6 +126,58 @@ TEST_F(IntakeHarness, AnInvokeWaitStoredAfterTheInvokedRunsEndWasAnnouncedResume
   EXPECT_EQ((*(*resumed)[0].resume)["memo"], store::Json({{"data", {{"doubled", 4}}}}));
 }
 
+// An event whose first ingest stored it but resumed none of its waits (the coordinator stopped
+// between the commit and the resumes) resumes them when it is sent again, as a duplicate: the
+// waits open when it was stored, not one registered since (that one looked back for it).
+TEST_F(IntakeHarness, AnEventSentAgainResumesTheWaitsItsFirstIngestLeftOpen) {
+  auto wait_in = [&](const std::string& run) {
+    store::NewWait wait;
+    wait.step_id = "paid";
+    wait.name = "paid";
+    wait.event_name = "test/paid";
+    wait.kind = store::kWaitEvent;
+    wait.expires_at = clock_.Now() + 1h;
+    wait.timeout_memo = nullptr;
+    wait.lookback_from = clock_.Now();
+    store::Transition waiting;
+    waiting.move = store::Transition::Continue{.waits = {wait}, .run_status = store::kWaiting};
+    ASSERT_THAT(store_->Apply(ClaimItemOf(run), waiting, clock_.Now()), IsOk());
+  };
+  const std::string early = StartRun(kFunction);
+  ASSERT_NO_FATAL_FAILURE(wait_in(early));
+  clock_.Advance(1s);
+  const store::Json paid = {
+      {"name", "test/paid"}, {"data", {{"n", 1}}}, {"id", "pay-1"}, {"ts", 1}};
+  store::NewEvent first;
+  first.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
+  first.event.id = "pay-1";
+  first.event.name = "test/paid";
+  first.event.payload = paid;
+  first.event.received_at_ms = UnixMillis(clock_.Now());
+  ASSERT_THAT(store_->IngestEvents({first}, clock_.Now(), nullptr), IsOk());  // no resume
+  clock_.Advance(1s);
+  const std::string late = StartRun(kFunction);
+  ASSERT_NO_FATAL_FAILURE(wait_in(late));
+  auto none = store_->Claim(10, clock_.Now(), 30s);
+  ASSERT_THAT(none, IsOk());
+  EXPECT_TRUE(none->empty());
+
+  intake::IncomingEvent again{paid, NewUlid(UnixMillis(clock_.Now()))};
+  std::vector<intake::IncomingEvent> events;
+  events.push_back(std::move(again));
+  auto sent = intake_->Ingest(std::move(events));
+  ASSERT_THAT(sent, IsOk());
+  ASSERT_EQ(sent->stored.size(), 1u);
+  EXPECT_TRUE(sent->stored[0].duplicate);
+  EXPECT_EQ(sent->waits_not_resumed, 0);
+  auto resumed = store_->Claim(10, clock_.Now(), 30s);
+  ASSERT_THAT(resumed, IsOk());
+  ASSERT_EQ(resumed->size(), 1u) << "the late wait is not resumed by an event older than it";
+  EXPECT_EQ((*resumed)[0].run_id, early);
+  ASSERT_TRUE((*resumed)[0].resume.has_value());
+  EXPECT_EQ((*(*resumed)[0].resume)["memo"]["id"], "pay-1");
+}
+
 // A sender may reuse a run's id as an event's id (an idempotency key made from ctx.runId): the
 // run's own end events are still stored, under ids no sender can take.
 TEST_F(IntakeHarness, AnEventWithARunsIdDropsNoneOfThatRunsEndEvents) {

@@ -196,7 +196,7 @@ class FaultyDatabase final : public sql::Database {
     Status s = db_->Transact(body, flights);
     if (s.ok() && fail_next_commit.exchange(false)) {
       ++commits_failed;
-      return sql::InDoubt("injected");
+      return CommitOutcomeUnknown("injected");
     }
     return s;
   }
@@ -1772,7 +1772,7 @@ TEST_P(StoreConformance, AGroupWhoseCommitOutcomeIsUnknownIsNotMadeAgainPieceByP
     EXPECT_EQ(store_->GetAttempts(run)->size(), 1u) << run;
     EXPECT_EQ(store_->GetSteps(run)->size(), 1u) << run;
     if (applied[i].ok()) continue;
-    EXPECT_TRUE(sql::IsInDoubt(applied[i].status())) << applied[i].status().ToString();
+    EXPECT_TRUE(IsCommitOutcomeUnknown(applied[i].status())) << applied[i].status().ToString();
     ++unknown;
     // Its holder's retry is refused rather than recorded again.
     EXPECT_THAT(store_->ApplyAndKeep(items[i], step, clock_.Now(), 30s),
@@ -4655,6 +4655,36 @@ class DebounceTest : public StoreConformance {
   }
 };
 
+// timeouts.start of a debounced run counts from when its debounce is due, pushed by each event
+// that joins it (as in Inngest, where the run is created then): with a period longer than
+// `start`, the run is not cancelled before it could ever start.
+TEST_P(DebounceTest, TimeoutsStartCountsFromWhenTheDebounceIsDue) {
+  auto send = [&] {
+    NewEvent ne = Event("test/debounce");
+    ne.event.payload["ts"] = UnixMillis(clock_.Now());
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+    run.debounce = DebounceGate{"k", 60s, std::nullopt, UnixMillis(clock_.Now())};
+    run.timeouts = RunTimeouts{30s, std::nullopt};
+    ne.runs.push_back(run);
+    EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+    return run.run_id;
+  };
+  auto cancelled = [&] {
+    auto r = store_->CancelTimedOutRuns(clock_.Now(), 100);
+    EXPECT_THAT(r, IsOk());
+    return r.ok() ? *r : Runs{};
+  };
+  const std::string run = send();
+  clock_.Advance(40s);  // past `start` after the first event, before the debounce is due
+  EXPECT_TRUE(cancelled().empty());
+  send();               // joins: due 60 s from now
+  clock_.Advance(80s);  // past the first due time plus `start`, not the new one
+  EXPECT_TRUE(cancelled().empty());
+  EXPECT_EQ(RunStatus(run), kQueued);
+  clock_.Advance(11s);  // the new due time plus `start`, had nothing claimed it
+  EXPECT_EQ(cancelled(), Runs{run});
+}
+
 TEST_P(DebounceTest, InALaneARunWaitingBehindTheHeadTakesTheBurstAndStartsAtItsDueTime) {
   auto send = [&](const char* key) { return Send(key, 1s, std::nullopt, std::nullopt, true); };
   const Sent x1 = send("k");  // the lane's head, its first call due in 1 s
@@ -5054,6 +5084,20 @@ TEST_P(BatchTest, RetentionKeepsEveryEventOfARunItKeepsAndDeletesThemWithTheRun)
   // Retention passed over the batch rows without error; the timed-out batch stays closed.
   const Sent e5 = Send("open", 5, 10s);
   EXPECT_TRUE(e5.result.batched.empty());
+}
+
+// A retention shorter than a batch's timeout deletes no open batch: the key's next event joins
+// it rather than opening a second one beside it.
+TEST_P(BatchTest, AShortRetentionKeepsAnOpenBatch) {
+  const Sent e1 = Send("k", 5, 60s);
+  clock_.Advance(30s);
+  ASSERT_THAT(store_->DeleteExpired(clock_.Now() - 1s, 500), IsOk());
+  const Sent e2 = Send("k", 5, 60s);
+  EXPECT_EQ(e2.result.batched, std::vector<std::string>{"app-plain"});
+  EXPECT_EQ(Runs().size(), 1u);
+  auto run = store_->GetRun(e1.run_id);
+  ASSERT_THAT(run, IsOk());
+  EXPECT_EQ(run->event_ids, (std::vector<std::string>{e1.event_id, e2.event_id}));
 }
 
 // Events racing claims (and, on PostgreSQL, each other): every event is in exactly one

@@ -593,7 +593,7 @@ class PostgresDatabase final : public sql::Database {
     if (state.empty()) {
       if (e.in_doubt) {
         c.reset();
-        return sql::InDoubt(e.what());
+        return CommitOutcomeUnknown(e.what());
       }
       // The server went away (a restart, a failover): the idle connections are as dead as
       // this one. Dropping them now spares every later transaction one failure each.

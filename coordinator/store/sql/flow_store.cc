@@ -246,10 +246,10 @@ std::vector<std::pair<int64_t, int64_t>> PaceStarts(Tx& tx, std::vector<QueueIte
   return held;
 }
 
-void RecordTimeouts(Tx& tx, const NewRun& run, int64_t now_ms) {
+void RecordTimeouts(Tx& tx, const NewRun& run, int64_t start_from_ms) {
   if (!run.timeouts || (!run.timeouts->start && !run.timeouts->finish)) return;
   std::optional<int64_t> start_deadline, finish_after;
-  if (run.timeouts->start) start_deadline = now_ms + run.timeouts->start->count();
+  if (run.timeouts->start) start_deadline = start_from_ms + run.timeouts->start->count();
   if (run.timeouts->finish) finish_after = run.timeouts->finish->count();
   tx.Send(
       "INSERT INTO run_timeouts (run_id, start_deadline_ms, finish_timeout_ms) "
@@ -361,9 +361,7 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
     RecordSkip(tx, event_id, run, kSkipDebounce, gate.key, now_ms);
     return Debounced::kLate;
   }
-  const int64_t first_ms = row[0].Int(1);
-  int64_t due = now_ms + gate.period.count();
-  if (gate.timeout) due = std::min(due, first_ms + gate.timeout->count());
+  int64_t due = DebounceDue(run, row[0].Int(1), now_ms);
   // The run's start slot holds its earlier due time (never later than this one) or a
   // throttle's slot, which still holds.
   if (!r[0].Null(3)) due = std::max(due, r[0].Int(3));
@@ -371,6 +369,13 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
   tx.Send("UPDATE runs SET event_id = $2, throttle_slot_ms = $3 WHERE id = $1",
           {pending, event_id, due});
   tx.Send("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {pending, due});
+  // Its timeouts.start counts from when the debounce is due (RecordTimeouts).
+  if (run.timeouts && run.timeouts->start) {
+    tx.Send(
+        "UPDATE run_timeouts SET start_deadline_ms = $2 WHERE run_id = $1 AND "
+        "start_deadline_ms IS NOT NULL",
+        {pending, due + run.timeouts->start->count()});
+  }
   // As the head of its lane (locked: the debounce key is the lane key), its head_timeout
   // counts from its first call's due time, as TakeHead set it.
   if (run.lane_key) {
@@ -384,10 +389,15 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
   return Debounced::kJoined;
 }
 
-NewRun DebouncedRun(const NewRun& run, int64_t now_ms) {
+int64_t DebounceDue(const NewRun& run, int64_t first_ms, int64_t now_ms) {
   const DebounceGate& gate = *run.debounce;
   int64_t due = now_ms + gate.period.count();
-  if (gate.timeout) due = std::min(due, now_ms + gate.timeout->count());
+  if (gate.timeout) due = std::min(due, first_ms + gate.timeout->count());
+  return due;
+}
+
+NewRun DebouncedRun(const NewRun& run, int64_t now_ms) {
+  const int64_t due = DebounceDue(run, now_ms, now_ms);
   NewRun held = run;
   held.start_at_ms = std::max(run.start_at_ms.value_or(due), due);
   return held;
@@ -488,14 +498,16 @@ void StartBatch(Tx& tx, const std::string& event_id, int64_t event_bytes, const 
 }
 
 int64_t DeleteClosedBatches(Tx& tx, int64_t horizon_ms) {
-  // A row is kept while its run is unclaimed and it began after the horizon: JoinBatch
-  // decides under the row's lock whether it is still open.
+  // A row is kept while its run is unclaimed and it may still be open: JoinBatch decides
+  // under the row's lock whether it is. One that began the longest batch timeout before the
+  // horizon (which is not after now) is closed, however short the retention: a shorter
+  // bound deleted open batches, and the key's next event opened a second one beside them.
   return tx.Exec(
       "DELETE FROM batches WHERE (function_id, key) IN (SELECT b.function_id, b.key "
       "FROM batches b WHERE b.first_ms < $1 OR NOT EXISTS (SELECT 1 FROM runs r "
       "WHERE r.id = b.run_id AND r.status = 'queued' AND r.started_at_ms IS NULL) LIMIT 1000 "
       "{FOR UPDATE OF b SKIP LOCKED})",
-      {horizon_ms});
+      {horizon_ms - kMaxBatchTimeout.count()});
 }
 
 }  // namespace funcky::store

@@ -62,8 +62,10 @@ std::optional<int64_t> TakeThrottleSlot(sql::Tx& tx, const NewRun& run, int64_t 
 std::vector<std::pair<int64_t, int64_t>> PaceStarts(sql::Tx& tx, std::vector<QueueItem>& claimed,
                                                     int64_t now_ms);
 
-// Records the deadlines of `run` (NewRun::timeouts), created at `now_ms`, if it has any.
-void RecordTimeouts(sql::Tx& tx, const NewRun& run, int64_t now_ms);
+// Records the deadlines of `run` (NewRun::timeouts), if it has any: `timeouts.start` counts
+// from `start_from_ms`, its creation (a debounced run's: when its debounce is due, as in
+// Inngest, where the run is created then).
+void RecordTimeouts(sql::Tx& tx, const NewRun& run, int64_t start_from_ms);
 
 // Up to `limit` runs past a deadline at `now_ms`, and forgets the deadlines of ended runs.
 std::vector<std::string> DueTimeouts(sql::Tx& tx, int64_t now_ms, int limit);
@@ -102,6 +104,8 @@ Debounced Debounce(sql::Tx& tx, const std::string& event_id, const NewRun& run, 
 // most `timeout`) through NewRun::start_at_ms, so its first call is due then, whether it
 // is queued at once or later, when it becomes its lane's head.
 NewRun DebouncedRun(const NewRun& run, int64_t now_ms);
+// When the debounce of `run`, begun at `first_ms`, is due for an event at `now_ms`.
+int64_t DebounceDue(const NewRun& run, int64_t first_ms, int64_t now_ms);
 
 // After CreateRun of a debounced run: the key's row names it as the pending run.
 void StartDebounce(sql::Tx& tx, const NewRun& run, int64_t now_ms);

@@ -98,18 +98,6 @@ bool IsConflict(const Status& s) {
 }
 
 namespace {
-constexpr std::string_view kInDoubt = "commit outcome unknown: ";
-}  // namespace
-
-Status InDoubt(std::string_view why) {
-  return Unavailable(std::string(kInDoubt) + std::string(why));
-}
-
-bool IsInDoubt(const Status& s) {
-  return s.code() == StatusCode::kUnavailable && s.message().starts_with(kInDoubt);
-}
-
-namespace {
 constexpr std::string_view kUnmet = "a required row was not found";
 }  // namespace
 

@@ -231,11 +231,6 @@ class Tx {
 Status Conflict(std::string_view sqlstate);
 bool IsConflict(const Status& s);
 
-// The failure of a transaction whose COMMIT was sent but not answered (the connection went):
-// it may or may not have been written. A kUnavailable Status, told apart by IsInDoubt.
-Status InDoubt(std::string_view why);
-bool IsInDoubt(const Status& s);
-
 // The failure of a transaction whose Tx::Require found too few rows: nothing of it was
 // written. A kFailedPrecondition Status, told apart from the others by IsUnmet.
 Status Unmet();

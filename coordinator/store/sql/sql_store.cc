@@ -1131,7 +1131,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
         } else if (CreateRun(tx, e.internal_id, DebouncedRun(run, now_ms), now_ms)) {
           StartDebounce(tx, run, now_ms);
         }
-        RecordTimeouts(tx, run, now_ms);
+        RecordTimeouts(tx, run, run.debounce ? DebounceDue(run, now_ms, now_ms) : now_ms);
         if (run.batch) StartBatch(tx, e.internal_id, event_bytes, run, now_ms);
         // Work for any coordinator, unless its first call is leased here or not queued yet.
         queued = queued || !unclaimable;
@@ -1155,10 +1155,9 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     DropEmptyLanes(tx, lanes, *tails);  // locked for duplicate events and runs a gate skipped
     if (queued) tx.AnnounceWork();
     if (waits) {
+      // A duplicate's too: the caller resumes the waits its first ingest may have left.
       std::set<std::string> names;
-      for (size_t i = 0; i < events.size(); ++i) {
-        if (!out[i].duplicate) names.insert(events[i].event.name);
-      }
+      for (const NewEvent& ne : events) names.insert(ne.event.name);
       // Read for the caller, not for this body: sent with the commit.
       waits->clear();
       if (!names.empty()) {
@@ -2126,7 +2125,7 @@ void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
   // attempt's row) or tell its caller a false story (an ingest's events as duplicates). Each
   // writer gets that outcome, as alone, and acts on it as it does then (ApplyInTx gives a call
   // it may have kept back at the next claim); reads are made again.
-  if (sql::IsInDoubt(s)) {
+  if (IsCommitOutcomeUnknown(s)) {
     for (GroupWork* w : group) {
       if (w->piece == Piece::kRead) {
         alone(*w);
