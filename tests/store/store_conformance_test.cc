@@ -719,6 +719,22 @@ TEST_P(StoreConformance, FunctionConcurrencyLimitHoldsBackCallsInFlight) {
   EXPECT_EQ(Claim().size(), 1u);
 }
 
+// Retention keeps an ended run while a call of it is in flight: deleted, it took the call's
+// item with it, and its lane, held for that call, was never moved on.
+TEST_P(StoreConformance, RetentionKeepsAnEndedHeadWhoseCallIsInFlight) {
+  const std::string head = Start("app-ordered", "k");
+  const std::string next = Start("app-ordered", "k");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_THAT(store_->CancelRun(head, {{"name", "Cancelled"}}, clock_.Now()), IsOk());
+  ASSERT_THAT(store_->AckRunEnds({head}), IsOk());
+  clock_.Advance(5s);
+  ASSERT_THAT(store_->DeleteExpired(clock_.Now() - 1s, 500), IsOk());
+  EXPECT_THAT(store_->GetRun(head), IsOk());
+  EXPECT_TRUE(IsRunEndedMeanwhile(End(items[0])));
+  EXPECT_EQ(ClaimedRuns(), Runs{next});
+}
+
 // A cancelled run's call in flight may still be running at its host: it counts against the
 // function's limit until its outcome comes back.
 TEST_P(StoreConformance, ACancelledRunsCallInFlightCountsAgainstTheLimitUntilItReturns) {

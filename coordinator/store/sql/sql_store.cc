@@ -2370,13 +2370,15 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
   const int64_t horizon_ms = UnixMillis(horizon);
   return InTransaction([&](Tx& tx) -> Result<int64_t> {
     // SKIP LOCKED: rows another coordinator is deleting (or a writer holds) wait for the
-    // next pass instead of blocking this one. Steps, attempts, queue items and waits go by
-    // ON DELETE CASCADE. A run in run_ends has not been announced yet: its end event would
-    // be lost.
+    // next pass instead of blocking this one. Steps, attempts and waits go by ON DELETE
+    // CASCADE. A run in run_ends has not been announced yet: its end event would be lost. A
+    // run with a queue item has a call in flight still (EndRun kept it), which may hold its
+    // lane: the call's outcome removes the item and moves the lane on.
     const int64_t runs = tx.Exec(
         "DELETE FROM runs WHERE id IN (SELECT r.id FROM runs r "
         "WHERE r.status IN ('completed', 'failed', 'cancelled') AND r.ended_at_ms < $1 "
         "AND NOT EXISTS (SELECT 1 FROM run_ends e WHERE e.run_id = r.id) "
+        "AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.run_id = r.id) "
         "LIMIT $2 {FOR UPDATE SKIP LOCKED})",
         {horizon_ms, batch});
     // Locking the event also skips one a replay is starting a run of right now.
