@@ -276,17 +276,17 @@ int Serve(const ServeFlags& f, bool dev) {
   std::optional<std::chrono::milliseconds> retain;
   std::chrono::milliseconds retain_interval{};
   if (!f.retain.empty()) {
-    auto r = DurationFlag("retain", f.retain);
-    auto i = DurationFlag("retain-interval", f.retain_interval);
+    // At most a century: the horizon is now less --retain on a clock that counts
+    // nanoseconds, which a longer one (it parses up to 1e15 ms) would wrap into the future,
+    // deleting every finished run.
+    constexpr std::chrono::milliseconds kOneMs(1);
+    auto r = DurationFlagIn("retain", f.retain, kOneMs, std::chrono::days(36500));
+    auto i = DurationFlagIn("retain-interval", f.retain_interval, kOneMs, kMaxFlagDuration);
     for (const Status* s : {&r.status(), &i.status()}) {
       if (!s->ok()) {
         spdlog::error("{}", s->message());
         return 2;
       }
-    }
-    if (r->count() <= 0 || i->count() <= 0) {
-      spdlog::error("--retain and --retain-interval must be longer than 0");
-      return 2;
     }
     retain = *r;
     retain_interval = *i;
@@ -507,8 +507,9 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
                  "FUNCKY_SYNC_ALLOW, comma-separated); unset = any target");
   app.add_option("--retain", f.retain,
                  "Delete finished runs, and events no kept run refers to, once older than "
-                 "this (e.g. 30d); unset = keep forever");
-  app.add_option("--retain-interval", f.retain_interval, "Pause between two retention passes")
+                 "this (e.g. 30d; at most 36500d); unset = keep forever");
+  app.add_option("--retain-interval", f.retain_interval,
+                 "Pause between two retention passes (1ms to 24h)")
       ->capture_default_str();
   app.add_option("--tls-cert", f.tls_cert,
                  "PEM certificate chain: serve HTTPS instead of HTTP (with --tls-key)");

@@ -516,10 +516,11 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       const Status& status = applied.status();
       if (applied.ok() || status.code() == StatusCode::kAborted) beat.Stop();
       if (applied.ok() && applied->run_ended) {
-        // Cancelled (or ended otherwise) while the host ran the call: nothing was recorded,
-        // and nothing of the outcome is announced.
+        // Cancelled (or ended otherwise, or its lane head blocked) while the host ran the call:
+        // nothing was recorded, and nothing of the outcome is announced.
         logging::Info(fields,
-                      "run {} ended while its call {} was in flight; the outcome is dropped",
+                      "run {} ended, or blocked its lane, while its call {} was in flight; the "
+                      "outcome is dropped",
                       item.run_id, item.step_id);
         co_return;
       }

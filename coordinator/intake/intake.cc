@@ -453,9 +453,19 @@ Status Intake::StartInvocation(const store::RunState& caller, const store::NewWa
   IncomingEvent e = InternalEvent(executor::kFunctionInvoked, std::move(data),
                                   executor::InvokedEventId(correlation));
   e.target_function = fn_id;
-  std::vector<IncomingEvent> one;
-  one.push_back(std::move(e));
-  return Ingest(std::move(one)).status();
+  return IngestRetrying(std::move(e));
+}
+
+Status Intake::IngestRetrying(IncomingEvent e) {
+  // Its id is fixed, so a resend after a failure whose commit may have happened (the
+  // database's answer lost) is a duplicate at worst; a caller that gave up instead would
+  // take a stored event for a lost one (an invoker failed while its callee runs).
+  for (int tries = 0;; ++tries) {
+    std::vector<IncomingEvent> one = {e};
+    Status s = Ingest(std::move(one)).status();
+    if (s.ok() || s.code() != StatusCode::kUnavailable || tries >= 2) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 << tries));
+  }
 }
 
 void Intake::WaitRegistered(const store::RunState& state, const store::NewWait& wait,

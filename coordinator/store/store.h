@@ -586,8 +586,9 @@ struct Applied {
   // in the run-end outbox (PendingRunEnds), there is nothing to announce.
   bool end_events_stored = false;
   // The run had ended while the call was in flight (cancelled, its lane head failed, or
-  // ended by another of its calls): nothing of the call was recorded, only its item removed
-  // (and the run's lane moved on, when this was the last call of it in flight).
+  // ended by another of its calls), or is a blocked lane head: nothing of the call was
+  // recorded, only its item removed (and the run's lane moved on, when the run had ended and
+  // this was the last call of it in flight).
   bool run_ended = false;
 };
 

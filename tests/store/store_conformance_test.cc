@@ -719,6 +719,32 @@ TEST_P(StoreConformance, FunctionConcurrencyLimitHoldsBackCallsInFlight) {
   EXPECT_EQ(Claim().size(), 1u);
 }
 
+// A lane head one of whose parallel calls fails for good is blocked; its other call, still
+// in flight, keeps its item: a retry-head waits for it (a replay would make its step again
+// beside it), and a skip-head holds the lane until it returns.
+TEST_P(StoreConformance, ABlockedHeadsOtherCallInFlightHoldsItsLaneThroughASkip) {
+  const std::string head = Start("app-ordered", "k");
+  const std::string next = Start("app-ordered", "k");
+  auto first = Claim();
+  ASSERT_EQ(first.size(), 1u);
+  Transition fan_out;
+  fan_out.move =
+      Transition::Continue{.next = {NextCall{"b1", clock_.Now()}, NextCall{"b2", clock_.Now()}}};
+  ASSERT_THAT(store_->Apply(first[0], fan_out, clock_.Now()), IsOk());
+  auto branches = Claim();
+  ASSERT_EQ(branches.size(), 2u);
+  ASSERT_THAT(Block(branches[0]), IsOk());
+  EXPECT_EQ(RunStatus(head), kBlocked);
+  auto retried = store_->RetryLaneHead("app-ordered", "k", clock_.Now());
+  EXPECT_EQ(retried.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(retried.status().message(), ::testing::HasSubstr("in flight"));
+  ASSERT_THAT(store_->SkipLaneHead("app-ordered", "k", clock_.Now()), IsOk());
+  EXPECT_EQ(RunStatus(head), kFailed);
+  EXPECT_TRUE(Claim().empty()) << "the other call may still be running at its host";
+  EXPECT_TRUE(IsRunEndedMeanwhile(End(branches[1])));
+  EXPECT_EQ(ClaimedRuns(), Runs{next});
+}
+
 // Retention keeps an ended run while a call of it is in flight: deleted, it took the call's
 // item with it, and its lane, held for that call, was never moved on.
 TEST_P(StoreConformance, RetentionKeepsAnEndedHeadWhoseCallIsInFlight) {

@@ -1419,9 +1419,15 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
 }
 
 void SqlStore::RememberDoubtful(Doubtful d) {
-  // Bounded: a long outage fails transactions before they lease anything, so the list only
-  // guards against loss.
-  if (doubtful_.size() >= 64) doubtful_.erase(doubtful_.begin());
+  if (std::any_of(doubtful_.begin(), doubtful_.end(), [&](const Doubtful& known) {
+        return known.token == d.token && known.item_id == d.item_id;
+      })) {
+    return;
+  }
+  // Bounded, well above what one lost connection can leave (two groups of kMaxGroup applies
+  // and a claim): an entry dropped before a claim gave its items back would let a kept call's
+  // retry record it twice. A long outage fails transactions before they lease anything.
+  if (doubtful_.size() >= kMaxDoubtful) doubtful_.erase(doubtful_.begin());
   doubtful_.push_back(std::move(d));
 }
 
@@ -1735,8 +1741,11 @@ class ApplyWork {
     if (park_) {
       // A blocked run waits for nothing: its waits go with their timeout calls. (A wait kept
       // without its timeout call was registered again when retry-head replayed the run, as
-      // the insert's conflict, with no timeout call: the head waited for good.)
-      tx.Send("DELETE FROM queue WHERE run_id = $1", {run_id});
+      // the insert's conflict, with no timeout call: the head waited for good.) Its other
+      // calls in flight stay until they return (DropWorkNotInFlight): they may be running at
+      // their hosts, and hold the lane even when the head is then skipped or times out.
+      tx.Send("DELETE FROM queue WHERE run_id = $1 AND NOT (leased AND visible_at_ms > $2)",
+              {run_id, now_ms_});
       if (run[0].Bool(2)) tx.Send("DELETE FROM waits WHERE run_id = $1", {run_id});
       return Applied();
     }
@@ -1786,10 +1795,8 @@ class ApplyWork {
         {run_id});
     if (run.empty()) return NotFound("no run \"" + run_id + "\"");
     tx.Send("DELETE FROM queue WHERE id = $1", {item_.id});  // a kept call's has a new token
-    if (!IsTerminalStatus(run[0].Text(0))) {                 // blocked: it waits for nothing
-      tx.Send("DELETE FROM queue WHERE run_id = $1", {run_id});
-      return Applied();
-    }
+    // Blocked: its head waits for an operator (or its head_timeout), not for this call.
+    if (!IsTerminalStatus(run[0].Text(0))) return Applied{.run_ended = true};
     // The last of the ended run's calls in flight moves its lane on (EndRun held it).
     if (!DropWorkNotInFlight(tx, run_id, now_ms_) && !run[0].Null(2) &&
         AdvanceLane(tx, run[0].Text(1), run[0].Text(2), run_id, now_ms_)) {
@@ -2424,10 +2431,19 @@ Result<std::string> SqlStore::RetryLaneHead(const std::string& function_id, cons
                  {function_id, key});
     if (head.empty() || head[0].Null(0)) return LaneHasNoHead(function_id, key);
     const std::string run_id = head[0].Text(0);
-    // A blocked run has no queue items and no call in flight, so nothing else writes it.
+    // A blocked run has no queue items but those of calls still in flight (its parallel
+    // calls when one failed for good), so nothing else writes it; with one in flight, a
+    // replay would make that call's step again beside it.
     Rows run = tx.Query("SELECT status FROM runs WHERE id = $1", {run_id});
     if (run.empty() || run[0].Text(0) != kBlocked) {
       return HeadNotBlocked(key, run.empty() ? "gone" : run[0].Text(0));
+    }
+    if (!tx.Query("SELECT 1 FROM queue WHERE run_id = $1 AND leased AND visible_at_ms > $2 "
+                  "LIMIT 1",
+                  {run_id, now_ms})
+             .empty()) {
+      return FailedPrecondition("the head of lane \"" + key +
+                                "\" has a call still in flight; retry it once that call returns");
     }
     tx.Send("DELETE FROM steps WHERE run_id = $1 AND status = 'failed'", {run_id});
     tx.Send("UPDATE runs SET status = 'running', error = NULL WHERE id = $1", {run_id});

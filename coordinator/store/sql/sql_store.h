@@ -193,6 +193,7 @@ class SqlStore final : public Store {
       return token == item.lease_token && (item_id == 0 || item_id == item.id);
     }
   };
+  static constexpr size_t kMaxDoubtful = 1024;
   std::mutex doubtful_mu_;
   std::vector<Doubtful> doubtful_;  // GUARDED_BY(doubtful_mu_)
   // Adds `d` to doubtful_ (dropping the oldest past 64); the caller holds doubtful_mu_.
