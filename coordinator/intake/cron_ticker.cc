@@ -79,14 +79,8 @@ int CronTicker::FireTicks(int64_t after_s, int64_t up_to_s) {
     }
   }
   if (ticks.empty()) return 0;
-  // A tick's id names its function and second, so a resend after a failure whose commit may
-  // have happened is a duplicate at worst; given up on, the tick would be lost.
-  Result<IngestResult> r = Unavailable("not stored");
-  for (int tries = 0; tries < 3; ++tries) {
-    if (tries > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100 << tries));
-    r = intake_.Ingest(ticks);
-    if (r.ok() || r.status().code() != StatusCode::kUnavailable) break;
-  }
+  // A tick's id names its function and second; given up on, the tick would be lost.
+  auto r = intake_.IngestRetrying(ticks);
   if (!r.ok()) {
     spdlog::error("cron: storing ticks failed: {}", r.status().ToString());
     return 0;

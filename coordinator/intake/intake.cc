@@ -453,17 +453,17 @@ Status Intake::StartInvocation(const store::RunState& caller, const store::NewWa
   IncomingEvent e = InternalEvent(executor::kFunctionInvoked, std::move(data),
                                   executor::InvokedEventId(correlation));
   e.target_function = fn_id;
-  return IngestRetrying(std::move(e));
+  // A caller that gave up would take a stored event for a lost one (an invoker failed while
+  // its callee runs).
+  return IngestRetrying({std::move(e)}).status();
 }
 
-Status Intake::IngestRetrying(IncomingEvent e) {
-  // Its id is fixed, so a resend after a failure whose commit may have happened (the
-  // database's answer lost) is a duplicate at worst; a caller that gave up instead would
-  // take a stored event for a lost one (an invoker failed while its callee runs).
+Result<IngestResult> Intake::IngestRetrying(const std::vector<IncomingEvent>& events) {
+  // Their ids are fixed, so a resend after a failure whose commit may have happened (the
+  // database's answer lost) is a duplicate at worst.
   for (int tries = 0;; ++tries) {
-    std::vector<IncomingEvent> one = {e};
-    Status s = Ingest(std::move(one)).status();
-    if (s.ok() || s.code() != StatusCode::kUnavailable || tries >= 2) return s;
+    Result<IngestResult> r = Ingest(events);
+    if (r.ok() || r.status().code() != StatusCode::kUnavailable || tries >= 2) return r;
     std::this_thread::sleep_for(std::chrono::milliseconds(100 << tries));
   }
 }

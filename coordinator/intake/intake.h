@@ -119,9 +119,9 @@ class Intake final : public executor::RunEvents {
 
   // An internal event (inngest/…) ready for Ingest.
   IncomingEvent InternalEvent(const std::string& name, Json data, const std::string& id);
-  // Ingests `e`, an event whose id is its own (not derived from the request), trying again
+  // Ingests `events`, whose ids are their own (not derived from the request), trying again
   // twice when the store is unavailable: a resend is a duplicate at worst.
-  Status IngestRetrying(IncomingEvent e);
+  Result<IngestResult> IngestRetrying(const std::vector<IncomingEvent>& events);
 
  private:
   // Ingest with the events matched against `set`. On kAborted (the set is no longer

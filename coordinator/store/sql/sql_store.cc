@@ -705,9 +705,10 @@ struct RunLeftovers {
 // at its host still: its item stays until the call's outcome comes back (and is dropped: the
 // run is not live) or its lease expires (a claim finds the run ended), so that it counts
 // against concurrency limits meanwhile, and the run's lane waits for it (HoldLane).
+constexpr const char* kDeleteWorkNotInFlight =
+    "DELETE FROM queue WHERE run_id = $1 AND NOT (leased AND visible_at_ms > $2)";
 bool DropWorkNotInFlight(Tx& tx, const std::string& run_id, int64_t now_ms) {
-  tx.Send("DELETE FROM queue WHERE run_id = $1 AND NOT (leased AND visible_at_ms > $2)",
-          {run_id, now_ms});
+  tx.Send(kDeleteWorkNotInFlight, {run_id, now_ms});
   return !tx.Query("SELECT 1 FROM queue WHERE run_id = $1 LIMIT 1", {run_id}).empty();
 }
 
@@ -1744,8 +1745,7 @@ class ApplyWork {
       // the insert's conflict, with no timeout call: the head waited for good.) Its other
       // calls in flight stay until they return (DropWorkNotInFlight): they may be running at
       // their hosts, and hold the lane even when the head is then skipped or times out.
-      tx.Send("DELETE FROM queue WHERE run_id = $1 AND NOT (leased AND visible_at_ms > $2)",
-              {run_id, now_ms_});
+      tx.Send(kDeleteWorkNotInFlight, {run_id, now_ms_});
       if (run[0].Bool(2)) tx.Send("DELETE FROM waits WHERE run_id = $1", {run_id});
       return Applied();
     }
