@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -139,7 +140,25 @@ void AppendDouble(std::string& out, double v) {
   }
 }
 
-Status Append(std::string& out, const nlohmann::json& v) {
+// 2^53: integers up to this magnitude are doubles exactly, and both forms write them alike.
+constexpr uint64_t kLargestExactInteger = uint64_t{1} << 53;
+
+bool IsLarge(int64_t v) {
+  return v < -static_cast<int64_t>(kLargestExactInteger) ||
+         v > static_cast<int64_t>(kLargestExactInteger);
+}
+bool IsLarge(uint64_t v) { return v > kLargestExactInteger; }
+
+template <typename Int>
+void AppendInteger(std::string& out, Int v, JcsIntegers integers) {
+  if (integers == JcsIntegers::kAsDoubles && IsLarge(v)) {
+    AppendDouble(out, static_cast<double>(v));
+  } else {
+    out += std::to_string(v);
+  }
+}
+
+Status Append(std::string& out, const nlohmann::json& v, JcsIntegers integers) {
   using T = nlohmann::json::value_t;
   switch (v.type()) {
     case T::null:
@@ -149,10 +168,10 @@ Status Append(std::string& out, const nlohmann::json& v) {
       out += v.get<bool>() ? "true" : "false";
       break;
     case T::number_integer:
-      out += std::to_string(v.get<int64_t>());
+      AppendInteger(out, v.get<int64_t>(), integers);
       break;
     case T::number_unsigned:
-      out += std::to_string(v.get<uint64_t>());
+      AppendInteger(out, v.get<uint64_t>(), integers);
       break;
     case T::number_float: {
       double d = v.get<double>();
@@ -169,7 +188,7 @@ Status Append(std::string& out, const nlohmann::json& v) {
       for (const auto& e : v) {
         if (!first) out.push_back(',');
         first = false;
-        RETURN_IF_ERROR(Append(out, e));
+        RETURN_IF_ERROR(Append(out, e, integers));
       }
       out.push_back(']');
       break;
@@ -194,7 +213,7 @@ Status Append(std::string& out, const nlohmann::json& v) {
         first = false;
         AppendString(out, m.key());
         out.push_back(':');
-        return Append(out, m.value());
+        return Append(out, m.value(), integers);
       };
       if (resorted.empty()) {
         for (auto m = v.begin(); m != v.end(); ++m) RETURN_IF_ERROR(member(m));
@@ -213,10 +232,26 @@ Status Append(std::string& out, const nlohmann::json& v) {
 
 }  // namespace
 
-Result<std::string> CanonicalJson(const nlohmann::json& value) {
+Result<std::string> CanonicalJson(const nlohmann::json& value, JcsIntegers integers) {
   std::string out;
-  RETURN_IF_ERROR(Append(out, value));
+  RETURN_IF_ERROR(Append(out, value, integers));
   return out;
+}
+
+bool HasLargeInteger(const nlohmann::json& value) {
+  using T = nlohmann::json::value_t;
+  switch (value.type()) {
+    case T::number_integer:
+      return IsLarge(value.get<int64_t>());
+    case T::number_unsigned:
+      return IsLarge(value.get<uint64_t>());
+    case T::array:
+    case T::object:
+      return std::any_of(value.begin(), value.end(),
+                         [](const nlohmann::json& e) { return HasLargeInteger(e); });
+    default:
+      return false;
+  }
 }
 
 std::string CanonicalString(std::string_view s) {

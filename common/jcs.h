@@ -16,10 +16,23 @@
 
 namespace funcky {
 
+// How integers above 2^53 in magnitude are written. RFC 8785 writes every number as the
+// IEEE 754 double it parses to, as a JavaScript receiver holds it: such an integer loses
+// digits (12345678901234567890 is written 12345678901234567000). kExact keeps its digits,
+// for text a host receives; kAsDoubles follows the RFC, for text a signature covers, which
+// the JavaScript SDK recomputes from the body as it parsed it.
+enum class JcsIntegers { kExact, kAsDoubles };
+
 // Canonical text of `value`: object members sorted by their UTF-16 code units, no white
-// space, numbers as ECMAScript's Number.prototype.toString, strings with the minimal escapes.
-// Fails with kInvalidArgument on a non-finite number (JSON cannot carry it).
-Result<std::string> CanonicalJson(const nlohmann::json& value);
+// space, numbers as ECMAScript's Number.prototype.toString (integers per `integers`), strings
+// with the minimal escapes. Fails with kInvalidArgument on a non-finite number (JSON cannot
+// carry it).
+Result<std::string> CanonicalJson(const nlohmann::json& value,
+                                  JcsIntegers integers = JcsIntegers::kExact);
+
+// Whether `value` holds an integer above 2^53 in magnitude: one the two JcsIntegers forms
+// write differently.
+bool HasLargeInteger(const nlohmann::json& value);
 
 // Canonical text of an object whose members' values are canonical text already (from
 // CanonicalJson, or this), so that a large value is not copied into a tree to be written:

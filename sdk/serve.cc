@@ -237,8 +237,9 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
     // The protocol signs the body's canonical form (docs/protocol.md §7). The header's form
     // and time are checked first, which costs nothing; then the HMAC over the body as it
     // came, since Funcky's coordinator sends the body written canonically; and only when that
-    // fails, the HMAC over the canonical form of the parsed body (a parse and a second
-    // serialization of the whole body, which the checks before spare).
+    // fails, the HMAC over the RFC 8785 form of the parsed body (a parse and a second
+    // serialization of the whole body, which the checks before spare): it differs from the
+    // body a coordinator sent when the body holds an integer above 2^53 (common/jcs.h).
     const std::string_view header = FindHeader(request.headers, "X-Inngest-Signature");
     const std::vector<std::string> keys = {client_.options().signing_key,
                                            client_.options().signing_key_fallback};
@@ -248,7 +249,7 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
       parsed = ParseUntrustedJson(request.body, kCallBodyJsonLimits);
       authentic = false;
       if (parsed->ok()) {
-        auto canonical = CanonicalJson(**parsed);
+        auto canonical = CanonicalJson(**parsed, JcsIntegers::kAsDoubles);
         authentic = canonical.ok() && *canonical != request.body &&
                     signing::VerifySignature(header, *canonical, keys, now).ok();
       }

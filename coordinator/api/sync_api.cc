@@ -247,6 +247,24 @@ Response Api::HandleSyncAppUrl(const Request& req) {
                                                std::to_string(options_.max_body_bytes) +
                                                " bytes (--max-body-bytes)"));
   }
+  // With a signing key, an app's reply is signed with it as every SDK signs its answers to
+  // a signed request: an unsigned reply comes from something that does not hold the key (a
+  // service at that URL that is not the app, or one in between), whose functions would be
+  // registered as the app's, as /fn/register refuses them without the key.
+  if (!options_.signing_key.empty()) {
+    std::vector<std::string> keys = {options_.signing_key};
+    if (!options_.signing_key_fallback.empty()) keys.push_back(options_.signing_key_fallback);
+    Status signed_by_key = signing::VerifySignature(reply->header("X-Inngest-Signature"),
+                                                    reply->body, keys, UnixSeconds(clock_.Now()));
+    if (!signed_by_key.ok()) {
+      spdlog::warn("sync of the app at {}: the reply is not signed with the signing key: {}", url,
+                   signed_by_key.message());
+      return http::ErrorResponse(502, "bad_gateway",
+                                 "cannot sync the app at " + url +
+                                     ": its reply is not signed with the signing key "
+                                     "(--signing-key or --signing-key-fallback)");
+    }
+  }
   auto parsed = http::ParseJsonBody(reply->body);
   if (!parsed.ok()) {
     return http::ErrorResponse(

@@ -46,16 +46,16 @@ int FunctionRetries(const Json& config) {
   return std::clamp(retries, 0, scheduler::kMaxRetries);
 }
 
-Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueItem& item,
-                              const CallOptions& options, TimePoint now) {
-  ASSIGN_OR_RETURN(std::string base_url, FunctionUrl(state.function.config));
-  if (state.events.empty()) return FailedPrecondition("run " + state.run.id + " has no event");
-  // The body is written in its canonical form piece by piece: the event and the steps'
-  // memos, the bulk of it, are written once each rather than copied into a tree first.
+namespace {
+
+// The call's body in its canonical form, written piece by piece: the event and the steps'
+// memos, the bulk of it, are written once each rather than copied into a tree first.
+Result<std::string> CallBody(const store::RunState& state, const store::QueueItem& item,
+                             const CallOptions& options, JcsIntegers integers) {
   std::string event;
   std::string events = "[";
   for (size_t i = 0; i < state.events.size(); ++i) {
-    ASSIGN_OR_RETURN(std::string e, CanonicalJson(state.events[i]));
+    ASSIGN_OR_RETURN(std::string e, CanonicalJson(state.events[i], integers));
     if (i > 0) events.push_back(',');
     events += e;
     if (i == 0) event = std::move(e);
@@ -64,7 +64,7 @@ Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueIt
   std::map<std::string, std::string> memos;  // by step id: a later record of one wins
   std::string stack = "[";
   for (const auto& step : state.steps) {
-    ASSIGN_OR_RETURN(memos[step.step_id], CanonicalJson(step.memo));
+    ASSIGN_OR_RETURN(memos[step.step_id], CanonicalJson(step.memo, integers));
     if (stack.size() > 1) stack.push_back(',');
     stack += CanonicalString(step.step_id);
   }
@@ -95,7 +95,23 @@ Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueIt
                                                         std::make_move_iterator(memos.end()))));
   top.emplace_back("version", std::to_string(state.run.req_version));
   top.emplace_back("use_api", "false");
-  std::string canonical = CanonicalObject(std::move(top));
+  return CanonicalObject(std::move(top));
+}
+
+bool HasLargeInteger(const store::RunState& state) {
+  return std::any_of(state.events.begin(), state.events.end(),
+                     [](const Json& e) { return funcky::HasLargeInteger(e); }) ||
+         std::any_of(state.steps.begin(), state.steps.end(),
+                     [](const store::StepRecord& s) { return funcky::HasLargeInteger(s.memo); });
+}
+
+}  // namespace
+
+Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueItem& item,
+                              const CallOptions& options, TimePoint now) {
+  ASSIGN_OR_RETURN(std::string base_url, FunctionUrl(state.function.config));
+  if (state.events.empty()) return FailedPrecondition("run " + state.run.id + " has no event");
+  ASSIGN_OR_RETURN(std::string canonical, CallBody(state, item, options, JcsIntegers::kExact));
   if (canonical.size() > kMaxCallBodyBytes) {
     return ResourceExhausted("the run's state (its events and memoized steps) is " +
                              std::to_string(canonical.size()) + " bytes, more than the " +
@@ -112,9 +128,16 @@ Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueIt
     req.headers.emplace_back("x-inngest-req-version", std::to_string(state.run.req_version));
   }
   if (!options.signing_key.empty()) {
-    req.headers.emplace_back(
-        "X-Inngest-Signature",
-        signing::SignatureHeader(canonical, options.signing_key, UnixSeconds(now)));
+    // A host gets every integer's digits; the signature covers the RFC 8785 form, which is
+    // what the JavaScript SDK rebuilds from the body it parsed (large integers as doubles).
+    // The two differ only when the run's state holds an integer above 2^53.
+    std::string rfc_form;
+    if (HasLargeInteger(state)) {
+      ASSIGN_OR_RETURN(rfc_form, CallBody(state, item, options, JcsIntegers::kAsDoubles));
+    }
+    req.headers.emplace_back("X-Inngest-Signature",
+                             signing::SignatureHeader(rfc_form.empty() ? canonical : rfc_form,
+                                                      options.signing_key, UnixSeconds(now)));
   }
   req.body = std::move(canonical);
   return req;

@@ -18,7 +18,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "common/clock.h"
+#include "common/http_client.h"
 #include "common/http_server.h"
+#include "common/signing.h"
 #include "common/url.h"
 #include "tests/support/e2e.h"
 #include "tests/support/scripted_server.h"
@@ -191,6 +194,69 @@ TEST_F(SyncPolicyTest, SyncAllowHoldsTheUrlsAnAppsReplySendsCallsTo) {
   auto apps = Http("GET", c->url() + "/v1/apps");
   ASSERT_EQ(apps.status, 200) << apps.raw;
   EXPECT_EQ(apps.body["data"].size(), 0u) << apps.raw;
+}
+
+// With a signing key, an in-band sync reply counts only when the app signed it with that key
+// (or the fallback), as the SDKs sign their answers to signed requests: an unsigned reply, or
+// one signed with another key, stores nothing. The sync's PUT is itself signed.
+TEST_F(SyncPolicyTest, WithASigningKeyASyncReplyMustBeSignedWithIt) {
+  const std::string key = "signkey-test-0123456789abcdef";
+  const std::string fallback = "signkey-test-fedcba9876543210";
+  std::atomic<bool> put_signed{true};
+  std::string app_url;  // set once the app is listening
+  ScriptedServer app([&](ServerRequest r) {
+    const std::vector<std::string> keys = {key};
+    if (!signing::VerifySignature(FindHeader(r.headers, "X-Inngest-Signature"), r.body, keys,
+                                  UnixSeconds(SystemClock().Now()))
+             .ok()) {
+      put_signed = false;
+    }
+    ServerResponse res;
+    res.headers = {{"Content-Type", "application/json"}, {"X-Inngest-Sync-Kind", "in_band"}};
+    res.body =
+        Json{{"app_id", "signed"},
+             {"url", app_url},
+             {"functions", Json::array({FunctionConfig("signed-fn", "test/signed", app_url)})}}
+            .dump();
+    const int64_t now = UnixSeconds(SystemClock().Now());
+    if (r.target == "/other-key") {
+      res.headers.emplace_back("X-Inngest-Signature",
+                               signing::SignatureHeader(res.body, "signkey-test-badbad", now));
+    } else if (r.target == "/stale") {
+      res.headers.emplace_back("X-Inngest-Signature",
+                               signing::SignatureHeader(res.body, key, now - 3600));
+    } else if (r.target == "/fallback") {
+      res.headers.emplace_back("X-Inngest-Signature",
+                               signing::SignatureHeader(res.body, fallback, now));
+    } else if (r.target != "/unsigned") {
+      res.headers.emplace_back("X-Inngest-Signature", signing::SignatureHeader(res.body, key, now));
+    }
+    return res;
+  });
+  app_url = app.url("/signed");
+  auto c = StartCoordinator({"--signing-key", key, "--signing-key-fallback", fallback});
+  for (const std::string path : {"/unsigned", "/other-key", "/stale"}) {
+    auto r = Sync(*c, app.url(path));
+    EXPECT_EQ(r.status, 502) << path << ": " << r.raw;
+    EXPECT_EQ(Message(r), "cannot sync the app at " + app.url(path) +
+                              ": its reply is not signed with the signing key "
+                              "(--signing-key or --signing-key-fallback)")
+        << r.raw;
+  }
+  auto apps = Http("GET", c->url() + "/v1/apps");
+  ASSERT_EQ(apps.status, 200) << apps.raw;
+  EXPECT_EQ(apps.body["data"].size(), 0u) << apps.raw;
+
+  for (const std::string path : {"/signed", "/fallback"}) {
+    auto r = Sync(*c, app.url(path));
+    ASSERT_EQ(r.status, 200) << path << ": " << r.raw;
+    EXPECT_EQ(r.body["data"]["app_id"], "signed") << r.raw;
+    EXPECT_EQ(r.body["data"]["sync_kind"], "in_band") << r.raw;
+  }
+  EXPECT_TRUE(put_signed) << "a sync PUT was not signed with the signing key";
+  apps = Http("GET", c->url() + "/v1/apps");
+  ASSERT_EQ(apps.status, 200) << apps.raw;
+  EXPECT_EQ(apps.body["data"].size(), 1u) << apps.raw;
 }
 
 TEST_F(SyncPolicyTest, AMalformedSyncAllowEntryStopsTheCoordinatorAtStart) {

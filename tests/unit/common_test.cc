@@ -202,6 +202,28 @@ TEST(Jcs, SortsKeysDropsWhitespaceAndFormatsNumbersLikeEcmaScript) {
   EXPECT_EQ(*CanonicalJson(json(0.1 + 0.2)), "0.30000000000000004");
 }
 
+// RFC 8785 writes an integer above 2^53 as the double a JavaScript parser makes of it; the
+// exact form keeps its digits. Up to 2^53 in magnitude the two agree.
+TEST(Jcs, WritesLargeIntegersExactlyOrAsDoubles) {
+  json j = json::parse(
+      R"({"u": 12345678901234567890, "n": -9007199254740993, "edge": 9007199254740992,)"
+      R"( "neg_edge": -9007199254740992, "pow": 1152921504606846976, "e21": 1000000000000000000000})");
+  EXPECT_TRUE(HasLargeInteger(j));
+  EXPECT_EQ(*CanonicalJson(j),
+            R"({"e21":1e+21,"edge":9007199254740992,"n":-9007199254740993,)"
+            R"("neg_edge":-9007199254740992,"pow":1152921504606846976,"u":12345678901234567890})");
+  EXPECT_EQ(*CanonicalJson(j, JcsIntegers::kAsDoubles),
+            R"({"e21":1e+21,"edge":9007199254740992,"n":-9007199254740992,)"
+            R"("neg_edge":-9007199254740992,"pow":1152921504606847000,"u":12345678901234567000})");
+  EXPECT_FALSE(
+      HasLargeInteger(json::parse(R"({"a": [9007199254740992, -9007199254740992, 1e300]})")));
+  EXPECT_TRUE(HasLargeInteger(json::parse(R"([[{"deep": 9007199254740993}]])")));
+  EXPECT_EQ(*CanonicalJson(json(std::numeric_limits<int64_t>::min()), JcsIntegers::kAsDoubles),
+            "-9223372036854776000");
+  EXPECT_EQ(*CanonicalJson(json(std::numeric_limits<uint64_t>::max()), JcsIntegers::kAsDoubles),
+            "18446744073709552000");
+}
+
 TEST(Jcs, EscapesOnlyWhatItMust) {
   EXPECT_EQ(*CanonicalJson(json("a\"b\\c\n\x01\x7f\xc3\xa9")),
             "\"a\\\"b\\\\c\\n\\u0001\x7f\xc3\xa9\"");

@@ -195,6 +195,38 @@ TEST(BuildCall, ProducesSignedCanonicalRequestWithoutFnId) {
       FindHeader(BuildCall(state, item, {}, TimePoint())->headers, "X-Inngest-Signature").empty());
 }
 
+// A run whose state holds an integer above 2^53 gets it with every digit, and the signature
+// covers the RFC 8785 form (the integer as a double), which is what the JavaScript SDK
+// rebuilds from the body it parsed: signed over the body as sent, every call of such a run
+// would be refused by the JavaScript SDK as unsigned.
+TEST(BuildCall, SignsTheRfcFormOfABodyWithLargeIntegers) {
+  auto state = MakeState();
+  state.events[0]["data"] = Json::parse(R"({"id": 12345678901234567890, "small": 7})");
+  store::QueueItem item{7, "01RUN", "step", 0, "tok"};
+  const int64_t now = 1700000000;
+  auto req = BuildCall(state, item, {"signkey-test-abcd", /*checkpointing=*/false},
+                       TimePoint(std::chrono::seconds(now)));
+  ASSERT_TRUE(req.ok()) << req.status().ToString();
+  EXPECT_NE(req->body.find(R"("id":12345678901234567890)"), std::string::npos) << req->body;
+  const std::string sig(FindHeader(req->headers, "X-Inngest-Signature"));
+  auto rfc = CanonicalJson(Json::parse(req->body), JcsIntegers::kAsDoubles);
+  ASSERT_TRUE(rfc.ok());
+  EXPECT_NE(rfc->find(R"("id":12345678901234567000)"), std::string::npos) << *rfc;
+  EXPECT_TRUE(signing::VerifySignature(sig, *rfc, {"signkey-test-abcd"}, now).ok());
+  EXPECT_FALSE(signing::VerifySignature(sig, req->body, {"signkey-test-abcd"}, now).ok());
+  // A memo holding one is signed the same way.
+  state.events[0]["data"] = Json::object();
+  state.steps[0].memo = Json{{"data", Json::parse("-9007199254740993")}};
+  req = BuildCall(state, item, {"signkey-test-abcd", false}, TimePoint(std::chrono::seconds(now)));
+  ASSERT_TRUE(req.ok()) << req.status().ToString();
+  rfc = CanonicalJson(Json::parse(req->body), JcsIntegers::kAsDoubles);
+  ASSERT_TRUE(rfc.ok());
+  EXPECT_NE(*rfc, req->body);
+  EXPECT_TRUE(signing::VerifySignature(std::string(FindHeader(req->headers, "X-Inngest-Signature")),
+                                       *rfc, {"signkey-test-abcd"}, now)
+                  .ok());
+}
+
 // The body is written piece by piece; it is the canonical form of the whole request as a
 // JSON tree would hold it: a batch's events, steps whose ids and memos need escaping or sort
 // by UTF-16 code units, a step recorded twice (the later record wins).

@@ -450,7 +450,13 @@ TEST_F(ServeTest, ASignatureHoldsOverTheCanonicalFormOrTheBodyAsSent) {
   changed.replace(changed.find("\"e\""), 3, "\"f\"");
   EXPECT_EQ(call(changed, canonical), 401);
   EXPECT_EQ(call(changed, sent), 401);
-  EXPECT_EQ(runs, 2);
+  // A body holding an integer above 2^53 is signed over its RFC 8785 form, the integer
+  // written as a double (common/jcs.h), as the coordinator and the JavaScript SDK sign it.
+  const std::string large =
+      R"({"ctx":{"attempt":0},"event":{"data":{"id":12345678901234567890},"name":"e"},"steps":{}})";
+  ASSERT_EQ(*CanonicalJson(Json::parse(large)), large);
+  EXPECT_EQ(call(large, *CanonicalJson(Json::parse(large), JcsIntegers::kAsDoubles)), 200);
+  EXPECT_EQ(runs, 3);
 }
 
 TEST_F(ServeTest, RegisterBodyCarriesCompositeIdsAndStepUrl) {
