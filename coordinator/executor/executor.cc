@@ -489,7 +489,17 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         if (options.observer) ReportCall(state->function.id, outcome, t);
       }
       ParkFailedLaneHead(state->run, t);
-      co_await StartInvocations(*state, t);
+      if (Status started = co_await StartInvocations(*state, t); !started.ok()) {
+        // The callee's run may have been stored: failing the invoker could leave a callee
+        // running for an invoker told it never started. The call is made again instead, once
+        // its lease expires (not at once: the database is likely away).
+        logging::Warn({.run_id = item.run_id, .step_id = item.step_id},
+                      "run {}: cannot start an invocation: {}; the call will be made again when "
+                      "its lease expires",
+                      item.run_id, started.ToString());
+        beat.Stop();
+        co_return;
+      }
     }
     if (state->run.lane_key) t.lane = {{state->run.function_id, *state->run.lane_key}};
     // A run's row holds its request version once it ends (its steps held it until then).
@@ -649,11 +659,13 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  // Starts the runs that invoke waits of `t` wait for; a wait whose function does not
-  // exist resumes at once with the error instead.
-  asio::awaitable<void> StartInvocations(const store::RunState& state, store::Transition& t) {
+  // Starts the runs that invoke waits of `t` wait for; a wait whose callee cannot run (no
+  // such function, its gate refused the run, the invocation is invalid) resumes at once with
+  // the error instead. A failure that may pass (the database) is returned: whether the
+  // callee's run was stored is not known.
+  asio::awaitable<Status> StartInvocations(const store::RunState& state, store::Transition& t) {
     auto* next = std::get_if<store::Transition::Continue>(&t.move);
-    if (!options.events || !next) co_return;
+    if (!options.events || !next) co_return Status::Ok();
     for (auto it = next->waits.begin(); it != next->waits.end();) {
       if (it->kind != store::kWaitInvoke) {
         ++it;
@@ -666,6 +678,11 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         ++it;
         continue;
       }
+      const StatusCode code = started.code();
+      if (code == StatusCode::kUnavailable || code == StatusCode::kAborted ||
+          code == StatusCode::kDeadlineExceeded) {
+        co_return started;
+      }
       logging::Warn(
           {.run_id = state.run.id, .function_id = state.function.id, .step_id = wait.step_id},
           "run {}: invoke step {}: {}", state.run.id, wait.name, started.ToString());
@@ -674,6 +691,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
           {wait.step_id, clock.Now(), store::Resume({{"error", std::move(error)}}, wait.name)});
       it = next->waits.erase(it);
     }
+    co_return Status::Ok();
   }
 
   // A failed run of an ordered function does not end: it stays its lane's head, blocked,

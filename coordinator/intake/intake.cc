@@ -200,6 +200,12 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
         // An invocation (or a cron tick) of one function runs alone: its invoker waits for
         // the end of the run of its own event, which a batch would hold back or put second.
         if (in.target_function) run->batch.reset();
+        // Nor is an invocation debounced: a later event would take its run (the invoker then
+        // waits for a run of an event not its own, until its timeout), or an earlier pending
+        // one would skip it.
+        if (in.target_function && ne.event.name == executor::kFunctionInvoked) {
+          run->debounce.reset();
+        }
         ne.runs.push_back(std::move(*run));
         continue;
       }
@@ -431,6 +437,24 @@ IncomingEvent Intake::InternalEvent(const std::string& name, Json data, const st
           NewUlid(now_ms), std::nullopt};
 }
 
+namespace {
+
+// Why `fn_id` was not invoked, for the invoker's InvokeError; the gate's key (user data) is
+// left out.
+std::string NotInvokedBecause(const std::string& fn_id, const store::EventSkip& skip) {
+  const std::string head = "function \"" + fn_id + "\" was not invoked: ";
+  if (skip.reason == store::kSkipRateLimit) return head + "its rateLimit refused the run";
+  if (skip.reason == store::kSkipIdempotency) {
+    return head + "a run with its idempotency key started within 24 hours";
+  }
+  if (skip.reason == store::kSkipSingleton) {
+    return head + "a run of its singleton key is active (mode skip)";
+  }
+  return head + "a flow-control gate refused the run (" + skip.reason + ")";
+}
+
+}  // namespace
+
 Status Intake::StartInvocation(const store::RunState& caller, const store::NewWait& wait) {
   const std::string fn_id = wait.invoke.value("function_id", std::string());
   ASSIGN_OR_RETURN(auto set, Functions(/*refresh=*/false));
@@ -455,7 +479,20 @@ Status Intake::StartInvocation(const store::RunState& caller, const store::NewWa
   e.target_function = fn_id;
   // A caller that gave up would take a stored event for a lost one (an invoker failed while
   // its callee runs).
-  return IngestRetrying({std::move(e)}).status();
+  ASSIGN_OR_RETURN(IngestResult r, IngestRetrying({std::move(e)}));
+  // A gate of the callee that refused its run (idempotency, rateLimit, singleton skip) fails
+  // the invocation now: no run would ever end to resume the invoker. The refusal is stored
+  // with the event, so a redone call (the same event again, a duplicate) reads it back.
+  const store::IngestedEvent& stored = r.stored.front();
+  if (!stored.duplicate &&
+      std::find(stored.skipped.begin(), stored.skipped.end(), fn_id) == stored.skipped.end()) {
+    return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(std::vector<store::EventSkip> skips, store_.EventSkips(stored.internal_id));
+  for (const store::EventSkip& skip : skips) {
+    if (skip.function_id == fn_id) return FailedPrecondition(NotInvokedBecause(fn_id, skip));
+  }
+  return Status::Ok();
 }
 
 Result<IngestResult> Intake::IngestRetrying(const std::vector<IncomingEvent>& events) {

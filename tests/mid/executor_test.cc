@@ -43,6 +43,56 @@ TEST_F(ExecutorHarness, AFailedCallIsRetriedOnlyOnceItsBackoffHasPassed) {
   ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
 }
 
+// What intake does for the executor, as far as an invocation needs: the first start of one
+// fails as a database that went away fails it (whether the callee's run was stored is not
+// known); the later ones succeed.
+class FlakyInvocations final : public executor::RunEvents {
+ public:
+  std::atomic<int> starts{0};  // called on the executor's blocking pool
+  Status StartInvocation(const store::RunState&, const store::NewWait&) override {
+    return ++starts == 1 ? Unavailable("the database is away") : Status::Ok();
+  }
+  void WaitRegistered(const store::RunState&, const store::NewWait&, int64_t) override {}
+  std::vector<store::EventRecord> EndEventsToStore(const store::RunState&, const std::string&,
+                                                   const Json&, const Json&,
+                                                   std::optional<int64_t>*) override {
+    return {};
+  }
+  void RunEnded(const store::RunState&, const std::string&, const Json&, const Json&) override {}
+  void AnnounceEnd(const std::string&) override {}
+};
+
+// An invocation that may or may not have started (its callee's run perhaps stored) does not
+// fail the invoker, which would then go on told its callee never ran: the call is made again
+// once its lease expires, and the redone invocation (a duplicate at worst) is waited for.
+class InvokingExecutor : public ExecutorHarness {
+ protected:
+  FlakyInvocations events_;  // a member: it outlives the executor, which TearDown stops
+};
+
+TEST_F(InvokingExecutor, AnInvocationThatMayHaveStartedRedoesItsCallRatherThanFailTheInvoker) {
+  FlakyInvocations& events = events_;
+  options_.events = &events;
+  const std::string run = StartRun(kFunction);
+  const std::string invoke =
+      R"([{"id":"inv","op":"InvokeFunction","name":"call","opts":{"function_id":"app-fn",)"
+      R"("payload":{"data":{}}}}])";
+  transport_.Reply(SdkReply(206, invoke));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return events.starts == 1; }));
+  ASSERT_TRUE(RunClaimRounds(3));
+  EXPECT_EQ(transport_.calls(), 1);
+  EXPECT_THAT(Steps(run), IsEmpty());
+  EXPECT_EQ(Run(run).status, store::kRunning);
+
+  transport_.Reply(SdkReply(206, invoke));
+  clock_.Advance(options_.lease + 1s);
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kWaiting; }));
+  EXPECT_EQ(transport_.calls(), 2);
+  EXPECT_EQ(events.starts, 2);
+  EXPECT_THAT(Steps(run), IsEmpty());
+}
+
 TEST_F(ExecutorHarness, ACallThatTimesOutIsAFailedAttemptRetriedWithBackoff) {
   const std::string run = StartRun(kFunction);
   transport_.Reply(DeadlineExceeded("no answer within 60000 ms"));

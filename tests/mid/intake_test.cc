@@ -67,11 +67,11 @@ store::AppSync OneFunctionApp(const std::string& app, const std::string& event) 
 }
 
 // The invoke wait a caller run's step "call-it" registers for a run of `function_id`.
-store::NewWait InvokeWait(const std::string& caller, const std::string& function_id,
-                          TimePoint now) {
-  const std::string correlation = executor::CorrelationId(caller, "call-it");
+store::NewWait InvokeWait(const std::string& caller, const std::string& function_id, TimePoint now,
+                          const std::string& step_id = "call-it") {
+  const std::string correlation = executor::CorrelationId(caller, step_id);
   store::NewWait wait;
-  wait.step_id = "call-it";
+  wait.step_id = step_id;
   wait.name = "call it";
   wait.event_name = executor::kFunctionFinished;
   wait.expression = "async.data.correlation_id == \"" + correlation + "\"";
@@ -124,6 +124,70 @@ TEST_F(IntakeHarness, AnInvokeWaitStoredAfterTheInvokedRunsEndWasAnnouncedResume
   EXPECT_EQ((*resumed)[0].run_id, caller);
   ASSERT_TRUE((*resumed)[0].resume.has_value());
   EXPECT_EQ((*(*resumed)[0].resume)["memo"], store::Json({{"data", {{"doubled", 4}}}}));
+}
+
+// A gate of the callee that refuses the invoked run fails the invocation at once, saying why,
+// rather than leaving the invoker waiting for a run that never ends until its timeout; the
+// same invocation redone (a duplicate) gets the same answer, and the one admitted stays so.
+TEST_F(IntakeHarness, AnInvocationTheCalleesGateRefusesFailsAtOnceAndWhenRedone) {
+  const std::vector<std::pair<store::Json, std::string>> gates = {
+      {{{"rateLimit", {{"limit", 1}, {"period", "1m"}}}}, "its rateLimit refused the run"},
+      {{{"idempotency", "event.data.n"}}, "a run with its idempotency key started within 24 hours"},
+      {{{"singleton", {{"mode", "skip"}}}}, "a run of its singleton key is active (mode skip)"}};
+  const std::string caller = StartRun(kFunction);
+  auto state = store_->LoadRunState(caller);
+  ASSERT_THAT(state, IsOk());
+  for (size_t g = 0; g < gates.size(); ++g) {
+    const std::string app = "gated" + std::to_string(g);
+    store::AppSync sync = OneFunctionApp(app, "test/" + app);
+    sync.functions[0].config.update(gates[g].first);
+    ASSERT_THAT(store_->SyncApp(sync), IsOk());
+    const std::string callee = app + "-fn";
+    const store::NewWait first = InvokeWait(caller, callee, clock_.Now(), app + "-first");
+    const store::NewWait second = InvokeWait(caller, callee, clock_.Now(), app + "-second");
+    ASSERT_THAT(intake_->StartInvocation(*state, first), IsOk()) << callee;
+    for (int redo = 0; redo < 2; ++redo) {
+      Status refused = intake_->StartInvocation(*state, second);
+      EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition)
+          << callee << ": " << refused.ToString();
+      EXPECT_EQ(refused.message(),
+                "function \"" + callee + "\" was not invoked: " + gates[g].second);
+    }
+    EXPECT_THAT(intake_->StartInvocation(*state, first), IsOk()) << callee << " (redone)";
+    auto runs = store_->ListRuns({.function_id = callee, .limit = 10});
+    ASSERT_THAT(runs, IsOk());
+    EXPECT_EQ(runs->size(), 1u) << callee;
+  }
+}
+
+// An invocation is not debounced: each invoker's event gets a run of its own, which is what
+// the invoker waits for (debounced, a later invocation's event took the pending run and the
+// earlier invoker waited until its timeout).
+TEST_F(IntakeHarness, InvocationsOfADebouncedFunctionEachGetTheirOwnRun) {
+  store::AppSync sync = OneFunctionApp("debounced", "test/debounced");
+  sync.functions[0].config["debounce"] = {{"period", "1m"}};
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  const std::string caller = StartRun(kFunction);
+  auto state = store_->LoadRunState(caller);
+  ASSERT_THAT(state, IsOk());
+  std::set<std::string> events;
+  for (const std::string step : {"one", "two"}) {
+    ASSERT_THAT(
+        intake_->StartInvocation(*state, InvokeWait(caller, "debounced-fn", clock_.Now(), step)),
+        IsOk());
+    auto invoked =
+        store_->FindEventById(executor::InvokedEventId(executor::CorrelationId(caller, step)));
+    ASSERT_THAT(invoked, IsOk());
+    auto runs = store_->ListRuns({.event_id = invoked->internal_id, .limit = 10});
+    ASSERT_THAT(runs, IsOk());
+    EXPECT_EQ(runs->size(), 1u) << step;
+    events.insert(invoked->internal_id);
+    clock_.Advance(1s);
+  }
+  auto runs = store_->ListRuns({.function_id = "debounced-fn", .limit = 10});
+  ASSERT_THAT(runs, IsOk());
+  EXPECT_EQ(runs->size(), 2u);
+  for (const store::RunRecord& r : *runs) EXPECT_EQ(events.count(r.event_id), 1u) << r.id;
 }
 
 // An event whose first ingest stored it but resumed none of its waits (the coordinator stopped
