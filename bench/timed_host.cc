@@ -4,9 +4,11 @@
 // so the driver can time event accepted -> first call at the host without polling.
 //
 //   timed_host --coordinator http://127.0.0.1:8288 --port 0
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <mutex>
 
 #include <CLI/CLI.hpp>
@@ -35,9 +37,16 @@ int main(int argc, char** argv) {
       });
 
   std::mutex out;
+  // The serve URL holds the bound port, so the server starts before the handler exists: its
+  // threads read the handler through an atomic pointer, set once the handler is whole, and
+  // answer 503 until then (a coordinator that knows this host from an earlier start may call
+  // it at once; it retries). A call answered so is not printed: it reached no function.
   std::unique_ptr<sdk::ServeHandler> handler;
+  std::atomic<const sdk::ServeHandler*> ready{nullptr};
   sdk::Server server(
-      [&](const sdk::ServeRequest& r) {
+      [&](const sdk::ServeRequest& r) -> sdk::ServeResponse {
+        const sdk::ServeHandler* h = ready.load(std::memory_order_acquire);
+        if (!h) return {503, {{"Content-Type", "application/json"}}, R"({"message":"starting"})"};
         if (r.method == "POST") {
           auto now = std::chrono::system_clock::now().time_since_epoch();
           std::lock_guard lock(out);
@@ -46,7 +55,7 @@ int main(int argc, char** argv) {
                           std::chrono::duration_cast<std::chrono::nanoseconds>(now).count()));
           std::fflush(stdout);
         }
-        return handler->handle(r);
+        return h->handle(r);
       },
       server_options);
   if (auto s = server.start(); !s.ok()) {
@@ -56,6 +65,7 @@ int main(int argc, char** argv) {
   handler = std::make_unique<sdk::ServeHandler>(
       client, "http://127.0.0.1:" + std::to_string(server.port()) + server_options.path,
       std::vector{std::move(two_steps)});
+  ready.store(handler.get(), std::memory_order_release);
   if (auto s = handler->register_functions(std::chrono::seconds(20)); !s.ok()) {
     std::cerr << "timed_host: cannot register: " << s.message() << "\n";
     return 1;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <map>
 #include <optional>
 #include <set>
@@ -59,5 +60,14 @@ class Execution {
 
 // An error as the SDK reports it; a `message` that is not UTF-8 has U+FFFD for its bad bytes.
 nlohmann::json SerializeError(const std::string& name, const std::string& message);
+
+// `data` (`what`, for messages), which a reply carries `depth` levels inside it beside
+// `wrapping_bytes` of other text, as the coordinator reads it: through JSON text, so a NaN is
+// null. Throws NonRetriableError when the reply could not carry it, or a coordinator would
+// refuse the reply (kHostReplyJsonLimits): a string that is not UTF-8, \u0000, nesting too
+// deep, or text longer than a reply may be less `wrapping_bytes`. Retried, the code that made
+// it would only make it again.
+nlohmann::json AsReplied(const nlohmann::json& data, const std::string& what, int depth,
+                         size_t wrapping_bytes);
 
 }  // namespace funcky::sdk

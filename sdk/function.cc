@@ -210,29 +210,6 @@ void CheckReachable(const Execution& x, const std::string& hash) {
   throw Interrupt{{op}, op.code == OpCode::kStepFailed};
 }
 
-// `data` (`what`, for messages), which an op carries `depth` levels inside the reply (an op
-// list), as the coordinator reads it: through JSON text, so a NaN is null. Throws
-// NonRetriableError when the reply could not carry it, or a coordinator would refuse the
-// reply (kHostReplyJsonLimits): a string that is not UTF-8, \u0000, nesting too deep, or
-// text longer than a reply may be less `wrapping_bytes`, the rest of the reply.
-Json AsReplied(const Json& data, const std::string& what, int depth, size_t wrapping_bytes) {
-  std::string text;
-  try {
-    text = data.dump();
-  } catch (const Json::type_error& e) {  // 316: a string that is not UTF-8
-    throw NonRetriableError(what + " cannot be sent as JSON: " + e.what());
-  }
-  JsonLimits limits = kHostReplyJsonLimits;
-  limits.max_depth -= depth;
-  limits.max_bytes = wrapping_bytes < limits.max_bytes ? limits.max_bytes - wrapping_bytes : 0;
-  auto parsed = ParseUntrustedJson(text, limits);
-  if (!parsed.ok()) {
-    throw NonRetriableError(
-        what + " is not JSON a coordinator takes in a reply: " + parsed.status().message());
-  }
-  return std::move(*parsed);
-}
-
 // Runs `fn` as step `op` in this call: its StepRun when it succeeds, else the call ends with
 // its failure. The result is the value a replay reads from the step's memo: it is made
 // through JSON text (NaN becomes null, as it would be stored). A result the reply cannot
@@ -276,6 +253,25 @@ std::string TimeOption(std::string text, const char* what) {
 }
 
 }  // namespace
+
+// Not file-local: the serve handler holds a function's end to it too (sdk/execution.h).
+Json AsReplied(const Json& data, const std::string& what, int depth, size_t wrapping_bytes) {
+  std::string text;
+  try {
+    text = data.dump();
+  } catch (const Json::type_error& e) {  // 316: a string that is not UTF-8
+    throw NonRetriableError(what + " cannot be sent as JSON: " + e.what());
+  }
+  JsonLimits limits = kHostReplyJsonLimits;
+  limits.max_depth -= depth;
+  limits.max_bytes = wrapping_bytes < limits.max_bytes ? limits.max_bytes - wrapping_bytes : 0;
+  auto parsed = ParseUntrustedJson(text, limits);
+  if (!parsed.ok()) {
+    throw NonRetriableError(
+        what + " is not JSON a coordinator takes in a reply: " + parsed.status().message());
+  }
+  return std::move(*parsed);
+}
 
 void Execution::EndIfRan() const {
   if (ran) throw Interrupt{{*ran}, false};

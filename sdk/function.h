@@ -217,6 +217,9 @@ struct Context {
   Step& step;
 };
 
+// A function's code. What it returns is the run's output, held to the limits a coordinator
+// holds a reply to (as a step's result is, but alone in its reply: 16 MiB as JSON, 128
+// levels); an output past them fails the run for good with a NonRetriableError saying why.
 using Handler = std::function<Json(Context&)>;
 
 class Function {

@@ -68,6 +68,38 @@ bool FreshSignatureHeader(std::string_view header, int64_t now) {
   return t >= now - skew && t <= now + skew;
 }
 
+// A refused request, as the protocol has it (docs/protocol.md §7): no x-inngest-* headers but
+// SDK-Handled, and unsigned, so that it tells a caller without the key nothing of the host.
+ServeResponse Unauthorized() {
+  return {401,
+          {{"Content-Type", "application/json"}, {"X-Inngest-SDK-Handled", "true"}},
+          Json{{"message", "Unauthorized"}}.dump()};
+}
+
+// `r` marked as a failed attempt to retry. A coordinator retries a failure that says nothing,
+// but the protocol has every retriable one say so (docs/protocol.md §5.1).
+ServeResponse Retriable(ServeResponse r) {
+  r.headers.emplace_back("X-Inngest-No-Retry", "false");
+  return r;
+}
+
+// The first 12 hex digits of `key`'s hash, null without a key: enough to tell which key a
+// host holds, too few to stand for the whole hash, which is a bearer token.
+Json KeyHashPrefix(const std::string& key) {
+  if (key.empty()) return nullptr;
+  const std::string hashed = signing::HashedSigningKey(key);
+  return std::string(signing::KeyMaterial(hashed).substr(0, 12));
+}
+
+// The serve URL's origin and path, as the JS SDK's introspection names them; null when the
+// URL does not parse.
+Json ServeLocation(const std::string& serve_url) {
+  auto url = ParseUrl(serve_url);
+  if (!url.ok()) return {{"serve_origin", nullptr}, {"serve_path", nullptr}};
+  return {{"serve_origin", url->scheme + "://" + url->authority()},
+          {"serve_path", std::string(TargetPath(url->target))}};
+}
+
 // The largest attempt count read from a call's ctx; past it a count is taken as absent. It
 // keeps `attempt + 1` and the like far from overflowing (a coordinator allows 21 attempts).
 constexpr int64_t kMaxCtxCount = 1'000'000;
@@ -181,31 +213,51 @@ ServeResponse ServeHandler::handle(const ServeRequest& request) const {
     // Call answers every failure of a function itself. What is left fails the SDK's own work
     // (a function's config that is not UTF-8 in a sync, memory): it is answered too, never
     // thrown into a host's server, which need not catch it. The exception is not quoted.
-    return Finish(JsonReply(500, {{"type", "internal"},
-                                  {"name", "Error"},
-                                  {"message", "the SDK could not answer the request"}}));
+    ServeResponse r = JsonReply(500, {{"type", "internal"},
+                                      {"name", "Error"},
+                                      {"message", "the SDK could not answer the request"}});
+    // A call that failed so (out of memory, as a rule) may pass when made again.
+    if (request.method == "POST") r = Retriable(std::move(r));
+    return Finish(std::move(r));
   }
 }
 
-ServeResponse ServeHandler::Introspect(const ServeRequest&) const {
-  return Finish(JsonReply(200, {{"function_count", functions_.size()},
-                                {"has_event_key", !client_.options().event_key.empty()},
-                                {"has_signing_key", !client_.options().signing_key.empty()},
-                                {"mode", client_.options().signing_key.empty() ? "dev" : "cloud"},
-                                {"schema_version", "2024-05-24"}}));
+bool ServeHandler::Signed(const Headers& headers, std::string_view body) const {
+  const std::string_view header = FindHeader(headers, "X-Inngest-Signature");
+  const int64_t now = NowSeconds();
+  return FreshSignatureHeader(header, now) &&
+         signing::VerifySignature(
+             header, body, {client_.options().signing_key, client_.options().signing_key_fallback},
+             now)
+             .ok();
+}
+
+ServeResponse ServeHandler::Introspect(const ServeRequest& request) const {
+  const ClientOptions& options = client_.options();
+  Json body = {{"function_count", functions_.size()},
+               {"has_event_key", !options.event_key.empty()},
+               {"has_signing_key", !options.signing_key.empty()},
+               {"mode", options.signing_key.empty() ? "dev" : "cloud"},
+               {"schema_version", "2024-05-24"}};
+  if (options.signing_key.empty()) return Finish(JsonReply(200, body));
+  // With a key, only its holder may look (docs/protocol.md §7). A GET has no body: the
+  // signature is over an empty one, whatever came with the request.
+  if (!Signed(request.headers, "")) return Unauthorized();
+  body.update(ServeLocation(serve_url_));
+  body.update(Json{{"authentication_succeeded", true},
+                   {"app_id", options.app_id},
+                   {"framework", "funcky"},
+                   {"sdk_language", "cpp"},
+                   {"sdk_version", kSdkVersion},
+                   {"signing_key_hash", KeyHashPrefix(options.signing_key)},
+                   {"signing_key_fallback_hash", KeyHashPrefix(options.signing_key_fallback)}});
+  return Finish(JsonReply(200, body));
 }
 
 ServeResponse ServeHandler::Sync(const ServeRequest& request) const {
   if (FindHeader(request.headers, "X-Inngest-Sync-Kind") == "in_band") {
-    if (!client_.options().signing_key.empty()) {
-      const std::string_view header = FindHeader(request.headers, "X-Inngest-Signature");
-      const std::vector<std::string> keys = {client_.options().signing_key,
-                                             client_.options().signing_key_fallback};
-      const int64_t now = NowSeconds();
-      if (!FreshSignatureHeader(header, now) ||
-          !signing::VerifySignature(header, request.body, keys, now).ok()) {
-        return Finish(JsonReply(401, {{"message", "Unauthorized"}}));
-      }
+    if (!client_.options().signing_key.empty() && !Signed(request.headers, request.body)) {
+      return Unauthorized();
     }
     Json reg = register_body();
     ServeResponse r = JsonReply(200, {{"app_id", client_.options().app_id},
@@ -229,7 +281,7 @@ ServeResponse ServeHandler::Sync(const ServeRequest& request) const {
 }
 
 ServeResponse ServeHandler::Call(const ServeRequest& request) const {
-  if (request.body.empty()) return Finish(JsonReply(401, {{"message", "Unauthorized"}}));
+  if (request.body.empty()) return Unauthorized();
   // The body is parsed once, when first needed: with a signing key, not before the call is
   // known to be signed at all.
   std::optional<Result<Json>> parsed;
@@ -254,17 +306,14 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
                     signing::VerifySignature(header, *canonical, keys, now).ok();
       }
     }
-    if (!authentic) {
-      // Per the protocol, no x-inngest-* headers but SDK-Handled on a rejected request.
-      return {401,
-              {{"Content-Type", "application/json"}, {"X-Inngest-SDK-Handled", "true"}},
-              Json{{"message", "Unauthorized"}}.dump()};
-    }
+    if (!authentic) return Unauthorized();
   }
   if (!parsed) parsed = ParseUntrustedJson(request.body, kCallBodyJsonLimits);
+  // Retried: another host of the app (a deploy rolling out) may know the function, and a
+  // body that is not JSON is no fault of the function's, whose run it must not fail for good.
   auto internal_error = [&](const std::string& message) {
-    return Finish(JsonReply(
-        500, {{"type", "internal"}, {"name", "Error"}, {"message", Utf8String(message)}}));
+    return Finish(Retriable(JsonReply(
+        500, {{"type", "internal"}, {"name", "Error"}, {"message", Utf8String(message)}})));
   };
   if (!parsed->ok() || !(*parsed)->is_object()) return internal_error("request body is not JSON");
   Json body = std::move(**parsed);
@@ -320,7 +369,12 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
   };
   try {
     Json result = (*it->second)(ctx);
-    if (!x.ran) return Finish(JsonReply(200, result));
+    // The end alone is held to the limits a coordinator holds the reply to, as a step's
+    // result is: an end it would refuse fails the run for good here (a NonRetriableError,
+    // answered below) rather than being made, sent and refused again on every attempt.
+    if (!x.ran) {
+      return Finish(JsonReply(200, AsReplied(result, "the function's return value", 0, 0)));
+    }
     // The function returned after the step it ran: both go in this reply, to be recorded
     // together (Execution::ran), unless that makes it too large.
     Op end;
@@ -357,9 +411,11 @@ ServeResponse ServeHandler::FailureReply(const Execution& x) const {
   try {
     throw;
   } catch (const StepNotFound& nf) {
-    return Finish(
+    // Retried, as the protocol has it: a host of another version (a deploy rolling out) may
+    // reach the step.
+    return Finish(Retriable(
         JsonReply(500, {{"error", Utf8String("Could not find step \"" + nf.step_id + "\"")},
-                        {"requestedStep", Utf8String(nf.step_id)}}));
+                        {"requestedStep", Utf8String(nf.step_id)}})));
   } catch (const NonRetriableError& e) {
     return error_reply("NonRetriableError", e.what(), true, std::nullopt);
   } catch (const StepError& e) {

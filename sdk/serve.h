@@ -7,6 +7,7 @@
 #include <chrono>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/http_client.h"
@@ -47,8 +48,10 @@ class ServeHandler {
 
   // POST: run a function (verifying the signature when a signing key is set);
   // PUT: sync with the coordinator (in-band when asked, else by POST /fn/register);
-  // GET: introspection. Thread-safe. Never throws: whatever goes wrong is an answer (a 500
-  // at worst).
+  // GET: introspection (docs/protocol.md §7): with a signing key, 401 unless signed over an
+  // empty body, and then the app's identity and the first 12 hex digits of its keys' hashes,
+  // never the keys. Thread-safe. Never throws: whatever goes wrong is an answer (a 500 at
+  // worst).
   ServeResponse handle(const ServeRequest& request) const;
 
   // Registers the functions with the coordinator (POST /fn/register). Call at start-up.
@@ -68,6 +71,9 @@ class ServeHandler {
   ServeResponse Sync(const ServeRequest& request) const;
   ServeResponse Introspect(const ServeRequest& request) const;
   ServeResponse Finish(ServeResponse response) const;
+  // Whether `headers` carry a signature of `body`, fresh and by the signing key or its
+  // fallback.
+  bool Signed(const Headers& headers, std::string_view body) const;
 
   const Client& client_;
   std::string serve_url_;

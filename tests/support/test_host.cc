@@ -49,6 +49,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -398,13 +399,20 @@ int main(int argc, char** argv) {
   }
 
   funcky::sdk::Client client(client_options);
+  // The serve URL holds the bound port, so the server starts before the handler exists: its
+  // threads read the handler through an atomic pointer, set once the handler is whole, and
+  // answer 503 until then (a coordinator that knows this host from an earlier start may call
+  // it at once; it retries). A call answered so reached no function and is not recorded.
   std::unique_ptr<funcky::sdk::ServeHandler> handler;
+  std::atomic<const funcky::sdk::ServeHandler*> ready{nullptr};
   funcky::sdk::Server server(
-      [&](const funcky::sdk::ServeRequest& r) {
+      [&](const funcky::sdk::ServeRequest& r) -> funcky::sdk::ServeResponse {
+        const funcky::sdk::ServeHandler* h = ready.load(std::memory_order_acquire);
+        if (!h) return {503, {{"Content-Type", "application/json"}}, R"({"message":"starting"})"};
         if (r.method == "POST") {
           Record("call", std::string(funcky::FindHeader(r.headers, "X-Run-ID")), r.target);
         }
-        return handler->handle(r);
+        return h->handle(r);
       },
       server_options);
   if (auto s = server.start(); !s.ok()) {
@@ -416,7 +424,13 @@ int main(int argc, char** argv) {
       serve_url.empty()
           ? scheme + "://" + serve_host + ":" + std::to_string(server.port()) + server_options.path
           : serve_url;
-  handler = std::make_unique<funcky::sdk::ServeHandler>(client, url, std::move(functions));
+  try {
+    handler = std::make_unique<funcky::sdk::ServeHandler>(client, url, std::move(functions));
+  } catch (const std::invalid_argument& e) {  // a malformed signing key
+    std::cerr << e.what() << std::endl;
+    return 1;
+  }
+  ready.store(handler.get(), std::memory_order_release);
   funcky::Status registered = handler->register_functions(std::chrono::seconds(10));
   if (!registered.ok()) {
     std::cerr << "register: " << registered.ToString() << std::endl;

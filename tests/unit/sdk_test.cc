@@ -391,6 +391,51 @@ TEST_F(ServeTest, UnknownFunctionOrBadBodyIs500Internal) {
   EXPECT_EQ(h.handle({"DELETE", "/api", {}, ""}).status, 405);
 }
 
+// A call that fails but may pass when made again says so (X-Inngest-No-Retry: false), as the
+// protocol has every retriable failure do: an unknown function (a host of another version may
+// know it), a body that is not a JSON object, a step asked for that the replay does not reach.
+TEST_F(ServeTest, ARetriableFailureOfACallSaysNoRetryFalse) {
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [](Context& ctx) {
+                   ctx.step.run("a", [] { return Json(1); });
+                   return Json("end");
+                 })});
+  const std::string call = Json{{"event", Json::object()}, {"steps", Json::object()}}.dump();
+  for (const auto& [target, body] : {std::pair{std::string("/api?fnId=app-nope&stepId=step"), call},
+                                     {"/api?fnId=app-fn&stepId=step", "{oops"},
+                                     {"/api?fnId=app-fn&stepId=step", "[]"},
+                                     {"/api?fnId=app-fn&stepId=" + HashStepId("b"), call}}) {
+    SCOPED_TRACE(target + " " + body);
+    auto r = h.handle({"POST", target, {}, body});
+    EXPECT_EQ(r.status, 500) << r.body;
+    EXPECT_EQ(Header(r, "X-Inngest-No-Retry"), "false");
+  }
+}
+
+// Every refusal has the protocol's form: 401 {"message":"Unauthorized"}, unsigned, with no
+// x-inngest-* header but SDK-Handled. With a signing key: a GET, an in-band PUT and a call
+// that are not signed; in any mode, a call without a body.
+TEST_F(ServeTest, EveryRefusalIs401WithNoInngestHeaderButSdkHandled) {
+  ServeHandler h = SignedHandler();
+  ServeHandler dev(client_, "http://h/api", {});
+  const std::vector<ServeResponse> refused = {
+      h.handle({"GET", "/api", {}, ""}),
+      h.handle({"PUT", "/api", {{"X-Inngest-Sync-Kind", "in_band"}}, "{}"}),
+      h.handle({"POST", "/api?fnId=app-fn&stepId=step", {}, "{}"}),
+      dev.handle({"POST", "/api?fnId=app-fn&stepId=step", {}, ""})};
+  for (size_t i = 0; i < refused.size(); ++i) {
+    SCOPED_TRACE(i);
+    const ServeResponse& r = refused[i];
+    EXPECT_EQ(r.status, 401);
+    EXPECT_EQ(Json::parse(r.body), Json({{"message", "Unauthorized"}}));
+    EXPECT_EQ(Header(r, "X-Inngest-SDK-Handled"), "true");
+    for (const auto& header : r.headers) {
+      const std::string& name = header.first;
+      EXPECT_TRUE(name == "X-Inngest-SDK-Handled" || !name.starts_with("X-Inngest-")) << name;
+    }
+  }
+  EXPECT_EQ(signed_runs_, 0);
+}
+
 TEST_F(ServeTest, WithSigningKeyOnlyFreshCorrectSignaturesRun) {
   ServeHandler h = SignedHandler();
   const int& runs = signed_runs_;
@@ -633,6 +678,75 @@ TEST_F(ServeTest, AStepResultTheCoordinatorWouldRefuseFailsTheStepForGood) {
   EXPECT_EQ((*ops)[0].data, nested(126));
 }
 
+// A function's end that a coordinator would refuse in the reply that carries it alone (more
+// than 16 MiB as JSON, nested deeper than 128 levels, holding \u0000, not UTF-8) fails the run
+// for good, saying why, on any attempt: sent, it would be refused on every one. After the step
+// a call ran, that step is recorded first and the replay past it fails. An end at the limits
+// goes through.
+TEST_F(ServeTest, AnEndTheCoordinatorWouldRefuseFailsTheRunForGood) {
+  auto nested = [](int levels) {
+    Json v = Json::array();
+    for (int i = 1; i < levels; ++i) v = Json::array({v});
+    return v;
+  };
+  const size_t limit = kHostReplyJsonLimits.max_bytes;
+  // Each function makes its end when it runs: the large ones are not held beforehand.
+  auto ending = [](const std::string& id, std::function<Json()> make) {
+    return create_function({.id = id}, [make](Context&) { return make(); });
+  };
+  ServeHandler h(
+      client_, "http://h/api",
+      {ending("large", [limit] { return Json(std::string(limit - 1, 'x')); }),  // limit + 1 quoted
+       ending("deep", [&] { return nested(129); }),
+       ending("nul", [] { return Json(std::string("a\0b", 3)); }),
+       ending("not-utf8", [] { return Json(std::string("\xff")); }),
+       ending("at-limit", [limit] { return Json(std::string(limit - 2, 'x')); }),
+       ending("deep-at-limit", [&] { return nested(128); }),
+       create_function({.id = "after-a-step"}, [limit](Context& ctx) {
+         ctx.step.run("a", [] { return Json("A"); });
+         return Json(std::string(limit, 'x'));
+       })});
+  auto call = [&](const std::string& fn, Json steps = Json::object()) {
+    Json body = {{"event", {{"name", "e"}}},
+                 {"steps", steps},
+                 {"ctx", {{"attempt", 0}, {"max_attempts", 3}}}};
+    return h.handle({"POST", "/api?fnId=app-" + fn + "&stepId=step", {}, body.dump()});
+  };
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"large", "JSON text of " + std::to_string(limit + 1) +
+                    " bytes is larger than the limit of " + std::to_string(limit)},
+      {"deep", "JSON nested deeper than 128 levels"},
+      {"nul", "\\u0000"},
+      {"not-utf8", "cannot be sent as JSON"}};
+  for (const auto& [fn, reason] : refused) {
+    SCOPED_TRACE(fn);
+    auto r = call(fn);
+    ASSERT_EQ(r.status, 400) << r.body.substr(0, 300);
+    EXPECT_EQ(Header(r, "X-Inngest-No-Retry"), "true");
+    Json error = Json::parse(r.body);
+    EXPECT_EQ(error["name"], "NonRetriableError");
+    const std::string message = error["message"].get<std::string>();
+    EXPECT_TRUE(message.starts_with("the function's return value")) << message;
+    EXPECT_NE(message.find(reason), std::string::npos) << message;
+  }
+  auto at_limit = call("at-limit");
+  EXPECT_EQ(at_limit.status, 200);
+  EXPECT_EQ(at_limit.body.size(), limit);
+  auto deep_at_limit = call("deep-at-limit");
+  EXPECT_EQ(deep_at_limit.status, 200);
+  EXPECT_EQ(Json::parse(deep_at_limit.body), nested(128));
+
+  auto step = call("after-a-step");
+  ASSERT_EQ(step.status, 206);
+  auto ops = ParseOps(step.body);
+  ASSERT_TRUE(ops.ok()) << ops.status().ToString();
+  ASSERT_EQ(ops->size(), 1u);
+  EXPECT_EQ((*ops)[0].code, OpCode::kStepRun);
+  auto end = call("after-a-step", {{HashStepId("a"), {{"data", "A"}}}});
+  EXPECT_EQ(end.status, 400) << end.body.substr(0, 300);
+  EXPECT_EQ(Header(end, "X-Inngest-No-Retry"), "true");
+}
+
 // Text a step tool would put in an op that is not UTF-8, or holds NUL (a step id, a wait's
 // event, an invoke's data), fails the function like any exception, before an op is made; a
 // config that cannot be written fails a sync with a 500. The handler throws nothing.
@@ -859,6 +973,84 @@ TEST_F(ServeTest, ASignatureTimeAtEitherEndOfInt64IsRefused) {
               401);
   }
   EXPECT_EQ(signed_runs_, 0);
+}
+
+// Introspection (GET) is open in dev mode. With a signing key only a GET signed over an empty
+// body, fresh, by the key or its fallback is answered (else 401), and then with the app's
+// identity and the first 12 hex digits of each key's hash: never a key, nor a whole hash,
+// which is a bearer token.
+TEST_F(ServeTest, IntrospectionIsOpenInDevModeAndSignedOnlyWithAKey) {
+  auto get = [](const ServeHandler& h, Headers headers = {}) {
+    return h.handle({"GET", "/api/funcky", std::move(headers), ""});
+  };
+  ServeHandler dev(client_, "http://h/api",
+                   {create_function({.id = "fn"}, [](Context&) { return Json(nullptr); })});
+  auto open = get(dev);
+  ASSERT_EQ(open.status, 200) << open.body;
+  Json dev_view = Json::parse(open.body);
+  EXPECT_EQ(dev_view["mode"], "dev");
+  EXPECT_EQ(dev_view["has_signing_key"], false);
+  EXPECT_EQ(dev_view["function_count"], 1);
+  EXPECT_FALSE(dev_view.contains("authentication_succeeded")) << dev_view;
+  EXPECT_FALSE(dev_view.contains("app_id")) << dev_view;
+
+  const std::string key = "signkey-test-12345678abcdef00";  // docs/protocol.md §7's example
+  const std::string fallback = "signkey-test-c0ffee";
+  Client client({.app_id = "app", .signing_key = key, .signing_key_fallback = fallback});
+  ServeHandler h(client, "https://h.example:8443/api/funcky?x=1",
+                 {create_function({.id = "fn"}, [](Context&) { return Json(nullptr); })});
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  for (const std::string& header :
+       {std::string(), std::string("t=abc&s=00"),
+        signing::SignatureHeader("", "signkey-test-dead", now),
+        signing::SignatureHeader("", key, now - 360), signing::SignatureHeader("{}", key, now)}) {
+    SCOPED_TRACE(header);
+    Headers headers;
+    if (!header.empty()) headers.emplace_back("X-Inngest-Signature", header);
+    auto refused = get(h, headers);
+    EXPECT_EQ(refused.status, 401) << refused.body;
+    EXPECT_EQ(Json::parse(refused.body), Json({{"message", "Unauthorized"}}));
+  }
+  const std::string fallback_hash(
+      signing::KeyMaterial(signing::HashedSigningKey(fallback)).substr(0, 12));
+  for (const std::string& signer : {key, fallback}) {
+    SCOPED_TRACE(signer);
+    auto r = get(h, {{"X-Inngest-Signature", signing::SignatureHeader("", signer, now)}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    Json view = Json::parse(r.body);
+    EXPECT_EQ(view["authentication_succeeded"], true);
+    EXPECT_EQ(view["mode"], "cloud");
+    EXPECT_EQ(view["has_signing_key"], true);
+    EXPECT_EQ(view["function_count"], 1);
+    EXPECT_EQ(view["schema_version"], "2024-05-24");
+    EXPECT_EQ(view["app_id"], "app");
+    EXPECT_EQ(view["framework"], "funcky");
+    EXPECT_EQ(view["sdk_language"], "cpp");
+    EXPECT_TRUE(view["sdk_version"].is_string() && !view["sdk_version"].get<std::string>().empty())
+        << view;
+    EXPECT_EQ(view["serve_origin"], "https://h.example:8443");
+    EXPECT_EQ(view["serve_path"], "/api/funcky");
+    EXPECT_EQ(view["signing_key_hash"], "1425c614b3c1");
+    EXPECT_EQ(view["signing_key_fallback_hash"], fallback_hash);
+    EXPECT_EQ(fallback_hash.size(), 12u);
+    for (const std::string& secret :
+         {std::string("12345678abcdef00"), std::string("c0ffee"),
+          std::string(signing::KeyMaterial(signing::HashedSigningKey(key))),
+          std::string(signing::KeyMaterial(signing::HashedSigningKey(fallback)))}) {
+      EXPECT_EQ(r.body.find(secret), std::string::npos) << secret;
+    }
+    // The answer is signed with the main key, as every answer is.
+    EXPECT_TRUE(
+        signing::VerifySignature(Header(r, "X-Inngest-Signature"), r.body, {key}, now).ok());
+  }
+  // Without a fallback key, its hash is null.
+  ServeHandler no_fallback = SignedHandler();
+  auto r = get(no_fallback,
+               {{"X-Inngest-Signature", signing::SignatureHeader("", "signkey-test-beef", now)}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Json::parse(r.body)["signing_key_fallback_hash"], nullptr);
 }
 
 // A signing key (or fallback) that is set but malformed is refused when the handler is made,
