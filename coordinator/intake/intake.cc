@@ -357,11 +357,13 @@ int Intake::ResolveWaits(const store::EventRecord& event,
 }
 
 void Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionSet& set) {
-  const int64_t now_ms = UnixMillis(clock_.Now());
+  // As of the event's receipt: a run created since (in the same request, or a racing one) is
+  // not the event's to cancel, and the timeout counts to when it came.
+  const int64_t at_ms = event.received_at_ms;
   for (const auto& [fn_id, flow] : set.flows) {
     for (const scheduler::CancelOn& on : flow.cancel) {
       if (!scheduler::EventNameMatches(on.event, event.name)) continue;
-      auto runs = store_.ActiveRuns(fn_id, kMaxActiveRunsScanned);
+      auto runs = store_.ActiveRuns(fn_id, at_ms, kMaxActiveRunsScanned);
       if (!runs.ok()) {
         logging::Error({.function_id = fn_id}, "cancel_on of {}: listing runs failed: {}", fn_id,
                        runs.status().ToString());
@@ -369,7 +371,7 @@ void Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionS
       }
       for (const store::ActiveRun& run : *runs) {
         if (run.event.value("id", std::string()) == event.id) continue;  // its own trigger
-        if (now_ms - run.created_at_ms > on.timeout.count()) continue;
+        if (at_ms - run.created_at_ms > on.timeout.count()) continue;
         if (on.condition && !on.condition->Matches(expr::Variables{{"event", &run.event},
                                                                    {"async", &event.payload}})) {
           continue;

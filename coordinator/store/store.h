@@ -789,8 +789,12 @@ class RunControl {
   // not finished within `finish` of their start. Each ends as CancelRun ends a run, with a
   // Timeout error; returns their ids. Safe with several coordinators at once.
   virtual Result<std::vector<std::string>> CancelTimedOutRuns(TimePoint now, int limit) = 0;
-  // Runs of `function_id` that have not ended, oldest first.
-  virtual Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int limit) = 0;
+  // Runs of `function_id` that have not ended and were there before `before_ms`: created
+  // before it, for an event received before it (a debounced run whose event a later one
+  // replaced belongs to the later event). Oldest first. What a cancel_on event received at
+  // `before_ms` may cancel: not the runs of its own request, nor later ones.
+  virtual Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id,
+                                                    int64_t before_ms, int limit) = 0;
 
   // The run-end outbox. Every transaction that ends a run (completed, failed, cancelled)
   // also records the run here; the end is announced after commit and then acknowledged.

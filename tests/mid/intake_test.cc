@@ -190,6 +190,55 @@ TEST_F(IntakeHarness, InvocationsOfADebouncedFunctionEachGetTheirOwnRun) {
   for (const store::RunRecord& r : *runs) EXPECT_EQ(events.count(r.event_id), 1u) << r.id;
 }
 
+// A cancel_on event cancels the runs there were when it came: a run from an earlier request,
+// not one its own request starts (before or after it in the request); a run created after it
+// is left to a later cancel event.
+TEST_F(IntakeHarness, ACancelEventCancelsOnlyTheRunsThereWereWhenItCame) {
+  store::AppSync sync = OneFunctionApp("cancellable", "test/start");
+  sync.functions[0].config["cancel"] = store::Json::array({{{"event", "test/stop"}}});
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  int sent = 0;
+  // Ingests one request of events named `names`; the internal ids of its test/start events.
+  auto ingest = [&](const std::vector<std::string>& names) {
+    std::vector<intake::IncomingEvent> events;
+    for (const std::string& name : names) {
+      const int64_t now_ms = UnixMillis(clock_.Now());
+      events.push_back({{{"name", name},
+                         {"data", store::Json::object()},
+                         {"id", name + "-" + std::to_string(++sent)},
+                         {"ts", now_ms}},
+                        NewUlid(now_ms)});
+    }
+    std::vector<std::string> starts;
+    auto r = intake_->Ingest(std::move(events));
+    EXPECT_THAT(r, IsOk());
+    if (!r.ok()) return starts;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "test/start") starts.push_back(r->stored[i].internal_id);
+    }
+    return starts;
+  };
+  auto status_of = [&](const std::string& event_id) {
+    auto runs = store_->ListRuns({.event_id = event_id, .limit = 10});
+    EXPECT_THAT(runs, IsOk());
+    return runs.ok() && runs->size() == 1 ? (*runs)[0].status : "(no single run)";
+  };
+
+  const std::vector<std::string> earlier = ingest({"test/start"});
+  clock_.Advance(1ms);
+  const std::vector<std::string> same = ingest({"test/start", "test/stop", "test/start"});
+  ASSERT_EQ(earlier.size(), 1u);
+  ASSERT_EQ(same.size(), 2u);
+  EXPECT_EQ(status_of(earlier[0]), store::kCancelled);
+  EXPECT_EQ(status_of(same[0]), store::kQueued);
+  EXPECT_EQ(status_of(same[1]), store::kQueued);
+
+  clock_.Advance(1ms);
+  ingest({"test/stop"});
+  EXPECT_EQ(status_of(same[0]), store::kCancelled);
+  EXPECT_EQ(status_of(same[1]), store::kCancelled);
+}
+
 // An event whose first ingest stored it but resumed none of its waits (the coordinator stopped
 // between the commit and the resumes) resumes them when it is sent again, as a duplicate: the
 // waits open when it was stored, not one registered since (that one looked back for it).

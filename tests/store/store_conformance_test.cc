@@ -3535,11 +3535,39 @@ TEST_P(StoreConformance, AReplayIsAnotherRunOfTheSameEvent) {
   filter.event_id = run->event_id;
   EXPECT_EQ(store_->ListRuns(filter)->size(), 2u);
   EXPECT_EQ(store_->StartRun("01NOSUCHEVENT", replay, clock_.Now()).code(), StatusCode::kNotFound);
-  auto active = store_->ActiveRuns("app-plain", 10);
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  auto active = store_->ActiveRuns("app-plain", now_ms + 1, 10);
   ASSERT_TRUE(active.ok());
   ASSERT_EQ(active->size(), 1u);  // the first run ended
   EXPECT_EQ((*active)[0].run_id, replay.run_id);
   EXPECT_EQ((*active)[0].event["name"], "test/e");
+  // Not there before it was made (a cancel_on event received then does not touch it).
+  active = store_->ActiveRuns("app-plain", now_ms, 10);
+  ASSERT_TRUE(active.ok());
+  EXPECT_TRUE(active->empty());
+}
+
+// ActiveRuns(before_ms) holds the runs there were before that time: created before it, for an
+// event received before it.
+TEST_P(StoreConformance, ActiveRunsAreThoseCreatedForEventsReceivedBeforeTheBound) {
+  const std::string first = Start("app-plain");
+  const int64_t first_ms = UnixMillis(clock_.Now());
+  clock_.Advance(std::chrono::milliseconds(5));
+  const std::string second = Start("app-plain");
+  const int64_t second_ms = UnixMillis(clock_.Now());
+  auto ids = [&](int64_t before_ms) {
+    std::vector<std::string> out;
+    auto active = store_->ActiveRuns("app-plain", before_ms, 10);
+    EXPECT_TRUE(active.ok()) << active.status().ToString();
+    if (active.ok()) {
+      for (const ActiveRun& r : *active) out.push_back(r.run_id);
+    }
+    return out;
+  };
+  EXPECT_THAT(ids(first_ms), ::testing::IsEmpty());
+  EXPECT_THAT(ids(first_ms + 1), ::testing::ElementsAre(first));
+  EXPECT_THAT(ids(second_ms), ::testing::ElementsAre(first));
+  EXPECT_THAT(ids(second_ms + 1), ::testing::ElementsAre(first, second));
 }
 
 TEST_P(StoreConformance, RetentionDeletesOnlyOldFinishedRunsAndEventsNoRunNeeds) {

@@ -2728,14 +2728,16 @@ Result<std::vector<std::string>> SqlStore::CancelTimedOutRuns(TimePoint now, int
   return cancelled;
 }
 
-Result<std::vector<ActiveRun>> SqlStore::ActiveRuns(const std::string& function_id, int limit) {
+Result<std::vector<ActiveRun>> SqlStore::ActiveRuns(const std::string& function_id,
+                                                    int64_t before_ms, int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<ActiveRun>> {
     std::vector<ActiveRun> out;
     for (Row row :
          tx.Query("SELECT r.id, e.payload, r.created_at_ms FROM runs r "
                   "JOIN events e ON e.internal_id = r.event_id WHERE r.function_id = $1 "
-                  "AND r.status NOT IN ('completed', 'failed', 'cancelled') ORDER BY r.id LIMIT $2",
-                  {function_id, limit})) {
+                  "AND r.status NOT IN ('completed', 'failed', 'cancelled') "
+                  "AND r.created_at_ms < $3 AND e.received_at_ms < $3 ORDER BY r.id LIMIT $2",
+                  {function_id, limit, before_ms})) {
       out.push_back({row.Text(0), row.JsonCol(1), row.Int(2)});
     }
     return out;

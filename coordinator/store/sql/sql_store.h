@@ -82,7 +82,8 @@ class SqlStore final : public Store {
   Result<bool> CancelRun(const std::string& run_id, const Json& error, TimePoint now) override;
   Status StartRun(const std::string& event_internal_id, const NewRun& run, TimePoint now) override;
   Result<std::vector<std::string>> CancelTimedOutRuns(TimePoint now, int limit) override;
-  Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int limit) override;
+  Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int64_t before_ms,
+                                            int limit) override;
   Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) override;
   Status AckRunEnds(const std::vector<std::string>& run_ids) override;
   Result<SweepsDue> DueSweeps(int64_t lookbacks_before_ms, int64_t ends_before_ms,
