@@ -177,6 +177,7 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
   for (IncomingEvent& in : events) {
     store::NewEvent ne;
     ne.event = RecordOf(in, now_ms);
+    ne.cancels = Cancels(ne.event.name, set);
     std::vector<const store::FunctionRecord*> targets;
     if (in.target_function) {
       if (const store::FunctionRecord* fn = set.Find(*in.target_function)) targets.push_back(fn);
@@ -243,6 +244,7 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
   IngestResult result;
   int resumed = 0;
   bool joined_batch = false;
+  std::vector<std::string> cancels_done;  // events whose cancel_on runs are cancelled
   for (size_t i = 0; i < stored.size(); ++i) {
     if (stored[i].duplicate) {
       // Stored before, by a request whose waits may not all have been resumed: a coordinator
@@ -281,7 +283,15 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
     if (!waits.empty()) {
       resumed += ResolveWaits(batch[i].event, waits, &result.waits_not_resumed);
     }
-    CancelMatchingRuns(batch[i].event, set);
+    if (batch[i].cancels && CancelMatchingRuns(batch[i].event, set)) {
+      cancels_done.push_back(batch[i].event.internal_id);
+    }
+  }
+  // Those not done (a store failure, or a crash before here) stay in the outbox: the sweep
+  // does them.
+  if (Status s = store_.AckCancels(cancels_done); !s.ok()) {
+    spdlog::warn("acknowledging the cancels of {} event(s) failed: {}; the sweep does them again",
+                 cancels_done.size(), s.ToString());
   }
   result.stored = std::move(stored);
   // Runs started here need no claim; the others are found by one.
@@ -356,10 +366,21 @@ int Intake::ResolveWaits(const store::EventRecord& event,
   return resumed;
 }
 
-void Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionSet& set) {
+bool Intake::Cancels(const std::string& event_name, const FunctionSet& set) {
+  return std::any_of(set.flows.begin(), set.flows.end(), [&](const auto& entry) {
+    const std::vector<scheduler::CancelOn>& cancel = entry.second.cancel;
+    return std::any_of(cancel.begin(), cancel.end(), [&](const scheduler::CancelOn& on) {
+      return scheduler::EventNameMatches(on.event, event_name);
+    });
+  });
+}
+
+bool Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionSet& set) {
   // As of the event's receipt: a run created since (in the same request, or a racing one) is
-  // not the event's to cancel, and the timeout counts to when it came.
+  // not the event's to cancel, and the timeout counts to when it came. So it may be done
+  // again later (the sweep) and cancel the same runs.
   const int64_t at_ms = event.received_at_ms;
+  bool done = true;
   for (const auto& [fn_id, flow] : set.flows) {
     for (const scheduler::CancelOn& on : flow.cancel) {
       if (!scheduler::EventNameMatches(on.event, event.name)) continue;
@@ -367,6 +388,7 @@ void Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionS
       if (!runs.ok()) {
         logging::Error({.function_id = fn_id}, "cancel_on of {}: listing runs failed: {}", fn_id,
                        runs.status().ToString());
+        done = false;
         continue;
       }
       for (const store::ActiveRun& run : *runs) {
@@ -384,10 +406,12 @@ void Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionS
           logging::Error({.run_id = run.run_id, .function_id = fn_id},
                          "run {}: cancelling failed: {}", run.run_id,
                          cancelled.status().ToString());
+          done = false;
         }
       }
     }
   }
+  return done;
 }
 
 Result<bool> Intake::Cancel(const std::string& run_id, const Json& reason) {
@@ -751,6 +775,7 @@ void Intake::Sweep(bool all) {
   if (due->lookbacks) SweepLookbacks(before);
   if (due->lane_gaps) AnnounceLaneGaps();
   if (due->timeouts) SweepTimeouts();
+  if (due->cancels) SweepCancels(ends_before);
   if (!due->run_ends) return;
   auto pending = store_.PendingRunEnds(ends_before, kSweepBatch);
   if (!pending.ok()) {
@@ -771,6 +796,27 @@ void Intake::Sweep(bool all) {
   }
   spdlog::info("announcing the end of {} run(s) recorded but not announced", ends.size());
   Announce(std::move(ends));
+}
+
+void Intake::SweepCancels(int64_t received_before_ms) {
+  auto pending = store_.PendingCancels(received_before_ms, kSweepBatch);
+  auto set = Functions(/*refresh=*/false);
+  if (!pending.ok() || !set.ok()) {
+    spdlog::warn("reading the cancel_on events to do failed: {}",
+                 (pending.ok() ? set.status() : pending.status()).ToString());
+    return;
+  }
+  std::vector<std::string> done;
+  for (const store::EventRecord& event : *pending) {
+    if (CancelMatchingRuns(event, **set)) done.push_back(event.internal_id);
+  }
+  if (!pending->empty()) {
+    spdlog::info("cancel_on: did the cancels of {} of {} event(s) stored but not done", done.size(),
+                 pending->size());
+  }
+  if (Status s = store_.AckCancels(done); !s.ok()) {
+    spdlog::warn("acknowledging the cancels of {} event(s) failed: {}", done.size(), s.ToString());
+  }
 }
 
 void Intake::SweepTimeouts() {

@@ -136,8 +136,11 @@ class Intake final : public executor::RunEvents {
   // that were open when it was stored.
   int ResolveWaitsOfStored(const std::string& internal_id,
                            const std::vector<store::WaitRecord>& waits, int* failed);
-  // Cancels the runs whose cancel_on `event` matches.
-  void CancelMatchingRuns(const store::EventRecord& event, const FunctionSet& set);
+  // Whether an event named `event_name` matches a cancel_on of a function of `set`.
+  static bool Cancels(const std::string& event_name, const FunctionSet& set);
+  // Cancels the runs whose cancel_on `event` matches, as of its receipt; false when listing
+  // or cancelling failed for some (done again, it cancels the rest).
+  bool CancelMatchingRuns(const store::EventRecord& event, const FunctionSet& set);
   // The memo a wait of `kind` resumes with when `event` matches it.
   static Json WaitMemo(std::string_view kind, const Json& event);
   bool WaitMatches(const std::string& expression, const Json& trigger, const Json& event);
@@ -153,8 +156,9 @@ class Intake final : public executor::RunEvents {
   // outbox for the sweep.
   void Announce(std::vector<PendingEnd> ends);
   // Announces the recorded ends older than the sweep age (any age when `all`), does the
-  // pending look-backs of waits as old, announces lane gaps and cancels runs past their
-  // timeouts: each only when the store says it has something to do (DueSweeps).
+  // pending look-backs of waits as old and the cancel_on events' pending cancels, announces
+  // lane gaps and cancels runs past their timeouts: each only when the store says it has
+  // something to do (DueSweeps).
   void Sweep(bool all);
   // Does the pending look-backs of waits created before `before` (Unix ms).
   void SweepLookbacks(int64_t before);
@@ -163,6 +167,9 @@ class Intake final : public executor::RunEvents {
   void AnnounceLaneGaps();
   // Cancels the runs past a deadline of their `timeouts` (any coordinator may; once each).
   void SweepTimeouts();
+  // Does the cancels of the cancel_on events stored before `received_before_ms` (0: any)
+  // whose cancels were not done (a crash after their commit, a store failure).
+  void SweepCancels(int64_t received_before_ms);
   // Resumes `wait` with the first event received since its lookback_from_ms that matches,
   // or marks its look-back done. false when the store failed (the sweep tries again).
   bool LookBack(const store::WaitRecord& wait);

@@ -273,6 +273,9 @@ inline constexpr const char* kGapSkipped = "skip_head";
 struct NewEvent {
   EventRecord event;
   std::vector<NewRun> runs;  // started only if the event is new
+  // It matches a function's cancel_on: a new event is recorded in the cancel outbox
+  // (RunControl::PendingCancels) with it.
+  bool cancels = false;
 };
 
 struct IngestedEvent {
@@ -770,6 +773,7 @@ struct SweepsDue {
   bool timeouts = false;   // CancelTimedOutRuns has runs past a deadline, or ended runs'
                            // deadlines to forget
   bool run_ends = false;   // PendingRunEnds(ends_before_ms, …) has runs
+  bool cancels = false;    // PendingCancels(ends_before_ms, …) has events
 };
 
 // Operator and cancel_on actions on runs.
@@ -804,6 +808,15 @@ class RunControl {
   // The ends of `run_ids` were announced: forget them. Unknown ids are ignored.
   virtual Status AckRunEnds(const std::vector<std::string>& run_ids) = 0;
 
+  // The cancel_on outbox. IngestEvents records each new event marked NewEvent::cancels in
+  // the transaction that stores it; the runs it cancels are cancelled after commit, and then
+  // it is acknowledged. Events recorded and not acknowledged, received before
+  // `received_before_ms` (0: any time), oldest first.
+  virtual Result<std::vector<EventRecord>> PendingCancels(int64_t received_before_ms,
+                                                          int limit) = 0;
+  // The runs `event_ids` cancel were cancelled: forget them. Unknown ids are ignored.
+  virtual Status AckCancels(const std::vector<std::string>& event_ids) = 0;
+
   // Whether each of the sweeps above has something to do at `now`, in one statement: an idle
   // coordinator's sweep is one short transaction rather than one for each kind.
   virtual Result<SweepsDue> DueSweeps(int64_t lookbacks_before_ms, int64_t ends_before_ms,
@@ -818,7 +831,8 @@ class Retention {
   // that ended before `horizon`, with their steps, attempts, queue items and waits, and up
   // to `batch` events received before `horizon` that no remaining run refers to. A run
   // that has not ended, or whose end is not yet announced (PendingRunEnds), is never
-  // deleted, nor is the event of a run that is kept. Returns how many runs and events it
+  // deleted, nor is the event of a run that is kept, nor one whose cancels are pending
+  // (PendingCancels). Returns how many runs and events it
   // deleted: call again until it returns 0.
   virtual Result<int64_t> DeleteExpired(TimePoint horizon, int batch) = 0;
 };

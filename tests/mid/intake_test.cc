@@ -239,6 +239,58 @@ TEST_F(IntakeHarness, ACancelEventCancelsOnlyTheRunsThereWereWhenItCame) {
   EXPECT_EQ(status_of(same[1]), store::kCancelled);
 }
 
+// A cancel_on event stored without its cancels done (the coordinator stopped between the
+// commit and the cancels, or the store failed them) is in the cancel outbox: the sweep does
+// them as of the event's receipt — the run from before it, not the one created since — and
+// acknowledges it.
+TEST_F(IntakeHarness, TheSweepDoesTheCancelsOfACancelEventStoredButNotDone) {
+  store::AppSync sync = OneFunctionApp("cancellable", "test/start");
+  sync.functions[0].config["cancel"] = store::Json::array({{{"event", "test/stop"}}});
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  auto start = [&](const std::string& id) {
+    const int64_t now_ms = UnixMillis(clock_.Now());
+    std::vector<intake::IncomingEvent> events;
+    events.push_back(
+        {{{"name", "test/start"}, {"data", store::Json::object()}, {"id", id}, {"ts", now_ms}},
+         NewUlid(now_ms)});
+    auto r = intake_->Ingest(std::move(events));
+    EXPECT_THAT(r, IsOk());
+    return r.ok() ? r->stored[0].internal_id : "";
+  };
+  auto status_of = [&](const std::string& event_id) {
+    auto runs = store_->ListRuns({.event_id = event_id, .limit = 10});
+    EXPECT_THAT(runs, IsOk());
+    return runs.ok() && runs->size() == 1 ? (*runs)[0].status : "(no single run)";
+  };
+  const std::string before = start("start-1");
+  clock_.Advance(1ms);
+  store::NewEvent stop;  // as an ingest that stopped after its commit left it
+  stop.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
+  stop.event.id = "stop-1";
+  stop.event.name = "test/stop";
+  stop.event.payload = {{"name", "test/stop"},
+                        {"data", store::Json::object()},
+                        {"id", "stop-1"},
+                        {"ts", UnixMillis(clock_.Now())}};
+  stop.event.received_at_ms = UnixMillis(clock_.Now());
+  stop.cancels = true;
+  ASSERT_THAT(store_->IngestEvents({stop}, clock_.Now(), nullptr), IsOk());
+  clock_.Advance(1ms);
+  const std::string since = start("start-2");
+  EXPECT_EQ(status_of(before), store::kQueued);
+
+  clock_.Advance(3s);  // past the sweep's age: the ingest that stored it is not coming back
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  for (;;) {
+    auto pending = store_->PendingCancels(0, 10);
+    ASSERT_THAT(pending, IsOk());
+    if (status_of(before) == store::kCancelled && pending->empty()) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), give_up) << "the sweep did not cancel the run";
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(status_of(since), store::kQueued);
+}
+
 // An event whose first ingest stored it but resumed none of its waits (the coordinator stopped
 // between the commit and the resumes) resumes them when it is sent again, as a duplicate: the
 // waits open when it was stored, not one registered since (that one looked back for it).

@@ -3547,6 +3547,49 @@ TEST_P(StoreConformance, AReplayIsAnotherRunOfTheSameEvent) {
   EXPECT_TRUE(active->empty());
 }
 
+// The cancel_on outbox: a new event marked `cancels` is recorded with it, a duplicate adds
+// nothing, DueSweeps says so once it is older than the bound, retention keeps the event while
+// its cancels are pending, and an acknowledgement forgets it.
+TEST_P(StoreConformance, ACancelEventIsInTheCancelOutboxUntilAcknowledged) {
+  NewEvent stop = Event("test/stop");
+  stop.cancels = true;
+  NewEvent plain = Event("test/plain");
+  const int64_t stored_ms = UnixMillis(clock_.Now());
+  ASSERT_THAT(store_->IngestEvents({stop, plain}, clock_.Now(), nullptr), IsOk());
+  NewEvent again = stop;
+  again.event.internal_id = NewUlid(stored_ms);  // a resend: the same id, a new internal id
+  auto resent = store_->IngestEvents({again}, clock_.Now(), nullptr);
+  ASSERT_THAT(resent, IsOk());
+  EXPECT_TRUE((*resent)[0].duplicate);
+
+  auto pending = store_->PendingCancels(0, 10);
+  ASSERT_THAT(pending, IsOk());
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].internal_id, stop.event.internal_id);
+  EXPECT_EQ((*pending)[0].name, "test/stop");
+  EXPECT_EQ((*pending)[0].payload, stop.event.payload);
+  EXPECT_EQ((*pending)[0].received_at_ms, stored_ms);
+  EXPECT_THAT(*store_->PendingCancels(stored_ms, 10), ::testing::IsEmpty());
+  auto due = store_->DueSweeps(0, stored_ms, clock_.Now());
+  ASSERT_THAT(due, IsOk());
+  EXPECT_FALSE(due->cancels);
+  due = store_->DueSweeps(0, stored_ms + 1, clock_.Now());
+  ASSERT_THAT(due, IsOk());
+  EXPECT_TRUE(due->cancels);
+
+  // Retention keeps the pending event, takes the other.
+  clock_.Advance(std::chrono::hours(2));
+  ASSERT_THAT(store_->DeleteExpired(clock_.Now() - std::chrono::hours(1), 100), IsOk());
+  EXPECT_THAT(store_->GetEvent(stop.event.internal_id), IsOk());
+  EXPECT_EQ(store_->GetEvent(plain.event.internal_id).status().code(), StatusCode::kNotFound);
+
+  ASSERT_THAT(store_->AckCancels({stop.event.internal_id, "01UNKNOWN"}), IsOk());
+  EXPECT_THAT(*store_->PendingCancels(0, 10), ::testing::IsEmpty());
+  EXPECT_FALSE(store_->DueSweeps(0, 0, clock_.Now())->cancels);
+  ASSERT_THAT(store_->DeleteExpired(clock_.Now() - std::chrono::hours(1), 100), IsOk());
+  EXPECT_EQ(store_->GetEvent(stop.event.internal_id).status().code(), StatusCode::kNotFound);
+}
+
 // ActiveRuns(before_ms) holds the runs there were before that time: created before it, for an
 // event received before it.
 TEST_P(StoreConformance, ActiveRunsAreThoseCreatedForEventsReceivedBeforeTheBound) {

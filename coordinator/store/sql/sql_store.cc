@@ -955,16 +955,16 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
   const int64_t now_ms = UnixMillis(now);
   const LaneLocks lanes = LanesOf(events);
   // An ingest whose runs are each a row and a first call (no lane, gate, deadline, start time,
-  // debounce or batch) reads nothing but which events it inserted and the functions'
-  // generation. Alone, it goes in one flight (InGroup's one_flight), the commit with it: it
-  // requires the generation it was given and every event inserted (Tx::Require), and when
-  // either is not so (a sync since, an event stored already), nothing is written and it is made
-  // again the usual way, which tells what happened. Not for events with ids of their own
-  // (idempotency keys): their resends are duplicates by design, and each such miss would cost a
-  // flight and a line in PostgreSQL's log.
+  // debounce or batch), and whose events cancel nothing, reads nothing but which events it
+  // inserted and the functions' generation. Alone, it goes in one flight (InGroup's one_flight),
+  // the commit with it: it requires the generation it was given and every event inserted
+  // (Tx::Require), and when either is not so (a sync since, an event stored already), nothing is
+  // written and it is made again the usual way, which tells what happened. Not for events with ids
+  // of their own (idempotency keys): their resends are duplicates by design, and each such miss
+  // would cost a flight and a line in PostgreSQL's log.
   const bool may_fly_once =
       lanes.empty() && std::all_of(events.begin(), events.end(), [](const NewEvent& ne) {
-        return ne.event.id == ne.event.internal_id &&
+        return ne.event.id == ne.event.internal_id && !ne.cancels &&
                std::all_of(ne.runs.begin(), ne.runs.end(),
                            [](const NewRun& run) { return Ungated(run) && !run.lane_key; });
       });
@@ -1053,6 +1053,10 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
         }
         out.push_back({std::move(stored_id), true});
         continue;
+      }
+      if (ne.cancels) {
+        tx.Send("INSERT INTO pending_cancels (event_id, received_at_ms) VALUES ($1, $2)",
+                {e.internal_id, now_ms});
       }
       IngestedEvent stored{e.internal_id, false};
       int64_t event_bytes = -1;  // as JSON, measured once if a batch needs it
@@ -2333,23 +2337,31 @@ std::string RunEndedBefore(int p) {
   const std::string bound = "$" + std::to_string(p) + "::bigint";
   return "(" + bound + " = 0 OR ended_at_ms < " + bound + ")";
 }
+// Pending cancels of events received before $p, or all of them when it is 0 (PendingCancels).
+std::string CancelReceivedBefore(int p) {
+  const std::string bound = "$" + std::to_string(p) + "::bigint";
+  return "(" + bound + " = 0 OR c.received_at_ms < " + bound + ")";
+}
 
 }  // namespace
 
 Result<SweepsDue> SqlStore::DueSweeps(int64_t lookbacks_before_ms, int64_t ends_before_ms,
                                       TimePoint now) {
   // Each condition is the one of the sweep's own read (PendingLookbacks, PendingLaneGaps,
-  // DueTimeouts, PendingRunEnds), or wider: a sweep asked for nothing finds nothing.
+  // DueTimeouts, PendingRunEnds, PendingCancels), or wider: a sweep asked for nothing finds
+  // nothing.
   const std::string sql = "SELECT EXISTS (SELECT 1 FROM waits w WHERE " + LookbackPendingBefore(2) +
                           "), EXISTS (SELECT 1 FROM lane_gaps WHERE NOT announced), " +
                           AnyTimeoutsDue() + ", EXISTS (SELECT 1 FROM run_ends WHERE " +
-                          RunEndedBefore(3) + ")";
+                          RunEndedBefore(3) + "), EXISTS (SELECT 1 FROM pending_cancels c WHERE " +
+                          CancelReceivedBefore(3) + ")";
   return InTransaction([&](Tx& tx) -> Result<SweepsDue> {
     Rows rows = tx.Query(sql, {UnixMillis(now), lookbacks_before_ms, ends_before_ms});
     return SweepsDue{.lookbacks = rows[0].Bool(0),
                      .lane_gaps = rows[0].Bool(1),
                      .timeouts = rows[0].Bool(2),
-                     .run_ends = rows[0].Bool(3)};
+                     .run_ends = rows[0].Bool(3),
+                     .cancels = rows[0].Bool(4)};
   });
 }
 
@@ -2369,6 +2381,29 @@ Status SqlStore::AckRunEnds(const std::vector<std::string>& run_ids) {
   if (run_ids.empty()) return Status::Ok();
   return InTransaction([&](Tx& tx) -> Status {
     tx.Send("DELETE FROM run_ends WHERE run_id IN @list($1)", {ListValue(run_ids)});
+    return Status::Ok();
+  });
+}
+
+Result<std::vector<EventRecord>> SqlStore::PendingCancels(int64_t received_before_ms, int limit) {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<EventRecord>> {
+    std::vector<EventRecord> out;
+    for (Row row :
+         tx.Query("SELECT e.internal_id, e.id, e.name, e.payload, e.received_at_ms "
+                  "FROM pending_cancels c JOIN events e ON e.internal_id = c.event_id "
+                  "WHERE " +
+                      CancelReceivedBefore(1) + " ORDER BY c.received_at_ms, c.event_id LIMIT $2",
+                  {received_before_ms, limit})) {
+      out.push_back({row.Text(0), row.Text(1), row.Text(2), row.JsonCol(3), row.Int(4)});
+    }
+    return out;
+  });
+}
+
+Status SqlStore::AckCancels(const std::vector<std::string>& event_ids) {
+  if (event_ids.empty()) return Status::Ok();
+  return InTransaction([&](Tx& tx) -> Status {
+    tx.Send("DELETE FROM pending_cancels WHERE event_id IN @list($1)", {ListValue(event_ids)});
     return Status::Ok();
   });
 }
@@ -2394,6 +2429,7 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
         "WHERE e.received_at_ms < $1 "
         "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.internal_id) "
         "AND NOT EXISTS (SELECT 1 FROM run_events re WHERE re.event_id = e.internal_id) "
+        "AND NOT EXISTS (SELECT 1 FROM pending_cancels c WHERE c.event_id = e.internal_id) "
         "LIMIT $2 {FOR UPDATE SKIP LOCKED})",
         {horizon_ms, batch});
     DeleteSpentGates(tx, horizon_ms);     // not counted: a pass that deletes only these is done

@@ -86,6 +86,8 @@ class SqlStore final : public Store {
                                             int limit) override;
   Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) override;
   Status AckRunEnds(const std::vector<std::string>& run_ids) override;
+  Result<std::vector<EventRecord>> PendingCancels(int64_t received_before_ms, int limit) override;
+  Status AckCancels(const std::vector<std::string>& event_ids) override;
   Result<SweepsDue> DueSweeps(int64_t lookbacks_before_ms, int64_t ends_before_ms,
                               TimePoint now) override;
 
