@@ -178,6 +178,10 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
     store::NewEvent ne;
     ne.event = RecordOf(in, now_ms);
     ne.cancels = Cancels(ne.event.name, set);
+    const Json& payload = ne.event.payload;
+    const auto ts = payload.find("ts");
+    const int64_t event_ts =
+        ts != payload.end() && ts->is_number_integer() ? ts->get<int64_t>() : 0;
     std::vector<const store::FunctionRecord*> targets;
     if (in.target_function) {
       if (const store::FunctionRecord* fn = set.Find(*in.target_function)) targets.push_back(fn);
@@ -192,11 +196,17 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
     for (const store::FunctionRecord* fn : targets) {
       if (fn->id == ended_fn) continue;
       auto run = NewRunFor(fn->id, set, ne.event.payload, now_ms);
-      if (run.ok() && in.target_function) run->start_at_ms = in.start_at_ms;
+      if (run.ok() && in.target_function) {
+        run->start_at_ms = in.start_at_ms;
+      } else if (run.ok() && event_ts > now_ms && !run->batch) {
+        // An event `ts` in the future schedules its run then, as in Inngest (not a batch's:
+        // its events have many times).
+        run->start_at_ms = event_ts;
+      }
       if (run.ok()) {
-        // No limit of the function counts its calls in flight: the run may start here at
-        // once (the store decides which runs qualify otherwise).
-        run->may_start_here = starter_.reserve && !fn->LimitsCalls();
+        // No limit of the function counts its calls in flight and it may start now: the run
+        // may start here at once (the store decides which runs qualify otherwise).
+        run->may_start_here = starter_.reserve && !fn->LimitsCalls() && !run->start_at_ms;
         may_start_here += run->may_start_here ? 1 : 0;
         // An invocation (or a cron tick) of one function runs alone: its invoker waits for
         // the end of the run of its own event, which a batch would hold back or put second.

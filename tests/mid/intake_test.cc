@@ -291,6 +291,42 @@ TEST_F(IntakeHarness, TheSweepDoesTheCancelsOfACancelEventStoredButNotDone) {
   EXPECT_EQ(status_of(since), store::kQueued);
 }
 
+// An event whose `ts` is in the future schedules its run then, as in Inngest: its first call
+// is not due before, and its timeouts.start counts from then, not from its receipt.
+TEST_F(IntakeHarness, AnEventTsInTheFutureSchedulesItsRunThen) {
+  store::AppSync sync = OneFunctionApp("scheduled", "test/later");
+  sync.functions[0].config["timeouts"] = {{"start", "5s"}};
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  std::vector<intake::IncomingEvent> events;
+  events.push_back({{{"name", "test/later"},
+                     {"data", store::Json::object()},
+                     {"id", "later-1"},
+                     {"ts", now_ms + 10'000}},
+                    NewUlid(now_ms)});
+  auto sent = intake_->Ingest(std::move(events));
+  ASSERT_THAT(sent, IsOk());
+  auto runs = store_->ListRuns({.event_id = sent->stored[0].internal_id, .limit = 10});
+  ASSERT_THAT(runs, IsOk());
+  ASSERT_EQ(runs->size(), 1u);
+  const std::string run = (*runs)[0].id;
+  auto claim_now = [&] {
+    auto claimed = store_->Claim(10, clock_.Now(), 30s);
+    EXPECT_THAT(claimed, IsOk());
+    return claimed.ok() ? *claimed : std::vector<store::QueueItem>{};
+  };
+  EXPECT_TRUE(claim_now().empty());
+  clock_.Advance(9'999ms);
+  auto timed_out = store_->CancelTimedOutRuns(clock_.Now(), 10);
+  ASSERT_THAT(timed_out, IsOk());
+  EXPECT_TRUE(timed_out->empty()) << "timeouts.start counted from the event's receipt";
+  EXPECT_TRUE(claim_now().empty());
+  clock_.Advance(1ms);
+  auto due = claim_now();
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].run_id, run);
+}
+
 // An event whose first ingest stored it but resumed none of its waits (the coordinator stopped
 // between the commit and the resumes) resumes them when it is sent again, as a duplicate: the
 // waits open when it was stored, not one registered since (that one looked back for it).

@@ -365,6 +365,8 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
   // The run's start slot holds its earlier due time (never later than this one) or a
   // throttle's slot, which still holds.
   if (!r[0].Null(3)) due = std::max(due, r[0].Int(3));
+  // Nor before the joining event's own start time (an event `ts` in the future).
+  if (run.start_at_ms) due = std::max(due, *run.start_at_ms);
   RecordSkip(tx, r[0].Text(2), run, kSkipDebounce, gate.key, now_ms);
   tx.Send("UPDATE runs SET event_id = $2, throttle_slot_ms = $3 WHERE id = $1",
           {pending, event_id, due});

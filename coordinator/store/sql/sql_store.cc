@@ -1136,7 +1136,10 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
         } else if (CreateRun(tx, e.internal_id, DebouncedRun(run, now_ms), now_ms)) {
           StartDebounce(tx, run, now_ms);
         }
-        RecordTimeouts(tx, run, run.debounce ? DebounceDue(run, now_ms, now_ms) : now_ms);
+        // timeouts.start counts from when the run may start: its debounce due, its start time.
+        RecordTimeouts(tx, run,
+                       std::max(run.debounce ? DebounceDue(run, now_ms, now_ms) : now_ms,
+                                run.start_at_ms.value_or(now_ms)));
         if (run.batch) StartBatch(tx, e.internal_id, event_bytes, run, now_ms);
         // Work for any coordinator, unless its first call is leased here or not queued yet.
         queued = queued || !unclaimable;
