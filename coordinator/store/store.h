@@ -719,7 +719,8 @@ class LaneStore {
   // lane has no head and nothing waits.
   virtual Result<std::string> SkipLaneHead(const std::string& function_id, const std::string& key,
                                            TimePoint now) = 0;
-  // The gaps lane (function_id, key) recorded, newest first.
+  // The gaps lane (function_id, key) recorded, newest first, but for the announced ones
+  // retention deleted (DeleteExpired).
   virtual Result<std::vector<LaneGap>> ListLaneGaps(const std::string& function_id,
                                                     const std::string& key, int limit) = 0;
   // What sequence lanes recorded of the event `internal_id` (stale, duplicate).
@@ -785,7 +786,8 @@ class RunControl {
   // already; kNotFound when there is no such run.
   virtual Result<bool> CancelRun(const std::string& run_id, const Json& error, TimePoint now) = 0;
   // Starts `run` for the stored event `event_internal_id` (a replay), as IngestEvents
-  // would: queued now, or behind its lane. kNotFound when there is no such event.
+  // would: queued now, or behind its lane. kNotFound when there is no such event, or no run
+  // `run.events_of`, also when retention (DeleteExpired) deletes it at the same time.
   virtual Status StartRun(const std::string& event_internal_id, const NewRun& run,
                           TimePoint now) = 0;
   // Cancels, each in a transaction of its own, up to `limit` runs past a deadline of their
@@ -832,8 +834,11 @@ class Retention {
   // to `batch` events received before `horizon` that no remaining run refers to. A run
   // that has not ended, or whose end is not yet announced (PendingRunEnds), is never
   // deleted, nor is the event of a run that is kept, nor one whose cancels are pending
-  // (PendingCancels). Returns how many runs and events it
-  // deleted: call again until it returns 0.
+  // (PendingCancels), nor a run whose number its sequence lane has not reached (one cancelled
+  // while it waited). With them go, uncounted, the lane outcomes of deleted events
+  // (LaneOutcomesOf) and the announced lane gaps recorded before `horizon` (ListLaneGaps); a
+  // lane's next number and totals stay. Returns how many runs and events it deleted: call
+  // again until it returns 0.
   virtual Result<int64_t> DeleteExpired(TimePoint horizon, int batch) = 0;
 };
 

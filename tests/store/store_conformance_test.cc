@@ -9,8 +9,10 @@
 // move a lane on, retry-head runs a blocked head again; concurrency limits hold back calls in
 // flight, per function and per key; a wait resumes once (by a match or by its timeout, never
 // both) and its timeout is a durable timer; cancelling a run drops its work and moves its
-// lane on; a replayed event starts another run; retention deletes only old finished runs
-// and the old events no remaining run refers to.
+// lane on; a replayed event starts another run, and is not found when retention deletes
+// the event meanwhile; retention deletes only old finished runs and the old events no
+// remaining run refers to, with their lane outcomes and old announced lane gaps, never what
+// a sequence lane's order needs.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -3680,6 +3682,209 @@ TEST_P(StoreConformance, RetentionDeletesOnlyOldFinishedRunsAndEventsNoRunNeeds)
   EXPECT_EQ(*store_->DeleteExpired(clock_.Now() - 30min, 500), 0);
 }
 
+// Retention takes a sequence lane's history with what it deletes: the outcomes of the events
+// it deletes, and the gaps announced before its horizon. The lane's next number stays, so an
+// old number sent again is still refused (stale, its run being gone), and so does a gap whose
+// funcky/lane.gap event is not stored yet. (Outcomes and gaps were kept for good.)
+TEST_P(StoreConformance, RetentionDeletesOldLaneOutcomesAndGapsButNotTheNextNumber) {
+  // Old: 1 runs; 3 waits for 2, given up (gap {2}, announced); 2 then is stale and 3 sent
+  // again a duplicate; 5 waits for 4, given up (gap {4}, not announced).
+  std::vector<QueueItem> items;
+  Send("t", 1, kFromOne);
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{1});
+  ASSERT_THAT(End(items[0]), IsOk());
+  Send("t", 3, kFromOne);
+  ASSERT_THAT(store_->SkipLaneHead("app-ordered", "t", clock_.Now()), IsOk());
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{3});
+  const std::string three = items[0].run_id;
+  ASSERT_THAT(End(items[0]), IsOk());
+  const std::string stale = Send("t", 2, kFromOne);
+  const std::string duplicate = Send("t", 3, kFromOne);
+  ASSERT_EQ(store_->LaneOutcomesOf(stale)->size(), 1u);
+  ASSERT_EQ(store_->LaneOutcomesOf(duplicate)->size(), 1u);
+  Send("t", 5, kFromOne);
+  ASSERT_THAT(store_->SkipLaneHead("app-ordered", "t", clock_.Now()), IsOk());
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{5});
+  ASSERT_THAT(End(items[0]), IsOk());
+  auto pending = store_->PendingLaneGaps(10);
+  ASSERT_THAT(pending, IsOk());
+  ASSERT_EQ(pending->size(), 2u);
+  ASSERT_EQ((*pending)[0].first, 2);
+  ASSERT_THAT(store_->AckLaneGaps({(*pending)[0].id}), IsOk());
+  auto ends = store_->PendingRunEnds(0, 100);
+  ASSERT_THAT(ends, IsOk());
+  ASSERT_THAT(store_->AckRunEnds(*ends), IsOk());
+
+  // Recent: 2 sent again (stale), and 7 waiting for 6, given up (gap {6}, announced).
+  clock_.Advance(1h);
+  const std::string recent_stale = Send("t", 2, kFromOne);
+  Send("t", 7, kFromOne);
+  ASSERT_THAT(store_->SkipLaneHead("app-ordered", "t", clock_.Now()), IsOk());
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{7});
+  ASSERT_THAT(End(items[0]), IsOk());
+  pending = store_->PendingLaneGaps(10);
+  ASSERT_THAT(pending, IsOk());
+  ASSERT_EQ(pending->size(), 2u);
+  ASSERT_EQ(pending->back().first, 6);
+  ASSERT_THAT(store_->AckLaneGaps({pending->back().id}), IsOk());
+
+  for (int pass = 0; pass < 10; ++pass) {
+    auto n = store_->DeleteExpired(clock_.Now() - 30min, 500);
+    ASSERT_THAT(n, IsOk());
+    if (*n == 0) break;
+  }
+  EXPECT_EQ(store_->GetRun(three).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetEvent(stale).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetEvent(duplicate).status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store_->LaneOutcomesOf(stale)->empty());
+  EXPECT_TRUE(store_->LaneOutcomesOf(duplicate)->empty());
+  auto kept = store_->LaneOutcomesOf(recent_stale);
+  ASSERT_THAT(kept, IsOk());
+  ASSERT_EQ(kept->size(), 1u);
+  EXPECT_EQ((*kept)[0].outcome, kStale);
+  auto gaps = store_->ListLaneGaps("app-ordered", "t", 10);
+  ASSERT_THAT(gaps, IsOk());
+  std::vector<int64_t> firsts;
+  for (const LaneGap& gap : *gaps) firsts.push_back(gap.first);
+  EXPECT_EQ(firsts, (std::vector<int64_t>{6, 4})) << "the old announced gap {2} is gone";
+  pending = store_->PendingLaneGaps(10);
+  ASSERT_THAT(pending, IsOk());
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].first, 4);
+
+  // The lane's row still knows what comes next: 3 again, whose run and outcomes are gone, is
+  // stale and starts nothing; 8 runs.
+  const std::string three_again = Send("t", 3, kFromOne);
+  auto again = store_->LaneOutcomesOf(three_again);
+  ASSERT_THAT(again, IsOk());
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ((*again)[0].outcome, kStale);
+  EXPECT_TRUE(Claim().empty());
+  Send("t", 8, kFromOne);
+  EXPECT_EQ(ClaimedNumbers(), std::vector<int64_t>{8});
+  auto stats = store_->GetQueueStats(clock_.Now());
+  ASSERT_THAT(stats, IsOk());
+  EXPECT_EQ(stats->lane_gaps, 3) << "the totals count what retention deleted";
+  EXPECT_EQ(stats->lane_stale, 3);
+  EXPECT_EQ(stats->lane_duplicates, 1);
+}
+
+// A run cancelled while it waited in a sequence lane keeps its number used up through
+// retention until the lane gets there: the lane steps past it without a gap, and the number
+// sent again is a duplicate naming it. (Retention deleted it with the other old runs: the lane
+// then waited gap_timeout for that number, and the number sent again ran.)
+TEST_P(StoreConformance, RetentionKeepsACancelledRunWhoseNumberItsLaneHasNotReached) {
+  auto expire = [&] {
+    for (int pass = 0; pass < 10; ++pass) {
+      auto n = store_->DeleteExpired(clock_.Now() - 30min, 500);
+      ASSERT_THAT(n, IsOk());
+      if (*n == 0) break;
+    }
+  };
+  auto ack_ends = [&] {
+    auto ends = store_->PendingRunEnds(0, 100);
+    ASSERT_THAT(ends, IsOk());
+    ASSERT_THAT(store_->AckRunEnds(*ends), IsOk());
+  };
+  Send("t", 1, kFromOne);
+  std::vector<QueueItem> items;
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{1});
+  const std::string one = items[0].run_id;
+  const std::string two_event = Send("t", 2, kFromOne);
+  auto runs = store_->ListRuns({.event_id = two_event});
+  ASSERT_THAT(runs, IsOk());
+  ASSERT_EQ(runs->size(), 1u);
+  const std::string two = (*runs)[0].id;
+  ASSERT_THAT(store_->CancelRun(two, {{"name", "Cancelled"}}, clock_.Now()), IsOk());
+  ASSERT_THAT(End(items[0]), IsOk());  // the lane, idle, expects 2 next
+  ack_ends();
+  clock_.Advance(1h);
+  expire();
+  EXPECT_EQ(store_->GetRun(one).status().code(), StatusCode::kNotFound) << "the lane is past 1";
+  EXPECT_EQ(RunStatus(two), kCancelled) << "the lane is not past 2";
+
+  const std::string two_again = Send("t", 2, kFromOne);
+  auto outcomes = store_->LaneOutcomesOf(two_again);
+  ASSERT_THAT(outcomes, IsOk());
+  ASSERT_EQ(outcomes->size(), 1u);
+  EXPECT_EQ((*outcomes)[0].outcome, kDuplicate);
+  EXPECT_EQ((*outcomes)[0].run_id, two);
+  Send("t", 3, kFromOne);
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{3}) << "at once, past 2";
+  ASSERT_THAT(End(items[0]), IsOk());
+  EXPECT_TRUE(store_->ListLaneGaps("app-ordered", "t", 10)->empty());
+
+  // Once the lane is past it, the cancelled run goes like any other.
+  ack_ends();
+  clock_.Advance(1h);
+  expire();
+  EXPECT_EQ(store_->GetRun(two).status().code(), StatusCode::kNotFound);
+}
+
+// A replay of an old event that retention is deleting waits for it and is kNotFound (the API's
+// 404). (The replay checked the event without locking it: on PostgreSQL an event deleted
+// between that check and the run's insert failed the insert on its foreign key, a 500.)
+TEST_P(StoreConformance, AReplayOfAnEventRetentionIsDeletingIsNotFound) {
+  const std::string old = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_THAT(End(items[0]), IsOk());
+  auto ends = store_->PendingRunEnds(0, 100);
+  ASSERT_THAT(ends, IsOk());
+  ASSERT_THAT(store_->AckRunEnds(*ends), IsOk());
+  const std::string event_id = store_->GetRun(old)->event_id;
+  clock_.Advance(1h);
+
+  db_->pause_next_before_commit = true;
+  Result<int64_t> expired = Unavailable("not run");
+  std::thread retention([&] { expired = store_->DeleteExpired(clock_.Now() - 30min, 500); });
+  while (!db_->paused) std::this_thread::sleep_for(1ms);
+  NewRun replay{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+  Status started = Unavailable("not run");
+  std::thread start([&] { started = store_->StartRun(event_id, replay, clock_.Now()); });
+  // The replay reaches the event's lock (PostgreSQL) or the database's (SQLite) meanwhile.
+  std::this_thread::sleep_for(300ms);
+  db_->Release();
+  retention.join();
+  start.join();
+  ASSERT_THAT(expired, IsOk());
+  EXPECT_EQ(*expired, 2) << "the run and its event";
+  EXPECT_EQ(started.code(), StatusCode::kNotFound) << started.ToString();
+  EXPECT_EQ(store_->GetRun(replay.run_id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetEvent(event_id).status().code(), StatusCode::kNotFound);
+}
+
+// Retention passes over the event of a replay in progress, and the replay starts its run.
+TEST_P(StoreConformance, RetentionPassesOverTheEventOfAReplayInProgress) {
+  const std::string old = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_THAT(End(items[0]), IsOk());
+  auto ends = store_->PendingRunEnds(0, 100);
+  ASSERT_THAT(ends, IsOk());
+  ASSERT_THAT(store_->AckRunEnds(*ends), IsOk());
+  const std::string event_id = store_->GetRun(old)->event_id;
+  clock_.Advance(1h);
+
+  db_->pause_next_before_commit = true;
+  NewRun replay{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+  Status started = Unavailable("not run");
+  std::thread start([&] { started = store_->StartRun(event_id, replay, clock_.Now()); });
+  while (!db_->paused) std::this_thread::sleep_for(1ms);
+  Result<int64_t> expired = Unavailable("not run");
+  std::thread retention([&] { expired = store_->DeleteExpired(clock_.Now() - 30min, 500); });
+  // Retention passes the locked event (PostgreSQL) or waits for the database (SQLite).
+  std::this_thread::sleep_for(300ms);
+  db_->Release();
+  start.join();
+  retention.join();
+  ASSERT_THAT(started, IsOk());
+  ASSERT_THAT(expired, IsOk());
+  EXPECT_EQ(*expired, 1) << "the old run, not its event";
+  EXPECT_THAT(store_->GetEvent(event_id), IsOk());
+  EXPECT_EQ(ClaimedRuns(), Runs{replay.run_id});
+}
+
 // Flow control at admission (coordinator/store/sql/flow_store.h): an event whose run a gate
 // refuses is stored, starts no run of that function, and the skip is recorded with it.
 class Gated {
@@ -5197,6 +5402,17 @@ TEST_P(BatchTest, RetentionKeepsEveryEventOfARunItKeepsAndDeletesThemWithTheRun)
   // Retention passed over the batch rows without error; the timed-out batch stays closed.
   const Sent e5 = Send("open", 5, 10s);
   EXPECT_TRUE(e5.result.batched.empty());
+}
+
+// A replay of a batch's run that is gone is kNotFound, though the event it names is kept: the
+// run's other events went with it. (The replay started with the one event, its batch lost.)
+TEST_P(BatchTest, AReplayOfABatchRunThatIsGoneIsNotFound) {
+  const Sent e1 = Send("k", 2, 10s);
+  Send("k", 2, 10s);
+  NewRun replay{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+  replay.events_of = "01NOSUCHRUN";
+  EXPECT_EQ(store_->StartRun(e1.event_id, replay, clock_.Now()).code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetRun(replay.run_id).status().code(), StatusCode::kNotFound);
 }
 
 // A retention shorter than a batch's timeout deletes no open batch: the key's next event joins

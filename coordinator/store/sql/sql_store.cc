@@ -429,6 +429,27 @@ void RecordLaneOutcome(Tx& tx, const std::string& event_id, const NewRun& run, c
           {run.function_id, *run.lane_key});
 }
 
+// Deletes the sequence lanes' history that retention has made unneeded: up to 1000 events'
+// outcomes and 1000 gaps. An outcome is read only with its event (LaneOutcomesOf, for GET
+// /v1/events/{id}): it goes once its event is gone, whichever pass deleted that. A gap is
+// history, like a finished run, once announced (its funcky/lane.gap event is stored; until
+// then it is that event's outbox): it goes when recorded before `horizon_ms`. Ordering needs
+// neither: a lane's row keeps its next number and its totals, and those and the runs' numbers
+// tell a number sent again stale or a duplicate (DeleteExpired keeps the runs of numbers a
+// lane has not reached).
+void DeleteLaneHistory(Tx& tx, int64_t horizon_ms) {
+  // SKIP LOCKED: rows another coordinator's retention is deleting wait for the next pass.
+  tx.Send(
+      "DELETE FROM lane_outcomes WHERE event_id IN (SELECT o.event_id FROM lane_outcomes o "
+      "WHERE o.recorded_at_ms < $1 AND NOT EXISTS (SELECT 1 FROM events e "
+      "WHERE e.internal_id = o.event_id) LIMIT 1000 {FOR UPDATE OF o SKIP LOCKED})",
+      {horizon_ms});
+  tx.Send(
+      "DELETE FROM lane_gaps WHERE id IN (SELECT id FROM lane_gaps WHERE announced "
+      "AND recorded_at_ms < $1 LIMIT 1000 {FOR UPDATE SKIP LOCKED})",
+      {horizon_ms});
+}
+
 // A run of a lane that may start at its ingest (StartedCalls): when its lane is free, it
 // becomes the head with its first call leased under `token`, set in `item`.
 struct StartedLaneHead {
@@ -2418,12 +2439,17 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
     // next pass instead of blocking this one. Steps, attempts and waits go by ON DELETE
     // CASCADE. A run in run_ends has not been announced yet: its end event would be lost. A
     // run with a queue item has a call in flight still (EndRun kept it), which may hold its
-    // lane: the call's outcome removes the item and moves the lane on.
+    // lane: the call's outcome removes the item and moves the lane on. A run numbered at or
+    // past its sequence lane's next number (cancelled while it waited) holds its number
+    // until the lane gets there: the lane steps past it, and the number sent again is a
+    // duplicate; without the run, the lane waited for it as a gap, and it ran when sent again.
     const int64_t runs = tx.Exec(
         "DELETE FROM runs WHERE id IN (SELECT r.id FROM runs r "
         "WHERE r.status IN ('completed', 'failed', 'cancelled') AND r.ended_at_ms < $1 "
         "AND NOT EXISTS (SELECT 1 FROM run_ends e WHERE e.run_id = r.id) "
         "AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.run_id = r.id) "
+        "AND NOT EXISTS (SELECT 1 FROM lanes l WHERE l.function_id = r.function_id "
+        "AND l.key = r.lane_key AND l.seq_next <= r.lane_number) "
         "LIMIT $2 {FOR UPDATE SKIP LOCKED})",
         {horizon_ms, batch});
     // Locking the event also skips one a replay is starting a run of right now.
@@ -2435,6 +2461,8 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
         "AND NOT EXISTS (SELECT 1 FROM pending_cancels c WHERE c.event_id = e.internal_id) "
         "LIMIT $2 {FOR UPDATE SKIP LOCKED})",
         {horizon_ms, batch});
+    // After the events, whose lane outcomes go with them; not counted, as the rows below.
+    DeleteLaneHistory(tx, horizon_ms);
     DeleteSpentGates(tx, horizon_ms);     // not counted: a pass that deletes only these is done
     DeleteEndedDebounces(tx);             // nor these
     DeleteClosedBatches(tx, horizon_ms);  // nor these
@@ -2733,8 +2761,20 @@ Status SqlStore::StartRun(const std::string& event_internal_id, const NewRun& re
   paced.function_id = run.function_id;
   paced.throttle = run.throttle;
   return InTransaction([&](Tx& tx) -> Status {
-    if (tx.Query("SELECT 1 FROM events WHERE internal_id = $1", {event_internal_id}).empty()) {
+    // The lock the run's foreign key takes at its insert, taken first: retention skips the
+    // event from here on, and one that deleted it before has committed when this returns.
+    // (Read without it, an event deleted between this read and the insert failed the insert
+    // on the foreign key: a 500 where the API answers a missing event with a 404.)
+    if (tx.Query("SELECT 1 FROM events WHERE internal_id = $1 {FOR KEY SHARE}", {event_internal_id})
+            .empty()) {
       return NotFound("no event \"" + event_internal_id + "\"");
+    }
+    // A batch's run likewise keeps its events (run_events) from retention while this copies
+    // them: without it, a run deleted meanwhile left the replay with none of them, or failed
+    // it on their foreign key.
+    if (run.events_of &&
+        tx.Query("SELECT 1 FROM runs WHERE id = $1 {FOR KEY SHARE}", {*run.events_of}).empty()) {
+      return NotFound("no run \"" + *run.events_of + "\"");
     }
     LockLanes(tx, lanes);
     LockGates(tx, {NewEvent{{}, {paced}}});  // the throttle row only, after the lanes
