@@ -14,6 +14,9 @@ using Json = nlohmann::json;
 
 constexpr int64_t kMinTs = 315532800000;   // 1980-01-01
 constexpr int64_t kMaxTs = 4102444800000;  // 2100-01-01
+// How far ahead a `ts` may be: it schedules the event's runs then (docs/protocol.md §3), no
+// later than a sleep may wake. A typo in a year would otherwise hold a lane for decades.
+constexpr int64_t kMaxTsAheadMs = int64_t{366} * 24 * 3600 * 1000;
 
 // Checks one event and fills defaults; the error names the event's position.
 Status NormalizeEvent(Json& e, size_t index, int64_t now_ms, size_t max_bytes) {
@@ -65,6 +68,10 @@ Status NormalizeEvent(Json& e, size_t index, int64_t now_ms, size_t max_bytes) {
     return InvalidArgument(where + ": \"ts\" must be an integer (Unix milliseconds)");
   } else if (ts->get<int64_t>() < kMinTs || ts->get<int64_t>() > kMaxTs) {
     return InvalidArgument(where + ": \"ts\" must be between 1980 and 2100 in Unix milliseconds");
+  } else if (ts->get<int64_t>() - now_ms > kMaxTsAheadMs) {
+    return InvalidArgument(where +
+                           ": \"ts\" is more than 366 days ahead; a ts in the future schedules "
+                           "the event's runs then, at most 366 days ahead");
   }
   if (auto v = e.find("v"); v != e.end() && !v->is_null() && !v->is_string()) {
     return InvalidArgument(where + ": \"v\" must be a string");

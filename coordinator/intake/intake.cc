@@ -14,7 +14,11 @@ namespace funcky::intake {
 
 namespace {
 
-constexpr int kMaxActiveRunsScanned = 10000;
+// A `ts` this little ahead of the coordinator's clock is a producer's clock running ahead,
+// not a schedule: the run starts now (not delayed, nor holding its lane, by the skew).
+constexpr std::chrono::milliseconds kFutureTsTolerance{2000};
+// Runs cancel_on reads at a time, page by page.
+constexpr int kActiveRunsPage = 1000;
 constexpr int kLookbackEvents = 1000;
 
 // Runs `work` of a background thread: an exception (a defect; input is checked before it
@@ -198,7 +202,7 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
       auto run = NewRunFor(fn->id, set, ne.event.payload, now_ms);
       if (run.ok() && in.target_function) {
         run->start_at_ms = in.start_at_ms;
-      } else if (run.ok() && event_ts > now_ms && !run->batch) {
+      } else if (run.ok() && event_ts > now_ms + kFutureTsTolerance.count() && !run->batch) {
         // An event `ts` in the future schedules its run then, as in Inngest (not a batch's:
         // its events have many times).
         run->start_at_ms = event_ts;
@@ -394,30 +398,36 @@ bool Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionS
   for (const auto& [fn_id, flow] : set.flows) {
     for (const scheduler::CancelOn& on : flow.cancel) {
       if (!scheduler::EventNameMatches(on.event, event.name)) continue;
-      auto runs = store_.ActiveRuns(fn_id, at_ms, kMaxActiveRunsScanned);
-      if (!runs.ok()) {
-        logging::Error({.function_id = fn_id}, "cancel_on of {}: listing runs failed: {}", fn_id,
-                       runs.status().ToString());
-        done = false;
-        continue;
-      }
-      for (const store::ActiveRun& run : *runs) {
-        if (run.event.value("id", std::string()) == event.id) continue;  // its own trigger
-        if (at_ms - run.created_at_ms > on.timeout.count()) continue;
-        if (on.condition && !on.condition->Matches(expr::Variables{{"event", &run.event},
-                                                                   {"async", &event.payload}})) {
-          continue;
-        }
-        auto cancelled =
-            Cancel(run.run_id,
-                   {{"name", "Cancelled"},
-                    {"message", "cancelled by event \"" + event.name + "\" (" + event.id + ")"}});
-        if (!cancelled.ok()) {
-          logging::Error({.run_id = run.run_id, .function_id = fn_id},
-                         "run {}: cancelling failed: {}", run.run_id,
-                         cancelled.status().ToString());
+      // Page by page, to the last: a function may have more runs than a page holds (many
+      // sleeping for days is what cancel_on is for).
+      for (std::string after;;) {
+        auto runs = store_.ActiveRuns(fn_id, at_ms, after, kActiveRunsPage);
+        if (!runs.ok()) {
+          logging::Error({.function_id = fn_id}, "cancel_on of {}: listing runs failed: {}", fn_id,
+                         runs.status().ToString());
           done = false;
+          break;
         }
+        for (const store::ActiveRun& run : *runs) {
+          if (run.event.value("id", std::string()) == event.id) continue;  // its own trigger
+          if (at_ms - run.created_at_ms > on.timeout.count()) continue;
+          if (on.condition && !on.condition->Matches(expr::Variables{{"event", &run.event},
+                                                                     {"async", &event.payload}})) {
+            continue;
+          }
+          auto cancelled =
+              Cancel(run.run_id,
+                     {{"name", "Cancelled"},
+                      {"message", "cancelled by event \"" + event.name + "\" (" + event.id + ")"}});
+          if (!cancelled.ok()) {
+            logging::Error({.run_id = run.run_id, .function_id = fn_id},
+                           "run {}: cancelling failed: {}", run.run_id,
+                           cancelled.status().ToString());
+            done = false;
+          }
+        }
+        if (runs->size() < static_cast<size_t>(kActiveRunsPage)) break;
+        after = runs->back().run_id;
       }
     }
   }

@@ -797,10 +797,12 @@ class RunControl {
   virtual Result<std::vector<std::string>> CancelTimedOutRuns(TimePoint now, int limit) = 0;
   // Runs of `function_id` that have not ended and were there before `before_ms`: created
   // before it, for an event received before it (a debounced run whose event a later one
-  // replaced belongs to the later event). Oldest first. What a cancel_on event received at
-  // `before_ms` may cancel: not the runs of its own request, nor later ones.
+  // replaced belongs to the later event). What a cancel_on event received at `before_ms` may
+  // cancel: not the runs of its own request, nor later ones. In run id order, from the first
+  // id after `after_run_id` (empty: from the first), `limit` at most: a page.
   virtual Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id,
-                                                    int64_t before_ms, int limit) = 0;
+                                                    int64_t before_ms,
+                                                    const std::string& after_run_id, int limit) = 0;
 
   // The run-end outbox. Every transaction that ends a run (completed, failed, cancelled)
   // also records the run here; the end is announced after commit and then acknowledged.

@@ -239,6 +239,42 @@ TEST_F(IntakeHarness, ACancelEventCancelsOnlyTheRunsThereWereWhenItCame) {
   EXPECT_EQ(status_of(same[1]), store::kCancelled);
 }
 
+// A cancel_on event cancels every run it matches, however many: more than one page of them.
+TEST_F(IntakeHarness, ACancelEventCancelsRunsBeyondOnePage) {
+  store::AppSync sync = OneFunctionApp("many", "test/start");
+  sync.functions[0].config["cancel"] = store::Json::array({{{"event", "test/stop"}}});
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  constexpr int kRuns = 1001;  // the page is 1000
+  std::vector<intake::IncomingEvent> starts;
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  for (int i = 0; i < kRuns; ++i) {
+    starts.push_back({{{"name", "test/start"},
+                       {"data", store::Json::object()},
+                       {"id", "start-" + std::to_string(i)},
+                       {"ts", now_ms}},
+                      NewUlid(now_ms)});
+  }
+  ASSERT_THAT(intake_->Ingest(std::move(starts)), IsOk());
+  auto active = store_->ActiveRuns("many-fn", now_ms + 1, "", 2 * kRuns);
+  ASSERT_THAT(active, IsOk());
+  ASSERT_EQ(active->size(), static_cast<size_t>(kRuns));
+
+  clock_.Advance(1ms);
+  std::vector<intake::IncomingEvent> stop;
+  stop.push_back({{{"name", "test/stop"},
+                   {"data", store::Json::object()},
+                   {"id", "stop"},
+                   {"ts", UnixMillis(clock_.Now())}},
+                  NewUlid(UnixMillis(clock_.Now()))});
+  ASSERT_THAT(intake_->Ingest(std::move(stop)), IsOk());
+  active = store_->ActiveRuns("many-fn", UnixMillis(clock_.Now()) + 1, "", 2 * kRuns);
+  ASSERT_THAT(active, IsOk());
+  EXPECT_TRUE(active->empty()) << active->size() << " runs left";
+  auto pending = store_->PendingCancels(0, 10);
+  ASSERT_THAT(pending, IsOk());
+  EXPECT_TRUE(pending->empty());
+}
+
 // A cancel_on event stored without its cancels done (the coordinator stopped between the
 // commit and the cancels, or the store failed them) is in the cancel outbox: the sweep does
 // them as of the event's receipt — the run from before it, not the one created since — and
@@ -292,8 +328,44 @@ TEST_F(IntakeHarness, TheSweepDoesTheCancelsOfACancelEventStoredButNotDone) {
 }
 
 // An event whose `ts` is in the future schedules its run then, as in Inngest: its first call
-// is not due before, and its timeouts.start counts from then, not from its receipt.
+// is not due before. A `ts` just ahead of the coordinator's clock (a producer's clock running
+// ahead, within 2 s) starts its run now.
 TEST_F(IntakeHarness, AnEventTsInTheFutureSchedulesItsRunThen) {
+  ASSERT_THAT(store_->SyncApp(OneFunctionApp("scheduled", "test/later")), IsOk());
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  auto send = [&](const std::string& id, int64_t ts) {
+    std::vector<intake::IncomingEvent> events;
+    events.push_back(
+        {{{"name", "test/later"}, {"data", store::Json::object()}, {"id", id}, {"ts", ts}},
+         NewUlid(now_ms)});
+    auto sent = intake_->Ingest(std::move(events));
+    EXPECT_THAT(sent, IsOk());
+    auto runs =
+        store_->ListRuns({.event_id = sent.ok() ? sent->stored[0].internal_id : "", .limit = 10});
+    EXPECT_THAT(runs, IsOk());
+    return runs.ok() && runs->size() == 1 ? (*runs)[0].id : "";
+  };
+  const std::string later = send("later", now_ms + 10'000);
+  const std::string skewed = send("skewed", now_ms + 2'000);
+  auto claim_now = [&] {
+    std::vector<std::string> runs;
+    auto claimed = store_->Claim(10, clock_.Now(), 30s);
+    EXPECT_THAT(claimed, IsOk());
+    if (claimed.ok()) {
+      for (const store::QueueItem& item : *claimed) runs.push_back(item.run_id);
+    }
+    return runs;
+  };
+  EXPECT_THAT(claim_now(), ::testing::ElementsAre(skewed));
+  clock_.Advance(9'999ms);
+  EXPECT_THAT(claim_now(), ::testing::IsEmpty());
+  clock_.Advance(1ms);
+  EXPECT_THAT(claim_now(), ::testing::ElementsAre(later));
+}
+
+// A scheduled run's timeouts.start counts from its start time, not from its event's receipt:
+// not cancelled before start + 5 s, cancelled then.
+TEST_F(IntakeHarness, AScheduledRunsStartTimeoutCountsFromItsStartTime) {
   store::AppSync sync = OneFunctionApp("scheduled", "test/later");
   sync.functions[0].config["timeouts"] = {{"start", "5s"}};
   ASSERT_THAT(store_->SyncApp(sync), IsOk());
@@ -304,27 +376,15 @@ TEST_F(IntakeHarness, AnEventTsInTheFutureSchedulesItsRunThen) {
                      {"id", "later-1"},
                      {"ts", now_ms + 10'000}},
                     NewUlid(now_ms)});
-  auto sent = intake_->Ingest(std::move(events));
-  ASSERT_THAT(sent, IsOk());
-  auto runs = store_->ListRuns({.event_id = sent->stored[0].internal_id, .limit = 10});
-  ASSERT_THAT(runs, IsOk());
-  ASSERT_EQ(runs->size(), 1u);
-  const std::string run = (*runs)[0].id;
-  auto claim_now = [&] {
-    auto claimed = store_->Claim(10, clock_.Now(), 30s);
-    EXPECT_THAT(claimed, IsOk());
-    return claimed.ok() ? *claimed : std::vector<store::QueueItem>{};
-  };
-  EXPECT_TRUE(claim_now().empty());
-  clock_.Advance(9'999ms);
+  ASSERT_THAT(intake_->Ingest(std::move(events)), IsOk());
+  clock_.Advance(14'999ms);
   auto timed_out = store_->CancelTimedOutRuns(clock_.Now(), 10);
   ASSERT_THAT(timed_out, IsOk());
   EXPECT_TRUE(timed_out->empty()) << "timeouts.start counted from the event's receipt";
-  EXPECT_TRUE(claim_now().empty());
   clock_.Advance(1ms);
-  auto due = claim_now();
-  ASSERT_EQ(due.size(), 1u);
-  EXPECT_EQ(due[0].run_id, run);
+  timed_out = store_->CancelTimedOutRuns(clock_.Now(), 10);
+  ASSERT_THAT(timed_out, IsOk());
+  EXPECT_EQ(timed_out->size(), 1u);
 }
 
 // An event whose first ingest stored it but resumed none of its waits (the coordinator stopped

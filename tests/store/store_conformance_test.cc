@@ -3538,13 +3538,13 @@ TEST_P(StoreConformance, AReplayIsAnotherRunOfTheSameEvent) {
   EXPECT_EQ(store_->ListRuns(filter)->size(), 2u);
   EXPECT_EQ(store_->StartRun("01NOSUCHEVENT", replay, clock_.Now()).code(), StatusCode::kNotFound);
   const int64_t now_ms = UnixMillis(clock_.Now());
-  auto active = store_->ActiveRuns("app-plain", now_ms + 1, 10);
+  auto active = store_->ActiveRuns("app-plain", now_ms + 1, "", 10);
   ASSERT_TRUE(active.ok());
   ASSERT_EQ(active->size(), 1u);  // the first run ended
   EXPECT_EQ((*active)[0].run_id, replay.run_id);
   EXPECT_EQ((*active)[0].event["name"], "test/e");
   // Not there before it was made (a cancel_on event received then does not touch it).
-  active = store_->ActiveRuns("app-plain", now_ms, 10);
+  active = store_->ActiveRuns("app-plain", now_ms, "", 10);
   ASSERT_TRUE(active.ok());
   EXPECT_TRUE(active->empty());
 }
@@ -3602,7 +3602,7 @@ TEST_P(StoreConformance, ActiveRunsAreThoseCreatedForEventsReceivedBeforeTheBoun
   const int64_t second_ms = UnixMillis(clock_.Now());
   auto ids = [&](int64_t before_ms) {
     std::vector<std::string> out;
-    auto active = store_->ActiveRuns("app-plain", before_ms, 10);
+    auto active = store_->ActiveRuns("app-plain", before_ms, "", 10);
     EXPECT_TRUE(active.ok()) << active.status().ToString();
     if (active.ok()) {
       for (const ActiveRun& r : *active) out.push_back(r.run_id);
@@ -3613,6 +3613,20 @@ TEST_P(StoreConformance, ActiveRunsAreThoseCreatedForEventsReceivedBeforeTheBoun
   EXPECT_THAT(ids(first_ms + 1), ::testing::ElementsAre(first));
   EXPECT_THAT(ids(second_ms), ::testing::ElementsAre(first));
   EXPECT_THAT(ids(second_ms + 1), ::testing::ElementsAre(first, second));
+  // Page by page, in run id order.
+  const std::string third = Start("app-plain");
+  const int64_t later_ms = UnixMillis(clock_.Now()) + 1;
+  std::vector<std::string> all = {first, second, third};
+  std::sort(all.begin(), all.end());
+  auto page = store_->ActiveRuns("app-plain", later_ms, "", 2);
+  ASSERT_THAT(page, IsOk());
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].run_id, all[0]);
+  EXPECT_EQ((*page)[1].run_id, all[1]);
+  page = store_->ActiveRuns("app-plain", later_ms, (*page)[1].run_id, 2);
+  ASSERT_THAT(page, IsOk());
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].run_id, all[2]);
 }
 
 TEST_P(StoreConformance, RetentionDeletesOnlyOldFinishedRunsAndEventsNoRunNeeds) {

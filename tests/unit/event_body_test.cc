@@ -18,10 +18,13 @@ TEST(EventBody, OneEventOrAListGetTheirDefaults) {
   ASSERT_EQ(one->size(), 1u);
   EXPECT_EQ((*one)[0],
             Json::parse(R"({"name":"a/b","data":{"x":1},"user":{},"ts":1700000000000})"));
-  auto list = ParseEventBody(R"([{"name":"a/b"},{"name":"c/d","ts":1600000000000}])", {}, kNow);
+  auto list = ParseEventBody(
+      R"([{"name":"a/b"},{"name":"c/d","ts":1600000000000},{"name":"e/f","ts":1731622400000}])", {},
+      kNow);
   ASSERT_TRUE(list.ok()) << list.status().ToString();
-  ASSERT_EQ(list->size(), 2u);
+  ASSERT_EQ(list->size(), 3u);
   EXPECT_EQ((*list)[1]["ts"], 1600000000000);
+  EXPECT_EQ((*list)[2]["ts"], 1731622400000);  // 366 days ahead: kept, to schedule its runs
 }
 
 TEST(EventBody, MillionDeepBodiesNulAndHugeNumbersAreInvalidArguments) {
@@ -50,6 +53,10 @@ TEST(EventBody, MillionDeepBodiesNulAndHugeNumbersAreInvalidArguments) {
       // A run's end events and invocations are the coordinator's under "funcky:".
       {R"({"name":"a/b","id":"funcky:failed:01KBRUN"})",
        "event 0: ids starting with \"funcky:\" are the coordinator's own"},
+      // A ts schedules the event's runs: 366 days ahead at most (kNow + 366 d + 1 ms).
+      {R"({"name":"a/b","ts":1731622400001})",
+       "event 0: \"ts\" is more than 366 days ahead; a ts in the future schedules the "
+       "event's runs then, at most 366 days ahead"},
   };
   for (const auto& [body, message] : cases) {
     auto events = ParseEventBody(body, {}, kNow);

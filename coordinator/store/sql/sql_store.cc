@@ -486,15 +486,20 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
       number.reset();  // runs after the head, without a number
     }
   }
-  // A throttled run takes its start slot (flow_store.h); a run id stored already takes none.
+  // A throttled run takes its start slot (flow_store.h); a run id stored already takes none,
+  // nor does a run that starts later (an event `ts` in the future, a cron tick's jitter):
+  // taken now, its slot would push back the key's runs that come meanwhile; the claim paces
+  // it once it is due (PaceStarts).
   std::optional<int64_t> slot;
+  bool throttled = false;
   if (run.throttle && tx.Query("SELECT 1 FROM runs WHERE id = $1", {run.run_id}).empty()) {
-    slot = TakeThrottleSlot(tx, run, now_ms);
+    throttled = true;
+    if (!run.start_at_ms || *run.start_at_ms <= now_ms) slot = TakeThrottleSlot(tx, run, now_ms);
   }
   // The throttle too, so the claim paces the first call (PaceStarts).
   std::optional<std::string> throttle_key;
   std::optional<int64_t> throttle_interval_us, throttle_burst;
-  if (slot) {
+  if (throttled) {
     throttle_key = run.throttle->key;
     throttle_interval_us =
         run.throttle->period.count() * 1000 / std::max<int64_t>(run.throttle->limit, 1);
@@ -2808,15 +2813,16 @@ Result<std::vector<std::string>> SqlStore::CancelTimedOutRuns(TimePoint now, int
 }
 
 Result<std::vector<ActiveRun>> SqlStore::ActiveRuns(const std::string& function_id,
-                                                    int64_t before_ms, int limit) {
+                                                    int64_t before_ms,
+                                                    const std::string& after_run_id, int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<ActiveRun>> {
     std::vector<ActiveRun> out;
-    for (Row row :
-         tx.Query("SELECT r.id, e.payload, r.created_at_ms FROM runs r "
-                  "JOIN events e ON e.internal_id = r.event_id WHERE r.function_id = $1 "
-                  "AND r.status NOT IN ('completed', 'failed', 'cancelled') "
-                  "AND r.created_at_ms < $3 AND e.received_at_ms < $3 ORDER BY r.id LIMIT $2",
-                  {function_id, limit, before_ms})) {
+    for (Row row : tx.Query("SELECT r.id, e.payload, r.created_at_ms FROM runs r "
+                            "JOIN events e ON e.internal_id = r.event_id WHERE r.function_id = $1 "
+                            "AND r.status NOT IN ('completed', 'failed', 'cancelled') "
+                            "AND r.created_at_ms < $3 AND e.received_at_ms < $3 AND r.id > $4 "
+                            "ORDER BY r.id LIMIT $2",
+                            {function_id, limit, before_ms, after_run_id})) {
       out.push_back({row.Text(0), row.JsonCol(1), row.Int(2)});
     }
     return out;

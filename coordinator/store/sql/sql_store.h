@@ -83,7 +83,7 @@ class SqlStore final : public Store {
   Status StartRun(const std::string& event_internal_id, const NewRun& run, TimePoint now) override;
   Result<std::vector<std::string>> CancelTimedOutRuns(TimePoint now, int limit) override;
   Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int64_t before_ms,
-                                            int limit) override;
+                                            const std::string& after_run_id, int limit) override;
   Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) override;
   Status AckRunEnds(const std::vector<std::string>& run_ids) override;
   Result<std::vector<EventRecord>> PendingCancels(int64_t received_before_ms, int limit) override;
