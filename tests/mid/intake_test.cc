@@ -363,6 +363,33 @@ TEST_F(IntakeHarness, AnEventTsInTheFutureSchedulesItsRunThen) {
   EXPECT_THAT(claim_now(), ::testing::ElementsAre(later));
 }
 
+// A scheduled run takes no throttle slot when its event comes: a run of the key that comes
+// meanwhile starts at once, not a throttle period later; the scheduled run is paced when due.
+TEST_F(IntakeHarness, AScheduledRunTakesNoThrottleSlotFromTheRunsBeforeIt) {
+  store::AppSync sync = OneFunctionApp("paced", "test/paced");
+  sync.functions[0].config["throttle"] = {{"limit", 1}, {"period", "1m"}};
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  std::vector<intake::IncomingEvent> events;
+  events.push_back({{{"name", "test/paced"},
+                     {"data", store::Json::object()},
+                     {"id", "tomorrow"},
+                     {"ts", now_ms + 24 * 3600 * 1000}},
+                    NewUlid(now_ms)});
+  events.push_back(
+      {{{"name", "test/paced"}, {"data", store::Json::object()}, {"id", "now"}, {"ts", now_ms}},
+       NewUlid(now_ms)});
+  auto sent = intake_->Ingest(std::move(events));
+  ASSERT_THAT(sent, IsOk());
+  auto runs = store_->ListRuns({.event_id = sent->stored[1].internal_id, .limit = 10});
+  ASSERT_THAT(runs, IsOk());
+  ASSERT_EQ(runs->size(), 1u);
+  auto claimed = store_->Claim(10, clock_.Now(), 30s);
+  ASSERT_THAT(claimed, IsOk());
+  ASSERT_EQ(claimed->size(), 1u) << "the present run was pushed back by the scheduled one";
+  EXPECT_EQ((*claimed)[0].run_id, (*runs)[0].id);
+}
+
 // A scheduled run's timeouts.start counts from its start time, not from its event's receipt:
 // not cancelled before start + 5 s, cancelled then.
 TEST_F(IntakeHarness, AScheduledRunsStartTimeoutCountsFromItsStartTime) {
