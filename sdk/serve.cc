@@ -190,15 +190,15 @@ Status ServeHandler::register_functions(std::chrono::milliseconds wait) const {
   }
 }
 
-ServeResponse ServeHandler::Finish(ServeResponse r) const {
+ServeResponse ServeHandler::Finish(ServeResponse r, const std::string* key) const {
   r.headers.emplace_back("X-Inngest-SDK", std::string("funcky-cpp:v") + kSdkVersion);
   r.headers.emplace_back("X-Inngest-SDK-Handled", "true");
   r.headers.emplace_back("X-Inngest-Framework", "funcky");
   r.headers.emplace_back("X-Inngest-Req-Version", "2");
-  if (!client_.options().signing_key.empty()) {
-    r.headers.emplace_back(
-        "X-Inngest-Signature",
-        signing::SignatureHeader(r.body, client_.options().signing_key, NowSeconds()));
+  if (!key) key = &client_.options().signing_key;
+  if (!key->empty()) {
+    r.headers.emplace_back("X-Inngest-Signature",
+                           signing::SignatureHeader(r.body, *key, NowSeconds()));
   }
   return r;
 }
@@ -222,14 +222,15 @@ ServeResponse ServeHandler::handle(const ServeRequest& request) const {
   }
 }
 
-bool ServeHandler::Signed(const Headers& headers, std::string_view body) const {
+const std::string* ServeHandler::SigningKeyOf(const Headers& headers, std::string_view body) const {
   const std::string_view header = FindHeader(headers, "X-Inngest-Signature");
   const int64_t now = NowSeconds();
-  return FreshSignatureHeader(header, now) &&
-         signing::VerifySignature(
-             header, body, {client_.options().signing_key, client_.options().signing_key_fallback},
-             now)
-             .ok();
+  if (!FreshSignatureHeader(header, now)) return nullptr;
+  for (const std::string* key :
+       {&client_.options().signing_key, &client_.options().signing_key_fallback}) {
+    if (!key->empty() && signing::VerifySignature(header, body, {*key}, now).ok()) return key;
+  }
+  return nullptr;
 }
 
 ServeResponse ServeHandler::Introspect(const ServeRequest& request) const {
@@ -242,7 +243,8 @@ ServeResponse ServeHandler::Introspect(const ServeRequest& request) const {
   if (options.signing_key.empty()) return Finish(JsonReply(200, body));
   // With a key, only its holder may look (docs/protocol.md §7). A GET has no body: the
   // signature is over an empty one, whatever came with the request.
-  if (!Signed(request.headers, "")) return Unauthorized();
+  const std::string* key = SigningKeyOf(request.headers, "");
+  if (!key) return Unauthorized();
   body.update(ServeLocation(serve_url_));
   body.update(Json{{"authentication_succeeded", true},
                    {"app_id", options.app_id},
@@ -251,13 +253,18 @@ ServeResponse ServeHandler::Introspect(const ServeRequest& request) const {
                    {"sdk_version", kSdkVersion},
                    {"signing_key_hash", KeyHashPrefix(options.signing_key)},
                    {"signing_key_fallback_hash", KeyHashPrefix(options.signing_key_fallback)}});
-  return Finish(JsonReply(200, body));
+  return Finish(JsonReply(200, body), key);
 }
 
 ServeResponse ServeHandler::Sync(const ServeRequest& request) const {
   if (FindHeader(request.headers, "X-Inngest-Sync-Kind") == "in_band") {
-    if (!client_.options().signing_key.empty() && !Signed(request.headers, request.body)) {
-      return Unauthorized();
+    // The reply is signed with the key the request was (the JS SDK's way): during a
+    // rotation, with the host's fallback still the coordinator's only key, the coordinator
+    // holds the reply to that key.
+    const std::string* key = nullptr;
+    if (!client_.options().signing_key.empty()) {
+      key = SigningKeyOf(request.headers, request.body);
+      if (!key) return Unauthorized();
     }
     Json reg = register_body();
     ServeResponse r = JsonReply(200, {{"app_id", client_.options().app_id},
@@ -269,7 +276,7 @@ ServeResponse ServeHandler::Sync(const ServeRequest& request) const {
                                       {"sdk_version", kSdkVersion},
                                       {"url", serve_url_}});
     r.headers.emplace_back("X-Inngest-Sync-Kind", "in_band");
-    return Finish(std::move(r));
+    return Finish(std::move(r), key);
   }
   Status s = register_functions();
   ServeResponse r =

@@ -70,10 +70,12 @@ class ServeHandler {
   ServeResponse FailureReply(const Execution& x) const;
   ServeResponse Sync(const ServeRequest& request) const;
   ServeResponse Introspect(const ServeRequest& request) const;
-  ServeResponse Finish(ServeResponse response) const;
-  // Whether `headers` carry a signature of `body`, fresh and by the signing key or its
-  // fallback.
-  bool Signed(const Headers& headers, std::string_view body) const;
+  // `response` with the SDK's headers, signed with `key` (null: the signing key; empty: not
+  // signed).
+  ServeResponse Finish(ServeResponse response, const std::string* key = nullptr) const;
+  // The key (the signing key or its fallback, in that order) of a fresh signature of `body`
+  // that `headers` carry; null when neither signed it.
+  const std::string* SigningKeyOf(const Headers& headers, std::string_view body) const;
 
   const Client& client_;
   std::string serve_url_;

@@ -1041,9 +1041,22 @@ TEST_F(ServeTest, IntrospectionIsOpenInDevModeAndSignedOnlyWithAKey) {
           std::string(signing::KeyMaterial(signing::HashedSigningKey(fallback)))}) {
       EXPECT_EQ(r.body.find(secret), std::string::npos) << secret;
     }
-    // The answer is signed with the main key, as every answer is.
+    // The answer is signed with the key that signed the request.
     EXPECT_TRUE(
-        signing::VerifySignature(Header(r, "X-Inngest-Signature"), r.body, {key}, now).ok());
+        signing::VerifySignature(Header(r, "X-Inngest-Signature"), r.body, {signer}, now).ok());
+    // So is an in-band sync's: during a key rotation, a coordinator whose only key is the
+    // host's fallback holds the reply to that key.
+    const std::string put_body = R"({"url":"https://h.example:8443/api/funcky"})";
+    auto synced =
+        h.handle({"PUT",
+                  "/api/funcky",
+                  {{"X-Inngest-Sync-Kind", "in_band"},
+                   {"X-Inngest-Signature", signing::SignatureHeader(put_body, signer, now)}},
+                  put_body});
+    ASSERT_EQ(synced.status, 200) << synced.body;
+    EXPECT_TRUE(
+        signing::VerifySignature(Header(synced, "X-Inngest-Signature"), synced.body, {signer}, now)
+            .ok());
   }
   // Without a fallback key, its hash is null.
   ServeHandler no_fallback = SignedHandler();
