@@ -48,6 +48,18 @@ using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 // One connection to an origin, plain or TLS; pooled between calls while kept alive.
 using Connection = std::variant<std::unique_ptr<PlainStream>, std::unique_ptr<TlsStream>>;
 
+// A name lookup and the caller's wait for it, shared with the lookup's completion handler,
+// which may run after the caller gave up. Both run on the client's executor.
+struct Lookup {
+  Lookup(const asio::any_io_executor& executor, std::chrono::steady_clock::time_point deadline)
+      : resolver(executor), wait(executor, deadline) {}
+  tcp::resolver resolver;
+  asio::steady_timer wait;  // expires at the deadline; cancelled by the lookup's completion
+  bool done = false;
+  beast::error_code ec;
+  tcp::resolver::results_type endpoints;
+};
+
 beast::tcp_stream& Lowest(Connection& c) {
   return std::visit([](auto& s) -> beast::tcp_stream& { return beast::get_lowest_layer(*s); }, c);
 }
@@ -301,20 +313,23 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
   bool reused = conn.has_value();
   for (int attempt = 0;; ++attempt) {
     if (!conn) {
-      // The lookup is held to the deadline too: Asio looks names up on a thread of its own,
-      // and a lookup that stalls past the deadline is cancelled, not waited for.
-      auto resolver = std::make_shared<tcp::resolver>(executor_);
-      asio::steady_timer guard(executor_, deadline);
-      guard.async_wait([weak = std::weak_ptr<tcp::resolver>(resolver)](beast::error_code ec) {
-        if (auto r = weak.lock(); r && !ec) r->cancel();
-      });
-      auto [rec, endpoints] = co_await resolver->async_resolve(url->host, std::to_string(url->port),
-                                                               asio::as_tuple(asio::use_awaitable));
-      guard.cancel();
-      if (rec == asio::error::operation_aborted) {
-        co_return DeadlineExceeded("resolving " + url->host + ": timed out");
-      }
-      if (rec) co_return NetworkError(rec, "resolving", *url);
+      // The lookup is held to the deadline too. Asio looks names up with getaddrinfo on a
+      // thread of its own, which a cancel cannot interrupt: the call waits on a timer that
+      // the lookup's completion cuts short, and a lookup that stalls past the deadline is
+      // left to finish on its own (its completion then finds nobody waiting).
+      auto lookup = std::make_shared<Lookup>(executor_, deadline);
+      lookup->resolver.async_resolve(
+          url->host, std::to_string(url->port),
+          [lookup](beast::error_code ec, tcp::resolver::results_type results) {
+            lookup->done = true;
+            lookup->ec = ec;
+            lookup->endpoints = std::move(results);
+            lookup->wait.cancel();
+          });
+      co_await lookup->wait.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (!lookup->done) co_return DeadlineExceeded("resolving " + url->host + ": timed out");
+      if (lookup->ec) co_return NetworkError(lookup->ec, "resolving", *url);
+      const tcp::resolver::results_type endpoints = std::move(lookup->endpoints);
       if (url->tls()) {
         auto s = std::make_unique<TlsStream>(executor_, tls_->ctx);
         // The certificate must be for the host the URL names, by IP address or DNS name,
