@@ -1,7 +1,11 @@
 #include "tests/support/pg_cluster.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdio>
 #include <cstdlib>
@@ -70,6 +74,7 @@ bool PgCluster::TryStart() {
   if (RunCommand(start) != 0) return false;
   std::ifstream pidfile(data + "/postmaster.pid");
   pidfile >> pid_;
+  StartWatchdog();
   return true;
 }
 
@@ -86,9 +91,57 @@ void PgCluster::Start() {
   }
   std::ifstream pidfile(data + "/postmaster.pid");
   pidfile >> pid_;
+  StartWatchdog();
+}
+
+void PgCluster::StartWatchdog() {
+  int fds[2];
+  // Close-on-exec: a process the tests start must not hold the write end, or the watchdog
+  // would wait for it too.
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    std::perror("pg watchdog: pipe2");
+    return;
+  }
+  const pid_t server = pid_;
+  const std::string dir = dir_;  // read by the child: nothing is allocated after the fork
+  const pid_t child = fork();
+  if (child == 0) {
+    // Only async-signal-safe calls here: the test binary has threads.
+    close(fds[1]);
+    char byte;
+    while (read(fds[0], &byte, 1) == -1 && errno == EINTR) {
+    }
+    kill(server, SIGINT);  // fast shutdown, as Stop
+    for (int i = 0; i < 200 && kill(server, 0) == 0; ++i) usleep(50'000);
+    execl("/bin/rm", "rm", "-rf", dir.c_str(), static_cast<char*>(nullptr));  // as ~PgCluster
+    _exit(0);
+  }
+  close(fds[0]);
+  if (child < 0) {
+    std::perror("pg watchdog: fork");
+    close(fds[1]);
+    return;
+  }
+  watchdog_pid_ = child;
+  watchdog_fd_ = fds[1];
+}
+
+void PgCluster::StopWatchdog() {
+  // Killed and reaped before the server stops: its PID is not signalled once it may be
+  // another process's.
+  if (watchdog_pid_ > 0) {
+    kill(watchdog_pid_, SIGKILL);
+    waitpid(watchdog_pid_, nullptr, 0);
+    watchdog_pid_ = 0;
+  }
+  if (watchdog_fd_ >= 0) {
+    close(watchdog_fd_);
+    watchdog_fd_ = -1;
+  }
 }
 
 void PgCluster::Stop() {
+  StopWatchdog();
   if (pid_ <= 0) return;
   kill(pid_, SIGINT);  // fast shutdown
   for (int i = 0; i < 200 && kill(pid_, 0) == 0; ++i) {

@@ -38,6 +38,8 @@ class PgCluster {
   PgCluster& operator=(const PgCluster&) = delete;
 
   int port() const { return port_; }
+  // The postmaster's PID.
+  int pid() const { return pid_; }
   // Stops the server (fast shutdown: sessions are ended) and starts it again on the same
   // port and data, for outage tests.
   void Stop();
@@ -48,11 +50,18 @@ class PgCluster {
  private:
   // Starts the server on port_; false when it did not start (e.g. the port was taken).
   bool TryStart();
+  // A test binary that crashes (a signal, an abort) runs neither destructors nor atexit
+  // handlers: a watchdog process, started with the server, stops it once this process is
+  // gone (it reads the end of a pipe only this process holds). Stopped before the server.
+  void StartWatchdog();
+  void StopWatchdog();
   std::string dir_;
   std::string bindir_;
   std::string as_pg_;  // runs a command as user postgres when the tests run as root
   int port_ = 0;
   int pid_ = 0;
+  int watchdog_pid_ = 0;
+  int watchdog_fd_ = -1;  // the pipe's write end; its closing is the watchdog's signal
 };
 
 // The cluster shared by the tests of one binary, started on first use.
