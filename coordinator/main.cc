@@ -161,8 +161,9 @@ void RetainLoop(std::stop_token stop, store::Retention& store, const Clock& cloc
       deleted += *n;
     }
     if (deleted > 0) {
-      spdlog::info("retention: deleted {} finished run(s) and event(s) older than {}", deleted,
-                   FormatDuration(retain));
+      spdlog::info(
+          "retention: deleted {} finished run(s), event(s) and lane record(s) older than {}",
+          deleted, FormatDuration(retain));
     }
     std::unique_lock lock(mu);
     sleep.wait_for(lock, stop, interval, [] { return false; });

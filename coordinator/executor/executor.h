@@ -42,7 +42,8 @@ class RunEvents {
   // Starts the run that `wait` (kind invoke) of the caller's run waits for. Called before
   // the wait is stored and again if the call is redone: it must start the run once.
   // kNotFound when there is no such function; kFailedPrecondition when a gate of the
-  // function refused the run (idempotency, rateLimit, singleton skip), then and when redone.
+  // function refused the run (idempotency, rateLimit, singleton skip), or its sequence lane
+  // started none (the number a duplicate, or stale without stale: "run"), then and when redone.
   // kUnavailable (and the like) when it is not known whether the run was stored.
   virtual Status StartInvocation(const store::RunState& caller, const store::NewWait& wait) = 0;
   // `wait` of the run in `state` is stored: resume it with an event already received at or

@@ -499,6 +499,18 @@ std::string NotInvokedBecause(const std::string& fn_id, const store::EventSkip& 
   return head + "a flow-control gate refused the run (" + skip.reason + ")";
 }
 
+// Why `fn_id` was not invoked when its sequence lane turned the invocation's number away
+// (`outcome`); the lane's key (user data) is left out, as a gate's is.
+std::string NotInvokedBecause(const std::string& fn_id, const store::LaneOutcome& outcome) {
+  const std::string head = "function \"" + fn_id + "\" was not invoked: its sequence number " +
+                           std::to_string(outcome.number);
+  if (outcome.outcome == store::kDuplicate) {
+    return head + " is a duplicate" +
+           (outcome.run_id ? " (run " + *outcome.run_id + " has it)" : "");
+  }
+  return head + " is stale (below the next number its lane expects)";
+}
+
 }  // namespace
 
 Status Intake::StartInvocation(const store::RunState& caller, const store::NewWait& wait) {
@@ -530,13 +542,27 @@ Status Intake::StartInvocation(const store::RunState& caller, const store::NewWa
   // the invocation now: no run would ever end to resume the invoker. The refusal is stored
   // with the event, so a redone call (the same event again, a duplicate) reads it back.
   const store::IngestedEvent& stored = r.stored.front();
-  if (!stored.duplicate &&
-      std::find(stored.skipped.begin(), stored.skipped.end(), fn_id) == stored.skipped.end()) {
-    return Status::Ok();
+  if (stored.duplicate ||
+      std::find(stored.skipped.begin(), stored.skipped.end(), fn_id) != stored.skipped.end()) {
+    ASSIGN_OR_RETURN(std::vector<store::EventSkip> skips, store_.EventSkips(stored.internal_id));
+    for (const store::EventSkip& skip : skips) {
+      if (skip.function_id == fn_id) return FailedPrecondition(NotInvokedBecause(fn_id, skip));
+    }
   }
-  ASSIGN_OR_RETURN(std::vector<store::EventSkip> skips, store_.EventSkips(stored.internal_id));
-  for (const store::EventSkip& skip : skips) {
-    if (skip.function_id == fn_id) return FailedPrecondition(NotInvokedBecause(fn_id, skip));
+  // So does a number the callee's sequence lane takes for a duplicate, or for stale unless the
+  // lane runs stale numbers (docs/ordering.md "Sequence lanes"): that outcome is stored with
+  // the event too. It is read only for a callee with such a lane, as the ingest's result does
+  // not tell it.
+  const auto flow = set->flows.find(fn_id);
+  if (flow == set->flows.end() || !flow->second.sequence) return Status::Ok();
+  ASSIGN_OR_RETURN(std::vector<store::LaneOutcome> outcomes,
+                   store_.LaneOutcomesOf(stored.internal_id));
+  for (const store::LaneOutcome& outcome : outcomes) {
+    const bool ran = outcome.outcome == store::kStale &&
+                     flow->second.sequence->stale == scheduler::StalePolicy::kRun;
+    if (outcome.function_id == fn_id && !ran) {
+      return FailedPrecondition(NotInvokedBecause(fn_id, outcome));
+    }
   }
   return Status::Ok();
 }

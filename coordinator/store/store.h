@@ -837,10 +837,10 @@ class Retention {
   // that has not ended, or whose end is not yet announced (PendingRunEnds), is never
   // deleted, nor is the event of a run that is kept, nor one whose cancels are pending
   // (PendingCancels), nor a run whose number its sequence lane has not reached (one cancelled
-  // while it waited). With them go, uncounted, the lane outcomes of deleted events
-  // (LaneOutcomesOf) and the announced lane gaps recorded before `horizon` (ListLaneGaps); a
-  // lane's next number and totals stay. Returns how many runs and events it deleted: call
-  // again until it returns 0.
+  // while it waited). With them go the lane outcomes of the deleted events (LaneOutcomesOf)
+  // and up to `batch` announced lane gaps recorded before `horizon` (ListLaneGaps); a lane's
+  // next number and totals stay. Returns how many runs, events, lane outcomes and lane gaps
+  // it deleted: call again until it returns 0.
   virtual Result<int64_t> DeleteExpired(TimePoint horizon, int batch) = 0;
 };
 

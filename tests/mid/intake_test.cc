@@ -160,6 +160,60 @@ TEST_F(IntakeHarness, AnInvocationTheCalleesGateRefusesFailsAtOnceAndWhenRedone)
   }
 }
 
+// A callee whose lane orders by the producer's numbers starts no run for an invocation whose
+// number is a duplicate or stale: the invocation fails at once, saying why, also when redone,
+// rather than leaving the invoker waiting until its timeout. With stale: "run" a stale number
+// runs, and its invocation goes on.
+TEST_F(IntakeHarness, AnInvocationTheCalleesSequenceLaneTurnsAwayFailsAtOnceAndWhenRedone) {
+  store::AppSync sync = OneFunctionApp("numbered", "test/numbered");
+  sync.functions[0].config["ordering"] = {{"key", "event.data.tenant"},
+                                          {"sequence", "event.data.version"},
+                                          {"gap_timeout", "30s"},
+                                          {"start", 1}};
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  const std::string caller = StartRun(kFunction);
+  auto state = store_->LoadRunState(caller);
+  ASSERT_THAT(state, IsOk());
+  auto invoke = [&](const std::string& step, int64_t version) {
+    store::NewWait wait = InvokeWait(caller, "numbered-fn", clock_.Now(), step);
+    wait.invoke["data"] = {{"tenant", "t"}, {"version", version}};
+    return intake_->StartInvocation(*state, wait);
+  };
+  ASSERT_THAT(invoke("first", 1), IsOk());
+  auto runs = store_->ListRuns({.function_id = "numbered-fn", .limit = 10});
+  ASSERT_THAT(runs, IsOk());
+  ASSERT_EQ(runs->size(), 1u);
+  const std::string first = (*runs)[0].id;
+
+  struct Refused {
+    std::string step;
+    int64_t version;
+    std::string why;
+  };
+  const std::vector<Refused> refused = {
+      {"again", 1, "its sequence number 1 is a duplicate (run " + first + " has it)"},
+      {"stale", 0, "its sequence number 0 is stale (below the next number its lane expects)"}};
+  for (const Refused& r : refused) {
+    for (int redo = 0; redo < 2; ++redo) {
+      Status s = invoke(r.step, r.version);
+      EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << r.step << ": " << s.ToString();
+      EXPECT_EQ(s.message(), "function \"numbered-fn\" was not invoked: " + r.why) << r.step;
+    }
+  }
+  EXPECT_THAT(invoke("first", 1), IsOk()) << "redone";
+  runs = store_->ListRuns({.function_id = "numbered-fn", .limit = 10});
+  ASSERT_THAT(runs, IsOk());
+  EXPECT_EQ(runs->size(), 1u);
+
+  sync.app.checksum = "numbered-2";
+  sync.functions[0].config["ordering"]["stale"] = "run";
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  EXPECT_THAT(invoke("stale-runs", 0), IsOk());
+  runs = store_->ListRuns({.function_id = "numbered-fn", .limit = 10});
+  ASSERT_THAT(runs, IsOk());
+  EXPECT_EQ(runs->size(), 2u);
+}
+
 // An invocation is not debounced: each invoker's event gets a run of its own, which is what
 // the invoker waits for (debounced, a later invocation's event took the pending run and the
 // earlier invoker waited until its timeout).

@@ -3783,6 +3783,73 @@ TEST_P(StoreConformance, RetentionDeletesOldLaneOutcomesAndGapsButNotTheNextNumb
   EXPECT_EQ(stats->lane_duplicates, 1);
 }
 
+// Retention counts the lane outcomes and gaps it deletes, so that its caller, which stops at a
+// pass that deletes nothing, goes on until none is left; gaps go a batch at a time, as runs
+// and events do. (They were not counted: past the first 1000 gaps, the rest went only in passes
+// that deleted runs or events.)
+TEST_P(StoreConformance, RetentionCountsTheLaneHistoryItDeletesUntilNoneIsLeft) {
+  // Kept: the runs of 1 and 3 (ended, their ends not announced) and of 5 (queued), with their
+  // events. To delete: the gaps {2} and {4}, announced, and 1 and 3 sent again (duplicates),
+  // each event with one outcome.
+  std::vector<QueueItem> items;
+  Send("t", 1, kFromOne);
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{1});
+  ASSERT_THAT(End(items[0]), IsOk());
+  Send("t", 3, kFromOne);
+  ASSERT_THAT(store_->SkipLaneHead("app-ordered", "t", clock_.Now()), IsOk());
+  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{3});
+  ASSERT_THAT(End(items[0]), IsOk());
+  Send("t", 5, kFromOne);
+  ASSERT_THAT(store_->SkipLaneHead("app-ordered", "t", clock_.Now()), IsOk());
+  const std::string one_again = Send("t", 1, kFromOne);
+  const std::string three_again = Send("t", 3, kFromOne);
+  ASSERT_EQ(store_->LaneOutcomesOf(one_again)->size(), 1u);
+  ASSERT_EQ(store_->LaneOutcomesOf(three_again)->size(), 1u);
+  auto pending = store_->PendingLaneGaps(10);
+  ASSERT_THAT(pending, IsOk());
+  ASSERT_EQ(pending->size(), 2u);
+  ASSERT_THAT(store_->AckLaneGaps({(*pending)[0].id, (*pending)[1].id}), IsOk());
+  clock_.Advance(1h);
+
+  // Batches of one: each pass deletes an event with its outcome, and a gap.
+  std::vector<int64_t> passes;
+  for (int pass = 0; pass < 10; ++pass) {
+    auto n = store_->DeleteExpired(clock_.Now() - 30min, /*batch=*/1);
+    ASSERT_THAT(n, IsOk());
+    passes.push_back(*n);
+    if (*n == 0) break;
+  }
+  EXPECT_EQ(passes, (std::vector<int64_t>{3, 3, 0}));
+  EXPECT_EQ(store_->GetEvent(one_again).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetEvent(three_again).status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store_->LaneOutcomesOf(one_again)->empty());
+  EXPECT_TRUE(store_->LaneOutcomesOf(three_again)->empty());
+  EXPECT_TRUE(store_->ListLaneGaps("app-ordered", "t", 10)->empty());
+}
+
+// The migration lane_history deletes the outcomes of the events retention deleted before it,
+// which retention no longer looks for (it deletes an event's outcomes with the event, by its
+// id); the outcomes of kept events stay.
+TEST_P(StoreConformance, TheLaneHistoryMigrationDeletesTheOutcomesOfEventsDeletedBefore) {
+  Send("t", 1, kFromOne);
+  const std::string kept = Send("t", 1, kFromOne);  // a duplicate
+  ASSERT_EQ(store_->LaneOutcomesOf(kept)->size(), 1u);
+  const std::string deleted = NewUlid(UnixMillis(clock_.Now()));
+  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+    tx.Exec(
+        "INSERT INTO lane_outcomes (event_id, function_id, key, number, outcome, run_id, "
+        "recorded_at_ms) VALUES ($1, 'app-ordered', 't', 0, $2, NULL, $3)",
+        {deleted, kStale, UnixMillis(clock_.Now())});
+    tx.Exec("DELETE FROM schema_migrations WHERE name LIKE '%_lane_history'");
+    return Status::Ok();
+  }),
+              IsOk());
+  ASSERT_EQ(store_->LaneOutcomesOf(deleted)->size(), 1u);
+  ASSERT_THAT(store_->Migrate(), IsOk());
+  EXPECT_TRUE(store_->LaneOutcomesOf(deleted)->empty());
+  EXPECT_EQ(store_->LaneOutcomesOf(kept)->size(), 1u);
+}
+
 // A run cancelled while it waited in a sequence lane keeps its number used up through
 // retention until the lane gets there: the lane steps past it without a gap, and the number
 // sent again is a duplicate naming it. (Retention deleted it with the other old runs: the lane

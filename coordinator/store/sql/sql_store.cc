@@ -429,25 +429,30 @@ void RecordLaneOutcome(Tx& tx, const std::string& event_id, const NewRun& run, c
           {run.function_id, *run.lane_key});
 }
 
-// Deletes the sequence lanes' history that retention has made unneeded: up to 1000 events'
-// outcomes and 1000 gaps. An outcome is read only with its event (LaneOutcomesOf, for GET
-// /v1/events/{id}): it goes once its event is gone, whichever pass deleted that. A gap is
-// history, like a finished run, once announced (its funcky/lane.gap event is stored; until
-// then it is that event's outbox): it goes when recorded before `horizon_ms`. Ordering needs
-// neither: a lane's row keeps its next number and its totals, and those and the runs' numbers
-// tell a number sent again stale or a duplicate (DeleteExpired keeps the runs of numbers a
-// lane has not reached).
-void DeleteLaneHistory(Tx& tx, int64_t horizon_ms) {
-  // SKIP LOCKED: rows another coordinator's retention is deleting wait for the next pass.
-  tx.Send(
-      "DELETE FROM lane_outcomes WHERE event_id IN (SELECT o.event_id FROM lane_outcomes o "
-      "WHERE o.recorded_at_ms < $1 AND NOT EXISTS (SELECT 1 FROM events e "
-      "WHERE e.internal_id = o.event_id) LIMIT 1000 {FOR UPDATE OF o SKIP LOCKED})",
-      {horizon_ms});
-  tx.Send(
+// Deletes the sequence lanes' history that retention has made unneeded, and returns how many
+// rows: the outcomes of the events `event_ids` it has just deleted, and up to `batch` gaps. An
+// outcome is read only with its event (LaneOutcomesOf, for GET /v1/events/{id}), so it goes
+// with it, found by the event's id (lane_outcomes_event) rather than by looking for outcomes
+// whose event is gone, which read every old outcome at each pass. None is recorded on an event
+// after its deletion: an ingest records them with the event, and a replay holds its event
+// (StartRun). A gap is history, like a finished run, once announced (its funcky/lane.gap event
+// is stored; until then it is that event's outbox): it goes when recorded before `horizon_ms`
+// (lane_gaps_announced). Ordering needs neither: a lane's row keeps its next number and its
+// totals, and those and the runs' numbers tell a number sent again stale or a duplicate
+// (DeleteExpired keeps the runs of numbers a lane has not reached).
+int64_t DeleteLaneHistory(Tx& tx, const std::vector<std::string>& event_ids, int64_t horizon_ms,
+                          int batch) {
+  int64_t deleted = 0;
+  if (!event_ids.empty()) {
+    deleted +=
+        tx.Exec("DELETE FROM lane_outcomes WHERE event_id IN @list($1)", {ListValue(event_ids)});
+  }
+  // SKIP LOCKED: gaps another coordinator's retention is deleting wait for the next pass.
+  deleted += tx.Exec(
       "DELETE FROM lane_gaps WHERE id IN (SELECT id FROM lane_gaps WHERE announced "
-      "AND recorded_at_ms < $1 LIMIT 1000 {FOR UPDATE SKIP LOCKED})",
-      {horizon_ms});
+      "AND recorded_at_ms < $1 LIMIT $2 {FOR UPDATE SKIP LOCKED})",
+      {horizon_ms, batch});
+  return deleted;
 }
 
 // A run of a lane that may start at its ingest (StartedCalls): when its lane is free, it
@@ -2457,21 +2462,27 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
         "AND l.key = r.lane_key AND l.seq_next <= r.lane_number) "
         "LIMIT $2 {FOR UPDATE SKIP LOCKED})",
         {horizon_ms, batch});
-    // Locking the event also skips one a replay is starting a run of right now.
-    const int64_t events = tx.Exec(
-        "DELETE FROM events WHERE internal_id IN (SELECT e.internal_id FROM events e "
-        "WHERE e.received_at_ms < $1 "
-        "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.internal_id) "
-        "AND NOT EXISTS (SELECT 1 FROM run_events re WHERE re.event_id = e.internal_id) "
-        "AND NOT EXISTS (SELECT 1 FROM pending_cancels c WHERE c.event_id = e.internal_id) "
-        "LIMIT $2 {FOR UPDATE SKIP LOCKED})",
-        {horizon_ms, batch});
-    // After the events, whose lane outcomes go with them; not counted, as the rows below.
-    DeleteLaneHistory(tx, horizon_ms);
+    // Locking the event also skips one a replay is starting a run of right now. The deleted
+    // events' ids are returned for their lane outcomes, which go with them.
+    std::vector<std::string> events;
+    for (Row row : tx.Query(
+             "DELETE FROM events WHERE internal_id IN (SELECT e.internal_id FROM events e "
+             "WHERE e.received_at_ms < $1 "
+             "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.internal_id) "
+             "AND NOT EXISTS (SELECT 1 FROM run_events re WHERE re.event_id = e.internal_id) "
+             "AND NOT EXISTS (SELECT 1 FROM pending_cancels c WHERE c.event_id = e.internal_id) "
+             "LIMIT $2 {FOR UPDATE SKIP LOCKED}) RETURNING internal_id",
+             {horizon_ms, batch})) {
+      events.push_back(row.Text(0));
+    }
+    // Counted, so that the caller, which stops at a pass that deletes nothing, goes on while
+    // old gaps are left: uncounted, a backlog of them went a batch per loop once the runs and
+    // events were done.
+    const int64_t lane_rows = DeleteLaneHistory(tx, events, horizon_ms, batch);
     DeleteSpentGates(tx, horizon_ms);     // not counted: a pass that deletes only these is done
     DeleteEndedDebounces(tx);             // nor these
     DeleteClosedBatches(tx, horizon_ms);  // nor these
-    return runs + events;
+    return runs + static_cast<int64_t>(events.size()) + lane_rows;
   });
 }
 
