@@ -150,7 +150,8 @@ bool IsLarge(int64_t v) {
 bool IsLarge(uint64_t v) { return v > kLargestExactInteger; }
 
 template <typename Int>
-void AppendInteger(std::string& out, Int v, JcsIntegers integers) {
+void AppendInteger(std::string& out, Int v, JcsIntegers integers, bool* large) {
+  if (large && !*large && IsLarge(v)) *large = true;
   if (integers == JcsIntegers::kAsDoubles && IsLarge(v)) {
     AppendDouble(out, static_cast<double>(v));
   } else {
@@ -158,7 +159,7 @@ void AppendInteger(std::string& out, Int v, JcsIntegers integers) {
   }
 }
 
-Status Append(std::string& out, const nlohmann::json& v, JcsIntegers integers) {
+Status Append(std::string& out, const nlohmann::json& v, JcsIntegers integers, bool* large) {
   using T = nlohmann::json::value_t;
   switch (v.type()) {
     case T::null:
@@ -168,10 +169,10 @@ Status Append(std::string& out, const nlohmann::json& v, JcsIntegers integers) {
       out += v.get<bool>() ? "true" : "false";
       break;
     case T::number_integer:
-      AppendInteger(out, v.get<int64_t>(), integers);
+      AppendInteger(out, v.get<int64_t>(), integers, large);
       break;
     case T::number_unsigned:
-      AppendInteger(out, v.get<uint64_t>(), integers);
+      AppendInteger(out, v.get<uint64_t>(), integers, large);
       break;
     case T::number_float: {
       double d = v.get<double>();
@@ -188,7 +189,7 @@ Status Append(std::string& out, const nlohmann::json& v, JcsIntegers integers) {
       for (const auto& e : v) {
         if (!first) out.push_back(',');
         first = false;
-        RETURN_IF_ERROR(Append(out, e, integers));
+        RETURN_IF_ERROR(Append(out, e, integers, large));
       }
       out.push_back(']');
       break;
@@ -213,7 +214,7 @@ Status Append(std::string& out, const nlohmann::json& v, JcsIntegers integers) {
         first = false;
         AppendString(out, m.key());
         out.push_back(':');
-        return Append(out, m.value(), integers);
+        return Append(out, m.value(), integers, large);
       };
       if (resorted.empty()) {
         for (auto m = v.begin(); m != v.end(); ++m) RETURN_IF_ERROR(member(m));
@@ -232,9 +233,10 @@ Status Append(std::string& out, const nlohmann::json& v, JcsIntegers integers) {
 
 }  // namespace
 
-Result<std::string> CanonicalJson(const nlohmann::json& value, JcsIntegers integers) {
+Result<std::string> CanonicalJson(const nlohmann::json& value, JcsIntegers integers,
+                                  bool* holds_large) {
   std::string out;
-  RETURN_IF_ERROR(Append(out, value, integers));
+  RETURN_IF_ERROR(Append(out, value, integers, holds_large));
   return out;
 }
 

@@ -26,9 +26,11 @@ enum class JcsIntegers { kExact, kAsDoubles };
 // Canonical text of `value`: object members sorted by their UTF-16 code units, no white
 // space, numbers as ECMAScript's Number.prototype.toString (integers per `integers`), strings
 // with the minimal escapes. Fails with kInvalidArgument on a non-finite number (JSON cannot
-// carry it).
+// carry it). `*holds_large`, when given, is set to true if `value` holds an integer above 2^53
+// in magnitude (HasLargeInteger, at no extra walk), and left as it is otherwise.
 Result<std::string> CanonicalJson(const nlohmann::json& value,
-                                  JcsIntegers integers = JcsIntegers::kExact);
+                                  JcsIntegers integers = JcsIntegers::kExact,
+                                  bool* holds_large = nullptr);
 
 // Whether `value` holds an integer above 2^53 in magnitude: one the two JcsIntegers forms
 // write differently.

@@ -19,6 +19,12 @@ namespace funcky::signing {
 // The maximum distance between the signature's timestamp and now, in either direction.
 inline constexpr std::chrono::seconds kMaxSkew{300};
 
+// Funcky's own signature of a call's body as sent, byte for byte, beside X-Inngest-Signature
+// (same form and key) when the two differ: the standard one covers the body's RFC 8785 form,
+// in which an integer above 2^53 is the double a JavaScript parser makes of it, so it does
+// not authenticate such an integer's digits (docs/protocol.md §7).
+inline constexpr std::string_view kExactSignatureHeader = "X-Funcky-Signature";
+
 // The hex part of a key: `signkey-test-abc` gives `abc`; a bare key is returned unchanged.
 std::string_view KeyMaterial(std::string_view key);
 

@@ -295,22 +295,31 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
   if (!client_.options().signing_key.empty()) {
     // The protocol signs the body's canonical form (docs/protocol.md §7). The header's form
     // and time are checked first, which costs nothing; then the HMAC over the body as it
-    // came, since Funcky's coordinator sends the body written canonically; and only when that
-    // fails, the HMAC over the RFC 8785 form of the parsed body (a parse and a second
-    // serialization of the whole body, which the checks before spare): it differs from the
-    // body a coordinator sent when the body holds an integer above 2^53 (common/jcs.h).
+    // came, since Funcky's coordinator sends the body written canonically. The two differ
+    // when the body holds an integer above 2^53, which the standard signature covers as a
+    // double (common/jcs.h): Funcky's coordinator then signs the body as sent as well
+    // (signing::kExactSignatureHeader), which authenticates the digits. Only when neither
+    // holds, the HMAC over the RFC 8785 form of the parsed body (a parse and a second
+    // serialization of the whole body, which the checks before spare); a body accepted so
+    // reaches the function as signed, its large integers the doubles the signature covered.
     const std::string_view header = FindHeader(request.headers, "X-Inngest-Signature");
+    const std::string_view exact = FindHeader(request.headers, signing::kExactSignatureHeader);
     const std::vector<std::string> keys = {client_.options().signing_key,
                                            client_.options().signing_key_fallback};
     const int64_t now = NowSeconds();
     bool authentic = FreshSignatureHeader(header, now);
-    if (authentic && !signing::VerifySignature(header, request.body, keys, now).ok()) {
+    if (authentic && !signing::VerifySignature(header, request.body, keys, now).ok() &&
+        !(FreshSignatureHeader(exact, now) &&
+          signing::VerifySignature(exact, request.body, keys, now).ok())) {
       parsed = ParseUntrustedJson(request.body, kCallBodyJsonLimits);
       authentic = false;
       if (parsed->ok()) {
         auto canonical = CanonicalJson(**parsed, JcsIntegers::kAsDoubles);
         authentic = canonical.ok() && *canonical != request.body &&
                     signing::VerifySignature(header, *canonical, keys, now).ok();
+        if (authentic && HasLargeInteger(**parsed)) {
+          parsed = ParseUntrustedJson(*canonical, kCallBodyJsonLimits);
+        }
       }
     }
     if (!authentic) return Unauthorized();

@@ -50,12 +50,14 @@ namespace {
 
 // The call's body in its canonical form, written piece by piece: the event and the steps'
 // memos, the bulk of it, are written once each rather than copied into a tree first.
+// `*holds_large` (when given) is set if the body holds an integer above 2^53.
 Result<std::string> CallBody(const store::RunState& state, const store::QueueItem& item,
-                             const CallOptions& options, JcsIntegers integers) {
+                             const CallOptions& options, JcsIntegers integers,
+                             bool* holds_large = nullptr) {
   std::string event;
   std::string events = "[";
   for (size_t i = 0; i < state.events.size(); ++i) {
-    ASSIGN_OR_RETURN(std::string e, CanonicalJson(state.events[i], integers));
+    ASSIGN_OR_RETURN(std::string e, CanonicalJson(state.events[i], integers, holds_large));
     if (i > 0) events.push_back(',');
     events += e;
     if (i == 0) event = std::move(e);
@@ -64,7 +66,7 @@ Result<std::string> CallBody(const store::RunState& state, const store::QueueIte
   std::map<std::string, std::string> memos;  // by step id: a later record of one wins
   std::string stack = "[";
   for (const auto& step : state.steps) {
-    ASSIGN_OR_RETURN(memos[step.step_id], CanonicalJson(step.memo, integers));
+    ASSIGN_OR_RETURN(memos[step.step_id], CanonicalJson(step.memo, integers, holds_large));
     if (stack.size() > 1) stack.push_back(',');
     stack += CanonicalString(step.step_id);
   }
@@ -98,20 +100,15 @@ Result<std::string> CallBody(const store::RunState& state, const store::QueueIte
   return CanonicalObject(std::move(top));
 }
 
-bool HasLargeInteger(const store::RunState& state) {
-  return std::any_of(state.events.begin(), state.events.end(),
-                     [](const Json& e) { return funcky::HasLargeInteger(e); }) ||
-         std::any_of(state.steps.begin(), state.steps.end(),
-                     [](const store::StepRecord& s) { return funcky::HasLargeInteger(s.memo); });
-}
-
 }  // namespace
 
 Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueItem& item,
                               const CallOptions& options, TimePoint now) {
   ASSIGN_OR_RETURN(std::string base_url, FunctionUrl(state.function.config));
   if (state.events.empty()) return FailedPrecondition("run " + state.run.id + " has no event");
-  ASSIGN_OR_RETURN(std::string canonical, CallBody(state, item, options, JcsIntegers::kExact));
+  bool holds_large = false;
+  ASSIGN_OR_RETURN(std::string canonical,
+                   CallBody(state, item, options, JcsIntegers::kExact, &holds_large));
   if (canonical.size() > kMaxCallBodyBytes) {
     return ResourceExhausted("the run's state (its events and memoized steps) is " +
                              std::to_string(canonical.size()) + " bytes, more than the " +
@@ -130,14 +127,24 @@ Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueIt
   if (!options.signing_key.empty()) {
     // A host gets every integer's digits; the signature covers the RFC 8785 form, which is
     // what the JavaScript SDK rebuilds from the body it parsed (large integers as doubles).
-    // The two differ only when the run's state holds an integer above 2^53.
-    std::string rfc_form;
-    if (HasLargeInteger(state)) {
-      ASSIGN_OR_RETURN(rfc_form, CallBody(state, item, options, JcsIntegers::kAsDoubles));
+    // The two differ only when the run's state holds an integer above 2^53: then the body as
+    // sent is signed too, in a header of Funcky's own, so that a host which reads the digits
+    // (the C++ SDK) has them authenticated; the standard signature alone would let them be
+    // changed within a double's rounding.
+    if (holds_large) {
+      ASSIGN_OR_RETURN(std::string rfc_form,
+                       CallBody(state, item, options, JcsIntegers::kAsDoubles));
+      req.headers.emplace_back(
+          "X-Inngest-Signature",
+          signing::SignatureHeader(rfc_form, options.signing_key, UnixSeconds(now)));
+      req.headers.emplace_back(
+          std::string(signing::kExactSignatureHeader),
+          signing::SignatureHeader(canonical, options.signing_key, UnixSeconds(now)));
+    } else {
+      req.headers.emplace_back(
+          "X-Inngest-Signature",
+          signing::SignatureHeader(canonical, options.signing_key, UnixSeconds(now)));
     }
-    req.headers.emplace_back("X-Inngest-Signature",
-                             signing::SignatureHeader(rfc_form.empty() ? canonical : rfc_form,
-                                                      options.signing_key, UnixSeconds(now)));
   }
   req.body = std::move(canonical);
   return req;

@@ -187,6 +187,8 @@ TEST(BuildCall, ProducesSignedCanonicalRequestWithoutFnId) {
   EXPECT_EQ(body["event"]["name"], "demo/go");
   std::string sig(FindHeader(req->headers, "X-Inngest-Signature"));
   EXPECT_TRUE(signing::VerifySignature(sig, req->body, {"signkey-test-abcd"}, 1700000000).ok());
+  // Without an integer above 2^53 the standard signature covers the body as sent: no other.
+  EXPECT_TRUE(FindHeader(req->headers, signing::kExactSignatureHeader).empty());
   // A planned step is addressed by its hash.
   item.step_id = "h2";
   EXPECT_EQ(BuildCall(state, item, {}, TimePoint())->url,
@@ -214,6 +216,11 @@ TEST(BuildCall, SignsTheRfcFormOfABodyWithLargeIntegers) {
   EXPECT_NE(rfc->find(R"("id":12345678901234567000)"), std::string::npos) << *rfc;
   EXPECT_TRUE(signing::VerifySignature(sig, *rfc, {"signkey-test-abcd"}, now).ok());
   EXPECT_FALSE(signing::VerifySignature(sig, req->body, {"signkey-test-abcd"}, now).ok());
+  // The body as sent, digits and all, is signed in Funcky's own header.
+  EXPECT_TRUE(signing::VerifySignature(
+                  std::string(FindHeader(req->headers, signing::kExactSignatureHeader)), req->body,
+                  {"signkey-test-abcd"}, now)
+                  .ok());
   // A memo holding one is signed the same way.
   state.events[0]["data"] = Json::object();
   state.steps[0].memo = Json{{"data", Json::parse("-9007199254740993")}};

@@ -504,6 +504,47 @@ TEST_F(ServeTest, ASignatureHoldsOverTheCanonicalFormOrTheBodyAsSent) {
   EXPECT_EQ(runs, 3);
 }
 
+// A body with an integer above 2^53 carries two signatures from Funcky's coordinator: the
+// standard one over its RFC 8785 form (the integer as a double) and Funcky's over the body as
+// sent. With the latter the function gets every digit; with the standard one alone it gets
+// what that covers, the double — else the digits could be changed within a double's rounding
+// (…890 to …891) and still pass.
+TEST_F(ServeTest, TheDigitsOfALargeIntegerReachTheFunctionOnlyWhenTheySigned) {
+  Json seen;
+  ServeHandler h(signed_client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
+                   seen = ctx.event["data"]["id"];
+                   return Json("done");
+                 })});
+  const std::string sent =
+      R"({"ctx":{"attempt":0},"event":{"data":{"id":12345678901234567890},"name":"e"},"steps":{}})";
+  const std::string rfc = *CanonicalJson(Json::parse(sent), JcsIntegers::kAsDoubles);
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  auto call = [&](const std::string& body, Headers headers) {
+    return h.handle({"POST", "/api?fnId=app-fn&stepId=step", std::move(headers), body}).status;
+  };
+  const std::string standard = signing::SignatureHeader(rfc, "signkey-test-beef", now);
+  EXPECT_EQ(call(sent, {{"X-Inngest-Signature", standard},
+                        {"X-Funcky-Signature",
+                         signing::SignatureHeader(sent, "signkey-test-beef", now)}}),
+            200);
+  EXPECT_EQ(seen, Json::parse("12345678901234567890"));
+  seen = nullptr;
+  EXPECT_EQ(call(sent, {{"X-Inngest-Signature", standard}}), 200);
+  EXPECT_EQ(seen, Json::parse("12345678901234567000"));
+  // Digits changed within the double's rounding, Funcky's signature over the original: the
+  // function gets the double the standard signature covers, not the changed digits.
+  std::string changed = sent;
+  changed.replace(changed.rfind("890"), 3, "891");
+  seen = nullptr;
+  EXPECT_EQ(call(changed, {{"X-Inngest-Signature", standard},
+                           {"X-Funcky-Signature",
+                            signing::SignatureHeader(sent, "signkey-test-beef", now)}}),
+            200);
+  EXPECT_EQ(seen, Json::parse("12345678901234567000"));
+}
+
 TEST_F(ServeTest, RegisterBodyCarriesCompositeIdsAndStepUrl) {
   ServeHandler h(client_, "http://h:1/api",
                  {create_function({.id = "fn", .triggers = {{.event = "a/*"}}, .retries = 7},
