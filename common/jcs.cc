@@ -240,19 +240,13 @@ Result<std::string> CanonicalJson(const nlohmann::json& value, JcsIntegers integ
   return out;
 }
 
-bool HasLargeInteger(const nlohmann::json& value) {
-  using T = nlohmann::json::value_t;
-  switch (value.type()) {
-    case T::number_integer:
-      return IsLarge(value.get<int64_t>());
-    case T::number_unsigned:
-      return IsLarge(value.get<uint64_t>());
-    case T::array:
-    case T::object:
-      return std::any_of(value.begin(), value.end(),
-                         [](const nlohmann::json& e) { return HasLargeInteger(e); });
-    default:
-      return false;
+void LargeIntegersAsDoubles(nlohmann::json& value) {
+  if (value.is_number_unsigned()) {
+    if (IsLarge(value.get<uint64_t>())) value = static_cast<double>(value.get<uint64_t>());
+  } else if (value.is_number_integer()) {
+    if (IsLarge(value.get<int64_t>())) value = static_cast<double>(value.get<int64_t>());
+  } else if (value.is_array() || value.is_object()) {
+    for (nlohmann::json& e : value) LargeIntegersAsDoubles(e);
   }
 }
 

@@ -27,14 +27,14 @@ enum class JcsIntegers { kExact, kAsDoubles };
 // space, numbers as ECMAScript's Number.prototype.toString (integers per `integers`), strings
 // with the minimal escapes. Fails with kInvalidArgument on a non-finite number (JSON cannot
 // carry it). `*holds_large`, when given, is set to true if `value` holds an integer above 2^53
-// in magnitude (HasLargeInteger, at no extra walk), and left as it is otherwise.
+// in magnitude (one the two forms write differently), and left as it is otherwise.
 Result<std::string> CanonicalJson(const nlohmann::json& value,
                                   JcsIntegers integers = JcsIntegers::kExact,
                                   bool* holds_large = nullptr);
 
-// Whether `value` holds an integer above 2^53 in magnitude: one the two JcsIntegers forms
-// write differently.
-bool HasLargeInteger(const nlohmann::json& value);
+// Makes each integer of `value` above 2^53 in magnitude the double it rounds to: the value
+// as its kAsDoubles form writes it, which is what a signature over that form covers of it.
+void LargeIntegersAsDoubles(nlohmann::json& value);
 
 // Canonical text of an object whose members' values are canonical text already (from
 // CanonicalJson, or this), so that a large value is not copied into a tree to be written:

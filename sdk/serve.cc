@@ -317,9 +317,7 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
         auto canonical = CanonicalJson(**parsed, JcsIntegers::kAsDoubles);
         authentic = canonical.ok() && *canonical != request.body &&
                     signing::VerifySignature(header, *canonical, keys, now).ok();
-        if (authentic && HasLargeInteger(**parsed)) {
-          parsed = ParseUntrustedJson(*canonical, kCallBodyJsonLimits);
-        }
+        if (authentic) LargeIntegersAsDoubles(**parsed);
       }
     }
     if (!authentic) return Unauthorized();

@@ -3,6 +3,8 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -26,8 +28,12 @@ TEST(PgClusterTest, ACrashedTestBinaryLeavesNoServerRunning) {
     std::this_thread::sleep_for(50ms);
   }
   ASSERT_EQ(crash.exit_code(), 128 + SIGABRT) << crash.Log();
-  const int server = std::stoi(crash.Log());
-  ASSERT_GT(server, 0) << crash.Log();
+  // Other lines may come first (the server's own, such as a warning about the directory).
+  const std::string log = crash.Log();
+  const size_t line = log.find("postmaster ");
+  ASSERT_NE(line, std::string::npos) << log;
+  const int server = std::atoi(log.c_str() + line + std::strlen("postmaster "));
+  ASSERT_GT(server, 0) << log;
   const auto stopped_by = std::chrono::steady_clock::now() + 20s;
   while (kill(server, 0) == 0 || errno != ESRCH) {
     ASSERT_LT(std::chrono::steady_clock::now(), stopped_by)

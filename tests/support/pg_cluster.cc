@@ -95,6 +95,7 @@ void PgCluster::Start() {
 }
 
 void PgCluster::StartWatchdog() {
+  if (pid_ <= 0) return;  // no server known: nothing it could stop (kill(0) is a group)
   int fds[2];
   // Close-on-exec: a process the tests start must not hold the write end, or the watchdog
   // would wait for it too.
@@ -106,12 +107,22 @@ void PgCluster::StartWatchdog() {
   const std::string dir = dir_;  // read by the child: nothing is allocated after the fork
   const pid_t child = fork();
   if (child == 0) {
-    // Only async-signal-safe calls here: the test binary has threads.
-    close(fds[1]);
+    // Only async-signal-safe calls from here: the test binary has threads. Forked again and
+    // in a session of its own, the watchdog is no descendant of the test binary nor in its
+    // process group: what ends a hung binary with its process tree (ctest's timeout,
+    // timeout(1), ^C) leaves it to do its work.
+    if (fork() != 0) _exit(0);
+    setsid();
+    const int null_fd = open("/dev/null", O_RDWR);
+    for (int fd = 0; fd < 3; ++fd) dup2(null_fd, fd);
+    dup2(fds[0], 3);
+    close_range(4, ~0U, 0);  // ctest's output pipe among them: it would wait for this process
     char byte;
-    while (read(fds[0], &byte, 1) == -1 && errno == EINTR) {
+    ssize_t n;
+    while ((n = read(3, &byte, 1)) == -1 && errno == EINTR) {
     }
-    kill(server, SIGINT);  // fast shutdown, as Stop
+    if (n == 1) _exit(0);  // Stop disarmed it: the server is stopped the usual way
+    kill(server, SIGINT);  // the binary is gone: fast shutdown, as Stop
     for (int i = 0; i < 200 && kill(server, 0) == 0; ++i) usleep(50'000);
     execl("/bin/rm", "rm", "-rf", dir.c_str(), static_cast<char*>(nullptr));  // as ~PgCluster
     _exit(0);
@@ -122,19 +133,17 @@ void PgCluster::StartWatchdog() {
     close(fds[1]);
     return;
   }
-  watchdog_pid_ = child;
+  waitpid(child, nullptr, 0);  // the intermediate process, gone at once
   watchdog_fd_ = fds[1];
 }
 
 void PgCluster::StopWatchdog() {
-  // Killed and reaped before the server stops: its PID is not signalled once it may be
-  // another process's.
-  if (watchdog_pid_ > 0) {
-    kill(watchdog_pid_, SIGKILL);
-    waitpid(watchdog_pid_, nullptr, 0);
-    watchdog_pid_ = 0;
-  }
+  // Disarmed by a byte before the server stops: it never signals the server's PID once that
+  // may be another process's. (The end of the pipe without a byte means this process died.)
   if (watchdog_fd_ >= 0) {
+    const char byte = 1;
+    while (write(watchdog_fd_, &byte, 1) == -1 && errno == EINTR) {
+    }
     close(watchdog_fd_);
     watchdog_fd_ = -1;
   }

@@ -50,9 +50,10 @@ class PgCluster {
  private:
   // Starts the server on port_; false when it did not start (e.g. the port was taken).
   bool TryStart();
-  // A test binary that crashes (a signal, an abort) runs neither destructors nor atexit
-  // handlers: a watchdog process, started with the server, stops it once this process is
-  // gone (it reads the end of a pipe only this process holds). Stopped before the server.
+  // A test binary that crashes (a signal, an abort, a timeout's kill) runs neither
+  // destructors nor atexit handlers: a watchdog process, started with the server, stops it
+  // once this process is gone (the end of a pipe only this process holds). Disarmed before
+  // the server is stopped.
   void StartWatchdog();
   void StopWatchdog();
   std::string dir_;
@@ -60,8 +61,7 @@ class PgCluster {
   std::string as_pg_;  // runs a command as user postgres when the tests run as root
   int port_ = 0;
   int pid_ = 0;
-  int watchdog_pid_ = 0;
-  int watchdog_fd_ = -1;  // the pipe's write end; its closing is the watchdog's signal
+  int watchdog_fd_ = -1;  // the pipe's write end: a byte disarms the watchdog, its end fires it
 };
 
 // The cluster shared by the tests of one binary, started on first use.

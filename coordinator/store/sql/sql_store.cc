@@ -494,12 +494,14 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
   // A throttled run takes its start slot (flow_store.h); a run id stored already takes none,
   // nor does a run that starts later (an event `ts` in the future, a cron tick's jitter):
   // taken now, its slot would push back the key's runs that come meanwhile; the claim paces
-  // it once it is due (PaceStarts).
+  // it once it is due (PaceStarts). A debounced run's start time is its due time, which
+  // events push back: it takes its slot now, as before.
   std::optional<int64_t> slot;
   bool throttled = false;
   if (run.throttle && tx.Query("SELECT 1 FROM runs WHERE id = $1", {run.run_id}).empty()) {
     throttled = true;
-    if (!run.start_at_ms || *run.start_at_ms <= now_ms) slot = TakeThrottleSlot(tx, run, now_ms);
+    const bool starts_later = run.start_at_ms && *run.start_at_ms > now_ms && !run.debounce;
+    if (!starts_later) slot = TakeThrottleSlot(tx, run, now_ms);
   }
   // The throttle too, so the claim paces the first call (PaceStarts).
   std::optional<std::string> throttle_key;
