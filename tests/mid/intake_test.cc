@@ -83,6 +83,14 @@ store::NewWait InvokeWait(const std::string& caller, const std::string& function
   return wait;
 }
 
+// An event as a sender's request brings it (`name`, no data, its `id` and `ts`), received at
+// `now_ms`.
+intake::IncomingEvent SentEvent(const std::string& name, const std::string& id, int64_t ts,
+                                int64_t now_ms) {
+  return {{{"name", name}, {"data", store::Json::object()}, {"id", id}, {"ts", ts}},
+          NewUlid(now_ms)};
+}
+
 TEST_F(IntakeHarness, AnInvokeWaitStoredAfterTheInvokedRunsEndWasAnnouncedResumesWithIt) {
   const std::string caller = StartRun(kFunction);
   const store::QueueItem caller_item = ClaimItemOf(caller);
@@ -257,11 +265,7 @@ TEST_F(IntakeHarness, ACancelEventCancelsOnlyTheRunsThereWereWhenItCame) {
     std::vector<intake::IncomingEvent> events;
     for (const std::string& name : names) {
       const int64_t now_ms = UnixMillis(clock_.Now());
-      events.push_back({{{"name", name},
-                         {"data", store::Json::object()},
-                         {"id", name + "-" + std::to_string(++sent)},
-                         {"ts", now_ms}},
-                        NewUlid(now_ms)});
+      events.push_back(SentEvent(name, name + "-" + std::to_string(++sent), now_ms, now_ms));
     }
     std::vector<std::string> starts;
     auto r = intake_->Ingest(std::move(events));
@@ -302,11 +306,7 @@ TEST_F(IntakeHarness, ACancelEventCancelsRunsBeyondOnePage) {
   std::vector<intake::IncomingEvent> starts;
   const int64_t now_ms = UnixMillis(clock_.Now());
   for (int i = 0; i < kRuns; ++i) {
-    starts.push_back({{{"name", "test/start"},
-                       {"data", store::Json::object()},
-                       {"id", "start-" + std::to_string(i)},
-                       {"ts", now_ms}},
-                      NewUlid(now_ms)});
+    starts.push_back(SentEvent("test/start", "start-" + std::to_string(i), now_ms, now_ms));
   }
   ASSERT_THAT(intake_->Ingest(std::move(starts)), IsOk());
   auto active = store_->ActiveRuns("many-fn", now_ms + 1, "", 2 * kRuns);
@@ -340,9 +340,7 @@ TEST_F(IntakeHarness, TheSweepDoesTheCancelsOfACancelEventStoredButNotDone) {
   auto start = [&](const std::string& id) {
     const int64_t now_ms = UnixMillis(clock_.Now());
     std::vector<intake::IncomingEvent> events;
-    events.push_back(
-        {{{"name", "test/start"}, {"data", store::Json::object()}, {"id", id}, {"ts", now_ms}},
-         NewUlid(now_ms)});
+    events.push_back(SentEvent("test/start", id, now_ms, now_ms));
     auto r = intake_->Ingest(std::move(events));
     EXPECT_THAT(r, IsOk());
     return r.ok() ? r->stored[0].internal_id : "";
@@ -389,9 +387,7 @@ TEST_F(IntakeHarness, AnEventTsInTheFutureSchedulesItsRunThen) {
   const int64_t now_ms = UnixMillis(clock_.Now());
   auto send = [&](const std::string& id, int64_t ts) {
     std::vector<intake::IncomingEvent> events;
-    events.push_back(
-        {{{"name", "test/later"}, {"data", store::Json::object()}, {"id", id}, {"ts", ts}},
-         NewUlid(now_ms)});
+    events.push_back(SentEvent("test/later", id, ts, now_ms));
     auto sent = intake_->Ingest(std::move(events));
     EXPECT_THAT(sent, IsOk());
     auto runs =
@@ -425,14 +421,8 @@ TEST_F(IntakeHarness, AScheduledRunTakesNoThrottleSlotFromTheRunsBeforeIt) {
   ASSERT_THAT(store_->SyncApp(sync), IsOk());
   const int64_t now_ms = UnixMillis(clock_.Now());
   std::vector<intake::IncomingEvent> events;
-  events.push_back({{{"name", "test/paced"},
-                     {"data", store::Json::object()},
-                     {"id", "tomorrow"},
-                     {"ts", now_ms + 24 * 3600 * 1000}},
-                    NewUlid(now_ms)});
-  events.push_back(
-      {{{"name", "test/paced"}, {"data", store::Json::object()}, {"id", "now"}, {"ts", now_ms}},
-       NewUlid(now_ms)});
+  events.push_back(SentEvent("test/paced", "tomorrow", now_ms + 24 * 3600 * 1000, now_ms));
+  events.push_back(SentEvent("test/paced", "now", now_ms, now_ms));
   auto sent = intake_->Ingest(std::move(events));
   ASSERT_THAT(sent, IsOk());
   auto runs = store_->ListRuns({.event_id = sent->stored[1].internal_id, .limit = 10});
@@ -452,11 +442,7 @@ TEST_F(IntakeHarness, AScheduledRunsStartTimeoutCountsFromItsStartTime) {
   ASSERT_THAT(store_->SyncApp(sync), IsOk());
   const int64_t now_ms = UnixMillis(clock_.Now());
   std::vector<intake::IncomingEvent> events;
-  events.push_back({{{"name", "test/later"},
-                     {"data", store::Json::object()},
-                     {"id", "later-1"},
-                     {"ts", now_ms + 10'000}},
-                    NewUlid(now_ms)});
+  events.push_back(SentEvent("test/later", "later-1", now_ms + 10'000, now_ms));
   ASSERT_THAT(intake_->Ingest(std::move(events)), IsOk());
   clock_.Advance(14'999ms);
   auto timed_out = store_->CancelTimedOutRuns(clock_.Now(), 10);

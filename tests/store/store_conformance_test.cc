@@ -298,6 +298,22 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     return run.run_id;
   }
 
+  // Starts a run of "app-plain", ends it and announces its end (nothing keeps it from
+  // retention then); returns its event's internal id.
+  std::string EndedRunsEvent() {
+    const std::string run = Start("app-plain");
+    auto items = Claim();
+    EXPECT_EQ(items.size(), 1u);
+    if (items.size() != 1) return "";
+    EXPECT_THAT(End(items[0]), IsOk());
+    auto ends = store_->PendingRunEnds(0, 100);
+    EXPECT_THAT(ends, IsOk());
+    if (ends.ok()) EXPECT_THAT(store_->AckRunEnds(*ends), IsOk());
+    auto ended = store_->GetRun(run);
+    EXPECT_THAT(ended, IsOk());
+    return ended.ok() ? ended->event_id : "";
+  }
+
   // Ingests one event that starts one run of "app-plain" here (StartedCalls); returns the
   // run's first call, leased to the caller.
   QueueItem StartHere() {
@@ -3906,14 +3922,7 @@ TEST_P(StoreConformance, RetentionKeepsACancelledRunWhoseNumberItsLaneHasNotReac
 // 404). (The replay checked the event without locking it: on PostgreSQL an event deleted
 // between that check and the run's insert failed the insert on its foreign key, a 500.)
 TEST_P(StoreConformance, AReplayOfAnEventRetentionIsDeletingIsNotFound) {
-  const std::string old = Start("app-plain");
-  auto items = Claim();
-  ASSERT_EQ(items.size(), 1u);
-  ASSERT_THAT(End(items[0]), IsOk());
-  auto ends = store_->PendingRunEnds(0, 100);
-  ASSERT_THAT(ends, IsOk());
-  ASSERT_THAT(store_->AckRunEnds(*ends), IsOk());
-  const std::string event_id = store_->GetRun(old)->event_id;
+  const std::string event_id = EndedRunsEvent();
   clock_.Advance(1h);
 
   db_->pause_next_before_commit = true;
@@ -3937,14 +3946,7 @@ TEST_P(StoreConformance, AReplayOfAnEventRetentionIsDeletingIsNotFound) {
 
 // Retention passes over the event of a replay in progress, and the replay starts its run.
 TEST_P(StoreConformance, RetentionPassesOverTheEventOfAReplayInProgress) {
-  const std::string old = Start("app-plain");
-  auto items = Claim();
-  ASSERT_EQ(items.size(), 1u);
-  ASSERT_THAT(End(items[0]), IsOk());
-  auto ends = store_->PendingRunEnds(0, 100);
-  ASSERT_THAT(ends, IsOk());
-  ASSERT_THAT(store_->AckRunEnds(*ends), IsOk());
-  const std::string event_id = store_->GetRun(old)->event_id;
+  const std::string event_id = EndedRunsEvent();
   clock_.Advance(1h);
 
   db_->pause_next_before_commit = true;

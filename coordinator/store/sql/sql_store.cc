@@ -2368,15 +2368,11 @@ namespace {
 std::string LookbackPendingBefore(int p) {
   return "w.lookback_from_ms IS NOT NULL AND w.created_at_ms < $" + std::to_string(p);
 }
-// Run ends recorded before $p, or all of them when it is 0 (PendingRunEnds).
-std::string RunEndedBefore(int p) {
+// `column` before $p, or any value when $p is 0: run ends recorded before a time
+// (PendingRunEnds), cancels of events received before one (PendingCancels).
+std::string ZeroOrBefore(std::string_view column, int p) {
   const std::string bound = "$" + std::to_string(p) + "::bigint";
-  return "(" + bound + " = 0 OR ended_at_ms < " + bound + ")";
-}
-// Pending cancels of events received before $p, or all of them when it is 0 (PendingCancels).
-std::string CancelReceivedBefore(int p) {
-  const std::string bound = "$" + std::to_string(p) + "::bigint";
-  return "(" + bound + " = 0 OR c.received_at_ms < " + bound + ")";
+  return "(" + bound + " = 0 OR " + std::string(column) + " < " + bound + ")";
 }
 
 }  // namespace
@@ -2389,8 +2385,9 @@ Result<SweepsDue> SqlStore::DueSweeps(int64_t lookbacks_before_ms, int64_t ends_
   const std::string sql = "SELECT EXISTS (SELECT 1 FROM waits w WHERE " + LookbackPendingBefore(2) +
                           "), EXISTS (SELECT 1 FROM lane_gaps WHERE NOT announced), " +
                           AnyTimeoutsDue() + ", EXISTS (SELECT 1 FROM run_ends WHERE " +
-                          RunEndedBefore(3) + "), EXISTS (SELECT 1 FROM pending_cancels c WHERE " +
-                          CancelReceivedBefore(3) + ")";
+                          ZeroOrBefore("ended_at_ms", 3) +
+                          "), EXISTS (SELECT 1 FROM pending_cancels c WHERE " +
+                          ZeroOrBefore("c.received_at_ms", 3) + ")";
   return InTransaction([&](Tx& tx) -> Result<SweepsDue> {
     Rows rows = tx.Query(sql, {UnixMillis(now), lookbacks_before_ms, ends_before_ms});
     return SweepsDue{.lookbacks = rows[0].Bool(0),
@@ -2404,7 +2401,7 @@ Result<SweepsDue> SqlStore::DueSweeps(int64_t lookbacks_before_ms, int64_t ends_
 Result<std::vector<std::string>> SqlStore::PendingRunEnds(int64_t ended_before_ms, int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<std::string>> {
     std::vector<std::string> out;
-    for (Row row : tx.Query("SELECT run_id FROM run_ends WHERE " + RunEndedBefore(1) +
+    for (Row row : tx.Query("SELECT run_id FROM run_ends WHERE " + ZeroOrBefore("ended_at_ms", 1) +
                                 " ORDER BY ended_at_ms, run_id LIMIT $2",
                             {ended_before_ms, limit})) {
       out.push_back(row.Text(0));
@@ -2424,12 +2421,12 @@ Status SqlStore::AckRunEnds(const std::vector<std::string>& run_ids) {
 Result<std::vector<EventRecord>> SqlStore::PendingCancels(int64_t received_before_ms, int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<EventRecord>> {
     std::vector<EventRecord> out;
-    for (Row row :
-         tx.Query("SELECT e.internal_id, e.id, e.name, e.payload, e.received_at_ms "
-                  "FROM pending_cancels c JOIN events e ON e.internal_id = c.event_id "
-                  "WHERE " +
-                      CancelReceivedBefore(1) + " ORDER BY c.received_at_ms, c.event_id LIMIT $2",
-                  {received_before_ms, limit})) {
+    for (Row row : tx.Query("SELECT e.internal_id, e.id, e.name, e.payload, e.received_at_ms "
+                            "FROM pending_cancels c JOIN events e ON e.internal_id = c.event_id "
+                            "WHERE " +
+                                ZeroOrBefore("c.received_at_ms", 1) +
+                                " ORDER BY c.received_at_ms, c.event_id LIMIT $2",
+                            {received_before_ms, limit})) {
       out.push_back({row.Text(0), row.Text(1), row.Text(2), row.JsonCol(3), row.Int(4)});
     }
     return out;
