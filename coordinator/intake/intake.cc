@@ -459,6 +459,16 @@ Result<std::string> Intake::Replay(const std::string& run_id) {
   ASSIGN_OR_RETURN(store::RunRecord run, store_.GetRun(run_id));
   ASSIGN_OR_RETURN(store::EventRecord event, store_.GetEvent(run.event_id));
   ASSIGN_OR_RETURN(auto set, Functions(/*refresh=*/false));
+  if (!set->Find(run.function_id)) {
+    ASSIGN_OR_RETURN(set, Functions(/*refresh=*/true));
+    // A function a sync dropped is archived: its runs go on to their ends, but it starts no
+    // new one (its hosts may no longer have it).
+    if (!set->Find(run.function_id)) {
+      return FailedPrecondition("function \"" + run.function_id +
+                                "\" is no longer in its app's last sync; its runs cannot be "
+                                "replayed until a sync lists it again");
+    }
+  }
   const TimePoint now = clock_.Now();
   ASSIGN_OR_RETURN(store::NewRun replay,
                    NewRunFor(run.function_id, *set, event.payload, UnixMillis(now)));

@@ -96,6 +96,7 @@ class Intake final : public executor::RunEvents {
   // Cancels a run (POST /v1/runs/{id}/cancel, cancel_on): false when it had ended.
   Result<bool> Cancel(const std::string& run_id, const Json& reason);
   // Starts a new run of the run's function for the same event; returns its id.
+  // kFailedPrecondition when a sync dropped the function (archived).
   Result<std::string> Replay(const std::string& run_id);
 
   // executor::RunEvents

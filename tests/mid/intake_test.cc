@@ -632,6 +632,50 @@ TEST_F(IntakeHarness, EndEventsGoWithTheEndOnlyWhenNothingActsOnThem) {
 // Two coordinators on one database: one caches the function set (for an hour here), the
 // other syncs an app. An event the first accepts after that sync starts the new function's
 // run: its ingest finds the set changed, loads it again and matches the event again.
+// A sync that no longer lists a function archives it: its trigger starts no run and its runs
+// cannot be replayed, but a run it started before goes on to its end (as in Inngest: hosts
+// still serving it, as in a rolling deploy, answer its calls); a sync that lists it again
+// brings it back.
+TEST_F(IntakeHarness, AFunctionASyncDropsStartsNoRunButFinishesTheRunsItHad) {
+  ASSERT_THAT(store_->SyncApp(OneFunctionApp("dropped", "test/dropped")), IsOk());
+  std::string started;  // the last run an event started
+  auto send = [&](const std::string& id) -> int64_t {
+    const int64_t now_ms = UnixMillis(clock_.Now());
+    std::vector<intake::IncomingEvent> events;
+    events.push_back(SentEvent("test/dropped", id, now_ms, now_ms));
+    auto sent = intake_->Ingest(std::move(events));
+    EXPECT_THAT(sent, IsOk());
+    if (!sent.ok()) return -1;
+    auto runs = store_->ListRuns({.event_id = sent->stored[0].internal_id, .limit = 10});
+    EXPECT_THAT(runs, IsOk());
+    if (runs.ok() && !runs->empty()) started = runs->front().id;
+    return sent->runs_started;
+  };
+  ASSERT_EQ(send("before"), 1);
+  const std::string before = started;
+
+  store::AppSync without = OneFunctionApp("dropped", "test/dropped");
+  without.functions.clear();
+  without.app.checksum = "dropped-2";
+  ASSERT_THAT(store_->SyncApp(without), IsOk());
+  auto fn = store_->GetFunction("dropped-fn");
+  ASSERT_THAT(fn, IsOk());
+  EXPECT_TRUE(fn->archived);
+  EXPECT_EQ(send("after"), 0);
+
+  transport_.Reply(SdkReply(200, R"({"ok":true})"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return Run(before).status == store::kCompleted; }));
+  EXPECT_EQ(transport_.calls(), 1);
+  auto replay = intake_->Replay(before);
+  EXPECT_EQ(replay.status().code(), StatusCode::kFailedPrecondition) << replay.status().ToString();
+  EXPECT_THAT(replay.status().message(), ::testing::HasSubstr("dropped-fn"));
+
+  ASSERT_THAT(store_->SyncApp(OneFunctionApp("dropped", "test/dropped")), IsOk());
+  EXPECT_EQ(send("again"), 1);
+  EXPECT_THAT(intake_->Replay(before), IsOk());
+}
+
 TEST_F(IntakeHarness, AnEventSentAfterASyncOnAnotherCoordinatorStartsTheFunctionsItMade) {
   intake::Intake cached(*store_, clock_, 1h, [] {});
   auto event = [&](const std::string& name) {
