@@ -559,17 +559,16 @@ Status Intake::StartInvocation(const store::RunState& caller, const store::NewWa
       if (skip.function_id == fn_id) return FailedPrecondition(NotInvokedBecause(fn_id, skip));
     }
   }
-  // So does a number the callee's sequence lane takes for a duplicate, or for stale unless the
-  // lane runs stale numbers (docs/ordering.md "Sequence lanes"): that outcome is stored with
-  // the event too. It is read only for a callee with such a lane, as the ingest's result does
-  // not tell it.
+  // So does a number the callee's sequence lane takes for a duplicate, or for stale unless it
+  // ran all the same (`stale: "run"`, docs/ordering.md "Sequence lanes"; the outcome then
+  // names its run): that outcome is stored with the event too. It is read only for a callee
+  // with such a lane, as the ingest's result does not tell it.
   const auto flow = set->flows.find(fn_id);
   if (flow == set->flows.end() || !flow->second.sequence) return Status::Ok();
   ASSIGN_OR_RETURN(std::vector<store::LaneOutcome> outcomes,
                    store_.LaneOutcomesOf(stored.internal_id));
   for (const store::LaneOutcome& outcome : outcomes) {
-    const bool ran = outcome.outcome == store::kStale &&
-                     flow->second.sequence->stale == scheduler::StalePolicy::kRun;
+    const bool ran = outcome.outcome == store::kStale && outcome.run_id;
     if (outcome.function_id == fn_id && !ran) {
       return FailedPrecondition(NotInvokedBecause(fn_id, outcome));
     }

@@ -250,8 +250,10 @@ struct LaneOutcome {
   std::string function_id;
   std::string key;
   int64_t number = 0;
-  std::string outcome;                // kStale | kDuplicate
-  std::optional<std::string> run_id;  // a duplicate: the run that has the number
+  std::string outcome;  // kStale | kDuplicate
+  // A duplicate: the run that has the number; a stale number run all the same (`stale:
+  // "run"`): its run, which has no number; unset for a stale number that started no run.
+  std::optional<std::string> run_id;
   int64_t recorded_at_ms = 0;
 };
 

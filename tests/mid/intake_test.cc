@@ -220,6 +220,17 @@ TEST_F(IntakeHarness, AnInvocationTheCalleesSequenceLaneTurnsAwayFailsAtOnceAndW
   runs = store_->ListRuns({.function_id = "numbered-fn", .limit = 10});
   ASSERT_THAT(runs, IsOk());
   EXPECT_EQ(runs->size(), 2u);
+  // A redone invocation gets what its number became, whatever the policy is now: the stale one
+  // refused before stays refused (it has no run to wait for), and the one that ran goes on
+  // after a sync turned stale numbers away again.
+  EXPECT_EQ(invoke("stale", 0).code(), StatusCode::kFailedPrecondition);
+  sync.app.checksum = "numbered-3";
+  sync.functions[0].config["ordering"]["stale"] = "skip";
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  EXPECT_THAT(invoke("stale-runs", 0), IsOk()) << "redone";
+  runs = store_->ListRuns({.function_id = "numbered-fn", .limit = 10});
+  ASSERT_THAT(runs, IsOk());
+  EXPECT_EQ(runs->size(), 2u);
 }
 
 // An invocation is not debounced: each invoker's event gets a run of its own, which is what

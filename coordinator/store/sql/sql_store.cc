@@ -486,7 +486,11 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
       tx.Send("UPDATE lanes SET seq_next = $3 WHERE function_id = $1 AND key = $2",
               {run.function_id, *run.lane_key, *number});
     } else if (*number < lane[0].Int(0)) {
-      RecordLaneOutcome(tx, event_id, run, kStale, std::nullopt, now_ms);
+      // A stale number that runs anyway names its run: what it became does not hang on the
+      // lane's `stale` policy at the time it is read (a sync may have changed it since).
+      RecordLaneOutcome(tx, event_id, run, kStale,
+                        run.sequencing->run_stale ? std::optional(run.run_id) : std::nullopt,
+                        now_ms);
       if (!run.sequencing->run_stale) return false;
       number.reset();  // runs after the head, without a number
     }
