@@ -514,6 +514,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       for (store::NewWait& wait : next->waits) wait.lookback_from = registering - wait.lookback;
     }
     bool end_events_stored = false;
+    bool outcome_refused = false;  // the store refused the outcome: the run fails instead
     for (int tries = 0;; ++tries) {
       Result<store::Applied> applied = co_await Offload([&] {
         if (auto* ending = std::get_if<store::Transition::End>(&t.move);
@@ -547,6 +548,31 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         logging::Warn(fields, "run {}: {}; the new holder redoes the call", item.run_id,
                       status.message());
         co_return;
+      }
+      if (status.code() == StatusCode::kInternal && !outcome_refused) {
+        // Not the database away: this outcome cannot be written (a fault of Funcky's). Left to
+        // the lease, the call would be made again and again, its steps run each time; the run
+        // fails instead (a lane's head blocks its lane), saying so, with the outcome dropped.
+        logging::Error(fields,
+                       "run {}: cannot record the outcome of call {}: {}; the run fails instead",
+                       item.run_id, item.step_id, status.ToString());
+        store::Transition failed;
+        failed.lane = t.lane;
+        failed.req_version = t.req_version;
+        failed.move = store::Transition::End{
+            store::kFailed,
+            nullptr,
+            {{"name", "OutcomeNotRecorded"},
+             {"message", "the coordinator could not record the outcome of call " + item.step_id +
+                             " (attempt " + std::to_string(item.attempt) + "); see its log"}}};
+        if (!failed.req_version && state->run.req_version >= 0) {
+          failed.req_version = state->run.req_version;
+        }
+        ParkFailedLaneHead(state->run, failed);
+        t = std::move(failed);
+        outcome_refused = true;
+        tries = -1;  // the end's events are made for it afresh
+        continue;
       }
       if (tries >= 5 || stopping) {
         logging::Error(fields,
@@ -599,11 +625,12 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       logging::Info(fields, "run {} of {} completed", item.run_id, state->function.id);
     } else if (end && end->status == store::kFailed) {
       logging::Info(fields, "run {} of {} failed: {}", item.run_id, state->function.id,
-                    end->error.dump());
+                    end->error.dump(-1, ' ', false, store::Json::error_handler_t::replace));
     } else if (const store::Transition::Park* park = t.park()) {
       logging::Warn(
           fields, "run {} of {} failed and blocks lane \"{}\" until skip-head or head_timeout: {}",
-          item.run_id, state->function.id, state->run.lane_key.value_or(""), park->error.dump());
+          item.run_id, state->function.id, state->run.lane_key.value_or(""),
+          park->error.dump(-1, ' ', false, store::Json::error_handler_t::replace));
     } else if (const store::Transition::Retry* retry = t.retry()) {
       logging::Info(
           fields, "run {} of {}: call {} attempt {} failed, retrying in {} ms", item.run_id,

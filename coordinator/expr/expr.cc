@@ -96,6 +96,14 @@ class Parser {
   }
   Status Unexpected() const {
     if (pos_ >= src_.size()) return Error("unexpected end of expression");
+    const auto c = static_cast<unsigned char>(src_[pos_]);
+    // A byte of a multi-byte character is named by its value: quoted alone it would make the
+    // message invalid UTF-8, which JSON cannot hold (the message becomes a run's error).
+    if (c < 0x20 || c >= 0x7f) {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      return Error(std::string("unexpected byte 0x") + kHex[c >> 4] + kHex[c & 15] +
+                   " (outside strings only ASCII is allowed)");
+    }
     return Error("unexpected '" + std::string(1, src_[pos_]) + "'");
   }
   void SkipSpace() {

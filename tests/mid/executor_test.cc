@@ -129,6 +129,27 @@ TEST_F(ExecutorHarness, RetryAfterFromTheHostSetsTheNextAttemptsTime) {
   EXPECT_EQ(transport_.calls(), 2);
 }
 
+// An outcome the store refuses for good (kInternal: not the database away, but something in
+// what was written, a fault of Funcky's) fails the run, saying so; left to the lease, the call
+// was made again at each lease's end, its steps run each time. A lane's head blocks its lane.
+TEST_F(ExecutorHarness, AnOutcomeTheStoreRefusesFailsTheRunRatherThanMakeTheCallAgain) {
+  StartExecutor();
+  std::vector<std::string> runs;
+  for (const char* fn : {kFunction, kOrdered}) {
+    runs.push_back(fn == kOrdered ? StartRun(fn, "tenant") : StartRun(fn));
+    queue_->FailNthCall(FailingQueue::kApply, 1, Internal("database error 22P05: refused"));
+    transport_.Reply(StepRunReply("charge", "charged"));
+    ASSERT_TRUE(RunUntil([&] {
+      return Run(runs.back()).status == (fn == kOrdered ? store::kBlocked : store::kFailed);
+    })) << fn;
+    EXPECT_EQ(Run(runs.back()).error["name"], "OutcomeNotRecorded") << fn;
+    EXPECT_TRUE(Steps(runs.back()).empty()) << fn;
+  }
+  clock_.Advance(std::chrono::hours(1));  // past every lease and backoff
+  ASSERT_TRUE(RunClaimRounds(3));
+  EXPECT_EQ(transport_.calls(), 2);
+}
+
 TEST_F(ExecutorHarness, ARunEndsWithTheOutputOfItsLastCallAndLeavesNothingQueued) {
   const std::string run = StartRun(kFunction);
   transport_.Reply(StepRunReply("first", "A"));

@@ -3476,6 +3476,22 @@ TEST_P(StoreConformance, CancellingDropsTheWorkAndMovesTheLaneOn) {
             StatusCode::kNotFound);
 }
 
+// A string the coordinator built that is not UTF-8 (a byte cut out of a character) is written
+// with U+FFFD for its bad bytes: the write threw, so the transition holding it was never
+// recorded and its call was made again at each lease's end.
+TEST_P(StoreConformance, AStringThatIsNotUtf8IsWrittenWithReplacementCharacters) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  Transition t;
+  t.move = Transition::End{kFailed, nullptr, {{"message", "unexpected '\xC3'"}}};
+  ASSERT_THAT(store_->Apply(items[0], t, clock_.Now()), IsOk());
+  auto got = store_->GetRun(run);
+  ASSERT_THAT(got, IsOk());
+  EXPECT_EQ(got->status, kFailed);
+  EXPECT_EQ(got->error["message"], "unexpected '\xEF\xBF\xBD'");
+}
+
 // A list reads an output, error or payload only up to kListedValueChars: a longer one is null
 // and flagged there, and whole when the record is read alone.
 TEST_P(StoreConformance, ListsOmitLongValuesThatReadingOneRecordGivesWhole) {

@@ -5,6 +5,7 @@
 
 #include "common/jcs.h"
 #include "common/signing.h"
+#include "common/utf8.h"
 #include "coordinator/executor/call.h"
 #include "coordinator/executor/transition.h"
 #include "coordinator/expr/expr.h"
@@ -607,6 +608,16 @@ TEST_F(TransitionTest, WaitForEventRegistersAWaitWithItsTimeoutAndLookback) {
   EXPECT_EQ(bad.end_status, store::kFailed);
   EXPECT_NE(bad.error["message"].get<std::string>().find("waitForEvent if: at"), std::string::npos)
       << bad.error.dump();
+
+  // A character of several bytes outside a string is named by its first byte's value: the
+  // byte quoted alone made the run's error invalid UTF-8, which no store could write (the
+  // call was made again and again, its steps run again each time).
+  auto accented = Decide(Reply(206, R"([{"id":"hw","op":"WaitForEvent","name":"a/b",
+                                         "opts":{"timeout":"1h","if":"event.data.café == 1"}}])"));
+  EXPECT_EQ(accented.end_status, store::kFailed);
+  const std::string message = accented.error["message"].get<std::string>();
+  EXPECT_TRUE(IsUtf8WithoutNul(message)) << message;
+  EXPECT_NE(message.find("unexpected byte 0xC3"), std::string::npos) << message;
 }
 
 TEST_F(TransitionTest, InvokeWaitsForTheFinishOfTheRunItStarts) {

@@ -610,6 +610,11 @@ class PostgresDatabase final : public sql::Database {
       DropIdleConnections();
       return Unavailable("PostgreSQL unavailable (" + state + ")");
     }
+    // Out of disk, memory or connections, or an I/O error: the server's trouble, which passes.
+    // Any other error is about what was written (kInternal): writing it again fails again.
+    if (state.rfind("53", 0) == 0 || state.rfind("58", 0) == 0) {
+      return Unavailable("PostgreSQL error " + state + ": " + e.what());
+    }
     return Internal("database error " + state + ": " + e.what());
   }
 

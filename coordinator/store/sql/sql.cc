@@ -113,12 +113,21 @@ void Tx::Require(std::string_view sql, Params params, size_t rows, std::function
   done(std::move(got));
 }
 
+namespace {
+
+// A string that is not UTF-8 (one the coordinator cut or built, never one it parsed) is
+// written with U+FFFD for its bad bytes: strict, the write threw, and the transition holding it
+// could never be recorded (its call was made again and again).
+std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+}  // namespace
+
 Value JsonValue(const Json& j) {
   if (j.is_null()) return nullptr;
-  return j.dump();
+  return Dump(j);
 }
 
-Value ListValue(const std::vector<std::string>& items) { return Json(items).dump(); }
+Value ListValue(const std::vector<std::string>& items) { return Dump(Json(items)); }
 
 int64_t Row::Int(int c) const {
   const Cell& cell = cells_[c];

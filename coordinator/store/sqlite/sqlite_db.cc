@@ -225,6 +225,12 @@ class SqliteDatabase final : public sql::Database {
       if (e.code == SQLITE_BUSY || e.code == SQLITE_LOCKED) {
         return Unavailable(std::string("SQLite is busy: ") + e.what());
       }
+      // Out of disk or memory, or an I/O error: trouble that passes. Any other error is about
+      // what was written (kInternal): writing it again fails again.
+      const int primary = e.code & 0xff;
+      if (primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_NOMEM) {
+        return Unavailable(std::string("SQLite error: ") + e.what());
+      }
       return Internal(std::string("SQLite error: ") + e.what());
     } catch (const sql::UnmetRequirement&) {
       sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
