@@ -301,7 +301,18 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
   std::string host_header = url->authority();
   if (url->port == (url->tls() ? 443 : 80)) host_header.erase(host_header.rfind(':'));
   req.set(http::field::host, host_header);
-  for (const auto& [k, v] : request.headers) req.set(k, v);
+  for (const auto& [k, v] : request.headers) {
+    // Beast writes a header as given: a CR or LF would start a header line (or a request) of
+    // whoever chose the value.
+    auto breaks_line = [](std::string_view text) {
+      return text.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+    };
+    if (breaks_line(k) || breaks_line(v)) {
+      co_return InvalidArgument("header " + std::string(k.substr(0, 64)) +
+                                " holds a CR, LF or NUL; the call was not made");
+    }
+    req.set(k, v);
+  }
   req.body() = std::move(request.body);
   req.keep_alive(true);
   req.prepare_payload();

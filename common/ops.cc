@@ -1,5 +1,6 @@
 #include "common/ops.h"
 
+#include <algorithm>
 #include <array>
 #include <utility>
 
@@ -77,9 +78,16 @@ Result<std::vector<Op>> ParseOpList(nlohmann::json& doc) {
     if (id == j.end() || !id->is_string() || id->get_ref<const std::string&>().empty()) {
       return InvalidArgument(where + " has no string \"id\"");
     }
-    if (const size_t n = id->get_ref<const std::string&>().size(); n > kMaxStepIdBytes) {
-      return InvalidArgument(where + "'s id has " + std::to_string(n) + " bytes, more than " +
-                             std::to_string(kMaxStepIdBytes));
+    const std::string& id_text = id->get_ref<const std::string&>();
+    if (id_text.size() > kMaxStepIdBytes) {
+      return InvalidArgument(where + "'s id has " + std::to_string(id_text.size()) +
+                             " bytes, more than " + std::to_string(kMaxStepIdBytes));
+    }
+    // The id goes back to the host in a header (X-Inngest-Step-ID): a CR or LF in it would
+    // add header lines of the host's choosing to the coordinator's next call.
+    if (std::any_of(id_text.begin(), id_text.end(),
+                    [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+      return InvalidArgument(where + "'s id holds a control character");
     }
     if (op == j.end() || !op->is_string()) return InvalidArgument(where + " has no string \"op\"");
     const std::string& op_name = op->get_ref<const std::string&>();

@@ -64,8 +64,8 @@ inline constexpr size_t kMaxStepIdBytes = 256;
 
 // Parses a 206 body with ParseUntrustedJson's host-reply limits (common/json_parse.h).
 // kInvalidArgument when it is not a JSON array of at most kMaxOps objects each with a string
-// `id` (1 to kMaxStepIdBytes bytes) and a known string `op` (unknown keys are ignored), or
-// breaks those limits.
+// `id` (1 to kMaxStepIdBytes bytes, no control character) and a known string `op` (unknown
+// keys are ignored), or breaks those limits.
 Result<std::vector<Op>> ParseOps(std::string_view body);
 // The same for an op list already parsed (with those limits), e.g. the `steps` of a
 // checkpoint; `doc` is left in a valid but unspecified state.

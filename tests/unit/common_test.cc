@@ -320,6 +320,13 @@ TEST(Ops, ParsesOpListAndRejectsMalformed) {
   EXPECT_THAT(ParseOps(R"([{"op":"StepRun"}])"), StatusIs(StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseOps(R"([{"id":"x","op":"Bogus"}])"), StatusIs(StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseOps("not json"), StatusIs(StatusCode::kInvalidArgument));
+  // An id goes back to the host in a header (X-Inngest-Step-ID): no line breaks in it.
+  for (const char* id : {R"(x\r\nX-Injected: 1)", R"(x\n)", R"(x\u0001)", R"(x\u007f)"}) {
+    EXPECT_THAT(ParseOps(std::string(R"([{"id":")") + id + R"(","op":"StepPlanned"}])"),
+                StatusIs(StatusCode::kInvalidArgument, "op 0's id holds a control character"))
+        << id;
+  }
+  EXPECT_TRUE(ParseOps(R"([{"id":"x y\u00e9","op":"StepPlanned"}])").ok());
 }
 
 // An op list's size and its step ids are bounded: ids are keys of the store's indexes.

@@ -418,6 +418,31 @@ std::vector<std::string> Answers(const std::string& url, int calls, milliseconds
   return answers;
 }
 
+// A header whose name or value holds a CR, LF or NUL (a value a host chose, such as a step id)
+// fails the call before anything is sent: Beast writes headers as given, so it would add
+// lines, or a request, of the value's choosing.
+TEST(HttpClientAnswerTest, AHeaderThatWouldBreakTheLineIsRefusedAndNothingIsSent) {
+  RawServer server([](int, int) -> std::vector<std::string> { return {Ok("sent")}; });
+  for (const Headers& headers :
+       {Headers{{"X-Inngest-Step-ID", "x\r\nX-Injected: 1"}}, Headers{{"X-A\nB", "v"}},
+        Headers{{"X-Inngest-Step-ID", std::string("x\0y", 3)}}}) {
+    asio::io_context io;
+    HttpClient client(io.get_executor(), {});
+    std::optional<Result<HttpResponse>> answer;
+    HttpRequest request;
+    request.url = server.url();
+    request.headers = headers;
+    asio::co_spawn(
+        io, [&]() -> asio::awaitable<void> { answer = co_await client.Call(request); },
+        asio::detached);
+    io.run();
+    ASSERT_TRUE(answer.has_value());
+    EXPECT_EQ(answer->status().code(), StatusCode::kInvalidArgument) << answer->status().ToString();
+  }
+  EXPECT_EQ(server.connections(), 0);
+  EXPECT_EQ(Answers(server.url(), 1, milliseconds(0)), std::vector<std::string>{"200 sent"});
+}
+
 // Interim answers (a proxy's 103 Early Hints, 100 Continue) come before the answer: they are
 // passed over, and the connection serves the next call as usual.
 TEST(HttpClientAnswerTest, InterimAnswersArePassedOver) {
