@@ -29,6 +29,9 @@ constexpr size_t kMaxIdBytes = 256;
 // The most triggers a function may have (Inngest's limit too): each event is matched against
 // every trigger of every function.
 constexpr size_t kMaxTriggers = 10;
+// The most functions an app may have: each event is matched against all of them, and a sync
+// checks and writes each in one transaction.
+constexpr size_t kMaxFunctions = 1000;
 
 // The SDK reads `status` and `error` from the body, not the HTTP status: always send both.
 Response RegisterError(int status, std::string_view code, const std::string& message) {
@@ -342,6 +345,10 @@ Result<Api::SyncOutcome> Api::SyncApp(const Json& b) {
   auto functions = b.find("functions");
   if (functions == b.end() || !functions->is_array()) {
     return InvalidArgument("functions must be an array");
+  }
+  if (functions->size() > kMaxFunctions) {
+    return InvalidArgument(std::to_string(functions->size()) + " functions; an app has at most " +
+                           std::to_string(kMaxFunctions));
   }
   store::AppSync sync;
   std::set<std::string> seen;

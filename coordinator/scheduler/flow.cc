@@ -493,6 +493,12 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
   }
   if (auto cancel = config.find("cancel"); cancel != config.end() && !cancel->is_null()) {
     if (!cancel->is_array()) return InvalidArgument("cancel must be an array");
+    // Each event is matched against every function's cancel rules, and each rule that
+    // matches pages through the function's runs.
+    if (cancel->size() > kMaxCancels) {
+      return InvalidArgument("cancel has " + std::to_string(cancel->size()) +
+                             " entries; a function has at most " + std::to_string(kMaxCancels));
+    }
     for (size_t i = 0; i < cancel->size(); ++i) {
       const Json& c = (*cancel)[i];
       const std::string where = "cancel[" + std::to_string(i) + "]";

@@ -41,6 +41,9 @@ struct TriggerFilter {
   std::shared_ptr<const expr::Expression> expression;  // null: every event of the name
 };
 
+// The most `cancel` entries a function may have (as many as its triggers).
+inline constexpr size_t kMaxCancels = 10;
+
 // `cancel: [{event, if?, timeout?}]`: an event that cancels a run of the function.
 struct CancelOn {
   std::string event;                                  // name or wildcard pattern

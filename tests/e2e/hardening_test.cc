@@ -160,6 +160,21 @@ TEST_P(HardeningTest, MistypedSyncRepliesAndOverlongIdsAre400) {
   auto too_many = Register(*c, "http://127.0.0.1:1/api", Json::array({many_triggers}));
   EXPECT_EQ(too_many.status, 400) << too_many.raw.substr(0, 300);
   EXPECT_THAT(too_many.raw, HasSubstr("11 triggers; a function has at most 10"));
+  // As many cancel rules (each event is matched against them, and each that matches pages
+  // through the function's runs), and at most 1000 functions an app.
+  Json many_cancels = FunctionConfig("many", "test/e", "http://127.0.0.1:1/api");
+  for (int i = 0; i < 11; ++i) many_cancels["cancel"].push_back({{"event", "test/stop"}});
+  auto too_many_cancels = Register(*c, "http://127.0.0.1:1/api", Json::array({many_cancels}));
+  EXPECT_EQ(too_many_cancels.status, 400) << too_many_cancels.raw.substr(0, 300);
+  EXPECT_THAT(too_many_cancels.raw, HasSubstr("cancel has 11 entries; a function has at most 10"));
+  Json thousand = Json::array();
+  for (int i = 0; i < 1001; ++i) {
+    thousand.push_back(
+        FunctionConfig("fn-" + std::to_string(i), "test/e", "http://127.0.0.1:1/api"));
+  }
+  auto too_many_fns = Register(*c, "http://127.0.0.1:1/api", thousand);
+  EXPECT_EQ(too_many_fns.status, 400) << too_many_fns.raw.substr(0, 300);
+  EXPECT_THAT(too_many_fns.raw, HasSubstr("1001 functions; an app has at most 1000"));
   auto long_app = Http("POST", c->url() + "/fn/register",
                        Json{{"url", "http://127.0.0.1:1/api"},
                             {"appName", std::string(300, 'a')},
@@ -169,6 +184,9 @@ TEST_P(HardeningTest, MistypedSyncRepliesAndOverlongIdsAre400) {
   EXPECT_THAT(long_app.raw, HasSubstr("appName is longer than 256 bytes"));
   EXPECT_EQ(Http("GET", c->url() + "/healthz").status, 200);
   EXPECT_EQ(CountRows(*c, "/v1/apps"), 0);
+  thousand.erase(thousand.size() - 1);
+  auto most_fns = Register(*c, "http://127.0.0.1:1/api", thousand);
+  EXPECT_EQ(most_fns.status, 200) << most_fns.raw.substr(0, 300);
 }
 
 // Request bodies nested a million levels deep, and json_parse() in a filter on a 400 KB
