@@ -216,6 +216,8 @@ int Serve(const ServeFlags& f, bool dev) {
     // A call timeout of 0 fails every call at once; a poll interval of 0 is a busy loop.
     constexpr std::chrono::milliseconds kOneMs(1);
     auto schedule = scheduler::ParseSchedule(f.retry_schedule);
+    if (!schedule.ok())
+      schedule = InvalidArgument("--retry-schedule: " + schedule.status().message());
     auto jitter = DurationFlag("retry-jitter", f.retry_jitter);
     auto timeout = DurationFlagIn("call-timeout", f.call_timeout, kOneMs, kMaxFlagDuration);
     auto poll = DurationFlagIn("poll-interval", f.poll_interval, kOneMs, kMaxFlagDuration);

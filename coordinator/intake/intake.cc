@@ -19,7 +19,8 @@ namespace {
 constexpr std::chrono::milliseconds kFutureTsTolerance{2000};
 // Runs cancel_on reads at a time, page by page.
 constexpr int kActiveRunsPage = 1000;
-constexpr int kLookbackEvents = 1000;
+constexpr int kLookbackEvents = 1000;  // a page of a wait's look-back
+constexpr int kLookbackPages = 100;    // the most pages one look-back reads
 
 // Runs `work` of a background thread: an exception (a defect; input is checked before it
 // gets here) is logged, and the thread goes on, where it would have ended the process. What
@@ -630,9 +631,19 @@ bool Intake::LookBack(const store::WaitRecord& wait) {
       received = "the invoked run's end, announced before it";
     }
   }
-  if (!match) {
-    auto events =
-        store_.EventsSince(wait.event_name, wait.lookback_from_ms.value_or(0), kLookbackEvents);
+  // Oldest first, a page at a time, up to kLookbackPages pages (the first page only, before:
+  // a match past the first thousand events of a busy name in the window was missed).
+  int64_t after_ms = wait.lookback_from_ms.value_or(0);
+  std::string after_id;
+  for (int page = 0; !match; ++page) {
+    if (page == kLookbackPages) {
+      logging::Warn(fields,
+                    "run {}: wait look-back read {} events named {} with no match and stops "
+                    "there; later events are matched as they come",
+                    run_id, kLookbackPages * kLookbackEvents, wait.event_name);
+      break;
+    }
+    auto events = store_.EventsAfter(wait.event_name, after_ms, after_id, kLookbackEvents);
     if (!events.ok()) {
       logging::Warn(fields, "run {}: wait look-back failed (retried by the sweep): {}", run_id,
                     events.status().ToString());
@@ -644,6 +655,9 @@ bool Intake::LookBack(const store::WaitRecord& wait) {
       received = "event " + e.name + " (" + e.internal_id + ") received before it";
       break;  // the first match decides
     }
+    if (events->size() < static_cast<size_t>(kLookbackEvents)) break;
+    after_ms = events->back().received_at_ms;
+    after_id = events->back().internal_id;
   }
   if (match) {
     auto r = store_.ResolveWait(run_id, wait.step_id, WaitMemo(wait.kind, *match), clock_.Now());

@@ -748,9 +748,11 @@ class WaitStore {
   // the wait's timeout item under a lease loses the lease.
   virtual Result<bool> ResolveWait(const std::string& run_id, const std::string& step_id,
                                    const Json& memo, TimePoint now) = 0;
-  // Events named `name` received at or after `since_ms`, oldest first (wait look-back).
-  virtual Result<std::vector<EventRecord>> EventsSince(const std::string& name, int64_t since_ms,
-                                                       int limit) = 0;
+  // Events named `name` that come after (`after_ms`, `after_id`) in (received_at_ms,
+  // internal_id) order, oldest first, at most `limit`: a wait's look-back reads from
+  // (its start, "") on, page by page.
+  virtual Result<std::vector<EventRecord>> EventsAfter(const std::string& name, int64_t after_ms,
+                                                       const std::string& after_id, int limit) = 0;
 
   // The look-back outbox. Every wait is stored with its look-back pending, in the
   // transaction that registers it; the look-back runs after commit and is then marked done.

@@ -517,6 +517,48 @@ TEST_F(IntakeHarness, AnEventSentAgainResumesTheWaitsItsFirstIngestLeftOpen) {
   EXPECT_EQ((*(*resumed)[0].resume)["memo"]["id"], "pay-1");
 }
 
+// A wait's look-back reads the events of its name in its window page by page: a match past
+// the first thousand (a busy name; here all in one millisecond, so the pages go on by id)
+// resumes it. Only the first page was read.
+TEST_F(IntakeHarness, AWaitsLookBackFindsAMatchPastItsFirstPageOfEvents) {
+  const int64_t from_ms = UnixMillis(clock_.Now());
+  std::vector<intake::IncomingEvent> events;
+  for (int i = 0; i < 2500; ++i) {
+    store::Json data = {{"order", i == 2345 ? "o-1" : "o-" + std::to_string(i + 2)}};
+    events.push_back({{{"name", "test/paid"},
+                       {"data", data},
+                       {"id", "pay-" + std::to_string(i)},
+                       {"ts", from_ms}},
+                      // The match's id sorts last of all (a ULID's time comes first).
+                      NewUlid(i == 2345 ? from_ms + 1 : from_ms)});
+  }
+  ASSERT_THAT(intake_->Ingest(std::move(events)), IsOk());
+  clock_.Advance(1s);
+  const std::string run = StartRun(kFunction);
+  auto state = store_->LoadRunState(run);
+  ASSERT_THAT(state, IsOk());
+  store::NewWait wait;
+  wait.step_id = "paid";
+  wait.name = "paid";
+  wait.event_name = "test/paid";
+  wait.expression = "async.data.order == \"o-1\"";
+  wait.kind = store::kWaitEvent;
+  wait.expires_at = clock_.Now() + 1h;
+  wait.timeout_memo = nullptr;
+  wait.lookback_from = TimePoint(std::chrono::milliseconds(from_ms));
+  store::Transition waiting;
+  waiting.move = store::Transition::Continue{.waits = {wait}, .run_status = store::kWaiting};
+  ASSERT_THAT(store_->Apply(ClaimItemOf(run), waiting, clock_.Now()), IsOk());
+  intake_->WaitRegistered(*state, wait, from_ms);
+
+  auto resumed = store_->Claim(10, clock_.Now(), 30s);
+  ASSERT_THAT(resumed, IsOk());
+  ASSERT_EQ(resumed->size(), 1u) << "the match was not found";
+  EXPECT_EQ((*resumed)[0].run_id, run);
+  ASSERT_TRUE((*resumed)[0].resume.has_value());
+  EXPECT_EQ((*(*resumed)[0].resume)["memo"]["data"]["order"], "o-1");
+}
+
 // A sender may reuse a run's id as an event's id (an idempotency key made from ctx.runId): the
 // run's own end events are still stored, under ids no sender can take.
 TEST_F(IntakeHarness, AnEventWithARunsIdDropsNoneOfThatRunsEndEvents) {

@@ -2721,14 +2721,15 @@ Result<bool> SqlStore::ResolveWait(const std::string& run_id, const std::string&
   });
 }
 
-Result<std::vector<EventRecord>> SqlStore::EventsSince(const std::string& name, int64_t since_ms,
-                                                       int limit) {
+Result<std::vector<EventRecord>> SqlStore::EventsAfter(const std::string& name, int64_t after_ms,
+                                                       const std::string& after_id, int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<EventRecord>> {
     std::vector<EventRecord> out;
     for (Row row : tx.Query(std::string("SELECT ") + kEventColumns +
-                                " FROM events WHERE name = $1 AND received_at_ms >= $2 "
-                                "ORDER BY received_at_ms, internal_id LIMIT $3",
-                            {name, since_ms, limit})) {
+                                " FROM events WHERE name = $1 AND received_at_ms >= $2 AND "
+                                "(received_at_ms > $2 OR internal_id > $3) "
+                                "ORDER BY received_at_ms, internal_id LIMIT $4",
+                            {name, after_ms, after_id, limit})) {
       out.push_back(ReadEvent(row));
     }
     return out;
