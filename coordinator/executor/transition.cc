@@ -20,16 +20,6 @@ Json ErrorJson(std::string_view name, std::string_view message) {
   return {{"name", name}, {"message", message}};
 }
 
-// `text` as a string literal of coordinator/expr: quote and backslash escaped.
-std::string QuotedLiteral(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + '"';
-}
-
 std::string InternalId(std::string_view kind, std::string_view subject) {
   std::string id(kInternalIdPrefix);
   id.append(kind).append(":").append(subject);
@@ -220,9 +210,7 @@ Result<store::NewWait> InvokeWait(const Op& op, const std::string& run_id, TimeP
   w.name = op.DisplayName();
   w.event_name = kFunctionFinished;
   const std::string correlation = CorrelationId(run_id, op.id);
-  // The step id is the host's: quoted, so that no id can make the expression match the
-  // ends of other runs (and hand this one another run's result).
-  w.expression = "async.data.correlation_id == " + QuotedLiteral(correlation);
+  w.expression = store::InvokeWaitExpression(correlation);
   w.kind = store::kWaitInvoke;
   ASSIGN_OR_RETURN(auto timeout, DurationOpt(op, "timeout", kDefaultWaitTimeout));
   w.expires_at = now + timeout;

@@ -2,6 +2,15 @@
 
 namespace funcky::store {
 
+std::string InvokeWaitExpression(std::string_view correlation_id) {
+  std::string out = "async.data.correlation_id == \"";
+  for (char c : correlation_id) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + '"';
+}
+
 bool IsTerminalStatus(std::string_view status) {
   return status == kCompleted || status == kFailed || status == kCancelled;
 }

@@ -310,7 +310,7 @@ struct WaitRecord {
   std::string event_name;
   std::string expression;
   std::string kind;
-  Json trigger;  // the run's first event, `event` in the expression
+  Json trigger;  // the run's first event, `event` in the expression; null if it names no `event`
   int64_t created_at_ms = 0;
   int64_t expires_at_ms = 0;
   // While its look-back is not done: events received from then on may resume it too.
@@ -492,6 +492,12 @@ struct NewWait {
 };
 inline constexpr const char* kWaitEvent = "event";    // memo: the matching event
 inline constexpr const char* kWaitInvoke = "invoke";  // memo: {"data"} or {"error"} of the run
+
+// The `if` of the invoke wait for the run with this correlation id: true of the
+// inngest/function.finished event whose data.correlation_id it is, and of no other. The id is
+// quoted, so that no id (its step id is the host's) makes it match the ends of other runs.
+// The store finds an end's invoke waits by this text (an index), not by evaluating each.
+std::string InvokeWaitExpression(std::string_view correlation_id);
 
 struct QueueStats {
   int64_t depth = 0;                  // items in any state

@@ -2891,7 +2891,7 @@ TEST_P(StoreConformance, WaitResumesOnceByMatchOrByTimeoutNeverBoth) {
   ASSERT_EQ(waits.size(), 1u);
   EXPECT_EQ(waits[0].run_id, run);
   EXPECT_EQ(waits[0].expression, "async.data.ok == true");
-  EXPECT_EQ(waits[0].trigger["name"], "test/e");  // the run's event, for `event.`
+  EXPECT_TRUE(waits[0].trigger.is_null());  // its `if` names no `event`: the run's is not read
   EXPECT_TRUE(WaitsSeenBy("test/other").empty());
 
   Json event = {{"name", "test/approved"}, {"data", {{"ok", true}}}};
@@ -3171,6 +3171,7 @@ TEST_P(StoreConformance, AWaitIsStoredWithItsLookBackPendingUntilDone) {
   NewWait looking = Wait("hw", clock_.Now() + 10s);
   looking.lookback = 5s;
   looking.lookback_from = clock_.Now() - 5s;
+  looking.expression = "async.data.ok == true && event.name == \"test/e\"";  // reads the run's
   Transition t;
   t.move = Transition::Continue{.waits = {looking}, .run_status = kWaiting};
   ASSERT_THAT(store_->Apply(items[0].run_id == run ? items[0] : items[1], t, clock_.Now()), IsOk());
@@ -3857,6 +3858,56 @@ TEST_P(StoreConformance, RetentionCountsTheLaneHistoryItDeletesUntilNoneIsLeft) 
   EXPECT_TRUE(store_->LaneOutcomesOf(one_again)->empty());
   EXPECT_TRUE(store_->LaneOutcomesOf(three_again)->empty());
   EXPECT_TRUE(store_->ListLaneGaps("app-ordered", "t", 10)->empty());
+}
+
+// A run's end finds the invoke wait for it among any number of others: by its `if`'s text,
+// not among the oldest 10,000 waits of inngest/function.finished (an invoker past them missed
+// its callee's end and waited out its timeout). An event wait's `if` that never names `event`
+// is evaluated without the run's event, which is then not read.
+TEST_P(StoreConformance, AnEndFindsItsInvokeWaitPastTenThousandOthers) {
+  const std::string fillers = Start("app-plain");
+  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+    tx.Exec(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) "
+        "INSERT INTO waits (run_id, step_id, function_id, event_name, expression, kind, "
+        "created_at_ms, expires_at_ms) SELECT $1, 'f' || i, 'app-plain', "
+        "'inngest/function.finished', 'async.data.correlation_id == \"other\"', 'invoke', "
+        "$2, $3 FROM n",
+        {fillers, UnixMillis(clock_.Now()), UnixMillis(clock_.Now() + 1h)});
+    return Status::Ok();
+  }),
+              IsOk());
+  clock_.Advance(1s);
+  const std::string invoker = Start("app-plain");
+  NewWait wait;
+  wait.step_id = "call";
+  wait.name = "call";
+  wait.event_name = "inngest/function.finished";
+  wait.expression = InvokeWaitExpression(invoker + ".call");
+  wait.kind = kWaitInvoke;
+  wait.expires_at = clock_.Now() + 1h;
+  NewWait plain = wait;
+  plain.step_id = "plain";
+  plain.expression = "async.data.n == 1";
+  plain.kind = kWaitEvent;
+  for (QueueItem& item : Claim()) {
+    if (item.run_id != invoker) continue;
+    Transition t;
+    t.move = Transition::Continue{.waits = {wait, plain}, .run_status = kWaiting};
+    ASSERT_THAT(store_->Apply(item, t, clock_.Now()), IsOk());
+  }
+  NewEvent end = Event("inngest/function.finished");
+  end.event.payload["data"] = {{"correlation_id", invoker + ".call"}, {"n", 1}};
+  std::vector<WaitRecord> waits;
+  ASSERT_THAT(store_->IngestEvents({end}, clock_.Now(), &waits), IsOk());
+  std::set<std::string> seen;
+  for (const WaitRecord& w : waits) {
+    if (w.run_id != invoker) continue;
+    seen.insert(w.step_id);
+    EXPECT_TRUE(w.trigger.is_null()) << w.step_id << ": its if never looks at the run's event";
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"call", "plain"}));
+  EXPECT_LT(waits.size(), 100u) << "the other invoke waits are not read";
 }
 
 // The migration lane_history deletes the outcomes of the events retention deleted before it,

@@ -127,11 +127,14 @@ std::vector<StepRecord> ReadSteps(Tx& tx, const std::string& run_id) {
   return out;
 }
 
-// The query of ReadWaits: waits with their runs' first events, `where` choosing which.
+// The query of ReadWaits: waits with their runs' first events, `where` choosing which. The
+// event (up to 512 KiB) is read only for an `if` that may look at it: one that never names
+// `event` (an invoke wait's never does) is evaluated without it.
 std::string WaitsQuery(std::string_view where) {
   return std::string(
              "SELECT w.run_id, w.step_id, w.function_id, w.event_name, w.expression, "
-             "w.kind, e.payload, w.created_at_ms, w.expires_at_ms, w.lookback_from_ms "
+             "w.kind, CASE WHEN w.expression LIKE '%event%' THEN e.payload END, "
+             "w.created_at_ms, w.expires_at_ms, w.lookback_from_ms "
              "FROM waits w JOIN runs r ON r.id = w.run_id "
              "JOIN events e ON e.internal_id = r.event_id WHERE ") +
          std::string(where);
@@ -1202,13 +1205,36 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     if (waits) {
       // A duplicate's too: the caller resumes the waits its first ingest may have left.
       std::set<std::string> names;
-      for (const NewEvent& ne : events) names.insert(ne.event.name);
-      // Read for the caller, not for this body: sent with the commit.
+      std::set<std::string> ends;  // the `if`s of the invoke waits that the events meet
+      for (const NewEvent& ne : events) {
+        names.insert(ne.event.name);
+        const Json* data = ne.event.payload.contains("data") ? &ne.event.payload["data"] : nullptr;
+        if (data && data->is_object()) {
+          auto c = data->find("correlation_id");
+          if (c != data->end() && c->is_string()) {
+            ends.insert(InvokeWaitExpression(c->get_ref<const std::string&>()));
+          }
+        }
+      }
+      // Read for the caller, not for this body: sent with the commit. Event waits are
+      // evaluated against the events: the oldest 10,000 of their names. Invoke waits, every one
+      // named inngest/function.finished, are found by their `if`'s text (an index): an end
+      // meets one wait at most, and the 10,000 oldest left the others waiting out their
+      // timeouts.
       waits->clear();
+      auto append = [waits](Rows rows) {
+        std::vector<WaitRecord> more = WaitsOf(rows);
+        waits->insert(waits->end(), std::make_move_iterator(more.begin()),
+                      std::make_move_iterator(more.end()));
+      };
       if (!names.empty()) {
-        tx.QueryLater(WaitsQuery("w.event_name IN @list($1) ORDER BY w.created_at_ms LIMIT 10000"),
-                      {ListValue({names.begin(), names.end()})},
-                      [waits](Rows rows) { *waits = WaitsOf(rows); });
+        tx.QueryLater(WaitsQuery("w.event_name IN @list($1) AND w.kind <> 'invoke' "
+                                 "ORDER BY w.created_at_ms LIMIT 10000"),
+                      {ListValue({names.begin(), names.end()})}, append);
+      }
+      if (!ends.empty()) {
+        tx.QueryLater(WaitsQuery("w.kind = 'invoke' AND w.expression IN @list($1)"),
+                      {ListValue({ends.begin(), ends.end()})}, append);
       }
     }
     return out;
