@@ -48,6 +48,25 @@ class IntakeHarness : public ExecutorHarness {
     return {};
   }
 
+  // Stores, as run `run`'s call does, a wait "paid" for test/paid with `expression`, looking
+  // back from `lookback_from`; returns it.
+  store::NewWait WaitForPaid(const std::string& run, TimePoint lookback_from,
+                             const std::string& expression = "") {
+    store::NewWait wait;
+    wait.step_id = "paid";
+    wait.name = "paid";
+    wait.event_name = "test/paid";
+    wait.expression = expression;
+    wait.kind = store::kWaitEvent;
+    wait.expires_at = clock_.Now() + 1h;
+    wait.timeout_memo = nullptr;
+    wait.lookback_from = lookback_from;
+    store::Transition waiting;
+    waiting.move = store::Transition::Continue{.waits = {wait}, .run_status = store::kWaiting};
+    EXPECT_THAT(store_->Apply(ClaimItemOf(run), waiting, clock_.Now()), IsOk());
+    return wait;
+  }
+
   std::unique_ptr<intake::Intake> intake_;
 };
 
@@ -469,21 +488,8 @@ TEST_F(IntakeHarness, AScheduledRunsStartTimeoutCountsFromItsStartTime) {
 // between the commit and the resumes) resumes them when it is sent again, as a duplicate: the
 // waits open when it was stored, not one registered since (that one looked back for it).
 TEST_F(IntakeHarness, AnEventSentAgainResumesTheWaitsItsFirstIngestLeftOpen) {
-  auto wait_in = [&](const std::string& run) {
-    store::NewWait wait;
-    wait.step_id = "paid";
-    wait.name = "paid";
-    wait.event_name = "test/paid";
-    wait.kind = store::kWaitEvent;
-    wait.expires_at = clock_.Now() + 1h;
-    wait.timeout_memo = nullptr;
-    wait.lookback_from = clock_.Now();
-    store::Transition waiting;
-    waiting.move = store::Transition::Continue{.waits = {wait}, .run_status = store::kWaiting};
-    ASSERT_THAT(store_->Apply(ClaimItemOf(run), waiting, clock_.Now()), IsOk());
-  };
   const std::string early = StartRun(kFunction);
-  ASSERT_NO_FATAL_FAILURE(wait_in(early));
+  WaitForPaid(early, clock_.Now());
   clock_.Advance(1s);
   const store::Json paid = {
       {"name", "test/paid"}, {"data", {{"n", 1}}}, {"id", "pay-1"}, {"ts", 1}};
@@ -496,7 +502,7 @@ TEST_F(IntakeHarness, AnEventSentAgainResumesTheWaitsItsFirstIngestLeftOpen) {
   ASSERT_THAT(store_->IngestEvents({first}, clock_.Now(), nullptr), IsOk());  // no resume
   clock_.Advance(1s);
   const std::string late = StartRun(kFunction);
-  ASSERT_NO_FATAL_FAILURE(wait_in(late));
+  WaitForPaid(late, clock_.Now());
   auto none = store_->Claim(10, clock_.Now(), 30s);
   ASSERT_THAT(none, IsOk());
   EXPECT_TRUE(none->empty());
@@ -537,18 +543,8 @@ TEST_F(IntakeHarness, AWaitsLookBackFindsAMatchPastItsFirstPageOfEvents) {
   const std::string run = StartRun(kFunction);
   auto state = store_->LoadRunState(run);
   ASSERT_THAT(state, IsOk());
-  store::NewWait wait;
-  wait.step_id = "paid";
-  wait.name = "paid";
-  wait.event_name = "test/paid";
-  wait.expression = "async.data.order == \"o-1\"";
-  wait.kind = store::kWaitEvent;
-  wait.expires_at = clock_.Now() + 1h;
-  wait.timeout_memo = nullptr;
-  wait.lookback_from = TimePoint(std::chrono::milliseconds(from_ms));
-  store::Transition waiting;
-  waiting.move = store::Transition::Continue{.waits = {wait}, .run_status = store::kWaiting};
-  ASSERT_THAT(store_->Apply(ClaimItemOf(run), waiting, clock_.Now()), IsOk());
+  const store::NewWait wait = WaitForPaid(run, TimePoint(std::chrono::milliseconds(from_ms)),
+                                          "async.data.order == \"o-1\"");
   intake_->WaitRegistered(*state, wait, from_ms);
 
   auto resumed = store_->Claim(10, clock_.Now(), 30s);
