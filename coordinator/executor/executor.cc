@@ -29,6 +29,16 @@ using store::Json;
 
 namespace {
 
+// A run's error in a log line: its JSON, cut to 2,000 bytes (a host's error may be megabytes).
+std::string ErrorForLog(const store::Json& error) {
+  constexpr size_t kMax = 2000;
+  std::string text = error.dump(-1, ' ', false, store::Json::error_handler_t::replace);
+  if (text.size() <= kMax) return text;
+  const size_t whole = text.size();
+  text.resize(kMax);
+  return text + "… (" + std::to_string(whole) + " bytes)";
+}
+
 class HttpTransport final : public HostTransport {
  public:
   explicit HttpTransport(HttpClient& client) : client_(client) {}
@@ -625,12 +635,12 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       logging::Info(fields, "run {} of {} completed", item.run_id, state->function.id);
     } else if (end && end->status == store::kFailed) {
       logging::Info(fields, "run {} of {} failed: {}", item.run_id, state->function.id,
-                    end->error.dump(-1, ' ', false, store::Json::error_handler_t::replace));
+                    ErrorForLog(end->error));
     } else if (const store::Transition::Park* park = t.park()) {
       logging::Warn(
           fields, "run {} of {} failed and blocks lane \"{}\" until skip-head or head_timeout: {}",
           item.run_id, state->function.id, state->run.lane_key.value_or(""),
-          park->error.dump(-1, ' ', false, store::Json::error_handler_t::replace));
+          ErrorForLog(park->error));
     } else if (const store::Transition::Retry* retry = t.retry()) {
       logging::Info(
           fields, "run {} of {}: call {} attempt {} failed, retrying in {} ms", item.run_id,

@@ -104,6 +104,36 @@ TEST_P(HardeningTest, HostReplyNestedAMillionDeepFailsTheAttemptsAndTheRunByItsP
   EXPECT_EQ(Http("GET", c->url() + "/healthz").status, 200);
 }
 
+// A host's error of a megabyte fails the run (stored whole, as the host sent it) but goes to
+// the log cut to 2,000 bytes: the log never holds a whole body.
+TEST_P(HardeningTest, AMegabyteErrorFromAHostIsLoggedCut) {
+  auto c = StartCoordinator();
+  const std::string huge(1 << 20, 'x');
+  ScriptedServer host([&](ServerRequest) {
+    ServerResponse res;
+    res.status = 500;
+    res.headers = {{"Content-Type", "application/json"},
+                   {"X-Inngest-SDK", "test:v1"},
+                   {"X-Inngest-No-Retry", "true"}};
+    res.body = Json{{"name", "Error"}, {"message", huge}}.dump();
+    return res;
+  });
+  auto reg =
+      Register(*c, host.url("/api"),
+               Json::array({FunctionConfig("loud", "test/loud", host.url("/api?fnId=loud"))}));
+  ASSERT_EQ(reg.status, 200) << reg.raw;
+  Json run = RunToEnd(*c, {{"name", "test/loud"}});
+  ASSERT_EQ(run["status"], "failed") << run.dump().substr(0, 500);
+  EXPECT_EQ(run["error"]["message"].get<std::string>().size(), huge.size());
+  const std::string log = c->Log();
+  const size_t failed = log.find("failed: {");
+  ASSERT_NE(failed, std::string::npos) << log.substr(0, 2000);
+  const size_t line_end = log.find('\n', failed);
+  EXPECT_LT(line_end - failed, 2200u);
+  EXPECT_THAT(log.substr(failed, line_end - failed), HasSubstr("bytes)"));
+  EXPECT_LT(log.size(), 100'000u);
+}
+
 // Defect 2: an app answering an in-band sync with a million levels of nesting gets a 400.
 TEST_P(HardeningTest, SyncReplyNestedAMillionDeepIs400) {
   // Large enough for the million objects (6 MB); a larger reply is a 400 for its size.
