@@ -42,6 +42,10 @@ constexpr std::chrono::milliseconds kOutboxGather{5};
 constexpr std::chrono::milliseconds kSweepAge{2000};
 constexpr std::chrono::milliseconds kSweepInterval{1000};
 constexpr int kSweepBatch = 200;
+// The most buffered run ends announced in one transaction.
+constexpr size_t kAnnounceBatch = 500;
+// The most pages of recorded run ends one sweep announces (a page is kSweepBatch).
+constexpr int kRunEndPages = 25;
 
 // A new run of function `fn` for `event`, with its lane and concurrency keys. An event that
 // bypasses its lane gets a run without one. kInvalidArgument when the function's lane orders
@@ -103,11 +107,13 @@ const store::FunctionRecord* FunctionSet::Find(const std::string& id) const {
 }
 
 Intake::Intake(store::Store& store, const Clock& clock,
-               std::chrono::milliseconds function_cache_ttl, std::function<void()> on_new_work)
+               std::chrono::milliseconds function_cache_ttl, std::function<void()> on_new_work,
+               size_t max_buffered_ends)
     : store_(store),
       clock_(clock),
       cache_ttl_(function_cache_ttl),
-      on_new_work_(std::move(on_new_work)) {
+      on_new_work_(std::move(on_new_work)),
+      max_buffered_ends_(max_buffered_ends) {
   flusher_ = std::thread([this] { FlushLoop(); });
 }
 
@@ -753,13 +759,25 @@ std::vector<store::EventRecord> Intake::EndEventsToStore(const store::RunState& 
 
 void Intake::RunEnded(const store::RunState& state, const std::string& status, const Json& output,
                       const Json& error) {
+  {
+    std::lock_guard lock(outbox_mu_);
+    if (outbox_.size() >= max_buffered_ends_) {
+      // Its end is in the store's outbox: the sweep announces it within seconds.
+      if (!outbox_full_) {
+        spdlog::warn("{} run ends wait to be announced; later ones are left to the sweep",
+                     outbox_.size());
+        outbox_full_ = true;
+      }
+      return;
+    }
+  }
   PendingEnd end{state.run.id, EndEvents(state, status, output, error)};
   std::lock_guard lock(outbox_mu_);
   outbox_.push_back(std::move(end));
   outbox_cv_.notify_one();
 }
 
-void Intake::Announce(std::vector<PendingEnd> ends) {
+bool Intake::Announce(std::vector<PendingEnd> ends) {
   std::vector<IncomingEvent> events;
   std::vector<std::string> run_ids;
   for (PendingEnd& end : ends) {
@@ -776,20 +794,22 @@ void Intake::Announce(std::vector<PendingEnd> ends) {
           "the ends of {} run(s) are stored but {} wait(s) were not resumed; the sweep "
           "retries them",
           run_ids.size(), r->waits_not_resumed);
-      return;
+      return false;
     }
     if (r.ok()) break;
     if (tries >= 2) {
       spdlog::warn("emitting the ends of {} run(s) failed: {}; the sweep retries them",
                    run_ids.size(), r.status().ToString());
-      return;
+      return false;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100 << tries));
   }
   if (Status s = store_.AckRunEnds(run_ids); !s.ok()) {
     // Harmless: the sweep announces them again, and their events are stored once.
     spdlog::warn("acknowledging the ends of {} run(s) failed: {}", run_ids.size(), s.ToString());
+    return false;
   }
+  return true;
 }
 
 void Intake::AnnounceLaneGaps() {
@@ -846,25 +866,34 @@ void Intake::Sweep(bool all) {
   if (due->timeouts) SweepTimeouts();
   if (due->cancels) SweepCancels(ends_before);
   if (!due->run_ends) return;
-  auto pending = store_.PendingRunEnds(ends_before, kSweepBatch);
-  if (!pending.ok()) {
-    spdlog::warn("reading run ends to announce failed: {}", pending.status().ToString());
-    return;
-  }
-  if (pending->empty()) return;
-  std::vector<PendingEnd> ends;
-  for (const std::string& run_id : *pending) {
-    auto state = store_.LoadRunState(run_id);
-    if (!state.ok()) {
-      logging::Warn({.run_id = run_id}, "run {}: cannot load it to announce its end: {}", run_id,
-                    state.status().ToString());
-      continue;
+  // Page after page while pages come full (ends left by a full buffer, or by a crash of a
+  // busy coordinator), up to kRunEndPages; the rest at the next sweep.
+  for (int page = 0; page < kRunEndPages; ++page) {
+    auto pending = store_.PendingRunEnds(ends_before, kSweepBatch);
+    if (!pending.ok()) {
+      spdlog::warn("reading run ends to announce failed: {}", pending.status().ToString());
+      return;
     }
-    ends.push_back(
-        {run_id, EndEvents(*state, state->run.status, state->run.output, state->run.error)});
+    if (pending->empty()) return;
+    std::vector<PendingEnd> ends;
+    for (const std::string& run_id : *pending) {
+      auto state = store_.LoadRunState(run_id);
+      if (!state.ok()) {
+        logging::Warn({.run_id = run_id}, "run {}: cannot load it to announce its end: {}", run_id,
+                      state.status().ToString());
+        continue;
+      }
+      ends.push_back(
+          {run_id, EndEvents(*state, state->run.status, state->run.output, state->run.error)});
+    }
+    spdlog::info("announcing the end of {} run(s) recorded but not announced", ends.size());
+    const size_t loaded = ends.size();
+    // Short (the last page), or not all announced: a next page would read them again.
+    if (!Announce(std::move(ends)) || pending->size() < static_cast<size_t>(kSweepBatch) ||
+        loaded < pending->size()) {
+      return;
+    }
   }
-  spdlog::info("announcing the end of {} run(s) recorded but not announced", ends.size());
-  Announce(std::move(ends));
 }
 
 void Intake::SweepCancels(int64_t received_before_ms) {
@@ -925,8 +954,17 @@ void Intake::FlushLoop() {
     if (!outbox_.empty()) {
       // Gather what other runs end meanwhile: one transaction for many run-end events.
       if (!stopping_) outbox_cv_.wait_for(lock, kOutboxGather);
+      // A transaction of at most kAnnounceBatch ends (a larger one took longer, and more
+      // piled up meanwhile).
       std::vector<PendingEnd> batch;
-      batch.swap(outbox_);
+      if (outbox_.size() <= kAnnounceBatch) {
+        batch.swap(outbox_);
+      } else {
+        const auto cut = outbox_.begin() + kAnnounceBatch;
+        batch.assign(std::make_move_iterator(outbox_.begin()), std::make_move_iterator(cut));
+        outbox_.erase(outbox_.begin(), cut);
+      }
+      if (outbox_.size() < max_buffered_ends_) outbox_full_ = false;
       lock.unlock();
       Guarded("announcing run ends", [&] { Announce(std::move(batch)); });
       lock.lock();

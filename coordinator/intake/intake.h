@@ -58,9 +58,14 @@ struct IngestResult {
 
 class Intake final : public executor::RunEvents {
  public:
+  // The most run ends buffered to announce: past it an end is left to the sweep (it is
+  // recorded in the store's outbox with the run's end). A cancel_on event that cancels 100,000
+  // runs buffered them all, each with its events.
+  static constexpr size_t kMaxBufferedEnds = 10000;
+
   // `on_new_work` is called when runs were started or resumed (wakes executors).
   Intake(store::Store& store, const Clock& clock, std::chrono::milliseconds function_cache_ttl,
-         std::function<void()> on_new_work);
+         std::function<void()> on_new_work, size_t max_buffered_ends = kMaxBufferedEnds);
   // Stop()s.
   ~Intake() override;
   // Announces the run ends still buffered and stops the background thread. Call it before
@@ -154,8 +159,8 @@ class Intake final : public executor::RunEvents {
     std::vector<IncomingEvent> events;
   };
   // Stores the events of `ends` and acknowledges them; on failure they stay in the store's
-  // outbox for the sweep.
-  void Announce(std::vector<PendingEnd> ends);
+  // outbox for the sweep, and false.
+  bool Announce(std::vector<PendingEnd> ends);
   // Announces the recorded ends older than the sweep age (any age when `all`), does the
   // pending look-backs of waits as old and the cancel_on events' pending cancels, announces
   // lane gaps and cancels runs past their timeouts: each only when the store says it has
@@ -194,7 +199,9 @@ class Intake final : public executor::RunEvents {
   std::mutex outbox_mu_;
   std::condition_variable outbox_cv_;
   std::vector<PendingEnd> outbox_;  // GUARDED_BY(outbox_mu_): run ends to announce
-  bool stopping_ = false;           // GUARDED_BY(outbox_mu_)
+  const size_t max_buffered_ends_;
+  bool outbox_full_ = false;  // GUARDED_BY(outbox_mu_): said so in the log since it was not
+  bool stopping_ = false;     // GUARDED_BY(outbox_mu_)
   std::thread flusher_;
 };
 

@@ -555,6 +555,44 @@ TEST_F(IntakeHarness, AWaitsLookBackFindsAMatchPastItsFirstPageOfEvents) {
   EXPECT_EQ((*(*resumed)[0].resume)["memo"]["data"]["order"], "o-1");
 }
 
+// Past the bound of the run ends buffered to announce, an end is not held in memory (a
+// cancel_on event cancelling 100,000 runs buffered each with its events): the sweep announces
+// it from the store's outbox.
+TEST_F(IntakeHarness, ARunEndPastTheBufferIsLeftToTheSweep) {
+  intake_->Stop();  // its sweeps would announce too
+  intake_.reset();
+  auto end_run = [&] {
+    const std::string run = StartRun(kFunction);
+    store::Transition end;
+    end.move = store::Transition::End{store::kCompleted, {{"ok", true}}, nullptr};
+    EXPECT_THAT(store_->Apply(ClaimItemOf(run), end, clock_.Now()), IsOk());
+    return run;
+  };
+  auto announced = [&](const std::string& run) {
+    return store_->FindEventById(executor::FinishedEventId(run)).ok();
+  };
+  auto within = [](std::chrono::milliseconds limit, const std::function<bool()>& done) {
+    const auto give_up = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(10ms);
+    }
+    return done();
+  };
+  const std::string before = end_run();
+  intake::Intake bounded(
+      *store_, clock_, 0ms, [] {}, /*max_buffered_ends=*/0);
+  // Its first sweep, at start, announces every recorded end; later ones, those 2 s old.
+  ASSERT_TRUE(within(10s, [&] { return announced(before); }));
+
+  const std::string run = end_run();
+  bounded.AnnounceEnd(run);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(announced(run)) << "announced from the buffer";
+  clock_.Advance(3s);
+  EXPECT_TRUE(within(10s, [&] { return announced(run); })) << "the sweep did not announce it";
+  bounded.Stop();
+}
+
 // A sender may reuse a run's id as an event's id (an idempotency key made from ctx.runId): the
 // run's own end events are still stored, under ids no sender can take.
 TEST_F(IntakeHarness, AnEventWithARunsIdDropsNoneOfThatRunsEndEvents) {
