@@ -15,9 +15,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -50,14 +52,48 @@ using Connection = std::variant<std::unique_ptr<PlainStream>, std::unique_ptr<Tl
 
 // A name lookup and the caller's wait for it, shared with the lookup's completion handler,
 // which may run after the caller gave up. Both run on the client's executor.
+// Name lookups run on a few threads of their own, shared by every client: getaddrinfo blocks,
+// and nothing can interrupt it. (Asio's resolver looked every name up on one thread per
+// io_context, IP literals too, so one name whose DNS stalled held up new connections to every
+// host.) Never destroyed: a lookup stalled at exit is not waited for.
+asio::thread_pool& LookupPool() {
+  static auto* pool = new asio::thread_pool(4);
+  return *pool;
+}
+
+// The system's resolver: the addresses of `host`, as text.
+Result<std::vector<std::string>> SystemResolve(const std::string& host) {
+  asio::io_context ctx;
+  tcp::resolver resolver(ctx);
+  beast::error_code ec;
+  const tcp::resolver::results_type results = resolver.resolve(host, "", ec);  // getaddrinfo
+  if (ec) return Unavailable(ec.message());
+  std::vector<std::string> out;
+  for (const auto& entry : results) out.push_back(entry.endpoint().address().to_string());
+  return out;
+}
+
+// A name lookup in flight. The pool's thread hands its result to the call's executor, unless
+// the call gave up (its deadline passed, or its io_context went away): then the executor may
+// be gone, and nothing is posted to it.
 struct Lookup {
   Lookup(const asio::any_io_executor& executor, std::chrono::steady_clock::time_point deadline)
-      : resolver(executor), wait(executor, deadline) {}
-  tcp::resolver resolver;
+      : executor(executor), wait(executor, deadline) {}
+  asio::any_io_executor executor;
   asio::steady_timer wait;  // expires at the deadline; cancelled by the lookup's completion
-  bool done = false;
-  beast::error_code ec;
-  tcp::resolver::results_type endpoints;
+  std::mutex mu;
+  bool abandoned = false;  // GUARDED_BY(mu)
+  bool done = false;       // on the executor
+  Result<std::vector<std::string>> addresses = Unavailable("not looked up");
+};
+
+// Marks a lookup given up when the call stops waiting for it, however it stops.
+struct AbandonLookup {
+  std::shared_ptr<Lookup> lookup;
+  ~AbandonLookup() {
+    std::lock_guard lock(lookup->mu);
+    lookup->abandoned = true;
+  }
 };
 
 beast::tcp_stream& Lowest(Connection& c) {
@@ -324,23 +360,40 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
   bool reused = conn.has_value();
   for (int attempt = 0;; ++attempt) {
     if (!conn) {
-      // The lookup is held to the deadline too. Asio looks names up with getaddrinfo on a
-      // thread of its own, which a cancel cannot interrupt: the call waits on a timer that
-      // the lookup's completion cuts short, and a lookup that stalls past the deadline is
-      // left to finish on its own (its completion then finds nobody waiting).
-      auto lookup = std::make_shared<Lookup>(executor_, deadline);
-      lookup->resolver.async_resolve(
-          url->host, std::to_string(url->port),
-          [lookup](beast::error_code ec, tcp::resolver::results_type results) {
+      // An IP literal needs no lookup. A name's lookup is held to the deadline too: it runs
+      // on the lookup pool, and the call waits on a timer that its completion cuts short; a
+      // lookup that stalls past the deadline is left to finish on its own.
+      std::vector<tcp::endpoint> endpoints;
+      if (IsIpLiteral(url->host)) {
+        endpoints.emplace_back(asio::ip::make_address(url->host), url->port);
+      } else {
+        auto lookup = std::make_shared<Lookup>(executor_, deadline);
+        const AbandonLookup abandon{lookup};
+        asio::post(LookupPool(), [lookup, resolve = options_.resolve, host = url->host] {
+          Result<std::vector<std::string>> found = resolve ? resolve(host) : SystemResolve(host);
+          std::lock_guard lock(lookup->mu);
+          if (lookup->abandoned) return;
+          asio::post(lookup->executor, [lookup, found = std::move(found)]() mutable {
             lookup->done = true;
-            lookup->ec = ec;
-            lookup->endpoints = std::move(results);
+            lookup->addresses = std::move(found);
             lookup->wait.cancel();
           });
-      co_await lookup->wait.async_wait(asio::as_tuple(asio::use_awaitable));
-      if (!lookup->done) co_return DeadlineExceeded("resolving " + url->host + ": timed out");
-      if (lookup->ec) co_return NetworkError(lookup->ec, "resolving", *url);
-      const tcp::resolver::results_type endpoints = std::move(lookup->endpoints);
+        });
+        co_await lookup->wait.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (!lookup->done) co_return DeadlineExceeded("resolving " + url->host + ": timed out");
+        if (!lookup->addresses.ok()) {
+          co_return Unavailable("resolving " + url->authority() + ": " +
+                                lookup->addresses.status().message());
+        }
+        for (const std::string& address : *lookup->addresses) {
+          beast::error_code aec;
+          const asio::ip::address ip = asio::ip::make_address(address, aec);
+          if (!aec) endpoints.emplace_back(ip, url->port);
+        }
+        if (endpoints.empty()) {
+          co_return Unavailable("resolving " + url->authority() + ": no address");
+        }
+      }
       if (url->tls()) {
         auto s = std::make_unique<TlsStream>(executor_, tls_->ctx);
         // The certificate must be for the host the URL names, by IP address or DNS name,

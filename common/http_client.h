@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -52,6 +53,9 @@ struct HttpClientOptions {
   // PEM file of CA certificates trusted for https:// besides the system's store (a private
   // CA). Empty: the system's store only. Certificates are always verified.
   std::string ca_file;
+  // How a host name becomes IP addresses (as text); unset: the system's resolver
+  // (getaddrinfo). Called on a thread of the lookup pool, never for an IP literal. For tests.
+  std::function<Result<std::vector<std::string>>(const std::string& host)> resolve;
 };
 
 // How long a connection whose last response carried `keep_alive` (the value of its

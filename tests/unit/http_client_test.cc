@@ -1,5 +1,6 @@
 // HttpClient's keep-alive pool against a server that counts the connections it accepts.
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -441,6 +442,63 @@ TEST(HttpClientAnswerTest, AHeaderThatWouldBreakTheLineIsRefusedAndNothingIsSent
   }
   EXPECT_EQ(server.connections(), 0);
   EXPECT_EQ(Answers(server.url(), 1, milliseconds(0)), std::vector<std::string>{"200 sent"});
+}
+
+// A name whose lookup stalls holds up neither calls to IP literals nor the lookups of other
+// names, and its own call gives up at its deadline, as does the blocking HttpCall. (Asio looked
+// every name up on one thread per io_context, IP literals too: one stalled name held up every
+// new connection, and HttpCall waited for the lookup past its deadline.)
+TEST(HttpClientLookupTest, AStalledLookupHoldsUpNoOtherCall) {
+  RawServer server([](int, int) -> std::vector<std::string> { return {Ok("here")}; });
+  const std::string port = server.url().substr(server.url().rfind(':') + 1);  // "<port>/call"
+  // Shared with the lookup pool's threads, which outlive the test's stalled lookups.
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable released_cv;
+    bool released = false;  // GUARDED_BY(mu)
+    std::atomic<int> literal_lookups{0};
+  };
+  auto gate = std::make_shared<Gate>();
+  HttpClientOptions options;
+  options.resolve = [gate](const std::string& host) -> Result<std::vector<std::string>> {
+    if (host == "stalled.test") {
+      std::unique_lock lock(gate->mu);
+      gate->released_cv.wait_for(lock, std::chrono::seconds(20), [&] { return gate->released; });
+      return Unavailable("gave up");
+    }
+    if (host == "127.0.0.1") ++gate->literal_lookups;
+    return std::vector<std::string>{"127.0.0.1"};
+  };
+  auto call = [&](const std::string& host, milliseconds timeout) {
+    HttpRequest request;
+    request.url = "http://" + host + ":" + port;
+    request.timeout = timeout;
+    return HttpCall(request, options);
+  };
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<std::thread> stalled;
+  for (int i = 0; i < 2; ++i) {
+    stalled.emplace_back([&] {
+      auto r = call("stalled.test", milliseconds(300));
+      EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
+    });
+  }
+  std::this_thread::sleep_for(milliseconds(50));  // both lookups are stalled by now
+  auto literal = call("127.0.0.1", milliseconds(5'000));
+  ASSERT_TRUE(literal.ok()) << literal.status().ToString();
+  EXPECT_EQ(literal->body, "here");
+  EXPECT_EQ(gate->literal_lookups.load(), 0) << "an IP literal was looked up";
+  auto named = call("other.test", milliseconds(5'000));
+  ASSERT_TRUE(named.ok()) << named.status().ToString();
+  EXPECT_EQ(named->body, "here");
+  for (std::thread& t : stalled) t.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5))
+      << "a stalled lookup was waited for past its call's deadline";
+  {
+    std::lock_guard lock(gate->mu);
+    gate->released = true;
+  }
+  gate->released_cv.notify_all();
 }
 
 // Interim answers (a proxy's 103 Early Hints, 100 Continue) come before the answer: they are
