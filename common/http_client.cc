@@ -73,26 +73,35 @@ Result<std::vector<std::string>> SystemResolve(const std::string& host) {
   return out;
 }
 
-// A name lookup in flight. The pool's thread hands its result to the call's executor, unless
-// the call gave up (its deadline passed, or its io_context went away): then the executor may
-// be gone, and nothing is posted to it.
+// A name lookup in flight, as its call sees it: owned by the call alone (its timer belongs to
+// the call's io_context and must go with the call, not with a pool thread finishing later).
 struct Lookup {
   Lookup(const asio::any_io_executor& executor, std::chrono::steady_clock::time_point deadline)
-      : executor(executor), wait(executor, deadline) {}
-  asio::any_io_executor executor;
+      : wait(executor, deadline) {}
   asio::steady_timer wait;  // expires at the deadline; cancelled by the lookup's completion
+  bool done = false;
+  Result<std::vector<std::string>> addresses = Unavailable("not looked up");
+};
+
+// What the pool's thread shares with the call: it posts the result to the call's executor,
+// unless the call gave up (its deadline passed, or its io_context went away): then the
+// executor may be gone, and nothing is posted. The result reaches the call only if the call
+// still exists (a weak reference).
+struct LookupHandoff {
+  explicit LookupHandoff(asio::any_io_executor e, std::weak_ptr<Lookup> l)
+      : executor(std::move(e)), lookup(std::move(l)) {}
   std::mutex mu;
   bool abandoned = false;  // GUARDED_BY(mu)
-  bool done = false;       // on the executor
-  Result<std::vector<std::string>> addresses = Unavailable("not looked up");
+  asio::any_io_executor executor;
+  std::weak_ptr<Lookup> lookup;
 };
 
 // Marks a lookup given up when the call stops waiting for it, however it stops.
 struct AbandonLookup {
-  std::shared_ptr<Lookup> lookup;
+  std::shared_ptr<LookupHandoff> handoff;
   ~AbandonLookup() {
-    std::lock_guard lock(lookup->mu);
-    lookup->abandoned = true;
+    std::lock_guard lock(handoff->mu);
+    handoff->abandoned = true;
   }
 };
 
@@ -368,16 +377,20 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
         endpoints.emplace_back(asio::ip::make_address(url->host), url->port);
       } else {
         auto lookup = std::make_shared<Lookup>(executor_, deadline);
-        const AbandonLookup abandon{lookup};
-        asio::post(LookupPool(), [lookup, resolve = options_.resolve, host = url->host] {
+        auto handoff = std::make_shared<LookupHandoff>(executor_, lookup);
+        const AbandonLookup abandon{handoff};
+        asio::post(LookupPool(), [handoff, resolve = options_.resolve, host = url->host] {
           Result<std::vector<std::string>> found = resolve ? resolve(host) : SystemResolve(host);
-          std::lock_guard lock(lookup->mu);
-          if (lookup->abandoned) return;
-          asio::post(lookup->executor, [lookup, found = std::move(found)]() mutable {
-            lookup->done = true;
-            lookup->addresses = std::move(found);
-            lookup->wait.cancel();
-          });
+          std::lock_guard lock(handoff->mu);
+          if (handoff->abandoned) return;
+          asio::post(handoff->executor,
+                     [weak = handoff->lookup, found = std::move(found)]() mutable {
+                       const std::shared_ptr<Lookup> waiting = weak.lock();
+                       if (!waiting) return;
+                       waiting->done = true;
+                       waiting->addresses = std::move(found);
+                       waiting->wait.cancel();
+                     });
         });
         co_await lookup->wait.async_wait(asio::as_tuple(asio::use_awaitable));
         if (!lookup->done) co_return DeadlineExceeded("resolving " + url->host + ": timed out");
