@@ -50,8 +50,6 @@ using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 // One connection to an origin, plain or TLS; pooled between calls while kept alive.
 using Connection = std::variant<std::unique_ptr<PlainStream>, std::unique_ptr<TlsStream>>;
 
-// A name lookup and the caller's wait for it, shared with the lookup's completion handler,
-// which may run after the caller gave up. Both run on the client's executor.
 // Name lookups run on a few threads of their own, shared by every client: getaddrinfo blocks,
 // and nothing can interrupt it. (Asio's resolver looked every name up on one thread per
 // io_context, IP literals too, so one name whose DNS stalled held up new connections to every
