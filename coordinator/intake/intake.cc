@@ -117,6 +117,12 @@ Intake::Intake(store::Store& store, const Clock& clock,
   flusher_ = std::thread([this] { FlushLoop(); });
 }
 
+Result<std::shared_ptr<const FunctionSet>> Intake::FunctionsWith(const std::string& fn_id) {
+  ASSIGN_OR_RETURN(auto set, Functions(/*refresh=*/false));
+  if (set->Find(fn_id)) return set;
+  return Functions(/*refresh=*/true);
+}
+
 Result<std::shared_ptr<const FunctionSet>> Intake::Functions(bool refresh) {
   const TimePoint now = clock_.Now();
   std::shared_ptr<const FunctionSet> cached;
@@ -465,16 +471,13 @@ void Intake::AnnounceEnd(const std::string& run_id) {
 Result<std::string> Intake::Replay(const std::string& run_id) {
   ASSIGN_OR_RETURN(store::RunRecord run, store_.GetRun(run_id));
   ASSIGN_OR_RETURN(store::EventRecord event, store_.GetEvent(run.event_id));
-  ASSIGN_OR_RETURN(auto set, Functions(/*refresh=*/false));
+  ASSIGN_OR_RETURN(auto set, FunctionsWith(run.function_id));
+  // A function a sync dropped is archived: its runs go on to their ends, but it starts no new
+  // one (its hosts may no longer have it).
   if (!set->Find(run.function_id)) {
-    ASSIGN_OR_RETURN(set, Functions(/*refresh=*/true));
-    // A function a sync dropped is archived: its runs go on to their ends, but it starts no
-    // new one (its hosts may no longer have it).
-    if (!set->Find(run.function_id)) {
-      return FailedPrecondition("function \"" + run.function_id +
-                                "\" is no longer in its app's last sync; its runs cannot be "
-                                "replayed until a sync lists it again");
-    }
+    return FailedPrecondition("function \"" + run.function_id +
+                              "\" is no longer in its app's last sync; its runs cannot be "
+                              "replayed until a sync lists it again");
   }
   const TimePoint now = clock_.Now();
   ASSIGN_OR_RETURN(store::NewRun replay,
@@ -532,12 +535,9 @@ std::string NotInvokedBecause(const std::string& fn_id, const store::LaneOutcome
 
 Status Intake::StartInvocation(const store::RunState& caller, const store::NewWait& wait) {
   const std::string fn_id = wait.invoke.value("function_id", std::string());
-  ASSIGN_OR_RETURN(auto set, Functions(/*refresh=*/false));
+  ASSIGN_OR_RETURN(auto set, FunctionsWith(fn_id));
   if (!set->Find(fn_id)) {
-    ASSIGN_OR_RETURN(set, Functions(/*refresh=*/true));
-    if (!set->Find(fn_id)) {
-      return NotFound("no function \"" + fn_id + "\" to invoke; is its app synced?");
-    }
+    return NotFound("no function \"" + fn_id + "\" to invoke; is its app synced?");
   }
   const std::string correlation = wait.invoke.value("correlation_id", std::string());
   Json data = wait.invoke.value("data", Json::object());

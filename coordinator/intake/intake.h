@@ -76,6 +76,9 @@ class Intake final : public executor::RunEvents {
   // An ingest reloads them, whatever their age, when a sync on any coordinator has changed
   // them since (FunctionSet::generation).
   Result<std::shared_ptr<const FunctionSet>> Functions(bool refresh);
+  // The active functions, read again at once if `fn_id` is not among those loaded (a sync
+  // may have made it since); the caller checks whether it is there now.
+  Result<std::shared_ptr<const FunctionSet>> FunctionsWith(const std::string& fn_id);
 
   // Stores the events and starts their runs (all or nothing), then resumes matching waits
   // and cancels matching runs. kUnavailable when nothing could be stored; kInvalidArgument,
