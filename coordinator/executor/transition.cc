@@ -38,6 +38,29 @@ std::string BodyExcerpt(std::string_view body, size_t max) {
   return text;
 }
 
+// An attempt's error as the run's history keeps it: whole while its JSON is at most 64 KiB;
+// past that, its name, message and stack, each cut, and what was cut. A host's error may be as
+// large as its reply (16 MiB), and every retry keeps an attempt; the step's memo and the run's
+// error keep it whole.
+constexpr size_t kMaxAttemptErrorBytes = 64 * 1024;
+
+Json AttemptError(Json error) {
+  if (error.is_null()) return error;
+  const size_t size = error.dump(-1, ' ', false, Json::error_handler_t::replace).size();
+  if (size <= kMaxAttemptErrorBytes) return error;
+  auto text = [&](const char* key, size_t max) -> std::string {
+    if (!error.is_object()) return "";
+    auto it = error.find(key);
+    if (it == error.end() || !it->is_string()) return "";
+    return BodyExcerpt(it->get_ref<const std::string&>(), max);
+  };
+  Json cut = {{"name", text("name", 256)}, {"message", text("message", 8 * 1024)}};
+  if (std::string stack = text("stack", 32 * 1024); !stack.empty()) cut["stack"] = std::move(stack);
+  cut["truncated"] = "the error's JSON was " + std::to_string(size) +
+                     " bytes; the attempt keeps its name, message and stack, cut";
+  return cut;
+}
+
 // The error a non-2xx reply carries: the SDK's serialized error when the body is one (and
 // within the limits every host reply is held to).
 Json ReplyError(const HttpResponse& reply) {
@@ -65,8 +88,8 @@ struct Ctx {
 
   void Attempt(const std::string& step_id, const std::string& name, std::string outcome_name,
                Json error = nullptr) {
-    t.attempts.push_back({step_id, name, item.attempt, std::move(outcome_name), std::move(error),
-                          started_ms(), ended_ms()});
+    t.attempts.push_back({step_id, name, item.attempt, std::move(outcome_name),
+                          AttemptError(std::move(error)), started_ms(), ended_ms()});
   }
 
   // The run's move while it goes on; every op of a reply adds to it until one ends the

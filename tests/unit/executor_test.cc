@@ -496,6 +496,46 @@ TEST_F(TransitionTest, ErrorBodyThatIsNotUtf8OrHoldsNulIsRecordedAsCleanText) {
   EXPECT_LT(message.size(), 2100u);
 }
 
+// A host's error may be as large as its reply, and every retry keeps an attempt: an attempt
+// keeps an error past 64 KiB as its name, message and stack, cut; the step's memo keeps it
+// whole (the host gets it back), and a small error stays as it was.
+TEST_F(TransitionTest, AnAttemptKeepsAHugeErrorCutAndTheStepItsWhole) {
+  const std::string big(1 << 20, 'm');
+  const Json error = {{"name", "Error"},
+                      {"message", big},
+                      {"stack", "at f (" + big + ")"},
+                      {"data", Json::array({big, big})}};
+  const std::string op =
+      Json::array({{{"id", "h2"}, {"op", "StepError"}, {"error", error}}}).dump();
+  auto retried = Decide(Reply(206, op));
+  ASSERT_TRUE(retried.retry_at);
+  ASSERT_EQ(retried.attempts.size(), 1u);
+  const Json& kept = retried.attempts[0].error;
+  EXPECT_LE(kept.dump().size(), 64u * 1024);
+  EXPECT_EQ(kept["name"], "Error");
+  EXPECT_EQ(kept["message"], std::string(8 * 1024, 'm'));
+  EXPECT_EQ(kept["stack"].get<std::string>().size(), 32u * 1024);
+  EXPECT_FALSE(kept.contains("data"));
+  EXPECT_NE(kept["truncated"].get<std::string>().find("bytes"), std::string::npos);
+
+  auto failed = Decide(Reply(206, op), 2);  // the last attempt: the step fails for good
+  ASSERT_EQ(failed.steps.size(), 1u);
+  EXPECT_EQ(failed.steps[0].memo, Json({{"error", error}}));
+  ASSERT_EQ(failed.attempts.size(), 1u);
+  EXPECT_EQ(failed.attempts[0].error, kept);
+
+  // An error that is not an object, past the bound, keeps only the note.
+  auto text =
+      Decide(Reply(206, Json::array({{{"id", "h2"}, {"op", "StepError"}, {"error", big}}}).dump()));
+  ASSERT_EQ(text.attempts.size(), 1u);
+  EXPECT_EQ(text.attempts[0].error["message"], "");
+  EXPECT_TRUE(text.attempts[0].error.contains("truncated"));
+
+  auto small = Decide(
+      Reply(206, R"([{"id":"h2","op":"StepError","error":{"name":"E","message":"x","a":[1]}}])"));
+  EXPECT_EQ(small.attempts[0].error, Json({{"name", "E"}, {"message", "x"}, {"a", {1}}}));
+}
+
 TEST(Backoff, FollowsScheduleRepeatsLastAndAddsBoundedJitter) {
   scheduler::RetryPolicy p{{std::chrono::seconds(1), std::chrono::seconds(5)},
                            std::chrono::seconds(2)};
