@@ -1,5 +1,6 @@
 #include "common/http_server.h"
 
+#include <array>
 #include <atomic>
 
 #include <boost/asio/as_tuple.hpp>
@@ -53,7 +54,34 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   tcp::acceptor acceptor;
   std::optional<ssl::context> tls;  // set when serving HTTPS
   std::atomic<bool> stopping{false};
-  size_t connections = 0;  // only touched on the io_context
+  size_t connections = 0;      // only touched on the io_context
+  size_t body_bytes_held = 0;  // of max_body_bytes_in_flight; only touched on the io_context
+
+  // A request body's share of the budget, given back when the request is done.
+  class BodyBudget {
+   public:
+    explicit BodyBudget(Impl& server) : server_(server) {}
+    ~BodyBudget() { server_.body_bytes_held -= held_; }
+    BodyBudget(const BodyBudget&) = delete;
+    BodyBudget& operator=(const BodyBudget&) = delete;
+
+    // Whether the body the parser's header announces fits: it is then counted.
+    bool Take(const bhttp::request_parser<bhttp::string_body>& parser) {
+      const auto& o = server_.options;
+      const size_t bytes = parser.content_length() ? std::min<uint64_t>(*parser.content_length(),
+                                                                        o.max_body_bytes)
+                                                   : o.max_body_bytes;  // chunked
+      if (bytes <= kUnbudgetedBodyBytes) return true;
+      if (server_.body_bytes_held + bytes > o.max_body_bytes_in_flight) return false;
+      server_.body_bytes_held += bytes;
+      held_ = bytes;
+      return true;
+    }
+
+   private:
+    Impl& server_;
+    size_t held_ = 0;
+  };
   uint16_t bound_port = 0;
 
   static bhttp::response<bhttp::string_body> LimitError(int status, std::string_view code,
@@ -92,6 +120,36 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  // Whether the body `parser`'s header announces fits the budget, now or, as other requests
+  // end, within the request timeout: the body is not read meanwhile, so TCP holds the client
+  // back.
+  asio::awaitable<bool> WaitForBudget(BodyBudget& budget,
+                                      const bhttp::request_parser<bhttp::string_body>& parser) {
+    const auto deadline = std::chrono::steady_clock::now() + options.request_timeout;
+    asio::steady_timer pause(io);
+    while (!budget.Take(parser)) {
+      if (stopping || std::chrono::steady_clock::now() >= deadline) co_return false;
+      pause.expires_after(std::chrono::milliseconds(5));
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    co_return true;
+  }
+
+  // After answering a request whose body was not read: stop sending, then read and drop what
+  // the client still sends (for a second at most), so that closing with it unread does not
+  // reset the connection before the client has read the answer.
+  static asio::awaitable<void> DrainBeforeClose(beast::tcp_stream& lowest) {
+    beast::error_code ignored;
+    lowest.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest.expires_after(std::chrono::seconds(1));
+    std::array<char, 16 << 10> sink;
+    for (;;) {
+      auto [ec, n] =
+          co_await lowest.async_read_some(asio::buffer(sink), asio::as_tuple(asio::use_awaitable));
+      if (ec) break;
+    }
+  }
+
   // Reads requests and writes responses on one connection until it closes.
   template <typename Stream>
   asio::awaitable<void> Serve(Stream& stream) {
@@ -117,6 +175,17 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
                               "unsupported Transfer-Encoding: only chunked is accepted");
         lowest.expires_after(options.request_timeout);
         co_await bhttp::async_write(stream, err, asio::as_tuple(asio::use_awaitable));
+        break;
+      }
+      BodyBudget budget(*this);
+      if (!ec && !parser.is_done() && !co_await WaitForBudget(budget, parser)) {
+        auto err =
+            LimitError(503, "busy", "the server holds too many request bodies at once; try again");
+        err.set(bhttp::field::retry_after, "1");
+        lowest.expires_after(options.request_timeout);
+        auto [wec, wn] =
+            co_await bhttp::async_write(stream, err, asio::as_tuple(asio::use_awaitable));
+        if (!wec) co_await DrainBeforeClose(lowest);
         break;
       }
       if (!ec && !parser.is_done()) {
@@ -224,6 +293,11 @@ Status HttpServer::Start() {
   const auto& o = impl_->options;
   if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
     return InvalidArgument("TLS needs both a certificate and a key");
+  }
+  if (o.max_body_bytes_in_flight < o.max_body_bytes) {
+    return InvalidArgument(
+        "the request bodies' budget (" + std::to_string(o.max_body_bytes_in_flight) +
+        " bytes) is below one body (" + std::to_string(o.max_body_bytes) + " bytes)");
   }
   if (!o.tls_cert_file.empty()) {
     auto& ctx = impl_->tls.emplace(ssl::context::tls_server);

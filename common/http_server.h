@@ -4,8 +4,9 @@
 // Handlers may block (database, user code): they run on `handler_pool`, never on the
 // io_context. The server answers limit violations itself with a JSON error:
 // 413 (body too large), 431 (headers too large), 400 (malformed request, or a
-// Transfer-Encoding other than chunked), and 500 for a request whose handler threw. With a
-// certificate and key it serves HTTPS only.
+// Transfer-Encoding other than chunked), 503 (the bodies held at once would pass their
+// budget), and 500 for a request whose handler threw. With a certificate and key it serves
+// HTTPS only.
 #pragma once
 
 #include <chrono>
@@ -43,6 +44,11 @@ struct HttpServerOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 0;  // 0: any free port (see HttpServer::port)
   size_t max_body_bytes = 3 << 20;
+  // The request bodies held at once, across connections, from reading to the handler's end:
+  // a request whose body (its Content-Length; `max_body_bytes` when chunked) would pass it is
+  // answered 503 with `Retry-After: 1` before its body is read, and its connection closed.
+  // Bodies of at most kUnbudgetedBodyBytes are not counted. At least `max_body_bytes`.
+  size_t max_body_bytes_in_flight = 256 << 20;
   uint32_t max_header_bytes = 16 << 10;
   // A client must deliver a whole request within this time, and read a response.
   std::chrono::milliseconds request_timeout{30'000};
@@ -55,6 +61,10 @@ struct HttpServerOptions {
   std::string tls_key_file;
 };
 
+// Bodies this small (an event, a health check) are read without the budget: they hold at most
+// max_connections × 64 KiB together.
+inline constexpr size_t kUnbudgetedBodyBytes = 64 << 10;
+
 class HttpServer {
  public:
   HttpServer(boost::asio::io_context& io, boost::asio::thread_pool& handler_pool,
@@ -62,7 +72,8 @@ class HttpServer {
   ~HttpServer();
 
   // Binds and starts accepting. kUnavailable when the address cannot be bound;
-  // kInvalidArgument when the TLS certificate or key cannot be loaded.
+  // kInvalidArgument when the TLS certificate or key cannot be loaded, or the bodies' budget
+  // is below one body.
   Status Start();
   // The bound port (after Start).
   uint16_t port() const;

@@ -60,6 +60,7 @@ struct ServeFlags {
   int api_threads = 8;
   size_t max_body_bytes = 3 << 20;
   size_t max_connections = 1024;
+  size_t max_body_bytes_in_flight = 0;  // 0: 256 MiB, or max_body_bytes when larger
   std::string host_ca;
   std::vector<std::string> sync_allow;
   std::string retain;  // empty: keep runs and events forever
@@ -185,6 +186,11 @@ int Serve(const ServeFlags& f, bool dev) {
             : "--db must be a postgres:// URL for `funcky serve`; for a SQLite file use "
               "`funcky dev --db " +
                   f.db + "`");
+    return 2;
+  }
+  if (f.max_body_bytes_in_flight && f.max_body_bytes_in_flight < f.max_body_bytes) {
+    spdlog::error("--max-body-bytes-in-flight ({}) must be at least --max-body-bytes ({})",
+                  f.max_body_bytes_in_flight, f.max_body_bytes);
     return 2;
   }
   if (!IsLoopback(f.host) && f.api_token.empty()) {
@@ -363,6 +369,9 @@ int Serve(const ServeFlags& f, bool dev) {
   server_options.port = f.port;
   server_options.max_body_bytes = f.max_body_bytes;
   server_options.max_connections = f.max_connections;
+  server_options.max_body_bytes_in_flight = f.max_body_bytes_in_flight
+                                                ? f.max_body_bytes_in_flight
+                                                : std::max(size_t{256} << 20, f.max_body_bytes);
   server_options.tls_cert_file = f.tls_cert;
   server_options.tls_key_file = f.tls_key;
   HttpServer server(io, api_pool, server_options, [&router](ServerRequest r) {
@@ -498,6 +507,11 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
   app.add_option("--max-body-bytes", f.max_body_bytes, "Largest request body accepted")
       ->check(CLI::Range(size_t{1}, size_t{1} << 30))
       ->capture_default_str();
+  app.add_option("--max-body-bytes-in-flight", f.max_body_bytes_in_flight,
+                 "Request bodies over 64 KiB held at once across connections, at least "
+                 "--max-body-bytes; a request past it waits for room, then is answered 503 "
+                 "[default: 256 MiB, or --max-body-bytes when larger]")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 40));
   app.add_option("--max-connections", f.max_connections,
                  "Connections served at once; more wait in the listen backlog")
       ->check(CLI::Range(size_t{1}, size_t{1} << 20))

@@ -34,6 +34,7 @@ struct Server::Impl {
     // Longer would only let idle clients hold connections.
     so.idle_timeout = std::chrono::seconds(15);
     so.max_connections = options.max_connections;
+    so.max_body_bytes_in_flight = options.max_body_bytes_in_flight;
     so.tls_cert_file = options.tls_cert_file;
     so.tls_key_file = options.tls_key_file;
     server = std::make_unique<HttpServer>(io, pool, so, [this](ServerRequest r) {

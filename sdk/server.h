@@ -31,6 +31,10 @@ struct ServerOptions {
   // for the calls of several coordinators in flight at once (64 each by default), while
   // bounding what slow or idle clients hold.
   size_t max_connections = 256;
+  // The calls' bodies (over 64 KiB each) held at once, from reading to the handler's end; a
+  // call past it waits for room up to `request_timeout`, then is answered 503 with
+  // `Retry-After: 1` (a coordinator retries it). At least 32 MiB, the largest body.
+  size_t max_body_bytes_in_flight = 1 << 30;
 };
 
 class Server {

@@ -429,12 +429,25 @@ Process RunFunckyToExit(const std::vector<std::string>& env, const std::vector<s
 TEST(FlagsAtStart, OutOfRangeValuesAreRefusedNamingTheFlag) {
   const std::string dir = TempDir("funcky-e2e-flags-");
   const std::vector<std::pair<std::string, std::string>> bad = {
-      {"--db-pool", "0"},         {"--db-pool", "-1"},        {"--db-pool", "257"},
-      {"--api-threads", "0"},     {"--max-connections", "0"}, {"--max-connections", "-1"},
-      {"--max-body-bytes", "0"},  {"--max-body-bytes", "-1"}, {"--poll-interval", "0s"},
-      {"--poll-interval", "25h"}, {"--call-timeout", "0s"},   {"--call-timeout", "100us"},
-      {"--call-timeout", "25h"},  {"--lease", "500ms"},       {"--lease", "2d"},
-      {"--drain-timeout", "2d"},  {"--no-such-flag", "1"}};
+      {"--db-pool", "0"},
+      {"--db-pool", "-1"},
+      {"--db-pool", "257"},
+      {"--api-threads", "0"},
+      {"--max-connections", "0"},
+      {"--max-connections", "-1"},
+      {"--max-body-bytes", "0"},
+      {"--max-body-bytes", "-1"},
+      {"--poll-interval", "0s"},
+      {"--poll-interval", "25h"},
+      {"--call-timeout", "0s"},
+      {"--call-timeout", "100us"},
+      {"--call-timeout", "25h"},
+      {"--lease", "500ms"},
+      {"--lease", "2d"},
+      {"--drain-timeout", "2d"},
+      {"--no-such-flag", "1"},
+      {"--max-body-bytes-in-flight", "0"},
+      {"--max-body-bytes-in-flight", "1000"}};
   int tries = 0;
   for (const auto& [flag, value] : bad) {
     Process p = RunFunckyToExit(
