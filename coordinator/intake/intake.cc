@@ -44,8 +44,9 @@ constexpr std::chrono::milliseconds kSweepInterval{1000};
 constexpr int kSweepBatch = 200;
 // The most buffered run ends announced in one transaction.
 constexpr size_t kAnnounceBatch = 500;
-// The most pages of recorded run ends one sweep announces (a page is kSweepBatch).
-constexpr int kRunEndPages = 25;
+// The most pages of an outbox (run ends, look-backs, cancels) one sweep does (a page is
+// kSweepBatch).
+constexpr int kSweepPages = 25;
 
 // A new run of function `fn` for `event`, with its lane and concurrency keys. An event that
 // bypasses its lane gets a run without one. kInvalidArgument when the function's lane orders
@@ -271,7 +272,6 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
   IngestResult result;
   int resumed = 0;
   bool joined_batch = false;
-  std::vector<std::string> cancels_done;  // events whose cancel_on runs are cancelled
   for (size_t i = 0; i < stored.size(); ++i) {
     if (stored[i].duplicate) {
       // Stored before, by a request whose waits may not all have been resumed: a coordinator
@@ -310,15 +310,10 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
     if (!waits.empty()) {
       resumed += ResolveWaits(batch[i].event, waits, &result.waits_not_resumed);
     }
-    if (batch[i].cancels && CancelMatchingRuns(batch[i].event, set)) {
-      cancels_done.push_back(batch[i].event.internal_id);
-    }
-  }
-  // Those not done (a store failure, or a crash before here) stay in the outbox: the sweep
-  // does them.
-  if (Status s = store_.AckCancels(cancels_done); !s.ok()) {
-    spdlog::warn("acknowledging the cancels of {} event(s) failed: {}; the sweep does them again",
-                 cancels_done.size(), s.ToString());
+    // Done now, and again by the sweep once the event is older than the sweep age, which
+    // then acknowledges it: a run created before the event on another coordinator, whose
+    // transaction was still in flight as this read the runs, is cancelled then.
+    if (batch[i].cancels) CancelMatchingRuns(batch[i].event, set);
   }
   result.stored = std::move(stored);
   // Runs started here need no claim; the others are found by one.
@@ -597,7 +592,8 @@ void Intake::WaitRegistered(const store::RunState& state, const store::NewWait& 
                             int64_t since_ms) {
   if (state.events.empty()) return;
   LookBack({state.run.id, wait.step_id, state.function.id, wait.event_name, wait.expression,
-            wait.kind, state.events[0], 0, 0, since_ms});
+            wait.kind, state.events[0], 0, 0, since_ms},
+           /*last=*/false);
 }
 
 Result<std::optional<Json>> Intake::FinishedEventOfInvocation(const store::WaitRecord& wait) {
@@ -617,7 +613,7 @@ Result<std::optional<Json>> Intake::FinishedEventOfInvocation(const store::WaitR
   return std::optional<Json>();
 }
 
-bool Intake::LookBack(const store::WaitRecord& wait) {
+bool Intake::LookBack(const store::WaitRecord& wait, bool last) {
   const std::string& run_id = wait.run_id;
   const logging::Fields fields{.run_id = run_id, .step_id = wait.step_id};
   std::optional<Json> match;  // the event that resumes the wait
@@ -679,6 +675,7 @@ bool Intake::LookBack(const store::WaitRecord& wait) {
     }
     return true;  // whoever resumed the wait, its row is gone
   }
+  if (!last) return true;  // the sweep looks again once the wait is older than its age
   Status done = store_.LookbackDone(run_id, wait.step_id);
   if (!done.ok()) {
     logging::Warn(fields,
@@ -851,24 +848,26 @@ void Intake::AnnounceLaneGaps() {
 
 void Intake::Sweep(bool all) {
   const TimePoint now = clock_.Now();
-  // Waits and ends older than the sweep age: younger ones are being looked back at and
-  // announced by the coordinator that made them.
-  const int64_t before = UnixMillis(all ? now : now - kSweepAge);
-  const int64_t ends_before = all ? 0 : before;
+  // Ends older than the sweep age (younger ones are being announced by the coordinator that
+  // made them), or of any age at the first sweep: those a crashed coordinator left. Waits and
+  // cancel_on events only once older than the sweep age, always: their sweep is a second
+  // look for what was in flight at the first (Intake::LookBack, IngestWith).
+  const int64_t aged = UnixMillis(now - kSweepAge);
+  const int64_t ends_before = all ? 0 : aged;
   // One read says which sweeps have work: an idle coordinator's sweep is one transaction.
-  auto due = store_.DueSweeps(before, ends_before, now);
+  auto due = store_.DueSweeps(aged, ends_before, now);
   if (!due.ok()) {
     spdlog::warn("reading what the sweeps have to do failed: {}", due.status().ToString());
     return;
   }
-  if (due->lookbacks) SweepLookbacks(before);
+  if (due->lookbacks) SweepLookbacks(aged);
   if (due->lane_gaps) AnnounceLaneGaps();
   if (due->timeouts) SweepTimeouts();
-  if (due->cancels) SweepCancels(ends_before);
+  if (due->cancels) SweepCancels(aged);
   if (!due->run_ends) return;
   // Page after page while pages come full (ends left by a full buffer, or by a crash of a
-  // busy coordinator), up to kRunEndPages; the rest at the next sweep.
-  for (int page = 0; page < kRunEndPages; ++page) {
+  // busy coordinator), up to kSweepPages; the rest at the next sweep.
+  for (int page = 0; page < kSweepPages; ++page) {
     auto pending = store_.PendingRunEnds(ends_before, kSweepBatch);
     if (!pending.ok()) {
       spdlog::warn("reading run ends to announce failed: {}", pending.status().ToString());
@@ -897,23 +896,34 @@ void Intake::Sweep(bool all) {
 }
 
 void Intake::SweepCancels(int64_t received_before_ms) {
-  auto pending = store_.PendingCancels(received_before_ms, kSweepBatch);
   auto set = Functions(/*refresh=*/false);
-  if (!pending.ok() || !set.ok()) {
-    spdlog::warn("reading the cancel_on events to do failed: {}",
-                 (pending.ok() ? set.status() : pending.status()).ToString());
+  if (!set.ok()) {
+    spdlog::warn("reading the functions for cancel_on failed: {}", set.status().ToString());
     return;
   }
-  std::vector<std::string> done;
-  for (const store::EventRecord& event : *pending) {
-    if (CancelMatchingRuns(event, **set)) done.push_back(event.internal_id);
-  }
-  if (!pending->empty()) {
-    spdlog::info("cancel_on: did the cancels of {} of {} event(s) stored but not done", done.size(),
-                 pending->size());
-  }
-  if (Status s = store_.AckCancels(done); !s.ok()) {
-    spdlog::warn("acknowledging the cancels of {} event(s) failed: {}", done.size(), s.ToString());
+  // Page after page while pages come full and are all done, up to kSweepPages.
+  for (int page = 0; page < kSweepPages; ++page) {
+    auto pending = store_.PendingCancels(received_before_ms, kSweepBatch);
+    if (!pending.ok()) {
+      spdlog::warn("reading the cancel_on events to do failed: {}", pending.status().ToString());
+      return;
+    }
+    std::vector<std::string> done;
+    for (const store::EventRecord& event : *pending) {
+      if (CancelMatchingRuns(event, **set)) done.push_back(event.internal_id);
+    }
+    if (done.size() < pending->size()) {
+      spdlog::warn("cancel_on: the cancels of {} of {} event(s) failed; the sweep does them again",
+                   pending->size() - done.size(), pending->size());
+    }
+    if (Status s = store_.AckCancels(done); !s.ok()) {
+      spdlog::warn("acknowledging the cancels of {} event(s) failed: {}", done.size(),
+                   s.ToString());
+      return;
+    }
+    if (pending->size() < static_cast<size_t>(kSweepBatch) || done.size() < pending->size()) {
+      return;
+    }
   }
 }
 
@@ -931,17 +941,24 @@ void Intake::SweepTimeouts() {
 }
 
 void Intake::SweepLookbacks(int64_t before) {
-  auto pending = store_.PendingLookbacks(before, kSweepBatch);
-  if (!pending.ok()) {
-    spdlog::warn("reading waits whose look-back is pending failed: {}",
-                 pending.status().ToString());
-    return;
+  // Page after page while pages come full and are all done, up to kSweepPages.
+  for (int page = 0; page < kSweepPages; ++page) {
+    auto pending = store_.PendingLookbacks(before, kSweepBatch);
+    if (!pending.ok()) {
+      spdlog::warn("reading waits whose look-back is pending failed: {}",
+                   pending.status().ToString());
+      return;
+    }
+    size_t done = 0;
+    for (const store::WaitRecord& wait : *pending) done += LookBack(wait, /*last=*/true) ? 1 : 0;
+    spdlog::debug("the last look-back of {} wait(s) done", done);
+    if (done < pending->size()) {
+      spdlog::warn("the last look-back of {} of {} wait(s) failed; the sweep does it again",
+                   pending->size() - done, pending->size());
+      return;
+    }
+    if (pending->size() < static_cast<size_t>(kSweepBatch)) return;
   }
-  if (pending->empty()) return;
-  int done = 0;
-  for (const store::WaitRecord& wait : *pending) done += LookBack(wait) ? 1 : 0;
-  spdlog::info("did the look-back of {} of {} wait(s) registered but not looked back at", done,
-               pending->size());
 }
 
 void Intake::FlushLoop() {

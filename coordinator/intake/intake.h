@@ -165,23 +165,30 @@ class Intake final : public executor::RunEvents {
   // outbox for the sweep, and false.
   bool Announce(std::vector<PendingEnd> ends);
   // Announces the recorded ends older than the sweep age (any age when `all`), does the
-  // pending look-backs of waits as old and the cancel_on events' pending cancels, announces
+  // last look-backs of waits older than the sweep age (whatever `all`) and the pending
+  // cancels of cancel_on events as old, announces
   // lane gaps and cancels runs past their timeouts: each only when the store says it has
   // something to do (DueSweeps).
   void Sweep(bool all);
-  // Does the pending look-backs of waits created before `before` (Unix ms).
+  // Does the last look-backs of waits created before `before` (Unix ms).
   void SweepLookbacks(int64_t before);
   // Stores a funcky/lane.gap event for each gap a sequence lane recorded, then marks them
   // announced (the gap outbox).
   void AnnounceLaneGaps();
   // Cancels the runs past a deadline of their `timeouts` (any coordinator may; once each).
   void SweepTimeouts();
-  // Does the cancels of the cancel_on events stored before `received_before_ms` (0: any)
-  // whose cancels were not done (a crash after their commit, a store failure).
+  // Does again the cancels of the cancel_on events stored before `received_before_ms` and
+  // not acknowledged (all are, once their ingest has done them; a crash after their commit
+  // or a store failure left some undone), and acknowledges those done.
   void SweepCancels(int64_t received_before_ms);
-  // Resumes `wait` with the first event received since its lookback_from_ms that matches,
-  // or marks its look-back done. false when the store failed (the sweep tries again).
-  bool LookBack(const store::WaitRecord& wait);
+  // Resumes `wait` with the first event received since its lookback_from_ms that matches;
+  // with none, the `last` look-back (the sweep's) marks it done. A wait is looked back at
+  // twice: at once, for the events stored while it was being registered, and by the sweep
+  // once it is older than the sweep age, for an event whose ingest read the waits before
+  // this one was committed and was itself committed after the first look-back's read (on
+  // another coordinator, or in a group transaction). false when the store failed (the sweep
+  // tries again).
+  bool LookBack(const store::WaitRecord& wait, bool last);
   // The inngest/function.finished payload of the run an invoke wait invoked, if that run has
   // ended and its end has been announced.
   Result<std::optional<Json>> FinishedEventOfInvocation(const store::WaitRecord& wait);

@@ -761,9 +761,10 @@ class WaitStore {
                                                        const std::string& after_id, int limit) = 0;
 
   // The look-back outbox. Every wait is stored with its look-back pending, in the
-  // transaction that registers it; the look-back runs after commit and is then marked done.
+  // transaction that registers it; a look-back runs at once after commit, and the sweep's,
+  // once the wait is older than its age, is marked done (Intake::LookBack says why twice).
   // Open waits whose look-back is pending, registered before `created_before_ms`, oldest
-  // first (a coordinator that crashed in between left them).
+  // first.
   virtual Result<std::vector<WaitRecord>> PendingLookbacks(int64_t created_before_ms,
                                                            int limit) = 0;
   // The look-back of the wait is done (no event matched). A wait that resumed meanwhile is
@@ -823,8 +824,9 @@ class RunControl {
   virtual Status AckRunEnds(const std::vector<std::string>& run_ids) = 0;
 
   // The cancel_on outbox. IngestEvents records each new event marked NewEvent::cancels in
-  // the transaction that stores it; the runs it cancels are cancelled after commit, and then
-  // it is acknowledged. Events recorded and not acknowledged, received before
+  // the transaction that stores it; the runs it cancels are cancelled after commit, and
+  // again by the sweep once it is older than the sweep age (a run whose creation raced it),
+  // which then acknowledges it. Events recorded and not acknowledged, received before
   // `received_before_ms` (0: any time), oldest first.
   virtual Result<std::vector<EventRecord>> PendingCancels(int64_t received_before_ms,
                                                           int limit) = 0;
