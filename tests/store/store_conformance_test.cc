@@ -4785,6 +4785,24 @@ TEST_P(StoreConformance, ThrottlePacesStartsPerKeyInFifoOrderAndDropsNone) {
   EXPECT_EQ(ClaimedRuns(), Runs{late.runs[0].run_id});
 }
 
+// A key's slots go at most 366 days ahead: one a week, the 60th run's would be 413 days out
+// (about 12,000 such runs went past what a time point holds, 15 million past int64). Runs
+// past the bound take its last slot; the claim still paces them.
+TEST_P(StoreConformance, ThrottleSlotsGoNoFurtherThan366DaysAhead) {
+  constexpr int kRuns = 60;
+  for (int i = 0; i < kRuns; ++i) {
+    NewEvent ne = Event("test/weekly");
+    ne.runs.push_back(Throttled("app-plain", clock_.Now(), "", 1, std::chrono::days(7)));
+    ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+  }
+  auto stats = store_->GetQueueStats(clock_.Now() + std::chrono::days(364));
+  ASSERT_THAT(stats, IsOk());
+  EXPECT_EQ(stats->due, 53) << "one a week up to the bound";
+  stats = store_->GetQueueStats(clock_.Now() + std::chrono::days(366));
+  ASSERT_THAT(stats, IsOk());
+  EXPECT_EQ(stats->due, kRuns) << "every slot within 366 days";
+}
+
 TEST_P(StoreConformance, ThrottleBurstStartsThatManyMoreAtOnceThenPaces) {
   // limit 1 per 1 s with burst 2: three at once, then one a second.
   Runs runs;

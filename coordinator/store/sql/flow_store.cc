@@ -175,14 +175,18 @@ std::optional<int64_t> TakeThrottleSlot(Tx& tx, const NewRun& run, int64_t now_m
   Rows r =
       tx.Query("SELECT tat_us FROM flow_rates WHERE function_id = $1 AND gate = $2 AND key = $3",
                {run.function_id, kThrottleGate, gate.key});
+  // The backlog is bounded: a key's slots go at most 366 days ahead (12,000 runs of a limit
+  // of one a week went past what a time point holds, and 15 million past int64). Runs past
+  // it take the last slot; the claim still paces them (PaceStarts).
+  constexpr int64_t kMaxAheadUs = int64_t{366} * 24 * 3600 * 1'000'000;
   const int64_t now_us = now_ms * 1000;
   const int64_t interval = gate.period.count() * 1000 / std::max<int64_t>(gate.limit, 1);
-  const int64_t tat = std::max(r.empty() ? 0 : r[0].Int(0), now_us);
+  const int64_t tat = std::min(std::max(r.empty() ? 0 : r[0].Int(0), now_us), now_us + kMaxAheadUs);
   const int64_t slot_us = std::max(now_us, tat - gate.burst * interval);
   tx.Send(
       "INSERT INTO flow_rates (function_id, gate, key, tat_us) VALUES ($1, $2, $3, $4) "
       "ON CONFLICT (function_id, gate, key) DO UPDATE SET tat_us = EXCLUDED.tat_us",
-      {run.function_id, kThrottleGate, gate.key, tat + interval});
+      {run.function_id, kThrottleGate, gate.key, std::min(tat + interval, now_us + kMaxAheadUs)});
   return (slot_us + 999) / 1000;  // a call is never due before its slot
 }
 
