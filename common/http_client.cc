@@ -426,7 +426,8 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
       auto [cec, ep] =
           co_await tcp_stream.async_connect(endpoints, asio::as_tuple(asio::use_awaitable));
       if (cec) co_return NetworkError(cec, "connecting to", *url);
-      tcp_stream.socket().set_option(tcp::no_delay(true));
+      beast::error_code ignored;  // a socket reset at once: its first write says so
+      tcp_stream.socket().set_option(tcp::no_delay(true), ignored);
       if (auto* tls = std::get_if<std::unique_ptr<TlsStream>>(&*conn)) {
         auto [hec] = co_await (*tls)->async_handshake(ssl::stream_base::client,
                                                       asio::as_tuple(asio::use_awaitable));

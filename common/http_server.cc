@@ -276,7 +276,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
         continue;
       }
-      socket.set_option(tcp::no_delay(true));
+      // A connection reset already may refuse it (not on Linux): its first read says so.
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
       asio::co_spawn(io, Session(std::move(socket)), asio::detached);
     }
   }

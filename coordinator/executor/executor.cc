@@ -223,52 +223,77 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     AssertOnIoThread();
     bool backoff_on_error = false;
     while (!stopping) {
-      wake_pending = false;
-      co_await ExpireLaneHeads();
-      bool full_batch = false;
-      bool claimed_none = false;
-      if (co_await GatherSlots()) continue;
-      // The slots the claim may fill, taken before it (an ingest may take some meanwhile).
-      const int want = Reserve(options.claim_batch);
-      slots_short = want < std::min(options.claim_batch, options.max_in_flight);
-      if (want > 0) {
-        std::vector<store::RunState> states;
-        auto claimed =
-            co_await Offload([this, want, &states] { return ClaimAndHold(want, &states); });
-        in_flight -= want - (claimed.ok() && !stopping ? static_cast<int>(claimed->size()) : 0);
-        reserved -= want;
-        if (!claimed.ok()) {
-          spdlog::warn("claiming work failed: {}", claimed.status().ToString());
-          backoff_on_error = true;
-        } else {
-          backoff_on_error = false;
-          full_batch = static_cast<int>(claimed->size()) == want;
-          claimed_none = claimed->empty();
-          // Stopped while claiming: start no call; ReleaseLeases gives the items back.
-          if (stopping) break;
-          for (size_t i = 0; i < claimed->size(); ++i) {
-            std::optional<store::RunState> state;
-            if (states.size() == claimed->size()) state = std::move(states[i]);
-            asio::co_spawn(io, Process(std::move((*claimed)[i]), std::move(state)), asio::detached);
-          }
+      // An exception (none is expected: the store answers with a status) must not end the
+      // claim loop, leaving a coordinator that serves its API but makes no call: it is logged
+      // and the loop goes on after a pause.
+      bool failed = false;
+      try {
+        co_await DispatchOnce(backoff_on_error);
+      } catch (const std::exception& e) {
+        spdlog::error("the claim loop failed unexpectedly: {}; it goes on in a second",
+                      std::string_view(e.what()).substr(0, 200));
+        failed = true;
+      }
+      if (failed) {
+        backoff_on_error = true;
+        timer.expires_after(std::chrono::seconds(1));
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      }
+    }
+  }
+
+  // One round of Dispatch: a claim, and the wait before the next unless one is due at once.
+  asio::awaitable<void> DispatchOnce(bool& backoff_on_error) {
+    wake_pending = false;
+    co_await ExpireLaneHeads();
+    bool full_batch = false;
+    bool claimed_none = false;
+    if (co_await GatherSlots()) co_return;
+    // The slots the claim may fill, taken before it (an ingest may take some meanwhile).
+    const int want = Reserve(options.claim_batch);
+    slots_short = want < std::min(options.claim_batch, options.max_in_flight);
+    if (want > 0) {
+      std::vector<store::RunState> states;
+      Result<std::vector<store::QueueItem>> claimed = Internal("not claimed");
+      try {  // the slots reserved are given back whatever happens
+        claimed = co_await Offload([this, want, &states] { return ClaimAndHold(want, &states); });
+      } catch (const std::exception& e) {
+        claimed =
+            Internal("the claim threw: " + std::string(std::string_view(e.what()).substr(0, 200)));
+      }
+      in_flight -= want - (claimed.ok() && !stopping ? static_cast<int>(claimed->size()) : 0);
+      reserved -= want;
+      if (!claimed.ok()) {
+        spdlog::warn("claiming work failed: {}", claimed.status().ToString());
+        backoff_on_error = true;
+      } else {
+        backoff_on_error = false;
+        full_batch = static_cast<int>(claimed->size()) == want;
+        claimed_none = claimed->empty();
+        // Stopped while claiming: start no call; ReleaseLeases gives the items back.
+        if (stopping) co_return;
+        for (size_t i = 0; i < claimed->size(); ++i) {
+          std::optional<store::RunState> state;
+          if (states.size() == claimed->size()) state = std::move(states[i]);
+          asio::co_spawn(io, Process(std::move((*claimed)[i]), std::move(state)), asio::detached);
         }
       }
-      if (full_batch && !stopping && in_flight < options.max_in_flight) continue;
-      if (wake_pending && !backoff_on_error) continue;
-      // Busy (some work claimed, more may come due any moment): look again soon. Idle: wait
-      // for what is known to come (IdleWait).
-      std::chrono::milliseconds wait = std::min(options.poll_interval, kBusyPoll);
-      if (backoff_on_error) {
-        wait = std::chrono::milliseconds(1000);
-      } else if (options.max_in_flight == 0) {
-        wait = options.poll_interval;  // makes no calls: only its housekeeping is due
-      } else if (claimed_none) {
-        wait = co_await IdleWait();
-      }
-      if (wake_pending || stopping) continue;
-      timer.expires_after(wait);
-      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     }
+    if (full_batch && !stopping && in_flight < options.max_in_flight) co_return;
+    if (wake_pending && !backoff_on_error) co_return;
+    // Busy (some work claimed, more may come due any moment): look again soon. Idle: wait
+    // for what is known to come (IdleWait).
+    std::chrono::milliseconds wait = std::min(options.poll_interval, kBusyPoll);
+    if (backoff_on_error) {
+      wait = std::chrono::milliseconds(1000);
+    } else if (options.max_in_flight == 0) {
+      wait = options.poll_interval;  // makes no calls: only its housekeeping is due
+    } else if (claimed_none) {
+      wait = co_await IdleWait();
+    }
+    if (wake_pending || stopping) co_return;
+    timer.expires_after(wait);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
   }
 
   // Nearly full, with slow calls (the hosts have nearly max_in_flight calls in hand and take
@@ -319,6 +344,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     co_return std::min(options.poll_interval, until + std::chrono::milliseconds(1));
   }
   static constexpr std::chrono::milliseconds kBusyPoll{25};
+  // How long a call whose handling failed unexpectedly waits before it is made again.
+  static constexpr std::chrono::seconds kFailedCallPause{10};
 
   // The lease of one claimed item, renewed while its call is in flight.
   struct Heartbeat {
@@ -377,7 +404,10 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       // Stopping: a drain lets calls in flight finish, it starts none.
       if (kept && (failed || stopping)) give_back.push_back(*kept);
       if (!give_back.empty()) {
-        co_await Offload([&] { return queue.ReleaseLeases(give_back, clock.Now()); });
+        // A failure that would come again (a reply that makes the handling throw) is not
+        // made again at once, in a loop against the host: the call waits a while.
+        const TimePoint at = clock.Now() + (failed ? kFailedCallPause : TimePoint::duration(0));
+        co_await Offload([&] { return queue.ReleaseLeases(give_back, at); });
       }
       // The kept call, held under the same item id, is not the finished call's to unhold.
       if (!kept || kept->id != item->id) Unhold(item->id);

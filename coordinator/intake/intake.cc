@@ -254,8 +254,16 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
   std::vector<store::WaitRecord> waits;
   store::StartedCalls started{.lease = starter_.lease};
   started.max = may_start_here > 0 ? starter_.reserve(may_start_here) : 0;
-  auto ingested =
-      store_.IngestEvents(batch, now, &waits, started.max > 0 ? &started : nullptr, set.generation);
+  Result<std::vector<store::IngestedEvent>> ingested = Internal("not ingested");
+  try {
+    ingested = store_.IngestEvents(batch, now, &waits, started.max > 0 ? &started : nullptr,
+                                   set.generation);
+  } catch (...) {
+    // The store answers with a status; should it throw anyway, the slots reserved go back
+    // (held, they would lower the executor's calls for good and hold up its drain).
+    if (started.max > 0) starter_.start({}, started.max);
+    throw;
+  }
   const int reserved = started.max;
   if (!ingested.ok()) started = {};
   const int64_t started_here = static_cast<int64_t>(started.items.size());

@@ -657,9 +657,10 @@ class QueueStore {
                                                 const std::vector<StepRecord>& steps,
                                                 const std::vector<AttemptRecord>& attempts,
                                                 TimePoint now) = 0;
-  // Gives up the leases of `items` (a coordinator stopping with calls unfinished): each is
-  // visible to every claimer at `now`, its attempt unchanged. Items whose lease was lost
-  // are left alone.
+  // Gives up the leases of `items` (a coordinator stopping with calls unfinished, or a call
+  // whose handling failed unexpectedly): each is visible to every claimer at `now` (a later
+  // time holds it back until then), its attempt unchanged. Items whose lease was lost are
+  // left alone.
   virtual Status ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) = 0;
   // How many items are queued (any state); for metrics and tests.
   virtual Result<int64_t> QueueDepth() = 0;

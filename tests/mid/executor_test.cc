@@ -541,6 +541,40 @@ TEST_F(ExecutorHarness, AnApplyRefusedForALostLeaseIsDroppedNotRetried) {
   EXPECT_EQ(transport_.calls(), 1);
 }
 
+// A call whose handling throws (no status says why: it may throw again) is given back, not
+// made again at once in a loop against the host: it waits 10 s.
+TEST_F(ExecutorHarness, ACallWhoseHandlingThrowsIsMadeAgainOnlyAfterAPause) {
+  const std::string run = StartRun(kFunction);
+  queue_->ThrowOnNthCall(FailingQueue::kApply, 1);
+  transport_.Reply(StepRunReply("first", "A"));
+  transport_.Reply(StepRunReply("first", "A"));
+  transport_.Reply(SdkReply(200, R"({"ok":true})"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return queue_->calls(FailingQueue::kReleaseLeases) == 1; }));
+  ASSERT_TRUE(RunClaimRounds(3));
+  EXPECT_EQ(transport_.calls(), 1) << "made again before the pause";
+  EXPECT_THAT(Steps(run), IsEmpty());
+  clock_.Advance(9s);
+  ASSERT_TRUE(RunClaimRounds(2));
+  EXPECT_EQ(transport_.calls(), 1) << "made again before the pause";
+  clock_.Advance(1s);
+  executor_->Wake();
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+  EXPECT_EQ(transport_.calls(), 3);
+}
+
+// A claim that throws does not end the claim loop (a coordinator that answers its API but
+// makes no call): it is logged, and the loop goes on.
+TEST_F(ExecutorHarness, AClaimThatThrowsLeavesTheClaimLoopRunning) {
+  const std::string run = StartRun(kFunction);
+  queue_->ThrowOnNthCall(FailingQueue::kClaim, 1);
+  transport_.Reply(SdkReply(200, R"({"ok":true})"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+  EXPECT_GE(queue_->calls(FailingQueue::kClaim), 2);
+  EXPECT_EQ(transport_.calls(), 1);
+}
+
 TEST_F(ExecutorHarness, AnApplyFailingTransientlyIsRetriedAndTheOutcomeWrittenOnce) {
   const std::string run = StartRun(kFunction);
   queue_->FailNthCall(FailingQueue::kApply, 1, Unavailable("connection lost"));

@@ -1,6 +1,7 @@
 #include "tests/mid/harness.h"
 
 #include <filesystem>
+#include <stdexcept>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -74,9 +75,15 @@ void FailingQueue::FailNthCall(Method method, int n, Status status) {
   failures_[{method, calls_[method].load() + n}] = std::move(status);
 }
 
+void FailingQueue::ThrowOnNthCall(Method method, int n) {
+  std::lock_guard lock(mu_);
+  throws_.insert({method, calls_[method].load() + n});
+}
+
 std::optional<Status> FailingQueue::Count(Method method) {
   const int call = ++calls_[method];
   std::lock_guard lock(mu_);
+  if (throws_.erase({method, call}) > 0) throw std::runtime_error("injected: the store threw");
   auto it = failures_.find({method, call});
   if (it == failures_.end()) return std::nullopt;
   Status status = std::move(it->second);

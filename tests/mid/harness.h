@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,8 @@ class FailingQueue final : public store::QueueStore {
 
   // The n-th call of `method` from now on (1: the next one) returns `status`.
   void FailNthCall(Method method, int n, Status status);
+  // The n-th call of `method` from now on throws (a failure no status reports).
+  void ThrowOnNthCall(Method method, int n);
   // Calls of `method` so far, failed ones included.
   int calls(Method method) const { return calls_[method].load(); }
   // Items that Claim has handed out so far.
@@ -130,6 +133,7 @@ class FailingQueue final : public store::QueueStore {
   bool paused_ = false;  // GUARDED_BY(mu_)
   std::atomic<bool> withhold_states_{false};
   std::map<std::pair<Method, int>, Status> failures_;  // GUARDED_BY(mu_): by (method, call)
+  std::set<std::pair<Method, int>> throws_;            // GUARDED_BY(mu_)
 };
 
 // Opens a migrated SQLite store at `path` into `out` holding app "app" with `functions`;
