@@ -264,11 +264,36 @@ struct HttpClient::Tls {
   Status loaded;
 };
 
+// The client's name lookups in flight, by name: the calls that want one name while it is
+// being looked up share that lookup, so a name whose DNS stalls holds one of the lookup
+// pool's threads however many calls wait for it (each still gives up at its own deadline).
+struct HttpClient::Lookups {
+  std::mutex mu;
+  std::map<std::string, std::vector<std::shared_ptr<LookupHandoff>>> waiting;  // GUARDED_BY(mu)
+
+  // Hands `found` to each call still waiting for it.
+  static void Deliver(const std::vector<std::shared_ptr<LookupHandoff>>& handoffs,
+                      const Result<std::vector<std::string>>& found) {
+    for (const std::shared_ptr<LookupHandoff>& handoff : handoffs) {
+      std::lock_guard lock(handoff->mu);
+      if (handoff->abandoned) continue;
+      asio::post(handoff->executor, [weak = handoff->lookup, found] {
+        const std::shared_ptr<Lookup> waiting = weak.lock();
+        if (!waiting) return;
+        waiting->done = true;
+        waiting->addresses = found;
+        waiting->wait.cancel();
+      });
+    }
+  }
+};
+
 HttpClient::HttpClient(asio::any_io_executor executor, HttpClientOptions options)
     : executor_(std::move(executor)),
       options_(std::move(options)),
       pool_(std::make_shared<Pool>()),
-      tls_(Tls::For(options_.ca_file)) {}
+      tls_(Tls::For(options_.ca_file)),
+      lookups_(std::make_shared<Lookups>()) {}
 
 HttpClient::~HttpClient() = default;
 
@@ -377,19 +402,28 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
         auto lookup = std::make_shared<Lookup>(executor_, deadline);
         auto handoff = std::make_shared<LookupHandoff>(executor_, lookup);
         const AbandonLookup abandon{handoff};
-        asio::post(LookupPool(), [handoff, resolve = options_.resolve, host = url->host] {
-          Result<std::vector<std::string>> found = resolve ? resolve(host) : SystemResolve(host);
-          std::lock_guard lock(handoff->mu);
-          if (handoff->abandoned) return;
-          asio::post(handoff->executor,
-                     [weak = handoff->lookup, found = std::move(found)]() mutable {
-                       const std::shared_ptr<Lookup> waiting = weak.lock();
-                       if (!waiting) return;
-                       waiting->done = true;
-                       waiting->addresses = std::move(found);
-                       waiting->wait.cancel();
+        bool first = false;  // no lookup of this name is in flight: this call starts one
+        {
+          std::lock_guard lock(lookups_->mu);
+          auto& waiting = lookups_->waiting[url->host];
+          first = waiting.empty();
+          waiting.push_back(handoff);
+        }
+        if (first) {
+          asio::post(LookupPool(),
+                     [lookups = lookups_, resolve = options_.resolve, host = url->host] {
+                       const Result<std::vector<std::string>> found =
+                           resolve ? resolve(host) : SystemResolve(host);
+                       std::vector<std::shared_ptr<LookupHandoff>> handoffs;
+                       {
+                         std::lock_guard lock(lookups->mu);
+                         auto it = lookups->waiting.find(host);
+                         handoffs = std::move(it->second);
+                         lookups->waiting.erase(it);
+                       }
+                       Lookups::Deliver(handoffs, found);
                      });
-        });
+        }
         co_await lookup->wait.async_wait(asio::as_tuple(asio::use_awaitable));
         if (!lookup->done) co_return DeadlineExceeded("resolving " + url->host + ": timed out");
         if (!lookup->addresses.ok()) {

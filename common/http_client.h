@@ -83,10 +83,12 @@ class HttpClient {
  private:
   struct Pool;
   struct Tls;
+  struct Lookups;
   boost::asio::any_io_executor executor_;
   HttpClientOptions options_;
   std::shared_ptr<Pool> pool_;
   std::shared_ptr<Tls> tls_;
+  std::shared_ptr<Lookups> lookups_;
 };
 
 // Runs one request to completion on a private io_context (no pooling). For SDK start-up

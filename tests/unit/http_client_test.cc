@@ -501,6 +501,65 @@ TEST(HttpClientLookupTest, AStalledLookupHoldsUpNoOtherCall) {
   gate->released_cv.notify_all();
 }
 
+// Calls of one client that want a name while it is being looked up share that lookup: six
+// calls to a name whose lookup stalls hold one of the pool's four threads, not all of them,
+// so another name is still looked up and called; each stalled call ends at its deadline.
+TEST(HttpClientLookupTest, CallsWaitingForOneNameShareItsLookup) {
+  RawServer server([](int, int) -> std::vector<std::string> { return {Ok("here")}; });
+  const std::string port = server.url().substr(server.url().rfind(':') + 1);
+  struct Gate {  // shared with the pool's threads, which outlive the test's stalled lookup
+    std::mutex mu;
+    std::condition_variable released_cv;
+    bool released = false;  // GUARDED_BY(mu)
+    std::atomic<int> stalled_lookups{0};
+  };
+  auto gate = std::make_shared<Gate>();
+  HttpClientOptions options;
+  options.resolve = [gate](const std::string& host) -> Result<std::vector<std::string>> {
+    if (host == "stalled.test") {
+      ++gate->stalled_lookups;
+      std::unique_lock lock(gate->mu);
+      gate->released_cv.wait_for(lock, std::chrono::seconds(20), [&] { return gate->released; });
+      return Unavailable("gave up");
+    }
+    return std::vector<std::string>{"127.0.0.1"};
+  };
+  asio::io_context io;
+  HttpClient client(io.get_executor(), options);
+  std::vector<Result<HttpResponse>> stalled(6, Unavailable("not called"));
+  std::optional<Result<HttpResponse>> other;
+  auto call = [&](std::string host, milliseconds timeout,
+                  Result<HttpResponse>* out) -> asio::awaitable<void> {
+    HttpRequest request;
+    request.url = "http://" + host + ":" + port;
+    request.timeout = timeout;
+    *out = co_await client.Call(std::move(request));
+  };
+  for (auto& r : stalled) {
+    asio::co_spawn(io, call("stalled.test", milliseconds(500), &r), asio::detached);
+  }
+  asio::steady_timer later(io, milliseconds(100));  // the stalled calls are all waiting by then
+  later.async_wait([&](beast::error_code) {
+    other.emplace(Unavailable("not called"));
+    asio::co_spawn(io, call("other.test", milliseconds(5'000), &*other), asio::detached);
+  });
+  const auto started = std::chrono::steady_clock::now();
+  io.run();
+  ASSERT_TRUE(other.has_value());
+  ASSERT_TRUE(other->ok()) << other->status().ToString();
+  EXPECT_EQ((*other)->body, "here");
+  for (const auto& r : stalled) {
+    EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
+  }
+  EXPECT_EQ(gate->stalled_lookups.load(), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(4));
+  {
+    std::lock_guard lock(gate->mu);
+    gate->released = true;
+  }
+  gate->released_cv.notify_all();
+}
+
 // Interim answers (a proxy's 103 Early Hints, 100 Continue) come before the answer: they are
 // passed over, and the connection serves the next call as usual.
 TEST(HttpClientAnswerTest, InterimAnswersArePassedOver) {
