@@ -331,10 +331,16 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
   return result;
 }
 
-bool Intake::WaitMatches(const std::string& expression, const Json& trigger, const Json& event) {
+bool Intake::WaitMatches(const store::WaitRecord& wait, const Json& event) {
+  const std::string& expression = wait.expression;
+  const Json& trigger = wait.trigger;
   if (expression.empty()) return true;
   std::shared_ptr<const expr::Expression> compiled;
-  {
+  if (wait.kind == store::kWaitInvoke) {
+    auto c = expr::Compile(expression);
+    if (!c.ok()) return false;
+    compiled = std::move(*c);
+  } else {
     std::lock_guard lock(mu_);
     if (auto it = wait_exprs_.find(expression); it != wait_exprs_.end()) {
       compiled = it->second;
@@ -378,7 +384,7 @@ int Intake::ResolveWaits(const store::EventRecord& event,
   int resumed = 0;
   for (const store::WaitRecord& wait : waits) {
     if (wait.event_name != event.name) continue;
-    if (!WaitMatches(wait.expression, wait.trigger, event.payload)) continue;
+    if (!WaitMatches(wait, event.payload)) continue;
     auto r = store_.ResolveWait(wait.run_id, wait.step_id, WaitMemo(wait.kind, event.payload),
                                 clock_.Now());
     if (!r.ok()) {
@@ -660,7 +666,7 @@ bool Intake::LookBack(const store::WaitRecord& wait, bool last) {
       return false;
     }
     for (const store::EventRecord& e : *events) {
-      if (!WaitMatches(wait.expression, wait.trigger, e.payload)) continue;
+      if (!WaitMatches(wait, e.payload)) continue;
       match = e.payload;
       received = "event " + e.name + " (" + e.internal_id + ") received before it";
       break;  // the first match decides

@@ -152,7 +152,10 @@ class Intake final : public executor::RunEvents {
   bool CancelMatchingRuns(const store::EventRecord& event, const FunctionSet& set);
   // The memo a wait of `kind` resumes with when `event` matches it.
   static Json WaitMemo(std::string_view kind, const Json& event);
-  bool WaitMatches(const std::string& expression, const Json& trigger, const Json& event);
+  // Whether `wait`'s `if` holds for `event`. Event waits' expressions are compiled once and
+  // kept (up to 10,000); an invoke wait's is its own (its correlation id), used once: kept,
+  // each would push out the others.
+  bool WaitMatches(const store::WaitRecord& wait, const Json& event);
   void FlushLoop();
   // The run-end events of a run in `state` that ended with `status`.
   std::vector<IncomingEvent> EndEvents(const store::RunState& state, const std::string& status,
