@@ -2,6 +2,7 @@
 
 #include <array>
 #include <atomic>
+#include <thread>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -54,7 +55,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   tcp::acceptor acceptor;
   std::optional<ssl::context> tls;  // set when serving HTTPS
   std::atomic<bool> stopping{false};
-  size_t connections = 0;      // only touched on the io_context
+  std::atomic<bool> draining{false};
+  std::atomic<int> requests_in_flight{0};  // read whole and not answered yet
+  size_t connections = 0;                  // only touched on the io_context
   size_t body_bytes_held = 0;  // of max_body_bytes_in_flight; only touched on the io_context
 
   // A request body's share of the budget, given back when the request is done.
@@ -218,6 +221,19 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         }
         break;
       }
+      // Counted from here until its response is written, for Drain.
+      struct InFlight {
+        std::atomic<int>& n;
+        explicit InFlight(std::atomic<int>& n) : n(n) { ++n; }
+        ~InFlight() { --n; }
+      } in_flight(requests_in_flight);
+      if (draining) {
+        auto err = LimitError(503, "stopping", "the server is stopping; try again");
+        err.set(bhttp::field::retry_after, "1");
+        lowest.expires_after(options.request_timeout);
+        co_await bhttp::async_write(stream, err, asio::as_tuple(asio::use_awaitable));
+        break;
+      }
       auto req = parser.release();
       ServerRequest request;
       request.method = std::string(req.method_string());
@@ -330,6 +346,16 @@ Status HttpServer::Start() {
 }
 
 uint16_t HttpServer::port() const { return impl_->bound_port; }
+
+bool HttpServer::Drain(std::chrono::milliseconds timeout) {
+  impl_->draining = true;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (impl_->requests_in_flight > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
 
 void HttpServer::Stop() {
   if (impl_->stopping.exchange(true)) return;

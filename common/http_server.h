@@ -79,6 +79,11 @@ class HttpServer {
   uint16_t port() const;
   // Stops accepting; connections close after the response in progress. Thread-safe.
   void Stop();
+  // After Stop: waits, up to `timeout`, until every request read before it has been answered
+  // (its handler run and its response written), while the io_context runs; a request read
+  // from now on is answered 503 without its handler. Whether all were. Call it off the
+  // io_context's threads.
+  bool Drain(std::chrono::milliseconds timeout);
 
  private:
   struct Impl;

@@ -75,6 +75,9 @@ uint16_t Server::port() const { return impl_->server->port(); }
 void Server::stop() {
   if (!impl_->io_thread.joinable()) return;
   impl_->server->Stop();
+  // The calls in hand finish and are answered first: their steps have run, and an answer
+  // lost would have the coordinator make each call again.
+  impl_->server->Drain(impl_->options.drain_timeout);
   impl_->work.reset();
   impl_->io.stop();
   impl_->io_thread.join();

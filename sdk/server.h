@@ -35,6 +35,10 @@ struct ServerOptions {
   // call past it waits for room up to `request_timeout`, then is answered 503 with
   // `Retry-After: 1` (a coordinator retries it). At least 32 MiB, the largest body.
   size_t max_body_bytes_in_flight = 1 << 30;
+  // How long stop() (and wait_for_signal, on SIGTERM) lets the calls being handled finish
+  // and answer; a call that arrives meanwhile is answered 503 (the coordinator makes it
+  // again). Cut off, a call's step has run but its answer is lost: the step runs again.
+  std::chrono::milliseconds drain_timeout{30'000};
 };
 
 class Server {
@@ -48,8 +52,10 @@ class Server {
   // Binds and serves on background threads. kUnavailable when the port cannot be bound.
   Status start();
   uint16_t port() const;
+  // Stops accepting, lets the calls in hand finish and answer (up to drain_timeout), then
+  // stops its threads.
   void stop();
-  // Blocks until SIGINT or SIGTERM, then stops.
+  // Blocks until SIGINT or SIGTERM, then stops (see stop).
   void wait_for_signal();
 
  private:

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -157,6 +158,30 @@ TEST(SdkServer, AHandlerMayRunLongerThanTheRequestTimeout) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->body, "slow");
+}
+
+// Stopping lets the calls in hand finish and answer: a call's step has run, and an answer
+// lost would have the coordinator make the call again, its step with it (a restart, SIGTERM).
+TEST(SdkServer, StopAnswersTheCallsInHandFirst) {
+  Server server(
+      [](const ServeRequest&) -> ServeResponse {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        return {200, {{"Content-Type", "text/plain"}}, "step done"};
+      },
+      {.port = 0, .threads = 2});
+  ASSERT_TRUE(server.start().ok());
+  std::optional<Result<HttpResponse>> answer;
+  std::thread call([&] {
+    answer = HttpCall(
+        {.url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/funcky", .body = "{}"});
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // the handler is running
+  server.stop();
+  call.join();
+  ASSERT_TRUE(answer.has_value());
+  ASSERT_TRUE(answer->ok()) << answer->status().ToString();
+  EXPECT_EQ((*answer)->status, 200);
+  EXPECT_EQ((*answer)->body, "step done");
 }
 
 // A fake coordinator's event endpoint, /e/sekret, answering every POST with `reply` (HTTP
