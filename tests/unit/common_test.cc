@@ -368,6 +368,14 @@ TEST(Url, ParsesAndEditsQuery) {
   EXPECT_EQ(QueryParam("/x?fnId=a%2Db&stepId=s", "fnId"), "a-b");
   EXPECT_EQ(QueryParam("/x?fnId=a%2Db&stepId=s", "stepId"), "s");
   EXPECT_EQ(QueryParam("/x?fnId=a", "missing"), "");
+  // A '+' is written %2B: read as a form's, a plain '+' is a space (an id "email+sms" found
+  // no function).
+  EXPECT_EQ(SetQueryParam("http://h/x", "fnId", "email+sms"), "http://h/x?fnId=email%2Bsms");
+  auto edited = ParseUrl(SetQueryParam("http://h/x?a=1", "fnId", "e+s =&%"));
+  ASSERT_TRUE(edited.ok());
+  EXPECT_EQ(QueryParam(edited->target, "fnId"), "e+s =&%");
+  EXPECT_EQ(QueryParam(edited->target, "a"), "1");
+  EXPECT_EQ(edited->target, "/x?a=1&fnId=e%2Bs%20%3D%26%25") << "the query is sent as written";
   EXPECT_EQ(PercentDecode("a%2Fb+c"), "a/b+c");  // a path segment: '+' stays '+'
   EXPECT_EQ(PercentEncode("a/b c~"), "a%2Fb%20c~");
 }
