@@ -41,8 +41,11 @@ void CronTicker::Loop() {
     const int64_t now_s = UnixMillis(clock_.Now()) / 1000;
     if (now_s <= last_s) continue;
     lock.unlock();
+    bool fired = true;
     try {
-      FireTicks(std::max(last_s, now_s - kMaxCatchUpSeconds), now_s);
+      // Not stored (the store failed): the same ticks are fired again at the next turn, up to
+      // kMaxCatchUpSeconds back (a tick's id makes a second store of it a duplicate).
+      fired = FireTicks(std::max(last_s, now_s - kMaxCatchUpSeconds), now_s).ok();
     } catch (const std::exception& e) {
       // A defect (configs are checked at sync): logged, and the ticker goes on, where the
       // exception would have ended the process.
@@ -50,15 +53,15 @@ void CronTicker::Loop() {
                     std::string_view(e.what()));
     }
     lock.lock();
-    last_s = now_s;
+    if (fired) last_s = now_s;
   }
 }
 
-int CronTicker::FireTicks(int64_t after_s, int64_t up_to_s) {
+Result<int> CronTicker::FireTicks(int64_t after_s, int64_t up_to_s) {
   auto set = intake_.Functions(/*refresh=*/false);
   if (!set.ok()) {
     spdlog::warn("cron: cannot load functions: {}", set.status().ToString());
-    return 0;
+    return set.status();
   }
   std::vector<IncomingEvent> ticks;
   for (const auto& [fn_id, flow] : (*set)->flows) {
@@ -82,8 +85,8 @@ int CronTicker::FireTicks(int64_t after_s, int64_t up_to_s) {
   // A tick's id names its function and second; given up on, the tick would be lost.
   auto r = intake_.IngestRetrying(ticks);
   if (!r.ok()) {
-    spdlog::error("cron: storing ticks failed: {}", r.status().ToString());
-    return 0;
+    spdlog::error("cron: storing ticks failed (tried again shortly): {}", r.status().ToString());
+    return r.status();
   }
   if (r->runs_started > 0) spdlog::info("cron: {} run(s) started", r->runs_started);
   return static_cast<int>(r->runs_started);

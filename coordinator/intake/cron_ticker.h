@@ -29,8 +29,8 @@ class CronTicker {
   void Stop();
 
   // Fires every cron tick in the seconds (after_s, up_to_s]; returns how many runs were
-  // started. Public for tests.
-  int FireTicks(int64_t after_s, int64_t up_to_s);
+  // started, or why the ticks could not be stored. Public for tests.
+  Result<int> FireTicks(int64_t after_s, int64_t up_to_s);
 
  private:
   void Loop();

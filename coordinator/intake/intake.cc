@@ -385,8 +385,16 @@ int Intake::ResolveWaits(const store::EventRecord& event,
   for (const store::WaitRecord& wait : waits) {
     if (wait.event_name != event.name) continue;
     if (!WaitMatches(wait, event.payload)) continue;
+    // A transient failure is tried again at once: a wait left open here is resumed only by
+    // the event sent again, its timeout, or a later event that matches.
     auto r = store_.ResolveWait(wait.run_id, wait.step_id, WaitMemo(wait.kind, event.payload),
                                 clock_.Now());
+    for (int tries = 1; !r.ok() && r.status().code() == StatusCode::kUnavailable && tries < 3;
+         ++tries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50 << tries));
+      r = store_.ResolveWait(wait.run_id, wait.step_id, WaitMemo(wait.kind, event.payload),
+                             clock_.Now());
+    }
     if (!r.ok()) {
       ++*failed;
       logging::Error({.run_id = wait.run_id, .step_id = wait.step_id},
