@@ -111,11 +111,12 @@ class Api {
   bool SigningKeyAccepted(const http::Request& req) const;
   // nullopt when the request may use /v1/*, else the 401 to send.
   std::optional<http::Response> CheckApiToken(const http::Request& req) const;
-  // skip-head and retry-head: runs `op` on the lane named by the path and answers alike.
-  using LaneHeadOp = Result<std::string> (store::LaneStore::*)(const std::string&,
-                                                               const std::string&, TimePoint);
-  http::Response LaneHeadAction(const http::Request& req, LaneHeadOp op, std::string_view done,
-                                std::string_view result_field);
+  // skip-head and retry-head: runs `op` (function, key) on the lane named by the path and
+  // answers alike.
+  using LaneHeadOp =
+      std::function<Result<std::string>(const std::string& function_id, const std::string& key)>;
+  http::Response LaneHeadAction(const http::Request& req, const LaneHeadOp& op, bool skip,
+                                std::string_view done, std::string_view result_field);
 
   ApiOptions options_;
   ApiStores stores_;

@@ -101,11 +101,11 @@ Response Api::HandleListLaneGaps(const Request& req) {
   return JsonResponse(200, {{"data", data}});
 }
 
-Response Api::LaneHeadAction(const Request& req, LaneHeadOp op, std::string_view done,
-                             std::string_view result_field) {
+Response Api::LaneHeadAction(const Request& req, const LaneHeadOp& op, bool skip,
+                             std::string_view done, std::string_view result_field) {
   const std::string& function_id = req.param("function");
   const std::string& key = req.param("key");
-  auto run_id = (stores_.lanes.*op)(function_id, key, clock_.Now());
+  auto run_id = op(function_id, key);
   if (!run_id.ok()) {
     // The head changed meanwhile (skip) or is not blocked (retry): the caller should look again.
     const StatusCode code = run_id.status().code();
@@ -115,7 +115,7 @@ Response Api::LaneHeadAction(const Request& req, LaneHeadOp op, std::string_view
     return ErrorResponse(run_id.status());
   }
   auto run = stores_.runs.GetRun(*run_id);
-  if (op == &store::LaneStore::SkipLaneHead && run.ok() && !store::IsTerminalStatus(run->status)) {
+  if (skip && run.ok() && !store::IsTerminalStatus(run->status)) {
     // A sequence lane waiting for a missing number gave up on it: this run goes on.
     logging::Warn({.run_id = *run_id, .function_id = function_id},
                   "lane \"{}\" of {}: an operator gave up on its missing numbers; run {} goes on",
@@ -132,11 +132,24 @@ Response Api::LaneHeadAction(const Request& req, LaneHeadOp op, std::string_view
 }
 
 Response Api::HandleSkipLaneHead(const Request& req) {
-  return LaneHeadAction(req, &store::LaneStore::SkipLaneHead, "skipped", "skipped_run_id");
+  // `run_id`: the head the caller saw, and only it is skipped (a request sent again after its
+  // answer was lost skipped the next head, a run nobody meant to skip).
+  const std::string expected = req.query("run_id");
+  return LaneHeadAction(
+      req,
+      [&](const std::string& function_id, const std::string& key) {
+        return stores_.lanes.SkipLaneHead(function_id, key, clock_.Now(), expected);
+      },
+      /*skip=*/true, "skipped", "skipped_run_id");
 }
 
 Response Api::HandleRetryLaneHead(const Request& req) {
-  return LaneHeadAction(req, &store::LaneStore::RetryLaneHead, "retried", "retried_run_id");
+  return LaneHeadAction(
+      req,
+      [&](const std::string& function_id, const std::string& key) {
+        return stores_.lanes.RetryLaneHead(function_id, key, clock_.Now());
+      },
+      /*skip=*/false, "retried", "retried_run_id");
 }
 
 }  // namespace funcky::api

@@ -421,7 +421,7 @@ async function renderLanes(params) {
         <td>${badge(l.head.status)} ${l.head.run_id ? `<a class="mono" href="#/runs/${enc(l.head.run_id)}">${esc(l.head.run_id)}</a>` : ''}</td>
         <td>${l.head.status === 'blocked' ? ms(l.blocked_ms) : '—'}</td>
         <td class="sequence">${sequenceCell(l.sequence)}</td>
-        <td><button class="danger" data-skip-function="${esc(l.function_id)}" data-skip-key="${esc(l.key)}">Skip head</button></td></tr>`).join('')}</tbody></table>`
+        <td><button class="danger" data-skip-function="${esc(l.function_id)}" data-skip-key="${esc(l.key)}" data-skip-run="${esc(l.head.run_id || '')}">Skip head</button></td></tr>`).join('')}</tbody></table>`
     : `<div class="empty">${params.get('blocked') ? 'No lane is blocked.' : 'No lanes: ordered functions have no unfinished runs.'}</div>`}
     <div class="pager">${lanes.cursor ? '<button id="older">More lanes</button>' : ''}</div>`;
   document.getElementById('blocked').addEventListener('change', (ev) =>
@@ -432,10 +432,12 @@ async function renderLanes(params) {
   // too, and split on it named another lane.
   for (const b of document.querySelectorAll('[data-skip-key]')) {
     b.addEventListener('click', async () => {
-      const { skipFunction: fn, skipKey: key } = b.dataset;
+      const { skipFunction: fn, skipKey: key, skipRun: run } = b.dataset;
       if (!confirm(`Skip the head of lane "${key}"? It is failed as skipped and the next run starts.`)) return;
       try {
-        await api(`/v1/lanes/${enc(fn)}/${enc(key)}/skip-head`, { method: 'POST' });
+        // The head shown, and only it: the page may be older than the lane.
+        const only = run ? `?run_id=${enc(run)}` : '';
+        await api(`/v1/lanes/${enc(fn)}/${enc(key)}/skip-head${only}`, { method: 'POST' });
       } catch (e) {
         alert(`Skipping the head of lane "${key}" failed: ${e.message}`);
       }

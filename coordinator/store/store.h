@@ -725,9 +725,12 @@ class LaneStore {
   // `cause`) and starts the next run of the key. Returns the skipped run's id. A sequence
   // lane with no head that waits for a missing number gives up on it now (a gap recorded
   // with reason kGapSkipped) and returns the id of the run that goes on. kNotFound when the
-  // lane has no head and nothing waits.
+  // lane has no head and nothing waits. With `expected_head`, only that run is skipped: when
+  // it has been skipped already (the same request again, its answer lost) it is returned and
+  // nothing changes; when another run is head, or none, kAborted.
   virtual Result<std::string> SkipLaneHead(const std::string& function_id, const std::string& key,
-                                           TimePoint now) = 0;
+                                           TimePoint now,
+                                           const std::string& expected_head = "") = 0;
   // The gaps lane (function_id, key) recorded, newest first, but for the announced ones
   // retention deleted (DeleteExpired).
   virtual Result<std::vector<LaneGap>> ListLaneGaps(const std::string& function_id,

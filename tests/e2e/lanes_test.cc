@@ -71,9 +71,16 @@ TEST_F(LanesTest, HeadThatFailsAllRetriesBlocksItsKeyUntilSkipHead) {
   EXPECT_EQ(Http("GET", c->url() + "/v1/lanes?blocked=true").body["data"].size(), 1u);
   EXPECT_EQ(Http("GET", c->url() + "/v1/lanes?blocked=maybe").status, 400);
 
-  auto skip = Http("POST", c->url() + "/v1/lanes/test-ordered/a/skip-head");
+  // Naming a run that is not the head skips nothing; naming the head skips it, and the same
+  // request again (its answer lost) answers alike and skips nothing more.
+  auto wrong = Http("POST", c->url() + "/v1/lanes/test-ordered/a/skip-head?run_id=" + a2);
+  EXPECT_EQ(wrong.status, 409) << wrong.raw;
+  auto skip = Http("POST", c->url() + "/v1/lanes/test-ordered/a/skip-head?run_id=" + a1);
   ASSERT_EQ(skip.status, 200) << skip.raw;
   EXPECT_EQ(skip.body["data"]["skipped_run_id"], a1);
+  auto again = Http("POST", c->url() + "/v1/lanes/test-ordered/a/skip-head?run_id=" + a1);
+  ASSERT_EQ(again.status, 200) << again.raw;
+  EXPECT_EQ(again.body["data"]["skipped_run_id"], a1);
   EXPECT_EQ(WaitForRunEnd(c->url(), a2)["status"], "completed");
   Json skipped = WaitForRunEnd(c->url(), a1);
   EXPECT_EQ(skipped["status"], "failed");

@@ -616,6 +616,29 @@ TEST_P(StoreConformance, LaneHeadBlocksLaterRunOfSameKey) {
   EXPECT_EQ(ClaimedRuns(), Runs{later});
 }
 
+// skip-head naming the head it means skips only that run: sent again (its answer lost), it
+// answers the same and skips nothing more; naming a run that is not the head, it is refused.
+TEST_P(StoreConformance, SkipHeadNamingItsRunSkipsThatRunOnly) {
+  const std::string head = Start("app-ordered", "k");
+  const std::string next = Start("app-ordered", "k");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_TRUE(Block(items[0]).ok());
+  EXPECT_EQ(store_->SkipLaneHead("app-ordered", "k", clock_.Now(), next).status().code(),
+            StatusCode::kAborted);
+  EXPECT_EQ(RunStatus(head), kBlocked);
+  auto skipped = store_->SkipLaneHead("app-ordered", "k", clock_.Now(), head);
+  ASSERT_THAT(skipped, IsOk());
+  EXPECT_EQ(*skipped, head);
+  EXPECT_EQ(RunStatus(head), kFailed);
+  auto again = store_->SkipLaneHead("app-ordered", "k", clock_.Now(), head);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(*again, head);
+  EXPECT_EQ(RunStatus(next), kQueued) << "the next head was skipped in its place";
+  EXPECT_EQ(ClaimedRuns(), Runs{next});
+  EXPECT_EQ(RunStatus(next), kRunning);
+}
+
 TEST_P(StoreConformance, RetryHeadRunsTheBlockedHeadAgainWithoutItsFailedSteps) {
   const std::string head = Start("app-ordered", "t");
   const std::string later = Start("app-ordered", "t");

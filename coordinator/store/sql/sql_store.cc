@@ -2516,12 +2516,24 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
 }
 
 Result<std::string> SqlStore::SkipLaneHead(const std::string& function_id, const std::string& key,
-                                           TimePoint now) {
+                                           TimePoint now, const std::string& expected_head) {
   return InTransaction([&](Tx& tx) -> Result<std::string> {
     Rows lane = tx.Query(
         "SELECT head_run_id, seq_gap_timeout_ms FROM lanes WHERE function_id = $1 AND key = $2 "
         "{FOR UPDATE}",
         {function_id, key});
+    const std::string head = lane.empty() || lane[0].Null(0) ? "" : lane[0].Text(0);
+    if (!expected_head.empty() && head != expected_head) {
+      // Skipped already (a request sent again after its answer was lost): done, not the next
+      // head skipped in its place.
+      Rows run = tx.Query("SELECT status, error FROM runs WHERE id = $1", {expected_head});
+      if (!run.empty() && run[0].Text(0) == kFailed &&
+          run[0].JsonCol(1).value("name", std::string()) == "Skipped") {
+        return expected_head;
+      }
+      return Aborted("run " + expected_head + " is not the head of lane \"" + key + "\"" +
+                     (head.empty() ? "" : " (run " + head + " is)") + "; look again");
+    }
     if (!lane.empty() && lane[0].Null(0) && !lane[0].Null(1)) {
       // A sequence lane waiting for a missing number: give up on it now.
       auto head = SelectSequenceHead(tx, function_id, key, UnixMillis(now), kGapSkipped);
