@@ -31,13 +31,12 @@ std::vector<Json> Function::configs(const std::string& app_id, const std::string
   const std::string name = options_.name.empty() ? options_.id : options_.name;
   Json triggers = Json::array();
   for (const auto& t : options_.triggers) {
-    if (!t.cron.empty()) {
-      Json trigger = {{"cron", t.cron}};
-      if (!t.jitter.empty()) trigger["jitter"] = t.jitter;
-      triggers.push_back(std::move(trigger));
-      continue;
-    }
-    Json trigger = {{"event", t.event}};
+    // Every field given is sent: a trigger with both a cron and an event is refused by the
+    // sync, naming it, rather than one of them dropped here.
+    Json trigger = Json::object();
+    if (!t.cron.empty()) trigger["cron"] = t.cron;
+    if (!t.jitter.empty()) trigger["jitter"] = t.jitter;
+    if (t.cron.empty() || !t.event.empty()) trigger["event"] = t.event;
     if (!t.expression.empty()) trigger["expression"] = t.expression;
     triggers.push_back(std::move(trigger));
   }

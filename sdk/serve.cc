@@ -169,9 +169,17 @@ Status ServeHandler::register_functions() const {
     headers.emplace_back("Authorization",
                          "Bearer " + signing::HashedSigningKey(client_.options().signing_key));
   }
+  // A config that is not UTF-8 (an id, an expression) cannot be sent: refused here, not
+  // thrown at the caller.
+  std::string body;
+  try {
+    body = register_body().dump();
+  } catch (const Json::exception&) {
+    return InvalidArgument("registration not sent: a function's config is not UTF-8");
+  }
   // The register reply's `status` defaults to 200 (docs/protocol.md §2.2).
   auto reply = PostToCoordinator(client_.options(), "/fn/register", std::move(headers),
-                                 register_body().dump(), /*status_if_absent=*/200);
+                                 std::move(body), /*status_if_absent=*/200);
   if (!reply.ok()) {
     return Status(reply.status().code(), "registration refused: " + reply.status().message());
   }

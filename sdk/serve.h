@@ -39,6 +39,8 @@ class ServeHandler {
   // malformed (docs/protocol.md §7): `signkey-prod-` with nothing after it would sign with,
   // and accept, an empty key. The message never quotes the key.
   ServeHandler(const Client& client, std::string serve_url, std::vector<Function> functions);
+  // Keeps a reference to `client`, which must outlive it (a temporary is refused).
+  ServeHandler(Client&& client, std::string serve_url, std::vector<Function> functions) = delete;
   // Not copyable: by_id_ points at handlers inside functions_, so a copy's would point into
   // the original's. A move takes the functions' storage along (a vector's elements stay where
   // they are), so its pointers stay good.

@@ -44,8 +44,10 @@ struct ServerOptions {
 class Server {
  public:
   using Handler = std::function<ServeResponse(const ServeRequest&)>;
-  // Serves `handler` at options.path; other paths get 404.
+  // Serves `handler` at options.path; other paths get 404. Keeps a reference: `handler`
+  // must outlive the server (a temporary is refused).
   Server(const ServeHandler& handler, ServerOptions options);
+  Server(ServeHandler&& handler, ServerOptions options) = delete;
   // Serves any handler at options.path (e.g. one that wraps a ServeHandler).
   Server(Handler handler, ServerOptions options);
   ~Server();

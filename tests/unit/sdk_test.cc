@@ -655,6 +655,20 @@ TEST_F(ServeTest, OnFailureIsRegisteredAsItsOwnFunctionAndServed) {
   const Json& fn = body["functions"][0];
   EXPECT_EQ(fn["triggers"][1], Json({{"cron", "TZ=Europe/Paris 0 9 * * 1"}}));
   EXPECT_EQ(fn["triggers"][2], Json({{"cron", "*/5 * * * *"}, {"jitter", "30s"}}));
+  // A trigger given both a cron and an event sends both, for the sync to refuse by name
+  // (the event was dropped).
+  FunctionOptions both{.id = "both", .triggers = {{.event = "a/b", .cron = "* * * * *"}}};
+  ServeHandler h2(client_, "http://h/api",
+                  {create_function(both, [](Context&) { return Json(nullptr); })});
+  EXPECT_EQ(h2.register_body()["functions"][0]["triggers"][0],
+            Json({{"cron", "* * * * *"}, {"event", "a/b"}}));
+  // A config that is not UTF-8 is refused as a status, not thrown at the caller.
+  FunctionOptions bad{.id = "fn", .triggers = {{.event = "a/\xff"}}};
+  ServeHandler h3(client_, "http://h/api",
+                  {create_function(bad, [](Context&) { return Json(nullptr); })});
+  Status registered = Status::Ok();
+  EXPECT_NO_THROW(registered = h3.register_functions());
+  EXPECT_EQ(registered.code(), StatusCode::kInvalidArgument) << registered.ToString();
   EXPECT_EQ(fn["cancel"], Json::parse(R"([{"event":"a/cancel","if":"true","timeout":"1h"}])"));
   const Json& failure = body["functions"][1];
   EXPECT_EQ(failure["id"], "app-fn-failure");
