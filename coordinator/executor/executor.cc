@@ -503,7 +503,10 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     std::optional<int64_t> kept_steps;
     if (item.resume) {
       t = ResumeTransition(item, clock.Now());
-    } else if (!store::IsTerminalStatus(state->run.status)) {
+    } else if (!store::IsTerminalStatus(state->run.status) &&
+               state->run.status != store::kBlocked) {
+      // (A blocked lane head's call, its holder gone: its outcome would be dropped, and the
+      // head waits for an operator. The empty transition below drops the item.)
       auto request = BuildCall(*state, item, options.call, clock.Now());
       if (!request.ok()) {
         const bool too_large = request.status().code() == StatusCode::kResourceExhausted;

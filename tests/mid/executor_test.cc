@@ -603,6 +603,35 @@ TEST_F(ExecutorHarness, ALoadFailingTransientlyIsRetriedAndTheRunGoesOn) {
   EXPECT_EQ(transport_.calls(), 1);
 }
 
+// A blocked lane head's call whose holder died (its lease ran out) is not made again: the
+// head waits for an operator, and the call's outcome would be dropped (it was made to the
+// host again, a side effect repeated for nothing).
+TEST_F(ExecutorHarness, ABlockedHeadsCallWhoseHolderDiedIsNotMadeAgain) {
+  const std::string head = StartRun(kOrdered, "k");
+  auto first = store_->Claim(1, clock_.Now(), 30s);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_EQ(first->size(), 1u);
+  store::Transition planned;  // two parallel steps
+  planned.move = store::Transition::Continue{.next = {{"p1", clock_.Now()}, {"p2", clock_.Now()}}};
+  ASSERT_THAT(store_->Apply((*first)[0], planned, clock_.Now()), IsOk());
+  auto both = store_->Claim(2, clock_.Now(), 30s);
+  ASSERT_THAT(both, IsOk());
+  ASSERT_EQ(both->size(), 2u);
+  store::Transition park;  // one fails for good: the head is blocked
+  park.move = store::Transition::Park{{{"message", "no"}}};
+  ASSERT_THAT(store_->Apply((*both)[0], park, clock_.Now()), IsOk());
+  ASSERT_EQ(Run(head).status, store::kBlocked);
+  clock_.Advance(31s);  // the other call's holder died: its lease ran out
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return queue_->calls(FailingQueue::kApply) >= 1; }));
+  ASSERT_TRUE(RunClaimRounds(2));
+  EXPECT_EQ(transport_.calls(), 0);
+  EXPECT_EQ(Run(head).status, store::kBlocked);
+  auto left = store_->Claim(10, clock_.Now() + 1h, 30s);
+  ASSERT_THAT(left, IsOk());
+  EXPECT_TRUE(left->empty()) << "the call's item was not dropped";
+}
+
 TEST_F(ExecutorHarness, AnOrderedRunFailingForGoodBlocksItsLaneAndNotOtherLanes) {
   const std::string head = StartRun(kOrdered, "k");
   const std::string next = StartRun(kOrdered, "k");
