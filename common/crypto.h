@@ -19,6 +19,8 @@ std::string HmacSha256Hex(std::string_view key, std::string_view message);
 std::string HexEncode(std::string_view bytes);
 // Decodes lower- or upper-case hex; nullopt on odd length or a non-hex character.
 std::optional<std::string> HexDecode(std::string_view hex);
+// Standard base64, padded.
+std::string Base64Encode(std::string_view bytes);
 // Decodes standard or URL-safe base64, padded or not; nullopt on any other character.
 std::optional<std::string> Base64Decode(std::string_view in);
 

@@ -1,7 +1,10 @@
 #include "sdk/client.h"
 
+#include <chrono>
 #include <cstdint>
+#include <thread>
 
+#include "common/crypto.h"
 #include "common/http_client.h"
 #include "common/json_parse.h"
 #include "common/url.h"
@@ -71,9 +74,22 @@ Result<std::vector<std::string>> Client::send(const nlohmann::json& events) cons
   } catch (const nlohmann::json::type_error& e) {  // 316: a string that is not UTF-8
     return InvalidArgument(std::string("the events cannot be sent as JSON: ") + e.what());
   }
-  ASSIGN_OR_RETURN(nlohmann::json reply,
-                   PostToCoordinator(options_, "/e/" + PercentEncode(options_.event_key), {},
-                                     std::move(body), /*status_if_absent=*/0));
+  // A send that fails on the way (no answer, 5xx) is made again, up to twice, with the same
+  // X-Inngest-Event-Id-Seed: the coordinator gives each event the same internal id again, so
+  // an event stored by an attempt whose answer was lost is stored once.
+  const std::string seed = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count()) +
+                           "," + crypto::Base64Encode(crypto::RandomBytes(10));
+  Result<nlohmann::json> sent = Unavailable("not sent");
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
+    sent = PostToCoordinator(options_, "/e/" + PercentEncode(options_.event_key),
+                             {{"X-Inngest-Event-Id-Seed", seed}}, body, /*status_if_absent=*/0);
+    const StatusCode code = sent.ok() ? StatusCode::kOk : sent.status().code();
+    if (code != StatusCode::kUnavailable && code != StatusCode::kDeadlineExceeded) break;
+  }
+  ASSIGN_OR_RETURN(nlohmann::json reply, std::move(sent));
   // The reply is read with care: an answer of another shape (a proxy's, say) is an error,
   // never an exception.
   std::vector<std::string> ids;

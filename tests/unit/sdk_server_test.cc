@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include <strings.h>
+
 #include <gtest/gtest.h>
 
 #include <boost/asio/buffer.hpp>
@@ -18,6 +20,7 @@
 #include <boost/asio/write.hpp>
 
 #include "common/http_client.h"
+#include "common/ulid.h"
 #include "sdk/client.h"
 #include "sdk/server.h"
 
@@ -215,6 +218,39 @@ class FakeCoordinator {
 };
 
 // An error names the event path "/e/…", never the event key in it.
+// A send that gets no good answer (the coordinator's 503, say, or an answer lost) is made
+// again with the same event id seed, so the coordinator stores each event once.
+TEST(SdkClient, ASendThatFailsOnTheWayIsMadeAgainWithTheSameSeed) {
+  std::mutex mu;
+  std::vector<std::string> seeds;  // GUARDED_BY(mu)
+  Server coordinator(
+      [&](const ServeRequest& r) -> ServeResponse {
+        std::lock_guard lock(mu);
+        std::string seed;
+        for (const auto& [k, v] : r.headers) {
+          if (strcasecmp(k.c_str(), "X-Inngest-Event-Id-Seed") == 0) seed = v;
+        }
+        seeds.push_back(seed);
+        if (seeds.size() == 1) {
+          return {503, {{"Content-Type", "application/json"}}, R"({"error":"busy"})"};
+        }
+        return {200, {{"Content-Type", "application/json"}}, R"({"ids":["01A"],"status":200})"};
+      },
+      {.port = 0, .path = "/e/sekret", .threads = 1});
+  ASSERT_TRUE(coordinator.start().ok());
+  Client client({.app_id = "app",
+                 .coordinator_url = "http://127.0.0.1:" + std::to_string(coordinator.port()),
+                 .event_key = "sekret"});
+  auto ids = client.send(nlohmann::json::array({{{"name", "a/b"}}}));
+  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  EXPECT_EQ(*ids, std::vector<std::string>{"01A"});
+  std::lock_guard lock(mu);
+  ASSERT_EQ(seeds.size(), 2u);
+  EXPECT_FALSE(seeds[0].empty());
+  EXPECT_EQ(seeds[0], seeds[1]);
+  EXPECT_TRUE(UlidFromSeed(seeds[0], 1).has_value()) << seeds[0];
+}
+
 TEST(SdkClient, AnErrorNamesTheEventPathWithoutTheKey) {
   FakeCoordinator coordinator;
   ASSERT_TRUE(coordinator.start().ok());
