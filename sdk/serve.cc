@@ -125,7 +125,17 @@ int CtxCount(const Json& ctx, const char* key) {
 }  // namespace
 
 Json SerializeError(const std::string& name, const std::string& message) {
-  return {{"name", name}, {"message", Utf8String(message)}, {"stack", ""}, {"__serialized", true}};
+  // Cut to 64 KiB: a failed step carries its message twice, and a reply past the
+  // coordinator's 16 MiB would fail the run with a ProtocolError the function cannot catch.
+  constexpr size_t kMaxMessageBytes = 64 << 10;
+  std::string text =
+      Utf8String(message.size() > kMaxMessageBytes ? message.substr(0, kMaxMessageBytes)
+                                                   : message)  // a cut character becomes U+FFFD
+          .get<std::string>();
+  if (message.size() > kMaxMessageBytes) {
+    text += "… (" + std::to_string(message.size()) + " bytes)";
+  }
+  return {{"name", name}, {"message", std::move(text)}, {"stack", ""}, {"__serialized", true}};
 }
 
 ServeHandler::ServeHandler(const Client& client, std::string serve_url,
@@ -178,8 +188,18 @@ Status ServeHandler::register_functions() const {
     return InvalidArgument("registration not sent: a function's config is not UTF-8");
   }
   // The register reply's `status` defaults to 200 (docs/protocol.md §2.2).
-  auto reply = PostToCoordinator(client_.options(), "/fn/register", std::move(headers),
-                                 std::move(body), /*status_if_absent=*/200);
+  auto reply = PostToCoordinator(client_.options(), "/fn/register", headers, body,
+                                 /*status_if_absent=*/200);
+  // Refused for the key while keys rotate (the coordinator has the new one, this host the old
+  // one as its fallback, or the other way round): once more with the fallback (§7).
+  const std::string& fallback = client_.options().signing_key_fallback;
+  if (!reply.ok() && reply.status().code() == StatusCode::kUnauthenticated && !fallback.empty()) {
+    for (auto& [k, v] : headers) {
+      if (k == "Authorization") v = "Bearer " + signing::HashedSigningKey(fallback);
+    }
+    reply = PostToCoordinator(client_.options(), "/fn/register", std::move(headers),
+                              std::move(body), /*status_if_absent=*/200);
+  }
   if (!reply.ok()) {
     return Status(reply.status().code(), "registration refused: " + reply.status().message());
   }

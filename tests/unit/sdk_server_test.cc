@@ -20,8 +20,10 @@
 #include <boost/asio/write.hpp>
 
 #include "common/http_client.h"
+#include "common/signing.h"
 #include "common/ulid.h"
 #include "sdk/client.h"
+#include "sdk/serve.h"
 #include "sdk/server.h"
 
 namespace funcky::sdk {
@@ -249,6 +251,39 @@ TEST(SdkClient, ASendThatFailsOnTheWayIsMadeAgainWithTheSameSeed) {
   EXPECT_FALSE(seeds[0].empty());
   EXPECT_EQ(seeds[0], seeds[1]);
   EXPECT_TRUE(UlidFromSeed(seeds[0], 1).has_value()) << seeds[0];
+}
+
+// While keys rotate, a registration the coordinator refuses for the signing key is sent once
+// more with the fallback key's hash (docs/protocol.md §7).
+TEST(SdkRegistration, ARefusedKeyIsTriedAgainWithTheFallback) {
+  const std::string fallback = "signkey-test-dead";
+  std::mutex mu;
+  std::vector<std::string> keys;  // GUARDED_BY(mu): the Authorization of each registration
+  Server coordinator(
+      [&](const ServeRequest& r) -> ServeResponse {
+        std::lock_guard lock(mu);
+        std::string authorization;
+        for (const auto& [k, v] : r.headers) {
+          if (strcasecmp(k.c_str(), "Authorization") == 0) authorization = v;
+        }
+        keys.push_back(authorization);
+        if (authorization != "Bearer " + signing::HashedSigningKey(fallback)) {
+          return {401, {{"Content-Type", "application/json"}}, R"({"error":"bad key"})"};
+        }
+        return {200, {{"Content-Type", "application/json"}}, R"({"ok":true})"};
+      },
+      {.port = 0, .path = "/fn/register", .threads = 1});
+  ASSERT_TRUE(coordinator.start().ok());
+  Client client({.app_id = "app",
+                 .coordinator_url = "http://127.0.0.1:" + std::to_string(coordinator.port()),
+                 .signing_key = "signkey-test-beef",
+                 .signing_key_fallback = fallback});
+  ServeHandler handler(client, "http://127.0.0.1:1/api/funcky", {});
+  Status s = handler.register_functions();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  std::lock_guard lock(mu);
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys[0], "Bearer " + signing::HashedSigningKey("signkey-test-beef"));
 }
 
 TEST(SdkClient, AnErrorNamesTheEventPathWithoutTheKey) {

@@ -19,6 +19,7 @@
 #include "common/signing.h"
 #include "common/step_id.h"
 #include "coordinator/scheduler/flow.h"
+#include "sdk/execution.h"
 #include "sdk/serve.h"
 
 namespace funcky::sdk {
@@ -636,6 +637,18 @@ TEST_F(ServeTest, ParallelPlansEveryNewStepAndRunsTheTargetedOne) {
   EXPECT_EQ(a[0]["id"], HashStepId("a"));
   auto done = Call(h, {{HashStepId("a"), {{"data", "a"}}}, {HashStepId("b"), {{"data", "b"}}}});
   EXPECT_EQ(done.body, "\"ab\"");
+}
+
+// An error's message is cut to 64 KiB (a failed step carries it twice, and a reply past the
+// coordinator's 16 MiB would fail the run with a ProtocolError the function cannot catch).
+TEST(SerializeError, CutsAHugeMessage) {
+  const Json small = SerializeError("Error", "short");
+  EXPECT_EQ(small["message"], "short");
+  const Json big = SerializeError("Error", std::string(9 << 20, 'x'));
+  const std::string message = big["message"];
+  EXPECT_LT(message.size(), (64u << 10) + 64);
+  EXPECT_EQ(message.rfind(std::string(1000, 'x'), 0), 0u);
+  EXPECT_NE(message.find(std::to_string(9 << 20) + " bytes"), std::string::npos);
 }
 
 TEST_F(ServeTest, OnFailureIsRegisteredAsItsOwnFunctionAndServed) {
