@@ -242,6 +242,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
       }
       request.body = std::move(req.body());
+      request.read_at = std::chrono::steady_clock::now();
       const bool keep_alive = req.keep_alive();
 
       // Run the handler on the blocking pool and come back to this connection's executor.

@@ -30,6 +30,9 @@ struct ServerRequest {
   std::string target;
   Headers headers;
   std::string body;
+  // When the whole request had been read (its handler may start later, once a thread of the
+  // handler pool is free).
+  std::chrono::steady_clock::time_point read_at;
 };
 
 struct ServerResponse {

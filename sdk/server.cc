@@ -1,6 +1,9 @@
 #include "sdk/server.h"
 
+#include <charconv>
+#include <chrono>
 #include <csignal>
+#include <string_view>
 #include <thread>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -14,6 +17,22 @@
 namespace funcky::sdk {
 
 namespace asio = boost::asio;
+
+namespace {
+
+// Whether `r` carries the coordinator's call timeout (X-Funcky-Call-Timeout-Ms) and waited
+// longer than it since it was read.
+bool CallTimedOutWaiting(const ServerRequest& r) {
+  const std::string_view value = FindHeader(r.headers, "X-Funcky-Call-Timeout-Ms");
+  int64_t ms = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), ms);
+  if (value.empty() || ec != std::errc() || end != value.data() + value.size() || ms <= 0) {
+    return false;
+  }
+  return std::chrono::steady_clock::now() - r.read_at > std::chrono::milliseconds(ms);
+}
+
+}  // namespace
 
 struct Server::Impl {
   Impl(Server::Handler h, ServerOptions o)
@@ -41,6 +60,15 @@ struct Server::Impl {
       if (TargetPath(r.target) != options.path) {
         return ServerResponse{
             404, {{"Content-Type", "application/json"}}, R"({"message":"not found"})"};
+      }
+      // A call that waited for a free thread longer than its coordinator waits for the answer
+      // is not run: the coordinator has given up on it and makes it again, and run now its
+      // step would run twice.
+      if (CallTimedOutWaiting(r)) {
+        return ServerResponse{503,
+                              {{"Content-Type", "application/json"}, {"Retry-After", "1"}},
+                              R"({"message":"the call waited for a free thread past its )"
+                              R"(coordinator's timeout; not run"})"};
       }
       ServeResponse res = handler(
           {std::move(r.method), std::move(r.target), std::move(r.headers), std::move(r.body)});

@@ -516,6 +516,13 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
                                          {"message", request.status().message()}}};
       } else {
         request->timeout = options.call_timeout;
+        // How long this coordinator waits for the answer: a host that could not start the
+        // call within it (its threads busy) need not run it, as nobody waits for its answer.
+        request->headers.emplace_back(
+            "X-Funcky-Call-Timeout-Ms",
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::milliseconds>(options.call_timeout)
+                    .count()));
         CallOutcome outcome;
         outcome.started = clock.Now();
         if (options.observer && state->steps.empty() && item.attempt == 0 &&

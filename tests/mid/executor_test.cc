@@ -99,6 +99,11 @@ TEST_F(ExecutorHarness, ACallThatTimesOutIsAFailedAttemptRetriedWithBackoff) {
   StartExecutor();
   ASSERT_TRUE(RunUntil([&] { return Attempts(run).size() == 1; }));
   EXPECT_EQ(Attempts(run)[0].error["name"], "TimeoutError");
+  // The call said how long the coordinator waits for its answer: a host whose threads are
+  // busy past it need not run it.
+  ASSERT_EQ(transport_.requests().size(), 1u);
+  EXPECT_EQ(FindHeader(transport_.requests()[0].headers, "X-Funcky-Call-Timeout-Ms"),
+            std::to_string(options_.call_timeout.count()));
 
   clock_.Advance(9s);
   ASSERT_TRUE(RunClaimRounds(3));

@@ -1,6 +1,7 @@
 // The SDK's HTTP server on 127.0.0.1: calls are served on its handler threads, as many at once
 // as it has. And the SDK's client against a fake coordinator served by it.
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -187,6 +188,41 @@ TEST(SdkServer, StopAnswersTheCallsInHandFirst) {
   ASSERT_TRUE(answer->ok()) << answer->status().ToString();
   EXPECT_EQ((*answer)->status, 200);
   EXPECT_EQ((*answer)->body, "step done");
+}
+
+// A call that waited for a free thread longer than its coordinator waits for the answer
+// (X-Funcky-Call-Timeout-Ms) is not run: nobody waits for its answer, and the coordinator
+// makes it again, so run late its step would run twice. One without the header, or within
+// it, runs.
+TEST(SdkServer, ACallThatWaitedPastItsCoordinatorsTimeoutIsNotRun) {
+  std::atomic<int> ran{0};
+  Server server(
+      [&](const ServeRequest&) -> ServeResponse {
+        ++ran;
+        std::this_thread::sleep_for(std::chrono::milliseconds(600));
+        return {200, {{"Content-Type", "text/plain"}}, "ran"};
+      },
+      {.port = 0, .threads = 1});
+  ASSERT_TRUE(server.start().ok());
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/funcky";
+  auto call = [&](const std::string& timeout_ms) {
+    HttpRequest request{.url = url, .body = "{}"};
+    if (!timeout_ms.empty()) request.headers = {{"X-Funcky-Call-Timeout-Ms", timeout_ms}};
+    return HttpCall(request);
+  };
+  std::optional<Result<HttpResponse>> first, late, patient;
+  std::thread a([&] { first = call(""); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the one thread is busy
+  std::thread b([&] { late = call("200"); });
+  std::thread c([&] { patient = call("60000"); });
+  a.join();
+  b.join();
+  c.join();
+  ASSERT_TRUE(first && first->ok() && late && late->ok() && patient && patient->ok());
+  EXPECT_EQ((*first)->body, "ran");
+  EXPECT_EQ((*late)->status, 503);
+  EXPECT_EQ((*patient)->body, "ran");
+  EXPECT_EQ(ran.load(), 2);
 }
 
 // A fake coordinator's event endpoint, /e/sekret, answering every POST with `reply` (HTTP
