@@ -17,9 +17,11 @@ namespace funcky::testing {
 
 class ScriptedServer {
  public:
-  explicit ScriptedServer(ServerHandler handler) : pool_(1), work_(io_.get_executor()) {
-    server_ =
-        std::make_unique<HttpServer>(io_, pool_, HttpServerOptions{.port = 0}, std::move(handler));
+  // `options`' port is 0 (any free one) unless set; `threads` handlers run at once.
+  explicit ScriptedServer(ServerHandler handler, HttpServerOptions options = {.port = 0},
+                          int threads = 1)
+      : pool_(threads), work_(io_.get_executor()) {
+    server_ = std::make_unique<HttpServer>(io_, pool_, std::move(options), std::move(handler));
     Status s = server_->Start();
     EXPECT_TRUE(s.ok()) << s.ToString();
     thread_ = std::thread([this] { io_.run(); });
@@ -34,6 +36,7 @@ class ScriptedServer {
   ScriptedServer(const ScriptedServer&) = delete;
   ScriptedServer& operator=(const ScriptedServer&) = delete;
 
+  uint16_t port() const { return server_->port(); }
   // http://127.0.0.1:<port><path>
   std::string url(const std::string& path = "/") const {
     return "http://127.0.0.1:" + std::to_string(server_->port()) + path;

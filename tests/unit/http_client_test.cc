@@ -444,6 +444,35 @@ TEST(HttpClientAnswerTest, AHeaderThatWouldBreakTheLineIsRefusedAndNothingIsSent
   EXPECT_EQ(Answers(server.url(), 1, milliseconds(0)), std::vector<std::string>{"200 sent"});
 }
 
+// A resolver for the lookup tests: "stalled.test" stalls until Release (or 20 s), any other
+// name is 127.0.0.1. Shared with the lookup pool's threads, which outlive a test's stalled
+// lookups.
+struct LookupGate {
+  std::mutex mu;
+  std::condition_variable released_cv;
+  bool released = false;  // GUARDED_BY(mu)
+  std::atomic<int> lookups_of_stalled{0};
+  std::atomic<int> lookups_of_literal{0};  // of "127.0.0.1", which needs none
+
+  Result<std::vector<std::string>> Resolve(const std::string& host) {
+    if (host == "stalled.test") {
+      ++lookups_of_stalled;
+      std::unique_lock lock(mu);
+      released_cv.wait_for(lock, std::chrono::seconds(20), [&] { return released; });
+      return Unavailable("gave up");
+    }
+    if (host == "127.0.0.1") ++lookups_of_literal;
+    return std::vector<std::string>{"127.0.0.1"};
+  }
+  void Release() {
+    {
+      std::lock_guard lock(mu);
+      released = true;
+    }
+    released_cv.notify_all();
+  }
+};
+
 // A name whose lookup stalls holds up neither calls to IP literals nor the lookups of other
 // names, and its own call gives up at its deadline, as does the blocking HttpCall. (Asio looked
 // every name up on one thread per io_context, IP literals too: one stalled name held up every
@@ -451,24 +480,9 @@ TEST(HttpClientAnswerTest, AHeaderThatWouldBreakTheLineIsRefusedAndNothingIsSent
 TEST(HttpClientLookupTest, AStalledLookupHoldsUpNoOtherCall) {
   RawServer server([](int, int) -> std::vector<std::string> { return {Ok("here")}; });
   const std::string port = server.url().substr(server.url().rfind(':') + 1);  // "<port>/call"
-  // Shared with the lookup pool's threads, which outlive the test's stalled lookups.
-  struct Gate {
-    std::mutex mu;
-    std::condition_variable released_cv;
-    bool released = false;  // GUARDED_BY(mu)
-    std::atomic<int> literal_lookups{0};
-  };
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<LookupGate>();
   HttpClientOptions options;
-  options.resolve = [gate](const std::string& host) -> Result<std::vector<std::string>> {
-    if (host == "stalled.test") {
-      std::unique_lock lock(gate->mu);
-      gate->released_cv.wait_for(lock, std::chrono::seconds(20), [&] { return gate->released; });
-      return Unavailable("gave up");
-    }
-    if (host == "127.0.0.1") ++gate->literal_lookups;
-    return std::vector<std::string>{"127.0.0.1"};
-  };
+  options.resolve = [gate](const std::string& host) { return gate->Resolve(host); };
   auto call = [&](const std::string& host, milliseconds timeout) {
     HttpRequest request;
     request.url = "http://" + host + ":" + port;
@@ -487,18 +501,14 @@ TEST(HttpClientLookupTest, AStalledLookupHoldsUpNoOtherCall) {
   auto literal = call("127.0.0.1", milliseconds(5'000));
   ASSERT_TRUE(literal.ok()) << literal.status().ToString();
   EXPECT_EQ(literal->body, "here");
-  EXPECT_EQ(gate->literal_lookups.load(), 0) << "an IP literal was looked up";
+  EXPECT_EQ(gate->lookups_of_literal.load(), 0) << "an IP literal was looked up";
   auto named = call("other.test", milliseconds(5'000));
   ASSERT_TRUE(named.ok()) << named.status().ToString();
   EXPECT_EQ(named->body, "here");
   for (std::thread& t : stalled) t.join();
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5))
       << "a stalled lookup was waited for past its call's deadline";
-  {
-    std::lock_guard lock(gate->mu);
-    gate->released = true;
-  }
-  gate->released_cv.notify_all();
+  gate->Release();
 }
 
 // Calls of one client that want a name while it is being looked up share that lookup: six
@@ -507,23 +517,9 @@ TEST(HttpClientLookupTest, AStalledLookupHoldsUpNoOtherCall) {
 TEST(HttpClientLookupTest, CallsWaitingForOneNameShareItsLookup) {
   RawServer server([](int, int) -> std::vector<std::string> { return {Ok("here")}; });
   const std::string port = server.url().substr(server.url().rfind(':') + 1);
-  struct Gate {  // shared with the pool's threads, which outlive the test's stalled lookup
-    std::mutex mu;
-    std::condition_variable released_cv;
-    bool released = false;  // GUARDED_BY(mu)
-    std::atomic<int> stalled_lookups{0};
-  };
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<LookupGate>();
   HttpClientOptions options;
-  options.resolve = [gate](const std::string& host) -> Result<std::vector<std::string>> {
-    if (host == "stalled.test") {
-      ++gate->stalled_lookups;
-      std::unique_lock lock(gate->mu);
-      gate->released_cv.wait_for(lock, std::chrono::seconds(20), [&] { return gate->released; });
-      return Unavailable("gave up");
-    }
-    return std::vector<std::string>{"127.0.0.1"};
-  };
+  options.resolve = [gate](const std::string& host) { return gate->Resolve(host); };
   asio::io_context io;
   HttpClient client(io.get_executor(), options);
   std::vector<Result<HttpResponse>> stalled(6, Unavailable("not called"));
@@ -551,13 +547,9 @@ TEST(HttpClientLookupTest, CallsWaitingForOneNameShareItsLookup) {
   for (const auto& r : stalled) {
     EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
   }
-  EXPECT_EQ(gate->stalled_lookups.load(), 1);
+  EXPECT_EQ(gate->lookups_of_stalled.load(), 1);
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(4));
-  {
-    std::lock_guard lock(gate->mu);
-    gate->released = true;
-  }
-  gate->released_cv.notify_all();
+  gate->Release();
 }
 
 // Interim answers (a proxy's 103 Early Hints, 100 Continue) come before the answer: they are

@@ -18,6 +18,7 @@
 #include <boost/asio/write.hpp>
 
 #include "common/http_server.h"
+#include "tests/support/scripted_server.h"
 
 namespace funcky {
 namespace {
@@ -27,37 +28,22 @@ using tcp = asio::ip::tcp;
 
 // A server whose bodies may be 1 MiB, 1 MiB of them at once, answering each request with the
 // size of its body (after 1.5 s when the body begins with "slow").
-class BudgetedServer {
+class BudgetedServer : public testing::ScriptedServer {
  public:
   explicit BudgetedServer(std::chrono::milliseconds request_timeout)
-      : pool_(2), work_(io_.get_executor()) {
-    HttpServerOptions options{.port = 0,
-                              .max_body_bytes = 1 << 20,
-                              .max_body_bytes_in_flight = 1 << 20,
-                              .request_timeout = request_timeout};
-    server_ = std::make_unique<HttpServer>(io_, pool_, options, [](ServerRequest r) {
-      if (r.body.starts_with("slow")) std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-      return ServerResponse{200, {{"Content-Type", "text/plain"}}, std::to_string(r.body.size())};
-    });
-    Status s = server_->Start();
-    EXPECT_TRUE(s.ok()) << s.ToString();
-    thread_ = std::thread([this] { io_.run(); });
-  }
-  ~BudgetedServer() {
-    server_->Stop();
-    work_.reset();
-    io_.stop();
-    thread_.join();
-    pool_.join();
-  }
-  uint16_t port() const { return server_->port(); }
-
- private:
-  asio::io_context io_;
-  asio::thread_pool pool_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::unique_ptr<HttpServer> server_;
-  std::thread thread_;
+      : ScriptedServer(
+            [](ServerRequest r) {
+              if (r.body.starts_with("slow")) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+              }
+              return ServerResponse{
+                  200, {{"Content-Type", "text/plain"}}, std::to_string(r.body.size())};
+            },
+            {.port = 0,
+             .max_body_bytes = 1 << 20,
+             .max_body_bytes_in_flight = 1 << 20,
+             .request_timeout = request_timeout},
+            /*threads=*/2) {}
 };
 
 // A client on a raw socket that sends a request's header and as much of its body as it is

@@ -11,8 +11,6 @@
 #include <thread>
 #include <vector>
 
-#include <strings.h>
-
 #include <gtest/gtest.h>
 
 #include <boost/asio/buffer.hpp>
@@ -264,11 +262,7 @@ TEST(SdkClient, ASendThatFailsOnTheWayIsMadeAgainWithTheSameSeed) {
   Server coordinator(
       [&](const ServeRequest& r) -> ServeResponse {
         std::lock_guard lock(mu);
-        std::string seed;
-        for (const auto& [k, v] : r.headers) {
-          if (strcasecmp(k.c_str(), "X-Inngest-Event-Id-Seed") == 0) seed = v;
-        }
-        seeds.push_back(seed);
+        seeds.emplace_back(FindHeader(r.headers, "X-Inngest-Event-Id-Seed"));
         if (seeds.size() == 1) {
           return {503, {{"Content-Type", "application/json"}}, R"({"error":"busy"})"};
         }
@@ -298,12 +292,8 @@ TEST(SdkRegistration, ARefusedKeyIsTriedAgainWithTheFallback) {
   Server coordinator(
       [&](const ServeRequest& r) -> ServeResponse {
         std::lock_guard lock(mu);
-        std::string authorization;
-        for (const auto& [k, v] : r.headers) {
-          if (strcasecmp(k.c_str(), "Authorization") == 0) authorization = v;
-        }
-        keys.push_back(authorization);
-        if (authorization != "Bearer " + signing::HashedSigningKey(fallback)) {
+        keys.emplace_back(FindHeader(r.headers, "Authorization"));
+        if (keys.back() != "Bearer " + signing::HashedSigningKey(fallback)) {
           return {401, {{"Content-Type", "application/json"}}, R"({"error":"bad key"})"};
         }
         return {200, {{"Content-Type", "application/json"}}, R"({"ok":true})"};
