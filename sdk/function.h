@@ -194,7 +194,8 @@ class Step {
   // once all have been memoized. A step that failed for good throws its StepError here.
   std::vector<Json> parallel(
       const std::vector<std::pair<std::string, std::function<Json()>>>& steps);
-  // Pauses the run durably (no compute is held) for `duration`, or until `until`.
+  // Pauses the run durably (no compute is held) for `duration` (at least 1 s: a shorter one
+  // sleeps 1 s), or until `until`.
   void sleep(const std::string& id, std::chrono::milliseconds duration);
   void sleep_until(const std::string& id, std::chrono::system_clock::time_point until);
   // Pauses until a matching event arrives (returns it) or the timeout passes (nullopt).
