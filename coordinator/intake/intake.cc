@@ -48,6 +48,17 @@ constexpr size_t kAnnounceBatch = 500;
 // kSweepBatch).
 constexpr int kSweepPages = 25;
 
+// Calls `fn` up to three times while it fails with kUnavailable (the database away for a
+// moment), 100 ms and then 200 ms apart; its last result.
+template <typename Fn>
+auto RetryWhileUnavailable(Fn fn) -> decltype(fn()) {
+  for (int tries = 0;; ++tries) {
+    auto r = fn();
+    if (r.ok() || r.status().code() != StatusCode::kUnavailable || tries >= 2) return r;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 << tries));
+  }
+}
+
 // A new run of function `fn` for `event`, with its lane and concurrency keys. An event that
 // bypasses its lane gets a run without one. kInvalidArgument when the function's lane orders
 // by sequence and the event has no number; the store decides what the number means (next,
@@ -387,14 +398,10 @@ int Intake::ResolveWaits(const store::EventRecord& event,
     if (!WaitMatches(wait, event.payload)) continue;
     // A transient failure is tried again at once: a wait left open here is resumed only by
     // the event sent again, its timeout, or a later event that matches.
-    auto r = store_.ResolveWait(wait.run_id, wait.step_id, WaitMemo(wait.kind, event.payload),
+    auto r = RetryWhileUnavailable([&] {
+      return store_.ResolveWait(wait.run_id, wait.step_id, WaitMemo(wait.kind, event.payload),
                                 clock_.Now());
-    for (int tries = 1; !r.ok() && r.status().code() == StatusCode::kUnavailable && tries < 3;
-         ++tries) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50 << tries));
-      r = store_.ResolveWait(wait.run_id, wait.step_id, WaitMemo(wait.kind, event.payload),
-                             clock_.Now());
-    }
+    });
     if (!r.ok()) {
       ++*failed;
       logging::Error({.run_id = wait.run_id, .step_id = wait.step_id},
@@ -603,11 +610,7 @@ Status Intake::StartInvocation(const store::RunState& caller, const store::NewWa
 Result<IngestResult> Intake::IngestRetrying(const std::vector<IncomingEvent>& events) {
   // Their ids are fixed, so a resend after a failure whose commit may have happened (the
   // database's answer lost) is a duplicate at worst.
-  for (int tries = 0;; ++tries) {
-    Result<IngestResult> r = Ingest(events);
-    if (r.ok() || r.status().code() != StatusCode::kUnavailable || tries >= 2) return r;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100 << tries));
-  }
+  return RetryWhileUnavailable([&] { return Ingest(events); });
 }
 
 void Intake::WaitRegistered(const store::RunState& state, const store::NewWait& wait,
