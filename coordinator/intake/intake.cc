@@ -44,9 +44,21 @@ constexpr std::chrono::milliseconds kSweepInterval{1000};
 constexpr int kSweepBatch = 200;
 // The most buffered run ends announced in one transaction.
 constexpr size_t kAnnounceBatch = 500;
-// The most pages of an outbox (run ends, look-backs, cancels) one sweep does (a page is
-// kSweepBatch).
+// The most pages of an outbox (run ends, look-backs, cancels, resumes) one sweep does (a
+// page is kSweepBatch).
 constexpr int kSweepPages = 25;
+// A page of the waits an event of the wait outbox may resume, and the most pages read for
+// one event.
+constexpr int kResumeWaits = 1000;
+constexpr int kResumePages = 100;
+
+// Calls `page` up to kSweepPages times while it returns true: it did a full page of an outbox
+// and all of it, so there may be more.
+template <typename Page>
+void ForSweepPages(Page page) {
+  for (int i = 0; i < kSweepPages && page(); ++i) {
+  }
+}
 
 // Calls `fn` up to three times while it fails with kUnavailable (the database away for a
 // moment), 100 ms and then 200 ms apart; its last result.
@@ -291,18 +303,32 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
   IngestResult result;
   int resumed = 0;
   bool joined_batch = false;
+  // Events whose waits are all resumed, for the wait outbox; none when the waits of a name
+  // were more than the store read (the sweep reads them all).
+  std::vector<std::string> resumes_done;
+  const bool waits_cut = std::count_if(waits.begin(), waits.end(), [](const store::WaitRecord& w) {
+                           return w.kind != store::kWaitInvoke;
+                         }) >= store::kIngestWaits;
   for (size_t i = 0; i < stored.size(); ++i) {
+    const std::string& name = batch[i].event.name;
+    const bool has_waits = std::any_of(waits.begin(), waits.end(), [&](const store::WaitRecord& w) {
+      return w.event_name == name;
+    });
+    const int failed_before = result.waits_not_resumed;
     if (stored[i].duplicate) {
       // Stored before, by a request whose waits may not all have been resumed: a coordinator
-      // that stopped between the commit and the resumes, or a resume that failed (a resend
-      // is how a sender, or the run-end sweep, recovers).
-      const std::string& name = batch[i].event.name;
-      if (std::any_of(waits.begin(), waits.end(),
-                      [&](const store::WaitRecord& w) { return w.event_name == name; })) {
+      // that stopped between the commit and the resumes, or a resume that failed (the sweep
+      // does them within seconds; a resend does them at once).
+      if (has_waits) {
         resumed += ResolveWaitsOfStored(stored[i].internal_id, waits, &result.waits_not_resumed);
       }
-      continue;
+    } else if (has_waits) {
+      resumed += ResolveWaits(batch[i].event, waits, &result.waits_not_resumed);
     }
+    if (has_waits && !waits_cut && result.waits_not_resumed == failed_before) {
+      resumes_done.push_back(stored[i].internal_id);
+    }
+    if (stored[i].duplicate) continue;
     result.runs_started += static_cast<int64_t>(batch[i].runs.size() - stored[i].skipped.size());
     result.runs_started -= static_cast<int64_t>(stored[i].debounced.size());  // joined a run
     result.runs_started -= static_cast<int64_t>(stored[i].batched.size());    // joined a batch
@@ -326,15 +352,17 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
                     batch[i].event.internal_id);
       AnnounceEnd(run_id);
     }
-    if (!waits.empty()) {
-      resumed += ResolveWaits(batch[i].event, waits, &result.waits_not_resumed);
-    }
     // Done now, and again by the sweep once the event is older than the sweep age, which
     // then acknowledges it: a run created before the event on another coordinator, whose
     // transaction was still in flight as this read the runs, is cancelled then.
     if (batch[i].cancels) CancelMatchingRuns(batch[i].event, set);
   }
   result.stored = std::move(stored);
+  if (Status s = store_.AckResumes(resumes_done); !s.ok()) {
+    // Harmless: the sweep reads their waits again, and finds them resumed.
+    spdlog::warn("acknowledging the resumes of {} event(s) failed: {}", resumes_done.size(),
+                 s.ToString());
+  }
   // Runs started here need no claim; the others are found by one.
   if ((result.runs_started > started_here || resumed > 0 || joined_batch) && on_new_work_) {
     on_new_work_();
@@ -889,16 +917,16 @@ void Intake::Sweep(bool all) {
   if (due->lane_gaps) AnnounceLaneGaps();
   if (due->timeouts) SweepTimeouts();
   if (due->cancels) SweepCancels(aged);
+  if (due->resumes) SweepResumes(aged);
   if (!due->run_ends) return;
-  // Page after page while pages come full (ends left by a full buffer, or by a crash of a
-  // busy coordinator), up to kSweepPages; the rest at the next sweep.
-  for (int page = 0; page < kSweepPages; ++page) {
+  // Ends left by a full buffer, or by a crash of a busy coordinator.
+  ForSweepPages([&] {
     auto pending = store_.PendingRunEnds(ends_before, kSweepBatch);
     if (!pending.ok()) {
       spdlog::warn("reading run ends to announce failed: {}", pending.status().ToString());
-      return;
+      return false;
     }
-    if (pending->empty()) return;
+    if (pending->empty()) return false;
     std::vector<PendingEnd> ends;
     for (const std::string& run_id : *pending) {
       auto state = store_.LoadRunState(run_id);
@@ -913,11 +941,9 @@ void Intake::Sweep(bool all) {
     spdlog::info("announcing the end of {} run(s) recorded but not announced", ends.size());
     const size_t loaded = ends.size();
     // Short (the last page), or not all announced: a next page would read them again.
-    if (!Announce(std::move(ends)) || pending->size() < static_cast<size_t>(kSweepBatch) ||
-        loaded < pending->size()) {
-      return;
-    }
-  }
+    return Announce(std::move(ends)) && pending->size() == static_cast<size_t>(kSweepBatch) &&
+           loaded == pending->size();
+  });
 }
 
 void Intake::SweepCancels(int64_t received_before_ms) {
@@ -926,12 +952,11 @@ void Intake::SweepCancels(int64_t received_before_ms) {
     spdlog::warn("reading the functions for cancel_on failed: {}", set.status().ToString());
     return;
   }
-  // Page after page while pages come full and are all done, up to kSweepPages.
-  for (int page = 0; page < kSweepPages; ++page) {
+  ForSweepPages([&] {
     auto pending = store_.PendingCancels(received_before_ms, kSweepBatch);
     if (!pending.ok()) {
       spdlog::warn("reading the cancel_on events to do failed: {}", pending.status().ToString());
-      return;
+      return false;
     }
     std::vector<std::string> done;
     for (const store::EventRecord& event : *pending) {
@@ -944,12 +969,88 @@ void Intake::SweepCancels(int64_t received_before_ms) {
     if (Status s = store_.AckCancels(done); !s.ok()) {
       spdlog::warn("acknowledging the cancels of {} event(s) failed: {}", done.size(),
                    s.ToString());
-      return;
+      return false;
     }
-    if (pending->size() < static_cast<size_t>(kSweepBatch) || done.size() < pending->size()) {
-      return;
+    return pending->size() == static_cast<size_t>(kSweepBatch) && done.size() == pending->size();
+  });
+}
+
+void Intake::SweepResumes(int64_t received_before_ms) {
+  int resumed = 0;
+  ForSweepPages([&] {
+    auto pending = store_.PendingResumes(received_before_ms, kSweepBatch);
+    if (!pending.ok()) {
+      spdlog::warn("reading the events whose waits are to resume failed: {}",
+                   pending.status().ToString());
+      return false;
     }
+    std::vector<std::string> done;
+    for (const store::EventRecord& event : *pending) {
+      if (ResumeWaitsBefore(event, &resumed)) done.push_back(event.internal_id);
+    }
+    if (done.size() < pending->size()) {
+      spdlog::warn("resuming the waits of {} of {} event(s) failed; the sweep does them again",
+                   pending->size() - done.size(), pending->size());
+    }
+    if (Status s = store_.AckResumes(done); !s.ok()) {
+      spdlog::warn("acknowledging the resumes of {} event(s) failed: {}", done.size(),
+                   s.ToString());
+      return false;
+    }
+    return pending->size() == static_cast<size_t>(kSweepBatch) && done.size() == pending->size();
+  });
+  if (resumed > 0) {
+    spdlog::info("the sweep resumed {} wait(s) of events stored earlier", resumed);
+    if (on_new_work_) on_new_work_();
   }
+}
+
+bool Intake::ResumeWaitsBefore(const store::EventRecord& event, int* resumed) {
+  int failed = 0;
+  std::optional<store::WaitRecord> after;
+  for (int page = 0;; ++page) {
+    if (page == kResumePages) {
+      spdlog::warn(
+          "event {} ({}): resuming the waits registered before it stops after {} of them; "
+          "later ones are matched by later events",
+          event.internal_id, event.name, kResumePages * kResumeWaits);
+      break;
+    }
+    auto waits = store_.WaitsBefore(event, after ? &*after : nullptr, kResumeWaits);
+    if (!waits.ok()) {
+      spdlog::warn("event {} ({}): reading the waits it may resume failed: {}", event.internal_id,
+                   event.name, waits.status().ToString());
+      return false;
+    }
+    *resumed += ResolveWaits(event, *waits, &failed);
+    // The page's event waits (the invoke waits, read with the first, come after them).
+    auto last = std::find_if(waits->rbegin(), waits->rend(), [](const store::WaitRecord& w) {
+      return w.kind != store::kWaitInvoke;
+    });
+    if (last == waits->rend() || std::distance(last, waits->rend()) < kResumeWaits) break;
+    after = *last;
+  }
+  return failed == 0;
+}
+
+void Intake::SweepLookbacks(int64_t before) {
+  ForSweepPages([&] {
+    auto pending = store_.PendingLookbacks(before, kSweepBatch);
+    if (!pending.ok()) {
+      spdlog::warn("reading waits whose look-back is pending failed: {}",
+                   pending.status().ToString());
+      return false;
+    }
+    size_t done = 0;
+    for (const store::WaitRecord& wait : *pending) done += LookBack(wait, /*last=*/true) ? 1 : 0;
+    spdlog::debug("the last look-back of {} wait(s) done", done);
+    if (done < pending->size()) {
+      spdlog::warn("the last look-back of {} of {} wait(s) failed; the sweep does it again",
+                   pending->size() - done, pending->size());
+      return false;
+    }
+    return pending->size() == static_cast<size_t>(kSweepBatch);
+  });
 }
 
 void Intake::SweepTimeouts() {
@@ -963,27 +1064,6 @@ void Intake::SweepTimeouts() {
     AnnounceEnd(run_id);
   }
   if (!cancelled->empty() && on_new_work_) on_new_work_();  // lanes may have moved on
-}
-
-void Intake::SweepLookbacks(int64_t before) {
-  // Page after page while pages come full and are all done, up to kSweepPages.
-  for (int page = 0; page < kSweepPages; ++page) {
-    auto pending = store_.PendingLookbacks(before, kSweepBatch);
-    if (!pending.ok()) {
-      spdlog::warn("reading waits whose look-back is pending failed: {}",
-                   pending.status().ToString());
-      return;
-    }
-    size_t done = 0;
-    for (const store::WaitRecord& wait : *pending) done += LookBack(wait, /*last=*/true) ? 1 : 0;
-    spdlog::debug("the last look-back of {} wait(s) done", done);
-    if (done < pending->size()) {
-      spdlog::warn("the last look-back of {} of {} wait(s) failed; the sweep does it again",
-                   pending->size() - done, pending->size());
-      return;
-    }
-    if (pending->size() < static_cast<size_t>(kSweepBatch)) return;
-  }
 }
 
 void Intake::FlushLoop() {

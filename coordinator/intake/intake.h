@@ -168,8 +168,8 @@ class Intake final : public executor::RunEvents {
   // outbox for the sweep, and false.
   bool Announce(std::vector<PendingEnd> ends);
   // Announces the recorded ends older than the sweep age (any age when `all`), does the
-  // last look-backs of waits older than the sweep age (whatever `all`) and the pending
-  // cancels of cancel_on events as old, announces
+  // last look-backs of waits older than the sweep age (whatever `all`), the pending cancels
+  // of cancel_on events as old and the pending resumes of events as old, announces
   // lane gaps and cancels runs past their timeouts: each only when the store says it has
   // something to do (DueSweeps).
   void Sweep(bool all);
@@ -184,6 +184,13 @@ class Intake final : public executor::RunEvents {
   // not acknowledged (all are, once their ingest has done them; a crash after their commit
   // or a store failure left some undone), and acknowledges those done.
   void SweepCancels(int64_t received_before_ms);
+  // Resumes the waits of the events in the wait outbox received before `received_before_ms`
+  // (their ingest stopped, or failed, between the commit and the resumes; or their names had
+  // more open waits than it read), and acknowledges those done.
+  void SweepResumes(int64_t received_before_ms);
+  // Resumes the waits registered before `event` was received that it matches, page by page;
+  // false when the store failed for some (the sweep does it again).
+  bool ResumeWaitsBefore(const store::EventRecord& event, int* resumed);
   // Resumes `wait` with the first event received since its lookback_from_ms that matches;
   // with none, the `last` look-back (the sweep's) marks it done. A wait is looked back at
   // twice: at once, for the events stored while it was being registered, and by the sweep

@@ -280,6 +280,10 @@ struct NewEvent {
   bool cancels = false;
 };
 
+// The most event waits IngestEvents reads for the caller (the oldest of the events' names):
+// the waits of a name past them are resumed by the sweep (WaitStore::PendingResumes).
+inline constexpr int kIngestWaits = 10000;
+
 struct IngestedEvent {
   std::string internal_id;  // of the stored event: the existing one for a duplicate
   bool duplicate = false;
@@ -331,14 +335,16 @@ class EventStore {
   // again and starts nothing; the result names the stored event. An event whose
   // `internal_id` is stored already (both derived from one X-Inngest-Event-Id-Seed) is a
   // resend only if it is the same event (SameEvent); otherwise kAlreadyExists naming the id,
-  // and nothing of the batch is stored. With `waits`, also reads
-  // in that transaction the open waits for the names of the events (duplicates too), oldest
-  // first: what they may resume. A run whose gate (NewRun::rate, ::singleton) refuses it is not
-  // created and the skip is recorded with the event; the gates are decided in this transaction, in
-  // event order, so two coordinators never admit past a gate together. With `start`, leases
-  // some new runs' first calls to the caller (StartedCalls). With `functions_generation`
-  // (the runs were matched against the function set of that generation), kAborted, storing
-  // nothing, when a sync has changed the set since: match the events again.
+  // and nothing of the batch is stored. A new event that open waits may resume is recorded in
+  // the wait outbox (WaitStore::PendingResumes). With `waits`, also reads in that transaction
+  // the open waits for the names of the events (duplicates too), the oldest kIngestWaits of
+  // event waits, and the invoke waits of their correlation ids: what they may resume. A run whose
+  // gate (NewRun::rate, ::singleton) refuses it is not created and the skip is recorded with the
+  // event; the gates are decided in this transaction, in event order, so two coordinators never
+  // admit past a gate together. With `start`, leases some new runs' first calls to the caller
+  // (StartedCalls). With `functions_generation` (the runs were matched against the function set of
+  // that generation), kAborted, storing nothing, when a sync has changed the set since: match the
+  // events again.
   virtual Result<std::vector<IngestedEvent>> IngestEvents(
       const std::vector<NewEvent>& events, TimePoint now, std::vector<WaitRecord>* waits,
       StartedCalls* start = nullptr, std::optional<int64_t> functions_generation = {}) = 0;
@@ -774,6 +780,24 @@ class WaitStore {
   // The look-back of the wait is done (no event matched). A wait that resumed meanwhile is
   // gone already: nothing to do.
   virtual Status LookbackDone(const std::string& run_id, const std::string& step_id) = 0;
+
+  // The wait outbox. IngestEvents records each new event that open waits may resume (event
+  // waits of its name; for a run's end, the invoke wait of its correlation id) in the
+  // transaction that stores it. The coordinator that stored it resumes the waits it matches
+  // after commit and acknowledges it; an event left (that coordinator stopped in between, or a
+  // resume failed) is done by the sweep once older than the sweep age. Events recorded and
+  // not acknowledged, received before `received_before_ms`, oldest first.
+  virtual Result<std::vector<EventRecord>> PendingResumes(int64_t received_before_ms,
+                                                          int limit) = 0;
+  // Open waits that `event` may resume and that were registered before it was received
+  // (a wait registered since looks back for it itself): event waits of its name in
+  // (created_at_ms, run_id, step_id) order from the first after `after` (null: from the
+  // first), at most `limit`; with the first page (no `after`), the invoke waits of its
+  // correlation id too, not counted in `limit` (one at most in practice).
+  virtual Result<std::vector<WaitRecord>> WaitsBefore(const EventRecord& event,
+                                                      const WaitRecord* after, int limit) = 0;
+  // The waits of `event_ids` were resumed: forget them. Unknown ids are ignored.
+  virtual Status AckResumes(const std::vector<std::string>& event_ids) = 0;
 };
 
 struct ActiveRun {
@@ -790,6 +814,7 @@ struct SweepsDue {
                            // deadlines to forget
   bool run_ends = false;   // PendingRunEnds(ends_before_ms, …) has runs
   bool cancels = false;    // PendingCancels(ends_before_ms, …) has events
+  bool resumes = false;    // PendingResumes(ends_before_ms, …) has events
 };
 
 // Operator and cancel_on actions on runs.
@@ -851,12 +876,12 @@ class Retention {
   // that ended before `horizon`, with their steps, attempts, queue items and waits, and up
   // to `batch` events received before `horizon` that no remaining run refers to. A run
   // that has not ended, or whose end is not yet announced (PendingRunEnds), is never
-  // deleted, nor is the event of a run that is kept, nor one whose cancels are pending
-  // (PendingCancels), nor a run whose number its sequence lane has not reached (one cancelled
-  // while it waited). With them go the lane outcomes of the deleted events (LaneOutcomesOf)
-  // and up to `batch` announced lane gaps recorded before `horizon` (ListLaneGaps); a lane's
-  // next number and totals stay. Returns how many runs, events, lane outcomes and lane gaps
-  // it deleted: call again until it returns 0.
+  // deleted, nor is the event of a run that is kept, nor one whose cancels or resumes are
+  // pending (PendingCancels, PendingResumes), nor a run whose number its sequence lane has not
+  // reached (one cancelled while it waited). With them go the lane outcomes of the deleted events
+  // (LaneOutcomesOf) and up to `batch` announced lane gaps recorded before `horizon`
+  // (ListLaneGaps); a lane's next number and totals stay. Returns how many runs, events, lane
+  // outcomes and lane gaps it deleted: call again until it returns 0.
   virtual Result<int64_t> DeleteExpired(TimePoint horizon, int batch) = 0;
 };
 

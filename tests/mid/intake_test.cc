@@ -13,6 +13,7 @@
 #include "coordinator/executor/transition.h"
 #include "coordinator/intake/cron_ticker.h"
 #include "coordinator/intake/intake.h"
+#include "coordinator/store/sql/databases.h"
 #include "tests/mid/harness.h"
 #include "tests/support/status_matchers.h"
 
@@ -65,6 +66,31 @@ class IntakeHarness : public ExecutorHarness {
     waiting.move = store::Transition::Continue{.waits = {wait}, .run_status = store::kWaiting};
     EXPECT_THAT(store_->Apply(ClaimItemOf(run), waiting, clock_.Now()), IsOk());
     return wait;
+  }
+
+  // The calls due now are one: run `run`'s, its wait resumed by the event whose id is
+  // `event_id`.
+  void ExpectOnlyResumed(const std::string& run, const std::string& event_id) {
+    auto resumed = store_->Claim(10, clock_.Now(), 30s);
+    ASSERT_THAT(resumed, IsOk());
+    ASSERT_EQ(resumed->size(), 1u);
+    EXPECT_EQ((*resumed)[0].run_id, run);
+    ASSERT_TRUE((*resumed)[0].resume.has_value());
+    EXPECT_EQ((*(*resumed)[0].resume)["memo"]["id"], event_id);
+  }
+
+  // Whether the wait outbox is empty within `timeout` of real time (the sweep runs on its own
+  // thread, once a second).
+  bool ResumesDone(std::chrono::milliseconds timeout) {
+    const auto give_up = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto pending = store_->PendingResumes(0, 10);
+      EXPECT_THAT(pending, IsOk());
+      if (!pending.ok()) return false;
+      if (pending->empty()) return true;
+      if (std::chrono::steady_clock::now() > give_up) return false;
+      std::this_thread::sleep_for(20ms);
+    }
   }
 
   std::unique_ptr<intake::Intake> intake_;
@@ -608,12 +634,91 @@ TEST_F(IntakeHarness, AnEventSentAgainResumesTheWaitsItsFirstIngestLeftOpen) {
   ASSERT_EQ(sent->stored.size(), 1u);
   EXPECT_TRUE(sent->stored[0].duplicate);
   EXPECT_EQ(sent->waits_not_resumed, 0);
-  auto resumed = store_->Claim(10, clock_.Now(), 30s);
-  ASSERT_THAT(resumed, IsOk());
-  ASSERT_EQ(resumed->size(), 1u) << "the late wait is not resumed by an event older than it";
-  EXPECT_EQ((*resumed)[0].run_id, early);
-  ASSERT_TRUE((*resumed)[0].resume.has_value());
-  EXPECT_EQ((*(*resumed)[0].resume)["memo"]["id"], "pay-1");
+  // (The late wait is not resumed by an event older than it.)
+  ExpectOnlyResumed(early, "pay-1");
+}
+
+// An event stored while a wait it matches was open, by an ingest that stopped before resuming
+// the wait (a crash between the commit and the resumes): the sweep resumes it from the wait
+// outbox once the event is older than the sweep age, and only waits there were before the
+// event. The wait was left until the event was sent again, a later event, or its timeout. An
+// ingest that resumes its waits itself leaves nothing to the sweep.
+TEST_F(IntakeHarness, TheSweepResumesTheWaitsOfAnEventStoredButNotResumed) {
+  const std::string early = StartRun(kFunction);
+  WaitForPaid(early, clock_.Now());
+  ASSERT_THAT(store_->LookbackDone(early, "paid"), IsOk());  // its look-backs are behind it
+  clock_.Advance(1s);
+  store::NewEvent paid;  // as an ingest that stopped after its commit left it
+  paid.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
+  paid.event.id = "pay-1";
+  paid.event.name = "test/paid";
+  paid.event.payload = {{"name", "test/paid"}, {"data", {{"n", 1}}}, {"id", "pay-1"}, {"ts", 1}};
+  paid.event.received_at_ms = UnixMillis(clock_.Now());
+  ASSERT_THAT(store_->IngestEvents({paid}, clock_.Now(), nullptr), IsOk());
+  clock_.Advance(1s);
+  const std::string late = StartRun(kFunction);
+  WaitForPaid(late, clock_.Now());
+  ASSERT_THAT(store_->LookbackDone(late, "paid"), IsOk());
+
+  clock_.Advance(3s);  // past the sweep's age: the ingest that stored it is not coming back
+  ASSERT_TRUE(ResumesDone(10s)) << "the sweep did not resume the wait";
+  // (The late wait is not resumed by an event older than it.)
+  ExpectOnlyResumed(early, "pay-1");
+
+  // Sent through intake, the event resumes the late wait at once and is acknowledged.
+  std::vector<intake::IncomingEvent> events;
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  events.push_back(SentEvent("test/paid", "pay-2", now_ms, now_ms));
+  auto sent = intake_->Ingest(std::move(events));
+  ASSERT_THAT(sent, IsOk());
+  EXPECT_EQ(sent->waits_not_resumed, 0);
+  EXPECT_THAT(*store_->PendingResumes(0, 10), ::testing::IsEmpty());
+  ExpectOnlyResumed(late, "pay-2");
+}
+
+// An ingest reads the oldest 10,000 event waits of its events' names (store::kIngestWaits): a
+// wait past them that the event matches is resumed by the sweep, which reads them all page by
+// page; the ingest leaves the event in the outbox for it. Such a wait waited out its timeout.
+TEST_F(IntakeHarness, AWaitPastTheOldestTenThousandIsResumedByTheSweep) {
+  const std::string crowd = StartRun(kFunction);
+  WaitForPaid(crowd, clock_.Now(), "async.data.n == 99");
+  ASSERT_THAT(store_->LookbackDone(crowd, "paid"), IsOk());
+  {
+    auto db = store::OpenSqliteDatabase({.path = dir_ + "/funcky.db"});
+    ASSERT_THAT(db, IsOk());
+    ASSERT_THAT((*db)->Transact([&](store::sql::Tx& tx) {
+      tx.Exec(
+          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) "
+          "INSERT INTO waits (run_id, step_id, function_id, event_name, expression, kind, "
+          "created_at_ms, expires_at_ms) SELECT $2, 'more-' || i, $3, 'test/paid', "
+          "'async.data.n == 99', 'event', $4, $5 FROM n",
+          {store::kIngestWaits, crowd, std::string(kFunction), UnixMillis(clock_.Now()),
+           UnixMillis(clock_.Now() + 1h)});
+      return Status::Ok();
+    }),
+                IsOk());
+  }
+  clock_.Advance(1s);
+  const std::string target = StartRun(kFunction);
+  WaitForPaid(target, clock_.Now(), "async.data.n == 1");
+  ASSERT_THAT(store_->LookbackDone(target, "paid"), IsOk());
+  clock_.Advance(1s);
+
+  std::vector<intake::IncomingEvent> events;
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  events.push_back({{{"name", "test/paid"}, {"data", {{"n", 1}}}, {"id", "pay-1"}, {"ts", now_ms}},
+                    NewUlid(now_ms)});
+  ASSERT_THAT(intake_->Ingest(std::move(events)), IsOk());
+  auto none = store_->Claim(10, clock_.Now(), 30s);
+  ASSERT_THAT(none, IsOk());
+  EXPECT_TRUE(none->empty()) << "the ingest read only the crowd's waits";
+  auto pending = store_->PendingResumes(0, 10);
+  ASSERT_THAT(pending, IsOk());
+  EXPECT_EQ(pending->size(), 1u) << "left to the sweep";
+
+  clock_.Advance(3s);
+  ASSERT_TRUE(ResumesDone(20s)) << "the sweep did not resume the wait";
+  ExpectOnlyResumed(target, "pay-1");
 }
 
 // A wait's look-back reads the events of its name in its window page by page: a match past

@@ -3648,6 +3648,105 @@ TEST_P(StoreConformance, ACancelEventIsInTheCancelOutboxUntilAcknowledged) {
   EXPECT_EQ(store_->GetEvent(stop.event.internal_id).status().code(), StatusCode::kNotFound);
 }
 
+// The wait outbox: a new event that open waits may resume (event waits of its name; an end,
+// the invoke wait of its correlation id) is recorded with it, one nothing waits for is not;
+// WaitsBefore reads the waits registered before the event, page by page; DueSweeps says so
+// once it is older than the bound; retention keeps the event while it is pending; an
+// acknowledgement forgets it.
+TEST_P(StoreConformance, AnEventWaitsMayResumeIsInTheWaitOutboxUntilAcknowledged) {
+  std::vector<std::string> waiting;
+  for (int i = 0; i < 3; ++i) waiting.push_back(Start("app-plain"));
+  const std::string invoker = Start("app-plain");
+  std::map<std::string, QueueItem> items;
+  for (QueueItem& item : Claim()) items[item.run_id] = item;
+  ASSERT_EQ(items.size(), 4u);
+  for (const std::string& run : waiting) {
+    Transition t;
+    t.move = Transition::Continue{.waits = {Wait("hw", clock_.Now() + 1h)}, .run_status = kWaiting};
+    ASSERT_THAT(store_->Apply(items[run], t, clock_.Now()), IsOk());
+    clock_.Advance(1ms);
+  }
+  NewWait invoke = Wait("call", clock_.Now() + 1h);
+  invoke.event_name = "inngest/function.finished";
+  invoke.expression = InvokeWaitExpression(invoker + ".call");
+  invoke.kind = kWaitInvoke;
+  Transition t;
+  t.move = Transition::Continue{.waits = {invoke}, .run_status = kWaiting};
+  ASSERT_THAT(store_->Apply(items[invoker], t, clock_.Now()), IsOk());
+  clock_.Advance(1ms);
+
+  NewEvent approved = Event("test/approved");
+  NewEvent other = Event("test/other");  // nothing waits for it
+  const int64_t stored_ms = UnixMillis(clock_.Now());
+  ASSERT_THAT(store_->IngestEvents({approved, other}, clock_.Now(), nullptr), IsOk());
+  NewEvent end = Event("inngest/function.finished");
+  end.event.payload["data"] = {{"correlation_id", invoker + ".call"}};
+  NewEvent unrelated_end = Event("inngest/function.finished");
+  unrelated_end.event.payload["data"] = {{"correlation_id", "nobody.call"}};
+  ASSERT_THAT(store_->IngestEvents({end}, clock_.Now(), nullptr), IsOk());
+  ASSERT_THAT(store_->IngestEvents({unrelated_end}, clock_.Now(), nullptr), IsOk());
+  // A wait registered after the event: not the event's to resume (it looks back itself).
+  clock_.Advance(1ms);
+  const std::string later = Start("app-plain");
+  for (QueueItem& item : Claim()) {
+    if (item.run_id != later) continue;
+    Transition w;
+    w.move = Transition::Continue{.waits = {Wait("hw", clock_.Now() + 1h)}, .run_status = kWaiting};
+    ASSERT_THAT(store_->Apply(item, w, clock_.Now()), IsOk());
+  }
+  // A resend adds nothing.
+  NewEvent again = approved;
+  again.event.internal_id = NewUlid(stored_ms);
+  ASSERT_THAT(store_->IngestEvents({again}, clock_.Now(), nullptr), IsOk());
+
+  auto pending = store_->PendingResumes(stored_ms + 1, 10);
+  ASSERT_THAT(pending, IsOk());
+  std::map<std::string, EventRecord> by_id;  // received in one millisecond: in id order
+  for (const EventRecord& e : *pending) by_id[e.internal_id] = e;
+  ASSERT_EQ(by_id.size(), 2u);
+  ASSERT_EQ(by_id.count(approved.event.internal_id), 1u);
+  ASSERT_EQ(by_id.count(end.event.internal_id), 1u);
+  const EventRecord& event = by_id[approved.event.internal_id];
+  EXPECT_EQ(event.payload, approved.event.payload);
+  EXPECT_EQ(event.received_at_ms, stored_ms);
+  EXPECT_THAT(*store_->PendingResumes(stored_ms, 10), ::testing::IsEmpty());
+  EXPECT_FALSE(store_->DueSweeps(0, stored_ms, clock_.Now())->resumes);
+  EXPECT_TRUE(store_->DueSweeps(0, stored_ms + 1, clock_.Now())->resumes);
+
+  // The waits before it, a page of two and then the rest; the end's invoke wait alone.
+  auto first = store_->WaitsBefore(event, nullptr, 2);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_EQ(first->size(), 2u);
+  auto rest = store_->WaitsBefore(event, &first->back(), 2);
+  ASSERT_THAT(rest, IsOk());
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((std::vector<std::string>{(*first)[0].run_id, (*first)[1].run_id, (*rest)[0].run_id}),
+            waiting);
+  EXPECT_EQ((*first)[0].step_id, "hw");
+  EXPECT_EQ((*first)[0].expression, "async.data.ok == true");
+  EXPECT_THAT(*store_->WaitsBefore(event, &rest->back(), 2), ::testing::IsEmpty());
+  auto invoked = store_->WaitsBefore(by_id[end.event.internal_id], nullptr, 10);
+  ASSERT_THAT(invoked, IsOk());
+  ASSERT_EQ(invoked->size(), 1u);
+  EXPECT_EQ((*invoked)[0].run_id, invoker);
+  EXPECT_EQ((*invoked)[0].kind, kWaitInvoke);
+
+  // Retention keeps the pending events, takes the other.
+  for (const std::string& run : waiting)
+    ASSERT_THAT(store_->CancelRun(run, nullptr, clock_.Now()), IsOk());
+  clock_.Advance(2h);
+  ASSERT_THAT(store_->DeleteExpired(clock_.Now() - 1h, 100), IsOk());
+  EXPECT_THAT(store_->GetEvent(approved.event.internal_id), IsOk());
+  EXPECT_EQ(store_->GetEvent(other.event.internal_id).status().code(), StatusCode::kNotFound);
+
+  ASSERT_THAT(store_->AckResumes({approved.event.internal_id, end.event.internal_id, "01UNKNOWN"}),
+              IsOk());
+  EXPECT_THAT(*store_->PendingResumes(0, 10), ::testing::IsEmpty());
+  EXPECT_FALSE(store_->DueSweeps(0, 0, clock_.Now())->resumes);
+  ASSERT_THAT(store_->DeleteExpired(clock_.Now() - 1h, 100), IsOk());
+  EXPECT_EQ(store_->GetEvent(approved.event.internal_id).status().code(), StatusCode::kNotFound);
+}
+
 // ActiveRuns(before_ms) holds the runs there were before that time: created before it, for an
 // event received before it.
 TEST_P(StoreConformance, ActiveRunsAreThoseCreatedForEventsReceivedBeforeTheBound) {

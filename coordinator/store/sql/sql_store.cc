@@ -1202,22 +1202,36 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     if (start) ReadStartedStatesLater(tx, std::move(started), start);
     DropEmptyLanes(tx, lanes, *tails);  // locked for duplicate events and runs a gate skipped
     if (queued) tx.AnnounceWork();
-    if (waits) {
-      // A duplicate's too: the caller resumes the waits its first ingest may have left.
-      std::set<std::string> names;
-      std::set<std::string> ends;  // the `if`s of the invoke waits that the events meet
-      for (const NewEvent& ne : events) {
-        names.insert(ne.event.name);
-        const Json* data = ne.event.payload.contains("data") ? &ne.event.payload["data"] : nullptr;
-        if (data && data->is_object()) {
-          auto c = data->find("correlation_id");
-          if (c != data->end() && c->is_string()) {
-            ends.insert(InvokeWaitExpression(c->get_ref<const std::string&>()));
-          }
+    std::set<std::string> names;
+    std::set<std::string> ends;  // the `if`s of the invoke waits that the events meet
+    for (const NewEvent& ne : events) {
+      names.insert(ne.event.name);
+      const Json* data = ne.event.payload.contains("data") ? &ne.event.payload["data"] : nullptr;
+      if (data && data->is_object()) {
+        auto c = data->find("correlation_id");
+        if (c != data->end() && c->is_string()) {
+          ends.insert(InvokeWaitExpression(c->get_ref<const std::string&>()));
         }
       }
+    }
+    if (!inserted.empty()) {
+      // The wait outbox (WaitStore::PendingResumes): the new events that open waits may
+      // resume. Whoever resumes them acknowledges them; a crash before that leaves them to
+      // the sweep. (An end among events of an invoke wait's correlation id marks them all:
+      // the sweep finds nothing for the others.)
+      tx.Send(
+          "INSERT INTO pending_resumes (event_id, received_at_ms) "
+          "SELECT e.internal_id, e.received_at_ms FROM events e WHERE e.internal_id IN @list($1) "
+          "AND (EXISTS (SELECT 1 FROM waits w WHERE w.event_name = e.name "
+          "AND w.kind <> 'invoke') OR EXISTS (SELECT 1 FROM waits w WHERE w.kind = 'invoke' "
+          "AND w.expression IN @list($2)))",
+          {ListValue({inserted.begin(), inserted.end()}), ListValue({ends.begin(), ends.end()})});
+    }
+    if (waits) {
+      // A duplicate's too: the caller resumes the waits its first ingest may have left.
       // Read for the caller, not for this body: sent with the commit. Event waits are
-      // evaluated against the events: the oldest 10,000 of their names. Invoke waits, every one
+      // evaluated against the events: the oldest kIngestWaits of their names (the sweep
+      // reads the rest: the caller does not acknowledge the outbox then). Invoke waits, every one
       // named inngest/function.finished, are found by their `if`'s text (an index): an end
       // meets one wait at most, and the 10,000 oldest left the others waiting out their
       // timeouts.
@@ -1229,8 +1243,8 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
       };
       if (!names.empty()) {
         tx.QueryLater(WaitsQuery("w.event_name IN @list($1) AND w.kind <> 'invoke' "
-                                 "ORDER BY w.created_at_ms LIMIT 10000"),
-                      {ListValue({names.begin(), names.end()})}, append);
+                                 "ORDER BY w.created_at_ms LIMIT $2"),
+                      {ListValue({names.begin(), names.end()}), kIngestWaits}, append);
       }
       if (!ends.empty()) {
         tx.QueryLater(WaitsQuery("w.kind = 'invoke' AND w.expression IN @list($1)"),
@@ -2410,21 +2424,23 @@ std::string ZeroOrBefore(std::string_view column, int p) {
 Result<SweepsDue> SqlStore::DueSweeps(int64_t lookbacks_before_ms, int64_t ends_before_ms,
                                       TimePoint now) {
   // Each condition is the one of the sweep's own read (PendingLookbacks, PendingLaneGaps,
-  // DueTimeouts, PendingRunEnds, PendingCancels), or wider: a sweep asked for nothing finds
-  // nothing.
-  const std::string sql = "SELECT EXISTS (SELECT 1 FROM waits w WHERE " + LookbackPendingBefore(2) +
-                          "), EXISTS (SELECT 1 FROM lane_gaps WHERE NOT announced), " +
-                          AnyTimeoutsDue() + ", EXISTS (SELECT 1 FROM run_ends WHERE " +
-                          ZeroOrBefore("ended_at_ms", 3) +
-                          "), EXISTS (SELECT 1 FROM pending_cancels c WHERE " +
-                          ZeroOrBefore("c.received_at_ms", 3) + ")";
+  // DueTimeouts, PendingRunEnds, PendingCancels, PendingResumes), or wider: a sweep asked for
+  // nothing finds nothing.
+  const std::string sql =
+      "SELECT EXISTS (SELECT 1 FROM waits w WHERE " + LookbackPendingBefore(2) +
+      "), EXISTS (SELECT 1 FROM lane_gaps WHERE NOT announced), " + AnyTimeoutsDue() +
+      ", EXISTS (SELECT 1 FROM run_ends WHERE " + ZeroOrBefore("ended_at_ms", 3) +
+      "), EXISTS (SELECT 1 FROM pending_cancels c WHERE " + ZeroOrBefore("c.received_at_ms", 3) +
+      "), EXISTS (SELECT 1 FROM pending_resumes p WHERE " + ZeroOrBefore("p.received_at_ms", 3) +
+      ")";
   return InTransaction([&](Tx& tx) -> Result<SweepsDue> {
     Rows rows = tx.Query(sql, {UnixMillis(now), lookbacks_before_ms, ends_before_ms});
     return SweepsDue{.lookbacks = rows[0].Bool(0),
                      .lane_gaps = rows[0].Bool(1),
                      .timeouts = rows[0].Bool(2),
                      .run_ends = rows[0].Bool(3),
-                     .cancels = rows[0].Bool(4)};
+                     .cancels = rows[0].Bool(4),
+                     .resumes = rows[0].Bool(5)};
   });
 }
 
@@ -2500,6 +2516,7 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
              "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.internal_id) "
              "AND NOT EXISTS (SELECT 1 FROM run_events re WHERE re.event_id = e.internal_id) "
              "AND NOT EXISTS (SELECT 1 FROM pending_cancels c WHERE c.event_id = e.internal_id) "
+             "AND NOT EXISTS (SELECT 1 FROM pending_resumes p WHERE p.event_id = e.internal_id) "
              "LIMIT $2 {FOR UPDATE SKIP LOCKED}) RETURNING internal_id",
              {horizon_ms, batch})) {
       events.push_back(row.Text(0));
@@ -2785,6 +2802,57 @@ Status SqlStore::LookbackDone(const std::string& run_id, const std::string& step
   return InTransaction([&](Tx& tx) -> Status {
     tx.Send("UPDATE waits SET lookback_from_ms = NULL WHERE run_id = $1 AND step_id = $2",
             {run_id, step_id});
+    return Status::Ok();
+  });
+}
+
+Result<std::vector<EventRecord>> SqlStore::PendingResumes(int64_t received_before_ms, int limit) {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<EventRecord>> {
+    std::vector<EventRecord> out;
+    for (Row row : tx.Query("SELECT e.internal_id, e.id, e.name, e.payload, e.received_at_ms "
+                            "FROM pending_resumes p JOIN events e ON e.internal_id = p.event_id "
+                            "WHERE " +
+                                ZeroOrBefore("p.received_at_ms", 1) +
+                                " ORDER BY p.received_at_ms, p.event_id LIMIT $2",
+                            {received_before_ms, limit})) {
+      out.push_back(ReadEvent(row));
+    }
+    return out;
+  });
+}
+
+Result<std::vector<WaitRecord>> SqlStore::WaitsBefore(const EventRecord& event,
+                                                      const WaitRecord* after, int limit) {
+  return InTransaction([&](Tx& tx) -> Result<std::vector<WaitRecord>> {
+    // Strictly before: a wait registered in the event's millisecond looks back from then on
+    // (EventsAfter is inclusive), and one resumed by this event's first pass may have been
+    // followed, in that millisecond, by its run's next wait.
+    std::vector<WaitRecord> out = ReadWaits(
+        tx,
+        "w.event_name = $1 AND w.kind <> 'invoke' AND w.created_at_ms < $2 AND "
+        "(w.created_at_ms, w.run_id, w.step_id) > ($3, $4, $5) "
+        "ORDER BY w.created_at_ms, w.run_id, w.step_id LIMIT $6",
+        {event.name, event.received_at_ms, after ? after->created_at_ms : int64_t{-1},
+         after ? after->run_id : std::string(), after ? after->step_id : std::string(), limit});
+    const Json* data = event.payload.contains("data") ? &event.payload["data"] : nullptr;
+    if (!after && data && data->is_object()) {
+      auto c = data->find("correlation_id");
+      if (c != data->end() && c->is_string()) {
+        std::vector<WaitRecord> invoke = ReadWaits(
+            tx, "w.kind = 'invoke' AND w.expression = $1 AND w.created_at_ms < $2",
+            {InvokeWaitExpression(c->get_ref<const std::string&>()), event.received_at_ms});
+        out.insert(out.end(), std::make_move_iterator(invoke.begin()),
+                   std::make_move_iterator(invoke.end()));
+      }
+    }
+    return out;
+  });
+}
+
+Status SqlStore::AckResumes(const std::vector<std::string>& event_ids) {
+  if (event_ids.empty()) return Status::Ok();
+  return InTransaction([&](Tx& tx) -> Status {
+    tx.Send("DELETE FROM pending_resumes WHERE event_id IN @list($1)", {ListValue(event_ids)});
     return Status::Ok();
   });
 }

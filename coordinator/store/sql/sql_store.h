@@ -78,6 +78,10 @@ class SqlStore final : public Store {
                                                const std::string& after_id, int limit) override;
   Result<std::vector<WaitRecord>> PendingLookbacks(int64_t created_before_ms, int limit) override;
   Status LookbackDone(const std::string& run_id, const std::string& step_id) override;
+  Result<std::vector<EventRecord>> PendingResumes(int64_t received_before_ms, int limit) override;
+  Result<std::vector<WaitRecord>> WaitsBefore(const EventRecord& event, const WaitRecord* after,
+                                              int limit) override;
+  Status AckResumes(const std::vector<std::string>& event_ids) override;
 
   Result<bool> CancelRun(const std::string& run_id, const Json& error, TimePoint now) override;
   Status StartRun(const std::string& event_internal_id, const NewRun& run, TimePoint now) override;
