@@ -281,7 +281,18 @@ TEST_F(BatchTwoCoordinatorsTest, ConcurrentPostsPutEveryEventInExactlyOneBatch) 
   for (std::thread& s : senders) s.join();
   // At least kThreads * kEach / 4 runs; wait for the timers of partial batches too.
   host_.WaitForRuns(kThreads * kEach / 4, 20s);
-  std::this_thread::sleep_for(3s);
+  // Until every event has been in a call (a partial batch starts on a 2 s timer, then a claim):
+  // a count of distinct events, so that one in two batches would show below.
+  WaitFor(
+      [&] {
+        std::set<int> seen;
+        for (const auto& [run_id, body] : host_.Bodies()) {
+          for (int n : Numbers(body)) seen.insert(n);
+        }
+        return seen.size() == static_cast<size_t>(kThreads * kEach);
+      },
+      20s);
+  std::this_thread::sleep_for(1s);  // a duplicate batch would have come by now
   std::map<int, int> runs_of;
   for (const auto& [run_id, body] : host_.Bodies()) {
     EXPECT_LE(body["events"].size(), 4u) << body.dump();

@@ -62,7 +62,17 @@ TEST_P(MetricsTest, CountersHistogramsAndGaugesAfterKnownWork) {
   Json flaky = RunToEnd(*c, {{"name", "test/flaky"}, {"data", {{"fail_times", 1}}}});
   ASSERT_EQ(flaky["status"], "completed");
 
-  auto m = Scrape(*c);
+  // The run's end is counted, and its call's slot freed, a moment after the end is committed
+  // (which the run's status shows): scraped until they are.
+  std::vector<Sample> m;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        m = Scrape(*c);
+        return Value(m, "funcky_runs_finished_total",
+                     {{"function", "test-flaky"}, {"status", "completed"}}) == 1 &&
+               Value(m, "funcky_calls_in_flight") == 0;
+      },
+      std::chrono::seconds(10)));
   EXPECT_EQ(Value(m, "funcky_events_accepted_total"), 2);
   EXPECT_EQ(Value(m, "funcky_runs_started_total"), 2);
   // Two steps: a call that runs "first", one that runs "second" and returns = 2 calls, all ok.
@@ -167,11 +177,15 @@ TEST_P(MetricsTest, ABlockedLaneShowsInTheGaugesWithItsAgeGrowing) {
   ASSERT_EQ(WaitForRunStatus(c->url(), head[0], {"blocked", "failed", "completed"})["status"],
             "blocked");
   Send(*c, {{"name", "test/ordered"}, {"data", {{"key", "a"}, {"seq", 2}}}});
-  auto first = Scrape(*c);
+  std::vector<Sample> first;  // the blocked head is counted a moment after its status shows
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        first = Scrape(*c);
+        return Value(first, "funcky_runs_finished_total",
+                     {{"function", "test-ordered"}, {"status", "blocked"}}) == 1;
+      },
+      std::chrono::seconds(10)));
   EXPECT_EQ(Value(first, "funcky_lanes_blocked"), 1);
-  EXPECT_EQ(Value(first, "funcky_runs_finished_total",
-                  {{"function", "test-ordered"}, {"status", "blocked"}}),
-            1);
   const double age1 = Value(first, "funcky_lane_blocked_longest_seconds");
   EXPECT_GE(age1, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));

@@ -190,6 +190,10 @@ TEST_P(StepKindsTest, CancelOnEventAndCancelApiEndRunsAndNothingRunsAfter) {
   EXPECT_EQ(again.body["error"]["code"], "conflict");
   EXPECT_EQ(Http("POST", c->url() + "/v1/runs/01NOSUCHRUN/cancel").status, 404);
 
+  // Each end is announced a moment after the cancel (the run-end outbox's flusher).
+  EXPECT_TRUE(
+      WaitFor([&] { return EventsNamed(*c, "inngest/function.cancelled").size() == 2u; }, 10s))
+      << EventsNamed(*c, "inngest/function.cancelled").size();
   std::this_thread::sleep_for(500ms);
   EXPECT_EQ(host.Count("step", one, "after") + host.Count("step", two, "after"), 0);
   EXPECT_EQ(EventsNamed(*c, "inngest/function.cancelled").size(), 2u);

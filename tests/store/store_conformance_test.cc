@@ -2420,7 +2420,7 @@ TEST(PostgresDatabase, StatementsArePreparedAgainAtDoublingIntervals) {
   auto db =
       NewPostgresDatabase({.url = testing::SharedPgCluster().CreateDatabase("store_reprepare"),
                            .pool_size = 1,
-                           .reprepare_first = 500ms});
+                           .reprepare_first = 1s});
   // The statements prepared on the one connection, read by the last of `sends` + 1 of them.
   auto prepared = [&](std::vector<std::string> sends) {
     int64_t n = -1;
@@ -2432,17 +2432,21 @@ TEST(PostgresDatabase, StatementsArePreparedAgainAtDoublingIntervals) {
                 IsOk());
     return n;
   };
-  const auto opened = std::chrono::steady_clock::now();
+  // Each time is bracketed by clock readings on either side of the call that sets it (the
+  // connection opens in the first call), so a slow call moves the checks, not their outcome.
+  const auto before_open = std::chrono::steady_clock::now();
   EXPECT_EQ(prepared({"SELECT 1", "SELECT 2"}), 3);
+  const auto opened = std::chrono::steady_clock::now();
   EXPECT_EQ(prepared({"SELECT 1"}), 3) << "each prepared once";
-  ASSERT_LT(std::chrono::steady_clock::now() - opened, 500ms) << "too slow a box for this test";
-  std::this_thread::sleep_until(opened + 600ms);
+  ASSERT_LT(std::chrono::steady_clock::now() - before_open, 1s) << "a second for two calls";
+  std::this_thread::sleep_until(opened + 1200ms);
   const auto first = std::chrono::steady_clock::now();
-  EXPECT_EQ(prepared({}), 1) << "the three deallocated half a second in, the count prepared again";
+  EXPECT_EQ(prepared({}), 1) << "the three deallocated a second in, the count prepared again";
+  const auto reprepared = std::chrono::steady_clock::now();
   EXPECT_EQ(prepared({"SELECT 1"}), 2);
-  std::this_thread::sleep_until(first + 700ms);  // past the first interval, not the second
-  EXPECT_EQ(prepared({}), 2) << "the next time is a second after the first";
-  std::this_thread::sleep_until(first + 1100ms);
+  std::this_thread::sleep_until(first + 1s);  // past the first interval, not the second
+  EXPECT_EQ(prepared({}), 2) << "the next time is two seconds after the first";
+  std::this_thread::sleep_until(reprepared + 2200ms);
   EXPECT_EQ(prepared({}), 1);
 }
 

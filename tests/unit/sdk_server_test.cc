@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -164,11 +165,23 @@ TEST(SdkServer, AHandlerMayRunLongerThanTheRequestTimeout) {
   EXPECT_EQ(r->body, "slow");
 }
 
+// Whether `done` holds within 10 s (polled every 5 ms): for what another thread does.
+bool Eventually(const std::function<bool()>& done) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
 // Stopping lets the calls in hand finish and answer: a call's step has run, and an answer
 // lost would have the coordinator make the call again, its step with it (a restart, SIGTERM).
 TEST(SdkServer, StopAnswersTheCallsInHandFirst) {
+  std::atomic<bool> running{false};
   Server server(
-      [](const ServeRequest&) -> ServeResponse {
+      [&](const ServeRequest&) -> ServeResponse {
+        running = true;
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
         return {200, {{"Content-Type", "text/plain"}}, "step done"};
       },
@@ -179,7 +192,7 @@ TEST(SdkServer, StopAnswersTheCallsInHandFirst) {
     answer = HttpCall(
         {.url = "http://127.0.0.1:" + std::to_string(server.port()) + "/api/funcky", .body = "{}"});
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // the handler is running
+  EXPECT_TRUE(Eventually([&] { return running.load(); })) << "the handler never ran";
   server.stop();
   call.join();
   ASSERT_TRUE(answer.has_value());
@@ -210,7 +223,7 @@ TEST(SdkServer, ACallThatWaitedPastItsCoordinatorsTimeoutIsNotRun) {
   };
   std::optional<Result<HttpResponse>> first, late, patient;
   std::thread a([&] { first = call(""); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the one thread is busy
+  EXPECT_TRUE(Eventually([&] { return ran.load() == 1; })) << "the first call never ran";
   std::thread b([&] { late = call("200"); });
   std::thread c([&] { patient = call("60000"); });
   a.join();
