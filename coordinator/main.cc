@@ -85,6 +85,9 @@ Result<std::chrono::milliseconds> DurationFlag(const std::string& flag, const st
 // The longest --call-timeout, --poll-interval, --lease and --drain-timeout: far from where
 // the deadlines they make (time points of clocks that count nanoseconds) would overflow.
 constexpr std::chrono::milliseconds kMaxFlagDuration = std::chrono::hours(24);
+// On SIGTERM, how long the HTTP requests read before the listener stops may take to be
+// answered (an event's ingest, a checkpoint) once the calls are drained.
+constexpr std::chrono::milliseconds kHttpDrain = std::chrono::seconds(5);
 
 // A duration flag from `min` to `max`; `why` ends the message of a value out of range.
 Result<std::chrono::milliseconds> DurationFlagIn(const std::string& flag, const std::string& v,
@@ -408,17 +411,30 @@ int Serve(const ServeFlags& f, bool dev) {
   const auto drain_timeout = *DurationFlag("drain-timeout", f.drain_timeout);
   asio::steady_timer drain(io);
   std::function<void()> wait_drained;
+  std::thread closing;  // stops the listener once the calls are drained
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
-    spdlog::info("signal {}: stopping; waiting for {} call(s) in flight", sig,
+    // HTTP stays open while the calls in flight finish: their hosts' checkpoints come here
+    // (a host whose checkpoints fail falls back to a slower path), and events are still
+    // stored; /readyz answers 503 so that a load balancer sends the rest elsewhere.
+    spdlog::info("signal {}: stopping; waiting for {} call(s) in flight (/readyz answers 503)", sig,
                  executor.in_flight());
-    server.Stop();
+    api.SetDraining();
     cron.Stop();
     executor.Stop();
     auto deadline = std::chrono::steady_clock::now() + drain_timeout;
     wait_drained = [&, deadline] {
       if (executor.in_flight() == 0 || std::chrono::steady_clock::now() > deadline) {
-        io.stop();
+        // Then the listener: the requests read by now are answered first (Drain waits off the
+        // io_context's thread, which writes their answers).
+        server.Stop();
+        closing = std::thread([&] {
+          if (!server.Drain(kHttpDrain)) {
+            spdlog::warn("stopping with HTTP requests unanswered after {}",
+                         FormatDuration(kHttpDrain));
+          }
+          asio::post(io, [&] { io.stop(); });
+        });
         return;
       }
       drain.expires_after(std::chrono::milliseconds(20));
@@ -427,7 +443,8 @@ int Serve(const ServeFlags& f, bool dev) {
     wait_drained();
   });
   io.run();
-  // Stopped in order: the listener, cron and the executor's claims above; here the calls
+  if (closing.joinable()) closing.join();
+  // Stopped in order: cron and the executor's claims, then the listener, above; here the calls
   // still unfinished after the drain go back to the other coordinators at once instead of
   // when their leases expire; then retention; then intake announces the run ends it holds
   // and stops its thread (the one that could wake the executor); then the pools finish

@@ -80,6 +80,7 @@ std::optional<Response> Api::CheckApiToken(const Request& req) const {
 Response Api::HandleHealth(const Request&) { return JsonResponse(200, {{"status", "ok"}}); }
 
 Response Api::HandleReady(const Request&) {
+  if (draining_) return ErrorResponse(Unavailable("draining: the coordinator is stopping"));
   Status s = stores_.health.Ping();
   if (!s.ok()) {
     // The driver's text may name hosts and users: it goes to the log, not to the caller.

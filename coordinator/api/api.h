@@ -91,11 +91,15 @@ class Api {
   http::Response HandleRetryLaneHead(const http::Request& req);
   http::Response HandleHealth(const http::Request& req);
   http::Response HandleReady(const http::Request& req);
+  // The coordinator is stopping (SIGTERM): /readyz answers 503 from now on, so that a load
+  // balancer sends its traffic elsewhere while the calls in flight finish. Thread-safe.
+  void SetDraining() { draining_ = true; }
   http::Response HandleMetrics(const http::Request& req);
   http::Response HandleIndex(const http::Request& req);  // the dashboard
   http::Response HandleDashboardFile(const http::Request& req);
 
  private:
+  std::atomic<bool> draining_{false};
   struct SyncOutcome {
     std::string app_id;
     int functions = 0;

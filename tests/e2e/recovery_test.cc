@@ -126,6 +126,40 @@ TEST_F(RecoveryTest, SigtermGivesUnfinishedCallsBackToTheOtherCoordinatorAtOnce)
   EXPECT_EQ(WaitForRunEnd(b->url(), runs[0])["status"], "completed");
 }
 
+// While a SIGTERM drain lets a call finish, HTTP stays open: the host's checkpoints and events
+// still come in (an event is stored and runs after a restart), /healthz answers, and /readyz
+// answers 503 so that a load balancer sends traffic elsewhere. The listener closed at once,
+// and a host's checkpoints of the calls being drained failed.
+TEST_F(RecoveryTest, DuringTheSigtermDrainHttpStaysOpenAndReadyzSaysStopping) {
+  auto c = StartCoordinator({"--drain-timeout", "20s"});
+  TestHost host(c->url(), dir_);
+  const std::string slow =
+      Send(*c, {{"name", "test/slow"}, {"data", {{"steps", 1}, {"delay_ms", 6000}}}});
+  ASSERT_TRUE(WaitFor([&] { return host.Count("step") == 1; }));  // the call is running
+  std::thread stopper([&] { c->Stop(SIGTERM, std::chrono::seconds(30)); });
+  EXPECT_TRUE(WaitFor([&] { return c->Log().find("signal 15: stopping") != std::string::npos; },
+                      std::chrono::seconds(10)));
+  auto ready = Http("GET", c->url() + "/readyz");
+  EXPECT_EQ(ready.status, 503) << ready.raw;
+  EXPECT_EQ(ready.body["error"]["message"], "draining: the coordinator is stopping") << ready.raw;
+  EXPECT_EQ(Http("GET", c->url() + "/healthz").status, 200);
+  auto sent = Http("POST", c->url() + "/e/test",
+                   Json{{"name", "test/two-steps"}, {"data", Json::object()}}.dump());
+  EXPECT_EQ(sent.status, 200) << sent.raw;
+  EXPECT_TRUE(c->running()) << "the call in flight holds the drain";
+  stopper.join();
+  EXPECT_EQ(c->exit_code(), 0) << c->Log();
+
+  c->Start();
+  const auto slow_runs = RunsOfEvent(c->url(), slow);
+  ASSERT_EQ(slow_runs.size(), 1u);
+  EXPECT_EQ(WaitForRunEnd(c->url(), slow_runs[0])["status"], "completed");
+  ASSERT_EQ(sent.body["ids"].size(), 1u) << sent.raw;
+  const auto runs = RunsOfEvent(c->url(), sent.body["ids"][0].get<std::string>());
+  ASSERT_EQ(runs.size(), 1u) << "the event accepted during the drain was stored";
+  EXPECT_EQ(WaitForRunEnd(c->url(), runs[0])["status"], "completed");
+}
+
 TEST_F(RecoveryTest, SigtermUnderLoadExitsCleanlyAndEveryRunCompletesAfterARestart) {
   auto c = StartCoordinator({"--drain-timeout", "2s"});
   TestHost host(c->url(), dir_);
