@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
+#include <set>
 #include <thread>
 
 #include "common/ulid.h"
@@ -51,6 +53,9 @@ constexpr int kSweepPages = 25;
 // one event.
 constexpr int kResumeWaits = 1000;
 constexpr int kResumePages = 100;
+// The most time one sweep spends resuming the waits of the wait outbox's events (it goes on
+// with the event in hand, then stops); the rest at the next sweep.
+constexpr std::chrono::milliseconds kResumeBudget{1000};
 
 // Calls `page` up to kSweepPages times while it returns true: it did a full page of an outbox
 // and all of it, so there may be more.
@@ -410,10 +415,11 @@ int Intake::ResolveWaitsOfStored(const std::string& internal_id,
     ++*failed;
     return 0;
   }
-  // A wait registered after the event was stored looked back for it itself.
+  // A wait registered after the event was stored, or in its millisecond, looked back for it
+  // itself (store::WaitStore::WaitsBefore says why strictly before).
   std::vector<store::WaitRecord> open_then;
   for (const store::WaitRecord& wait : waits) {
-    if (wait.created_at_ms <= event->received_at_ms) open_then.push_back(wait);
+    if (wait.created_at_ms < event->received_at_ms) open_then.push_back(wait);
   }
   return ResolveWaits(*event, open_then, failed);
 }
@@ -977,6 +983,13 @@ void Intake::SweepCancels(int64_t received_before_ms) {
 
 void Intake::SweepResumes(int64_t received_before_ms) {
   int resumed = 0;
+  // Names whose earlier event's resumes failed: their later events wait for the next sweep,
+  // so that none takes a wait the earlier one matches.
+  std::set<std::string> failed_names;
+  // The sweep shares its thread with the run-end announcements: a backlog (names with more
+  // open waits than an ingest reads) is done a second's worth at a time.
+  const auto budget_end = std::chrono::steady_clock::now() + kResumeBudget;
+  bool out_of_time = false;
   ForSweepPages([&] {
     auto pending = store_.PendingResumes(received_before_ms, kSweepBatch);
     if (!pending.ok()) {
@@ -985,12 +998,26 @@ void Intake::SweepResumes(int64_t received_before_ms) {
       return false;
     }
     std::vector<std::string> done;
+    size_t skipped = 0;
     for (const store::EventRecord& event : *pending) {
-      if (ResumeWaitsBefore(event, &resumed)) done.push_back(event.internal_id);
+      if (out_of_time || std::chrono::steady_clock::now() > budget_end) {
+        out_of_time = true;
+        ++skipped;
+        continue;
+      }
+      if (failed_names.count(event.name)) {
+        ++skipped;
+        continue;
+      }
+      if (ResumeWaitsBefore(event, &resumed)) {
+        done.push_back(event.internal_id);
+      } else {
+        failed_names.insert(event.name);
+      }
     }
-    if (done.size() < pending->size()) {
+    if (done.size() + skipped < pending->size()) {
       spdlog::warn("resuming the waits of {} of {} event(s) failed; the sweep does them again",
-                   pending->size() - done.size(), pending->size());
+                   pending->size() - done.size() - skipped, pending->size());
     }
     if (Status s = store_.AckResumes(done); !s.ok()) {
       spdlog::warn("acknowledging the resumes of {} event(s) failed: {}", done.size(),

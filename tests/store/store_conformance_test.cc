@@ -3687,7 +3687,9 @@ TEST_P(StoreConformance, AnEventWaitsMayResumeIsInTheWaitOutboxUntilAcknowledged
   end.event.payload["data"] = {{"correlation_id", invoker + ".call"}};
   NewEvent unrelated_end = Event("inngest/function.finished");
   unrelated_end.event.payload["data"] = {{"correlation_id", "nobody.call"}};
-  ASSERT_THAT(store_->IngestEvents({end}, clock_.Now(), nullptr), IsOk());
+  NewEvent failed = Event("inngest/function.failed");  // the end's second event: no wait's
+  failed.event.payload["data"] = end.event.payload["data"];
+  ASSERT_THAT(store_->IngestEvents({end, failed}, clock_.Now(), nullptr), IsOk());
   ASSERT_THAT(store_->IngestEvents({unrelated_end}, clock_.Now(), nullptr), IsOk());
   // A wait registered after the event: not the event's to resume (it looks back itself).
   clock_.Advance(1ms);

@@ -1217,14 +1217,14 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     if (!inserted.empty()) {
       // The wait outbox (WaitStore::PendingResumes): the new events that open waits may
       // resume. Whoever resumes them acknowledges them; a crash before that leaves them to
-      // the sweep. (An end among events of an invoke wait's correlation id marks them all:
-      // the sweep finds nothing for the others.)
+      // the sweep. An invoke wait marks the events of its name (inngest/function.finished)
+      // among those of the request, as one correlation id may be another end's too.
       tx.Send(
           "INSERT INTO pending_resumes (event_id, received_at_ms) "
           "SELECT e.internal_id, e.received_at_ms FROM events e WHERE e.internal_id IN @list($1) "
           "AND (EXISTS (SELECT 1 FROM waits w WHERE w.event_name = e.name "
           "AND w.kind <> 'invoke') OR EXISTS (SELECT 1 FROM waits w WHERE w.kind = 'invoke' "
-          "AND w.expression IN @list($2)))",
+          "AND w.expression IN @list($2) AND w.event_name = e.name))",
           {ListValue({inserted.begin(), inserted.end()}), ListValue({ends.begin(), ends.end()})});
     }
     if (waits) {
@@ -1243,8 +1243,9 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
       };
       if (!names.empty()) {
         tx.QueryLater(WaitsQuery("w.event_name IN @list($1) AND w.kind <> 'invoke' "
-                                 "ORDER BY w.created_at_ms LIMIT $2"),
-                      {ListValue({names.begin(), names.end()}), kIngestWaits}, append);
+                                 "ORDER BY w.created_at_ms LIMIT " +
+                                 std::to_string(kIngestWaits)),
+                      {ListValue({names.begin(), names.end()})}, append);
       }
       if (!ends.empty()) {
         tx.QueryLater(WaitsQuery("w.kind = 'invoke' AND w.expression IN @list($1)"),
