@@ -1,4 +1,5 @@
 // GET /v1/runs, /v1/runs/{id}, POST /v1/runs/{id}/cancel and /replay, GET /v1/functions.
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -15,6 +16,9 @@ using http::Response;
 using store::Json;
 
 namespace {
+
+// The longest Idempotency-Key of a replay (as Stripe's: 255).
+constexpr size_t kMaxIdempotencyKey = 255;
 
 // What a memoized step returned (docs/protocol.md §5.5): {"data": x} is x, {"error": …} is none,
 // anything else (a sleep's null, a matched event) is itself.
@@ -149,7 +153,16 @@ Response Api::HandleCancelRun(const Request& req) {
 }
 
 Response Api::HandleReplayRun(const Request& req) {
-  auto replay = intake_.Replay(req.param("id"));
+  // A client that makes the request again after a lost answer sends the same key, and gets
+  // the run the first request started.
+  const std::string_view key = req.header("Idempotency-Key");
+  if (key.size() > kMaxIdempotencyKey ||
+      !std::all_of(key.begin(), key.end(), [](char c) { return c >= 0x20 && c < 0x7f; })) {
+    return ErrorResponse(InvalidArgument("the Idempotency-Key header must be at most " +
+                                         std::to_string(kMaxIdempotencyKey) +
+                                         " printable ASCII characters"));
+  }
+  auto replay = intake_.Replay(req.param("id"), std::string(key));
   if (!replay.ok()) return ErrorResponse(replay.status());
   auto run = stores_.runs.GetRun(*replay);
   if (!run.ok()) return ErrorResponse(run.status());

@@ -526,7 +526,7 @@ void Intake::AnnounceEnd(const std::string& run_id) {
   RunEnded(*state, state->run.status, state->run.output, state->run.error);
 }
 
-Result<std::string> Intake::Replay(const std::string& run_id) {
+Result<std::string> Intake::Replay(const std::string& run_id, const std::string& idempotency_key) {
   ASSIGN_OR_RETURN(store::RunRecord run, store_.GetRun(run_id));
   ASSIGN_OR_RETURN(store::EventRecord event, store_.GetEvent(run.event_id));
   ASSIGN_OR_RETURN(auto set, FunctionsWith(run.function_id));
@@ -544,7 +544,15 @@ Result<std::string> Intake::Replay(const std::string& run_id) {
   replay.rate.reset();
   replay.singleton.reset();
   if (run.event_ids.size() > 1) replay.events_of = run.id;  // a batch's: all its events
-  RETURN_IF_ERROR(store_.StartRun(event.internal_id, replay, now));
+  const store::ReplayKey key{run_id, idempotency_key};
+  ASSIGN_OR_RETURN(std::string started, store_.StartRun(event.internal_id, replay, now,
+                                                        idempotency_key.empty() ? nullptr : &key));
+  if (started != replay.run_id) {
+    logging::Info({.run_id = started, .function_id = run.function_id},
+                  "run {} replayed run {} with this idempotency key already; not replayed again",
+                  started, run_id);
+    return started;
+  }
   logging::Info({.run_id = replay.run_id, .function_id = run.function_id},
                 "run {} replays run {} of {}", replay.run_id, run_id, run.function_id);
   if (on_new_work_) on_new_work_();

@@ -103,9 +103,10 @@ class Intake final : public executor::RunEvents {
 
   // Cancels a run (POST /v1/runs/{id}/cancel, cancel_on): false when it had ended.
   Result<bool> Cancel(const std::string& run_id, const Json& reason);
-  // Starts a new run of the run's function for the same event; returns its id.
-  // kFailedPrecondition when a sync dropped the function (archived).
-  Result<std::string> Replay(const std::string& run_id);
+  // Starts a new run of the run's function for the same event; returns its id. With an
+  // `idempotency_key`, a replay of this run with that key made before is not made again: its
+  // run's id is returned. kFailedPrecondition when a sync dropped the function (archived).
+  Result<std::string> Replay(const std::string& run_id, const std::string& idempotency_key = "");
 
   // executor::RunEvents
   Status StartInvocation(const store::RunState& caller, const store::NewWait& wait) override;

@@ -817,6 +817,13 @@ struct SweepsDue {
   bool resumes = false;    // PendingResumes(ends_before_ms, …) has events
 };
 
+// A replay's Idempotency-Key: the request made again with it (its answer lost) gets the run
+// the first one started. Scoped to the run replayed; kept as long as both runs are.
+struct ReplayKey {
+  std::string run_id;  // the run replayed
+  std::string key;
+};
+
 // Operator and cancel_on actions on runs.
 class RunControl {
  public:
@@ -826,10 +833,15 @@ class RunControl {
   // already; kNotFound when there is no such run.
   virtual Result<bool> CancelRun(const std::string& run_id, const Json& error, TimePoint now) = 0;
   // Starts `run` for the stored event `event_internal_id` (a replay), as IngestEvents
-  // would: queued now, or behind its lane. kNotFound when there is no such event, or no run
-  // `run.events_of`, also when retention (DeleteExpired) deletes it at the same time.
-  virtual Status StartRun(const std::string& event_internal_id, const NewRun& run,
-                          TimePoint now) = 0;
+  // would: queued now, or behind its lane; returns its id. With `key`, the run a start with
+  // that key (for that replayed run) started before, if there is one: nothing new is started
+  // (ReplayKey). kNotFound when there is no such event, or no run `run.events_of` (or
+  // `key->run_id`), also when retention (DeleteExpired) deletes it at the same time.
+  virtual Result<std::string> StartRun(const std::string& event_internal_id, const NewRun& run,
+                                       TimePoint now, const ReplayKey* key) = 0;
+  Status StartRun(const std::string& event_internal_id, const NewRun& run, TimePoint now) {
+    return StartRun(event_internal_id, run, now, nullptr).status();
+  }
   // Cancels, each in a transaction of its own, up to `limit` runs past a deadline of their
   // `timeouts` at `now`: not started (first claimed) within `start` of their creation, or
   // not finished within `finish` of their start. Each ends as CancelRun ends a run, with a

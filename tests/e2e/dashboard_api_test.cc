@@ -118,6 +118,35 @@ TEST_F(DashboardApiTest, AppsAreListedAndAnAppIsSyncedByItsUrl) {
             std::string::npos);
 }
 
+// A replay asked again with its Idempotency-Key (the first answer lost) answers with the run
+// the first started, and starts no other; a key that is too long, or not printable ASCII, is
+// refused by name.
+TEST_F(DashboardApiTest, AReplayAskedAgainWithItsIdempotencyKeyStartsOneRun) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  Json run = RunToEnd(*c, {{"name", "test/two-steps"}});
+  ASSERT_EQ(run["status"], "completed");
+  const std::string url = c->url() + "/v1/runs/" + run["id"].get<std::string>() + "/replay";
+  auto first = Http("POST", url, "", {{"Idempotency-Key", "replay-7"}});
+  ASSERT_EQ(first.status, 201) << first.raw;
+  auto again = Http("POST", url, "", {{"Idempotency-Key", "replay-7"}});
+  ASSERT_EQ(again.status, 201) << again.raw;
+  EXPECT_EQ(again.body["data"]["id"], first.body["data"]["id"]);
+  EXPECT_EQ(again.body["data"]["replay_of"], run["id"]);
+  auto other = Http("POST", url);  // no key: a replay of its own
+  ASSERT_EQ(other.status, 201) << other.raw;
+  EXPECT_NE(other.body["data"]["id"], first.body["data"]["id"]);
+  EXPECT_EQ(WaitForRunEnd(c->url(), first.body["data"]["id"])["status"], "completed");
+  EXPECT_EQ(RunsOfEvent(c->url(), run["event_id"].get<std::string>(), 3).size(), 3u)
+      << "the run and two replays";
+
+  for (const std::string& bad : {std::string(256, 'k'), std::string("tab\there")}) {
+    auto refused = Http("POST", url, "", {{"Idempotency-Key", bad}});
+    EXPECT_EQ(refused.status, 400) << refused.raw;
+    EXPECT_NE(refused.raw.find("Idempotency-Key"), std::string::npos) << refused.raw;
+  }
+}
+
 TEST_F(DashboardApiTest, WithADashboardTokenEveryV1CallNeedsIt) {
   auto c = StartCoordinator({"--dashboard-token", "s3cret"});
   const Headers good = {{"Authorization", "Bearer s3cret"}};

@@ -308,7 +308,9 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     EXPECT_THAT(End(items[0]), IsOk());
     auto ends = store_->PendingRunEnds(0, 100);
     EXPECT_THAT(ends, IsOk());
-    if (ends.ok()) EXPECT_THAT(store_->AckRunEnds(*ends), IsOk());
+    if (ends.ok()) {
+      EXPECT_THAT(store_->AckRunEnds(*ends), IsOk());
+    }
     auto ended = store_->GetRun(run);
     EXPECT_THAT(ended, IsOk());
     return ended.ok() ? ended->event_id : "";
@@ -3582,6 +3584,75 @@ TEST_P(StoreConformance, ListsOmitLongValuesThatReadingOneRecordGivesWhole) {
   ASSERT_THAT(event, IsOk());
   EXPECT_EQ(event->payload["data"]["blob"], long_text);
   EXPECT_FALSE(event->payload_omitted);
+}
+
+// A replay with an Idempotency-Key starts its run once: made again with the key (its answer
+// lost), it answers with that run. The key is the replayed run's: another run's replay with
+// the same key is its own; another key starts another run. The key goes with the run it
+// started (retention).
+TEST_P(StoreConformance, AReplayWithAnIdempotencyKeyStartsItsRunOnce) {
+  const std::string first = Start("app-plain");
+  const std::string second = Start("app-plain");
+  for (QueueItem& item : Claim()) ASSERT_THAT(End(item), IsOk());
+  auto replay_of = [&](const std::string& run_id, const std::string& key) {
+    auto run = store_->GetRun(run_id);
+    EXPECT_THAT(run, IsOk());
+    NewRun replay{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+    const ReplayKey k{run_id, key};
+    return store_->StartRun(run->event_id, replay, clock_.Now(), key.empty() ? nullptr : &k);
+  };
+  auto once = replay_of(first, "k-1");
+  ASSERT_THAT(once, IsOk());
+  auto again = replay_of(first, "k-1");
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(*again, *once) << "the same key: the run it started";
+  auto other_key = replay_of(first, "k-2");
+  ASSERT_THAT(other_key, IsOk());
+  EXPECT_NE(*other_key, *once);
+  auto other_run = replay_of(second, "k-1");
+  ASSERT_THAT(other_run, IsOk());
+  EXPECT_NE(*other_run, *once);
+  auto no_key = replay_of(first, "");
+  ASSERT_THAT(no_key, IsOk());
+  const Runs claimed = ClaimedRuns();
+  EXPECT_EQ(std::set<std::string>(claimed.begin(), claimed.end()),
+            (std::set<std::string>{*once, *other_key, *other_run, *no_key}));
+  EXPECT_EQ(claimed.size(), 4u);
+  const ReplayKey unknown{"01NOSUCHRUN", "k"};
+  EXPECT_EQ(
+      store_
+          ->StartRun(store_->GetRun(first)->event_id,
+                     NewRun{NewUlid(UnixMillis(clock_.Now())), "app-plain"}, clock_.Now(), &unknown)
+          .status()
+          .code(),
+      StatusCode::kNotFound);
+}
+
+// Two replays with one key at once (the request made again before the first has answered):
+// the second waits for the first's commit and answers with its run; one run is started.
+TEST_P(StoreConformance, TwoReplaysWithOneKeyAtOnceStartOneRun) {
+  const std::string event_id = EndedRunsEvent();
+  const std::string replayed = (*store_->ListRuns({.event_id = event_id, .limit = 1}))[0].id;
+  const ReplayKey key{replayed, "at-once"};
+  NewRun a{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+  NewRun b{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+  db_->pause_next_before_commit = true;
+  Result<std::string> first = Unavailable("not run");
+  std::thread one([&] { first = store_->StartRun(event_id, a, clock_.Now(), &key); });
+  while (!db_->paused) std::this_thread::sleep_for(1ms);
+  Result<std::string> second = Unavailable("not run");
+  std::thread two([&] { second = store_->StartRun(event_id, b, clock_.Now(), &key); });
+  // The second reaches the key's row (PostgreSQL) or the database's lock (SQLite) meanwhile.
+  std::this_thread::sleep_for(300ms);
+  db_->Release();
+  one.join();
+  two.join();
+  ASSERT_THAT(first, IsOk());
+  ASSERT_THAT(second, IsOk());
+  EXPECT_EQ(*first, a.run_id);
+  EXPECT_EQ(*second, a.run_id);
+  EXPECT_EQ(store_->GetRun(b.run_id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(ClaimedRuns(), Runs{a.run_id});
 }
 
 TEST_P(StoreConformance, AReplayIsAnotherRunOfTheSameEvent) {

@@ -2877,8 +2877,8 @@ Result<bool> SqlStore::CancelRun(const std::string& run_id, const Json& error, T
       [&](Tx& tx) -> Result<bool> { return CancelRunInTx(tx, run_id, error, now_ms); });
 }
 
-Status SqlStore::StartRun(const std::string& event_internal_id, const NewRun& replay,
-                          TimePoint now) {
+Result<std::string> SqlStore::StartRun(const std::string& event_internal_id, const NewRun& replay,
+                                       TimePoint now, const ReplayKey* key) {
   // An operator's explicit request: in a sequence lane it runs unnumbered, after the head.
   NewRun run = replay;
   run.lane_number.reset();
@@ -2887,7 +2887,21 @@ Status SqlStore::StartRun(const std::string& event_internal_id, const NewRun& re
   NewRun paced;
   paced.function_id = run.function_id;
   paced.throttle = run.throttle;
-  return InTransaction([&](Tx& tx) -> Status {
+  // A start with `key` that another one, in flight, took first: this one's transaction rolls
+  // back and it answers with that one's run.
+  bool key_taken = false;
+  auto started = InTransaction([&](Tx& tx) -> Result<std::string> {
+    key_taken = false;
+    if (key) {
+      // The replayed run locked as the key row's foreign key would: retention passes it by.
+      if (tx.Query("SELECT 1 FROM runs WHERE id = $1 {FOR KEY SHARE}", {key->run_id}).empty()) {
+        return NotFound("no run \"" + key->run_id + "\"");
+      }
+      Rows used =
+          tx.Query("SELECT replay_id FROM replay_keys WHERE run_id = $1 AND idempotency_key = $2",
+                   {key->run_id, key->key});
+      if (!used.empty()) return used[0].Text(0);
+    }
     // The lock the run's foreign key takes at its insert, taken first: retention skips the
     // event from here on, and one that deleted it before has committed when this returns.
     // (Read without it, an event deleted between this read and the insert failed the insert
@@ -2913,9 +2927,26 @@ Status SqlStore::StartRun(const std::string& event_internal_id, const NewRun& re
           "FROM run_events WHERE run_id = $2 ON CONFLICT DO NOTHING",
           {run.run_id, *run.events_of});
     }
+    if (key && tx.Query("INSERT INTO replay_keys (run_id, idempotency_key, replay_id) VALUES "
+                        "($1, $2, $3) ON CONFLICT DO NOTHING RETURNING replay_id",
+                        {key->run_id, key->key, run.run_id})
+                   .empty()) {
+      key_taken = true;
+      return Aborted("the idempotency key was taken meanwhile");
+    }
     tx.AnnounceWork();
-    return Status::Ok();
+    return run.run_id;
   });
+  if (key_taken) {
+    return InTransaction([&](Tx& tx) -> Result<std::string> {
+      Rows used =
+          tx.Query("SELECT replay_id FROM replay_keys WHERE run_id = $1 AND idempotency_key = $2",
+                   {key->run_id, key->key});
+      if (used.empty()) return Internal("an idempotency key taken and then gone");
+      return used[0].Text(0);
+    });
+  }
+  return started;
 }
 
 Result<std::vector<std::string>> SqlStore::CancelTimedOutRuns(TimePoint now, int limit) {

@@ -84,7 +84,9 @@ class SqlStore final : public Store {
   Status AckResumes(const std::vector<std::string>& event_ids) override;
 
   Result<bool> CancelRun(const std::string& run_id, const Json& error, TimePoint now) override;
-  Status StartRun(const std::string& event_internal_id, const NewRun& run, TimePoint now) override;
+  using RunControl::StartRun;
+  Result<std::string> StartRun(const std::string& event_internal_id, const NewRun& run,
+                               TimePoint now, const ReplayKey* key) override;
   Result<std::vector<std::string>> CancelTimedOutRuns(TimePoint now, int limit) override;
   Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int64_t before_ms,
                                             const std::string& after_run_id, int limit) override;
