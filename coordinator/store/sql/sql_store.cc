@@ -127,6 +127,16 @@ std::vector<StepRecord> ReadSteps(Tx& tx, const std::string& run_id) {
   return out;
 }
 
+// The `if` of the invoke wait that `event` (a run's end) may resume: the one naming its
+// data.correlation_id; none for an event without one.
+std::optional<std::string> InvokeExpressionOf(const Json& event) {
+  const Json* data = event.contains("data") ? &event["data"] : nullptr;
+  if (!data || !data->is_object()) return std::nullopt;
+  auto c = data->find("correlation_id");
+  if (c == data->end() || !c->is_string()) return std::nullopt;
+  return InvokeWaitExpression(c->get_ref<const std::string&>());
+}
+
 // The query of ReadWaits: waits with their runs' first events, `where` choosing which. The
 // event (up to 512 KiB) is read only for an `if` that may look at it: one that never names
 // `event` (an invoke wait's never does) is evaluated without it.
@@ -1206,13 +1216,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     std::set<std::string> ends;  // the `if`s of the invoke waits that the events meet
     for (const NewEvent& ne : events) {
       names.insert(ne.event.name);
-      const Json* data = ne.event.payload.contains("data") ? &ne.event.payload["data"] : nullptr;
-      if (data && data->is_object()) {
-        auto c = data->find("correlation_id");
-        if (c != data->end() && c->is_string()) {
-          ends.insert(InvokeWaitExpression(c->get_ref<const std::string&>()));
-        }
-      }
+      if (auto end = InvokeExpressionOf(ne.event.payload)) ends.insert(std::move(*end));
     }
     if (!inserted.empty()) {
       // The wait outbox (WaitStore::PendingResumes): the new events that open waits may
@@ -2465,27 +2469,38 @@ Status SqlStore::AckRunEnds(const std::vector<std::string>& run_ids) {
   });
 }
 
-Result<std::vector<EventRecord>> SqlStore::PendingCancels(int64_t received_before_ms, int limit) {
+Result<std::vector<EventRecord>> SqlStore::PendingEvents(std::string_view outbox,
+                                                         int64_t received_before_ms, int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<EventRecord>> {
     std::vector<EventRecord> out;
     for (Row row : tx.Query("SELECT e.internal_id, e.id, e.name, e.payload, e.received_at_ms "
-                            "FROM pending_cancels c JOIN events e ON e.internal_id = c.event_id "
-                            "WHERE " +
-                                ZeroOrBefore("c.received_at_ms", 1) +
-                                " ORDER BY c.received_at_ms, c.event_id LIMIT $2",
+                            "FROM " +
+                                std::string(outbox) +
+                                " o JOIN events e ON e.internal_id = o.event_id WHERE " +
+                                ZeroOrBefore("o.received_at_ms", 1) +
+                                " ORDER BY o.received_at_ms, o.event_id LIMIT $2",
                             {received_before_ms, limit})) {
-      out.push_back({row.Text(0), row.Text(1), row.Text(2), row.JsonCol(3), row.Int(4)});
+      out.push_back(ReadEvent(row));
     }
     return out;
   });
 }
 
-Status SqlStore::AckCancels(const std::vector<std::string>& event_ids) {
+Status SqlStore::AckEvents(std::string_view outbox, const std::vector<std::string>& event_ids) {
   if (event_ids.empty()) return Status::Ok();
   return InTransaction([&](Tx& tx) -> Status {
-    tx.Send("DELETE FROM pending_cancels WHERE event_id IN @list($1)", {ListValue(event_ids)});
+    tx.Send("DELETE FROM " + std::string(outbox) + " WHERE event_id IN @list($1)",
+            {ListValue(event_ids)});
     return Status::Ok();
   });
+}
+
+Result<std::vector<EventRecord>> SqlStore::PendingCancels(int64_t received_before_ms, int limit) {
+  return PendingEvents("pending_cancels", received_before_ms, limit);
+}
+
+Status SqlStore::AckCancels(const std::vector<std::string>& event_ids) {
+  return AckEvents("pending_cancels", event_ids);
 }
 
 Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
@@ -2808,18 +2823,7 @@ Status SqlStore::LookbackDone(const std::string& run_id, const std::string& step
 }
 
 Result<std::vector<EventRecord>> SqlStore::PendingResumes(int64_t received_before_ms, int limit) {
-  return InTransaction([&](Tx& tx) -> Result<std::vector<EventRecord>> {
-    std::vector<EventRecord> out;
-    for (Row row : tx.Query("SELECT e.internal_id, e.id, e.name, e.payload, e.received_at_ms "
-                            "FROM pending_resumes p JOIN events e ON e.internal_id = p.event_id "
-                            "WHERE " +
-                                ZeroOrBefore("p.received_at_ms", 1) +
-                                " ORDER BY p.received_at_ms, p.event_id LIMIT $2",
-                            {received_before_ms, limit})) {
-      out.push_back(ReadEvent(row));
-    }
-    return out;
-  });
+  return PendingEvents("pending_resumes", received_before_ms, limit);
 }
 
 Result<std::vector<WaitRecord>> SqlStore::WaitsBefore(const EventRecord& event,
@@ -2835,27 +2839,19 @@ Result<std::vector<WaitRecord>> SqlStore::WaitsBefore(const EventRecord& event,
         "ORDER BY w.created_at_ms, w.run_id, w.step_id LIMIT $6",
         {event.name, event.received_at_ms, after ? after->created_at_ms : int64_t{-1},
          after ? after->run_id : std::string(), after ? after->step_id : std::string(), limit});
-    const Json* data = event.payload.contains("data") ? &event.payload["data"] : nullptr;
-    if (!after && data && data->is_object()) {
-      auto c = data->find("correlation_id");
-      if (c != data->end() && c->is_string()) {
-        std::vector<WaitRecord> invoke = ReadWaits(
-            tx, "w.kind = 'invoke' AND w.expression = $1 AND w.created_at_ms < $2",
-            {InvokeWaitExpression(c->get_ref<const std::string&>()), event.received_at_ms});
-        out.insert(out.end(), std::make_move_iterator(invoke.begin()),
-                   std::make_move_iterator(invoke.end()));
-      }
+    if (auto end = InvokeExpressionOf(event.payload); end && !after) {
+      std::vector<WaitRecord> invoke =
+          ReadWaits(tx, "w.kind = 'invoke' AND w.expression = $1 AND w.created_at_ms < $2",
+                    {*end, event.received_at_ms});
+      out.insert(out.end(), std::make_move_iterator(invoke.begin()),
+                 std::make_move_iterator(invoke.end()));
     }
     return out;
   });
 }
 
 Status SqlStore::AckResumes(const std::vector<std::string>& event_ids) {
-  if (event_ids.empty()) return Status::Ok();
-  return InTransaction([&](Tx& tx) -> Status {
-    tx.Send("DELETE FROM pending_resumes WHERE event_id IN @list($1)", {ListValue(event_ids)});
-    return Status::Ok();
-  });
+  return AckEvents("pending_resumes", event_ids);
 }
 
 Result<bool> CancelRunInTx(Tx& tx, const std::string& run_id, const Json& error, int64_t now_ms) {
@@ -2877,6 +2873,19 @@ Result<bool> SqlStore::CancelRun(const std::string& run_id, const Json& error, T
       [&](Tx& tx) -> Result<bool> { return CancelRunInTx(tx, run_id, error, now_ms); });
 }
 
+namespace {
+
+// The run a replay with `key` started, if one did.
+std::optional<std::string> ReplayOfKey(Tx& tx, const ReplayKey& key) {
+  Rows used =
+      tx.Query("SELECT replay_id FROM replay_keys WHERE run_id = $1 AND idempotency_key = $2",
+               {key.run_id, key.key});
+  if (used.empty()) return std::nullopt;
+  return used[0].Text(0);
+}
+
+}  // namespace
+
 Result<std::string> SqlStore::StartRun(const std::string& event_internal_id, const NewRun& replay,
                                        TimePoint now, const ReplayKey* key) {
   // An operator's explicit request: in a sequence lane it runs unnumbered, after the head.
@@ -2897,10 +2906,7 @@ Result<std::string> SqlStore::StartRun(const std::string& event_internal_id, con
       if (tx.Query("SELECT 1 FROM runs WHERE id = $1 {FOR KEY SHARE}", {key->run_id}).empty()) {
         return NotFound("no run \"" + key->run_id + "\"");
       }
-      Rows used =
-          tx.Query("SELECT replay_id FROM replay_keys WHERE run_id = $1 AND idempotency_key = $2",
-                   {key->run_id, key->key});
-      if (!used.empty()) return used[0].Text(0);
+      if (auto used = ReplayOfKey(tx, *key)) return *used;
     }
     // The lock the run's foreign key takes at its insert, taken first: retention skips the
     // event from here on, and one that deleted it before has committed when this returns.
@@ -2939,11 +2945,8 @@ Result<std::string> SqlStore::StartRun(const std::string& event_internal_id, con
   });
   if (key_taken) {
     return InTransaction([&](Tx& tx) -> Result<std::string> {
-      Rows used =
-          tx.Query("SELECT replay_id FROM replay_keys WHERE run_id = $1 AND idempotency_key = $2",
-                   {key->run_id, key->key});
-      if (used.empty()) return Internal("an idempotency key taken and then gone");
-      return used[0].Text(0);
+      if (auto used = ReplayOfKey(tx, *key)) return *used;
+      return Internal("an idempotency key taken and then gone");
     });
   }
   return started;

@@ -164,6 +164,11 @@ class SqlStore final : public Store {
                                 const std::optional<std::pair<std::string, std::string>>& lane);
   struct GroupWork;
   static constexpr size_t kMaxGroup = 64;
+  // The events of an event outbox (pending_cancels, pending_resumes): those recorded before
+  // `received_before_ms` (0: any time), oldest first; and their acknowledgement.
+  Result<std::vector<EventRecord>> PendingEvents(std::string_view outbox,
+                                                 int64_t received_before_ms, int limit);
+  Status AckEvents(std::string_view outbox, const std::vector<std::string>& event_ids);
   // How often Transact tries a transaction when each try ends in a conflict (sql::IsConflict).
   static constexpr int kConflictTries = 3;
   static constexpr int kGroupLeaders = 2;
