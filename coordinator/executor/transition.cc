@@ -202,8 +202,14 @@ Result<std::chrono::milliseconds> DurationOpt(const Op& op, const char* key,
 
 constexpr std::chrono::milliseconds kDefaultWaitTimeout = kMaxWait;
 
-// The wait of a WaitForEvent op.
-Result<store::NewWait> EventWait(const Op& op, TimePoint now) {
+// The run's first event: `event` in a wait's `if`.
+const Json& TriggerOf(const store::RunState& state) {
+  static const Json kNone;
+  return state.events.empty() ? kNone : state.events.front();
+}
+
+// The wait of a WaitForEvent op of a run whose first event is `trigger`.
+Result<store::NewWait> EventWait(const Op& op, const Json& trigger, TimePoint now) {
   store::NewWait w;
   w.step_id = op.id;
   w.name = op.DisplayName();
@@ -213,9 +219,9 @@ Result<store::NewWait> EventWait(const Op& op, TimePoint now) {
   ASSIGN_OR_RETURN(w.lookback, DurationOpt(op, "lookback", std::chrono::milliseconds(0)));
   if (op.opts.is_object() && op.opts.contains("if") && op.opts["if"].is_string()) {
     w.expression = op.opts["if"].get<std::string>();
-    if (auto compiled = expr::Compile(w.expression); !compiled.ok()) {
-      return InvalidArgument("waitForEvent if: " + compiled.status().message());
-    }
+    auto compiled = expr::Compile(w.expression);
+    if (!compiled.ok()) return InvalidArgument("waitForEvent if: " + compiled.status().message());
+    w.match_key = (*compiled)->RequiredKey("async", expr::Variables{{"event", &trigger}});
   }
   w.kind = store::kWaitEvent;
   w.expires_at = now + timeout;
@@ -368,7 +374,7 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
         case OpCode::kWaitForEvent:
         case OpCode::kInvokeFunction: {
           auto wait = op.code == OpCode::kWaitForEvent
-                          ? EventWait(op, outcome.ended)
+                          ? EventWait(op, TriggerOf(state), outcome.ended)
                           : InvokeWait(op, state.run.id, outcome.ended);
           if (!wait.ok()) {
             c.Fail(ErrorJson("InvalidStep", wait.status().message()));

@@ -1,5 +1,6 @@
 #include "coordinator/expr/expr.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdint>
@@ -693,11 +694,59 @@ Json EvaluateWithBudget(const Node& root, const Variables& vars) {
   return budget.exceeded() ? Json(nullptr) : std::move(v).Take();
 }
 
+// Whether `n` names the variable `variable` anywhere.
+bool Names(const Node& n, std::string_view variable) {
+  if (n.op == Op::kVariable) return n.name == variable;
+  return std::any_of(n.args.begin(), n.args.end(),
+                     [&](const std::unique_ptr<Node>& arg) { return Names(*arg, variable); });
+}
+
+// The fields of `n` when it is a field path of the variable `variable` (`v.a`, `v["a"]`).
+bool PathOf(const Node& n, std::string_view variable, std::vector<std::string>* path) {
+  if (n.op == Op::kVariable) return n.name == variable;
+  if (n.op == Op::kMember) {
+    if (!PathOf(*n.args[0], variable, path)) return false;
+    path->push_back(n.name);
+    return true;
+  }
+  if (n.op == Op::kIndex && n.args[1]->op == Op::kLiteral && n.args[1]->literal.is_string()) {
+    if (!PathOf(*n.args[0], variable, path)) return false;
+    path->push_back(n.args[1]->literal.get<std::string>());
+    return true;
+  }
+  return false;
+}
+
+// Expression::RequiredKey of the tree at `n`: `&&` is true only when both sides are, `==`
+// only when its sides are equal; any other node promises nothing.
+std::optional<std::string> RequiredKeyOf(const Node& n, std::string_view variable,
+                                         const Variables& known) {
+  if (n.op == Op::kAnd) {
+    if (auto key = RequiredKeyOf(*n.args[0], variable, known)) return key;
+    return RequiredKeyOf(*n.args[1], variable, known);
+  }
+  if (n.op != Op::kEq) return std::nullopt;
+  for (size_t side : {0, 1}) {
+    const Node& other = *n.args[1 - side];
+    std::vector<std::string> path;
+    if (!PathOf(*n.args[side], variable, &path) || path.empty() || path.size() > kMaxIndexDepth ||
+        Names(other, variable)) {
+      continue;
+    }
+    if (auto key = IndexKey(path, EvaluateWithBudget(other, known))) return key;
+  }
+  return std::nullopt;
+}
+
 class TreeExpression final : public Expression {
  public:
   TreeExpression(std::string source, std::unique_ptr<Node> root)
       : Expression(std::move(source)), root_(std::move(root)) {}
   Json EvaluateIn(const Variables& vars) const override { return EvaluateWithBudget(*root_, vars); }
+  std::optional<std::string> RequiredKeyIn(std::string_view variable,
+                                           const Variables& known) const override {
+    return RequiredKeyOf(*root_, variable, known);
+  }
 
  private:
   std::unique_ptr<Node> root_;
@@ -733,6 +782,11 @@ bool Expression::Matches(const Json& object) const {
   return IsTrue(EvaluateIn(Variables::Of(object)));
 }
 
+std::optional<std::string> Expression::RequiredKey(std::string_view variable,
+                                                   const Variables& known) const {
+  return RequiredKeyIn(variable, known);
+}
+
 Result<std::unique_ptr<Expression>> Compile(std::string_view source) {
   if (source.size() > kMaxExpressionLength) {
     return InvalidArgument("expression longer than " + std::to_string(kMaxExpressionLength) +
@@ -757,6 +811,61 @@ std::string Key(const Json& value) {
     return "sha256:" + crypto::Sha256Hex(text);
   }
   return text;
+}
+
+namespace {
+
+// Integers from -2^53 to 2^53 (exclusive) are keyed by value: beyond, a double no longer holds
+// each integer, and `==` compares an integer with a double as doubles.
+constexpr int64_t kExactDoubles = int64_t{1} << 53;
+
+void CollectKeys(const Json& object, std::vector<std::string>* path, std::vector<std::string>* keys,
+                 bool* complete) {
+  for (auto it = object.begin(); it != object.end() && *complete; ++it) {
+    path->push_back(it.key());
+    if (it->is_object()) {
+      if (path->size() < kMaxIndexDepth) CollectKeys(*it, path, keys, complete);
+    } else if (auto key = IndexKey(*path, *it)) {
+      if (keys->size() == kMaxIndexKeys) {
+        *complete = false;
+      } else {
+        keys->push_back(std::move(*key));
+      }
+    }
+    path->pop_back();
+  }
+}
+
+}  // namespace
+
+std::optional<std::string> IndexKey(const std::vector<std::string>& path, const Json& value) {
+  Json key(path);
+  if (value.is_string()) {
+    key.push_back(value);
+  } else if (value.is_number_integer()) {
+    const std::optional<int64_t> i = Int64Of(value);
+    if (!i || *i <= -kExactDoubles || *i >= kExactDoubles) return std::nullopt;
+    key.push_back(*i);
+  } else if (value.is_number_float()) {
+    const double d = value.get<double>();
+    if (!std::isfinite(d) || d != std::trunc(d) || std::fabs(d) >= double(kExactDoubles)) {
+      return std::nullopt;
+    }
+    key.push_back(static_cast<int64_t>(d));
+  } else {
+    return std::nullopt;
+  }
+  // Distinct paths and values make distinct texts; a long one is its digest (Key).
+  return Key(Json(key.dump(-1, ' ', false, Json::error_handler_t::replace)));
+}
+
+bool IndexKeys(const Json& value, std::vector<std::string>* keys) {
+  keys->clear();
+  if (!value.is_object()) return true;
+  std::vector<std::string> path;
+  bool complete = true;
+  CollectKeys(value, &path, keys, &complete);
+  return complete;
 }
 
 }  // namespace funcky::expr

@@ -24,6 +24,7 @@
 
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -64,10 +65,18 @@ class Expression {
   bool Matches(const Variables& vars) const;
   bool Matches(const nlohmann::json& object) const;
   const std::string& source() const { return source_; }
+  // The IndexKey of an equality the expression requires of `variable`: an `==` (alone, or a
+  // term of a chain of `&&`) between a field path of `variable` (`async.data.id`,
+  // `async["data"]["id"]`, at most kMaxIndexDepth fields) and a side that does not name it
+  // and evaluates over `known` to an indexable value. nullopt when there is none. True of a
+  // value of `variable` only if IndexKeys of that value holds the key (or is incomplete).
+  std::optional<std::string> RequiredKey(std::string_view variable, const Variables& known) const;
 
  protected:
   explicit Expression(std::string source) : source_(std::move(source)) {}
   virtual nlohmann::json EvaluateIn(const Variables& vars) const = 0;
+  virtual std::optional<std::string> RequiredKeyIn(std::string_view variable,
+                                                   const Variables& known) const = 0;
 
  private:
   std::string source_;
@@ -91,5 +100,18 @@ inline constexpr size_t kMaxKeyBytes = 256;
 // kMaxKeyBytes or is not UTF-8 without NUL (b64decode() and json_parse() make any bytes),
 // "sha256:" and the text's SHA-256 in hex (distinct texts keep distinct keys).
 std::string Key(const nlohmann::json& value);
+
+// Equality keys: how a store finds the waits an event may meet without evaluating every one.
+// A key names a field path and a value: a string, or an integral number under 2^53 in
+// magnitude (so 5 and 5.0 share one key, as `==` finds them equal). Other values have no key.
+inline constexpr size_t kMaxIndexDepth = 6;
+inline constexpr size_t kMaxIndexKeys = 256;
+// The key of `value` at `path`; nullopt when the value has none.
+std::optional<std::string> IndexKey(const std::vector<std::string>& path,
+                                    const nlohmann::json& value);
+// The keys of the leaves of `value` (an object) that have one, at paths of up to
+// kMaxIndexDepth fields (through objects, not lists), without duplicates. False when there
+// were more than kMaxIndexKeys: `keys` then holds the first kMaxIndexKeys.
+bool IndexKeys(const nlohmann::json& value, std::vector<std::string>* keys);
 
 }  // namespace funcky::expr

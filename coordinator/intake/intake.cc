@@ -279,12 +279,13 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
     }
     batch.push_back(std::move(ne));
   }
-  std::vector<store::WaitRecord> waits;
+  store::IngestWaits found;
+  const std::vector<store::WaitRecord>& waits = found.open;
   store::StartedCalls started{.lease = starter_.lease};
   started.max = may_start_here > 0 ? starter_.reserve(may_start_here) : 0;
   Result<std::vector<store::IngestedEvent>> ingested = Internal("not ingested");
   try {
-    ingested = store_.IngestEvents(batch, now, &waits, started.max > 0 ? &started : nullptr,
+    ingested = store_.IngestEvents(batch, now, &found, started.max > 0 ? &started : nullptr,
                                    set.generation);
   } catch (...) {
     // The store answers with a status; should it throw anyway, the slots reserved go back
@@ -308,29 +309,33 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
   IngestResult result;
   int resumed = 0;
   bool joined_batch = false;
-  // Events whose waits are all resumed, for the wait outbox; none when the waits of a name
-  // were more than the store read (the sweep reads them all).
+  // Events whose waits are all resumed, for the wait outbox; none when the store did not read
+  // every wait they may resume (the sweep reads them all).
   std::vector<std::string> resumes_done;
-  const bool waits_cut = std::count_if(waits.begin(), waits.end(), [](const store::WaitRecord& w) {
-                           return w.kind != store::kWaitInvoke;
-                         }) >= store::kIngestWaits;
+  const bool waits_cut = !found.complete;
   for (size_t i = 0; i < stored.size(); ++i) {
     const std::string& name = batch[i].event.name;
     const bool has_waits = std::any_of(waits.begin(), waits.end(), [&](const store::WaitRecord& w) {
       return w.event_name == name;
     });
     const int failed_before = result.waits_not_resumed;
+    bool all_read = true;  // the waits read are all its own may resume
     if (stored[i].duplicate) {
       // Stored before, by a request whose waits may not all have been resumed: a coordinator
       // that stopped between the commit and the resumes, or a resume that failed (the sweep
       // does them within seconds; a resend does them at once).
       if (has_waits) {
-        resumed += ResolveWaitsOfStored(stored[i].internal_id, waits, &result.waits_not_resumed);
+        resumed += ResolveWaitsOfStored(stored[i].internal_id, batch[i].event.payload, waits,
+                                        &result.waits_not_resumed, &all_read);
       }
     } else if (has_waits) {
       resumed += ResolveWaits(batch[i].event, waits, &result.waits_not_resumed);
     }
-    if (has_waits && !waits_cut && result.waits_not_resumed == failed_before) {
+    // A new event is acknowledged if the outbox recorded it, though it met no wait: the
+    // store read none of its name when none had a key of the event.
+    const bool recorded =
+        stored[i].duplicate ? has_waits : found.pending.contains(stored[i].internal_id);
+    if (recorded && all_read && !waits_cut && result.waits_not_resumed == failed_before) {
       resumes_done.push_back(stored[i].internal_id);
     }
     if (stored[i].duplicate) continue;
@@ -406,9 +411,11 @@ Json Intake::WaitMemo(std::string_view kind, const Json& event) {
   return {{"data", data.value("result", Json(nullptr))}};
 }
 
-int Intake::ResolveWaitsOfStored(const std::string& internal_id,
-                                 const std::vector<store::WaitRecord>& waits, int* failed) {
+int Intake::ResolveWaitsOfStored(const std::string& internal_id, const Json& sent,
+                                 const std::vector<store::WaitRecord>& waits, int* failed,
+                                 bool* all) {
   auto event = store_.GetEvent(internal_id);
+  *all = event.ok() && event->payload == sent;
   if (!event.ok()) {
     logging::Error({}, "event {}: reading it to resume its waits failed: {}", internal_id,
                    event.status().ToString());

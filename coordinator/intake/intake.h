@@ -142,10 +142,11 @@ class Intake final : public executor::RunEvents {
   // matches; returns how many, and counts in `*failed` those it could not.
   int ResolveWaits(const store::EventRecord& event, const std::vector<store::WaitRecord>& waits,
                    int* failed);
-  // ResolveWaits for an event stored already (`internal_id`), sent again: of `waits`, those
-  // that were open when it was stored.
-  int ResolveWaitsOfStored(const std::string& internal_id,
-                           const std::vector<store::WaitRecord>& waits, int* failed);
+  // ResolveWaits for an event stored already (`internal_id`), sent again as `sent`: of
+  // `waits`, those that were open when it was stored. `*all` is false when the stored event
+  // is not `sent` (another event with its id): the waits were read by `sent`'s keys.
+  int ResolveWaitsOfStored(const std::string& internal_id, const store::Json& sent,
+                           const std::vector<store::WaitRecord>& waits, int* failed, bool* all);
   // Whether an event named `event_name` matches a cancel_on of a function of `set`.
   static bool Cancels(const std::string& event_name, const FunctionSet& set);
   // Cancels the runs whose cancel_on `event` matches, as of its receipt; false when listing

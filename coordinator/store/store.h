@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <variant>
@@ -319,7 +320,24 @@ struct WaitRecord {
   int64_t expires_at_ms = 0;
   // While its look-back is not done: events received from then on may resume it too.
   std::optional<int64_t> lookback_from_ms;
+  std::optional<std::string> match_key;  // NewWait::match_key
 };
+
+// What an ingest reads of the waits its events may resume (EventStore::IngestEvents).
+struct IngestWaits {
+  // The open waits the events may resume: of each event's name, the event waits with an
+  // expr::IndexKeys key of the event (up to kIngestWaits) and the oldest kIngestWaits of the
+  // others; the invoke waits of their correlation ids. For an event with more keys than
+  // expr::kMaxIndexKeys, or when the events have more than kIngestKeys together, the waits
+  // with a key of their names are read as those without: the oldest kIngestWaits.
+  std::vector<WaitRecord> open;
+  // The new events recorded in the wait outbox (WaitStore::PendingResumes), by internal id.
+  std::set<std::string> pending;
+  // Whether `open` holds every wait the events may resume: not when a read stopped at
+  // kIngestWaits (the sweep reads them all).
+  bool complete = true;
+};
+inline constexpr size_t kIngestKeys = 10000;
 
 struct EventFilter {
   std::string name;    // exact; empty = any
@@ -337,8 +355,8 @@ class EventStore {
   // resend only if it is the same event (SameEvent); otherwise kAlreadyExists naming the id,
   // and nothing of the batch is stored. A new event that open waits may resume is recorded in
   // the wait outbox (WaitStore::PendingResumes). With `waits`, also reads in that transaction
-  // the open waits for the names of the events (duplicates too), the oldest kIngestWaits of
-  // event waits, and the invoke waits of their correlation ids: what they may resume. A run whose
+  // the open waits the events (duplicates too) may resume (IngestWaits::open), and which new
+  // events the outbox recorded (IngestWaits::pending). A run whose
   // gate (NewRun::rate, ::singleton) refuses it is not created and the skip is recorded with the
   // event; the gates are decided in this transaction, in event order, so two coordinators never
   // admit past a gate together. With `start`, leases some new runs' first calls to the caller
@@ -346,7 +364,7 @@ class EventStore {
   // that generation), kAborted, storing nothing, when a sync has changed the set since: match the
   // events again.
   virtual Result<std::vector<IngestedEvent>> IngestEvents(
-      const std::vector<NewEvent>& events, TimePoint now, std::vector<WaitRecord>* waits,
+      const std::vector<NewEvent>& events, TimePoint now, IngestWaits* waits,
       StartedCalls* start = nullptr, std::optional<int64_t> functions_generation = {}) = 0;
   // Newest first; a payload longer than kListedValueChars is omitted.
   virtual Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) = 0;
@@ -484,6 +502,10 @@ struct NewWait {
   std::string event_name;  // e.g. "app/approved", or inngest/function.finished for invoke
   std::string expression;  // the `if` over `event` (the run's first event) and `async`; ""
   std::string kind;        // kWaitEvent or kWaitInvoke
+  // The key of an equality the `if` requires of the event (expr::Expression::RequiredKey): an
+  // ingest finds the wait by it (expr::IndexKeys of the event). Unset: read for every event of
+  // its name.
+  std::optional<std::string> match_key;
   TimePoint expires_at;
   Json timeout_memo;  // memoized when nothing matched by expires_at
   // Events received this long before the wait count too (wait look-back).

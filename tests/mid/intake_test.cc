@@ -58,6 +58,10 @@ class IntakeHarness : public ExecutorHarness {
     wait.name = "paid";
     wait.event_name = "test/paid";
     wait.expression = expression;
+    if (!expression.empty()) {  // its key, as the executor gives it (the `if` names no `event`)
+      wait.match_key =
+          (*expr::Compile(expression))->RequiredKey("async", expr::Variables{{"event", nullptr}});
+    }
     wait.kind = store::kWaitEvent;
     wait.expires_at = clock_.Now() + 1h;
     wait.timeout_memo = nullptr;
@@ -66,6 +70,25 @@ class IntakeHarness : public ExecutorHarness {
     waiting.move = store::Transition::Continue{.waits = {wait}, .run_status = store::kWaiting};
     EXPECT_THAT(store_->Apply(ClaimItemOf(run), waiting, clock_.Now()), IsOk());
     return wait;
+  }
+
+  // `count` more waits of run `run` for test/paid with the `if` `expression`, written to the
+  // database at once; with `every_other_keyed`, every other one has a key no event has.
+  void AddWaits(const std::string& run, int count, const std::string& expression,
+                bool every_other_keyed) {
+    auto db = store::OpenSqliteDatabase({.path = dir_ + "/funcky.db"});
+    ASSERT_THAT(db, IsOk());
+    ASSERT_THAT((*db)->Transact([&](store::sql::Tx& tx) {
+      tx.Exec(
+          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) "
+          "INSERT INTO waits (run_id, step_id, function_id, event_name, expression, kind, "
+          "created_at_ms, expires_at_ms, match_key) SELECT $2, 'more-' || i, $3, 'test/paid', "
+          "$4, 'event', $5, $6, CASE WHEN $7 AND i % 2 = 0 THEN 'other-' || i END FROM n",
+          {count, run, std::string(kFunction), expression, UnixMillis(clock_.Now()),
+           UnixMillis(clock_.Now() + 1h), every_other_keyed});
+      return Status::Ok();
+    }),
+                IsOk());
   }
 
   // The calls due now are one: run `run`'s, its wait resumed by the event whose id is
@@ -676,31 +699,18 @@ TEST_F(IntakeHarness, TheSweepResumesTheWaitsOfAnEventStoredButNotResumed) {
   ExpectOnlyResumed(late, "pay-2");
 }
 
-// An ingest reads the oldest 10,000 event waits of its events' names (store::kIngestWaits): a
-// wait past them that the event matches is resumed by the sweep, which reads them all page by
-// page; the ingest leaves the event in the outbox for it. Such a wait waited out its timeout.
+// An ingest reads the oldest 10,000 event waits without a key of its events' names
+// (store::kIngestWaits): a wait without a key past them that the event matches is resumed by
+// the sweep, which reads them all page by page; the ingest leaves the event in the outbox for
+// it. Such a wait waited out its timeout.
 TEST_F(IntakeHarness, AWaitPastTheOldestTenThousandIsResumedByTheSweep) {
   const std::string crowd = StartRun(kFunction);
   WaitForPaid(crowd, clock_.Now(), "async.data.n == 99");
   ASSERT_THAT(store_->LookbackDone(crowd, "paid"), IsOk());
-  {
-    auto db = store::OpenSqliteDatabase({.path = dir_ + "/funcky.db"});
-    ASSERT_THAT(db, IsOk());
-    ASSERT_THAT((*db)->Transact([&](store::sql::Tx& tx) {
-      tx.Exec(
-          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) "
-          "INSERT INTO waits (run_id, step_id, function_id, event_name, expression, kind, "
-          "created_at_ms, expires_at_ms) SELECT $2, 'more-' || i, $3, 'test/paid', "
-          "'async.data.n == 99', 'event', $4, $5 FROM n",
-          {store::kIngestWaits, crowd, std::string(kFunction), UnixMillis(clock_.Now()),
-           UnixMillis(clock_.Now() + 1h)});
-      return Status::Ok();
-    }),
-                IsOk());
-  }
+  AddWaits(crowd, store::kIngestWaits, "async.data.n == 99", /*every_other_keyed=*/false);
   clock_.Advance(1s);
   const std::string target = StartRun(kFunction);
-  WaitForPaid(target, clock_.Now(), "async.data.n == 1");
+  EXPECT_FALSE(WaitForPaid(target, clock_.Now(), "async.data.n < 2").match_key);
   ASSERT_THAT(store_->LookbackDone(target, "paid"), IsOk());
   clock_.Advance(1s);
 
@@ -719,6 +729,113 @@ TEST_F(IntakeHarness, AWaitPastTheOldestTenThousandIsResumedByTheSweep) {
   clock_.Advance(3s);
   ASSERT_TRUE(ResumesDone(20s)) << "the sweep did not resume the wait";
   ExpectOnlyResumed(target, "pay-1");
+}
+
+// A wait whose `if` requires a field of the event to equal a value (`async.data.n == 1`) is
+// found by the ingest of an event with that value however many waits of the name are open
+// (here about 20,000 before it, half with other keys, 9,999 without, which an ingest reads
+// all of): resumed at once and the event acknowledged, not left to the sweep. So is an event
+// that meets no wait. An ingest read the oldest 10,000 waits and left such a wait to the
+// sweep, which read every wait of the name for each event.
+TEST_F(IntakeHarness, AWaitWithAKeyPastTenThousandOthersIsResumedByTheIngestAtOnce) {
+  intake_->Stop();  // no sweep: the ingest does it all
+  const std::string crowd = StartRun(kFunction);
+  WaitForPaid(crowd, clock_.Now(), "async.data.n > 98");
+  ASSERT_THAT(store_->LookbackDone(crowd, "paid"), IsOk());
+  AddWaits(crowd, 2 * store::kIngestWaits - 4, "async.data.n > 98", /*every_other_keyed=*/true);
+  clock_.Advance(1s);
+  const std::string target = StartRun(kFunction);
+  EXPECT_TRUE(WaitForPaid(target, clock_.Now(), "async.data.n == 1").match_key);
+  ASSERT_THAT(store_->LookbackDone(target, "paid"), IsOk());
+  clock_.Advance(1s);
+
+  std::vector<intake::IncomingEvent> events;
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  events.push_back({{{"name", "test/paid"}, {"data", {{"n", 1}}}, {"id", "pay-1"}, {"ts", now_ms}},
+                    NewUlid(now_ms)});
+  events.push_back({{{"name", "test/paid"}, {"data", {{"n", 2}}}, {"id", "pay-2"}, {"ts", now_ms}},
+                    NewUlid(now_ms)});
+  auto sent = intake_->Ingest(std::move(events));
+  ASSERT_THAT(sent, IsOk());
+  EXPECT_EQ(sent->waits_not_resumed, 0);
+  ExpectOnlyResumed(target, "pay-1");
+  EXPECT_THAT(*store_->PendingResumes(now_ms + 1, 10), ::testing::IsEmpty())
+      << "both events acknowledged: nothing left to the sweep";
+}
+
+// An event of a name whose open waits all have keys, none its own, meets no wait the ingest
+// reads; it is acknowledged all the same (the outbox recorded it: waits of its name are
+// open), not left to the sweep to read every wait of the name again.
+TEST_F(IntakeHarness, AnEventThatMeetsNoKeyedWaitIsAcknowledgedByItsIngest) {
+  intake_->Stop();  // no sweep
+  const std::string run = StartRun(kFunction);
+  EXPECT_TRUE(WaitForPaid(run, clock_.Now(), "async.data.n == 1").match_key);
+  ASSERT_THAT(store_->LookbackDone(run, "paid"), IsOk());
+  clock_.Advance(1s);
+  std::vector<intake::IncomingEvent> events;
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  events.push_back(SentEvent("test/paid", "pay-2", now_ms, now_ms));  // data.n is not 1
+  ASSERT_THAT(intake_->Ingest(std::move(events)), IsOk());
+  auto none = store_->Claim(10, clock_.Now(), 30s);
+  ASSERT_THAT(none, IsOk());
+  EXPECT_TRUE(none->empty());
+  EXPECT_THAT(*store_->PendingResumes(now_ms + 1, 10), ::testing::IsEmpty());
+}
+
+// An event with more fields than an ingest looks up keys for (256) meets a wait with a key
+// it has past them: the waits with keys of its name are read as those without (the oldest
+// 10,000), and the wait is resumed at once, the event acknowledged.
+TEST_F(IntakeHarness, AnEventWithMoreFieldsThanKeysLookedUpStillMeetsAKeyedWait) {
+  intake_->Stop();  // no sweep
+  const std::string run = StartRun(kFunction);
+  EXPECT_TRUE(WaitForPaid(run, clock_.Now(), "async.data.n == 1").match_key);
+  ASSERT_THAT(store_->LookbackDone(run, "paid"), IsOk());
+  clock_.Advance(1s);
+  store::Json data = {{"n", 1}};
+  for (size_t i = 0; i < expr::kMaxIndexKeys; ++i) data["f" + std::to_string(i)] = "v";
+  std::vector<intake::IncomingEvent> events;
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  events.push_back(
+      {{{"name", "test/paid"}, {"data", data}, {"id", "pay-1"}, {"ts", now_ms}}, NewUlid(now_ms)});
+  ASSERT_THAT(intake_->Ingest(std::move(events)), IsOk());
+  ExpectOnlyResumed(run, "pay-1");
+  EXPECT_THAT(*store_->PendingResumes(now_ms + 1, 10), ::testing::IsEmpty());
+}
+
+// An event stored by an ingest that stopped before resuming its waits, then another event
+// sent with its id (a duplicate, whose keys are not the stored event's): the waits read by
+// the duplicate's keys are not all the stored event may resume, so its outbox row stays for
+// the sweep, which resumes the wait with a key that the stored event meets. Acknowledged, the
+// wait waited out its timeout.
+TEST_F(IntakeHarness, ADuplicateWithOtherFieldsLeavesTheStoredEventsWaitsToTheSweep) {
+  const std::string keyed = StartRun(kFunction);
+  EXPECT_TRUE(WaitForPaid(keyed, clock_.Now(), "async.data.n == 1").match_key);
+  ASSERT_THAT(store_->LookbackDone(keyed, "paid"), IsOk());
+  const std::string other = StartRun(kFunction);
+  EXPECT_FALSE(WaitForPaid(other, clock_.Now(), "async.data.n > 5").match_key);
+  ASSERT_THAT(store_->LookbackDone(other, "paid"), IsOk());
+  clock_.Advance(1s);
+  store::NewEvent paid;  // as an ingest that stopped after its commit left it
+  paid.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
+  paid.event.id = "pay-1";
+  paid.event.name = "test/paid";
+  paid.event.payload = {{"name", "test/paid"}, {"data", {{"n", 1}}}, {"id", "pay-1"}, {"ts", 1}};
+  paid.event.received_at_ms = UnixMillis(clock_.Now());
+  ASSERT_THAT(store_->IngestEvents({paid}, clock_.Now(), nullptr), IsOk());
+  clock_.Advance(1s);
+
+  std::vector<intake::IncomingEvent> events;
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  events.push_back(
+      {{{"name", "test/paid"}, {"data", {{"n", 2}}}, {"id", "pay-1"}, {"ts", 1}}, NewUlid(now_ms)});
+  auto sent = intake_->Ingest(std::move(events));
+  ASSERT_THAT(sent, IsOk());
+  ASSERT_TRUE(sent->stored[0].duplicate);
+  EXPECT_EQ(store_->PendingResumes(now_ms + 1, 10)->size(), 1u) << "acknowledged";
+
+  clock_.Advance(3s);
+  ASSERT_TRUE(ResumesDone(10s)) << "the sweep did not resume the wait";
+  ExpectOnlyResumed(keyed, "pay-1");
 }
 
 // A wait's look-back reads the events of its name in its window page by page: a match past

@@ -34,6 +34,7 @@
 
 #include "common/clock.h"
 #include "common/ulid.h"
+#include "coordinator/expr/expr.h"
 #include "coordinator/store/sql/databases.h"
 #include "coordinator/store/sql/sql_store.h"
 #include "coordinator/store/store.h"
@@ -425,9 +426,9 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
 
   // The open waits that ingesting a new event named `name` reports.
   std::vector<WaitRecord> WaitsSeenBy(const std::string& name) {
-    std::vector<WaitRecord> waits;
+    IngestWaits waits;
     EXPECT_THAT(store_->IngestEvents({Event(name)}, clock_.Now(), &waits), IsOk());
-    return waits;
+    return waits.open;
   }
 
   // Ingests an event numbered `number` for sequence lane `key` of app-ordered; returns the
@@ -4063,6 +4064,88 @@ TEST_P(StoreConformance, RetentionCountsTheLaneHistoryItDeletesUntilNoneIsLeft) 
 // not among the oldest 10,000 waits of inngest/function.finished (an invoker past them missed
 // its callee's end and waited out its timeout). An event wait's `if` that never names `event`
 // is evaluated without the run's event, which is then not read.
+// An event wait with a key (NewWait::match_key) is found by an ingest of an event with that
+// key (expr::IndexKeys) however many waits of the name are open: here past 10,000 waits
+// without a key, the most an ingest reads of those (store::kIngestWaits), and 10,000 with
+// other keys. An event the outbox records is reported pending though it met no wait.
+TEST_P(StoreConformance, AnIngestFindsAWaitByItsKeyPastTenThousandOthers) {
+  const std::string fillers = Start("app-plain");
+  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+    tx.Exec(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) "
+        "INSERT INTO waits (run_id, step_id, function_id, event_name, expression, kind, "
+        "created_at_ms, expires_at_ms, match_key) SELECT $2, 'f' || i, 'app-plain', "
+        "'test/approved', 'async.data.ok == true', 'event', $3, $4, "
+        "CASE WHEN i % 2 = 0 THEN 'other-' || i END FROM n",
+        {2 * kIngestWaits, fillers, UnixMillis(clock_.Now()), UnixMillis(clock_.Now() + 1h)});
+    return Status::Ok();
+  }),
+              IsOk());
+  clock_.Advance(1s);
+  const std::string target = Start("app-plain");
+  NewWait wait = Wait("hw", clock_.Now() + 1h);
+  wait.expression = "async.data.id == 't-1'";
+  wait.match_key = expr::IndexKey({"data", "id"}, "t-1");
+  for (QueueItem& item : Claim()) {
+    if (item.run_id != target) continue;
+    Transition t;
+    t.move = Transition::Continue{.waits = {wait}, .run_status = kWaiting};
+    ASSERT_THAT(store_->Apply(item, t, clock_.Now()), IsOk());
+  }
+  clock_.Advance(1s);
+
+  const auto ingest = [&](const Json& data, IngestWaits* found) {
+    NewEvent e = Event("test/approved");
+    e.event.payload["data"] = data;
+    EXPECT_THAT(store_->IngestEvents({e}, clock_.Now(), found), IsOk());
+    return e.event.internal_id;
+  };
+  IngestWaits found;
+  const std::string meets = ingest({{"id", "t-1"}, {"more", "x"}}, &found);
+  const auto keyed = [](const std::vector<WaitRecord>& waits) {
+    std::vector<std::string> out;
+    for (const WaitRecord& w : waits) {
+      if (w.match_key) out.push_back(w.run_id + "/" + w.step_id + "=" + *w.match_key);
+    }
+    return out;
+  };
+  EXPECT_THAT(keyed(found.open), ::testing::ElementsAre(target + "/hw=" + *wait.match_key));
+  EXPECT_EQ(found.open.size(), static_cast<size_t>(kIngestWaits) + 1)
+      << "the oldest 10,000 without a key, and the one with the event's key";
+  EXPECT_EQ(found.pending, std::set<std::string>{meets});
+  EXPECT_FALSE(found.complete) << "10,000 waits without a key read: there may be more";
+
+  IngestWaits none;
+  const std::string misses = ingest({{"id", "t-2"}}, &none);
+  EXPECT_THAT(keyed(none.open), ::testing::IsEmpty());
+  EXPECT_EQ(none.pending, std::set<std::string>{misses}) << "recorded, to be acknowledged";
+
+  IngestWaits other;
+  NewEvent unwaited = Event("test/other");
+  unwaited.event.payload["data"] = {{"id", "t-1"}};
+  ASSERT_THAT(store_->IngestEvents({unwaited}, clock_.Now(), &other), IsOk());
+  EXPECT_TRUE(other.open.empty()) << "the key is another name's";
+  EXPECT_TRUE(other.pending.empty());
+  EXPECT_TRUE(other.complete);
+
+  // An event with more keys than are looked for: the waits with keys of its name are read
+  // as those without, the oldest 10,000 (the target is past them).
+  NewEvent wide = Event("test/approved");
+  wide.event.payload["data"] = {{"id", "t-1"}};
+  for (size_t i = 0; i < expr::kMaxIndexKeys; ++i) {
+    wide.event.payload["data"]["a" + std::to_string(i)] = i;  // before "id"
+  }
+  IngestWaits by_name;
+  ASSERT_THAT(store_->IngestEvents({wide}, clock_.Now(), &by_name), IsOk());
+  EXPECT_EQ(keyed(by_name.open).size(), static_cast<size_t>(kIngestWaits));
+  EXPECT_FALSE(by_name.complete);
+  NewEvent wide_other = Event("test/other");
+  wide_other.event.payload["data"] = wide.event.payload["data"];
+  ASSERT_THAT(store_->IngestEvents({wide_other}, clock_.Now(), &by_name), IsOk());
+  EXPECT_TRUE(by_name.open.empty());
+  EXPECT_TRUE(by_name.complete) << "no wait of its name";
+}
+
 TEST_P(StoreConformance, AnEndFindsItsInvokeWaitPastTenThousandOthers) {
   const std::string fillers = Start("app-plain");
   ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
@@ -4097,8 +4180,9 @@ TEST_P(StoreConformance, AnEndFindsItsInvokeWaitPastTenThousandOthers) {
   }
   NewEvent end = Event("inngest/function.finished");
   end.event.payload["data"] = {{"correlation_id", invoker + ".call"}, {"n", 1}};
-  std::vector<WaitRecord> waits;
-  ASSERT_THAT(store_->IngestEvents({end}, clock_.Now(), &waits), IsOk());
+  IngestWaits found;
+  ASSERT_THAT(store_->IngestEvents({end}, clock_.Now(), &found), IsOk());
+  const std::vector<WaitRecord>& waits = found.open;
   std::set<std::string> seen;
   for (const WaitRecord& w : waits) {
     if (w.run_id != invoker) continue;

@@ -642,6 +642,14 @@ TEST_F(TransitionTest, WaitForEventRegistersAWaitWithItsTimeoutAndLookback) {
   EXPECT_EQ(w.expires_at, TimePoint(std::chrono::seconds(1001 + 3600)));
   EXPECT_EQ(w.lookback, std::chrono::seconds(5));
   EXPECT_TRUE(w.timeout_memo.is_null());
+  EXPECT_EQ(w.match_key, std::nullopt) << "the run's event has no data.id: null == null holds";
+
+  // An `if` that requires a field of the event to equal the run's event's: the wait keeps
+  // that key (the run's event is {"data": {"x": 1}}), by which an ingest finds it.
+  auto keyed = Decide(Reply(206, R"([{"id":"hw","op":"WaitForEvent","name":"a/b",
+                                      "opts":{"timeout":"1h","if":"event.data.x == async.data.x"}}])"));
+  ASSERT_EQ(keyed.waits.size(), 1u);
+  EXPECT_EQ(keyed.waits[0].match_key, expr::IndexKey({"data", "x"}, 1));
 
   auto bad = Decide(Reply(206, R"([{"id":"hw","op":"WaitForEvent","name":"a/b",
                                      "opts":{"timeout":"1h","if":"event.data. =="}}])"));

@@ -1,8 +1,11 @@
 // The key expressions and flow-control options of a function config.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 
 #include "common/crypto.h"
 #include "coordinator/expr/expr.h"
@@ -389,6 +392,110 @@ TEST(Expr, MalformedExpressionsSayWhere) {
     EXPECT_NE(e.status().message().find(message), std::string::npos)
         << source.substr(0, 40) << " gave: " << e.status().message();
   }
+}
+
+// A wait's `if` that requires a field of the incoming event (`async`) to equal a value known
+// from the run's event gives the key of that field and value; an event the `if` is true of has
+// that key among its IndexKeys. Anything else gives no key (the wait is read for every event).
+TEST(Expr, AnEqualityTheIfRequiresOfTheEventGivesAKeyThatEventsMeetingItHave) {
+  const nlohmann::json trigger = {{"data", {{"id", "t-1"}, {"n", 5}}}};
+  const nlohmann::json async = {
+      {"name", "app/paid"},
+      {"data",
+       {{"id", "t-1"}, {"kind", "paid"}, {"n", 5.0}, {"total", 4}, {"a", {{"b", {{"c", "x"}}}}}}}};
+  const auto key = [](std::vector<std::string> path, const nlohmann::json& value) {
+    return expr::IndexKey(path, value);
+  };
+  const std::vector<std::pair<std::string, std::optional<std::string>>> cases = {
+      {"event.data.id == async.data.id", key({"data", "id"}, "t-1")},
+      {"async.data.id == event.data.id", key({"data", "id"}, "t-1")},
+      {"async[\"data\"][\"id\"] == event.data.id", key({"data", "id"}, "t-1")},
+      {"async.data.kind == 'paid' && async.data.id == event.data.id",
+       key({"data", "kind"}, "paid")},
+      {"async.data.total > 3 && async.data.n == event.data.n", key({"data", "n"}, 5)},
+      {"async.data.n == 5.0", key({"data", "n"}, 5)},
+      {"async.data.id == 't-' + '1'", key({"data", "id"}, "t-1")},
+      {"async.data.a.b.c == 'x'", key({"data", "a", "b", "c"}, "x")},
+      {"async.name == 'app/paid'", key({"name"}, "app/paid")},
+      // Nothing the event must equal: no key.
+      {"async.data.id == event.data.id || async.data.x == 1", std::nullopt},
+      {"!(async.data.id == event.data.id)", std::nullopt},
+      {"async.data.id != event.data.id", std::nullopt},
+      {"async.data.id == event.data.missing", std::nullopt},  // null == null holds too
+      {"async.data.id == async.data.other", std::nullopt},
+      {"lowercase(async.data.id) == 't-1'", std::nullopt},
+      {"async.data.list[0] == 'a'", std::nullopt},
+      {"async.data.n == 1.5", std::nullopt},
+      {"async.data.n == 9007199254740992", std::nullopt},  // 2^53: doubles no longer exact
+      {"async.data.ok == true", std::nullopt},
+      {"async == event", std::nullopt},
+      {"event.data.id == 't-1'", std::nullopt},
+      {"async.a.b.c.d.e.f.g == 'x'", std::nullopt},  // deeper than kMaxIndexDepth
+  };
+  std::vector<std::string> keys;
+  ASSERT_TRUE(expr::IndexKeys(async, &keys));
+  for (const auto& [source, want] : cases) {
+    auto e = expr::Compile(source);
+    ASSERT_TRUE(e.ok()) << source << ": " << e.status().ToString();
+    const std::optional<std::string> got =
+        (*e)->RequiredKey("async", expr::Variables{{"event", &trigger}});
+    EXPECT_EQ(got, want) << source;
+    if (got && (*e)->Matches(expr::Variables{{"event", &trigger}, {"async", &async}})) {
+      EXPECT_NE(std::find(keys.begin(), keys.end(), *got), keys.end())
+          << source << ": an event it is true of lacks its key";
+    }
+  }
+  EXPECT_TRUE((*expr::Compile("async.data.id == event.data.id"))
+                  ->Matches(expr::Variables{{"event", &trigger}, {"async", &async}}));
+}
+
+// An event's keys: one per leaf that is a string or an integral number under 2^53 (5 and 5.0
+// one key, "5" another), through objects up to kMaxIndexDepth fields; past kMaxIndexKeys the
+// keys are incomplete. A long key is its digest.
+TEST(Expr, AnEventsIndexKeysAreThoseOfItsStringAndIntegralLeaves) {
+  const nlohmann::json event = {
+      {"name", "a/b"},
+      {"data",
+       {{"id", "t-1"},
+        {"n", 5},
+        {"f", 7.0},
+        {"s", "5"},
+        {"x", 1.5},
+        {"big", 9007199254740993ULL},
+        {"ok", true},
+        {"none", nullptr},
+        {"list", {"a", "b"}},
+        {"d2", {{"d3", {{"d4", {{"d5", {{"leaf", "in"}, {"d6", {{"leaf", "out"}}}}}}}}}}}}}};
+  std::vector<std::string> keys;
+  ASSERT_TRUE(expr::IndexKeys(event, &keys));
+  const std::set<std::string> want = {
+      *expr::IndexKey({"name"}, "a/b"),
+      *expr::IndexKey({"data", "id"}, "t-1"),
+      *expr::IndexKey({"data", "n"}, 5),
+      *expr::IndexKey({"data", "f"}, 7),
+      *expr::IndexKey({"data", "s"}, "5"),
+      *expr::IndexKey({"data", "d2", "d3", "d4", "d5", "leaf"}, "in"),  // six fields: the most
+  };
+  EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()), want);
+  EXPECT_EQ(keys.size(), want.size());
+  EXPECT_EQ(expr::IndexKey({"n"}, 5), expr::IndexKey({"n"}, 5.0));
+  EXPECT_NE(expr::IndexKey({"n"}, 5), expr::IndexKey({"n"}, "5"));
+  EXPECT_NE(expr::IndexKey({"a", "b"}, "c"), expr::IndexKey({"a"}, "b.c"));
+  EXPECT_EQ(expr::IndexKey({"n"}, -9007199254740991LL).has_value(), true);
+  EXPECT_EQ(expr::IndexKey({"n"}, 9007199254740992.0), std::nullopt);
+  EXPECT_EQ(expr::IndexKey({"n"}, nlohmann::json()), std::nullopt);
+  const std::string long_key = *expr::IndexKey({"data", "text"}, std::string(1000, 'z'));
+  EXPECT_EQ(long_key.rfind("sha256:", 0), 0u) << long_key.substr(0, 40);
+
+  nlohmann::json wide = {{"data", nlohmann::json::object()}};
+  for (size_t i = 0; i <= expr::kMaxIndexKeys; ++i) wide["data"]["f" + std::to_string(i)] = "v";
+  EXPECT_FALSE(expr::IndexKeys(wide, &keys)) << "more leaves than kMaxIndexKeys";
+  EXPECT_EQ(keys.size(), expr::kMaxIndexKeys);
+  wide["data"].erase("f0");
+  EXPECT_TRUE(expr::IndexKeys(wide, &keys));
+  EXPECT_EQ(keys.size(), expr::kMaxIndexKeys);
+  EXPECT_TRUE(expr::IndexKeys(nlohmann::json::array(), &keys));
+  EXPECT_TRUE(keys.empty());
 }
 
 TEST(Flow, OrderingAndConcurrencyOptions) {

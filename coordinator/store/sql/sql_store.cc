@@ -1,6 +1,7 @@
 #include "coordinator/store/sql/sql_store.h"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -8,6 +9,7 @@
 
 #include "common/crypto.h"
 #include "common/step_id.h"
+#include "coordinator/expr/expr.h"
 #include "coordinator/store/claim_rules.h"
 #include "coordinator/store/sql/flow_store.h"
 
@@ -144,17 +146,19 @@ std::string WaitsQuery(std::string_view where) {
   return std::string(
              "SELECT w.run_id, w.step_id, w.function_id, w.event_name, w.expression, "
              "w.kind, CASE WHEN w.expression LIKE '%event%' THEN e.payload END, "
-             "w.created_at_ms, w.expires_at_ms, w.lookback_from_ms "
+             "w.created_at_ms, w.expires_at_ms, w.lookback_from_ms, w.match_key "
              "FROM waits w JOIN runs r ON r.id = w.run_id "
              "JOIN events e ON e.internal_id = r.event_id WHERE ") +
          std::string(where);
 }
 
+constexpr int kWaitColumns = 11;  // WaitsQuery's
+
 std::vector<WaitRecord> WaitsOf(const Rows& rows) {
   std::vector<WaitRecord> out;
   for (Row row : rows) {
     out.push_back({row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Text(4), row.Text(5),
-                   row.JsonCol(6), row.Int(7), row.Int(8), row.OptInt(9)});
+                   row.JsonCol(6), row.Int(7), row.Int(8), row.OptInt(9), row.OptText(10)});
   }
   return out;
 }
@@ -1000,8 +1004,8 @@ Result<FunctionRecord> SqlStore::GetFunction(const std::string& id) {
 }
 
 Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
-    const std::vector<NewEvent>& events, TimePoint now, std::vector<WaitRecord>* waits,
-    StartedCalls* start, std::optional<int64_t> functions_generation) {
+    const std::vector<NewEvent>& events, TimePoint now, IngestWaits* waits, StartedCalls* start,
+    std::optional<int64_t> functions_generation) {
   const int64_t now_ms = UnixMillis(now);
   const LaneLocks lanes = LanesOf(events);
   // An ingest whose runs are each a row and a first call (no lane, gate, deadline, start time,
@@ -1043,7 +1047,8 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     LockBatches(tx, events);    // then the batch rows, in one order
     std::vector<IngestedEvent> out;
     out.reserve(events.size());
-    bool queued = false;  // a new run has a call any coordinator may claim
+    if (waits) *waits = IngestWaits{};  // filled by this try's statements
+    bool queued = false;                // a new run has a call any coordinator may claim
     // The events in as few statements as they fill; those already stored are not inserted.
     constexpr std::string_view kInsertEvents =
         "INSERT INTO events (internal_id, id, name, payload, received_at_ms)";
@@ -1223,37 +1228,86 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
       // resume. Whoever resumes them acknowledges them; a crash before that leaves them to
       // the sweep. An invoke wait marks the events of its name (inngest/function.finished)
       // among those of the request, as one correlation id may be another end's too.
-      tx.Send(
+      const std::string pending =
           "INSERT INTO pending_resumes (event_id, received_at_ms) "
           "SELECT e.internal_id, e.received_at_ms FROM events e WHERE e.internal_id IN @list($1) "
           "AND (EXISTS (SELECT 1 FROM waits w WHERE w.event_name = e.name "
           "AND w.kind <> 'invoke') OR EXISTS (SELECT 1 FROM waits w WHERE w.kind = 'invoke' "
-          "AND w.expression IN @list($2) AND w.event_name = e.name))",
-          {ListValue({inserted.begin(), inserted.end()}), ListValue({ends.begin(), ends.end()})});
+          "AND w.expression IN @list($2) AND w.event_name = e.name))";
+      const std::vector<sql::Value> params = {ListValue({inserted.begin(), inserted.end()}),
+                                              ListValue({ends.begin(), ends.end()})};
+      if (waits) {
+        // The caller acknowledges those whose waits it resumed: which they are comes back.
+        tx.QueryLater(pending + " RETURNING event_id", params, [waits](Rows rows) {
+          for (Row row : rows) waits->pending.insert(row.Text(0));
+        });
+      } else {
+        tx.Send(pending, params);
+      }
     }
     if (waits) {
       // A duplicate's too: the caller resumes the waits its first ingest may have left.
-      // Read for the caller, not for this body: sent with the commit. Event waits are
-      // evaluated against the events: the oldest kIngestWaits of their names (the sweep
-      // reads the rest: the caller does not acknowledge the outbox then). Invoke waits, every one
-      // named inngest/function.finished, are found by their `if`'s text (an index): an end
-      // meets one wait at most, and the 10,000 oldest left the others waiting out their
-      // timeouts.
-      waits->clear();
-      auto append = [waits](Rows rows) {
-        std::vector<WaitRecord> more = WaitsOf(rows);
-        waits->insert(waits->end(), std::make_move_iterator(more.begin()),
-                      std::make_move_iterator(more.end()));
+      // Read for the caller, not for this body: sent with the commit. Event waits with a key
+      // (NewWait::match_key) are found by the keys of the events' fields, up to kIngestWaits;
+      // of the others, the oldest kIngestWaits of their names are read (the sweep reads the
+      // rest: the caller does not acknowledge the outbox then, IngestWaits::complete). Invoke
+      // waits, every one named inngest/function.finished, are found by their `if`'s text (an
+      // index): an end meets one wait at most, and the 10,000 oldest left the others waiting
+      // out their timeouts.
+      auto add = [waits](std::vector<WaitRecord> more) {
+        waits->open.insert(waits->open.end(), std::make_move_iterator(more.begin()),
+                           std::make_move_iterator(more.end()));
       };
       if (!names.empty()) {
-        tx.QueryLater(WaitsQuery("w.event_name IN @list($1) AND w.kind <> 'invoke' "
-                                 "ORDER BY w.created_at_ms LIMIT " +
-                                 std::to_string(kIngestWaits)),
-                      {ListValue({names.begin(), names.end()})}, append);
+        std::set<std::string> keys;
+        std::set<std::string> whole;  // names of events with more keys than are looked for
+        std::vector<std::string> some;
+        for (const NewEvent& ne : events) {
+          if (!expr::IndexKeys(ne.event.payload, &some)) whole.insert(ne.event.name);
+          keys.insert(std::make_move_iterator(some.begin()), std::make_move_iterator(some.end()));
+        }
+        if (keys.size() > kIngestKeys) whole = names;
+        std::set<std::string> by_key;  // names whose keyed waits are found by the keys
+        std::set_difference(names.begin(), names.end(), whole.begin(), whole.end(),
+                            std::inserter(by_key, by_key.end()));
+        // One statement of up to three parts, each row with its part's number: the oldest
+        // waits without a key; those with a key of the events (each name and key looked up
+        // in waits_match: a few microseconds each, nothing more when no wait has a key); and
+        // for the names in `whole`, the oldest waits with a key, as without one.
+        const std::string limit = " ORDER BY w.created_at_ms LIMIT " + std::to_string(kIngestWaits);
+        std::vector<sql::Value> params;
+        const auto list = [&params](const std::set<std::string>& items) {
+          params.push_back(ListValue({items.begin(), items.end()}));
+          return "@list($" + std::to_string(params.size()) + ")";
+        };
+        std::string query;
+        const auto part = [&query](int number, const std::string& select) {
+          if (!query.empty()) query += " UNION ALL ";
+          query += "SELECT p.*, " + std::to_string(number) + " FROM (" + select + ") p";
+        };
+        part(1, WaitsQuery("w.event_name IN " + list(names) +
+                           " AND w.kind <> 'invoke' AND w.match_key IS NULL" + limit));
+        if (!by_key.empty() && !keys.empty()) {
+          part(2, WaitsQuery("w.event_name IN " + list(by_key) + " AND w.match_key IN " +
+                             list(keys) + " AND w.kind <> 'invoke'" + limit));
+        }
+        if (!whole.empty()) {
+          part(3, WaitsQuery("w.event_name IN " + list(whole) +
+                             " AND w.kind <> 'invoke' AND w.match_key IS NOT NULL" + limit));
+        }
+        tx.QueryLater(query, params, [waits, add](Rows rows) {
+          std::map<int64_t, size_t> read;  // rows of each part
+          for (Row row : rows) ++read[row.Int(kWaitColumns)];
+          for (const auto& [part, count] : read) {
+            if (count >= static_cast<size_t>(kIngestWaits)) waits->complete = false;
+          }
+          add(WaitsOf(rows));
+        });
       }
       if (!ends.empty()) {
         tx.QueryLater(WaitsQuery("w.kind = 'invoke' AND w.expression IN @list($1)"),
-                      {ListValue({ends.begin(), ends.end()})}, append);
+                      {ListValue({ends.begin(), ends.end()})},
+                      [add](Rows rows) { add(WaitsOf(rows)); });
       }
     }
     return out;
@@ -1860,11 +1914,11 @@ class ApplyWork {
       const int64_t lookback_from =
           wait.lookback_from ? UnixMillis(*wait.lookback_from) : now_ms_ - wait.lookback.count();
       if (tx.Exec("INSERT INTO waits (run_id, step_id, function_id, event_name, expression, "
-                  "kind, created_at_ms, expires_at_ms, lookback_from_ms) SELECT id, $2, "
-                  "function_id, $3, $4, $5, $6, $7, $8 FROM runs WHERE id = $1 "
+                  "kind, created_at_ms, expires_at_ms, lookback_from_ms, match_key) SELECT id, "
+                  "$2, function_id, $3, $4, $5, $6, $7, $8, $9 FROM runs WHERE id = $1 "
                   "ON CONFLICT DO NOTHING",
                   {run_id, wait.step_id, wait.event_name, wait.expression, wait.kind, now_ms_,
-                   UnixMillis(wait.expires_at), lookback_from}) == 0) {
+                   UnixMillis(wait.expires_at), lookback_from, wait.match_key}) == 0) {
         continue;
       }
       EnqueueCall(tx, run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms_,

@@ -32,7 +32,7 @@ class SqlStore final : public Store {
   Result<FunctionRecord> GetFunction(const std::string& id) override;
 
   Result<std::vector<IngestedEvent>> IngestEvents(
-      const std::vector<NewEvent>& events, TimePoint now, std::vector<WaitRecord>* waits,
+      const std::vector<NewEvent>& events, TimePoint now, IngestWaits* waits,
       StartedCalls* start = nullptr, std::optional<int64_t> functions_generation = {}) override;
   Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) override;
   Result<EventRecord> GetEvent(const std::string& internal_id) override;
