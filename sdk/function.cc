@@ -123,7 +123,7 @@ namespace {
 // not quoted.
 void CheckOpText(const std::string& text, const char* what) {
   if (!IsUtf8WithoutNul(text)) {
-    throw std::invalid_argument(std::string(what) + " must be UTF-8 text without NUL");
+    throw UsageError(std::string(what) + " must be UTF-8 text without NUL");
   }
 }
 
@@ -132,8 +132,8 @@ void CheckOpText(const std::string& text, const char* what) {
 // of each id alone gave the steps "x:1", "x", "x" the ids "x:1", "x" and "x:1" again.
 Op NextOp(Execution& x, const std::string& id, OpCode code) {
   if (x.running_step) {
-    throw std::logic_error("step \"" + id + "\" is used inside step \"" + *x.running_step +
-                           "\": steps do not nest");
+    throw UsageError("step \"" + id + "\" is used inside step \"" + *x.running_step +
+                     "\": steps do not nest");
   }
   CheckOpText(id, "a step id");
   int index = 0;
@@ -246,7 +246,7 @@ Json RunAndGoOn(Execution& x, Op op, const std::function<Json()>& fn) {
 std::string TimeOption(std::string text, const char* what) {
   if (text.empty()) return text;
   if (!ParseDuration(text).ok()) {
-    throw std::invalid_argument(std::string(what) + " \"" + text + "\" is not a duration");
+    throw UsageError(std::string(what) + " \"" + text + "\" is not a duration");
   }
   return text;
 }
@@ -343,7 +343,7 @@ std::optional<Json> Step::wait_for_event(const std::string& id, const WaitForEve
     if (memo->is_null()) return std::nullopt;
     return *memo;
   }
-  if (wait.timeout.empty()) throw std::invalid_argument("wait_for_event needs a timeout");
+  if (wait.timeout.empty()) throw UsageError("wait_for_event needs a timeout");
   CheckOpText(wait.event, "wait_for_event's event");
   CheckOpText(wait.if_expression, "wait_for_event's if_expression");
   op.name = wait.event;
@@ -356,7 +356,7 @@ std::optional<Json> Step::wait_for_event(const std::string& id, const WaitForEve
 std::vector<std::string> Step::send_event(const std::string& id, const Json& events) {
   const Client* client = execution_.client;
   Json result = run(id, [&]() -> Json {
-    if (!client) throw std::logic_error("send_event needs a client");
+    if (!client) throw UsageError("send_event needs a client");
     auto ids = client->send(events);
     if (!ids.ok()) throw std::runtime_error("sending events failed: " + ids.status().message());
     return {{"ids", *ids}};
@@ -373,12 +373,7 @@ Json Step::invoke(const std::string& id, const Invoke& invoke) {
   CheckOpText(app, "invoke's app_id");
   CheckOpText(invoke.function_id, "invoke's function_id");
   // The data goes in the reply as [{"opts": {"payload": {"data": …}}}]: four levels in.
-  Json data;
-  try {
-    data = AsReplied(invoke.data, "invoke's data", 4, 0);
-  } catch (const NonRetriableError& e) {
-    throw std::invalid_argument(e.what());
-  }
+  const Json data = AsReplied(invoke.data, "invoke's data", 4, 0);  // or a NonRetriableError
   op.opts = {{"function_id", app + "-" + invoke.function_id}, {"payload", {{"data", data}}}};
   if (!invoke.timeout.empty()) op.opts["timeout"] = TimeOption(invoke.timeout, "timeout");
   Report(x, std::move(op));

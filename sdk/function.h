@@ -131,6 +131,15 @@ class NonRetriableError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Thrown by the SDK when a function uses it in a way no retry mends: a step inside a step,
+// text of an op that is not UTF-8 or holds NUL, a duration it cannot read, a wait without a
+// timeout, send_event without a client, invoke data that cannot be sent. Not retried (the run
+// or the step fails at once, as for any NonRetriableError).
+class UsageError : public NonRetriableError {
+ public:
+  using NonRetriableError::NonRetriableError;
+};
+
 // Thrown by a step or a handler: retry, but not before `after`.
 class RetryAfterError : public std::runtime_error {
  public:

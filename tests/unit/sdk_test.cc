@@ -283,8 +283,8 @@ TEST_F(ServeTest, BytesThatAreNotUtf8FailTheStepOrAreReplacedInMessages) {
   EXPECT_EQ(Json::parse(no_step.body)["requestedStep"], "\xEF\xBF\xBD");
 }
 
-// Steps do not nest: a step used inside another step's function fails that step, and nothing
-// of the inner one runs.
+// Steps do not nest: a step used inside another step's function fails that step for good
+// (a UsageError: its retries would fail the same), and nothing of the inner one runs.
 TEST_F(ServeTest, AStepInsideAStepFailsTheOuterStep) {
   int inner_runs = 0;
   ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
@@ -301,8 +301,9 @@ TEST_F(ServeTest, AStepInsideAStepFailsTheOuterStep) {
   ASSERT_EQ(r.status, 206) << r.body;
   Json ops = Json::parse(r.body);
   ASSERT_EQ(ops.size(), 1u) << ops;
-  EXPECT_EQ(ops[0]["op"], "StepError");
+  EXPECT_EQ(ops[0]["op"], "StepFailed") << "retried, it fails the same";
   EXPECT_EQ(ops[0]["id"], HashStepId("outer"));
+  EXPECT_EQ(ops[0]["error"]["name"], "NonRetriableError");
   EXPECT_EQ(ops[0]["error"]["message"],
             "step \"inner\" is used inside step \"outer\": steps do not nest");
   EXPECT_EQ(inner_runs, 0);
@@ -816,8 +817,10 @@ TEST_F(ServeTest, AnEndTheCoordinatorWouldRefuseFailsTheRunForGood) {
 }
 
 // Text a step tool would put in an op that is not UTF-8, or holds NUL (a step id, a wait's
-// event, an invoke's data), fails the function like any exception, before an op is made; a
-// config that cannot be written fails a sync with a 500. The handler throws nothing.
+// event, an invoke's data), and a wait without a timeout or with one that is no duration,
+// fail the function for good (a UsageError: no retry mends it),
+// before an op is made; a config that cannot be written fails a sync with a 500. The handler
+// throws nothing.
 TEST_F(ServeTest, OpTextThatIsNotUtf8FailsTheFunctionAndTheHandlerThrowsNothing) {
   ServeHandler h(
       client_, "http://h/api",
@@ -841,6 +844,16 @@ TEST_F(ServeTest, OpTextThatIsNotUtf8FailsTheFunctionAndTheHandlerThrowsNothing)
                          ctx.step.invoke("i", {.function_id = "other", .data = {{"x", "\xff"}}});
                          return Json("end");
                        }),
+       create_function({.id = "bad-duration"},
+                       [](Context& ctx) {
+                         ctx.step.wait_for_event("w", {.event = "a/b", .timeout = "soon"});
+                         return Json("end");
+                       }),
+       create_function({.id = "no-timeout"},
+                       [](Context& ctx) {
+                         ctx.step.wait_for_event("w", {.event = "a/b"});
+                         return Json("end");
+                       }),
        create_function({.id = "after-a-step"}, [](Context& ctx) {
          ctx.step.run("a", [] { return Json("A"); });
          ctx.step.run("\xff", [] { return Json("B"); });
@@ -857,11 +870,13 @@ TEST_F(ServeTest, OpTextThatIsNotUtf8FailsTheFunctionAndTheHandlerThrowsNothing)
        {std::pair{"id", "a step id must be UTF-8 text without NUL"},
         {"nul-id", "a step id must be UTF-8 text without NUL"},
         {"wait", "wait_for_event's event must be UTF-8 text without NUL"},
-        {"invoke", "invoke's data cannot be sent as JSON"}}) {
+        {"invoke", "invoke's data cannot be sent as JSON"},
+        {"bad-duration", "timeout \"soon\" is not a duration"},
+        {"no-timeout", "wait_for_event needs a timeout"}}) {
     SCOPED_TRACE(fn);
     auto r = call(fn);
-    EXPECT_EQ(r.status, 500);
-    EXPECT_EQ(Header(r, "X-Inngest-No-Retry"), "false");
+    EXPECT_EQ(r.status, 400);
+    EXPECT_EQ(Header(r, "X-Inngest-No-Retry"), "true");
     ASSERT_TRUE(ParseUntrustedJson(r.body, kHostReplyJsonLimits).ok()) << r.body;
     EXPECT_NE(Json::parse(r.body)["message"].get<std::string>().find(message), std::string::npos)
         << r.body;
@@ -874,7 +889,7 @@ TEST_F(ServeTest, OpTextThatIsNotUtf8FailsTheFunctionAndTheHandlerThrowsNothing)
   ASSERT_TRUE(ops.ok()) << ops.status().ToString();
   ASSERT_EQ(ops->size(), 1u);
   EXPECT_EQ((*ops)[0].id, HashStepId("a"));
-  EXPECT_EQ(call("after-a-step", {{HashStepId("a"), {{"data", "A"}}}}).status, 500);
+  EXPECT_EQ(call("after-a-step", {{HashStepId("a"), {{"data", "A"}}}}).status, 400);
 
   ServeHandler bad_config(client_, "http://h/api",
                           {create_function({.id = "f\xff"}, [](Context&) { return Json(1); })});
