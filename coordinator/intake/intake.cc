@@ -415,7 +415,12 @@ int Intake::ResolveWaitsOfStored(const std::string& internal_id, const Json& sen
                                  const std::vector<store::WaitRecord>& waits, int* failed,
                                  bool* all) {
   auto event = store_.GetEvent(internal_id);
-  *all = event.ok() && event->payload == sent;
+  // As text: nlohmann's == holds -1 equal to 2^64 - 1 (it casts the unsigned), whose keys
+  // differ.
+  const auto text = [](const Json& j) {
+    return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+  };
+  *all = event.ok() && text(event->payload) == text(sent);
   if (!event.ok()) {
     logging::Error({}, "event {}: reading it to resume its waits failed: {}", internal_id,
                    event.status().ToString());
