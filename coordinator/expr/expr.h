@@ -68,8 +68,9 @@ class Expression {
   // The IndexKey of an equality the expression requires of `variable`: an `==` (alone, or a
   // term of a chain of `&&`) between a field path of `variable` (`async.data.id`,
   // `async["data"]["id"]`, at most kMaxIndexDepth fields) and a side that does not name it
-  // and evaluates over `known` to an indexable value. nullopt when there is none. True of a
-  // value of `variable` only if IndexKeys of that value holds the key (or is incomplete).
+  // and evaluates over `known` to an indexable value; nullopt when there is none. Whenever
+  // the expression is true of a value of `variable`, IndexKeys of that value holds the key
+  // (or says it is incomplete).
   std::optional<std::string> RequiredKey(std::string_view variable, const Variables& known) const;
 
  protected:
