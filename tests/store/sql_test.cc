@@ -2,6 +2,9 @@
 // the reading of cells as each backend returns them.
 #include "coordinator/store/sql/sql.h"
 
+#include <cstdint>
+#include <limits>
+
 #include <gtest/gtest.h>
 
 namespace funcky::store::sql {
@@ -105,3 +108,32 @@ TEST(SqlInsertLater, RowsOfOneInsertShareStatementsOfAtMost64RowsInOrder) {
 
 }  // namespace
 }  // namespace funcky::store::sql
+
+namespace funcky::store {
+namespace {
+
+// Two payloads are one event sent twice when they are equal but for `ts`; an integer and an
+// unsigned integer are compared by value (nlohmann's == casts the unsigned one, so -1 was
+// held equal to 2^64 - 1), and 1 and 1.0 stay equal (a number read back from jsonb).
+TEST(SameEvent, EqualButForTsWithIntegersComparedByValue) {
+  const uint64_t max = std::numeric_limits<uint64_t>::max();
+  const auto event = [](Json data, Json ts = 1) {
+    return Json{{"name", "a/b"}, {"data", std::move(data)}, {"ts", std::move(ts)}};
+  };
+  EXPECT_TRUE(SameEvent(event({{"n", 1}}), event({{"n", 1}}, 2)));
+  EXPECT_TRUE(SameEvent(event({{"n", 5}}), event({{"n", 5u}})));
+  EXPECT_TRUE(SameEvent(event({{"n", 1}}), event({{"n", 1.0}})));
+  EXPECT_TRUE(
+      SameEvent(event(Json::parse(R"({"a": [1, {"b": 2}]})")), event({{"a", {1, {{"b", 2}}}}})));
+  EXPECT_FALSE(Json(-1) != Json(max)) << "nlohmann's == as this test knows it";
+  EXPECT_FALSE(SameEvent(event({{"n", -1}}), event({{"n", max}})));
+  EXPECT_FALSE(SameEvent(event({{"n", max}}), event({{"n", -1}})));
+  EXPECT_FALSE(SameEvent(event({{"a", {-1}}}), event({{"a", {max}}})));
+  EXPECT_FALSE(SameEvent(event({{"n", 1}}), event({{"n", 2}})));
+  EXPECT_FALSE(SameEvent(event({{"n", 1}}), event({{"m", 1}})));
+  EXPECT_FALSE(SameEvent(event({{"n", 1}}), event({{"n", 1}, {"m", 1}})));
+  EXPECT_FALSE(SameEvent(event({{"n", "1"}}), event({{"n", 1}})));
+}
+
+}  // namespace
+}  // namespace funcky::store
