@@ -56,6 +56,7 @@ struct ServeFlags {
   int max_in_flight = 64;
   bool listen_for_work = true;
   bool sdk_checkpointing = true;
+  int64_t max_steps_per_run = executor::kDefaultStepLimit;
   int db_pool = 16;
   int api_threads = 8;
   size_t max_body_bytes = 3 << 20;
@@ -248,6 +249,7 @@ int Serve(const ServeFlags& f, bool dev) {
     exec.max_in_flight = f.max_in_flight;
     exec.call.signing_key = f.signing_key;
     exec.call.checkpointing = f.sdk_checkpointing;
+    exec.step_limit = f.max_steps_per_run;
     // Fault injection, for the crash and outage tests only: FUNCKY_FAULT_AFTER_END_OF=<function
     // id> exits after a run of it ends; with FUNCKY_FAULT_PAUSE=<duration> it pauses instead.
     exec.fault_after_end_of = EnvOr("FUNCKY_FAULT_AFTER_END_OF", "");
@@ -359,6 +361,7 @@ int Serve(const ServeFlags& f, bool dev) {
   api_options.host_ca_file = f.host_ca;
   api_options.sync_allow = sync_allow;
   api_options.max_body_bytes = f.max_body_bytes;
+  api_options.step_limit = f.max_steps_per_run;
   api::Api api(api_options, api::ApiStores::Of(*store), clock, intake, metrics,
                [&executor] { return static_cast<int64_t>(executor.calls_in_flight()); });
   http::Router router;
@@ -510,6 +513,12 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
                  "recording each through POST /v1/checkpoint/{run}/async before it goes on "
                  "(calls carry ctx.fn_id and ctx.qi_id); false: one call per step. The "
                  "SDK's API base URL must reach a coordinator of this database")
+      ->capture_default_str();
+  app.add_option("--max-steps-per-run", f.max_steps_per_run,
+                 "The most steps a run may have: a run that would take more (a step, sleep, "
+                 "wait or invoke past them) fails with InngestErrFunctionOverflowed. Each "
+                 "call carries every step of its run, and the host replays them all")
+      ->check(CLI::Range(int64_t{1}, executor::kMaxStepLimit))
       ->capture_default_str();
   // Ranges: 0 would hang (no connection, no thread, no answer, no body) and CLI11 reads a
   // negative size_t as its two's complement (-1: SIZE_MAX).

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "coordinator/executor/call.h"
 #include "coordinator/http/router.h"
 #include "coordinator/intake/intake.h"
 #include "coordinator/metrics/metrics.h"
@@ -48,6 +49,10 @@ struct ApiOptions {
   // The largest request body (--max-body-bytes): an app's in-band sync reply, which becomes
   // the same config as a /fn/register body, is held to it too.
   size_t max_body_bytes = 3 << 20;
+  // The most steps a run may have (--max-steps-per-run): a checkpoint that would take a run
+  // past them is refused (422), and the host answers its call with the step instead, which
+  // fails the run.
+  int64_t step_limit = executor::kDefaultStepLimit;
 };
 
 // The parts of the store the API reads and changes, each by its role: the HTTP API cannot

@@ -46,6 +46,7 @@ Response Api::HandleCheckpoint(const Request& req) {
   metrics_.CheckpointAnswered(r.status == 200   ? "recorded"
                               : r.status == 409 ? "stale"
                               : r.status == 401 ? "unauthenticated"
+                              : r.status == 422 ? "step_limit"
                               : r.status < 500  ? "invalid"
                                                 : "failed");
   return r;
@@ -78,12 +79,19 @@ Response Api::AnswerCheckpoint(const Request& req) {
   auto records = executor::CheckpointRecords(*ops, now);
   if (!records.ok()) return ErrorResponse(records.status());
 
-  auto checkpointed = stores_.queue.Checkpoint(*item, records->steps, records->attempts, now);
+  auto checkpointed =
+      stores_.queue.Checkpoint(*item, records->steps, records->attempts, now, options_.step_limit);
   const Status& recorded = checkpointed.status();
   if (recorded.code() == StatusCode::kAborted) {
     // A stale dispatch: the SDK stops running the function (another holder redoes the call).
     spdlog::debug("run {}: checkpoint refused: {}", run_id, recorded.message());
     return ErrorResponse(recorded);
+  }
+  if (recorded.code() == StatusCode::kResourceExhausted) {
+    // Not a 409: the SDK, after its tries, answers the call with the step, and the call's
+    // reply fails the run (DecideTransition).
+    spdlog::info("run {}: checkpoint refused: {}", run_id, recorded.message());
+    return ErrorResponse(422, "step_limit", recorded.message());
   }
   if (!recorded.ok()) {
     spdlog::warn("run {}: recording a checkpoint failed: {}", run_id, recorded.ToString());

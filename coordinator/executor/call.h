@@ -30,6 +30,13 @@ struct CallOptions {
 // flight.
 inline constexpr size_t kMaxCallBodyBytes = 32 << 20;
 
+// The most steps a run may have (--max-steps-per-run): by default and at most, Inngest's
+// default and absolute limits. Every call carries each recorded step and the host replays
+// them, so a run's cost grows with the square of its steps; a function that makes steps in an
+// endless loop fails at the limit instead of being called ever larger calls.
+inline constexpr int64_t kDefaultStepLimit = 1000;
+inline constexpr int64_t kMaxStepLimit = 10000;
+
 // The POST for queue item `item` of the run in `state`: body
 // {event, events, steps, ctx{run_id, attempt, max_attempts, stack, fn_id, qi_id, …}, version,
 // use_api}, serialised in its JCS form and signed with the key when there is one. `fn_id`

@@ -507,8 +507,13 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
                state->run.status != store::kBlocked) {
       // (A blocked lane head's call, its holder gone: its outcome would be dropped, and the
       // head waits for an operator. The empty transition below drops the item.)
-      auto request = BuildCall(*state, item, options.call, clock.Now());
-      if (!request.ok()) {
+      if (static_cast<int64_t>(state->steps.size()) > options.step_limit) {
+        // Past its step limit already, by the steps a host checkpointed during a call whose
+        // reply then recorded more (DecideTransition counts the run as its call found it):
+        // not called again.
+        t.move =
+            store::Transition::End{store::kFailed, nullptr, StepLimitError(options.step_limit)};
+      } else if (auto request = BuildCall(*state, item, options.call, clock.Now()); !request.ok()) {
         const bool too_large = request.status().code() == StatusCode::kResourceExhausted;
         t.move = store::Transition::End{store::kFailed,
                                         nullptr,
@@ -535,7 +540,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         outcome.reply = co_await transport.Call(std::move(*request));
         outcome.ended = clock.Now();
         NoteCallTime(std::chrono::steady_clock::now() - sent);
-        t = DecideTransition(*state, item, outcome, options.retry, rng);
+        t = DecideTransition(*state, item, outcome, options.retry, rng, options.step_limit);
         if (options.observer) ReportCall(state->function.id, outcome, t);
       }
       ParkFailedLaneHead(state->run, t);

@@ -113,6 +113,9 @@ struct ExecutorOptions {
   // soon other coordinators take over the calls of one that died.
   std::chrono::milliseconds lease{10'000};
   scheduler::RetryPolicy retry;
+  // The most steps a run may have; a reply that would take it past fails it
+  // (DecideTransition).
+  int64_t step_limit = kDefaultStepLimit;
   CallOptions call;
   uint64_t seed = 0;            // jitter source; 0: from the OS
   RunEvents* events = nullptr;  // not owned; null: waits get no look-back, no events emitted

@@ -264,7 +264,7 @@ std::optional<std::chrono::milliseconds> RetryAfter(const HttpResponse& reply, T
 
 store::Transition DecideTransition(const store::RunState& state, const store::QueueItem& item,
                                    const CallOutcome& outcome, const scheduler::RetryPolicy& policy,
-                                   std::mt19937_64& rng) {
+                                   std::mt19937_64& rng, int64_t step_limit) {
   Ctx c{state, item, outcome, policy, rng, FunctionRetries(state.function.config) + 1, {}};
   const std::string call_step = item.step_id;
 
@@ -393,6 +393,19 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
     // Planned steps run as their own calls; a discovery asked for by a step of this reply
     // waits (next_only_if_idle, set by Discover) until all of them are memoized.
     c.DropDiscoveryBesideOtherWork();
+    const store::Transition::Continue* goes_on = c.t.next();
+    // (Counted exactly, by id, only when the sum of their counts is past the limit.)
+    if (goes_on &&
+        state.steps.size() + c.t.steps.size() + goes_on->next.size() + goes_on->waits.size() >
+            static_cast<size_t>(step_limit) &&
+        StepsAfter(state, c.t) > step_limit) {
+      // Nothing of the reply is recorded: the run ends here, as the call found it.
+      Json error = StepLimitError(step_limit);
+      c.t.steps.clear();
+      c.t.attempts.clear();
+      c.Attempt(call_step, call_step, "failed", error);
+      c.Fail(std::move(error));
+    }
     return std::move(c.t);
   }
 
@@ -409,6 +422,25 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
   }
   c.RetryOrFail(call_step, call_step, std::move(error), RetryAfter(reply, outcome.ended));
   return std::move(c.t);
+}
+
+int64_t StepsAfter(const store::RunState& state, const store::Transition& t) {
+  std::set<std::string_view> ids;
+  for (const store::StepRecord& s : state.steps) ids.insert(s.step_id);
+  for (const store::StepRecord& s : t.steps) ids.insert(s.step_id);
+  if (const store::Transition::Continue* next = t.next()) {
+    for (const store::NextCall& n : next->next) {
+      if (n.step_id != kDiscoveryStepId) ids.insert(n.step_id);
+    }
+    for (const store::NewWait& w : next->waits) ids.insert(w.step_id);
+  }
+  return static_cast<int64_t>(ids.size());
+}
+
+Json StepLimitError(int64_t step_limit) {
+  return {{"name", "InngestErrFunctionOverflowed"},
+          {"message", "The function run exceeded the step limit of " + std::to_string(step_limit) +
+                          " steps (the coordinator's --max-steps-per-run)."}};
 }
 
 Result<Checkpointed> CheckpointRecords(const std::vector<Op>& ops, TimePoint now) {

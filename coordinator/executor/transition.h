@@ -8,6 +8,7 @@
 #include "common/http_client.h"
 #include "common/ops.h"
 #include "common/status.h"
+#include "coordinator/executor/call.h"
 #include "coordinator/scheduler/backoff.h"
 #include "coordinator/store/store.h"
 
@@ -32,9 +33,19 @@ struct CallOutcome {
 //   Sleep enqueues a resume item at the wake time; WaitForEvent and InvokeFunction register
 //   a wait whose timeout is a resume item (an invocation's target is started by the
 //   executor, see NewWait::invoke);
+// - a reply that would take the run past `step_limit` steps (StepsAfter) while it goes on
+//   fails it with an InngestErrFunctionOverflowed error, as Inngest's executor does.
 store::Transition DecideTransition(const store::RunState& state, const store::QueueItem& item,
                                    const CallOutcome& outcome, const scheduler::RetryPolicy& policy,
-                                   std::mt19937_64& rng);
+                                   std::mt19937_64& rng, int64_t step_limit = kDefaultStepLimit);
+
+// How many steps the run in `state` has once `t` is applied, counting those `t` asks for and
+// that are not recorded yet (a planned step, a sleep, a wait or an invoke, each a step once it
+// ends): its recorded steps and the new ids among t's steps, next calls and waits.
+int64_t StepsAfter(const store::RunState& state, const store::Transition& t);
+
+// The error of a run that would pass `step_limit` steps (Inngest's name, which SDKs know).
+store::Json StepLimitError(int64_t step_limit);
 
 // What a host's async checkpoint of a call in flight records (docs/protocol.md §5.6): each op
 // is a step the host ran within the call, recorded as a 206 records it (StepRun memoizes

@@ -31,7 +31,8 @@ class Metrics : public executor::ExecutorObserver {
   void RunsStarted(int64_t n);
   // A host's checkpoint (POST /v1/checkpoint/{run}/async) was answered: `outcome` is
   // "recorded", "stale" (409: the call lost its lease or its run ended), "invalid" (400),
-  // "unauthenticated" (401) or "failed" (the store could not record it).
+  // "unauthenticated" (401), "step_limit" (422: the run would pass --max-steps-per-run) or
+  // "failed" (the store could not record it).
   void CheckpointAnswered(std::string_view outcome);
 
   // executor::ExecutorObserver

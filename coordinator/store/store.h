@@ -680,11 +680,12 @@ class QueueStore {
   // a step already recorded keeps its first record, and its attempt is not written again (a
   // checkpoint sent again, after an answer that was lost); each attempt's `attempt` becomes
   // the item's. The item stays leased. kAborted (nothing written) when the lease was lost or
-  // the run ended: the call is stale.
+  // the run ended: the call is stale. kResourceExhausted (nothing written) when the run would
+  // have more than `step_limit` steps with them.
   virtual Result<RecordedCheckpoint> Checkpoint(const QueueItem& item,
                                                 const std::vector<StepRecord>& steps,
                                                 const std::vector<AttemptRecord>& attempts,
-                                                TimePoint now) = 0;
+                                                TimePoint now, int64_t step_limit) = 0;
   // Gives up the leases of `items` (a coordinator stopping with calls unfinished, or a call
   // whose handling failed unexpectedly): each is visible to every claimer at `now` (a later
   // time holds it back until then), its attempt unchanged. Items whose lease was lost are

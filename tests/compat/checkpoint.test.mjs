@@ -221,3 +221,35 @@ test('buffered checkpoints (bufferedSteps): several steps a checkpoint, the last
   // any retried step); e with the end.
   assert.equal(calls.length, 3, `calls: ${calls.join(', ')}`);
 });
+
+test('a run that would pass --max-steps-per-run fails with InngestErrFunctionOverflowed: its checkpoint past the limit is refused, the step the reply carries is the last', async () => {
+  const coordinator = await startCoordinator(workDir(), ['--max-steps-per-run', '3']);
+  const base = coordinator.base;
+  const toCoordinator = await recordingProxy(base);
+  const inngest = new Inngest({ id: 'cp-limit-app', isDev: true, baseUrl: toCoordinator.url });
+  let ran = 0;
+  const fn = inngest.createFunction(
+    { id: 'endless', triggers: [{ event: 'cp/endless' }] },
+    async ({ step }) => {
+      for (let i = 0; ; i++) await step.run(`s${i}`, () => { ran++; return i; });
+    },
+  );
+  const calls = await serveAndSync(inngest, fn);
+
+  const sent = await inngest.send({ name: 'cp/endless', data: {} });
+  const runId = await runOf(base, sent.ids[0]);
+  const run = await ended(base, runId);
+  assert.equal(run.status, 'failed', JSON.stringify(run, null, 2) + coordinator.log());
+  assert.equal(run.error.name, 'InngestErrFunctionOverflowed');
+  // s0–s2 were checkpointed; s3's checkpoint was refused (422) on each of the SDK's tries, so
+  // its call's reply carried it, and the run failed before it was called again.
+  const checkpoints = toCoordinator.exchanges.filter((e) => e.url.startsWith('/v1/checkpoint/'));
+  assert.deepEqual(checkpoints.map((e) => e.status), [200, 200, 200, 422, 422, 422, 422, 422]);
+  assert.match(checkpoints[3].resBody, /step limit of 3/);
+  assert.deepEqual(run.steps.filter((s) => s.status === 'completed').map((s) => s.name),
+    ['s0', 's1', 's2', 's3']);
+  assert.equal(ran, 4);
+  assert.equal(calls.length, 1, `calls: ${calls.join(', ')}`);
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  assert.match(metrics, /funcky_checkpoints_total\{outcome="step_limit"\} 5/);
+});

@@ -447,6 +447,8 @@ TEST(FlagsAtStart, OutOfRangeValuesAreRefusedNamingTheFlag) {
       {"--lease", "500ms"},
       {"--lease", "2d"},
       {"--drain-timeout", "2d"},
+      {"--max-steps-per-run", "0"},
+      {"--max-steps-per-run", "10001"},
       {"--no-such-flag", "1"},
       {"--max-body-bytes-in-flight", "0"},
       {"--max-body-bytes-in-flight", "1000"}};

@@ -249,6 +249,34 @@ TEST_P(StepKindsTest, ReplayStartsANewRunWithTheSameEvent) {
   EXPECT_EQ(Http("POST", c->url() + "/v1/runs/01NOSUCHRUN/replay").status, 404);
 }
 
+// --max-steps-per-run: a run of as many steps as the limit completes; one whose host runs a
+// step past it fails with Inngest's overflow error, that step's result dropped and no step
+// run after it.
+TEST_P(StepKindsTest, ARunThatWouldPassTheStepLimitFails) {
+  auto c = StartCoordinator({"--max-steps-per-run", "3"});
+  TestHost host(c->url(), dir_);
+  const std::string within =
+      StartRun(*c, {{"name", "test/slow"}, {"data", {{"steps", 3}, {"delay_ms", 0}}}});
+  const std::string past =
+      StartRun(*c, {{"name", "test/slow"}, {"data", {{"steps", 6}, {"delay_ms", 0}}}});
+  Json done = WaitForRunEnd(c->url(), within);
+  EXPECT_EQ(done["status"], "completed") << done.dump(2);
+  EXPECT_EQ(done["output"], Json({{"sum", 3}}));
+  Json failed = WaitForRunEnd(c->url(), past);
+  ASSERT_EQ(failed["status"], "failed") << failed.dump(2);
+  EXPECT_EQ(failed["error"]["name"], "InngestErrFunctionOverflowed");
+  // Its steps, and the failed attempt of the call that asked for a fourth.
+  ASSERT_EQ(failed["steps"].size(), 4u) << failed["steps"].dump(1);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(failed["steps"][i]["name"], "s" + std::to_string(i));
+    EXPECT_EQ(failed["steps"][i]["status"], "completed");
+  }
+  EXPECT_EQ(failed["steps"][3]["id"], "step");
+  EXPECT_EQ(failed["steps"][3]["attempt_log"][0]["error"]["name"], "InngestErrFunctionOverflowed");
+  EXPECT_EQ(host.Count("step", past, "s3"), 1);
+  EXPECT_EQ(host.Count("step", past, "s4"), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StepKindsTest, ::testing::Values("postgres", "sqlite"),
                          [](const auto& info) { return info.param; });
 

@@ -19,7 +19,59 @@ using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using testing::IsOk;
 
+constexpr int64_t kAnySteps = 1000;  // a step limit (Checkpoint's) this test does not reach
 constexpr const char* kServerError = R"({"name":"Error","message":"the database is down"})";
+
+// A run makes at most options.step_limit steps: one that has them all and asks for another
+// fails with Inngest's overflow error (nothing of that reply recorded), an ordinary failure
+// (its end announced, retried by nobody); one that completes within them is not touched.
+TEST_F(ExecutorHarness, ARunThatWouldPassTheStepLimitFails) {
+  options_.step_limit = 3;
+  const std::string within = StartRun(kFunction);
+  for (const char* step : {"s1", "s2", "s3"}) transport_.Reply(StepRunReply(step, step));
+  transport_.Reply(SdkReply(200, R"("done")"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return Run(within).status == store::kCompleted; }));
+  EXPECT_EQ(Steps(within).size(), 3u);
+
+  const std::string looping = StartRun(kFunction);
+  for (const char* step : {"s1", "s2", "s3", "s4"}) {
+    transport_.Reply(StepRunReply(step, step));
+  }
+  executor_->Wake();
+  ASSERT_TRUE(RunUntil([&] { return Run(looping).status == store::kFailed; }));
+  EXPECT_EQ(Run(looping).error["name"], "InngestErrFunctionOverflowed");
+  EXPECT_EQ(Steps(looping).size(), 3u) << "the fourth step is not recorded";
+  EXPECT_EQ(transport_.calls(), 8) << "four calls of each run, none after the failure";
+  ASSERT_TRUE(RunClaimRounds(3));
+  EXPECT_EQ(transport_.calls(), 8);
+}
+
+// A call's reply is counted against the run as the call found it: steps the host checkpointed
+// meanwhile are not in that count. A run that so passed its step limit fails before its next
+// call, which is not made.
+TEST_F(ExecutorHarness, ARunPastTheStepLimitByCheckpointedStepsFailsBeforeItsNextCall) {
+  options_.step_limit = 2;
+  const std::string run = StartRun(kFunction);
+  transport_.HoldReply(StepRunReply("third", "C"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return transport_.held() == 1; }));
+  auto item = executor::ParseQueueRef(transport_.Body(0)["ctx"]["qi_id"].get<std::string>(), run);
+  ASSERT_THAT(item, IsOk());
+  const int64_t now = UnixMillis(clock_.Now());
+  std::vector<store::StepRecord> steps;
+  std::vector<store::AttemptRecord> attempts;
+  for (const char* name : {"first", "second"}) {
+    steps.push_back({HashStepId(name), 0, name, "completed", {{"data", name}}, 0});
+    attempts.push_back({HashStepId(name), name, 0, "completed", nullptr, now, now});
+  }
+  ASSERT_THAT(store_->Checkpoint(*item, steps, attempts, clock_.Now(), 2), IsOk());
+  transport_.Release();
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kFailed; }));
+  EXPECT_EQ(Run(run).error["name"], "InngestErrFunctionOverflowed");
+  EXPECT_EQ(Steps(run).size(), 3u);
+  EXPECT_EQ(transport_.calls(), 1) << "the run was not called again";
+}
 
 TEST_F(ExecutorHarness, AFailedCallIsRetriedOnlyOnceItsBackoffHasPassed) {
   const std::string run = StartRun(kFunction);
@@ -344,11 +396,11 @@ TEST_F(ExecutorHarness, StepsCheckpointedDuringACallReachTheRunsNextCall) {
   ASSERT_THAT(item, IsOk());
   // The host ran "first" and checkpointed it (through whichever coordinator) before answering.
   const int64_t now = UnixMillis(clock_.Now());
-  ASSERT_THAT(
-      store_->Checkpoint(
-          *item, {{HashStepId("first"), 0, "first", "completed", {{"data", "A"}}, 0}},
-          {{HashStepId("first"), "first", 0, "completed", nullptr, now, now}}, clock_.Now()),
-      IsOk());
+  ASSERT_THAT(store_->Checkpoint(
+                  *item, {{HashStepId("first"), 0, "first", "completed", {{"data", "A"}}, 0}},
+                  {{HashStepId("first"), "first", 0, "completed", nullptr, now, now}}, clock_.Now(),
+                  kAnySteps),
+              IsOk());
   transport_.Reply(SdkReply(200, R"("AB")"));
   transport_.Release();
   ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));

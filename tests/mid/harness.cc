@@ -142,9 +142,9 @@ Status FailingQueue::RenewLease(const store::QueueItem& item, TimePoint until) {
 
 Result<store::RecordedCheckpoint> FailingQueue::Checkpoint(
     const store::QueueItem& item, const std::vector<store::StepRecord>& steps,
-    const std::vector<store::AttemptRecord>& attempts, TimePoint now) {
+    const std::vector<store::AttemptRecord>& attempts, TimePoint now, int64_t step_limit) {
   if (auto failure = Count(kCheckpoint)) return *failure;
-  return real_.Checkpoint(item, steps, attempts, now);
+  return real_.Checkpoint(item, steps, attempts, now, step_limit);
 }
 
 Status FailingQueue::ReleaseLeases(const std::vector<store::QueueItem>& items, TimePoint now) {

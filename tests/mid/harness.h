@@ -115,7 +115,7 @@ class FailingQueue final : public store::QueueStore {
   Result<store::RecordedCheckpoint> Checkpoint(const store::QueueItem& item,
                                                const std::vector<store::StepRecord>& steps,
                                                const std::vector<store::AttemptRecord>& attempts,
-                                               TimePoint now) override;
+                                               TimePoint now, int64_t step_limit) override;
   Status ReleaseLeases(const std::vector<store::QueueItem>& items, TimePoint now) override;
   Result<int64_t> QueueDepth() override;
   Result<store::QueueStats> GetQueueStats(TimePoint now) override;

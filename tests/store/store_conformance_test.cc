@@ -51,6 +51,17 @@ using ::testing::HasSubstr;
 using testing::IsOk;
 using testing::StatusIs;
 
+// A step limit no test here reaches (Checkpoint's).
+constexpr int64_t kAnySteps = 1000;
+
+// A step a host ran and checkpointed, and its attempt, which ended at `now_ms` after 5 ms.
+StepRecord RanStep(const char* id, int value) {
+  return StepRecord{id, 0, std::string("step ") + id, "completed", {{"data", value}}, 0};
+}
+AttemptRecord RanAttempt(const char* id, int64_t now_ms) {
+  return AttemptRecord{id, id, 0, "completed", nullptr, now_ms - 5, now_ms};
+}
+
 // A transaction that notes the lanes whose rows its statements lock (an upsert or update of
 // a lane row, or a locking read of it), in order, and counts its writes of lane rows, and
 // passes everything on.
@@ -1360,7 +1371,7 @@ TEST_P(StoreConformance, AnApplyInOneFlightWhoseRunStatementDoesNotMatchIsMadeTh
   const StepRecord checkpointed{"c", 0, "c", "completed", {{"data", "c"}}, 0};
   QueueItem call = StartHere();
   ASSERT_TRUE(call.one_at_a_time);
-  ASSERT_THAT(store_->Checkpoint(call, {checkpointed}, {}, clock_.Now()), IsOk());
+  ASSERT_THAT(store_->Checkpoint(call, {checkpointed}, {}, clock_.Now(), kAnySteps), IsOk());
   auto applied = store_->ApplyAndKeep(call, StepDone("a"), clock_.Now(), 30s);
   ASSERT_THAT(applied, IsOk());
   ASSERT_TRUE(applied->kept.has_value());
@@ -1370,7 +1381,7 @@ TEST_P(StoreConformance, AnApplyInOneFlightWhoseRunStatementDoesNotMatchIsMadeTh
   EXPECT_EQ(RunStatus(call.run_id), kCompleted);
 
   QueueItem ending = StartHere();
-  ASSERT_THAT(store_->Checkpoint(ending, {checkpointed}, {}, clock_.Now()), IsOk());
+  ASSERT_THAT(store_->Checkpoint(ending, {checkpointed}, {}, clock_.Now(), kAnySteps), IsOk());
   ASSERT_THAT(End(ending), IsOk());
   EXPECT_EQ(RunStatus(ending.run_id), kCompleted);
   EXPECT_EQ(*store_->NextVisible(), std::nullopt) << "no call of either run left";
@@ -1396,15 +1407,10 @@ TEST_P(StoreConformance, ACheckpointRecordsStepsWhileItsCallHoldsTheLease) {
   auto items = Claim();
   ASSERT_EQ(items.size(), 1u);
   QueueItem call = items[0];
-  auto step = [](const char* id, int value) {
-    return StepRecord{id, 0, std::string("step ") + id, "completed", {{"data", value}}, 0};
-  };
-  auto attempt = [&](const char* id) {
-    const int64_t now = UnixMillis(clock_.Now());
-    return AttemptRecord{id, id, 0, "completed", nullptr, now - 5, now};
-  };
+  auto step = RanStep;
+  auto attempt = [&](const char* id) { return RanAttempt(id, UnixMillis(clock_.Now())); };
   const auto before = store_->RoundTrips();
-  auto first = store_->Checkpoint(call, {step("a", 1)}, {attempt("a")}, clock_.Now());
+  auto first = store_->Checkpoint(call, {step("a", 1)}, {attempt("a")}, clock_.Now(), kAnySteps);
   ASSERT_THAT(first, IsOk());
   EXPECT_EQ(first->function_id, "app-plain");
   ASSERT_EQ(first->attempts.size(), 1u);
@@ -1417,8 +1423,9 @@ TEST_P(StoreConformance, ACheckpointRecordsStepsWhileItsCallHoldsTheLease) {
   clock_.Advance(1s);
   // "a" again (a checkpoint sent again, its answer lost) keeps its first record and is not
   // attempted twice; nor is a step that one body holds twice.
-  auto again = store_->Checkpoint(call, {step("a", 9), step("b", 2), step("b", 3)},
-                                  {attempt("a"), attempt("b"), attempt("b")}, clock_.Now());
+  auto again =
+      store_->Checkpoint(call, {step("a", 9), step("b", 2), step("b", 3)},
+                         {attempt("a"), attempt("b"), attempt("b")}, clock_.Now(), kAnySteps);
   ASSERT_THAT(again, IsOk());
   ASSERT_EQ(again->attempts.size(), 1u);
   EXPECT_EQ(again->attempts[0].step_id, "b");
@@ -1442,7 +1449,9 @@ TEST_P(StoreConformance, ACheckpointRecordsStepsWhileItsCallHoldsTheLease) {
   ASSERT_THAT(End(call), IsOk());
   EXPECT_EQ(RunStatus(run), kCompleted);
   // Its run ended: refused.
-  EXPECT_EQ(store_->Checkpoint(call, {step("c", 3)}, {attempt("c")}, clock_.Now()).status().code(),
+  EXPECT_EQ(store_->Checkpoint(call, {step("c", 3)}, {attempt("c")}, clock_.Now(), kAnySteps)
+                .status()
+                .code(),
             StatusCode::kAborted);
 
   // A retried call's checkpoint records the attempt it is.
@@ -1454,7 +1463,8 @@ TEST_P(StoreConformance, ACheckpointRecordsStepsWhileItsCallHoldsTheLease) {
   items = Claim();
   ASSERT_EQ(items.size(), 1u);
   ASSERT_EQ(items[0].attempt, 1);
-  ASSERT_THAT(store_->Checkpoint(items[0], {step("a", 1)}, {attempt("a")}, clock_.Now()), IsOk());
+  ASSERT_THAT(store_->Checkpoint(items[0], {step("a", 1)}, {attempt("a")}, clock_.Now(), kAnySteps),
+              IsOk());
   auto attempts = store_->GetAttempts(retried);
   ASSERT_THAT(attempts, IsOk());
   ASSERT_EQ(attempts->size(), 1u);
@@ -1467,18 +1477,22 @@ TEST_P(StoreConformance, ACheckpointRecordsStepsWhileItsCallHoldsTheLease) {
   clock_.Advance(31s);
   items = Claim();
   ASSERT_EQ(items.size(), 1u);
-  EXPECT_EQ(store_->Checkpoint(stale, {step("z", 0)}, {attempt("z")}, clock_.Now()).status().code(),
+  EXPECT_EQ(store_->Checkpoint(stale, {step("z", 0)}, {attempt("z")}, clock_.Now(), kAnySteps)
+                .status()
+                .code(),
             StatusCode::kAborted);
   QueueItem forged = items[0];
   forged.lease_token = "00";
-  EXPECT_EQ(
-      store_->Checkpoint(forged, {step("z", 0)}, {attempt("z")}, clock_.Now()).status().code(),
-      StatusCode::kAborted);
+  EXPECT_EQ(store_->Checkpoint(forged, {step("z", 0)}, {attempt("z")}, clock_.Now(), kAnySteps)
+                .status()
+                .code(),
+            StatusCode::kAborted);
   QueueItem elsewhere = items[0];
   elsewhere.run_id = run;
-  EXPECT_EQ(
-      store_->Checkpoint(elsewhere, {step("z", 0)}, {attempt("z")}, clock_.Now()).status().code(),
-      StatusCode::kAborted);
+  EXPECT_EQ(store_->Checkpoint(elsewhere, {step("z", 0)}, {attempt("z")}, clock_.Now(), kAnySteps)
+                .status()
+                .code(),
+            StatusCode::kAborted);
   steps = store_->GetSteps(retried);
   ASSERT_THAT(steps, IsOk());
   ASSERT_EQ(steps->size(), 1u);
@@ -1486,7 +1500,41 @@ TEST_P(StoreConformance, ACheckpointRecordsStepsWhileItsCallHoldsTheLease) {
   attempts = store_->GetAttempts(retried);
   ASSERT_THAT(attempts, IsOk());
   EXPECT_EQ(attempts->size(), 1u);
-  ASSERT_THAT(store_->Checkpoint(items[0], {step("b", 2)}, {attempt("b")}, clock_.Now()), IsOk());
+  ASSERT_THAT(store_->Checkpoint(items[0], {step("b", 2)}, {attempt("b")}, clock_.Now(), kAnySteps),
+              IsOk());
+}
+
+// A checkpoint that would take its run past the step limit is refused and writes nothing; a
+// step recorded already, or one the body repeats, is not counted again. The call keeps its
+// lease.
+TEST_P(StoreConformance, ACheckpointPastTheStepLimitWritesNothing) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  const QueueItem call = items[0];
+  const int64_t now = UnixMillis(clock_.Now());
+  ASSERT_THAT(store_->Checkpoint(call, {RanStep("a", 1), RanStep("b", 2)},
+                                 {RanAttempt("a", now), RanAttempt("b", now)}, clock_.Now(), 3),
+              IsOk());
+  // "a" again and "c" twice: the run has three steps, the limit.
+  ASSERT_THAT(store_->Checkpoint(call, {RanStep("a", 1), RanStep("c", 3), RanStep("c", 3)},
+                                 {RanAttempt("a", now), RanAttempt("c", now)}, clock_.Now(), 3),
+              IsOk());
+  auto refused = store_->Checkpoint(call, {RanStep("a", 1), RanStep("d", 4)},
+                                    {RanAttempt("a", now), RanAttempt("d", now)}, clock_.Now(), 3);
+  EXPECT_THAT(refused, StatusIs(StatusCode::kResourceExhausted, HasSubstr("step limit of 3")));
+  auto steps = store_->GetSteps(run);
+  ASSERT_THAT(steps, IsOk());
+  EXPECT_EQ(steps->size(), 3u);
+  auto attempts = store_->GetAttempts(run);
+  ASSERT_THAT(attempts, IsOk());
+  EXPECT_EQ(attempts->size(), 3u);
+  // A limit one higher takes it.
+  ASSERT_THAT(store_->Checkpoint(call, {RanStep("d", 4)}, {RanAttempt("d", now)}, clock_.Now(), 4),
+              IsOk());
+  EXPECT_TRUE(Claim().empty()) << "the call is still leased";
+  ASSERT_THAT(End(call), IsOk());
+  EXPECT_EQ(RunStatus(run), kCompleted);
 }
 
 // An ingest may lease new runs' first calls to its caller (StartedCalls): at most `max`, only
@@ -1920,7 +1968,7 @@ TEST_P(StoreConformance, ARunsRequestVersionIsReadAsTheReplyThatRecordedAStepNam
   ASSERT_EQ(items.size(), 1u);
   EXPECT_EQ(store_->GetRun(run)->req_version, -1);
   ASSERT_THAT(store_->Checkpoint(items[0], {{"s1", 0, "first", "completed", {{"data", 1}}}}, {},
-                                 clock_.Now()),
+                                 clock_.Now(), kAnySteps),
               IsOk());
   Transition t = StepThenDiscovery();  // records s1 again, naming version 2
   t.req_version = 2;

@@ -411,6 +411,58 @@ TEST_F(TransitionTest, AReplyAsksForOneDiscoveryAndNoneBesideOtherWork) {
   EXPECT_EQ(wait.waits.size(), 1u);
 }
 
+// A run has at most `step_limit` steps: a reply that would take it past them while it goes on
+// (steps it ran, planned steps, a sleep, a wait) fails it with Inngest's overflow error and
+// records nothing of the reply but the failed attempt; a step recorded already (a reply that
+// repeats it) is not counted twice; a reply that ends the run, or a retry, is applied as usual.
+TEST_F(TransitionTest, AReplyThatWouldTakeTheRunPastTheStepLimitFailsIt) {
+  store::RunState state = MakeState();  // one step, "h1"
+  state.steps.push_back({"h2", 1, "second", "completed", Json{{"data", "B"}}, 0});
+  store::QueueItem item{1, "01RUN", "step", 0, "tok"};
+  auto decide = [&](const char* body, int64_t limit) {
+    CallOutcome outcome{Reply(206, body), TimePoint(std::chrono::seconds(1000)),
+                        TimePoint(std::chrono::seconds(1001))};
+    return FlatOf(DecideTransition(state, item, outcome, policy_, rng_, limit));
+  };
+  auto third = decide(R"([{"id":"h3","op":"StepRun","data":3}])", 3);
+  EXPECT_FALSE(third.end_status);
+  EXPECT_EQ(third.steps.size(), 1u);
+
+  auto past = decide(R"([{"id":"h3","op":"StepRun","data":3},{"id":"h4","op":"StepRun"}])", 3);
+  ASSERT_EQ(past.end_status, store::kFailed);
+  EXPECT_EQ(past.error["name"], "InngestErrFunctionOverflowed");
+  EXPECT_EQ(past.error["message"],
+            "The function run exceeded the step limit of 3 steps (the coordinator's "
+            "--max-steps-per-run).");
+  EXPECT_TRUE(past.steps.empty());
+  EXPECT_TRUE(past.next.empty());
+  ASSERT_EQ(past.attempts.size(), 1u);
+  EXPECT_EQ(past.attempts[0].step_id, "step");
+  EXPECT_EQ(past.attempts[0].outcome, "failed");
+  EXPECT_EQ(past.attempts[0].error, past.error);
+
+  // "h1" is recorded already: the run would have three steps.
+  EXPECT_FALSE(decide(R"([{"id":"h1","op":"StepRun"},{"id":"h3","op":"StepRun"}])", 3).end_status);
+  // What a reply asks for counts: planned steps, a sleep, a wait.
+  EXPECT_FALSE(decide(R"([{"id":"p1","op":"StepPlanned"}])", 3).end_status);
+  EXPECT_EQ(
+      decide(R"([{"id":"p1","op":"StepPlanned"},{"id":"p2","op":"StepPlanned"}])", 3).end_status,
+      store::kFailed);
+  EXPECT_EQ(
+      decide(R"([{"id":"h3","op":"StepRun"},{"id":"hs","op":"Sleep","name":"1s"}])", 3).end_status,
+      store::kFailed);
+  const char* wait =
+      R"([{"id":"hw","op":"WaitForEvent","name":"a/b","opts":{"event":"a/b","timeout":"1h"}}])";
+  EXPECT_FALSE(decide(wait, 3).waits.empty());
+  EXPECT_EQ(decide(wait, 2).end_status, store::kFailed);
+
+  // Ending the run, or retrying the call, is not refused, even past the limit.
+  EXPECT_EQ(decide(R"([{"id":"done","op":"RunComplete","data":1}])", 1).end_status,
+            store::kCompleted);
+  EXPECT_TRUE(
+      decide(R"([{"id":"h3","op":"StepError","error":{"message":"x"}}])", 2).retry_at.has_value());
+}
+
 // `206 []`: a step's call whose thread has nothing more to do leads to discovery once the
 // run has nothing else out; a discovery call that says so is a failed attempt (the run was
 // left running with nothing to call it again).

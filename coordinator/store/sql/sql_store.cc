@@ -2342,7 +2342,7 @@ Status SqlStore::RenewLease(const QueueItem& item, TimePoint until) {
 Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
                                                 const std::vector<StepRecord>& steps,
                                                 const std::vector<AttemptRecord>& attempts,
-                                                TimePoint now) {
+                                                TimePoint now, int64_t step_limit) {
   const int64_t now_ms = UnixMillis(now);
   std::vector<std::string> ids;
   for (const StepRecord& step : steps) ids.push_back(step.step_id);
@@ -2355,10 +2355,11 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
         // run's row, which orders the steps' inserts of its concurrent calls. One statement
         // locks both; when it finds nothing, a look at the item tells why. In the same
         // round trip, once the locks are held (a record made meanwhile is seen), which of the
-        // steps are recorded already.
+        // steps are recorded already, and how many the run has.
         Rows run, known;
         tx.QueryLater(
-            "SELECT r.function_id, r.had_parallel, q.attempt FROM queue q JOIN runs r ON "
+            "SELECT r.function_id, r.had_parallel, q.attempt, (SELECT count(*) FROM steps s "
+            "WHERE s.run_id = r.id) FROM queue q JOIN runs r ON "
             "r.id = q.run_id WHERE q.id = $1 AND q.lease_token = $2 AND q.run_id = $3 AND "
             "r.status NOT IN " +
                 std::string(kRestingStatuses) + " {FOR UPDATE OF q FOR NO KEY UPDATE OF r}",
@@ -2375,11 +2376,6 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
           }
           return Aborted("run " + item.run_id + " has ended");
         }
-        if (!run[0].Bool(1)) {
-          // Steps recorded beside its call, as a parallel call's would be: the call's kept
-          // successor counts the run's steps (KeptCall::steps).
-          tx.Send("UPDATE runs SET had_parallel = true WHERE id = $1", {item.run_id});
-        }
         // Each step once: not those recorded already, nor one the body repeats.
         std::set<std::string> seen;
         for (Row row : known) seen.insert(row.Text(0));
@@ -2389,6 +2385,18 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
           if (!seen.insert(step.step_id).second) continue;
           fresh.push_back(step);
           unattempted.insert(step.step_id);
+        }
+        if (const int64_t had = run[0].Int(3);
+            had + static_cast<int64_t>(fresh.size()) > step_limit) {
+          return ResourceExhausted("run " + item.run_id + " has " + std::to_string(had) +
+                                   " steps: " + std::to_string(fresh.size()) +
+                                   " more would take it past the step limit of " +
+                                   std::to_string(step_limit));
+        }
+        if (!run[0].Bool(1)) {
+          // Steps recorded beside its call, as a parallel call's would be: the call's kept
+          // successor counts the run's steps (KeptCall::steps).
+          tx.Send("UPDATE runs SET had_parallel = true WHERE id = $1", {item.run_id});
         }
         RecordedCheckpoint out{run[0].Text(0), {}};
         for (const AttemptRecord& a : attempts) {

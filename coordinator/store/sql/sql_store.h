@@ -52,8 +52,8 @@ class SqlStore final : public Store {
                                std::chrono::milliseconds lease) override;
   Status RenewLease(const QueueItem& item, TimePoint until) override;
   Result<RecordedCheckpoint> Checkpoint(const QueueItem& item, const std::vector<StepRecord>& steps,
-                                        const std::vector<AttemptRecord>& attempts,
-                                        TimePoint now) override;
+                                        const std::vector<AttemptRecord>& attempts, TimePoint now,
+                                        int64_t step_limit) override;
   Status ReleaseLeases(const std::vector<QueueItem>& items, TimePoint now) override;
   Result<int64_t> QueueDepth() override;
   Result<std::optional<TimePoint>> NextVisible() override;
