@@ -131,6 +131,20 @@ async function renderRuns(params) {
 }
 
 // One run: its event, a timeline of steps with attempts, its output; Replay and Cancel.
+// The Idempotency-Key of each run's next replay: a click made again after a failed request
+// (whose answer may have been lost on the way, the run started) sends it again and gets the run
+// the first started; dropped once a replay is answered, so the next click replays anew. Kept
+// across the page's refreshes. (crypto.getRandomValues, unlike randomUUID, works on plain
+// http:// too.)
+const replayKeys = new Map();
+function replayKey(runId) {
+  if (!replayKeys.has(runId)) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    replayKeys.set(runId, Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(''));
+  }
+  return replayKeys.get(runId);
+}
+
 async function renderRun(id) {
   const { data: run } = await api(`/v1/runs/${enc(id)}`);
   const start = Date.parse(run.started_at || run.created_at);
@@ -182,9 +196,17 @@ async function renderRun(id) {
       document.getElementById('action-result').textContent = `Failed: ${e.message}`;
     }
   };
-  document.getElementById('replay').addEventListener('click', act(async () => {
-    const { data } = await api(`/v1/runs/${enc(run.id)}/replay`, { method: 'POST' });
-    location.hash = `#/runs/${enc(data.id)}`;
+  const replay = document.getElementById('replay');
+  replay.addEventListener('click', act(async () => {
+    replay.disabled = true;  // one replay request at a time
+    try {
+      const { data } = await api(`/v1/runs/${enc(run.id)}/replay`,
+        { method: 'POST', headers: { 'Idempotency-Key': replayKey(run.id) } });
+      replayKeys.delete(run.id);
+      location.hash = `#/runs/${enc(data.id)}`;
+    } finally {
+      replay.disabled = false;
+    }
   }));
   document.getElementById('cancel')?.addEventListener('click', act(async () => {
     await api(`/v1/runs/${enc(run.id)}/cancel`, { method: 'POST' });

@@ -124,6 +124,41 @@ test('Replay starts a new run that appears in the list', async () => {
   await page.locator(`tr[data-run="${replay}"]`).waitFor();
 });
 
+// The page's Replay sends an Idempotency-Key, the same again after a failed request: a click
+// made again after an answer lost on the way (the run started) shows the run the first
+// request started, not a second one; once a replay was answered, the next is a new run.
+test('Replay clicked again after its answer was lost shows the run the first click started', async () => {
+  const openRun = (id) => page.waitForFunction((old) => /^#\/runs\/[0-9A-Z]+$/.test(location.hash)
+    && !location.hash.endsWith(old), id);
+  await page.goto(`${base}/#/runs/${runs.completed}`);
+  await page.locator('#replay').waitFor();
+  const keys = [];
+  let started;
+  await page.route('**/replay', async (route) => {
+    keys.push(route.request().headers()['idempotency-key']);
+    if (keys.length > 1) return route.continue();
+    // The coordinator gets the first request and starts a run; its answer never arrives.
+    started = (await (await route.fetch()).json()).data.id;
+    return route.abort('connectionreset');
+  });
+  await page.click('#replay');
+  await page.locator('#action-result', { hasText: 'Failed' }).waitFor();
+  await page.click('#replay');
+  await openRun(runs.completed);
+  await page.unroute('**/replay');
+  assert.equal(keys.length, 2);
+  assert.match(keys[0], /^[0-9a-f]{32}$/);
+  assert.equal(keys[1], keys[0]);
+  assert.equal(decodeURIComponent(new URL(page.url()).hash.split('/')[2]), started);
+
+  await page.goto(`${base}/#/runs/${runs.completed}`);
+  await page.locator(`h1:has-text("${runs.completed}")`).waitFor();
+  await page.click('#replay');
+  await openRun(runs.completed);
+  const again = decodeURIComponent(new URL(page.url()).hash.split('/')[2]);
+  assert.notEqual(again, started);
+});
+
 test('Cancel cancels a sleeping run', async () => {
   await page.goto(`${base}/#/runs/${runs.sleeping}`);
   await page.locator('.badge.sleeping').first().waitFor();
