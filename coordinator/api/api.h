@@ -50,8 +50,8 @@ struct ApiOptions {
   // the same config as a /fn/register body, is held to it too.
   size_t max_body_bytes = 3 << 20;
   // The most steps a run may have (--max-steps-per-run): a checkpoint that would take a run
-  // past them is refused (422), and the host answers its call with the step instead, which
-  // fails the run.
+  // past them is refused (422); the host then answers its call with the step, and the run
+  // fails before its next call (docs/protocol.md §5.6).
   int64_t step_limit = executor::kDefaultStepLimit;
 };
 

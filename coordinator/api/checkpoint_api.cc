@@ -88,8 +88,8 @@ Response Api::AnswerCheckpoint(const Request& req) {
     return ErrorResponse(recorded);
   }
   if (recorded.code() == StatusCode::kResourceExhausted) {
-    // Not a 409: the SDK, after its tries, answers the call with the step, and the call's
-    // reply fails the run (DecideTransition).
+    // Not a 409, which would stop the SDK: after its tries it answers the call with the step,
+    // and the run fails before its next call (Executor, DecideTransition).
     spdlog::info("run {}: checkpoint refused: {}", run_id, recorded.message());
     return ErrorResponse(422, "step_limit", recorded.message());
   }

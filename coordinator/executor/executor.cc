@@ -510,9 +510,12 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       if (static_cast<int64_t>(state->steps.size()) > options.step_limit) {
         // Past its step limit already, by the steps a host checkpointed during a call whose
         // reply then recorded more (DecideTransition counts the run as its call found it):
-        // not called again.
-        t.move =
-            store::Transition::End{store::kFailed, nullptr, StepLimitError(options.step_limit)};
+        // not called again. The call's failed attempt says why on the run's timeline.
+        Json error = StepLimitError(options.step_limit);
+        const int64_t now_ms = UnixMillis(clock.Now());
+        t.attempts.push_back(
+            {item.step_id, item.step_id, item.attempt, "failed", error, now_ms, now_ms});
+        t.move = store::Transition::End{store::kFailed, nullptr, std::move(error)};
       } else if (auto request = BuildCall(*state, item, options.call, clock.Now()); !request.ok()) {
         const bool too_large = request.status().code() == StatusCode::kResourceExhausted;
         t.move = store::Transition::End{store::kFailed,

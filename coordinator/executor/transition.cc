@@ -128,6 +128,23 @@ struct Ctx {
     next().next_only_if_idle = true;
   }
 
+  // A run that does not end with the reply but would have more than `step_limit` steps after
+  // it fails instead, nothing of the reply recorded but the call's failed attempt.
+  void FailPastStepLimit(int64_t step_limit) {
+    if (t.end()) return;
+    // Counted exactly, by id, only when the sum of the counts is past the limit.
+    size_t most = state.steps.size() + t.steps.size();
+    if (const store::Transition::Continue* next = t.next()) {
+      most += next->next.size() + next->waits.size();
+    }
+    if (most <= static_cast<size_t>(step_limit) || StepsAfter(state, t) <= step_limit) return;
+    Json error = StepLimitError(step_limit);
+    t.steps.clear();
+    t.attempts.clear();
+    Attempt(item.step_id, item.step_id, "failed", error);
+    Fail(std::move(error));
+  }
+
   // A reply that also planned steps, a sleep or a wait needs no discovery of its own: each of
   // those ends in a call whose apply asks for one (once the run has nothing else out). Made
   // now, it would run beside them: the discovery's replay would run a planned step again.
@@ -341,8 +358,10 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
         case OpCode::kStepError:
           // X-Inngest-No-Retry: the step's error is final, as a StepFailed says.
           if (!c.last_attempt() && !no_retry) {
+            // The whole call is retried; nothing else is applied but the steps before it.
             c.RetryOrFail(op.id, name, op.error, RetryAfter(reply, outcome.ended));
-            return std::move(c.t);  // the whole call is retried; nothing else is applied
+            c.FailPastStepLimit(step_limit);
+            return std::move(c.t);
           }
           [[fallthrough]];
         case OpCode::kStepFailed: {
@@ -393,19 +412,7 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
     // Planned steps run as their own calls; a discovery asked for by a step of this reply
     // waits (next_only_if_idle, set by Discover) until all of them are memoized.
     c.DropDiscoveryBesideOtherWork();
-    const store::Transition::Continue* goes_on = c.t.next();
-    // (Counted exactly, by id, only when the sum of their counts is past the limit.)
-    if (goes_on &&
-        state.steps.size() + c.t.steps.size() + goes_on->next.size() + goes_on->waits.size() >
-            static_cast<size_t>(step_limit) &&
-        StepsAfter(state, c.t) > step_limit) {
-      // Nothing of the reply is recorded: the run ends here, as the call found it.
-      Json error = StepLimitError(step_limit);
-      c.t.steps.clear();
-      c.t.attempts.clear();
-      c.Attempt(call_step, call_step, "failed", error);
-      c.Fail(std::move(error));
-    }
+    c.FailPastStepLimit(step_limit);
     return std::move(c.t);
   }
 

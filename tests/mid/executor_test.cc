@@ -71,6 +71,10 @@ TEST_F(ExecutorHarness, ARunPastTheStepLimitByCheckpointedStepsFailsBeforeItsNex
   EXPECT_EQ(Run(run).error["name"], "InngestErrFunctionOverflowed");
   EXPECT_EQ(Steps(run).size(), 3u);
   EXPECT_EQ(transport_.calls(), 1) << "the run was not called again";
+  const auto recorded = Attempts(run);
+  ASSERT_FALSE(recorded.empty());
+  EXPECT_EQ(recorded.back().outcome, "failed") << "the timeline says why";
+  EXPECT_EQ(recorded.back().error["name"], "InngestErrFunctionOverflowed");
 }
 
 TEST_F(ExecutorHarness, AFailedCallIsRetriedOnlyOnceItsBackoffHasPassed) {

@@ -1701,6 +1701,41 @@ TEST_P(StoreConformance, AGroupsAppliesOfDifferentRunsWaitForTheDatabaseOnceToge
   EXPECT_EQ(Claim().size(), 5u);  // loaded run's come back
 }
 
+// A checkpoint refused for the step limit writes nothing, so the applies that share its
+// group's transaction commit with it: the group is not rolled back, each of its pieces made
+// again in a transaction of its own (on PostgreSQL that took 11 waits for the database, where
+// the group takes 3 or 4).
+TEST_P(StoreConformance, ACheckpointPastTheStepLimitInAGroupLetsTheOthersCommitWithIt) {
+  for (int i = 0; i < 4; ++i) Start("app-plain");
+  const std::string loaded = Start("app-one");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 5u);
+  std::erase_if(items, [&](const QueueItem& item) { return item.run_id == loaded; });
+  ASSERT_EQ(items.size(), 4u);
+  auto [applied, trips] = InOneGroup(*store_, *db_, loaded, 4, [&](int i) -> Result<Applied> {
+    if (i < 3) return store_->ApplyAndKeep(items[i], StepThenDiscovery(), clock_.Now(), 30s);
+    const int64_t now = UnixMillis(clock_.Now());
+    auto refused =
+        store_->Checkpoint(items[i], {RanStep("a", 1), RanStep("b", 2)},
+                           {RanAttempt("a", now), RanAttempt("b", now)}, clock_.Now(), 1);
+    if (!refused.ok()) return refused.status();
+    return Applied{};
+  });
+  EXPECT_THAT(applied[3], StatusIs(StatusCode::kResourceExhausted));
+  EXPECT_TRUE(store_->GetSteps(items[3].run_id)->empty());
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_THAT(applied[i], IsOk());
+    EXPECT_EQ(store_->GetSteps(items[i].run_id)->size(), 1u);
+  }
+  if (GetParam().name == "postgres") {
+    ASSERT_TRUE(trips.has_value());
+    EXPECT_LE(*trips, 4) << "the applies' first parts (in one wave, or two when the "
+                            "checkpoint's run sorts between theirs), the checkpoint's reads, the "
+                            "rest with the commit";
+  }
+}
+
 // The ends of lanes' heads in one group lock their lanes and read their next runs with their
 // first statements, and wait for the database once together with the group's other applies
 // (a step of another lane's head among them): twice with the commit on PostgreSQL, where

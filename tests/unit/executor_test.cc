@@ -456,11 +456,19 @@ TEST_F(TransitionTest, AReplyThatWouldTakeTheRunPastTheStepLimitFailsIt) {
   EXPECT_FALSE(decide(wait, 3).waits.empty());
   EXPECT_EQ(decide(wait, 2).end_status, store::kFailed);
 
-  // Ending the run, or retrying the call, is not refused, even past the limit.
+  // Ending the run, or retrying the call, is not refused, even past the limit; but steps
+  // recorded with a retry count.
   EXPECT_EQ(decide(R"([{"id":"done","op":"RunComplete","data":1}])", 1).end_status,
             store::kCompleted);
   EXPECT_TRUE(
       decide(R"([{"id":"h3","op":"StepError","error":{"message":"x"}}])", 2).retry_at.has_value());
+  const char* steps_then_error =
+      R"([{"id":"h3","op":"StepRun"},{"id":"h4","op":"StepRun"},{"id":"h5","op":"StepError"}])";
+  EXPECT_TRUE(decide(steps_then_error, 4).retry_at.has_value());
+  auto retried_past = decide(steps_then_error, 3);
+  EXPECT_EQ(retried_past.end_status, store::kFailed);
+  EXPECT_FALSE(retried_past.retry_at);
+  EXPECT_TRUE(retried_past.steps.empty());
 }
 
 // `206 []`: a step's call whose thread has nothing more to do leads to discovery once the

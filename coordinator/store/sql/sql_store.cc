@@ -2236,9 +2236,13 @@ void SqlStore::CommitGroup(std::vector<GroupWork*>& group) {
     // other piece runs whole after the wave.
     std::vector<GroupWork*> wave;
     auto settle = [&](GroupWork& w, Status done) -> Status {
-      // A failure after a write cannot be undone alone: the whole group rolls back.
-      const bool harmless = w.piece == Piece::kRead ||
-                            (w.piece == Piece::kApply && done.code() == StatusCode::kAborted);
+      // A failure after a write cannot be undone alone: the whole group rolls back. An apply
+      // refused (kAborted: its lease lost, or its run ended; kResourceExhausted: a checkpoint
+      // past the step limit) wrote nothing.
+      const bool harmless =
+          w.piece == Piece::kRead ||
+          (w.piece == Piece::kApply &&
+           (done.code() == StatusCode::kAborted || done.code() == StatusCode::kResourceExhausted));
       if (!done.ok() && !harmless) return done;
       statuses.push_back(std::move(done));
       return Status::Ok();
@@ -2354,12 +2358,12 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
         // Locked in ApplyWork's order, the item first: the lease decides, then the
         // run's row, which orders the steps' inserts of its concurrent calls. One statement
         // locks both; when it finds nothing, a look at the item tells why. In the same
-        // round trip, once the locks are held (a record made meanwhile is seen), which of the
-        // steps are recorded already, and how many the run has.
-        Rows run, known;
+        // round trip, once the locks are held (a record made meanwhile is seen: statements of
+        // their own, not subqueries of the locking one, whose snapshot predates the wait),
+        // which of the steps are recorded already, and how many the run has.
+        Rows run, known, count;
         tx.QueryLater(
-            "SELECT r.function_id, r.had_parallel, q.attempt, (SELECT count(*) FROM steps s "
-            "WHERE s.run_id = r.id) FROM queue q JOIN runs r ON "
+            "SELECT r.function_id, r.had_parallel, q.attempt FROM queue q JOIN runs r ON "
             "r.id = q.run_id WHERE q.id = $1 AND q.lease_token = $2 AND q.run_id = $3 AND "
             "r.status NOT IN " +
                 std::string(kRestingStatuses) + " {FOR UPDATE OF q FOR NO KEY UPDATE OF r}",
@@ -2367,6 +2371,8 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
         tx.QueryLater("SELECT step_id FROM steps WHERE run_id = $1 AND step_id IN @list($2)",
                       {item.run_id, ListValue(ids)},
                       [&known](Rows rows) { known = std::move(rows); });
+        tx.QueryLater("SELECT count(*) FROM steps WHERE run_id = $1", {item.run_id},
+                      [&count](Rows rows) { count = std::move(rows); });
         tx.Wait();
         if (run.empty()) {
           if (tx.Query("SELECT 1 FROM queue WHERE id = $1 AND lease_token = $2 AND run_id = $3",
@@ -2386,7 +2392,7 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
           fresh.push_back(step);
           unattempted.insert(step.step_id);
         }
-        if (const int64_t had = run[0].Int(3);
+        if (const int64_t had = count[0].Int(0);
             had + static_cast<int64_t>(fresh.size()) > step_limit) {
           return ResourceExhausted("run " + item.run_id + " has " + std::to_string(had) +
                                    " steps: " + std::to_string(fresh.size()) +
