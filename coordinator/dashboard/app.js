@@ -133,16 +133,18 @@ async function renderRuns(params) {
 // One run: its event, a timeline of steps with attempts, its output; Replay and Cancel.
 // The Idempotency-Key of each run's next replay: a click made again after a failed request
 // (whose answer may have been lost on the way, the run started) sends it again and gets the run
-// the first started; dropped once a replay is answered, so the next click replays anew. Kept
-// across the page's refreshes. (crypto.getRandomValues, unlike randomUUID, works on plain
-// http:// too.)
-const replayKeys = new Map();
+// the first started; dropped once a replay is answered, so the next click replays anew. Kept in
+// the tab's sessionStorage, so a reload keeps it too. (crypto.getRandomValues, unlike
+// randomUUID, works on plain http:// too.)
+const replayKeyName = (runId) => `funcky-replay-key:${runId}`;
 function replayKey(runId) {
-  if (!replayKeys.has(runId)) {
+  let key = sessionStorage.getItem(replayKeyName(runId));
+  if (!key) {
     const bytes = crypto.getRandomValues(new Uint8Array(16));
-    replayKeys.set(runId, Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(''));
+    key = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    sessionStorage.setItem(replayKeyName(runId), key);
   }
-  return replayKeys.get(runId);
+  return key;
 }
 
 async function renderRun(id) {
@@ -198,15 +200,19 @@ async function renderRun(id) {
   };
   const replay = document.getElementById('replay');
   replay.addEventListener('click', act(async () => {
-    replay.disabled = true;  // one replay request at a time
+    // One replay request at a time; after an answer, the button stays off until the new
+    // run's page replaces this one.
+    replay.disabled = true;
+    let data;
     try {
-      const { data } = await api(`/v1/runs/${enc(run.id)}/replay`,
-        { method: 'POST', headers: { 'Idempotency-Key': replayKey(run.id) } });
-      replayKeys.delete(run.id);
-      location.hash = `#/runs/${enc(data.id)}`;
-    } finally {
+      ({ data } = await api(`/v1/runs/${enc(run.id)}/replay`,
+        { method: 'POST', headers: { 'Idempotency-Key': replayKey(run.id) } }));
+    } catch (e) {
       replay.disabled = false;
+      throw e;
     }
+    sessionStorage.removeItem(replayKeyName(run.id));
+    location.hash = `#/runs/${enc(data.id)}`;
   }));
   document.getElementById('cancel')?.addEventListener('click', act(async () => {
     await api(`/v1/runs/${enc(run.id)}/cancel`, { method: 'POST' });

@@ -124,9 +124,10 @@ test('Replay starts a new run that appears in the list', async () => {
   await page.locator(`tr[data-run="${replay}"]`).waitFor();
 });
 
-// The page's Replay sends an Idempotency-Key, the same again after a failed request: a click
-// made again after an answer lost on the way (the run started) shows the run the first
-// request started, not a second one; once a replay was answered, the next is a new run.
+// The page's Replay sends an Idempotency-Key, the same again after a failed request, also
+// after a reload: a click made again after an answer lost on the way (the run started) shows
+// the run the first request started, not a second one; once a replay was answered, the next
+// is a new run.
 test('Replay clicked again after its answer was lost shows the run the first click started', async () => {
   const openRun = (id) => page.waitForFunction((old) => /^#\/runs\/[0-9A-Z]+$/.test(location.hash)
     && !location.hash.endsWith(old), id);
@@ -143,6 +144,8 @@ test('Replay clicked again after its answer was lost shows the run the first cli
   });
   await page.click('#replay');
   await page.locator('#action-result', { hasText: 'Failed' }).waitFor();
+  await page.reload();  // what one does after a failure: the key is the tab's, kept
+  await page.locator('#replay').waitFor();
   await page.click('#replay');
   await openRun(runs.completed);
   await page.unroute('**/replay');
