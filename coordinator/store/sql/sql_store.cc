@@ -2358,21 +2358,20 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
         // Locked in ApplyWork's order, the item first: the lease decides, then the
         // run's row, which orders the steps' inserts of its concurrent calls. One statement
         // locks both; when it finds nothing, a look at the item tells why. In the same
-        // round trip, once the locks are held (a record made meanwhile is seen: statements of
-        // their own, not subqueries of the locking one, whose snapshot predates the wait),
-        // which of the steps are recorded already, and how many the run has.
-        Rows run, known, count;
+        // round trip, once the locks are held (a record made meanwhile is seen: a statement of
+        // its own, not a subquery of the locking one, whose snapshot predates the wait), the
+        // run's steps, marking those of the checkpoint recorded already: the run rarely has
+        // many, and a call carries every one of them anyway.
+        Rows run, recorded;
         tx.QueryLater(
             "SELECT r.function_id, r.had_parallel, q.attempt FROM queue q JOIN runs r ON "
             "r.id = q.run_id WHERE q.id = $1 AND q.lease_token = $2 AND q.run_id = $3 AND "
             "r.status NOT IN " +
                 std::string(kRestingStatuses) + " {FOR UPDATE OF q FOR NO KEY UPDATE OF r}",
             {item.id, item.lease_token, item.run_id}, [&run](Rows rows) { run = std::move(rows); });
-        tx.QueryLater("SELECT step_id FROM steps WHERE run_id = $1 AND step_id IN @list($2)",
+        tx.QueryLater("SELECT step_id, step_id IN @list($2) FROM steps WHERE run_id = $1",
                       {item.run_id, ListValue(ids)},
-                      [&known](Rows rows) { known = std::move(rows); });
-        tx.QueryLater("SELECT count(*) FROM steps WHERE run_id = $1", {item.run_id},
-                      [&count](Rows rows) { count = std::move(rows); });
+                      [&recorded](Rows rows) { recorded = std::move(rows); });
         tx.Wait();
         if (run.empty()) {
           if (tx.Query("SELECT 1 FROM queue WHERE id = $1 AND lease_token = $2 AND run_id = $3",
@@ -2384,7 +2383,9 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
         }
         // Each step once: not those recorded already, nor one the body repeats.
         std::set<std::string> seen;
-        for (Row row : known) seen.insert(row.Text(0));
+        for (Row row : recorded) {
+          if (row.Bool(1)) seen.insert(row.Text(0));
+        }
         std::vector<StepRecord> fresh;
         std::set<std::string> unattempted;
         for (const StepRecord& step : steps) {
@@ -2392,7 +2393,7 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
           fresh.push_back(step);
           unattempted.insert(step.step_id);
         }
-        if (const int64_t had = count[0].Int(0);
+        if (const auto had = static_cast<int64_t>(recorded.size());
             had + static_cast<int64_t>(fresh.size()) > step_limit) {
           return ResourceExhausted("run " + item.run_id + " has " + std::to_string(had) +
                                    " steps: " + std::to_string(fresh.size()) +
