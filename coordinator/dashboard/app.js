@@ -130,7 +130,6 @@ async function renderRuns(params) {
   }
 }
 
-// One run: its event, a timeline of steps with attempts, its output; Replay and Cancel.
 // The Idempotency-Key of each run's next replay: a click made again after a failed request
 // (whose answer may have been lost on the way, the run started) sends it again and gets the run
 // the first started; dropped once a replay is answered, so the next click replays anew. Kept in
@@ -147,6 +146,7 @@ function replayKey(runId) {
   return key;
 }
 
+// One run: its event, a timeline of steps with attempts, its output; Replay and Cancel.
 async function renderRun(id) {
   const { data: run } = await api(`/v1/runs/${enc(id)}`);
   const start = Date.parse(run.started_at || run.created_at);
