@@ -98,6 +98,24 @@ std::vector<Json> Function::configs(const std::string& app_id, const std::string
     if (!b.if_.empty()) batch["if"] = b.if_;
     config["batchEvents"] = std::move(batch);
   }
+  if (!options_.idempotency.empty()) config["idempotency"] = options_.idempotency;
+  if (options_.rate_limit) {
+    const RateLimit& r = *options_.rate_limit;
+    Json rate = {{"limit", r.limit}, {"period", r.period}};
+    if (!r.key.empty()) rate["key"] = r.key;
+    config["rateLimit"] = std::move(rate);
+  }
+  if (options_.singleton) {
+    Json singleton = {{"mode", options_.singleton->mode}};
+    if (!options_.singleton->key.empty()) singleton["key"] = options_.singleton->key;
+    config["singleton"] = std::move(singleton);
+  }
+  if (options_.timeouts) {
+    Json timeouts = Json::object();
+    if (!options_.timeouts->start.empty()) timeouts["start"] = options_.timeouts->start;
+    if (!options_.timeouts->finish.empty()) timeouts["finish"] = options_.timeouts->finish;
+    config["timeouts"] = std::move(timeouts);
+  }
   std::vector<Json> out = {std::move(config)};
   if (options_.on_failure) {
     const std::string failure_id = id + "-failure";

@@ -57,6 +57,28 @@ struct Throttle {
   std::string key;  // "" = one throttle for the function
 };
 
+// Inngest's `rateLimit`: at most `limit` runs per `period` (1s to 24h) per value of `key`;
+// an event past it starts no run (it is recorded as skipped). docs/flow-control.md.
+struct RateLimit {
+  int limit = 0;       // from 1
+  std::string period;  // e.g. "1m"
+  std::string key;     // an expression over the event; "" = one key for the function
+};
+
+// Inngest's `singleton`: one active run per value of `key`. `mode` "skip": an event of a busy
+// key starts no run; "cancel": the active run is cancelled and the new one starts.
+struct Singleton {
+  std::string mode;  // "skip" or "cancel"
+  std::string key;   // an expression over the event; "" = one key for the function
+};
+
+// Inngest's `timeouts`: a run not started within `start` of its creation, or not finished
+// within `finish` of its start, is cancelled (durations up to 366d; "" = none).
+struct Timeouts {
+  std::string start;
+  std::string finish;
+};
+
 struct Context;
 
 // Strict FIFO per key (Funcky's extension of the function config): runs of one key start in
@@ -123,6 +145,12 @@ struct FunctionOptions {
   std::optional<Debounce> debounce;
   std::optional<Priority> priority;
   std::optional<BatchEvents> batch_events;
+  // Inngest's `idempotency`: an expression over the event; one run per value for 24 h, later
+  // events of the value start none. "" = none. It replaces `rate_limit` when both are set.
+  std::string idempotency;
+  std::optional<RateLimit> rate_limit;
+  std::optional<Singleton> singleton;
+  std::optional<Timeouts> timeouts;
 };
 
 // Thrown by a step or a handler: fail now, do not retry.

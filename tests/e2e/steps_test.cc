@@ -277,6 +277,29 @@ TEST_P(StepKindsTest, ARunThatWouldPassTheStepLimitFails) {
   EXPECT_EQ(host.Count("step", past, "s4"), 0);
 }
 
+// The C++ SDK's idempotency and timeouts reach the coordinator: a second event of an order
+// starts no run (it is recorded as skipped), and a run past timeouts.finish is cancelled.
+TEST_P(StepKindsTest, TheCppSdksIdempotencyAndTimeoutsHold) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  const std::string first = StartRun(*c, {{"name", "test/gated"}, {"data", {{"order", "o-1"}}}});
+  const std::string again = Send(*c, {{"name", "test/gated"}, {"data", {{"order", "o-1"}}}});
+  Json view = Http("GET", c->url() + "/v1/events/" + again).body["data"];
+  EXPECT_TRUE(view["runs"].empty()) << view.dump(2);
+  ASSERT_EQ(view["skipped"].size(), 1u) << view.dump(2);
+  EXPECT_EQ(view["skipped"][0]["reason"], "idempotency");
+  EXPECT_EQ(view["skipped"][0]["key"], "o-1");
+  Json done = WaitForRunEnd(c->url(), first);
+  EXPECT_EQ(done["status"], "completed") << done.dump(2);
+
+  const std::string slow =
+      StartRun(*c, {{"name", "test/gated"}, {"data", {{"order", "o-2"}, {"sleep_ms", 30000}}}});
+  Json ended = WaitForRunEnd(c->url(), slow);
+  EXPECT_EQ(ended["status"], "cancelled") << ended.dump(2);
+  EXPECT_EQ(ended["error"]["name"], "Timeout");
+  EXPECT_EQ(host.Count("step", slow, "work"), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StepKindsTest, ::testing::Values("postgres", "sqlite"),
                          [](const auto& info) { return info.param; });
 

@@ -16,6 +16,9 @@
 //   filtered   on test/filtered if event.data.n > 1: returns data.n
 //   limited    on test/limited:   concurrency 3; step "work" sleeps data.delay_ms and
 //                                 records the number of its calls in flight at the host
+//   gated      on test/gated:     idempotency event.data.order, timeouts.finish 2s; a
+//                                 step.sleep "nap" of data.sleep_ms when it is set, then step
+//                                 "work"
 //   sleeper    on test/sleep:     step "before", step.sleep "nap" of data.sleep_ms, step
 //                                 "after" (records "woke" with the time)
 //   waiter     on test/wait:      if data.announce, step.send_event "announce" sends
@@ -226,6 +229,20 @@ int main(int argc, char** argv) {
         });
       }));
 
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "gated",
+       .triggers = {{.event = "test/gated"}},
+       .idempotency = "event.data.order",
+       .timeouts = funcky::sdk::Timeouts{.finish = "2s"}},
+      [](Context& ctx) {
+        if (const int ms = ctx.event["data"].value("sleep_ms", 0); ms > 0) {
+          ctx.step.sleep("nap", std::chrono::milliseconds(ms));
+        }
+        return ctx.step.run("work", [&] {
+          Record("step", ctx.run_id, "work");
+          return Json("worked");
+        });
+      }));
   functions.push_back(funcky::sdk::create_function(
       {.id = "sleeper", .triggers = {{.event = "test/sleep"}}}, [](Context& ctx) {
         ctx.step.run("before", [&] {

@@ -1326,6 +1326,62 @@ TEST(Throttle, TheCppSdkConfigParsesToTheSameThrottle) {
                    .contains("throttle"));
 }
 
+// The C++ SDK's idempotency, rateLimit, singleton and timeouts serialize as the npm SDK sends
+// them, which the coordinator parses; unset ones are left out.
+TEST(Flow, TheCppSdkSyncsTheAdmissionGatesAndTimeoutsAsTheNpmSdkDoes) {
+  auto fn = create_function(
+      {.id = "gated",
+       .triggers = {{.event = "e"}},
+       .idempotency = "event.data.order_id",
+       .rate_limit = RateLimit{.limit = 10, .period = "1m", .key = "event.data.user"},
+       .singleton = Singleton{.mode = "cancel", .key = "event.data.account"},
+       .timeouts = Timeouts{.start = "10s", .finish = "1h"}},
+      [](Context&) { return Json(nullptr); });
+  const Json config = fn.configs("app", "http://h:1/api").at(0);
+  EXPECT_EQ(config["idempotency"], "event.data.order_id");
+  EXPECT_EQ(config["rateLimit"],
+            Json::parse(R"({"limit":10,"period":"1m","key":"event.data.user"})"));
+  EXPECT_EQ(config["singleton"], Json::parse(R"({"mode":"cancel","key":"event.data.account"})"));
+  EXPECT_EQ(config["timeouts"], Json::parse(R"({"start":"10s","finish":"1h"})"));
+  auto flow = scheduler::ParseFlowControl(config);
+  ASSERT_TRUE(flow.ok()) << flow.status().ToString();
+  ASSERT_TRUE(flow->rate);
+  EXPECT_EQ(flow->rate->reason, store::kSkipIdempotency) << "idempotency replaces rateLimit";
+  EXPECT_EQ(flow->rate->key->source(), "event.data.order_id");
+  ASSERT_TRUE(flow->singleton);
+  EXPECT_TRUE(flow->singleton->cancel);
+  EXPECT_EQ(flow->singleton->key_text, "event.data.account");
+  ASSERT_TRUE(flow->timeouts);
+  EXPECT_EQ(flow->timeouts->start, std::chrono::seconds(10));
+  EXPECT_EQ(flow->timeouts->finish, std::chrono::hours(1));
+
+  auto plain = create_function({.id = "p",
+                                .triggers = {{.event = "e"}},
+                                .rate_limit = RateLimit{.limit = 1, .period = "1s"},
+                                .singleton = Singleton{.mode = "skip"},
+                                .timeouts = Timeouts{.finish = "5m"}},
+                               [](Context&) { return Json(nullptr); });
+  const Json plain_config = plain.configs("app", "http://h:1/api").at(0);
+  EXPECT_EQ(plain_config["rateLimit"], Json::parse(R"({"limit":1,"period":"1s"})"));
+  EXPECT_EQ(plain_config["singleton"], Json::parse(R"({"mode":"skip"})"));
+  EXPECT_EQ(plain_config["timeouts"], Json::parse(R"({"finish":"5m"})"));
+  EXPECT_FALSE(plain_config.contains("idempotency"));
+  auto rated = scheduler::ParseFlowControl(plain_config);
+  ASSERT_TRUE(rated.ok()) << rated.status().ToString();
+  ASSERT_TRUE(rated->rate);
+  EXPECT_EQ(rated->rate->reason, store::kSkipRateLimit);
+  EXPECT_EQ(rated->rate->limit, 1);
+  EXPECT_EQ(rated->rate->period, std::chrono::seconds(1));
+  EXPECT_FALSE(rated->rate->key);
+  const Json none = create_function({.id = "n", .triggers = {{.event = "e"}}},
+                                    [](Context&) { return Json(nullptr); })
+                        .configs("app", "http://h:1/api")
+                        .at(0);
+  for (const char* option : {"idempotency", "rateLimit", "singleton", "timeouts"}) {
+    EXPECT_FALSE(none.contains(option)) << option;
+  }
+}
+
 // The C++ SDK's Priority serializes as the npm SDK sends it, which the coordinator parses.
 TEST(Priority, TheCppSdkConfigParsesToTheSamePriority) {
   auto fn = create_function(
