@@ -14,6 +14,15 @@ namespace funcky::sdk {
 
 namespace {
 
+// The `if` of a cancel_on or a wait with `match` (as the npm SDK writes it: "event.<match> ==
+// async.<match>") and `if_expression`: both when both are set, neither dropped.
+std::string MatchCondition(const std::string& match, const std::string& if_expression) {
+  if (match.empty()) return if_expression;
+  std::string condition = "event." + match + " == async." + match;
+  if (!if_expression.empty()) condition += " && (" + if_expression + ")";
+  return condition;
+}
+
 Json StepConfig(const std::string& id, const std::string& serve_url, std::optional<int> retries) {
   Json step = {{"id", "step"},
                {"name", "step"},
@@ -70,7 +79,9 @@ std::vector<Json> Function::configs(const std::string& app_id, const std::string
     Json cancel = Json::array();
     for (const CancelOn& c : options_.cancel_on) {
       Json one = {{"event", c.event}};
-      if (!c.if_expression.empty()) one["if"] = c.if_expression;
+      if (std::string condition = MatchCondition(c.match, c.if_expression); !condition.empty()) {
+        one["if"] = std::move(condition);
+      }
       if (!c.timeout.empty()) one["timeout"] = c.timeout;
       cancel.push_back(std::move(one));
     }
@@ -364,9 +375,12 @@ std::optional<Json> Step::wait_for_event(const std::string& id, const WaitForEve
   if (wait.timeout.empty()) throw UsageError("wait_for_event needs a timeout");
   CheckOpText(wait.event, "wait_for_event's event");
   CheckOpText(wait.if_expression, "wait_for_event's if_expression");
+  CheckOpText(wait.match, "wait_for_event's match");
   op.name = wait.event;
   op.opts = {{"event", wait.event}, {"timeout", TimeOption(wait.timeout, "timeout")}};
-  if (!wait.if_expression.empty()) op.opts["if"] = wait.if_expression;
+  if (std::string condition = MatchCondition(wait.match, wait.if_expression); !condition.empty()) {
+    op.opts["if"] = std::move(condition);
+  }
   if (!wait.lookback.empty()) op.opts["lookback"] = TimeOption(wait.lookback, "lookback");
   Report(x, std::move(op));
 }

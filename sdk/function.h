@@ -45,6 +45,9 @@ struct CancelOn {
   std::string event;
   std::string if_expression;  // e.g. "async.data.order == event.data.order"
   std::string timeout;        // only within this long after the run started; "" = 1 year
+  // Inngest's `match`: a field both events must hold equal, e.g. "data.order" for
+  // "event.data.order == async.data.order"; with if_expression too, both must hold.
+  std::string match;
 };
 
 // Inngest's `throttle`: the function's runs start at most `limit` per `period` per value of
@@ -208,6 +211,10 @@ struct WaitForEvent {
   // Funcky's extension: events received this long before the wait began also count (closes
   // the race between the code that makes the event happen and the wait), e.g. "5s".
   std::string lookback;
+  // Inngest's `match`: a field both events must hold equal, e.g. "data.order" for
+  // "event.data.order == async.data.order" (a wait the coordinator finds by its key however
+  // many are open); with if_expression too, both must hold.
+  std::string match;
 };
 
 struct Invoke {

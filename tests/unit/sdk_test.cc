@@ -18,6 +18,7 @@
 #include "common/ops.h"
 #include "common/signing.h"
 #include "common/step_id.h"
+#include "coordinator/expr/expr.h"
 #include "coordinator/scheduler/flow.h"
 #include "sdk/execution.h"
 #include "sdk/serve.h"
@@ -650,6 +651,41 @@ TEST(SerializeError, CutsAHugeMessage) {
   EXPECT_LT(message.size(), (64u << 10) + 64);
   EXPECT_EQ(message.rfind(std::string(1000, 'x'), 0), 0u);
   EXPECT_NE(message.find(std::to_string(9 << 20) + " bytes"), std::string::npos);
+}
+
+// `match` is the condition the npm SDK writes ("event.<match> == async.<match>"); with an
+// if_expression too, both must hold. A wait so written is one the coordinator finds by its
+// key; cancel_on takes it as well.
+TEST_F(ServeTest, MatchBecomesTheConditionTheNpmSdkWrites) {
+  ServeHandler h(client_, "http://h/api",
+                 {create_function({.id = "fn",
+                                   .cancel_on = {{.event = "a/cancel", .match = "data.id"},
+                                                 {.event = "a/stop",
+                                                  .if_expression = "async.data.now",
+                                                  .match = "data.id"}}},
+                                  [](Context& ctx) {
+                                    ctx.step.wait_for_event(
+                                        "a", {.event = "a/b", .timeout = "1h", .match = "data.id"});
+                                    ctx.step.wait_for_event(
+                                        "b", {.event = "a/b",
+                                              .if_expression = "async.data.ok == true",
+                                              .timeout = "1h",
+                                              .match = "data.id"});
+                                    return Json(nullptr);
+                                  })});
+  const Json cancel = h.register_body()["functions"][0]["cancel"];
+  EXPECT_EQ(cancel[0]["if"], "event.data.id == async.data.id");
+  EXPECT_EQ(cancel[1]["if"], "event.data.id == async.data.id && (async.data.now)");
+  Json first = Json::parse(Call(h, Json::object()).body)[0];
+  EXPECT_EQ(first["opts"]["if"], "event.data.id == async.data.id");
+  Json second = Json::parse(Call(h, {{HashStepId("a"), nullptr}}).body)[0];
+  const std::string both = second["opts"]["if"];
+  EXPECT_EQ(both, "event.data.id == async.data.id && (async.data.ok == true)");
+  auto compiled = expr::Compile(both);
+  ASSERT_TRUE(compiled.ok()) << compiled.status().ToString();
+  const Json trigger = {{"name", "a/go"}, {"data", {{"id", 7}}}};
+  EXPECT_EQ((*compiled)->RequiredKey("async", {{"event", &trigger}}),
+            expr::IndexKey({"data", "id"}, 7));
 }
 
 TEST_F(ServeTest, OnFailureIsRegisteredAsItsOwnFunctionAndServed) {
