@@ -1,6 +1,9 @@
 #include "sdk/function.h"
 
 #include <algorithm>
+#include <cctype>
+#include <stdexcept>
+#include <string_view>
 
 #include "common/duration.h"
 #include "common/json_parse.h"
@@ -13,6 +16,29 @@
 namespace funcky::sdk {
 
 namespace {
+
+// Why `match` is not a field path both events can hold ("data.id": names of letters, digits
+// and `_`, joined by dots), or "" when it is one (or empty). Pasted into an expression, other
+// text would make one that never holds ("event.data.id", "data.user-id") or always does.
+std::string MatchProblem(const std::string& match) {
+  if (match.empty()) return "";
+  std::string_view rest = match;
+  for (bool first = true;; first = false) {
+    const size_t dot = rest.find('.');
+    const std::string_view name = rest.substr(0, dot);
+    const bool identifier = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0])) &&
+                            std::all_of(name.begin(), name.end(), [](char c) {
+                              return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+                            });
+    if (!identifier || (first && (name == "event" || name == "async"))) {
+      return "match \"" + match +
+             "\" must be a field path of both events, e.g. \"data.id\" (names of letters, "
+             "digits and _, joined by dots, without event. or async.)";
+    }
+    if (dot == std::string_view::npos) return "";
+    rest.remove_prefix(dot + 1);
+  }
+}
 
 // The `if` of a cancel_on or a wait with `match` (as the npm SDK writes it: "event.<match> ==
 // async.<match>") and `if_expression`: both when both are set, neither dropped.
@@ -121,7 +147,8 @@ std::vector<Json> Function::configs(const std::string& app_id, const std::string
     if (!options_.singleton->key.empty()) singleton["key"] = options_.singleton->key;
     config["singleton"] = std::move(singleton);
   }
-  if (options_.timeouts) {
+  if (options_.timeouts &&
+      !(options_.timeouts->start.empty() && options_.timeouts->finish.empty())) {
     Json timeouts = Json::object();
     if (!options_.timeouts->start.empty()) timeouts["start"] = options_.timeouts->start;
     if (!options_.timeouts->finish.empty()) timeouts["finish"] = options_.timeouts->finish;
@@ -138,6 +165,15 @@ std::vector<Json> Function::configs(const std::string& app_id, const std::string
                    {"steps", StepConfig(failure_id, serve_url, 1)}});
   }
   return out;
+}
+
+Function::Function(FunctionOptions options, Handler handler)
+    : options_(std::move(options)), handler_(std::move(handler)) {
+  for (const CancelOn& c : options_.cancel_on) {
+    if (std::string problem = MatchProblem(c.match); !problem.empty()) {
+      throw std::invalid_argument("function \"" + options_.id + "\": cancel_on's " + problem);
+    }
+  }
 }
 
 Function create_function(FunctionOptions options, Handler handler) {
@@ -375,7 +411,9 @@ std::optional<Json> Step::wait_for_event(const std::string& id, const WaitForEve
   if (wait.timeout.empty()) throw UsageError("wait_for_event needs a timeout");
   CheckOpText(wait.event, "wait_for_event's event");
   CheckOpText(wait.if_expression, "wait_for_event's if_expression");
-  CheckOpText(wait.match, "wait_for_event's match");
+  if (std::string problem = MatchProblem(wait.match); !problem.empty()) {
+    throw UsageError("wait_for_event's " + problem);
+  }
   op.name = wait.event;
   op.opts = {{"event", wait.event}, {"timeout", TimeOption(wait.timeout, "timeout")}};
   if (std::string condition = MatchCondition(wait.match, wait.if_expression); !condition.empty()) {

@@ -46,7 +46,8 @@ struct CancelOn {
   std::string if_expression;  // e.g. "async.data.order == event.data.order"
   std::string timeout;        // only within this long after the run started; "" = 1 year
   // Inngest's `match`: a field both events must hold equal, e.g. "data.order" for
-  // "event.data.order == async.data.order"; with if_expression too, both must hold.
+  // "event.data.order == async.data.order"; with if_expression too, both must hold. Names of
+  // letters, digits and _ joined by dots, else create_function throws.
   std::string match;
 };
 
@@ -71,12 +72,13 @@ struct RateLimit {
 // Inngest's `singleton`: one active run per value of `key`. `mode` "skip": an event of a busy
 // key starts no run; "cancel": the active run is cancelled and the new one starts.
 struct Singleton {
-  std::string mode;  // "skip" or "cancel"
+  std::string mode;  // "skip" or "cancel"; required (the sync refuses another)
   std::string key;   // an expression over the event; "" = one key for the function
 };
 
-// Inngest's `timeouts`: a run not started within `start` of its creation, or not finished
-// within `finish` of its start, is cancelled (durations up to 366d; "" = none).
+// Inngest's `timeouts`: a run not started within `start` of when it may start (its creation,
+// its debounce's due time, or its event's future `ts`), or not finished within `finish` of its
+// start, is cancelled (durations up to 366d; "" = none; neither set: no timeouts sent).
 struct Timeouts {
   std::string start;
   std::string finish;
@@ -213,7 +215,8 @@ struct WaitForEvent {
   std::string lookback;
   // Inngest's `match`: a field both events must hold equal, e.g. "data.order" for
   // "event.data.order == async.data.order" (a wait the coordinator finds by its key however
-  // many are open); with if_expression too, both must hold.
+  // many are open); with if_expression too, both must hold. Names of letters, digits and _
+  // joined by dots, else the step throws UsageError.
   std::string match;
 };
 
@@ -269,8 +272,8 @@ using Handler = std::function<Json(Context&)>;
 
 class Function {
  public:
-  Function(FunctionOptions options, Handler handler)
-      : options_(std::move(options)), handler_(std::move(handler)) {}
+  // std::invalid_argument for a cancel_on `match` that is not a field path ("data.id").
+  Function(FunctionOptions options, Handler handler);
   const FunctionOptions& options() const { return options_; }
   const Handler& handler() const { return handler_; }
   // The FunctionConfigs sent at registration (docs/protocol.md §2.4): the function's, then its
@@ -282,6 +285,7 @@ class Function {
   Handler handler_;
 };
 
+// std::invalid_argument as Function's constructor.
 Function create_function(FunctionOptions options, Handler handler);
 
 }  // namespace funcky::sdk

@@ -563,7 +563,10 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
     RETURN_IF_ERROR(CheckSingletonInLane(flow));
   }
   if (auto t = config.find("timeouts"); t != config.end() && !t->is_null()) {
-    ASSIGN_OR_RETURN(flow.timeouts, ParseTimeouts(*t));
+    ASSIGN_OR_RETURN(store::RunTimeouts timeouts, ParseTimeouts(*t));
+    // `{}` sets no deadline: the function's runs are plain ones (they keep the shortcuts of
+    // runs without deadlines).
+    if (timeouts.start || timeouts.finish) flow.timeouts = timeouts;
   }
   if (auto t = config.find("throttle"); t != config.end() && !t->is_null()) {
     ASSIGN_OR_RETURN(flow.throttle, ParseThrottle(*t));

@@ -904,6 +904,10 @@ TEST(Flow, TimeoutsCarryTheirDeadlines) {
   ASSERT_TRUE(finish_only.ok());
   EXPECT_FALSE(finish_only->timeouts->start);
   EXPECT_EQ(finish_only->timeouts->finish, std::chrono::seconds(2));
+  // `{}` sets no deadline: the runs are plain ones.
+  auto none = scheduler::ParseFlowControl(Json::parse(R"({"timeouts":{}})"));
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->timeouts);
 }
 
 TEST(Flow, DebounceCarriesItsPeriodTimeoutKeyAndTheEventsTs) {

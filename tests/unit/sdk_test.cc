@@ -688,6 +688,32 @@ TEST_F(ServeTest, MatchBecomesTheConditionTheNpmSdkWrites) {
             expr::IndexKey({"data", "id"}, 7));
 }
 
+// A `match` that is not a field path of both events would make an expression that never holds
+// ("event.data.id": event.event.data.id) or always does: a wait's fails its run at once, a
+// cancel_on's makes create_function throw.
+TEST_F(ServeTest, AMatchThatIsNotAFieldPathIsRefused) {
+  for (const char* bad : {"event.data.id", "async.data.id", "data.user-id", "data.a || true",
+                          "data.0", "data..id", ".data", "data.", "data id"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_THROW(create_function({.id = "fn", .cancel_on = {{.event = "a/c", .match = bad}}},
+                                 [](Context&) { return Json(nullptr); }),
+                 std::invalid_argument);
+    ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
+                     ctx.step.wait_for_event("w", {.event = "a/b", .timeout = "1h", .match = bad});
+                     return Json(nullptr);
+                   })});
+    auto r = Call(h, Json::object());
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(Header(r, "X-Inngest-No-Retry"), "true");
+    EXPECT_NE(r.body.find("must be a field path"), std::string::npos) << r.body;
+  }
+  for (const char* good : {"id", "data.id", "data.order_id", "data._x9.y"}) {
+    SCOPED_TRACE(good);
+    EXPECT_NO_THROW(create_function({.id = "fn", .cancel_on = {{.event = "a/c", .match = good}}},
+                                    [](Context&) { return Json(nullptr); }));
+  }
+}
+
 TEST_F(ServeTest, OnFailureIsRegisteredAsItsOwnFunctionAndServed) {
   FunctionOptions options{
       .id = "fn",
@@ -1416,6 +1442,12 @@ TEST(Flow, TheCppSdkSyncsTheAdmissionGatesAndTimeoutsAsTheNpmSdkDoes) {
   for (const char* option : {"idempotency", "rateLimit", "singleton", "timeouts"}) {
     EXPECT_FALSE(none.contains(option)) << option;
   }
+  EXPECT_FALSE(create_function({.id = "t", .triggers = {{.event = "e"}}, .timeouts = Timeouts{}},
+                               [](Context&) { return Json(nullptr); })
+                   .configs("app", "http://h:1/api")
+                   .at(0)
+                   .contains("timeouts"))
+      << "neither deadline: none sent";
 }
 
 // The C++ SDK's Priority serializes as the npm SDK sends it, which the coordinator parses.

@@ -2393,6 +2393,8 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
           fresh.push_back(step);
           unattempted.insert(step.step_id);
         }
+        // Nothing is written yet: CommitGroup's settle takes an apply's kResourceExhausted for
+        // a refusal that wrote nothing, as its kAborted.
         if (const auto had = static_cast<int64_t>(recorded.size());
             had + static_cast<int64_t>(fresh.size()) > step_limit) {
           return ResourceExhausted("run " + item.run_id + " has " + std::to_string(had) +
