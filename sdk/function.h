@@ -166,8 +166,9 @@ class NonRetriableError : public std::runtime_error {
 
 // Thrown by the SDK when a function uses it in a way no retry mends: a step inside a step,
 // text of an op that is not UTF-8 or holds NUL, a duration it cannot read, a wait without a
-// timeout, send_event without a client, invoke data that cannot be sent. Not retried (the run
-// or the step fails at once, as for any NonRetriableError).
+// timeout or with a match that is no field path, send_event without a client, invoke data that
+// cannot be sent. Not retried (the run or the step fails at once, as for any
+// NonRetriableError).
 class UsageError : public NonRetriableError {
  public:
   using NonRetriableError::NonRetriableError;
