@@ -73,6 +73,14 @@ class IntakeHarness : public ExecutorHarness {
     return wait;
   }
 
+  // WaitForPaid registered now, with its look-backs behind it (LookbackDone): only events
+  // that come after it meet it.
+  store::NewWait WaitedForPaid(const std::string& run, const std::string& expression = "") {
+    store::NewWait wait = WaitForPaid(run, clock_.Now(), expression);
+    EXPECT_THAT(store_->LookbackDone(run, "paid"), IsOk());
+    return wait;
+  }
+
   // `count` more waits of run `run` for test/paid with the `if` `expression`, written to the
   // database at once; with `every_other_keyed`, every other one has a key no event has.
   void AddWaits(const std::string& run, int count, const std::string& expression,
@@ -155,9 +163,8 @@ store::NewWait InvokeWait(const std::string& caller, const std::string& function
 // An event as a sender's request brings it (`name`, no data, its `id` and `ts`), received at
 // `now_ms`.
 intake::IncomingEvent SentEvent(const std::string& name, const std::string& id, int64_t ts,
-                                int64_t now_ms) {
-  return {{{"name", name}, {"data", store::Json::object()}, {"id", id}, {"ts", ts}},
-          NewUlid(now_ms)};
+                                int64_t now_ms, store::Json data = store::Json::object()) {
+  return {{{"name", name}, {"data", std::move(data)}, {"id", id}, {"ts", ts}}, NewUlid(now_ms)};
 }
 
 TEST_F(IntakeHarness, AnInvokeWaitStoredAfterTheInvokedRunsEndWasAnnouncedResumesWithIt) {
@@ -669,8 +676,7 @@ TEST_F(IntakeHarness, AnEventSentAgainResumesTheWaitsItsFirstIngestLeftOpen) {
 // ingest that resumes its waits itself leaves nothing to the sweep.
 TEST_F(IntakeHarness, TheSweepResumesTheWaitsOfAnEventStoredButNotResumed) {
   const std::string early = StartRun(kFunction);
-  WaitForPaid(early, clock_.Now());
-  ASSERT_THAT(store_->LookbackDone(early, "paid"), IsOk());  // its look-backs are behind it
+  WaitedForPaid(early);  // its look-backs are behind it
   clock_.Advance(1s);
   store::NewEvent paid;  // as an ingest that stopped after its commit left it
   paid.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
@@ -681,8 +687,7 @@ TEST_F(IntakeHarness, TheSweepResumesTheWaitsOfAnEventStoredButNotResumed) {
   ASSERT_THAT(store_->IngestEvents({paid}, clock_.Now(), nullptr), IsOk());
   clock_.Advance(1s);
   const std::string late = StartRun(kFunction);
-  WaitForPaid(late, clock_.Now());
-  ASSERT_THAT(store_->LookbackDone(late, "paid"), IsOk());
+  WaitedForPaid(late);
 
   clock_.Advance(3s);  // past the sweep's age: the ingest that stored it is not coming back
   ASSERT_TRUE(ResumesDone(10s)) << "the sweep did not resume the wait";
@@ -706,19 +711,16 @@ TEST_F(IntakeHarness, TheSweepResumesTheWaitsOfAnEventStoredButNotResumed) {
 // it. Such a wait waited out its timeout.
 TEST_F(IntakeHarness, AWaitPastTheOldestTenThousandIsResumedByTheSweep) {
   const std::string crowd = StartRun(kFunction);
-  WaitForPaid(crowd, clock_.Now(), "async.data.n == 99");
-  ASSERT_THAT(store_->LookbackDone(crowd, "paid"), IsOk());
+  WaitedForPaid(crowd, "async.data.n == 99");
   AddWaits(crowd, store::kIngestWaits, "async.data.n == 99", /*every_other_keyed=*/false);
   clock_.Advance(1s);
   const std::string target = StartRun(kFunction);
-  EXPECT_FALSE(WaitForPaid(target, clock_.Now(), "async.data.n < 2").match_key);
-  ASSERT_THAT(store_->LookbackDone(target, "paid"), IsOk());
+  EXPECT_FALSE(WaitedForPaid(target, "async.data.n < 2").match_key);
   clock_.Advance(1s);
 
   std::vector<intake::IncomingEvent> events;
   const int64_t now_ms = UnixMillis(clock_.Now());
-  events.push_back({{{"name", "test/paid"}, {"data", {{"n", 1}}}, {"id", "pay-1"}, {"ts", now_ms}},
-                    NewUlid(now_ms)});
+  events.push_back(SentEvent("test/paid", "pay-1", now_ms, now_ms, {{"n", 1}}));
   ASSERT_THAT(intake_->Ingest(std::move(events)), IsOk());
   auto none = store_->Claim(10, clock_.Now(), 30s);
   ASSERT_THAT(none, IsOk());
@@ -741,21 +743,17 @@ TEST_F(IntakeHarness, AWaitPastTheOldestTenThousandIsResumedByTheSweep) {
 TEST_F(IntakeHarness, AWaitWithAKeyPastTenThousandOthersIsResumedByTheIngestAtOnce) {
   intake_->Stop();  // no sweep: the ingest does it all
   const std::string crowd = StartRun(kFunction);
-  WaitForPaid(crowd, clock_.Now(), "async.data.n > 98");
-  ASSERT_THAT(store_->LookbackDone(crowd, "paid"), IsOk());
+  WaitedForPaid(crowd, "async.data.n > 98");
   AddWaits(crowd, 2 * store::kIngestWaits - 4, "async.data.n > 98", /*every_other_keyed=*/true);
   clock_.Advance(1s);
   const std::string target = StartRun(kFunction);
-  EXPECT_TRUE(WaitForPaid(target, clock_.Now(), "async.data.n == 1").match_key);
-  ASSERT_THAT(store_->LookbackDone(target, "paid"), IsOk());
+  EXPECT_TRUE(WaitedForPaid(target, "async.data.n == 1").match_key);
   clock_.Advance(1s);
 
   std::vector<intake::IncomingEvent> events;
   const int64_t now_ms = UnixMillis(clock_.Now());
-  events.push_back({{{"name", "test/paid"}, {"data", {{"n", 1}}}, {"id", "pay-1"}, {"ts", now_ms}},
-                    NewUlid(now_ms)});
-  events.push_back({{{"name", "test/paid"}, {"data", {{"n", 2}}}, {"id", "pay-2"}, {"ts", now_ms}},
-                    NewUlid(now_ms)});
+  events.push_back(SentEvent("test/paid", "pay-1", now_ms, now_ms, {{"n", 1}}));
+  events.push_back(SentEvent("test/paid", "pay-2", now_ms, now_ms, {{"n", 2}}));
   auto sent = intake_->Ingest(std::move(events));
   ASSERT_THAT(sent, IsOk());
   EXPECT_EQ(sent->waits_not_resumed, 0);
@@ -770,8 +768,7 @@ TEST_F(IntakeHarness, AWaitWithAKeyPastTenThousandOthersIsResumedByTheIngestAtOn
 TEST_F(IntakeHarness, AnEventThatMeetsNoKeyedWaitIsAcknowledgedByItsIngest) {
   intake_->Stop();  // no sweep
   const std::string run = StartRun(kFunction);
-  EXPECT_TRUE(WaitForPaid(run, clock_.Now(), "async.data.n == 1").match_key);
-  ASSERT_THAT(store_->LookbackDone(run, "paid"), IsOk());
+  EXPECT_TRUE(WaitedForPaid(run, "async.data.n == 1").match_key);
   clock_.Advance(1s);
   std::vector<intake::IncomingEvent> events;
   const int64_t now_ms = UnixMillis(clock_.Now());
@@ -789,15 +786,13 @@ TEST_F(IntakeHarness, AnEventThatMeetsNoKeyedWaitIsAcknowledgedByItsIngest) {
 TEST_F(IntakeHarness, AnEventWithMoreFieldsThanKeysLookedUpStillMeetsAKeyedWait) {
   intake_->Stop();  // no sweep
   const std::string run = StartRun(kFunction);
-  EXPECT_TRUE(WaitForPaid(run, clock_.Now(), "async.data.n == 1").match_key);
-  ASSERT_THAT(store_->LookbackDone(run, "paid"), IsOk());
+  EXPECT_TRUE(WaitedForPaid(run, "async.data.n == 1").match_key);
   clock_.Advance(1s);
   store::Json data = {{"n", 1}};
   for (size_t i = 0; i < expr::kMaxIndexKeys; ++i) data["f" + std::to_string(i)] = "v";
   std::vector<intake::IncomingEvent> events;
   const int64_t now_ms = UnixMillis(clock_.Now());
-  events.push_back(
-      {{{"name", "test/paid"}, {"data", data}, {"id", "pay-1"}, {"ts", now_ms}}, NewUlid(now_ms)});
+  events.push_back(SentEvent("test/paid", "pay-1", now_ms, now_ms, data));
   ASSERT_THAT(intake_->Ingest(std::move(events)), IsOk());
   ExpectOnlyResumed(run, "pay-1");
   EXPECT_THAT(*store_->PendingResumes(now_ms + 1, 10), ::testing::IsEmpty());
@@ -810,11 +805,9 @@ TEST_F(IntakeHarness, AnEventWithMoreFieldsThanKeysLookedUpStillMeetsAKeyedWait)
 // wait waited out its timeout. (-1 and 2^64 - 1: nlohmann's == holds them equal.)
 TEST_F(IntakeHarness, ADuplicateWithOtherFieldsLeavesTheStoredEventsWaitsToTheSweep) {
   const std::string keyed = StartRun(kFunction);
-  EXPECT_TRUE(WaitForPaid(keyed, clock_.Now(), "async.data.n == -1").match_key);
-  ASSERT_THAT(store_->LookbackDone(keyed, "paid"), IsOk());
+  EXPECT_TRUE(WaitedForPaid(keyed, "async.data.n == -1").match_key);
   const std::string other = StartRun(kFunction);
-  EXPECT_FALSE(WaitForPaid(other, clock_.Now(), "async.data.n > 5").match_key);
-  ASSERT_THAT(store_->LookbackDone(other, "paid"), IsOk());
+  EXPECT_FALSE(WaitedForPaid(other, "async.data.n > 5").match_key);
   clock_.Advance(1s);
   store::NewEvent paid;  // as an ingest that stopped after its commit left it
   paid.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
@@ -827,11 +820,8 @@ TEST_F(IntakeHarness, ADuplicateWithOtherFieldsLeavesTheStoredEventsWaitsToTheSw
 
   std::vector<intake::IncomingEvent> events;
   const int64_t now_ms = UnixMillis(clock_.Now());
-  events.push_back({{{"name", "test/paid"},
-                     {"data", {{"n", std::numeric_limits<uint64_t>::max()}}},
-                     {"id", "pay-1"},
-                     {"ts", 1}},
-                    NewUlid(now_ms)});
+  events.push_back(
+      SentEvent("test/paid", "pay-1", 1, now_ms, {{"n", std::numeric_limits<uint64_t>::max()}}));
   auto sent = intake_->Ingest(std::move(events));
   ASSERT_THAT(sent, IsOk());
   ASSERT_TRUE(sent->stored[0].duplicate);

@@ -298,6 +298,25 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     return ne;
   }
 
+  // `count` waits of run `run` for `event_name` of `kind` with the `if` `expression`, registered
+  // now and expiring in an hour, written to the database in one statement; with
+  // `every_other_keyed`, every other one has a key no event has.
+  void AddFillerWaits(const std::string& run, int64_t count, const std::string& event_name,
+                      const std::string& expression, const std::string& kind,
+                      bool every_other_keyed) {
+    ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+      tx.Exec(
+          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) "
+          "INSERT INTO waits (run_id, step_id, function_id, event_name, expression, kind, "
+          "created_at_ms, expires_at_ms, match_key) SELECT $2, 'f' || i, 'app-plain', $3, $4, "
+          "$5, $6, $7, CASE WHEN $8 AND i % 2 = 0 THEN 'other-' || i END FROM n",
+          {count, run, event_name, expression, kind, UnixMillis(clock_.Now()),
+           UnixMillis(clock_.Now() + 1h), every_other_keyed});
+      return Status::Ok();
+    }),
+                IsOk());
+  }
+
   // Ingests one event that starts one run of `function_id`; returns the run id.
   std::string Start(const std::string& function_id, std::optional<std::string> lane_key = {},
                     std::optional<std::chrono::milliseconds> head_timeout = {},
@@ -4153,17 +4172,8 @@ TEST_P(StoreConformance, RetentionCountsTheLaneHistoryItDeletesUntilNoneIsLeft) 
 // other keys. An event the outbox records is reported pending though it met no wait.
 TEST_P(StoreConformance, AnIngestFindsAWaitByItsKeyPastTenThousandOthers) {
   const std::string fillers = Start("app-plain");
-  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
-    tx.Exec(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) "
-        "INSERT INTO waits (run_id, step_id, function_id, event_name, expression, kind, "
-        "created_at_ms, expires_at_ms, match_key) SELECT $2, 'f' || i, 'app-plain', "
-        "'test/approved', 'async.data.ok == true', 'event', $3, $4, "
-        "CASE WHEN i % 2 = 0 THEN 'other-' || i END FROM n",
-        {2 * kIngestWaits, fillers, UnixMillis(clock_.Now()), UnixMillis(clock_.Now() + 1h)});
-    return Status::Ok();
-  }),
-              IsOk());
+  AddFillerWaits(fillers, 2 * kIngestWaits, "test/approved", "async.data.ok == true", "event",
+                 /*every_other_keyed=*/true);
   clock_.Advance(1s);
   const std::string target = Start("app-plain");
   NewWait wait = Wait("hw", clock_.Now() + 1h);
@@ -4231,17 +4241,8 @@ TEST_P(StoreConformance, AnIngestFindsAWaitByItsKeyPastTenThousandOthers) {
 
 TEST_P(StoreConformance, AnEndFindsItsInvokeWaitPastTenThousandOthers) {
   const std::string fillers = Start("app-plain");
-  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
-    tx.Exec(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) "
-        "INSERT INTO waits (run_id, step_id, function_id, event_name, expression, kind, "
-        "created_at_ms, expires_at_ms) SELECT $1, 'f' || i, 'app-plain', "
-        "'inngest/function.finished', 'async.data.correlation_id == \"other\"', 'invoke', "
-        "$2, $3 FROM n",
-        {fillers, UnixMillis(clock_.Now()), UnixMillis(clock_.Now() + 1h)});
-    return Status::Ok();
-  }),
-              IsOk());
+  AddFillerWaits(fillers, 10000, "inngest/function.finished",
+                 "async.data.correlation_id == \"other\"", "invoke", /*every_other_keyed=*/false);
   clock_.Advance(1s);
   const std::string invoker = Start("app-plain");
   NewWait wait;
