@@ -39,6 +39,10 @@ void Api::Register(http::Router& router) {
   router.Add(
       "POST", "/v1/checkpoint/{id}/async", [this](const Request& r) { return HandleCheckpoint(r); },
       http::Access::kPublic);
+  // Also the SDK's: step.sendSignal and inngest.sendSignal post here with the signing key.
+  router.Add(
+      "POST", "/v1/signals", [this](const Request& r) { return HandleSignal(r); },
+      http::Access::kPublic);
   router.Add("GET", "/v1/events", [this](const Request& r) { return HandleListEvents(r); });
   router.Add("GET", "/v1/events/{id}", [this](const Request& r) { return HandleGetEvent(r); });
   router.Add("GET", "/v1/runs", [this](const Request& r) { return HandleListRuns(r); });

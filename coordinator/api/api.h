@@ -64,7 +64,8 @@ struct ApiStores {
   store::LaneStore& lanes;    // lanes, skip-head and retry-head
   store::QueueStore& queue;   // the queue and lane gauges of /metrics
   store::Health& health;      // /readyz
-  static ApiStores Of(store::Store& s) { return {s, s, s, s, s, s}; }
+  store::WaitStore& waits;    // signals
+  static ApiStores Of(store::Store& s) { return {s, s, s, s, s, s, s}; }
 };
 
 class Api {
@@ -83,6 +84,7 @@ class Api {
   http::Response HandleListApps(const http::Request& req);
   http::Response HandleEvents(const http::Request& req, std::string_view key);
   http::Response HandleCheckpoint(const http::Request& req);
+  http::Response HandleSignal(const http::Request& req);
   http::Response HandleListRuns(const http::Request& req);
   http::Response HandleGetRun(const http::Request& req);
   http::Response HandleCancelRun(const http::Request& req);

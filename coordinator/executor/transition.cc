@@ -273,6 +273,31 @@ Result<store::NewWait> InvokeWait(const Op& op, const std::string& run_id, TimeP
   return w;
 }
 
+// The wait of a WaitForSignal op: for POST /v1/signals with its opts.signal.
+Result<store::NewWait> SignalWait(const Op& op, TimePoint now) {
+  store::NewWait w;
+  w.step_id = op.id;
+  w.name = op.DisplayName();
+  w.kind = store::kWaitSignal;
+  w.signal = OpText(op, "signal");
+  if (w.signal.empty()) return InvalidArgument("waitForSignal needs a signal");
+  if (w.signal.size() > store::kMaxSignalBytes) {
+    return InvalidArgument("waitForSignal's signal is longer than " +
+                           std::to_string(store::kMaxSignalBytes) + " bytes");
+  }
+  // Absent: "fail", as on Inngest.
+  if (auto c = op.opts.is_object() ? op.opts.find("conflict") : op.opts.end();
+      op.opts.is_object() && c != op.opts.end() && !c->is_null()) {
+    if (*c != "fail" && *c != "replace") {
+      return InvalidArgument("waitForSignal's onConflict must be \"replace\" or \"fail\"");
+    }
+    w.replace_signal = *c == "replace";
+  }
+  ASSIGN_OR_RETURN(auto timeout, DurationOpt(op, "timeout", kDefaultWaitTimeout));
+  w.expires_at = now + timeout;
+  return w;
+}
+
 std::optional<std::chrono::milliseconds> RetryAfter(const HttpResponse& reply, TimePoint now) {
   return scheduler::ParseRetryAfter(reply.header("Retry-After"), now);
 }
@@ -391,10 +416,12 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
           break;
         }
         case OpCode::kWaitForEvent:
+        case OpCode::kWaitForSignal:
         case OpCode::kInvokeFunction: {
-          auto wait = op.code == OpCode::kWaitForEvent
-                          ? EventWait(op, TriggerOf(state), outcome.ended)
-                          : InvokeWait(op, state.run.id, outcome.ended);
+          auto wait =
+              op.code == OpCode::kWaitForEvent    ? EventWait(op, TriggerOf(state), outcome.ended)
+              : op.code == OpCode::kWaitForSignal ? SignalWait(op, outcome.ended)
+                                                  : InvokeWait(op, state.run.id, outcome.ended);
           if (!wait.ok()) {
             c.Fail(ErrorJson("InvalidStep", wait.status().message()));
             return std::move(c.t);

@@ -669,7 +669,8 @@ Result<IngestResult> Intake::IngestRetrying(const std::vector<IncomingEvent>& ev
 
 void Intake::WaitRegistered(const store::RunState& state, const store::NewWait& wait,
                             int64_t since_ms) {
-  if (state.events.empty()) return;
+  // A signal's wait has no events to look back for: POST /v1/signals resumes it.
+  if (state.events.empty() || wait.kind == store::kWaitSignal) return;
   LookBack({state.run.id, wait.step_id, state.function.id, wait.event_name, wait.expression,
             wait.kind, state.events[0], 0, 0, since_ms},
            /*last=*/false);

@@ -11,6 +11,13 @@ std::string InvokeWaitExpression(std::string_view correlation_id) {
   return out + '"';
 }
 
+Json SignalConflictMemo(std::string_view signal) {
+  return {{"error",
+           {{"name", "SignalConflictError"},
+            {"message", "Signal conflict: another run's wait holds the signal \"" +
+                            std::string(signal) + "\" (onConflict \"fail\")"}}}};
+}
+
 bool IsTerminalStatus(std::string_view status) {
   return status == kCompleted || status == kFailed || status == kCancelled;
 }

@@ -517,9 +517,23 @@ struct NewWait {
   std::optional<TimePoint> lookback_from;
   // Not stored; for kWaitInvoke, what to start: {"function_id", "data", "correlation_id"}.
   Json invoke;
+  // For kWaitSignal (no event_name): the signal it waits for, which at most one open wait
+  // holds. When another holds it: with `replace_signal` this one takes it (the other waits on,
+  // unreachable, until its timeout); without, this one is resumed at once with
+  // SignalConflictMemo and nothing is registered.
+  std::string signal;
+  bool replace_signal = false;
 };
 inline constexpr const char* kWaitEvent = "event";    // memo: the matching event
 inline constexpr const char* kWaitInvoke = "invoke";  // memo: {"data"} or {"error"} of the run
+// step.waitForSignal; memo {"data": {"signal", "data"}} (WaitStore::ResolveSignal).
+inline constexpr const char* kWaitSignal = "signal";
+// The longest signal name, in bytes.
+inline constexpr size_t kMaxSignalBytes = 1024;
+
+// The memo of a signal wait registered while another wait holds its signal (without
+// replace_signal): the step fails with it, as Inngest's does.
+Json SignalConflictMemo(std::string_view signal);
 
 // The `if` of the invoke wait for the run with this correlation id: true of the
 // inngest/function.finished event whose data.correlation_id it is, and of no other. The id is
@@ -821,6 +835,12 @@ class WaitStore {
                                                       const WaitRecord* after, int limit) = 0;
   // The waits of `event_ids` were resumed: forget them. Unknown ids are ignored.
   virtual Status AckResumes(const std::vector<std::string>& event_ids) = 0;
+
+  // Resumes the wait that holds `signal` (NewWait::signal) with {"data": {"signal", "data"}}
+  // at `now`, as ResolveWait does, and returns its run's id; std::nullopt when no open wait
+  // holds it (none registered yet, resumed, timed out, or its run ended).
+  virtual Result<std::optional<std::string>> ResolveSignal(const std::string& signal,
+                                                           const Json& data, TimePoint now) = 0;
 };
 
 struct ActiveRun {

@@ -48,6 +48,22 @@ export const getJson = async (url) => {
   return { status: r.status, body: await r.json() };
 };
 
+// Runs of the coordinator at `base`, started by events that `inngest` (an SDK client) sends:
+// startRun(event) gives the id of the event's first run; runStatus(id, statuses) waits until
+// the run has one of them and gives the run; runEnd(id) waits for its end.
+export function runsOf(base, inngest) {
+  const startRun = async (event) => {
+    const sent = await inngest.send(event);
+    return waitFor(async () => (await getJson(`${base}/v1/events/${sent.ids[0]}`)).body.data.runs[0]?.id);
+  };
+  const runStatus = (runId, statuses, timeoutMs = 20000) => waitFor(async () => {
+    const r = await getJson(`${base}/v1/runs/${runId}`);
+    return statuses.includes(r.body.data.status) ? r.body.data : null;
+  }, timeoutMs);
+  const runEnd = (runId) => runStatus(runId, ['completed', 'failed', 'cancelled']);
+  return { startRun, runStatus, runEnd };
+}
+
 export function workDir() {
   const work = mkdtempSync(join(tmpdir(), 'funcky-compat-'));
   chmodSync(work, 0o755); // the postgres user must reach the cluster folder

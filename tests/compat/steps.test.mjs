@@ -9,11 +9,16 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Inngest, NonRetriableError } from 'inngest';
 import { serve } from 'inngest/node';
-import { getJson, listen, sleep, startCoordinator, stopAll, waitFor, workDir } from './harness.mjs';
+import {
+  getJson, listen, runsOf, sleep, startCoordinator, stopAll, waitFor, workDir,
+} from './harness.mjs';
 
 let base;
 let coordinator;
 let inngest;
+let startRun;
+let runStatus;
+let runEnd;
 const executed = []; // [function, step] for each step body the host ran
 
 after(stopAll);
@@ -24,6 +29,7 @@ before(async () => {
   coordinator = await startCoordinator(workDir());
   base = coordinator.base;
   inngest = new Inngest({ id: 'npm', isDev: true, baseUrl: base });
+  ({ startRun, runStatus, runEnd } = runsOf(base, inngest));
   const callee = inngest.createFunction(
     { id: 'callee', retries: 0, triggers: [{ event: 'npm/callee' }] },
     async ({ event }) => {
@@ -93,19 +99,6 @@ before(async () => {
   assert.equal(put.status, 200, await put.text());
 });
 
-async function startRun(event) {
-  const sent = await inngest.send(event);
-  return waitFor(async () => (await getJson(`${base}/v1/events/${sent.ids[0]}`)).body.data.runs[0]?.id);
-}
-
-async function runStatus(runId, statuses, timeoutMs = 20000) {
-  return waitFor(async () => {
-    const r = await getJson(`${base}/v1/runs/${runId}`);
-    return statuses.includes(r.body.data.status) ? r.body.data : null;
-  }, timeoutMs);
-}
-
-const runEnd = (runId) => runStatus(runId, ['completed', 'failed', 'cancelled']);
 
 test('step.sleep pauses the run and resumes it after the duration', async () => {
   const id = await startRun({ name: 'npm/sleep' });

@@ -266,5 +266,65 @@ TEST_F(ApiThroughRouter, ACheckpointRecordsTheStepsOfALeasedCallAndRefusesAStale
   }
 }
 
+// POST /v1/signals (step.waitForSignal): authenticated by the signing key, as the SDK sends
+// it, or by the API token; resumes the run whose wait holds the signal and names it; 404 when
+// no wait holds it; a malformed body is a 400 that resumes nothing.
+TEST_F(ApiThroughRouter, ASignalResumesTheRunWaitingForItAndNamesIt) {
+  constexpr const char* kSigningKey = "signkey-test-00112233445566778899aabbccddeeff";
+  Serve({.signing_key = kSigningKey, .api_token = kToken});
+  ASSERT_EQ(Send("POST", "/e/any-key", R"({"name":"test/go"})").status, 200);
+  auto claimed = store_->Claim(1, clock_.Now(), std::chrono::seconds(30));
+  ASSERT_THAT(claimed, IsOk());
+  ASSERT_EQ(claimed->size(), 1u);
+  const std::string run_id = (*claimed)[0].run_id;
+  store::NewWait wait;
+  wait.step_id = "approval";
+  wait.name = "approval";
+  wait.kind = store::kWaitSignal;
+  wait.signal = "order-7";
+  wait.expires_at = clock_.Now() + std::chrono::hours(1);
+  store::Transition t;
+  t.move = store::Transition::Continue{.waits = {wait}, .run_status = store::kWaiting};
+  ASSERT_THAT(store_->Apply((*claimed)[0], t, clock_.Now()), IsOk());
+  auto resumed = [&] {
+    auto items = store_->Claim(10, clock_.Now(), std::chrono::seconds(30));
+    EXPECT_THAT(items, IsOk());
+    return items.ok() ? *items : std::vector<store::QueueItem>{};
+  };
+
+  const Headers sdk = {{"Authorization", "Bearer " + signing::HashedSigningKey(kSigningKey)}};
+  const std::string body = R"({"signal":"order-7","data":{"by":"ada"}})";
+  EXPECT_EQ(Send("POST", "/v1/signals", body).status, 401);
+  EXPECT_EQ(Send("POST", "/v1/signals", body, {{"Authorization", "Bearer wrong"}}).status, 401);
+  for (const auto& [bad, reason] : std::vector<std::pair<std::string, std::string>>{
+           {"[]", "object"},
+           {"{", "body"},
+           {R"({"data":1})", "signal"},
+           {R"({"signal":""})", "signal"},
+           {R"({"signal":7})", "signal"},
+           {Json{{"signal", std::string(store::kMaxSignalBytes + 1, 's')}}.dump(), "longer"}}) {
+    Response r = Send("POST", "/v1/signals", bad, sdk);
+    EXPECT_EQ(r.status, 400) << bad << " " << r.body;
+    EXPECT_THAT(r.body, HasSubstr(reason)) << bad;
+  }
+  Response none = Send("POST", "/v1/signals", R"({"signal":"order-8"})", sdk);
+  EXPECT_EQ(none.status, 404) << none.body;
+  EXPECT_EQ(BodyOf(none)["error"]["code"], "not_found");
+  EXPECT_TRUE(resumed().empty()) << "nothing resumed yet";
+
+  Response ok = Send("POST", "/v1/signals", body, sdk);
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(BodyOf(ok), Json({{"data", {{"run_id", run_id}}}}));
+  auto items = resumed();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_TRUE(items[0].resume);
+  EXPECT_EQ((*items[0].resume)["memo"],
+            Json({{"data", {{"signal", "order-7"}, {"data", {{"by", "ada"}}}}}}));
+  // Resumed once: the same signal again, with the API token this time, reaches no run.
+  EXPECT_EQ(Send("POST", "/v1/signals", body, {{"Authorization", std::string("Bearer ") + kToken}})
+                .status,
+            404);
+}
+
 }  // namespace
 }  // namespace funcky::api

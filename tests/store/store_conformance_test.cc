@@ -3038,6 +3038,102 @@ TEST_P(StoreConformance, WaitResumesOnceByMatchOrByTimeoutNeverBoth) {
   EXPECT_EQ((*resumed[0].resume)["name"], "approval");
 }
 
+// A wait for `signal` (step.waitForSignal), taking it over from another wait or not.
+NewWait SignalWait(const std::string& signal, TimePoint expires_at, bool replace = false) {
+  NewWait w;
+  w.step_id = "sig";
+  w.name = "approval";
+  w.kind = kWaitSignal;
+  w.signal = signal;
+  w.replace_signal = replace;
+  w.expires_at = expires_at;
+  return w;
+}
+
+TEST_P(StoreConformance, ASignalResumesItsWaitOnceAndNoEventDoes) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  Transition t;
+  t.move = Transition::Continue{.waits = {SignalWait("order-7", clock_.Now() + 10s)},
+                                .run_status = kWaiting};
+  ASSERT_THAT(store_->Apply(items[0], t, clock_.Now()), IsOk());
+  EXPECT_EQ(RunStatus(run), kWaiting);
+  EXPECT_TRUE(Claim().empty());  // the timeout item is not due
+  // No event of any name resumes it, and it has no look-back.
+  EXPECT_TRUE(WaitsSeenBy("order-7").empty());
+  EXPECT_TRUE(WaitsSeenBy("test/e").empty());
+  EXPECT_TRUE(store_->PendingLookbacks(UnixMillis(clock_.Now()) + 1, 10)->empty());
+
+  auto other = store_->ResolveSignal("order-8", Json{{"by", "ada"}}, clock_.Now());
+  ASSERT_THAT(other, IsOk());
+  EXPECT_FALSE(other->has_value());
+  auto resumed = store_->ResolveSignal("order-7", Json{{"by", "ada"}}, clock_.Now());
+  ASSERT_THAT(resumed, IsOk());
+  EXPECT_EQ(resumed->value_or(""), run);
+  auto again = store_->ResolveSignal("order-7", Json{{"by", "bob"}}, clock_.Now());
+  ASSERT_THAT(again, IsOk());
+  EXPECT_FALSE(again->has_value()) << "once";
+  items = Claim();  // due now, with the signal and its data as the step's memo
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].step_id, "sig");
+  ASSERT_TRUE(items[0].resume);
+  EXPECT_EQ((*items[0].resume)["memo"],
+            (Json{{"data", {{"signal", "order-7"}, {"data", {{"by", "ada"}}}}}}));
+}
+
+// At most one open wait holds a signal: a later one without onConflict "replace" fails its
+// step at once (its resume item due now with SignalConflictMemo); with it, it takes the
+// signal and the earlier one waits on for its timeout. A run's end frees its signal.
+TEST_P(StoreConformance, ASignalHeldByAnotherWaitFailsTheStepOrIsTakenOver) {
+  auto waiting = [&](const NewWait& wait) {
+    const std::string run = Start("app-plain");
+    auto items = Claim();
+    EXPECT_EQ(items.size(), 1u);
+    if (items.size() != 1) return run;
+    Transition t;
+    t.move = Transition::Continue{.waits = {wait}, .run_status = kWaiting};
+    EXPECT_THAT(store_->Apply(items[0], t, clock_.Now()), IsOk());
+    return run;
+  };
+  const TimePoint later = clock_.Now() + 10s;
+  const std::string holder = waiting(SignalWait("held", later));
+  const std::string refused = waiting(SignalWait("held", later));
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u) << "the refused wait's step is due now";
+  EXPECT_EQ(items[0].run_id, refused);
+  ASSERT_TRUE(items[0].resume);
+  EXPECT_EQ((*items[0].resume)["memo"], SignalConflictMemo("held"));
+  auto to_holder = store_->ResolveSignal("held", 1, clock_.Now());
+  ASSERT_THAT(to_holder, IsOk());
+  EXPECT_EQ(to_holder->value_or(""), holder);
+  ASSERT_EQ(Claim().size(), 1u);
+
+  const std::string earlier = waiting(SignalWait("moved", later, true));
+  const std::string taker = waiting(SignalWait("moved", later, true));
+  EXPECT_TRUE(Claim().empty()) << "neither step is due";
+  auto to_taker = store_->ResolveSignal("moved", 2, clock_.Now());
+  ASSERT_THAT(to_taker, IsOk());
+  EXPECT_EQ(to_taker->value_or(""), taker);
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].run_id, taker);
+  EXPECT_EQ(RunStatus(earlier), kWaiting) << "the earlier wait waits on for its timeout";
+  auto to_nobody = store_->ResolveSignal("moved", 3, clock_.Now());
+  ASSERT_THAT(to_nobody, IsOk());
+  EXPECT_FALSE(to_nobody->has_value());
+
+  const std::string ended = waiting(SignalWait("freed", later));
+  ASSERT_THAT(store_->CancelRun(ended, {{"name", "Cancelled"}}, clock_.Now()), IsOk());
+  auto freed = store_->ResolveSignal("freed", 4, clock_.Now());
+  ASSERT_THAT(freed, IsOk());
+  EXPECT_FALSE(freed->has_value()) << "a cancelled run's wait is gone";
+  const std::string next = waiting(SignalWait("freed", later));
+  auto to_next = store_->ResolveSignal("freed", 5, clock_.Now());
+  ASSERT_THAT(to_next, IsOk());
+  EXPECT_EQ(to_next->value_or(""), next) << "the signal was free for a new wait";
+}
+
 // A head blocked while one of its branches waits for an event: a blocked run waits for
 // nothing, and retry-head's replay registers the wait again, with its timeout call. (The wait
 // outlived the block without its timeout call; registered again, it conflicted and queued

@@ -499,9 +499,45 @@ TEST_F(TransitionTest, AStepErrorMarkedNoRetryFailsTheStepAtOnce) {
 }
 
 TEST_F(TransitionTest, UnsupportedOpFailsRunSayingSo) {
-  auto t = Decide(Reply(206, R"([{"id":"a","op":"WaitForSignal"}])"));
+  auto t = Decide(Reply(206, R"([{"id":"a","op":"Gateway"}])"));
   EXPECT_EQ(t.end_status, store::kFailed);
-  EXPECT_NE(t.error["message"].get<std::string>().find("WaitForSignal"), std::string::npos);
+  EXPECT_NE(t.error["message"].get<std::string>().find("Gateway"), std::string::npos);
+}
+
+TEST_F(TransitionTest, WaitForSignalRegistersAWaitForItsSignal) {
+  auto t = Decide(Reply(206, R"([{"id":"hw","op":"WaitForSignal","name":"order-7",
+      "displayName":"approval","opts":{"signal":"order-7","timeout":"1h","conflict":"replace"}}])"));
+  EXPECT_EQ(t.run_status, store::kWaiting);
+  ASSERT_EQ(t.waits.size(), 1u);
+  const store::NewWait& w = t.waits[0];
+  EXPECT_EQ(w.step_id, "hw");
+  EXPECT_EQ(w.name, "approval");
+  EXPECT_EQ(w.kind, store::kWaitSignal);
+  EXPECT_EQ(w.signal, "order-7");
+  EXPECT_TRUE(w.event_name.empty()) << "no event resumes it";
+  EXPECT_TRUE(w.replace_signal);
+  EXPECT_EQ(w.expires_at, TimePoint(std::chrono::seconds(1001 + 3600)));
+  EXPECT_TRUE(w.timeout_memo.is_null());
+
+  // onConflict "fail", or none, does not take a held signal over; no timeout waits 366 days.
+  for (const char* opts : {R"({"signal":"s","conflict":"fail"})", R"({"signal":"s"})"}) {
+    auto f = Decide(Reply(
+        206, std::string(R"([{"id":"hw","op":"WaitForSignal","name":"s","opts":)") + opts + "}]"));
+    ASSERT_EQ(f.waits.size(), 1u) << opts;
+    EXPECT_FALSE(f.waits[0].replace_signal) << opts;
+    EXPECT_EQ(f.waits[0].expires_at, TimePoint(std::chrono::seconds(1001 + 366 * 24 * 3600)));
+  }
+
+  const std::string long_signal(store::kMaxSignalBytes + 1, 's');
+  for (const std::string& bad :
+       {std::string(R"([{"id":"hw","op":"WaitForSignal","opts":{"signal":""}}])"),
+        std::string(R"([{"id":"hw","op":"WaitForSignal","opts":{"signal":"s","conflict":"x"}}])"),
+        std::string(R"([{"id":"hw","op":"WaitForSignal","opts":{"signal":"s","timeout":"soon"}}])"),
+        R"([{"id":"hw","op":"WaitForSignal","opts":{"signal":")" + long_signal + R"("}}])"}) {
+    auto f = Decide(Reply(206, bad));
+    EXPECT_EQ(f.end_status, store::kFailed) << bad;
+    EXPECT_EQ(f.error["name"], "InvalidStep") << bad;
+  }
 }
 
 TEST_F(TransitionTest, MalformedOpListIsRetried) {

@@ -1911,6 +1911,10 @@ class ApplyWork {
       EnqueueCall(tx, run_id, n.step_id, UnixMillis(n.due), now_ms_, n.resume);
     }
     for (const NewWait& wait : next_->waits) {
+      if (wait.kind == kWaitSignal) {
+        AddSignalWait(tx, wait);
+        continue;
+      }
       const int64_t lookback_from =
           wait.lookback_from ? UnixMillis(*wait.lookback_from) : now_ms_ - wait.lookback.count();
       if (tx.Exec("INSERT INTO waits (run_id, step_id, function_id, event_name, expression, "
@@ -1928,6 +1932,44 @@ class ApplyWork {
   }
 
  private:
+  // A wait for a signal (NewWait::signal): no event name, no look-back; it holds the signal
+  // (waits_signal: one open wait a signal) unless another does and it may not take it over,
+  // when its step is resumed at once with SignalConflictMemo.
+  void AddSignalWait(Tx& tx, const NewWait& wait) {
+    const std::string& run_id = item_.run_id;
+    // Two tries: a wait that took the signal between this one's UPDATE and INSERT (PostgreSQL;
+    // SQLite has one writer) is committed by the second, whose UPDATE then sees it.
+    for (int tries = 0; tries < 2; ++tries) {
+      if (wait.replace_signal) {
+        tx.Send("UPDATE waits SET signal = NULL WHERE signal = $1", {wait.signal});
+      }
+      if (tx.Exec("INSERT INTO waits (run_id, step_id, function_id, event_name, kind, "
+                  "created_at_ms, expires_at_ms, signal) SELECT id, $2, function_id, '', $3, $4, "
+                  "$5, $6 FROM runs WHERE id = $1 ON CONFLICT DO NOTHING",
+                  {run_id, wait.step_id, kWaitSignal, now_ms_, UnixMillis(wait.expires_at),
+                   wait.signal}) == 1) {
+        EnqueueCall(tx, run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms_,
+                    Resume(wait.timeout_memo, wait.name));
+        return;
+      }
+      // Registered already (the same step's wait, a call made again), or the signal is held.
+      if (!tx.Query("SELECT 1 FROM waits WHERE run_id = $1 AND step_id = $2",
+                    {run_id, wait.step_id})
+               .empty()) {
+        return;
+      }
+      if (!wait.replace_signal) break;
+    }
+    // The step's resume item: due now, so the run goes on and its step fails (a call made
+    // again finds the item there and leaves it).
+    if (tx.Query("SELECT 1 FROM queue WHERE run_id = $1 AND step_id = $2 AND resume IS NOT NULL",
+                 {run_id, wait.step_id})
+            .empty()) {
+      EnqueueCall(tx, run_id, wait.step_id, now_ms_, now_ms_,
+                  Resume(SignalConflictMemo(wait.signal), wait.name));
+    }
+  }
+
   // The call's run is not live (the run statement matched nothing): ended while the call was
   // in flight, or a blocked lane head's. Nothing of the outcome is recorded; the item goes.
   Result<Applied> DropOutcome(Tx& tx) {
@@ -2840,26 +2882,58 @@ Status SqlStore::AckLaneGaps(const std::vector<int64_t>& ids) {
   });
 }
 
+namespace {
+
+// ResolveWait within `tx`; with `signal`, only while the wait still holds it.
+bool ResolveWaitIn(Tx& tx, const std::string& run_id, const std::string& step_id, const Json& memo,
+                   int64_t now_ms, const std::string* signal = nullptr) {
+  // Queue row first: the order Apply locks in.
+  Rows item = tx.Query(
+      "SELECT id, resume FROM queue WHERE run_id = $1 AND step_id = $2 AND resume IS NOT NULL "
+      "{FOR UPDATE}",
+      {run_id, step_id});
+  const int64_t waits =
+      signal ? tx.Exec("DELETE FROM waits WHERE run_id = $1 AND step_id = $2 AND signal = $3",
+                       {run_id, step_id, *signal})
+             : tx.Exec("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {run_id, step_id});
+  if (waits == 0 || item.empty()) return false;
+  Json resume = item[0].JsonCol(1);
+  if (!resume.is_object()) resume = Json::object();
+  resume["memo"] = memo;
+  tx.Send(
+      "UPDATE queue SET resume = $2::jsonb, visible_at_ms = $3, lease_token = NULL "
+      "WHERE id = $1",
+      {item[0].Int(0), JsonValue(resume), now_ms});
+  tx.AnnounceWork();
+  return true;
+}
+
+}  // namespace
+
 Result<bool> SqlStore::ResolveWait(const std::string& run_id, const std::string& step_id,
                                    const Json& memo, TimePoint now) {
   return InTransaction([&](Tx& tx) -> Result<bool> {
-    // Queue row first: the order Apply locks in.
-    Rows item = tx.Query(
-        "SELECT id, resume FROM queue WHERE run_id = $1 AND step_id = $2 AND resume IS NOT NULL "
-        "{FOR UPDATE}",
-        {run_id, step_id});
-    const int64_t waits =
-        tx.Exec("DELETE FROM waits WHERE run_id = $1 AND step_id = $2", {run_id, step_id});
-    if (waits == 0 || item.empty()) return false;
-    Json resume = item[0].JsonCol(1);
-    if (!resume.is_object()) resume = Json::object();
-    resume["memo"] = memo;
-    tx.Send(
-        "UPDATE queue SET resume = $2::jsonb, visible_at_ms = $3, lease_token = NULL "
-        "WHERE id = $1",
-        {item[0].Int(0), JsonValue(resume), UnixMillis(now)});
-    tx.AnnounceWork();
-    return true;
+    return ResolveWaitIn(tx, run_id, step_id, memo, UnixMillis(now));
+  });
+}
+
+Result<std::optional<std::string>> SqlStore::ResolveSignal(const std::string& signal,
+                                                           const Json& data, TimePoint now) {
+  const Json memo = {{"data", {{"signal", signal}, {"data", data}}}};
+  return InTransaction([&](Tx& tx) -> Result<std::optional<std::string>> {
+    // Read without a lock (ResolveWaitIn locks the queue row, then the wait, as Apply does),
+    // and resumed only if the wait still holds the signal: one that went meanwhile (its run
+    // ended, it timed out, another signal resumed it) gives nothing, as a signal sent a
+    // moment later would; one that a later wait took the signal from sends it on to that.
+    for (int tries = 0; tries < 3; ++tries) {
+      Rows wait = tx.Query("SELECT run_id, step_id FROM waits WHERE signal = $1", {signal});
+      if (wait.empty()) break;
+      const std::string run_id = wait[0].Text(0);
+      if (ResolveWaitIn(tx, run_id, wait[0].Text(1), memo, UnixMillis(now), &signal)) {
+        return std::optional<std::string>(run_id);
+      }
+    }
+    return std::optional<std::string>();
   });
 }
 

@@ -74,6 +74,8 @@ class SqlStore final : public Store {
 
   Result<bool> ResolveWait(const std::string& run_id, const std::string& step_id, const Json& memo,
                            TimePoint now) override;
+  Result<std::optional<std::string>> ResolveSignal(const std::string& signal, const Json& data,
+                                                   TimePoint now) override;
   Result<std::vector<EventRecord>> EventsAfter(const std::string& name, int64_t after_ms,
                                                const std::string& after_id, int limit) override;
   Result<std::vector<WaitRecord>> PendingLookbacks(int64_t created_before_ms, int limit) override;

@@ -1,0 +1,47 @@
+// POST /v1/signals: resumes the run whose step.waitForSignal waits for the signal named
+// (docs/protocol.md §5.7). The JS SDK's inngest.sendSignal and step.sendSignal post here.
+#include <spdlog/spdlog.h>
+
+#include "common/json_parse.h"
+#include "coordinator/api/api.h"
+
+namespace funcky::api {
+
+using http::ErrorResponse;
+using http::JsonResponse;
+using http::Request;
+using http::Response;
+using store::Json;
+
+Response Api::HandleSignal(const Request& req) {
+  // The SDK's key, as its checkpoints; or the API token, as the rest of /v1.
+  if (!SigningKeyAccepted(req) && (options_.api_token.empty() || CheckApiToken(req))) {
+    return ErrorResponse(401, "unauthenticated", "invalid or missing signing key");
+  }
+  auto body = ParseUntrustedJson(req.body, kHostReplyJsonLimits);
+  if (!body.ok()) return ErrorResponse(InvalidArgument("body: " + body.status().message()));
+  if (!body->is_object()) return ErrorResponse(InvalidArgument("body must be a JSON object"));
+  auto signal = body->find("signal");
+  if (signal == body->end() || !signal->is_string() || signal->get<std::string>().empty()) {
+    return ErrorResponse(InvalidArgument("signal must be a non-empty string"));
+  }
+  const std::string& name = signal->get_ref<const std::string&>();
+  if (name.size() > store::kMaxSignalBytes) {
+    return ErrorResponse(InvalidArgument("signal is longer than " +
+                                         std::to_string(store::kMaxSignalBytes) + " bytes"));
+  }
+  Json data = body->value("data", Json(nullptr));
+  auto resumed = stores_.waits.ResolveSignal(name, data, clock_.Now());
+  if (!resumed.ok()) {
+    spdlog::warn("resuming the wait for a signal failed: {}", resumed.status().ToString());
+    return ErrorResponse(Unavailable("the signal could not be recorded; try again"));
+  }
+  if (!*resumed) {
+    return ErrorResponse(404, "not_found", "no run waits for this signal");
+  }
+  spdlog::info("run {}: signal wait resumed", **resumed);
+  intake_.Wake();
+  return JsonResponse(200, {{"data", {{"run_id", **resumed}}}});
+}
+
+}  // namespace funcky::api
