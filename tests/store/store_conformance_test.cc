@@ -2668,6 +2668,25 @@ TEST(PostgresStore, AClaimLooksItsRunsUpById) {
   }
 }
 
+// A lane's next head is read from the key's queued runs (runs_lane_queued), not by stepping
+// over its finished ones: through runs_lane, a key with 200,000 finished runs after the head
+// (an earlier burst's, its lane_seq restarted) cost a scan of them under the lane's lock at
+// every head's end. Checked on the end's prepared read, in the generic plan it gets.
+TEST(PostgresStore, ALanesNextHeadIsReadFromItsQueuedRunsNotItsHistory) {
+  PostgresStoreOfOneFunction pg("store_lane_next_plan");
+  pg.Start(2000);  // other runs: a table no scan reads whole cheaply
+  ASSERT_NO_FATAL_FAILURE(pg.Complete(pg.Claim(2000)));
+  pg.Start(30, "tenant");
+  for (int i = 0; i < 20; ++i) ASSERT_NO_FATAL_FAILURE(pg.Complete(pg.Claim(1)));
+  testing::PgConnection(pg.url).Query("ANALYZE");
+  ASSERT_NO_FATAL_FAILURE(pg.Complete(pg.Claim(1)));
+  const std::vector<std::string> plans = pg.GenericPlans(
+      "statement LIKE 'SELECT id, throttle_slot_ms, priority_s FROM runs WHERE function_id%'",
+      "'app-plain'");
+  ASSERT_EQ(plans.size(), 1u) << "the read of the run after the head, prepared";
+  EXPECT_NE(plans[0].find("runs_lane_queued"), std::string::npos) << plans[0];
+}
+
 // An item is looked up by its primary key even when the queue's statistics say it is empty
 // (an ANALYZE saw it so), as they do for a while after a quiet spell: with no row counted,
 // every index that held `id` cost the planner the same, and lookups by id read queue_order
