@@ -238,6 +238,9 @@ Result<store::NewWait> EventWait(const Op& op, const Json& trigger, TimePoint no
     w.expression = op.opts["if"].get<std::string>();
     auto compiled = expr::Compile(w.expression);
     if (!compiled.ok()) return InvalidArgument("waitForEvent if: " + compiled.status().message());
+    if (Status known = expr::RefuseUnknownVariables(**compiled, {"event", "async"}); !known.ok()) {
+      return InvalidArgument("waitForEvent if: " + known.message());
+    }
     w.match_key = (*compiled)->RequiredKey("async", expr::Variables{{"event", &trigger}});
   }
   w.kind = store::kWaitEvent;

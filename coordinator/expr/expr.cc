@@ -738,6 +738,11 @@ std::optional<std::string> RequiredKeyOf(const Node& n, std::string_view variabl
   return std::nullopt;
 }
 
+void AddNames(const Node& node, std::set<std::string>* names) {
+  if (node.op == Op::kVariable) names->insert(node.name);
+  for (const auto& arg : node.args) AddNames(*arg, names);
+}
+
 class TreeExpression final : public Expression {
  public:
   TreeExpression(std::string source, std::unique_ptr<Node> root)
@@ -747,6 +752,7 @@ class TreeExpression final : public Expression {
                                            const Variables& known) const override {
     return RequiredKeyOf(*root_, variable, known);
   }
+  void AddVariableNames(std::set<std::string>* names) const override { AddNames(*root_, names); }
 
  private:
   std::unique_ptr<Node> root_;
@@ -785,6 +791,23 @@ bool Expression::Matches(const Json& object) const {
 std::optional<std::string> Expression::RequiredKey(std::string_view variable,
                                                    const Variables& known) const {
   return RequiredKeyIn(variable, known);
+}
+
+std::set<std::string> Expression::VariableNames() const {
+  std::set<std::string> names;
+  AddVariableNames(&names);
+  return names;
+}
+
+Status RefuseUnknownVariables(const Expression& e,
+                              std::initializer_list<std::string_view> allowed) {
+  for (const std::string& name : e.VariableNames()) {
+    if (std::find(allowed.begin(), allowed.end(), name) != allowed.end()) continue;
+    std::string sees;
+    for (std::string_view a : allowed) sees += (sees.empty() ? "" : " and ") + std::string(a);
+    return InvalidArgument("unknown variable '" + name + "' (this expression sees " + sees + ")");
+  }
+  return Status::Ok();
 }
 
 Result<std::unique_ptr<Expression>> Compile(std::string_view source) {

@@ -25,6 +25,7 @@
 #include <initializer_list>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -72,12 +73,16 @@ class Expression {
   // the expression is true of a value of `variable`, IndexKeys of that value holds the key
   // (or says it is incomplete).
   std::optional<std::string> RequiredKey(std::string_view variable, const Variables& known) const;
+  // The variables the expression names (`event` in `event.data.x`). A name no caller
+  // provides evaluates to null, so callers refuse one they do not (RefuseUnknownVariables).
+  std::set<std::string> VariableNames() const;
 
  protected:
   explicit Expression(std::string source) : source_(std::move(source)) {}
   virtual nlohmann::json EvaluateIn(const Variables& vars) const = 0;
   virtual std::optional<std::string> RequiredKeyIn(std::string_view variable,
                                                    const Variables& known) const = 0;
+  virtual void AddVariableNames(std::set<std::string>* names) const = 0;
 
  private:
   std::string source_;
@@ -88,6 +93,11 @@ class Expression {
 // nested deeper than 64 levels are refused.
 inline constexpr size_t kMaxExpressionLength = 4096;
 Result<std::unique_ptr<Expression>> Compile(std::string_view source);
+
+// kInvalidArgument naming the first variable of `e` not in `allowed` ("unknown variable
+// 'evnt' (this expression sees event)"): a typo there would make the value null, a key the
+// same for every event and a condition never true.
+Status RefuseUnknownVariables(const Expression& e, std::initializer_list<std::string_view> allowed);
 
 // The text of a value as `+` joins it to a string: strings as they are, numbers, booleans,
 // lists and objects as JSON, null (a missing field) as the empty string.

@@ -16,13 +16,18 @@ using Json = nlohmann::json;
 
 namespace {
 
-Result<std::shared_ptr<const expr::Expression>> KeyExpression(const Json& key,
-                                                              const std::string& where) {
+// An expression of the config over the variables `sees` (the event, as a rule).
+Result<std::shared_ptr<const expr::Expression>> KeyExpression(
+    const Json& key, const std::string& where,
+    std::initializer_list<std::string_view> sees = {"event"}) {
   if (!key.is_string() || key.get_ref<const std::string&>().empty()) {
     return InvalidArgument(where + " must be a non-empty expression string");
   }
   auto compiled = expr::Compile(key.get<std::string>());
   if (!compiled.ok()) return InvalidArgument(where + ": " + compiled.status().message());
+  if (Status known = expr::RefuseUnknownVariables(**compiled, sees); !known.ok()) {
+    return InvalidArgument(where + ": " + known.message());
+  }
   return std::shared_ptr<const expr::Expression>(std::move(*compiled));
 }
 
@@ -508,7 +513,7 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
       RETURN_IF_ERROR(OnlyKnownKeys(c, where, {"event", "if", "timeout"}));
       CancelOn on{c["event"].get<std::string>(), nullptr, std::chrono::hours(24 * 366)};
       if (auto e = c.find("if"); e != c.end() && !e->is_null()) {
-        ASSIGN_OR_RETURN(on.condition, KeyExpression(*e, where + ".if"));
+        ASSIGN_OR_RETURN(on.condition, KeyExpression(*e, where + ".if", {"event", "async"}));
       }
       if (auto t = c.find("timeout"); t != c.end() && !t->is_null()) {
         auto d =

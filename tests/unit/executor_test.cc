@@ -747,6 +747,14 @@ TEST_F(TransitionTest, WaitForEventRegistersAWaitWithItsTimeoutAndLookback) {
   ASSERT_EQ(keyed.waits.size(), 1u);
   EXPECT_EQ(keyed.waits[0].match_key, expr::IndexKey({"data", "x"}, 1));
 
+  // A variable the `if` cannot see (a typo) would never be true: refused.
+  auto unknown = Decide(Reply(206, R"([{"id":"hw","op":"WaitForEvent","name":"a/b",
+                                     "opts":{"if":"evnt.data.x == async.data.x"}}])"));
+  EXPECT_EQ(unknown.end_status, store::kFailed);
+  EXPECT_NE(unknown.error["message"].get<std::string>().find("unknown variable 'evnt'"),
+            std::string::npos)
+      << unknown.error.dump();
+
   auto bad = Decide(Reply(206, R"([{"id":"hw","op":"WaitForEvent","name":"a/b",
                                      "opts":{"timeout":"1h","if":"event.data. =="}}])"));
   EXPECT_EQ(bad.end_status, store::kFailed);

@@ -196,6 +196,15 @@ TEST(Expr, EvaluatesTheCelSubset) {
   EXPECT_FALSE((*not_bool)->Matches(vars)) << "only the boolean true matches";
 }
 
+TEST(Expr, AnExpressionNamesItsVariables) {
+  auto e = expr::Compile("has(event.data.x) && size([async.y, z]) > lowercase(event.name)");
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ((*e)->VariableNames(), (std::set<std::string>{"async", "event", "z"}));
+  EXPECT_TRUE(expr::RefuseUnknownVariables(**e, {"event", "async", "z"}).ok());
+  EXPECT_EQ(expr::RefuseUnknownVariables(**e, {"event", "async"}).message(),
+            "unknown variable 'z' (this expression sees event and async)");
+}
+
 TEST(Expr, KeyTextNeverThrowsOnBytesThatAreNotUtf8) {
   // Found by the fuzzer: a list holding a string with invalid UTF-8 made KeyText throw.
   const std::string source = std::string("[1, \"x\x01", 8) + std::string("\0\0\xca\"]", 5);
@@ -668,6 +677,16 @@ TEST(Flow, BadOptionsAreRefusedWithTheReason) {
       {R"({"concurrency":{"limit":2,"key":"event.data.a","scope":"account"}})",
        "concurrency.scope \"account\" (a limit shared across functions) is not implemented"},
       {R"({"concurrency":{"limit":2,"scope":"env"}})", "concurrency.scope \"env\""},
+      // A variable no event provides (a wait's `match` pasted in, a typo) was null: one key
+      // for every event, a filter that never held.
+      {R"({"idempotency":"data.order_id"})",
+       "idempotency: unknown variable 'data' (this expression sees event)"},
+      {R"({"concurrency":{"limit":1,"key":"evnt.data.tenant"}})",
+       "concurrency.key: unknown variable 'evnt'"},
+      {R"({"triggers":[{"event":"a","expression":"async.data.x > 1"}]})",
+       "triggers[0].expression: unknown variable 'async'"},
+      {R"({"cancel":[{"event":"x","if":"event.data.id == asyn.data.id"}]})",
+       "cancel[0].if: unknown variable 'asyn' (this expression sees event and async)"},
       {R"({"concurrency":[{"limit":5,"key":"event.data.a"},{"limit":3,"key":"event.data.b","scope":"env"}]})",
        "concurrency.scope \"env\""},
   };
