@@ -358,6 +358,7 @@ int Serve(const ServeFlags& f, bool dev) {
   api_options.signing_key = f.signing_key;
   api_options.signing_key_fallback = f.signing_key_fallback;
   api_options.api_token = f.api_token;
+  api_options.keyless_routes_loopback_only = IsLoopback(f.host) && !f.api_token.empty();
   api_options.host_ca_file = f.host_ca;
   api_options.sync_allow = sync_allow;
   api_options.max_body_bytes = f.max_body_bytes;
@@ -367,7 +368,9 @@ int Serve(const ServeFlags& f, bool dev) {
   http::Router router;
   api.Register(router);
   // Open on loopback: only this machine's names, so that a web page whose name resolves to
-  // 127.0.0.1 cannot read or drive it (DNS rebinding). With a token, the token holds.
+  // 127.0.0.1 cannot read or drive it (DNS rebinding). With a token, the token holds, and the
+  // routes that authenticate by a key that is not set check the Host themselves
+  // (ApiOptions::keyless_routes_loopback_only).
   if (IsLoopback(f.host) && f.api_token.empty()) router.OnlyLoopbackHosts();
 
   HttpServerOptions server_options;

@@ -39,6 +39,12 @@ struct ApiOptions {
   std::string signing_key_fallback;
   // Bearer token required on /v1/* (but event intake), /metrics and /readyz; empty: open.
   std::string api_token;
+  // For a loopback listener with an API token, where the router answers every Host (a proxy
+  // may pass another name): a route whose own key is not set (/fn/register, checkpoints and
+  // signals without a signing key, event intake without event keys) still answers only a
+  // Host that names this machine, so that a web page whose name resolves to 127.0.0.1 (DNS
+  // rebinding) cannot register an app or send events.
+  bool keyless_routes_loopback_only = false;
   // CA file trusted for in-band sync of https:// apps (--host-ca), besides the system's.
   std::string host_ca_file;
   // The only targets in-band sync (POST /v1/apps/sync) may call; empty: any. The route is

@@ -26,6 +26,12 @@ Response EventsError(int status, std::string_view code, const std::string& messa
 
 Response Api::HandleEvents(const Request& req, std::string_view key) {
   if (!EventKeyAccepted(key)) return EventsError(401, "unauthenticated", "unknown event key");
+  if (options_.event_keys.empty() && options_.keyless_routes_loopback_only &&
+      !http::HostIsLoopback(req)) {
+    return EventsError(403, "forbidden",
+                       "without --event-key, events are taken only from a Host that names this "
+                       "machine (localhost, 127.0.0.1, ::1)");
+  }
   const int64_t now_ms = UnixMillis(clock_.Now());
   auto events = ParseEventBody(
       req.body,

@@ -166,7 +166,9 @@ Result<SyncTarget> ParseSyncTarget(std::string_view entry) {
 }
 
 bool Api::SigningKeyAccepted(const Request& req) const {
-  if (options_.signing_key.empty()) return true;
+  if (options_.signing_key.empty()) {
+    return !options_.keyless_routes_loopback_only || http::HostIsLoopback(req);
+  }
   std::string_view token = req.bearer_token();
   bool ok = signing::BearerMatchesSigningKey(token, options_.signing_key);
   if (!options_.signing_key_fallback.empty()) {

@@ -74,6 +74,11 @@ std::string_view CrossSite(const Request& request) {
 
 }  // namespace
 
+bool HostIsLoopback(const Request& request) {
+  const std::string_view host = request.header("Host");
+  return host.empty() || IsLoopbackName(HostName(host));
+}
+
 void Router::Add(std::string method, std::string pattern, Handler handler, Access access) {
   std::vector<std::string> segments = Split(pattern);
   routes_.push_back(
@@ -95,8 +100,7 @@ Response Router::Handle(Request request) const {
     return ErrorResponse(403, "forbidden", std::string(why) + " is refused");
   }
   if (loopback_hosts_only_) {
-    const std::string_view host = request.header("Host");
-    if (!host.empty() && !IsLoopbackName(HostName(host))) {
+    if (!HostIsLoopback(request)) {
       return ErrorResponse(403, "forbidden",
                            "the Host header names another machine; this coordinator listens on "
                            "loopback without a token and answers only localhost, 127.0.0.1 or "

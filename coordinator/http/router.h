@@ -21,6 +21,10 @@ enum class Access {
   kPublic,   // no guard applies (a route that authenticates by other means)
 };
 
+// Whether the request's Host header names this machine (localhost, *.localhost, 127.x.x.x,
+// ::1), or is absent.
+bool HostIsLoopback(const Request& request);
+
 class Router {
  public:
   void Add(std::string method, std::string pattern, Handler handler,

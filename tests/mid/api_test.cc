@@ -171,6 +171,38 @@ TEST_F(ApiThroughRouter, WithATokenV1RefusesRequestsWithoutItButEventIntakeStays
   EXPECT_EQ(Send("POST", "/e/any-key", R"({"name":"test/go"})").status, 200);
 }
 
+// On loopback with a token the router answers any Host (a proxy may pass another name), but
+// a route whose own key is not set answers only this machine's names: a page whose name
+// resolves to 127.0.0.1 (DNS rebinding) registered apps and sent events. With the keys set,
+// they hold instead.
+TEST_F(ApiThroughRouter, OnLoopbackWithATokenKeylessRoutesAnswerOnlyThisMachinesNames) {
+  Serve({.api_token = kToken, .keyless_routes_loopback_only = true});
+  const Headers rebound = {{"Host", "rebind.attacker.example:8288"}};
+  const std::string event = R"({"name":"test/go"})";
+  const std::string app =
+      R"({"appName":"evil","url":"http://rebind.attacker.example/api","functions":[]})";
+  EXPECT_EQ(Send("POST", "/e/any-key", event, rebound).status, 403);
+  EXPECT_EQ(Send("POST", "/v1/events", event, rebound).status, 403);
+  EXPECT_EQ(Send("POST", "/fn/register", app, rebound).status, 401);
+  EXPECT_EQ(Send("POST", "/v1/signals", R"({"signal":"s"})", rebound).status, 401);
+  EXPECT_EQ(Send("POST", "/e/any-key", event, {{"Host", "localhost:8288"}}).status, 200);
+  EXPECT_EQ(Send("POST", "/e/any-key", event, {{"Host", "127.0.0.1"}}).status, 200);
+  EXPECT_EQ(Send("POST", "/v1/signals", R"({"signal":"s"})", {{"Host", "[::1]:8288"}}).status, 404);
+}
+
+TEST_F(ApiThroughRouter, WithItsKeysSetAKeyedRouteAnswersAnyHost) {
+  constexpr const char* kSigningKey = "signkey-test-00112233445566778899aabbccddeeff";
+  Serve({.event_keys = {"ek"},
+         .signing_key = kSigningKey,
+         .api_token = kToken,
+         .keyless_routes_loopback_only = true});
+  const Headers proxied = {{"Host", "funcky.example.com"}};
+  EXPECT_EQ(Send("POST", "/e/ek", R"({"name":"test/go"})", proxied).status, 200);
+  Headers signed_proxied = proxied;
+  signed_proxied.push_back({"Authorization", "Bearer " + signing::HashedSigningKey(kSigningKey)});
+  EXPECT_EQ(Send("POST", "/v1/signals", R"({"signal":"s"})", signed_proxied).status, 404);
+}
+
 TEST_F(ApiThroughRouter, AV1RouteAddedWithoutAuthCodeIsRefusedWithoutTheToken) {
   Serve({.api_token = kToken});
   router_.Add("GET", "/v1/added-later", [](const Request&) {
