@@ -83,8 +83,9 @@ Result<std::chrono::milliseconds> DurationFlag(const std::string& flag, const st
   return *d;
 }
 
-// The longest --call-timeout, --poll-interval, --lease and --drain-timeout: far from where
-// the deadlines they make (time points of clocks that count nanoseconds) would overflow.
+// The longest --call-timeout, --poll-interval, --lease, --drain-timeout and --retry-jitter:
+// far from where the deadlines they make (time points of clocks that count nanoseconds)
+// would overflow.
 constexpr std::chrono::milliseconds kMaxFlagDuration = std::chrono::hours(24);
 // On SIGTERM, how long the HTTP requests read before the listener stops may take to be
 // answered (an event's ingest, a checkpoint) once the calls are drained.
@@ -228,7 +229,7 @@ int Serve(const ServeFlags& f, bool dev) {
     auto schedule = scheduler::ParseSchedule(f.retry_schedule);
     if (!schedule.ok())
       schedule = InvalidArgument("--retry-schedule: " + schedule.status().message());
-    auto jitter = DurationFlag("retry-jitter", f.retry_jitter);
+    auto jitter = DurationFlagIn("retry-jitter", f.retry_jitter, {}, kMaxFlagDuration);
     auto timeout = DurationFlagIn("call-timeout", f.call_timeout, kOneMs, kMaxFlagDuration);
     auto poll = DurationFlagIn("poll-interval", f.poll_interval, kOneMs, kMaxFlagDuration);
     auto drain = DurationFlagIn("drain-timeout", f.drain_timeout, {}, kMaxFlagDuration);

@@ -27,7 +27,10 @@ Status NormalizeEvent(Json& e, size_t index, int64_t now_ms, size_t max_bytes) {
     return InvalidArgument(where + ": \"name\" must be a non-empty string");
   }
   const std::string& n = name->get_ref<const std::string&>();
-  if (n.size() > 256) return InvalidArgument(where + ": \"name\" is longer than 256 bytes");
+  if (n.size() > store::kMaxEventNameBytes) {
+    return InvalidArgument(where + ": \"name\" is longer than " +
+                           std::to_string(store::kMaxEventNameBytes) + " bytes");
+  }
   if (n.rfind("inngest/", 0) == 0 || n.rfind("funcky/", 0) == 0) {
     return InvalidArgument(where + ": names starting with \"" + n.substr(0, n.find('/') + 1) +
                            "\" are reserved");

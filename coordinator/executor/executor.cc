@@ -261,7 +261,10 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         claimed =
             Internal("the claim threw: " + std::string(std::string_view(e.what()).substr(0, 200)));
       }
-      in_flight -= want - (claimed.ok() && !stopping ? static_cast<int>(claimed->size()) : 0);
+      // Read once: a Stop() between two reads left the claimed slots counted with no Process
+      // to give them back (the drain then waited its whole timeout).
+      const bool stopped = stopping;
+      in_flight -= want - (claimed.ok() && !stopped ? static_cast<int>(claimed->size()) : 0);
       reserved -= want;
       if (!claimed.ok()) {
         spdlog::warn("claiming work failed: {}", claimed.status().ToString());
@@ -271,7 +274,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         full_batch = static_cast<int>(claimed->size()) == want;
         claimed_none = claimed->empty();
         // Stopped while claiming: start no call; ReleaseLeases gives the items back.
-        if (stopping) co_return;
+        if (stopped) co_return;
         for (size_t i = 0; i < claimed->size(); ++i) {
           std::optional<store::RunState> state;
           if (states.size() == claimed->size()) state = std::move(states[i]);
@@ -770,7 +773,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       }
       logging::Warn(
           {.run_id = state.run.id, .function_id = state.function.id, .step_id = wait.step_id},
-          "run {}: invoke step {}: {}", state.run.id, wait.name, started.ToString());
+          "run {}: invoke step {:.200}: {:.300}", state.run.id, wait.name,
+          started.ToString());  // both may quote the host at any length
       Json error = {{"name", "InvokeError"}, {"message", started.message()}};
       next->next.push_back(
           {wait.step_id, clock.Now(), store::Resume({{"error", std::move(error)}}, wait.name)});

@@ -232,6 +232,10 @@ Result<store::NewWait> EventWait(const Op& op, const Json& trigger, TimePoint no
   w.name = op.DisplayName();
   w.event_name = OpText(op, "event");
   if (w.event_name.empty()) return InvalidArgument("waitForEvent needs an event name");
+  if (w.event_name.size() > store::kMaxEventNameBytes) {
+    return InvalidArgument("waitForEvent's event name is longer than " +
+                           std::to_string(store::kMaxEventNameBytes) + " bytes");
+  }
   ASSIGN_OR_RETURN(auto timeout, DurationOpt(op, "timeout", kDefaultWaitTimeout));
   ASSIGN_OR_RETURN(w.lookback, DurationOpt(op, "lookback", std::chrono::milliseconds(0)));
   if (op.opts.is_object() && op.opts.contains("if") && op.opts["if"].is_string()) {

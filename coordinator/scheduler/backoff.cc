@@ -19,6 +19,11 @@ Result<std::vector<std::chrono::milliseconds>> ParseSchedule(std::string_view te
     while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
     auto d = ParseDuration(part);
     if (!d.ok()) return InvalidArgument("bad retry schedule entry \"" + std::string(part) + "\"");
+    // Added to a TimePoint (nanoseconds, which overflow past 2262): bounded first.
+    if (*d > std::chrono::hours(24 * 366)) {
+      return InvalidArgument("retry schedule entry \"" + std::string(part) +
+                             "\" is longer than 366 days");
+    }
     out.push_back(*d);
     if (comma == std::string_view::npos) break;
     pos = comma + 1;

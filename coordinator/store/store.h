@@ -526,6 +526,10 @@ struct NewWait {
 };
 inline constexpr const char* kWaitEvent = "event";    // memo: the matching event
 inline constexpr const char* kWaitInvoke = "invoke";  // memo: {"data"} or {"error"} of the run
+// The longest event name, in bytes: intake refuses a longer one, so a wait for one could
+// never be met (and PostgreSQL's index of waits by name refuses entries past about 2.7 kB).
+inline constexpr size_t kMaxEventNameBytes = 256;
+
 // step.waitForSignal; memo {"data": {"signal", "data"}} (WaitStore::ResolveSignal).
 inline constexpr const char* kWaitSignal = "signal";
 // The longest signal name, in bytes.

@@ -447,6 +447,8 @@ TEST(FlagsAtStart, OutOfRangeValuesAreRefusedNamingTheFlag) {
       {"--lease", "500ms"},
       {"--lease", "2d"},
       {"--drain-timeout", "2d"},
+      {"--retry-jitter", "2d"},
+      {"--retry-schedule", "1s,20000w"},
       {"--max-steps-per-run", "0"},
       {"--max-steps-per-run", "10001"},
       {"--no-such-flag", "1"},

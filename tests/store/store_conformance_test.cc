@@ -2519,6 +2519,27 @@ TEST(PostgresDatabase, ATransactionWaitsOncePerResultItReadsAndOnceToCommit) {
       << "one wait for both queries, none for nothing pending, the commit";
 }
 
+// The store's transactions run READ COMMITTED, what it is written for, whatever the
+// database's default: under SERIALIZABLE its lock-then-read steps would read stale rows or
+// fail with serialization conflicts.
+TEST(PostgresDatabase, TransactionsAreReadCommittedWhateverTheDatabasesDefault) {
+  const std::string url = testing::SharedPgCluster().CreateDatabase("store_isolation");
+  testing::PgConnection(url).Query(
+      "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = "
+      "''serializable''', current_database()); END $$");
+  ASSERT_EQ(testing::PgConnection(url).Query("SHOW default_transaction_isolation")[0][0],
+            "serializable")
+      << "a new connection gets the database's default";
+  auto db = NewPostgresDatabase({.url = url, .pool_size = 1});
+  std::string level;
+  EXPECT_THAT(db->Transact([&](sql::Tx& tx) {
+    level = tx.Query("SELECT current_setting('transaction_isolation')")[0].Text(0);
+    return Status::Ok();
+  }),
+              IsOk());
+  EXPECT_EQ(level, "read committed");
+}
+
 // A connection's statements are prepared again a while after it opens, and again at doubling
 // intervals, so their generic plans follow the tables' growth; they go on working across it.
 TEST(PostgresDatabase, StatementsArePreparedAgainAtDoublingIntervals) {

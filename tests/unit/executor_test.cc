@@ -649,6 +649,9 @@ TEST(Backoff, FollowsScheduleRepeatsLastAndAddsBoundedJitter) {
   EXPECT_EQ(sched->size(), 3u);
   EXPECT_EQ((*sched)[2], std::chrono::minutes(1));
   EXPECT_FALSE(scheduler::ParseSchedule("15s,,1m").ok());
+  // Past what a TimePoint holds when added to now (20000w wrapped into the past): refused.
+  EXPECT_NE(scheduler::ParseSchedule("15s,20000w").status().message().find("longer than 366 days"),
+            std::string::npos);
 }
 
 TEST(Backoff, RetryAfterIsSecondsOrDateClampedToOneSecondToOneDay) {
@@ -746,6 +749,13 @@ TEST_F(TransitionTest, WaitForEventRegistersAWaitWithItsTimeoutAndLookback) {
                                       "opts":{"timeout":"1h","if":"event.data.x == async.data.x"}}])"));
   ASSERT_EQ(keyed.waits.size(), 1u);
   EXPECT_EQ(keyed.waits[0].match_key, expr::IndexKey({"data", "x"}, 1));
+
+  // An event name no event may have (intake refuses it) would wait for ever; on PostgreSQL
+  // its index entry was refused, an error that read as an outcome not recorded.
+  auto long_name = Decide(Reply(206, R"([{"id":"hw","op":"WaitForEvent","opts":{"event":")" +
+                                         std::string(257, 'n') + R"("}}])"));
+  EXPECT_EQ(long_name.end_status, store::kFailed);
+  EXPECT_EQ(long_name.error["name"], "InvalidStep") << long_name.error.dump();
 
   // A variable the `if` cannot see (a typo) would never be true: refused.
   auto unknown = Decide(Reply(206, R"([{"id":"hw","op":"WaitForEvent","name":"a/b",

@@ -149,6 +149,13 @@ Result<std::unique_ptr<Connection>> Connect(const PostgresOptions& options) {
       conn->c,
       [](void*, const char* message) { spdlog::debug("PostgreSQL: {}", FirstLine(message)); },
       nullptr);
+  // The store is written for READ COMMITTED (each decision reads in a statement after the
+  // lock it depends on): a database or role whose default is REPEATABLE READ or SERIALIZABLE
+  // would turn those reads stale or into conflicts. Once per connection.
+  PgResult set(PQexec(conn->c, "SET default_transaction_isolation = 'read committed'"));
+  if (!set || PQresultStatus(set.get()) != PGRES_COMMAND_OK) {
+    return Unavailable("cannot set the isolation level: " + FirstLine(PQerrorMessage(conn->c)));
+  }
   return conn;
 }
 
