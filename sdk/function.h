@@ -259,7 +259,10 @@ class Step {
 };
 
 struct Context {
-  const Json& event;   // the triggering event
+  // The triggering event: an object whose "data" is an object. Read fields with .value(),
+  // .at() or .contains(): `event["data"]["x"]` on this const JSON is undefined behaviour
+  // when "x" is missing (nlohmann's const operator[] only asserts).
+  const Json& event;
   const Json& events;  // all events of the run
   std::string run_id;
   int attempt = 0;  // attempt of the current call, 0-based

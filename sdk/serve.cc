@@ -377,13 +377,32 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
   if (x.target_step.empty()) x.target_step = std::string(kDiscoveryStepId);
   Json ctx_json = take("ctx").value_or(Json::object());
   if (!ctx_json.is_object()) ctx_json = Json::object();
+  if (!client_.options().signing_key.empty()) {
+    // The signature covers the body, not the URL: a signed call replayed with another
+    // ?fnId or ?stepId would run another function, or another step, with this run's memos.
+    // The body names both (Funcky's coordinator signs ctx.step_id, and ctx.fn_id when it
+    // checkpoints): a call whose URL names others is refused.
+    const auto signed_step = ctx_json.find("step_id");
+    const auto signed_fn = ctx_json.find("fn_id");
+    if ((signed_step != ctx_json.end() && signed_step->is_string() &&
+         *signed_step != x.target_step) ||
+        (signed_fn != ctx_json.end() && signed_fn->is_string() && *signed_fn != fn_id)) {
+      return Unauthorized();
+    }
+  }
   x.attempt = CtxCount(ctx_json, "attempt");
   x.max_attempts = CtxCount(ctx_json, "max_attempts");
   const auto immediate = ctx_json.find("disable_immediate_execution");
   x.disable_immediate_execution =
       immediate != ctx_json.end() && immediate->is_boolean() && immediate->get<bool>();
   const auto run_id = ctx_json.find("run_id");
-  const Json event = take("event").value_or(Json::object());
+  Json event = take("event").value_or(Json::object());
+  // An object with a "data" object, whatever the body held: a function's ctx.event["data"]
+  // (a const read, undefined when missing) is then always safe.
+  if (!event.is_object()) event = Json::object();
+  if (auto d = event.find("data"); d == event.end() || !d->is_object()) {
+    event["data"] = Json::object();
+  }
   std::optional<Json> sent_events = take("events");
   const Json events = sent_events ? std::move(*sent_events) : Json::array({event});
 

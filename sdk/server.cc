@@ -1,8 +1,10 @@
 #include "sdk/server.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <csignal>
+#include <memory>
 #include <string_view>
 #include <thread>
 
@@ -32,12 +34,38 @@ bool CallTimedOutWaiting(const ServerRequest& r) {
   return std::chrono::steady_clock::now() - r.read_at > std::chrono::milliseconds(ms);
 }
 
+// Blocks SIGINT and SIGTERM in this thread while it lives, so that the threads it starts
+// inherit the mask: wait_for_signal's sigwait then gets them, not one of the server's
+// threads (where POSIX leaves the outcome unspecified and the default action ends the
+// process).
+class StopSignalsBlocked {
+ public:
+  StopSignalsBlocked() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, &old_);
+  }
+  ~StopSignalsBlocked() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  StopSignalsBlocked(const StopSignalsBlocked&) = delete;
+  StopSignalsBlocked& operator=(const StopSignalsBlocked&) = delete;
+
+ private:
+  sigset_t old_;
+};
+
+std::unique_ptr<asio::thread_pool> NewPool(int threads) {
+  StopSignalsBlocked blocked;
+  return std::make_unique<asio::thread_pool>(static_cast<size_t>(std::max(threads, 1)));
+}
+
 }  // namespace
 
 struct Server::Impl {
   Impl(Server::Handler h, ServerOptions o)
       : options(std::move(o)),
-        pool(static_cast<size_t>(options.threads)),
+        pool(NewPool(options.threads)),
         work(asio::make_work_guard(io)),
         handler(std::move(h)) {
     HttpServerOptions so;
@@ -56,7 +84,7 @@ struct Server::Impl {
     so.max_body_bytes_in_flight = options.max_body_bytes_in_flight;
     so.tls_cert_file = options.tls_cert_file;
     so.tls_key_file = options.tls_key_file;
-    server = std::make_unique<HttpServer>(io, pool, so, [this](ServerRequest r) {
+    server = std::make_unique<HttpServer>(io, *pool, so, [this](ServerRequest r) {
       if (TargetPath(r.target) != options.path) {
         return ServerResponse{
             404, {{"Content-Type", "application/json"}}, R"({"message":"not found"})"};
@@ -77,7 +105,7 @@ struct Server::Impl {
   }
   ServerOptions options;
   asio::io_context io;
-  asio::thread_pool pool;
+  std::unique_ptr<asio::thread_pool> pool;
   asio::executor_work_guard<asio::io_context::executor_type> work;
   Server::Handler handler;
   std::unique_ptr<HttpServer> server;
@@ -93,7 +121,13 @@ Server::Server(Handler handler, ServerOptions options)
 Server::~Server() { stop(); }
 
 Status Server::start() {
+  if (impl_->options.threads < 1)
+    return InvalidArgument("ServerOptions::threads must be at least 1");
+  if (impl_->options.max_connections < 1) {
+    return InvalidArgument("ServerOptions::max_connections must be at least 1");
+  }
   RETURN_IF_ERROR(impl_->server->Start());
+  StopSignalsBlocked blocked;
   impl_->io_thread = std::thread([this] { impl_->io.run(); });
   return Status::Ok();
 }
@@ -109,7 +143,7 @@ void Server::stop() {
   impl_->work.reset();
   impl_->io.stop();
   impl_->io_thread.join();
-  impl_->pool.join();
+  impl_->pool->join();
 }
 
 void Server::wait_for_signal() {

@@ -88,7 +88,10 @@ int main(int argc, char** argv) {
       if (reply->status != 200) {
         throw std::runtime_error("third party answered " + std::to_string(reply->status));
       }
-      return Json::parse(reply->body, nullptr, false);
+      // A 200 whose body is not JSON (a proxy's page) is retried, not recorded as the result.
+      Json result = Json::parse(reply->body, nullptr, false);
+      if (result.is_discarded()) throw std::runtime_error("third party answered 200 without JSON");
+      return result;
     });
   };
   auto replicate = funcky::sdk::create_function(

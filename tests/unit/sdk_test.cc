@@ -439,6 +439,62 @@ TEST_F(ServeTest, EveryRefusalIs401WithNoInngestHeaderButSdkHandled) {
   EXPECT_EQ(signed_runs_, 0);
 }
 
+// ctx.event is an object with a "data" object whatever the body held, so a function's
+// ctx.event["data"] (a const read: undefined behaviour when missing) is always safe.
+TEST_F(ServeTest, AnEventWithoutDataReachesTheFunctionWithAnEmptyDataObject) {
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [](Context& ctx) {
+                   return Json(ctx.event["data"].value("x", int64_t{-1}));
+                 })});
+  for (const Json& event : {Json{{"name", "e"}}, Json{{"name", "e"}, {"data", nullptr}},
+                            Json("not an object"), Json{{"name", "e"}, {"data", {{"x", 5}}}}}) {
+    Json body = {{"event", event}, {"steps", Json::object()}, {"ctx", {{"attempt", 0}}}};
+    ServeResponse r = h.handle({"POST", "/api?fnId=app-fn&stepId=step", {}, body.dump()});
+    ASSERT_EQ(r.status, 200) << event.dump() << " " << r.body;
+    EXPECT_EQ(Json::parse(r.body),
+              event.is_object() && event.contains("data") && event["data"].is_object() ? Json(5)
+                                                                                       : Json(-1))
+        << event.dump();
+  }
+}
+
+// The signature covers the body: a signed call whose URL names another step or function
+// than the body's ctx (a captured call sent again with another ?stepId or ?fnId) is refused.
+TEST_F(ServeTest, ASignedCallRunsOnlyTheStepAndFunctionItsBodyNames) {
+  int runs = 0;
+  int other_runs = 0;
+  ServeHandler h(signed_client_, "http://h/api",
+                 {create_function({.id = "fn"},
+                                  [&](Context&) {
+                                    ++runs;
+                                    return Json("done");
+                                  }),
+                  create_function({.id = "other"}, [&](Context&) {
+                    ++other_runs;
+                    return Json("other");
+                  })});
+  Json body = {{"event", Json::object()},
+               {"steps", Json::object()},
+               {"ctx", {{"attempt", 0}, {"step_id", "step"}, {"fn_id", "app-fn"}}}};
+  const std::string canonical = *CanonicalJson(body);
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  auto call = [&](const std::string& target) {
+    return h.handle(
+        {"POST",
+         target,
+         {{"X-Inngest-Signature", signing::SignatureHeader(canonical, "signkey-test-beef", now)}},
+         canonical});
+  };
+  EXPECT_EQ(call("/api?fnId=app-fn&stepId=abc123").status, 401);
+  EXPECT_EQ(call("/api?fnId=app-other&stepId=step").status, 401);
+  EXPECT_EQ(runs, 0);
+  EXPECT_EQ(other_runs, 0);
+  EXPECT_EQ(call("/api?fnId=app-fn&stepId=step").status, 200);
+  EXPECT_EQ(call("/api?fnId=app-fn").status, 200) << "no stepId: the discovery step";
+  EXPECT_EQ(runs, 2);
+}
+
 TEST_F(ServeTest, WithSigningKeyOnlyFreshCorrectSignaturesRun) {
   ServeHandler h = SignedHandler();
   const int& runs = signed_runs_;
