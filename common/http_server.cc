@@ -3,6 +3,7 @@
 #include <array>
 #include <atomic>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -59,12 +60,22 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<int> requests_in_flight{0};  // read whole and not answered yet
   size_t connections = 0;                  // only touched on the io_context
   size_t body_bytes_held = 0;  // of max_body_bytes_in_flight; only touched on the io_context
+  // The timers of the requests waiting for budget (WaitForBudget), woken when some is given
+  // back or the server stops; only touched on the io_context.
+  std::vector<asio::steady_timer*> budget_waiters;
+  void WakeBudgetWaiters() {
+    for (asio::steady_timer* t : budget_waiters) t->cancel();
+  }
 
   // A request body's share of the budget, given back when the request is done.
   class BodyBudget {
    public:
     explicit BodyBudget(Impl& server) : server_(server) {}
-    ~BodyBudget() { server_.body_bytes_held -= held_; }
+    ~BodyBudget() {
+      if (held_ == 0) return;
+      server_.body_bytes_held -= held_;
+      server_.WakeBudgetWaiters();
+    }
     BodyBudget(const BodyBudget&) = delete;
     BodyBudget& operator=(const BodyBudget&) = delete;
 
@@ -124,15 +135,21 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   // Whether the body `parser`'s header announces fits the budget, now or, as other requests
-  // end, within the request timeout: the body is not read meanwhile, so TCP holds the client
-  // back.
+  // give theirs back, by the request's `deadline`: the body is not read meanwhile, so TCP
+  // holds the client back. A waiting request sleeps until budget is given back (no polling).
   asio::awaitable<bool> WaitForBudget(BodyBudget& budget,
-                                      const bhttp::request_parser<bhttp::string_body>& parser) {
-    const auto deadline = std::chrono::steady_clock::now() + options.request_timeout;
+                                      const bhttp::request_parser<bhttp::string_body>& parser,
+                                      std::chrono::steady_clock::time_point deadline) {
     asio::steady_timer pause(io);
+    struct Waiting {  // listed while this frame lives, however it ends
+      std::vector<asio::steady_timer*>& list;
+      asio::steady_timer* timer;
+      ~Waiting() { std::erase(list, timer); }
+    } waiting{budget_waiters, &pause};
+    budget_waiters.push_back(&pause);
     while (!budget.Take(parser)) {
       if (stopping || std::chrono::steady_clock::now() >= deadline) co_return false;
-      pause.expires_after(std::chrono::milliseconds(5));
+      pause.expires_at(deadline);
       co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     co_return true;
@@ -166,10 +183,20 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(options.max_header_bytes);
       parser.body_limit(options.max_body_bytes);
-      // Wait for the first byte of a request up to the idle timeout, then the whole request
-      // must arrive within the request timeout.
-      lowest.expires_after(first ? options.request_timeout : options.idle_timeout);
+      // Wait for the first byte of a request up to the idle timeout (a new connection's, up
+      // to the request timeout), then the whole request, its wait for budget included, must
+      // arrive within the request timeout: one deadline, not one per part.
+      auto deadline = std::chrono::steady_clock::now() + options.request_timeout;
+      if (buffer.size() == 0) {
+        lowest.expires_after(first ? options.request_timeout : options.idle_timeout);
+        auto [fec, fn] = co_await stream.async_read_some(buffer.prepare(kReadSliceBytes),
+                                                         asio::as_tuple(asio::use_awaitable));
+        buffer.commit(fn);
+        if (fec && fn == 0) break;  // closed, reset or idle: nothing to answer
+        if (!first) deadline = std::chrono::steady_clock::now() + options.request_timeout;
+      }
       first = false;
+      lowest.expires_at(deadline);
       auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser,
                                                          asio::as_tuple(asio::use_awaitable));
       beast::error_code ec = hec;
@@ -181,7 +208,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         break;
       }
       BodyBudget budget(*this);
-      if (!ec && !parser.is_done() && !co_await WaitForBudget(budget, parser)) {
+      if (!ec && !parser.is_done() && !co_await WaitForBudget(budget, parser, deadline)) {
         auto err =
             LimitError(503, "busy", "the server holds too many request bodies at once; try again");
         err.set(bhttp::field::retry_after, "1");
@@ -192,7 +219,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         break;
       }
       if (!ec && !parser.is_done()) {
-        lowest.expires_after(options.request_timeout);
+        lowest.expires_at(deadline);
         auto [bec, bn] =
             co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
         ec = bec;
@@ -217,7 +244,14 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         }
         if (err) {
           lowest.expires_after(options.request_timeout);
-          co_await bhttp::async_write(stream, *err, asio::as_tuple(asio::use_awaitable));
+          auto [wec, wn] =
+              co_await bhttp::async_write(stream, *err, asio::as_tuple(asio::use_awaitable));
+          // The body of a request refused before it was read (too large, or its header was)
+          // may still be on its way: closing with it unread would reset the connection before
+          // the client read the answer.
+          if (!wec && (ec == bhttp::error::body_limit || ec == bhttp::error::header_limit)) {
+            co_await DrainBeforeClose(lowest);
+          }
         }
         break;
       }
@@ -363,6 +397,7 @@ void HttpServer::Stop() {
   asio::post(impl_->io, [impl = impl_] {
     beast::error_code ignored;
     impl->acceptor.close(ignored);
+    impl->WakeBudgetWaiters();  // they answer 503 now rather than at their deadlines
   });
 }
 

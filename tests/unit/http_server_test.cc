@@ -100,14 +100,35 @@ TEST(HttpServerBodyBudget, ABodyPastTheBudgetWaitsForRoomUnread) {
   EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer.substr(0, 40);
   EXPECT_NE(answer.find("\r\n\r\n" + std::to_string(kUnbudgetedBodyBytes)), std::string::npos);
 
-  // The first's end makes room: the second's body is read and answered whole.
+  // The first's end makes room: the second's body is read and answered whole, woken by the
+  // room given back, not at its 10 s deadline.
   first.Send(std::string(big - 1000, 'a'));
   answer = first.Answer();
+  const auto room = std::chrono::steady_clock::now();
   EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer.substr(0, 40);
   answer = second.Answer();
+  EXPECT_LT(std::chrono::steady_clock::now() - room, std::chrono::seconds(5));
   second_sends.join();
   EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer.substr(0, 40);
   EXPECT_NE(answer.find("\r\n\r\n" + std::to_string(big)), std::string::npos);
+}
+
+// A request on a kept-alive connection must arrive whole within the request timeout from its
+// first byte: a header sent a byte at a time no longer holds the connection for the idle
+// timeout (75 s), nor can each part of a request take a timeout of its own.
+TEST(HttpServerBodyBudget, ARequestTrickledPastTheRequestTimeoutIsDropped) {
+  BudgetedServer server(std::chrono::milliseconds(500));
+  RawClient client(server.port());
+  client.SendHeader(1);
+  client.Send("a");
+  EXPECT_EQ(client.Answer().rfind("HTTP/1.1 200", 0), 0u);
+  client.Send("POST / HTTP/1.1\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  try {  // the server may have closed the connection already
+    client.Send("Host: h\r\nContent-Length: 1\r\n\r\na");
+  } catch (const boost::system::system_error&) {
+  }
+  EXPECT_EQ(client.Answer(), "") << "no answer: the connection was closed at the deadline";
 }
 
 TEST(HttpServerBodyBudget, ABodyThatFindsNoRoomWithinTheRequestTimeoutIs503) {
