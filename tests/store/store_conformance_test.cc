@@ -3174,6 +3174,31 @@ TEST_P(StoreConformance, ASignalHeldByAnotherWaitFailsTheStepOrIsTakenOver) {
   EXPECT_EQ(to_next->value_or(""), next) << "the signal was free for a new wait";
 }
 
+// A head blocked while another of its calls was out, whose coordinator then died: once that
+// call's lease has expired, retry-head replays the run from its discovery alone. (The stale
+// item stayed, and was claimed and called beside the replay: its step ran twice at once,
+// with its old attempt number.)
+TEST_P(StoreConformance, ARetriedHeadLeavesNoStaleCallOfItsOwn) {
+  const std::string head = Start("app-ordered", "k");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  Transition fan;
+  fan.move =
+      Transition::Continue{.next = {NextCall{"a", clock_.Now()}, NextCall{"b", clock_.Now()}}};
+  ASSERT_THAT(store_->Apply(items[0], fan, clock_.Now()), IsOk());
+  items = Claim();
+  ASSERT_EQ(items.size(), 2u);
+  const QueueItem& failing = items[0].step_id == "a" ? items[0] : items[1];
+  ASSERT_THAT(Block(failing), IsOk());
+  EXPECT_EQ(RunStatus(head), kBlocked);
+  clock_.Advance(31s);  // the other call's lease (30 s) has expired: its coordinator died
+
+  ASSERT_THAT(store_->RetryLaneHead("app-ordered", "k", clock_.Now()), IsOk());
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u) << "the replay's discovery alone";
+  EXPECT_EQ(items[0].step_id, kDiscoveryStepId);
+}
+
 // A head blocked while one of its branches waits for an event: a blocked run waits for
 // nothing, and retry-head's replay registers the wait again, with its timeout call. (The wait
 // outlived the block without its timeout call; registered again, it conflicted and queued

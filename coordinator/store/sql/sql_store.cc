@@ -2715,6 +2715,9 @@ Result<std::string> SqlStore::RetryLaneHead(const std::string& function_id, cons
       return FailedPrecondition("the head of lane \"" + key +
                                 "\" has a call still in flight; retry it once that call returns");
     }
+    // What is left is stale: a call whose lease expired (its coordinator died) would be
+    // claimed and made beside the replay, its step twice at once.
+    tx.Send(kDeleteWorkNotInFlight, {run_id, now_ms});
     tx.Send("DELETE FROM steps WHERE run_id = $1 AND status = 'failed'", {run_id});
     tx.Send("UPDATE runs SET status = 'running', error = NULL WHERE id = $1", {run_id});
     tx.Send(
