@@ -24,6 +24,7 @@
 
 #include "common/duration.h"
 #include "common/http_server.h"
+#include "common/json_parse.h"
 #include "common/signing.h"
 #include "coordinator/api/api.h"
 #include "coordinator/executor/executor.h"
@@ -534,8 +535,11 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
                  "cannot delay claims)")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
-  app.add_option("--max-body-bytes", f.max_body_bytes, "Largest request body accepted")
-      ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+  // At most the longest JSON text a request's parser takes (JsonLimits::max_bytes): a larger
+  // body would be read whole and then refused as a 400.
+  app.add_option("--max-body-bytes", f.max_body_bytes,
+                 "Largest request body accepted (at most 16 MiB, the longest JSON body parsed)")
+      ->check(CLI::Range(size_t{1}, JsonLimits{}.max_bytes))
       ->capture_default_str();
   app.add_option("--max-body-bytes-in-flight", f.max_body_bytes_in_flight,
                  "Request bodies over 64 KiB held at once across connections, at least "

@@ -439,6 +439,7 @@ TEST(FlagsAtStart, OutOfRangeValuesAreRefusedNamingTheFlag) {
       {"--max-connections", "-1"},
       {"--max-body-bytes", "0"},
       {"--max-body-bytes", "-1"},
+      {"--max-body-bytes", std::to_string((16 << 20) + 1)},
       {"--poll-interval", "0s"},
       {"--poll-interval", "25h"},
       {"--call-timeout", "0s"},
