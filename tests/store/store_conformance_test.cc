@@ -3122,6 +3122,47 @@ TEST_P(StoreConformance, ASignalResumesItsWaitOnceAndNoEventDoes) {
             (Json{{"data", {{"signal", "order-7"}, {"data", {{"by", "ada"}}}}}}));
 }
 
+// A signal wait's op reported again (a replay while another branch of the run went on) keeps
+// its signal, also with "replace" (which took the signal from the wait itself), and once
+// resumed registers nothing (a wait for a step that has its memo held the signal until the
+// run ended).
+TEST_P(StoreConformance, ASignalWaitReportedAgainKeepsItsSignalAndOnceResumedComesNotBack) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  const NewWait wait = SignalWait("again", clock_.Now() + 10s, /*replace=*/true);
+  Transition fan;
+  fan.move = Transition::Continue{.next = {NextCall{"b", clock_.Now()}}, .waits = {wait}};
+  ASSERT_THAT(store_->Apply(items[0], fan, clock_.Now()), IsOk());
+  items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_EQ(items[0].step_id, "b");
+  Transition reported_again;  // branch b's replay reports the wait again, and one more call
+  reported_again.move =
+      Transition::Continue{.next = {NextCall{"c", clock_.Now()}}, .waits = {wait}};
+  ASSERT_THAT(store_->Apply(items[0], reported_again, clock_.Now()), IsOk());
+  auto resumed = store_->ResolveSignal("again", 1, clock_.Now());
+  ASSERT_THAT(resumed, IsOk());
+  EXPECT_EQ(resumed->value_or(""), run) << "the wait kept its signal";
+
+  // The resume applied (its step recorded), then c's stale replay reports the wait again.
+  QueueItem resume_item, c_item;
+  for (const QueueItem& item : Claim()) (item.step_id == "sig" ? resume_item : c_item) = item;
+  ASSERT_EQ(resume_item.step_id, "sig");
+  ASSERT_EQ(c_item.step_id, "c");
+  Transition recorded;
+  recorded.steps.push_back({"sig", 0, "approval", "completed", (*resume_item.resume)["memo"]});
+  recorded.move = Transition::Continue{
+      .next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}}, .next_only_if_idle = true};
+  ASSERT_THAT(store_->Apply(resume_item, recorded, clock_.Now()), IsOk());
+  Transition stale;
+  stale.move = Transition::Continue{.waits = {wait}};
+  ASSERT_THAT(store_->Apply(c_item, stale, clock_.Now()), IsOk());
+  auto after = store_->ResolveSignal("again", 2, clock_.Now());
+  ASSERT_THAT(after, IsOk());
+  EXPECT_FALSE(after->has_value()) << "no wait came back for the resumed step";
+}
+
 // At most one open wait holds a signal: a later one without onConflict "replace" fails its
 // step at once (its resume item due now with SignalConflictMemo); with it, it takes the
 // signal and the earlier one waits on for its timeout. A run's end frees its signal.

@@ -1937,31 +1937,34 @@ class ApplyWork {
   // when its step is resumed at once with SignalConflictMemo.
   void AddSignalWait(Tx& tx, const NewWait& wait) {
     const std::string& run_id = item_.run_id;
-    // Two tries: a wait that took the signal between this one's UPDATE and INSERT (PostgreSQL;
-    // SQLite has one writer) is committed by the second, whose UPDATE then sees it.
-    for (int tries = 0; tries < 2; ++tries) {
-      if (wait.replace_signal) {
-        tx.Send("UPDATE waits SET signal = NULL WHERE signal = $1", {wait.signal});
-      }
-      if (tx.Exec("INSERT INTO waits (run_id, step_id, function_id, event_name, kind, "
-                  "created_at_ms, expires_at_ms, signal) SELECT id, $2, function_id, '', $3, $4, "
-                  "$5, $6 FROM runs WHERE id = $1 ON CONFLICT DO NOTHING",
-                  {run_id, wait.step_id, kWaitSignal, now_ms_, UnixMillis(wait.expires_at),
-                   wait.signal}) == 1) {
-        EnqueueCall(tx, run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms_,
-                    Resume(wait.timeout_memo, wait.name));
-        return;
-      }
-      // Registered already (the same step's wait, a call made again), or the signal is held.
-      if (!tx.Query("SELECT 1 FROM waits WHERE run_id = $1 AND step_id = $2",
-                    {run_id, wait.step_id})
-               .empty()) {
-        return;
-      }
-      if (!wait.replace_signal) break;
+    // Which wait holds a signal is decided under this lock (PostgreSQL; SQLite has one
+    // writer): two waits replacing each other at once could otherwise both miss the other's
+    // row and one of them fail.
+    tx.LockKey("signal:" + wait.signal);
+    // The step's op reported again (a call made again, or a replay while another branch of
+    // the run went on) finds its wait registered, or its step resumed already: nothing to do.
+    // (A replace made now would take the signal from the wait itself; a wait registered
+    // again for a step that has its memo would hold the signal until the run ends.)
+    if (!tx.Query("SELECT 1 FROM waits WHERE run_id = $1 AND step_id = $2 UNION ALL "
+                  "SELECT 1 FROM steps WHERE run_id = $1 AND step_id = $2 LIMIT 1",
+                  {run_id, wait.step_id})
+             .empty()) {
+      return;
     }
-    // The step's resume item: due now, so the run goes on and its step fails (a call made
-    // again finds the item there and leaves it).
+    if (wait.replace_signal) {
+      tx.Send("UPDATE waits SET signal = NULL WHERE signal = $1", {wait.signal});
+    }
+    if (tx.Exec("INSERT INTO waits (run_id, step_id, function_id, event_name, kind, "
+                "created_at_ms, expires_at_ms, signal) SELECT id, $2, function_id, '', $3, $4, "
+                "$5, $6 FROM runs WHERE id = $1 ON CONFLICT DO NOTHING",
+                {run_id, wait.step_id, kWaitSignal, now_ms_, UnixMillis(wait.expires_at),
+                 wait.signal}) == 1) {
+      EnqueueCall(tx, run_id, wait.step_id, UnixMillis(wait.expires_at), now_ms_,
+                  Resume(wait.timeout_memo, wait.name));
+      return;
+    }
+    // Another run's wait holds the signal. The step's resume item, due now: the run goes on
+    // and its step fails (the op reported again before that finds the item there).
     if (tx.Query("SELECT 1 FROM queue WHERE run_id = $1 AND step_id = $2 AND resume IS NOT NULL",
                  {run_id, wait.step_id})
             .empty()) {
@@ -2708,6 +2711,9 @@ Result<std::string> SqlStore::RetryLaneHead(const std::string& function_id, cons
     if (run.empty() || run[0].Text(0) != kBlocked) {
       return HeadNotBlocked(key, run.empty() ? "gone" : run[0].Text(0));
     }
+    // The run's items locked first, so that no claim takes a stale one between this check
+    // and the delete below.
+    tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
     if (!tx.Query("SELECT 1 FROM queue WHERE run_id = $1 AND leased AND visible_at_ms > $2 "
                   "LIMIT 1",
                   {run_id, now_ms})
