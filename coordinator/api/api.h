@@ -126,6 +126,8 @@ class Api {
   // Whether an SDK's request proves the signing key (or its fallback) with its bearer token,
   // as /fn/register and checkpoints must; true when no signing key is set.
   bool SigningKeyAccepted(const http::Request& req) const;
+  // Why SigningKeyAccepted refused a request, for its 401.
+  std::string SigningKeyRefusal() const;
   // nullopt when the request may use /v1/*, else the 401 to send.
   std::optional<http::Response> CheckApiToken(const http::Request& req) const;
   // skip-head and retry-head: runs `op` (function, key) on the lane named by the path and

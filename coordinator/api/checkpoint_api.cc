@@ -54,7 +54,7 @@ Response Api::HandleCheckpoint(const Request& req) {
 
 Response Api::AnswerCheckpoint(const Request& req) {
   if (!SigningKeyAccepted(req)) {
-    return ErrorResponse(401, "unauthenticated", "invalid or missing signing key");
+    return ErrorResponse(401, "unauthenticated", SigningKeyRefusal());
   }
   const std::string& run_id = req.param("id");
   if (!MayBeRunId(run_id)) return ErrorResponse(InvalidArgument("the URL does not name a run"));

@@ -16,7 +16,7 @@ using store::Json;
 Response Api::HandleSignal(const Request& req) {
   // The SDK's key, as its checkpoints; or the API token, as the rest of /v1.
   if (!SigningKeyAccepted(req) && (options_.api_token.empty() || CheckApiToken(req))) {
-    return ErrorResponse(401, "unauthenticated", "invalid or missing signing key");
+    return ErrorResponse(401, "unauthenticated", SigningKeyRefusal());
   }
   auto body = ParseUntrustedJson(req.body, kHostReplyJsonLimits);
   if (!body.ok()) return ErrorResponse(InvalidArgument("body: " + body.status().message()));
@@ -31,6 +31,13 @@ Response Api::HandleSignal(const Request& req) {
                                          std::to_string(store::kMaxSignalBytes) + " bytes"));
   }
   Json data = body->value("data", Json(nullptr));
+  // Kept in the run's state as its step's memo: held to an event's bound, as the data an
+  // event would bring.
+  if (data.dump(-1, ' ', false, Json::error_handler_t::replace).size() > options_.max_event_bytes) {
+    return ErrorResponse(413, "payload_too_large",
+                         "data is larger than " + std::to_string(options_.max_event_bytes) +
+                             " bytes (an event's bound)");
+  }
   auto resumed = stores_.waits.ResolveSignal(name, data, clock_.Now());
   if (!resumed.ok()) {
     spdlog::warn("resuming the wait for a signal failed: {}", resumed.status().ToString());

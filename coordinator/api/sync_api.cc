@@ -165,6 +165,14 @@ Result<SyncTarget> ParseSyncTarget(std::string_view entry) {
   return SyncTarget{u->host, has_port ? std::optional<uint16_t>(u->port) : std::nullopt};
 }
 
+std::string Api::SigningKeyRefusal() const {
+  if (options_.signing_key.empty()) {
+    return "without --signing-key, this route answers only a Host that names this machine "
+           "(localhost, 127.0.0.1, ::1)";
+  }
+  return "invalid or missing signing key";
+}
+
 bool Api::SigningKeyAccepted(const Request& req) const {
   if (options_.signing_key.empty()) {
     return !options_.keyless_routes_loopback_only || http::HostIsLoopback(req);
@@ -179,7 +187,7 @@ bool Api::SigningKeyAccepted(const Request& req) const {
 
 Response Api::HandleRegister(const Request& req) {
   if (!SigningKeyAccepted(req)) {
-    return RegisterError(401, "unauthenticated", "invalid or missing signing key");
+    return RegisterError(401, "unauthenticated", SigningKeyRefusal());
   }
   auto body = http::ParseJsonBody(req.body);
   if (!body.ok()) return RegisterError(400, "invalid_argument", body.status().message());

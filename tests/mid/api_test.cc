@@ -339,6 +339,11 @@ TEST_F(ApiThroughRouter, ASignalResumesTheRunWaitingForItAndNamesIt) {
     EXPECT_EQ(r.status, 400) << bad << " " << r.body;
     EXPECT_THAT(r.body, HasSubstr(reason)) << bad;
   }
+  // Its data becomes the step's memo: held to an event's bound (512 KiB).
+  Response big =
+      Send("POST", "/v1/signals",
+           Json{{"signal", "order-7"}, {"data", std::string(600 << 10, 'x')}}.dump(), sdk);
+  EXPECT_EQ(big.status, 413) << big.body;
   Response none = Send("POST", "/v1/signals", R"({"signal":"order-8"})", sdk);
   EXPECT_EQ(none.status, 404) << none.body;
   EXPECT_EQ(BodyOf(none)["error"]["code"], "not_found");
