@@ -7,6 +7,7 @@
 #include "common/crypto.h"
 #include "common/http_client.h"
 #include "common/json_parse.h"
+#include "common/signing.h"
 #include "common/url.h"
 #include "sdk/coordinator_api.h"
 
@@ -103,6 +104,37 @@ Result<std::vector<std::string>> Client::send(const nlohmann::json& events) cons
     ids.push_back(id.get<std::string>());
   }
   return ids;
+}
+
+Result<std::optional<std::string>> Client::send_signal(const std::string& signal,
+                                                       const nlohmann::json& data) const {
+  std::string body;
+  try {
+    body = nlohmann::json{{"signal", signal}, {"data", data}}.dump();
+  } catch (const nlohmann::json::type_error& e) {  // 316: a string that is not UTF-8
+    return InvalidArgument(std::string("the signal cannot be sent as JSON: ") + e.what());
+  }
+  Headers headers;
+  if (!options_.signing_key.empty()) {
+    headers.emplace_back("Authorization",
+                         "Bearer " + signing::HashedSigningKey(options_.signing_key));
+  }
+  auto reply = PostToCoordinator(options_, "/v1/signals", std::move(headers), std::move(body),
+                                 /*status_if_absent=*/200);
+  if (!reply.ok()) {
+    // 404: no wait holds the signal, which is an answer, not an error.
+    if (reply.status().code() == StatusCode::kInvalidArgument &&
+        reply.status().message().find("(HTTP 404)") != std::string::npos) {
+      return std::optional<std::string>();
+    }
+    return reply.status();
+  }
+  const auto data_field = reply->find("data");
+  if (data_field == reply->end() || !data_field->is_object() || !data_field->contains("run_id") ||
+      !(*data_field)["run_id"].is_string()) {
+    return Unavailable("/v1/signals (HTTP 200): the reply names no run");
+  }
+  return std::optional<std::string>((*data_field)["run_id"].get<std::string>());
 }
 
 }  // namespace funcky::sdk

@@ -1,6 +1,7 @@
 // The Funcky C++ SDK client: who the app is, where the coordinator is, and sending events.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,13 @@ class Client {
   // that is not UTF-8), kUnavailable when it is unreachable or its reply is not one of a
   // coordinator. Never throws. Messages name the event path "/e/…", never the event key.
   Result<std::vector<std::string>> send(const nlohmann::json& events) const;
+  // Sends a signal (POST /v1/signals, authenticated by the signing key): resumes the run
+  // whose step.wait_for_signal holds it with {"signal", "data"} and returns its id; nullopt
+  // when no wait holds it (a signal is not kept for a later wait). kInvalidArgument when the
+  // coordinator refused it, kUnauthenticated for a wrong key, kUnavailable when it is
+  // unreachable. Sent once: a lost answer is an error (the signal may have been taken).
+  Result<std::optional<std::string>> send_signal(const std::string& signal,
+                                                 const nlohmann::json& data) const;
 
  private:
   ClientOptions options_;

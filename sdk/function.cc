@@ -423,6 +423,39 @@ std::optional<Json> Step::wait_for_event(const std::string& id, const WaitForEve
   Report(x, std::move(op));
 }
 
+std::optional<Json> Step::wait_for_signal(const std::string& id, const WaitForSignal& wait) {
+  Execution& x = execution_;
+  Op op = NextOp(x, id, OpCode::kWaitForSignal);
+  if (const Json* memo = Memo(x, op.id)) {
+    if (memo->is_null()) return std::nullopt;
+    return Unwrap(*memo);  // {"data": {"signal", "data"}}, or the conflict's StepError
+  }
+  if (wait.signal.empty()) throw UsageError("wait_for_signal needs a signal");
+  if (wait.timeout.empty()) throw UsageError("wait_for_signal needs a timeout");
+  CheckOpText(wait.signal, "wait_for_signal's signal");
+  op.name = wait.signal;
+  op.opts = {{"signal", wait.signal},
+             {"timeout", TimeOption(wait.timeout, "timeout")},
+             {"conflict", wait.replace ? "replace" : "fail"}};
+  Report(x, std::move(op));
+}
+
+std::optional<std::string> Step::send_signal(const std::string& id, const std::string& signal,
+                                             const Json& data) {
+  const Client* client = execution_.client;
+  Json result = run(id, [&]() -> Json {
+    if (!client) throw UsageError("send_signal needs a client");
+    auto run_id = client->send_signal(signal, data);
+    if (!run_id.ok()) {
+      throw std::runtime_error("sending the signal failed: " + run_id.status().message());
+    }
+    return {{"run_id", run_id->has_value() ? Json(**run_id) : Json(nullptr)}};
+  });
+  const auto run_id = result.find("run_id");
+  if (run_id == result.end() || !run_id->is_string()) return std::nullopt;
+  return run_id->get<std::string>();
+}
+
 std::vector<std::string> Step::send_event(const std::string& id, const Json& events) {
   const Client* client = execution_.client;
   Json result = run(id, [&]() -> Json {

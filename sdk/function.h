@@ -166,7 +166,8 @@ class NonRetriableError : public std::runtime_error {
 
 // Thrown by the SDK when a function uses it in a way no retry mends: a step inside a step,
 // text of an op that is not UTF-8 or holds NUL, a duration it cannot read, a wait without a
-// timeout or with a match that is no field path, send_event without a client, invoke data that
+// timeout or with a match that is no field path, a wait for a signal without a signal or a
+// timeout, send_event or send_signal without a client, invoke data that
 // cannot be sent. Not retried (the run or the step fails at once, as for any
 // NonRetriableError).
 class UsageError : public NonRetriableError {
@@ -221,6 +222,14 @@ struct WaitForEvent {
   std::string match;
 };
 
+struct WaitForSignal {
+  std::string signal;   // the name POST /v1/signals (Client::send_signal) resumes it by
+  std::string timeout;  // e.g. "1h"; when it passes, the wait returns nullopt
+  // When another run's wait holds the signal: take it over (that wait then only times out),
+  // rather than fail this step (StepError "SignalConflictError"), Inngest's onConflict.
+  bool replace = false;
+};
+
 struct Invoke {
   std::string function_id;  // the function's id in its app
   std::string app_id;       // "" = this app
@@ -248,6 +257,14 @@ class Step {
   void sleep_until(const std::string& id, std::chrono::system_clock::time_point until);
   // Pauses until a matching event arrives (returns it) or the timeout passes (nullopt).
   std::optional<Json> wait_for_event(const std::string& id, const WaitForEvent& wait);
+  // Pauses until a signal named wait.signal is sent (returns {"signal", "data"}) or the
+  // timeout passes (nullopt). Throws StepError when another wait held the signal and
+  // wait.replace is false.
+  std::optional<Json> wait_for_signal(const std::string& id, const WaitForSignal& wait);
+  // Sends a signal with `data` once for the run (Client::send_signal); returns the id of the
+  // run it resumed, nullopt when no wait held it.
+  std::optional<std::string> send_signal(const std::string& id, const std::string& signal,
+                                         const Json& data = Json::object());
   // Sends events (an object or an array) once for the run; returns their ids.
   std::vector<std::string> send_event(const std::string& id, const Json& events);
   // Runs another function with `data` and returns what it returned; throws StepError when

@@ -34,29 +34,7 @@ bool CallTimedOutWaiting(const ServerRequest& r) {
   return std::chrono::steady_clock::now() - r.read_at > std::chrono::milliseconds(ms);
 }
 
-// Blocks SIGINT and SIGTERM in this thread while it lives, so that the threads it starts
-// inherit the mask: wait_for_signal's sigwait then gets them, not one of the server's
-// threads (where POSIX leaves the outcome unspecified and the default action ends the
-// process).
-class StopSignalsBlocked {
- public:
-  StopSignalsBlocked() {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, &old_);
-  }
-  ~StopSignalsBlocked() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-  StopSignalsBlocked(const StopSignalsBlocked&) = delete;
-  StopSignalsBlocked& operator=(const StopSignalsBlocked&) = delete;
-
- private:
-  sigset_t old_;
-};
-
 std::unique_ptr<asio::thread_pool> NewPool(int threads) {
-  StopSignalsBlocked blocked;
   return std::make_unique<asio::thread_pool>(static_cast<size_t>(std::max(threads, 1)));
 }
 
@@ -127,7 +105,6 @@ Status Server::start() {
     return InvalidArgument("ServerOptions::max_connections must be at least 1");
   }
   RETURN_IF_ERROR(impl_->server->Start());
-  StopSignalsBlocked blocked;
   impl_->io_thread = std::thread([this] { impl_->io.run(); });
   return Status::Ok();
 }
@@ -147,13 +124,13 @@ void Server::stop() {
 }
 
 void Server::wait_for_signal() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  int sig = 0;
-  sigwait(&set, &sig);
+  // Asio's signal handler, not a mask: whichever thread the signal reaches (the server's, a
+  // step's), the handler only wakes this wait; nothing is blocked that a step's child
+  // process would inherit.
+  asio::io_context waiting;
+  asio::signal_set signals(waiting, SIGINT, SIGTERM);
+  signals.async_wait([](const boost::system::error_code&, int) {});
+  waiting.run();
   stop();
 }
 

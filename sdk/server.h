@@ -51,9 +51,8 @@ class Server {
   // Serves any handler at options.path (e.g. one that wraps a ServeHandler).
   Server(Handler handler, ServerOptions options);
   ~Server();
-  // Binds and serves on background threads (which leave SIGINT and SIGTERM to
-  // wait_for_signal). kUnavailable when the port cannot be bound; kInvalidArgument for
-  // threads or max_connections below 1.
+  // Binds and serves on background threads. kUnavailable when the port cannot be bound;
+  // kInvalidArgument for threads or max_connections below 1.
   Status start();
   uint16_t port() const;
   // Stops accepting, lets the calls in hand finish and answer (up to drain_timeout), then

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -11,6 +12,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -118,6 +121,26 @@ TEST(SdkServer, AnswersOtherPathsWith404) {
       HttpCall({.url = "http://127.0.0.1:" + std::to_string(server.port()) + "/other"});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->status, 404);
+}
+
+// wait_for_signal returns on SIGTERM, whichever thread it reaches (here one of the test's
+// own, not the waiting one), and stops the server; the process lives on. (With a signal mask
+// it relied on, a SIGTERM reaching a thread without the mask ended the process; masking every
+// server thread instead passed the mask on to a step's child processes.)
+TEST(SdkServer, WaitForSignalReturnsOnSigtermFromAnyThreadAndStops) {
+  Rendezvous handler(1);
+  Server server(std::ref(handler), {.port = 0, .threads = 2});
+  ASSERT_TRUE(server.start().ok());
+  const uint16_t port = server.port();
+  std::thread signaller([] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::kill(::getpid(), SIGTERM);
+  });
+  server.wait_for_signal();
+  signaller.join();
+  Result<HttpResponse> r = HttpCall({.url = "http://127.0.0.1:" + std::to_string(port) + "/",
+                                     .timeout = std::chrono::seconds(2)});
+  EXPECT_FALSE(r.ok() && r->status == 200) << "the server has stopped";
 }
 
 // The request timeout bounds sending a request, from the moment the client connects: one

@@ -617,6 +617,32 @@ TEST_F(ServeTest, RegisterBodyCarriesCompositeIdsAndStepUrl) {
   EXPECT_EQ(b["functions"][0]["steps"]["step"]["retries"]["attempts"], 7);
 }
 
+// wait_for_signal reports the op the coordinator reads (transition.cc SignalWait, whose unit
+// test reads these opts) and returns
+// {"signal", "data"}, nullopt at its timeout, and throws the conflict's StepError.
+TEST_F(ServeTest, AWaitForASignalReportsItsOpAndReturnsWhatTheSignalBrought) {
+  std::optional<Json> got;
+  ServeHandler h(client_, "http://h/api", {create_function({.id = "fn"}, [&](Context& ctx) {
+                   got = ctx.step.wait_for_signal(
+                       "approval", {.signal = "order-7", .timeout = "1h", .replace = true});
+                   return Json("done");
+                 })});
+  auto r = Call(h, Json::object());
+  ASSERT_EQ(r.status, 206) << r.body;
+  Json op = Json::parse(r.body)[0];
+  EXPECT_EQ(op["op"], "WaitForSignal");
+  EXPECT_EQ(op["id"], HashStepId("approval"));
+  EXPECT_EQ(op["opts"], Json({{"signal", "order-7"}, {"timeout", "1h"}, {"conflict", "replace"}}));
+  Json memo = {{HashStepId("approval"), {{"data", {{"signal", "order-7"}, {"data", 5}}}}}};
+  EXPECT_EQ(Call(h, memo).status, 200);
+  EXPECT_EQ(got, Json({{"signal", "order-7"}, {"data", 5}}));
+  memo[HashStepId("approval")] = nullptr;
+  EXPECT_EQ(Call(h, memo).status, 200);
+  EXPECT_FALSE(got.has_value());
+  memo[HashStepId("approval")] = store::SignalConflictMemo("order-7");
+  EXPECT_EQ(Call(h, memo).status, 400) << "the uncaught StepError fails the run";
+}
+
 TEST_F(ServeTest, AsyncStepsReportTheirOpsAndReturnTheirMemos) {
   std::optional<Json> approval;
   ServeHandler h(
