@@ -300,6 +300,28 @@ TEST_P(StepKindsTest, TheCppSdksIdempotencyAndTimeoutsHold) {
   EXPECT_EQ(host.Count("step", slow, "work"), 0);
 }
 
+// The C++ SDK's step.send_signal (its Client posts /v1/signals) resumes the run whose
+// step.wait_for_signal holds the signal, with what it sent; sent again, it resumes nothing.
+TEST_P(StepKindsTest, TheCppSdksSignalResumesTheRunWaitingForIt) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  const std::string waiting =
+      StartRun(*c, {{"name", "test/signalled"}, {"data", {{"signal", "s-1"}}}});
+  ASSERT_EQ(WaitForRunStatus(c->url(), waiting, {"waiting", "completed", "failed"})["status"],
+            "waiting");
+  const Json signal = {{"name", "test/signaller"},
+                       {"data", {{"signal", "s-1"}, {"data", {{"ok", true}}}}}};
+  Json sent = WaitForRunEnd(c->url(), StartRun(*c, signal));
+  EXPECT_EQ(sent["status"], "completed") << sent.dump(2);
+  EXPECT_EQ(sent["output"], waiting);
+  Json done = WaitForRunEnd(c->url(), waiting);
+  EXPECT_EQ(done["status"], "completed") << done.dump(2);
+  EXPECT_EQ(done["output"], Json({{"signal", "s-1"}, {"data", {{"ok", true}}}}));
+  Json again = WaitForRunEnd(c->url(), StartRun(*c, signal));
+  EXPECT_EQ(again["status"], "completed") << again.dump(2);
+  EXPECT_TRUE(again["output"].is_null()) << "no wait holds the signal any more";
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StepKindsTest, ::testing::Values("postgres", "sqlite"),
                          [](const auto& info) { return info.param; });
 

@@ -25,6 +25,10 @@
 //                                 test/approved for data.order; step "pause" sleeps
 //                                 data.pause_ms; then waits for test/approved of the same
 //                                 order (timeout data.timeout, look-back data.lookback)
+//   signalled  on test/signalled: step.wait_for_signal "approval" for data.signal (30 s);
+//                                 returns what the signal brought, or null
+//   signaller  on test/signaller: step.send_signal "send" of data.signal with data.data;
+//                                 returns the run it resumed, or null
 //   sender     on test/send:      step.send_event "fan" sends data.count test/two-steps
 //   caller     on test/invoke:    step.invoke "call" of callee with data; returns its
 //                                 result or {"error": message}
@@ -272,6 +276,19 @@ int main(int argc, char** argv) {
                          .timeout = data.value("timeout", std::string("5s")),
                          .lookback = data.value("lookback", std::string())});
         return Json{{"approval", approval ? *approval : Json(nullptr)}};
+      }));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "signalled", .triggers = {{.event = "test/signalled"}}}, [](Context& ctx) {
+        auto got = ctx.step.wait_for_signal(
+            "approval",
+            {.signal = ctx.event["data"].value("signal", std::string()), .timeout = "30s"});
+        return got ? *got : Json(nullptr);
+      }));
+  functions.push_back(funcky::sdk::create_function(
+      {.id = "signaller", .triggers = {{.event = "test/signaller"}}}, [](Context& ctx) {
+        auto run = ctx.step.send_signal("send", ctx.event["data"].value("signal", std::string()),
+                                        ctx.event["data"].value("data", Json(nullptr)));
+        return run ? Json(*run) : Json(nullptr);
       }));
   functions.push_back(funcky::sdk::create_function(
       {.id = "sender", .triggers = {{.event = "test/send"}}}, [](Context& ctx) {
