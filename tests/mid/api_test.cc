@@ -27,6 +27,7 @@ using ::testing::HasSubstr;
 using testing::IsOk;
 
 constexpr const char* kToken = "api-token-for-tests";
+constexpr const char* kSigningKey = "signkey-test-00112233445566778899aabbccddeeff";
 
 class ApiThroughRouter : public ::testing::Test {
  protected:
@@ -65,6 +66,18 @@ class ApiThroughRouter : public ::testing::Test {
   }
 
   static Json BodyOf(const Response& r) { return Json::parse(r.body); }
+
+  // Sends an event that starts a run of app-fn and claims its first call.
+  store::QueueItem FirstCall() {
+    EXPECT_EQ(Send("POST", "/e/any-key", R"({"name":"test/go"})").status, 200);
+    auto claimed = store_->Claim(1, clock_.Now(), std::chrono::seconds(30));
+    EXPECT_THAT(claimed, IsOk());
+    if (!claimed.ok() || claimed->size() != 1) {
+      ADD_FAILURE() << "no first call";
+      return {};
+    }
+    return (*claimed)[0];
+  }
 
   std::string dir_;  // a fresh temporary folder holding the database, removed after the test
   ManualClock clock_;
@@ -191,7 +204,6 @@ TEST_F(ApiThroughRouter, OnLoopbackWithATokenKeylessRoutesAnswerOnlyThisMachines
 }
 
 TEST_F(ApiThroughRouter, WithItsKeysSetAKeyedRouteAnswersAnyHost) {
-  constexpr const char* kSigningKey = "signkey-test-00112233445566778899aabbccddeeff";
   Serve({.event_keys = {"ek"},
          .signing_key = kSigningKey,
          .api_token = kToken,
@@ -218,13 +230,9 @@ TEST_F(ApiThroughRouter, AV1RouteAddedWithoutAuthCodeIsRefusedWithoutTheToken) {
 // API token), recorded while the call holds its lease, refused with 409 once it does not (the
 // SDK then stops, a stale dispatch), and a malformed one is a 400 that stores nothing.
 TEST_F(ApiThroughRouter, ACheckpointRecordsTheStepsOfALeasedCallAndRefusesAStaleOne) {
-  constexpr const char* kSigningKey = "signkey-test-00112233445566778899aabbccddeeff";
   Serve({.signing_key = kSigningKey, .api_token = kToken});
-  ASSERT_EQ(Send("POST", "/e/any-key", R"({"name":"test/go"})").status, 200);
-  auto claimed = store_->Claim(1, clock_.Now(), std::chrono::seconds(30));
-  ASSERT_THAT(claimed, IsOk());
-  ASSERT_EQ(claimed->size(), 1u);
-  const store::QueueItem call = (*claimed)[0];
+  const store::QueueItem call = FirstCall();
+  ASSERT_FALSE(call.run_id.empty());
   const std::string url = "/v1/checkpoint/" + call.run_id + "/async";
   const Headers sdk = {{"Authorization", "Bearer " + signing::HashedSigningKey(kSigningKey)}};
   auto body = [&](const store::QueueItem& item, Json steps) {
@@ -302,13 +310,10 @@ TEST_F(ApiThroughRouter, ACheckpointRecordsTheStepsOfALeasedCallAndRefusesAStale
 // it, or by the API token; resumes the run whose wait holds the signal and names it; 404 when
 // no wait holds it; a malformed body is a 400 that resumes nothing.
 TEST_F(ApiThroughRouter, ASignalResumesTheRunWaitingForItAndNamesIt) {
-  constexpr const char* kSigningKey = "signkey-test-00112233445566778899aabbccddeeff";
   Serve({.signing_key = kSigningKey, .api_token = kToken});
-  ASSERT_EQ(Send("POST", "/e/any-key", R"({"name":"test/go"})").status, 200);
-  auto claimed = store_->Claim(1, clock_.Now(), std::chrono::seconds(30));
-  ASSERT_THAT(claimed, IsOk());
-  ASSERT_EQ(claimed->size(), 1u);
-  const std::string run_id = (*claimed)[0].run_id;
+  const store::QueueItem call = FirstCall();
+  const std::string run_id = call.run_id;
+  ASSERT_FALSE(run_id.empty());
   store::NewWait wait;
   wait.step_id = "approval";
   wait.name = "approval";
@@ -317,7 +322,7 @@ TEST_F(ApiThroughRouter, ASignalResumesTheRunWaitingForItAndNamesIt) {
   wait.expires_at = clock_.Now() + std::chrono::hours(1);
   store::Transition t;
   t.move = store::Transition::Continue{.waits = {wait}, .run_status = store::kWaiting};
-  ASSERT_THAT(store_->Apply((*claimed)[0], t, clock_.Now()), IsOk());
+  ASSERT_THAT(store_->Apply(call, t, clock_.Now()), IsOk());
   auto resumed = [&] {
     auto items = store_->Claim(10, clock_.Now(), std::chrono::seconds(30));
     EXPECT_THAT(items, IsOk());
