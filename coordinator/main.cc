@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -199,6 +200,16 @@ int Serve(const ServeFlags& f, bool dev) {
                   f.max_body_bytes_in_flight, f.max_body_bytes);
     return 2;
   }
+  // An address to bind, or localhost (127.0.0.1): a name is no address here (it failed at
+  // bind time, exit 1).
+  if (f.host != "localhost") {
+    boost::system::error_code bad;
+    boost::asio::ip::make_address(f.host, bad);
+    if (bad) {
+      spdlog::error("--host {} is not an IP address (or localhost)", f.host);
+      return 2;
+    }
+  }
   if (!IsLoopback(f.host) && f.api_token.empty()) {
     spdlog::error(
         "--host {} exposes the dashboard and the /v1 API beyond this machine: set "
@@ -376,7 +387,7 @@ int Serve(const ServeFlags& f, bool dev) {
   if (IsLoopback(f.host) && f.api_token.empty()) router.OnlyLoopbackHosts();
 
   HttpServerOptions server_options;
-  server_options.address = f.host;
+  server_options.address = f.host == "localhost" ? "127.0.0.1" : f.host;
   server_options.port = f.port;
   server_options.max_body_bytes = f.max_body_bytes;
   server_options.max_connections = f.max_connections;
@@ -467,7 +478,8 @@ int Serve(const ServeFlags& f, bool dev) {
 }
 
 void AddServeFlags(CLI::App& app, ServeFlags& f) {
-  app.add_option("--host", f.host, "Address to listen on")->capture_default_str();
+  app.add_option("--host", f.host, "IP address to listen on (localhost: 127.0.0.1)")
+      ->capture_default_str();
   app.add_option("--port", f.port, "Port to listen on")->capture_default_str();
   app.add_option("--signing-key", f.signing_key,
                  "Signing key (signkey-<env>-<hex>): signs calls to hosts and authenticates "

@@ -449,6 +449,7 @@ TEST(FlagsAtStart, OutOfRangeValuesAreRefusedNamingTheFlag) {
       {"--lease", "2d"},
       {"--drain-timeout", "2d"},
       {"--retry-jitter", "2d"},
+      {"--host", "not-an-address.example"},
       {"--retry-schedule", "1s,20000w"},
       {"--max-steps-per-run", "0"},
       {"--max-steps-per-run", "10001"},
