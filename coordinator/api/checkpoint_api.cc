@@ -9,6 +9,7 @@
 #include "common/json_parse.h"
 #include "common/ops.h"
 #include "coordinator/api/api.h"
+#include "coordinator/api/json_views.h"
 #include "coordinator/executor/call.h"
 #include "coordinator/executor/transition.h"
 
@@ -21,15 +22,6 @@ using http::Response;
 using store::Json;
 
 namespace {
-
-// The body's string field `key`; kInvalidArgument when it is missing or not a string.
-Result<std::string> StringField(const Json& body, const char* key) {
-  auto it = body.find(key);
-  if (it == body.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
-    return InvalidArgument(std::string(key) + " must be a non-empty string");
-  }
-  return it->get<std::string>();
-}
 
 // Whether `id` may be a run id (a ULID): at most 64 letters and digits, so no other text
 // from a URL reaches the store or the log.

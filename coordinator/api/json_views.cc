@@ -6,6 +6,14 @@ namespace funcky::api {
 
 using store::Json;
 
+Result<std::string> StringField(const nlohmann::json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
+    return InvalidArgument(std::string(key) + " must be a non-empty string");
+  }
+  return it->get<std::string>();
+}
+
 Result<int> ParseLimit(std::string_view text) {
   if (text.empty()) return 50;
   int v = 0;

@@ -12,6 +12,10 @@
 
 namespace funcky::api {
 
+// A request body's string field `key`; kInvalidArgument ("<key> must be a non-empty
+// string") when it is missing, not a string or empty.
+Result<std::string> StringField(const nlohmann::json& body, const char* key);
+
 // A page size: default 50, 1..500. kInvalidArgument otherwise.
 Result<int> ParseLimit(std::string_view text);
 

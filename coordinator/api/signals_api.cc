@@ -4,6 +4,7 @@
 
 #include "common/json_parse.h"
 #include "coordinator/api/api.h"
+#include "coordinator/api/json_views.h"
 
 namespace funcky::api {
 
@@ -21,11 +22,9 @@ Response Api::HandleSignal(const Request& req) {
   auto body = ParseUntrustedJson(req.body, kHostReplyJsonLimits);
   if (!body.ok()) return ErrorResponse(InvalidArgument("body: " + body.status().message()));
   if (!body->is_object()) return ErrorResponse(InvalidArgument("body must be a JSON object"));
-  auto signal = body->find("signal");
-  if (signal == body->end() || !signal->is_string() || signal->get<std::string>().empty()) {
-    return ErrorResponse(InvalidArgument("signal must be a non-empty string"));
-  }
-  const std::string& name = signal->get_ref<const std::string&>();
+  auto signal = StringField(*body, "signal");
+  if (!signal.ok()) return ErrorResponse(signal.status());
+  const std::string& name = *signal;
   if (name.size() > store::kMaxSignalBytes) {
     return ErrorResponse(InvalidArgument("signal is longer than " +
                                          std::to_string(store::kMaxSignalBytes) + " bytes"));

@@ -2711,13 +2711,15 @@ Result<std::string> SqlStore::RetryLaneHead(const std::string& function_id, cons
     if (run.empty() || run[0].Text(0) != kBlocked) {
       return HeadNotBlocked(key, run.empty() ? "gone" : run[0].Text(0));
     }
-    // The run's items locked first, so that no claim takes a stale one between this check
-    // and the delete below.
-    tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
-    if (!tx.Query("SELECT 1 FROM queue WHERE run_id = $1 AND leased AND visible_at_ms > $2 "
-                  "LIMIT 1",
-                  {run_id, now_ms})
-             .empty()) {
+    // The run's items, locked as they are read, so that no claim takes a stale one between
+    // this check and the delete below: is one of them a call in flight?
+    bool in_flight = false;
+    for (Row item : tx.Query("SELECT leased AND visible_at_ms > $2 FROM queue WHERE run_id = $1 "
+                             "{FOR UPDATE}",
+                             {run_id, now_ms})) {
+      in_flight |= item.Bool(0);
+    }
+    if (in_flight) {
       return FailedPrecondition("the head of lane \"" + key +
                                 "\" has a call still in flight; retry it once that call returns");
     }
