@@ -22,6 +22,11 @@ struct JsonLimits {
   int max_depth = 64;
   // Text longer than this is refused before parsing.
   size_t max_bytes = 16 << 20;
+  // More values than this (each scalar, array, object and key counts one) are refused while
+  // parsing, 0 for no bound. A parsed value takes 16 bytes and an object's entry about a
+  // hundred, so `[{},{},…]` takes some twenty times its text: the bytes alone do not bound
+  // the memory a parse takes.
+  size_t max_values = 1 << 20;
   // `\u0000` in a string or key: PostgreSQL's text and jsonb cannot hold it, so anything
   // that may be stored refuses it at the edge, the same on every store.
   bool allow_nul = false;
@@ -32,17 +37,19 @@ struct JsonLimits {
 // levels deeper again, and an SDK reading it (or a coordinator's reply) stores nothing
 // (256, \u0000 allowed). A call body holds a run's whole state: up to the 32 MiB a
 // coordinator sends (coordinator/executor/call.h kMaxCallBodyBytes) and the C++ SDK's server
-// takes.
+// takes; it is signed by the coordinator and made of host replies each held to their values'
+// bound, so its own count is not bounded.
 inline constexpr JsonLimits kRequestJsonLimits{.max_depth = 64};
 inline constexpr JsonLimits kHostReplyJsonLimits{.max_depth = 128};
 inline constexpr JsonLimits kCallBodyJsonLimits{
-    .max_depth = 256, .max_bytes = 32 << 20, .allow_nul = true};
+    .max_depth = 256, .max_bytes = 32 << 20, .max_values = 0, .allow_nul = true};
 
 // Parses `text` as one JSON value. kInvalidArgument for text that is not JSON, is nested
 // deeper than `limits.max_depth`, holds a number outside a double's range (`1e400`, 100k
 // digits), or holds `\u0000` when that is not allowed; kResourceExhausted for text longer
-// than `limits.max_bytes`. Messages are short (a position and a reason, never the whole
-// token), so they may be logged and returned to the sender. Never throws.
+// than `limits.max_bytes` or holding more than `limits.max_values` values. Messages are short (a
+// position and a reason, never the whole token), so they may be logged and returned to the sender.
+// Never throws.
 Result<nlohmann::json> ParseUntrustedJson(std::string_view text, JsonLimits limits = {});
 
 }  // namespace funcky

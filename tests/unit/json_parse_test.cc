@@ -45,6 +45,31 @@ TEST(ParseUntrustedJson, RefusesTextOverTheByteLimitBeforeParsing) {
   EXPECT_TRUE(ParseUntrustedJson("[1, 2, 3]", {.max_bytes = 9}).ok());
 }
 
+// Each scalar, key and container counts one value; past the bound the parse stops with
+// kResourceExhausted, before the rest is built. The default bound refuses three megabytes of
+// empty objects, which would take some twenty times that once parsed. Unbounded, the million
+// objects parse in about a second: nlohmann's parser with a callback (what checked the limits
+// before) scanned an array at the end of each object in it, some eleven minutes here, past
+// the suite's timeout.
+TEST(ParseUntrustedJson, RefusesMoreValuesThanItsBoundWhileParsing) {
+  EXPECT_TRUE(ParseUntrustedJson(R"([1,"a",{"k":null}])", {.max_values = 6}).ok());
+  auto over = ParseUntrustedJson(R"([1,"a",{"k":null}])", {.max_values = 5});
+  EXPECT_EQ(over.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(over.status().message(), "JSON holds more than 5 values");
+
+  std::string empties = "[";
+  for (size_t i = 0; i < (size_t{1} << 20); ++i) empties += "{},";
+  empties.back() = ']';
+  auto refused = ParseUntrustedJson(empties);
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(refused.status().message(), "JSON holds more than 1048576 values");
+  auto unbounded = ParseUntrustedJson(empties, {.max_values = 0});
+  ASSERT_TRUE(unbounded.ok());
+  EXPECT_EQ(unbounded->size(), size_t{1} << 20);
+  // The call body an SDK reads is bounded by its bytes alone.
+  EXPECT_TRUE(ParseUntrustedJson(empties, kCallBodyJsonLimits).ok());
+}
+
 TEST(ParseUntrustedJson, NumbersOutOfRangeAreRefusedWithAShortMessage) {
   const std::string digits(100'000, '7');
   for (const std::string& text : {std::string(R"({"n": 1e400})"), std::string(R"({"n": -1e400})"),
