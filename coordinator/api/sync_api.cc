@@ -68,7 +68,7 @@ Status ValidateFunction(const Json& fn, size_t index) {
     return InvalidArgument(where + ".id is longer than " + std::to_string(kMaxIdBytes) + " bytes");
   }
   where = "function \"" + id->get<std::string>() + "\"";
-  if (auto name = fn.find("name"); name != fn.end() && !name->is_string()) {
+  if (auto name = fn.find("name"); name != fn.end() && !name->is_null() && !name->is_string()) {
     return InvalidArgument(where + ": name must be a string");
   }
   auto triggers = fn.find("triggers");
@@ -88,26 +88,41 @@ Status ValidateFunction(const Json& fn, size_t index) {
       return InvalidArgument(where + ": a trigger needs a non-empty \"event\" or \"cron\"");
     }
   }
+  // One step, as the SDKs send it: {id, name, runtime: {type: "http", url}, retries:
+  // {attempts}}. Funcky calls that step's URL; anything else in it would be ignored.
   auto steps = fn.find("steps");
-  if (steps == fn.end() || !steps->is_object() || steps->empty()) {
+  if (steps == fn.end() || !steps->is_object() || steps->size() != 1) {
     return InvalidArgument(where + ": steps must be an object with one step");
   }
   const Json& step = steps->begin().value();
+  // Named by its key in messages unless the key is too long to quote.
+  const std::string& step_key = steps->begin().key();
+  const std::string step_where = where + ": steps." + (step_key.size() <= 64 ? step_key : "step");
   if (!step.is_object() || !step.contains("runtime") || !step["runtime"].is_object() ||
       !step["runtime"].contains("url") || !step["runtime"]["url"].is_string()) {
-    return InvalidArgument(where + ": steps.step.runtime.url must be a string");
+    return InvalidArgument(step_where + ".runtime.url must be a string");
+  }
+  RETURN_IF_ERROR(scheduler::OnlyKnownKeys(step, step_where, {"id", "name", "runtime", "retries"}));
+  RETURN_IF_ERROR(
+      scheduler::OnlyKnownKeys(step["runtime"], step_where + ".runtime", {"type", "url"}));
+  if (const Json& type = step["runtime"].value("type", Json()); !type.is_null() && type != "http") {
+    const bool quotable = type.is_string() && type.get_ref<const std::string&>().size() <= 32;
+    return InvalidArgument(step_where + ".runtime.type " + (quotable ? type.dump() + " " : "") +
+                           "is not implemented by Funcky: it calls the step's URL over HTTP "
+                           "(\"http\"); Inngest Connect's WebSocket workers are not supported");
   }
   if (auto u = ParseUrl(step["runtime"]["url"].get<std::string>()); !u.ok()) {
     return InvalidArgument(where + ": " + u.status().message());
   }
-  if (step.contains("retries")) {
+  if (step.contains("retries") && !step["retries"].is_null()) {
     // Refused rather than clamped or wrapped: 4294967297 read as an int would be 1.
     const Json& r = step["retries"];
     if (!r.is_object() || (r.contains("attempts") &&
                            !scheduler::IsIntegerIn(r["attempts"], 0, scheduler::kMaxRetries))) {
-      return InvalidArgument(where + ": steps.step.retries.attempts must be an integer from 0 to " +
+      return InvalidArgument(step_where + ".retries.attempts must be an integer from 0 to " +
                              std::to_string(scheduler::kMaxRetries));
     }
+    RETURN_IF_ERROR(scheduler::OnlyKnownKeys(r, step_where + ".retries", {"attempts"}));
   }
   return Status::Ok();
 }
@@ -378,7 +393,8 @@ Result<Api::SyncOutcome> Api::SyncApp(const Json& b) {
     record.key_concurrency_limit = flow->key_limit;
     record.key_concurrency_limit2 = flow->key_limit2;
     record.app_id = *app_name;
-    record.name = fn.contains("name") ? fn["name"].get<std::string>() : id;
+    record.name =
+        fn.contains("name") && fn["name"].is_string() ? fn["name"].get<std::string>() : id;
     record.config = fn;
     sync.functions.push_back(std::move(record));
   }

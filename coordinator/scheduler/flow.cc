@@ -43,20 +43,6 @@ constexpr int64_t kMaxLimit = INT32_MAX;
 
 bool IsLimit(const Json& v) { return IsIntegerIn(v, 0, kMaxLimit); }
 
-// An option Funcky does not implement must not be accepted and ignored: a function that
-// asks for it is refused at sync, naming it.
-Status OnlyKnownKeys(const Json& object, std::string_view where,
-                     std::initializer_list<std::string_view> known) {
-  for (const auto& [key, value] : object.items()) {
-    if (value.is_null()) continue;  // SDKs send unset options as null
-    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
-    return InvalidArgument(std::string(where) + "." + key +
-                           " is not implemented by Funcky; remove it (it would otherwise be "
-                           "ignored)");
-  }
-  return Status::Ok();
-}
-
 Result<std::chrono::milliseconds> DurationOption(const Json& v, const std::string& where) {
   if (!v.is_string()) return InvalidArgument(where + " must be a duration string");
   auto d = ParseDuration(v.get<std::string>());
@@ -460,6 +446,18 @@ int64_t PrioritySeconds(const Json& value) {
   if (std::isnan(d)) return 0;
   // Clamped as a double first: a huge or infinite value must not overflow the cast.
   return static_cast<int64_t>(std::trunc(std::clamp<double>(d, -kMax, kMax)));
+}
+
+Status OnlyKnownKeys(const Json& object, std::string_view where,
+                     std::initializer_list<std::string_view> known) {
+  for (const auto& [key, value] : object.items()) {
+    if (value.is_null()) continue;
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+    return InvalidArgument(std::string(where) + "." + key +
+                           " is not implemented by Funcky; remove it (it would otherwise be "
+                           "ignored)");
+  }
+  return Status::Ok();
 }
 
 Result<FlowControl> ParseFlowControl(const Json& config) {

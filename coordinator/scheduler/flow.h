@@ -152,6 +152,12 @@ struct FlowControl {
 // must be before it is narrowed.
 bool IsIntegerIn(const nlohmann::json& v, int64_t lo, int64_t hi);
 
+// kInvalidArgument naming `where`.key for the first key of `object` not in `known` whose
+// value is not null (SDKs send unset options as null): an option Funcky does not implement is
+// refused, never accepted and ignored.
+Status OnlyKnownKeys(const nlohmann::json& object, std::string_view where,
+                     std::initializer_list<std::string_view> known);
+
 // kInvalidArgument naming the option and, for a bad expression, the position in it
 // ("triggers[1].expression: at 7: …").
 Result<FlowControl> ParseFlowControl(const nlohmann::json& config);

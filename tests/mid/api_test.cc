@@ -25,6 +25,7 @@ using http::Response;
 using store::Json;
 using ::testing::HasSubstr;
 using testing::IsOk;
+using ::testing::Not;
 
 constexpr const char* kToken = "api-token-for-tests";
 constexpr const char* kSigningKey = "signkey-test-00112233445566778899aabbccddeeff";
@@ -213,6 +214,64 @@ TEST_F(ApiThroughRouter, WithItsKeysSetAKeyedRouteAnswersAnyHost) {
   Headers signed_proxied = proxied;
   signed_proxied.push_back({"Authorization", "Bearer " + signing::HashedSigningKey(kSigningKey)});
   EXPECT_EQ(Send("POST", "/v1/signals", R"({"signal":"s"})", signed_proxied).status, 404);
+}
+
+// A function's step is what the SDKs send: {id, name, runtime: {type: "http", url}, retries:
+// {attempts}}. Anything else in it, another runtime (Inngest Connect's "ws") or a second step
+// would be ignored, so the sync is refused naming it and stores nothing; unset (null) fields
+// are absent, as everywhere in a config.
+TEST_F(ApiThroughRouter, ASyncRefusesStepFieldsFunckyDoesNotImplementNamingThem) {
+  Serve({});
+  auto sync = [&](const Json& step, const Json& more_steps = Json::object()) {
+    Json steps = {{"step", step}};
+    steps.update(more_steps);
+    Json fn = {{"id", "other-fn"},
+               {"name", nullptr},
+               {"triggers", Json::array({{{"event", "test/other"}}})},
+               {"steps", steps}};
+    Json app = {
+        {"appName", "other"}, {"url", "http://127.0.0.1:9/api"}, {"functions", Json::array({fn})}};
+    return Send("POST", "/fn/register", app.dump());
+  };
+  const Json good = {
+      {"id", "step"},
+      {"name", "step"},
+      {"runtime", {{"type", "http"}, {"url", "http://127.0.0.1:9/api?fnId=other-fn"}}},
+      {"retries", {{"attempts", 2}}}};
+  auto with = [&](const Json::json_pointer& at, Json value) {
+    Json step = good;
+    step[at] = std::move(value);
+    return step;
+  };
+  const std::pair<Json, std::string> refused[] = {
+      {with(Json::json_pointer("/runtime/type"), "ws"),
+       "function \"other-fn\": steps.step.runtime.type \"ws\" is not implemented by Funcky"},
+      {with(Json::json_pointer("/runtime/type"), 7),
+       "function \"other-fn\": steps.step.runtime.type is not implemented by Funcky"},
+      {with(Json::json_pointer("/runtime/headers"), Json::object({{"x", "y"}})),
+       "function \"other-fn\": steps.step.runtime.headers is not implemented by Funcky"},
+      {with(Json::json_pointer("/timeout"), "5m"),
+       "function \"other-fn\": steps.step.timeout is not implemented by Funcky"},
+      {with(Json::json_pointer("/retries/backoff"), "1s"),
+       "function \"other-fn\": steps.step.retries.backoff is not implemented by Funcky"},
+  };
+  for (const auto& [step, message] : refused) {
+    Response r = sync(step);
+    EXPECT_EQ(r.status, 400) << step.dump();
+    EXPECT_THAT(BodyOf(r)["error"].get<std::string>(), HasSubstr(message)) << r.body;
+  }
+  Response two = sync(good, {{"again", good}});
+  EXPECT_EQ(two.status, 400);
+  EXPECT_THAT(BodyOf(two)["error"].get<std::string>(),
+              HasSubstr("steps must be an object with one step"));
+  // Nothing of the refused syncs was stored; the good step (with name null) syncs.
+  EXPECT_THAT(Send("GET", "/v1/functions").body, Not(HasSubstr("other-fn")));
+  Json unset = good;
+  unset["runtime"]["type"] = nullptr;
+  unset["retries"] = nullptr;
+  Response ok = sync(unset);
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  EXPECT_THAT(Send("GET", "/v1/functions").body, HasSubstr("other-fn"));
 }
 
 TEST_F(ApiThroughRouter, AV1RouteAddedWithoutAuthCodeIsRefusedWithoutTheToken) {
