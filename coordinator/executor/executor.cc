@@ -349,6 +349,12 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   static constexpr std::chrono::milliseconds kBusyPoll{25};
   // How long a call whose handling failed unexpectedly waits before it is made again.
   static constexpr std::chrono::seconds kFailedCallPause{10};
+  // A run whose calls go on at once but record nothing (a host answering a discovery with only
+  // DiscoveryRequest, or a planned step with `206 []` and planning it again) would be called
+  // in a loop as fast as the host answers, with no attempt counted and no new step for the
+  // step limit: after this many such calls in a row its next call waits kNoProgressPause.
+  static constexpr int kMaxCallsWithoutProgress = 16;
+  static constexpr std::chrono::seconds kNoProgressPause{1};
 
   // The lease of one claimed item, renewed while its call is in flight.
   struct Heartbeat {
@@ -383,7 +389,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     std::optional<store::QueueItem> item = std::move(first);
     // The run's state for the call to make: the claim's, then the kept call's.
     std::optional<store::RunState> carried = std::move(state);
-    bool ended_alone = false;  // the last call ended a run nothing waits behind
+    bool ended_alone = false;        // the last call ended a run nothing waits behind
+    int calls_without_progress = 0;  // kept calls in a row that recorded no step
     while (item) {
       std::optional<store::QueueItem> kept;  // the run's next call, held
       ended_alone = false;
@@ -393,7 +400,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       // a lease renewed for a call nobody finishes would hold its lane forever.
       bool failed = false;
       try {
-        co_await Handle(*item, *beat, kept, carried, ended_alone);
+        co_await Handle(*item, *beat, kept, carried, ended_alone, calls_without_progress);
       } catch (const std::exception& e) {
         failed = true;
         logging::Error({.run_id = item->run_id, .step_id = item->step_id},
@@ -404,19 +411,28 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
       beat->Stop();
       std::vector<store::QueueItem> give_back;
       if (failed && renewing) give_back.push_back(*item);
+      const bool spinning = kept && calls_without_progress >= kMaxCallsWithoutProgress;
+      if (spinning && !failed && !stopping) {
+        logging::Warn({.run_id = item->run_id, .step_id = kept->step_id},
+                      "run {}: {} calls in a row recorded no step (the host answers without "
+                      "progress); its next call waits {} s",
+                      item->run_id, calls_without_progress, kNoProgressPause.count());
+      }
       // Stopping: a drain lets calls in flight finish, it starts none.
-      if (kept && (failed || stopping)) give_back.push_back(*kept);
+      if (kept && (failed || stopping || spinning)) give_back.push_back(*kept);
       if (!give_back.empty()) {
         // A failure that would come again (a reply that makes the handling throw) is not
         // made again at once, in a loop against the host: the call waits a while.
-        const TimePoint at = clock.Now() + (failed ? kFailedCallPause : TimePoint::duration(0));
+        const TimePoint at = clock.Now() + (failed     ? kFailedCallPause
+                                            : spinning ? kNoProgressPause
+                                                       : TimePoint::duration(0));
         co_await Offload([&] { return queue.ReleaseLeases(give_back, at); });
       }
       // The kept call, held under the same item id, is not the finished call's to unhold.
       if (!kept || kept->id != item->id) Unhold(item->id);
       item.reset();
       if (kept) {
-        if (failed || stopping) {
+        if (failed || stopping || spinning) {
           Unhold(kept->id);
           carried.reset();
         } else {
@@ -471,10 +487,12 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   // `carried`, when set, is the run's state (as the claim read it, or the previous call's
   // record applied to what that call was given): no load. It is set again for the kept call.
   // `ended_alone`: set when the call ended its run, which was in no lane and whose function
-  // has no concurrency limit.
+  // has no concurrency limit. `calls_without_progress` counts the kept calls in a row after
+  // which the run had no more steps recorded than before (checkpointed steps count).
   asio::awaitable<void> Handle(const store::QueueItem& item, Heartbeat& beat,
                                std::optional<store::QueueItem>& kept,
-                               std::optional<store::RunState>& carried, bool& ended_alone) {
+                               std::optional<store::RunState>& carried, bool& ended_alone,
+                               int& calls_without_progress) {
     // A failure to load is transient (a database restart): retry, backing off up to a second,
     // for as long as half the lease (the heartbeat keeps the lease once the database is
     // back), then give the claim back rather than hold it until the lease expires.
@@ -699,7 +717,11 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
           std::chrono::duration_cast<std::chrono::milliseconds>(retry->at - clock.Now()).count());
     }
     if (kept) {
+      const size_t steps_before = state->steps.size();
       store::RunState after = StateAfter(std::move(*state), t, UnixMillis(clock.Now()));
+      const int64_t steps_now = kept_steps.value_or(static_cast<int64_t>(after.steps.size()));
+      calls_without_progress =
+          steps_now > static_cast<int64_t>(steps_before) ? 0 : calls_without_progress + 1;
       // Another call of the run recorded a step meanwhile (a parallel branch): load it anew.
       if (!kept_steps || static_cast<int64_t>(after.steps.size()) == *kept_steps) {
         carried = std::move(after);

@@ -383,6 +383,39 @@ TEST_F(ExecutorHarness, ARunGoesOnWithItsNextCallWithoutAClaim) {
   EXPECT_EQ(RunRowReqVersion(run), 2) << "written to the run's row by its end";
 }
 
+// A host that answers each call of a run without progress (here a discovery with only
+// DiscoveryRequest: the run goes on at once, no step recorded, no attempt counted) was called
+// in a loop as fast as it answered. After 16 such calls in a row the run's next call waits a
+// second; a reply that records a step starts the count again.
+TEST_F(ExecutorHarness, CallsInARowThatRecordNothingAreMadeAgainOnlyAfterAPause) {
+  const std::string run = StartRun(kFunction);
+  const std::string nothing = R"([{"id":"d","op":"DiscoveryRequest"}])";
+  for (int i = 0; i < 32; ++i) transport_.Reply(SdkReply(206, nothing));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 16; }));
+  ASSERT_TRUE(RunClaimRounds(3));
+  EXPECT_EQ(transport_.calls(), 16) << "the 17th call waits for its pause";
+  EXPECT_EQ(Run(run).status, store::kRunning);
+
+  clock_.Advance(999ms);
+  ASSERT_TRUE(RunClaimRounds(3));
+  EXPECT_EQ(transport_.calls(), 16);
+  clock_.Advance(1ms);
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 32; }));
+  ASSERT_TRUE(RunClaimRounds(3));
+  EXPECT_EQ(transport_.calls(), 32);
+
+  // Progress resets the count: a step, then 15 more calls without, go on at once.
+  transport_.Reply(StepRunReply("first", "A"));
+  for (int i = 0; i < 15; ++i) transport_.Reply(SdkReply(206, nothing));
+  transport_.Reply(SdkReply(200, R"("done")"));
+  clock_.Advance(1s);
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+  EXPECT_EQ(transport_.calls(), 49);
+  EXPECT_EQ(queue_->claimed(), 3);
+  EXPECT_TRUE(Attempts(run).size() == 1u) << "only the step's attempt: no call failed";
+}
+
 // A run started at its ingest (store::StartedCalls, as intake does with the executor's
 // reservation) is called at once with the state the ingest read: no claim, no load.
 // A call carries its leased queue item (ctx.qi_id), by which the host checkpoints the steps
