@@ -58,17 +58,39 @@ bool IsLoopbackName(const std::string& name) {
   return dots == 3;
 }
 
+// The port of a Host header value or an origin's authority ("localhost:8288" is "8288"),
+// or "" when it names none.
+std::string_view PortOf(std::string_view authority) {
+  const size_t host_end = authority.starts_with('[') ? authority.find(']') : 0;
+  if (host_end == std::string_view::npos) return {};
+  const size_t colon = authority.find(':', host_end);
+  return colon == std::string_view::npos ? std::string_view() : authority.substr(colon + 1);
+}
+
+// Whether a browser's `origin` ("http://localhost:3000") is the one the request was sent to
+// (its Host). Hosts and ports are compared: another server on the same machine (a dev server
+// on :3000) is another origin. A Host without a port (as a proxy may pass it) matches the
+// origin's default port; the scheme cannot be compared, as TLS may end at that proxy.
+bool SameOrigin(std::string_view origin, std::string_view host) {
+  const size_t scheme_end = origin.find("://");
+  if (scheme_end == std::string_view::npos) return false;
+  const std::string_view scheme = origin.substr(0, scheme_end);
+  const std::string_view authority = origin.substr(scheme_end + 3);
+  if (HostName(authority) != HostName(host)) return false;
+  const std::string_view default_port = scheme == "https" ? "443" : scheme == "http" ? "80" : "";
+  std::string_view origin_port = PortOf(authority);
+  if (origin_port.empty()) origin_port = default_port;
+  const std::string_view host_port = PortOf(host);
+  return host_port.empty() ? origin_port == default_port : origin_port == host_port;
+}
+
 // Why a browser's request from another site is refused, or empty.
 std::string_view CrossSite(const Request& request) {
   if (request.header("Sec-Fetch-Site") == "cross-site") return "a request from another site";
   std::string_view origin = request.header("Origin");
   if (origin.empty()) return {};
   if (origin == "null") return "a request from an opaque origin";
-  const size_t scheme = origin.find("://");
-  if (scheme == std::string_view::npos ||
-      HostName(origin.substr(scheme + 3)) != HostName(request.header("Host"))) {
-    return "a request from another origin";
-  }
+  if (!SameOrigin(origin, request.header("Host"))) return "a request from another origin";
   return {};
 }
 

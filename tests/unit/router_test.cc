@@ -104,6 +104,22 @@ TEST(Router, ABrowsersRequestFromAnotherSiteIsA403) {
             200);
   EXPECT_EQ(post({{"Host", "[::1]:8288"}, {"Origin", "http://[::1]:8288"}}), 200);
   EXPECT_EQ(post({{"Host", "127.0.0.1:8288"}, {"Sec-Fetch-Site", "same-site"}}), 200);
+  // Another server on this machine is another origin, though the same site: its port differs.
+  EXPECT_EQ(post({{"Host", "localhost:8288"},
+                  {"Origin", "http://localhost:3000"},
+                  {"Sec-Fetch-Site", "same-site"}}),
+            403);
+  EXPECT_EQ(post({{"Host", "localhost:8288"}, {"Origin", "http://localhost"}}), 403);
+  EXPECT_EQ(post({{"Host", "[::1]:8288"}, {"Origin", "http://[::1]:9000"}}), 403);
+  // Behind a proxy that passes the Host without a port: the origin's default port.
+  EXPECT_EQ(post({{"Host", "funcky.example.com"}, {"Origin", "https://funcky.example.com"}}), 200);
+  EXPECT_EQ(post({{"Host", "funcky.example.com"}, {"Origin", "https://funcky.example.com:443"}}),
+            200);
+  EXPECT_EQ(post({{"Host", "funcky.example.com"}, {"Origin", "https://funcky.example.com:8443"}}),
+            403);
+  EXPECT_EQ(
+      post({{"Host", "funcky.example.com:8443"}, {"Origin", "https://funcky.example.com:8443"}}),
+      200);
   EXPECT_EQ(post({{"Host", "127.0.0.1:8288"}}), 200);  // curl, an SDK
   EXPECT_EQ(post({}), 200);
 }
