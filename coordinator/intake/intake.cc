@@ -313,11 +313,12 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
   // every wait they may resume (the sweep reads them all).
   std::vector<std::string> resumes_done;
   const bool waits_cut = !found.complete;
+  WaitsByName by_name(waits);
+  const std::vector<const store::WaitRecord*> none;
   for (size_t i = 0; i < stored.size(); ++i) {
-    const std::string& name = batch[i].event.name;
-    const bool has_waits = std::any_of(waits.begin(), waits.end(), [&](const store::WaitRecord& w) {
-      return w.event_name == name;
-    });
+    const auto named = by_name.of_name.find(batch[i].event.name);
+    const bool has_waits = named != by_name.of_name.end();
+    const std::vector<const store::WaitRecord*>& its_waits = has_waits ? named->second : none;
     const int failed_before = result.waits_not_resumed;
     bool all_read = true;  // the waits read are all its own may resume
     if (stored[i].duplicate) {
@@ -325,11 +326,12 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
       // that stopped between the commit and the resumes, or a resume that failed (the sweep
       // does them within seconds; a resend does them at once).
       if (has_waits) {
-        resumed += ResolveWaitsOfStored(stored[i].internal_id, batch[i].event.payload, waits,
-                                        &result.waits_not_resumed, &all_read);
+        resumed += ResolveWaitsOfStored(stored[i].internal_id, batch[i].event.payload, its_waits,
+                                        &result.waits_not_resumed, &all_read, &by_name.settled);
       }
     } else if (has_waits) {
-      resumed += ResolveWaits(batch[i].event, waits, &result.waits_not_resumed);
+      resumed +=
+          ResolveWaits(batch[i].event, its_waits, &result.waits_not_resumed, &by_name.settled);
     }
     // A new event is acknowledged if the outbox recorded it, though it met no wait: the
     // store read none of its name when none had a key of the event.
@@ -411,9 +413,13 @@ Json Intake::WaitMemo(std::string_view kind, const Json& event) {
   return {{"data", data.value("result", Json(nullptr))}};
 }
 
+Intake::WaitsByName::WaitsByName(const std::vector<store::WaitRecord>& waits) {
+  for (const store::WaitRecord& wait : waits) of_name[wait.event_name].push_back(&wait);
+}
+
 int Intake::ResolveWaitsOfStored(const std::string& internal_id, const Json& sent,
-                                 const std::vector<store::WaitRecord>& waits, int* failed,
-                                 bool* all) {
+                                 const std::vector<const store::WaitRecord*>& waits, int* failed,
+                                 bool* all, std::unordered_set<const store::WaitRecord*>* settled) {
   auto event = store_.GetEvent(internal_id);
   // As text: nlohmann's == holds -1 equal to 2^64 - 1 (it casts the unsigned), whose keys
   // differ.
@@ -429,18 +435,29 @@ int Intake::ResolveWaitsOfStored(const std::string& internal_id, const Json& sen
   }
   // A wait registered after the event was stored, or in its millisecond, looked back for it
   // itself (store::WaitStore::WaitsBefore says why strictly before).
-  std::vector<store::WaitRecord> open_then;
-  for (const store::WaitRecord& wait : waits) {
-    if (wait.created_at_ms < event->received_at_ms) open_then.push_back(wait);
+  std::vector<const store::WaitRecord*> open_then;
+  for (const store::WaitRecord* wait : waits) {
+    if (wait->created_at_ms < event->received_at_ms) open_then.push_back(wait);
   }
-  return ResolveWaits(*event, open_then, failed);
+  return ResolveWaits(*event, open_then, failed, settled);
 }
 
 int Intake::ResolveWaits(const store::EventRecord& event,
                          const std::vector<store::WaitRecord>& waits, int* failed) {
+  std::vector<const store::WaitRecord*> pointers;
+  pointers.reserve(waits.size());
+  for (const store::WaitRecord& wait : waits) pointers.push_back(&wait);
+  return ResolveWaits(event, pointers, failed);
+}
+
+int Intake::ResolveWaits(const store::EventRecord& event,
+                         const std::vector<const store::WaitRecord*>& waits, int* failed,
+                         std::unordered_set<const store::WaitRecord*>* settled) {
   int resumed = 0;
-  for (const store::WaitRecord& wait : waits) {
+  for (const store::WaitRecord* each : waits) {
+    const store::WaitRecord& wait = *each;
     if (wait.event_name != event.name) continue;
+    if (settled && settled->contains(each)) continue;
     if (!WaitMatches(wait, event.payload)) continue;
     // A transient failure is tried again at once: a wait left open here is resumed only by
     // the event sent again, its timeout, or a later event that matches.
@@ -448,6 +465,7 @@ int Intake::ResolveWaits(const store::EventRecord& event,
       return store_.ResolveWait(wait.run_id, wait.step_id, WaitMemo(wait.kind, event.payload),
                                 clock_.Now());
     });
+    if (r.ok() && settled) settled->insert(each);  // resumed now, or before: no later event's
     if (!r.ok()) {
       ++*failed;
       logging::Error({.run_id = wait.run_id, .step_id = wait.step_id},

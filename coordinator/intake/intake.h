@@ -15,6 +15,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/clock.h"
@@ -138,15 +140,28 @@ class Intake final : public executor::RunEvents {
   // current), `events` are as they were given; otherwise they were moved from.
   Result<IngestResult> IngestWith(const FunctionSet& set, std::vector<IncomingEvent>& events);
   static constexpr int kIngestTries = 3;
+  // The waits of a request's events, by event name, and those of them settled already (resumed,
+  // or found resumed by another): a request's later events skip them, so that a batch of
+  // events costs its events' own waits each, not every wait read for every event.
+  struct WaitsByName {
+    explicit WaitsByName(const std::vector<store::WaitRecord>& waits);
+    std::unordered_map<std::string_view, std::vector<const store::WaitRecord*>> of_name;
+    std::unordered_set<const store::WaitRecord*> settled;
+  };
   // Resumes the waits among `waits` (open waits read as the event was stored) that `event`
-  // matches; returns how many, and counts in `*failed` those it could not.
+  // matches, skipping those in `*settled` and adding to it those it settles; returns how many
+  // it resumed, and counts in `*failed` those it could not.
+  int ResolveWaits(const store::EventRecord& event,
+                   const std::vector<const store::WaitRecord*>& waits, int* failed,
+                   std::unordered_set<const store::WaitRecord*>* settled = nullptr);
   int ResolveWaits(const store::EventRecord& event, const std::vector<store::WaitRecord>& waits,
                    int* failed);
   // ResolveWaits for an event stored already (`internal_id`), sent again as `sent`: of
   // `waits`, those that were open when it was stored. `*all` is false when the stored event
   // is not `sent` (another event with its id): the waits were read by `sent`'s keys.
   int ResolveWaitsOfStored(const std::string& internal_id, const store::Json& sent,
-                           const std::vector<store::WaitRecord>& waits, int* failed, bool* all);
+                           const std::vector<const store::WaitRecord*>& waits, int* failed,
+                           bool* all, std::unordered_set<const store::WaitRecord*>* settled);
   // Whether an event named `event_name` matches a cancel_on of a function of `set`.
   static bool Cancels(const std::string& event_name, const FunctionSet& set);
   // Cancels the runs whose cancel_on `event` matches, as of its receipt; false when listing

@@ -1,6 +1,7 @@
 // Intake against a real SQLite store (tests/mid/harness.h), without an executor: the test
 // plays the executor's part step by step, to put events and waits in an order that a live
 // system only reaches under load or after a crash.
+#include <algorithm>
 #include <limits>
 #include <optional>
 #include <set>
@@ -667,6 +668,36 @@ TEST_F(IntakeHarness, AnEventSentAgainResumesTheWaitsItsFirstIngestLeftOpen) {
   EXPECT_EQ(sent->waits_not_resumed, 0);
   // (The late wait is not resumed by an event older than it.)
   ExpectOnlyResumed(early, "pay-1");
+}
+
+// A request's events resume the waits of their name in the request's order: the first event
+// takes every open wait it matches, and the later ones find them settled (they are not tried
+// again, a transaction each, for every later event of the batch).
+TEST_F(IntakeHarness, ABatchOfEventsResumesEachWaitOnceWithItsFirstMatch) {
+  std::vector<std::string> runs;
+  for (int i = 0; i < 3; ++i) {
+    runs.push_back(StartRun(kFunction));
+    WaitedForPaid(runs.back());
+  }
+  clock_.Advance(1s);
+  std::vector<intake::IncomingEvent> events;
+  for (int i = 0; i < 50; ++i) {
+    const store::Json paid = {{"name", "test/paid"}, {"id", "pay-" + std::to_string(i)}};
+    events.push_back({paid, NewUlid(UnixMillis(clock_.Now()))});
+  }
+  auto sent = intake_->Ingest(std::move(events));
+  ASSERT_THAT(sent, IsOk());
+  EXPECT_EQ(sent->stored.size(), 50u);
+  EXPECT_EQ(sent->waits_not_resumed, 0);
+  auto resumed = store_->Claim(10, clock_.Now(), 30s);
+  ASSERT_THAT(resumed, IsOk());
+  ASSERT_EQ(resumed->size(), 3u);
+  for (const store::QueueItem& item : *resumed) {
+    EXPECT_NE(std::find(runs.begin(), runs.end(), item.run_id), runs.end());
+    ASSERT_TRUE(item.resume.has_value());
+    EXPECT_EQ((*item.resume)["memo"]["id"], "pay-0");
+  }
+  EXPECT_TRUE(ResumesDone(5s)) << "every event's waits were resumed by its ingest";
 }
 
 // An event stored while a wait it matches was open, by an ingest that stopped before resuming
