@@ -562,7 +562,12 @@ Value Call(const Node& n, const Variables& vars, Budget& budget) {
   }
   Value v = Eval(*n.args[0], vars, budget);
   if (n.name == "size") {
-    if (v->is_string()) return Utf8Length(v->get_ref<const std::string&>());
+    if (v->is_string()) {
+      // Counting a string's characters reads all of it: charged as other string functions are.
+      const std::string& text = v->get_ref<const std::string&>();
+      if (!budget.ChargeBytes(text.size())) return Value();
+      return Utf8Length(text);
+    }
     if (v->is_array() || v->is_object()) return v->size();
     return Value();
   }
@@ -862,22 +867,26 @@ void CollectKeys(const Json& object, std::vector<std::string>* path, std::vector
 }  // namespace
 
 std::optional<std::string> IndexKey(const std::vector<std::string>& path, const Json& value) {
-  Json key(path);
+  // The value is looked at before the path is copied: an event's null, boolean and array
+  // leaves (no key) under one long path cost nothing each.
+  Json leaf;
   if (value.is_string()) {
-    key.push_back(value);
+    leaf = value;
   } else if (value.is_number_integer()) {
     const std::optional<int64_t> i = Int64Of(value);
     if (!i || *i <= -kExactDoubles || *i >= kExactDoubles) return std::nullopt;
-    key.push_back(*i);
+    leaf = *i;
   } else if (value.is_number_float()) {
     const double d = value.get<double>();
     if (!std::isfinite(d) || d != std::trunc(d) || std::fabs(d) >= double(kExactDoubles)) {
       return std::nullopt;
     }
-    key.push_back(static_cast<int64_t>(d));
+    leaf = static_cast<int64_t>(d);
   } else {
     return std::nullopt;
   }
+  Json key(path);
+  key.push_back(std::move(leaf));
   // Distinct paths and values make distinct texts; a long one is its digest (Key).
   return Key(Json(key.dump(-1, ' ', false, Json::error_handler_t::replace)));
 }
