@@ -129,6 +129,10 @@ std::string RandomBytes(size_t n) {
   return out;
 }
 
+bool SecretEqual(std::string_view presented, std::string_view secret) {
+  return ConstantTimeEqual(Sha256(presented), Sha256(secret));
+}
+
 bool ConstantTimeEqual(std::string_view a, std::string_view b) {
   // Lengths are not secret (they are fixed by the key format); the contents are.
   if (a.size() != b.size()) return false;

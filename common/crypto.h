@@ -30,5 +30,10 @@ std::string RandomBytes(size_t n);
 
 // Compares in time that depends only on the lengths, never on where the inputs differ.
 bool ConstantTimeEqual(std::string_view a, std::string_view b);
+// Whether `presented` is `secret`, in time that depends on neither's contents nor the secret's
+// length (their SHA-256 digests are compared): for secrets an operator chose, whose length is
+// theirs (event keys, the API token), where ConstantTimeEqual would answer a wrong length at
+// once.
+bool SecretEqual(std::string_view presented, std::string_view secret);
 
 }  // namespace funcky::crypto

@@ -180,6 +180,17 @@ TEST(Crypto, ConstantTimeEqual) {
   EXPECT_FALSE(crypto::ConstantTimeEqual("abc", "abcd"));
 }
 
+// Secrets an operator chose are compared by digest: equal only when equal, whatever the
+// lengths (the time taken is not what a unit test can claim).
+TEST(Crypto, SecretEqualComparesWholeSecretsOfAnyLength) {
+  EXPECT_TRUE(crypto::SecretEqual("event-key-1", "event-key-1"));
+  EXPECT_TRUE(crypto::SecretEqual("", ""));
+  EXPECT_FALSE(crypto::SecretEqual("event-key-1", "event-key-2"));
+  EXPECT_FALSE(crypto::SecretEqual("event-key", "event-key-1"));
+  EXPECT_FALSE(crypto::SecretEqual("", "event-key-1"));
+  EXPECT_FALSE(crypto::SecretEqual(std::string("k\0x", 3), "k"));
+}
+
 // docs/protocol.md §6 vectors.
 TEST(StepId, HashesMatchProtocolVectors) {
   EXPECT_EQ(HashStepId("my-step-id"), "e7d8a2f140845095749d60246ff1110c9d01d76a");
