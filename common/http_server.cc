@@ -79,13 +79,20 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
     BodyBudget(const BodyBudget&) = delete;
     BodyBudget& operator=(const BodyBudget&) = delete;
 
-    // Whether the body the parser's header announces fits: it is then counted.
-    bool Take(const bhttp::request_parser<bhttp::string_body>& parser) {
-      const auto& o = server_.options;
+    // The bytes of budget the body the parser's header announces takes (0: not budgeted).
+    static size_t BytesFor(const bhttp::request_parser<bhttp::string_body>& parser,
+                           const HttpServerOptions& o) {
       const size_t bytes = parser.content_length() ? std::min<uint64_t>(*parser.content_length(),
                                                                         o.max_body_bytes)
                                                    : o.max_body_bytes;  // chunked
-      if (bytes <= kUnbudgetedBodyBytes) return true;
+      return bytes <= kUnbudgetedBodyBytes ? 0 : bytes;
+    }
+
+    // Whether the body the parser's header announces fits: it is then counted.
+    bool Take(const bhttp::request_parser<bhttp::string_body>& parser) {
+      const auto& o = server_.options;
+      const size_t bytes = BytesFor(parser, o);
+      if (bytes == 0) return true;
       if (server_.body_bytes_held + bytes > o.max_body_bytes_in_flight) return false;
       server_.body_bytes_held += bytes;
       held_ = bytes;
@@ -105,6 +112,25 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
     res.body() = nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
     res.keep_alive(false);
     res.prepare_payload();
+    return res;
+  }
+
+  // A request's method, target and headers, without its body.
+  static ServerRequest HeadOf(const bhttp::request<bhttp::string_body>& req) {
+    ServerRequest head;
+    head.method = std::string(req.method_string());
+    head.target = std::string(req.target());
+    for (const auto& field : req) {
+      head.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
+    return head;
+  }
+
+  bhttp::response<bhttp::string_body> ToBeast(ServerResponse out) const {
+    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(out.status), 11};
+    res.set(bhttp::field::server, options.server_name);
+    for (const auto& [k, v] : out.headers) res.set(k, v);
+    res.body() = std::move(out.body);
     return res;
   }
 
@@ -207,6 +233,24 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         co_await bhttp::async_write(stream, err, asio::as_tuple(asio::use_awaitable));
         break;
       }
+      if (!ec && !parser.is_done() && options.screen && BodyBudget::BytesFor(parser, options) > 0) {
+        std::optional<ServerResponse> refused;
+        try {
+          refused = options.screen(HeadOf(parser.get()));
+        } catch (...) {
+          // Left to the handler, which sees the whole request.
+        }
+        if (refused) {
+          auto res = ToBeast(std::move(*refused));
+          res.keep_alive(false);
+          res.prepare_payload();
+          lowest.expires_after(options.request_timeout);
+          auto [wec, wn] =
+              co_await bhttp::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+          if (!wec) co_await DrainBeforeClose(lowest);
+          break;
+        }
+      }
       BodyBudget budget(*this);
       if (!ec && !parser.is_done() && !co_await WaitForBudget(budget, parser, deadline)) {
         auto err =
@@ -269,12 +313,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         break;
       }
       auto req = parser.release();
-      ServerRequest request;
-      request.method = std::string(req.method_string());
-      request.target = std::string(req.target());
-      for (const auto& field : req) {
-        request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-      }
+      ServerRequest request = HeadOf(req);
       request.body = std::move(req.body());
       request.read_at = std::chrono::steady_clock::now();
       const bool keep_alive = req.keep_alive();
@@ -295,10 +334,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
             }
           });
 
-      bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(out->status), 11};
-      res.set(bhttp::field::server, options.server_name);
-      for (const auto& [k, v] : out->headers) res.set(k, v);
-      res.body() = std::move(out->body);
+      auto res = ToBeast(std::move(*out));
       res.keep_alive(keep_alive && !stopping);
       res.prepare_payload();
       lowest.expires_after(options.request_timeout);

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/http_client.h"
@@ -62,6 +63,12 @@ struct HttpServerOptions {
   // PEM certificate chain and private key: serve TLS (HTTPS) instead of plain HTTP.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // Asked, on the I/O thread, about a request whose body would take budget (more than
+  // kUnbudgetedBodyBytes), with its method, target and headers and before any of its body is
+  // read: a response refuses it (sent, then the connection closed, the body never read nor
+  // budgeted), so that a caller the handler would refuse (no key, a wrong one) cannot hold
+  // the bodies' budget. Must be quick. Empty: every request is read.
+  std::function<std::optional<ServerResponse>(const ServerRequest&)> screen;
 };
 
 // Bodies this small (an event, a health check) are read without the budget: they hold at most

@@ -396,6 +396,12 @@ int Serve(const ServeFlags& f, bool dev) {
                                                 : std::max(size_t{256} << 20, f.max_body_bytes);
   server_options.tls_cert_file = f.tls_cert;
   server_options.tls_key_file = f.tls_key;
+  // A large body's caller is refused before it is read when its key is wrong (Router::Screen).
+  server_options.screen = [&router](const ServerRequest& r) -> std::optional<ServerResponse> {
+    auto refused = router.Screen({r.method, r.target, r.headers, "", {}});
+    if (!refused) return std::nullopt;
+    return ServerResponse{refused->status, std::move(refused->headers), std::move(refused->body)};
+  };
   HttpServer server(io, api_pool, server_options, [&router](ServerRequest r) {
     http::Request req{
         std::move(r.method), std::move(r.target), std::move(r.headers), std::move(r.body), {}};

@@ -26,23 +26,27 @@ void Api::Register(http::Router& router) {
   router.Protect("/v1", guard);
   router.Protect("/metrics", guard);
   router.Protect("/readyz", guard);
-  router.Add("POST", "/fn/register", [this](const Request& r) { return HandleRegister(r); });
+  router.Add(
+      "POST", "/fn/register", [this](const Request& r) { return HandleRegister(r); },
+      http::Access::kGuarded, [this](const Request& r) { return RefuseRegister(r); });
   router.Add("GET", "/v1/apps", [this](const Request& r) { return HandleListApps(r); });
   router.Add("POST", "/v1/apps/sync", [this](const Request& r) { return HandleSyncAppUrl(r); });
-  router.Add("POST", "/e/{key}",
-             [this](const Request& r) { return HandleEvents(r, r.param("key")); });
+  router.Add(
+      "POST", "/e/{key}", [this](const Request& r) { return HandleEvents(r, r.param("key")); },
+      http::Access::kGuarded, [this](const Request& r) { return RefuseEvents(r, r.param("key")); });
   // Event intake authenticates by its event key instead of the API token.
   router.Add(
       "POST", "/v1/events", [this](const Request& r) { return HandleEvents(r, r.bearer_token()); },
-      http::Access::kPublic);
+      http::Access::kPublic,
+      [this](const Request& r) { return RefuseEvents(r, r.bearer_token()); });
   // SDKs authenticate by the signing key, as on /fn/register.
   router.Add(
       "POST", "/v1/checkpoint/{id}/async", [this](const Request& r) { return HandleCheckpoint(r); },
-      http::Access::kPublic);
+      http::Access::kPublic, [this](const Request& r) { return RefuseCheckpoint(r); });
   // Also the SDK's: step.sendSignal and inngest.sendSignal post here with the signing key.
   router.Add(
       "POST", "/v1/signals", [this](const Request& r) { return HandleSignal(r); },
-      http::Access::kPublic);
+      http::Access::kPublic, [this](const Request& r) { return RefuseSignal(r); });
   router.Add("GET", "/v1/events", [this](const Request& r) { return HandleListEvents(r); });
   router.Add("GET", "/v1/events/{id}", [this](const Request& r) { return HandleGetEvent(r); });
   router.Add("GET", "/v1/runs", [this](const Request& r) { return HandleListRuns(r); });
@@ -70,13 +74,13 @@ void Api::Register(http::Router& router) {
 bool Api::EventKeyAccepted(std::string_view key) const {
   if (options_.event_keys.empty()) return true;
   bool ok = false;
-  for (const auto& k : options_.event_keys) ok |= crypto::ConstantTimeEqual(key, k);
+  for (const auto& k : options_.event_keys) ok |= crypto::SecretEqual(key, k);
   return ok;
 }
 
 std::optional<Response> Api::CheckApiToken(const Request& req) const {
   if (options_.api_token.empty()) return std::nullopt;
-  if (crypto::ConstantTimeEqual(req.bearer_token(), options_.api_token)) return std::nullopt;
+  if (crypto::SecretEqual(req.bearer_token(), options_.api_token)) return std::nullopt;
   return ErrorResponse(401, "unauthenticated",
                        "a valid API token is required (Authorization: Bearer …)");
 }

@@ -121,6 +121,13 @@ class Api {
   // Checks a register body (docs/protocol.md §2.1) and stores the app and its functions.
   Result<SyncOutcome> SyncApp(const store::Json& body);
   bool EventKeyAccepted(std::string_view key) const;
+  // A route's refusal of its caller, from the request line and headers alone: its handler's
+  // first check, and what the server answers before it reads a large body (Router::Screen),
+  // so that a caller without the key cannot hold the bodies' budget. nullopt: accepted.
+  std::optional<http::Response> RefuseRegister(const http::Request& req) const;
+  std::optional<http::Response> RefuseEvents(const http::Request& req, std::string_view key) const;
+  std::optional<http::Response> RefuseCheckpoint(const http::Request& req) const;
+  std::optional<http::Response> RefuseSignal(const http::Request& req) const;
   // HandleCheckpoint's answer, before it is counted.
   http::Response AnswerCheckpoint(const http::Request& req);
   // Whether an SDK's request proves the signing key (or its fallback) with its bearer token,

@@ -44,10 +44,13 @@ Response Api::HandleCheckpoint(const Request& req) {
   return r;
 }
 
+std::optional<Response> Api::RefuseCheckpoint(const Request& req) const {
+  if (!SigningKeyAccepted(req)) return ErrorResponse(401, "unauthenticated", SigningKeyRefusal());
+  return std::nullopt;
+}
+
 Response Api::AnswerCheckpoint(const Request& req) {
-  if (!SigningKeyAccepted(req)) {
-    return ErrorResponse(401, "unauthenticated", SigningKeyRefusal());
-  }
+  if (auto refused = RefuseCheckpoint(req)) return std::move(*refused);
   const std::string& run_id = req.param("id");
   if (!MayBeRunId(run_id)) return ErrorResponse(InvalidArgument("the URL does not name a run"));
   // A host reply in all but name: held to the same limits.

@@ -24,7 +24,7 @@ Response EventsError(int status, std::string_view code, const std::string& messa
 
 }  // namespace
 
-Response Api::HandleEvents(const Request& req, std::string_view key) {
+std::optional<Response> Api::RefuseEvents(const Request& req, std::string_view key) const {
   if (!EventKeyAccepted(key)) return EventsError(401, "unauthenticated", "unknown event key");
   if (options_.event_keys.empty() && options_.keyless_routes_loopback_only &&
       !http::HostIsLoopback(req)) {
@@ -32,6 +32,11 @@ Response Api::HandleEvents(const Request& req, std::string_view key) {
                        "without --event-key, events are taken only from a Host that names this "
                        "machine (localhost, 127.0.0.1, ::1)");
   }
+  return std::nullopt;
+}
+
+Response Api::HandleEvents(const Request& req, std::string_view key) {
+  if (auto refused = RefuseEvents(req, key)) return std::move(*refused);
   const int64_t now_ms = UnixMillis(clock_.Now());
   auto events = ParseEventBody(
       req.body,

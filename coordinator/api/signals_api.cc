@@ -14,11 +14,16 @@ using http::Request;
 using http::Response;
 using store::Json;
 
-Response Api::HandleSignal(const Request& req) {
+std::optional<Response> Api::RefuseSignal(const Request& req) const {
   // The SDK's key, as its checkpoints; or the API token, as the rest of /v1.
   if (!SigningKeyAccepted(req) && (options_.api_token.empty() || CheckApiToken(req))) {
     return ErrorResponse(401, "unauthenticated", SigningKeyRefusal());
   }
+  return std::nullopt;
+}
+
+Response Api::HandleSignal(const Request& req) {
+  if (auto refused = RefuseSignal(req)) return std::move(*refused);
   auto body = ParseUntrustedJson(req.body, kHostReplyJsonLimits);
   if (!body.ok()) return ErrorResponse(InvalidArgument("body: " + body.status().message()));
   if (!body->is_object()) return ErrorResponse(InvalidArgument("body must be a JSON object"));

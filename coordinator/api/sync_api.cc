@@ -200,10 +200,13 @@ bool Api::SigningKeyAccepted(const Request& req) const {
   return ok;
 }
 
+std::optional<Response> Api::RefuseRegister(const Request& req) const {
+  if (!SigningKeyAccepted(req)) return RegisterError(401, "unauthenticated", SigningKeyRefusal());
+  return std::nullopt;
+}
+
 Response Api::HandleRegister(const Request& req) {
-  if (!SigningKeyAccepted(req)) {
-    return RegisterError(401, "unauthenticated", SigningKeyRefusal());
-  }
+  if (auto refused = RefuseRegister(req)) return std::move(*refused);
   auto body = http::ParseJsonBody(req.body);
   if (!body.ok()) return RegisterError(400, "invalid_argument", body.status().message());
   auto synced = SyncApp(*body);

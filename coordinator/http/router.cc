@@ -101,34 +101,33 @@ bool HostIsLoopback(const Request& request) {
   return host.empty() || IsLoopbackName(HostName(host));
 }
 
-void Router::Add(std::string method, std::string pattern, Handler handler, Access access) {
+void Router::Add(std::string method, std::string pattern, Handler handler, Access access,
+                 Guard refuse) {
   std::vector<std::string> segments = Split(pattern);
-  routes_.push_back(
-      {std::move(method), std::move(pattern), std::move(segments), std::move(handler), access});
+  routes_.push_back({std::move(method), std::move(pattern), std::move(segments), std::move(handler),
+                     access, std::move(refuse)});
 }
 
 void Router::Protect(std::string prefix, Guard guard) {
   protections_.push_back({Split(prefix), std::move(guard)});
 }
 
-Response Router::Handle(Request request) const {
+Router::Admission Router::Admit(Request& request) const {
   // Parameters go to the stores as text: bytes PostgreSQL refuses were a 500 there, and a
   // NUL cut a run id short (`/v1/runs/<id>%00x` read run <id>); a query that does not parse
   // read as no query, every filter dropped.
   if (Status target = CheckRequestTarget(request.target); !target.ok()) {
-    return ErrorResponse(400, "bad_request", target.message());
+    return {.refused = ErrorResponse(400, "bad_request", target.message())};
   }
   if (std::string_view why = CrossSite(request); !why.empty()) {
-    return ErrorResponse(403, "forbidden", std::string(why) + " is refused");
+    return {.refused = ErrorResponse(403, "forbidden", std::string(why) + " is refused")};
   }
-  if (loopback_hosts_only_) {
-    if (!HostIsLoopback(request)) {
-      return ErrorResponse(403, "forbidden",
-                           "the Host header names another machine; this coordinator listens on "
-                           "loopback without a token and answers only localhost, 127.0.0.1 or "
-                           "::1 (behind a proxy that passes another name, set "
-                           "--dashboard-token)");
-    }
+  if (loopback_hosts_only_ && !HostIsLoopback(request)) {
+    return {.refused = ErrorResponse(
+                403, "forbidden",
+                "the Host header names another machine; this coordinator listens on "
+                "loopback without a token and answers only localhost, 127.0.0.1 or "
+                "::1 (behind a proxy that passes another name, set --dashboard-token)")};
   }
   const std::vector<std::string> segments = Split(request.path());
   bool path_matched = false;
@@ -148,30 +147,45 @@ Response Router::Handle(Request request) const {
     path_matched = true;
     if (route.method != request.method) continue;
     request.params = std::move(params);
-    try {
-      if (route.access == Access::kGuarded) {
-        for (const Protection& p : protections_) {
-          if (p.prefix.size() > route.segments.size() ||
-              !std::equal(p.prefix.begin(), p.prefix.end(), route.segments.begin())) {
-            continue;
-          }
-          if (auto refused = p.guard(request)) return *refused;
+    if (route.access == Access::kGuarded) {
+      for (const Protection& p : protections_) {
+        if (p.prefix.size() > route.segments.size() ||
+            !std::equal(p.prefix.begin(), p.prefix.end(), route.segments.begin())) {
+          continue;
         }
+        if (auto refused = p.guard(request)) return {.refused = std::move(refused)};
       }
-      return route.handler(request);
-    } catch (const std::exception& e) {
-      // An exception's text may quote the request (a JSON token, say): log its start only.
-      spdlog::error("handler for {} {} threw: {:.200}", request.method, route.pattern,
-                    std::string_view(e.what()));
-      return ErrorResponse(500, "internal", "internal error; see the coordinator log");
     }
+    return {.route = &route};
   }
   if (path_matched) {
-    return ErrorResponse(
-        405, "method_not_allowed",
-        "method " + request.method + " is not allowed on " + std::string(request.path()));
+    return {.refused = ErrorResponse(
+                405, "method_not_allowed",
+                "method " + request.method + " is not allowed on " + std::string(request.path()))};
   }
-  return ErrorResponse(404, "not_found", "no route for " + std::string(request.path()));
+  return {.refused =
+              ErrorResponse(404, "not_found", "no route for " + std::string(request.path()))};
+}
+
+Response Router::Handle(Request request) const {
+  Admission admitted = Admit(request);
+  if (admitted.refused) return std::move(*admitted.refused);
+  const Route& route = *admitted.route;
+  try {
+    return route.handler(request);
+  } catch (const std::exception& e) {
+    // An exception's text may quote the request (a JSON token, say): log its start only.
+    spdlog::error("handler for {} {} threw: {:.200}", request.method, route.pattern,
+                  std::string_view(e.what()));
+    return ErrorResponse(500, "internal", "internal error; see the coordinator log");
+  }
+}
+
+std::optional<Response> Router::Screen(Request request) const {
+  Admission admitted = Admit(request);
+  if (admitted.refused) return std::move(admitted.refused);
+  if (admitted.route->refuse) return admitted.route->refuse(request);
+  return std::nullopt;
 }
 
 }  // namespace funcky::http

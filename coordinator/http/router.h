@@ -27,8 +27,11 @@ bool HostIsLoopback(const Request& request);
 
 class Router {
  public:
+  // `refuse`: the route's own check of who may call it, from the request line and headers
+  // alone (its handler makes the same check): what Screen answers for it before a body is
+  // read. Routes that take large bodies from callers that authenticate by a key set one.
   void Add(std::string method, std::string pattern, Handler handler,
-           Access access = Access::kGuarded);
+           Access access = Access::kGuarded, Guard refuse = nullptr);
   // Every route whose pattern is `prefix` or lies under it ("/v1" covers "/v1/runs/{id}"),
   // added before or after this call, runs `guard` first unless it was added kPublic. So a
   // route added later cannot forget its authentication.
@@ -47,6 +50,11 @@ class Router {
   // site posts would otherwise drive an open coordinator.
   Response Handle(Request request) const;
 
+  // What Handle would refuse `request` with, seen without its body (the server asks before
+  // it reads and budgets a large one): a malformed target, another site, another machine's
+  // name, no route, a guard's or the route's own refusal. nullopt: read the body and Handle.
+  std::optional<Response> Screen(Request request) const;
+
  private:
   struct Route {
     std::string method;
@@ -54,7 +62,14 @@ class Router {
     std::vector<std::string> segments;
     Handler handler;
     Access access;
+    Guard refuse;  // may be empty
   };
+  // The route `request` is for, its params set; or the response that refuses it.
+  struct Admission {
+    const Route* route = nullptr;
+    std::optional<Response> refused;
+  };
+  Admission Admit(Request& request) const;
   struct Protection {
     std::vector<std::string> prefix;
     Guard guard;

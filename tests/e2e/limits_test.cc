@@ -135,6 +135,29 @@ TEST_F(LimitsTest, OnLoopbackWithoutATokenOnlyThisMachinesNamesAreServed) {
   EXPECT_EQ(get(*guarded, "rebound.example:8288").rfind("HTTP/1.1 200", 0), 0u);
 }
 
+// A large body from a caller without the event key is refused before it is read, so it holds
+// none of the bodies' budget: two such callers declaring the whole budget, sending nothing,
+// held it for their request timeout and a keyed sender's large body waited behind them.
+TEST_F(LimitsTest, ALargeBodyWithAWrongKeyIsRefusedUnreadAndHoldsNoBudget) {
+  auto c = StartCoordinator({"--event-key", "ek", "--max-body-bytes", "1048576",
+                             "--max-body-bytes-in-flight", "1048576"});
+  const std::string declare_all =
+      "POST /e/wrong HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+      "Content-Length: 1048576\r\n\r\n";
+  RawConnection first(PortOf(*c));
+  first.Send(declare_all);
+  const std::string refused = first.ReadAll();
+  EXPECT_EQ(refused.rfind("HTTP/1.1 401", 0), 0u) << refused.substr(0, 200);
+  EXPECT_NE(refused.find("unknown event key"), std::string::npos);
+  RawConnection second(PortOf(*c));  // left open, unread
+  second.Send(declare_all);
+
+  const std::string padded =
+      Json{{"name", "limits/padded"}, {"data", {{"pad", std::string(200 << 10, 'p')}}}}.dump();
+  auto sent = Http("POST", c->url() + "/e/ek", padded);
+  EXPECT_EQ(sent.status, 200) << sent.raw.substr(0, 200);
+}
+
 TEST_F(LimitsTest, ConnectionsPastTheCapWaitUntilOneCloses) {
   auto c = StartCoordinator({"--max-connections", "3"});
   std::vector<std::unique_ptr<RawConnection>> idle;

@@ -274,6 +274,31 @@ TEST_F(ApiThroughRouter, ASyncRefusesStepFieldsFunckyDoesNotImplementNamingThem)
   EXPECT_THAT(Send("GET", "/v1/functions").body, HasSubstr("other-fn"));
 }
 
+// The routes that take bodies from callers with a key answer a wrong or missing key from the
+// request's line and headers (Router::Screen): the server refuses such a large body unread.
+TEST_F(ApiThroughRouter, KeyedRoutesRefuseAWrongKeyBeforeTheBody) {
+  Serve({.event_keys = {"ek"}, .signing_key = kSigningKey, .api_token = kToken});
+  auto screen = [&](std::string target, Headers headers = {}) {
+    return router_.Screen(Request{"POST", std::move(target), std::move(headers), "", {}});
+  };
+  const Headers signed_by = {{"Authorization", "Bearer " + signing::HashedSigningKey(kSigningKey)}};
+  const Headers wrong = {{"Authorization", "Bearer signkey-test-00"}};
+  EXPECT_EQ(screen("/e/nope")->status, 401);
+  EXPECT_FALSE(screen("/e/ek").has_value());
+  EXPECT_EQ(screen("/v1/events", wrong)->status, 401);
+  EXPECT_FALSE(screen("/v1/events", {{"Authorization", "Bearer ek"}}).has_value());
+  EXPECT_EQ(screen("/fn/register", wrong)->status, 401);
+  EXPECT_FALSE(screen("/fn/register", signed_by).has_value());
+  EXPECT_EQ(screen("/v1/checkpoint/01HF7YAT00G69FV3N5DEXKDCS2/async", wrong)->status, 401);
+  EXPECT_FALSE(screen("/v1/checkpoint/01HF7YAT00G69FV3N5DEXKDCS2/async", signed_by).has_value());
+  EXPECT_EQ(screen("/v1/signals", wrong)->status, 401);
+  EXPECT_FALSE(
+      screen("/v1/signals", {{"Authorization", std::string("Bearer ") + kToken}}).has_value());
+  // The same refusals come from the handlers themselves.
+  EXPECT_EQ(Send("POST", "/e/nope", R"({"name":"test/go"})").status, 401);
+  EXPECT_EQ(Send("POST", "/fn/register", "{}", wrong).status, 401);
+}
+
 TEST_F(ApiThroughRouter, AV1RouteAddedWithoutAuthCodeIsRefusedWithoutTheToken) {
   Serve({.api_token = kToken});
   router_.Add("GET", "/v1/added-later", [](const Request&) {

@@ -3,6 +3,7 @@
 // has passed; small bodies are not counted.
 #include <array>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -146,6 +147,47 @@ TEST(HttpServerBodyBudget, ABodyThatFindsNoRoomWithinTheRequestTimeoutIs503) {
   EXPECT_NE(answer.find("Retry-After: 1"), std::string::npos);
   EXPECT_NE(answer.find("\"busy\""), std::string::npos);
   EXPECT_EQ(first.Answer().rfind("HTTP/1.1 200", 0), 0u);
+}
+
+// A large body whose request the screen refuses (no key) is answered at once, unread, and
+// takes none of the budget: callers without the key, each declaring the whole budget and
+// sending nothing, held it until their request timeout, and a keyed request waited behind
+// them (503 at its own). A small body is not screened: its handler decides.
+TEST(HttpServerBodyBudget, ALargeBodyTheScreenRefusesIsAnsweredUnreadAndTakesNoBudget) {
+  testing::ScriptedServer server(
+      [](ServerRequest r) {
+        return ServerResponse{200, {{"Content-Type", "text/plain"}}, std::to_string(r.body.size())};
+      },
+      {.port = 0,
+       .max_body_bytes = 1 << 20,
+       .max_body_bytes_in_flight = 1 << 20,
+       .request_timeout = std::chrono::seconds(10),
+       .screen = [](const ServerRequest& r) -> std::optional<ServerResponse> {
+         if (FindHeader(r.headers, "X-Key") == "k") return std::nullopt;
+         return ServerResponse{401, {{"Content-Type", "application/json"}}, R"({"error":"key"})"};
+       }},
+      /*threads=*/2);
+  const size_t whole = 1 << 20;
+  RawClient first(server.port());
+  first.SendHeader(whole);
+  std::string answer = first.Answer();
+  EXPECT_EQ(answer.rfind("HTTP/1.1 401", 0), 0u) << answer.substr(0, 40);
+  EXPECT_NE(answer.find(R"({"error":"key"})"), std::string::npos);
+  RawClient second(server.port());  // stays connected, as the first could have
+  second.SendHeader(whole);
+
+  RawClient keyed(server.port());
+  keyed.Send("POST / HTTP/1.1\r\nHost: h\r\nX-Key: k\r\nContent-Length: " + std::to_string(whole) +
+             "\r\n\r\n" + std::string(whole, 'k'));
+  answer = keyed.Answer();
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer.substr(0, 40);
+  EXPECT_NE(answer.find("\r\n\r\n" + std::to_string(whole)), std::string::npos);
+
+  RawClient small(server.port());
+  small.SendHeader(kUnbudgetedBodyBytes);
+  small.Send(std::string(kUnbudgetedBodyBytes, 's'));
+  answer = small.Answer();
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer.substr(0, 40);
 }
 
 TEST(HttpServerBodyBudget, ABudgetBelowOneBodyIsRefusedAtStart) {

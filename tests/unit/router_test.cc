@@ -85,6 +85,34 @@ TEST(Router, AnEmptySegmentIsAnEmptyParameter) {
   EXPECT_EQ(router.Handle(Get("//v1/runs")).status, 404);
 }
 
+// Screen answers what Handle would refuse a request with, from its line and headers alone:
+// the guards, the route's own refusal, no route; nothing for a request Handle would serve.
+TEST(Router, ScreenRefusesWhatHandleWouldWithoutTheBody) {
+  Router router;
+  router.Protect("/v1", [](const Request& r) -> std::optional<Response> {
+    if (r.bearer_token() == "t") return std::nullopt;
+    return ErrorResponse(401, "unauthenticated", "token");
+  });
+  auto keyed = [](const Request& r) -> std::optional<Response> {
+    if (r.param("key") == "k") return std::nullopt;
+    return ErrorResponse(401, "unauthenticated", "unknown key");
+  };
+  router.Add("POST", "/e/{key}", Ok, Access::kGuarded, keyed);
+  router.Add("POST", "/v1/things", Ok);
+  auto post = [](std::string target, Headers headers = {}) {
+    return Request{"POST", std::move(target), std::move(headers), "", {}};
+  };
+  EXPECT_EQ(router.Screen(post("/e/wrong"))->status, 401);
+  EXPECT_FALSE(router.Screen(post("/e/k")).has_value());
+  EXPECT_EQ(router.Screen(post("/v1/things"))->status, 401);
+  EXPECT_FALSE(router.Screen(post("/v1/things", {{"Authorization", "Bearer t"}})).has_value());
+  EXPECT_EQ(router.Screen(post("/nowhere"))->status, 404);
+  EXPECT_EQ(router.Screen(Get("/e/k"))->status, 405);
+  EXPECT_EQ(
+      router.Screen(post("/e/k", {{"Origin", "https://evil.example"}, {"Host", "h"}}))->status,
+      403);
+}
+
 // A browser's request from another site is refused, whatever the route (event intake and
 // checkpoints authenticate by other means, and an open coordinator by none); requests from
 // the dashboard's own origin, and from clients that are not browsers, are served.
