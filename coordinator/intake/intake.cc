@@ -53,9 +53,10 @@ constexpr int kSweepPages = 25;
 // one event.
 constexpr int kResumeWaits = 1000;
 constexpr int kResumePages = 100;
-// The most time one sweep spends resuming the waits of the wait outbox's events (it goes on
-// with the event in hand, then stops); the rest at the next sweep.
-constexpr std::chrono::milliseconds kResumeBudget{1000};
+// The most time one sweep spends on one outbox's work (resuming waits, cancelling runs, looking
+// back): it goes on with the item in hand, then stops; the rest at the next sweep. The sweep
+// shares its thread with the run-end announcements.
+constexpr std::chrono::milliseconds kSweepWorkBudget{1000};
 
 // Calls `page` up to kSweepPages times while it returns true: it did a full page of an outbox
 // and all of it, so there may be more.
@@ -997,6 +998,10 @@ void Intake::SweepCancels(int64_t received_before_ms) {
     spdlog::warn("reading the functions for cancel_on failed: {}", set.status().ToString());
     return;
   }
+  // Each event pages through its functions' active runs: a backlog is done a second's worth at
+  // a time.
+  const auto budget_end = std::chrono::steady_clock::now() + kSweepWorkBudget;
+  bool out_of_time = false;
   ForSweepPages([&] {
     auto pending = store_.PendingCancels(received_before_ms, kSweepBatch);
     if (!pending.ok()) {
@@ -1004,19 +1009,26 @@ void Intake::SweepCancels(int64_t received_before_ms) {
       return false;
     }
     std::vector<std::string> done;
+    size_t tried = 0;
     for (const store::EventRecord& event : *pending) {
+      if (std::chrono::steady_clock::now() > budget_end) {
+        out_of_time = true;
+        break;
+      }
+      ++tried;
       if (CancelMatchingRuns(event, **set)) done.push_back(event.internal_id);
     }
-    if (done.size() < pending->size()) {
+    if (done.size() < tried) {
       spdlog::warn("cancel_on: the cancels of {} of {} event(s) failed; the sweep does them again",
-                   pending->size() - done.size(), pending->size());
+                   tried - done.size(), tried);
     }
     if (Status s = store_.AckCancels(done); !s.ok()) {
       spdlog::warn("acknowledging the cancels of {} event(s) failed: {}", done.size(),
                    s.ToString());
       return false;
     }
-    return pending->size() == static_cast<size_t>(kSweepBatch) && done.size() == pending->size();
+    return !out_of_time && pending->size() == static_cast<size_t>(kSweepBatch) &&
+           done.size() == pending->size();
   });
 }
 
@@ -1027,7 +1039,7 @@ void Intake::SweepResumes(int64_t received_before_ms) {
   std::set<std::string> failed_names;
   // The sweep shares its thread with the run-end announcements: a backlog (names with more
   // open waits than an ingest reads) is done a second's worth at a time.
-  const auto budget_end = std::chrono::steady_clock::now() + kResumeBudget;
+  const auto budget_end = std::chrono::steady_clock::now() + kSweepWorkBudget;
   bool out_of_time = false;
   ForSweepPages([&] {
     auto pending = store_.PendingResumes(received_before_ms, kSweepBatch);
@@ -1100,6 +1112,9 @@ bool Intake::ResumeWaitsBefore(const store::EventRecord& event, int* resumed) {
 }
 
 void Intake::SweepLookbacks(int64_t before) {
+  // A look-back may read up to kLookbackPages pages of events: a second's worth a sweep.
+  const auto budget_end = std::chrono::steady_clock::now() + kSweepWorkBudget;
+  bool out_of_time = false;
   ForSweepPages([&] {
     auto pending = store_.PendingLookbacks(before, kSweepBatch);
     if (!pending.ok()) {
@@ -1108,14 +1123,22 @@ void Intake::SweepLookbacks(int64_t before) {
       return false;
     }
     size_t done = 0;
-    for (const store::WaitRecord& wait : *pending) done += LookBack(wait, /*last=*/true) ? 1 : 0;
+    size_t tried = 0;
+    for (const store::WaitRecord& wait : *pending) {
+      if (std::chrono::steady_clock::now() > budget_end) {
+        out_of_time = true;
+        break;
+      }
+      ++tried;
+      done += LookBack(wait, /*last=*/true) ? 1 : 0;
+    }
     spdlog::debug("the last look-back of {} wait(s) done", done);
-    if (done < pending->size()) {
+    if (done < tried) {
       spdlog::warn("the last look-back of {} of {} wait(s) failed; the sweep does it again",
-                   pending->size() - done, pending->size());
+                   tried - done, tried);
       return false;
     }
-    return pending->size() == static_cast<size_t>(kSweepBatch);
+    return !out_of_time && pending->size() == static_cast<size_t>(kSweepBatch);
   });
 }
 
