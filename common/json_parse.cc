@@ -1,5 +1,6 @@
 #include "common/json_parse.h"
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -111,7 +112,7 @@ class Builder {
 
   bool Open(Json&& empty) {
     // A scalar is depth 0: the container that opens with `max_depth` others open is too deep.
-    if (open_.size() >= static_cast<size_t>(limits_.max_depth)) {
+    if (static_cast<int64_t>(open_.size()) >= limits_.max_depth) {
       error_ = InvalidArgument("JSON nested deeper than " + std::to_string(limits_.max_depth) +
                                " levels");
       return false;

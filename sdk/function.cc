@@ -329,7 +329,7 @@ Json AsReplied(const Json& data, const std::string& what, int depth, size_t wrap
   JsonLimits limits = kHostReplyJsonLimits;
   limits.max_depth -= depth;
   limits.max_bytes = wrapping_bytes < limits.max_bytes ? limits.max_bytes - wrapping_bytes : 0;
-  limits.max_values -= 64;  // the op and the reply's array around the value hold fewer
+  if (depth > 0) limits.max_values -= 64;  // the op and the reply's array around the value
   auto parsed = ParseUntrustedJson(text, limits);
   if (!parsed.ok()) {
     throw NonRetriableError(

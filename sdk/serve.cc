@@ -344,6 +344,17 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
       JsonLimits unverified = kCallBodyJsonLimits;
       unverified.max_values = kHostReplyJsonLimits.max_values;
       parsed = ParseUntrustedJson(request.body, unverified);
+      if (!parsed->ok() && parsed->status().code() == StatusCode::kResourceExhausted) {
+        // Said as what it is, not as a bad signature: a coordinator that signs only the
+        // canonical form of a body this large cannot call this SDK.
+        return Finish(
+            JsonReply(413, {{"type", "internal"},
+                            {"name", "Error"},
+                            {"message",
+                             "the call's signature does not cover its body as sent, and its "
+                             "canonical form is checked only within a host reply's bounds: " +
+                                 parsed->status().message()}}));
+      }
       authentic = false;
       if (parsed->ok()) {
         auto canonical = CanonicalJson(**parsed, JcsIntegers::kAsDoubles);

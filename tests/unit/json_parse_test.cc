@@ -70,6 +70,24 @@ TEST(ParseUntrustedJson, RefusesMoreValuesThanItsBoundWhileParsing) {
   EXPECT_TRUE(ParseUntrustedJson(empties, kCallBodyJsonLimits).ok());
 }
 
+// What the builder makes is what nlohmann's own parser makes: scalars at the top, nesting,
+// empty containers, duplicate keys (the last wins), escapes, numbers of every kind.
+TEST(ParseUntrustedJson, BuildsWhatNlohmannsParserBuilds) {
+  for (const std::string text :
+       {"0", "-1", "18446744073709551615", "1.5e300", "true", "null", R"("a\u00e9\n")", "[]", "{}",
+        "[[],{},[[{}]]]", R"({"a":1,"a":2})", R"({"k":{"k":{"k":[1,"2",null,false]}}})",
+        R"([{"x":[1,2,{"y":[]}]},-0.0,{"":""}])", R"(  {"spaced" : [ 1 , 2 ] }  )"}) {
+    auto built = ParseUntrustedJson(text);
+    ASSERT_TRUE(built.ok()) << text << ": " << built.status().ToString();
+    const Json expected = Json::parse(text);
+    EXPECT_EQ(*built, expected) << text;
+    EXPECT_EQ(built->dump(), expected.dump()) << text;
+  }
+  for (const std::string text : {"", "[", "{\"a\"}", "[1,]", "1 2", "{\"a\":1,}", "nul"}) {
+    EXPECT_EQ(ParseUntrustedJson(text).status().code(), StatusCode::kInvalidArgument) << text;
+  }
+}
+
 TEST(ParseUntrustedJson, NumbersOutOfRangeAreRefusedWithAShortMessage) {
   const std::string digits(100'000, '7');
   for (const std::string& text : {std::string(R"({"n": 1e400})"), std::string(R"({"n": -1e400})"),

@@ -526,6 +526,28 @@ TEST_F(ServeTest, WithSigningKeyOnlyFreshCorrectSignaturesRun) {
                   .ok());
 }
 
+// A body whose signature does not cover it as sent is parsed for its canonical form within a
+// host reply's count of values: an unsigned body of a million empty objects is refused (413,
+// saying why) rather than built (about a gigabyte for 32 MiB of them), and runs nothing.
+TEST_F(ServeTest, ABodyNotSignedAsSentIsCheckedCanonicallyOnlyWithinAReplysValues) {
+  ServeHandler h = SignedHandler();
+  std::string body = R"({"event":{},"steps":{},"ctx":{"attempt":0},"pad":[)";
+  for (size_t i = 0; i < kHostReplyJsonLimits.max_values; ++i) body += "{},";
+  body.back() = ']';
+  body += "}";
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  ServeResponse r = h.handle(
+      {"POST",
+       "/api?fnId=app-fn&stepId=step",
+       {{"X-Inngest-Signature", signing::SignatureHeader("other", "signkey-test-beef", now)}},
+       body});
+  EXPECT_EQ(r.status, 413);
+  EXPECT_NE(r.body.find("more than 1048576 values"), std::string::npos) << r.body.substr(0, 300);
+  EXPECT_EQ(signed_runs_, 0);
+}
+
 // A body written otherwise than canonically (spaces, another order of keys) runs when it is
 // signed over its canonical form, as the protocol signs, or over the bytes as sent; not when
 // a byte of it changed.
