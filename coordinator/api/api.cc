@@ -42,7 +42,13 @@ void Api::Register(http::Router& router) {
   // SDKs authenticate by the signing key, as on /fn/register.
   router.Add(
       "POST", "/v1/checkpoint/{id}/async", [this](const Request& r) { return HandleCheckpoint(r); },
-      http::Access::kPublic, [this](const Request& r) { return RefuseCheckpoint(r); });
+      http::Access::kPublic,
+      [this](const Request& r) {
+        // Refused before the handler (a large body, Router::Screen): counted as it counts.
+        auto refused = RefuseCheckpoint(r);
+        if (refused) metrics_.CheckpointAnswered("unauthenticated");
+        return refused;
+      });
   // Also the SDK's: step.sendSignal and inngest.sendSignal post here with the signing key.
   router.Add(
       "POST", "/v1/signals", [this](const Request& r) { return HandleSignal(r); },

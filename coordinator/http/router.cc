@@ -86,7 +86,11 @@ bool SameOrigin(std::string_view origin, std::string_view host) {
 
 // Why a browser's request from another site is refused, or empty.
 std::string_view CrossSite(const Request& request) {
-  if (request.header("Sec-Fetch-Site") == "cross-site") return "a request from another site";
+  const std::string_view fetch_site = request.header("Sec-Fetch-Site");
+  if (fetch_site == "cross-site") return "a request from another site";
+  // The browser's own word (a page cannot set it): the Host a proxy passes may have lost the
+  // port the browser used (nginx's `Host $host`), which the Origin check below needs.
+  if (fetch_site == "same-origin") return {};
   std::string_view origin = request.header("Origin");
   if (origin.empty()) return {};
   if (origin == "null") return "a request from an opaque origin";
@@ -168,15 +172,16 @@ Router::Admission Router::Admit(Request& request) const {
 }
 
 Response Router::Handle(Request request) const {
-  Admission admitted = Admit(request);
-  if (admitted.refused) return std::move(*admitted.refused);
-  const Route& route = *admitted.route;
+  const Route* route = nullptr;
   try {
-    return route.handler(request);
+    Admission admitted = Admit(request);
+    if (admitted.refused) return std::move(*admitted.refused);
+    route = admitted.route;
+    return route->handler(request);
   } catch (const std::exception& e) {
     // An exception's text may quote the request (a JSON token, say): log its start only.
-    spdlog::error("handler for {} {} threw: {:.200}", request.method, route.pattern,
-                  std::string_view(e.what()));
+    spdlog::error("handler for {} {} threw: {:.200}", request.method,
+                  route ? route->pattern : std::string("a guard"), std::string_view(e.what()));
     return ErrorResponse(500, "internal", "internal error; see the coordinator log");
   }
 }

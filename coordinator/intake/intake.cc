@@ -1002,6 +1002,7 @@ void Intake::SweepCancels(int64_t received_before_ms) {
   // a time.
   const auto budget_end = std::chrono::steady_clock::now() + kSweepWorkBudget;
   bool out_of_time = false;
+  bool any_done = false;
   ForSweepPages([&] {
     auto pending = store_.PendingCancels(received_before_ms, kSweepBatch);
     if (!pending.ok()) {
@@ -1011,10 +1012,11 @@ void Intake::SweepCancels(int64_t received_before_ms) {
     std::vector<std::string> done;
     size_t tried = 0;
     for (const store::EventRecord& event : *pending) {
-      if (std::chrono::steady_clock::now() > budget_end) {
+      if (any_done && std::chrono::steady_clock::now() > budget_end) {
         out_of_time = true;
         break;
       }
+      any_done = true;
       ++tried;
       if (CancelMatchingRuns(event, **set)) done.push_back(event.internal_id);
     }
@@ -1041,6 +1043,7 @@ void Intake::SweepResumes(int64_t received_before_ms) {
   // open waits than an ingest reads) is done a second's worth at a time.
   const auto budget_end = std::chrono::steady_clock::now() + kSweepWorkBudget;
   bool out_of_time = false;
+  bool any_done = false;
   ForSweepPages([&] {
     auto pending = store_.PendingResumes(received_before_ms, kSweepBatch);
     if (!pending.ok()) {
@@ -1051,11 +1054,13 @@ void Intake::SweepResumes(int64_t received_before_ms) {
     std::vector<std::string> done;
     size_t skipped = 0;
     for (const store::EventRecord& event : *pending) {
-      if (out_of_time || std::chrono::steady_clock::now() > budget_end) {
+      // At least one a sweep, however long the read before it took.
+      if (out_of_time || (any_done && std::chrono::steady_clock::now() > budget_end)) {
         out_of_time = true;
         ++skipped;
         continue;
       }
+      any_done = true;
       if (failed_names.count(event.name)) {
         ++skipped;
         continue;
@@ -1115,6 +1120,7 @@ void Intake::SweepLookbacks(int64_t before) {
   // A look-back may read up to kLookbackPages pages of events: a second's worth a sweep.
   const auto budget_end = std::chrono::steady_clock::now() + kSweepWorkBudget;
   bool out_of_time = false;
+  bool any_done = false;
   ForSweepPages([&] {
     auto pending = store_.PendingLookbacks(before, kSweepBatch);
     if (!pending.ok()) {
@@ -1125,10 +1131,11 @@ void Intake::SweepLookbacks(int64_t before) {
     size_t done = 0;
     size_t tried = 0;
     for (const store::WaitRecord& wait : *pending) {
-      if (std::chrono::steady_clock::now() > budget_end) {
+      if (any_done && std::chrono::steady_clock::now() > budget_end) {
         out_of_time = true;
         break;
       }
+      any_done = true;
       ++tried;
       done += LookBack(wait, /*last=*/true) ? 1 : 0;
     }

@@ -145,6 +145,11 @@ TEST(Router, ABrowsersRequestFromAnotherSiteIsA403) {
             200);
   EXPECT_EQ(post({{"Host", "funcky.example.com"}, {"Origin", "https://funcky.example.com:8443"}}),
             403);
+  // A proxy that drops the port from the Host: the browser's own Sec-Fetch-Site vouches.
+  EXPECT_EQ(post({{"Host", "funcky.example.com"},
+                  {"Origin", "https://funcky.example.com:8443"},
+                  {"Sec-Fetch-Site", "same-origin"}}),
+            200);
   EXPECT_EQ(
       post({{"Host", "funcky.example.com:8443"}, {"Origin", "https://funcky.example.com:8443"}}),
       200);
