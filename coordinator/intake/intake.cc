@@ -58,6 +58,22 @@ constexpr int kResumePages = 100;
 // shares its thread with the run-end announcements.
 constexpr std::chrono::milliseconds kSweepWorkBudget{1000};
 
+// One sweep's second of work on an outbox: spent once the second has passed, and never before
+// one item was done (a read that took the second alone would otherwise stop every sweep).
+class SweepBudget {
+ public:
+  // Whether the next item waits for the next sweep; counts it done otherwise.
+  bool Spent() {
+    if (started_ && std::chrono::steady_clock::now() > end_) return true;
+    started_ = true;
+    return false;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point end_ = std::chrono::steady_clock::now() + kSweepWorkBudget;
+  bool started_ = false;
+};
+
 // Calls `page` up to kSweepPages times while it returns true: it did a full page of an outbox
 // and all of it, so there may be more.
 template <typename Page>
@@ -1000,9 +1016,8 @@ void Intake::SweepCancels(int64_t received_before_ms) {
   }
   // Each event pages through its functions' active runs: a backlog is done a second's worth at
   // a time.
-  const auto budget_end = std::chrono::steady_clock::now() + kSweepWorkBudget;
+  SweepBudget budget;
   bool out_of_time = false;
-  bool any_done = false;
   ForSweepPages([&] {
     auto pending = store_.PendingCancels(received_before_ms, kSweepBatch);
     if (!pending.ok()) {
@@ -1012,11 +1027,10 @@ void Intake::SweepCancels(int64_t received_before_ms) {
     std::vector<std::string> done;
     size_t tried = 0;
     for (const store::EventRecord& event : *pending) {
-      if (any_done && std::chrono::steady_clock::now() > budget_end) {
+      if (budget.Spent()) {
         out_of_time = true;
         break;
       }
-      any_done = true;
       ++tried;
       if (CancelMatchingRuns(event, **set)) done.push_back(event.internal_id);
     }
@@ -1041,9 +1055,8 @@ void Intake::SweepResumes(int64_t received_before_ms) {
   std::set<std::string> failed_names;
   // The sweep shares its thread with the run-end announcements: a backlog (names with more
   // open waits than an ingest reads) is done a second's worth at a time.
-  const auto budget_end = std::chrono::steady_clock::now() + kSweepWorkBudget;
+  SweepBudget budget;
   bool out_of_time = false;
-  bool any_done = false;
   ForSweepPages([&] {
     auto pending = store_.PendingResumes(received_before_ms, kSweepBatch);
     if (!pending.ok()) {
@@ -1054,13 +1067,11 @@ void Intake::SweepResumes(int64_t received_before_ms) {
     std::vector<std::string> done;
     size_t skipped = 0;
     for (const store::EventRecord& event : *pending) {
-      // At least one a sweep, however long the read before it took.
-      if (out_of_time || (any_done && std::chrono::steady_clock::now() > budget_end)) {
+      if (out_of_time || budget.Spent()) {
         out_of_time = true;
         ++skipped;
         continue;
       }
-      any_done = true;
       if (failed_names.count(event.name)) {
         ++skipped;
         continue;
@@ -1118,9 +1129,8 @@ bool Intake::ResumeWaitsBefore(const store::EventRecord& event, int* resumed) {
 
 void Intake::SweepLookbacks(int64_t before) {
   // A look-back may read up to kLookbackPages pages of events: a second's worth a sweep.
-  const auto budget_end = std::chrono::steady_clock::now() + kSweepWorkBudget;
+  SweepBudget budget;
   bool out_of_time = false;
-  bool any_done = false;
   ForSweepPages([&] {
     auto pending = store_.PendingLookbacks(before, kSweepBatch);
     if (!pending.ok()) {
@@ -1131,11 +1141,10 @@ void Intake::SweepLookbacks(int64_t before) {
     size_t done = 0;
     size_t tried = 0;
     for (const store::WaitRecord& wait : *pending) {
-      if (any_done && std::chrono::steady_clock::now() > budget_end) {
+      if (budget.Spent()) {
         out_of_time = true;
         break;
       }
-      any_done = true;
       ++tried;
       done += LookBack(wait, /*last=*/true) ? 1 : 0;
     }
