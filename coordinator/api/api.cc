@@ -32,11 +32,11 @@ void Api::Register(http::Router& router) {
   router.Add("GET", "/v1/apps", [this](const Request& r) { return HandleListApps(r); });
   router.Add("POST", "/v1/apps/sync", [this](const Request& r) { return HandleSyncAppUrl(r); });
   router.Add(
-      "POST", "/e/{key}", [this](const Request& r) { return HandleEvents(r, r.param("key")); },
+      "POST", "/e/{key}", [this](const Request& r) { return HandleEvents(r); },
       http::Access::kGuarded, [this](const Request& r) { return RefuseEvents(r, r.param("key")); });
   // Event intake authenticates by its event key instead of the API token.
   router.Add(
-      "POST", "/v1/events", [this](const Request& r) { return HandleEvents(r, r.bearer_token()); },
+      "POST", "/v1/events", [this](const Request& r) { return HandleEvents(r); },
       http::Access::kPublic,
       [this](const Request& r) { return RefuseEvents(r, r.bearer_token()); });
   // SDKs authenticate by the signing key, as on /fn/register.
@@ -44,7 +44,7 @@ void Api::Register(http::Router& router) {
       "POST", "/v1/checkpoint/{id}/async", [this](const Request& r) { return HandleCheckpoint(r); },
       http::Access::kPublic,
       [this](const Request& r) {
-        // Refused before the handler (a large body, Router::Screen): counted as it counts.
+        // Refused before the handler: counted here, as the handler counts its answers.
         auto refused = RefuseCheckpoint(r);
         if (refused) metrics_.CheckpointAnswered("unauthenticated");
         return refused;

@@ -88,7 +88,7 @@ class Api {
   http::Response HandleRegister(const http::Request& req);
   http::Response HandleSyncAppUrl(const http::Request& req);
   http::Response HandleListApps(const http::Request& req);
-  http::Response HandleEvents(const http::Request& req, std::string_view key);
+  http::Response HandleEvents(const http::Request& req);  // its key checked by RefuseEvents
   http::Response HandleCheckpoint(const http::Request& req);
   http::Response HandleSignal(const http::Request& req);
   http::Response HandleListRuns(const http::Request& req);
@@ -121,9 +121,10 @@ class Api {
   // Checks a register body (docs/protocol.md §2.1) and stores the app and its functions.
   Result<SyncOutcome> SyncApp(const store::Json& body);
   bool EventKeyAccepted(std::string_view key) const;
-  // A route's refusal of its caller, from the request line and headers alone: its handler's
-  // first check, and what the server answers before it reads a large body (Router::Screen),
-  // so that a caller without the key cannot hold the bodies' budget. nullopt: accepted.
+  // A route's refusal of its caller, from the request line and headers alone: the router runs
+  // it before the route's handler (Router::Add's `refuse`), and before the server reads a
+  // large body (Router::Screen), so that a caller without the key cannot hold the bodies'
+  // budget. nullopt: accepted.
   std::optional<http::Response> RefuseRegister(const http::Request& req) const;
   std::optional<http::Response> RefuseEvents(const http::Request& req, std::string_view key) const;
   std::optional<http::Response> RefuseCheckpoint(const http::Request& req) const;

@@ -35,8 +35,7 @@ std::optional<Response> Api::RefuseEvents(const Request& req, std::string_view k
   return std::nullopt;
 }
 
-Response Api::HandleEvents(const Request& req, std::string_view key) {
-  if (auto refused = RefuseEvents(req, key)) return std::move(*refused);
+Response Api::HandleEvents(const Request& req) {
   const int64_t now_ms = UnixMillis(clock_.Now());
   auto events = ParseEventBody(
       req.body,

@@ -23,7 +23,6 @@ std::optional<Response> Api::RefuseSignal(const Request& req) const {
 }
 
 Response Api::HandleSignal(const Request& req) {
-  if (auto refused = RefuseSignal(req)) return std::move(*refused);
   auto body = ParseUntrustedJson(req.body, kHostReplyJsonLimits);
   if (!body.ok()) return ErrorResponse(InvalidArgument("body: " + body.status().message()));
   if (!body->is_object()) return ErrorResponse(InvalidArgument("body must be a JSON object"));

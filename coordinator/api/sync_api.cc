@@ -206,7 +206,6 @@ std::optional<Response> Api::RefuseRegister(const Request& req) const {
 }
 
 Response Api::HandleRegister(const Request& req) {
-  if (auto refused = RefuseRegister(req)) return std::move(*refused);
   auto body = http::ParseJsonBody(req.body);
   if (!body.ok()) return RegisterError(400, "invalid_argument", body.status().message());
   auto synced = SyncApp(*body);

@@ -160,6 +160,9 @@ Router::Admission Router::Admit(Request& request) const {
         if (auto refused = p.guard(request)) return {.refused = std::move(refused)};
       }
     }
+    if (route.refuse) {
+      if (auto refused = route.refuse(request)) return {.refused = std::move(refused)};
+    }
     return {.route = &route};
   }
   if (path_matched) {
@@ -186,11 +189,6 @@ Response Router::Handle(Request request) const {
   }
 }
 
-std::optional<Response> Router::Screen(Request request) const {
-  Admission admitted = Admit(request);
-  if (admitted.refused) return std::move(admitted.refused);
-  if (admitted.route->refuse) return admitted.route->refuse(request);
-  return std::nullopt;
-}
+std::optional<Response> Router::Screen(Request request) const { return Admit(request).refused; }
 
 }  // namespace funcky::http

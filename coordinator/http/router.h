@@ -28,8 +28,8 @@ bool HostIsLoopback(const Request& request);
 class Router {
  public:
   // `refuse`: the route's own check of who may call it, from the request line and headers
-  // alone (its handler makes the same check): what Screen answers for it before a body is
-  // read. Routes that take large bodies from callers that authenticate by a key set one.
+  // alone, run after the guards and before the handler, by Handle and by Screen (before a body
+  // is read). Routes that authenticate by a key of their own set one.
   void Add(std::string method, std::string pattern, Handler handler,
            Access access = Access::kGuarded, Guard refuse = nullptr);
   // Every route whose pattern is `prefix` or lies under it ("/v1" covers "/v1/runs/{id}"),
@@ -64,7 +64,8 @@ class Router {
     Access access;
     Guard refuse;  // may be empty
   };
-  // The route `request` is for, its params set; or the response that refuses it.
+  // The route `request` is for, its params set; or the response that refuses it (a guard's
+  // or the route's own refusal among them).
   struct Admission {
     const Route* route = nullptr;
     std::optional<Response> refused;

@@ -294,7 +294,7 @@ TEST_F(ApiThroughRouter, KeyedRoutesRefuseAWrongKeyBeforeTheBody) {
   EXPECT_EQ(screen("/v1/signals", wrong)->status, 401);
   EXPECT_FALSE(
       screen("/v1/signals", {{"Authorization", std::string("Bearer ") + kToken}}).has_value());
-  // The same refusals come from the handlers themselves.
+  // Handle answers the same.
   EXPECT_EQ(Send("POST", "/e/nope", R"({"name":"test/go"})").status, 401);
   EXPECT_EQ(Send("POST", "/fn/register", "{}", wrong).status, 401);
 }
