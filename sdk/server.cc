@@ -34,16 +34,13 @@ bool CallTimedOutWaiting(const ServerRequest& r) {
   return std::chrono::steady_clock::now() - r.read_at > std::chrono::milliseconds(ms);
 }
 
-std::unique_ptr<asio::thread_pool> NewPool(int threads) {
-  return std::make_unique<asio::thread_pool>(static_cast<size_t>(std::max(threads, 1)));
-}
-
 }  // namespace
 
 struct Server::Impl {
   Impl(Server::Handler h, ServerOptions o)
       : options(std::move(o)),
-        pool(NewPool(options.threads)),
+        // At least one thread: start() refuses fewer, but the pool is made before it asks.
+        pool(static_cast<size_t>(std::max(options.threads, 1))),
         work(asio::make_work_guard(io)),
         handler(std::move(h)) {
     HttpServerOptions so;
@@ -62,7 +59,7 @@ struct Server::Impl {
     so.max_body_bytes_in_flight = options.max_body_bytes_in_flight;
     so.tls_cert_file = options.tls_cert_file;
     so.tls_key_file = options.tls_key_file;
-    server = std::make_unique<HttpServer>(io, *pool, so, [this](ServerRequest r) {
+    server = std::make_unique<HttpServer>(io, pool, so, [this](ServerRequest r) {
       if (TargetPath(r.target) != options.path) {
         return ServerResponse{
             404, {{"Content-Type", "application/json"}}, R"({"message":"not found"})"};
@@ -83,7 +80,7 @@ struct Server::Impl {
   }
   ServerOptions options;
   asio::io_context io;
-  std::unique_ptr<asio::thread_pool> pool;
+  asio::thread_pool pool;
   asio::executor_work_guard<asio::io_context::executor_type> work;
   Server::Handler handler;
   std::unique_ptr<HttpServer> server;
@@ -120,7 +117,7 @@ void Server::stop() {
   impl_->work.reset();
   impl_->io.stop();
   impl_->io_thread.join();
-  impl_->pool->join();
+  impl_->pool.join();
 }
 
 void Server::wait_for_signal() {
