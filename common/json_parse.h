@@ -43,6 +43,14 @@ inline constexpr JsonLimits kRequestJsonLimits{.max_depth = 64};
 inline constexpr JsonLimits kHostReplyJsonLimits{.max_depth = 128};
 inline constexpr JsonLimits kCallBodyJsonLimits{
     .max_depth = 256, .max_bytes = 32 << 20, .max_values = 0, .allow_nul = true};
+// What an SDK reads before it knows a coordinator sent it (a call body whose signature did not
+// verify as sent, a reply from the coordinator's URL): a call body's shape, a host reply's
+// count of values, since `{}` takes some twenty-five times its text once parsed.
+inline constexpr JsonLimits kUnverifiedCallBodyJsonLimits{
+    .max_depth = 256,
+    .max_bytes = 32 << 20,
+    .max_values = kHostReplyJsonLimits.max_values,
+    .allow_nul = true};
 
 // Parses `text` as one JSON value. kInvalidArgument for text that is not JSON, is nested
 // deeper than `limits.max_depth`, holds a number outside a double's range (`1e400`, 100k

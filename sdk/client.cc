@@ -55,7 +55,7 @@ Result<nlohmann::json> PostToCoordinator(const ClientOptions& options, std::stri
   req.timeout = std::chrono::seconds(30);
   ASSIGN_OR_RETURN(HttpResponse res, HttpCall(req, {.ca_file = options.ca_file}));
   // A coordinator's reply is small and flat; whatever else answers is held to the limits.
-  auto parsed = ParseUntrustedJson(res.body, kCallBodyJsonLimits);
+  auto parsed = ParseUntrustedJson(res.body, kUnverifiedCallBodyJsonLimits);
   nlohmann::json reply = parsed.ok() ? std::move(*parsed) : nlohmann::json();
   const int status = ReplyStatus(reply, status_if_absent);
   if (res.status == 200 && status == 200) return reply;

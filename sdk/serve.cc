@@ -339,11 +339,7 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
     if (authentic && !signing::VerifySignature(header, request.body, keys, now).ok() &&
         !(FreshSignatureHeader(exact, now) &&
           signing::VerifySignature(exact, request.body, keys, now).ok())) {
-      // Not yet known to be signed: held to a host reply's count of values, as a body made
-      // of `{}` takes some twenty-five times its text once parsed.
-      JsonLimits unverified = kCallBodyJsonLimits;
-      unverified.max_values = kHostReplyJsonLimits.max_values;
-      parsed = ParseUntrustedJson(request.body, unverified);
+      parsed = ParseUntrustedJson(request.body, kUnverifiedCallBodyJsonLimits);
       if (!parsed->ok() && parsed->status().code() == StatusCode::kResourceExhausted) {
         // Said as what it is, not as a bad signature: a coordinator that signs only the
         // canonical form of a body this large cannot call this SDK.

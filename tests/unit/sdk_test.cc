@@ -532,7 +532,7 @@ TEST_F(ServeTest, WithSigningKeyOnlyFreshCorrectSignaturesRun) {
 TEST_F(ServeTest, ABodyNotSignedAsSentIsCheckedCanonicallyOnlyWithinAReplysValues) {
   ServeHandler h = SignedHandler();
   std::string body = R"({"event":{},"steps":{},"ctx":{"attempt":0},"pad":[)";
-  for (size_t i = 0; i < kHostReplyJsonLimits.max_values; ++i) body += "{},";
+  for (size_t i = 0; i < kUnverifiedCallBodyJsonLimits.max_values; ++i) body += "{},";
   body.back() = ']';
   body += "}";
   const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
