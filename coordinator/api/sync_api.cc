@@ -398,6 +398,9 @@ Result<Api::SyncOutcome> Api::SyncApp(const Json& b) {
     record.name =
         fn.contains("name") && fn["name"].is_string() ? fn["name"].get<std::string>() : id;
     record.config = fn;
+    for (const scheduler::CancelOn& on : flow->cancel) {
+      if (on.condition) sync.cancel_rules[id].push_back(on.id);
+    }
     sync.functions.push_back(std::move(record));
   }
   const TimePoint now = clock_.Now();

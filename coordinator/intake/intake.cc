@@ -9,6 +9,7 @@
 
 #include "common/ulid.h"
 #include "coordinator/executor/transition.h"
+#include "coordinator/expr/expr.h"
 #include "coordinator/logging/log.h"
 #include "coordinator/scheduler/fanout.h"
 
@@ -122,6 +123,7 @@ Result<store::NewRun> NewRunFor(const std::string& fn, const FunctionSet& set, c
     run.throttle = std::move(keys->throttle);
     run.debounce = std::move(keys->debounce);
     run.batch = std::move(keys->batch);
+    run.cancel_keys = std::move(keys->cancel_keys);
   }
   return run;
 }
@@ -512,6 +514,10 @@ bool Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionS
   // not the event's to cancel, and the timeout counts to when it came. So it may be done
   // again later (the sweep) and cancel the same runs.
   const int64_t at_ms = event.received_at_ms;
+  // The keys a rule's runs may have to be cancelled by it (CancelCandidates); with more
+  // fields than expr::IndexKeys keys, a run's key may not be among them: every run is read.
+  std::vector<std::string> keys;
+  const bool keyed = expr::IndexKeys(event.payload, &keys);
   bool done = true;
   for (const auto& [fn_id, flow] : set.flows) {
     for (const scheduler::CancelOn& on : flow.cancel) {
@@ -519,7 +525,10 @@ bool Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionS
       // Page by page, to the last: a function may have more runs than a page holds (many
       // sleeping for days is what cancel_on is for).
       for (std::string after;;) {
-        auto runs = store_.ActiveRuns(fn_id, at_ms, after, kActiveRunsPage);
+        auto runs = on.condition && keyed ? store_.CancelCandidates(fn_id, on.id, keys, at_ms,
+                                                                    at_ms - on.timeout.count(),
+                                                                    after, kActiveRunsPage)
+                                          : store_.ActiveRuns(fn_id, at_ms, after, kActiveRunsPage);
         if (!runs.ok()) {
           logging::Error({.function_id = fn_id}, "cancel_on of {}: listing runs failed: {}", fn_id,
                          runs.status().ToString());
@@ -577,23 +586,31 @@ Result<std::string> Intake::Replay(const std::string& run_id, const std::string&
   ASSIGN_OR_RETURN(store::RunRecord run, store_.GetRun(run_id));
   ASSIGN_OR_RETURN(store::EventRecord event, store_.GetEvent(run.event_id));
   ASSIGN_OR_RETURN(auto set, FunctionsWith(run.function_id));
-  // A function a sync dropped is archived: its runs go on to their ends, but it starts no new
-  // one (its hosts may no longer have it).
-  if (!set->Find(run.function_id)) {
-    return FailedPrecondition("function \"" + run.function_id +
-                              "\" is no longer in its app's last sync; its runs cannot be "
-                              "replayed until a sync lists it again");
-  }
   const TimePoint now = clock_.Now();
-  ASSIGN_OR_RETURN(store::NewRun replay,
-                   NewRunFor(run.function_id, *set, event.payload, UnixMillis(now)));
-  // An operator's replay is not gated by idempotency, rateLimit or singleton.
-  replay.rate.reset();
-  replay.singleton.reset();
-  if (run.event_ids.size() > 1) replay.events_of = run.id;  // a batch's: all its events
   const store::ReplayKey key{run_id, idempotency_key};
-  ASSIGN_OR_RETURN(std::string started, store_.StartRun(event.internal_id, replay, now,
-                                                        idempotency_key.empty() ? nullptr : &key));
+  store::NewRun replay;
+  Result<std::string> made = Aborted("not started");
+  // Made from the set loaded here, which a sync may change meanwhile: the store refuses the
+  // start then (kAborted), and the run is made again from the set as it is now (Ingest).
+  for (int tries = 1;; ++tries) {
+    // A function a sync dropped is archived: its runs go on to their ends, but it starts no
+    // new one (its hosts may no longer have it).
+    if (!set->Find(run.function_id)) {
+      return FailedPrecondition("function \"" + run.function_id +
+                                "\" is no longer in its app's last sync; its runs cannot be "
+                                "replayed until a sync lists it again");
+    }
+    ASSIGN_OR_RETURN(replay, NewRunFor(run.function_id, *set, event.payload, UnixMillis(now)));
+    // An operator's replay is not gated by idempotency, rateLimit or singleton.
+    replay.rate.reset();
+    replay.singleton.reset();
+    if (run.event_ids.size() > 1) replay.events_of = run.id;  // a batch's: all its events
+    made = store_.StartRun(event.internal_id, replay, now, idempotency_key.empty() ? nullptr : &key,
+                           set->generation);
+    if (made.status().code() != StatusCode::kAborted || tries == kIngestTries) break;
+    ASSIGN_OR_RETURN(set, Functions(/*refresh=*/true));
+  }
+  ASSIGN_OR_RETURN(std::string started, std::move(made));
   if (started != replay.run_id) {
     logging::Info({.run_id = started, .function_id = run.function_id},
                   "run {} replayed run {} with this idempotency key already; not replayed again",

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "common/crypto.h"
 #include "common/duration.h"
 
 namespace funcky::scheduler {
@@ -512,6 +513,7 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
       CancelOn on{c["event"].get<std::string>(), nullptr, std::chrono::hours(24 * 366)};
       if (auto e = c.find("if"); e != c.end() && !e->is_null()) {
         ASSIGN_OR_RETURN(on.condition, KeyExpression(*e, where + ".if", {"event", "async"}));
+        on.id = crypto::Sha256Hex(on.event + '\n' + on.condition->source()).substr(0, 32);
       }
       if (auto t = c.find("timeout"); t != c.end() && !t->is_null()) {
         auto d =
@@ -630,6 +632,12 @@ Result<RunKeys> EvaluateKeys(const FlowControl& flow, const Json& event) {
   if (flow.batch && (!flow.batch->condition || flow.batch->condition->Matches(vars))) {
     keys.batch =
         store::BatchGate{GateKey(flow.batch->key, vars), flow.batch->max_size, flow.batch->timeout};
+  }
+  for (const CancelOn& on : flow.cancel) {
+    if (!on.condition) continue;  // it cancels every run: a cancelling event reads them all
+    const bool twin = std::any_of(keys.cancel_keys.begin(), keys.cancel_keys.end(),
+                                  [&](const store::CancelKey& k) { return k.rule == on.id; });
+    if (!twin) keys.cancel_keys.push_back({on.id, on.condition->RequiredKey("async", vars)});
   }
   if (!flow.lane_key) return keys;
   ASSIGN_OR_RETURN(

@@ -49,6 +49,9 @@ struct CancelOn {
   std::string event;                                  // name or wildcard pattern
   std::shared_ptr<const expr::Expression> condition;  // over `event` (the run's) and `async`
   std::chrono::milliseconds timeout;                  // after the run started; default 1 year
+  // With a condition: the rule as its runs' cancel keys name it (store::CancelKey::rule), a
+  // digest of its event and its `if`: the same rule has the same id in every sync.
+  std::string id;
 };
 
 // `{cron, jitter?}`: a schedule, and how much later than its tick each run may start (each
@@ -176,6 +179,8 @@ struct RunKeys {
   std::optional<store::ThrottleGate> throttle;
   std::optional<store::DebounceGate> debounce;
   std::optional<store::BatchGate> batch;  // null also when the event's `if` is false
+  // One for each cancel rule with a condition (store::NewRun::cancel_keys), by CancelOn::id.
+  std::vector<store::CancelKey> cancel_keys;
 };
 // The value of a `priority.run` expression as whole seconds: a number truncated toward zero
 // and clamped to ±kMaxPrioritySeconds; anything else (a string, null, an error) is 0.

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -81,6 +82,10 @@ struct AppRecord {
 struct AppSync {
   AppRecord app;  // created_at_ms is kept from the first sync
   std::vector<FunctionRecord> functions;
+  // Function id → the scheduler::CancelRuleId of each of its cancel rules with an `if`. A
+  // sync that changes the functions gives each active run of theirs without a key for a rule
+  // (made before the rule was) an unset one (CancelKey::key), in its transaction.
+  std::map<std::string, std::vector<std::string>> cancel_rules;
 };
 
 struct SyncResult {
@@ -199,6 +204,17 @@ inline constexpr std::chrono::milliseconds kMaxBatchTimeout{60 * 1000};
 
 struct StartedCalls;
 
+// A run's key for one cancel rule of its function (its `cancel` entry with an `if`), written
+// with the run: an event the rule names looks up the runs its keys (expr::IndexKeys) may cancel
+// instead of reading every active run of the function.
+struct CancelKey {
+  std::string rule;  // scheduler::CancelRuleId of the entry
+  // expr::Expression::RequiredKey of the `if` over `async` with the run's event known: the key
+  // an event must have to cancel the run. Unset when the `if` requires none of it: the run is
+  // looked at for every event of the rule.
+  std::optional<std::string> key;
+};
+
 struct NewRun {
   std::string run_id;  // ULID
   std::string function_id;
@@ -240,6 +256,9 @@ struct NewRun {
   // The ingesting coordinator may make the run's first call itself, at once (IngestEvents'
   // `start`): no limit of the function counts its calls in flight.
   bool may_start_here = false;
+  // One for each of the function's cancel rules with an `if` (CancelCandidates). A debounced
+  // run's keys are replaced with those of the event that joins it.
+  std::vector<CancelKey> cancel_keys;
 };
 
 // Why an event started no run of a sequence lane.
@@ -883,9 +902,12 @@ class RunControl {
   // would: queued now, or behind its lane; returns its id. With `key`, the run a start with
   // that key (for that replayed run) started before, if there is one: nothing new is started
   // (ReplayKey). kNotFound when there is no such event, or no run `run.events_of` (or
-  // `key->run_id`), also when retention (DeleteExpired) deletes it at the same time.
+  // `key->run_id`), also when retention (DeleteExpired) deletes it at the same time. With
+  // `functions_generation` (`run` was made from the function set of that generation),
+  // kAborted, starting nothing, when a sync has changed the set since (IngestEvents).
   virtual Result<std::string> StartRun(const std::string& event_internal_id, const NewRun& run,
-                                       TimePoint now, const ReplayKey* key) = 0;
+                                       TimePoint now, const ReplayKey* key,
+                                       std::optional<int64_t> functions_generation = {}) = 0;
   Status StartRun(const std::string& event_internal_id, const NewRun& run, TimePoint now) {
     return StartRun(event_internal_id, run, now, nullptr).status();
   }
@@ -902,6 +924,13 @@ class RunControl {
   virtual Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id,
                                                     int64_t before_ms,
                                                     const std::string& after_run_id, int limit) = 0;
+  // The runs of ActiveRuns(function_id, before_ms, …) created at `created_from_ms` or later
+  // that have a CancelKey for `rule` whose key is one of `keys` or unset: those an event with
+  // those expr::IndexKeys (all of them) may cancel by the rule. Paged as ActiveRuns. The keys
+  // of ended runs it comes across are deleted.
+  virtual Result<std::vector<ActiveRun>> CancelCandidates(
+      const std::string& function_id, const std::string& rule, const std::vector<std::string>& keys,
+      int64_t before_ms, int64_t created_from_ms, const std::string& after_run_id, int limit) = 0;
 
   // The run-end outbox. Every transaction that ends a run (completed, failed, cancelled)
   // also records the run here; the end is announced after commit and then acknowledged.

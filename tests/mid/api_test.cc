@@ -1,13 +1,17 @@
 // The HTTP API through Router::Handle, without sockets: the real handlers, intake and
 // metrics over a SQLite store in a temporary file.
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/clock.h"
 #include "common/signing.h"
+#include "common/ulid.h"
 #include "coordinator/api/api.h"
 #include "coordinator/executor/call.h"
 #include "coordinator/http/router.h"
@@ -272,6 +276,74 @@ TEST_F(ApiThroughRouter, ASyncRefusesStepFieldsFunckyDoesNotImplementNamingThem)
   Response ok = sync(unset);
   EXPECT_EQ(ok.status, 200) << ok.body;
   EXPECT_THAT(Send("GET", "/v1/functions").body, HasSubstr("other-fn"));
+}
+
+// A cancel rule whose `if` requires the cancelling event's field to equal the run's keys each
+// run by its value as the run is made, and a cancelling event reads the runs of its own values'
+// keys (store::CancelCandidates), not every active run of the function. A run made before a
+// sync added the rule is cancelled by it too (the sync keyed it for every event of the rule); a
+// run whose value is no key (an object) is read for every event and cancelled by none here.
+TEST_F(ApiThroughRouter, AKeyedCancelRuleCancelsTheRunsOfTheEventsValueFoundByKey) {
+  Serve({});
+  auto sync = [&](const Json& cancel) {
+    Json fn = {
+        {"id", "other-fn"},
+        {"triggers", Json::array({{{"event", "test/start"}}})},
+        {"steps", {{"step", {{"id", "step"}, {"runtime", {{"url", "http://127.0.0.1:9/api"}}}}}}}};
+    if (!cancel.is_null()) fn["cancel"] = cancel;
+    Json app = {
+        {"appName", "other"}, {"url", "http://127.0.0.1:9/api"}, {"functions", Json::array({fn})}};
+    Response r = Send("POST", "/fn/register", app.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+  };
+  auto send = [&](const std::string& name, Json user) {
+    Response r = Send("POST", "/e/any-key",
+                      Json{{"name", name}, {"data", {{"user", std::move(user)}}}}.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    clock_.Advance(std::chrono::milliseconds(1));
+  };
+  // The status of each run of other-fn by its event's data.user.
+  auto statuses = [&] {
+    std::map<std::string, std::vector<std::string>> out;
+    auto runs = store_->ListRuns({.function_id = "other-fn", .limit = 100});
+    EXPECT_THAT(runs, IsOk());
+    if (!runs.ok()) return out;
+    for (const store::RunRecord& run : *runs) {
+      auto event = store_->GetEvent(run.event_id);
+      EXPECT_THAT(event, IsOk());
+      if (event.ok()) out[event->payload["data"]["user"].dump()].push_back(run.status);
+    }
+    for (auto& [user, list] : out) std::sort(list.begin(), list.end());
+    return out;
+  };
+  sync(nullptr);
+  send("test/start", "u1");  // made before the rule
+  sync(Json::array({{{"event", "test/stop"}, {"if", "async.data.user == event.data.user"}}}));
+  send("test/start", "u1");
+  send("test/start", "u2");
+  send("test/start", {{"id", "u1"}});
+  // A run made without its keys, as only a write around the intake could: the cancelling event
+  // does not read it (it would, were every run read).
+  store::NewEvent unkeyed;
+  unkeyed.event.internal_id = NewUlid(UnixMillis(clock_.Now()));
+  unkeyed.event.id = unkeyed.event.internal_id;
+  unkeyed.event.name = "test/start";
+  unkeyed.event.payload = {{"name", "test/start"}, {"data", {{"user", "unkeyed u1"}}}};
+  unkeyed.event.received_at_ms = UnixMillis(clock_.Now());
+  unkeyed.runs.push_back({.run_id = NewUlid(UnixMillis(clock_.Now())), .function_id = "other-fn"});
+  ASSERT_THAT(store_->IngestEvents({unkeyed}, clock_.Now(), nullptr), IsOk());
+  clock_.Advance(std::chrono::milliseconds(1));
+  // Its `if` matches it all the same.
+  send("test/stop", "unkeyed u1");
+  send("test/stop", "u1");
+  using List = std::vector<std::string>;
+  const std::map<std::string, List> want = {{"\"u1\"", List{store::kCancelled, store::kCancelled}},
+                                            {"\"u2\"", List{store::kQueued}},
+                                            {R"({"id":"u1"})", List{store::kQueued}},
+                                            {"\"unkeyed u1\"", List{store::kQueued}}};
+  EXPECT_EQ(statuses(), want);
+  send("test/stop", "u2");
+  EXPECT_EQ(statuses()["\"u2\""], List{store::kCancelled});
 }
 
 // The routes that take bodies from callers with a key answer a wrong or missing key from the

@@ -268,11 +268,30 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     db_ = faulty.get();
     store_ = std::make_unique<SqlStore>(std::move(faulty));
     ASSERT_THAT(store_->Migrate(), IsOk());
+    ASSERT_THAT(store_->SyncApp(AppOfTheTests("sum")), IsOk());
+  }
+
+  // The app every test has, synced with `checksum`.
+  static AppSync AppOfTheTests(const std::string& checksum) {
     AppSync sync;
-    sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", "sum", 0, 0};
+    sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", checksum, 0, 0};
     sync.functions = {Fn("app-plain"),       Fn("app-ordered"), Fn("app-limited", 2),
                       Fn("app-keyed", 0, 2), Fn("app-one", 1),  Fn("app-two-keys", 0, 2, 3)};
-    ASSERT_THAT(store_->SyncApp(sync), IsOk());
+    return sync;
+  }
+
+  // The ids of CancelCandidates of app-plain (one page of up to 10).
+  std::vector<std::string> CandidateIds(const std::string& rule,
+                                        const std::vector<std::string>& keys, int64_t before_ms,
+                                        int64_t created_from_ms = 0) {
+    std::vector<std::string> out;
+    auto runs =
+        store_->CancelCandidates("app-plain", rule, keys, before_ms, created_from_ms, "", 10);
+    EXPECT_THAT(runs, IsOk());
+    if (runs.ok()) {
+      for (const ActiveRun& r : *runs) out.push_back(r.run_id);
+    }
+    return out;
   }
 
   static FunctionRecord Fn(std::string id, int limit = 0, int key_limit = 0, int key_limit2 = 0) {
@@ -4164,6 +4183,225 @@ TEST_P(StoreConformance, ActiveRunsAreThoseCreatedForEventsReceivedBeforeTheBoun
   ASSERT_THAT(page, IsOk());
   ASSERT_EQ(page->size(), 1u);
   EXPECT_EQ((*page)[0].run_id, all[2]);
+}
+
+// A run's cancel keys (NewRun::cancel_keys), written with it (a plain run, one made as a gated
+// run is, a replay): CancelCandidates finds the runs of the function and rule whose key is one
+// of the event's or unset, made before the bound and not before `created_from_ms`, page by
+// page; not an ended run, whose keys it deletes. A replay made from a function set a sync has
+// changed since is refused and makes nothing.
+TEST_P(StoreConformance, CancelCandidatesAreTheRunsWithOneOfTheEventsKeysOrNone) {
+  auto start = [&](const std::string& fn, std::vector<CancelKey> keys, bool gated = false) {
+    NewEvent ne = Event("test/e");
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), fn};
+    run.cancel_keys = std::move(keys);
+    if (gated) run.timeouts = RunTimeouts{.finish = 1h};
+    ne.runs.push_back(run);
+    EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+    clock_.Advance(1ms);
+    return run.run_id;
+  };
+  auto keys_of = [&](const std::string& run_id) {
+    int64_t n = -1;
+    EXPECT_THAT(db_->Transact([&](sql::Tx& tx) {
+      n = tx.Count("SELECT count(*) FROM run_cancel_keys WHERE run_id = $1", {run_id});
+      return Status::Ok();
+    }),
+                IsOk());
+    return n;
+  };
+  const std::string ended = start("app-plain", {{"r1", "k=a"}});
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_THAT(End(items[0]), IsOk());
+  const std::string a = start("app-plain", {{"r1", "k=a"}});
+  const std::string b = start("app-plain", {{"r1", "k=b"}, {"r2", "k=a"}}, /*gated=*/true);
+  const std::string none = start("app-plain", {{"r1", std::nullopt}});
+  const std::string other_rule = start("app-plain", {{"r2", "k=a"}});
+  start("app-ordered", {{"r1", "k=a"}});  // another function's
+  const std::string keyless = start("app-plain", {});
+  auto a_run = store_->GetRun(a);
+  ASSERT_THAT(a_run, IsOk());
+  const NewRun replay{.run_id = NewUlid(UnixMillis(clock_.Now())),
+                      .function_id = "app-plain",
+                      .cancel_keys = {{"r1", "k=b"}}};
+  auto generation = store_->FunctionGeneration();
+  ASSERT_THAT(generation, IsOk());
+  EXPECT_EQ(store_->StartRun(a_run->event_id, replay, clock_.Now(), nullptr, *generation - 1)
+                .status()
+                .code(),
+            StatusCode::kAborted);
+  EXPECT_EQ(store_->GetRun(replay.run_id).status().code(), StatusCode::kNotFound);
+  ASSERT_THAT(store_->StartRun(a_run->event_id, replay, clock_.Now(), nullptr, *generation),
+              IsOk());
+  clock_.Advance(1ms);
+  const int64_t now_ms = UnixMillis(clock_.Now());
+
+  auto sorted = [](std::vector<std::string> ids) {
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  };
+  EXPECT_EQ(CandidateIds("r1", {"k=a"}, now_ms), sorted({a, none}));
+  EXPECT_EQ(CandidateIds("r1", {"k=b"}, now_ms), sorted({b, none, replay.run_id}));
+  EXPECT_EQ(CandidateIds("r1", {"k=a", "k=b", "k=c"}, now_ms), sorted({a, b, none, replay.run_id}));
+  EXPECT_EQ(CandidateIds("r1", {}, now_ms), std::vector<std::string>{none});
+  EXPECT_EQ(CandidateIds("r2", {"k=a"}, now_ms), sorted({b, other_rule}));
+  EXPECT_THAT(CandidateIds("r3", {"k=a"}, now_ms), ::testing::IsEmpty());
+  // The bounds: made before `before_ms`, not before `created_from_ms`.
+  auto b_run = store_->GetRun(b);
+  ASSERT_THAT(b_run, IsOk());
+  EXPECT_EQ(CandidateIds("r1", {"k=a", "k=b"}, b_run->created_at_ms), std::vector<std::string>{a});
+  EXPECT_EQ(CandidateIds("r1", {"k=a", "k=b"}, now_ms, b_run->created_at_ms),
+            sorted({b, none, replay.run_id}));
+  // Page by page, in run id order.
+  const std::vector<std::string> all = sorted({a, b, none, replay.run_id});
+  auto page = store_->CancelCandidates("app-plain", "r1", {"k=a", "k=b"}, now_ms, 0, "", 3);
+  ASSERT_THAT(page, IsOk());
+  ASSERT_EQ(page->size(), 3u);
+  EXPECT_EQ((*page)[2].run_id, all[2]);
+  EXPECT_EQ((*page)[0].event["name"], "test/e");
+  page =
+      store_->CancelCandidates("app-plain", "r1", {"k=a", "k=b"}, now_ms, 0, (*page)[2].run_id, 3);
+  ASSERT_THAT(page, IsOk());
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].run_id, all[3]);
+  // The ended run is not among them, and its keys went as it was come across.
+  EXPECT_EQ(keys_of(ended), 0);
+  EXPECT_EQ(keys_of(b), 2);
+  EXPECT_EQ(keys_of(keyless), 0);
+}
+
+// A sync that changes the functions gives each active run made before one of their cancel rules
+// was (no key for it) an unset key for that rule, so that the rule's events look at it; a run
+// keyed for the rule keeps its key, an ended run gets none, and a later sync adds nothing again.
+TEST_P(StoreConformance, ASyncGivesTheRunsMadeBeforeACancelRuleAnUnsetKeyForIt) {
+  auto start = [&](std::vector<CancelKey> keys) {
+    NewEvent ne = Event("test/e");
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+    run.cancel_keys = std::move(keys);
+    ne.runs.push_back(run);
+    EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+    clock_.Advance(1ms);
+    return run.run_id;
+  };
+  start({});  // ended before the sync
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_THAT(End(items[0]), IsOk());
+  const std::string before = start({});
+  const std::string keyed = start({{"r1", "k=a"}});
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  auto found = [&](const std::string& rule, const std::string& key) {
+    return CandidateIds(rule, {key}, now_ms);
+  };
+  ASSERT_THAT(found("r1", "k=b"), ::testing::IsEmpty());
+  AppSync sync = AppOfTheTests("sum-2");
+  sync.cancel_rules["app-plain"] = {"r1", "r2"};
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  EXPECT_EQ(found("r1", "k=b"), std::vector<std::string>{before});
+  EXPECT_EQ(found("r1", "k=a"), (std::vector<std::string>{before, keyed}));
+  EXPECT_EQ(found("r2", "k=b"), (std::vector<std::string>{before, keyed}));
+  EXPECT_THAT(found("r3", "k=b"), ::testing::IsEmpty());
+  int64_t rows = 0;
+  auto count = [&] {
+    EXPECT_THAT(db_->Transact([&](sql::Tx& tx) {
+      rows = tx.Count("SELECT count(*) FROM run_cancel_keys");
+      return Status::Ok();
+    }),
+                IsOk());
+    return rows;
+  };
+  EXPECT_EQ(count(), 4) << "before: r1 and r2; keyed: r1 as it was, r2; the ended run none";
+  sync.app.checksum = "sum-3";
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  EXPECT_EQ(count(), 4);
+}
+
+// An ingest made from the function set before a sync that adds a cancel rule, in flight when
+// the sync comes, holds the sync back until it commits (PostgreSQL: the generation's row, read
+// FOR SHARE; SQLite: the database): the sync then gives its run the unset key. Without the lock
+// the sync committed meanwhile, the run came after it with no key, and the rule's events never
+// read it.
+TEST_P(StoreConformance, ASyncAddingACancelRuleWaitsForAnIngestInFlightAndKeysItsRun) {
+  auto generation = store_->FunctionGeneration();
+  ASSERT_THAT(generation, IsOk());
+  NewEvent ne = Event("test/e");
+  ne.event.id = "its-own-id";  // an ingest in several round trips, not one flight
+  ne.runs.push_back({.run_id = NewUlid(UnixMillis(clock_.Now())), .function_id = "app-plain"});
+  db_->pause_next_before_commit = true;
+  Result<std::vector<IngestedEvent>> ingested = Unavailable("not run");
+  std::thread ingest(
+      [&] { ingested = store_->IngestEvents({ne}, clock_.Now(), nullptr, nullptr, *generation); });
+  while (!db_->paused) std::this_thread::sleep_for(1ms);
+  AppSync sync = AppOfTheTests("sum-2");
+  sync.cancel_rules["app-plain"] = {"r1"};
+  std::atomic<bool> synced = false;
+  Result<SyncResult> result = Unavailable("not run");
+  std::thread syncing([&] {
+    result = store_->SyncApp(sync);
+    synced = true;
+  });
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(synced) << "the sync did not wait for the ingest in flight";
+  db_->Release();
+  ingest.join();
+  syncing.join();
+  ASSERT_THAT(ingested, IsOk());
+  ASSERT_THAT(result, IsOk());
+  clock_.Advance(1ms);
+  EXPECT_EQ(CandidateIds("r1", {"k=x"}, UnixMillis(clock_.Now())),
+            std::vector<std::string>{ne.runs[0].run_id});
+}
+
+// A run whose debounce a later event joins is that event's run: its cancel keys are the later
+// event's.
+TEST_P(StoreConformance, ADebouncedRunsCancelKeysAreThoseOfItsLastEvent) {
+  auto send = [&](const std::string& key) {
+    NewEvent ne = Event("test/debounce");
+    ne.event.payload["ts"] = UnixMillis(clock_.Now());
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+    run.debounce = DebounceGate{"d", 60s, std::nullopt, UnixMillis(clock_.Now())};
+    run.cancel_keys = {{"r1", key}};
+    ne.runs.push_back(run);
+    EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+    clock_.Advance(1s);
+    return run.run_id;
+  };
+  const std::string run = send("k=first");
+  send("k=second");  // joins it
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  EXPECT_THAT(CandidateIds("r1", {"k=first"}, now_ms), ::testing::IsEmpty());
+  EXPECT_EQ(CandidateIds("r1", {"k=second"}, now_ms), std::vector<std::string>{run});
+}
+
+// Runs made before cancel keys were (the migration that adds them) are looked at by every
+// rule of their function: a key '*' each, for the active ones only.
+TEST_P(StoreConformance, TheCancelKeysMigrationKeysTheActiveRunsForEveryRule) {
+  Start("app-plain");  // ended before the migration
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_THAT(End(items[0]), IsOk());
+  const std::string active = Start("app-plain");
+  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+    tx.Exec("DROP TABLE run_cancel_keys");
+    tx.Exec("DELETE FROM schema_migrations WHERE name LIKE '%_run_cancel_keys'");
+    return Status::Ok();
+  }),
+              IsOk());
+  ASSERT_THAT(store_->Migrate(), IsOk());
+  int64_t rows = 0;
+  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+    rows = tx.Count("SELECT count(*) FROM run_cancel_keys WHERE rule = '*' AND key IS NULL");
+    return Status::Ok();
+  }),
+              IsOk());
+  EXPECT_EQ(rows, 1) << "the active run's, not the ended one's";
+  clock_.Advance(1ms);
+  for (const std::string rule : {"r1", "r2"}) {
+    EXPECT_EQ(CandidateIds(rule, {"k=a"}, UnixMillis(clock_.Now())),
+              std::vector<std::string>{active})
+        << rule;
+  }
 }
 
 TEST_P(StoreConformance, RetentionDeletesOnlyOldFinishedRunsAndEventsNoRunNeeds) {

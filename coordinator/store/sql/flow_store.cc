@@ -261,6 +261,17 @@ void RecordTimeouts(Tx& tx, const NewRun& run, int64_t start_from_ms) {
       {run.run_id, start_deadline, finish_after});
 }
 
+void RecordCancelKeys(Tx& tx, const std::string& run_id, const std::vector<CancelKey>& keys,
+                      bool replace) {
+  if (replace) tx.Send("DELETE FROM run_cancel_keys WHERE run_id = $1", {run_id});
+  for (const CancelKey& k : keys) {
+    tx.Send(
+        "INSERT INTO run_cancel_keys (run_id, function_id, rule, key) "
+        "SELECT id, function_id, $2, $3 FROM runs WHERE id = $1 ON CONFLICT DO NOTHING",
+        {run_id, k.rule, k.key});
+  }
+}
+
 namespace {
 
 // Runs past a deadline: not started by start_deadline_ms, or started and not finished
@@ -374,6 +385,8 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
   RecordSkip(tx, r[0].Text(2), run, kSkipDebounce, gate.key, now_ms);
   tx.Send("UPDATE runs SET event_id = $2, throttle_slot_ms = $3 WHERE id = $1",
           {pending, event_id, due});
+  // Its event is the joining one: a cancel_on event finds it by that one's keys.
+  RecordCancelKeys(tx, pending, run.cancel_keys, /*replace=*/true);
   tx.Send("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {pending, due});
   // Its timeouts.start counts from when the debounce is due (RecordTimeouts).
   if (run.timeouts && run.timeouts->start) {

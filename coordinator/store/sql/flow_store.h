@@ -67,6 +67,11 @@ std::vector<std::pair<int64_t, int64_t>> PaceStarts(sql::Tx& tx, std::vector<Que
 // Inngest, where the run is created then).
 void RecordTimeouts(sql::Tx& tx, const NewRun& run, int64_t start_from_ms);
 
+// Records `keys` (NewRun::cancel_keys) as those of the run `run_id`, if it exists, in place of
+// any it had with `replace` (a debounced run whose event a later one replaced).
+void RecordCancelKeys(sql::Tx& tx, const std::string& run_id, const std::vector<CancelKey>& keys,
+                      bool replace = false);
+
 // Up to `limit` runs past a deadline at `now_ms`, and forgets the deadlines of ended runs.
 std::vector<std::string> DueTimeouts(sql::Tx& tx, int64_t now_ms, int limit);
 // An EXISTS that is true when DueTimeouts at $1 (now, in ms) has something to do: a run past a

@@ -82,6 +82,16 @@ constexpr const char* kFunctionColumns =
 constexpr int kFunctionColumnCount = 9;
 // The function set's generation (AppRegistry::FunctionGeneration).
 constexpr const char* kFunctionGeneration = "SELECT generation FROM function_generation";
+// The same read by a transaction that makes runs from the set: the row locked against a sync's
+// update of it (SyncApp), so that a run either is made and committed before the sync reads the
+// runs it gives cancel keys, or sees the sync's generation and is made again from the new set.
+constexpr const char* kFunctionGenerationShared =
+    "SELECT generation FROM function_generation {FOR SHARE}";
+
+// Whether the function set is still of `generation`, read as kFunctionGenerationShared.
+bool SameFunctionGeneration(Tx& tx, int64_t generation) {
+  return tx.Count(kFunctionGenerationShared) == generation;
+}
 
 FunctionRecord ReadFunction(const Row& row, int offset = 0) {
   FunctionRecord f;
@@ -937,6 +947,10 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
     }
     Rows existing = tx.Query("SELECT checksum FROM apps WHERE id = $1", {app.id});
     const bool modified = existing.empty() || existing[0].Text(0) != app.checksum;
+    // First: the transactions that make runs from the set read its generation locked
+    // (kFunctionGenerationShared), so from here those made from the old set have committed and
+    // later ones see the new generation when this commits.
+    if (modified) tx.Send("UPDATE function_generation SET generation = generation + 1");
     tx.Send(
         "INSERT INTO apps (id, url, sdk, framework, checksum, created_at_ms, synced_at_ms) "
         "VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, "
@@ -961,7 +975,18 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
           "UPDATE functions SET archived = true, updated_at_ms = $3 "
           "WHERE app_id = $1 AND NOT archived AND id NOT IN @list($2)",
           {app.id, ListValue(ids), app.synced_at_ms});
-      tx.Send("UPDATE function_generation SET generation = generation + 1");
+      // A run made before one of its function's cancel rules was has no key for it: an unset
+      // one, so that the rule's events look at it (CancelCandidates).
+      for (const auto& [function_id, rules] : sync.cancel_rules) {
+        for (const std::string& rule : rules) {
+          tx.Send(
+              "INSERT INTO run_cancel_keys (run_id, function_id, rule, key) "
+              "SELECT r.id, r.function_id, $2, NULL FROM runs r WHERE r.function_id = $1 AND "
+              "r.status NOT IN ('completed', 'failed', 'cancelled') AND NOT EXISTS (SELECT 1 "
+              "FROM run_cancel_keys k WHERE k.run_id = r.id AND k.rule IN ($2, '*'))",
+              {function_id, rule});
+        }
+      }
     }
     return SyncResult{modified};
   });
@@ -1029,10 +1054,10 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     // callback, which may outlive this frame if a later statement fails.
     auto generation = std::make_shared<std::optional<int64_t>>();
     if (functions_generation && one_flight) {
-      tx.Require(std::string(kFunctionGeneration) + " WHERE generation = $1",
+      tx.Require(std::string(kFunctionGeneration) + " WHERE generation = $1 {FOR SHARE}",
                  {*functions_generation}, 1, [](Rows) {});
     } else if (functions_generation) {
-      tx.QueryLater(kFunctionGeneration, {}, [generation](Rows rows) {
+      tx.QueryLater(kFunctionGenerationShared, {}, [generation](Rows rows) {
         if (!rows.empty()) *generation = rows[0].Int(0);
       });
     }
@@ -1074,7 +1099,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     }
     if (functions_generation && !one_flight) {
       // Read by now (results come in the order sent), unless no query went since.
-      if (!*generation) *generation = tx.Count(kFunctionGeneration);
+      if (!*generation) *generation = tx.Count(kFunctionGenerationShared);
       if (**generation != *functions_generation) {
         // The group rolls back what this wrote (a write's failure): nothing is stored.
         return Aborted("the functions changed since the events were matched against them");
@@ -1084,8 +1109,9 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     // time): inserted together once every event is through.
     std::vector<const NewRun*> plain;
     std::vector<sql::Value> plain_rows;
-    std::vector<bool> plain_here;    // started here (StartedCalls)
-    std::vector<bool> plain_behind;  // behind its lane's head
+    std::vector<bool> plain_here;               // started here (StartedCalls)
+    std::vector<bool> plain_behind;             // behind its lane's head
+    std::vector<sql::Value> plain_cancel_keys;  // their CancelKeys' rows
     int started_here = 0;
     const std::string lane_token = start ? crypto::HexEncode(crypto::RandomBytes(12)) : "";
     if (start) {  // the body may run twice (InGroup)
@@ -1177,6 +1203,10 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
               {run.run_id, run.function_id, e.internal_id, run.concurrency_key, now_ms,
                run.concurrency_key2, run.priority_s, here ? kRunning : kQueued,
                here ? sql::Value(now_ms) : sql::Value(nullptr), run.lane_key, lane_seq});
+          for (const CancelKey& k : run.cancel_keys) {
+            plain_cancel_keys.insert(plain_cancel_keys.end(),
+                                     {run.run_id, run.function_id, k.rule, k.key});
+          }
         } else if (!run.debounce) {
           // A lane's run of a function no limit counts may start here if its lane is free.
           StartedLaneHead head{lane_token, start ? start->lease.count() : 0, std::nullopt};
@@ -1195,6 +1225,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
         RecordTimeouts(tx, run,
                        std::max(run.debounce ? DebounceDue(run, now_ms, now_ms) : now_ms,
                                 run.start_at_ms.value_or(now_ms)));
+        RecordCancelKeys(tx, run.run_id, run.cancel_keys);
         if (run.batch) StartBatch(tx, e.internal_id, event_bytes, run, now_ms);
         // Work for any coordinator, unless its first call is leased here or not queued yet.
         queued = queued || !unclaimable;
@@ -1212,6 +1243,10 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
            CreatePlainRuns(tx, plain, plain_rows, plain_here, plain_behind, now_ms, start)) {
         started.push_back(std::move(id));
       }
+    }
+    if (!plain_cancel_keys.empty()) {
+      tx.SendRows("INSERT INTO run_cancel_keys (run_id, function_id, rule, key)",
+                  "($1, $2, $3, $4)", plain_cancel_keys);
     }
     ExtendLanes(tx, *tails, now_ms);
     if (start) ReadStartedStatesLater(tx, std::move(started), start);
@@ -3043,7 +3078,8 @@ std::optional<std::string> ReplayOfKey(Tx& tx, const ReplayKey& key) {
 }  // namespace
 
 Result<std::string> SqlStore::StartRun(const std::string& event_internal_id, const NewRun& replay,
-                                       TimePoint now, const ReplayKey* key) {
+                                       TimePoint now, const ReplayKey* key,
+                                       std::optional<int64_t> functions_generation) {
   // An operator's explicit request: in a sequence lane it runs unnumbered, after the head.
   NewRun run = replay;
   run.lane_number.reset();
@@ -3057,6 +3093,9 @@ Result<std::string> SqlStore::StartRun(const std::string& event_internal_id, con
   bool key_taken = false;
   auto started = InTransaction([&](Tx& tx) -> Result<std::string> {
     key_taken = false;
+    if (functions_generation && !SameFunctionGeneration(tx, *functions_generation)) {
+      return Aborted("the functions changed since the run was made from them");
+    }
     if (key) {
       // The replayed run locked as the key row's foreign key would: retention passes it by.
       if (tx.Query("SELECT 1 FROM runs WHERE id = $1 {FOR KEY SHARE}", {key->run_id}).empty()) {
@@ -3083,6 +3122,7 @@ Result<std::string> SqlStore::StartRun(const std::string& event_internal_id, con
     LockGates(tx, {NewEvent{{}, {paced}}});  // the throttle row only, after the lanes
     CreateRun(tx, event_internal_id, run, UnixMillis(now));
     RecordTimeouts(tx, run, UnixMillis(now));
+    RecordCancelKeys(tx, run.run_id, run.cancel_keys);
     if (run.events_of) {  // a batch's run: the replay gets all its events
       tx.Send(
           "INSERT INTO run_events (run_id, position, event_id) SELECT $1, position, event_id "
@@ -3135,6 +3175,40 @@ Result<std::vector<ActiveRun>> SqlStore::ActiveRuns(const std::string& function_
                             "AND r.created_at_ms < $3 AND e.received_at_ms < $3 AND r.id > $4 "
                             "ORDER BY r.id LIMIT $2",
                             {function_id, limit, before_ms, after_run_id})) {
+      out.push_back({row.Text(0), row.JsonCol(1), row.Int(2)});
+    }
+    return out;
+  });
+}
+
+Result<std::vector<ActiveRun>> SqlStore::CancelCandidates(
+    const std::string& function_id, const std::string& rule, const std::vector<std::string>& keys,
+    int64_t before_ms, int64_t created_from_ms, const std::string& after_run_id, int limit) {
+  // The rows of the rule with one of the keys, or none ('*': a run made before the keys were).
+  constexpr const char* kKeyed =
+      "SELECT run_id FROM run_cancel_keys WHERE function_id = $1 AND rule = $2 "
+      "AND key IN @list($3) UNION ALL SELECT run_id FROM run_cancel_keys WHERE function_id = $1 "
+      "AND rule IN ($2, '*') AND key IS NULL";
+  const sql::Value key_list = ListValue(keys);
+  return InTransaction([&](Tx& tx) -> Result<std::vector<ActiveRun>> {
+    if (after_run_id.empty()) {
+      // Those of ended runs go as they are come across: ended runs are not cancelled.
+      tx.Send(std::string("DELETE FROM run_cancel_keys WHERE run_id IN (") + kKeyed +
+                  ") AND function_id = $1 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = "
+                  "run_cancel_keys.run_id AND r.status NOT IN ('completed', 'failed', "
+                  "'cancelled'))",
+              {function_id, rule, key_list});
+    }
+    std::vector<ActiveRun> out;
+    for (Row row :
+         tx.Query(std::string("SELECT r.id, e.payload, r.created_at_ms FROM runs r "
+                              "JOIN events e ON e.internal_id = r.event_id WHERE r.id "
+                              "IN (") +
+                      kKeyed +
+                      ") AND r.status NOT IN ('completed', 'failed', 'cancelled') "
+                      "AND r.created_at_ms < $4 AND r.created_at_ms >= $5 "
+                      "AND e.received_at_ms < $4 AND r.id > $6 ORDER BY r.id LIMIT $7",
+                  {function_id, rule, key_list, before_ms, created_from_ms, after_run_id, limit})) {
       out.push_back({row.Text(0), row.JsonCol(1), row.Int(2)});
     }
     return out;

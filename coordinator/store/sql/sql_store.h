@@ -88,10 +88,17 @@ class SqlStore final : public Store {
   Result<bool> CancelRun(const std::string& run_id, const Json& error, TimePoint now) override;
   using RunControl::StartRun;
   Result<std::string> StartRun(const std::string& event_internal_id, const NewRun& run,
-                               TimePoint now, const ReplayKey* key) override;
+                               TimePoint now, const ReplayKey* key,
+                               std::optional<int64_t> functions_generation) override;
   Result<std::vector<std::string>> CancelTimedOutRuns(TimePoint now, int limit) override;
   Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id, int64_t before_ms,
                                             const std::string& after_run_id, int limit) override;
+  Result<std::vector<ActiveRun>> CancelCandidates(const std::string& function_id,
+                                                  const std::string& rule,
+                                                  const std::vector<std::string>& keys,
+                                                  int64_t before_ms, int64_t created_from_ms,
+                                                  const std::string& after_run_id,
+                                                  int limit) override;
   Result<std::vector<std::string>> PendingRunEnds(int64_t ended_before_ms, int limit) override;
   Status AckRunEnds(const std::vector<std::string>& run_ids) override;
   Result<std::vector<EventRecord>> PendingCancels(int64_t received_before_ms, int limit) override;
