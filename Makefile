@@ -59,6 +59,7 @@ bench: build bench/node_modules/.installed
 	bench/side_by_side.py --build $(BUILD)
 	bench/store_bench.sh claim_backlog $(BUILD)
 	bench/store_bench.sh apply_latency $(BUILD)
+	bench/store_bench.sh cancel_on $(BUILD)
 	bench/list_runs.sh $(BUILD)
 
 # --ignore-scripts: no package needs its install script, and restate-server's would send install

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs one of the store's own benchmarks on a private PostgreSQL cluster (scripts/pg.sh) and
 # stops the cluster by its PID, whatever happens.
-#   bench/store_bench.sh claim_backlog|apply_latency [BUILD_DIR] [extra flags of the program…]
+#   bench/store_bench.sh claim_backlog|apply_latency|cancel_on [BUILD_DIR] [extra flags of the program…]
 set -euo pipefail
 program=${1:-}
 case $program in
-  claim_backlog | apply_latency) ;;
+  claim_backlog | apply_latency | cancel_on) ;;
   *)
-    echo "usage: $0 claim_backlog|apply_latency [BUILD_DIR] [flags…]" >&2
+    echo "usage: $0 claim_backlog|apply_latency|cancel_on [BUILD_DIR] [flags…]" >&2
     exit 2
     ;;
 esac
