@@ -610,6 +610,10 @@ Result<std::string> Intake::Replay(const std::string& run_id, const std::string&
     if (made.status().code() != StatusCode::kAborted || tries == kIngestTries) break;
     ASSIGN_OR_RETURN(set, Functions(/*refresh=*/true));
   }
+  if (made.status().code() == StatusCode::kAborted) {
+    return Unavailable("the functions changed by syncs " + std::to_string(kIngestTries) +
+                       " times during the replay; nothing was started");
+  }
   ASSIGN_OR_RETURN(std::string started, std::move(made));
   if (started != replay.run_id) {
     logging::Info({.run_id = started, .function_id = run.function_id},

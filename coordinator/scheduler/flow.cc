@@ -513,7 +513,9 @@ Result<FlowControl> ParseFlowControl(const Json& config) {
       CancelOn on{c["event"].get<std::string>(), nullptr, std::chrono::hours(24 * 366)};
       if (auto e = c.find("if"); e != c.end() && !e->is_null()) {
         ASSIGN_OR_RETURN(on.condition, KeyExpression(*e, where + ".if", {"event", "async"}));
-        on.id = crypto::Sha256Hex(on.event + '\n' + on.condition->source()).substr(0, 32);
+        // Of the two as a JSON array: no event name and `if` read as another pair.
+        on.id =
+            crypto::Sha256Hex(Json::array({on.event, on.condition->source()}).dump()).substr(0, 32);
       }
       if (auto t = c.find("timeout"); t != c.end() && !t->is_null()) {
         auto d =

@@ -82,9 +82,10 @@ struct AppRecord {
 struct AppSync {
   AppRecord app;  // created_at_ms is kept from the first sync
   std::vector<FunctionRecord> functions;
-  // Function id → the scheduler::CancelRuleId of each of its cancel rules with an `if`. A
-  // sync that changes the functions gives each active run of theirs without a key for a rule
-  // (made before the rule was) an unset one (CancelKey::key), in its transaction.
+  // Function id → the scheduler::CancelOn::id of each of its cancel rules with an `if`. A
+  // sync that changes a function's `cancel` (its config's, as JSON) gives each active run of
+  // it without a key for one of these (made before the rule was) an unset one
+  // (CancelKey::key), in its transaction.
   std::map<std::string, std::vector<std::string>> cancel_rules;
 };
 
@@ -208,7 +209,7 @@ struct StartedCalls;
 // with the run: an event the rule names looks up the runs its keys (expr::IndexKeys) may cancel
 // instead of reading every active run of the function.
 struct CancelKey {
-  std::string rule;  // scheduler::CancelRuleId of the entry
+  std::string rule;  // scheduler::CancelOn::id of the entry
   // expr::Expression::RequiredKey of the `if` over `async` with the run's event known: the key
   // an event must have to cancel the run. Unset when the `if` requires none of it: the run is
   // looked at for every event of the rule.
@@ -488,11 +489,23 @@ inline Json Resume(Json memo, std::string_view name) {
 }
 
 // Everything needed to build the call request for a run.
+// The most bytes of memoized steps (their memos as JSON text) a run's state is read with. A
+// call carries at most 32 MiB (executor::kMaxCallBodyBytes, checked as each call is built), but
+// steps recorded without a call built in between — calls or waits in parallel, checkpoints
+// during one call — could make a run hold far more, which a coordinator would read whole to
+// build its next call (gigabytes: enough to stop it). A run past this bound is read without
+// its steps (RunState::unloaded_step_bytes), and a checkpoint that would take it past the
+// bound is refused.
+inline constexpr int64_t kMaxLoadedStepBytes = 64 << 20;
+
 struct RunState {
   RunRecord run;
   FunctionRecord function;
   std::vector<Json> events;       // payloads, first = the trigger
   std::vector<StepRecord> steps;  // stack order
+  // Set when the run's steps hold more than kMaxLoadedStepBytes (their bytes): `steps` was not
+  // read and is empty. Its calls cannot be built; the executor fails the run.
+  int64_t unloaded_step_bytes = 0;
 };
 
 // First calls of new runs leased to the ingesting coordinator in the ingest's transaction
@@ -718,7 +731,7 @@ class QueueStore {
   // checkpoint sent again, after an answer that was lost); each attempt's `attempt` becomes
   // the item's. The item stays leased. kAborted (nothing written) when the lease was lost or
   // the run ended: the call is stale. kResourceExhausted (nothing written) when the run would
-  // have more than `step_limit` steps with them.
+  // have more than `step_limit` steps with them, or its steps more than kMaxLoadedStepBytes.
   virtual Result<RecordedCheckpoint> Checkpoint(const QueueItem& item,
                                                 const std::vector<StepRecord>& steps,
                                                 const std::vector<AttemptRecord>& attempts,

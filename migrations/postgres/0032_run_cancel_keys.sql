@@ -3,7 +3,7 @@
 -- (`async.data.user == event.data.user`) keys the run by that field and value
 -- (expr::Expression::RequiredKey); a rule that requires none keys it with null. A cancelling
 -- event reads the runs keyed by its fields' keys and those keyed with null, where it read
--- every active run of the function before. `rule` is scheduler::CancelRuleId of the entry.
+-- every active run of the function before. `rule` is scheduler::CancelOn::id of the entry.
 -- The rows of a run are written with it; a sync that adds a rule writes a null key for each
 -- active run without one; a cancelling event deletes the rows of ended runs it reads;
 -- retention deletes the rest with their runs. Runs made before this version get one row, '*'

@@ -77,6 +77,29 @@ TEST_F(ExecutorHarness, ARunPastTheStepLimitByCheckpointedStepsFailsBeforeItsNex
   EXPECT_EQ(recorded.back().error["name"], "InngestErrFunctionOverflowed");
 }
 
+// A run whose steps hold more than a state is read with (store::kMaxLoadedStepBytes: steps
+// checkpointed during a call, then the call's own) is read without them and fails before its
+// next call, which is not made.
+TEST_F(ExecutorHarness, ARunWhoseStepsPassTheLoadBoundFailsWithoutItsStepsRead) {
+  const std::string run = StartRun(kFunction);
+  transport_.HoldReply(StepRunReply("last", std::string(6 << 20, 'z')));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return transport_.held() == 1; }));
+  auto item = executor::ParseQueueRef(transport_.Body(0)["ctx"]["qi_id"].get<std::string>(), run);
+  ASSERT_THAT(item, IsOk());
+  for (const char* name : {"first", "second"}) {
+    const store::StepRecord step{
+        HashStepId(name), 0, name, "completed", {{"data", std::string(30 << 20, 'x')}}, 0};
+    ASSERT_THAT(store_->Checkpoint(*item, {step}, {}, clock_.Now(), kAnySteps), IsOk());
+  }
+  transport_.Release();
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kFailed; }));
+  EXPECT_EQ(Run(run).error["name"], "StateTooLarge");
+  EXPECT_THAT(Run(run).error["message"].get<std::string>(),
+              ::testing::HasSubstr("memoized steps are"));
+  EXPECT_EQ(transport_.calls(), 1) << "the run was not called again";
+}
+
 TEST_F(ExecutorHarness, AFailedCallIsRetriedOnlyOnceItsBackoffHasPassed) {
   const std::string run = StartRun(kFunction);
   transport_.Reply(SdkReply(500, kServerError));

@@ -76,7 +76,7 @@ class RecordingTx : public Tx {
     return 1;
   }
   void Wait() override {}
-  void LockKey(std::string_view) override {}
+  void LockKey(std::string_view, bool) override {}
   std::vector<std::pair<std::string, std::vector<Value>>> statements;
 };
 

@@ -91,7 +91,7 @@ class LaneRecordingTx final : public sql::Tx {
     tx_.Require(sql, params, rows, std::move(done));
   }
   void Wait() override { tx_.Wait(); }
-  void LockKey(std::string_view key) override { tx_.LockKey(key); }
+  void LockKey(std::string_view key, bool shared) override { tx_.LockKey(key, shared); }
   void AnnounceWork() override { tx_.AnnounceWork(); }
 
   std::vector<std::string> lanes;  // "function/key", in the order first locked
@@ -277,6 +277,17 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", checksum, 0, 0};
     sync.functions = {Fn("app-plain"),       Fn("app-ordered"), Fn("app-limited", 2),
                       Fn("app-keyed", 0, 2), Fn("app-one", 1),  Fn("app-two-keys", 0, 2, 3)};
+    return sync;
+  }
+
+  // The app with `rules` (rule ids) as app-plain's cancel rules: its config's `cancel` names
+  // them (the store reads no more of a rule than that it changed).
+  static AppSync AppWithCancelRules(const std::string& checksum, std::vector<std::string> rules) {
+    AppSync sync = AppOfTheTests(checksum);
+    for (const std::string& rule : rules) {
+      sync.functions[0].config["cancel"].push_back({{"event", "test/stop"}, {"if", rule}});
+    }
+    sync.cancel_rules["app-plain"] = std::move(rules);
     return sync;
   }
 
@@ -1573,6 +1584,47 @@ TEST_P(StoreConformance, ACheckpointPastTheStepLimitWritesNothing) {
   EXPECT_TRUE(Claim().empty()) << "the call is still leased";
   ASSERT_THAT(End(call), IsOk());
   EXPECT_EQ(RunStatus(run), kCompleted);
+}
+
+// A run's steps hold at most kMaxLoadedStepBytes as a checkpoint records them: one that would
+// take them past it writes nothing. A run whose steps hold more all the same (steps recorded
+// beside its calls, here written directly) is read without them, saying how many bytes they
+// hold: a coordinator never reads gigabytes of a run to find it cannot call it.
+TEST_P(StoreConformance, ARunsStepsPastTheLoadBoundAreRefusedByACheckpointAndNotRead) {
+  const std::string run = Start("app-plain");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  const QueueItem call = items[0];
+  auto big = [](const char* id, size_t bytes) {
+    return StepRecord{id, 0, id, "completed", Json{{"data", std::string(bytes, 'x')}}, 0};
+  };
+  constexpr size_t kMiB = 1 << 20;
+  ASSERT_THAT(store_->Checkpoint(call, {big("a", 30 * kMiB)}, {}, clock_.Now(), 100), IsOk());
+  ASSERT_THAT(store_->Checkpoint(call, {big("b", 30 * kMiB)}, {}, clock_.Now(), 100), IsOk());
+  EXPECT_THAT(store_->Checkpoint(call, {big("c", 5 * kMiB)}, {}, clock_.Now(), 100),
+              StatusIs(StatusCode::kResourceExhausted, HasSubstr("a run's steps may hold")));
+  ASSERT_THAT(store_->Checkpoint(call, {big("d", 1024)}, {}, clock_.Now(), 100), IsOk());
+  auto state = store_->LoadRunState(run);
+  ASSERT_THAT(state, IsOk());
+  EXPECT_EQ(state->steps.size(), 3u);
+  EXPECT_EQ(state->unloaded_step_bytes, 0);
+
+  const std::string more = Json{{"data", std::string(5 * kMiB, 'y')}}.dump();
+  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+    tx.Exec(
+        "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
+        "VALUES ($1, 'e', 9, 'e', 'completed', $2::jsonb, 0)",
+        {run, more});
+    return Status::Ok();
+  }),
+              IsOk());
+  state = store_->LoadRunState(run);
+  ASSERT_THAT(state, IsOk());
+  EXPECT_TRUE(state->steps.empty());
+  EXPECT_GT(state->unloaded_step_bytes, kMaxLoadedStepBytes);
+  EXPECT_LT(state->unloaded_step_bytes, kMaxLoadedStepBytes + 2 * int64_t{kMiB});
+  EXPECT_EQ(state->events.size(), 1u) << "the rest of the state is read";
+  EXPECT_EQ(state->run.id, run);
 }
 
 // An ingest may lease new runs' first calls to its caller (StartedCalls): at most `max`, only
@@ -4295,8 +4347,7 @@ TEST_P(StoreConformance, ASyncGivesTheRunsMadeBeforeACancelRuleAnUnsetKeyForIt) 
     return CandidateIds(rule, {key}, now_ms);
   };
   ASSERT_THAT(found("r1", "k=b"), ::testing::IsEmpty());
-  AppSync sync = AppOfTheTests("sum-2");
-  sync.cancel_rules["app-plain"] = {"r1", "r2"};
+  AppSync sync = AppWithCancelRules("sum-2", {"r1", "r2"});
   ASSERT_THAT(store_->SyncApp(sync), IsOk());
   EXPECT_EQ(found("r1", "k=b"), std::vector<std::string>{before});
   EXPECT_EQ(found("r1", "k=a"), (std::vector<std::string>{before, keyed}));
@@ -4312,16 +4363,24 @@ TEST_P(StoreConformance, ASyncGivesTheRunsMadeBeforeACancelRuleAnUnsetKeyForIt) 
     return rows;
   };
   EXPECT_EQ(count(), 4) << "before: r1 and r2; keyed: r1 as it was, r2; the ended run none";
+  // A sync that leaves the rules as they were reads no runs (a run without keys, as only a
+  // write around the intake makes, stays so); one that changes them keys every run again.
+  const std::string unkeyed = start({});
   sync.app.checksum = "sum-3";
   ASSERT_THAT(store_->SyncApp(sync), IsOk());
   EXPECT_EQ(count(), 4);
+  ASSERT_THAT(store_->SyncApp(AppWithCancelRules("sum-4", {"r1", "r2", "r3"})), IsOk());
+  EXPECT_EQ(count(), 9) << "r3 for the three active runs, r1 and r2 for the one without keys";
+  std::vector<std::string> all = {before, keyed, unkeyed};
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(CandidateIds("r3", {"k=b"}, UnixMillis(clock_.Now())), all);
 }
 
 // An ingest made from the function set before a sync that adds a cancel rule, in flight when
-// the sync comes, holds the sync back until it commits (PostgreSQL: the generation's row, read
-// FOR SHARE; SQLite: the database): the sync then gives its run the unset key. Without the lock
-// the sync committed meanwhile, the run came after it with no key, and the rule's events never
-// read it.
+// the sync comes, holds the sync back until it commits (PostgreSQL: an advisory lock the ingest
+// holds shared, the sync whole; SQLite: the database): the sync then gives its run the unset
+// key. Without the lock the sync committed meanwhile, the run came after it with no key, and
+// the rule's events never read it.
 TEST_P(StoreConformance, ASyncAddingACancelRuleWaitsForAnIngestInFlightAndKeysItsRun) {
   auto generation = store_->FunctionGeneration();
   ASSERT_THAT(generation, IsOk());
@@ -4333,8 +4392,7 @@ TEST_P(StoreConformance, ASyncAddingACancelRuleWaitsForAnIngestInFlightAndKeysIt
   std::thread ingest(
       [&] { ingested = store_->IngestEvents({ne}, clock_.Now(), nullptr, nullptr, *generation); });
   while (!db_->paused) std::this_thread::sleep_for(1ms);
-  AppSync sync = AppOfTheTests("sum-2");
-  sync.cancel_rules["app-plain"] = {"r1"};
+  const AppSync sync = AppWithCancelRules("sum-2", {"r1"});
   std::atomic<bool> synced = false;
   Result<SyncResult> result = Unavailable("not run");
   std::thread syncing([&] {

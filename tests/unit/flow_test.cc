@@ -1383,5 +1383,57 @@ TEST(SequenceLanes, EachEventGetsItsNumberOrBypassesItsLane) {
   EXPECT_FALSE(unlaned->lane.bypass_lane);
 }
 
+// A run's cancel keys (store::CancelKey): one for each rule with an `if`, named by the rule's
+// id (the same for the same event and `if` in every parse, another for another pair, also for
+// a pair that reads as another when joined), its key what the `if` requires of `async`.
+TEST(Flow, CancelRulesKeyARunByWhatTheirIfRequires) {
+  auto parse = [](const Json& cancel) {
+    auto flow = scheduler::ParseFlowControl({{"cancel", cancel}});
+    EXPECT_TRUE(flow.ok()) << flow.status().ToString();
+    return flow.ok() ? *flow : scheduler::FlowControl{};
+  };
+  const Json rules = Json::array(
+      {{{"event", "stop"}, {"if", "async.data.user == event.data.user"}},
+       {{"event", "stop"}, {"if", "async.data.user == event.data.user"}},  // its twin
+       {{"event", "halt"}, {"if", "async.data.user == event.data.user"}},
+       {{"event", "stop"}, {"if", "async.data.a == 1 || async.data.user == event.data.user"}},
+       {{"event", "stop"}}});
+  const scheduler::FlowControl flow = parse(rules);
+  ASSERT_EQ(flow.cancel.size(), 5u);
+  EXPECT_EQ(flow.cancel[0].id.size(), 32u);
+  EXPECT_EQ(flow.cancel[0].id, parse(rules).cancel[0].id) << "the same in every parse";
+  EXPECT_EQ(flow.cancel[0].id, flow.cancel[1].id);
+  EXPECT_NE(flow.cancel[0].id, flow.cancel[2].id);
+  EXPECT_NE(flow.cancel[0].id, flow.cancel[3].id);
+  EXPECT_TRUE(flow.cancel[4].id.empty()) << "no if: no keys";
+  // "stop\nx ||" with "y" against "stop" with "x ||\ny": an event and an `if` joined by a
+  // newline read the same; as a pair they do not.
+  const scheduler::FlowControl a =
+      parse(Json::array({{{"event", "stop\nasync.data.v == event.data.v ||"},
+                          {"if", "async.data.u == event.data.u"}}}));
+  const scheduler::FlowControl b = parse(
+      Json::array({{{"event", "stop"},
+                    {"if", "async.data.v == event.data.v ||\nasync.data.u == event.data.u"}}}));
+  EXPECT_NE(a.cancel[0].id, b.cancel[0].id);
+
+  auto keys = scheduler::EvaluateKeys(flow, {{"data", {{"user", "u1"}}}});
+  ASSERT_TRUE(keys.ok()) << keys.status().ToString();
+  ASSERT_EQ(keys->cancel_keys.size(), 3u) << "the twins once, the rule without an if none";
+  EXPECT_EQ(keys->cancel_keys[0].rule, flow.cancel[0].id);
+  ASSERT_TRUE(keys->cancel_keys[0].key);
+  std::vector<std::string> event_keys;
+  ASSERT_TRUE(expr::IndexKeys(Json{{"name", "stop"}, {"data", {{"user", "u1"}}}}, &event_keys));
+  EXPECT_NE(std::find(event_keys.begin(), event_keys.end(), *keys->cancel_keys[0].key),
+            event_keys.end())
+      << "the key is one of a cancelling event's of that user";
+  EXPECT_EQ(keys->cancel_keys[1].rule, flow.cancel[2].id);
+  EXPECT_EQ(keys->cancel_keys[2].rule, flow.cancel[3].id);
+  EXPECT_FALSE(keys->cancel_keys[2].key) << "an `||` requires nothing";
+  // A value that is no key (an object): the rule's events all read the run.
+  auto object = scheduler::EvaluateKeys(flow, {{"data", {{"user", {{"id", 1}}}}}});
+  ASSERT_TRUE(object.ok());
+  EXPECT_FALSE(object->cancel_keys[0].key);
+}
+
 }  // namespace
 }  // namespace funcky

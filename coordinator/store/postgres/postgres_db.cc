@@ -228,8 +228,10 @@ class PostgresTx final : public sql::Tx {
     Drain(/*throw_errors=*/true);
   }
 
-  void LockKey(std::string_view key) override {
-    QueueStatement("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", {key});
+  void LockKey(std::string_view key, bool shared) override {
+    QueueStatement(shared ? "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))"
+                          : "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                   {key});
   }
 
   void PlanByIndex() override {

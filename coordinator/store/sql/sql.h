@@ -174,8 +174,10 @@ class Tx {
   // unless nothing is; SQLite has run everything already.
   virtual void Wait() = 0;
   // Holds `key` until the transaction ends: transactions that take the same key run one
-  // after another (PostgreSQL advisory locks). SQLite runs one transaction at a time anyway.
-  virtual void LockKey(std::string_view key) = 0;
+  // after another (PostgreSQL advisory locks), but for those that take it `shared`, which run
+  // together (and one after another with those that do not). SQLite runs one transaction at a
+  // time anyway.
+  virtual void LockKey(std::string_view key, bool shared = false) = 0;
   // Plans the transaction's statements from here on for reads by index, in the index's order, and
   // once per statement rather than at each execution: however a table's statistics lag (a queue
   // that was empty when last analyzed and is full now), a statement that an index serves then

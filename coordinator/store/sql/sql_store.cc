@@ -82,15 +82,17 @@ constexpr const char* kFunctionColumns =
 constexpr int kFunctionColumnCount = 9;
 // The function set's generation (AppRegistry::FunctionGeneration).
 constexpr const char* kFunctionGeneration = "SELECT generation FROM function_generation";
-// The same read by a transaction that makes runs from the set: the row locked against a sync's
-// update of it (SyncApp), so that a run either is made and committed before the sync reads the
-// runs it gives cancel keys, or sees the sync's generation and is made again from the new set.
-constexpr const char* kFunctionGenerationShared =
-    "SELECT generation FROM function_generation {FOR SHARE}";
+// The advisory lock a transaction that makes runs from the function set takes, shared, before
+// it reads the set's generation, and a sync that changes the set takes whole before it moves
+// the generation on: a run is either made and committed before the sync reads the runs it
+// gives cancel keys (SyncApp), or made from the set the sync leaves. In memory, with no write;
+// a sync waiting for it holds later takers back (no starvation).
+constexpr std::string_view kFunctionSetLock = "function-set";
 
-// Whether the function set is still of `generation`, read as kFunctionGenerationShared.
+// Whether the function set is still of `generation`, under kFunctionSetLock.
 bool SameFunctionGeneration(Tx& tx, int64_t generation) {
-  return tx.Count(kFunctionGenerationShared) == generation;
+  tx.LockKey(kFunctionSetLock, /*shared=*/true);
+  return tx.Count(kFunctionGeneration) == generation;
 }
 
 FunctionRecord ReadFunction(const Row& row, int offset = 0) {
@@ -189,7 +191,11 @@ std::string RunStatesQuery() {
          ", (SELECT ev.payload FROM events ev WHERE ev.internal_id = r.event_id), "
          "(SELECT 1 FROM run_events WHERE run_id = r.id LIMIT 1) IS NOT NULL, "
          "(SELECT 1 FROM steps WHERE run_id = r.id LIMIT 1) IS NOT NULL, "
-         "NOT (r.had_waits OR r.had_parallel) "
+         "NOT (r.had_waits OR r.had_parallel), "
+         // The bytes of the steps of a run whose steps may have been recorded without a call
+         // built in between (kMaxLoadedStepBytes): one of waits or calls in parallel.
+         "CASE WHEN r.had_waits OR r.had_parallel THEN (SELECT sum(octet_length(memo::text)) "
+         "FROM steps WHERE run_id = r.id) END "
          "FROM runs r JOIN functions f ON f.id = r.function_id WHERE r.id IN @list($1)";
 }
 
@@ -209,6 +215,10 @@ RunStateRow RunStateOf(const Row& row) {
   out.batch_events = row.Bool(more + 1);
   out.has_steps = row.Bool(more + 2);
   out.one_at_a_time = row.Bool(more + 3);
+  if (!row.Null(more + 4) && row.Int(more + 4) > kMaxLoadedStepBytes) {
+    out.state.unloaded_step_bytes = row.Int(more + 4);
+    out.has_steps = false;  // not read
+  }
   if (!out.batch_events && !row.Null(more)) out.state.events.push_back(row.JsonCol(more));
   return out;
 }
@@ -947,10 +957,32 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
     }
     Rows existing = tx.Query("SELECT checksum FROM apps WHERE id = $1", {app.id});
     const bool modified = existing.empty() || existing[0].Text(0) != app.checksum;
-    // First: the transactions that make runs from the set read its generation locked
-    // (kFunctionGenerationShared), so from here those made from the old set have committed and
+    // First: the transactions that make runs from the set hold kFunctionSetLock shared while
+    // they read its generation, so from here those made from the old set have committed and
     // later ones see the new generation when this commits.
-    if (modified) tx.Send("UPDATE function_generation SET generation = generation + 1");
+    if (modified) {
+      tx.LockKey(kFunctionSetLock);
+      tx.Send("UPDATE function_generation SET generation = generation + 1");
+    }
+    // The functions whose cancel rules this sync changes (or adds), as their configs say:
+    // their runs may lack keys for a rule (below).
+    std::set<std::string> new_rules;
+    if (modified && !sync.cancel_rules.empty()) {
+      std::vector<std::string> with_rules;
+      for (const auto& [id, rules] : sync.cancel_rules) with_rules.push_back(id);
+      std::map<std::string, Json> before;
+      for (Row row : tx.Query("SELECT id, config FROM functions WHERE id IN @list($1)",
+                              {ListValue(with_rules)})) {
+        before.emplace(row.Text(0), row.JsonCol(1).value("cancel", Json()));
+      }
+      for (const FunctionRecord& f : sync.functions) {
+        if (!sync.cancel_rules.count(f.id)) continue;
+        auto was = before.find(f.id);
+        if (was == before.end() || was->second != f.config.value("cancel", Json())) {
+          new_rules.insert(f.id);
+        }
+      }
+    }
     tx.Send(
         "INSERT INTO apps (id, url, sdk, framework, checksum, created_at_ms, synced_at_ms) "
         "VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, "
@@ -978,6 +1010,7 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
       // A run made before one of its function's cancel rules was has no key for it: an unset
       // one, so that the rule's events look at it (CancelCandidates).
       for (const auto& [function_id, rules] : sync.cancel_rules) {
+        if (!new_rules.count(function_id)) continue;  // its runs have keys for its rules
         for (const std::string& rule : rules) {
           tx.Send(
               "INSERT INTO run_cancel_keys (run_id, function_id, rule, key) "
@@ -1053,11 +1086,12 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     // is seen) and sent with the events' insert: no round trip of its own. Shared with the
     // callback, which may outlive this frame if a later statement fails.
     auto generation = std::make_shared<std::optional<int64_t>>();
+    if (functions_generation) tx.LockKey(kFunctionSetLock, /*shared=*/true);
     if (functions_generation && one_flight) {
-      tx.Require(std::string(kFunctionGeneration) + " WHERE generation = $1 {FOR SHARE}",
+      tx.Require(std::string(kFunctionGeneration) + " WHERE generation = $1",
                  {*functions_generation}, 1, [](Rows) {});
     } else if (functions_generation) {
-      tx.QueryLater(kFunctionGenerationShared, {}, [generation](Rows rows) {
+      tx.QueryLater(kFunctionGeneration, {}, [generation](Rows rows) {
         if (!rows.empty()) *generation = rows[0].Int(0);
       });
     }
@@ -1099,7 +1133,7 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
     }
     if (functions_generation && !one_flight) {
       // Read by now (results come in the order sent), unless no query went since.
-      if (!*generation) *generation = tx.Count(kFunctionGenerationShared);
+      if (!*generation) *generation = tx.Count(kFunctionGeneration);
       if (**generation != *functions_generation) {
         // The group rolls back what this wrote (a write's failure): nothing is stored.
         return Aborted("the functions changed since the events were matched against them");
@@ -2449,9 +2483,10 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
             "r.status NOT IN " +
                 std::string(kRestingStatuses) + " {FOR UPDATE OF q FOR NO KEY UPDATE OF r}",
             {item.id, item.lease_token, item.run_id}, [&run](Rows rows) { run = std::move(rows); });
-        tx.QueryLater("SELECT step_id, step_id IN @list($2) FROM steps WHERE run_id = $1",
-                      {item.run_id, ListValue(ids)},
-                      [&recorded](Rows rows) { recorded = std::move(rows); });
+        tx.QueryLater(
+            "SELECT step_id, step_id IN @list($2), octet_length(memo::text) FROM steps "
+            "WHERE run_id = $1",
+            {item.run_id, ListValue(ids)}, [&recorded](Rows rows) { recorded = std::move(rows); });
         tx.Wait();
         if (run.empty()) {
           if (tx.Query("SELECT 1 FROM queue WHERE id = $1 AND lease_token = $2 AND run_id = $3",
@@ -2463,15 +2498,19 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
         }
         // Each step once: not those recorded already, nor one the body repeats.
         std::set<std::string> seen;
+        int64_t bytes = 0;  // of the run's steps' memos (kMaxLoadedStepBytes)
         for (Row row : recorded) {
           if (row.Bool(1)) seen.insert(row.Text(0));
+          if (!row.Null(2)) bytes += row.Int(2);
         }
         std::vector<StepRecord> fresh;
         std::set<std::string> unattempted;
+        int64_t fresh_bytes = 0;
         for (const StepRecord& step : steps) {
           if (!seen.insert(step.step_id).second) continue;
           fresh.push_back(step);
           unattempted.insert(step.step_id);
+          fresh_bytes += static_cast<int64_t>(step.memo.dump().size());
         }
         // Nothing is written yet: CommitGroup's settle takes an apply's kResourceExhausted for
         // a refusal that wrote nothing, as its kAborted.
@@ -2481,6 +2520,12 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
                                    " steps: " + std::to_string(fresh.size()) +
                                    " more would take it past the step limit of " +
                                    std::to_string(step_limit));
+        }
+        if (bytes + fresh_bytes > kMaxLoadedStepBytes) {
+          return ResourceExhausted("run " + item.run_id + "'s steps hold " + std::to_string(bytes) +
+                                   " bytes: " + std::to_string(fresh_bytes) +
+                                   " more would take them past the " +
+                                   std::to_string(kMaxLoadedStepBytes) + " a run's steps may hold");
         }
         if (!run[0].Bool(1)) {
           // Steps recorded beside its call, as a parallel call's would be: the call's kept
@@ -3184,20 +3229,24 @@ Result<std::vector<ActiveRun>> SqlStore::ActiveRuns(const std::string& function_
 Result<std::vector<ActiveRun>> SqlStore::CancelCandidates(
     const std::string& function_id, const std::string& rule, const std::vector<std::string>& keys,
     int64_t before_ms, int64_t created_from_ms, const std::string& after_run_id, int limit) {
-  // The rows of the rule with one of the keys, or none ('*': a run made before the keys were).
+  // The runs of the rule with one of the keys, or with none ('*': a run made before the keys
+  // were), after the run $4.
   constexpr const char* kKeyed =
       "SELECT run_id FROM run_cancel_keys WHERE function_id = $1 AND rule = $2 "
-      "AND key IN @list($3) UNION ALL SELECT run_id FROM run_cancel_keys WHERE function_id = $1 "
-      "AND rule IN ($2, '*') AND key IS NULL";
+      "AND key IN @list($3) AND run_id > $4 UNION ALL SELECT run_id FROM run_cancel_keys "
+      "WHERE function_id = $1 AND rule IN ($2, '*') AND key IS NULL AND run_id > $4";
   const sql::Value key_list = ListValue(keys);
   return InTransaction([&](Tx& tx) -> Result<std::vector<ActiveRun>> {
     if (after_run_id.empty()) {
-      // Those of ended runs go as they are come across: ended runs are not cancelled.
-      tx.Send(std::string("DELETE FROM run_cancel_keys WHERE run_id IN (") + kKeyed +
-                  ") AND function_id = $1 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = "
-                  "run_cancel_keys.run_id AND r.status NOT IN ('completed', 'failed', "
-                  "'cancelled'))",
-              {function_id, rule, key_list});
+      // Those of ended runs go as they are come across: ended runs are not cancelled. Rows
+      // another deletion (another event's, retention's) holds are left to it.
+      tx.Send(std::string("DELETE FROM run_cancel_keys WHERE (run_id, rule) IN (SELECT k.run_id, "
+                          "k.rule FROM run_cancel_keys k WHERE k.run_id IN (") +
+                  kKeyed +
+                  ") AND k.function_id = $1 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = "
+                  "k.run_id AND r.status NOT IN ('completed', 'failed', 'cancelled')) "
+                  "{FOR UPDATE SKIP LOCKED})",
+              {function_id, rule, key_list, after_run_id});
     }
     std::vector<ActiveRun> out;
     for (Row row :
@@ -3206,9 +3255,9 @@ Result<std::vector<ActiveRun>> SqlStore::CancelCandidates(
                               "IN (") +
                       kKeyed +
                       ") AND r.status NOT IN ('completed', 'failed', 'cancelled') "
-                      "AND r.created_at_ms < $4 AND r.created_at_ms >= $5 "
-                      "AND e.received_at_ms < $4 AND r.id > $6 ORDER BY r.id LIMIT $7",
-                  {function_id, rule, key_list, before_ms, created_from_ms, after_run_id, limit})) {
+                      "AND r.created_at_ms < $5 AND r.created_at_ms >= $6 "
+                      "AND e.received_at_ms < $5 ORDER BY r.id LIMIT $7",
+                  {function_id, rule, key_list, after_run_id, before_ms, created_from_ms, limit})) {
       out.push_back({row.Text(0), row.JsonCol(1), row.Int(2)});
     }
     return out;

@@ -71,8 +71,8 @@ class SqliteTx final : public sql::Tx {
     return sqlite3_changes(db_);
   }
 
-  void Wait() override {}                     // every statement ran when it was sent
-  void LockKey(std::string_view) override {}  // one transaction at a time already
+  void Wait() override {}                           // every statement ran when it was sent
+  void LockKey(std::string_view, bool) override {}  // one transaction at a time already
 
   // Runs `sql` (several statements, no parameters) as it is.
   void ExecScript(const std::string& sql) {
@@ -310,6 +310,16 @@ class SqliteDatabase final : public sql::Database {
   std::thread checkpoints_;
 };
 
+// octet_length(x): the bytes of a text or blob, as PostgreSQL's (SQLite has its own from 3.43;
+// Debian 12 ships 3.40). NULL for NULL.
+void OctetLength(sqlite3_context* ctx, int /*argc*/, sqlite3_value** argv) {
+  if (sqlite3_value_type(argv[0]) == SQLITE_NULL) {
+    sqlite3_result_null(ctx);
+    return;
+  }
+  sqlite3_result_int64(ctx, sqlite3_value_bytes(argv[0]));
+}
+
 // Opens options.path and runs `pragmas` on it; null (and `*error` set) when it cannot.
 sqlite3* Open(const SqliteOptions& options, const char* pragmas, std::string* error) {
   sqlite3* db = nullptr;
@@ -323,6 +333,8 @@ sqlite3* Open(const SqliteOptions& options, const char* pragmas, std::string* er
     return nullptr;
   }
   sqlite3_busy_timeout(db, options.busy_timeout_ms);
+  sqlite3_create_function(db, "octet_length", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
+                          OctetLength, nullptr, nullptr);
   char* err = nullptr;
   if (sqlite3_exec(db, pragmas, nullptr, nullptr, &err) != SQLITE_OK) {
     *error = "cannot set up SQLite database " + options.path + ": " + (err ? err : "unknown error");
