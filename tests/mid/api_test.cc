@@ -346,6 +346,51 @@ TEST_F(ApiThroughRouter, AKeyedCancelRuleCancelsTheRunsOfTheEventsValueFoundByKe
   EXPECT_EQ(statuses()["\"u2\""], List{store::kCancelled});
 }
 
+// A run made as a gated run is (here a deadline: not the ingest's plain path) gets its keys
+// too; an event with more keyable fields than an event's keys hold (expr::kMaxIndexKeys) may
+// not hold a run's key among them, so it reads every active run, as before keys were, and
+// still cancels only what its `if` matches.
+TEST_F(ApiThroughRouter, AKeyedCancelRuleFindsGatedRunsAndAWideEventReadsThemAll) {
+  Serve({});
+  Json fn = {
+      {"id", "gated-fn"},
+      {"triggers", Json::array({{{"event", "test/start"}}})},
+      {"timeouts", {{"finish", "1h"}}},
+      {"cancel",
+       Json::array({{{"event", "test/stop"}, {"if", "async.data.user == event.data.user"}}})},
+      {"steps", {{"step", {{"id", "step"}, {"runtime", {{"url", "http://127.0.0.1:9/api"}}}}}}}};
+  Json app = {
+      {"appName", "gated"}, {"url", "http://127.0.0.1:9/api"}, {"functions", Json::array({fn})}};
+  ASSERT_EQ(Send("POST", "/fn/register", app.dump()).status, 200);
+  auto send = [&](const std::string& name, Json data) {
+    Response r = Send("POST", "/e/any-key", Json{{"name", name}, {"data", std::move(data)}}.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    clock_.Advance(std::chrono::milliseconds(1));
+  };
+  auto status_of = [&](const std::string& user) {
+    auto runs = store_->ListRuns({.function_id = "gated-fn", .limit = 100});
+    EXPECT_THAT(runs, IsOk());
+    std::string status = "(none)";
+    if (!runs.ok()) return status;
+    for (const store::RunRecord& run : *runs) {
+      auto event = store_->GetEvent(run.event_id);
+      if (event.ok() && event->payload["data"]["user"] == user) status = run.status;
+    }
+    return status;
+  };
+  send("test/start", {{"user", "u1"}});
+  send("test/start", {{"user", "u2"}});
+  send("test/start", {{"user", "u3"}});
+  Json wide = {{"user", "u1"}};
+  for (int i = 0; i < 300; ++i) wide["f" + std::to_string(i)] = i;
+  send("test/stop", wide);
+  EXPECT_EQ(status_of("u1"), store::kCancelled);
+  EXPECT_EQ(status_of("u2"), store::kQueued);
+  send("test/stop", {{"user", "u2"}});
+  EXPECT_EQ(status_of("u2"), store::kCancelled);
+  EXPECT_EQ(status_of("u3"), store::kQueued);
+}
+
 // The routes that take bodies from callers with a key answer a wrong or missing key from the
 // request's line and headers (Router::Screen): the server refuses such a large body unread.
 TEST_F(ApiThroughRouter, KeyedRoutesRefuseAWrongKeyBeforeTheBody) {
