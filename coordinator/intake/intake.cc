@@ -535,6 +535,7 @@ bool Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionS
           done = false;
           break;
         }
+        if (runs->empty()) break;  // a page may be short before the last (its payloads' bytes)
         for (const store::ActiveRun& run : *runs) {
           if (run.event.value("id", std::string()) == event.id) continue;  // its own trigger
           if (at_ms - run.created_at_ms > on.timeout.count()) continue;
@@ -553,7 +554,6 @@ bool Intake::CancelMatchingRuns(const store::EventRecord& event, const FunctionS
             done = false;
           }
         }
-        if (runs->size() < static_cast<size_t>(kActiveRunsPage)) break;
         after = runs->back().run_id;
       }
     }
@@ -773,12 +773,13 @@ bool Intake::LookBack(const store::WaitRecord& wait, bool last) {
   // a match past the first thousand events of a busy name in the window was missed).
   int64_t after_ms = wait.lookback_from_ms.value_or(0);
   std::string after_id;
+  int64_t read = 0;
   for (int page = 0; !match; ++page) {
     if (page == kLookbackPages) {
       logging::Warn(fields,
                     "run {}: wait look-back read {} events named {} with no match and stops "
                     "there; later events are matched as they come",
-                    run_id, kLookbackPages * kLookbackEvents, wait.event_name);
+                    run_id, read, wait.event_name);
       break;
     }
     auto events = store_.EventsAfter(wait.event_name, after_ms, after_id, kLookbackEvents);
@@ -787,13 +788,16 @@ bool Intake::LookBack(const store::WaitRecord& wait, bool last) {
                     events.status().ToString());
       return false;
     }
+    // A page may be short before the last (its payloads' bytes, EventsAfter): read to an empty
+    // one.
+    if (events->empty()) break;
+    read += static_cast<int64_t>(events->size());
     for (const store::EventRecord& e : *events) {
       if (!WaitMatches(wait, e.payload)) continue;
       match = e.payload;
       received = "event " + e.name + " (" + e.internal_id + ") received before it";
       break;  // the first match decides
     }
-    if (events->size() < static_cast<size_t>(kLookbackEvents)) break;
     after_ms = events->back().received_at_ms;
     after_id = events->back().internal_id;
   }

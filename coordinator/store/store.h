@@ -839,7 +839,8 @@ class WaitStore {
                                    const Json& memo, TimePoint now) = 0;
   // Events named `name` that come after (`after_ms`, `after_id`) in (received_at_ms,
   // internal_id) order, oldest first, at most `limit`: a wait's look-back reads from
-  // (its start, "") on, page by page.
+  // (its start, "") on, page by page, to an empty page (a page holds a few megabytes of
+  // payloads at most: one of large events is shorter than `limit` before the last).
   virtual Result<std::vector<EventRecord>> EventsAfter(const std::string& name, int64_t after_ms,
                                                        const std::string& after_id, int limit) = 0;
 
@@ -933,7 +934,9 @@ class RunControl {
   // before it, for an event received before it (a debounced run whose event a later one
   // replaced belongs to the later event). What a cancel_on event received at `before_ms` may
   // cancel: not the runs of its own request, nor later ones. In run id order, from the first
-  // id after `after_run_id` (empty: from the first), `limit` at most: a page.
+  // id after `after_run_id` (empty: from the first), `limit` at most: a page, read to an empty
+  // one (a page holds a few megabytes of events at most: one of large events is shorter than
+  // `limit` before the last).
   virtual Result<std::vector<ActiveRun>> ActiveRuns(const std::string& function_id,
                                                     int64_t before_ms,
                                                     const std::string& after_run_id, int limit) = 0;

@@ -4237,6 +4237,57 @@ TEST_P(StoreConformance, ActiveRunsAreThoseCreatedForEventsReceivedBeforeTheBoun
   EXPECT_EQ((*page)[0].run_id, all[2]);
 }
 
+// Pages of events, and of runs with their events (a wait's look-back, a cancel_on event's runs),
+// hold a few megabytes of payloads: 30 events of 400 KiB come in pages shorter than asked for,
+// in order, to an empty page; small ones come as many as asked for.
+TEST_P(StoreConformance, PagesOfEventsAndOfRunsAreBoundedByTheirPayloadsBytes) {
+  std::vector<std::string> events, runs;
+  for (int i = 0; i < 30; ++i) {
+    NewEvent ne = Event("test/large");
+    ne.event.payload["data"] = {{"blob", std::string(400 << 10, 'a' + i % 26)}};
+    ne.runs.push_back({.run_id = NewUlid(UnixMillis(clock_.Now())), .function_id = "app-plain"});
+    ASSERT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+    events.push_back(ne.event.internal_id);
+    runs.push_back(ne.runs[0].run_id);
+    clock_.Advance(1ms);
+  }
+  std::sort(runs.begin(), runs.end());
+  const int64_t now_ms = UnixMillis(clock_.Now());
+  std::vector<std::string> read;
+  size_t largest = 0;
+  for (int64_t after_ms = 0;;) {
+    const std::string after_id = read.empty() ? "" : read.back();
+    auto page = store_->EventsAfter("test/large", after_ms, after_id, 1000);
+    ASSERT_THAT(page, IsOk());
+    if (page->empty()) break;
+    largest = std::max(largest, page->size());
+    for (const EventRecord& e : *page) read.push_back(e.internal_id);
+    after_ms = page->back().received_at_ms;
+  }
+  EXPECT_EQ(read, events);
+  EXPECT_GT(largest, 1u);
+  EXPECT_LT(largest, 30u) << "one page held them all";
+  read.clear();
+  largest = 0;
+  for (std::string after;;) {
+    auto page = store_->ActiveRuns("app-plain", now_ms, after, 1000);
+    ASSERT_THAT(page, IsOk());
+    if (page->empty()) break;
+    largest = std::max(largest, page->size());
+    for (const ActiveRun& r : *page) read.push_back(r.run_id);
+    after = page->back().run_id;
+  }
+  EXPECT_EQ(read, runs);
+  EXPECT_GT(largest, 1u);
+  EXPECT_LT(largest, 30u) << "one page held them all";
+  // Small payloads: the page is the rows asked for.
+  for (int i = 0; i < 5; ++i) Start("app-plain");
+  clock_.Advance(1ms);
+  auto small = store_->ActiveRuns("app-plain", UnixMillis(clock_.Now()), runs.back(), 3);
+  ASSERT_THAT(small, IsOk());
+  EXPECT_EQ(small->size(), 3u);
+}
+
 // A run's cancel keys (NewRun::cancel_keys), written with it (a plain run, one made as a gated
 // run is, a replay): CancelCandidates finds the runs of the function and rule whose key is one
 // of the event's or unset, made before the bound and not before `created_from_ms`, page by

@@ -110,6 +110,23 @@ FunctionRecord ReadFunction(const Row& row, int offset = 0) {
 }
 
 constexpr const char* kEventColumns = "internal_id, id, name, payload, received_at_ms";
+
+// The most bytes of payloads a page of events or runs with their events holds (WithinPageBytes).
+constexpr int64_t kPageBytes = 8 << 20;
+
+// `query`, whose rows (ordered by `order`, at most its LIMIT) carry the JSON column `payload`,
+// cut after the row whose payload brings the page to kPageBytes of payloads: at least its first
+// row. A page of events is at most 1,000 rows of up to 512 KiB each: read so, half a gigabyte
+// (and several times that parsed) at once; cut, a few megabytes. The rows are the outer
+// query's columns `columns`, in `order`.
+std::string WithinPageBytes(const std::string& query, std::string_view columns,
+                            std::string_view payload, std::string_view order) {
+  const std::string bytes = "octet_length(i." + std::string(payload) + "::text)";
+  return "SELECT " + std::string(columns) + " FROM (SELECT i.*, sum(" + bytes +
+         ") OVER (ORDER BY " + std::string(order) + " ROWS UNBOUNDED PRECEDING) - " + bytes +
+         " AS bytes_before FROM (" + query + ") i) p WHERE p.bytes_before < " +
+         std::to_string(kPageBytes) + " ORDER BY " + std::string(order);
+}
 // kEventColumns for a list, then whether the payload was omitted.
 const std::string kListedEventColumns = "internal_id, id, name, " + ListedValue("payload") +
                                         ", received_at_ms, " + ValueOmitted("payload");
@@ -3032,11 +3049,14 @@ Result<std::vector<EventRecord>> SqlStore::EventsAfter(const std::string& name, 
                                                        const std::string& after_id, int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<EventRecord>> {
     std::vector<EventRecord> out;
-    for (Row row : tx.Query(std::string("SELECT ") + kEventColumns +
-                                " FROM events WHERE name = $1 AND received_at_ms >= $2 AND "
-                                "(received_at_ms > $2 OR internal_id > $3) "
-                                "ORDER BY received_at_ms, internal_id LIMIT $4",
-                            {name, after_ms, after_id, limit})) {
+    for (Row row :
+         tx.Query(WithinPageBytes(std::string("SELECT ") + kEventColumns +
+                                      " FROM events WHERE name = $1 AND "
+                                      "received_at_ms >= $2 AND (received_at_ms > $2 "
+                                      "OR internal_id > $3) ORDER BY received_at_ms, "
+                                      "internal_id LIMIT $4",
+                                  kEventColumns, "payload", "received_at_ms, internal_id"),
+                  {name, after_ms, after_id, limit})) {
       out.push_back(ReadEvent(row));
     }
     return out;
@@ -3214,12 +3234,14 @@ Result<std::vector<ActiveRun>> SqlStore::ActiveRuns(const std::string& function_
                                                     const std::string& after_run_id, int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<ActiveRun>> {
     std::vector<ActiveRun> out;
-    for (Row row : tx.Query("SELECT r.id, e.payload, r.created_at_ms FROM runs r "
-                            "JOIN events e ON e.internal_id = r.event_id WHERE r.function_id = $1 "
-                            "AND r.status NOT IN ('completed', 'failed', 'cancelled') "
-                            "AND r.created_at_ms < $3 AND e.received_at_ms < $3 AND r.id > $4 "
-                            "ORDER BY r.id LIMIT $2",
-                            {function_id, limit, before_ms, after_run_id})) {
+    for (Row row : tx.Query(
+             WithinPageBytes("SELECT r.id, e.payload, r.created_at_ms FROM runs r "
+                             "JOIN events e ON e.internal_id = r.event_id WHERE r.function_id = "
+                             "$1 AND r.status NOT IN ('completed', 'failed', 'cancelled') "
+                             "AND r.created_at_ms < $3 AND e.received_at_ms < $3 AND r.id > $4 "
+                             "ORDER BY r.id LIMIT $2",
+                             "id, payload, created_at_ms", "payload", "id"),
+             {function_id, limit, before_ms, after_run_id})) {
       out.push_back({row.Text(0), row.JsonCol(1), row.Int(2)});
     }
     return out;
@@ -3249,15 +3271,16 @@ Result<std::vector<ActiveRun>> SqlStore::CancelCandidates(
               {function_id, rule, key_list, after_run_id});
     }
     std::vector<ActiveRun> out;
-    for (Row row :
-         tx.Query(std::string("SELECT r.id, e.payload, r.created_at_ms FROM runs r "
-                              "JOIN events e ON e.internal_id = r.event_id WHERE r.id "
-                              "IN (") +
-                      kKeyed +
-                      ") AND r.status NOT IN ('completed', 'failed', 'cancelled') "
-                      "AND r.created_at_ms < $5 AND r.created_at_ms >= $6 "
-                      "AND e.received_at_ms < $5 ORDER BY r.id LIMIT $7",
-                  {function_id, rule, key_list, after_run_id, before_ms, created_from_ms, limit})) {
+    for (Row row : tx.Query(
+             WithinPageBytes(std::string("SELECT r.id, e.payload, r.created_at_ms FROM runs r "
+                                         "JOIN events e ON e.internal_id = r.event_id WHERE r.id "
+                                         "IN (") +
+                                 kKeyed +
+                                 ") AND r.status NOT IN ('completed', 'failed', 'cancelled') "
+                                 "AND r.created_at_ms < $5 AND r.created_at_ms >= $6 "
+                                 "AND e.received_at_ms < $5 ORDER BY r.id LIMIT $7",
+                             "id, payload, created_at_ms", "payload", "id"),
+             {function_id, rule, key_list, after_run_id, before_ms, created_from_ms, limit})) {
       out.push_back({row.Text(0), row.JsonCol(1), row.Int(2)});
     }
     return out;
