@@ -539,14 +539,17 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         t.move = store::Transition::End{store::kFailed, nullptr, std::move(error)};
       } else if (state->unloaded_step_bytes > 0) {
         // Its steps were too many bytes to read (store::kMaxLoadedStepBytes): no call can carry
-        // them.
-        t.move = store::Transition::End{
-            store::kFailed,
-            nullptr,
-            {{"name", "StateTooLarge"},
-             {"message", "the run's memoized steps are " +
-                             std::to_string(state->unloaded_step_bytes) + " bytes, more than the " +
-                             std::to_string(kMaxCallBodyBytes) + " a call carries"}}};
+        // them. The call's failed attempt says why on the run's timeline.
+        Json error = {
+            {"name", "StateTooLarge"},
+            {"message", "the run's memoized steps are " +
+                            std::to_string(state->unloaded_step_bytes) + " bytes, more than the " +
+                            std::to_string(store::kMaxLoadedStepBytes) +
+                            " a run's state is read with"}};
+        const int64_t now_ms = UnixMillis(clock.Now());
+        t.attempts.push_back(
+            {item.step_id, item.step_id, item.attempt, "failed", error, now_ms, now_ms});
+        t.move = store::Transition::End{store::kFailed, nullptr, std::move(error)};
       } else if (auto request = BuildCall(*state, item, options.call, clock.Now()); !request.ok()) {
         const bool too_large = request.status().code() == StatusCode::kResourceExhausted;
         t.move = store::Transition::End{store::kFailed,

@@ -98,6 +98,10 @@ TEST_F(ExecutorHarness, ARunWhoseStepsPassTheLoadBoundFailsWithoutItsStepsRead) 
   EXPECT_THAT(Run(run).error["message"].get<std::string>(),
               ::testing::HasSubstr("memoized steps are"));
   EXPECT_EQ(transport_.calls(), 1) << "the run was not called again";
+  const auto recorded = Attempts(run);
+  ASSERT_FALSE(recorded.empty());
+  EXPECT_EQ(recorded.back().outcome, "failed") << "the timeline says why";
+  EXPECT_EQ(recorded.back().error["name"], "StateTooLarge");
 }
 
 TEST_F(ExecutorHarness, AFailedCallIsRetriedOnlyOnceItsBackoffHasPassed) {

@@ -4465,22 +4465,27 @@ TEST_P(StoreConformance, ASyncAddingACancelRuleWaitsForAnIngestInFlightAndKeysIt
 // A run whose debounce a later event joins is that event's run: its cancel keys are the later
 // event's.
 TEST_P(StoreConformance, ADebouncedRunsCancelKeysAreThoseOfItsLastEvent) {
-  auto send = [&](const std::string& key) {
+  auto send = [&](std::vector<CancelKey> keys) {
     NewEvent ne = Event("test/debounce");
     ne.event.payload["ts"] = UnixMillis(clock_.Now());
     NewRun run{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
     run.debounce = DebounceGate{"d", 60s, std::nullopt, UnixMillis(clock_.Now())};
-    run.cancel_keys = {{"r1", key}};
+    run.cancel_keys = std::move(keys);
     ne.runs.push_back(run);
     EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
     clock_.Advance(1s);
     return run.run_id;
   };
-  const std::string run = send("k=first");
-  send("k=second");  // joins it
-  const int64_t now_ms = UnixMillis(clock_.Now());
+  const std::string run = send({{"r1", "k=first"}});
+  send({{"r1", "k=second"}});  // joins it
+  int64_t now_ms = UnixMillis(clock_.Now());
   EXPECT_THAT(CandidateIds("r1", {"k=first"}, now_ms), ::testing::IsEmpty());
   EXPECT_EQ(CandidateIds("r1", {"k=second"}, now_ms), std::vector<std::string>{run});
+  // One made when its function had no keyed rule (a sync dropped it) joins it: the run keeps
+  // no key of the earlier event's, so that a sync bringing the rule back keys it anew.
+  send({});
+  now_ms = UnixMillis(clock_.Now());
+  EXPECT_THAT(CandidateIds("r1", {"k=second"}, now_ms), ::testing::IsEmpty());
 }
 
 // Runs made before cancel keys were (the migration that adds them) are looked at by every

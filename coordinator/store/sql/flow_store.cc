@@ -385,9 +385,9 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
   RecordSkip(tx, r[0].Text(2), run, kSkipDebounce, gate.key, now_ms);
   tx.Send("UPDATE runs SET event_id = $2, throttle_slot_ms = $3 WHERE id = $1",
           {pending, event_id, due});
-  // Its event is the joining one: a cancel_on event finds it by that one's keys. (A function
-  // with no keyed rule has no keys to replace: no rule reads them.)
-  if (!run.cancel_keys.empty()) RecordCancelKeys(tx, pending, run.cancel_keys, /*replace=*/true);
+  // Its event is the joining one: a cancel_on event finds it by that one's keys, and by none
+  // of the earlier event's (a rule dropped and synced again later finds the run keyed for it).
+  RecordCancelKeys(tx, pending, run.cancel_keys, /*replace=*/true);
   tx.Send("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {pending, due});
   // Its timeouts.start counts from when the debounce is due (RecordTimeouts).
   if (run.timeouts && run.timeouts->start) {

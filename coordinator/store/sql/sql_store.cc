@@ -974,13 +974,6 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
     }
     Rows existing = tx.Query("SELECT checksum FROM apps WHERE id = $1", {app.id});
     const bool modified = existing.empty() || existing[0].Text(0) != app.checksum;
-    // First: the transactions that make runs from the set hold kFunctionSetLock shared while
-    // they read its generation, so from here those made from the old set have committed and
-    // later ones see the new generation when this commits.
-    if (modified) {
-      tx.LockKey(kFunctionSetLock);
-      tx.Send("UPDATE function_generation SET generation = generation + 1");
-    }
     // The functions whose cancel rules this sync changes (or adds), as their configs say:
     // their runs may lack keys for a rule (below).
     std::set<std::string> new_rules;
@@ -999,6 +992,14 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
           new_rules.insert(f.id);
         }
       }
+    }
+    if (modified) {
+      // The transactions that make runs from the set hold kFunctionSetLock shared while they
+      // read its generation: taken whole, those made from the old set have committed before
+      // the runs are read for their keys (below), and later ones see the new generation when
+      // this commits. Only a sync that reads the runs so waits for them, and holds them back.
+      if (!new_rules.empty()) tx.LockKey(kFunctionSetLock);
+      tx.Send("UPDATE function_generation SET generation = generation + 1");
     }
     tx.Send(
         "INSERT INTO apps (id, url, sdk, framework, checksum, created_at_ms, synced_at_ms) "
@@ -2538,7 +2539,7 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
                                    " more would take it past the step limit of " +
                                    std::to_string(step_limit));
         }
-        if (bytes + fresh_bytes > kMaxLoadedStepBytes) {
+        if (!fresh.empty() && bytes + fresh_bytes > kMaxLoadedStepBytes) {
           return ResourceExhausted("run " + item.run_id + "'s steps hold " + std::to_string(bytes) +
                                    " bytes: " + std::to_string(fresh_bytes) +
                                    " more would take them past the " +
