@@ -3259,27 +3259,28 @@ Result<std::vector<ActiveRun>> SqlStore::CancelCandidates(
       "AND key IN @list($3) AND run_id > $4 UNION ALL SELECT run_id FROM run_cancel_keys "
       "WHERE function_id = $1 AND rule IN ($2, '*') AND key IS NULL AND run_id > $4";
   const sql::Value key_list = ListValue(keys);
+  // Read first (MATERIALIZED): by the runs' id order, a plan may walk every run of the table
+  // to find the few a key names.
+  const std::string with = std::string("WITH c AS MATERIALIZED (") + kKeyed + ") ";
   return InTransaction([&](Tx& tx) -> Result<std::vector<ActiveRun>> {
     if (after_run_id.empty()) {
       // Those of ended runs go as they are come across: ended runs are not cancelled. Rows
       // another deletion (another event's, retention's) holds are left to it.
-      tx.Send(std::string("DELETE FROM run_cancel_keys WHERE (run_id, rule) IN (SELECT k.run_id, "
-                          "k.rule FROM run_cancel_keys k WHERE k.run_id IN (") +
-                  kKeyed +
-                  ") AND k.function_id = $1 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = "
-                  "k.run_id AND r.status NOT IN ('completed', 'failed', 'cancelled')) "
-                  "{FOR UPDATE SKIP LOCKED})",
+      tx.Send(with +
+                  "DELETE FROM run_cancel_keys WHERE (run_id, rule) IN (SELECT k.run_id, k.rule "
+                  "FROM c JOIN run_cancel_keys k ON k.run_id = c.run_id WHERE k.function_id = $1 "
+                  "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = k.run_id AND r.status NOT IN "
+                  "('completed', 'failed', 'cancelled')) {FOR UPDATE OF k SKIP LOCKED})",
               {function_id, rule, key_list, after_run_id});
     }
     std::vector<ActiveRun> out;
     for (Row row : tx.Query(
-             WithinPageBytes(std::string("SELECT r.id, e.payload, r.created_at_ms FROM runs r "
-                                         "JOIN events e ON e.internal_id = r.event_id WHERE r.id "
-                                         "IN (") +
-                                 kKeyed +
-                                 ") AND r.status NOT IN ('completed', 'failed', 'cancelled') "
-                                 "AND r.created_at_ms < $5 AND r.created_at_ms >= $6 "
-                                 "AND e.received_at_ms < $5 ORDER BY r.id LIMIT $7",
+             WithinPageBytes(with + "SELECT r.id, e.payload, r.created_at_ms FROM c "
+                                    "JOIN runs r ON r.id = c.run_id "
+                                    "JOIN events e ON e.internal_id = r.event_id "
+                                    "WHERE r.status NOT IN ('completed', 'failed', 'cancelled') "
+                                    "AND r.created_at_ms < $5 AND r.created_at_ms >= $6 "
+                                    "AND e.received_at_ms < $5 ORDER BY r.id LIMIT $7",
                              "id, payload, created_at_ms", "payload", "id"),
              {function_id, rule, key_list, after_run_id, before_ms, created_from_ms, limit})) {
       out.push_back({row.Text(0), row.JsonCol(1), row.Int(2)});
