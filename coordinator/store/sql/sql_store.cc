@@ -83,10 +83,10 @@ constexpr int kFunctionColumnCount = 9;
 // The function set's generation (AppRegistry::FunctionGeneration).
 constexpr const char* kFunctionGeneration = "SELECT generation FROM function_generation";
 // The advisory lock a transaction that makes runs from the function set takes, shared, before
-// it reads the set's generation, and a sync that changes the set takes whole before it moves
-// the generation on: a run is either made and committed before the sync reads the runs it
-// gives cancel keys (SyncApp), or made from the set the sync leaves. In memory, with no write;
-// a sync waiting for it holds later takers back (no starvation).
+// it reads the set's generation, and a sync that changes a function's cancel rules takes whole
+// before it moves the generation on: a run is either made and committed before the sync reads
+// the runs it gives cancel keys (SyncApp), or made from the set the sync leaves. In memory,
+// with no write; a sync waiting for it holds later takers back (no starvation).
 constexpr std::string_view kFunctionSetLock = "function-set";
 
 // Whether the function set is still of `generation`, under kFunctionSetLock.
