@@ -4,7 +4,7 @@
 // run of the function is read and its `if` evaluated), on one PostgreSQL database in one run,
 // through the intake as a POST's events go.
 //
-//   cancel_on --db postgres://… [--runs 10000] [--cancels 200]
+//   cancel_on --db postgres://… [--runs 10000] [--cancels 200] [--only keyed|unkeyed]
 // The database must be empty; bench/store_bench.sh cancel_on makes a private cluster and runs
 // this.
 #include <chrono>
@@ -71,11 +71,13 @@ int main(int argc, char** argv) {
   CLI::App app{"cancel_on: a cancelling event's time beside many active runs, keyed or not"};
   std::string db;
   int runs = 10000, cancels = 200;
+  std::string only;
   app.add_option("--db", db, "Empty database")->required();
   app.add_option("--runs", runs, "Active runs of each function (one user each)")
       ->capture_default_str();
   app.add_option("--cancels", cancels, "Cancelling events sent to each function, one a request")
       ->capture_default_str();
+  app.add_option("--only", only, "Time one rule only")->check(CLI::IsMember({"keyed", "unkeyed"}));
   CLI11_PARSE(app, argc, argv);
 
   auto store = funcky::store::OpenPostgresStore({.url = db, .pool_size = 4});
@@ -107,6 +109,7 @@ int main(int argc, char** argv) {
               runs, cancels);
   double ms[2] = {0, 0};
   for (int side = 0; side < 2; ++side) {
+    if (!only.empty() && only != (side == 0 ? "keyed" : "unkeyed")) continue;
     const std::string stop = side == 0 ? "bench/stop-keyed" : "bench/stop-unkeyed";
     const auto start = std::chrono::steady_clock::now();
     for (int j = 0; j < cancels; ++j) {
@@ -124,7 +127,7 @@ int main(int argc, char** argv) {
                           : "unkeyed (the same || async.data.never == true):",
                 ms[side], static_cast<long long>(Cancelled(**store, fn)));
   }
-  std::printf("unkeyed ÷ keyed: %.1f\n", ms[1] / ms[0]);
+  if (only.empty()) std::printf("unkeyed ÷ keyed: %.1f\n", ms[1] / ms[0]);
   intake.Stop();
   return 0;
 }

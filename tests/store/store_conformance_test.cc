@@ -2866,6 +2866,59 @@ TEST(PostgresStore, ARunsStateIsReadByIndexOnAYoungDatabase) {
   }
 }
 
+// A cancelling event finds the runs of its keys by the key's index entries and each run, event
+// and key row after them by its primary key, young database or analyzed: beside runs keyed with
+// null (another rule's, which needs no key), PostgreSQL guessed a thousand null-keyed rows for
+// any rule, joined the keys with every run (or every key) of the table by hash or merge, and,
+// before statistics, read all of the function's keys with the event's a filter.
+TEST(PostgresStore, ACancelEventReadsItsKeysRunsByIndex) {
+  PostgresStoreOfOneFunction pg("store_cancel_plan");
+  std::vector<NewEvent> events;
+  for (int i = 0; i < 2000; ++i) {
+    NewEvent ne;
+    ne.event.internal_id = NewUlid(UnixMillis(pg.clock.Now()));
+    ne.event.id = ne.event.internal_id;
+    ne.event.name = "test/e";
+    ne.event.payload = {{"name", "test/e"}, {"data", {{"user", i}}}};
+    ne.event.received_at_ms = UnixMillis(pg.clock.Now());
+    NewRun run{NewUlid(UnixMillis(pg.clock.Now())), "app-plain"};
+    run.cancel_keys = {{"keyed", "u" + std::to_string(i)}, {"unkeyed", std::nullopt}};
+    ne.runs.push_back(std::move(run));
+    events.push_back(std::move(ne));
+  }
+  ASSERT_THAT(pg.store->IngestEvents(events, pg.clock.Now(), nullptr), IsOk());
+  const int64_t now_ms = UnixMillis(pg.clock.Now()) + 1;
+  auto candidates = [&] {
+    for (int i = 0; i < 6; ++i) {  // past the custom plans of a prepared statement's first five
+      auto runs =
+          pg.store->CancelCandidates("app-plain", "keyed", {"u7", "test/e"}, now_ms, 0, "", 1000);
+      ASSERT_THAT(runs, IsOk());
+      ASSERT_EQ(runs->size(), 1u);
+      EXPECT_EQ((*runs)[0].run_id, events[7].runs[0].run_id);
+    }
+  };
+  auto expect_by_index = [&](const char* when) {
+    const std::vector<std::string> plans = pg.GenericPlans(
+        "statement LIKE 'WITH c AS MATERIALIZED (SELECT run_id%"
+        "run_cancel_keys%' OR statement LIKE 'SELECT id, payload, created_at_ms "
+        "FROM (SELECT i.*%run_cancel_keys%'",
+        "'app-plain'");
+    ASSERT_EQ(plans.size(), 2u) << when << ": the page's read and the ended runs' keys' delete";
+    for (const std::string& plan : plans) {
+      EXPECT_EQ(plan.find("Seq Scan"), std::string::npos) << when << "\n" << plan;
+      EXPECT_EQ(plan.find("Hash Join"), std::string::npos) << when << "\n" << plan;
+      EXPECT_EQ(plan.find("Merge Join"), std::string::npos) << when << "\n" << plan;
+      EXPECT_NE(plan.find("Index Cond: ((key = ANY"), std::string::npos) << when << "\n" << plan;
+      EXPECT_NE(plan.find("Index Cond: ((key IS NULL)"), std::string::npos) << when << "\n" << plan;
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(candidates());
+  expect_by_index("young");
+  testing::PgConnection(pg.url).Query("ANALYZE");
+  ASSERT_NO_FATAL_FAILURE(candidates());
+  expect_by_index("analyzed");
+}
+
 // A call that records a step and changes nothing else of its run (status, waits, parallel
 // calls) locks the run's row without writing a new version of it, also when it names the
 // run's request version (kept with its step); a call that names one and records no step

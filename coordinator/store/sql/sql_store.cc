@@ -3252,37 +3252,45 @@ Result<std::vector<ActiveRun>> SqlStore::ActiveRuns(const std::string& function_
 Result<std::vector<ActiveRun>> SqlStore::CancelCandidates(
     const std::string& function_id, const std::string& rule, const std::vector<std::string>& keys,
     int64_t before_ms, int64_t created_from_ms, const std::string& after_run_id, int limit) {
-  // The runs of the rule with one of the keys, or with none ('*': a run made before the keys
-  // were), after the run $4.
+  // The keys of the rule's runs with one of the keys, or with none ('*': a run made before the
+  // keys were), after the run $4. Read first (MATERIALIZED), and every run, event and key row
+  // after them is found by its primary key, one lookup a key (scalar subqueries, which no plan
+  // turns into a join): PostgreSQL guesses the null keys' rows from the whole table's (those of
+  // every function's unkeyed rules), a thousand where there are none, and joined by hash, reading
+  // every run or every key of the table to find the one a key names.
   constexpr const char* kKeyed =
-      "SELECT run_id FROM run_cancel_keys WHERE function_id = $1 AND rule = $2 "
-      "AND key IN @list($3) AND run_id > $4 UNION ALL SELECT run_id FROM run_cancel_keys "
-      "WHERE function_id = $1 AND rule IN ($2, '*') AND key IS NULL AND run_id > $4";
+      "WITH c AS MATERIALIZED (SELECT run_id, rule FROM run_cancel_keys WHERE function_id = $1 "
+      "AND rule = $2 AND key IN @list($3) AND run_id > $4 UNION ALL SELECT run_id, rule FROM "
+      "run_cancel_keys WHERE function_id = $1 AND rule IN ($2, '*') AND key IS NULL "
+      "AND run_id > $4)";
   const sql::Value key_list = ListValue(keys);
-  // Read first (MATERIALIZED): by the runs' id order, a plan may walk every run of the table
-  // to find the few a key names.
-  const std::string with = std::string("WITH c AS MATERIALIZED (") + kKeyed + ") ";
   return InTransaction([&](Tx& tx) -> Result<std::vector<ActiveRun>> {
     if (after_run_id.empty()) {
-      // Those of ended runs go as they are come across: ended runs are not cancelled. Rows
+      // Those of ended runs go as they are come across (their other rules' keys as those
+      // rules' events come across them, or with the runs): ended runs are not cancelled. Rows
       // another deletion (another event's, retention's) holds are left to it.
-      tx.Send(with +
-                  "DELETE FROM run_cancel_keys WHERE (run_id, rule) IN (SELECT k.run_id, k.rule "
-                  "FROM c JOIN run_cancel_keys k ON k.run_id = c.run_id WHERE k.function_id = $1 "
-                  "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = k.run_id AND r.status NOT IN "
-                  "('completed', 'failed', 'cancelled')) {FOR UPDATE OF k SKIP LOCKED})",
+      tx.Send(std::string(kKeyed) +
+                  ", d AS MATERIALIZED (SELECT run_id, rule FROM c WHERE (SELECT 1 FROM runs r "
+                  "WHERE r.id = c.run_id AND r.status NOT IN ('completed', 'failed', "
+                  "'cancelled')) IS NULL) DELETE FROM run_cancel_keys WHERE (run_id, rule) IN "
+                  "(SELECT k.run_id, k.rule FROM d JOIN run_cancel_keys k ON k.run_id = d.run_id "
+                  "AND k.rule = d.rule {FOR UPDATE OF k SKIP LOCKED})",
               {function_id, rule, key_list, after_run_id});
     }
+    // The page's runs first (p, at most $7), then their events' payloads.
+    const std::string page =
+        std::string(kKeyed) +
+        ", p AS MATERIALIZED (SELECT c.run_id AS id FROM c WHERE (SELECT 1 FROM runs r JOIN "
+        "events e ON e.internal_id = r.event_id WHERE r.id = c.run_id AND r.status NOT IN "
+        "('completed', 'failed', 'cancelled') AND r.created_at_ms < $5 AND r.created_at_ms >= $6 "
+        "AND e.received_at_ms < $5) IS NOT NULL ORDER BY c.run_id LIMIT $7) "
+        "SELECT p.id, (SELECT e.payload FROM runs r JOIN events e ON e.internal_id = r.event_id "
+        "WHERE r.id = p.id) AS payload, (SELECT r.created_at_ms FROM runs r WHERE r.id = p.id) AS "
+        "created_at_ms FROM p ORDER BY p.id";
     std::vector<ActiveRun> out;
-    for (Row row : tx.Query(
-             WithinPageBytes(with + "SELECT r.id, e.payload, r.created_at_ms FROM c "
-                                    "JOIN runs r ON r.id = c.run_id "
-                                    "JOIN events e ON e.internal_id = r.event_id "
-                                    "WHERE r.status NOT IN ('completed', 'failed', 'cancelled') "
-                                    "AND r.created_at_ms < $5 AND r.created_at_ms >= $6 "
-                                    "AND e.received_at_ms < $5 ORDER BY r.id LIMIT $7",
-                             "id, payload, created_at_ms", "payload", "id"),
-             {function_id, rule, key_list, after_run_id, before_ms, created_from_ms, limit})) {
+    for (Row row :
+         tx.Query(WithinPageBytes(page, "id, payload, created_at_ms", "payload", "id"),
+                  {function_id, rule, key_list, after_run_id, before_ms, created_from_ms, limit})) {
       out.push_back({row.Text(0), row.JsonCol(1), row.Int(2)});
     }
     return out;
