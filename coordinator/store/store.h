@@ -495,7 +495,7 @@ inline Json Resume(Json memo, std::string_view name) {
 // during one call — could make a run hold far more, which a coordinator would read whole to
 // build its next call (gigabytes: enough to stop it). A run past this bound is read without
 // its steps (RunState::unloaded_step_bytes), and a checkpoint that would take it past the
-// bound is refused.
+// bound is refused. A memo's bytes are those of its compact JSON, recorded with the step.
 inline constexpr int64_t kMaxLoadedStepBytes = 64 << 20;
 
 struct RunState {

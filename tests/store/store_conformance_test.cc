@@ -1609,6 +1609,26 @@ TEST_P(StoreConformance, ARunsStepsPastTheLoadBoundAreRefusedByACheckpointAndNot
   EXPECT_EQ(state->steps.size(), 3u);
   EXPECT_EQ(state->unloaded_step_bytes, 0);
 
+  // The bound sums the bytes recorded with each step (its memo's compact JSON), not the
+  // memos: told that "d" holds 4 MiB, a checkpoint of 1 KiB more is refused.
+  int64_t d_bytes = 0;
+  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+    d_bytes = tx.Count("SELECT memo_bytes FROM steps WHERE run_id = $1 AND step_id = 'd'", {run});
+    tx.Exec("UPDATE steps SET memo_bytes = $2 WHERE run_id = $1 AND step_id = 'd'",
+            {run, int64_t{4 * kMiB}});
+    return Status::Ok();
+  }),
+              IsOk());
+  EXPECT_EQ(d_bytes, static_cast<int64_t>(big("d", 1024).memo.dump().size()));
+  EXPECT_THAT(store_->Checkpoint(call, {big("f", 1024)}, {}, clock_.Now(), 100),
+              StatusIs(StatusCode::kResourceExhausted, HasSubstr("a run's steps may hold")));
+  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+    tx.Exec("UPDATE steps SET memo_bytes = $2 WHERE run_id = $1 AND step_id = 'd'", {run, d_bytes});
+    return Status::Ok();
+  }),
+              IsOk());
+
+  // A step recorded without its bytes (before they were recorded, migration 0034) is measured.
   const std::string more = Json{{"data", std::string(5 * kMiB, 'y')}}.dump();
   ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
     tx.Exec(

@@ -111,6 +111,10 @@ FunctionRecord ReadFunction(const Row& row, int offset = 0) {
 
 constexpr const char* kEventColumns = "internal_id, id, name, payload, received_at_ms";
 
+// A step's memo's bytes (kMaxLoadedStepBytes): as recorded with it, or, for a step recorded
+// before the column was (migration 0034), measured.
+constexpr const char* kStepBytes = "coalesce(memo_bytes, octet_length(memo::text))";
+
 // The most bytes of payloads a page of events or runs with their events holds (WithinPageBytes).
 constexpr int64_t kPageBytes = 8 << 20;
 
@@ -211,8 +215,9 @@ std::string RunStatesQuery() {
          "NOT (r.had_waits OR r.had_parallel), "
          // The bytes of the steps of a run whose steps may have been recorded without a call
          // built in between (kMaxLoadedStepBytes): one of waits or calls in parallel.
-         "CASE WHEN r.had_waits OR r.had_parallel THEN (SELECT sum(octet_length(memo::text)) "
-         "FROM steps WHERE run_id = r.id) END "
+         "CASE WHEN r.had_waits OR r.had_parallel THEN (SELECT sum(" +
+         std::string(kStepBytes) +
+         ") FROM steps WHERE run_id = r.id) END "
          "FROM runs r JOIN functions f ON f.id = r.function_id WHERE r.id IN @list($1)";
 }
 
@@ -1752,6 +1757,12 @@ constexpr const char* kRestingStatuses = "('completed', 'failed', 'cancelled', '
 // Run $1, while its calls' outcomes still count.
 const std::string kLiveRun = std::string(" WHERE id = $1 AND status NOT IN ") + kRestingStatuses;
 
+// The bytes of a text parameter; unset for NULL.
+std::optional<int64_t> TextBytes(const sql::Value& v) {
+  const auto* text = std::get_if<std::string>(&v.get());
+  return text ? std::optional<int64_t>(static_cast<int64_t>(text->size())) : std::nullopt;
+}
+
 // Records `steps` (each once: a step already recorded keeps its first record) and `attempts`
 // of the run `run_id`, whose row the caller has locked; with `req_version`, the request
 // version of the reply that recorded them goes with the steps (kRunColumns reads it there),
@@ -1762,21 +1773,24 @@ void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord
                  const std::vector<AttemptRecord>& attempts, int64_t now_ms,
                  std::optional<int> req_version = std::nullopt) {
   for (const StepRecord& step : steps) {
+    // Dumped once, for the statement and for its bytes (kStepBytes); no memo is SQL's null.
+    sql::Value memo = JsonValue(step.memo);
+    const std::optional<int64_t> memo_bytes = TextBytes(memo);
     if (req_version) {
       tx.Send(
           "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms, "
-          "req_version) SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6, $7 "
-          "FROM steps WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO UPDATE SET "
-          "req_version = excluded.req_version WHERE steps.req_version IS NULL",
-          {run_id, step.step_id, step.name, step.status, JsonValue(step.memo), now_ms,
-           *req_version});
+          "req_version, memo_bytes) SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, "
+          "$5::jsonb, $6, $7, $8 FROM steps WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO "
+          "UPDATE SET req_version = excluded.req_version WHERE steps.req_version IS NULL",
+          {run_id, step.step_id, step.name, step.status, std::move(memo), now_ms, *req_version,
+           memo_bytes});
       continue;
     }
     tx.Send(
-        "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms) "
-        "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6 FROM steps "
+        "INSERT INTO steps (run_id, step_id, seq, name, status, memo, created_at_ms, memo_bytes) "
+        "SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5::jsonb, $6, $7 FROM steps "
         "WHERE run_id = $1 ON CONFLICT (run_id, step_id) DO NOTHING",
-        {run_id, step.step_id, step.name, step.status, JsonValue(step.memo), now_ms});
+        {run_id, step.step_id, step.name, step.status, std::move(memo), now_ms, memo_bytes});
   }
   for (const AttemptRecord& at : attempts) {
     // History nothing reads in the transaction: one statement for a whole group's.
@@ -2501,10 +2515,10 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
             "r.status NOT IN " +
                 std::string(kRestingStatuses) + " {FOR UPDATE OF q FOR NO KEY UPDATE OF r}",
             {item.id, item.lease_token, item.run_id}, [&run](Rows rows) { run = std::move(rows); });
-        tx.QueryLater(
-            "SELECT step_id, step_id IN @list($2), octet_length(memo::text) FROM steps "
-            "WHERE run_id = $1",
-            {item.run_id, ListValue(ids)}, [&recorded](Rows rows) { recorded = std::move(rows); });
+        tx.QueryLater("SELECT step_id, step_id IN @list($2), " + std::string(kStepBytes) +
+                          " FROM steps WHERE run_id = $1",
+                      {item.run_id, ListValue(ids)},
+                      [&recorded](Rows rows) { recorded = std::move(rows); });
         tx.Wait();
         if (run.empty()) {
           if (tx.Query("SELECT 1 FROM queue WHERE id = $1 AND lease_token = $2 AND run_id = $3",
@@ -2528,7 +2542,7 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
           if (!seen.insert(step.step_id).second) continue;
           fresh.push_back(step);
           unattempted.insert(step.step_id);
-          fresh_bytes += static_cast<int64_t>(step.memo.dump().size());
+          fresh_bytes += TextBytes(JsonValue(step.memo)).value_or(0);  // as RecordSteps writes it
         }
         // Nothing is written yet: CommitGroup's settle takes an apply's kResourceExhausted for
         // a refusal that wrote nothing, as its kAborted.
