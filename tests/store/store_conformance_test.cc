@@ -2631,6 +2631,25 @@ TEST(PostgresDatabase, TransactionsAreReadCommittedWhateverTheDatabasesDefault) 
   EXPECT_EQ(level, "read committed");
 }
 
+// The store's statements are never JIT-compiled, whatever the server's default: a generic
+// plan's estimate over large tables passes jit_above_cost for statements that touch a few rows,
+// and compiling costs tens of milliseconds each time.
+TEST(PostgresDatabase, StatementsAreNotJitCompiled) {
+  const std::string url = testing::SharedPgCluster().CreateDatabase("store_jit");
+  testing::PgConnection(url).Query(
+      "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET jit = on', current_database()); END $$");
+  ASSERT_EQ(testing::PgConnection(url).Query("SHOW jit")[0][0], "on")
+      << "a new connection gets the database's default";
+  auto db = NewPostgresDatabase({.url = url, .pool_size = 1});
+  std::string jit;
+  EXPECT_THAT(db->Transact([&](sql::Tx& tx) {
+    jit = tx.Query("SELECT current_setting('jit')")[0].Text(0);
+    return Status::Ok();
+  }),
+              IsOk());
+  EXPECT_EQ(jit, "off");
+}
+
 // A connection's statements are prepared again a while after it opens, and again at doubling
 // intervals, so their generic plans follow the tables' growth; they go on working across it.
 TEST(PostgresDatabase, StatementsArePreparedAgainAtDoublingIntervals) {

@@ -151,10 +151,16 @@ Result<std::unique_ptr<Connection>> Connect(const PostgresOptions& options) {
       nullptr);
   // The store is written for READ COMMITTED (each decision reads in a statement after the
   // lock it depends on): a database or role whose default is REPEATABLE READ or SERIALIZABLE
-  // would turn those reads stale or into conflicts. Once per connection.
-  PgResult set(PQexec(conn->c, "SET default_transaction_isolation = 'read committed'"));
+  // would turn those reads stale or into conflicts. And without JIT compilation: PostgreSQL
+  // compiles a statement whose estimated cost passes jit_above_cost, and a generic plan's
+  // estimate over large tables does for statements that touch a handful of rows (the
+  // ingest's read of its waits: 20-150 ms compiling, well under one executing). Once per
+  // connection.
+  PgResult set(
+      PQexec(conn->c, "SET default_transaction_isolation = 'read committed'; SET jit = off"));
   if (!set || PQresultStatus(set.get()) != PGRES_COMMAND_OK) {
-    return Unavailable("cannot set the isolation level: " + FirstLine(PQerrorMessage(conn->c)));
+    return Unavailable("cannot set the isolation level and JIT: " +
+                       FirstLine(PQerrorMessage(conn->c)));
   }
   return conn;
 }
