@@ -2958,6 +2958,54 @@ TEST(PostgresStore, ACancelEventReadsItsKeysRunsByIndex) {
   expect_by_index("analyzed");
 }
 
+// An ingest reads the waits of its events' names (keyed by the events' fields, and the oldest
+// without a key) and each one's run and event by their primary keys, however many waits
+// another name has: joined, PostgreSQL guessed thousands of keyless waits for any name from
+// the table's and hashed every event of the table at each ingest of a name with waits.
+TEST(PostgresStore, AnIngestReadsItsNamesWaitsByIndex) {
+  PostgresStoreOfOneFunction pg("store_waits_plan");
+  pg.Start(2000);
+  testing::PgConnection check(pg.url);
+  // Half the runs wait for order/paid with a key each; the other half for other/x, keyless.
+  check.Query(
+      "INSERT INTO waits (run_id, step_id, function_id, event_name, expression, kind, "
+      "created_at_ms, expires_at_ms, match_key) SELECT id, 'w', function_id, CASE WHEN n % 2 = 0 "
+      "THEN 'order/paid' ELSE 'other/x' END, 'event.data.n == async.data.n', 'event', "
+      "created_at_ms, created_at_ms + 86400000, CASE WHEN n % 2 = 0 THEN 'k' || n END FROM "
+      "(SELECT id, function_id, created_at_ms, row_number() OVER (ORDER BY id) AS n FROM runs) r");
+  check.Query("ANALYZE");
+  // Each ingest's own keys (expr::IndexKeys) name one wait of the first run's: it is read.
+  const std::string run_id = check.Query("SELECT min(id) FROM runs")[0][0].value();
+  for (int i = 0; i < 6; ++i) {  // past the custom plans of a prepared statement's first five
+    NewEvent ne;
+    ne.event.internal_id = NewUlid(UnixMillis(pg.clock.Now()));
+    ne.event.id = ne.event.internal_id;
+    ne.event.name = "order/paid";
+    ne.event.payload = {{"name", "order/paid"}, {"data", {{"n", 10000 + i}}}};
+    ne.event.received_at_ms = UnixMillis(pg.clock.Now());
+    std::vector<std::string> keys;
+    ASSERT_TRUE(expr::IndexKeys(ne.event.payload, &keys));
+    const std::string key = expr::IndexKey({"data", "n"}, Json(10000 + i)).value();
+    ASSERT_NE(std::find(keys.begin(), keys.end(), key), keys.end());
+    check.Query(
+        "INSERT INTO waits (run_id, step_id, function_id, event_name, expression, kind, "
+        "created_at_ms, expires_at_ms, match_key) VALUES ('" +
+        run_id + "', 'k" + std::to_string(i) +
+        "', 'app-plain', 'order/paid', 'true', 'event', 0, 86400000, '" + key + "')");
+    IngestWaits waits;
+    ASSERT_THAT(pg.store->IngestEvents({ne}, pg.clock.Now(), &waits), IsOk());
+    ASSERT_EQ(waits.open.size(), 1u) << "the wait of its key, and no other";
+    EXPECT_EQ(waits.open[0].step_id, "k" + std::to_string(i));
+  }
+  const std::vector<std::string> plans = pg.GenericPlans(
+      "statement LIKE 'SELECT p.*, 1 FROM (SELECT w.run_id%'", "'[\"order/paid\"]'");
+  ASSERT_EQ(plans.size(), 1u) << "the ingest's read of its waits, prepared";
+  EXPECT_EQ(plans[0].find("Seq Scan"), std::string::npos) << plans[0];
+  EXPECT_EQ(plans[0].find("Hash Join"), std::string::npos) << plans[0];
+  EXPECT_EQ(plans[0].find("Merge Join"), std::string::npos) << plans[0];
+  EXPECT_NE(plans[0].find("events_pkey"), std::string::npos) << plans[0];
+}
+
 // A call that records a step and changes nothing else of its run (status, waits, parallel
 // calls) locks the run's row without writing a new version of it, also when it names the
 // run's request version (kept with its step); a call that names one and records no step

@@ -174,14 +174,18 @@ std::optional<std::string> InvokeExpressionOf(const Json& event) {
 
 // The query of ReadWaits: waits with their runs' first events, `where` choosing which. The
 // event (up to 512 KiB) is read only for an `if` that may look at it: one that never names
-// `event` (an invoke wait's never does) is evaluated without it.
+// `event` (an invoke wait's never does) is evaluated without it. Each wait's run and event are
+// looked up by their primary keys (a scalar subquery; every wait has its run, every run its
+// event): joined, PostgreSQL guessed the waits of an ingest's names from the whole table's
+// (thousands of keyless ones, when another name has them) and read every event of the table
+// into a hash at each ingest of a name that has waits.
 std::string WaitsQuery(std::string_view where) {
   return std::string(
              "SELECT w.run_id, w.step_id, w.function_id, w.event_name, w.expression, "
-             "w.kind, CASE WHEN w.expression LIKE '%event%' THEN e.payload END, "
+             "w.kind, CASE WHEN w.expression LIKE '%event%' THEN (SELECT e.payload FROM runs r "
+             "JOIN events e ON e.internal_id = r.event_id WHERE r.id = w.run_id) END, "
              "w.created_at_ms, w.expires_at_ms, w.lookback_from_ms, w.match_key "
-             "FROM waits w JOIN runs r ON r.id = w.run_id "
-             "JOIN events e ON e.internal_id = r.event_id WHERE ") +
+             "FROM waits w WHERE ") +
          std::string(where);
 }
 
