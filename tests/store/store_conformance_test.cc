@@ -2961,7 +2961,8 @@ TEST(PostgresStore, ACancelEventReadsItsKeysRunsByIndex) {
 // An ingest reads the waits of its events' names (keyed by the events' fields, and the oldest
 // without a key) and each one's run and event by their primary keys, however many waits
 // another name has: joined, PostgreSQL guessed thousands of keyless waits for any name from
-// the table's and hashed every event of the table at each ingest of a name with waits.
+// the table's and hashed every event of the table at each ingest of a name with waits. The
+// looks for whether a name has any wait (an ingest's, a run end's) are index probes.
 TEST(PostgresStore, AnIngestReadsItsNamesWaitsByIndex) {
   PostgresStoreOfOneFunction pg("store_waits_plan");
   pg.Start(2000);
@@ -3004,6 +3005,37 @@ TEST(PostgresStore, AnIngestReadsItsNamesWaitsByIndex) {
   EXPECT_EQ(plans[0].find("Hash Join"), std::string::npos) << plans[0];
   EXPECT_EQ(plans[0].find("Merge Join"), std::string::npos) << plans[0];
   EXPECT_NE(plans[0].find("events_pkey"), std::string::npos) << plans[0];
+
+  // Whether the events' names have waits (the wait outbox), and, at a run's end, whether its
+  // end events' name has any (inngest/function.finished: none here), are index probes, not a
+  // scan of every wait that stops at the first of the name (a name with none: all of them).
+  const std::vector<std::string> pending =
+      pg.GenericPlans("statement LIKE 'INSERT INTO pending_resumes%'", "'[]'");
+  ASSERT_EQ(pending.size(), 2u) << "the ingest's look for its names' waits, prepared (with "
+                                   "the resumes' caller, and without)";
+  for (const std::string& plan : pending) {
+    EXPECT_EQ(plan.find("Seq Scan"), std::string::npos) << plan;
+    EXPECT_NE(plan.find("waits_event_only"), std::string::npos) << plan;
+  }
+  for (const QueueItem& item : pg.Claim(6)) {
+    Transition::End end{kCompleted, {{"ok", true}}, nullptr};
+    EventRecord e;
+    e.internal_id = NewUlid(UnixMillis(pg.clock.Now()));
+    e.id = "funcky:finished:" + item.run_id;
+    e.name = "inngest/function.finished";
+    e.payload = {{"name", e.name}, {"id", e.id}, {"data", {{"run_id", item.run_id}}}};
+    end.events.push_back(std::move(e));
+    Transition t;
+    t.move = std::move(end);
+    auto applied = pg.store->ApplyAndKeep(item, t, pg.clock.Now(), 30s);
+    ASSERT_THAT(applied, IsOk());
+    EXPECT_TRUE(applied->end_events_stored) << "no wait awaits inngest/function.finished";
+  }
+  const std::vector<std::string> ends = pg.GenericPlans(
+      "statement LIKE 'UPDATE runs SET status = $2, output%end_events_stored%'", "'x'");
+  ASSERT_EQ(ends.size(), 1u) << "the end's statement with its events, prepared";
+  EXPECT_EQ(ends[0].find("Seq Scan on waits"), std::string::npos) << ends[0];
+  EXPECT_NE(ends[0].find("waits_event"), std::string::npos) << ends[0];
 }
 
 // A call that records a step and changes nothing else of its run (status, waits, parallel

@@ -172,6 +172,18 @@ std::optional<std::string> InvokeExpressionOf(const Json& event) {
   return InvokeWaitExpression(c->get_ref<const std::string&>());
 }
 
+// Whether a wait awaits an event named `name` (SQL text; with `invoke_too`, an invoke's wait,
+// named inngest/function.finished, too): the first of the name's waits in an index's order,
+// one probe. As `EXISTS`, PostgreSQL took a name's waits from the table's statistics (half of
+// them, with two names in use), planned a sequential scan to stop at the first, and read the
+// whole table when the name had none: the end events' names at every run end, and most
+// ingested events' names.
+std::string WaitOf(std::string_view name, bool invoke_too) {
+  return "((SELECT 1 FROM waits w WHERE w.event_name = " + std::string(name) +
+         (invoke_too ? "" : " AND w.kind <> 'invoke'") +
+         " ORDER BY w.created_at_ms LIMIT 1) IS NOT NULL)";
+}
+
 // The query of ReadWaits: waits with their runs' first events, `where` choosing which. The
 // event (up to 512 KiB) is read only for an `if` that may look at it: one that never names
 // `event` (an invoke wait's never does) is evaluated without it. Each wait's run and event are
@@ -1327,8 +1339,9 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
       const std::string pending =
           "INSERT INTO pending_resumes (event_id, received_at_ms) "
           "SELECT e.internal_id, e.received_at_ms FROM events e WHERE e.internal_id IN @list($1) "
-          "AND (EXISTS (SELECT 1 FROM waits w WHERE w.event_name = e.name "
-          "AND w.kind <> 'invoke') OR EXISTS (SELECT 1 FROM waits w WHERE w.kind = 'invoke' "
+          "AND (" +
+          WaitOf("e.name", /*invoke_too=*/false) +
+          " OR EXISTS (SELECT 1 FROM waits w WHERE w.kind = 'invoke' "
           "AND w.expression IN @list($2) AND w.event_name = e.name))";
       const std::vector<sql::Value> params = {ListValue({inserted.begin(), inserted.end()}),
                                               ListValue({ends.begin(), ends.end()})};
@@ -2197,18 +2210,27 @@ class ApplyWork {
       // resumes that wait as it announces them (the run-end outbox, which the runs_end trigger
       // fills unless end_events_stored); or unless a sync changed the functions since intake
       // found that none acts on them.
-      std::vector<std::string> names;
-      for (const EventRecord& e : end_->events) names.push_back(e.name);
+      std::set<std::string> names;
+      for (const EventRecord& e : end_->events) names.insert(e.name);
+      std::vector<sql::Value> params = {
+          item_.run_id, end_->status,  JsonValue(end_->output), JsonValue(end_->error),
+          now_ms_,      t.req_version, !end_->events.empty(),   end_->functions_generation};
+      // No wait of each name (one or two: the end's events), each looked for by an index
+      // probe (WaitOf).
+      std::string no_wait;
+      for (const std::string& name : names) {
+        params.push_back(name);
+        no_wait += " AND NOT " + WaitOf("$" + std::to_string(params.size()), /*invoke_too=*/true);
+      }
       send(std::string("UPDATE runs SET status = $2, output = $3::jsonb, "
                        "error = $4::jsonb, ended_at_ms = $5, "
                        "req_version = COALESCE($6, req_version), "
-                       "end_events_stored = ($7 AND NOT EXISTS (SELECT 1 FROM "
-                       "waits WHERE event_name IN @list($8)) AND EXISTS (SELECT 1 "
-                       "FROM function_generation WHERE generation = "
-                       "COALESCE($9, generation)))") +
+                       "end_events_stored = ($7") +
+               no_wait +
+               " AND EXISTS (SELECT 1 FROM function_generation WHERE generation = "
+               "COALESCE($8, generation)))" +
                kLiveRun,
-           {item_.run_id, end_->status, JsonValue(end_->output), JsonValue(end_->error), now_ms_,
-            t.req_version, !end_->events.empty(), ListValue(names), end_->functions_generation},
+           params,
            " RETURNING function_id, lane_key, had_waits, had_parallel, "
            "end_events_stored");
     } else if (park_) {
