@@ -2610,43 +2610,32 @@ TEST(PostgresDatabase, ATransactionWaitsOncePerResultItReadsAndOnceToCommit) {
       << "one wait for both queries, none for nothing pending, the commit";
 }
 
-// The store's transactions run READ COMMITTED, what it is written for, whatever the
-// database's default: under SERIALIZABLE its lock-then-read steps would read stale rows or
-// fail with serialization conflicts.
-TEST(PostgresDatabase, TransactionsAreReadCommittedWhateverTheDatabasesDefault) {
+// The store's transactions run READ COMMITTED, what it is written for, and its statements are
+// never JIT-compiled, whatever the database's defaults: under SERIALIZABLE its lock-then-read
+// steps would read stale rows or fail with serialization conflicts, and a generic plan's
+// estimate over large tables passes jit_above_cost for statements that touch a few rows, which
+// then cost tens of milliseconds of compiling each.
+TEST(PostgresDatabase, ConnectionsAreReadCommittedWithoutJitWhateverTheDatabasesDefaults) {
   const std::string url = testing::SharedPgCluster().CreateDatabase("store_isolation");
   testing::PgConnection(url).Query(
       "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = "
-      "''serializable''', current_database()); END $$");
-  ASSERT_EQ(testing::PgConnection(url).Query("SHOW default_transaction_isolation")[0][0],
-            "serializable")
-      << "a new connection gets the database's default";
+      "''serializable''', current_database()); EXECUTE format('ALTER DATABASE %I SET jit = on', "
+      "current_database()); END $$");
+  const auto defaults = testing::PgConnection(url).Query(
+      "SELECT current_setting('default_transaction_isolation'), current_setting('jit')");
+  ASSERT_EQ(defaults[0][0], "serializable") << "a new connection gets the database's default";
+  ASSERT_EQ(defaults[0][1], "on") << "a new connection gets the database's default";
   auto db = NewPostgresDatabase({.url = url, .pool_size = 1});
-  std::string level;
+  std::string level, jit;
   EXPECT_THAT(db->Transact([&](sql::Tx& tx) {
-    level = tx.Query("SELECT current_setting('transaction_isolation')")[0].Text(0);
+    sql::Rows got =
+        tx.Query("SELECT current_setting('transaction_isolation'), current_setting('jit')");
+    level = got[0].Text(0);
+    jit = got[0].Text(1);
     return Status::Ok();
   }),
               IsOk());
   EXPECT_EQ(level, "read committed");
-}
-
-// The store's statements are never JIT-compiled, whatever the server's default: a generic
-// plan's estimate over large tables passes jit_above_cost for statements that touch a few rows,
-// and compiling costs tens of milliseconds each time.
-TEST(PostgresDatabase, StatementsAreNotJitCompiled) {
-  const std::string url = testing::SharedPgCluster().CreateDatabase("store_jit");
-  testing::PgConnection(url).Query(
-      "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET jit = on', current_database()); END $$");
-  ASSERT_EQ(testing::PgConnection(url).Query("SHOW jit")[0][0], "on")
-      << "a new connection gets the database's default";
-  auto db = NewPostgresDatabase({.url = url, .pool_size = 1});
-  std::string jit;
-  EXPECT_THAT(db->Transact([&](sql::Tx& tx) {
-    jit = tx.Query("SELECT current_setting('jit')")[0].Text(0);
-    return Status::Ok();
-  }),
-              IsOk());
   EXPECT_EQ(jit, "off");
 }
 
