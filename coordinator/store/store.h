@@ -495,7 +495,9 @@ inline Json Resume(Json memo, std::string_view name) {
 // during one call — could make a run hold far more, which a coordinator would read whole to
 // build its next call (gigabytes: enough to stop it). A run past this bound is read without
 // its steps (RunState::unloaded_step_bytes), and a checkpoint that would take it past the
-// bound is refused. A memo's bytes are those of its compact JSON, recorded with the step.
+// bound is refused. A memo's bytes are those of its compact JSON, recorded with the step
+// (PostgreSQL's text of it, which a load reads, has a space after each `,` and `:`: up to half
+// as much again for arrays of small numbers).
 inline constexpr int64_t kMaxLoadedStepBytes = 64 << 20;
 
 struct RunState {
@@ -943,7 +945,8 @@ class RunControl {
   // The runs of ActiveRuns(function_id, before_ms, …) created at `created_from_ms` or later
   // that have a CancelKey for `rule` whose key is one of `keys` or unset: those an event with
   // those expr::IndexKeys (all of them) may cancel by the rule. Paged as ActiveRuns. The keys
-  // of ended runs it comes across are deleted.
+  // of ended runs it comes across (for this rule, and unset ones) are deleted; an ended run's
+  // keys for other rules stay until those rules' events come across them, or retention.
   virtual Result<std::vector<ActiveRun>> CancelCandidates(
       const std::string& function_id, const std::string& rule, const std::vector<std::string>& keys,
       int64_t before_ms, int64_t created_from_ms, const std::string& after_run_id, int limit) = 0;

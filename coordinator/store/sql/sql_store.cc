@@ -111,8 +111,8 @@ FunctionRecord ReadFunction(const Row& row, int offset = 0) {
 
 constexpr const char* kEventColumns = "internal_id, id, name, payload, received_at_ms";
 
-// A step's memo's bytes (kMaxLoadedStepBytes): as recorded with it, or, for a step recorded
-// before the column was (migration 0034), measured.
+// A step's memo's bytes (kMaxLoadedStepBytes): as recorded with it (its compact JSON), or,
+// for a step recorded before the column was (migrations postgres 0034, sqlite 0030), measured.
 constexpr const char* kStepBytes = "coalesce(memo_bytes, octet_length(memo::text))";
 
 // The most bytes of payloads a page of events or runs with their events holds (WithinPageBytes).
@@ -3293,11 +3293,12 @@ Result<std::vector<ActiveRun>> SqlStore::CancelCandidates(
     const std::string& function_id, const std::string& rule, const std::vector<std::string>& keys,
     int64_t before_ms, int64_t created_from_ms, const std::string& after_run_id, int limit) {
   // The keys of the rule's runs with one of the keys, or with none ('*': a run made before the
-  // keys were), after the run $4. Read first (MATERIALIZED), and every run, event and key row
-  // after them is found by its primary key, one lookup a key (scalar subqueries, which no plan
-  // turns into a join): PostgreSQL guesses the null keys' rows from the whole table's (those of
-  // every function's unkeyed rules), a thousand where there are none, and joined by hash, reading
-  // every run or every key of the table to find the one a key names.
+  // keys were), after the run $4. Read first (MATERIALIZED), and every run and event after them
+  // is found by its primary key, one lookup a key (scalar subqueries, which no plan turns into
+  // a join; the delete's key rows are joined from `d`, which PostgreSQL takes for a few):
+  // PostgreSQL guesses the null keys' rows from the whole table's (those of every function's
+  // unkeyed rules), a thousand where there are none, and joined by hash, reading every run or
+  // every key of the table to find the one a key names.
   constexpr const char* kKeyed =
       "WITH c AS MATERIALIZED (SELECT run_id, rule FROM run_cancel_keys WHERE function_id = $1 "
       "AND rule = $2 AND key IN @list($3) AND run_id > $4 UNION ALL SELECT run_id, rule FROM "
