@@ -1785,13 +1785,16 @@ std::optional<int64_t> TextBytes(const sql::Value& v) {
 // version of the reply that recorded them goes with the steps (kRunColumns reads it there),
 // a step recorded already without one (a checkpoint's) taking it too. Nothing here needs a
 // result: the statements are sent (Tx::Send), the attempts' rows with the group's
-// (Tx::InsertLater).
+// (Tx::InsertLater). `memos`, when given, are the steps' memos as JsonValue made them (a
+// caller that measured them first); else they are made here.
 void RecordSteps(Tx& tx, const std::string& run_id, const std::vector<StepRecord>& steps,
                  const std::vector<AttemptRecord>& attempts, int64_t now_ms,
-                 std::optional<int> req_version = std::nullopt) {
-  for (const StepRecord& step : steps) {
+                 std::optional<int> req_version = std::nullopt,
+                 std::vector<sql::Value> memos = {}) {
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const StepRecord& step = steps[i];
     // Dumped once, for the statement and for its bytes (kStepBytes); no memo is SQL's null.
-    sql::Value memo = JsonValue(step.memo);
+    sql::Value memo = memos.empty() ? JsonValue(step.memo) : std::move(memos[i]);
     const std::optional<int64_t> memo_bytes = TextBytes(memo);
     if (req_version) {
       tx.Send(
@@ -2562,13 +2565,15 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
           if (!row.Null(2)) bytes += row.Int(2);
         }
         std::vector<StepRecord> fresh;
+        std::vector<sql::Value> memos;  // fresh's, measured here and written by RecordSteps
         std::set<std::string> unattempted;
         int64_t fresh_bytes = 0;
         for (const StepRecord& step : steps) {
           if (!seen.insert(step.step_id).second) continue;
           fresh.push_back(step);
           unattempted.insert(step.step_id);
-          fresh_bytes += TextBytes(JsonValue(step.memo)).value_or(0);  // as RecordSteps writes it
+          memos.push_back(JsonValue(step.memo));
+          fresh_bytes += TextBytes(memos.back()).value_or(0);
         }
         // Nothing is written yet: CommitGroup's settle takes an apply's kResourceExhausted for
         // a refusal that wrote nothing, as its kAborted.
@@ -2596,7 +2601,7 @@ Result<RecordedCheckpoint> SqlStore::Checkpoint(const QueueItem& item,
           out.attempts.push_back(a);
           out.attempts.back().attempt = static_cast<int>(run[0].Int(2));
         }
-        RecordSteps(tx, item.run_id, fresh, out.attempts, now_ms);
+        RecordSteps(tx, item.run_id, fresh, out.attempts, now_ms, std::nullopt, std::move(memos));
         return out;
       });
 }
