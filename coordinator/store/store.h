@@ -892,8 +892,7 @@ struct ActiveRun {
 struct SweepsDue {
   bool lookbacks = false;  // PendingLookbacks(lookbacks_before_ms, …) has waits
   bool lane_gaps = false;  // PendingLaneGaps has gaps
-  bool timeouts = false;   // CancelTimedOutRuns has runs past a deadline, or ended runs'
-                           // deadlines to forget
+  bool timeouts = false;   // CancelTimedOutRuns has runs past a deadline
   bool run_ends = false;   // PendingRunEnds(ends_before_ms, …) has runs
   bool cancels = false;    // PendingCancels(ends_before_ms, …) has events
   bool resumes = false;    // PendingResumes(ends_before_ms, …) has events

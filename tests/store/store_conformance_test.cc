@@ -3031,6 +3031,66 @@ TEST(PostgresStore, AnIngestReadsItsNamesWaitsByIndex) {
   EXPECT_NE(ends[0].find("using waits_event on"), std::string::npos) << ends[0];
 }
 
+// Whether any run is past a `timeouts` deadline, and which, are probes of the index of active
+// runs' deadlines (runs_timeout), however many runs have one: a join of every deadline row
+// with its run was read at each sweep tick of every coordinator (28 ms a tick beside 10,000
+// running runs with timeouts.finish), and held ended runs' rows until a sweep forgot them.
+TEST(PostgresStore, TimeoutsDueAreAnIndexProbe) {
+  PostgresStoreOfOneFunction pg("store_timeouts_plan");
+  pg.Start(2000);  // ended, without timeouts
+  ASSERT_NO_FATAL_FAILURE(pg.Complete(pg.Claim(2000)));
+  std::vector<NewEvent> events;
+  for (int i = 0; i < 2000; ++i) {  // running, to finish within a minute of their start
+    NewEvent ne;
+    ne.event.internal_id = NewUlid(UnixMillis(pg.clock.Now()));
+    ne.event.id = ne.event.internal_id;
+    ne.event.name = "test/e";
+    ne.event.payload = {{"name", "test/e"}, {"data", Json::object()}};
+    ne.event.received_at_ms = UnixMillis(pg.clock.Now());
+    NewRun run{NewUlid(UnixMillis(pg.clock.Now())), "app-plain"};
+    run.timeouts = RunTimeouts{std::nullopt, 60s};
+    ne.runs.push_back(std::move(run));
+    events.push_back(std::move(ne));
+  }
+  ASSERT_THAT(pg.store->IngestEvents(events, pg.clock.Now(), nullptr), IsOk());
+  const TimePoint before = pg.clock.Now();
+  const std::vector<QueueItem> timed = pg.Claim(2000);
+  const TimePoint after = pg.clock.Now();
+  ASSERT_NO_FATAL_FAILURE(pg.Complete({timed.begin(), timed.begin() + 1000}));
+  testing::PgConnection(pg.url).Query("ANALYZE");
+  auto due = [&](TimePoint at) {
+    auto sweeps = pg.store->DueSweeps(0, 0, at);
+    EXPECT_THAT(sweeps, IsOk());
+    return sweeps.ok() && sweeps->timeouts;
+  };
+  EXPECT_FALSE(due(before + 60s - 1ms)) << "no run is past its deadline yet";
+  auto none = pg.store->CancelTimedOutRuns(before + 60s - 1ms, 10);
+  ASSERT_THAT(none, IsOk());
+  EXPECT_TRUE(none->empty());
+  EXPECT_TRUE(due(after + 60s)) << "the running ones are past it";
+  auto cancelled = pg.store->CancelTimedOutRuns(after + 60s, 10);
+  ASSERT_THAT(cancelled, IsOk());
+  ASSERT_EQ(cancelled->size(), 10u);
+  for (const std::string& run_id : *cancelled) {
+    EXPECT_EQ(pg.store->GetRun(run_id)->status, kCancelled) << run_id;
+    EXPECT_NE(std::find_if(timed.begin() + 1000, timed.end(),
+                           [&](const QueueItem& item) { return item.run_id == run_id; }),
+              timed.end())
+        << "a run still running: " << run_id;
+  }
+
+  const std::vector<std::string> plans = pg.GenericPlans(
+      "statement LIKE 'SELECT EXISTS (SELECT 1 FROM waits w%' OR statement LIKE "
+      "'SELECT id FROM runs WHERE timeout_at_ms%'",
+      "0");
+  ASSERT_EQ(plans.size(), 2u) << "the sweeps' first read and the timeouts' read, prepared";
+  for (const std::string& plan : plans) {
+    EXPECT_EQ(plan.find("Seq Scan on runs"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("Sort"), std::string::npos) << plan;
+    EXPECT_NE(plan.find("using runs_timeout on runs"), std::string::npos) << plan;
+  }
+}
+
 // A call that records a step and changes nothing else of its run (status, waits, parallel
 // calls) locks the run's row without writing a new version of it, also when it names the
 // run's request version (kept with its step); a call that names one and records no step
@@ -5746,18 +5806,77 @@ TEST_P(StoreConformance, DueSweepsSaysWhenTimeoutsAndRunEndsHaveWork) {
   clock_.Advance(1ms);
   EXPECT_TRUE(Due(t0).timeouts) << "past its finish deadline";
 
-  // It completes before a sweep got to it: its end is pending, and its deadlines are to be
-  // forgotten, which the timeouts sweep does.
+  // It completes before a sweep got to it: its end is pending, and its deadline is gone with
+  // it (nothing for the timeouts sweep to forget).
   ASSERT_THAT(End(items[0]), IsOk());
   const int64_t ended = UnixMillis(clock_.Now());
-  EXPECT_TRUE(Due(t0).timeouts);
+  EXPECT_FALSE(Due(t0).timeouts) << "an ended run is past no deadline";
   EXPECT_TRUE(Due(t0, 0).run_ends);
   EXPECT_FALSE(Due(t0, ended).run_ends) << "ended at the bound, not before";
   EXPECT_TRUE(Due(t0, ended + 1).run_ends);
   EXPECT_EQ(*store_->CancelTimedOutRuns(clock_.Now(), 10), Runs{});
-  EXPECT_FALSE(Due(t0).timeouts);
   ASSERT_THAT(store_->AckRunEnds({run.run_id}), IsOk());
   EXPECT_FALSE(Due(t0, 0).run_ends);
+}
+
+// Deadlines recorded before they were kept in the runs' rows (the table run_timeouts) move
+// into the rows of the runs that have not ended: the next one of each, as the sweep reads it.
+TEST_P(StoreConformance, TheDeadlinesMigrationMovesTheActiveRunsDeadlinesIntoTheirRows) {
+  auto start = [&](std::optional<std::chrono::milliseconds> s,
+                   std::optional<std::chrono::milliseconds> f) {
+    NewEvent ne = Event("test/deadline");
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+    run.timeouts = RunTimeouts{s, f};
+    ne.runs.push_back(run);
+    EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+    return run.run_id;
+  };
+  const std::string ended = start(std::nullopt, 5s);
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_THAT(End(items[0]), IsOk());
+  const std::string running = start(10s, 5s);
+  ASSERT_EQ(Claim().size(), 1u);
+  const int64_t started_ms = UnixMillis(clock_.Now());
+  clock_.Advance(1s);
+  const std::string queued = start(10s, std::nullopt);
+  const int64_t queued_ms = UnixMillis(clock_.Now());
+  // The database as the version before kept it.
+  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+    tx.Exec("DROP INDEX runs_timeout");
+    tx.Exec("ALTER TABLE runs DROP COLUMN timeout_at_ms");
+    tx.Exec("ALTER TABLE runs DROP COLUMN finish_timeout_ms");
+    tx.Exec(
+        "CREATE TABLE run_timeouts (run_id text PRIMARY KEY REFERENCES runs (id) ON DELETE "
+        "CASCADE, start_deadline_ms bigint, finish_timeout_ms bigint)");
+    tx.Exec("INSERT INTO run_timeouts VALUES ($1, NULL, 5000), ($2, $3, 5000), ($4, $5, NULL)",
+            {ended, running, started_ms + 10000, queued, queued_ms + 10000});
+    tx.Exec("DELETE FROM schema_migrations WHERE name LIKE '%_run_deadlines'");
+    return Status::Ok();
+  }),
+              IsOk());
+  ASSERT_THAT(store_->Migrate(), IsOk());
+  std::map<std::string, std::pair<std::optional<int64_t>, std::optional<int64_t>>> rows;
+  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+    for (sql::Row row :
+         tx.Query("SELECT id, timeout_at_ms, finish_timeout_ms FROM runs WHERE id IN ($1, $2, $3)",
+                  {ended, running, queued})) {
+      rows[row.Text(0)] = {row.OptInt(1), row.OptInt(2)};
+    }
+    EXPECT_EQ(tx.Count("SELECT count(*) FROM runs WHERE timeout_at_ms IS NOT NULL"), 2);
+    return Status::Ok();
+  }),
+              IsOk());
+  using Deadlines = std::pair<std::optional<int64_t>, std::optional<int64_t>>;
+  EXPECT_EQ(rows[running], Deadlines(started_ms + 5000, 5000)) << "started: its finish";
+  EXPECT_EQ(rows[queued], Deadlines(queued_ms + 10000, std::nullopt)) << "not started: its start";
+  EXPECT_EQ(rows[ended].first, std::nullopt) << "ended: none";
+  clock_.Advance(4s - 1ms);
+  EXPECT_EQ(*store_->CancelTimedOutRuns(clock_.Now(), 10), Runs{});
+  clock_.Advance(1ms);
+  EXPECT_EQ(*store_->CancelTimedOutRuns(clock_.Now(), 10), Runs{running});
+  clock_.Advance(6s);
+  EXPECT_EQ(*store_->CancelTimedOutRuns(clock_.Now(), 10), Runs{queued});
 }
 
 TEST_P(StoreConformance, TimeoutsCancelARunNotStartedOrNotFinishedInTime) {

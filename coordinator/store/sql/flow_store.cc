@@ -250,15 +250,12 @@ std::vector<std::pair<int64_t, int64_t>> PaceStarts(Tx& tx, std::vector<QueueIte
   return held;
 }
 
-void RecordTimeouts(Tx& tx, const NewRun& run, int64_t start_from_ms) {
-  if (!run.timeouts || (!run.timeouts->start && !run.timeouts->finish)) return;
-  std::optional<int64_t> start_deadline, finish_after;
-  if (run.timeouts->start) start_deadline = start_from_ms + run.timeouts->start->count();
-  if (run.timeouts->finish) finish_after = run.timeouts->finish->count();
-  tx.Send(
-      "INSERT INTO run_timeouts (run_id, start_deadline_ms, finish_timeout_ms) "
-      "SELECT id, $2::bigint, $3::bigint FROM runs WHERE id = $1 ON CONFLICT DO NOTHING",
-      {run.run_id, start_deadline, finish_after});
+RunDeadlines DeadlinesOf(const NewRun& run, int64_t start_from_ms) {
+  RunDeadlines out;
+  if (!run.timeouts) return out;
+  if (run.timeouts->start) out.timeout_at_ms = start_from_ms + run.timeouts->start->count();
+  if (run.timeouts->finish) out.finish_timeout_ms = run.timeouts->finish->count();
+  return out;
 }
 
 void RecordCancelKeys(Tx& tx, const std::string& run_id, const std::vector<CancelKey>& keys,
@@ -274,27 +271,18 @@ void RecordCancelKeys(Tx& tx, const std::string& run_id, const std::vector<Cance
 
 namespace {
 
-// Runs past a deadline: not started by start_deadline_ms, or started and not finished
-// finish_timeout_ms later.
+// Active runs past their deadline (runs.timeout_at_ms), as the partial index runs_timeout
+// holds them: its predicate, word for word, so that SQLite uses it too.
 constexpr const char* kPastDeadline =
-    "r.status NOT IN ('completed', 'failed', 'cancelled') AND "
-    "((r.started_at_ms IS NULL AND t.start_deadline_ms <= $1) OR "
-    "(r.started_at_ms IS NOT NULL AND r.started_at_ms + t.finish_timeout_ms <= $1))";
-
-// Runs whose deadlines are no longer needed.
-constexpr const char* kEnded = "r.status IN ('completed', 'failed', 'cancelled')";
+    "timeout_at_ms <= $1 AND timeout_at_ms IS NOT NULL AND "
+    "status NOT IN ('completed', 'failed', 'cancelled')";
 
 }  // namespace
 
 std::vector<std::string> DueTimeouts(Tx& tx, int64_t now_ms, int limit) {
-  tx.Send(std::string("DELETE FROM run_timeouts WHERE run_id IN (SELECT t.run_id FROM "
-                      "run_timeouts t JOIN runs r ON r.id = t.run_id WHERE ") +
-              kEnded + " LIMIT 1000 {FOR UPDATE OF t SKIP LOCKED})",
-          {});
   std::vector<std::string> out;
-  for (Row row : tx.Query(std::string("SELECT t.run_id FROM run_timeouts t JOIN runs r ON "
-                                      "r.id = t.run_id WHERE ") +
-                              kPastDeadline + " ORDER BY t.run_id LIMIT $2",
+  for (Row row : tx.Query(std::string("SELECT id FROM runs WHERE ") + kPastDeadline +
+                              " ORDER BY timeout_at_ms LIMIT $2",
                           {now_ms, limit})) {
     out.push_back(row.Text(0));
   }
@@ -302,16 +290,15 @@ std::vector<std::string> DueTimeouts(Tx& tx, int64_t now_ms, int limit) {
 }
 
 std::string AnyTimeoutsDue() {
-  return std::string("EXISTS (SELECT 1 FROM run_timeouts t JOIN runs r ON r.id = t.run_id WHERE ") +
-         kEnded + " OR (" + kPastDeadline + "))";
+  return std::string("((SELECT 1 FROM runs WHERE ") + kPastDeadline +
+         " ORDER BY timeout_at_ms LIMIT 1) IS NOT NULL)";
 }
 
 Result<bool> CancelIfTimedOut(Tx& tx, const std::string& run_id, int64_t now_ms) {
   // The order CancelRun locks in: the run's queue items, then its row.
   tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
-  Rows due = tx.Query(std::string("SELECT r.started_at_ms FROM run_timeouts t JOIN runs r ON "
-                                  "r.id = t.run_id WHERE t.run_id = $2 AND ") +
-                          kPastDeadline + " {FOR NO KEY UPDATE OF r}",
+  Rows due = tx.Query(std::string("SELECT started_at_ms FROM runs WHERE id = $2 AND ") +
+                          kPastDeadline + " {FOR NO KEY UPDATE}",
                       {now_ms, run_id});
   if (due.empty()) return false;  // started, finished or ended meanwhile
   const bool started = !due[0].Null(0);
@@ -383,19 +370,17 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
   // Nor before the joining event's own start time (an event `ts` in the future).
   if (run.start_at_ms) due = std::max(due, *run.start_at_ms);
   RecordSkip(tx, r[0].Text(2), run, kSkipDebounce, gate.key, now_ms);
-  tx.Send("UPDATE runs SET event_id = $2, throttle_slot_ms = $3 WHERE id = $1",
-          {pending, event_id, due});
+  // Its timeouts.start counts from when the debounce is due (DeadlinesOf), if it had one.
+  std::optional<int64_t> start_deadline;
+  if (run.timeouts && run.timeouts->start) start_deadline = due + run.timeouts->start->count();
+  tx.Send(
+      "UPDATE runs SET event_id = $2, throttle_slot_ms = $3, timeout_at_ms = CASE WHEN "
+      "timeout_at_ms IS NOT NULL THEN COALESCE($4::bigint, timeout_at_ms) END WHERE id = $1",
+      {pending, event_id, due, start_deadline});
   // Its event is the joining one: a cancel_on event finds it by that one's keys, and by none
   // of the earlier event's (a rule dropped and synced again later finds the run keyed for it).
   RecordCancelKeys(tx, pending, run.cancel_keys, /*replace=*/true);
   tx.Send("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {pending, due});
-  // Its timeouts.start counts from when the debounce is due (RecordTimeouts).
-  if (run.timeouts && run.timeouts->start) {
-    tx.Send(
-        "UPDATE run_timeouts SET start_deadline_ms = $2 WHERE run_id = $1 AND "
-        "start_deadline_ms IS NOT NULL",
-        {pending, due + run.timeouts->start->count()});
-  }
   // As the head of its lane (locked: the debounce key is the lane key), its head_timeout
   // counts from its first call's due time, as TakeHead set it.
   if (run.lane_key) {
@@ -486,8 +471,8 @@ bool JoinBatch(Tx& tx, const std::string& event_id, int64_t event_bytes, const N
   const int64_t due = r[0].Null(2) ? now_ms : std::max(now_ms, r[0].Int(2));
   tx.Send("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {open, due});
   tx.Send(
-      "UPDATE run_timeouts SET start_deadline_ms = start_deadline_ms - $2 "
-      "WHERE run_id = $1 AND start_deadline_ms IS NOT NULL",
+      "UPDATE runs SET timeout_at_ms = timeout_at_ms - $2 "
+      "WHERE id = $1 AND timeout_at_ms IS NOT NULL",
       {open, row[0].Int(1) + gate.timeout.count() - now_ms});
   tx.Send("UPDATE batches SET run_id = $3 WHERE function_id = $1 AND key = $2",
           {run.function_id, gate.key, kNoRun});
@@ -508,8 +493,8 @@ void StartBatch(Tx& tx, const std::string& event_id, int64_t event_bytes, const 
   // timeouts.start counts from when the batch is started (as in Inngest, where the run is
   // created then): from the timer, or from the event that fills it (JoinBatch).
   tx.Send(
-      "UPDATE run_timeouts SET start_deadline_ms = start_deadline_ms + $2 "
-      "WHERE run_id = $1 AND start_deadline_ms IS NOT NULL",
+      "UPDATE runs SET timeout_at_ms = timeout_at_ms + $2 "
+      "WHERE id = $1 AND timeout_at_ms IS NOT NULL",
       {run.run_id, gate.timeout.count()});
   tx.Send(
       "UPDATE batches SET run_id = $3, first_ms = $4, size = 1, bytes = $5 "

@@ -62,20 +62,33 @@ std::optional<int64_t> TakeThrottleSlot(sql::Tx& tx, const NewRun& run, int64_t 
 std::vector<std::pair<int64_t, int64_t>> PaceStarts(sql::Tx& tx, std::vector<QueueItem>& claimed,
                                                     int64_t now_ms);
 
-// Records the deadlines of `run` (NewRun::timeouts), if it has any: `timeouts.start` counts
-// from `start_from_ms`, its creation (a debounced run's: when its debounce is due, as in
-// Inngest, where the run is created then).
-void RecordTimeouts(sql::Tx& tx, const NewRun& run, int64_t start_from_ms);
+// The deadline columns of `run`'s row (NewRun::timeouts), as its creation writes them:
+// runs.timeout_at_ms, `timeouts.start` after `start_from_ms` (when the run may start: its
+// creation, its debounce's due time as in Inngest, where the run is created then, or its
+// event's `ts` in the future), and runs.finish_timeout_ms, from which the claim that starts
+// the run sets timeout_at_ms (kStartDeadline). Empty without timeouts.
+struct RunDeadlines {
+  std::optional<int64_t> timeout_at_ms;
+  std::optional<int64_t> finish_timeout_ms;
+};
+RunDeadlines DeadlinesOf(const NewRun& run, int64_t start_from_ms);
+
+// The SET clause of the claim's UPDATE of runs starting its first call at $2: a run with
+// `timeouts.finish` is due then, its `timeouts.start` spent (read before the same statement
+// sets started_at_ms).
+inline constexpr const char* kStartDeadline =
+    "timeout_at_ms = CASE WHEN started_at_ms IS NULL THEN $2 + finish_timeout_ms "
+    "ELSE timeout_at_ms END";
 
 // Records `keys` (NewRun::cancel_keys) as those of the run `run_id`, if it exists, in place of
 // any it had with `replace` (a debounced run whose event a later one replaced).
 void RecordCancelKeys(sql::Tx& tx, const std::string& run_id, const std::vector<CancelKey>& keys,
                       bool replace = false);
 
-// Up to `limit` runs past a deadline at `now_ms`, and forgets the deadlines of ended runs.
+// Up to `limit` runs past a deadline at `now_ms`, earliest deadline first.
 std::vector<std::string> DueTimeouts(sql::Tx& tx, int64_t now_ms, int limit);
-// An EXISTS that is true when DueTimeouts at $1 (now, in ms) has something to do: a run past a
-// deadline, or an ended run's deadlines to forget.
+// A condition that is true when DueTimeouts at $1 (now, in ms) has a run: one probe of the
+// index of active runs' deadlines (runs_timeout).
 std::string AnyTimeoutsDue();
 
 // Cancels run `run_id` (CancelRunInTx) if, locked, it is still past a deadline at `now_ms`.

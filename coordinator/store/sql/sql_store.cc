@@ -610,15 +610,20 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
   // A free lane's head at once, due now: running, its first call leased to the ingesting
   // coordinator.
   const bool start_now = lane_free && !sequenced && start_here && !slot && run.priority_s == 0;
+  // timeouts.start counts from when the run may start: its creation, its debounce's due time
+  // (DebouncedRun), its event's `ts` in the future.
+  const RunDeadlines deadlines = DeadlinesOf(run, std::max(now_ms, run.start_at_ms.value_or(0)));
   if (tx.Exec("INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
               "created_at_ms, lane_number, throttle_slot_ms, throttle_key, throttle_interval_us, "
-              "throttle_burst, concurrency_key2, priority_s, lane_seq, started_at_ms) "
-              "VALUES ($1, $2, $3, $14, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16) "
-              "ON CONFLICT DO NOTHING",
+              "throttle_burst, concurrency_key2, priority_s, lane_seq, started_at_ms, "
+              "timeout_at_ms, finish_timeout_ms) "
+              "VALUES ($1, $2, $3, $14, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16, "
+              "$17, $18) ON CONFLICT DO NOTHING",
               {run.run_id, run.function_id, event_id, run.lane_key, run.concurrency_key, now_ms,
                number, slot, throttle_key, throttle_interval_us, throttle_burst,
                run.concurrency_key2, run.priority_s, start_now ? kRunning : kQueued, lane_seq,
-               start_now ? std::optional<int64_t>(now_ms) : std::nullopt}) == 0) {
+               start_now ? std::optional<int64_t>(now_ms) : std::nullopt, deadlines.timeout_at_ms,
+               deadlines.finish_timeout_ms}) == 0) {
     if (run.lane_key) {  // stored already: its place is given back (the lane is locked)
       tx.Send(
           "UPDATE lanes SET next_seq = next_seq - 1, depth = depth - 1 "
@@ -1294,10 +1299,6 @@ Result<std::vector<IngestedEvent>> SqlStore::IngestEvents(
         } else if (CreateRun(tx, e.internal_id, DebouncedRun(run, now_ms), now_ms)) {
           StartDebounce(tx, run, now_ms);
         }
-        // timeouts.start counts from when the run may start: its debounce due, its start time.
-        RecordTimeouts(tx, run,
-                       std::max(run.debounce ? DebounceDue(run, now_ms, now_ms) : now_ms,
-                                run.start_at_ms.value_or(now_ms)));
         RecordCancelKeys(tx, run.run_id, run.cancel_keys);
         if (run.batch) StartBatch(tx, e.internal_id, event_bytes, run, now_ms);
         // Work for any coordinator, unless its first call is leased here or not queued yet.
@@ -1633,10 +1634,10 @@ Result<std::vector<QueueItem>> SqlStore::Claim(int max, TimePoint now,
           "UPDATE queue SET visible_at_ms = $2, lease_token = $3, claims = claims + 1 "
           "WHERE id IN @ids($1)",
           {ListValue(claimed_ids), now_ms + lease.count(), token});
-      tx.Send(
-          "UPDATE runs SET status = 'running', started_at_ms = COALESCE(started_at_ms, $2) "
-          "WHERE id IN @list($1) AND status = 'queued'",
-          {ListValue(run_ids), now_ms});
+      tx.Send(std::string("UPDATE runs SET status = 'running', started_at_ms = "
+                          "COALESCE(started_at_ms, $2), ") +
+                  kStartDeadline + " WHERE id IN @list($1) AND status = 'queued'",
+              {ListValue(run_ids), now_ms});
     }
     if (!held_ids.empty()) {
       tx.Send("UPDATE queue SET visible_at_ms = $2 WHERE id IN @ids($1)",
@@ -3232,7 +3233,6 @@ Result<std::string> SqlStore::StartRun(const std::string& event_internal_id, con
     LockLanes(tx, lanes);
     LockGates(tx, {NewEvent{{}, {paced}}});  // the throttle row only, after the lanes
     CreateRun(tx, event_internal_id, run, UnixMillis(now));
-    RecordTimeouts(tx, run, UnixMillis(now));
     RecordCancelKeys(tx, run.run_id, run.cancel_keys);
     if (run.events_of) {  // a batch's run: the replay gets all its events
       tx.Send(
