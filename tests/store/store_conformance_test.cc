@@ -3091,6 +3091,40 @@ TEST(PostgresStore, TimeoutsDueAreAnIndexProbe) {
   }
 }
 
+// A cancel_on rule without a condition reads the function's runs that have not ended a page at
+// a time by the index of active runs, and each one's event by its primary key, young database
+// or analyzed: by the runs' primary key, the function and status a filter, each page read
+// every run of the table after the last page's, ended or another function's.
+TEST(PostgresStore, ActiveRunsAreReadByIndex) {
+  PostgresStoreOfOneFunction pg("store_active_plan");
+  pg.Start(3000);
+  const std::vector<QueueItem> claimed = pg.Claim(3000);
+  ASSERT_NO_FATAL_FAILURE(pg.Complete({claimed.begin(), claimed.begin() + 2000}));
+  std::set<std::string> running;
+  for (auto it = claimed.begin() + 2000; it != claimed.end(); ++it) running.insert(it->run_id);
+  auto read = [&](const char* when) {
+    for (int i = 0; i < 6; ++i) {  // past the custom plans of a prepared statement's first five
+      auto page = pg.store->ActiveRuns("app-plain", UnixMillis(pg.clock.Now()) + 1, "", 100);
+      ASSERT_THAT(page, IsOk());
+      ASSERT_EQ(page->size(), 100u) << when;
+      for (const ActiveRun& run : *page) EXPECT_EQ(running.count(run.run_id), 1u) << run.run_id;
+      EXPECT_EQ(page->front().run_id, *running.begin()) << "from the first, in id order";
+    }
+    const std::vector<std::string> plans = pg.GenericPlans(
+        "statement LIKE 'SELECT id, payload, created_at_ms FROM (SELECT i.*%FROM runs r%' AND "
+        "statement NOT LIKE '%run_cancel_keys%'",
+        "'app-plain'");
+    ASSERT_EQ(plans.size(), 1u) << when << ": the read of active runs, prepared";
+    EXPECT_EQ(plans[0].find("Seq Scan"), std::string::npos) << when << "\n" << plans[0];
+    EXPECT_EQ(plans[0].find("Hash Join"), std::string::npos) << when << "\n" << plans[0];
+    EXPECT_EQ(plans[0].find("Merge Join"), std::string::npos) << when << "\n" << plans[0];
+    EXPECT_NE(plans[0].find("runs_active"), std::string::npos) << when << "\n" << plans[0];
+  };
+  ASSERT_NO_FATAL_FAILURE(read("young"));
+  testing::PgConnection(pg.url).Query("ANALYZE");
+  ASSERT_NO_FATAL_FAILURE(read("analyzed"));
+}
+
 // A call that records a step and changes nothing else of its run (status, waits, parallel
 // calls) locks the run's row without writing a new version of it, also when it names the
 // run's request version (kept with its step); a call that names one and records no step
