@@ -125,11 +125,12 @@ constexpr int64_t kPageBytes = 8 << 20;
 // query's columns `columns`, in `order`.
 std::string WithinPageBytes(const std::string& query, std::string_view columns,
                             std::string_view payload, std::string_view order) {
-  const std::string bytes = "octet_length(i." + std::string(payload) + "::text)";
-  return "SELECT " + std::string(columns) + " FROM (SELECT i.*, sum(" + bytes +
-         ") OVER (ORDER BY " + std::string(order) + " ROWS UNBOUNDED PRECEDING) - " + bytes +
-         " AS bytes_before FROM (" + query + ") i) p WHERE p.bytes_before < " +
-         std::to_string(kPageBytes) + " ORDER BY " + std::string(order);
+  // The rows before this one's: each payload turned into text once.
+  return "SELECT " + std::string(columns) + " FROM (SELECT i.*, coalesce(sum(octet_length(i." +
+         std::string(payload) + "::text)) OVER (ORDER BY " + std::string(order) +
+         " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS bytes_before FROM (" + query +
+         ") i) p WHERE p.bytes_before < " + std::to_string(kPageBytes) + " ORDER BY " +
+         std::string(order);
 }
 // kEventColumns for a list, then whether the payload was omitted.
 const std::string kListedEventColumns = "internal_id, id, name, " + ListedValue("payload") +
