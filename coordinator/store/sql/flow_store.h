@@ -149,7 +149,7 @@ void LockBatches(sql::Tx& tx, const std::vector<NewEvent>& events);
 bool JoinBatch(sql::Tx& tx, const std::string& event_id, int64_t event_bytes, const NewRun& run,
                int64_t now_ms);
 
-// After CreateRun and RecordTimeouts of a batched run for `event_id`: the run holds the
+// After CreateRun of a batched run for `event_id`: the run holds the
 // event as its first, its first call is due `timeout` from now (and its timeouts.start
 // counts from then), and the key's row names it as the open batch.
 void StartBatch(sql::Tx& tx, const std::string& event_id, int64_t event_bytes, const NewRun& run,

@@ -612,8 +612,13 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
   // coordinator.
   const bool start_now = lane_free && !sequenced && start_here && !slot && run.priority_s == 0;
   // timeouts.start counts from when the run may start: its creation, its debounce's due time
-  // (DebouncedRun), its event's `ts` in the future.
-  const RunDeadlines deadlines = DeadlinesOf(run, std::max(now_ms, run.start_at_ms.value_or(0)));
+  // (DebouncedRun), its event's `ts` in the future; a run started now is due to finish.
+  RunDeadlines deadlines = DeadlinesOf(run, std::max(now_ms, run.start_at_ms.value_or(0)));
+  if (start_now) {
+    deadlines.timeout_at_ms.reset();
+    if (deadlines.finish_timeout_ms)
+      deadlines.timeout_at_ms = now_ms + *deadlines.finish_timeout_ms;
+  }
   if (tx.Exec("INSERT INTO runs (id, function_id, event_id, status, lane_key, concurrency_key, "
               "created_at_ms, lane_number, throttle_slot_ms, throttle_key, throttle_interval_us, "
               "throttle_burst, concurrency_key2, priority_s, lane_seq, started_at_ms, "
