@@ -502,12 +502,7 @@ Result<Checkpointed> CheckpointRecords(const std::vector<Op>& ops, TimePoint now
 
 store::Transition ResumeTransition(const store::QueueItem& item, TimePoint now) {
   store::Transition t;
-  const Json& resume = *item.resume;
-  Json memo = resume.is_object() ? resume.value("memo", Json(nullptr)) : Json(nullptr);
-  std::string name = resume.is_object() ? resume.value("name", item.step_id) : item.step_id;
-  const bool failed = memo.is_object() && memo.size() == 1 && memo.contains("error");
-  t.steps.push_back(
-      {item.step_id, 0, std::move(name), failed ? "failed" : "completed", std::move(memo), 0});
+  t.steps.push_back(store::ResumedStep(item.step_id, *item.resume));
   t.move = store::Transition::Continue{.next = {{std::string(kDiscoveryStepId), now}},
                                        .next_only_if_idle = true,
                                        .run_status = store::kRunning};

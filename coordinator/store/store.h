@@ -487,6 +487,14 @@ struct QueueItem {
 inline Json Resume(Json memo, std::string_view name) {
   return {{"memo", std::move(memo)}, {"name", name}};
 }
+// The step that applying a resume item records: its memo under `step_id`, named as it says
+// (else by the id), failed when the memo is an error alone ({"error": …}).
+inline StepRecord ResumedStep(const std::string& step_id, const Json& resume) {
+  Json memo = resume.is_object() ? resume.value("memo", Json(nullptr)) : Json(nullptr);
+  std::string name = resume.is_object() ? resume.value("name", step_id) : step_id;
+  const bool failed = memo.is_object() && memo.size() == 1 && memo.contains("error");
+  return {step_id, 0, std::move(name), failed ? "failed" : "completed", std::move(memo), 0};
+}
 
 // Everything needed to build the call request for a run.
 // The most bytes of memoized steps (their memos as JSON text) a run's state is read with. A

@@ -2011,11 +2011,24 @@ class ApplyWork {
       return Applied{.end_events_stored = true};
     }
     if (park_) {
-      // A blocked run waits for nothing: its waits go with their timeout calls. (A wait kept
-      // without its timeout call was registered again when retry-head replayed the run, as
-      // the insert's conflict, with no timeout call: the head waited for good.) Its other
-      // calls in flight stay until they return (DropWorkNotInFlight): they may be running at
-      // their hosts, and hold the lane even when the head is then skipped or times out.
+      // What happened before the park stays: a resume item due and not applied yet — a wait
+      // matched or resolved, a timeout or a sleep whose time came — is recorded as its step,
+      // as its apply would have (ResumedStep), so that retry-head's replay goes on from it
+      // rather than waiting anew for an event that came already. Locked as read: one a claim
+      // leases meanwhile is in flight (it stays, below), and not read.
+      std::vector<StepRecord> resumed;
+      for (Row row : tx.Query("SELECT step_id, resume FROM queue WHERE run_id = $1 AND resume "
+                              "IS NOT NULL AND visible_at_ms <= $2 ORDER BY id {FOR UPDATE}",
+                              {run_id, now_ms_})) {
+        resumed.push_back(ResumedStep(row.Text(0), row.JsonCol(1)));
+      }
+      RecordSteps(tx, run_id, resumed, {}, now_ms_);
+      // Otherwise a blocked run waits for nothing: its waits go with their timeout calls. (A
+      // wait kept without its timeout call was registered again when retry-head replayed the
+      // run, as the insert's conflict, with no timeout call: the head waited for good.) Its
+      // other calls in flight stay until they return (DropWorkNotInFlight): they may be
+      // running at their hosts, and hold the lane even when the head is then skipped or
+      // times out.
       tx.Send(kDeleteWorkNotInFlight, {run_id, now_ms_});
       if (run[0].Bool(2)) tx.Send("DELETE FROM waits WHERE run_id = $1", {run_id});
       return Applied();
