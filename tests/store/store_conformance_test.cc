@@ -842,11 +842,19 @@ TEST_P(StoreConformance, ABlockedHeadsOtherCallInFlightHoldsItsLaneThroughASkip)
   auto retried = store_->RetryLaneHead("app-ordered", "k", clock_.Now());
   EXPECT_EQ(retried.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_THAT(retried.status().message(), ::testing::HasSubstr("in flight"));
-  ASSERT_THAT(store_->SkipLaneHead("app-ordered", "k", clock_.Now()), IsOk());
+  ASSERT_THAT(store_->SkipLaneHead("app-ordered", "k", clock_.Now(), head), IsOk());
   EXPECT_EQ(RunStatus(head), kFailed);
+  // Sent again (its answer lost) while the skipped head still holds the lane: done already.
+  auto again = store_->SkipLaneHead("app-ordered", "k", clock_.Now(), head);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(*again, head);
   EXPECT_TRUE(Claim().empty()) << "the other call may still be running at its host";
   EXPECT_TRUE(IsRunEndedMeanwhile(End(branches[1])));
   EXPECT_EQ(ClaimedRuns(), Runs{next});
+  again = store_->SkipLaneHead("app-ordered", "k", clock_.Now(), head);  // and once it let go
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(*again, head);
+  EXPECT_EQ(RunStatus(next), kRunning) << "the next head is not skipped in its place";
 }
 
 // Retention keeps an ended run while a call of it is in flight: deleted, it took the call's

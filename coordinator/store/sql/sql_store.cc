@@ -2835,16 +2835,19 @@ Result<std::string> SqlStore::SkipLaneHead(const std::string& function_id, const
         "{FOR UPDATE}",
         {function_id, key});
     const std::string head = lane.empty() || lane[0].Null(0) ? "" : lane[0].Text(0);
-    if (!expected_head.empty() && head != expected_head) {
+    if (!expected_head.empty()) {
       // Skipped already (a request sent again after its answer was lost): done, not the next
-      // head skipped in its place.
+      // head skipped in its place — nor an error while the skipped head still holds the lane
+      // for a call of it in flight.
       Rows run = tx.Query("SELECT status, error FROM runs WHERE id = $1", {expected_head});
       if (!run.empty() && run[0].Text(0) == kFailed &&
           run[0].JsonCol(1).value("name", std::string()) == "Skipped") {
         return expected_head;
       }
-      return Aborted("run " + expected_head + " is not the head of lane \"" + key + "\"" +
-                     (head.empty() ? "" : " (run " + head + " is)") + "; look again");
+      if (head != expected_head) {
+        return Aborted("run " + expected_head + " is not the head of lane \"" + key + "\"" +
+                       (head.empty() ? "" : " (run " + head + " is)") + "; look again");
+      }
     }
     if (!lane.empty() && lane[0].Null(0) && !lane[0].Null(1)) {
       // A sequence lane waiting for a missing number: give up on it now.
