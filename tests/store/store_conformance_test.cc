@@ -2707,7 +2707,13 @@ struct PostgresStoreOfOneFunction {
   }
   // Starts `runs` runs of app-plain, an event each, in lane `lane_key` if given.
   void Start(int runs, std::optional<std::string> lane_key = std::nullopt) {
+    Start(runs, [&](int, NewEvent& ne) { ne.runs[0].lane_key = lane_key; });
+  }
+  // Starts `runs` runs of app-plain, an event each (test/e, no data), the i-th as `shape(i, …)`
+  // makes it; returns their ids.
+  std::vector<std::string> Start(int runs, const std::function<void(int, NewEvent&)>& shape) {
     std::vector<NewEvent> events;
+    std::vector<std::string> ids;
     for (int i = 0; i < runs; ++i) {
       NewEvent ne;
       ne.event.internal_id = NewUlid(UnixMillis(clock.Now()));
@@ -2715,10 +2721,13 @@ struct PostgresStoreOfOneFunction {
       ne.event.name = "test/e";
       ne.event.payload = {{"name", "test/e"}, {"data", Json::object()}};
       ne.event.received_at_ms = UnixMillis(clock.Now());
-      ne.runs.push_back({NewUlid(UnixMillis(clock.Now())), "app-plain", lane_key});
+      ne.runs.push_back({NewUlid(UnixMillis(clock.Now())), "app-plain"});
+      shape(i, ne);
+      ids.push_back(ne.runs[0].run_id);
       events.push_back(std::move(ne));
     }
     EXPECT_THAT(store->IngestEvents(events, clock.Now(), nullptr), IsOk());
+    return ids;
   }
   // Claims `n` calls, every one of which must be there.
   std::vector<QueueItem> Claim(int n) {
@@ -2915,20 +2924,10 @@ TEST(PostgresStore, ARunsStateIsReadByIndexOnAYoungDatabase) {
 // before statistics, read all of the function's keys with the event's a filter.
 TEST(PostgresStore, ACancelEventReadsItsKeysRunsByIndex) {
   PostgresStoreOfOneFunction pg("store_cancel_plan");
-  std::vector<NewEvent> events;
-  for (int i = 0; i < 2000; ++i) {
-    NewEvent ne;
-    ne.event.internal_id = NewUlid(UnixMillis(pg.clock.Now()));
-    ne.event.id = ne.event.internal_id;
-    ne.event.name = "test/e";
-    ne.event.payload = {{"name", "test/e"}, {"data", {{"user", i}}}};
-    ne.event.received_at_ms = UnixMillis(pg.clock.Now());
-    NewRun run{NewUlid(UnixMillis(pg.clock.Now())), "app-plain"};
-    run.cancel_keys = {{"keyed", "u" + std::to_string(i)}, {"unkeyed", std::nullopt}};
-    ne.runs.push_back(std::move(run));
-    events.push_back(std::move(ne));
-  }
-  ASSERT_THAT(pg.store->IngestEvents(events, pg.clock.Now(), nullptr), IsOk());
+  const std::vector<std::string> started = pg.Start(2000, [](int i, NewEvent& ne) {
+    ne.event.payload["data"] = {{"user", i}};
+    ne.runs[0].cancel_keys = {{"keyed", "u" + std::to_string(i)}, {"unkeyed", std::nullopt}};
+  });
   const int64_t now_ms = UnixMillis(pg.clock.Now()) + 1;
   auto candidates = [&] {
     for (int i = 0; i < 6; ++i) {  // past the custom plans of a prepared statement's first five
@@ -2936,7 +2935,7 @@ TEST(PostgresStore, ACancelEventReadsItsKeysRunsByIndex) {
           pg.store->CancelCandidates("app-plain", "keyed", {"u7", "test/e"}, now_ms, 0, "", 1000);
       ASSERT_THAT(runs, IsOk());
       ASSERT_EQ(runs->size(), 1u);
-      EXPECT_EQ((*runs)[0].run_id, events[7].runs[0].run_id);
+      EXPECT_EQ((*runs)[0].run_id, started[7]);
     }
   };
   auto expect_by_index = [&](const char* when) {
@@ -3050,20 +3049,9 @@ TEST(PostgresStore, TimeoutsDueAreAnIndexProbe) {
   PostgresStoreOfOneFunction pg("store_timeouts_plan");
   pg.Start(2000);  // ended, without timeouts
   ASSERT_NO_FATAL_FAILURE(pg.Complete(pg.Claim(2000)));
-  std::vector<NewEvent> events;
-  for (int i = 0; i < 2000; ++i) {  // running, to finish within a minute of their start
-    NewEvent ne;
-    ne.event.internal_id = NewUlid(UnixMillis(pg.clock.Now()));
-    ne.event.id = ne.event.internal_id;
-    ne.event.name = "test/e";
-    ne.event.payload = {{"name", "test/e"}, {"data", Json::object()}};
-    ne.event.received_at_ms = UnixMillis(pg.clock.Now());
-    NewRun run{NewUlid(UnixMillis(pg.clock.Now())), "app-plain"};
-    run.timeouts = RunTimeouts{std::nullopt, 60s};
-    ne.runs.push_back(std::move(run));
-    events.push_back(std::move(ne));
-  }
-  ASSERT_THAT(pg.store->IngestEvents(events, pg.clock.Now(), nullptr), IsOk());
+  pg.Start(2000, [](int, NewEvent& ne) {  // running, to finish within a minute of their start
+    ne.runs[0].timeouts = RunTimeouts{std::nullopt, 60s};
+  });
   const TimePoint before = pg.clock.Now();
   const std::vector<QueueItem> timed = pg.Claim(2000);
   const TimePoint after = pg.clock.Now();
