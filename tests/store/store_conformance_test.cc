@@ -3079,15 +3079,75 @@ TEST(PostgresStore, TimeoutsDueAreAnIndexProbe) {
   }
 
   const std::vector<std::string> plans = pg.GenericPlans(
-      "statement LIKE 'SELECT EXISTS (SELECT 1 FROM waits w%' OR statement LIKE "
+      "statement LIKE 'SELECT ((SELECT 1 FROM waits w%' OR statement LIKE "
       "'SELECT id FROM runs WHERE timeout_at_ms%'",
       "0");
   ASSERT_EQ(plans.size(), 2u) << "the sweeps' first read and the timeouts' read, prepared";
   for (const std::string& plan : plans) {
     EXPECT_EQ(plan.find("Seq Scan on runs"), std::string::npos) << plan;
-    EXPECT_EQ(plan.find("Sort"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("Sort Key: runs.timeout_at_ms"), std::string::npos) << plan;
     EXPECT_NE(plan.find("using runs_timeout on runs"), std::string::npos) << plan;
   }
+}
+
+// The sweeps' looks for work (DueSweeps) and the outboxes' reads take the rows older than the
+// sweep's bound by index, however many newer ones there are, and an outbox's events by their
+// primary key: as EXISTS, and with the bound an `OR` (0: any age), PostgreSQL filtered every
+// row of a table at each sweep tick of every coordinator when none was old enough (7.7 ms
+// beside 100,000 new events in an outbox), and joined, it hashed every event of the table.
+TEST(PostgresStore, TheSweepsLookForWorkByIndex) {
+  PostgresStoreOfOneFunction pg("store_sweeps_plan");
+  pg.Start(2000);
+  ASSERT_NO_FATAL_FAILURE(pg.Complete(pg.Claim(1000)));  // their ends not announced yet
+  testing::PgConnection check(pg.url);
+  for (const char* outbox : {"pending_resumes", "pending_cancels"}) {
+    check.Query(std::string("INSERT INTO ") + outbox +
+                " (event_id, received_at_ms) SELECT internal_id, received_at_ms FROM events");
+  }
+  // The queued runs' waits, their look-backs pending; gaps announced already.
+  check.Query(
+      "INSERT INTO waits (run_id, step_id, function_id, event_name, expression, kind, "
+      "created_at_ms, expires_at_ms, lookback_from_ms) SELECT id, 'w', function_id, 'x/y', "
+      "'true', 'event', created_at_ms, created_at_ms + 86400000, created_at_ms FROM runs "
+      "WHERE status = 'queued'");
+  check.Query(
+      "INSERT INTO lane_gaps (function_id, key, first_number, last_number, waited_since_ms, "
+      "recorded_at_ms, reason, announced) SELECT 'app-plain', 'k' || n, 1, 1, 0, 0, 'timeout', "
+      "true FROM generate_series(1, 2000) n");
+  check.Query("ANALYZE");
+  const int64_t first_ms = check.Count("SELECT min(received_at_ms) FROM events");
+  for (int i = 0; i < 6; ++i) {  // past the custom plans of a prepared statement's first five
+    auto none = pg.store->PendingResumes(first_ms, 100);
+    ASSERT_THAT(none, IsOk());
+    EXPECT_TRUE(none->empty()) << "none received before the first";
+    auto any = pg.store->PendingResumes(0, 100);
+    ASSERT_THAT(any, IsOk());
+    EXPECT_EQ(any->size(), 100u) << "0: any age";
+    auto sweeps = pg.store->DueSweeps(first_ms, first_ms, pg.clock.Now());
+    ASSERT_THAT(sweeps, IsOk());
+    EXPECT_FALSE(sweeps->lookbacks || sweeps->lane_gaps || sweeps->timeouts || sweeps->run_ends ||
+                 sweeps->cancels || sweeps->resumes);
+    sweeps = pg.store->DueSweeps(UnixMillis(pg.clock.Now() + 1s), 0, pg.clock.Now() + 1s);
+    ASSERT_THAT(sweeps, IsOk());
+    EXPECT_TRUE(sweeps->lookbacks && sweeps->run_ends && sweeps->cancels && sweeps->resumes);
+    EXPECT_FALSE(sweeps->lane_gaps || sweeps->timeouts);
+  }
+  const std::vector<std::string> reads =
+      pg.GenericPlans("statement LIKE 'SELECT o.event_id, (SELECT e.id%pending_resumes%'",
+                      std::to_string(first_ms));
+  ASSERT_EQ(reads.size(), 1u) << "the sweep's read of the wait outbox, prepared";
+  EXPECT_NE(reads[0].find("Index Cond: (received_at_ms < CASE"), std::string::npos) << reads[0];
+  EXPECT_NE(reads[0].find("events_pkey"), std::string::npos) << reads[0];
+  EXPECT_EQ(reads[0].find("Seq Scan"), std::string::npos) << reads[0];
+  EXPECT_EQ(reads[0].find("Hash"), std::string::npos) << reads[0];
+  const std::vector<std::string> due =
+      pg.GenericPlans("statement LIKE 'SELECT ((SELECT 1 FROM waits w%'", std::to_string(first_ms));
+  ASSERT_EQ(due.size(), 1u) << "the sweeps' look for work, prepared";
+  for (const char* index : {"waits_lookback", "lane_gaps_pending", "runs_timeout", "run_ends_ended",
+                            "pending_cancels_received", "pending_resumes_received"}) {
+    EXPECT_NE(due[0].find(index), std::string::npos) << index << "\n" << due[0];
+  }
+  EXPECT_EQ(due[0].find("Seq Scan"), std::string::npos) << due[0];
 }
 
 // A cancel_on rule without a condition reads the function's runs that have not ended a page at

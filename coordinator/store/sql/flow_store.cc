@@ -11,6 +11,7 @@ namespace funcky::store {
 
 namespace {
 
+using sql::AnyRow;
 using sql::JsonValue;
 using sql::Row;
 using sql::Rows;
@@ -290,8 +291,7 @@ std::vector<std::string> DueTimeouts(Tx& tx, int64_t now_ms, int limit) {
 }
 
 std::string AnyTimeoutsDue() {
-  return std::string("((SELECT 1 FROM runs WHERE ") + kPastDeadline +
-         " ORDER BY timeout_at_ms LIMIT 1) IS NOT NULL)";
+  return AnyRow(std::string("runs WHERE ") + kPastDeadline, "timeout_at_ms");
 }
 
 Result<bool> CancelIfTimedOut(Tx& tx, const std::string& run_id, int64_t now_ms) {

@@ -129,6 +129,11 @@ Value JsonValue(const Json& j) {
 
 Value ListValue(const std::vector<std::string>& items) { return Dump(Json(items)); }
 
+std::string AnyRow(std::string_view from_where, std::string_view order) {
+  return "((SELECT 1 FROM " + std::string(from_where) + " ORDER BY " + std::string(order) +
+         " LIMIT 1) IS NOT NULL)";
+}
+
 int64_t Row::Int(int c) const {
   const Cell& cell = cells_[c];
   if (const auto* i = std::get_if<int64_t>(&cell)) return *i;

@@ -71,6 +71,13 @@ Value JsonValue(const Json& j);
 // A JSON array of strings, for @list / @ids.
 Value ListValue(const std::vector<std::string>& items);
 
+// A condition (SQL text) true when `from_where` ("table WHERE …") has a row: the first in
+// `order`, one probe of the index that order follows. Not EXISTS: for that PostgreSQL plans a
+// sequential scan that stops at the first row it expects soon, from the table's statistics,
+// and reads the whole table when no row matches (an outbox whose rows are all newer than a
+// sweep's bound, a name without waits).
+std::string AnyRow(std::string_view from_where, std::string_view order);
+
 // A column value as the backend returned it: PostgreSQL gives text, SQLite integers or text.
 using Cell = std::variant<std::monostate, int64_t, std::string>;
 

@@ -17,6 +17,7 @@ namespace funcky::store {
 
 namespace {
 
+using sql::AnyRow;
 using sql::JsonValue;
 using sql::ListValue;
 using sql::Row;
@@ -174,15 +175,14 @@ std::optional<std::string> InvokeExpressionOf(const Json& event) {
 }
 
 // Whether a wait awaits an event named `name` (SQL text; with `invoke_too`, an invoke's wait,
-// named inngest/function.finished, too): the first of the name's waits in an index's order,
-// one probe. As `EXISTS`, PostgreSQL took a name's waits from the table's statistics (half of
-// them, with two names in use), planned a sequential scan to stop at the first, and read the
+// named inngest/function.finished, too): one probe (AnyRow). As `EXISTS`, PostgreSQL took a
+// name's waits from the table's statistics (half of them, with two names in use) and read the
 // whole table when the name had none: the end events' names at every run end, and most
 // ingested events' names.
 std::string WaitOf(std::string_view name, bool invoke_too) {
-  return "((SELECT 1 FROM waits w WHERE w.event_name = " + std::string(name) +
-         (invoke_too ? "" : " AND w.kind <> 'invoke'") +
-         " ORDER BY w.created_at_ms LIMIT 1) IS NOT NULL)";
+  return AnyRow("waits w WHERE w.event_name = " + std::string(name) +
+                    (invoke_too ? "" : " AND w.kind <> 'invoke'"),
+                "w.created_at_ms");
 }
 
 // The query of ReadWaits: waits with their runs' first events, `where` choosing which. The
@@ -2697,10 +2697,14 @@ std::string LookbackPendingBefore(int p) {
   return "w.lookback_from_ms IS NOT NULL AND w.created_at_ms < $" + std::to_string(p);
 }
 // `column` before $p, or any value when $p is 0: run ends recorded before a time
-// (PendingRunEnds), cancels of events received before one (PendingCancels).
+// (PendingRunEnds), cancels of events received before one (PendingCancels). One comparison
+// with a bound computed once, so that the column's index reads only the rows before it (an
+// `OR` of the two cases read every row of an outbox, all of them newer than the bound in a
+// backlog, at each sweep tick).
 std::string ZeroOrBefore(std::string_view column, int p) {
   const std::string bound = "$" + std::to_string(p) + "::bigint";
-  return "(" + bound + " = 0 OR " + std::string(column) + " < " + bound + ")";
+  return std::string(column) + " < CASE WHEN " + bound + " = 0 THEN 9223372036854775807 ELSE " +
+         bound + " END";
 }
 
 }  // namespace
@@ -2710,13 +2714,14 @@ Result<SweepsDue> SqlStore::DueSweeps(int64_t lookbacks_before_ms, int64_t ends_
   // Each condition is the one of the sweep's own read (PendingLookbacks, PendingLaneGaps,
   // DueTimeouts, PendingRunEnds, PendingCancels, PendingResumes), or wider: a sweep asked for
   // nothing finds nothing.
+  // Each a probe of the index its sweep reads by (AnyRow).
   const std::string sql =
-      "SELECT EXISTS (SELECT 1 FROM waits w WHERE " + LookbackPendingBefore(2) +
-      "), EXISTS (SELECT 1 FROM lane_gaps WHERE NOT announced), " + AnyTimeoutsDue() +
-      ", EXISTS (SELECT 1 FROM run_ends WHERE " + ZeroOrBefore("ended_at_ms", 3) +
-      "), EXISTS (SELECT 1 FROM pending_cancels c WHERE " + ZeroOrBefore("c.received_at_ms", 3) +
-      "), EXISTS (SELECT 1 FROM pending_resumes p WHERE " + ZeroOrBefore("p.received_at_ms", 3) +
-      ")";
+      "SELECT " + AnyRow("waits w WHERE " + LookbackPendingBefore(2), "w.created_at_ms") + ", " +
+      AnyRow("lane_gaps WHERE NOT announced", "id") + ", " + AnyTimeoutsDue() + ", " +
+      AnyRow("run_ends WHERE " + ZeroOrBefore("ended_at_ms", 3), "ended_at_ms") + ", " +
+      AnyRow("pending_cancels c WHERE " + ZeroOrBefore("c.received_at_ms", 3), "c.received_at_ms") +
+      ", " +
+      AnyRow("pending_resumes p WHERE " + ZeroOrBefore("p.received_at_ms", 3), "p.received_at_ms");
   return InTransaction([&](Tx& tx) -> Result<SweepsDue> {
     Rows rows = tx.Query(sql, {UnixMillis(now), lookbacks_before_ms, ends_before_ms});
     return SweepsDue{.lookbacks = rows[0].Bool(0),
@@ -2752,13 +2757,16 @@ Result<std::vector<EventRecord>> SqlStore::PendingEvents(std::string_view outbox
                                                          int64_t received_before_ms, int limit) {
   return InTransaction([&](Tx& tx) -> Result<std::vector<EventRecord>> {
     std::vector<EventRecord> out;
-    for (Row row : tx.Query("SELECT e.internal_id, e.id, e.name, e.payload, e.received_at_ms "
-                            "FROM " +
-                                std::string(outbox) +
-                                " o JOIN events e ON e.internal_id = o.event_id WHERE " +
-                                ZeroOrBefore("o.received_at_ms", 1) +
-                                " ORDER BY o.received_at_ms, o.event_id LIMIT $2",
-                            {received_before_ms, limit})) {
+    // Each event by its primary key (scalar subqueries; an outbox row's time is its event's):
+    // joined, PostgreSQL guessed a tenth of the outbox for the page and hashed every event of
+    // the table to find them.
+    const std::string by_id = " FROM events e WHERE e.internal_id = o.event_id)";
+    for (Row row :
+         tx.Query("SELECT o.event_id, (SELECT e.id" + by_id + ", (SELECT e.name" + by_id +
+                      ", (SELECT e.payload" + by_id + ", o.received_at_ms FROM " +
+                      std::string(outbox) + " o WHERE " + ZeroOrBefore("o.received_at_ms", 1) +
+                      " ORDER BY o.received_at_ms, o.event_id LIMIT $2",
+                  {received_before_ms, limit})) {
       out.push_back(ReadEvent(row));
     }
     return out;
