@@ -855,6 +855,8 @@ TEST_P(StoreConformance, ABlockedHeadsOtherCallInFlightHoldsItsLaneThroughASkip)
   ASSERT_THAT(again, IsOk());
   EXPECT_EQ(*again, head);
   EXPECT_EQ(RunStatus(next), kRunning) << "the next head is not skipped in its place";
+  EXPECT_FALSE(store_->SkipLaneHead("app-ordered", "other", clock_.Now(), head).ok())
+      << "skipped from another lane: not this one's";
 }
 
 // Retention keeps an ended run while a call of it is in flight: deleted, it took the call's
@@ -3086,6 +3088,7 @@ TEST(PostgresStore, TimeoutsDueAreAnIndexProbe) {
   for (const std::string& plan : plans) {
     EXPECT_EQ(plan.find("Seq Scan on runs"), std::string::npos) << plan;
     EXPECT_EQ(plan.find("Sort Key: runs.timeout_at_ms"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("Sort Key: timeout_at_ms"), std::string::npos) << plan;
     EXPECT_NE(plan.find("using runs_timeout on runs"), std::string::npos) << plan;
   }
 }
@@ -3665,47 +3668,67 @@ TEST_P(StoreConformance, ARetriedHeadsWaitIsRegisteredAgainWithItsTimeout) {
   EXPECT_TRUE(resumed) << "the event resumes the wait";
 }
 
-// A head that fails for good after one of its waits was matched, before the match was applied,
-// keeps the match: the wait's step is recorded with the event, so retry-head's replay goes on
-// from it (it does not wait anew for an event that came already). A sleep whose time had not
-// come goes, as the head's waits do: the replay sleeps again.
+// A head that fails for good after one of its waits was matched, before the match was applied
+// (claimed or not yet), keeps the match: the wait's step is recorded with the event, so
+// retry-head's replay goes on from it (it does not wait anew for an event that came already).
+// A sleep whose time had not come goes, as the head's waits do: the replay sleeps again.
 TEST_P(StoreConformance, AHeadBlockedAfterItsWaitMatchedKeepsTheMatch) {
-  const std::string head = Start("app-ordered", "w");
-  auto items = Claim();
-  ASSERT_EQ(items.size(), 1u);
-  Transition t;
-  t.move =
-      Transition::Continue{.next = {NextCall{"push", clock_.Now()},
-                                    NextCall{"nap", clock_.Now() + 1h, Resume(nullptr, "nap")}},
-                           .waits = {Wait("hw", clock_.Now() + 10s)}};
-  ASSERT_THAT(store_->Apply(items[0], t, clock_.Now()), IsOk());
-  items = Claim();
-  ASSERT_EQ(items.size(), 1u);
-  ASSERT_EQ(items[0].step_id, "push");
-  const Json event = {{"name", "test/approved"}, {"data", {{"ok", true}}}};
-  ASSERT_TRUE(*store_->ResolveWait(head, "hw", event, clock_.Now()));
-  ASSERT_THAT(Block(items[0]), IsOk());  // before any claim applied the match
-  EXPECT_EQ(RunStatus(head), kBlocked);
-  EXPECT_TRUE(Claim().empty()) << "a blocked run has no work";
+  for (const bool claimed : {false, true}) {
+    SCOPED_TRACE(claimed ? "the match claimed, its apply after the park" : "the match unclaimed");
+    const std::string key = claimed ? "w1" : "w0";
+    const std::string head = Start("app-ordered", key);
+    auto items = Claim();
+    ASSERT_EQ(items.size(), 1u);
+    Transition t;
+    t.move =
+        Transition::Continue{.next = {NextCall{"push", clock_.Now()},
+                                      NextCall{"nap", clock_.Now() + 1h, Resume(nullptr, "nap")}},
+                             .waits = {Wait("hw", clock_.Now() + 10s)}};
+    ASSERT_THAT(store_->Apply(items[0], t, clock_.Now()), IsOk());
+    items = Claim();
+    ASSERT_EQ(items.size(), 1u);
+    ASSERT_EQ(items[0].step_id, "push");
+    const Json event = {{"name", "test/approved"}, {"data", {{"ok", true}}}};
+    ASSERT_TRUE(*store_->ResolveWait(head, "hw", event, clock_.Now()));
+    std::vector<QueueItem> resume;
+    if (claimed) {
+      resume = Claim();
+      ASSERT_EQ(resume.size(), 1u);
+      ASSERT_EQ(resume[0].step_id, "hw");
+    }
+    ASSERT_THAT(Block(items[0]), IsOk());
+    EXPECT_EQ(RunStatus(head), kBlocked);
+    EXPECT_TRUE(Claim().empty()) << "a blocked run has no work";
+    if (claimed) {  // the match's apply, as the executor makes it, finds the run blocked
+      Transition applied;
+      applied.steps.push_back(ResumedStep("hw", *resume[0].resume));
+      applied.move =
+          Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock_.Now()}},
+                               .next_only_if_idle = true,
+                               .run_status = kRunning};
+      EXPECT_TRUE(IsRunEndedMeanwhile(store_->Apply(resume[0], applied, clock_.Now())));
+      EXPECT_EQ(RunStatus(head), kBlocked);
+    }
 
-  auto state = store_->LoadRunState(head);
-  ASSERT_THAT(state, IsOk());
-  std::map<std::string, StepRecord> steps;
-  for (const StepRecord& step : state->steps) steps[step.step_id] = step;
-  ASSERT_EQ(steps.count("hw"), 1u) << "the match, recorded as the wait's step";
-  EXPECT_EQ(steps["hw"].memo, event);
-  EXPECT_EQ(steps["hw"].status, "completed");
-  EXPECT_EQ(steps["hw"].name, "approval") << "the wait's name";
-  EXPECT_EQ(steps.count("nap"), 0u) << "a sleep not due is not recorded";
+    auto state = store_->LoadRunState(head);
+    ASSERT_THAT(state, IsOk());
+    std::map<std::string, StepRecord> steps;
+    for (const StepRecord& step : state->steps) steps[step.step_id] = step;
+    ASSERT_EQ(steps.count("hw"), 1u) << "the match, recorded as the wait's step";
+    EXPECT_EQ(steps["hw"].memo, event);
+    EXPECT_EQ(steps["hw"].status, "completed");
+    EXPECT_EQ(steps["hw"].name, "approval") << "the wait's name";
+    EXPECT_EQ(steps.count("nap"), 0u) << "a sleep not due is not recorded";
 
-  ASSERT_THAT(store_->RetryLaneHead("app-ordered", "w", clock_.Now()), IsOk());
-  items = Claim();
-  ASSERT_EQ(items.size(), 1u);
-  state = store_->LoadRunState(head);
-  ASSERT_THAT(state, IsOk());
-  EXPECT_TRUE(std::any_of(state->steps.begin(), state->steps.end(), [&](const StepRecord& s) {
-    return s.step_id == "hw" && s.memo == event;
-  })) << "the replay finds the match";
+    ASSERT_THAT(store_->RetryLaneHead("app-ordered", key, clock_.Now()), IsOk());
+    items = Claim();
+    ASSERT_EQ(items.size(), 1u);
+    state = store_->LoadRunState(head);
+    ASSERT_THAT(state, IsOk());
+    EXPECT_TRUE(std::any_of(state->steps.begin(), state->steps.end(), [&](const StepRecord& s) {
+      return s.step_id == "hw" && s.memo == event;
+    })) << "the replay finds the match";
+  }
 }
 
 // A run that ends while one of its branches still waits (another branch returned) leaves no

@@ -2014,11 +2014,12 @@ class ApplyWork {
       // What happened before the park stays: a resume item due and not applied yet — a wait
       // matched or resolved, a timeout or a sleep whose time came — is recorded as its step,
       // as its apply would have (ResumedStep), so that retry-head's replay goes on from it
-      // rather than waiting anew for an event that came already. Locked as read: one a claim
-      // leases meanwhile is in flight (it stays, below), and not read.
+      // rather than waiting anew for an event that came already. So is one a claim leased (a
+      // claim leases due items only): its apply finds the run blocked and is dropped.
       std::vector<StepRecord> resumed;
       for (Row row : tx.Query("SELECT step_id, resume FROM queue WHERE run_id = $1 AND resume "
-                              "IS NOT NULL AND visible_at_ms <= $2 ORDER BY id {FOR UPDATE}",
+                              "IS NOT NULL AND (visible_at_ms <= $2 OR leased) ORDER BY id "
+                              "{FOR UPDATE}",
                               {run_id, now_ms_})) {
         resumed.push_back(ResumedStep(row.Text(0), row.JsonCol(1)));
       }
@@ -2847,7 +2848,9 @@ Result<std::string> SqlStore::SkipLaneHead(const std::string& function_id, const
       // Skipped already (a request sent again after its answer was lost): done, not the next
       // head skipped in its place — nor an error while the skipped head still holds the lane
       // for a call of it in flight.
-      Rows run = tx.Query("SELECT status, error FROM runs WHERE id = $1", {expected_head});
+      Rows run = tx.Query(
+          "SELECT status, error FROM runs WHERE id = $1 AND function_id = $2 AND lane_key = $3",
+          {expected_head, function_id, key});
       if (!run.empty() && run[0].Text(0) == kFailed &&
           run[0].JsonCol(1).value("name", std::string()) == "Skipped") {
         return expected_head;
