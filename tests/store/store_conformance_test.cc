@@ -36,6 +36,7 @@
 #include "common/ulid.h"
 #include "coordinator/expr/expr.h"
 #include "coordinator/store/sql/databases.h"
+#include "coordinator/store/sql/flow_store.h"
 #include "coordinator/store/sql/sql_store.h"
 #include "coordinator/store/store.h"
 #include "tests/support/pg_cluster.h"
@@ -3420,6 +3421,38 @@ TEST(SqliteDatabase, TheLogIsCheckpointedAndStaysBounded) {
     return Status::Ok();
   }),
               IsOk());
+}
+
+// SQLite uses a partial index only when the query's condition holds the index's terms as
+// written: the sweep's looks for timeouts and lane gaps, and the read of a function's active
+// runs, each by the partial index made for it.
+TEST(SqliteStore, PartialIndexesServeTheQueriesTheyWereMadeFor) {
+  auto db = OpenSqliteDatabase({.path = testing::TempDir("funcky-partial-") + "/partial.db"});
+  ASSERT_THAT(db, IsOk());
+  sql::Database* raw = db->get();
+  SqlStore store(std::move(*db));
+  ASSERT_THAT(store.Migrate(), IsOk());
+  auto plan = [&](const std::string& query, std::vector<sql::Value> params) {
+    std::string out;
+    EXPECT_THAT(raw->Transact([&](sql::Tx& tx) {
+      for (sql::Row row : tx.Query("EXPLAIN QUERY PLAN " + query, params)) {
+        out += row.Text(3) + "\n";
+      }
+      return Status::Ok();
+    }),
+                IsOk());
+    return out;
+  };
+  std::string p = plan("SELECT " + AnyTimeoutsDue(), {int64_t{1}});
+  EXPECT_NE(p.find("INDEX runs_timeout"), std::string::npos) << p;
+  p = plan("SELECT " + sql::AnyRow("lane_gaps WHERE NOT announced", "id"), {});
+  EXPECT_NE(p.find("INDEX lane_gaps_pending"), std::string::npos) << p;
+  // ActiveRuns' condition on runs, as it spells it.
+  p = plan(
+      "SELECT r.id FROM runs r WHERE r.function_id = $1 AND r.status NOT IN ('completed', "
+      "'failed', 'cancelled') AND r.id > $2 ORDER BY r.id LIMIT 10",
+      {std::string("f"), std::string("")});
+  EXPECT_NE(p.find("INDEX runs_active"), std::string::npos) << p;
 }
 
 std::unique_ptr<sql::Database> OpenSqlite(const std::string& test_name) {
