@@ -3706,9 +3706,12 @@ TEST_P(StoreConformance, ARetriedHeadsWaitIsRegisteredAgainWithItsTimeout) {
 // retry-head's replay goes on from it (it does not wait anew for an event that came already).
 // A sleep whose time had not come goes, as the head's waits do: the replay sleeps again.
 TEST_P(StoreConformance, AHeadBlockedAfterItsWaitMatchedKeepsTheMatch) {
-  for (const bool claimed : {false, true}) {
-    SCOPED_TRACE(claimed ? "the match claimed, its apply after the park" : "the match unclaimed");
-    const std::string key = claimed ? "w1" : "w0";
+  for (const int variant : {0, 1, 2}) {
+    const bool claimed = variant == 1;
+    const bool ahead = variant == 2;  // matched on a coordinator whose clock is ahead
+    SCOPED_TRACE(claimed ? "the match claimed, its apply after the park"
+                         : (ahead ? "the match made by a clock 5 s ahead" : "the match unclaimed"));
+    const std::string key = "w" + std::to_string(variant);
     const std::string head = Start("app-ordered", key);
     auto items = Claim();
     ASSERT_EQ(items.size(), 1u);
@@ -3722,7 +3725,7 @@ TEST_P(StoreConformance, AHeadBlockedAfterItsWaitMatchedKeepsTheMatch) {
     ASSERT_EQ(items.size(), 1u);
     ASSERT_EQ(items[0].step_id, "push");
     const Json event = {{"name", "test/approved"}, {"data", {{"ok", true}}}};
-    ASSERT_TRUE(*store_->ResolveWait(head, "hw", event, clock_.Now()));
+    ASSERT_TRUE(*store_->ResolveWait(head, "hw", event, clock_.Now() + (ahead ? 5s : 0s)));
     std::vector<QueueItem> resume;
     if (claimed) {
       resume = Claim();

@@ -2011,17 +2011,20 @@ class ApplyWork {
       return Applied{.end_events_stored = true};
     }
     if (park_) {
-      // What happened before the park stays: a resume item due and not applied yet — a wait
-      // matched or resolved, a timeout or a sleep whose time came — is recorded as its step,
-      // as its apply would have (ResumedStep), so that retry-head's replay goes on from it
-      // rather than waiting anew for an event that came already. So is one a claim leased (a
-      // claim leases due items only): its apply finds the run blocked and is dropped.
+      // What happened before the park stays: a resume item not applied yet whose wait was
+      // matched or resolved (marked so by ResolveWaitIn, whatever its due time by this clock),
+      // or a timeout or a sleep whose time came, is recorded as its step, as its apply would
+      // have (ResumedStep), so that retry-head's replay goes on from it rather than waiting
+      // anew for an event that came already. So is one a claim leased (a claim leases due
+      // items only): its apply finds the run blocked and is dropped.
       std::vector<StepRecord> resumed;
-      for (Row row : tx.Query("SELECT step_id, resume FROM queue WHERE run_id = $1 AND resume "
-                              "IS NOT NULL AND (visible_at_ms <= $2 OR leased) ORDER BY id "
-                              "{FOR UPDATE}",
+      for (Row row : tx.Query("SELECT step_id, resume, visible_at_ms <= $2 OR leased FROM queue "
+                              "WHERE run_id = $1 AND resume IS NOT NULL ORDER BY id {FOR UPDATE}",
                               {run_id, now_ms_})) {
-        resumed.push_back(ResumedStep(row.Text(0), row.JsonCol(1)));
+        const Json resume = row.JsonCol(1);
+        if (row.Bool(2) || (resume.is_object() && resume.value("resolved", false))) {
+          resumed.push_back(ResumedStep(row.Text(0), resume));
+        }
       }
       RecordSteps(tx, run_id, resumed, {}, now_ms_);
       // Otherwise a blocked run waits for nothing: its waits go with their timeout calls. (A
@@ -3088,6 +3091,7 @@ bool ResolveWaitIn(Tx& tx, const std::string& run_id, const std::string& step_id
   Json resume = item[0].JsonCol(1);
   if (!resume.is_object()) resume = Json::object();
   resume["memo"] = memo;
+  resume["resolved"] = true;  // whatever its due time says by another clock (a park's)
   tx.Send(
       "UPDATE queue SET resume = $2::jsonb, visible_at_ms = $3, lease_token = NULL "
       "WHERE id = $1",
