@@ -92,6 +92,8 @@ constexpr std::chrono::milliseconds kMaxFlagDuration = std::chrono::hours(24);
 // On SIGTERM, how long the HTTP requests read before the listener stops may take to be
 // answered (an event's ingest, a checkpoint) once the calls are drained.
 constexpr std::chrono::milliseconds kHttpDrain = std::chrono::seconds(5);
+// How often a running coordinator reads the database's newest migrations.
+constexpr std::chrono::milliseconds kSchemaCheckInterval = std::chrono::seconds(10);
 
 // A duration flag from `min` to `max`; `why` ends the message of a value out of range.
 Result<std::chrono::milliseconds> DurationFlagIn(const std::string& flag, const std::string& v,
@@ -134,6 +136,15 @@ Result<std::unique_ptr<store::Store>> OpenStore(const std::string& db, int pool)
   return store::OpenSqliteStore({.path = db});
 }
 
+// Logs why Store::Migrate failed.
+void LogMigrateFailure(const Status& s) {
+  if (s.code() == StatusCode::kFailedPrecondition) {
+    spdlog::error("{}", s.message());  // a database newer than this version
+  } else {
+    spdlog::error("migration failed: {}", s.ToString());
+  }
+}
+
 int Migrate(const std::string& db) {
   auto store = OpenStore(db, 1);
   if (!store.ok()) {
@@ -141,7 +152,7 @@ int Migrate(const std::string& db) {
     return 1;
   }
   if (Status s = (*store)->Migrate(); !s.ok()) {
-    spdlog::error("migration failed: {}", s.ToString());
+    LogMigrateFailure(s);
     return 1;
   }
   spdlog::info("database is up to date");
@@ -330,7 +341,7 @@ int Serve(const ServeFlags& f, bool dev) {
   }
   std::unique_ptr<store::Store> store = std::move(opened).value();
   if (Status s = store->Migrate(); !s.ok()) {
-    spdlog::error("migration failed: {}", s.ToString());
+    LogMigrateFailure(s);
     return 1;
   }
 
@@ -437,12 +448,16 @@ int Serve(const ServeFlags& f, bool dev) {
   asio::steady_timer drain(io);
   std::function<void()> wait_drained;
   std::thread closing;  // stops the listener once the calls are drained
-  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (ec) return;
+  bool stopping = false;
+  int exit_code = 0;
+  // On the io_context's thread, once.
+  auto stop = [&](const std::string& why) {
+    if (stopping) return;
+    stopping = true;
     // HTTP stays open while the calls in flight finish: their hosts' checkpoints come here
     // (a host whose checkpoints fail falls back to a slower path), and events are still
     // stored; /readyz answers 503 so that a load balancer sends the rest elsewhere.
-    spdlog::info("signal {}: stopping; waiting for {} call(s) in flight (/readyz answers 503)", sig,
+    spdlog::info("{}: stopping; waiting for {} call(s) in flight (/readyz answers 503)", why,
                  executor.in_flight());
     api.SetDraining();
     cron.Stop();
@@ -466,7 +481,34 @@ int Serve(const ServeFlags& f, bool dev) {
       drain.async_wait([&](const boost::system::error_code&) { wait_drained(); });
     };
     wait_drained();
+  };
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (!ec) stop("signal " + std::to_string(sig));
   });
+  // A newer coordinator may migrate the database under this one: once a migration this
+  // version does not know breaks what it reads or writes, it stops as on SIGTERM (its calls'
+  // outcomes may still record; other statements fail until then) and exits 1.
+  asio::steady_timer schema_timer(io);
+  std::function<void()> check_schema = [&] {
+    schema_timer.expires_after(kSchemaCheckInterval);
+    schema_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec || stopping) return;
+      asio::post(blocking, [&] {
+        Status s = store->CheckMigrations();
+        asio::post(io, [&, s] {
+          if (s.code() == StatusCode::kFailedPrecondition) {
+            spdlog::error("{}", s.message());
+            exit_code = 1;
+            stop("newer schema");
+            return;
+          }
+          if (!s.ok()) spdlog::debug("schema check: {}", s.ToString());
+          check_schema();
+        });
+      });
+    });
+  };
+  check_schema();
   io.run();
   if (closing.joinable()) closing.join();
   // Stopped in order: cron and the executor's claims, then the listener, above; here the calls
@@ -480,7 +522,7 @@ int Serve(const ServeFlags& f, bool dev) {
   api_pool.join();
   blocking.join();
   spdlog::info("stopped");
-  return 0;
+  return exit_code;
 }
 
 void AddServeFlags(CLI::App& app, ServeFlags& f) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The embedded migrations and files follow their folders: a file added is embedded at the
-# next build, and a file removed is embedded no more. Builds a throwaway CMake project (no
+# next build, and a file removed is embedded no more; a migration whose first line is
+# `-- funcky: breaks earlier versions` is embedded marked so. Builds a throwaway CMake project (no
 # compiler) with cmake/FunckyHelpers.cmake's embedding functions, removes a migration and a
 # file, builds again, and reads the generated sources.
 #   tests/embed_test.sh [REPO]
@@ -44,7 +45,12 @@ expect absent 0002_second "$migrations"
 expect present kept.txt "$files"
 expect absent gone.txt "$files"
 
-echo "SELECT 3;" > "$work/migrations/postgres/0003_third.sql"
+printf -- '-- funcky: breaks earlier versions\nSELECT 3;\n' > "$work/migrations/postgres/0003_third.sql"
 build
 expect present 0003_third "$migrations"
-echo "ok: migrations and files removed are embedded no more, added ones at the next build"
+# The first line `-- funcky: breaks earlier versions` marks a migration (Migration::breaks_earlier).
+marks=$(grep -o 'funcky_sql", [a-z]*}' "$migrations" | tr '\n' ' ')
+[[ "$marks" == 'funcky_sql", false} funcky_sql", true} ' ]] ||
+  { echo "FAIL: breaks_earlier of 0001, 0003: $marks, expected false, true"; exit 1; }
+echo "ok: migrations and files removed are embedded no more, added ones at the next build;"
+echo "    a migration's first line marks it as breaking earlier versions"

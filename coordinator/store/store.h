@@ -1021,7 +1021,13 @@ class Store : public AppRegistry,
               public Health {
  public:
   // Applies pending migrations (idempotent; safe with several coordinators at once).
+  // kFailedPrecondition, applying none, when the database has a migration this version does
+  // not know that breaks earlier versions (a newer coordinator applied it).
   virtual Status Migrate() = 0;
+  // Whether this coordinator may go on with the database: kFailedPrecondition once a
+  // migration it does not know that breaks earlier versions has been applied (by a newer
+  // coordinator, since this one started); the database's own failures otherwise.
+  virtual Status CheckMigrations() = 0;
   // Calls `wake`, on a thread of its own, whenever another process may have made work due
   // now (it accepted events, resumed waits, gave leases back), until the returned watch is
   // destroyed; once more after a lost connection to the database is back. Null when the

@@ -1,3 +1,4 @@
+-- funcky: breaks earlier versions
 -- `timeouts`: a run's next deadline moves into its own row, so that finding the runs past one
 -- is a probe of an index of the active runs that have a deadline, not a join of every
 -- run_timeouts row with its run at each sweep tick of every coordinator (15-28 ms a tick

@@ -1,3 +1,4 @@
+-- funcky: breaks earlier versions
 -- `timeouts`: a run's next deadline in its own row, found by an index of the active runs that
 -- have one (see migrations/postgres/0035_run_deadlines.sql).
 ALTER TABLE runs ADD COLUMN timeout_at_ms INTEGER;

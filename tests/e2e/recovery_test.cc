@@ -241,5 +241,43 @@ TEST_F(RecoveryTest, MigrateTwiceAppliesOnceAndPrintsNoServerNotices) {
   EXPECT_EQ(bad.Log().find("hunter2"), std::string::npos) << "no password in the log";
 }
 
+// A newer coordinator migrates the database under a running one: a migration marked as
+// breaking earlier versions (schema_migrations.breaks_earlier) stops the running coordinator
+// within its schema check's 10 s, as SIGTERM would but with exit code 1 and an error that
+// says why, and one started now (serve or migrate) refuses at start, changing nothing.
+TEST_F(RecoveryTest, AMigrationThatBreaksThisVersionStopsItAndKeepsItFromStarting) {
+  auto c = StartCoordinator();
+  PgConnection pg(db_);
+  const int64_t known = pg.Count("SELECT max(version) FROM schema_migrations");
+  const std::string newer = std::to_string(known + 1);
+  pg.Query("INSERT INTO schema_migrations (version, name, breaks_earlier) VALUES (" + newer +
+           ", 'from_a_newer_version', true)");
+  ASSERT_TRUE(WaitFor([&] { return !c->running(); }, std::chrono::seconds(20))) << c->Log();
+  EXPECT_EQ(c->exit_code(), 1) << c->Log();
+  const std::string why = "at schema version " + newer + ", this funcky knows up to " +
+                          std::to_string(known) + ", and version " + newer +
+                          " changes what earlier versions read and write";
+  EXPECT_NE(c->Log().find(why), std::string::npos) << c->Log();
+  EXPECT_NE(c->Log().find("newer schema: stopping"), std::string::npos) << c->Log();
+
+  for (const char* command : {"serve", "migrate"}) {
+    std::vector<std::string> args = {FUNCKY_BIN, command, "--db", db_};
+    if (std::string(command) == "serve") args.insert(args.end(), {"--port", "0"});
+    Process p(args, dir_ + "/" + command + ".log");
+    ASSERT_TRUE(WaitFor([&] { return !p.running(); }, std::chrono::seconds(30))) << p.Log();
+    EXPECT_EQ(p.exit_code(), 1) << p.Log();
+    EXPECT_NE(p.Log().find(why), std::string::npos) << p.Log();
+  }
+  EXPECT_EQ(pg.Count("SELECT count(*) FROM schema_migrations WHERE version > " + newer), 0);
+
+  // A newer migration that breaks nothing: a coordinator starts and says so.
+  pg.Query("UPDATE schema_migrations SET breaks_earlier = false WHERE version = " + newer);
+  auto again = StartCoordinator();
+  EXPECT_NE(again->Log().find("newer than this funcky knows"), std::string::npos) << again->Log();
+  TestHost host(again->url(), dir_);
+  EXPECT_EQ(RunToEnd(*again, {{"name", "test/two-steps"}, {"data", {{"n", 1}}}})["status"],
+            "completed");
+}
+
 }  // namespace
 }  // namespace funcky::testing

@@ -216,6 +216,7 @@ class FaultyDatabase final : public sql::Database {
     return s;
   }
   Status Migrate() override { return db_->Migrate(); }
+  int KnownMigration() const override { return db_->KnownMigration(); }
   std::optional<int64_t> RoundTrips() const override { return db_->RoundTrips(); }
   std::unique_ptr<WorkWatch> Watch(std::function<void()> wake) override {
     return db_->Watch(std::move(wake));
@@ -6073,6 +6074,70 @@ TEST_P(StoreConformance, TheDeadlinesMigrationMovesTheActiveRunsDeadlinesIntoThe
   EXPECT_EQ(*store_->CancelTimedOutRuns(clock_.Now(), 10), Runs{running});
   clock_.Advance(6s);
   EXPECT_EQ(*store_->CancelTimedOutRuns(clock_.Now(), 10), Runs{queued});
+}
+
+// A database a newer coordinator migrated: a migration this version does not know leaves it
+// running unless it is marked as breaking earlier versions; then Migrate refuses, applying
+// nothing, and CheckMigrations (a running coordinator's periodic check) says why. The
+// deadlines' migration is marked, also when a version that did not mark it (or had no column
+// for it) applied it.
+TEST_P(StoreConformance, AMigrationThatBreaksEarlierVersionsStopsTheVersionsThatDoNotKnowIt) {
+  const bool pg = GetParam().name == "postgres";
+  const int known = db_->KnownMigration();
+  ASSERT_GE(known, pg ? 36 : 33);
+  auto exec = [&](const std::string& sql, sql::Params params = {}) {
+    ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+      tx.Exec(sql, params);
+      return Status::Ok();
+    }),
+                IsOk());
+  };
+  auto count = [&](const std::string& sql) {
+    int64_t n = -1;
+    EXPECT_THAT(db_->Transact([&](sql::Tx& tx) {
+      n = tx.Count(sql);
+      return Status::Ok();
+    }),
+                IsOk());
+    return n;
+  };
+  const std::string deadlines_marked =
+      "SELECT count(*) FROM schema_migrations WHERE breaks_earlier AND name LIKE "
+      "'%_run_deadlines'";
+  EXPECT_EQ(count(deadlines_marked), 1);
+  EXPECT_EQ(count("SELECT count(*) FROM schema_migrations WHERE breaks_earlier"), 1);
+  exec("UPDATE schema_migrations SET breaks_earlier = (version < 0)");
+  ASSERT_EQ(count(deadlines_marked), 0);
+  ASSERT_THAT(store_->Migrate(), IsOk());
+  EXPECT_EQ(count(deadlines_marked), 1) << "marked again";
+  // As the versions before the column left the table.
+  exec("ALTER TABLE schema_migrations DROP COLUMN breaks_earlier");
+  ASSERT_THAT(store_->Migrate(), IsOk());
+  EXPECT_EQ(count(deadlines_marked), 1) << "the column added, the migration marked";
+  EXPECT_THAT(store_->CheckMigrations(), IsOk());
+
+  const std::string add =
+      pg ? "INSERT INTO schema_migrations (version, name, breaks_earlier) "
+           "VALUES ($1, 'newer', $2 = 1)"
+         : "INSERT INTO schema_migrations (version, name, applied_at_ms, breaks_earlier) "
+           "VALUES ($1, 'newer', 0, $2 = 1)";
+  exec(add, {known + 1, 0});
+  EXPECT_THAT(store_->CheckMigrations(), IsOk()) << "a newer migration that breaks nothing";
+  EXPECT_THAT(store_->Migrate(), IsOk());
+
+  exec(add, {known + 2, 1});
+  const std::string why = "at schema version " + std::to_string(known + 2) +
+                          ", this funcky knows up to " + std::to_string(known) + ", and version " +
+                          std::to_string(known + 2) + " changes what earlier versions read";
+  EXPECT_THAT(store_->CheckMigrations(), StatusIs(StatusCode::kFailedPrecondition, HasSubstr(why)));
+  // Had Migrate applied anything, it would apply the newest migration it knows again.
+  exec("DELETE FROM schema_migrations WHERE version = " + std::to_string(known));
+  EXPECT_THAT(store_->Migrate(), StatusIs(StatusCode::kFailedPrecondition, HasSubstr(why)));
+  EXPECT_EQ(
+      count("SELECT count(*) FROM schema_migrations WHERE version = " + std::to_string(known)), 0)
+      << "nothing applied";
+  exec("DELETE FROM schema_migrations WHERE version = " + std::to_string(known + 2));
+  EXPECT_THAT(store_->CheckMigrations(), IsOk());
 }
 
 // timeouts.finish counts from the run's first start: a run that waits again (a retry, a

@@ -564,6 +564,8 @@ class PostgresDatabase final : public sql::Database {
 
   std::optional<int64_t> RoundTrips() const override { return round_trips_.load(); }
 
+  int KnownMigration() const override { return PostgresMigrations().back().version; }
+
   Status Migrate() override {
     auto conn = TakeConnection();
     if (!conn.ok()) return conn.status();
@@ -578,21 +580,54 @@ class PostgresDatabase final : public sql::Database {
           "CREATE TABLE IF NOT EXISTS schema_migrations ("
           " version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL "
           "DEFAULT now())");
+      // Added by the first version that reads it; altered only then, since the lock an ALTER
+      // takes would hold back the other coordinators' schema checks until this commits.
+      PgResult has_column = Run(c->c,
+                                "SELECT 1 FROM information_schema.columns WHERE table_schema = "
+                                "current_schema() AND table_name = 'schema_migrations' AND "
+                                "column_name = 'breaks_earlier'");
+      if (PQntuples(has_column.get()) == 0) {
+        Run(c->c,
+            "ALTER TABLE schema_migrations ADD COLUMN breaks_earlier boolean NOT NULL "
+            "DEFAULT false");
+      }
+      const std::vector<Migration>& known = PostgresMigrations();
+      PgResult newest = Run(c->c, kAppliedMigrationsQuery);
+      const int newest_applied = std::stoi(PQgetvalue(newest.get(), 0, 0));
+      Status usable = CheckAppliedMigrations(known.back().version, newest_applied,
+                                             std::stoi(PQgetvalue(newest.get(), 0, 1)));
+      if (!usable.ok()) {
+        Run(c->c, "ROLLBACK");
+        ReturnConnection(std::move(c));
+        return usable;
+      }
       std::set<int> applied;
       PgResult versions = Run(c->c, "SELECT version FROM schema_migrations");
       for (int i = 0; i < PQntuples(versions.get()); ++i) {
         applied.insert(std::stoi(PQgetvalue(versions.get(), i, 0)));
       }
-      for (const Migration& m : PostgresMigrations()) {
-        if (applied.count(m.version)) continue;
-        Run(c->c, m.sql.c_str());
+      for (const Migration& m : known) {
         const std::string version = std::to_string(m.version);
-        const char* values[] = {version.c_str(), m.name.c_str()};
-        Checked(c->c,
-                PQexecParams(c->c, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                             2, nullptr, values, nullptr, nullptr, 0));
+        const char* values[] = {version.c_str(), m.name.c_str(),
+                                m.breaks_earlier ? "true" : "false"};
+        if (applied.count(m.version)) {
+          // Applied by a version that did not mark it.
+          if (m.breaks_earlier) {
+            Checked(c->c, PQexecParams(c->c,
+                                       "UPDATE schema_migrations SET breaks_earlier = true "
+                                       "WHERE version = $1 AND NOT breaks_earlier",
+                                       1, nullptr, values, nullptr, nullptr, 0));
+          }
+          continue;
+        }
+        Run(c->c, m.sql.c_str());
+        Checked(c->c, PQexecParams(c->c,
+                                   "INSERT INTO schema_migrations (version, name, breaks_earlier) "
+                                   "VALUES ($1, $2, $3)",
+                                   3, nullptr, values, nullptr, nullptr, 0));
       }
       Run(c->c, "COMMIT");
+      WarnOfNewerMigrations(known.back().version, newest_applied);
     } catch (const PgError& e) {
       result = Failed(e, c);
       if (c && c->usable()) PQclear(PQexec(c->c, "ROLLBACK"));

@@ -275,6 +275,8 @@ class Database {
   }
   // Applies pending schema migrations (idempotent; safe with several processes at once).
   virtual Status Migrate() = 0;
+  // The newest migration this binary has for the database.
+  virtual int KnownMigration() const = 0;
   // How often this process has waited for the database's answer since it opened it (a
   // pipeline of statements is one wait); none where there is nothing to wait for (SQLite
   // runs in the process).

@@ -11,6 +11,7 @@
 #include "common/step_id.h"
 #include "coordinator/expr/expr.h"
 #include "coordinator/store/claim_rules.h"
+#include "coordinator/store/migration.h"
 #include "coordinator/store/sql/flow_store.h"
 
 namespace funcky::store {
@@ -975,6 +976,20 @@ auto SqlStore::InGroupResult(std::string order, Piece piece, bool alone, Fn&& fn
 }
 
 Status SqlStore::Migrate() { return db_->Migrate(); }
+
+Status SqlStore::CheckMigrations() {
+  int64_t newest = 0;
+  int64_t newest_breaking = 0;
+  Status s = db_->Transact([&](sql::Tx& tx) {
+    sql::Rows rows = tx.Query(kAppliedMigrationsQuery);
+    newest = rows[0].Int(0);
+    newest_breaking = rows[0].Int(1);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return CheckAppliedMigrations(db_->KnownMigration(), static_cast<int>(newest),
+                                static_cast<int>(newest_breaking));
+}
 
 std::optional<int64_t> SqlStore::RoundTrips() const { return db_->RoundTrips(); }
 

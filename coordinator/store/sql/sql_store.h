@@ -22,6 +22,7 @@ class SqlStore final : public Store {
   ~SqlStore() override;
 
   Status Migrate() override;
+  Status CheckMigrations() override;
   Status Ping() override;
   std::optional<int64_t> RoundTrips() const override;
 

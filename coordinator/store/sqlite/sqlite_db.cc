@@ -176,24 +176,51 @@ class SqliteDatabase final : public sql::Database {
     });
   }
 
+  int KnownMigration() const override { return SqliteMigrations().back().version; }
+
   Status Migrate() override {
     std::lock_guard lock(mu_);
     // Some migrations rebuild a table, which SQLite allows only with foreign keys off (a
     // DROP TABLE would cascade); they are checked before the migration commits.
     sqlite3_exec(db_, "PRAGMA foreign_keys = OFF", nullptr, nullptr, nullptr);
+    int newest_applied = 0;
     Status s = Locked([&](SqliteTx& tx) -> Status {
       tx.ExecScript(
           "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
           "name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)");
+      if (tx.Query("SELECT 1 FROM pragma_table_info('schema_migrations') WHERE name = "
+                   "'breaks_earlier'",
+                   {})
+              .empty()) {
+        tx.ExecScript(
+            "ALTER TABLE schema_migrations ADD COLUMN breaks_earlier INTEGER NOT NULL DEFAULT 0");
+      }
+      const std::vector<Migration>& known = SqliteMigrations();
+      sql::Rows newest = tx.Query(kAppliedMigrationsQuery, {});
+      newest_applied = static_cast<int>(newest[0].Int(0));
+      if (Status s = CheckAppliedMigrations(known.back().version, newest_applied,
+                                            static_cast<int>(newest[0].Int(1)));
+          !s.ok()) {
+        return s;
+      }
       std::set<int64_t> applied;
       for (sql::Row row : tx.Query("SELECT version FROM schema_migrations", {})) {
         applied.insert(row.Int(0));
       }
-      for (const Migration& m : SqliteMigrations()) {
-        if (applied.count(m.version)) continue;
+      for (const Migration& m : known) {
+        if (applied.count(m.version)) {
+          // Applied by a version that did not mark it.
+          if (m.breaks_earlier) {
+            tx.Exec("UPDATE schema_migrations SET breaks_earlier = 1 WHERE version = $1",
+                    {m.version});
+          }
+          continue;
+        }
         tx.ExecScript(m.sql);
-        tx.Exec("INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
-                {m.version, m.name, UnixMillis(SystemClock().Now())});
+        tx.Exec(
+            "INSERT INTO schema_migrations (version, name, applied_at_ms, breaks_earlier) "
+            "VALUES ($1, $2, $3, $4)",
+            {m.version, m.name, UnixMillis(SystemClock().Now()), m.breaks_earlier ? 1 : 0});
       }
       sql::Rows broken = tx.Query("PRAGMA foreign_key_check", {});
       if (!broken.empty()) {
@@ -203,6 +230,7 @@ class SqliteDatabase final : public sql::Database {
       return Status::Ok();
     });
     sqlite3_exec(db_, "PRAGMA foreign_keys = ON", nullptr, nullptr, nullptr);
+    if (s.ok()) WarnOfNewerMigrations(SqliteMigrations().back().version, newest_applied);
     return s;
   }
 
