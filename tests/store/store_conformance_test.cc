@@ -3449,10 +3449,9 @@ TEST(SqliteStore, PartialIndexesServeTheQueriesTheyWereMadeFor) {
   p = plan("SELECT " + sql::AnyRow("lane_gaps WHERE NOT announced", "id"), {});
   EXPECT_NE(p.find("INDEX lane_gaps_pending"), std::string::npos) << p;
   // ActiveRuns' condition on runs, as it spells it.
-  p = plan(
-      "SELECT r.id FROM runs r WHERE r.function_id = $1 AND r.status NOT IN ('completed', "
-      "'failed', 'cancelled') AND r.id > $2 ORDER BY r.id LIMIT 10",
-      {std::string("f"), std::string("")});
+  p = plan(std::string("SELECT r.id FROM runs r WHERE r.function_id = $1 AND r.status NOT IN ") +
+               kEndedStatuses + " AND r.id > $2 ORDER BY r.id LIMIT 10",
+           {std::string("f"), std::string("")});
   EXPECT_NE(p.find("INDEX runs_active"), std::string::npos) << p;
 }
 

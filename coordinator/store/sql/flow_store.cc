@@ -28,11 +28,12 @@ int64_t EmissionIntervalUs(const RateGate& gate) {
 
 // The active run holding the singleton key, or "".
 std::string ActiveSingletonRun(Tx& tx, const std::string& function_id, const std::string& key) {
-  Rows r = tx.Query(
-      "SELECT s.run_id FROM singletons s JOIN runs r ON r.id = s.run_id "
-      "WHERE s.function_id = $1 AND s.key = $2 "
-      "AND r.status NOT IN ('completed', 'failed', 'cancelled')",
-      {function_id, key});
+  static const std::string kQuery =
+      std::string(
+          "SELECT s.run_id FROM singletons s JOIN runs r ON r.id = s.run_id "
+          "WHERE s.function_id = $1 AND s.key = $2 AND r.status NOT IN ") +
+      kEndedStatuses;
+  Rows r = tx.Query(kQuery, {function_id, key});
   return r.empty() ? std::string() : r[0].Text(0);
 }
 
@@ -274,9 +275,9 @@ namespace {
 
 // Active runs past their deadline (runs.timeout_at_ms), as the partial index runs_timeout
 // holds them: its predicate, word for word, so that SQLite uses it too.
-constexpr const char* kPastDeadline =
-    "timeout_at_ms <= $1 AND timeout_at_ms IS NOT NULL AND "
-    "status NOT IN ('completed', 'failed', 'cancelled')";
+const std::string kPastDeadline =
+    std::string("timeout_at_ms <= $1 AND timeout_at_ms IS NOT NULL AND status NOT IN ") +
+    kEndedStatuses;
 
 }  // namespace
 
@@ -325,12 +326,11 @@ int64_t DeleteSpentGates(Tx& tx, int64_t horizon_ms) {
       "DELETE FROM flow_rates WHERE (function_id, gate, key) IN (SELECT function_id, gate, key "
       "FROM flow_rates WHERE tat_us < $1 LIMIT 1000 {FOR UPDATE SKIP LOCKED})",
       {horizon_ms * 1000});
-  n += tx.Exec(
-      "DELETE FROM singletons WHERE (function_id, key) IN (SELECT s.function_id, s.key "
-      "FROM singletons s WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = s.run_id "
-      "AND r.status NOT IN ('completed', 'failed', 'cancelled')) LIMIT 1000 "
-      "{FOR UPDATE OF s SKIP LOCKED})",
-      {});
+  n += tx.Exec(std::string("DELETE FROM singletons WHERE (function_id, key) IN (SELECT "
+                           "s.function_id, s.key FROM singletons s WHERE NOT EXISTS (SELECT 1 "
+                           "FROM runs r WHERE r.id = s.run_id AND r.status NOT IN ") +
+                   kEndedStatuses + ") LIMIT 1000 {FOR UPDATE OF s SKIP LOCKED})",
+               {});
   return n;
 }
 

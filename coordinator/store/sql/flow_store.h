@@ -73,6 +73,11 @@ struct RunDeadlines {
 };
 RunDeadlines DeadlinesOf(const NewRun& run, int64_t start_from_ms);
 
+// An ended run's statuses, as SQL: `status NOT IN` them is an active run, in the words of the
+// partial indexes runs_timeout and runs_active (SQLite uses a partial index only for a
+// condition that has its index's terms).
+inline constexpr const char* kEndedStatuses = "('completed', 'failed', 'cancelled')";
+
 // The SET clause of the claim's UPDATE of runs starting its first call at $2: a run with
 // `timeouts.finish` is due then, its `timeouts.start` spent (read before the same statement
 // sets started_at_ms).

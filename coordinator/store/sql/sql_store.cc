@@ -1077,12 +1077,13 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
       for (const auto& [function_id, rules] : sync.cancel_rules) {
         if (!new_rules.count(function_id)) continue;  // its runs have keys for its rules
         for (const std::string& rule : rules) {
-          tx.Send(
-              "INSERT INTO run_cancel_keys (run_id, function_id, rule, key) "
-              "SELECT r.id, r.function_id, $2, NULL FROM runs r WHERE r.function_id = $1 AND "
-              "r.status NOT IN ('completed', 'failed', 'cancelled') AND NOT EXISTS (SELECT 1 "
-              "FROM run_cancel_keys k WHERE k.run_id = r.id AND k.rule IN ($2, '*'))",
-              {function_id, rule});
+          tx.Send(std::string("INSERT INTO run_cancel_keys (run_id, function_id, rule, key) "
+                              "SELECT r.id, r.function_id, $2, NULL FROM runs r WHERE "
+                              "r.function_id = $1 AND r.status NOT IN ") +
+                      kEndedStatuses +
+                      " AND NOT EXISTS (SELECT 1 FROM run_cancel_keys k WHERE k.run_id = r.id "
+                      "AND k.rule IN ($2, '*'))",
+                  {function_id, rule});
         }
       }
     }
@@ -1790,8 +1791,8 @@ Result<Applied> SqlStore::ApplyAndKeep(const QueueItem& item, const Transition& 
 
 namespace {
 
-// The statuses of a run whose calls' outcomes no longer count: ended, or a failed lane head
-// (blocked).
+// The statuses of a run whose calls' outcomes no longer count: ended (kEndedStatuses), or a
+// failed lane head (blocked).
 constexpr const char* kRestingStatuses = "('completed', 'failed', 'cancelled', 'blocked')";
 // Run $1, while its calls' outcomes still count.
 const std::string kLiveRun = std::string(" WHERE id = $1 AND status NOT IN ") + kRestingStatuses;
@@ -2821,13 +2822,14 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
     // until the lane gets there: the lane steps past it, and the number sent again is a
     // duplicate; without the run, the lane waited for it as a gap, and it ran when sent again.
     const int64_t runs = tx.Exec(
-        "DELETE FROM runs WHERE id IN (SELECT r.id FROM runs r "
-        "WHERE r.status IN ('completed', 'failed', 'cancelled') AND r.ended_at_ms < $1 "
-        "AND NOT EXISTS (SELECT 1 FROM run_ends e WHERE e.run_id = r.id) "
-        "AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.run_id = r.id) "
-        "AND NOT EXISTS (SELECT 1 FROM lanes l WHERE l.function_id = r.function_id "
-        "AND l.key = r.lane_key AND l.seq_next <= r.lane_number) "
-        "LIMIT $2 {FOR UPDATE SKIP LOCKED})",
+        std::string("DELETE FROM runs WHERE id IN (SELECT r.id FROM runs r WHERE r.status IN ") +
+            kEndedStatuses +
+            " AND r.ended_at_ms < $1 "
+            "AND NOT EXISTS (SELECT 1 FROM run_ends e WHERE e.run_id = r.id) "
+            "AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.run_id = r.id) "
+            "AND NOT EXISTS (SELECT 1 FROM lanes l WHERE l.function_id = r.function_id "
+            "AND l.key = r.lane_key AND l.seq_next <= r.lane_number) "
+            "LIMIT $2 {FOR UPDATE SKIP LOCKED})",
         {horizon_ms, batch});
     // Locking the event also skips one a replay is starting a run of right now. The deleted
     // events' ids are returned for their lane outcomes, which go with them.
@@ -3333,11 +3335,12 @@ Result<std::vector<ActiveRun>> SqlStore::ActiveRuns(const std::string& function_
   return InTransaction([&](Tx& tx) -> Result<std::vector<ActiveRun>> {
     std::vector<ActiveRun> out;
     for (Row row : tx.Query(
-             WithinPageBytes("SELECT r.id, e.payload, r.created_at_ms FROM runs r "
-                             "JOIN events e ON e.internal_id = r.event_id WHERE r.function_id = "
-                             "$1 AND r.status NOT IN ('completed', 'failed', 'cancelled') "
-                             "AND r.created_at_ms < $3 AND e.received_at_ms < $3 AND r.id > $4 "
-                             "ORDER BY r.id LIMIT $2",
+             WithinPageBytes(std::string("SELECT r.id, e.payload, r.created_at_ms FROM runs r "
+                                         "JOIN events e ON e.internal_id = r.event_id WHERE "
+                                         "r.function_id = $1 AND r.status NOT IN ") +
+                                 kEndedStatuses +
+                                 " AND r.created_at_ms < $3 AND e.received_at_ms < $3 AND r.id > "
+                                 "$4 ORDER BY r.id LIMIT $2",
                              "id, payload, created_at_ms", "payload", "id"),
              {function_id, limit, before_ms, after_run_id})) {
       out.push_back({row.Text(0), row.JsonCol(1), row.Int(2)});
@@ -3369,8 +3372,9 @@ Result<std::vector<ActiveRun>> SqlStore::CancelCandidates(
       // another deletion (another event's, retention's) holds are left to it.
       tx.Send(std::string(kKeyed) +
                   ", d AS MATERIALIZED (SELECT run_id, rule FROM c WHERE (SELECT 1 FROM runs r "
-                  "WHERE r.id = c.run_id AND r.status NOT IN ('completed', 'failed', "
-                  "'cancelled')) IS NULL) DELETE FROM run_cancel_keys WHERE (run_id, rule) IN "
+                  "WHERE r.id = c.run_id AND r.status NOT IN " +
+                  kEndedStatuses +
+                  ") IS NULL) DELETE FROM run_cancel_keys WHERE (run_id, rule) IN "
                   "(SELECT k.run_id, k.rule FROM d JOIN run_cancel_keys k ON k.run_id = d.run_id "
                   "AND k.rule = d.rule {FOR UPDATE OF k SKIP LOCKED})",
               {function_id, rule, key_list, after_run_id});
@@ -3379,8 +3383,9 @@ Result<std::vector<ActiveRun>> SqlStore::CancelCandidates(
     const std::string page =
         std::string(kKeyed) +
         ", p AS MATERIALIZED (SELECT c.run_id AS id FROM c WHERE (SELECT 1 FROM runs r JOIN "
-        "events e ON e.internal_id = r.event_id WHERE r.id = c.run_id AND r.status NOT IN "
-        "('completed', 'failed', 'cancelled') AND r.created_at_ms < $5 AND r.created_at_ms >= $6 "
+        "events e ON e.internal_id = r.event_id WHERE r.id = c.run_id AND r.status NOT IN " +
+        kEndedStatuses +
+        " AND r.created_at_ms < $5 AND r.created_at_ms >= $6 "
         "AND e.received_at_ms < $5) IS NOT NULL ORDER BY c.run_id LIMIT $7) "
         "SELECT p.id, (SELECT e.payload FROM runs r JOIN events e ON e.internal_id = r.event_id "
         "WHERE r.id = p.id) AS payload, (SELECT r.created_at_ms FROM runs r WHERE r.id = p.id) AS "
