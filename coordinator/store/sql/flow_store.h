@@ -74,9 +74,17 @@ struct RunDeadlines {
 RunDeadlines DeadlinesOf(const NewRun& run, int64_t start_from_ms);
 
 // An ended run's statuses, as SQL: `status NOT IN` them is an active run, in the words of the
-// partial indexes runs_timeout and runs_active (SQLite uses a partial index only for a
-// condition that has its index's terms).
+// partial index runs_timeout (SQLite uses a partial index only for a condition that has its
+// index's terms).
 inline constexpr const char* kEndedStatuses = "('completed', 'failed', 'cancelled')";
+
+// Run `r` has not ended, in the words of the partial index runs_active: each end sets
+// ended_at_ms with the run's status. Said only by the reads meant for that index (a function's
+// active runs); a lookup of a run by id tests its status, which does not let the planner take
+// runs_active for it (migration 0037). The status is tested too: the index's rows are those
+// the status says are active.
+inline const std::string kRunNotEnded =
+    std::string("r.ended_at_ms IS NULL AND r.status NOT IN ") + kEndedStatuses;
 
 // The SET clause of the claim's UPDATE of runs starting its first call at $2: a run with
 // `timeouts.finish` is due then, its `timeouts.start` spent (read before the same statement

@@ -1079,8 +1079,8 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
         for (const std::string& rule : rules) {
           tx.Send(std::string("INSERT INTO run_cancel_keys (run_id, function_id, rule, key) "
                               "SELECT r.id, r.function_id, $2, NULL FROM runs r WHERE "
-                              "r.function_id = $1 AND r.status NOT IN ") +
-                      kEndedStatuses +
+                              "r.function_id = $1 AND ") +
+                      kRunNotEnded +
                       " AND NOT EXISTS (SELECT 1 FROM run_cancel_keys k WHERE k.run_id = r.id "
                       "AND k.rule IN ($2, '*'))",
                   {function_id, rule});
@@ -3337,8 +3337,8 @@ Result<std::vector<ActiveRun>> SqlStore::ActiveRuns(const std::string& function_
     for (Row row : tx.Query(
              WithinPageBytes(std::string("SELECT r.id, e.payload, r.created_at_ms FROM runs r "
                                          "JOIN events e ON e.internal_id = r.event_id WHERE "
-                                         "r.function_id = $1 AND r.status NOT IN ") +
-                                 kEndedStatuses +
+                                         "r.function_id = $1 AND ") +
+                                 kRunNotEnded +
                                  " AND r.created_at_ms < $3 AND e.received_at_ms < $3 AND r.id > "
                                  "$4 ORDER BY r.id LIMIT $2",
                              "id, payload, created_at_ms", "payload", "id"),
