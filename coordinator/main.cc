@@ -489,6 +489,7 @@ int Serve(const ServeFlags& f, bool dev) {
   // version does not know breaks what it reads or writes, it stops as on SIGTERM (its calls'
   // outcomes may still record; other statements fail until then) and exits 1.
   asio::steady_timer schema_timer(io);
+  bool schema_check_failing = false;  // warned once a streak
   std::function<void()> check_schema = [&] {
     schema_timer.expires_after(kSchemaCheckInterval);
     schema_timer.async_wait([&](const boost::system::error_code& ec) {
@@ -496,13 +497,18 @@ int Serve(const ServeFlags& f, bool dev) {
       asio::post(blocking, [&] {
         Status s = store->CheckMigrations();
         asio::post(io, [&, s] {
+          if (stopping) return;  // a signal's stop: its exit code
           if (s.code() == StatusCode::kFailedPrecondition) {
             spdlog::error("{}", s.message());
             exit_code = 1;
             stop("newer schema");
             return;
           }
-          if (!s.ok()) spdlog::debug("schema check: {}", s.ToString());
+          if (!s.ok() && !schema_check_failing) {
+            spdlog::warn("cannot read the database's migrations (checked again every {}): {}",
+                         FormatDuration(kSchemaCheckInterval), s.ToString());
+          }
+          schema_check_failing = !s.ok();
           check_schema();
         });
       });
