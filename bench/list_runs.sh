@@ -36,7 +36,7 @@ INSERT INTO runs (id, function_id, event_id, status, lane_key, created_at_ms, st
   SELECT 'R' || lpad(i::text, 25, '0'), 'bench-fn' || (i % 4), 'E' || lpad(i::text, 25, '0'),
          (ARRAY['completed','completed','completed','failed','running','queued'])[1 + i % 6],
          'tenant-' || (i % 500), 1700000000000 + i * 10, 1700000000000 + i * 10,
-         1700000000000 + i * 10 + 40, '{"ok":true}'::jsonb
+         CASE WHEN i % 6 < 4 THEN 1700000000000 + i * 10 + 40 END, '{"ok":true}'::jsonb
   FROM generate_series(1, $runs) i;
 ANALYZE;
 SQL

@@ -6,8 +6,10 @@
 -- idle spell (every run ended, then ANALYZE) it counted the index empty and chose it over the
 -- primary key, and read every active run at each such lookup (3.2 ms a claim beside 20,000
 -- queued runs, 0.6 ms a step). No lookup by id tests ended_at_ms. The same rows, so
--- ActiveRuns reads the same pages. Building it holds back writes to runs meanwhile (seconds
--- per million runs): on a large database, apply it with `funcky migrate` before the new
--- coordinators start. Earlier versions run beside it (they name no index).
+-- ActiveRuns reads the same pages. The DROP locks runs against reads and writes until the
+-- migrations commit, through the build (seconds per million runs): on a large database, apply
+-- it with `funcky migrate` before the new coordinators start. Earlier versions run beside it
+-- (they name no index), but their reads of a function's active runs no longer match the index
+-- and read runs by primary key.
 DROP INDEX runs_active;
 CREATE INDEX runs_active ON runs (function_id, id) WHERE ended_at_ms IS NULL;

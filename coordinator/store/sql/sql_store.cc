@@ -2868,10 +2868,12 @@ Result<std::string> SqlStore::SkipLaneHead(const std::string& function_id, const
       // Skipped already (a request sent again after its answer was lost): done, not the next
       // head skipped in its place — nor an error while the skipped head still holds the lane
       // for a call of it in flight.
-      Rows run = tx.Query(
-          "SELECT status, error FROM runs WHERE id = $1 AND function_id = $2 AND lane_key = $3",
-          {expected_head, function_id, key});
-      if (!run.empty() && run[0].Text(0) == kFailed &&
+      // By id alone (the lane compared here): `lane_key = $3` would let the planner take
+      // runs_lane, when counted empty, for a scan of the key's whole history.
+      Rows run = tx.Query("SELECT status, error, function_id, lane_key FROM runs WHERE id = $1",
+                          {expected_head});
+      if (!run.empty() && run[0].Text(2) == function_id && run[0].OptText(3) == key &&
+          run[0].Text(0) == kFailed &&
           run[0].JsonCol(1).value("name", std::string()) == "Skipped") {
         return expected_head;
       }
