@@ -273,6 +273,20 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     ASSERT_THAT(store_->SyncApp(AppOfTheTests("sum")), IsOk());
   }
 
+  // After every test, whatever it did: a run has ended exactly when its end time is set, which
+  // the index of active runs relies on (runs_active, `ended_at_ms IS NULL`; migration 0037).
+  void TearDown() override {
+    if (!store_ || ::testing::Test::HasFatalFailure()) return;
+    int64_t wrong = -1;
+    EXPECT_THAT(db_->Transact([&](sql::Tx& tx) {
+      wrong = tx.Count(std::string("SELECT count(*) FROM runs WHERE (status IN ") + kEndedStatuses +
+                       ") <> (ended_at_ms IS NOT NULL)");
+      return Status::Ok();
+    }),
+                IsOk());
+    EXPECT_EQ(wrong, 0) << "runs whose status and ended_at_ms disagree";
+  }
+
   // The app every test has, synced with `checksum`.
   static AppSync AppOfTheTests(const std::string& checksum) {
     AppSync sync;
