@@ -2755,6 +2755,19 @@ struct PostgresStoreOfOneFunction {
     EXPECT_EQ(claimed->size(), static_cast<size_t>(n));
     return *std::move(claimed);
   }
+  // Records step `id` of `item`'s run (with the run's request version `req_version`, if
+  // given) by its call's transition, keeping the call for the run's next one: `item` becomes
+  // the kept call's item.
+  void Step(QueueItem& item, const std::string& id, std::optional<int> req_version = {}) {
+    Transition t;
+    t.steps.push_back({id, 0, id, "completed", {{"data", 1}}});
+    t.req_version = req_version;
+    t.move = Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), clock.Now()}}};
+    auto kept = store->ApplyAndKeep(item, t, clock.Now(), 30s);
+    ASSERT_THAT(kept, IsOk());
+    ASSERT_TRUE(kept->kept.has_value());
+    item = kept->kept->item;
+  }
   // Ends each of `items`' runs, completed, by its call's transition.
   void Complete(const std::vector<QueueItem>& items) {
     Transition end;
@@ -2822,16 +2835,7 @@ TEST(PostgresStore, RunsAreLookedUpByIdAfterAnIdleSpell) {
   pg.Start(12, [](int, NewEvent& ne) { ne.runs[0].timeouts = RunTimeouts{.start = 1s}; });
   for (int i = 0; i < 6; ++i) {  // past the custom plans of a prepared statement's first five
     std::vector<QueueItem> items = pg.Claim(5);
-    for (QueueItem& item : items) {
-      Transition t;
-      t.steps.push_back({"s", 0, "s", "completed", {{"data", 1}}});
-      t.move =
-          Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), pg.clock.Now()}}};
-      auto kept = pg.store->ApplyAndKeep(item, t, pg.clock.Now(), 30s);
-      ASSERT_THAT(kept, IsOk());
-      ASSERT_TRUE(kept->kept.has_value());
-      item = kept->kept->item;
-    }
+    for (QueueItem& item : items) ASSERT_NO_FATAL_FAILURE(pg.Step(item, "s"));
     ASSERT_NO_FATAL_FAILURE(pg.Complete(items));
     auto cancelled = pg.store->CancelTimedOutRuns(pg.clock.Now() + 2s, 2);
     ASSERT_THAT(cancelled, IsOk());
@@ -3253,15 +3257,7 @@ TEST(PostgresStore, AStepThatChangesNothingElseOfItsRunLeavesItsRowAsItIs) {
   };
   const std::string claimed_version = row_version();
   auto step = [&](const std::string& id, std::optional<int> req_version) {
-    Transition t;
-    t.steps.push_back({id, 0, id, "completed", {{"data", 1}}});
-    t.req_version = req_version;
-    t.move =
-        Transition::Continue{.next = {NextCall{std::string(kDiscoveryStepId), pg.clock.Now()}}};
-    auto kept = pg.store->ApplyAndKeep(item, t, pg.clock.Now(), 30s);
-    ASSERT_THAT(kept, IsOk());
-    ASSERT_TRUE(kept->kept.has_value());
-    item = kept->kept->item;
+    ASSERT_NO_FATAL_FAILURE(pg.Step(item, id, req_version));
   };
   step("s1", std::nullopt);
   EXPECT_EQ(row_version(), claimed_version);
