@@ -218,13 +218,16 @@ Status ServeHandler::register_functions(std::chrono::milliseconds wait) const {
   }
 }
 
-ServeResponse ServeHandler::Finish(ServeResponse r, const std::string* key) const {
+ServeResponse ServeHandler::Finish(ServeResponse r) const {
   r.headers.emplace_back("X-Inngest-SDK", std::string("funcky-cpp:v") + kSdkVersion);
   r.headers.emplace_back("X-Inngest-SDK-Handled", "true");
   r.headers.emplace_back("X-Inngest-Framework", "funcky");
   r.headers.emplace_back("X-Inngest-Req-Version", "2");
-  if (!key) key = &client_.options().signing_key;
-  if (!key->empty()) {
+  return r;
+}
+
+ServeResponse ServeHandler::Sign(ServeResponse r, const std::string* key) {
+  if (key && !key->empty()) {
     r.headers.emplace_back("X-Inngest-Signature",
                            signing::SignatureHeader(r.body, *key, NowSeconds()));
   }
@@ -248,6 +251,18 @@ ServeResponse ServeHandler::handle(const ServeRequest& request) const {
     if (request.method == "POST") r = Retriable(std::move(r));
     return Finish(std::move(r));
   }
+}
+
+std::optional<ServeResponse> ServeHandler::screen(const ServeRequest& head) const {
+  if (client_.options().signing_key.empty()) return std::nullopt;
+  const bool signed_request =
+      head.method == "POST" ||
+      (head.method == "PUT" && FindHeader(head.headers, "X-Inngest-Sync-Kind") == "in_band");
+  if (signed_request &&
+      !FreshSignatureHeader(FindHeader(head.headers, "X-Inngest-Signature"), NowSeconds())) {
+    return Unauthorized();
+  }
+  return std::nullopt;
 }
 
 const std::string* ServeHandler::SigningKeyOf(const Headers& headers, std::string_view body) const {
@@ -281,7 +296,7 @@ ServeResponse ServeHandler::Introspect(const ServeRequest& request) const {
                    {"sdk_version", kSdkVersion},
                    {"signing_key_hash", KeyHashPrefix(options.signing_key)},
                    {"signing_key_fallback_hash", KeyHashPrefix(options.signing_key_fallback)}});
-  return Finish(JsonReply(200, body), key);
+  return Sign(Finish(JsonReply(200, body)), key);
 }
 
 ServeResponse ServeHandler::Sync(const ServeRequest& request) const {
@@ -304,7 +319,7 @@ ServeResponse ServeHandler::Sync(const ServeRequest& request) const {
                                       {"sdk_version", kSdkVersion},
                                       {"url", serve_url_}});
     r.headers.emplace_back("X-Inngest-Sync-Kind", "in_band");
-    return Finish(std::move(r), key);
+    return Sign(Finish(std::move(r)), key);
   }
   Status s = register_functions();
   ServeResponse r =
@@ -362,14 +377,21 @@ ServeResponse ServeHandler::Call(const ServeRequest& request) const {
     if (!authentic) return Unauthorized();
   }
   if (!parsed) parsed = ParseUntrustedJson(request.body, kCallBodyJsonLimits);
+  // Only the answer to a call known to be the coordinator's is signed: a signed answer to
+  // anyone's request would be a signature of its body, good for sending that body to this
+  // host as a call (the same HMAC over the body and a time) for five minutes.
+  return Sign(Run(request, std::move(*parsed)), &client_.options().signing_key);
+}
+
+ServeResponse ServeHandler::Run(const ServeRequest& request, Result<Json> parsed) const {
   // Retried: another host of the app (a deploy rolling out) may know the function, and a
   // body that is not JSON is no fault of the function's, whose run it must not fail for good.
   auto internal_error = [&](const std::string& message) {
     return Finish(Retriable(JsonReply(
         500, {{"type", "internal"}, {"name", "Error"}, {"message", Utf8String(message)}})));
   };
-  if (!parsed->ok() || !(*parsed)->is_object()) return internal_error("request body is not JSON");
-  Json body = std::move(**parsed);
+  if (!parsed.ok() || !parsed->is_object()) return internal_error("request body is not JSON");
+  Json body = std::move(*parsed);
   const std::string fn_id = QueryParam(request.target, "fnId");
   auto it = by_id_.find(fn_id);
   if (it == by_id_.end()) return internal_error("no function \"" + fn_id + "\" in this app");

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,6 +56,12 @@ class ServeHandler {
   // never the keys. Thread-safe. Never throws: whatever goes wrong is an answer (a 500 at
   // worst).
   ServeResponse handle(const ServeRequest& request) const;
+  // What handle() would answer `head` (a request's method, target and headers, its body not
+  // read yet) for want of a fresh signature: with a signing key, 401 to a call or an in-band
+  // sync that carries none; else nullopt (read the body and handle it). A server asks it
+  // before reading a large body, so that callers without the key cannot hold its room for
+  // bodies (Server does). Cheap: no HMAC, no parsing.
+  std::optional<ServeResponse> screen(const ServeRequest& head) const;
 
   // Registers the functions with the coordinator (POST /fn/register). Call at start-up.
   // kUnavailable when the coordinator cannot be reached or fails (5xx), kUnauthenticated
@@ -68,13 +75,19 @@ class ServeHandler {
   nlohmann::json register_body() const;
 
  private:
+  // Authenticates a call (with a signing key), then runs it (Run) and signs the answer.
   ServeResponse Call(const ServeRequest& request) const;
+  // Runs the call whose body parsed as `parsed` (its function, up to its next step or end).
+  ServeResponse Run(const ServeRequest& request, Result<nlohmann::json> parsed) const;
   ServeResponse FailureReply(const Execution& x) const;
   ServeResponse Sync(const ServeRequest& request) const;
   ServeResponse Introspect(const ServeRequest& request) const;
-  // `response` with the SDK's headers, signed with `key` (null: the signing key; empty: not
-  // signed).
-  ServeResponse Finish(ServeResponse response, const std::string* key = nullptr) const;
+  // `response` with the SDK's headers, unsigned.
+  ServeResponse Finish(ServeResponse response) const;
+  // `response` signed with `key` (X-Inngest-Signature), the key that authenticated its
+  // request; null or empty: left unsigned. Only an answer to a request signed with one of
+  // the host's keys is signed: any other would hand its sender a signature to call with.
+  static ServeResponse Sign(ServeResponse response, const std::string* key);
   // The key (the signing key or its fallback, in that order) of a fresh signature of `body`
   // that `headers` carry; null when neither signed it.
   const std::string* SigningKeyOf(const Headers& headers, std::string_view body) const;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <csignal>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <thread>
 
@@ -34,10 +35,15 @@ bool CallTimedOutWaiting(const ServerRequest& r) {
   return std::chrono::steady_clock::now() - r.read_at > std::chrono::milliseconds(ms);
 }
 
+ServerResponse NotFound() {
+  return ServerResponse{404, {{"Content-Type", "application/json"}}, R"({"message":"not found"})"};
+}
+
 }  // namespace
 
 struct Server::Impl {
-  Impl(Server::Handler h, ServerOptions o)
+  using Screen = std::function<std::optional<ServeResponse>(const ServeRequest&)>;
+  Impl(Server::Handler h, ServerOptions o, Screen screen)
       : options(std::move(o)),
         // At least one thread: start() refuses fewer, but the pool is made before it asks.
         pool(static_cast<size_t>(std::max(options.threads, 1))),
@@ -59,11 +65,18 @@ struct Server::Impl {
     so.max_body_bytes_in_flight = options.max_body_bytes_in_flight;
     so.tls_cert_file = options.tls_cert_file;
     so.tls_key_file = options.tls_key_file;
+    // A large body is read only for the serve path and, with a signing key, a request that
+    // carries a fresh signature: another caller cannot hold the room for bodies.
+    so.screen = [this, screen = std::move(screen)](
+                    const ServerRequest& r) -> std::optional<ServerResponse> {
+      if (TargetPath(r.target) != options.path) return NotFound();
+      if (!screen) return std::nullopt;
+      std::optional<ServeResponse> refused = screen({r.method, r.target, r.headers, ""});
+      if (!refused) return std::nullopt;
+      return ServerResponse{refused->status, std::move(refused->headers), std::move(refused->body)};
+    };
     server = std::make_unique<HttpServer>(io, pool, so, [this](ServerRequest r) {
-      if (TargetPath(r.target) != options.path) {
-        return ServerResponse{
-            404, {{"Content-Type", "application/json"}}, R"({"message":"not found"})"};
-      }
+      if (TargetPath(r.target) != options.path) return NotFound();
       // A call that waited for a free thread longer than its coordinator waits for the answer
       // is not run: the coordinator has given up on it and makes it again, and run now its
       // step would run twice.
@@ -88,10 +101,12 @@ struct Server::Impl {
 };
 
 Server::Server(const ServeHandler& handler, ServerOptions options)
-    : Server([&handler](const ServeRequest& r) { return handler.handle(r); }, std::move(options)) {}
+    : impl_(std::make_unique<Impl>(
+          [&handler](const ServeRequest& r) { return handler.handle(r); }, std::move(options),
+          [&handler](const ServeRequest& head) { return handler.screen(head); })) {}
 
 Server::Server(Handler handler, ServerOptions options)
-    : impl_(std::make_unique<Impl>(std::move(handler), std::move(options))) {}
+    : impl_(std::make_unique<Impl>(std::move(handler), std::move(options), nullptr)) {}
 
 Server::~Server() { stop(); }
 

@@ -37,7 +37,9 @@ struct ServerOptions {
   size_t max_body_bytes_in_flight = 1 << 30;
   // How long stop() (and wait_for_signal, on SIGTERM) lets the calls being handled finish
   // and answer; a call that arrives meanwhile is answered 503 (the coordinator makes it
-  // again). Cut off, a call's step has run but its answer is lost: the step runs again.
+  // again). Past it the answers of calls still being handled are lost (their steps run
+  // again), and a step still running is not stopped (nothing stops a thread from outside):
+  // stop() returns once it has.
   std::chrono::milliseconds drain_timeout{30'000};
 };
 
@@ -45,10 +47,14 @@ class Server {
  public:
   using Handler = std::function<ServeResponse(const ServeRequest&)>;
   // Serves `handler` at options.path; other paths get 404. Keeps a reference: `handler`
-  // must outlive the server (a temporary is refused).
+  // must outlive the server (a temporary is refused). A body over 64 KiB is read only when
+  // the request is for options.path and, with a signing key, carries a fresh signature
+  // (ServeHandler::screen): else it is refused unread, so that callers without the key
+  // cannot hold max_body_bytes_in_flight.
   Server(const ServeHandler& handler, ServerOptions options);
   Server(ServeHandler&& handler, ServerOptions options) = delete;
-  // Serves any handler at options.path (e.g. one that wraps a ServeHandler).
+  // Serves any handler at options.path (e.g. one that wraps a ServeHandler; only the path
+  // is screened).
   Server(Handler handler, ServerOptions options);
   ~Server();
   // Binds and serves on background threads. kUnavailable when the port cannot be bound;
@@ -56,7 +62,7 @@ class Server {
   Status start();
   uint16_t port() const;
   // Stops accepting, lets the calls in hand finish and answer (up to drain_timeout), then
-  // stops its threads.
+  // stops its threads, once every handler still running has returned.
   void stop();
   // Blocks until SIGINT or SIGTERM, then stops (see stop).
   void wait_for_signal();

@@ -259,6 +259,79 @@ TEST(SdkServer, ACallThatWaitedPastItsCoordinatorsTimeoutIsNotRun) {
   EXPECT_EQ(ran.load(), 2);
 }
 
+// With a signing key, a request whose large body would take the room for bodies is refused
+// from its head when it carries no fresh signature (401), or is for another path (404), before
+// its body is read: a caller without the key cannot hold the room, and a signed call of that
+// size is served meanwhile. (Without the screen the unsigned head held all 32 MiB of room
+// until its request timeout, and the signed call waited for it, then got 503.)
+TEST(SdkServer, ALargeBodyIsReadOnlyForASignedRequestOfTheServePath) {
+  Client client({.app_id = "app", .signing_key = "signkey-test-beef"});
+  std::atomic<int> runs{0};
+  ServeHandler handler(client, "http://h/api/funcky", {create_function({.id = "fn"}, [&](Context&) {
+                         ++runs;
+                         return nlohmann::json("done");
+                       })});
+  Server server(handler, {.port = 0,
+                          .threads = 2,
+                          .request_timeout = std::chrono::seconds(20),
+                          .max_body_bytes_in_flight = 32 << 20});
+  ASSERT_TRUE(server.start().ok());
+  namespace asio = boost::asio;
+  asio::io_context io;
+  // Heads of 32 MiB bodies, none of which is sent: the answer must come from the head alone.
+  auto answer_to_head = [&](const std::string& target, const std::string& headers) {
+    asio::ip::tcp::socket socket(io);
+    socket.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+    const std::string head =
+        "POST " + target + " HTTP/1.1\r\nHost: h\r\n" + headers +
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(32 << 20) +
+        "\r\n\r\n";
+    asio::write(socket, asio::buffer(head));
+    std::array<char, 512> buffer{};
+    size_t got = 0;
+    bool ended = false;
+    socket.async_read_some(asio::buffer(buffer), [&](boost::system::error_code, size_t n) {
+      got = n;
+      ended = true;
+    });
+    io.restart();
+    io.run_for(std::chrono::seconds(5));
+    return ended ? std::string(buffer.data(), got) : std::string("no answer within 5 s");
+  };
+  EXPECT_TRUE(
+      answer_to_head("/api/funcky?fnId=app-fn&stepId=step", "").starts_with("HTTP/1.1 401"));
+  EXPECT_TRUE(
+      answer_to_head("/api/funcky?fnId=app-fn&stepId=step", "X-Inngest-Signature: t=1&s=00\r\n")
+          .starts_with("HTTP/1.1 401"));
+  EXPECT_TRUE(answer_to_head("/other", "").starts_with("HTTP/1.1 404"));
+
+  // An unsigned head left open while a signed call of over 64 KiB is made.
+  asio::ip::tcp::socket holder(io);
+  holder.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+  asio::write(holder, asio::buffer("POST /api/funcky?fnId=app-fn&stepId=step HTTP/1.1\r\n"
+                                   "Host: h\r\nContent-Length: " +
+                                   std::to_string(32 << 20) + "\r\n\r\n"));
+  nlohmann::json body = {{"event", nlohmann::json::object()},
+                         {"steps", nlohmann::json::object()},
+                         {"ctx", {{"attempt", 0}, {"step_id", "step"}}},
+                         {"pad", std::string(100 << 10, 'x')}};
+  const std::string sent = body.dump();
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  Result<HttpResponse> r =
+      HttpCall({.url = "http://127.0.0.1:" + std::to_string(server.port()) +
+                       "/api/funcky?fnId=app-fn&stepId=step",
+                .headers = {{"Content-Type", "application/json"},
+                            {"X-Inngest-Signature",
+                             signing::SignatureHeader(sent, "signkey-test-beef", now)}},
+                .body = sent,
+                .timeout = std::chrono::seconds(15)});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(runs.load(), 1);
+}
+
 // A fake coordinator's event endpoint, /e/sekret, answering every POST with `reply` (HTTP
 // `status`).
 class FakeCoordinator {

@@ -526,6 +526,43 @@ TEST_F(ServeTest, WithSigningKeyOnlyFreshCorrectSignaturesRun) {
                   .ok());
 }
 
+// Only the answer to a call the host authenticated is signed. A signed answer to anyone's
+// request (a 405, a 413 sent before the signature is known good) is an HMAC over its body and
+// a time, the same as a call's: sent back to the host as a call, with its signature, it ran
+// the function's first step (a signature oracle).
+TEST_F(ServeTest, OnlyTheAnswerToAnAuthenticatedCallIsSigned) {
+  ServeHandler h = SignedHandler();
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  std::string large = R"({"event":{},"steps":{},"ctx":{"attempt":0},"pad":[)";
+  for (size_t i = 0; i < kUnverifiedCallBodyJsonLimits.max_values; ++i) large += "{},";
+  large.back() = ']';
+  large += "}";
+  const std::vector<ServeRequest> refused = {
+      {"DELETE", "/api", {}, ""},
+      {"PATCH", "/api", {}, R"({"event":{"data":{}}})"},
+      {"GET", "/api", {}, ""},
+      {"PUT", "/api", {{"X-Inngest-Sync-Kind", "in_band"}}, "{}"},
+      {"POST",
+       "/api?fnId=app-fn&stepId=step",
+       {{"X-Inngest-Signature", signing::SignatureHeader("other", "signkey-test-beef", now)}},
+       large}};
+  for (const ServeRequest& request : refused) {
+    SCOPED_TRACE(request.method);
+    ServeResponse r = h.handle(request);
+    EXPECT_GE(r.status, 400);
+    EXPECT_EQ(Header(r, "X-Inngest-Signature"), "");
+    // Sent back as a call with whatever signature it carried, it runs nothing.
+    ServeResponse replayed = h.handle({"POST",
+                                       "/api?fnId=app-fn&stepId=step",
+                                       {{"X-Inngest-Signature", Header(r, "X-Inngest-Signature")}},
+                                       r.body});
+    EXPECT_EQ(replayed.status, 401);
+  }
+  EXPECT_EQ(signed_runs_, 0);
+}
+
 // A body whose signature does not cover it as sent is parsed for its canonical form within a
 // host reply's count of values: an unsigned body of a million empty objects is refused (413,
 // saying why) rather than built (about a gigabyte for 32 MiB of them), and runs nothing.
