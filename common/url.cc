@@ -48,6 +48,19 @@ bool IsPlainHostName(std::string_view host) {
 
 }  // namespace
 
+std::string UrlForLog(std::string_view url) {
+  constexpr size_t kMax = 200;
+  const size_t rest = url.find_first_of("?#");
+  const std::string_view kept = url.substr(0, rest);
+  std::string out(kept.substr(0, kMax));
+  if (kept.size() > kMax) out += "…";
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  if (rest != std::string_view::npos) out += "?…";
+  return out;
+}
+
 std::string Url::authority() const {
   std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   return h + ":" + std::to_string(port);

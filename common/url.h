@@ -48,6 +48,11 @@ std::string_view TargetPath(std::string_view target);
 // The message never quotes the target: a path segment may be a secret (an event key).
 Status CheckRequestTarget(std::string_view target);
 
+// `url` as a log line may hold it: without its query and fragment, where a deployment's
+// access token may ride (Vercel's `x-vercel-protection-bypass`), marked `?…` when it had
+// either; at most 200 bytes (then `…`); control characters as `?`.
+std::string UrlForLog(std::string_view url);
+
 std::string PercentEncode(std::string_view s);
 std::string PercentDecode(std::string_view s);
 

@@ -411,6 +411,8 @@ size_t Utf8Length(const std::string& s) {
 // evaluation stops and its result is null.
 class Budget {
  public:
+  Budget() = default;
+  Budget(size_t steps, size_t bytes) : steps_(steps), bytes_(bytes) {}
   bool Step(size_t n = 1) {
     if (n > steps_) exceeded_ = true;
     if (!exceeded_) steps_ -= n;
@@ -723,12 +725,13 @@ bool PathOf(const Node& n, std::string_view variable, std::vector<std::string>* 
 }
 
 // Expression::RequiredKey of the tree at `n`: `&&` is true only when both sides are, `==`
-// only when its sides are equal; any other node promises nothing.
+// only when its sides are equal; any other node promises nothing. The sides it evaluates
+// share `budget`: once it is spent, no key.
 std::optional<std::string> RequiredKeyOf(const Node& n, std::string_view variable,
-                                         const Variables& known) {
+                                         const Variables& known, Budget& budget) {
   if (n.op == Op::kAnd) {
-    if (auto key = RequiredKeyOf(*n.args[0], variable, known)) return key;
-    return RequiredKeyOf(*n.args[1], variable, known);
+    if (auto key = RequiredKeyOf(*n.args[0], variable, known, budget)) return key;
+    return RequiredKeyOf(*n.args[1], variable, known, budget);
   }
   if (n.op != Op::kEq) return std::nullopt;
   for (size_t side : {0, 1}) {
@@ -738,7 +741,9 @@ std::optional<std::string> RequiredKeyOf(const Node& n, std::string_view variabl
         Names(other, variable)) {
       continue;
     }
-    if (auto key = IndexKey(path, EvaluateWithBudget(other, known))) return key;
+    Value v = Eval(other, known, budget);
+    if (budget.exceeded()) return std::nullopt;
+    if (auto key = IndexKey(path, std::move(v).Take())) return key;
   }
   return std::nullopt;
 }
@@ -755,7 +760,8 @@ class TreeExpression final : public Expression {
   Json EvaluateIn(const Variables& vars) const override { return EvaluateWithBudget(*root_, vars); }
   std::optional<std::string> RequiredKeyIn(std::string_view variable,
                                            const Variables& known) const override {
-    return RequiredKeyOf(*root_, variable, known);
+    Budget budget(kMaxRequiredKeySteps, kMaxRequiredKeyBytes);
+    return RequiredKeyOf(*root_, variable, known, budget);
   }
   void AddVariableNames(std::set<std::string>* names) const override { AddNames(*root_, names); }
 

@@ -55,6 +55,12 @@ class Variables {
 
 inline constexpr size_t kMaxEvaluationSteps = 1'000'000;
 inline constexpr size_t kMaxEvaluationBytes = 4 << 20;
+// What a RequiredKey may spend on all the sides it evaluates together. A key's side is a
+// field of the event as a rule (a few steps); one that costs more gives no key, and the wait
+// or rule is matched by evaluating its whole expression. Small, because a host's reply may
+// register a thousand waits, each asking for its key while the reply is decided.
+inline constexpr size_t kMaxRequiredKeySteps = 10'000;
+inline constexpr size_t kMaxRequiredKeyBytes = 64 << 10;
 
 class Expression {
  public:
@@ -71,7 +77,8 @@ class Expression {
   // `async["data"]["id"]`, at most kMaxIndexDepth fields) and a side that does not name it
   // and evaluates over `known` to an indexable value; nullopt when there is none. Whenever
   // the expression is true of a value of `variable`, IndexKeys of that value holds the key
-  // (or says it is incomplete).
+  // (or says it is incomplete). Its evaluations share one budget (kMaxRequiredKeySteps and
+  // kMaxRequiredKeyBytes); past it, nullopt.
   std::optional<std::string> RequiredKey(std::string_view variable, const Variables& known) const;
   // The variables the expression names (`event` in `event.data.x`). A name no caller
   // provides evaluates to null, so callers refuse one they do not (RefuseUnknownVariables).

@@ -465,6 +465,33 @@ TEST(Expr, AnEqualityTheIfRequiresOfTheEventGivesAKeyThatEventsMeetingItHave) {
                   ->Matches(expr::Variables{{"event", &trigger}, {"async", &async}}));
 }
 
+// A RequiredKey's evaluations share one small budget (kMaxRequiredKeySteps), not one evaluation's
+// each: a wait's `if` of 4,096 characters repeating an `==` whose side searches a long list
+// of the event cost a whole evaluation per term, and a reply of a thousand such waits kept
+// the coordinator's I/O thread for minutes. Past the budget there is no key (the wait is
+// matched by its whole expression); cheap sides still give theirs.
+TEST(Expr, ARequiredKeysEvaluationsShareOneSmallBudget) {
+  const Json trigger = {{"l", Json(std::vector<int>(3 * expr::kMaxRequiredKeySteps, 1))},
+                        {"id", "t-1"}};
+  std::string expensive;
+  for (int i = 0; i < 4; ++i) expensive += "async.a == (0 in event.l) && ";
+  auto over = expr::Compile(expensive + "async.b == 'x'");
+  ASSERT_TRUE(over.ok()) << over.status().ToString();
+  EXPECT_EQ((*over)->RequiredKey("async", expr::Variables{{"event", &trigger}}), std::nullopt);
+  // The same key, its term first, is found before anything costly is evaluated.
+  auto first = expr::Compile("async.b == 'x' && " + expensive + "true");
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto cheap = expr::Compile("async.b == 'x'");
+  ASSERT_TRUE(cheap.ok());
+  const auto key = (*cheap)->RequiredKey("async", expr::Variables{{"event", &trigger}});
+  ASSERT_TRUE(key.has_value());
+  EXPECT_EQ((*first)->RequiredKey("async", expr::Variables{{"event", &trigger}}), key);
+  // A key's side as users write it, beside a term that costs nothing much.
+  auto usual = expr::Compile("async.kind == 'paid' && async.data.id == event.id");
+  ASSERT_TRUE(usual.ok());
+  EXPECT_TRUE((*usual)->RequiredKey("async", expr::Variables{{"event", &trigger}}).has_value());
+}
+
 // An event's keys: one per leaf that is a string or an integral number under 2^53 (5 and 5.0
 // one key, "5" another), through objects up to kMaxIndexDepth fields; past kMaxIndexKeys the
 // keys are incomplete. A long key is its digest.
