@@ -257,12 +257,12 @@ Response Api::HandleSyncAppUrl(const Request& req) {
   // the status of a reply, never its body: the caller must not learn through this route
   // which ports are open or what a service that is not an app says.
   if (!reply.ok()) {
-    spdlog::warn("sync of the app at {}: {}", url, reply.status().ToString());
+    spdlog::warn("sync of the app at {}: {}", UrlForLog(url), reply.status().ToString());
     return http::ErrorResponse(502, "bad_gateway",
                                "cannot sync the app at " + url + ": no valid answer");
   }
   if (reply->status != 200) {
-    spdlog::warn("sync of the app at {}: HTTP {}", url, reply->status);
+    spdlog::warn("sync of the app at {}: HTTP {}", UrlForLog(url), reply->status);
     return http::ErrorResponse(
         502, "bad_gateway",
         "cannot sync the app at " + url + ": it answered HTTP " + std::to_string(reply->status));
@@ -287,8 +287,8 @@ Response Api::HandleSyncAppUrl(const Request& req) {
     Status signed_by_key = signing::VerifySignature(reply->header("X-Inngest-Signature"),
                                                     reply->body, keys, UnixSeconds(clock_.Now()));
     if (!signed_by_key.ok()) {
-      spdlog::warn("sync of the app at {}: the reply is not signed with the signing key: {}", url,
-                   signed_by_key.message());
+      spdlog::warn("sync of the app at {}: the reply is not signed with the signing key: {}",
+                   UrlForLog(url), signed_by_key.message());
       return http::ErrorResponse(502, "bad_gateway",
                                  "cannot sync the app at " + url +
                                      ": its reply is not signed with the signing key "
@@ -323,8 +323,8 @@ Response Api::HandleSyncAppUrl(const Request& req) {
   }
   // Where the reply sends calls is held to the policy the sync itself is.
   if (auto target = TargetNotAllowed(registration, options_.sync_allow)) {
-    spdlog::warn("sync of the app at {}: its reply sends calls to {}, not in --sync-allow", url,
-                 *target);
+    spdlog::warn("sync of the app at {}: its reply sends calls to {}, not in --sync-allow",
+                 UrlForLog(url), UrlForLog(*target));
     return http::ErrorResponse(
         403, "forbidden",
         "the app's sync reply sends calls to " + *target + ", which is not in --sync-allow");
@@ -422,8 +422,8 @@ Result<Api::SyncOutcome> Api::SyncApp(const Json& b) {
     return s.code() == StatusCode::kInternal ? Internal("internal error") : s;
   }
   (void)intake_.Functions(/*refresh=*/true);
-  spdlog::info("app {} synced from {}: {} function(s){}", *app_name, *url, sync.functions.size(),
-               result->modified ? "" : " (unchanged)");
+  spdlog::info("app {} synced from {}: {} function(s){}", *app_name, UrlForLog(*url),
+               sync.functions.size(), result->modified ? "" : " (unchanged)");
   return SyncOutcome{*app_name, static_cast<int>(sync.functions.size()), result->modified};
 }
 

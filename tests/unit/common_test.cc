@@ -427,6 +427,19 @@ TEST(Url, RefusesWhatCouldInjectOrMislead) {
   EXPECT_EQ(ftp.status().message(), "the scheme must be http or https: \"ftp://h/\"");
 }
 
+// A URL in a log line: no query or fragment (a token may ride there), at most 200 bytes, no
+// control characters.
+TEST(Url, ALoggedUrlKeepsNeitherItsQueryNorMoreThan200Bytes) {
+  EXPECT_EQ(UrlForLog("https://app.example.com/api/inngest"),
+            "https://app.example.com/api/inngest");
+  EXPECT_EQ(UrlForLog("https://app.example.com/api/inngest?x-vercel-protection-bypass=s3cret"),
+            "https://app.example.com/api/inngest?…");
+  EXPECT_EQ(UrlForLog("http://h/a#frag"), "http://h/a?…");
+  const std::string logged = UrlForLog("http://127.0.0.1:9/" + std::string(3 << 20, 'a'));
+  EXPECT_EQ(logged, "http://127.0.0.1:9/" + std::string(200 - 19, 'a') + "…");
+  EXPECT_EQ(UrlForLog("http://h/\r\nX: 1"), "http://h/??X: 1");
+}
+
 TEST(Url, ResolvesAStepUrlAgainstTheAppUrl) {
   EXPECT_EQ(*ResolveUrl("https://app.example.com/api/inngest", "/api/fn?fnId=x"),
             "https://app.example.com/api/fn?fnId=x");
