@@ -1,5 +1,8 @@
 // GET /v1/lanes, GET /v1/lanes/{function}/{key}/gaps, POST /v1/lanes/{function}/{key}/skip-head
 // and …/retry-head.
+#include <charconv>
+#include <optional>
+
 #include <spdlog/spdlog.h>
 
 #include "coordinator/api/api.h"
@@ -133,12 +136,30 @@ Response Api::LaneHeadAction(const Request& req, const LaneHeadOp& op, bool skip
 
 Response Api::HandleSkipLaneHead(const Request& req) {
   // `run_id`: the head the caller saw, and only it is skipped (a request sent again after its
-  // answer was lost skipped the next head, a run nobody meant to skip).
+  // answer was lost skipped the next head, a run nobody meant to skip). `waiting_for`: the
+  // missing number the caller saw a sequence lane without a head wait for, and only that gap
+  // is given up (the run that became head meanwhile is not skipped in its place).
   const std::string expected = req.query("run_id");
+  const std::string waiting_text = req.query("waiting_for");
+  std::optional<int64_t> waiting_for;
+  if (!waiting_text.empty()) {
+    int64_t n = 0;
+    auto [end, ec] =
+        std::from_chars(waiting_text.data(), waiting_text.data() + waiting_text.size(), n);
+    if (ec != std::errc() || end != waiting_text.data() + waiting_text.size()) {
+      return ErrorResponse(
+          InvalidArgument("waiting_for must be an integer (a lane's next number)"));
+    }
+    if (!expected.empty()) {
+      return ErrorResponse(InvalidArgument(
+          "run_id and waiting_for exclude each other: a lane that waits for a number has no head"));
+    }
+    waiting_for = n;
+  }
   return LaneHeadAction(
       req,
       [&](const std::string& function_id, const std::string& key) {
-        return stores_.lanes.SkipLaneHead(function_id, key, clock_.Now(), expected);
+        return stores_.lanes.SkipLaneHead(function_id, key, clock_.Now(), expected, waiting_for);
       },
       /*skip=*/true, "skipped", "skipped_run_id");
 }

@@ -816,10 +816,13 @@ class LaneStore {
   // with reason kGapSkipped) and returns the id of the run that goes on. kNotFound when the
   // lane has no head and nothing waits. With `expected_head`, only that run is skipped: when
   // it has been skipped already (the same request again, its answer lost) it is returned and
-  // nothing changes; when another run is head, or none, kAborted.
+  // nothing changes; when another run is head, or none, kAborted. With `waiting_for` (the
+  // missing number the caller saw a sequence lane wait for, with no head), only that gap is
+  // given up: when the lane has a head or waits for another number, kAborted (a skip meant
+  // for a gap never fails a run that became head meanwhile).
   virtual Result<std::string> SkipLaneHead(const std::string& function_id, const std::string& key,
-                                           TimePoint now,
-                                           const std::string& expected_head = "") = 0;
+                                           TimePoint now, const std::string& expected_head = "",
+                                           std::optional<int64_t> waiting_for = std::nullopt) = 0;
   // The gaps lane (function_id, key) recorded, newest first, but for the announced ones
   // retention deleted (DeleteExpired).
   virtual Result<std::vector<LaneGap>> ListLaneGaps(const std::string& function_id,

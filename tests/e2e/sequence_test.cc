@@ -137,10 +137,25 @@ TEST_P(SequenceTest, SkipHeadOfALaneWaitingForANumberGivesUpOnItAtOnce) {
   TestHost host(c->url(), dir_);
   Send(*c, Versioned("s", 2));
   ASSERT_TRUE(WaitFor([&] { return !Lane(*c, "s").is_null(); }, 5s)) << c->Log();
-  auto skipped = Http("POST", c->url() + "/v1/lanes/test-versioned/s/skip-head");
+  const std::string skip = c->url() + "/v1/lanes/test-versioned/s/skip-head";
+  // waiting_for: only the gap the caller saw (the dashboard sends it for a lane without a head).
+  EXPECT_EQ(Http("POST", skip + "?waiting_for=7").status, 409);
+  EXPECT_EQ(Http("POST", skip + "?waiting_for=one").status, 400);
+  EXPECT_EQ(Http("POST", skip + "?waiting_for=1&run_id=r").status, 400);
+  auto skipped = Http("POST", skip + "?waiting_for=1");
   ASSERT_EQ(skipped.status, 200) << skipped.body.dump();
   EXPECT_EQ(skipped.body["data"]["gap_skipped"], true);
+  const std::string resumed = skipped.body["data"]["resumed_run_id"];
+  // Sent again, it skips nothing: 409 while the resumed run is head, 404 once it has ended.
+  const int again = Http("POST", skip + "?waiting_for=1").status;
+  EXPECT_TRUE(again == 409 || again == 404) << again;
   ASSERT_TRUE(WaitFor([&] { return Applied(host, "s").size() == 1; }, 5s)) << c->Log();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Http("GET", c->url() + "/v1/runs/" + resumed).body["data"]["status"] == "completed";
+      },
+      5s))
+      << c->Log();
   auto gaps = Http("GET", c->url() + "/v1/lanes/test-versioned/s/gaps").body["data"];
   ASSERT_EQ(gaps.size(), 1u);
   EXPECT_EQ(gaps[0]["reason"], "skip_head");

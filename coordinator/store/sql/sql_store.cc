@@ -2857,13 +2857,27 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
 }
 
 Result<std::string> SqlStore::SkipLaneHead(const std::string& function_id, const std::string& key,
-                                           TimePoint now, const std::string& expected_head) {
+                                           TimePoint now, const std::string& expected_head,
+                                           std::optional<int64_t> waiting_for) {
   return InTransaction([&](Tx& tx) -> Result<std::string> {
     Rows lane = tx.Query(
-        "SELECT head_run_id, seq_gap_timeout_ms FROM lanes WHERE function_id = $1 AND key = $2 "
-        "{FOR UPDATE}",
+        "SELECT head_run_id, seq_gap_timeout_ms, seq_next FROM lanes WHERE function_id = $1 AND "
+        "key = $2 {FOR UPDATE}",
         {function_id, key});
     const std::string head = lane.empty() || lane[0].Null(0) ? "" : lane[0].Text(0);
+    if (waiting_for && !lane.empty()) {
+      // The gap the caller saw, and only it: a run that became head meanwhile (the number
+      // came, or the lane gave up on it) is not failed in its place.
+      const std::optional<int64_t> next = lane[0].OptInt(2);
+      if (!head.empty() || lane[0].Null(1) || next != waiting_for) {
+        return Aborted("lane \"" + key + "\" no longer waits for number " +
+                       std::to_string(*waiting_for) +
+                       (!head.empty() ? " (run " + head + " is its head)"
+                        : next        ? " (it waits for " + std::to_string(*next) + ")"
+                                      : "") +
+                       "; look again");
+      }
+    }
     if (!expected_head.empty()) {
       // Skipped already (a request sent again after its answer was lost): done, not the next
       // head skipped in its place — nor an error while the skipped head still holds the lane
