@@ -33,8 +33,12 @@ http::Response File(std::string_view name) {
   r.headers = {{"Content-Type", std::string(ContentType(name))},
                {"Cache-Control", "no-cache"},
                {"X-Content-Type-Options", "nosniff"},
+               // Never inside another page's frame: a page of the same site (another port of
+               // the host) could lay itself over Replay or Cancel, the stored token in effect.
+               {"X-Frame-Options", "DENY"},
                {"Content-Security-Policy",
-                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"}};
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"}};
   r.body = std::string(it->second);
   return r;
 }

@@ -8,6 +8,10 @@ const TERMINAL = ['completed', 'failed', 'cancelled'];
 const STATUSES = ['queued', 'running', 'sleeping', 'waiting', 'blocked', 'completed', 'failed',
   'cancelled'];
 let refreshTimer = null;
+// The page being loaded: a render that starts aborts the one before it, whose answers would
+// otherwise replace the newer page (a refresh answered after a click on a link) and leave a
+// second refresh timer running.
+let pageLoad = null;
 
 class AuthError extends Error {}
 
@@ -19,14 +23,18 @@ const time = (t) => (t ? new Date(t).toLocaleString() : '—');
 const ms = (n) => (n == null ? '—' : n < 1000 ? `${n} ms` : `${(n / 1000).toFixed(n < 10000 ? 2 : 1)} s`);
 const enc = encodeURIComponent;
 
+// A page's reads (GETs) belong to its load and end with it; an action (a POST) is never
+// aborted: sent, it may have been done.
 async function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
   const token = localStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = `Bearer ${token}`;
   if (options.body) headers['Content-Type'] = 'application/json';
-  const r = await fetch(path, { ...options, headers });
+  const signal = options.method ? undefined : pageLoad?.signal;
+  const r = await fetch(path, { ...options, headers, signal });
   if (r.status === 401) throw new AuthError('a token is required');
   const body = await r.json().catch(() => null);
+  signal?.throwIfAborted();
   if (!r.ok) throw new Error(body?.error?.message || `HTTP ${r.status}`);
   return body;
 }
@@ -46,6 +54,9 @@ function setHash(path, params) {
 
 async function render() {
   clearInterval(refreshTimer);
+  pageLoad?.abort();
+  const load = new AbortController();
+  pageLoad = load;
   const { parts, params } = route();
   for (const a of document.querySelectorAll('nav a')) {
     a.classList.toggle('active', a.dataset.nav === parts[0]);
@@ -60,6 +71,7 @@ async function render() {
     else if (parts[0] === 'lanes') await renderLanes(params);
     else await renderRuns(params);
   } catch (e) {
+    if (load.signal.aborted) return;  // a newer render owns the page
     if (e instanceof AuthError) renderTokenForm();
     else {
       main.innerHTML = `<div class="error" data-testid="error">Could not load this page: ${esc(e.message)}.
@@ -114,7 +126,7 @@ async function renderRuns(params) {
     : `<div class="empty" data-testid="empty">${filtered ? 'No runs match these filters.'
       : functions.data.length ? 'No runs yet: send an event to start one.'
         : 'No functions yet: start a host or sync an app (Functions page).'}</div>`}
-    <div class="pager">${params.get('cursor') ? '<a href="#/runs">Newest</a>' : ''}
+    <div class="pager">${params.get('cursor') ? '<button class="link" id="newest">Newest</button>' : ''}
       ${runs.cursor ? `<button id="older">Older runs</button>` : ''}</div>`;
   const form = document.getElementById('filters');
   form.addEventListener('submit', (ev) => {
@@ -123,9 +135,14 @@ async function renderRuns(params) {
   });
   document.getElementById('older')?.addEventListener('click', () =>
     setHash('/runs', { ...Object.fromEntries(params), cursor: runs.cursor }));
+  // The first page of the same filters.
+  document.getElementById('newest')?.addEventListener('click', () =>
+    setHash('/runs', { ...Object.fromEntries(params), cursor: '' }));
   if (!params.get('cursor')) {
     refreshTimer = setInterval(() => {
-      if (document.getElementById('live')?.checked && !document.activeElement?.closest('form')) render();
+      // Not while a filter is being edited (the Live box itself aside).
+      const editing = document.activeElement?.closest('form') && document.activeElement.id !== 'live';
+      if (document.getElementById('live')?.checked && !editing) render();
     }, 2000);
   }
 }
@@ -214,8 +231,15 @@ async function renderRun(id) {
     sessionStorage.removeItem(replayKeyName(run.id));
     location.hash = `#/runs/${enc(data.id)}`;
   }));
-  document.getElementById('cancel')?.addEventListener('click', act(async () => {
-    await api(`/v1/runs/${enc(run.id)}/cancel`, { method: 'POST' });
+  const cancel = document.getElementById('cancel');
+  cancel?.addEventListener('click', act(async () => {
+    cancel.disabled = true;  // one cancel request at a time
+    try {
+      await api(`/v1/runs/${enc(run.id)}/cancel`, { method: 'POST' });
+    } catch (e) {
+      cancel.disabled = false;
+      throw e;
+    }
     await render();
   }));
   if (!TERMINAL.includes(run.status)) refreshTimer = setInterval(render, 2000);
@@ -250,7 +274,11 @@ async function renderEvent(id) {
     <h2>Runs it started</h2>
     ${e.runs.length ? `<table data-testid="event-runs"><tbody>${e.runs.map((r) => `<tr><td>${badge(r.status)}</td>
       <td><a class="mono" href="#/runs/${enc(r.id)}">${esc(r.id)}</a></td><td>${esc(r.function_id)}</td></tr>`).join('')}</tbody></table>`
-    : `<div class="empty">This event started no run (${(e.skipped || []).length ? 'flow control skipped it' : 'no function matched it'}).</div>`}
+    : `<div class="empty">This event started no run (${(e.skipped || []).length ? 'flow control skipped it'
+      : (e.lanes || []).length ? 'a sequence lane turned its number away' : 'no function matched it'}).</div>`}
+    ${(e.lanes || []).length ? `<h2>Sequence lanes</h2><table data-testid="event-lanes"><tbody>${e.lanes.map((l) =>
+      `<tr><td>${esc(l.function_id)}</td><td class="mono">${esc(l.key)}</td><td>number ${esc(l.number)}</td><td>${esc(l.outcome)}</td>
+        <td>${l.run_id ? `<a class="mono" href="#/runs/${enc(l.run_id)}">${esc(l.run_id)}</a>` : ''}</td></tr>`).join('')}</tbody></table>` : ''}
     ${(e.skipped || []).length ? `<h2>Runs flow control skipped</h2><table data-testid="event-skips"><tbody>${e.skipped.map((s) =>
       `<tr><td>${esc(s.function_id)}</td><td>${esc(s.reason)}</td><td class="mono">${esc(s.key)}</td><td>${time(s.at)}</td></tr>`).join('')}</tbody></table>` : ''}
     <h2>Payload</h2>${json(e.payload)}`;
@@ -449,7 +477,7 @@ async function renderLanes(params) {
         <td>${badge(l.head.status)} ${l.head.run_id ? `<a class="mono" href="#/runs/${enc(l.head.run_id)}">${esc(l.head.run_id)}</a>` : ''}</td>
         <td>${l.head.status === 'blocked' ? ms(l.blocked_ms) : '—'}</td>
         <td class="sequence">${sequenceCell(l.sequence)}</td>
-        <td><button class="danger" data-skip-function="${esc(l.function_id)}" data-skip-key="${esc(l.key)}" data-skip-run="${esc(l.head.run_id || '')}">Skip head</button></td></tr>`).join('')}</tbody></table>`
+        <td><button class="danger" data-skip-function="${esc(l.function_id)}" data-skip-key="${esc(l.key)}" data-skip-run="${esc(l.head.run_id || '')}" data-skip-waiting="${esc(l.head.run_id ? '' : String(l.sequence?.next ?? ''))}" ${l.head.run_id || l.sequence?.next != null ? '' : 'disabled'}>Skip head</button></td></tr>`).join('')}</tbody></table>`
     : `<div class="empty">${params.get('blocked') ? 'No lane is blocked.' : 'No lanes: ordered functions have no unfinished runs.'}</div>`}
     <div class="pager">${lanes.cursor ? '<button id="older">More lanes</button>' : ''}</div>`;
   document.getElementById('blocked').addEventListener('change', (ev) =>
@@ -460,11 +488,15 @@ async function renderLanes(params) {
   // too, and split on it named another lane.
   for (const b of document.querySelectorAll('[data-skip-key]')) {
     b.addEventListener('click', async () => {
-      const { skipFunction: fn, skipKey: key, skipRun: run } = b.dataset;
-      if (!confirm(`Skip the head of lane "${key}"? It is failed as skipped and the next run starts.`)) return;
+      const { skipFunction: fn, skipKey: key, skipRun: run, skipWaiting: waiting } = b.dataset;
+      const question = run
+        ? `Skip the head of lane "${key}"? It is failed as skipped and the next run starts.`
+        : `Give up on number ${waiting} of lane "${key}"? The next number waiting runs.`;
+      if (!confirm(question)) return;
       try {
-        // The head shown, and only it: the page may be older than the lane.
-        const only = run ? `?run_id=${enc(run)}` : '';
+        // The head shown, or the missing number shown, and only it: the page may be older
+        // than the lane, and a run that became head meanwhile must not be skipped instead.
+        const only = run ? `?run_id=${enc(run)}` : `?waiting_for=${enc(waiting)}`;
         await api(`/v1/lanes/${enc(fn)}/${enc(key)}/skip-head${only}`, { method: 'POST' });
       } catch (e) {
         alert(`Skipping the head of lane "${key}" failed: ${e.message}`);

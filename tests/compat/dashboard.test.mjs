@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import {
@@ -220,6 +221,101 @@ test('Skip head skips the lane of its row, whatever characters the key holds', a
   const skipped = await runStatus(decoy, ['failed']);
   assert.equal(skipped.error.name, 'Skipped');
   assert.equal((await apiGet(`/v1/runs/${runs.blocked}`)).body.data.status, 'blocked');
+});
+
+test('Skip head of a lane waiting for a number gives up only that number, not a run that became head since', async () => {
+  // Number 2 waits for 1 (gap_timeout 2 s). The operator clicks Skip head on the waiting lane;
+  // while the confirm dialog is open the lane gives up on 1 itself and 2 becomes head and
+  // blocks. The click, accepted then, must not fail run 2 (it sent no run id, and the
+  // coordinator skipped whatever was head): it names the number it saw, and is refused.
+  const waiting = await startRun({ name: 'test/versioned', data: { key: 'gap-wait', seq: 2, fail: true } });
+  await page.goto(`${base}/#/lanes`);
+  const row = page.locator('tr.lane-row').filter({ hasText: 'gap-wait' });
+  await row.waitFor();
+  assert.match(await row.innerText(), /waiting/);
+  const said = [];
+  const onDialog = async (dialog) => {
+    said.push(dialog.message());
+    if (dialog.type() === 'confirm') await runStatus(waiting, ['blocked']);
+    await dialog.accept();
+  };
+  page.on('dialog', onDialog);
+  try {
+    await row.getByRole('button', { name: 'Skip head' }).click();
+    await waitFor(async () => said.length === 2);
+  } finally {
+    page.off('dialog', onDialog);
+  }
+  assert.match(said[0], /Give up on number 1 of lane "gap-wait"/);
+  assert.match(said[1], /no longer waits for number 1/);
+  assert.equal((await apiGet(`/v1/runs/${waiting}`)).body.data.status, 'blocked');
+});
+
+test('a page answered late never replaces the page opened since, nor keeps refreshing', async () => {
+  await page.goto(`${base}/#/runs`);
+  await page.locator('table[data-testid="runs"]').waitFor();
+  // The runs list's next refresh is held a second on its way; meanwhile the user opens a run.
+  let listReads = 0;
+  const hold = async (route) => {
+    listReads += 1;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await route.continue().catch(() => {});  // the page may have aborted it
+  };
+  const isList = (url) => url.pathname === '/v1/runs';
+  await page.route(isList, hold);
+  try {
+    await waitFor(async () => listReads > 0);
+    await page.evaluate((id) => { location.hash = `#/runs/${id}`; }, runs.completed);
+    await page.waitForTimeout(1500);
+    assert.match(await page.locator('h1').innerText(), /^Run /);
+    // A completed run's page refreshes nothing, the list least of all.
+    const seen = listReads;
+    await page.waitForTimeout(2500);
+    assert.equal(listReads, seen);
+    assert.match(await page.locator('h1').innerText(), /^Run /);
+  } finally {
+    await page.unroute(isList, hold);
+  }
+});
+
+test('the dashboard will not load inside another page\'s frame', async () => {
+  // Another port of the same host is the same site: without frame-ancestors its page could
+  // frame the dashboard (the stored token in effect) and lay itself over Replay or Cancel.
+  const index = await fetch(`${base}/`);
+  assert.match(index.headers.get('content-security-policy'), /frame-ancestors 'none'/);
+  assert.equal(index.headers.get('x-frame-options'), 'DENY');
+  const framer = createServer((req, res) => {
+    res.setHeader('Content-Type', 'text/html');
+    res.end(`<!doctype html><iframe src="${base}/"></iframe>`);
+  });
+  await new Promise((resolve) => framer.listen(0, '127.0.0.1', resolve));
+  const framed = await browser.newPage();
+  try {
+    await framed.goto(`http://127.0.0.1:${framer.address().port}/`, { waitUntil: 'load' });
+    const frame = framed.frames().find((f) => f !== framed.mainFrame());
+    assert.ok(frame, 'the iframe is there');
+    assert.equal(await frame.locator('#main').count(), 0, 'the dashboard rendered inside the frame');
+  } finally {
+    await framed.close();
+    framer.close();
+  }
+});
+
+test('an event a sequence lane turned away says so on its page', async () => {
+  const first = await fetch(`${base}/e/test`, {
+    method: 'POST', body: JSON.stringify({ name: 'test/versioned', data: { key: 'dup-page', seq: 1 } }),
+  });
+  assert.equal(first.status, 200);
+  const again = await fetch(`${base}/e/test`, {
+    method: 'POST', body: JSON.stringify({ name: 'test/versioned', data: { key: 'dup-page', seq: 1 } }),
+  });
+  const { ids } = await again.json();
+  await waitFor(async () => (await apiGet(`/v1/events/${ids[0]}`)).body.data.lanes.length === 1);
+  await page.goto(`${base}/#/events/${ids[0]}`);
+  const lanes = page.locator('table[data-testid="event-lanes"]');
+  await lanes.waitFor();
+  assert.match(await lanes.innerText(), /dup-page[\s\S]*number 1[\s\S]*duplicate/);
+  assert.doesNotMatch(await page.locator('main').innerText(), /no function matched/);
 });
 
 test('the event page lists the runs flow control skipped; the functions page shows the options',
