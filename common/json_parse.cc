@@ -148,4 +148,29 @@ Result<Json> ParseUntrustedJson(std::string_view text, JsonLimits limits) {
   return builder.Take();
 }
 
+bool JsonLargerThan(std::vector<const nlohmann::json*> values, size_t bytes) {
+  std::vector<const nlohmann::json*> todo = std::move(values);
+  size_t seen = 0;
+  while (!todo.empty()) {
+    const nlohmann::json* j = todo.back();
+    todo.pop_back();
+    seen += 8;
+    if (j->is_string()) {
+      seen += j->get_ref<const std::string&>().size();
+    } else if (j->is_object()) {
+      for (auto it = j->begin(); it != j->end() && seen <= bytes; ++it) {
+        seen += 8 + it.key().size();
+        todo.push_back(&it.value());
+      }
+    } else if (j->is_array()) {
+      for (auto it = j->begin(); it != j->end() && seen <= bytes; ++it) {
+        seen += 8;
+        todo.push_back(&*it);
+      }
+    }
+    if (seen > bytes) return true;
+  }
+  return false;
+}
+
 }  // namespace funcky

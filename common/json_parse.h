@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -59,5 +60,10 @@ inline constexpr JsonLimits kUnverifiedCallBodyJsonLimits{
 // position and a reason, never the whole token), so they may be logged and returned to the sender.
 // Never throws.
 Result<nlohmann::json> ParseUntrustedJson(std::string_view text, JsonLimits limits = {});
+
+// Whether `values`, written out, would take more than about `bytes`: counts their strings'
+// and keys' bytes and 8 a value, walking no further than `bytes` (so it costs little however
+// large they are). For choosing where work on them runs, not for limits.
+bool JsonLargerThan(std::vector<const nlohmann::json*> values, size_t bytes);
 
 }  // namespace funcky

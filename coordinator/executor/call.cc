@@ -4,8 +4,10 @@
 #include <cctype>
 #include <iterator>
 #include <map>
+#include <vector>
 
 #include "common/jcs.h"
+#include "common/json_parse.h"
 #include "common/signing.h"
 #include "common/step_id.h"
 #include "common/url.h"
@@ -101,6 +103,14 @@ Result<std::string> CallBody(const store::RunState& state, const store::QueueIte
 }
 
 }  // namespace
+
+bool CallStateLargerThan(const store::RunState& state, size_t bytes) {
+  std::vector<const Json*> values;
+  values.reserve(state.events.size() + state.steps.size());
+  for (const Json& e : state.events) values.push_back(&e);
+  for (const store::StepRecord& s : state.steps) values.push_back(&s.memo);
+  return JsonLargerThan(std::move(values), bytes);
+}
 
 Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueItem& item,
                               const CallOptions& options, TimePoint now) {

@@ -45,6 +45,10 @@ inline constexpr int64_t kMaxStepLimit = 10000;
 Result<HttpRequest> BuildCall(const store::RunState& state, const store::QueueItem& item,
                               const CallOptions& options, TimePoint now);
 
+// Whether the call of the run in `state` would carry more than about `bytes` of its events
+// and memoized steps (JsonLargerThan: cheap however large they are).
+bool CallStateLargerThan(const store::RunState& state, size_t bytes);
+
 // The reference of a leased queue item a call carries as ctx.qi_id, "<item id>.<lease token>":
 // a host's checkpoint names its call by it, and it holds only while that lease does.
 std::string QueueRef(const store::QueueItem& item);

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -17,6 +18,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/json_parse.h"
 #include "common/offload.h"
 #include "common/step_id.h"
 #include "coordinator/executor/transition.h"
@@ -30,8 +32,30 @@ using store::Json;
 namespace {
 
 // A run's error in a log line: its JSON, cut to 2,000 bytes (a host's error may be megabytes).
+// A run's state, a host's reply or an error larger than this is written or read on the
+// blocking pool, not on the I/O thread, whose every millisecond holds every call, the HTTP
+// server and the leases' renewals: a call carrying 30 MiB of state took some 0.2 s there to
+// be written canonically and signed, and 32 of them at once held it past a lease.
+constexpr size_t kInlineJsonBytes = 256 << 10;
+
 std::string ErrorForLog(const store::Json& error) {
   constexpr size_t kMax = 2000;
+  if (JsonLargerThan({&error}, 4 * kMax)) {
+    // Not written whole to be cut: its name and the start of its message.
+    auto field = [&](const char* key) -> const store::Json* {
+      if (!error.is_object()) return nullptr;
+      auto it = error.find(key);
+      return it == error.end() ? nullptr : &*it;
+    };
+    const store::Json* name = field("name");
+    const store::Json* message = field("message");
+    std::string text = name && name->is_string() ? name->get<std::string>().substr(0, 200) : "";
+    if (message && message->is_string()) {
+      text += (text.empty() ? "" : ": ") + message->get<std::string>().substr(0, kMax);
+    }
+    return store::Json(text).dump(-1, ' ', false, store::Json::error_handler_t::replace) +
+           "… (a larger error, cut)";
+  }
   std::string text = error.dump(-1, ' ', false, store::Json::error_handler_t::replace);
   if (text.size() <= kMax) return text;
   const size_t whole = text.size();
@@ -168,6 +192,19 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   template <typename Fn>
   asio::awaitable<std::invoke_result_t<Fn&>> Offload(Fn fn) {
     co_return co_await funcky::Offload(blocking, std::move(fn));
+  }
+
+  // BuildCall, on the blocking pool when the state is large (kInlineJsonBytes).
+  asio::awaitable<Result<HttpRequest>> BuildCallFor(const store::RunState& state,
+                                                    const store::QueueItem& item) {
+    const TimePoint now = clock.Now();
+    if (!CallStateLargerThan(state, kInlineJsonBytes)) {
+      co_return BuildCall(state, item, options.call, now);
+    }
+    std::optional<Result<HttpRequest>> built = co_await Offload([&] {
+      return std::optional<Result<HttpRequest>>(BuildCall(state, item, options.call, now));
+    });
+    co_return std::move(*built);
   }
 
   // Takes up to `want` of the free call slots (of max_in_flight) for a claim or an ingest,
@@ -550,7 +587,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         t.attempts.push_back(
             {item.step_id, item.step_id, item.attempt, "failed", error, now_ms, now_ms});
         t.move = store::Transition::End{store::kFailed, nullptr, std::move(error)};
-      } else if (auto request = BuildCall(*state, item, options.call, clock.Now()); !request.ok()) {
+      } else if (auto request = co_await BuildCallFor(*state, item); !request.ok()) {
         const bool too_large = request.status().code() == StatusCode::kResourceExhausted;
         t.move = store::Transition::End{store::kFailed,
                                         nullptr,
@@ -577,7 +614,17 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         outcome.reply = co_await transport.Call(std::move(*request));
         outcome.ended = clock.Now();
         NoteCallTime(std::chrono::steady_clock::now() - sent);
-        t = DecideTransition(*state, item, outcome, options.retry, rng, options.step_limit);
+        if (outcome.reply.ok() && outcome.reply->body.size() > kInlineJsonBytes) {
+          // Parsed and decided on the blocking pool, with a generator of its own (`rng` is
+          // the I/O thread's).
+          std::mt19937_64 own_rng(rng());
+          t = co_await Offload([&] {
+            return DecideTransition(*state, item, outcome, options.retry, own_rng,
+                                    options.step_limit);
+          });
+        } else {
+          t = DecideTransition(*state, item, outcome, options.retry, rng, options.step_limit);
+        }
         if (options.observer) ReportCall(state->function.id, outcome, t);
       }
       ParkFailedLaneHead(state->run, t);

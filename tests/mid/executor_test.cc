@@ -47,6 +47,30 @@ TEST_F(ExecutorHarness, ARunThatWouldPassTheStepLimitFails) {
   EXPECT_EQ(transport_.calls(), 8);
 }
 
+// A reply, or a call's state, larger than the executor handles on its I/O thread is decided
+// or built on the blocking pool, with the same outcome: the step recorded, the next call
+// carrying it, the run's end; a large final error is logged cut, and the run fails with all of
+// it.
+TEST_F(ExecutorHarness, LargeRepliesAndStatesGoAsSmallOnesDo) {
+  const std::string big(400 << 10, 'x');
+  const std::string run = StartRun(kFunction);
+  transport_.Reply(StepRunReply("big", big));
+  transport_.Reply(SdkReply(200, R"("done")"));
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return Run(run).status == store::kCompleted; }));
+  ASSERT_EQ(Steps(run).size(), 1u);
+  ASSERT_EQ(transport_.calls(), 2);
+  EXPECT_EQ(transport_.Body(1)["steps"][HashStepId("big")]["data"], big);
+  EXPECT_EQ(Run(run).output, "done");
+
+  const std::string fails = StartRun(kFunction);
+  const Json error = {{"name", "Error"}, {"message", big}};
+  transport_.Reply(SdkReply(400, error.dump(), {{"X-Inngest-No-Retry", "true"}}));
+  executor_->Wake();
+  ASSERT_TRUE(RunUntil([&] { return Run(fails).status == store::kFailed; }));
+  EXPECT_EQ(Run(fails).error["message"], big);
+}
+
 // A call's reply is counted against the run as the call found it: steps the host checkpointed
 // meanwhile are not in that count. A run that so passed its step limit fails before its next
 // call, which is not made.

@@ -135,5 +135,24 @@ TEST(ParseOps, AMillionLevelsDeepReplyIsAProtocolErrorNotACrash) {
             "op list: JSON nested deeper than 128 levels");
 }
 
+// JsonLargerThan tells small values from large ones by their strings, keys and values, and
+// stops walking once past the bound: a list of a million values is judged by its first few.
+TEST(JsonLargerThan, CountsStringsKeysAndValuesAndStopsPastTheBound) {
+  const nlohmann::json small = {{"id", "t-1"}, {"n", 5}, {"list", {1, 2, 3}}};
+  EXPECT_FALSE(JsonLargerThan({&small}, 1024));
+  const nlohmann::json text = std::string(2000, 'x');
+  EXPECT_TRUE(JsonLargerThan({&text}, 1024));
+  EXPECT_TRUE(JsonLargerThan({&small, &text}, 1024));
+  nlohmann::json keys = nlohmann::json::object();
+  for (int i = 0; i < 100; ++i)
+    keys[std::string(20, static_cast<char>('a' + i % 26)) + std::to_string(i)] = nullptr;
+  EXPECT_TRUE(JsonLargerThan({&keys}, 1024));
+  const nlohmann::json many(std::vector<int>(1'000'000, 0));
+  EXPECT_TRUE(JsonLargerThan({&many}, 1024));
+  const nlohmann::json empties(std::vector<nlohmann::json>(1'000'000, nlohmann::json::object()));
+  EXPECT_TRUE(JsonLargerThan({&empties}, 1024));
+  EXPECT_FALSE(JsonLargerThan({}, 0));
+}
+
 }  // namespace
 }  // namespace funcky
