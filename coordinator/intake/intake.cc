@@ -232,9 +232,29 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
   }
 }
 
+TimePoint Intake::IngestTime(bool cancels) {
+  TimePoint now = clock_.Now();
+  int64_t last = last_ingest_ms_.load();
+  if (cancels) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
+    while (UnixMillis(now) <= last && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+      now = clock_.Now();
+    }
+    if (UnixMillis(now) <= last) now = TimePoint(std::chrono::milliseconds(last + 1));
+  }
+  const int64_t ms = UnixMillis(now);
+  while (last < ms && !last_ingest_ms_.compare_exchange_weak(last, ms)) {
+  }
+  return now;
+}
+
 Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
                                         std::vector<IncomingEvent>& events) {
-  const TimePoint now = clock_.Now();
+  const bool cancels = std::any_of(events.begin(), events.end(), [&](const IncomingEvent& in) {
+    return Cancels(in.payload.value("name", std::string()), set);
+  });
+  const TimePoint now = IngestTime(cancels);
   const int64_t now_ms = UnixMillis(now);
   std::vector<store::NewEvent> batch;
   int may_start_here = 0;  // runs that may start here at once (Starter)

@@ -383,6 +383,14 @@ TEST_F(IntakeHarness, ACancelEventCancelsOnlyTheRunsThereWereWhenItCame) {
   ingest({"test/stop"});
   EXPECT_EQ(status_of(same[0]), store::kCancelled);
   EXPECT_EQ(status_of(same[1]), store::kCancelled);
+
+  // A run an earlier request created in the very millisecond the cancel event's request comes
+  // in (the clock has not moved): cancelled too, as the cancel is received in a later one
+  // (Intake::IngestTime). It was not: created_at_ms < received_at_ms failed on equal times.
+  const std::vector<std::string> same_ms = ingest({"test/start"});
+  ASSERT_EQ(same_ms.size(), 1u);
+  ingest({"test/stop"});
+  EXPECT_EQ(status_of(same_ms[0]), store::kCancelled);
 }
 
 // A cancel_on event cancels every run it matches, however many: more than one page of them.
