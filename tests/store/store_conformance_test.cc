@@ -6803,6 +6803,45 @@ TEST_P(DebounceTest, ALaterEventReplacesThePendingRunsEventAndPushesItsStartBack
   EXPECT_EQ(RunCount(), 2u);
 }
 
+// The pending run runs with the last event that joined it, so with that event's concurrency
+// keys and priority, on the run and on its first call: kept from the first event, a run for
+// user u2 was counted against u1's limit (a keyed limit passed for u2) and lost u2's priority.
+TEST_P(DebounceTest, AJoiningEventsConcurrencyKeysAndPriorityAreTheRuns) {
+  auto send = [&](const std::string& user, int64_t priority_s) {
+    NewEvent ne = Event("test/debounce");
+    ne.event.payload["ts"] = UnixMillis(clock_.Now());
+    NewRun run{NewUlid(UnixMillis(clock_.Now())), "app-plain"};
+    run.debounce = DebounceGate{"doc-1", 2s, std::nullopt, UnixMillis(clock_.Now())};
+    run.concurrency_key = user;
+    run.concurrency_key2 = user + "-team";
+    run.priority_s = priority_s;
+    ne.runs.push_back(run);
+    EXPECT_THAT(store_->IngestEvents({ne}, clock_.Now(), nullptr), IsOk());
+    return run.run_id;
+  };
+  const std::string pending = send("u1", 0);
+  clock_.Advance(1s);
+  send("u2", 60);
+  EXPECT_EQ(store_->GetRun(pending)->concurrency_key, "u2");
+  int64_t run_rows = -1, item_rows = -1;
+  ASSERT_THAT(db_->Transact([&](sql::Tx& tx) {
+    run_rows = tx.Count(
+        "SELECT count(*) FROM runs WHERE id = $1 AND concurrency_key = 'u2' AND "
+        "concurrency_key2 = 'u2-team' AND priority_s = 60",
+        {pending});
+    item_rows = tx.Count(
+        "SELECT count(*) FROM queue WHERE run_id = $1 AND concurrency_key = 'u2' AND "
+        "concurrency_key2 = 'u2-team' AND priority_ms = 60000",
+        {pending});
+    return Status::Ok();
+  }),
+              IsOk());
+  EXPECT_EQ(run_rows, 1);
+  EXPECT_EQ(item_rows, 1);
+  clock_.Advance(2s);
+  EXPECT_EQ(ClaimedRuns(), Runs{pending});
+}
+
 TEST_P(DebounceTest, TimeoutCapsTheDelaySinceTheFirstEvent) {
   const Sent e1 = Send("k", 2s, 3s);
   clock_.Advance(1500ms);

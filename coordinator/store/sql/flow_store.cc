@@ -371,20 +371,31 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
   // The run's start slot holds its earlier due time (never later than this one) or a
   // throttle's slot, which still holds.
   if (!r[0].Null(3)) due = std::max(due, r[0].Int(3));
-  // Nor before the joining event's own start time (an event `ts` in the future).
+  // Nor before the joining event's own start time (an event `ts` in the future), nor, with a
+  // negative priority, before it allows (FirstCallOf).
   if (run.start_at_ms) due = std::max(due, *run.start_at_ms);
+  if (run.priority_s < 0) due = std::max(due, now_ms - run.priority_s * 1000);
   RecordSkip(tx, r[0].Text(2), run, kSkipDebounce, gate.key, now_ms);
   // Its timeouts.start counts from when the debounce is due (DeadlinesOf), if it had one.
   std::optional<int64_t> start_deadline;
   if (run.timeouts && run.timeouts->start) start_deadline = due + run.timeouts->start->count();
+  // It runs with the joining event: its concurrency keys and priority are that event's, on the
+  // run and on its first call (which copies them from the run when it is given later, behind
+  // a lane's head). (Its throttle slot, taken with the first event, stays.)
   tx.Send(
       "UPDATE runs SET event_id = $2, throttle_slot_ms = $3, timeout_at_ms = CASE WHEN "
-      "timeout_at_ms IS NOT NULL THEN COALESCE($4::bigint, timeout_at_ms) END WHERE id = $1",
-      {pending, event_id, due, start_deadline});
+      "timeout_at_ms IS NOT NULL THEN COALESCE($4::bigint, timeout_at_ms) END, "
+      "concurrency_key = $5, concurrency_key2 = $6, priority_s = $7 WHERE id = $1",
+      {pending, event_id, due, start_deadline, run.concurrency_key, run.concurrency_key2,
+       run.priority_s});
   // Its event is the joining one: a cancel_on event finds it by that one's keys, and by none
   // of the earlier event's (a rule dropped and synced again later finds the run keyed for it).
   RecordCancelKeys(tx, pending, run.cancel_keys, /*replace=*/true);
-  tx.Send("UPDATE queue SET visible_at_ms = $2 WHERE run_id = $1", {pending, due});
+  tx.Send(
+      "UPDATE queue SET visible_at_ms = $2, concurrency_key = $3, concurrency_key2 = $4, "
+      "priority_ms = $5 WHERE run_id = $1",
+      {pending, due, run.concurrency_key, run.concurrency_key2,
+       std::max<int64_t>(run.priority_s, 0) * 1000});
   // As the head of its lane (locked: the debounce key is the lane key), its head_timeout
   // counts from its first call's due time, as TakeHead set it.
   if (run.lane_key) {
