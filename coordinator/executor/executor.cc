@@ -183,9 +183,13 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     return false;
   }
 
-  void Unhold(int64_t id) {
+  // Forgets `item` as held: only under its own lease. An item leased anew meanwhile (this
+  // call's lease lost, the item claimed again here) is another call's to forget, and a drain
+  // gives that one back.
+  void Unhold(const store::QueueItem& item) {
     std::lock_guard lock(hold_mu);
-    held.erase(id);
+    auto it = held.find(item.id);
+    if (it != held.end() && it->second.lease_token == item.lease_token) held.erase(it);
   }
 
   // Runs `fn` on the blocking pool and resumes on the io_context.
@@ -466,11 +470,11 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         co_await Offload([&] { return queue.ReleaseLeases(give_back, at); });
       }
       // The kept call, held under the same item id, is not the finished call's to unhold.
-      if (!kept || kept->id != item->id) Unhold(item->id);
+      if (!kept || kept->id != item->id) Unhold(*item);
       item.reset();
       if (kept) {
         if (failed || stopping || spinning) {
-          Unhold(kept->id);
+          Unhold(*kept);
           carried.reset();
         } else {
           item = std::move(kept);

@@ -335,6 +335,35 @@ TEST_F(ExecutorHarness, TheLeaseOfACallInFlightIsRenewed) {
   EXPECT_EQ(observer_.leases_lost, 0);
 }
 
+// A call whose lease ran out unrenewed (the database away) may see its item claimed again by
+// its own coordinator. When the first call then finishes (its outcome refused), the new
+// claim stays held: a drain gives it back at once. The first call forgot it, by item id, and
+// other coordinators waited out its lease.
+TEST_F(ExecutorHarness, AFinishedCallLeavesItsItemsNewClaimHeld) {
+  options_.lease = 300ms;
+  const std::string run = StartRun(kFunction);
+  transport_.HoldReply(StepRunReply("first", "A"));  // the first call
+  transport_.HoldReply(StepRunReply("first", "A"));  // the same item, claimed again
+  StartExecutor();
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 1; }));
+  for (int n = 1; n <= 100; ++n) {
+    queue_->FailNthCall(FailingQueue::kRenewLease, n, Unavailable("the database is away"));
+  }
+  clock_.Advance(1s);  // past the first call's lease, which is not renewed
+  executor_->Wake();
+  ASSERT_TRUE(RunUntil([&] { return transport_.calls() == 2; }));
+  transport_.Release();  // the first call finishes: its outcome is refused
+  ASSERT_TRUE(RunUntil([&] { return observer_.leases_lost == 1; }));
+
+  executor_->Stop();
+  executor_->ReleaseLeases();
+  auto taken = store_->Claim(1, clock_.Now(), 30s);
+  ASSERT_THAT(taken, IsOk());
+  ASSERT_EQ(taken->size(), 1u) << "the second call's lease was not given back";
+  EXPECT_EQ((*taken)[0].run_id, run);
+  transport_.Release();
+}
+
 TEST_F(ExecutorHarness, ReleasingLeasesGivesAnUnfinishedCallBackAtOnceAsTheSameAttempt) {
   const std::string run = StartRun(kFunction);
   transport_.HoldReply(StepRunReply("first", "A"));
