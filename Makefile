@@ -28,12 +28,14 @@ deps:
 	  echo "installing: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || \
+	  { echo "Node.js 20 or later is needed (the inngest npm package and playwright-core); this is $$(node --version)" >&2; exit 1; }
 
 build: deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
-compat-deps:
+compat-deps: deps
 	cd tests/compat && npm ci --no-audit --no-fund --loglevel=error
 
 test: build compat-deps
@@ -93,12 +95,29 @@ run: build
 	@$(MAKE) --no-print-directory start
 
 # What `make run` does after building; tests/make_run_test.sh runs it with its own ports.
+# Refuses to start over a running one (its pid files would be overwritten, and `make stop`
+# would stop nothing), and fails, with the log, when the coordinator or the host did not come up.
 start:
 	@mkdir -p $(STATE)
+	@for f in funcky hello; do \
+	  if [ -f $(STATE)/$$f.pid ] && kill -0 $$(cat $(STATE)/$$f.pid) 2>/dev/null; then \
+	    echo "$$f is already running (pid $$(cat $(STATE)/$$f.pid)); run make stop first" >&2; exit 1; \
+	  fi; \
+	done
+	@for p in $(FUNCKY_PORT) $(HELLO_PORT); do \
+	  curl -s -o /dev/null --max-time 2 http://127.0.0.1:$$p/; \
+	  if [ $$? -ne 7 ]; then echo "port $$p on 127.0.0.1 is in use (FUNCKY_PORT=… HELLO_PORT=… choose others)" >&2; exit 1; fi; \
+	done
 	@$(BUILD)/coordinator/funcky dev --db $(STATE)/dev.db --port $(FUNCKY_PORT) > $(STATE)/funcky.log 2>&1 & echo $$! > $(STATE)/funcky.pid
 	@for i in $$(seq 1 100); do curl -sf http://127.0.0.1:$(FUNCKY_PORT)/healthz >/dev/null && break; sleep 0.1; done
+	@kill -0 $$(cat $(STATE)/funcky.pid) 2>/dev/null && curl -sf http://127.0.0.1:$(FUNCKY_PORT)/healthz >/dev/null || \
+	  { echo "the coordinator did not start; its log ($(STATE)/funcky.log):" >&2; tail -n 20 $(STATE)/funcky.log >&2; \
+	    kill $$(cat $(STATE)/funcky.pid) 2>/dev/null; rm -f $(STATE)/funcky.pid; exit 1; }
 	@$(BUILD)/examples/hello --coordinator http://127.0.0.1:$(FUNCKY_PORT) --port $(HELLO_PORT) > $(STATE)/hello.log 2>&1 & echo $$! > $(STATE)/hello.pid
 	@for i in $$(seq 1 100); do grep -q "serving" $(STATE)/hello.log 2>/dev/null && break; sleep 0.1; done
+	@kill -0 $$(cat $(STATE)/hello.pid) 2>/dev/null && grep -q "serving" $(STATE)/hello.log || \
+	  { echo "the example host did not start; its log ($(STATE)/hello.log):" >&2; tail -n 20 $(STATE)/hello.log >&2; \
+	    $(MAKE) --no-print-directory stop; exit 1; }
 	@echo
 	@echo "Funcky is running (funcky dev: SQLite in $(STATE)/dev.db; logs in $(STATE)/):"
 	@echo "  dashboard:          http://127.0.0.1:$(FUNCKY_PORT)/   (API: /v1/runs, /v1/events, /v1/lanes)"

@@ -4,6 +4,8 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cctype>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -126,6 +128,26 @@ bool IsPostgresUrl(const std::string& db) {
   return db.rfind("postgres://", 0) == 0 || db.rfind("postgresql://", 0) == 0;
 }
 
+// Why `db` is neither a postgres:// URL nor a SQLite file's path, if it is not: a URL of
+// another scheme (a typo, `postgre://…`) or a libpq keyword string (`host=… password=…`)
+// would otherwise be taken for a file's path, and migrated, while the operator thinks the
+// database was. The message never quotes it: it may hold a password.
+std::optional<std::string> NotADatabase(const std::string& db) {
+  if (IsPostgresUrl(db)) return std::nullopt;
+  if (db.find("://") != std::string::npos) {
+    return "--db is a URL but not a postgres:// (or postgresql://) one; a SQLite database is "
+           "a file's path";
+  }
+  const size_t eq = db.find('=');
+  if (eq != std::string::npos && eq > 0 && std::all_of(db.begin(), db.begin() + eq, [](char c) {
+        return std::isalnum(c) || c == '_';
+      })) {
+    return "--db looks like a libpq keyword string (key=value …): write it as a "
+           "postgres://user:password@host:port/dbname URL";
+  }
+  return std::nullopt;
+}
+
 // A postgres:// URL opens PostgreSQL; anything else is a SQLite file (its folder is made).
 Result<std::unique_ptr<store::Store>> OpenStore(const std::string& db, int pool) {
   if (IsPostgresUrl(db)) return store::OpenPostgresStore({db, pool});
@@ -146,6 +168,10 @@ void LogMigrateFailure(const Status& s) {
 }
 
 int Migrate(const std::string& db) {
+  if (auto why = NotADatabase(db)) {
+    spdlog::error("{}", *why);
+    return 2;
+  }
   auto store = OpenStore(db, 1);
   if (!store.ok()) {
     spdlog::error("{}", store.status().ToString());
@@ -155,7 +181,7 @@ int Migrate(const std::string& db) {
     LogMigrateFailure(s);
     return 1;
   }
-  spdlog::info("database is up to date");
+  spdlog::info("database is up to date ({})", IsPostgresUrl(db) ? "PostgreSQL" : "SQLite " + db);
   return 0;
 }
 
@@ -202,9 +228,19 @@ int Serve(const ServeFlags& f, bool dev) {
               "postgres://user@host:port/dbname (or set FUNCKY_DB), or try `funcky dev` for a "
               "zero-set-up coordinator on SQLite"
             : "--db must be a postgres:// URL for `funcky serve`; for a SQLite file use "
-              "`funcky dev --db " +
-                  f.db + "`");
+              "`funcky dev --db <file>`");
     return 2;
+  }
+  if (auto why = NotADatabase(f.db)) {
+    spdlog::error("{}", *why);
+    return 2;
+  }
+  // An empty key (`--event-key "$KEY"` with KEY unset) would be a key anyone has.
+  for (const std::string& key : f.event_keys) {
+    if (key.empty()) {
+      spdlog::error("--event-key (or FUNCKY_EVENT_KEY) holds an empty key");
+      return 2;
+    }
   }
   if (f.max_body_bytes_in_flight && f.max_body_bytes_in_flight < f.max_body_bytes) {
     spdlog::error("--max-body-bytes-in-flight ({}) must be at least --max-body-bytes ({})",
@@ -312,22 +348,24 @@ int Serve(const ServeFlags& f, bool dev) {
     sync_allow.push_back(*target);
   }
   std::optional<std::chrono::milliseconds> retain;
-  std::chrono::milliseconds retain_interval{};
+  // Checked with or without --retain: a bad value is refused, never dropped.
+  auto retain_interval = DurationFlagIn("retain-interval", f.retain_interval,
+                                        std::chrono::milliseconds(1), kMaxFlagDuration);
+  if (!retain_interval.ok()) {
+    spdlog::error("{}", retain_interval.status().message());
+    return 2;
+  }
   if (!f.retain.empty()) {
     // At most a century: the horizon is now less --retain on a clock that counts
     // nanoseconds, which a longer one (it parses up to 1e15 ms) would wrap into the future,
     // deleting every finished run.
-    constexpr std::chrono::milliseconds kOneMs(1);
-    auto r = DurationFlagIn("retain", f.retain, kOneMs, std::chrono::days(36500));
-    auto i = DurationFlagIn("retain-interval", f.retain_interval, kOneMs, kMaxFlagDuration);
-    for (const Status* s : {&r.status(), &i.status()}) {
-      if (!s->ok()) {
-        spdlog::error("{}", s->message());
-        return 2;
-      }
+    auto r =
+        DurationFlagIn("retain", f.retain, std::chrono::milliseconds(1), std::chrono::days(36500));
+    if (!r.ok()) {
+      spdlog::error("{}", r.status().message());
+      return 2;
     }
     retain = *r;
-    retain_interval = *i;
   }
   if (f.tls_cert.empty() != f.tls_key.empty()) {
     spdlog::error("--tls-cert and --tls-key go together: pass both to serve HTTPS");
@@ -357,9 +395,10 @@ int Serve(const ServeFlags& f, bool dev) {
   metrics::Metrics metrics;
   exec.observer = &metrics;
   auto transport = executor::MakeHttpTransport(client);
-  executor::Executor* wake_target = nullptr;  // set once the executor exists
+  // Set once the executor exists; read by intake's thread, which may already be sweeping.
+  std::atomic<executor::Executor*> wake_target = nullptr;
   intake::Intake intake(*store, clock, std::chrono::seconds(1), [&wake_target] {
-    if (wake_target) wake_target->Wake();
+    if (executor::Executor* target = wake_target.load()) target->Wake();
   });
   exec.events = &intake;
   executor::Executor executor(io, blocking, *store, clock, *transport, exec);
@@ -421,13 +460,17 @@ int Serve(const ServeFlags& f, bool dev) {
   });
   if (Status s = server.Start(); !s.ok()) {
     spdlog::error("{}", s.message());
-    return 1;
+    // Before the executor goes, which intake's thread may wake (architecture.md, "Start and
+    // stop"). A file that cannot be loaded (--tls-cert, --tls-key) is a usage error; a port
+    // taken is not.
+    intake.Stop();
+    return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
   }
   executor.Start();
   cron.Start();
   std::optional<std::jthread> retention;
   if (retain) {
-    retention.emplace(RetainLoop, std::ref(*store), std::cref(clock), *retain, retain_interval);
+    retention.emplace(RetainLoop, std::ref(*store), std::cref(clock), *retain, *retain_interval);
     spdlog::info("retention on: finished runs and events older than {} are deleted",
                  FormatDuration(*retain));
   }
@@ -539,10 +582,12 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
                  "Signing key (signkey-<env>-<hex>): signs calls to hosts and authenticates "
                  "SDK registration (env FUNCKY_SIGNING_KEY); unset = dev mode");
   app.add_option("--signing-key-fallback", f.signing_key_fallback,
-                 "Previous signing key, accepted during a rotation (needs --signing-key)");
-  app.add_option("--event-key", f.event_keys,
-                 "Event key accepted on /e/{key} (repeatable; env FUNCKY_EVENT_KEY); unset = "
-                 "any key");
+                 "Previous signing key, accepted during a rotation (needs --signing-key; env "
+                 "FUNCKY_SIGNING_KEY_FALLBACK)");
+  app.add_option(
+      "--event-key", f.event_keys,
+      "Event key accepted on /e/{key} (repeatable; env FUNCKY_EVENT_KEY, comma-separated); "
+      "unset = any key");
   app.add_option("--dashboard-token,--api-token", f.api_token,
                  "Token the dashboard and every /v1/* API call must present "
                  "(Authorization: Bearer; env FUNCKY_DASHBOARD_TOKEN); unset = open");
@@ -666,7 +711,14 @@ int main(int argc, char** argv) {
   f.db = EnvOr("FUNCKY_DB", "");
   f.signing_key = EnvOr("FUNCKY_SIGNING_KEY", "");
   f.api_token = EnvOr("FUNCKY_DASHBOARD_TOKEN", EnvOr("FUNCKY_API_TOKEN", ""));
-  if (auto k = EnvOr("FUNCKY_EVENT_KEY", ""); !k.empty()) f.event_keys.push_back(k);
+  f.signing_key_fallback = EnvOr("FUNCKY_SIGNING_KEY_FALLBACK", "");
+  // Comma-separated, as FUNCKY_SYNC_ALLOW: two keys during a rotation, off the command line.
+  const std::string event_keys_env = EnvOr("FUNCKY_EVENT_KEY", "");
+  for (std::string_view rest = event_keys_env; !rest.empty();) {
+    std::string_view item = rest.substr(0, rest.find(','));
+    rest.remove_prefix(std::min(rest.size(), item.size() + 1));
+    if (!item.empty()) f.event_keys.emplace_back(item);
+  }
   f.host_ca = EnvOr("FUNCKY_HOST_CA", "");
   const std::string sync_allow_env = EnvOr("FUNCKY_SYNC_ALLOW", "");
   for (std::string_view rest = sync_allow_env; !rest.empty();) {

@@ -18,6 +18,23 @@ make -C "$repo" --no-print-directory start "${args[@]}"
 grep -q "store: SQLite" "$state/funcky.log" || { echo "not on SQLite:"; cat "$state/funcky.log"; exit 1; }
 test -s "$state/dev.db"
 
+# A second start over the running one is refused and leaves it running; a start whose port is
+# taken fails, starting nothing.
+if make -C "$repo" --no-print-directory start "${args[@]}" 2>"$state/again.err"; then
+  echo "a second make start over the running one succeeded"; exit 1
+fi
+grep -q "already running" "$state/again.err" || { cat "$state/again.err"; exit 1; }
+other=$(mktemp -d /tmp/funcky-make-run-XXXXXX)
+if make -C "$repo" --no-print-directory start BUILD="$build" STATE="$other" FUNCKY_PORT="$port" \
+    HELLO_PORT="$(free_port)" 2>"$other/err"; then
+  make -C "$repo" --no-print-directory stop STATE="$other"; rm -rf "$other"
+  echo "a make start on a taken port succeeded"; exit 1
+fi
+grep -q "is in use" "$other/err" || { cat "$other/err"; rm -rf "$other"; exit 1; }
+test ! -e "$other/funcky.pid"
+rm -rf "$other"
+curl -sf "http://127.0.0.1:$port/healthz" >/dev/null
+
 curl -sf -X POST "http://127.0.0.1:$port/e/dev" -d '{"name":"demo/hello","data":{"name":"Ada"}}'
 echo
 for _ in $(seq 1 100); do

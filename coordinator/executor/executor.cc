@@ -47,14 +47,15 @@ std::string ErrorForLog(const store::Json& error) {
       auto it = error.find(key);
       return it == error.end() ? nullptr : &*it;
     };
-    const store::Json* name = field("name");
-    const store::Json* message = field("message");
-    std::string text = name && name->is_string() ? name->get<std::string>().substr(0, 200) : "";
-    if (message && message->is_string()) {
-      text += (text.empty() ? "" : ": ") + message->get<std::string>().substr(0, kMax);
+    store::Json brief = store::Json::object();
+    for (const char* key : {"name", "message"}) {
+      if (const store::Json* value = field(key); value && value->is_string()) {
+        brief[key] = value->get_ref<const std::string&>().substr(0, kMax);
+      }
     }
-    return store::Json(text).dump(-1, ' ', false, store::Json::error_handler_t::replace) +
-           "… (a larger error, cut)";
+    std::string text = brief.dump(-1, ' ', false, store::Json::error_handler_t::replace);
+    if (text.size() > kMax) text.resize(kMax);
+    return text + "… (cut: the error is over " + std::to_string(4 * kMax) + " bytes)";
   }
   std::string text = error.dump(-1, ' ', false, store::Json::error_handler_t::replace);
   if (text.size() <= kMax) return text;

@@ -6,6 +6,7 @@
 // A "deep host" here is an HTTP server inside the test that answers every call (and every
 // in-band sync) with JSON nested a million levels deep.
 #include <atomic>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -455,7 +456,12 @@ TEST(FlagsAtStart, OutOfRangeValuesAreRefusedNamingTheFlag) {
       {"--max-steps-per-run", "10001"},
       {"--no-such-flag", "1"},
       {"--max-body-bytes-in-flight", "0"},
-      {"--max-body-bytes-in-flight", "1000"}};
+      {"--max-body-bytes-in-flight", "1000"},
+      // Checked without --retain too (it was only with it: dropped, not refused).
+      {"--retain-interval", "0s"},
+      {"--retain-interval", "soon"},
+      // A key anyone has (`--event-key "$KEY"` with KEY unset).
+      {"--event-key", ""}};
   int tries = 0;
   for (const auto& [flag, value] : bad) {
     Process p = RunFunckyToExit(
@@ -470,6 +476,61 @@ TEST(FlagsAtStart, OutOfRangeValuesAreRefusedNamingTheFlag) {
                                      std::to_string(FreePort()), "--call-timeout", "0s"},
                                     dir + "/timeout.log");
   EXPECT_THAT(timeout.Log(), HasSubstr("--call-timeout must be from 1ms to 24h"));
+}
+
+// A --db that is neither a postgres:// URL nor a file's path (a URL of another scheme, a libpq
+// keyword string) is refused, unquoted (it may hold a password): it was taken for a SQLite
+// file, created and migrated, `migrate` exiting 0. TLS files that cannot be loaded are a usage
+// error (2), as any bad flag; they exited 1.
+TEST(FlagsAtStart, ADbThatIsNoDatabaseAndUnloadableTlsFilesAreRefused) {
+  const std::string dir = TempDir("funcky-e2e-db-");
+  int tries = 0;
+  for (const std::string db : {dir + "/postgre://funcky:hunter2@127.0.0.1/db",
+                               std::string("postgre://funcky:hunter2@h/db"),
+                               std::string("host=127.0.0.1 password=hunter2 dbname=funcky")}) {
+    for (const std::string command : {"migrate", "dev"}) {
+      std::vector<std::string> args = {command, "--db", db};
+      if (command == "dev") args.insert(args.end(), {"--port", std::to_string(FreePort())});
+      Process p = RunFunckyToExit({}, args, dir + "/db" + std::to_string(++tries) + ".log");
+      EXPECT_EQ(p.exit_code(), 2) << command << " " << db << ": " << p.Log();
+      EXPECT_THAT(p.Log(), HasSubstr("--db")) << command;
+      EXPECT_THAT(p.Log(), Not(HasSubstr("hunter2"))) << command << ": " << p.Log();
+      EXPECT_THAT(p.Log(), Not(HasSubstr("listening"))) << command;
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/postgre:")) << "a SQLite file was made of the URL";
+  EXPECT_FALSE(std::filesystem::exists("host=127.0.0.1 password=hunter2 dbname=funcky"));
+  Process tls =
+      RunFunckyToExit({},
+                      {"dev", "--db", dir + "/dev.db", "--port", std::to_string(FreePort()),
+                       "--tls-cert", dir + "/none.pem", "--tls-key", dir + "/none.key"},
+                      dir + "/tls.log");
+  EXPECT_EQ(tls.exit_code(), 2) << tls.Log();
+  EXPECT_THAT(tls.Log(), HasSubstr("none.pem"));
+}
+
+// FUNCKY_EVENT_KEY takes several keys, comma-separated (a rotation off the command line), and
+// FUNCKY_SIGNING_KEY_FALLBACK the fallback signing key (which needs the signing key).
+TEST(FlagsAtStart, SecretsOfARotationComeFromTheEnvironment) {
+  const std::string dir = TempDir("funcky-e2e-env-keys-");
+  Process fallback = RunFunckyToExit(
+      {"-u", "FUNCKY_SIGNING_KEY", "FUNCKY_SIGNING_KEY_FALLBACK=signkey-test-12345678abcdef00"},
+      {"dev", "--db", dir + "/dev.db", "--port", std::to_string(FreePort())},
+      dir + "/fallback.log");
+  EXPECT_EQ(fallback.exit_code(), 2) << fallback.Log();
+  EXPECT_THAT(fallback.Log(), HasSubstr("--signing-key-fallback needs --signing-key"));
+
+  const int port = FreePort();
+  Process p({"/usr/bin/env", "FUNCKY_EVENT_KEY=old-key,new-key", FUNCKY_BIN, "dev", "--db",
+             dir + "/keys.db", "--port", std::to_string(port)},
+            dir + "/keys.log");
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  ASSERT_TRUE(WaitFor([&] { return Http("GET", url + "/healthz").status == 200; }, 10s)) << p.Log();
+  const std::string event = R"({"name":"test/key","data":{}})";
+  EXPECT_EQ(Http("POST", url + "/e/old-key", event).status, 200);
+  EXPECT_EQ(Http("POST", url + "/e/new-key", event).status, 200);
+  EXPECT_EQ(Http("POST", url + "/e/old-key,new-key", event).status, 401);
+  EXPECT_EQ(Http("POST", url + "/e/other-key", event).status, 401);
 }
 
 // spdlog reads an unknown level name as "off", which silenced every line: the names the help
