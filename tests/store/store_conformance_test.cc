@@ -2816,6 +2816,30 @@ struct PostgresStoreOfOneFunction {
   std::unique_ptr<SqlStore> store;
 };
 
+// Retention reads the finished runs and the events it may delete oldest first, by the indexes
+// led by their times (runs_ended, events_received): before them, each batch of 500 read every
+// finished run kept since, newest first, and the last pass of a round the whole events table.
+TEST(PostgresStore, RetentionReadsTheOldestRowsByTheirTimes) {
+  PostgresStoreOfOneFunction pg("store_retention_plan");
+  pg.Start(2000);
+  ASSERT_NO_FATAL_FAILURE(pg.Complete(pg.Claim(2000)));
+  testing::PgConnection check(pg.url);
+  check.Query("ANALYZE");
+  auto deleted = pg.store->DeleteExpired(pg.clock.Now() - 1h, 500);
+  ASSERT_THAT(deleted, IsOk());
+  EXPECT_EQ(*deleted, 0);
+  for (const auto& [statement, index] :
+       {std::pair{"DELETE FROM runs WHERE id IN (SELECT r.id FROM runs r WHERE r.ended_at_ms%",
+                  "runs_ended"},
+        std::pair{"DELETE FROM events WHERE internal_id IN (SELECT e.internal_id%",
+                  "events_received"}}) {
+    const std::vector<std::string> plans =
+        pg.GenericPlans("statement LIKE '" + std::string(statement) + "'", "0");
+    ASSERT_EQ(plans.size(), 1u) << statement;
+    EXPECT_THAT(plans[0], HasSubstr(index)) << plans[0];
+  }
+}
+
 // After an idle spell (every run ended, then ANALYZE: the partial indexes of active runs
 // counted empty) a burst of runs is claimed, stepped, ended and cancelled past its deadline by
 // probes of the runs' primary key. A lookup by id whose condition implied a partial index's
@@ -3496,6 +3520,11 @@ TEST(SqliteStore, PartialIndexesServeTheQueriesTheyWereMadeFor) {
                " AND r.id > $2 ORDER BY r.id LIMIT 10",
            {std::string("f"), std::string("")});
   EXPECT_NE(p.find("INDEX runs_active"), std::string::npos) << p;
+  // Retention's reads, oldest first (runs_ended's predicate spelled in the runs' condition).
+  p = plan(ExpiredRunsQuery(), {int64_t{1}, int64_t{10}});
+  EXPECT_NE(p.find("INDEX runs_ended"), std::string::npos) << p;
+  p = plan(ExpiredEventsQuery(), {int64_t{1}, int64_t{10}});
+  EXPECT_NE(p.find("INDEX events_received"), std::string::npos) << p;
 }
 
 std::unique_ptr<sql::Database> OpenSqlite(const std::string& test_name) {

@@ -104,6 +104,13 @@ std::vector<std::string> DueTimeouts(sql::Tx& tx, int64_t now_ms, int limit);
 // index of active runs' deadlines (runs_timeout).
 std::string AnyTimeoutsDue();
 
+// Retention's reads: up to $2 finished runs that ended before $1 (Unix ms), and events received
+// before $1, that may go, oldest first, by the indexes led by those times (runs_ended, whose
+// predicate the runs' condition spells, as SQLite needs; events_received), locked SKIP LOCKED.
+// Each batch reads the rows it deletes, not every row kept since.
+std::string ExpiredRunsQuery();
+std::string ExpiredEventsQuery();
+
 // Cancels run `run_id` (CancelRunInTx) if, locked, it is still past a deadline at `now_ms`.
 Result<bool> CancelIfTimedOut(sql::Tx& tx, const std::string& run_id, int64_t now_ms);
 
