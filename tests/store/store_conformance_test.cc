@@ -29,6 +29,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "common/step_id.h"
 
@@ -3489,6 +3490,40 @@ TEST(SqliteDatabase, TheLogIsCheckpointedAndStaysBounded) {
     return Status::Ok();
   }),
               IsOk());
+}
+
+// Another process reading the database (a shell in a transaction, a backup tool) keeps the log
+// from starting over. A commit past 8,000 pages in it copies what it can and waits for no
+// reader: it waited for the reader up to the busy timeout, at every commit, and every store
+// call of the coordinator behind it.
+TEST(SqliteDatabase, ACommitPastTheLogsBoundWaitsForNoReader) {
+  const std::string path = testing::TempDir("funcky-wal-reader-") + "/wal.db";
+  auto db = OpenSqliteDatabase({.path = path, .busy_timeout_ms = 30'000});
+  ASSERT_THAT(db, IsOk());
+  ASSERT_THAT((*db)->Transact([](sql::Tx& tx) {
+    tx.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+    return Status::Ok();
+  }),
+              IsOk());
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &reader), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM t;", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  const std::string value(3000, 'x');  // a row a page
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 83; ++i) {  // 8,300 pages: the last commits are past 8,000
+    ASSERT_THAT((*db)->Transact([&](sql::Tx& tx) {
+      for (int j = 0; j < 100; ++j) tx.Exec("INSERT INTO t (v) VALUES ($1)", {value});
+      return Status::Ok();
+    }),
+                IsOk());
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(reader);
+  EXPECT_GE(std::filesystem::file_size(path + "-wal"), int64_t{8000} * 4096)
+      << "not past the bound";
+  EXPECT_LT(took, 20s) << "the commits past 8,000 pages waited for the reader (30 s each)";
 }
 
 // SQLite uses a partial index only when the query's condition holds the index's terms as

@@ -75,12 +75,14 @@ class SqliteTx final : public sql::Tx {
   void LockKey(std::string_view, bool) override {}  // one transaction at a time already
 
   // Runs `sql` (several statements, no parameters) as it is.
+  // Its error keeps SQLite's code: a COMMIT that fails for a full disk or an I/O error (where
+  // WAL mode writes a transaction's pages) is trouble that passes, not a bad write.
   void ExecScript(const std::string& sql) {
     char* err = nullptr;
     if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
       std::string message = err ? err : "unknown error";
       sqlite3_free(err);
-      throw SqliteError(SQLITE_ERROR, message);
+      throw SqliteError(sqlite3_extended_errcode(db_), message);
     }
   }
 
@@ -272,10 +274,12 @@ class SqliteDatabase final : public sql::Database {
   // sqlite3_wal_hook: called after each commit with the pages now in the log.
   static int AfterCommit(void* self, sqlite3* db, const char*, int pages) {
     if (pages >= kCheckpointPages * 8) {
-      // The checkpoints fell behind (the thread cannot get the file, or commits outpace its
-      // copies): this commit's caller checkpoints, waiting for the thread's pass to end, as
-      // SQLite's own automatic checkpoint would have long before.
-      sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+      // The checkpoints fell behind (commits outpace the thread's copies, or a reader holds
+      // the log): this commit's caller copies what it can too, as SQLite's own automatic
+      // checkpoint would have long before. PASSIVE: it waits for nobody. A RESTART waited
+      // for every reader, up to the busy timeout (5 s) at each commit, with every store call
+      // of the coordinator held behind it, while another process kept a read open.
+      sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     } else if (pages >= kCheckpointPages) {
       auto* d = static_cast<SqliteDatabase*>(self);
       {
