@@ -269,7 +269,15 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
         ts != payload.end() && ts->is_number_integer() ? ts->get<int64_t>() : 0;
     std::vector<const store::FunctionRecord*> targets;
     if (in.target_function) {
-      if (const store::FunctionRecord* fn = set.Find(*in.target_function)) targets.push_back(fn);
+      const store::FunctionRecord* fn = set.Find(*in.target_function);
+      // An invocation of a function a sync dropped since the invoker looked (this ingest read
+      // the functions anew) stores nothing: the invoker fails at once (StartInvocation), where
+      // it waited for a run that never came, up to its timeout (a year by default).
+      if (!fn && ne.event.name == executor::kFunctionInvoked) {
+        return NotFound("no function \"" + *in.target_function +
+                        "\" to invoke; is its app synced?");
+      }
+      if (fn) targets.push_back(fn);
     } else {
       targets = scheduler::MatchFunctions(set.functions, set.flows, ne.event);
     }

@@ -24,6 +24,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::IsOk;
+using testing::StatusIs;
 
 class IntakeHarness : public ExecutorHarness {
  protected:
@@ -166,6 +167,29 @@ store::NewWait InvokeWait(const std::string& caller, const std::string& function
 intake::IncomingEvent SentEvent(const std::string& name, const std::string& id, int64_t ts,
                                 int64_t now_ms, store::Json data = store::Json::object()) {
   return {{{"name", name}, {"data", std::move(data)}, {"id", id}, {"ts", ts}}, NewUlid(now_ms)};
+}
+
+// An invocation of a function that a sync (here another coordinator's) dropped after the
+// invoker's coordinator last read its functions fails at once, nothing stored: the ingest
+// reads the functions anew and finds no function to start. The event was stored with no run,
+// and the invoker waited for its timeout, a year by default.
+TEST_F(IntakeHarness, AnInvocationOfAFunctionASyncJustDroppedFailsAtOnce) {
+  intake::Intake cached(*store_, clock_, std::chrono::seconds(1), [] {});
+  store::AppSync sync = OneFunctionApp("gone", "test/gone");
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  const std::string caller = StartRun(kFunction);
+  auto state = store_->LoadRunState(caller);
+  ASSERT_THAT(state, IsOk());
+  ASSERT_THAT(cached.Functions(/*refresh=*/true), IsOk());  // its cache holds gone-fn
+  sync.functions.clear();
+  sync.app.checksum = "gone-2";
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  const store::NewWait wait = InvokeWait(caller, "gone-fn", clock_.Now());
+  EXPECT_THAT(cached.StartInvocation(*state, wait), StatusIs(StatusCode::kNotFound));
+  EXPECT_FALSE(
+      store_->FindEventById(executor::InvokedEventId(executor::CorrelationId(caller, "call-it")))
+          .ok())
+      << "the invocation's event was stored";
 }
 
 TEST_F(IntakeHarness, AnInvokeWaitStoredAfterTheInvokedRunsEndWasAnnouncedResumesWithIt) {
