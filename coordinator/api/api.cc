@@ -29,6 +29,7 @@ void Api::Register(http::Router& router) {
   router.Add(
       "POST", "/fn/register", [this](const Request& r) { return HandleRegister(r); },
       http::Access::kGuarded, [this](const Request& r) { return RefuseRegister(r); });
+  router.ShapeRefusals("/fn/register", &Api::AsRegisterError);
   router.Add("GET", "/v1/apps", [this](const Request& r) { return HandleListApps(r); });
   router.Add("POST", "/v1/apps/sync", [this](const Request& r) { return HandleSyncAppUrl(r); });
   router.Add(

@@ -126,6 +126,9 @@ class Api {
   // large body (Router::Screen), so that a caller without the key cannot hold the bodies'
   // budget. nullopt: accepted.
   std::optional<http::Response> RefuseRegister(const http::Request& req) const;
+  // A refusal of /fn/register in the shape the SDKs read (`status`, and `error` a string),
+  // from the router's `{"error": {"code", "message"}}`; another shape is left as it is.
+  static http::Response AsRegisterError(http::Response refused);
   std::optional<http::Response> RefuseEvents(const http::Request& req, std::string_view key) const;
   std::optional<http::Response> RefuseCheckpoint(const http::Request& req) const;
   std::optional<http::Response> RefuseSignal(const http::Request& req) const;

@@ -200,6 +200,14 @@ bool Api::SigningKeyAccepted(const Request& req) const {
   return ok;
 }
 
+Response Api::AsRegisterError(Response refused) {
+  auto body = http::ParseJsonBody(refused.body);
+  if (!body.ok() || !body->is_object() || !(*body)["error"].is_object()) return refused;
+  const Json& error = (*body)["error"];
+  return RegisterError(refused.status, error.value("code", std::string("error")),
+                       error.value("message", std::string()));
+}
+
 std::optional<Response> Api::RefuseRegister(const Request& req) const {
   if (!SigningKeyAccepted(req)) return RegisterError(401, "unauthenticated", SigningKeyRefusal());
   return std::nullopt;

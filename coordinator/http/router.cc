@@ -174,11 +174,18 @@ Router::Admission Router::Admit(Request& request) const {
               ErrorResponse(404, "not_found", "no route for " + std::string(request.path()))};
 }
 
+Response Router::Shaped(const Request& request, Response refused) const {
+  for (const auto& [path, shape] : refusal_shapes_) {
+    if (request.path() == path) return shape(std::move(refused));
+  }
+  return refused;
+}
+
 Response Router::Handle(Request request) const {
   const Route* route = nullptr;
   try {
     Admission admitted = Admit(request);
-    if (admitted.refused) return std::move(*admitted.refused);
+    if (admitted.refused) return Shaped(request, std::move(*admitted.refused));
     route = admitted.route;
     return route->handler(request);
   } catch (const std::exception& e) {
@@ -189,6 +196,10 @@ Response Router::Handle(Request request) const {
   }
 }
 
-std::optional<Response> Router::Screen(Request request) const { return Admit(request).refused; }
+std::optional<Response> Router::Screen(Request request) const {
+  std::optional<Response> refused = Admit(request).refused;
+  if (refused) return Shaped(request, std::move(*refused));
+  return refused;
+}
 
 }  // namespace funcky::http

@@ -42,6 +42,14 @@ class Router {
   // page whose name resolves to 127.0.0.1 (DNS rebinding) could otherwise read and drive it.
   void OnlyLoopbackHosts() { loopback_hosts_only_ = true; }
 
+  // Refusals of requests for `path` (exactly) made before its handler runs (a malformed
+  // target, another site, another machine's name, a guard, a method it does not serve) go
+  // through `shape`: a route whose clients read errors in a shape of their own gets them in
+  // it (/fn/register: the SDKs read `status`, and `error` as a string).
+  void ShapeRefusals(std::string path, std::function<Response(Response)> shape) {
+    refusal_shapes_.emplace_back(std::move(path), std::move(shape));
+  }
+
   // Runs the matching handler. 404 JSON when no pattern matches the path, 405 when one
   // matches with another method. A handler that throws gets a 500, never a crash; the log
   // names the route's pattern, not the path, whose segments may be secrets (`/e/{key}`).
@@ -78,6 +86,9 @@ class Router {
   std::vector<Route> routes_;
   std::vector<Protection> protections_;
   bool loopback_hosts_only_ = false;
+  std::vector<std::pair<std::string, std::function<Response(Response)>>> refusal_shapes_;
+  // `refused`, shaped for the request's path (ShapeRefusals).
+  Response Shaped(const Request& request, Response refused) const;
 };
 
 }  // namespace funcky::http

@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -206,6 +207,30 @@ TEST_F(ApiThroughRouter, OnLoopbackWithATokenKeylessRoutesAnswerOnlyThisMachines
   EXPECT_EQ(Send("POST", "/e/any-key", event, {{"Host", "localhost:8288"}}).status, 200);
   EXPECT_EQ(Send("POST", "/e/any-key", event, {{"Host", "127.0.0.1"}}).status, 200);
   EXPECT_EQ(Send("POST", "/v1/signals", R"({"signal":"s"})", {{"Host", "[::1]:8288"}}).status, 404);
+}
+
+// /fn/register's refusals made before its handler (another machine's name, another site, a
+// method it does not serve) come in the shape the SDKs read, `status` and `error` as a string:
+// the router's own shape made the JS SDK report "Invalid register response schema", a 500.
+TEST_F(ApiThroughRouter, RegisterRefusalsComeInTheShapeTheSdksRead) {
+  Serve({});
+  router_.OnlyLoopbackHosts();
+  const std::string app = R"({"appName":"a","url":"http://127.0.0.1:1/api","functions":[]})";
+  for (const auto& [method, headers, status] :
+       {std::tuple{"POST", Headers{{"Host", "myhost.example:8288"}}, 403},
+        std::tuple{"POST", Headers{{"Sec-Fetch-Site", "cross-site"}}, 403},
+        std::tuple{"GET", Headers{}, 405}}) {
+    Response r = Send(method, "/fn/register", app, headers);
+    ASSERT_EQ(r.status, status) << r.body;
+    Json body = BodyOf(r);
+    EXPECT_EQ(body["status"], status) << r.body;
+    ASSERT_TRUE(body["error"].is_string()) << r.body;
+    EXPECT_FALSE(body["error"].get<std::string>().empty());
+  }
+  // Other routes keep the API's shape.
+  Response other = Send("GET", "/v1/runs", "", {{"Host", "myhost.example:8288"}});
+  EXPECT_EQ(other.status, 403);
+  EXPECT_TRUE(BodyOf(other)["error"].is_object()) << other.body;
 }
 
 TEST_F(ApiThroughRouter, WithItsKeysSetAKeyedRouteAnswersAnyHost) {
