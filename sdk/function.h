@@ -243,7 +243,7 @@ class Step {
   // Runs `fn` once for the run (at least once: retried on failure) and returns its
   // memoized result on every replay. Repeated ids get distinct steps (`id`, `id:1`, …, each
   // the first such id not used yet in the run). An id must be UTF-8 without NUL, else the
-  // step tool throws std::invalid_argument. A result the coordinator cannot take (a string
+  // step tool throws UsageError. A result the coordinator cannot take (a string
   // that is not UTF-8 or holds NUL, nesting deeper than 126 levels, more than about 16 MiB as
   // JSON) fails the step for good, without running it again.
   Json run(const std::string& id, const std::function<Json()>& fn);
