@@ -80,7 +80,9 @@ test('inngest npm SDK in cloud mode: a signed in-band sync and a run whose event
   assert.deepEqual(run.output.keys.split(',').sort(), Object.keys(JSON.parse(dataText).keys).sort());
   // No call was refused: a refused signature would be a failed attempt in the run's log.
   assert.ok(calls.length >= 1, `calls: ${calls.join(', ')}`);
+  assert.ok(run.steps.length >= 1, JSON.stringify(run.steps));
   for (const step of run.steps) {
+    assert.ok(step.attempt_log.length >= 1, JSON.stringify(step));
     for (const a of step.attempt_log) assert.equal(a.error, null, JSON.stringify(step));
   }
 });

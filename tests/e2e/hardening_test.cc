@@ -91,6 +91,7 @@ TEST_P(HardeningTest, HostReplyNestedAMillionDeepFailsTheAttemptsAndTheRunByItsP
     ASSERT_EQ(run["steps"].size(), 1u) << run.dump(2).substr(0, 2000);
     const Json& step = run["steps"][0];
     EXPECT_EQ(step["attempts"], 2) << "the first attempt and one retry";
+    EXPECT_EQ(step["attempt_log"].size(), 2u) << step.dump(2).substr(0, 2000);
     for (const Json& attempt : step["attempt_log"]) {
       EXPECT_EQ(attempt["error"]["name"], "ProtocolError");
       EXPECT_EQ(attempt["error"]["message"], "op list: JSON nested deeper than 128 levels");

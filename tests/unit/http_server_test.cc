@@ -2,6 +2,7 @@
 // body that would pass it waits unread for room, and is answered 503 once the request timeout
 // has passed; small bodies are not counted.
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -33,8 +34,9 @@ class BudgetedServer : public testing::ScriptedServer {
  public:
   explicit BudgetedServer(std::chrono::milliseconds request_timeout)
       : ScriptedServer(
-            [](ServerRequest r) {
+            [this](ServerRequest r) {
               if (r.body.starts_with("slow")) {
+                ++slow_handlers_;
                 std::this_thread::sleep_for(std::chrono::milliseconds(1500));
               }
               return ServerResponse{
@@ -45,6 +47,18 @@ class BudgetedServer : public testing::ScriptedServer {
              .max_body_bytes_in_flight = 1 << 20,
              .request_timeout = request_timeout},
             /*threads=*/2) {}
+  // Waits (up to 10 s) until a "slow" body's handler holds it, with its budget.
+  bool SlowHandlerHolds() {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (slow_handlers_.load() == 0) {
+      if (std::chrono::steady_clock::now() > give_up) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return true;
+  }
+
+ private:
+  std::atomic<int> slow_handlers_{0};
 };
 
 // A client on a raw socket that sends a request's header and as much of its body as it is
@@ -138,7 +152,7 @@ TEST(HttpServerBodyBudget, ABodyThatFindsNoRoomWithinTheRequestTimeoutIs503) {
   RawClient first(server.port());
   first.SendHeader(big);
   first.Send("slow" + std::string(big - 4, 'a'));  // its handler holds its body for 1.5 s
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(server.SlowHandlerHolds());
   RawClient second(server.port());
   second.SendHeader(big);
   second.Send(std::string(64 << 10, 'b'));  // some of it, unread by the server
