@@ -700,6 +700,17 @@ void KeepFreedMemory() {
   mallopt(M_MMAP_THRESHOLD, 4 << 20);
 }
 
+// The non-empty items of a comma-separated list (an environment variable's).
+std::vector<std::string> CommaList(std::string_view text) {
+  std::vector<std::string> items;
+  for (std::string_view rest = text; !rest.empty();) {
+    std::string_view item = rest.substr(0, rest.find(','));
+    rest.remove_prefix(std::min(rest.size(), item.size() + 1));
+    if (!item.empty()) items.emplace_back(item);
+  }
+  return items;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -712,20 +723,10 @@ int main(int argc, char** argv) {
   f.signing_key = EnvOr("FUNCKY_SIGNING_KEY", "");
   f.api_token = EnvOr("FUNCKY_DASHBOARD_TOKEN", EnvOr("FUNCKY_API_TOKEN", ""));
   f.signing_key_fallback = EnvOr("FUNCKY_SIGNING_KEY_FALLBACK", "");
-  // Comma-separated, as FUNCKY_SYNC_ALLOW: two keys during a rotation, off the command line.
-  const std::string event_keys_env = EnvOr("FUNCKY_EVENT_KEY", "");
-  for (std::string_view rest = event_keys_env; !rest.empty();) {
-    std::string_view item = rest.substr(0, rest.find(','));
-    rest.remove_prefix(std::min(rest.size(), item.size() + 1));
-    if (!item.empty()) f.event_keys.emplace_back(item);
-  }
+  // Comma-separated: two event keys during a rotation, off the command line.
+  f.event_keys = CommaList(EnvOr("FUNCKY_EVENT_KEY", ""));
   f.host_ca = EnvOr("FUNCKY_HOST_CA", "");
-  const std::string sync_allow_env = EnvOr("FUNCKY_SYNC_ALLOW", "");
-  for (std::string_view rest = sync_allow_env; !rest.empty();) {
-    std::string_view item = rest.substr(0, rest.find(','));
-    rest.remove_prefix(std::min(rest.size(), item.size() + 1));
-    if (!item.empty()) f.sync_allow.emplace_back(item);
-  }
+  f.sync_allow = CommaList(EnvOr("FUNCKY_SYNC_ALLOW", ""));
 
   ServeFlags dev_flags = f;
   dev_flags.db = EnvOr("FUNCKY_DB", ".funcky/dev.db");
