@@ -28,14 +28,14 @@ deps:
 	  echo "installing: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || \
-	  { echo "Node.js 20 or later is needed (the inngest npm package and playwright-core); this is $$(node --version)" >&2; exit 1; }
 
 build: deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
 compat-deps: deps
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || \
+	  { echo "Node.js 20 or later is needed (the inngest npm package and playwright-core); this is $$(node --version)" >&2; exit 1; }
 	cd tests/compat && npm ci --no-audit --no-fund --loglevel=error
 
 test: build compat-deps

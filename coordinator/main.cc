@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -138,10 +137,23 @@ std::optional<std::string> NotADatabase(const std::string& db) {
     return "--db is a URL but not a postgres:// (or postgresql://) one; a SQLite database is "
            "a file's path";
   }
+  // A keyword string starts with one of libpq's connection keywords (a file may be `v2=a.db`).
+  static constexpr std::string_view kKeywords[] = {"host",
+                                                   "hostaddr",
+                                                   "port",
+                                                   "dbname",
+                                                   "user",
+                                                   "password",
+                                                   "passfile",
+                                                   "sslmode",
+                                                   "service",
+                                                   "options",
+                                                   "connect_timeout",
+                                                   "application_name"};
   const size_t eq = db.find('=');
-  if (eq != std::string::npos && eq > 0 && std::all_of(db.begin(), db.begin() + eq, [](char c) {
-        return std::isalnum(c) || c == '_';
-      })) {
+  const std::string_view first = std::string_view(db).substr(0, eq);
+  if (eq != std::string::npos &&
+      std::find(std::begin(kKeywords), std::end(kKeywords), first) != std::end(kKeywords)) {
     return "--db looks like a libpq keyword string (key=value …): write it as a "
            "postgres://user:password@host:port/dbname URL";
   }

@@ -258,8 +258,11 @@ std::optional<ServeResponse> ServeHandler::screen(const ServeRequest& head) cons
   const bool signed_request =
       head.method == "POST" ||
       (head.method == "PUT" && FindHeader(head.headers, "X-Inngest-Sync-Kind") == "in_band");
-  if (signed_request &&
-      !FreshSignatureHeader(FindHeader(head.headers, "X-Inngest-Signature"), NowSeconds())) {
+  // Only a call or an in-band sync has a body to read (a GET, an out-of-band PUT has none).
+  if (!signed_request) {
+    return JsonReply(413, {{"message", "this request takes no body this large"}});
+  }
+  if (!FreshSignatureHeader(FindHeader(head.headers, "X-Inngest-Signature"), NowSeconds())) {
     return Unauthorized();
   }
   return std::nullopt;

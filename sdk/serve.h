@@ -56,11 +56,12 @@ class ServeHandler {
   // never the keys. Thread-safe. Never throws: whatever goes wrong is an answer (a 500 at
   // worst).
   ServeResponse handle(const ServeRequest& request) const;
-  // What handle() would answer `head` (a request's method, target and headers, its body not
-  // read yet) for want of a fresh signature: with a signing key, 401 to a call or an in-band
-  // sync that carries none; else nullopt (read the body and handle it). A server asks it
-  // before reading a large body, so that callers without the key cannot hold its room for
-  // bodies (Server does). Cheap: no HMAC, no parsing.
+  // Whether a request with a large body (its method, target and headers; its body not read
+  // yet) is worth reading. With a signing key: 401 to a call or an in-band sync without a
+  // signature of the right form and time, 413 to any other request (none takes a body);
+  // else nullopt (read the body and handle it). A server asks it before reading a large body
+  // (Server does), so that callers who do not try to sign cannot hold its room for bodies.
+  // Cheap, and so no proof: no HMAC, no parsing (a forged header of the right form passes).
   std::optional<ServeResponse> screen(const ServeRequest& head) const;
 
   // Registers the functions with the coordinator (POST /fn/register). Call at start-up.

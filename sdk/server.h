@@ -48,9 +48,9 @@ class Server {
   using Handler = std::function<ServeResponse(const ServeRequest&)>;
   // Serves `handler` at options.path; other paths get 404. Keeps a reference: `handler`
   // must outlive the server (a temporary is refused). A body over 64 KiB is read only when
-  // the request is for options.path and, with a signing key, carries a fresh signature
-  // (ServeHandler::screen): else it is refused unread, so that callers without the key
-  // cannot hold max_body_bytes_in_flight.
+  // the request is for options.path and, with a signing key, is a call or an in-band sync
+  // with a signature of the right form and time (ServeHandler::screen): else it is refused
+  // unread, so that callers who do not sign cannot hold max_body_bytes_in_flight.
   Server(const ServeHandler& handler, ServerOptions options);
   Server(ServeHandler&& handler, ServerOptions options) = delete;
   // Serves any handler at options.path (e.g. one that wraps a ServeHandler; only the path

@@ -53,6 +53,7 @@ std::string ErrorForLog(const store::Json& error) {
         brief[key] = value->get_ref<const std::string&>().substr(0, kMax);
       }
     }
+    if (error.is_string()) brief = error.get_ref<const std::string&>().substr(0, kMax);
     std::string text = brief.dump(-1, ' ', false, store::Json::error_handler_t::replace);
     if (text.size() > kMax) text.resize(kMax);
     return text + "… (cut: the error is over " + std::to_string(4 * kMax) + " bytes)";

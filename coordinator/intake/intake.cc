@@ -233,19 +233,21 @@ Result<IngestResult> Intake::Ingest(std::vector<IncomingEvent> events) {
 }
 
 TimePoint Intake::IngestTime(bool cancels) {
+  // The clock read and the time published in one step: an ingest that had read the clock and
+  // not yet published its millisecond was not seen by a cancelling one that then took it too.
+  std::lock_guard lock(ingest_time_mu_);
   TimePoint now = clock_.Now();
-  int64_t last = last_ingest_ms_.load();
   if (cancels) {
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
-    while (UnixMillis(now) <= last && std::chrono::steady_clock::now() < give_up) {
+    while (UnixMillis(now) <= last_ingest_ms_ && std::chrono::steady_clock::now() < give_up) {
       std::this_thread::sleep_for(std::chrono::microseconds(100));
       now = clock_.Now();
     }
-    if (UnixMillis(now) <= last) now = TimePoint(std::chrono::milliseconds(last + 1));
+    if (UnixMillis(now) <= last_ingest_ms_) {
+      now = TimePoint(std::chrono::milliseconds(last_ingest_ms_ + 1));
+    }
   }
-  const int64_t ms = UnixMillis(now);
-  while (last < ms && !last_ingest_ms_.compare_exchange_weak(last, ms)) {
-  }
+  last_ingest_ms_ = std::max(last_ingest_ms_, UnixMillis(now));
   return now;
 }
 

@@ -6,7 +6,6 @@
 // Thread-safety: every method may be called from many threads; all block on the store.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -143,8 +142,9 @@ class Intake final : public executor::RunEvents {
   // The time of an ingest. One that carries an event some cancelOn rule matches (`cancels`)
   // is received in a millisecond after that of every ingest this coordinator began before it:
   // it waits for the clock's next one (a millisecond at most; past 5 ms, a clock that does not
-  // move, it takes the next itself). cancelOn cancels the runs created before its event was
-  // received, and the run of a request answered in the same millisecond was not among them.
+  // move, it takes the next itself), holding back other ingests' times meanwhile. cancelOn cancels
+  // the runs created before its event was received, and the run of a request answered in the same
+  // millisecond was not among them.
   TimePoint IngestTime(bool cancels);
   static constexpr int kIngestTries = 3;
   // The waits of a request's events, by event name, and those of them settled already (resumed,
@@ -233,8 +233,8 @@ class Intake final : public executor::RunEvents {
   std::function<void()> on_new_work_;
   Starter starter_;
 
-  // The latest millisecond an ingest here was given (IngestTime).
-  std::atomic<int64_t> last_ingest_ms_{0};
+  std::mutex ingest_time_mu_;
+  int64_t last_ingest_ms_ = 0;  // GUARDED_BY(ingest_time_mu_): the latest an ingest was given
   std::mutex mu_;
   std::shared_ptr<const FunctionSet> functions_;  // GUARDED_BY(mu_); null until loaded
   TimePoint functions_loaded_at_{};               // GUARDED_BY(mu_)

@@ -2817,10 +2817,11 @@ struct PostgresStoreOfOneFunction {
   std::unique_ptr<SqlStore> store;
 };
 
-// Retention reads the finished runs and the events it may delete oldest first, by the indexes
-// led by their times (runs_ended, events_received): before them, each batch of 500 read every
-// finished run kept since, newest first, and the last pass of a round the whole events table.
-TEST(PostgresStore, RetentionReadsTheOldestRowsByTheirTimes) {
+// Retention reads the finished runs and the events it may delete oldest first, by a range of
+// their primary keys (ULIDs of their times) below the horizon's: before, each batch of 500 read
+// every finished run kept since, newest first, and the last pass of a round the whole events
+// table.
+TEST(PostgresStore, RetentionReadsTheOldestRowsByARangeOfTheirIds) {
   PostgresStoreOfOneFunction pg("store_retention_plan");
   pg.Start(2000);
   ASSERT_NO_FATAL_FAILURE(pg.Complete(pg.Claim(2000)));
@@ -2830,14 +2831,16 @@ TEST(PostgresStore, RetentionReadsTheOldestRowsByTheirTimes) {
   ASSERT_THAT(deleted, IsOk());
   EXPECT_EQ(*deleted, 0);
   for (const auto& [statement, index] :
-       {std::pair{"DELETE FROM runs WHERE id IN (SELECT r.id FROM runs r WHERE r.ended_at_ms%",
-                  "runs_ended"},
+       {std::pair{"DELETE FROM runs WHERE id IN (SELECT r.id FROM runs r WHERE r.id < $3%",
+                  "Index Cond: (id < $3)"},
         std::pair{"DELETE FROM events WHERE internal_id IN (SELECT e.internal_id%",
-                  "events_received"}}) {
+                  "Index Cond: (internal_id < $3)"}}) {
     const std::vector<std::string> plans =
         pg.GenericPlans("statement LIKE '" + std::string(statement) + "'", "0");
     ASSERT_EQ(plans.size(), 1u) << statement;
     EXPECT_THAT(plans[0], HasSubstr(index)) << plans[0];
+    EXPECT_THAT(plans[0], Not(HasSubstr("Seq Scan on runs"))) << plans[0];
+    EXPECT_THAT(plans[0], Not(HasSubstr("Seq Scan on events"))) << plans[0];
   }
 }
 
@@ -3555,11 +3558,12 @@ TEST(SqliteStore, PartialIndexesServeTheQueriesTheyWereMadeFor) {
                " AND r.id > $2 ORDER BY r.id LIMIT 10",
            {std::string("f"), std::string("")});
   EXPECT_NE(p.find("INDEX runs_active"), std::string::npos) << p;
-  // Retention's reads, oldest first (runs_ended's predicate spelled in the runs' condition).
-  p = plan(ExpiredRunsQuery(), {int64_t{1}, int64_t{10}});
-  EXPECT_NE(p.find("INDEX runs_ended"), std::string::npos) << p;
-  p = plan(ExpiredEventsQuery(), {int64_t{1}, int64_t{10}});
-  EXPECT_NE(p.find("INDEX events_received"), std::string::npos) << p;
+  // Retention's reads, oldest first, by a range of the primary key.
+  p = plan(ExpiredRunsQuery(), {int64_t{1}, int64_t{10}, std::string("01ARZ3NDEK")});
+  EXPECT_NE(p.find("(id<?)"), std::string::npos) << p;
+  EXPECT_EQ(p.find("runs_status"), std::string::npos) << p;
+  p = plan(ExpiredEventsQuery(), {int64_t{1}, int64_t{10}, std::string("01ARZ3NDEK")});
+  EXPECT_NE(p.find("(internal_id<?)"), std::string::npos) << p;
 }
 
 std::unique_ptr<sql::Database> OpenSqlite(const std::string& test_name) {
@@ -6902,8 +6906,15 @@ TEST_P(DebounceTest, AJoiningEventsConcurrencyKeysAndPriorityAreTheRuns) {
               IsOk());
   EXPECT_EQ(run_rows, 1);
   EXPECT_EQ(item_rows, 1);
+  // A join at a negative priority puts the first call off; the next, at 0, brings it back to
+  // the debounce's time: the delay is the call's, not kept in the run's start slot.
+  send("u3", -600);
+  clock_.Advance(2s);
+  EXPECT_TRUE(Claim().empty());
+  send("u4", 0);
   clock_.Advance(2s);
   EXPECT_EQ(ClaimedRuns(), Runs{pending});
+  EXPECT_EQ(store_->GetRun(pending)->concurrency_key, "u4");
 }
 
 TEST_P(DebounceTest, TimeoutCapsTheDelaySinceTheFirstEvent) {

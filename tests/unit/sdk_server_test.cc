@@ -279,11 +279,12 @@ TEST(SdkServer, ALargeBodyIsReadOnlyForASignedRequestOfTheServePath) {
   namespace asio = boost::asio;
   asio::io_context io;
   // Heads of 32 MiB bodies, none of which is sent: the answer must come from the head alone.
-  auto answer_to_head = [&](const std::string& target, const std::string& headers) {
+  auto answer_to_head = [&](const std::string& target, const std::string& headers,
+                            const std::string& method = "POST") {
     asio::ip::tcp::socket socket(io);
     socket.connect({asio::ip::make_address("127.0.0.1"), server.port()});
     const std::string head =
-        "POST " + target + " HTTP/1.1\r\nHost: h\r\n" + headers +
+        method + " " + target + " HTTP/1.1\r\nHost: h\r\n" + headers +
         "Content-Type: application/json\r\nContent-Length: " + std::to_string(32 << 20) +
         "\r\n\r\n";
     asio::write(socket, asio::buffer(head));
@@ -304,6 +305,9 @@ TEST(SdkServer, ALargeBodyIsReadOnlyForASignedRequestOfTheServePath) {
       answer_to_head("/api/funcky?fnId=app-fn&stepId=step", "X-Inngest-Signature: t=1&s=00\r\n")
           .starts_with("HTTP/1.1 401"));
   EXPECT_TRUE(answer_to_head("/other", "").starts_with("HTTP/1.1 404"));
+  // A request that takes no body (an out-of-band sync, an introspection) is refused one.
+  EXPECT_TRUE(answer_to_head("/api/funcky", "", "PUT").starts_with("HTTP/1.1 413"));
+  EXPECT_TRUE(answer_to_head("/api/funcky", "", "GET").starts_with("HTTP/1.1 413"));
 
   // An unsigned head left open while a signed call of over 64 KiB is made.
   asio::ip::tcp::socket holder(io);

@@ -371,10 +371,12 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
   // The run's start slot holds its earlier due time (never later than this one) or a
   // throttle's slot, which still holds.
   if (!r[0].Null(3)) due = std::max(due, r[0].Int(3));
-  // Nor before the joining event's own start time (an event `ts` in the future), nor, with a
-  // negative priority, before it allows (FirstCallOf).
+  // Nor before the joining event's own start time (an event `ts` in the future).
   if (run.start_at_ms) due = std::max(due, *run.start_at_ms);
-  if (run.priority_s < 0) due = std::max(due, now_ms - run.priority_s * 1000);
+  // Its first call, with a negative priority, not before that allows either (FirstCallOf): on
+  // the call only, as for a run created so; kept in the start slot, a later join at priority
+  // 0 read it back and still waited for it.
+  const int64_t call_due = run.priority_s < 0 ? std::max(due, now_ms - run.priority_s * 1000) : due;
   RecordSkip(tx, r[0].Text(2), run, kSkipDebounce, gate.key, now_ms);
   // Its timeouts.start counts from when the debounce is due (DeadlinesOf), if it had one.
   std::optional<int64_t> start_deadline;
@@ -394,7 +396,7 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
   tx.Send(
       "UPDATE queue SET visible_at_ms = $2, concurrency_key = $3, concurrency_key2 = $4, "
       "priority_ms = $5 WHERE run_id = $1",
-      {pending, due, run.concurrency_key, run.concurrency_key2,
+      {pending, call_due, run.concurrency_key, run.concurrency_key2,
        std::max<int64_t>(run.priority_s, 0) * 1000});
   // As the head of its lane (locked: the debounce key is the lane key), its head_timeout
   // counts from its first call's due time, as TakeHead set it.
@@ -402,7 +404,7 @@ Debounced Debounce(Tx& tx, const std::string& event_id, const NewRun& run, int64
     tx.Send(
         "UPDATE lanes SET head_deadline_ms = $4 + head_timeout_ms "
         "WHERE function_id = $1 AND key = $2 AND head_run_id = $3",
-        {run.function_id, *run.lane_key, pending, due});
+        {run.function_id, *run.lane_key, pending, call_due});
   }
   tx.Send("UPDATE debounces SET event_ts_ms = $3 WHERE function_id = $1 AND key = $2",
           {run.function_id, gate.key, gate.event_ts_ms});

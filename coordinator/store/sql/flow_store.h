@@ -105,9 +105,12 @@ std::vector<std::string> DueTimeouts(sql::Tx& tx, int64_t now_ms, int limit);
 std::string AnyTimeoutsDue();
 
 // Retention's reads: up to $2 finished runs that ended before $1 (Unix ms), and events received
-// before $1, that may go, oldest first, by the indexes led by those times (runs_ended, whose
-// predicate the runs' condition spells, as SQLite needs; events_received), locked SKIP LOCKED.
-// Each batch reads the rows it deletes, not every row kept since.
+// before $1, that may go, locked SKIP LOCKED, oldest first by their ids, which are ULIDs of
+// their creation's or receipt's time: a range of the primary key below $3, the least ULID of
+// the horizon's millisecond. Each batch reads the rows it deletes and the few old ones kept
+// (active, or ended since the horizon), not every row kept since; no index more to write.
+// (An event whose id an SDK seeded with a clock ahead of the coordinator's goes once the
+// horizon passes its id's time.)
 std::string ExpiredRunsQuery();
 std::string ExpiredEventsQuery();
 

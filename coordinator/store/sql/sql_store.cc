@@ -9,6 +9,7 @@
 
 #include "common/crypto.h"
 #include "common/step_id.h"
+#include "common/ulid.h"
 #include "coordinator/expr/expr.h"
 #include "coordinator/store/claim_rules.h"
 #include "coordinator/store/migration.h"
@@ -2810,31 +2811,40 @@ Status SqlStore::AckCancels(const std::vector<std::string>& event_ids) {
   return AckEvents("pending_cancels", event_ids);
 }
 
+// Retention's reads walk the primary key from its start, in order, and stop at the batch's
+// last row. So the other conditions are written for no index to serve them, and the checks of
+// other tables as scalar subqueries (a probe of each table's index a row, which no plan turns
+// into a join): the status, and an event's time, as expressions (PostgreSQL read every event
+// below the horizon by events_name_received, its second column, into a bitmap and sorted them
+// at each batch; SQLite read the runs by runs_status, every finished run, newest first), and
+// NOT EXISTS of an event's runs became a hash of the whole runs table.
 std::string ExpiredRunsQuery() {
-  // The status is tested as an expression, which no index serves: as `r.status IN (…)`,
-  // SQLite read the run by runs_status (every finished run) instead of runs_ended.
   return std::string(
-             "SELECT r.id FROM runs r WHERE r.ended_at_ms IS NOT NULL AND r.ended_at_ms < $1 "
+             "SELECT r.id FROM runs r WHERE r.id < $3 AND r.ended_at_ms < $1 "
              "AND coalesce(r.status, '') IN ") +
          kEndedStatuses +
-         " AND NOT EXISTS (SELECT 1 FROM run_ends e WHERE e.run_id = r.id) "
-         "AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.run_id = r.id) "
-         "AND NOT EXISTS (SELECT 1 FROM lanes l WHERE l.function_id = r.function_id "
-         "AND l.key = r.lane_key AND l.seq_next <= r.lane_number) "
-         "ORDER BY r.ended_at_ms LIMIT $2 {FOR UPDATE SKIP LOCKED}";
+         " AND (SELECT 1 FROM run_ends e WHERE e.run_id = r.id LIMIT 1) IS NULL "
+         "AND (SELECT 1 FROM queue q WHERE q.run_id = r.id LIMIT 1) IS NULL "
+         "AND (SELECT 1 FROM lanes l WHERE l.function_id = r.function_id "
+         "AND l.key = r.lane_key AND l.seq_next <= r.lane_number LIMIT 1) IS NULL "
+         "ORDER BY r.id LIMIT $2 {FOR UPDATE SKIP LOCKED}";
 }
 
 std::string ExpiredEventsQuery() {
-  return "SELECT e.internal_id FROM events e WHERE e.received_at_ms < $1 "
-         "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.internal_id) "
-         "AND NOT EXISTS (SELECT 1 FROM run_events re WHERE re.event_id = e.internal_id) "
-         "AND NOT EXISTS (SELECT 1 FROM pending_cancels c WHERE c.event_id = e.internal_id) "
-         "AND NOT EXISTS (SELECT 1 FROM pending_resumes p WHERE p.event_id = e.internal_id) "
-         "ORDER BY e.received_at_ms LIMIT $2 {FOR UPDATE SKIP LOCKED}";
+  return "SELECT e.internal_id FROM events e WHERE e.internal_id < $3 "
+         "AND e.received_at_ms + 0 < $1 "
+         "AND (SELECT 1 FROM runs r WHERE r.event_id = e.internal_id LIMIT 1) IS NULL "
+         "AND (SELECT 1 FROM run_events re WHERE re.event_id = e.internal_id LIMIT 1) IS NULL "
+         "AND (SELECT 1 FROM pending_cancels c WHERE c.event_id = e.internal_id LIMIT 1) IS NULL "
+         "AND (SELECT 1 FROM pending_resumes p WHERE p.event_id = e.internal_id LIMIT 1) IS NULL "
+         "ORDER BY e.internal_id LIMIT $2 {FOR UPDATE SKIP LOCKED}";
 }
 
 Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
   const int64_t horizon_ms = UnixMillis(horizon);
+  // Run and event ids are ULIDs of their creation's and receipt's time: those before the
+  // horizon sort below the least ULID of its millisecond (ExpiredRunsQuery).
+  const std::string horizon_id = MakeUlid(static_cast<uint64_t>(horizon_ms), std::string(10, '\0'));
   return InTransaction([&](Tx& tx) -> Result<int64_t> {
     // SKIP LOCKED: rows another coordinator is deleting (or a writer holds) wait for the
     // next pass instead of blocking this one. Steps, attempts and waits go by ON DELETE
@@ -2844,14 +2854,14 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
     // past its sequence lane's next number (cancelled while it waited) holds its number
     // until the lane gets there: the lane steps past it, and the number sent again is a
     // duplicate; without the run, the lane waited for it as a gap, and it ran when sent again.
-    const int64_t runs =
-        tx.Exec("DELETE FROM runs WHERE id IN (" + ExpiredRunsQuery() + ")", {horizon_ms, batch});
+    const int64_t runs = tx.Exec("DELETE FROM runs WHERE id IN (" + ExpiredRunsQuery() + ")",
+                                 {horizon_ms, batch, horizon_id});
     // Locking the event also skips one a replay is starting a run of right now. The deleted
     // events' ids are returned for their lane outcomes, which go with them.
     std::vector<std::string> events;
     for (Row row : tx.Query("DELETE FROM events WHERE internal_id IN (" + ExpiredEventsQuery() +
                                 ") RETURNING internal_id",
-                            {horizon_ms, batch})) {
+                            {horizon_ms, batch, horizon_id})) {
       events.push_back(row.Text(0));
     }
     // Counted, so that the caller, which stops at a pass that deletes nothing, goes on while

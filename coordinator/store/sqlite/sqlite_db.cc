@@ -252,7 +252,7 @@ class SqliteDatabase final : public sql::Database {
       return result;
     } catch (const SqliteError& e) {
       sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      if (e.code == SQLITE_BUSY || e.code == SQLITE_LOCKED) {
+      if ((e.code & 0xff) == SQLITE_BUSY || (e.code & 0xff) == SQLITE_LOCKED) {
         return Unavailable(std::string("SQLite is busy: ") + e.what());
       }
       // Out of disk or memory, or an I/O error: trouble that passes. Any other error is about
