@@ -45,6 +45,12 @@ class RawConnection {
     }
     return sent;
   }
+  // What one read gets (the answer to a small request, as a rule), the connection left open.
+  std::string ReadSome() {
+    char buf[4096];
+    const ssize_t n = read(fd_, buf, sizeof buf);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  }
   // Everything until the server closes the connection (or 5 s pass).
   std::string ReadAll() {
     std::string out;
@@ -164,8 +170,10 @@ TEST_F(LimitsTest, ConnectionsPastTheCapWaitUntilOneCloses) {
   for (int i = 0; i < 3; ++i) {
     idle.push_back(std::make_unique<RawConnection>(PortOf(*c)));
     ASSERT_TRUE(idle.back()->connected());
+    // Accepted and served, then kept alive, idle: it holds one of the three slots.
+    idle.back()->Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    ASSERT_EQ(idle.back()->ReadSome().rfind("HTTP/1.1 200", 0), 0u) << "connection " << i;
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // all three accepted
   // A fourth connection is left in the backlog: its request gets no answer yet.
   RawConnection waiting(PortOf(*c));
   ASSERT_TRUE(waiting.connected());  // the kernel's backlog completes the handshake

@@ -497,7 +497,13 @@ TEST(HttpClientLookupTest, AStalledLookupHoldsUpNoOtherCall) {
       EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
     });
   }
-  std::this_thread::sleep_for(milliseconds(50));  // both lookups are stalled by now
+  // Both lookups stalled (they stay so until the gate is released, their calls' deadlines
+  // passed or not).
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (gate->lookups_of_stalled.load() < 2 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  EXPECT_EQ(gate->lookups_of_stalled.load(), 2);  // (not ASSERT: the threads are joined below)
   auto literal = call("127.0.0.1", milliseconds(5'000));
   ASSERT_TRUE(literal.ok()) << literal.status().ToString();
   EXPECT_EQ(literal->body, "here");
