@@ -148,29 +148,29 @@ Result<Json> ParseUntrustedJson(std::string_view text, JsonLimits limits) {
   return builder.Take();
 }
 
-bool JsonLargerThan(std::vector<const nlohmann::json*> values, size_t bytes) {
+size_t JsonBytesUpTo(std::vector<const nlohmann::json*> values, size_t bound) {
+  // A value's 8 are counted when it is queued, so that no more are queued than `bound` allows
+  // (a list of a million items is not queued whole to be measured).
+  size_t seen = 8 * values.size();
   std::vector<const nlohmann::json*> todo = std::move(values);
-  size_t seen = 0;
-  while (!todo.empty()) {
+  while (!todo.empty() && seen <= bound) {
     const nlohmann::json* j = todo.back();
     todo.pop_back();
-    seen += 8;
     if (j->is_string()) {
       seen += j->get_ref<const std::string&>().size();
     } else if (j->is_object()) {
-      for (auto it = j->begin(); it != j->end() && seen <= bytes; ++it) {
+      for (auto it = j->begin(); it != j->end() && seen <= bound; ++it) {
         seen += 8 + it.key().size();
         todo.push_back(&it.value());
       }
     } else if (j->is_array()) {
-      for (auto it = j->begin(); it != j->end() && seen <= bytes; ++it) {
+      for (auto it = j->begin(); it != j->end() && seen <= bound; ++it) {
         seen += 8;
         todo.push_back(&*it);
       }
     }
-    if (seen > bytes) return true;
   }
-  return false;
+  return seen;
 }
 
 }  // namespace funcky

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -61,9 +62,16 @@ inline constexpr JsonLimits kUnverifiedCallBodyJsonLimits{
 // Never throws.
 Result<nlohmann::json> ParseUntrustedJson(std::string_view text, JsonLimits limits = {});
 
-// Whether `values`, written out, would take more than about `bytes`: counts their strings'
-// and keys' bytes and 8 a value, walking no further than `bytes` (so it costs little however
-// large they are). For choosing where work on them runs, not for limits.
-bool JsonLargerThan(std::vector<const nlohmann::json*> values, size_t bytes);
+// Roughly the bytes `values` take: their strings' and keys' bytes and 8 a value (the measure
+// an expression's evaluation budget charges, coordinator/expr). Walks no further than `bound`:
+// past it, the count returned is some number over `bound`, so measuring values of any size
+// costs about `bound`.
+size_t JsonBytesUpTo(std::vector<const nlohmann::json*> values, size_t bound);
+
+// Whether `values` take more than about `bytes` (JsonBytesUpTo). For choosing where work on
+// them runs, not for limits.
+inline bool JsonLargerThan(std::vector<const nlohmann::json*> values, size_t bytes) {
+  return JsonBytesUpTo(std::move(values), bytes) > bytes;
+}
 
 }  // namespace funcky

@@ -418,26 +418,12 @@ class Budget {
     if (!exceeded_) steps_ -= n;
     return !exceeded_;
   }
-  // Charges roughly the bytes of `v` (its strings, 8 per value); walks no further than the
-  // budget left, so measuring a huge value costs no more than the budget.
+  // Charges roughly the bytes of `v` (JsonBytesUpTo: its strings and keys, 8 per value);
+  // walks no further than the budget left, so measuring a huge value costs no more than the
+  // budget.
   bool Charge(const Json& v) {
-    std::vector<const Json*> todo = {&v};
-    while (!todo.empty() && !exceeded_) {
-      const Json* j = todo.back();
-      todo.pop_back();
-      size_t n = 8;
-      if (j->is_string()) n += j->get_ref<const std::string&>().size();
-      if (j->is_object()) {
-        for (auto it = j->begin(); it != j->end(); ++it) {
-          n += it.key().size();
-          todo.push_back(&it.value());
-        }
-      } else if (j->is_array()) {
-        for (const Json& item : *j) todo.push_back(&item);
-      }
-      ChargeBytes(n);
-    }
-    return !exceeded_;
+    if (exceeded_) return false;
+    return ChargeBytes(JsonBytesUpTo({&v}, bytes_));
   }
   bool ChargeBytes(size_t n) {
     if (n > bytes_) exceeded_ = true;

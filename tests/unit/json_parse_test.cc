@@ -135,11 +135,14 @@ TEST(ParseOps, AMillionLevelsDeepReplyIsAProtocolErrorNotACrash) {
             "op list: JSON nested deeper than 128 levels");
 }
 
-// JsonLargerThan tells small values from large ones by their strings, keys and values, and
-// stops walking once past the bound: a list of a million values is judged by its first few.
+// JsonBytesUpTo measures values by their strings, keys and values, and JsonLargerThan tells
+// small ones from large ones by it; both stop walking once past the bound: a list of a million
+// values is judged by its first few.
 TEST(JsonLargerThan, CountsStringsKeysAndValuesAndStopsPastTheBound) {
   const nlohmann::json small = {{"id", "t-1"}, {"n", 5}, {"list", {1, 2, 3}}};
   EXPECT_FALSE(JsonLargerThan({&small}, 1024));
+  // 8 a value (7 here), and the strings' and keys' bytes ("t-1"; id, n, list): 56 + 3 + 7.
+  EXPECT_EQ(JsonBytesUpTo({&small}, 1024), 66u);
   const nlohmann::json text = std::string(2000, 'x');
   EXPECT_TRUE(JsonLargerThan({&text}, 1024));
   EXPECT_TRUE(JsonLargerThan({&small, &text}, 1024));
