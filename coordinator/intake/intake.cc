@@ -253,18 +253,22 @@ TimePoint Intake::IngestTime(bool cancels) {
 
 Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
                                         std::vector<IncomingEvent>& events) {
-  const bool cancels = std::any_of(events.begin(), events.end(), [&](const IncomingEvent& in) {
-    return Cancels(in.payload.value("name", std::string()), set);
-  });
-  const TimePoint now = IngestTime(cancels);
+  // Whether each event cancels (once an event: the rules are read for every function), and
+  // so the request's time (IngestTime).
+  std::vector<char> cancels(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    cancels[i] = Cancels(events[i].payload.value("name", std::string()), set);
+  }
+  const TimePoint now = IngestTime(std::find(cancels.begin(), cancels.end(), 1) != cancels.end());
   const int64_t now_ms = UnixMillis(now);
   std::vector<store::NewEvent> batch;
   int may_start_here = 0;  // runs that may start here at once (Starter)
   batch.reserve(events.size());
-  for (IncomingEvent& in : events) {
+  for (size_t i = 0; i < events.size(); ++i) {
+    IncomingEvent& in = events[i];
     store::NewEvent ne;
     ne.event = RecordOf(in, now_ms);
-    ne.cancels = Cancels(ne.event.name, set);
+    ne.cancels = cancels[i];
     const Json& payload = ne.event.payload;
     const auto ts = payload.find("ts");
     const int64_t event_ts =
