@@ -425,7 +425,7 @@ int Serve(const ServeFlags& f, bool dev) {
   // an idle executor needs no short poll to find it.
   std::unique_ptr<store::WorkWatch> watch;
   if (f.listen_for_work) watch = store->WatchForWork([&executor] { executor.Wake(); });
-  intake::CronTicker cron(intake, clock);
+  intake::CronTicker cron(intake, clock, /*seed=*/0, retain);
 
   api::ApiOptions api_options;
   api_options.dev_mode = f.signing_key.empty();

@@ -1,5 +1,7 @@
 #include "coordinator/intake/cron_ticker.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "common/duration.h"
@@ -11,13 +13,23 @@ namespace funcky::intake {
 namespace {
 
 constexpr const char* kScheduledTimer = "inngest/scheduled.timer";
-// A coordinator that stalled longer than this makes up for no more of the gap.
+// A coordinator that stalled longer than this makes up for no more of the gap (less with a
+// short --retain: CatchUp).
 constexpr int64_t kMaxCatchUpSeconds = 60;
 
 }  // namespace
 
-CronTicker::CronTicker(Intake& intake, const Clock& clock, uint64_t seed)
-    : intake_(intake), clock_(clock), rng_(seed ? seed : std::random_device{}()) {}
+CronTicker::CronTicker(Intake& intake, const Clock& clock, uint64_t seed,
+                       std::optional<std::chrono::milliseconds> retain)
+    : intake_(intake),
+      clock_(clock),
+      // The whole seconds in half of --retain, and at least the current one: a tick's event
+      // is received no sooner than its second, so one in the window is younger than --retain
+      // (with room for some difference between coordinators' clocks) unless --retain is under
+      // 2 s.
+      max_catch_up_s_(retain ? std::clamp<int64_t>(retain->count() / 2000, 1, kMaxCatchUpSeconds)
+                             : kMaxCatchUpSeconds),
+      rng_(seed ? seed : std::random_device{}()) {}
 
 void CronTicker::Start() {
   thread_ = std::thread([this] { Loop(); });
@@ -45,7 +57,7 @@ void CronTicker::Loop() {
     try {
       // Not stored (the store failed): the same ticks are fired again at the next turn, up to
       // kMaxCatchUpSeconds back (a tick's id makes a second store of it a duplicate).
-      fired = FireTicks(std::max(last_s, now_s - kMaxCatchUpSeconds), now_s).ok();
+      fired = CatchUp(last_s, now_s).ok();
     } catch (const std::exception& e) {
       // A defect (configs are checked at sync): logged, and the ticker goes on, where the
       // exception would have ended the process.
@@ -55,6 +67,10 @@ void CronTicker::Loop() {
     lock.lock();
     if (fired) last_s = now_s;
   }
+}
+
+Result<int> CronTicker::CatchUp(int64_t last_s, int64_t now_s) {
+  return FireTicks(std::max(last_s, now_s - max_catch_up_s_), now_s);
 }
 
 Result<int> CronTicker::FireTicks(int64_t after_s, int64_t up_to_s) {

@@ -8,9 +8,11 @@
 // with its delay).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -21,8 +23,10 @@ namespace funcky::intake {
 
 class CronTicker {
  public:
-  // `seed` feeds the jitter delays; 0: a seed from the OS.
-  CronTicker(Intake& intake, const Clock& clock, uint64_t seed = 0);
+  // `seed` feeds the jitter delays; 0: a seed from the OS. `retain`: the coordinator's
+  // --retain, if any (CatchUpFrom).
+  CronTicker(Intake& intake, const Clock& clock, uint64_t seed = 0,
+             std::optional<std::chrono::milliseconds> retain = std::nullopt);
   ~CronTicker() { Stop(); }
 
   void Start();
@@ -32,11 +36,19 @@ class CronTicker {
   // started, or why the ticks could not be stored. Public for tests.
   Result<int> FireTicks(int64_t after_s, int64_t up_to_s);
 
+  // One turn of the loop, whose last stored ticks were those up to `last_s`: fires the ticks
+  // after the later of `last_s` and the start of the catch-up window. The window is a minute,
+  // or half of --retain when that is shorter (at least the current second): a tick's event
+  // is what keeps a second coordinator from storing the tick again, and retention may delete
+  // it (its run ended) once it is --retain old. Public for tests.
+  Result<int> CatchUp(int64_t last_s, int64_t now_s);
+
  private:
   void Loop();
 
   Intake& intake_;
   const Clock& clock_;
+  const int64_t max_catch_up_s_;
   std::mt19937_64 rng_;  // only touched by FireTicks, which the loop (or a test) calls alone
   std::thread thread_;
   std::mutex mu_;

@@ -1250,5 +1250,52 @@ TEST_F(IntakeHarness, CronJitterMakesEachTicksRunDueWithinTheJitterAndATickStart
   EXPECT_EQ(last->payload["data"]["scheduledAt"], FormatRfc3339(last_tick_s * 1000));
 }
 
+// A coordinator that stalled catches up the ticks of at most the last minute, or of half its
+// --retain when that is shorter: a tick's event, which keeps a second coordinator from storing
+// the tick again, may be deleted by retention once its run ended and it is --retain old.
+TEST_F(IntakeHarness, ACronCatchUpGoesBackAMinuteOrHalfOfRetainWhenThatIsShorter) {
+  store::FunctionRecord ticker_fn;
+  ticker_fn.id = "app-ticker";
+  ticker_fn.app_id = "app";
+  ticker_fn.name = "ticker";
+  ticker_fn.config = {
+      {"id", "app-ticker"},
+      {"triggers", {{{"cron", "* * * * *"}}}},
+      {"steps", {{"step", {{"runtime", {{"url", "http://127.0.0.1:1/api?fnId=app-ticker"}}}}}}}};
+  store::AppSync sync;
+  sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", "sum-ticker", 0, 0};
+  sync.functions = {ticker_fn};
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  const auto stored = [&](int64_t tick_s) {
+    return store_->FindEventById("cron:app-ticker:" + FormatRfc3339(tick_s * 1000)).ok();
+  };
+  int64_t tick_s = UnixMillis(clock_.Now()) / 1000 / 60 * 60;
+  // Each case catches up from the second before a minute's tick, `late` seconds after it.
+  const auto catch_up = [&](intake::CronTicker& ticker, int64_t late) {
+    tick_s += 60;
+    clock_.Advance(std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::seconds(tick_s + late) - clock_.Now().time_since_epoch()));
+    return ticker.CatchUp(tick_s - 1, tick_s + late);
+  };
+
+  intake::CronTicker no_retain(*intake_, clock_, /*seed=*/1);
+  EXPECT_EQ(catch_up(no_retain, 59).value(), 1);
+  EXPECT_TRUE(stored(tick_s));
+
+  intake::CronTicker retain_10s(*intake_, clock_, /*seed=*/2, 10s);
+  EXPECT_EQ(catch_up(retain_10s, 4).value(), 1);
+  EXPECT_TRUE(stored(tick_s));
+  // Twenty seconds late, under the minute: with --retain 10s the tick's event may be gone.
+  EXPECT_EQ(catch_up(retain_10s, 20).value(), 0);
+  EXPECT_FALSE(stored(tick_s));
+  EXPECT_EQ(catch_up(retain_10s, 5).value(), 0);
+
+  // At least the current second, whatever --retain.
+  intake::CronTicker retain_1s(*intake_, clock_, /*seed=*/3, 1s);
+  EXPECT_EQ(catch_up(retain_1s, 0).value(), 1);
+  EXPECT_TRUE(stored(tick_s));
+  EXPECT_EQ(catch_up(retain_1s, 1).value(), 0);
+}
+
 }  // namespace
 }  // namespace funcky::mid
