@@ -4,7 +4,9 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer as createNetServer } from 'node:net';
 import { createServer, request as httpRequest } from 'node:http';
-import { chmodSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import {
+  chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,16 +80,35 @@ export function spawnLogged(bin, args, logPath) {
   return child;
 }
 
+const pgScript = join(repo, 'scripts', 'pg.sh');
+
+// pg_ctl leaves the postmaster detached from this process: if the test process dies before
+// stopAll() (ctest's timeout kills it with its process tree), the cluster would outlive it. A
+// watchdog per cluster, out of that tree (started by a shell that exits at once, in a session
+// of its own), reads a FIFO that only this process holds open for writing: at its end (this
+// process gone) without the word "done", it stops the cluster by its PID, as stopAll() does.
+function watchCluster(work, pgDir) {
+  const fifo = join(work, 'pg-watchdog');
+  execFileSync('mkfifo', [fifo]);
+  // Read and write, so that the open returns at once (no reader yet) and the watchdog's
+  // open finds a writer; close-on-exec (libuv), so no child of this process holds it.
+  const fd = openSync(fifo, 'r+');
+  const dog = 'read -r word < "$2"; [ "$word" = done ] || exec "$0" stop "$1"';
+  spawn('bash', ['-c', `setsid bash -c '${dog}' "$0" "$1" "$2" &`, pgScript, pgDir, fifo],
+        { stdio: 'ignore' });
+  return fd;
+}
+
 // Starts a private PostgreSQL cluster and `funcky serve` on it; resolves once /healthz answers.
 export async function startCoordinator(work, extraArgs = []) {
   const pgDir = join(work, 'pg');
-  pgDirs.push(pgDir);
+  pgDirs.push({ dir: pgDir, watchdog: watchCluster(work, pgDir) });
   // A port found free can be taken by another test's server before PostgreSQL binds it
   // ("Address already in use"): start again on another port.
   for (let tries = 1; ; tries++) {
     try {
-      const db = execFileSync(join(repo, 'scripts', 'pg.sh'),
-                              ['start', pgDir, String(await freePort())]).toString().trim();
+      const db = execFileSync(pgScript, ['start', pgDir, String(await freePort())])
+        .toString().trim();
       return serveOn(db, work, extraArgs);
     } catch (e) {
       if (tries >= 5) throw e;
@@ -112,6 +133,7 @@ export async function serveOn(db, work, extraArgs = [], name = 'funcky') {
     base,
     db,
     log: () => readFileSync(logPath, 'utf8'),
+    pid: () => child.pid,
     kill9: () => process.kill(child.pid, 'SIGKILL'),
     restart: start,
   };
@@ -164,5 +186,9 @@ export async function recordingProxy(target, { refuse = () => undefined } = {}) 
 export function stopAll() {
   for (const s of servers) { s.closeAllConnections(); s.close(); }
   for (const c of children) { try { process.kill(c.pid, 'SIGTERM'); } catch { /* gone */ } }
-  for (const d of pgDirs) execFileSync(join(repo, 'scripts', 'pg.sh'), ['stop', d]);
+  for (const { dir, watchdog } of pgDirs) {
+    writeSync(watchdog, 'done\n');
+    closeSync(watchdog);
+    execFileSync(pgScript, ['stop', dir]);
+  }
 }
