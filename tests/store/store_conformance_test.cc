@@ -1788,7 +1788,11 @@ std::pair<std::vector<Result<Applied>>, std::optional<int64_t>> InOneGroup(
   std::vector<Result<Applied>> applied(n, Unavailable("not run"));
   std::vector<std::thread> threads;
   for (int i = 0; i < n; ++i) threads.emplace_back([&, i] { applied[i] = apply(i); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // all wait for the held group
+  // All wait for the held group, each with its one piece.
+  auto& sql_store = dynamic_cast<SqlStore&>(store);
+  while (sql_store.PiecesWaitingForAGroup() < static_cast<size_t>(n)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   db.Release();
   holder.join();
   for (std::thread& t : threads) t.join();

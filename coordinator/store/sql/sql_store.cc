@@ -2347,6 +2347,11 @@ struct SqlStore::GroupWork {
   std::shared_ptr<std::condition_variable> cv = std::make_shared<std::condition_variable>();
 };
 
+size_t SqlStore::PiecesWaitingForAGroup() {
+  std::lock_guard lock(group_mu_);
+  return group_queue_.size();
+}
+
 bool SqlStore::MayLeadGroup() const {
   return !group_queue_.empty() && group_leaders_ < kGroupLeaders &&
          (group_leaders_ == 0 || group_queue_.size() >= kSecondGroupAt);

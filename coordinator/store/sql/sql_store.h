@@ -25,6 +25,9 @@ class SqlStore final : public Store {
   Status CheckMigrations() override;
   Status Ping() override;
   std::optional<int64_t> RoundTrips() const override;
+  // Pieces of work waiting for a group to take them (InGroup): tests hold a group's
+  // transaction and wait for this count, to have the next group share their pieces.
+  size_t PiecesWaitingForAGroup();
 
   Result<SyncResult> SyncApp(const AppSync& sync) override;
   Result<std::vector<AppRecord>> ListApps() override;
