@@ -678,7 +678,8 @@ void AddServeFlags(CLI::App& app, ServeFlags& f) {
                  "(a private CA); host certificates are always verified (env FUNCKY_HOST_CA)");
   app.add_option("--sync-allow", f.sync_allow,
                  "Target POST /v1/apps/sync may call, as host or host:port (repeatable; env "
-                 "FUNCKY_SYNC_ALLOW, comma-separated); unset = any target");
+                 "FUNCKY_SYNC_ALLOW, comma-separated); unset = any target without "
+                 "--signing-key, none with it (the sync's request is signed)");
   app.add_option("--retain", f.retain,
                  "Delete finished runs, and events no kept run refers to, once older than "
                  "this (e.g. 30d; at most 36500d); unset = keep forever");

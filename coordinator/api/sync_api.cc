@@ -240,6 +240,16 @@ Response Api::HandleSyncAppUrl(const Request& req) {
   if (!target.ok()) {
     return http::ErrorResponse(InvalidArgument("url: " + target.status().message()));
   }
+  if (!options_.signing_key.empty() && options_.sync_allow.empty()) {
+    // The PUT below is signed, and any app of the key takes a signed PUT's `url` as its own
+    // (the JS SDK does): sent to a URL anyone may name, it would be passed on to a real app,
+    // whose signed answer then registers the passer's URL for that app's calls.
+    return http::ErrorResponse(
+        403, "forbidden",
+        "in-band sync with a signing key needs --sync-allow (the hosts of your apps): a signed "
+        "sync request sent to any URL could be passed on to one of your apps, which would then "
+        "register that URL as its own");
+  }
   if (!SyncTargetAllowed(*target, options_.sync_allow)) {
     return http::ErrorResponse(
         403, "forbidden",

@@ -1,6 +1,7 @@
 // Compatibility in cloud mode: the official `inngest` npm SDK with a signing key, against a
 // coordinator started with the same key. The coordinator syncs the app in-band (its PUT is
-// signed, and it takes the SDK's reply only because the SDK signed it with the key), and
+// signed, so the app's host is in --sync-allow, and it takes the SDK's reply only because the
+// SDK signed it with the key), and
 // every call of a run is signed so that the SDK's own check passes: the SDK parses the body
 // and signs its RFC 8785 form again, so values a JavaScript parser changes (an integer above
 // 2^53) and keys whose orders differ (integer-like keys, UTF-16 against code point order)
@@ -24,7 +25,7 @@ const dataText = '{"big":12345678901234567890,"negative":-9007199254740993,"edge
 
 test('inngest npm SDK in cloud mode: a signed in-band sync and a run whose event holds values JavaScript parses differently', async () => {
   const coordinator = await startCoordinator(
-    workDir(), ['--signing-key', signingKey, '--event-key', eventKey]);
+    workDir(), ['--signing-key', signingKey, '--event-key', eventKey, '--sync-allow', '127.0.0.1']);
   const base = coordinator.base;
 
   const inngest = new Inngest({ id: 'cloud-app', isDev: false, baseUrl: base, signingKey, eventKey });

@@ -198,13 +198,18 @@ TEST_F(SyncPolicyTest, SyncAllowHoldsTheUrlsAnAppsReplySendsCallsTo) {
 
 // With a signing key, an in-band sync reply counts only when the app signed it with that key
 // (or the fallback), as the SDKs sign their answers to signed requests: an unsigned reply, or
-// one signed with another key, stores nothing. The sync's PUT is itself signed.
+// one signed with another key, stores nothing. The sync's PUT is itself signed, so it is sent
+// only to a target --sync-allow lists: without the list, the sync is refused before any
+// connection (a signed PUT sent where the caller says could be passed on to a real app, which
+// takes the PUT's `url` as its own).
 TEST_F(SyncPolicyTest, WithASigningKeyASyncReplyMustBeSignedWithIt) {
   const std::string key = "signkey-test-0123456789abcdef";
   const std::string fallback = "signkey-test-fedcba9876543210";
   std::atomic<bool> put_signed{true};
+  std::atomic<int> requests{0};
   std::string app_url;  // set once the app is listening
   ScriptedServer app([&](ServerRequest r) {
+    ++requests;
     const std::vector<std::string> keys = {key};
     if (!signing::VerifySignature(FindHeader(r.headers, "X-Inngest-Signature"), r.body, keys,
                                   UnixSeconds(SystemClock().Now()))
@@ -234,7 +239,19 @@ TEST_F(SyncPolicyTest, WithASigningKeyASyncReplyMustBeSignedWithIt) {
     return res;
   });
   app_url = app.url("/signed");
-  auto c = StartCoordinator({"--signing-key", key, "--signing-key-fallback", fallback});
+  auto parsed = ParseUrl(app_url);
+  ASSERT_TRUE(parsed.ok());
+  {
+    auto unlisted = StartCoordinator({"--signing-key", key});
+    auto r = Sync(*unlisted, app_url);
+    EXPECT_EQ(r.status, 403) << r.raw;
+    EXPECT_NE(Message(r).find("in-band sync with a signing key needs --sync-allow"),
+              std::string::npos)
+        << r.raw;
+    EXPECT_EQ(requests, 0) << "the signed PUT was sent";
+  }
+  auto c = StartCoordinator({"--signing-key", key, "--signing-key-fallback", fallback,
+                             "--sync-allow", parsed->host + ":" + std::to_string(parsed->port)});
   for (const std::string path : {"/unsigned", "/other-key", "/stale"}) {
     auto r = Sync(*c, app.url(path));
     EXPECT_EQ(r.status, 502) << path << ": " << r.raw;
