@@ -1,6 +1,8 @@
 #include "coordinator/executor/transition.h"
 
 #include <algorithm>
+#include <charconv>
+#include <optional>
 #include <set>
 
 #include "common/duration.h"
@@ -184,9 +186,12 @@ std::string OpText(const Op& op, const char* key) {
 constexpr std::chrono::milliseconds kMaxWait = std::chrono::hours(24 * 366);
 
 // When a Sleep op wakes: its duration after `now`, or an absolute date (≥ 10 characters
-// that parse as RFC 3339). At most 366 days ahead.
+// that parse as RFC 3339). At most 366 days ahead. An empty duration wakes at once, as on
+// Inngest: the JS SDK's time string for a duration of 0 or less (a deadline already passed),
+// or for a text it cannot read, is "".
 Result<TimePoint> WakeTime(const Op& op, TimePoint now) {
   const std::string text = OpText(op, "duration");
+  if (text.empty()) return now;
   // In Unix milliseconds until checked: a TimePoint (nanoseconds) overflows past 2262, which
   // a date or a duration from the host can name.
   const int64_t now_ms = UnixMillis(now);
@@ -204,13 +209,26 @@ Result<TimePoint> WakeTime(const Op& op, TimePoint now) {
   return TimePoint(std::chrono::milliseconds(wake_ms));
 }
 
-// An optional duration option; `fallback` when absent.
+// An optional duration option: `fallback` when absent or null, `if_empty` when "" (the JS
+// SDK's time string for a duration of 0 or less, or for a text it cannot read). With `now`
+// (a timeout), a date (≥ 10 characters that parse as RFC 3339, as the JS SDK sends a `Date`
+// deadline) is the time from `now` until then, none once it has passed.
 Result<std::chrono::milliseconds> DurationOpt(const Op& op, const char* key,
-                                              std::chrono::milliseconds fallback) {
+                                              std::chrono::milliseconds fallback,
+                                              std::chrono::milliseconds if_empty,
+                                              std::optional<TimePoint> now = std::nullopt) {
   if (!op.opts.is_object() || !op.opts.contains(key) || op.opts[key].is_null()) return fallback;
   if (!op.opts[key].is_string())
     return InvalidArgument(std::string(key) + " must be a time string");
-  auto d = ParseDuration(op.opts[key].get<std::string>());
+  const std::string& text = op.opts[key].get_ref<const std::string&>();
+  if (text.empty()) return if_empty;
+  Result<std::chrono::milliseconds> d = InvalidArgument("not a date");
+  if (auto at = ParseRfc3339(text); now && text.size() >= 10 && at.ok()) {
+    // Both in Unix milliseconds of years 0000–9999: the difference cannot overflow.
+    d = std::chrono::milliseconds(std::max<int64_t>(*at - UnixMillis(*now), 0));
+  } else {
+    d = ParseDuration(text);
+  }
   if (!d.ok()) return InvalidArgument(std::string(key) + ": " + d.status().message());
   // Added to a TimePoint (nanoseconds, which overflow past 2262): bounded first.
   if (*d > kMaxWait) return InvalidArgument(std::string(key) + " is longer than 366 days");
@@ -236,8 +254,16 @@ Result<store::NewWait> EventWait(const Op& op, const Json& trigger, TimePoint no
     return InvalidArgument("waitForEvent's event name is longer than " +
                            std::to_string(store::kMaxEventNameBytes) + " bytes");
   }
-  ASSIGN_OR_RETURN(auto timeout, DurationOpt(op, "timeout", kDefaultWaitTimeout));
-  ASSIGN_OR_RETURN(w.lookback, DurationOpt(op, "lookback", std::chrono::milliseconds(0)));
+  // An empty timeout times out at once (Inngest: the JS SDK sends "" for a negative one).
+  ASSIGN_OR_RETURN(auto timeout, DurationOpt(op, "timeout", kDefaultWaitTimeout,
+                                             std::chrono::milliseconds(0), now));
+  ASSIGN_OR_RETURN(w.lookback, DurationOpt(op, "lookback", std::chrono::milliseconds(0),
+                                           std::chrono::milliseconds(0)));
+  if (op.opts.is_object() && op.opts.contains("if") && !op.opts["if"].is_null() &&
+      !op.opts["if"].is_string()) {
+    // Dropped, the wait would match the first event of its name.
+    return InvalidArgument("waitForEvent if must be a string");
+  }
   if (op.opts.is_object() && op.opts.contains("if") && op.opts["if"].is_string()) {
     w.expression = op.opts["if"].get<std::string>();
     auto compiled = expr::Compile(w.expression);
@@ -265,14 +291,20 @@ Result<store::NewWait> InvokeWait(const Op& op, const std::string& run_id, TimeP
   const std::string correlation = CorrelationId(run_id, op.id);
   w.expression = store::InvokeWaitExpression(correlation);
   w.kind = store::kWaitInvoke;
-  ASSIGN_OR_RETURN(auto timeout, DurationOpt(op, "timeout", kDefaultWaitTimeout));
+  // An empty timeout is the default, as on Inngest.
+  ASSIGN_OR_RETURN(auto timeout,
+                   DurationOpt(op, "timeout", kDefaultWaitTimeout, kDefaultWaitTimeout, now));
   w.expires_at = now + timeout;
   w.timeout_memo = {{"error",
                      {{"name", "InngestInvokeTimeoutError"},
                       {"message", "Timed out waiting for invoked function to complete"}}}};
   Json data = Json::object();
   if (auto p = op.opts.find("payload"); p != op.opts.end() && p->is_object()) {
-    if (auto d = p->find("data"); d != p->end() && d->is_object()) data = *d;
+    if (auto d = p->find("data"); d != p->end() && !d->is_null()) {
+      // Dropped, the invoked run would start with other data than its invoker sent.
+      if (!d->is_object()) return InvalidArgument("invoke's payload.data must be an object");
+      data = *d;
+    }
   }
   w.invoke = {{"function_id", op.opts["function_id"]},
               {"data", std::move(data)},
@@ -300,7 +332,8 @@ Result<store::NewWait> SignalWait(const Op& op, TimePoint now) {
     }
     w.replace_signal = *c == "replace";
   }
-  ASSIGN_OR_RETURN(auto timeout, DurationOpt(op, "timeout", kDefaultWaitTimeout));
+  ASSIGN_OR_RETURN(auto timeout, DurationOpt(op, "timeout", kDefaultWaitTimeout,
+                                             std::chrono::milliseconds(0), now));
   w.expires_at = now + timeout;
   return w;
 }
@@ -328,13 +361,14 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
   }
   const HttpResponse& reply = *outcome.reply;
   if (auto v = reply.header("X-Inngest-Req-Version"); !v.empty()) {
-    try {
-      // Recorded when it changes (the run's first reply, as a rule): a step that changes
-      // nothing else of the run's row then writes no new version of it.
-      if (const int version = std::stoi(std::string(v)); version != c.state.run.req_version) {
-        c.t.req_version = version;
-      }
-    } catch (...) {
+    // Recorded when it changes (the run's first reply, as a rule): a step that changes
+    // nothing else of the run's row then writes no new version of it. Only the versions an
+    // SDK can be sent back (1, 2): another (0 makes the JS SDK fail every call) is ignored.
+    int version = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), version);
+    if (ec == std::errc() && end == v.data() + v.size() && (version == 1 || version == 2) &&
+        version != c.state.run.req_version) {
+      c.t.req_version = version;
     }
   }
   const bool from_sdk = !reply.header("X-Inngest-SDK").empty();

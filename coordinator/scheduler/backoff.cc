@@ -60,15 +60,18 @@ std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view value,
     return clamp_seconds(value.front() == '-' ? 0 : 86400);
   }
   if (ec == std::errc() && end == value.data() + value.size()) return clamp_seconds(seconds);
-  // HTTP-date (IMF-fixdate), e.g. "Wed, 21 Oct 2015 07:28:00 GMT"; or RFC 3339.
+  const int64_t now_s =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  // RFC 3339, its offset or Z included ("2026-01-01T10:00:00+02:00" is 08:00 UTC).
+  if (auto at_ms = ParseRfc3339(value); value.size() >= 10 && at_ms.ok()) {
+    return clamp_seconds(*at_ms / 1000 - now_s);
+  }
+  // HTTP-date (IMF-fixdate), e.g. "Wed, 21 Oct 2015 07:28:00 GMT", and nothing after it.
   std::string text(value);
   std::tm tm{};
   const char* parsed = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  if (!parsed) parsed = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (!parsed) return std::nullopt;
+  if (!parsed || *parsed != '\0') return std::nullopt;
   const int64_t at_s = timegm(&tm);
-  const int64_t now_s =
-      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   // Both within a few hundred billion years: the difference cannot overflow.
   return clamp_seconds(at_s - now_s);
 }

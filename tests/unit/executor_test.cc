@@ -305,6 +305,17 @@ TEST_F(TransitionTest, RequestVersionIsRecordedOnlyWhenItChanges) {
   EXPECT_EQ(decide().req_version, std::nullopt);
   state.run.req_version = 1;
   EXPECT_EQ(decide().req_version, 2);
+
+  // Only a version an SDK can be sent back: 0 makes the JS SDK fail every later call.
+  state.run.req_version = -1;
+  for (const char* version : {"0", "3", "-1", "2x", " 2", "99999999999999999999"}) {
+    HttpResponse reply = Reply(206, R"([{"id":"h2","op":"StepRun","data":1}])");
+    reply.headers = {{"X-Inngest-SDK", "test:v1"}, {"X-Inngest-Req-Version", version}};
+    CallOutcome outcome{reply, TimePoint(std::chrono::seconds(1000)),
+                        TimePoint(std::chrono::seconds(1001))};
+    auto t = DecideTransition(state, item, outcome, policy_, rng_);
+    EXPECT_EQ(t.req_version, std::nullopt) << version;
+  }
 }
 
 TEST_F(TransitionTest, StepRunIsMemoizedWrappedAndDiscoveryFollows) {
@@ -672,6 +683,73 @@ TEST(Backoff, RetryAfterIsSecondsOrDateClampedToOneSecondToOneDay) {
             std::chrono::hours(24));
   EXPECT_EQ(*scheduler::ParseRetryAfter("Mon, 01 Jan 0001 00:00:00 GMT", now),
             std::chrono::seconds(1));
+  // RFC 3339 with its offset: 09:30 at +02:00 is 07:30 UTC (it was read as 09:30 UTC).
+  EXPECT_EQ(*scheduler::ParseRetryAfter("2015-10-21T07:29:00Z", now), std::chrono::seconds(60));
+  EXPECT_EQ(*scheduler::ParseRetryAfter("2015-10-21T09:30:00+02:00", now),
+            std::chrono::seconds(120));
+  EXPECT_EQ(*scheduler::ParseRetryAfter("2015-10-21T07:30:00.500Z", now),
+            std::chrono::seconds(120));
+  EXPECT_FALSE(scheduler::ParseRetryAfter("Wed, 21 Oct 2015 07:29:00 GMT and more", now));
+}
+
+// The JS SDK's time string for a duration of 0 or less (a deadline already passed), or for a
+// text it cannot read ("1d2h"), is "": as on Inngest, a sleep then wakes at once, a wait or a
+// signal times out at once, and an invoke waits its default time. A `Date` deadline comes as
+// RFC 3339: a timeout until then (none once passed). Times below are relative to the call's
+// end, 1001 s.
+TEST_F(TransitionTest, EmptyTimeStringsAndDateTimeoutsAreReadAsInngestReadsThem) {
+  auto sleep = Decide(Reply(206, R"([{"id":"hs","op":"Sleep","name":""}])"));
+  EXPECT_FALSE(sleep.end_status) << sleep.error.dump();
+  ASSERT_EQ(sleep.next.size(), 1u);
+  EXPECT_EQ(sleep.next[0].due, TimePoint(std::chrono::seconds(1001)));
+
+  const auto expires = [&](const std::string& op) -> std::optional<TimePoint> {
+    auto t = Decide(Reply(206, "[" + op + "]"));
+    EXPECT_FALSE(t.end_status) << op << ": " << t.error.dump();
+    if (t.waits.size() != 1) return std::nullopt;
+    return t.waits[0].expires_at;
+  };
+  EXPECT_EQ(expires(R"({"id":"hw","op":"WaitForEvent","opts":{"event":"a/b","timeout":""}})"),
+            TimePoint(std::chrono::seconds(1001)));
+  EXPECT_EQ(expires(R"({"id":"hg","op":"WaitForSignal","opts":{"signal":"s","timeout":""}})"),
+            TimePoint(std::chrono::seconds(1001)));
+  EXPECT_EQ(expires(R"({"id":"hi","op":"InvokeFunction","opts":{"function_id":"f","timeout":""}})"),
+            TimePoint(std::chrono::seconds(1001) + std::chrono::hours(24 * 366)));
+
+  // Dates: 3600 s after the epoch, and one already passed.
+  EXPECT_EQ(expires(R"({"id":"hw","op":"WaitForEvent",
+                        "opts":{"event":"a/b","timeout":"1970-01-01T01:00:00.000Z"}})"),
+            TimePoint(std::chrono::seconds(3600)));
+  EXPECT_EQ(expires(R"({"id":"hg","op":"WaitForSignal",
+                        "opts":{"signal":"s","timeout":"1970-01-01T02:00:00+01:00"}})"),
+            TimePoint(std::chrono::seconds(3600)));
+  EXPECT_EQ(expires(R"({"id":"hi","op":"InvokeFunction",
+                        "opts":{"function_id":"f","timeout":"1970-01-01T00:00:01Z"}})"),
+            TimePoint(std::chrono::seconds(1001)));
+  auto far = Decide(Reply(206, R"([{"id":"hw","op":"WaitForEvent",
+                                    "opts":{"event":"a/b","timeout":"9999-01-01T00:00:00Z"}}])"));
+  EXPECT_EQ(far.end_status, store::kFailed);
+  EXPECT_NE(far.error.dump().find("366 days"), std::string::npos) << far.error.dump();
+}
+
+// Valid JSON of the wrong type is refused, not dropped: a wait whose `if` is not a string
+// would match the first event of its name; an invoke whose data is not an object would start
+// its run with other data than sent.
+TEST_F(TransitionTest, AWaitsIfOrAnInvokesDataOfTheWrongTypeFailsTheRun) {
+  for (
+      const char* op :
+      {R"([{"id":"hw","op":"WaitForEvent","opts":{"event":"a/b","if":5}}])",
+       R"([{"id":"hw","op":"WaitForEvent","opts":{"event":"a/b","if":{"x":1}}}])",
+       R"([{"id":"hi","op":"InvokeFunction","opts":{"function_id":"f","payload":{"data":[1]}}}])",
+       R"([{"id":"hi","op":"InvokeFunction","opts":{"function_id":"f","payload":{"data":"x"}}}])"}) {
+    auto t = Decide(Reply(206, op));
+    EXPECT_EQ(t.end_status, store::kFailed) << op;
+    EXPECT_EQ(t.error["name"], "InvalidStep") << op << ": " << t.error.dump();
+  }
+  auto unset =
+      Decide(Reply(206, R"([{"id":"hw","op":"WaitForEvent","opts":{"event":"a/b","if":null}}])"));
+  ASSERT_EQ(unset.waits.size(), 1u);
+  EXPECT_EQ(unset.waits[0].expression, "");
 }
 
 // A sleep until a date past 2262, or a wait or invoke timeout longer than a TimePoint holds,
