@@ -320,11 +320,11 @@ Result<IngestResult> Intake::IngestWith(const FunctionSet& set,
         continue;
       }
       // A sender's event is refused, and so is the whole request: nothing is stored. The end
-      // of a run cannot be refused (its announcement would be retried forever): it starts
-      // no run of this function.
+      // of a run, or a lane's gap, cannot be refused (its announcement would be retried
+      // forever, and every announcement after it with it): it starts no run of this function.
       const std::string what = "event " + std::to_string(batch.size()) + " (\"" + ne.event.name +
                                "\"): " + run.status().message();
-      if (IsRunEndEvent(ne.event.name)) {
+      if (IsRunEndEvent(ne.event.name) || ne.event.name == executor::kLaneGap) {
         logging::Error({.function_id = fn->id}, "{}; it starts no run of {}", what, fn->id);
         continue;
       }

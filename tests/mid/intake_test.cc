@@ -1297,5 +1297,31 @@ TEST_F(IntakeHarness, ACronCatchUpGoesBackAMinuteOrHalfOfRetainWhenThatIsShorter
   EXPECT_EQ(catch_up(retain_1s, 1).value(), 0);
 }
 
+// A lane's gap, like a run's end, is the coordinator's own event: a function it cannot start
+// (one ordering by a sequence number the gap has not) starts no run, and the gap is stored
+// and starts the others. Refused, its announcement failed every second for good, and every
+// gap announced after it with it.
+TEST_F(IntakeHarness, ALaneGapAFunctionCannotOrderStartsTheOthersRuns) {
+  store::AppSync numbered = OneFunctionApp("numbered", executor::kLaneGap);
+  numbered.functions[0].config["ordering"] = {
+      {"key", "event.data.tenant"}, {"sequence", "event.data.version"}, {"gap_timeout", "30s"}};
+  ASSERT_THAT(store_->SyncApp(numbered), IsOk());
+  ASSERT_THAT(store_->SyncApp(OneFunctionApp("alert", executor::kLaneGap)), IsOk());
+  clock_.Advance(1s);  // past the function set's cache
+
+  auto gap = intake_->Ingest({intake_->InternalEvent(
+      executor::kLaneGap, {{"function_id", "other"}, {"key", "k"}, {"first", 2}, {"count", 1}},
+      executor::LaneGapEventId(7))});
+  ASSERT_THAT(gap, IsOk());
+  EXPECT_EQ(gap->runs_started, 1);
+  EXPECT_THAT(store_->FindEventById(executor::LaneGapEventId(7)), IsOk());
+  auto alerted = store_->ListRuns({.function_id = "alert-fn", .limit = 10});
+  ASSERT_THAT(alerted, IsOk());
+  EXPECT_EQ(alerted->size(), 1u);
+  auto ordered = store_->ListRuns({.function_id = "numbered-fn", .limit = 10});
+  ASSERT_THAT(ordered, IsOk());
+  EXPECT_TRUE(ordered->empty());
+}
+
 }  // namespace
 }  // namespace funcky::mid
