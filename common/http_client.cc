@@ -299,9 +299,14 @@ HttpClient::~HttpClient() = default;
 
 namespace {
 
-Status NetworkError(const beast::error_code& ec, std::string_view what, const Url& url) {
+Status NetworkError(const beast::error_code& ec, std::string_view what, const Url& url,
+                    size_t body_limit) {
   std::string where = std::string(what) + " " + url.authority();
   if (ec == beast::error::timeout) return DeadlineExceeded(where + ": timed out");
+  if (ec == http::error::body_limit) {
+    return ResourceExhausted(where + ": the answer's body is larger than " +
+                             std::to_string(body_limit) + " bytes");
+  }
   return Unavailable(where + ": " + ec.message());
 }
 
@@ -459,7 +464,7 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
       tcp_stream.expires_at(deadline);
       auto [cec, ep] =
           co_await tcp_stream.async_connect(endpoints, asio::as_tuple(asio::use_awaitable));
-      if (cec) co_return NetworkError(cec, "connecting to", *url);
+      if (cec) co_return NetworkError(cec, "connecting to", *url, options_.max_response_bytes);
       beast::error_code ignored;  // a socket reset at once: its first write says so
       tcp_stream.socket().set_option(tcp::no_delay(true), ignored);
       if (auto* tls = std::get_if<std::unique_ptr<TlsStream>>(&*conn)) {
@@ -487,7 +492,8 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Call(HttpRequest request) {
         reused = false;
         continue;
       }
-      co_return NetworkError(ec, wec ? "writing to" : "reading from", *url);
+      co_return NetworkError(ec, wec ? "writing to" : "reading from", *url,
+                             options_.max_response_bytes);
     }
     auto& res = parser->get();
     if (res.result_int() < 200) {

@@ -1,5 +1,6 @@
 #include "common/url.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 
@@ -44,6 +45,22 @@ bool IsPlainHostName(std::string_view host) {
     if (!std::isalnum(c) && c != '-' && c != '_' && c != '.') return false;
   }
   return true;
+}
+
+// Whether a host name's last label is a number, as WHATWG's URL parser asks: decimal digits,
+// or 0x and hex digits ("127.1", "2130706433", "0x7f.1", "010.0.0.1"). getaddrinfo reads such
+// a name as an IPv4 address in inet_aton's forms (010 in octal), another than it shows.
+bool EndsInANumber(std::string_view host) {
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
+  std::string_view last =
+      host.substr(host.rfind('.') == std::string_view::npos ? 0 : host.rfind('.') + 1);
+  if (last.empty()) return false;
+  if (std::all_of(last.begin(), last.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    return true;
+  }
+  if (last.size() < 2 || last[0] != '0' || (last[1] != 'x' && last[1] != 'X')) return false;
+  return std::all_of(last.begin() + 2, last.end(),
+                     [](unsigned char c) { return std::isxdigit(c); });
 }
 
 }  // namespace
@@ -109,6 +126,10 @@ Result<Url> ParseUrl(std::string_view text) {
     case urls::host_type::name:
       out.host = u.encoded_host();
       if (!IsPlainHostName(out.host)) return InvalidArgument("bad host in URL " + Quoted(text));
+      if (EndsInANumber(out.host)) {
+        return InvalidArgument("bad host in URL " + Quoted(text) +
+                               ": a number that is not a dotted IPv4 address (a.b.c.d)");
+      }
       break;
     default:
       return InvalidArgument("URL has no host: " + Quoted(text));

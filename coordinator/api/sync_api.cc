@@ -270,7 +270,15 @@ Response Api::HandleSyncAppUrl(const Request& req) {
   } else {
     put.headers.emplace_back("X-Inngest-Server-Kind", "dev");
   }
-  auto reply = HttpCall(put, {.ca_file = options_.host_ca_file});
+  // The app's reply is held to the limits of a request body (it becomes the same config),
+  // and read no further than that.
+  auto reply = HttpCall(
+      put, {.max_response_bytes = options_.max_body_bytes, .ca_file = options_.host_ca_file});
+  if (!reply.ok() && reply.status().code() == StatusCode::kResourceExhausted) {
+    return http::ErrorResponse(InvalidArgument("the app's sync reply is larger than " +
+                                               std::to_string(options_.max_body_bytes) +
+                                               " bytes (--max-body-bytes)"));
+  }
   // One text for every way a connection fails (refused, reset, timeout, TLS, DNS) and only
   // the status of a reply, never its body: the caller must not learn through this route
   // which ports are open or what a service that is not an app says.
@@ -288,12 +296,6 @@ Response Api::HandleSyncAppUrl(const Request& req) {
   if (reply->header("X-Inngest-Sync-Kind") != "in_band") {
     // The app registered itself through /fn/register instead (in-band sync turned off).
     return JsonResponse(200, {{"data", {{"url", url}, {"sync_kind", "out_of_band"}}}});
-  }
-  // The app's reply is held to the limits of a request body: it becomes the same config.
-  if (reply->body.size() > options_.max_body_bytes) {
-    return http::ErrorResponse(InvalidArgument("the app's sync reply is larger than " +
-                                               std::to_string(options_.max_body_bytes) +
-                                               " bytes (--max-body-bytes)"));
   }
   // With a signing key, an app's reply is signed with it as every SDK signs its answers to
   // a signed request: an unsigned reply comes from something that does not hold the key (a

@@ -425,6 +425,17 @@ TEST(Url, RefusesWhatCouldInjectOrMislead) {
   auto ftp = ParseUrl("ftp://h/");
   ASSERT_FALSE(ftp.ok());
   EXPECT_EQ(ftp.status().message(), "the scheme must be http or https: \"ftp://h/\"");
+  // A name ending in a number is an address getaddrinfo reads its own way (010 in octal,
+  // 127.1 as 127.0.0.1): another host than the one shown, logged and compared with
+  // --sync-allow.
+  for (const char* numeric : {"http://127.1/", "http://2130706433/", "http://0x7f.1/",
+                              "http://010.0.0.1/", "http://app.example.123/", "http://0X1F./"}) {
+    EXPECT_THAT(ParseUrl(numeric), StatusIs(StatusCode::kInvalidArgument)) << numeric;
+  }
+  for (const char* name : {"http://127.0.0.1/", "http://app1.example.com/", "http://0x.example/",
+                           "http://1.example.com/", "http://h0x1/", "http://example.com./"}) {
+    EXPECT_TRUE(ParseUrl(name).ok()) << name;
+  }
 }
 
 // A URL in a log line: no query or fragment (a token may ride there), at most 200 bytes, no

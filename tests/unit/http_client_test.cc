@@ -624,6 +624,31 @@ TEST(HttpClientAnswerTest, AnEndlessChunkSizeLineFailsTheCallEarly) {
   EXPECT_EQ(answers[0].find("timed out"), std::string::npos) << answers[0];
 }
 
+// An answer's body past max_response_bytes fails the call as too large (kResourceExhausted,
+// saying so), whether its length is told first or it comes in chunks; at the limit it is read.
+TEST(HttpClientAnswerTest, ABodyPastTheLimitFailsTheCallAsTooLarge) {
+  const std::string at_limit(1000, 'a');
+  RawServer server([&](int connection, int) -> std::vector<std::string> {
+    if (connection == 0) return {Ok(at_limit)};
+    if (connection == 1) return {Ok(at_limit + "b")};
+    return {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" + at_limit +
+                "\r\n1\r\nb\r\n0\r\n\r\n",
+            ""};
+  });
+  for (int call = 0; call < 3; ++call) {
+    std::vector<std::string> answers = Answers(server.url(), 1, milliseconds(0),
+                                               milliseconds(10'000), {.max_response_bytes = 1000});
+    ASSERT_EQ(answers.size(), 1u);
+    if (call == 0) {
+      EXPECT_EQ(answers[0], "200 " + at_limit);
+    } else {
+      EXPECT_EQ(answers[0].find("resource_exhausted: "), 0u) << call << ": " << answers[0];
+      EXPECT_NE(answers[0].find("the answer's body is larger than 1000 bytes"), std::string::npos)
+          << answers[0];
+    }
+  }
+}
+
 // A call has one deadline: a pooled connection the host holds and then closes without an
 // answer leaves the second try on a new connection only what is left of it.
 TEST(HttpClientAnswerTest, ASecondTryOnANewConnectionSharesTheCallsDeadline) {
