@@ -2361,6 +2361,38 @@ TEST(PostgresDatabase, ADeadlocksVictimFailsAsAConflict) {
   EXPECT_EQ(testing::PgConnection(url).Count("SELECT sum(n) FROM pair"), 2);
 }
 
+// Errors that pass (the server's, not what was written) fail a transaction as kUnavailable,
+// which the executor tries again, never as kInternal, which it takes for an outcome it cannot
+// record and fails the run (or blocks its lane) for: a statement past its statement_timeout,
+// a lock not had within lock_timeout, a server in read-only mode (a standby after a
+// failover). A data error stays kInternal.
+TEST(PostgresDatabase, TimeoutsAndAReadOnlyServerAreTroubleThatPasses) {
+  const std::string url = testing::SharedPgCluster().CreateDatabase("store_transient");
+  testing::PgConnection(url).Query("CREATE TABLE t (id int PRIMARY KEY)");
+  auto db = NewPostgresDatabase({.url = url, .pool_size = 2});
+  auto fails = [&](const std::string& setting, const std::string& statement) {
+    return db->Transact([&](sql::Tx& tx) {
+      tx.Exec(setting, {});
+      tx.Exec(statement, {});
+      return Status::Ok();
+    });
+  };
+  EXPECT_THAT(fails("SET LOCAL statement_timeout = 50", "SELECT pg_sleep(2)"),
+              StatusIs(StatusCode::kUnavailable));
+  EXPECT_THAT(fails("SET LOCAL transaction_read_only = on", "INSERT INTO t VALUES (1)"),
+              StatusIs(StatusCode::kUnavailable));
+  {
+    testing::PgConnection holder(url);
+    holder.Query("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE");
+    EXPECT_THAT(fails("SET LOCAL lock_timeout = 50", "INSERT INTO t VALUES (2)"),
+                StatusIs(StatusCode::kUnavailable));
+    holder.Query("ROLLBACK");
+  }
+  EXPECT_THAT(fails("SELECT 1", "INSERT INTO t VALUES (1), (1)"), StatusIs(StatusCode::kInternal));
+  // And the database serves the next transaction.
+  EXPECT_THAT(fails("SELECT 1", "INSERT INTO t VALUES (3)"), IsOk());
+}
+
 // PostgreSQL parses each distinct statement once per connection: it is prepared on its first
 // use and executed by name after, also after a transaction that failed on it, and its
 // parameters (NULL included) reach it as they did unprepared.

@@ -642,7 +642,10 @@ class PostgresDatabase final : public sql::Database {
     const std::string& state = e.sqlstate;
     if (state.empty()) {
       if (e.in_doubt) {
+        // The connection broke with the commit sent: the idle ones are as likely dead (the
+        // server went away), and each would otherwise cost a later transaction this doubt.
         c.reset();
+        DropIdleConnections();
         return CommitOutcomeUnknown(e.what());
       }
       // The server went away (a restart, a failover): the idle connections are as dead as
@@ -655,14 +658,22 @@ class PostgresDatabase final : public sql::Database {
       return sql::Conflict(state);
     }
     if (state == kUnmetState) return sql::Unmet();
-    if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P03") {
+    // The connection is gone or useless: a connection error, the server shutting down or
+    // starting, the database dropped, a session or transaction idle past its timeout, or a
+    // server in read-only mode (a standby after a failover: reconnecting may reach the new
+    // primary).
+    if (state.rfind("08", 0) == 0 || state.rfind("57P0", 0) == 0 || state == "25P03" ||
+        state == "25006") {
       c.reset();
       DropIdleConnections();
       return Unavailable("PostgreSQL unavailable (" + state + ")");
     }
-    // Out of disk, memory or connections, or an I/O error: the server's trouble, which passes.
-    // Any other error is about what was written (kInternal): writing it again fails again.
-    if (state.rfind("53", 0) == 0 || state.rfind("58", 0) == 0) {
+    // Out of disk, memory or connections, or an I/O error; a statement cancelled (its
+    // statement_timeout, or an operator's cancel), a lock not had within lock_timeout, a
+    // statement whose completion is unknown: the server's trouble, which passes. Any other
+    // error is about what was written (kInternal): writing it again fails again.
+    if (state.rfind("53", 0) == 0 || state.rfind("58", 0) == 0 || state == "57014" ||
+        state == "55P03" || state == "40003") {
       return Unavailable("PostgreSQL error " + state + ": " + e.what());
     }
     return Internal("database error " + state + ": " + e.what());
