@@ -421,6 +421,10 @@ Result<Api::SyncOutcome> Api::SyncApp(const Json& b) {
     for (const scheduler::CancelOn& on : flow->cancel) {
       if (on.condition) sync.cancel_rules[id].push_back(on.id);
     }
+    store::AppSync::LaneTimeouts& lanes = sync.lane_timeouts[id];
+    if (flow->lane_key && flow->head_timeout) lanes.head_timeout_ms = flow->head_timeout->count();
+    if (flow->lane_key && flow->sequence)
+      lanes.gap_timeout_ms = flow->sequence->gap_timeout.count();
     sync.functions.push_back(std::move(record));
   }
   const TimePoint now = clock_.Now();

@@ -87,6 +87,18 @@ struct AppSync {
   // it without a key for one of these (made before the rule was) an unset one
   // (CancelKey::key), in its transaction.
   std::map<std::string, std::vector<std::string>> cancel_rules;
+  // Function id → the timeouts of its lanes as its config says (none: unset, or no lanes). A
+  // sync that changes the app gives them to the lanes each function has, in its transaction
+  // (an intake of a key does so for its lane too, which a lane no event comes to would wait
+  // for): a head's deadline moves with its head_timeout (it goes with it, and a head that had
+  // none counts the new one from when it became head), and a sequence lane takes the new
+  // gap_timeout (one whose function no longer orders by numbers keeps its own until its
+  // numbered runs are gone, LockLanes).
+  struct LaneTimeouts {
+    std::optional<int64_t> head_timeout_ms;
+    std::optional<int64_t> gap_timeout_ms;
+  };
+  std::map<std::string, LaneTimeouts> lane_timeouts;
 };
 
 struct SyncResult {

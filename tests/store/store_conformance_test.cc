@@ -4237,6 +4237,57 @@ TEST_P(StoreConformance, ASequenceLaneRunsInNumberOrderNotArrivalOrder) {
   EXPECT_EQ(ClaimedNumbers(), std::vector<int64_t>{4});
 }
 
+// A sync that changes a function's lane timeouts gives them to the lanes it has, without
+// waiting for an event of their keys: a blocked head whose head_timeout was removed keeps its
+// lane; one given a head_timeout counts it from when it became head; a head counting down
+// counts to the new one; a sequence lane waiting for a number waits the new gap_timeout.
+TEST_P(StoreConformance, ASyncGivesItsLaneTimeoutsToTheLanesTheFunctionHas) {
+  int syncs = 0;
+  auto sync = [&](std::optional<std::chrono::milliseconds> head,
+                  std::optional<std::chrono::milliseconds> gap) {
+    AppSync app = AppOfTheTests("lane-timeouts-" + std::to_string(++syncs));
+    app.lane_timeouts["app-ordered"] = {head ? std::optional<int64_t>(head->count()) : std::nullopt,
+                                        gap ? std::optional<int64_t>(gap->count()) : std::nullopt};
+    ASSERT_THAT(store_->SyncApp(app), IsOk());
+  };
+  const std::string head = Start("app-ordered", "t", 10s);
+  Start("app-ordered", "t", 10s);
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_THAT(Block(items[0]), IsOk());  // the third party is down: the head blocks its lane
+
+  sync(std::nullopt, std::nullopt);  // head_timeout removed while it is blocked
+  clock_.Advance(11s);
+  ASSERT_THAT(store_->ExpireLaneHeads(clock_.Now()), IsOk());
+  EXPECT_EQ(RunStatus(head), kBlocked) << "failed by the head_timeout the sync removed";
+
+  sync(20s, std::nullopt);  // given one again: 20 s from when it became head, 11 s ago
+  clock_.Advance(8s);
+  EXPECT_TRUE(store_->ExpireLaneHeads(clock_.Now())->empty());
+  sync(30s, std::nullopt);  // counting down: now to 30 s from then
+  clock_.Advance(2s);       // 21 s
+  EXPECT_TRUE(store_->ExpireLaneHeads(clock_.Now())->empty());
+  clock_.Advance(9s);  // 30 s
+  EXPECT_EQ(*store_->ExpireLaneHeads(clock_.Now()), Runs{head});
+  auto next = Claim();
+  ASSERT_EQ(next.size(), 1u);
+  ASSERT_THAT(End(next[0]), IsOk());
+
+  // A sequence lane waiting for 2 (its timer started at 3's arrival) waits the new 10 s.
+  Send("s", 1, kFromOne);
+  std::vector<QueueItem> numbered;
+  ASSERT_EQ(ClaimedNumbers(&numbered), std::vector<int64_t>{1});
+  Send("s", 3, kFromOne);
+  ASSERT_THAT(End(numbered[0]), IsOk());
+  sync(std::nullopt, 10s);
+  clock_.Advance(5s);
+  ASSERT_THAT(store_->ExpireLaneHeads(clock_.Now()), IsOk());
+  EXPECT_TRUE(ClaimedNumbers().empty()) << "given up after the gap_timeout of before (2 s)";
+  clock_.Advance(5s);
+  ASSERT_THAT(store_->ExpireLaneHeads(clock_.Now()), IsOk());
+  EXPECT_EQ(ClaimedNumbers(), std::vector<int64_t>{3});
+}
+
 TEST_P(StoreConformance, AMissingNumberIsWaitedForThenRecordedAsAGap) {
   Send("t", 1, kFromOne);
   std::vector<QueueItem> items;

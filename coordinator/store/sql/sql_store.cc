@@ -479,6 +479,12 @@ void LockLanes(Tx& tx, const LaneLocks& lanes) {
       "seq_run_stale, seq_next)",
       "($1, $2, $3, $4, $5, $6, $5)", rows,
       "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms, "
+      // A head counting down counts to its new timeout from where it counted from (as a
+      // sync sets it, SyncApp; an intake on an older function set may set it back).
+      "head_deadline_ms = CASE WHEN EXCLUDED.head_timeout_ms IS NULL THEN NULL "
+      "WHEN lanes.head_deadline_ms IS NOT NULL "
+      "THEN lanes.head_deadline_ms - lanes.head_timeout_ms + EXCLUDED.head_timeout_ms "
+      "ELSE lanes.head_deadline_ms END, "
       // A lane whose function stopped ordering by numbers stays a sequence lane until its
       // numbered runs are gone: they wait in number order, which arrival order (the plain
       // lane's) is not, and a plain lane has no gap timer for the numbers they wait for.
@@ -1086,6 +1092,30 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
                       "AND k.rule IN ($2, '*'))",
                   {function_id, rule});
         }
+      }
+      // The lanes each function has take its timeouts as configured now (AppSync). Rows
+      // whose timeouts are as configured are left alone.
+      for (const auto& [function_id, t] : sync.lane_timeouts) {
+        const sql::Value head = t.head_timeout_ms ? sql::Value(*t.head_timeout_ms) : nullptr;
+        const sql::Value gap = t.gap_timeout_ms ? sql::Value(*t.gap_timeout_ms) : nullptr;
+        tx.Send(std::string("UPDATE lanes SET head_deadline_ms = CASE "
+                            "WHEN $2::bigint IS NULL OR head_run_id IS NULL THEN NULL "
+                            // A head counting down: from where it counted from.
+                            "WHEN head_deadline_ms IS NOT NULL "
+                            "THEN head_deadline_ms - head_timeout_ms + $2::bigint "
+                            // A head that had no timeout, and has not ended (an ended head
+                            // holds its lane for a call in flight, with no deadline).
+                            "WHEN head_timeout_ms IS NULL AND EXISTS (SELECT 1 FROM runs r "
+                            "WHERE r.id = lanes.head_run_id AND ") +
+                    kRunNotEnded +
+                    ") THEN head_since_ms + $2::bigint "
+                    "ELSE head_deadline_ms END, head_timeout_ms = $2::bigint, "
+                    "seq_gap_timeout_ms = CASE WHEN seq_gap_timeout_ms IS NULL OR $3::bigint IS "
+                    "NULL THEN seq_gap_timeout_ms ELSE $3::bigint END "
+                    "WHERE function_id = $1 AND (head_timeout_ms IS DISTINCT FROM $2::bigint OR "
+                    "(seq_gap_timeout_ms IS NOT NULL AND $3::bigint IS NOT NULL AND "
+                    "seq_gap_timeout_ms <> $3::bigint))",
+                {function_id, head, gap});
       }
     }
     return SyncResult{modified};
