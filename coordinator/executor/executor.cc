@@ -620,6 +620,15 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         outcome.reply = co_await transport.Call(std::move(*request));
         outcome.ended = clock.Now();
         NoteCallTime(std::chrono::steady_clock::now() - sent);
+        if (outcome.reply.ok() && IsStreamedAnswer(*outcome.reply)) {
+          HttpResponse streamed = std::move(*outcome.reply);
+          if (streamed.body.size() > kInlineJsonBytes) {
+            outcome.reply =
+                co_await Offload([&] { return UnwrapStreamedAnswer(std::move(streamed)); });
+          } else {
+            outcome.reply = UnwrapStreamedAnswer(std::move(streamed));
+          }
+        }
         if (outcome.reply.ok() && outcome.reply->body.size() > kInlineJsonBytes) {
           // Parsed and decided on the blocking pool, with a generator of its own (`rng` is
           // the I/O thread's).

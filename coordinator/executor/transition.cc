@@ -518,6 +518,42 @@ Json StepLimitError(int64_t step_limit) {
                           " steps (the coordinator's --max-steps-per-run)."}};
 }
 
+bool IsStreamedAnswer(const HttpResponse& reply) {
+  return reply.status == 201 && !reply.header("X-Inngest-SDK").empty();
+}
+
+Result<HttpResponse> UnwrapStreamedAnswer(HttpResponse reply) {
+  const size_t start = reply.body.find_first_not_of(" \t\r\n");
+  if (start == std::string::npos) {
+    return Unavailable("the host's streamed answer ended before its answer");
+  }
+  auto parsed =
+      ParseUntrustedJson(std::string_view(reply.body).substr(start), kHostReplyJsonLimits);
+  if (!parsed.ok()) {
+    return Unavailable("the host's streamed answer is not usable JSON: " +
+                       parsed.status().message());
+  }
+  const Json& answer = *parsed;
+  const auto status = answer.is_object() ? answer.find("status") : answer.end();
+  if (status == answer.end() || !status->is_number_integer() || *status < 100 || *status > 599) {
+    return Unavailable("the host's streamed answer has no status");
+  }
+  HttpResponse out;
+  out.status = status->get<int>();
+  if (auto body = answer.find("body"); body != answer.end() && body->is_string()) {
+    out.body = body->get<std::string>();
+  } else if (body != answer.end() && !body->is_null()) {
+    out.body = body->dump();  // as an SDK that sent it unencoded meant it
+  }
+  if (auto headers = answer.find("headers"); headers != answer.end() && headers->is_object()) {
+    for (const auto& [name, value] : headers->items()) {
+      if (value.is_string()) out.headers.emplace_back(name, value.get<std::string>());
+    }
+  }
+  for (auto& header : reply.headers) out.headers.push_back(std::move(header));
+  return out;
+}
+
 Result<Checkpointed> CheckpointRecords(const std::vector<Op>& ops, TimePoint now) {
   if (ops.empty()) return InvalidArgument("a checkpoint needs at least one step");
   Checkpointed c;

@@ -39,6 +39,16 @@ store::Transition DecideTransition(const store::RunState& state, const store::Qu
                                    const CallOutcome& outcome, const scheduler::RetryPolicy& policy,
                                    std::mt19937_64& rng, int64_t step_limit = kDefaultStepLimit);
 
+// Whether `reply` is a streamed answer: with `streaming` (INNGEST_STREAMING=true) the JS SDK
+// answers a call with 201 at once, sends a space every few seconds while the function runs,
+// then the answer as JSON `{status, headers, body}` (docs/protocol.md §5.1).
+bool IsStreamedAnswer(const HttpResponse& reply);
+
+// The answer a streamed answer carries: its status, its headers (ahead of the 201's own, so
+// they win) and its body. kUnavailable saying what is wrong when the stream holds no such
+// answer (the host stopped mid-way): the call is tried again, as for a connection that broke.
+Result<HttpResponse> UnwrapStreamedAnswer(HttpResponse reply);
+
 // How many steps the run in `state` has once `t` is applied, counting those `t` asks for and
 // that are not recorded yet (a planned step, a sleep, a wait or an invoke, each a step once it
 // ends): its recorded steps and the new ids among t's steps, next calls and waits.

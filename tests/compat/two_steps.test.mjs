@@ -13,7 +13,7 @@ after(stopAll);
 
 // Syncs a two-step function of the npm SDK with a coordinator started with `args`, runs it
 // once and returns the ended run and the host's calls.
-async function twoStepRun(args) {
+async function twoStepRun(args, serveOptions = {}) {
   const coordinator = await startCoordinator(workDir(), args);
   const base = coordinator.base;
 
@@ -27,7 +27,7 @@ async function twoStepRun(args) {
       return { b };
     },
   );
-  const handler = serve({ client: inngest, functions: [fn] });
+  const handler = serve({ client: inngest, functions: [fn], ...serveOptions });
   const { port } = await listen((req, res) => {
     if (req.method === 'POST') calls.push(req.url);
     return handler(req, res);
@@ -63,6 +63,14 @@ test('inngest npm SDK: sync via /fn/register and a two-step function completes i
 
 test('inngest npm SDK: with --sdk-checkpointing=false each step is a call of its own', async () => {
   const { calls } = await twoStepRun(['--sdk-checkpointing=false']);
+  assert.equal(calls.length, 3, `calls: ${calls.join(', ')}`);
+});
+
+// With `streaming` the SDK answers each call 201 at once and the answer at the stream's end
+// (docs/protocol.md §5.1): read as that answer, not as a failed attempt (which ran the step
+// again at every retry, and failed the run).
+test('inngest npm SDK: a host that streams its answers runs each step once', async () => {
+  const { calls } = await twoStepRun(['--sdk-checkpointing=false'], { streaming: true });
   assert.equal(calls.length, 3, `calls: ${calls.join(', ')}`);
 });
 

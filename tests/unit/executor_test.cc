@@ -692,6 +692,43 @@ TEST(Backoff, RetryAfterIsSecondsOrDateClampedToOneSecondToOneDay) {
   EXPECT_FALSE(scheduler::ParseRetryAfter("Wed, 21 Oct 2015 07:29:00 GMT and more", now));
 }
 
+// A streamed answer (the JS SDK's `streaming`): 201 and spaces, then the answer as JSON. It is
+// read as that answer (its headers win over the 201's), and decided as any other; a stream
+// that ended without one is a broken connection, tried again.
+TEST_F(TransitionTest, AStreamedAnswerIsReadAsTheAnswerItCarries) {
+  const std::string ops = R"([{"id":"h2","op":"StepRun","name":"second","data":"AB"}])";
+  HttpResponse streamed = Reply(
+      201, "   \n  " +
+               Json{{"status", 206},
+                    {"headers", {{"X-Inngest-Req-Version", "1"}, {"X-Inngest-No-Retry", "false"}}},
+                    {"body", ops},
+                    {"version", 1}}
+                   .dump());
+  ASSERT_TRUE(IsStreamedAnswer(streamed));
+  auto answer = UnwrapStreamedAnswer(streamed);
+  ASSERT_TRUE(answer.ok()) << answer.status().ToString();
+  EXPECT_EQ(answer->status, 206);
+  EXPECT_EQ(answer->body, ops);
+  EXPECT_EQ(answer->header("X-Inngest-Req-Version"), "1") << "the answer's, not the 201's";
+  EXPECT_EQ(answer->header("X-Inngest-SDK"), "test:v1");
+  auto t = Decide(*answer);
+  ASSERT_EQ(t.steps.size(), 1u);
+  EXPECT_EQ(t.steps[0].memo, Json({{"data", "AB"}}));
+  EXPECT_EQ(t.req_version, 1);
+
+  EXPECT_FALSE(IsStreamedAnswer(Reply(206, ops)));
+  HttpResponse not_sdk = streamed;
+  not_sdk.headers.clear();
+  EXPECT_FALSE(IsStreamedAnswer(not_sdk)) << "a 201 from something that is not an SDK";
+  for (const std::string body : {std::string("      "), std::string("  {\"status\":206,\"bo"),
+                                 std::string(" {\"body\":\"[]\"}"), std::string(" [206]"),
+                                 std::string(" {\"status\":2006}")}) {
+    auto broken = UnwrapStreamedAnswer(Reply(201, body));
+    EXPECT_FALSE(broken.ok()) << body;
+    EXPECT_EQ(broken.status().code(), StatusCode::kUnavailable) << body;
+  }
+}
+
 // The JS SDK's time string for a duration of 0 or less (a deadline already passed), or for a
 // text it cannot read ("1d2h"), is "": as on Inngest, a sleep then wakes at once, a wait or a
 // signal times out at once, and an invoke waits its default time. A `Date` deadline comes as
