@@ -70,6 +70,8 @@ void Api::Register(http::Router& router) {
              [this](const Request& r) { return HandleSkipLaneHead(r); });
   router.Add("POST", "/v1/lanes/{function}/{key}/retry-head",
              [this](const Request& r) { return HandleRetryLaneHead(r); });
+  router.Add("POST", "/v1/lanes/{function}/{key}/set-next",
+             [this](const Request& r) { return HandleSetLaneNext(r); });
   router.Add("GET", "/healthz", [this](const Request& r) { return HandleHealth(r); });
   router.Add("GET", "/readyz", [this](const Request& r) { return HandleReady(r); });
   router.Add("GET", "/metrics", [this](const Request& r) { return HandleMetrics(r); });

@@ -102,6 +102,7 @@ class Api {
   http::Response HandleSkipLaneHead(const http::Request& req);
   http::Response HandleListLaneGaps(const http::Request& req);
   http::Response HandleRetryLaneHead(const http::Request& req);
+  http::Response HandleSetLaneNext(const http::Request& req);
   http::Response HandleHealth(const http::Request& req);
   http::Response HandleReady(const http::Request& req);
   // The coordinator is stopping (SIGTERM): /readyz answers 503 from now on, so that a load

@@ -1,5 +1,5 @@
-// GET /v1/lanes, GET /v1/lanes/{function}/{key}/gaps, POST /v1/lanes/{function}/{key}/skip-head
-// and …/retry-head.
+// GET /v1/lanes, GET /v1/lanes/{function}/{key}/gaps, POST /v1/lanes/{function}/{key}/skip-head,
+// …/retry-head and …/set-next.
 #include <charconv>
 #include <optional>
 
@@ -8,6 +8,7 @@
 #include "coordinator/api/api.h"
 #include "coordinator/api/json_views.h"
 #include "coordinator/logging/log.h"
+#include "coordinator/scheduler/sequence.h"
 
 namespace funcky::api {
 
@@ -20,6 +21,21 @@ using store::Json;
 namespace {
 
 constexpr char kCursorSeparator = '\x1f';
+
+// The query parameter `name` of `req` as a lane number (0 to kMaxSequenceNumber); none when
+// absent; kInvalidArgument saying what it must be otherwise.
+Result<std::optional<int64_t>> LaneNumberParam(const Request& req, const char* name) {
+  const std::string text = req.query(name);
+  if (text.empty()) return std::optional<int64_t>();
+  int64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() || n < 0 ||
+      n > scheduler::kMaxSequenceNumber) {
+    return InvalidArgument(std::string(name) + " must be a lane number, an integer from 0 to " +
+                           std::to_string(scheduler::kMaxSequenceNumber));
+  }
+  return std::optional<int64_t>(n);
+}
 
 Json GapJson(const store::LaneGap& gap) {
   return {{"first", gap.first},
@@ -140,21 +156,12 @@ Response Api::HandleSkipLaneHead(const Request& req) {
   // missing number the caller saw a sequence lane without a head wait for, and only that gap
   // is given up (the run that became head meanwhile is not skipped in its place).
   const std::string expected = req.query("run_id");
-  const std::string waiting_text = req.query("waiting_for");
-  std::optional<int64_t> waiting_for;
-  if (!waiting_text.empty()) {
-    int64_t n = 0;
-    auto [end, ec] =
-        std::from_chars(waiting_text.data(), waiting_text.data() + waiting_text.size(), n);
-    if (ec != std::errc() || end != waiting_text.data() + waiting_text.size()) {
-      return ErrorResponse(
-          InvalidArgument("waiting_for must be an integer (a lane's next number)"));
-    }
-    if (!expected.empty()) {
-      return ErrorResponse(InvalidArgument(
-          "run_id and waiting_for exclude each other: a lane that waits for a number has no head"));
-    }
-    waiting_for = n;
+  auto waiting = LaneNumberParam(req, "waiting_for");
+  if (!waiting.ok()) return ErrorResponse(waiting.status());
+  const std::optional<int64_t> waiting_for = *waiting;
+  if (waiting_for && !expected.empty()) {
+    return ErrorResponse(InvalidArgument(
+        "run_id and waiting_for exclude each other: a lane that waits for a number has no head"));
   }
   return LaneHeadAction(
       req,
@@ -162,6 +169,37 @@ Response Api::HandleSkipLaneHead(const Request& req) {
         return stores_.lanes.SkipLaneHead(function_id, key, clock_.Now(), expected, waiting_for);
       },
       /*skip=*/true, "skipped", "skipped_run_id");
+}
+
+Response Api::HandleSetLaneNext(const Request& req) {
+  // `next`: the number the lane is to expect; `was`: the number the caller saw it expect, and
+  // only then (an answer lost and the request sent again after the lane moved on changes
+  // nothing).
+  auto next = LaneNumberParam(req, "next");
+  if (!next.ok()) return ErrorResponse(next.status());
+  if (!*next)
+    return ErrorResponse(InvalidArgument("next is required: the number the lane is to expect"));
+  auto was = LaneNumberParam(req, "was");
+  if (!was.ok()) return ErrorResponse(was.status());
+  const std::string& function_id = req.param("function");
+  const std::string& key = req.param("key");
+  auto set = stores_.lanes.SetLaneNext(function_id, key, **next, *was, clock_.Now());
+  if (!set.ok()) {
+    if (set.status().code() == StatusCode::kAborted) {
+      return ErrorResponse(409, "conflict", set.status().message());
+    }
+    return ErrorResponse(set.status());
+  }
+  logging::Warn(
+      {.function_id = function_id},
+      "lane \"{}\" of {}: an operator set the number it expects next to {} (it expected {})", key,
+      function_id, **next, set->was ? std::to_string(*set->was) : "none");
+  Json data = {{"next", **next}, {"was", set->was ? Json(*set->was) : Json(nullptr)}};
+  if (set->head) {
+    data["resumed_run_id"] = *set->head;
+    intake_.Wake();
+  }
+  return JsonResponse(200, {{"data", std::move(data)}});
 }
 
 Response Api::HandleRetryLaneHead(const Request& req) {

@@ -851,6 +851,20 @@ class LaneStore {
   // kFailedPrecondition when the head is not blocked.
   virtual Result<std::string> RetryLaneHead(const std::string& function_id, const std::string& key,
                                             TimePoint now) = 0;
+  // Sets the number sequence lane (function_id, key) expects next to `next` (an operator's
+  // repair: a producer that sent one wrong, huge number made every real one after it stale).
+  // A lane with no head then takes its head as a head's end would (SelectSequenceHead): the
+  // run numbered `next`, if it waits, starts now; a lower one waiting, too. With
+  // `expected_next`, only when the lane expects that number now (kAborted otherwise, saying
+  // what it expects). kNotFound when the key has no sequence lane. Returns the number it
+  // expected before.
+  struct LaneNextSet {
+    std::optional<int64_t> was;       // none: the lane had seen no number
+    std::optional<std::string> head;  // the run that became head, if one did
+  };
+  virtual Result<LaneNextSet> SetLaneNext(const std::string& function_id, const std::string& key,
+                                          int64_t next, std::optional<int64_t> expected_next,
+                                          TimePoint now) = 0;
 };
 
 // Runs waiting for events (step.wait_for_event, step.invoke).

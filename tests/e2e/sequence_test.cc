@@ -162,6 +162,48 @@ TEST_P(SequenceTest, SkipHeadOfALaneWaitingForANumberGivesUpOnItAtOnce) {
   EXPECT_EQ(gaps[0]["first"], 1);
 }
 
+// A producer that sent one wrong, huge number (a timestamp for a version) made every real
+// number after it stale: set-next gives the lane the number it is to expect, and the real
+// numbers run again; a number waiting for a gap starts at once when it is the one set.
+TEST_P(SequenceTest, SetNextRepairsALaneAWrongHugeNumberMadeStale) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  Send(*c, Versioned("h", 1));
+  Send(*c, Versioned("h", 1700000000));
+  ASSERT_TRUE(WaitFor([&] { return Applied(host, "h").size() == 2; }, 10s)) << c->Log();
+  const std::string stale = Send(*c, Versioned("h", 2));
+  ASSERT_EQ(Event(*c, stale)["lanes"][0]["outcome"], "stale");
+
+  const std::string set = c->url() + "/v1/lanes/test-versioned/h/set-next";
+  EXPECT_EQ(Http("POST", set).status, 400) << "next is required";
+  EXPECT_EQ(Http("POST", set + "?next=-1").status, 400);
+  EXPECT_EQ(Http("POST", set + "?next=9007199254740992").status, 400);
+  EXPECT_EQ(Http("POST", set + "?next=3&was=5").status, 409) << "it expects 1700000001";
+  EXPECT_EQ(Http("POST", c->url() + "/v1/lanes/test-versioned/nokey/set-next?next=3").status, 404);
+  auto repaired = Http("POST", set + "?next=3&was=1700000001");
+  ASSERT_EQ(repaired.status, 200) << repaired.body.dump();
+  EXPECT_EQ(repaired.body["data"]["was"], 1700000001);
+  EXPECT_EQ(repaired.body["data"]["next"], 3);
+  EXPECT_FALSE(repaired.body["data"].contains("resumed_run_id"));
+  Send(*c, Versioned("h", 3));
+  ASSERT_TRUE(WaitFor([&] { return Applied(host, "h").size() == 3; }, 10s)) << c->Log();
+  EXPECT_EQ(Applied(host, "h").back(), "h:3");
+
+  // 6 waits for 4 (gap_timeout 2 s): set to 6, it runs at once.
+  Send(*c, Versioned("h", 6));
+  ASSERT_TRUE(WaitFor([&] { return !Lane(*c, "h").is_null(); }, 5s)) << c->Log();
+  auto resumed = Http("POST", set + "?next=6&was=4");
+  ASSERT_EQ(resumed.status, 200) << resumed.body.dump();
+  EXPECT_TRUE(resumed.body["data"]["resumed_run_id"].is_string()) << resumed.body.dump();
+  ASSERT_TRUE(WaitFor([&] { return Applied(host, "h").size() == 4; }, 10s)) << c->Log();
+  EXPECT_EQ(Applied(host, "h").back(), "h:6");
+  // The one gap is the wrong number's (2 to 1699999999, given up on after gap_timeout); the
+  // numbers set past are no gap.
+  auto gaps = Http("GET", c->url() + "/v1/lanes/test-versioned/h/gaps").body["data"];
+  ASSERT_EQ(gaps.size(), 1u) << gaps.dump();
+  EXPECT_EQ(gaps[0]["first"], 2) << gaps.dump();
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, SequenceTest, ::testing::Values("postgres", "sqlite"),
                          [](const auto& info) { return info.param; });
 

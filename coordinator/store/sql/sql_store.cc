@@ -2962,6 +2962,32 @@ Result<std::string> SqlStore::SkipLaneHead(const std::string& function_id, const
   });
 }
 
+Result<LaneStore::LaneNextSet> SqlStore::SetLaneNext(const std::string& function_id,
+                                                     const std::string& key, int64_t next,
+                                                     std::optional<int64_t> expected_next,
+                                                     TimePoint now) {
+  return InTransaction([&](Tx& tx) -> Result<LaneNextSet> {
+    Rows lane = tx.Query(
+        "SELECT seq_next, seq_gap_timeout_ms, head_run_id FROM lanes WHERE function_id = $1 AND "
+        "key = $2 {FOR UPDATE}",
+        {function_id, key});
+    if (lane.empty() || lane[0].Null(1)) {
+      return NotFound("function \"" + function_id + "\" has no sequence lane \"" + key + "\"");
+    }
+    LaneNextSet out;
+    out.was = lane[0].OptInt(0);
+    if (expected_next && out.was != expected_next) {
+      return Aborted("lane \"" + key + "\" expects " +
+                     (out.was ? "number " + std::to_string(*out.was) : "no number yet") + ", not " +
+                     std::to_string(*expected_next) + "; look again");
+    }
+    tx.Send("UPDATE lanes SET seq_next = $3 WHERE function_id = $1 AND key = $2",
+            {function_id, key, next});
+    if (lane[0].Null(2)) out.head = SelectSequenceHead(tx, function_id, key, UnixMillis(now));
+    return out;
+  });
+}
+
 Result<std::string> SqlStore::RetryLaneHead(const std::string& function_id, const std::string& key,
                                             TimePoint now) {
   const int64_t now_ms = UnixMillis(now);

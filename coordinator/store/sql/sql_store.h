@@ -74,6 +74,9 @@ class SqlStore final : public Store {
   Result<std::vector<LaneOutcome>> LaneOutcomesOf(const std::string& internal_id) override;
   Result<std::vector<LaneGap>> PendingLaneGaps(int limit) override;
   Status AckLaneGaps(const std::vector<int64_t>& ids) override;
+  Result<LaneNextSet> SetLaneNext(const std::string& function_id, const std::string& key,
+                                  int64_t next, std::optional<int64_t> expected_next,
+                                  TimePoint now) override;
   Result<std::string> RetryLaneHead(const std::string& function_id, const std::string& key,
                                     TimePoint now) override;
 
