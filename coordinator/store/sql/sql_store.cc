@@ -902,14 +902,18 @@ void EndRun(Tx& tx, const std::string& run_id, const std::string& function_id,
 
 // Fails the head of lane (function_id, key) with `error` and moves the lane on. Locks in the
 // order every other writer uses: the head's queue items, its run, then the lane. With
-// `only_if_due_at`, does nothing unless the head's deadline has passed at that time.
+// `only_if_due_at`, does nothing unless the head's deadline has passed at that time; with
+// `only_run`, unless that run is the head (kAborted).
 Result<std::string> FailLaneHead(Tx& tx, const std::string& function_id, const std::string& key,
-                                 Json error, int64_t now_ms,
-                                 std::optional<int64_t> only_if_due_at) {
+                                 Json error, int64_t now_ms, std::optional<int64_t> only_if_due_at,
+                                 const std::string& only_run = "") {
   Rows head = tx.Query("SELECT head_run_id FROM lanes WHERE function_id = $1 AND key = $2",
                        {function_id, key});
   if (head.empty() || head[0].Null(0)) return LaneHasNoHead(function_id, key);
   const std::string run_id = head[0].Text(0);
+  if (!only_run.empty() && run_id != only_run) {
+    return Aborted("the head of lane \"" + key + "\" changed meanwhile; look again");
+  }
   tx.Query("SELECT id FROM queue WHERE run_id = $1 {FOR UPDATE}", {run_id});
   Rows run = tx.Query("SELECT status, error FROM runs WHERE id = $1 {FOR NO KEY UPDATE}", {run_id});
   Rows lane = tx.Query(
@@ -2914,10 +2918,16 @@ Result<std::string> SqlStore::SkipLaneHead(const std::string& function_id, const
                                            TimePoint now, const std::string& expected_head,
                                            std::optional<int64_t> waiting_for) {
   return InTransaction([&](Tx& tx) -> Result<std::string> {
-    Rows lane = tx.Query(
+    // Read first without a lock: a head is failed by FailLaneHead, which locks its queue items,
+    // its run and then the lane, the order every writer takes (locking the lane first could
+    // deadlock with the head's own call ending). A lane with no head is locked and read again
+    // before anything is decided of it.
+    const std::string kLane =
         "SELECT head_run_id, seq_gap_timeout_ms, seq_next FROM lanes WHERE function_id = $1 AND "
-        "key = $2 {FOR UPDATE}",
-        {function_id, key});
+        "key = $2";
+    Rows lane = tx.Query(kLane, {function_id, key});
+    if (lane.empty() || lane[0].Null(0))
+      lane = tx.Query(kLane + " {FOR UPDATE}", {function_id, key});
     const std::string head = lane.empty() || lane[0].Null(0) ? "" : lane[0].Text(0);
     if (waiting_for && !lane.empty()) {
       // The gap the caller saw, and only it: a run that became head meanwhile (the number
@@ -2956,9 +2966,10 @@ Result<std::string> SqlStore::SkipLaneHead(const std::string& function_id, const
       if (!head) return LaneHasNoHead(function_id, key);
       return *head;
     }
+    // The head checked above, and only it.
     return FailLaneHead(tx, function_id, key,
                         {{"name", "Skipped"}, {"message", "skipped by an operator (skip-head)"}},
-                        UnixMillis(now), std::nullopt);
+                        UnixMillis(now), std::nullopt, head);
   });
 }
 
