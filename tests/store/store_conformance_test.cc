@@ -2393,6 +2393,33 @@ TEST(PostgresDatabase, TimeoutsAndAReadOnlyServerAreTroubleThatPasses) {
   EXPECT_THAT(fails("SELECT 1", "INSERT INTO t VALUES (3)"), IsOk());
 }
 
+// A pooled connection whose session the server ended while it idled (a restart, a failover's
+// fencing, idle_session_timeout, pg_terminate_backend) is let go before use: the next
+// transaction connects anew and succeeds, where it failed on the server's goodbye (and a
+// commit sent on it was an unknown outcome).
+TEST(PostgresDatabase, AnIdleConnectionWhoseSessionEndedIsNotUsed) {
+  const std::string url = testing::SharedPgCluster().CreateDatabase("store_ended_idle");
+  auto db = NewPostgresDatabase({.url = url, .pool_size = 2});
+  auto backend = [&](int64_t* pid) {
+    return db->Transact([&](sql::Tx& tx) {
+      *pid = tx.Count("SELECT pg_backend_pid()");
+      return Status::Ok();
+    });
+  };
+  int64_t first = 0;
+  ASSERT_THAT(backend(&first), IsOk());
+  testing::PgConnection admin(url);
+  admin.Query("SELECT pg_terminate_backend(" + std::to_string(first) + ")");
+  for (int i = 0; i < 200 && admin.Count("SELECT count(*) FROM pg_stat_activity WHERE pid = " +
+                                         std::to_string(first)) > 0;
+       ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  int64_t second = 0;
+  EXPECT_THAT(backend(&second), IsOk());
+  EXPECT_NE(second, first);
+}
+
 // PostgreSQL parses each distinct statement once per connection: it is prepared on its first
 // use and executed by name after, also after a transaction that failed on it, and its
 // parameters (NULL included) reach it as they did unprepared.

@@ -105,6 +105,21 @@ struct Connection {
 
   bool usable() const { return !discard && PQstatus(c) == CONNECTION_OK; }
 
+  // Whether an idle connection has still a server at its end, as far as can be told without a
+  // round trip: a server that ended the session while it idled (a restart, a failover's
+  // fencing, idle_session_timeout, pg_terminate_backend) left an error or the socket's end to
+  // read, which the next statement would have taken for its own failure.
+  bool AliveWhileIdle() {
+    if (!usable()) return false;
+    pollfd fd{PQsocket(c), POLLIN, 0};
+    if (fd.fd < 0) return false;
+    // Nothing is sent to a connection that waits for nothing (pooled connections listen for
+    // no notification): what came is most likely the server's goodbye, an error and the
+    // socket's end, which libpq may not have seen yet. One that was harmless (a notice) costs
+    // a new connection.
+    return poll(&fd, 1, 0) == 0;
+  }
+
   // Whether its statements are due to be prepared again; if so, forgets them (the caller
   // deallocates them on the server) and sets when they are due next.
   bool ReprepareDue(std::chrono::steady_clock::time_point now) {
@@ -680,15 +695,24 @@ class PostgresDatabase final : public sql::Database {
   }
 
   Result<std::unique_ptr<Connection>> TakeConnection() {
+    // Idle connections whose session the server ended meanwhile, closed once unlocked.
+    std::vector<std::unique_ptr<Connection>> ended;
     {
       std::unique_lock lock(mu_);
       available_.wait(lock, [&] { return !idle_.empty() || open_ < options_.pool_size; });
-      if (!idle_.empty()) {
+      while (!idle_.empty()) {
         auto conn = std::move(idle_.back());
         idle_.pop_back();
-        return conn;
+        if (conn->AliveWhileIdle()) return conn;
+        ended.push_back(std::move(conn));
+        --open_;
       }
-      ++open_;  // reserve a slot, connect outside the lock
+      ++open_;                                      // reserve a slot, connect outside the lock
+      if (!ended.empty()) available_.notify_all();  // slots the others may connect in
+    }
+    if (!ended.empty()) {
+      spdlog::info("PostgreSQL had ended {} idle pooled connection(s); connecting anew",
+                   ended.size());
     }
     auto conn = Connect(options_);
     if (!conn.ok()) {
