@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -132,7 +133,29 @@ bool IsPostgresUrl(const std::string& db) {
 // would otherwise be taken for a file's path, and migrated, while the operator thinks the
 // database was. The message never quotes it: it may hold a password.
 std::optional<std::string> NotADatabase(const std::string& db) {
-  if (IsPostgresUrl(db)) return std::nullopt;
+  if (IsPostgresUrl(db)) {
+    // The user and password (up to the URL's last '@') as RFC 3986 writes them: a character
+    // that ends them early ('/', '?', '#', '@') or a '%' that starts no escape makes libpq
+    // read another host, port or query of them, and quote that in its error, a password's
+    // part in the log.
+    const size_t from = db.find("://") + 3;
+    const size_t at = db.rfind('@');
+    if (at != std::string::npos && at > from) {
+      const std::string_view userinfo = std::string_view(db).substr(from, at - from);
+      bool bad = userinfo.find_first_of("/?#@") != std::string_view::npos;
+      for (size_t i = userinfo.find('%'); !bad && i != std::string_view::npos;
+           i = userinfo.find('%', i + 1)) {
+        bad = i + 2 >= userinfo.size() ||
+              !std::isxdigit(static_cast<unsigned char>(userinfo[i + 1])) ||
+              !std::isxdigit(static_cast<unsigned char>(userinfo[i + 2]));
+      }
+      if (bad) {
+        return "--db: its user or password holds a character that must be percent-encoded "
+               "(%, /, ?, #, @: write %25, %2F, %3F, %23, %40)";
+      }
+    }
+    return std::nullopt;
+  }
   if (db.find("://") != std::string::npos) {
     return "--db is a URL but not a postgres:// (or postgresql://) one; a SQLite database is "
            "a file's path";

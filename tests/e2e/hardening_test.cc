@@ -486,9 +486,15 @@ TEST(FlagsAtStart, OutOfRangeValuesAreRefusedNamingTheFlag) {
 TEST(FlagsAtStart, ADbThatIsNoDatabaseAndUnloadableTlsFilesAreRefused) {
   const std::string dir = TempDir("funcky-e2e-db-");
   int tries = 0;
+  // A password that must be percent-encoded and is not: libpq read a host, a port or an escape
+  // of it, and quoted that in its error.
   for (const std::string db : {dir + "/postgre://funcky:hunter2@127.0.0.1/db",
                                std::string("postgre://funcky:hunter2@h/db"),
-                               std::string("host=127.0.0.1 password=hunter2 dbname=funcky")}) {
+                               std::string("host=127.0.0.1 password=hunter2 dbname=funcky"),
+                               std::string("postgres://funcky:hun%ter2@127.0.0.1:1/db"),
+                               std::string("postgres://funcky:hun/ter2@127.0.0.1:1/db"),
+                               std::string("postgres://funcky:hun@ter2@127.0.0.1:1/db"),
+                               std::string("postgres://funcky:hun?ter2@127.0.0.1:1/db")}) {
     for (const std::string command : {"migrate", "dev"}) {
       std::vector<std::string> args = {command, "--db", db};
       if (command == "dev") args.insert(args.end(), {"--port", std::to_string(FreePort())});
@@ -496,6 +502,7 @@ TEST(FlagsAtStart, ADbThatIsNoDatabaseAndUnloadableTlsFilesAreRefused) {
       EXPECT_EQ(p.exit_code(), 2) << command << " " << db << ": " << p.Log();
       EXPECT_THAT(p.Log(), HasSubstr("--db")) << command;
       EXPECT_THAT(p.Log(), Not(HasSubstr("hunter2"))) << command << ": " << p.Log();
+      EXPECT_THAT(p.Log(), Not(HasSubstr("ter2"))) << command << ": " << p.Log();
       EXPECT_THAT(p.Log(), Not(HasSubstr("listening"))) << command;
     }
   }

@@ -147,6 +147,29 @@ struct Connection {
 // that does not answer, with a pool slot (or the start) blocked meanwhile.
 constexpr const char* kConnectTimeoutSeconds = "10";
 
+// `message` with the password of the connection URL `url` masked wherever it appears: libpq's
+// errors quote what they could not use of a URL (a host, a port), which a password written
+// unencoded runs into. A URL libpq cannot parse at all gives its own message, not libpq's
+// (which quotes the part it stopped at).
+std::string MaskPassword(std::string message, const std::string& url) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
+  if (!options) {
+    PQfreemem(error);
+    return "the database URL cannot be parsed (are the user and password percent-encoded?)";
+  }
+  for (PQconninfoOption* o = options; o->keyword; ++o) {
+    if (std::string_view(o->keyword) != "password" || !o->val || !*o->val) continue;
+    const std::string password = o->val;
+    for (size_t at = message.find(password); at != std::string::npos;
+         at = message.find(password, at + 3)) {
+      message.replace(at, password.size(), "***");
+    }
+  }
+  PQconninfoFree(options);
+  return message;
+}
+
 Result<std::unique_ptr<Connection>> Connect(const PostgresOptions& options) {
   // The URL's own settings are applied after the default, so they win.
   const char* const keywords[] = {"connect_timeout", "dbname", nullptr};
@@ -155,8 +178,9 @@ Result<std::unique_ptr<Connection>> Connect(const PostgresOptions& options) {
       std::make_unique<Connection>(PQconnectdbParams(keywords, values, /*expand_dbname=*/1),
                                    std::max(options.reprepare_first, std::chrono::milliseconds(1)));
   if (!conn->c || !conn->usable()) {
-    return Unavailable("cannot connect to PostgreSQL: " +
-                       FirstLine(conn->c ? PQerrorMessage(conn->c) : "out of memory"));
+    return Unavailable(
+        "cannot connect to PostgreSQL: " +
+        MaskPassword(FirstLine(conn->c ? PQerrorMessage(conn->c) : "out of memory"), options.url));
   }
   // The server's notices (a migration's "already exists, skipping") are for the debug log,
   // not stderr, where libpq would print them.
