@@ -47,7 +47,39 @@ class JsonFormatter final : public spdlog::formatter {
   }
 };
 
+// The message of a text line with its control characters escaped (\n, \r, \t, \xNN): a
+// message may quote what a sender chose (an event's name, a lane key from its data), which
+// would otherwise start a line of its own, one that reads as the coordinator's.
+class EscapedMessage final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    AppendEscaped(std::string_view(msg.payload.data(), msg.payload.size()), dest);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<EscapedMessage>();
+  }
+};
+
 }  // namespace
+
+void AppendEscaped(std::string_view text, spdlog::memory_buf_t& dest) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u != 0x7f) {
+      dest.push_back(c);
+      continue;
+    }
+    const char* escaped = u == '\n' ? "\\n" : u == '\r' ? "\\r" : u == '\t' ? "\\t" : nullptr;
+    if (escaped) {
+      dest.append(escaped, escaped + 2);
+    } else {
+      const char hex[] = {'\\', 'x', kHex[u >> 4], kHex[u & 0xf]};
+      dest.append(hex, hex + 4);
+    }
+  }
+}
 
 Result<Format> ParseFormat(std::string_view name) {
   if (name == "text") return Format::kText;
@@ -59,7 +91,9 @@ void Setup(Format format) {
   if (format == Format::kJson) {
     spdlog::set_formatter(std::make_unique<JsonFormatter>());
   } else {
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<EscapedMessage>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %*");
+    spdlog::set_formatter(std::move(formatter));
   }
 }
 

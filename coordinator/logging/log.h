@@ -23,6 +23,11 @@ Result<Format> ParseFormat(std::string_view name);
 // Installs the format on spdlog's default logger. Call once, before other threads log.
 void Setup(Format format);
 
+// Appends `text` to `dest` with its control characters escaped (\n, \r, \t, \xNN), as a text
+// line's message is written: a message quoting what a sender chose cannot make a line of its
+// own.
+void AppendEscaped(std::string_view text, spdlog::memory_buf_t& dest);
+
 // The ids a line is about; empty ones are left out.
 struct Fields {
   std::string_view run_id;

@@ -289,6 +289,30 @@ TEST_F(LogFormatTest, JsonLogsParseLineByLineAndNameTheRun) {
   EXPECT_TRUE(skip_line) << c->Log();
 }
 
+// A text line's message has its control characters escaped: a lane key from an event's data
+// holding a line break cannot write a line of its own that reads as the coordinator's.
+TEST_F(LogFormatTest, TextLinesEscapeTheControlCharactersASenderChose) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  const std::string forged = "2026-12-06T10:00:00.000 error FORGED";
+  auto head = RunsOfEvent(
+      c->url(),
+      Send(*c, {{"name", "test/ordered"},
+                {"data", {{"key", "k\r\n" + forged + "\x1b[2J"}, {"seq", 1}, {"fail", true}}}}));
+  ASSERT_EQ(head.size(), 1u);
+  ASSERT_EQ(WaitForRunStatus(c->url(), head[0], {"blocked", "failed", "completed"})["status"],
+            "blocked");
+  c->Stop();
+  const std::string log = c->Log();
+  EXPECT_NE(log.find("blocks lane \"k\\r\\n" + forged + "\\x1b[2J\""), std::string::npos) << log;
+  std::istringstream lines(log);
+  std::string line;
+  while (std::getline(lines, line)) {
+    EXPECT_NE(line.rfind(forged, 0), 0u) << "a line of the sender's: " << line;
+    EXPECT_EQ(line.find('\x1b'), std::string::npos) << line;
+  }
+}
+
 TEST_F(LogFormatTest, AnUnknownLogFormatIsRefused) {
   Process p({FUNCKY_BIN, "dev", "--db", dir_ + "/x.db", "--log-format", "xml"}, dir_ + "/x.log");
   ASSERT_TRUE(WaitFor([&] { return !p.running(); }, std::chrono::seconds(10)));
