@@ -16,5 +16,10 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
       libprometheus-cpp-core1.0 ca-certificates tzdata && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/coordinator/funcky /usr/local/bin/funcky
 COPY --from=build /src/build/examples/hello /usr/local/bin/hello
+# Not root: the coordinator needs no privilege (its port is above 1024; a SQLite file goes in
+# the working folder, which this user owns).
+RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/funcky funcky
+USER funcky
+WORKDIR /var/lib/funcky
 EXPOSE 8288
 ENTRYPOINT ["funcky"]
