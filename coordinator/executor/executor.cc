@@ -619,7 +619,8 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         const auto sent = std::chrono::steady_clock::now();
         outcome.reply = co_await transport.Call(std::move(*request));
         outcome.ended = clock.Now();
-        NoteCallTime(std::chrono::steady_clock::now() - sent);
+        const auto took = std::chrono::steady_clock::now() - sent;  // the wall clock may step
+        NoteCallTime(took);
         if (outcome.reply.ok() && IsStreamedAnswer(*outcome.reply)) {
           HttpResponse streamed = std::move(*outcome.reply);
           if (streamed.body.size() > kInlineJsonBytes) {
@@ -640,7 +641,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         } else {
           t = DecideTransition(*state, item, outcome, options.retry, rng, options.step_limit);
         }
-        if (options.observer) ReportCall(state->function.id, outcome, t);
+        if (options.observer) ReportCall(state->function.id, outcome, took, t);
       }
       ParkFailedLaneHead(state->run, t);
       if (Status started = co_await StartInvocations(*state, t); !started.ok()) {
@@ -829,7 +830,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void ReportCall(const std::string& function_id, const CallOutcome& outcome,
-                  const store::Transition& t) {
+                  std::chrono::nanoseconds took, const store::Transition& t) {
     std::string_view result = "ok";
     if (!outcome.reply.ok()) {
       result = outcome.reply.status().code() == StatusCode::kDeadlineExceeded ? "timeout"
@@ -837,7 +838,7 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     } else if (outcome.reply->status < 200 || outcome.reply->status >= 300) {
       result = "error";
     }
-    options.observer->CallEnded(function_id, result, outcome.ended - outcome.started);
+    options.observer->CallEnded(function_id, result, took);
     for (const store::AttemptRecord& a : t.attempts) {
       options.observer->StepAttempt(function_id,
                                     std::chrono::milliseconds(a.ended_at_ms - a.started_at_ms));

@@ -16,7 +16,12 @@ namespace prom = prometheus;
 
 namespace {
 
-double Seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+// A duration observed, at least 0: one from two clocks (a run's creation on another
+// coordinator, a host's own times) can come out negative, which would lower a histogram's sum,
+// read by rate() as a counter's reset.
+double Seconds(std::chrono::nanoseconds d) {
+  return std::chrono::duration<double>(std::max(d, std::chrono::nanoseconds(0))).count();
+}
 
 // From a millisecond (a local call) to a minute (a call near its timeout).
 const prom::Histogram::BucketBoundaries& CallBuckets() {

@@ -40,6 +40,26 @@ store::QueueStats Stats(int64_t depth, int64_t due, int64_t lag_ms, int64_t bloc
   return s;
 }
 
+// A duration from two clocks that came out negative (a run created on a coordinator whose
+// clock runs ahead) is observed as 0: a histogram's sum never goes down.
+TEST(Metrics, ANegativeDurationIsObservedAsZero) {
+  Metrics metrics;
+  metrics.FirstCall("app-fn", -5s);
+  metrics.CallEnded("app-fn", "ok", -1ms);
+  metrics.StepAttempt("app-fn", 2s);
+  metrics.StepAttempt("app-fn", -3s);
+  const std::string text = metrics.Render(std::nullopt, 0, 0);
+  EXPECT_NE(text.find("funcky_event_to_first_call_seconds_sum{function=\"app-fn\"} 0\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("funcky_call_duration_seconds_sum{function=\"app-fn\"} 0\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("funcky_step_duration_seconds_sum{function=\"app-fn\"} 2\n"),
+            std::string::npos)
+      << text;
+}
+
 // A read that took 30 ms is reused for 100 × 30 ms, its ages moved on by the time since; then
 // the next scrape reads again.
 TEST(QueueGauges, AReadIsReusedForAHundredTimesItsCostWithItsAgesMovedOn) {
