@@ -528,6 +528,7 @@ int Serve(const ServeFlags& f, bool dev) {
   std::thread closing;  // stops the listener once the calls are drained
   bool stopping = false;
   int exit_code = 0;
+  std::chrono::steady_clock::time_point drain_deadline;
   // On the io_context's thread, once.
   auto stop = [&](const std::string& why) {
     if (stopping) return;
@@ -538,11 +539,11 @@ int Serve(const ServeFlags& f, bool dev) {
     spdlog::info("{}: stopping; waiting for {} call(s) in flight (/readyz answers 503)", why,
                  executor.in_flight());
     api.SetDraining();
-    cron.Stop();
+    cron.RequestStop();  // joined once the io_context has stopped: it may wait on the database
     executor.Stop();
-    auto deadline = std::chrono::steady_clock::now() + drain_timeout;
-    wait_drained = [&, deadline] {
-      if (executor.in_flight() == 0 || std::chrono::steady_clock::now() > deadline) {
+    drain_deadline = std::chrono::steady_clock::now() + drain_timeout;
+    wait_drained = [&] {
+      if (executor.in_flight() == 0 || std::chrono::steady_clock::now() > drain_deadline) {
         // Then the listener: the requests read by now are answered first (Drain waits off the
         // io_context's thread, which writes their answers).
         server.Stop();
@@ -560,9 +561,21 @@ int Serve(const ServeFlags& f, bool dev) {
     };
     wait_drained();
   };
-  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (!ec) stop("signal " + std::to_string(sig));
-  });
+  // A second signal (^C again) does not wait out the drain: the calls still in flight give
+  // their leases back at once, as at the drain's end.
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        if (!stopping) {
+          stop("signal " + std::to_string(sig));
+        } else if (drain_deadline > std::chrono::steady_clock::now()) {
+          spdlog::warn("signal {} again: not waiting for the {} call(s) in flight", sig,
+                       executor.in_flight());
+          drain_deadline = std::chrono::steady_clock::now();
+        }
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
   // A newer coordinator may migrate the database under this one: once a migration this
   // version does not know breaks what it reads or writes, it stops as on SIGTERM (its calls'
   // outcomes may still record; other statements fail until then) and exits 1.
@@ -595,6 +608,7 @@ int Serve(const ServeFlags& f, bool dev) {
   check_schema();
   io.run();
   if (closing.joinable()) closing.join();
+  cron.Stop();
   // Stopped in order: cron and the executor's claims, then the listener, above; here the calls
   // still unfinished after the drain go back to the other coordinators at once instead of
   // when their leases expire; then retention; then intake announces the run ends it holds

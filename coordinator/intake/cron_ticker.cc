@@ -35,12 +35,16 @@ void CronTicker::Start() {
   thread_ = std::thread([this] { Loop(); });
 }
 
-void CronTicker::Stop() {
+void CronTicker::RequestStop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
   wake_.notify_all();
+}
+
+void CronTicker::Stop() {
+  RequestStop();
   if (thread_.joinable()) thread_.join();
 }
 

@@ -30,6 +30,9 @@ class CronTicker {
   ~CronTicker() { Stop(); }
 
   void Start();
+  // Asks the ticker's thread to stop, without waiting for it (a turn may be storing ticks).
+  void RequestStop();
+  // Stops it and waits for its thread.
   void Stop();
 
   // Fires every cron tick in the seconds (after_s, up_to_s]; returns how many runs were

@@ -160,6 +160,25 @@ TEST_F(RecoveryTest, DuringTheSigtermDrainHttpStaysOpenAndReadyzSaysStopping) {
   EXPECT_EQ(WaitForRunEnd(c->url(), runs[0])["status"], "completed");
 }
 
+// A second signal during the drain (^C again) stops waiting for the calls in flight: their
+// leases go back at once, and the coordinator exits, well before --drain-timeout.
+TEST_F(RecoveryTest, ASecondSignalDuringTheDrainStopsWaitingForTheCalls) {
+  auto c = StartCoordinator({"--drain-timeout", "60s"});
+  TestHost host(c->url(), dir_);
+  Send(*c, {{"name", "test/slow"}, {"data", {{"steps", 1}, {"delay_ms", 30000}}}});
+  ASSERT_TRUE(WaitFor([&] { return host.Count("step") == 1; }));  // the call is running
+  ASSERT_EQ(kill(c->pid(), SIGTERM), 0);
+  ASSERT_TRUE(WaitFor([&] { return c->Log().find("signal 15: stopping") != std::string::npos; },
+                      std::chrono::seconds(10)));
+  EXPECT_TRUE(c->running()) << "the call in flight holds the drain";
+  ASSERT_EQ(kill(c->pid(), SIGINT), 0);
+  EXPECT_TRUE(WaitFor([&] { return !c->running(); }, std::chrono::seconds(15))) << c->Log();
+  EXPECT_EQ(c->exit_code(), 0) << c->Log();
+  EXPECT_NE(c->Log().find("signal 2 again: not waiting for the 1 call(s) in flight"),
+            std::string::npos)
+      << c->Log();
+}
+
 TEST_F(RecoveryTest, SigtermUnderLoadExitsCleanlyAndEveryRunCompletesAfterARestart) {
   auto c = StartCoordinator({"--drain-timeout", "2s"});
   TestHost host(c->url(), dir_);

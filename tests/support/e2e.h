@@ -49,6 +49,7 @@ class Coordinator {
     process_.Stop(sig, timeout);
   }
   int exit_code() const { return process_.exit_code(); }
+  int pid() const { return process_.pid(); }
   const std::string& url() const { return url_; }
   std::string Log() const { return process_.Log(); }
 
