@@ -511,6 +511,7 @@ int Intake::ResolveWaits(const store::EventRecord& event,
     const store::WaitRecord& wait = *each;
     if (wait.event_name != event.name) continue;
     if (settled && settled->contains(each)) continue;
+    if (event.internal_id == wait.run_event_id) continue;  // the run's own event
     if (!WaitMatches(wait, event.payload)) continue;
     // A transient failure is tried again at once: a wait left open here is resumed only by
     // the event sent again, its timeout, or a later event that matches.
@@ -762,7 +763,7 @@ void Intake::WaitRegistered(const store::RunState& state, const store::NewWait& 
   // A signal's wait has no events to look back for: POST /v1/signals resumes it.
   if (state.events.empty() || wait.kind == store::kWaitSignal) return;
   LookBack({state.run.id, wait.step_id, state.function.id, wait.event_name, wait.expression,
-            wait.kind, state.events[0], 0, 0, since_ms},
+            wait.kind, state.events[0], 0, 0, since_ms, std::nullopt, state.run.event_id},
            /*last=*/false);
 }
 
@@ -827,6 +828,7 @@ bool Intake::LookBack(const store::WaitRecord& wait, bool last) {
     if (events->empty()) break;
     read += static_cast<int64_t>(events->size());
     for (const store::EventRecord& e : *events) {
+      if (e.internal_id == wait.run_event_id) continue;  // the run's own event
       if (!WaitMatches(wait, e.payload)) continue;
       match = e.payload;
       received = "event " + e.name + " (" + e.internal_id + ") received before it";

@@ -353,6 +353,10 @@ struct WaitRecord {
   // While its look-back is not done: events received from then on may resume it too.
   std::optional<int64_t> lookback_from_ms;
   std::optional<std::string> match_key;  // NewWait::match_key
+  // The internal id of the run's own (first) event, which never resumes the run's waits: a
+  // look-back reaching back to it, or an ingest in its millisecond, would find the event that
+  // started the run (a function on `order/updated` waiting for the next `order/updated`).
+  std::string run_event_id;
 };
 
 // What an ingest reads of the waits its events may resume (EventStore::IngestEvents).

@@ -927,6 +927,48 @@ TEST_F(IntakeHarness, AWaitsLookBackFindsAMatchPastItsFirstPageOfEvents) {
   EXPECT_EQ((*(*resumed)[0].resume)["memo"]["data"]["order"], "o-1");
 }
 
+// A run's own event never resumes its waits: a function on test/go waiting for the next
+// test/go, whose look-back reaches back past its own event (or whose wait came in the
+// event's millisecond), waits for the next one, not the one that started it.
+TEST_F(IntakeHarness, ARunsOwnEventDoesNotResumeItsWait) {
+  const TimePoint before = clock_.Now();
+  const std::string run = StartRun(kFunction);
+  clock_.Advance(5ms);
+  auto state = store_->LoadRunState(run);
+  ASSERT_THAT(state, IsOk());
+  store::NewWait wait;
+  wait.step_id = "next";
+  wait.name = "next";
+  wait.event_name = "test/go";
+  wait.expression = "async.data.n == 1";
+  wait.kind = store::kWaitEvent;
+  wait.expires_at = clock_.Now() + 1h;
+  wait.timeout_memo = nullptr;
+  wait.lookback_from = before;
+  store::Transition waiting;
+  waiting.move = store::Transition::Continue{.waits = {wait}, .run_status = store::kWaiting};
+  ASSERT_THAT(store_->Apply(ClaimItemOf(run), waiting, clock_.Now()), IsOk());
+  intake_->WaitRegistered(*state, wait, UnixMillis(before));
+  auto resumed = store_->Claim(10, clock_.Now(), 30s);
+  ASSERT_THAT(resumed, IsOk());
+  EXPECT_TRUE(resumed->empty()) << "resumed by the event that started its run";
+
+  // The next test/go resumes it.
+  clock_.Advance(5ms);
+  const std::string next = NewUlid(UnixMillis(clock_.Now()));
+  ASSERT_THAT(intake_->Ingest({{{{"name", "test/go"},
+                                 {"data", {{"n", 1}, {"next", true}}},
+                                 {"id", next},
+                                 {"ts", UnixMillis(clock_.Now())}},
+                                next}}),
+              IsOk());
+  resumed = store_->Claim(10, clock_.Now(), 30s);
+  ASSERT_THAT(resumed, IsOk());
+  ASSERT_EQ(resumed->size(), 1u);
+  ASSERT_TRUE((*resumed)[0].resume.has_value());
+  EXPECT_EQ((*(*resumed)[0].resume)["memo"]["data"]["next"], true);
+}
+
 // Past the bound of the run ends buffered to announce, an end is not held in memory (a
 // cancel_on event cancelling 100,000 runs buffered each with its events): the sweep announces
 // it from the store's outbox.

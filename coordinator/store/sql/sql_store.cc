@@ -199,18 +199,20 @@ std::string WaitsQuery(std::string_view where) {
              "SELECT w.run_id, w.step_id, w.function_id, w.event_name, w.expression, "
              "w.kind, CASE WHEN w.expression LIKE '%event%' THEN (SELECT e.payload FROM runs r "
              "JOIN events e ON e.internal_id = r.event_id WHERE r.id = w.run_id) END, "
-             "w.created_at_ms, w.expires_at_ms, w.lookback_from_ms, w.match_key "
+             "w.created_at_ms, w.expires_at_ms, w.lookback_from_ms, w.match_key, "
+             "(SELECT r.event_id FROM runs r WHERE r.id = w.run_id) AS run_event_id "
              "FROM waits w WHERE ") +
          std::string(where);
 }
 
-constexpr int kWaitColumns = 11;  // WaitsQuery's
+constexpr int kWaitColumns = 12;  // WaitsQuery's
 
 std::vector<WaitRecord> WaitsOf(const Rows& rows) {
   std::vector<WaitRecord> out;
   for (Row row : rows) {
     out.push_back({row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Text(4), row.Text(5),
-                   row.JsonCol(6), row.Int(7), row.Int(8), row.OptInt(9), row.OptText(10)});
+                   row.JsonCol(6), row.Int(7), row.Int(8), row.OptInt(9), row.OptText(10),
+                   row.OptText(11).value_or("")});
   }
   return out;
 }
