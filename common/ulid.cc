@@ -29,6 +29,20 @@ std::string MakeUlid(uint64_t unix_ms, std::string_view entropy10) {
 
 std::string NewUlid(uint64_t unix_ms) { return MakeUlid(unix_ms, crypto::RandomBytes(10)); }
 
+std::vector<std::string> NewUlidsInOrder(uint64_t unix_ms, size_t count) {
+  std::string entropy = crypto::RandomBytes(10);
+  entropy[6] = static_cast<char>(static_cast<unsigned char>(entropy[6]) & 0x7f);
+  uint32_t tail = 0;
+  for (int i = 6; i < 10; ++i) tail = tail << 8 | static_cast<unsigned char>(entropy[i]);
+  std::vector<std::string> out;
+  out.reserve(count);
+  for (size_t n = 0; n < count; ++n, ++tail) {
+    for (int i = 9, t = 0; i >= 6; --i, t += 8) entropy[i] = static_cast<char>((tail >> t) & 0xff);
+    out.push_back(MakeUlid(unix_ms, entropy));
+  }
+  return out;
+}
+
 std::optional<std::string> UlidFromSeed(std::string_view seed_header, uint32_t index) {
   size_t comma = seed_header.find(',');
   if (comma == std::string_view::npos) return std::nullopt;

@@ -6,11 +6,17 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace funcky {
 
 // A new ULID at `unix_ms` with random entropy.
 std::string NewUlid(uint64_t unix_ms);
+
+// `count` new ULIDs at `unix_ms` in increasing order: one random draw, the index added to
+// its last 4 bytes (whose top bit is cleared first, so that no sum wraps for a count below
+// 2^31). The events of one request then sort as they were sent, also within a millisecond.
+std::vector<std::string> NewUlidsInOrder(uint64_t unix_ms, size_t count);
 
 // The ULID with the given time and exactly these 10 bytes of entropy.
 std::string MakeUlid(uint64_t unix_ms, std::string_view entropy10);

@@ -50,12 +50,16 @@ Response Api::HandleEvents(const Request& req) {
   const std::string seed(req.header("x-inngest-event-id-seed"));
   std::vector<intake::IncomingEvent> batch;
   batch.reserve(list.size());
+  // Unseeded, the events' ids increase in the request's order, as seeded ones do: events of
+  // one request share a millisecond, and a look-back or a sweep takes the first match by id.
+  const std::vector<std::string> unseeded_ids =
+      seed.empty() ? NewUlidsInOrder(now_ms, list.size()) : std::vector<std::string>();
   for (size_t i = 0; i < list.size(); ++i) {
     Json& e = list[i];
     intake::IncomingEvent in;
     std::optional<std::string> seeded;
     if (!seed.empty()) seeded = UlidFromSeed(seed, static_cast<uint32_t>(i + 1));
-    in.internal_id = seeded ? *seeded : NewUlid(now_ms);
+    in.internal_id = seeded ? *seeded : !unseeded_ids.empty() ? unseeded_ids[i] : NewUlid(now_ms);
     if (!e.contains("id") || e["id"].is_null() || e["id"].get_ref<const std::string&>().empty()) {
       e["id"] = in.internal_id;
     }

@@ -102,6 +102,21 @@ TEST_F(ApiThroughRouter, ListingRunsOfAFreshStoreGivesAnEmptyList) {
   EXPECT_EQ(BodyOf(r)["cursor"], nullptr);
 }
 
+// The events of one request get ids in the order they were sent (they share a millisecond:
+// a look-back or a sweep takes the first match by id).
+TEST_F(ApiThroughRouter, TheEventsOfOneRequestGetIdsInTheirOrder) {
+  Serve({});
+  for (int request = 0; request < 20; ++request) {
+    Json events = Json::array();
+    for (int i = 0; i < 50; ++i) events.push_back({{"name", "test/other"}, {"data", {{"i", i}}}});
+    Response sent = Send("POST", "/e/any-key", events.dump());
+    ASSERT_EQ(sent.status, 200) << sent.body;
+    const std::vector<std::string> ids = BodyOf(sent)["ids"];
+    ASSERT_EQ(ids.size(), 50u);
+    EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end())) << sent.body;
+  }
+}
+
 TEST_F(ApiThroughRouter, AnAcceptedEventsRunIsVisibleThroughTheRunsApi) {
   Serve({});
   Response sent = Send("POST", "/e/any-key", R"({"name":"test/go","data":{"n":1}})");

@@ -302,6 +302,21 @@ TEST(Ulid, EncodesTimeAndEntropyAndDerivesFromSeed) {
   EXPECT_FALSE(UlidFromSeed("1,AAAA", 1));
 }
 
+// The ids of one request's events, made in one millisecond, sort as the events were sent, and
+// are distinct; two requests' draws differ.
+TEST(Ulid, IdsMadeInOrderSortInOrder) {
+  for (int draw = 0; draw < 50; ++draw) {
+    const std::vector<std::string> ids = NewUlidsInOrder(1700000000000, 5000);
+    ASSERT_EQ(ids.size(), 5000u);
+    EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+    EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end()) << "two ids alike";
+    EXPECT_EQ(ids.front().substr(0, 10),
+              MakeUlid(1700000000000, std::string(10, '\0')).substr(0, 10));
+  }
+  EXPECT_NE(NewUlidsInOrder(1, 1)[0], NewUlidsInOrder(1, 1)[0]);
+  EXPECT_TRUE(NewUlidsInOrder(1, 0).empty());
+}
+
 TEST(Duration, ParsesProtocolTimeStrings) {
   EXPECT_EQ(ParseDuration("300ms")->count(), 300);
   EXPECT_EQ(ParseDuration("2h45m")->count(), (2 * 3600 + 45 * 60) * 1000);
