@@ -247,7 +247,11 @@ TimePoint Intake::IngestTime(bool cancels) {
       now = TimePoint(std::chrono::milliseconds(last_ingest_ms_ + 1));
     }
   }
-  last_ingest_ms_ = std::max(last_ingest_ms_, UnixMillis(now));
+  // Never before an earlier ingest's, though the clock may step back (NTP): a run whose event
+  // came after a cancel event's would be created before the cancel was received, and the
+  // cancel's sweep would cancel it.
+  if (UnixMillis(now) < last_ingest_ms_) now = FromUnixMillis(last_ingest_ms_);
+  last_ingest_ms_ = UnixMillis(now);
   return now;
 }
 

@@ -417,6 +417,33 @@ TEST_F(IntakeHarness, ACancelEventCancelsOnlyTheRunsThereWereWhenItCame) {
   EXPECT_EQ(status_of(same_ms[0]), store::kCancelled);
 }
 
+// A coordinator's ingest times never go back, though its clock may (an NTP step): a run whose
+// event came after a cancel event's is created no earlier than the cancel was received, so
+// the cancel's sweep (runs created before it) does not cancel it.
+TEST_F(IntakeHarness, IngestTimesDoNotGoBackWithTheClock) {
+  store::AppSync sync = OneFunctionApp("cancellable", "test/start");
+  sync.functions[0].config["cancel"] = store::Json::array({{{"event", "test/stop"}}});
+  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  auto ingest = [&](const std::string& name) {
+    const int64_t now_ms = UnixMillis(clock_.Now());
+    std::vector<intake::IncomingEvent> events = {SentEvent(name, name, now_ms, now_ms)};
+    auto r = intake_->Ingest(std::move(events));
+    EXPECT_THAT(r, IsOk());
+    return r.ok() && !r->stored.empty() ? r->stored[0].internal_id : std::string();
+  };
+  const auto stop = store_->GetEvent(ingest("test/stop"));
+  ASSERT_THAT(stop, IsOk());
+  clock_.Advance(-1000ms);
+  const std::string start = ingest("test/start");
+  auto runs = store_->ListRuns({.event_id = start, .limit = 10});
+  ASSERT_THAT(runs, IsOk());
+  ASSERT_EQ(runs->size(), 1u);
+  EXPECT_GE((*runs)[0].created_at_ms, stop->received_at_ms);
+  auto event = store_->GetEvent(start);
+  ASSERT_THAT(event, IsOk());
+  EXPECT_GE(event->received_at_ms, stop->received_at_ms);
+}
+
 // A cancel_on event cancels every run it matches, however many: more than one page of them.
 TEST_F(IntakeHarness, ACancelEventCancelsRunsBeyondOnePage) {
   store::AppSync sync = OneFunctionApp("many", "test/start");
