@@ -435,6 +435,7 @@ int Serve(const ServeFlags& f, bool dev) {
   intake::Intake intake(*store, clock, std::chrono::seconds(1), [&wake_target] {
     if (executor::Executor* target = wake_target.load()) target->Wake();
   });
+  intake.CountRunEndsIn(&metrics);
   exec.events = &intake;
   executor::Executor executor(io, blocking, *store, clock, *transport, exec);
   wake_target = &executor;

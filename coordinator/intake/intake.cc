@@ -618,6 +618,9 @@ void Intake::AnnounceEnd(const std::string& run_id) {
     return;
   }
   if (!store::IsTerminalStatus(state->run.status)) return;
+  if (executor::ExecutorObserver* counter = run_end_counter_.load()) {
+    counter->RunEnded(state->function.id, state->run.status);
+  }
   RunEnded(*state, state->run.status, state->run.output, state->run.error);
 }
 

@@ -6,6 +6,7 @@
 // Thread-safety: every method may be called from many threads; all block on the store.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -97,6 +98,11 @@ class Intake final : public executor::RunEvents {
   };
   // Set before the first Ingest; unset, every run is queued for a claim.
   void StartRunsWith(Starter starter) { starter_ = std::move(starter); }
+
+  // Counts the run ends announced here (cancels, skipped and timed-out lane heads, runs past
+  // their timeouts: the ends no executor's transition made) in `observer`'s RunEnded. The
+  // executor counts the ends it makes.
+  void CountRunEndsIn(executor::ExecutorObserver* observer) { run_end_counter_ = observer; }
 
   // Tells executors that work may be due now.
   void Wake() {
@@ -231,6 +237,7 @@ class Intake final : public executor::RunEvents {
   const Clock& clock_;
   const std::chrono::milliseconds cache_ttl_;
   std::function<void()> on_new_work_;
+  std::atomic<executor::ExecutorObserver*> run_end_counter_ = nullptr;
   Starter starter_;
 
   std::mutex ingest_time_mu_;

@@ -115,6 +115,21 @@ TEST_P(MetricsTest, CountersHistogramsAndGaugesAfterKnownWork) {
   }
 }
 
+// Ends no executor's transition made are counted too: a run cancelled through the API.
+TEST_P(MetricsTest, ACancelledRunIsCountedAsFinished) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  const std::string sleeping =
+      RunsOfEvent(c->url(), Send(*c, {{"name", "test/sleep"}, {"data", {{"sleep_ms", 60000}}}}))[0];
+  ASSERT_EQ(WaitForRunStatus(c->url(), sleeping, {"sleeping"})["status"], "sleeping");
+  ASSERT_EQ(Http("POST", c->url() + "/v1/runs/" + sleeping + "/cancel").status, 200);
+  EXPECT_TRUE(WaitFor([&] {
+    return Value(Scrape(*c), "funcky_runs_finished_total",
+                 {{"function", "test-sleeper"}, {"status", "cancelled"}}) == 1;
+  })) << Value(Scrape(*c), "funcky_runs_finished_total",
+               {{"function", "test-sleeper"}, {"status", "cancelled"}});
+}
+
 // Histogram values, not just counts: a step that sleeps 2 s on the host is observed above
 // the 1 s bucket, and a run whose first call waits behind it (one call at a time) waited more
 // than a second from its event. Lower bounds only: load makes durations longer, never
