@@ -134,15 +134,16 @@ bool IsPostgresUrl(const std::string& db) {
 // database was. The message never quotes it: it may hold a password.
 std::optional<std::string> NotADatabase(const std::string& db) {
   if (IsPostgresUrl(db)) {
-    // The user and password (up to the URL's last '@') as RFC 3986 writes them: a character
-    // that ends them early ('/', '?', '#', '@') or a '%' that starts no escape makes libpq
-    // read another host, port or query of them, and quote that in its error, a password's
-    // part in the log.
+    // The user and password (up to the last '@' before the query) as libpq reads them: it
+    // takes them up to the first '@' or '/', so either in a password, or a '%' that starts no
+    // escape, makes it read a host, port or escape of the password and quote that in its
+    // error, a password's part in the log.
     const size_t from = db.find("://") + 3;
-    const size_t at = db.rfind('@');
+    const std::string_view before_query = std::string_view(db).substr(0, db.find('?', from));
+    const size_t at = before_query.rfind('@');
     if (at != std::string::npos && at > from) {
-      const std::string_view userinfo = std::string_view(db).substr(from, at - from);
-      bool bad = userinfo.find_first_of("/?#@") != std::string_view::npos;
+      const std::string_view userinfo = before_query.substr(from, at - from);
+      bool bad = userinfo.find_first_of("/@") != std::string_view::npos;
       for (size_t i = userinfo.find('%'); !bad && i != std::string_view::npos;
            i = userinfo.find('%', i + 1)) {
         bad = i + 2 >= userinfo.size() ||
@@ -151,7 +152,7 @@ std::optional<std::string> NotADatabase(const std::string& db) {
       }
       if (bad) {
         return "--db: its user or password holds a character that must be percent-encoded "
-               "(%, /, ?, #, @: write %25, %2F, %3F, %23, %40)";
+               "(%, /, @: write %25, %2F, %40)";
       }
     }
     return std::nullopt;

@@ -146,8 +146,11 @@ class Api {
   // answers alike.
   using LaneHeadOp =
       std::function<Result<std::string>(const std::string& function_id, const std::string& key)>;
+  // `done_before` (read after `op`): the head had been skipped already (a request sent again),
+  // whose end was announced then.
   http::Response LaneHeadAction(const http::Request& req, const LaneHeadOp& op, bool skip,
-                                std::string_view done, std::string_view result_field);
+                                std::string_view done, std::string_view result_field,
+                                const bool* done_before = nullptr);
 
   ApiOptions options_;
   ApiStores stores_;

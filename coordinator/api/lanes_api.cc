@@ -121,7 +121,8 @@ Response Api::HandleListLaneGaps(const Request& req) {
 }
 
 Response Api::LaneHeadAction(const Request& req, const LaneHeadOp& op, bool skip,
-                             std::string_view done, std::string_view result_field) {
+                             std::string_view done, std::string_view result_field,
+                             const bool* done_before) {
   const std::string& function_id = req.param("function");
   const std::string& key = req.param("key");
   auto run_id = op(function_id, key);
@@ -141,6 +142,9 @@ Response Api::LaneHeadAction(const Request& req, const LaneHeadOp& op, bool skip
                   key, function_id, *run_id);
     intake_.Wake();
     return JsonResponse(200, {{"data", {{"gap_skipped", true}, {"resumed_run_id", *run_id}}}});
+  }
+  if (done_before && *done_before) {
+    return JsonResponse(200, {{"data", {{std::string(result_field), *run_id}}}});
   }
   logging::Warn({.run_id = *run_id, .function_id = function_id},
                 "lane \"{}\" of {}: head run {} {} by an operator", key, function_id, *run_id,
@@ -163,12 +167,14 @@ Response Api::HandleSkipLaneHead(const Request& req) {
     return ErrorResponse(InvalidArgument(
         "run_id and waiting_for exclude each other: a lane that waits for a number has no head"));
   }
+  bool skipped_before = false;
   return LaneHeadAction(
       req,
       [&](const std::string& function_id, const std::string& key) {
-        return stores_.lanes.SkipLaneHead(function_id, key, clock_.Now(), expected, waiting_for);
+        return stores_.lanes.SkipLaneHead(function_id, key, clock_.Now(), expected, waiting_for,
+                                          &skipped_before);
       },
-      /*skip=*/true, "skipped", "skipped_run_id");
+      /*skip=*/true, "skipped", "skipped_run_id", &skipped_before);
 }
 
 Response Api::HandleSetLaneNext(const Request& req) {

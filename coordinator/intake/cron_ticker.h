@@ -24,7 +24,7 @@ namespace funcky::intake {
 class CronTicker {
  public:
   // `seed` feeds the jitter delays; 0: a seed from the OS. `retain`: the coordinator's
-  // --retain, if any (CatchUpFrom).
+  // --retain, if any (CatchUp).
   CronTicker(Intake& intake, const Clock& clock, uint64_t seed = 0,
              std::optional<std::chrono::milliseconds> retain = std::nullopt);
   ~CronTicker() { Stop(); }

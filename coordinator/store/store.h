@@ -836,9 +836,11 @@ class LaneStore {
   // missing number the caller saw a sequence lane wait for, with no head), only that gap is
   // given up: when the lane has a head or waits for another number, kAborted (a skip meant
   // for a gap never fails a run that became head meanwhile).
+  // `*skipped_before` (if given) says whether expected_head had been skipped already.
   virtual Result<std::string> SkipLaneHead(const std::string& function_id, const std::string& key,
                                            TimePoint now, const std::string& expected_head = "",
-                                           std::optional<int64_t> waiting_for = std::nullopt) = 0;
+                                           std::optional<int64_t> waiting_for = std::nullopt,
+                                           bool* skipped_before = nullptr) = 0;
   // The gaps lane (function_id, key) recorded, newest first, but for the announced ones
   // retention deleted (DeleteExpired).
   virtual Result<std::vector<LaneGap>> ListLaneGaps(const std::string& function_id,

@@ -90,13 +90,13 @@ const pgScript = join(repo, 'scripts', 'pg.sh');
 function watchCluster(work, pgDir) {
   const fifo = join(work, 'pg-watchdog');
   execFileSync('mkfifo', [fifo]);
-  // Read and write, so that the open returns at once (no reader yet) and the watchdog's
-  // open finds a writer; close-on-exec (libuv), so no child of this process holds it.
-  const fd = openSync(fifo, 'r+');
   const dog = 'read -r word < "$2"; [ "$word" = done ] || exec "$0" stop "$1"';
   spawn('bash', ['-c', `setsid bash -c '${dog}' "$0" "$1" "$2" &`, pgScript, pgDir, fifo],
         { stdio: 'ignore' });
-  return fd;
+  // Opened for writing only, which waits for the watchdog's open for reading: so it reads
+  // from the start, whatever this process does next (close-on-exec, from libuv: no child of
+  // this process holds it).
+  return openSync(fifo, 'w');
 }
 
 // Starts a private PostgreSQL cluster and `funcky serve` on it; resolves once /healthz answers.

@@ -130,6 +130,25 @@ TEST_P(MetricsTest, ACancelledRunIsCountedAsFinished) {
                {{"function", "test-sleeper"}, {"status", "cancelled"}});
 }
 
+// A skip-head sent again (its answer lost) skips nothing more, and counts its head's end once.
+TEST_P(MetricsTest, ASkipHeadSentAgainCountsTheHeadsEndOnce) {
+  auto c = StartCoordinator();
+  TestHost host(c->url(), dir_);
+  auto head = RunsOfEvent(
+      c->url(),
+      Send(*c, {{"name", "test/ordered"}, {"data", {{"key", "a"}, {"seq", 1}, {"fail", true}}}}));
+  ASSERT_EQ(head.size(), 1u);
+  ASSERT_EQ(WaitForRunStatus(c->url(), head[0], {"blocked", "failed", "completed"})["status"],
+            "blocked");
+  const std::string skip = c->url() + "/v1/lanes/test-ordered/a/skip-head?run_id=" + head[0];
+  ASSERT_EQ(Http("POST", skip).status, 200);
+  ASSERT_EQ(Http("POST", skip).status, 200);
+  // Both answers come after the end is counted (AnnounceEnd, in the request).
+  EXPECT_EQ(Value(Scrape(*c), "funcky_runs_finished_total",
+                  {{"function", "test-ordered"}, {"status", "failed"}}),
+            1);
+}
+
 // Histogram values, not just counts: a step that sleeps 2 s on the host is observed above
 // the 1 s bucket, and a run whose first call waits behind it (one call at a time) waited more
 // than a second from its event. Lower bounds only: load makes durations longer, never

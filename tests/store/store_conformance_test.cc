@@ -4315,6 +4315,93 @@ TEST_P(StoreConformance, ASyncGivesItsLaneTimeoutsToTheLanesTheFunctionHas) {
   EXPECT_EQ(ClaimedNumbers(), std::vector<int64_t>{3});
 }
 
+// A function that stops ordering by numbers (a sync drops `sequence`) drains its sequence
+// lanes: their numbered runs first, in number order and waiting for no missing number, then
+// the runs that came unnumbered since, in the order accepted. A new unnumbered run neither
+// takes a lane that waits for a number at once nor goes ahead of numbered runs accepted
+// before it (however many more come). (Such runs went first, as a sequence lane's unnumbered
+// runs do, so numbered runs waited for as long as events of the key kept coming; and one took
+// a lane that waited for a number at once.)
+TEST_P(StoreConformance, ALaneWhoseFunctionStopsOrderingByNumbersDrainsItsNumberedRunsFirst) {
+  // The run of a claimed item: its id, or "#n" for the run of numbered event n.
+  const auto who = [&](const QueueItem& item) {
+    auto run = store_->GetRun(item.run_id);
+    EXPECT_THAT(run, IsOk());
+    auto numbered = number_of_.find(run.ok() ? run->event_id : "");
+    return numbered != number_of_.end() ? "#" + std::to_string(numbered->second) : item.run_id;
+  };
+  const auto next_run = [&] {
+    auto items = Claim();
+    EXPECT_LE(items.size(), 1u);
+    if (items.empty()) return std::string("(none)");
+    const std::string run = who(items[0]);
+    EXPECT_THAT(End(items[0]), IsOk());
+    return run;
+  };
+  Send("d", 1, kFromOne);
+  auto head = Claim();
+  ASSERT_EQ(head.size(), 1u);
+  Send("d", 3, kFromOne);  // 2 is missing
+  // The function no longer numbers: its runs join the lane unnumbered.
+  const std::string p1 = Start("app-ordered", "d");
+  const std::string p2 = Start("app-ordered", "d");
+  ASSERT_THAT(End(head[0]), IsOk());
+  EXPECT_EQ(next_run(), "#3") << "numbered, accepted first: not waiting for 2, nor passed";
+  const std::string p3 = Start("app-ordered", "d");
+  EXPECT_EQ(next_run(), p1);
+  EXPECT_EQ(next_run(), p2);
+  EXPECT_EQ(next_run(), p3);
+  EXPECT_EQ(next_run(), "(none)");
+
+  // A lane that waits for a number, with no head: an unnumbered run waits behind its numbered
+  // ones; the lane, draining, gives up on the number at its next look (the gap sweep).
+  Send("e", 1, kFromOne);
+  EXPECT_EQ(next_run(), "#1");
+  Send("e", 3, kFromOne);
+  const std::string q = Start("app-ordered", "e");
+  EXPECT_EQ(next_run(), "(none)") << "the new run took the lane ahead of 3";
+  ASSERT_THAT(store_->ExpireLaneHeads(clock_.Now()), IsOk());
+  EXPECT_EQ(next_run(), "#3");
+  EXPECT_EQ(next_run(), q);
+}
+
+// Set past numbers that wait, a lane runs the lower ones and keeps the number set: the numbers
+// set past are no gap, and the next number after the lower ones runs at once.
+TEST_P(StoreConformance, SetNextPastWaitingNumbersKeepsTheNumberSet) {
+  Send("n", 1, kFromOne);
+  std::vector<QueueItem> first;
+  EXPECT_EQ(ClaimedNumbers(&first), std::vector<int64_t>{1});
+  Send("n", 6, kFromOne);
+  Send("n", 9, kFromOne);
+  auto set = store_->SetLaneNext("app-ordered", "n", 9, std::nullopt, clock_.Now());
+  ASSERT_THAT(set, IsOk());
+  EXPECT_EQ(set->was, 2);
+  EXPECT_FALSE(set->head) << "the lane has a head";
+  // The head (1) ends: 6, lower than the number set, runs; then 9, at once.
+  ASSERT_THAT(End(first[0]), IsOk());
+  std::vector<QueueItem> next;
+  EXPECT_EQ(ClaimedNumbers(&next), std::vector<int64_t>{6});
+  ASSERT_THAT(End(next[0]), IsOk());
+  EXPECT_EQ(ClaimedNumbers(&next), std::vector<int64_t>{9}) << "it waited for 7 and 8";
+  auto gaps = store_->ListLaneGaps("app-ordered", "n", 10);
+  ASSERT_THAT(gaps, IsOk());
+  EXPECT_TRUE(gaps->empty());
+}
+
+// An intake that gives a lane a head_timeout it had none of gives its live head a deadline too,
+// counted from its start (it kept none, and never timed out).
+TEST_P(StoreConformance, AHeadTimeoutAnIntakeAddsGivesTheLiveHeadADeadline) {
+  const std::string head = Start("app-ordered", "h");
+  auto items = Claim();
+  ASSERT_EQ(items.size(), 1u);
+  ASSERT_THAT(Block(items[0]), IsOk());
+  Start("app-ordered", "h", 10s);
+  clock_.Advance(9s);
+  EXPECT_TRUE(store_->ExpireLaneHeads(clock_.Now())->empty());
+  clock_.Advance(2s);
+  EXPECT_EQ(*store_->ExpireLaneHeads(clock_.Now()), Runs{head});
+}
+
 TEST_P(StoreConformance, AMissingNumberIsWaitedForThenRecordedAsAGap) {
   Send("t", 1, kFromOne);
   std::vector<QueueItem> items;
@@ -4367,52 +4454,6 @@ TEST_P(StoreConformance, AMissingNumberIsWaitedForThenRecordedAsAGap) {
   EXPECT_EQ((*outcomes)[0].outcome, kStale);
   EXPECT_EQ((*outcomes)[0].number, 2);
   EXPECT_EQ(store_->GetQueueStats(clock_.Now())->lane_stale, 1);
-}
-
-// A function that stops ordering by numbers (synced again without `sequence`) while numbered
-// runs wait in a lane strands none of them: the lane orders by numbers until they are gone,
-// its plain runs taking their turn among them. (It became a plain lane at the next event:
-// a number that arrived before the head's was passed over by arrival order, and numbers
-// waiting for a gap had no gap timer left; neither ever ran.)
-TEST_P(StoreConformance, ALaneWhoseFunctionStopsSequencingStrandsNoNumberedRun) {
-  // Numbers out of arrival order: 3 arrives before 2.
-  Send("t", 1, kFromOne);
-  std::vector<QueueItem> items;
-  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{1});
-  Send("t", 3, kFromOne);
-  Send("t", 2, kFromOne);
-  ASSERT_THAT(End(items[0]), IsOk());
-  items = Claim();
-  ASSERT_EQ(items.size(), 1u);
-  const std::string two = items[0].run_id;
-  const std::string plain = Start("app-ordered", "t");  // synced without `sequence` now
-  ASSERT_THAT(End(items[0]), IsOk());
-  std::vector<std::string> order;
-  for (int i = 0; i < 4; ++i) {
-    items = Claim();
-    if (items.empty()) break;
-    ASSERT_EQ(items.size(), 1u);
-    order.push_back(items[0].run_id == plain ? "plain" : std::to_string(ClaimedNumberOf(items[0])));
-    ASSERT_THAT(End(items[0]), IsOk());
-  }
-  EXPECT_EQ(order, (std::vector<std::string>{"plain", "3"}));
-
-  // Waiting for a gap: 5 waits for 4 when a plain run comes.
-  Send("u", 1, kFromOne);
-  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{1});
-  ASSERT_THAT(End(items[0]), IsOk());
-  Send("u", 3, kFromOne);
-  const std::string plain_u = Start("app-ordered", "u");
-  items = Claim();
-  ASSERT_EQ(items.size(), 1u);
-  EXPECT_EQ(items[0].run_id, plain_u) << "the lane had no head";
-  ASSERT_THAT(End(items[0]), IsOk());
-  EXPECT_TRUE(Claim().empty()) << "3 waits for 2";
-  clock_.Advance(2s);
-  ASSERT_THAT(store_->ExpireLaneHeads(clock_.Now()), IsOk());
-  ASSERT_EQ(ClaimedNumbers(&items), std::vector<int64_t>{3}) << "the gap timer still runs";
-  ASSERT_THAT(End(items[0]), IsOk());
-  EXPECT_TRUE(Claim().empty());
 }
 
 TEST_P(StoreConformance, WithoutAStartALaneBeginsAtTheFirstNumberItSees) {

@@ -335,7 +335,12 @@ void TakeHead(Tx& tx, const std::string& function_id, const std::string& key,
            r.empty() ? 0 : r[0].Int(1), now_ms);
 }
 
-// A sequence lane (locked by the caller) that has no head chooses one:
+// The gap_timeout of a sequence lane whose function no longer orders by numbers, while runs
+// of it are left (configs' gap timeouts are 1 s at least): it drains (SelectSequenceHead).
+constexpr int64_t kDrainingGapTimeout = 0;
+
+// A sequence lane (locked by the caller) that has no head chooses one (a draining one:
+// below):
 //   1. an unnumbered run (a replay, or a stale number allowed to run), oldest first;
 //   2. else the run numbered seq_next — stepping past numbers whose runs ended while they
 //      waited (cancelled: their number is used up, not a gap);
@@ -348,19 +353,30 @@ void TakeHead(Tx& tx, const std::string& function_id, const std::string& key,
 std::optional<std::string> SelectSequenceHead(Tx& tx, const std::string& function_id,
                                               const std::string& key, int64_t now_ms,
                                               const char* give_up = nullptr) {
-  Rows unnumbered = tx.Query(
-      "SELECT id FROM runs WHERE function_id = $1 AND lane_key = $2 AND status = 'queued' "
-      "AND lane_number IS NULL ORDER BY lane_seq LIMIT 1",
-      {function_id, key});
-  if (!unnumbered.empty()) {
-    TakeHead(tx, function_id, key, unnumbered[0].Text(0), now_ms);
-    return unnumbered[0].Text(0);
+  Rows lane =
+      tx.Query("SELECT seq_next, seq_gap_timeout_ms FROM lanes WHERE function_id = $1 AND key = $2",
+               {function_id, key});
+  // Draining (kDrainingGapTimeout): its function no longer orders by numbers. Its numbered
+  // runs go first, in number order and waiting for no missing one, then the runs that came
+  // unnumbered since, in the order they were accepted: they are not let ahead of runs accepted
+  // before them (rule 1 would, for as long as events of the key keep coming).
+  const bool draining = !lane.empty() && !lane[0].Null(1) && lane[0].Int(1) == kDrainingGapTimeout;
+  if (!draining) {
+    Rows unnumbered = tx.Query(
+        "SELECT id FROM runs WHERE function_id = $1 AND lane_key = $2 AND status = 'queued' "
+        "AND lane_number IS NULL ORDER BY lane_seq LIMIT 1",
+        {function_id, key});
+    if (!unnumbered.empty()) {
+      TakeHead(tx, function_id, key, unnumbered[0].Text(0), now_ms);
+      return unnumbered[0].Text(0);
+    }
   }
   Rows waiting = tx.Query(
-      "SELECT id, lane_number, (SELECT min(created_at_ms) FROM runs w WHERE w.function_id = $1 "
-      "AND w.lane_key = $2 AND w.status = 'queued') FROM runs WHERE function_id = $1 "
-      "AND lane_key = $2 AND status = 'queued' AND lane_number IS NOT NULL "
-      "ORDER BY lane_number LIMIT 1",
+      std::string("SELECT id, lane_number, (SELECT min(created_at_ms) FROM runs w WHERE "
+                  "w.function_id = $1 AND w.lane_key = $2 AND w.status = 'queued') FROM runs "
+                  "WHERE function_id = $1 AND lane_key = $2 AND status = 'queued' ") +
+          (draining ? "ORDER BY lane_number IS NULL, lane_number, lane_seq LIMIT 1"
+                    : "AND lane_number IS NOT NULL ORDER BY lane_number LIMIT 1"),
       {function_id, key});
   if (waiting.empty()) {
     tx.Send("UPDATE lanes SET gap_since_ms = NULL WHERE function_id = $1 AND key = $2",
@@ -368,11 +384,12 @@ std::optional<std::string> SelectSequenceHead(Tx& tx, const std::string& functio
     return std::nullopt;
   }
   const std::string lowest = waiting[0].Text(0);
+  if (waiting[0].Null(1)) {  // draining, its numbered runs done
+    TakeHead(tx, function_id, key, lowest, now_ms);
+    return lowest;
+  }
   const int64_t m = waiting[0].Int(1);
   const int64_t waited_since = waiting[0].Int(2);
-  Rows lane =
-      tx.Query("SELECT seq_next, seq_gap_timeout_ms FROM lanes WHERE function_id = $1 AND key = $2",
-               {function_id, key});
   int64_t next = lane[0].OptInt(0).value_or(m);
   while (next < m && !tx.Query("SELECT 1 FROM runs WHERE function_id = $1 AND lane_key = $2 "
                                "AND lane_number = $3",
@@ -394,8 +411,10 @@ std::optional<std::string> SelectSequenceHead(Tx& tx, const std::string& functio
     tx.Send("UPDATE lanes SET gaps_total = gaps_total + 1 WHERE function_id = $1 AND key = $2",
             {function_id, key});
   }
+  // Past m, or where an operator set the lane past it (SetLaneNext: a lower number waiting
+  // runs, and the numbers set past stay so).
   tx.Send("UPDATE lanes SET seq_next = $3 WHERE function_id = $1 AND key = $2",
-          {function_id, key, m + 1});
+          {function_id, key, std::max(next, m + 1)});
   TakeHead(tx, function_id, key, lowest, now_ms);
   return lowest;
 }
@@ -461,6 +480,26 @@ bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
   return true;
 }
 
+// The head deadline of a lane row (`lanes`) whose head_timeout becomes `timeout` (SQL): a head
+// counting down counts to it from where it counted from; one that had none (and has not ended:
+// an ended head holds its lane, with no deadline, for a call in flight) from when its first
+// call was due, as SetLaneHead counts (its start, or its first call's due time while it waits
+// for it), and no earlier than it became head (or was retried); none without a head.
+std::string HeadDeadlineWith(std::string_view timeout) {
+  const std::string t(timeout);
+  const std::string due =
+      "COALESCE((SELECT r.started_at_ms FROM runs r WHERE r.id = lanes.head_run_id), "
+      "(SELECT min(q.visible_at_ms) FROM queue q WHERE q.run_id = lanes.head_run_id), "
+      "lanes.head_since_ms)";
+  return "CASE WHEN " + t + " IS NULL OR lanes.head_run_id IS NULL THEN NULL " +
+         "WHEN lanes.head_deadline_ms IS NOT NULL " +
+         "THEN lanes.head_deadline_ms - lanes.head_timeout_ms + " + t + " " +
+         "WHEN lanes.head_timeout_ms IS NULL AND EXISTS (SELECT 1 FROM runs r WHERE r.id = "
+         "lanes.head_run_id AND " +
+         kRunNotEnded + ") THEN (CASE WHEN " + due + " > lanes.head_since_ms THEN " + due +
+         " ELSE lanes.head_since_ms END) + " + t + " ELSE lanes.head_deadline_ms END";
+}
+
 // Takes (creating it if new) the lane row of each lane in `lanes`: the lock every writer of
 // a lane takes first, so lanes are always locked in one order (one statement for up to 64
 // lanes, which locks their rows in the order of its rows). Each intake brings the lane's
@@ -481,24 +520,25 @@ void LockLanes(Tx& tx, const LaneLocks& lanes) {
       "seq_run_stale, seq_next)",
       "($1, $2, $3, $4, $5, $6, $5)", rows,
       "ON CONFLICT (function_id, key) DO UPDATE SET head_timeout_ms = EXCLUDED.head_timeout_ms, "
-      // A head counting down counts to its new timeout from where it counted from (as a
-      // sync sets it, SyncApp; an intake on an older function set may set it back).
-      "head_deadline_ms = CASE WHEN EXCLUDED.head_timeout_ms IS NULL THEN NULL "
-      "WHEN lanes.head_deadline_ms IS NOT NULL "
-      "THEN lanes.head_deadline_ms - lanes.head_timeout_ms + EXCLUDED.head_timeout_ms "
-      "ELSE lanes.head_deadline_ms END, "
-      // A lane whose function stopped ordering by numbers stays a sequence lane until its
-      // numbered runs are gone: they wait in number order, which arrival order (the plain
-      // lane's) is not, and a plain lane has no gap timer for the numbers they wait for.
-      "seq_gap_timeout_ms = CASE WHEN EXCLUDED.seq_gap_timeout_ms IS NULL AND lanes.depth > 0 "
-      "THEN lanes.seq_gap_timeout_ms ELSE EXCLUDED.seq_gap_timeout_ms END, "
-      "seq_start = EXCLUDED.seq_start, seq_run_stale = EXCLUDED.seq_run_stale, "
-      "seq_next = COALESCE(lanes.seq_next, EXCLUDED.seq_start) "
-      "WHERE lanes.head_timeout_ms IS DISTINCT FROM EXCLUDED.head_timeout_ms "
-      "OR lanes.seq_gap_timeout_ms IS DISTINCT FROM EXCLUDED.seq_gap_timeout_ms "
-      "OR lanes.seq_start IS DISTINCT FROM EXCLUDED.seq_start "
-      "OR lanes.seq_run_stale IS DISTINCT FROM EXCLUDED.seq_run_stale "
-      "OR (lanes.seq_next IS NULL AND EXCLUDED.seq_start IS NOT NULL)");
+      // The head's deadline with it (as a sync sets it, SyncApp; an intake on an older
+      // function set may set it back).
+      "head_deadline_ms = " +
+          HeadDeadlineWith("EXCLUDED.head_timeout_ms") +
+          ", "
+          // A lane whose function stopped ordering by numbers drains as a sequence lane
+          // (kDrainingGapTimeout) until its runs are gone: its numbered runs first, in number
+          // order, which arrival order (the plain lane's) is not.
+          "seq_gap_timeout_ms = CASE WHEN EXCLUDED.seq_gap_timeout_ms IS NULL AND lanes.depth > 0 "
+          "AND lanes.seq_gap_timeout_ms IS NOT NULL THEN " +
+          std::to_string(kDrainingGapTimeout) +
+          " ELSE EXCLUDED.seq_gap_timeout_ms END, "
+          "seq_start = EXCLUDED.seq_start, seq_run_stale = EXCLUDED.seq_run_stale, "
+          "seq_next = COALESCE(lanes.seq_next, EXCLUDED.seq_start) "
+          "WHERE lanes.head_timeout_ms IS DISTINCT FROM EXCLUDED.head_timeout_ms "
+          "OR lanes.seq_gap_timeout_ms IS DISTINCT FROM EXCLUDED.seq_gap_timeout_ms "
+          "OR lanes.seq_start IS DISTINCT FROM EXCLUDED.seq_start "
+          "OR lanes.seq_run_stale IS DISTINCT FROM EXCLUDED.seq_run_stale "
+          "OR (lanes.seq_next IS NULL AND EXCLUDED.seq_start IS NOT NULL)");
 }
 
 // Records that the event `event_id` started no run of sequence lane (function_id, key).
@@ -609,18 +649,23 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
   // is the one head selection picks.
   std::optional<int64_t> lane_seq;
   bool lane_free = false;
+  bool draining = false;
   if (run.lane_key) {
     Rows lane = tx.Query(
         "UPDATE lanes SET next_seq = next_seq + 1, depth = depth + 1 "
-        "WHERE function_id = $1 AND key = $2 RETURNING next_seq, head_run_id",
+        "WHERE function_id = $1 AND key = $2 RETURNING next_seq, head_run_id, seq_gap_timeout_ms",
         {run.function_id, *run.lane_key});
     if (lane.empty()) throw std::logic_error("lane of run " + run.run_id + " not locked");
     lane_seq = lane[0].Int(0);
     lane_free = lane[0].Null(1);
+    // A sequence lane whose function no longer orders by numbers: its head is chosen as a
+    // sequence lane's (its numbered runs first), not this run at once.
+    draining = !sequenced && !lane[0].Null(2);
   }
   // A free lane's head at once, due now: running, its first call leased to the ingesting
   // coordinator.
-  const bool start_now = lane_free && !sequenced && start_here && !slot && run.priority_s == 0;
+  const bool start_now =
+      lane_free && !sequenced && !draining && start_here && !slot && run.priority_s == 0;
   // timeouts.start counts from when the run may start: its creation, its debounce's due time
   // (DebouncedRun), its event's `ts` in the future; a run started now is due to finish.
   RunDeadlines deadlines = DeadlinesOf(run, std::max(now_ms, run.start_at_ms.value_or(0)));
@@ -653,7 +698,7 @@ bool CreateRun(Tx& tx, const std::string& event_id, const NewRun& run, int64_t n
     return true;
   }
   if (!lane_free) return true;  // behind the head
-  if (sequenced) {
+  if (sequenced || draining) {
     SelectSequenceHead(tx, run.function_id, *run.lane_key, now_ms);
   } else if (start_now) {
     Rows item = tx.Query(
@@ -717,13 +762,16 @@ void ReadLaneTailsLater(Tx& tx, const std::vector<NewEvent>& events,
   }
   // Up to 64 lanes a statement, each found by its key.
   for (const auto& [sql, params] : Tx::RowsStatements(
-           "SELECT l.function_id, l.key, l.next_seq, l.head_run_id FROM (", "($1, $2)",
-           ") AS v JOIN lanes l ON l.function_id = v.column1 AND l.key = v.column2", lanes)) {
+           "SELECT l.function_id, l.key, l.next_seq, l.head_run_id, l.seq_gap_timeout_ms FROM (",
+           "($1, $2)", ") AS v JOIN lanes l ON l.function_id = v.column1 AND l.key = v.column2",
+           lanes)) {
     tx.QueryLater(sql, params, [tails](Rows rows) {
       for (size_t i = 0; i < rows.size(); ++i) {
         LaneTail& tail = tails->at({rows[i].Text(0), rows[i].Text(1)});
         tail.last_seq = rows[i].Int(2);
-        tail.free = rows[i].Null(3);
+        // A sequence lane without a head (draining, its function no longer ordering by
+        // numbers, and waiting for one) is not free: its runs go first (SelectSequenceHead).
+        tail.free = rows[i].Null(3) && rows[i].Null(4);
       }
       // A lane without a row was not locked: the ingest fails below.
     });
@@ -1100,27 +1148,21 @@ Result<SyncResult> SqlStore::SyncApp(const AppSync& sync) {
         }
       }
       // The lanes each function has take its timeouts as configured now (AppSync). Rows
-      // whose timeouts are as configured are left alone.
+      // whose timeouts are as configured are left alone. A sequence lane of a function that
+      // no longer orders by numbers drains while it has runs (kDrainingGapTimeout; a plain
+      // lane's row when it has none), as LockLanes makes it.
+      const std::string gap_timeout =
+          "(CASE WHEN seq_gap_timeout_ms IS NULL THEN NULL WHEN $3::bigint IS NOT NULL THEN "
+          "$3::bigint WHEN depth > 0 THEN " +
+          std::to_string(kDrainingGapTimeout) + " END)";
       for (const auto& [function_id, t] : sync.lane_timeouts) {
         const sql::Value head = t.head_timeout_ms ? sql::Value(*t.head_timeout_ms) : nullptr;
         const sql::Value gap = t.gap_timeout_ms ? sql::Value(*t.gap_timeout_ms) : nullptr;
-        tx.Send(std::string("UPDATE lanes SET head_deadline_ms = CASE "
-                            "WHEN $2::bigint IS NULL OR head_run_id IS NULL THEN NULL "
-                            // A head counting down: from where it counted from.
-                            "WHEN head_deadline_ms IS NOT NULL "
-                            "THEN head_deadline_ms - head_timeout_ms + $2::bigint "
-                            // A head that had no timeout, and has not ended (an ended head
-                            // holds its lane for a call in flight, with no deadline).
-                            "WHEN head_timeout_ms IS NULL AND EXISTS (SELECT 1 FROM runs r "
-                            "WHERE r.id = lanes.head_run_id AND ") +
-                    kRunNotEnded +
-                    ") THEN head_since_ms + $2::bigint "
-                    "ELSE head_deadline_ms END, head_timeout_ms = $2::bigint, "
-                    "seq_gap_timeout_ms = CASE WHEN seq_gap_timeout_ms IS NULL OR $3::bigint IS "
-                    "NULL THEN seq_gap_timeout_ms ELSE $3::bigint END "
-                    "WHERE function_id = $1 AND (head_timeout_ms IS DISTINCT FROM $2::bigint OR "
-                    "(seq_gap_timeout_ms IS NOT NULL AND $3::bigint IS NOT NULL AND "
-                    "seq_gap_timeout_ms <> $3::bigint))",
+        tx.Send("UPDATE lanes SET head_deadline_ms = " + HeadDeadlineWith("$2::bigint") +
+                    ", head_timeout_ms = $2::bigint, seq_gap_timeout_ms = " + gap_timeout +
+                    " WHERE function_id = $1 AND (head_timeout_ms IS DISTINCT FROM "
+                    "$2::bigint OR seq_gap_timeout_ms IS DISTINCT FROM " +
+                    gap_timeout + ")",
                 {function_id, head, gap});
       }
     }
@@ -2918,7 +2960,9 @@ Result<int64_t> SqlStore::DeleteExpired(TimePoint horizon, int batch) {
 
 Result<std::string> SqlStore::SkipLaneHead(const std::string& function_id, const std::string& key,
                                            TimePoint now, const std::string& expected_head,
-                                           std::optional<int64_t> waiting_for) {
+                                           std::optional<int64_t> waiting_for,
+                                           bool* skipped_before) {
+  if (skipped_before) *skipped_before = false;
   return InTransaction([&](Tx& tx) -> Result<std::string> {
     // Read first without a lock: a head is failed by FailLaneHead, which locks its queue items,
     // its run and then the lane, the order every writer takes (locking the lane first could
@@ -2955,6 +2999,7 @@ Result<std::string> SqlStore::SkipLaneHead(const std::string& function_id, const
       if (!run.empty() && run[0].Text(2) == function_id && run[0].OptText(3) == key &&
           run[0].Text(0) == kFailed &&
           run[0].JsonCol(1).value("name", std::string()) == "Skipped") {
+        if (skipped_before) *skipped_before = true;
         return expected_head;
       }
       if (head != expected_head) {

@@ -68,7 +68,8 @@ class SqlStore final : public Store {
   Result<std::vector<LaneRecord>> ListLanes(const LaneFilter& filter) override;
   Result<std::string> SkipLaneHead(const std::string& function_id, const std::string& key,
                                    TimePoint now, const std::string& expected_head = "",
-                                   std::optional<int64_t> waiting_for = std::nullopt) override;
+                                   std::optional<int64_t> waiting_for = std::nullopt,
+                                   bool* skipped_before = nullptr) override;
   Result<std::vector<LaneGap>> ListLaneGaps(const std::string& function_id, const std::string& key,
                                             int limit) override;
   Result<std::vector<LaneOutcome>> LaneOutcomesOf(const std::string& internal_id) override;
