@@ -20,6 +20,29 @@ struct Sample {
   double value = 0;
 };
 
+// Sends test/ordered's event for key "a" that fails: its run blocks lane a. Returns the run's
+// id; empty, failing the test, when it did not block.
+std::string BlockedHead(const Coordinator& c) {
+  const JsonReply sent = Http(
+      "POST", c.url() + "/e/test",
+      Json{{"name", "test/ordered"}, {"data", {{"key", "a"}, {"seq", 1}, {"fail", true}}}}.dump());
+  if (sent.status != 200 || !sent.body["ids"].is_array() || sent.body["ids"].size() != 1) {
+    ADD_FAILURE() << sent.raw;
+    return "";
+  }
+  const std::vector<std::string> runs = RunsOfEvent(c.url(), sent.body["ids"][0]);
+  if (runs.size() != 1) {
+    ADD_FAILURE() << runs.size() << " runs of one event";
+    return "";
+  }
+  const Json run = WaitForRunStatus(c.url(), runs[0], {"blocked", "failed", "completed"});
+  if (run["status"] != "blocked") {
+    ADD_FAILURE() << "the head did not block: " << run.dump();
+    return "";
+  }
+  return runs[0];
+}
+
 class MetricsTest : public E2eTest, public ::testing::WithParamInterface<std::string> {
  protected:
   std::string backend() const override { return GetParam(); }
@@ -134,12 +157,8 @@ TEST_P(MetricsTest, ACancelledRunIsCountedAsFinished) {
 TEST_P(MetricsTest, ASkipHeadSentAgainCountsTheHeadsEndOnce) {
   auto c = StartCoordinator();
   TestHost host(c->url(), dir_);
-  auto head = RunsOfEvent(
-      c->url(),
-      Send(*c, {{"name", "test/ordered"}, {"data", {{"key", "a"}, {"seq", 1}, {"fail", true}}}}));
-  ASSERT_EQ(head.size(), 1u);
-  ASSERT_EQ(WaitForRunStatus(c->url(), head[0], {"blocked", "failed", "completed"})["status"],
-            "blocked");
+  const std::vector<std::string> head = {BlockedHead(*c)};
+  ASSERT_FALSE(head[0].empty());
   const std::string skip = c->url() + "/v1/lanes/test-ordered/a/skip-head?run_id=" + head[0];
   ASSERT_EQ(Http("POST", skip).status, 200);
   ASSERT_EQ(Http("POST", skip).status, 200);
@@ -204,12 +223,8 @@ TEST_P(MetricsTest, HistogramsHoldKnownDurationsAndCallsCountTheirOutcome) {
 TEST_P(MetricsTest, ABlockedLaneShowsInTheGaugesWithItsAgeGrowing) {
   auto c = StartCoordinator();
   TestHost host(c->url(), dir_);
-  auto head = RunsOfEvent(
-      c->url(),
-      Send(*c, {{"name", "test/ordered"}, {"data", {{"key", "a"}, {"seq", 1}, {"fail", true}}}}));
-  ASSERT_EQ(head.size(), 1u);
-  ASSERT_EQ(WaitForRunStatus(c->url(), head[0], {"blocked", "failed", "completed"})["status"],
-            "blocked");
+  const std::vector<std::string> head = {BlockedHead(*c)};
+  ASSERT_FALSE(head[0].empty());
   Send(*c, {{"name", "test/ordered"}, {"data", {{"key", "a"}, {"seq", 2}}}});
   std::vector<Sample> first;  // the blocked head is counted a moment after its status shows
   EXPECT_TRUE(WaitFor(
@@ -276,12 +291,8 @@ TEST_F(LogFormatTest, JsonLogsParseLineByLineAndNameTheRun) {
   ASSERT_EQ(replay.status, 201) << replay.raw;
   const std::string replay_id = replay.body["data"]["id"];
   EXPECT_EQ(WaitForRunEnd(c->url(), replay_id)["status"], "completed");
-  auto head = RunsOfEvent(
-      c->url(),
-      Send(*c, {{"name", "test/ordered"}, {"data", {{"key", "a"}, {"seq", 1}, {"fail", true}}}}));
-  ASSERT_EQ(head.size(), 1u);
-  ASSERT_EQ(WaitForRunStatus(c->url(), head[0], {"blocked", "failed", "completed"})["status"],
-            "blocked");
+  const std::vector<std::string> head = {BlockedHead(*c)};
+  ASSERT_FALSE(head[0].empty());
   ASSERT_EQ(Http("POST", c->url() + "/v1/lanes/test-ordered/a/skip-head").status, 200);
   c->Stop();
 

@@ -52,14 +52,16 @@ class IntakeHarness : public ExecutorHarness {
     return {};
   }
 
-  // Stores, as run `run`'s call does, a wait "paid" for test/paid with `expression`, looking
-  // back from `lookback_from`; returns it.
+  // Stores, as run `run`'s call does, a wait "paid" for test/paid (or step `step` for
+  // `event_name`) with `expression`, looking back from `lookback_from`; returns it.
   store::NewWait WaitForPaid(const std::string& run, TimePoint lookback_from,
-                             const std::string& expression = "") {
+                             const std::string& expression = "",
+                             const std::string& event_name = "test/paid",
+                             const std::string& step = "paid") {
     store::NewWait wait;
-    wait.step_id = "paid";
-    wait.name = "paid";
-    wait.event_name = "test/paid";
+    wait.step_id = step;
+    wait.name = step;
+    wait.event_name = event_name;
     wait.expression = expression;
     if (!expression.empty()) {  // its key, as the executor gives it (the `if` names no `event`)
       wait.match_key =
@@ -963,18 +965,7 @@ TEST_F(IntakeHarness, ARunsOwnEventDoesNotResumeItsWait) {
   clock_.Advance(5ms);
   auto state = store_->LoadRunState(run);
   ASSERT_THAT(state, IsOk());
-  store::NewWait wait;
-  wait.step_id = "next";
-  wait.name = "next";
-  wait.event_name = "test/go";
-  wait.expression = "async.data.n == 1";
-  wait.kind = store::kWaitEvent;
-  wait.expires_at = clock_.Now() + 1h;
-  wait.timeout_memo = nullptr;
-  wait.lookback_from = before;
-  store::Transition waiting;
-  waiting.move = store::Transition::Continue{.waits = {wait}, .run_status = store::kWaiting};
-  ASSERT_THAT(store_->Apply(ClaimItemOf(run), waiting, clock_.Now()), IsOk());
+  const store::NewWait wait = WaitForPaid(run, before, "async.data.n == 1", "test/go", "next");
   intake_->WaitRegistered(*state, wait, UnixMillis(before));
   auto resumed = store_->Claim(10, clock_.Now(), 30s);
   ASSERT_THAT(resumed, IsOk());
