@@ -1249,22 +1249,27 @@ TEST_F(IntakeHarness, TheFunctionSetIsReadAgainOnlyWhenASyncChangedIt) {
   cached.Stop();
 }
 
-// A cron trigger with `jitter`: each tick's run has its first call due at a random time in
-// [tick, tick + jitter] (kept in the store: the test's clock decides when it is claimable),
-// and a second ticker that sees the same tick starts nothing.
-TEST_F(IntakeHarness, CronJitterMakesEachTicksRunDueWithinTheJitterAndATickStartsOneRun) {
+// Syncs app "app" with one function, app-ticker, whose one trigger is `trigger` (a cron).
+void SyncTicker(store::Store& store, const store::Json& trigger) {
   store::FunctionRecord ticker_fn;
   ticker_fn.id = "app-ticker";
   ticker_fn.app_id = "app";
   ticker_fn.name = "ticker";
   ticker_fn.config = {
       {"id", "app-ticker"},
-      {"triggers", {{{"cron", "* * * * *"}, {"jitter", "30s"}}}},
+      {"triggers", store::Json::array({trigger})},
       {"steps", {{"step", {{"runtime", {{"url", "http://127.0.0.1:1/api?fnId=app-ticker"}}}}}}}};
   store::AppSync sync;
   sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", "sum-ticker", 0, 0};
   sync.functions = {ticker_fn};
-  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  EXPECT_THAT(store.SyncApp(sync), IsOk());
+}
+
+// A cron trigger with `jitter`: each tick's run has its first call due at a random time in
+// [tick, tick + jitter] (kept in the store: the test's clock decides when it is claimable),
+// and a second ticker that sees the same tick starts nothing.
+TEST_F(IntakeHarness, CronJitterMakesEachTicksRunDueWithinTheJitterAndATickStartsOneRun) {
+  SyncTicker(*store_, {{"cron", "* * * * *"}, {"jitter", "30s"}});
 
   intake::CronTicker ticker(*intake_, clock_, /*seed=*/42);
   intake::CronTicker other_coordinator(*intake_, clock_, /*seed=*/7);
@@ -1314,18 +1319,7 @@ TEST_F(IntakeHarness, CronJitterMakesEachTicksRunDueWithinTheJitterAndATickStart
 // --retain when that is shorter: a tick's event, which keeps a second coordinator from storing
 // the tick again, may be deleted by retention once its run ended and it is --retain old.
 TEST_F(IntakeHarness, ACronCatchUpGoesBackAMinuteOrHalfOfRetainWhenThatIsShorter) {
-  store::FunctionRecord ticker_fn;
-  ticker_fn.id = "app-ticker";
-  ticker_fn.app_id = "app";
-  ticker_fn.name = "ticker";
-  ticker_fn.config = {
-      {"id", "app-ticker"},
-      {"triggers", {{{"cron", "* * * * *"}}}},
-      {"steps", {{"step", {{"runtime", {{"url", "http://127.0.0.1:1/api?fnId=app-ticker"}}}}}}}};
-  store::AppSync sync;
-  sync.app = {"app", "http://127.0.0.1:1/api", "cpp", "", "sum-ticker", 0, 0};
-  sync.functions = {ticker_fn};
-  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  SyncTicker(*store_, {{"cron", "* * * * *"}});
   const auto stored = [&](int64_t tick_s) {
     return store_->FindEventById("cron:app-ticker:" + FormatRfc3339(tick_s * 1000)).ok();
   };
