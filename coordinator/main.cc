@@ -134,26 +134,32 @@ bool IsPostgresUrl(const std::string& db) {
 // database was. The message never quotes it: it may hold a password.
 std::optional<std::string> NotADatabase(const std::string& db) {
   if (IsPostgresUrl(db)) {
-    // The user and password (up to the last '@' before the query) as libpq reads them: it
-    // takes them up to the first '@' or '/', so either in a password, or a '%' that starts no
-    // escape, makes it read a host, port or escape of the password and quote that in its
-    // error, a password's part in the log.
-    const size_t from = db.find("://") + 3;
-    const std::string_view before_query = std::string_view(db).substr(0, db.find('?', from));
-    const size_t at = before_query.rfind('@');
-    if (at != std::string::npos && at > from) {
-      const std::string_view userinfo = before_query.substr(from, at - from);
-      bool bad = userinfo.find_first_of("/@") != std::string_view::npos;
+    // The user and password as libpq reads them: up to the first '@' or '/'. An '@' or '/'
+    // in a password, or a '%' that starts no escape, makes it read a host, port or escape of
+    // the password, and quote that in its error: a password's part in the log.
+    const std::string_view url(db);
+    const size_t from = url.find("://") + 3;
+    const size_t end = url.find_first_of("@/", from);
+    bool bad = false;
+    if (end != std::string_view::npos && url[end] == '@') {
+      const std::string_view userinfo = url.substr(from, end - from);
       for (size_t i = userinfo.find('%'); !bad && i != std::string_view::npos;
            i = userinfo.find('%', i + 1)) {
         bad = i + 2 >= userinfo.size() ||
               !std::isxdigit(static_cast<unsigned char>(userinfo[i + 1])) ||
               !std::isxdigit(static_cast<unsigned char>(userinfo[i + 2]));
       }
-      if (bad) {
-        return "--db: its user or password holds a character that must be percent-encoded "
-               "(%, /, @: write %25, %2F, %40)";
-      }
+      // Another '@' before the host ends: the password's own.
+      const std::string_view host = url.substr(end + 1, url.find_first_of("/?", end + 1) - end - 1);
+      bad = bad || host.find('@') != std::string_view::npos;
+    } else if (end != std::string_view::npos) {
+      // A '/' first, and an '@' after it before the query: the password's '/'.
+      const std::string_view path = url.substr(end, url.find('?', end) - end);
+      bad = path.find('@') != std::string_view::npos;
+    }
+    if (bad) {
+      return "--db: its user or password holds a character that must be percent-encoded "
+             "(%, /, @: write %25, %2F, %40)";
     }
     return std::nullopt;
   }

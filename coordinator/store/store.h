@@ -91,9 +91,9 @@ struct AppSync {
   // sync that changes the app gives them to the lanes each function has, in its transaction
   // (an intake of a key does so for its lane too, which a lane no event comes to would wait
   // for): a head's deadline moves with its head_timeout (it goes with it, and a head that had
-  // none counts the new one from when it became head), and a sequence lane takes the new
-  // gap_timeout (one whose function no longer orders by numbers keeps its own until its
-  // numbered runs are gone, LockLanes).
+  // none counts the new one from its first call's due time, HeadDeadlineWith), and a sequence
+  // lane takes the new gap_timeout (one whose function no longer orders by numbers drains
+  // while it has runs: kDrainingGapTimeout, SelectSequenceHead).
   struct LaneTimeouts {
     std::optional<int64_t> head_timeout_ms;
     std::optional<int64_t> gap_timeout_ms;

@@ -5,7 +5,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { createServer as createNetServer } from 'node:net';
 import { createServer, request as httpRequest } from 'node:http';
 import {
-  chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync,
+  chmodSync, closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync, writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -93,10 +93,21 @@ function watchCluster(work, pgDir) {
   const dog = 'read -r word < "$2"; [ "$word" = done ] || exec "$0" stop "$1"';
   spawn('bash', ['-c', `setsid bash -c '${dog}' "$0" "$1" "$2" &`, pgScript, pgDir, fifo],
         { stdio: 'ignore' });
-  // Opened for writing only, which waits for the watchdog's open for reading: so it reads
-  // from the start, whatever this process does next (close-on-exec, from libuv: no child of
-  // this process holds it).
-  return openSync(fifo, 'w');
+  // Opened for writing only once the watchdog has it open for reading (until then the open
+  // fails with ENXIO): so it reads from the start, whatever this process does next. A
+  // watchdog that never comes fails the test here, not by a hang. (Close-on-exec, from libuv:
+  // no child of this process holds it.)
+  const give_up = Date.now() + 10000;
+  for (;;) {
+    try {
+      return openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch (e) {
+      if (e.code !== 'ENXIO' || Date.now() > give_up) {
+        throw new Error(`the watchdog of ${pgDir} did not start: ${e.message}`);
+      }
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);  // 10 ms
+    }
+  }
 }
 
 // Starts a private PostgreSQL cluster and `funcky serve` on it; resolves once /healthz answers.
@@ -187,8 +198,10 @@ export function stopAll() {
   for (const s of servers) { s.closeAllConnections(); s.close(); }
   for (const c of children) { try { process.kill(c.pid, 'SIGTERM'); } catch { /* gone */ } }
   for (const { dir, watchdog } of pgDirs) {
-    writeSync(watchdog, 'done\n');
-    closeSync(watchdog);
+    try {
+      writeSync(watchdog, 'done\n');
+      closeSync(watchdog);
+    } catch { /* the watchdog is gone: the cluster is stopped below all the same */ }
     execFileSync(pgScript, ['stop', dir]);
   }
 }

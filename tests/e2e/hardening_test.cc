@@ -493,7 +493,10 @@ TEST(FlagsAtStart, ADbThatIsNoDatabaseAndUnloadableTlsFilesAreRefused) {
                                std::string("host=127.0.0.1 password=hunter2 dbname=funcky"),
                                std::string("postgres://funcky:hun%ter2@127.0.0.1:1/db"),
                                std::string("postgres://funcky:hun/ter2@127.0.0.1:1/db"),
-                               std::string("postgres://funcky:hun@ter2@127.0.0.1:1/db")}) {
+                               std::string("postgres://funcky:hun@ter2@127.0.0.1:1/db"),
+                               std::string("postgres://funcky:a?b%ter2@127.0.0.1:1/db"),
+                               std::string("postgres://funcky:a?b@ter2@127.0.0.1:1/db"),
+                               std::string("postgres://funcky:a?b/ter2@127.0.0.1:1/db")}) {
     for (const std::string command : {"migrate", "dev"}) {
       std::vector<std::string> args = {command, "--db", db};
       if (command == "dev") args.insert(args.end(), {"--port", std::to_string(FreePort())});

@@ -482,9 +482,11 @@ bool AdvanceLane(Tx& tx, const std::string& function_id, const std::string& key,
 
 // The head deadline of a lane row (`lanes`) whose head_timeout becomes `timeout` (SQL): a head
 // counting down counts to it from where it counted from; one that had none (and has not ended:
-// an ended head holds its lane, with no deadline, for a call in flight) from when its first
-// call was due, as SetLaneHead counts (its start, or its first call's due time while it waits
-// for it), and no earlier than it became head (or was retried); none without a head.
+// an ended head holds its lane, with no deadline, for a call in flight) from its start, or,
+// while it waits for its first call, from when that call is due now (as SetLaneHead counts
+// from its due time; a call held back by a concurrency limit is due later each time it is
+// held back, which counts from then), and no earlier than it became head (or was retried);
+// none without a head.
 std::string HeadDeadlineWith(std::string_view timeout) {
   const std::string t(timeout);
   const std::string due =
