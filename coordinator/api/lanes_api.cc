@@ -1,6 +1,5 @@
 // GET /v1/lanes, GET /v1/lanes/{function}/{key}/gaps, POST /v1/lanes/{function}/{key}/skip-head,
 // …/retry-head and …/set-next.
-#include <charconv>
 #include <optional>
 
 #include <spdlog/spdlog.h>
@@ -22,19 +21,18 @@ namespace {
 
 constexpr char kCursorSeparator = '\x1f';
 
-// The query parameter `name` of `req` as a lane number (0 to kMaxSequenceNumber); none when
-// absent; kInvalidArgument saying what it must be otherwise.
+// The query parameter `name` of `req` as a lane number, read as an event's string of digits
+// is (scheduler::SequenceNumber: 0 to kMaxSequenceNumber); none when absent; kInvalidArgument
+// saying what it must be otherwise.
 Result<std::optional<int64_t>> LaneNumberParam(const Request& req, const char* name) {
   const std::string text = req.query(name);
   if (text.empty()) return std::optional<int64_t>();
-  int64_t n = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (ec != std::errc() || end != text.data() + text.size() || n < 0 ||
-      n > scheduler::kMaxSequenceNumber) {
+  auto n = scheduler::SequenceNumber(Json(text));
+  if (!n.ok()) {
     return InvalidArgument(std::string(name) + " must be a lane number, an integer from 0 to " +
                            std::to_string(scheduler::kMaxSequenceNumber));
   }
-  return std::optional<int64_t>(n);
+  return std::optional<int64_t>(*n);
 }
 
 Json GapJson(const store::LaneGap& gap) {
