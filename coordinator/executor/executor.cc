@@ -200,17 +200,20 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
     co_return co_await funcky::Offload(blocking, std::move(fn));
   }
 
+  // Runs `fn` on the blocking pool when `large` (work on JSON over kInlineJsonBytes would hold
+  // the I/O thread), here otherwise.
+  template <typename Fn>
+  asio::awaitable<std::invoke_result_t<Fn&>> OffloadIf(bool large, Fn fn) {
+    if (!large) co_return fn();
+    co_return co_await Offload(std::move(fn));
+  }
+
   // BuildCall, on the blocking pool when the state is large (kInlineJsonBytes).
   asio::awaitable<Result<HttpRequest>> BuildCallFor(const store::RunState& state,
                                                     const store::QueueItem& item) {
     const TimePoint now = clock.Now();
-    if (!CallStateLargerThan(state, kInlineJsonBytes)) {
-      co_return BuildCall(state, item, options.call, now);
-    }
-    std::optional<Result<HttpRequest>> built = co_await Offload([&] {
-      return std::optional<Result<HttpRequest>>(BuildCall(state, item, options.call, now));
-    });
-    co_return std::move(*built);
+    co_return co_await OffloadIf(CallStateLargerThan(state, kInlineJsonBytes),
+                                 [&] { return BuildCall(state, item, options.call, now); });
   }
 
   // Takes up to `want` of the free call slots (of max_in_flight) for a claim or an ingest,
@@ -623,24 +626,19 @@ struct Executor::Impl : std::enable_shared_from_this<Impl> {
         NoteCallTime(took);
         if (outcome.reply.ok() && IsStreamedAnswer(*outcome.reply)) {
           HttpResponse streamed = std::move(*outcome.reply);
-          if (streamed.body.size() > kInlineJsonBytes) {
-            outcome.reply =
-                co_await Offload([&] { return UnwrapStreamedAnswer(std::move(streamed)); });
-          } else {
-            outcome.reply = UnwrapStreamedAnswer(std::move(streamed));
-          }
+          const bool large = streamed.body.size() > kInlineJsonBytes;
+          outcome.reply =
+              co_await OffloadIf(large, [&] { return UnwrapStreamedAnswer(std::move(streamed)); });
         }
-        if (outcome.reply.ok() && outcome.reply->body.size() > kInlineJsonBytes) {
-          // Parsed and decided on the blocking pool, with a generator of its own (`rng` is
-          // the I/O thread's).
-          std::mt19937_64 own_rng(rng());
-          t = co_await Offload([&] {
-            return DecideTransition(*state, item, outcome, options.retry, own_rng,
-                                    options.step_limit);
-          });
-        } else {
-          t = DecideTransition(*state, item, outcome, options.retry, rng, options.step_limit);
-        }
+        // A large reply is parsed and decided on the blocking pool, with a generator of its
+        // own (`rng` is the I/O thread's).
+        const bool large = outcome.reply.ok() && outcome.reply->body.size() > kInlineJsonBytes;
+        std::optional<std::mt19937_64> own_rng;
+        if (large) own_rng.emplace(rng());
+        t = co_await OffloadIf(large, [&] {
+          return DecideTransition(*state, item, outcome, options.retry, own_rng ? *own_rng : rng,
+                                  options.step_limit);
+        });
         if (options.observer) ReportCall(state->function.id, outcome, took, t);
       }
       ParkFailedLaneHead(state->run, t);
