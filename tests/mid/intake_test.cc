@@ -147,6 +147,13 @@ store::AppSync OneFunctionApp(const std::string& app, const std::string& event) 
   return sync;
 }
 
+// App "cancellable": its function starts on test/start, and test/stop cancels its runs.
+store::AppSync CancellableApp() {
+  store::AppSync sync = OneFunctionApp("cancellable", "test/start");
+  sync.functions[0].config["cancel"] = store::Json::array({{{"event", "test/stop"}}});
+  return sync;
+}
+
 // The invoke wait a caller run's step "call-it" registers for a run of `function_id`.
 store::NewWait InvokeWait(const std::string& caller, const std::string& function_id, TimePoint now,
                           const std::string& step_id = "call-it") {
@@ -370,9 +377,7 @@ TEST_F(IntakeHarness, InvocationsOfADebouncedFunctionEachGetTheirOwnRun) {
 // not one its own request starts (before or after it in the request); a run created after it
 // is left to a later cancel event.
 TEST_F(IntakeHarness, ACancelEventCancelsOnlyTheRunsThereWereWhenItCame) {
-  store::AppSync sync = OneFunctionApp("cancellable", "test/start");
-  sync.functions[0].config["cancel"] = store::Json::array({{{"event", "test/stop"}}});
-  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  ASSERT_THAT(store_->SyncApp(CancellableApp()), IsOk());
   int sent = 0;
   // Ingests one request of events named `names`; the internal ids of its test/start events.
   auto ingest = [&](const std::vector<std::string>& names) {
@@ -423,9 +428,7 @@ TEST_F(IntakeHarness, ACancelEventCancelsOnlyTheRunsThereWereWhenItCame) {
 // event came after a cancel event's is created no earlier than the cancel was received, so
 // the cancel's sweep (runs created before it) does not cancel it.
 TEST_F(IntakeHarness, IngestTimesDoNotGoBackWithTheClock) {
-  store::AppSync sync = OneFunctionApp("cancellable", "test/start");
-  sync.functions[0].config["cancel"] = store::Json::array({{{"event", "test/stop"}}});
-  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  ASSERT_THAT(store_->SyncApp(CancellableApp()), IsOk());
   auto ingest = [&](const std::string& name) {
     const int64_t now_ms = UnixMillis(clock_.Now());
     std::vector<intake::IncomingEvent> events = {SentEvent(name, name, now_ms, now_ms)};
@@ -483,9 +486,7 @@ TEST_F(IntakeHarness, ACancelEventCancelsRunsBeyondOnePage) {
 // them as of the event's receipt — the run from before it, not the one created since — and
 // acknowledges it.
 TEST_F(IntakeHarness, TheSweepDoesTheCancelsOfACancelEventStoredButNotDone) {
-  store::AppSync sync = OneFunctionApp("cancellable", "test/start");
-  sync.functions[0].config["cancel"] = store::Json::array({{{"event", "test/stop"}}});
-  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  ASSERT_THAT(store_->SyncApp(CancellableApp()), IsOk());
   auto start = [&](const std::string& id) {
     const int64_t now_ms = UnixMillis(clock_.Now());
     std::vector<intake::IncomingEvent> events;
@@ -533,9 +534,7 @@ TEST_F(IntakeHarness, TheSweepDoesTheCancelsOfACancelEventStoredButNotDone) {
 // reads the runs again once the event is 2 s old, cancels it, and only then acknowledges the
 // event. The cancels were acknowledged at once, and such a run ran to its end.
 TEST_F(IntakeHarness, ARunWhoseCreationRacedACancelEventIsCancelledByTheSweep) {
-  store::AppSync sync = OneFunctionApp("cancellable", "test/start");
-  sync.functions[0].config["cancel"] = store::Json::array({{{"event", "test/stop"}}});
-  ASSERT_THAT(store_->SyncApp(sync), IsOk());
+  ASSERT_THAT(store_->SyncApp(CancellableApp()), IsOk());
   const int64_t created_ms = UnixMillis(clock_.Now());
   clock_.Advance(1ms);
   const int64_t stop_ms = UnixMillis(clock_.Now());
